@@ -1,0 +1,56 @@
+"""Shared fixtures: claim-store URLs on a real SQLite file and on the real PostgreSQL server.
+
+PostgreSQL tests run when TRADEGUARD_TEST_PG_URL names a server (CI sets it); each test gets
+a schema of its own so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PG_ENV = "TRADEGUARD_TEST_PG_URL"
+PG_SKIP_REASON = (
+    f"PostgreSQL tests need a server: set {PG_ENV}=postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def pg_base_url() -> str | None:
+    """Return the PostgreSQL URL for tests, or None when not configured."""
+    return os.environ.get(PG_ENV) or None
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A claim-store URL on a fresh SQLite file."""
+    return f"sqlite:///{tmp_path / 'claims.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A claim-store URL on the real PostgreSQL server, in a fresh schema dropped afterwards."""
+    base = pg_base_url()
+    if base is None:
+        pytest.skip(PG_SKIP_REASON)
+    import sqlalchemy as sa
+
+    schema = f"tg_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Every store test runs on a SQLite file and on real PostgreSQL."""
+    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
+    return str(request.getfixturevalue(name))

@@ -1,0 +1,83 @@
+"""Settings: one frozen object, passed explicitly, units in the field names.
+
+The environment is read only at the edge (the CLI, `Settings.from_env`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from tradeguard.errors import ConfigError
+
+__all__ = ["DEFAULT_STORE_URL", "Settings"]
+
+DEFAULT_STORE_URL = "sqlite:///tradeguard.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Tunable behaviour of the store, gateway and reconciler.
+
+    Attributes:
+        lease_secs: How long a worker owns a claim before another may take it over to resolve it.
+        request_timeout_secs: Read timeout of one broker request.
+        connect_timeout_secs: Connect timeout of one broker request.
+        unknown_grace_secs: How long an UNKNOWN claim must age before "absent at the broker" may
+            be believed (a POST still in flight can land after a 404). Request timeout + margin.
+        unknown_probe_gap_secs: Gap between the two lookups that must both miss.
+        dedup_window_secs: Drop-in mode without a client_order_id: identical orders within this
+            window are one decision.
+        reconcile_interval_secs: How often the background reconciler runs.
+        settle_delay_secs: Gap between the two broker reads that confirm a phantom position.
+        recent_activity_secs: The reconciler leaves claims younger than this alone.
+        client_order_id_prefix: Prefix of derived client_order_ids (ASCII, short).
+        sqlite_busy_timeout_ms: How long SQLite waits for a lock held by another process.
+    """
+
+    lease_secs: float = 30.0
+    request_timeout_secs: float = 10.0
+    connect_timeout_secs: float = 3.05
+    unknown_grace_secs: float = 15.0
+    unknown_probe_gap_secs: float = 2.0
+    dedup_window_secs: float = 60.0
+    reconcile_interval_secs: float = 60.0
+    settle_delay_secs: float = 2.0
+    recent_activity_secs: float = 5.0
+    client_order_id_prefix: str = "tg"
+    sqlite_busy_timeout_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"setting {f.name} must not be negative, got {value!r}")
+        prefix = self.client_order_id_prefix
+        if not (1 <= len(prefix) <= 8 and prefix.isascii() and prefix.replace("-", "").isalnum()):
+            raise ConfigError(
+                f"client_order_id_prefix must be 1-8 ASCII letters/digits, got {prefix!r}"
+            )
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """Return a copy with some fields changed."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from `TRADEGUARD_<FIELD>` variables (e.g. TRADEGUARD_LEASE_SECS)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"TRADEGUARD_{f.name.upper()}")
+            if raw is None:
+                continue
+            kind = type(getattr(cls(), f.name))
+            try:
+                values[f.name] = kind(raw)
+            except ValueError:
+                raise ConfigError(
+                    f"TRADEGUARD_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from None
+        return cls(**values)

@@ -1,0 +1,131 @@
+"""The exception tree of tradeguard: every failure a caller can see.
+
+```
+TradeguardError
+├── ConfigError           bad settings, URL or argument; nothing was recorded or sent
+├── StoreError            the claim store failed; nothing was sent (G5)
+├── IntentMismatch        same key, different order: a bug in the bot
+├── ClaimInProgress       another worker holds a live claim for this intent
+│   └── LeaseLost         this worker's lease was taken over; it may not move the claim
+├── IllegalTransition     a lifecycle move the transition table forbids
+├── BrokerError
+│   ├── OrderRejected     the broker said no; nothing placed
+│   ├── OutcomeUnknown    sent, no definite answer; resolved by lookup, never blind-retried
+│   └── BrokerUnavailable never left this process
+└── SessionFormatError    a bad session file: file, line, what was expected
+```
+
+Foreign errors (alpaca-py, requests, SQLAlchemy) are translated in exactly one place each:
+`tradeguard.broker.alpaca` for the broker and `tradeguard.store.engine` for the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "BrokerError",
+    "BrokerUnavailable",
+    "ClaimInProgress",
+    "ConfigError",
+    "IllegalTransition",
+    "IntentMismatch",
+    "LeaseLost",
+    "OrderRejected",
+    "OutcomeUnknown",
+    "SessionFormatError",
+    "StoreError",
+    "TradeguardError",
+]
+
+
+class TradeguardError(Exception):
+    """Base class of every error tradeguard raises on purpose."""
+
+
+class ConfigError(TradeguardError, ValueError):
+    """A setting, URL or argument is invalid; nothing was recorded or sent."""
+
+
+class StoreError(TradeguardError):
+    """The claim store could not read or write durably; no order was sent (G5)."""
+
+
+class IntentMismatch(TradeguardError):
+    """The same intent key was claimed before with a different order payload."""
+
+    def __init__(self, key: str, existing: Mapping[str, Any], requested: Mapping[str, Any]) -> None:
+        diffs = sorted(k for k in set(existing) | set(requested) if existing.get(k) != requested.get(k))
+        detail = ", ".join(f"{k}: {existing.get(k)!r} != {requested.get(k)!r}" for k in diffs)
+        super().__init__(
+            f"intent {key} was claimed with a different order ({detail}); "
+            "a retry must repeat the same order, a new decision needs a new intent name"
+        )
+        self.key = key
+        self.existing = dict(existing)
+        self.requested = dict(requested)
+
+
+class ClaimInProgress(TradeguardError):
+    """Another worker holds a live lease on this claim."""
+
+
+class LeaseLost(ClaimInProgress):
+    """The claim moved on under this worker (lease taken over or state changed)."""
+
+
+class IllegalTransition(TradeguardError):
+    """A lifecycle move that the transition table does not allow."""
+
+
+class BrokerError(TradeguardError):
+    """A failure talking to the broker.
+
+    Attributes:
+        status_code: HTTP status when there was a response, else None.
+        code: The broker's error code (Alpaca's ``code`` field) when present.
+        body: The parsed error body, or ``{"raw": text}`` when it was not JSON.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        code: int | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.code = code
+        self.body: dict[str, Any] = dict(body or {})
+
+
+class OrderRejected(BrokerError):
+    """The broker refused the request definitely; no order was placed."""
+
+
+class OutcomeUnknown(BrokerError):
+    """The request may have reached the broker; resolve by client_order_id, never resend blind."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The request never left this process (connection refused, bad credentials, ...)."""
+
+
+class SessionFormatError(TradeguardError, ValueError):
+    """A session file is malformed.
+
+    Attributes:
+        path: The file.
+        line: 1-based line number, or None for whole-file problems.
+    """
+
+    def __init__(self, path: str, line: int | None, problem: str) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {problem}")
+        self.path = path
+        self.line = line
+        self.problem = problem

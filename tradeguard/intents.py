@@ -1,0 +1,175 @@
+"""Intents, claim keys and client_order_ids: how one trading decision gets one stable name.
+
+An intent is `(agent_id, kind, symbol, side, name)`; `name` is the bot's stable name for the
+decision (bar time + reason, a signal id), never the local clock at retry time. The claim key
+is a SHA-256 of the intent's canonical JSON, and the client_order_id sent to the broker is
+derived from the key, so every retry of a decision reuses the same id.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from tradeguard.broker.types import OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.errors import ConfigError
+
+__all__ = [
+    "MAX_CLIENT_ORDER_ID_LEN",
+    "MAX_INTENT_NAME_LEN",
+    "Intent",
+    "Kind",
+    "OrderSpec",
+    "derive_client_order_id",
+    "to_decimal",
+]
+
+MAX_CLIENT_ORDER_ID_LEN = 48
+MAX_INTENT_NAME_LEN = 200
+_SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,31}$")
+_AGENT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
+# The hex digits of the key kept in a client_order_id: 128 bits, far from any collision.
+_COID_KEY_CHARS = 32
+
+
+class Kind(enum.StrEnum):
+    """Whether a decision opens (entry) or closes (exit) a position."""
+
+    ENTRY = "entry"
+    EXIT = "exit"
+
+
+def to_decimal(value: object, what: str) -> Decimal:
+    """Convert a user-supplied number to a finite Decimal, or raise ConfigError naming `what`."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number, got {value!r}")
+    try:
+        number = Decimal(str(value)) if isinstance(value, float) else Decimal(value)  # type: ignore[arg-type]
+    except (InvalidOperation, TypeError, ValueError):
+        raise ConfigError(f"{what} must be a number, got {value!r}") from None
+    if not number.is_finite():
+        raise ConfigError(f"{what} must be finite, got {value!r}")
+    return number
+
+
+def _canonical(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """One trading decision. Equal intents are the same decision, however often retried."""
+
+    agent_id: str
+    kind: Kind
+    symbol: str
+    side: Side
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.agent_id, str) or not _AGENT_RE.match(self.agent_id):
+            raise ConfigError(
+                f"agent_id must be 1-64 characters of letters, digits and _.:@-, got {self.agent_id!r}"
+            )
+        if not isinstance(self.symbol, str) or not _SYMBOL_RE.match(self.symbol):
+            raise ConfigError(
+                f"symbol must be 1-32 upper-case letters, digits or ./:-, got {self.symbol!r}"
+            )
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError("intent must be a non-empty name for the decision (e.g. bar time + reason)")
+        if len(self.name) > MAX_INTENT_NAME_LEN:
+            raise ConfigError(
+                f"intent is {len(self.name)} characters; at most {MAX_INTENT_NAME_LEN} are allowed"
+            )
+        if not self.name.isprintable():
+            raise ConfigError(f"intent must be printable text, got {self.name!r}")
+        object.__setattr__(self, "kind", Kind(self.kind))
+        object.__setattr__(self, "side", Side(self.side))
+
+    def canonical(self) -> str:
+        """Return the canonical JSON form that the key hashes."""
+        return _canonical(
+            {
+                "agent": self.agent_id,
+                "kind": self.kind.value,
+                "symbol": self.symbol,
+                "side": self.side.value,
+                "intent": self.name,
+                "v": 1,
+            }
+        )
+
+    @property
+    def key(self) -> str:
+        """Return the claim key: hex SHA-256 of the canonical form."""
+        return hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+
+
+def derive_client_order_id(key: str, prefix: str = "tg") -> str:
+    """Derive the client_order_id for a claim key: ASCII, at most 48 characters, deterministic."""
+    coid = f"{prefix}-{key[:_COID_KEY_CHARS]}"
+    assert len(coid) <= MAX_CLIENT_ORDER_ID_LEN
+    return coid
+
+
+@dataclass(frozen=True, slots=True)
+class OrderSpec:
+    """What the bot asked for: the payload a retry must repeat exactly.
+
+    For exits `qty` None means "the whole held position"; the quantity actually sent is sized
+    at submit time and stored on the claim, not here.
+    """
+
+    qty: Decimal | None = None
+    notional: Decimal | None = None
+    order_type: OrderType = OrderType.MARKET
+    time_in_force: TimeInForce = TimeInForce.DAY
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    position_intent: PositionIntent | None = None
+    extended_hours: bool = False
+
+    def as_payload(self) -> dict[str, Any]:
+        """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0."""
+
+        def num(d: Decimal | None) -> str | None:
+            return None if d is None else format(d.normalize(), "f")
+
+        return {
+            "qty": num(self.qty),
+            "notional": num(self.notional),
+            "order_type": self.order_type.value,
+            "time_in_force": self.time_in_force.value,
+            "limit_price": num(self.limit_price),
+            "stop_price": num(self.stop_price),
+            "position_intent": None if self.position_intent is None else self.position_intent.value,
+            "extended_hours": self.extended_hours,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> OrderSpec:
+        """Rebuild a spec from `as_payload` output."""
+
+        def dec(v: Any) -> Decimal | None:
+            return None if v is None else Decimal(v)
+
+        pi = payload.get("position_intent")
+        return cls(
+            qty=dec(payload.get("qty")),
+            notional=dec(payload.get("notional")),
+            order_type=OrderType(payload.get("order_type", "market")),
+            time_in_force=TimeInForce(payload.get("time_in_force", "day")),
+            limit_price=dec(payload.get("limit_price")),
+            stop_price=dec(payload.get("stop_price")),
+            position_intent=None if pi is None else PositionIntent(pi),
+            extended_hours=bool(payload.get("extended_hours", False)),
+        )
+
+    def payload_hash(self) -> str:
+        """Return a short hash of the payload for quick equality checks."""
+        return hashlib.sha256(_canonical(self.as_payload()).encode("ascii")).hexdigest()[:32]

@@ -1,0 +1,178 @@
+"""Opening a claim-store database: engine set-up, migrations, and SQLAlchemy error translation.
+
+SQLite (one host, many processes) runs in WAL mode with `synchronous=FULL` and a busy timeout,
+and every write transaction starts with `BEGIN IMMEDIATE` so two writers queue on the lock
+instead of failing to upgrade it. PostgreSQL (several hosts) runs with `synchronous_commit=on`.
+Every SQLAlchemy or OS error from the store passes through `translate_errors`, the one place
+that turns it into `StoreError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+from tradeguard.errors import StoreError
+from tradeguard.store.schema import SCHEMA_HEAD
+
+__all__ = ["open_engine", "translate_errors"]
+
+# Any fixed 64-bit number: the advisory lock that serialises migrations across PostgreSQL hosts.
+_PG_MIGRATION_LOCK = 0x7467_6D69_6772_6174
+
+_SQLITE_HINTS = {
+    "file is not a database": "the file is not a SQLite database or is corrupt",
+    "database disk image is malformed": "the database file is corrupt",
+    "readonly database": "the database file or its folder is read-only",
+    "disk is full": "the disk is full",
+    "unable to open database file": "the file or its folder cannot be opened (missing folder or no permission)",
+    "database is locked": "another process held the database lock past the busy timeout",
+}
+
+
+def _describe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+@contextlib.contextmanager
+def translate_errors(url: URL, doing: str) -> Iterator[None]:
+    """Turn SQLAlchemy and OS failures inside the block into StoreError naming the store and step."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (SQLAlchemyError, OSError) as exc:
+        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        hint = next((h for k, h in _SQLITE_HINTS.items() if k in cause.lower()), None)
+        what = f"{hint} ({cause})" if hint else cause
+        raise StoreError(
+            f"claim store {_describe(url)}: {doing} failed: {what}; nothing was sent"
+        ) from exc
+
+
+def parse_url(url: str | URL) -> URL:
+    """Parse a SQLAlchemy URL, or raise StoreError saying what is wrong with it."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"claim store URL {url!r} is not a valid SQLAlchemy URL: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"claim store URL {_describe(parsed)}: backend {parsed.get_backend_name()!r} is not "
+            "supported; use sqlite:///path.db or postgresql+psycopg://user@host/db"
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        # psycopg 3 is the driver the `postgres` extra installs.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        raise StoreError(
+            f"claim store {_describe(url)}: an in-memory SQLite database is not durable and not "
+            "shared between processes; give a file path, e.g. sqlite:///tradeguard.db"
+        )
+    folder = os.path.dirname(os.path.abspath(database))
+    if not os.path.isdir(folder):
+        raise StoreError(f"claim store {_describe(url)}: folder {folder} does not exist")
+    engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the sqlite3 module, decide where transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"claim store {_describe(url)}: cannot switch to WAL (got {mode})")
+        cur.execute("PRAGMA synchronous = FULL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: a read-then-write transaction could otherwise
+        # fail with SQLITE_BUSY on lock upgrade, which the busy timeout does not cover.
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _postgres_engine(url: URL) -> Engine:
+    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        with dbapi_conn.cursor() as cur:
+            cur.execute("SET synchronous_commit = on")
+        dbapi_conn.commit()
+
+    return engine
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    location = resources.files("tradeguard.store") / "migrations"
+    cfg.set_main_option("script_location", str(location))
+    return cfg
+
+
+def _migrate(engine: Engine, url: URL) -> None:
+    cfg = _alembic_config()
+    known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        current = None
+        if inspect(conn).has_table("alembic_version"):
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        if current is not None and current not in known:
+            raise StoreError(
+                f"claim store {_describe(url)} has schema version {current}, newer than this "
+                f"tradeguard understands (it ships up to {SCHEMA_HEAD}); upgrade tradeguard"
+            )
+        if current == SCHEMA_HEAD:
+            return
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def open_engine(url: str | URL, *, busy_timeout_ms: int = 30_000, migrate: bool = True) -> Engine:
+    """Create the engine for `url`, apply pending migrations, and check the schema version.
+
+    Raises:
+        StoreError: The URL is unusable, the database cannot be opened, is corrupt, or was
+            written by a newer tradeguard.
+    """
+    parsed = parse_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(parsed, busy_timeout_ms)
+        else:
+            engine = _postgres_engine(parsed)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise StoreError(
+            f"claim store {_describe(parsed)}: its database driver is not installed ({exc}); "
+            "for PostgreSQL install tradeguard[postgres]"
+        ) from exc
+    except ArgumentError as exc:
+        raise StoreError(f"claim store {_describe(parsed)}: {exc}") from exc
+    if migrate:
+        with translate_errors(parsed, "opening and migrating the schema"):
+            _migrate(engine, parsed)
+    return engine

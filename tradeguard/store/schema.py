@@ -1,0 +1,143 @@
+"""The claim store's tables: claims, turns (the ledger), dedup windows and the audit log.
+
+This module describes the *current* schema for queries; the Alembic migrations in
+`tradeguard/store/migrations/versions` create and evolve it and are the source of truth on disk.
+Quantities and prices are stored as decimal strings so no backend rounds them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["SCHEMA_HEAD", "UTCDateTime", "audit", "claims", "dedup_windows", "metadata", "turns"]
+
+# The Alembic revision this code reads and writes. A database at any other revision that this
+# package does not ship is refused (it was written by a newer tradeguard).
+SCHEMA_HEAD = "0001"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores it naive, as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Normalise to UTC; strip the zone for SQLite, which cannot hold one."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the claim store; use timezone-aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return aware UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+claims = Table(
+    "tg_claims",
+    metadata,
+    Column("claim_key", String(64), primary_key=True),
+    Column("client_order_id", String(128), nullable=False, unique=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("kind", String(8), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("intent", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("payload_hash", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("epoch", Integer, nullable=False),
+    Column("owner", String(64), nullable=False),
+    Column("lease_expires_at", UTCDateTime, nullable=False),
+    Column("order_qty", String(40)),
+    Column("broker_order_id", String(64)),
+    Column("filled_qty", String(40), nullable=False, server_default=text("'0'")),
+    Column("filled_avg_price", String(40)),
+    Column("turn_id", BigInteger),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("reason", Text, nullable=False, server_default=text("''")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_tg_claims_state_updated", "state", "updated_at"),
+    Index("ix_tg_claims_agent_symbol", "agent_id", "symbol"),
+)
+
+turns = Table(
+    "tg_turns",
+    metadata,
+    Column("turn_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("qty", String(40), nullable=False),
+    Column("is_open", Integer, nullable=False),
+    Column("opened_at", UTCDateTime, nullable=False),
+    Column("closed_at", UTCDateTime),
+    Column("close_reason", Text),
+    # At most one open turn per agent and symbol: the ledger's invariant, enforced by the database.
+    Index(
+        "ux_tg_turns_open",
+        "agent_id",
+        "symbol",
+        unique=True,
+        sqlite_where=text("is_open = 1"),
+        postgresql_where=text("is_open = 1"),
+    ),
+)
+
+dedup_windows = Table(
+    "tg_dedup_windows",
+    metadata,
+    Column("content_key", String(64), primary_key=True),
+    Column("claim_key", String(64), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+audit = Table(
+    "tg_audit",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("agent_id", String(64), nullable=False),
+    Column("action", String(24), nullable=False),
+    Column("kind", String(8)),
+    Column("symbol", String(32)),
+    Column("side", String(4)),
+    Column("qty", String(40)),
+    Column("state", String(16)),
+    Column("prev_state", String(16)),
+    Column("reason", Text, nullable=False),
+    Column("client_order_id", String(128)),
+    Column("claim_key", String(64)),
+    Column("detail", Text),
+    Index("ix_tg_audit_at", "at"),
+    Index("ix_tg_audit_agent_at", "agent_id", "at"),
+    Index("ix_tg_audit_claim", "claim_key"),
+)
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    """Return a SQLAlchemy Row as a plain dict."""
+    return dict(row._mapping)
