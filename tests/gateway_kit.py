@@ -1,0 +1,71 @@
+"""Helpers for gateway tests: a paper account, a spy on the broker port, a gateway on a real store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from tradeguard.broker.paper import PaperBroker
+from tradeguard.broker.paper_prices import FixedPrices
+from tradeguard.broker.types import BrokerOrder, BrokerPosition, OrderRequest
+from tradeguard.clock import ManualClock
+from tradeguard.config import Settings
+from tradeguard.gateway import OrderGateway
+from tradeguard.store import ClaimStore
+
+MAY21_PRICES = FixedPrices({"TQQQ": "75.33", "SQQQ": "21.50", "QQQ": "530.00"})
+
+
+@dataclass
+class SpyBroker:
+    """Counts calls on the way to a real broker (the port, not the network)."""
+
+    inner: PaperBroker
+    submits: list[OrderRequest] = field(default_factory=list)
+    reads: int = 0
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        self.submits.append(request)
+        return self.inner.submit_order(request)
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        self.reads += 1
+        return self.inner.get_order_by_client_id(client_order_id)
+
+    def list_orders(self, *, status: str = "open", symbols: list[str] | None = None,
+                    after: datetime | None = None, limit: int = 500) -> list[BrokerOrder]:
+        self.reads += 1
+        return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
+
+    def list_positions(self) -> list[BrokerPosition]:
+        self.reads += 1
+        return self.inner.list_positions()
+
+    def get_position(self, symbol: str) -> BrokerPosition | None:
+        self.reads += 1
+        return self.inner.get_position(symbol)
+
+    def cancel_order(self, order_id: str) -> None:
+        self.inner.cancel_order(order_id)
+
+    @property
+    def calls(self) -> int:
+        return len(self.submits) + self.reads
+
+
+def make_gateway(url: str, *, clock: ManualClock | None = None, agent_id: str = "may21-bot",
+                 broker: object | None = None, settings: Settings | None = None) -> tuple[OrderGateway, SpyBroker]:
+    """Return a gateway on a real store over a spied PaperBroker sharing one manual clock."""
+    clock = clock or ManualClock()
+    settings = settings or Settings(recent_activity_secs=0)
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
+    spy = SpyBroker(paper)
+    store = ClaimStore(url, settings=settings, clock=clock)
+    gateway = OrderGateway(broker or spy, store, agent_id=agent_id, settings=settings, clock=clock)  # type: ignore[arg-type]
+    return gateway, spy
+
+
+def broker_qty(spy: SpyBroker, symbol: str) -> Decimal:
+    pos = spy.inner.get_position(symbol)
+    return Decimal(0) if pos is None else pos.qty

@@ -1,0 +1,173 @@
+"""The `tradeguard` command: a thin layer over the same objects the library exports.
+
+The environment is read here and only here (Alpaca keys, store URL); everything below gets
+explicit arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from tradeguard.config import DEFAULT_STORE_URL, Settings
+from tradeguard.errors import TradeguardError
+from tradeguard.reconcile.runner import Reconciler, ReconcileReport
+from tradeguard.store import AuditQuery, ClaimStore
+
+__all__ = ["main"]
+
+STORE_ENV = "TRADEGUARD_STORE_URL"
+
+
+def _store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", default=os.environ.get(STORE_ENV, DEFAULT_STORE_URL),
+        help=f"claim store URL (env {STORE_ENV}; default {DEFAULT_STORE_URL})",
+    )
+
+
+def _broker_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("broker (default: Alpaca paper with APCA_API_KEY_ID / APCA_API_SECRET_KEY)")
+    group.add_argument("--paper-url", help="a tradeguard paper server, e.g. http://127.0.0.1:8765")
+    group.add_argument("--paper-state", help="an in-process paper account kept in this JSON file")
+    group.add_argument("--live", action="store_true", help="use Alpaca's live endpoint instead of paper")
+
+
+def _make_broker(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]  # noqa: ANN202
+    from tradeguard.broker.alpaca import AlpacaBroker
+
+    if args.paper_state:
+        from tradeguard.broker.paper import PaperBroker
+
+        return PaperBroker(state_path=args.paper_state)
+    if args.paper_url:
+        return AlpacaBroker.from_credentials("paper", "paper", url_override=args.paper_url, settings=settings)
+    key, secret = os.environ.get("APCA_API_KEY_ID"), os.environ.get("APCA_API_SECRET_KEY")
+    if not key or not secret:
+        raise TradeguardError(
+            "no broker: set APCA_API_KEY_ID and APCA_API_SECRET_KEY, or pass --paper-url / --paper-state"
+        )
+    return AlpacaBroker.from_credentials(key, secret, paper=not args.live, settings=settings)
+
+
+def _print_report(report: ReconcileReport) -> None:
+    if report.aborted:
+        print(f"reconcile aborted, nothing changed: {report.aborted}")
+        return
+    mode = "dry run: would apply" if report.dry_run else "applied"
+    print(f"reconcile pass at {report.started_at:%Y-%m-%d %H:%M:%S}Z, {report.reads} broker read(s)")
+    if not report.actions:
+        print("nothing to do: claims and ledger agree with the broker")
+        return
+    rows = [("action", "agent", "symbol", "qty", "reason")]
+    rows += [(a.kind.value, a.agent_id or "*", a.symbol, "" if a.qty is None else str(a.qty), a.reason)
+             for a in report.actions]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+    print(f"{mode} {len(report.actions if report.dry_run else report.applied)} action(s)")
+
+
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    with ClaimStore(args.store, settings=settings) as store:
+        reconciler = Reconciler(_make_broker(args, settings), store, settings=settings)
+        report = reconciler.run(
+            agent_id=args.agent_id, symbols=args.symbol or None, dry_run=args.dry_run,
+            adopt_orphans_to=args.adopt_orphans_to,
+        )
+    _print_report(report)
+    return 1 if report.aborted else 0
+
+
+def _parse_time(value: str) -> datetime:
+    when = datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a timezone, e.g. 2026-05-21T09:30-04:00")
+    return when
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    query = AuditQuery(
+        agent_id=args.agent_id, actions=tuple(args.action or ()), kind=args.kind, state=args.state,
+        symbol=args.symbol, since=args.since, until=args.until,
+    )
+    with ClaimStore(args.store) as store:
+        if args.csv:
+            count = store.export_audit_csv(args.csv, query)
+            print(f"wrote {count} audit record(s) to {args.csv}")
+            return 0
+        for rec in store.audit_page(query, after_id=args.after_id, limit=args.limit):
+            print(f"{rec.id:>6} {rec.at:%Y-%m-%d %H:%M:%S} {rec.agent_id:<12} {rec.action:<10} "
+                  f"{rec.symbol or '':<6} {rec.side or '':<4} {rec.qty or '':>8} {rec.state or '':<16} {rec.reason}")
+    return 0
+
+
+def _cmd_paper_server(args: argparse.Namespace) -> int:
+    from tradeguard.broker.paper_server import run_paper_server
+
+    return run_paper_server(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from tradeguard.demo import run_demo
+
+    return run_demo(store_url=args.store, agent_id=args.agent_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the `tradeguard` command."""
+    parser = argparse.ArgumentParser(prog="tradeguard", description="Exactly-once order execution for Alpaca bots.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run a guarded bot against the paper broker with injected faults (no keys)")
+    demo.add_argument("--store", default=os.environ.get(STORE_ENV, DEFAULT_STORE_URL), help="claim store URL")
+    demo.add_argument("--agent-id", default="demo-bot")
+    demo.set_defaults(func=_cmd_demo)
+
+    rec = sub.add_parser("reconcile", help="hold claims and ledger against the broker; print the actions")
+    _store_arg(rec)
+    _broker_args(rec)
+    rec.add_argument("--dry-run", action="store_true", help="show the actions without applying them")
+    rec.add_argument("--agent-id", help="only this agent's claims and ledger")
+    rec.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
+    rec.add_argument("--adopt-orphans-to", metavar="AGENT", help="take unowned broker positions into AGENT's ledger")
+    rec.set_defaults(func=_cmd_reconcile)
+
+    aud = sub.add_parser("audit", help="read or export the audit log")
+    _store_arg(aud)
+    aud.add_argument("--agent-id")
+    aud.add_argument("--action", action="append", help="claim, skip, transition, takeover, ledger, reconcile, error")
+    aud.add_argument("--kind", choices=["entry", "exit"])
+    aud.add_argument("--state")
+    aud.add_argument("--symbol")
+    aud.add_argument("--since", type=_parse_time, help="ISO time with zone")
+    aud.add_argument("--until", type=_parse_time, help="ISO time with zone")
+    aud.add_argument("--after-id", type=int, default=0, help="page: records after this id")
+    aud.add_argument("--limit", type=int, default=100)
+    aud.add_argument("--csv", help="write all matching records to this CSV file")
+    aud.set_defaults(func=_cmd_audit)
+
+    from tradeguard.broker.paper_server import add_paper_server_arguments
+
+    paper = sub.add_parser("paper-server", help="serve a paper account over Alpaca's REST routes on 127.0.0.1")
+    add_paper_server_arguments(paper)
+    paper.set_defaults(func=_cmd_paper_server)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TradeguardError as exc:
+        print(f"tradeguard: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""`Reconciler`: read the broker, `diff`, and apply the actions in audited store transactions.
+
+A pass reads positions, open orders and the orders behind unresolved claims; when the diff
+needs a confirming read (a phantom candidate, an order that may be absent) it waits the settle
+delay on the injected clock and reads again. Any failed read aborts the pass before anything
+changes, and the abort is audited (G4: a failed read is never "flat").
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from tradeguard.broker.types import Broker, BrokerOrder
+from tradeguard.clock import Clock, SystemClock
+from tradeguard.config import Settings
+from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
+from tradeguard.execution import OrderResult, adopt_order, send_claim
+from tradeguard.intents import Kind
+from tradeguard.lifecycle import ACTIVE_STATES, ClaimState
+from tradeguard.reconcile.diff import plan
+from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
+from tradeguard.store import AuditAction, Claim, ClaimStore, LedgerPosition, new_owner_token
+
+__all__ = ["BackgroundReconciler", "ReconcileReport", "Reconciler"]
+
+# Alpaca returns at most 500 orders a page; a full page may hide more.
+_OPEN_ORDERS_PAGE = 500
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    """What one pass found and did.
+
+    Attributes:
+        started_at: When the pass began.
+        actions: Everything the diff proposed (reports included).
+        applied: The actions carried out (empty on a dry run or an abort).
+        dry_run: True when nothing was meant to change.
+        aborted: Why the pass stopped before changing anything, or None.
+        sent: Exits re-sized and resent by this pass, by claim key.
+        reads: How many broker snapshots were taken.
+    """
+
+    started_at: datetime
+    actions: list[Action] = field(default_factory=list)
+    applied: list[Action] = field(default_factory=list)
+    dry_run: bool = False
+    aborted: str | None = None
+    sent: dict[str, OrderResult] = field(default_factory=dict)
+    reads: int = 0
+
+    @property
+    def changes(self) -> list[Action]:
+        """Applied actions that changed a claim or the ledger."""
+        return [a for a in self.applied if not a.kind.is_report]
+
+
+class Reconciler:
+    """Holds claims and ledger against the broker's positions and orders.
+
+    Args:
+        broker: Where the truth is.
+        store: The claims and ledger to correct.
+        settings: Grace, settle delay, recent-activity threshold, interval.
+        clock: Time source; its `sleep` is used for the confirming read.
+    """
+
+    def __init__(self, broker: Broker, store: ClaimStore, *, settings: Settings | None = None,
+                 clock: Clock | None = None) -> None:
+        self.broker = broker
+        self.store = store
+        self.settings = settings or store.settings
+        self.clock: Clock = clock or store.clock or SystemClock()
+        self.owner = new_owner_token()
+        self._reported: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        *,
+        agent_id: str | None = None,
+        symbols: Iterable[str] | None = None,
+        dry_run: bool = False,
+        adopt_orphans_to: str | None = None,
+        release_exits: bool = False,
+    ) -> ReconcileReport:
+        """Run one pass; see the module docstring.
+
+        Args:
+            agent_id: Only this agent's claims and ledger (positions are account-wide).
+            symbols: Only these symbols.
+            dry_run: Compute and return the actions without applying them.
+            adopt_orphans_to: Take broker positions no ledger holds into this agent's ledger.
+            release_exits: Re-size and resend exits refused for position reasons while the
+                broker still holds shares (the gateway asks for this right after such a refusal;
+                otherwise they are proposed and left for the bot's next exit call).
+        """
+        wanted = None if symbols is None else sorted(set(symbols))
+        report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
+        with self._lock:
+            claims, ledger = self._load(agent_id, wanted)
+            try:
+                snapshot = self._read(claims, earlier=None)
+                report.reads = 1
+                actions, wait = plan(claims, ledger, snapshot, self.clock.now(), self.settings,
+                                     symbols=wanted, adopt_orphans_to=adopt_orphans_to)
+                if wait:
+                    self.clock.sleep(max(self.settings.settle_delay_secs, self.settings.unknown_probe_gap_secs))
+                    snapshot = self._read(claims, earlier=snapshot)
+                    report.reads = 2
+                    actions, _ = plan(claims, ledger, snapshot, self.clock.now(), self.settings,
+                                      symbols=wanted, adopt_orphans_to=adopt_orphans_to)
+            except BrokerError as exc:
+                report.aborted = f"broker read failed: {exc}"
+                self.store.audit(AuditAction.ERROR, agent_id=agent_id or "*",
+                                 reason=f"reconcile pass aborted, nothing changed: {report.aborted}",
+                                 detail={"symbols": wanted or "all"})
+                return report
+            if agent_id is not None:
+                actions = [a for a in actions if a.agent_id in (None, agent_id)]
+            report.actions = actions
+            if not dry_run:
+                by_key = {c.key: c for c in claims}
+                for action in actions:
+                    if self._apply(action, by_key, release_exits, report):
+                        report.applied.append(action)
+        return report
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _load(self, agent_id: str | None, symbols: list[str] | None) -> tuple[list[Claim], list[LedgerPosition]]:
+        agents = [agent_id] if agent_id is not None else self.store.agents()
+        # Positions are account-wide: every agent's ledger counts when comparing quantities.
+        ledger = [p for a in self.store.agents() for p in self.store.positions(a)]
+        if symbols is not None:
+            ledger = [p for p in ledger if p.symbol in symbols]
+        claims: list[Claim] = []
+        for agent in agents:
+            claims += self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=agent)
+        for pos in ledger:
+            if pos.agent_id in agents:
+                claims += self.store.list_claims(
+                    states=[ClaimState.REJECTED], agent_id=pos.agent_id, symbol=pos.symbol, kind=Kind.EXIT
+                )
+        if symbols is not None:
+            claims = [c for c in claims if c.symbol in symbols]
+        return claims, ledger
+
+    def _read(self, claims: list[Claim], earlier: BrokerSnapshot | None) -> BrokerSnapshot:
+        """Take one complete broker snapshot; any failure raises (never a partial snapshot)."""
+        positions = {p.symbol: p for p in self.broker.list_positions()}
+        open_orders = tuple(self.broker.list_orders(status="open", limit=_OPEN_ORDERS_PAGE))
+        by_coid: dict[str, BrokerOrder | None] = {o.client_order_id: o for o in open_orders}
+        for claim in claims:
+            if claim.state in ACTIVE_STATES and claim.client_order_id not in by_coid:
+                by_coid[claim.client_order_id] = self.broker.get_order_by_client_id(claim.client_order_id)
+        return BrokerSnapshot(
+            taken_at=self.clock.now(),
+            positions=positions,
+            open_orders=open_orders,
+            open_orders_complete=len(open_orders) < _OPEN_ORDERS_PAGE,
+            orders_by_client_id=by_coid,
+            earlier=earlier,
+        )
+
+    # -- applying --------------------------------------------------------------------------
+
+    def _apply(self, action: Action, claims: dict[str, Claim], release_exits: bool, report: ReconcileReport) -> bool:
+        """Carry out one action; False when it was skipped (the claim moved meanwhile)."""
+        claim = claims.get(action.claim_key or "")
+        try:
+            if action.kind is ActionKind.ADOPT_ORDER and claim is not None and action.order is not None:
+                adopt_order(self.store, claim, action.order, "reconcile: found at the broker")
+            elif action.kind is ActionKind.MARK_NOT_SENT and claim is not None:
+                self.store.transition(claim, ClaimState.NOT_SENT, reason=action.reason, detail=dict(action.evidence))
+            elif action.kind is ActionKind.CLEAR_PHANTOM and action.agent_id is not None:
+                self.store.close_turn(action.agent_id, action.symbol, reason=action.reason,
+                                      detail={"action": action.kind.value, **action.evidence})
+            elif action.kind is ActionKind.RELEASE_EXIT and claim is not None:
+                if not release_exits:
+                    return self._report(action)
+                pending = self.store.transition(claim, ClaimState.PENDING, owner=self.owner,
+                                                order_qty=action.qty, reason=action.reason,
+                                                detail=dict(action.evidence))
+                report.sent[claim.key] = send_claim(self.broker, self.store, pending)
+            elif action.kind is ActionKind.ADOPT_ORPHAN and action.agent_id is not None and action.qty is not None:
+                self.store.adjust_position(action.agent_id, action.symbol, action.qty, reason=action.reason)
+            else:
+                return self._report(action)
+        except (LeaseLost, IllegalTransition):
+            return False  # someone moved the claim meanwhile; the next pass sees its new state
+        return True
+
+    def _report(self, action: Action) -> bool:
+        """Audit a report once per distinct finding, so a standing orphan does not flood the log."""
+        memo = (action.kind.value, action.symbol, str(action.qty))
+        if memo not in self._reported:
+            self._reported.add(memo)
+            self.store.audit(AuditAction.RECONCILE, agent_id=action.agent_id or "*", symbol=action.symbol,
+                             qty=action.qty, reason=action.reason,
+                             detail={"action": action.kind.value, **action.evidence})
+        return True
+
+
+class BackgroundReconciler:
+    """Runs `Reconciler.run` every `reconcile_interval_secs` in a daemon thread until stopped."""
+
+    def __init__(self, reconciler: Reconciler, *, agent_id: str | None = None,
+                 interval_secs: float | None = None) -> None:
+        self.reconciler = reconciler
+        self.agent_id = agent_id
+        self.interval_secs = interval_secs or reconciler.settings.reconcile_interval_secs
+        self.last_report: ReconcileReport | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="tradeguard-reconciler", daemon=True)
+
+    def start(self) -> BackgroundReconciler:
+        """Start the thread."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_secs: float = 10.0) -> None:
+        """Ask the thread to stop and wait for it."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_secs)
+
+    def __enter__(self) -> BackgroundReconciler:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_secs):
+            try:
+                self.last_report = self.reconciler.run(agent_id=self.agent_id)
+            except Exception:  # noqa: BLE001 - a store outage must not kill the loop; it is retried
+                continue

@@ -1,0 +1,95 @@
+"""What the reconciler knows of the broker at one moment, and the actions it may take.
+
+Pure value types: `diff` reads them and returns actions without touching a database or a
+network, so most reconciliation tests need neither.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from tradeguard.broker.types import BrokerOrder, BrokerPosition
+
+__all__ = ["Action", "ActionKind", "BrokerSnapshot"]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSnapshot:
+    """One complete read of the broker.
+
+    Attributes:
+        taken_at: When the read finished.
+        positions: Every open position by symbol (a symbol absent here is flat at the broker).
+        open_orders: Every open order.
+        open_orders_complete: False when the open-order list may have been cut by a page limit;
+            then no symbol is believed free of open orders.
+        orders_by_client_id: Lookups made for claims: the order, or None when the broker said
+            "not found". A claim with no entry was not looked up.
+        earlier: The previous read of the same pass, when a second read was taken to confirm a
+            phantom position or an absent order.
+    """
+
+    taken_at: datetime
+    positions: Mapping[str, BrokerPosition]
+    open_orders: tuple[BrokerOrder, ...] = ()
+    open_orders_complete: bool = True
+    orders_by_client_id: Mapping[str, BrokerOrder | None] = field(default_factory=dict)
+    earlier: BrokerSnapshot | None = None
+
+    def qty(self, symbol: str) -> Decimal:
+        """Return the broker's signed quantity in `symbol` (0 when flat)."""
+        pos = self.positions.get(symbol)
+        return Decimal(0) if pos is None else pos.qty
+
+    def has_open_orders(self, symbol: str) -> bool:
+        """True when an open order for `symbol` exists, or the list may be incomplete."""
+        if not self.open_orders_complete:
+            return True
+        return any(o.symbol == symbol for o in self.open_orders)
+
+
+class ActionKind(enum.StrEnum):
+    """What the reconciler does (or, for reports, tells)."""
+
+    ADOPT_ORDER = "adopt_order"  # a claim takes the state and fills of its broker order
+    MARK_NOT_SENT = "mark_not_sent"  # an unresolved claim is absent at the broker on two probes
+    CLEAR_PHANTOM = "clear_phantom"  # the ledger holds, the broker is flat: close the turn
+    RELEASE_EXIT = "release_exit"  # an exit refused for position reasons; broker still holds
+    ADOPT_ORPHAN = "adopt_orphan"  # take a position the ledger lacks into an agent's ledger
+    REPORT_ORPHAN = "report_orphan"  # the broker holds what no ledger does
+    REPORT_DRIFT = "report_drift"  # broker and ledger quantities differ
+    REPORT_MISSING = "report_missing"  # an acknowledged order the broker no longer knows
+
+    @property
+    def is_report(self) -> bool:
+        """True for actions that only tell, never change."""
+        return self.value.startswith("report_")
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One reconcile action with its evidence.
+
+    Attributes:
+        kind: What to do.
+        symbol: The symbol concerned.
+        reason: A sentence for the audit log.
+        agent_id: The agent whose ledger or claim it concerns (None for account-wide reports).
+        claim_key: The claim concerned, if any.
+        order: The broker order adopted, if any.
+        qty: The quantity concerned (ledger qty cleared, exit re-size, orphan size, drift).
+        evidence: Broker facts behind the action, for the audit record.
+    """
+
+    kind: ActionKind
+    symbol: str
+    reason: str
+    agent_id: str | None = None
+    claim_key: str | None = None
+    order: BrokerOrder | None = None
+    qty: Decimal | None = None
+    evidence: Mapping[str, str] = field(default_factory=dict)
