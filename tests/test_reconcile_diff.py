@@ -1,0 +1,139 @@
+"""The pure reconcile diff: table-driven cases and a convergence property (G2, G4)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradeguard.broker.types import BrokerOrder, BrokerPosition, OrderStatus, Side
+from tradeguard.config import Settings
+from tradeguard.intents import Intent, Kind, OrderSpec, derive_client_order_id
+from tradeguard.lifecycle import ClaimState
+from tradeguard.reconcile import ActionKind, BrokerSnapshot, diff, plan
+from tradeguard.store import Claim, LedgerPosition
+
+NOW = datetime(2026, 5, 21, 15, 0, tzinfo=UTC)
+SETTINGS = Settings()
+
+
+def make_claim(state: ClaimState = ClaimState.UNKNOWN, *, age_secs: float = 60, symbol: str = "TQQQ",
+               kind: Kind = Kind.ENTRY, side: str = "buy", qty: int = 6, turn_id: int | None = None,
+               reason: str = "", filled: int = 0, lease_left_secs: float = -1) -> Claim:
+    intent = Intent("bot", kind, symbol, Side(side), f"{state}-{age_secs}-{reason}")
+    updated = NOW - timedelta(seconds=age_secs)
+    return Claim(
+        key=intent.key, client_order_id=derive_client_order_id(intent.key), agent_id="bot", kind=kind,
+        symbol=symbol, side=side, intent=intent.name, payload=OrderSpec(qty=Decimal(qty)).as_payload(),
+        state=state, epoch=1, owner="w", lease_expires_at=NOW + timedelta(seconds=lease_left_secs),
+        order_qty=Decimal(qty), broker_order_id=None, filled_qty=Decimal(filled), filled_avg_price=None,
+        turn_id=turn_id, attempts=1, reason=reason, created_at=updated, updated_at=updated,
+    )
+
+
+def make_order(claim: Claim, status: OrderStatus = OrderStatus.FILLED, filled: int = 6) -> BrokerOrder:
+    return BrokerOrder(id="o-1", client_order_id=claim.client_order_id, symbol=claim.symbol,
+                       side=Side(claim.side), status=status, qty=Decimal(6), filled_qty=Decimal(filled))
+
+
+def held(symbol: str, qty: int, turn_id: int = 1, agent: str = "bot") -> LedgerPosition:
+    return LedgerPosition(agent, symbol, Decimal(qty), turn_id, NOW - timedelta(hours=1))
+
+
+def snap(positions: dict[str, int] | None = None, lookups: dict[str, BrokerOrder | None] | None = None,
+         *, earlier_gap: float | None = None, open_orders: tuple[BrokerOrder, ...] = (),
+         complete: bool = True) -> BrokerSnapshot:
+    pos = {s: BrokerPosition(s, Decimal(q), Decimal(q)) for s, q in (positions or {}).items() if q}
+    earlier = None
+    if earlier_gap is not None:
+        earlier = BrokerSnapshot(NOW - timedelta(seconds=earlier_gap), pos, open_orders, complete, dict(lookups or {}))
+    return BrokerSnapshot(NOW, pos, open_orders, complete, dict(lookups or {}), earlier)
+
+
+def kinds(actions: list) -> list[ActionKind]:  # type: ignore[type-arg]
+    return [a.kind for a in actions]
+
+
+def test_found_order_is_adopted() -> None:
+    claim = make_claim()
+    actions = diff([claim], [], snap(lookups={claim.client_order_id: make_order(claim)}), NOW, SETTINGS)
+    assert kinds(actions) == [ActionKind.ADOPT_ORDER]
+
+
+def test_absent_claim_needs_two_probes_after_the_grace() -> None:
+    claim = make_claim(age_secs=60)
+    lookups: dict[str, BrokerOrder | None] = {claim.client_order_id: None}
+    actions, wait = plan([claim], [], snap(lookups=lookups), NOW, SETTINGS)
+    assert actions == [] and wait
+    actions = diff([claim], [], snap(lookups=lookups, earlier_gap=2), NOW, SETTINGS)
+    assert kinds(actions) == [ActionKind.MARK_NOT_SENT]
+
+
+def test_absent_claim_inside_the_grace_is_left_unknown() -> None:
+    claim = make_claim(age_secs=SETTINGS.unknown_grace_secs - 1)
+    actions = diff([claim], [], snap(lookups={claim.client_order_id: None}, earlier_gap=2), NOW, SETTINGS)
+    assert actions == []
+
+
+def test_recent_and_leased_claims_are_left_alone() -> None:
+    recent = make_claim(age_secs=1)
+    leased = make_claim(ClaimState.PENDING, lease_left_secs=20)
+    lookups = {c.client_order_id: None for c in (recent, leased)}
+    assert diff([recent, leased], [], snap(lookups=lookups, earlier_gap=2), NOW, SETTINGS) == []
+
+
+def test_phantom_needs_flat_twice_a_settle_delay_apart_with_no_open_orders() -> None:
+    ledger = [held("SQQQ", 2)]
+    assert plan([], ledger, snap(), NOW, SETTINGS) == ([], True)
+    assert kinds(diff([], ledger, snap(earlier_gap=2), NOW, SETTINGS)) == [ActionKind.CLEAR_PHANTOM]
+    assert diff([], ledger, snap(earlier_gap=0.5), NOW, SETTINGS) == []
+    order = BrokerOrder("o", "c", "SQQQ", Side.BUY, OrderStatus.NEW, qty=Decimal(2))
+    assert diff([], ledger, snap(earlier_gap=2, open_orders=(order,)), NOW, SETTINGS) == []
+    assert diff([], ledger, snap(earlier_gap=2, complete=False), NOW, SETTINGS) == []
+
+
+def test_orphan_and_drift_are_reported_not_fixed() -> None:
+    assert kinds(diff([], [], snap({"QQQ": 3}), NOW, SETTINGS)) == [ActionKind.REPORT_ORPHAN]
+    assert kinds(diff([], [], snap({"QQQ": 3}), NOW, SETTINGS, adopt_orphans_to="bot")) == [ActionKind.ADOPT_ORPHAN]
+    assert kinds(diff([], [held("TQQQ", 12)], snap({"TQQQ": -12}), NOW, SETTINGS)) == [ActionKind.REPORT_DRIFT]
+
+
+def test_refused_exit_is_released_resized_when_the_broker_still_holds() -> None:
+    claim = make_claim(ClaimState.REJECTED, kind=Kind.EXIT, side="sell", qty=10, turn_id=1, symbol="SQQQ",
+                       reason="rejected: insufficient qty available for order (requested: 10, available: 6)")
+    actions = diff([claim], [held("SQQQ", 10)], snap({"SQQQ": 6}), NOW, SETTINGS)
+    assert kinds(actions) == [ActionKind.RELEASE_EXIT] and actions[0].qty == 6
+
+
+def test_unknown_order_status_is_adopted_as_open() -> None:
+    claim = make_claim(ClaimState.SUBMITTED)
+    order = make_order(claim, OrderStatus.parse("some_new_status"), filled=0)
+    actions = diff([claim], [], snap(lookups={claim.client_order_id: order}), NOW, SETTINGS)
+    # OTHER maps to SUBMITTED: only the missing broker order id is adopted, never a guess.
+    assert kinds(actions) == [ActionKind.ADOPT_ORDER]
+
+
+@given(
+    ledger_qty=st.dictionaries(st.sampled_from(["TQQQ", "SQQQ", "QQQ"]), st.integers(-20, 20), max_size=3),
+    broker_qty=st.dictionaries(st.sampled_from(["TQQQ", "SQQQ", "QQQ"]), st.integers(-20, 20), max_size=3),
+)
+def test_applying_the_actions_converges(ledger_qty: dict[str, int], broker_qty: dict[str, int]) -> None:
+    ledger = [held(s, q) for s, q in ledger_qty.items() if q]
+    snapshot = snap(broker_qty, earlier_gap=5)
+    actions = diff([], ledger, snapshot, NOW, SETTINGS, adopt_orphans_to="bot")
+    model = {p.symbol: p.qty for p in ledger}
+    for action in actions:
+        if action.kind is ActionKind.CLEAR_PHANTOM:
+            model[action.symbol] = Decimal(0)
+        elif action.kind is ActionKind.ADOPT_ORPHAN:
+            assert action.qty is not None
+            model[action.symbol] = model.get(action.symbol, Decimal(0)) + action.qty
+        # G4: the ledger never claims a position on a symbol the broker is flat in.
+    after = [held(s, int(q)) for s, q in model.items() if q]
+    for symbol, qty in model.items():
+        if snapshot.qty(symbol) == 0:
+            assert qty == 0
+    again = diff([], after, snapshot, NOW, SETTINGS, adopt_orphans_to="bot")
+    assert [a for a in again if not a.kind.is_report] == []
