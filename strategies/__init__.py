@@ -1,0 +1,1 @@
+"""Example bots built on tradeguard's public API."""
