@@ -102,7 +102,7 @@ def test_orphan_and_drift_are_reported_not_fixed() -> None:
 
 def test_refused_exit_is_released_resized_when_the_broker_still_holds() -> None:
     claim = make_claim(ClaimState.REJECTED, kind=Kind.EXIT, side="sell", qty=10, turn_id=1, symbol="SQQQ",
-                       reason="rejected: insufficient qty available for order (requested: 10, available: 6)")
+                       reason="rejected (insufficient_qty): insufficient qty available for order (requested: 10, available: 6)")
     actions = diff([claim], [held("SQQQ", 10)], snap({"SQQQ": 6}), NOW, SETTINGS)
     assert kinds(actions) == [ActionKind.RELEASE_EXIT] and actions[0].qty == 6
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from tradeguard.broker import errors_map
 from tradeguard.broker.types import Broker, BrokerOrder, OrderRequest, Side
 from tradeguard.errors import BrokerError, BrokerUnavailable, LeaseLost, OrderRejected, OutcomeUnknown
 from tradeguard.lifecycle import TRANSITIONS, ClaimState, state_for_order
@@ -53,22 +54,15 @@ class OrderResult:
         return self.outcome is Outcome.SUBMITTED
 
 
-# Exit rejections that mean "the broker does not hold what the ledger says" (ALPACA.md).
-_POSITION_REJECTIONS = (
-    "position intent mismatch",
-    "position does not exist",
-    "insufficient qty available",
-)
-
-
 def is_position_rejection(error: BrokerError | str) -> bool:
-    """True for a rejection (or its recorded reason) saying the broker's position differs."""
+    """True for a rejection saying the broker holds less than the ledger, or its recorded reason.
+
+    A claim refused this way records the kind in its reason (``rejected (insufficient_qty): ...``)
+    so the reconciler can recognise it later from the claim alone.
+    """
     if isinstance(error, BrokerError):
-        if not isinstance(error, OrderRejected):
-            return False
-        error = error.message or ""
-    text = error.lower()
-    return any(marker in text for marker in _POSITION_REJECTIONS)
+        return errors_map.is_position_rejection(error)
+    return any(f"({kind.value})" in error for kind in errors_map.POSITION_KINDS)
 
 
 def request_for(claim: Claim) -> OrderRequest:
@@ -116,8 +110,9 @@ def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
     try:
         order = broker.submit_order(request_for(claim))
     except OrderRejected as exc:
+        kind = errors_map.error_kind(exc)
         claim = store.transition(
-            claim, ClaimState.REJECTED, reason=f"rejected: {exc.message}",
+            claim, ClaimState.REJECTED, reason=f"rejected ({kind or 'other'}): {exc.message}",
             detail={"status": exc.status_code, "code": exc.code, "body": exc.body},
         )
         return OrderResult(Outcome.REJECTED, claim, None, exc.message, exc)

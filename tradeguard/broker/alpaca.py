@@ -1,0 +1,335 @@
+"""`AlpacaBroker`: the `Broker` port over alpaca-py's `TradingClient`, with tradeguard's transport policy.
+
+The adapter owns how requests reach Alpaca:
+
+- alpaca-py's hidden retry (every method, ``POST /v2/orders`` included, on 429 and 504) is turned
+  off through the client's private ``_retry`` / ``_retry_codes``: a retried POST is a second
+  order. If alpaca-py renames them, construction fails with `ConfigError` instead of silently
+  keeping the retry.
+- Every request gets a (connect, read) timeout from `Settings`: alpaca-py passes none, and a hung
+  socket would block forever.
+- Requests go through the client's raw ``get`` / ``post`` / ``delete`` and answers are converted
+  by `alpaca_convert`, so a status or exchange Alpaca adds later cannot fail a read.
+- Every failure leaves as a `BrokerError` chosen by `alpaca_errors.map_alpaca_error`.
+
+The client is modified in place; do not share it with code that relies on alpaca-py's retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from alpaca.trading.client import TradingClient
+
+from tradeguard.broker.alpaca_convert import (
+    MalformedResponse,
+    order_from_raw,
+    order_payload,
+    orders_from_raw,
+    parse_time,
+    position_from_raw,
+    positions_from_raw,
+    same_symbol,
+)
+from tradeguard.broker.alpaca_errors import Stage, map_alpaca_error
+from tradeguard.broker.errors_map import is_duplicate_client_order_id, is_not_found
+from tradeguard.broker.types import BrokerOrder, BrokerPosition, OrderRequest
+from tradeguard.config import Settings
+from tradeguard.errors import BrokerError, ConfigError, OrderRejected, OutcomeUnknown
+
+__all__ = ["AlpacaBroker"]
+
+_MAX_PAGE = 500  # Alpaca's largest `limit` for GET /v2/orders
+_ORDER_QUERY_STATUSES = frozenset({"open", "closed", "all"})
+
+# alpaca-py internals the transport policy depends on, with the type each must have.
+_PRIVATE_ATTRIBUTES: tuple[tuple[str, type], ...] = (
+    ("_retry", int),
+    ("_retry_codes", list),
+    ("_retry_wait", int),
+    ("_session", requests.Session),
+)
+
+
+class AlpacaBroker:
+    """The `Broker` port over an alpaca-py `TradingClient`.
+
+    Args:
+        client: The client to wrap. Its hidden retry is turned off and its session gets timeouts.
+        settings: Supplies ``connect_timeout_secs`` and ``request_timeout_secs``.
+
+    Raises:
+        ConfigError: A timeout is not positive, or alpaca-py no longer has the private attributes
+            the transport policy needs.
+    """
+
+    def __init__(self, client: TradingClient, *, settings: Settings | None = None) -> None:
+        self._settings = settings if settings is not None else Settings()
+        _apply_transport_policy(client, self._settings)
+        self._client = client
+
+    @classmethod
+    def from_credentials(
+        cls,
+        api_key: str,
+        secret_key: str,
+        *,
+        paper: bool = True,
+        url_override: str | None = None,
+        settings: Settings | None = None,
+    ) -> AlpacaBroker:
+        """Build the client and the adapter from explicit credentials (the environment is not read).
+
+        Raises:
+            ConfigError: A credential is empty or alpaca-py refused them.
+        """
+        if not api_key or not secret_key:
+            raise ConfigError("Alpaca needs both an API key and a secret key")
+        try:
+            client = TradingClient(api_key, secret_key, paper=paper, url_override=url_override)
+        except ValueError as exc:
+            raise ConfigError(f"alpaca-py refused the credentials: {exc}") from exc
+        return cls(client, settings=settings)
+
+    @property
+    def client(self) -> TradingClient:
+        """The wrapped client, with the transport policy applied."""
+        return self._client
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Place an order; return it as Alpaca acknowledged it.
+
+        Safe to call again with the same client_order_id: Alpaca refuses the second copy with 422
+        "client_order_id must be unique", and this method then returns the existing order.
+
+        Raises:
+            OrderRejected: Alpaca said no, or the order is invalid; nothing was placed.
+            OutcomeUnknown: The order may exist; resolve with `get_order_by_client_id`.
+            BrokerUnavailable: The request never left this process.
+        """
+        with _translated(Stage.PREPARE):
+            payload = order_payload(request)
+        try:
+            with _translated(Stage.SUBMIT):
+                order = order_from_raw(self._client.post("/orders", payload))
+                if order.client_order_id != request.client_order_id:
+                    raise MalformedResponse(
+                        f"Alpaca acknowledged client_order_id {order.client_order_id!r}, "
+                        f"sent {request.client_order_id!r}"
+                    )
+        except OutcomeUnknown as err:
+            if is_duplicate_client_order_id(err):
+                return self._adopt(request, err)
+            raise
+        return order
+
+    def _adopt(self, request: OrderRequest, duplicate: OutcomeUnknown) -> BrokerOrder:
+        """Return the order Alpaca already holds under the request's client_order_id."""
+        cid = request.client_order_id
+        details: dict[str, Any] = {
+            "status_code": duplicate.status_code,
+            "code": duplicate.code,
+            "body": duplicate.body,
+        }
+        try:
+            existing = self.get_order_by_client_id(cid)
+        except BrokerError as exc:
+            raise OutcomeUnknown(
+                f"client_order_id {cid} is taken at Alpaca but the lookup failed: {exc}", **details
+            ) from exc
+        if existing is None:
+            # A lookup may trail the order's acceptance; the claim stays UNKNOWN until it shows.
+            raise OutcomeUnknown(
+                f"client_order_id {cid} is taken at Alpaca but no order was found under it yet", **details
+            )
+        if not same_symbol(existing.symbol, request.symbol) or existing.side is not request.side:
+            # Adopting another decision's order would book one fill for two claims.
+            raise OrderRejected(
+                f"client_order_id {cid} belongs to a different order "
+                f"({existing.side} {existing.symbol}, id {existing.id}); this request was not placed",
+                **details,
+            )
+        return existing
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """Return the order with this client_order_id, or None on Alpaca's 404 40410000."""
+        try:
+            with _translated(Stage.READ):
+                raw = self._client.get("/orders:by_client_order_id", {"client_order_id": client_order_id})
+        except BrokerError as err:
+            if is_not_found(err):
+                return None
+            raise
+        with _translated(Stage.READ):
+            order = order_from_raw(raw)
+            if order.client_order_id != client_order_id:
+                raise MalformedResponse(f"asked for {client_order_id!r}, got {order.client_order_id!r}")
+        return order
+
+    def list_orders(
+        self,
+        *,
+        status: str = "open",
+        symbols: list[str] | None = None,
+        after: datetime | None = None,
+        limit: int = 500,
+    ) -> list[BrokerOrder]:
+        """List orders submitted after `after`, oldest first, reading every page.
+
+        Unlike Alpaca's own ``limit``, `limit` never truncates: when more orders match, the call
+        raises rather than return a partial list that could hide an open order.
+
+        Args:
+            status: "open", "closed" or "all".
+            symbols: Only these symbols; an empty list matches nothing.
+            after: Only orders submitted after this aware time.
+            limit: The most orders the caller accepts.
+
+        Raises:
+            ConfigError: An argument is invalid.
+            OutcomeUnknown: More than `limit` orders match, or a page could not be read.
+            BrokerError: The read failed.
+        """
+        if status not in _ORDER_QUERY_STATUSES:
+            raise ConfigError(f"status must be open, closed or all, got {status!r}")
+        if limit < 1:
+            raise ConfigError(f"limit must be positive, got {limit}")
+        if after is not None and after.tzinfo is None:
+            raise ConfigError("after must be timezone-aware")
+        if symbols is not None and not symbols:
+            return []
+        # One more than the caller accepts: a single page then tells "all of them" from "more".
+        page_size = min(limit + 1, _MAX_PAGE)
+        params: dict[str, str] = {"status": status, "direction": "asc", "limit": str(page_size)}
+        if symbols:
+            params["symbols"] = ",".join(symbols)
+        found: dict[str, BrokerOrder] = {}
+        cursor = after
+        while True:
+            if cursor is not None:
+                params["after"] = _rfc3339(cursor)
+            with _translated(Stage.READ):
+                page = orders_from_raw(self._client.get("/orders", params))
+            fresh = [order for order in page if order.id not in found]
+            found.update((order.id, order) for order in fresh)
+            if len(found) > limit:
+                raise OutcomeUnknown(f"more than {limit} orders match; refusing to return a truncated list")
+            if len(page) < page_size:
+                return list(found.values())
+            if not fresh:
+                raise OutcomeUnknown(f"order pages stopped advancing after {len(found)} orders")
+            with _translated(Stage.READ):
+                cursor = _next_cursor(page)
+
+    def list_positions(self) -> list[BrokerPosition]:
+        """Return every open position (Alpaca sends them all in one answer)."""
+        with _translated(Stage.READ):
+            positions = positions_from_raw(self._client.get("/positions"))
+        return [position for position in positions if position.qty != 0]
+
+    def get_position(self, symbol: str) -> BrokerPosition | None:
+        """Return the position in `symbol`, or None when Alpaca answers 404 40410000 (flat)."""
+        # Alpaca addresses crypto positions without the slash (BTCUSD); quote() keeps the
+        # symbol inside one path segment whatever it contains.
+        path = "/positions/" + quote(symbol.replace("/", ""), safe="")
+        try:
+            with _translated(Stage.READ):
+                raw = self._client.get(path)
+        except BrokerError as err:
+            if is_not_found(err):
+                return None
+            raise
+        with _translated(Stage.READ):
+            position = position_from_raw(raw)
+            if not same_symbol(position.symbol, symbol):
+                raise MalformedResponse(f"asked for the {symbol} position, got {position.symbol}")
+        return position if position.qty != 0 else None
+
+    def cancel_order(self, order_id: str) -> None:
+        """Request cancellation of an open order (Alpaca answers 204 and cancels asynchronously).
+
+        Raises:
+            OrderRejected: The order is unknown or no longer cancelable (404, 422).
+            BrokerError: Any other failure.
+        """
+        if not order_id:
+            raise ConfigError("cancel_order needs an order id")
+        with _translated(Stage.CANCEL):
+            self._client.delete("/orders/" + quote(order_id, safe=""))
+
+
+@contextmanager
+def _translated(stage: Stage) -> Iterator[None]:
+    """Let `BrokerError` through and turn any other exception into one."""
+    try:
+        yield
+    except BrokerError:
+        raise
+    except Exception as exc:
+        raise map_alpaca_error(exc, stage) from exc
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _next_cursor(page: list[BrokerOrder]) -> datetime:
+    """Return an `after` that re-reads the page's last instant, so no tied order is skipped.
+
+    Alpaca's ``after`` is exclusive and several orders can share the last submitted_at of a
+    page; stepping back one microsecond reads them again and the caller drops repeats by id.
+    """
+    times = [parse_time(order.raw.get("submitted_at"), "submitted_at") or order.created_at for order in page]
+    known = [when for when in times if when is not None]
+    if len(known) != len(times):
+        raise MalformedResponse("an order has neither submitted_at nor created_at")
+    return max(known) - timedelta(microseconds=1)
+
+
+_TIMEOUT_POSITION = (
+    6  # `timeout` in Session.request(method, url, params, data, headers, cookies, files, auth, timeout)
+)
+
+
+class _TimeoutRequest:
+    """A session's `request` that adds a (connect, read) timeout when the caller passed none."""
+
+    def __init__(self, request: Callable[..., requests.Response], timeout: tuple[float, float]) -> None:
+        self.wrapped = request
+        self.timeout = timeout
+
+    def __call__(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        if len(args) > _TIMEOUT_POSITION:
+            if args[_TIMEOUT_POSITION] is None:
+                args = (*args[:_TIMEOUT_POSITION], self.timeout, *args[_TIMEOUT_POSITION + 1 :])
+        elif kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.timeout
+        return self.wrapped(method, url, *args, **kwargs)
+
+
+def _apply_transport_policy(client: TradingClient, settings: Settings) -> None:
+    """Turn off alpaca-py's hidden retry and give every request a timeout (module docstring)."""
+    connect, read = settings.connect_timeout_secs, settings.request_timeout_secs
+    if connect <= 0 or read <= 0:
+        raise ConfigError(f"broker timeouts must be positive, got connect={connect} read={read}")
+    for name, kind in _PRIVATE_ATTRIBUTES:
+        if not isinstance(getattr(client, name, None), kind):
+            raise ConfigError(
+                f"alpaca-py's TradingClient has no {name} of type {kind.__name__} any more; "
+                "tradeguard cannot turn off its hidden POST retry. Pin alpaca-py to a tested version."
+            )
+    client._retry = 0
+    client._retry_codes = []
+    client._retry_wait = 0
+    # Any: the stubs declare `request` a method, and this replaces it per instance.
+    session: Any = client._session
+    current = session.request
+    if isinstance(current, _TimeoutRequest):  # a second adapter on the same client: no nesting
+        current = current.wrapped
+    # An instance attribute shadows Session.request; alpaca-py calls self._session.request(...).
+    session.request = _TimeoutRequest(current, (connect, read))

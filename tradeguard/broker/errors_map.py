@@ -1,0 +1,165 @@
+"""Alpaca's error vocabulary: what an answer of (HTTP status, code, message) means for the guard.
+
+Alpaca's ``code`` is a coarse family (``http_status * 100000 + n``) shared by unrelated messages:
+40010001 is both "client_order_id must be unique" (the order exists) and "qty is required" (a bad
+request). So every rule here reads the status, the code and the message together (ALPACA.md).
+
+This module is pure: no alpaca-py, no requests. `alpaca_errors` uses `classify_response` to pick
+the exception class of an HTTP error; the gateway and reconciler use the predicates on the
+`BrokerError` they caught. The paper broker raises the same (status, code, message) triples, so
+the predicates work for it too.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
+
+__all__ = [
+    "CODE_BAD_REQUEST",
+    "CODE_FORBIDDEN",
+    "CODE_NOT_FOUND",
+    "CODE_UNPROCESSABLE",
+    "POSITION_KINDS",
+    "AlpacaErrorKind",
+    "classify_response",
+    "error_kind",
+    "is_duplicate_client_order_id",
+    "is_not_found",
+    "is_position_rejection",
+]
+
+CODE_BAD_REQUEST = 40010001
+CODE_FORBIDDEN = 40310000
+CODE_NOT_FOUND = 40410000
+CODE_UNPROCESSABLE = 42210000
+
+
+class AlpacaErrorKind(enum.StrEnum):
+    """The Alpaca answers the guard acts on differently (ALPACA.md's error table)."""
+
+    DUPLICATE_CLIENT_ORDER_ID = "duplicate_client_order_id"
+    ORDER_NOT_FOUND = "order_not_found"
+    POSITION_NOT_FOUND = "position_not_found"
+    POSITION_INTENT_MISMATCH = "position_intent_mismatch"
+    INSUFFICIENT_QTY = "insufficient_qty"
+    NOT_ALLOWED_TO_SHORT = "not_allowed_to_short"
+    INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
+    WASH_TRADE = "wash_trade"
+    PATTERN_DAY_TRADING = "pattern_day_trading"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    statuses: frozenset[int]
+    message: str  # lower-case substring of Alpaca's message
+    kind: AlpacaErrorKind
+
+
+# The code is deliberately not part of the match: Alpaca has moved messages between code families
+# (wash trade is seen as 403/40310000 and as 422/42210000), and missing a duplicate because its
+# code changed would turn "the order exists" into "rejected". Status plus message is specific.
+_RULES: tuple[_Rule, ...] = (
+    _Rule(frozenset({422}), "client_order_id must be unique", AlpacaErrorKind.DUPLICATE_CLIENT_ORDER_ID),
+    _Rule(frozenset({404}), "order not found", AlpacaErrorKind.ORDER_NOT_FOUND),
+    _Rule(frozenset({404}), "position does not exist", AlpacaErrorKind.POSITION_NOT_FOUND),
+    _Rule(frozenset({422}), "position intent mismatch", AlpacaErrorKind.POSITION_INTENT_MISMATCH),
+    _Rule(frozenset({403}), "insufficient qty", AlpacaErrorKind.INSUFFICIENT_QTY),
+    _Rule(frozenset({403}), "not allowed to short", AlpacaErrorKind.NOT_ALLOWED_TO_SHORT),
+    _Rule(frozenset({403}), "insufficient buying power", AlpacaErrorKind.INSUFFICIENT_BUYING_POWER),
+    _Rule(frozenset({403, 422}), "wash trade", AlpacaErrorKind.WASH_TRADE),
+    _Rule(frozenset({403}), "pattern day trading", AlpacaErrorKind.PATTERN_DAY_TRADING),
+)
+
+# Exit rejections that say "the broker does not hold what you think": reconcile the symbol at once
+# (DESIGN.md, phantom positions). "not allowed to short" belongs here because on an exit it means
+# the broker would have gone short, i.e. it holds less than the ledger; a false positive only
+# costs one extra, idempotent reconcile.
+POSITION_KINDS = frozenset(
+    {
+        AlpacaErrorKind.POSITION_NOT_FOUND,
+        AlpacaErrorKind.POSITION_INTENT_MISMATCH,
+        AlpacaErrorKind.INSUFFICIENT_QTY,
+        AlpacaErrorKind.NOT_ALLOWED_TO_SHORT,
+    }
+)
+
+
+def _kind_of(status: int | None, message: str) -> AlpacaErrorKind | None:
+    text = message.lower()
+    for rule in _RULES:
+        if status in rule.statuses and rule.message in text:
+            return rule.kind
+    return None
+
+
+def classify_response(status: int | None, message: str) -> type[BrokerError]:
+    """Return the exception class for an HTTP error answer from Alpaca.
+
+    Alpaca's ``code`` does not take part: the status fixes the class, and the message singles out
+    the one 4xx that is not a rejection (the duplicate client_order_id, whose code 40010001 is
+    shared with plain bad requests).
+
+    Args:
+        status: The HTTP status, or None when it could not be read.
+        message: Alpaca's ``message`` field, or the body text.
+
+    Returns:
+        `OutcomeUnknown` when the order may exist (duplicate client_order_id, 408, 429, 5xx,
+        anything unrecognised), `BrokerUnavailable` for 401 (credentials: nothing can be sent),
+        `OrderRejected` for any other 4xx (a definite no).
+    """
+    if _kind_of(status, message) is AlpacaErrorKind.DUPLICATE_CLIENT_ORDER_ID:
+        # The order exists; the caller adopts it by lookup (DESIGN.md: 422 duplicate -> UNKNOWN).
+        return OutcomeUnknown
+    if status is None:
+        return OutcomeUnknown
+    if status == 401:
+        return BrokerUnavailable
+    # 408: the server gave up reading the request, 429: field reports of placed orders behind
+    # error answers; neither proves that nothing was placed.
+    if status in (408, 429) or status >= 500:
+        return OutcomeUnknown
+    if 400 <= status < 500:
+        return OrderRejected
+    # 1xx/3xx as an error (redirects are off): nothing definite can be said.
+    return OutcomeUnknown
+
+
+def _message_of(err: BrokerError) -> str:
+    body: Mapping[str, Any] = err.body
+    message = body.get("message")
+    return message if isinstance(message, str) else err.message
+
+
+def error_kind(err: BrokerError) -> AlpacaErrorKind | None:
+    """Return which of Alpaca's well-known answers `err` is, or None."""
+    return _kind_of(err.status_code, _message_of(err))
+
+
+def is_duplicate_client_order_id(err: BrokerError) -> bool:
+    """True for 422 "client_order_id must be unique": the order exists, look it up and adopt it."""
+    return isinstance(err, OutcomeUnknown) and error_kind(err) is AlpacaErrorKind.DUPLICATE_CLIENT_ORDER_ID
+
+
+def is_not_found(err: BrokerError) -> bool:
+    """True for Alpaca's 404 with code 40410000 (order not found, position does not exist).
+
+    A 404 without Alpaca's code (an HTML page from a proxy, a wrong ``url_override``) is not a
+    definite "absent" and stays an error: a lookup miss may release a claim for resending.
+    """
+    return err.status_code == 404 and err.code == CODE_NOT_FOUND
+
+
+def is_position_rejection(err: BrokerError) -> bool:
+    """True when an exit was refused because the broker holds less than the caller believes.
+
+    Covers 422 "position intent mismatch", 404 "position does not exist", 403 "insufficient qty
+    available" and 403 "account is not allowed to short". The gateway reconciles the symbol at
+    once on these; the 403 insufficient-qty body keeps ``available`` and ``held_for_orders``.
+    """
+    return isinstance(err, OrderRejected) and error_kind(err) in POSITION_KINDS
