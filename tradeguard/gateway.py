@@ -139,6 +139,7 @@ class OrderGateway:
         """
         self._ensure_started()
         args = OrderArgs(qty, None, order_type, time_in_force, limit_price, stop_price, extended_hours)
+        self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
         held = self.store.position(self.agent_id, symbol)
         side = Side.SELL if held.qty >= 0 else Side.BUY
         closes = PositionIntent.SELL_TO_CLOSE if side is Side.SELL else PositionIntent.BUY_TO_CLOSE

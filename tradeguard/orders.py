@@ -39,7 +39,8 @@ def _positive(value: Number | None, what: str) -> Decimal | None:
     number = to_decimal(value, what)
     if number <= 0:
         raise ConfigError(f"{what} must be positive, got {value!r}")
-    return number
+    # alpaca-py's request models hold floats (12 -> 12.0); send and store "12", not "12.0".
+    return Decimal(format(number.normalize(), "f"))
 
 
 def _enum(kind: type[_E], value: object, what: str) -> _E:
