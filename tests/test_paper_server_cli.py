@@ -1,0 +1,56 @@
+"""The paper-server command: prints its URL, serves, stops on SIGTERM, refuses bad plans."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest
+
+from tradeguard.testing import alpaca_client
+
+
+def market(side: OrderSide, qty: float, cid: str) -> MarketOrderRequest:
+    return MarketOrderRequest(
+        symbol="TQQQ", qty=qty, side=side, time_in_force=TimeInForce.DAY, client_order_id=cid
+    )
+
+
+def _run_cli(*args: str) -> subprocess.Popen[str]:
+    code = "import sys; from tradeguard.broker.paper_server import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_the_command_prints_its_url_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    with _run_cli("--port", "0", "--price", "TQQQ=42.5", "--state", str(tmp_path / "s.json")) as proc:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("paper server listening on http://127.0.0.1:")
+        url = line.split()[4]
+        with alpaca_client(url) as trading:
+            assert trading.submit_order(market(OrderSide.BUY, 1, "cli")).filled_avg_price == "42.5"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert "POST /v2/orders -> 200" in err
+
+
+def test_the_command_refuses_a_malformed_plan_naming_the_line(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("seed: 1\nfaults:\n  - route: POST /v2/orders\n    action: foo\n")
+    with _run_cli("--port", "0", "--faults", str(plan)) as proc:
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "plan.yaml:4: unknown action 'foo' (expected one of accept_then_timeout" in err
+    assert out == ""

@@ -1,0 +1,148 @@
+"""Where the paper broker's fill prices come from: a small `PriceSource` port and three sources.
+
+- `FixedPrices`: one price per symbol (and an optional default), for tests and quick runs.
+- `RecordedPrices`: a session's recorded prices, a mapping of symbol to timed prices; the price
+  at a time is the last one recorded at or before it.
+- `CsvBarPrices`: a bar file (``timestamp,symbol,open,high,low,close[,volume]``); the price at a
+  time is the close of the last bar that started at or before it.
+
+A source answers None when it has no price; the paper broker then leaves a market order open
+until a price appears instead of inventing one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import os
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Protocol, runtime_checkable
+
+from tradeguard.errors import ConfigError
+
+__all__ = ["DEFAULT_PRICE", "CsvBarPrices", "FixedPrices", "PriceSource", "RecordedPrices"]
+
+DEFAULT_PRICE = Decimal("100.00")
+"""Fill price of every symbol when a PaperBroker is built without a price source."""
+
+PriceLike = Decimal | int | str
+
+
+@runtime_checkable
+class PriceSource(Protocol):
+    """A price per symbol and time; None when the source has none."""
+
+    def price(self, symbol: str, at: datetime) -> Decimal | None:
+        """Return the price of `symbol` at `at` (aware UTC), or None if unknown."""
+        ...
+
+
+def _to_price(value: object, where: str) -> Decimal:
+    try:
+        # str() first: Decimal(float) would carry binary noise into fill prices.
+        price = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise ConfigError(f"{where}: price {value!r} is not a number") from exc
+    if not price.is_finite() or price <= 0:
+        raise ConfigError(f"{where}: price {value!r} must be a positive number")
+    return price
+
+
+class FixedPrices:
+    """The same price at every time.
+
+    Args:
+        prices: Price per symbol (Decimal, int or numeric string; floats are refused so no
+            binary noise reaches fill prices).
+        default: Price of a symbol not in `prices`; None means such symbols have no price.
+    """
+
+    def __init__(self, prices: Mapping[str, PriceLike] | None = None, default: PriceLike | None = None):
+        self._prices = {sym.upper(): _to_price(p, f"price of {sym}") for sym, p in (prices or {}).items()}
+        self._default = None if default is None else _to_price(default, "default price")
+
+    def price(self, symbol: str, at: datetime) -> Decimal | None:
+        """Return the fixed price of `symbol`."""
+        return self._prices.get(symbol.upper(), self._default)
+
+
+class RecordedPrices:
+    """Timed prices per symbol, e.g. the prices a recorded session saw.
+
+    Args:
+        series: Symbol to an iterable of (aware time, price) pairs, in any order.
+    """
+
+    def __init__(self, series: Mapping[str, Iterable[tuple[datetime, PriceLike]]]):
+        self._times: dict[str, list[datetime]] = {}
+        self._prices: dict[str, list[Decimal]] = {}
+        for symbol, points in series.items():
+            ordered = sorted(points, key=lambda point: point[0])
+            for when, _ in ordered:
+                if when.tzinfo is None:
+                    raise ConfigError(f"recorded price of {symbol} at {when} has no timezone")
+            self._times[symbol.upper()] = [when for when, _ in ordered]
+            self._prices[symbol.upper()] = [_to_price(p, f"price of {symbol}") for _, p in ordered]
+
+    def price(self, symbol: str, at: datetime) -> Decimal | None:
+        """Return the last price of `symbol` recorded at or before `at`."""
+        times = self._times.get(symbol.upper())
+        if not times:
+            return None
+        index = bisect.bisect_right(times, at)
+        return self._prices[symbol.upper()][index - 1] if index else None
+
+    @property
+    def symbols(self) -> list[str]:
+        """Return the symbols with at least one price."""
+        return sorted(self._times)
+
+
+class CsvBarPrices(RecordedPrices):
+    """Close prices from a CSV bar file.
+
+    The file has a header row with at least ``timestamp`` and ``close``, and ``symbol`` unless
+    `symbol` is given. Timestamps are ISO 8601 with a timezone (a naive time is a trading bug).
+
+    Args:
+        path: The CSV file.
+        symbol: The symbol of every bar, for single-symbol files without a ``symbol`` column.
+
+    Raises:
+        ConfigError: The file is missing or malformed ("bars.csv:7: ...").
+    """
+
+    def __init__(self, path: str | os.PathLike[str], symbol: str | None = None):
+        name = os.fspath(path)
+        series: dict[str, list[tuple[datetime, PriceLike]]] = {}
+        try:
+            with open(name, newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                columns = set(reader.fieldnames or ())
+                missing = {"timestamp", "close"} - columns
+                if symbol is None and "symbol" not in columns:
+                    missing.add("symbol")
+                if missing:
+                    raise ConfigError(f"{name}:1: missing column(s) {', '.join(sorted(missing))}")
+                for row in reader:
+                    where = f"{name}:{reader.line_num}"
+                    when = _parse_time(row["timestamp"], where)
+                    bar_symbol = symbol or (row.get("symbol") or "").strip()
+                    if not bar_symbol:
+                        raise ConfigError(f"{where}: empty symbol")
+                    series.setdefault(bar_symbol, []).append((when, _to_price(row["close"], where)))
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot read bar file: {exc.strerror or exc}") from exc
+        super().__init__(series)
+
+
+def _parse_time(text: str | None, where: str) -> datetime:
+    try:
+        when = datetime.fromisoformat((text or "").strip())
+    except ValueError as exc:
+        raise ConfigError(f"{where}: timestamp {text!r} is not ISO 8601") from exc
+    if when.tzinfo is None:
+        raise ConfigError(f"{where}: timestamp {text!r} has no timezone")
+    return when

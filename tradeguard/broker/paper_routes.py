@@ -1,0 +1,163 @@
+"""The paper server's routes: one function per Alpaca endpoint over a PaperBroker.
+
+Each handler takes the broker, the path placeholders, the query and the raw body, and returns a
+`Reply`; refusals propagate as `OrderRejected` for the server to render. No sockets here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tradeguard.broker.faults import Fault, FaultAction
+from tradeguard.broker.paper import PaperBroker
+from tradeguard.broker.paper_http import (
+    clock_json,
+    dump,
+    parse_decimal,
+    parse_order,
+    parse_time,
+    position_json,
+)
+from tradeguard.broker.paper_rules import rejection, unprocessable
+from tradeguard.broker.types import Side
+from tradeguard.errors import OrderRejected
+
+__all__ = ["HANDLERS", "Query", "Reply", "body_fields", "fault_reply", "path_params"]
+
+RATE_LIMIT_PER_MIN = 200  # Alpaca's documented limit, echoed in X-Ratelimit-Limit
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One HTTP answer: status, body bytes, content type and extra headers."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json; charset=UTF-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json(status: int, document: object) -> Reply:
+    return Reply(status, dump(document))
+
+
+Query = Mapping[str, str]
+Handler = Callable[[PaperBroker, Mapping[str, str], Query, bytes], Reply]
+
+
+def _list_orders(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes) -> Reply:
+    limit_text = q.get("limit") or "50"
+    if not limit_text.isdigit():
+        raise unprocessable("invalid limit")
+    side = q.get("side")
+    if side not in {None, "", "buy", "sell"}:
+        raise unprocessable(f"invalid side {side}")
+    orders = broker.list_orders(
+        status=q.get("status") or "open",
+        symbols=[s for s in q.get("symbols", "").split(",") if s] or None,
+        after=parse_time(q.get("after"), "after"),
+        until=parse_time(q.get("until"), "until"),
+        limit=min(int(limit_text), 500),
+        side=Side(side) if side else None,
+        direction=q.get("direction") or "desc",
+    )
+    return _json(200, [o.raw for o in orders])
+
+
+def _get_order(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
+    order = broker.get_order(p["id"])
+    if order is None:
+        raise rejection(404, 40410000, "order not found")
+    return _json(200, order.raw)
+
+
+def _by_client_id(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes) -> Reply:
+    client_id = q.get("client_order_id")
+    order = broker.get_order_by_client_id(client_id) if client_id else None
+    if order is None:
+        raise rejection(404, 40410000, "order not found")
+    return _json(200, order.raw)
+
+
+def _cancel(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
+    broker.cancel_order(p["id"])
+    return Reply(204, content_type="")
+
+
+def _position(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
+    position = broker.get_position(p["symbol"])
+    if position is None:
+        raise rejection(404, 40410000, "position does not exist")
+    return _json(200, position_json(position))
+
+
+def _close(broker: PaperBroker, p: Mapping[str, str], q: Query, __: bytes) -> Reply:
+    qty = parse_decimal(q.get("qty") or None, "qty", in_body=False)
+    percentage = parse_decimal(q.get("percentage") or None, "percentage", in_body=False)
+    return _json(200, broker.close_position(p["symbol"], qty=qty, percentage=percentage).raw)
+
+
+def _close_all(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes) -> Reply:
+    results = broker.close_all_positions(cancel_orders=q.get("cancel_orders", "").lower() == "true")
+    items: list[dict[str, Any]] = [
+        {"symbol": symbol, "status": 200, "body": result.raw}
+        if not isinstance(result, OrderRejected)
+        else {"symbol": symbol, "status": result.status_code, "body": result.body}
+        for symbol, result in results.items()
+    ]
+    return _json(207, items)
+
+
+HANDLERS: dict[str, Handler] = {
+    "POST /v2/orders": lambda b, _, __, body: _json(200, b.submit_order(parse_order(body)).raw),
+    "GET /v2/orders": _list_orders,
+    "DELETE /v2/orders": lambda b, *_: _json(207, [{"id": i, "status": 200} for i in b.cancel_all_orders()]),
+    "GET /v2/orders/{id}": _get_order,
+    "DELETE /v2/orders/{id}": _cancel,
+    "GET /v2/orders:by_client_order_id": _by_client_id,
+    "GET /v2/positions": lambda b, *_: _json(200, [position_json(p) for p in b.list_positions()]),
+    "DELETE /v2/positions": _close_all,
+    "GET /v2/positions/{symbol}": _position,
+    "DELETE /v2/positions/{symbol}": _close,
+    "GET /v2/account": lambda b, *_: _json(200, b.account()),
+    "GET /v2/clock": lambda b, *_: _json(200, clock_json(b.clock.now())),
+}
+
+
+def path_params(pattern: str, path: str) -> dict[str, str]:
+    """Return the values of `pattern`'s placeholders in `path` ({"symbol": "TQQQ"})."""
+    names = pattern.split(" ", 1)[1].strip("/").split("/")
+    values = path.strip("/").split("/")
+    return {n[1:-1]: v for n, v in zip(names, values, strict=True) if n.startswith("{")}
+
+
+def fault_reply(fault: Fault, now: float) -> Reply:
+    """Return the answer a not-processed or accept-then-error fault sends."""
+    body = fault.effective_body
+    headers: tuple[tuple[str, str], ...] = ()
+    if fault.action is FaultAction.RATE_LIMIT:
+        headers = (
+            ("X-Ratelimit-Limit", str(RATE_LIMIT_PER_MIN)),
+            ("X-Ratelimit-Remaining", "0"),
+            ("X-Ratelimit-Reset", str(int(now) + 60)),
+        )
+    if isinstance(body, str):
+        kind = "text/html" if body.lstrip().startswith("<") else "text/plain"
+        return Reply(fault.effective_status, body.encode(), f"{kind}; charset=utf-8", headers)
+    return Reply(fault.effective_status, dump(body), headers=headers)
+
+
+def body_fields(body: bytes) -> dict[str, object]:
+    """Return the scalar fields of a JSON object body, for fault matching ({} if not JSON)."""
+    try:
+        doc = json.loads(body) if body else None
+    except (ValueError, RecursionError):
+        return {}
+    return (
+        {k: v for k, v in doc.items() if isinstance(v, str | int | float | bool)}
+        if isinstance(doc, dict)
+        else {}
+    )
