@@ -137,6 +137,20 @@ class GuardedTradingClient(TradingClient):  # type: ignore[misc]
             broker = AlpacaBroker(inner, settings=settings)
         self.gateway = OrderGateway(broker, store, agent_id=agent_id, settings=settings, clock=clock)
 
+    def close(self) -> None:
+        """Close the HTTP sessions and the claim store's connections."""
+        broker = self.gateway.broker
+        if isinstance(broker, AlpacaBroker):
+            broker.client._session.close()
+        self._session.close()
+        self.gateway.store.close()
+
+    def __enter__(self) -> GuardedTradingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def submit_order(self, order_data: AlpacaOrderRequest) -> Order:
         """Submit an order at most once per decision; see the module docstring.
 
