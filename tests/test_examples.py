@@ -1,0 +1,70 @@
+"""The README's example, the demo (the main job) and the example bot run as users run them."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from strategies.demo import STEPS, run_demo
+from strategies.momentum import MomentumBot
+from tradeguard import ClaimStore, ManualClock, OrderGateway, PaperBroker, Settings
+from tradeguard.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def test_readme_ten_line_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    example = readme_python_blocks()[0]
+    namespace: dict[str, object] = {}
+    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    gateway = namespace["gateway"]
+    assert isinstance(gateway, OrderGateway)
+    assert len(gateway.broker.orders()) == 2  # type: ignore[attr-defined]  # one buy, one sell
+    gateway.store.close()
+
+
+def test_demo_places_one_order_per_decision_and_a_second_run_sends_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'tradeguard.db'}"
+    assert main(["demo", "--store", url]) == 0
+    first = capsys.readouterr().out
+    decisions = {(s.action, s.symbol, s.intent) for s in STEPS if s.action != "close-outside"}
+    assert f"{len(STEPS) - 1} calls: {len(decisions) - 1} placed an order" in first  # the SQQQ exit had nothing to sell
+    assert "TQQQ: the guard says 0, the broker holds 0" in first
+    assert "SQQQ: the guard says 2, the broker holds 2" in first
+    paper = PaperBroker(state_path=tmp_path / "tradeguard.paper.json")
+    coids = [o.client_order_id for o in paper.orders() if o.client_order_id]
+    assert len(coids) == len(set(coids))
+    assert run_demo(store_url=url) == 0
+    second = capsys.readouterr().out
+    assert f"{len(STEPS) - 1} calls: 0 placed an order" in second
+
+
+def test_momentum_bot_keeps_one_order_per_decision_and_the_ledger_equal_to_the_broker(tmp_path: Path) -> None:
+    clock = ManualClock(datetime(2026, 5, 21, 13, 40, tzinfo=UTC))
+    settings = Settings(recent_activity_secs=0)
+    paper = PaperBroker(clock=clock)
+    store = ClaimStore(f"sqlite:///{tmp_path / 'bot.db'}", settings=settings, clock=clock)
+    bot = MomentumBot(OrderGateway(paper, store, agent_id="momentum", settings=settings, clock=clock))
+    closes = [530, 531, 532, 533, 534, 533, 532, 531, 530, 529, 530, 530.5, 531, 531.5, 531.4]
+    for close in closes:
+        bar = clock.now()
+        bot.on_bar(bar, Decimal(str(close)))
+        bot.on_bar(bar, Decimal(str(close)))  # a replayed bar: the same decisions, nothing new
+        clock.advance(timedelta(minutes=1).total_seconds())
+    coids = [o.client_order_id for o in paper.orders()]
+    assert len(coids) == len(set(coids)) == len(store.list_claims())
+    for symbol in ("TQQQ", "SQQQ"):
+        pos = paper.get_position(symbol)
+        assert store.position("momentum", symbol).qty == (pos.qty if pos else 0)
+    store.close()
