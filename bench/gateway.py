@@ -38,8 +38,9 @@ def timed(n: int, call: Callable[[int], object]) -> list[float]:
 
 def run(label: str, url: str, n: int, rows: list[tuple[str, float, float]]) -> None:
     paper = PaperBroker(cash=Decimal(10) ** 12)
-    direct = timed(n, lambda i: paper.submit_order(
-        OrderRequest("BASE", Side.BUY, f"direct-{label}-{i}", qty=Decimal(1))))
+    direct = timed(
+        n, lambda i: paper.submit_order(OrderRequest("BASE", Side.BUY, f"direct-{label}-{i}", qty=Decimal(1)))
+    )
     store = ClaimStore(url, settings=Settings())
     gateway = OrderGateway(paper, store, agent_id=f"bench-{os.getpid()}", reconcile_on_start=False)
     guarded = timed(n, lambda i: gateway.enter("TQQQ", qty=1, intent=f"bench {i}"))
@@ -52,8 +53,10 @@ def run(label: str, url: str, n: int, rows: list[tuple[str, float, float]]) -> N
     rows.append((f"guarded enter, {label}", g50, g99))
     rows.append((f"  overhead over direct, {label}", g50 - d50, g99 - d99))
     rows.append((f"guarded retry (duplicate), {label}", r50, r99))
-    print(f"{label}: {n} orders, guarded {n / sum(guarded):.0f} orders/s vs direct {n / sum(direct):.0f}/s, "
-          f"mean overhead {statistics.mean(guarded) * 1e6 - statistics.mean(direct) * 1e6:.0f} us")
+    print(
+        f"{label}: {n} orders, guarded {n / sum(guarded):.0f} orders/s vs direct {n / sum(direct):.0f}/s, "
+        f"mean overhead {statistics.mean(guarded) * 1e6 - statistics.mean(direct) * 1e6:.0f} us"
+    )
 
 
 def main() -> None:

@@ -27,7 +27,11 @@ DEMO_PLAN = """
 seed: 21
 faults:
   - {route: POST /v2/orders, nth: 1, action: accept_then_timeout, delay_secs: 10}
-  - {route: POST /v2/orders, match: {symbol: TQQQ, side: sell}, nth: 1, action: accept_then_error, status: 504}
+  - route: POST /v2/orders
+    match: {symbol: TQQQ, side: sell}
+    nth: 1
+    action: accept_then_error
+    status: 504
 """
 
 
@@ -106,17 +110,25 @@ def run_demo(*, store_url: str, agent_id: str = "demo-bot") -> int:
         result = _call(gateway, step)
         results.append(result)
         order = result.order
-        sent = f"{order.side} {order.filled_qty or order.qty} {order.symbol} ({order.status})" if order else "-"
-        print(f"{step.time}  {step.action:<5} {step.symbol:<4} {step.intent!r:<14} {result.outcome:<9} "
-              f"order: {sent:<26} {step.note}")
+        sent = (
+            f"{order.side} {order.filled_qty or order.qty} {order.symbol} ({order.status})" if order else "-"
+        )
+        print(
+            f"{step.time}  {step.action:<5} {step.symbol:<4} {step.intent!r:<14} {result.outcome:<9} "
+            f"order: {sent:<26} {step.note}"
+        )
     placed = sum(r.outcome is Outcome.SUBMITTED for r in results)
     held_back = sum(r.outcome in (Outcome.DUPLICATE, Outcome.SKIPPED) for r in results)
-    print(f"\n{len(results)} calls: {placed} placed an order, {held_back} were answered without sending "
-          "(retries of a known decision, and an exit with nothing to sell)")
+    print(
+        f"\n{len(results)} calls: {placed} placed an order, {held_back} were answered without sending "
+        "(retries of a known decision, and an exit with nothing to sell)"
+    )
     for symbol in ("TQQQ", "SQQQ"):
         at_broker = paper.get_position(symbol)
-        print(f"{symbol}: the guard says {gateway.position(symbol).qty}, the broker holds "
-              f"{at_broker.qty if at_broker else 0}")
+        print(
+            f"{symbol}: the guard says {gateway.position(symbol).qty}, the broker holds "
+            f"{at_broker.qty if at_broker else 0}"
+        )
     print(f"{store.audit_count()} audit records: tradeguard audit --store {store_url}")
     if placed == 0:
         print("(a second run: every decision was already claimed, so nothing was sent)")

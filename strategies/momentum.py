@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
+from itertools import pairwise
 
 from tradeguard import OrderGateway, OrderResult, Outcome
 
@@ -56,8 +58,8 @@ class MomentumBot:
         if len(self._closes) <= cfg.lookback_bars:
             return []
         recent = list(self._closes)[-cfg.lookback_bars - 1 :]
-        rising = all(b > a for a, b in zip(recent, recent[1:], strict=False))
-        falling = all(b < a for a, b in zip(recent, recent[1:], strict=False))
+        rising = all(b > a for a, b in pairwise(recent))
+        falling = all(b < a for a, b in pairwise(recent))
         stamp = f"{bar_time:%Y-%m-%d %H:%M}"
         bull = self.gateway.position(cfg.bull_symbol)
         bear = self.gateway.position(cfg.bear_symbol)
@@ -69,14 +71,19 @@ class MomentumBot:
             mine = bull if rising else bear
             if mine.is_flat:
                 self._adds = 0
-                results.append(self._act(lambda: self.gateway.enter(want, qty=cfg.entry_qty, intent=f"{stamp} entry")))
+                results.append(
+                    self._act(lambda: self.gateway.enter(want, qty=cfg.entry_qty, intent=f"{stamp} entry"))
+                )
             elif self._adds < cfg.max_adds:
                 self._adds += 1
-                results.append(self._act(lambda: self.gateway.enter(want, qty=cfg.entry_qty, intent=f"{stamp} add")))
+                results.append(
+                    self._act(lambda: self.gateway.enter(want, qty=cfg.entry_qty, intent=f"{stamp} add"))
+                )
         else:
             for held in (bull, bear):
                 if not held.is_flat:
-                    results.append(self._act(lambda h=held: self.gateway.exit(h.symbol, intent=f"{stamp} stall")))
+                    exit_call = partial(self.gateway.exit, held.symbol, intent=f"{stamp} stall")
+                    results.append(self._act(exit_call))
         return results
 
     def _act(self, call: Callable[[], OrderResult]) -> OrderResult:

@@ -33,8 +33,14 @@ class SpyBroker:
         self.reads += 1
         return self.inner.get_order_by_client_id(client_order_id)
 
-    def list_orders(self, *, status: str = "open", symbols: list[str] | None = None,
-                    after: datetime | None = None, limit: int = 500) -> list[BrokerOrder]:
+    def list_orders(
+        self,
+        *,
+        status: str = "open",
+        symbols: list[str] | None = None,
+        after: datetime | None = None,
+        limit: int = 500,
+    ) -> list[BrokerOrder]:
         self.reads += 1
         return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
 
@@ -54,8 +60,14 @@ class SpyBroker:
         return len(self.submits) + self.reads
 
 
-def make_gateway(url: str, *, clock: ManualClock | None = None, agent_id: str = "may21-bot",
-                 broker: object | None = None, settings: Settings | None = None) -> tuple[OrderGateway, SpyBroker]:
+def make_gateway(
+    url: str,
+    *,
+    clock: ManualClock | None = None,
+    agent_id: str = "may21-bot",
+    broker: object | None = None,
+    settings: Settings | None = None,
+) -> tuple[OrderGateway, SpyBroker]:
     """Return a gateway on a real store over a spied PaperBroker sharing one manual clock."""
     clock = clock or ManualClock()
     settings = settings or Settings(recent_activity_secs=0)

@@ -7,7 +7,9 @@ from typing import Any
 from tradeguard import AlpacaBroker, OrderGateway
 
 
-def enter_worker(store_url: str, paper_url: str, rounds: int, barrier: Any, results: Any, worker: int) -> None:
+def enter_worker(
+    store_url: str, paper_url: str, rounds: int, barrier: Any, results: Any, worker: int
+) -> None:
     """Enter the round's decision when `barrier` releases all workers together; report the outcome."""
     try:
         broker = AlpacaBroker.from_credentials("paper-key", "paper-secret", url_override=paper_url)

@@ -41,8 +41,9 @@ def clock() -> ManualClock:
 
 
 def guarded(store_url: str, clock: ManualClock) -> GuardedTradingClient:
-    return GuardedTradingClient("key", "secret", paper=True, store=store_url, agent_id="may21-bot",
-                                settings=SETTINGS, clock=clock)
+    return GuardedTradingClient(
+        "key", "secret", paper=True, store=store_url, agent_id="may21-bot", settings=SETTINGS, clock=clock
+    )
 
 
 def posts(mocker: requests_mock.Mocker) -> int:
@@ -50,7 +51,9 @@ def posts(mocker: requests_mock.Mocker) -> int:
 
 
 def buy(qty: int, symbol: str = "TQQQ", **extra: object) -> MarketOrderRequest:
-    return MarketOrderRequest(symbol=symbol, qty=qty, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, **extra)
+    return MarketOrderRequest(
+        symbol=symbol, qty=qty, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, **extra
+    )
 
 
 def sell(qty: int, symbol: str = "TQQQ") -> MarketOrderRequest:
@@ -104,15 +107,22 @@ def test_unguarded_alpaca_py_turns_the_same_504_into_an_error_for_an_order_that_
     fake.lose_next_answer(504, HTML_504)
     with pytest.raises(APIError) as err:
         plain.submit_order(buy(6, client_order_id="bot-0942-buy"))
-    assert err.value.status_code == 422 and json.loads(str(err.value)) == json.loads(DUPLICATE_CLIENT_ORDER_ID[1])
+    assert err.value.status_code == 422 and json.loads(str(err.value)) == json.loads(
+        DUPLICATE_CLIENT_ORDER_ID[1]
+    )
     assert posts(mocker) == 2 and len(fake.orders) == 1
 
 
 def test_a_resend_answered_422_duplicate_is_adopted(
     store_url: str, mocker: requests_mock.Mocker, fake: FakeAlpaca, clock: ManualClock
 ) -> None:
-    gateway = OrderGateway(AlpacaBroker(TradingClient("key", "secret")), store_url, agent_id="bot",
-                           settings=SETTINGS, clock=clock)
+    gateway = OrderGateway(
+        AlpacaBroker(TradingClient("key", "secret")),
+        store_url,
+        agent_id="bot",
+        settings=SETTINGS,
+        clock=clock,
+    )
     # The POST times out and the order is not visible to lookups yet (Alpaca lags a few seconds).
     fake.raise_on_next_post(requests.exceptions.ReadTimeout("read timed out"), accept=False)
     first = gateway.enter("TQQQ", qty=6, intent="09:42 buy")
@@ -121,9 +131,11 @@ def test_a_resend_answered_422_duplicate_is_adopted(
     fake.add_order(client_order_id=first.claim.client_order_id)  # ...then it lands
     fake.orders[first.claim.client_order_id].update(status="filled", qty="6", filled_qty="6")
     clock.advance(60)
-    mocker.get(BY_CLIENT_ID_URL,
-               [{"status_code": 404, "text": '{"code":40410000,"message":"order not found"}'}] * 2
-               + [{"text": fake._get_by_client_id}])
+    mocker.get(
+        BY_CLIENT_ID_URL,
+        [{"status_code": 404, "text": '{"code":40410000,"message":"order not found"}'}] * 2
+        + [{"text": fake._get_by_client_id}],
+    )
     retry = gateway.enter("TQQQ", qty=6, intent="09:42 buy")
     # Two probes missed it, so the guard resent the SAME client_order_id; Alpaca refused the
     # copy with 422 and the adapter adopted the existing order.
@@ -181,8 +193,13 @@ def test_1126_two_closes_two_seconds_apart_sell_once_and_leave_no_short(
 def test_exit_is_cut_to_qty_available_and_flat_exit_sends_nothing(
     store_url: str, mocker: requests_mock.Mocker, fake: FakeAlpaca, clock: ManualClock
 ) -> None:
-    gateway = OrderGateway(AlpacaBroker(TradingClient("key", "secret")), store_url, agent_id="bot",
-                           settings=SETTINGS, clock=clock)
+    gateway = OrderGateway(
+        AlpacaBroker(TradingClient("key", "secret")),
+        store_url,
+        agent_id="bot",
+        settings=SETTINGS,
+        clock=clock,
+    )
     gateway.enter("TQQQ", qty=18, intent="10:05 entry")
     fill_everything(fake)
     fake.positions["TQQQ"]["qty_available"] = "6"  # 12 held for an open order elsewhere

@@ -25,7 +25,7 @@ def test_readme_ten_line_example_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.chdir(tmp_path)
     example = readme_python_blocks()[0]
     namespace: dict[str, object] = {}
-    exec(compile(example, "README.md", "exec"), namespace)  # noqa: S102 - the README's own example
+    exec(compile(example, "README.md", "exec"), namespace)
     gateway = namespace["gateway"]
     assert isinstance(gateway, OrderGateway)
     assert len(gateway.broker.orders()) == 2  # type: ignore[attr-defined]  # one buy, one sell
@@ -39,7 +39,9 @@ def test_demo_places_one_order_per_decision_and_a_second_run_sends_nothing(
     assert main(["demo", "--store", url]) == 0
     first = capsys.readouterr().out
     decisions = {(s.action, s.symbol, s.intent) for s in STEPS if s.action != "close-outside"}
-    assert f"{len(STEPS) - 1} calls: {len(decisions) - 1} placed an order" in first  # the SQQQ exit had nothing to sell
+    assert (
+        f"{len(STEPS) - 1} calls: {len(decisions) - 1} placed an order" in first
+    )  # the SQQQ exit had nothing to sell
     assert "TQQQ: the guard says 0, the broker holds 0" in first
     assert "SQQQ: the guard says 2, the broker holds 2" in first
     paper = PaperBroker(state_path=tmp_path / "tradeguard.paper.json")

@@ -79,8 +79,16 @@ def test_exit_is_cut_to_qty_available_and_exit_on_flat_sends_nothing(store_url: 
     # Someone else's resting order holds 12 shares: Alpaca's qty_available is 6.
     from tradeguard.broker.types import OrderRequest, OrderType, Side
 
-    spy.inner.submit_order(OrderRequest("TQQQ", Side.SELL, "manual-limit", qty=Decimal(12),
-                                        order_type=OrderType.LIMIT, limit_price=Decimal(999)))
+    spy.inner.submit_order(
+        OrderRequest(
+            "TQQQ",
+            Side.SELL,
+            "manual-limit",
+            qty=Decimal(12),
+            order_type=OrderType.LIMIT,
+            limit_price=Decimal(999),
+        )
+    )
     cut = gw.exit("TQQQ", qty=18, intent="exit all")
     assert cut.outcome is Outcome.SUBMITTED
     assert spy.submits[-1].qty == 6
@@ -102,7 +110,9 @@ def test_exit_is_cut_to_qty_available_and_exit_on_flat_sends_nothing(store_url: 
         ({"symbol": "TQQQ", "qty": "abc"}, "qty must be a number"),
     ],
 )
-def test_bad_input_is_refused_before_any_claim(sqlite_url: str, kwargs: dict[str, object], message: str) -> None:
+def test_bad_input_is_refused_before_any_claim(
+    sqlite_url: str, kwargs: dict[str, object], message: str
+) -> None:
     gw, spy = make_gateway(sqlite_url)
     kwargs.setdefault("intent", "decision")
     with pytest.raises(ConfigError, match=message):

@@ -5,14 +5,55 @@ from __future__ import annotations
 import tradeguard
 
 EXPECTED = {
-    "OrderGateway", "OrderResult", "Outcome", "GuardedTradingClient", "ClaimStore", "Claim", "ClaimState",
-    "LedgerPosition", "AuditAction", "AuditQuery", "AuditRecord", "Intent", "Kind", "OrderSpec",
-    "Reconciler", "ReconcileReport", "BackgroundReconciler", "BrokerSnapshot", "Action", "ActionKind", "diff",
-    "Broker", "AlpacaBroker", "PaperBroker", "BrokerOrder", "BrokerPosition", "OrderRequest", "OrderStatus",
-    "OrderType", "PositionIntent", "Side", "TimeInForce", "Clock", "ManualClock", "SystemClock", "Settings",
-    "TradeguardError", "ConfigError", "StoreError", "IntentMismatch", "ClaimInProgress", "LeaseLost",
-    "IllegalTransition", "BrokerError", "OrderRejected", "OutcomeUnknown", "BrokerUnavailable",
-    "SessionFormatError", "__version__",
+    "OrderGateway",
+    "OrderResult",
+    "Outcome",
+    "GuardedTradingClient",
+    "ClaimStore",
+    "Claim",
+    "ClaimState",
+    "LedgerPosition",
+    "AuditAction",
+    "AuditQuery",
+    "AuditRecord",
+    "Intent",
+    "Kind",
+    "OrderSpec",
+    "Reconciler",
+    "ReconcileReport",
+    "BackgroundReconciler",
+    "BrokerSnapshot",
+    "Action",
+    "ActionKind",
+    "diff",
+    "Broker",
+    "AlpacaBroker",
+    "PaperBroker",
+    "BrokerOrder",
+    "BrokerPosition",
+    "OrderRequest",
+    "OrderStatus",
+    "OrderType",
+    "PositionIntent",
+    "Side",
+    "TimeInForce",
+    "Clock",
+    "ManualClock",
+    "SystemClock",
+    "Settings",
+    "TradeguardError",
+    "ConfigError",
+    "StoreError",
+    "IntentMismatch",
+    "ClaimInProgress",
+    "LeaseLost",
+    "IllegalTransition",
+    "BrokerError",
+    "OrderRejected",
+    "OutcomeUnknown",
+    "BrokerUnavailable",
+    "SessionFormatError",
+    "__version__",
 }
 
 
@@ -31,8 +72,15 @@ def test_every_exported_name_exists_and_is_public() -> None:
 
 
 def test_errors_form_one_tree() -> None:
-    for name in ("ConfigError", "StoreError", "IntentMismatch", "ClaimInProgress", "BrokerError",
-                 "SessionFormatError", "IllegalTransition"):
+    for name in (
+        "ConfigError",
+        "StoreError",
+        "IntentMismatch",
+        "ClaimInProgress",
+        "BrokerError",
+        "SessionFormatError",
+        "IllegalTransition",
+    ):
         assert issubclass(getattr(tradeguard, name), tradeguard.TradeguardError)
     for name in ("OrderRejected", "OutcomeUnknown", "BrokerUnavailable"):
         assert issubclass(getattr(tradeguard, name), tradeguard.BrokerError)

@@ -138,7 +138,8 @@ def test_crash_around_the_send_is_resolved_by_one_pass_and_never_sends_twice(
     state, ready = tmp_path / "paper.json", tmp_path / "ready"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.crash_worker", store_url, str(state), str(ready), point],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     deadline = time.monotonic() + 60
     while not ready.exists():

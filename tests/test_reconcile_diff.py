@@ -19,36 +19,76 @@ NOW = datetime(2026, 5, 21, 15, 0, tzinfo=UTC)
 SETTINGS = Settings()
 
 
-def make_claim(state: ClaimState = ClaimState.UNKNOWN, *, age_secs: float = 60, symbol: str = "TQQQ",
-               kind: Kind = Kind.ENTRY, side: str = "buy", qty: int = 6, turn_id: int | None = None,
-               reason: str = "", filled: int = 0, lease_left_secs: float = -1) -> Claim:
+def make_claim(
+    state: ClaimState = ClaimState.UNKNOWN,
+    *,
+    age_secs: float = 60,
+    symbol: str = "TQQQ",
+    kind: Kind = Kind.ENTRY,
+    side: str = "buy",
+    qty: int = 6,
+    turn_id: int | None = None,
+    reason: str = "",
+    filled: int = 0,
+    lease_left_secs: float = -1,
+) -> Claim:
     intent = Intent("bot", kind, symbol, Side(side), f"{state}-{age_secs}-{reason}")
     updated = NOW - timedelta(seconds=age_secs)
     return Claim(
-        key=intent.key, client_order_id=derive_client_order_id(intent.key), agent_id="bot", kind=kind,
-        symbol=symbol, side=side, intent=intent.name, payload=OrderSpec(qty=Decimal(qty)).as_payload(),
-        state=state, epoch=1, owner="w", lease_expires_at=NOW + timedelta(seconds=lease_left_secs),
-        order_qty=Decimal(qty), broker_order_id=None, filled_qty=Decimal(filled), filled_avg_price=None,
-        turn_id=turn_id, attempts=1, reason=reason, created_at=updated, updated_at=updated,
+        key=intent.key,
+        client_order_id=derive_client_order_id(intent.key),
+        agent_id="bot",
+        kind=kind,
+        symbol=symbol,
+        side=side,
+        intent=intent.name,
+        payload=OrderSpec(qty=Decimal(qty)).as_payload(),
+        state=state,
+        epoch=1,
+        owner="w",
+        lease_expires_at=NOW + timedelta(seconds=lease_left_secs),
+        order_qty=Decimal(qty),
+        broker_order_id=None,
+        filled_qty=Decimal(filled),
+        filled_avg_price=None,
+        turn_id=turn_id,
+        attempts=1,
+        reason=reason,
+        created_at=updated,
+        updated_at=updated,
     )
 
 
 def make_order(claim: Claim, status: OrderStatus = OrderStatus.FILLED, filled: int = 6) -> BrokerOrder:
-    return BrokerOrder(id="o-1", client_order_id=claim.client_order_id, symbol=claim.symbol,
-                       side=Side(claim.side), status=status, qty=Decimal(6), filled_qty=Decimal(filled))
+    return BrokerOrder(
+        id="o-1",
+        client_order_id=claim.client_order_id,
+        symbol=claim.symbol,
+        side=Side(claim.side),
+        status=status,
+        qty=Decimal(6),
+        filled_qty=Decimal(filled),
+    )
 
 
 def held(symbol: str, qty: int, turn_id: int = 1, agent: str = "bot") -> LedgerPosition:
     return LedgerPosition(agent, symbol, Decimal(qty), turn_id, NOW - timedelta(hours=1))
 
 
-def snap(positions: dict[str, int] | None = None, lookups: dict[str, BrokerOrder | None] | None = None,
-         *, earlier_gap: float | None = None, open_orders: tuple[BrokerOrder, ...] = (),
-         complete: bool = True) -> BrokerSnapshot:
+def snap(
+    positions: dict[str, int] | None = None,
+    lookups: dict[str, BrokerOrder | None] | None = None,
+    *,
+    earlier_gap: float | None = None,
+    open_orders: tuple[BrokerOrder, ...] = (),
+    complete: bool = True,
+) -> BrokerSnapshot:
     pos = {s: BrokerPosition(s, Decimal(q), Decimal(q)) for s, q in (positions or {}).items() if q}
     earlier = None
     if earlier_gap is not None:
-        earlier = BrokerSnapshot(NOW - timedelta(seconds=earlier_gap), pos, open_orders, complete, dict(lookups or {}))
+        earlier = BrokerSnapshot(
+            NOW - timedelta(seconds=earlier_gap), pos, open_orders, complete, dict(lookups or {})
+        )
     return BrokerSnapshot(NOW, pos, open_orders, complete, dict(lookups or {}), earlier)
 
 
@@ -96,13 +136,25 @@ def test_phantom_needs_flat_twice_a_settle_delay_apart_with_no_open_orders() -> 
 
 def test_orphan_and_drift_are_reported_not_fixed() -> None:
     assert kinds(diff([], [], snap({"QQQ": 3}), NOW, SETTINGS)) == [ActionKind.REPORT_ORPHAN]
-    assert kinds(diff([], [], snap({"QQQ": 3}), NOW, SETTINGS, adopt_orphans_to="bot")) == [ActionKind.ADOPT_ORPHAN]
-    assert kinds(diff([], [held("TQQQ", 12)], snap({"TQQQ": -12}), NOW, SETTINGS)) == [ActionKind.REPORT_DRIFT]
+    assert kinds(diff([], [], snap({"QQQ": 3}), NOW, SETTINGS, adopt_orphans_to="bot")) == [
+        ActionKind.ADOPT_ORPHAN
+    ]
+    assert kinds(diff([], [held("TQQQ", 12)], snap({"TQQQ": -12}), NOW, SETTINGS)) == [
+        ActionKind.REPORT_DRIFT
+    ]
 
 
 def test_refused_exit_is_released_resized_when_the_broker_still_holds() -> None:
-    claim = make_claim(ClaimState.REJECTED, kind=Kind.EXIT, side="sell", qty=10, turn_id=1, symbol="SQQQ",
-                       reason="rejected (insufficient_qty): insufficient qty available for order (requested: 10, available: 6)")
+    claim = make_claim(
+        ClaimState.REJECTED,
+        kind=Kind.EXIT,
+        side="sell",
+        qty=10,
+        turn_id=1,
+        symbol="SQQQ",
+        reason="rejected (insufficient_qty): insufficient qty available for order "
+        "(requested: 10, available: 6)",
+    )
     actions = diff([claim], [held("SQQQ", 10)], snap({"SQQQ": 6}), NOW, SETTINGS)
     assert kinds(actions) == [ActionKind.RELEASE_EXIT] and actions[0].qty == 6
 

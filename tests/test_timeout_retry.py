@@ -36,10 +36,17 @@ def test_same_retrying_bot_places_two_orders_unguarded_and_one_guarded(tmp_path:
         unguarded_orders = len(orders_of(server.broker))
 
     settings = Settings(request_timeout_secs=1, connect_timeout_secs=1)
-    with paper_server(faults=LOST_FIRST_ANSWER) as server, GuardedTradingClient(
-        "paper-key", "paper-secret", url_override=server.url, store=f"sqlite:///{tmp_path / 'claims.db'}",
-        agent_id="retrying-bot", settings=settings,
-    ) as guarded:
+    with (
+        paper_server(faults=LOST_FIRST_ANSWER) as server,
+        GuardedTradingClient(
+            "paper-key",
+            "paper-secret",
+            url_override=server.url,
+            store=f"sqlite:///{tmp_path / 'claims.db'}",
+            agent_id="retrying-bot",
+            settings=settings,
+        ) as guarded,
+    ):
         order = retrying_bot(guarded)
         placed = orders_of(server.broker)
     assert unguarded_orders == 2

@@ -24,19 +24,22 @@ STORE_ENV = "TRADEGUARD_STORE_URL"
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", default=os.environ.get(STORE_ENV, DEFAULT_STORE_URL),
+        "--store",
+        default=os.environ.get(STORE_ENV, DEFAULT_STORE_URL),
         help=f"claim store URL (env {STORE_ENV}; default {DEFAULT_STORE_URL})",
     )
 
 
 def _broker_args(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("broker (default: Alpaca paper with APCA_API_KEY_ID / APCA_API_SECRET_KEY)")
+    group = parser.add_argument_group(
+        "broker (default: Alpaca paper with APCA_API_KEY_ID / APCA_API_SECRET_KEY)"
+    )
     group.add_argument("--paper-url", help="a tradeguard paper server, e.g. http://127.0.0.1:8765")
     group.add_argument("--paper-state", help="an in-process paper account kept in this JSON file")
     group.add_argument("--live", action="store_true", help="use Alpaca's live endpoint instead of paper")
 
 
-def _make_broker(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]  # noqa: ANN202
+def _make_broker(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
     from tradeguard.broker.alpaca import AlpacaBroker
 
     if args.paper_state:
@@ -63,8 +66,10 @@ def _print_report(report: ReconcileReport) -> None:
         print("nothing to do: claims and ledger agree with the broker")
         return
     rows = [("action", "agent", "symbol", "qty", "reason")]
-    rows += [(a.kind.value, a.agent_id or "*", a.symbol, "" if a.qty is None else str(a.qty), a.reason)
-             for a in report.actions]
+    rows += [
+        (a.kind.value, a.agent_id or "*", a.symbol, "" if a.qty is None else str(a.qty), a.reason)
+        for a in report.actions
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
@@ -76,7 +81,9 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     with ClaimStore(args.store, settings=settings) as store:
         reconciler = Reconciler(_make_broker(args, settings), store, settings=settings)
         report = reconciler.run(
-            agent_id=args.agent_id, symbols=args.symbol or None, dry_run=args.dry_run,
+            agent_id=args.agent_id,
+            symbols=args.symbol or None,
+            dry_run=args.dry_run,
             adopt_orphans_to=args.adopt_orphans_to,
         )
     _print_report(report)
@@ -92,8 +99,13 @@ def _parse_time(value: str) -> datetime:
 
 def _cmd_audit(args: argparse.Namespace) -> int:
     query = AuditQuery(
-        agent_id=args.agent_id, actions=tuple(args.action or ()), kind=args.kind, state=args.state,
-        symbol=args.symbol, since=args.since, until=args.until,
+        agent_id=args.agent_id,
+        actions=tuple(args.action or ()),
+        kind=args.kind,
+        state=args.state,
+        symbol=args.symbol,
+        since=args.since,
+        until=args.until,
     )
     with ClaimStore(args.store) as store:
         if args.csv:
@@ -101,8 +113,11 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             print(f"wrote {count} audit record(s) to {args.csv}")
             return 0
         for rec in store.audit_page(query, after_id=args.after_id, limit=args.limit):
-            print(f"{rec.id:>6} {rec.at:%Y-%m-%d %H:%M:%S} {rec.agent_id:<12} {rec.action:<10} "
-                  f"{rec.symbol or '':<6} {rec.side or '':<4} {rec.qty or '':>8} {rec.state or '':<16} {rec.reason}")
+            print(
+                f"{rec.id:>6} {rec.at:%Y-%m-%d %H:%M:%S} {rec.agent_id:<12} {rec.action:<10} "
+                f"{rec.symbol or '':<6} {rec.side or '':<4} {rec.qty or '':>8} {rec.state or '':<16} "
+                f"{rec.reason}"
+            )
     return 0
 
 
@@ -120,10 +135,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `tradeguard` command."""
-    parser = argparse.ArgumentParser(prog="tradeguard", description="Exactly-once order execution for Alpaca bots.")
+    parser = argparse.ArgumentParser(
+        prog="tradeguard", description="Exactly-once order execution for Alpaca bots."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run a guarded bot against the paper broker with injected faults (no keys)")
+    demo = sub.add_parser(
+        "demo", help="run a guarded bot against the paper broker with injected faults (no keys)"
+    )
     demo.add_argument("--store", default=os.environ.get(STORE_ENV, DEFAULT_STORE_URL), help="claim store URL")
     demo.add_argument("--agent-id", default="demo-bot")
     demo.set_defaults(func=_cmd_demo)
@@ -134,13 +153,17 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--dry-run", action="store_true", help="show the actions without applying them")
     rec.add_argument("--agent-id", help="only this agent's claims and ledger")
     rec.add_argument("--symbol", action="append", help="only this symbol (repeatable)")
-    rec.add_argument("--adopt-orphans-to", metavar="AGENT", help="take unowned broker positions into AGENT's ledger")
+    rec.add_argument(
+        "--adopt-orphans-to", metavar="AGENT", help="take unowned broker positions into AGENT's ledger"
+    )
     rec.set_defaults(func=_cmd_reconcile)
 
     aud = sub.add_parser("audit", help="read or export the audit log")
     _store_arg(aud)
     aud.add_argument("--agent-id")
-    aud.add_argument("--action", action="append", help="claim, skip, transition, takeover, ledger, reconcile, error")
+    aud.add_argument(
+        "--action", action="append", help="claim, skip, transition, takeover, ledger, reconcile, error"
+    )
     aud.add_argument("--kind", choices=["entry", "exit"])
     aud.add_argument("--state")
     aud.add_argument("--symbol")
@@ -153,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tradeguard.broker.paper_server import add_paper_server_arguments
 
-    paper = sub.add_parser("paper-server", help="serve a paper account over Alpaca's REST routes on 127.0.0.1")
+    paper = sub.add_parser(
+        "paper-server", help="serve a paper account over Alpaca's REST routes on 127.0.0.1"
+    )
     add_paper_server_arguments(paper)
     paper.set_defaults(func=_cmd_paper_server)
     return parser

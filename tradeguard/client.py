@@ -50,7 +50,7 @@ def to_alpaca_order(order: BrokerOrder) -> Order:
             return Order(**order.raw)
         except ValueError:
             pass  # a newer enum value: fall through to the fields we know
-    created = (order.created_at.isoformat() if order.created_at else None)
+    created = order.created_at.isoformat() if order.created_at else None
     return Order(
         id=order.id,
         client_order_id=order.client_order_id,
@@ -87,10 +87,11 @@ def _api_error(result: OrderResult) -> APIError:
     response = requests.Response()
     response.status_code = status
     response._content = json.dumps(body).encode()
-    return APIError(json.dumps(body), requests.HTTPError(f"{status} rejected", response=response))
+    error_text = json.dumps(body)
+    return APIError(error_text, requests.HTTPError(f"{status} rejected", response=response))  # type: ignore[no-untyped-call]
 
 
-class GuardedTradingClient(TradingClient):  # type: ignore[misc]
+class GuardedTradingClient(TradingClient):
     """alpaca-py's `TradingClient` with guarded order submission.
 
     Args:
@@ -109,7 +110,7 @@ class GuardedTradingClient(TradingClient):  # type: ignore[misc]
         broker: Send orders to this broker instead of Alpaca (e.g. a PaperBroker: no network).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - the same positional arguments as alpaca-py's TradingClient
         self,
         api_key: str | None = None,
         secret_key: str | None = None,
@@ -162,17 +163,23 @@ class GuardedTradingClient(TradingClient):  # type: ignore[misc]
             ConfigError: An order shape tradeguard does not guard (brackets, OCO, legs, trailing).
         """
         fields = order_data.to_request_fields()
-        if fields.get("order_class", "simple") not in ("simple", OrderClass.SIMPLE.value) or fields.get("legs"):
-            raise ConfigError(f"tradeguard guards simple orders only, got order_class={fields.get('order_class')!r}")
+        if fields.get("order_class", "simple") not in ("simple", OrderClass.SIMPLE.value) or fields.get(
+            "legs"
+        ):
+            raise ConfigError(
+                f"tradeguard guards simple orders only, got order_class={fields.get('order_class')!r}"
+            )
         side = parse_side(_value(fields.get("side")))
         pi_raw = _value(fields.get("position_intent"))
         default_pi = PositionIntent.BUY_TO_OPEN if side is Side.BUY else PositionIntent.SELL_TO_OPEN
         position_intent = PositionIntent(pi_raw) if pi_raw else default_pi
         args = OrderArgs(
-            qty=fields.get("qty"), notional=fields.get("notional"),
+            qty=fields.get("qty"),
+            notional=fields.get("notional"),
             order_type=str(_value(fields.get("type", "market"))),
             time_in_force=str(_value(fields.get("time_in_force", "day"))),
-            limit_price=fields.get("limit_price"), stop_price=fields.get("stop_price"),
+            limit_price=fields.get("limit_price"),
+            stop_price=fields.get("stop_price"),
             extended_hours=bool(fields.get("extended_hours") or False),
         )
         spec = build_spec(args, position_intent=position_intent, is_exit=False)
@@ -198,10 +205,14 @@ class GuardedTradingClient(TradingClient):  # type: ignore[misc]
                 f"an identical {symbol} order is being claimed by another worker right now; "
                 "it will be returned on the next call"
             )
-        return self._order_or_raise(gateway.submit(
-            Intent(existing.agent_id, existing.kind, existing.symbol, Side(existing.side), existing.intent),
-            spec,
-        ))
+        return self._order_or_raise(
+            gateway.submit(
+                Intent(
+                    existing.agent_id, existing.kind, existing.symbol, Side(existing.side), existing.intent
+                ),
+                spec,
+            )
+        )
 
     def close_position(
         self, symbol_or_asset_id: Any, close_options: ClosePositionRequest | None = None
@@ -229,8 +240,9 @@ class GuardedTradingClient(TradingClient):  # type: ignore[misc]
             return
         reason = f"close_position: adopted {held.qty} {symbol} held at the broker before tradeguard saw it"
         gateway.store.adjust_position(gateway.agent_id, symbol, held.qty, reason=reason)
-        gateway.store.audit(AuditAction.RECONCILE, agent_id=gateway.agent_id, symbol=symbol,
-                            qty=held.qty, reason=reason)
+        gateway.store.audit(
+            AuditAction.RECONCILE, agent_id=gateway.agent_id, symbol=symbol, qty=held.qty, reason=reason
+        )
 
     @staticmethod
     def _order_or_raise(result: OrderResult) -> Order:
@@ -242,8 +254,12 @@ class GuardedTradingClient(TradingClient):  # type: ignore[misc]
             raise BrokerUnavailable(result.reason)
         if result.outcome is Outcome.SKIPPED:
             # What Alpaca answers when closing a position it does not hold.
-            missing = OrderRejected("position does not exist", status_code=404, code=40410000,
-                                    body={"code": 40410000, "message": "position does not exist"})
+            missing = OrderRejected(
+                "position does not exist",
+                status_code=404,
+                code=40410000,
+                body={"code": 40410000, "message": "position does not exist"},
+            )
             raise _api_error(OrderResult(result.outcome, result.claim, None, result.reason, missing))
         if result.outcome is Outcome.DUPLICATE:
             raise ClaimInProgress(result.reason)

@@ -56,9 +56,7 @@ class Settings:
                 raise ConfigError(f"setting {f.name} must not be negative, got {value!r}")
         prefix = self.client_order_id_prefix
         if not (1 <= len(prefix) <= 8 and prefix.isascii() and prefix.replace("-", "").isalnum()):
-            raise ConfigError(
-                f"client_order_id_prefix must be 1-8 ASCII letters/digits, got {prefix!r}"
-            )
+            raise ConfigError(f"client_order_id_prefix must be 1-8 ASCII letters/digits, got {prefix!r}")
 
     def with_changes(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed."""

@@ -95,8 +95,12 @@ def adopt_order(store: ClaimStore, claim: Claim, order: BrokerOrder, why: str) -
         return claim
     try:
         return store.transition(
-            claim, state, reason=f"{why}: {order.status}", broker_order_id=order.id,
-            filled_qty=max(order.filled_qty, claim.filled_qty), filled_avg_price=order.filled_avg_price,
+            claim,
+            state,
+            reason=f"{why}: {order.status}",
+            broker_order_id=order.id,
+            filled_qty=max(order.filled_qty, claim.filled_qty),
+            filled_avg_price=order.filled_avg_price,
             order_qty=order.qty,
         )
     except LeaseLost:
@@ -112,7 +116,9 @@ def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
     except OrderRejected as exc:
         kind = errors_map.error_kind(exc)
         claim = store.transition(
-            claim, ClaimState.REJECTED, reason=f"rejected ({kind or 'other'}): {exc.message}",
+            claim,
+            ClaimState.REJECTED,
+            reason=f"rejected ({kind or 'other'}): {exc.message}",
             detail={"status": exc.status_code, "code": exc.code, "body": exc.body},
         )
         return OrderResult(Outcome.REJECTED, claim, None, exc.message, exc)
@@ -121,7 +127,9 @@ def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
         return OrderResult(Outcome.NOT_SENT, claim, None, exc.message, exc)
     except OutcomeUnknown as exc:
         claim = store.transition(
-            claim, ClaimState.UNKNOWN, reason=f"outcome unknown: {exc.message}",
+            claim,
+            ClaimState.UNKNOWN,
+            reason=f"outcome unknown: {exc.message}",
             detail={"status": exc.status_code},
         )
         # One lookup right away: most lost responses are orders that landed.
@@ -132,6 +140,8 @@ def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
         if found is None:
             return OrderResult(Outcome.UNKNOWN, claim, None, exc.message, exc)
         claim = adopt_order(store, claim, found, "found by client_order_id after an ambiguous send")
-        return OrderResult(Outcome.SUBMITTED, claim, found, f"sent as {claim.client_order_id} (confirmed by lookup)")
+        return OrderResult(
+            Outcome.SUBMITTED, claim, found, f"sent as {claim.client_order_id} (confirmed by lookup)"
+        )
     claim = adopt_order(store, claim, order, "acknowledged by the broker")
     return OrderResult(Outcome.SUBMITTED, claim, order, f"sent as {claim.client_order_id}")

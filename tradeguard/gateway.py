@@ -53,7 +53,9 @@ class OrderGateway:
         self.settings = settings or (store.settings if isinstance(store, ClaimStore) else Settings())
         self.clock: Clock = clock or (store.clock if isinstance(store, ClaimStore) else SystemClock())
         self.store = (
-            store if isinstance(store, ClaimStore) else ClaimStore(store, settings=self.settings, clock=self.clock)
+            store
+            if isinstance(store, ClaimStore)
+            else ClaimStore(store, settings=self.settings, clock=self.clock)
         )
         self.broker = broker
         Intent(agent_id, Kind.ENTRY, "X", Side.BUY, "check")  # validates agent_id early
@@ -113,8 +115,12 @@ class OrderGateway:
         """
         self._ensure_started()
         outcome = self.store.claim(
-            intent, spec, owner=self.owner, client_order_id=client_order_id,
-            order_qty=spec.qty, reason=f"{intent.kind} {intent.name}",
+            intent,
+            spec,
+            owner=self.owner,
+            client_order_id=client_order_id,
+            order_qty=spec.qty,
+            reason=f"{intent.kind} {intent.name}",
         )
         if outcome.created:
             return self._send(outcome.claim)
@@ -157,7 +163,12 @@ class OrderGateway:
         if isinstance(sized, OrderResult):
             return sized
         outcome = self.store.claim(
-            decision, spec, owner=self.owner, order_qty=sized, turn_id=turn_id, reason=f"exit {intent}",
+            decision,
+            spec,
+            owner=self.owner,
+            order_qty=sized,
+            turn_id=turn_id,
+            reason=f"exit {intent}",
         )
         if outcome.created:
             return self._send(outcome.claim)
@@ -201,10 +212,14 @@ class OrderGateway:
                 self._started = True
 
     def _skip(self, symbol: str, reason: str, claim: Claim | None = None) -> OrderResult:
-        self.store.record_skip(claim, agent_id=self.agent_id, reason=reason, symbol=symbol, kind=Kind.EXIT.value)
+        self.store.record_skip(
+            claim, agent_id=self.agent_id, reason=reason, symbol=symbol, kind=Kind.EXIT.value
+        )
         return OrderResult(Outcome.SKIPPED, claim, None, reason)
 
-    def _size_exit(self, symbol: str, requested: Decimal | None, held: LedgerPosition) -> Decimal | OrderResult:
+    def _size_exit(
+        self, symbol: str, requested: Decimal | None, held: LedgerPosition
+    ) -> Decimal | OrderResult:
         """Return the quantity an exit may send now, or the result that ends the call."""
         try:
             at_broker = self.broker.get_position(symbol)
@@ -248,7 +263,9 @@ class OrderGateway:
         try:
             order = self.broker.get_order_by_client_id(claim.client_order_id)
         except BrokerError as exc:
-            return OrderResult(Outcome.UNKNOWN, claim, None, f"lookup failed: {exc.message}", first_error or exc)
+            return OrderResult(
+                Outcome.UNKNOWN, claim, None, f"lookup failed: {exc.message}", first_error or exc
+            )
         if order is not None:
             claim = self._adopt(claim, order, "found at the broker by client_order_id")
             outcome = Outcome.SUBMITTED if first_error is not None else Outcome.DUPLICATE
@@ -265,7 +282,8 @@ class OrderGateway:
         """
         age = (self.clock.now() - claim.updated_at).total_seconds()
         if age < self.settings.unknown_grace_secs:
-            reason = f"{claim.client_order_id} not found yet; waiting out the {self.settings.unknown_grace_secs}s grace"
+            grace = self.settings.unknown_grace_secs
+            reason = f"{claim.client_order_id} not found yet; waiting out the {grace}s grace period"
             return OrderResult(Outcome.UNKNOWN, claim, None, reason)
         self.clock.sleep(self.settings.unknown_probe_gap_secs)
         try:
@@ -279,7 +297,9 @@ class OrderGateway:
             return OrderResult(Outcome.UNKNOWN, claim, None, "absent at the broker; its owner will resend")
         try:
             claim = self.store.transition(
-                claim, ClaimState.PENDING, owner=self.owner,
+                claim,
+                ClaimState.PENDING,
+                owner=self.owner,
                 reason="absent at the broker on two probes after the grace period; resending the same id",
             )
         except LeaseLost:
@@ -291,7 +311,9 @@ class OrderGateway:
     def _existing(self, claim: Claim, held: LedgerPosition | None = None) -> OrderResult:
         """Answer a retry of a known decision without sending a second order."""
         state = claim.state
-        if state is ClaimState.NOT_SENT or (state is ClaimState.REJECTED and claim.kind is Kind.EXIT and held):
+        if state is ClaimState.NOT_SENT or (
+            state is ClaimState.REJECTED and claim.kind is Kind.EXIT and held
+        ):
             return self._retry_unsent(claim, held)
         if state is ClaimState.PENDING:
             if claim.lease_expires_at > self.clock.now():
@@ -335,7 +357,10 @@ class OrderGateway:
             qty = sized
         try:
             claim = self.store.transition(
-                claim, ClaimState.PENDING, owner=self.owner, order_qty=qty,
+                claim,
+                ClaimState.PENDING,
+                owner=self.owner,
+                order_qty=qty,
                 reason=f"sending again after {claim.state}: nothing was placed",
             )
         except LeaseLost:

@@ -70,15 +70,24 @@ def _claim_actions(
             return None, False
         evidence |= {"order_status": order.status.value, "filled_qty": str(order.filled_qty)}
         reason = f"reconcile: {coid} is {order.status} at the broker (filled {order.filled_qty})"
-        return Action(ActionKind.ADOPT_ORDER, claim.symbol, reason, claim.agent_id, claim.key, order,
-                      order.filled_qty, evidence), False
+        return Action(
+            ActionKind.ADOPT_ORDER,
+            claim.symbol,
+            reason,
+            claim.agent_id,
+            claim.key,
+            order,
+            order.filled_qty,
+            evidence,
+        ), False
     if claim.state in _LIVE:
         if snapshot.earlier is None:
             return None, True
         if _absent_twice(snapshot, coid, settings):
             reason = f"reconcile: acknowledged order {coid} is unknown to the broker on two reads"
-            return Action(ActionKind.REPORT_MISSING, claim.symbol, reason, claim.agent_id, claim.key,
-                          evidence=evidence), False
+            return Action(
+                ActionKind.REPORT_MISSING, claim.symbol, reason, claim.agent_id, claim.key, evidence=evidence
+            ), False
         return None, False
     age = (now - claim.updated_at).total_seconds()
     if age < settings.unknown_grace_secs:
@@ -87,8 +96,9 @@ def _claim_actions(
         return None, True
     if _absent_twice(snapshot, coid, settings):
         reason = f"reconcile: {coid} absent at the broker on two probes {age:.0f}s after the send"
-        return Action(ActionKind.MARK_NOT_SENT, claim.symbol, reason, claim.agent_id, claim.key,
-                      evidence=evidence), False
+        return Action(
+            ActionKind.MARK_NOT_SENT, claim.symbol, reason, claim.agent_id, claim.key, evidence=evidence
+        ), False
     return None, False
 
 
@@ -109,8 +119,14 @@ def _release_action(
         f"reconcile: exit {claim.client_order_id} was refused ({claim.reason}) but the broker holds "
         f"{pos.qty} {claim.symbol}; re-sized to {qty} (qty_available {pos.qty_available})"
     )
-    evidence = {"broker_qty": str(pos.qty), "qty_available": str(pos.qty_available), "ledger_qty": str(held.qty)}
-    return Action(ActionKind.RELEASE_EXIT, claim.symbol, reason, claim.agent_id, claim.key, qty=qty, evidence=evidence)
+    evidence = {
+        "broker_qty": str(pos.qty),
+        "qty_available": str(pos.qty_available),
+        "ledger_qty": str(held.qty),
+    }
+    return Action(
+        ActionKind.RELEASE_EXIT, claim.symbol, reason, claim.agent_id, claim.key, qty=qty, evidence=evidence
+    )
 
 
 def _position_actions(
@@ -131,19 +147,38 @@ def _position_actions(
         if not _flat_twice(snapshot, symbol, settings):
             return [], False
         return [
-            Action(ActionKind.CLEAR_PHANTOM, symbol,
-                   f"phantom cleared: ledger held {p.qty} {symbol}, broker flat with no open orders on two reads "
-                   f"{_gap(snapshot):.1f}s apart", p.agent_id, qty=p.qty, evidence=evidence | {"turn_id": str(p.turn_id)})
-            for p in holders if not p.is_flat
+            Action(
+                ActionKind.CLEAR_PHANTOM,
+                symbol,
+                f"phantom cleared: ledger held {p.qty} {symbol}, broker flat with no open orders "
+                f"on two reads "
+                f"{_gap(snapshot):.1f}s apart",
+                p.agent_id,
+                qty=p.qty,
+                evidence=evidence | {"turn_id": str(p.turn_id)},
+            )
+            for p in holders
+            if not p.is_flat
         ], False
     if ledger_qty == 0:
         if adopt_orphans_to is not None:
             reason = f"reconcile: adopted orphan {broker_qty} {symbol} into {adopt_orphans_to}'s ledger"
-            return [Action(ActionKind.ADOPT_ORPHAN, symbol, reason, adopt_orphans_to, qty=broker_qty, evidence=evidence)], False
+            return [
+                Action(
+                    ActionKind.ADOPT_ORPHAN,
+                    symbol,
+                    reason,
+                    adopt_orphans_to,
+                    qty=broker_qty,
+                    evidence=evidence,
+                )
+            ], False
         reason = f"orphan: broker holds {broker_qty} {symbol}, no ledger does"
         return [Action(ActionKind.REPORT_ORPHAN, symbol, reason, qty=broker_qty, evidence=evidence)], False
     reason = f"drift: broker holds {broker_qty} {symbol}, ledgers hold {ledger_qty}"
-    return [Action(ActionKind.REPORT_DRIFT, symbol, reason, qty=broker_qty - ledger_qty, evidence=evidence)], False
+    return [
+        Action(ActionKind.REPORT_DRIFT, symbol, reason, qty=broker_qty - ledger_qty, evidence=evidence)
+    ], False
 
 
 def plan(
@@ -181,7 +216,11 @@ def plan(
             if action is not None:
                 actions.append(action)
                 busy.add(claim.symbol)
-        elif claim.state is ClaimState.REJECTED and claim.kind is Kind.EXIT and is_position_rejection(claim.reason):
+        elif (
+            claim.state is ClaimState.REJECTED
+            and claim.kind is Kind.EXIT
+            and is_position_rejection(claim.reason)
+        ):
             mine = next((p for p in holders.get(claim.symbol, []) if p.agent_id == claim.agent_id), None)
             action = _release_action(claim, mine, snapshot, in_flight[(claim.agent_id, claim.symbol)])
             if action is not None:
@@ -218,4 +257,6 @@ def diff(
         symbols: Only these symbols (None: all).
         adopt_orphans_to: Adopt broker positions no ledger holds into this agent's ledger.
     """
-    return plan(claims, ledger, snapshot, now, settings, symbols=symbols, adopt_orphans_to=adopt_orphans_to)[0]
+    return plan(claims, ledger, snapshot, now, settings, symbols=symbols, adopt_orphans_to=adopt_orphans_to)[
+        0
+    ]

@@ -8,6 +8,7 @@ changes, and the abort is audited (G4: a failed read is never "flat").
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
 from tradeguard.store import AuditAction, Claim, ClaimStore, LedgerPosition, new_owner_token
 
 __all__ = ["BackgroundReconciler", "ReconcileReport", "Reconciler"]
+
+_log = logging.getLogger(__name__)
 
 # Alpaca returns at most 500 orders a page; a full page may hide more.
 _OPEN_ORDERS_PAGE = 500
@@ -68,8 +71,14 @@ class Reconciler:
         clock: Time source; its `sleep` is used for the confirming read.
     """
 
-    def __init__(self, broker: Broker, store: ClaimStore, *, settings: Settings | None = None,
-                 clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        store: ClaimStore,
+        *,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+    ) -> None:
         self.broker = broker
         self.store = store
         self.settings = settings or store.settings
@@ -105,19 +114,38 @@ class Reconciler:
             try:
                 snapshot = self._read(claims, earlier=None)
                 report.reads = 1
-                actions, wait = plan(claims, ledger, snapshot, self.clock.now(), self.settings,
-                                     symbols=wanted, adopt_orphans_to=adopt_orphans_to)
+                actions, wait = plan(
+                    claims,
+                    ledger,
+                    snapshot,
+                    self.clock.now(),
+                    self.settings,
+                    symbols=wanted,
+                    adopt_orphans_to=adopt_orphans_to,
+                )
                 if wait:
-                    self.clock.sleep(max(self.settings.settle_delay_secs, self.settings.unknown_probe_gap_secs))
+                    self.clock.sleep(
+                        max(self.settings.settle_delay_secs, self.settings.unknown_probe_gap_secs)
+                    )
                     snapshot = self._read(claims, earlier=snapshot)
                     report.reads = 2
-                    actions, _ = plan(claims, ledger, snapshot, self.clock.now(), self.settings,
-                                      symbols=wanted, adopt_orphans_to=adopt_orphans_to)
+                    actions, _ = plan(
+                        claims,
+                        ledger,
+                        snapshot,
+                        self.clock.now(),
+                        self.settings,
+                        symbols=wanted,
+                        adopt_orphans_to=adopt_orphans_to,
+                    )
             except BrokerError as exc:
                 report.aborted = f"broker read failed: {exc}"
-                self.store.audit(AuditAction.ERROR, agent_id=agent_id or "*",
-                                 reason=f"reconcile pass aborted, nothing changed: {report.aborted}",
-                                 detail={"symbols": wanted or "all"})
+                self.store.audit(
+                    AuditAction.ERROR,
+                    agent_id=agent_id or "*",
+                    reason=f"reconcile pass aborted, nothing changed: {report.aborted}",
+                    detail={"symbols": wanted or "all"},
+                )
                 return report
             if agent_id is not None:
                 actions = [a for a in actions if a.agent_id in (None, agent_id)]
@@ -131,7 +159,9 @@ class Reconciler:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def _load(self, agent_id: str | None, symbols: list[str] | None) -> tuple[list[Claim], list[LedgerPosition]]:
+    def _load(
+        self, agent_id: str | None, symbols: list[str] | None
+    ) -> tuple[list[Claim], list[LedgerPosition]]:
         agents = [agent_id] if agent_id is not None else self.store.agents()
         # Positions are account-wide: every agent's ledger counts when comparing quantities.
         ledger = [p for a in self.store.agents() for p in self.store.positions(a)]
@@ -168,25 +198,42 @@ class Reconciler:
 
     # -- applying --------------------------------------------------------------------------
 
-    def _apply(self, action: Action, claims: dict[str, Claim], release_exits: bool, report: ReconcileReport) -> bool:
+    def _apply(
+        self, action: Action, claims: dict[str, Claim], release_exits: bool, report: ReconcileReport
+    ) -> bool:
         """Carry out one action; False when it was skipped (the claim moved meanwhile)."""
         claim = claims.get(action.claim_key or "")
         try:
             if action.kind is ActionKind.ADOPT_ORDER and claim is not None and action.order is not None:
                 adopt_order(self.store, claim, action.order, "reconcile: found at the broker")
             elif action.kind is ActionKind.MARK_NOT_SENT and claim is not None:
-                self.store.transition(claim, ClaimState.NOT_SENT, reason=action.reason, detail=dict(action.evidence))
+                self.store.transition(
+                    claim, ClaimState.NOT_SENT, reason=action.reason, detail=dict(action.evidence)
+                )
             elif action.kind is ActionKind.CLEAR_PHANTOM and action.agent_id is not None:
-                self.store.close_turn(action.agent_id, action.symbol, reason=action.reason,
-                                      detail={"action": action.kind.value, **action.evidence})
+                self.store.close_turn(
+                    action.agent_id,
+                    action.symbol,
+                    reason=action.reason,
+                    detail={"action": action.kind.value, **action.evidence},
+                )
             elif action.kind is ActionKind.RELEASE_EXIT and claim is not None:
                 if not release_exits:
                     return self._report(action)
-                pending = self.store.transition(claim, ClaimState.PENDING, owner=self.owner,
-                                                order_qty=action.qty, reason=action.reason,
-                                                detail=dict(action.evidence))
+                pending = self.store.transition(
+                    claim,
+                    ClaimState.PENDING,
+                    owner=self.owner,
+                    order_qty=action.qty,
+                    reason=action.reason,
+                    detail=dict(action.evidence),
+                )
                 report.sent[claim.key] = send_claim(self.broker, self.store, pending)
-            elif action.kind is ActionKind.ADOPT_ORPHAN and action.agent_id is not None and action.qty is not None:
+            elif (
+                action.kind is ActionKind.ADOPT_ORPHAN
+                and action.agent_id is not None
+                and action.qty is not None
+            ):
                 self.store.adjust_position(action.agent_id, action.symbol, action.qty, reason=action.reason)
             else:
                 return self._report(action)
@@ -199,17 +246,23 @@ class Reconciler:
         memo = (action.kind.value, action.symbol, str(action.qty))
         if memo not in self._reported:
             self._reported.add(memo)
-            self.store.audit(AuditAction.RECONCILE, agent_id=action.agent_id or "*", symbol=action.symbol,
-                             qty=action.qty, reason=action.reason,
-                             detail={"action": action.kind.value, **action.evidence})
+            self.store.audit(
+                AuditAction.RECONCILE,
+                agent_id=action.agent_id or "*",
+                symbol=action.symbol,
+                qty=action.qty,
+                reason=action.reason,
+                detail={"action": action.kind.value, **action.evidence},
+            )
         return True
 
 
 class BackgroundReconciler:
     """Runs `Reconciler.run` every `reconcile_interval_secs` in a daemon thread until stopped."""
 
-    def __init__(self, reconciler: Reconciler, *, agent_id: str | None = None,
-                 interval_secs: float | None = None) -> None:
+    def __init__(
+        self, reconciler: Reconciler, *, agent_id: str | None = None, interval_secs: float | None = None
+    ) -> None:
         self.reconciler = reconciler
         self.agent_id = agent_id
         self.interval_secs = interval_secs or reconciler.settings.reconcile_interval_secs
@@ -238,5 +291,6 @@ class BackgroundReconciler:
         while not self._stop.wait(self.interval_secs):
             try:
                 self.last_report = self.reconciler.run(agent_id=self.agent_id)
-            except Exception:  # noqa: BLE001 - a store outage must not kill the loop; it is retried
-                continue
+            except Exception:
+                # A store or broker outage must not kill the loop; the next interval retries.
+                _log.exception("background reconcile pass failed")
