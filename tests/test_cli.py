@@ -1,0 +1,75 @@
+"""The `tradeguard` command over a real store and a file-backed paper account (G4, G6)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from tradeguard import ClaimStore, OrderGateway, PaperBroker, Settings
+from tradeguard.cli import main
+
+
+@pytest.fixture
+def phantom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]:
+    """A store whose ledger holds 2 SQQQ that the paper account (a file) no longer holds."""
+    monkeypatch.setenv("TRADEGUARD_SETTLE_DELAY_SECS", "0")
+    monkeypatch.setenv("TRADEGUARD_UNKNOWN_PROBE_GAP_SECS", "0")
+    monkeypatch.setenv("TRADEGUARD_RECENT_ACTIVITY_SECS", "0")
+    url, state = f"sqlite:///{tmp_path / 'claims.db'}", tmp_path / "paper.json"
+    paper = PaperBroker(state_path=state)
+    with ClaimStore(url, settings=Settings()) as store:
+        OrderGateway(paper, store, agent_id="bot", reconcile_on_start=False).enter(
+            "SQQQ", qty=2, intent="11:06 add"
+        )
+    paper.close_position("SQQQ")
+    return url, state
+
+
+def test_reconcile_dry_run_shows_the_phantom_and_changes_nothing(
+    phantom: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, state = phantom
+    assert main(["reconcile", "--store", url, "--paper-state", str(state), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "clear_phantom" in out and "SQQQ" in out and "dry run: would apply 1 action(s)" in out
+    with ClaimStore(url) as store:
+        assert store.position("bot", "SQQQ").qty == 2
+
+
+def test_reconcile_clears_the_phantom_then_finds_nothing(
+    phantom: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, state = phantom
+    assert main(["reconcile", "--store", url, "--paper-state", str(state), "--agent-id", "bot"]) == 0
+    assert "applied 1 action(s)" in capsys.readouterr().out
+    with ClaimStore(url) as store:
+        assert store.position("bot", "SQQQ").qty == 0
+    assert main(["reconcile", "--store", url, "--paper-state", str(state)]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_audit_exports_csv_with_every_record(phantom: tuple[str, Path], tmp_path: Path) -> None:
+    url, _ = phantom
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "--store", url, "--csv", str(out)]) == 0
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with ClaimStore(url) as store:
+        assert len(rows) == store.audit_count() > 0
+    assert {r["action"] for r in rows} >= {"claim", "transition", "ledger"}
+
+
+def test_reconcile_without_a_broker_says_how_to_configure_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("APCA_API_KEY_ID", raising=False)
+    monkeypatch.delenv("APCA_API_SECRET_KEY", raising=False)
+    assert main(["reconcile", "--store", f"sqlite:///{tmp_path / 'x.db'}"]) == 2
+    assert "APCA_API_KEY_ID" in capsys.readouterr().err
+
+
+def test_a_bad_store_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "--store", "mysql://nowhere/db"]) == 2
+    assert "not supported" in capsys.readouterr().err
