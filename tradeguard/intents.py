@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 from tradeguard.broker.types import OrderType, PositionIntent, Side, TimeInForce
@@ -25,7 +26,9 @@ __all__ = [
     "Intent",
     "Kind",
     "OrderSpec",
+    "canonical_json",
     "derive_client_order_id",
+    "hash_payload_json",
     "to_decimal",
 ]
 
@@ -57,7 +60,8 @@ def to_decimal(value: object, what: str) -> Decimal:
     return number
 
 
-def _canonical(obj: dict[str, Any]) -> str:
+def canonical_json(obj: dict[str, Any]) -> str:
+    """Return the canonical JSON text of `obj`: sorted keys, no spaces, ASCII (what keys hash)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -77,9 +81,7 @@ class Intent:
                 f"agent_id must be 1-64 characters of letters, digits and _.:@-, got {self.agent_id!r}"
             )
         if not isinstance(self.symbol, str) or not _SYMBOL_RE.match(self.symbol):
-            raise ConfigError(
-                f"symbol must be 1-32 upper-case letters, digits or ./:-, got {self.symbol!r}"
-            )
+            raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {self.symbol!r}")
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("intent must be a non-empty name for the decision (e.g. bar time + reason)")
         if len(self.name) > MAX_INTENT_NAME_LEN:
@@ -92,16 +94,16 @@ class Intent:
         object.__setattr__(self, "side", Side(self.side))
 
     def canonical(self) -> str:
-        """Return the canonical JSON form that the key hashes."""
-        return _canonical(
-            {
-                "agent": self.agent_id,
-                "kind": self.kind.value,
-                "symbol": self.symbol,
-                "side": self.side.value,
-                "intent": self.name,
-                "v": 1,
-            }
+        """Return the canonical JSON form that the key hashes.
+
+        Byte for byte `canonical_json` of ``{"agent", "intent", "kind", "side", "symbol", "v": 1}``
+        (keys in sorted order), written out because every claim and every retry computes it;
+        a test holds the two equal.
+        """
+        enc = _json_string
+        return (
+            f'{{"agent":{enc(self.agent_id)},"intent":{enc(self.name)},"kind":{enc(self.kind.value)},'
+            f'"side":{enc(self.side.value)},"symbol":{enc(self.symbol)},"v":1}}'
         )
 
     @property
@@ -172,4 +174,9 @@ class OrderSpec:
 
     def payload_hash(self) -> str:
         """Return a short hash of the payload for quick equality checks."""
-        return hashlib.sha256(_canonical(self.as_payload()).encode("ascii")).hexdigest()[:32]
+        return hash_payload_json(canonical_json(self.as_payload()))
+
+
+def hash_payload_json(canonical: str) -> str:
+    """Return the short hash of a payload's canonical JSON text (see `OrderSpec.payload_hash`)."""
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]

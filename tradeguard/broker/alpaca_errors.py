@@ -197,6 +197,7 @@ def _code_of(body: dict[str, Any]) -> int | None:
         return None
     if isinstance(code, int):
         return code
-    if isinstance(code, str) and code.strip().isdigit():
+    # isdecimal, not isdigit: "¹" is a digit that int() refuses.
+    if isinstance(code, str) and code.strip().isascii() and code.strip().isdecimal():
         return int(code.strip())
     return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -26,7 +27,15 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from tradeguard.errors import StoreError
 from tradeguard.store.schema import SCHEMA_HEAD
 
-__all__ = ["open_engine", "translate_errors"]
+__all__ = [
+    "describe",
+    "driver_errors",
+    "open_engine",
+    "parse_url",
+    "read_only",
+    "store_error",
+    "translate_errors",
+]
 
 # Any fixed 64-bit number: the advisory lock that serialises migrations across PostgreSQL hosts.
 _PG_MIGRATION_LOCK = 0x7467_6D69_6772_6174
@@ -36,29 +45,46 @@ _SQLITE_HINTS = {
     "database disk image is malformed": "the database file is corrupt",
     "readonly database": "the database file or its folder is read-only",
     "disk is full": "the disk is full",
-    "unable to open database file": "the file or its folder cannot be opened (missing folder or no permission)",
+    "unable to open database file": "the file or its folder cannot be opened (missing or no permission)",
     "database is locked": "another process held the database lock past the busy timeout",
 }
 
 
-def _describe(url: URL) -> str:
+def describe(url: URL) -> str:
+    """Return the URL as text without its password (a SQLite path as written, unescaped)."""
+    if url.get_backend_name() == "sqlite":
+        query = "&".join(f"{k}={v}" for k, v in url.query.items())
+        return f"sqlite:///{url.database or ''}" + (f"?{query}" if query else "")
     return url.render_as_string(hide_password=True)
 
 
+def store_error(url: URL, doing: str, exc: BaseException) -> StoreError:
+    """Return the StoreError for a SQLAlchemy, driver or OS failure while `doing`, naming the store."""
+    cause = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+    hint = next((h for k, h in _SQLITE_HINTS.items() if k in cause.lower()), None)
+    what = f"{hint} ({cause})" if hint else cause
+    return StoreError(f"claim store {describe(url)}: {doing} failed: {what}; nothing was sent")
+
+
+def driver_errors(engine: Engine) -> tuple[type[Exception], ...]:
+    """Return the base error class of the engine's driver (for code that calls the driver directly)."""
+    return (engine.dialect.loaded_dbapi.Error,)
+
+
+# What the store translates: SQLAlchemy's errors, the drivers' own (raised where the order path
+# calls the driver directly, see connections.py) and the OS's.
+_FOREIGN: tuple[type[Exception], ...] = (SQLAlchemyError, OSError, sqlite3.Error)
+
+
 @contextlib.contextmanager
-def translate_errors(url: URL, doing: str) -> Iterator[None]:
-    """Turn SQLAlchemy and OS failures inside the block into StoreError naming the store and step."""
+def translate_errors(url: URL, doing: str, extra: tuple[type[Exception], ...] = ()) -> Iterator[None]:
+    """Turn SQLAlchemy, driver (`extra`) and OS failures inside the block into StoreError."""
     try:
         yield
     except StoreError:
         raise
-    except (SQLAlchemyError, OSError) as exc:
-        cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        hint = next((h for k, h in _SQLITE_HINTS.items() if k in cause.lower()), None)
-        what = f"{hint} ({cause})" if hint else cause
-        raise StoreError(
-            f"claim store {_describe(url)}: {doing} failed: {what}; nothing was sent"
-        ) from exc
+    except _FOREIGN + extra as exc:
+        raise store_error(url, doing, exc) from exc
 
 
 def parse_url(url: str | URL) -> URL:
@@ -69,7 +95,7 @@ def parse_url(url: str | URL) -> URL:
         raise StoreError(f"claim store URL {url!r} is not a valid SQLAlchemy URL: {exc}") from exc
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise StoreError(
-            f"claim store URL {_describe(parsed)}: backend {parsed.get_backend_name()!r} is not "
+            f"claim store URL {describe(parsed)}: backend {parsed.get_backend_name()!r} is not "
             "supported; use sqlite:///path.db or postgresql+psycopg://user@host/db"
         )
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
@@ -78,16 +104,34 @@ def parse_url(url: str | URL) -> URL:
     return parsed
 
 
+def _uri_flag(url: URL, name: str) -> str:
+    value = url.query.get(name, "")
+    return (value if isinstance(value, str) else value[-1]).lower()
+
+
+def read_only(url: URL) -> bool:
+    """True when a SQLite URL asks for a read-only connection (`?mode=ro&uri=true`)."""
+    return (
+        url.get_backend_name() == "sqlite"
+        and _uri_flag(url, "uri") in ("true", "1")
+        and _uri_flag(url, "mode") == "ro"
+    )
+
+
 def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     database = url.database or ""
-    if database in ("", ":memory:") or database.startswith("file::memory:"):
+    if _uri_flag(url, "uri") in ("true", "1") and database.startswith("file:"):
+        database = database[len("file:") :]  # sqlite:///file:path.db?mode=ro&uri=true
+    if database in ("", ":memory:") or database.startswith(":memory:") or _uri_flag(url, "mode") == "memory":
         raise StoreError(
-            f"claim store {_describe(url)}: an in-memory SQLite database is not durable and not "
+            f"claim store {describe(url)}: an in-memory SQLite database is not durable and not "
             "shared between processes; give a file path, e.g. sqlite:///tradeguard.db"
         )
     folder = os.path.dirname(os.path.abspath(database))
     if not os.path.isdir(folder):
-        raise StoreError(f"claim store {_describe(url)}: folder {folder} does not exist")
+        raise StoreError(f"claim store {describe(url)}: folder {folder} does not exist")
+    if os.path.isdir(database):
+        raise StoreError(f"claim store {describe(url)}: {database} is a folder; name a file in it")
     engine = create_engine(url, connect_args={"timeout": busy_timeout_ms / 1000})
 
     @event.listens_for(engine, "connect")
@@ -98,7 +142,7 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         mode = cur.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise StoreError(f"claim store {_describe(url)}: cannot switch to WAL (got {mode})")
+            raise StoreError(f"claim store {describe(url)}: cannot switch to WAL (got {mode})")
         cur.execute("PRAGMA synchronous = FULL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
@@ -143,13 +187,23 @@ def _migrate(engine: Engine, url: URL) -> None:
             current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         if current is not None and current not in known:
             raise StoreError(
-                f"claim store {_describe(url)} has schema version {current}, newer than this "
+                f"claim store {describe(url)} has schema version {current}, newer than this "
                 f"tradeguard understands (it ships up to {SCHEMA_HEAD}); upgrade tradeguard"
             )
-        if current == SCHEMA_HEAD:
-            return
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        if current != SCHEMA_HEAD:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    if not read_only(url):
+        _probe_writable(engine)
+
+
+def _probe_writable(engine: Engine) -> None:
+    # Fail at open, not at the first order, when the database cannot be written (a read-only
+    # file or mount, `chattr +i`, a hot-standby PostgreSQL): a no-op update, rolled back, is
+    # the cheapest statement that makes SQLite open the file for writing.
+    with engine.connect() as conn, conn.begin() as tx:
+        conn.execute(text("UPDATE alembic_version SET version_num = version_num"))
+        tx.rollback()
 
 
 def open_engine(url: str | URL, *, busy_timeout_ms: int = 30_000, migrate: bool = True) -> Engine:
@@ -167,12 +221,16 @@ def open_engine(url: str | URL, *, busy_timeout_ms: int = 30_000, migrate: bool 
             engine = _postgres_engine(parsed)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StoreError(
-            f"claim store {_describe(parsed)}: its database driver is not installed ({exc}); "
+            f"claim store {describe(parsed)}: its database driver is not installed ({exc}); "
             "for PostgreSQL install tradeguard[postgres]"
         ) from exc
     except ArgumentError as exc:
-        raise StoreError(f"claim store {_describe(parsed)}: {exc}") from exc
+        raise StoreError(f"claim store {describe(parsed)}: {exc}") from exc
     if migrate:
-        with translate_errors(parsed, "opening and migrating the schema"):
-            _migrate(engine, parsed)
+        try:
+            with translate_errors(parsed, "opening and migrating the schema"):
+                _migrate(engine, parsed)
+        except BaseException:
+            engine.dispose()  # a refused store must not leave its connection open
+            raise
     return engine

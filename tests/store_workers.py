@@ -1,0 +1,78 @@
+"""Helpers of the store tests: object mothers, and the code that runs in other processes.
+
+The race workers run under multiprocessing's "spawn" start method (a fresh interpreter each, as
+separate bots would be); the crash worker runs as a script so the test can SIGKILL a real
+process: ``python store_workers.py claim-and-hang URL INTENT_NAME``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import tradeguard
+from tradeguard.broker.types import Side
+from tradeguard.intents import Intent, Kind, OrderSpec
+from tradeguard.store import ClaimStore
+
+REPO_ROOT = Path(tradeguard.__file__).resolve().parent.parent
+WORKER_SCRIPT = Path(__file__).resolve()
+
+
+def make_intent(
+    name: str, *, agent: str = "bot", kind: Kind = Kind.ENTRY, symbol: str = "QQQ", side: Side = Side.BUY
+) -> Intent:
+    """Return an intent; tests vary `name` to get a fresh decision."""
+    return Intent(agent, kind, symbol, side, name)
+
+
+def make_spec(qty: int | str = 1, **fields: Any) -> OrderSpec:
+    """Return a market order spec for `qty` shares."""
+    return OrderSpec(qty=Decimal(qty), **fields)
+
+
+def subprocess_env() -> dict[str, str]:
+    """Return an environment in which a child interpreter imports this checkout's tradeguard."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def race_worker(url: str, rounds: int, barrier: Any, results: Any, worker: int) -> None:
+    """Claim the round's intent, then open the round's dedup window, released by `barrier` each time.
+
+    Every result goes to `results` as a tuple; an exception is reported, not raised, so the
+    parent fails with its text instead of waiting for a worker that died.
+    """
+    try:
+        with ClaimStore(url) as store:
+            owner = f"worker-{worker}"
+            for r in range(rounds):
+                barrier.wait(timeout=120)
+                out = store.claim(make_intent(f"race-{r}"), make_spec(), owner=owner)
+                results.put(("claim", r, worker, out.created, out.claim.client_order_id, out.claim.owner))
+            for r in range(rounds):
+                barrier.wait(timeout=120)
+                held = store.claim_window(f"content-{r}", window_secs=60, claim_key=f"key-{worker}-{r}")
+                results.put(("window", r, worker, held))
+    except BaseException as exc:
+        barrier.abort()
+        results.put(("error", worker, repr(exc)))
+
+
+def claim_and_hang(url: str, name: str) -> None:
+    """Claim `name`, tell the parent (one stdout line), then block until killed."""
+    with ClaimStore(url) as store:
+        out = store.claim(make_intent(name), make_spec(), owner="doomed-worker")
+        print(f"claimed {out.claim.client_order_id} {int(out.created)}", flush=True)
+        sys.stdin.read()  # the parent SIGKILLs us here; EOF (parent gone) also ends the wait
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    if command != "claim-and-hang":
+        raise SystemExit(f"unknown command {command!r}")
+    claim_and_hang(*args)

@@ -1,0 +1,71 @@
+"""Schema versions: migrations on open, no re-migration, and refusal of a newer database."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from store_workers import make_intent, make_spec
+
+from tradeguard.errors import StoreError
+from tradeguard.store import ClaimStore
+from tradeguard.store.engine import _alembic_config, parse_url
+from tradeguard.store.schema import SCHEMA_HEAD
+
+
+def version_of(url: str) -> str:
+    engine = sa.create_engine(parse_url(url))
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_a_new_database_is_created_at_the_head_revision(store_url: str) -> None:
+    ClaimStore(store_url).close()
+    assert version_of(store_url) == SCHEMA_HEAD
+    engine = sa.create_engine(parse_url(store_url))
+    try:
+        inspector = sa.inspect(engine)
+        assert {"tg_claims", "tg_turns", "tg_dedup_windows", "tg_audit"} <= set(inspector.get_table_names())
+        assert {ix["name"] for ix in inspector.get_indexes("tg_audit")} == {"ix_tg_audit_at"}
+    finally:
+        engine.dispose()
+
+
+def test_a_database_from_a_newer_tradeguard_is_refused(store_url: str) -> None:
+    ClaimStore(store_url).close()
+    engine = sa.create_engine(parse_url(store_url))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    engine.dispose()
+    with pytest.raises(StoreError, match=r"schema version 9999_from_the_future, newer than this tradeguard"):
+        ClaimStore(store_url)
+
+
+def test_reopening_does_not_migrate_again(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ClaimStore(store_url) as store:
+        claim = store.claim(make_intent("kept"), make_spec(), owner="w").claim
+
+    def no_upgrade(*_a: object, **_k: object) -> None:
+        raise AssertionError("an up-to-date database was migrated again")
+
+    monkeypatch.setattr(command, "upgrade", no_upgrade)
+    with ClaimStore(store_url) as store:
+        assert store.get(claim.key) == claim
+
+
+def test_an_older_database_is_upgraded_with_its_claims(store_url: str) -> None:
+    engine = sa.create_engine(parse_url(store_url))
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    engine.dispose()
+    assert version_of(store_url) == "0001"
+    with ClaimStore(store_url) as store:
+        claim = store.claim(make_intent("old"), make_spec(), owner="w").claim
+    assert version_of(store_url) == SCHEMA_HEAD
+    with ClaimStore(store_url) as store:
+        assert store.get(claim.key) == claim

@@ -1,0 +1,158 @@
+"""The read side of `ClaimStore`: claims, ledger positions and the audit log.
+
+Point reads on the order path (a claim by key or client_order_id, a position, exits in flight)
+are one fixed statement on the driver, each its own consistent snapshot. Listings and audit
+queries, whose filters vary, are built with SQLAlchemy Core and read in one transaction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.engine.url import URL
+
+from tradeguard.intents import Kind
+from tradeguard.lifecycle import ClaimState
+from tradeguard.store import ledger
+from tradeguard.store import statements as sql
+from tradeguard.store.audit import AuditQuery, AuditRecord, read_page, records_to_csv, records_to_dataframe
+from tradeguard.store.connections import RawPool
+from tradeguard.store.engine import translate_errors
+from tradeguard.store.ledger import LedgerPosition
+from tradeguard.store.model import Claim
+from tradeguard.store.schema import claims
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["StoreReader"]
+
+
+class StoreReader:
+    """Reads over a claim store's connections; `ClaimStore` adds the writes."""
+
+    url: URL
+    _engine: Engine
+    _pool: RawPool
+
+    @contextlib.contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        with translate_errors(self.url, doing, self._pool.driver_errors), self._engine.connect() as raw:
+            conn = raw.execution_options(sqlite_begin="DEFERRED")
+            with conn.begin():
+                yield conn
+
+    # -- claims ----------------------------------------------------------------------------
+
+    def get(self, key: str) -> Claim | None:
+        """Return the claim with this key, or None."""
+        rows = self._pool.read("reading a claim", sql.BY_KEY, (key,))
+        return Claim.from_values(rows[0], self._pool.dt) if rows else None
+
+    def get_by_client_order_id(self, client_order_id: str) -> Claim | None:
+        """Return the claim that owns this client_order_id, or None."""
+        rows = self._pool.read("reading a claim", sql.BY_COID, (client_order_id,))
+        return Claim.from_values(rows[0], self._pool.dt) if rows else None
+
+    def list_claims(
+        self,
+        *,
+        states: Sequence[ClaimState] | None = None,
+        agent_id: str | None = None,
+        symbol: str | None = None,
+        kind: Kind | None = None,
+        updated_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Claim]:
+        """Return claims matching every given filter, oldest first."""
+        stmt = select(claims)
+        c = claims.c
+        if states is not None:
+            stmt = stmt.where(c.state.in_([s.value for s in states]))
+        if agent_id is not None:
+            stmt = stmt.where(c.agent_id == agent_id)
+        if symbol is not None:
+            stmt = stmt.where(c.symbol == symbol)
+        if kind is not None:
+            stmt = stmt.where(c.kind == kind.value)
+        if updated_before is not None:
+            stmt = stmt.where(c.updated_at < updated_before)
+        stmt = stmt.order_by(c.created_at, c.claim_key)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read("listing claims") as conn:
+            return [Claim.from_row(r) for r in conn.execute(stmt)]
+
+    def exits_in_flight(self, agent_id: str, symbol: str) -> Decimal:
+        """Return the unfilled quantity of this agent's exits the broker may not show yet.
+
+        Exits in PENDING or UNKNOWN may be live at the broker without being reflected in its
+        `qty_available`; acknowledged exits already are (Alpaca holds their shares).
+        """
+        rows = self._pool.read("reading exits in flight", sql.IN_FLIGHT, (agent_id, symbol))
+        return sum((Decimal(q or 0) - Decimal(f) for q, f in rows), Decimal(0))
+
+    def agents(self) -> list[str]:
+        """Return every agent id that has claims or open turns."""
+        with self._read("listing agents") as conn:
+            return sorted({r[0] for r in conn.execute(select(claims.c.agent_id).distinct())})
+
+    # -- ledger ----------------------------------------------------------------------------
+
+    def position(self, agent_id: str, symbol: str) -> LedgerPosition:
+        """Return the agent's ledger position in `symbol` (flat if none)."""
+        rows = self._pool.read("reading the ledger", ledger.POSITION_SQL, (agent_id, symbol))
+        found = ledger.positions_from_rows(agent_id, rows, self._pool.dt)
+        return found[0] if found else LedgerPosition(agent_id, symbol, Decimal(0), None, None)
+
+    def positions(self, agent_id: str) -> list[LedgerPosition]:
+        """Return every open ledger position of the agent."""
+        rows = self._pool.read("reading the ledger", ledger.POSITIONS_SQL, (agent_id,))
+        return ledger.positions_from_rows(agent_id, rows, self._pool.dt)
+
+    def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
+        """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""
+        rows = self._pool.read("reading the ledger", ledger.LATEST_TURN_SQL, (agent_id, symbol))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def audit_records(
+        self, query: AuditQuery | None = None, *, page_size: int = 1000
+    ) -> Iterator[AuditRecord]:
+        """Yield matching audit records oldest first, reading `page_size` rows at a time."""
+        query = query or AuditQuery()
+        after = 0
+        while True:
+            page = self.audit_page(query, after_id=after, limit=page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1].id
+
+    def audit_page(
+        self, query: AuditQuery | None = None, *, after_id: int = 0, limit: int = 100
+    ) -> list[AuditRecord]:
+        """Return one page of records with id above `after_id`."""
+        with self._read("reading the audit log") as conn:
+            return read_page(conn, query or AuditQuery(), after_id=after_id, limit=limit)
+
+    def audit_count(self, query: AuditQuery | None = None) -> int:
+        """Return how many records match."""
+        stmt = select(func.count()).select_from((query or AuditQuery()).statement().subquery())
+        with self._read("counting audit records") as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+    def audit_dataframe(self, query: AuditQuery | None = None) -> pd.DataFrame:
+        """Return matching audit records as a pandas DataFrame."""
+        return records_to_dataframe(self.audit_records(query))
+
+    def export_audit_csv(self, path: str | Path, query: AuditQuery | None = None) -> int:
+        """Write matching audit records to a CSV file; return the number of rows."""
+        return records_to_csv(self.audit_records(query), path)
