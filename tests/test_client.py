@@ -46,6 +46,12 @@ def guarded(store_url: str, clock: ManualClock) -> GuardedTradingClient:
     )
 
 
+def alpaca_gateway(store_url: str, clock: ManualClock) -> OrderGateway:
+    """A gateway over AlpacaBroker and the real TradingClient (requests-mock answers it)."""
+    broker = AlpacaBroker(TradingClient("key", "secret"))
+    return OrderGateway(broker, store_url, agent_id="bot", settings=SETTINGS, clock=clock)
+
+
 def posts(mocker: requests_mock.Mocker) -> int:
     return sum(1 for r in mocker.request_history if r.method == "POST" and r.url == ORDERS_URL)
 
@@ -116,13 +122,7 @@ def test_unguarded_alpaca_py_turns_the_same_504_into_an_error_for_an_order_that_
 def test_a_resend_answered_422_duplicate_is_adopted(
     store_url: str, mocker: requests_mock.Mocker, fake: FakeAlpaca, clock: ManualClock
 ) -> None:
-    gateway = OrderGateway(
-        AlpacaBroker(TradingClient("key", "secret")),
-        store_url,
-        agent_id="bot",
-        settings=SETTINGS,
-        clock=clock,
-    )
+    gateway = alpaca_gateway(store_url, clock)
     # The POST times out and the order is not visible to lookups yet (Alpaca lags a few seconds).
     fake.raise_on_next_post(requests.exceptions.ReadTimeout("read timed out"), accept=False)
     first = gateway.enter("TQQQ", qty=6, intent="09:42 buy")
@@ -193,13 +193,7 @@ def test_1126_two_closes_two_seconds_apart_sell_once_and_leave_no_short(
 def test_exit_is_cut_to_qty_available_and_flat_exit_sends_nothing(
     store_url: str, mocker: requests_mock.Mocker, fake: FakeAlpaca, clock: ManualClock
 ) -> None:
-    gateway = OrderGateway(
-        AlpacaBroker(TradingClient("key", "secret")),
-        store_url,
-        agent_id="bot",
-        settings=SETTINGS,
-        clock=clock,
-    )
+    gateway = alpaca_gateway(store_url, clock)
     gateway.enter("TQQQ", qty=18, intent="10:05 entry")
     fill_everything(fake)
     fake.positions["TQQQ"]["qty_available"] = "6"  # 12 held for an open order elsewhere

@@ -80,26 +80,28 @@ def _claim_actions(
             order.filled_qty,
             evidence,
         ), False
-    if claim.state in _LIVE:
-        if snapshot.earlier is None:
-            return None, True
-        if _absent_twice(snapshot, coid, settings):
-            reason = f"reconcile: acknowledged order {coid} is unknown to the broker on two reads"
-            return Action(
-                ActionKind.REPORT_MISSING, claim.symbol, reason, claim.agent_id, claim.key, evidence=evidence
-            ), False
-        return None, False
     age = (now - claim.updated_at).total_seconds()
-    if age < settings.unknown_grace_secs:
+    if claim.state in _LIVE:
+        # The broker acknowledged it once: missing now is an anomaly to report, never NOT_SENT.
+        kind, reason = (
+            ActionKind.REPORT_MISSING,
+            f"reconcile: acknowledged order {coid} is unknown to the broker",
+        )
+    elif age < settings.unknown_grace_secs:
         return None, False  # a POST still in flight can land after a 404
+    else:
+        kind, reason = (
+            ActionKind.MARK_NOT_SENT,
+            f"reconcile: {coid} absent at the broker {age:.0f}s after the send",
+        )
     if snapshot.earlier is None:
         return None, True
-    if _absent_twice(snapshot, coid, settings):
-        reason = f"reconcile: {coid} absent at the broker on two probes {age:.0f}s after the send"
-        return Action(
-            ActionKind.MARK_NOT_SENT, claim.symbol, reason, claim.agent_id, claim.key, evidence=evidence
-        ), False
-    return None, False
+    if not _absent_twice(snapshot, coid, settings):
+        return None, False
+    action = Action(
+        kind, claim.symbol, f"{reason} on two probes", claim.agent_id, claim.key, evidence=evidence
+    )
+    return action, False
 
 
 def _release_action(

@@ -112,32 +112,22 @@ class Reconciler:
         with self._lock:
             claims, ledger = self._load(agent_id, wanted)
             try:
-                snapshot = self._read(claims, earlier=None)
-                report.reads = 1
-                actions, wait = plan(
-                    claims,
-                    ledger,
-                    snapshot,
-                    self.clock.now(),
-                    self.settings,
-                    symbols=wanted,
-                    adopt_orphans_to=adopt_orphans_to,
-                )
-                if wait:
-                    self.clock.sleep(
-                        max(self.settings.settle_delay_secs, self.settings.unknown_probe_gap_secs)
-                    )
+                snapshot: BrokerSnapshot | None = None
+                actions: list[Action] = []
+                # A second read, a settle delay later, only when the first leaves a phantom or an
+                # absent order undecided: those need the broker to say so twice.
+                for reads in (1, 2):
+                    if snapshot is not None:
+                        settings = self.settings
+                        self.clock.sleep(max(settings.settle_delay_secs, settings.unknown_probe_gap_secs))
                     snapshot = self._read(claims, earlier=snapshot)
-                    report.reads = 2
-                    actions, _ = plan(
-                        claims,
-                        ledger,
-                        snapshot,
-                        self.clock.now(),
-                        self.settings,
-                        symbols=wanted,
-                        adopt_orphans_to=adopt_orphans_to,
-                    )
+                    report.reads = reads
+                    actions, wait = plan(
+                        claims, ledger, snapshot, self.clock.now(), self.settings,
+                        symbols=wanted, adopt_orphans_to=adopt_orphans_to,
+                    )  # fmt: skip
+                    if not wait:
+                        break
             except BrokerError as exc:
                 report.aborted = f"broker read failed: {exc}"
                 self.store.audit(
