@@ -400,6 +400,7 @@ class PaperBroker:
     def _cancel(self, order: PaperOrder) -> None:
         now = self._clock.now()
         order.status = OrderStatus.CANCELED
+        self._state.track(order)
         order.canceled_at = now
         order.updated_at = now
 

@@ -209,17 +209,27 @@ class PaperState:
     last_price: dict[str, Decimal] = field(default_factory=dict)
     set_prices: dict[str, Decimal] = field(default_factory=dict)
     rendered: dict[str, tuple[tuple[OrderStatus, Decimal], str]] = field(default_factory=dict, repr=False)
+    # Ids of the open orders, oldest first: every position read and every buying-power check
+    # looks at open orders only, and an account keeps every order it ever had.
+    open_ids: dict[str, None] = field(default_factory=dict, repr=False)
 
     def add(self, order: PaperOrder) -> None:
         """Record a newly accepted order."""
         self.orders[order.id] = order
         self.by_client_id[order.client_order_id] = order.id
+        self.track(order)
+
+    def track(self, order: PaperOrder) -> None:
+        """Keep `open_ids` in step after `order`'s status changed."""
+        if order.status.is_open:
+            self.open_ids[order.id] = None
+        else:
+            self.open_ids.pop(order.id, None)
 
     def open_orders(self, symbol: str | None = None) -> list[PaperOrder]:
         """Return the open orders, oldest first, optionally of one symbol."""
-        return [
-            o for o in self.orders.values() if o.status.is_open and (symbol is None or o.symbol == symbol)
-        ]
+        opened = (self.orders[i] for i in self.open_ids)
+        return [o for o in opened if symbol is None or o.symbol == symbol]
 
     def held(self, symbol: str, side: Side) -> Decimal:
         """Return the shares of `symbol` that open orders on `side` still want to trade."""
@@ -248,6 +258,7 @@ class PaperState:
         order.filled_qty += qty
         order.filled_avg_price = ((previous + qty * price) / order.filled_qty).quantize(Decimal("0.0001"))
         order.status = OrderStatus.FILLED if order.remaining <= 0 else OrderStatus.PARTIALLY_FILLED
+        self.track(order)
         order.updated_at = now
         if order.status is OrderStatus.FILLED:
             order.filled_at = now

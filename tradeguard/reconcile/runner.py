@@ -157,14 +157,13 @@ class Reconciler:
         ledger = [p for a in self.store.agents() for p in self.store.positions(a)]
         if symbols is not None:
             ledger = [p for p in ledger if p.symbol in symbols]
+        # Refused exits matter only while their turn is open (they may need releasing).
+        open_turns = {p.turn_id for p in ledger if p.agent_id in agents}
         claims: list[Claim] = []
         for agent in agents:
             claims += self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=agent)
-        for pos in ledger:
-            if pos.agent_id in agents:
-                claims += self.store.list_claims(
-                    states=[ClaimState.REJECTED], agent_id=pos.agent_id, symbol=pos.symbol, kind=Kind.EXIT
-                )
+            refused = self.store.list_claims(states=[ClaimState.REJECTED], agent_id=agent, kind=Kind.EXIT)
+            claims += [c for c in refused if c.turn_id in open_turns]
         if symbols is not None:
             claims = [c for c in claims if c.symbol in symbols]
         return claims, ledger
