@@ -17,6 +17,7 @@ from tests.gateway_kit import MAY21_PRICES, SpyBroker, broker_qty, make_gateway
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.types import BrokerPosition
 from tradeguard.clock import ManualClock
+from tradeguard.config import Settings
 from tradeguard.errors import OutcomeUnknown
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
@@ -200,4 +201,34 @@ def test_unknown_claim_stays_unknown_until_broker_evidence(store_url: str) -> No
     gw.reconcile()
     assert gw.store.get(first.claim.key).state is ClaimState.FILLED  # type: ignore[union-attr]
     assert len(spy.inner.orders()) == 1
+    gw.store.close()
+
+
+def test_reconcile_if_due_runs_once_per_interval_in_the_callers_loop(sqlite_url: str) -> None:
+    clock = ManualClock()
+    gw, spy = make_gateway(sqlite_url, clock=clock)
+    gw.enter("SQQQ", qty=2, intent="entry")  # the start-up pass runs here
+    spy.inner.close_position("SQQQ")
+    assert gw.reconcile_if_due() is None  # not due yet: the phantom waits for the interval
+    assert gw.store.position(gw.agent_id, "SQQQ").qty == 2
+    clock.advance(gw.settings.reconcile_interval_secs)
+    report = gw.reconcile_if_due()
+    assert report is not None and [a.kind for a in report.changes] == [ActionKind.CLEAR_PHANTOM]
+    assert gw.reconcile_if_due() is None
+    gw.store.close()
+
+
+def test_background_reconciler_clears_a_phantom_from_its_thread(sqlite_url: str) -> None:
+    from tradeguard.reconcile import BackgroundReconciler
+
+    settings = Settings(recent_activity_secs=0, settle_delay_secs=0, unknown_probe_gap_secs=0)
+    gw, spy = make_gateway(sqlite_url, settings=settings)
+    gw.enter("SQQQ", qty=2, intent="entry")
+    spy.inner.close_position("SQQQ")
+    with BackgroundReconciler(gw.reconciler, agent_id=gw.agent_id, interval_secs=0.01) as loop:
+        deadline = time.monotonic() + 30
+        while gw.store.position(gw.agent_id, "SQQQ").qty != 0:
+            assert time.monotonic() < deadline, "the background pass never ran"
+            time.sleep(0.01)
+    assert loop.last_report is not None
     gw.store.close()

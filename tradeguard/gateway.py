@@ -10,6 +10,7 @@ the symbol to the reconciler at once (G4).
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.broker.types import Broker, BrokerOrder, PositionIntent, Side
@@ -63,6 +64,7 @@ class OrderGateway:
         self.owner = owner or new_owner_token()
         self.reconciler = Reconciler(broker, self.store, settings=self.settings, clock=self.clock)
         self._started = not reconcile_on_start
+        self._last_full_pass: datetime | None = None
         self._start_lock = threading.Lock()
 
     # -- public API ------------------------------------------------------------------------
@@ -199,7 +201,24 @@ class OrderGateway:
 
     def reconcile(self, symbols: list[str] | None = None, *, dry_run: bool = False) -> ReconcileReport:
         """Run one reconcile pass for this agent now."""
-        return self.reconciler.run(agent_id=self.agent_id, symbols=symbols, dry_run=dry_run)
+        report = self.reconciler.run(agent_id=self.agent_id, symbols=symbols, dry_run=dry_run)
+        if symbols is None and not dry_run:
+            self._last_full_pass = report.started_at
+        return report
+
+    def reconcile_if_due(self) -> ReconcileReport | None:
+        """Run a pass when `reconcile_interval_secs` have passed since the last full one.
+
+        For bots that drive their own loop (call it once per bar); `BackgroundReconciler` runs
+        passes from a thread instead. Returns the report, or None when no pass was due.
+        """
+        last = self._last_full_pass
+        if (
+            last is not None
+            and (self.clock.now() - last).total_seconds() < self.settings.reconcile_interval_secs
+        ):
+            return None
+        return self.reconcile()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -208,7 +227,7 @@ class OrderGateway:
             return
         with self._start_lock:
             if not self._started:
-                self.reconciler.run(agent_id=self.agent_id)
+                self.reconcile()
                 self._started = True
 
     def _skip(self, symbol: str, reason: str, claim: Claim | None = None) -> OrderResult:
