@@ -179,6 +179,9 @@ def test_applying_the_actions_converges(ledger_qty: dict[str, int], broker_qty: 
     for action in actions:
         if action.kind is ActionKind.CLEAR_PHANTOM:
             model[action.symbol] = Decimal(0)
+        elif action.kind is ActionKind.TRIM_PHANTOM:
+            assert action.qty is not None
+            model[action.symbol] += action.qty
         elif action.kind is ActionKind.ADOPT_ORPHAN:
             assert action.qty is not None
             model[action.symbol] = model.get(action.symbol, Decimal(0)) + action.qty

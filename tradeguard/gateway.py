@@ -16,7 +16,7 @@ from decimal import Decimal
 from tradeguard.broker.types import Broker, BrokerOrder, PositionIntent, Side
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.errors import BrokerError, LeaseLost
+from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.intents import Intent, Kind, OrderSpec
 from tradeguard.lifecycle import ClaimState
@@ -158,6 +158,8 @@ class OrderGateway:
         decision = Intent(self.agent_id, Kind.EXIT, symbol, side, f"turn{turn_id}:{intent}")
         existing = self.store.get(decision.key)
         if existing is not None:
+            if existing.payload != spec.as_payload():
+                raise IntentMismatch(decision.key, existing.payload, spec.as_payload())
             return self._existing(existing, held=held)
         if held.is_flat:
             return self._skip(symbol, f"exit {intent!r}: ledger is flat in {symbol}")

@@ -43,13 +43,13 @@ def _absent_twice(snapshot: BrokerSnapshot, coid: str, settings: Settings) -> bo
     )
 
 
-def _flat_twice(snapshot: BrokerSnapshot, symbol: str, settings: Settings) -> bool:
+def _steady_twice(snapshot: BrokerSnapshot, symbol: str, settings: Settings) -> bool:
+    """True when two reads a settle delay apart agree on `symbol` and show no open orders in it."""
     earlier = snapshot.earlier
     return (
         earlier is not None
         and _gap(snapshot) >= settings.settle_delay_secs
-        and snapshot.qty(symbol) == 0
-        and earlier.qty(symbol) == 0
+        and snapshot.qty(symbol) == earlier.qty(symbol)
         and not snapshot.has_open_orders(symbol)
         and not earlier.has_open_orders(symbol)
     )
@@ -146,7 +146,7 @@ def _position_actions(
     if broker_qty == 0:
         if snapshot.earlier is None:
             return [], True
-        if not _flat_twice(snapshot, symbol, settings):
+        if not _steady_twice(snapshot, symbol, settings):
             return [], False
         return [
             Action(
@@ -177,6 +177,24 @@ def _position_actions(
             ], False
         reason = f"orphan: broker holds {broker_qty} {symbol}, no ledger does"
         return [Action(ActionKind.REPORT_ORPHAN, symbol, reason, qty=broker_qty, evidence=evidence)], False
+    owners = [p for p in holders if not p.is_flat]
+    same_side = (broker_qty > 0) == (ledger_qty > 0)
+    if same_side and abs(broker_qty) < abs(ledger_qty) and len(owners) == 1:
+        # Part of the ledger's position is a phantom (e.g. a phantom topped up by a new entry):
+        # with one agent holding the symbol, the excess is plainly theirs to drop.
+        if snapshot.earlier is None:
+            return [], True
+        if not _steady_twice(snapshot, symbol, settings):
+            return [], False
+        reason = (
+            f"phantom trimmed: ledger held {ledger_qty} {symbol}, broker {broker_qty} with no open orders "
+            f"on two reads {_gap(snapshot):.1f}s apart"
+        )
+        excess = broker_qty - ledger_qty
+        trim = Action(
+            ActionKind.TRIM_PHANTOM, symbol, reason, owners[0].agent_id, qty=excess, evidence=evidence
+        )
+        return [trim], False
     reason = f"drift: broker holds {broker_qty} {symbol}, ledgers hold {ledger_qty}"
     return [
         Action(ActionKind.REPORT_DRIFT, symbol, reason, qty=broker_qty - ledger_qty, evidence=evidence)

@@ -208,7 +208,8 @@ class Reconciler:
                 )
             elif action.kind is ActionKind.RELEASE_EXIT and claim is not None:
                 if not release_exits:
-                    return self._report(action)
+                    self._report(action)
+                    return False  # proposed, not applied: the bot's next exit call re-sizes it
                 pending = self.store.transition(
                     claim,
                     ClaimState.PENDING,
@@ -218,6 +219,16 @@ class Reconciler:
                     detail=dict(action.evidence),
                 )
                 report.sent[claim.key] = send_claim(self.broker, self.store, pending)
+            elif (
+                action.kind is ActionKind.TRIM_PHANTOM
+                and action.agent_id is not None
+                and action.qty is not None
+            ):
+                self.store.adjust_position(action.agent_id, action.symbol, action.qty, reason=action.reason)
+                self.store.audit(
+                    AuditAction.RECONCILE, agent_id=action.agent_id, symbol=action.symbol, qty=action.qty,
+                    reason=action.reason, detail={"action": action.kind.value, **action.evidence},
+                )  # fmt: skip
             elif (
                 action.kind is ActionKind.ADOPT_ORPHAN
                 and action.agent_id is not None

@@ -58,6 +58,7 @@ class ActionKind(enum.StrEnum):
     ADOPT_ORDER = "adopt_order"  # a claim takes the state and fills of its broker order
     MARK_NOT_SENT = "mark_not_sent"  # an unresolved claim is absent at the broker on two probes
     CLEAR_PHANTOM = "clear_phantom"  # the ledger holds, the broker is flat: close the turn
+    TRIM_PHANTOM = "trim_phantom"  # the ledger holds more than the broker (one agent): drop the excess
     RELEASE_EXIT = "release_exit"  # an exit refused for position reasons; broker still holds
     ADOPT_ORPHAN = "adopt_orphan"  # take a position the ledger lacks into an agent's ledger
     REPORT_ORPHAN = "report_orphan"  # the broker holds what no ledger does
