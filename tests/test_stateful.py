@@ -1,12 +1,14 @@
 """A Hypothesis state machine of bot, gateway, faulty paper broker and reconciler: G1-G4 as invariants.
 
 Each example builds a fresh world: a claim store (a SQLite file in a temp dir, or a fresh
-PostgreSQL schema), one ManualClock, one PaperBroker. Random steps then enter and exit with
-intents drawn from small pools (so retries of one decision happen), replay earlier calls, move
-the clock past grace and lease, arm a one-shot fault for the next matching broker call, crash the
-process in the middle of a send, close positions behind the bot's back, run reconcile passes and
-restart the process (a new gateway and store on the same database, a new owner token). After every
-step the invariants hold; `settle` runs fault-free passes and checks convergence (G2, G4).
+PostgreSQL schema), one ManualClock, one PaperBroker (filling at once, or later and in parts)
+and a bot holding both symbols. Random steps then enter and exit with intents drawn from small
+pools (so retries of one decision happen), each call with up to two faults from a fault plan or a
+crash in the middle of its send; replay earlier calls, at once or after a wait past the grace or
+lease; let time pass; arm faults and outages for the next reads; close positions behind the bot's
+back; run reconcile passes; restart the process (a new gateway and store on the same database, a
+new owner token, whose first call runs the start-up pass). After every step G1-G3 hold; `settle`
+runs fault-free passes past every grace period and checks convergence (G2, G4).
 
 The broker stack, outermost first: `Port` (crashes mid-send, notes which sends a fault hit) ->
 `FaultyBroker` (the armed faults, rebuilt when one is armed) -> `PaperTap` (records every real
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import shutil
 import tempfile
 import uuid
@@ -44,14 +47,15 @@ from hypothesis.stateful import (
 
 from tests.conftest import pg_base_url
 from tests.gateway_kit import MAY21_PRICES, broker_qty, make_gateway
-from tradeguard.broker.types import BrokerOrder, OrderRequest, PositionIntent
+from tradeguard.broker.types import BrokerOrder, OrderRequest, PositionIntent, Side
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.errors import BrokerError, IntentMismatch, OrderRejected
-from tradeguard.execution import OrderResult, Outcome
+from tradeguard.execution import OrderResult, Outcome, request_for, send_claim
 from tradeguard.gateway import OrderGateway
-from tradeguard.intents import Kind
+from tradeguard.intents import Intent, Kind
 from tradeguard.lifecycle import TRANSITIONS, ClaimState
+from tradeguard.orders import OrderArgs, build_spec
 from tradeguard.reconcile import ActionKind
 from tradeguard.store import AuditQuery, Claim, ClaimStore, new_owner_token
 from tradeguard.testing import Fault, FaultPlan, FaultyBroker, PaperBroker
@@ -271,7 +275,7 @@ class GuardMachine(RuleBasedStateMachine):
         owner = new_owner_token()  # a new process: a new lease identity
         return OrderGateway(
             self.port, self.store, agent_id=AGENT, settings=SETTINGS, clock=self.clock, owner=owner
-        )  # type: ignore[arg-type]
+        )
 
     def _restart(self) -> None:
         """Drop the gateway and its store; a new process opens both on the same database."""
@@ -524,8 +528,11 @@ class PostgresGuardMachine(GuardMachine):
 
 
 def _settings(max_examples: int, steps: int) -> settings:
+    # A longer hunt: TRADEGUARD_STATEFUL_SCALE=10 runs ten times the examples (the deeper
+    # sequences, like a second exit racing an unknown first one, need a few hundred).
+    scale = int(os.environ.get("TRADEGUARD_STATEFUL_SCALE", "1"))
     return settings(
-        max_examples=max_examples,
+        max_examples=max_examples * scale,
         stateful_step_count=steps,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
@@ -601,5 +608,23 @@ def test_a_pass_that_only_proposes_an_exit_release_reports_no_change(store_url: 
         assert again.outcome is Outcome.SUBMITTED and again.order is not None, again.reason
         assert again.order.client_order_id == refused.claim.client_order_id and again.order.qty == 3
         assert paper.get_position("TQQQ") is None
+    finally:
+        store.close()
+
+
+def test_a_resend_that_meets_its_own_late_order_adopts_it(store_url: str) -> None:
+    clock = ManualClock()
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
+    store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
+    try:
+        intent = Intent(AGENT, Kind.ENTRY, "TQQQ", Side.BUY, "09:42 breakout")
+        spec = build_spec(OrderArgs(qty=6), position_intent=PositionIntent.BUY_TO_OPEN, is_exit=False)
+        claim = store.claim(intent, spec, owner="worker-b", order_qty=Decimal(6)).claim
+        # Worker A's POST of this claim lands late, after worker B's two probes found nothing.
+        paper.submit_order(request_for(claim))
+        result = send_claim(paper, store, claim)  # worker B's resend, same client_order_id
+        assert result.outcome is not Outcome.REJECTED, result.reason
+        assert store.get(claim.key).state is ClaimState.FILLED  # type: ignore[union-attr]
+        assert store.position(AGENT, "TQQQ").qty == 6 and len(paper.orders()) == 1
     finally:
         store.close()

@@ -115,6 +115,10 @@ def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
         order = broker.submit_order(request_for(claim))
     except OrderRejected as exc:
         kind = errors_map.error_kind(exc)
+        if kind is errors_map.AlpacaErrorKind.DUPLICATE_CLIENT_ORDER_ID:
+            # "client_order_id must be unique": the order exists (an earlier send landed late).
+            # Whatever the broker adapter did not adopt is resolved like any ambiguous answer.
+            return _unknown(broker, store, claim, exc)
         claim = store.transition(
             claim,
             ClaimState.REJECTED,
@@ -126,22 +130,26 @@ def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
         claim = store.transition(claim, ClaimState.NOT_SENT, reason=f"not sent: {exc.message}")
         return OrderResult(Outcome.NOT_SENT, claim, None, exc.message, exc)
     except OutcomeUnknown as exc:
-        claim = store.transition(
-            claim,
-            ClaimState.UNKNOWN,
-            reason=f"outcome unknown: {exc.message}",
-            detail={"status": exc.status_code},
-        )
-        # One lookup right away: most lost responses are orders that landed.
-        try:
-            found = broker.get_order_by_client_id(claim.client_order_id)
-        except BrokerError:
-            found = None
-        if found is None:
-            return OrderResult(Outcome.UNKNOWN, claim, None, exc.message, exc)
-        claim = adopt_order(store, claim, found, "found by client_order_id after an ambiguous send")
-        return OrderResult(
-            Outcome.SUBMITTED, claim, found, f"sent as {claim.client_order_id} (confirmed by lookup)"
-        )
+        return _unknown(broker, store, claim, exc)
     claim = adopt_order(store, claim, order, "acknowledged by the broker")
     return OrderResult(Outcome.SUBMITTED, claim, order, f"sent as {claim.client_order_id}")
+
+
+def _unknown(broker: Broker, store: ClaimStore, claim: Claim, exc: BrokerError) -> OrderResult:
+    """Record an ambiguous send as UNKNOWN, then look it up once: most such orders landed."""
+    claim = store.transition(
+        claim,
+        ClaimState.UNKNOWN,
+        reason=f"outcome unknown: {exc.message}",
+        detail={"status": exc.status_code},
+    )
+    try:
+        found = broker.get_order_by_client_id(claim.client_order_id)
+    except BrokerError:
+        found = None
+    if found is None:
+        return OrderResult(Outcome.UNKNOWN, claim, None, exc.message, exc)
+    claim = adopt_order(store, claim, found, "found by client_order_id after an ambiguous send")
+    return OrderResult(
+        Outcome.SUBMITTED, claim, found, f"sent as {claim.client_order_id} (confirmed by lookup)"
+    )
