@@ -12,6 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# CI replays a fixed set of Hypothesis examples so a submission's result does not depend on
+# luck; local runs explore new ones every time and keep any failure in .hypothesis/.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI", "").lower() == "true":
+    settings.load_profile("ci")
 
 PG_ENV = "TRADEGUARD_TEST_PG_URL"
 PG_SKIP_REASON = (

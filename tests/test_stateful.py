@@ -530,14 +530,11 @@ class PostgresGuardMachine(GuardMachine):
 def _settings(max_examples: int, steps: int) -> settings:
     # A longer hunt: TRADEGUARD_STATEFUL_SCALE=10 runs ten times the examples (the deeper
     # sequences, like a second exit racing an unknown first one, need a few hundred).
-    # CI replays a fixed set of examples (derandomize) so a submission's result does not depend
-    # on luck; local runs explore new ones each time and keep failures in .hypothesis/.
     scale = int(os.environ.get("TRADEGUARD_STATEFUL_SCALE", "1"))
     return settings(
         max_examples=max_examples * scale,
         stateful_step_count=steps,
         deadline=None,
-        derandomize=os.environ.get("CI", "").lower() == "true",
         suppress_health_check=[HealthCheck.too_slow],
     )
 
