@@ -4,7 +4,9 @@ A real claim store (SQLite and PostgreSQL), the in-process PaperBroker behind `F
 and one manual clock. Exit attempt 1 gets a 503 (not placed); the position is closed at the
 broker meanwhile; after the grace period the retry resends the same client_order_id, the paper
 broker answers 422 "position intent mismatch", and within that call the reconciler clears the
-phantom. A third identical exit never reaches the broker; a new entry does.
+phantom. A third identical exit never reaches the broker; a new entry does. The same cascade
+with shares still held goes through re-sized to qty_available; a second exit while the first is
+unknown sells only what is not in flight; the same exit intent for another order is refused.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def cascade(store_url: str) -> Iterator[Cascade]:
     store.close()
 
 
-def _exit_503_then_wait_out_the_grace(c: Cascade, qty: int) -> str:
+def _hold_then_exit_with_a_503(c: Cascade, qty: int) -> str:
     """Hold `qty` SQQQ, fail exit attempt 1 with a 503; return the exit's client_order_id."""
     entry = c.gw.enter("SQQQ", qty=qty, intent="11:06 add")
     assert entry.outcome is Outcome.SUBMITTED
@@ -135,7 +137,7 @@ def test_exit_503_flat_broker_422_clears_the_phantom_blocks_the_third_exit_and_r
     cascade: Cascade,
 ) -> None:
     c = cascade
-    coid = _exit_503_then_wait_out_the_grace(c, qty=2)
+    coid = _hold_then_exit_with_a_503(c, qty=2)
     c.paper.close_position("SQQQ")  # closed outside the bot meanwhile: the broker is flat
     assert c.broker_qty("SQQQ") == 0 and c.store.position(AGENT, "SQQQ").qty == 2
     c.clock.advance(c.gw.settings.unknown_grace_secs + 1)
@@ -185,7 +187,7 @@ def test_exit_503_flat_broker_422_clears_the_phantom_blocks_the_third_exit_and_r
 @pytest.mark.parametrize("held_by", ["partial_close", "resting_order"])
 def test_same_cascade_with_shares_still_held_resends_the_exit_resized(cascade: Cascade, held_by: str) -> None:
     c = cascade
-    coid = _exit_503_then_wait_out_the_grace(c, qty=10)
+    coid = _hold_then_exit_with_a_503(c, qty=10)
     if held_by == "partial_close":
         c.paper.close_position("SQQQ", qty=Decimal(4))  # 6 left at the broker, ledger says 10
     else:
