@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import FixedPrices
@@ -19,18 +20,19 @@ MAY21_PRICES = FixedPrices({"TQQQ": "75.33", "SQQQ": "21.50", "QQQ": "530.00"})
 
 @dataclass
 class SpyBroker:
-    """Counts calls on the way to a real broker (the port, not the network)."""
+    """Records every call on the way to a real broker (the port, not the network)."""
 
-    inner: PaperBroker
+    inner: Any  # a PaperBroker, or a FaultyBroker around one
     submits: list[OrderRequest] = field(default_factory=list)
-    reads: int = 0
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, its main argument)
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         self.submits.append(request)
+        self.calls.append(("submit_order", request.client_order_id))
         return self.inner.submit_order(request)
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        self.reads += 1
+        self.calls.append(("get_order_by_client_id", client_order_id))
         return self.inner.get_order_by_client_id(client_order_id)
 
     def list_orders(
@@ -41,23 +43,24 @@ class SpyBroker:
         after: datetime | None = None,
         limit: int = 500,
     ) -> list[BrokerOrder]:
-        self.reads += 1
+        self.calls.append(("list_orders", status))
         return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
 
     def list_positions(self) -> list[BrokerPosition]:
-        self.reads += 1
+        self.calls.append(("list_positions", ""))
         return self.inner.list_positions()
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
-        self.reads += 1
+        self.calls.append(("get_position", symbol))
         return self.inner.get_position(symbol)
 
     def cancel_order(self, order_id: str) -> None:
+        self.calls.append(("cancel_order", order_id))
         self.inner.cancel_order(order_id)
 
-    @property
-    def calls(self) -> int:
-        return len(self.submits) + self.reads
+    def submitted(self, client_order_id: str) -> int:
+        """How many times an order with this client_order_id was sent."""
+        return sum(1 for name, coid in self.calls if name == "submit_order" and coid == client_order_id)
 
 
 def make_gateway(

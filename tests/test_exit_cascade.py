@@ -12,14 +12,13 @@ unknown sells only what is not in flight; the same exit intent for another order
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
 
-from tests.gateway_kit import MAY21_PRICES
-from tradeguard.broker.types import Broker, BrokerOrder, BrokerPosition, OrderRequest, OrderType, Side
+from tests.gateway_kit import MAY21_PRICES, SpyBroker
+from tradeguard.broker.types import BrokerOrder, OrderRequest, OrderType, Side
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.errors import IntentMismatch
@@ -45,55 +44,13 @@ faults:
 
 
 @dataclass
-class PortLog:
-    """Records every call on the broker port (outside the fault layer), then passes it on."""
-
-    inner: Broker
-    calls: list[tuple[str, str]] = field(default_factory=list)
-
-    def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        self.calls.append(("submit_order", request.client_order_id))
-        return self.inner.submit_order(request)
-
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        self.calls.append(("get_order_by_client_id", client_order_id))
-        return self.inner.get_order_by_client_id(client_order_id)
-
-    def list_orders(
-        self,
-        *,
-        status: str = "open",
-        symbols: list[str] | None = None,
-        after: datetime | None = None,
-        limit: int = 500,
-    ) -> list[BrokerOrder]:
-        self.calls.append(("list_orders", status))
-        return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
-
-    def list_positions(self) -> list[BrokerPosition]:
-        self.calls.append(("list_positions", ""))
-        return self.inner.list_positions()
-
-    def get_position(self, symbol: str) -> BrokerPosition | None:
-        self.calls.append(("get_position", symbol))
-        return self.inner.get_position(symbol)
-
-    def cancel_order(self, order_id: str) -> None:
-        self.calls.append(("cancel_order", order_id))
-        self.inner.cancel_order(order_id)
-
-    def submitted(self, client_order_id: str) -> int:
-        return sum(1 for name, coid in self.calls if name == "submit_order" and coid == client_order_id)
-
-
-@dataclass
 class Cascade:
     """One bot's world: clock, paper account, fault layer, port log, store and gateway."""
 
     clock: ManualClock
     paper: PaperBroker
     faulty: FaultyBroker
-    port: PortLog
+    port: SpyBroker
     store: ClaimStore
     gw: OrderGateway
 
@@ -111,7 +68,7 @@ def cascade(store_url: str) -> Iterator[Cascade]:
     settings = Settings()  # the defaults: 15 s grace, 2 s probe gap, 2 s settle delay
     paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
     faulty = FaultyBroker(paper, FaultPlan.parse(EXIT_503_PLAN, source="exit-503.yaml"), clock=clock)
-    port = PortLog(faulty)
+    port = SpyBroker(faulty)
     store = ClaimStore(store_url, settings=settings, clock=clock)
     gw = OrderGateway(port, store, agent_id=AGENT, settings=settings, clock=clock)
     yield Cascade(clock, paper, faulty, port, store, gw)

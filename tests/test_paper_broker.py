@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.paper_kit import limit
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import DEFAULT_PRICE, FixedPrices
 from tradeguard.broker.types import (
     Broker,
-    OrderRequest,
     OrderStatus,
     OrderType,
     PositionIntent,
@@ -32,19 +32,6 @@ def rejected(broker: PaperBroker, **request: Any) -> OrderRejected:
     with pytest.raises(OrderRejected) as info:
         broker.submit_order(make_request(**request))
     return info.value
-
-
-def limit(symbol: str, side: str, qty: int, price: str, cid: str) -> OrderRequest:
-    """A GTC limit order, the kind that rests on the book."""
-    return make_request(
-        symbol,
-        side,
-        qty,
-        client_order_id=cid,
-        order_type=OrderType.LIMIT,
-        limit_price=Decimal(price),
-        time_in_force=TimeInForce.GTC,
-    )
 
 
 def test_paper_broker_implements_the_broker_port() -> None:

@@ -9,25 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.paper_kit import limit
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import CsvBarPrices, FixedPrices, RecordedPrices
-from tradeguard.broker.types import OrderRequest, OrderStatus, OrderType, TimeInForce
+from tradeguard.broker.types import OrderStatus
 from tradeguard.clock import ManualClock
 from tradeguard.errors import ConfigError, OrderRejected
 from tradeguard.testing import make_request
-
-
-def limit(symbol: str, side: str, qty: int, price: str, cid: str) -> OrderRequest:
-    """A GTC limit order, the kind that rests on the book."""
-    return make_request(
-        symbol,
-        side,
-        qty,
-        client_order_id=cid,
-        order_type=OrderType.LIMIT,
-        limit_price=Decimal(price),
-        time_in_force=TimeInForce.GTC,
-    )
 
 
 def test_fixed_prices_refuse_floats_and_non_positive_prices() -> None:

@@ -34,7 +34,7 @@ class StalePositions(SpyBroker):
     stale: dict[str, BrokerPosition]
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
-        self.reads += 1
+        self.calls.append(("get_position", symbol))
         if symbol in self.stale:
             return self.stale.pop(symbol)
         return self.inner.get_position(symbol)
