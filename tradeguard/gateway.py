@@ -10,6 +10,7 @@ the symbol to the reconciler at once (G4).
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -18,7 +19,7 @@ from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
-from tradeguard.intents import Intent, Kind, OrderSpec
+from tradeguard.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.lifecycle import ClaimState
 from tradeguard.orders import Number, OrderArgs, build_spec, parse_side
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
@@ -59,7 +60,7 @@ class OrderGateway:
             else ClaimStore(store, settings=self.settings, clock=self.clock)
         )
         self.broker = broker
-        Intent(agent_id, Kind.ENTRY, "X", Side.BUY, "check")  # validates agent_id early
+        check_agent_id(agent_id)
         self.agent_id = agent_id
         self.owner = owner or new_owner_token()
         self.reconciler = Reconciler(broker, self.store, settings=self.settings, clock=self.clock)
@@ -145,13 +146,15 @@ class OrderGateway:
         The quantity sent is `min(qty or the whole held position, broker qty_available - exits
         in flight)`; zero sends nothing (SKIPPED). The order carries sell_to_close/buy_to_close.
         """
-        self._ensure_started()
         args = OrderArgs(qty, None, order_type, time_in_force, limit_price, stop_price, extended_hours)
+        # Check the arguments before any store or broker call; the side follows the position.
+        spec = build_spec(args, position_intent=PositionIntent.SELL_TO_CLOSE, is_exit=True)
+        self._ensure_started()
         self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
         held = self.store.position(self.agent_id, symbol)
         side = Side.SELL if held.qty >= 0 else Side.BUY
-        closes = PositionIntent.SELL_TO_CLOSE if side is Side.SELL else PositionIntent.BUY_TO_CLOSE
-        spec = build_spec(args, position_intent=closes, is_exit=True)
+        if side is Side.BUY:
+            spec = replace(spec, position_intent=PositionIntent.BUY_TO_CLOSE)
         turn_id = held.turn_id if not held.is_flat else self.store.latest_turn_id(self.agent_id, symbol)
         if turn_id is None:
             return self._skip(symbol, f"exit {intent!r}: {symbol} was never held by {self.agent_id}")
@@ -199,7 +202,7 @@ class OrderGateway:
             except BrokerError:
                 continue  # the reconciler retries; a failed read changes nothing
             if order is not None:
-                self._adopt(claim, order, "refreshed from the broker")
+                adopt_order(self.store, claim, order, "refreshed from the broker")
 
     def reconcile(self, symbols: list[str] | None = None, *, dry_run: bool = False) -> ReconcileReport:
         """Run one reconcile pass for this agent now."""
@@ -276,9 +279,6 @@ class OrderGateway:
         resent = report.sent.get(claim.key) if report is not None else None
         return resent if resent is not None else result
 
-    def _adopt(self, claim: Claim, order: BrokerOrder, why: str) -> Claim:
-        return adopt_order(self.store, claim, order, why)
-
     def _lookup_unknown(self, claim: Claim, first_error: BrokerError | None = None) -> OrderResult:
         """Look an UNKNOWN claim up by client_order_id; adopt it if found, else keep UNKNOWN."""
         try:
@@ -288,7 +288,7 @@ class OrderGateway:
                 Outcome.UNKNOWN, claim, None, f"lookup failed: {exc.message}", first_error or exc
             )
         if order is not None:
-            claim = self._adopt(claim, order, "found at the broker by client_order_id")
+            claim = adopt_order(self.store, claim, order, "found at the broker by client_order_id")
             outcome = Outcome.SUBMITTED if first_error is not None else Outcome.DUPLICATE
             return OrderResult(outcome, claim, order, f"resolved {claim.client_order_id} by lookup")
         if first_error is not None:
@@ -312,7 +312,7 @@ class OrderGateway:
         except BrokerError as exc:
             return OrderResult(Outcome.UNKNOWN, claim, None, f"second probe failed: {exc.message}", exc)
         if order is not None:
-            claim = self._adopt(claim, order, "found at the broker on the second probe")
+            claim = adopt_order(self.store, claim, order, "found at the broker on the second probe")
             return OrderResult(Outcome.DUPLICATE, claim, order, "resolved by lookup")
         if claim.owner != self.owner and claim.lease_expires_at > self.clock.now():
             return OrderResult(Outcome.UNKNOWN, claim, None, "absent at the broker; its owner will resend")
@@ -360,7 +360,7 @@ class OrderGateway:
         except BrokerError:
             order = None  # the duplicate is still blocked; the order is fetched next time
         if order is not None:
-            claim = self._adopt(claim, order, "refreshed on a duplicate")
+            claim = adopt_order(self.store, claim, order, "refreshed on a duplicate")
         reason = f"duplicate of {claim.client_order_id} ({claim.state}); nothing sent"
         self.store.record_skip(claim, agent_id=self.agent_id, reason=reason)
         return OrderResult(Outcome.DUPLICATE, claim, order, reason)

@@ -25,6 +25,7 @@ __all__ = [
     "MAX_INTENT_NAME_LEN",
     "Intent",
     "Kind",
+    "check_agent_id",
     "OrderSpec",
     "canonical_json",
     "derive_client_order_id",
@@ -65,6 +66,12 @@ def canonical_json(obj: dict[str, Any]) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+def check_agent_id(agent_id: object) -> None:
+    """Raise ConfigError unless `agent_id` is 1-64 letters, digits or _.:@-."""
+    if not isinstance(agent_id, str) or not _AGENT_RE.match(agent_id):
+        raise ConfigError(f"agent_id must be 1-64 characters of letters, digits and _.:@-, got {agent_id!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Intent:
     """One trading decision. Equal intents are the same decision, however often retried."""
@@ -76,10 +83,7 @@ class Intent:
     name: str
 
     def __post_init__(self) -> None:
-        if not isinstance(self.agent_id, str) or not _AGENT_RE.match(self.agent_id):
-            raise ConfigError(
-                f"agent_id must be 1-64 characters of letters, digits and _.:@-, got {self.agent_id!r}"
-            )
+        check_agent_id(self.agent_id)
         if not isinstance(self.symbol, str) or not _SYMBOL_RE.match(self.symbol):
             raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {self.symbol!r}")
         if not isinstance(self.name, str) or not self.name.strip():
