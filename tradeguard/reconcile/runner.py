@@ -152,9 +152,10 @@ class Reconciler:
     def _load(
         self, agent_id: str | None, symbols: list[str] | None
     ) -> tuple[list[Claim], list[LedgerPosition]]:
-        agents = [agent_id] if agent_id is not None else self.store.agents()
+        everyone = self.store.agents()
+        agents = [agent_id] if agent_id is not None else everyone
         # Positions are account-wide: every agent's ledger counts when comparing quantities.
-        ledger = [p for a in self.store.agents() for p in self.store.positions(a)]
+        ledger = [p for a in everyone for p in self.store.positions(a)]
         if symbols is not None:
             ledger = [p for p in ledger if p.symbol in symbols]
         # Refused exits matter only while their turn is open (they may need releasing).
