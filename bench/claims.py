@@ -44,9 +44,9 @@ from pathlib import Path
 if importlib.util.find_spec("tradeguard") is None:  # a plain checkout: run from the repository
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tradeguard.broker.types import Side
-from tradeguard.intents import Intent, Kind, OrderSpec
-from tradeguard.lifecycle import ClaimState
+from tradeguard.domain import Side
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.store import ClaimStore, new_owner_token
 
 WARMUP = 50

@@ -21,7 +21,7 @@ from alpaca.trading.requests import MarketOrderRequest
 
 from tradeguard.broker.faults import FaultPlan
 from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.types import OrderRequest, Side
+from tradeguard.domain import OrderRequest, Side
 from tradeguard.testing import FaultyBroker, alpaca_client, paper_server
 
 CASH = Decimal(10) ** 9

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import FixedPrices
-from tradeguard.broker.types import BrokerOrder, OrderRequest
+from tradeguard.domain import BrokerOrder, OrderRequest
 from tradeguard.gateway import OrderGateway
 from tradeguard.store import ClaimStore
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import FixedPrices
-from tradeguard.broker.types import BrokerOrder, BrokerPosition, OrderRequest
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest
 from tradeguard.gateway import OrderGateway
 from tradeguard.store import ClaimStore
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from tradeguard.broker.types import OrderRequest, OrderType, TimeInForce
+from tradeguard.domain import OrderRequest, OrderType, TimeInForce
 from tradeguard.testing import make_request
 
 

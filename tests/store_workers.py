@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import tradeguard
-from tradeguard.broker.types import Side
-from tradeguard.intents import Intent, Kind, OrderSpec
+from tradeguard.domain import Side
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.store import ClaimStore
 
 REPO_ROOT = Path(tradeguard.__file__).resolve().parent.parent

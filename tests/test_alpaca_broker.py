@@ -37,17 +37,10 @@ from tests.alpaca_bodies import (
 )
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.broker.errors_map import is_duplicate_client_order_id, is_position_rejection
-from tradeguard.broker.types import (
-    Broker,
-    OrderRequest,
-    OrderStatus,
-    OrderType,
-    PositionIntent,
-    Side,
-    TimeInForce,
-)
 from tradeguard.config import Settings
+from tradeguard.domain import OrderRequest, OrderStatus, OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import BrokerUnavailable, ConfigError, OrderRejected, OutcomeUnknown
+from tradeguard.ports import Broker
 
 SETTINGS = Settings(connect_timeout_secs=3.05, request_timeout_secs=10.0)
 

@@ -18,14 +18,14 @@ from decimal import Decimal
 import pytest
 
 from tests.gateway_kit import MAY21_PRICES, SpyBroker
-from tradeguard.broker.types import BrokerOrder, OrderRequest, OrderType, Side
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
+from tradeguard.domain import BrokerOrder, OrderRequest, OrderType, Side
+from tradeguard.domain.intents import Kind
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import IntentMismatch
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
-from tradeguard.intents import Kind
-from tradeguard.lifecycle import ClaimState
 from tradeguard.store import AuditQuery, ClaimStore
 from tradeguard.testing import FaultPlan, FaultyBroker, PaperBroker
 

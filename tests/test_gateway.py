@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from tests.gateway_kit import broker_qty, make_gateway
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ConfigError, IntentMismatch
 from tradeguard.execution import Outcome
-from tradeguard.lifecycle import ClaimState
 from tradeguard.store import AuditQuery
 
 
@@ -77,7 +77,7 @@ def test_exit_is_cut_to_qty_available_and_exit_on_flat_sends_nothing(store_url: 
     gw, spy = make_gateway(store_url)
     gw.enter("TQQQ", qty=18, intent="entry")
     # Someone else's resting order holds 12 shares: Alpaca's qty_available is 6.
-    from tradeguard.broker.types import OrderRequest, OrderType, Side
+    from tradeguard.domain import OrderRequest, OrderType, Side
 
     spy.inner.submit_order(
         OrderRequest(

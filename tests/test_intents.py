@@ -14,9 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from store_workers import subprocess_env
 
-from tradeguard.broker.types import OrderType, PositionIntent, Side, TimeInForce
-from tradeguard.errors import ConfigError
-from tradeguard.intents import (
+from tradeguard.domain import OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.domain.intents import (
     MAX_CLIENT_ORDER_ID_LEN,
     Intent,
     Kind,
@@ -25,6 +24,7 @@ from tradeguard.intents import (
     derive_client_order_id,
     to_decimal,
 )
+from tradeguard.errors import ConfigError
 
 EXAMPLE = Intent("momentum-bot", Kind.ENTRY, "TQQQ", Side.BUY, "2026-05-21T13:35 breakout")
 
@@ -56,7 +56,7 @@ def test_the_key_of_a_known_intent_never_changes() -> None:
 
 def test_the_key_is_the_same_in_another_process() -> None:
     code = (
-        "from tradeguard.intents import Intent, Kind; from tradeguard.broker.types import Side; "
+        "from tradeguard.domain import Intent, Kind, Side; "
         "print(Intent('momentum-bot', Kind.ENTRY, 'TQQQ', Side.BUY, '2026-05-21T13:35 breakout').key)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

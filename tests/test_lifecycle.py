@@ -11,10 +11,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from store_workers import make_intent, make_spec
 
-from tradeguard.broker.types import OrderStatus
+from tradeguard.domain import Claim, OrderStatus
+from tradeguard.domain.lifecycle import (
+    ACTIVE_STATES,
+    TRANSITIONS,
+    ClaimState,
+    check_transition,
+    state_for_order,
+)
 from tradeguard.errors import IllegalTransition
-from tradeguard.lifecycle import ACTIVE_STATES, TRANSITIONS, ClaimState, check_transition, state_for_order
-from tradeguard.store import AuditQuery, Claim, ClaimStore
+from tradeguard.store import AuditQuery, ClaimStore
 
 ALL = list(ClaimState)
 PAIRS = list(itertools.product(ALL, ALL))

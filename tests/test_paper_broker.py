@@ -14,16 +14,10 @@ from hypothesis import strategies as st
 from tests.paper_kit import limit
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import DEFAULT_PRICE, FixedPrices
-from tradeguard.broker.types import (
-    Broker,
-    OrderStatus,
-    OrderType,
-    PositionIntent,
-    Side,
-    TimeInForce,
-)
 from tradeguard.clock import ManualClock
+from tradeguard.domain import OrderStatus, OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import OrderRejected
+from tradeguard.ports import Broker
 from tradeguard.testing import make_request
 
 

@@ -12,8 +12,8 @@ import pytest
 from tests.paper_kit import limit
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import CsvBarPrices, FixedPrices, RecordedPrices
-from tradeguard.broker.types import OrderStatus
 from tradeguard.clock import ManualClock
+from tradeguard.domain import OrderStatus
 from tradeguard.errors import ConfigError, OrderRejected
 from tradeguard.testing import make_request
 

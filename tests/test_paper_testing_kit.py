@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 import tradeguard.testing as kit
-from tradeguard.broker.types import BrokerOrder, BrokerPosition, OrderRequest, OrderStatus, Side
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, OrderStatus, Side
 
 
 def test_every_exported_name_exists() -> None:

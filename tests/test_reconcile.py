@@ -15,13 +15,13 @@ import pytest
 
 from tests.gateway_kit import MAY21_PRICES, SpyBroker, broker_qty, make_gateway
 from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.types import BrokerPosition
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
+from tradeguard.domain import BrokerPosition
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import OutcomeUnknown
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
-from tradeguard.lifecycle import ClaimState
 from tradeguard.reconcile import ActionKind
 from tradeguard.store import AuditQuery, ClaimStore
 
@@ -120,7 +120,7 @@ def test_dry_run_changes_nothing(store_url: str) -> None:
 
 def test_orphans_are_reported_and_adopted_only_when_asked(store_url: str) -> None:
     gw, spy = make_gateway(store_url)
-    from tradeguard.broker.types import OrderRequest, Side
+    from tradeguard.domain import OrderRequest, Side
 
     spy.inner.submit_order(OrderRequest("QQQ", Side.BUY, "manual-1", qty=Decimal(3)))
     report = gw.reconcile()

@@ -8,12 +8,11 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradeguard.broker.types import BrokerOrder, BrokerPosition, OrderStatus, Side
 from tradeguard.config import Settings
-from tradeguard.intents import Intent, Kind, OrderSpec, derive_client_order_id
-from tradeguard.lifecycle import ClaimState
+from tradeguard.domain import BrokerOrder, BrokerPosition, Claim, LedgerPosition, OrderStatus, Side
+from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.reconcile import ActionKind, BrokerSnapshot, diff, plan
-from tradeguard.store import Claim, LedgerPosition
 
 NOW = datetime(2026, 5, 21, 15, 0, tzinfo=UTC)
 SETTINGS = Settings()

@@ -47,17 +47,17 @@ from hypothesis.stateful import (
 
 from tests.conftest import pg_base_url
 from tests.gateway_kit import MAY21_PRICES, broker_qty, make_gateway
-from tradeguard.broker.types import BrokerOrder, OrderRequest, PositionIntent, Side
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
+from tradeguard.domain import BrokerOrder, Claim, OrderRequest, PositionIntent, Side
+from tradeguard.domain.intents import Intent, Kind
+from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, OrderRejected
 from tradeguard.execution import OrderResult, Outcome, request_for, send_claim
 from tradeguard.gateway import OrderGateway
-from tradeguard.intents import Intent, Kind
-from tradeguard.lifecycle import TRANSITIONS, ClaimState
 from tradeguard.orders import OrderArgs, build_spec
 from tradeguard.reconcile import ActionKind
-from tradeguard.store import AuditQuery, Claim, ClaimStore, new_owner_token
+from tradeguard.store import AuditQuery, ClaimStore, new_owner_token
 from tradeguard.testing import Fault, FaultPlan, FaultyBroker, PaperBroker
 
 AGENT = "stateful-bot"

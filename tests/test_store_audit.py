@@ -14,11 +14,11 @@ import pandas as pd
 import pytest
 from store_workers import make_intent, make_spec
 
-from tradeguard.broker.types import Side
 from tradeguard.clock import ManualClock
-from tradeguard.intents import Kind
-from tradeguard.lifecycle import ClaimState
-from tradeguard.store import AuditAction, AuditQuery, AuditRecord, ClaimStore
+from tradeguard.domain import AuditAction, AuditRecord, Side
+from tradeguard.domain.intents import Kind
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.store import AuditQuery, ClaimStore
 
 START = ManualClock().now()
 

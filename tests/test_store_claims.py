@@ -16,12 +16,12 @@ from sqlalchemy import event
 from sqlalchemy.dialects import sqlite
 from store_workers import make_intent, make_spec
 
-from tradeguard.broker.types import Side
 from tradeguard.clock import ManualClock
+from tradeguard.domain import AuditAction, Side
+from tradeguard.domain.intents import Kind, derive_client_order_id
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import IntentMismatch, LeaseLost, StoreError
-from tradeguard.intents import Kind, derive_client_order_id
-from tradeguard.lifecycle import ClaimState
-from tradeguard.store import AuditAction, AuditQuery, ClaimStore
+from tradeguard.store import AuditQuery, ClaimStore
 from tradeguard.store import audit as audit_module
 from tradeguard.store.connections import _sqlite_dt, _sqlite_ts
 from tradeguard.store.schema import UTCDateTime

@@ -27,10 +27,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import Pool
 from store_workers import make_intent, make_spec
 
+from tradeguard.domain import Claim
+from tradeguard.domain.intents import Intent
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import StoreError
-from tradeguard.intents import Intent
-from tradeguard.lifecycle import ClaimState
-from tradeguard.store import Claim, ClaimStore
+from tradeguard.store import ClaimStore
 
 
 def record(url: str, names: list[str]) -> list[Claim]:

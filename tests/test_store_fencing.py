@@ -20,8 +20,8 @@ from store_workers import WORKER_SCRIPT, make_intent, make_spec, subprocess_env
 
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ClaimInProgress, LeaseLost
-from tradeguard.lifecycle import ClaimState
 from tradeguard.store import AuditQuery, ClaimStore
 
 LEASE = Settings().lease_secs

@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 from store_workers import make_intent, make_spec
 
-from tradeguard.broker.types import Side
-from tradeguard.intents import Kind
-from tradeguard.lifecycle import ClaimState
-from tradeguard.store import AuditQuery, Claim, ClaimStore
+from tradeguard.domain import Claim, Side
+from tradeguard.domain.intents import Kind
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.store import AuditQuery, ClaimStore
 
 
 @pytest.fixture

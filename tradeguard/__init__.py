@@ -8,10 +8,16 @@ the broker's. Start with `OrderGateway` (or `GuardedTradingClient` as a drop-in 
 
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.types import (
-    Broker,
+from tradeguard.client import GuardedTradingClient
+from tradeguard.clock import Clock, ManualClock, SystemClock
+from tradeguard.config import Settings
+from tradeguard.domain import (
+    AuditAction,
+    AuditRecord,
     BrokerOrder,
     BrokerPosition,
+    Claim,
+    LedgerPosition,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -19,9 +25,8 @@ from tradeguard.broker.types import (
     Side,
     TimeInForce,
 )
-from tradeguard.client import GuardedTradingClient
-from tradeguard.clock import Clock, ManualClock, SystemClock
-from tradeguard.config import Settings
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import (
     BrokerError,
     BrokerUnavailable,
@@ -38,8 +43,7 @@ from tradeguard.errors import (
 )
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.gateway import OrderGateway
-from tradeguard.intents import Intent, Kind, OrderSpec
-from tradeguard.lifecycle import ClaimState
+from tradeguard.ports import Broker
 from tradeguard.reconcile import (
     Action,
     ActionKind,
@@ -49,7 +53,7 @@ from tradeguard.reconcile import (
     ReconcileReport,
     diff,
 )
-from tradeguard.store import AuditAction, AuditQuery, AuditRecord, Claim, ClaimStore, LedgerPosition
+from tradeguard.store import AuditQuery, ClaimStore
 
 __version__ = "0.1.0"
 

@@ -23,15 +23,16 @@ from alpaca.trading.requests import ClosePositionRequest
 from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
 
 from tradeguard.broker.alpaca import AlpacaBroker
-from tradeguard.broker.types import Broker, BrokerOrder, PositionIntent, Side
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
+from tradeguard.domain import AuditAction, BrokerOrder, PositionIntent, Side
+from tradeguard.domain.intents import Intent, Kind
 from tradeguard.errors import BrokerUnavailable, ClaimInProgress, ConfigError, OrderRejected, OutcomeUnknown
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.gateway import OrderGateway
-from tradeguard.intents import Intent, Kind
 from tradeguard.orders import OrderArgs, build_spec, parse_side
-from tradeguard.store import AuditAction, ClaimStore
+from tradeguard.ports import Broker
+from tradeguard.store import ClaimStore
 
 __all__ = ["GuardedTradingClient", "to_alpaca_order"]
 

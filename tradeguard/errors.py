@@ -9,7 +9,7 @@ TradeguardError
 │   └── LeaseLost         this worker's lease was taken over; it may not move the claim
 ├── IllegalTransition     a lifecycle move the transition table forbids
 ├── BrokerError
-│   ├── OrderRejected     the broker said no; nothing placed
+│   ├── OrderRejected     the broker said no; nothing placed (`kind`: a RejectKind)
 │   ├── OutcomeUnknown    sent, no definite answer; resolved by lookup, never blind-retried
 │   └── BrokerUnavailable never left this process
 └── SessionFormatError    a bad session file: file, line, what was expected
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from tradeguard.domain.orders import RejectKind
 
 __all__ = [
     "BrokerError",
@@ -104,7 +106,23 @@ class BrokerError(TradeguardError):
 
 
 class OrderRejected(BrokerError):
-    """The broker refused the request definitely; no order was placed."""
+    """The broker refused the request definitely; no order was placed.
+
+    Attributes:
+        kind: Why, in broker-neutral terms; set by the adapter that mapped the venue's answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: RejectKind = RejectKind.OTHER,
+        status_code: int | None = None,
+        code: int | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, code=code, body=body)
+        self.kind = kind
 
 
 class OutcomeUnknown(BrokerError):

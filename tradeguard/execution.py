@@ -11,10 +11,11 @@ import enum
 from dataclasses import dataclass
 
 from tradeguard.broker import errors_map
-from tradeguard.broker.types import Broker, BrokerOrder, OrderRequest, Side
+from tradeguard.domain import BrokerOrder, Claim, OrderRequest, Side
+from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import BrokerError, BrokerUnavailable, LeaseLost, OrderRejected, OutcomeUnknown
-from tradeguard.lifecycle import TRANSITIONS, ClaimState, state_for_order
-from tradeguard.store import Claim, ClaimStore
+from tradeguard.ports import Broker
+from tradeguard.store import ClaimStore
 
 __all__ = ["OrderResult", "Outcome", "adopt_order", "is_position_rejection", "request_for", "send_claim"]
 

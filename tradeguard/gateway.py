@@ -14,16 +14,17 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
-from tradeguard.broker.types import Broker, BrokerOrder, PositionIntent, Side
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
+from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, PositionIntent, Side
+from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
-from tradeguard.intents import Intent, Kind, OrderSpec, check_agent_id
-from tradeguard.lifecycle import ClaimState
 from tradeguard.orders import Number, OrderArgs, build_spec, parse_side
+from tradeguard.ports import Broker
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
-from tradeguard.store import Claim, ClaimStore, LedgerPosition, new_owner_token
+from tradeguard.store import ClaimStore, new_owner_token
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
 

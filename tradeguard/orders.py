@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar
 
-from tradeguard.broker.types import OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.domain import OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.domain.intents import OrderSpec, to_decimal
 from tradeguard.errors import ConfigError
-from tradeguard.intents import OrderSpec, to_decimal
 
 __all__ = ["OrderArgs", "build_spec"]
 

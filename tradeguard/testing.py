@@ -32,8 +32,8 @@ from tradeguard.broker.faults import Fault, FaultAction, FaultInjector, FaultPla
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import FixedPrices, PriceSource, RecordedPrices
 from tradeguard.broker.paper_server import PaperServer
-from tradeguard.broker.types import (
-    Broker,
+from tradeguard.clock import Clock, ManualClock, SystemClock
+from tradeguard.domain import (
     BrokerOrder,
     BrokerPosition,
     OrderRequest,
@@ -42,8 +42,8 @@ from tradeguard.broker.types import (
     Side,
     TimeInForce,
 )
-from tradeguard.clock import Clock, ManualClock, SystemClock
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
+from tradeguard.ports import Broker
 
 __all__ = [
     "Fault",

@@ -1,25 +1,5 @@
-"""The broker port and its adapters (Alpaca, paper)."""
+"""The broker adapters: Alpaca (alpaca-py), the in-process paper broker, and fault injection.
 
-from tradeguard.broker.types import (
-    Broker,
-    BrokerOrder,
-    BrokerPosition,
-    OrderRequest,
-    OrderStatus,
-    OrderType,
-    PositionIntent,
-    Side,
-    TimeInForce,
-)
-
-__all__ = [
-    "Broker",
-    "BrokerOrder",
-    "BrokerPosition",
-    "OrderRequest",
-    "OrderStatus",
-    "OrderType",
-    "PositionIntent",
-    "Side",
-    "TimeInForce",
-]
+The port they implement is `tradeguard.ports.Broker`; their value types live in
+`tradeguard.domain`.
+"""

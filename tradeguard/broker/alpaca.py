@@ -38,8 +38,8 @@ from tradeguard.broker.alpaca_convert import (
 )
 from tradeguard.broker.alpaca_errors import Stage, map_alpaca_error
 from tradeguard.broker.errors_map import is_duplicate_client_order_id, is_not_found
-from tradeguard.broker.types import BrokerOrder, BrokerPosition, OrderRequest
 from tradeguard.config import Settings
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest
 from tradeguard.errors import BrokerError, ConfigError, OrderRejected, OutcomeUnknown
 
 __all__ = ["AlpacaBroker"]

@@ -26,7 +26,7 @@ from alpaca.trading.requests import (
     StopOrderRequest,
 )
 
-from tradeguard.broker.types import (
+from tradeguard.domain import (
     BrokerOrder,
     BrokerPosition,
     OrderRequest,

@@ -40,7 +40,8 @@ from tradeguard.broker.paper_state import (
     load_state,
     save_state,
 )
-from tradeguard.broker.types import (
+from tradeguard.clock import Clock, SystemClock
+from tradeguard.domain import (
     BrokerOrder,
     BrokerPosition,
     OrderRequest,
@@ -50,7 +51,6 @@ from tradeguard.broker.types import (
     Side,
     TimeInForce,
 )
-from tradeguard.clock import Clock, SystemClock
 from tradeguard.errors import ConfigError, OrderRejected
 
 __all__ = ["DEFAULT_CASH", "PaperBroker"]

@@ -16,14 +16,7 @@ from zoneinfo import ZoneInfo
 
 from tradeguard.broker.paper_rules import rejection, unprocessable
 from tradeguard.broker.paper_state import asset_id, fmt
-from tradeguard.broker.types import (
-    BrokerPosition,
-    OrderRequest,
-    OrderType,
-    PositionIntent,
-    Side,
-    TimeInForce,
-)
+from tradeguard.domain import BrokerPosition, OrderRequest, OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import OrderRejected
 
 __all__ = [

@@ -22,7 +22,7 @@ from tradeguard.broker.paper_http import (
     position_json,
 )
 from tradeguard.broker.paper_rules import rejection, unprocessable
-from tradeguard.broker.types import Side
+from tradeguard.domain import Side
 from tradeguard.errors import OrderRejected
 
 __all__ = ["HANDLERS", "Query", "Reply", "body_fields", "fault_reply", "path_params"]

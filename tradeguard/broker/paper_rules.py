@@ -10,7 +10,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from tradeguard.broker.paper_state import PaperState, fmt
-from tradeguard.broker.types import OrderRequest, OrderType, PositionIntent, Side
+from tradeguard.domain import OrderRequest, OrderType, PositionIntent, Side
 from tradeguard.errors import OrderRejected
 
 __all__ = [

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tradeguard.broker.types import (
+from tradeguard.domain import (
     BrokerOrder,
     BrokerPosition,
     OrderStatus,

@@ -14,11 +14,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.config import Settings
+from tradeguard.domain import Claim, LedgerPosition
+from tradeguard.domain.intents import Kind
+from tradeguard.domain.lifecycle import ClaimState, state_for_order
 from tradeguard.execution import is_position_rejection
-from tradeguard.intents import Kind
-from tradeguard.lifecycle import ClaimState, state_for_order
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
-from tradeguard.store import Claim, LedgerPosition
 
 __all__ = ["diff", "plan"]
 

@@ -14,16 +14,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tradeguard.broker.types import Broker, BrokerOrder
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
+from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition
+from tradeguard.domain.intents import Kind
+from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import OrderResult, adopt_order, send_claim
-from tradeguard.intents import Kind
-from tradeguard.lifecycle import ACTIVE_STATES, ClaimState
+from tradeguard.ports import Broker
 from tradeguard.reconcile.diff import plan
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
-from tradeguard.store import AuditAction, Claim, ClaimStore, LedgerPosition, new_owner_token
+from tradeguard.store import ClaimStore, new_owner_token
 
 __all__ = ["BackgroundReconciler", "ReconcileReport", "Reconciler"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from tradeguard.broker.types import BrokerOrder, BrokerPosition
+from tradeguard.domain import BrokerOrder, BrokerPosition
 
 __all__ = ["Action", "ActionKind", "BrokerSnapshot"]
 

@@ -8,16 +8,16 @@ without its record (or a record without its change) cannot exist. Reading is pag
 from __future__ import annotations
 
 import csv
-import enum
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, select
 
+from tradeguard.domain.audit import AuditAction, AuditRecord
 from tradeguard.store.schema import audit
 
 if TYPE_CHECKING:
@@ -26,54 +26,12 @@ if TYPE_CHECKING:
     from tradeguard.store.connections import Tx
 
 __all__ = [
-    "AuditAction",
     "AuditQuery",
-    "AuditRecord",
     "read_page",
     "records_to_csv",
     "records_to_dataframe",
     "write_audit",
 ]
-
-
-class AuditAction(enum.StrEnum):
-    """What an audit record describes."""
-
-    CLAIM = "claim"  # a new claim was recorded
-    SKIP = "skip"  # a duplicate was blocked or an exit had nothing to sell
-    TRANSITION = "transition"  # a claim changed state
-    TAKEOVER = "takeover"  # a worker took over a claim whose lease lapsed
-    LEDGER = "ledger"  # a turn opened, changed or closed
-    RECONCILE = "reconcile"  # the reconciler acted or reported
-    ERROR = "error"  # a failure that changed nothing, recorded for the record
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One audit row."""
-
-    id: int
-    at: datetime
-    agent_id: str
-    action: AuditAction
-    reason: str
-    kind: str | None = None
-    symbol: str | None = None
-    side: str | None = None
-    qty: str | None = None
-    state: str | None = None
-    prev_state: str | None = None
-    client_order_id: str | None = None
-    claim_key: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> AuditRecord:
-        """Build a record from a database row."""
-        values = dict(row)
-        values["action"] = AuditAction(values["action"])
-        values["detail"] = json.loads(values["detail"]) if values.get("detail") else {}
-        return cls(**values)
 
 
 # One encoder for every record: json.dumps with options builds a new JSONEncoder per call.

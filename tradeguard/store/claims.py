@@ -34,15 +34,23 @@ from sqlalchemy.engine.url import URL
 
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
+from tradeguard.domain import AuditAction
+from tradeguard.domain.claims import Claim, ClaimOutcome
+from tradeguard.domain.intents import (
+    Intent,
+    OrderSpec,
+    canonical_json,
+    derive_client_order_id,
+    hash_payload_json,
+)
+from tradeguard.domain.lifecycle import ClaimState, check_transition
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
-from tradeguard.intents import Intent, OrderSpec, canonical_json, derive_client_order_id, hash_payload_json
-from tradeguard.lifecycle import ClaimState, check_transition
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
-from tradeguard.store.audit import AuditAction, write_audit
+from tradeguard.store.audit import write_audit
 from tradeguard.store.connections import RawPool
 from tradeguard.store.engine import describe, open_engine, parse_url
-from tradeguard.store.model import MUTABLE_COLUMNS, Claim, ClaimOutcome, new_owner_token
+from tradeguard.store.model import MUTABLE_COLUMNS, apply_mutable, decode_claim, new_owner_token
 from tradeguard.store.reading import StoreReader
 
 __all__ = ["Claim", "ClaimOutcome", "ClaimStore", "new_owner_token"]
@@ -141,7 +149,7 @@ class ClaimStore(StoreReader):
         pool = self._pool
         rows = pool.read("reading a claim", sql.BY_KEY, (key,))
         if rows:
-            return self._existing(Claim.from_values(rows[0], pool.dt), payload)
+            return self._existing(decode_claim(rows[0], pool.dt), payload)
         now = self._now()
         coid = client_order_id or derive_client_order_id(key, self.settings.client_order_id_prefix)
         text = canonical_json(payload)
@@ -163,7 +171,7 @@ class ClaimStore(StoreReader):
                         f"({None if other is None else other[0]}); "
                         "a client_order_id names exactly one decision"
                     )
-                return self._existing(Claim.from_values(row, tx.dt), payload)
+                return self._existing(decode_claim(row, tx.dt), payload)
             write_audit(
                 tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
                 kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
@@ -272,7 +280,7 @@ class ClaimStore(StoreReader):
                 if row[_TURN_ID] is None and turn_id is not None:
                     tx.changed(sql.SET_TURN, (turn_id, claim.key))
                     row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])
-            moved = claim.with_mutable(row, tx.dt)
+            moved = apply_mutable(claim, row, tx.dt)
             write_audit(
                 tx, at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
                 kind=claim.kind.value, symbol=claim.symbol, side=claim.side,
@@ -323,7 +331,7 @@ class ClaimStore(StoreReader):
                 client_order_id=claim.client_order_id, claim_key=claim.key,
                 detail={"from_owner": claim.owner, "to_owner": owner, "epoch": claim.epoch + 1},
             )  # fmt: skip
-        return claim.with_mutable(row, tx.dt)
+        return apply_mutable(claim, row, tx.dt)
 
     def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win."""

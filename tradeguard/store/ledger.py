@@ -8,12 +8,13 @@ with the remainder. All functions run inside the caller's transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from tradeguard.store.audit import AuditAction, write_audit
+from tradeguard.domain.audit import AuditAction
+from tradeguard.domain.ledger import LedgerPosition
+from tradeguard.store.audit import write_audit
 
 if TYPE_CHECKING:
     from tradeguard.store.connections import Tx
@@ -23,7 +24,6 @@ __all__ = [
     "LATEST_TURN_SQL",
     "POSITIONS_SQL",
     "POSITION_SQL",
-    "LedgerPosition",
     "apply_fill",
     "close_turn",
     "open_turn",
@@ -46,22 +46,6 @@ POSITION_SQL = (
 )
 # The agent's most recent turn in a symbol, open or closed.
 LATEST_TURN_SQL = "SELECT MAX(turn_id) FROM tg_turns WHERE agent_id = ? AND symbol = ?"
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerPosition:
-    """The guard's view of one agent's holding in one symbol. `qty` is signed (short < 0)."""
-
-    agent_id: str
-    symbol: str
-    qty: Decimal
-    turn_id: int | None
-    opened_at: datetime | None
-
-    @property
-    def is_flat(self) -> bool:
-        """True when nothing is held."""
-        return self.qty == 0
 
 
 def _open_row(tx: Tx, agent_id: str, symbol: str) -> tuple[int, Decimal] | None:

@@ -17,15 +17,16 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.engine.url import URL
 
-from tradeguard.intents import Kind
-from tradeguard.lifecycle import ClaimState
+from tradeguard.domain import AuditRecord, LedgerPosition
+from tradeguard.domain.claims import Claim
+from tradeguard.domain.intents import Kind
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
-from tradeguard.store.audit import AuditQuery, AuditRecord, read_page, records_to_csv, records_to_dataframe
+from tradeguard.store.audit import AuditQuery, read_page, records_to_csv, records_to_dataframe
 from tradeguard.store.connections import RawPool
 from tradeguard.store.engine import translate_errors
-from tradeguard.store.ledger import LedgerPosition
-from tradeguard.store.model import Claim
+from tradeguard.store.model import claim_from_row, decode_claim
 from tradeguard.store.schema import claims
 
 if TYPE_CHECKING:
@@ -53,12 +54,12 @@ class StoreReader:
     def get(self, key: str) -> Claim | None:
         """Return the claim with this key, or None."""
         rows = self._pool.read("reading a claim", sql.BY_KEY, (key,))
-        return Claim.from_values(rows[0], self._pool.dt) if rows else None
+        return decode_claim(rows[0], self._pool.dt) if rows else None
 
     def get_by_client_order_id(self, client_order_id: str) -> Claim | None:
         """Return the claim that owns this client_order_id, or None."""
         rows = self._pool.read("reading a claim", sql.BY_COID, (client_order_id,))
-        return Claim.from_values(rows[0], self._pool.dt) if rows else None
+        return decode_claim(rows[0], self._pool.dt) if rows else None
 
     def list_claims(
         self,
@@ -87,7 +88,7 @@ class StoreReader:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read("listing claims") as conn:
-            return [Claim.from_row(r) for r in conn.execute(stmt)]
+            return [claim_from_row(r) for r in conn.execute(stmt)]
 
     def exits_in_flight(self, agent_id: str, symbol: str) -> Decimal:
         """Return the unfilled quantity of this agent's exits the broker may not show yet.

@@ -1,4 +1,4 @@
-"""Broker-neutral value types and the `Broker` port every adapter implements.
+"""Broker-neutral order and position value types, and why an order was refused.
 
 Quantities and prices are `decimal.Decimal`: Alpaca sends them as strings and fractional
 shares exist, so binary floats would drift. Times are timezone-aware UTC datetimes.
@@ -10,16 +10,15 @@ import enum
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol, runtime_checkable
 
 __all__ = [
-    "Broker",
     "BrokerOrder",
     "BrokerPosition",
     "OrderRequest",
     "OrderStatus",
     "OrderType",
     "PositionIntent",
+    "RejectKind",
     "Side",
     "TimeInForce",
 ]
@@ -180,50 +179,28 @@ class BrokerPosition:
         return "short" if self.qty < 0 else "long"
 
 
-@runtime_checkable
-class Broker(Protocol):
-    """The port to a broker: six calls over the value types above.
+class RejectKind(enum.StrEnum):
+    """Why a broker refused an order, in broker-neutral terms.
 
-    Every method raises only `tradeguard.errors.BrokerError` subclasses:
-
-    - `OrderRejected`: the broker answered definitely no; nothing was placed.
-    - `OutcomeUnknown`: the request may have been acted on (timeout after sending, reset, 5xx,
-      429 after a retry). Callers resolve it with `get_order_by_client_id`, never a blind resend.
-    - `BrokerUnavailable`: the request never left this process.
-
-    `submit_order` must be safe to call again with the same `client_order_id`: the broker refuses
-    a second copy (Alpaca: 422 "client_order_id must be unique"), and an adapter that sees that
-    answer looks the order up and returns it. Read methods never return a partial result: a
-    failed or truncated read raises, so an error is never mistaken for "flat" (G4).
+    Each adapter maps its venue's answers to one of these in one place; nothing above the
+    adapters reads error messages. The kind is stored with a REJECTED claim, so the reconciler
+    can tell a position-related refusal (a phantom candidate) from any other.
     """
 
-    def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Place an order; return it as the broker acknowledged it."""
-        ...
+    POSITION = "position"  # the broker holds less than the order closes (phantom candidate)
+    DUPLICATE_ID = "duplicate_id"  # the client_order_id is taken: an order exists under it
+    ID_TAKEN = "id_taken"  # the id names another order (different symbol, side or size)
+    BUYING_POWER = "buying_power"
+    SHORTING = "shorting"  # the account or asset may not be shorted
+    WASH_TRADE = "wash_trade"
+    PATTERN_DAY_TRADING = "pattern_day_trading"
+    MARKET_CLOSED = "market_closed"
+    ASSET = "asset"  # unknown, inactive or non-tradable asset
+    INVALID = "invalid"  # a malformed request (bad qty, sub-penny price, ...)
+    AUTH = "auth"
+    OTHER = "other"
 
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Return the order with this client_order_id, or None if the broker has none."""
-        ...
-
-    def list_orders(
-        self,
-        *,
-        status: str = "open",
-        symbols: list[str] | None = None,
-        after: datetime | None = None,
-        limit: int = 500,
-    ) -> list[BrokerOrder]:
-        """List orders; `status` is "open", "closed" or "all"."""
-        ...
-
-    def list_positions(self) -> list[BrokerPosition]:
-        """Return every open position."""
-        ...
-
-    def get_position(self, symbol: str) -> BrokerPosition | None:
-        """Return the position in `symbol`, or None when flat."""
-        ...
-
-    def cancel_order(self, order_id: str) -> None:
-        """Request cancellation of an open order."""
-        ...
+    @property
+    def is_position(self) -> bool:
+        """True when the refusal says the broker holds less than the order assumed."""
+        return self is RejectKind.POSITION

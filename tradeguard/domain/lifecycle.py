@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 
-from tradeguard.broker.types import OrderStatus
+from tradeguard.domain.orders import OrderStatus
 from tradeguard.errors import IllegalTransition
 
 __all__ = ["ACTIVE_STATES", "TRANSITIONS", "ClaimState", "check_transition", "state_for_order"]

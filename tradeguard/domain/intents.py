@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-from tradeguard.broker.types import OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.domain.orders import OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import ConfigError
 
 __all__ = [

@@ -1,0 +1,63 @@
+"""A claim: one trading decision as the store recorded it, and the result of claiming it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tradeguard.domain.intents import Kind, OrderSpec
+from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
+
+__all__ = ["Claim", "ClaimOutcome"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A snapshot of one claim, as read from the store by the call that returned it."""
+
+    key: str
+    client_order_id: str
+    agent_id: str
+    kind: Kind
+    symbol: str
+    side: str
+    intent: str
+    payload: dict[str, Any]
+    state: ClaimState
+    epoch: int
+    owner: str
+    lease_expires_at: datetime
+    order_qty: Decimal | None
+    broker_order_id: str | None
+    filled_qty: Decimal
+    filled_avg_price: Decimal | None
+    turn_id: int | None
+    attempts: int
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def spec(self) -> OrderSpec:
+        """Return the order the bot asked for."""
+        return OrderSpec.from_payload(self.payload)
+
+    @property
+    def is_active(self) -> bool:
+        """True while an order may be live at the broker or about to be."""
+        return self.state in ACTIVE_STATES
+
+    @property
+    def signed_filled_qty(self) -> Decimal:
+        """Filled quantity with its effect on the position: buys add, sells subtract."""
+        return self.filled_qty if self.side == "buy" else -self.filled_qty
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimOutcome:
+    """The result of `ClaimStore.claim`: the claim, and whether this call created it."""
+
+    claim: Claim
+    created: bool
