@@ -35,7 +35,9 @@ from tradeguard.broker.errors_map import (
     is_duplicate_client_order_id,
     is_not_found,
     is_position_rejection,
+    reject_kind,
 )
+from tradeguard.domain import RejectKind
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 
 SENDING_STAGES = [Stage.SUBMIT, Stage.READ, Stage.CANCEL]
@@ -396,18 +398,41 @@ def test_a_404_page_without_alpacas_code_is_not_a_definite_miss(alpaca) -> None:
     assert not is_not_found(err)
 
 
-def test_classifiers_read_errors_built_by_other_brokers() -> None:
-    # The paper broker raises Alpaca's (status, code, message) with the message as the text.
+def test_position_rejections_are_read_from_the_kind_the_adapter_set() -> None:
+    # The core reads RejectKind, never the message: the adapter maps Alpaca's words once.
     paper = OrderRejected(
         "position intent mismatch, inferred: sell_to_open",
+        kind=reject_kind(422, "position intent mismatch, inferred: sell_to_open"),
         status_code=422,
         code=42210000,
-        body={"code": 42210000, "message": "position intent mismatch, inferred: sell_to_open"},
     )
-    bare = OrderRejected(
-        "insufficient qty available for order (requested: 18, available: 6)", status_code=403
-    )
+    unmapped = OrderRejected("insufficient qty available for order (requested: 18, available: 6)")
 
+    assert paper.kind is RejectKind.POSITION
     assert is_position_rejection(paper)
-    assert is_position_rejection(bare)
+    assert not is_position_rejection(unmapped)
     assert not is_position_rejection(OutcomeUnknown("position intent mismatch", status_code=422))
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "kind"),
+    [
+        (422, "client_order_id must be unique", RejectKind.DUPLICATE_ID),
+        (422, "position intent mismatch, inferred: sell_to_open", RejectKind.POSITION),
+        (404, "position does not exist", RejectKind.POSITION),
+        (403, "insufficient qty available for order (requested: 18, available: 6)", RejectKind.POSITION),
+        (403, "account is not allowed to short", RejectKind.POSITION),
+        (403, "insufficient buying power", RejectKind.BUYING_POWER),
+        (403, "potential wash trade detected. use complex orders", RejectKind.WASH_TRADE),
+        (422, "potential wash trade detected. use complex orders", RejectKind.WASH_TRADE),
+        (403, "trade denied due to pattern day trading protection", RejectKind.PATTERN_DAY_TRADING),
+        (422, "asset not found", RejectKind.ASSET),
+        (422, "qty is required", RejectKind.INVALID),
+        (400, "request body format is invalid", RejectKind.INVALID),
+        (403, "something new", RejectKind.OTHER),
+    ],
+)
+def test_every_alpaca_refusal_maps_to_a_broker_neutral_kind(
+    status: int, message: str, kind: RejectKind
+) -> None:
+    assert reject_kind(status, message) is kind

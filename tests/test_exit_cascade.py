@@ -114,7 +114,7 @@ def test_exit_503_flat_broker_422_clears_the_phantom_blocks_the_third_exit_and_r
     assert cleared[0].agent_id == AGENT and "phantom cleared" in cleared[0].reason
     (exit_claim,) = c.store.list_claims(agent_id=AGENT, symbol="SQQQ", kind=Kind.EXIT)
     assert exit_claim.client_order_id == coid and exit_claim.state is ClaimState.REJECTED
-    assert "position_intent_mismatch" in exit_claim.reason
+    assert exit_claim.reason.startswith("rejected (position): position intent mismatch")
     assert not [o for o in c.orders("SQQQ") if o.client_order_id == coid]  # a 422 places nothing
 
     calls_before = len(c.port.calls)

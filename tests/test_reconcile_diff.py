@@ -151,8 +151,7 @@ def test_refused_exit_is_released_resized_when_the_broker_still_holds() -> None:
         qty=10,
         turn_id=1,
         symbol="SQQQ",
-        reason="rejected (insufficient_qty): insufficient qty available for order "
-        "(requested: 10, available: 6)",
+        reason="rejected (position): insufficient qty available for order (requested: 10, available: 6)",
     )
     actions = diff([claim], [held("SQQQ", 10)], snap({"SQQQ": 6}), NOW, SETTINGS)
     assert kinds(actions) == [ActionKind.RELEASE_EXIT] and actions[0].qty == 6

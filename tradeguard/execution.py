@@ -10,8 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from tradeguard.broker import errors_map
-from tradeguard.domain import BrokerOrder, Claim, OrderRequest, Side
+from tradeguard.domain import BrokerOrder, Claim, OrderRequest, RejectKind, Side
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import BrokerError, BrokerUnavailable, LeaseLost, OrderRejected, OutcomeUnknown
 from tradeguard.ports import Broker
@@ -55,15 +54,9 @@ class OrderResult:
         return self.outcome is Outcome.SUBMITTED
 
 
-def is_position_rejection(error: BrokerError | str) -> bool:
-    """True for a rejection saying the broker holds less than the ledger, or its recorded reason.
-
-    A claim refused this way records the kind in its reason (``rejected (insufficient_qty): ...``)
-    so the reconciler can recognise it later from the claim alone.
-    """
-    if isinstance(error, BrokerError):
-        return errors_map.is_position_rejection(error)
-    return any(f"({kind.value})" in error for kind in errors_map.POSITION_KINDS)
+def is_position_rejection(error: BrokerError) -> bool:
+    """True for a refusal saying the broker holds less than the order assumed (a phantom candidate)."""
+    return isinstance(error, OrderRejected) and error.kind.is_position
 
 
 def request_for(claim: Claim) -> OrderRequest:
@@ -115,15 +108,14 @@ def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
     try:
         order = broker.submit_order(request_for(claim))
     except OrderRejected as exc:
-        kind = errors_map.error_kind(exc)
-        if kind is errors_map.AlpacaErrorKind.DUPLICATE_CLIENT_ORDER_ID:
+        if exc.kind is RejectKind.DUPLICATE_ID:
             # "client_order_id must be unique": the order exists (an earlier send landed late).
             # Whatever the broker adapter did not adopt is resolved like any ambiguous answer.
             return _unknown(broker, store, claim, exc)
         claim = store.transition(
             claim,
             ClaimState.REJECTED,
-            reason=f"rejected ({kind or 'other'}): {exc.message}",
+            reason=f"rejected ({exc.kind}): {exc.message}",
             detail={"status": exc.status_code, "code": exc.code, "body": exc.body},
         )
         return OrderResult(Outcome.REJECTED, claim, None, exc.message, exc)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from alpaca.trading.client import TradingClient
 
+from tradeguard.broker.errors_map import reject_kind
 from tradeguard.broker.faults import Fault, FaultAction, FaultInjector, FaultPlan
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import FixedPrices, PriceSource, RecordedPrices
@@ -74,9 +75,15 @@ def _fault_error(fault: Fault, kind: type[BrokerError], what: str) -> BrokerErro
     if isinstance(body, Mapping):
         code = body.get("code")
         message = str(body.get("message") or f"HTTP {status} from {what}")
-        return kind(message, status_code=status, code=code if isinstance(code, int) else None, body=body)
-    text = body if isinstance(body, str) else str(body)
-    return kind(f"HTTP {status} from {what} (fault plan)", status_code=status, body={"raw": text})
+        details: dict[str, Any] = {"status_code": status, "code": code if isinstance(code, int) else None}
+        details["body"] = body
+    else:
+        message = f"HTTP {status} from {what} (fault plan)"
+        details = {"status_code": status, "body": {"raw": body if isinstance(body, str) else str(body)}}
+    if kind is OrderRejected:
+        # Fault plans speak Alpaca's answers; the refusal carries their broker-neutral kind.
+        return OrderRejected(message, kind=reject_kind(status, message), **details)
+    return kind(message, **details)
 
 
 class FaultyBroker:

@@ -39,7 +39,7 @@ from tradeguard.broker.alpaca_convert import (
 from tradeguard.broker.alpaca_errors import Stage, map_alpaca_error
 from tradeguard.broker.errors_map import is_duplicate_client_order_id, is_not_found
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, RejectKind
 from tradeguard.errors import BrokerError, ConfigError, OrderRejected, OutcomeUnknown
 
 __all__ = ["AlpacaBroker"]
@@ -152,6 +152,7 @@ class AlpacaBroker:
             raise OrderRejected(
                 f"client_order_id {cid} belongs to a different order "
                 f"({existing.side} {existing.symbol}, id {existing.id}); this request was not placed",
+                kind=RejectKind.ID_TAKEN,
                 **details,
             )
         return existing

@@ -31,7 +31,8 @@ import requests
 import urllib3.exceptions
 from alpaca.common.exceptions import APIError
 
-from tradeguard.broker.errors_map import classify_response
+from tradeguard.broker.errors_map import classify_response, reject_kind
+from tradeguard.domain import RejectKind
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 
 __all__ = ["Stage", "map_alpaca_error"]
@@ -100,7 +101,7 @@ def map_alpaca_error(exc: BaseException, stage: Stage) -> BrokerError:
 def _prepare_error(exc: BaseException) -> BrokerError:
     # pydantic's ValidationError is a ValueError: alpaca-py refused the order's combination.
     if isinstance(exc, ValueError | TypeError):
-        return OrderRejected(f"invalid order, not sent: {_describe(exc)}")
+        return OrderRejected(f"invalid order, not sent: {_describe(exc)}", kind=RejectKind.INVALID)
     return BrokerUnavailable(f"could not build the order, not sent: {_describe(exc)}")
 
 
@@ -114,7 +115,11 @@ def _api_error(exc: APIError, stage: Stage) -> BrokerError:
         message = text.strip()[:200] or "empty body"
     cls = classify_response(status, message)
     shown = f"HTTP {status}" + (f" ({code})" if code is not None else "")
-    return cls(f"{stage} failed: {shown}: {message}", status_code=status, code=code, body=body)
+    text = f"{stage} failed: {shown}: {message}"
+    if cls is OrderRejected:
+        kind = reject_kind(status, message)
+        return OrderRejected(text, kind=kind, status_code=status, code=code, body=body)
+    return cls(text, status_code=status, code=code, body=body)
 
 
 def _transport_error(exc: requests.exceptions.RequestException, stage: Stage) -> BrokerError:

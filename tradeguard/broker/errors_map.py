@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tradeguard.domain.orders import RejectKind
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "is_duplicate_client_order_id",
     "is_not_found",
     "is_position_rejection",
+    "reject_kind",
 ]
 
 CODE_BAD_REQUEST = 40010001
@@ -87,6 +89,41 @@ POSITION_KINDS = frozenset(
         AlpacaErrorKind.NOT_ALLOWED_TO_SHORT,
     }
 )
+
+
+# Alpaca's answers in the broker-neutral vocabulary the core reads (`OrderRejected.kind`).
+_REJECT_KINDS: dict[AlpacaErrorKind, RejectKind] = {
+    AlpacaErrorKind.DUPLICATE_CLIENT_ORDER_ID: RejectKind.DUPLICATE_ID,
+    AlpacaErrorKind.ORDER_NOT_FOUND: RejectKind.INVALID,
+    AlpacaErrorKind.POSITION_NOT_FOUND: RejectKind.POSITION,
+    AlpacaErrorKind.POSITION_INTENT_MISMATCH: RejectKind.POSITION,
+    AlpacaErrorKind.INSUFFICIENT_QTY: RejectKind.POSITION,
+    AlpacaErrorKind.NOT_ALLOWED_TO_SHORT: RejectKind.POSITION,
+    AlpacaErrorKind.INSUFFICIENT_BUYING_POWER: RejectKind.BUYING_POWER,
+    AlpacaErrorKind.WASH_TRADE: RejectKind.WASH_TRADE,
+    AlpacaErrorKind.PATTERN_DAY_TRADING: RejectKind.PATTERN_DAY_TRADING,
+}
+
+
+def reject_kind(status: int | None, message: str) -> RejectKind:
+    """Return the broker-neutral kind of an Alpaca refusal of (status, message).
+
+    "not allowed to short" counts as position-related: on an exit it means the broker would
+    have gone short, i.e. it holds less than the ledger (see `POSITION_KINDS`).
+    """
+    kind = _kind_of(status, message)
+    if kind is not None:
+        return _REJECT_KINDS[kind]
+    text = message.lower()
+    if (status == 403 and "asset" in text) or (status == 422 and "asset not found" in text):
+        return RejectKind.ASSET
+    if "market" in text and "closed" in text:
+        return RejectKind.MARKET_CLOSED
+    if status in (400, 422):
+        return RejectKind.INVALID
+    if status == 401:
+        return RejectKind.AUTH
+    return RejectKind.OTHER
 
 
 def _kind_of(status: int | None, message: str) -> AlpacaErrorKind | None:
@@ -162,4 +199,4 @@ def is_position_rejection(err: BrokerError) -> bool:
     available" and 403 "account is not allowed to short". The gateway reconciles the symbol at
     once on these; the 403 insufficient-qty body keeps ``available`` and ``held_for_orders``.
     """
-    return isinstance(err, OrderRejected) and error_kind(err) in POSITION_KINDS
+    return isinstance(err, OrderRejected) and err.kind.is_position

@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from tradeguard.broker.errors_map import reject_kind
 from tradeguard.broker.paper_state import PaperState, fmt
 from tradeguard.domain import OrderRequest, OrderType, PositionIntent, Side
 from tradeguard.errors import OrderRejected
@@ -36,7 +37,7 @@ def rejection(status: int, code: int, message: str, **extra: str) -> OrderReject
     body: dict[str, Any] = {"code": code, "message": message}
     if extra:
         body = dict(sorted({**body, **extra}.items()))
-    return OrderRejected(message, status_code=status, code=code, body=body)
+    return OrderRejected(message, kind=reject_kind(status, message), status_code=status, code=code, body=body)
 
 
 def unprocessable(message: str, code: int = 40010001) -> OrderRejected:

@@ -14,16 +14,20 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.config import Settings
-from tradeguard.domain import Claim, LedgerPosition
+from tradeguard.domain import Claim, LedgerPosition, RejectKind
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState, state_for_order
-from tradeguard.execution import is_position_rejection
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
 
 __all__ = ["diff", "plan"]
 
 _UNRESOLVED = (ClaimState.PENDING, ClaimState.UNKNOWN)
 _LIVE = (ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED)
+
+
+def _refused_for_position(claim: Claim) -> bool:
+    # Until the claim store records RejectKind in its own column, the kind is the reason's prefix.
+    return claim.reason.startswith(f"rejected ({RejectKind.POSITION})")
 
 
 def _gap(snapshot: BrokerSnapshot) -> float:
@@ -236,11 +240,7 @@ def plan(
             if action is not None:
                 actions.append(action)
                 busy.add(claim.symbol)
-        elif (
-            claim.state is ClaimState.REJECTED
-            and claim.kind is Kind.EXIT
-            and is_position_rejection(claim.reason)
-        ):
+        elif claim.state is ClaimState.REJECTED and claim.kind is Kind.EXIT and _refused_for_position(claim):
             mine = next((p for p in holders.get(claim.symbol, []) if p.agent_id == claim.agent_id), None)
             action = _release_action(claim, mine, snapshot, in_flight[(claim.agent_id, claim.symbol)])
             if action is not None:
