@@ -9,6 +9,7 @@ from typing import Any
 
 from tradeguard.domain.intents import Kind, OrderSpec
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
+from tradeguard.domain.orders import RejectKind
 
 __all__ = ["Claim", "ClaimOutcome"]
 
@@ -38,11 +39,17 @@ class Claim:
     reason: str
     created_at: datetime
     updated_at: datetime
+    reject_kind: RejectKind | None = None  # why the broker refused it, when REJECTED
 
     @property
     def spec(self) -> OrderSpec:
         """Return the order the bot asked for."""
         return OrderSpec.from_payload(self.payload)
+
+    @property
+    def refused_for_position(self) -> bool:
+        """True when the broker refused it because it holds less than the order assumed."""
+        return self.state is ClaimState.REJECTED and self.reject_kind is RejectKind.POSITION
 
     @property
     def is_active(self) -> bool:

@@ -44,12 +44,14 @@ from tradeguard.domain.intents import (
     hash_payload_json,
 )
 from tradeguard.domain.lifecycle import ClaimState, check_transition
+from tradeguard.domain.orders import RejectKind
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
 from tradeguard.store.audit import write_audit
-from tradeguard.store.connections import RawPool
+from tradeguard.store.connections import RawPool, Tx
 from tradeguard.store.engine import describe, open_engine, parse_url
+from tradeguard.store.ledger_writes import LedgerWriter
 from tradeguard.store.model import MUTABLE_COLUMNS, apply_mutable, decode_claim, new_owner_token
 from tradeguard.store.reading import StoreReader
 
@@ -64,7 +66,7 @@ def _num(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
-class ClaimStore(StoreReader):
+class ClaimStore(LedgerWriter, StoreReader):
     """Durable claims, ledger and audit log over SQLAlchemy (SQLite by default, or PostgreSQL).
 
     Args:
@@ -151,34 +153,55 @@ class ClaimStore(StoreReader):
         if rows:
             return self._existing(decode_claim(rows[0], pool.dt), payload)
         now = self._now()
-        coid = client_order_id or derive_client_order_id(key, self.settings.client_order_id_prefix)
+        with pool.write("recording a claim", durable=True) as tx:
+            return self._insert(
+                tx, intent, spec, payload, owner=owner, coid=client_order_id, order_qty=order_qty,
+                turn_id=turn_id, reason=reason, now=now,
+            )  # fmt: skip
+
+    def _insert(
+        self,
+        tx: Tx,
+        intent: Intent,
+        spec: OrderSpec,
+        payload: dict[str, Any],
+        *,
+        owner: str,
+        coid: str | None,
+        order_qty: Decimal | None,
+        turn_id: int | None,
+        reason: str,
+        now: datetime,
+    ) -> ClaimOutcome:
+        """Insert the claim and its audit record inside `tx`, or return the one that exists."""
+        key = intent.key
+        coid = coid or derive_client_order_id(key, self.settings.client_order_id_prefix)
         text = canonical_json(payload)
         lease_until = now + self._lease
-        with pool.write("recording a claim", durable=True) as tx:
-            at = tx.ts(now)
-            values = (
-                key, coid, intent.agent_id, intent.kind.value, intent.symbol, intent.side.value,
-                intent.name, text, hash_payload_json(text), owner, tx.ts(lease_until),
-                _num(order_qty), turn_id, reason, at, at,
-            )  # fmt: skip
-            if not tx.changed(sql.INSERT_CLAIM, values):
-                row = tx.one(sql.BY_KEY, (key,))
-                if row is None:
-                    # The conflict was on client_order_id, not the key: a caller reused an id.
-                    other = tx.one(sql.KEY_OF_COID, (coid,))
-                    raise StoreError(
-                        f"client_order_id {coid!r} already belongs to another claim "
-                        f"({None if other is None else other[0]}); "
-                        "a client_order_id names exactly one decision"
-                    )
-                return self._existing(decode_claim(row, tx.dt), payload)
-            write_audit(
-                tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
-                kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
-                qty=order_qty if order_qty is not None else spec.qty or spec.notional,
-                state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
-                client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
-            )  # fmt: skip
+        at = tx.ts(now)
+        values = (
+            key, coid, intent.agent_id, intent.kind.value, intent.symbol, intent.side.value,
+            intent.name, text, hash_payload_json(text), owner, tx.ts(lease_until),
+            _num(order_qty), turn_id, reason, at, at,
+        )  # fmt: skip
+        if not tx.changed(sql.INSERT_CLAIM, values):
+            row = tx.one(sql.BY_KEY, (key,))
+            if row is None:
+                # The conflict was on client_order_id, not the key: a caller reused an id.
+                other = tx.one(sql.KEY_OF_COID, (coid,))
+                raise StoreError(
+                    f"client_order_id {coid!r} already belongs to another claim "
+                    f"({None if other is None else other[0]}); "
+                    "a client_order_id names exactly one decision"
+                )
+            return self._existing(decode_claim(row, tx.dt), payload)
+        write_audit(
+            tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
+            kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
+            qty=order_qty if order_qty is not None else spec.qty or spec.notional,
+            state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
+            client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
+        )  # fmt: skip
         claim = Claim(
             key=key, client_order_id=coid, agent_id=intent.agent_id, kind=intent.kind,
             symbol=intent.symbol, side=intent.side.value, intent=intent.name, payload=payload,
@@ -231,6 +254,7 @@ class ClaimStore(StoreReader):
         order_qty: Decimal | None = None,
         owner: str | None = None,
         detail: dict[str, Any] | None = None,
+        reject_kind: RejectKind | None = None,
     ) -> Claim:
         """Move `claim` to `to` if it is still the version the caller saw (state, epoch, fills).
 
@@ -244,7 +268,32 @@ class ClaimStore(StoreReader):
             StoreError: Nothing was written.
         """
         check_transition(claim.state, to)
-        now = self._now()
+        resend = to is ClaimState.PENDING
+        doing = f"moving claim {claim.client_order_id} to {to}"
+        with self._pool.write(doing, durable=resend or self._sync_all) as tx:
+            return self._move(
+                tx, claim, to, now=self._now(), reason=reason, broker_order_id=broker_order_id,
+                filled_qty=filled_qty, filled_avg_price=filled_avg_price, order_qty=order_qty,
+                owner=owner, detail=detail, reject_kind=reject_kind,
+            )  # fmt: skip
+
+    def _move(
+        self,
+        tx: Tx,
+        claim: Claim,
+        to: ClaimState,
+        *,
+        now: datetime,
+        reason: str,
+        broker_order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+        filled_avg_price: Decimal | None = None,
+        order_qty: Decimal | None = None,
+        owner: str | None = None,
+        detail: dict[str, Any] | None = None,
+        reject_kind: RejectKind | None = None,
+    ) -> Claim:
+        """Apply one checked transition inside `tx`: the compare-and-set, new fills, the audit record."""
         delta = Decimal(0)
         if filled_qty is not None and filled_qty != claim.filled_qty:
             if filled_qty < claim.filled_qty:
@@ -254,41 +303,44 @@ class ClaimStore(StoreReader):
                 )
             delta = filled_qty - claim.filled_qty
         resend = to is ClaimState.PENDING
-        doing = f"moving claim {claim.client_order_id} to {to}"
-        with self._pool.write(doing, durable=resend or self._sync_all) as tx:
-            row = tx.one(
-                sql.TRANSITION,
-                (
-                    to.value, tx.ts(now), reason, broker_order_id, _num(filled_avg_price), _num(order_qty),
-                    owner, None if owner is None else tx.ts(now + self._lease),
-                    _num(filled_qty) if delta else None, 1 if resend else 0,
-                    claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
-                ),
-            )  # fmt: skip
-            if row is None:
-                raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
-            if delta:
-                signed = delta if claim.side == "buy" else -delta
-                turn_id = ledger.apply_fill(
-                    tx,
-                    claim.agent_id,
-                    claim.symbol,
-                    signed,
-                    at=now,
-                    reason=f"{claim.kind} {claim.client_order_id}",
-                )
-                if row[_TURN_ID] is None and turn_id is not None:
-                    tx.changed(sql.SET_TURN, (turn_id, claim.key))
-                    row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])
-            moved = apply_mutable(claim, row, tx.dt)
-            write_audit(
-                tx, at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
-                kind=claim.kind.value, symbol=claim.symbol, side=claim.side,
-                qty=filled_qty if filled_qty is not None else claim.order_qty,
-                state=to.value, prev_state=claim.state.value, reason=reason,
-                client_order_id=claim.client_order_id, claim_key=claim.key,
-                detail={**(detail or {}), **({"fill_delta": str(delta)} if delta else {})},
-            )  # fmt: skip
+        row = tx.one(
+            sql.TRANSITION,
+            (
+                to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
+                broker_order_id, _num(filled_avg_price), _num(order_qty),
+                owner, None if owner is None else tx.ts(now + self._lease),
+                _num(filled_qty) if delta else None, 1 if resend else 0,
+                claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
+            ),
+        )  # fmt: skip
+        if row is None:
+            raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
+        if delta:
+            signed = delta if claim.side == "buy" else -delta
+            turn_id = ledger.apply_fill(
+                tx,
+                claim.agent_id,
+                claim.symbol,
+                signed,
+                at=now,
+                reason=f"{claim.kind} {claim.client_order_id}",
+            )
+            if row[_TURN_ID] is None and turn_id is not None:
+                tx.changed(sql.SET_TURN, (turn_id, claim.key))
+                row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])
+        moved = apply_mutable(claim, row, tx.dt)
+        write_audit(
+            tx, at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
+            kind=claim.kind.value, symbol=claim.symbol, side=claim.side,
+            qty=filled_qty if filled_qty is not None else claim.order_qty,
+            state=to.value, prev_state=claim.state.value, reason=reason,
+            client_order_id=claim.client_order_id, claim_key=claim.key,
+            detail={
+                **(detail or {}),
+                **({"fill_delta": str(delta)} if delta else {}),
+                **({"reject_kind": reject_kind.value} if reject_kind else {}),
+            },
+        )  # fmt: skip
         return moved
 
     @staticmethod
@@ -333,6 +385,22 @@ class ClaimStore(StoreReader):
             )  # fmt: skip
         return apply_mutable(claim, row, tx.dt)
 
+    def renew_lease(self, claim: Claim, owner: str) -> Claim:
+        """Renew this worker's lease on its PENDING claim, fencing out any stale reader.
+
+        Called right before a send whose lease is nearly out (a process that froze between its
+        claim and its POST): it succeeds only if nobody took the claim over or moved it.
+
+        Raises:
+            LeaseLost: The claim is no longer this worker's PENDING claim; do not send.
+        """
+        now = self._now()
+        with self._pool.write(f"renewing the lease of {claim.client_order_id}", durable=True) as tx:
+            row = tx.one(sql.RENEW, (tx.ts(now + self._lease), tx.ts(now), claim.key, claim.epoch, owner))
+            if row is None:
+                raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
+        return apply_mutable(claim, row, tx.dt)
+
     def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win."""
         kind, symbol, side = (fields.pop(name, None) for name in ("kind", "symbol", "side"))
@@ -352,23 +420,3 @@ class ClaimStore(StoreReader):
         now = self._now()
         with self._pool.write("writing an audit record", durable=True) as tx:
             write_audit(tx, at=now, agent_id=agent_id, action=action, reason=reason, **fields)
-
-    # -- ledger ----------------------------------------------------------------------------
-
-    def close_turn(
-        self, agent_id: str, symbol: str, *, reason: str, detail: dict[str, Any] | None = None
-    ) -> int | None:
-        """Close the agent's open turn in `symbol` (clearing a phantom); return its id."""
-        now = self._now()
-        with self._pool.write(f"closing the {symbol} turn", durable=True) as tx:
-            turn_id = ledger.close_turn(tx, agent_id, symbol, at=now, reason=reason)
-            if turn_id is not None and detail:
-                write_audit(tx, at=now, agent_id=agent_id, action=AuditAction.RECONCILE,
-                            symbol=symbol, reason=reason, detail={"turn_id": turn_id, **detail})  # fmt: skip
-        return turn_id
-
-    def adjust_position(self, agent_id: str, symbol: str, delta: Decimal, *, reason: str) -> int | None:
-        """Add `delta` to the agent's position without a claim (adopting an orphan or drift)."""
-        now = self._now()
-        with self._pool.write(f"adjusting the {symbol} position", durable=True) as tx:
-            return ledger.apply_fill(tx, agent_id, symbol, delta, at=now, reason=reason)

@@ -83,13 +83,14 @@ class Tx:
 
     Attributes:
         dt: Decode a stored datetime to aware UTC.
+        postgres: True on PostgreSQL (row and advisory locks matter there; SQLite writers are serial).
     """
 
-    __slots__ = ("_cur", "_enc", "_last", "_last_enc", "_pg", "dt")
+    __slots__ = ("_cur", "_enc", "_last", "_last_enc", "_pg", "dt", "postgres")
 
     def __init__(self, conn: _Conn, pool: RawPool) -> None:
         self._cur = conn.cursor
-        self._pg = not pool.sqlite
+        self._pg = self.postgres = not pool.sqlite
         self._enc = pool.ts
         self._last: datetime | None = None
         self._last_enc: Any = None

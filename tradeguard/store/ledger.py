@@ -2,7 +2,12 @@
 
 A turn opens when a fill takes an agent off flat and closes when fills bring it back to zero
 (or the reconciler clears a phantom). Fills that cross zero close the turn and open a new one
-with the remainder. All functions run inside the caller's transaction.
+with the remainder. All functions run inside the caller's write transaction.
+
+Every function that reads a position to change it first takes the symbol's lock (`lock_symbol`):
+on PostgreSQL, under READ COMMITTED, two fills read-modify-writing one turn would otherwise lose
+one of them, and two exits sized from the same "held minus in flight" would both send. SQLite
+write transactions are serial already (BEGIN IMMEDIATE).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
-from tradeguard.domain.ledger import LedgerPosition
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition
 from tradeguard.store.audit import write_audit
 
 if TYPE_CHECKING:
@@ -21,31 +26,54 @@ if TYPE_CHECKING:
     from tradeguard.store.model import Decode
 
 __all__ = [
+    "ALL_POSITIONS_SQL",
+    "CLEARED_TURNS_SQL",
     "LATEST_TURN_SQL",
     "POSITIONS_SQL",
     "POSITION_SQL",
     "apply_fill",
     "close_turn",
+    "exit_room",
+    "lock_symbol",
     "open_turn",
+    "position_of",
     "positions_from_rows",
 ]
 
+_TURN_COLUMNS = "agent_id, symbol, qty, turn_id, opened_at, updated_at"
 _OPEN = "SELECT turn_id, qty FROM tg_turns WHERE agent_id = ? AND symbol = ? AND is_open = 1"
 _INSERT = (
-    "INSERT INTO tg_turns (agent_id, symbol, qty, is_open, opened_at) VALUES (?, ?, ?, 1, ?)"
+    "INSERT INTO tg_turns (agent_id, symbol, qty, is_open, opened_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)"
     " RETURNING turn_id"
 )
-_SET_QTY = "UPDATE tg_turns SET qty = ? WHERE turn_id = ?"
-_CLOSE = "UPDATE tg_turns SET is_open = 0, closed_at = ?, close_reason = ? WHERE turn_id = ?"
-# An agent's open turns (all symbols), and its open turn in one symbol.
-POSITIONS_SQL = (
-    "SELECT symbol, qty, turn_id, opened_at FROM tg_turns WHERE agent_id = ? AND is_open = 1 ORDER BY symbol"
-)
-POSITION_SQL = (
-    "SELECT symbol, qty, turn_id, opened_at FROM tg_turns WHERE agent_id = ? AND symbol = ? AND is_open = 1"
+_SET_QTY = "UPDATE tg_turns SET qty = ?, updated_at = ? WHERE turn_id = ?"
+_CLOSE = "UPDATE tg_turns SET is_open = 0, closed_at = ?, updated_at = ?, close_reason = ? WHERE turn_id = ?"
+# Open turns: one agent's (all symbols), one agent's in one symbol, every agent's.
+POSITIONS_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND is_open = 1 ORDER BY symbol"
+POSITION_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND symbol = ? AND is_open = 1"
+ALL_POSITIONS_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE is_open = 1 ORDER BY agent_id, symbol"
+# Turns the reconciler closed while they still held shares (phantom clears), most recent first:
+# an orphan position that equals one of them is that agent's position, read too early.
+CLEARED_TURNS_SQL = (
+    f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE is_open = 0 AND qty <> '0' AND closed_at >= ?"
+    " ORDER BY turn_id DESC"
 )
 # The agent's most recent turn in a symbol, open or closed.
 LATEST_TURN_SQL = "SELECT MAX(turn_id) FROM tg_turns WHERE agent_id = ? AND symbol = ?"
+# Every agent's open turn in a symbol, and the unfilled quantity of exits that may still fill.
+_HOLDERS = "SELECT agent_id, qty FROM tg_turns WHERE symbol = ? AND is_open = 1"
+_OPEN_EXITS = (
+    "SELECT agent_id, state, order_qty, filled_qty FROM tg_claims WHERE symbol = ? AND kind = 'exit'"
+    " AND state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
+)
+_UNACKNOWLEDGED = ("PENDING", "UNKNOWN")
+_PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
+
+
+def lock_symbol(tx: Tx, symbol: str) -> None:
+    """Serialise, until the transaction ends, every ledger change and exit sizing in `symbol`."""
+    if tx.postgres:
+        tx.all(_PG_LOCK, (f"tradeguard:ledger:{symbol}",))
 
 
 def _open_row(tx: Tx, agent_id: str, symbol: str) -> tuple[int, Decimal] | None:
@@ -53,9 +81,16 @@ def _open_row(tx: Tx, agent_id: str, symbol: str) -> tuple[int, Decimal] | None:
     return None if row is None else (int(row[0]), Decimal(row[1]))
 
 
+def position_of(tx: Tx, agent_id: str, symbol: str) -> LedgerPosition:
+    """Return the agent's open position in `symbol` inside the transaction (flat if none)."""
+    found = positions_from_rows(tx.all(POSITION_SQL, (agent_id, symbol)), tx.dt)
+    return found[0] if found else LedgerPosition(agent_id, symbol, Decimal(0), None, None)
+
+
 def open_turn(tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str) -> int:
     """Open a new turn holding `qty` and return its id."""
-    turn_id = int(tx.one(_INSERT, (agent_id, symbol, str(qty), tx.ts(at)))[0])
+    when = tx.ts(at)
+    turn_id = int(tx.one(_INSERT, (agent_id, symbol, str(qty), when, when))[0])
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} opened: {reason}", detail={"turn_id": turn_id},
@@ -66,27 +101,55 @@ def open_turn(tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime,
 def _close(
     tx: Tx, turn_id: int, qty: Decimal, *, agent_id: str, symbol: str, at: datetime, reason: str
 ) -> None:
-    tx.changed(_CLOSE, (tx.ts(at), reason, turn_id))
+    tx.changed(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} closed: {reason}", detail={"turn_id": turn_id, "qty_at_close": str(qty)},
     )  # fmt: skip
 
 
-def close_turn(tx: Tx, agent_id: str, symbol: str, *, at: datetime, reason: str) -> int | None:
-    """Close the open turn (if any) at its current quantity; return its id."""
+def close_turn(
+    tx: Tx,
+    agent_id: str,
+    symbol: str,
+    *,
+    at: datetime,
+    reason: str,
+    expect: LedgerPosition | None = None,
+) -> int | None:
+    """Close the open turn at its current quantity; return its id.
+
+    With `expect`, a compare-and-set: the turn is closed only while it is still that turn at that
+    quantity (a fill since the caller read it means the caller's evidence is stale). Returns None
+    when there is no open turn or it moved.
+    """
+    lock_symbol(tx, symbol)
     current = _open_row(tx, agent_id, symbol)
-    if current is None:
+    if current is None or (expect is not None and current != (expect.turn_id, expect.qty)):
         return None
     _close(tx, *current, agent_id=agent_id, symbol=symbol, at=at, reason=reason)
     return current[0]
 
 
 def apply_fill(
-    tx: Tx, agent_id: str, symbol: str, delta: Decimal, *, at: datetime, reason: str
+    tx: Tx,
+    agent_id: str,
+    symbol: str,
+    delta: Decimal,
+    *,
+    at: datetime,
+    reason: str,
+    expect: LedgerPosition | None = None,
 ) -> int | None:
-    """Add a signed fill quantity to the agent's position; return the open turn id after it."""
+    """Add a signed fill quantity to the agent's position; return the open turn id after it.
+
+    With `expect` (a correction, not a fill), nothing changes unless the position is still the
+    one the caller read; then -1 is returned.
+    """
+    lock_symbol(tx, symbol)
     current = _open_row(tx, agent_id, symbol)
+    if expect is not None and (current or (None, Decimal(0))) != (expect.turn_id, expect.qty):
+        return -1
     if delta == 0:
         return None if current is None else current[0]
     if current is None:
@@ -94,14 +157,14 @@ def apply_fill(
     turn_id, qty = current
     new_qty = qty + delta
     if new_qty == 0:
-        tx.changed(_SET_QTY, ("0", turn_id))
+        tx.changed(_SET_QTY, ("0", tx.ts(at), turn_id))
         _close(
             tx, turn_id, Decimal(0), agent_id=agent_id, symbol=symbol, at=at, reason=f"flat after {reason}"
         )
         return None
     if (new_qty > 0) != (qty > 0):
         # Crossed zero: the old turn ends flat, the remainder is a new turn on the other side.
-        tx.changed(_SET_QTY, ("0", turn_id))
+        tx.changed(_SET_QTY, ("0", tx.ts(at), turn_id))
         _close(
             tx,
             turn_id,
@@ -112,10 +175,43 @@ def apply_fill(
             reason=f"crossed zero on {reason}",
         )
         return open_turn(tx, agent_id, symbol, new_qty, at=at, reason=f"remainder of {reason}")
-    tx.changed(_SET_QTY, (str(new_qty), turn_id))
+    tx.changed(_SET_QTY, (str(new_qty), tx.ts(at), turn_id))
     return turn_id
 
 
-def positions_from_rows(agent_id: str, rows: Sequence[Any], dt: Decode) -> list[LedgerPosition]:
-    """Build positions from `POSITIONS_SQL` rows."""
-    return [LedgerPosition(agent_id, r[0], Decimal(r[1]), int(r[2]), dt(r[3])) for r in rows]
+def exit_room(
+    tx: Tx, agent_id: str, symbol: str, *, broker_available: Decimal, requested: Decimal | None
+) -> ExitRoom:
+    """Size one agent's exit from the ledger and the broker under the symbol's lock (G3).
+
+    `broker_available` is the broker's `qty_available` on the agent's side, read just before.
+    Exits claimed by other transactions since that read are counted here, inside the lock, so
+    two exits can never both be sized from the same shares.
+    """
+    lock_symbol(tx, symbol)
+    holders = {holder: Decimal(qty) for holder, qty in tx.all(_HOLDERS, (symbol,))}
+    held = holders.pop(agent_id, Decimal(0))
+    # Other agents' shares on this agent's side of the account (their shorts are not for sale).
+    others = sum((abs(q) for q in holders.values() if held != 0 and (q > 0) == (held > 0)), Decimal(0))
+    open_exits = unacknowledged = others_acknowledged = Decimal(0)
+    for holder, state, order_qty, filled in tx.all(_OPEN_EXITS, (symbol,)):
+        left = Decimal(order_qty or 0) - Decimal(filled)
+        if holder == agent_id:
+            open_exits += left
+            if state in _UNACKNOWLEDGED:
+                unacknowledged += left
+        elif state not in _UNACKNOWLEDGED:
+            # Acknowledged exits of other agents are out of qty_available already.
+            others_acknowledged += left
+    reserved = max(others - others_acknowledged, Decimal(0))
+    wanted = abs(held) if requested is None else requested
+    qty = min(wanted, abs(held) - open_exits, broker_available - unacknowledged - reserved)
+    return ExitRoom(held, open_exits, unacknowledged, reserved, broker_available, qty)
+
+
+def positions_from_rows(rows: Sequence[Any], dt: Decode) -> list[LedgerPosition]:
+    """Build positions from rows of the `*POSITION*_SQL` and `CLEARED_TURNS_SQL` queries."""
+    return [
+        LedgerPosition(r[0], r[1], Decimal(r[2]), int(r[3]), dt(r[4]), None if r[5] is None else dt(r[5]))
+        for r in rows
+    ]

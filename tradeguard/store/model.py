@@ -13,6 +13,7 @@ from typing import Any
 from tradeguard.domain.claims import Claim
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.domain.orders import RejectKind
 
 __all__ = [
     "CLAIM_COLUMNS",
@@ -29,11 +30,12 @@ CLAIM_COLUMNS = (
     "claim_key", "client_order_id", "agent_id", "kind", "symbol", "side", "intent", "payload",
     "payload_hash", "state", "epoch", "owner", "lease_expires_at", "order_qty", "broker_order_id",
     "filled_qty", "filled_avg_price", "turn_id", "attempts", "reason", "created_at", "updated_at",
+    "reject_kind",
 )  # fmt: skip
 # The columns a transition or takeover may change; the rest never change after the claim.
 MUTABLE_COLUMNS = (
     "state", "epoch", "owner", "lease_expires_at", "order_qty", "broker_order_id", "filled_qty",
-    "filled_avg_price", "turn_id", "attempts", "reason", "updated_at",
+    "filled_avg_price", "turn_id", "attempts", "reason", "updated_at", "reject_kind",
 )  # fmt: skip
 
 Decode = Callable[[Any], datetime]
@@ -65,6 +67,7 @@ def _mutable(r: dict[str, Any], dt: Decode) -> dict[str, Any]:
         "attempts": int(r["attempts"]),
         "reason": r["reason"],
         "updated_at": dt(r["updated_at"]),
+        "reject_kind": None if r["reject_kind"] is None else RejectKind(r["reject_kind"]),
     }
 
 

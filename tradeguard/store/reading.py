@@ -69,6 +69,7 @@ class StoreReader:
         symbol: str | None = None,
         kind: Kind | None = None,
         updated_before: datetime | None = None,
+        updated_since: datetime | None = None,
         limit: int | None = None,
     ) -> list[Claim]:
         """Return claims matching every given filter, oldest first."""
@@ -84,6 +85,8 @@ class StoreReader:
             stmt = stmt.where(c.kind == kind.value)
         if updated_before is not None:
             stmt = stmt.where(c.updated_at < updated_before)
+        if updated_since is not None:
+            stmt = stmt.where(c.updated_at >= updated_since)
         stmt = stmt.order_by(c.created_at, c.claim_key)
         if limit is not None:
             stmt = stmt.limit(limit)
@@ -109,13 +112,23 @@ class StoreReader:
     def position(self, agent_id: str, symbol: str) -> LedgerPosition:
         """Return the agent's ledger position in `symbol` (flat if none)."""
         rows = self._pool.read("reading the ledger", ledger.POSITION_SQL, (agent_id, symbol))
-        found = ledger.positions_from_rows(agent_id, rows, self._pool.dt)
+        found = ledger.positions_from_rows(rows, self._pool.dt)
         return found[0] if found else LedgerPosition(agent_id, symbol, Decimal(0), None, None)
 
     def positions(self, agent_id: str) -> list[LedgerPosition]:
         """Return every open ledger position of the agent."""
         rows = self._pool.read("reading the ledger", ledger.POSITIONS_SQL, (agent_id,))
-        return ledger.positions_from_rows(agent_id, rows, self._pool.dt)
+        return ledger.positions_from_rows(rows, self._pool.dt)
+
+    def all_positions(self) -> list[LedgerPosition]:
+        """Return every agent's open ledger positions (the account-wide view the reconciler needs)."""
+        rows = self._pool.read("reading the ledger", ledger.ALL_POSITIONS_SQL, ())
+        return ledger.positions_from_rows(rows, self._pool.dt)
+
+    def cleared_turns(self, since: datetime) -> list[LedgerPosition]:
+        """Return turns closed since `since` while still holding shares (phantom clears), newest first."""
+        rows = self._pool.read("reading the ledger", ledger.CLEARED_TURNS_SQL, (self._pool.ts(since),))
+        return ledger.positions_from_rows(rows, self._pool.dt)
 
     def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
         """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""

@@ -29,7 +29,7 @@ __all__ = ["SCHEMA_HEAD", "UTCDateTime", "audit", "claims", "dedup_windows", "me
 
 # The Alembic revision this code reads and writes. A database at any other revision that this
 # package does not ship is refused (it was written by a newer tradeguard).
-SCHEMA_HEAD = "0001"
+SCHEMA_HEAD = "0002"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -81,6 +81,7 @@ claims = Table(
     Column("reason", Text, nullable=False, server_default=text("''")),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("reject_kind", String(24)),  # RejectKind of a REJECTED claim (migration 0002)
     Index("ix_tg_claims_state_updated", "state", "updated_at"),
     Index("ix_tg_claims_agent_symbol", "agent_id", "symbol"),
 )
@@ -96,6 +97,7 @@ turns = Table(
     Column("opened_at", UTCDateTime, nullable=False),
     Column("closed_at", UTCDateTime),
     Column("close_reason", Text),
+    Column("updated_at", UTCDateTime),  # last fill or correction (migration 0002)
     # At most one open turn per agent and symbol: the ledger's invariant, enforced by the database.
     Index(
         "ux_tg_turns_open",

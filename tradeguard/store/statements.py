@@ -1,21 +1,34 @@
 """The fixed SQL of the store's hot paths, written once for both backends (qmark placeholders).
 
-Statements that vary with the caller's filters (listings, audit queries) are built with
+Column lists are generated from `model.CLAIM_COLUMNS` / `model.MUTABLE_COLUMNS`, the one source
+that row decoding also reads, so a new column cannot be selected in one place and missed in
+another. Statements that vary with the caller's filters (listings, audit queries) are built with
 SQLAlchemy Core where they are used; these run on the driver directly (see connections.py).
 """
 
 from __future__ import annotations
 
-from tradeguard.store.model import CLAIM_COLUMNS
+from tradeguard.domain.lifecycle import ACTIVE_STATES
+from tradeguard.store.model import CLAIM_COLUMNS, MUTABLE_COLUMNS
 
 COLS = ", ".join(CLAIM_COLUMNS)
-BY_KEY = f"SELECT {COLS} FROM tg_claims WHERE claim_key = ?"  # noqa: S608 - constant column names
-BY_COID = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ?"  # noqa: S608 - constant column names
+_RETURNING = " RETURNING " + ", ".join(MUTABLE_COLUMNS)
+_ACTIVE = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATES))
+
+BY_KEY = f"SELECT {COLS} FROM tg_claims WHERE claim_key = ?"
+BY_COID = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ?"
 KEY_OF_COID = "SELECT claim_key FROM tg_claims WHERE client_order_id = ?"
+
+# A new claim: the caller's values, and the constants every claim starts with.
+_INSERT_VALUES = (
+    "claim_key", "client_order_id", "agent_id", "kind", "symbol", "side", "intent", "payload",
+    "payload_hash", "owner", "lease_expires_at", "order_qty", "turn_id", "reason", "created_at",
+    "updated_at",
+)  # fmt: skip
+_INSERT_CONSTANTS = {"state": "'PENDING'", "epoch": "1", "attempts": "1"}
 INSERT_CLAIM = (
-    "INSERT INTO tg_claims (claim_key, client_order_id, agent_id, kind, symbol, side, intent, payload,"
-    " payload_hash, state, epoch, owner, lease_expires_at, order_qty, turn_id, attempts, reason,"
-    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'PENDING', 1, ?, ?, ?, ?, 1, ?, ?, ?)"
+    f"INSERT INTO tg_claims ({', '.join((*_INSERT_VALUES, *_INSERT_CONSTANTS))})"
+    f" VALUES ({', '.join(['?'] * len(_INSERT_VALUES) + list(_INSERT_CONSTANTS.values()))})"
     " ON CONFLICT DO NOTHING"
 )
 # The compare-and-set: state and epoch (fencing), plus attempts and filled_qty, which change on
@@ -23,33 +36,40 @@ INSERT_CLAIM = (
 # to PENDING; a further partial fill stays PARTIALLY_FILLED). Without them a stale snapshot
 # could pass the check and apply its fill to the ledger a second time.
 TRANSITION = (
-    "UPDATE tg_claims SET state = ?, updated_at = ?, reason = ?,"
+    "UPDATE tg_claims SET state = ?, updated_at = ?, reason = ?, reject_kind = ?,"
     " broker_order_id = COALESCE(?, broker_order_id), filled_avg_price = COALESCE(?, filled_avg_price),"
     " order_qty = COALESCE(?, order_qty), owner = COALESCE(?, owner),"
     " lease_expires_at = COALESCE(?, lease_expires_at), filled_qty = COALESCE(?, filled_qty),"
     " attempts = attempts + ?"
-    " WHERE claim_key = ? AND state = ? AND epoch = ? AND attempts = ? AND filled_qty = ?"
-    " RETURNING state, epoch, owner, lease_expires_at, order_qty, broker_order_id, filled_qty,"
-    " filled_avg_price, turn_id, attempts, reason, updated_at"  # MUTABLE_COLUMNS, in order
+    " WHERE claim_key = ? AND state = ? AND epoch = ? AND attempts = ? AND filled_qty = ?" + _RETURNING
 )
 VERSION = "SELECT state, epoch, attempts, filled_qty FROM tg_claims WHERE claim_key = ?"
 SET_TURN = "UPDATE tg_claims SET turn_id = ? WHERE claim_key = ?"
 TAKE_OVER = (
     "UPDATE tg_claims SET epoch = epoch + 1, owner = ?, lease_expires_at = ?, state = ?, updated_at = ?,"
     " reason = ? WHERE claim_key = ? AND epoch = ? AND state = ? AND lease_expires_at <= ?"
-    " AND state IN ('PENDING', 'PARTIALLY_FILLED', 'SUBMITTED', 'UNKNOWN')"  # ACTIVE_STATES
-    " RETURNING state, epoch, owner, lease_expires_at, order_qty, broker_order_id, filled_qty,"
-    " filled_avg_price, turn_id, attempts, reason, updated_at"  # MUTABLE_COLUMNS, in order
+    f" AND state IN ({_ACTIVE})" + _RETURNING
+)
+# A sender renews its own PENDING claim right before the POST when its lease is nearly out. The
+# epoch goes up, so a reconciler that read the claim before (and may mark it NOT_SENT) fails its
+# compare-and-set; if the reconciler or a take-over came first, this fails and nothing is sent.
+RENEW = (
+    "UPDATE tg_claims SET epoch = epoch + 1, lease_expires_at = ?, updated_at = ?"
+    " WHERE claim_key = ? AND state = 'PENDING' AND epoch = ? AND owner = ?" + _RETURNING
 )
 IN_FLIGHT = (
     "SELECT order_qty, filled_qty FROM tg_claims WHERE agent_id = ? AND symbol = ? AND kind = 'exit'"
     " AND state IN ('PENDING', 'UNKNOWN')"
 )
 WINDOW_LIVE = "SELECT claim_key FROM tg_dedup_windows WHERE content_key = ? AND expires_at > ?"
+# An expired window changes hands only when the order that holds it is resolved: while that
+# claim is PENDING or UNKNOWN an identical order is its retry, however late (G1).
 WINDOW_OPEN = (
     "INSERT INTO tg_dedup_windows (content_key, claim_key, expires_at) VALUES (?, ?, ?)"
     " ON CONFLICT (content_key) DO UPDATE SET claim_key = excluded.claim_key,"
     " expires_at = excluded.expires_at"
-    " WHERE tg_dedup_windows.expires_at <= ? RETURNING claim_key"
+    " WHERE tg_dedup_windows.expires_at <= ? AND NOT EXISTS (SELECT 1 FROM tg_claims"
+    " WHERE tg_claims.claim_key = tg_dedup_windows.claim_key AND tg_claims.state IN ('PENDING', 'UNKNOWN'))"
+    " RETURNING claim_key"
 )
 WINDOW_HELD = "SELECT claim_key FROM tg_dedup_windows WHERE content_key = ?"
