@@ -33,6 +33,11 @@ class Settings:
         reconcile_interval_secs: How often the background reconciler runs.
         settle_delay_secs: Gap between the two broker reads that confirm a phantom position.
         recent_activity_secs: The reconciler leaves claims younger than this alone.
+        position_settle_secs: A symbol whose ledger moved (a fill, a correction) more recently than
+            this is never cleared or trimmed on position reads alone: Alpaca's positions
+            endpoint trails fills by seconds.
+        not_sent_probe_secs: How long the reconciler keeps looking up NOT_SENT claims by
+            client_order_id (a frozen sender may still place the order late).
         client_order_id_prefix: Prefix of derived client_order_ids (ASCII, short).
         sqlite_busy_timeout_ms: How long SQLite waits for a lock held by another process.
     """
@@ -46,6 +51,8 @@ class Settings:
     reconcile_interval_secs: float = 60.0
     settle_delay_secs: float = 2.0
     recent_activity_secs: float = 5.0
+    position_settle_secs: float = 30.0
+    not_sent_probe_secs: float = 3600.0
     client_order_id_prefix: str = "tg"
     sqlite_busy_timeout_ms: int = 30_000
 

@@ -11,6 +11,7 @@ TradeguardError
 ├── BrokerError
 │   ├── OrderRejected     the broker said no; nothing placed (`kind`: a RejectKind)
 │   ├── OutcomeUnknown    sent, no definite answer; resolved by lookup, never blind-retried
+│   │   └── UnrecordedOrder  sent, but the store failed before recording the answer
 │   └── BrokerUnavailable never left this process
 └── SessionFormatError    a bad session file: file, line, what was expected
 ```
@@ -39,6 +40,7 @@ __all__ = [
     "SessionFormatError",
     "StoreError",
     "TradeguardError",
+    "UnrecordedOrder",
 ]
 
 
@@ -127,6 +129,15 @@ class OrderRejected(BrokerError):
 
 class OutcomeUnknown(BrokerError):
     """The request may have reached the broker; resolve by client_order_id, never resend blind."""
+
+
+class UnrecordedOrder(OutcomeUnknown):
+    """The order was sent, but the claim store failed before recording the broker's answer.
+
+    The order may be at the broker. The claim stays PENDING (or UNKNOWN) under its
+    client_order_id; calling again with the same decision, or the next reconcile pass, looks the
+    order up and adopts it. Never resend it under a new decision.
+    """
 
 
 class BrokerUnavailable(BrokerError):
