@@ -73,8 +73,12 @@ def test_client_order_ids_are_short_ascii_and_deterministic(intent: Intent) -> N
 
 
 @given(intents, intents)
-def test_different_intents_get_different_ids(a: Intent, b: Intent) -> None:
-    if a != b:
+def test_different_decisions_get_different_ids(a: Intent, b: Intent) -> None:
+    # An exit's side is not part of its decision (see test_an_exit_decision_is_the_same_...).
+    def decision(i: Intent) -> tuple[object, ...]:
+        return (i.agent_id, i.kind, i.symbol, None if i.kind is Kind.EXIT else i.side, i.name)
+
+    if decision(a) != decision(b):
         assert derive_client_order_id(a.key) != derive_client_order_id(b.key)
 
 
@@ -147,7 +151,19 @@ def test_to_decimal_reads_floats_as_written() -> None:
 
 @given(intents)
 def test_the_canonical_form_is_sorted_compact_ascii_json(intent: Intent) -> None:
+    side = "close" if intent.kind is Kind.EXIT else intent.side.value
     as_json = {"agent": intent.agent_id, "intent": intent.name, "kind": intent.kind.value,
-               "side": intent.side.value, "symbol": intent.symbol, "v": 1}  # fmt: skip
+               "side": side, "symbol": intent.symbol, "v": 1}  # fmt: skip
     assert intent.canonical() == canonical_json(as_json)
     assert json.loads(intent.canonical()) == as_json
+
+
+def test_an_exit_decision_is_the_same_whichever_side_it_closes() -> None:
+    # A retry of an exit that arrives after the bot re-entered on the other side is a retry.
+    sell = Intent("bot", Kind.EXIT, "TQQQ", Side.SELL, "2026-05-21 11:26 momentum lost")
+    cover = Intent("bot", Kind.EXIT, "TQQQ", Side.BUY, "2026-05-21 11:26 momentum lost")
+    assert sell.key == cover.key
+    assert (
+        Intent("bot", Kind.ENTRY, "TQQQ", Side.SELL, "x").key
+        != Intent("bot", Kind.ENTRY, "TQQQ", Side.BUY, "x").key
+    )

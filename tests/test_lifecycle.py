@@ -13,7 +13,6 @@ from store_workers import make_intent, make_spec
 
 from tradeguard.domain import Claim, OrderStatus
 from tradeguard.domain.lifecycle import (
-    ACTIVE_STATES,
     TRANSITIONS,
     ClaimState,
     check_transition,
@@ -58,9 +57,10 @@ def test_table_shape() -> None:
     terminal = {s for s in ClaimState if s.is_terminal}
     assert terminal == {ClaimState.FILLED, ClaimState.CANCELED, ClaimState.EXPIRED}
     assert all(not TRANSITIONS[s] for s in terminal)
-    # Only a deliberate re-send leaves an inactive, non-terminal state, and only into PENDING.
-    for s in set(ClaimState) - ACTIVE_STATES - terminal:
-        assert TRANSITIONS[s] == {ClaimState.PENDING}
+    # A refusal is left only by a deliberate re-send; NOT_SENT also by an order found after all.
+    assert TRANSITIONS[ClaimState.REJECTED] == {ClaimState.PENDING}
+    broker_states = TRANSITIONS[ClaimState.PENDING] - {ClaimState.UNKNOWN, ClaimState.NOT_SENT}
+    assert TRANSITIONS[ClaimState.NOT_SENT] == broker_states | {ClaimState.PENDING}
     # Every state can be reached from a fresh claim.
     seen, todo = {ClaimState.PENDING}, [ClaimState.PENDING]
     while todo:

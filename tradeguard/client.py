@@ -9,7 +9,6 @@ method is alpaca-py's own, unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from decimal import Decimal
 from typing import Any
@@ -25,7 +24,7 @@ from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
-from tradeguard.domain import AuditAction, BrokerOrder, PositionIntent, Side
+from tradeguard.domain import BrokerOrder, PositionIntent, Side
 from tradeguard.domain.intents import Intent, Kind
 from tradeguard.errors import BrokerUnavailable, ClaimInProgress, ConfigError, OrderRejected, OutcomeUnknown
 from tradeguard.execution import OrderResult, Outcome
@@ -191,29 +190,7 @@ class GuardedTradingClient(TradingClient):
         if coid:
             intent = Intent(gateway.agent_id, kind, symbol, side, f"coid:{coid}")
             return self._order_or_raise(gateway.submit(intent, spec, client_order_id=str(coid)))
-        content = json.dumps({"symbol": symbol, "side": side.value, **spec.as_payload()}, sort_keys=True)
-        content_key = hashlib.sha256(f"{gateway.agent_id}|{content}".encode()).hexdigest()
-        now = gateway.clock.now()
-        intent = Intent(gateway.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
-        holder = gateway.store.claim_window(
-            content_key, window_secs=self.settings.dedup_window_secs, claim_key=intent.key
-        )
-        if holder == intent.key:
-            return self._order_or_raise(gateway.submit(intent, spec))
-        existing = gateway.store.get(holder)
-        if existing is None:
-            raise ClaimInProgress(
-                f"an identical {symbol} order is being claimed by another worker right now; "
-                "it will be returned on the next call"
-            )
-        return self._order_or_raise(
-            gateway.submit(
-                Intent(
-                    existing.agent_id, existing.kind, existing.symbol, Side(existing.side), existing.intent
-                ),
-                spec,
-            )
-        )
+        return self._order_or_raise(gateway.submit_by_content(kind, symbol, side, spec))
 
     def close_position(
         self, symbol_or_asset_id: Any, close_options: ClosePositionRequest | None = None
@@ -229,21 +206,13 @@ class GuardedTradingClient(TradingClient):
                 raise ConfigError("close_position(percentage=...) is not supported by tradeguard; pass qty")
             qty = None if close_options.qty is None else Decimal(str(close_options.qty))
         gateway = self.gateway
-        if gateway.position(symbol).is_flat:
-            self._adopt_broker_position(symbol)
-        return self._order_or_raise(gateway.exit(symbol, intent="close_position", qty=qty))
-
-    def _adopt_broker_position(self, symbol: str) -> None:
-        """Take a position opened before tradeguard into this agent's ledger so it can be closed."""
-        gateway = self.gateway
-        held = gateway.broker.get_position(symbol)
-        if held is None or held.qty == 0:
-            return
-        reason = f"close_position: adopted {held.qty} {symbol} held at the broker before tradeguard saw it"
-        gateway.store.adjust_position(gateway.agent_id, symbol, held.qty, reason=reason)
-        gateway.store.audit(
-            AuditAction.RECONCILE, agent_id=gateway.agent_id, symbol=symbol, qty=held.qty, reason=reason
-        )
+        held = gateway.position(symbol)
+        if held.is_flat:
+            held = gateway.adopt_broker_position(symbol, why="close_position")
+        # One close per position turn: exit decisions are keyed by name alone, so the name
+        # carries the turn (a later position can be closed again).
+        intent = f"close_position:turn{held.turn_id}"
+        return self._order_or_raise(gateway.exit(symbol, intent=intent, qty=qty))
 
     @staticmethod
     def _order_or_raise(result: OrderResult) -> Order:

@@ -8,15 +8,37 @@ that never left NOT_SENT, and an ambiguous one UNKNOWN (resolved later by client
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
+from tradeguard import crashpoints
 from tradeguard.domain import BrokerOrder, Claim, OrderRequest, RejectKind, Side
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
-from tradeguard.errors import BrokerError, BrokerUnavailable, LeaseLost, OrderRejected, OutcomeUnknown
+from tradeguard.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    LeaseLost,
+    OrderRejected,
+    OutcomeUnknown,
+    StoreError,
+    UnrecordedOrder,
+)
 from tradeguard.ports import Broker
 from tradeguard.store import ClaimStore
 
-__all__ = ["OrderResult", "Outcome", "adopt_order", "is_position_rejection", "request_for", "send_claim"]
+__all__ = [
+    "OrderResult",
+    "Outcome",
+    "adopt_order",
+    "is_position_rejection",
+    "mismatch",
+    "request_for",
+    "send_claim",
+]
+
+_T = TypeVar("_T")
 
 
 class Outcome(enum.StrEnum):
@@ -77,12 +99,52 @@ def request_for(claim: Claim) -> OrderRequest:
     )
 
 
+def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
+    """Return why `order` cannot be the claim's order (another symbol, side or size), or None.
+
+    A client_order_id chosen by a caller can already name an order placed outside the guard;
+    adopting it would book another order's fills against this decision (G2).
+    """
+    spec = claim.spec
+    wanted_qty = claim.order_qty if claim.order_qty is not None else spec.qty
+    problems = []
+    if order.symbol.replace("/", "") != claim.symbol.replace("/", ""):
+        problems.append(f"symbol {order.symbol} != {claim.symbol}")
+    if order.side.value != claim.side:
+        problems.append(f"side {order.side} != {claim.side}")
+    if wanted_qty is not None and order.qty is not None and order.qty != wanted_qty:
+        problems.append(f"qty {order.qty} != {wanted_qty}")
+    if spec.notional is not None and order.notional is not None and order.notional != spec.notional:
+        problems.append(f"notional {order.notional} != {spec.notional}")
+    if not problems:
+        return None
+    return (
+        f"client_order_id {claim.client_order_id} is taken by another order at the broker "
+        f"(id {order.id}: {', '.join(problems)}); this decision was not placed under it"
+    )
+
+
 def adopt_order(store: ClaimStore, claim: Claim, order: BrokerOrder, why: str) -> Claim:
     """Move `claim` to the broker's state for `order`; a no-op when nothing changed.
 
     A move the table forbids (e.g. a terminal claim) is left alone: broker evidence can only
-    move a claim forward.
+    move a claim forward. An order that is not this claim's (see `mismatch`) is never adopted:
+    the claim becomes REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched.
     """
+    problem = mismatch(claim, order)
+    if problem is not None:
+        if ClaimState.REJECTED not in TRANSITIONS[claim.state]:
+            return claim
+        try:
+            return store.transition(
+                claim, ClaimState.REJECTED, reason=problem, reject_kind=RejectKind.ID_TAKEN,
+                detail={"other_order_id": order.id, "other_symbol": order.symbol,
+                        "other_side": order.side.value},
+            )  # fmt: skip
+        except LeaseLost:
+            fresh = store.get(claim.key)
+            assert fresh is not None
+            return fresh
     state = state_for_order(order.status, order.filled_qty > 0)
     unchanged = state is claim.state and order.filled_qty == claim.filled_qty
     if (unchanged and claim.broker_order_id) or state not in TRANSITIONS[claim.state]:
@@ -103,29 +165,74 @@ def adopt_order(store: ClaimStore, claim: Claim, order: BrokerOrder, why: str) -
         return fresh if fresh.state is claim.state else adopt_order(store, fresh, order, why)
 
 
+def _id_taken(claim: Claim) -> OrderResult | None:
+    if claim.state is ClaimState.REJECTED and claim.reject_kind is RejectKind.ID_TAKEN:
+        error = OrderRejected(claim.reason, kind=RejectKind.ID_TAKEN, status_code=422)
+        return OrderResult(Outcome.REJECTED, claim, None, claim.reason, error)
+    return None
+
+
 def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
-    """Send a PENDING claim and record the answer; an ambiguous answer gets one lookup."""
+    """Send a PENDING claim and record the answer; an ambiguous answer gets one lookup.
+
+    Right before the POST the claim's lease is checked and renewed if it is nearly out (a
+    sender that froze after claiming must not send on a lease another worker may act on).
+
+    Raises:
+        LeaseLost: The claim is no longer this sender's to send; nothing was sent.
+        UnrecordedOrder: The order was sent but the store failed to record the answer; the
+            claim is resolved by client_order_id on the next call or reconcile pass.
+        StoreError: The store failed before the send; nothing was sent.
+    """
+    crashpoints.hit("after_claim")
+    claim = store.fence_before_send(claim)
+    crashpoints.hit("before_post")
     try:
         order = broker.submit_order(request_for(claim))
     except OrderRejected as exc:
+        crashpoints.hit("after_post")
         if exc.kind is RejectKind.DUPLICATE_ID:
             # "client_order_id must be unique": the order exists (an earlier send landed late).
             # Whatever the broker adapter did not adopt is resolved like any ambiguous answer.
-            return _unknown(broker, store, claim, exc)
-        claim = store.transition(
-            claim,
-            ClaimState.REJECTED,
-            reason=f"rejected ({exc.kind}): {exc.message}",
-            detail={"status": exc.status_code, "code": exc.code, "body": exc.body},
-        )
-        return OrderResult(Outcome.REJECTED, claim, None, exc.message, exc)
+            return _recorded(partial(_unknown, broker, store, claim, exc), claim)
+        try:
+            rejected = store.transition(
+                claim, ClaimState.REJECTED, reason=f"rejected ({exc.kind}): {exc.message}",
+                reject_kind=exc.kind,
+                detail={"status": exc.status_code, "code": exc.code, "body": exc.body},
+            )  # fmt: skip
+        except StoreError as failed:
+            raise StoreError(
+                f"the broker refused {claim.client_order_id} (nothing placed: {exc.message}) but the "
+                f"refusal could not be recorded: {failed}"
+            ) from failed
+        return OrderResult(Outcome.REJECTED, rejected, None, exc.message, exc)
     except BrokerUnavailable as exc:
-        claim = store.transition(claim, ClaimState.NOT_SENT, reason=f"not sent: {exc.message}")
-        return OrderResult(Outcome.NOT_SENT, claim, None, exc.message, exc)
+        crashpoints.hit("after_post")
+        unsent = store.transition(claim, ClaimState.NOT_SENT, reason=f"not sent: {exc.message}")
+        return OrderResult(Outcome.NOT_SENT, unsent, None, exc.message, exc)
     except OutcomeUnknown as exc:
-        return _unknown(broker, store, claim, exc)
-    claim = adopt_order(store, claim, order, "acknowledged by the broker")
-    return OrderResult(Outcome.SUBMITTED, claim, order, f"sent as {claim.client_order_id}")
+        crashpoints.hit("after_post")
+        return _recorded(partial(_unknown, broker, store, claim, exc), claim)
+    crashpoints.hit("after_post")
+    adopted = _recorded(partial(adopt_order, store, claim, order, "acknowledged by the broker"), claim)
+    taken = _id_taken(adopted)
+    if taken is not None:
+        return taken
+    return OrderResult(Outcome.SUBMITTED, adopted, order, f"sent as {adopted.client_order_id}")
+
+
+def _recorded(record: Callable[[], _T], claim: Claim) -> _T:
+    """Run `record` (the store write after a POST); a store failure becomes UnrecordedOrder."""
+    try:
+        return record()
+    except StoreError as exc:
+        raise UnrecordedOrder(
+            f"order {claim.client_order_id} was sent but the claim store failed before recording "
+            f"the answer ({exc}); the order may be at the broker. Call again with the same decision "
+            "(or run a reconcile pass) once the store works: it is looked up by client_order_id, "
+            "never sent twice"
+        ) from exc
 
 
 def _unknown(broker: Broker, store: ClaimStore, claim: Claim, exc: BrokerError) -> OrderResult:
@@ -143,6 +250,9 @@ def _unknown(broker: Broker, store: ClaimStore, claim: Claim, exc: BrokerError) 
     if found is None:
         return OrderResult(Outcome.UNKNOWN, claim, None, exc.message, exc)
     claim = adopt_order(store, claim, found, "found by client_order_id after an ambiguous send")
+    taken = _id_taken(claim)
+    if taken is not None:
+        return taken
     return OrderResult(
         Outcome.SUBMITTED, claim, found, f"sent as {claim.client_order_id} (confirmed by lookup)"
     )

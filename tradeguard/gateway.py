@@ -9,17 +9,20 @@ the symbol to the reconciler at once (G4).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
+from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, PositionIntent, Side
+from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, PositionIntent, RejectKind, Side
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
+from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, LeaseLost, OrderRejected
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, OrderArgs, build_spec, parse_side
 from tradeguard.ports import Broker
@@ -68,6 +71,7 @@ class OrderGateway:
         self._started = not reconcile_on_start
         self._last_full_pass: datetime | None = None
         self._start_lock = threading.Lock()
+        self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -130,6 +134,38 @@ class OrderGateway:
             return self._send(outcome.claim)
         return self._existing(outcome.claim)
 
+    def submit_by_content(self, kind: Kind, symbol: str, side: Side, spec: OrderSpec) -> OrderResult:
+        """Submit an order that carries no decision name: its content within a window is the key.
+
+        Identical orders (symbol, side and `spec`) within `dedup_window_secs` are one decision
+        (the drop-in path for bots that set no client_order_id). The window is taken atomically
+        in the store, and an expired window passes to a new order only once the order holding
+        it is resolved: while that claim is PENDING or UNKNOWN an identical order is its retry,
+        however late it comes (G1).
+
+        Raises:
+            ClaimInProgress: Another worker is claiming the identical order at this moment.
+        """
+        content = json.dumps({"symbol": symbol, "side": side.value, **spec.as_payload()}, sort_keys=True)
+        content_key = hashlib.sha256(f"{self.agent_id}|{content}".encode()).hexdigest()
+        now = self.clock.now()
+        intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
+        holder = self.store.claim_window(
+            content_key, window_secs=self.settings.dedup_window_secs, claim_key=intent.key
+        )
+        if holder == intent.key:
+            return self.submit(intent, spec)
+        existing = self.store.get(holder)
+        if existing is None:
+            raise ClaimInProgress(
+                f"an identical {symbol} order is being claimed by another worker right now; "
+                "it will be returned on the next call"
+            )
+        self._ensure_started()
+        if existing.payload != spec.as_payload():
+            raise IntentMismatch(existing.key, existing.payload, spec.as_payload())
+        return self._existing(existing)
+
     def exit(
         self,
         symbol: str,
@@ -156,28 +192,30 @@ class OrderGateway:
         side = Side.SELL if held.qty >= 0 else Side.BUY
         if side is Side.BUY:
             spec = replace(spec, position_intent=PositionIntent.BUY_TO_CLOSE)
-        turn_id = held.turn_id if not held.is_flat else self.store.latest_turn_id(self.agent_id, symbol)
-        if turn_id is None:
-            return self._skip(symbol, f"exit {intent!r}: {symbol} was never held by {self.agent_id}")
-        decision = Intent(self.agent_id, Kind.EXIT, symbol, side, f"turn{turn_id}:{intent}")
+        decision = Intent(self.agent_id, Kind.EXIT, symbol, side, intent)
         existing = self.store.get(decision.key)
         if existing is not None:
-            if existing.payload != spec.as_payload():
-                raise IntentMismatch(decision.key, existing.payload, spec.as_payload())
+            # The side (and so the position intent) follows whatever is held now; the decision
+            # and its order are otherwise the same.
+            mine = replace(spec, position_intent=existing.spec.position_intent).as_payload()
+            if existing.payload != mine:
+                raise IntentMismatch(decision.key, existing.payload, mine)
             return self._existing(existing, held=held)
         if held.is_flat:
-            return self._skip(symbol, f"exit {intent!r}: ledger is flat in {symbol}")
-        sized = self._size_exit(symbol, spec.qty, held)
-        if isinstance(sized, OrderResult):
-            return sized
-        outcome = self.store.claim(
-            decision,
-            spec,
-            owner=self.owner,
-            order_qty=sized,
-            turn_id=turn_id,
-            reason=f"exit {intent}",
+            never = self.store.latest_turn_id(self.agent_id, symbol) is None
+            what = f"{symbol} was never held by {self.agent_id}" if never else f"ledger is flat in {symbol}"
+            return self._skip(symbol, f"exit {intent!r}: {what}")
+        available = self._broker_available(symbol, held)
+        if isinstance(available, OrderResult):
+            return available
+        crashpoints.hit("exit_before_claim")
+        outcome, room = self.store.claim_exit(
+            decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}"
         )
+        if outcome is None:
+            result = self._skip(symbol, f"exit {intent!r} skipped, nothing to sell: {room.describe(symbol)}")
+            self._reconcile_after_exit_error(symbol)
+            return result
         if outcome.created:
             return self._send(outcome.claim)
         return self._existing(outcome.claim, held=held)
@@ -193,6 +231,21 @@ class OrderGateway:
         self._ensure_started()
         self.refresh()
         return self.store.positions(self.agent_id)
+
+    def adopt_broker_position(self, symbol: str, *, why: str) -> LedgerPosition:
+        """Take what the broker holds in `symbol` into this agent's flat ledger (audited).
+
+        For positions opened before the guard saw them (a drop-in bot's first close). A ledger
+        that already holds something is left alone. Returns the position after.
+        """
+        held = self.broker.get_position(symbol)
+        mine = self.store.position(self.agent_id, symbol)
+        if held is None or held.qty == 0 or not mine.is_flat:
+            return mine
+        reason = f"{why}: adopted {held.qty} {symbol} held at the broker before tradeguard saw it"
+        detail = {"action": "adopt_broker_position", "broker_qty": str(held.qty)}
+        self.store.correct_position(mine, held.qty, reason=reason, detail=detail)
+        return self.store.position(self.agent_id, symbol)
 
     def refresh(self, symbol: str | None = None) -> None:
         """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
@@ -242,33 +295,38 @@ class OrderGateway:
         )
         return OrderResult(Outcome.SKIPPED, claim, None, reason)
 
-    def _size_exit(
-        self, symbol: str, requested: Decimal | None, held: LedgerPosition
-    ) -> Decimal | OrderResult:
-        """Return the quantity an exit may send now, or the result that ends the call."""
+    def _broker_available(self, symbol: str, held: LedgerPosition) -> Decimal | OrderResult:
+        """Return the broker's `qty_available` on the held side, or the result that ends the call."""
         try:
             at_broker = self.broker.get_position(symbol)
         except BrokerError as exc:
             reason = f"exit not sent: cannot read the {symbol} position to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
             return OrderResult(Outcome.NOT_SENT, None, None, reason, exc)
-        same_side = at_broker is not None and at_broker.qty != 0 and (at_broker.qty > 0) == (held.qty > 0)
-        available = abs(at_broker.qty_available) if at_broker is not None and same_side else Decimal(0)
-        in_flight = self.store.exits_in_flight(self.agent_id, symbol)
-        qty = min(requested or abs(held.qty), available - in_flight)
-        if qty <= 0:
-            reason = (
-                f"exit skipped: broker holds {at_broker.qty if at_broker else 0} {symbol} "
-                f"(available {available}, exits in flight {in_flight}); ledger says {held.qty}"
-            )
-            result = self._skip(symbol, reason)
-            self._reconcile_after_exit_error(symbol)
-            return result
-        return qty
+        if at_broker is None or at_broker.qty == 0 or (at_broker.qty > 0) != (held.qty > 0):
+            return Decimal(0)
+        return abs(at_broker.qty_available)
 
     def _send(self, claim: Claim) -> OrderResult:
         """Send a PENDING claim this worker owns; a position rejection of an exit reconciles at once."""
-        result = send_claim(self.broker, self.store, claim)
+        with self._start_lock:
+            self._sending.add(claim.key)
+        try:
+            result = send_claim(self.broker, self.store, claim)
+        except LeaseLost:
+            # The lease lapsed before the POST and another worker moved the claim: nothing sent.
+            fresh = self.store.get(claim.key)
+            assert fresh is not None
+            outcome = Outcome.NOT_SENT if fresh.state is ClaimState.NOT_SENT else Outcome.DUPLICATE
+            reason = (
+                f"not sent: the lease on {claim.client_order_id} lapsed before the send "
+                f"and another worker moved it to {fresh.state}"
+            )
+            self.store.record_skip(fresh, agent_id=self.agent_id, reason=reason)
+            return OrderResult(outcome, fresh, None, reason)
+        finally:
+            with self._start_lock:
+                self._sending.discard(claim.key)
         error = result.error
         if result.outcome is not Outcome.REJECTED or claim.kind is not Kind.EXIT or error is None:
             return result
@@ -280,8 +338,62 @@ class OrderGateway:
         resent = report.sent.get(claim.key) if report is not None else None
         return resent if resent is not None else result
 
+    def _existing(self, claim: Claim, held: LedgerPosition | None = None) -> OrderResult:
+        """Answer a retry of a known decision; every attempt that sends nothing is audited (G6)."""
+        result = self._answer(claim, held)
+        after = result.claim
+        if after is None or after.attempts == claim.attempts:  # a resend bumps attempts
+            self.store.record_skip(after or claim, agent_id=self.agent_id, reason=result.reason)
+        return result
+
+    def _answer(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
+        """Resolve a retry without a second order: only a provably unplaced decision is resent."""
+        state = claim.state
+        if state is ClaimState.NOT_SENT or (
+            state is ClaimState.REJECTED
+            and claim.kind is Kind.EXIT
+            and claim.reject_kind is not RejectKind.ID_TAKEN
+        ):
+            return self._retry_unsent(claim, held)
+        if state is ClaimState.PENDING:
+            return self._pending(claim, held)
+        if state is ClaimState.UNKNOWN:
+            return self._lookup_unknown(claim)
+        if state is ClaimState.REJECTED:
+            reason = f"duplicate of {claim.client_order_id}, which the broker rejected: {claim.reason}"
+            error = OrderRejected(claim.reason, kind=claim.reject_kind or RejectKind.OTHER)
+            return OrderResult(Outcome.REJECTED, claim, None, reason, error)
+        order: BrokerOrder | None = None
+        try:
+            order = self.broker.get_order_by_client_id(claim.client_order_id)
+        except BrokerError:
+            order = None  # the duplicate is still blocked; the order is fetched next time
+        if order is not None:
+            claim = adopt_order(self.store, claim, order, "refreshed on a duplicate")
+        reason = f"duplicate of {claim.client_order_id} ({claim.state}); nothing sent"
+        return OrderResult(Outcome.DUPLICATE, claim, order, reason)
+
+    def _pending(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
+        """A retry met a PENDING claim: being sent, abandoned by a lapsed owner, or left by us."""
+        with self._start_lock:
+            sending = claim.key in self._sending
+        if sending or (claim.owner != self.owner and claim.lease_expires_at > self.clock.now()):
+            reason = f"duplicate of {claim.client_order_id}, being sent by its owner now"
+            return OrderResult(Outcome.DUPLICATE, claim, None, reason)
+        if claim.owner == self.owner:
+            # This gateway sent it earlier and could not record the answer (UnrecordedOrder):
+            # the order may exist, so it is looked up, never sent again blind.
+            return self._lookup_unknown(claim)
+        try:
+            claim = self.store.take_over(claim, self.owner)
+        except LeaseLost:
+            fresh = self.store.get(claim.key)
+            assert fresh is not None
+            return self._answer(fresh, held)
+        return self._lookup_unknown(claim)
+
     def _lookup_unknown(self, claim: Claim, first_error: BrokerError | None = None) -> OrderResult:
-        """Look an UNKNOWN claim up by client_order_id; adopt it if found, else keep UNKNOWN."""
+        """Look an UNKNOWN (or our own unrecorded PENDING) claim up by client_order_id."""
         try:
             order = self.broker.get_order_by_client_id(claim.client_order_id)
         except BrokerError as exc:
@@ -294,6 +406,12 @@ class OrderGateway:
             return OrderResult(outcome, claim, order, f"resolved {claim.client_order_id} by lookup")
         if first_error is not None:
             return OrderResult(Outcome.UNKNOWN, claim, None, first_error.message, first_error)
+        if claim.state is ClaimState.PENDING:
+            # Our own send whose answer was never recorded: from now on it ages as UNKNOWN.
+            claim = self.store.transition(
+                claim, ClaimState.UNKNOWN, reason="sent earlier, answer not recorded, not found yet"
+            )
+            return OrderResult(Outcome.UNKNOWN, claim, None, f"{claim.client_order_id} not found yet")
         return self._resend_if_absent(claim)
 
     def _resend_if_absent(self, claim: Claim) -> OrderResult:
@@ -330,66 +448,51 @@ class OrderGateway:
             return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
         return self._send(claim)
 
-    def _existing(self, claim: Claim, held: LedgerPosition | None = None) -> OrderResult:
-        """Answer a retry of a known decision without sending a second order."""
-        state = claim.state
-        if state is ClaimState.NOT_SENT or (
-            state is ClaimState.REJECTED and claim.kind is Kind.EXIT and held
-        ):
-            return self._retry_unsent(claim, held)
-        if state is ClaimState.PENDING:
-            if claim.lease_expires_at > self.clock.now():
-                reason = f"duplicate of {claim.client_order_id}, being sent by its owner now"
-                self.store.record_skip(claim, agent_id=self.agent_id, reason=reason)
-                return OrderResult(Outcome.DUPLICATE, claim, None, reason)
-            try:
-                claim = self.store.take_over(claim, self.owner)
-            except LeaseLost:
-                fresh = self.store.get(claim.key)
-                assert fresh is not None
-                return self._existing(fresh, held)
-            return self._lookup_unknown(claim)
-        if state is ClaimState.UNKNOWN:
-            return self._lookup_unknown(claim)
-        if state is ClaimState.REJECTED:
-            reason = f"duplicate of {claim.client_order_id}, which the broker rejected: {claim.reason}"
-            self.store.record_skip(claim, agent_id=self.agent_id, reason=reason)
-            return OrderResult(Outcome.REJECTED, claim, None, reason)
-        order: BrokerOrder | None = None
-        try:
-            order = self.broker.get_order_by_client_id(claim.client_order_id)
-        except BrokerError:
-            order = None  # the duplicate is still blocked; the order is fetched next time
-        if order is not None:
-            claim = adopt_order(self.store, claim, order, "refreshed on a duplicate")
-        reason = f"duplicate of {claim.client_order_id} ({claim.state}); nothing sent"
-        self.store.record_skip(claim, agent_id=self.agent_id, reason=reason)
-        return OrderResult(Outcome.DUPLICATE, claim, order, reason)
-
     def _retry_unsent(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
         """Send again a decision that provably never placed an order (same client_order_id)."""
-        qty = claim.order_qty
         if claim.kind is Kind.EXIT:
-            if held is None or held.is_flat:
-                reason = f"exit {claim.client_order_id} not resent: ledger is flat in {claim.symbol}"
-                return self._skip(claim.symbol, reason, claim)
-            sized = self._size_exit(claim.symbol, claim.spec.qty, held)
-            if isinstance(sized, OrderResult):
-                return OrderResult(sized.outcome, claim, None, sized.reason, sized.error)
-            qty = sized
+            return self._retry_exit(claim, held or self.store.position(self.agent_id, claim.symbol))
         try:
             claim = self.store.transition(
                 claim,
                 ClaimState.PENDING,
                 owner=self.owner,
-                order_qty=qty,
+                order_qty=claim.order_qty,
                 reason=f"sending again after {claim.state}: nothing was placed",
             )
         except LeaseLost:
             fresh = self.store.get(claim.key)
             assert fresh is not None
-            return self._existing(fresh, held)
+            return self._answer(fresh, held)
         return self._send(claim)
+
+    def _retry_exit(self, claim: Claim, held: LedgerPosition) -> OrderResult:
+        """Re-size and resend an exit that placed nothing, while its position is still open."""
+        if held.is_flat or (claim.turn_id is not None and held.turn_id != claim.turn_id):
+            reason = (
+                f"exit {claim.client_order_id} not resent: the {claim.symbol} position it was for is "
+                "closed (a decision that exited once never sells a later position)"
+            )
+            return OrderResult(Outcome.SKIPPED, claim, None, reason)
+        available = self._broker_available(claim.symbol, held)
+        if isinstance(available, OrderResult):
+            return OrderResult(available.outcome, claim, None, available.reason, available.error)
+        try:
+            pending, room = self.store.resend_exit(
+                claim, owner=self.owner, broker_available=available,
+                reason=f"sending again after {claim.state}: nothing was placed", detail={},
+            )  # fmt: skip
+        except LeaseLost:
+            fresh = self.store.get(claim.key)
+            assert fresh is not None
+            return self._answer(fresh, held)
+        if pending is None:
+            self._reconcile_after_exit_error(claim.symbol)
+            reason = (
+                f"exit {claim.client_order_id} not resent, nothing to sell: {room.describe(claim.symbol)}"
+            )
+            return OrderResult(Outcome.SKIPPED, claim, None, reason)
+        return self._send(pending)
 
     def _reconcile_after_exit_error(self, symbol: str) -> ReconcileReport | None:
         """Hold the ledger against the broker for `symbol` now (DESIGN: exits and reconciliation)."""

@@ -102,12 +102,15 @@ class Intent:
 
         Byte for byte `canonical_json` of ``{"agent", "intent", "kind", "side", "symbol", "v": 1}``
         (keys in sorted order), written out because every claim and every retry computes it;
-        a test holds the two equal.
+        a test holds the two equal. An exit's side is ``"close"``: an exit decision names leaving
+        whatever the agent holds, so a retry that arrives after the agent re-entered on the
+        other side is still the same decision (and answered as a duplicate), not a new sell.
         """
         enc = _json_string
+        side = "close" if self.kind is Kind.EXIT else self.side.value
         return (
             f'{{"agent":{enc(self.agent_id)},"intent":{enc(self.name)},"kind":{enc(self.kind.value)},'
-            f'"side":{enc(self.side.value)},"symbol":{enc(self.symbol)},"v":1}}'
+            f'"side":{enc(side)},"symbol":{enc(self.symbol)},"v":1}}'
         )
 
     @property

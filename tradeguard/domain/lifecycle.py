@@ -7,6 +7,7 @@ PENDING ──► SUBMITTED ──► PARTIALLY_FILLED ──► FILLED
    ├──► UNKNOWN ──(broker evidence only)──► any broker state, PENDING (resend same id), NOT_SENT
    ├──► REJECTED ──► PENDING   (exit released by reconcile: nothing was placed)
    └──► NOT_SENT ──► PENDING   (the same decision tried again: nothing was placed)
+                └──► any broker state (an order found under its client_order_id after all)
 ```
 """
 
@@ -66,7 +67,10 @@ TRANSITIONS: dict[ClaimState, frozenset[ClaimState]] = {
     # Nothing was placed, so sending the same decision again cannot duplicate it. Used when the
     # reconciler releases an exit the broker refused while it still holds shares.
     ClaimState.REJECTED: frozenset({ClaimState.PENDING}),
-    ClaimState.NOT_SENT: frozenset({ClaimState.PENDING}),
+    # NOT_SENT is a conclusion from absence, and absence can be wrong: a sender frozen between its
+    # claim and its POST may place the order after another worker concluded it never would. An
+    # order later found under the claim's client_order_id is adopted (G2: evidence wins).
+    ClaimState.NOT_SENT: _BROKER_STATES | {ClaimState.PENDING},
     ClaimState.FILLED: frozenset(),
     ClaimState.CANCELED: frozenset(),
     ClaimState.EXPIRED: frozenset(),

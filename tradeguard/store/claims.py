@@ -12,8 +12,8 @@ non-durable commit means; PostgreSQL commits everything with `synchronous_commit
   (G5); `take_over`, because it fences a worker out; `audit`/`record_skip`, because a skip or a
   reconcile note is the only trace of what happened; `close_turn` and `adjust_position`, rare
   reconcile actions where the fsync is cheap insurance.
-* Not durable: `transition` to any other state, and `claim_window`. A transition records broker
-  evidence. A kill -9 cannot lose it; a power cut can roll back the last few, never out of order,
+* Not durable: `transition` to any other state (but out of NOT_SENT, which is durable), and
+  `claim_window`. A transition records broker evidence. A kill -9 cannot lose it; a power cut can roll back the last few, never out of order,
   together with their fills and audit records. The claim then reads as its previous state, which
   is always active (every way out of an inactive state leads into PENDING, which is durable),
   so the reconciler looks it up by client_order_id and adopts the broker's state again (G2).
@@ -268,9 +268,11 @@ class ClaimStore(LedgerWriter, StoreReader):
             StoreError: Nothing was written.
         """
         check_transition(claim.state, to)
-        resend = to is ClaimState.PENDING
+        # Durable: a move into PENDING (a send follows) and out of NOT_SENT (an order found late
+        # must not be lost again: NOT_SENT is probed only for `not_sent_probe_secs`).
+        durable = to is ClaimState.PENDING or claim.state is ClaimState.NOT_SENT or self._sync_all
         doing = f"moving claim {claim.client_order_id} to {to}"
-        with self._pool.write(doing, durable=resend or self._sync_all) as tx:
+        with self._pool.write(doing, durable=durable) as tx:
             return self._move(
                 tx, claim, to, now=self._now(), reason=reason, broker_order_id=broker_order_id,
                 filled_qty=filled_qty, filled_avg_price=filled_avg_price, order_qty=order_qty,
@@ -384,6 +386,20 @@ class ClaimStore(LedgerWriter, StoreReader):
                 detail={"from_owner": claim.owner, "to_owner": owner, "epoch": claim.epoch + 1},
             )  # fmt: skip
         return apply_mutable(claim, row, tx.dt)
+
+    def fence_before_send(self, claim: Claim) -> Claim:
+        """Return `claim` if its lease outlasts one request; else renew it (see `renew_lease`).
+
+        Free on the usual path (a claim made a moment ago): a comparison with the clock. Only a
+        sender that stalled between its claim and its POST pays a write.
+
+        Raises:
+            LeaseLost: The lease lapsed and another worker moved or took over the claim.
+        """
+        margin = self.settings.request_timeout_secs + self.settings.connect_timeout_secs
+        if (claim.lease_expires_at - self._now()).total_seconds() > margin:
+            return claim
+        return self.renew_lease(claim, claim.owner)
 
     def renew_lease(self, claim: Claim, owner: str) -> Claim:
         """Renew this worker's lease on its PENDING claim, fencing out any stale reader.
