@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from alpaca.trading.client import TradingClient
 
-from tradeguard.broker.errors_map import reject_kind
+from tradeguard.broker.alpaca.errors_map import reject_kind
 from tradeguard.broker.faults import Fault, FaultAction, FaultInjector, FaultPlan
 from tradeguard.broker.paper import PaperBroker
 from tradeguard.broker.paper_prices import FixedPrices, PriceSource, RecordedPrices

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from tradeguard.broker.errors_map import reject_kind
+from tradeguard.broker.alpaca.errors_map import reject_kind
 from tradeguard.broker.paper_state import PaperState, fmt
 from tradeguard.domain import OrderRequest, OrderType, PositionIntent, Side
 from tradeguard.errors import OrderRejected
