@@ -43,7 +43,7 @@ def _make_broker(args: argparse.Namespace, settings: Settings):  # type: ignore[
     from tradeguard.broker.alpaca import AlpacaBroker
 
     if args.paper_state:
-        from tradeguard.broker.paper import PaperBroker
+        from tradeguard.paper import PaperBroker
 
         return PaperBroker(state_path=args.paper_state)
     if args.paper_url:
@@ -122,7 +122,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_paper_server(args: argparse.Namespace) -> int:
-    from tradeguard.broker.paper_server import run_paper_server
+    from tradeguard.paper.server import run_paper_server
 
     return run_paper_server(args)
 
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--csv", help="write all matching records to this CSV file")
     aud.set_defaults(func=_cmd_audit)
 
-    from tradeguard.broker.paper_server import add_paper_server_arguments
+    from tradeguard.paper.server import add_paper_server_arguments
 
     paper = sub.add_parser(
         "paper-server", help="serve a paper account over Alpaca's REST routes on 127.0.0.1"

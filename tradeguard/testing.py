@@ -30,9 +30,6 @@ from alpaca.trading.client import TradingClient
 
 from tradeguard.broker.alpaca.errors_map import reject_kind
 from tradeguard.broker.faults import Fault, FaultAction, FaultInjector, FaultPlan
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_prices import FixedPrices, PriceSource, RecordedPrices
-from tradeguard.broker.paper_server import PaperServer
 from tradeguard.clock import Clock, ManualClock, SystemClock
 from tradeguard.domain import (
     BrokerOrder,
@@ -44,6 +41,9 @@ from tradeguard.domain import (
     TimeInForce,
 )
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import FixedPrices, PriceSource, RecordedPrices
+from tradeguard.paper.server import PaperServer
 from tradeguard.ports import Broker
 
 __all__ = [

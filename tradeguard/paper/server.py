@@ -35,12 +35,12 @@ from tradeguard.broker.faults import (
     FiredFault,
     route_pattern,
 )
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_http import error_body
-from tradeguard.broker.paper_prices import CsvBarPrices
-from tradeguard.broker.paper_routes import HANDLERS, Query, Reply, body_fields, fault_reply, path_params
-from tradeguard.broker.paper_rules import rejection
 from tradeguard.errors import ConfigError, OrderRejected
+from tradeguard.paper.broker import PaperBroker
+from tradeguard.paper.handlers import HANDLERS, Query, Reply, body_fields, fault_reply, path_params
+from tradeguard.paper.prices import CsvBarPrices
+from tradeguard.paper.rules import rejection
+from tradeguard.paper.wire import error_body
 
 __all__ = ["PaperServer", "add_paper_server_arguments", "main", "run_paper_server"]
 
@@ -364,7 +364,7 @@ def _cash(text: str) -> Decimal:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `python -m tradeguard.broker.paper_server [options]`."""
+    """Run `python -m tradeguard.paper.server [options]`."""
     parser = argparse.ArgumentParser(prog="tradeguard paper-server", description=__doc__.splitlines()[0])
     add_paper_server_arguments(parser)
     return run_paper_server(parser.parse_args(argv))

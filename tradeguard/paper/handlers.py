@@ -12,8 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradeguard.broker.faults import Fault, FaultAction
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_http import (
+from tradeguard.domain import Side
+from tradeguard.errors import OrderRejected
+from tradeguard.paper.broker import PaperBroker
+from tradeguard.paper.rules import rejection, unprocessable
+from tradeguard.paper.wire import (
     clock_json,
     dump,
     parse_decimal,
@@ -21,9 +24,6 @@ from tradeguard.broker.paper_http import (
     parse_time,
     position_json,
 )
-from tradeguard.broker.paper_rules import rejection, unprocessable
-from tradeguard.domain import Side
-from tradeguard.errors import OrderRejected
 
 __all__ = ["HANDLERS", "Query", "Reply", "body_fields", "fault_reply", "path_params"]
 
