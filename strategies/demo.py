@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tradeguard import ClaimStore, ManualClock, OrderGateway, OrderResult, Outcome, PaperBroker, Settings
-from tradeguard.broker.faults import FaultPlan
+from tradeguard.faults import FaultPlan
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.store.engine import parse_url
 from tradeguard.testing import FaultyBroker

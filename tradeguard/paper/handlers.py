@@ -11,9 +11,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tradeguard.broker.faults import Fault, FaultAction
 from tradeguard.domain import Side
 from tradeguard.errors import OrderRejected
+from tradeguard.faults.plan import Fault, FaultAction
 from tradeguard.paper.broker import PaperBroker
 from tradeguard.paper.rules import rejection, unprocessable
 from tradeguard.paper.wire import (

@@ -5,7 +5,7 @@ trades against it offline with any key. It listens on 127.0.0.1 unless told othe
 request (logger ``tradeguard.paper_server``), and answers every request, however malformed, with
 Alpaca's error body instead of failing: a handler error is a 500, never a dead server.
 
-Faults change the answer (see `tradeguard.broker.faults`): `accept_then_timeout` processes the
+Faults change the answer (see `tradeguard.faults`): `accept_then_timeout` processes the
 call and then holds the connection for `delay_secs` before closing it unanswered, so a client
 with a read timeout times out while its order stands. Every stall ends at once on `stop()`.
 """
@@ -27,7 +27,8 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tradeguard.broker.faults import (
+from tradeguard.errors import ConfigError, OrderRejected
+from tradeguard.faults.plan import (
     Fault,
     FaultAction,
     FaultInjector,
@@ -35,7 +36,6 @@ from tradeguard.broker.faults import (
     FiredFault,
     route_pattern,
 )
-from tradeguard.errors import ConfigError, OrderRejected
 from tradeguard.paper.broker import PaperBroker
 from tradeguard.paper.handlers import HANDLERS, Query, Reply, body_fields, fault_reply, path_params
 from tradeguard.paper.prices import CsvBarPrices
