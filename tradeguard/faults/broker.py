@@ -1,7 +1,8 @@
 """`FaultyBroker`: a fault plan applied in process, around any `Broker`.
 
-Each port call counts as the REST route it stands for, so one plan drives the in-process broker
-and the paper server alike; the plan's actions become the port's errors (see `FaultyBroker`).
+Each port call counts as the REST route the route registry (`tradeguard.paper.routes`) names for
+its port method, so one plan drives the in-process broker and the paper server alike; the plan's
+actions become the port's errors (see `FaultyBroker`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from tradeguard.clock import Clock, SystemClock
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.faults.plan import Fault, FaultAction, FaultInjector, FaultPlan
+from tradeguard.paper.routes import port_route
 from tradeguard.ports import Broker
 
 __all__ = ["FaultyBroker"]
@@ -45,10 +47,10 @@ def _fault_error(fault: Fault, kind: type[BrokerError], what: str) -> BrokerErro
 class FaultyBroker:
     """A `Broker` that injects a fault plan's failures around another broker.
 
-    Each port call counts as its REST route: submit_order = POST /v2/orders,
-    get_order_by_client_id = GET /v2/orders:by_client_order_id, list_orders = GET /v2/orders,
-    list_positions = GET /v2/positions, get_position = GET /v2/positions/{symbol},
-    cancel_order = DELETE /v2/orders/{id}. Actions map to the port's errors:
+    Each port call counts as the REST route the registry names for it
+    (`tradeguard.paper.routes.PORT_ROUTES`: submit_order is POST /v2/orders, get_position is
+    GET /v2/positions/{symbol}, ...), with the call's arguments as the fields a fault's `match`
+    reads. Actions map to the port's errors:
 
     - accept_then_timeout: the call runs, the clock sleeps `delay_secs`, then OutcomeUnknown.
     - accept_then_error: the call runs, then OutcomeUnknown with the fault's status and body.
@@ -70,7 +72,7 @@ class FaultyBroker:
         self._clock: Clock = clock or SystemClock()
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Submit through the plan (route POST /v2/orders)."""
+        """Submit through the plan."""
         fields = {
             "symbol": request.symbol,
             "side": request.side.value,
@@ -85,13 +87,12 @@ class FaultyBroker:
             "position_intent": request.position_intent.value if request.position_intent else None,
             "extended_hours": request.extended_hours,
         }
-        return self._call("POST", "/v2/orders", fields, lambda: self.inner.submit_order(request))
+        return self._call("submit_order", fields, lambda: self.inner.submit_order(request))
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Look up through the plan (route GET /v2/orders:by_client_order_id)."""
+        """Look up through the plan."""
         return self._call(
-            "GET",
-            "/v2/orders:by_client_order_id",
+            "get_order_by_client_id",
             {"client_order_id": client_order_id},
             lambda: self.inner.get_order_by_client_id(client_order_id),
             not_found=None,
@@ -105,7 +106,7 @@ class FaultyBroker:
         after: datetime | None = None,
         limit: int = 500,
     ) -> list[BrokerOrder]:
-        """List through the plan (route GET /v2/orders)."""
+        """List through the plan."""
         fields = {
             "status": status,
             "symbols": ",".join(symbols) if symbols else None,
@@ -115,36 +116,34 @@ class FaultyBroker:
         call = functools.partial(
             self.inner.list_orders, status=status, symbols=symbols, after=after, limit=limit
         )
-        return self._call("GET", "/v2/orders", fields, call)
+        return self._call("list_orders", fields, call)
 
     def list_positions(self) -> list[BrokerPosition]:
-        """List through the plan (route GET /v2/positions)."""
-        return self._call("GET", "/v2/positions", {}, self.inner.list_positions)
+        """List through the plan."""
+        return self._call("list_positions", {}, self.inner.list_positions)
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
-        """Read through the plan (route GET /v2/positions/{symbol})."""
+        """Read through the plan."""
         return self._call(
-            "GET",
-            f"/v2/positions/{symbol}",
+            "get_position",
             {"symbol": symbol},
             lambda: self.inner.get_position(symbol),
             not_found=None,
         )
 
     def cancel_order(self, order_id: str) -> None:
-        """Cancel through the plan (route DELETE /v2/orders/{id})."""
-        self._call(
-            "DELETE", f"/v2/orders/{order_id}", {"id": order_id}, lambda: self.inner.cancel_order(order_id)
-        )
+        """Cancel through the plan."""
+        self._call("cancel_order", {"id": order_id}, lambda: self.inner.cancel_order(order_id))
 
     def _call(
         self,
-        method: str,
-        path: str,
+        port_method: str,
         fields: Mapping[str, object],
         call: Callable[[], T],
         not_found: T = _NO_DEFAULT,
     ) -> T:
+        route = port_route(port_method)
+        method, path = route.method, route.concrete(fields)
         fault = self.injector.check(method, path, fields)
         if fault is None:
             return call()

@@ -28,17 +28,11 @@ from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tradeguard.errors import ConfigError, OrderRejected
-from tradeguard.faults.plan import (
-    Fault,
-    FaultAction,
-    FaultInjector,
-    FaultPlan,
-    FiredFault,
-    route_pattern,
-)
+from tradeguard.faults.plan import Fault, FaultAction, FaultInjector, FaultPlan, FiredFault
 from tradeguard.paper.broker import PaperBroker
-from tradeguard.paper.handlers import HANDLERS, Query, Reply, body_fields, fault_reply, path_params
+from tradeguard.paper.handlers import Query, Reply, body_fields, fault_reply, handler_for
 from tradeguard.paper.prices import CsvBarPrices
+from tradeguard.paper.routes import Route, route_for
 from tradeguard.paper.rules import rejection
 from tradeguard.paper.wire import error_body
 
@@ -254,42 +248,42 @@ class PaperServer:
         """Answer one request; None means hang up without an answer. Never raises."""
         if not authorized:
             return self.error_reply(rejection(401, 40110000, "request is not authorized")), None
-        pattern = route_pattern(f"{method} {path}")
-        if pattern is None:
+        route = route_for(f"{method} {path}")
+        if route is None:
             return self.error_reply(rejection(404, 40410000, "endpoint not found")), None
-        params = path_params(pattern, path)
+        params = route.params(path)
         fault = None
         if self.injector is not None:
             fault = self.injector.check(method, path, {**body_fields(body), **query, **params})
         if fault is None:
-            return self._dispatch(pattern, params, query, body), None
-        return self._respond_with_fault(fault, pattern, params, query, body), fault
+            return self._dispatch(route, params, query, body), None
+        return self._respond_with_fault(fault, route, params, query, body), fault
 
     def _respond_with_fault(
-        self, fault: Fault, pattern: str, params: Mapping[str, str], query: Query, body: bytes
+        self, fault: Fault, route: Route, params: Mapping[str, str], query: Query, body: bytes
     ) -> Reply | None:
         delay = fault.effective_delay_secs
         if fault.action is FaultAction.DELAY:
             # A stop during the delay hangs up rather than answering late.
-            return None if self._stopping.wait(delay) else self._dispatch(pattern, params, query, body)
+            return None if self._stopping.wait(delay) else self._dispatch(route, params, query, body)
         if fault.action is FaultAction.DROP:
             return None
         if not fault.action.processes:
             return fault_reply(fault, time.time())
-        self._dispatch(pattern, params, query, body)
+        self._dispatch(route, params, query, body)
         if fault.action is FaultAction.ACCEPT_THEN_TIMEOUT:
             self._stopping.wait(delay)
             return None
         return fault_reply(fault, time.time())
 
-    def _dispatch(self, pattern: str, params: Mapping[str, str], query: Query, body: bytes) -> Reply:
+    def _dispatch(self, route: Route, params: Mapping[str, str], query: Query, body: bytes) -> Reply:
         try:
-            return HANDLERS[pattern](self.broker, params, query, body)
+            return handler_for(route)(self.broker, params, query, body)
         except OrderRejected as exc:
             return self.error_reply(exc)
         except Exception:
             # A bug must cost one request, never the server.
-            logger.exception("paper server failed on %s", pattern)
+            logger.exception("paper server failed on %s", route.key)
             return self.error_reply(rejection(500, 50010000, "internal server error"))
 
 
