@@ -22,7 +22,7 @@ SAMPLE_PARAMS = {"id": "6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10", "symbol": "TQQQ"}
 
 
 def reject_every_route() -> FaultPlan:
-    """A plan with one `reject` fault per served route, each with a status naming its route."""
+    """A plan with one `reject` fault per served route, each answering with its route's name."""
     return FaultPlan.parse(
         "faults:\n"
         + "".join(
