@@ -19,9 +19,9 @@ from pathlib import Path
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from tradeguard.broker.faults import FaultPlan
-from tradeguard.broker.paper import PaperBroker
 from tradeguard.domain import OrderRequest, Side
+from tradeguard.faults import FaultPlan
+from tradeguard.paper import PaperBroker
 from tradeguard.testing import FaultyBroker, alpaca_client, paper_server
 
 CASH = Decimal(10) ** 9

@@ -18,9 +18,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from tradeguard import ClaimStore, ManualClock, OrderGateway, PaperBroker, Settings
-from tradeguard.broker.faults import Fault, FaultAction, FaultPlan
-from tradeguard.broker.paper_prices import FixedPrices
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
+from tradeguard.faults import Fault, FaultAction, FaultPlan
+from tradeguard.paper.prices import FixedPrices
 from tradeguard.reconcile import diff
 from tradeguard.testing import FaultyBroker
 

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tradeguard import ClaimStore, ManualClock, OrderGateway, OrderResult, Outcome, PaperBroker, Settings
-from tradeguard.broker.faults import FaultPlan
-from tradeguard.broker.paper_prices import FixedPrices
+from tradeguard.faults import FaultPlan
+from tradeguard.paper.prices import FixedPrices
 from tradeguard.store.engine import parse_url
 from tradeguard.testing import FaultyBroker
 

@@ -12,10 +12,10 @@ import sys
 import time
 from pathlib import Path
 
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_prices import FixedPrices
 from tradeguard.domain import BrokerOrder, OrderRequest
 from tradeguard.gateway import OrderGateway
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import ClaimStore
 
 

@@ -7,12 +7,12 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_prices import FixedPrices
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest
 from tradeguard.gateway import OrderGateway
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import ClaimStore
 
 MAY21_PRICES = FixedPrices({"TQQQ": "75.33", "SQQQ": "21.50", "QQQ": "530.00"})

@@ -36,7 +36,7 @@ from tests.alpaca_bodies import (
     position_body,
 )
 from tradeguard.broker.alpaca import AlpacaBroker
-from tradeguard.broker.errors_map import is_duplicate_client_order_id, is_position_rejection
+from tradeguard.broker.alpaca.errors_map import is_duplicate_client_order_id, is_position_rejection
 from tradeguard.config import Settings
 from tradeguard.domain import OrderRequest, OrderStatus, OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import BrokerUnavailable, ConfigError, OrderRejected, OutcomeUnknown

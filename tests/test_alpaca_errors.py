@@ -27,9 +27,9 @@ from pydantic import ValidationError
 
 from tests.alpaca_bodies import ALPACA_ERRORS, HTML_502, ORDERS_URL
 from tradeguard.broker.alpaca import AlpacaBroker
-from tradeguard.broker.alpaca_convert import MalformedResponse
-from tradeguard.broker.alpaca_errors import Stage, map_alpaca_error
-from tradeguard.broker.errors_map import (
+from tradeguard.broker.alpaca.convert import MalformedResponse
+from tradeguard.broker.alpaca.errors import Stage, map_alpaca_error
+from tradeguard.broker.alpaca.errors_map import (
     AlpacaErrorKind,
     error_kind,
     is_duplicate_client_order_id,

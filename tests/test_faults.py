@@ -11,11 +11,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradeguard.broker.faults import Fault, FaultAction, FaultPlan
-from tradeguard.broker.paper import PaperBroker
 from tradeguard.clock import ManualClock
 from tradeguard.domain import OrderStatus, OrderType, TimeInForce
 from tradeguard.errors import BrokerUnavailable, ConfigError, OrderRejected, OutcomeUnknown
+from tradeguard.faults import Fault, FaultAction, FaultPlan
+from tradeguard.paper import PaperBroker
 from tradeguard.ports import Broker
 from tradeguard.testing import FaultyBroker, make_request
 

@@ -13,7 +13,7 @@ from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.models import Order
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 
-from tradeguard.broker.faults import FaultAction, FaultPlan
+from tradeguard.faults import FaultAction, FaultPlan
 from tradeguard.testing import alpaca_client, orders_of, paper_server
 
 AUTH = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}

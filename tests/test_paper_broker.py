@@ -12,11 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.paper_kit import limit
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_prices import DEFAULT_PRICE, FixedPrices
 from tradeguard.clock import ManualClock
 from tradeguard.domain import OrderStatus, OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import OrderRejected
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import DEFAULT_PRICE, FixedPrices
 from tradeguard.ports import Broker
 from tradeguard.testing import make_request
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.paper_kit import limit
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_prices import CsvBarPrices, FixedPrices, RecordedPrices
 from tradeguard.clock import ManualClock
 from tradeguard.domain import OrderStatus
 from tradeguard.errors import ConfigError, OrderRejected
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import CsvBarPrices, FixedPrices, RecordedPrices
 from tradeguard.testing import make_request
 
 

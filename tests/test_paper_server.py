@@ -28,9 +28,9 @@ from alpaca.trading.requests import (
     MarketOrderRequest,
 )
 
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_server import PaperServer
 from tradeguard.clock import ManualClock
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.server import PaperServer
 from tradeguard.testing import alpaca_client, orders_of, paper_server
 
 AUTH = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}

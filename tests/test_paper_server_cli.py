@@ -21,7 +21,7 @@ def market(side: OrderSide, qty: float, cid: str) -> MarketOrderRequest:
 
 
 def _run_cli(*args: str) -> subprocess.Popen[str]:
-    code = "import sys; from tradeguard.broker.paper_server import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from tradeguard.cli import main; sys.exit(main(['paper-server', *sys.argv[1:]]))"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],

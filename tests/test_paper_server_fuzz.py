@@ -16,7 +16,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tradeguard.broker.paper_server import PaperServer
+from tradeguard.paper.server import PaperServer
 from tradeguard.testing import paper_server
 
 AUTH = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}

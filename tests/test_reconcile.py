@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_kit import MAY21_PRICES, SpyBroker, broker_qty, make_gateway
-from tradeguard.broker.paper import PaperBroker
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerPosition
@@ -22,6 +21,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import OutcomeUnknown
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
+from tradeguard.paper import PaperBroker
 from tradeguard.reconcile import ActionKind
 from tradeguard.store import AuditQuery, ClaimStore
 

@@ -11,7 +11,7 @@ from alpaca.trading.models import Order
 from alpaca.trading.requests import MarketOrderRequest
 
 from tradeguard import GuardedTradingClient, OutcomeUnknown, Settings
-from tradeguard.broker.faults import FaultPlan
+from tradeguard.faults import FaultPlan
 from tradeguard.testing import alpaca_client, orders_of, paper_server
 
 LOST_FIRST_ANSWER = FaultPlan.parse(

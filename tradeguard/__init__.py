@@ -7,7 +7,6 @@ the broker's. Start with `OrderGateway` (or `GuardedTradingClient` as a drop-in 
 """
 
 from tradeguard.broker.alpaca import AlpacaBroker
-from tradeguard.broker.paper import PaperBroker
 from tradeguard.client import GuardedTradingClient
 from tradeguard.clock import Clock, ManualClock, SystemClock
 from tradeguard.config import Settings
@@ -43,6 +42,7 @@ from tradeguard.errors import (
 )
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.gateway import OrderGateway
+from tradeguard.paper import PaperBroker
 from tradeguard.ports import Broker
 from tradeguard.reconcile import (
     Action,

@@ -7,19 +7,22 @@ explicit arguments.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 
 from tradeguard.config import DEFAULT_STORE_URL, Settings
-from tradeguard.errors import TradeguardError
+from tradeguard.errors import ConfigError, TradeguardError
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.store import AuditQuery, ClaimStore
 
 __all__ = ["main"]
 
 STORE_ENV = "TRADEGUARD_STORE_URL"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def _store_arg(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +46,7 @@ def _make_broker(args: argparse.Namespace, settings: Settings):  # type: ignore[
     from tradeguard.broker.alpaca import AlpacaBroker
 
     if args.paper_state:
-        from tradeguard.broker.paper import PaperBroker
+        from tradeguard.paper import PaperBroker
 
         return PaperBroker(state_path=args.paper_state)
     if args.paper_url:
@@ -121,10 +124,71 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_paper_server(args: argparse.Namespace) -> int:
-    from tradeguard.broker.paper_server import run_paper_server
+def _paper_server_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback)")
+    parser.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default 8765)")
+    parser.add_argument("--faults", metavar="PLAN", help="fault plan to inject (YAML or JSON)")
+    parser.add_argument(
+        "--state", metavar="FILE", help="JSON file that keeps the paper account across restarts"
+    )
+    parser.add_argument("--cash", default="100000", help="starting cash of a new account (default 100000)")
+    parser.add_argument("--allow-short", action="store_true", help="let sells open short positions")
+    parser.add_argument(
+        "--bars", metavar="CSV", help="bar file (timestamp,symbol,...,close) giving fill prices"
+    )
+    parser.add_argument(
+        "--price", action="append", default=[], metavar="SYMBOL=PRICE", help="pin a fill price (repeatable)"
+    )
 
-    return run_paper_server(args)
+
+def _cash(text: str) -> Decimal:
+    try:
+        cash = Decimal(text)
+    except InvalidOperation:
+        cash = Decimal(-1)
+    if not cash.is_finite() or cash < 0:
+        raise ConfigError(f"--cash wants an amount of dollars, got {text!r}")
+    return cash
+
+
+def _cmd_paper_server(args: argparse.Namespace) -> int:
+    """Run the paper server until Ctrl-C or SIGTERM; return the exit status."""
+    from tradeguard.faults import FaultPlan
+    from tradeguard.paper import PaperBroker
+    from tradeguard.paper.prices import CsvBarPrices
+    from tradeguard.paper.server import PaperServer, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        plan = FaultPlan.load(args.faults) if args.faults else None
+        broker = PaperBroker(
+            prices=CsvBarPrices(args.bars) if args.bars else None,
+            cash=_cash(str(args.cash)),
+            allow_short=args.allow_short,
+            state_path=args.state,
+        )
+        for pin in args.price:
+            symbol, sep, price = pin.partition("=")
+            if not sep:
+                raise ConfigError(f"--price wants SYMBOL=PRICE, got {pin!r}")
+            broker.set_price(symbol, price)
+        server = PaperServer(broker, host=args.host, port=args.port, fault_plan=plan).start()
+    except (ConfigError, OSError) as exc:
+        print(f"tradeguard paper-server: {exc}", file=sys.stderr)
+        return 2
+
+    def announce(running: PaperServer) -> None:
+        print(f"paper server listening on {running.url} (any API key works; Ctrl-C stops it)", flush=True)
+        if args.host not in _LOOPBACK:
+            print(
+                f"warning: {args.host} is not loopback: anyone who can reach it can trade here",
+                file=sys.stderr,
+            )
+        if plan is not None:
+            print(f"fault plan {args.faults}: {len(plan.faults)} fault(s), seed {plan.seed}", flush=True)
+
+    serve(server, on_ready=announce)
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -174,12 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--csv", help="write all matching records to this CSV file")
     aud.set_defaults(func=_cmd_audit)
 
-    from tradeguard.broker.paper_server import add_paper_server_arguments
-
     paper = sub.add_parser(
         "paper-server", help="serve a paper account over Alpaca's REST routes on 127.0.0.1"
     )
-    add_paper_server_arguments(paper)
+    _paper_server_args(paper)
     paper.set_defaults(func=_cmd_paper_server)
     return parser
 

@@ -17,23 +17,17 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 from alpaca.trading.client import TradingClient
 
-from tradeguard.broker.errors_map import reject_kind
-from tradeguard.broker.faults import Fault, FaultAction, FaultInjector, FaultPlan
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_prices import FixedPrices, PriceSource, RecordedPrices
-from tradeguard.broker.paper_server import PaperServer
-from tradeguard.clock import Clock, ManualClock, SystemClock
+from tradeguard.clock import ManualClock
 from tradeguard.domain import (
     BrokerOrder,
     BrokerPosition,
@@ -43,8 +37,10 @@ from tradeguard.domain import (
     Side,
     TimeInForce,
 )
-from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
-from tradeguard.ports import Broker
+from tradeguard.faults import Fault, FaultAction, FaultPlan, FaultyBroker
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import FixedPrices, PriceSource, RecordedPrices
+from tradeguard.paper.server import PaperServer
 
 __all__ = [
     "Fault",
@@ -64,157 +60,6 @@ __all__ = [
     "orders_of",
     "paper_server",
 ]
-
-T = TypeVar("T")
-_NO_DEFAULT: Any = object()  # "this call has no not-found answer" (None is a real answer)
-
-
-def _fault_error(fault: Fault, kind: type[BrokerError], what: str) -> BrokerError:
-    body = fault.effective_body
-    status = fault.effective_status
-    if isinstance(body, Mapping):
-        code = body.get("code")
-        message = str(body.get("message") or f"HTTP {status} from {what}")
-        details: dict[str, Any] = {"status_code": status, "code": code if isinstance(code, int) else None}
-        details["body"] = body
-    else:
-        message = f"HTTP {status} from {what} (fault plan)"
-        details = {"status_code": status, "body": {"raw": body if isinstance(body, str) else str(body)}}
-    if kind is OrderRejected:
-        # Fault plans speak Alpaca's answers; the refusal carries their broker-neutral kind.
-        return OrderRejected(message, kind=reject_kind(status, message), **details)
-    return kind(message, **details)
-
-
-class FaultyBroker:
-    """A `Broker` that injects a fault plan's failures around another broker.
-
-    Each port call counts as its REST route: submit_order = POST /v2/orders,
-    get_order_by_client_id = GET /v2/orders:by_client_order_id, list_orders = GET /v2/orders,
-    list_positions = GET /v2/positions, get_position = GET /v2/positions/{symbol},
-    cancel_order = DELETE /v2/orders/{id}. Actions map to the port's errors:
-
-    - accept_then_timeout: the call runs, the clock sleeps `delay_secs`, then OutcomeUnknown.
-    - accept_then_error: the call runs, then OutcomeUnknown with the fault's status and body.
-    - reject: OrderRejected, nothing runs; a 404 on a lookup reads as "not found" (None).
-    - error, drop: OutcomeUnknown, nothing runs.
-    - rate_limit: OutcomeUnknown(429) for POST (alpaca-py may have retried it); for other
-      routes BrokerUnavailable(429), since a refused read or cancel changed nothing.
-    - delay: the clock sleeps `delay_secs`, then the call runs normally.
-
-    Args:
-        inner: The broker to wrap (a PaperBroker, or an AlpacaBroker against a paper account).
-        plan: The plan, or an injector to share call counts with another wrapper.
-        clock: What waits for delays and timeouts; a ManualClock makes them instant.
-    """
-
-    def __init__(self, inner: Broker, plan: FaultPlan | FaultInjector, *, clock: Clock | None = None) -> None:
-        self.inner = inner
-        self.injector = plan if isinstance(plan, FaultInjector) else plan.injector()
-        self._clock: Clock = clock or SystemClock()
-
-    def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Submit through the plan (route POST /v2/orders)."""
-        fields = {
-            "symbol": request.symbol,
-            "side": request.side.value,
-            "qty": request.qty,
-            "notional": request.notional,
-            "type": request.order_type.value,
-            "order_type": request.order_type.value,
-            "time_in_force": request.time_in_force.value,
-            "limit_price": request.limit_price,
-            "stop_price": request.stop_price,
-            "client_order_id": request.client_order_id,
-            "position_intent": request.position_intent.value if request.position_intent else None,
-            "extended_hours": request.extended_hours,
-        }
-        return self._call("POST", "/v2/orders", fields, lambda: self.inner.submit_order(request))
-
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Look up through the plan (route GET /v2/orders:by_client_order_id)."""
-        return self._call(
-            "GET",
-            "/v2/orders:by_client_order_id",
-            {"client_order_id": client_order_id},
-            lambda: self.inner.get_order_by_client_id(client_order_id),
-            not_found=None,
-        )
-
-    def list_orders(
-        self,
-        *,
-        status: str = "open",
-        symbols: list[str] | None = None,
-        after: datetime | None = None,
-        limit: int = 500,
-    ) -> list[BrokerOrder]:
-        """List through the plan (route GET /v2/orders)."""
-        fields = {
-            "status": status,
-            "symbols": ",".join(symbols) if symbols else None,
-            "after": after.isoformat() if after else None,
-            "limit": limit,
-        }
-        call = functools.partial(
-            self.inner.list_orders, status=status, symbols=symbols, after=after, limit=limit
-        )
-        return self._call("GET", "/v2/orders", fields, call)
-
-    def list_positions(self) -> list[BrokerPosition]:
-        """List through the plan (route GET /v2/positions)."""
-        return self._call("GET", "/v2/positions", {}, self.inner.list_positions)
-
-    def get_position(self, symbol: str) -> BrokerPosition | None:
-        """Read through the plan (route GET /v2/positions/{symbol})."""
-        return self._call(
-            "GET",
-            f"/v2/positions/{symbol}",
-            {"symbol": symbol},
-            lambda: self.inner.get_position(symbol),
-            not_found=None,
-        )
-
-    def cancel_order(self, order_id: str) -> None:
-        """Cancel through the plan (route DELETE /v2/orders/{id})."""
-        self._call(
-            "DELETE", f"/v2/orders/{order_id}", {"id": order_id}, lambda: self.inner.cancel_order(order_id)
-        )
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        fields: Mapping[str, object],
-        call: Callable[[], T],
-        not_found: T = _NO_DEFAULT,
-    ) -> T:
-        fault = self.injector.check(method, path, fields)
-        if fault is None:
-            return call()
-        what = f"{method} {path}"
-        action = fault.action
-        if action is FaultAction.DELAY:
-            self._clock.sleep(fault.effective_delay_secs)
-            return call()
-        if action.processes:
-            with contextlib.suppress(BrokerError):
-                call()  # whatever the broker answers is lost: that is the fault
-            if action is FaultAction.ACCEPT_THEN_TIMEOUT:
-                delay = fault.effective_delay_secs
-                self._clock.sleep(delay)
-                raise OutcomeUnknown(f"{what}: no response within {delay:g} s (fault plan)")
-            raise _fault_error(fault, OutcomeUnknown, what)
-        if action is FaultAction.REJECT:
-            if fault.effective_status == 404 and not_found is not _NO_DEFAULT:
-                return not_found  # a lookup miss, as the adapter reads Alpaca's 404
-            raise _fault_error(fault, OrderRejected, what)
-        if action is FaultAction.RATE_LIMIT:
-            kind = OutcomeUnknown if method == "POST" else BrokerUnavailable
-            raise kind("rate limit exceeded", status_code=429, body={"raw": "rate limit exceeded"})
-        if action is FaultAction.DROP:
-            raise OutcomeUnknown(f"{what}: connection closed before an answer (fault plan)")
-        raise _fault_error(fault, OutcomeUnknown, what)
 
 
 @contextmanager

@@ -1,7 +1,9 @@
-"""The paper server's routes: one function per Alpaca endpoint over a PaperBroker.
+"""The paper server's handlers: one function per served route over a PaperBroker.
 
 Each handler takes the broker, the path placeholders, the query and the raw body, and returns a
-`Reply`; refusals propagate as `OrderRejected` for the server to render. No sockets here.
+`Reply`; refusals propagate as `OrderRejected` for the server to render. No sockets here. The
+routes themselves (method, path, name) are in `tradeguard.paper.routes`; handlers are keyed by
+route name.
 """
 
 from __future__ import annotations
@@ -9,11 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
-from tradeguard.broker.faults import Fault, FaultAction
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_http import (
+from tradeguard.domain import Side
+from tradeguard.errors import OrderRejected
+from tradeguard.faults.plan import Fault, FaultAction
+from tradeguard.paper.broker import PaperBroker
+from tradeguard.paper.routes import Route
+from tradeguard.paper.rules import rejection, unprocessable
+from tradeguard.paper.wire import (
     clock_json,
     dump,
     parse_decimal,
@@ -21,11 +28,8 @@ from tradeguard.broker.paper_http import (
     parse_time,
     position_json,
 )
-from tradeguard.broker.paper_rules import rejection, unprocessable
-from tradeguard.domain import Side
-from tradeguard.errors import OrderRejected
 
-__all__ = ["HANDLERS", "Query", "Reply", "body_fields", "fault_reply", "path_params"]
+__all__ = ["HANDLERS", "Handler", "Query", "Reply", "body_fields", "fault_reply", "handler_for"]
 
 RATE_LIMIT_PER_MIN = 200  # Alpaca's documented limit, echoed in X-Ratelimit-Limit
 
@@ -111,27 +115,30 @@ def _close_all(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes) -
     return _json(207, items)
 
 
-HANDLERS: dict[str, Handler] = {
-    "POST /v2/orders": lambda b, _, __, body: _json(200, b.submit_order(parse_order(body)).raw),
-    "GET /v2/orders": _list_orders,
-    "DELETE /v2/orders": lambda b, *_: _json(207, [{"id": i, "status": 200} for i in b.cancel_all_orders()]),
-    "GET /v2/orders/{id}": _get_order,
-    "DELETE /v2/orders/{id}": _cancel,
-    "GET /v2/orders:by_client_order_id": _by_client_id,
-    "GET /v2/positions": lambda b, *_: _json(200, [position_json(p) for p in b.list_positions()]),
-    "DELETE /v2/positions": _close_all,
-    "GET /v2/positions/{symbol}": _position,
-    "DELETE /v2/positions/{symbol}": _close,
-    "GET /v2/account": lambda b, *_: _json(200, b.account()),
-    "GET /v2/clock": lambda b, *_: _json(200, clock_json(b.clock.now())),
-}
+HANDLERS: Mapping[str, Handler] = MappingProxyType(
+    {
+        "submit_order": lambda b, _, __, body: _json(200, b.submit_order(parse_order(body)).raw),
+        "list_orders": _list_orders,
+        "cancel_all_orders": lambda b, *_: _json(
+            207, [{"id": i, "status": 200} for i in b.cancel_all_orders()]
+        ),
+        "get_order": _get_order,
+        "cancel_order": _cancel,
+        "get_order_by_client_id": _by_client_id,
+        "list_positions": lambda b, *_: _json(200, [position_json(p) for p in b.list_positions()]),
+        "close_all_positions": _close_all,
+        "get_position": _position,
+        "close_position": _close,
+        "get_account": lambda b, *_: _json(200, b.account()),
+        "get_clock": lambda b, *_: _json(200, clock_json(b.clock.now())),
+    }
+)
+"""The handler of each route, by the route's name in `tradeguard.paper.routes.ROUTES`."""
 
 
-def path_params(pattern: str, path: str) -> dict[str, str]:
-    """Return the values of `pattern`'s placeholders in `path` ({"symbol": "TQQQ"})."""
-    names = pattern.split(" ", 1)[1].strip("/").split("/")
-    values = path.strip("/").split("/")
-    return {n[1:-1]: v for n, v in zip(names, values, strict=True) if n.startswith("{")}
+def handler_for(route: Route) -> Handler:
+    """Return the handler of a served route."""
+    return HANDLERS[route.name]
 
 
 def fault_reply(fault: Fault, now: float) -> Reply:

@@ -5,49 +5,41 @@ trades against it offline with any key. It listens on 127.0.0.1 unless told othe
 request (logger ``tradeguard.paper_server``), and answers every request, however malformed, with
 Alpaca's error body instead of failing: a handler error is a 500, never a dead server.
 
-Faults change the answer (see `tradeguard.broker.faults`): `accept_then_timeout` processes the
+Faults change the answer (see `tradeguard.faults`): `accept_then_timeout` processes the
 call and then holds the connection for `delay_secs` before closing it unanswered, so a client
 with a read timeout times out while its order stands. Every stall ends at once on `stop()`.
+
+`serve()` runs a server in the foreground until Ctrl-C or SIGTERM. Options and printing belong to
+the `tradeguard paper-server` command (`tradeguard.cli`), not here.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import signal
 import socket
-import sys
 import threading
 import time
-from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tradeguard.broker.faults import (
-    Fault,
-    FaultAction,
-    FaultInjector,
-    FaultPlan,
-    FiredFault,
-    route_pattern,
-)
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_http import error_body
-from tradeguard.broker.paper_prices import CsvBarPrices
-from tradeguard.broker.paper_routes import HANDLERS, Query, Reply, body_fields, fault_reply, path_params
-from tradeguard.broker.paper_rules import rejection
-from tradeguard.errors import ConfigError, OrderRejected
+from tradeguard.errors import OrderRejected
+from tradeguard.faults.plan import Fault, FaultAction, FaultInjector, FaultPlan, FiredFault
+from tradeguard.paper.broker import PaperBroker
+from tradeguard.paper.handlers import Query, Reply, body_fields, fault_reply, handler_for
+from tradeguard.paper.routes import Route, route_for
+from tradeguard.paper.rules import rejection
+from tradeguard.paper.wire import error_body
 
-__all__ = ["PaperServer", "add_paper_server_arguments", "main", "run_paper_server"]
+__all__ = ["PaperServer", "serve"]
 
 logger = logging.getLogger("tradeguard.paper_server")
 
 _MAX_BODY_BYTES = 1 << 20
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _IDLE_TIMEOUT_SECS = 60.0  # an idle keep-alive connection is closed after this long
 
 
@@ -254,95 +246,62 @@ class PaperServer:
         """Answer one request; None means hang up without an answer. Never raises."""
         if not authorized:
             return self.error_reply(rejection(401, 40110000, "request is not authorized")), None
-        pattern = route_pattern(f"{method} {path}")
-        if pattern is None:
+        route = route_for(f"{method} {path}")
+        if route is None:
             return self.error_reply(rejection(404, 40410000, "endpoint not found")), None
-        params = path_params(pattern, path)
+        params = route.params(path)
         fault = None
         if self.injector is not None:
             fault = self.injector.check(method, path, {**body_fields(body), **query, **params})
         if fault is None:
-            return self._dispatch(pattern, params, query, body), None
-        return self._respond_with_fault(fault, pattern, params, query, body), fault
+            return self._dispatch(route, params, query, body), None
+        return self._respond_with_fault(fault, route, params, query, body), fault
 
     def _respond_with_fault(
-        self, fault: Fault, pattern: str, params: Mapping[str, str], query: Query, body: bytes
+        self, fault: Fault, route: Route, params: Mapping[str, str], query: Query, body: bytes
     ) -> Reply | None:
         delay = fault.effective_delay_secs
         if fault.action is FaultAction.DELAY:
             # A stop during the delay hangs up rather than answering late.
-            return None if self._stopping.wait(delay) else self._dispatch(pattern, params, query, body)
+            return None if self._stopping.wait(delay) else self._dispatch(route, params, query, body)
         if fault.action is FaultAction.DROP:
             return None
         if not fault.action.processes:
             return fault_reply(fault, time.time())
-        self._dispatch(pattern, params, query, body)
+        self._dispatch(route, params, query, body)
         if fault.action is FaultAction.ACCEPT_THEN_TIMEOUT:
             self._stopping.wait(delay)
             return None
         return fault_reply(fault, time.time())
 
-    def _dispatch(self, pattern: str, params: Mapping[str, str], query: Query, body: bytes) -> Reply:
+    def _dispatch(self, route: Route, params: Mapping[str, str], query: Query, body: bytes) -> Reply:
         try:
-            return HANDLERS[pattern](self.broker, params, query, body)
+            return handler_for(route)(self.broker, params, query, body)
         except OrderRejected as exc:
             return self.error_reply(exc)
         except Exception:
             # A bug must cost one request, never the server.
-            logger.exception("paper server failed on %s", pattern)
+            logger.exception("paper server failed on %s", route.key)
             return self.error_reply(rejection(500, 50010000, "internal server error"))
 
 
-def add_paper_server_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the `paper-server` options to `parser`."""
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: loopback)")
-    parser.add_argument("--port", type=int, default=8765, help="TCP port; 0 picks a free one (default 8765)")
-    parser.add_argument("--faults", metavar="PLAN", help="fault plan to inject (YAML or JSON)")
-    parser.add_argument(
-        "--state", metavar="FILE", help="JSON file that keeps the paper account across restarts"
-    )
-    parser.add_argument("--cash", default="100000", help="starting cash of a new account (default 100000)")
-    parser.add_argument("--allow-short", action="store_true", help="let sells open short positions")
-    parser.add_argument(
-        "--bars", metavar="CSV", help="bar file (timestamp,symbol,...,close) giving fill prices"
-    )
-    parser.add_argument(
-        "--price", action="append", default=[], metavar="SYMBOL=PRICE", help="pin a fill price (repeatable)"
-    )
+def serve(server: PaperServer, *, on_ready: Callable[[PaperServer], None] | None = None) -> None:
+    """Run a started `server` in the foreground until Ctrl-C or SIGTERM, then stop it.
 
+    SIGTERM is caught only when called from the main thread (Python delivers signals there); the
+    previous handler is put back afterwards.
 
-def run_paper_server(args: argparse.Namespace) -> int:
-    """Run the paper server until Ctrl-C or SIGTERM; return the exit status."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    try:
-        plan = FaultPlan.load(args.faults) if args.faults else None
-        broker = PaperBroker(
-            prices=CsvBarPrices(args.bars) if args.bars else None,
-            cash=_cash(str(args.cash)),
-            allow_short=args.allow_short,
-            state_path=args.state,
-        )
-        for pin in args.price:
-            symbol, sep, price = pin.partition("=")
-            if not sep:
-                raise ConfigError(f"--price wants SYMBOL=PRICE, got {pin!r}")
-            broker.set_price(symbol, price)
-        server = PaperServer(broker, host=args.host, port=args.port, fault_plan=plan).start()
-    except (ConfigError, OSError) as exc:
-        print(f"tradeguard paper-server: {exc}", file=sys.stderr)
-        return 2
+    Args:
+        server: The server to run; `start()` it first, so a bind error reaches the caller.
+        on_ready: Called once the stop signals are handled, before waiting (e.g. to print the URL).
+    """
     done = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, lambda *_: done.set())
-    print(f"paper server listening on {server.url} (any API key works; Ctrl-C stops it)", flush=True)
-    if args.host not in _LOOPBACK:
-        print(
-            f"warning: {args.host} is not loopback: anyone who can reach it can trade here", file=sys.stderr
-        )
-    if plan is not None:
-        print(f"fault plan {args.faults}: {len(plan.faults)} fault(s), seed {plan.seed}", flush=True)
     try:
+        if on_ready is not None:
+            on_ready(server)
         done.wait()
     except KeyboardInterrupt:
         pass
@@ -350,25 +309,3 @@ def run_paper_server(args: argparse.Namespace) -> int:
         server.stop()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return 0
-
-
-def _cash(text: str) -> Decimal:
-    try:
-        cash = Decimal(text)
-    except InvalidOperation:
-        cash = Decimal(-1)
-    if not cash.is_finite() or cash < 0:
-        raise ConfigError(f"--cash wants an amount of dollars, got {text!r}")
-    return cash
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run `python -m tradeguard.broker.paper_server [options]`."""
-    parser = argparse.ArgumentParser(prog="tradeguard paper-server", description=__doc__.splitlines()[0])
-    add_paper_server_arguments(parser)
-    return run_paper_server(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -4,7 +4,7 @@ Alpaca's ``code`` is a coarse family (``http_status * 100000 + n``) shared by un
 40010001 is both "client_order_id must be unique" (the order exists) and "qty is required" (a bad
 request). So every rule here reads the status, the code and the message together (ALPACA.md).
 
-This module is pure: no alpaca-py, no requests. `alpaca_errors` uses `classify_response` to pick
+This module is pure: no alpaca-py, no requests. `errors` uses `classify_response` to pick
 the exception class of an HTTP error; the gateway and reconciler use the predicates on the
 `BrokerError` they caught. The paper broker raises the same (status, code, message) triples, so
 the predicates work for it too.

@@ -9,8 +9,8 @@ The adapter owns how requests reach Alpaca:
 - Every request gets a (connect, read) timeout from `Settings`: alpaca-py passes none, and a hung
   socket would block forever.
 - Requests go through the client's raw ``get`` / ``post`` / ``delete`` and answers are converted
-  by `alpaca_convert`, so a status or exchange Alpaca adds later cannot fail a read.
-- Every failure leaves as a `BrokerError` chosen by `alpaca_errors.map_alpaca_error`.
+  by `convert`, so a status or exchange Alpaca adds later cannot fail a read.
+- Every failure leaves as a `BrokerError` chosen by `errors.map_alpaca_error`.
 
 The client is modified in place; do not share it with code that relies on alpaca-py's retry.
 """
@@ -26,7 +26,7 @@ from urllib.parse import quote
 import requests
 from alpaca.trading.client import TradingClient
 
-from tradeguard.broker.alpaca_convert import (
+from tradeguard.broker.alpaca.convert import (
     MalformedResponse,
     order_from_raw,
     order_payload,
@@ -36,8 +36,8 @@ from tradeguard.broker.alpaca_convert import (
     positions_from_raw,
     same_symbol,
 )
-from tradeguard.broker.alpaca_errors import Stage, map_alpaca_error
-from tradeguard.broker.errors_map import is_duplicate_client_order_id, is_not_found
+from tradeguard.broker.alpaca.errors import Stage, map_alpaca_error
+from tradeguard.broker.alpaca.errors_map import is_duplicate_client_order_id, is_not_found
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, RejectKind
 from tradeguard.errors import BrokerError, ConfigError, OrderRejected, OutcomeUnknown

@@ -14,10 +14,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from tradeguard.broker.paper_rules import rejection, unprocessable
-from tradeguard.broker.paper_state import asset_id, fmt
 from tradeguard.domain import BrokerPosition, OrderRequest, OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import OrderRejected
+from tradeguard.paper.rules import rejection, unprocessable
+from tradeguard.paper.state import asset_id, fmt
 
 __all__ = [
     "clock_json",

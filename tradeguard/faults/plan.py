@@ -13,7 +13,9 @@ A plan is YAML or JSON::
 
 Each fault counts the calls that match its route and `match` on its own; the first fault in plan
 order that fires decides the call. Randomness comes from one generator per fault seeded from the
-plan's seed, so a plan replays the same way for the same sequence of calls.
+plan's seed, so a plan replays the same way for the same sequence of calls. A `route` must name
+one of the routes in `tradeguard.paper.routes` (the routes the paper server serves), and `match`
+only fields of that route.
 """
 
 from __future__ import annotations
@@ -31,35 +33,11 @@ from typing import Any
 import yaml
 
 from tradeguard.errors import ConfigError
+from tradeguard.paper.routes import ROUTES, route_for, segments_match, split_route
 
-__all__ = ["ROUTES", "Fault", "FaultAction", "FaultInjector", "FaultPlan", "FiredFault", "route_pattern"]
+__all__ = ["Fault", "FaultAction", "FaultInjector", "FaultPlan", "FiredFault"]
 
 Scalar = str | int | float | bool
-
-_ORDER_FIELDS = (
-    "symbol side qty notional type order_type time_in_force limit_price stop_price client_order_id "
-    "position_intent extended_hours order_class"
-)
-ROUTES: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        route: frozenset(fields.split())
-        for route, fields in {
-            "POST /v2/orders": _ORDER_FIELDS,
-            "GET /v2/orders": "status limit after until direction nested side symbols",
-            "DELETE /v2/orders": "",
-            "GET /v2/orders/{id}": "id nested",
-            "DELETE /v2/orders/{id}": "id",
-            "GET /v2/orders:by_client_order_id": "client_order_id",
-            "GET /v2/positions": "",
-            "DELETE /v2/positions": "cancel_orders",
-            "GET /v2/positions/{symbol}": "symbol",
-            "DELETE /v2/positions/{symbol}": "symbol qty percentage",
-            "GET /v2/account": "",
-            "GET /v2/clock": "",
-        }.items()
-    }
-)
-"""Every route the paper server serves, with the fields a fault's `match` may name."""
 
 
 class FaultAction(enum.StrEnum):
@@ -105,27 +83,6 @@ class _FieldError(ConfigError):
         self.key = key
 
 
-def _split_route(route: str) -> tuple[str, tuple[str, ...]]:
-    method, _, path = route.strip().partition(" ")
-    return method.upper(), tuple(path.strip().strip("/").split("/"))
-
-
-def _segments_match(pattern: tuple[str, ...], path: tuple[str, ...]) -> bool:
-    return len(pattern) == len(path) and all(
-        p == s or (p.startswith("{") and p.endswith("}")) for p, s in zip(pattern, path, strict=True)
-    )
-
-
-def route_pattern(route: str) -> str | None:
-    """Return the served route (a key of ROUTES) that `route` names, or None."""
-    method, path = _split_route(route)
-    for pattern in ROUTES:
-        p_method, p_path = _split_route(pattern)
-        if method == p_method and _segments_match(p_path, path):
-            return pattern
-    return None
-
-
 def _number(key: str, value: object, low: float, high: float, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
         raise _FieldError(key, f"{key} must be {what}, got {value!r}")
@@ -153,10 +110,11 @@ class Fault:
     def __post_init__(self) -> None:
         if not isinstance(self.route, str):
             raise _FieldError("route", f"route must be text like 'POST /v2/orders', got {self.route!r}")
-        pattern = route_pattern(self.route)
-        if pattern is None:
-            raise _FieldError("route", f"unknown route {self.route!r} (expected one of {', '.join(ROUTES)})")
-        method, segments = _split_route(self.route)
+        served = route_for(self.route)
+        if served is None:
+            expected = ", ".join(r.key for r in ROUTES)
+            raise _FieldError("route", f"unknown route {self.route!r} (expected one of {expected})")
+        method, segments = split_route(self.route)
         object.__setattr__(self, "route", f"{method} /{'/'.join(segments)}")
         try:
             object.__setattr__(self, "action", FaultAction(str(self.action)))
@@ -168,10 +126,10 @@ class Fault:
         if not isinstance(self.match, Mapping):
             raise _FieldError("match", f"match must be a mapping of field to value, got {self.match!r}")
         for key, value in self.match.items():
-            if key not in ROUTES[pattern]:
-                expected = ", ".join(sorted(ROUTES[pattern])) or "nothing"
+            if key not in served.fields:
+                expected = ", ".join(sorted(served.fields)) or "nothing"
                 raise _FieldError(
-                    "match", f"match field {key!r} does not apply to {pattern} (expected {expected})"
+                    "match", f"match field {key!r} does not apply to {served.key} (expected {expected})"
                 )
             if not isinstance(value, Scalar):
                 raise _FieldError("match", f"match value of {key!r} must be a scalar, got {value!r}")
@@ -239,8 +197,8 @@ class Fault:
 
     def wants(self, method: str, path: str, fields: Mapping[str, object]) -> bool:
         """Return whether a call to `method path` with `fields` is one this fault counts."""
-        f_method, f_path = _split_route(self.route)
-        if method.upper() != f_method or not _segments_match(f_path, tuple(path.strip("/").split("/"))):
+        f_method, f_path = split_route(self.route)
+        if method.upper() != f_method or not segments_match(f_path, tuple(path.strip("/").split("/"))):
             return False
         return all(_same(expected, fields.get(key)) for key, expected in self.match.items())
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from tradeguard.broker.errors_map import reject_kind
-from tradeguard.broker.paper_state import PaperState, fmt
+from tradeguard.broker.alpaca.errors_map import reject_kind
 from tradeguard.domain import OrderRequest, OrderType, PositionIntent, Side
 from tradeguard.errors import OrderRejected
+from tradeguard.paper.state import PaperState, fmt
 
 __all__ = [
     "MAX_AMOUNT",

@@ -22,24 +22,6 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
-from tradeguard.broker.paper_prices import DEFAULT_PRICE, PriceSource
-from tradeguard.broker.paper_rules import (
-    QTY_STEP,
-    check_limit_price,
-    check_position,
-    check_wash_trade,
-    order_qty,
-    rejection,
-    unprocessable,
-)
-from tradeguard.broker.paper_state import (
-    PaperOrder,
-    PaperState,
-    account_document,
-    fmt,
-    load_state,
-    save_state,
-)
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.domain import (
     BrokerOrder,
@@ -52,6 +34,24 @@ from tradeguard.domain import (
     TimeInForce,
 )
 from tradeguard.errors import ConfigError, OrderRejected
+from tradeguard.paper.prices import DEFAULT_PRICE, PriceSource
+from tradeguard.paper.rules import (
+    QTY_STEP,
+    check_limit_price,
+    check_position,
+    check_wash_trade,
+    order_qty,
+    rejection,
+    unprocessable,
+)
+from tradeguard.paper.state import (
+    PaperOrder,
+    PaperState,
+    account_document,
+    fmt,
+    load_state,
+    save_state,
+)
 
 __all__ = ["DEFAULT_CASH", "PaperBroker"]
 

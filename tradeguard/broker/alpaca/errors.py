@@ -31,7 +31,7 @@ import requests
 import urllib3.exceptions
 from alpaca.common.exceptions import APIError
 
-from tradeguard.broker.errors_map import classify_response, reject_kind
+from tradeguard.broker.alpaca.errors_map import classify_response, reject_kind
 from tradeguard.domain import RejectKind
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 

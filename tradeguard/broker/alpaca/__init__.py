@@ -1,0 +1,12 @@
+"""The Alpaca adapter: `AlpacaBroker`, the `Broker` port over alpaca-py's `TradingClient`.
+
+- `adapter`: `AlpacaBroker` and its transport policy (no hidden POST retry, timeouts).
+- `convert`: tradeguard's value types to and from Alpaca's JSON.
+- `errors`: every alpaca-py / requests failure to a `BrokerError`, in one place.
+- `errors_map`: Alpaca's error vocabulary (status, code, message) to exception class and
+  `RejectKind`; pure, so the paper broker, which answers with Alpaca's bodies, uses it too.
+"""
+
+from tradeguard.broker.alpaca.adapter import AlpacaBroker
+
+__all__ = ["AlpacaBroker"]
