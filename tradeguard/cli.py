@@ -1,7 +1,9 @@
 """The `tradeguard` command: a thin layer over the same objects the library exports.
 
 The environment is read here and only here (Alpaca keys, store URL); everything below gets
-explicit arguments.
+explicit arguments. Each command imports what it needs when it runs: `tradeguard --help` loads
+no store, broker or pandas code, and `tradeguard audit` no alpaca-py
+(tests/test_import_graph.py holds both).
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.errors import TradeguardError
-from tradeguard.reconcile.runner import Reconciler, ReconcileReport
-from tradeguard.store import AuditQuery, ClaimStore
+
+if TYPE_CHECKING:
+    from tradeguard.reconcile.runner import ReconcileReport
 
 __all__ = ["main"]
 
@@ -77,6 +81,9 @@ def _print_report(report: ReconcileReport) -> None:
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from tradeguard.reconcile.runner import Reconciler
+    from tradeguard.store import ClaimStore
+
     settings = Settings.from_env()
     with ClaimStore(args.store, settings=settings) as store:
         reconciler = Reconciler(_make_broker(args, settings), store, settings=settings)
@@ -98,6 +105,8 @@ def _parse_time(value: str) -> datetime:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    from tradeguard.store import AuditQuery, ClaimStore
+
     query = AuditQuery(
         agent_id=args.agent_id,
         actions=tuple(args.action or ()),
