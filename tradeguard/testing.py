@@ -24,9 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
-
-from alpaca.trading.client import TradingClient
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from tradeguard.broker.errors_map import reject_kind
 from tradeguard.broker.faults import Fault, FaultAction, FaultInjector, FaultPlan
@@ -45,6 +43,9 @@ from tradeguard.domain import (
 )
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.ports import Broker
+
+if TYPE_CHECKING:
+    from alpaca.trading.client import TradingClient
 
 __all__ = [
     "Fault",
@@ -264,6 +265,10 @@ def alpaca_client(
         key: Any API key: the paper server accepts all.
         secret: Any secret.
     """
+    # Imported here: alpaca-py is the one dependency of this kit that only this helper needs,
+    # and it takes about half a second to import.
+    from alpaca.trading.client import TradingClient  # noqa: PLC0415
+
     client = TradingClient(key, secret, url_override=url)
     if timeout_secs is not None:
         # alpaca-py exposes no timeout setting; its session's request method is the one hook.
