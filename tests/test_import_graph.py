@@ -268,3 +268,32 @@ def test_the_module_entry_point_help_loads_neither_alpaca_nor_pandas(tmp_path: P
     loaded = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert "tradeguard.config" in loaded  # the CLI itself runs as __main__
     assert sorted(m for m in loaded if within(m, HEAVY)) == []
+
+
+PUBLIC_SURFACE = ("tradeguard", "tradeguard.testing")
+
+
+def example_files() -> dict[str, Path]:
+    """The repository's example bots, and the demo that `tradeguard demo` runs."""
+    found = {f"strategies.{p.stem}": p for p in sorted((ROOT / "strategies").glob("*.py"))}
+    found["tradeguard.demo"] = PACKAGE_DIR / "demo.py"
+    return found
+
+
+def test_the_examples_and_the_demo_use_only_the_public_surface() -> None:
+    offending = []
+    for module, path in example_files().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            offending += [
+                f"{module}:{node.lineno} imports {name}"
+                for name in names
+                if within(name, ["tradeguard"]) and name not in PUBLIC_SURFACE
+            ]
+    assert offending == []

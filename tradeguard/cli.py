@@ -137,7 +137,7 @@ def _cmd_paper_server(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from strategies.demo import run_demo  # the CLI is the top layer: it may use the example bot
+    from tradeguard.demo import run_demo
 
     return run_demo(store_url=args.store, agent_id=args.agent_id)
 
