@@ -2,8 +2,8 @@
 
 The environment is read here and only here (Alpaca keys, store URL); everything below gets
 explicit arguments. Each command imports what it needs when it runs: `tradeguard --help` loads
-no store, broker or pandas code, and `tradeguard audit` no alpaca-py
-(tests/test_import_graph.py holds both).
+neither the store (SQLAlchemy, Alembic) nor alpaca-py nor pandas, and `tradeguard audit` neither
+alpaca-py nor pandas (tests/test_import_graph.py holds the last two).
 """
 
 from __future__ import annotations
