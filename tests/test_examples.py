@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from strategies.demo import STEPS, run_demo
 from strategies.momentum import MomentumBot
 from tradeguard import ClaimStore, ManualClock, OrderGateway, PaperBroker, Settings
 from tradeguard.cli import main
+from tradeguard.demo import STEPS, run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 

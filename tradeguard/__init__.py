@@ -4,56 +4,74 @@ One trading decision reaches the broker at most once across retries, crashes, pr
 hosts; exits never sell more than the broker holds; the guard's view of positions converges to
 the broker's. Start with `OrderGateway` (or `GuardedTradingClient` as a drop-in for alpaca-py's
 `TradingClient`), a `ClaimStore`, and a broker: `AlpacaBroker` or the offline `PaperBroker`.
+
+The names below are imported on first use (PEP 562), not when `tradeguard` is imported: the
+adapters pull in alpaca-py, SQLAlchemy and Alembic, which cost seconds that `tradeguard --help`,
+`tradeguard audit` and a bot using only the paper broker should not pay.
 """
 
-from tradeguard.broker.alpaca import AlpacaBroker
-from tradeguard.client import GuardedTradingClient
-from tradeguard.clock import Clock, ManualClock, SystemClock
-from tradeguard.config import Settings
-from tradeguard.domain import (
-    AuditAction,
-    AuditRecord,
-    BrokerOrder,
-    BrokerPosition,
-    Claim,
-    LedgerPosition,
-    OrderRequest,
-    OrderStatus,
-    OrderType,
-    PositionIntent,
-    Side,
-    TimeInForce,
-)
-from tradeguard.domain.intents import Intent, Kind, OrderSpec
-from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import (
-    BrokerError,
-    BrokerUnavailable,
-    ClaimInProgress,
-    ConfigError,
-    IllegalTransition,
-    IntentMismatch,
-    LeaseLost,
-    OrderRejected,
-    OutcomeUnknown,
-    SessionFormatError,
-    StoreError,
-    TradeguardError,
-)
-from tradeguard.execution import OrderResult, Outcome
-from tradeguard.gateway import OrderGateway
-from tradeguard.paper import PaperBroker
-from tradeguard.ports import Broker
-from tradeguard.reconcile import (
-    Action,
-    ActionKind,
-    BackgroundReconciler,
-    BrokerSnapshot,
-    Reconciler,
-    ReconcileReport,
-    diff,
-)
-from tradeguard.store import AuditQuery, ClaimStore
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+# The domain first, eagerly (it is pure standard library, a few ms): `tradeguard.errors` and
+# `tradeguard.domain` import each other, and that cycle resolves only when it is entered through
+# `tradeguard.domain`. Every `import tradeguard.<module>` runs this file first, so this fixes
+# the order for all entry points (it used to be fixed by accident, via the eager adapter imports).
+import tradeguard.domain  # noqa: F401 - imported for the order it sets, not for a name
+
+if TYPE_CHECKING:
+    # What mypy and IDEs see; at run time `__getattr__` imports the same names from `_EXPORTS`
+    # (tests/test_import_graph.py checks the two agree).
+    from tradeguard.broker.alpaca import AlpacaBroker
+    from tradeguard.client import GuardedTradingClient
+    from tradeguard.clock import Clock, ManualClock, SystemClock
+    from tradeguard.config import Settings
+    from tradeguard.domain import (
+        AuditAction,
+        AuditRecord,
+        BrokerOrder,
+        BrokerPosition,
+        Claim,
+        LedgerPosition,
+        OrderRequest,
+        OrderStatus,
+        OrderType,
+        PositionIntent,
+        Side,
+        TimeInForce,
+    )
+    from tradeguard.domain.intents import Intent, Kind, OrderSpec
+    from tradeguard.domain.lifecycle import ClaimState
+    from tradeguard.errors import (
+        BrokerError,
+        BrokerUnavailable,
+        ClaimInProgress,
+        ConfigError,
+        IllegalTransition,
+        IntentMismatch,
+        LeaseLost,
+        OrderRejected,
+        OutcomeUnknown,
+        SessionFormatError,
+        StoreError,
+        TradeguardError,
+    )
+    from tradeguard.execution import OrderResult, Outcome
+    from tradeguard.gateway import OrderGateway
+    from tradeguard.paper import PaperBroker
+    from tradeguard.ports import Broker
+    from tradeguard.reconcile import (
+        Action,
+        ActionKind,
+        BackgroundReconciler,
+        BrokerSnapshot,
+        Reconciler,
+        ReconcileReport,
+    )
+    from tradeguard.reconcile.diff import diff
+    from tradeguard.store import AuditQuery, ClaimStore
 
 __version__ = "0.1.0"
 
@@ -114,3 +132,82 @@ __all__ = [
     "SessionFormatError",
     "__version__",
 ]
+
+# Each public name -> the module that defines it. Grouped by module, as imported above.
+_EXPORTS: dict[str, str] = {
+    "AlpacaBroker": "tradeguard.broker.alpaca",
+    "PaperBroker": "tradeguard.paper",
+    "GuardedTradingClient": "tradeguard.client",
+    **dict.fromkeys(("Clock", "ManualClock", "SystemClock"), "tradeguard.clock"),
+    "Settings": "tradeguard.config",
+    **dict.fromkeys(
+        (
+            "AuditAction",
+            "AuditRecord",
+            "BrokerOrder",
+            "BrokerPosition",
+            "Claim",
+            "LedgerPosition",
+            "OrderRequest",
+            "OrderStatus",
+            "OrderType",
+            "PositionIntent",
+            "Side",
+            "TimeInForce",
+        ),
+        "tradeguard.domain",
+    ),
+    **dict.fromkeys(("Intent", "Kind", "OrderSpec"), "tradeguard.domain.intents"),
+    "ClaimState": "tradeguard.domain.lifecycle",
+    **dict.fromkeys(
+        (
+            "BrokerError",
+            "BrokerUnavailable",
+            "ClaimInProgress",
+            "ConfigError",
+            "IllegalTransition",
+            "IntentMismatch",
+            "LeaseLost",
+            "OrderRejected",
+            "OutcomeUnknown",
+            "SessionFormatError",
+            "StoreError",
+            "TradeguardError",
+        ),
+        "tradeguard.errors",
+    ),
+    **dict.fromkeys(("OrderResult", "Outcome"), "tradeguard.execution"),
+    "OrderGateway": "tradeguard.gateway",
+    "Broker": "tradeguard.ports",
+    **dict.fromkeys(
+        (
+            "Action",
+            "ActionKind",
+            "BackgroundReconciler",
+            "BrokerSnapshot",
+            "Reconciler",
+            "ReconcileReport",
+        ),
+        "tradeguard.reconcile",
+    ),
+    "diff": "tradeguard.reconcile.diff",
+    **dict.fromkeys(("AuditQuery", "ClaimStore"), "tradeguard.store"),
+}
+
+
+if not TYPE_CHECKING:
+    # Hidden from mypy: a module-level __getattr__ would make it accept any name imported from
+    # tradeguard (typed as its return type) instead of reporting a typo.
+
+    def __getattr__(name: str) -> object:
+        """Import a public name on first access and keep it, so later lookups are plain."""
+        module = _EXPORTS.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        """List the public names too, before they are imported (for dir() and completion)."""
+        return sorted(set(globals()) | set(__all__))

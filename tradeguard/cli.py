@@ -1,7 +1,9 @@
 """The `tradeguard` command: a thin layer over the same objects the library exports.
 
 The environment is read here and only here (Alpaca keys, store URL); everything below gets
-explicit arguments.
+explicit arguments. Each command imports what it needs when it runs: `tradeguard --help` loads
+neither the store (SQLAlchemy, Alembic) nor alpaca-py nor pandas, and `tradeguard audit` neither
+alpaca-py nor pandas (tests/test_import_graph.py holds the last two).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.errors import ConfigError, TradeguardError
-from tradeguard.reconcile.runner import Reconciler, ReconcileReport
-from tradeguard.store import AuditQuery, ClaimStore
+
+if TYPE_CHECKING:
+    from tradeguard.reconcile.runner import ReconcileReport
 
 __all__ = ["main"]
 
@@ -80,6 +84,9 @@ def _print_report(report: ReconcileReport) -> None:
 
 
 def _cmd_reconcile(args: argparse.Namespace) -> int:
+    from tradeguard.reconcile.runner import Reconciler
+    from tradeguard.store import ClaimStore
+
     settings = Settings.from_env()
     with ClaimStore(args.store, settings=settings) as store:
         reconciler = Reconciler(_make_broker(args, settings), store, settings=settings)
@@ -101,6 +108,8 @@ def _parse_time(value: str) -> datetime:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
+    from tradeguard.store import AuditQuery, ClaimStore
+
     query = AuditQuery(
         agent_id=args.agent_id,
         actions=tuple(args.action or ()),
@@ -192,7 +201,7 @@ def _cmd_paper_server(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from strategies.demo import run_demo  # the CLI is the top layer: it may use the example bot
+    from tradeguard.demo import run_demo
 
     return run_demo(store_url=args.store, agent_id=args.agent_id)
 

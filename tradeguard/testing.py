@@ -23,9 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
-
-from alpaca.trading.client import TradingClient
+from typing import TYPE_CHECKING, Any
 
 from tradeguard.clock import ManualClock
 from tradeguard.domain import (
@@ -41,6 +39,9 @@ from tradeguard.faults import Fault, FaultAction, FaultPlan, FaultyBroker
 from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import FixedPrices, PriceSource, RecordedPrices
 from tradeguard.paper.server import PaperServer
+
+if TYPE_CHECKING:
+    from alpaca.trading.client import TradingClient
 
 __all__ = [
     "Fault",
@@ -109,6 +110,10 @@ def alpaca_client(
         key: Any API key: the paper server accepts all.
         secret: Any secret.
     """
+    # Imported here: alpaca-py is the one dependency of this kit that only this helper needs,
+    # and it takes about half a second to import.
+    from alpaca.trading.client import TradingClient  # noqa: PLC0415
+
     client = TradingClient(key, secret, url_override=url)
     if timeout_secs is not None:
         # alpaca-py exposes no timeout setting; its session's request method is the one hook.

@@ -8,15 +8,17 @@ record in the same transaction (G6); if any of it cannot be written, the caller 
 Which commits reach the disk before the call returns (SQLite; see connections.py for what a
 non-durable commit means; PostgreSQL commits everything with `synchronous_commit=on`):
 
-* Durable (fsync): `claim` and any `transition` into PENDING, because an order is sent next
-  (G5); `take_over`, because it fences a worker out; `audit`/`record_skip`, because a skip or a
-  reconcile note is the only trace of what happened; `close_turn` and `adjust_position`, rare
-  reconcile actions where the fsync is cheap insurance.
-* Not durable: `transition` to any other state (but out of NOT_SENT, which is durable), and
-  `claim_window`. A transition records broker evidence. A kill -9 cannot lose it; a power cut can roll back the last few, never out of order,
-  together with their fills and audit records. The claim then reads as its previous state, which
-  is always active (every way out of an inactive state leads into PENDING, which is durable),
-  so the reconciler looks it up by client_order_id and adopts the broker's state again (G2).
+* Durable (fsync): `claim`, `claim_exit` and any `transition` into PENDING, because an order is
+  sent next (G5); `take_over` and `renew_lease`, because they fence a worker out; a transition
+  out of NOT_SENT (an order found late; NOT_SENT is probed only for a while); `audit` and
+  `record_skip`, because a skip or a reconcile note is the only trace of what happened; ledger
+  corrections (`close_turn`, `correct_position`, `settle_position`), rare enough that the fsync
+  is cheap insurance.
+* Not durable: other transitions, and `claim_window`. A transition records broker evidence. A
+  kill -9 cannot lose it; a power cut can roll back the last few, never out of order, together
+  with their fills and audit records. The claim then reads as its previous state, which is
+  always active or NOT_SENT (every other way out of an inactive state is durable), so the
+  reconciler looks it up by client_order_id and adopts the broker's state again (G2).
   A dedup window matters only with the claim that follows it, and that claim's fsync covers it.
 
 `fsync_every_commit=True` makes every commit durable (one fsync per transition).

@@ -7,6 +7,19 @@
   `RejectKind`; pure, so the paper broker, which answers with Alpaca's bodies, uses it too.
 """
 
-from tradeguard.broker.alpaca.adapter import AlpacaBroker
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tradeguard.broker.alpaca.adapter import AlpacaBroker
 
 __all__ = ["AlpacaBroker"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the paper broker and the fault injector import `errors_map` (pure), which must not
+    # drag alpaca-py in through this package's __init__.
+    if name == "AlpacaBroker":
+        from tradeguard.broker.alpaca.adapter import AlpacaBroker  # noqa: PLC0415
+
+        return AlpacaBroker
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

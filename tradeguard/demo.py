@@ -7,6 +7,9 @@ every decision the way it did on May 21 (a timeout retry, a duplicate add, two e
 and the SQQQ position is closed behind the bot's back before its exit (the phantom). The paper
 account is kept in a file beside the store, so a second run shows every decision already
 claimed: nothing is sent twice across restarts either.
+
+It lives in the package, not in the repository's `strategies/` examples, so that an installed
+`tradeguard demo` needs nothing but `tradeguard`.
 """
 
 from __future__ import annotations
@@ -15,11 +18,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+# Only the public surface (`tradeguard`, `tradeguard.testing`): the demo doubles as an example.
 from tradeguard import ClaimStore, ManualClock, OrderGateway, OrderResult, Outcome, PaperBroker, Settings
-from tradeguard.faults import FaultPlan
-from tradeguard.paper.prices import FixedPrices
-from tradeguard.store.engine import parse_url
-from tradeguard.testing import FaultyBroker
+from tradeguard.testing import FaultPlan, FaultyBroker, FixedPrices
 
 __all__ = ["DEMO_PLAN", "STEPS", "DemoStep", "run_demo"]
 
@@ -66,11 +67,10 @@ STEPS = (
 )
 
 
-def _paper_state_path(store_url: str) -> Path | None:
-    url = parse_url(store_url)
-    if url.get_backend_name() != "sqlite" or not url.database:
+def _paper_state_path(store: ClaimStore) -> Path | None:
+    if store.backend != "sqlite" or not store.url.database:
         return None
-    return Path(url.database).with_suffix(".paper.json")
+    return Path(store.url.database).with_suffix(".paper.json")
 
 
 def _at(hhmmss: str) -> datetime:
@@ -94,10 +94,10 @@ def run_demo(*, store_url: str, agent_id: str = "demo-bot") -> int:
     """Run the demo against `store_url`; print what happened; return 0."""
     clock = ManualClock(_at("09:30:00"))
     settings = Settings(recent_activity_secs=0)
-    state = _paper_state_path(store_url)
+    store = ClaimStore(store_url, settings=settings, clock=clock)
+    state = _paper_state_path(store)
     paper = PaperBroker(prices=FixedPrices({"TQQQ": "75.33", "SQQQ": "21.50"}), clock=clock, state_path=state)
     broker = FaultyBroker(paper, FaultPlan.parse(DEMO_PLAN, source="demo plan"), clock=clock)
-    store = ClaimStore(store_url, settings=settings, clock=clock)
     gateway = OrderGateway(broker, store, agent_id=agent_id, settings=settings, clock=clock)
     results: list[OrderResult] = []
     print(f"tradeguard demo: agent {agent_id!r}, {store!r}, paper account {state or 'in memory'}\n")

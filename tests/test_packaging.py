@@ -1,0 +1,36 @@
+"""The wheel installs `tradeguard` and nothing else at the top level.
+
+A top-level `strategies` (or `replay`) in the wheel would shadow, or be shadowed by, a bot's own
+package of that name. This asks setuptools' own package discovery, with the project's
+`[tool.setuptools.packages.find]` settings, which packages a build puts in the wheel.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def discovered_packages() -> list[str]:
+    expand = pytest.importorskip("setuptools.config.expand", reason="setuptools does the discovery")
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        find = tomllib.load(fh)["tool"]["setuptools"]["packages"]["find"]
+    # The call setuptools makes when it expands `packages = {find = ...}` for a build.
+    packages: list[str] = expand.find_packages(root_dir=ROOT, **find)
+    return packages
+
+
+def test_the_only_top_level_import_name_is_tradeguard() -> None:
+    packages = discovered_packages()
+    assert {name.split(".")[0] for name in packages} == {"tradeguard"}
+
+
+def test_the_wheel_still_holds_every_tradeguard_package() -> None:
+    on_disk = {
+        ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "tradeguard").rglob("__init__.py")
+    }
+    assert on_disk <= set(discovered_packages())
