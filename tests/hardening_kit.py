@@ -58,7 +58,9 @@ class RecordingPaper(PaperBroker):
         """Return the asks, optionally filtered."""
         with self._ask_lock:
             return [
-                a for a in self.asks if (symbol is None or a.symbol == symbol) and (side is None or a.side == side)
+                a
+                for a in self.asks
+                if (symbol is None or a.symbol == symbol) and (side is None or a.side == side)
             ]
 
 

@@ -79,7 +79,7 @@ def exit_worker(url: str, paper_url: str, rounds: int, barrier: Any, results: An
             try:
                 result = gateway.exit("TQQQ", intent=f"r{r} exit decision {worker}")
                 results.put(("exit", r, worker, result.outcome.value))
-            except Exception as exc:  # noqa: BLE001 - a refused or failed exit is a result here
+            except Exception as exc:
                 results.put(("exit", r, worker, f"raised {exc!r}"))
             barrier.wait(timeout=300)
         gateway.store.close()
@@ -93,6 +93,7 @@ def stall_worker(url: str, paper_url: str, point: str, marker: str, result_path:
 
     Writes `marker` just before freezing, and the enter's outcome (or error) to `result_path`.
     """
+
     def freeze(name: str) -> None:
         if name == point:
             Path(marker).write_text("frozen")

@@ -62,7 +62,9 @@ def test_ledger_keeps_every_concurrent_fill_of_one_agent_in_one_symbol(store_url
     barrier = CTX.Barrier(WORKERS + 1)
     results = CTX.Queue()
     procs = [
-        CTX.Process(target=workers.ledger_race_worker, args=(store_url, rounds, DECISIONS, barrier, results, w))
+        CTX.Process(
+            target=workers.ledger_race_worker, args=(store_url, rounds, DECISIONS, barrier, results, w)
+        )
         for w in range(WORKERS)
     ]
     for p in procs:
@@ -92,7 +94,9 @@ def test_eight_processes_entering_different_decisions_book_every_share(store_url
     results = CTX.Queue()
     with paper_server(RecordingPaper()) as server:
         procs = [
-            CTX.Process(target=workers.enter_many_worker, args=(store_url, server.url, DECISIONS, barrier, results, w))
+            CTX.Process(
+                target=workers.enter_many_worker, args=(store_url, server.url, DECISIONS, barrier, results, w)
+            )
             for w in range(WORKERS)
         ]
         for p in procs:
@@ -177,7 +181,9 @@ def _stall(store_url: str, paper_url: str, point: str, tmp: Path) -> tuple[multi
     if not marker.exists():
         proc.join(30)
         outcome = result.read_text() if result.exists() else "no result"
-        pytest.fail(f"the worker never stopped at {point!r} (crashpoints.hit not called?); it ended: {outcome}")
+        pytest.fail(
+            f"the worker never stopped at {point!r} (crashpoints.hit not called?); it ended: {outcome}"
+        )
     return proc, result
 
 
