@@ -15,6 +15,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
@@ -256,6 +257,10 @@ class FakeAlpaca:
         if cid in self.orders:
             context.status_code, text = DUPLICATE_CLIENT_ORDER_ID
             return text
+        refusal = self._position_intent_refusal(sent)
+        if refusal is not None:
+            context.status_code, text = refusal
+            return text
         fault = self.post_faults.pop(0) if self.post_faults else None
         if fault is None or fault.accept:
             body = self.add_order(
@@ -279,6 +284,25 @@ class FakeAlpaca:
             context.status_code = fault.status
             return fault.text
         return json.dumps(body)
+
+    def _position_intent_refusal(self, sent: dict[str, Any]) -> tuple[int, str] | None:
+        """Refuse a `position_intent` that contradicts the position, as Alpaca does (422 42210000).
+
+        Alpaca infers the intent from the side and the position held: a sell while long closes,
+        a sell while flat or short opens (and the mirror for buys). A stated intent that differs
+        is refused with the inferred one in the message.
+        """
+        stated = sent.get("position_intent")
+        if not stated:
+            return None
+        held = self.positions.get(sent["symbol"])
+        qty = Decimal(held["qty"]) if held is not None else Decimal(0)
+        side = sent["side"]
+        closing = qty > 0 if side == "sell" else qty < 0
+        inferred = f"{side}_to_{'close' if closing else 'open'}"
+        if stated == inferred:
+            return None
+        return 422, error_text(42210000, f"position intent mismatch, inferred: {inferred}")
 
     def _get_by_client_id(self, request: Any, context: Any) -> str:
         cid = _query(request).get("client_order_id", "")

@@ -1,0 +1,230 @@
+"""Issue 8, reconciliation defects: stale position reads, clears racing entries, shared accounts.
+
+Real claim stores (a SQLite file and PostgreSQL), the in-process paper account, one manual clock
+(the reconciler's settle delay advances it instead of sleeping). The positions endpoint trails
+fills at Alpaca; `LaggingPositions` reproduces that by hiding a symbol's position while its
+orders already show the fill.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.hardening_kit import (
+    LaggingPositions,
+    OnSleepClock,
+    RecordingPaper,
+    audit_of,
+    broker_qty,
+    run_cli,
+)
+from tradeguard.clock import ManualClock
+from tradeguard.config import Settings
+from tradeguard.domain import AuditAction
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.execution import Outcome
+from tradeguard.gateway import OrderGateway
+from tradeguard.store import ClaimStore
+from tradeguard.testing import FaultPlan, FaultyBroker, make_request
+
+AGENT = "may21-bot"
+
+
+@dataclass
+class World:
+    clock: ManualClock
+    paper: RecordingPaper
+    lag: LaggingPositions
+    store: ClaimStore
+    gw: OrderGateway
+
+
+@pytest.fixture
+def world(store_url: str) -> Iterator[World]:
+    """Default settings (2 s settle delay, 5 s recent activity); positions may lag."""
+    clock = OnSleepClock()
+    settings = Settings()
+    paper = RecordingPaper(clock=clock)
+    lag = LaggingPositions(paper)
+    store = ClaimStore(store_url, settings=settings, clock=clock)
+    gw = OrderGateway(lag, store, agent_id=AGENT, settings=settings, clock=clock)
+    yield World(clock, paper, lag, store, gw)
+    store.close()
+
+
+# -- defect 2: a stale positions read clears a real position ----------------------------------
+
+
+def test_position_read_lagging_a_fill_does_not_clear_the_position(world: World) -> None:
+    """Defect 2: an entry fills; a pass 0.5 s later reads flat twice (the positions endpoint
+    trails fills). The position must survive, and the exit sells all 10 once reads catch up."""
+    w = world
+    assert w.gw.enter("TQQQ", qty=10, intent="11:26 breakout").outcome is Outcome.SUBMITTED
+    w.lag.hidden.add("TQQQ")
+    w.clock.advance(0.5)
+    w.gw.reconcile()
+    assert w.gw.position("TQQQ").qty == 10, "a lagging positions read cleared a real position"
+    w.lag.hidden.clear()
+    result = w.gw.exit("TQQQ", intent="11:40 momentum lost")
+    assert result.outcome is Outcome.SUBMITTED, result.reason
+    assert [a.qty for a in w.paper.asked(symbol="TQQQ", side="sell")] == [10]
+    assert broker_qty(w.paper, "TQQQ") == 0
+    assert w.gw.position("TQQQ").is_flat
+
+
+def test_orphan_matching_a_recently_cleared_position_is_readopted(world: World) -> None:
+    """Defect 2: a position cleared on stale reads comes back at the broker as an orphan of the
+    same size; the reconciler takes it back into the agent's ledger instead of reporting it."""
+    w = world
+    w.gw.enter("TQQQ", qty=10, intent="11:26 breakout")
+    w.clock.advance(120)  # long after the fill: a flat read now looks like a phantom
+    w.lag.hidden.add("TQQQ")
+    w.gw.reconcile()  # may clear (indistinguishable from a phantom)
+    w.lag.hidden.clear()
+    w.clock.advance(60)
+    w.gw.reconcile()
+    assert w.store.position(AGENT, "TQQQ").qty == 10, "the agent's own shares were left as an orphan"
+    assert w.gw.reconcile().changes == []  # converged
+
+
+# -- defect 1 (second part): a ledger below the broker converges --------------------------------
+
+
+def test_ledger_holding_less_than_the_broker_converges_for_one_agent(world: World) -> None:
+    """Defect 1: one agent's ledger holds 10 while the broker holds 15 (a fill the ledger missed).
+    After a pass with two steady reads and no recent activity the ledger holds 15, like a
+    ledger holding more is trimmed."""
+    w = world
+    w.gw.enter("TQQQ", qty=10, intent="11:26 breakout")
+    w.paper.submit_order(make_request("TQQQ", "buy", 5, client_order_id="lost-fill-1"))
+    w.clock.advance(120)
+    w.gw.reconcile()
+    assert w.store.position(AGENT, "TQQQ").qty == 15
+    assert w.gw.reconcile().changes == []
+
+
+# -- defect 4: an entry during a phantom clear wipes real shares ---------------------------------
+
+
+def test_scale_in_between_the_two_reads_of_a_phantom_clear_is_not_wiped(world: World) -> None:
+    """Defect 4: the reconciler confirms a 10-share phantom; between its two reads the bot
+    scales in 5 (the positions endpoint does not show them yet). The clear must be dropped for
+    this pass: the ledger keeps 15, and the real 5 are never wiped."""
+    w = world
+    w.gw.enter("TQQQ", qty=10, intent="11:06 entry")
+    w.paper.close_position("TQQQ")  # closed outside the guard: the 10 are a phantom
+    w.clock.advance(120)
+    clock = w.clock
+    assert isinstance(clock, OnSleepClock)
+
+    def scale_in() -> None:
+        w.lag.hidden.add("TQQQ")
+        assert w.gw.enter("TQQQ", qty=5, intent="11:08 scale in").outcome is Outcome.SUBMITTED
+
+    clock.on_next_sleep = scale_in
+    w.gw.reconcile()
+    assert clock.on_next_sleep is None, "the pass took no second read"
+    assert broker_qty(w.paper, "TQQQ") == 5
+    assert w.store.position(AGENT, "TQQQ").qty == 15, "the phantom clear wiped the scale-in"
+    # Once the positions endpoint catches up, the excess 10 goes and the real 5 stay.
+    w.lag.hidden.clear()
+    w.clock.advance(120)
+    w.gw.reconcile()
+    assert w.store.position(AGENT, "TQQQ").qty == 5
+    assert w.gw.exit("TQQQ", intent="11:30 stop").outcome is Outcome.SUBMITTED
+    assert broker_qty(w.paper, "TQQQ") == 0
+
+
+# -- defect 10: a phantom behind an UNKNOWN exit outlives one reconcile interval -----------------
+
+EXIT_503 = """
+faults:
+  - route: POST /v2/orders
+    match: {symbol: TQQQ, side: sell}
+    nth: 1
+    action: error
+    status: 503
+"""
+
+
+def test_one_pass_marks_the_unknown_exit_not_sent_and_clears_the_phantom(store_url: str) -> None:
+    """Defect 10: an exit answered 503 (never placed) stays UNKNOWN; the position is closed
+    outside the guard. A bot calling reconcile_if_due() every 60 s: ONE pass both marks the
+    exit NOT_SENT and clears the phantom."""
+    clock = ManualClock()
+    settings = Settings()
+    paper = RecordingPaper(clock=clock)
+    broker = FaultyBroker(paper, FaultPlan.parse(EXIT_503, source="exit-503.yaml"), clock=clock)
+    with ClaimStore(store_url, settings=settings, clock=clock) as store:
+        gw = OrderGateway(broker, store, agent_id=AGENT, settings=settings, clock=clock)
+        gw.enter("TQQQ", qty=10, intent="11:06 entry")
+        result = gw.exit("TQQQ", intent="11:26 momentum lost")
+        assert result.outcome is Outcome.UNKNOWN and result.claim is not None
+        paper.close_position("TQQQ")
+        clock.advance(60)
+        report = gw.reconcile_if_due()
+        assert report is not None, "no pass was due after one reconcile interval"
+        claim = store.get(result.claim.key)
+        assert claim is not None and claim.state is ClaimState.NOT_SENT
+        assert store.position(AGENT, "TQQQ").is_flat, "the phantom outlived the pass that resolved its exit"
+
+
+# -- defect 6: two agents on one account ----------------------------------------------------------
+
+
+def test_phantom_of_one_agent_never_sells_the_other_agents_shares(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 6: agent A's 10 were closed outside the guard (a phantom), agent B really holds 5,
+    the broker holds 5. A's exit must not sell B's shares; the drift is reported naming both
+    agents, `tradeguard reconcile` exits 1, and `tradeguard settle` settles it (audited)."""
+    monkeypatch.setenv("TRADEGUARD_SETTLE_DELAY_SECS", "0")
+    monkeypatch.setenv("TRADEGUARD_UNKNOWN_PROBE_GAP_SECS", "0")
+    # Timestamps near the real time: the command line runs on the system clock.
+    clock = ManualClock(datetime.now(UTC) - timedelta(hours=1))
+    settings = Settings()
+    state = tmp_path / "paper.json"
+    paper = RecordingPaper(clock=clock, state_path=state)
+    with ClaimStore(store_url, settings=settings, clock=clock) as store:
+        gw_a = OrderGateway(paper, store, agent_id="agent-a", settings=settings, clock=clock)
+        gw_b = OrderGateway(paper, store, agent_id="agent-b", settings=settings, clock=clock)
+        gw_a.enter("TQQQ", qty=10, intent="a 11:06 entry")
+        paper.close_position("TQQQ")
+        gw_b.enter("TQQQ", qty=5, intent="b 11:10 entry")
+        clock.advance(120)
+        asked_before = len(paper.asks)
+        gw_a.exit("TQQQ", intent="a 11:26 stop")
+        sells = [a for a in paper.asks[asked_before:] if a.side == "sell"]
+        assert broker_qty(paper, "TQQQ") == 5, f"agent A's exit sold agent B's shares: {sells}"
+        assert store.position("agent-b", "TQQQ").qty == 5
+        if store.position("agent-a", "TQQQ").is_flat:
+            return  # A's exit was refused as position-related and the phantom cleared
+        gw_a.reconcile()
+        drift = [
+            r
+            for r in audit_of(store, AuditAction.RECONCILE, symbol="TQQQ")
+            if "agent-a" in r.reason and "agent-b" in r.reason
+        ]
+        assert drift, "no audit record names both agents of the drift"
+    url = store_url
+    assert run_cli(["reconcile", "--store", url, "--paper-state", str(state)]) == 1
+    settle = [
+        "settle", "--store", url, "--agent-id", "agent-a", "--symbol", "TQQQ", "--qty", "0",
+        "--reason", "agent A's shares were closed outside the guard",
+    ]  # fmt: skip
+    assert run_cli(settle) == 0
+    with ClaimStore(url) as store:
+        assert store.position("agent-a", "TQQQ").is_flat
+        assert store.position("agent-b", "TQQQ").qty == 5
+        settled = [
+            r
+            for r in audit_of(store, AuditAction.RECONCILE, agent_id="agent-a", symbol="TQQQ")
+            if "closed outside the guard" in r.reason
+        ]
+        assert len(settled) == 1
+    assert run_cli(["reconcile", "--store", url, "--paper-state", str(state)]) == 0
