@@ -18,11 +18,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tradeguard.broker.paper import PaperBroker
-from tradeguard.broker.paper_prices import FixedPrices
 from tradeguard.cli import main as cli_main
 from tradeguard.clock import ManualClock
 from tradeguard.domain import AuditAction, AuditRecord, BrokerOrder, BrokerPosition, OrderRequest
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import AuditQuery, ClaimStore
 
 PRICES = FixedPrices({"TQQQ": "75.33", "SQQQ": "21.50", "QQQ": "530.00", "SPY": "590.00"})
