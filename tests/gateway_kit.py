@@ -73,7 +73,9 @@ def make_gateway(
 ) -> tuple[OrderGateway, SpyBroker]:
     """Return a gateway on a real store over a spied PaperBroker sharing one manual clock."""
     clock = clock or ManualClock()
-    settings = settings or Settings(recent_activity_secs=0)
+    # The paper broker's positions never trail its fills, so these tests need no recency or settle
+    # horizon; the lagging positions endpoint has its own tests (test_hardening_reconcile.py).
+    settings = settings or Settings(recent_activity_secs=0, position_settle_secs=0)
     paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
     spy = SpyBroker(paper)
     store = ClaimStore(url, settings=settings, clock=clock)

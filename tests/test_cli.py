@@ -17,6 +17,7 @@ def phantom(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path]
     monkeypatch.setenv("TRADEGUARD_SETTLE_DELAY_SECS", "0")
     monkeypatch.setenv("TRADEGUARD_UNKNOWN_PROBE_GAP_SECS", "0")
     monkeypatch.setenv("TRADEGUARD_RECENT_ACTIVITY_SECS", "0")
+    monkeypatch.setenv("TRADEGUARD_POSITION_SETTLE_SECS", "0")  # the paper account never lags
     url, state = f"sqlite:///{tmp_path / 'claims.db'}", tmp_path / "paper.json"
     paper = PaperBroker(state_path=state)
     with ClaimStore(url, settings=Settings()) as store:

@@ -179,9 +179,10 @@ def test_same_cascade_with_shares_still_held_resends_the_exit_resized(cascade: C
     expected = 0 if held_by == "partial_close" else 4
     assert c.broker_qty("SQQQ") == expected
     if held_by == "partial_close":
-        # The 4 shares sold behind the bot's back are a phantom now; one pass clears them (G4).
+        # The 4 shares sold behind the bot's back are a phantom now; one pass clears them (G4)
+        # once the position has settled (a positions read right after a fill may trail it).
         assert c.store.position(AGENT, "SQQQ").qty == 4
-        c.clock.advance(c.gw.settings.recent_activity_secs + 1)
+        c.clock.advance(c.gw.settings.position_settle_secs + 1)
         report = c.gw.reconcile(["SQQQ"])
         assert [a.kind.value for a in report.changes] == ["clear_phantom"]
     assert c.gw.position("SQQQ").qty == expected

@@ -221,7 +221,9 @@ def test_reconcile_if_due_runs_once_per_interval_in_the_callers_loop(sqlite_url:
 def test_background_reconciler_clears_a_phantom_from_its_thread(sqlite_url: str) -> None:
     from tradeguard.reconcile import BackgroundReconciler
 
-    settings = Settings(recent_activity_secs=0, settle_delay_secs=0, unknown_probe_gap_secs=0)
+    settings = Settings(
+        recent_activity_secs=0, settle_delay_secs=0, unknown_probe_gap_secs=0, position_settle_secs=0
+    )
     gw, spy = make_gateway(sqlite_url, settings=settings)
     gw.enter("SQQQ", qty=2, intent="entry")
     spy.inner.close_position("SQQQ")

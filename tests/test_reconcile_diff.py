@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -9,7 +10,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, BrokerPosition, Claim, LedgerPosition, OrderStatus, Side
+from tradeguard.domain import (
+    BrokerOrder,
+    BrokerPosition,
+    Claim,
+    LedgerPosition,
+    OrderStatus,
+    RejectKind,
+    Side,
+)
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.reconcile import ActionKind, BrokerSnapshot, diff, plan
@@ -153,6 +162,7 @@ def test_refused_exit_is_released_resized_when_the_broker_still_holds() -> None:
         symbol="SQQQ",
         reason="rejected (position): insufficient qty available for order (requested: 10, available: 6)",
     )
+    claim = replace(claim, reject_kind=RejectKind.POSITION)
     actions = diff([claim], [held("SQQQ", 10)], snap({"SQQQ": 6}), NOW, SETTINGS)
     assert kinds(actions) == [ActionKind.RELEASE_EXIT] and actions[0].qty == 6
 
@@ -177,7 +187,7 @@ def test_applying_the_actions_converges(ledger_qty: dict[str, int], broker_qty: 
     for action in actions:
         if action.kind is ActionKind.CLEAR_PHANTOM:
             model[action.symbol] = Decimal(0)
-        elif action.kind is ActionKind.TRIM_PHANTOM:
+        elif action.kind in (ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT):
             assert action.qty is not None
             model[action.symbol] += action.qty
         elif action.kind is ActionKind.ADOPT_ORPHAN:

@@ -64,7 +64,15 @@ AGENT = "stateful-bot"
 SYMBOLS = ("TQQQ", "SQQQ")
 SETTINGS = Settings()  # the defaults: grace 15 s, probe gap 2 s, settle 2 s, lease 30 s, recent 5 s
 # Past every grace period, lease and recent-activity window.
-QUIET_SECS = max(SETTINGS.unknown_grace_secs, SETTINGS.lease_secs, SETTINGS.recent_activity_secs) + 1
+QUIET_SECS = (
+    max(
+        SETTINGS.unknown_grace_secs,
+        SETTINGS.lease_secs,
+        SETTINGS.recent_activity_secs,
+        SETTINGS.position_settle_secs,
+    )
+    + 1
+)
 
 # One-shot faults (nth: 1) for the next matching call, and outages (no nth) that last until the
 # broker recovers; one fault per route is armed at a time.
@@ -436,7 +444,9 @@ class GuardMachine(RuleBasedStateMachine):
             if c.state in (ClaimState.PENDING, ClaimState.UNKNOWN)
         ]
         assert stuck == [], stuck
-        # Positions of symbols that had claims in motion wait for the next pass.
+        # Positions of symbols that had claims in motion wait for the next pass, and a position
+        # the first pass booked fills into waits out the settle horizon (positions may lag).
+        self.clock.advance(SETTINGS.position_settle_secs + 1)
         second = self.gw.reconcile()
         assert second.aborted is None
         assert self._ledger() == self._broker(), (self._ledger(), self._broker(), second.actions)

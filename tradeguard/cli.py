@@ -49,9 +49,14 @@ def _broker_args(parser: argparse.ArgumentParser) -> None:
 def _make_broker(args: argparse.Namespace, settings: Settings):  # type: ignore[no-untyped-def]
     from tradeguard.broker.alpaca import AlpacaBroker
 
+    if args.paper_state and args.paper_url:
+        raise ConfigError("--paper-url and --paper-state name two different accounts; give one")
     if args.paper_state:
         from tradeguard.paper import PaperBroker
 
+        if not os.path.isfile(args.paper_state):
+            # A mistyped path must not read as a flat account (every position a phantom).
+            raise ConfigError(f"paper state file {args.paper_state} does not exist")
         return PaperBroker(state_path=args.paper_state)
     if args.paper_url:
         return AlpacaBroker.from_credentials("paper", "paper", url_override=args.paper_url, settings=settings)
@@ -88,8 +93,9 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     from tradeguard.store import ClaimStore
 
     settings = Settings.from_env()
-    with ClaimStore(args.store, settings=settings) as store:
-        reconciler = Reconciler(_make_broker(args, settings), store, settings=settings)
+    broker = _make_broker(args, settings)  # broker configuration errors first: nothing opened yet
+    with ClaimStore(args.store, settings=settings, must_exist=True) as store:
+        reconciler = Reconciler(broker, store, settings=settings)
         report = reconciler.run(
             agent_id=args.agent_id,
             symbols=args.symbol or None,
@@ -97,7 +103,20 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
             adopt_orphans_to=args.adopt_orphans_to,
         )
     _print_report(report)
-    return 1 if report.aborted else 0
+    # 1: a problem a person must look at (an aborted pass, drift, an orphan, a missing order).
+    return 1 if report.aborted or report.problems else 0
+
+
+def _cmd_settle(args: argparse.Namespace) -> int:
+    from tradeguard.domain.intents import to_decimal
+    from tradeguard.store import ClaimStore
+
+    qty = to_decimal(args.qty, "--qty")
+    actor = args.actor or os.environ.get("USER") or "operator"
+    with ClaimStore(args.store, must_exist=True) as store:
+        before = store.settle_position(args.agent_id, args.symbol, qty, reason=args.reason, actor=actor)
+    print(f"{args.agent_id} {args.symbol}: ledger {before} -> {qty} (settled by {actor}: {args.reason})")
+    return 0
 
 
 def _parse_time(value: str) -> datetime:
@@ -230,6 +249,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--adopt-orphans-to", metavar="AGENT", help="take unowned broker positions into AGENT's ledger"
     )
     rec.set_defaults(func=_cmd_reconcile)
+
+    settle = sub.add_parser(
+        "settle",
+        help="set one agent's ledger position after drift the reconciler cannot attribute (audited)",
+    )
+    _store_arg(settle)
+    settle.add_argument("--agent-id", required=True, help="the agent whose ledger is settled")
+    settle.add_argument("--symbol", required=True, help="the symbol, e.g. TQQQ")
+    settle.add_argument("--qty", required=True, help="what the agent really holds (signed; 0 = flat)")
+    settle.add_argument("--reason", required=True, help="why, for the audit log")
+    settle.add_argument("--actor", help="who settles it (default: $USER)")
+    settle.set_defaults(func=_cmd_settle)
 
     aud = sub.add_parser("audit", help="read or export the audit log")
     _store_arg(aud)

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.config import Settings
-from tradeguard.domain import Claim, LedgerPosition, RejectKind
+from tradeguard.domain import Claim, LedgerPosition
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState, state_for_order
+from tradeguard.reconcile.positions import gap, position_actions
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
 
 __all__ = ["diff", "plan"]
@@ -25,37 +27,14 @@ _UNRESOLVED = (ClaimState.PENDING, ClaimState.UNKNOWN)
 _LIVE = (ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED)
 
 
-def _refused_for_position(claim: Claim) -> bool:
-    # Until the claim store records RejectKind in its own column, the kind is the reason's prefix.
-    return claim.reason.startswith(f"rejected ({RejectKind.POSITION})")
-
-
-def _gap(snapshot: BrokerSnapshot) -> float:
-    if snapshot.earlier is None:
-        return 0.0
-    return (snapshot.taken_at - snapshot.earlier.taken_at).total_seconds()
-
-
 def _absent_twice(snapshot: BrokerSnapshot, coid: str, settings: Settings) -> bool:
     earlier = snapshot.earlier
     return (
         earlier is not None
-        and _gap(snapshot) >= settings.unknown_probe_gap_secs
+        and gap(snapshot) >= settings.unknown_probe_gap_secs
         and coid in earlier.orders_by_client_id
         and earlier.orders_by_client_id[coid] is None
         and snapshot.orders_by_client_id.get(coid, "missing") is None
-    )
-
-
-def _steady_twice(snapshot: BrokerSnapshot, symbol: str, settings: Settings) -> bool:
-    """True when two reads a settle delay apart agree on `symbol` and show no open orders in it."""
-    earlier = snapshot.earlier
-    return (
-        earlier is not None
-        and _gap(snapshot) >= settings.settle_delay_secs
-        and snapshot.qty(symbol) == earlier.qty(symbol)
-        and not snapshot.has_open_orders(symbol)
-        and not earlier.has_open_orders(symbol)
     )
 
 
@@ -84,6 +63,8 @@ def _claim_actions(
             order.filled_qty,
             evidence,
         ), False
+    if claim.state is ClaimState.NOT_SENT:
+        return None, False  # still absent: NOT_SENT stands (an order found later is adopted)
     age = (now - claim.updated_at).total_seconds()
     if claim.state in _LIVE:
         # The broker acknowledged it once: missing now is an anomaly to report, never NOT_SENT.
@@ -109,15 +90,23 @@ def _claim_actions(
 
 
 def _release_action(
-    claim: Claim, held: LedgerPosition | None, snapshot: BrokerSnapshot, in_flight: Decimal
+    claim: Claim, holders: Sequence[LedgerPosition], snapshot: BrokerSnapshot, in_flight: Decimal
 ) -> Action | None:
-    """Re-size an exit the broker refused for position reasons while it still holds shares."""
+    """Re-size an exit the broker refused for position reasons while it still holds its shares.
+
+    Shares other agents' ledgers hold on the same side are never this exit's to sell.
+    """
+    held = next((p for p in holders if p.agent_id == claim.agent_id), None)
     if held is None or held.is_flat or held.turn_id != claim.turn_id:
         return None
     pos = snapshot.positions.get(claim.symbol)
     if pos is None or pos.qty == 0 or (pos.qty > 0) != (held.qty > 0):
         return None
-    available = abs(pos.qty_available) - in_flight
+    others = sum(
+        (abs(p.qty) for p in holders if p.agent_id != claim.agent_id and (p.qty > 0) == (held.qty > 0)),
+        Decimal(0),
+    )
+    available = abs(pos.qty_available) - in_flight - others
     qty = min(claim.spec.qty or abs(held.qty), available)
     if qty <= 0:
         return None
@@ -135,74 +124,55 @@ def _release_action(
     )
 
 
-def _position_actions(
-    symbol: str,
-    holders: Sequence[LedgerPosition],
+@dataclass(slots=True)
+class _ClaimPass:
+    """What the claims say, before positions are compared."""
+
+    actions: list[Action] = field(default_factory=list)
+    needs_second_read: bool = False
+    # Claims in motion per symbol: positions there wait for the next pass, unless this pass
+    # settles every one of them as NOT_SENT (nothing placed: the ledger cannot change).
+    moving: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    refused: set[tuple[str, int | None]] = field(default_factory=set)  # (agent, turn) of refused exits
+
+
+def _claims_pass(
+    claims: list[Claim],
+    holders: dict[str, list[LedgerPosition]],
     snapshot: BrokerSnapshot,
+    now: datetime,
     settings: Settings,
-    adopt_orphans_to: str | None,
-) -> tuple[list[Action], bool]:
-    broker_qty = snapshot.qty(symbol)
-    ledger_qty = sum((p.qty for p in holders), Decimal(0))
-    evidence = {"broker_qty": str(broker_qty), "ledger_qty": str(ledger_qty)}
-    if broker_qty == ledger_qty:
-        return [], False
-    if broker_qty == 0:
-        if snapshot.earlier is None:
-            return [], True
-        if not _steady_twice(snapshot, symbol, settings):
-            return [], False
-        return [
-            Action(
-                ActionKind.CLEAR_PHANTOM,
-                symbol,
-                f"phantom cleared: ledger held {p.qty} {symbol}, broker flat with no open orders "
-                f"on two reads "
-                f"{_gap(snapshot):.1f}s apart",
-                p.agent_id,
-                qty=p.qty,
-                evidence=evidence | {"turn_id": str(p.turn_id)},
-            )
-            for p in holders
-            if not p.is_flat
-        ], False
-    if ledger_qty == 0:
-        if adopt_orphans_to is not None:
-            reason = f"reconcile: adopted orphan {broker_qty} {symbol} into {adopt_orphans_to}'s ledger"
-            return [
-                Action(
-                    ActionKind.ADOPT_ORPHAN,
-                    symbol,
-                    reason,
-                    adopt_orphans_to,
-                    qty=broker_qty,
-                    evidence=evidence,
-                )
-            ], False
-        reason = f"orphan: broker holds {broker_qty} {symbol}, no ledger does"
-        return [Action(ActionKind.REPORT_ORPHAN, symbol, reason, qty=broker_qty, evidence=evidence)], False
-    owners = [p for p in holders if not p.is_flat]
-    same_side = (broker_qty > 0) == (ledger_qty > 0)
-    if same_side and abs(broker_qty) < abs(ledger_qty) and len(owners) == 1:
-        # Part of the ledger's position is a phantom (e.g. a phantom topped up by a new entry):
-        # with one agent holding the symbol, the excess is plainly theirs to drop.
-        if snapshot.earlier is None:
-            return [], True
-        if not _steady_twice(snapshot, symbol, settings):
-            return [], False
-        reason = (
-            f"phantom trimmed: ledger held {ledger_qty} {symbol}, broker {broker_qty} with no open orders "
-            f"on two reads {_gap(snapshot):.1f}s apart"
-        )
-        excess = broker_qty - ledger_qty
-        trim = Action(
-            ActionKind.TRIM_PHANTOM, symbol, reason, owners[0].agent_id, qty=excess, evidence=evidence
-        )
-        return [trim], False
-    reason = f"drift: broker holds {broker_qty} {symbol}, ledgers hold {ledger_qty}"
-    return [
-        Action(ActionKind.REPORT_DRIFT, symbol, reason, qty=broker_qty - ledger_qty, evidence=evidence)
-    ], False
+) -> _ClaimPass:
+    out = _ClaimPass()
+    in_flight: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for claim in claims:
+        if claim.kind is Kind.EXIT and claim.state in _UNRESOLVED:
+            in_flight[(claim.agent_id, claim.symbol)] += (claim.order_qty or Decimal(0)) - claim.filled_qty
+    for claim in sorted(claims, key=lambda c: (c.created_at, c.key)):
+        moving = out.moving[claim.symbol]
+        action: Action | None = None
+        if claim.state in _UNRESOLVED or claim.state in _LIVE:
+            recent = (now - claim.updated_at).total_seconds() < settings.recent_activity_secs
+            if claim.state in _UNRESOLVED or recent:
+                moving.add(claim.key)
+            if recent or (claim.state is ClaimState.PENDING and claim.lease_expires_at > now):
+                continue
+            action, wait = _claim_actions(claim, snapshot, now, settings)
+            out.needs_second_read |= wait
+            if action is not None and action.kind is ActionKind.MARK_NOT_SENT:
+                moving.discard(claim.key)
+                out.actions.append(action)
+                continue
+        elif claim.state is ClaimState.NOT_SENT:
+            action = _claim_actions(claim, snapshot, now, settings)[0]  # placed late after all?
+        elif claim.refused_for_position and claim.kind is Kind.EXIT:
+            out.refused.add((claim.agent_id, claim.turn_id))
+            unsold = in_flight[(claim.agent_id, claim.symbol)]
+            action = _release_action(claim, holders.get(claim.symbol, []), snapshot, unsold)
+        if action is not None:
+            out.actions.append(action)
+            moving.add(claim.key)
+    return out
 
 
 def plan(
@@ -214,43 +184,24 @@ def plan(
     *,
     symbols: Iterable[str] | None = None,
     adopt_orphans_to: str | None = None,
+    cleared: Iterable[LedgerPosition] = (),
 ) -> tuple[list[Action], bool]:
-    """Return the actions, and whether a second read would let more be decided."""
+    """Return the actions, and whether a second read would let more be decided (see `diff`)."""
     wanted = None if symbols is None else set(symbols)
     holders: dict[str, list[LedgerPosition]] = defaultdict(list)
     for pos in ledger:
         holders[pos.symbol].append(pos)
-    actions: list[Action] = []
-    needs_second_read = False
-    busy: set[str] = set()  # symbols with claims in motion: positions there wait for the next pass
-    in_flight: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     claim_list = [c for c in claims if wanted is None or c.symbol in wanted]
-    for claim in claim_list:
-        if claim.kind is Kind.EXIT and claim.state in _UNRESOLVED:
-            in_flight[(claim.agent_id, claim.symbol)] += (claim.order_qty or Decimal(0)) - claim.filled_qty
-    for claim in sorted(claim_list, key=lambda c: (c.created_at, c.key)):
-        recent = (now - claim.updated_at).total_seconds() < settings.recent_activity_secs
-        if claim.state in _UNRESOLVED or claim.state in _LIVE:
-            if claim.state in _UNRESOLVED or recent:
-                busy.add(claim.symbol)
-            if recent or (claim.state is ClaimState.PENDING and claim.lease_expires_at > now):
-                continue
-            action, wait = _claim_actions(claim, snapshot, now, settings)
-            needs_second_read |= wait
-            if action is not None:
-                actions.append(action)
-                busy.add(claim.symbol)
-        elif claim.state is ClaimState.REJECTED and claim.kind is Kind.EXIT and _refused_for_position(claim):
-            mine = next((p for p in holders.get(claim.symbol, []) if p.agent_id == claim.agent_id), None)
-            action = _release_action(claim, mine, snapshot, in_flight[(claim.agent_id, claim.symbol)])
-            if action is not None:
-                actions.append(action)
-                busy.add(claim.symbol)
-    account_symbols = set(holders) | set(snapshot.positions)
-    for symbol in sorted(account_symbols):
-        if (wanted is not None and symbol not in wanted) or symbol in busy:
+    out = _claims_pass(claim_list, holders, snapshot, now, settings)
+    actions, needs_second_read = out.actions, out.needs_second_read
+    cleared_list = list(cleared)
+    for symbol in sorted(set(holders) | set(snapshot.positions)):
+        if (wanted is not None and symbol not in wanted) or out.moving[symbol]:
             continue
-        found, wait = _position_actions(symbol, holders.get(symbol, []), snapshot, settings, adopt_orphans_to)
+        found, wait = position_actions(
+            symbol, holders.get(symbol, []), snapshot, now, settings, adopt_orphans_to=adopt_orphans_to,
+            cleared=cleared_list, refused=frozenset(out.refused),
+        )  # fmt: skip
         actions.extend(found)
         needs_second_read |= wait
     return actions, needs_second_read
@@ -265,18 +216,21 @@ def diff(
     *,
     symbols: Iterable[str] | None = None,
     adopt_orphans_to: str | None = None,
+    cleared: Iterable[LedgerPosition] = (),
 ) -> list[Action]:
     """Return what to do so the claims and ledger agree with the broker snapshot.
 
     Args:
-        claims: Unresolved, live, and position-rejected exit claims.
+        claims: Unresolved and live claims, position-rejected exits, recent NOT_SENT claims.
         ledger: Open ledger positions (every agent sharing the account, or one).
         snapshot: The broker read; `snapshot.earlier` holds a first read when two were taken.
         now: The time of the pass.
         settings: Grace periods, settle delay, recent-activity threshold.
         symbols: Only these symbols (None: all).
         adopt_orphans_to: Adopt broker positions no ledger holds into this agent's ledger.
+        cleared: Turns the reconciler cleared recently while they held shares (re-adoption).
     """
-    return plan(claims, ledger, snapshot, now, settings, symbols=symbols, adopt_orphans_to=adopt_orphans_to)[
-        0
-    ]
+    return plan(
+        claims, ledger, snapshot, now, settings,
+        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared,
+    )[0]  # fmt: skip

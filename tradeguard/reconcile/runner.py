@@ -12,8 +12,10 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 
+from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition
@@ -29,6 +31,9 @@ from tradeguard.store import ClaimStore, new_owner_token
 __all__ = ["BackgroundReconciler", "ReconcileReport", "Reconciler"]
 
 _log = logging.getLogger(__name__)
+
+# Ledger corrections applied as a compare-and-set on the position they were computed from.
+_CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
 
 # Alpaca returns at most 500 orders a page; a full page may hide more.
 _OPEN_ORDERS_PAGE = 500
@@ -46,6 +51,7 @@ class ReconcileReport:
         aborted: Why the pass stopped before changing anything, or None.
         sent: Exits re-sized and resent by this pass, by claim key.
         reads: How many broker snapshots were taken.
+        snapshot: The last broker read of the pass.
     """
 
     started_at: datetime
@@ -55,6 +61,12 @@ class ReconcileReport:
     aborted: str | None = None
     sent: dict[str, OrderResult] = field(default_factory=dict)
     reads: int = 0
+    snapshot: BrokerSnapshot | None = None
+
+    @property
+    def problems(self) -> list[Action]:
+        """Reports that need a person: drift, orphans, acknowledged orders gone missing."""
+        return [a for a in self.actions if a.kind.is_report]
 
     @property
     def changes(self) -> list[Action]:
@@ -111,7 +123,7 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
-            claims, ledger = self._load(agent_id, wanted)
+            claims, ledger, cleared = self._load(agent_id, wanted)
             try:
                 snapshot: BrokerSnapshot | None = None
                 actions: list[Action] = []
@@ -122,10 +134,10 @@ class Reconciler:
                         settings = self.settings
                         self.clock.sleep(max(settings.settle_delay_secs, settings.unknown_probe_gap_secs))
                     snapshot = self._read(claims, earlier=snapshot)
-                    report.reads = reads
+                    report.reads, report.snapshot = reads, snapshot
                     actions, wait = plan(
                         claims, ledger, snapshot, self.clock.now(), self.settings,
-                        symbols=wanted, adopt_orphans_to=adopt_orphans_to,
+                        symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared,
                     )  # fmt: skip
                     if not wait:
                         break
@@ -138,6 +150,7 @@ class Reconciler:
                     detail={"symbols": wanted or "all"},
                 )
                 return report
+            crashpoints.hit("reconcile_after_read")
             if agent_id is not None:
                 actions = [a for a in actions if a.agent_id in (None, agent_id)]
             report.actions = actions
@@ -152,23 +165,32 @@ class Reconciler:
 
     def _load(
         self, agent_id: str | None, symbols: list[str] | None
-    ) -> tuple[list[Claim], list[LedgerPosition]]:
-        everyone = self.store.agents()
-        agents = [agent_id] if agent_id is not None else everyone
+    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition]]:
+        """Return the claims to check, every agent's open positions, and recently cleared turns."""
+        store, now = self.store, self.clock.now()
         # Positions are account-wide: every agent's ledger counts when comparing quantities.
-        ledger = [p for a in everyone for p in self.store.positions(a)]
+        ledger = store.all_positions()
         if symbols is not None:
             ledger = [p for p in ledger if p.symbol in symbols]
-        # Refused exits matter only while their turn is open (they may need releasing).
-        open_turns = {p.turn_id for p in ledger if p.agent_id in agents}
+        agents = (
+            [agent_id] if agent_id is not None else sorted({p.agent_id for p in ledger} | set(store.agents()))
+        )
+        # Refused exits matter only while their turn is open (they may need releasing); NOT_SENT
+        # claims only for a while (a frozen sender may still place the order late).
+        open_turns = {p.turn_id for p in ledger}
+        probe_since = now - timedelta(seconds=self.settings.not_sent_probe_secs)
         claims: list[Claim] = []
         for agent in agents:
-            claims += self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=agent)
-            refused = self.store.list_claims(states=[ClaimState.REJECTED], agent_id=agent, kind=Kind.EXIT)
+            claims += store.list_claims(states=sorted(ACTIVE_STATES), agent_id=agent)
+            refused = store.list_claims(states=[ClaimState.REJECTED], agent_id=agent, kind=Kind.EXIT)
             claims += [c for c in refused if c.turn_id in open_turns]
+            claims += store.list_claims(
+                states=[ClaimState.NOT_SENT], agent_id=agent, updated_since=probe_since
+            )
         if symbols is not None:
             claims = [c for c in claims if c.symbol in symbols]
-        return claims, ledger
+        cleared = store.cleared_turns(since=probe_since)
+        return claims, ledger, cleared
 
     def _read(self, claims: list[Claim], earlier: BrokerSnapshot | None) -> BrokerSnapshot:
         """Take one complete broker snapshot; any failure raises (never a partial snapshot)."""
@@ -176,7 +198,8 @@ class Reconciler:
         open_orders = tuple(self.broker.list_orders(status="open", limit=_OPEN_ORDERS_PAGE))
         by_coid: dict[str, BrokerOrder | None] = {o.client_order_id: o for o in open_orders}
         for claim in claims:
-            if claim.state in ACTIVE_STATES and claim.client_order_id not in by_coid:
+            probe = claim.state in ACTIVE_STATES or claim.state is ClaimState.NOT_SENT
+            if probe and claim.client_order_id not in by_coid:
                 by_coid[claim.client_order_id] = self.broker.get_order_by_client_id(claim.client_order_id)
         return BrokerSnapshot(
             taken_at=self.clock.now(),
@@ -202,45 +225,41 @@ class Reconciler:
                     claim, ClaimState.NOT_SENT, reason=action.reason, detail=dict(action.evidence)
                 )
             elif action.kind is ActionKind.CLEAR_PHANTOM and action.agent_id is not None:
-                self.store.close_turn(
+                closed = self.store.close_turn(
                     action.agent_id,
                     action.symbol,
                     reason=action.reason,
                     detail={"action": action.kind.value, **action.evidence},
+                    expect=action.position,
                 )
+                return closed is not None  # None: the ledger moved since the reads
             elif action.kind is ActionKind.RELEASE_EXIT and claim is not None:
                 if not release_exits:
                     self._report(action)
                     return False  # proposed, not applied: the bot's next exit call re-sizes it
-                pending = self.store.transition(
-                    claim,
-                    ClaimState.PENDING,
-                    owner=self.owner,
-                    order_qty=action.qty,
-                    reason=action.reason,
-                    detail=dict(action.evidence),
+                return self._release(action, claim, report)
+            elif action.kind in _CORRECTIONS and action.position is not None and action.qty is not None:
+                detail = {"action": action.kind.value, **action.evidence}
+                return self.store.correct_position(
+                    action.position, action.qty, reason=action.reason, detail=detail
                 )
-                report.sent[claim.key] = send_claim(self.broker, self.store, pending)
-            elif (
-                action.kind is ActionKind.TRIM_PHANTOM
-                and action.agent_id is not None
-                and action.qty is not None
-            ):
-                self.store.adjust_position(action.agent_id, action.symbol, action.qty, reason=action.reason)
-                self.store.audit(
-                    AuditAction.RECONCILE, agent_id=action.agent_id, symbol=action.symbol, qty=action.qty,
-                    reason=action.reason, detail={"action": action.kind.value, **action.evidence},
-                )  # fmt: skip
-            elif (
-                action.kind is ActionKind.ADOPT_ORPHAN
-                and action.agent_id is not None
-                and action.qty is not None
-            ):
-                self.store.adjust_position(action.agent_id, action.symbol, action.qty, reason=action.reason)
             else:
                 return self._report(action)
         except (LeaseLost, IllegalTransition):
             return False  # someone moved the claim meanwhile; the next pass sees its new state
+        return True
+
+    def _release(self, action: Action, claim: Claim, report: ReconcileReport) -> bool:
+        """Re-size a refused exit and send it, sized atomically against the ledger (G3)."""
+        pos = report.snapshot.positions.get(claim.symbol) if report.snapshot is not None else None
+        available = abs(pos.qty_available) if pos is not None else Decimal(0)
+        pending, _room = self.store.resend_exit(
+            claim, owner=self.owner, broker_available=available, reason=action.reason,
+            detail=dict(action.evidence),
+        )  # fmt: skip
+        if pending is None:
+            return False
+        report.sent[claim.key] = send_claim(self.broker, self.store, pending)
         return True
 
     def _report(self, action: Action) -> bool:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from tradeguard.domain import BrokerOrder, BrokerPosition
+from tradeguard.domain import BrokerOrder, BrokerPosition, LedgerPosition
 
 __all__ = ["Action", "ActionKind", "BrokerSnapshot"]
 
@@ -58,7 +58,8 @@ class ActionKind(enum.StrEnum):
     ADOPT_ORDER = "adopt_order"  # a claim takes the state and fills of its broker order
     MARK_NOT_SENT = "mark_not_sent"  # an unresolved claim is absent at the broker on two probes
     CLEAR_PHANTOM = "clear_phantom"  # the ledger holds, the broker is flat: close the turn
-    TRIM_PHANTOM = "trim_phantom"  # the ledger holds more than the broker (one agent): drop the excess
+    TRIM_PHANTOM = "trim_phantom"  # the ledger holds more than the broker: drop one agent's excess
+    ADOPT_DRIFT = "adopt_drift"  # one agent's ledger holds less than the broker: take the rest
     RELEASE_EXIT = "release_exit"  # an exit refused for position reasons; broker still holds
     ADOPT_ORPHAN = "adopt_orphan"  # take a position the ledger lacks into an agent's ledger
     REPORT_ORPHAN = "report_orphan"  # the broker holds what no ledger does
@@ -84,6 +85,8 @@ class Action:
         order: The broker order adopted, if any.
         qty: The quantity concerned (ledger qty cleared, exit re-size, orphan size, drift).
         evidence: Broker facts behind the action, for the audit record.
+        position: The ledger position the action was computed from; a correction applies only
+            while the ledger still holds exactly that (compare-and-set).
     """
 
     kind: ActionKind
@@ -94,3 +97,4 @@ class Action:
     order: BrokerOrder | None = None
     qty: Decimal | None = None
     evidence: Mapping[str, str] = field(default_factory=dict)
+    position: LedgerPosition | None = None

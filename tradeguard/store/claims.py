@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -78,6 +79,8 @@ class ClaimStore(LedgerWriter, StoreReader):
         clock: The time source for every timestamp.
         fsync_every_commit: SQLite: fsync every commit, not only those that must precede a send
             (see the module docstring). Costs one fsync per transition.
+        must_exist: Refuse to create a new SQLite file (commands that only read or correct a
+            store: a mistyped path must not look like an empty store).
 
     Raises:
         StoreError: The URL is unusable or the database cannot be opened or migrated.
@@ -90,10 +93,15 @@ class ClaimStore(LedgerWriter, StoreReader):
         settings: Settings | None = None,
         clock: Clock | None = None,
         fsync_every_commit: bool = False,
+        must_exist: bool = False,
     ) -> None:
         self.settings = settings or Settings()
         self.clock: Clock = clock or SystemClock()
         self.url = parse_url(url)
+        database = self.url.database
+        on_disk = self.backend == "sqlite" and database and database != ":memory:"
+        if must_exist and on_disk and not Path(str(database)).is_file():
+            raise StoreError(f"no claim store at {database} (sqlite file does not exist)")
         self._engine: Engine = open_engine(self.url, busy_timeout_ms=self.settings.sqlite_busy_timeout_ms)
         self._pool = RawPool(self._engine, self.url)
         self._lease = timedelta(seconds=self.settings.lease_secs)

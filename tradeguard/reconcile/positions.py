@@ -1,0 +1,195 @@
+"""The position half of the reconcile diff: one symbol's ledger holders against the broker.
+
+Pure, like `diff`. The rules, in the order they are tried:
+
+- Ledger and broker agree: nothing.
+- Never on a position that moved (a fill, a correction) within `position_settle_secs`: Alpaca's
+  positions endpoint trails fills by seconds, so a fresh fill can read as flat twice (G4: a
+  real position is never cleared on position reads alone).
+- Broker flat, on two reads a settle delay apart with no open orders: every holder's turn is a
+  phantom and is cleared.
+- Nobody holds it: a position some agent's ledger cleared recently at exactly this size is
+  that agent's, read too early: re-adopted. Otherwise adopted into `adopt_orphans_to`, or reported.
+- One agent holds it on the broker's side: its ledger is corrected to the broker's quantity,
+  down (a partial phantom) or up (a fill the ledger missed), on two steady reads.
+- Several agents: the difference is taken from the one agent the evidence names (its exit was
+  refused as position-related in its open turn); if none or several, the drift is reported,
+  naming every agent, for an operator to settle (`tradeguard settle`).
+
+Every correction carries the position it was computed from; the runner applies it as a
+compare-and-set, so a fill between the reads drops the action for this pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from tradeguard.config import Settings
+from tradeguard.domain import LedgerPosition
+from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
+
+__all__ = ["gap", "position_actions", "steady_twice"]
+
+
+def gap(snapshot: BrokerSnapshot) -> float:
+    """Return the seconds between the snapshot's two reads (0 with one read)."""
+    if snapshot.earlier is None:
+        return 0.0
+    return (snapshot.taken_at - snapshot.earlier.taken_at).total_seconds()
+
+
+def steady_twice(snapshot: BrokerSnapshot, symbol: str, settings: Settings) -> bool:
+    """True when two reads a settle delay apart agree on `symbol` and show no open orders in it."""
+    earlier = snapshot.earlier
+    return (
+        earlier is not None
+        and gap(snapshot) >= settings.settle_delay_secs
+        and snapshot.qty(symbol) == earlier.qty(symbol)
+        and not snapshot.has_open_orders(symbol)
+        and not earlier.has_open_orders(symbol)
+    )
+
+
+def _settling(
+    holders: Iterable[LedgerPosition],
+    now: datetime,
+    settings: Settings,
+    refused: frozenset[tuple[str, int | None]],
+) -> bool:
+    """True when a holder's ledger moved within the settle horizon with no other evidence.
+
+    An exit the broker refused as position-related is such evidence: order validation reads
+    the broker's real position, not the lagging positions endpoint.
+    """
+    horizon = settings.position_settle_secs
+    return any(
+        p.updated_at is not None
+        and (now - p.updated_at).total_seconds() < horizon
+        and (p.agent_id, p.turn_id) not in refused
+        for p in holders
+    )
+
+
+def _names(holders: Iterable[LedgerPosition]) -> str:
+    return ", ".join(f"{p.agent_id} {p.qty}" for p in holders)
+
+
+def position_actions(
+    symbol: str,
+    holders: Sequence[LedgerPosition],
+    snapshot: BrokerSnapshot,
+    now: datetime,
+    settings: Settings,
+    *,
+    adopt_orphans_to: str | None,
+    cleared: Sequence[LedgerPosition] = (),
+    refused: frozenset[tuple[str, int | None]] = frozenset(),
+) -> tuple[list[Action], bool]:
+    """Return the actions for one symbol, and whether a second read would decide more.
+
+    Args:
+        symbol: The symbol.
+        holders: Every agent's open position in it (flat ones may be included).
+        snapshot: The broker read (with `earlier` when two were taken).
+        now: The time of the pass.
+        settings: Settle delay and horizon.
+        adopt_orphans_to: Take positions no ledger holds into this agent's ledger.
+        cleared: Turns in this symbol the reconciler cleared recently while they held shares.
+        refused: (agent, turn) pairs whose exit the broker refused as position-related.
+    """
+    broker_qty = snapshot.qty(symbol)
+    owners = [p for p in holders if not p.is_flat]
+    ledger_qty = sum((p.qty for p in owners), Decimal(0))
+    evidence = {"broker_qty": str(broker_qty), "ledger_qty": str(ledger_qty)}
+    if broker_qty == ledger_qty or _settling(owners, now, settings, refused):
+        return [], False
+    needs_second = snapshot.earlier is None
+    steady = steady_twice(snapshot, symbol, settings)
+    if broker_qty == 0:
+        if not steady:
+            return [], needs_second
+        return [
+            Action(
+                ActionKind.CLEAR_PHANTOM,
+                symbol,
+                f"phantom cleared: ledger held {p.qty} {symbol}, broker flat with no open orders on two "
+                f"reads {gap(snapshot):.1f}s apart",
+                p.agent_id,
+                qty=p.qty,
+                evidence=evidence | {"turn_id": str(p.turn_id)},
+                position=p,
+            )
+            for p in owners
+        ], False
+    if not owners:
+        return _orphan(
+            symbol, broker_qty, snapshot, settings,
+            adopt_orphans_to=adopt_orphans_to, cleared=cleared, evidence=evidence,
+        )  # fmt: skip
+    same_side = all((p.qty > 0) == (broker_qty > 0) for p in owners)
+    if same_side and len(owners) == 1:
+        if not steady:
+            return [], needs_second
+        (owner,) = owners
+        kind = ActionKind.TRIM_PHANTOM if abs(broker_qty) < abs(owner.qty) else ActionKind.ADOPT_DRIFT
+        what = "phantom trimmed" if kind is ActionKind.TRIM_PHANTOM else "missed fill adopted"
+        reason = (
+            f"{what}: {owner.agent_id}'s ledger held {owner.qty} {symbol}, broker {broker_qty} with no "
+            f"open orders on two reads {gap(snapshot):.1f}s apart"
+        )
+        return [Action(kind, symbol, reason, owner.agent_id, qty=broker_qty - owner.qty, evidence=evidence,
+                       position=owner)], False  # fmt: skip
+    named = [p for p in owners if (p.agent_id, p.turn_id) in refused]
+    excess = ledger_qty - broker_qty
+    if same_side and len(named) == 1 and abs(excess) > 0 and (excess > 0) == (broker_qty > 0):
+        if not steady:
+            return [], needs_second
+        (owner,) = named
+        cut = excess if abs(excess) <= abs(owner.qty) else owner.qty
+        reason = (
+            f"phantom trimmed: the broker holds {broker_qty} {symbol} for {_names(owners)}; "
+            f"{owner.agent_id}'s exit was refused as position-related, so the {excess} missing are its"
+        )
+        return [Action(ActionKind.TRIM_PHANTOM, symbol, reason, owner.agent_id, qty=-cut,
+                       evidence=evidence | {"agents": _names(owners)}, position=owner)], False  # fmt: skip
+    reason = (
+        f"drift: broker holds {broker_qty} {symbol}, ledgers hold {ledger_qty} ({_names(owners)}); "
+        "no evidence says whose shares differ: settle with `tradeguard settle`"
+    )
+    agents = evidence | {"agents": _names(owners)}
+    return [
+        Action(ActionKind.REPORT_DRIFT, symbol, reason, qty=broker_qty - ledger_qty, evidence=agents)
+    ], False
+
+
+def _orphan(
+    symbol: str,
+    broker_qty: Decimal,
+    snapshot: BrokerSnapshot,
+    settings: Settings,
+    *,
+    adopt_orphans_to: str | None,
+    cleared: Sequence[LedgerPosition],
+    evidence: dict[str, str],
+) -> tuple[list[Action], bool]:
+    matches = {p.agent_id for p in cleared if p.symbol == symbol and p.qty == broker_qty}
+    if len(matches) == 1:
+        if not steady_twice(snapshot, symbol, settings):
+            return [], snapshot.earlier is None
+        (agent,) = matches
+        reason = (
+            f"re-adopted {broker_qty} {symbol} into {agent}'s ledger: the broker holds exactly the "
+            f"position cleared from it earlier (its positions read trailed the fills)"
+        )
+        flat = LedgerPosition(agent, symbol, Decimal(0), None, None)
+        return [Action(ActionKind.ADOPT_ORPHAN, symbol, reason, agent, qty=broker_qty, evidence=evidence,
+                       position=flat)], False  # fmt: skip
+    if adopt_orphans_to is not None:
+        reason = f"reconcile: adopted orphan {broker_qty} {symbol} into {adopt_orphans_to}'s ledger"
+        flat = LedgerPosition(adopt_orphans_to, symbol, Decimal(0), None, None)
+        return [Action(ActionKind.ADOPT_ORPHAN, symbol, reason, adopt_orphans_to, qty=broker_qty,
+                       evidence=evidence, position=flat)], False  # fmt: skip
+    reason = f"orphan: broker holds {broker_qty} {symbol}, no ledger does"
+    return [Action(ActionKind.REPORT_ORPHAN, symbol, reason, qty=broker_qty, evidence=evidence)], False
