@@ -178,10 +178,13 @@ class OrderGateway:
         time_in_force: str = "day",
         extended_hours: bool = False,
     ) -> OrderResult:
-        """Close (part of) the agent's position in `symbol`, at most once per turn and `intent`.
+        """Close (part of) the agent's position in `symbol`, at most once per `intent`.
 
-        The quantity sent is `min(qty or the whole held position, broker qty_available - exits
-        in flight)`; zero sends nothing (SKIPPED). The order carries sell_to_close/buy_to_close.
+        The exit is sized and claimed in one store transaction: `min(qty or the whole held
+        position, held - open exits, broker qty_available - exits it may not show yet - shares
+        other agents hold)`; zero sends nothing (SKIPPED). The order carries
+        sell_to_close/buy_to_close. An exit name is one decision for good (see the module
+        docstring): a retry after the bot re-entered is a duplicate.
         """
         args = OrderArgs(qty, None, order_type, time_in_force, limit_price, stop_price, extended_hours)
         # Check the arguments before any store or broker call; the side follows the position.
@@ -195,12 +198,7 @@ class OrderGateway:
         decision = Intent(self.agent_id, Kind.EXIT, symbol, side, intent)
         existing = self.store.get(decision.key)
         if existing is not None:
-            # The side (and so the position intent) follows whatever is held now; the decision
-            # and its order are otherwise the same.
-            mine = replace(spec, position_intent=existing.spec.position_intent).as_payload()
-            if existing.payload != mine:
-                raise IntentMismatch(decision.key, existing.payload, mine)
-            return self._existing(existing, held=held)
+            return self._existing_exit(existing, spec, held)
         if held.is_flat:
             never = self.store.latest_turn_id(self.agent_id, symbol) is None
             what = f"{symbol} was never held by {self.agent_id}" if never else f"ledger is flat in {symbol}"
@@ -213,12 +211,21 @@ class OrderGateway:
             decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}"
         )
         if outcome is None:
+            assert room is not None
             result = self._skip(symbol, f"exit {intent!r} skipped, nothing to sell: {room.describe(symbol)}")
             self._reconcile_after_exit_error(symbol)
             return result
         if outcome.created:
             return self._send(outcome.claim)
-        return self._existing(outcome.claim, held=held)
+        return self._existing_exit(outcome.claim, spec, held)
+
+    def _existing_exit(self, existing: Claim, spec: OrderSpec, held: LedgerPosition) -> OrderResult:
+        # The side (and so the position intent) follows whatever is held now; the decision and
+        # its order are otherwise the same.
+        mine = replace(spec, position_intent=existing.spec.position_intent).as_payload()
+        if existing.payload != mine:
+            raise IntentMismatch(existing.key, existing.payload, mine)
+        return self._existing(existing, held=held)
 
     def position(self, symbol: str) -> LedgerPosition:
         """Return what the guard believes this agent holds in `symbol`, after refreshing its live orders."""
@@ -408,9 +415,14 @@ class OrderGateway:
             return OrderResult(Outcome.UNKNOWN, claim, None, first_error.message, first_error)
         if claim.state is ClaimState.PENDING:
             # Our own send whose answer was never recorded: from now on it ages as UNKNOWN.
-            claim = self.store.transition(
-                claim, ClaimState.UNKNOWN, reason="sent earlier, answer not recorded, not found yet"
-            )
+            try:
+                claim = self.store.transition(
+                    claim, ClaimState.UNKNOWN, reason="sent earlier, answer not recorded, not found yet"
+                )
+            except LeaseLost:
+                fresh = self.store.get(claim.key)
+                assert fresh is not None
+                return self._answer(fresh, None)
             return OrderResult(Outcome.UNKNOWN, claim, None, f"{claim.client_order_id} not found yet")
         return self._resend_if_absent(claim)
 

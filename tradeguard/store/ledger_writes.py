@@ -18,7 +18,9 @@ from tradeguard.domain.intents import Intent, OrderSpec
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition
 from tradeguard.domain.lifecycle import ClaimState, check_transition
 from tradeguard.store import ledger
+from tradeguard.store import statements as sql
 from tradeguard.store.audit import write_audit
+from tradeguard.store.model import decode_claim
 
 if TYPE_CHECKING:
     from tradeguard.domain.orders import RejectKind
@@ -71,17 +73,23 @@ class LedgerWriter:
 
     def claim_exit(
         self, intent: Intent, spec: OrderSpec, *, owner: str, broker_available: Decimal, reason: str
-    ) -> tuple[ClaimOutcome | None, ExitRoom]:
+    ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
         """Size an exit and claim it in one transaction; None when there is nothing to sell.
 
         `broker_available` is the broker's `qty_available` on the position's side, read just
         before. The quantity claimed is `ExitRoom.qty`: never more than the agent holds minus
         its open exits, nor more than the broker has available minus exits it may not show yet
-        and shares other agents' ledgers hold. An existing claim for the key is returned as is.
+        and shares other agents' ledgers hold. An existing claim for the key is returned as is
+        (with no sizing: nothing was sized for it).
         """
         payload = spec.as_payload()
         now = self._now()
         with self._pool.write(f"sizing and claiming an exit in {intent.symbol}", durable=True) as tx:
+            row = tx.one(sql.BY_KEY, (intent.key,))
+            if row is not None:
+                # Claimed meanwhile (a racing retry of this decision): the caller answers it as a
+                # duplicate; the exit's own position intent may differ, so no payload check here.
+                return ClaimOutcome(decode_claim(row, tx.dt), created=False), None
             room = ledger.exit_room(
                 tx, intent.agent_id, intent.symbol, broker_available=broker_available, requested=spec.qty
             )
