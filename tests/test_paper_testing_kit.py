@@ -11,12 +11,6 @@ from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, OrderSt
 from tradeguard.errors import OrderRejected
 
 
-def test_every_exported_name_exists() -> None:
-    for name in kit.__all__:
-        assert hasattr(kit, name), name
-        assert getattr(kit, name).__module__.startswith("tradeguard"), name
-
-
 def test_make_request_defaults_to_a_ten_share_market_buy() -> None:
     request = kit.make_request()
     assert request == OrderRequest("TQQQ", Side.BUY, "tg-test-1", qty=Decimal(10))

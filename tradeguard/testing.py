@@ -74,7 +74,7 @@ __all__ = [
     "paper_server",
 ]
 
-B = TypeVar("B", bound=Broker)
+_BrokerT = TypeVar("_BrokerT", bound=Broker)
 
 
 class BrokerCall(NamedTuple):
@@ -84,7 +84,7 @@ class BrokerCall(NamedTuple):
     subject: str  # the client_order_id, symbol, order id or order status the call was about
 
 
-class RecordingBroker(Generic[B]):
+class RecordingBroker(Generic[_BrokerT]):
     """Wrap `inner` and record every call, in order, before passing it on.
 
     Attributes:
@@ -93,7 +93,7 @@ class RecordingBroker(Generic[B]):
         requests: Every `OrderRequest` given to `submit_order`, refused ones included.
     """
 
-    def __init__(self, inner: B) -> None:
+    def __init__(self, inner: _BrokerT) -> None:
         self.inner = inner
         self.calls: list[BrokerCall] = []
         self.requests: list[OrderRequest] = []
