@@ -131,6 +131,7 @@ def test_orphans_are_reported_and_adopted_only_when_asked(store_url: str) -> Non
     gw.store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["after_accept", "after_claim"])
 def test_crash_around_the_send_is_resolved_by_one_pass_and_never_sends_twice(
     store_url: str, tmp_path: Path, point: str
