@@ -1,7 +1,9 @@
-"""Shared fixtures: claim-store URLs on a real SQLite file and on the real PostgreSQL server.
+"""Shared fixtures: claim-store URLs on a real SQLite file and on the real PostgreSQL server,
+a manual clock and a store on it, and the real alpaca-py TradingClient over requests-mock.
 
 PostgreSQL tests run when TRADEGUARD_TEST_PG_URL names a server (CI sets it); each test gets
-a schema of its own so tests never see each other's rows.
+a schema of its own so tests never see each other's rows (nor do pytest-xdist workers). Object
+mothers live in tests/mothers.py.
 """
 
 from __future__ import annotations
@@ -10,9 +12,19 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import settings
+
+from tradeguard.clock import ManualClock
+
+if TYPE_CHECKING:
+    import requests_mock
+    from alpaca.trading.client import TradingClient
+
+    from tests.alpaca_bodies import FakeAlpaca
+    from tradeguard.store import ClaimStore
 
 # CI replays a fixed set of Hypothesis examples so a submission's result does not depend on
 # luck; local runs explore new ones every time and keep any failure in .hypothesis/.
@@ -61,3 +73,45 @@ def store_url(request: pytest.FixtureRequest) -> str:
     """Every store test runs on a SQLite file and on real PostgreSQL."""
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """One manual clock for the test: time moves only when the test says so."""
+    return ManualClock()
+
+
+@pytest.fixture
+def store(store_url: str, clock: ManualClock) -> Iterator[ClaimStore]:
+    """A claim store on `store_url` running on the test's manual clock."""
+    from tradeguard.store import ClaimStore
+
+    with ClaimStore(store_url, clock=clock) as s:
+        yield s
+
+
+@pytest.fixture
+def trading_client() -> Iterator[TradingClient]:
+    """alpaca-py's real paper TradingClient (its pooled sockets closed afterwards)."""
+    from alpaca.trading.client import TradingClient
+
+    client = TradingClient("key", "secret", paper=True)
+    yield client
+    client._session.close()
+
+
+@pytest.fixture
+def mocker() -> Iterator[requests_mock.Mocker]:
+    """requests-mock in place of the network for the test."""
+    import requests_mock
+
+    with requests_mock.Mocker() as m:
+        yield m
+
+
+@pytest.fixture
+def fake(mocker: requests_mock.Mocker) -> FakeAlpaca:
+    """Alpaca's routes answered with real bodies, over `mocker`."""
+    from tests.alpaca_bodies import FakeAlpaca
+
+    return FakeAlpaca(mocker)

@@ -1,66 +1,34 @@
-"""Helpers for gateway tests: a paper account, a spy on the broker port, a gateway on a real store."""
+"""Helpers of the tests that drive a gateway over the paper account.
+
+- `make_gateway`: a gateway on a real store over a `RecordingBroker` around a paper account.
+- `ServedRecording`: a paper account for the paper server that records the orders asked of it
+  over HTTP (refused ones included) with the kit's `RecordingBroker`.
+- `LaggingPositions`: a recording broker whose positions endpoint trails fills (Alpaca's does,
+  for seconds): positions of hidden symbols read as flat while orders show them filled.
+- `OnSleepClock`: a ManualClock whose next `sleep` first runs a callback (something the bot does
+  while the reconciler waits between its two reads).
+- `broker_qty`, `audit_of`, `run_cli`: reading the account and the store, running the command.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tradeguard.cli import main as cli_main
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest
+from tradeguard.domain import AuditAction, AuditRecord, BrokerOrder, BrokerPosition, OrderRequest
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import FixedPrices
-from tradeguard.store import ClaimStore
+from tradeguard.ports import Broker
+from tradeguard.store import AuditQuery, ClaimStore
+from tradeguard.testing import RecordingBroker
 
-MAY21_PRICES = FixedPrices({"TQQQ": "75.33", "SQQQ": "21.50", "QQQ": "530.00"})
-
-
-@dataclass
-class SpyBroker:
-    """Records every call on the way to a real broker (the port, not the network)."""
-
-    inner: Any  # a PaperBroker, or a FaultyBroker around one
-    submits: list[OrderRequest] = field(default_factory=list)
-    calls: list[tuple[str, str]] = field(default_factory=list)  # (method, its main argument)
-
-    def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        self.submits.append(request)
-        self.calls.append(("submit_order", request.client_order_id))
-        return self.inner.submit_order(request)
-
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        self.calls.append(("get_order_by_client_id", client_order_id))
-        return self.inner.get_order_by_client_id(client_order_id)
-
-    def list_orders(
-        self,
-        *,
-        status: str = "open",
-        symbols: list[str] | None = None,
-        after: datetime | None = None,
-        limit: int = 500,
-    ) -> list[BrokerOrder]:
-        self.calls.append(("list_orders", status))
-        return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
-
-    def list_positions(self) -> list[BrokerPosition]:
-        self.calls.append(("list_positions", ""))
-        return self.inner.list_positions()
-
-    def get_position(self, symbol: str) -> BrokerPosition | None:
-        self.calls.append(("get_position", symbol))
-        return self.inner.get_position(symbol)
-
-    def cancel_order(self, order_id: str) -> None:
-        self.calls.append(("cancel_order", order_id))
-        self.inner.cancel_order(order_id)
-
-    def submitted(self, client_order_id: str) -> int:
-        """How many times an order with this client_order_id was sent."""
-        return sum(1 for name, coid in self.calls if name == "submit_order" and coid == client_order_id)
+MAY21_PRICES = FixedPrices({"TQQQ": "75.33", "SQQQ": "21.50", "QQQ": "530.00", "SPY": "590.00"})
 
 
 def make_gateway(
@@ -68,21 +36,80 @@ def make_gateway(
     *,
     clock: ManualClock | None = None,
     agent_id: str = "may21-bot",
-    broker: object | None = None,
+    broker: Broker | None = None,
     settings: Settings | None = None,
-) -> tuple[OrderGateway, SpyBroker]:
-    """Return a gateway on a real store over a spied PaperBroker sharing one manual clock."""
+) -> tuple[OrderGateway, RecordingBroker[PaperBroker]]:
+    """Return a gateway on a real store over a recorded PaperBroker sharing one manual clock."""
     clock = clock or ManualClock()
     # The paper broker's positions never trail its fills, so these tests need no recency or settle
     # horizon; the lagging positions endpoint has its own tests (test_hardening_reconcile.py).
     settings = settings or Settings(recent_activity_secs=0, position_settle_secs=0)
-    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
-    spy = SpyBroker(paper)
+    spy = RecordingBroker(PaperBroker(prices=MAY21_PRICES, clock=clock))
     store = ClaimStore(url, settings=settings, clock=clock)
-    gateway = OrderGateway(broker or spy, store, agent_id=agent_id, settings=settings, clock=clock)  # type: ignore[arg-type]
+    gateway = OrderGateway(broker or spy, store, agent_id=agent_id, settings=settings, clock=clock)
     return gateway, spy
 
 
-def broker_qty(spy: SpyBroker, symbol: str) -> Decimal:
-    pos = spy.inner.get_position(symbol)
+class ServedRecording(PaperBroker):
+    """A PaperBroker whose submits go through `self.recording` (a RecordingBroker).
+
+    The paper server calls the account it serves, not a wrapper, so the recorder sits inside:
+    it wraps `super()`, the account's own unrecorded methods.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("prices", MAY21_PRICES)
+        super().__init__(**options)
+        self.recording = RecordingBroker(super())
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        return self.recording.submit_order(request)
+
+
+class LaggingPositions(RecordingBroker[Any]):
+    """A broker whose positions endpoint does not show `hidden` symbols yet (orders are current)."""
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.hidden: set[str] = set()
+
+    def list_positions(self) -> list[BrokerPosition]:
+        return [p for p in super().list_positions() if p.symbol not in self.hidden]
+
+    def get_position(self, symbol: str) -> BrokerPosition | None:
+        return None if symbol in self.hidden else super().get_position(symbol)
+
+
+class OnSleepClock(ManualClock):
+    """A manual clock whose next `sleep` runs `on_next_sleep` first (once), then advances."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        super().__init__(start)
+        self.on_next_sleep: Callable[[], None] | None = None
+
+    def sleep(self, seconds: float) -> None:
+        hook, self.on_next_sleep = self.on_next_sleep, None
+        if hook is not None:
+            hook()
+        super().sleep(seconds)
+
+
+def broker_qty(broker: Any, symbol: str) -> Decimal:
+    """The account's true position, read past any recording (or lagging) wrapper."""
+    while isinstance(broker, RecordingBroker):
+        broker = broker.inner
+    pos = broker.get_position(symbol)
     return Decimal(0) if pos is None else pos.qty
+
+
+def audit_of(store: ClaimStore, action: AuditAction, **filters: Any) -> list[AuditRecord]:
+    """Return the audit records of one action, filtered like AuditQuery."""
+    return list(store.audit_records(AuditQuery(actions=(action.value,), **filters)))
+
+
+def run_cli(argv: list[str]) -> int:
+    """Run the `tradeguard` command; return its exit status (argparse errors included)."""
+    try:
+        return cli_main(argv)
+    except SystemExit as exc:  # argparse: unknown command or option
+        return int(exc.code) if isinstance(exc.code, int) else 2

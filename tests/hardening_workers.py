@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tests.store_workers import make_intent, make_spec
+from tests.mothers import make_intent, make_spec
 from tradeguard import crashpoints
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.config import Settings

@@ -1,4 +1,4 @@
-"""Helpers of the store tests: object mothers, and the code that runs in other processes.
+"""Helpers of the store tests: the code that runs in other processes (mothers: tests/mothers.py).
 
 The race workers run under multiprocessing's "spawn" start method (a fresh interpreter each, as
 separate bots would be); the crash worker runs as a script so the test can SIGKILL a real
@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import os
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import tradeguard
-from tradeguard.domain import Side
-from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tests.mothers import make_intent, make_spec
 from tradeguard.store import ClaimStore
 
 REPO_ROOT = Path(tradeguard.__file__).resolve().parent.parent
 WORKER_SCRIPT = Path(__file__).resolve()
-
-
-def make_intent(
-    name: str, *, agent: str = "bot", kind: Kind = Kind.ENTRY, symbol: str = "QQQ", side: Side = Side.BUY
-) -> Intent:
-    """Return an intent; tests vary `name` to get a fresh decision."""
-    return Intent(agent, kind, symbol, side, name)
-
-
-def make_spec(qty: int | str = 1, **fields: Any) -> OrderSpec:
-    """Return a market order spec for `qty` shares."""
-    return OrderSpec(qty=Decimal(qty), **fields)
 
 
 def subprocess_env() -> dict[str, str]:

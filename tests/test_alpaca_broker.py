@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs, urlparse
@@ -46,26 +45,14 @@ SETTINGS = Settings(connect_timeout_secs=3.05, request_timeout_secs=10.0)
 
 
 @pytest.fixture
-def client() -> Iterator[TradingClient]:
-    client = TradingClient("key", "secret", paper=True)
-    yield client
-    client._session.close()
+def client(trading_client: TradingClient) -> TradingClient:
+    """The shared paper TradingClient, under the name these tests use."""
+    return trading_client
 
 
 @pytest.fixture
 def broker(client: TradingClient) -> AlpacaBroker:
     return AlpacaBroker(client, settings=SETTINGS)
-
-
-@pytest.fixture
-def mocker() -> Iterator[requests_mock.Mocker]:
-    with requests_mock.Mocker() as mocker:
-        yield mocker
-
-
-@pytest.fixture
-def fake(mocker: requests_mock.Mocker) -> FakeAlpaca:
-    return FakeAlpaca(mocker)
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ Only the network edge is mocked: `FakeAlpaca` answers Alpaca's routes with real 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,22 +21,6 @@ from tests.alpaca_bodies import BY_CLIENT_ID_URL, DUPLICATE_CLIENT_ORDER_ID, HTM
 from tradeguard import AlpacaBroker, GuardedTradingClient, ManualClock, OrderGateway, Outcome, Settings
 
 SETTINGS = Settings(recent_activity_secs=0)
-
-
-@pytest.fixture
-def mocker() -> Iterator[requests_mock.Mocker]:
-    with requests_mock.Mocker() as m:
-        yield m
-
-
-@pytest.fixture
-def fake(mocker: requests_mock.Mocker) -> FakeAlpaca:
-    return FakeAlpaca(mocker)
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 def guarded(store_url: str, clock: ManualClock) -> GuardedTradingClient:

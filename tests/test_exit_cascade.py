@@ -17,7 +17,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.gateway_kit import MAY21_PRICES, SpyBroker
+from tests.gateway_kit import MAY21_PRICES
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, OrderRequest, OrderType, Side
@@ -27,7 +27,7 @@ from tradeguard.errors import IntentMismatch
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
 from tradeguard.store import AuditQuery, ClaimStore
-from tradeguard.testing import FaultPlan, FaultyBroker, PaperBroker
+from tradeguard.testing import FaultPlan, FaultyBroker, PaperBroker, RecordingBroker
 
 AGENT = "may21-bot"
 
@@ -50,7 +50,7 @@ class Cascade:
     clock: ManualClock
     paper: PaperBroker
     faulty: FaultyBroker
-    port: SpyBroker
+    port: RecordingBroker[FaultyBroker]
     store: ClaimStore
     gw: OrderGateway
 
@@ -68,7 +68,7 @@ def cascade(store_url: str) -> Iterator[Cascade]:
     settings = Settings()  # the defaults: 15 s grace, 2 s probe gap, 2 s settle delay
     paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
     faulty = FaultyBroker(paper, FaultPlan.parse(EXIT_503_PLAN, source="exit-503.yaml"), clock=clock)
-    port = SpyBroker(faulty)
+    port = RecordingBroker(faulty)
     store = ClaimStore(store_url, settings=settings, clock=clock)
     gw = OrderGateway(port, store, agent_id=AGENT, settings=settings, clock=clock)
     yield Cascade(clock, paper, faulty, port, store, gw)

@@ -21,7 +21,7 @@ def test_entry_is_sent_once_and_retry_returns_the_original_order(store_url: str)
     assert again.outcome is Outcome.DUPLICATE
     assert again.order is not None and first.order is not None
     assert again.order.id == first.order.id
-    assert len(spy.submits) == 1 and len(spy.inner.orders()) == 1
+    assert len(spy.requests) == 1 and len(spy.inner.orders()) == 1
     assert gw.position("TQQQ").qty == 6
     skips = gw.store.audit_count(AuditQuery(actions=("skip",), symbol="TQQQ"))
     assert skips == 1
@@ -48,13 +48,13 @@ def test_may21_six_duplicate_attempts_are_skipped_without_a_post(store_url: str)
         result = call(symbol, qty=qty, intent=name)
         assert result.outcome is Outcome.SUBMITTED, (name, result.reason)
         if name in duplicated:
-            posts_before = len(spy.submits)
+            posts_before = len(spy.requests)
             dup = call(symbol, qty=qty, intent=name)
             assert dup.outcome is Outcome.DUPLICATE
-            assert len(spy.submits) == posts_before
+            assert len(spy.requests) == posts_before
             blocked += 1
     assert blocked == 6
-    assert len(spy.submits) == len(steps)
+    assert len(spy.requests) == len(steps)
     assert broker_qty(spy, "TQQQ") == 0 and broker_qty(spy, "SQQQ") == 2
     gw.store.close()
 
@@ -66,7 +66,7 @@ def test_two_exits_for_the_same_turn_two_seconds_apart_sell_once_and_never_short
     gw.clock.sleep(2)  # type: ignore[attr-defined]
     second = gw.exit("TQQQ", qty=12, intent="11:26 exit: momentum lost")
     assert first.outcome is Outcome.SUBMITTED and second.outcome is Outcome.DUPLICATE
-    sells = [r for r in spy.submits if r.side == "sell"]
+    sells = [r for r in spy.requests if r.side == "sell"]
     assert len(sells) == 1 and sells[0].position_intent == "sell_to_close"
     assert broker_qty(spy, "TQQQ") == 0
     assert gw.position("TQQQ").is_flat
@@ -91,10 +91,10 @@ def test_exit_is_cut_to_qty_available_and_exit_on_flat_sends_nothing(store_url: 
     )
     cut = gw.exit("TQQQ", qty=18, intent="exit all")
     assert cut.outcome is Outcome.SUBMITTED
-    assert spy.submits[-1].qty == 6
+    assert spy.requests[-1].qty == 6
     flat = gw.exit("QQQ", intent="exit QQQ")
     assert flat.outcome is Outcome.SKIPPED
-    assert all(r.symbol != "QQQ" for r in spy.submits)
+    assert all(r.symbol != "QQQ" for r in spy.requests)
     gw.store.close()
 
 
@@ -117,7 +117,7 @@ def test_bad_input_is_refused_before_any_claim(
     kwargs.setdefault("intent", "decision")
     with pytest.raises(ConfigError, match=message):
         gw.enter(**kwargs)  # type: ignore[arg-type]
-    assert gw.store.list_claims() == [] and spy.submits == []
+    assert gw.store.list_claims() == [] and spy.requests == []
     gw.store.close()
 
 
@@ -126,7 +126,7 @@ def test_same_intent_with_a_different_order_is_loud(store_url: str) -> None:
     gw.enter("TQQQ", qty=6, intent="09:42 buy")
     with pytest.raises(IntentMismatch, match="qty"):
         gw.enter("TQQQ", qty=7, intent="09:42 buy")
-    assert len(spy.submits) == 1
+    assert len(spy.requests) == 1
     gw.store.close()
 
 
@@ -136,5 +136,5 @@ def test_rejected_entry_is_not_resent_on_retry(store_url: str) -> None:
     again = gw.enter("TQQQ", qty=100_000, intent="too big")
     assert first.outcome is Outcome.REJECTED and again.outcome is Outcome.REJECTED
     assert first.claim is not None and first.claim.state is ClaimState.REJECTED
-    assert len(spy.submits) == 1
+    assert len(spy.requests) == 1
     gw.store.close()

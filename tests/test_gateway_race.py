@@ -9,8 +9,12 @@ from __future__ import annotations
 import multiprocessing
 from collections import Counter, defaultdict
 
+import pytest
+
 from tests.gateway_race_worker import enter_worker
 from tradeguard.testing import orders_of, paper_server
+
+pytestmark = pytest.mark.slow
 
 WORKERS = 8
 ROUNDS = 15

@@ -4,11 +4,9 @@ inferred: ...")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-import requests_mock
 from alpaca.trading.client import TradingClient
 
 from tests.alpaca_bodies import FakeAlpaca
@@ -18,11 +16,8 @@ from tradeguard.errors import OrderRejected
 
 
 @pytest.fixture
-def world() -> Iterator[tuple[FakeAlpaca, AlpacaBroker]]:
-    client = TradingClient("key", "secret", paper=True)
-    with requests_mock.Mocker() as mocker:
-        yield FakeAlpaca(mocker), AlpacaBroker(client)
-    client._session.close()
+def world(fake: FakeAlpaca, trading_client: TradingClient) -> tuple[FakeAlpaca, AlpacaBroker]:
+    return fake, AlpacaBroker(trading_client)
 
 
 def _sell(intent: PositionIntent, coid: str) -> OrderRequest:

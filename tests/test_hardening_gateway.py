@@ -17,8 +17,7 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from tests.gateway_kit import SpyBroker, make_gateway
-from tests.hardening_kit import RecordingPaper, audit_of, broker_qty
+from tests.gateway_kit import MAY21_PRICES, audit_of, broker_qty, make_gateway
 from tradeguard.client import GuardedTradingClient
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
@@ -27,8 +26,16 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import OrderRejected, OutcomeUnknown, StoreError, UnrecordedOrder
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
+from tradeguard.paper import PaperBroker
 from tradeguard.store import ClaimStore
-from tradeguard.testing import FaultPlan, FaultyBroker, alpaca_client, orders_of, paper_server
+from tradeguard.testing import (
+    FaultPlan,
+    FaultyBroker,
+    RecordingBroker,
+    alpaca_client,
+    orders_of,
+    paper_server,
+)
 
 AGENT = "may21-bot"
 
@@ -48,7 +55,7 @@ def test_client_order_id_taken_by_an_outside_order_is_refused_not_adopted(store_
     TQQQ order with client_order_id=X must fail clearly, its claim REJECTED as ID_TAKEN, and
     the ledger must not book the SPY order's fill as TQQQ shares."""
     coid = "bot-0930-breakout"
-    with paper_server(RecordingPaper()) as server:
+    with paper_server(prices=MAY21_PRICES) as server:
         with alpaca_client(server.url) as outside:
             outside.submit_order(_market("SPY", 1, coid))
         client = GuardedTradingClient(
@@ -85,22 +92,19 @@ def _table_renamer(url: str) -> Callable[[str, str], None]:
     return rename
 
 
-class _BreaksStoreAfterSubmit:
+class _BreaksStoreAfterSubmit(RecordingBroker[Any]):
     """A broker that, once, makes the store unusable right after the broker accepted the order."""
 
     def __init__(self, inner: Any, brk: Callable[[], None]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._break: Callable[[], None] | None = brk
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        order: BrokerOrder = self.inner.submit_order(request)
+        order = super().submit_order(request)
         brk, self._break = self._break, None
         if brk is not None:
             brk()
         return order
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def test_store_failure_after_the_post_raises_unrecorded_order_then_adopts_it(store_url: str) -> None:
@@ -109,7 +113,7 @@ def test_store_failure_after_the_post_raises_unrecorded_order_then_adopts_it(sto
     the same decision and a reconcile pass leave exactly one order, adopted by the claim."""
     clock = ManualClock()
     settings = Settings()
-    paper = RecordingPaper(clock=clock)
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
     rename = _table_renamer(store_url)
     broker = _BreaksStoreAfterSubmit(paper, lambda: rename("tg_audit", "tg_audit_away"))
     with ClaimStore(store_url, settings=settings, clock=clock) as store:
@@ -122,12 +126,12 @@ def test_store_failure_after_the_post_raises_unrecorded_order_then_adopts_it(sto
             if broker._break is None:
                 rename("tg_audit_away", "tg_audit")
             rename.dispose()  # type: ignore[attr-defined]
-        (ask,) = paper.asked(symbol="TQQQ")
+        (ask,) = broker.asked(symbol="TQQQ")
         clock.advance(settings.lease_secs + settings.unknown_grace_secs + 1)
         gw.enter("TQQQ", qty=10, intent="09:42 breakout")
         gw.reconcile()
         assert len(orders_of(paper, client_order_id=ask.client_order_id)) == 1
-        assert len(paper.asked(symbol="TQQQ")) == 1
+        assert len(broker.asked(symbol="TQQQ")) == 1
         claim = store.get_by_client_order_id(ask.client_order_id)
         assert claim is not None and claim.state is ClaimState.FILLED
         assert store.position(AGENT, "TQQQ").qty == 10
@@ -154,7 +158,7 @@ def test_drop_in_retry_after_the_content_window_resolves_the_unknown_order(store
     first lookup misses; the bot retries 61 s later (past the 60 s content window). No second
     order may be sent; the retry resolves the first claim and returns its order."""
     clock = ManualClock()
-    paper = RecordingPaper(clock=clock)
+    paper = RecordingBroker(PaperBroker(prices=MAY21_PRICES, clock=clock))
     broker = FaultyBroker(paper, FaultPlan.parse(LOST_ANSWER, source="lost-answer.yaml"), clock=clock)
     client = GuardedTradingClient(
         "paper-key", "paper-secret", store=store_url, agent_id=AGENT, clock=clock, broker=broker
@@ -188,10 +192,10 @@ def test_retried_exit_after_re_entry_is_a_duplicate_and_keeps_the_new_position(s
         exit_intent = "2026-05-21 11:26 momentum lost"
         assert gw.exit("TQQQ", intent=exit_intent).outcome is Outcome.SUBMITTED
         gw.enter("TQQQ", qty=8, intent="2026-05-21 11:40 re-entry")
-        sent = len(spy.submits)
+        sent = len(spy.requests)
         retry = gw.exit("TQQQ", intent=exit_intent)
         assert retry.outcome is Outcome.DUPLICATE, retry.reason
-        assert len(spy.submits) == sent, "the retried exit reached the broker"
+        assert len(spy.requests) == sent, "the retried exit reached the broker"
         assert spy.inner.get_position("TQQQ").qty == 8
         assert gw.position("TQQQ").qty == 8
     finally:
@@ -213,9 +217,9 @@ def test_each_blocked_retry_of_an_unknown_claim_writes_a_skip_record(store_url: 
     """Defect 12: five blocked retries of an UNKNOWN claim write five SKIP audit records, as
     retries of a FILLED claim do."""
     clock = ManualClock()
-    paper = RecordingPaper(clock=clock)
+    paper = RecordingBroker(PaperBroker(prices=MAY21_PRICES, clock=clock))
     faulty = FaultyBroker(paper, FaultPlan.parse(ENTRY_503, source="entry-503.yaml"), clock=clock)
-    gw, _ = make_gateway(store_url, clock=clock, broker=SpyBroker(faulty), settings=Settings())
+    gw, _ = make_gateway(store_url, clock=clock, broker=RecordingBroker(faulty), settings=Settings())
     try:
         first = gw.enter("TQQQ", qty=10, intent="09:42 breakout")
         assert first.outcome is Outcome.UNKNOWN and first.claim is not None

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests import hardening_workers as workers
-from tests.hardening_kit import RecordingPaper, broker_qty
+from tests.gateway_kit import MAY21_PRICES, ServedRecording, broker_qty
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
@@ -92,7 +92,7 @@ def test_eight_processes_entering_different_decisions_book_every_share(store_url
     through the paper server: ledger == broker position == 120."""
     barrier = CTX.Barrier(WORKERS)
     results = CTX.Queue()
-    with paper_server(RecordingPaper()) as server:
+    with paper_server(prices=MAY21_PRICES) as server:
         procs = [
             CTX.Process(
                 target=workers.enter_many_worker, args=(store_url, server.url, DECISIONS, barrier, results, w)
@@ -122,9 +122,9 @@ def test_twelve_concurrent_exits_never_ask_for_more_than_is_held(store_url: str)
     exiters, rounds = 12, 3
     barrier = CTX.Barrier(exiters + 1)
     results = CTX.Queue()
-    with paper_server(RecordingPaper()) as server:
+    with paper_server(ServedRecording()) as server:
         paper = server.broker
-        assert isinstance(paper, RecordingPaper)
+        assert isinstance(paper, ServedRecording)
         procs = [
             CTX.Process(target=workers.exit_worker, args=(store_url, server.url, rounds, barrier, results, w))
             for w in range(exiters)
@@ -138,10 +138,10 @@ def test_twelve_concurrent_exits_never_ask_for_more_than_is_held(store_url: str)
                 for r in range(rounds):
                     gateway.enter("TQQQ", qty=10, intent=f"r{r} entry")
                     held = broker_qty(paper, "TQQQ")
-                    before = len(paper.asks)
+                    before = len(paper.recording.requests)
                     barrier.wait(timeout=300)  # all exits go
                     barrier.wait(timeout=300)  # all exits answered
-                    asked = [a.qty for a in paper.asks[before:] if a.side == "sell"]
+                    asked = [a.qty for a in paper.recording.requests[before:] if a.side == "sell"]
                     if sum(asked) > held:
                         oversold.append((r, held, asked))
             except Exception:
@@ -214,9 +214,9 @@ def test_stalled_sender_never_sends_on_a_lapsed_lease_or_its_order_is_adopted(
     lease check ("after_claim"), it must not send at all. Frozen after it ("before_post"), the
     order lands under the claim's client_order_id: the claim must leave NOT_SENT for FILLED
     (by the process's own answer or the next pass) and the ledger must show the shares."""
-    with paper_server(RecordingPaper()) as server:
+    with paper_server(ServedRecording()) as server:
         paper = server.broker
-        assert isinstance(paper, RecordingPaper)
+        assert isinstance(paper, ServedRecording)
         proc, result = _stall(store_url, server.url, point, tmp_path)
         try:
             key, coid, lease_end = _claim_after_lease(store_url)
@@ -231,7 +231,7 @@ def test_stalled_sender_never_sends_on_a_lapsed_lease_or_its_order_is_adopted(
         assert not proc.is_alive(), "the resumed worker did not finish"
         outcome = result.read_text() if result.exists() else "no result"
         if point == "after_claim":
-            assert [a for a in paper.asks if a.client_order_id == coid] == [], (
+            assert paper.recording.submitted(coid) == 0, (
                 f"the resumed worker sent on its lapsed lease ({outcome})"
             )
             return

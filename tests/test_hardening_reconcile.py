@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.hardening_kit import (
+from tests.gateway_kit import (
+    MAY21_PRICES,
     LaggingPositions,
     OnSleepClock,
-    RecordingPaper,
     audit_of,
     broker_qty,
     run_cli,
@@ -30,7 +30,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
 from tradeguard.store import ClaimStore
-from tradeguard.testing import FaultPlan, FaultyBroker, make_request
+from tradeguard.testing import FaultPlan, FaultyBroker, PaperBroker, RecordingBroker, make_request
 
 AGENT = "may21-bot"
 
@@ -38,8 +38,8 @@ AGENT = "may21-bot"
 @dataclass
 class World:
     clock: ManualClock
-    paper: RecordingPaper
-    lag: LaggingPositions
+    paper: PaperBroker
+    lag: LaggingPositions  # records the orders asked of the account
     store: ClaimStore
     gw: OrderGateway
 
@@ -49,7 +49,7 @@ def world(store_url: str) -> Iterator[World]:
     """Default settings (2 s settle delay, 5 s recent activity); positions may lag."""
     clock = OnSleepClock()
     settings = Settings()
-    paper = RecordingPaper(clock=clock)
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
     lag = LaggingPositions(paper)
     store = ClaimStore(store_url, settings=settings, clock=clock)
     gw = OrderGateway(lag, store, agent_id=AGENT, settings=settings, clock=clock)
@@ -72,7 +72,7 @@ def test_position_read_lagging_a_fill_does_not_clear_the_position(world: World) 
     w.lag.hidden.clear()
     result = w.gw.exit("TQQQ", intent="11:40 momentum lost")
     assert result.outcome is Outcome.SUBMITTED, result.reason
-    assert [a.qty for a in w.paper.asked(symbol="TQQQ", side="sell")] == [10]
+    assert [a.qty for a in w.lag.asked(symbol="TQQQ", side="sell")] == [10]
     assert broker_qty(w.paper, "TQQQ") == 0
     assert w.gw.position("TQQQ").is_flat
 
@@ -158,7 +158,7 @@ def test_one_pass_marks_the_unknown_exit_not_sent_and_clears_the_phantom(store_u
     exit NOT_SENT and clears the phantom."""
     clock = ManualClock()
     settings = Settings()
-    paper = RecordingPaper(clock=clock)
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
     broker = FaultyBroker(paper, FaultPlan.parse(EXIT_503, source="exit-503.yaml"), clock=clock)
     with ClaimStore(store_url, settings=settings, clock=clock) as store:
         gw = OrderGateway(broker, store, agent_id=AGENT, settings=settings, clock=clock)
@@ -189,17 +189,18 @@ def test_phantom_of_one_agent_never_sells_the_other_agents_shares(
     clock = ManualClock(datetime.now(UTC) - timedelta(hours=1))
     settings = Settings()
     state = tmp_path / "paper.json"
-    paper = RecordingPaper(clock=clock, state_path=state)
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock, state_path=state)
+    port = RecordingBroker(paper)
     with ClaimStore(store_url, settings=settings, clock=clock) as store:
-        gw_a = OrderGateway(paper, store, agent_id="agent-a", settings=settings, clock=clock)
-        gw_b = OrderGateway(paper, store, agent_id="agent-b", settings=settings, clock=clock)
+        gw_a = OrderGateway(port, store, agent_id="agent-a", settings=settings, clock=clock)
+        gw_b = OrderGateway(port, store, agent_id="agent-b", settings=settings, clock=clock)
         gw_a.enter("TQQQ", qty=10, intent="a 11:06 entry")
         paper.close_position("TQQQ")
         gw_b.enter("TQQQ", qty=5, intent="b 11:10 entry")
         clock.advance(120)
-        asked_before = len(paper.asks)
+        asked_before = len(port.requests)
         gw_a.exit("TQQQ", intent="a 11:26 stop")
-        sells = [a for a in paper.asks[asked_before:] if a.side == "sell"]
+        sells = [a for a in port.requests[asked_before:] if a.side == "sell"]
         assert broker_qty(paper, "TQQQ") == 5, f"agent A's exit sold agent B's shares: {sells}"
         assert store.position("agent-b", "TQQQ").qty == 5
         if store.position("agent-a", "TQQQ").is_flat:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from store_workers import subprocess_env
 
+from tests.store_workers import subprocess_env
 from tradeguard.domain import OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.domain.intents import (
     MAX_CLIENT_ORDER_ID_LEN,

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from store_workers import make_intent, make_spec
 
+from tests.mothers import make_intent, make_spec
 from tradeguard.domain import Claim, OrderStatus
 from tradeguard.domain.lifecycle import (
     TRANSITIONS,
@@ -23,12 +22,6 @@ from tradeguard.store import AuditQuery, ClaimStore
 
 ALL = list(ClaimState)
 PAIRS = list(itertools.product(ALL, ALL))
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[ClaimStore]:
-    with ClaimStore(store_url) as s:
-        yield s
 
 
 def reach(store: ClaimStore, state: ClaimState, name: str) -> Claim:

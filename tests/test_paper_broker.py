@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.paper_kit import limit
+from tests.mothers import limit
 from tradeguard.clock import ManualClock
 from tradeguard.domain import OrderStatus, OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import OrderRejected

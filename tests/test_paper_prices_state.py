@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.paper_kit import limit
+from tests.mothers import limit
 from tradeguard.clock import ManualClock
 from tradeguard.domain import OrderStatus
 from tradeguard.errors import ConfigError, OrderRejected

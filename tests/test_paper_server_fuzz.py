@@ -12,12 +12,15 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tradeguard.paper.server import PaperServer
 from tradeguard.testing import paper_server
+
+pytestmark = pytest.mark.slow
 
 AUTH = {"APCA-API-KEY-ID": "k", "APCA-API-SECRET-KEY": "s"}
 

@@ -8,12 +8,7 @@ import pytest
 
 import tradeguard.testing as kit
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, OrderStatus, Side
-
-
-def test_every_exported_name_exists() -> None:
-    for name in kit.__all__:
-        assert hasattr(kit, name), name
-        assert getattr(kit, name).__module__.startswith("tradeguard"), name
+from tradeguard.errors import OrderRejected
 
 
 def test_make_request_defaults_to_a_ten_share_market_buy() -> None:
@@ -64,3 +59,21 @@ def test_alpaca_client_and_orders_of_read_back_what_the_bot_sent() -> None:
         assert [o.side for o in kit.orders_of(server.broker, symbol="tqqq")] == [Side.BUY, Side.SELL]
         assert len(kit.orders_of(server.broker, side="buy")) == 2
         assert server.fired_faults() == []
+
+
+def test_recording_broker_records_every_call_and_every_order_asked_refused_ones_too() -> None:
+    paper = kit.PaperBroker(prices=kit.FixedPrices({"TQQQ": "75.33"}), cash=1000)
+    broker = kit.RecordingBroker(paper)
+    broker.submit_order(kit.make_request("TQQQ", "buy", 10, client_order_id="a"))
+    with pytest.raises(OrderRejected):
+        broker.submit_order(kit.make_request("TQQQ", "buy", 10, client_order_id="b"))  # no cash left
+    broker.get_position("TQQQ")
+    assert broker.submitted("a") == broker.submitted("b") == 1
+    assert [r.client_order_id for r in broker.asked(symbol="tqqq", side="buy")] == ["a", "b"]
+    assert broker.asked(side=Side.SELL) == []
+    assert [tuple(c) for c in broker.calls] == [
+        ("submit_order", "a"),
+        ("submit_order", "b"),
+        ("get_position", "TQQQ"),
+    ]
+    assert len(kit.orders_of(paper)) == 1

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_kit import MAY21_PRICES, SpyBroker, broker_qty, make_gateway
+from tests.gateway_kit import MAY21_PRICES, broker_qty, make_gateway
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerPosition
@@ -24,23 +24,22 @@ from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
 from tradeguard.reconcile import ActionKind
 from tradeguard.store import AuditQuery, ClaimStore
+from tradeguard.testing import RecordingBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-class StalePositions(SpyBroker):
+class StalePositions(RecordingBroker[PaperBroker]):
     """Alpaca's positions endpoint lags fills by seconds: serve one stale read per symbol."""
 
     stale: dict[str, BrokerPosition]
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
-        self.calls.append(("get_position", symbol))
-        if symbol in self.stale:
-            return self.stale.pop(symbol)
-        return self.inner.get_position(symbol)
+        current = super().get_position(symbol)
+        return self.stale.pop(symbol, current)
 
 
-class FailingPositions(SpyBroker):
+class FailingPositions(RecordingBroker[PaperBroker]):
     """A positions read that times out."""
 
     def list_positions(self) -> list[BrokerPosition]:
@@ -77,7 +76,7 @@ def test_exit_refused_while_broker_still_holds_goes_through_resized(store_url: s
     gw.reconciler.broker = stale
     result = gw.exit("SQQQ", intent="exit all")
     assert result.outcome is Outcome.SUBMITTED, result.reason
-    assert stale.submits[-1].qty == 6 and stale.submits[-1].position_intent == "sell_to_close"
+    assert stale.requests[-1].qty == 6 and stale.requests[-1].position_intent == "sell_to_close"
     assert broker_qty(spy, "SQQQ") == 0
     gw.store.close()
 
@@ -132,6 +131,7 @@ def test_orphans_are_reported_and_adopted_only_when_asked(store_url: str) -> Non
     gw.store.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["after_accept", "after_claim"])
 def test_crash_around_the_send_is_resolved_by_one_pass_and_never_sends_twice(
     store_url: str, tmp_path: Path, point: str
@@ -155,20 +155,20 @@ def test_crash_around_the_send_is_resolved_by_one_pass_and_never_sends_twice(
     store = ClaimStore(store_url, clock=clock)
     (claim,) = store.list_claims()
     assert claim.state is ClaimState.PENDING
-    spy = SpyBroker(paper)
-    gw = OrderGateway(spy, store, agent_id="crash-bot", clock=clock)  # type: ignore[arg-type]
+    spy = RecordingBroker(paper)
+    gw = OrderGateway(spy, store, agent_id="crash-bot", clock=clock)
     retry = gw.enter("TQQQ", qty=6, intent="09:42 breakout")
     orders = paper.orders()
     if point == "after_accept":
         # The start-up pass adopted the accepted order; the retry is a duplicate.
         assert retry.outcome is Outcome.DUPLICATE
         assert gw.store.get(claim.key).state is ClaimState.FILLED  # type: ignore[union-attr]
-        assert spy.submits == []
+        assert spy.requests == []
     else:
         # Never sent: the start-up pass proves it absent (after the grace) and marks it NOT_SENT;
         # the retry sends it with the same client_order_id.
         assert retry.outcome is Outcome.SUBMITTED
-        assert [r.client_order_id for r in spy.submits] == [claim.client_order_id]
+        assert [r.client_order_id for r in spy.requests] == [claim.client_order_id]
     assert len(orders) == 1 and orders[0].client_order_id == claim.client_order_id
     assert gw.position("TQQQ").qty == 6
     store.close()
@@ -178,10 +178,9 @@ def test_unknown_claim_stays_unknown_until_broker_evidence(store_url: str) -> No
     clock = ManualClock()
     gw, spy = make_gateway(store_url, clock=clock)
 
-    class LostResponse(SpyBroker):
+    class LostResponse(RecordingBroker[PaperBroker]):
         def submit_order(self, request):  # type: ignore[no-untyped-def]
-            self.submits.append(request)
-            self.inner.submit_order(request)
+            super().submit_order(request)
             raise OutcomeUnknown("read timed out", status_code=None)
 
         def get_order_by_client_id(self, client_order_id):  # type: ignore[no-untyped-def]

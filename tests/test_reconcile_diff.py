@@ -3,101 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.mothers import NOW, held, make_claim, order_for, snap
 from tradeguard.config import Settings
 from tradeguard.domain import (
     BrokerOrder,
-    BrokerPosition,
-    Claim,
-    LedgerPosition,
     OrderStatus,
     RejectKind,
     Side,
 )
-from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
+from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.reconcile import ActionKind, BrokerSnapshot, diff, plan
+from tradeguard.reconcile import ActionKind, diff, plan
 
-NOW = datetime(2026, 5, 21, 15, 0, tzinfo=UTC)
 SETTINGS = Settings()
-
-
-def make_claim(
-    state: ClaimState = ClaimState.UNKNOWN,
-    *,
-    age_secs: float = 60,
-    symbol: str = "TQQQ",
-    kind: Kind = Kind.ENTRY,
-    side: str = "buy",
-    qty: int = 6,
-    turn_id: int | None = None,
-    reason: str = "",
-    filled: int = 0,
-    lease_left_secs: float = -1,
-) -> Claim:
-    intent = Intent("bot", kind, symbol, Side(side), f"{state}-{age_secs}-{reason}")
-    updated = NOW - timedelta(seconds=age_secs)
-    return Claim(
-        key=intent.key,
-        client_order_id=derive_client_order_id(intent.key),
-        agent_id="bot",
-        kind=kind,
-        symbol=symbol,
-        side=side,
-        intent=intent.name,
-        payload=OrderSpec(qty=Decimal(qty)).as_payload(),
-        state=state,
-        epoch=1,
-        owner="w",
-        lease_expires_at=NOW + timedelta(seconds=lease_left_secs),
-        order_qty=Decimal(qty),
-        broker_order_id=None,
-        filled_qty=Decimal(filled),
-        filled_avg_price=None,
-        turn_id=turn_id,
-        attempts=1,
-        reason=reason,
-        created_at=updated,
-        updated_at=updated,
-    )
-
-
-def make_order(claim: Claim, status: OrderStatus = OrderStatus.FILLED, filled: int = 6) -> BrokerOrder:
-    return BrokerOrder(
-        id="o-1",
-        client_order_id=claim.client_order_id,
-        symbol=claim.symbol,
-        side=Side(claim.side),
-        status=status,
-        qty=Decimal(6),
-        filled_qty=Decimal(filled),
-    )
-
-
-def held(symbol: str, qty: int, turn_id: int = 1, agent: str = "bot") -> LedgerPosition:
-    return LedgerPosition(agent, symbol, Decimal(qty), turn_id, NOW - timedelta(hours=1))
-
-
-def snap(
-    positions: dict[str, int] | None = None,
-    lookups: dict[str, BrokerOrder | None] | None = None,
-    *,
-    earlier_gap: float | None = None,
-    open_orders: tuple[BrokerOrder, ...] = (),
-    complete: bool = True,
-) -> BrokerSnapshot:
-    pos = {s: BrokerPosition(s, Decimal(q), Decimal(q)) for s, q in (positions or {}).items() if q}
-    earlier = None
-    if earlier_gap is not None:
-        earlier = BrokerSnapshot(
-            NOW - timedelta(seconds=earlier_gap), pos, open_orders, complete, dict(lookups or {})
-        )
-    return BrokerSnapshot(NOW, pos, open_orders, complete, dict(lookups or {}), earlier)
 
 
 def kinds(actions: list) -> list[ActionKind]:  # type: ignore[type-arg]
@@ -106,7 +29,7 @@ def kinds(actions: list) -> list[ActionKind]:  # type: ignore[type-arg]
 
 def test_found_order_is_adopted() -> None:
     claim = make_claim()
-    actions = diff([claim], [], snap(lookups={claim.client_order_id: make_order(claim)}), NOW, SETTINGS)
+    actions = diff([claim], [], snap(lookups={claim.client_order_id: order_for(claim)}), NOW, SETTINGS)
     assert kinds(actions) == [ActionKind.ADOPT_ORDER]
 
 
@@ -169,7 +92,7 @@ def test_refused_exit_is_released_resized_when_the_broker_still_holds() -> None:
 
 def test_unknown_order_status_is_adopted_as_open() -> None:
     claim = make_claim(ClaimState.SUBMITTED)
-    order = make_order(claim, OrderStatus.parse("some_new_status"), filled=0)
+    order = order_for(claim, OrderStatus.parse("some_new_status"), filled=0)
     actions = diff([claim], [], snap(lookups={claim.client_order_id: order}), NOW, SETTINGS)
     # OTHER maps to SUBMITTED: only the missing broker order id is adopted, never a guess.
     assert kinds(actions) == [ActionKind.ADOPT_ORDER]

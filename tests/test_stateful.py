@@ -550,11 +550,13 @@ def _settings(max_examples: int, steps: int) -> settings:
 
 
 # Shrinking a failure can take Hypothesis its full five minutes: let it finish and report.
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_guarantees_hold_over_random_steps_on_sqlite() -> None:
     run_state_machine_as_test(GuardMachine, settings=_settings(120, 60))
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(900)
 def test_guarantees_hold_over_random_steps_on_postgresql() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from store_workers import make_intent, make_spec
 
+from tests.mothers import make_intent, make_spec
 from tradeguard.clock import ManualClock
 from tradeguard.domain import AuditAction, AuditRecord, Side
 from tradeguard.domain.intents import Kind

@@ -6,7 +6,6 @@ Every test runs on a SQLite file and on the real PostgreSQL server (the `store_u
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -14,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 from sqlalchemy.dialects import sqlite
-from store_workers import make_intent, make_spec
 
+from tests.mothers import make_intent, make_spec
 from tradeguard.clock import ManualClock
 from tradeguard.domain import AuditAction, Side
 from tradeguard.domain.intents import Kind, derive_client_order_id
@@ -25,17 +24,6 @@ from tradeguard.store import AuditQuery, ClaimStore
 from tradeguard.store import audit as audit_module
 from tradeguard.store.connections import _sqlite_dt, _sqlite_ts
 from tradeguard.store.schema import UTCDateTime
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-def store(store_url: str, clock: ManualClock) -> Iterator[ClaimStore]:
-    with ClaimStore(store_url, clock=clock) as s:
-        yield s
 
 
 def records_of(store: ClaimStore, coid: str) -> list[tuple[str, str | None, str | None]]:

@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import Pool
-from store_workers import make_intent, make_spec
 
+from tests.mothers import make_intent, make_spec
 from tradeguard.domain import Claim
 from tradeguard.domain.intents import Intent
 from tradeguard.domain.lifecycle import ClaimState

@@ -16,8 +16,9 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from store_workers import WORKER_SCRIPT, make_intent, make_spec, subprocess_env
 
+from tests.mothers import make_intent, make_spec
+from tests.store_workers import WORKER_SCRIPT, subprocess_env
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain.lifecycle import ClaimState
@@ -25,11 +26,6 @@ from tradeguard.errors import ClaimInProgress, LeaseLost
 from tradeguard.store import AuditQuery, ClaimStore
 
 LEASE = Settings().lease_secs
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
-import pytest
-from store_workers import make_intent, make_spec
-
+from tests.mothers import make_intent, make_spec
 from tradeguard.domain import Claim, Side
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.store import AuditQuery, ClaimStore
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[ClaimStore]:
-    with ClaimStore(store_url) as s:
-        yield s
 
 
 def fill(store: ClaimStore, name: str, side: Side, qty: int, *, symbol: str = "QQQ") -> Claim:

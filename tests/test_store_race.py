@@ -12,8 +12,9 @@ import queue
 from collections import defaultdict
 
 import pytest
-from store_workers import make_intent, race_worker
 
+from tests.mothers import make_intent
+from tests.store_workers import race_worker
 from tradeguard.store import AuditQuery, ClaimStore
 
 WORKERS = 8

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 from alembic import command
-from store_workers import make_intent, make_spec
 
+from tests.mothers import make_intent, make_spec
 from tradeguard.errors import StoreError
 from tradeguard.store import ClaimStore
 from tradeguard.store.engine import _alembic_config, parse_url

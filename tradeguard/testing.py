@@ -5,6 +5,10 @@
 - `paper_server(...)` starts the paper server for a test; `alpaca_client(...)` gives a real
   alpaca-py `TradingClient` pointed at it, with a read timeout; `orders_of(...)` reads back what
   the broker received.
+- `RecordingBroker` wraps any `Broker` and records every call on the way through, and every
+  order asked of it (refused ones included): `submitted(client_order_id)` counts the sends of one
+  order, `asked(symbol=..., side=...)` lists the requests. It is thread-safe, so it can sit under
+  a bot's worker threads; subclass it to add a fault (a lagging or failing read) to one method.
 - `make_request`, `make_order`, `make_position` build value objects with sensible defaults.
 
 Example::
@@ -13,17 +17,22 @@ Example::
     with paper_server(faults=plan) as server, alpaca_client(server.url, timeout_secs=1) as client:
         run_my_bot(client)
         assert len(orders_of(server.broker)) == 1
+
+    broker = RecordingBroker(PaperBroker(prices=FixedPrices({"TQQQ": "75.33"})))
+    run_my_bot(OrderGateway(broker, "sqlite:///claims.db", agent_id="my-bot"))
+    assert len(broker.asked(symbol="TQQQ", side="buy")) == 1  # one order asked, however many retries
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from tradeguard.clock import ManualClock
 from tradeguard.domain import (
@@ -39,6 +48,7 @@ from tradeguard.faults import Fault, FaultAction, FaultPlan, FaultyBroker
 from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import FixedPrices, PriceSource, RecordedPrices
 from tradeguard.paper.server import PaperServer
+from tradeguard.ports import Broker
 
 if TYPE_CHECKING:
     from alpaca.trading.client import TradingClient
@@ -54,6 +64,8 @@ __all__ = [
     "PaperServer",
     "PriceSource",
     "RecordedPrices",
+    "RecordingBroker",
+    "BrokerCall",
     "alpaca_client",
     "make_order",
     "make_position",
@@ -61,6 +73,94 @@ __all__ = [
     "orders_of",
     "paper_server",
 ]
+
+_BrokerT = TypeVar("_BrokerT", bound=Broker)
+
+
+class BrokerCall(NamedTuple):
+    """One call through a `RecordingBroker`: the port method and its main argument."""
+
+    method: str
+    subject: str  # the client_order_id, symbol, order id or order status the call was about
+
+
+class RecordingBroker(Generic[_BrokerT]):
+    """Wrap `inner` and record every call, in order, before passing it on.
+
+    Attributes:
+        inner: The wrapped broker (a `PaperBroker`, a `FaultyBroker` around one, ...).
+        calls: Every call as a `BrokerCall`, oldest first, failed ones included.
+        requests: Every `OrderRequest` given to `submit_order`, refused ones included.
+    """
+
+    def __init__(self, inner: _BrokerT) -> None:
+        self.inner = inner
+        self.calls: list[BrokerCall] = []
+        self.requests: list[OrderRequest] = []
+        self._lock = threading.Lock()
+
+    def _record(self, method: str, subject: str) -> None:
+        with self._lock:
+            self.calls.append(BrokerCall(method, subject))
+
+    # ---- the Broker port -------------------------------------------------------------------
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Record the request, then place it with `inner`."""
+        with self._lock:
+            self.requests.append(request)
+            self.calls.append(BrokerCall("submit_order", request.client_order_id))
+        return self.inner.submit_order(request)
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """Record the lookup, then ask `inner`."""
+        self._record("get_order_by_client_id", client_order_id)
+        return self.inner.get_order_by_client_id(client_order_id)
+
+    def list_orders(
+        self,
+        *,
+        status: str = "open",
+        symbols: list[str] | None = None,
+        after: datetime | None = None,
+        limit: int = 500,
+    ) -> list[BrokerOrder]:
+        """Record the listing, then ask `inner`."""
+        self._record("list_orders", status)
+        return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
+
+    def list_positions(self) -> list[BrokerPosition]:
+        """Record the read, then ask `inner`."""
+        self._record("list_positions", "")
+        return self.inner.list_positions()
+
+    def get_position(self, symbol: str) -> BrokerPosition | None:
+        """Record the read, then ask `inner`."""
+        self._record("get_position", symbol)
+        return self.inner.get_position(symbol)
+
+    def cancel_order(self, order_id: str) -> None:
+        """Record the cancel, then pass it to `inner`."""
+        self._record("cancel_order", order_id)
+        self.inner.cancel_order(order_id)
+
+    # ---- what was asked --------------------------------------------------------------------
+
+    def submitted(self, client_order_id: str) -> int:
+        """Return how many times an order with this client_order_id was sent."""
+        with self._lock:
+            return sum(1 for r in self.requests if r.client_order_id == client_order_id)
+
+    def asked(self, *, symbol: str | None = None, side: Side | str | None = None) -> list[OrderRequest]:
+        """Return the requests sent, oldest first, optionally only one symbol's or one side's."""
+        wanted_side = None if side is None else Side(side)
+        wanted_symbol = None if symbol is None else symbol.upper()
+        with self._lock:
+            return [
+                r
+                for r in self.requests
+                if wanted_symbol in (None, r.symbol.upper()) and wanted_side in (None, r.side)
+            ]
 
 
 @contextmanager
