@@ -10,6 +10,7 @@ EXPECTED = {
     "Outcome",
     "GuardedTradingClient",
     "ClaimStore",
+    "MemoryClaimStore",
     "Claim",
     "ClaimState",
     "LedgerPosition",
