@@ -50,9 +50,20 @@ _UNACKNOWLEDGED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 _encode_detail = json.JSONEncoder(default=str, sort_keys=True).encode
 
 
+_NORMAL: dict[Decimal, Decimal] = {}
+
+
 def _num(value: Decimal) -> Decimal:
-    # The SQL store keeps a number as its normalized text, so 6.0 reads back as 6 (never 6E+0).
-    return Decimal(format(value.normalize(), "f"))
+    """Return `value` as the SQL store reads it back: from its normalized text (6.0 -> 6, never 6E+0).
+
+    Cached by value (equal values normalize alike); a replay uses few distinct quantities.
+    """
+    found = _NORMAL.get(value)
+    if found is None:
+        if len(_NORMAL) > 4096:
+            _NORMAL.clear()
+        found = _NORMAL[value] = Decimal(format(value.normalize(), "f"))
+    return found
 
 
 def _key_of(claim: Claim) -> tuple[datetime, str]:
@@ -88,7 +99,7 @@ class MemoryClaimStore:
         self._turns = 0
         self._cleared: list[tuple[datetime, LedgerPosition]] = []  # closed while holding shares
         self._windows: dict[str, tuple[str, datetime]] = {}  # content_key -> (claim_key, expires_at)
-        self._audit_log: list[AuditRecord] = []
+        self._audit_log: list[tuple[Any, ...]] = []
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -137,13 +148,11 @@ class MemoryClaimStore:
         claim_key: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        log = self._audit_log
-        log.append(
-            AuditRecord(
-                len(log) + 1, at, agent_id, action, reason, kind, symbol, side,
-                None if qty is None else str(qty), state, prev_state, client_order_id, claim_key,
-                dict(detail) if detail else {},
-            )
+        # A tuple, not an AuditRecord: a frozen dataclass costs one setattr per field, and most
+        # records are never read. `_record` builds the record (and its text fields) on reading.
+        self._audit_log.append(
+            (at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state,
+             client_order_id, claim_key, detail)
         )  # fmt: skip
 
     # -- indexes ---------------------------------------------------------------------------
@@ -184,19 +193,21 @@ class MemoryClaimStore:
             StoreError: The client_order_id names another claim, or the store is closed.
         """
         payload = spec.as_payload()
-        existing = self._claims.get(intent.key)  # claims are never deleted: a hit is final
+        key = intent.key  # a SHA-256 on every access: computed once
+        existing = self._claims.get(key)  # claims are never deleted: a hit is final
         if existing is not None:
             self._check_open()
             return self._existing(existing, payload)
         now = self._now()
         with self._lock:
             return self._insert(
-                intent, spec, payload, owner=owner, coid=client_order_id, order_qty=order_qty,
+                key, intent, spec, payload, owner=owner, coid=client_order_id, order_qty=order_qty,
                 turn_id=turn_id, reason=reason, now=now,
             )  # fmt: skip
 
     def _insert(
         self,
+        key: str,
         intent: Intent,
         spec: OrderSpec,
         payload: dict[str, Any],
@@ -209,7 +220,6 @@ class MemoryClaimStore:
         now: datetime,
     ) -> ClaimOutcome:
         """Insert the claim and its audit record (under the lock), or return the one that exists."""
-        key = intent.key
         existing = self._claims.get(key)
         if existing is not None:
             return self._existing(existing, payload)
@@ -233,9 +243,9 @@ class MemoryClaimStore:
         self._agents[intent.agent_id] = None
         self._write_audit(
             at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
-            kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
+            kind=intent.kind, symbol=intent.symbol, side=intent.side,
             qty=order_qty if order_qty is not None else spec.qty or spec.notional,
-            state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
+            state=ClaimState.PENDING, reason=reason or f"claimed {intent.name}",
             client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
         )  # fmt: skip
         return ClaimOutcome(claim, created=True)
@@ -359,9 +369,9 @@ class MemoryClaimStore:
         self._store(current, moved)
         self._write_audit(
             at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
-            kind=claim.kind.value, symbol=claim.symbol, side=claim.side,
+            kind=claim.kind, symbol=claim.symbol, side=claim.side,
             qty=filled_qty if filled_qty is not None else claim.order_qty,
-            state=to.value, prev_state=claim.state.value, reason=reason,
+            state=to, prev_state=claim.state, reason=reason,
             client_order_id=claim.client_order_id, claim_key=claim.key,
             detail={
                 **(detail or {}),
@@ -470,6 +480,9 @@ class MemoryClaimStore:
 
     def audit(self, action: AuditAction, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Append one audit record."""
+        detail = fields.get("detail")
+        if detail:
+            fields["detail"] = dict(detail)  # the record keeps what was said, whatever the caller does next
         now = self._now()
         with self._lock:
             self._write_audit(at=now, agent_id=agent_id, action=action, reason=reason, **fields)
@@ -531,7 +544,9 @@ class MemoryClaimStore:
                     self._close(current, step.set_qty, at=at, reason=step.close_reason)
                     turn_id = None
                 else:
-                    self._set_open(replace(current, qty=step.set_qty, updated_at=at))
+                    self._set_open(
+                        LedgerPosition(agent_id, symbol, step.set_qty, current.turn_id, current.opened_at, at)
+                    )
         if step.open_qty is not None:
             turn_id = self._open_turn(agent_id, symbol, step.open_qty, at=at, reason=step.open_reason)
         return turn_id
@@ -566,7 +581,7 @@ class MemoryClaimStore:
                 return None, room
             held = self._open_position(intent.agent_id, intent.symbol)
             outcome = self._insert(
-                intent, spec, payload, owner=owner, coid=None, order_qty=room.qty,
+                intent.key, intent, spec, payload, owner=owner, coid=None, order_qty=room.qty,
                 turn_id=None if held is None else held.turn_id, reason=reason, now=now,
             )  # fmt: skip
         return outcome, room
@@ -802,17 +817,17 @@ class MemoryClaimStore:
             for index in range(max(after_id, 0), len(log)):
                 if len(found) >= limit:
                     break
-                record = log[index]
+                record = _record(index, log[index])
                 if query.matches(record):
                     found.append(record)
-        return [_as_read(r) for r in found]
+        return found
 
     def audit_count(self, query: AuditQuery | None = None) -> int:
         """Return how many records match."""
         self._check_open()
         query = query or AuditQuery()
         with self._lock:
-            return sum(1 for r in self._audit_log if query.matches(r))
+            return sum(1 for i, raw in enumerate(self._audit_log) if query.matches(_record(i, raw)))
 
     def audit_dataframe(self, query: AuditQuery | None = None) -> pd.DataFrame:
         """Return matching audit records as a pandas DataFrame."""
@@ -828,9 +843,19 @@ def _version(position: LedgerPosition | None) -> tuple[int | None, Decimal]:
     return (None, Decimal(0)) if position is None else (position.turn_id, position.qty)
 
 
-def _as_read(record: AuditRecord) -> AuditRecord:
-    """Return the record as the SQL store reads it back: `detail` in JSON types."""
-    return replace(record, detail=json.loads(_encode_detail(record.detail))) if record.detail else record
+def _text(value: object) -> str | None:
+    # Enum members are stored as they are (str subclasses); a record holds their plain text.
+    return None if value is None else str.__str__(value)
+
+
+def _record(index: int, raw: tuple[Any, ...]) -> AuditRecord:
+    """Build the record the SQL store would read back: text fields, `detail` in JSON types."""
+    at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state, coid, claim_key, detail = raw
+    return AuditRecord(
+        index + 1, at, agent_id, action, reason, _text(kind), symbol, _text(side),
+        None if qty is None else str(qty), _text(state), _text(prev_state), coid, claim_key,
+        json.loads(_encode_detail(detail)) if detail else {},
+    )  # fmt: skip
 
 
 if TYPE_CHECKING:
