@@ -20,27 +20,25 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain.audit import AuditAction, AuditRecord
+from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.claims import Claim, ClaimOutcome
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
-from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, size_exit
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition, size_exit
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState, check_transition
 from tradeguard.domain.orders import RejectKind
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
-from tradeguard.store.audit import AuditQuery, records_to_csv, records_to_dataframe
+from tradeguard.store.memory_audit import MemoryAuditLog
+from tradeguard.store.memory_ledger import MemoryLedger, version
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from tradeguard.ports import ClaimLedger
 
 __all__ = ["MemoryClaimStore"]
@@ -70,7 +68,7 @@ def _key_of(claim: Claim) -> tuple[datetime, str]:
     return claim.created_at, claim.key
 
 
-class MemoryClaimStore:
+class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
     """Claims, ledger and audit log in memory, with `ClaimStore`'s semantics (see the module docstring).
 
     Args:
@@ -92,13 +90,8 @@ class MemoryClaimStore:
         self._active: dict[tuple[str, str], dict[str, None]] = {}  # (agent, symbol)
         self._active_in: dict[str, dict[str, None]] = {}  # symbol, every agent
         self._agents: dict[str, None] = {}
-        # The ledger: open turns by symbol then agent, and by agent then symbol.
-        self._open_in: dict[str, dict[str, LedgerPosition]] = {}
-        self._open_of: dict[str, dict[str, LedgerPosition]] = {}
-        self._latest_turn: dict[tuple[str, str], int] = {}
-        self._turns = 0
-        self._cleared: list[tuple[datetime, LedgerPosition]] = []  # closed while holding shares
         self._windows: dict[str, tuple[str, datetime]] = {}  # content_key -> (claim_key, expires_at)
+        self._init_ledger()
         self._audit_log: list[tuple[Any, ...]] = []
 
     # -- plumbing --------------------------------------------------------------------------
@@ -130,30 +123,6 @@ class MemoryClaimStore:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("claim store memory is closed")
-
-    def _write_audit(
-        self,
-        *,
-        at: datetime,
-        agent_id: str,
-        action: AuditAction,
-        reason: str,
-        kind: str | None = None,
-        symbol: str | None = None,
-        side: str | None = None,
-        qty: object = None,
-        state: str | None = None,
-        prev_state: str | None = None,
-        client_order_id: str | None = None,
-        claim_key: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        # A tuple, not an AuditRecord: a frozen dataclass costs one setattr per field, and most
-        # records are never read. `_record` builds the record (and its text fields) on reading.
-        self._audit_log.append(
-            (at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state,
-             client_order_id, claim_key, detail)
-        )  # fmt: skip
 
     # -- indexes ---------------------------------------------------------------------------
 
@@ -487,70 +456,6 @@ class MemoryClaimStore:
         with self._lock:
             self._write_audit(at=now, agent_id=agent_id, action=action, reason=reason, **fields)
 
-    # -- the ledger (under the lock) -------------------------------------------------------
-
-    def _open_turn(self, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str) -> int:
-        self._turns += 1
-        turn_id = self._turns
-        self._set_open(LedgerPosition(agent_id, symbol, qty, turn_id, at, at))
-        self._latest_turn[(agent_id, symbol)] = turn_id
-        self._write_audit(
-            at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
-            reason=f"turn {turn_id} opened: {reason}", detail={"turn_id": turn_id},
-        )  # fmt: skip
-        return turn_id
-
-    def _set_open(self, position: LedgerPosition) -> None:
-        self._open_in.setdefault(position.symbol, {})[position.agent_id] = position
-        self._open_of.setdefault(position.agent_id, {})[position.symbol] = position
-
-    def _close(self, position: LedgerPosition, qty: Decimal, *, at: datetime, reason: str) -> None:
-        agent_id, symbol, turn_id = position.agent_id, position.symbol, position.turn_id
-        del self._open_in[symbol][agent_id]
-        del self._open_of[agent_id][symbol]
-        if qty != 0:
-            self._cleared.append((at, replace(position, qty=qty, updated_at=at)))
-        self._write_audit(
-            at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
-            reason=f"turn {turn_id} closed: {reason}", detail={"turn_id": turn_id, "qty_at_close": str(qty)},
-        )  # fmt: skip
-
-    def _open_position(self, agent_id: str, symbol: str) -> LedgerPosition | None:
-        held = self._open_in.get(symbol)
-        return None if held is None else held.get(agent_id)
-
-    def _apply_fill(
-        self,
-        agent_id: str,
-        symbol: str,
-        delta: Decimal,
-        *,
-        at: datetime,
-        reason: str,
-        expect: LedgerPosition | None = None,
-    ) -> int | None:
-        """Add a signed fill to the agent's position; return the open turn id after it (-1: moved)."""
-        current = self._open_position(agent_id, symbol)
-        if expect is not None and _version(current) != (expect.turn_id, expect.qty):
-            return -1
-        if current is None:
-            step = fill_step(None, delta, reason)
-            turn_id = None
-        else:
-            step = fill_step(current.qty, delta, reason)
-            turn_id = current.turn_id
-            if step.set_qty is not None:
-                if step.close_reason is not None:
-                    self._close(current, step.set_qty, at=at, reason=step.close_reason)
-                    turn_id = None
-                else:
-                    self._set_open(
-                        LedgerPosition(agent_id, symbol, step.set_qty, current.turn_id, current.opened_at, at)
-                    )
-        if step.open_qty is not None:
-            turn_id = self._open_turn(agent_id, symbol, step.open_qty, at=at, reason=step.open_reason)
-        return turn_id
-
     def _exit_room(
         self, agent_id: str, symbol: str, *, broker_available: Decimal, requested: Decimal | None
     ) -> ExitRoom:
@@ -626,7 +531,7 @@ class MemoryClaimStore:
         now = self._now()
         with self._lock:
             current = self._open_position(agent_id, symbol)
-            if current is None or (expect is not None and _version(current) != (expect.turn_id, expect.qty)):
+            if current is None or (expect is not None and version(current) != (expect.turn_id, expect.qty)):
                 return None
             self._close(current, current.qty, at=now, reason=reason)
             if detail:
@@ -755,107 +660,6 @@ class MemoryClaimStore:
         self._check_open()
         with self._lock:
             return sorted(self._agents)
-
-    # -- ledger: reads ---------------------------------------------------------------------
-
-    def position(self, agent_id: str, symbol: str) -> LedgerPosition:
-        """Return the agent's ledger position in `symbol` (flat if none)."""
-        self._check_open()
-        held = self._open_position(agent_id, symbol)
-        return LedgerPosition(agent_id, symbol, Decimal(0), None, None) if held is None else held
-
-    def positions(self, agent_id: str) -> list[LedgerPosition]:
-        """Return every open ledger position of the agent, by symbol."""
-        self._check_open()
-        with self._lock:
-            held = list(self._open_of.get(agent_id, {}).values())
-        return sorted(held, key=lambda p: p.symbol)
-
-    def all_positions(self) -> list[LedgerPosition]:
-        """Return every agent's open ledger positions, by agent and symbol."""
-        self._check_open()
-        with self._lock:
-            held = [p for by_symbol in self._open_of.values() for p in by_symbol.values()]
-        return sorted(held, key=lambda p: (p.agent_id, p.symbol))
-
-    def cleared_turns(self, since: datetime) -> list[LedgerPosition]:
-        """Return turns closed since `since` while still holding shares (phantom clears), newest first."""
-        self._check_open()
-        with self._lock:
-            found = [p for closed_at, p in self._cleared if closed_at >= since]
-        return sorted(found, key=lambda p: p.turn_id or 0, reverse=True)
-
-    def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
-        """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""
-        self._check_open()
-        return self._latest_turn.get((agent_id, symbol))
-
-    # -- audit -----------------------------------------------------------------------------
-
-    def audit_records(
-        self, query: AuditQuery | None = None, *, page_size: int = 1000
-    ) -> Iterator[AuditRecord]:
-        """Yield matching audit records oldest first, `page_size` at a time (as `ClaimStore` pages)."""
-        query = query or AuditQuery()
-        after = 0
-        while True:
-            page = self.audit_page(query, after_id=after, limit=page_size)
-            yield from page
-            if len(page) < page_size:
-                return
-            after = page[-1].id
-
-    def audit_page(
-        self, query: AuditQuery | None = None, *, after_id: int = 0, limit: int = 100
-    ) -> list[AuditRecord]:
-        """Return up to `limit` matching records with id above `after_id`."""
-        self._check_open()
-        query = query or AuditQuery()
-        found: list[AuditRecord] = []
-        with self._lock:
-            log = self._audit_log
-            for index in range(max(after_id, 0), len(log)):
-                if len(found) >= limit:
-                    break
-                record = _record(index, log[index])
-                if query.matches(record):
-                    found.append(record)
-        return found
-
-    def audit_count(self, query: AuditQuery | None = None) -> int:
-        """Return how many records match."""
-        self._check_open()
-        query = query or AuditQuery()
-        with self._lock:
-            return sum(1 for i, raw in enumerate(self._audit_log) if query.matches(_record(i, raw)))
-
-    def audit_dataframe(self, query: AuditQuery | None = None) -> pd.DataFrame:
-        """Return matching audit records as a pandas DataFrame."""
-        return records_to_dataframe(self.audit_records(query))
-
-    def export_audit_csv(self, path: str | Path, query: AuditQuery | None = None) -> int:
-        """Write matching audit records to a CSV file; return the number of rows."""
-        return records_to_csv(self.audit_records(query), path)
-
-
-def _version(position: LedgerPosition | None) -> tuple[int | None, Decimal]:
-    """The (turn, quantity) a ledger compare-and-set compares; flat is (None, 0)."""
-    return (None, Decimal(0)) if position is None else (position.turn_id, position.qty)
-
-
-def _text(value: object) -> str | None:
-    # Enum members are stored as they are (str subclasses); a record holds their plain text.
-    return None if value is None else str.__str__(value)
-
-
-def _record(index: int, raw: tuple[Any, ...]) -> AuditRecord:
-    """Build the record the SQL store would read back: text fields, `detail` in JSON types."""
-    at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state, coid, claim_key, detail = raw
-    return AuditRecord(
-        index + 1, at, agent_id, action, reason, _text(kind), symbol, _text(side),
-        None if qty is None else str(qty), _text(state), _text(prev_state), coid, claim_key,
-        json.loads(_encode_detail(detail)) if detail else {},
-    )  # fmt: skip
 
 
 if TYPE_CHECKING:
