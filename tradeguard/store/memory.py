@@ -12,13 +12,12 @@ Built for tens of thousands of orders per second: claims and positions are froze
 stored and handed out as they are (no copies); claims are found by key and by client_order_id
 with one dict lookup; active claims are indexed per (agent, symbol) and per symbol, every claim
 per (agent, state), and open turns per symbol and per agent, so neither the gateway nor the
-reconciler ever scans the history. Audit records are appended as they are and their `detail`
-is turned into JSON types (what the SQL store reads back) only when read.
+reconciler ever scans the history. Audit records are appended as tuples and become
+`AuditRecord`s (with the text and JSON types the SQL store reads back) only when read.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
@@ -44,10 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["MemoryClaimStore"]
 
 _UNACKNOWLEDGED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
-# What the SQL store's write_audit does to `detail` (and the read gives back): JSON, str for the rest.
-_encode_detail = json.JSONEncoder(default=str, sort_keys=True).encode
-
-
 _NORMAL: dict[Decimal, Decimal] = {}
 
 
