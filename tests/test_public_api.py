@@ -24,6 +24,7 @@ EXPECTED = {
     "Outcome",
     "GuardedTradingClient",
     "ClaimStore",
+    "MemoryClaimStore",
     "Claim",
     "ClaimState",
     "LedgerPosition",

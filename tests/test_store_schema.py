@@ -1,14 +1,16 @@
-"""Schema versions: migrations on open, no re-migration, and refusal of a newer database."""
+"""Schema versions: migrations on open, no re-migration, newer databases refused, head == schema.py."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 
 from tests.mothers import make_intent, make_spec
 from tradeguard.errors import StoreError
-from tradeguard.store import ClaimStore
+from tradeguard.store import ClaimStore, schema
 from tradeguard.store.engine import _alembic_config, parse_url
 from tradeguard.store.schema import SCHEMA_HEAD
 
@@ -69,3 +71,25 @@ def test_an_older_database_is_upgraded_with_its_claims(store_url: str) -> None:
     assert version_of(store_url) == SCHEMA_HEAD
     with ClaimStore(store_url) as store:
         assert store.get(claim.key) == claim
+
+
+def schema_diff(url: str, metadata: sa.MetaData) -> list[object]:
+    """What Alembic autogenerate finds between a database and `metadata` (types and defaults too)."""
+    engine = sa.create_engine(parse_url(url))
+    try:
+        with engine.connect() as conn:
+            opts = {"compare_type": True, "compare_server_default": True}
+            return list(compare_metadata(MigrationContext.configure(conn, opts=opts), metadata))
+    finally:
+        engine.dispose()
+
+
+def test_the_migrations_build_exactly_the_schema_the_code_reads(store_url: str) -> None:
+    ClaimStore(store_url).close()  # migrated to head
+    assert schema_diff(store_url, schema.metadata) == []
+    # The comparison sees a difference when there is one (it is not vacuously empty).
+    drifted = sa.MetaData()
+    for table in schema.metadata.tables.values():
+        table.to_metadata(drifted)
+    drifted.tables["tg_turns"].append_column(sa.Column("extra", sa.String(8)))
+    assert [d[0] for d in schema_diff(store_url, drifted)] == ["add_column"]  # type: ignore[index]

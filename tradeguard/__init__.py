@@ -71,7 +71,7 @@ if TYPE_CHECKING:
         ReconcileReport,
     )
     from tradeguard.reconcile.diff import diff
-    from tradeguard.store import AuditQuery, ClaimStore
+    from tradeguard.store import AuditQuery, ClaimStore, MemoryClaimStore
 
 __version__ = "0.1.0"
 
@@ -83,6 +83,7 @@ __all__ = [
     "GuardedTradingClient",
     # the claim store, ledger and audit log
     "ClaimStore",
+    "MemoryClaimStore",
     "Claim",
     "ClaimState",
     "LedgerPosition",
@@ -191,7 +192,7 @@ _EXPORTS: dict[str, str] = {
         "tradeguard.reconcile",
     ),
     "diff": "tradeguard.reconcile.diff",
-    **dict.fromkeys(("AuditQuery", "ClaimStore"), "tradeguard.store"),
+    **dict.fromkeys(("AuditQuery", "ClaimStore", "MemoryClaimStore"), "tradeguard.store"),
 }
 
 

@@ -30,8 +30,7 @@ from tradeguard.errors import BrokerUnavailable, ClaimInProgress, ConfigError, O
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.gateway import OrderGateway
 from tradeguard.orders import OrderArgs, build_spec, parse_side
-from tradeguard.ports import Broker
-from tradeguard.store import ClaimStore
+from tradeguard.ports import Broker, ClaimLedger
 
 __all__ = ["GuardedTradingClient", "to_alpaca_order"]
 
@@ -101,7 +100,8 @@ class GuardedTradingClient(TradingClient):
         paper: As for `TradingClient`.
         raw_data: As for `TradingClient` (affects pass-through calls only).
         url_override: As for `TradingClient` (e.g. the tradeguard paper server).
-        store: A ClaimStore or SQLAlchemy URL for the claims (default ``sqlite:///tradeguard.db``).
+        store: A claim ledger (ClaimStore, MemoryClaimStore) or SQLAlchemy URL for the claims
+            (default ``sqlite:///tradeguard.db``).
         agent_id: The bot's stable name.
         dedup_window_secs: Orders without a client_order_id and with identical content within
             this many seconds are one decision.
@@ -119,7 +119,7 @@ class GuardedTradingClient(TradingClient):
         raw_data: bool = False,
         url_override: str | None = None,
         *,
-        store: ClaimStore | str = DEFAULT_STORE_URL,
+        store: ClaimLedger | str = DEFAULT_STORE_URL,
         agent_id: str = "default",
         dedup_window_secs: float | None = None,
         settings: Settings | None = None,

@@ -25,8 +25,7 @@ from tradeguard.errors import (
     StoreError,
     UnrecordedOrder,
 )
-from tradeguard.ports import Broker
-from tradeguard.store import ClaimStore
+from tradeguard.ports import Broker, ClaimLedger
 
 __all__ = [
     "OrderResult",
@@ -124,7 +123,7 @@ def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
     )
 
 
-def adopt_order(store: ClaimStore, claim: Claim, order: BrokerOrder, why: str) -> Claim:
+def adopt_order(store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str) -> Claim:
     """Move `claim` to the broker's state for `order`; a no-op when nothing changed.
 
     A move the table forbids (e.g. a terminal claim) is left alone: broker evidence can only
@@ -172,7 +171,7 @@ def _id_taken(claim: Claim) -> OrderResult | None:
     return None
 
 
-def send_claim(broker: Broker, store: ClaimStore, claim: Claim) -> OrderResult:
+def send_claim(broker: Broker, store: ClaimLedger, claim: Claim) -> OrderResult:
     """Send a PENDING claim and record the answer; an ambiguous answer gets one lookup.
 
     Right before the POST the claim's lease is checked and renewed if it is nearly out (a
@@ -235,7 +234,7 @@ def _recorded(record: Callable[[], _T], claim: Claim) -> _T:
         ) from exc
 
 
-def _unknown(broker: Broker, store: ClaimStore, claim: Claim, exc: BrokerError) -> OrderResult:
+def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError) -> OrderResult:
     """Record an ambiguous send as UNKNOWN, then look it up once: most such orders landed."""
     claim = store.transition(
         claim,

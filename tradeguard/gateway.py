@@ -25,7 +25,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, LeaseLost, OrderRejected
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, OrderArgs, build_spec, parse_side
-from tradeguard.ports import Broker
+from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.store import ClaimStore, new_owner_token
 
@@ -37,7 +37,8 @@ class OrderGateway:
 
     Args:
         broker: The broker port (AlpacaBroker, PaperBroker, or a FaultyBroker around either).
-        store: A ClaimStore, or a SQLAlchemy URL to open one.
+        store: The claim ledger (a ClaimStore or MemoryClaimStore), or a SQLAlchemy URL to open
+            a ClaimStore.
         agent_id: The bot's stable name; claims, ledger and audit are kept per agent.
         settings: Timeouts, grace periods, intervals.
         clock: Time source; tests and replays pass a ManualClock.
@@ -48,7 +49,7 @@ class OrderGateway:
     def __init__(
         self,
         broker: Broker,
-        store: ClaimStore | str,
+        store: ClaimLedger | str,
         *,
         agent_id: str,
         settings: Settings | None = None,
@@ -56,12 +57,10 @@ class OrderGateway:
         owner: str | None = None,
         reconcile_on_start: bool = True,
     ) -> None:
-        self.settings = settings or (store.settings if isinstance(store, ClaimStore) else Settings())
-        self.clock: Clock = clock or (store.clock if isinstance(store, ClaimStore) else SystemClock())
-        self.store = (
-            store
-            if isinstance(store, ClaimStore)
-            else ClaimStore(store, settings=self.settings, clock=self.clock)
+        self.settings = settings or (Settings() if isinstance(store, str) else store.settings)
+        self.clock: Clock = clock or (SystemClock() if isinstance(store, str) else store.clock)
+        self.store: ClaimLedger = (
+            ClaimStore(store, settings=self.settings, clock=self.clock) if isinstance(store, str) else store
         )
         self.broker = broker
         check_agent_id(agent_id)

@@ -1,16 +1,27 @@
 """The ports: the narrow interfaces the gateway and reconciler call, that adapters implement.
 
 `Broker` is the port to a venue (AlpacaBroker, PaperBroker, FaultyBroker around either).
+`ClaimLedger` is the port to the claims, ledger and audit log (ClaimStore over SQLAlchemy,
+MemoryClaimStore in process).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
 
-from tradeguard.domain.orders import BrokerOrder, BrokerPosition, OrderRequest
+from tradeguard.clock import Clock
+from tradeguard.config import Settings
+from tradeguard.domain.audit import AuditAction
+from tradeguard.domain.claims import Claim, ClaimOutcome
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.domain.orders import BrokerOrder, BrokerPosition, OrderRequest, RejectKind
 
-__all__ = ["Broker"]
+__all__ = ["Broker", "ClaimLedger"]
 
 
 @runtime_checkable
@@ -59,4 +70,183 @@ class Broker(Protocol):
 
     def cancel_order(self, order_id: str) -> None:
         """Request cancellation of an open order."""
+        ...
+
+
+@runtime_checkable
+class ClaimLedger(Protocol):
+    """The port to the claims, the ledger and the audit log.
+
+    Exactly what the gateway, `send_claim`, the reconciler and the drop-in client call.
+    Implementations: `ClaimStore` (SQLite or PostgreSQL, durable, shared between processes and
+    hosts) and `MemoryClaimStore` (one process, for replays, chaos runs and tests). Each keeps
+    this contract, and `tests/test_store_contract.py` holds both to it:
+
+    - `claim` is an atomic insert-if-absent on the claim key: of two racing callers exactly one
+      creates the claim, the other gets it back (`created=False`). The same key with another
+      payload raises `IntentMismatch`; a client_order_id names one claim only (`StoreError`).
+    - Every `transition` is checked against `lifecycle.TRANSITIONS` (`IllegalTransition`) and is
+      a compare-and-set on the caller's `(state, epoch, attempts, filled_qty)`: if the claim
+      moved, nothing changes and `LeaseLost` is raised. The claim's new version, its audit
+      record and the ledger change from any new fill (a `filled_qty` above the recorded one)
+      are applied in the same atomic step: all of them or none.
+    - `take_over` (lease lapsed) and `renew_lease` (inside `fence_before_send`) raise the epoch,
+      fencing out every holder of an older snapshot; a taken-over PENDING claim becomes UNKNOWN.
+    - Exit sizing and claiming is one atomic step per symbol (`claim_exit`, `resend_exit`):
+      no fill, exit or correction in the symbol lands between reading what is held and in flight
+      and writing the exit, so two exits are never sized from the same shares (G3).
+    - Corrections are compare-and-sets on the position the caller read (`close_turn` and
+      `correct_position` with `expect`): if the ledger moved since, nothing changes.
+    - `claim_window` opens a dedup window atomically (the test is the write); an expired window
+      passes to a new order only once its claim is neither PENDING nor UNKNOWN.
+    - Claims are never deleted; every change and skip leaves an audit record (G6). A store that
+      cannot record a claim raises `StoreError` and the caller sends nothing (G5).
+
+    Claims, positions and outcomes returned are frozen snapshots as of the call.
+    """
+
+    @property
+    def settings(self) -> Settings:
+        """The settings the store was opened with (lease length, client_order_id prefix)."""
+        ...
+
+    @property
+    def clock(self) -> Clock:
+        """The time source of every timestamp the store writes."""
+        ...
+
+    # -- claims and their lifecycle ---------------------------------------------------------
+
+    def claim(
+        self,
+        intent: Intent,
+        spec: OrderSpec,
+        *,
+        owner: str,
+        client_order_id: str | None = None,
+        order_qty: Decimal | None = None,
+        turn_id: int | None = None,
+        reason: str = "",
+    ) -> ClaimOutcome:
+        """Record `intent` as PENDING unless it exists; return the claim either way."""
+        ...
+
+    def claim_window(self, content_key: str, *, window_secs: float, claim_key: str) -> str:
+        """Open a dedup window for `content_key` (return `claim_key`) or return the holder's key."""
+        ...
+
+    def transition(
+        self,
+        claim: Claim,
+        to: ClaimState,
+        *,
+        reason: str,
+        broker_order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+        filled_avg_price: Decimal | None = None,
+        order_qty: Decimal | None = None,
+        owner: str | None = None,
+        detail: dict[str, Any] | None = None,
+        reject_kind: RejectKind | None = None,
+    ) -> Claim:
+        """Move `claim` to `to` if it is still the version the caller saw; apply new fills."""
+        ...
+
+    def take_over(self, claim: Claim, owner: str) -> Claim:
+        """Take over an active claim whose lease lapsed (`ClaimInProgress` if it has not)."""
+        ...
+
+    def fence_before_send(self, claim: Claim) -> Claim:
+        """Return `claim` with a lease that outlasts one request (`LeaseLost`: do not send)."""
+        ...
+
+    def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
+        """Audit a blocked duplicate or an exit with nothing to sell."""
+        ...
+
+    def audit(self, action: AuditAction, *, agent_id: str, reason: str, **fields: Any) -> None:
+        """Append one audit record."""
+        ...
+
+    # -- exits and ledger corrections -------------------------------------------------------
+
+    def claim_exit(
+        self, intent: Intent, spec: OrderSpec, *, owner: str, broker_available: Decimal, reason: str
+    ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
+        """Size an exit and claim it in one atomic step; None when there is nothing to sell.
+
+        An existing claim for the key is returned as it is, with no sizing (None).
+        """
+        ...
+
+    def resend_exit(
+        self, claim: Claim, *, owner: str, broker_available: Decimal, reason: str, detail: dict[str, Any]
+    ) -> tuple[Claim | None, ExitRoom]:
+        """Re-size an exit that placed nothing and move it back to PENDING, in one atomic step."""
+        ...
+
+    def close_turn(
+        self,
+        agent_id: str,
+        symbol: str,
+        *,
+        reason: str,
+        detail: dict[str, Any] | None = None,
+        expect: LedgerPosition | None = None,
+    ) -> int | None:
+        """Close the agent's open turn (a phantom), only while it is `expect`; return its id."""
+        ...
+
+    def correct_position(
+        self, expect: LedgerPosition, delta: Decimal, *, reason: str, detail: dict[str, Any]
+    ) -> bool:
+        """Add `delta` to a position read as `expect`; False, and no change, if it moved."""
+        ...
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, key: str) -> Claim | None:
+        """Return the claim with this key, or None."""
+        ...
+
+    def list_claims(
+        self,
+        *,
+        states: Sequence[ClaimState] | None = None,
+        agent_id: str | None = None,
+        symbol: str | None = None,
+        kind: Kind | None = None,
+        updated_before: datetime | None = None,
+        updated_since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[Claim]:
+        """Return claims matching every given filter, oldest first."""
+        ...
+
+    def agents(self) -> list[str]:
+        """Return every agent id that has claims, sorted."""
+        ...
+
+    def position(self, agent_id: str, symbol: str) -> LedgerPosition:
+        """Return the agent's ledger position in `symbol` (flat if none)."""
+        ...
+
+    def positions(self, agent_id: str) -> list[LedgerPosition]:
+        """Return every open ledger position of the agent, by symbol."""
+        ...
+
+    def all_positions(self) -> list[LedgerPosition]:
+        """Return every agent's open ledger positions, by agent and symbol."""
+        ...
+
+    def cleared_turns(self, since: datetime) -> list[LedgerPosition]:
+        """Return turns closed since `since` while still holding shares, newest first."""
+        ...
+
+    def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
+        """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""
+        ...
+
+    def close(self) -> None:
+        """Release the store's resources; it is not used afterwards."""
         ...

@@ -1,12 +1,17 @@
-"""The ledger's unit: what one agent holds in one symbol, as one turn (flat -> position -> flat)."""
+"""The ledger's unit: what one agent holds in one symbol, as one turn (flat -> position -> flat).
+
+Also the ledger's rules as pure functions (`fill_step`, `size_exit`), so the SQL store and the
+in-memory store apply one set of rules and differ only in how they read and write.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-__all__ = ["ExitRoom", "LedgerPosition"]
+__all__ = ["ExitRoom", "FillStep", "LedgerPosition", "fill_step", "size_exit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,3 +63,89 @@ class ExitRoom:
             f"{self.broker_available} available, {self.unacknowledged_exits} in unacknowledged exits, "
             f"{self.reserved_by_others} held by other agents"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class FillStep:
+    """What one signed fill does to an agent's open turn; every store applies it the same way.
+
+    Attributes:
+        set_qty: The open turn's new quantity (None: left as is, or there is no open turn).
+        close_reason: Close the open turn (at `set_qty`, zero) with this reason; None keeps it open.
+        open_qty: Open a new turn holding this quantity (None: no new turn).
+        open_reason: The new turn's reason.
+    """
+
+    set_qty: Decimal | None = None
+    close_reason: str | None = None
+    open_qty: Decimal | None = None
+    open_reason: str = ""
+
+
+_NO_STEP = FillStep()
+
+
+def fill_step(held: Decimal | None, delta: Decimal, reason: str) -> FillStep:
+    """Return how a signed fill of `delta` changes an open turn holding `held` (None: flat, no turn).
+
+    A fill from flat opens a turn; one that brings the turn to zero closes it; one that crosses
+    zero closes the turn flat and opens a new one with the remainder on the other side.
+    """
+    if delta == 0:
+        return _NO_STEP
+    if held is None:
+        return FillStep(open_qty=delta, open_reason=reason)
+    new_qty = held + delta
+    if new_qty == 0:
+        return FillStep(set_qty=Decimal(0), close_reason=f"flat after {reason}")
+    if (new_qty > 0) != (held > 0):
+        return FillStep(
+            set_qty=Decimal(0),
+            close_reason=f"crossed zero on {reason}",
+            open_qty=new_qty,
+            open_reason=f"remainder of {reason}",
+        )
+    return FillStep(set_qty=new_qty)
+
+
+def size_exit(
+    agent_id: str,
+    holders: Mapping[str, Decimal],
+    open_exits: Iterable[tuple[str, bool, Decimal]],
+    *,
+    broker_available: Decimal,
+    requested: Decimal | None,
+) -> ExitRoom:
+    """Size one agent's exit from every agent's holding and every open exit in the symbol (G3).
+
+    Args:
+        agent_id: The agent exiting.
+        holders: Each agent's signed open-turn quantity in the symbol.
+        open_exits: ``(agent_id, acknowledged, unfilled qty)`` of every exit claim in the symbol
+            in an active state; acknowledged means SUBMITTED or PARTIALLY_FILLED (the broker
+            has taken its shares out of `qty_available`), not PENDING or UNKNOWN.
+        broker_available: The broker's `qty_available` on the agent's side, read just before.
+        requested: The quantity asked for; None for the whole holding.
+
+    The caller reads `holders` and `open_exits` under the symbol's lock, so two exits are never
+    sized from the same shares.
+    """
+    held = holders.get(agent_id, Decimal(0))
+    # Other agents' shares on this agent's side of the account (their shorts are not for sale).
+    others = sum(
+        (abs(q) for a, q in holders.items() if a != agent_id and held != 0 and (q > 0) == (held > 0)),
+        Decimal(0),
+    )
+    open_qty = unacknowledged = others_acknowledged = Decimal(0)
+    for holder, acknowledged, left in open_exits:
+        if holder == agent_id:
+            open_qty += left
+            if not acknowledged:
+                unacknowledged += left
+        elif acknowledged:
+            # Acknowledged exits of other agents are out of qty_available already.
+            others_acknowledged += left
+    reserved = max(others - others_acknowledged, Decimal(0))
+    wanted = abs(held) if requested is None else requested
+    qty = min(wanted, abs(held) - open_qty, broker_available - unacknowledged - reserved)
+    return ExitRoom(held, open_qty, unacknowledged, reserved, broker_available, qty)

@@ -23,10 +23,10 @@ from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import OrderResult, adopt_order, send_claim
-from tradeguard.ports import Broker
+from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.diff import plan
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
-from tradeguard.store import ClaimStore, new_owner_token
+from tradeguard.store import new_owner_token
 
 __all__ = ["BackgroundReconciler", "ReconcileReport", "Reconciler"]
 
@@ -87,7 +87,7 @@ class Reconciler:
     def __init__(
         self,
         broker: Broker,
-        store: ClaimStore,
+        store: ClaimLedger,
         *,
         settings: Settings | None = None,
         clock: Clock | None = None,

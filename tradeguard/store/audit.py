@@ -94,6 +94,19 @@ class AuditQuery:
     until: datetime | None = None
     client_order_id: str | None = None
 
+    def matches(self, record: AuditRecord) -> bool:
+        """Return True when `record` passes every filter (what `statement` selects, for a store in memory)."""
+        return (
+            (self.agent_id is None or record.agent_id == self.agent_id)
+            and (not self.actions or record.action in {AuditAction(a) for a in self.actions})
+            and (self.kind is None or record.kind == self.kind)
+            and (self.state is None or record.state == self.state)
+            and (self.symbol is None or record.symbol == self.symbol)
+            and (self.since is None or record.at >= self.since)
+            and (self.until is None or record.at < self.until)
+            and (self.client_order_id is None or record.client_order_id == self.client_order_id)
+        )
+
     def statement(self) -> Select[Any]:
         """Return the SELECT for these filters, oldest first."""
         stmt = select(audit)

@@ -2,7 +2,9 @@
 
 A turn opens when a fill takes an agent off flat and closes when fills bring it back to zero
 (or the reconciler clears a phantom). Fills that cross zero close the turn and open a new one
-with the remainder. All functions run inside the caller's write transaction.
+with the remainder. All functions run inside the caller's write transaction; the rules themselves
+(`fill_step`, `size_exit`) are pure functions in `tradeguard.domain.ledger`, shared with the
+in-memory store.
 
 Every function that reads a position to change it first takes the symbol's lock (`lock_symbol`):
 on PostgreSQL, under READ COMMITTED, two fills read-modify-writing one turn would otherwise lose
@@ -18,7 +20,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
-from tradeguard.domain.ledger import ExitRoom, LedgerPosition
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, size_exit
 from tradeguard.store.audit import write_audit
 
 if TYPE_CHECKING:
@@ -150,32 +152,17 @@ def apply_fill(
     current = _open_row(tx, agent_id, symbol)
     if expect is not None and (current or (None, Decimal(0))) != (expect.turn_id, expect.qty):
         return -1
-    if delta == 0:
-        return None if current is None else current[0]
-    if current is None:
-        return open_turn(tx, agent_id, symbol, delta, at=at, reason=reason)
-    turn_id, qty = current
-    new_qty = qty + delta
-    if new_qty == 0:
-        tx.changed(_SET_QTY, ("0", tx.ts(at), turn_id))
-        _close(
-            tx, turn_id, Decimal(0), agent_id=agent_id, symbol=symbol, at=at, reason=f"flat after {reason}"
-        )
-        return None
-    if (new_qty > 0) != (qty > 0):
-        # Crossed zero: the old turn ends flat, the remainder is a new turn on the other side.
-        tx.changed(_SET_QTY, ("0", tx.ts(at), turn_id))
-        _close(
-            tx,
-            turn_id,
-            Decimal(0),
-            agent_id=agent_id,
-            symbol=symbol,
-            at=at,
-            reason=f"crossed zero on {reason}",
-        )
-        return open_turn(tx, agent_id, symbol, new_qty, at=at, reason=f"remainder of {reason}")
-    tx.changed(_SET_QTY, (str(new_qty), tx.ts(at), turn_id))
+    step = fill_step(None if current is None else current[1], delta, reason)
+    turn_id = None if current is None else current[0]
+    if turn_id is not None and step.set_qty is not None:
+        tx.changed(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
+        if step.close_reason is not None:
+            _close(
+                tx, turn_id, step.set_qty, agent_id=agent_id, symbol=symbol, at=at, reason=step.close_reason
+            )
+            turn_id = None
+    if step.open_qty is not None:
+        turn_id = open_turn(tx, agent_id, symbol, step.open_qty, at=at, reason=step.open_reason)
     return turn_id
 
 
@@ -190,23 +177,11 @@ def exit_room(
     """
     lock_symbol(tx, symbol)
     holders = {holder: Decimal(qty) for holder, qty in tx.all(_HOLDERS, (symbol,))}
-    held = holders.pop(agent_id, Decimal(0))
-    # Other agents' shares on this agent's side of the account (their shorts are not for sale).
-    others = sum((abs(q) for q in holders.values() if held != 0 and (q > 0) == (held > 0)), Decimal(0))
-    open_exits = unacknowledged = others_acknowledged = Decimal(0)
-    for holder, state, order_qty, filled in tx.all(_OPEN_EXITS, (symbol,)):
-        left = Decimal(order_qty or 0) - Decimal(filled)
-        if holder == agent_id:
-            open_exits += left
-            if state in _UNACKNOWLEDGED:
-                unacknowledged += left
-        elif state not in _UNACKNOWLEDGED:
-            # Acknowledged exits of other agents are out of qty_available already.
-            others_acknowledged += left
-    reserved = max(others - others_acknowledged, Decimal(0))
-    wanted = abs(held) if requested is None else requested
-    qty = min(wanted, abs(held) - open_exits, broker_available - unacknowledged - reserved)
-    return ExitRoom(held, open_exits, unacknowledged, reserved, broker_available, qty)
+    open_exits = [
+        (holder, state not in _UNACKNOWLEDGED, Decimal(order_qty or 0) - Decimal(filled))
+        for holder, state, order_qty, filled in tx.all(_OPEN_EXITS, (symbol,))
+    ]
+    return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
 
 
 def positions_from_rows(rows: Sequence[Any], dt: Decode) -> list[LedgerPosition]:

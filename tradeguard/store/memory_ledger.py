@@ -1,0 +1,137 @@
+"""The ledger of `MemoryClaimStore`: open turns indexed per symbol and per agent, fills, reads.
+
+The turn rules are `domain.ledger.fill_step`, the ones `store/ledger.py` applies in SQL. Every
+method with a leading underscore runs under the store's lock, inside one of its atomic steps.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
+
+from tradeguard.domain.audit import AuditAction
+from tradeguard.domain.ledger import LedgerPosition, fill_step
+
+__all__ = ["MemoryLedger", "version"]
+
+
+class MemoryLedger:
+    """Mixin of `MemoryClaimStore`: the turns, the fills that change them, and the position reads."""
+
+    _lock: threading.Lock
+    _check_open: Callable[[], None]  # the store's: raises StoreError once it is closed
+    _write_audit: Callable[..., None]  # MemoryAuditLog's
+
+    def _init_ledger(self) -> None:
+        # The ledger: open turns by symbol then agent, and by agent then symbol.
+        self._open_in: dict[str, dict[str, LedgerPosition]] = {}
+        self._open_of: dict[str, dict[str, LedgerPosition]] = {}
+        self._latest_turn: dict[tuple[str, str], int] = {}
+        self._turns = 0
+        self._cleared: list[tuple[datetime, LedgerPosition]] = []  # closed while holding shares
+
+    # -- the ledger (under the lock) -------------------------------------------------------
+
+    def _open_turn(self, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str) -> int:
+        self._turns += 1
+        turn_id = self._turns
+        self._set_open(LedgerPosition(agent_id, symbol, qty, turn_id, at, at))
+        self._latest_turn[(agent_id, symbol)] = turn_id
+        self._write_audit(
+            at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
+            reason=f"turn {turn_id} opened: {reason}", detail={"turn_id": turn_id},
+        )  # fmt: skip
+        return turn_id
+
+    def _set_open(self, position: LedgerPosition) -> None:
+        self._open_in.setdefault(position.symbol, {})[position.agent_id] = position
+        self._open_of.setdefault(position.agent_id, {})[position.symbol] = position
+
+    def _close(self, position: LedgerPosition, qty: Decimal, *, at: datetime, reason: str) -> None:
+        agent_id, symbol, turn_id = position.agent_id, position.symbol, position.turn_id
+        del self._open_in[symbol][agent_id]
+        del self._open_of[agent_id][symbol]
+        if qty != 0:
+            self._cleared.append((at, replace(position, qty=qty, updated_at=at)))
+        self._write_audit(
+            at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
+            reason=f"turn {turn_id} closed: {reason}", detail={"turn_id": turn_id, "qty_at_close": str(qty)},
+        )  # fmt: skip
+
+    def _open_position(self, agent_id: str, symbol: str) -> LedgerPosition | None:
+        held = self._open_in.get(symbol)
+        return None if held is None else held.get(agent_id)
+
+    def _apply_fill(
+        self,
+        agent_id: str,
+        symbol: str,
+        delta: Decimal,
+        *,
+        at: datetime,
+        reason: str,
+        expect: LedgerPosition | None = None,
+    ) -> int | None:
+        """Add a signed fill to the agent's position; return the open turn id after it (-1: moved)."""
+        current = self._open_position(agent_id, symbol)
+        if expect is not None and version(current) != (expect.turn_id, expect.qty):
+            return -1
+        if current is None:
+            step = fill_step(None, delta, reason)
+            turn_id = None
+        else:
+            step = fill_step(current.qty, delta, reason)
+            turn_id = current.turn_id
+            if step.set_qty is not None:
+                if step.close_reason is not None:
+                    self._close(current, step.set_qty, at=at, reason=step.close_reason)
+                    turn_id = None
+                else:
+                    self._set_open(
+                        LedgerPosition(agent_id, symbol, step.set_qty, current.turn_id, current.opened_at, at)
+                    )
+        if step.open_qty is not None:
+            turn_id = self._open_turn(agent_id, symbol, step.open_qty, at=at, reason=step.open_reason)
+        return turn_id
+
+    # -- ledger: reads ---------------------------------------------------------------------
+
+    def position(self, agent_id: str, symbol: str) -> LedgerPosition:
+        """Return the agent's ledger position in `symbol` (flat if none)."""
+        self._check_open()
+        held = self._open_position(agent_id, symbol)
+        return LedgerPosition(agent_id, symbol, Decimal(0), None, None) if held is None else held
+
+    def positions(self, agent_id: str) -> list[LedgerPosition]:
+        """Return every open ledger position of the agent, by symbol."""
+        self._check_open()
+        with self._lock:
+            held = list(self._open_of.get(agent_id, {}).values())
+        return sorted(held, key=lambda p: p.symbol)
+
+    def all_positions(self) -> list[LedgerPosition]:
+        """Return every agent's open ledger positions, by agent and symbol."""
+        self._check_open()
+        with self._lock:
+            held = [p for by_symbol in self._open_of.values() for p in by_symbol.values()]
+        return sorted(held, key=lambda p: (p.agent_id, p.symbol))
+
+    def cleared_turns(self, since: datetime) -> list[LedgerPosition]:
+        """Return turns closed since `since` while still holding shares (phantom clears), newest first."""
+        self._check_open()
+        with self._lock:
+            found = [p for closed_at, p in self._cleared if closed_at >= since]
+        return sorted(found, key=lambda p: p.turn_id or 0, reverse=True)
+
+    def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
+        """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""
+        self._check_open()
+        return self._latest_turn.get((agent_id, symbol))
+
+
+def version(position: LedgerPosition | None) -> tuple[int | None, Decimal]:
+    """The (turn, quantity) a ledger compare-and-set compares; flat is (None, 0)."""
+    return (None, Decimal(0)) if position is None else (position.turn_id, position.qty)
