@@ -4,7 +4,14 @@ Every entry and exit is claimed durably before it is sent (G1, G5); a retry of t
 decision finds the claim and returns the original order instead of sending (G1); an ambiguous
 send is resolved by client_order_id, never by a blind resend (G2); exits are sized from the
 broker's `qty_available` and carry `*_to_close` (G3); a position-related exit rejection sends
-the symbol to the reconciler at once (G4).
+the symbol to the reconciler at once (G4). Retries of known decisions are answered by
+`retries.RetryAnswers`; every attempt that sends nothing is audited (G6).
+
+How exits are keyed: an exit decision is `(agent, "exit", symbol, intent name)`, whatever side it
+closes and whichever turn is open. The name must therefore name one decision (bar time + reason):
+a retry of "2026-05-21 11:26 momentum lost" that arrives after the bot re-entered is answered as
+a duplicate and never sells the new position. An exit that placed nothing (NOT_SENT, refused) is
+re-sized and sent again only while the position it was for is still open.
 """
 
 from __future__ import annotations
@@ -19,20 +26,21 @@ from decimal import Decimal
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, PositionIntent, RejectKind, Side
+from tradeguard.domain import Claim, LedgerPosition, PositionIntent, Side
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, LeaseLost, OrderRejected
+from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, OrderArgs, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
+from tradeguard.retries import RetryAnswers
 from tradeguard.store import ClaimStore, new_owner_token
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
 
 
-class OrderGateway:
+class OrderGateway(RetryAnswers):
     """Guarded entries and exits for one agent.
 
     Args:
@@ -343,167 +351,6 @@ class OrderGateway:
         # the broker still holding shares, re-sized and resent this very exit.
         resent = report.sent.get(claim.key) if report is not None else None
         return resent if resent is not None else result
-
-    def _existing(self, claim: Claim, held: LedgerPosition | None = None) -> OrderResult:
-        """Answer a retry of a known decision; every attempt that sends nothing is audited (G6)."""
-        result = self._answer(claim, held)
-        after = result.claim
-        if after is None or after.attempts == claim.attempts:  # a resend bumps attempts
-            self.store.record_skip(after or claim, agent_id=self.agent_id, reason=result.reason)
-        return result
-
-    def _answer(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
-        """Resolve a retry without a second order: only a provably unplaced decision is resent."""
-        state = claim.state
-        if state is ClaimState.NOT_SENT or (
-            state is ClaimState.REJECTED
-            and claim.kind is Kind.EXIT
-            and claim.reject_kind is not RejectKind.ID_TAKEN
-        ):
-            return self._retry_unsent(claim, held)
-        if state is ClaimState.PENDING:
-            return self._pending(claim, held)
-        if state is ClaimState.UNKNOWN:
-            return self._lookup_unknown(claim)
-        if state is ClaimState.REJECTED:
-            reason = f"duplicate of {claim.client_order_id}, which the broker rejected: {claim.reason}"
-            error = OrderRejected(claim.reason, kind=claim.reject_kind or RejectKind.OTHER)
-            return OrderResult(Outcome.REJECTED, claim, None, reason, error)
-        order: BrokerOrder | None = None
-        try:
-            order = self.broker.get_order_by_client_id(claim.client_order_id)
-        except BrokerError:
-            order = None  # the duplicate is still blocked; the order is fetched next time
-        if order is not None:
-            claim = adopt_order(self.store, claim, order, "refreshed on a duplicate")
-        reason = f"duplicate of {claim.client_order_id} ({claim.state}); nothing sent"
-        return OrderResult(Outcome.DUPLICATE, claim, order, reason)
-
-    def _pending(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
-        """A retry met a PENDING claim: being sent, abandoned by a lapsed owner, or left by us."""
-        with self._start_lock:
-            sending = claim.key in self._sending
-        if sending or (claim.owner != self.owner and claim.lease_expires_at > self.clock.now()):
-            reason = f"duplicate of {claim.client_order_id}, being sent by its owner now"
-            return OrderResult(Outcome.DUPLICATE, claim, None, reason)
-        if claim.owner == self.owner:
-            # This gateway sent it earlier and could not record the answer (UnrecordedOrder):
-            # the order may exist, so it is looked up, never sent again blind.
-            return self._lookup_unknown(claim)
-        try:
-            claim = self.store.take_over(claim, self.owner)
-        except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
-            return self._answer(fresh, held)
-        return self._lookup_unknown(claim)
-
-    def _lookup_unknown(self, claim: Claim, first_error: BrokerError | None = None) -> OrderResult:
-        """Look an UNKNOWN (or our own unrecorded PENDING) claim up by client_order_id."""
-        try:
-            order = self.broker.get_order_by_client_id(claim.client_order_id)
-        except BrokerError as exc:
-            return OrderResult(
-                Outcome.UNKNOWN, claim, None, f"lookup failed: {exc.message}", first_error or exc
-            )
-        if order is not None:
-            claim = adopt_order(self.store, claim, order, "found at the broker by client_order_id")
-            outcome = Outcome.SUBMITTED if first_error is not None else Outcome.DUPLICATE
-            return OrderResult(outcome, claim, order, f"resolved {claim.client_order_id} by lookup")
-        if first_error is not None:
-            return OrderResult(Outcome.UNKNOWN, claim, None, first_error.message, first_error)
-        if claim.state is ClaimState.PENDING:
-            # Our own send whose answer was never recorded: from now on it ages as UNKNOWN.
-            try:
-                claim = self.store.transition(
-                    claim, ClaimState.UNKNOWN, reason="sent earlier, answer not recorded, not found yet"
-                )
-            except LeaseLost:
-                fresh = self.store.get(claim.key)
-                assert fresh is not None
-                return self._answer(fresh, None)
-            return OrderResult(Outcome.UNKNOWN, claim, None, f"{claim.client_order_id} not found yet")
-        return self._resend_if_absent(claim)
-
-    def _resend_if_absent(self, claim: Claim) -> OrderResult:
-        """Resend an UNKNOWN claim with the same client_order_id once it is provably absent.
-
-        Absent means: older than the grace period (a POST still in flight can land after a
-        404) and missing on a second probe `unknown_probe_gap_secs` later.
-        """
-        age = (self.clock.now() - claim.updated_at).total_seconds()
-        if age < self.settings.unknown_grace_secs:
-            grace = self.settings.unknown_grace_secs
-            reason = f"{claim.client_order_id} not found yet; waiting out the {grace}s grace period"
-            return OrderResult(Outcome.UNKNOWN, claim, None, reason)
-        self.clock.sleep(self.settings.unknown_probe_gap_secs)
-        try:
-            order = self.broker.get_order_by_client_id(claim.client_order_id)
-        except BrokerError as exc:
-            return OrderResult(Outcome.UNKNOWN, claim, None, f"second probe failed: {exc.message}", exc)
-        if order is not None:
-            claim = adopt_order(self.store, claim, order, "found at the broker on the second probe")
-            return OrderResult(Outcome.DUPLICATE, claim, order, "resolved by lookup")
-        if claim.owner != self.owner and claim.lease_expires_at > self.clock.now():
-            return OrderResult(Outcome.UNKNOWN, claim, None, "absent at the broker; its owner will resend")
-        try:
-            claim = self.store.transition(
-                claim,
-                ClaimState.PENDING,
-                owner=self.owner,
-                reason="absent at the broker on two probes after the grace period; resending the same id",
-            )
-        except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
-            return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
-        return self._send(claim)
-
-    def _retry_unsent(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
-        """Send again a decision that provably never placed an order (same client_order_id)."""
-        if claim.kind is Kind.EXIT:
-            return self._retry_exit(claim, held or self.store.position(self.agent_id, claim.symbol))
-        try:
-            claim = self.store.transition(
-                claim,
-                ClaimState.PENDING,
-                owner=self.owner,
-                order_qty=claim.order_qty,
-                reason=f"sending again after {claim.state}: nothing was placed",
-            )
-        except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
-            return self._answer(fresh, held)
-        return self._send(claim)
-
-    def _retry_exit(self, claim: Claim, held: LedgerPosition) -> OrderResult:
-        """Re-size and resend an exit that placed nothing, while its position is still open."""
-        if held.is_flat or (claim.turn_id is not None and held.turn_id != claim.turn_id):
-            reason = (
-                f"exit {claim.client_order_id} not resent: the {claim.symbol} position it was for is "
-                "closed (a decision that exited once never sells a later position)"
-            )
-            return OrderResult(Outcome.SKIPPED, claim, None, reason)
-        available = self._broker_available(claim.symbol, held)
-        if isinstance(available, OrderResult):
-            return OrderResult(available.outcome, claim, None, available.reason, available.error)
-        try:
-            pending, room = self.store.resend_exit(
-                claim, owner=self.owner, broker_available=available,
-                reason=f"sending again after {claim.state}: nothing was placed", detail={},
-            )  # fmt: skip
-        except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
-            return self._answer(fresh, held)
-        if pending is None:
-            self._reconcile_after_exit_error(claim.symbol)
-            reason = (
-                f"exit {claim.client_order_id} not resent, nothing to sell: {room.describe(claim.symbol)}"
-            )
-            return OrderResult(Outcome.SKIPPED, claim, None, reason)
-        return self._send(pending)
 
     def _reconcile_after_exit_error(self, symbol: str) -> ReconcileReport | None:
         """Hold the ledger against the broker for `symbol` now (DESIGN: exits and reconciliation)."""
