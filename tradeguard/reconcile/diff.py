@@ -185,6 +185,7 @@ def plan(
     symbols: Iterable[str] | None = None,
     adopt_orphans_to: str | None = None,
     cleared: Iterable[LedgerPosition] = (),
+    busy: Iterable[str] = (),
 ) -> tuple[list[Action], bool]:
     """Return the actions, and whether a second read would let more be decided (see `diff`)."""
     wanted = None if symbols is None else set(symbols)
@@ -194,9 +195,9 @@ def plan(
     claim_list = [c for c in claims if wanted is None or c.symbol in wanted]
     out = _claims_pass(claim_list, holders, snapshot, now, settings)
     actions, needs_second_read = out.actions, out.needs_second_read
-    cleared_list = list(cleared)
+    cleared_list, elsewhere = list(cleared), set(busy)
     for symbol in sorted(set(holders) | set(snapshot.positions)):
-        if (wanted is not None and symbol not in wanted) or out.moving[symbol]:
+        if (wanted is not None and symbol not in wanted) or out.moving[symbol] or symbol in elsewhere:
             continue
         found, wait = position_actions(
             symbol, holders.get(symbol, []), snapshot, now, settings, adopt_orphans_to=adopt_orphans_to,
@@ -217,6 +218,7 @@ def diff(
     symbols: Iterable[str] | None = None,
     adopt_orphans_to: str | None = None,
     cleared: Iterable[LedgerPosition] = (),
+    busy: Iterable[str] = (),
 ) -> list[Action]:
     """Return what to do so the claims and ledger agree with the broker snapshot.
 
@@ -229,8 +231,10 @@ def diff(
         symbols: Only these symbols (None: all).
         adopt_orphans_to: Adopt broker positions no ledger holds into this agent's ledger.
         cleared: Turns the reconciler cleared recently while they held shares (re-adoption).
+        busy: Symbols where claims not given here (other agents') are in motion: their
+            positions are not compared in this pass.
     """
     return plan(
         claims, ledger, snapshot, now, settings,
-        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared,
+        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
     )[0]  # fmt: skip

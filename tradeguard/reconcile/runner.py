@@ -123,7 +123,7 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
-            claims, ledger, cleared = self._load(agent_id, wanted)
+            claims, ledger, cleared, busy = self._load(agent_id, wanted)
             try:
                 snapshot: BrokerSnapshot | None = None
                 actions: list[Action] = []
@@ -137,7 +137,7 @@ class Reconciler:
                     report.reads, report.snapshot = reads, snapshot
                     actions, wait = plan(
                         claims, ledger, snapshot, self.clock.now(), self.settings,
-                        symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared,
+                        symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
                     )  # fmt: skip
                     if not wait:
                         break
@@ -165,8 +165,11 @@ class Reconciler:
 
     def _load(
         self, agent_id: str | None, symbols: list[str] | None
-    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition]]:
-        """Return the claims to check, every agent's open positions, and recently cleared turns."""
+    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], set[str]]:
+        """Return the claims, all open positions, recently cleared turns, and busy symbols.
+
+        Busy symbols are those where agents outside this pass have claims in motion.
+        """
         store, now = self.store, self.clock.now()
         # Positions are account-wide: every agent's ledger counts when comparing quantities.
         ledger = store.all_positions()
@@ -190,7 +193,14 @@ class Reconciler:
         if symbols is not None:
             claims = [c for c in claims if c.symbol in symbols]
         cleared = store.cleared_turns(since=probe_since)
-        return claims, ledger, cleared
+        # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
+        # motion may already show at the broker, and must not read as this agent's missed fill.
+        busy = set()
+        if agent_id is not None:
+            busy = {
+                c.symbol for c in store.list_claims(states=sorted(ACTIVE_STATES)) if c.agent_id != agent_id
+            }
+        return claims, ledger, cleared, busy
 
     def _read(self, claims: list[Claim], earlier: BrokerSnapshot | None) -> BrokerSnapshot:
         """Take one complete broker snapshot; any failure raises (never a partial snapshot)."""
