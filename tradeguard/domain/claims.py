@@ -9,7 +9,7 @@ from typing import Any
 
 from tradeguard.domain.intents import Kind, OrderSpec
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
-from tradeguard.domain.orders import RejectKind
+from tradeguard.domain.orders import RejectKind, Side
 
 __all__ = ["Claim", "ClaimOutcome"]
 
@@ -23,7 +23,7 @@ class Claim:
     agent_id: str
     kind: Kind
     symbol: str
-    side: str
+    side: Side
     intent: str
     payload: dict[str, Any]
     state: ClaimState
@@ -59,7 +59,7 @@ class Claim:
     @property
     def signed_filled_qty(self) -> Decimal:
         """Filled quantity with its effect on the position: buys add, sells subtract."""
-        return self.filled_qty if self.side == "buy" else -self.filled_qty
+        return self.filled_qty if self.side is Side.BUY else -self.filled_qty
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,11 @@ _INSERT = (
 )
 
 
+def _plain(value: str | None) -> str | None:
+    # A StrEnum member (Side, Kind) as its value: psycopg dumps Enum members by their *name*.
+    return None if value is None else str(value)
+
+
 def write_audit(
     tx: Tx,
     *,
@@ -63,7 +68,7 @@ def write_audit(
     tx.changed(
         _INSERT,
         (
-            tx.ts(at), agent_id, action.value, reason, kind, symbol, side,
+            tx.ts(at), agent_id, action.value, reason, _plain(kind), symbol, _plain(side),
             None if qty is None else str(qty), state, prev_state, client_order_id, claim_key,
             _encode_detail(detail if type(detail) is dict else dict(detail)) if detail else None,
         ),

@@ -47,7 +47,7 @@ from tradeguard.domain.intents import (
     hash_payload_json,
 )
 from tradeguard.domain.lifecycle import ClaimState, check_transition
-from tradeguard.domain.orders import RejectKind
+from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
@@ -214,7 +214,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         )  # fmt: skip
         claim = Claim(
             key=key, client_order_id=coid, agent_id=intent.agent_id, kind=intent.kind,
-            symbol=intent.symbol, side=intent.side.value, intent=intent.name, payload=payload,
+            symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
             state=ClaimState.PENDING, epoch=1, owner=owner, lease_expires_at=lease_until,
             order_qty=order_qty,
             broker_order_id=None, filled_qty=Decimal(0), filled_avg_price=None, turn_id=turn_id,
@@ -328,7 +328,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         if row is None:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
         if delta:
-            signed = delta if claim.side == "buy" else -delta
+            signed = delta if claim.side is Side.BUY else -delta
             turn_id = ledger.apply_fill(
                 tx,
                 claim.agent_id,

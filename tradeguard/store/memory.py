@@ -32,7 +32,7 @@ from tradeguard.domain.claims import Claim, ClaimOutcome
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition, size_exit
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState, check_transition
-from tradeguard.domain.orders import RejectKind
+from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
 from tradeguard.store.memory_audit import MemoryAuditLog
 from tradeguard.store.memory_ledger import MemoryLedger, version
@@ -196,7 +196,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             )
         claim = Claim(
             key=key, client_order_id=coid, agent_id=intent.agent_id, kind=intent.kind,
-            symbol=intent.symbol, side=intent.side.value, intent=intent.name, payload=payload,
+            symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
             state=ClaimState.PENDING, epoch=1, owner=owner, lease_expires_at=now + self._lease,
             order_qty=None if order_qty is None else _num(order_qty), broker_order_id=None,
             filled_qty=Decimal(0), filled_avg_price=None, turn_id=turn_id, attempts=1, reason=reason,
@@ -309,7 +309,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         turn_id, filled = current.turn_id, current.filled_qty
         if filled_qty is not None and delta:
             filled = _num(filled_qty)
-            signed = delta if claim.side == "buy" else -delta
+            signed = delta if claim.side is Side.BUY else -delta
             opened = self._apply_fill(
                 claim.agent_id, claim.symbol, signed, at=now, reason=f"{claim.kind} {claim.client_order_id}"
             )

@@ -13,7 +13,7 @@ from typing import Any
 from tradeguard.domain.claims import Claim
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.domain.orders import RejectKind
+from tradeguard.domain.orders import RejectKind, Side
 
 __all__ = [
     "CLAIM_COLUMNS",
@@ -42,6 +42,7 @@ Decode = Callable[[Any], datetime]
 # Enum lookups by value: a dict hit costs a tenth of calling the enum.
 _KINDS = {k.value: k for k in Kind}
 _STATES = {s.value: s for s in ClaimState}
+_SIDES = {s.value: s for s in Side}
 
 
 def new_owner_token() -> str:
@@ -80,7 +81,7 @@ def decode_claim(values: Sequence[Any], dt: Decode) -> Claim:
         agent_id=r["agent_id"],
         kind=_KINDS[r["kind"]],
         symbol=r["symbol"],
-        side=r["side"],
+        side=_SIDES[r["side"]],
         intent=r["intent"],
         payload=json.loads(r["payload"]),
         created_at=dt(r["created_at"]),
