@@ -166,6 +166,7 @@ class Submit:
     held: Decimal = Decimal(0)
     own_open: Decimal = Decimal(0)
     others: Decimal = Decimal(0)
+    resumed: bool = False  # sent by a worker resumed after freezing past its lease check
 
 
 _OPEN_EXIT_STATES = [
@@ -184,11 +185,12 @@ class PaperTap:
         self.paper = paper
         self.store: ClaimStore | None = None  # the machine's own view of the claims and ledgers
         self.submits: list[Submit] = []
+        self.resumed_threads: set[int] = set()  # threads of workers resumed past `before_post`
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         pos = self.paper.get_position(request.symbol)
         available = Decimal(0) if pos is None else abs(pos.qty_available)
-        context = self._exit_context(request)
+        context = (*self._exit_context(request), threading.get_ident() in self.resumed_threads)
         try:
             order = self.paper.submit_order(request)
         except OrderRejected as exc:
@@ -602,6 +604,8 @@ class GuardMachine(RuleBasedStateMachine):
         assert stall.go.wait(timeout=120), "a frozen worker was never resumed"
         if stall.kill:
             raise Crash
+        if name == "before_post":
+            self.tap.resumed_threads.add(threading.get_ident())
 
     def _run_stalled(self, stall: Stall, worker: Worker) -> None:
         self.stalls[threading.get_ident()] = stall
@@ -611,6 +615,7 @@ class GuardMachine(RuleBasedStateMachine):
             stall.error = exc
         finally:
             del self.stalls[threading.get_ident()]
+            self.tap.resumed_threads.discard(threading.get_ident())
             stall.parked.set()
 
     @precondition(lambda self: any(w.stall is None for w in self.workers))
@@ -724,7 +729,17 @@ class GuardMachine(RuleBasedStateMachine):
 
     @rule(symbol=st.sampled_from(SYMBOLS), mode=st.none() | st.sampled_from(["hide", "stale"]))
     def positions_lag(self, symbol: str, mode: str | None) -> None:
-        """The positions endpoint trails fills in `symbol` (flat, or a stale quantity), or catches up."""
+        """The positions endpoint trails fills in `symbol` (flat, or a stale quantity), or catches up.
+
+        It trails fills, so it reads flat only a position some ledger booked within the lag.
+        """
+        since = self.clock.now() - timedelta(seconds=LAG_SECS)
+        recent = any(
+            p.symbol == symbol and p.updated_at is not None and p.updated_at >= since
+            for p in self.store.all_positions()
+        )
+        if mode == "hide" and not recent:
+            mode = "stale"
         self.lagging.switch(symbol, mode)
         if mode is not None:
             self.lagged_at[symbol].append(self.clock.now())
@@ -889,6 +904,10 @@ class GuardMachine(RuleBasedStateMachine):
                 continue
             assert request.position_intent in _CLOSING, request
             assert request.qty is not None and submit.agent == claim.agent_id
+            if submit.resumed:
+                # Sized and fenced before it froze: nothing can stop a POST already past its lease
+                # check; the resumed sender's order must be adopted (see the_frozen_sender_resumes).
+                continue
             # Per agent: this exit plus the agent's other open exits never exceed what it held.
             assert request.qty + submit.own_open <= abs(submit.held), (
                 f"{claim.agent_id} asked {request.qty} {request.symbol} with {submit.own_open} in open "
