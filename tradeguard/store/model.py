@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -43,6 +42,7 @@ Decode = Callable[[Any], datetime]
 _KINDS = {k.value: k for k in Kind}
 _STATES = {s.value: s for s in ClaimState}
 _SIDES = {s.value: s for s in Side}
+_REJECTS = {r.value: r for r in RejectKind}
 
 
 def new_owner_token() -> str:
@@ -54,39 +54,51 @@ def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
-def _mutable(r: dict[str, Any], dt: Decode) -> dict[str, Any]:
-    return {
-        "state": _STATES[r["state"]],
-        "epoch": int(r["epoch"]),
-        "owner": r["owner"],
-        "lease_expires_at": dt(r["lease_expires_at"]),
-        "order_qty": _dec(r["order_qty"]),
-        "broker_order_id": r["broker_order_id"],
-        "filled_qty": Decimal(r["filled_qty"]),
-        "filled_avg_price": _dec(r["filled_avg_price"]),
-        "turn_id": None if r["turn_id"] is None else int(r["turn_id"]),
-        "attempts": int(r["attempts"]),
-        "reason": r["reason"],
-        "updated_at": dt(r["updated_at"]),
-        "reject_kind": None if r["reject_kind"] is None else RejectKind(r["reject_kind"]),
-    }
+# Column positions resolved by name once: rows are read by name, at the cost of an index.
+_C = {name: i for i, name in enumerate(CLAIM_COLUMNS)}
+_M = {name: i for i, name in enumerate(MUTABLE_COLUMNS)}
+
+
+def _build(fixed: Claim | Sequence[Any], v: Sequence[Any], at: dict[str, int], dt: Decode) -> Claim:
+    """Build a Claim: immutable fields from `fixed` (a claim or a full row), the rest from `v`.
+
+    `at` names the position of each mutable column in `v`.
+    """
+    if isinstance(fixed, Claim):
+        key, coid, agent, kind, symbol, side, intent = (
+            fixed.key, fixed.client_order_id, fixed.agent_id, fixed.kind, fixed.symbol, fixed.side,
+            fixed.intent,
+        )  # fmt: skip
+        payload, created = fixed.payload, fixed.created_at
+    else:
+        key, coid, agent = fixed[_C["claim_key"]], fixed[_C["client_order_id"]], fixed[_C["agent_id"]]
+        kind, symbol, side = _KINDS[fixed[_C["kind"]]], fixed[_C["symbol"]], _SIDES[fixed[_C["side"]]]
+        intent, payload = fixed[_C["intent"]], json.loads(fixed[_C["payload"]])
+        created = dt(fixed[_C["created_at"]])
+    turn_id, kind_of_refusal = v[at["turn_id"]], v[at["reject_kind"]]
+    return Claim(
+        key=key, client_order_id=coid, agent_id=agent, kind=kind, symbol=symbol, side=side,
+        intent=intent, payload=payload,
+        state=_STATES[v[at["state"]]],
+        epoch=int(v[at["epoch"]]),
+        owner=v[at["owner"]],
+        lease_expires_at=dt(v[at["lease_expires_at"]]),
+        order_qty=_dec(v[at["order_qty"]]),
+        broker_order_id=v[at["broker_order_id"]],
+        filled_qty=Decimal(v[at["filled_qty"]]),
+        filled_avg_price=_dec(v[at["filled_avg_price"]]),
+        turn_id=None if turn_id is None else int(turn_id),
+        attempts=int(v[at["attempts"]]),
+        reason=v[at["reason"]],
+        created_at=created,
+        updated_at=dt(v[at["updated_at"]]),
+        reject_kind=None if kind_of_refusal is None else _REJECTS[kind_of_refusal],
+    )  # fmt: skip
 
 
 def decode_claim(values: Sequence[Any], dt: Decode) -> Claim:
     """Build a claim from values in `CLAIM_COLUMNS` order; `dt` decodes stored datetimes."""
-    r = dict(zip(CLAIM_COLUMNS, values, strict=True))
-    return Claim(
-        key=r["claim_key"],
-        client_order_id=r["client_order_id"],
-        agent_id=r["agent_id"],
-        kind=_KINDS[r["kind"]],
-        symbol=r["symbol"],
-        side=_SIDES[r["side"]],
-        intent=r["intent"],
-        payload=json.loads(r["payload"]),
-        created_at=dt(r["created_at"]),
-        **_mutable(r, dt),
-    )
+    return _build(values, values, _C, dt)
 
 
 def claim_from_row(row: Any) -> Claim:
@@ -97,4 +109,4 @@ def claim_from_row(row: Any) -> Claim:
 
 def apply_mutable(claim: Claim, values: Sequence[Any], dt: Decode) -> Claim:
     """Return `claim` with the values of `MUTABLE_COLUMNS` (in that order), as read back from the database."""
-    return replace(claim, **_mutable(dict(zip(MUTABLE_COLUMNS, values, strict=True)), dt))
+    return _build(claim, values, _M, dt)
