@@ -7,9 +7,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["AuditAction", "AuditRecord"]
+if TYPE_CHECKING:
+    from tradeguard.domain.claims import Claim
+
+__all__ = ["AuditAction", "AuditRecord", "claim_fields"]
 
 
 class AuditAction(enum.StrEnum):
@@ -50,3 +53,17 @@ class AuditRecord:
         values["action"] = AuditAction(values["action"])
         values["detail"] = json.loads(values["detail"]) if values.get("detail") else {}
         return cls(**values)
+
+
+def claim_fields(claim: Claim | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """Return the audit fields of a record about `claim`: the claim's own fields win over `fields`.
+
+    Without a claim (an exit with nothing to sell), the caller's kind, symbol and side stand.
+    """
+    if claim is None:
+        return fields
+    return {
+        **fields,
+        "kind": claim.kind.value, "symbol": claim.symbol, "side": claim.side, "state": claim.state.value,
+        "client_order_id": claim.client_order_id, "claim_key": claim.key,
+    }  # fmt: skip

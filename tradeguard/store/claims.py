@@ -38,6 +38,7 @@ from sqlalchemy.engine.url import URL
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import AuditAction
+from tradeguard.domain.audit import claim_fields
 from tradeguard.domain.claims import Claim, ClaimOutcome
 from tradeguard.domain.intents import (
     Intent,
@@ -429,17 +430,7 @@ class ClaimStore(LedgerWriter, StoreReader):
 
     def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win."""
-        kind, symbol, side = (fields.pop(name, None) for name in ("kind", "symbol", "side"))
-        self.audit(
-            AuditAction.SKIP, agent_id=agent_id, reason=reason,
-            kind=claim.kind.value if claim else kind,
-            symbol=claim.symbol if claim else symbol,
-            side=claim.side if claim else side,
-            state=claim.state.value if claim else None,
-            client_order_id=claim.client_order_id if claim else None,
-            claim_key=claim.key if claim else None,
-            **fields,
-        )  # fmt: skip
+        self.audit(AuditAction.SKIP, agent_id=agent_id, reason=reason, **claim_fields(claim, fields))
 
     def audit(self, action: AuditAction, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Append one audit record in its own (durable) transaction."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain.audit import AuditAction
+from tradeguard.domain.audit import AuditAction, claim_fields
 from tradeguard.domain.claims import Claim, ClaimOutcome
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition, size_exit
@@ -430,17 +430,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
 
     def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win."""
-        kind, symbol, side = (fields.pop(name, None) for name in ("kind", "symbol", "side"))
-        self.audit(
-            AuditAction.SKIP, agent_id=agent_id, reason=reason,
-            kind=claim.kind.value if claim else kind,
-            symbol=claim.symbol if claim else symbol,
-            side=claim.side if claim else side,
-            state=claim.state.value if claim else None,
-            client_order_id=claim.client_order_id if claim else None,
-            claim_key=claim.key if claim else None,
-            **fields,
-        )  # fmt: skip
+        self.audit(AuditAction.SKIP, agent_id=agent_id, reason=reason, **claim_fields(claim, fields))
 
     def audit(self, action: AuditAction, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Append one audit record."""
