@@ -123,6 +123,11 @@ def run_demo(*, store_url: str, agent_id: str = "demo-bot") -> int:
         f"\n{len(results)} calls: {placed} placed an order, {held_back} were answered without sending "
         "(retries of a known decision, and an exit with nothing to sell)"
     )
+    # The bot's end-of-day pass: it settles whatever the day left between guard and broker (on a
+    # second run, the outside close of the replayed session is a phantom for the guard to clear).
+    clock.set(max(clock.now(), _at("16:00:00")))
+    closing = gateway.reconcile()
+    print(f"16:00:00  end-of-day reconcile: {len(closing.changes)} change(s)")
     for symbol in ("TQQQ", "SQQQ"):
         at_broker = paper.get_position(symbol)
         print(
