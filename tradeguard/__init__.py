@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         OrderStatus,
         OrderType,
         PositionIntent,
+        RejectKind,
         Side,
         TimeInForce,
     )
@@ -57,11 +58,12 @@ if TYPE_CHECKING:
         SessionFormatError,
         StoreError,
         TradeguardError,
+        UnrecordedOrder,
     )
     from tradeguard.execution import OrderResult, Outcome
     from tradeguard.gateway import OrderGateway
     from tradeguard.paper import PaperBroker
-    from tradeguard.ports import Broker
+    from tradeguard.ports import Broker, ClaimLedger
     from tradeguard.reconcile import (
         Action,
         ActionKind,
@@ -103,6 +105,7 @@ __all__ = [
     "diff",
     # brokers and their value types
     "Broker",
+    "ClaimLedger",
     "AlpacaBroker",
     "PaperBroker",
     "BrokerOrder",
@@ -113,6 +116,7 @@ __all__ = [
     "PositionIntent",
     "Side",
     "TimeInForce",
+    "RejectKind",
     # time and settings
     "Clock",
     "ManualClock",
@@ -122,6 +126,7 @@ __all__ = [
     "TradeguardError",
     "ConfigError",
     "StoreError",
+    "UnrecordedOrder",
     "IntentMismatch",
     "ClaimInProgress",
     "LeaseLost",
@@ -155,6 +160,7 @@ _EXPORTS: dict[str, str] = {
             "PositionIntent",
             "Side",
             "TimeInForce",
+            "RejectKind",
         ),
         "tradeguard.domain",
     ),
@@ -174,12 +180,13 @@ _EXPORTS: dict[str, str] = {
             "SessionFormatError",
             "StoreError",
             "TradeguardError",
+            "UnrecordedOrder",
         ),
         "tradeguard.errors",
     ),
     **dict.fromkeys(("OrderResult", "Outcome"), "tradeguard.execution"),
     "OrderGateway": "tradeguard.gateway",
-    "Broker": "tradeguard.ports",
+    **dict.fromkeys(("Broker", "ClaimLedger"), "tradeguard.ports"),
     **dict.fromkeys(
         (
             "Action",
