@@ -399,3 +399,14 @@ def test_the_gateway_gives_the_same_outcomes_and_audit_on_memory_and_sqlite(tmp_
     ]
     assert outcomes[4] == [ActionKind.CLEAR_PHANTOM]
     assert outcomes[5:] == [Decimal(0), Decimal(0), 2]  # flat everywhere, two orders in all
+
+
+def test_symbols_in_motion_are_those_with_active_claims_of_other_agents(ledger: Store) -> None:
+    # A one-agent reconcile pass leaves these symbols alone: another agent's order may show there.
+    mine = ledger.claim(make_intent("mine", agent="bot-a", symbol="TQQQ"), make_spec(), owner="w").claim
+    theirs = ledger.claim(make_intent("theirs", agent="bot-b", symbol="SQQQ"), make_spec(), owner="w").claim
+    assert ledger.symbols_in_motion() == {"TQQQ", "SQQQ"}
+    assert ledger.symbols_in_motion(excluding_agent="bot-a") == {"SQQQ"}
+    ledger.transition(theirs, ClaimState.FILLED, reason="filled", filled_qty=theirs.order_qty)
+    assert ledger.symbols_in_motion(excluding_agent="bot-a") == set()
+    assert mine.state is ClaimState.PENDING

@@ -227,6 +227,10 @@ class ClaimLedger(Protocol):
         """Return every agent id that has claims, sorted."""
         ...
 
+    def symbols_in_motion(self, *, excluding_agent: str | None = None) -> set[str]:
+        """Return the symbols with an active claim, leaving out `excluding_agent`'s."""
+        ...
+
     def position(self, agent_id: str, symbol: str) -> LedgerPosition:
         """Return the agent's ledger position in `symbol` (flat if none)."""
         ...

@@ -195,11 +195,7 @@ class Reconciler:
         cleared = store.cleared_turns(since=probe_since)
         # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
         # motion may already show at the broker, and must not read as this agent's missed fill.
-        busy = set()
-        if agent_id is not None:
-            busy = {
-                c.symbol for c in store.list_claims(states=sorted(ACTIVE_STATES)) if c.agent_id != agent_id
-            }
+        busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
         return claims, ledger, cleared, busy
 
     def _read(self, claims: list[Claim], earlier: BrokerSnapshot | None) -> BrokerSnapshot:

@@ -643,6 +643,17 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             Decimal(0),
         )
 
+    def symbols_in_motion(self, *, excluding_agent: str | None = None) -> set[str]:
+        """Return the symbols with an active claim, leaving out `excluding_agent`'s (see `ClaimStore`)."""
+        self._check_open()
+        with self._lock:
+            claims = self._claims
+            return {
+                symbol
+                for symbol, keys in self._active_in.items()
+                if any(claims[k].agent_id != excluding_agent for k in keys)
+            }
+
     def agents(self) -> list[str]:
         """Return every agent id that has claims, sorted."""
         self._check_open()

@@ -107,6 +107,15 @@ class StoreReader:
         with self._read("listing agents") as conn:
             return sorted({r[0] for r in conn.execute(select(claims.c.agent_id).distinct())})
 
+    def symbols_in_motion(self, *, excluding_agent: str | None = None) -> set[str]:
+        """Return the symbols with an active claim (PENDING, SUBMITTED, PARTIALLY_FILLED, UNKNOWN).
+
+        `excluding_agent` leaves that agent's claims out (a one-agent reconcile pass asks which
+        symbols other agents have orders in motion in).
+        """
+        rows = self._pool.read("listing symbols in motion", sql.SYMBOLS_IN_MOTION, (excluding_agent or "",))
+        return {r[0] for r in rows}
+
     # -- ledger ----------------------------------------------------------------------------
 
     def position(self, agent_id: str, symbol: str) -> LedgerPosition:

@@ -73,3 +73,4 @@ WINDOW_OPEN = (
     " RETURNING claim_key"
 )
 WINDOW_HELD = "SELECT claim_key FROM tg_dedup_windows WHERE content_key = ?"
+SYMBOLS_IN_MOTION = f"SELECT DISTINCT symbol FROM tg_claims WHERE state IN ({_ACTIVE}) AND agent_id <> ?"
