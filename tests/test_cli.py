@@ -74,3 +74,34 @@ def test_reconcile_without_a_broker_says_how_to_configure_one(
 def test_a_bad_store_url_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "--store", "mysql://nowhere/db"]) == 2
     assert "not supported" in capsys.readouterr().err
+
+
+def test_reconcile_refuses_a_missing_paper_state_file(
+    phantom: tuple[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped path must not read as a flat account (every position a phantom to clear).
+    url, _ = phantom
+    assert main(["reconcile", "--store", url, "--paper-state", str(tmp_path / "acct.jsn")]) == 2
+    assert "acct.jsn does not exist" in capsys.readouterr().err
+    with ClaimStore(url) as store:
+        assert store.position("bot", "SQQQ").qty == 2
+
+
+def test_reconcile_refuses_two_paper_accounts(
+    phantom: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, state = phantom
+    argv = ["reconcile", "--store", url, "--paper-state", str(state), "--paper-url", "http://127.0.0.1:9"]
+    assert main(argv) == 2
+    assert "--paper-url and --paper-state" in capsys.readouterr().err
+
+
+def test_commands_that_read_a_store_never_create_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "typo.db"
+    argv = ["settle", "--store", f"sqlite:///{missing}", "--agent-id", "a", "--symbol", "TQQQ", "--qty", "0",
+            "--reason", "test"]  # fmt: skip
+    assert main(argv) == 2
+    assert "typo.db" in capsys.readouterr().err
+    assert not missing.exists()
