@@ -64,9 +64,9 @@ from tradeguard.domain import BrokerOrder, BrokerPosition, Claim, OrderRequest, 
 from tradeguard.domain.intents import Intent, Kind
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, OrderRejected
-from tradeguard.execution import OrderResult, Outcome, request_for, send_claim
+from tradeguard.execution import OrderResult, Outcome, send_claim
 from tradeguard.gateway import OrderGateway
-from tradeguard.orders import OrderArgs, build_spec
+from tradeguard.orders import build_spec
 from tradeguard.reconcile import ActionKind, Reconciler, ReconcileReport
 from tradeguard.store import AuditQuery, ClaimStore, new_owner_token
 from tradeguard.testing import Fault, FaultPlan, FaultyBroker, PaperBroker
@@ -1045,10 +1045,10 @@ def test_a_resend_that_meets_its_own_late_order_adopts_it(store_url: str) -> Non
     store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
     try:
         intent = Intent(AGENT, Kind.ENTRY, "TQQQ", Side.BUY, "09:42 breakout")
-        spec = build_spec(OrderArgs(qty=6), position_intent=PositionIntent.BUY_TO_OPEN, is_exit=False)
+        spec = build_spec(qty=6, position_intent=PositionIntent.BUY_TO_OPEN, is_exit=False)
         claim = store.claim(intent, spec, owner="worker-b", order_qty=Decimal(6)).claim
         # Worker A's POST of this claim lands late, after worker B's two probes found nothing.
-        paper.submit_order(request_for(claim))
+        paper.submit_order(claim.request())
         result = send_claim(paper, store, claim)  # worker B's resend, same client_order_id
         assert result.outcome is not Outcome.REJECTED, result.reason
         assert store.get(claim.key).state is ClaimState.FILLED  # type: ignore[union-attr]

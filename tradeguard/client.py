@@ -29,7 +29,7 @@ from tradeguard.domain.intents import Intent, Kind
 from tradeguard.errors import BrokerUnavailable, ClaimInProgress, ConfigError, OrderRejected, OutcomeUnknown
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.gateway import OrderGateway
-from tradeguard.orders import OrderArgs, build_spec, parse_side
+from tradeguard.orders import build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger
 
 __all__ = ["GuardedTradingClient", "to_alpaca_order"]
@@ -173,7 +173,7 @@ class GuardedTradingClient(TradingClient):
         pi_raw = _value(fields.get("position_intent"))
         default_pi = PositionIntent.BUY_TO_OPEN if side is Side.BUY else PositionIntent.SELL_TO_OPEN
         position_intent = PositionIntent(pi_raw) if pi_raw else default_pi
-        args = OrderArgs(
+        spec = build_spec(
             qty=fields.get("qty"),
             notional=fields.get("notional"),
             order_type=str(_value(fields.get("type", "market"))),
@@ -181,8 +181,9 @@ class GuardedTradingClient(TradingClient):
             limit_price=fields.get("limit_price"),
             stop_price=fields.get("stop_price"),
             extended_hours=bool(fields.get("extended_hours") or False),
+            position_intent=position_intent,
+            is_exit=False,
         )
-        spec = build_spec(args, position_intent=position_intent, is_exit=False)
         kind = Kind.EXIT if position_intent in _CLOSES else Kind.ENTRY
         symbol = str(fields.get("symbol") or "").upper()
         coid = fields.get("client_order_id")

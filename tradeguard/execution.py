@@ -14,7 +14,7 @@ from functools import partial
 from typing import TypeVar
 
 from tradeguard import crashpoints
-from tradeguard.domain import BrokerOrder, Claim, OrderRequest, RejectKind, Side
+from tradeguard.domain import BrokerOrder, Claim, RejectKind
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import (
     BrokerError,
@@ -33,7 +33,6 @@ __all__ = [
     "adopt_order",
     "is_position_rejection",
     "mismatch",
-    "request_for",
     "send_claim",
 ]
 
@@ -78,24 +77,6 @@ class OrderResult:
 def is_position_rejection(error: BrokerError) -> bool:
     """True for a refusal saying the broker holds less than the order assumed (a phantom candidate)."""
     return isinstance(error, OrderRejected) and error.kind.is_position
-
-
-def request_for(claim: Claim) -> OrderRequest:
-    """Return the broker request for a claim: its own client_order_id and sized quantity."""
-    spec = claim.spec
-    return OrderRequest(
-        symbol=claim.symbol,
-        side=Side(claim.side),
-        client_order_id=claim.client_order_id,
-        qty=claim.order_qty if claim.order_qty is not None else spec.qty,
-        notional=spec.notional,
-        order_type=spec.order_type,
-        time_in_force=spec.time_in_force,
-        limit_price=spec.limit_price,
-        stop_price=spec.stop_price,
-        position_intent=spec.position_intent,
-        extended_hours=spec.extended_hours,
-    )
 
 
 def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
@@ -187,7 +168,7 @@ def send_claim(broker: Broker, store: ClaimLedger, claim: Claim) -> OrderResult:
     claim = store.fence_before_send(claim)
     crashpoints.hit("before_post")
     try:
-        order = broker.submit_order(request_for(claim))
+        order = broker.submit_order(claim.request())
     except OrderRejected as exc:
         crashpoints.hit("after_post")
         if exc.kind is RejectKind.DUPLICATE_ID:

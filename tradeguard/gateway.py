@@ -31,7 +31,7 @@ from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
-from tradeguard.orders import Number, OrderArgs, build_spec, parse_side
+from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
@@ -118,8 +118,11 @@ class OrderGateway(RetryAnswers):
         """
         order_side = parse_side(side)
         opens = PositionIntent.BUY_TO_OPEN if order_side is Side.BUY else PositionIntent.SELL_TO_OPEN
-        args = OrderArgs(qty, notional, order_type, time_in_force, limit_price, stop_price, extended_hours)
-        spec = build_spec(args, position_intent=opens, is_exit=False)
+        spec = build_spec(
+            qty=qty, notional=notional, order_type=order_type, time_in_force=time_in_force,
+            limit_price=limit_price, stop_price=stop_price, extended_hours=extended_hours,
+            position_intent=opens, is_exit=False,
+        )  # fmt: skip
         decision = Intent(self.agent_id, Kind.ENTRY, symbol, order_side, intent)
         return self.submit(decision, spec)
 
@@ -193,9 +196,12 @@ class OrderGateway(RetryAnswers):
         sell_to_close/buy_to_close. An exit name is one decision for good (see the module
         docstring): a retry after the bot re-entered is a duplicate.
         """
-        args = OrderArgs(qty, None, order_type, time_in_force, limit_price, stop_price, extended_hours)
         # Check the arguments before any store or broker call; the side follows the position.
-        spec = build_spec(args, position_intent=PositionIntent.SELL_TO_CLOSE, is_exit=True)
+        spec = build_spec(
+            qty=qty, order_type=order_type, time_in_force=time_in_force, limit_price=limit_price,
+            stop_price=stop_price, extended_hours=extended_hours,
+            position_intent=PositionIntent.SELL_TO_CLOSE, is_exit=True,
+        )  # fmt: skip
         self._ensure_started()
         self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
         held = self.store.position(self.agent_id, symbol)

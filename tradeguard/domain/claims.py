@@ -9,7 +9,7 @@ from typing import Any
 
 from tradeguard.domain.intents import Kind, OrderSpec
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
-from tradeguard.domain.orders import RejectKind, Side
+from tradeguard.domain.orders import OrderRequest, RejectKind, Side
 
 __all__ = ["Claim", "ClaimOutcome"]
 
@@ -45,6 +45,23 @@ class Claim:
     def spec(self) -> OrderSpec:
         """Return the order the bot asked for."""
         return OrderSpec.from_payload(self.payload)
+
+    def request(self) -> OrderRequest:
+        """Return the broker request for this claim: its own client_order_id and sized quantity."""
+        spec = self.spec
+        return OrderRequest(
+            symbol=self.symbol,
+            side=self.side,
+            client_order_id=self.client_order_id,
+            qty=self.order_qty if self.order_qty is not None else spec.qty,
+            notional=spec.notional,
+            order_type=spec.order_type,
+            time_in_force=spec.time_in_force,
+            limit_price=spec.limit_price,
+            stop_price=spec.stop_price,
+            position_intent=spec.position_intent,
+            extended_hours=spec.extended_hours,
+        )
 
     @property
     def refused_for_position(self) -> bool:
