@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AuditQuery",
+    "pages",
     "read_page",
     "records_to_csv",
     "records_to_dataframe",
@@ -45,6 +46,22 @@ _INSERT = (
 def _plain(value: str | None) -> str | None:
     # A StrEnum member (Side, Kind) as its value: psycopg dumps Enum members by their *name*.
     return None if value is None else str(value)
+
+
+def pages(
+    read_page: Callable[..., list[AuditRecord]], query: AuditQuery, page_size: int
+) -> Iterator[AuditRecord]:
+    """Yield every record `read_page(query, after_id=, limit=)` finds, oldest first, page by page.
+
+    Keyset paging by id, shared by the SQL and the in-memory audit logs.
+    """
+    after = 0
+    while True:
+        page = read_page(query, after_id=after, limit=page_size)
+        yield from page
+        if len(page) < page_size:
+            return
+        after = page[-1].id
 
 
 def write_audit(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction, AuditRecord
-from tradeguard.store.audit import AuditQuery, records_to_csv, records_to_dataframe
+from tradeguard.store.audit import AuditQuery, pages, records_to_csv, records_to_dataframe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,14 +63,7 @@ class MemoryAuditLog:
         self, query: AuditQuery | None = None, *, page_size: int = 1000
     ) -> Iterator[AuditRecord]:
         """Yield matching audit records oldest first, `page_size` at a time (as `ClaimStore` pages)."""
-        query = query or AuditQuery()
-        after = 0
-        while True:
-            page = self.audit_page(query, after_id=after, limit=page_size)
-            yield from page
-            if len(page) < page_size:
-                return
-            after = page[-1].id
+        return pages(self.audit_page, query or AuditQuery(), page_size)
 
     def audit_page(
         self, query: AuditQuery | None = None, *, after_id: int = 0, limit: int = 100

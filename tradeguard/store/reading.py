@@ -23,7 +23,7 @@ from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
-from tradeguard.store.audit import AuditQuery, read_page, records_to_csv, records_to_dataframe
+from tradeguard.store.audit import AuditQuery, pages, read_page, records_to_csv, records_to_dataframe
 from tradeguard.store.connections import RawPool
 from tradeguard.store.engine import translate_errors
 from tradeguard.store.model import claim_from_row, decode_claim
@@ -150,14 +150,7 @@ class StoreReader:
         self, query: AuditQuery | None = None, *, page_size: int = 1000
     ) -> Iterator[AuditRecord]:
         """Yield matching audit records oldest first, reading `page_size` rows at a time."""
-        query = query or AuditQuery()
-        after = 0
-        while True:
-            page = self.audit_page(query, after_id=after, limit=page_size)
-            yield from page
-            if len(page) < page_size:
-                return
-            after = page[-1].id
+        return pages(self.audit_page, query or AuditQuery(), page_size)
 
     def audit_page(
         self, query: AuditQuery | None = None, *, after_id: int = 0, limit: int = 100
