@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
 from tradeguard.clock import ManualClock
+from tradeguard.domain import ReplaceRequest
 from tradeguard.errors import OrderRejected
 from tradeguard.faults import FaultPlan, FaultyBroker
 from tradeguard.paper import PaperBroker
@@ -72,6 +74,8 @@ PORT_CALLS: dict[str, Callable[[Broker], Any]] = {
     "list_positions": lambda b: b.list_positions(),
     "get_position": lambda b: b.get_position("TQQQ"),
     "cancel_order": lambda b: b.cancel_order(SAMPLE_PARAMS["id"]),
+    "get_order": lambda b: b.get_order(SAMPLE_PARAMS["id"]),
+    "replace_order": lambda b: b.replace_order(SAMPLE_PARAMS["id"], ReplaceRequest(qty=Decimal(1))),
 }
 
 

@@ -19,14 +19,14 @@ from tradeguard.domain.claims import Claim, ClaimOutcome
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.domain.orders import BrokerOrder, BrokerPosition, OrderRequest, RejectKind
+from tradeguard.domain.orders import BrokerOrder, BrokerPosition, OrderRequest, RejectKind, ReplaceRequest
 
 __all__ = ["Broker", "ClaimLedger"]
 
 
 @runtime_checkable
 class Broker(Protocol):
-    """The port to a broker: six calls over the value types above.
+    """The port to a broker: eight calls over the value types above.
 
     Every method raises only `tradeguard.errors.BrokerError` subclasses:
 
@@ -39,6 +39,11 @@ class Broker(Protocol):
     a second copy (Alpaca: 422 "client_order_id must be unique"), and an adapter that sees that
     answer looks the order up and returns it. Read methods never return a partial result: a
     failed or truncated read raises, so an error is never mistaken for "flat" (G4).
+
+    An order that was replaced is followed to its replacement: `get_order_by_client_id` returns
+    the live order of that decision (the last of the chain `replaced_by` leads to), so a claim
+    keeps one client_order_id however often its order is replaced. Orders with legs (bracket,
+    OTO, OCO) carry them in `BrokerOrder.legs`.
     """
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
@@ -47,6 +52,10 @@ class Broker(Protocol):
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         """Return the order with this client_order_id, or None if the broker has none."""
+        ...
+
+    def get_order(self, order_id: str) -> BrokerOrder | None:
+        """Return the order with this broker id, or None if the broker has none."""
         ...
 
     def list_orders(
@@ -70,6 +79,10 @@ class Broker(Protocol):
 
     def cancel_order(self, order_id: str) -> None:
         """Request cancellation of an open order."""
+        ...
+
+    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Replace an open order; return the new order (the old one becomes REPLACED)."""
         ...
 
 

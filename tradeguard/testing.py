@@ -41,6 +41,7 @@ from tradeguard.domain import (
     OrderRequest,
     OrderStatus,
     OrderType,
+    ReplaceRequest,
     Side,
     TimeInForce,
 )
@@ -143,6 +144,16 @@ class RecordingBroker(Generic[_BrokerT]):
         """Record the cancel, then pass it to `inner`."""
         self._record("cancel_order", order_id)
         self.inner.cancel_order(order_id)
+
+    def get_order(self, order_id: str) -> BrokerOrder | None:
+        """Record the read, then ask `inner`."""
+        self._record("get_order", order_id)
+        return self.inner.get_order(order_id)
+
+    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Record the replace, then pass it to `inner`."""
+        self._record("replace_order", order_id)
+        return self.inner.replace_order(order_id, request)
 
     # ---- what was asked --------------------------------------------------------------------
 

@@ -13,11 +13,13 @@ from tradeguard.domain.lifecycle import ACTIVE_STATES, TRANSITIONS, ClaimState
 from tradeguard.domain.orders import (
     BrokerOrder,
     BrokerPosition,
+    OrderClass,
     OrderRequest,
     OrderStatus,
     OrderType,
     PositionIntent,
     RejectKind,
+    ReplaceRequest,
     Side,
     TimeInForce,
 )
@@ -35,12 +37,14 @@ __all__ = [
     "Intent",
     "Kind",
     "LedgerPosition",
+    "OrderClass",
     "OrderRequest",
     "OrderSpec",
     "OrderStatus",
     "OrderType",
     "PositionIntent",
     "RejectKind",
+    "ReplaceRequest",
     "Side",
     "TimeInForce",
 ]

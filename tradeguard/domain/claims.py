@@ -61,6 +61,12 @@ class Claim:
             stop_price=spec.stop_price,
             position_intent=spec.position_intent,
             extended_hours=spec.extended_hours,
+            order_class=spec.order_class,
+            take_profit_limit_price=spec.take_profit_limit_price,
+            stop_loss_stop_price=spec.stop_loss_stop_price,
+            stop_loss_limit_price=spec.stop_loss_limit_price,
+            trail_price=spec.trail_price,
+            trail_percent=spec.trail_percent,
         )
 
     @property

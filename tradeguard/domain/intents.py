@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-from tradeguard.domain.orders import OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.domain.orders import OrderClass, OrderType, PositionIntent, Side, TimeInForce
 from tradeguard.errors import ConfigError
 
 __all__ = [
@@ -142,14 +142,31 @@ class OrderSpec:
     stop_price: Decimal | None = None
     position_intent: PositionIntent | None = None
     extended_hours: bool = False
+    order_class: OrderClass = OrderClass.SIMPLE
+    take_profit_limit_price: Decimal | None = None
+    stop_loss_stop_price: Decimal | None = None
+    stop_loss_limit_price: Decimal | None = None
+    trail_price: Decimal | None = None
+    trail_percent: Decimal | None = None
 
     def as_payload(self) -> dict[str, Any]:
-        """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0."""
+        """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0.
+
+        The fields of order classes and trailing stops appear only when set, so a simple
+        order's payload (and every claim recorded before they existed) stays the same.
+        """
 
         def num(d: Decimal | None) -> str | None:
             return None if d is None else format(d.normalize(), "f")
 
-        return {
+        extra: dict[str, Any] = {}
+        if self.order_class is not OrderClass.SIMPLE:
+            extra["order_class"] = self.order_class.value
+        for name in _OPTIONAL_PRICES:
+            value = getattr(self, name)
+            if value is not None:
+                extra[name] = num(value)
+        return extra | {
             "qty": num(self.qty),
             "notional": num(self.notional),
             "order_type": self.order_type.value,
@@ -177,11 +194,22 @@ class OrderSpec:
             stop_price=dec(payload.get("stop_price")),
             position_intent=None if pi is None else PositionIntent(pi),
             extended_hours=bool(payload.get("extended_hours", False)),
+            order_class=OrderClass(payload.get("order_class", "simple")),
+            **{name: dec(payload.get(name)) for name in _OPTIONAL_PRICES},
         )
 
     def payload_hash(self) -> str:
         """Return a short hash of the payload for quick equality checks."""
         return hash_payload_json(canonical_json(self.as_payload()))
+
+
+_OPTIONAL_PRICES = (
+    "take_profit_limit_price",
+    "stop_loss_stop_price",
+    "stop_loss_limit_price",
+    "trail_price",
+    "trail_percent",
+)
 
 
 def hash_payload_json(canonical: str) -> str:

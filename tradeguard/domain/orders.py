@@ -14,11 +14,13 @@ from decimal import Decimal
 __all__ = [
     "BrokerOrder",
     "BrokerPosition",
+    "OrderClass",
     "OrderRequest",
     "OrderStatus",
     "OrderType",
     "PositionIntent",
     "RejectKind",
+    "ReplaceRequest",
     "Side",
     "TimeInForce",
 ]
@@ -44,6 +46,21 @@ class OrderType(enum.StrEnum):
     STOP = "stop"
     STOP_LIMIT = "stop_limit"
     TRAILING_STOP = "trailing_stop"
+
+
+class OrderClass(enum.StrEnum):
+    """Alpaca's order classes: a simple order, or one that carries exit legs.
+
+    - BRACKET: an entry with a take-profit limit leg and a stop-loss leg; the legs are held
+      until the entry fills, then one cancels the other.
+    - OTO: an entry with one exit leg (take-profit or stop-loss), held until the entry fills.
+    - OCO: two exits of one position (a limit order and a stop-loss leg); one cancels the other.
+    """
+
+    SIMPLE = "simple"
+    BRACKET = "bracket"
+    OCO = "oco"
+    OTO = "oto"
 
 
 class TimeInForce(enum.StrEnum):
@@ -138,6 +155,28 @@ class OrderRequest:
     stop_price: Decimal | None = None
     position_intent: PositionIntent | None = None
     extended_hours: bool = False
+    order_class: OrderClass = OrderClass.SIMPLE
+    take_profit_limit_price: Decimal | None = None  # bracket/OTO/OCO take-profit leg
+    stop_loss_stop_price: Decimal | None = None  # bracket/OTO/OCO stop-loss leg
+    stop_loss_limit_price: Decimal | None = None  # makes the stop-loss leg a stop-limit
+    trail_price: Decimal | None = None  # trailing_stop: dollars below (sell) the high-water mark
+    trail_percent: Decimal | None = None  # trailing_stop: percent instead of dollars
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceRequest:
+    """What `PATCH /v2/orders/{id}` may change on an open order; None keeps the old value.
+
+    The broker answers with a new order (new id) that replaces the old one; the old order
+    becomes REPLACED and names its successor in `BrokerOrder.replaced_by`.
+    """
+
+    qty: Decimal | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    trail: Decimal | None = None  # the new trail_price or trail_percent of a trailing stop
+    time_in_force: TimeInForce | None = None
+    client_order_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +199,12 @@ class BrokerOrder:
     position_intent: PositionIntent | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    order_class: OrderClass = OrderClass.SIMPLE
+    legs: tuple[BrokerOrder, ...] = ()  # a bracket's/OTO's/OCO's exit legs, as their own orders
+    trail_price: Decimal | None = None
+    trail_percent: Decimal | None = None
+    replaced_by: str | None = None  # the id of the order that replaced this one (status REPLACED)
+    replaces: str | None = None  # the id of the order this one replaced
     raw: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 

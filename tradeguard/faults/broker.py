@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from tradeguard.broker.alpaca.errors_map import reject_kind
 from tradeguard.clock import Clock, SystemClock
-from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, ReplaceRequest
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.faults.plan import Fault, FaultAction, FaultInjector, FaultPlan
 from tradeguard.paper.routes import port_route
@@ -134,6 +134,25 @@ class FaultyBroker:
     def cancel_order(self, order_id: str) -> None:
         """Cancel through the plan."""
         self._call("cancel_order", {"id": order_id}, lambda: self.inner.cancel_order(order_id))
+
+    def get_order(self, order_id: str) -> BrokerOrder | None:
+        """Read through the plan."""
+        return self._call(
+            "get_order", {"id": order_id}, lambda: self.inner.get_order(order_id), not_found=None
+        )
+
+    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Replace through the plan."""
+        fields = {
+            "id": order_id,
+            "qty": request.qty,
+            "limit_price": request.limit_price,
+            "stop_price": request.stop_price,
+            "trail": request.trail,
+            "time_in_force": request.time_in_force.value if request.time_in_force else None,
+            "client_order_id": request.client_order_id,
+        }
+        return self._call("replace_order", fields, lambda: self.inner.replace_order(order_id, request))
 
     def _call(
         self,

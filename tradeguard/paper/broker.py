@@ -30,6 +30,7 @@ from tradeguard.domain import (
     OrderStatus,
     OrderType,
     PositionIntent,
+    ReplaceRequest,
     Side,
     TimeInForce,
 )
@@ -197,6 +198,14 @@ class PaperBroker:
                 raise unprocessable(f'order is already in "{order.status.value}" state', 42210000)
             self._cancel(order)
             self._save()
+
+    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Replace an open order (not simulated yet: refused as Alpaca refuses an unknown change).
+
+        Raises:
+            OrderRejected: Always, for now.
+        """
+        raise unprocessable("order replacement is not supported by the paper broker yet", 42210000)
 
     # ---- the rest of Alpaca's account API ----------------------------------------------------
 

@@ -25,6 +25,7 @@ from tradeguard.paper.wire import (
     dump,
     parse_decimal,
     parse_order,
+    parse_replace,
     parse_time,
     position_json,
 )
@@ -91,6 +92,10 @@ def _cancel(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> R
     return Reply(204, content_type="")
 
 
+def _replace(broker: PaperBroker, p: Mapping[str, str], _: Query, body: bytes) -> Reply:
+    return _json(200, broker.replace_order(p["id"], parse_replace(body)).raw)
+
+
 def _position(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
     position = broker.get_position(p["symbol"])
     if position is None:
@@ -124,6 +129,7 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
         ),
         "get_order": _get_order,
         "cancel_order": _cancel,
+        "replace_order": _replace,
         "get_order_by_client_id": _by_client_id,
         "list_positions": lambda b, *_: _json(200, [position_json(p) for p in b.list_positions()]),
         "close_all_positions": _close_all,

@@ -75,7 +75,14 @@ ROUTES: tuple[Route, ...] = (
         "list_orders",
     ),
     _route("DELETE", "/v2/orders", "cancel_all_orders", ""),
-    _route("GET", "/v2/orders/{id}", "get_order", "id nested"),
+    _route("GET", "/v2/orders/{id}", "get_order", "id nested", "get_order"),
+    _route(
+        "PATCH",
+        "/v2/orders/{id}",
+        "replace_order",
+        "id qty limit_price stop_price trail time_in_force client_order_id",
+        "replace_order",
+    ),
     _route("DELETE", "/v2/orders/{id}", "cancel_order", "id", "cancel_order"),
     _route(
         "GET",

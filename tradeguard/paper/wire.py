@@ -14,7 +14,15 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from tradeguard.domain import BrokerPosition, OrderRequest, OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.domain import (
+    BrokerPosition,
+    OrderRequest,
+    OrderType,
+    PositionIntent,
+    ReplaceRequest,
+    Side,
+    TimeInForce,
+)
 from tradeguard.errors import OrderRejected
 from tradeguard.paper.rules import rejection, unprocessable
 from tradeguard.paper.state import asset_id, fmt
@@ -25,6 +33,7 @@ __all__ = [
     "error_body",
     "parse_decimal",
     "parse_order",
+    "parse_replace",
     "parse_time",
     "position_json",
 ]
@@ -124,6 +133,24 @@ def parse_order(body: bytes) -> OrderRequest:
         stop_price=parse_decimal(doc.get("stop_price"), "stop_price"),
         position_intent=intent,
         extended_hours=bool(extended),
+    )
+
+
+def parse_replace(body: bytes) -> ReplaceRequest:
+    """Turn a `PATCH /v2/orders/{id}` body into a `ReplaceRequest`."""
+    try:
+        doc = json.loads(body) if body else {}
+    except (ValueError, RecursionError):
+        raise _bad_format() from None
+    if not isinstance(doc, dict):
+        raise _bad_format()
+    return ReplaceRequest(
+        qty=parse_decimal(doc.get("qty"), "qty"),
+        limit_price=parse_decimal(doc.get("limit_price"), "limit_price"),
+        stop_price=parse_decimal(doc.get("stop_price"), "stop_price"),
+        trail=parse_decimal(doc.get("trail"), "trail"),
+        time_in_force=_choice(doc, "time_in_force", TimeInForce),
+        client_order_id=_text(doc, "client_order_id"),
     )
 
 

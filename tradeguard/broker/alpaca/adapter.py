@@ -39,7 +39,7 @@ from tradeguard.broker.alpaca.convert import (
 from tradeguard.broker.alpaca.errors import Stage, map_alpaca_error
 from tradeguard.broker.alpaca.errors_map import is_duplicate_client_order_id, is_not_found
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, RejectKind
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, RejectKind, ReplaceRequest
 from tradeguard.errors import BrokerError, ConfigError, OrderRejected, OutcomeUnknown
 
 __all__ = ["AlpacaBroker"]
@@ -262,6 +262,40 @@ class AlpacaBroker:
             raise ConfigError("cancel_order needs an order id")
         with _translated(Stage.CANCEL):
             self._client.delete("/orders/" + quote(order_id, safe=""))
+
+    def get_order(self, order_id: str) -> BrokerOrder | None:
+        """Return the order with this broker id, or None on Alpaca's 404 40410000."""
+        try:
+            with _translated(Stage.READ):
+                raw = self._client.get("/orders/" + quote(order_id, safe=""))
+        except BrokerError as err:
+            if is_not_found(err):
+                return None
+            raise
+        with _translated(Stage.READ):
+            return order_from_raw(raw)
+
+    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Replace an open order (`PATCH /v2/orders/{id}`); return the new order.
+
+        Raises:
+            OrderRejected: Alpaca refused the change; the old order stands.
+            OutcomeUnknown: The replacement may or may not have happened.
+        """
+        body = {
+            name: (str(value) if not isinstance(value, str) else value)
+            for name, value in (
+                ("qty", request.qty),
+                ("limit_price", request.limit_price),
+                ("stop_price", request.stop_price),
+                ("trail", request.trail),
+                ("time_in_force", request.time_in_force.value if request.time_in_force else None),
+                ("client_order_id", request.client_order_id),
+            )
+            if value is not None
+        }
+        with _translated(Stage.SUBMIT):
+            return order_from_raw(self._client.patch("/orders/" + quote(order_id, safe=""), body))
 
 
 @contextmanager
