@@ -914,9 +914,14 @@ class GuardMachine(RuleBasedStateMachine):
                 f"exits while holding {submit.held}"
             )
             if request.qty > submit.available - submit.others:
-                # Only a resend sized before the position was closed behind the bots' backs may
-                # ask past the agent's share of the account (and the broker must refuse it).
-                stale = any(t >= claim.created_at for t in self.closed_at[claim.symbol])
+                # Only an exit sized before the position was closed behind the bots' backs, or
+                # sized from a positions read that still showed it (a lag in force), may ask past
+                # the agent's share of the account (and the broker must refuse it).
+                lagging = any(
+                    t <= claim.created_at < t + timedelta(seconds=LAG_SECS)
+                    for t in self.lagged_at[claim.symbol]
+                )
+                stale = lagging or any(t >= claim.created_at for t in self.closed_at[claim.symbol])
                 assert stale, (
                     f"{claim.agent_id}'s exit asked for {request.qty}; the broker had {submit.available} "
                     f"available, {submit.others} of them other agents'"

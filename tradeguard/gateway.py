@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
@@ -38,6 +40,8 @@ from tradeguard.retries import RetryAnswers
 from tradeguard.store import ClaimStore, new_owner_token
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
+
+logger = logging.getLogger("tradeguard.gateway")
 
 
 class OrderGateway(RetryAnswers):
@@ -144,26 +148,53 @@ class OrderGateway(RetryAnswers):
             return self._send(outcome.claim)
         return self._existing(outcome.claim)
 
-    def submit_by_content(self, kind: Kind, symbol: str, side: Side, spec: OrderSpec) -> OrderResult:
+    def submit_by_content(
+        self,
+        kind: Kind,
+        symbol: str,
+        side: Side,
+        spec: OrderSpec,
+        *,
+        content: dict[str, Any] | None = None,
+    ) -> OrderResult:
         """Submit an order that carries no decision name: its content within a window is the key.
 
-        Identical orders (symbol, side and `spec`) within `dedup_window_secs` are one decision
-        (the drop-in path for bots that set no client_order_id). The window is taken atomically
-        in the store, and an expired window passes to a new order only once the order holding
-        it is resolved: while that claim is PENDING or UNKNOWN an identical order is its retry,
-        however late it comes (G1).
+        Identical orders (symbol, side and `spec`, or `content` when given) within
+        `dedup_window_secs` are one decision (the drop-in path for bots that set no
+        client_order_id). The window is taken atomically in the store, and an expired window
+        passes to a new order only once the order holding it is resolved: while that claim is
+        PENDING or UNKNOWN an identical order is its retry, however late it comes (G1). A repeat
+        inside the window is answered from the first order, with a warning on the
+        ``tradeguard.gateway`` logger and an audit record naming the window: an intentional
+        repeat (a scale-in) needs its own decision name or client_order_id.
+
+        Args:
+            kind: ENTRY, or EXIT (sized against the position like `exit`).
+            symbol: The symbol.
+            side: The order's side.
+            spec: The order.
+            content: What makes two calls the same decision, when it is not the order itself
+                (a percentage close: the shares it comes to change as the position does).
 
         Raises:
             ClaimInProgress: Another worker is claiming the identical order at this moment.
         """
-        content = json.dumps({"symbol": symbol, "side": side.value, **spec.as_payload()}, sort_keys=True)
-        content_key = hashlib.sha256(f"{self.agent_id}|{content}".encode()).hexdigest()
+        identity = content if content is not None else spec.as_payload()
+        text = json.dumps(
+            {"symbol": symbol, "side": side.value, "kind": kind.value, **identity}, sort_keys=True
+        )
+        if kind is Kind.ENTRY and content is None:
+            # Entries keep the content text they had before exits could be content-keyed, so a
+            # window opened by an earlier version still catches its retries.
+            text = json.dumps({"symbol": symbol, "side": side.value, **identity}, sort_keys=True)
+        content_key = hashlib.sha256(f"{self.agent_id}|{text}".encode()).hexdigest()
         now = self.clock.now()
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
-        holder = self.store.claim_window(
-            content_key, window_secs=self.settings.dedup_window_secs, claim_key=intent.key
-        )
+        window = self.settings.dedup_window_secs
+        holder = self.store.claim_window(content_key, window_secs=window, claim_key=intent.key)
         if holder == intent.key:
+            if kind is Kind.EXIT:
+                return self.exit_order(symbol, spec, intent=intent.name)
             return self.submit(intent, spec)
         existing = self.store.get(holder)
         if existing is None:
@@ -172,9 +203,19 @@ class OrderGateway(RetryAnswers):
                 "it will be returned on the next call"
             )
         self._ensure_started()
-        if existing.payload != spec.as_payload():
+        if content is None and kind is Kind.ENTRY and existing.payload != spec.as_payload():
             raise IntentMismatch(existing.key, existing.payload, spec.as_payload())
-        return self._existing(existing)
+        age = (now - existing.created_at).total_seconds()
+        note = (
+            f"identical {side} {symbol} order {age:.1f}s after {existing.client_order_id}, inside the "
+            f"{window:g}s dedup window: answered as a retry of it, nothing sent"
+        )
+        logger.warning(
+            "%s. For an intentional repeat give the order its own client_order_id (or "
+            "new_decision=True in the drop-in client).",
+            note,
+        )
+        return self._existing(existing, note=note)
 
     def exit(
         self,
@@ -202,12 +243,23 @@ class OrderGateway(RetryAnswers):
             stop_price=stop_price, extended_hours=extended_hours,
             position_intent=PositionIntent.SELL_TO_CLOSE, is_exit=True,
         )  # fmt: skip
+        return self.exit_order(symbol, spec, intent=intent)
+
+    def exit_order(
+        self, symbol: str, spec: OrderSpec, *, intent: str, client_order_id: str | None = None
+    ) -> OrderResult:
+        """Close (part of) the position with an order built already (`exit`'s engine).
+
+        For callers that hold a whole `OrderSpec` (the drop-in: stop, trailing-stop and OCO
+        exits). `spec.qty` None closes the whole position; the side and `*_to_close` intent
+        follow what is held. `client_order_id` replaces the derived id (the bot's own id).
+        """
         self._ensure_started()
         self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
         held = self.store.position(self.agent_id, symbol)
         side = Side.SELL if held.qty >= 0 else Side.BUY
-        if side is Side.BUY:
-            spec = replace(spec, position_intent=PositionIntent.BUY_TO_CLOSE)
+        closes = PositionIntent.BUY_TO_CLOSE if side is Side.BUY else PositionIntent.SELL_TO_CLOSE
+        spec = replace(spec, position_intent=closes)
         decision = Intent(self.agent_id, Kind.EXIT, symbol, side, intent)
         existing = self.store.get(decision.key)
         if existing is not None:
@@ -221,8 +273,9 @@ class OrderGateway(RetryAnswers):
             return available
         crashpoints.hit("exit_before_claim")
         outcome, room = self.store.claim_exit(
-            decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}"
-        )
+            decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}",
+            client_order_id=client_order_id,
+        )  # fmt: skip
         if outcome is None:
             assert room is not None
             result = self._skip(symbol, f"exit {intent!r} skipped, nothing to sell: {room.describe(symbol)}")
@@ -262,9 +315,21 @@ class OrderGateway(RetryAnswers):
         mine = self.store.position(self.agent_id, symbol)
         if held is None or held.qty == 0 or not mine.is_flat:
             return mine
-        reason = f"{why}: adopted {held.qty} {symbol} held at the broker before tradeguard saw it"
-        detail = {"action": "adopt_broker_position", "broker_qty": str(held.qty)}
-        self.store.correct_position(mine, held.qty, reason=reason, detail=detail)
+        # On a shared account, shares other agents' ledgers hold are theirs, not an orphan.
+        others = sum(
+            (p.qty for p in self.store.all_positions() if p.symbol == symbol and p.agent_id != self.agent_id),
+            Decimal(0),
+        )
+        orphan = held.qty - others
+        if orphan == 0 or (orphan > 0) != (held.qty > 0):
+            return mine
+        reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
+        detail = {
+            "action": "adopt_broker_position",
+            "broker_qty": str(held.qty),
+            "other_agents_qty": str(others),
+        }
+        self.store.correct_position(mine, orphan, reason=reason, detail=detail)
         return self.store.position(self.agent_id, symbol)
 
     def refresh(self, symbol: str | None = None) -> None:

@@ -184,11 +184,19 @@ class ClaimLedger(Protocol):
     # -- exits and ledger corrections -------------------------------------------------------
 
     def claim_exit(
-        self, intent: Intent, spec: OrderSpec, *, owner: str, broker_available: Decimal, reason: str
+        self,
+        intent: Intent,
+        spec: OrderSpec,
+        *,
+        owner: str,
+        broker_available: Decimal,
+        reason: str,
+        client_order_id: str | None = None,
     ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
         """Size an exit and claim it in one atomic step; None when there is nothing to sell.
 
-        An existing claim for the key is returned as it is, with no sizing (None).
+        An existing claim for the key is returned as it is, with no sizing (None). A
+        `client_order_id` given by the caller (the drop-in: the bot's own id) replaces the derived one.
         """
         ...
 

@@ -10,6 +10,7 @@ UNKNOWN claim is looked up. Every attempt that sends nothing is audited (G1, G2,
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from decimal import Decimal
 
 from tradeguard.clock import Clock
@@ -46,9 +47,14 @@ class RetryAnswers:
     def _reconcile_after_exit_error(self, symbol: str) -> ReconcileReport | None:
         raise NotImplementedError
 
-    def _existing(self, claim: Claim, held: LedgerPosition | None = None) -> OrderResult:
-        """Answer a retry of a known decision; every attempt that sends nothing is audited (G6)."""
+    def _existing(self, claim: Claim, held: LedgerPosition | None = None, *, note: str = "") -> OrderResult:
+        """Answer a retry of a known decision; every attempt that sends nothing is audited (G6).
+
+        `note` says why the call was taken for a retry (a content window) and leads the reason.
+        """
         result = self._answer(claim, held)
+        if note:
+            result = replace(result, reason=f"{note}; {result.reason}")
         after = result.claim
         if after is None or after.attempts == claim.attempts:  # a resend bumps attempts
             self.store.record_skip(after or claim, agent_id=self.agent_id, reason=result.reason)

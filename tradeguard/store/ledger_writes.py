@@ -72,7 +72,14 @@ class LedgerWriter:
     # -- exits -----------------------------------------------------------------------------
 
     def claim_exit(
-        self, intent: Intent, spec: OrderSpec, *, owner: str, broker_available: Decimal, reason: str
+        self,
+        intent: Intent,
+        spec: OrderSpec,
+        *,
+        owner: str,
+        broker_available: Decimal,
+        reason: str,
+        client_order_id: str | None = None,
     ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
         """Size an exit and claim it in one transaction; None when there is nothing to sell.
 
@@ -97,8 +104,8 @@ class LedgerWriter:
                 return None, room
             turn_id = ledger.position_of(tx, intent.agent_id, intent.symbol).turn_id
             outcome = self._insert(
-                tx, intent, spec, payload, owner=owner, coid=None, order_qty=room.qty, turn_id=turn_id,
-                reason=reason, now=now,
+                tx, intent, spec, payload, owner=owner, coid=client_order_id, order_qty=room.qty,
+                turn_id=turn_id, reason=reason, now=now,
             )  # fmt: skip
         return outcome, room
 

@@ -458,7 +458,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
     # -- exits -----------------------------------------------------------------------------
 
     def claim_exit(
-        self, intent: Intent, spec: OrderSpec, *, owner: str, broker_available: Decimal, reason: str
+        self,
+        intent: Intent,
+        spec: OrderSpec,
+        *,
+        owner: str,
+        broker_available: Decimal,
+        reason: str,
+        client_order_id: str | None = None,
     ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
         """Size an exit and claim it in one step; None when there is nothing to sell (see `ClaimStore`)."""
         payload = spec.as_payload()
@@ -474,7 +481,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
                 return None, room
             held = self._open_position(intent.agent_id, intent.symbol)
             outcome = self._insert(
-                intent.key, intent, spec, payload, owner=owner, coid=None, order_qty=room.qty,
+                intent.key, intent, spec, payload, owner=owner, coid=client_order_id, order_qty=room.qty,
                 turn_id=None if held is None else held.turn_id, reason=reason, now=now,
             )  # fmt: skip
         return outcome, room
