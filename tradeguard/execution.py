@@ -14,7 +14,8 @@ from functools import partial
 from typing import TypeVar
 
 from tradeguard import crashpoints
-from tradeguard.domain import BrokerOrder, Claim, RejectKind
+from tradeguard.domain import BrokerOrder, Claim, PositionIntent, RejectKind, Side
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import (
     BrokerError,
@@ -34,6 +35,7 @@ __all__ = [
     "is_position_rejection",
     "mismatch",
     "send_claim",
+    "track_legs",
 ]
 
 _T = TypeVar("_T")
@@ -92,7 +94,13 @@ def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
         problems.append(f"symbol {order.symbol} != {claim.symbol}")
     if order.side.value != claim.side:
         problems.append(f"side {order.side} != {claim.side}")
-    if wanted_qty is not None and order.qty is not None and order.qty != wanted_qty:
+    # A replacement (reached by following the claim's own order) may have another size.
+    if (
+        wanted_qty is not None
+        and order.qty is not None
+        and order.qty != wanted_qty
+        and order.replaces is None
+    ):
         problems.append(f"qty {order.qty} != {wanted_qty}")
     if spec.notional is not None and order.notional is not None and order.notional != spec.notional:
         problems.append(f"notional {order.notional} != {spec.notional}")
@@ -125,9 +133,11 @@ def adopt_order(store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str) 
             fresh = store.get(claim.key)
             assert fresh is not None
             return fresh
+    if order.legs:
+        track_legs(store, claim, order)
     state = state_for_order(order.status, order.filled_qty > 0)
     unchanged = state is claim.state and order.filled_qty == claim.filled_qty
-    if (unchanged and claim.broker_order_id) or state not in TRANSITIONS[claim.state]:
+    if (unchanged and claim.broker_order_id == order.id) or state not in TRANSITIONS[claim.state]:
         return claim
     try:
         return store.transition(
@@ -143,6 +153,32 @@ def adopt_order(store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str) 
         fresh = store.get(claim.key)
         assert fresh is not None
         return fresh if fresh.state is claim.state else adopt_order(store, fresh, order, why)
+
+
+def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
+    """Give each leg of a bracket, OTO or OCO order an exit claim, and adopt the leg's state.
+
+    A leg is an order of its own that closes what the parent opened (or, for an OCO, the same
+    position), so it is tracked as one of the position's exits: its fills move the ledger and
+    its cancellation is adopted like any exit's. The leg's claim is keyed by the parent's and
+    the leg's client_order_ids, so seeing the parent again never makes a second one.
+    """
+    for leg in order.legs:
+        name = f"leg:{parent.client_order_id}:{leg.client_order_id}"
+        intent = Intent(parent.agent_id, Kind.EXIT, parent.symbol, leg.side, name)
+        claim = store.get(intent.key)
+        if claim is None:
+            closes = PositionIntent.SELL_TO_CLOSE if leg.side is Side.SELL else PositionIntent.BUY_TO_CLOSE
+            spec = OrderSpec(
+                qty=leg.qty, order_type=leg.order_type, time_in_force=leg.time_in_force,
+                limit_price=leg.limit_price, stop_price=leg.stop_price, position_intent=closes,
+                trail_price=leg.trail_price, trail_percent=leg.trail_percent,
+            )  # fmt: skip
+            claim = store.claim(
+                intent, spec, owner=parent.owner, client_order_id=leg.client_order_id,
+                order_qty=leg.qty, reason=f"leg of {parent.client_order_id} ({order.order_class})",
+            ).claim  # fmt: skip
+        adopt_order(store, claim, leg, f"leg of {parent.client_order_id}")
 
 
 def _id_taken(claim: Claim) -> OrderResult | None:

@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradeguard import crashpoints
+from tradeguard.amend import OrderAmendments
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain import Claim, LedgerPosition, PositionIntent, Side
@@ -44,7 +45,7 @@ __all__ = ["OrderGateway", "OrderResult", "Outcome"]
 logger = logging.getLogger("tradeguard.gateway")
 
 
-class OrderGateway(RetryAnswers):
+class OrderGateway(RetryAnswers, OrderAmendments):
     """Guarded entries and exits for one agent.
 
     Args:

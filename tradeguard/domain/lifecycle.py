@@ -55,7 +55,9 @@ TRANSITIONS: dict[ClaimState, frozenset[ClaimState]] = {
     # The send either got a definite answer (any broker state), an ambiguous one (UNKNOWN), or
     # never left the process (NOT_SENT).
     ClaimState.PENDING: _BROKER_STATES | {ClaimState.UNKNOWN, ClaimState.NOT_SENT},
-    ClaimState.SUBMITTED: _BROKER_STATES - {ClaimState.SUBMITTED},
+    # SUBMITTED -> SUBMITTED records a replacement: the order under the claim changed (a new
+    # broker order id and size), the decision and its client_order_id did not.
+    ClaimState.SUBMITTED: _BROKER_STATES,
     # PARTIALLY_FILLED -> PARTIALLY_FILLED records a further partial fill.
     ClaimState.PARTIALLY_FILLED: frozenset(
         {ClaimState.PARTIALLY_FILLED, ClaimState.FILLED, ClaimState.CANCELED, ClaimState.EXPIRED}

@@ -1,0 +1,128 @@
+"""Cancel and replace through the guard: the claim an order belongs to follows what happens to it.
+
+A cancel is sent to the broker and the claim adopts the answer (CANCELED with what filled, or
+still live while the broker shows `pending_cancel`). A replace keeps the claim and its
+client_order_id as the key: the claim records the new broker order id and size in the same step
+(audited), and later lookups by the client_order_id follow the broker's replacement chain. An
+exit may be replaced by a smaller order, never a larger one: it was sized against what was held
+(G3). Orders that belong to no claim of this agent pass straight to the broker.
+"""
+
+from __future__ import annotations
+
+from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, ReplaceRequest
+from tradeguard.domain.intents import Kind
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.errors import BrokerError, ConfigError, LeaseLost
+from tradeguard.execution import adopt_order
+from tradeguard.ports import Broker, ClaimLedger
+
+__all__ = ["OrderAmendments"]
+
+
+class OrderAmendments:
+    """Mixin of `OrderGateway`: guarded cancel and replace."""
+
+    broker: Broker
+    store: ClaimLedger
+    agent_id: str
+
+    def _ensure_started(self) -> None:
+        raise NotImplementedError
+
+    def refresh(self, symbol: str | None = None) -> None:
+        """Adopt broker state for live claims (`OrderGateway.refresh`)."""
+        raise NotImplementedError
+
+    def cancel(self, order_id: str) -> Claim | None:
+        """Cancel an order; return its claim after adopting the broker's answer (None: not ours).
+
+        Raises:
+            OrderRejected: The broker refused (unknown order, already final); the claim adopts
+                the order's real state.
+            BrokerError: The cancel could not be sent or its answer was lost.
+        """
+        self._ensure_started()
+        claim = self.claim_of_order(order_id)
+        try:
+            self.broker.cancel_order(order_id)
+        finally:
+            if claim is not None:
+                claim = self._follow(claim, order_id)
+        return claim
+
+    def cancel_all(self) -> list[tuple[BrokerOrder, BrokerError | None]]:
+        """Cancel every open order of the account; return each with the refusal it met, if any.
+
+        Like alpaca-py's `cancel_orders`, this is account-wide. Every claim of this agent then
+        adopts its order's state.
+        """
+        self._ensure_started()
+        results: list[tuple[BrokerOrder, BrokerError | None]] = []
+        for order in self.broker.list_orders(status="open"):
+            if order.status.is_terminal:
+                continue
+            try:
+                self.broker.cancel_order(order.id)
+            except BrokerError as exc:
+                results.append((order, exc))
+            else:
+                results.append((order, None))
+        self.refresh()
+        return results
+
+    def replace(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Replace an open order; its claim keeps its key and records the new order.
+
+        Raises:
+            ConfigError: The replacement would raise an exit above the shares it was sized for.
+            OrderRejected: The broker refused the change; the old order stands.
+            BrokerError: The replace could not be sent or its answer was lost (a later lookup
+                by the claim's client_order_id follows the replacement if it happened).
+        """
+        self._ensure_started()
+        claim = self.claim_of_order(order_id)
+        if (
+            claim is not None
+            and claim.kind is Kind.EXIT
+            and request.qty is not None
+            and claim.order_qty is not None
+            and request.qty > claim.order_qty
+        ):
+            raise ConfigError(
+                f"qty {request.qty} is more than the {claim.order_qty} shares exit "
+                f"{claim.client_order_id} was sized for; place a new exit for more"
+            )
+        new = self.broker.replace_order(order_id, request)
+        if claim is not None:
+            self._record_replacement(claim, order_id, new)
+        return new
+
+    def claim_of_order(self, order_id: str) -> Claim | None:
+        """Return this agent's live claim whose current broker order is `order_id`, or None."""
+        for claim in self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=self.agent_id):
+            if claim.broker_order_id == order_id:
+                return claim
+        return None
+
+    def _record_replacement(self, claim: Claim, old_id: str, new: BrokerOrder) -> None:
+        state = claim.state if claim.state is not ClaimState.PENDING else ClaimState.SUBMITTED
+        try:
+            self.store.transition(
+                claim, state, reason=f"order {old_id} replaced by {new.id} (qty {new.qty})",
+                broker_order_id=new.id, order_qty=new.qty,
+                detail={"replaced": old_id, "by": new.id, "qty": str(new.qty),
+                        "limit_price": str(new.limit_price), "stop_price": str(new.stop_price)},
+            )  # fmt: skip
+        except LeaseLost:
+            fresh = self.store.get(claim.key)
+            if fresh is not None:
+                adopt_order(self.store, fresh, new, f"replaced {old_id}")
+
+    def _follow(self, claim: Claim, order_id: str) -> Claim:
+        """Adopt the broker's state of the claim's order after a cancel (a failed read changes nothing)."""
+        try:
+            order = self.broker.get_order(order_id)
+        except BrokerError:
+            return claim
+        return claim if order is None else adopt_order(self.store, claim, order, "after a cancel")

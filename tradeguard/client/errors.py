@@ -1,0 +1,178 @@
+"""alpaca-py's `APIError`, raised for what only the guard can say: the drop-in's exceptions.
+
+A bot written for alpaca-py catches `alpaca.common.exceptions.APIError`. Every error the drop-in
+client raises on its own is one, carrying Alpaca's JSON body shape (``code``, ``message``) and an
+HTTP status, so that handler keeps working; each is also the matching tradeguard error, so code
+written for tradeguard can catch it by that name:
+
+| raised                | is also            | status | when                                        |
+|-----------------------|--------------------|--------|---------------------------------------------|
+| `InvalidOrder`        | `ConfigError`      | 422    | the order is malformed (Alpaca's 422)       |
+| `OrderOutcomeUnknown` | `OutcomeUnknown`   | 504*   | sent, no definite answer: call again        |
+| `OrderNotSent`        | `BrokerUnavailable`| 503*   | never left this process: retrying is safe   |
+| `OrderInProgress`     | `ClaimInProgress`  | 409    | another worker is sending this very order   |
+| `ClaimStoreError`     | `StoreError`       | 503    | the claim was not recorded: nothing sent    |
+| `ClientOrderIdReused` | `TradeguardError`  | 422    | the client_order_id names another order     |
+
+(*) the broker's own status when there was one (a 500 or 504 page), else this one. A refusal
+by the broker itself is alpaca-py's plain `APIError` with Alpaca's status and body, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from alpaca.common.exceptions import APIError
+
+from tradeguard.errors import (
+    BrokerError,
+    BrokerUnavailable,
+    ClaimInProgress,
+    ConfigError,
+    OutcomeUnknown,
+    StoreError,
+    TradeguardError,
+)
+
+__all__ = [
+    "ClaimStoreError",
+    "ClientOrderIdReused",
+    "InvalidOrder",
+    "OrderInProgress",
+    "OrderNotSent",
+    "OrderOutcomeUnknown",
+    "api_error",
+    "rejection",
+]
+
+
+def _http_error(status: int, text: str) -> requests.HTTPError:
+    response = requests.Response()
+    response.status_code = status
+    response._content = text.encode()
+    response.headers["Content-Type"] = "application/json; charset=UTF-8"
+    return requests.HTTPError(f"{status} from tradeguard", response=response)
+
+
+def api_error(status: int, code: int, message: str, body: Mapping[str, Any] | None = None) -> APIError:
+    """Return the `APIError` alpaca-py raises for Alpaca's answer `status` with this body."""
+    document = {"code": code, "message": message, **dict(body or {})}
+    text = json.dumps(document)
+    return APIError(text, _http_error(status, text))  # type: ignore[no-untyped-call]
+
+
+def rejection(error: BrokerError | None, fallback: str) -> APIError:
+    """Return alpaca-py's `APIError` for a broker refusal, rebuilt from what the adapter kept."""
+    status = error.status_code if error is not None and error.status_code else 403
+    body = dict(error.body) if error is not None and error.body else {}
+    code = body.pop("code", None) or (error.code if error is not None and error.code else status * 100000)
+    message = body.pop("message", None) or (error.message if error is not None else fallback)
+    return api_error(status, int(code), str(message), body)
+
+
+class _GuardAPIError(APIError):
+    """An `APIError` raised by the guard itself, with Alpaca's body shape.
+
+    alpaca-py's `status_code`, `code` and `message` read the HTTP answer; tradeguard's
+    `BrokerError.__init__` (reached through the MRO from `APIError.__init__`) assigns the same
+    names. Here they are properties over the one body, and those assignments are ignored.
+    """
+
+    status: int = 500
+
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+        status = status or self.status
+        document = {"code": code or status * 100000, "message": message}
+        text = json.dumps(document)
+        APIError.__init__(self, text, _http_error(status, text))  # type: ignore[no-untyped-call]
+        self._document = document
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """Alpaca's JSON body of this answer."""
+        return dict(self._document)
+
+    @body.setter
+    def body(self, _: object) -> None:
+        pass  # BrokerError.__init__ sets it before the document exists
+
+    @property
+    def message(self) -> str:
+        """The message, as Alpaca's body has it."""
+        return str(json.loads(self._error)["message"])
+
+    @message.setter
+    def message(self, _: object) -> None:
+        pass
+
+    @property
+    def code(self) -> int:
+        """Alpaca's error code (its HTTP status family)."""
+        return int(json.loads(self._error)["code"])
+
+    @code.setter
+    def code(self, _: object) -> None:
+        pass
+
+    @property
+    def status_code(self) -> int:
+        """The HTTP status the answer carries."""
+        return int(self._http_error.response.status_code)
+
+    @status_code.setter
+    def status_code(self, _: object) -> None:
+        pass
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidOrder(_GuardAPIError, ConfigError):
+    """The order is malformed; nothing was claimed or sent (Alpaca's 422)."""
+
+    status = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=40010001)
+
+
+# For the type checker: BrokerError declares status_code and code as optional attributes, _GuardAPIError as
+# properties that always hold a value: narrower, and what both families read.
+class OrderOutcomeUnknown(_GuardAPIError, OutcomeUnknown):  # type: ignore[misc]
+    """The order may or may not exist; calling again with the same order resolves it safely."""
+
+    status = 504
+
+
+class OrderNotSent(_GuardAPIError, BrokerUnavailable):  # type: ignore[misc]
+    """The order never left this process (no connection, rate limit before sending); retry freely."""
+
+    status = 503
+
+
+class OrderInProgress(_GuardAPIError, ClaimInProgress):
+    """Another worker is sending this very order now; the next call returns it."""
+
+    status = 409
+
+
+class ClaimStoreError(_GuardAPIError, StoreError):
+    """The claim store failed; the order was not sent (G5)."""
+
+    status = 503
+
+
+class ClientOrderIdReused(_GuardAPIError, TradeguardError):
+    """This client_order_id was used before for a different order; nothing was sent.
+
+    Alpaca refuses a reused id with 422 "client_order_id must be unique"; the guard says so
+    before sending, and names both orders. Raised from the `IntentMismatch` behind it.
+    """
+
+    status = 422
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=40010001)

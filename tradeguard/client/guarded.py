@@ -1,0 +1,433 @@
+"""`GuardedTradingClient`: alpaca-py's `TradingClient` whose orders go through the gateway.
+
+A bot switches by changing one import; every call keeps alpaca-py's signature, return types
+and exceptions. What the guard changes:
+
+- `submit_order` claims each order before sending it: a retry (same `client_order_id`, or the
+  same content within `dedup_window_secs` when none is set) returns the first order and sends
+  nothing; an intentional repeat without an id needs ``new_decision=True`` (a repeat inside the
+  window logs a warning and is audited). An order without `position_intent` is classified the
+  way Alpaca infers it, from the agent's position (and the broker's): a sell against a long, or a
+  buy against a short, is a guarded exit, sized to what is held and sent with `*_to_close`.
+- `close_position` (qty, percentage or all) and `close_all_positions` are guarded exits, one
+  decision per call; `cancel_order_by_id`, `cancel_orders` and `replace_order_by_id` keep the
+  claims in step with the broker.
+- Brackets, OTO and OCO orders are claimed as one decision; their legs become the position's
+  exit claims.
+- Errors are alpaca-py's `APIError`, including tradeguard's own situations (see
+  `tradeguard.client.errors`).
+
+Every other method is alpaca-py's own, unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from typing import Any, TypeVar
+from uuid import UUID
+
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.models import ClosePositionResponse
+from alpaca.trading.requests import CancelOrderResponse, ClosePositionRequest, ReplaceOrderRequest
+from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
+from pydantic import TypeAdapter
+
+from tradeguard.broker.alpaca import AlpacaBroker
+from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
+from tradeguard.client.errors import (
+    ClaimStoreError,
+    ClientOrderIdReused,
+    InvalidOrder,
+    OrderInProgress,
+    OrderNotSent,
+    OrderOutcomeUnknown,
+    api_error,
+    rejection,
+)
+from tradeguard.clock import Clock
+from tradeguard.config import DEFAULT_STORE_URL, Settings
+from tradeguard.domain import (
+    BrokerOrder,
+    LedgerPosition,
+    OrderSpec,
+    PositionIntent,
+    ReplaceRequest,
+    Side,
+    TimeInForce,
+)
+from tradeguard.domain.intents import Intent, Kind
+from tradeguard.errors import (
+    BrokerUnavailable,
+    ClaimInProgress,
+    ConfigError,
+    IntentMismatch,
+    OrderRejected,
+    OutcomeUnknown,
+    StoreError,
+)
+from tradeguard.execution import OrderResult, Outcome
+from tradeguard.gateway import OrderGateway
+from tradeguard.ports import Broker, ClaimLedger
+
+__all__ = ["GuardedTradingClient"]
+
+logger = logging.getLogger("tradeguard.client")
+
+_CLOSES = frozenset({PositionIntent.SELL_TO_CLOSE, PositionIntent.BUY_TO_CLOSE})
+_SHARE_STEP = Decimal("0.000000001")  # Alpaca takes up to 9 decimal places of a share
+_T = TypeVar("_T")
+
+
+@contextmanager
+def _as_api_errors() -> Iterator[None]:
+    """Raise tradeguard's errors as the `APIError`s a bot written for alpaca-py catches."""
+    try:
+        yield
+    except APIError:
+        raise
+    except ConfigError as exc:
+        raise InvalidOrder(str(exc)) from exc
+    except IntentMismatch as exc:
+        raise ClientOrderIdReused(f"client_order_id must be unique: {exc}") from exc
+    except OrderRejected as exc:
+        raise rejection(exc, exc.message) from exc
+    except OutcomeUnknown as exc:  # UnrecordedOrder included: sent, answer not recorded
+        raise OrderOutcomeUnknown(exc.message, status=exc.status_code) from exc
+    except BrokerUnavailable as exc:
+        raise OrderNotSent(exc.message, status=exc.status_code) from exc
+    except ClaimInProgress as exc:
+        raise OrderInProgress(str(exc)) from exc
+    except StoreError as exc:
+        raise ClaimStoreError(f"the order was not sent: {exc}") from exc
+
+
+def _closing(side: Side, held: Decimal) -> bool:
+    """Whether an order on `side` closes a position of `held` shares (Alpaca's inference)."""
+    return (side is Side.SELL and held > 0) or (side is Side.BUY and held < 0)
+
+
+def _decimal(value: object, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidOrder(f"invalid {name} {value!r}") from None
+
+
+class GuardedTradingClient(TradingClient):
+    """alpaca-py's `TradingClient` with guarded orders, exits, closes, cancels and replaces.
+
+    Args:
+        api_key: As for `TradingClient`.
+        secret_key: As for `TradingClient`.
+        oauth_token: As for `TradingClient`.
+        paper: As for `TradingClient`.
+        raw_data: As for `TradingClient`: order calls then return Alpaca's JSON dicts.
+        url_override: As for `TradingClient` (e.g. the tradeguard paper server).
+        store: A claim ledger (ClaimStore, MemoryClaimStore) or SQLAlchemy URL for the claims
+            (default ``sqlite:///tradeguard.db``).
+        agent_id: The bot's stable name.
+        dedup_window_secs: Orders without a client_order_id and with identical content within
+            this many seconds are one decision.
+        settings: Timeouts and grace periods.
+        clock: Time source (tests, replays).
+        broker: Send orders to this broker instead of Alpaca (e.g. a PaperBroker: no network).
+    """
+
+    def __init__(  # noqa: PLR0917 - the same positional arguments as alpaca-py's TradingClient
+        self,
+        api_key: str | None = None,
+        secret_key: str | None = None,
+        oauth_token: str | None = None,
+        paper: bool = True,
+        raw_data: bool = False,
+        url_override: str | None = None,
+        *,
+        store: ClaimLedger | str = DEFAULT_STORE_URL,
+        agent_id: str = "default",
+        dedup_window_secs: float | None = None,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        broker: Broker | None = None,
+    ) -> None:
+        super().__init__(api_key, secret_key, oauth_token, paper, raw_data, url_override)
+        settings = settings or Settings()
+        if dedup_window_secs is not None:
+            settings = settings.with_changes(dedup_window_secs=dedup_window_secs)
+        self.settings = settings
+        if broker is None:
+            # A separate client for guarded sends: its hidden retries are switched off and its
+            # requests get timeouts, without changing this object's pass-through behaviour.
+            inner = TradingClient(api_key, secret_key, oauth_token, paper, False, url_override)
+            broker = AlpacaBroker(inner, settings=settings)
+        self.gateway = OrderGateway(broker, store, agent_id=agent_id, settings=settings, clock=clock)
+
+    def close(self) -> None:
+        """Close the HTTP sessions and the claim store's connections."""
+        broker = self.gateway.broker
+        if isinstance(broker, AlpacaBroker):
+            broker.client._session.close()
+        self._session.close()
+        self.gateway.store.close()
+
+    def __enter__(self) -> GuardedTradingClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- orders ---------------------------------------------------------------------------
+
+    def submit_order(self, order_data: AlpacaOrderRequest, *, new_decision: bool = False) -> Any:
+        """Submit an order at most once per decision; see the module docstring.
+
+        Args:
+            order_data: Any alpaca-py order request.
+            new_decision: This call is a decision of its own even if an identical order without
+                a client_order_id came within the dedup window (a deliberate repeat). A retry of
+                such a call is then NOT recognised: prefer a `client_order_id`.
+
+        Returns:
+            alpaca-py's `Order` (Alpaca's JSON dict with ``raw_data=True``).
+
+        Raises:
+            APIError: The broker refused the order (as alpaca-py raises it), or one of
+                `tradeguard.client.errors`: the outcome is unknown (call again), the order was
+                not sent, the claim store failed, the order is malformed.
+        """
+        with _as_api_errors():
+            order = read_order(order_data)
+            result = self._submit(order, new_decision=new_decision)
+        return self._answer(result, nothing_to_sell=lambda: self._insufficient(order))
+
+    def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
+        gateway, symbol, side, coid = self.gateway, order.symbol, order.side, order.client_order_id
+        if self._is_exit(order):
+            if order.spec.notional is not None:
+                raise ConfigError("an order that closes a position is sized in shares (qty), not notional")
+            spec = replace(order.spec, position_intent=self._closes(side))
+            if coid is not None:
+                result = gateway.exit_order(symbol, spec, intent=f"coid:{coid}", client_order_id=coid)
+            elif new_decision:
+                result = gateway.exit_order(symbol, spec, intent=f"new:{uuid.uuid4().hex}")
+            else:
+                result = gateway.submit_by_content(Kind.EXIT, symbol, side, spec)
+            self._warn_if_trimmed(result, order)
+            return result
+        if coid is not None:
+            intent = Intent(gateway.agent_id, Kind.ENTRY, symbol, side, f"coid:{coid}")
+            return gateway.submit(intent, order.spec, client_order_id=coid)
+        if new_decision:
+            intent = Intent(gateway.agent_id, Kind.ENTRY, symbol, side, f"new:{uuid.uuid4().hex}")
+            return gateway.submit(intent, order.spec)
+        return gateway.submit_by_content(Kind.ENTRY, symbol, side, order.spec)
+
+    def _is_exit(self, order: DropInOrder) -> bool:
+        """Classify an order as Alpaca infers its position intent (the caller's intent wins).
+
+        The agent's ledger decides when it holds the symbol. When it is flat, the broker's
+        position decides: shares held there before tradeguard saw them (and not other agents')
+        are adopted into the ledger first, so the exit is sized and booked like any other.
+        """
+        if order.position_intent is not None:
+            return order.position_intent in _CLOSES
+        held = self.gateway.position(order.symbol)
+        if not held.is_flat:
+            return _closing(order.side, held.qty)
+        at_broker = self.gateway.broker.get_position(order.symbol)  # a failed read raises: never "flat"
+        if at_broker is None or not _closing(order.side, at_broker.qty):
+            return False
+        adopted = self.gateway.adopt_broker_position(order.symbol, why="order without position_intent")
+        if adopted.is_flat:
+            raise api_error(
+                403, 40310000,
+                f"insufficient qty available for order (requested: {order.spec.qty}, available: 0): "
+                f"the {order.symbol} position at the broker belongs to other agents on this account",
+            )  # fmt: skip
+        return True
+
+    @staticmethod
+    def _closes(side: Side) -> PositionIntent:
+        return PositionIntent.SELL_TO_CLOSE if side is Side.SELL else PositionIntent.BUY_TO_CLOSE
+
+    def _warn_if_trimmed(self, result: OrderResult, order: DropInOrder) -> None:
+        sent_qty = result.claim.order_qty if result.claim is not None else None
+        asked = order.spec.qty
+        if result.sent and sent_qty is not None and asked is not None and sent_qty < asked:
+            logger.warning(
+                "%s %s %s closes a position: sent %s, what is held and not in other exits "
+                "(Alpaca would refuse %s with 403 insufficient qty)",
+                order.side, asked, order.symbol, sent_qty, asked,
+            )  # fmt: skip
+
+    def _insufficient(self, order: DropInOrder) -> APIError:
+        qty = order.spec.qty
+        return api_error(
+            403, 40310000,
+            f"insufficient qty available for order (requested: {qty}, available: 0)",
+            {"available": "0", "symbol": order.symbol},
+        )  # fmt: skip
+
+    # -- positions ------------------------------------------------------------------------
+
+    def close_position(
+        self,
+        symbol_or_asset_id: UUID | str,
+        close_options: ClosePositionRequest | None = None,
+        *,
+        new_decision: bool = False,
+    ) -> Any:
+        """Close all of a position, `qty` shares of it or a `percentage` of it, as a guarded exit.
+
+        Each call is its own decision; a retry of the same call (same arguments within
+        `dedup_window_secs`) returns the first order. The remaining shares can always be closed.
+
+        Raises:
+            APIError: 404 "position does not exist" when nothing is held, as Alpaca answers;
+                see `submit_order` for the rest.
+        """
+        symbol = str(symbol_or_asset_id).upper()
+        with _as_api_errors():
+            result = self._close(symbol, close_options, new_decision=new_decision)
+        return self._answer(result, nothing_to_sell=self._no_position)
+
+    def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
+        qty = _decimal(options.qty, "qty") if options is not None else None
+        percentage = _decimal(options.percentage, "percentage") if options is not None else None
+        if percentage is not None and not 0 < percentage <= 100:
+            raise InvalidOrder("percentage must be between 0 and 100")
+        gateway = self.gateway
+        held = self._held(symbol)
+        if held.is_flat:
+            raise self._no_position()
+        requested = qty
+        if percentage is not None:
+            requested = (abs(held.qty) * percentage / 100).quantize(_SHARE_STEP, ROUND_DOWN)
+            if requested <= 0:
+                raise InvalidOrder(f"{percentage}% of {abs(held.qty)} {symbol} is less than a tradable share")
+        side = Side.SELL if held.qty > 0 else Side.BUY
+        spec = OrderSpec(qty=requested, time_in_force=TimeInForce.DAY, position_intent=self._closes(side))
+        if new_decision:
+            return gateway.exit_order(symbol, spec, intent=f"close_position:new:{uuid.uuid4().hex}")
+        call = {"close_position": symbol, "qty": None if qty is None else str(qty)}
+        call["percentage"] = None if percentage is None else str(percentage)
+        return gateway.submit_by_content(Kind.EXIT, symbol, side, spec, content=call)
+
+    def _held(self, symbol: str) -> LedgerPosition:
+        held = self.gateway.position(symbol)
+        if held.is_flat:
+            held = self.gateway.adopt_broker_position(symbol, why="close_position")
+        return held
+
+    @staticmethod
+    def _no_position() -> APIError:
+        return api_error(404, 40410000, "position does not exist")
+
+    def close_all_positions(self, cancel_orders: bool | None = None) -> Any:
+        """Close every position as guarded exits; return one answer per symbol, as alpaca-py does.
+
+        Covers the agent's ledger positions and the account's positions no other agent holds.
+        With ``cancel_orders=True`` open orders are canceled first (through the guard). When it
+        returns, the ledger has adopted every fill the broker reported.
+        """
+        with _as_api_errors():
+            if cancel_orders:
+                self.gateway.cancel_all()
+            symbols = {p.symbol for p in self.gateway.broker.list_positions()}
+            symbols |= {p.symbol for p in self.gateway.positions()}
+        answers: list[dict[str, Any]] = []
+        for symbol in sorted(symbols):
+            try:
+                with _as_api_errors():
+                    result = self._close(symbol, None, new_decision=False)
+                order = self._answer(result, nothing_to_sell=self._no_position, raw=True)
+                answers.append({"order_id": order["id"], "status": 200, "symbol": symbol, "body": order})
+            except APIError as exc:
+                body = json_body(exc)
+                answers.append({"order_id": None, "status": exc.status_code, "symbol": symbol, "body": body})
+        with _as_api_errors():
+            self.gateway.refresh()
+        if self._use_raw_data:
+            return answers
+        return TypeAdapter(list[ClosePositionResponse]).validate_python(answers)
+
+    # -- cancel and replace ---------------------------------------------------------------
+
+    def cancel_order_by_id(self, order_id: UUID | str) -> None:
+        """Cancel an order; its claim adopts the result (CANCELED with what filled)."""
+        with _as_api_errors():
+            self.gateway.cancel(str(order_id))
+
+    def cancel_orders(self) -> Any:
+        """Cancel every open order of the account, as alpaca-py does; claims adopt the results."""
+        with _as_api_errors():
+            results = self.gateway.cancel_all()
+        answers = [
+            {"id": order.id, "status": 200 if error is None else (error.status_code or 500),
+             "body": None if error is None else (error.body or {"message": error.message})}
+            for order, error in results
+        ]  # fmt: skip
+        if self._use_raw_data:
+            return answers
+        return TypeAdapter(list[CancelOrderResponse]).validate_python(answers)
+
+    def replace_order_by_id(self, order_id: UUID | str, order_data: ReplaceOrderRequest | None = None) -> Any:
+        """Replace an open order; its claim keeps its client_order_id and records the new order."""
+        fields = order_data.to_request_fields() if order_data is not None else {}
+        tif = fields.get("time_in_force")
+        request = ReplaceRequest(
+            qty=_decimal(fields.get("qty"), "qty"),
+            limit_price=_decimal(fields.get("limit_price"), "limit_price"),
+            stop_price=_decimal(fields.get("stop_price"), "stop_price"),
+            trail=_decimal(fields.get("trail"), "trail"),
+            time_in_force=None if tif is None else TimeInForce(str(getattr(tif, "value", tif))),
+            client_order_id=fields.get("client_order_id"),
+        )
+        with _as_api_errors():
+            new = self.gateway.replace(str(order_id), request)
+        return as_raw(new) if self._use_raw_data else as_order(new)
+
+    # -- answers --------------------------------------------------------------------------
+
+    def _answer(
+        self, result: OrderResult, *, nothing_to_sell: Callable[[], APIError], raw: bool | None = None
+    ) -> Any:
+        """Return the order alpaca-py would have returned, or raise what it would have raised."""
+        raw = self._use_raw_data if raw is None else raw
+        order: BrokerOrder | None = result.order
+        if order is not None and result.outcome in (Outcome.SUBMITTED, Outcome.DUPLICATE):
+            return as_raw(order) if raw else as_order(order)
+        if result.outcome is Outcome.REJECTED:
+            raise rejection(result.error, result.reason)
+        if result.outcome is Outcome.NOT_SENT:
+            raise OrderNotSent(result.reason)
+        if result.outcome is Outcome.SKIPPED:
+            raise nothing_to_sell()
+        if result.outcome is Outcome.DUPLICATE:
+            claim = result.claim
+            if claim is not None and claim.broker_order_id is None:
+                raise OrderInProgress(result.reason)
+            raise OrderOutcomeUnknown(
+                f"{result.reason}; the order could not be read back now: call again to get it"
+            )
+        status = result.error.status_code if result.error is not None else None
+        raise OrderOutcomeUnknown(
+            f"{result.reason}; the order may exist. Call again with the same order to resolve it "
+            "by client_order_id (nothing is resent blind)",
+            status=status,
+        )
+
+
+def json_body(error: APIError) -> dict[str, Any]:
+    """Return the JSON body of an `APIError` ({"code", "message"} when it has none)."""
+    try:
+        return {"code": error.code, "message": error.message}
+    except (ValueError, KeyError, TypeError):
+        return {"code": (error.status_code or 500) * 100000, "message": str(error)}
