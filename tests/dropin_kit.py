@@ -19,18 +19,29 @@ from pathlib import Path
 from typing import Any
 
 from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 
 from tradeguard import GuardedTradingClient, Settings
 from tradeguard.clock import Clock
-from tradeguard.domain import BrokerOrder
+from tradeguard.domain import AuditRecord, BrokerOrder, Claim
+from tradeguard.domain.intents import Kind
 from tradeguard.paper.server import PaperServer
 from tradeguard.ports import ClaimLedger
+from tradeguard.store import ClaimStore, MemoryClaimStore
 
 __all__ = [
     "AGENT",
     "OrderRow",
+    "audit_records",
     "broker_positions",
+    "claims_of",
+    "flatten_orders",
     "guarded_client",
+    "held",
+    "ledger_qty",
+    "limit",
+    "market",
     "num",
     "order_rows",
     "plain_client",
@@ -68,7 +79,8 @@ class OrderRow:
         return (self.symbol, self.side, self.qty, self.type, self.order_class)
 
 
-def _flatten(orders: Iterable[BrokerOrder]) -> Iterator[BrokerOrder]:
+def flatten_orders(orders: Iterable[BrokerOrder]) -> Iterator[BrokerOrder]:
+    """Yield each order and then its legs (a bracket's, OTO's or OCO's), each order once."""
     seen: set[str] = set()
     stack = list(orders)
     while stack:
@@ -94,7 +106,7 @@ def order_rows(server: PaperServer) -> Counter[OrderRow]:
             stop_price=num(o.stop_price),
             filled_qty=num(o.filled_qty),
         )
-        for o in _flatten(server.broker.orders())
+        for o in flatten_orders(server.broker.orders())
     )
 
 
@@ -157,3 +169,57 @@ def guarded_client(
         yield client
     finally:
         client.close()
+
+
+# ---- orders as a bot writes them --------------------------------------------------------------
+
+
+def market(
+    symbol: str, qty: float, side: OrderSide, client_order_id: str | None = None
+) -> MarketOrderRequest:
+    """A day market order, as alpaca-py's README writes one."""
+    return MarketOrderRequest(
+        symbol=symbol, qty=qty, side=side, time_in_force=TimeInForce.DAY, client_order_id=client_order_id
+    )
+
+
+def limit(
+    symbol: str, qty: float, side: OrderSide, price: float, client_order_id: str | None = None
+) -> LimitOrderRequest:
+    """A day limit order."""
+    return LimitOrderRequest(
+        symbol=symbol,
+        qty=qty,
+        side=side,
+        time_in_force=TimeInForce.DAY,
+        limit_price=price,
+        client_order_id=client_order_id,
+    )
+
+
+# ---- what the broker and the guard hold ---------------------------------------------------------
+
+
+def held(server: PaperServer, symbol: str) -> Decimal:
+    """Return the paper broker's signed position in `symbol` (0 when flat)."""
+    position = server.broker.get_position(symbol)
+    return Decimal(0) if position is None else position.qty
+
+
+def ledger_qty(client: GuardedTradingClient, symbol: str) -> Decimal:
+    """Return the guard's ledger position in `symbol` (its `gateway.position`)."""
+    return client.gateway.position(symbol).qty
+
+
+def claims_of(
+    client: GuardedTradingClient, symbol: str | None = None, kind: Kind | None = None
+) -> list[Claim]:
+    """Return the client's claims, oldest first, optionally of one symbol or kind."""
+    return client.gateway.store.list_claims(agent_id=AGENT, symbol=symbol, kind=kind)
+
+
+def audit_records(client: GuardedTradingClient) -> list[AuditRecord]:
+    """Return every audit record of the client's claim store, oldest first."""
+    store = client.gateway.store
+    assert isinstance(store, ClaimStore | MemoryClaimStore), type(store)
+    return list(store.audit_records())
