@@ -436,10 +436,12 @@ def test_an_outcome_that_stays_unknown_is_an_api_error_a_bot_already_catches(tmp
         assert server.broker.orders() == []
 
 
-def test_a_claim_store_failure_is_an_api_error_and_sends_nothing(server: PaperServer, tmp_path: Path) -> None:
+def test_a_claim_store_failure_is_an_api_error_and_sends_nothing(
+    server: PaperServer, tmp_path: Path, clock: ManualClock
+) -> None:
     path = tmp_path / "claims.db"
     settings = Settings(sqlite_busy_timeout_ms=100)
-    with guarded_client(server, f"sqlite:///{path}", settings=settings) as client:
+    with guarded_client(server, f"sqlite:///{path}", settings=settings, clock=clock) as client:
         client.submit_order(market("SPY", 1, BUY))  # the store works
         other = sqlite3.connect(path, isolation_level=None)  # another process holds the write lock
         try:
@@ -491,8 +493,13 @@ def _race(*calls: Callable[[], object]) -> list[object]:
     return answers
 
 
-def test_two_entries_racing_in_one_symbol_are_two_decisions(server: PaperServer, claims: str) -> None:
-    with guarded_client(server, claims) as one, guarded_client(server, claims) as two:
+def test_two_entries_racing_in_one_symbol_are_two_decisions(
+    server: PaperServer, claims: str, clock: ManualClock
+) -> None:
+    with (
+        guarded_client(server, claims, clock=clock) as one,
+        guarded_client(server, claims, clock=clock) as two,
+    ):
         answers = _race(
             lambda: one.submit_order(market("SPY", 3, BUY)), lambda: two.submit_order(market("SPY", 4, BUY))
         )
@@ -501,8 +508,13 @@ def test_two_entries_racing_in_one_symbol_are_two_decisions(server: PaperServer,
         assert held(server, "SPY") == 7 and ledger_qty(one, "SPY") == 7
 
 
-def test_two_exits_racing_in_one_symbol_never_oversell(server: PaperServer, claims: str) -> None:
-    with guarded_client(server, claims) as one, guarded_client(server, claims) as two:
+def test_two_exits_racing_in_one_symbol_never_oversell(
+    server: PaperServer, claims: str, clock: ManualClock
+) -> None:
+    with (
+        guarded_client(server, claims, clock=clock) as one,
+        guarded_client(server, claims, clock=clock) as two,
+    ):
         one.submit_order(market("SPY", 10, BUY))
         answers = _race(
             lambda: one.submit_order(market("SPY", 6, SELL)), lambda: two.submit_order(market("SPY", 7, SELL))
