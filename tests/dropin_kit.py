@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.models import Order
 from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
 
 from tradeguard import GuardedTradingClient, Settings
@@ -33,6 +35,7 @@ from tradeguard.store import ClaimStore, MemoryClaimStore
 __all__ = [
     "AGENT",
     "OrderRow",
+    "as_order",
     "audit_records",
     "broker_positions",
     "claims_of",
@@ -44,6 +47,7 @@ __all__ = [
     "market",
     "num",
     "order_rows",
+    "outcome_of",
     "plain_client",
     "store_url",
 ]
@@ -169,6 +173,23 @@ def guarded_client(
         yield client
     finally:
         client.close()
+
+
+# ---- answers ----------------------------------------------------------------------------------
+
+
+def as_order(answer: object) -> Order:
+    """Narrow a submit/close/replace answer to an alpaca-py Order (what raw_data=False returns)."""
+    assert isinstance(answer, Order), f"expected an alpaca-py Order, got {type(answer).__name__}: {answer!r}"
+    return answer
+
+
+def outcome_of(call: Callable[[], object]) -> object:
+    """Return what `call` returned, or the APIError it raised (anything else propagates)."""
+    try:
+        return call()
+    except APIError as exc:
+        return exc
 
 
 # ---- orders as a bot writes them --------------------------------------------------------------

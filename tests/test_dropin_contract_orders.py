@@ -18,7 +18,7 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import AssetClass, AssetStatus, OrderClass, OrderSide, TimeInForce
 from alpaca.trading.enums import OrderStatus as AlpacaStatus
 from alpaca.trading.enums import OrderType as AlpacaType
-from alpaca.trading.models import Asset, Order
+from alpaca.trading.models import Asset
 from alpaca.trading.requests import (
     CancelOrderResponse,
     GetAssetsRequest,
@@ -33,6 +33,7 @@ from alpaca.trading.requests import (
 
 from tests.dropin_bot import PRICES, SYMBOLS, SessionLog, submit_with_retries
 from tests.dropin_kit import (
+    as_order,
     claims_of,
     flatten_orders,
     guarded_client,
@@ -71,12 +72,6 @@ def server(clock: ManualClock) -> Iterator[PaperServer]:
 def client(server: PaperServer, tmp_path: Path, clock: ManualClock) -> Iterator[GuardedTradingClient]:
     with guarded_client(server, store_url(tmp_path), clock=clock) as c:
         yield c
-
-
-def order(answer: object) -> Order:
-    """Narrow a submit/replace answer to an alpaca-py Order (what raw_data=False must return)."""
-    assert isinstance(answer, Order), f"expected an alpaca-py Order, got {type(answer).__name__}: {answer!r}"
-    return answer
 
 
 def bracket(
@@ -125,11 +120,11 @@ def test_a_bracket_is_sent_once_and_its_take_profit_fill_leaves_the_ledger_flat(
     client: GuardedTradingClient, server: PaperServer
 ) -> None:
     request = bracket()
-    placed = order(client.submit_order(request))
+    placed = as_order(client.submit_order(request))
     assert placed.order_class is OrderClass.BRACKET
     legs = [(leg.type, leg.side) for leg in placed.legs or []]
     assert len(legs) == 2 and set(legs) == {(AlpacaType.LIMIT, SELL), (AlpacaType.STOP, SELL)}, legs
-    assert order(client.submit_order(request)).id == placed.id  # the retry: nothing sent
+    assert as_order(client.submit_order(request)).id == placed.id  # the retry: nothing sent
     [parent] = [o for o in server.broker.orders() if o.symbol == "MSFT" and o.side is Side.BUY]
     assert parent.order_class.value == "bracket" and parent.status is OrderStatus.FILLED
     assert len(parent.legs) == 2
@@ -145,13 +140,13 @@ def test_a_bracket_is_sent_once_and_its_take_profit_fill_leaves_the_ledger_flat(
 def test_bracket_legs_are_held_until_the_parent_fills(
     client: GuardedTradingClient, server: PaperServer
 ) -> None:
-    placed = order(client.submit_order(bracket(limit_price=410.00)))
-    nested = order(client.get_order_by_id(placed.id, GetOrderByIdRequest(nested=True)))
+    placed = as_order(client.submit_order(bracket(limit_price=410.00)))
+    nested = as_order(client.get_order_by_id(placed.id, GetOrderByIdRequest(nested=True)))
     assert nested.status is AlpacaStatus.NEW
     assert [leg.status for leg in nested.legs or []] == [AlpacaStatus.HELD, AlpacaStatus.HELD]
     assert held(server, "MSFT") == 0 and ledger_qty(client, "MSFT") == 0
     server.broker.set_price("MSFT", "409")  # the entry fills at its limit; the legs go live
-    nested = order(client.get_order_by_id(placed.id, GetOrderByIdRequest(nested=True)))
+    nested = as_order(client.get_order_by_id(placed.id, GetOrderByIdRequest(nested=True)))
     assert nested.status is AlpacaStatus.FILLED
     assert len(nested.legs or []) == 2
     assert all(leg.status not in (AlpacaStatus.FILLED, AlpacaStatus.CANCELED) for leg in nested.legs or [])
@@ -183,11 +178,11 @@ def test_an_oco_exit_closes_the_position_by_one_leg_and_cancels_the_other(
         take_profit=TakeProfitRequest(limit_price=440.00),
         stop_loss=StopLossRequest(stop_price=400.00),
     )
-    placed = order(client.submit_order(oco))
+    placed = as_order(client.submit_order(oco))
     assert placed.order_class is OrderClass.OCO
     exits = {c.client_order_id for c in claims_of(client, "MSFT", Kind.EXIT)}
     assert placed.client_order_id in exits  # the OCO is claimed as an exit decision
-    assert order(client.submit_order(oco)).id == placed.id  # and its retry sends nothing
+    assert as_order(client.submit_order(oco)).id == placed.id  # and its retry sends nothing
     server.broker.set_price("MSFT", price)
     assert_exited_by(server, "MSFT", fired, sibling)
     assert held(server, "MSFT") == 0 and ledger_qty(client, "MSFT") == 0
@@ -202,7 +197,7 @@ def test_an_oto_entry_exits_by_its_stop_loss_leg(client: GuardedTradingClient, s
         order_class=OrderClass.OTO,
         stop_loss=StopLossRequest(stop_price=400.00),
     )
-    placed = order(client.submit_order(oto))
+    placed = as_order(client.submit_order(oto))
     assert placed.order_class is OrderClass.OTO
     assert held(server, "MSFT") == 5 and ledger_qty(client, "MSFT") == 5
     [(kind, status)] = msft_orders(server, Side.SELL)
@@ -219,7 +214,7 @@ def test_a_trailing_stop_follows_the_price_and_then_exits(
     trail = TrailingStopOrderRequest(
         symbol="QQQ", qty=5, side=SELL, time_in_force=TimeInForce.DAY, trail_price=10.00
     )
-    order(client.submit_order(trail))
+    as_order(client.submit_order(trail))
     server.broker.set_price("QQQ", "420")  # the high-water mark rises: the stop is now 410
     server.broker.set_price("QQQ", "412")
     [resting] = orders_of(server.broker, symbol="QQQ", side="sell")
@@ -235,7 +230,7 @@ def test_a_lost_answer_on_a_bracket_still_places_one_bracket(tmp_path: Path) -> 
         paper_server(prices=FixedPrices(PRICES), faults=FaultPlan((lost,))) as server,
         guarded_client(server, store_url(tmp_path), timeout_secs=0.5) as client,
     ):
-        placed = order(submit_with_retries(client, bracket(), SessionLog(), "msft-bracket"))
+        placed = as_order(submit_with_retries(client, bracket(), SessionLog(), "msft-bracket"))
         parents = [o for o in server.broker.orders() if o.symbol == "MSFT" and o.side is Side.BUY]
         assert [p.id for p in parents] == [str(placed.id)]
         assert held(server, "MSFT") == 5 and ledger_qty(client, "MSFT") == 5
@@ -250,7 +245,7 @@ def test_a_cancel_moves_the_claim_to_canceled_with_what_filled(tmp_path: Path, c
         guarded_client(server, store_url(tmp_path), clock=clock) as client,
     ):
         request = limit("SPY", 10, BUY, 500.00, "bot-spy-bid-1")  # marketable: 3 fill at once
-        placed = order(client.submit_order(request))
+        placed = as_order(client.submit_order(request))
         assert placed.status is AlpacaStatus.PARTIALLY_FILLED
         client.cancel_order_by_id(placed.id)
         [spy] = orders_of(server.broker, symbol="SPY")
@@ -258,7 +253,7 @@ def test_a_cancel_moves_the_claim_to_canceled_with_what_filled(tmp_path: Path, c
         [claim] = claims_of(client, "SPY")
         assert (claim.state, claim.filled_qty) == (ClaimState.CANCELED, Decimal(3))
         assert held(server, "SPY") == 3 and ledger_qty(client, "SPY") == 3
-        assert order(client.submit_order(request)).id == placed.id  # a late retry sends nothing
+        assert as_order(client.submit_order(request)).id == placed.id  # a late retry sends nothing
         assert len(orders_of(server.broker)) == 1
 
 
@@ -279,8 +274,8 @@ def test_a_replace_is_recorded_against_the_claim_and_a_retry_of_the_original_pla
     client: GuardedTradingClient, server: PaperServer, client_order_id: str | None
 ) -> None:
     request = limit("SPY", 5, BUY, 450.00, client_order_id)
-    placed = order(client.submit_order(request))
-    new = order(client.replace_order_by_id(placed.id, ReplaceOrderRequest(qty=7, limit_price=455.00)))
+    placed = as_order(client.submit_order(request))
+    new = as_order(client.replace_order_by_id(placed.id, ReplaceOrderRequest(qty=7, limit_price=455.00)))
     assert new.id != placed.id and (num(new.qty), num(new.limit_price)) == ("7", "455")
     old = server.broker.get_order(str(placed.id))
     assert old is not None and old.status is OrderStatus.REPLACED and old.replaced_by == str(new.id)
@@ -289,7 +284,7 @@ def test_a_replace_is_recorded_against_the_claim_and_a_retry_of_the_original_pla
     assert (claim.order_qty, claim.spec.limit_price) == (Decimal(7), Decimal(455))
     if client_order_id is not None:
         assert claim.client_order_id == client_order_id  # the caller's id stays the key
-    retry = order(client.submit_order(request))  # the original submit's late retry
+    retry = as_order(client.submit_order(request))  # the original submit's late retry
     assert retry.id == new.id and len(orders_of(server.broker, symbol="SPY")) == 2
     server.broker.set_price("SPY", "454")
     assert held(server, "SPY") == 7 and ledger_qty(client, "SPY") == 7
@@ -337,21 +332,21 @@ def test_the_paper_server_serves_alpacas_asset_routes(
 
 def test_the_paper_server_replaces_an_order_as_alpaca_does(server: PaperServer) -> None:
     with plain_client(server) as plain:
-        placed = order(plain.submit_order(limit("SPY", 2, BUY, 450.00)))
-        new = order(plain.replace_order_by_id(placed.id, ReplaceOrderRequest(qty=3, limit_price=455.00)))
+        placed = as_order(plain.submit_order(limit("SPY", 2, BUY, 450.00)))
+        new = as_order(plain.replace_order_by_id(placed.id, ReplaceOrderRequest(qty=3, limit_price=455.00)))
         assert new.id != placed.id and new.replaces == placed.id
         assert (num(new.qty), num(new.limit_price)) == ("3", "455")
         assert new.status in (AlpacaStatus.NEW, AlpacaStatus.ACCEPTED, AlpacaStatus.PENDING_NEW)
-        old = order(plain.get_order_by_id(placed.id))
+        old = as_order(plain.get_order_by_id(placed.id))
         assert old.status is AlpacaStatus.REPLACED and old.replaced_by == new.id
         server.broker.set_price("SPY", "455")
-        assert order(plain.get_order_by_id(new.id)).status is AlpacaStatus.FILLED
+        assert as_order(plain.get_order_by_id(new.id)).status is AlpacaStatus.FILLED
         assert held(server, "SPY") == 3
 
 
 def test_the_paper_server_holds_bracket_legs_until_the_entry_fills(server: PaperServer) -> None:
     with plain_client(server) as plain:
-        placed = order(plain.submit_order(bracket(limit_price=410.00)))
+        placed = as_order(plain.submit_order(bracket(limit_price=410.00)))
         assert placed.order_class is OrderClass.BRACKET
         assert [leg.status for leg in placed.legs or []] == [AlpacaStatus.HELD, AlpacaStatus.HELD]
         server.broker.set_price("MSFT", "445")  # above the take-profit, but the entry has not filled
