@@ -256,7 +256,7 @@ def test_close_position_of_a_flat_symbol_is_alpacas_404(
 def test_an_identical_order_inside_the_window_is_one_order_with_a_warning_and_an_audit_record(
     server: PaperServer, claims: str, clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="tradeguard.client")
+    caplog.set_level(logging.WARNING, logger="tradeguard.gateway")
     window = re.compile(r"(?<![\w.])45(?:\.0+)?(?!\d)")  # the window's length, not a digit of an id
     with guarded_client(server, claims, clock=clock, dedup_window_secs=45) as client:
         first = as_order(client.submit_order(market("SPY", 2, BUY)))
@@ -266,7 +266,7 @@ def test_an_identical_order_inside_the_window_is_one_order_with_a_warning_and_an
         warnings = [
             r.getMessage()
             for r in caplog.records
-            if r.name == "tradeguard.client" and r.levelno == logging.WARNING
+            if r.name == "tradeguard.gateway" and r.levelno == logging.WARNING
         ]
         repeats = [w for w in warnings if "window" in w.lower() and window.search(w)]
         assert len(repeats) == 1, warnings  # one repeat, one warning naming the window

@@ -32,6 +32,16 @@ def test_readme_ten_line_example_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     gateway.store.close()
 
 
+def test_readme_drop_in_example_runs_against_the_paper_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    example = readme_python_blocks()[1]
+    assert "GuardedTradingClient as TradingClient" in example
+    exec(compile(example, "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["0", "4"]  # flat; buy, sell, 50% close, close-all
+
+
 def test_demo_places_one_order_per_decision_and_a_second_run_sends_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
