@@ -198,3 +198,28 @@ def test_everything_else_passes_through_to_alpaca_py(
     positions = client.get_all_positions()
     assert [p.symbol for p in positions] == ["QQQ"]  # type: ignore[union-attr]
     client.gateway.store.close()
+
+
+def test_a_plain_sell_of_a_long_held_before_the_guard_goes_to_alpaca_as_a_sized_sell_to_close(
+    store_url: str, mocker: requests_mock.Mocker, fake: FakeAlpaca, clock: ManualClock
+) -> None:
+    # The bot bought 4 DIA before it switched to the guard; it sells them with a plain order.
+    fake.add_position("DIA", "4")
+    client = guarded(store_url, clock)
+    order = client.submit_order(sell(4, "DIA"))
+    sent = [r.json() for r in mocker.request_history if r.method == "POST" and r.url == ORDERS_URL]
+    assert [(b["side"], b["qty"], b["position_intent"]) for b in sent] == [("sell", "4", "sell_to_close")]
+    assert order.position_intent is not None and order.position_intent.value == "sell_to_close"
+    claims = client.gateway.store.list_claims(agent_id="may21-bot", symbol="DIA")
+    assert [c.kind.value for c in claims] == ["exit"]
+    client.gateway.store.close()
+
+
+def test_a_plain_buy_on_a_flat_symbol_is_sent_without_a_position_intent_alpaca_infers_it(
+    store_url: str, mocker: requests_mock.Mocker, fake: FakeAlpaca, clock: ManualClock
+) -> None:
+    client = guarded(store_url, clock)
+    client.submit_order(buy(6))
+    sent = [r.json() for r in mocker.request_history if r.method == "POST" and r.url == ORDERS_URL]
+    assert len(sent) == 1 and "position_intent" not in sent[0]
+    client.gateway.store.close()
