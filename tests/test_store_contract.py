@@ -172,6 +172,31 @@ def test_a_stale_partial_fill_is_never_applied_twice(ledger: Store) -> None:
     assert ledger.position("bot", "QQQ").qty == 3
 
 
+def test_a_replacement_records_new_terms_and_the_first_ones_still_match(ledger: Store) -> None:
+    first = claim(ledger, "replaced", 5)
+    sent = ledger.transition(first, ClaimState.SUBMITTED, reason="acked", broker_order_id="o-1")
+    terms = replace(make_spec(7), limit_price=Decimal("455"))
+    payload = {**terms.as_payload(), "first": first.payload}
+    moved = ledger.transition(
+        sent,
+        ClaimState.SUBMITTED,
+        reason="replaced",
+        broker_order_id="o-2",
+        order_qty=Decimal(7),
+        payload=payload,
+    )
+    again = ledger.get(first.key)
+    assert again is not None and again == moved
+    assert (again.broker_order_id, again.order_qty, again.spec.qty) == ("o-2", Decimal(7), Decimal(7))
+    assert again.spec.limit_price == Decimal("455")
+    # A late retry of the original call, and one of the new terms, are the same decision.
+    for asked in (make_spec(5), terms):
+        outcome = ledger.claim(make_intent("replaced"), asked, owner="w")
+        assert not outcome.created and outcome.claim.key == first.key
+    with pytest.raises(IntentMismatch):
+        ledger.claim(make_intent("replaced"), make_spec(6), owner="w")
+
+
 def test_take_over_waits_for_the_lease_then_fences_out_the_old_owner(
     ledger: Store, clock: ManualClock
 ) -> None:

@@ -10,6 +10,8 @@ exit may be replaced by a smaller order, never a larger one: it was sized agains
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, ReplaceRequest
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
@@ -106,11 +108,23 @@ class OrderAmendments:
         return None
 
     def _record_replacement(self, claim: Claim, old_id: str, new: BrokerOrder) -> None:
+        """Record the new order and its terms on the claim; the terms first asked stay matchable."""
         state = claim.state if claim.state is not ClaimState.PENDING else ClaimState.SUBMITTED
+        spec = claim.spec
+        terms = replace(
+            spec,
+            qty=spec.qty if spec.qty is None or new.qty is None else new.qty,
+            limit_price=new.limit_price if spec.limit_price is not None else None,
+            stop_price=new.stop_price if spec.stop_price is not None else None,
+            trail_price=new.trail_price if spec.trail_price is not None else None,
+            trail_percent=new.trail_percent if spec.trail_percent is not None else None,
+            time_in_force=new.time_in_force,
+        )
+        payload = {**terms.as_payload(), "first": claim.payload.get("first", claim.payload)}
         try:
             self.store.transition(
                 claim, state, reason=f"order {old_id} replaced by {new.id} (qty {new.qty})",
-                broker_order_id=new.id, order_qty=new.qty,
+                broker_order_id=new.id, order_qty=new.qty, payload=payload,
                 detail={"replaced": old_id, "by": new.id, "qty": str(new.qty),
                         "limit_price": str(new.limit_price), "stop_price": str(new.stop_price)},
             )  # fmt: skip

@@ -30,6 +30,7 @@ from tradeguard.amend import OrderAmendments
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain import Claim, LedgerPosition, PositionIntent, Side
+from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, LeaseLost
@@ -204,7 +205,7 @@ class OrderGateway(RetryAnswers, OrderAmendments):
                 "it will be returned on the next call"
             )
         self._ensure_started()
-        if content is None and kind is Kind.ENTRY and existing.payload != spec.as_payload():
+        if content is None and kind is Kind.ENTRY and not same_order(existing.payload, spec.as_payload()):
             raise IntentMismatch(existing.key, existing.payload, spec.as_payload())
         age = (now - existing.created_at).total_seconds()
         note = (
@@ -290,7 +291,7 @@ class OrderGateway(RetryAnswers, OrderAmendments):
         # The side (and so the position intent) follows whatever is held now; the decision and
         # its order are otherwise the same.
         mine = replace(spec, position_intent=existing.spec.position_intent).as_payload()
-        if existing.payload != mine:
+        if not same_order(existing.payload, mine):
             raise IntentMismatch(existing.key, existing.payload, mine)
         return self._existing(existing, held=held)
 

@@ -161,8 +161,14 @@ class ClaimLedger(Protocol):
         owner: str | None = None,
         detail: dict[str, Any] | None = None,
         reject_kind: RejectKind | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Claim:
-        """Move `claim` to `to` if it is still the version the caller saw; apply new fills."""
+        """Move `claim` to `to` if it is still the version the caller saw; apply new fills.
+
+        `payload` replaces the order's terms (a replacement at the broker); it must keep the
+        terms first asked under ``"first"`` so a retry of the original call still matches
+        (`domain.claims.same_order`).
+        """
         ...
 
     def take_over(self, claim: Claim, owner: str) -> Claim:

@@ -11,7 +11,22 @@ from tradeguard.domain.intents import Kind, OrderSpec
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.domain.orders import OrderRequest, RejectKind, Side
 
-__all__ = ["Claim", "ClaimOutcome"]
+__all__ = ["Claim", "ClaimOutcome", "same_order"]
+
+
+def same_order(stored: dict[str, Any], asked: dict[str, Any]) -> bool:
+    """Whether `asked` is the order a claim holds: its terms now, or as first asked.
+
+    A replacement at the broker changes a claim's terms (price, size) but not the decision: the
+    terms first asked are kept under ``"first"``, and a late retry of the original call still
+    names the same order.
+    """
+    if asked == stored:
+        return True
+    first = stored.get("first")
+    if first is None:
+        return False
+    return asked == first or asked == {k: v for k, v in stored.items() if k != "first"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ non-durable commit means; PostgreSQL commits everything with `synchronous_commit
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -39,7 +40,7 @@ from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import AuditAction
 from tradeguard.domain.audit import claim_fields
-from tradeguard.domain.claims import Claim, ClaimOutcome
+from tradeguard.domain.claims import Claim, ClaimOutcome, same_order
 from tradeguard.domain.intents import (
     Intent,
     OrderSpec,
@@ -225,7 +226,7 @@ class ClaimStore(LedgerWriter, StoreReader):
 
     @staticmethod
     def _existing(claim: Claim, payload: dict[str, Any]) -> ClaimOutcome:
-        if claim.payload != payload:
+        if not same_order(claim.payload, payload):
             raise IntentMismatch(claim.key, claim.payload, payload)
         return ClaimOutcome(claim, created=False)
 
@@ -266,6 +267,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         owner: str | None = None,
         detail: dict[str, Any] | None = None,
         reject_kind: RejectKind | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Claim:
         """Move `claim` to `to` if it is still the version the caller saw (state, epoch, fills).
 
@@ -287,7 +289,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             return self._move(
                 tx, claim, to, now=self._now(), reason=reason, broker_order_id=broker_order_id,
                 filled_qty=filled_qty, filled_avg_price=filled_avg_price, order_qty=order_qty,
-                owner=owner, detail=detail, reject_kind=reject_kind,
+                owner=owner, detail=detail, reject_kind=reject_kind, payload=payload,
             )  # fmt: skip
 
     def _move(
@@ -305,6 +307,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         owner: str | None = None,
         detail: dict[str, Any] | None = None,
         reject_kind: RejectKind | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Claim:
         """Apply one checked transition inside `tx`: the compare-and-set, new fills, the audit record."""
         delta = Decimal(0)
@@ -316,10 +319,12 @@ class ClaimStore(LedgerWriter, StoreReader):
                 )
             delta = filled_qty - claim.filled_qty
         resend = to is ClaimState.PENDING
+        text = None if payload is None else canonical_json(payload)
         row = tx.one(
             sql.TRANSITION,
             (
                 to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
+                text, None if text is None else hash_payload_json(text),
                 broker_order_id, _num(filled_avg_price), _num(order_qty),
                 owner, None if owner is None else tx.ts(now + self._lease),
                 _num(filled_qty) if delta else None, 1 if resend else 0,
@@ -342,6 +347,8 @@ class ClaimStore(LedgerWriter, StoreReader):
                 tx.changed(sql.SET_TURN, (turn_id, claim.key))
                 row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])
         moved = apply_mutable(claim, row, tx.dt)
+        if payload is not None:
+            moved = replace(moved, payload=payload)
         write_audit(
             tx, at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
             kind=claim.kind.value, symbol=claim.symbol, side=claim.side,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction, claim_fields
-from tradeguard.domain.claims import Claim, ClaimOutcome
+from tradeguard.domain.claims import Claim, ClaimOutcome, same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition, size_exit
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState, check_transition
@@ -216,7 +216,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
 
     @staticmethod
     def _existing(claim: Claim, payload: dict[str, Any]) -> ClaimOutcome:
-        if claim.payload != payload:
+        if not same_order(claim.payload, payload):
             raise IntentMismatch(claim.key, claim.payload, payload)
         return ClaimOutcome(claim, created=False)
 
@@ -254,6 +254,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         owner: str | None = None,
         detail: dict[str, Any] | None = None,
         reject_kind: RejectKind | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Claim:
         """Move `claim` to `to` if it is still the version the caller saw (state, epoch, fills).
 
@@ -270,7 +271,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             return self._move(
                 claim, to, now=now, reason=reason, broker_order_id=broker_order_id,
                 filled_qty=filled_qty, filled_avg_price=filled_avg_price, order_qty=order_qty,
-                owner=owner, detail=detail, reject_kind=reject_kind,
+                owner=owner, detail=detail, reject_kind=reject_kind, payload=payload,
             )  # fmt: skip
 
     def _move(
@@ -287,6 +288,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         owner: str | None = None,
         detail: dict[str, Any] | None = None,
         reject_kind: RejectKind | None = None,
+        payload: dict[str, Any] | None = None,
     ) -> Claim:
         """Apply one checked transition (under the lock): the compare-and-set, new fills, the audit record."""
         delta = Decimal(0)
@@ -318,7 +320,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         moved = Claim(
             key=current.key, client_order_id=current.client_order_id, agent_id=current.agent_id,
             kind=current.kind, symbol=current.symbol, side=current.side, intent=current.intent,
-            payload=current.payload, state=to, epoch=current.epoch,
+            payload=current.payload if payload is None else payload, state=to, epoch=current.epoch,
             owner=current.owner if owner is None else owner,
             lease_expires_at=current.lease_expires_at if owner is None else now + self._lease,
             order_qty=current.order_qty if order_qty is None else _num(order_qty),

@@ -37,6 +37,7 @@ INSERT_CLAIM = (
 # could pass the check and apply its fill to the ledger a second time.
 TRANSITION = (
     "UPDATE tg_claims SET state = ?, updated_at = ?, reason = ?, reject_kind = ?,"
+    " payload = COALESCE(?, payload), payload_hash = COALESCE(?, payload_hash),"
     " broker_order_id = COALESCE(?, broker_order_id), filled_avg_price = COALESCE(?, filled_avg_price),"
     " order_qty = COALESCE(?, order_qty), owner = COALESCE(?, owner),"
     " lease_expires_at = COALESCE(?, lease_expires_at), filled_qty = COALESCE(?, filled_qty),"
