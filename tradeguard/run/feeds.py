@@ -142,6 +142,8 @@ class AlpacaFeed:
         until: When to stop (the market's next close).
         note: Where to say that a request failed.
         lag_secs: How long after a minute ends its bar is asked for (Alpaca needs a moment).
+        wait: Waits up to the given seconds unless the stop event is set first; returns whether
+            it was (default: `stop.wait`; tests fast-forward a manual clock instead).
     """
 
     @property
@@ -163,6 +165,7 @@ class AlpacaFeed:
         *,
         note: Note,
         lag_secs: float = 3.0,
+        wait: Callable[[threading.Event, float], bool] = threading.Event.wait,
     ) -> None:
         self._fetch = fetch
         self._symbols = tuple(s.upper() for s in symbols)
@@ -170,6 +173,7 @@ class AlpacaFeed:
         self._until = until
         self._note = note
         self._lag = lag_secs
+        self._wait = wait
         self._carry: dict[str, Bar] = {}
 
     def minutes(self, stop: threading.Event) -> Iterator[Bars]:
@@ -192,7 +196,7 @@ class AlpacaFeed:
             if now >= self._until:
                 return
             wake = current + MINUTE + timedelta(seconds=self._lag)
-            if stop.wait(max(0.0, (wake - self._clock.now()).total_seconds())):
+            if self._wait(stop, max(0.0, (wake - self._clock.now()).total_seconds())):
                 return
 
     def _complete(
