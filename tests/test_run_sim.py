@@ -120,3 +120,25 @@ def test_the_live_view_draws_positions_progress_and_the_summary(
     assert "\x1b[" in text  # drawn for a terminal
     for piece in ("positions: guard vs broker", "390/390 bars", "last decisions:", "reconcile:", "summary:"):
         assert piece in text
+
+
+def test_a_strategy_that_raises_stops_the_run_cleanly_with_exit_status_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bot = tmp_path / "clumsy.py"
+    bot.write_text(
+        "from tradeguard import Strategy\n\n"
+        "class Clumsy(Strategy):\n"
+        "    symbols = ('QQQ', 'TQQQ')\n\n"
+        "    def on_bar(self, bars, ctx):\n"
+        "        if ctx.gateway.position('TQQQ').is_flat:\n"
+        "            ctx.gateway.enter('TQQQ', qty=6, intent=f'{bars.local:%H:%M} entry')\n"
+        "        if bars.local.minute == 35:\n"
+        "            raise RuntimeError('divided by a zero spread')\n"
+    )
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    assert main(["run", str(bot), "--store", url, "--view", "plain"]) == 1
+    captured = capsys.readouterr()
+    assert "RuntimeError: divided by a zero spread" in captured.err  # the traceback, for the bot's author
+    assert "stopped by: error: RuntimeError: divided by a zero spread after 5 bar(s)" in captured.out
+    assert "TQQQ   guard 6 / broker 6  ok" in captured.out  # the position it took is still accounted for
