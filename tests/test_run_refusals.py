@@ -12,11 +12,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from requests_mock import Mocker
 
+from tradeguard import PaperBroker
 from tradeguard.cli import main
 from tradeguard.errors import ConfigError
 from tradeguard.run.barfile import shipped_day_path
+from tradeguard.run.command import prepare
 from tradeguard.run.safety import confirm_live_account
+from tradeguard.run.settings import Mode, RunSettings
 from tradeguard.testing import PaperServer, paper_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,3 +192,40 @@ def test_a_sim_never_reconciles_against_a_store_where_the_agent_holds_positions(
     assert "sim needs a store of its own: agent momentum holds 6 TQQQ" in line
     with ClaimStore(url) as store:
         assert store.position("momentum", "TQQQ").qty == 6  # untouched
+
+
+def test_live_mode_reads_the_account_and_needs_its_number_typed_back(
+    tmp_path: Path, requests_mock: Mocker
+) -> None:
+    requests_mock.get("https://api.alpaca.markets/v2/account", json=PaperBroker().account())
+    settings = RunSettings(
+        strategy="strategies.momentum",
+        mode=Mode.LIVE,
+        live_confirmed=True,
+        store_url=f"sqlite:///{tmp_path / 'claims.db'}",
+    )
+    keys = {"APCA_API_KEY_ID": "AKLIVEKEY", "APCA_API_SECRET_KEY": "secret"}
+    prompts: list[str] = []
+
+    def typo(prompt: str) -> str:
+        prompts.append(prompt)
+        return "PA-TRADEGUART"
+
+    with pytest.raises(ConfigError, match="does not match; nothing was sent"):
+        prepare(settings, environ=keys, ask=typo)
+    assert "LIVE account PA-TRADEGUARD" in prompts[0]
+    assert not (tmp_path / "claims.db").exists()
+    prepared = prepare(settings, environ=keys, ask=lambda prompt: "PA-TRADEGUARD")
+    assert prepared.venue.label == "Alpaca LIVE account PA-TRADEGUARD"
+    prepared.close()
+    assert {r.method for r in requests_mock.request_history} == {"GET"}  # nothing was ever sent
+
+
+def test_speed_without_a_bar_file_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("APCA_API_KEY_ID", "PKPAPERKEY")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "secret")
+    assert "--speed replays a bar file" in refused(
+        ["strategies.momentum", "--mode", "paper", "--speed", "5"], capsys
+    )
