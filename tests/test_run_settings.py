@@ -72,6 +72,7 @@ def test_a_sim_never_takes_the_store_from_the_environment() -> None:
         ("[runn]\n", r"unknown table\(s\) runn"),
         ("[run\n", "config file"),
         ("[run]\nspeed = 0\n", "speed must be positive"),
+        ("[run]\nlive_confirmed = true\n", "live is confirmed on the command line only"),
     ],
 )
 def test_a_bad_config_file_is_one_clear_error(text: str, error: str, tmp_path: Path) -> None:

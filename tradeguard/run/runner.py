@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError
@@ -29,6 +30,9 @@ from tradeguard.run.strategy import Strategy, StrategyContext
 from tradeguard.run.summary import Monitor, ReconcileStats, RunReport
 from tradeguard.run.venue import Venue
 from tradeguard.run.view import View
+
+if TYPE_CHECKING:
+    from tradeguard.client import GuardedTradingClient
 
 __all__ = ["Runner", "StopFlag", "settle_in_flight"]
 
@@ -163,7 +167,7 @@ class Runner:
             self.view.finish(report)
         return report
 
-    def _client(self):  # type: ignore[no-untyped-def]  # GuardedTradingClient, imported lazily
+    def _client(self) -> GuardedTradingClient:
         from tradeguard.run.assemble import trading_client
 
         return trading_client(self.venue, self.gateway)

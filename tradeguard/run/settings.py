@@ -104,7 +104,8 @@ _KINDS: dict[str, type] = {
     "mode": Mode, "view": ViewKind, "speed": float, "wait_for_open": bool, "live_confirmed": bool,
     "close_outside": tuple,
 }  # fmt: skip
-_NO_ENV = frozenset({"live_confirmed", "strategy"})  # only said on the command line (or file)
+# Real money is confirmed on the command line each time, never by a file or a variable.
+_FLAG_ONLY = frozenset({"live_confirmed"})
 
 
 def resolve_settings(
@@ -133,7 +134,7 @@ def resolve_settings(
         sources[name] = f"file {path}"
     for name in _RUN_FIELDS:
         variable = f"TRADEGUARD_{name.upper()}"
-        if name not in _NO_ENV and variable in env:
+        if name not in _FLAG_ONLY and variable in env:
             values[name] = _convert(name, env[variable], variable)
             sources[name] = f"env {variable}"
     for name, value in flags.items():
@@ -191,6 +192,10 @@ def _read_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if unknown:
         raise ConfigError(f"config file {path}: unknown table(s) {', '.join(sorted(unknown))} (run, guard)")
     run, guard = document.get("run", {}), document.get("guard", {})
+    if "live_confirmed" in run:
+        raise ConfigError(
+            f"config file {path}: live is confirmed on the command line only (--i-understand-this-is-live)"
+        )
     for table, known, got in (("run", _RUN_FIELDS, run), ("guard", _GUARD_FIELDS, guard)):
         if not isinstance(got, dict):
             raise ConfigError(f"config file {path}: [{table}] must be a table")

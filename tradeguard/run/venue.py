@@ -28,7 +28,7 @@ from tradeguard.run.settings import Mode, RunSettings
 
 if TYPE_CHECKING:
     from tradeguard.broker.alpaca import AlpacaBroker
-    from tradeguard.faults import FaultInjector
+    from tradeguard.faults import FaultInjector, FaultPlan
     from tradeguard.paper import PaperBroker
     from tradeguard.paper.server import PaperServer
 
@@ -186,24 +186,28 @@ def build_venue(
         if live:
             label += f" account {confirm_live_account(alpaca, ask)}"
     clock = SystemClock()
-    venue = Venue(settings.mode, alpaca, alpaca, clock, label, alpaca=alpaca, _endpoint=endpoint)
-    if plan is not None:
-        from tradeguard.faults import FaultyBroker
-
-        faulty = FaultyBroker(alpaca, plan, clock=clock)
-        venue.broker, venue.injector = faulty, faulty.injector
-    return venue
+    broker, injector = _with_faults(alpaca, plan, clock)
+    return Venue(
+        settings.mode, broker, alpaca, clock, label, alpaca=alpaca, injector=injector, _endpoint=endpoint
+    )
 
 
-def _sim(bars: BarSeries, plan: object, drills: tuple[OutsideClose, ...]) -> Venue:
-    from tradeguard.faults import FaultPlan, FaultyBroker
+def _sim(bars: BarSeries, plan: FaultPlan | None, drills: tuple[OutsideClose, ...]) -> Venue:
     from tradeguard.paper import PaperBroker
     from tradeguard.paper.prices import RecordedPrices
 
     clock = ManualClock(bars.minutes[0].at)
     paper = PaperBroker(prices=RecordedPrices(bars.price_series()), clock=clock, allow_short=True)
-    venue = Venue(Mode.SIM, paper, paper, clock, "in-process paper account (sim)", paper=paper, drills=drills)
-    if isinstance(plan, FaultPlan):
-        faulty = FaultyBroker(paper, plan, clock=clock)
-        venue.broker, venue.injector = faulty, faulty.injector
-    return venue
+    broker, injector = _with_faults(paper, plan, clock)
+    label = "in-process paper account (sim)"
+    return Venue(Mode.SIM, broker, paper, clock, label, paper=paper, injector=injector, drills=drills)
+
+
+def _with_faults(inner: Broker, plan: FaultPlan | None, clock: Clock) -> tuple[Broker, FaultInjector | None]:
+    """Return the broker the guard sends through: `inner`, or `inner` under the fault plan."""
+    if plan is None:
+        return inner, None
+    from tradeguard.faults import FaultyBroker
+
+    faulty = FaultyBroker(inner, plan, clock=clock)
+    return faulty, faulty.injector
