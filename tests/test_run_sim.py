@@ -142,3 +142,23 @@ def test_a_strategy_that_raises_stops_the_run_cleanly_with_exit_status_1(
     assert "RuntimeError: divided by a zero spread" in captured.err  # the traceback, for the bot's author
     assert "stopped by: error: RuntimeError: divided by a zero spread after 5 bar(s)" in captured.out
     assert "TQQQ   guard 6 / broker 6  ok" in captured.out  # the position it took is still accounted for
+
+
+def test_at_the_stop_an_order_still_unknown_is_looked_up_once_more(tmp_path: Path) -> None:
+    from tradeguard import ManualClock, OrderGateway, Outcome
+    from tradeguard.run.runner import settle_in_flight
+    from tradeguard.testing import FaultyBroker
+
+    clock = ManualClock()
+    plan = FaultPlan.parse(
+        "faults:\n"
+        "  - {route: POST /v2/orders, nth: 1, action: accept_then_timeout, delay_secs: 1}\n"
+        "  - {route: 'GET /v2/orders:by_client_order_id', nth: 1, action: error}\n"
+    )
+    broker = FaultyBroker(PaperBroker(clock=clock), plan, clock=clock)
+    with ClaimStore(f"sqlite:///{tmp_path / 'claims.db'}", clock=clock) as store:
+        gateway = OrderGateway(broker, store, agent_id="bot", clock=clock, reconcile_on_start=False)
+        assert gateway.enter("TQQQ", qty=6, intent="09:42 buy").outcome is Outcome.UNKNOWN
+        assert settle_in_flight(gateway) == 1
+        (claim,) = store.list_claims(agent_id="bot")
+        assert claim.state is ClaimState.FILLED and store.position("bot", "TQQQ").qty == 6
