@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +20,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def readme_python_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
+def readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end > 0 else None]
+
+
+RUN_COMMANDS = [
+    line
+    for line in re.findall(r"```sh\n(.*?)```", readme_section("Run a strategy"), re.S)[0].splitlines()
+    if line.startswith("tradeguard run ")
+]
 
 
 def test_readme_ten_line_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -80,3 +95,37 @@ def test_momentum_bot_keeps_one_order_per_decision_and_the_ledger_equal_to_the_b
         pos = paper.get_position(symbol)
         assert store.position("momentum", symbol).qty == (pos.qty if pos else 0)
     store.close()
+
+
+@pytest.mark.parametrize("command", RUN_COMMANDS)
+def test_readme_run_commands_run_as_written(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("TRADEGUARD_CONFIG", raising=False)
+    args = shlex.split(command)[1:]
+    if "--print-config" not in args:
+        args += ["--store", f"sqlite:///{tmp_path / 'claims.db'}"]  # the default: a fresh file in /tmp
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    if "--print-config" in args:
+        assert 'strategy = "strategies.momentum"' in out and 'mode = "paper"' in out
+        return
+    assert "stopped by: end of bars after 390 bar(s)" in out
+    assert "DIFFERS" not in out and "UNRESOLVED" not in out
+    if "--faults" in args:
+        assert "phantom cleared" in out and "faults fired: 7" in out
+        assert re.search(r"retries and duplicates blocked: [1-9]", out)
+
+
+def test_readme_strategy_example_runs_as_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = readme_python_blocks()[2]
+    assert "class Breakout(Strategy)" in code
+    (tmp_path / "breakout.py").write_text(code)
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    args = ["run", str(tmp_path / "breakout.py"), "--bars", "seed:7", "--store", url, "--view", "plain"]
+    assert main(args) == 0
+    assert "summary: tradeguard_strategy_breakout:Breakout in sim" in capsys.readouterr().out
+    with ClaimStore(url) as store:
+        claims = store.list_claims(agent_id="breakout")
+    assert claims and {c.symbol for c in claims} == {"TQQQ"}

@@ -34,3 +34,15 @@ def test_the_wheel_still_holds_every_tradeguard_package() -> None:
         ".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "tradeguard").rglob("__init__.py")
     }
     assert on_disk <= set(discovered_packages())
+
+
+def test_the_wheel_holds_the_day_of_bars_tradeguard_run_uses_without_bars() -> None:
+    import fnmatch
+
+    from tradeguard.run.barfile import shipped_day_path
+
+    with (ROOT / "pyproject.toml").open("rb") as fh:
+        patterns = tomllib.load(fh)["tool"]["setuptools"]["package-data"]["tradeguard"]
+    shipped = shipped_day_path().relative_to(ROOT / "tradeguard").as_posix()
+    assert any(fnmatch.fnmatch(shipped, pattern) for pattern in patterns), patterns
+    assert shipped_day_path().stat().st_size < 200_000  # small enough to ship

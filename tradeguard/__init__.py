@@ -75,6 +75,8 @@ if TYPE_CHECKING:
         ReconcileReport,
     )
     from tradeguard.reconcile.diff import diff
+    from tradeguard.run.bars import Bar, Bars
+    from tradeguard.run.strategy import Strategy, StrategyContext
     from tradeguard.store import AuditQuery, ClaimStore, MemoryClaimStore
 
 __version__ = "0.1.0"
@@ -85,6 +87,11 @@ __all__ = [
     "OrderResult",
     "Outcome",
     "GuardedTradingClient",
+    # strategies run by `tradeguard run`
+    "Strategy",
+    "StrategyContext",
+    "Bar",
+    "Bars",
     # the claim store, ledger and audit log
     "ClaimStore",
     "MemoryClaimStore",
@@ -205,6 +212,8 @@ _EXPORTS: dict[str, str] = {
         "tradeguard.reconcile",
     ),
     "diff": "tradeguard.reconcile.diff",
+    **dict.fromkeys(("Bar", "Bars"), "tradeguard.run.bars"),
+    **dict.fromkeys(("Strategy", "StrategyContext"), "tradeguard.run.strategy"),
     **dict.fromkeys(("AuditQuery", "ClaimStore", "MemoryClaimStore"), "tradeguard.store"),
 }
 

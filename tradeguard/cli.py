@@ -283,6 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _paper_server_args(paper)
     paper.set_defaults(func=_cmd_paper_server)
+
+    from tradeguard.run.command import add_run_command  # `tradeguard run` lives in tradeguard.run
+
+    add_run_command(sub)
     return parser
 
 

@@ -1,0 +1,101 @@
+"""The one place a run builds its claim store, its gateway, and the alpaca-py client over them.
+
+Every order of a run goes through the gateway `build_gateway` returns, including those of a bot
+written against alpaca-py (`trading_client` hands that bot a `GuardedTradingClient` on the same
+gateway), so whatever a run must do to every order — recording a session for `tradeguard
+replay` — is done here once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import TYPE_CHECKING
+
+from tradeguard.config import DEFAULT_STORE_URL
+from tradeguard.errors import ConfigError
+from tradeguard.run.settings import Mode, RunSettings
+from tradeguard.run.venue import Venue
+
+if TYPE_CHECKING:
+    from tradeguard.client import GuardedTradingClient
+    from tradeguard.gateway import OrderGateway
+    from tradeguard.store import ClaimStore
+
+__all__ = ["build_gateway", "open_store", "trading_client"]
+
+
+def open_store(settings: RunSettings, venue: Venue, agent_id: str) -> ClaimStore:
+    """Open the run's claim store: the one named, else a fresh SQLite file (sim) or the default.
+
+    Raises:
+        ConfigError: A sim was pointed at a store where the agent holds positions: the sim's
+            account starts empty and its start-up reconcile would take them for phantoms.
+    """
+    from tradeguard.store import ClaimStore
+
+    url = settings.store_url
+    if url is None:
+        if settings.mode is Mode.SIM:
+            # Kept after the run so `tradeguard audit --store ...` can read it.
+            folder = tempfile.mkdtemp(prefix="tradeguard-sim-")
+            url = f"sqlite:///{os.path.join(folder, 'claims.db')}"
+        else:
+            url = DEFAULT_STORE_URL
+    store = ClaimStore(url, settings=settings.guard, clock=venue.clock)
+    if settings.mode is Mode.SIM:
+        held = [p for p in store.positions(agent_id) if not p.is_flat]
+        if held:
+            store.close()
+            what = ", ".join(f"{p.qty} {p.symbol}" for p in held)
+            raise ConfigError(
+                f"sim needs a store of its own: agent {agent_id} holds {what} in {url}, which a "
+                "simulated account (it starts empty) would take for phantoms"
+            )
+    return store
+
+
+def build_gateway(venue: Venue, store: ClaimStore, settings: RunSettings, agent_id: str) -> OrderGateway:
+    """Build the run's gateway; the start-up reconcile pass is the runner's, so it is off here.
+
+    Raises:
+        ConfigError: `--record` in a build without the session recorder.
+    """
+    from tradeguard.gateway import OrderGateway
+
+    if settings.record is not None:
+        # TODO(merge: sessions): pass `record_to=settings.record` to OrderGateway below once the
+        # session recorder (`tradeguard.sessions`, `OrderGateway(record_to=...)`) is merged, and
+        # delete this refusal. Every order of the run, alpaca-py bots' included, goes through
+        # this one gateway.
+        raise ConfigError(f"--record {settings.record}: recording is not available in this build")
+    return OrderGateway(
+        venue.broker,
+        store,
+        agent_id=agent_id,
+        settings=settings.guard,
+        clock=venue.clock,
+        reconcile_on_start=False,
+    )
+
+
+def trading_client(venue: Venue, gateway: OrderGateway) -> GuardedTradingClient:
+    """Return a `GuardedTradingClient` on the run's account whose orders go through `gateway`."""
+    from tradeguard.client import GuardedTradingClient
+
+    end = venue.endpoint()
+    client = GuardedTradingClient(
+        end.key,
+        end.secret,
+        paper=end.paper,
+        url_override=end.url,
+        store=gateway.store,
+        agent_id=gateway.agent_id,
+        settings=gateway.settings,
+        clock=gateway.clock,
+        broker=gateway.broker,
+    )
+    # One gateway per run: the client's own would be a second owner of the agent's claims, with
+    # its own start-up reconcile and none of what `build_gateway` adds to every order.
+    client.gateway = gateway
+    return client

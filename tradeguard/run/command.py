@@ -1,0 +1,234 @@
+"""`tradeguard run`: its arguments, and the assembly of a run from its settings.
+
+The arguments are declared with argparse alone, so `tradeguard --help` stays light; everything
+heavy (the store, alpaca-py, Rich) is imported when a run is prepared. `prepare` checks
+everything that can be wrong before anything is sent — the settings, the strategy's import, the
+bars, the mode's credentials and safety checks, the store — and each failure is one line and exit
+status 2 (`ConfigError`, reported by `tradeguard.cli.main`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TextIO
+
+from tradeguard.errors import ConfigError
+from tradeguard.run.settings import Mode, RunSettings, ViewKind, describe, resolve_settings
+
+if TYPE_CHECKING:
+    from tradeguard.gateway import OrderGateway
+    from tradeguard.run.bars import BarSeries
+    from tradeguard.run.feeds import Feed
+    from tradeguard.run.runner import Runner
+    from tradeguard.run.safety import Credentials
+    from tradeguard.run.strategy import Strategy
+    from tradeguard.run.summary import RunReport
+    from tradeguard.run.venue import Venue
+    from tradeguard.store import ClaimStore
+
+__all__ = ["PreparedRun", "add_run_command", "prepare", "run_command"]
+
+# The flags that set a `RunSettings` field (argparse dest = field name; None = not given).
+_FIELD_FLAGS = (
+    "strategy", "mode", "bars", "url", "store_url", "agent_id", "faults", "record", "speed",
+    "wait_for_open", "close_outside", "view", "live_confirmed",
+)  # fmt: skip
+
+
+def add_run_command(sub: Any) -> None:
+    """Add the `run` subcommand to the `tradeguard` parser's subparsers."""
+    run = sub.add_parser(
+        "run",
+        help="run a strategy through the guard: simulated, on paper, or live",
+        description=(
+            "Run a strategy through the guard. Settings: flag > TRADEGUARD_<FIELD> > --config file > default."
+        ),
+    )
+    run.add_argument(
+        "strategy", nargs="?", help="module path (strategies.momentum) or file (bot.py), [:Class]"
+    )
+    run.add_argument("--mode", choices=[m.value for m in Mode], help="sim (default), paper or live")
+    run.add_argument(
+        "--bars",
+        metavar="FILE",
+        help="bar file (CSV, or Parquet with pyarrow) or seed:N; default: the shipped day",
+    )
+    run.add_argument("--url", help="paper mode: a tradeguard paper server, e.g. http://127.0.0.1:8765")
+    run.add_argument(
+        "--store", dest="store_url", metavar="URL", help="claim store (sim default: a fresh file)"
+    )
+    run.add_argument("--agent-id", help="agent of the claims and ledger (default: the strategy's name)")
+    run.add_argument("--faults", metavar="PLAN", help="fault plan applied to the run's broker (sim, paper)")
+    run.add_argument("--record", metavar="FILE", help="write the run as a session for `tradeguard replay`")
+    run.add_argument("--speed", type=float, help="paper with a bar file: replay this many times real time")
+    run.add_argument(
+        "--no-wait-for-open", dest="wait_for_open", action="store_false", default=None,
+        help="paper: start at once even if /v2/clock says the market is closed",
+    )  # fmt: skip
+    run.add_argument(
+        "--close-outside", action="append", metavar="SYMBOL@HH:MM",
+        help="sim drill: close a position behind the bot's back at that bar (repeatable)",
+    )  # fmt: skip
+    run.add_argument("--view", choices=[v.value for v in ViewKind], help="live view, plain lines, or auto")
+    run.add_argument(
+        "--i-understand-this-is-live", dest="live_confirmed", action="store_true", default=None,
+        help="required for --mode live (then the account number is asked for)",
+    )  # fmt: skip
+    run.add_argument(
+        "--config", metavar="FILE", help="TOML settings file ([run], [guard]); env TRADEGUARD_CONFIG"
+    )
+    run.add_argument("--print-config", action="store_true", help="print the settings in force and exit")
+    run.set_defaults(func=run_command)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run `tradeguard run`; return the exit status (0 clean, 1 a person should look)."""
+    flags = {name: getattr(args, name) for name in _FIELD_FLAGS if getattr(args, name, None) is not None}
+    if "close_outside" in flags:
+        flags["close_outside"] = tuple(flags["close_outside"])
+    settings, sources = resolve_settings(flags, config_path=args.config)
+    if args.print_config:
+        print(describe(settings, sources))
+        return 0
+    return prepare(settings, environ=os.environ, ask=input, out=sys.stdout).run().exit_status
+
+
+@dataclass
+class PreparedRun:
+    """A run checked and assembled, ready to `runner.run()`; `close()` it afterwards."""
+
+    settings: RunSettings
+    venue: Venue
+    store: ClaimStore
+    gateway: OrderGateway
+    runner: Runner
+
+    def run(self) -> RunReport:
+        """Run it and close it; return the report."""
+        try:
+            return self.runner.run()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the store and the venue's connections."""
+        self.store.close()
+        self.venue.close()
+
+
+def prepare(
+    settings: RunSettings,
+    *,
+    environ: Mapping[str, str],
+    ask: Callable[[str], str] = input,
+    out: TextIO = sys.stdout,
+) -> PreparedRun:
+    """Check and assemble a run; nothing is sent before `runner.run()`.
+
+    Raises:
+        ConfigError: The first thing wrong, in one line (see the module docstring).
+    """
+    from tradeguard.domain.intents import check_agent_id
+    from tradeguard.run.assemble import build_gateway, open_store
+    from tradeguard.run.safety import Credentials
+    from tradeguard.run.strategy import load_strategy
+    from tradeguard.run.venue import build_venue
+
+    if not settings.strategy:
+        raise ConfigError(
+            "name a strategy: tradeguard run strategies.momentum (or [run] strategy in --config)"
+        )
+    strategy_cls = load_strategy(settings.strategy)
+    if not strategy_cls.symbols:
+        raise ConfigError(f"strategy {settings.strategy}: {strategy_cls.__name__}.symbols names no symbols")
+    agent_id = settings.agent_id or strategy_cls.agent_name()
+    check_agent_id(agent_id)
+    series = _bars(settings, strategy_cls.symbols)
+    credentials = Credentials.from_env(environ)
+    venue = build_venue(settings, credentials, series, ask=ask)
+    try:
+        store = open_store(settings, venue, agent_id)
+    except BaseException:
+        venue.close()
+        raise
+    try:
+        gateway = build_gateway(venue, store, settings, agent_id)
+        runner = _runner(settings, strategy_cls, venue, store, gateway, series, credentials, out)
+    except BaseException:
+        store.close()
+        venue.close()
+        raise
+    return PreparedRun(settings, venue, store, gateway, runner)
+
+
+def _bars(settings: RunSettings, symbols: tuple[str, ...]) -> BarSeries | None:
+    """Load the bars of a sim, or of a paper run on a bar file or a paper server (no market data)."""
+    from tradeguard.run.barfile import load_bars
+
+    replay = settings.mode is Mode.PAPER and (settings.bars is not None or settings.url is not None)
+    if settings.mode is Mode.SIM or replay:
+        series = load_bars(settings.bars)
+        series.require(symbols)
+        return series
+    if settings.speed != 1.0:
+        raise ConfigError("--speed replays a bar file; live market data comes at its own pace")
+    return None
+
+
+def _runner(  # noqa: PLR0917 - the parts `prepare` checked, in the order it built them
+    settings: RunSettings,
+    strategy_cls: type[Strategy],
+    venue: Venue,
+    store: ClaimStore,
+    gateway: OrderGateway,
+    series: BarSeries | None,
+    credentials: Credentials | None,
+    out: TextIO,
+) -> Runner:
+    from tradeguard.run.runner import Runner
+    from tradeguard.run.summary import Monitor
+    from tradeguard.run.view import choose_view
+
+    label = f"{strategy_cls.__module__}:{strategy_cls.__name__}"
+    store_url = store.url.render_as_string(hide_password=True)
+    header = [f"tradeguard run {label}", f"{settings.mode} on {venue.label}", f"agent {gateway.agent_id}"]
+    view = choose_view(settings.view, out, venue.clock, [*header, f"store {store_url}"])
+    monitor = Monitor(store, venue.truth, gateway.agent_id, venue.clock.now(), strategy_cls.symbols)
+
+    def open_feed(stop: Any, note: Callable[[str], None]) -> Feed | None:
+        from tradeguard.clock import ManualClock
+        from tradeguard.run.feeds import AlpacaFeed, ReplayFeed, SimFeed, alpaca_fetcher, wait_for_open
+
+        if settings.mode is Mode.SIM:
+            assert series is not None
+            assert isinstance(venue.clock, ManualClock)
+            return SimFeed(series, venue.clock)
+        assert venue.alpaca is not None
+        until = None
+        if settings.wait_for_open:
+            until = wait_for_open(venue.alpaca, stop, note)
+            if until is None:
+                return None
+        if series is not None:
+            return ReplayFeed(series, 60.0 / settings.speed)
+        assert credentials is not None
+        # Without waiting for the open, the feed runs until stopped (a day at most).
+        until = until or venue.clock.now() + timedelta(days=1)
+        fetch = alpaca_fetcher(credentials.key_id, credentials.secret)
+        return AlpacaFeed(fetch, strategy_cls.symbols, venue.clock, until, note=note)
+
+    return Runner(
+        strategy=strategy_cls(),
+        label=label,
+        venue=venue,
+        gateway=gateway,
+        open_feed=open_feed,
+        view=view,
+        monitor=monitor,
+        store_url=store_url,
+    )
