@@ -139,6 +139,8 @@ class GuardedTradingClient(TradingClient):
         settings: Timeouts and grace periods.
         clock: Time source (tests, replays).
         broker: Send orders to this broker instead of Alpaca (e.g. a PaperBroker: no network).
+        gateway: Send orders through this gateway (shared with the rest of a bot); `store`,
+            `agent_id`, `dedup_window_secs`, `settings`, `clock` and `broker` are then its own.
     """
 
     def __init__(  # noqa: PLR0917 - the same positional arguments as alpaca-py's TradingClient
@@ -156,8 +158,13 @@ class GuardedTradingClient(TradingClient):
         settings: Settings | None = None,
         clock: Clock | None = None,
         broker: Broker | None = None,
+        gateway: OrderGateway | None = None,
     ) -> None:
         super().__init__(api_key, secret_key, oauth_token, paper, raw_data, url_override)
+        if gateway is not None:
+            self.settings = gateway.settings
+            self.gateway = gateway
+            return
         settings = settings or Settings()
         if dedup_window_secs is not None:
             settings = settings.with_changes(dedup_window_secs=dedup_window_secs)

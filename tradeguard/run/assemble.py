@@ -84,18 +84,6 @@ def trading_client(venue: Venue, gateway: OrderGateway) -> GuardedTradingClient:
     from tradeguard.client import GuardedTradingClient
 
     end = venue.endpoint()
-    client = GuardedTradingClient(
-        end.key,
-        end.secret,
-        paper=end.paper,
-        url_override=end.url,
-        store=gateway.store,
-        agent_id=gateway.agent_id,
-        settings=gateway.settings,
-        clock=gateway.clock,
-        broker=gateway.broker,
-    )
-    # One gateway per run: the client's own would be a second owner of the agent's claims, with
+    # One gateway per run: a client's own would be a second owner of the agent's claims, with
     # its own start-up reconcile and none of what `build_gateway` adds to every order.
-    client.gateway = gateway
-    return client
+    return GuardedTradingClient(end.key, end.secret, paper=end.paper, url_override=end.url, gateway=gateway)
