@@ -20,7 +20,7 @@ from tradeguard.paper.server import PaperServer
 from tradeguard.ports import Broker
 from tradeguard.testing import make_request
 
-SAMPLE_PARAMS = {"id": "6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10", "symbol": "TQQQ"}
+SAMPLE_PARAMS = {"id": "6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10", "symbol": "TQQQ", "symbol_or_asset_id": "TQQQ"}
 
 
 def reject_every_route() -> FaultPlan:

@@ -7,7 +7,9 @@
   time is the close of the last bar that started at or before it.
 
 A source answers None when it has no price; the paper broker then leaves a market order open
-until a price appears instead of inventing one.
+until a price appears instead of inventing one. A source that names its symbols (a ``symbols``
+attribute, as `FixedPrices` and `RecordedPrices` have) makes them tradable on the paper venue
+even when the asset list does not know them (`named_symbols`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ from typing import Protocol, runtime_checkable
 
 from tradeguard.errors import ConfigError
 
-__all__ = ["DEFAULT_PRICE", "CsvBarPrices", "FixedPrices", "PriceSource", "RecordedPrices"]
+__all__ = ["DEFAULT_PRICE", "CsvBarPrices", "FixedPrices", "PriceSource", "RecordedPrices", "named_symbols"]
 
 DEFAULT_PRICE = Decimal("100.00")
-"""Fill price of every symbol when a PaperBroker is built without a price source."""
+"""Fill price of every tradable symbol when a PaperBroker is built without a price source."""
 
 PriceLike = Decimal | int | str
 
@@ -37,6 +39,14 @@ class PriceSource(Protocol):
     def price(self, symbol: str, at: datetime) -> Decimal | None:
         """Return the price of `symbol` at `at` (aware UTC), or None if unknown."""
         ...
+
+
+def named_symbols(source: PriceSource | None) -> frozenset[str]:
+    """Return the symbols `source` gives a price of their own (none for a source that cannot say)."""
+    names = getattr(source, "symbols", None)
+    if names is None or isinstance(names, str):
+        return frozenset()
+    return frozenset(str(name).upper() for name in names)
 
 
 def _to_price(value: object, where: str) -> Decimal:
@@ -66,6 +76,11 @@ class FixedPrices:
     def price(self, symbol: str, at: datetime) -> Decimal | None:
         """Return the fixed price of `symbol`."""
         return self._prices.get(symbol.upper(), self._default)
+
+    @property
+    def symbols(self) -> list[str]:
+        """Return the symbols given a price of their own (the default names none)."""
+        return sorted(self._prices)
 
 
 class RecordedPrices:
