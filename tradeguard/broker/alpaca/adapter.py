@@ -39,12 +39,24 @@ from tradeguard.broker.alpaca.convert import (
 from tradeguard.broker.alpaca.errors import Stage, map_alpaca_error
 from tradeguard.broker.alpaca.errors_map import is_duplicate_client_order_id, is_not_found
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, RejectKind, ReplaceRequest
+from tradeguard.domain import (
+    BrokerOrder,
+    BrokerPosition,
+    OrderClass,
+    OrderRequest,
+    OrderStatus,
+    RejectKind,
+    ReplaceRequest,
+)
 from tradeguard.errors import BrokerError, ConfigError, OrderRejected, OutcomeUnknown
 
 __all__ = ["AlpacaBroker"]
 
 _MAX_PAGE = 500  # Alpaca's largest `limit` for GET /v2/orders
+# Each hop of a replacement chain is one GET (Alpaca allows 200 a minute): a longer chain is
+# answered with OutcomeUnknown rather than a burst of reads.
+_MAX_REPLACEMENT_HOPS = 100
+_NESTED = {"nested": "true"}  # roll a bracket's/OTO's/OCO's legs up under it
 _ORDER_QUERY_STATUSES = frozenset({"open", "closed", "all"})
 
 # alpaca-py internals the transport policy depends on, with the type each must have.
@@ -158,7 +170,17 @@ class AlpacaBroker:
         return existing
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Return the order with this client_order_id, or None on Alpaca's 404 40410000."""
+        """Return the live order of this client_order_id, or None on Alpaca's 404 40410000.
+
+        Alpaca answers with the order that carries the id, which may have been replaced; this
+        follows `replaced_by` to the live order of the chain (the port's contract), one
+        `get_order` per replacement, and reads an order with legs nested.
+
+        Raises:
+            OutcomeUnknown: A replacement named by `replaced_by` cannot be read, or the chain
+                is longer than this adapter follows.
+            BrokerError: A read failed.
+        """
         try:
             with _translated(Stage.READ):
                 raw = self._client.get("/orders:by_client_order_id", {"client_order_id": client_order_id})
@@ -170,7 +192,29 @@ class AlpacaBroker:
             order = order_from_raw(raw)
             if order.client_order_id != client_order_id:
                 raise MalformedResponse(f"asked for {client_order_id!r}, got {order.client_order_id!r}")
-        return order
+        for _ in range(_MAX_REPLACEMENT_HOPS):
+            if order.status is not OrderStatus.REPLACED or order.replaced_by is None:
+                return self._with_legs(order)
+            successor = self.get_order(order.replaced_by)
+            if successor is None:
+                raise OutcomeUnknown(
+                    f"order {order.id} ({client_order_id}) was replaced by {order.replaced_by}, "
+                    "which Alpaca does not return (yet)"
+                )
+            order = successor
+        raise OutcomeUnknown(
+            f"client_order_id {client_order_id} was replaced more than {_MAX_REPLACEMENT_HOPS} times; "
+            "look its live order up by id"
+        )
+
+    def _with_legs(self, order: BrokerOrder) -> BrokerOrder:
+        """Return `order` with its legs: read again nested when Alpaca sent them unrolled."""
+        if order.order_class is OrderClass.SIMPLE or order.legs or order.raw.get("legs"):
+            return order
+        nested = self.get_order(order.id)
+        if nested is None:
+            raise OutcomeUnknown(f"order {order.id} was found by client_order_id but not by id")
+        return nested
 
     def list_orders(
         self,
@@ -264,38 +308,50 @@ class AlpacaBroker:
             self._client.delete("/orders/" + quote(order_id, safe=""))
 
     def get_order(self, order_id: str) -> BrokerOrder | None:
-        """Return the order with this broker id, or None on Alpaca's 404 40410000."""
+        """Return the order with this broker id (its legs nested), or None on Alpaca's 404 40410000."""
         try:
             with _translated(Stage.READ):
-                raw = self._client.get("/orders/" + quote(order_id, safe=""))
+                raw = self._client.get("/orders/" + quote(order_id, safe=""), _NESTED)
         except BrokerError as err:
             if is_not_found(err):
                 return None
             raise
         with _translated(Stage.READ):
-            return order_from_raw(raw)
+            order = order_from_raw(raw)
+            if order.id != order_id:
+                raise MalformedResponse(f"asked for order {order_id}, got {order.id}")
+        return order
 
     def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
         """Replace an open order (`PATCH /v2/orders/{id}`); return the new order.
+
+        Alpaca answers with a new order (new id, ``replaces`` = `order_id`); its success does not
+        promise the replacement takes effect: if the old order fills first, the new one is
+        rejected (Alpaca's documentation), so callers read the chain afterwards.
 
         Raises:
             OrderRejected: Alpaca refused the change; the old order stands.
             OutcomeUnknown: The replacement may or may not have happened.
         """
-        body = {
-            name: (str(value) if not isinstance(value, str) else value)
-            for name, value in (
-                ("qty", request.qty),
-                ("limit_price", request.limit_price),
-                ("stop_price", request.stop_price),
-                ("trail", request.trail),
-                ("time_in_force", request.time_in_force.value if request.time_in_force else None),
-                ("client_order_id", request.client_order_id),
-            )
-            if value is not None
+        if not order_id:
+            raise ConfigError("replace_order needs an order id")
+        numbers = {"qty": request.qty, "limit_price": request.limit_price, "stop_price": request.stop_price}
+        body: dict[str, str] = {
+            name: format(value, "f") for name, value in numbers.items() if value is not None
         }
+        if request.trail is not None:
+            body["trail"] = format(request.trail, "f")
+        if request.time_in_force is not None:
+            body["time_in_force"] = request.time_in_force.value
+        if request.client_order_id is not None:
+            body["client_order_id"] = request.client_order_id
         with _translated(Stage.SUBMIT):
-            return order_from_raw(self._client.patch("/orders/" + quote(order_id, safe=""), body))
+            order = order_from_raw(self._client.patch("/orders/" + quote(order_id, safe=""), body))
+            if order.id == order_id or order.replaces not in (None, order_id):
+                raise MalformedResponse(
+                    f"the replacement of {order_id} came back as {order.id} (replaces {order.replaces})"
+                )
+        return order
 
 
 @contextmanager
