@@ -197,3 +197,19 @@ def test_stop_and_trailing_orders_survive_a_restart(tmp_path: Any) -> None:
     assert again.orders() == broker.orders()
     assert [o.raw for o in again.orders()] == [o.raw for o in broker.orders()]
     assert again.step()[0].filled_qty == 4  # the trigger survived the restart
+
+
+@pytest.mark.parametrize(
+    ("order_type", "prices", "message"),
+    [
+        (OrderType.MARKET, {"limit_price": 91}, "market orders must not have limit_price"),
+        (OrderType.LIMIT, {"limit_price": 90, "stop_price": 91}, "limit orders must not have stop_price"),
+        (OrderType.STOP, {"stop_price": 90, "limit_price": 91}, "stop orders must not have limit_price"),
+    ],
+)
+def test_a_price_the_order_type_does_not_take_is_refused(
+    order_type: OrderType, prices: dict[str, int], message: str
+) -> None:
+    fields = {name: Decimal(value) for name, value in prices.items()}
+    request = make_request("SPY", client_order_id="o", order_type=order_type, **fields)
+    assert refusal(long_spy(), request)[:3] == (422, 42210000, message)

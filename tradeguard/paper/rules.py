@@ -80,9 +80,22 @@ def check_asset(asset: Asset | None, symbol: str) -> Asset:
     return asset
 
 
+_TAKES = {
+    "limit_price": frozenset({OrderType.LIMIT, OrderType.STOP_LIMIT}),
+    "stop_price": frozenset({OrderType.STOP, OrderType.STOP_LIMIT}),
+}
+
+
 def check_type_fields(request: OrderRequest) -> None:
-    """Refuse an order that lacks a price its type needs, or a trail its type cannot take."""
+    """Refuse an order that lacks a price its type needs, or has one or a trail it cannot take.
+
+    "limit orders must not have stop_price" is Alpaca's answer to such a replacement (seen);
+    the same words for a new order are assumed.
+    """
     kind = request.order_type
+    for field, value in (("limit_price", request.limit_price), ("stop_price", request.stop_price)):
+        if value is not None and kind not in _TAKES[field]:
+            raise unprocessable(f"{kind.value} orders must not have {field}", 42210000)
     if kind in {OrderType.STOP, OrderType.STOP_LIMIT}:
         check_price(request.stop_price, "stop_price")
     if kind in {OrderType.LIMIT, OrderType.STOP_LIMIT} and request.order_class is not OrderClass.OCO:
