@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from tradeguard.clock import Clock, SystemClock
@@ -23,7 +23,6 @@ from tradeguard.domain import (
     BrokerOrder,
     BrokerPosition,
     OrderRequest,
-    OrderStatus,
     PositionIntent,
     ReplaceRequest,
     Side,
@@ -32,8 +31,7 @@ from tradeguard.errors import BrokerUnavailable, ConfigError, OrderRejected
 from tradeguard.paper.accept import accept
 from tradeguard.paper.assets import Asset, AssetBook, load_assets, select_assets
 from tradeguard.paper.matching import cancel_group, match, step
-from tradeguard.paper.orders import PaperOrder
-from tradeguard.paper.prices import PriceSource
+from tradeguard.paper.prices import PriceSource, to_price
 from tradeguard.paper.replace import replace_order
 from tradeguard.paper.rules import QTY_STEP, rejection, unprocessable
 from tradeguard.paper.state import PaperState, account_document
@@ -180,8 +178,7 @@ class PaperBroker:
         """List orders like `GET /v2/orders`: newest first unless `direction="asc"`.
 
         Without `nested`, legs are listed as orders of their own; with it, inside their parent
-        only. "open" leaves out `held` legs, as Alpaca's listing does (seen by users: a bracket's
-        held stop-loss shows only under its filled parent with ``status=closed&nested=true``).
+        only; "open" leaves out `held` legs, as Alpaca's listing does (`PaperState.listed`).
 
         Raises:
             OrderRejected: 422 for a status other than open, closed or all.
@@ -193,10 +190,8 @@ class PaperBroker:
             state = self._venue.state
             found = [
                 o
-                for o in state.orders.values()
-                if _status_matches(o, status)
-                and not (nested and o.is_leg)
-                and (wanted is None or o.symbol in wanted)
+                for o in state.listed(status, nested=nested)
+                if (wanted is None or o.symbol in wanted)
                 and (after is None or o.created_at > after)
                 and (until is None or o.created_at <= until)
                 and (side is None or o.side is side)
@@ -356,7 +351,7 @@ class PaperBroker:
             The orders that changed in this pass (filled, triggered, or trailing stops moved).
         """
         symbol = symbol.upper()
-        pinned = None if price is None else _positive(price, "price")
+        pinned = None if price is None else to_price(price, f"set_price({symbol})")
         with self._changing() as state:
             if pinned is None:
                 state.set_prices.pop(symbol, None)
@@ -402,21 +397,3 @@ class PaperBroker:
     def _restore(self) -> None:
         if self._file is not None:
             self._venue.state = self._file.restore()
-
-
-def _status_matches(order: PaperOrder, status: str) -> bool:
-    if status == "all":
-        return True
-    if status == "closed":
-        return order.status.is_terminal
-    return order.status.is_open and order.status is not OrderStatus.HELD
-
-
-def _positive(value: Decimal | int | str, name: str) -> Decimal:
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ConfigError(f"{name} {value!r} is not a number") from exc
-    if not number.is_finite() or number <= 0:
-        raise ConfigError(f"{name} must be positive, got {value!r}")
-    return number

@@ -58,6 +58,21 @@ class PaperState:
         opened = (self.orders[i] for i in self.open_ids)
         return [o for o in opened if symbol is None or o.symbol == symbol]
 
+    def listed(self, status: str, *, nested: bool) -> list[PaperOrder]:
+        """Return the orders `GET /v2/orders?status=` lists, oldest first.
+
+        Without `nested` legs are orders of their own, with it they are left to their parent.
+        "open" leaves out `held` legs, as Alpaca's listing does (seen by users: a bracket's held
+        stop-loss shows only under its filled parent with ``status=closed&nested=true``).
+        """
+
+        def wanted(order: PaperOrder) -> bool:
+            if status == "closed":
+                return order.status.is_terminal
+            return status == "all" or (order.status.is_open and order.status is not OrderStatus.HELD)
+
+        return [o for o in self.orders.values() if wanted(o) and not (nested and o.is_leg)]
+
     def parent_of(self, order: PaperOrder) -> PaperOrder | None:
         """Return a leg's parent order, or None for an order that is no leg."""
         return None if order.parent_id is None else self.orders[order.parent_id]
