@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradeguard.clock import ManualClock
-from tradeguard.domain import BrokerOrder, OrderStatus, OrderType, ReplaceRequest, TimeInForce
+from tradeguard.domain import BrokerOrder, OrderClass, OrderStatus, OrderType, ReplaceRequest, TimeInForce
 from tradeguard.errors import BrokerUnavailable, ConfigError, OrderRejected, OutcomeUnknown
 from tradeguard.faults import Fault, FaultAction, FaultPlan
 from tradeguard.paper import PaperBroker
@@ -423,3 +423,28 @@ def test_a_fault_can_target_one_order_by_its_id() -> None:
     with pytest.raises(OutcomeUnknown):
         targeted.get_order(order.id)
     assert targeted.get_order("another") is None
+
+
+def test_a_submit_fault_can_match_the_order_class_and_the_trail() -> None:
+    broker, paper, _ = faulty(
+        {"route": "POST /v2/orders", "match": {"order_class": "bracket"}, "action": "error"},
+        {"route": "POST /v2/orders", "match": {"trail_percent": 5}, "action": "drop"},
+    )
+    broker.submit_order(make_request(client_order_id="plain"))  # simple: neither fires
+    with pytest.raises(OutcomeUnknown):
+        broker.submit_order(
+            make_request(
+                client_order_id="b",
+                order_class=OrderClass.BRACKET,
+                time_in_force=TimeInForce.GTC,
+                take_profit_limit_price=Decimal(110),
+                stop_loss_stop_price=Decimal(90),
+            )
+        )
+    with pytest.raises(OutcomeUnknown, match="connection closed"):
+        broker.submit_order(
+            make_request(
+                side="sell", client_order_id="t", order_type=OrderType.TRAILING_STOP, trail_percent=Decimal(5)
+            )
+        )
+    assert [o.client_order_id for o in paper.orders()] == ["plain"]
