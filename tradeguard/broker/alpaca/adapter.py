@@ -3,12 +3,8 @@
 The adapter owns how requests reach Alpaca:
 
 - alpaca-py's hidden retry (every method, ``POST /v2/orders`` included, on 429 and 504) is turned
-  off through the client's private ``_retry`` / ``_retry_codes``: a retried POST is a second
-  order. If alpaca-py renames them, construction fails with `ConfigError` instead of silently
-  keeping the retry.
-- Every request gets a (connect, read) timeout from `Settings`: alpaca-py passes none, and a hung
-  socket would block forever.
-- Requests go through the client's raw ``get`` / ``post`` / ``delete`` and answers are converted
+  off, and every request gets a (connect, read) timeout from `Settings` (`transport`).
+- Requests go through the client's raw ``get`` / ``post`` / ``patch`` / ``delete`` and answers are converted
   by `convert`, so a status or exchange Alpaca adds later cannot fail a read.
 - Every failure leaves as a `BrokerError` chosen by `errors.map_alpaca_error`.
 
@@ -17,13 +13,12 @@ The client is modified in place; do not share it with code that relies on alpaca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from alpaca.trading.client import TradingClient
 
 from tradeguard.broker.alpaca.convert import (
@@ -38,6 +33,7 @@ from tradeguard.broker.alpaca.convert import (
 )
 from tradeguard.broker.alpaca.errors import Stage, map_alpaca_error
 from tradeguard.broker.alpaca.errors_map import is_duplicate_client_order_id, is_not_found
+from tradeguard.broker.alpaca.transport import apply_transport_policy
 from tradeguard.config import Settings
 from tradeguard.domain import (
     BrokerOrder,
@@ -59,14 +55,6 @@ _MAX_REPLACEMENT_HOPS = 100
 _NESTED = {"nested": "true"}  # roll a bracket's/OTO's/OCO's legs up under it
 _ORDER_QUERY_STATUSES = frozenset({"open", "closed", "all"})
 
-# alpaca-py internals the transport policy depends on, with the type each must have.
-_PRIVATE_ATTRIBUTES: tuple[tuple[str, type], ...] = (
-    ("_retry", int),
-    ("_retry_codes", list),
-    ("_retry_wait", int),
-    ("_session", requests.Session),
-)
-
 
 class AlpacaBroker:
     """The `Broker` port over an alpaca-py `TradingClient`.
@@ -82,7 +70,7 @@ class AlpacaBroker:
 
     def __init__(self, client: TradingClient, *, settings: Settings | None = None) -> None:
         self._settings = settings if settings is not None else Settings()
-        _apply_transport_policy(client, self._settings)
+        apply_transport_policy(client, self._settings)
         self._client = client
 
     @classmethod
@@ -380,47 +368,3 @@ def _next_cursor(page: list[BrokerOrder]) -> datetime:
     if len(known) != len(times):
         raise MalformedResponse("an order has neither submitted_at nor created_at")
     return max(known) - timedelta(microseconds=1)
-
-
-_TIMEOUT_POSITION = (
-    6  # `timeout` in Session.request(method, url, params, data, headers, cookies, files, auth, timeout)
-)
-
-
-class _TimeoutRequest:
-    """A session's `request` that adds a (connect, read) timeout when the caller passed none."""
-
-    def __init__(self, request: Callable[..., requests.Response], timeout: tuple[float, float]) -> None:
-        self.wrapped = request
-        self.timeout = timeout
-
-    def __call__(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        if len(args) > _TIMEOUT_POSITION:
-            if args[_TIMEOUT_POSITION] is None:
-                args = (*args[:_TIMEOUT_POSITION], self.timeout, *args[_TIMEOUT_POSITION + 1 :])
-        elif kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return self.wrapped(method, url, *args, **kwargs)
-
-
-def _apply_transport_policy(client: TradingClient, settings: Settings) -> None:
-    """Turn off alpaca-py's hidden retry and give every request a timeout (module docstring)."""
-    connect, read = settings.connect_timeout_secs, settings.request_timeout_secs
-    if connect <= 0 or read <= 0:
-        raise ConfigError(f"broker timeouts must be positive, got connect={connect} read={read}")
-    for name, kind in _PRIVATE_ATTRIBUTES:
-        if not isinstance(getattr(client, name, None), kind):
-            raise ConfigError(
-                f"alpaca-py's TradingClient has no {name} of type {kind.__name__} any more; "
-                "tradeguard cannot turn off its hidden POST retry. Pin alpaca-py to a tested version."
-            )
-    client._retry = 0
-    client._retry_codes = []
-    client._retry_wait = 0
-    # Any: the stubs declare `request` a method, and this replaces it per instance.
-    session: Any = client._session
-    current = session.request
-    if isinstance(current, _TimeoutRequest):  # a second adapter on the same client: no nesting
-        current = current.wrapped
-    # An instance attribute shadows Session.request; alpaca-py calls self._session.request(...).
-    session.request = _TimeoutRequest(current, (connect, read))
