@@ -4,7 +4,10 @@ The bodies follow what Alpaca's paper API sends (field names, strings for number
 "Z" times, the error table of ALPACA.md); every builder returns a fresh dict so tests may change
 it. `FakeAlpaca` registers the trading routes the adapter uses on a `requests_mock.Mocker`, keeps
 orders and positions, refuses a reused client_order_id like Alpaca, and can lose the answer to a
-POST after accepting it (the 504-after-accept case behind duplicate orders).
+POST after accepting it (the 504-after-accept case behind duplicate orders). Bracket, OTO and
+OCO orders get held legs (nested in the answer to the POST and to ``GET /v2/orders/{id}?nested=
+true``, never in the by-client-id lookup), and ``PATCH /v2/orders/{id}`` replaces an open order
+as Alpaca does (new id, ``replaces``; the old one ``replaced`` with ``replaced_by``).
 """
 
 from __future__ import annotations
@@ -222,6 +225,8 @@ class FakeAlpaca:
         mocker.get(f"{base_url}/v2/orders:by_client_order_id", text=self._get_by_client_id)
         mocker.get(f"{base_url}/v2/orders", text=self._list_orders)
         mocker.delete(re.compile(api + r"/orders/[^/?]+$"), text=self._cancel)
+        mocker.get(re.compile(api + r"/orders/[^/?:]+(\?.*)?$"), text=self._get_order)
+        mocker.patch(re.compile(api + r"/orders/[^/?]+$"), text=self._replace)
         mocker.get(f"{base_url}/v2/positions", text=self._list_positions)
         mocker.get(re.compile(api + r"/positions/[^/?]+$"), text=self._get_position)
 
@@ -263,6 +268,7 @@ class FakeAlpaca:
             return text
         fault = self.post_faults.pop(0) if self.post_faults else None
         if fault is None or fault.accept:
+            legs = self._legs(sent, cid)
             body = self.add_order(
                 client_order_id=cid,
                 symbol=sent["symbol"],
@@ -277,13 +283,93 @@ class FakeAlpaca:
                 position_intent=sent.get("position_intent"),
                 extended_hours=sent.get("extended_hours", False),
                 status="pending_new",
+                order_class=sent.get("order_class") or "",
+                trail_price=sent.get("trail_price"),
+                trail_percent=sent.get("trail_percent"),
+                leg_ids=[leg["id"] for leg in legs],
             )
         if fault is not None:
             if fault.exc is not None:
                 raise fault.exc
             context.status_code = fault.status
             return fault.text
-        return json.dumps(body)
+        return json.dumps(self._render(body, nested=True))
+
+    def _legs(self, sent: dict[str, Any], parent_cid: str) -> list[dict[str, Any]]:
+        """Store a bracket's, OTO's or OCO's legs as held orders of their own; return them."""
+        order_class = sent.get("order_class") or "simple"
+        if order_class == "simple":
+            return []
+        side = sent["side"] if order_class == "oco" else ("sell" if sent["side"] == "buy" else "buy")
+        shapes = []
+        if order_class != "oco" and "take_profit" in sent:
+            shapes.append({"type": "limit", "limit_price": sent["take_profit"]["limit_price"]})
+        if "stop_loss" in sent:
+            loss = sent["stop_loss"]
+            kind = "stop_limit" if "limit_price" in loss else "stop"
+            shapes.append(
+                {"type": kind, "stop_price": loss["stop_price"], "limit_price": loss.get("limit_price")}
+            )
+        legs = []
+        for shape in shapes:
+            leg = self.add_order(
+                client_order_id=str(uuid.uuid4()),
+                symbol=sent["symbol"],
+                side=side,
+                order_type=shape["type"],
+                time_in_force=sent["time_in_force"],
+                qty=sent.get("qty"),
+                order_class=order_class,
+                position_intent=f"{side}_to_close",
+                status="held",
+                parent_client_order_id=parent_cid,
+                **shape,
+            )
+            legs.append(leg)
+        return legs
+
+    def _render(self, body: dict[str, Any], *, nested: bool) -> dict[str, Any]:
+        """Alpaca's JSON of a stored order: legs inside only when nested (internal keys dropped)."""
+        shown = {k: v for k, v in body.items() if k not in {"leg_ids", "parent_client_order_id"}}
+        if nested and body.get("leg_ids"):
+            by_id = {o["id"]: o for o in self.orders.values()}
+            shown["legs"] = [self._render(by_id[i], nested=False) for i in body["leg_ids"]]
+        return shown
+
+    def _by_id(self, request: Any) -> dict[str, Any] | None:
+        order_id = unquote(urlparse(request.url).path.rsplit("/", 1)[1])
+        return next((o for o in self.orders.values() if o["id"] == order_id), None)
+
+    def _get_order(self, request: Any, context: Any) -> str:
+        order = self._by_id(request)
+        if order is None:
+            context.status_code, text = ORDER_NOT_FOUND
+            return text
+        return json.dumps(self._render(order, nested=_query(request).get("nested", "").lower() == "true"))
+
+    def _replace(self, request: Any, context: Any) -> str:
+        old = self._by_id(request)
+        if old is None:
+            context.status_code, text = ORDER_NOT_FOUND
+            return text
+        if old["status"] in _TERMINAL:
+            context.status_code = 422
+            return error_text(40010001, "unable to replace order, order is not open")
+        changes: dict[str, Any] = request.json()
+        cid = changes.pop("client_order_id", None) or str(uuid.uuid4())
+        if cid in self.orders:
+            context.status_code, text = DUPLICATE_CLIENT_ORDER_ID
+            return text
+        kept = {
+            k: v
+            for k, v in old.items()
+            if k not in {"id", "client_order_id", "submitted_at", "created_at", "updated_at"}
+        }
+        new = self.add_order(
+            **{**kept, **changes, "client_order_id": cid, "replaces": old["id"], "status": "new"}
+        )
+        old.update(status="replaced", replaced_by=new["id"], replaced_at=new["submitted_at"])
+        return json.dumps(self._render(new, nested=True))
 
     def _position_intent_refusal(self, sent: dict[str, Any]) -> tuple[int, str] | None:
         """Refuse a `position_intent` that contradicts the position, as Alpaca does (422 42210000).
@@ -307,7 +393,7 @@ class FakeAlpaca:
     def _get_by_client_id(self, request: Any, context: Any) -> str:
         cid = _query(request).get("client_order_id", "")
         if cid in self.orders:
-            return json.dumps(self.orders[cid])
+            return json.dumps(self._render(self.orders[cid], nested=False))
         context.status_code, text = ORDER_NOT_FOUND
         return text
 
@@ -327,7 +413,7 @@ class FakeAlpaca:
             key=lambda order: datetime.fromisoformat(order["submitted_at"]),
             reverse=query.get("direction", "desc") == "desc",
         )
-        return json.dumps(selected[: int(query.get("limit", "50"))])
+        return json.dumps([self._render(o, nested=False) for o in selected[: int(query.get("limit", "50"))]])
 
     def _cancel(self, request: Any, context: Any) -> str:
         order_id = unquote(urlparse(request.url).path.rsplit("/", 1)[1])

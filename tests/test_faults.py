@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradeguard.clock import ManualClock
-from tradeguard.domain import OrderStatus, OrderType, TimeInForce
+from tradeguard.domain import BrokerOrder, OrderClass, OrderStatus, OrderType, ReplaceRequest, TimeInForce
 from tradeguard.errors import BrokerUnavailable, ConfigError, OrderRejected, OutcomeUnknown
 from tradeguard.faults import Fault, FaultAction, FaultPlan
 from tradeguard.paper import PaperBroker
@@ -372,3 +372,79 @@ def test_any_plan_text_loads_or_is_a_config_error(text: str) -> None:
         FaultPlan.parse(text, source="fuzz.yaml")
     except ConfigError as exc:
         assert str(exc).startswith("fuzz.yaml")
+
+
+def resting_bid(broker: FaultyBroker) -> BrokerOrder:
+    return broker.submit_order(
+        make_request(
+            client_order_id="bid",
+            order_type=OrderType.LIMIT,
+            limit_price=Decimal(90),
+            time_in_force=TimeInForce.GTC,
+        )
+    )
+
+
+def test_get_order_and_replace_order_go_through_the_plan() -> None:
+    broker, paper, _ = faulty(
+        {"route": "GET /v2/orders/{id}", "action": "reject", "status": 404},
+        {"route": "PATCH /v2/orders/{id}", "match": {"limit_price": 91}, "action": "reject", "status": 422},
+    )
+    order = resting_bid(broker)
+    assert broker.get_order(order.id) is None  # a 404 on a lookup reads as "not found"
+    assert paper.get_order(order.id) is not None
+    with pytest.raises(OrderRejected) as info:
+        broker.replace_order(order.id, ReplaceRequest(limit_price=Decimal(91)))
+    assert info.value.status_code == 422
+    assert paper.get_order(order.id).status is OrderStatus.NEW  # type: ignore[union-attr]
+    new = broker.replace_order(order.id, ReplaceRequest(limit_price=Decimal(92)))  # not matched: passes
+    assert new.replaces == order.id
+
+
+def test_accept_then_timeout_on_a_replacement_replaces_and_raises_outcome_unknown() -> None:
+    broker, paper, clock = faulty(
+        {"route": "PATCH /v2/orders/{id}", "action": "accept_then_timeout", "delay_secs": 5}
+    )
+    order = resting_bid(broker)
+    start = clock.now()
+    with pytest.raises(OutcomeUnknown):
+        broker.replace_order(order.id, ReplaceRequest(limit_price=Decimal(91)))
+    assert (clock.now() - start).total_seconds() == 5
+    live = paper.get_order_by_client_id("bid")
+    assert live is not None and (live.replaces, live.limit_price) == (order.id, 91)
+
+
+def test_a_fault_can_target_one_order_by_its_id() -> None:
+    broker, paper, _ = faulty()
+    order = resting_bid(broker)
+    targeted = FaultyBroker(
+        paper, plan_of({"route": "GET /v2/orders/{id}", "match": {"id": order.id}, "action": "error"})
+    )
+    with pytest.raises(OutcomeUnknown):
+        targeted.get_order(order.id)
+    assert targeted.get_order("another") is None
+
+
+def test_a_submit_fault_can_match_the_order_class_and_the_trail() -> None:
+    broker, paper, _ = faulty(
+        {"route": "POST /v2/orders", "match": {"order_class": "bracket"}, "action": "error"},
+        {"route": "POST /v2/orders", "match": {"trail_percent": 5}, "action": "drop"},
+    )
+    broker.submit_order(make_request(client_order_id="plain"))  # simple: neither fires
+    with pytest.raises(OutcomeUnknown):
+        broker.submit_order(
+            make_request(
+                client_order_id="b",
+                order_class=OrderClass.BRACKET,
+                time_in_force=TimeInForce.GTC,
+                take_profit_limit_price=Decimal(110),
+                stop_loss_stop_price=Decimal(90),
+            )
+        )
+    with pytest.raises(OutcomeUnknown, match="connection closed"):
+        broker.submit_order(
+            make_request(
+                side="sell", client_order_id="t", order_type=OrderType.TRAILING_STOP, trail_percent=Decimal(5)
+            )
+        )
+    assert [o.client_order_id for o in paper.orders()] == ["plain"]

@@ -9,9 +9,14 @@ import pytest
 import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide, OrderStatus, TimeInForce
+from alpaca.trading.enums import AssetStatus, OrderSide, OrderStatus, TimeInForce
 from alpaca.trading.models import Order
-from alpaca.trading.requests import LimitOrderRequest, MarketOrderRequest
+from alpaca.trading.requests import (
+    GetAssetsRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    ReplaceOrderRequest,
+)
 
 from tradeguard.faults import FaultAction, FaultPlan
 from tradeguard.testing import alpaca_client, orders_of, paper_server
@@ -211,3 +216,45 @@ def test_a_probability_plan_fires_the_same_calls_on_every_run() -> None:
     first = fired_calls()
     assert first == fired_calls()
     assert 0 < len(first) < 30
+
+
+def test_accept_then_error_504_on_a_replace_is_retried_by_alpaca_py_into_a_422() -> None:
+    # The replacement happens, the 504 makes alpaca-py PATCH again, and the old order is no
+    # longer open: the bot hears "not open" about a replacement that did take place.
+    faults = plan("{route: 'PATCH /v2/orders/{id}', nth: 1, action: accept_then_error}")
+    with paper_server(faults=faults) as server, alpaca_client(server.url, retry_wait_secs=0) as client:
+        old = client.submit_order(
+            LimitOrderRequest(
+                symbol="TQQQ",
+                qty=1,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.GTC,
+                limit_price=50,
+                client_order_id="bid",
+            )
+        )
+        with pytest.raises(APIError) as info:
+            client.replace_order_by_id(old.id, ReplaceOrderRequest(limit_price=51))
+        assert (info.value.status_code, info.value.message) == (
+            422,
+            "unable to replace order, order is not open",
+        )
+        live = server.broker.get_order_by_client_id("bid")
+        assert live is not None and (live.replaces, live.limit_price) == (str(old.id), 51)
+    assert [f.path for f in server.fired_faults()] == [f"/v2/orders/{old.id}"]
+
+
+def test_the_asset_routes_take_faults_too() -> None:
+    faults = plan(
+        "{route: 'GET /v2/assets/{symbol_or_asset_id}', match: {symbol_or_asset_id: SPY},"
+        " action: error, status: 503}",
+        "{route: GET /v2/assets, match: {status: active}, action: reject, status: 403}",
+    )
+    with paper_server(faults=faults) as server, alpaca_client(server.url) as client:
+        assert client.get_asset("QQQ").symbol == "QQQ"
+        with pytest.raises(APIError) as down:
+            client.get_asset("SPY")
+        with pytest.raises(APIError) as refused:
+            client.get_all_assets(GetAssetsRequest(status=AssetStatus.ACTIVE))
+        assert client.get_all_assets() != []
+    assert (down.value.status_code, refused.value.status_code) == (503, 403)

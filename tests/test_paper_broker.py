@@ -193,12 +193,7 @@ def test_wash_trade_against_an_open_opposite_order_is_refused() -> None:
             "invalid limit_price 290.123. sub-penny increment does not fulfill minimum pricing criteria",
         ),
         ({"order_type": OrderType.LIMIT}, 422, 40010001, "limit_price is required"),
-        (
-            {"order_type": OrderType.STOP},
-            422,
-            40010001,
-            "order type stop is not supported by the paper broker",
-        ),
+        ({"order_type": OrderType.STOP}, 422, 40010001, "stop_price is required"),
         ({"symbol": " "}, 422, 40010001, "symbol is required"),
     ],
 )
@@ -272,19 +267,19 @@ def test_cancel_errors_and_cancel_all() -> None:
 
 def test_close_all_positions_reports_each_symbol() -> None:
     broker = PaperBroker()
-    broker.submit_order(make_request("AAA", qty=3, client_order_id="a"))
-    broker.submit_order(make_request("BBB", qty=2, client_order_id="b"))
-    broker.submit_order(limit("BBB", "sell", 2, "500.00", "held"))
+    broker.submit_order(make_request("SPY", qty=3, client_order_id="a"))
+    broker.submit_order(make_request("QQQ", qty=2, client_order_id="b"))
+    broker.submit_order(limit("QQQ", "sell", 2, "500.00", "held"))
     results = broker.close_all_positions()
-    closing = results["AAA"]
+    closing = results["SPY"]
     assert not isinstance(closing, OrderRejected)
     assert (closing.side, closing.qty, closing.position_intent) == (
         Side.SELL,
         3,
         PositionIntent.SELL_TO_CLOSE,
     )
-    assert isinstance(results["BBB"], OrderRejected)
-    after_cancel = broker.close_all_positions(cancel_orders=True)["BBB"]
+    assert isinstance(results["QQQ"], OrderRejected)
+    after_cancel = broker.close_all_positions(cancel_orders=True)["QQQ"]
     assert not isinstance(after_cancel, OrderRejected)
     assert after_cancel.status is OrderStatus.FILLED
     assert broker.list_positions() == []
@@ -301,13 +296,13 @@ def test_list_orders_filters_like_alpaca() -> None:
     clock = ManualClock()
     broker = PaperBroker(clock=clock)
     start = clock.now()
-    for i, symbol in enumerate(["AAA", "BBB", "AAA"]):
+    for i, symbol in enumerate(["SPY", "QQQ", "SPY"]):
         clock.advance(60)
         broker.submit_order(make_request(symbol, client_order_id=f"o{i}"))
-    broker.submit_order(limit("CCC", "buy", 1, "1.00", "open"))
+    broker.submit_order(limit("DIA", "buy", 1, "1.00", "open"))
     assert [o.client_order_id for o in broker.list_orders()] == ["open"]
     assert [o.client_order_id for o in broker.list_orders(status="closed")] == ["o2", "o1", "o0"]
-    assert [o.client_order_id for o in broker.list_orders(status="all", symbols=["aaa"])] == ["o2", "o0"]
+    assert [o.client_order_id for o in broker.list_orders(status="all", symbols=["spy"])] == ["o2", "o0"]
     assert [o.client_order_id for o in broker.list_orders(status="all", direction="asc", limit=2)] == [
         "o0",
         "o1",

@@ -39,9 +39,10 @@ def test_recorded_prices_follow_the_injected_clock() -> None:
 
 def test_a_symbol_without_price_waits_for_one() -> None:
     broker = PaperBroker(prices=FixedPrices({"TQQQ": 50}))
-    waiting = broker.submit_order(make_request("NOPX", client_order_id="w"))
+    # SQQQ is a listed asset the source has no price for.
+    waiting = broker.submit_order(make_request("SQQQ", client_order_id="w"))
     assert waiting.status is OrderStatus.NEW
-    assert broker.set_price("NOPX", "12.5")[0].filled_avg_price == Decimal("12.5")
+    assert broker.set_price("SQQQ", "12.5")[0].filled_avg_price == Decimal("12.5")
 
 
 def test_csv_bar_prices(tmp_path: Path) -> None:

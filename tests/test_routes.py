@@ -20,7 +20,7 @@ from tradeguard.paper.server import PaperServer
 from tradeguard.ports import Broker
 from tradeguard.testing import make_request
 
-SAMPLE_PARAMS = {"id": "6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10", "symbol": "TQQQ"}
+SAMPLE_PARAMS = {"id": "6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10", "symbol": "TQQQ", "symbol_or_asset_id": "TQQQ"}
 
 
 def reject_every_route() -> FaultPlan:
@@ -90,3 +90,21 @@ def test_faulty_broker_counts_each_port_call_as_its_registered_route(port_method
     [fired] = faulty.injector.fired()
     assert fired.fault.route == route.key
     assert (fired.method, fired.path) == (route.method, route.concrete(SAMPLE_PARAMS))
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.key)
+def test_every_placeholder_of_a_route_is_a_field_a_fault_may_match(route: Route) -> None:
+    placeholders = {part[1:-1] for part in route.path.split("/") if part.startswith("{")}
+    assert placeholders <= route.fields
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.key)
+def test_every_served_route_answers_without_a_fault_plan(route: Route) -> None:
+    # No route falls through to "endpoint not found" or an internal error: each has a handler
+    # that answers in Alpaca's terms (a refusal of these sample inputs included).
+    server = PaperServer(PaperBroker())
+    reply, fault = server.respond(route.method, route.concrete(SAMPLE_PARAMS), {}, b"{}", authorized=True)
+    assert fault is None and reply is not None
+    assert reply.status < 500, reply.body
+    if reply.status == 404:
+        assert b"endpoint not found" not in reply.body

@@ -167,6 +167,11 @@ def _paper_server_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--price", action="append", default=[], metavar="SYMBOL=PRICE", help="pin a fill price (repeatable)"
     )
+    parser.add_argument(
+        "--assets",
+        metavar="CSV",
+        help="asset file adding symbols to the shipped list (symbol,name,exchange,shortable,...)",
+    )
 
 
 def _cash(text: str) -> Decimal:
@@ -194,6 +199,7 @@ def _cmd_paper_server(args: argparse.Namespace) -> int:
             cash=_cash(str(args.cash)),
             allow_short=args.allow_short,
             state_path=args.state,
+            assets_path=args.assets,
         )
         for pin in args.price:
             symbol, sep, price = pin.partition("=")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from tradeguard.broker.alpaca.errors_map import reject_kind
 from tradeguard.clock import Clock, SystemClock
-from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, ReplaceRequest
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderClass, OrderRequest, ReplaceRequest
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.faults.plan import Fault, FaultAction, FaultInjector, FaultPlan
 from tradeguard.paper.routes import port_route
@@ -86,6 +86,10 @@ class FaultyBroker:
             "client_order_id": request.client_order_id,
             "position_intent": request.position_intent.value if request.position_intent else None,
             "extended_hours": request.extended_hours,
+            # As AlpacaBroker sends them: a simple order carries no order_class.
+            "order_class": None if request.order_class is OrderClass.SIMPLE else request.order_class.value,
+            "trail_price": request.trail_price,
+            "trail_percent": request.trail_percent,
         }
         return self._call("submit_order", fields, lambda: self.inner.submit_order(request))
 

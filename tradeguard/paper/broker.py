@@ -1,25 +1,21 @@
 """PaperBroker: the `Broker` port simulated in process with Alpaca's semantics.
 
-What it models (ALPACA.md): market and limit orders (`ioc`/`fok` included), fills from a
-pluggable `PriceSource`, optional partial fills, positions with `qty_available`, client order
-ids unique forever, `position_intent` checks, no crossing through zero in one order, shorting
-only when allowed, buying power, wash-trade refusal, and Alpaca's exact error bodies. Every
-refusal raises `OrderRejected(message, status_code=..., code=..., body=...)`.
-
-What it leaves out on purpose: stop and trailing orders (refused with 422), day-order expiry,
-market hours (the paper market is always open), margin, fees.
-
-With no price source every symbol trades at `DEFAULT_PRICE` (100.00), so it works out of the box.
-Limit orders that do not cross stay open until `set_price()` or `step()` moves them.
+It models (ALPACA.md) market, limit, stop, stop-limit and trailing stop orders (`ioc`/`fok`
+included); bracket, OTO and OCO orders with their legs (`classes`, `matching`); replacement
+(`replace`); fills from a `PriceSource`, optional partial fills; positions with `qty_available`;
+client order ids unique forever; Alpaca's order checks (`accept`, `rules`) with its exact error
+bodies; an asset master (`assets`). Every refusal raises `OrderRejected`. Left out on purpose:
+day-order expiry, market hours (the paper market is always open), margin, fees, options.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from tradeguard.clock import Clock, SystemClock
@@ -27,47 +23,45 @@ from tradeguard.domain import (
     BrokerOrder,
     BrokerPosition,
     OrderRequest,
-    OrderStatus,
-    OrderType,
     PositionIntent,
     ReplaceRequest,
     Side,
-    TimeInForce,
 )
-from tradeguard.errors import ConfigError, OrderRejected
-from tradeguard.paper.prices import DEFAULT_PRICE, PriceSource
-from tradeguard.paper.rules import (
-    QTY_STEP,
-    check_limit_price,
-    check_position,
-    check_wash_trade,
-    order_qty,
-    rejection,
-    unprocessable,
-)
-from tradeguard.paper.state import (
-    PaperOrder,
-    PaperState,
-    account_document,
-    fmt,
-    load_state,
-    save_state,
-)
+from tradeguard.errors import BrokerUnavailable, ConfigError, OrderRejected
+from tradeguard.paper.accept import accept
+from tradeguard.paper.assets import Asset, AssetBook, load_assets, select_assets
+from tradeguard.paper.matching import cancel_group, match, step
+from tradeguard.paper.prices import PriceSource, to_price
+from tradeguard.paper.replace import replace_order
+from tradeguard.paper.rules import QTY_STEP, rejection, unprocessable
+from tradeguard.paper.state import PaperState, account_document
+from tradeguard.paper.statefile import StateFile
+from tradeguard.paper.venue import Venue
 
 __all__ = ["DEFAULT_CASH", "PaperBroker"]
 
 DEFAULT_CASH = Decimal(100_000)
-_MAX_CLIENT_ID_LEN = 128
-_SUPPORTED_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
 
 
 class PaperBroker:
     """An Alpaca paper account in memory (or in a JSON file), behind the `Broker` port.
 
+    Which symbols trade: those in the asset list that ships with tradeguard (`paper/assets.csv`,
+    about eighty common US stocks and ETFs), those added by `assets` or `assets_path`, and those
+    the account was given a price for (`set_price`, or the symbols a price source names:
+    `FixedPrices` keys, `RecordedPrices` and `CsvBarPrices` symbols). Symbols the account holds
+    or has orders in stay tradable. Any other symbol is refused as Alpaca refuses it (422
+    ``asset "XYZ" not found``): a typo never fills. With no price source every tradable symbol
+    trades at `DEFAULT_PRICE` (100.00).
+
+    Orders that do not trade at once wait for `set_price()` or `step()`. With a state file every
+    change is written before the call returns; if the write fails, the account is put back as it
+    was before the call and `BrokerUnavailable` (HTTP 500 over the paper server) says so.
+
     Thread-safe: every call holds one lock, since the paper server calls it from many threads.
 
     Args:
-        prices: Where fill prices come from; None fills every symbol at `DEFAULT_PRICE`.
+        prices: Where fill prices come from; None fills every tradable symbol at `DEFAULT_PRICE`.
         clock: Time of orders and of price lookups.
         cash: Starting cash of a new account (ignored when `state_path` already holds one).
         allow_short: Whether a sell with no long position may open a short.
@@ -78,10 +72,13 @@ class PaperBroker:
             already shows the fill. False leaves every order `new` until `step()`, like a
             slow venue.
         state_path: A JSON file that keeps the account across restarts, rewritten atomically
-            after every change.
+            after every change. Its folder must take files: that is checked at once.
+        assets: Assets to add to the shipped list (replacing shipped ones of the same symbol).
+        assets_path: A CSV file of assets to add (see `tradeguard.paper.assets`).
 
     Raises:
-        ConfigError: `state_path` exists but is not a paper account.
+        ConfigError: `state_path` is a folder, cannot be written or is not a paper account;
+            `assets_path` is not an asset file; `max_fill_qty` is not positive.
     """
 
     def __init__(
@@ -94,24 +91,36 @@ class PaperBroker:
         max_fill_qty: Decimal | int | None = None,
         fill_on_submit: bool = True,
         state_path: str | os.PathLike[str] | None = None,
+        assets: Iterable[Asset] | None = None,
+        assets_path: str | os.PathLike[str] | None = None,
     ) -> None:
         if max_fill_qty is not None and Decimal(max_fill_qty) <= 0:
             raise ConfigError(f"max_fill_qty must be positive, got {max_fill_qty}")
-        self._prices = prices
-        self._clock: Clock = clock or SystemClock()
-        self._allow_short = allow_short
-        self._max_fill = None if max_fill_qty is None else Decimal(max_fill_qty)
+        book = AssetBook.shipped()
+        if assets_path is not None:
+            book = book.merged(load_assets(assets_path))
+        if assets is not None:
+            book = book.merged(assets)
         self._fill_on_submit = fill_on_submit
-        self._path = None if state_path is None else os.fspath(state_path)
         self._lock = threading.RLock()
-        loaded = load_state(self._path) if self._path else None
-        self._state = loaded or PaperState(cash=Decimal(cash))
-        self._created_at = self._clock.now()
+        self._file = None if state_path is None else StateFile(state_path)
+        state = PaperState(cash=Decimal(cash))
+        if self._file is not None:
+            state = self._file.load(state)
+        self._venue = Venue(
+            state=state,
+            prices=prices,
+            clock=clock or SystemClock(),
+            assets=book,
+            allow_short=allow_short,
+            max_fill=None if max_fill_qty is None else Decimal(max_fill_qty),
+        )
+        self._created_at = self._venue.now()
 
     @property
     def clock(self) -> Clock:
         """The clock the account runs on."""
-        return self._clock
+        return self._venue.clock
 
     # ---- the Broker port -------------------------------------------------------------------
 
@@ -120,25 +129,39 @@ class PaperBroker:
 
         Raises:
             OrderRejected: With Alpaca's status, code and body (see ALPACA.md).
+            BrokerUnavailable: The state file could not be written; nothing was placed.
+        """
+        with self._changing() as state:
+            order = accept(self._venue, request)
+            if self._fill_on_submit:
+                match(self._venue, order)
+            return state.broker_order(order)
+
+    def get_order_by_client_id(
+        self, client_order_id: str, *, follow: bool = True, nested: bool = True
+    ) -> BrokerOrder | None:
+        """Return the order with this client_order_id, or None (Alpaca: 404 order not found).
+
+        Args:
+            client_order_id: The id.
+            follow: Follow `replaced_by` to the live order of the chain (the port's contract);
+                False answers as Alpaca's endpoint does, with the order that carries the id.
+            nested: Render the order's legs inside it.
         """
         with self._lock:
-            order = self._accept(request)
-            if self._fill_on_submit:
-                self._match(order)
-            self._save()
-            return order.to_broker_order()
+            state = self._venue.state
+            order_id = state.by_client_id.get(client_order_id)
+            if order_id is None:
+                return None
+            order = state.orders[order_id]
+            return state.broker_order(state.successor(order) if follow else order, nested=nested)
 
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Return the order with this client_order_id, or None (Alpaca: 404 order not found)."""
+    def get_order(self, order_id: str, *, nested: bool = True) -> BrokerOrder | None:
+        """Return the order with this broker id (its legs inside unless `nested` is False), or None."""
         with self._lock:
-            order_id = self._state.by_client_id.get(client_order_id)
-            return None if order_id is None else self._state.orders[order_id].to_broker_order()
-
-    def get_order(self, order_id: str) -> BrokerOrder | None:
-        """Return the order with this broker id, or None."""
-        with self._lock:
-            order = self._state.orders.get(order_id)
-            return None if order is None else order.to_broker_order()
+            state = self._venue.state
+            order = state.orders.get(order_id)
+            return None if order is None else state.broker_order(order, nested=nested)
 
     def list_orders(
         self,
@@ -150,8 +173,12 @@ class PaperBroker:
         until: datetime | None = None,
         side: Side | None = None,
         direction: str = "desc",
+        nested: bool = False,
     ) -> list[BrokerOrder]:
         """List orders like `GET /v2/orders`: newest first unless `direction="asc"`.
+
+        Without `nested`, legs are listed as orders of their own; with it, inside their parent
+        only; "open" leaves out `held` legs, as Alpaca's listing does (`PaperState.listed`).
 
         Raises:
             OrderRejected: 422 for a status other than open, closed or all.
@@ -160,23 +187,23 @@ class PaperBroker:
             raise unprocessable(f"invalid status {status}")
         wanted = {s.upper() for s in symbols} if symbols else None
         with self._lock:
+            state = self._venue.state
             found = [
                 o
-                for o in self._state.orders.values()
-                if (status == "all" or o.status.is_open == (status == "open"))
-                and (wanted is None or o.symbol in wanted)
+                for o in state.listed(status, nested=nested)
+                if (wanted is None or o.symbol in wanted)
                 and (after is None or o.created_at > after)
                 and (until is None or o.created_at <= until)
                 and (side is None or o.side is side)
             ]
             if direction != "asc":
                 found.reverse()
-            return [o.to_broker_order() for o in found[: max(limit, 0)]]
+            return [state.broker_order(o, nested=nested) for o in found[: max(limit, 0)]]
 
     def list_positions(self) -> list[BrokerPosition]:
         """Return every open position, by symbol."""
         with self._lock:
-            positions = (self._position(symbol) for symbol in sorted(self._state.qty))
+            positions = (self._position(symbol) for symbol in sorted(self._venue.state.qty))
             return [p for p in positions if p is not None]
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
@@ -185,38 +212,46 @@ class PaperBroker:
             return self._position(symbol.upper())
 
     def cancel_order(self, order_id: str) -> None:
-        """Cancel an open order at once.
+        """Cancel an open order at once, and the rest of its bracket, OTO or OCO group.
 
         Raises:
             OrderRejected: 404 "order not found", or 422 when the order is already final.
         """
-        with self._lock:
-            order = self._state.orders.get(order_id)
+        with self._changing() as state:
+            order = state.orders.get(order_id)
             if order is None:
                 raise rejection(404, 40410000, "order not found")
             if order.status.is_terminal:
                 raise unprocessable(f'order is already in "{order.status.value}" state', 42210000)
-            self._cancel(order)
-            self._save()
+            cancel_group(self._venue, order)
 
     def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
-        """Replace an open order (not simulated yet: refused as Alpaca refuses an unknown change).
+        """Replace an open order; return the new one (the old one becomes `replaced`).
+
+        See `tradeguard.paper.replace` for the rules and how a partly filled order is replaced.
 
         Raises:
-            OrderRejected: Always, for now.
+            OrderRejected: 404 "order not found", or Alpaca's refusal; nothing changed.
         """
-        raise unprocessable("order replacement is not supported by the paper broker yet", 42210000)
+        with self._changing() as state:
+            old = state.orders.get(order_id)
+            if old is None:
+                raise rejection(404, 40410000, "order not found")
+            new = replace_order(self._venue, old, request)
+            if self._fill_on_submit and not state.dormant(new):
+                match(self._venue, new)
+            return state.broker_order(new)
 
     # ---- the rest of Alpaca's account API ----------------------------------------------------
 
     def cancel_all_orders(self) -> list[str]:
         """Cancel every open order; return their ids."""
-        with self._lock:
-            opened = self._state.open_orders()
-            for order in opened:
-                self._cancel(order)
-            self._save()
-            return [o.id for o in opened]
+        with self._changing() as state:
+            canceled: list[str] = []
+            for order in state.open_orders():
+                if order.status.is_open:
+                    canceled += [o.id for o in cancel_group(self._venue, order)]
+            return canceled
 
     def close_position(
         self, symbol: str, *, qty: Decimal | None = None, percentage: Decimal | None = None
@@ -229,7 +264,7 @@ class PaperBroker:
         """
         symbol = symbol.upper()
         with self._lock:
-            held = self._state.qty.get(symbol, Decimal(0))
+            held = self._venue.state.qty.get(symbol, Decimal(0))
             if held == 0:
                 raise rejection(404, 40410000, "position does not exist")
             amount = abs(held)
@@ -250,7 +285,7 @@ class PaperBroker:
             if cancel_orders:
                 self.cancel_all_orders()
             results: dict[str, BrokerOrder | OrderRejected] = {}
-            for symbol in sorted(self._state.qty):
+            for symbol in sorted(self._venue.state.qty):
                 try:
                     results[symbol] = self.close_position(symbol)
                 except OrderRejected as exc:
@@ -260,169 +295,105 @@ class PaperBroker:
     def account(self) -> dict[str, Any]:
         """Return the account in the shape of Alpaca's `GET /v2/account`."""
         with self._lock:
-            values = [q * self._mark(s) for s, q in self._state.qty.items()]
+            venue = self._venue
+            values = [q * venue.mark(s) for s, q in venue.state.qty.items()]
             return account_document(
-                cash=self._state.cash,
+                cash=venue.state.cash,
                 long_value=sum((v for v in values if v > 0), Decimal(0)),
                 short_value=sum((v for v in values if v < 0), Decimal(0)),
-                buying_power=self._buying_power(),
-                shorting_enabled=self._allow_short,
+                buying_power=venue.buying_power(),
+                shorting_enabled=venue.allow_short,
                 created_at=self._created_at,
             )
+
+    def list_assets(
+        self,
+        *,
+        status: str | None = None,
+        asset_class: str | None = None,
+        exchange: str | None = None,
+        attributes: str | None = None,
+    ) -> list[Asset]:
+        """Return the tradable assets like `GET /v2/assets` (see `assets.select_assets`)."""
+        with self._lock:
+            return select_assets(
+                self._venue.tradable_assets(),
+                status=status,
+                asset_class=asset_class,
+                exchange=exchange,
+                attributes=attributes,
+            )
+
+    def get_asset(self, symbol_or_asset_id: str) -> Asset | None:
+        """Return the asset with this symbol or id, or None (Alpaca: 404 asset not found)."""
+        with self._lock:
+            return self._venue.find_asset(symbol_or_asset_id)
 
     # ---- test controls ---------------------------------------------------------------------
 
     def orders(self) -> list[BrokerOrder]:
-        """Return every order the account ever accepted, oldest first (rejections never land)."""
+        """Return every order the account ever accepted, oldest first (legs as orders of their own)."""
         with self._lock:
-            return [o.to_broker_order() for o in self._state.orders.values()]
+            state = self._venue.state
+            return [state.broker_order(o, nested=False) for o in state.orders.values()]
 
     def price(self, symbol: str) -> Decimal | None:
         """Return the price `symbol` would fill at now, or None if there is none."""
         with self._lock:
-            return self._price(symbol.upper())
+            return self._venue.price(symbol.upper())
 
     def set_price(self, symbol: str, price: Decimal | int | str | None) -> list[BrokerOrder]:
-        """Pin the price of `symbol` (None unpins it), then fill the open orders that cross.
+        """Pin the price of `symbol` (None unpins it), then trade the open orders that cross.
+
+        A pinned symbol is tradable even when no asset list names it.
 
         Returns:
-            The orders that filled or partly filled in this pass.
+            The orders that changed in this pass (filled, triggered, or trailing stops moved).
         """
         symbol = symbol.upper()
-        with self._lock:
-            if price is None:
-                self._state.set_prices.pop(symbol, None)
+        pinned = None if price is None else to_price(price, f"set_price({symbol})")
+        with self._changing() as state:
+            if pinned is None:
+                state.set_prices.pop(symbol, None)
             else:
-                self._state.set_prices[symbol] = _positive(price, "price")
-            return self._step(symbol)
+                state.set_prices[symbol] = pinned
+            return [state.broker_order(o) for o in step(self._venue, symbol)]
 
     def step(self) -> list[BrokerOrder]:
-        """Run one matching pass over every open order at current prices; return what filled."""
-        with self._lock:
-            return self._step(None)
+        """Run one matching pass over every open order at current prices; return what changed."""
+        with self._changing() as state:
+            return [state.broker_order(o) for o in step(self._venue, None)]
 
     # ---- internals (lock held) ---------------------------------------------------------------
 
-    def _step(self, symbol: str | None) -> list[BrokerOrder]:
-        changed = [o for o in self._state.open_orders(symbol) if self._match(o)]
-        self._save()
-        return [o.to_broker_order() for o in changed]
-
-    def _price(self, symbol: str) -> Decimal | None:
-        pinned = self._state.set_prices.get(symbol)
-        if pinned is not None:
-            return pinned
-        if self._prices is None:
-            return DEFAULT_PRICE
-        return self._prices.price(symbol, self._clock.now())
-
-    def _mark(self, symbol: str) -> Decimal:
-        """Price to value a position at: current, else last traded, else its entry price."""
-        return (
-            self._price(symbol)
-            or self._state.last_price.get(symbol)
-            or self._state.avg_price.get(symbol, Decimal(0))
-        )
-
     def _position(self, symbol: str) -> BrokerPosition | None:
-        return self._state.position(symbol, self._mark(symbol))
+        return self._venue.state.position(symbol, self._venue.mark(symbol))
 
-    def _buying_power(self) -> Decimal:
-        # Open buys reserve their estimated cost, so two orders cannot spend the same cash.
-        buys = (o for o in self._state.open_orders() if o.side is Side.BUY)
-        reserved = sum((o.remaining * (o.limit_price or self._mark(o.symbol)) for o in buys), Decimal(0))
-        return max(self._state.cash - reserved, Decimal(0))
+    @contextmanager
+    def _changing(self) -> Iterator[PaperState]:
+        """Hold the lock around a change; write it, or put the account back as it was.
 
-    def _accept(self, request: OrderRequest) -> PaperOrder:
-        """Validate `request` as Alpaca does, in Alpaca's order; return the new open order."""
-        symbol = request.symbol.strip().upper()
-        if not symbol:
-            raise unprocessable("symbol is required")
-        if request.order_type not in _SUPPORTED_TYPES:
-            kind = request.order_type.value
-            raise unprocessable(f"order type {kind} is not supported by the paper broker")
-        limit = request.limit_price if request.order_type is OrderType.LIMIT else None
-        if request.order_type is OrderType.LIMIT:
-            limit = check_limit_price(limit)
-        client_id = request.client_order_id or str(uuid.uuid4())
-        if len(client_id) > _MAX_CLIENT_ID_LEN:
-            raise unprocessable(f"client_order_id must be no more than {_MAX_CLIENT_ID_LEN} characters")
-        qty = order_qty(request, self._price(symbol))
-        if client_id in self._state.by_client_id:
-            # Unique forever: a canceled or filled order still owns its id.
-            raise unprocessable("client_order_id must be unique")
-        closing = check_position(self._state, request, symbol, qty, allow_short=self._allow_short)
-        check_wash_trade(self._state, request.side, symbol, limit)
-        if request.side is Side.BUY and not closing:
-            self._check_buying_power(qty * (limit or self._price(symbol) or Decimal(0)))
-        now = self._clock.now()
-        order = PaperOrder(
-            id=str(uuid.uuid4()),
-            client_order_id=client_id,
-            symbol=symbol,
-            side=request.side,
-            order_type=request.order_type,
-            time_in_force=request.time_in_force,
-            qty=None if request.notional is not None else qty,
-            notional=request.notional,
-            target_qty=qty,
-            created_at=now,
-            updated_at=now,
-            limit_price=limit,
-            position_intent=request.position_intent,
-            extended_hours=request.extended_hours,
-        )
-        self._state.add(order)
-        return order
-
-    def _check_buying_power(self, cost: Decimal) -> None:
-        power = self._buying_power()
-        if cost > power:
-            raise rejection(
-                403,
-                40310000,
-                "insufficient buying power",
-                buying_power=fmt(power) or "0",
-                cost_basis=fmt(cost) or "0",
-            )
-
-    def _match(self, order: PaperOrder) -> bool:
-        """Try to fill `order` at the current price; return whether it changed."""
-        price = self._price(order.symbol)
-        crosses = price is not None and (
-            order.limit_price is None
-            or (price <= order.limit_price if order.side is Side.BUY else price >= order.limit_price)
-        )
-        qty = order.remaining if self._max_fill is None else min(order.remaining, self._max_fill)
-        now = self._clock.now()
-        immediate = order.time_in_force in {TimeInForce.IOC, TimeInForce.FOK}
-        if order.time_in_force is TimeInForce.FOK and qty < order.remaining:
-            crosses = False  # fill-or-kill: all of it now, or none of it
-        if crosses:
-            assert price is not None
-            self._state.apply_fill(order, qty, price, now)
-        if immediate and order.status.is_open:
-            self._cancel(order)  # the unfilled rest of an IOC/FOK order dies at once
-            return True
-        return crosses
-
-    def _cancel(self, order: PaperOrder) -> None:
-        now = self._clock.now()
-        order.status = OrderStatus.CANCELED
-        self._state.track(order)
-        order.canceled_at = now
-        order.updated_at = now
+        Every check runs before the first change, so a refusal (`OrderRejected`) leaves
+        nothing to undo; any other failure, a failed write included, restores the account.
+        """
+        with self._lock:
+            try:
+                yield self._venue.state
+            except OrderRejected:
+                raise
+            except BaseException:
+                self._restore()
+                raise
+            self._save()
 
     def _save(self) -> None:
-        if self._path is not None:
-            save_state(self._state, self._path)
+        if self._file is not None:
+            try:
+                self._file.save(self._venue.state)
+            except BrokerUnavailable:
+                self._restore()
+                raise
 
-
-def _positive(value: Decimal | int | str, name: str) -> Decimal:
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation as exc:
-        raise ConfigError(f"{name} {value!r} is not a number") from exc
-    if not number.is_finite() or number <= 0:
-        raise ConfigError(f"{name} must be positive, got {value!r}")
-    return number
+    def _restore(self) -> None:
+        if self._file is not None:
+            self._venue.state = self._file.restore()

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from tradeguard.domain import Side
+from tradeguard.domain import BrokerPosition, Side
 from tradeguard.errors import OrderRejected
 from tradeguard.faults.plan import Fault, FaultAction
 from tradeguard.paper.broker import PaperBroker
+from tradeguard.paper.refusals import rejection, unprocessable
 from tradeguard.paper.routes import Route
-from tradeguard.paper.rules import rejection, unprocessable
 from tradeguard.paper.wire import (
     clock_json,
     dump,
@@ -53,6 +53,11 @@ Query = Mapping[str, str]
 Handler = Callable[[PaperBroker, Mapping[str, str], Query, bytes], Reply]
 
 
+def _flag(q: Query, name: str) -> bool:
+    # alpaca-py sends booleans as requests renders them ("True"); curl users send "true".
+    return q.get(name, "").lower() == "true"
+
+
 def _list_orders(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes) -> Reply:
     limit_text = q.get("limit") or "50"
     if not limit_text.isdigit():
@@ -68,23 +73,47 @@ def _list_orders(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes)
         limit=min(int(limit_text), 500),
         side=Side(side) if side else None,
         direction=q.get("direction") or "desc",
+        nested=_flag(q, "nested"),
     )
     return _json(200, [o.raw for o in orders])
 
 
-def _get_order(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
-    order = broker.get_order(p["id"])
+def _get_order(broker: PaperBroker, p: Mapping[str, str], q: Query, __: bytes) -> Reply:
+    order = broker.get_order(p["id"], nested=_flag(q, "nested"))
     if order is None:
         raise rejection(404, 40410000, "order not found")
     return _json(200, order.raw)
 
 
 def _by_client_id(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes) -> Reply:
+    # Alpaca's endpoint answers with the order that carries the id, replaced or not; following
+    # `replaced_by` is the client's business (AlpacaBroker does it).
     client_id = q.get("client_order_id")
-    order = broker.get_order_by_client_id(client_id) if client_id else None
+    order = (
+        broker.get_order_by_client_id(client_id, follow=False, nested=_flag(q, "nested"))
+        if client_id
+        else None
+    )
     if order is None:
         raise rejection(404, 40410000, "order not found")
     return _json(200, order.raw)
+
+
+def _list_assets(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes) -> Reply:
+    assets = broker.list_assets(
+        status=q.get("status"),
+        asset_class=q.get("asset_class"),
+        exchange=q.get("exchange"),
+        attributes=q.get("attributes"),
+    )
+    return _json(200, [a.to_alpaca() for a in assets])
+
+
+def _get_asset(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
+    asset = broker.get_asset(p["symbol_or_asset_id"])
+    if asset is None:
+        raise rejection(404, 40410000, "asset not found")  # seen in Alpaca's answers
+    return _json(200, asset.to_alpaca())
 
 
 def _cancel(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
@@ -96,11 +125,16 @@ def _replace(broker: PaperBroker, p: Mapping[str, str], _: Query, body: bytes) -
     return _json(200, broker.replace_order(p["id"], parse_replace(body)).raw)
 
 
+def _position_json(broker: PaperBroker, position: BrokerPosition) -> dict[str, Any]:
+    asset = broker.get_asset(position.symbol)
+    return position_json(position, asset.exchange if asset is not None else "NASDAQ")
+
+
 def _position(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
     position = broker.get_position(p["symbol"])
     if position is None:
         raise rejection(404, 40410000, "position does not exist")
-    return _json(200, position_json(position))
+    return _json(200, _position_json(broker, position))
 
 
 def _close(broker: PaperBroker, p: Mapping[str, str], q: Query, __: bytes) -> Reply:
@@ -131,10 +165,12 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
         "cancel_order": _cancel,
         "replace_order": _replace,
         "get_order_by_client_id": _by_client_id,
-        "list_positions": lambda b, *_: _json(200, [position_json(p) for p in b.list_positions()]),
+        "list_positions": lambda b, *_: _json(200, [_position_json(b, p) for p in b.list_positions()]),
         "close_all_positions": _close_all,
         "get_position": _position,
         "close_position": _close,
+        "list_assets": _list_assets,
+        "get_asset": _get_asset,
         "get_account": lambda b, *_: _json(200, b.account()),
         "get_clock": lambda b, *_: _json(200, clock_json(b.clock.now())),
     }

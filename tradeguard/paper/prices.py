@@ -7,7 +7,9 @@
   time is the close of the last bar that started at or before it.
 
 A source answers None when it has no price; the paper broker then leaves a market order open
-until a price appears instead of inventing one.
+until a price appears instead of inventing one. A source that names its symbols (a ``symbols``
+attribute, as `FixedPrices` and `RecordedPrices` have) makes them tradable on the paper venue
+even when the asset list does not know them (`named_symbols`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ from typing import Protocol, runtime_checkable
 
 from tradeguard.errors import ConfigError
 
-__all__ = ["DEFAULT_PRICE", "CsvBarPrices", "FixedPrices", "PriceSource", "RecordedPrices"]
+__all__ = [
+    "DEFAULT_PRICE",
+    "CsvBarPrices",
+    "FixedPrices",
+    "PriceSource",
+    "RecordedPrices",
+    "named_symbols",
+    "to_price",
+]
 
 DEFAULT_PRICE = Decimal("100.00")
-"""Fill price of every symbol when a PaperBroker is built without a price source."""
+"""Fill price of every tradable symbol when a PaperBroker is built without a price source."""
 
 PriceLike = Decimal | int | str
 
@@ -39,7 +49,16 @@ class PriceSource(Protocol):
         ...
 
 
-def _to_price(value: object, where: str) -> Decimal:
+def named_symbols(source: PriceSource | None) -> frozenset[str]:
+    """Return the symbols `source` gives a price of their own (none for a source that cannot say)."""
+    names = getattr(source, "symbols", None)
+    if names is None or isinstance(names, str):
+        return frozenset()
+    return frozenset(str(name).upper() for name in names)
+
+
+def to_price(value: object, where: str) -> Decimal:
+    """Return `value` as a positive price, or raise ConfigError naming `where`."""
     try:
         # str() first: Decimal(float) would carry binary noise into fill prices.
         price = Decimal(str(value))
@@ -60,12 +79,17 @@ class FixedPrices:
     """
 
     def __init__(self, prices: Mapping[str, PriceLike] | None = None, default: PriceLike | None = None):
-        self._prices = {sym.upper(): _to_price(p, f"price of {sym}") for sym, p in (prices or {}).items()}
-        self._default = None if default is None else _to_price(default, "default price")
+        self._prices = {sym.upper(): to_price(p, f"price of {sym}") for sym, p in (prices or {}).items()}
+        self._default = None if default is None else to_price(default, "default price")
 
     def price(self, symbol: str, at: datetime) -> Decimal | None:
         """Return the fixed price of `symbol`."""
         return self._prices.get(symbol.upper(), self._default)
+
+    @property
+    def symbols(self) -> list[str]:
+        """Return the symbols given a price of their own (the default names none)."""
+        return sorted(self._prices)
 
 
 class RecordedPrices:
@@ -84,7 +108,7 @@ class RecordedPrices:
                 if when.tzinfo is None:
                     raise ConfigError(f"recorded price of {symbol} at {when} has no timezone")
             self._times[symbol.upper()] = [when for when, _ in ordered]
-            self._prices[symbol.upper()] = [_to_price(p, f"price of {symbol}") for _, p in ordered]
+            self._prices[symbol.upper()] = [to_price(p, f"price of {symbol}") for _, p in ordered]
 
     def price(self, symbol: str, at: datetime) -> Decimal | None:
         """Return the last price of `symbol` recorded at or before `at`."""
@@ -132,7 +156,7 @@ class CsvBarPrices(RecordedPrices):
                     bar_symbol = symbol or (row.get("symbol") or "").strip()
                     if not bar_symbol:
                         raise ConfigError(f"{where}: empty symbol")
-                    series.setdefault(bar_symbol, []).append((when, _to_price(row["close"], where)))
+                    series.setdefault(bar_symbol, []).append((when, to_price(row["close"], where)))
         except OSError as exc:
             raise ConfigError(f"{name}: cannot read bar file: {exc.strerror or exc}") from exc
         super().__init__(series)

@@ -55,9 +55,10 @@ class Route:
         return self.path.format_map(values)
 
 
+# The scalar fields of an order body (take_profit and stop_loss are objects: not matchable).
 _ORDER_FIELDS = (
     "symbol side qty notional type order_type time_in_force limit_price stop_price client_order_id "
-    "position_intent extended_hours order_class"
+    "position_intent extended_hours order_class trail_price trail_percent"
 )
 
 
@@ -88,13 +89,15 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v2/orders:by_client_order_id",
         "get_order_by_client_id",
-        "client_order_id",
+        "client_order_id nested",
         "get_order_by_client_id",
     ),
     _route("GET", "/v2/positions", "list_positions", "", "list_positions"),
     _route("DELETE", "/v2/positions", "close_all_positions", "cancel_orders"),
     _route("GET", "/v2/positions/{symbol}", "get_position", "symbol", "get_position"),
     _route("DELETE", "/v2/positions/{symbol}", "close_position", "symbol qty percentage"),
+    _route("GET", "/v2/assets", "list_assets", "status asset_class exchange attributes"),
+    _route("GET", "/v2/assets/{symbol_or_asset_id}", "get_asset", "symbol_or_asset_id"),
     _route("GET", "/v2/account", "get_account", ""),
     _route("GET", "/v2/clock", "get_clock", ""),
 )

@@ -27,12 +27,12 @@ from types import TracebackType
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from tradeguard.errors import OrderRejected
+from tradeguard.errors import BrokerError
 from tradeguard.faults.plan import Fault, FaultAction, FaultInjector, FaultPlan, FiredFault
 from tradeguard.paper.broker import PaperBroker
 from tradeguard.paper.handlers import Query, Reply, body_fields, fault_reply, handler_for
+from tradeguard.paper.refusals import rejection
 from tradeguard.paper.routes import Route, route_for
-from tradeguard.paper.rules import rejection
 from tradeguard.paper.wire import error_body
 
 __all__ = ["PaperServer", "serve"]
@@ -236,8 +236,8 @@ class PaperServer:
         """Return every fault the plan fired so far, in order ([] without a plan)."""
         return self.injector.fired() if self.injector is not None else []
 
-    def error_reply(self, exc: OrderRejected) -> Reply:
-        """Return Alpaca's answer to a refusal."""
+    def error_reply(self, exc: BrokerError) -> Reply:
+        """Return Alpaca's answer to a refusal (or to a change the broker could not keep: 500)."""
         return Reply(exc.status_code or 500, error_body(exc))
 
     def respond(
@@ -277,7 +277,8 @@ class PaperServer:
     def _dispatch(self, route: Route, params: Mapping[str, str], query: Query, body: bytes) -> Reply:
         try:
             return handler_for(route)(self.broker, params, query, body)
-        except OrderRejected as exc:
+        except BrokerError as exc:
+            # A refusal, or a state file that could not be written (the account was put back).
             return self.error_reply(exc)
         except Exception:
             # A bug must cost one request, never the server.

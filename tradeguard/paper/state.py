@@ -1,200 +1,27 @@
-"""The paper account's state: orders, positions and cash, their Alpaca JSON, and the state file.
+"""The paper account's state: orders, positions and cash, and its text for the state file.
 
-Orders are kept as mutable records and rendered in the exact JSON shape Alpaca returns, so the
-in-process broker (`BrokerOrder.raw`) and the paper server show the same bytes. The state file
-holds those same order documents, written atomically (temp file + `os.replace`) so a crash
-mid-write never leaves a half-written account.
+The text holds the orders' Alpaca documents plus what Alpaca's JSON leaves out: the target
+quantity of notional orders, the links between legs and parents, whether a stop was triggered.
+`tradeguard.paper.statefile` writes it.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from tradeguard.domain import (
-    BrokerOrder,
-    BrokerPosition,
-    OrderStatus,
-    OrderType,
-    PositionIntent,
-    Side,
-    TimeInForce,
-)
-from tradeguard.errors import ConfigError
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderClass, OrderStatus, Side
+from tradeguard.paper.orders import PaperOrder, fmt, iso
 
-__all__ = [
-    "PaperOrder",
-    "PaperState",
-    "account_document",
-    "asset_id",
-    "fmt",
-    "iso",
-    "load_state",
-    "save_state",
-]
+__all__ = ["STATE_VERSION", "PaperState", "account_document"]
 
-STATE_VERSION = 1
-_ASSET_NAMESPACE = uuid.UUID("6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10")
-
-
-def fmt(value: Decimal | None) -> str | None:
-    """Render a Decimal the way Alpaca does: plain digits, no exponent, no trailing zeros."""
-    if value is None:
-        return None
-    text = format(value.normalize(), "f")
-    return "0" if text in {"-0", ""} else text
-
-
-def iso(when: datetime | None) -> str | None:
-    """Render an aware time as Alpaca does: UTC with microseconds and a "Z"."""
-    if when is None:
-        return None
-    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def asset_id(symbol: str) -> str:
-    """Return a stable asset id for `symbol` (the paper broker has no asset master)."""
-    return str(uuid.uuid5(_ASSET_NAMESPACE, symbol.upper()))
-
-
-@dataclass(slots=True)
-class PaperOrder:
-    """One order the paper broker accepted; mutable while it lives."""
-
-    id: str
-    client_order_id: str
-    symbol: str
-    side: Side
-    order_type: OrderType
-    time_in_force: TimeInForce
-    qty: Decimal | None
-    notional: Decimal | None
-    target_qty: Decimal
-    created_at: datetime
-    updated_at: datetime
-    limit_price: Decimal | None = None
-    stop_price: Decimal | None = None
-    position_intent: PositionIntent | None = None
-    extended_hours: bool = False
-    status: OrderStatus = OrderStatus.NEW
-    filled_qty: Decimal = Decimal(0)
-    filled_avg_price: Decimal | None = None
-    filled_at: datetime | None = None
-    canceled_at: datetime | None = None
-
-    @property
-    def remaining(self) -> Decimal:
-        """Shares still to fill."""
-        return self.target_qty - self.filled_qty
-
-    def to_alpaca(self) -> dict[str, Any]:
-        """Return the order as Alpaca's JSON document."""
-        return {
-            "id": self.id,
-            "client_order_id": self.client_order_id,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "submitted_at": iso(self.created_at),
-            "filled_at": iso(self.filled_at),
-            "expired_at": None,
-            "canceled_at": iso(self.canceled_at),
-            "failed_at": None,
-            "replaced_at": None,
-            "replaced_by": None,
-            "replaces": None,
-            "asset_id": asset_id(self.symbol),
-            "symbol": self.symbol,
-            "asset_class": "us_equity",
-            "notional": fmt(self.notional),
-            "qty": fmt(self.qty),
-            "filled_qty": fmt(self.filled_qty),
-            "filled_avg_price": fmt(self.filled_avg_price),
-            # Alpaca sends "" for simple orders; alpaca-py maps it to OrderClass.SIMPLE.
-            "order_class": "",
-            "order_type": self.order_type.value,
-            "type": self.order_type.value,
-            "side": self.side.value,
-            "position_intent": self.position_intent.value if self.position_intent else None,
-            "time_in_force": self.time_in_force.value,
-            "limit_price": fmt(self.limit_price),
-            "stop_price": fmt(self.stop_price),
-            "status": self.status.value,
-            "extended_hours": self.extended_hours,
-            "legs": None,
-            "trail_percent": None,
-            "trail_price": None,
-            "hwm": None,
-            "subtag": None,
-            "source": None,
-            "expires_at": None,
-        }
-
-    def to_broker_order(self) -> BrokerOrder:
-        """Return the port's frozen view of the order, with Alpaca's JSON as `raw`."""
-        return BrokerOrder(
-            id=self.id,
-            client_order_id=self.client_order_id,
-            symbol=self.symbol,
-            side=self.side,
-            status=self.status,
-            qty=self.qty,
-            notional=self.notional,
-            filled_qty=self.filled_qty,
-            filled_avg_price=self.filled_avg_price,
-            order_type=self.order_type,
-            time_in_force=self.time_in_force,
-            limit_price=self.limit_price,
-            stop_price=self.stop_price,
-            position_intent=self.position_intent,
-            created_at=self.created_at,
-            updated_at=self.updated_at,
-            raw=self.to_alpaca(),
-        )
-
-    def to_state(self) -> dict[str, Any]:
-        """Return the document stored in the state file."""
-        # target_qty is not in Alpaca's JSON (a notional order's qty is null there).
-        return {**self.to_alpaca(), "target_qty": fmt(self.target_qty)}
-
-    @classmethod
-    def from_state(cls, doc: dict[str, Any]) -> PaperOrder:
-        """Rebuild an order from its state-file document."""
-        return cls(
-            id=str(doc["id"]),
-            client_order_id=str(doc["client_order_id"]),
-            symbol=str(doc["symbol"]),
-            side=Side(doc["side"]),
-            order_type=OrderType(doc["type"]),
-            time_in_force=TimeInForce(doc["time_in_force"]),
-            qty=_dec(doc.get("qty")),
-            notional=_dec(doc.get("notional")),
-            target_qty=_dec(doc["target_qty"]) or Decimal(0),
-            created_at=datetime.fromisoformat(doc["created_at"]),
-            updated_at=datetime.fromisoformat(doc["updated_at"]),
-            limit_price=_dec(doc.get("limit_price")),
-            stop_price=_dec(doc.get("stop_price")),
-            position_intent=PositionIntent(doc["position_intent"]) if doc.get("position_intent") else None,
-            extended_hours=bool(doc.get("extended_hours")),
-            status=OrderStatus(doc["status"]),
-            filled_qty=_dec(doc.get("filled_qty")) or Decimal(0),
-            filled_avg_price=_dec(doc.get("filled_avg_price")),
-            filled_at=_time(doc.get("filled_at")),
-            canceled_at=_time(doc.get("canceled_at")),
-        )
-
-
-def _dec(value: object) -> Decimal | None:
-    return None if value is None else Decimal(str(value))
-
-
-def _time(value: object) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(str(value))
+STATE_VERSION = 2  # 2: order classes, legs, trailing stops, replacements
+_READABLE_VERSIONS = frozenset({1, STATE_VERSION})
+_ACCOUNT_NAMESPACE = uuid.UUID("6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10")
 
 
 @dataclass(slots=True)
@@ -208,7 +35,7 @@ class PaperState:
     avg_price: dict[str, Decimal] = field(default_factory=dict)
     last_price: dict[str, Decimal] = field(default_factory=dict)
     set_prices: dict[str, Decimal] = field(default_factory=dict)
-    rendered: dict[str, tuple[tuple[OrderStatus, Decimal], str]] = field(default_factory=dict, repr=False)
+    rendered: dict[str, tuple[tuple[object, ...], str]] = field(default_factory=dict, repr=False)
     # Ids of the open orders, oldest first: every position read and every buying-power check
     # looks at open orders only, and an account keeps every order it ever had.
     open_ids: dict[str, None] = field(default_factory=dict, repr=False)
@@ -231,9 +58,75 @@ class PaperState:
         opened = (self.orders[i] for i in self.open_ids)
         return [o for o in opened if symbol is None or o.symbol == symbol]
 
-    def held(self, symbol: str, side: Side) -> Decimal:
-        """Return the shares of `symbol` that open orders on `side` still want to trade."""
-        return sum((o.remaining for o in self.open_orders(symbol) if o.side is side), Decimal(0))
+    def listed(self, status: str, *, nested: bool) -> list[PaperOrder]:
+        """Return the orders `GET /v2/orders?status=` lists, oldest first.
+
+        Without `nested` legs are orders of their own, with it they are left to their parent.
+        "open" leaves out `held` legs, as Alpaca's listing does (seen by users: a bracket's held
+        stop-loss shows only under its filled parent with ``status=closed&nested=true``).
+        """
+
+        def wanted(order: PaperOrder) -> bool:
+            if status == "closed":
+                return order.status.is_terminal
+            return status == "all" or (order.status.is_open and order.status is not OrderStatus.HELD)
+
+        return [o for o in self.orders.values() if wanted(o) and not (nested and o.is_leg)]
+
+    def parent_of(self, order: PaperOrder) -> PaperOrder | None:
+        """Return a leg's parent order, or None for an order that is no leg."""
+        return None if order.parent_id is None else self.orders[order.parent_id]
+
+    def legs_of(self, order: PaperOrder) -> list[PaperOrder]:
+        """Return the order's legs, in the order they were made."""
+        return [self.orders[i] for i in order.leg_ids]
+
+    def dormant(self, order: PaperOrder) -> bool:
+        """True for a leg held until its bracket's or OTO's entry fills (it cannot trade yet)."""
+        parent = self.parent_of(order)
+        return (
+            parent is not None
+            and parent.order_class is not OrderClass.OCO
+            and parent.status is not OrderStatus.FILLED
+        )
+
+    def group(self, order: PaperOrder) -> list[PaperOrder]:
+        """Return every order of `order`'s order class group: parent and legs (itself if simple)."""
+        head = self.parent_of(order) or order
+        return [head, *self.legs_of(head)]
+
+    def successor(self, order: PaperOrder) -> PaperOrder:
+        """Return the live end of `order`'s chain of replacements (`order` itself if none)."""
+        seen = {order.id}
+        while order.replaced_by is not None and order.replaced_by in self.orders:
+            order = self.orders[order.replaced_by]
+            if order.id in seen:  # a cycle cannot be built here; never loop on a damaged file
+                break
+            seen.add(order.id)
+        return order
+
+    def held(self, symbol: str, side: Side, excluding: str | None = None) -> Decimal:
+        """Return the shares of `symbol` that open orders on `side` still want to trade.
+
+        Exits of which only one can fill (a bracket's legs, an OCO's two orders) hold their
+        larger remainder once, not the sum; legs waiting for their entry hold nothing yet.
+
+        Args:
+            symbol: The symbol.
+            side: The side of the orders that count.
+            excluding: The id of an order to leave out (one about to be replaced).
+        """
+        alone = Decimal(0)
+        groups: dict[str, Decimal] = {}
+        for order in self.open_orders(symbol):
+            if order.side is not side or order.id == excluding or self.dormant(order):
+                continue
+            group = order.group_id
+            if group is None:
+                alone += order.remaining
+            else:
+                groups[group] = max(groups.get(group, Decimal(0)), order.remaining)
+        return alone + sum(groups.values(), Decimal(0))
 
     def position(self, symbol: str, mark: Decimal) -> BrokerPosition | None:
         """Return the position in `symbol` valued at `mark`, or None when flat."""
@@ -259,7 +152,7 @@ class PaperState:
         order.filled_avg_price = ((previous + qty * price) / order.filled_qty).quantize(Decimal("0.0001"))
         order.status = OrderStatus.FILLED if order.remaining <= 0 else OrderStatus.PARTIALLY_FILLED
         self.track(order)
-        order.updated_at = now
+        order.touch(now)
         if order.status is OrderStatus.FILLED:
             order.filled_at = now
         signed = qty if order.side is Side.BUY else -qty
@@ -277,6 +170,40 @@ class PaperState:
             cost = abs(held) * self.avg_price.get(order.symbol, Decimal(0)) + qty * price
             self.avg_price[order.symbol] = (cost / abs(new_qty)).quantize(Decimal("0.0001"))
         self.qty[order.symbol] = new_qty
+
+    def render(self, order: PaperOrder, *, nested: bool) -> dict[str, Any]:
+        """Return Alpaca's JSON of `order`; with `nested`, its legs inside (`?nested=true`)."""
+        legs = [leg.to_alpaca() for leg in self.legs_of(order)] if nested and order.leg_ids else None
+        return order.to_alpaca(legs)
+
+    def broker_order(self, order: PaperOrder, *, nested: bool = True) -> BrokerOrder:
+        """Return the port's frozen view of `order`, with Alpaca's JSON as `raw`."""
+        legs = tuple(self.broker_order(leg, nested=False) for leg in self.legs_of(order)) if nested else ()
+        return BrokerOrder(
+            id=order.id,
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            status=order.status,
+            qty=order.qty,
+            notional=order.notional,
+            filled_qty=order.filled_qty,
+            filled_avg_price=order.filled_avg_price,
+            order_type=order.order_type,
+            time_in_force=order.time_in_force,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            position_intent=order.position_intent,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
+            order_class=order.order_class,
+            legs=legs,
+            trail_price=order.trail_price,
+            trail_percent=order.trail_percent,
+            replaced_by=order.replaced_by,
+            replaces=order.replaces,
+            raw=self.render(order, nested=nested),
+        )
 
     def to_text(self) -> str:
         """Return the state-file document as JSON text.
@@ -298,8 +225,7 @@ class PaperState:
         )
         parts = []
         for order in self.orders.values():
-            # status and filled_qty change with every mutation (fill or cancel) of an order.
-            key = (order.status, order.filled_qty)
+            key = order.cache_key()
             cached = self.rendered.get(order.id)
             if cached is None or cached[0] != key:
                 cached = (key, json.dumps(order.to_state(), separators=(",", ":")))
@@ -310,7 +236,7 @@ class PaperState:
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> PaperState:
         """Rebuild the state from a state-file document."""
-        if doc.get("version") != STATE_VERSION:
+        if doc.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported state version {doc.get('version')!r}")
         state = cls(cash=Decimal(str(doc["cash"])))
         for order_doc in doc["orders"]:
@@ -321,6 +247,11 @@ class PaperState:
         state.last_price = {s: Decimal(str(p)) for s, p in doc.get("last_prices", {}).items()}
         state.set_prices = {s: Decimal(str(p)) for s, p in doc.get("set_prices", {}).items()}
         return state
+
+    @classmethod
+    def from_text(cls, text: str) -> PaperState:
+        """Rebuild the state from state-file text (see `to_text`)."""
+        return cls.from_json(json.loads(text))
 
 
 def account_document(
@@ -336,7 +267,7 @@ def account_document(
     equity = fmt(cash + long_value + short_value)
     power = fmt(buying_power)
     return {
-        "id": str(uuid.uuid5(_ASSET_NAMESPACE, "account")),
+        "id": str(uuid.uuid5(_ACCOUNT_NAMESPACE, "account")),
         "account_number": "PA-TRADEGUARD",
         "status": "ACTIVE",
         "crypto_status": "ACTIVE",
@@ -371,39 +302,3 @@ def account_document(
         "options_trading_level": 0,
         "created_at": iso(created_at),
     }
-
-
-def load_state(path: str) -> PaperState | None:
-    """Read the state file; None when it does not exist yet.
-
-    Raises:
-        ConfigError: The file exists but is not a paper account this version can read.
-    """
-    try:
-        with open(path, encoding="utf-8") as handle:
-            doc = json.load(handle)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: cannot read paper state: {exc}") from exc
-    try:
-        return PaperState.from_json(doc)
-    except (KeyError, TypeError, ValueError, InvalidOperation, AttributeError) as exc:
-        raise ConfigError(f"{path}: not a paper account state file: {exc!r}") from exc
-
-
-def save_state(state: PaperState, path: str) -> None:
-    """Write the state file atomically: a temp file in the same folder, fsync, then os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".paper-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(state.to_text())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # Never leave temp files behind, whatever interrupted the write.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

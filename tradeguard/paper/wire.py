@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from tradeguard.domain import (
     BrokerPosition,
+    OrderClass,
     OrderRequest,
     OrderType,
     PositionIntent,
@@ -23,9 +24,9 @@ from tradeguard.domain import (
     Side,
     TimeInForce,
 )
-from tradeguard.errors import OrderRejected
-from tradeguard.paper.rules import rejection, unprocessable
-from tradeguard.paper.state import asset_id, fmt
+from tradeguard.errors import BrokerError, OrderRejected
+from tradeguard.paper.orders import asset_id, fmt
+from tradeguard.paper.refusals import rejection, unprocessable
 
 __all__ = [
     "clock_json",
@@ -47,7 +48,7 @@ def dump(document: object) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def error_body(exc: OrderRejected) -> bytes:
+def error_body(exc: BrokerError) -> bytes:
     """Return the JSON body of a refusal."""
     return dump(exc.body or {"code": exc.code, "message": exc.message})
 
@@ -78,7 +79,7 @@ def _text(doc: Mapping[str, Any], key: str) -> str | None:
     return value
 
 
-_E = TypeVar("_E", Side, OrderType, TimeInForce, PositionIntent)
+_E = TypeVar("_E", Side, OrderType, TimeInForce, PositionIntent, OrderClass)
 
 
 def _choice(doc: Mapping[str, Any], key: str, kind: type[_E]) -> _E | None:
@@ -91,8 +92,33 @@ def _choice(doc: Mapping[str, Any], key: str, kind: type[_E]) -> _E | None:
         raise unprocessable(f"invalid {key} {text}") from None
 
 
+def _object(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """Return a nested object (take_profit, stop_loss), {} when absent; another type is 400."""
+    value = doc.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad_format()
+    return value
+
+
+def _order_class(doc: Mapping[str, Any]) -> OrderClass:
+    text = _text(doc, "order_class")
+    if not text:
+        return OrderClass.SIMPLE  # Alpaca reads "" and a missing class as simple
+    if text.lower() == "mleg":
+        raise unprocessable("order_class mleg is not supported by the paper broker (no options)")
+    chosen = _choice(doc, "order_class", OrderClass)
+    assert chosen is not None
+    return chosen
+
+
 def parse_order(body: bytes) -> OrderRequest:
-    """Turn a `POST /v2/orders` body into an `OrderRequest`, refusing what Alpaca refuses."""
+    """Turn a `POST /v2/orders` body into an `OrderRequest`, refusing what Alpaca refuses.
+
+    Only the shape is checked here (Alpaca's decoder: a wrong JSON type is a 400); what the
+    values mean is checked by the broker, the same in process and over HTTP.
+    """
     try:
         doc = json.loads(body)
     except (ValueError, RecursionError):
@@ -107,7 +133,8 @@ def parse_order(body: bytes) -> OrderRequest:
     extended = doc.get("extended_hours", False)
     if extended is not None and not isinstance(extended, bool):
         raise _bad_format()
-    order_class = _text(doc, "order_class") or "simple"
+    order_class = _order_class(doc)
+    profit, loss = _object(doc, "take_profit"), _object(doc, "stop_loss")
     if not symbol:
         raise unprocessable("symbol is required")
     if side is None and intent is not None:
@@ -119,8 +146,6 @@ def parse_order(body: bytes) -> OrderRequest:
         raise unprocessable("type is required")
     if tif is None:
         raise unprocessable("time_in_force is required")
-    if order_class != "simple":
-        raise unprocessable(f"order_class {order_class} is not supported by the paper broker")
     return OrderRequest(
         symbol=symbol,
         side=side,
@@ -133,6 +158,12 @@ def parse_order(body: bytes) -> OrderRequest:
         stop_price=parse_decimal(doc.get("stop_price"), "stop_price"),
         position_intent=intent,
         extended_hours=bool(extended),
+        order_class=order_class,
+        take_profit_limit_price=parse_decimal(profit.get("limit_price"), "take_profit.limit_price"),
+        stop_loss_stop_price=parse_decimal(loss.get("stop_price"), "stop_loss.stop_price"),
+        stop_loss_limit_price=parse_decimal(loss.get("limit_price"), "stop_loss.limit_price"),
+        trail_price=parse_decimal(doc.get("trail_price"), "trail_price"),
+        trail_percent=parse_decimal(doc.get("trail_percent"), "trail_percent"),
     )
 
 
@@ -166,8 +197,8 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=ZoneInfo("UTC"))
 
 
-def position_json(position: BrokerPosition) -> dict[str, Any]:
-    """Render a position as Alpaca's `GET /v2/positions` item."""
+def position_json(position: BrokerPosition, exchange: str = "NASDAQ") -> dict[str, Any]:
+    """Render a position as Alpaca's `GET /v2/positions` item (`exchange`: its asset's)."""
     qty = position.qty
     avg = position.avg_entry_price or Decimal(0)
     value = position.market_value if position.market_value is not None else qty * avg
@@ -178,7 +209,7 @@ def position_json(position: BrokerPosition) -> dict[str, Any]:
     return {
         "asset_id": asset_id(position.symbol),
         "symbol": position.symbol,
-        "exchange": "NASDAQ",
+        "exchange": exchange,
         "asset_class": "us_equity",
         "asset_marginable": True,
         "qty": fmt(qty),

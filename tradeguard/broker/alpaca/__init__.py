@@ -1,6 +1,7 @@
 """The Alpaca adapter: `AlpacaBroker`, the `Broker` port over alpaca-py's `TradingClient`.
 
-- `adapter`: `AlpacaBroker` and its transport policy (no hidden POST retry, timeouts).
+- `adapter`: `AlpacaBroker`: submit, lookups (following replacements), listings, replace, cancel.
+- `transport`: its transport policy on the client (no hidden POST retry, timeouts).
 - `convert`: tradeguard's value types to and from Alpaca's JSON.
 - `errors`: every alpaca-py / requests failure to a `BrokerError`, in one place.
 - `errors_map`: Alpaca's error vocabulary (status, code, message) to exception class and

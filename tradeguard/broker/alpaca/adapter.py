@@ -3,12 +3,8 @@
 The adapter owns how requests reach Alpaca:
 
 - alpaca-py's hidden retry (every method, ``POST /v2/orders`` included, on 429 and 504) is turned
-  off through the client's private ``_retry`` / ``_retry_codes``: a retried POST is a second
-  order. If alpaca-py renames them, construction fails with `ConfigError` instead of silently
-  keeping the retry.
-- Every request gets a (connect, read) timeout from `Settings`: alpaca-py passes none, and a hung
-  socket would block forever.
-- Requests go through the client's raw ``get`` / ``post`` / ``delete`` and answers are converted
+  off, and every request gets a (connect, read) timeout from `Settings` (`transport`).
+- Requests go through the client's raw ``get`` / ``post`` / ``patch`` / ``delete`` and answers are converted
   by `convert`, so a status or exchange Alpaca adds later cannot fail a read.
 - Every failure leaves as a `BrokerError` chosen by `errors.map_alpaca_error`.
 
@@ -17,13 +13,12 @@ The client is modified in place; do not share it with code that relies on alpaca
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-import requests
 from alpaca.trading.client import TradingClient
 
 from tradeguard.broker.alpaca.convert import (
@@ -38,22 +33,27 @@ from tradeguard.broker.alpaca.convert import (
 )
 from tradeguard.broker.alpaca.errors import Stage, map_alpaca_error
 from tradeguard.broker.alpaca.errors_map import is_duplicate_client_order_id, is_not_found
+from tradeguard.broker.alpaca.transport import apply_transport_policy
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, RejectKind, ReplaceRequest
+from tradeguard.domain import (
+    BrokerOrder,
+    BrokerPosition,
+    OrderClass,
+    OrderRequest,
+    OrderStatus,
+    RejectKind,
+    ReplaceRequest,
+)
 from tradeguard.errors import BrokerError, ConfigError, OrderRejected, OutcomeUnknown
 
 __all__ = ["AlpacaBroker"]
 
 _MAX_PAGE = 500  # Alpaca's largest `limit` for GET /v2/orders
+# Each hop of a replacement chain is one GET (Alpaca allows 200 a minute): a longer chain is
+# answered with OutcomeUnknown rather than a burst of reads.
+_MAX_REPLACEMENT_HOPS = 100
+_NESTED = {"nested": "true"}  # roll a bracket's/OTO's/OCO's legs up under it
 _ORDER_QUERY_STATUSES = frozenset({"open", "closed", "all"})
-
-# alpaca-py internals the transport policy depends on, with the type each must have.
-_PRIVATE_ATTRIBUTES: tuple[tuple[str, type], ...] = (
-    ("_retry", int),
-    ("_retry_codes", list),
-    ("_retry_wait", int),
-    ("_session", requests.Session),
-)
 
 
 class AlpacaBroker:
@@ -70,7 +70,7 @@ class AlpacaBroker:
 
     def __init__(self, client: TradingClient, *, settings: Settings | None = None) -> None:
         self._settings = settings if settings is not None else Settings()
-        _apply_transport_policy(client, self._settings)
+        apply_transport_policy(client, self._settings)
         self._client = client
 
     @classmethod
@@ -158,7 +158,17 @@ class AlpacaBroker:
         return existing
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Return the order with this client_order_id, or None on Alpaca's 404 40410000."""
+        """Return the live order of this client_order_id, or None on Alpaca's 404 40410000.
+
+        Alpaca answers with the order that carries the id, which may have been replaced; this
+        follows `replaced_by` to the live order of the chain (the port's contract), one
+        `get_order` per replacement, and reads an order with legs nested.
+
+        Raises:
+            OutcomeUnknown: A replacement named by `replaced_by` cannot be read, or the chain
+                is longer than this adapter follows.
+            BrokerError: A read failed.
+        """
         try:
             with _translated(Stage.READ):
                 raw = self._client.get("/orders:by_client_order_id", {"client_order_id": client_order_id})
@@ -170,7 +180,29 @@ class AlpacaBroker:
             order = order_from_raw(raw)
             if order.client_order_id != client_order_id:
                 raise MalformedResponse(f"asked for {client_order_id!r}, got {order.client_order_id!r}")
-        return order
+        for _ in range(_MAX_REPLACEMENT_HOPS):
+            if order.status is not OrderStatus.REPLACED or order.replaced_by is None:
+                return self._with_legs(order)
+            successor = self.get_order(order.replaced_by)
+            if successor is None:
+                raise OutcomeUnknown(
+                    f"order {order.id} ({client_order_id}) was replaced by {order.replaced_by}, "
+                    "which Alpaca does not return (yet)"
+                )
+            order = successor
+        raise OutcomeUnknown(
+            f"client_order_id {client_order_id} was replaced more than {_MAX_REPLACEMENT_HOPS} times; "
+            "look its live order up by id"
+        )
+
+    def _with_legs(self, order: BrokerOrder) -> BrokerOrder:
+        """Return `order` with its legs: read again nested when Alpaca sent them unrolled."""
+        if order.order_class is OrderClass.SIMPLE or order.legs or order.raw.get("legs"):
+            return order
+        nested = self.get_order(order.id)
+        if nested is None:
+            raise OutcomeUnknown(f"order {order.id} was found by client_order_id but not by id")
+        return nested
 
     def list_orders(
         self,
@@ -264,38 +296,50 @@ class AlpacaBroker:
             self._client.delete("/orders/" + quote(order_id, safe=""))
 
     def get_order(self, order_id: str) -> BrokerOrder | None:
-        """Return the order with this broker id, or None on Alpaca's 404 40410000."""
+        """Return the order with this broker id (its legs nested), or None on Alpaca's 404 40410000."""
         try:
             with _translated(Stage.READ):
-                raw = self._client.get("/orders/" + quote(order_id, safe=""))
+                raw = self._client.get("/orders/" + quote(order_id, safe=""), _NESTED)
         except BrokerError as err:
             if is_not_found(err):
                 return None
             raise
         with _translated(Stage.READ):
-            return order_from_raw(raw)
+            order = order_from_raw(raw)
+            if order.id != order_id:
+                raise MalformedResponse(f"asked for order {order_id}, got {order.id}")
+        return order
 
     def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
         """Replace an open order (`PATCH /v2/orders/{id}`); return the new order.
+
+        Alpaca answers with a new order (new id, ``replaces`` = `order_id`); its success does not
+        promise the replacement takes effect: if the old order fills first, the new one is
+        rejected (Alpaca's documentation), so callers read the chain afterwards.
 
         Raises:
             OrderRejected: Alpaca refused the change; the old order stands.
             OutcomeUnknown: The replacement may or may not have happened.
         """
-        body = {
-            name: (str(value) if not isinstance(value, str) else value)
-            for name, value in (
-                ("qty", request.qty),
-                ("limit_price", request.limit_price),
-                ("stop_price", request.stop_price),
-                ("trail", request.trail),
-                ("time_in_force", request.time_in_force.value if request.time_in_force else None),
-                ("client_order_id", request.client_order_id),
-            )
-            if value is not None
+        if not order_id:
+            raise ConfigError("replace_order needs an order id")
+        numbers = {"qty": request.qty, "limit_price": request.limit_price, "stop_price": request.stop_price}
+        body: dict[str, str] = {
+            name: format(value, "f") for name, value in numbers.items() if value is not None
         }
+        if request.trail is not None:
+            body["trail"] = format(request.trail, "f")
+        if request.time_in_force is not None:
+            body["time_in_force"] = request.time_in_force.value
+        if request.client_order_id is not None:
+            body["client_order_id"] = request.client_order_id
         with _translated(Stage.SUBMIT):
-            return order_from_raw(self._client.patch("/orders/" + quote(order_id, safe=""), body))
+            order = order_from_raw(self._client.patch("/orders/" + quote(order_id, safe=""), body))
+            if order.id == order_id or order.replaces not in (None, order_id):
+                raise MalformedResponse(
+                    f"the replacement of {order_id} came back as {order.id} (replaces {order.replaces})"
+                )
+        return order
 
 
 @contextmanager
@@ -324,47 +368,3 @@ def _next_cursor(page: list[BrokerOrder]) -> datetime:
     if len(known) != len(times):
         raise MalformedResponse("an order has neither submitted_at nor created_at")
     return max(known) - timedelta(microseconds=1)
-
-
-_TIMEOUT_POSITION = (
-    6  # `timeout` in Session.request(method, url, params, data, headers, cookies, files, auth, timeout)
-)
-
-
-class _TimeoutRequest:
-    """A session's `request` that adds a (connect, read) timeout when the caller passed none."""
-
-    def __init__(self, request: Callable[..., requests.Response], timeout: tuple[float, float]) -> None:
-        self.wrapped = request
-        self.timeout = timeout
-
-    def __call__(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
-        if len(args) > _TIMEOUT_POSITION:
-            if args[_TIMEOUT_POSITION] is None:
-                args = (*args[:_TIMEOUT_POSITION], self.timeout, *args[_TIMEOUT_POSITION + 1 :])
-        elif kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout
-        return self.wrapped(method, url, *args, **kwargs)
-
-
-def _apply_transport_policy(client: TradingClient, settings: Settings) -> None:
-    """Turn off alpaca-py's hidden retry and give every request a timeout (module docstring)."""
-    connect, read = settings.connect_timeout_secs, settings.request_timeout_secs
-    if connect <= 0 or read <= 0:
-        raise ConfigError(f"broker timeouts must be positive, got connect={connect} read={read}")
-    for name, kind in _PRIVATE_ATTRIBUTES:
-        if not isinstance(getattr(client, name, None), kind):
-            raise ConfigError(
-                f"alpaca-py's TradingClient has no {name} of type {kind.__name__} any more; "
-                "tradeguard cannot turn off its hidden POST retry. Pin alpaca-py to a tested version."
-            )
-    client._retry = 0
-    client._retry_codes = []
-    client._retry_wait = 0
-    # Any: the stubs declare `request` a method, and this replaces it per instance.
-    session: Any = client._session
-    current = session.request
-    if isinstance(current, _TimeoutRequest):  # a second adapter on the same client: no nesting
-        current = current.wrapped
-    # An instance attribute shadows Session.request; alpaca-py calls self._session.request(...).
-    session.request = _TimeoutRequest(current, (connect, read))

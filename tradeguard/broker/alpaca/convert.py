@@ -23,12 +23,16 @@ from alpaca.trading.requests import (
     LimitOrderRequest,
     MarketOrderRequest,
     StopLimitOrderRequest,
+    StopLossRequest,
     StopOrderRequest,
+    TakeProfitRequest,
+    TrailingStopOrderRequest,
 )
 
 from tradeguard.domain import (
     BrokerOrder,
     BrokerPosition,
+    OrderClass,
     OrderRequest,
     OrderStatus,
     OrderType,
@@ -53,9 +57,17 @@ _REQUEST_MODELS: dict[OrderType, Any] = {
     OrderType.LIMIT: LimitOrderRequest,
     OrderType.STOP: StopOrderRequest,
     OrderType.STOP_LIMIT: StopLimitOrderRequest,
+    OrderType.TRAILING_STOP: TrailingStopOrderRequest,
 }
 
-_DECIMAL_FIELDS = ("qty", "notional", "limit_price", "stop_price")
+_DECIMAL_FIELDS = ("qty", "notional", "limit_price", "stop_price", "trail_price", "trail_percent")
+# Leg prices: (request attribute, payload object, key in it).
+_LEG_FIELDS = (
+    ("take_profit_limit_price", "take_profit", "limit_price"),
+    ("stop_loss_stop_price", "stop_loss", "stop_price"),
+    ("stop_loss_limit_price", "stop_loss", "limit_price"),
+)
+_MAX_LEGS_DEPTH = 1  # Alpaca nests legs one level deep; a leg's own legs are always null
 
 _E = TypeVar("_E", bound=enum.Enum)
 _D = TypeVar("_D")
@@ -68,40 +80,56 @@ class MalformedResponse(ValueError):
 def order_payload(request: OrderRequest) -> dict[str, Any]:
     """Return the JSON body of ``POST /v2/orders`` for `request`.
 
+    Bracket, OTO and OCO orders carry ``take_profit``/``stop_loss`` objects (alpaca-py's
+    `TakeProfitRequest`/`StopLossRequest`), trailing stops ``trail_price`` or ``trail_percent``
+    (`TrailingStopOrderRequest`); every price leaves as an exact decimal string.
+
     Raises:
         ValueError: The order cannot be expressed (pydantic's ValidationError is one): alpaca-py
-            refused the combination, a number is not finite, the client_order_id is empty, or the
-            type is trailing_stop, which `OrderRequest` cannot describe (it has no trail).
+            refused the combination, a number is not finite, or the client_order_id is empty.
     """
     if not request.client_order_id:
         # Alpaca would invent one, and an order nobody can look up cannot be resolved or adopted.
         raise ValueError("client_order_id is required")
-    for name in _DECIMAL_FIELDS:
-        number: Decimal | None = getattr(request, name)
+    exact = {name: getattr(request, name) for name in _DECIMAL_FIELDS}
+    exact.update({attr: getattr(request, attr) for attr, _, _ in _LEG_FIELDS})
+    for name, number in exact.items():
         if number is not None and not number.is_finite():
             raise ValueError(f"{name} must be a finite number, got {number}")
-    model = _REQUEST_MODELS.get(request.order_type)
-    if model is None:
-        raise ValueError(f"{request.order_type} orders are not supported: OrderRequest has no trail")
-    built = model(
-        symbol=request.symbol,
-        side=request.side.value,
-        qty=_as_float(request.qty),
-        notional=_as_float(request.notional),
-        time_in_force=request.time_in_force.value,
-        limit_price=_as_float(request.limit_price),
-        stop_price=_as_float(request.stop_price),
-        client_order_id=request.client_order_id,
-        position_intent=request.position_intent.value if request.position_intent else None,
-        extended_hours=request.extended_hours,
-    )
-    fields: dict[str, Any] = built.to_request_fields()
-    payload = {key: value.value if isinstance(value, enum.Enum) else value for key, value in fields.items()}
+    fields: dict[str, Any] = {
+        "symbol": request.symbol,
+        "side": request.side.value,
+        "qty": _as_float(request.qty),
+        "notional": _as_float(request.notional),
+        "time_in_force": request.time_in_force.value,
+        "client_order_id": request.client_order_id,
+        "position_intent": request.position_intent.value if request.position_intent else None,
+        "extended_hours": request.extended_hours,
+    }
+    # Only the fields an order type takes: alpaca-py refuses any other, even when None-free.
+    for name in ("limit_price", "stop_price", "trail_price", "trail_percent"):
+        if exact[name] is not None:
+            fields[name] = _as_float(exact[name])
+    if request.order_class is not OrderClass.SIMPLE:
+        fields["order_class"] = request.order_class.value
+        if request.take_profit_limit_price is not None:
+            fields["take_profit"] = TakeProfitRequest(limit_price=float(request.take_profit_limit_price))
+        if request.stop_loss_stop_price is not None:
+            fields["stop_loss"] = StopLossRequest(
+                stop_price=float(request.stop_loss_stop_price),
+                limit_price=_as_float(request.stop_loss_limit_price),
+            )
+    built = _REQUEST_MODELS[request.order_type](**fields)
+    sent: dict[str, Any] = built.to_request_fields()
+    payload = {key: value.value if isinstance(value, enum.Enum) else value for key, value in sent.items()}
     for name in _DECIMAL_FIELDS:
         # alpaca-py types these as float; a float can turn 0.1 into 0.1000000000000000055...
-        exact: Decimal | None = getattr(request, name)
-        if name in payload and exact is not None:
-            payload[name] = format(exact, "f")
+        if name in payload and exact[name] is not None:
+            payload[name] = format(exact[name], "f")
+    for attr, group, key in _LEG_FIELDS:
+        number = exact[attr]
+        if number is not None and isinstance(payload.get(group), dict) and key in payload[group]:
+            payload[group][key] = format(number, "f")
     return payload
 
 
@@ -116,8 +144,12 @@ def orders_from_raw(raw: object) -> list[BrokerOrder]:
     return [order_from_raw(item) for item in raw]
 
 
-def order_from_raw(raw: object) -> BrokerOrder:
-    """Convert one order object of Alpaca's JSON to a `BrokerOrder` (``raw`` keeps the dict)."""
+def order_from_raw(raw: object, *, _depth: int = 0) -> BrokerOrder:
+    """Convert one order object of Alpaca's JSON to a `BrokerOrder` (``raw`` keeps the dict).
+
+    Legs (bracket, OTO, OCO, with ``?nested=true``) are converted too; a leg's own legs are
+    always null at Alpaca, and deeper nesting is refused rather than followed.
+    """
     data = _require_object(raw, "order")
     status = data.get("status")
     return BrokerOrder(
@@ -137,8 +169,25 @@ def order_from_raw(raw: object) -> BrokerOrder:
         position_intent=_lenient(PositionIntent, data.get("position_intent"), None),
         created_at=parse_time(data.get("created_at"), "created_at"),
         updated_at=parse_time(data.get("updated_at"), "updated_at"),
+        # "" is Alpaca's simple order; a class added later (mleg) reads as simple, raw keeps it.
+        order_class=_lenient(OrderClass, data.get("order_class") or "simple", OrderClass.SIMPLE),
+        legs=_legs(data.get("legs"), _depth),
+        trail_price=_decimal(data, "trail_price"),
+        trail_percent=_decimal(data, "trail_percent"),
+        replaced_by=_optional_str(data, "replaced_by"),
+        replaces=_optional_str(data, "replaces"),
         raw=dict(data),
     )
+
+
+def _legs(value: object, depth: int) -> tuple[BrokerOrder, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise MalformedResponse(f"legs: expected a JSON array, got {type(value).__name__}")
+    if value and depth >= _MAX_LEGS_DEPTH:
+        raise MalformedResponse("legs nested inside a leg")
+    return tuple(order_from_raw(leg, _depth=depth + 1) for leg in value)
 
 
 def positions_from_raw(raw: object) -> list[BrokerPosition]:
@@ -204,6 +253,15 @@ def _require_str(data: Mapping[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not value:
         raise MalformedResponse(f"{name} is missing or not a string: {value!r}")
+    return value
+
+
+def _optional_str(data: Mapping[str, Any], name: str) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MalformedResponse(f"{name}: expected a string, got {value!r}")
     return value
 
 

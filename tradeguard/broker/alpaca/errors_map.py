@@ -50,6 +50,7 @@ class AlpacaErrorKind(enum.StrEnum):
     POSITION_INTENT_MISMATCH = "position_intent_mismatch"
     INSUFFICIENT_QTY = "insufficient_qty"
     NOT_ALLOWED_TO_SHORT = "not_allowed_to_short"
+    CANNOT_BE_SOLD_SHORT = "cannot_be_sold_short"  # the asset (or a fractional qty) may not be shorted
     INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
     WASH_TRADE = "wash_trade"
     PATTERN_DAY_TRADING = "pattern_day_trading"
@@ -72,21 +73,24 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(frozenset({422}), "position intent mismatch", AlpacaErrorKind.POSITION_INTENT_MISMATCH),
     _Rule(frozenset({403}), "insufficient qty", AlpacaErrorKind.INSUFFICIENT_QTY),
     _Rule(frozenset({403}), "not allowed to short", AlpacaErrorKind.NOT_ALLOWED_TO_SHORT),
+    # 422 'asset "EIDO" cannot be sold short' and 'fractional orders cannot be sold short'.
+    _Rule(frozenset({422}), "cannot be sold short", AlpacaErrorKind.CANNOT_BE_SOLD_SHORT),
     _Rule(frozenset({403}), "insufficient buying power", AlpacaErrorKind.INSUFFICIENT_BUYING_POWER),
     _Rule(frozenset({403, 422}), "wash trade", AlpacaErrorKind.WASH_TRADE),
     _Rule(frozenset({403}), "pattern day trading", AlpacaErrorKind.PATTERN_DAY_TRADING),
 )
 
 # Exit rejections that say "the broker does not hold what you think": reconcile the symbol at once
-# (DESIGN.md, phantom positions). "not allowed to short" belongs here because on an exit it means
-# the broker would have gone short, i.e. it holds less than the ledger; a false positive only
-# costs one extra, idempotent reconcile.
+# (DESIGN.md, phantom positions). "not allowed to short" and "cannot be sold short" belong here
+# because on an exit they mean the broker would have gone short, i.e. it holds less than the
+# ledger; a false positive only costs one extra, idempotent reconcile.
 POSITION_KINDS = frozenset(
     {
         AlpacaErrorKind.POSITION_NOT_FOUND,
         AlpacaErrorKind.POSITION_INTENT_MISMATCH,
         AlpacaErrorKind.INSUFFICIENT_QTY,
         AlpacaErrorKind.NOT_ALLOWED_TO_SHORT,
+        AlpacaErrorKind.CANNOT_BE_SOLD_SHORT,
     }
 )
 
@@ -99,6 +103,7 @@ _REJECT_KINDS: dict[AlpacaErrorKind, RejectKind] = {
     AlpacaErrorKind.POSITION_INTENT_MISMATCH: RejectKind.POSITION,
     AlpacaErrorKind.INSUFFICIENT_QTY: RejectKind.POSITION,
     AlpacaErrorKind.NOT_ALLOWED_TO_SHORT: RejectKind.POSITION,
+    AlpacaErrorKind.CANNOT_BE_SOLD_SHORT: RejectKind.POSITION,
     AlpacaErrorKind.INSUFFICIENT_BUYING_POWER: RejectKind.BUYING_POWER,
     AlpacaErrorKind.WASH_TRADE: RejectKind.WASH_TRADE,
     AlpacaErrorKind.PATTERN_DAY_TRADING: RejectKind.PATTERN_DAY_TRADING,
@@ -115,7 +120,7 @@ def reject_kind(status: int | None, message: str) -> RejectKind:
     if kind is not None:
         return _REJECT_KINDS[kind]
     text = message.lower()
-    if (status == 403 and "asset" in text) or (status == 422 and "asset not found" in text):
+    if (status == 403 and "asset" in text) or (status == 422 and _names_an_asset_problem(text)):
         return RejectKind.ASSET
     if "market" in text and "closed" in text:
         return RejectKind.MARKET_CLOSED
@@ -124,6 +129,13 @@ def reject_kind(status: int | None, message: str) -> RejectKind:
     if status == 401:
         return RejectKind.AUTH
     return RejectKind.OTHER
+
+
+def _names_an_asset_problem(text: str) -> bool:
+    # Alpaca's words: 'asset "LYC.AX" not found', 'asset "RGC" is not tradable', "requested asset
+    # is not fractionable" (all 422); "asset not found" is the older, unquoted form.
+    named = text.startswith('asset "') and text.endswith((" not found", " is not tradable"))
+    return named or "asset not found" in text or "not fractionable" in text
 
 
 def _kind_of(status: int | None, message: str) -> AlpacaErrorKind | None:
@@ -196,7 +208,8 @@ def is_position_rejection(err: BrokerError) -> bool:
     """True when an exit was refused because the broker holds less than the caller believes.
 
     Covers 422 "position intent mismatch", 404 "position does not exist", 403 "insufficient qty
-    available" and 403 "account is not allowed to short". The gateway reconciles the symbol at
-    once on these; the 403 insufficient-qty body keeps ``available`` and ``held_for_orders``.
+    available", 403 "account is not allowed to short" and 422 "... cannot be sold short". The
+    gateway reconciles the symbol at once on these; the 403 insufficient-qty body keeps
+    ``available`` and ``held_for_orders``.
     """
     return isinstance(err, OrderRejected) and err.kind.is_position

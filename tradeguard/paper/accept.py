@@ -1,0 +1,132 @@
+"""Accept one new order: every Alpaca check, in Alpaca's order, then the order and its legs.
+
+Every check runs before the first change to the account, so a refusal leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from tradeguard.domain import OrderClass, OrderRequest, OrderStatus, OrderType, Side
+from tradeguard.paper.classes import base_price, check_order_class, make_legs, oco_limit
+from tradeguard.paper.matching import follow_trail
+from tradeguard.paper.orders import PaperOrder, fmt
+from tradeguard.paper.rules import (
+    check_asset,
+    check_extended_hours,
+    check_fractional,
+    check_position,
+    check_stop_against_market,
+    check_type_fields,
+    check_wash_trade,
+    closes,
+    order_qty,
+    rejection,
+    unprocessable,
+)
+from tradeguard.paper.venue import Venue
+
+__all__ = ["MAX_CLIENT_ID_LEN", "accept", "check_buying_power", "check_client_id"]
+
+MAX_CLIENT_ID_LEN = 128
+_STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
+
+
+def check_client_id(venue: Venue, client_id: str) -> None:
+    """Refuse a client_order_id that is too long or was ever used (unique forever at Alpaca)."""
+    if len(client_id) > MAX_CLIENT_ID_LEN:
+        raise unprocessable(f"client_order_id must be no more than {MAX_CLIENT_ID_LEN} characters")
+    if client_id in venue.state.by_client_id:
+        # Unique forever: a canceled or filled order still owns its id.
+        raise unprocessable("client_order_id must be unique")
+
+
+def check_buying_power(venue: Venue, cost: Decimal, excluding: str | None = None) -> None:
+    """Refuse a buy whose estimated cost exceeds the buying power (Alpaca's 403 and fields)."""
+    power = venue.buying_power(excluding)
+    if cost > power:
+        raise rejection(
+            403,
+            40310000,
+            "insufficient buying power",
+            buying_power=fmt(power) or "0",
+            cost_basis=fmt(cost) or "0",
+        )
+
+
+def accept(venue: Venue, request: OrderRequest) -> PaperOrder:
+    """Validate `request` as Alpaca does; record and return the new open order (legs included).
+
+    Raises:
+        OrderRejected: With Alpaca's status, code and body; nothing was recorded.
+    """
+    state = venue.state
+    symbol = request.symbol.strip().upper()
+    if not symbol:
+        raise unprocessable("symbol is required")
+    asset = check_asset(venue.asset(symbol), symbol)
+    check_type_fields(request)
+    check_extended_hours(request)
+    price = venue.price(symbol)
+    client_id = request.client_order_id or str(uuid.uuid4())
+    if len(client_id) > MAX_CLIENT_ID_LEN:
+        raise unprocessable(f"client_order_id must be no more than {MAX_CLIENT_ID_LEN} characters")
+    qty = order_qty(request, price)
+    check_client_id(venue, client_id)
+    closing = closes(state, request.side, symbol)
+    check_order_class(request, closing=closing, base=base_price(request, price))
+    check_position(state, request, symbol, qty, allow_short=venue.allow_short, asset=asset)
+    check_fractional(request, qty, asset, opens_short=request.side is Side.SELL and not closing)
+    if request.order_type in _STOPS:
+        assert request.stop_price is not None  # check_type_fields
+        check_stop_against_market(request.side, request.stop_price, price)
+    limit = oco_limit(request) if request.order_class is OrderClass.OCO else _limit(request)
+    # Bracket, OCO and trailing stop orders are exempt from wash-trade protection (Alpaca's
+    # user-protection page: they are the "complex orders" its refusal tells you to use).
+    exempt = request.order_class in {OrderClass.BRACKET, OrderClass.OCO} or (
+        request.order_type is OrderType.TRAILING_STOP
+    )
+    if not exempt:
+        check_wash_trade(state, request.side, symbol, limit)
+    if request.side is Side.BUY and not closing:
+        check_buying_power(venue, qty * (limit or request.stop_price or price or Decimal(0)))
+    order = _order(venue, request, symbol=symbol, client_id=client_id, qty=qty, limit=limit)
+    legs = make_legs(order, request)
+    if request.order_type is OrderType.TRAILING_STOP and price is not None:
+        follow_trail(order, price)
+    state.add(order)
+    for leg in legs:
+        state.add(leg)
+    return order
+
+
+def _limit(request: OrderRequest) -> Decimal | None:
+    return request.limit_price if request.order_type in {OrderType.LIMIT, OrderType.STOP_LIMIT} else None
+
+
+def _order(
+    venue: Venue, request: OrderRequest, *, symbol: str, client_id: str, qty: Decimal, limit: Decimal | None
+) -> PaperOrder:
+    now = venue.now()
+    return PaperOrder(
+        id=str(uuid.uuid4()),
+        client_order_id=client_id,
+        symbol=symbol,
+        side=request.side,
+        order_type=request.order_type,
+        time_in_force=request.time_in_force,
+        qty=None if request.notional is not None else qty,
+        notional=request.notional,
+        target_qty=qty,
+        created_at=now,
+        updated_at=now,
+        limit_price=limit,
+        stop_price=request.stop_price if request.order_type in _STOPS else None,
+        position_intent=request.position_intent,
+        extended_hours=request.extended_hours,
+        status=OrderStatus.NEW,
+        order_class=request.order_class,
+        trail_price=request.trail_price,
+        trail_percent=request.trail_percent,
+    )
