@@ -75,6 +75,20 @@ if TYPE_CHECKING:
         ReconcileReport,
     )
     from tradeguard.reconcile.diff import diff
+    from tradeguard.sessions import (
+        AnswerEvent,
+        AttemptEvent,
+        EndEvent,
+        ExternalEvent,
+        NoteEvent,
+        PositionEvent,
+        PriceEvent,
+        Recorder,
+        SessionHeader,
+        SessionReader,
+        SessionWriter,
+        open_session,
+    )
     from tradeguard.store import AuditQuery, ClaimStore, MemoryClaimStore
 
 __version__ = "0.1.0"
@@ -105,6 +119,19 @@ __all__ = [
     "Action",
     "ActionKind",
     "diff",
+    # recorded sessions (the format replay/ reads; `record_to=` writes it)
+    "SessionHeader",
+    "AttemptEvent",
+    "AnswerEvent",
+    "PriceEvent",
+    "PositionEvent",
+    "ExternalEvent",
+    "NoteEvent",
+    "EndEvent",
+    "SessionReader",
+    "SessionWriter",
+    "Recorder",
+    "open_session",
     # brokers and their value types
     "Broker",
     "ClaimLedger",
@@ -205,6 +232,23 @@ _EXPORTS: dict[str, str] = {
         "tradeguard.reconcile",
     ),
     "diff": "tradeguard.reconcile.diff",
+    **dict.fromkeys(
+        (
+            "AnswerEvent",
+            "AttemptEvent",
+            "EndEvent",
+            "ExternalEvent",
+            "NoteEvent",
+            "PositionEvent",
+            "PriceEvent",
+            "Recorder",
+            "SessionHeader",
+            "SessionReader",
+            "SessionWriter",
+            "open_session",
+        ),
+        "tradeguard.sessions",
+    ),
     **dict.fromkeys(("AuditQuery", "ClaimStore", "MemoryClaimStore"), "tradeguard.store"),
 }
 

@@ -20,7 +20,13 @@ from tradeguard.sessions.model import (
     SessionHeader,
 )
 from tradeguard.sessions.reader import SessionReader, open_session
-from tradeguard.sessions.recorder import NullRecorder, Recorder, RecordingBroker, RecordTarget, open_recorder
+from tradeguard.sessions.recorder import (
+    NullRecorder,
+    Recorder,
+    RecordTarget,
+    SessionRecordingBroker,
+    open_recorder,
+)
 from tradeguard.sessions.writer import SessionWriter
 
 __all__ = [
@@ -37,9 +43,9 @@ __all__ = [
     "PriceEvent",
     "RecordTarget",
     "Recorder",
-    "RecordingBroker",
     "SessionHeader",
     "SessionReader",
+    "SessionRecordingBroker",
     "SessionWriter",
     "open_recorder",
     "open_session",

@@ -115,7 +115,7 @@ class SessionReader:
         version = obj.get("version")
         if version != SESSION_VERSION:
             raise self._fail(
-                f"session format version {version!r} is not supported: this tradeguard reads version "
+                f"session format version {version!r} is not supported: this tradeguard reads "
                 f"{SESSION_VERSION}"
             )
         try:

@@ -48,7 +48,14 @@ from tradeguard.sessions.model import (
 )
 from tradeguard.sessions.writer import SessionWriter
 
-__all__ = ["NULL_RECORDER", "NullRecorder", "RecordTarget", "Recorder", "RecordingBroker", "open_recorder"]
+__all__ = [
+    "NULL_RECORDER",
+    "NullRecorder",
+    "RecordTarget",
+    "Recorder",
+    "SessionRecordingBroker",
+    "open_recorder",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -115,7 +122,7 @@ class Recorder:
 
     def wrap(self, broker: Broker) -> Broker:
         """Return `broker` with every submit's answer and every position read recorded."""
-        return RecordingBroker(broker, self)
+        return SessionRecordingBroker(broker, self)
 
     def close(self) -> None:
         """Flush and close the file (a stream passed in is flushed, not closed)."""
@@ -289,7 +296,7 @@ class Recorder:
         self._writer = None
 
 
-class RecordingBroker:
+class SessionRecordingBroker:
     """A `Broker` that records each submit's answer and each position read, then passes it on."""
 
     def __init__(self, inner: Broker, recorder: Recorder) -> None:
