@@ -15,13 +15,14 @@ from typing import IO, Any
 
 import replay
 from replay.engine import EventRow, ReplayResult, replay_session
+from replay.importers import IMPORTERS
 from replay.metrics import Mode
 from replay.plot import write_plot
 from replay.report import write_report
 from replay.table import event_header, event_line, totals_table, trader_summary
 from tradeguard import ConfigError, SessionHeader, open_session
 
-__all__ = ["MAY21", "resolve_session", "result_json", "run_replay", "shipped_sessions_dir"]
+__all__ = ["MAY21", "resolve_session", "result_json", "run_import", "run_replay", "shipped_sessions_dir"]
 
 MAY21 = "2026-05-21-tqqq-sqqq.jsonl"
 
@@ -139,4 +140,40 @@ def run_replay(
     if report is not None:
         write_report(result, report)
         print(f"wrote {report}", file=err)
+    return 0
+
+
+def run_import(
+    kind: str, source: str, session: str, *, as_json: bool = False, out: IO[str] | None = None
+) -> int:
+    """Import `source` of `kind` as the session file `session`; print what was found.
+
+    Raises:
+        SessionFormatError: A malformed source, naming the line (the command exits 2).
+        ConfigError: An unknown kind.
+    """
+    out = out or sys.stdout
+    importer = IMPORTERS.get(kind)
+    if importer is None:
+        raise ConfigError(f"unknown import kind {kind!r}: expected one of {', '.join(IMPORTERS)}")
+    report = importer(source, session)
+    if as_json:
+        json.dump(report.as_dict(), out, indent=2)
+        print(file=out)
+        return 0
+    print(
+        f"wrote {session}: {report.events:,} events, {report.attempts:,} attempts of "
+        f"{report.decisions:,} decisions, {report.notes:,} notes kept",
+        file=out,
+    )
+    duplicates = report.extra.get("duplicates")
+    if duplicates is not None:
+        print(f"{report.extra['orders']:,} orders, {len(duplicates):,} suspected duplicates", file=out)
+        for d in duplicates:
+            print(
+                f"  {d['submitted_at']}  {d['side']} {d['qty']} {d['symbol']}  order {d['id']} repeats "
+                f"{d['duplicate_of']} after {d['seconds_after']:g} s",
+                file=out,
+            )
+    print(f"what a guard would have blocked: tradeguard replay {session} --compare", file=out)
     return 0
