@@ -31,6 +31,7 @@ from tradeguard.execution import OrderResult, Outcome
 from tradeguard.gateway import OrderGateway
 from tradeguard.orders import build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.sessions.recorder import RecordTarget
 
 __all__ = ["GuardedTradingClient", "to_alpaca_order"]
 
@@ -108,6 +109,7 @@ class GuardedTradingClient(TradingClient):
         settings: Timeouts and grace periods.
         clock: Time source (tests, replays).
         broker: Send orders to this broker instead of Alpaca (e.g. a PaperBroker: no network).
+        record_to: Record what the guard sees as a session file (see `OrderGateway`).
     """
 
     def __init__(  # noqa: PLR0917 - the same positional arguments as alpaca-py's TradingClient
@@ -125,6 +127,7 @@ class GuardedTradingClient(TradingClient):
         settings: Settings | None = None,
         clock: Clock | None = None,
         broker: Broker | None = None,
+        record_to: RecordTarget = None,
     ) -> None:
         super().__init__(api_key, secret_key, oauth_token, paper, raw_data, url_override)
         settings = settings or Settings()
@@ -136,7 +139,9 @@ class GuardedTradingClient(TradingClient):
             # requests get timeouts, without changing this object's pass-through behaviour.
             inner = TradingClient(api_key, secret_key, oauth_token, paper, False, url_override)
             broker = AlpacaBroker(inner, settings=settings)
-        self.gateway = OrderGateway(broker, store, agent_id=agent_id, settings=settings, clock=clock)
+        self.gateway = OrderGateway(
+            broker, store, agent_id=agent_id, settings=settings, clock=clock, record_to=record_to
+        )
 
     def close(self) -> None:
         """Close the HTTP sessions and the claim store's connections."""
