@@ -35,6 +35,7 @@ from tradeguard import (
     PositionEvent,
     PositionIntent,
     PriceEvent,
+    Recorder,
     SessionHeader,
     Settings,
     Side,
@@ -332,6 +333,10 @@ def make_simulation(
 ) -> Simulation:
     """Return a fresh simulation of `mode` for a session with `header`."""
     if mode is Mode.FULL:
+        if record_to is not None and not isinstance(record_to, Recorder):
+            # The replay plays the bot, which knows its account: the recording keeps the header's.
+            source = f"recorded by tradeguard replaying {header.name}"
+            record_to = Recorder(record_to, header=header.model_copy(update={"source": source}))
         return FullGuard(header, track=track, record_to=record_to)
     if record_to is not None:
         raise ValueError("only a full-mode replay records (the gateway is the recorder)")

@@ -33,7 +33,7 @@ from tradeguard.domain import (
     OrderStatus,
     ReplaceRequest,
 )
-from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.intents import Intent, OrderSpec
 from tradeguard.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.ports import Broker
 from tradeguard.sessions.model import (
@@ -164,8 +164,6 @@ class Recorder:
                 "time_in_force": spec.time_in_force.value,
                 "client_order_id": client_order_id,
             }
-            if intent.kind is Kind.ENTRY and spec.position_intent is not None:
-                fields["position_intent"] = spec.position_intent.value
             self._emit(AttemptEvent.model_validate(fields | extra))
 
     @contextlib.contextmanager
