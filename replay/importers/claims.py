@@ -51,8 +51,8 @@ _STATES = {
 }
 
 
-def _ev(line: int, t: datetime, kind: str, **fields: Any) -> Proto:
-    return Proto(line, t, {"type": kind, **fields})
+def _ev(line: int, t: datetime, event_type: str, /, **fields: Any) -> Proto:
+    return Proto(line, t, {"type": event_type, **fields})
 
 
 def _time(value: object, what: str, name: str, line: int) -> datetime:
