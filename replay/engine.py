@@ -10,7 +10,7 @@ is buffered, and no list of events is ever built.
 from __future__ import annotations
 
 import os
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -36,7 +36,6 @@ __all__ = ["ANSWER_HORIZON_SECS", "EventRow", "ReplayResult", "replay_session"]
 
 ANSWER_HORIZON_SECS = 600.0
 """An answer must come within this much session time after its attempt."""
-_RECENT_ATTEMPTS = 10_000  # how many attempts an answer may still be matched to (memory bound)
 
 Progress = Callable[[int, int], None]
 
@@ -134,7 +133,6 @@ class _Lookahead:
         self._answers: dict[tuple[str, int], tuple[int, AnswerEvent]] = {}  # buffered, unpaired
         self._attempts: dict[str, int] = {}  # decisions with attempts waiting in the buffer
         self._paired: set[int] = set()  # lines of answers already paired with their attempt
-        self._recent: OrderedDict[tuple[str, int], None] = OrderedDict()
         self._horizon = timedelta(seconds=ANSWER_HORIZON_SECS)
 
     def _pull(self) -> bool:
@@ -171,23 +169,15 @@ class _Lookahead:
         if line in self._paired:
             self._paired.discard(line)
             return
-        key = (event.decision, event.attempt)
-        if self._answers.get(key, (None,))[0] == line:
-            del self._answers[key]
-        what = (
-            "a second answer to"
-            if key in self._recent
-            else f"no attempt within {ANSWER_HORIZON_SECS:g} s before it for"
-        )
         raise SessionFormatError(
-            self._reader.name, line, f"answer with {what} decision {event.decision!r} attempt {event.attempt}"
+            self._reader.name,
+            line,
+            f"answer to decision {event.decision!r} attempt {event.attempt} has no attempt to answer: "
+            f"expected it after its attempt, within {ANSWER_HORIZON_SECS:g} s, once",
         )
 
     def _answer_for(self, attempt: AttemptEvent) -> AnswerEvent | None:
         key = (attempt.decision, attempt.attempt)
-        self._recent[key] = None
-        if len(self._recent) > _RECENT_ATTEMPTS:
-            self._recent.popitem(last=False)
         limit = attempt.t + self._horizon
         while True:
             found = self._answers.pop(key, None)
@@ -223,7 +213,7 @@ def replay_session(
 
     Args:
         source: The session file (path or open text stream).
-        modes: The guard modes to run.
+        modes: The guard modes to run (none: only read and check the file, every line).
         on_row: Called with each per-event row as soon as every mode has handled it.
         collect_rows: Also keep every row in the result (for JSON and HTML reports).
         track: Keep each mode's position history (for plots).
