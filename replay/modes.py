@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from replay.broker import ReplayBroker, fault_for
 from replay.metrics import AttemptOutcome, Metrics, Mode, Totals
 from tradeguard import (
+    AnswerEvent,
     AttemptEvent,
     BrokerError,
     BrokerOrder,
@@ -42,7 +43,6 @@ from tradeguard import (
     TimeInForce,
     TradeguardError,
 )
-from tradeguard.sessions import AnswerEvent
 
 __all__ = [
     "EntryOnlyGuard",
