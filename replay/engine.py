@@ -13,11 +13,11 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import IO, Any
 
 from replay.metrics import AttemptOutcome, Mode, Totals
-from replay.modes import FullGuard, Simulation, make_simulation
+from replay.modes import FullGuard, Simulation, make_simulation, session_zone
 from tradeguard import (
     AnswerEvent,
     AttemptEvent,
@@ -237,13 +237,14 @@ def replay_session(
             (s.recorder for s in sims.values() if isinstance(s, FullGuard) and s.recorder is not None), None
         )
         end = header.start
+        zone = session_zone(header)
         count = 0
         for line, event, answer in _Lookahead(reader):
             count += 1
             end = event.t
             if recorder is not None and not isinstance(event, AttemptEvent):
                 recorder.write(event)
-            row = _step(sims, line, event, answer, recorder)
+            row = _step(sims, line, event, answer, recorder=recorder, zone=zone)
             if row is not None:
                 if on_row is not None:
                     on_row(row)
@@ -260,7 +261,13 @@ def replay_session(
 
 
 def _step(
-    sims: dict[Mode, Simulation], line: int, event: Any, answer: AnswerEvent | None, recorder: Any
+    sims: dict[Mode, Simulation],
+    line: int,
+    event: Any,
+    answer: AnswerEvent | None,
+    *,
+    recorder: Any,
+    zone: tzinfo,
 ) -> EventRow | None:
     """Hand one event to every mode; return its table row (None for prices and positions)."""
     if isinstance(event, PriceEvent):
@@ -282,16 +289,17 @@ def _step(
             else:
                 outcomes[mode] = sim.attempt(event, answer)
         return EventRow(
-            line, event.t, "attempt", describe_attempt(event), event.symbol, describe_answer(answer), outcomes
-        )
+            line, event.t.astimezone(zone), "attempt", describe_attempt(event), event.symbol,
+            describe_answer(answer), outcomes,
+        )  # fmt: skip
     if isinstance(event, ExternalEvent):
         done: dict[Mode, AttemptOutcome | str] = {mode: sim.external(event) for mode, sim in sims.items()}
         text = f"outside the bot: {event.event.replace('_', ' ')}"
-        return EventRow(line, event.t, "external", text, event.symbol, None, done)
+        return EventRow(line, event.t.astimezone(zone), "external", text, event.symbol, None, done)
     if isinstance(event, NoteEvent):
         for sim in sims.values():
             sim.advance(event.t)
-        return EventRow(line, event.t, "note", event.text, event.symbol)
+        return EventRow(line, event.t.astimezone(zone), "note", event.text, event.symbol)
     for sim in sims.values():  # the end event
         sim.advance(event.t)
     return None

@@ -125,6 +125,7 @@ def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str
 
 def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
     held: dict[str, Decimal] = {}
+    kinds: dict[str, bool] = {}  # decision -> whether it closes: its first order decides for its retries
     protos = []
     for o in orders:
         sym, t, line = o["symbol"], o["t"], o["line"]
@@ -134,6 +135,7 @@ def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
             if o["intent"]
             else (position > 0) == (o["side"] == "sell") and position != 0
         )
+        closes = kinds.setdefault(o["decision"], closes)
         if o["price"] is not None:
             protos.append(Proto(line, t, {"type": "price", "symbol": sym, "price": o["price"]}))
         limit = o["type"] == "limit" and o["price"] is not None
