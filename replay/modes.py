@@ -86,7 +86,6 @@ class Simulation:
 
     Args:
         header: The session header (start, cash, shorting, reconcile interval).
-        mode: Which guard.
         track: Keep the position history for plots.
     """
 

@@ -20,13 +20,8 @@ from tradeguard.sessions.model import (
     SessionHeader,
 )
 from tradeguard.sessions.reader import SessionReader, open_session
-from tradeguard.sessions.recorder import (
-    NullRecorder,
-    Recorder,
-    RecordTarget,
-    SessionRecordingBroker,
-    open_recorder,
-)
+from tradeguard.sessions.recorder import NullRecorder, Recorder, RecordTarget, open_recorder
+from tradeguard.sessions.recording_broker import SessionRecordingBroker
 from tradeguard.sessions.writer import SessionWriter
 
 __all__ = [

@@ -27,14 +27,8 @@ from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain import (
     AuditAction,
-    BrokerOrder,
-    BrokerPosition,
-    OrderRequest,
-    OrderStatus,
-    ReplaceRequest,
 )
 from tradeguard.domain.intents import Intent, OrderSpec
-from tradeguard.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.ports import Broker
 from tradeguard.sessions.model import (
     SESSION_VERSION,
@@ -46,6 +40,7 @@ from tradeguard.sessions.model import (
     PriceEvent,
     SessionHeader,
 )
+from tradeguard.sessions.recording_broker import SessionRecordingBroker
 from tradeguard.sessions.writer import SessionWriter
 
 __all__ = [
@@ -61,7 +56,6 @@ _log = logging.getLogger(__name__)
 
 Audit = Callable[..., None]
 _ANNOTATIONS = frozenset({"path", "bar", "position_intent", "reason", "client_order_id"})
-_FILLED = {OrderStatus.FILLED: "filled", OrderStatus.PARTIALLY_FILLED: "partially_filled"}
 
 
 class Recorder:
@@ -72,6 +66,10 @@ class Recorder:
         header: The session header; None lets the gateway that binds it build one (its agent id,
             reconcile interval and the clock's time as the start).
         clock: The time events are stamped with (default: the binding gateway's clock).
+
+    Attributes:
+        clock: That clock (None until a gateway binds a recorder made without one).
+        failure: Why recording stopped, or None while it goes on.
     """
 
     def __init__(
@@ -82,7 +80,7 @@ class Recorder:
         clock: Clock | None = None,
     ) -> None:
         self._target = target
-        self._clock: Clock | None = clock
+        self.clock: Clock | None = clock
         self._lock = threading.RLock()
         self._local = threading.local()  # the current attempt and annotations, per thread
         self._attempts: dict[str, int] = {}
@@ -100,7 +98,7 @@ class Recorder:
 
     def bind(self, *, agent_id: str, settings: Settings, clock: Clock, audit: Audit | None) -> Recorder:
         """Attach to a gateway: its clock (unless one was given), its audit log, and a header."""
-        self._clock = self._clock or clock
+        self.clock = self.clock or clock
         self._audit = audit
         if self.header is None:
             self.header = SessionHeader(
@@ -260,7 +258,7 @@ class Recorder:
     # -- plumbing ----------------------------------------------------------------------------
 
     def _now(self) -> datetime:
-        clock = self._clock or SystemClock()
+        clock = self.clock or SystemClock()
         now = clock.now()
         return now if self._last is None or now >= self._last else self._last
 
@@ -292,87 +290,6 @@ class Recorder:
             if self._writer is not None:
                 self._writer.close()
         self._writer = None
-
-
-class SessionRecordingBroker:
-    """A `Broker` that records each submit's answer and each position read, then passes it on."""
-
-    def __init__(self, inner: Broker, recorder: Recorder) -> None:
-        self.inner = inner
-        self.recorder = recorder
-
-    def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Submit, and record the answer (or the error) for the current attempt."""
-        rec = self.recorder
-        clock = rec._clock or SystemClock()
-        started = clock.now()
-        coid = request.client_order_id or None
-        try:
-            order = self.inner.submit_order(request)
-        except OrderRejected as exc:
-            rec.answer("rejected", status=exc.status_code, body=exc.body or None, reason=exc.message)
-            raise
-        except OutcomeUnknown as exc:
-            waited = max((clock.now() - started).total_seconds(), 0.0)
-            result = "error" if exc.status_code else "timeout"
-            rec.answer(
-                result, status=exc.status_code, after_secs=waited, client_order_id=coid, reason=exc.message
-            )
-            raise
-        except BrokerUnavailable as exc:
-            rec.answer("dropped", placed=False, client_order_id=coid, reason=exc.message)
-            raise
-        rec.answer(
-            _FILLED.get(order.status, "accepted"),
-            order_id=order.id,
-            client_order_id=order.client_order_id,
-            filled_qty=order.filled_qty or None,
-            filled_avg_price=order.filled_avg_price,
-        )
-        if order.filled_avg_price is not None:
-            rec.price(order.symbol, order.filled_avg_price)
-        return order
-
-    def get_position(self, symbol: str) -> BrokerPosition | None:
-        """Read, and record the quantity when it changed."""
-        position = self.inner.get_position(symbol)
-        self.recorder.broker_position(symbol, position.qty if position is not None else Decimal(0))
-        return position
-
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Pass through."""
-        return self.inner.get_order_by_client_id(client_order_id)
-
-    def get_order(self, order_id: str) -> BrokerOrder | None:
-        """Pass through."""
-        return self.inner.get_order(order_id)
-
-    def list_orders(
-        self,
-        *,
-        status: str = "open",
-        symbols: list[str] | None = None,
-        after: datetime | None = None,
-        limit: int = 500,
-    ) -> list[BrokerOrder]:
-        """Pass through."""
-        return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
-
-    def list_positions(self) -> list[BrokerPosition]:
-        """Pass through."""
-        return self.inner.list_positions()
-
-    def cancel_order(self, order_id: str) -> None:
-        """Pass through."""
-        self.inner.cancel_order(order_id)
-
-    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
-        """Pass through."""
-        return self.inner.replace_order(order_id, request)
-
-    def __getattr__(self, name: str) -> Any:
-        # The paper broker's extras (orders(), set_price(), ...) stay reachable through the wrapper.
-        return getattr(self.inner, name)
 
 
 class NullRecorder:
