@@ -21,15 +21,21 @@ def _usd(value: Decimal) -> str:
     return f"${value:,.2f}"
 
 
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
+
+
 def _line(mode: Mode, t: Totals) -> str:
     parts = []
     if t.duplicate_orders_executed:
-        twice = _usd(t.duplicate_exposure_executed_usd)
-        parts.append(f"{t.duplicate_orders_executed} duplicate order(s) went out ({twice} traded twice)")
+        orders = _plural(t.duplicate_orders_executed, "duplicate order")
+        shares = f"{t.duplicate_shares_executed:,f} shares, {_usd(t.duplicate_exposure_executed_usd)}"
+        parts.append(f"{orders} went out ({shares} traded twice)")
     else:
         parts.append("nothing went out twice")
     if t.duplicate_attempts_blocked:
-        parts.append(f"{t.duplicate_attempts_blocked} retries held back ({_usd(t.exposure_blocked_usd)})")
+        held = _plural(t.duplicate_attempts_blocked, "retry", "retries")
+        parts.append(f"{held} held back ({_usd(t.exposure_blocked_usd)})")
     if t.duplicate_attempts_refused_by_broker:
         parts.append(f"{t.duplicate_attempts_refused_by_broker} more refused by the broker")
     if t.unintended_short_shares:

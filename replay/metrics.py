@@ -103,6 +103,7 @@ class Totals:
     orders_placed: int = 0
     duplicate_attempts: int = 0
     duplicate_orders_executed: int = 0
+    duplicate_shares_executed: Decimal = _ZERO
     duplicate_exposure_executed_usd: Decimal = _ZERO
     duplicate_attempts_blocked: int = 0
     exposure_blocked_usd: Decimal = _ZERO
@@ -121,6 +122,7 @@ class Totals:
             "orders_placed": self.orders_placed,
             "duplicate_attempts": self.duplicate_attempts,
             "duplicate_orders_executed": self.duplicate_orders_executed,
+            "duplicate_shares_executed": str(self.duplicate_shares_executed),
             "duplicate_exposure_executed_usd": _money(self.duplicate_exposure_executed_usd),
             "duplicate_attempts_blocked": self.duplicate_attempts_blocked,
             "exposure_blocked_usd": _money(self.exposure_blocked_usd),
@@ -193,6 +195,7 @@ class Metrics:
             totals.duplicate_attempts += 1
             if placed:
                 totals.duplicate_orders_executed += placed
+                totals.duplicate_shares_executed += qty * placed
                 totals.duplicate_exposure_executed_usd += exposure * placed
                 if self.track:
                     self.marks.append((t.astimezone(self._tz), symbol, "duplicate executed"))

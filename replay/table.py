@@ -16,6 +16,7 @@ _CELL = 24
 FIGURES: tuple[tuple[str, str], ...] = (
     ("duplicate_attempts", "duplicate attempts (retries of a decision already at the broker)"),
     ("duplicate_orders_executed", "duplicate orders executed"),
+    ("duplicate_shares_executed", "duplicate shares executed"),
     ("duplicate_exposure_executed_usd", "duplicate exposure executed, USD"),
     ("duplicate_attempts_blocked", "duplicate attempts blocked"),
     ("exposure_blocked_usd", "exposure blocked, USD"),
