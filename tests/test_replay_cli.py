@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.store_workers import subprocess_env
 from tradeguard.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,11 +18,10 @@ MAY21 = ROOT / "sessions" / "2026-05-21-tqqq-sqqq.jsonl"
 
 
 def tradeguard(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
         [sys.executable, "-m", "tradeguard.cli", *args],
         cwd=cwd,
-        env=env,
+        env=subprocess_env(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -181,14 +181,10 @@ def import_alpaca_orders(source: str | Path, out: str | Path, *, window_secs: fl
     )
     orders = sorted((_order(line, raw, name) for line, raw in rows), key=lambda o: (o["t"], o["line"]))
     duplicates = _suspects(orders, window_secs)
-    header = {
-        "name": f"Alpaca order history {path.name}",
-        "agent_id": "alpaca-account",
-        "cash": "1000000000",  # the export holds no account: enough cash never to refuse an order
-        "allow_short": True,
-        "source": f"tradeguard import alpaca-orders {path.name}",
-        "description": f"{len(orders)} orders, {len(duplicates)} suspected duplicates",
-    }
     report = ImportReport("alpaca-orders", name, str(out))
     report.extra = {"orders": len(orders), "suspected_duplicates": len(duplicates), "duplicates": duplicates}
-    return write_session(out, header, _protos(orders), source=name, report=report)
+    found = f"{len(orders)} orders, {len(duplicates)} suspected duplicates"
+    title = f"Alpaca order history {path.name}"
+    return write_session(
+        out, _protos(orders), report=report, title=title, agent_id="alpaca-account", description=found
+    )

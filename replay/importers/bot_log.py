@@ -163,11 +163,7 @@ def import_bot_log(source: str | Path, out: str | Path) -> ImportReport:
                 continue
             last = when
             log.read(line, when, match[2].strip())
-    header = {
-        "name": f"bot log {Path(source).name}",
-        "agent_id": "bot-log",
-        "cash": "1000000000",  # a log holds no account: enough cash never to refuse an order
-        "allow_short": True,
-        "source": f"tradeguard import bot-log {Path(source).name}",
-    }
-    return write_session(out, header, log.protos, source=name, report=ImportReport("bot-log", name, str(out)))
+    report = ImportReport("bot-log", name, str(out))
+    return write_session(
+        out, log.protos, report=report, title=f"bot log {Path(source).name}", agent_id="bot-log"
+    )

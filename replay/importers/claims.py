@@ -237,12 +237,7 @@ def import_claims(source: str | Path, out: str | Path) -> ImportReport:
         else:
             expected = "tradeguard's audit export or SafeAgent's (index,request_id,result,status,created_at)"
             raise SessionFormatError(name, 1, f"unknown columns {sorted(columns)}: expected {expected}")
-    header = {
-        "name": f"claims {path.name}",
-        "agent_id": "claims-import",
-        "cash": "1000000000",  # an export holds no account: enough cash never to refuse an order
-        "allow_short": True,
-        "source": f"tradeguard import claims {path.name} ({shape})",
-    }
     report = ImportReport("claims", name, str(out), extra={"shape": shape})
-    return write_session(out, header, protos, source=name, report=report)
+    return write_session(
+        out, protos, report=report, title=f"claims {path.name}", agent_id="claims-import", description=shape
+    )

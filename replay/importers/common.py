@@ -165,17 +165,31 @@ def csv_rows(path: Path, names: dict[str, str] | None = None) -> list[tuple[int,
 
 def write_session(
     out: str | Path,
-    header: dict[str, Any],
     protos: Iterable[Proto],
     *,
-    source: str,
     report: ImportReport,
+    title: str,
+    agent_id: str,
+    description: str | None = None,
 ) -> ImportReport:
     """Validate and write the session; fill in `report`'s counts and return it.
+
+    The header names the import as its source. An import holds no account: the session's cash is
+    enough never to refuse an order, and shorting is allowed (a sell beyond what is held is
+    replayed, not refused for the account's sake).
 
     Raises:
         SessionFormatError: An event the session models refuse, named by its source line.
     """
+    source = report.source
+    header = {
+        "name": title,
+        "agent_id": agent_id,
+        "cash": "1000000000",
+        "allow_short": True,
+        "source": f"tradeguard import {report.kind} {Path(source).name}",
+        "description": description,
+    }
     ordered = sorted(protos, key=lambda p: p.t)  # stable: equal times keep the source's order
     start = ordered[0].t - timedelta(seconds=1) if ordered else datetime.now(EASTERN)
     head = SessionHeader.model_validate({"type": "session", "version": 1, "start": start, **header})
