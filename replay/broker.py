@@ -9,6 +9,7 @@ those from its own positions, prices and rules, so the figures come from what ha
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 from tradeguard import (
@@ -24,15 +25,15 @@ from tradeguard import (
 )
 from tradeguard.testing import Fault, FaultAction, FaultPlan, FaultyBroker
 
-__all__ = ["DEFAULT_TIMEOUT_SECS", "ReplayBroker", "fault_for"]
+__all__ = ["DEFAULT_TIMEOUT_SECS", "ReplayBroker", "plan_for"]
 
 DEFAULT_TIMEOUT_SECS = 10.0
 _ROUTE = "POST /v2/orders"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def fault_for(answer: AnswerEvent | None) -> Fault | None:
-    """Return the fault that reproduces a recorded answer lost in transport, or None.
+def plan_for(answer: AnswerEvent | None) -> FaultPlan | None:
+    """Return the one-fault plan that reproduces a recorded answer lost in transport, or None.
 
     `placed` None (unknown) is replayed as placed: the case a guard must survive.
     """
@@ -43,14 +44,23 @@ def fault_for(answer: AnswerEvent | None) -> Fault | None:
         status = answer.status or 500
         body = answer.body if answer.body is not None else ""
         if placed:
-            return Fault(_ROUTE, FaultAction.ACCEPT_THEN_ERROR, nth=1, status=max(status, 400), body=body)
-        return Fault(_ROUTE, FaultAction.ERROR, nth=1, status=max(status, 500), body=body)
+            fault = Fault(_ROUTE, FaultAction.ACCEPT_THEN_ERROR, nth=1, status=max(status, 400), body=body)
+        else:
+            fault = Fault(_ROUTE, FaultAction.ERROR, nth=1, status=max(status, 500), body=body)
+        return FaultPlan(faults=(fault,))
     if not placed:
-        return Fault(_ROUTE, FaultAction.DROP, nth=1)
+        return _plain(FaultAction.DROP, None)
     wait = answer.after_secs
     if wait is None:
         wait = DEFAULT_TIMEOUT_SECS if answer.result == "timeout" else 0.0
-    return Fault(_ROUTE, FaultAction.ACCEPT_THEN_TIMEOUT, nth=1, delay_secs=wait)
+    return _plain(FaultAction.ACCEPT_THEN_TIMEOUT, wait)
+
+
+@functools.cache
+def _plain(action: FaultAction, delay_secs: float | None) -> FaultPlan:
+    # Lost answers are the common fault, and a Fault checks its route when built: build each once
+    # (a plan is immutable; each arming makes its own injector with fresh call counts).
+    return FaultPlan(faults=(Fault(_ROUTE, action, nth=1, delay_secs=delay_secs),))
 
 
 class ReplayBroker:
@@ -76,10 +86,10 @@ class ReplayBroker:
         if order is not None and order.status.is_open:
             self._maybe_open[order.client_order_id] = None
 
-    def arm(self, fault: Fault | None) -> None:
-        """Apply `fault` to the calls that follow, until `disarm`."""
-        if fault is not None:
-            self._target = FaultyBroker(self.paper, FaultPlan(faults=(fault,)), clock=self._clock)
+    def arm(self, plan: FaultPlan | None) -> None:
+        """Apply `plan` to the calls that follow, until `disarm`."""
+        if plan is not None:
+            self._target = FaultyBroker(self.paper, plan, clock=self._clock)
 
     def disarm(self) -> None:
         """Go back to the plain paper account."""

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from replay.broker import ReplayBroker, fault_for
+from replay.broker import ReplayBroker, plan_for
 from replay.metrics import AttemptOutcome, Metrics, Mode, Totals
 from tradeguard import (
     AnswerEvent,
@@ -136,7 +136,7 @@ class Simulation:
         """Drive one attempt with its recorded transport fault armed; return what it led to."""
         self.advance(event.t)
         self.symbols[event.symbol] = None
-        self.broker.arm(fault_for(answer))
+        self.broker.arm(plan_for(answer))
         sends = self.broker.sends
         try:
             coid, detail, answered = self.drive(event)
