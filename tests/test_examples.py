@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -129,3 +130,28 @@ def test_readme_strategy_example_runs_as_a_file(tmp_path: Path, capsys: pytest.C
     with ClaimStore(url) as store:
         claims = store.list_claims(agent_id="breakout")
     assert claims and {c.symbol for c in claims} == {"TQQQ"}
+
+
+def readme_section_commands(title: str) -> list[list[str]]:
+    """The `tradeguard ...` lines of the sh blocks in one README section, split as a shell would."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    return [
+        shlex.split(line)[1:]
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("tradeguard ")
+    ]
+
+
+def test_readme_replay_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Run where the README's relative paths resolve, writing what they write to a scratch folder.
+    for folder in ("sessions", "tests/data"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    commands = readme_section_commands("Replay a session")
+    assert [c[0] for c in commands].count("import") == 3 and [c[0] for c in commands].count("replay") == 5
+    for command in commands:
+        assert main(command) == 0, command
+    assert (tmp_path / "may21.html").is_file() and (tmp_path / "orders.jsonl").is_file()

@@ -297,3 +297,33 @@ def test_the_examples_and_the_demo_use_only_the_public_surface() -> None:
                 if within(name, ["tradeguard"]) and name not in PUBLIC_SURFACE
             ]
     assert offending == []
+
+
+REPLAY_DIR = ROOT / "replay"
+REPLAY_USERS = ("tradeguard.cli", "tradeguard.demo")  # commands that run it; both import it lazily
+
+
+def test_tradeguard_imports_replay_only_from_its_commands_and_only_when_they_run() -> None:
+    offending = [
+        f"{module}:{imp.line} imports {imp.target}"
+        for module, imports in GRAPH.items()
+        for imp in imports
+        if within(imp.target, ["replay"]) and (imp.at_import_time or module not in REPLAY_USERS)
+    ]
+    assert offending == []
+    assert any(within(i.target, ["replay"]) for i in GRAPH["tradeguard.cli"])  # the check sees them
+
+
+def test_replay_uses_only_the_public_surface_of_tradeguard() -> None:
+    offending = []
+    for path in sorted(REPLAY_DIR.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        offending += [
+            f"{module}:{imp.line} imports {imp.target}"
+            for imp in imports_of(module, path)
+            if within(imp.target, ["tradeguard"])
+            and imp.target not in PUBLIC_SURFACE
+            and imp.target.rpartition(".")[0] not in PUBLIC_SURFACE  # a name of a public module
+            and imp.target not in tradeguard._EXPORTS.values()  # `from tradeguard import X`, resolved
+        ]
+    assert offending == []

@@ -6,6 +6,7 @@ it; sim refusals leave no claim store behind (nothing was even claimed).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -160,13 +161,23 @@ def test_a_module_path_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -
     assert "strategy strategies.nope does not import" in refused(["strategies.nope"], capsys)
 
 
-def test_recording_is_refused_until_the_session_recorder_is_merged(
+def test_a_recorded_run_is_a_session_tradeguard_replay_reads(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["strategies.momentum", "--record", str(tmp_path / "day.session"), "--view", "plain"]
-    line = refused([*args, "--store", f"sqlite:///{tmp_path / 'claims.db'}"], capsys)
-    assert "recording is not available in this build" in line
-    assert not (tmp_path / "day.session").exists()
+    session = tmp_path / "day.jsonl"
+    args = ["run", "strategies.momentum", "--record", str(session), "--view", "plain"]
+    assert main([*args, "--store", f"sqlite:///{tmp_path / 'claims.db'}"]) == 0
+    capsys.readouterr()
+    attempts = [line for line in session.read_text().splitlines() if '"attempt"' in line]
+    assert attempts, "the run recorded no order attempt"
+    assert main(["replay", str(session), "--compare", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    # The momentum bot retried nothing that reached the broker twice: no mode finds a duplicate.
+    assert {mode: f["duplicate_orders_executed"] for mode, f in figures.items()} == {
+        "none": 0,
+        "entry-only": 0,
+        "full": 0,
+    }
 
 
 def test_faults_in_live_mode_are_refused(

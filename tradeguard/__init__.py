@@ -77,6 +77,20 @@ if TYPE_CHECKING:
     from tradeguard.reconcile.diff import diff
     from tradeguard.run.bars import Bar, Bars
     from tradeguard.run.strategy import Strategy, StrategyContext
+    from tradeguard.sessions import (
+        AnswerEvent,
+        AttemptEvent,
+        EndEvent,
+        ExternalEvent,
+        NoteEvent,
+        PositionEvent,
+        PriceEvent,
+        Recorder,
+        SessionHeader,
+        SessionReader,
+        SessionWriter,
+        open_session,
+    )
     from tradeguard.store import AuditQuery, ClaimStore, MemoryClaimStore
 
 __version__ = "0.1.0"
@@ -112,6 +126,19 @@ __all__ = [
     "Action",
     "ActionKind",
     "diff",
+    # recorded sessions (the format replay/ reads; `record_to=` writes it)
+    "SessionHeader",
+    "AttemptEvent",
+    "AnswerEvent",
+    "PriceEvent",
+    "PositionEvent",
+    "ExternalEvent",
+    "NoteEvent",
+    "EndEvent",
+    "SessionReader",
+    "SessionWriter",
+    "Recorder",
+    "open_session",
     # brokers and their value types
     "Broker",
     "ClaimLedger",
@@ -214,6 +241,23 @@ _EXPORTS: dict[str, str] = {
     "diff": "tradeguard.reconcile.diff",
     **dict.fromkeys(("Bar", "Bars"), "tradeguard.run.bars"),
     **dict.fromkeys(("Strategy", "StrategyContext"), "tradeguard.run.strategy"),
+    **dict.fromkeys(
+        (
+            "AnswerEvent",
+            "AttemptEvent",
+            "EndEvent",
+            "ExternalEvent",
+            "NoteEvent",
+            "PositionEvent",
+            "PriceEvent",
+            "Recorder",
+            "SessionHeader",
+            "SessionReader",
+            "SessionWriter",
+            "open_session",
+        ),
+        "tradeguard.sessions",
+    ),
     **dict.fromkeys(("AuditQuery", "ClaimStore", "MemoryClaimStore"), "tradeguard.store"),
 }
 

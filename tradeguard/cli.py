@@ -231,6 +231,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(store_url=args.store, agent_id=args.agent_id)
 
 
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from replay.cli import run_replay
+
+    return run_replay(
+        args.session,
+        guard=args.guard,
+        compare=args.compare,
+        as_json=args.json,
+        plot=args.plot,
+        report=args.report,
+    )
+
+
+def _replay_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("session", help="a session file (JSON Lines), or the name of a shipped one")
+    parser.add_argument(
+        "--guard", default="full", choices=["none", "entry-only", "full"], help="guard mode (default full)"
+    )
+    parser.add_argument("--compare", action="store_true", help="run the three modes side by side")
+    parser.add_argument("--json", action="store_true", help="print one JSON object (per mode with --compare)")
+    parser.add_argument(
+        "--plot", metavar="FILE.png", help="draw position over the session per mode (matplotlib)"
+    )
+    parser.add_argument("--report", metavar="FILE.html", help="write a self-contained HTML report")
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from replay.cli import run_import
+
+    return run_import(args.kind, args.file, args.output, as_json=args.json)
+
+
+def _import_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("kind", choices=["alpaca-orders", "bot-log", "claims"], help="what FILE is")
+    parser.add_argument("file", help="the order history, log or claim export to read")
+    parser.add_argument("-o", "--output", required=True, metavar="SESSION.jsonl", help="the session to write")
+    parser.add_argument("--json", action="store_true", help="print what was found as one JSON object")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `tradeguard` command."""
     parser = argparse.ArgumentParser(
@@ -293,6 +332,17 @@ def build_parser() -> argparse.ArgumentParser:
     from tradeguard.run.command import add_run_command  # `tradeguard run` lives in tradeguard.run
 
     add_run_command(sub)
+    rep = sub.add_parser(
+        "replay", help="replay a recorded session in three guard modes; what each let through"
+    )
+    _replay_args(rep)
+    rep.set_defaults(func=_cmd_replay)
+
+    imp = sub.add_parser(
+        "import", help="turn a bot log, an Alpaca order history or a claim export into a session"
+    )
+    _import_args(imp)
+    imp.set_defaults(func=_cmd_import)
     return parser
 
 

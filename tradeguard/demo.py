@@ -138,4 +138,14 @@ def run_demo(*, store_url: str, agent_id: str = "demo-bot") -> int:
     if placed == 0:
         print("(a second run: every decision was already claimed, so nothing was sent)")
     store.close()
+    _compare_may21()
     return 0
+
+
+def _compare_may21() -> None:
+    """End with the May 21 session replayed without a guard, with the entry guard and with tradeguard."""
+    from replay.demo import may21_comparison  # noqa: PLC0415 - the replay package ships beside tradeguard
+
+    print()
+    for line in may21_comparison():
+        print(line)

@@ -39,6 +39,7 @@ from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
+from tradeguard.sessions.recorder import RecordTarget, open_recorder
 from tradeguard.store import ClaimStore, new_owner_token
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
@@ -58,6 +59,8 @@ class OrderGateway(RetryAnswers, OrderAmendments):
         clock: Time source; tests and replays pass a ManualClock.
         owner: This worker's lease identity (default: a fresh random token).
         reconcile_on_start: Run one reconcile pass for this agent before the first order.
+        record_to: Record what this gateway sees as a session file (a path, a text stream or a
+            `Recorder`); recording never blocks or fails an order (`tradeguard.sessions`).
     """
 
     def __init__(
@@ -70,17 +73,22 @@ class OrderGateway(RetryAnswers, OrderAmendments):
         clock: Clock | None = None,
         owner: str | None = None,
         reconcile_on_start: bool = True,
+        record_to: RecordTarget = None,
     ) -> None:
         self.settings = settings or (Settings() if isinstance(store, str) else store.settings)
         self.clock: Clock = clock or (SystemClock() if isinstance(store, str) else store.clock)
         self.store: ClaimLedger = (
             ClaimStore(store, settings=self.settings, clock=self.clock) if isinstance(store, str) else store
         )
-        self.broker = broker
         check_agent_id(agent_id)
+        audit = self.store.audit
+        self.recorder = open_recorder(
+            record_to, agent_id=agent_id, settings=self.settings, clock=self.clock, audit=audit
+        )
+        self.broker = self.recorder.wrap(broker)
         self.agent_id = agent_id
         self.owner = owner or new_owner_token()
-        self.reconciler = Reconciler(broker, self.store, settings=self.settings, clock=self.clock)
+        self.reconciler = Reconciler(self.broker, self.store, settings=self.settings, clock=self.clock)
         self._started = not reconcile_on_start
         self._last_full_pass: datetime | None = None
         self._start_lock = threading.Lock()
@@ -137,6 +145,7 @@ class OrderGateway(RetryAnswers, OrderAmendments):
 
         `client_order_id` overrides the derived id (a caller-chosen id is then the key).
         """
+        self.recorder.attempt(intent, spec, client_order_id)
         self._ensure_started()
         outcome = self.store.claim(
             intent,
@@ -204,6 +213,7 @@ class OrderGateway(RetryAnswers, OrderAmendments):
                 f"an identical {symbol} order is being claimed by another worker right now; "
                 "it will be returned on the next call"
             )
+        self.recorder.attempt(replace(intent, name=existing.intent), spec)
         self._ensure_started()
         if content is None and kind is Kind.ENTRY and not same_order(existing.payload, spec.as_payload()):
             raise IntentMismatch(existing.key, existing.payload, spec.as_payload())
@@ -263,6 +273,7 @@ class OrderGateway(RetryAnswers, OrderAmendments):
         closes = PositionIntent.BUY_TO_CLOSE if side is Side.BUY else PositionIntent.SELL_TO_CLOSE
         spec = replace(spec, position_intent=closes)
         decision = Intent(self.agent_id, Kind.EXIT, symbol, side, intent)
+        self.recorder.attempt(decision, spec)
         existing = self.store.get(decision.key)
         if existing is not None:
             return self._existing_exit(existing, spec, held)
@@ -365,6 +376,10 @@ class OrderGateway(RetryAnswers, OrderAmendments):
         ):
             return None
         return self.reconcile()
+
+    def close(self) -> None:
+        """Finish the session recording, if any (the store and the broker are the caller's)."""
+        self.recorder.close()
 
     # -- internals -------------------------------------------------------------------------
 

@@ -74,6 +74,7 @@ from tradeguard.errors import (
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.sessions.recorder import RecordTarget
 
 __all__ = ["GuardedTradingClient"]
 
@@ -140,7 +141,9 @@ class GuardedTradingClient(TradingClient):
         clock: Time source (tests, replays).
         broker: Send orders to this broker instead of Alpaca (e.g. a PaperBroker: no network).
         gateway: Send orders through this gateway (shared with the rest of a bot); `store`,
-            `agent_id`, `dedup_window_secs`, `settings`, `clock` and `broker` are then its own.
+            `agent_id`, `dedup_window_secs`, `settings`, `clock`, `broker` and `record_to` are
+            then its own.
+        record_to: Record what the guard sees as a session file (see `OrderGateway`).
     """
 
     def __init__(  # noqa: PLR0917 - the same positional arguments as alpaca-py's TradingClient
@@ -159,6 +162,7 @@ class GuardedTradingClient(TradingClient):
         clock: Clock | None = None,
         broker: Broker | None = None,
         gateway: OrderGateway | None = None,
+        record_to: RecordTarget = None,
     ) -> None:
         super().__init__(api_key, secret_key, oauth_token, paper, raw_data, url_override)
         if gateway is not None:
@@ -174,10 +178,13 @@ class GuardedTradingClient(TradingClient):
             # requests get timeouts, without changing this object's pass-through behaviour.
             inner = TradingClient(api_key, secret_key, oauth_token, paper, False, url_override)
             broker = AlpacaBroker(inner, settings=settings)
-        self.gateway = OrderGateway(broker, store, agent_id=agent_id, settings=settings, clock=clock)
+        self.gateway = OrderGateway(
+            broker, store, agent_id=agent_id, settings=settings, clock=clock, record_to=record_to
+        )
 
     def close(self) -> None:
-        """Close the HTTP sessions and the claim store's connections."""
+        """Close the HTTP sessions, the session recording and the claim store's connections."""
+        self.gateway.close()
         broker = self.gateway.broker
         if isinstance(broker, AlpacaBroker):
             broker.client._session.close()

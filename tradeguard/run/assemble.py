@@ -58,17 +58,12 @@ def open_store(settings: RunSettings, venue: Venue, agent_id: str) -> ClaimStore
 def build_gateway(venue: Venue, store: ClaimStore, settings: RunSettings, agent_id: str) -> OrderGateway:
     """Build the run's gateway; the start-up reconcile pass is the runner's, so it is off here.
 
-    Raises:
-        ConfigError: `--record` in a build without the session recorder.
+    With `settings.record` the gateway records every attempt and answer as a session file that
+    `tradeguard replay` reads; every order of the run, alpaca-py bots' included, goes through
+    this one gateway.
     """
     from tradeguard.gateway import OrderGateway
 
-    if settings.record is not None:
-        # TODO(merge: sessions): pass `record_to=settings.record` to OrderGateway below once the
-        # session recorder (`tradeguard.sessions`, `OrderGateway(record_to=...)`) is merged, and
-        # delete this refusal. Every order of the run, alpaca-py bots' included, goes through
-        # this one gateway.
-        raise ConfigError(f"--record {settings.record}: recording is not available in this build")
     return OrderGateway(
         venue.broker,
         store,
@@ -76,6 +71,7 @@ def build_gateway(venue: Venue, store: ClaimStore, settings: RunSettings, agent_
         settings=settings.guard,
         clock=venue.clock,
         reconcile_on_start=False,
+        record_to=settings.record,
     )
 
 

@@ -116,7 +116,8 @@ class PreparedRun:
             self.close()
 
     def close(self) -> None:
-        """Close the store and the venue's connections."""
+        """Close the recording, the store and the venue's connections."""
+        self.gateway.close()
         self.store.close()
         self.venue.close()
 

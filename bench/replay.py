@@ -1,0 +1,117 @@
+"""Replay throughput per guard mode beside the paper broker alone, and peak memory, in one run.
+
+    python bench/replay.py --attempts 100000
+
+A generated session (replay.generate: four symbols, entries, adds and exits, a fifth of the
+decisions retried after a lost answer) is replayed in each mode. Each row is timed once without
+tracemalloc (attempts/s) and once under it (peak MiB; tracemalloc slows the run, so its time is
+not used). "paper broker alone" submits the same attempts as plain market orders straight to a
+PaperBroker, with nothing read from the file; "read + check" streams and validates the file with
+no account at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+# This script is named like the package it measures: without its own folder on the path,
+# `import replay` finds the package, not this file.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from replay import Mode, replay_session  # noqa: E402
+from replay.generate import generate_session  # noqa: E402
+from tradeguard import (  # noqa: E402
+    AttemptEvent,
+    OrderRejected,
+    OrderRequest,
+    PaperBroker,
+    PriceEvent,
+    Side,
+    open_session,
+)
+
+
+def paper_alone(path: Path) -> Callable[[], int]:
+    """Return a run that submits the session's attempts straight to a fresh PaperBroker."""
+    requests: list[OrderRequest] = []
+    prices: dict[str, Decimal] = {}
+    with open_session(path) as session:
+        for _, event in session:
+            if isinstance(event, PriceEvent):
+                prices[event.symbol] = event.price
+            elif isinstance(event, AttemptEvent):
+                coid = f"alone-{len(requests)}"
+                requests.append(OrderRequest(event.symbol, Side(event.side), coid, qty=event.qty))
+
+    def run() -> int:
+        paper = PaperBroker(cash=Decimal(10) ** 9, allow_short=True)
+        for symbol, price in prices.items():
+            paper.set_price(symbol, price)
+        for request in requests:
+            # A duplicate sell the account cannot fill is refused, as in `--guard none`.
+            with contextlib.suppress(OrderRejected):
+                paper.submit_order(request)
+        return len(requests)
+
+    return run
+
+
+def timed(run: Callable[[], int]) -> tuple[float, int]:
+    gc.collect()
+    started = time.perf_counter()
+    count = run()
+    return time.perf_counter() - started, count
+
+
+def peak_mib(run: Callable[[], int]) -> float:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--attempts", type=int, default=100_000)
+    parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "generated.jsonl"
+        started = time.perf_counter()
+        lines = generate_session(path, args.attempts)
+        print(
+            f"generated {args.attempts:,} attempts ({lines:,} lines, {path.stat().st_size / 2**20:.1f} MiB) "
+            f"in {time.perf_counter() - started:.1f} s\n"
+        )
+        attempts = args.attempts
+
+        def replaying(modes: list[Mode]) -> Callable[[], int]:
+            return lambda: (replay_session(path, modes), attempts)[1]
+
+        rows: list[tuple[str, Callable[[], int]]] = [
+            ("paper broker alone (no session read)", paper_alone(path)),
+            ("read + check the session (no account)", replaying([])),
+            *((f"replay --guard {mode.value}", replaying([mode])) for mode in Mode),
+            ("replay --compare (3 modes, one pass)", replaying(list(Mode))),
+        ]
+        print("| path | attempts/s | peak MiB (tracemalloc) |\n|---|---:|---:|")
+        for label, run in rows:
+            secs, count = timed(run)
+            peak = "-" if args.no_memory else f"{peak_mib(run):.1f}"
+            print(f"| {label} | {count / secs:,.0f} | {peak} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

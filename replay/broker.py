@@ -1,0 +1,155 @@
+"""The replay's broker: the paper broker, with each attempt's recorded fault armed for that attempt.
+
+A recorded answer that was lost in transport (a timeout, a dropped connection, a 5xx) becomes a
+one-fault `FaultPlan` on `POST /v2/orders`, armed while that attempt is driven and disarmed after:
+the fault hits the attempt's first send, whichever mode sends it (a guard that sends nothing
+never meets it). Refusals, acceptances and fills are not injected: the paper broker decides
+those from its own positions, prices and rules, so the figures come from what happens there.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+
+from tradeguard import (
+    AnswerEvent,
+    Broker,
+    BrokerOrder,
+    BrokerPosition,
+    Clock,
+    OrderRequest,
+    OutcomeUnknown,
+    PaperBroker,
+    ReplaceRequest,
+)
+from tradeguard.testing import Fault, FaultAction, FaultPlan, FaultyBroker
+
+__all__ = ["DEFAULT_TIMEOUT_SECS", "ReplayBroker", "plan_for"]
+
+DEFAULT_TIMEOUT_SECS = 10.0
+_ROUTE = "POST /v2/orders"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def plan_for(answer: AnswerEvent | None) -> FaultPlan | None:
+    """Return the one-fault plan that reproduces a recorded answer lost in transport, or None.
+
+    `placed` None (unknown) is replayed as placed: the case a guard must survive.
+    """
+    if answer is None or answer.result not in {"timeout", "dropped", "error"}:
+        return None
+    placed = answer.placed is not False
+    if answer.result == "error":
+        status = answer.status or 500
+        body = answer.body if answer.body is not None else ""
+        if placed:
+            fault = Fault(_ROUTE, FaultAction.ACCEPT_THEN_ERROR, nth=1, status=max(status, 400), body=body)
+        else:
+            fault = Fault(_ROUTE, FaultAction.ERROR, nth=1, status=max(status, 500), body=body)
+        return FaultPlan(faults=(fault,))
+    if not placed:
+        return _plain(FaultAction.DROP, None)
+    wait = answer.after_secs
+    if wait is None:
+        wait = DEFAULT_TIMEOUT_SECS if answer.result == "timeout" else 0.0
+    return _plain(FaultAction.ACCEPT_THEN_TIMEOUT, wait)
+
+
+@functools.cache
+def _plain(action: FaultAction, delay_secs: float | None) -> FaultPlan:
+    # Lost answers are the common fault, and a Fault checks its route when built: build each once
+    # (a plan is immutable; each arming makes its own injector with fresh call counts).
+    return FaultPlan(faults=(Fault(_ROUTE, action, nth=1, delay_secs=delay_secs),))
+
+
+class ReplayBroker:
+    """A `Broker` over a paper account that counts submits and applies an armed fault.
+
+    Args:
+        paper: The paper account (the truth every figure is read from).
+        clock: The replay's clock (a fault's timeout advances it).
+    """
+
+    def __init__(self, paper: PaperBroker, clock: Clock) -> None:
+        self.paper = paper
+        self._clock = clock
+        self._target: Broker = paper
+        self.sends = 0
+        # Client ids of orders that may still be open. The paper broker finds its open orders by
+        # scanning every order it ever took, which makes a reconcile pass cost the whole
+        # history; the replay sees every order sent, so it keeps the few open ones itself.
+        self._maybe_open: dict[str, None] = {}
+
+    def watch(self, order: BrokerOrder | None) -> None:
+        """Remember an order placed outside `submit_order` (an outside close) if it is open."""
+        if order is not None and order.status.is_open:
+            self._maybe_open[order.client_order_id] = None
+
+    def arm(self, plan: FaultPlan | None) -> None:
+        """Apply `plan` to the calls that follow, until `disarm`."""
+        if plan is not None:
+            self._target = FaultyBroker(self.paper, plan, clock=self._clock)
+
+    def disarm(self) -> None:
+        """Go back to the plain paper account."""
+        self._target = self.paper
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Count the send, then submit through the armed fault (if any)."""
+        self.sends += 1
+        try:
+            order = self._target.submit_order(request)
+        except OutcomeUnknown:
+            # The order may have been placed behind the lost answer: look it up for real.
+            self.watch(self.paper.get_order_by_client_id(request.client_order_id))
+            raise
+        self.watch(order)
+        return order
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """Look up through the armed fault."""
+        return self._target.get_order_by_client_id(client_order_id)
+
+    def get_order(self, order_id: str) -> BrokerOrder | None:
+        """Look up through the armed fault."""
+        return self._target.get_order(order_id)
+
+    def list_orders(
+        self,
+        *,
+        status: str = "open",
+        symbols: list[str] | None = None,
+        after: datetime | None = None,
+        limit: int = 500,
+    ) -> list[BrokerOrder]:
+        """List through the armed fault (open orders from the replay's own index of them)."""
+        if status != "open" or self._target is not self.paper:
+            return self._target.list_orders(status=status, symbols=symbols, after=after, limit=limit)
+        found = []
+        for coid in list(self._maybe_open):
+            order = self.paper.get_order_by_client_id(coid)
+            if order is None or not order.status.is_open:
+                del self._maybe_open[coid]
+            elif (symbols is None or order.symbol in symbols) and (
+                after is None or (order.created_at or after) > after
+            ):
+                found.append(order)
+        found.sort(key=lambda o: o.created_at or _EPOCH, reverse=True)  # newest first, as Alpaca
+        return found[: max(limit, 0)]
+
+    def list_positions(self) -> list[BrokerPosition]:
+        """List through the armed fault."""
+        return self._target.list_positions()
+
+    def get_position(self, symbol: str) -> BrokerPosition | None:
+        """Read through the armed fault."""
+        return self._target.get_position(symbol)
+
+    def cancel_order(self, order_id: str) -> None:
+        """Cancel through the armed fault."""
+        self._target.cancel_order(order_id)
+
+    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Replace through the armed fault."""
+        return self._target.replace_order(order_id, request)

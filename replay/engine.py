@@ -1,0 +1,305 @@
+"""`replay_session`: stream a session through one to three guard modes in lockstep.
+
+The file is read once, line by line. Each event goes to every mode's `Simulation` before the
+next is read, so `--compare` costs one pass and per-event rows can be printed as they happen.
+An attempt needs its recorded answer before it is driven (a lost answer becomes the fault of
+that attempt), so the reader looks ahead a bounded stretch of session time for it; nothing else
+is buffered, and no list of events is ever built.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import IO, Any
+
+from replay.metrics import AttemptOutcome, Mode, Totals
+from replay.modes import FullGuard, Simulation, make_simulation, session_zone
+from tradeguard import (
+    AnswerEvent,
+    AttemptEvent,
+    EndEvent,
+    ExternalEvent,
+    NoteEvent,
+    PositionEvent,
+    PriceEvent,
+    SessionFormatError,
+    SessionHeader,
+    SessionReader,
+    open_session,
+)
+
+__all__ = ["ANSWER_HORIZON_SECS", "EventRow", "ReplayResult", "replay_session"]
+
+ANSWER_HORIZON_SECS = 600.0
+"""An answer must come within this much session time after its attempt."""
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One line of the per-event table: an attempt, an outside event or a bot note.
+
+    Attributes:
+        line: The line of the session file.
+        t: When it happened.
+        kind: `attempt`, `external` or `note`.
+        text: What happened, in the session's words.
+        symbol: The symbol, if any.
+        recorded: For attempts: the answer the bot recorded (None: none recorded).
+        outcomes: For attempts: what each mode made of it; for external events: what each
+            mode's broker did.
+    """
+
+    line: int
+    t: datetime
+    kind: str
+    text: str
+    symbol: str | None = None
+    recorded: str | None = None
+    outcomes: dict[Mode, AttemptOutcome | str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the row as JSON-able values."""
+        return {
+            "line": self.line,
+            "t": self.t.isoformat(),
+            "kind": self.kind,
+            "text": self.text,
+            "symbol": self.symbol,
+            "recorded": self.recorded,
+            "outcomes": {
+                mode.value: o.as_dict() if isinstance(o, AttemptOutcome) else {"result": o}
+                for mode, o in self.outcomes.items()
+            },
+        }
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """What a replay found.
+
+    Attributes:
+        header: The session's header.
+        totals: The figures per mode.
+        events: How many events were replayed.
+        rows: The per-event rows, when asked to collect them.
+        simulations: The modes' accounts (their paper brokers, gateways and position history).
+    """
+
+    header: SessionHeader
+    totals: dict[Mode, Totals]
+    events: int
+    end: datetime
+    rows: list[EventRow] = field(default_factory=list)
+    simulations: dict[Mode, Simulation] = field(default_factory=dict)
+
+
+def describe_attempt(event: AttemptEvent) -> str:
+    """Return an attempt as a table cell: the decision and which attempt of it."""
+    nth = "" if event.attempt == 1 else f" (retry {event.attempt - 1})"
+    return f"{event.decision}{nth}"
+
+
+def describe_answer(answer: AnswerEvent | None) -> str | None:
+    """Return a recorded answer as a table cell."""
+    if answer is None:
+        return None
+    if answer.result in {"rejected", "error"} and answer.status:
+        return f"{answer.result} {answer.status}"
+    if answer.result == "blocked":
+        return f"blocked by {answer.by}" if answer.by else "blocked"
+    return answer.result.replace("_", " ")
+
+
+class _Lookahead:
+    """Events in file order, each attempt paired with its answer from a bounded look ahead.
+
+    An answer is looked for until the decision's next attempt or `ANSWER_HORIZON_SECS` of session
+    time, whichever comes first; the events read on the way wait in a buffer, indexed so that
+    each attempt costs one dict lookup however long the buffer is.
+    """
+
+    def __init__(self, reader: SessionReader) -> None:
+        self._reader = reader
+        self._source = iter(reader)
+        self._done = False
+        self._ahead: datetime | None = None  # the time of the last event read
+        self._buffer: deque[tuple[int, Any]] = deque()
+        self._answers: dict[tuple[str, int], tuple[int, AnswerEvent]] = {}  # buffered, unpaired
+        self._attempts: dict[str, int] = {}  # decisions with attempts waiting in the buffer
+        self._paired: set[int] = set()  # lines of answers already paired with their attempt
+        self._horizon = timedelta(seconds=ANSWER_HORIZON_SECS)
+
+    def _pull(self) -> bool:
+        pulled = None if self._done else next(self._source, None)
+        if pulled is None:
+            self._done = True
+            return False
+        line, event = pulled
+        self._buffer.append(pulled)
+        self._ahead = event.t
+        if isinstance(event, AnswerEvent):
+            self._answers.setdefault((event.decision, event.attempt), (line, event))
+        elif isinstance(event, AttemptEvent):
+            self._attempts[event.decision] = self._attempts.get(event.decision, 0) + 1
+        return True
+
+    def __iter__(self) -> Iterator[tuple[int, Any, AnswerEvent | None]]:
+        while self._buffer or self._pull():
+            line, event = self._buffer.popleft()
+            if isinstance(event, AnswerEvent):
+                self._check_answer(line, event)
+                continue
+            answer = None
+            if isinstance(event, AttemptEvent):
+                left = self._attempts[event.decision] - 1
+                if left:
+                    self._attempts[event.decision] = left
+                else:
+                    del self._attempts[event.decision]
+                answer = self._answer_for(event)
+            yield line, event, answer
+
+    def _check_answer(self, line: int, event: AnswerEvent) -> None:
+        if line in self._paired:
+            self._paired.discard(line)
+            return
+        raise SessionFormatError(
+            self._reader.name,
+            line,
+            f"answer to decision {event.decision!r} attempt {event.attempt} has no attempt to answer: "
+            f"expected it after its attempt, within {ANSWER_HORIZON_SECS:g} s, once",
+        )
+
+    def _answer_for(self, attempt: AttemptEvent) -> AnswerEvent | None:
+        key = (attempt.decision, attempt.attempt)
+        limit = attempt.t + self._horizon
+        while True:
+            found = self._answers.pop(key, None)
+            if found is not None:
+                self._paired.add(found[0])
+                return found[1]
+            # The decision's next attempt, or the horizon, ends the search.
+            if attempt.decision in self._attempts or (self._ahead is not None and self._ahead > limit):
+                return None
+            if not self._pull():
+                return None
+
+
+def _count_lines(source: str | os.PathLike[str]) -> int:
+    count = 0
+    with open(source, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            count += chunk.count(b"\n")
+    return count
+
+
+def replay_session(
+    source: str | os.PathLike[str] | IO[str],
+    modes: Sequence[Mode] = (Mode.FULL,),
+    *,
+    on_row: Callable[[EventRow], None] | None = None,
+    collect_rows: bool = False,
+    track: bool = False,
+    record_to: Any = None,
+    progress: Progress | None = None,
+) -> ReplayResult:
+    """Replay a session file in each of `modes`, side by side, in one streaming pass.
+
+    Args:
+        source: The session file (path or open text stream).
+        modes: The guard modes to run (none: only read and check the file, every line).
+        on_row: Called with each per-event row as soon as every mode has handled it.
+        collect_rows: Also keep every row in the result (for JSON and HTML reports).
+        track: Keep each mode's position history (for plots).
+        record_to: Record what the `full` mode's gateway sees (a path, stream or Recorder).
+        progress: Called every 10,000 events with (events done, lines in the file, or 0).
+
+    Raises:
+        SessionFormatError: A bad line, naming the file and the line.
+    """
+    total = _count_lines(source) if progress is not None and isinstance(source, str | os.PathLike) else 0
+    rows: list[EventRow] = []
+    with open_session(source) as reader:
+        header = reader.header
+        sims = {
+            mode: make_simulation(
+                mode, header, track=track, record_to=record_to if mode is Mode.FULL else None
+            )
+            for mode in modes
+        }
+        recorder = next(
+            (s.recorder for s in sims.values() if isinstance(s, FullGuard) and s.recorder is not None), None
+        )
+        end = header.start
+        zone = session_zone(header)
+        count = 0
+        for line, event, answer in _Lookahead(reader):
+            count += 1
+            end = event.t
+            if recorder is not None and not isinstance(event, AttemptEvent):
+                recorder.write(event)
+            row = _step(sims, line, event, answer, recorder=recorder, zone=zone)
+            if row is not None:
+                if on_row is not None:
+                    on_row(row)
+                if collect_rows:
+                    rows.append(row)
+            if progress is not None and count % 10_000 == 0:
+                progress(count, total)
+            if isinstance(event, EndEvent):
+                break
+    totals = {mode: sim.finish(end) for mode, sim in sims.items()}
+    if recorder is not None:
+        recorder.close()
+    return ReplayResult(header, totals, count, end, rows, sims)
+
+
+def _step(
+    sims: dict[Mode, Simulation],
+    line: int,
+    event: Any,
+    answer: AnswerEvent | None,
+    *,
+    recorder: Any,
+    zone: tzinfo,
+) -> EventRow | None:
+    """Hand one event to every mode; return its table row (None for prices and positions)."""
+    if isinstance(event, PriceEvent):
+        for sim in sims.values():
+            sim.price(event)
+        return None
+    if isinstance(event, PositionEvent):
+        for sim in sims.values():
+            sim.position(event)
+        return None
+    if isinstance(event, AttemptEvent):
+        outcomes: dict[Mode, AttemptOutcome | str] = {}
+        for mode, sim in sims.items():
+            if recorder is not None and mode is Mode.FULL:
+                with recorder.annotate(
+                    path=event.path, bar=event.bar, position_intent=event.position_intent, reason=event.reason
+                ):
+                    outcomes[mode] = sim.attempt(event, answer)
+            else:
+                outcomes[mode] = sim.attempt(event, answer)
+        return EventRow(
+            line, event.t.astimezone(zone), "attempt", describe_attempt(event), event.symbol,
+            describe_answer(answer), outcomes,
+        )  # fmt: skip
+    if isinstance(event, ExternalEvent):
+        done: dict[Mode, AttemptOutcome | str] = {mode: sim.external(event) for mode, sim in sims.items()}
+        text = f"outside the bot: {event.event.replace('_', ' ')}"
+        return EventRow(line, event.t.astimezone(zone), "external", text, event.symbol, None, done)
+    if isinstance(event, NoteEvent):
+        for sim in sims.values():
+            sim.advance(event.t)
+        return EventRow(line, event.t.astimezone(zone), "note", event.text, event.symbol)
+    for sim in sims.values():  # the end event
+        sim.advance(event.t)
+    return None

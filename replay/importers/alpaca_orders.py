@@ -1,0 +1,190 @@
+"""`tradeguard import alpaca-orders`: an Alpaca order history as a session, suspected duplicates listed.
+
+Reads what `TradingClient.get_orders(GetOrdersRequest(status="all"))` returns, serialised (a list
+of orders, or `{"orders": [...]}`), or Alpaca's CSV export of orders (header names in any case,
+spaces or underscores). `qty` may be a string or a number.
+
+**Suspected duplicate**: an order with the same symbol, side and quantity as an earlier one
+within `window_secs` (60 s), when neither client_order_id names a decision: a random id (a
+UUID, Alpaca's default) says nothing about which decision sent the order, so identical orders
+close together look like a retry. Bot-chosen ids that differ mark distinct decisions and are
+left alone. Each suspected group becomes one decision with several attempts, so a replay shows
+what a guard would have blocked.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from replay.importers.common import (
+    ImportReport,
+    Proto,
+    csv_rows,
+    json_items,
+    number,
+    parse_time,
+    write_session,
+)
+from tradeguard import SessionFormatError
+
+__all__ = ["import_alpaca_orders"]
+
+_UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
+_CLOSES = {"sell_to_close", "buy_to_close"}
+# Alpaca's dashboard export names -> the API's field names (after lower-casing, `_` for spaces).
+_CSV_NAMES = {
+    "order_id": "id",
+    "filled_quantity": "filled_qty",
+    "quantity": "qty",
+    "avg_fill_price": "filled_avg_price",
+    "average_fill_price": "filled_avg_price",
+    "avg_price": "filled_avg_price",
+    "order_type": "type",
+    "created_at": "submitted_at",
+    "submitted": "submitted_at",
+    "time": "submitted_at",
+    "filled": "filled_at",
+    "tif": "time_in_force",
+}
+
+
+def _order(line: int, raw: Any, name: str) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise SessionFormatError(name, line, f"expected an order object, got {type(raw).__name__}")
+    missing = [
+        k
+        for k in ("symbol", "side", "submitted_at")
+        if not raw.get(k) and not (k == "submitted_at" and raw.get("created_at"))
+    ]
+    if missing:
+        raise SessionFormatError(name, line, f"order without {', '.join(missing)}")
+    if raw.get("qty") in (None, "") and raw.get("notional") in (None, ""):
+        raise SessionFormatError(name, line, "order without qty or notional")
+    side = str(raw["side"]).lower().removeprefix("orderside.")
+    if side not in ("buy", "sell"):
+        raise SessionFormatError(name, line, f"side {raw['side']!r} is neither buy nor sell")
+    try:
+        when = parse_time(str(raw.get("submitted_at") or raw.get("created_at")))
+    except ValueError:
+        raise SessionFormatError(
+            name, line, f"submitted_at {raw.get('submitted_at')!r} is not a time"
+        ) from None
+    qty = raw.get("qty")
+    filled = raw.get("filled_qty")
+    price = raw.get("filled_avg_price") or raw.get("limit_price")
+    return {
+        "line": line,
+        "t": when,
+        "id": str(raw.get("id") or f"line{line}"),
+        "coid": str(raw.get("client_order_id") or ""),
+        "symbol": str(raw["symbol"]).upper(),
+        "side": side,
+        "qty": None if qty in (None, "") else number(qty, "qty", name, line),
+        "notional": None
+        if raw.get("notional") in (None, "")
+        else number(raw["notional"], "notional", name, line),
+        "filled_qty": Decimal(0) if filled in (None, "") else number(filled, "filled_qty", name, line),
+        "price": None if price in (None, "") else number(price, "price", name, line),
+        "status": str(raw.get("status") or "").lower().removeprefix("orderstatus."),
+        "intent": str(raw.get("position_intent") or "").lower().removeprefix("positionintent.") or None,
+        "type": str(raw.get("type") or raw.get("order_type") or "market").lower().removeprefix("ordertype."),
+    }
+
+
+def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str, Any]]:
+    """Mark each suspected duplicate with the order it repeats; return the list of them."""
+    last: dict[tuple[str, str, str], dict[str, Any]] = {}
+    found = []
+    for order in orders:
+        size = str(order["qty"] if order["qty"] is not None else f"${order['notional']}")
+        key = (order["symbol"], order["side"], size)
+        first = last.get(key)
+        random_ids = not order["coid"] or _UUID.match(order["coid"])
+        if (
+            first is not None
+            and random_ids
+            and (not first["coid"] or _UUID.match(first["coid"]))
+            and (order["t"] - first["t"]).total_seconds() <= window_secs
+        ):
+            order["decision"] = first["decision"]
+            found.append(
+                {
+                    "id": order["id"], "client_order_id": order["coid"] or None, "symbol": order["symbol"],
+                    "side": order["side"], "qty": size, "submitted_at": order["t"].isoformat(),
+                    "duplicate_of": first["id"], "seconds_after": (order["t"] - first["t"]).total_seconds(),
+                }
+            )  # fmt: skip
+            continue
+        order["decision"] = f"{order['symbol']} {order['side']} {size} {order['coid'] or order['id']}"
+        last[key] = order
+    return found
+
+
+def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
+    held: dict[str, Decimal] = {}
+    kinds: dict[str, bool] = {}  # decision -> whether it closes: its first order decides for its retries
+    protos = []
+    for o in orders:
+        sym, t, line = o["symbol"], o["t"], o["line"]
+        position = held.get(sym, Decimal(0))
+        closes = (
+            o["intent"] in _CLOSES
+            if o["intent"]
+            else (position > 0) == (o["side"] == "sell") and position != 0
+        )
+        closes = kinds.setdefault(o["decision"], closes)
+        if o["price"] is not None:
+            protos.append(Proto(line, t, {"type": "price", "symbol": sym, "price": o["price"]}))
+        limit = o["type"] == "limit" and o["price"] is not None
+        protos.append(
+            Proto(line, t, {
+                "type": "attempt", "decision": o["decision"][:200], "kind": "exit" if closes else "entry",
+                "symbol": sym, "side": o["side"], "qty": o["qty"], "notional": o["notional"],
+                "order_type": "limit" if limit else "market", "limit_price": o["price"] if limit else None,
+                "position_intent": o["intent"], "client_order_id": o["coid"][:128] or None,
+            })
+        )  # fmt: skip
+        result = {"filled": "filled", "partially_filled": "partially_filled"}.get(o["status"], "accepted")
+        if o["status"] == "rejected":
+            result = "rejected"
+        protos.append(
+            Proto(line, t, {
+                "type": "answer", "decision": o["decision"][:200], "result": result, "order_id": o["id"],
+                "client_order_id": o["coid"] or None, "filled_qty": o["filled_qty"] or None,
+                "filled_avg_price": o["price"] if o["filled_qty"] else None,
+                "reason": f"Alpaca status {o['status']}" if o["status"] else None,
+            })
+        )  # fmt: skip
+        step = o["filled_qty"] if o["side"] == "buy" else -o["filled_qty"]
+        held[sym] = position + step
+    return protos
+
+
+def import_alpaca_orders(source: str | Path, out: str | Path, *, window_secs: float = 60.0) -> ImportReport:
+    """Write the session of an Alpaca order history (JSON or CSV); report the suspected duplicates.
+
+    Raises:
+        SessionFormatError: A malformed history, naming the line.
+    """
+    path, name = Path(source), str(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SessionFormatError(name, None, f"cannot read: {exc.strerror or exc}") from None
+    rows = (
+        json_items(text, name, key="orders")
+        if text.lstrip()[:1] in ("[", "{")
+        else csv_rows(path, _CSV_NAMES)
+    )
+    orders = sorted((_order(line, raw, name) for line, raw in rows), key=lambda o: (o["t"], o["line"]))
+    duplicates = _suspects(orders, window_secs)
+    report = ImportReport("alpaca-orders", name, str(out))
+    report.extra = {"orders": len(orders), "suspected_duplicates": len(duplicates), "duplicates": duplicates}
+    found = f"{len(orders)} orders, {len(duplicates)} suspected duplicates"
+    title = f"Alpaca order history {path.name}"
+    return write_session(
+        out, _protos(orders), report=report, title=title, agent_id="alpaca-account", description=found
+    )

@@ -1,0 +1,169 @@
+"""`tradeguard import bot-log`: the text log of the QQQ momentum bot (LOGS.md §1) as a session.
+
+Lines look like `[2026-03-05 10:20:19-040:00 MESSAGE`: the UTC offset is written with a stray
+digit (`-040:00` is read as -04:00) and the closing bracket is missing; both are read as they are.
+A decision is named by its side, symbol, quantity and bar (`bar=`): two lines with the same four
+are attempts of one decision.
+
+- `ENTER <BULL|BEAR> stage=... symbol=S qty=N est_price=P ... bar=B`: an entry attempt (a buy),
+  its price, and the bot's belief growing by N.
+- `SAFEAGENT SKIP: duplicate order blocked <side> S qty=N [stage=...] bar=B`: a retry of that
+  decision, blocked by the entry guard (when the first attempt is not in the log, one is added
+  just before it, marked as inferred).
+- `SAFEAGENT EXIT SKIP: duplicate exit blocked ...`: the same on the exit side.
+- `EXIT ... symbol=S qty=N ... bar=B`: an exit attempt (a sell), the belief falling by N.
+- Everything else (`ENTRY BLOCKED`, `EXIT BLOCKED: invalid price`, `STAY`, `NO ENTRY`, account
+  warnings, lines without a time) is kept as a note, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from replay.importers.common import ImportReport, Proto, number, parse_time, write_session
+from tradeguard import SessionFormatError
+
+__all__ = ["import_bot_log"]
+
+_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d{2,3}:\d\d)?)\]?\s?(.*)$")
+_PAIRS = re.compile(r"(\w+)=(\S+)")
+_SKIP = re.compile(
+    r"^SAFEAGENT (?P<exit>EXIT )?SKIP: duplicate (?:order|exit) blocked "
+    r"(?P<side>buy|sell) (?P<symbol>[A-Z0-9.]+)\b"
+)
+_TAGS = (
+    ("ENTRY BLOCKED", "entry_blocked"),
+    ("EXIT BLOCKED", "exit_blocked"),
+    ("NO ENTRY", "no_entry"),
+    ("STAY ", "stay"),
+    ("SAFEAGENT", "guard"),
+)
+
+
+class _Log:
+    """The state of one pass over a log: the proto-events, the belief, the decisions seen."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.protos: list[Proto] = []
+        self.belief: dict[str, Decimal] = {}
+        self.seen: set[str] = set()
+
+    def add(self, line: int, t: datetime, **fields: Any) -> None:
+        self.protos.append(Proto(line, t, fields))
+
+    def note(self, line: int, t: datetime, text: str, symbol: str | None = None) -> None:
+        tag = next((tag for prefix, tag in _TAGS if text.startswith(prefix)), None)
+        self.add(line, t, type="note", text=text, symbol=symbol, tag=tag)
+
+    def decision(
+        self, line: int, t: datetime, pairs: dict[str, str], side: str, symbol: str
+    ) -> tuple[str, Decimal]:
+        qty = number(pairs.get("qty"), "qty", self.name, line)
+        bar = pairs.get("bar")
+        if bar is None:
+            raise SessionFormatError(self.name, line, "an order line without bar=<ISO time>")
+        try:
+            parse_time(bar)
+        except ValueError:
+            raise SessionFormatError(self.name, line, f"bar={bar!r} is not a time") from None
+        return f"{side} {symbol} qty={qty} bar={bar}", qty
+
+    def attempt(
+        self, line: int, t: datetime, pairs: dict[str, str], *, side: str, symbol: str, kind: str, reason: str
+    ) -> str:
+        name, qty = self.decision(line, t, pairs, side, symbol)
+        bar = parse_time(pairs["bar"])
+        self.add(
+            line, t, type="attempt", decision=name, kind=kind, symbol=symbol, side=side, qty=qty,
+            bar=bar, reason=reason, path="order" if kind == "entry" else "exit",
+        )  # fmt: skip
+        if name not in self.seen:
+            self.seen.add(name)
+            step = qty if kind == "entry" else -qty
+            self.belief[symbol] = max(self.belief.get(symbol, Decimal(0)) + step, Decimal(0))
+            self.add(line, t, type="position", symbol=symbol, qty=self.belief[symbol], view="bot")
+        return name
+
+    def skip(self, line: int, t: datetime, message: str, match: re.Match[str]) -> None:
+        pairs = dict(_PAIRS.findall(message))
+        side, symbol = match["side"], match["symbol"]
+        kind = "exit" if match["exit"] else "entry"
+        name, _qty = self.decision(line, t, pairs, side, symbol)
+        if name not in self.seen:
+            reason = "inferred: the first attempt of this decision is not in the log"
+            self.attempt(line, t, pairs, side=side, symbol=symbol, kind=kind, reason=reason)
+        self.attempt(line, t, pairs, side=side, symbol=symbol, kind=kind, reason=message)
+        self.add(line, t, type="answer", decision=name, result="blocked", by="safeagent", reason=message)
+
+    def read(self, line: int, t: datetime, message: str) -> None:
+        skip = _SKIP.match(message)
+        if skip is not None:
+            self.skip(line, t, message, skip)
+            return
+        words = message.split(" ", 1)
+        pairs = dict(_PAIRS.findall(message))
+        symbol = pairs.get("symbol")
+        if words[0] == "ENTER" and symbol:
+            if "est_price" in pairs:
+                price = number(pairs["est_price"], "est_price", self.name, line)
+                self.add(line, t, type="price", symbol=symbol, price=price)
+            self.attempt(line, t, pairs, side="buy", symbol=symbol, kind="entry", reason=message)
+            return
+        if words[0] == "EXIT" and symbol and "qty" in pairs:
+            if "price" in pairs:
+                self.add(
+                    line,
+                    t,
+                    type="price",
+                    symbol=symbol,
+                    price=number(pairs["price"], "price", self.name, line),
+                )
+            self.attempt(line, t, pairs, side="sell", symbol=symbol, kind="exit", reason=message)
+            return
+        self.note(line, t, message, symbol)
+
+
+def import_bot_log(source: str | Path, out: str | Path) -> ImportReport:
+    """Write the session of a bot log (LOGS.md §1).
+
+    Raises:
+        SessionFormatError: An order line that cannot be read (no bar, a bad number), or a log
+            whose first line has no time; named by its line.
+    """
+    name = str(source)
+    log = _Log(name)
+    last: datetime | None = None
+    try:
+        handle = open(source, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise SessionFormatError(name, None, f"cannot read: {exc.strerror or exc}") from None
+    with handle:
+        for line, raw in enumerate(handle, start=1):
+            text = raw.rstrip("\r\n")
+            if not text.strip():
+                continue
+            match = _LINE.match(text)
+            when = None
+            if match is not None:
+                try:
+                    when = parse_time(match[1])
+                except ValueError:
+                    when = None
+            if when is None or match is None:
+                if last is None:
+                    raise SessionFormatError(
+                        name, line, "expected a line starting [YYYY-MM-DD HH:MM:SS±HH:MM"
+                    )
+                log.note(line, last, text.strip())  # a continuation (a traceback, a wrapped line)
+                continue
+            last = when
+            log.read(line, when, match[2].strip())
+    report = ImportReport("bot-log", name, str(out))
+    return write_session(
+        out, log.protos, report=report, title=f"bot log {Path(source).name}", agent_id="bot-log"
+    )

@@ -1,0 +1,243 @@
+"""`tradeguard import claims`: a claim-store export as a session, in one of three shapes.
+
+- **tradeguard's audit export** (`tradeguard audit --csv`): each `claim` record is a decision's
+  first attempt, each `skip` naming a claim a retry the guard blocked, and the claim's first
+  move out of PENDING that attempt's answer.
+- **SafeAgent's claim records** (JSON, LOGS.md §3): one object per claim call. Records with one
+  `request_id` are attempts of one decision: `COMMITTED` sent an order, `SKIP` was blocked,
+  `PENDING` never settled. A `SKIP` read as `SUCCESS` while no record of that decision carries a
+  broker order id is the dangerous case: the bot believes it holds what it never bought, so its
+  belief grows by the quantity and the first attempt is replayed as never placed.
+- **SafeAgent's database export** (CSV, LOGS.md §2: `index,request_id,result,status,created_at`):
+  one row per decision, keyed `order:<SYM>:<side>:<qty>:<bar>[:<reason>]` or
+  `exit:<SYM>:<qty>:<entry time>`; `result` is a Python dict repr of the Alpaca order, read with
+  `ast.literal_eval` (never `eval`). When it names the other side than the key (a known quirk of
+  reason-suffixed rows) the order's side wins and a note says so.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from replay.importers.common import (
+    ImportReport,
+    Proto,
+    csv_rows,
+    json_items,
+    number,
+    parse_time,
+    write_session,
+)
+from tradeguard import SessionFormatError
+
+__all__ = ["import_claims"]
+
+_ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?"
+_ORDER_KEY = re.compile(
+    rf"^order:(?P<symbol>[^:]+):(?P<side>buy|sell):(?P<qty>[^:]+):(?P<bar>{_ISO})(?::(?P<reason>.*))?$"
+)
+_EXIT_KEY = re.compile(rf"^exit:(?P<symbol>[^:]+):(?P<qty>[^:]+):(?P<entry>{_ISO})$")
+_STATES = {
+    "FILLED": "filled",
+    "PARTIALLY_FILLED": "partially_filled",
+    "SUBMITTED": "accepted",
+    "REJECTED": "rejected",
+}
+
+
+def _ev(line: int, t: datetime, event_type: str, /, **fields: Any) -> Proto:
+    return Proto(line, t, {"type": event_type, **fields})
+
+
+def _time(value: object, what: str, name: str, line: int) -> datetime:
+    try:
+        return parse_time(str(value))
+    except ValueError:
+        raise SessionFormatError(name, line, f"{what} {value!r} is not a time") from None
+
+
+def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Proto]:
+    protos: list[Proto] = []
+    decisions: dict[str, str] = {}  # claim key -> decision
+    firsts: dict[str, dict[str, Any]] = {}  # claim key -> its first attempt's fields
+    answered: set[str] = set()
+    for line, row in rows:
+        action, key = row.get("action"), row.get("claim_key")
+        t = _time(row.get("at"), "at", name, line)
+        if action == "claim" and key:
+            detail = json.loads(row.get("detail") or "{}")
+            decision = str(detail.get("intent") or key)[:200]
+            decisions[key] = decision
+            qty = row.get("qty") or detail.get("qty")
+            firsts[key] = {
+                "type": "attempt", "decision": decision, "kind": row.get("kind"), "symbol": row.get("symbol"),
+                "side": row.get("side"), "qty": None if qty is None else number(qty, "qty", name, line),
+                "client_order_id": row.get("client_order_id"), "reason": row.get("reason"),
+            }  # fmt: skip
+            protos.append(Proto(line, t, firsts[key]))
+        elif action == "skip" and key in decisions:
+            decision = decisions[key]
+            protos.append(Proto(line, t, {**firsts[key], "reason": row.get("reason")}))
+            protos.append(_ev(line, t, "answer", decision=decision, result="blocked", by="tradeguard"))
+        elif (
+            action == "transition"
+            and key in decisions
+            and key not in answered
+            and row.get("prev_state") == "PENDING"
+        ):
+            answered.add(key)
+            state = str(row.get("state"))
+            result = _STATES.get(state, "timeout" if state == "UNKNOWN" else "dropped")
+            placed = False if state == "NOT_SENT" else None
+            reason = row.get("reason")
+            protos.append(
+                _ev(
+                    line,
+                    t,
+                    "answer",
+                    decision=decisions[key],
+                    attempt=1,
+                    result=result,
+                    placed=placed,
+                    reason=reason,
+                )
+            )
+        else:
+            text = f"{action}: {row.get('reason')}"
+            protos.append(_ev(line, t, "note", text=text, symbol=row.get("symbol") or None, tag=action))
+    return protos
+
+
+def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
+    ordered = []
+    for line, item in items:
+        if not isinstance(item, dict) or not item.get("request_id"):
+            raise SessionFormatError(name, line, "expected a claim record with a request_id")
+        for field in ("symbol", "side", "qty", "claimed_at"):
+            if item.get(field) in (None, ""):
+                raise SessionFormatError(name, line, f"claim record {item['request_id']!r} without {field}")
+        ordered.append((line, item))
+    placed = {
+        i["request_id"] for _, i in ordered if i.get("broker_order_id") or i.get("outcome") == "COMMITTED"
+    }
+    protos: list[Proto] = []
+    belief: dict[str, Decimal] = {}
+    for line, item in ordered:
+        t = _time(item["claimed_at"], "claimed_at", name, line)
+        decision, symbol = str(item["request_id"])[:200], str(item["symbol"]).upper()
+        qty = number(item["qty"], "qty", name, line)
+        side = str(item["side"]).lower()
+        kind = "exit" if decision.startswith("exit:") else "entry"
+        attempt = {"decision": decision, "kind": kind, "symbol": symbol, "side": side, "qty": qty}
+        protos.append(_ev(line, t, "attempt", **attempt, reason=item.get("_comment")))
+        outcome, reading = item.get("outcome"), item.get("caller_interpretation")
+        if outcome == "SKIP":
+            why = f"SKIP read as {reading}"
+            protos.append(
+                _ev(line, t, "answer", decision=decision, result="blocked", by="safeagent", reason=why)
+            )
+        elif outcome == "PENDING":
+            why, sent = f"PENDING read as {reading}", decision in placed
+            protos.append(
+                _ev(line, t, "answer", decision=decision, result="timeout", placed=sent, reason=why)
+            )
+        if reading == "SUCCESS" and (outcome != "SKIP" or decision not in placed):
+            step = qty if (side == "buy") == (kind == "entry") else -qty
+            belief[symbol] = belief.get(symbol, Decimal(0)) + step
+            protos.append(
+                Proto(line, t, {"type": "position", "symbol": symbol, "qty": belief[symbol], "view": "bot"})
+            )
+        if outcome == "SKIP" and reading == "SUCCESS" and decision not in placed:
+            text = f"{decision}: SKIP read as SUCCESS, no order exists"
+            protos.append(_ev(line, t, "note", symbol=symbol, tag="phantom", text=text))
+    return protos
+
+
+def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Proto]:
+    protos: list[Proto] = []
+    for line, row in rows:
+        key = str(row.get("request_id") or "")
+        order, exit_ = _ORDER_KEY.match(key), _EXIT_KEY.match(key)
+        if order is None and exit_ is None:
+            raise SessionFormatError(
+                name,
+                line,
+                f"request_id {key!r} is neither order:<SYM>:<side>:<qty>:<bar> nor exit:<SYM>:<qty>:<time>",
+            )
+        match = order or exit_
+        assert match is not None
+        symbol, qty = match["symbol"], number(match["qty"], "qty", name, line)
+        result = _literal(row.get("result"), name, line)
+        side = order["side"] if order else "sell"
+        t = _time(match["bar"] if order else match["entry"], "time", name, line)
+        if result.get("side") and result["side"] != side:
+            text = f"{key}: key says {side}, the order says {result['side']}"
+            protos.append(_ev(line, t, "note", symbol=symbol, tag="side_mismatch", text=text))
+            side = str(result["side"])
+        protos.append(Proto(line, t, {
+            "type": "attempt", "decision": key[:200], "kind": "entry" if order else "exit", "symbol": symbol,
+            "side": side, "qty": qty, "bar": t, "reason": (order["reason"] if order else None) or None,
+            "path": "order" if order else "exit",
+        }))  # fmt: skip
+        status = str(row.get("status") or "")
+        if status.upper() == "PENDING":
+            text = f"{key}: still PENDING in the guard's store"
+            protos.append(_ev(line, t, "note", symbol=symbol, tag="pending", text=text))
+        elif result:
+            ids = {"order_id": result.get("id"), "client_order_id": result.get("client_order_id")}
+            why = f"Alpaca status {result.get('status')}"
+            protos.append(_ev(line, t, "answer", decision=key[:200], result="accepted", **ids, reason=why))
+    return protos
+
+
+def _literal(value: object, name: str, line: int) -> dict[str, Any]:
+    text = str(value or "").strip()
+    while len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]  # the export quotes the repr twice
+    if not text:
+        return {}
+    try:
+        parsed = ast.literal_eval(text)  # a Python literal, never code
+    except (ValueError, SyntaxError):
+        raise SessionFormatError(name, line, f"result is not a Python dict literal: {text[:60]!r}") from None
+    if not isinstance(parsed, dict):
+        raise SessionFormatError(name, line, f"result is a {type(parsed).__name__}, expected a dict")
+    return parsed
+
+
+def import_claims(source: str | Path, out: str | Path) -> ImportReport:
+    """Write the session of a claim-store export (see the module docstring for the three shapes).
+
+    Raises:
+        SessionFormatError: A malformed export, naming the line.
+    """
+    path, name = Path(source), str(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SessionFormatError(name, None, f"cannot read: {exc.strerror or exc}") from None
+    if text.lstrip()[:1] == "[":
+        protos, shape = (
+            _safeagent_records(json_items(text, name, key="claims"), name),
+            "SafeAgent claim records",
+        )
+    else:
+        rows = csv_rows(path)
+        columns = set(rows[0][1]) if rows else set()
+        if {"action", "claim_key"} <= columns:
+            protos, shape = _audit_export(rows, name), "tradeguard audit export"
+        elif {"request_id", "result", "status"} <= columns:
+            protos, shape = _safeagent_db(rows, name), "SafeAgent database export"
+        else:
+            expected = "tradeguard's audit export or SafeAgent's (index,request_id,result,status,created_at)"
+            raise SessionFormatError(name, 1, f"unknown columns {sorted(columns)}: expected {expected}")
+    report = ImportReport("claims", name, str(out), extra={"shape": shape})
+    return write_session(
+        out, protos, report=report, title=f"claims {path.name}", agent_id="claims-import", description=shape
+    )

@@ -1,0 +1,342 @@
+"""The three ways a replay guards the bot: one paper account per mode, on a manual clock.
+
+- `NoGuard` (`none`): every attempt goes straight to the broker with a fresh client_order_id,
+  as the bot sent it; the bot's position belief is the session's own (`position`, view `bot`).
+- `EntryOnlyGuard` (`entry-only`): the published guard of the time. Attempts from the bot's
+  order path are claimed under SafeAgent's key `order:<SYM>:<side>:<qty>:<bar>` and a second
+  attempt with a claimed key is blocked; exits go straight through; no reconciliation.
+- `FullGuard` (`full`): tradeguard. Entries through `OrderGateway.enter`, exits through
+  `OrderGateway.exit` (with the decision as the intent), on an in-memory claim store, with a
+  reconcile pass every `reconcile_interval_secs` of session time. Entries are decided by the
+  guard's ledger, so that is the position view.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from replay.broker import ReplayBroker, plan_for
+from replay.metrics import AttemptOutcome, Metrics, Mode, Totals
+from tradeguard import (
+    AnswerEvent,
+    AttemptEvent,
+    BrokerError,
+    BrokerOrder,
+    ExternalEvent,
+    ManualClock,
+    MemoryClaimStore,
+    OrderGateway,
+    OrderRejected,
+    OrderRequest,
+    OrderType,
+    PaperBroker,
+    PositionEvent,
+    PositionIntent,
+    PriceEvent,
+    Recorder,
+    SessionHeader,
+    Settings,
+    Side,
+    TimeInForce,
+    TradeguardError,
+)
+
+__all__ = [
+    "EntryOnlyGuard",
+    "FullGuard",
+    "NoGuard",
+    "Simulation",
+    "make_simulation",
+    "safeagent_key",
+    "session_zone",
+]
+
+_ZERO = Decimal(0)
+
+Sent = tuple[str | None, str, "BrokerOrder | None"]
+"""What driving an attempt did: the client id it used (None: nothing sent), a phrase, the order."""
+
+
+def _num(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def session_zone(header: SessionHeader) -> tzinfo:
+    """Return the zone the session's times are shown in (its header's, else its start's offset)."""
+    try:
+        return ZoneInfo(header.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = header.start.tzinfo
+        assert zone is not None  # the header's start is an aware time
+        return zone
+
+
+def safeagent_key(event: AttemptEvent) -> str:
+    """Return the key the entry-only guard of the time claimed: `order:<SYM>:<side>:<qty>:<bar>`."""
+    size = _num(event.qty) if event.qty is not None else f"${_num(event.notional or _ZERO)}"
+    bar = event.bar.isoformat() if event.bar is not None else event.decision
+    return f"order:{event.symbol}:{event.side}:{size}:{bar}"
+
+
+class Simulation:
+    """One mode's account: a paper broker and the figures, driven event by event.
+
+    Args:
+        header: The session header (start, cash, shorting, reconcile interval).
+        track: Keep the position history for plots.
+    """
+
+    mode = Mode.NONE
+
+    def __init__(self, header: SessionHeader, *, track: bool = False) -> None:
+        self.header = header
+        self.clock = ManualClock(header.start.astimezone(UTC))
+        self.paper = PaperBroker(clock=self.clock, cash=header.cash, allow_short=header.allow_short)
+        self.broker = ReplayBroker(self.paper, self.clock)
+        self.metrics = Metrics(self.mode, tz=session_zone(header), track=track)
+        self.symbols: dict[str, None] = {}
+        self.belief: dict[str, Decimal] = {}
+        self._sent = 0
+
+    # -- events ------------------------------------------------------------------------------
+
+    def advance(self, when: datetime) -> None:
+        """Move the clock to `when` (never back: a reconcile pass may have waited past it)."""
+        if when > self.clock.now():
+            self.clock.set(when)
+
+    def price(self, event: PriceEvent) -> None:
+        """Pin the symbol's price: market orders fill at it from now on."""
+        self.advance(event.t)
+        self.paper.set_price(event.symbol, event.price)
+
+    def position(self, event: PositionEvent) -> None:
+        """Take the bot's belief as it was recorded (other views are only informative)."""
+        self.advance(event.t)
+        if event.view == "bot":
+            self.belief[event.symbol] = event.qty
+            self.symbols[event.symbol] = None
+            self.sample(event.symbol)
+
+    def external(self, event: ExternalEvent) -> str:
+        """Close the broker position outside the bot; return what happened."""
+        self.advance(event.t)
+        self.symbols[event.symbol] = None
+        held = self.paper.get_position(event.symbol)
+        if held is None or held.qty == 0:
+            return "nothing held"
+        self.paper.close_position(event.symbol)
+        self.sample(event.symbol)
+        return f"closed {_num(held.qty)} at the broker"
+
+    def attempt(self, event: AttemptEvent, answer: AnswerEvent | None) -> AttemptOutcome:
+        """Drive one attempt with its recorded transport fault armed; return what it led to."""
+        self.advance(event.t)
+        self.symbols[event.symbol] = None
+        self.broker.arm(plan_for(answer))
+        sends = self.broker.sends
+        try:
+            coid, detail, answered = self.drive(event)
+        finally:
+            self.broker.disarm()
+        order = self._new_order(coid, answered)
+        qty = event.qty
+        if qty is None:  # a notional entry, or an exit of all held: what the order asked for
+            qty = _ZERO if order is None else (order.qty or order.filled_qty)
+        outcome = self.metrics.attempt(
+            event.t,
+            event.decision,
+            event.symbol,
+            sends_short=event.kind == "entry" and event.side == "sell",
+            sent=self.broker.sends > sends,
+            placed=0 if order is None else 1,
+            qty=qty,
+            price=self.paper.price(event.symbol),
+            detail=detail,
+        )
+        self.sample(event.symbol)
+        return outcome
+
+    def finish(self, end: datetime) -> Totals:
+        """Run the clock to `end` and return the figures."""
+        self.advance(end)
+        for symbol in self.symbols:
+            self.sample(symbol)
+        gaps = {symbol: self.broker_qty(symbol) - self.view(symbol) for symbol in self.symbols}
+        return self.metrics.finish(self.clock.now(), gaps)
+
+    # -- what each mode decides --------------------------------------------------------------
+
+    def drive(self, event: AttemptEvent) -> Sent:
+        """Send the attempt as the bot did; return the client id used, a phrase, the order answered."""
+        return self.send_as_bot(event)
+
+    def view(self, symbol: str) -> Decimal:
+        """The position view that decides entries: the bot's belief."""
+        return self.belief.get(symbol, _ZERO)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def broker_qty(self, symbol: str) -> Decimal:
+        """The broker's position (signed)."""
+        held = self.paper.get_position(symbol)
+        return _ZERO if held is None else held.qty
+
+    def sample(self, symbol: str) -> None:
+        """Note the view and the broker in `symbol` now."""
+        self.metrics.sample(self.clock.now(), symbol, self.view(symbol), self.broker_qty(symbol))
+
+    def _new_order(self, coid: str | None, answered: BrokerOrder | None) -> BrokerOrder | None:
+        """Return the order the broker accepted under `coid` (a lost answer is looked up)."""
+        if answered is not None or coid is None:
+            return answered
+        return self.paper.get_order_by_client_id(coid)
+
+    def send_as_bot(self, event: AttemptEvent) -> Sent:
+        """Send the bot's own request, with a fresh client_order_id (or the bot's own)."""
+        self._sent += 1
+        coid = event.client_order_id or f"bot-{self.mode.value}-{self._sent}"
+        qty = event.qty
+        if qty is None and event.notional is None:
+            held = self.broker_qty(event.symbol)
+            if held == 0:
+                self.broker.sends += 1  # DELETE /v2/positions/{symbol} reached the broker
+                return None, "404 position does not exist", None
+            qty = abs(held)
+        request = OrderRequest(
+            event.symbol,
+            Side(event.side),
+            coid,
+            qty=qty,
+            notional=event.notional,
+            order_type=OrderType(event.order_type),
+            time_in_force=TimeInForce(event.time_in_force),
+            limit_price=event.limit_price,
+            position_intent=PositionIntent(event.position_intent) if event.position_intent else None,
+        )
+        try:
+            order = self.broker.submit_order(request)
+        except OrderRejected as exc:
+            return coid, f"{exc.status_code} {exc.message}", None
+        except BrokerError as exc:
+            return coid, f"answer lost: {exc.message}", None
+        return coid, "", order
+
+
+class NoGuard(Simulation):
+    """`none`: what the bot did alone."""
+
+    mode = Mode.NONE
+
+
+class EntryOnlyGuard(Simulation):
+    """`entry-only`: SafeAgent's claim on the bot's order path; exits unguarded; no reconciliation."""
+
+    mode = Mode.ENTRY_ONLY
+
+    def __init__(self, header: SessionHeader, *, track: bool = False) -> None:
+        super().__init__(header, track=track)
+        self._claimed: set[str] = set()
+
+    def drive(self, event: AttemptEvent) -> Sent:
+        """Claim the key on the order path (a claimed key blocks); send."""
+        if event.bot_path == "order":
+            key = safeagent_key(event)
+            if key in self._claimed:
+                return None, f"SKIP: {key} already claimed", None
+            self._claimed.add(key)
+        return self.send_as_bot(event)
+
+
+class FullGuard(Simulation):
+    """`full`: every attempt through tradeguard's `OrderGateway`, reconciled on an interval.
+
+    Args:
+        header: The session header.
+        track: Keep the position history for plots.
+        record_to: Record the session the gateway sees (a path, stream or `Recorder`).
+    """
+
+    mode = Mode.FULL
+
+    def __init__(self, header: SessionHeader, *, track: bool = False, record_to: Any = None) -> None:
+        super().__init__(header, track=track)
+        interval = header.reconcile_interval_secs
+        self.settings = Settings(reconcile_interval_secs=interval)
+        store = MemoryClaimStore(settings=self.settings, clock=self.clock)
+        extra: dict[str, Any] = {} if record_to is None else {"record_to": record_to}
+        self.gateway = OrderGateway(
+            self.broker, store, agent_id=header.agent_id, settings=self.settings, clock=self.clock, **extra
+        )
+        self.recorder = getattr(self.gateway, "recorder", None) if record_to is not None else None
+        self._interval = timedelta(seconds=interval)
+        self._next_pass = self.clock.now() + self._interval
+        self._counted: set[str] = set()
+
+    def advance(self, when: datetime) -> None:
+        """Run every reconcile pass due before `when`, then move the clock there."""
+        while self._next_pass <= when:
+            super().advance(self._next_pass)
+            self.gateway.reconcile()
+            for symbol in self.symbols:
+                self.sample(symbol)
+            self._next_pass += self._interval
+        super().advance(when)
+
+    def drive(self, event: AttemptEvent) -> Sent:
+        """Send through the gateway; the decision is the intent."""
+        gateway = self.gateway
+        try:
+            if event.kind == "entry":
+                result = gateway.enter(
+                    event.symbol, qty=event.qty, notional=event.notional, side=event.side,
+                    intent=event.decision, order_type=event.order_type, limit_price=event.limit_price,
+                    time_in_force=event.time_in_force,
+                )  # fmt: skip
+            else:
+                result = gateway.exit(
+                    event.symbol, intent=event.decision, qty=event.qty, order_type=event.order_type,
+                    limit_price=event.limit_price, time_in_force=event.time_in_force,
+                )  # fmt: skip
+        except TradeguardError as exc:
+            return None, f"refused by tradeguard: {exc}", None
+        coid = result.claim.client_order_id if result.claim is not None else None
+        return coid, f"{result.outcome}: {result.reason}", result.order
+
+    def _new_order(self, coid: str | None, answered: BrokerOrder | None) -> BrokerOrder | None:
+        # One client id per decision, reused by every retry: count its order once.
+        if coid is None or coid in self._counted:
+            return None
+        order = super()._new_order(coid, answered)
+        if order is not None:
+            self._counted.add(coid)
+        return order
+
+    def view(self, symbol: str) -> Decimal:
+        """The guard's ledger: what `gateway.position()` answers a bot asking before it enters."""
+        return self.gateway.store.position(self.header.agent_id, symbol).qty
+
+
+_MODES: dict[Mode, type[Simulation]] = {
+    Mode.NONE: NoGuard,
+    Mode.ENTRY_ONLY: EntryOnlyGuard,
+    Mode.FULL: FullGuard,
+}
+
+
+def make_simulation(
+    mode: Mode, header: SessionHeader, *, track: bool = False, record_to: Any = None
+) -> Simulation:
+    """Return a fresh simulation of `mode` for a session with `header`."""
+    if mode is Mode.FULL:
+        if record_to is not None and not isinstance(record_to, Recorder):
+            # The replay plays the bot, which knows its account: the recording keeps the header's.
+            source = f"recorded by tradeguard replaying {header.name}"
+            record_to = Recorder(record_to, header=header.model_copy(update={"source": source}))
+        return FullGuard(header, track=track, record_to=record_to)
+    if record_to is not None:
+        raise ValueError("only a full-mode replay records (the gateway is the recorder)")
+    return _MODES[mode](header, track=track)

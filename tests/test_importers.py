@@ -1,0 +1,231 @@
+"""Importers read what bots of the May 21 kind really write (LOGS.md), quirks included."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from replay import Mode, replay_session
+from replay.importers import import_alpaca_orders, import_bot_log, import_claims
+from tradeguard import (
+    AnswerEvent,
+    AttemptEvent,
+    ClaimStore,
+    ManualClock,
+    NoteEvent,
+    OrderGateway,
+    PaperBroker,
+    PositionEvent,
+    SessionFormatError,
+    open_session,
+)
+
+DATA = Path(__file__).resolve().parent / "data"
+
+# LOGS.md §1, verbatim, plus an ENTER/SKIP pair of one decision, an EXIT and a wrapped line.
+BOT_LOG = (DATA / "bot.log").read_text()
+
+# LOGS.md §2, verbatim rows (the result column is a dict repr quoted twice), plus a row whose
+# reason suffix has spaces and `=`, and one whose key names the other side than its order.
+SAFEAGENT_DB = (DATA / "safeagent_db.csv").read_text()
+
+# LOGS.md §3: qty as a number and as a string; the dangerous SKIP read as SUCCESS with no order.
+ADD2 = "order:SAMPLE_STRATEGY:SQQQ:buy:12:add2:2026-09-08T09:39:00"
+CLAIMS_JSON = [
+    {"request_id": ADD2, "symbol": "SQQQ", "side": "buy",
+     "qty": 12, "stage": "add2", "claimed_at": "2026-09-08T09:39:02-04:00", "outcome": "PENDING",
+     "caller_interpretation": "PENDING", "broker_order_id": None},
+    {"request_id": ADD2, "symbol": "SQQQ", "side": "buy",
+     "qty": "12", "stage": "add2", "claimed_at": "2026-09-08T09:41:11-04:00", "outcome": "SKIP",
+     "caller_interpretation": "SUCCESS", "_comment": "the retry after a timeout"},
+]  # fmt: skip
+
+
+def events_of(path: Path) -> list[object]:
+    with open_session(path) as session:
+        return [event for _, event in session]
+
+
+def test_bot_log_reads_the_malformed_offset_the_missing_bracket_and_keeps_every_other_line(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(BOT_LOG)
+    report = import_bot_log(log, tmp_path / "s.jsonl")
+    events = events_of(tmp_path / "s.jsonl")
+    attempts = [e for e in events if isinstance(e, AttemptEvent)]
+    assert attempts[0].t.isoformat() == "2026-03-05T10:10:04-04:00"  # -040:00 read as -04:00
+    assert [(a.decision, a.attempt, a.kind) for a in attempts] == [
+        ("buy DDM qty=6 bar=2026-03-05T10:10:00-04:00", 1, "entry"),  # inferred: not in the log
+        ("buy DDM qty=6 bar=2026-03-05T10:10:00-04:00", 2, "entry"),
+        ("buy DDM qty=5 bar=2026-03-05T10:20:00-04:00", 1, "entry"),
+        ("buy DDM qty=5 bar=2026-03-05T10:20:00-04:00", 2, "entry"),
+        ("sell DDM qty=5 bar=2026-03-05T11:20:00-04:00", 1, "exit"),
+    ]
+    assert attempts[0].reason == "inferred: the first attempt of this decision is not in the log"
+    blocked = [e for e in events if isinstance(e, AnswerEvent)]
+    assert [(b.attempt, b.result, b.by) for b in blocked] == [(2, "blocked", "safeagent")] * 2
+    notes = [e.text for e in events if isinstance(e, NoteEvent)]
+    assert notes == [
+        "STAY BEAR score=-4 bull=1 bear=5",
+        "NO ENTRY: flat/no-trade-zone | score=1 bull_score=3 bear_score=2 bar=2026-03-05T11:15:00-04:00",
+        "Traceback (most recent call last): a wrapped line without a time",
+        "ENTRY BLOCKED: position held DDM",
+        "ACCOUNT EQUITY WARN: 401 Client Error: Unauthorized for url: https://paper-api.alpaca.markets/v2/account",
+        "Waiting for market open. Next open: 2026-05-25T09:30:00-04:00",
+    ]
+    assert report.notes == len(notes) and report.attempts == 5 and report.decisions == 3
+    result = replay_session(tmp_path / "s.jsonl", list(Mode))
+    assert result.totals[Mode.NONE].duplicate_orders_executed == 2
+    assert result.totals[Mode.ENTRY_ONLY].duplicate_attempts_blocked == 2
+    assert result.totals[Mode.FULL].duplicate_attempts_blocked == 2
+
+
+def test_bot_log_order_line_without_a_bar_names_its_line(tmp_path: Path) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(BOT_LOG.splitlines()[1].replace(" bar=2026-03-05T10:20:00-04:00", "") + "\n")
+    with pytest.raises(SessionFormatError, match=r"bot\.log:1: an order line without bar="):
+        import_bot_log(log, tmp_path / "s.jsonl")
+
+
+def test_safeagent_db_export_reads_the_dict_repr_reason_suffixes_and_side_quirk(tmp_path: Path) -> None:
+    export = tmp_path / "guard.csv"
+    export.write_text(SAFEAGENT_DB)
+    report = import_claims(export, tmp_path / "s.jsonl")
+    assert report.extra["shape"] == "SafeAgent database export"
+    events = events_of(tmp_path / "s.jsonl")
+    attempts = {a.decision: a for a in events if isinstance(a, AttemptEvent)}
+    trail = attempts["order:SQQQ:sell:22:2026-03-05T12:39:00-04:00:TRAIL_EXIT_BEAR"]
+    assert (trail.symbol, trail.side, trail.qty, trail.reason) == ("SQQQ", "sell", 22, "TRAIL_EXIT_BEAR")
+    flip = next(a for d, a in attempts.items() if d.startswith("order:TQQQ:sell:12"))
+    assert flip.reason is not None and flip.reason.startswith("V20_FAST_FLIP pos=BULL opp=BEAR held=12.3")
+    assert flip.side == "buy"  # the order's side wins over the key's
+    exit_row = attempts["exit:SQQQ:6:2026-03-03T09:30:00.028098-04:00"]
+    assert (exit_row.kind, exit_row.qty) == ("exit", 6)
+    tags = sorted(e.tag for e in events if isinstance(e, NoteEvent) and e.tag)
+    assert tags == ["pending", "pending", "side_mismatch"]
+    answers = [e for e in events if isinstance(e, AnswerEvent)]
+    assert {a.client_order_id for a in answers} == {"a2c75370-fbb9-4c44-9b45-36ae1fbd4ea1", "c-11"}
+
+
+def test_safeagent_db_export_refuses_code_in_the_result_column(tmp_path: Path) -> None:
+    export = tmp_path / "guard.csv"
+    export.write_text(
+        "index,request_id,result,status,created_at\n3,order:TQQQ:buy:1:2026-03-04T12:50:00-04:00,\"__import__('os').system('true')\",filled,x\n"
+    )
+    with pytest.raises(SessionFormatError, match=r"guard\.csv:2: result is not a Python dict literal"):
+        import_claims(export, tmp_path / "s.jsonl")
+
+
+def test_safeagent_claim_records_turn_a_skip_read_as_success_into_a_phantom(tmp_path: Path) -> None:
+    records = tmp_path / "claims.json"
+    records.write_text(json.dumps(CLAIMS_JSON, indent=2))
+    import_claims(records, tmp_path / "s.jsonl")
+    events = events_of(tmp_path / "s.jsonl")
+    beliefs = [e.qty for e in events if isinstance(e, PositionEvent)]
+    assert beliefs == [12]  # the bot believes it holds 12 SQQQ
+    answers = [(a.attempt, a.result, a.placed) for a in events if isinstance(a, AnswerEvent)]
+    assert answers == [(1, "timeout", False), (2, "blocked", None)]
+    result = replay_session(tmp_path / "s.jsonl", [Mode.ENTRY_ONLY, Mode.FULL])
+    # The bot believes in 12 SQQQ it never bought: the broker holds 12 fewer than its view.
+    assert result.totals[Mode.ENTRY_ONLY].untracked_shares_at_end == {"SQQQ": Decimal(-12)}
+    assert result.totals[Mode.FULL].duplicate_orders_executed == 0
+
+
+def test_claim_records_name_the_line_of_a_bad_record(tmp_path: Path) -> None:
+    records = tmp_path / "claims.json"
+    bad = [CLAIMS_JSON[0], {**CLAIMS_JSON[1], "claimed_at": None}]
+    records.write_text(json.dumps(bad, indent=2))
+    with pytest.raises(SessionFormatError, match=r"claims\.json:13: claim record .* without claimed_at"):
+        import_claims(records, tmp_path / "s.jsonl")
+
+
+def test_tradeguards_own_audit_export_round_trips(tmp_path: Path) -> None:
+    clock = ManualClock()
+    with ClaimStore(f"sqlite:///{tmp_path / 'c.db'}", clock=clock) as store:
+        gateway = OrderGateway(PaperBroker(clock=clock), store, agent_id="bot", clock=clock)
+        gateway.enter("TQQQ", qty=6, intent="09:42 buy")
+        clock.advance(5)
+        gateway.enter("TQQQ", qty=6, intent="09:42 buy")
+        gateway.exit("TQQQ", intent="11:26 exit")
+        store.export_audit_csv(tmp_path / "audit.csv")
+    report = import_claims(tmp_path / "audit.csv", tmp_path / "s.jsonl")
+    assert report.extra["shape"] == "tradeguard audit export"
+    attempts = [
+        (e.decision, e.attempt, e.kind)
+        for e in events_of(tmp_path / "s.jsonl")
+        if isinstance(e, AttemptEvent)
+    ]
+    assert attempts == [("09:42 buy", 1, "entry"), ("09:42 buy", 2, "entry"), ("11:26 exit", 1, "exit")]
+    result = replay_session(tmp_path / "s.jsonl", [Mode.NONE, Mode.FULL])
+    assert result.totals[Mode.NONE].duplicate_orders_executed == 1
+    assert result.totals[Mode.FULL].duplicate_attempts_blocked == 1
+
+
+ORDERS = [
+    {"id": "o1", "client_order_id": "5b0c7e4e-5c6f-4f1e-9f44-0a4d2b8f1c01", "symbol": "TQQQ", "side": "buy",
+     "qty": "6", "filled_qty": "6", "filled_avg_price": "75.33", "status": "filled", "type": "market",
+     "time_in_force": "day", "submitted_at": "2026-05-21T13:42:01.123456Z", "position_intent": None,
+     "legs": None},
+    {"id": "o2", "client_order_id": "9a1f3b2e-7d8c-4e5f-a6b7-c8d9e0f1a2b3", "symbol": "TQQQ", "side": "buy",
+     "qty": 6, "filled_qty": 6, "filled_avg_price": 75.33, "status": "filled", "type": "market",
+     "time_in_force": "day", "submitted_at": "2026-05-21T13:42:12Z"},
+    {"id": "o3", "client_order_id": "bot-2026-05-21T09:47-add1", "symbol": "TQQQ", "side": "buy",
+     "qty": "6", "filled_qty": "6", "filled_avg_price": "75.33", "status": "filled", "type": "market",
+     "time_in_force": "day", "submitted_at": "2026-05-21T13:47:01Z"},
+    {"id": "o4", "client_order_id": "bot-2026-05-21T09:47-add2", "symbol": "TQQQ", "side": "buy",
+     "qty": "6", "filled_qty": "6", "filled_avg_price": "75.33", "status": "filled", "type": "market",
+     "time_in_force": "day", "submitted_at": "2026-05-21T13:47:20Z"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_alpaca_order_json_lists_suspected_duplicates(tmp_path: Path, wrapped: bool) -> None:
+    history = tmp_path / "orders.json"
+    history.write_text(json.dumps({"orders": ORDERS[::-1]} if wrapped else ORDERS[::-1], indent=2))
+    report = import_alpaca_orders(history, tmp_path / "s.jsonl")
+    doc = report.as_dict()
+    assert (doc["orders"], doc["suspected_duplicates"]) == (4, 1)  # o3/o4: bot ids that differ
+    (dup,) = doc["duplicates"]
+    assert (dup["id"], dup["duplicate_of"], dup["seconds_after"]) == ("o2", "o1", pytest.approx(10.876544))
+    result = replay_session(tmp_path / "s.jsonl", [Mode.FULL])
+    assert result.totals[Mode.FULL].duplicate_attempts_blocked == 1
+    assert result.totals[Mode.FULL].exposure_blocked_usd == Decimal("451.98")
+
+
+def test_alpaca_csv_export_headers_are_case_insensitive(tmp_path: Path) -> None:
+    csv = tmp_path / "orders.csv"
+    csv.write_text(
+        "Order ID,Client Order ID,SYMBOL,Side,Qty,Filled Qty,Avg Fill Price,Status,Order Type,Submitted At\n"
+        "o1,,TQQQ,buy,6,6,75.33,filled,market,2026-05-21 09:42:01-04:00\n"
+        "o2,,TQQQ,buy,6,6,75.33,filled,market,2026-05-21 09:42:12-04:00\n"
+    )
+    report = import_alpaca_orders(csv, tmp_path / "s.jsonl")
+    assert (report.extra["orders"], report.extra["suspected_duplicates"]) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        ('[\n  {"id": "o1", "symbol": "TQQQ"\n', 3, "not valid JSON"),
+        (
+            json.dumps([ORDERS[0], {**ORDERS[1], "side": "hold"}], indent=1),
+            17,
+            "side 'hold' is neither buy nor sell",
+        ),
+        (json.dumps([ORDERS[0], {**ORDERS[1], "qty": "six"}], indent=1), 17, "qty 'six' is not a number"),
+        ('{"order": []}', 1, 'expected a list, or {"orders": [...]}'),
+    ],
+)
+def test_a_malformed_order_history_names_its_line(
+    tmp_path: Path, text: str, line: int, expected: str
+) -> None:
+    history = tmp_path / "orders.json"
+    history.write_text(text)
+    with pytest.raises(SessionFormatError) as caught:
+        import_alpaca_orders(history, tmp_path / "s.jsonl")
+    assert caught.value.line == line, str(caught.value)
+    assert expected in str(caught.value)

@@ -1,0 +1,116 @@
+"""The May 21 session replayed in three guard modes gives its known figures (sessions/README.md).
+
+`entry-only` is what happened that day (the published guard) and `full` is tradeguard; both give
+MAY21.md's table. `none` gives what the paper broker, holding Alpaca's rules, makes of the
+unguarded bot: the two duplicate sells that would cross through zero are refused there.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from replay import Mode, replay_session
+from replay.cli import result_json
+from tradeguard import SessionFormatError
+
+ROOT = Path(__file__).resolve().parents[1]
+MAY21 = ROOT / "sessions" / "2026-05-21-tqqq-sqqq.jsonl"
+INTERVAL_SECS = 60  # the session header's reconcile_interval_secs
+
+EXPECTED = {
+    Mode.NONE: {
+        "duplicate_attempts": 7,
+        "duplicate_orders_executed": 5,
+        "duplicate_exposure_executed_usd": "2303.02",
+        "duplicate_attempts_blocked": 0,
+        "exposure_blocked_usd": "0.00",
+        "duplicate_attempts_refused_by_broker": 2,
+        "unintended_short_shares": "0",
+        "untracked_shares_at_end": {"TQQQ": "6"},
+    },
+    Mode.ENTRY_ONLY: {
+        "duplicate_attempts": 7,
+        "duplicate_orders_executed": 1,  # the exit
+        "duplicate_exposure_executed_usd": "907.20",  # 12 x 75.60, the exit's notional
+        "duplicate_attempts_blocked": 6,
+        "exposure_blocked_usd": "3653.02",  # MAY21.md's $3,653
+        "duplicate_attempts_refused_by_broker": 0,
+        "unintended_short_shares": "-12",
+        "untracked_shares_at_end": {"TQQQ": "-12"},
+    },
+    Mode.FULL: {
+        "duplicate_attempts": 7,
+        "duplicate_orders_executed": 0,
+        "duplicate_exposure_executed_usd": "0.00",
+        "duplicate_attempts_blocked": 7,
+        "exposure_blocked_usd": "4560.22",  # the six and the exit
+        "duplicate_attempts_refused_by_broker": 0,
+        "unintended_short_shares": "0",
+        "untracked_shares_at_end": {},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def may21() -> dict[Mode, dict[str, object]]:
+    result = replay_session(MAY21, list(Mode), collect_rows=True)
+    docs = result_json(result, list(Mode), compare=True)
+    return {mode: docs[mode.value] for mode in Mode}
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_each_mode_gives_its_figures(may21: dict[Mode, dict[str, object]], mode: Mode) -> None:
+    figures = may21[mode]
+    assert {key: figures[key] for key in EXPECTED[mode]} == EXPECTED[mode]
+
+
+def test_the_phantom_lasts_three_hours_without_reconciliation_and_under_one_interval_with_it(
+    may21: dict[Mode, dict[str, object]],
+) -> None:
+    for mode in (Mode.NONE, Mode.ENTRY_ONLY):
+        assert 10_800 - 60 <= float(may21[mode]["phantom_entry_block_secs"]) <= 10_800 + 60  # type: ignore[arg-type]
+    full = float(may21[Mode.FULL]["phantom_entry_block_secs"])  # type: ignore[arg-type]
+    assert 0 < full <= INTERVAL_SECS
+    assert [s["symbol"] for s in may21[Mode.FULL]["phantom_spans"]] == ["SQQQ"]  # type: ignore[attr-defined]
+
+
+def test_every_attempt_has_its_outcome_per_event(may21: dict[Mode, dict[str, object]]) -> None:
+    events = may21[Mode.FULL]["events"]
+    assert isinstance(events, list)
+    attempts = [e for e in events if e["kind"] == "attempt"]
+    assert len(attempts) == 23
+    exit_retry = next(e for e in attempts if e["t"].endswith("11:26:28-04:00"))
+    assert exit_retry["result"] == "blocked" and exit_retry["recorded"] == "filled"
+    entry_only = {e["t"]: e for e in may21[Mode.ENTRY_ONLY]["events"]}  # type: ignore[union-attr]
+    assert entry_only[exit_retry["t"]]["result"] == "DUPLICATE EXECUTED"
+    none = {e["t"]: e for e in may21[Mode.NONE]["events"]}  # type: ignore[union-attr]
+    refused = none["2026-05-21T10:14:04-04:00"]
+    assert refused["result"] == "refused by broker"
+    assert "insufficient qty available for order (requested: 18, available: 6)" in refused["detail"]
+    json.dumps(may21)  # the whole document is JSON
+
+
+def test_full_mode_reconciles_the_outside_close_before_the_bot_exits(tmp_path: Path) -> None:
+    result = replay_session(MAY21, [Mode.FULL])
+    gateway = result.simulations[Mode.FULL].gateway  # type: ignore[attr-defined]
+    assert gateway.position("SQQQ").qty == 0
+    orders = gateway.broker.paper.orders()
+    coids = [o.client_order_id for o in orders]
+    assert len(coids) == len(set(coids))
+    sells = [o for o in orders if o.symbol == "TQQQ" and o.side == "sell"]
+    assert all(o.position_intent == "sell_to_close" for o in sells)
+    assert sum(o.filled_qty for o in sells) == Decimal(12 + 18 + 12)
+
+
+def test_an_answer_without_its_attempt_is_a_format_error(tmp_path: Path) -> None:
+    lines = MAY21.read_text().splitlines()
+    stray = json.loads(next(line for line in lines if '"type": "answer"' in line))
+    stray["decision"] = "a decision nobody took"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([*lines[:5], json.dumps(stray), *lines[5:]]) + "\n")
+    with pytest.raises(SessionFormatError, match=r"bad\.jsonl:6: answer to decision .* has no attempt"):
+        replay_session(bad, [Mode.NONE])

@@ -1,0 +1,260 @@
+"""The session format, version 1: one JSON object per line, each validated by a typed model.
+
+The first line is the `SessionHeader`; every later line is one event, told apart by its `type`:
+
+- `attempt`: the bot tried to send an order for a decision (retries share `decision` and count
+  up `attempt`, so a retry is visible as attempt 2, 3, ...);
+- `answer`: what the bot got back for one attempt (accepted, filled, rejected with status and
+  body, timed out, dropped, a 5xx, or blocked by a guard before it was sent);
+- `price`, `position`: a price, and a position as the bot, the guard or the broker saw it;
+- `external`: something done to the account outside the bot (a position closed by hand);
+- `note`: the bot's own words ("ENTRY BLOCKED: position held"), kept as they were;
+- `end`: the session's last moment (optional; without it the last event's time is the end).
+
+`sessions/README.md` is the human description of the same rules.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+__all__ = [
+    "EVENT_TYPES",
+    "SESSION_VERSION",
+    "AnswerEvent",
+    "AnswerResult",
+    "AttemptEvent",
+    "EndEvent",
+    "Event",
+    "ExternalEvent",
+    "NoteEvent",
+    "PositionEvent",
+    "PriceEvent",
+    "SessionHeader",
+    "event_adapter",
+]
+
+SESSION_VERSION = 1
+
+AnswerResult = Literal[
+    "accepted", "filled", "partially_filled", "rejected", "timeout", "dropped", "error", "blocked"
+]
+"""What one attempt got back: the broker's answers, a lost answer, or a guard's refusal to send."""
+
+_SYMBOL = r"^[A-Z0-9][A-Z0-9./:-]{0,31}$"
+Symbol = Annotated[str, Field(pattern=_SYMBOL)]
+Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
+Signed = Annotated[Decimal, Field(allow_inf_nan=False)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Line(BaseModel):
+    # Frozen and strict about unknown keys: a misspelt field must be loud, not ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SessionHeader(_Line):
+    """The first line: what the session is and the account it ran on.
+
+    Attributes:
+        version: The format version (1).
+        name: A title for reports.
+        agent_id: The bot's agent id (claims and ledger are kept under it on replay).
+        start: When the session starts; the replay's clock starts here.
+        timezone: The zone times are shown in (IANA name).
+        reconcile_interval_secs: How often tradeguard reconciles in `full` replays.
+        cash: The account's cash at the start.
+        allow_short: Whether the account may sell short (a sell with nothing held opens a short).
+        source: Where the session comes from (a reconstruction, a recording, an importer).
+        description: Free text.
+    """
+
+    type: Literal["session"]
+    version: int
+    name: str = "session"
+    agent_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@-]{1,64}$")] = "bot"
+    start: AwareDatetime
+    timezone: str = "America/New_York"
+    reconcile_interval_secs: Annotated[float, Field(gt=0)] = 60.0
+    cash: Positive = Decimal(100_000)
+    allow_short: bool = True
+    source: str | None = None
+    description: str | None = None
+
+
+class _Event(_Line):
+    t: AwareDatetime
+
+
+class AttemptEvent(_Event):
+    """One try to send an order for a decision.
+
+    Attributes:
+        decision: The bot's stable name for the decision; every retry repeats it.
+        attempt: 1 for the first try, 2 for the first retry, ...
+        kind: `entry` opens or adds to a position; `exit` closes (part of) one.
+        symbol: Upper-case ticker.
+        side: `buy` or `sell`.
+        qty: Shares (or `notional`, dollars); an exit without either closes all that is held.
+        notional: Dollars, for fractional market orders.
+        order_type: `market` or `limit`.
+        limit_price: For limit orders.
+        time_in_force: As Alpaca spells it.
+        position_intent: What the bot's own request carried (None: nothing, Alpaca infers it).
+        path: Which of the bot's code paths sent it: `order` (entries, adds, flip sells: the
+            path an entry-only guard keys) or `exit` (unguarded by such a guard). Default: the
+            kind's (`order` for entries, `exit` for exits).
+        bar: The bar the decision was taken on (an entry-only guard keys on it).
+        client_order_id: The bot's own id for this attempt, when it set one.
+        reason: The bot's words for the decision.
+    """
+
+    type: Literal["attempt"]
+    decision: Name
+    attempt: Annotated[int, Field(ge=1)]
+    kind: Literal["entry", "exit"]
+    symbol: Symbol
+    side: Literal["buy", "sell"]
+    qty: Positive | None = None
+    notional: Positive | None = None
+    order_type: Literal["market", "limit"] = "market"
+    limit_price: Positive | None = None
+    time_in_force: Literal["day", "gtc", "opg", "cls", "ioc", "fok"] = "day"
+    position_intent: Literal["buy_to_open", "buy_to_close", "sell_to_open", "sell_to_close"] | None = None
+    path: Literal["order", "exit"] | None = None
+    bar: AwareDatetime | None = None
+    client_order_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    reason: str | None = None
+
+    @model_validator(mode="after")
+    def _one_size(self) -> AttemptEvent:
+        if self.qty is not None and self.notional is not None:
+            raise ValueError("an attempt takes qty or notional, not both")
+        if self.kind == "entry" and self.qty is None and self.notional is None:
+            raise ValueError("an entry needs qty or notional (only an exit may omit both: all held)")
+        if (self.order_type == "limit") != (self.limit_price is not None):
+            raise ValueError("limit_price goes with order_type limit, and only with it")
+        return self
+
+    @property
+    def bot_path(self) -> str:
+        """The code path that sent it, defaulted from the kind."""
+        return self.path or ("order" if self.kind == "entry" else "exit")
+
+
+class AnswerEvent(_Event):
+    """What one attempt got back.
+
+    Attributes:
+        decision: The attempt's decision.
+        attempt: The attempt's number.
+        result: accepted, filled, partially_filled, rejected, timeout, dropped, error, blocked.
+        status: HTTP status of a rejection or error.
+        body: The error body (JSON object, or text).
+        order_id: The broker's order id, when one was returned.
+        client_order_id: The order's client id, when known.
+        filled_qty: Shares filled so far.
+        filled_avg_price: Average fill price.
+        after_secs: How long the bot waited before giving up (timeouts).
+        placed: For timeout, dropped and error: whether the broker placed the order anyway
+            (None: unknown, which a replay treats as placed, the case a guard must survive).
+        by: For blocked: the guard that answered without sending (e.g. `safeagent`, `tradeguard`).
+        reason: A sentence.
+    """
+
+    type: Literal["answer"]
+    decision: Name
+    attempt: Annotated[int, Field(ge=1)]
+    result: AnswerResult
+    status: Annotated[int, Field(ge=100, le=599)] | None = None
+    body: dict[str, Any] | str | None = None
+    order_id: str | None = None
+    client_order_id: str | None = None
+    filled_qty: Signed | None = None
+    filled_avg_price: Positive | None = None
+    after_secs: Annotated[float, Field(ge=0)] | None = None
+    placed: bool | None = None
+    by: str | None = None
+    reason: str | None = None
+
+
+class PriceEvent(_Event):
+    """The price of `symbol` from `t` on (fills of the replay's paper broker happen at it)."""
+
+    type: Literal["price"]
+    symbol: Symbol
+    price: Positive
+
+
+class PositionEvent(_Event):
+    """A position as one party saw it at `t`.
+
+    Attributes:
+        symbol: The symbol.
+        qty: Signed shares (negative: short).
+        view: `bot` (the bot's own belief, replayed as is in the `none` and `entry-only`
+            modes), `guard` (tradeguard's ledger) or `broker` (a broker read).
+    """
+
+    type: Literal["position"]
+    symbol: Symbol
+    qty: Signed
+    view: Literal["bot", "guard", "broker"]
+
+
+class ExternalEvent(_Event):
+    """Something done to the account outside the bot.
+
+    Attributes:
+        event: `position_closed`: the broker position in `symbol` was closed (by a person, a
+            stop order the bot forgot, another program). The replay closes it at its broker.
+        symbol: The symbol.
+        reason: A sentence.
+    """
+
+    type: Literal["external"]
+    event: Literal["position_closed"]
+    symbol: Symbol
+    reason: str | None = None
+
+
+class NoteEvent(_Event):
+    """The bot's own words, kept as they were (unknown log lines end up here, never dropped).
+
+    Attributes:
+        text: The message.
+        symbol: The symbol it is about, if any.
+        tag: A short machine-readable label (e.g. `entry_blocked`, `skip`).
+    """
+
+    type: Literal["note"]
+    text: str
+    symbol: Symbol | None = None
+    tag: str | None = None
+
+
+class EndEvent(_Event):
+    """The last moment of the session."""
+
+    type: Literal["end"]
+
+
+Event = Annotated[
+    AttemptEvent | AnswerEvent | PriceEvent | PositionEvent | ExternalEvent | NoteEvent | EndEvent,
+    Field(discriminator="type"),
+]
+
+EVENT_TYPES = ("attempt", "answer", "price", "position", "external", "note", "end")
+
+_ADAPTER: TypeAdapter[Any] | None = None
+
+
+def event_adapter() -> TypeAdapter[Any]:
+    """Return the validator of one event line (built once)."""
+    global _ADAPTER  # noqa: PLW0603 - a cache of an expensive, immutable object
+    if _ADAPTER is None:
+        _ADAPTER = TypeAdapter(Event)
+    return _ADAPTER
