@@ -16,14 +16,11 @@ re-sized and sent again only while the position it was for is still open.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import threading
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 from tradeguard import crashpoints
 from tradeguard.amend import OrderAmendments
@@ -33,7 +30,7 @@ from tradeguard.domain import Claim, LedgerPosition, PositionIntent, Side
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, LeaseLost
+from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger
@@ -41,13 +38,14 @@ from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, open_recorder
 from tradeguard.store import ClaimStore, new_owner_token
+from tradeguard.windows import ContentWindows
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
 
 logger = logging.getLogger("tradeguard.gateway")
 
 
-class OrderGateway(RetryAnswers, OrderAmendments):
+class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
     """Guarded entries and exits for one agent.
 
     Args:
@@ -158,76 +156,6 @@ class OrderGateway(RetryAnswers, OrderAmendments):
         if outcome.created:
             return self._send(outcome.claim)
         return self._existing(outcome.claim)
-
-    def submit_by_content(
-        self,
-        kind: Kind,
-        symbol: str,
-        side: Side,
-        spec: OrderSpec,
-        *,
-        content: dict[str, Any] | None = None,
-    ) -> OrderResult:
-        """Submit an order that carries no decision name: its content within a window is the key.
-
-        Identical orders (symbol, side and `spec`, or `content` when given) within
-        `dedup_window_secs` are one decision (the drop-in path for bots that set no
-        client_order_id). The window is taken atomically in the store, and an expired window
-        passes to a new order only once the order holding it is resolved: while that claim is
-        PENDING or UNKNOWN an identical order is its retry, however late it comes (G1). A repeat
-        inside the window is answered from the first order, with a warning on the
-        ``tradeguard.gateway`` logger and an audit record naming the window: an intentional
-        repeat (a scale-in) needs its own decision name or client_order_id.
-
-        Args:
-            kind: ENTRY, or EXIT (sized against the position like `exit`).
-            symbol: The symbol.
-            side: The order's side.
-            spec: The order.
-            content: What makes two calls the same decision, when it is not the order itself
-                (a percentage close: the shares it comes to change as the position does).
-
-        Raises:
-            ClaimInProgress: Another worker is claiming the identical order at this moment.
-        """
-        identity = content if content is not None else spec.as_payload()
-        text = json.dumps(
-            {"symbol": symbol, "side": side.value, "kind": kind.value, **identity}, sort_keys=True
-        )
-        if kind is Kind.ENTRY and content is None:
-            # Entries keep the content text they had before exits could be content-keyed, so a
-            # window opened by an earlier version still catches its retries.
-            text = json.dumps({"symbol": symbol, "side": side.value, **identity}, sort_keys=True)
-        content_key = hashlib.sha256(f"{self.agent_id}|{text}".encode()).hexdigest()
-        now = self.clock.now()
-        intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
-        window = self.settings.dedup_window_secs
-        holder = self.store.claim_window(content_key, window_secs=window, claim_key=intent.key)
-        if holder == intent.key:
-            if kind is Kind.EXIT:
-                return self.exit_order(symbol, spec, intent=intent.name)
-            return self.submit(intent, spec)
-        existing = self.store.get(holder)
-        if existing is None:
-            raise ClaimInProgress(
-                f"an identical {symbol} order is being claimed by another worker right now; "
-                "it will be returned on the next call"
-            )
-        self.recorder.attempt(replace(intent, name=existing.intent), spec)
-        self._ensure_started()
-        if content is None and kind is Kind.ENTRY and not same_order(existing.payload, spec.as_payload()):
-            raise IntentMismatch(existing.key, existing.payload, spec.as_payload())
-        age = (now - existing.created_at).total_seconds()
-        note = (
-            f"identical {side} {symbol} order {age:.1f}s after {existing.client_order_id}, inside the "
-            f"{window:g}s dedup window: answered as a retry of it, nothing sent"
-        )
-        logger.warning(
-            "%s. For an intentional repeat give the order its own client_order_id (or "
-            "new_decision=True in the drop-in client).",
-            note,
-        )
-        return self._existing(existing, note=note)
 
     def exit(
         self,

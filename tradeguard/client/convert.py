@@ -50,14 +50,6 @@ class DropInOrder:
     client_order_id: str | None
     position_intent: PositionIntent | None
 
-    def with_intent(self, intent: PositionIntent | None, *, is_exit: bool) -> OrderSpec:
-        """Return the spec with `intent` (an exit's qty may be None: the whole position)."""
-        spec = self.spec
-        fields = {name: getattr(spec, name) for name in spec.__slots__}
-        fields["position_intent"] = intent
-        del is_exit
-        return OrderSpec(**fields)
-
 
 def read_order(order_data: AlpacaOrderRequest) -> DropInOrder:
     """Read an alpaca-py order request.

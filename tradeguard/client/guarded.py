@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -39,21 +37,15 @@ from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
 from pydantic import TypeAdapter
 
 from tradeguard.broker.alpaca import AlpacaBroker
+from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_body
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
 from tradeguard.client.errors import (
-    ClaimStoreError,
-    ClientOrderIdReused,
     InvalidOrder,
-    OrderInProgress,
-    OrderNotSent,
-    OrderOutcomeUnknown,
     api_error,
-    rejection,
 )
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import (
-    BrokerOrder,
     LedgerPosition,
     OrderSpec,
     PositionIntent,
@@ -63,15 +55,9 @@ from tradeguard.domain import (
 )
 from tradeguard.domain.intents import Intent, Kind
 from tradeguard.errors import (
-    BrokerUnavailable,
-    ClaimInProgress,
     ConfigError,
-    IntentMismatch,
-    OrderRejected,
-    OutcomeUnknown,
-    StoreError,
 )
-from tradeguard.execution import OrderResult, Outcome
+from tradeguard.execution import OrderResult
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.sessions.recorder import RecordTarget
@@ -85,41 +71,9 @@ _SHARE_STEP = Decimal("0.000000001")  # Alpaca takes up to 9 decimal places of a
 _T = TypeVar("_T")
 
 
-@contextmanager
-def _as_api_errors() -> Iterator[None]:
-    """Raise tradeguard's errors as the `APIError`s a bot written for alpaca-py catches."""
-    try:
-        yield
-    except APIError:
-        raise
-    except ConfigError as exc:
-        raise InvalidOrder(str(exc)) from exc
-    except IntentMismatch as exc:
-        raise ClientOrderIdReused(f"client_order_id must be unique: {exc}") from exc
-    except OrderRejected as exc:
-        raise rejection(exc, exc.message) from exc
-    except OutcomeUnknown as exc:  # UnrecordedOrder included: sent, answer not recorded
-        raise OrderOutcomeUnknown(exc.message, status=exc.status_code) from exc
-    except BrokerUnavailable as exc:
-        raise OrderNotSent(exc.message, status=exc.status_code) from exc
-    except ClaimInProgress as exc:
-        raise OrderInProgress(str(exc)) from exc
-    except StoreError as exc:
-        raise ClaimStoreError(f"the order was not sent: {exc}") from exc
-
-
 def _closing(side: Side, held: Decimal) -> bool:
     """Whether an order on `side` closes a position of `held` shares (Alpaca's inference)."""
     return (side is Side.SELL and held > 0) or (side is Side.BUY and held < 0)
-
-
-def _decimal(value: object, name: str) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise InvalidOrder(f"invalid {name} {value!r}") from None
 
 
 class GuardedTradingClient(TradingClient):
@@ -216,10 +170,10 @@ class GuardedTradingClient(TradingClient):
                 `tradeguard.client.errors`: the outcome is unknown (call again), the order was
                 not sent, the claim store failed, the order is malformed.
         """
-        with _as_api_errors():
+        with as_api_errors():
             order = read_order(order_data)
             result = self._submit(order, new_decision=new_decision)
-        return self._answer(result, nothing_to_sell=lambda: self._insufficient(order))
+        return answer(result, raw=self._use_raw_data, nothing_to_sell=lambda: self._insufficient(order))
 
     def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
         gateway, symbol, side, coid = self.gateway, order.symbol, order.side, order.client_order_id
@@ -308,13 +262,13 @@ class GuardedTradingClient(TradingClient):
                 see `submit_order` for the rest.
         """
         symbol = str(symbol_or_asset_id).upper()
-        with _as_api_errors():
+        with as_api_errors():
             result = self._close(symbol, close_options, new_decision=new_decision)
-        return self._answer(result, nothing_to_sell=self._no_position)
+        return answer(result, raw=self._use_raw_data, nothing_to_sell=self._no_position)
 
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
-        qty = _decimal(options.qty, "qty") if options is not None else None
-        percentage = _decimal(options.percentage, "percentage") if options is not None else None
+        qty = decimal_arg(options.qty, "qty") if options is not None else None
+        percentage = decimal_arg(options.percentage, "percentage") if options is not None else None
         if percentage is not None and not 0 < percentage <= 100:
             raise InvalidOrder("percentage must be between 0 and 100")
         gateway = self.gateway
@@ -351,7 +305,7 @@ class GuardedTradingClient(TradingClient):
         With ``cancel_orders=True`` open orders are canceled first (through the guard). When it
         returns, the ledger has adopted every fill the broker reported.
         """
-        with _as_api_errors():
+        with as_api_errors():
             if cancel_orders:
                 self.gateway.cancel_all()
             symbols = {p.symbol for p in self.gateway.broker.list_positions()}
@@ -359,14 +313,14 @@ class GuardedTradingClient(TradingClient):
         answers: list[dict[str, Any]] = []
         for symbol in sorted(symbols):
             try:
-                with _as_api_errors():
+                with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
-                order = self._answer(result, nothing_to_sell=self._no_position, raw=True)
+                order = answer(result, raw=True, nothing_to_sell=self._no_position)
                 answers.append({"order_id": order["id"], "status": 200, "symbol": symbol, "body": order})
             except APIError as exc:
                 body = json_body(exc)
                 answers.append({"order_id": None, "status": exc.status_code, "symbol": symbol, "body": body})
-        with _as_api_errors():
+        with as_api_errors():
             self.gateway.refresh()
         if self._use_raw_data:
             return answers
@@ -376,12 +330,12 @@ class GuardedTradingClient(TradingClient):
 
     def cancel_order_by_id(self, order_id: UUID | str) -> None:
         """Cancel an order; its claim adopts the result (CANCELED with what filled)."""
-        with _as_api_errors():
+        with as_api_errors():
             self.gateway.cancel(str(order_id))
 
     def cancel_orders(self) -> Any:
         """Cancel every open order of the account, as alpaca-py does; claims adopt the results."""
-        with _as_api_errors():
+        with as_api_errors():
             results = self.gateway.cancel_all()
         answers = [
             {"id": order.id, "status": 200 if error is None else (error.status_code or 500),
@@ -397,51 +351,15 @@ class GuardedTradingClient(TradingClient):
         fields = order_data.to_request_fields() if order_data is not None else {}
         tif = fields.get("time_in_force")
         request = ReplaceRequest(
-            qty=_decimal(fields.get("qty"), "qty"),
-            limit_price=_decimal(fields.get("limit_price"), "limit_price"),
-            stop_price=_decimal(fields.get("stop_price"), "stop_price"),
-            trail=_decimal(fields.get("trail"), "trail"),
+            qty=decimal_arg(fields.get("qty"), "qty"),
+            limit_price=decimal_arg(fields.get("limit_price"), "limit_price"),
+            stop_price=decimal_arg(fields.get("stop_price"), "stop_price"),
+            trail=decimal_arg(fields.get("trail"), "trail"),
             time_in_force=None if tif is None else TimeInForce(str(getattr(tif, "value", tif))),
             client_order_id=fields.get("client_order_id"),
         )
-        with _as_api_errors():
+        with as_api_errors():
             new = self.gateway.replace(str(order_id), request)
         return as_raw(new) if self._use_raw_data else as_order(new)
 
     # -- answers --------------------------------------------------------------------------
-
-    def _answer(
-        self, result: OrderResult, *, nothing_to_sell: Callable[[], APIError], raw: bool | None = None
-    ) -> Any:
-        """Return the order alpaca-py would have returned, or raise what it would have raised."""
-        raw = self._use_raw_data if raw is None else raw
-        order: BrokerOrder | None = result.order
-        if order is not None and result.outcome in (Outcome.SUBMITTED, Outcome.DUPLICATE):
-            return as_raw(order) if raw else as_order(order)
-        if result.outcome is Outcome.REJECTED:
-            raise rejection(result.error, result.reason)
-        if result.outcome is Outcome.NOT_SENT:
-            raise OrderNotSent(result.reason)
-        if result.outcome is Outcome.SKIPPED:
-            raise nothing_to_sell()
-        if result.outcome is Outcome.DUPLICATE:
-            claim = result.claim
-            if claim is not None and claim.broker_order_id is None:
-                raise OrderInProgress(result.reason)
-            raise OrderOutcomeUnknown(
-                f"{result.reason}; the order could not be read back now: call again to get it"
-            )
-        status = result.error.status_code if result.error is not None else None
-        raise OrderOutcomeUnknown(
-            f"{result.reason}; the order may exist. Call again with the same order to resolve it "
-            "by client_order_id (nothing is resent blind)",
-            status=status,
-        )
-
-
-def json_body(error: APIError) -> dict[str, Any]:
-    """Return the JSON body of an `APIError` ({"code", "message"} when it has none)."""
-    try:
-        return {"code": error.code, "message": error.message}
-    except (ValueError, KeyError, TypeError):
-        return {"code": (error.status_code or 500) * 100000, "message": str(error)}

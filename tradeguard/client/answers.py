@@ -1,0 +1,106 @@
+"""What the drop-in returns and raises: alpaca-py's answers made from the gateway's results.
+
+`answer` turns an `OrderResult` into the `Order` (or Alpaca's dict) alpaca-py would have
+returned, or the `APIError` it would have raised; `as_api_errors` raises tradeguard's own errors
+as the `APIError`s of `tradeguard.client.errors`. The one place the drop-in maps errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from alpaca.common.exceptions import APIError
+
+from tradeguard.client.convert import as_order, as_raw
+from tradeguard.client.errors import (
+    ClaimStoreError,
+    ClientOrderIdReused,
+    InvalidOrder,
+    OrderInProgress,
+    OrderNotSent,
+    OrderOutcomeUnknown,
+    rejection,
+)
+from tradeguard.domain import BrokerOrder
+from tradeguard.errors import (
+    BrokerUnavailable,
+    ClaimInProgress,
+    ConfigError,
+    IntentMismatch,
+    OrderRejected,
+    OutcomeUnknown,
+    StoreError,
+)
+from tradeguard.execution import OrderResult, Outcome
+
+__all__ = ["answer", "as_api_errors", "decimal_arg", "json_body"]
+
+
+@contextmanager
+def as_api_errors() -> Iterator[None]:
+    """Raise tradeguard's errors as the `APIError`s a bot written for alpaca-py catches."""
+    try:
+        yield
+    except APIError:
+        raise
+    except ConfigError as exc:
+        raise InvalidOrder(str(exc)) from exc
+    except IntentMismatch as exc:
+        raise ClientOrderIdReused(f"client_order_id must be unique: {exc}") from exc
+    except OrderRejected as exc:
+        raise rejection(exc, exc.message) from exc
+    except OutcomeUnknown as exc:  # UnrecordedOrder included: sent, answer not recorded
+        raise OrderOutcomeUnknown(exc.message, status=exc.status_code) from exc
+    except BrokerUnavailable as exc:
+        raise OrderNotSent(exc.message, status=exc.status_code) from exc
+    except ClaimInProgress as exc:
+        raise OrderInProgress(str(exc)) from exc
+    except StoreError as exc:
+        raise ClaimStoreError(f"the order was not sent: {exc}") from exc
+
+
+def decimal_arg(value: object, name: str) -> Decimal | None:
+    """Read a number a bot passed (qty, price), or raise `InvalidOrder` naming it."""
+    if value is None:
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidOrder(f"invalid {name} {value!r}") from None
+
+
+def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIError]) -> Any:
+    """Return the order alpaca-py would have returned, or raise what it would have raised."""
+    order: BrokerOrder | None = result.order
+    if order is not None and result.outcome in (Outcome.SUBMITTED, Outcome.DUPLICATE):
+        return as_raw(order) if raw else as_order(order)
+    if result.outcome is Outcome.REJECTED:
+        raise rejection(result.error, result.reason)
+    if result.outcome is Outcome.NOT_SENT:
+        raise OrderNotSent(result.reason)
+    if result.outcome is Outcome.SKIPPED:
+        raise nothing_to_sell()
+    if result.outcome is Outcome.DUPLICATE:
+        claim = result.claim
+        if claim is not None and claim.broker_order_id is None:
+            raise OrderInProgress(result.reason)
+        raise OrderOutcomeUnknown(
+            f"{result.reason}; the order could not be read back now: call again to get it"
+        )
+    status = result.error.status_code if result.error is not None else None
+    raise OrderOutcomeUnknown(
+        f"{result.reason}; the order may exist. Call again with the same order to resolve it "
+        "by client_order_id (nothing is resent blind)",
+        status=status,
+    )
+
+
+def json_body(error: APIError) -> dict[str, Any]:
+    """Return the JSON body of an `APIError` ({"code", "message"} when it has none)."""
+    try:
+        return {"code": error.code, "message": error.message}
+    except (ValueError, KeyError, TypeError):
+        return {"code": (error.status_code or 500) * 100000, "message": str(error)}
