@@ -252,13 +252,23 @@ def _recorded(record: Callable[[], _T], claim: Claim) -> _T:
 
 
 def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError) -> OrderResult:
-    """Record an ambiguous send as UNKNOWN, then look it up once: most such orders landed."""
-    claim = store.transition(
-        claim,
-        ClaimState.UNKNOWN,
-        reason=f"outcome unknown: {exc.message}",
-        detail={"status": exc.status_code},
-    )
+    """Record an ambiguous send as UNKNOWN, then look it up once: most such orders landed.
+
+    The POST went out, so a claim another worker moved meanwhile (a sender that froze past its
+    lease check, whose claim the reconciler marked NOT_SENT) is never reported as not sent: the
+    order is looked up and adopted onto the claim as it now is, or the answer stays UNKNOWN.
+    """
+    try:
+        claim = store.transition(
+            claim,
+            ClaimState.UNKNOWN,
+            reason=f"outcome unknown: {exc.message}",
+            detail={"status": exc.status_code},
+        )
+    except LeaseLost:
+        fresh = store.get(claim.key)
+        assert fresh is not None
+        claim = fresh
     try:
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:
