@@ -18,6 +18,7 @@ from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
 from tests.gateway_kit import MAY21_PRICES, audit_of, broker_qty, make_gateway
+from tradeguard import crashpoints
 from tradeguard.client import GuardedTradingClient
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
@@ -25,6 +26,7 @@ from tradeguard.domain import AuditAction, BrokerOrder, OrderRequest, RejectKind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import OrderRejected, OutcomeUnknown, StoreError, UnrecordedOrder
 from tradeguard.execution import Outcome
+from tradeguard.faults import Fault, FaultAction
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
 from tradeguard.store import ClaimStore
@@ -234,3 +236,34 @@ def test_each_blocked_retry_of_an_unknown_claim_writes_a_skip_record(store_url: 
         assert broker_qty(paper, "TQQQ") == Decimal(0)
     finally:
         gw.store.close()
+
+
+def test_a_lost_answer_after_another_worker_marked_the_claim_not_sent_is_never_reported_not_sent(
+    store_url: str,
+) -> None:
+    # A sender passes its lease check; before its POST leaves, another worker (the reconciler)
+    # marks its claim NOT_SENT. The POST lands, its answer is lost: the order exists, so the
+    # caller must hear "submitted" or "unknown", and the claim must adopt the order.
+    clock = ManualClock()
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
+    lost = FaultPlan([Fault(route="POST /v2/orders", action=FaultAction.ACCEPT_THEN_TIMEOUT, delay_secs=1)])
+    gateway, _ = make_gateway(store_url, clock=clock, broker=FaultyBroker(paper, lost, clock=clock))
+    gateway.reconcile()  # start-up pass now, not inside the hook
+
+    def mark_not_sent(point: str) -> None:
+        if point != "before_post":
+            return
+        (pending,) = gateway.store.list_claims(states=[ClaimState.PENDING])
+        gateway.store.transition(pending, ClaimState.NOT_SENT, reason="reconcile: absent (test)")
+
+    crashpoints.set_hook(mark_not_sent)
+    try:
+        result = gateway.enter("TQQQ", qty=6, intent="09:42 buy")
+    finally:
+        crashpoints.set_hook(None)
+    assert len(paper.orders()) == 1
+    assert result.outcome in (Outcome.SUBMITTED, Outcome.UNKNOWN), result
+    claim = gateway.store.get(result.claim.key) if result.claim else None
+    assert claim is not None and claim.state is ClaimState.FILLED  # the order was adopted
+    assert gateway.store.position("may21-bot", "TQQQ").qty == 6
+    gateway.store.close()
