@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.dropin_bot import PRICES, SessionLog, run_session
-from tests.dropin_kit import (
+from tests.dropin.bot import PRICES, SessionLog, run_session
+from tests.dropin.kit import (
     OrderRow,
     broker_positions,
     guarded_client,

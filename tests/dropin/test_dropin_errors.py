@@ -10,8 +10,6 @@ end in one order and an error a bot already handles.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,8 +19,8 @@ from alpaca.trading.enums import OrderSide
 from alpaca.trading.requests import ClosePositionRequest
 
 import tradeguard
-from tests.dropin_bot import PRICES
-from tests.dropin_kit import (
+from tests.dropin.bot import PRICES
+from tests.dropin.kit import (
     as_order,
     guarded_client,
     ledger_qty,
@@ -38,24 +36,6 @@ from tradeguard.paper.server import PaperServer
 from tradeguard.testing import FixedPrices, orders_of, paper_server
 
 BUY = OrderSide.BUY
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    """One clock for the paper broker and the guard, starting now."""
-    return ManualClock(datetime.now(UTC))
-
-
-@pytest.fixture
-def server(clock: ManualClock) -> Iterator[PaperServer]:
-    with paper_server(prices=FixedPrices(PRICES), allow_short=True, clock=clock) as s:
-        yield s
-
-
-@pytest.fixture
-def client(server: PaperServer, tmp_path: Path, clock: ManualClock) -> Iterator[GuardedTradingClient]:
-    with guarded_client(server, store_url(tmp_path), clock=clock) as c:
-        yield c
 
 
 def test_tradeguard_errors_are_alpaca_api_errors_too() -> None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -24,8 +23,7 @@ from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.models import ClosePositionResponse, Order
 from alpaca.trading.requests import ClosePositionRequest, StopOrderRequest, TrailingStopOrderRequest
 
-from tests.dropin_bot import PRICES
-from tests.dropin_kit import (
+from tests.dropin.kit import (
     AGENT,
     as_order,
     audit_records,
@@ -38,41 +36,15 @@ from tests.dropin_kit import (
     num,
     outcome_of,
     plain_client,
-    store_url,
 )
 from tradeguard import GuardedTradingClient, ManualClock
 from tradeguard.domain import OrderStatus, PositionIntent
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.paper.server import PaperServer
-from tradeguard.testing import FixedPrices, orders_of, paper_server
+from tradeguard.testing import orders_of
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    """One clock for the paper broker and the guard, starting now: time moves when a test says."""
-    return ManualClock(datetime.now(UTC))
-
-
-@pytest.fixture
-def server(clock: ManualClock) -> Iterator[PaperServer]:
-    """A paper account that may short, at the bot's fixed prices."""
-    with paper_server(prices=FixedPrices(PRICES), allow_short=True, clock=clock) as s:
-        yield s
-
-
-@pytest.fixture
-def claims(tmp_path: Path) -> str:
-    return store_url(tmp_path)
-
-
-@pytest.fixture
-def client(server: PaperServer, claims: str, clock: ManualClock) -> Iterator[GuardedTradingClient]:
-    """The one-import drop-in on the paper server, claims in a SQLite file."""
-    with guarded_client(server, claims, clock=clock) as c:
-        yield c
 
 
 # ---- 1. an order without position_intent is classified the way Alpaca infers it ---------------
@@ -287,7 +259,7 @@ def test_new_decision_places_an_identical_order_again(
 
 
 def test_readme_tells_drop_in_users_to_set_client_order_id_and_how_to_mark_a_new_decision() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     sections = [s for s in re.split(r"\n#+ ", readme) if "new_decision" in s]
     assert sections, "the README does not mention new_decision"
     assert any("client_order_id" in s and "dedup_window_secs" in s for s in sections), sections

@@ -8,8 +8,6 @@ orders and legs the broker holds, positions, the guard's ledger and claims.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -31,8 +29,8 @@ from alpaca.trading.requests import (
     TrailingStopOrderRequest,
 )
 
-from tests.dropin_bot import PRICES, SYMBOLS, SessionLog, submit_with_retries
-from tests.dropin_kit import (
+from tests.dropin.bot import PRICES, SYMBOLS, SessionLog, submit_with_retries
+from tests.dropin.kit import (
     as_order,
     claims_of,
     flatten_orders,
@@ -54,24 +52,6 @@ from tradeguard.paper.server import PaperServer
 from tradeguard.testing import FixedPrices, orders_of, paper_server
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    """One clock for the paper broker and the guard, starting now."""
-    return ManualClock(datetime.now(UTC))
-
-
-@pytest.fixture
-def server(clock: ManualClock) -> Iterator[PaperServer]:
-    with paper_server(prices=FixedPrices(PRICES), allow_short=True, clock=clock) as s:
-        yield s
-
-
-@pytest.fixture
-def client(server: PaperServer, tmp_path: Path, clock: ManualClock) -> Iterator[GuardedTradingClient]:
-    with guarded_client(server, store_url(tmp_path), clock=clock) as c:
-        yield c
 
 
 def bracket(
