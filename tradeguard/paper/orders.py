@@ -8,6 +8,7 @@ legs inside a parent needs the other orders, so `PaperState` does that (`render`
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,11 +34,17 @@ def iso(when: datetime | None) -> str | None:
     """Render an aware time as Alpaca does: UTC with microseconds and a "Z"."""
     if when is None:
         return None
-    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+@functools.lru_cache(maxsize=4096)
 def asset_id(symbol: str) -> str:
-    """Return a stable asset id for `symbol` (derived: the paper venue has no real asset ids)."""
+    """Return a stable asset id for `symbol` (derived: the paper venue has no real asset ids).
+
+    Cached: every order rendered names its asset, and a uuid5 is a SHA-1 and two objects.
+    """
     return str(uuid.uuid5(_ASSET_NAMESPACE, symbol.upper()))
 
 
@@ -125,13 +132,14 @@ class PaperOrder:
 
     def to_alpaca(self, legs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Return the order as Alpaca's JSON document, with `legs` rendered inside when given."""
+        created = iso(self.created_at)
         return {
             "id": self.id,
             "client_order_id": self.client_order_id,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "submitted_at": iso(self.created_at),
-            "filled_at": iso(self.filled_at),
+            "created_at": created,
+            "updated_at": created if self.updated_at == self.created_at else iso(self.updated_at),
+            "submitted_at": created,
+            "filled_at": None if self.filled_at is None else iso(self.filled_at),
             "expired_at": None,
             "canceled_at": iso(self.canceled_at),
             "failed_at": None,
