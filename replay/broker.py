@@ -10,7 +10,7 @@ those from its own positions, prices and rules, so the figures come from what ha
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import datetime
 
 from tradeguard import (
     AnswerEvent,
@@ -19,7 +19,6 @@ from tradeguard import (
     BrokerPosition,
     Clock,
     OrderRequest,
-    OutcomeUnknown,
     PaperBroker,
     ReplaceRequest,
 )
@@ -29,7 +28,6 @@ __all__ = ["DEFAULT_TIMEOUT_SECS", "ReplayBroker", "plan_for"]
 
 DEFAULT_TIMEOUT_SECS = 10.0
 _ROUTE = "POST /v2/orders"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def plan_for(answer: AnswerEvent | None) -> FaultPlan | None:
@@ -76,15 +74,6 @@ class ReplayBroker:
         self._clock = clock
         self._target: Broker = paper
         self.sends = 0
-        # Client ids of orders that may still be open. The paper broker finds its open orders by
-        # scanning every order it ever took, which makes a reconcile pass cost the whole
-        # history; the replay sees every order sent, so it keeps the few open ones itself.
-        self._maybe_open: dict[str, None] = {}
-
-    def watch(self, order: BrokerOrder | None) -> None:
-        """Remember an order placed outside `submit_order` (an outside close) if it is open."""
-        if order is not None and order.status.is_open:
-            self._maybe_open[order.client_order_id] = None
 
     def arm(self, plan: FaultPlan | None) -> None:
         """Apply `plan` to the calls that follow, until `disarm`."""
@@ -98,14 +87,7 @@ class ReplayBroker:
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         """Count the send, then submit through the armed fault (if any)."""
         self.sends += 1
-        try:
-            order = self._target.submit_order(request)
-        except OutcomeUnknown:
-            # The order may have been placed behind the lost answer: look it up for real.
-            self.watch(self.paper.get_order_by_client_id(request.client_order_id))
-            raise
-        self.watch(order)
-        return order
+        return self._target.submit_order(request)
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         """Look up through the armed fault."""
@@ -123,20 +105,8 @@ class ReplayBroker:
         after: datetime | None = None,
         limit: int = 500,
     ) -> list[BrokerOrder]:
-        """List through the armed fault (open orders from the replay's own index of them)."""
-        if status != "open" or self._target is not self.paper:
-            return self._target.list_orders(status=status, symbols=symbols, after=after, limit=limit)
-        found = []
-        for coid in list(self._maybe_open):
-            order = self.paper.get_order_by_client_id(coid)
-            if order is None or not order.status.is_open:
-                del self._maybe_open[coid]
-            elif (symbols is None or order.symbol in symbols) and (
-                after is None or (order.created_at or after) > after
-            ):
-                found.append(order)
-        found.sort(key=lambda o: o.created_at or _EPOCH, reverse=True)  # newest first, as Alpaca
-        return found[: max(limit, 0)]
+        """List through the armed fault."""
+        return self._target.list_orders(status=status, symbols=symbols, after=after, limit=limit)
 
     def list_positions(self) -> list[BrokerPosition]:
         """List through the armed fault."""

@@ -30,6 +30,11 @@ def _positive(value: Number | None, what: str) -> Decimal | None:
 
 
 def _enum(kind: type[_E], value: object, what: str) -> _E:
+    if isinstance(value, str):
+        # The common case, a member or its lower-case value: one dict lookup, no Enum call.
+        member = kind._value2member_map_.get(value)
+        if member is not None:
+            return member  # type: ignore[return-value]
     try:
         return kind(str(value).lower())
     except ValueError:

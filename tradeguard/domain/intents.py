@@ -9,6 +9,7 @@ derived from the key, so every retry of a decision reuses the same id.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import re
@@ -179,8 +180,20 @@ class OrderSpec:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> OrderSpec:
-        """Rebuild a spec from `as_payload` output."""
+        """Rebuild a spec from `as_payload` output.
 
+        A claim's spec is read on every send, lookup and adoption: equal payloads give the same
+        (immutable) spec, so it is built once per payload seen lately.
+        """
+        try:
+            items = tuple(payload.items())
+            hash(items)
+        except TypeError:  # a value that is no plain JSON scalar (e.g. the terms first asked)
+            return cls._from_payload(payload)
+        return _spec_from_items(items) if cls is OrderSpec else cls._from_payload(payload)
+
+    @classmethod
+    def _from_payload(cls, payload: dict[str, Any]) -> OrderSpec:
         def dec(v: Any) -> Decimal | None:
             return None if v is None else Decimal(v)
 
@@ -210,6 +223,11 @@ _OPTIONAL_PRICES = (
     "trail_price",
     "trail_percent",
 )
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec_from_items(items: tuple[tuple[str, Any], ...]) -> OrderSpec:
+    return OrderSpec._from_payload(dict(items))
 
 
 def hash_payload_json(canonical: str) -> str:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -369,22 +368,13 @@ class PaperBroker:
     def _position(self, symbol: str) -> BrokerPosition | None:
         return self._venue.state.position(symbol, self._venue.mark(symbol))
 
-    @contextmanager
-    def _changing(self) -> Iterator[PaperState]:
+    def _changing(self) -> _Changing:
         """Hold the lock around a change; write it, or put the account back as it was.
 
         Every check runs before the first change, so a refusal (`OrderRejected`) leaves
         nothing to undo; any other failure, a failed write included, restores the account.
         """
-        with self._lock:
-            try:
-                yield self._venue.state
-            except OrderRejected:
-                raise
-            except BaseException:
-                self._restore()
-                raise
-            self._save()
+        return _Changing(self)
 
     def _save(self) -> None:
         if self._file is not None:
@@ -397,3 +387,27 @@ class PaperBroker:
     def _restore(self) -> None:
         if self._file is not None:
             self._venue.state = self._file.restore()
+
+
+class _Changing:
+    """`PaperBroker._changing`: a plain context manager (a generator one costs a frame per call)."""
+
+    __slots__ = ("_broker",)
+
+    def __init__(self, broker: PaperBroker) -> None:
+        self._broker = broker
+
+    def __enter__(self) -> PaperState:
+        broker = self._broker
+        broker._lock.acquire()
+        return broker._venue.state
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        broker = self._broker
+        try:
+            if kind is None:
+                broker._save()
+            elif not issubclass(kind, OrderRejected):
+                broker._restore()
+        finally:
+            broker._lock.release()

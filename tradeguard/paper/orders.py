@@ -8,6 +8,7 @@ legs inside a parent needs the other orders, so `PaperState` does that (`render`
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,11 +34,17 @@ def iso(when: datetime | None) -> str | None:
     """Render an aware time as Alpaca does: UTC with microseconds and a "Z"."""
     if when is None:
         return None
-    return when.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    if when.tzinfo is not UTC:
+        when = when.astimezone(UTC)
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+@functools.lru_cache(maxsize=4096)
 def asset_id(symbol: str) -> str:
-    """Return a stable asset id for `symbol` (derived: the paper venue has no real asset ids)."""
+    """Return a stable asset id for `symbol` (derived: the paper venue has no real asset ids).
+
+    Cached: every order rendered names its asset, and a uuid5 is a SHA-1 and two objects.
+    """
     return str(uuid.uuid5(_ASSET_NAMESPACE, symbol.upper()))
 
 
@@ -125,26 +132,28 @@ class PaperOrder:
 
     def to_alpaca(self, legs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Return the order as Alpaca's JSON document, with `legs` rendered inside when given."""
+        created = iso(self.created_at)
+        # Most optional fields are None: tested here rather than in a call to `fmt` or `iso`.
         return {
             "id": self.id,
             "client_order_id": self.client_order_id,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "submitted_at": iso(self.created_at),
-            "filled_at": iso(self.filled_at),
+            "created_at": created,
+            "updated_at": created if self.updated_at == self.created_at else iso(self.updated_at),
+            "submitted_at": created,
+            "filled_at": None if self.filled_at is None else iso(self.filled_at),
             "expired_at": None,
-            "canceled_at": iso(self.canceled_at),
+            "canceled_at": None if self.canceled_at is None else iso(self.canceled_at),
             "failed_at": None,
-            "replaced_at": iso(self.replaced_at),
+            "replaced_at": None if self.replaced_at is None else iso(self.replaced_at),
             "replaced_by": self.replaced_by,
             "replaces": self.replaces,
             "asset_id": asset_id(self.symbol),
             "symbol": self.symbol,
             "asset_class": "us_equity",
-            "notional": fmt(self.notional),
-            "qty": fmt(self.qty),
+            "notional": None if self.notional is None else fmt(self.notional),
+            "qty": None if self.qty is None else fmt(self.qty),
             "filled_qty": fmt(self.filled_qty),
-            "filled_avg_price": fmt(self.filled_avg_price),
+            "filled_avg_price": None if self.filled_avg_price is None else fmt(self.filled_avg_price),
             # Alpaca sends "" for simple orders (alpaca-py maps it to SIMPLE); legs carry their
             # parent's class.
             "order_class": "" if self.order_class is OrderClass.SIMPLE else self.order_class.value,
@@ -153,14 +162,14 @@ class PaperOrder:
             "side": self.side.value,
             "position_intent": self.position_intent.value if self.position_intent else None,
             "time_in_force": self.time_in_force.value,
-            "limit_price": fmt(self.limit_price),
-            "stop_price": fmt(self.stop_price),
+            "limit_price": None if self.limit_price is None else fmt(self.limit_price),
+            "stop_price": None if self.stop_price is None else fmt(self.stop_price),
             "status": self.status.value,
             "extended_hours": self.extended_hours,
             "legs": legs,
-            "trail_percent": fmt(self.trail_percent),
-            "trail_price": fmt(self.trail_price),
-            "hwm": fmt(self.hwm),
+            "trail_percent": None if self.trail_percent is None else fmt(self.trail_percent),
+            "trail_price": None if self.trail_price is None else fmt(self.trail_price),
+            "hwm": None if self.hwm is None else fmt(self.hwm),
             "subtag": None,
             "source": None,
             "expires_at": None,

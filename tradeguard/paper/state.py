@@ -65,11 +65,14 @@ class PaperState:
         "open" leaves out `held` legs, as Alpaca's listing does (seen by users: a bracket's held
         stop-loss shows only under its filled parent with ``status=closed&nested=true``).
         """
+        if status == "open":
+            # From the open-order index (in the order the orders were accepted, as `orders`):
+            # a listing of open orders must not cost every order the account ever took.
+            opened = (self.orders[i] for i in self.open_ids)
+            return [o for o in opened if o.status is not OrderStatus.HELD and not (nested and o.is_leg)]
 
         def wanted(order: PaperOrder) -> bool:
-            if status == "closed":
-                return order.status.is_terminal
-            return status == "all" or (order.status.is_open and order.status is not OrderStatus.HELD)
+            return status == "all" or order.status.is_terminal
 
         return [o for o in self.orders.values() if wanted(o) and not (nested and o.is_leg)]
 
