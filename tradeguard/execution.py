@@ -255,9 +255,12 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
     """Record an ambiguous send as UNKNOWN, then look it up once: most such orders landed.
 
     The POST went out, so a claim another worker moved meanwhile (a sender that froze past its
-    lease check, whose claim the reconciler marked NOT_SENT) is never reported as not sent: the
-    order is looked up and adopted onto the claim as it now is, or the answer stays UNKNOWN.
+    lease check, whose claim the reconciler marked NOT_SENT and maybe resent) is never reported
+    as not sent: the order is looked up and adopted onto the claim as it now is. Whose send
+    placed it is then said only when known: a POST refused as a duplicate id placed nothing
+    (DUPLICATE); a lost answer may have placed it or not (UNKNOWN, with the order).
     """
+    moved = False
     try:
         claim = store.transition(
             claim,
@@ -268,7 +271,7 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
     except LeaseLost:
         fresh = store.get(claim.key)
         assert fresh is not None
-        claim = fresh
+        claim, moved = fresh, True
     try:
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:
@@ -279,6 +282,15 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
     taken = _id_taken(claim)
     if taken is not None:
         return taken
+    if moved:
+        if isinstance(exc, OrderRejected):  # "client_order_id must be unique": another send placed it
+            reason = f"{claim.client_order_id} was placed by another send of this decision; nothing sent now"
+            return OrderResult(Outcome.DUPLICATE, claim, found, reason)
+        reason = (
+            f"{claim.client_order_id} is at the broker; another worker moved its claim while this "
+            "send's answer was lost, so which send placed it is unknown"
+        )
+        return OrderResult(Outcome.UNKNOWN, claim, found, reason, exc)
     return OrderResult(
         Outcome.SUBMITTED, claim, found, f"sent as {claim.client_order_id} (confirmed by lookup)"
     )

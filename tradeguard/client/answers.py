@@ -75,7 +75,8 @@ def decimal_arg(value: object, name: str) -> Decimal | None:
 def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIError]) -> Any:
     """Return the order alpaca-py would have returned, or raise what it would have raised."""
     order: BrokerOrder | None = result.order
-    if order is not None and result.outcome in (Outcome.SUBMITTED, Outcome.DUPLICATE):
+    # UNKNOWN with an order: the decision's order is at the broker, only whose send placed it is not.
+    if order is not None and result.outcome in (Outcome.SUBMITTED, Outcome.DUPLICATE, Outcome.UNKNOWN):
         return as_raw(order) if raw else as_order(order)
     if result.outcome is Outcome.REJECTED:
         raise rejection(result.error, result.reason)
