@@ -1,0 +1,84 @@
+"""`tradeguard chaos`: the guard holds G1-G4 under faults and crashes; the checker can fail."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from strategies.momentum import MomentumStrategy
+from strategies.test_momentum_chaos import test_momentum_survives_faults_and_crashes
+from tests.chaos_kit import ExitsIgnoreExitsInFlight, ResendsUnderANewId
+from tradeguard import crashpoints
+from tradeguard.chaos.campaign import ChaosResult, chaos
+from tradeguard.cli import main
+from tradeguard.sessions import SessionReader
+
+RUNS = 10  # each point is the crash point of two runs; `bench/chaos.py` runs hundreds
+
+
+def kinds(result: ChaosResult) -> Counter[str]:
+    return Counter(v.guarantee.name for run in result.runs for v in run.violations)
+
+
+def test_guarded_momentum_holds_g1_to_g4_and_dies_at_every_crash_point() -> None:
+    result = chaos(MomentumStrategy, runs=RUNS, seed=1)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert result.points_missed == []
+    assert sum(r.faults_fired for r in result.runs) > 0
+    assert all(sum(r.points_hit.values()) > 0 for r in result.runs)
+
+
+def test_every_crash_point_is_documented_and_reached_by_the_default_run() -> None:
+    doc = crashpoints.__doc__ or ""
+    assert all(f"``{point}``" in doc for point in crashpoints.POINTS)
+
+
+def test_unguarded_on_the_same_seeds_shows_duplicates_and_shorts() -> None:
+    result = chaos(MomentumStrategy, runs=RUNS, seed=1, unguarded=True)
+    assert not result.ok
+    found = kinds(result)
+    assert found["G1"] > 0 and found["G3"] > 0, found
+
+
+def test_a_seed_replays_its_run_exactly() -> None:
+    first = chaos(MomentumStrategy, runs=RUNS, seed=1, unguarded=True).failing[0]
+    again = chaos(MomentumStrategy, only_seed=first.plan.seed, unguarded=True).runs[0]
+    assert [str(v) for v in again.violations] == [str(v) for v in first.violations]
+    assert again.crashes == first.crashes and again.orders == first.orders
+
+
+def test_a_gateway_that_resends_under_a_new_id_after_a_timeout_is_caught(tmp_path: Path) -> None:
+    result = chaos(
+        MomentumStrategy, runs=RUNS, seed=1, gateway_factory=ResendsUnderANewId, save_to=str(tmp_path)
+    )
+    assert kinds(result)["G1"] > 0, kinds(result)
+    saved = result.sessions[result.failing[0].plan.seed]
+    with SessionReader(saved) as reader:  # the failing run, saved for `tradeguard replay`
+        assert sum(1 for _ in reader) > 0
+
+
+def test_an_exit_sized_without_the_exits_in_flight_is_caught() -> None:
+    result = chaos(MomentumStrategy, runs=RUNS, seed=1, gateway_factory=ExitsIgnoreExitsInFlight)
+    assert kinds(result)["G3"] > 0, kinds(result)
+
+
+def test_the_example_test_in_strategies_passes() -> None:
+    test_momentum_survives_faults_and_crashes()
+
+
+def test_cli_passes_with_json_and_fails_unguarded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["chaos", "strategies.momentum", "--runs", "5", "--seed", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["runs"] == 5
+    status = main(["chaos", "strategies.momentum", "--runs", "5", "--unguarded", "--save", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "--replay-seed" in out and "G1" in out
+
+
+def test_cli_refuses_multi_process_mode_until_it_exists(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chaos", "strategies.momentum", "--workers", "4"]) == 2
+    assert "not built yet" in capsys.readouterr().err

@@ -1,0 +1,117 @@
+"""A chaos campaign: many seeded runs of one strategy, the result, and the failing runs' sessions."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tradeguard import crashpoints
+from tradeguard.chaos.harness import GatewayFactory, RunOutcome, run_once
+from tradeguard.chaos.plan import RunPlan, plan_for, run_seed
+from tradeguard.faults import FaultPlan
+from tradeguard.run.barfile import load_bars
+from tradeguard.run.bars import BarSeries
+from tradeguard.run.strategy import Strategy, load_strategy
+from tradeguard.sessions import Recorder
+
+__all__ = ["ChaosResult", "chaos"]
+
+
+@dataclass
+class ChaosResult:
+    """What a campaign found.
+
+    Attributes:
+        runs: Every run's outcome, in order.
+        sessions: Session files of failing runs (for `tradeguard replay`), by run seed.
+    """
+
+    runs: list[RunOutcome] = field(default_factory=list)
+    sessions: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when no run broke a guarantee."""
+        return not self.failing
+
+    @property
+    def failing(self) -> list[RunOutcome]:
+        """The runs with violations."""
+        return [r for r in self.runs if r.violations]
+
+    @property
+    def crash_points_hit(self) -> Counter[str]:
+        """How often the bot died at each crash point."""
+        return Counter(point for r in self.runs for point in r.crashes)
+
+    @property
+    def points_missed(self) -> list[str]:
+        """Crash points no run died at."""
+        return [p for p in crashpoints.POINTS if not self.crash_points_hit[p]]
+
+
+def chaos(
+    strategy: type[Strategy] | str,
+    *,
+    runs: int = 200,
+    seed: int = 1,
+    bars: BarSeries | str | None = None,
+    faults: FaultPlan | None = None,
+    crash_points: tuple[str, ...] = crashpoints.POINTS,
+    unguarded: bool = False,
+    crash: bool = True,
+    only_seed: int | None = None,
+    save_to: str | None = None,
+    gateway_factory: GatewayFactory | None = None,
+    progress: Callable[[int, RunOutcome], None] | None = None,
+) -> ChaosResult:
+    """Run `strategy` `runs` times under seeded faults and crashes; check G1-G4 after each run.
+
+    Args:
+        strategy: A `Strategy` subclass or its spec (``strategies.momentum``).
+        runs: How many runs.
+        seed: The campaign's seed; run i uses `run_seed(seed, i)`.
+        bars: The day (a `BarSeries`, a file path, ``seed:N``); default the shipped day.
+        faults: A fixed fault plan instead of random ones.
+        crash_points: The points the bot may die at.
+        unguarded: Run through a plain bot's order path instead of the guard.
+        crash: False for fault-free, crash-free runs (the baseline of `bench/chaos.py`).
+        only_seed: Replay exactly the run with this seed (as printed with a violation).
+        save_to: A folder for the session files of failing runs.
+        gateway_factory: Builds the guard (tests pass broken variants).
+        progress: Called after each run with its number (1-based) and outcome.
+
+    Example::
+
+        result = chaos("strategies.momentum", runs=20, seed=1)
+        assert result.ok, result.failing[0].violations
+    """
+    cls = load_strategy(strategy) if isinstance(strategy, str) else strategy
+    day = bars if isinstance(bars, BarSeries) else load_bars(bars)
+    seeds = [only_seed] if only_seed is not None else [run_seed(seed, i) for i in range(runs)]
+    result = ChaosResult()
+    for number, run in enumerate(seeds, start=1):
+        plan = plan_for(run, points=crash_points, faults=faults, crash=crash)
+        outcome = run_once(cls, day, plan, unguarded=unguarded, gateway_factory=gateway_factory)
+        result.runs.append(outcome)
+        if outcome.violations and save_to is not None and not unguarded:
+            result.sessions[run] = _save(cls, day, plan, save_to, gateway_factory)
+        if progress is not None:
+            progress(number, outcome)
+    return result
+
+
+def _save(
+    cls: type[Strategy], day: BarSeries, plan: RunPlan, folder: str, factory: GatewayFactory | None
+) -> str:
+    """Run the failing seed again (runs are deterministic) with every gateway recording a session."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"chaos-{plan.seed}.jsonl")
+    recorder = Recorder(path)
+    try:
+        run_once(cls, day, plan, gateway_factory=factory, record_to=recorder)
+    finally:
+        recorder.close()
+    return path
