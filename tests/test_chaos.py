@@ -14,6 +14,8 @@ from tests.chaos_kit import ExitsIgnoreExitsInFlight, ResendsUnderANewId
 from tradeguard import crashpoints
 from tradeguard.chaos.campaign import ChaosResult, chaos
 from tradeguard.cli import main
+from tradeguard.run.barfile import load_bars
+from tradeguard.run.bars import BarSeries
 from tradeguard.sessions import SessionReader
 
 RUNS = 10  # each point is the crash point of two runs; `bench/chaos.py` runs hundreds
@@ -70,10 +72,25 @@ def test_the_example_test_in_strategies_passes() -> None:
 
 
 def test_cli_passes_with_json_and_fails_unguarded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert main(["chaos", "strategies.momentum", "--runs", "5", "--seed", "1", "--json"]) == 0
+    assert (
+        main(["chaos", "strategies.momentum", "--runs", "5", "--seed", "1", "--json", "--kill-every", "0"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is True and report["runs"] == 5
-    status = main(["chaos", "strategies.momentum", "--runs", "5", "--unguarded", "--save", str(tmp_path)])
+    status = main(
+        [
+            "chaos",
+            "strategies.momentum",
+            "--runs",
+            "5",
+            "--unguarded",
+            "--save",
+            str(tmp_path),
+            "--kill-every",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 1
     assert "--replay-seed" in out and "G1" in out
@@ -82,3 +99,15 @@ def test_cli_passes_with_json_and_fails_unguarded(capsys: pytest.CaptureFixture[
 def test_cli_refuses_multi_process_mode_until_it_exists(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["chaos", "strategies.momentum", "--workers", "4"]) == 2
     assert "not built yet" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_real_sigkills_at_every_crash_point_keep_g1_to_g4() -> None:
+    """Bot processes really SIGKILLed at each point and restarted on the same SQLite file and account."""
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:60], day.symbols)  # an hour: a few orders, fast
+    result = chaos(MomentumStrategy, runs=len(crashpoints.POINTS), seed=1, bars=morning, kill_every=1)
+    assert sorted(result.killed) == sorted(r.plan.seed for r in result.runs)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert result.points_missed == []
+    assert sum(r.orders for r in result.runs) > 0

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tradeguard import crashpoints
 from tradeguard.chaos.harness import GatewayFactory, RunOutcome, run_once
+from tradeguard.chaos.kill import run_killed, write_bars
 from tradeguard.chaos.plan import RunPlan, plan_for, run_seed
 from tradeguard.faults import FaultPlan
 from tradeguard.run.barfile import load_bars
@@ -26,10 +28,14 @@ class ChaosResult:
     Attributes:
         runs: Every run's outcome, in order.
         sessions: Session files of failing runs (for `tradeguard replay`), by run seed.
+        killed: Seeds of the runs whose bot processes were really SIGKILLed.
+        folder: Where the real-kill runs kept their store, account and journal.
     """
 
     runs: list[RunOutcome] = field(default_factory=list)
     sessions: dict[int, str] = field(default_factory=dict)
+    killed: list[int] = field(default_factory=list)
+    folder: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -65,6 +71,7 @@ def chaos(
     only_seed: int | None = None,
     save_to: str | None = None,
     gateway_factory: GatewayFactory | None = None,
+    kill_every: int = 0,
     progress: Callable[[int, RunOutcome], None] | None = None,
 ) -> ChaosResult:
     """Run `strategy` `runs` times under seeded faults and crashes; check G1-G4 after each run.
@@ -81,6 +88,9 @@ def chaos(
         only_seed: Replay exactly the run with this seed (as printed with a violation).
         save_to: A folder for the session files of failing runs.
         gateway_factory: Builds the guard (tests pass broken variants).
+        kill_every: About one run in `kill_every` (0: none) runs as real bot processes, SIGKILLed
+            at its crash point and restarted on a SQLite file and a paper state file
+            (`chaos.kill`); see `kills`.
         progress: Called after each run with its number (1-based) and outcome.
 
     Example::
@@ -94,7 +104,10 @@ def chaos(
     result = ChaosResult()
     for number, run in enumerate(seeds, start=1):
         plan = plan_for(run, points=crash_points, faults=faults, crash=crash)
-        outcome = run_once(cls, day, plan, unguarded=unguarded, gateway_factory=gateway_factory)
+        if kills(run, kill_every, len(crash_points)) and not unguarded and gateway_factory is None:
+            outcome = _killed(cls, day, plan, result, strategy if isinstance(strategy, str) else None)
+        else:
+            outcome = run_once(cls, day, plan, unguarded=unguarded, gateway_factory=gateway_factory)
         result.runs.append(outcome)
         if outcome.violations and save_to is not None and not unguarded:
             result.sessions[run] = _save(cls, day, plan, save_to, gateway_factory)
@@ -115,3 +128,25 @@ def _save(
     finally:
         recorder.close()
     return path
+
+
+def kills(seed: int, kill_every: int, points: int) -> bool:
+    """Return whether the run with `seed` runs as real processes.
+
+    Blocks of `points` consecutive seeds, one block in `kill_every`: the real kills cover every
+    crash point (`plan_for` deals points round-robin by seed), and `--replay-seed` replays a run
+    the way it ran.
+    """
+    return kill_every > 0 and (seed // max(points, 1)) % kill_every == 0
+
+
+def _killed(
+    cls: type[Strategy], day: BarSeries, plan: RunPlan, result: ChaosResult, spec: str | None
+) -> RunOutcome:
+    """Run `plan` with real bot processes, in a folder kept for a look afterwards."""
+    if result.folder is None:
+        result.folder = tempfile.mkdtemp(prefix="tradeguard-chaos-")
+        write_bars(day, os.path.join(result.folder, "bars.csv"))
+    result.killed.append(plan.seed)
+    folder = os.path.join(result.folder, f"run-{plan.seed}")
+    return run_killed(cls, day, os.path.join(result.folder, "bars.csv"), plan, folder, strategy_spec=spec)

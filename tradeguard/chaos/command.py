@@ -31,6 +31,10 @@ def add_chaos_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--faults", default=None, help="a fault plan file instead of random faults")
     p.add_argument("--crash-points", default="all", help="all, or a comma-separated list of points")
     p.add_argument("--bars", default=None, help="bar file or seed:N (default: the shipped day)")
+    p.add_argument(
+        "--kill-every", type=int, default=20,
+        help="about one run in N runs as real bot processes, SIGKILLed and restarted (default 20; 0: none)",
+    )  # fmt: skip
     p.add_argument("--unguarded", action="store_true", help="send through a plain bot's path instead")
     p.add_argument("--save", default="chaos-sessions", help="folder for failing runs' sessions")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -68,7 +72,7 @@ def run_chaos(args: argparse.Namespace) -> int:
     result = chaos(
         args.strategy, runs=args.runs, seed=args.seed, bars=args.bars, faults=plan,
         crash_points=_points(args.crash_points), unguarded=args.unguarded, only_seed=args.replay_seed,
-        save_to=args.save, progress=progress,
+        save_to=args.save, kill_every=args.kill_every, progress=progress,
     )  # fmt: skip
     if args.json:
         json.dump(as_json(result), out, indent=2)
@@ -87,6 +91,7 @@ def as_json(result: ChaosResult) -> dict[str, object]:
         "crash_points_hit": dict(result.crash_points_hit),
         "faults_fired": sum(r.faults_fired for r in result.runs),
         "orders": sum(r.orders for r in result.runs),
+        "killed_runs": result.killed,
         "violations": [
             {
                 "seed": r.plan.seed,
@@ -106,11 +111,13 @@ def report_lines(result: ChaosResult, unguarded: bool = False) -> list[str]:
     lines = [
         f"chaos: {len(runs)} run(s), {path}: {sum(r.orders for r in runs)} broker orders, "
         f"{sum(r.faults_fired for r in runs)} faults fired, {sum(len(r.crashes) for r in runs)} crash(es), "
-        f"{sum(r.bot_errors for r in runs)} bot error(s)",
-        "crash point             crashes",
+        f"{sum(r.bot_errors for r in runs)} bot error(s); {len(result.killed)} run(s) as real processes "
+        "SIGKILLed at the crash point, the rest in process",
+        "crash point             crashes  real SIGKILLs",
     ]
     hit = result.crash_points_hit
-    lines += [f"  {point:<22}{hit[point]:>6}" for point in crashpoints.POINTS]
+    real = Counter(p for r in runs if r.plan.seed in result.killed for p in r.crashes)
+    lines += [f"  {point:<22}{hit[point]:>6}{real[point]:>14}" for point in crashpoints.POINTS]
     kinds = Counter(v.guarantee.name for r in result.failing for v in r.violations)
     if result.ok:
         lines.append("G1-G4 held in every run")

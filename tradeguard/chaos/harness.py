@@ -37,7 +37,7 @@ from tradeguard.store import MemoryClaimStore
 if TYPE_CHECKING:
     from tradeguard.sessions import Recorder
 
-__all__ = ["RunOutcome", "SimulatedCrash", "run_once"]
+__all__ = ["RunOutcome", "SimulatedCrash", "run_once", "settle_run"]
 
 RESTART_SECS = 10.0  # how long the supervisor takes to bring a dead bot back
 GatewayFactory = Any  # (broker, store, agent_id, settings, clock, record_to) -> a gateway
@@ -176,7 +176,7 @@ def run_once(
                 index += 1
         armed[0] = False
         last = incarnation or world.start(unguarded, record_to)
-        _settle(last, world.paper, clock, world.settings, unguarded)
+        settle_run(last, world.paper, clock, world.settings, unguarded)
     outcome.faults_fired = len(world.faulty.injector.fired())
     orders = world.paper.orders()
     outcome.orders = len(orders)
@@ -193,13 +193,14 @@ def run_once(
     return outcome
 
 
-def _settle(
+def settle_run(
     incarnation: tuple[Strategy, StrategyContext, Any],
     paper: PaperBroker,
     clock: ManualClock,
     settings: Settings,
     unguarded: bool,
 ) -> None:
+    """Stop the run as `tradeguard run` does, then settle: fills, look-ups, passes past grace."""
     strategy, ctx, gateway = incarnation
     with contextlib.suppress(Exception):
         strategy.on_stop(ctx)

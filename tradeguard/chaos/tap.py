@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from tradeguard.domain import BrokerOrder, OrderRequest, Side
-from tradeguard.paper import PaperBroker
+from tradeguard.ports import Broker
 
-__all__ = ["Ask", "AskTap", "DecisionScope", "Decisions", "RequestTap"]
+__all__ = ["Ask", "AskTap", "DecisionScope", "Decisions", "Journal", "RequestTap"]
+
+Journal = Callable[[dict[str, Any]], None]
+"""Where a bot process writes its evidence, so it survives a SIGKILL (see `chaos.kill`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +29,10 @@ class Ask:
 class AskTap:
     """Wraps the paper account; records sells (resends of a known client id are not new asks)."""
 
-    def __init__(self, paper: PaperBroker) -> None:
+    def __init__(self, paper: Broker, journal: Journal | None = None) -> None:
         self.paper = paper
         self.asks: list[Ask] = []
+        self.journal = journal
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         """Record a new sell with the shares available, then submit."""
@@ -51,9 +56,18 @@ class Decisions:
     per decision the *strategy* made, so a guard that resends under a new claim is caught too.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Journal | None = None) -> None:
         self.current: tuple[str, str, str] | None = None
         self.of: dict[str, tuple[str, str, str]] = {}
+        self.journal = journal
+
+    def note(self, client_order_id: str) -> None:
+        """Note that `client_order_id` is being sent for the current decision (its first one wins)."""
+        if self.current is None or client_order_id in self.of:
+            return
+        self.of[client_order_id] = self.current
+        if self.journal is not None:
+            self.journal({"decision": [client_order_id, *self.current]})
 
 
 class DecisionScope:
@@ -95,8 +109,7 @@ class RequestTap:
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         """Note the client id's decision (its first), then submit."""
-        if self._decisions.current is not None:
-            self._decisions.of.setdefault(request.client_order_id, self._decisions.current)
+        self._decisions.note(request.client_order_id)
         return self._broker.submit_order(request)  # type: ignore[no-any-return]
 
     def __getattr__(self, name: str) -> Any:
