@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from collections import Counter
 from pathlib import Path
 
@@ -111,3 +113,23 @@ def test_real_sigkills_at_every_crash_point_keep_g1_to_g4() -> None:
     assert result.ok, [str(v) for run in result.failing for v in run.violations]
     assert result.points_missed == []
     assert sum(r.orders for r in result.runs) > 0
+
+
+def readme_chaos_commands() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("\n## Prove your bot: tradeguard chaos\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    block = re.findall(r"```sh\n(.*?)```", section, re.S)[0]
+    return [line for line in block.splitlines() if line.startswith("tradeguard chaos ")]
+
+
+@pytest.mark.parametrize("command", readme_chaos_commands())
+def test_readme_chaos_commands_run(command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The README's commands as written, with fewer runs and no subprocesses (kept fast)."""
+    args = [a if a != "200" else "10" for a in shlex.split(command)[1:]]
+    status = main([*args, "--kill-every", "0", "--save", str(tmp_path)])
+    out = capsys.readouterr().out
+    if "--unguarded" in args:
+        assert status == 1 and "G1" in out
+    else:
+        assert status == 0 and "G1-G4 held in every run" in out
