@@ -98,6 +98,20 @@ def test_cli_passes_with_json_and_fails_unguarded(capsys: pytest.CaptureFixture[
     assert "--replay-seed" in out and "G1" in out
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_real_sigkills_with_the_claims_on_postgresql(pg_url: str) -> None:
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:45], day.symbols)
+    points = ("after_claim", "after_post", "exit_before_claim")
+    result = chaos(
+        MomentumStrategy, runs=3, seed=2, bars=morning, kill_every=1, crash_points=points, store_url=pg_url
+    )
+    assert len(result.killed) == 3
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert sum(len(r.crashes) for r in result.runs) >= 3
+
+
 def test_cli_refuses_multi_process_mode_until_it_exists(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["chaos", "strategies.momentum", "--workers", "4"]) == 2
     assert "not built yet" in capsys.readouterr().err

@@ -72,6 +72,7 @@ def chaos(
     save_to: str | None = None,
     gateway_factory: GatewayFactory | None = None,
     kill_every: int = 0,
+    store_url: str | None = None,
     progress: Callable[[int, RunOutcome], None] | None = None,
 ) -> ChaosResult:
     """Run `strategy` `runs` times under seeded faults and crashes; check G1-G4 after each run.
@@ -91,6 +92,8 @@ def chaos(
         kill_every: About one run in `kill_every` (0: none) runs as real bot processes, SIGKILLed
             at its crash point and restarted on a SQLite file and a paper state file
             (`chaos.kill`); see `kills`.
+        store_url: The claim store of the real-kill runs (PostgreSQL, say) instead of a SQLite
+            file each; in-process runs always use the in-memory store.
         progress: Called after each run with its number (1-based) and outcome.
 
     Example::
@@ -105,7 +108,8 @@ def chaos(
     for number, run in enumerate(seeds, start=1):
         plan = plan_for(run, points=crash_points, faults=faults, crash=crash)
         if kills(run, kill_every, len(crash_points)) and not unguarded and gateway_factory is None:
-            outcome = _killed(cls, day, plan, result, strategy if isinstance(strategy, str) else None)
+            spec = strategy if isinstance(strategy, str) else None
+            outcome = _killed(cls, day, plan, result, spec=spec, store_url=store_url)
         else:
             outcome = run_once(cls, day, plan, unguarded=unguarded, gateway_factory=gateway_factory)
         result.runs.append(outcome)
@@ -141,7 +145,13 @@ def kills(seed: int, kill_every: int, points: int) -> bool:
 
 
 def _killed(
-    cls: type[Strategy], day: BarSeries, plan: RunPlan, result: ChaosResult, spec: str | None
+    cls: type[Strategy],
+    day: BarSeries,
+    plan: RunPlan,
+    result: ChaosResult,
+    *,
+    spec: str | None,
+    store_url: str | None,
 ) -> RunOutcome:
     """Run `plan` with real bot processes, in a folder kept for a look afterwards."""
     if result.folder is None:
@@ -149,4 +159,12 @@ def _killed(
         write_bars(day, os.path.join(result.folder, "bars.csv"))
     result.killed.append(plan.seed)
     folder = os.path.join(result.folder, f"run-{plan.seed}")
-    return run_killed(cls, day, os.path.join(result.folder, "bars.csv"), plan, folder, strategy_spec=spec)
+    return run_killed(
+        cls,
+        day,
+        os.path.join(result.folder, "bars.csv"),
+        plan,
+        folder,
+        strategy_spec=spec,
+        store_url=store_url,
+    )

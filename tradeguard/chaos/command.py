@@ -1,7 +1,8 @@
 """`tradeguard chaos`: the arguments, progress, the table of runs and the violations with their seeds.
 
-Runs are in process (see `harness`); `--store` and `--workers` (several hosts on PostgreSQL) are
-accepted by the issue's design but not built yet, and are refused with a clear error.
+Most runs are in process (`harness`), about one in `--kill-every` as real SIGKILLed bot processes
+(`kill`), on `--store` when given. `--workers` (several bot hosts sharing PostgreSQL and one
+account) is in the issue but not built yet, and is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def add_chaos_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--unguarded", action="store_true", help="send through a plain bot's path instead")
     p.add_argument("--save", default="chaos-sessions", help="folder for failing runs' sessions")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--store", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--store", default=None, help="claim store URL of the real-kill runs (e.g. PostgreSQL)")
     p.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run_chaos)
 
@@ -57,8 +58,8 @@ def _points(text: str) -> tuple[str, ...]:
 
 def run_chaos(args: argparse.Namespace) -> int:
     """Run the campaign; print the report; return 1 on any violation."""
-    if args.store is not None or args.workers is not None:
-        raise ConfigError("--store and --workers (multi-process chaos on PostgreSQL) are not built yet")
+    if args.workers is not None:
+        raise ConfigError("--workers (several bot hosts sharing PostgreSQL and one account) is not built yet")
     from tradeguard.chaos.campaign import chaos  # noqa: PLC0415 - `tradeguard --help` loads no guard
     from tradeguard.faults import FaultPlan  # noqa: PLC0415 - as above
 
@@ -72,7 +73,8 @@ def run_chaos(args: argparse.Namespace) -> int:
     result = chaos(
         args.strategy, runs=args.runs, seed=args.seed, bars=args.bars, faults=plan,
         crash_points=_points(args.crash_points), unguarded=args.unguarded, only_seed=args.replay_seed,
-        save_to=args.save, kill_every=args.kill_every, progress=progress,
+        save_to=args.save, kill_every=args.kill_every, store_url=args.store,
+        progress=progress,
     )  # fmt: skip
     if args.json:
         json.dump(as_json(result), out, indent=2)

@@ -60,18 +60,22 @@ def run_killed(
     folder: str,
     *,
     strategy_spec: str | None = None,
+    store_url: str | None = None,
 ) -> RunOutcome:
     """Run `plan` with real bot processes in `folder`; see the module docstring.
 
     `strategy_spec` is how the worker loads the strategy (a file path works too); by default its
-    module and class name.
+    module and class name. `store_url` puts the claims in that store (PostgreSQL) instead of a
+    SQLite file in `folder`; the run's agent id carries its seed, so runs sharing one database
+    never see each other's claims.
     """
     os.makedirs(folder, exist_ok=True)
     outcome = RunOutcome(plan)
     spec: dict[str, Any] = {
         "strategy": strategy_spec or f"{strategy_cls.__module__}:{strategy_cls.__qualname__}",
         "bars": bar_file,
-        "store": f"sqlite:///{os.path.join(folder, 'claims.db')}",
+        "store": store_url or f"sqlite:///{os.path.join(folder, 'claims.db')}",
+        "agent": f"{strategy_cls.agent_name()}-{plan.seed}",
         "state": os.path.join(folder, "paper.json"),
         "journal": os.path.join(folder, "journal.jsonl"),
         "progress": os.path.join(folder, "progress"),
@@ -109,7 +113,7 @@ def _settle_and_check(
     )
     store = ClaimStore(spec["store"], settings=settings, clock=clock)
     try:
-        agent = strategy_cls.agent_name()
+        agent = spec["agent"]
         gateway = OrderGateway(
             paper, store, agent_id=agent, settings=settings, clock=clock, reconcile_on_start=False
         )

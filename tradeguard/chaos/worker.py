@@ -77,7 +77,7 @@ def main(spec: dict[str, Any]) -> int:
     cls = load_strategy(spec["strategy"])
     _kill_at(spec.get("point"), int(spec.get("hit", 0)))
     gateway = OrderGateway(
-        broker, store, agent_id=cls.agent_name(), settings=settings, clock=clock, reconcile_on_start=False
+        broker, store, agent_id=spec["agent"], settings=settings, clock=clock, reconcile_on_start=False
     )
     gateway.reconcile()
     strategy = cls()
