@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from strategies import test_momentum_chaos as example
 from strategies.momentum import MomentumStrategy
-from strategies.test_momentum_chaos import test_momentum_survives_faults_and_crashes
 from tests.chaos_kit import ExitsIgnoreExitsInFlight, ResendsUnderANewId
 from tradeguard import crashpoints
 from tradeguard.chaos.campaign import ChaosResult, chaos
@@ -70,7 +70,7 @@ def test_an_exit_sized_without_the_exits_in_flight_is_caught() -> None:
 
 
 def test_the_example_test_in_strategies_passes() -> None:
-    test_momentum_survives_faults_and_crashes()
+    example.test_momentum_survives_faults_and_crashes()
 
 
 def test_cli_passes_with_json_and_fails_unguarded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
