@@ -112,9 +112,21 @@ def test_real_sigkills_with_the_claims_on_postgresql(pg_url: str) -> None:
     assert sum(len(r.crashes) for r in result.runs) >= 3
 
 
-def test_cli_refuses_multi_process_mode_until_it_exists(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_wants_a_shared_store_for_several_hosts(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["chaos", "strategies.momentum", "--workers", "4"]) == 2
-    assert "not built yet" in capsys.readouterr().err
+    assert "give its URL" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_four_hosts_on_postgresql_and_one_served_account_keep_g1_to_g4(pg_url: str) -> None:
+    """Four processes of one bot, one store, one account, killed at random: one order per decision."""
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:45], day.symbols)
+    result = chaos(MomentumStrategy, runs=2, seed=1, bars=morning, hosts=4, store_url=pg_url)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert sum(r.orders for r in result.runs) > 0
+    assert sum(len(r.crashes) for r in result.runs) > 0
 
 
 @pytest.mark.slow

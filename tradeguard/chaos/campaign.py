@@ -12,6 +12,7 @@ from tradeguard import crashpoints
 from tradeguard.chaos.harness import GatewayFactory, RunOutcome, run_once
 from tradeguard.chaos.kill import run_killed, write_bars
 from tradeguard.chaos.plan import RunPlan, plan_for, run_seed
+from tradeguard.errors import ConfigError
 from tradeguard.faults import FaultPlan
 from tradeguard.run.barfile import load_bars
 from tradeguard.run.bars import BarSeries
@@ -73,6 +74,7 @@ def chaos(
     gateway_factory: GatewayFactory | None = None,
     kill_every: int = 0,
     store_url: str | None = None,
+    hosts: int = 1,
     progress: Callable[[int, RunOutcome], None] | None = None,
 ) -> ChaosResult:
     """Run `strategy` `runs` times under seeded faults and crashes; check G1-G4 after each run.
@@ -94,6 +96,9 @@ def chaos(
             (`chaos.kill`); see `kills`.
         store_url: The claim store of the real-kill runs (PostgreSQL, say) instead of a SQLite
             file each; in-process runs always use the in-memory store.
+        hosts: More than 1: every run is that many processes of the bot as separate hosts on
+            `store_url` (PostgreSQL) and one paper account served over HTTP, killed at random
+            (`chaos.hosts`); faults and crash points are then drawn per host.
         progress: Called after each run with its number (1-based) and outcome.
 
     Example::
@@ -101,13 +106,17 @@ def chaos(
         result = chaos("strategies.momentum", runs=20, seed=1)
         assert result.ok, result.failing[0].violations
     """
+    if hosts > 1 and store_url is None:
+        raise ConfigError("several hosts share one claim store: give its URL (PostgreSQL)")
     cls = load_strategy(strategy) if isinstance(strategy, str) else strategy
     day = bars if isinstance(bars, BarSeries) else load_bars(bars)
     seeds = [only_seed] if only_seed is not None else [run_seed(seed, i) for i in range(runs)]
     result = ChaosResult()
     for number, run in enumerate(seeds, start=1):
         plan = plan_for(run, points=crash_points, faults=faults, crash=crash)
-        if kills(run, kill_every, len(crash_points)) and not unguarded and gateway_factory is None:
+        if hosts > 1:
+            outcome = _on_hosts(cls, day, run, result, hosts=hosts, store_url=store_url)
+        elif kills(run, kill_every, len(crash_points)) and not unguarded and gateway_factory is None:
             spec = strategy if isinstance(strategy, str) else None
             outcome = _killed(cls, day, plan, result, spec=spec, store_url=store_url)
         else:
@@ -168,3 +177,17 @@ def _killed(
         strategy_spec=spec,
         store_url=store_url,
     )
+
+
+def _on_hosts(
+    cls: type[Strategy], day: BarSeries, seed: int, result: ChaosResult, *, hosts: int, store_url: str | None
+) -> RunOutcome:
+    """Run one seed as `hosts` bot processes on one store and one served account."""
+    from tradeguard.chaos.hosts import run_hosts  # noqa: PLC0415 - only this mode serves HTTP
+
+    assert store_url is not None
+    if result.folder is None:
+        result.folder = tempfile.mkdtemp(prefix="tradeguard-chaos-")
+    result.killed.append(seed)
+    folder = os.path.join(result.folder, f"run-{seed}")
+    return run_hosts(cls, day, seed=seed, hosts=hosts, store_url=store_url, folder=folder)

@@ -1,8 +1,8 @@
 """`tradeguard chaos`: the arguments, progress, the table of runs and the violations with their seeds.
 
 Most runs are in process (`harness`), about one in `--kill-every` as real SIGKILLed bot processes
-(`kill`), on `--store` when given. `--workers` (several bot hosts sharing PostgreSQL and one
-account) is in the issue but not built yet, and is refused with a clear error.
+(`kill`), on `--store` when given. `--workers N` runs every run as N bot processes (hosts) on
+`--store` and one served paper account, killed at random (`hosts`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,11 @@ def add_chaos_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--save", default="chaos-sessions", help="folder for failing runs' sessions")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--store", default=None, help="claim store URL of the real-kill runs (e.g. PostgreSQL)")
-    p.add_argument("--workers", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="run each run as N bot processes (hosts) on --store and one paper account, killed at random",
+    )  # fmt: skip
+    p.add_argument("--minutes", type=int, default=None, help="use only the first N minutes of the bars")
     p.set_defaults(func=run_chaos)
 
 
@@ -58,10 +62,10 @@ def _points(text: str) -> tuple[str, ...]:
 
 def run_chaos(args: argparse.Namespace) -> int:
     """Run the campaign; print the report; return 1 on any violation."""
-    if args.workers is not None:
-        raise ConfigError("--workers (several bot hosts sharing PostgreSQL and one account) is not built yet")
     from tradeguard.chaos.campaign import chaos  # noqa: PLC0415 - `tradeguard --help` loads no guard
     from tradeguard.faults import FaultPlan  # noqa: PLC0415 - as above
+    from tradeguard.run.barfile import load_bars  # noqa: PLC0415 - as above
+    from tradeguard.run.bars import BarSeries  # noqa: PLC0415 - as above
 
     plan = FaultPlan.load(args.faults) if args.faults else None
     out = sys.stdout
@@ -70,8 +74,13 @@ def run_chaos(args: argparse.Namespace) -> int:
         if not args.json and (number % 20 == 0 or number == args.runs):
             print(f"  {number}/{args.runs} runs", file=sys.stderr, flush=True)
 
+    bars = load_bars(args.bars)
+    if args.minutes is not None:
+        if args.minutes < 1:
+            raise ConfigError("--minutes must be at least 1")
+        bars = BarSeries(bars.source, bars.minutes[: args.minutes], bars.symbols)
     result = chaos(
-        args.strategy, runs=args.runs, seed=args.seed, bars=args.bars, faults=plan,
+        args.strategy, runs=args.runs, seed=args.seed, bars=bars, faults=plan, hosts=args.workers,
         crash_points=_points(args.crash_points), unguarded=args.unguarded, only_seed=args.replay_seed,
         save_to=args.save, kill_every=args.kill_every, store_url=args.store,
         progress=progress,
@@ -114,7 +123,7 @@ def report_lines(result: ChaosResult, unguarded: bool = False) -> list[str]:
         f"chaos: {len(runs)} run(s), {path}: {sum(r.orders for r in runs)} broker orders, "
         f"{sum(r.faults_fired for r in runs)} faults fired, {sum(len(r.crashes) for r in runs)} crash(es), "
         f"{sum(r.bot_errors for r in runs)} bot error(s); {len(result.killed)} run(s) as real processes "
-        "SIGKILLed at the crash point, the rest in process",
+        "SIGKILLed and restarted, the rest in process",
         "crash point             crashes  real SIGKILLs",
     ]
     hit = result.crash_points_hit
