@@ -332,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     from tradeguard.run.command import add_run_command  # `tradeguard run` lives in tradeguard.run
 
     add_run_command(sub)
+    from tradeguard.chaos.command import add_chaos_command  # `tradeguard chaos` lives in tradeguard.chaos
+
+    add_chaos_command(sub)
     rep = sub.add_parser(
         "replay", help="replay a recorded session in three guard modes; what each let through"
     )

@@ -12,6 +12,10 @@ Points, in the order an order passes them:
 - ``after_post``: the broker answered (or failed); the answer is not recorded yet.
 - ``exit_before_claim``: an exit read the broker's position; sizing and claiming are next.
 - ``reconcile_after_read``: a reconcile pass read the broker; its actions are not applied yet.
+
+``after_post`` is the issue's "after the answer, before the claim's update"; ``exit_before_claim``
+its "between an exit's sizing and its claim" (the exit is sized from that read and claimed in one
+store transaction). `tradeguard chaos` (`tradeguard.chaos`) kills a user's bot at each of them.
 """
 
 from __future__ import annotations

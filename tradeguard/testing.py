@@ -54,7 +54,25 @@ from tradeguard.ports import Broker
 if TYPE_CHECKING:
     from alpaca.trading.client import TradingClient
 
+    from tradeguard.chaos.campaign import ChaosResult
+
+
+def chaos(strategy: Any, **options: Any) -> ChaosResult:
+    """Run `strategy` under seeded faults and crashes and check G1-G4; see `tradeguard.chaos.chaos`.
+
+    Example::
+
+        result = chaos("strategies.momentum", runs=10, seed=1)
+        assert result.ok, result.failing
+    """
+    # The chaos harness loads the run machinery; a test kit import should not pay for it.
+    from tradeguard.chaos.campaign import chaos as run_chaos  # noqa: PLC0415
+
+    return run_chaos(strategy, **options)
+
+
 __all__ = [
+    "chaos",
     "Fault",
     "FaultAction",
     "FaultPlan",

@@ -1,0 +1,161 @@
+"""`tradeguard chaos`: the guard holds G1-G4 under faults and crashes; the checker can fail."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from strategies import test_momentum_chaos as example
+from strategies.momentum import MomentumStrategy
+from tests.chaos_kit import ExitsIgnoreExitsInFlight, ResendsUnderANewId
+from tradeguard import crashpoints
+from tradeguard.chaos.campaign import ChaosResult, chaos
+from tradeguard.cli import main
+from tradeguard.run.barfile import load_bars
+from tradeguard.run.bars import BarSeries
+from tradeguard.sessions import SessionReader
+
+RUNS = 10  # each point is the crash point of two runs; `bench/chaos.py` runs hundreds
+
+
+def kinds(result: ChaosResult) -> Counter[str]:
+    return Counter(v.guarantee.name for run in result.runs for v in run.violations)
+
+
+def test_guarded_momentum_holds_g1_to_g4_and_dies_at_every_crash_point() -> None:
+    result = chaos(MomentumStrategy, runs=RUNS, seed=1)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert result.points_missed == []
+    assert sum(r.faults_fired for r in result.runs) > 0
+    assert all(sum(r.points_hit.values()) > 0 for r in result.runs)
+
+
+def test_every_crash_point_is_documented_and_reached_by_the_default_run() -> None:
+    doc = crashpoints.__doc__ or ""
+    assert all(f"``{point}``" in doc for point in crashpoints.POINTS)
+
+
+def test_unguarded_on_the_same_seeds_shows_duplicates_and_shorts() -> None:
+    result = chaos(MomentumStrategy, runs=RUNS, seed=1, unguarded=True)
+    assert not result.ok
+    found = kinds(result)
+    assert found["G1"] > 0 and found["G3"] > 0, found
+
+
+def test_a_seed_replays_its_run_exactly() -> None:
+    first = chaos(MomentumStrategy, runs=RUNS, seed=1, unguarded=True).failing[0]
+    again = chaos(MomentumStrategy, only_seed=first.plan.seed, unguarded=True).runs[0]
+    assert [str(v) for v in again.violations] == [str(v) for v in first.violations]
+    assert again.crashes == first.crashes and again.orders == first.orders
+
+
+def test_a_gateway_that_resends_under_a_new_id_after_a_timeout_is_caught(tmp_path: Path) -> None:
+    result = chaos(
+        MomentumStrategy, runs=RUNS, seed=1, gateway_factory=ResendsUnderANewId, save_to=str(tmp_path)
+    )
+    assert kinds(result)["G1"] > 0, kinds(result)
+    saved = result.sessions[result.failing[0].plan.seed]
+    with SessionReader(saved) as reader:  # the failing run, saved for `tradeguard replay`
+        assert sum(1 for _ in reader) > 0
+
+
+def test_an_exit_sized_without_the_exits_in_flight_is_caught() -> None:
+    result = chaos(MomentumStrategy, runs=RUNS, seed=1, gateway_factory=ExitsIgnoreExitsInFlight)
+    assert kinds(result)["G3"] > 0, kinds(result)
+
+
+def test_the_example_test_in_strategies_passes() -> None:
+    example.test_momentum_survives_faults_and_crashes()
+
+
+def test_cli_passes_with_json_and_fails_unguarded(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert (
+        main(["chaos", "strategies.momentum", "--runs", "5", "--seed", "1", "--json", "--kill-every", "0"])
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is True and report["runs"] == 5
+    status = main(
+        [
+            "chaos",
+            "strategies.momentum",
+            "--runs",
+            "5",
+            "--unguarded",
+            "--save",
+            str(tmp_path),
+            "--kill-every",
+            "0",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 1
+    assert "--replay-seed" in out and "G1" in out
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_real_sigkills_with_the_claims_on_postgresql(pg_url: str) -> None:
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:45], day.symbols)
+    points = ("after_claim", "after_post", "exit_before_claim")
+    result = chaos(
+        MomentumStrategy, runs=3, seed=2, bars=morning, kill_every=1, crash_points=points, store_url=pg_url
+    )
+    assert len(result.killed) == 3
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert sum(len(r.crashes) for r in result.runs) >= 3
+
+
+def test_cli_wants_a_shared_store_for_several_hosts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chaos", "strategies.momentum", "--workers", "4"]) == 2
+    assert "give its URL" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_four_hosts_on_postgresql_and_one_served_account_keep_g1_to_g4(pg_url: str) -> None:
+    """Four processes of one bot, one store, one account, killed at random: one order per decision."""
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:45], day.symbols)
+    result = chaos(MomentumStrategy, runs=2, seed=1, bars=morning, hosts=4, store_url=pg_url)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert sum(r.orders for r in result.runs) > 0
+    assert sum(len(r.crashes) for r in result.runs) > 0
+
+
+@pytest.mark.slow
+def test_real_sigkills_at_every_crash_point_keep_g1_to_g4() -> None:
+    """Bot processes really SIGKILLed at each point and restarted on the same SQLite file and account."""
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:60], day.symbols)  # an hour: a few orders, fast
+    result = chaos(MomentumStrategy, runs=len(crashpoints.POINTS), seed=1, bars=morning, kill_every=1)
+    assert sorted(result.killed) == sorted(r.plan.seed for r in result.runs)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert result.points_missed == []
+    assert sum(r.orders for r in result.runs) > 0
+
+
+def readme_chaos_commands() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = text.index("\n## Prove your bot: tradeguard chaos\n")
+    section = text[start : text.index("\n## ", start + 1)]
+    block = re.findall(r"```sh\n(.*?)```", section, re.S)[0]
+    return [line for line in block.splitlines() if line.startswith("tradeguard chaos ")]
+
+
+@pytest.mark.parametrize("command", readme_chaos_commands())
+def test_readme_chaos_commands_run(command: str, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The README's commands as written, with fewer runs and no subprocesses (kept fast)."""
+    args = [a if a != "200" else "10" for a in shlex.split(command)[1:]]
+    status = main([*args, "--kill-every", "0", "--save", str(tmp_path)])
+    out = capsys.readouterr().out
+    if "--unguarded" in args:
+        assert status == 1 and "G1" in out
+    else:
+        assert status == 0 and "G1-G4 held in every run" in out

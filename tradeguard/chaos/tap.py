@@ -1,0 +1,116 @@
+"""The checker's taps: every sell the broker receives (with what was held), and each order's decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tradeguard.domain import BrokerOrder, OrderRequest, Side
+from tradeguard.ports import Broker
+
+__all__ = ["Ask", "AskTap", "DecisionScope", "Decisions", "Journal", "RequestTap"]
+
+Journal = Callable[[dict[str, Any]], None]
+"""Where a bot process writes its evidence, so it survives a SIGKILL (see `chaos.kill`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """A new sell order that reached the broker, and the long shares available when it did."""
+
+    client_order_id: str
+    symbol: str
+    qty: Decimal
+    available: Decimal
+
+
+class AskTap:
+    """Wraps the paper account; records sells (resends of a known client id are not new asks)."""
+
+    def __init__(self, paper: Broker, journal: Journal | None = None) -> None:
+        self.paper = paper
+        self.asks: list[Ask] = []
+        self.journal = journal
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Record a new sell with the shares available, then submit."""
+        if request.side is Side.SELL and self.paper.get_order_by_client_id(request.client_order_id) is None:
+            pos = self.paper.get_position(request.symbol)
+            available = Decimal(0) if pos is None or pos.qty < 0 else pos.qty_available
+            self.asks.append(
+                Ask(request.client_order_id, request.symbol, request.qty or Decimal(0), available)
+            )
+        return self.paper.submit_order(request)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.paper, name)  # reads pass straight through
+
+
+class Decisions:
+    """Which strategy decision each client_order_id was first sent for, whatever the guard did.
+
+    `DecisionScope` sets the decision while the strategy's `enter`/`exit` call runs; `RequestTap`,
+    above the fault plan, notes each client id submitted meanwhile. G1 then counts broker orders
+    per decision the *strategy* made, so a guard that resends under a new claim is caught too.
+    """
+
+    def __init__(self, journal: Journal | None = None) -> None:
+        self.current: tuple[str, str, str] | None = None
+        self.of: dict[str, tuple[str, str, str]] = {}
+        self.journal = journal
+
+    def note(self, client_order_id: str) -> None:
+        """Note that `client_order_id` is being sent for the current decision (its first one wins)."""
+        if self.current is None or client_order_id in self.of:
+            return
+        self.of[client_order_id] = self.current
+        if self.journal is not None:
+            self.journal({"decision": [client_order_id, *self.current]})
+
+
+class DecisionScope:
+    """The gateway as the strategy sees it: every `enter`/`exit` runs inside its decision."""
+
+    def __init__(self, gateway: Any, decisions: Decisions) -> None:
+        self._gateway = gateway
+        self._decisions = decisions
+
+    def enter(self, symbol: str, *args: Any, intent: str, **kwargs: Any) -> Any:
+        """Enter, with the decision noted."""
+        return self._within(
+            ("entry", symbol, intent), lambda: self._gateway.enter(symbol, *args, intent=intent, **kwargs)
+        )
+
+    def exit(self, symbol: str, *args: Any, intent: str, **kwargs: Any) -> Any:
+        """Exit, with the decision noted."""
+        return self._within(
+            ("exit", symbol, intent), lambda: self._gateway.exit(symbol, *args, intent=intent, **kwargs)
+        )
+
+    def _within(self, decision: tuple[str, str, str], call: Any) -> Any:
+        self._decisions.current = decision
+        try:
+            return call()
+        finally:
+            self._decisions.current = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gateway, name)
+
+
+class RequestTap:
+    """Above the fault plan: notes the decision of every client id the guard tries to send."""
+
+    def __init__(self, broker: Any, decisions: Decisions) -> None:
+        self._broker = broker
+        self._decisions = decisions
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Note the client id's decision (its first), then submit."""
+        self._decisions.note(request.client_order_id)
+        return self._broker.submit_order(request)  # type: ignore[no-any-return]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._broker, name)
