@@ -50,9 +50,10 @@ def test_table_shape() -> None:
     terminal = {s for s in ClaimState if s.is_terminal}
     assert terminal == {ClaimState.FILLED, ClaimState.CANCELED, ClaimState.EXPIRED}
     assert all(not TRANSITIONS[s] for s in terminal)
-    # A refusal is left only by a deliberate re-send; NOT_SENT also by an order found after all.
-    assert TRANSITIONS[ClaimState.REJECTED] == {ClaimState.PENDING}
+    # A refusal is left by a deliberate re-send, or (as NOT_SENT is) by an order found after all:
+    # the refusal says that POST placed nothing, and an earlier send of the same id can still land.
     broker_states = TRANSITIONS[ClaimState.PENDING] - {ClaimState.UNKNOWN, ClaimState.NOT_SENT}
+    assert TRANSITIONS[ClaimState.REJECTED] == (broker_states - {ClaimState.REJECTED}) | {ClaimState.PENDING}
     assert TRANSITIONS[ClaimState.NOT_SENT] == broker_states | {ClaimState.PENDING}
     # Every state can be reached from a fresh claim.
     seen, todo = {ClaimState.PENDING}, [ClaimState.PENDING]

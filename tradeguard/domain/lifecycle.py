@@ -67,8 +67,10 @@ TRANSITIONS: dict[ClaimState, frozenset[ClaimState]] = {
     # broker refuses a second copy), or NOT_SENT when the decision is abandoned.
     ClaimState.UNKNOWN: _BROKER_STATES | {ClaimState.PENDING, ClaimState.NOT_SENT},
     # Nothing was placed, so sending the same decision again cannot duplicate it. Used when the
-    # reconciler releases an exit the broker refused while it still holds shares.
-    ClaimState.REJECTED: frozenset({ClaimState.PENDING}),
+    # reconciler releases an exit the broker refused while it still holds shares. A refusal says
+    # only that *that* POST placed nothing: an earlier send of the same client_order_id (a sender
+    # frozen past its lease check) can still land, and its order is adopted (G2: evidence wins).
+    ClaimState.REJECTED: _BROKER_STATES - {ClaimState.REJECTED} | {ClaimState.PENDING},
     # NOT_SENT is a conclusion from absence, and absence can be wrong: a sender frozen between its
     # claim and its POST may place the order after another worker concluded it never would. An
     # order later found under the claim's client_order_id is adopted (G2: evidence wins).
