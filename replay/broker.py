@@ -10,17 +10,14 @@ those from its own positions, prices and rules, so the figures come from what ha
 from __future__ import annotations
 
 import functools
-from datetime import datetime
 
 from tradeguard import (
     AnswerEvent,
-    Broker,
     BrokerOrder,
-    BrokerPosition,
     Clock,
+    ForwardingBroker,
     OrderRequest,
     PaperBroker,
-    ReplaceRequest,
 )
 from tradeguard.testing import Fault, FaultAction, FaultPlan, FaultyBroker
 
@@ -61,7 +58,7 @@ def _plain(action: FaultAction, delay_secs: float | None) -> FaultPlan:
     return FaultPlan(faults=(Fault(_ROUTE, action, nth=1, delay_secs=delay_secs),))
 
 
-class ReplayBroker:
+class ReplayBroker(ForwardingBroker):
     """A `Broker` over a paper account that counts submits and applies an armed fault.
 
     Args:
@@ -70,56 +67,21 @@ class ReplayBroker:
     """
 
     def __init__(self, paper: PaperBroker, clock: Clock) -> None:
+        super().__init__(paper)
         self.paper = paper
         self._clock = clock
-        self._target: Broker = paper
         self.sends = 0
 
     def arm(self, plan: FaultPlan | None) -> None:
         """Apply `plan` to the calls that follow, until `disarm`."""
         if plan is not None:
-            self._target = FaultyBroker(self.paper, plan, clock=self._clock)
+            self.inner = FaultyBroker(self.paper, plan, clock=self._clock)
 
     def disarm(self) -> None:
         """Go back to the plain paper account."""
-        self._target = self.paper
+        self.inner = self.paper
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         """Count the send, then submit through the armed fault (if any)."""
         self.sends += 1
-        return self._target.submit_order(request)
-
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Look up through the armed fault."""
-        return self._target.get_order_by_client_id(client_order_id)
-
-    def get_order(self, order_id: str) -> BrokerOrder | None:
-        """Look up through the armed fault."""
-        return self._target.get_order(order_id)
-
-    def list_orders(
-        self,
-        *,
-        status: str = "open",
-        symbols: list[str] | None = None,
-        after: datetime | None = None,
-        limit: int = 500,
-    ) -> list[BrokerOrder]:
-        """List through the armed fault."""
-        return self._target.list_orders(status=status, symbols=symbols, after=after, limit=limit)
-
-    def list_positions(self) -> list[BrokerPosition]:
-        """List through the armed fault."""
-        return self._target.list_positions()
-
-    def get_position(self, symbol: str) -> BrokerPosition | None:
-        """Read through the armed fault."""
-        return self._target.get_position(symbol)
-
-    def cancel_order(self, order_id: str) -> None:
-        """Cancel through the armed fault."""
-        self._target.cancel_order(order_id)
-
-    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
-        """Replace through the armed fault."""
-        return self._target.replace_order(order_id, request)
+        return self.inner.submit_order(request)

@@ -59,6 +59,7 @@ EXPECTED = {
     "open_session",
     "Broker",
     "ClaimLedger",
+    "ForwardingBroker",
     "AlpacaBroker",
     "PaperBroker",
     "BrokerOrder",

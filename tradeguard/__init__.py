@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from tradeguard.execution import OrderResult, Outcome
     from tradeguard.gateway import OrderGateway
     from tradeguard.paper import PaperBroker
-    from tradeguard.ports import Broker, ClaimLedger
+    from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
     from tradeguard.reconcile import (
         Action,
         ActionKind,
@@ -142,6 +142,7 @@ __all__ = [
     # brokers and their value types
     "Broker",
     "ClaimLedger",
+    "ForwardingBroker",
     "AlpacaBroker",
     "PaperBroker",
     "BrokerOrder",
@@ -226,7 +227,7 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(("OrderResult", "Outcome"), "tradeguard.execution"),
     "OrderGateway": "tradeguard.gateway",
-    **dict.fromkeys(("Broker", "ClaimLedger"), "tradeguard.ports"),
+    **dict.fromkeys(("Broker", "ClaimLedger", "ForwardingBroker"), "tradeguard.ports"),
     **dict.fromkeys(
         (
             "Action",

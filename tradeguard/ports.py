@@ -21,7 +21,7 @@ from tradeguard.domain.ledger import ExitRoom, LedgerPosition
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.domain.orders import BrokerOrder, BrokerPosition, OrderRequest, RejectKind, ReplaceRequest
 
-__all__ = ["Broker", "ClaimLedger"]
+__all__ = ["Broker", "ClaimLedger", "ForwardingBroker"]
 
 
 @runtime_checkable
@@ -84,6 +84,56 @@ class Broker(Protocol):
     def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
         """Replace an open order; return the new order (the old one becomes REPLACED)."""
         ...
+
+
+class ForwardingBroker:
+    """A `Broker` that passes every call to `inner`: subclass it and override what you wrap.
+
+    For wrappers that change one or two calls (recording a submit's answer, counting sends);
+    assigning `inner` later switches where calls go.
+    """
+
+    def __init__(self, inner: Broker) -> None:
+        self.inner = inner
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        """Pass through."""
+        return self.inner.submit_order(request)
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """Pass through."""
+        return self.inner.get_order_by_client_id(client_order_id)
+
+    def get_order(self, order_id: str) -> BrokerOrder | None:
+        """Pass through."""
+        return self.inner.get_order(order_id)
+
+    def list_orders(
+        self,
+        *,
+        status: str = "open",
+        symbols: list[str] | None = None,
+        after: datetime | None = None,
+        limit: int = 500,
+    ) -> list[BrokerOrder]:
+        """Pass through."""
+        return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
+
+    def list_positions(self) -> list[BrokerPosition]:
+        """Pass through."""
+        return self.inner.list_positions()
+
+    def get_position(self, symbol: str) -> BrokerPosition | None:
+        """Pass through."""
+        return self.inner.get_position(symbol)
+
+    def cancel_order(self, order_id: str) -> None:
+        """Pass through."""
+        self.inner.cancel_order(order_id)
+
+    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Pass through."""
+        return self.inner.replace_order(order_id, request)
 
 
 @runtime_checkable

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.clock import SystemClock
-from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, OrderStatus, ReplaceRequest
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
 from tradeguard.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown
-from tradeguard.ports import Broker
+from tradeguard.ports import Broker, ForwardingBroker
 
 if TYPE_CHECKING:
     from tradeguard.sessions.recorder import Recorder
@@ -19,11 +18,11 @@ __all__ = ["SessionRecordingBroker"]
 _FILLED = {OrderStatus.FILLED: "filled", OrderStatus.PARTIALLY_FILLED: "partially_filled"}
 
 
-class SessionRecordingBroker:
+class SessionRecordingBroker(ForwardingBroker):
     """A `Broker` that records each submit's answer and each position read, then passes it on."""
 
     def __init__(self, inner: Broker, recorder: Recorder) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.recorder = recorder
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
@@ -63,37 +62,6 @@ class SessionRecordingBroker:
         position = self.inner.get_position(symbol)
         self.recorder.broker_position(symbol, position.qty if position is not None else Decimal(0))
         return position
-
-    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
-        """Pass through."""
-        return self.inner.get_order_by_client_id(client_order_id)
-
-    def get_order(self, order_id: str) -> BrokerOrder | None:
-        """Pass through."""
-        return self.inner.get_order(order_id)
-
-    def list_orders(
-        self,
-        *,
-        status: str = "open",
-        symbols: list[str] | None = None,
-        after: datetime | None = None,
-        limit: int = 500,
-    ) -> list[BrokerOrder]:
-        """Pass through."""
-        return self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
-
-    def list_positions(self) -> list[BrokerPosition]:
-        """Pass through."""
-        return self.inner.list_positions()
-
-    def cancel_order(self, order_id: str) -> None:
-        """Pass through."""
-        self.inner.cancel_order(order_id)
-
-    def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
-        """Pass through."""
-        return self.inner.replace_order(order_id, request)
 
     def __getattr__(self, name: str) -> Any:
         # The paper broker's extras (orders(), set_price(), ...) stay reachable through the wrapper.
