@@ -59,7 +59,7 @@ from tradeguard.errors import (
 )
 from tradeguard.execution import OrderResult
 from tradeguard.gateway import OrderGateway
-from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
 from tradeguard.sessions.recorder import RecordTarget
 
 __all__ = ["GuardedTradingClient"]
@@ -140,6 +140,8 @@ class GuardedTradingClient(TradingClient):
         """Close the HTTP sessions, the session recording and the claim store's connections."""
         self.gateway.close()
         broker = self.gateway.broker
+        while isinstance(broker, ForwardingBroker):  # a recording wraps the Alpaca adapter
+            broker = broker.inner
         if isinstance(broker, AlpacaBroker):
             broker.client._session.close()
         self._session.close()
