@@ -1,4 +1,4 @@
-"""The claim store's tables: claims, turns (the ledger), dedup windows and the audit log.
+"""The claim store's tables: claims, turns (the ledger), dedup windows, the audit log, and the service's keys and actions.
 
 This module describes the *current* schema for queries; the Alembic migrations in
 `tradeguard/store/migrations/versions` create and evolve it and are the source of truth on disk.
@@ -25,11 +25,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["SCHEMA_HEAD", "UTCDateTime", "audit", "claims", "dedup_windows", "metadata", "turns"]
+__all__ = [
+    "SCHEMA_HEAD",
+    "UTCDateTime",
+    "actions",
+    "api_keys",
+    "audit",
+    "claims",
+    "dedup_windows",
+    "metadata",
+    "turns",
+]
 
 # The Alembic revision this code reads and writes. A database at any other revision that this
 # package does not ship is refused (it was written by a newer tradeguard).
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -137,6 +147,35 @@ audit = Table(
     # Only `at`: each index is a page written by every audit insert, and no query filters the
     # log by claim_key or by agent and time.
     Index("ix_tg_audit_at", "at"),
+)
+
+# The HTTP service's tables (migration 0003): per-agent API keys, stored as SHA-256 of the secret,
+# and SafeAgent-compatible action claims (`POST /claim`), which are not order claims.
+api_keys = Table(
+    "tg_api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("is_admin", Integer, nullable=False, server_default=text("0")),
+    Column("secret_hash", String(64), nullable=False),
+    Column("label", Text, nullable=False, server_default=text("''")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)
+
+actions = Table(
+    "tg_actions",
+    metadata,
+    Column("action_key", String(64), primary_key=True),
+    Column("agent_id", String(64), nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False),
+    Column("result", Text),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("settled_at", UTCDateTime),
+    Index("ix_tg_actions_agent_claimed", "agent_id", "claimed_at"),
 )
 
 
