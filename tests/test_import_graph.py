@@ -128,7 +128,7 @@ def imports_of(module: str, path: Path) -> list[Import]:
 
 
 GRAPH = {name: imports_of(name, path) for name, path in module_files().items()}
-CLI_MODULES = [name for name in GRAPH if within(name, ["tradeguard.cli"])]  # the package, one module a command
+CLI_MODULES = [name for name in GRAPH if within(name, ["tradeguard.cli"])]  # one module a command
 
 
 def test_the_graph_sees_the_package_and_its_imports() -> None:

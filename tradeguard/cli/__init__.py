@@ -60,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
     except BrokenPipeError:
         return _quiet_pipe()
+    except SystemExit as exc:
+        # Click ends a closed pipe with sys.exit(1) after wrapping stdout in its (private,
+        # renamed across versions) PacifyFlushWrapper; that wrapper is the sign of the pipe.
+        if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+            return _quiet_pipe()
+        return exc.code if isinstance(exc.code, int) else ExitStatus.BAD_INPUT
     except click.exceptions.NoArgsIsHelpError as exc:
         print(exc.ctx.get_help() if exc.ctx else "", file=sys.stderr)
         return ExitStatus.BAD_INPUT
