@@ -278,3 +278,23 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(audited_url: str) -> No
     assert proc.wait(timeout=120) == 141
     assert first.startswith(b"id ")
     assert err == ""
+
+
+class Terminal(io.StringIO):
+    """A captured stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_tables_are_rich_on_a_terminal_and_plain_in_a_pipe() -> None:
+    from tradeguard.cli.output import emit
+
+    rows = [{"symbol": "TQQQ", "qty": 6}, {"symbol": "SQQQ", "qty": None}]
+    pipe, terminal = io.StringIO(), Terminal()
+    emit(("symbol", "qty"), rows, "table", out=pipe)
+    emit(("symbol", "qty"), rows, "table", out=terminal)
+    assert pipe.getvalue() == "symbol  qty\nTQQQ    6\nSQQQ\n"
+    drawn = terminal.getvalue()
+    assert "┃" in drawn or "│" in drawn  # Rich's box
+    assert "TQQQ" in drawn and "symbol" in drawn
