@@ -221,3 +221,20 @@ def test_a_pending_claim_under_a_live_lease_is_left_to_its_sender(
     assert resolve(store_url, claim, "--as", "not-sent", "--reason", "r", "--without-broker") == 1
     assert "lease" in capsys.readouterr().err
     assert state_of(store_url, claim)[0] is ClaimState.PENDING
+
+
+def test_list_marks_open_claims_not_updated_for_a_while_as_stale(
+    store_url: str, sent_and_filled: Claim, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["claims", "list", "--store", store_url, "--stale", "--stale-after", "3600"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1  # updated a moment ago: not stale
+    assert (
+        main(["claims", "list", "--store", store_url, "--stale", "--stale-after", "0", "--format", "json"])
+        == 0
+    )
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["client_order_id"], row["state"], row["stale"]) == (
+        sent_and_filled.client_order_id,
+        "UNKNOWN",
+        "yes",
+    )

@@ -8,7 +8,7 @@ contradicts is refused with exit status 1 and changes nothing.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -46,7 +46,7 @@ _STATES = [s.value for s in ClaimState]
 _DEFAULT_STATES = (*sorted(ACTIVE_STATES), ClaimState.NOT_SENT)
 
 
-def _row(claim: Claim, stale_before: object) -> dict[str, object]:
+def _row(claim: Claim, stale_before: datetime) -> dict[str, object]:
     qty = claim.order_qty if claim.order_qty is not None else claim.spec.qty
     return {
         "client_order_id": claim.client_order_id, "key": claim.key, "agent": claim.agent_id,
@@ -56,7 +56,7 @@ def _row(claim: Claim, stale_before: object) -> dict[str, object]:
         "attempts": claim.attempts, "reason": claim.reason,
         "created": claim.created_at.isoformat(timespec="seconds"),
         "updated": claim.updated_at.isoformat(timespec="seconds"),
-        "stale": "yes" if claim.is_active and claim.updated_at < stale_before else "",  # type: ignore[operator]
+        "stale": "yes" if claim.is_active and claim.updated_at < stale_before else "",
     }  # fmt: skip
 
 
