@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "claims": "tradeguard.cli.claims:claims",
     "audit": "tradeguard.cli.audit:audit",
     "db": "tradeguard.cli.db:db",
+    "keys": "tradeguard.cli.keys:keys",
     "replay": "tradeguard.cli.replay:replay",
     "import": "tradeguard.cli.replay:import_",
 }
