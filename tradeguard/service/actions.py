@@ -200,9 +200,11 @@ class ActionStore:
                 status=ActionStatus.PENDING.value, token_hash=_hash(token), claimed_at=now,
             )
             .on_conflict_do_nothing(index_elements=[actions.c.action_key])
+            .returning(actions.c.action_key)
         )  # fmt: skip
         with translate_errors(self.url, "recording an action claim"), self._engine.begin() as conn:
-            inserted = conn.execute(statement).rowcount == 1
+            # RETURNING, not rowcount: a row comes back only from the insert that happened.
+            inserted = conn.execute(statement).first() is not None
             row = (
                 None if inserted else conn.execute(select(actions).where(actions.c.action_key == key)).first()
             )
