@@ -27,6 +27,7 @@ from tradeguard.service.keys import KeyRing
 REPO_ROOT = Path(tradeguard.__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "service_worker.py"
 NewKey = Callable[..., str]
+Launch = Callable[..., "Service"]
 _START_DEADLINE_SECS = 90.0  # a generous bound on a loaded 2-core machine, not a speed check
 
 
