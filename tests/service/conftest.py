@@ -121,3 +121,18 @@ def new_key(keys: KeyRing) -> Callable[..., str]:
         return keys.create(agent_id, admin=admin)[1]
 
     return _new
+
+
+@pytest.fixture
+def new_key_on() -> Iterator[Callable[[str], NewKey]]:
+    """`new_key_on(url)`: a key maker on the store at `url` (for tests that pick their store)."""
+    rings: list[KeyRing] = []
+
+    def _on(url: str) -> NewKey:
+        ring = KeyRing(url)
+        rings.append(ring)
+        return lambda agent_id, *, admin=False: ring.create(agent_id, admin=admin)[1]
+
+    yield _on
+    for ring in rings:
+        ring.close()

@@ -139,6 +139,8 @@ def serve(
     try:
         multi = options("tradeguard.service.server:app_from_config_file")
         sock = multi.bind_socket()
+        # Listen here, before the workers start: connections wait in the backlog, not refused.
+        sock.listen(multi.backlog)
         if on_ready is not None:
             bound = sock.getsockname()
             on_ready(str(bound[0]), int(bound[1]))
