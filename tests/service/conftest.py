@@ -28,6 +28,7 @@ REPO_ROOT = Path(tradeguard.__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "service_worker.py"
 NewKey = Callable[..., str]
 Launch = Callable[..., "Service"]
+NewKeyOn = Callable[[str], NewKey]
 _START_DEADLINE_SECS = 90.0  # a generous bound on a loaded 2-core machine, not a speed check
 
 
@@ -124,7 +125,7 @@ def new_key(keys: KeyRing) -> Callable[..., str]:
 
 
 @pytest.fixture
-def new_key_on() -> Iterator[Callable[[str], NewKey]]:
+def new_key_on() -> Iterator[NewKeyOn]:
     """`new_key_on(url)`: a key maker on the store at `url` (for tests that pick their store)."""
     rings: list[KeyRing] = []
 

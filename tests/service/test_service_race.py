@@ -11,11 +11,10 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
 
 import pytest
 
-from tests.service.conftest import Launch, NewKey, Service
+from tests.service.conftest import Launch, NewKeyOn, Service
 from tradeguard.domain.audit import AuditAction
 from tradeguard.store import AuditQuery, ClaimStore
 
@@ -47,7 +46,7 @@ def _client_run(
 
 
 def test_exactly_one_proceed_per_intent_through_two_services(
-    pg_url: str, launch: Launch, new_key_on: Callable[[str], NewKey]
+    pg_url: str, launch: Launch, new_key_on: NewKeyOn
 ) -> None:
     services = [launch(pg_url), launch(pg_url, "--workers", "2")]
     new_key = new_key_on(pg_url)
