@@ -164,3 +164,16 @@ def _drop_actions_table(store_url: str) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE tg_actions"))
     engine.dispose()
+
+
+def test_text_the_store_cannot_hold_is_422_not_an_outage(service: Service, new_key: NewKey) -> None:
+    with service.client(new_key("bot-a")) as client:
+        body = client.post("/claim", json={"request_id": "a\x00b", "action": "x"})
+        query = client.get("/audit", params={"action": "a\x00b"})
+        nested = client.post(
+            "/settle/r", content=b'{"result":' + b"[" * 30000 + b"]" * 30000 + b"}",
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        fine = client.post("/claim", json={"request_id": "a\u00e9\U0001f600", "action": "x"})
+    assert (body.status_code, query.status_code, nested.status_code) == (422, 422, 400)
+    assert fine.json()["request_id"] == "a\u00e9\U0001f600"

@@ -45,6 +45,9 @@ SETTLEMENT_HEADER = "X-SafeAgent-Settlement-Token"
 _TEST_PREFIX = "test:"
 _MAX_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second a datetime can hold
 
+# No NUL characters: PostgreSQL text cannot hold them, and a store refusal must mean an outage.
+_TEXT = r"^[^\x00]*$"
+
 router = APIRouter(tags=["SafeAgent-compatible"])
 Caller = Annotated[Principal, Depends(current_principal)]
 
@@ -52,16 +55,16 @@ Caller = Annotated[Principal, Depends(current_principal)]
 class ClaimBody(BaseModel):
     """A claim of one action under the caller's request id."""
 
-    request_id: str = Field(min_length=1, max_length=512)
-    action: str = Field(min_length=1, max_length=256)
+    request_id: str = Field(min_length=1, max_length=512, pattern=_TEXT)
+    action: str = Field(min_length=1, max_length=256, pattern=_TEXT)
 
 
 class TestClaimBody(BaseModel):
     """A test claim; the request id is derived from these three fields."""
 
-    agent_id: str = Field(min_length=1, max_length=256)
-    action_type: str = Field(min_length=1, max_length=256)
-    scope: str = Field(max_length=1024)
+    agent_id: str = Field(min_length=1, max_length=256, pattern=_TEXT)
+    action_type: str = Field(min_length=1, max_length=256, pattern=_TEXT)
+    scope: str = Field(max_length=1024, pattern=_TEXT)
 
 
 class SettleBody(BaseModel):
@@ -207,8 +210,10 @@ def settle(
     body: SettleBody,
     request: Request,
     caller: Caller,
-    request_id: Annotated[str, Path(min_length=1, max_length=512)],
-    agent_id: Annotated[str | None, Query(max_length=64, description="admin only: whose claim")] = None,
+    request_id: Annotated[str, Path(min_length=1, max_length=512, pattern=_TEXT)],
+    agent_id: Annotated[
+        str | None, Query(max_length=64, pattern=_TEXT, description="admin only: whose claim")
+    ] = None,
     token: Annotated[str | None, Header(alias=SETTLEMENT_HEADER, max_length=256)] = None,
 ) -> SettleOut:
     """Store the result of a claimed action; the first result wins.
@@ -256,8 +261,8 @@ def audit(
     *,
     request: Request,
     caller: Caller,
-    agent_id: Annotated[str | None, Query(max_length=64)] = None,
-    action: Annotated[str | None, Query(max_length=256)] = None,
+    agent_id: Annotated[str | None, Query(max_length=64, pattern=_TEXT)] = None,
+    action: Annotated[str | None, Query(max_length=256, pattern=_TEXT)] = None,
     status_: Annotated[ActionStatus | None, Query(alias="status")] = None,
     from_ts: _Ts = None,
     to_ts: _Ts = None,
