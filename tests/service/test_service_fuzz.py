@@ -2,9 +2,9 @@
 
 Requests are generated from `/openapi.json` (valid and invalid bodies, queries, paths and
 headers), sent with no key, a wrong key, an agent key or an admin key, to the live uvicorn
-service on a SQLite file and on PostgreSQL; every answer must be below 500 and match the documented response
-schema where one is documented, and the service must still answer afterwards. The rate limit
-is off here so that requests reach the store.
+service on a SQLite file and on PostgreSQL; every answer must be below 500 and match the
+documented response schema where one is documented, and the service must still answer
+afterwards. The rate limit is off here so that requests reach the store.
 """
 
 from __future__ import annotations
