@@ -170,6 +170,7 @@ def test_every_claim_duplicate_and_settle_is_in_the_audit_log(
         (AuditAction.SKIP, "COMMITTED"),
     ]
     assert {r.detail["request_id"] for r in records} == {"req-1"}
+    assert records[2].prev_state == "PENDING"
     assert records[2].detail["admin_without_token"] is False
 
 

@@ -148,12 +148,21 @@ def _audit_log(request: Request) -> ClaimStore:
     return store
 
 
-def _note(request: Request, record: ActionRecord, action: AuditAction, reason: str, **fields: Any) -> None:
+def _note(
+    request: Request,
+    record: ActionRecord,
+    action: AuditAction,
+    reason: str,
+    *,
+    prev_state: ActionStatus | None = None,
+    **fields: Any,
+) -> None:
     _audit_log(request).audit(
         action,
         agent_id=record.agent_id,
         reason=reason,
         state=record.status.value,
+        prev_state=None if prev_state is None else prev_state.value,
         claim_key=record.key,
         detail={"request_id": record.request_id, "action": record.action, "via": "safeagent", **fields},
     )
@@ -229,12 +238,11 @@ def settle(
     if not record.token_matches(token) and not (caller.admin and token is None):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="settlement token missing or wrong")
     answer = _actions(request).settle(record, body.result)
-    by = {"settled_by": caller.key_id, "admin_without_token": token is None}
+    by: dict[str, Any] = {"settled_by": caller.key_id, "admin_without_token": token is None}
     if answer is SettleAnswer.COMMITTED:
         committed = _actions(request).get(owner, request_id) or record
-        _note(
-            request, committed, AuditAction.TRANSITION, f"request {request_id!r} settled", **by,
-        )  # fmt: skip
+        reason = f"request {request_id!r} settled"
+        _note(request, committed, AuditAction.TRANSITION, reason, prev_state=ActionStatus.PENDING, **by)
     else:
         _note(
             request,
