@@ -6,12 +6,15 @@ the socket here and starts `workers` processes that build the app from an import
 one environment variable, removed when the service stops. Nothing else is global.
 
 SIGTERM and Ctrl-C shut down gracefully: the listener closes, requests in flight finish (up to
-`graceful_secs`), and the stores close. Binding anywhere but loopback is loud: the service holds
+`graceful_secs`), and the stores close. After that, uvicorn re-raises the signal it caught, as a
+well-behaved process does: a SIGTERMed service ends by SIGTERM (exit status 143 in a shell),
+while Ctrl-C makes `serve` return. Binding anywhere but loopback is loud: the service holds
 every agent's claims, and its keys are its only protection (put TLS in front of it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import ipaddress
 import json
@@ -132,7 +135,9 @@ def serve(
         )  # fmt: skip
 
     if workers == 1:
-        _Server(options(create_app(config)), on_ready).run()
+        # uvicorn shuts down gracefully, then re-raises the Ctrl-C it caught: a clean stop here.
+        with contextlib.suppress(KeyboardInterrupt):
+            _Server(options(create_app(config)), on_ready).run()
         return
     path = _write_config(config)
     os.environ[CONFIG_FILE_ENV] = str(path)
