@@ -3,11 +3,13 @@ and the config file that carries `ServiceConfig` to uvicorn's workers."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.service.conftest import start_service
 from tradeguard.config import Settings
 from tradeguard.errors import ConfigError
 from tradeguard.service.app import ServiceConfig, create_app
@@ -106,3 +108,12 @@ def test_loopback_hosts_and_bad_worker_counts() -> None:
     assert [is_loopback(h) for h in ("0.0.0.0", "10.0.0.5", "example.com")] == [False] * 3
     with pytest.raises(ConfigError, match="workers"):
         serve(ServiceConfig(), workers=0)
+
+
+def test_ctrl_c_stops_the_service_cleanly(sqlite_url: str, tmp_path: Path) -> None:
+    service = start_service(sqlite_url, tmp_path)
+    service.process.send_signal(signal.SIGINT)
+    status = service.process.wait(timeout=60)
+    log = service.log.read_text()
+    assert status == 0, log
+    assert "Application shutdown complete" in log
