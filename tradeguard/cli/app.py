@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "audit": "tradeguard.cli.audit:audit",
     "db": "tradeguard.cli.db:db",
     "keys": "tradeguard.cli.keys:keys",
+    "serve": "tradeguard.cli.serve:serve",
     "replay": "tradeguard.cli.replay:replay",
     "import": "tradeguard.cli.replay:import_",
 }

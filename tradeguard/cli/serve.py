@@ -1,0 +1,125 @@
+"""`tradeguard serve`: the claim service (SafeAgent-compatible and native routes) over one store.
+
+Needs the `service` extra (FastAPI, uvicorn). Before uvicorn starts, the command opens the store
+once (migrating it, or creating a new SQLite file: a service's first start) and binds the port
+once, so a bad store URL or a port in use is one line on stderr and exit 2, not a log dump.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import click
+
+from tradeguard.cli.common import EXIT_STATUSES, store_option
+from tradeguard.errors import ConfigError
+
+__all__ = ["serve"]
+
+
+def _check_port_free(host: str, port: int) -> None:
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+@click.command(
+    epilog="Create keys first: tradeguard keys create --agent-id ID --store URL. "
+    "SIGTERM or Ctrl-C stops the service after requests in flight finish. " + EXIT_STATUSES
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8787, show_default=True, help="TCP port (0: a free one)."
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Processes serving requests (each opens its own store connections).",
+)
+@click.option(
+    "--rate-per-sec",
+    type=click.FloatRange(min=0),
+    default=1000.0,
+    show_default=True,
+    help="Requests per second each API key may sustain (0: no limit); 429 past it.",
+)
+@click.option(
+    "--rate-burst",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Requests a key may send at once after a quiet spell.",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1024),
+    default=64 * 1024,
+    show_default=True,
+    help="Larger request bodies get 413 before they are read.",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="A browser origin allowed to call the service (repeatable; CORS is off without one).",
+)
+@click.option("--no-docs", is_flag=True, help="Do not serve /docs and /openapi.json.")
+@store_option
+def serve(
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    rate_per_sec: float,
+    rate_burst: int,
+    max_body_bytes: int,
+    cors_origins: tuple[str, ...],
+    no_docs: bool,
+    store_url: str,
+) -> int:
+    """Serve the claim store over HTTP to agents holding API keys."""
+    try:
+        from tradeguard.service.app import ServiceConfig
+        from tradeguard.service.server import serve as run_service
+    except ImportError as exc:
+        raise ConfigError(
+            f"the claim service needs the service extra ({exc.name} is missing): "
+            'pip install "tradeguard[service]"'
+        ) from exc
+    from tradeguard.config import Settings
+    from tradeguard.store import ClaimStore
+    from tradeguard.store.engine import describe, parse_url
+
+    settings = Settings.from_env()
+    ClaimStore(store_url, settings=settings).close()  # a bad URL or an unusable store: one line, now
+    _check_port_free(host, port)
+    config = ServiceConfig(
+        store_url=store_url,
+        settings=settings,
+        max_body_bytes=max_body_bytes,
+        rate_per_sec=rate_per_sec,
+        rate_burst=rate_burst,
+        cors_origins=cors_origins,
+        docs=not no_docs,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def announce(bound_host: str, bound_port: int) -> None:
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        docs = "" if no_docs else f"; API docs at http://{shown}:{bound_port}/docs"
+        click.echo(
+            f"claim service on http://{shown}:{bound_port} over {describe(parse_url(store_url))}{docs}",
+        )
+
+    run_service(config, host=host, port=port, workers=workers, on_ready=announce)
+    return 0
