@@ -21,26 +21,27 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ConfigError, StoreError
 from tradeguard.ports import ClaimLedger
-from tradeguard.service import codec
+from tradeguard.service import (
+    codec,
+    native_ledger,  # noqa: F401 - registers the ledger and audit routes
+)
 from tradeguard.service.auth import Principal
 from tradeguard.service.native_base import (
-    ERROR_RESPONSES,
     Caller,
-    NativeRoute,
     acting_for,
     as_seen,
     not_found,
+    router,
     store_of,
     visible_claim,
 )
-from tradeguard.service.native_ledger import ledger_router
 from tradeguard.service.wire import (
     ClaimIn,
     ClaimList,
@@ -58,8 +59,6 @@ from tradeguard.service.wire import (
 )
 
 __all__ = ["router"]
-
-router = APIRouter(prefix="/v1", tags=["native"], route_class=NativeRoute, responses=ERROR_RESPONSES)
 
 
 def _intent(body: IntentIn, principal: Principal) -> Intent:
@@ -249,6 +248,3 @@ def resend_exit(key: str, body: ResendExitIn, request: Request, principal: Calle
         detail=body.detail,
     )  # fmt: skip
     return {"claim": None if claim is None else codec.claim_json(claim), "room": codec.room_json(room)}
-
-
-router.include_router(ledger_router)

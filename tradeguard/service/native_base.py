@@ -12,7 +12,7 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -27,6 +27,7 @@ from tradeguard.service.wire import ErrorOut, VersionIn
 
 __all__ = [
     "ERROR_RESPONSES",
+    "router",
     "NativeRoute",
     "acting_for",
     "as_seen",
@@ -114,3 +115,7 @@ def as_seen(stored: Claim, expect: VersionIn) -> Claim:
         filled_qty=Decimal(expect.filled_qty),
         owner=stored.owner if expect.owner is None else expect.owner,
     )
+
+
+router = APIRouter(prefix="/v1", tags=["native"], route_class=NativeRoute, responses=ERROR_RESPONSES)
+"""The one router of the native routes: `native` (claims) and `native_ledger` (the rest) add to it."""

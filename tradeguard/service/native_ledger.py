@@ -16,7 +16,7 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import Query, Request, status
 from pydantic import AwareDatetime
 
 from tradeguard.domain.audit import AuditAction
@@ -25,10 +25,9 @@ from tradeguard.errors import ConfigError
 from tradeguard.service import codec
 from tradeguard.service.auth import Principal
 from tradeguard.service.native_base import (
-    ERROR_RESPONSES,
     Caller,
-    NativeRoute,
     not_found,
+    router,
     store_of,
     visible_claim,
 )
@@ -46,9 +45,8 @@ from tradeguard.service.wire import (
 )
 from tradeguard.store.audit import AuditQuery
 
-__all__ = ["ledger_router"]
+__all__: list[str] = []  # routes only: they register on `native_base.router`
 
-ledger_router = APIRouter(tags=["native"], route_class=NativeRoute, responses=ERROR_RESPONSES)
 
 # The columns an audit record may carry besides agent, action and reason.
 _AUDIT_FIELDS = frozenset(
@@ -85,7 +83,7 @@ def _fields(fields: dict[str, Any]) -> dict[str, Any]:
 # -- dedup windows, skips and audit records ------------------------------------------------------
 
 
-@ledger_router.post("/v1/windows", summary="Open a dedup window or learn which claim holds it")
+@router.post("/windows", summary="Open a dedup window or learn which claim holds it")
 def claim_window(body: WindowIn, request: Request, principal: Caller) -> dict[str, str]:
     """Return `claim_key` when this call opened the window, else the holder's claim key.
 
@@ -96,7 +94,7 @@ def claim_window(body: WindowIn, request: Request, principal: Caller) -> dict[st
     return {"claim_key": holder}
 
 
-@ledger_router.post("/v1/skips", status_code=status.HTTP_204_NO_CONTENT, summary="Audit a blocked duplicate")
+@router.post("/skips", status_code=status.HTTP_204_NO_CONTENT, summary="Audit a blocked duplicate")
 def record_skip(body: SkipIn, request: Request, principal: Caller) -> None:
     """Audit a blocked duplicate (of `claim_key`) or an exit with nothing to sell."""
     store = store_of(request)
@@ -106,7 +104,7 @@ def record_skip(body: SkipIn, request: Request, principal: Caller) -> None:
     )
 
 
-@ledger_router.post("/v1/audit", status_code=status.HTTP_204_NO_CONTENT, summary="Append one audit record")
+@router.post("/audit", status_code=status.HTTP_204_NO_CONTENT, summary="Append one audit record")
 def write_audit(body: AuditIn, request: Request, principal: Caller) -> None:
     """Append one record for the caller's agent (an admin key: any agent)."""
     agent = _writer(principal, body.agent_id)
@@ -136,7 +134,7 @@ def _query(  # noqa: PLR0917 - one argument per filter of GET /v1/audit
     )  # fmt: skip
 
 
-@ledger_router.get("/v1/audit", response_model=AuditPage, summary="Read the audit log, oldest first, paged")
+@router.get("/audit", response_model=AuditPage, summary="Read the audit log, oldest first, paged")
 def read_audit(
     *,
     request: Request,
@@ -163,7 +161,7 @@ def read_audit(
     }
 
 
-@ledger_router.get("/v1/audit/count", summary="Count matching audit records")
+@router.get("/audit/count", summary="Count matching audit records")
 def count_audit(
     *,
     request: Request,
@@ -186,7 +184,7 @@ def count_audit(
 # -- positions ----------------------------------------------------------------------------------
 
 
-@ledger_router.get("/v1/positions", response_model=PositionList, summary="Open ledger positions")
+@router.get("/positions", response_model=PositionList, summary="Open ledger positions")
 def list_positions(request: Request, principal: Caller, agent_id: str | None = None) -> dict[str, Any]:
     """One agent's open positions, or (no agent) every one the caller may see, by agent and symbol."""
     store = store_of(request)
@@ -199,14 +197,14 @@ def list_positions(request: Request, principal: Caller, agent_id: str | None = N
     return {"items": [codec.position_json(p) for p in found]}
 
 
-@ledger_router.get("/v1/position", response_model=PositionOut, summary="One agent's position in one symbol")
+@router.get("/position", response_model=PositionOut, summary="One agent's position in one symbol")
 def read_position(agent_id: Agent, symbol: Symbol, request: Request, principal: Caller) -> dict[str, Any]:
     """The position (flat when nothing is held); 404 for another agent's."""
     _own(principal, agent_id)
     return codec.position_json(store_of(request).position(agent_id, symbol))
 
 
-@ledger_router.get("/v1/position/latest-turn", summary="The id of the agent's latest turn in a symbol")
+@router.get("/position/latest-turn", summary="The id of the agent's latest turn in a symbol")
 def latest_turn(
     agent_id: Agent, symbol: Symbol, request: Request, principal: Caller
 ) -> dict[str, int | None]:
@@ -215,7 +213,7 @@ def latest_turn(
     return {"turn_id": store_of(request).latest_turn_id(agent_id, symbol)}
 
 
-@ledger_router.get("/v1/position/exits-in-flight", summary="Unfilled exits the broker may not show yet")
+@router.get("/position/exits-in-flight", summary="Unfilled exits the broker may not show yet")
 def exits_in_flight(agent_id: Agent, symbol: Symbol, request: Request, principal: Caller) -> dict[str, str]:
     """The unfilled quantity of the agent's PENDING and UNKNOWN exits in the symbol."""
     _own(principal, agent_id)
@@ -223,7 +221,7 @@ def exits_in_flight(agent_id: Agent, symbol: Symbol, request: Request, principal
     return {"qty": format(qty, "f")}
 
 
-@ledger_router.post("/v1/position/corrections", summary="Correct a position read as `expect` (CAS)")
+@router.post("/position/corrections", summary="Correct a position read as `expect` (CAS)")
 def correct_position(body: CorrectionIn, request: Request, principal: Caller) -> dict[str, bool]:
     """`applied` false, and nothing changed, when the ledger moved since `expect` was read."""
     expect = codec.position_from_json(body.expect.model_dump(mode="json"))
@@ -234,9 +232,7 @@ def correct_position(body: CorrectionIn, request: Request, principal: Caller) ->
     return {"applied": applied}
 
 
-@ledger_router.post(
-    "/v1/position/close", summary="Close the open turn (a phantom), only while it is `expect`"
-)
+@router.post("/position/close", summary="Close the open turn (a phantom), only while it is `expect`")
 def close_turn(body: CloseTurnIn, request: Request, principal: Caller) -> dict[str, int | None]:
     """The id of the turn closed, or null (no open turn, or it moved since `expect`)."""
     _own(principal, body.agent_id)
@@ -247,7 +243,7 @@ def close_turn(body: CloseTurnIn, request: Request, principal: Caller) -> dict[s
     return {"turn_id": turn_id}
 
 
-@ledger_router.post("/v1/position/settle", summary="Set a position (an operator's decision on drift)")
+@router.post("/position/settle", summary="Set a position (an operator's decision on drift)")
 def settle_position(body: SettleIn, request: Request, principal: Caller) -> dict[str, str]:
     """Set the position to `qty`, audited with who and why; answer what it held before."""
     _own(principal, body.agent_id)
@@ -257,7 +253,7 @@ def settle_position(body: SettleIn, request: Request, principal: Caller) -> dict
     return {"before": format(before, "f")}
 
 
-@ledger_router.post("/v1/position/adjustments", summary="Add to a position without a claim")
+@router.post("/position/adjustments", summary="Add to a position without a claim")
 def adjust_position(body: AdjustIn, request: Request, principal: Caller) -> dict[str, int | None]:
     """Apply `delta` as a fill without a claim; answer the open turn's id after it."""
     _own(principal, body.agent_id)
@@ -270,20 +266,20 @@ def adjust_position(body: AdjustIn, request: Request, principal: Caller) -> dict
 # -- account-wide reads, narrowed to the caller ---------------------------------------------------
 
 
-@ledger_router.get("/v1/turns/cleared", response_model=PositionList, summary="Turns cleared while holding")
+@router.get("/turns/cleared", response_model=PositionList, summary="Turns cleared while holding")
 def cleared_turns(since: AwareDatetime, request: Request, principal: Caller) -> dict[str, Any]:
     """Turns closed since `since` while still holding shares (phantom clears), newest first."""
     found = store_of(request).cleared_turns(since.astimezone(UTC))
     return {"items": [codec.position_json(p) for p in found if principal.may_act_for(p.agent_id)]}
 
 
-@ledger_router.get("/v1/agents", summary="Agents that have claims")
+@router.get("/agents", summary="Agents that have claims")
 def agents(request: Request, principal: Caller) -> dict[str, list[str]]:
     """Every agent id with claims, sorted (an agent key: at most its own)."""
     return {"items": [a for a in store_of(request).agents() if principal.may_act_for(a)]}
 
 
-@ledger_router.get("/v1/symbols-in-motion", summary="Symbols with an active claim")
+@router.get("/symbols-in-motion", summary="Symbols with an active claim")
 def symbols_in_motion(
     request: Request, principal: Caller, excluding_agent: str | None = None
 ) -> dict[str, list[str]]:
@@ -299,7 +295,7 @@ def symbols_in_motion(
     return {"items": sorted(found)}
 
 
-@ledger_router.get("/v1/settings", summary="The store's settings (lease length, client_order_id prefix)")
+@router.get("/settings", summary="The store's settings (lease length, client_order_id prefix)")
 def settings(request: Request, principal: Caller) -> dict[str, Any]:
     """Every field of the store's `Settings`; a remote ledger adopts them."""
     del principal  # any valid key may read them

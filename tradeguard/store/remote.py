@@ -172,8 +172,10 @@ class RemoteClaimLedger:
             raise missing(
                 f"{doing}: the claim service {self.url} has no such record for this key ({message})"
             )
-        if resp.status_code == 404 and code in ("", codec.ErrorCode.NOT_FOUND):
+        if resp.status_code == 404 and code == codec.ErrorCode.NOT_FOUND:
             return None
+        if not code:  # not an answer of the native routes: a proxy, another service, an old version
+            raise StoreError(f"claim service {self.url} answered {resp.status_code} while {doing}: {message}")
         if resp.status_code in (401, 403):
             message = f"claim service {self.url} refused the API key while {doing}: {message}"
         codec.raise_error(code, message, answer)
