@@ -136,7 +136,12 @@ class GuardedTradingClient(TradingClient):
             inner = TradingClient(api_key, secret_key, oauth_token, paper, False, url_override)
             broker = AlpacaBroker(inner, settings=settings)
         self.gateway = OrderGateway(
-            broker, store, agent_id=agent_id, settings=settings, clock=clock, record_to=record_to,
+            broker,
+            store,
+            agent_id=agent_id,
+            settings=settings,
+            clock=clock,
+            record_to=record_to,
             api_key=store_api_key,
         )
 

@@ -26,6 +26,7 @@ from tradeguard.service import codec
 from tradeguard.service.auth import Principal
 from tradeguard.service.native_base import (
     Caller,
+    acting_for,
     not_found,
     router,
     store_of,
@@ -65,11 +66,12 @@ def _own(principal: Principal, agent_id: str, what: str = "position") -> None:
 def _writer(principal: Principal, agent_id: str) -> str:
     """The agent a record is written for: an agent key writes its own records only.
 
-    Account-wide records (`"*"`, a reconcile pass's report) from an agent key are its own.
+    Account-wide records (`"*"`, a reconcile pass's report) from an agent key are its own; a
+    record for another agent is refused (403).
     """
     if agent_id == "*" and not principal.admin:
         return principal.agent_id
-    _own(principal, agent_id, "agent")
+    acting_for(principal, agent_id)  # the caller named the agent: 403 reveals nothing
     return agent_id
 
 

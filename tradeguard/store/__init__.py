@@ -5,4 +5,11 @@ from tradeguard.store.claims import ClaimStore, new_owner_token
 from tradeguard.store.memory import MemoryClaimStore
 from tradeguard.store.remote import RemoteClaimLedger, open_ledger
 
-__all__ = ["AuditQuery", "ClaimStore", "MemoryClaimStore", "RemoteClaimLedger", "new_owner_token", "open_ledger"]
+__all__ = [
+    "AuditQuery",
+    "ClaimStore",
+    "MemoryClaimStore",
+    "RemoteClaimLedger",
+    "new_owner_token",
+    "open_ledger",
+]
