@@ -8,7 +8,9 @@ share the test's clock so lease and grace periods pass when the test says so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,22 @@ def test_the_drop_in_client_takes_a_service_url_and_its_key(
     finally:
         client.close()
     assert store.position(AGENT, "SPY").qty == 2
+
+
+def test_the_readme_remote_store_example_runs_against_the_service(
+    served: tuple[NativeService, ClaimStore],
+) -> None:
+    service, store = served
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("### Remote claim store") :]
+    example = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    namespace: dict[str, object] = {"KEY": service.key("momo")}
+    exec(
+        compile(example.replace("https://claims.internal:8787", service.base_url), "README.md", "exec"),
+        namespace,
+    )
+    gw = namespace["gw"]
+    assert isinstance(gw, OrderGateway)
+    gw.store.close()
+    (claim,) = store.list_claims(agent_id="momo")
+    assert claim.state is ClaimState.FILLED and store.position("momo", "TQQQ").qty == 10
