@@ -90,6 +90,7 @@ def _claimed(store: ClaimLedger, principal: Principal, claiming: Callable[[], An
     "/claims",
     response_model=ClaimOutcomeOut,
     status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ClaimOutcomeOut, "description": "The claim existed: returned as it is"}},
     summary="Claim a trading decision (201 created, 200 existing; safe to retry)",
 )
 def create_claim(body: ClaimIn, request: Request, response: Response, principal: Caller) -> dict[str, Any]:

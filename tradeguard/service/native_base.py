@@ -46,6 +46,13 @@ _HTTP_CODES: dict[int, str] = {
 }
 
 
+async def _has_nul(request: Request) -> bool:
+    """True when the path, the query or the JSON body carries a NUL character."""
+    if "\x00" in request.url.path or "%00" in str(request.url.query) or "\x00" in request.url.query:
+        return True
+    return b"\\u0000" in (await request.body()).lower()
+
+
 class NativeRoute(APIRoute):
     """A route whose failures answer `{"code", "message"}`, whatever handlers the app installs."""
 
@@ -54,6 +61,10 @@ class NativeRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
+            if await _has_nul(request):
+                # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the store.
+                body = {"code": ErrorCode.INVALID, "message": "NUL characters are not allowed"}
+                return JSONResponse(body, status_code=422)
             try:
                 return await handler(request)
             except (TradeguardError, ValueError) as exc:

@@ -149,7 +149,7 @@ def read_audit(
     since: AwareDatetime | None = None,
     until: AwareDatetime | None = None,
     client_order_id: str | None = None,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Return up to `limit` records with id above `after_id`; page on with `next_after_id`."""

@@ -46,6 +46,8 @@ __all__ = [
 ]
 
 DecimalText = Annotated[str, Field(pattern=r"^-?[0-9]+(\.[0-9]+)?$", max_length=40, examples=["6"])]
+# Counters and ids the database stores as 64-bit integers.
+Count = Annotated[int, Field(ge=0, le=2**62)]
 Text = Annotated[str, Field(max_length=2000)]
 Owner = Annotated[str, Field(min_length=1, max_length=128, description="the caller's lease identity")]
 
@@ -72,7 +74,7 @@ class ClaimIn(_In):
     owner: Owner
     client_order_id: Annotated[str, Field(max_length=48)] | None = None
     order_qty: DecimalText | None = None
-    turn_id: int | None = None
+    turn_id: Count | None = None
     reason: Text = ""
 
 
@@ -91,8 +93,8 @@ class VersionIn(_In):
     """The claim version the caller read: every move is a compare-and-set on it."""
 
     state: ClaimState
-    epoch: int
-    attempts: int
+    epoch: Count
+    attempts: Count
     filled_qty: DecimalText
     owner: Owner | None = Field(default=None, description="the owner the caller saw (default: stored)")
 
@@ -162,7 +164,7 @@ class PositionOut(BaseModel):
     agent_id: str
     symbol: str
     qty: DecimalText
-    turn_id: int | None
+    turn_id: Count | None
     opened_at: AwareDatetime | None
     updated_at: AwareDatetime | None = None
 
