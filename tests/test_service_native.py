@@ -7,6 +7,8 @@ must raise the same exceptions a local store does.
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -233,3 +235,49 @@ def test_open_ledger_chooses_the_store_by_url(sqlite_url: str) -> None:
     assert "secret" not in repr(
         RemoteClaimLedger("http://127.0.0.1:9", api_key="secret", settings=local.settings)
     )
+
+
+def test_nul_characters_are_refused_before_the_store(served: tuple[NativeService, ClaimStore]) -> None:
+    service, store = served
+    key = service.key("bot")
+    body = claim_body("nul") | {"reason": "a\u0000b"}
+    answer = call(service, key, "POST", "/v1/claims", json=body)
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request")
+    assert store.get(make_intent("nul").key) is None
+    query = call(service, key, "GET", "/v1/claims", params={"symbol": "Q\u0000"})
+    assert query.status_code == 422
+
+
+def test_racing_clients_through_two_services_on_one_database_create_each_claim_once(
+    pg_url: str, clock: ManualClock
+) -> None:
+    """Eight clients claim the same 40 decisions in different orders through two service
+    instances (each with its own store and connections) on one PostgreSQL: one creation each."""
+    intents = [make_intent(f"race-{i}") for i in range(40)]
+    with (
+        ClaimStore(pg_url, clock=clock) as one,
+        ClaimStore(pg_url, clock=clock) as two,
+        serve_native(one, pg_url) as first,
+        serve_native(two, pg_url) as second,
+    ):
+        key = first.key("bot")
+        created: list[tuple[str, str, bool]] = []
+        lock = threading.Lock()
+
+        def client(n: int) -> None:
+            service = (first, second)[n % 2]
+            order = intents[n:] + intents[:n]
+            with RemoteClaimLedger(service.base_url, api_key=key, settings=one.settings) as remote:
+                for intent in order:
+                    out = remote.claim(intent, make_spec(3), owner=f"w{n}")
+                    with lock:
+                        created.append((intent.key, out.claim.client_order_id, out.created))
+
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(created) == 8 * 40
+    assert Counter(k for k, _coid, made in created if made) == Counter({i.key: 1 for i in intents})
+    assert len({(k, coid) for k, coid, _made in created}) == 40
