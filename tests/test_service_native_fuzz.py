@@ -1,7 +1,8 @@
 """schemathesis against the native routes' own OpenAPI, through real HTTP: no 5xx, answers as documented.
 
 Valid and invalid requests generated from `/openapi.json` go to the routes served by uvicorn on
-loopback over a SQLite file and over PostgreSQL (which refuses NUL in text), with an agent key, an admin key, no key or a forged key. Every
+loopback over a SQLite file and over PostgreSQL (which refuses NUL in text), with an agent key,
+an admin key, no key or a forged key. Every
 answer must be below 500 and match its documented schema (errors included: `{"code",
 "message"}`), and the service must still answer afterwards.
 """
