@@ -281,3 +281,18 @@ def test_racing_clients_through_two_services_on_one_database_create_each_claim_o
     assert len(created) == 8 * 40
     assert Counter(k for k, _coid, made in created if made) == Counter({i.key: 1 for i in intents})
     assert len({(k, coid) for k, coid, _made in created}) == 40
+
+
+def test_a_sender_whose_claim_was_taken_over_is_fenced_off_by_the_service(
+    served: tuple[NativeService, ClaimStore], clock: ManualClock
+) -> None:
+    """The fence decides on the lease the sender read, not on the one stored since."""
+    service, store = served
+    with RemoteClaimLedger(service.base_url, api_key=service.key("bot")) as remote:
+        frozen = remote.claim(make_intent("frozen"), make_spec(), owner="w1").claim
+        assert remote.fence_before_send(frozen) is frozen  # fresh lease: nothing written
+        clock.advance(store.settings.lease_secs + 1)
+        taken = remote.take_over(frozen, "w2")
+        assert taken.state is ClaimState.UNKNOWN and taken.epoch == 2
+        with pytest.raises(LeaseLost):
+            remote.fence_before_send(frozen)  # the frozen sender wakes up: it must not send

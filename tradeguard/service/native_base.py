@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from datetime import UTC
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -125,6 +126,11 @@ def as_seen(stored: Claim, expect: VersionIn) -> Claim:
         attempts=expect.attempts,
         filled_qty=Decimal(expect.filled_qty),
         owner=stored.owner if expect.owner is None else expect.owner,
+        lease_expires_at=(
+            stored.lease_expires_at
+            if expect.lease_expires_at is None
+            else expect.lease_expires_at.astimezone(UTC)
+        ),
     )
 
 

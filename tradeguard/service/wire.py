@@ -97,6 +97,9 @@ class VersionIn(_In):
     attempts: Count
     filled_qty: DecimalText
     owner: Owner | None = Field(default=None, description="the owner the caller saw (default: stored)")
+    lease_expires_at: AwareDatetime | None = Field(
+        default=None, description="the lease the caller saw (default: stored); the fence decides on it"
+    )
 
 
 class TransitionIn(_In):

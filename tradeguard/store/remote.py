@@ -58,6 +58,7 @@ def _version(claim: Claim) -> dict[str, Any]:
     return {
         "state": claim.state.value, "epoch": claim.epoch, "attempts": claim.attempts,
         "filled_qty": codec.num(claim.filled_qty), "owner": claim.owner,
+        "lease_expires_at": codec.ts(claim.lease_expires_at),
     }  # fmt: skip
 
 
