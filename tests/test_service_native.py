@@ -264,20 +264,26 @@ def test_racing_clients_through_two_services_on_one_database_create_each_claim_o
         created: list[tuple[str, str, bool]] = []
         lock = threading.Lock()
 
+        failures: list[BaseException] = []
+
         def client(n: int) -> None:
             service = (first, second)[n % 2]
             order = intents[n:] + intents[:n]
-            with RemoteClaimLedger(service.base_url, api_key=key, settings=one.settings) as remote:
-                for intent in order:
-                    out = remote.claim(intent, make_spec(3), owner=f"w{n}")
-                    with lock:
-                        created.append((intent.key, out.claim.client_order_id, out.created))
+            try:
+                with RemoteClaimLedger(service.base_url, api_key=key, settings=one.settings) as remote:
+                    for intent in order:
+                        out = remote.claim(intent, make_spec(3), owner=f"w{n}")
+                        with lock:
+                            created.append((intent.key, out.claim.client_order_id, out.created))
+            except Exception as exc:  # reported below: a thread's exception is otherwise lost
+                failures.append(exc)
 
         threads = [threading.Thread(target=client, args=(n,)) for n in range(8)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+    assert failures == []
     assert len(created) == 8 * 40
     assert Counter(k for k, _coid, made in created if made) == Counter({i.key: 1 for i in intents})
     assert len({(k, coid) for k, coid, _made in created}) == 40
