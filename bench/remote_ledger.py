@@ -58,7 +58,7 @@ def main() -> int:
         with ClaimStore(url) as store:
             cycles(store, "in-process", args.claims)
             with serve_native(store, url) as service:
-                key = service.key("bench-remote")
+                key = service.key("remote")
                 with RemoteClaimLedger(service.base_url, api_key=key) as remote:
                     cycles(remote, "remote", args.claims)
     return 0
