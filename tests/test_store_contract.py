@@ -24,9 +24,9 @@ from tradeguard.domain.intents import Kind, OrderSpec
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState
 from tradeguard.errors import ClaimInProgress, IllegalTransition, IntentMismatch, LeaseLost, StoreError
 from tradeguard.ports import ClaimLedger
-from tradeguard.store import AuditQuery, ClaimStore
+from tradeguard.store import AuditQuery, ClaimStore, RemoteClaimLedger
 
-Store = ClaimStore | MemoryClaimStore
+Store = ClaimStore | MemoryClaimStore | RemoteClaimLedger
 
 
 @pytest.fixture
@@ -34,17 +34,41 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "memory"])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        "memory",
+        "remote-sqlite",
+        pytest.param("remote-postgresql", marks=pytest.mark.postgres),
+    ]
+)
 def ledger(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Store]:
-    """Every contract test runs on a SQLite file, on real PostgreSQL and in memory."""
+    """Every contract test runs on a SQLite file, on real PostgreSQL, in memory, and through the
+    claim service over real HTTP (`RemoteClaimLedger` against the native routes, served by
+    uvicorn on loopback over a SQLite file and over PostgreSQL, on the test's clock)."""
     store: Store
     if request.param == "memory":
         store = MemoryClaimStore(clock=clock)
+    elif request.param.startswith("remote-"):
+        yield from _remote(request, clock)
+        return
     else:
         url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
         store = ClaimStore(url, clock=clock)
     with store:
         yield store
+
+
+def _remote(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[Store]:
+    """A remote ledger with an admin key (the contract is account-wide) on a served ClaimStore."""
+    from tests.native_kit import serve_native
+
+    url = request.getfixturevalue("sqlite_url" if request.param == "remote-sqlite" else "pg_url")
+    with ClaimStore(url, clock=clock) as served, serve_native(served, url) as service:
+        key = service.key("ops", admin=True)
+        with RemoteClaimLedger(service.base_url, api_key=key, clock=clock) as remote:
+            yield remote
 
 
 def claim(store: Store, name: str, qty: int = 5, **fields: Any) -> Claim:

@@ -24,7 +24,7 @@ from decimal import Decimal
 
 from tradeguard import crashpoints
 from tradeguard.amend import OrderAmendments
-from tradeguard.clock import Clock, SystemClock
+from tradeguard.clock import Clock
 from tradeguard.config import Settings
 from tradeguard.domain import Claim, LedgerPosition, PositionIntent, Side
 from tradeguard.domain.claims import same_order
@@ -37,7 +37,7 @@ from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, open_recorder
-from tradeguard.store import ClaimStore, new_owner_token
+from tradeguard.store import new_owner_token, open_ledger
 from tradeguard.windows import ContentWindows
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
@@ -50,8 +50,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
 
     Args:
         broker: The broker port (AlpacaBroker, PaperBroker, or a FaultyBroker around either).
-        store: The claim ledger (a ClaimStore or MemoryClaimStore), or a SQLAlchemy URL to open
-            a ClaimStore.
+        store: The claim ledger (a ClaimStore or MemoryClaimStore), a SQLAlchemy URL to open
+            a ClaimStore, or a claim service URL (``https://host:8787``) for a RemoteClaimLedger.
         agent_id: The bot's stable name; claims, ledger and audit are kept per agent.
         settings: Timeouts, grace periods, intervals.
         clock: Time source; tests and replays pass a ManualClock.
@@ -59,6 +59,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         reconcile_on_start: Run one reconcile pass for this agent before the first order.
         record_to: Record what this gateway sees as a session file (a path, a text stream or a
             `Recorder`); recording never blocks or fails an order (`tradeguard.sessions`).
+        api_key: The claim service's API key, when `store` is a service URL.
     """
 
     def __init__(
@@ -72,12 +73,13 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         owner: str | None = None,
         reconcile_on_start: bool = True,
         record_to: RecordTarget = None,
+        api_key: str | None = None,
     ) -> None:
-        self.settings = settings or (Settings() if isinstance(store, str) else store.settings)
-        self.clock: Clock = clock or (SystemClock() if isinstance(store, str) else store.clock)
-        self.store: ClaimLedger = (
-            ClaimStore(store, settings=self.settings, clock=self.clock) if isinstance(store, str) else store
-        )
+        if isinstance(store, str):  # a database URL (ClaimStore) or a claim service (RemoteClaimLedger)
+            store = open_ledger(store, settings=settings, clock=clock, api_key=api_key)
+        self.settings = settings or store.settings
+        self.clock: Clock = clock or store.clock
+        self.store: ClaimLedger = store
         check_agent_id(agent_id)
         audit = self.store.audit
         self.recorder = open_recorder(

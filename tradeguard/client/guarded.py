@@ -86,8 +86,8 @@ class GuardedTradingClient(TradingClient):
         paper: As for `TradingClient`.
         raw_data: As for `TradingClient`: order calls then return Alpaca's JSON dicts.
         url_override: As for `TradingClient` (e.g. the tradeguard paper server).
-        store: A claim ledger (ClaimStore, MemoryClaimStore) or SQLAlchemy URL for the claims
-            (default ``sqlite:///tradeguard.db``).
+        store: A claim ledger (ClaimStore, MemoryClaimStore), a SQLAlchemy URL for the claims
+            (default ``sqlite:///tradeguard.db``) or a claim service URL (with `store_api_key`).
         agent_id: The bot's stable name.
         dedup_window_secs: Orders without a client_order_id and with identical content within
             this many seconds are one decision.
@@ -98,6 +98,8 @@ class GuardedTradingClient(TradingClient):
             `agent_id`, `dedup_window_secs`, `settings`, `clock`, `broker` and `record_to` are
             then its own.
         record_to: Record what the guard sees as a session file (see `OrderGateway`).
+        store_api_key: The claim service's API key when `store` is a service URL
+            (``https://host:8787``); `api_key` stays alpaca-py's.
     """
 
     def __init__(  # noqa: PLR0917 - the same positional arguments as alpaca-py's TradingClient
@@ -117,6 +119,7 @@ class GuardedTradingClient(TradingClient):
         broker: Broker | None = None,
         gateway: OrderGateway | None = None,
         record_to: RecordTarget = None,
+        store_api_key: str | None = None,
     ) -> None:
         super().__init__(api_key, secret_key, oauth_token, paper, raw_data, url_override)
         if gateway is not None:
@@ -133,7 +136,13 @@ class GuardedTradingClient(TradingClient):
             inner = TradingClient(api_key, secret_key, oauth_token, paper, False, url_override)
             broker = AlpacaBroker(inner, settings=settings)
         self.gateway = OrderGateway(
-            broker, store, agent_id=agent_id, settings=settings, clock=clock, record_to=record_to
+            broker,
+            store,
+            agent_id=agent_id,
+            settings=settings,
+            clock=clock,
+            record_to=record_to,
+            api_key=store_api_key,
         )
 
     def close(self) -> None:

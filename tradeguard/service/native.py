@@ -1,0 +1,251 @@
+"""The native `/v1` claim routes: trading decisions claimed, moved and read over HTTP.
+
+Every route needs a key (`current_principal`) and works on the app's store
+(`request.app.state.store`). An agent key acts only for its own agent: another agent's claim
+answers 404 exactly as a missing one does (so its existence never shows), and claiming for
+another agent answers 403 (the request names the agent, so nothing is revealed). An admin key
+acts for every agent.
+
+Every move is a compare-and-set on the claim version the caller read (`expect`: state, epoch,
+attempts, filled_qty), which the route lays over the stored claim before handing it to the
+store: the claim's identity (agent, symbol, side) always comes from the store, never from the
+request, so no body can steer a fill into another agent's ledger. Errors answer one body
+`{"code", "message"}` (`codec.ErrorCode`), one code per library exception. The ledger, audit and
+settings routes live in `native_ledger`; `router` holds both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import Query, Request, Response, status
+from pydantic import AwareDatetime
+
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.errors import ConfigError, StoreError
+from tradeguard.ports import ClaimLedger
+from tradeguard.service import (
+    codec,
+    native_ledger,  # noqa: F401 - registers the ledger and audit routes
+)
+from tradeguard.service.auth import Principal
+from tradeguard.service.native_base import (
+    Caller,
+    acting_for,
+    as_seen,
+    not_found,
+    router,
+    store_of,
+    visible_claim,
+)
+from tradeguard.service.wire import (
+    ClaimIn,
+    ClaimList,
+    ClaimOut,
+    ClaimOutcomeOut,
+    ExitIn,
+    ExitOut,
+    FenceOut,
+    IntentIn,
+    LeaseIn,
+    ResendExitIn,
+    ResendOut,
+    TransitionIn,
+    VersionIn,
+)
+
+__all__ = ["router"]
+
+
+def _intent(body: IntentIn, principal: Principal) -> Intent:
+    acting_for(principal, body.agent_id)
+    return codec.intent_from_json(body.model_dump(mode="json"))
+
+
+def _spec(order: dict[str, Any]) -> OrderSpec:
+    try:
+        return codec.spec_from_json(order)
+    except (ValueError, ArithmeticError, TypeError) as exc:
+        raise ConfigError(f"order is not an order spec: {exc}") from exc
+
+
+def _claimed(store: ClaimLedger, principal: Principal, claiming: Callable[[], Any]) -> Any:
+    """Run a claim; a reused client_order_id never names another agent's claim to an agent key."""
+    try:
+        return claiming()
+    except StoreError as exc:
+        if exc.__cause__ is not None or principal.admin:
+            raise
+        raise StoreError("client_order_id is already in use by another claim") from None
+
+
+# -- claiming -----------------------------------------------------------------------------------
+
+
+@router.post(
+    "/claims",
+    response_model=ClaimOutcomeOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ClaimOutcomeOut, "description": "The claim existed: returned as it is"}},
+    summary="Claim a trading decision (201 created, 200 existing; safe to retry)",
+)
+def create_claim(body: ClaimIn, request: Request, response: Response, principal: Caller) -> dict[str, Any]:
+    """Record the intent as PENDING unless its key exists; return the claim either way."""
+    store = store_of(request)
+    intent, spec = _intent(body.intent, principal), _spec(body.order)
+    outcome = _claimed(
+        store,
+        principal,
+        lambda: store.claim(
+            intent,
+            spec,
+            owner=body.owner,
+            client_order_id=body.client_order_id,
+            order_qty=codec.dec(body.order_qty),
+            turn_id=body.turn_id,
+            reason=body.reason,
+        ),
+    )
+    if not outcome.created:
+        response.status_code = status.HTTP_200_OK
+    return codec.outcome_json(outcome)
+
+
+@router.post(
+    "/exits", response_model=ExitOut, summary="Size an exit and claim it in one atomic step (safe to retry)"
+)
+def create_exit(body: ExitIn, request: Request, principal: Caller) -> dict[str, Any]:
+    """Claim an exit sized from the ledger and the broker's available quantity (G3)."""
+    store = store_of(request)
+    intent, spec = _intent(body.intent, principal), _spec(body.order)
+    outcome, room = _claimed(
+        store,
+        principal,
+        lambda: store.claim_exit(
+            intent,
+            spec,
+            owner=body.owner,
+            broker_available=Decimal(body.broker_available),
+            reason=body.reason,
+            client_order_id=body.client_order_id,
+        ),
+    )
+    return {
+        "outcome": None if outcome is None else codec.outcome_json(outcome),
+        "room": None if room is None else codec.room_json(room),
+    }
+
+
+# -- reading claims -----------------------------------------------------------------------------
+
+
+@router.get("/claims", response_model=ClaimList, summary="List claims, oldest first")
+def list_claims(
+    *,
+    request: Request,
+    principal: Caller,
+    state: Annotated[list[ClaimState] | None, Query()] = None,
+    agent_id: str | None = None,
+    symbol: str | None = None,
+    kind: Kind | None = None,
+    updated_before: AwareDatetime | None = None,
+    updated_since: AwareDatetime | None = None,
+    limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+) -> dict[str, Any]:
+    """Return claims matching every filter; an agent key sees only its own agent's."""
+    if not principal.admin:
+        if agent_id is not None and agent_id != principal.agent_id:
+            return {"items": []}  # as if that agent had no claims: nothing to detect
+        agent_id = principal.agent_id
+    found = store_of(request).list_claims(
+        states=state, agent_id=agent_id, symbol=symbol, kind=kind,
+        updated_before=updated_before and updated_before.astimezone(UTC),
+        updated_since=updated_since and updated_since.astimezone(UTC), limit=limit,
+    )  # fmt: skip
+    return {"items": [codec.claim_json(c) for c in found]}
+
+
+@router.get("/claims/{key}", response_model=ClaimOut, summary="Read one claim by its key")
+def read_claim(key: str, request: Request, principal: Caller) -> dict[str, Any]:
+    """Return the claim, or 404 (missing or another agent's)."""
+    return codec.claim_json(visible_claim(store_of(request), principal, key))
+
+
+@router.get(
+    "/claims/by-client-order-id/{client_order_id}",
+    response_model=ClaimOut,
+    summary="Read the claim that owns a client_order_id",
+)
+def read_claim_by_coid(client_order_id: str, request: Request, principal: Caller) -> dict[str, Any]:
+    """Return the claim, or 404 (missing or another agent's)."""
+    found = store_of(request).get_by_client_order_id(client_order_id)  # type: ignore[attr-defined]
+    if found is None or not principal.may_act_for(found.agent_id):
+        raise not_found()
+    return codec.claim_json(found)
+
+
+# -- moving claims ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/claims/{key}/transitions",
+    response_model=ClaimOut,
+    summary="Move a claim (compare-and-set on its version); NOT safe to retry blindly",
+)
+def transition_claim(key: str, body: TransitionIn, request: Request, principal: Caller) -> dict[str, Any]:
+    """Apply one checked transition; 409 `lease_lost` when the claim moved since `expect`."""
+    store = store_of(request)
+    seen = as_seen(visible_claim(store, principal, key), body.expect)
+    moved = store.transition(
+        seen, body.to, reason=body.reason, broker_order_id=body.broker_order_id,
+        filled_qty=codec.dec(body.filled_qty), filled_avg_price=codec.dec(body.filled_avg_price),
+        order_qty=codec.dec(body.order_qty), owner=body.owner, detail=body.detail,
+        reject_kind=body.reject_kind, payload=body.payload,
+    )  # fmt: skip
+    return codec.claim_json(moved)
+
+
+@router.post(
+    "/claims/{key}/takeover", response_model=ClaimOut, summary="Take over a claim whose lease lapsed"
+)
+def take_over_claim(key: str, body: LeaseIn, request: Request, principal: Caller) -> dict[str, Any]:
+    """Raise the epoch and become the owner; 409 `claim_in_progress` while the lease is live."""
+    store = store_of(request)
+    return codec.claim_json(
+        store.take_over(as_seen(visible_claim(store, principal, key), body.expect), body.owner)
+    )
+
+
+@router.post("/claims/{key}/fence", response_model=FenceOut, summary="Make sure a lease outlasts one send")
+def fence_claim(key: str, body: VersionIn, request: Request, principal: Caller) -> dict[str, Any]:
+    """Renew the lease if it is nearly out (`renewed`); 409 `lease_lost`: do not send."""
+    store = store_of(request)
+    seen = as_seen(visible_claim(store, principal, key), body)
+    fenced = store.fence_before_send(seen)
+    return {"claim": codec.claim_json(fenced), "renewed": fenced is not seen}
+
+
+@router.post(
+    "/claims/{key}/lease", response_model=ClaimOut, summary="Renew this owner's lease on a PENDING claim"
+)
+def renew_claim_lease(key: str, body: LeaseIn, request: Request, principal: Caller) -> dict[str, Any]:
+    """Renew the lease and raise the epoch; 409 `lease_lost` when the claim is not this owner's."""
+    store = store_of(request)
+    seen = as_seen(visible_claim(store, principal, key), body.expect)
+    return codec.claim_json(store.renew_lease(seen, body.owner))  # type: ignore[attr-defined]
+
+
+@router.post("/claims/{key}/exit-resend", response_model=ResendOut, summary="Re-size and resend an exit")
+def resend_exit(key: str, body: ResendExitIn, request: Request, principal: Caller) -> dict[str, Any]:
+    """Move an exit that placed nothing back to PENDING, re-sized; `claim` null: nothing to sell."""
+    store = store_of(request)
+    seen = as_seen(visible_claim(store, principal, key), body.expect)
+    claim, room = store.resend_exit(
+        seen, owner=body.owner, broker_available=Decimal(body.broker_available), reason=body.reason,
+        detail=body.detail,
+    )  # fmt: skip
+    return {"claim": None if claim is None else codec.claim_json(claim), "room": codec.room_json(room)}

@@ -1,0 +1,138 @@
+"""What every native `/v1` route shares: the error-answering route class and the visibility rules.
+
+An agent key acts only for its own agent: another agent's record answers 404 exactly as a missing
+one does (`not_found`, `visible_claim`), and a request that names another agent answers 403
+(`acting_for`): the caller named the agent, so the answer reveals nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
+from datetime import UTC
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from tradeguard.domain.claims import Claim
+from tradeguard.errors import TradeguardError
+from tradeguard.ports import ClaimLedger
+from tradeguard.service import codec
+from tradeguard.service.auth import Principal, current_principal
+from tradeguard.service.codec import ErrorCode
+from tradeguard.service.wire import ErrorOut, VersionIn
+
+__all__ = [
+    "ERROR_RESPONSES",
+    "router",
+    "NativeRoute",
+    "acting_for",
+    "as_seen",
+    "not_found",
+    "store_of",
+    "visible_claim",
+]
+
+Caller = Annotated[Principal, Depends(current_principal)]
+"""A route parameter: the caller, from its API key (401 without a usable one)."""
+
+_HTTP_CODES: dict[int, str] = {
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+}
+
+
+async def _has_nul(request: Request) -> bool:
+    """True when the path, the query or the JSON body carries a NUL character."""
+    if "\x00" in request.url.path or "%00" in str(request.url.query) or "\x00" in request.url.query:
+        return True
+    return b"\\u0000" in (await request.body()).lower()
+
+
+class NativeRoute(APIRoute):
+    """A route whose failures answer `{"code", "message"}`, whatever handlers the app installs."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap the handler: library errors, HTTP errors and validation errors become error bodies."""
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            if await _has_nul(request):
+                # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the store.
+                body = {"code": ErrorCode.INVALID, "message": "NUL characters are not allowed"}
+                return JSONResponse(body, status_code=422)
+            try:
+                return await handler(request)
+            except (TradeguardError, ValueError) as exc:
+                code, body = codec.error_body(exc)
+                return JSONResponse(body, status_code=code)
+            except HTTPException as exc:
+                fallback = ErrorCode.STORE_UNAVAILABLE if exc.status_code >= 500 else ErrorCode.INVALID
+                name = _HTTP_CODES.get(exc.status_code, fallback)
+                body = {"code": name, "message": str(exc.detail)}
+                return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+            except RequestValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+                )
+                return JSONResponse({"code": ErrorCode.INVALID, "message": problems}, status_code=422)
+
+        return answer
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422, 503)
+}
+
+
+def store_of(request: Request) -> ClaimLedger:
+    """Return the app's claim store (`app.state.store`)."""
+    store: ClaimLedger = request.app.state.store
+    return store
+
+
+def not_found(what: str = "claim") -> HTTPException:
+    """The one 404 for a missing record and for another agent's."""
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{what} not found")
+
+
+def acting_for(principal: Principal, agent_id: str) -> None:
+    """Raise 403 unless the caller may act for `agent_id` (a request that names the agent itself)."""
+    if not principal.may_act_for(agent_id):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, detail=f"this key acts for agent {principal.agent_id} only"
+        )
+
+
+def visible_claim(store: ClaimLedger, principal: Principal, key: str) -> Claim:
+    """Return the stored claim, or 404 when it is missing or another agent's."""
+    found = store.get(key)
+    if found is None or not principal.may_act_for(found.agent_id):
+        raise not_found()
+    return found
+
+
+def as_seen(stored: Claim, expect: VersionIn) -> Claim:
+    """The snapshot the caller read: the stored claim at the version the caller names."""
+    return replace(
+        stored,
+        state=expect.state,
+        epoch=expect.epoch,
+        attempts=expect.attempts,
+        filled_qty=Decimal(expect.filled_qty),
+        owner=stored.owner if expect.owner is None else expect.owner,
+        lease_expires_at=(
+            stored.lease_expires_at
+            if expect.lease_expires_at is None
+            else expect.lease_expires_at.astimezone(UTC)
+        ),
+    )
+
+
+router = APIRouter(prefix="/v1", tags=["native"], route_class=NativeRoute, responses=ERROR_RESPONSES)
+"""The one router of the native routes: `native` (claims) and `native_ledger` (the rest) add to it."""

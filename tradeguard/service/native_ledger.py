@@ -1,0 +1,304 @@
+"""The native `/v1` routes of the ledger, the audit log, dedup windows and the store's settings.
+
+With the claim routes of `native` they cover the whole `ClaimLedger` port, so
+`RemoteClaimLedger` can stand in for a `ClaimStore`. An agent key reads and writes only its own
+agent's positions and records (another agent's answer 404, as missing ones do); account-wide
+reads (`all_positions`, `agents`, `cleared_turns`, `symbols_in_motion`) are narrowed to the
+caller's agent, so a one-agent key learns nothing about other agents. A gateway that must
+reconcile a broker account shared by several agents therefore needs an admin key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from datetime import UTC
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import Query, Request, status
+from pydantic import AwareDatetime
+
+from tradeguard.domain.audit import AuditAction
+from tradeguard.domain.lifecycle import ACTIVE_STATES
+from tradeguard.errors import ConfigError
+from tradeguard.service import codec
+from tradeguard.service.auth import Principal
+from tradeguard.service.native_base import (
+    Caller,
+    acting_for,
+    not_found,
+    router,
+    store_of,
+    visible_claim,
+)
+from tradeguard.service.wire import (
+    AdjustIn,
+    AuditIn,
+    AuditPage,
+    CloseTurnIn,
+    CorrectionIn,
+    PositionList,
+    PositionOut,
+    SettleIn,
+    SkipIn,
+    WindowIn,
+)
+from tradeguard.store.audit import AuditQuery
+
+__all__: list[str] = []  # routes only: they register on `native_base.router`
+
+
+# The columns an audit record may carry besides agent, action and reason.
+_AUDIT_FIELDS = frozenset(
+    {"kind", "symbol", "side", "qty", "state", "prev_state", "client_order_id", "claim_key", "detail"}
+)
+Agent = Annotated[str, Query(max_length=64)]
+Symbol = Annotated[str, Query(max_length=32)]
+
+
+def _own(principal: Principal, agent_id: str, what: str = "position") -> None:
+    """404 for a record of another agent, as for a missing one."""
+    if not principal.may_act_for(agent_id):
+        raise not_found(what)
+
+
+def _writer(principal: Principal, agent_id: str) -> str:
+    """The agent a record is written for: an agent key writes its own records only.
+
+    Account-wide records (`"*"`, a reconcile pass's report) from an agent key are its own; a
+    record for another agent is refused (403).
+    """
+    if agent_id == "*" and not principal.admin:
+        return principal.agent_id
+    acting_for(principal, agent_id)  # the caller named the agent: 403 reveals nothing
+    return agent_id
+
+
+def _fields(fields: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - _AUDIT_FIELDS
+    if unknown:
+        raise ConfigError(f"audit fields {sorted(unknown)} are not columns of the audit log")
+    return fields
+
+
+# -- dedup windows, skips and audit records ------------------------------------------------------
+
+
+@router.post("/windows", summary="Open a dedup window or learn which claim holds it")
+def claim_window(body: WindowIn, request: Request, principal: Caller) -> dict[str, str]:
+    """Return `claim_key` when this call opened the window, else the holder's claim key.
+
+    Windows are scoped to the caller's agent, so no key can hold (or probe) another agent's window.
+    """
+    scoped = hashlib.sha256(f"{principal.agent_id}|{body.content_key}".encode()).hexdigest()
+    holder = store_of(request).claim_window(scoped, window_secs=body.window_secs, claim_key=body.claim_key)
+    return {"claim_key": holder}
+
+
+@router.post("/skips", status_code=status.HTTP_204_NO_CONTENT, summary="Audit a blocked duplicate")
+def record_skip(body: SkipIn, request: Request, principal: Caller) -> None:
+    """Audit a blocked duplicate (of `claim_key`) or an exit with nothing to sell."""
+    store = store_of(request)
+    claim = None if body.claim_key is None else visible_claim(store, principal, body.claim_key)
+    store.record_skip(
+        claim, agent_id=_writer(principal, body.agent_id), reason=body.reason, **_fields(body.fields)
+    )
+
+
+@router.post("/audit", status_code=status.HTTP_204_NO_CONTENT, summary="Append one audit record")
+def write_audit(body: AuditIn, request: Request, principal: Caller) -> None:
+    """Append one record for the caller's agent (an admin key: any agent)."""
+    agent = _writer(principal, body.agent_id)
+    store_of(request).audit(body.action, agent_id=agent, reason=body.reason, **_fields(body.fields))
+
+
+def _query(  # noqa: PLR0917 - one argument per filter of GET /v1/audit
+    principal: Principal,
+    agent_id: str | None,
+    action: list[AuditAction] | None,
+    kind: str | None,
+    state: str | None,
+    symbol: str | None,
+    since: AwareDatetime | None,
+    until: AwareDatetime | None,
+    client_order_id: str | None,
+) -> AuditQuery | None:
+    """The query an audit read runs; None when an agent key asks for another agent (no records)."""
+    if not principal.admin:
+        if agent_id is not None and agent_id != principal.agent_id:
+            return None
+        agent_id = principal.agent_id
+    return AuditQuery(
+        agent_id=agent_id, actions=tuple(a.value for a in action or ()), kind=kind, state=state,
+        symbol=symbol, since=since and since.astimezone(UTC), until=until and until.astimezone(UTC),
+        client_order_id=client_order_id,
+    )  # fmt: skip
+
+
+@router.get("/audit", response_model=AuditPage, summary="Read the audit log, oldest first, paged")
+def read_audit(
+    *,
+    request: Request,
+    principal: Caller,
+    agent_id: str | None = None,
+    action: Annotated[list[AuditAction] | None, Query()] = None,
+    kind: str | None = None,
+    state: str | None = None,
+    symbol: str | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    client_order_id: str | None = None,
+    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Return up to `limit` records with id above `after_id`; page on with `next_after_id`."""
+    query = _query(principal, agent_id, action, kind, state, symbol, since, until, client_order_id)
+    if query is None:
+        return {"items": [], "next_after_id": None}
+    page = store_of(request).audit_page(query, after_id=after_id, limit=limit)  # type: ignore[attr-defined]
+    return {
+        "items": [codec.record_json(r) for r in page],
+        "next_after_id": page[-1].id if len(page) == limit else None,
+    }
+
+
+@router.get("/audit/count", summary="Count matching audit records")
+def count_audit(
+    *,
+    request: Request,
+    principal: Caller,
+    agent_id: str | None = None,
+    action: Annotated[list[AuditAction] | None, Query()] = None,
+    kind: str | None = None,
+    state: str | None = None,
+    symbol: str | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    client_order_id: str | None = None,
+) -> dict[str, int]:
+    """Return how many records match the filters of `GET /v1/audit`."""
+    query = _query(principal, agent_id, action, kind, state, symbol, since, until, client_order_id)
+    count = 0 if query is None else store_of(request).audit_count(query)  # type: ignore[attr-defined]
+    return {"count": int(count)}
+
+
+# -- positions ----------------------------------------------------------------------------------
+
+
+@router.get("/positions", response_model=PositionList, summary="Open ledger positions")
+def list_positions(request: Request, principal: Caller, agent_id: str | None = None) -> dict[str, Any]:
+    """One agent's open positions, or (no agent) every one the caller may see, by agent and symbol."""
+    store = store_of(request)
+    if agent_id is None and principal.admin:
+        found = store.all_positions()
+    else:
+        agent = agent_id or principal.agent_id
+        _own(principal, agent)
+        found = store.positions(agent)
+    return {"items": [codec.position_json(p) for p in found]}
+
+
+@router.get("/position", response_model=PositionOut, summary="One agent's position in one symbol")
+def read_position(agent_id: Agent, symbol: Symbol, request: Request, principal: Caller) -> dict[str, Any]:
+    """The position (flat when nothing is held); 404 for another agent's."""
+    _own(principal, agent_id)
+    return codec.position_json(store_of(request).position(agent_id, symbol))
+
+
+@router.get("/position/latest-turn", summary="The id of the agent's latest turn in a symbol")
+def latest_turn(
+    agent_id: Agent, symbol: Symbol, request: Request, principal: Caller
+) -> dict[str, int | None]:
+    """The most recent turn, open or closed; null when the agent never held the symbol."""
+    _own(principal, agent_id)
+    return {"turn_id": store_of(request).latest_turn_id(agent_id, symbol)}
+
+
+@router.get("/position/exits-in-flight", summary="Unfilled exits the broker may not show yet")
+def exits_in_flight(agent_id: Agent, symbol: Symbol, request: Request, principal: Caller) -> dict[str, str]:
+    """The unfilled quantity of the agent's PENDING and UNKNOWN exits in the symbol."""
+    _own(principal, agent_id)
+    qty = store_of(request).exits_in_flight(agent_id, symbol)  # type: ignore[attr-defined]
+    return {"qty": format(qty, "f")}
+
+
+@router.post("/position/corrections", summary="Correct a position read as `expect` (CAS)")
+def correct_position(body: CorrectionIn, request: Request, principal: Caller) -> dict[str, bool]:
+    """`applied` false, and nothing changed, when the ledger moved since `expect` was read."""
+    expect = codec.position_from_json(body.expect.model_dump(mode="json"))
+    _own(principal, expect.agent_id)
+    applied = store_of(request).correct_position(
+        expect, Decimal(body.delta), reason=body.reason, detail=body.detail
+    )
+    return {"applied": applied}
+
+
+@router.post("/position/close", summary="Close the open turn (a phantom), only while it is `expect`")
+def close_turn(body: CloseTurnIn, request: Request, principal: Caller) -> dict[str, int | None]:
+    """The id of the turn closed, or null (no open turn, or it moved since `expect`)."""
+    _own(principal, body.agent_id)
+    expect = None if body.expect is None else codec.position_from_json(body.expect.model_dump(mode="json"))
+    turn_id = store_of(request).close_turn(
+        body.agent_id, body.symbol, reason=body.reason, detail=body.detail, expect=expect
+    )
+    return {"turn_id": turn_id}
+
+
+@router.post("/position/settle", summary="Set a position (an operator's decision on drift)")
+def settle_position(body: SettleIn, request: Request, principal: Caller) -> dict[str, str]:
+    """Set the position to `qty`, audited with who and why; answer what it held before."""
+    _own(principal, body.agent_id)
+    before = store_of(request).settle_position(  # type: ignore[attr-defined]
+        body.agent_id, body.symbol, Decimal(body.qty), reason=body.reason, actor=body.actor
+    )
+    return {"before": format(before, "f")}
+
+
+@router.post("/position/adjustments", summary="Add to a position without a claim")
+def adjust_position(body: AdjustIn, request: Request, principal: Caller) -> dict[str, int | None]:
+    """Apply `delta` as a fill without a claim; answer the open turn's id after it."""
+    _own(principal, body.agent_id)
+    turn_id = store_of(request).adjust_position(  # type: ignore[attr-defined]
+        body.agent_id, body.symbol, Decimal(body.delta), reason=body.reason
+    )
+    return {"turn_id": turn_id}
+
+
+# -- account-wide reads, narrowed to the caller ---------------------------------------------------
+
+
+@router.get("/turns/cleared", response_model=PositionList, summary="Turns cleared while holding")
+def cleared_turns(since: AwareDatetime, request: Request, principal: Caller) -> dict[str, Any]:
+    """Turns closed since `since` while still holding shares (phantom clears), newest first."""
+    found = store_of(request).cleared_turns(since.astimezone(UTC))
+    return {"items": [codec.position_json(p) for p in found if principal.may_act_for(p.agent_id)]}
+
+
+@router.get("/agents", summary="Agents that have claims")
+def agents(request: Request, principal: Caller) -> dict[str, list[str]]:
+    """Every agent id with claims, sorted (an agent key: at most its own)."""
+    return {"items": [a for a in store_of(request).agents() if principal.may_act_for(a)]}
+
+
+@router.get("/symbols-in-motion", summary="Symbols with an active claim")
+def symbols_in_motion(
+    request: Request, principal: Caller, excluding_agent: str | None = None
+) -> dict[str, list[str]]:
+    """Symbols with a PENDING, SUBMITTED, PARTIALLY_FILLED or UNKNOWN claim, leaving out one agent's."""
+    store = store_of(request)
+    if principal.admin:
+        found = store.symbols_in_motion(excluding_agent=excluding_agent)
+    elif excluding_agent == principal.agent_id:
+        found = set()  # only its own claims are visible, and those are left out
+    else:
+        active = store.list_claims(states=sorted(ACTIVE_STATES), agent_id=principal.agent_id)
+        found = {c.symbol for c in active}
+    return {"items": sorted(found)}
+
+
+@router.get("/settings", summary="The store's settings (lease length, client_order_id prefix)")
+def settings(request: Request, principal: Caller) -> dict[str, Any]:
+    """Every field of the store's `Settings`; a remote ledger adopts them."""
+    del principal  # any valid key may read them
+    return dataclasses.asdict(store_of(request).settings)

@@ -1,0 +1,397 @@
+"""`RemoteClaimLedger`: the `ClaimLedger` port over HTTP, against `tradeguard serve`'s `/v1` routes.
+
+Every call is one request with explicit connect and read timeouts and no hidden retry. The
+service keeps the claims in its own `ClaimStore` (SQLite or PostgreSQL), so the guarantees are
+the store's: insert-if-absent by key, compare-and-set moves, atomic exit sizing. What this module
+adds is failing closed (G5): a request that cannot be sent, times out, or gets a 5xx raises
+`StoreError` naming the service, and the gateway sends nothing. A 4xx answer carries a `code`
+(`tradeguard.service.codec.ErrorCode`) that becomes the same exception a local store raises
+(`IntentMismatch`, `LeaseLost`, `ClaimInProgress`, `IllegalTransition`, `StoreError`;
+`ConfigError` for a refused key or a bad argument).
+
+Which calls may be retried after a `StoreError` (the request may or may not have landed):
+
+- Safe: every read; `claim` and `claim_exit` (insert-if-absent by key: a retry returns the claim
+  the first attempt created, with ``created=False``); `claim_window` (a retry finds the window
+  the first attempt opened, held by the same claim key).
+- Not blindly: `transition`, `take_over`, `fence_before_send`, `renew_lease`, `resend_exit`,
+  `correct_position`, `close_turn` are compare-and-sets on the version the caller read. They are
+  never applied twice, but when the first attempt landed the retry answers `LeaseLost` (or
+  "moved"): re-read the claim or position with `get` / `position` and decide from what it says.
+  `audit`, `record_skip`, `settle_position` and `adjust_position` are not idempotent: a retry
+  may write a second record or apply a delta twice.
+
+The API key travels only in the `Authorization` header; it is never logged nor put in an
+exception or `repr`. The service's clock stamps every record; `clock` here is the caller's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+from tradeguard.clock import Clock, SystemClock
+from tradeguard.config import Settings
+from tradeguard.domain.audit import AuditAction
+from tradeguard.domain.claims import Claim, ClaimOutcome
+from tradeguard.domain.intents import Intent, OrderSpec
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.domain.orders import RejectKind
+from tradeguard.errors import ClaimInProgress, ConfigError, LeaseLost, StoreError, TradeguardError
+from tradeguard.ports import ClaimLedger
+from tradeguard.service import codec
+from tradeguard.store.remote_reads import RemoteReads
+
+__all__ = ["RemoteClaimLedger", "open_ledger"]
+
+_Missing = type[TradeguardError] | None
+
+
+def _version(claim: Claim) -> dict[str, Any]:
+    """The version a move compares against: what the caller read."""
+    return {
+        "state": claim.state.value, "epoch": claim.epoch, "attempts": claim.attempts,
+        "filled_qty": codec.num(claim.filled_qty), "owner": claim.owner,
+        "lease_expires_at": codec.ts(claim.lease_expires_at),
+    }  # fmt: skip
+
+
+class RemoteClaimLedger(RemoteReads):
+    """The claim ledger of a `tradeguard serve` service, over HTTP.
+
+    Args:
+        base_url: The service, e.g. ``https://claims.internal:8787`` (http or https).
+        api_key: The agent's (or an admin's) key from `tradeguard keys create`.
+        settings: This process's settings; None reads the service's own (lease length,
+            client_order_id prefix) with one request.
+        clock: The caller's time source (the service stamps records with its own).
+        timeout_secs: Read timeout of every request.
+        connect_timeout_secs: Connect timeout of every request.
+
+    Raises:
+        ConfigError: The URL is not http(s) or the key is empty.
+        StoreError: `settings` was None and the service could not be read.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str,
+        settings: Settings | None = None,
+        clock: Clock | None = None,
+        timeout_secs: float = 10.0,
+        connect_timeout_secs: float = 3.05,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"claim service URL must be http(s)://host:port, got {base_url!r}")
+        if not api_key or not api_key.strip():
+            raise ConfigError("a remote claim store needs an api_key (tradeguard keys create)")
+        self.url = base_url.rstrip("/")
+        self.clock: Clock = clock or SystemClock()
+        self._timeout = (connect_timeout_secs, timeout_secs)
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {api_key.strip()}"
+        self._session.headers["Content-Type"] = "application/json"
+        self.settings = settings or self._service_settings()
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        """Return "remote"."""
+        return "remote"
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._session.close()
+
+    def __enter__(self) -> RemoteClaimLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RemoteClaimLedger({self.url!r})"
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        doing: str,
+        *,
+        body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        missing: _Missing = None,
+    ) -> Any:
+        """Send one request; return its JSON (None for 204, or 404 when `missing` is None).
+
+        `missing`: the exception a 404 stands for (the claim is gone or another agent's).
+        """
+        data = None if body is None else json.dumps(body, default=str)
+        try:
+            resp = self._session.request(
+                method, self.url + path, data=data, params=params, timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            raise StoreError(
+                f"claim service {self.url} could not be reached while {doing} ({type(exc).__name__}); "
+                "nothing was recorded by this call, or its answer was lost"
+            ) from exc
+        if resp.status_code < 300:
+            return None if resp.status_code == 204 else resp.json()
+        try:
+            answer = resp.json()
+        except ValueError:
+            answer = {}
+        answer = answer if isinstance(answer, dict) else {}
+        message = str(answer.get("message") or answer.get("detail") or resp.reason)
+        code = str(answer.get("code") or "")
+        if resp.status_code >= 500 or code == codec.ErrorCode.STORE_UNAVAILABLE:
+            raise StoreError(f"claim service {self.url} failed while {doing}: {resp.status_code} {message}")
+        if resp.status_code == 404 and missing is not None:
+            raise missing(
+                f"{doing}: the claim service {self.url} has no such record for this key ({message})"
+            )
+        if resp.status_code == 404 and code == codec.ErrorCode.NOT_FOUND:
+            return None
+        if not code:  # not an answer of the native routes: a proxy, another service, an old version
+            raise StoreError(f"claim service {self.url} answered {resp.status_code} while {doing}: {message}")
+        if resp.status_code in (401, 403):
+            message = f"claim service {self.url} refused the API key while {doing}: {message}"
+        codec.raise_error(code, message, answer)
+
+    def _service_settings(self) -> Settings:
+        data = self._call("GET", "/v1/settings", "reading the service's settings") or {}
+        known = {f.name for f in dataclasses.fields(Settings)}
+        return Settings(**{k: v for k, v in data.items() if k in known})
+
+    # -- claims and their lifecycle ---------------------------------------------------------
+
+    def claim(
+        self,
+        intent: Intent,
+        spec: OrderSpec,
+        *,
+        owner: str,
+        client_order_id: str | None = None,
+        order_qty: Decimal | None = None,
+        turn_id: int | None = None,
+        reason: str = "",
+    ) -> ClaimOutcome:
+        """Record `intent` as PENDING unless it exists; return the claim either way (safe to retry)."""
+        body = {
+            "intent": codec.intent_json(intent), "order": spec.as_payload(), "owner": owner,
+            "client_order_id": client_order_id, "order_qty": codec.num(order_qty), "turn_id": turn_id,
+            "reason": reason,
+        }  # fmt: skip
+        return codec.outcome_from_json(self._call("POST", "/v1/claims", "recording a claim", body=body))
+
+    def claim_window(self, content_key: str, *, window_secs: float, claim_key: str) -> str:
+        """Open a dedup window for `content_key` (return `claim_key`) or return the holder's key."""
+        body = {"content_key": content_key, "window_secs": window_secs, "claim_key": claim_key}
+        return str(self._call("POST", "/v1/windows", "opening a dedup window", body=body)["claim_key"])
+
+    def transition(
+        self,
+        claim: Claim,
+        to: ClaimState,
+        *,
+        reason: str,
+        broker_order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+        filled_avg_price: Decimal | None = None,
+        order_qty: Decimal | None = None,
+        owner: str | None = None,
+        detail: dict[str, Any] | None = None,
+        reject_kind: RejectKind | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> Claim:
+        """Move `claim` to `to` if it is still the version the caller saw (not blindly retried)."""
+        body = {
+            "expect": _version(claim), "to": to.value, "reason": reason,
+            "broker_order_id": broker_order_id, "filled_qty": codec.num(filled_qty),
+            "filled_avg_price": codec.num(filled_avg_price), "order_qty": codec.num(order_qty),
+            "owner": owner, "detail": detail,
+            "reject_kind": None if reject_kind is None else reject_kind.value, "payload": payload,
+        }  # fmt: skip
+        path = f"/v1/claims/{self._key(claim.key)}/transitions"
+        doing = f"moving claim {claim.client_order_id} to {to}"
+        return codec.claim_from_json(self._call("POST", path, doing, body=body, missing=LeaseLost))
+
+    def take_over(self, claim: Claim, owner: str) -> Claim:
+        """Take over an active claim whose lease lapsed (`ClaimInProgress` if it has not)."""
+        path = f"/v1/claims/{self._key(claim.key)}/takeover"
+        body = {"expect": _version(claim), "owner": owner}
+        doing = f"taking over claim {claim.client_order_id}"
+        return codec.claim_from_json(self._call("POST", path, doing, body=body, missing=ClaimInProgress))
+
+    def fence_before_send(self, claim: Claim) -> Claim:
+        """Return `claim` if its lease outlasts one request, else the renewed claim (`LeaseLost`).
+
+        The service decides on its own clock (the one the lease was written with).
+        """
+        path = f"/v1/claims/{self._key(claim.key)}/fence"
+        doing = f"fencing claim {claim.client_order_id} before its send"
+        answer = self._call("POST", path, doing, body=_version(claim), missing=LeaseLost)
+        return codec.claim_from_json(answer["claim"]) if answer["renewed"] else claim
+
+    def renew_lease(self, claim: Claim, owner: str) -> Claim:
+        """Renew this worker's lease on its PENDING claim (`LeaseLost`: do not send)."""
+        path = f"/v1/claims/{self._key(claim.key)}/lease"
+        body = {"expect": _version(claim), "owner": owner}
+        doing = f"renewing the lease of {claim.client_order_id}"
+        return codec.claim_from_json(self._call("POST", path, doing, body=body, missing=LeaseLost))
+
+    def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
+        """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win."""
+        body = {"agent_id": agent_id, "reason": reason, "claim_key": claim and claim.key, "fields": fields}
+        self._call("POST", "/v1/skips", "auditing a skip", body=body, missing=StoreError)
+
+    def audit(self, action: AuditAction, *, agent_id: str, reason: str, **fields: Any) -> None:
+        """Append one audit record."""
+        body = {"action": AuditAction(action).value, "agent_id": agent_id, "reason": reason, "fields": fields}
+        self._call("POST", "/v1/audit", "writing an audit record", body=body, missing=StoreError)
+
+    # -- exits and ledger corrections -------------------------------------------------------
+
+    def claim_exit(
+        self,
+        intent: Intent,
+        spec: OrderSpec,
+        *,
+        owner: str,
+        broker_available: Decimal,
+        reason: str,
+        client_order_id: str | None = None,
+    ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
+        """Size an exit and claim it in one atomic step on the service (safe to retry)."""
+        body = {
+            "intent": codec.intent_json(intent), "order": spec.as_payload(), "owner": owner,
+            "broker_available": codec.num(broker_available), "reason": reason,
+            "client_order_id": client_order_id,
+        }  # fmt: skip
+        answer = self._call("POST", "/v1/exits", f"claiming an exit of {intent.symbol}", body=body)
+        outcome, room = answer["outcome"], answer["room"]
+        return (
+            None if outcome is None else codec.outcome_from_json(outcome),
+            None if room is None else codec.room_from_json(room),
+        )
+
+    def resend_exit(
+        self, claim: Claim, *, owner: str, broker_available: Decimal, reason: str, detail: dict[str, Any]
+    ) -> tuple[Claim | None, ExitRoom]:
+        """Re-size an exit that placed nothing and move it back to PENDING, in one atomic step."""
+        body = {
+            "expect": _version(claim), "owner": owner, "broker_available": codec.num(broker_available),
+            "reason": reason, "detail": detail,
+        }  # fmt: skip
+        path = f"/v1/claims/{self._key(claim.key)}/exit-resend"
+        answer = self._call(
+            "POST", path, f"re-sizing exit {claim.client_order_id}", body=body, missing=LeaseLost
+        )
+        moved = answer["claim"]
+        return (None if moved is None else codec.claim_from_json(moved)), codec.room_from_json(answer["room"])
+
+    def close_turn(
+        self,
+        agent_id: str,
+        symbol: str,
+        *,
+        reason: str,
+        detail: dict[str, Any] | None = None,
+        expect: LedgerPosition | None = None,
+    ) -> int | None:
+        """Close the agent's open turn (a phantom), only while it is `expect`; return its id."""
+        body = {
+            "agent_id": agent_id, "symbol": symbol, "reason": reason, "detail": detail,
+            "expect": None if expect is None else codec.position_json(expect),
+        }  # fmt: skip
+        answer = self._call(
+            "POST", "/v1/position/close", f"closing the {symbol} turn", body=body, missing=ConfigError
+        )
+        turn_id = answer["turn_id"]
+        return None if turn_id is None else int(turn_id)
+
+    def correct_position(
+        self, expect: LedgerPosition, delta: Decimal, *, reason: str, detail: dict[str, Any]
+    ) -> bool:
+        """Add `delta` to a position read as `expect`; False, and no change, if it moved."""
+        body = {
+            "expect": codec.position_json(expect),
+            "delta": codec.num(delta),
+            "reason": reason,
+            "detail": detail,
+        }
+        doing = f"correcting the {expect.symbol} position"
+        return bool(
+            self._call("POST", "/v1/position/corrections", doing, body=body, missing=ConfigError)["applied"]
+        )
+
+    def settle_position(
+        self, agent_id: str, symbol: str, qty: Decimal, *, reason: str, actor: str
+    ) -> Decimal:
+        """Set the agent's position in `symbol` to `qty`, audited with who and why; return the old qty."""
+        body = {
+            "agent_id": agent_id,
+            "symbol": symbol,
+            "qty": codec.num(qty),
+            "reason": reason,
+            "actor": actor,
+        }
+        doing = f"settling the {symbol} position of {agent_id}"
+        return Decimal(
+            self._call("POST", "/v1/position/settle", doing, body=body, missing=ConfigError)["before"]
+        )
+
+    def adjust_position(self, agent_id: str, symbol: str, delta: Decimal, *, reason: str) -> int | None:
+        """Add `delta` to the agent's position without a claim; return the open turn id after it."""
+        body = {"agent_id": agent_id, "symbol": symbol, "delta": codec.num(delta), "reason": reason}
+        doing = f"adjusting the {symbol} position"
+        turn_id = self._call("POST", "/v1/position/adjustments", doing, body=body, missing=ConfigError)[
+            "turn_id"
+        ]
+        return None if turn_id is None else int(turn_id)
+
+
+def open_ledger(
+    url: str,
+    *,
+    settings: Settings | None = None,
+    clock: Clock | None = None,
+    api_key: str | None = None,
+) -> ClaimLedger:
+    """Open the claim ledger a URL names: a claim service (http/https) or a database (SQLAlchemy URL).
+
+    Args:
+        url: ``https://host:8787`` for `RemoteClaimLedger`, else a `ClaimStore` URL
+            (``sqlite:///claims.db``, ``postgresql+psycopg://user@host/db``).
+        settings: Settings for the ledger (None: the service's own, or the defaults).
+        clock: The time source.
+        api_key: The service's API key; required for a service URL, refused for a database.
+
+    Raises:
+        ConfigError: A service URL without a key, or a key with a database URL.
+        StoreError: The store cannot be opened.
+    """
+    if urlsplit(url).scheme.lower() in ("http", "https"):
+        if api_key is None:
+            raise ConfigError(f"claim service {url} needs api_key= (tradeguard keys create --agent-id ...)")
+        timeouts = {} if settings is None else {
+            "timeout_secs": settings.request_timeout_secs,
+            "connect_timeout_secs": settings.connect_timeout_secs,
+        }  # fmt: skip
+        return RemoteClaimLedger(url, api_key=api_key, settings=settings, clock=clock, **timeouts)
+    if api_key is not None:
+        raise ConfigError("api_key is for a claim service URL (http or https); a database URL takes none")
+    from tradeguard.store.claims import ClaimStore  # noqa: PLC0415 - store/__init__ imports this module
+
+    return ClaimStore(url, settings=settings, clock=clock)
