@@ -30,13 +30,20 @@ def fmt(value: Decimal | None) -> str | None:
     return "0" if text in {"-0", ""} else text
 
 
+_last_iso: tuple[datetime | None, str] = (None, "")
+
+
 def iso(when: datetime | None) -> str | None:
     """Render an aware time as Alpaca does: UTC with microseconds and a "Z"."""
+    global _last_iso  # noqa: PLW0603 - a one-entry cache: an order's times are mostly one instant
     if when is None:
         return None
-    if when.tzinfo is not UTC:
-        when = when.astimezone(UTC)
-    return when.isoformat(timespec="microseconds")[:-6] + "Z"
+    last = _last_iso  # read once: another thread may replace it (both values stay consistent)
+    if last[0] is when:
+        return last[1]
+    text = (when if when.tzinfo is UTC else when.astimezone(UTC)).isoformat(timespec="microseconds")[:-6] + "Z"
+    _last_iso = (when, text)
+    return text
 
 
 @functools.lru_cache(maxsize=4096)
