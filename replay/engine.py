@@ -261,7 +261,7 @@ def replay_session(
     return ReplayResult(header, totals, count, end, rows, sims)
 
 
-def _step(
+def _step(  # noqa: PLR0912 - one branch per event type, each with and without its row
     sims: dict[Mode, Simulation],
     line: int,
     event: Any,

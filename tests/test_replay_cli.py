@@ -71,7 +71,8 @@ def test_the_default_prints_the_per_event_table_then_the_totals() -> None:
 def test_compare_prints_duplicates_sent_beside_executed_and_refused() -> None:
     done = tradeguard("replay", str(MAY21), "--compare")
     assert done.returncode == 0, done.stderr
-    rows = {line.rsplit(None, 3)[0]: line.split()[-3:] for line in done.stdout.splitlines() if line.startswith("duplicate")}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("duplicate")]
+    rows = {line.rsplit(None, 3)[0]: line.split()[-3:] for line in lines}
     assert rows["duplicate orders sent (reached the broker)"] == ["7", "1", "0"]
     assert rows["duplicate exposure sent, USD"] == ["4,560.22", "907.20", "0.00"]
     assert rows["duplicate orders executed"] == ["5", "1", "0"]

@@ -79,9 +79,12 @@ def test_each_mode_gives_its_figures(may21: dict[Mode, dict[str, object]], mode:
 def test_sent_is_executed_plus_refused_and_every_duplicate_is_sent_or_blocked(
     may21: dict[Mode, dict[str, object]], mode: Mode
 ) -> None:
-    f = may21[mode]
-    assert f["duplicate_orders_sent"] == f["duplicate_orders_executed"] + f["duplicate_attempts_refused_by_broker"]  # type: ignore[operator]
-    assert f["duplicate_attempts"] == f["duplicate_orders_sent"] + f["duplicate_attempts_blocked"]  # type: ignore[operator]
+    f = {key: value for key, value in may21[mode].items() if isinstance(value, int)}
+    assert (
+        f["duplicate_orders_sent"]
+        == f["duplicate_orders_executed"] + f["duplicate_attempts_refused_by_broker"]
+    )
+    assert f["duplicate_attempts"] == f["duplicate_orders_sent"] + f["duplicate_attempts_blocked"]
 
 
 def test_the_demo_says_what_reached_the_broker_beside_what_executed() -> None:
