@@ -27,17 +27,20 @@ def _plural(count: int, one: str, many: str | None = None) -> str:
 
 def _line(mode: Mode, t: Totals) -> str:
     parts = []
-    if t.duplicate_orders_executed:
-        orders = _plural(t.duplicate_orders_executed, "duplicate order")
-        shares = f"{t.duplicate_shares_executed:,f} shares, {_usd(t.duplicate_exposure_executed_usd)}"
-        parts.append(f"{orders} went out ({shares} traded twice)")
+    if t.duplicate_orders_sent:
+        sent = f"{_plural(t.duplicate_orders_sent, 'duplicate order')} reached the broker"
+        if t.duplicate_orders_executed:
+            shares = f"{t.duplicate_shares_executed:,f} shares, {_usd(t.duplicate_exposure_executed_usd)}"
+            sent += f", {t.duplicate_orders_executed} executed ({shares} traded twice)"
+        if t.duplicate_attempts_refused_by_broker:
+            # Alpaca's own checks (e.g. a sell that would cross from long to short), not a guard.
+            sent += f", {t.duplicate_attempts_refused_by_broker} refused by the broker itself"
+        parts.append(sent)
     else:
         parts.append("nothing went out twice")
     if t.duplicate_attempts_blocked:
         held = _plural(t.duplicate_attempts_blocked, "retry", "retries")
         parts.append(f"{held} held back ({_usd(t.exposure_blocked_usd)})")
-    if t.duplicate_attempts_refused_by_broker:
-        parts.append(f"{t.duplicate_attempts_refused_by_broker} more refused by the broker")
     if t.unintended_short_shares:
         parts.append(f"a {-t.unintended_short_shares:,f}-share short opened")
     else:

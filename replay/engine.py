@@ -238,13 +238,14 @@ def replay_session(
         )
         end = header.start
         zone = session_zone(header)
+        rows_wanted = on_row is not None or collect_rows  # a row costs a zone conversion and text
         count = 0
         for line, event, answer in _Lookahead(reader):
             count += 1
             end = event.t
             if recorder is not None and not isinstance(event, AttemptEvent):
                 recorder.write(event)
-            row = _step(sims, line, event, answer, recorder=recorder, zone=zone)
+            row = _step(sims, line, event, answer, recorder=recorder, zone=zone if rows_wanted else None)
             if row is not None:
                 if on_row is not None:
                     on_row(row)
@@ -260,16 +261,19 @@ def replay_session(
     return ReplayResult(header, totals, count, end, rows, sims)
 
 
-def _step(
+def _step(  # noqa: PLR0912 - one branch per event type, each with and without its row
     sims: dict[Mode, Simulation],
     line: int,
     event: Any,
     answer: AnswerEvent | None,
     *,
     recorder: Any,
-    zone: tzinfo,
+    zone: tzinfo | None,
 ) -> EventRow | None:
-    """Hand one event to every mode; return its table row (None for prices and positions)."""
+    """Hand one event to every mode; return its table row (None for prices and positions).
+
+    `zone` None: nobody reads the rows (a bulk replay wanting totals only); none is built.
+    """
     if isinstance(event, PriceEvent):
         for sim in sims.values():
             sim.price(event)
@@ -288,17 +292,23 @@ def _step(
                     outcomes[mode] = sim.attempt(event, answer)
             else:
                 outcomes[mode] = sim.attempt(event, answer)
+        if zone is None:
+            return None
         return EventRow(
             line, event.t.astimezone(zone), "attempt", describe_attempt(event), event.symbol,
             describe_answer(answer), outcomes,
         )  # fmt: skip
     if isinstance(event, ExternalEvent):
         done: dict[Mode, AttemptOutcome | str] = {mode: sim.external(event) for mode, sim in sims.items()}
+        if zone is None:
+            return None
         text = f"outside the bot: {event.event.replace('_', ' ')}"
         return EventRow(line, event.t.astimezone(zone), "external", text, event.symbol, None, done)
     if isinstance(event, NoteEvent):
         for sim in sims.values():
             sim.advance(event.t)
+        if zone is None:
+            return None
         return EventRow(line, event.t.astimezone(zone), "note", event.text, event.symbol)
     for sim in sims.values():  # the end event
         sim.advance(event.t)

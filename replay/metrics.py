@@ -3,9 +3,10 @@
 - A decision's **orders** are the orders the broker accepted under the client ids its attempts
   used. An attempt is a **duplicate attempt** when its decision already had an accepted order
   before it.
-- A duplicate attempt that got a new order accepted is a **duplicate executed**; one that sent
-  nothing was **blocked** (by the guard of the mode); one that was sent and refused by the
-  broker is **refused by the broker**.
+- A duplicate attempt that reached the broker is a **duplicate sent**: it either got a new
+  order accepted (a **duplicate executed**) or was refused by the broker's own checks (**refused
+  by the broker**, e.g. Alpaca's 403 "insufficient qty available" on a sell that would cross
+  from long to short). One that sent nothing was **blocked** (by the guard of the mode).
 - **Exposure** of an attempt is its quantity times the symbol's price at the attempt.
 - The **unintended short** is, over the symbols the session never opened a short in on purpose
   (no entry that sells), the sum of the lowest broker position below zero.
@@ -102,6 +103,8 @@ class Totals:
     decisions: int = 0
     orders_placed: int = 0
     duplicate_attempts: int = 0
+    duplicate_orders_sent: int = 0
+    duplicate_exposure_sent_usd: Decimal = _ZERO
     duplicate_orders_executed: int = 0
     duplicate_shares_executed: Decimal = _ZERO
     duplicate_exposure_executed_usd: Decimal = _ZERO
@@ -121,6 +124,8 @@ class Totals:
             "decisions": self.decisions,
             "orders_placed": self.orders_placed,
             "duplicate_attempts": self.duplicate_attempts,
+            "duplicate_orders_sent": self.duplicate_orders_sent,
+            "duplicate_exposure_sent_usd": _money(self.duplicate_exposure_sent_usd),
             "duplicate_orders_executed": self.duplicate_orders_executed,
             "duplicate_shares_executed": str(self.duplicate_shares_executed),
             "duplicate_exposure_executed_usd": _money(self.duplicate_exposure_executed_usd),
@@ -193,6 +198,9 @@ class Metrics:
             totals.orders_placed += placed
         if duplicate:
             totals.duplicate_attempts += 1
+            if sent:
+                totals.duplicate_orders_sent += 1
+                totals.duplicate_exposure_sent_usd += exposure
             if placed:
                 totals.duplicate_orders_executed += placed
                 totals.duplicate_shares_executed += qty * placed

@@ -182,8 +182,7 @@ class Simulation:
 
     def broker_qty(self, symbol: str) -> Decimal:
         """The broker's position (signed)."""
-        held = self.paper.get_position(symbol)
-        return _ZERO if held is None else held.qty
+        return self.paper.position_qty(symbol)
 
     def sample(self, symbol: str) -> None:
         """Note the view and the broker in `symbol` now."""

@@ -61,7 +61,8 @@ def plot_png(result: ReplayResult) -> bytes:
             ax.axvline(t, color="red", linestyle=":", linewidth=1)
         ax.axhline(0, color="black", linewidth=0.6)
         ax.set_ylabel("shares")
-        ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=end.tzinfo))
+        # matplotlib ships DateFormatter untyped in some releases, typed in others.
+        ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=end.tzinfo))  # type: ignore[no-untyped-call,unused-ignore]
         ax.set_title(
             f"{mode.value}: {totals.duplicate_orders_executed} duplicate(s) executed (red dotted), "
             f"short {totals.unintended_short_shares} (red), "

@@ -15,6 +15,8 @@ _CELL = 24
 
 FIGURES: tuple[tuple[str, str], ...] = (
     ("duplicate_attempts", "duplicate attempts (retries of a decision already at the broker)"),
+    ("duplicate_orders_sent", "duplicate orders sent (reached the broker)"),
+    ("duplicate_exposure_sent_usd", "duplicate exposure sent, USD"),
     ("duplicate_orders_executed", "duplicate orders executed"),
     ("duplicate_shares_executed", "duplicate shares executed"),
     ("duplicate_exposure_executed_usd", "duplicate exposure executed, USD"),
@@ -95,13 +97,14 @@ def trader_summary(totals: dict[Mode, Totals]) -> list[str]:
     for mode, t in totals.items():
         dup_usd = _usd(t.duplicate_exposure_executed_usd)
         twice = (
-            f"{t.duplicate_orders_executed} order(s) went out twice (${dup_usd})"
-            if t.duplicate_orders_executed
+            f"{t.duplicate_orders_sent} duplicate order(s) reached the broker, "
+            f"{t.duplicate_orders_executed} executed (${dup_usd})"
+            if t.duplicate_orders_sent
             else "nothing went out twice"
         )
         held_back = f", {t.duplicate_attempts_blocked} retries held back (${_usd(t.exposure_blocked_usd)})"
         refused = (
-            f", {t.duplicate_attempts_refused_by_broker} more refused by the broker"
+            f", {t.duplicate_attempts_refused_by_broker} refused by the broker itself"
             if t.duplicate_attempts_refused_by_broker
             else ""
         )

@@ -68,6 +68,17 @@ def test_the_default_prints_the_per_event_table_then_the_totals() -> None:
     assert totals.split()[-1] == "0"
 
 
+def test_compare_prints_duplicates_sent_beside_executed_and_refused() -> None:
+    done = tradeguard("replay", str(MAY21), "--compare")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("duplicate")]
+    rows = {line.rsplit(None, 3)[0]: line.split()[-3:] for line in lines}
+    assert rows["duplicate orders sent (reached the broker)"] == ["7", "1", "0"]
+    assert rows["duplicate exposure sent, USD"] == ["4,560.22", "907.20", "0.00"]
+    assert rows["duplicate orders executed"] == ["5", "1", "0"]
+    assert rows["duplicate attempts refused by the broker"] == ["2", "0", "0"]
+
+
 def test_the_shipped_session_is_found_by_name_from_anywhere(tmp_path: Path) -> None:
     done = tradeguard("replay", "2026-05-21-tqqq-sqqq.jsonl", "--guard", "entry-only", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

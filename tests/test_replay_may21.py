@@ -15,6 +15,7 @@ import pytest
 
 from replay import Mode, replay_session
 from replay.cli import result_json
+from replay.demo import may21_comparison
 from tradeguard import SessionFormatError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,8 @@ INTERVAL_SECS = 60  # the session header's reconcile_interval_secs
 EXPECTED = {
     Mode.NONE: {
         "duplicate_attempts": 7,
+        "duplicate_orders_sent": 7,  # every duplicate reached the broker: MAY21.md's 7
+        "duplicate_exposure_sent_usd": "4560.22",  # MAY21.md's $3,653 plus the exit's $907.20
         "duplicate_orders_executed": 5,
         "duplicate_exposure_executed_usd": "2303.02",
         "duplicate_attempts_blocked": 0,
@@ -34,6 +37,8 @@ EXPECTED = {
     },
     Mode.ENTRY_ONLY: {
         "duplicate_attempts": 7,
+        "duplicate_orders_sent": 1,  # the exit
+        "duplicate_exposure_sent_usd": "907.20",
         "duplicate_orders_executed": 1,  # the exit
         "duplicate_exposure_executed_usd": "907.20",  # 12 x 75.60, the exit's notional
         "duplicate_attempts_blocked": 6,
@@ -44,6 +49,8 @@ EXPECTED = {
     },
     Mode.FULL: {
         "duplicate_attempts": 7,
+        "duplicate_orders_sent": 0,
+        "duplicate_exposure_sent_usd": "0.00",
         "duplicate_orders_executed": 0,
         "duplicate_exposure_executed_usd": "0.00",
         "duplicate_attempts_blocked": 7,
@@ -66,6 +73,30 @@ def may21() -> dict[Mode, dict[str, object]]:
 def test_each_mode_gives_its_figures(may21: dict[Mode, dict[str, object]], mode: Mode) -> None:
     figures = may21[mode]
     assert {key: figures[key] for key in EXPECTED[mode]} == EXPECTED[mode]
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_sent_is_executed_plus_refused_and_every_duplicate_is_sent_or_blocked(
+    may21: dict[Mode, dict[str, object]], mode: Mode
+) -> None:
+    f = {key: value for key, value in may21[mode].items() if isinstance(value, int)}
+    assert (
+        f["duplicate_orders_sent"]
+        == f["duplicate_orders_executed"] + f["duplicate_attempts_refused_by_broker"]
+    )
+    assert f["duplicate_attempts"] == f["duplicate_orders_sent"] + f["duplicate_attempts_blocked"]
+
+
+def test_the_demo_says_what_reached_the_broker_beside_what_executed() -> None:
+    lines = may21_comparison()
+    none = next(line for line in lines if "without a guard" in line)
+    assert "7 duplicate orders reached the broker, 5 executed (32 shares, $2,303.02 traded twice)" in none
+    assert "2 refused by the broker itself" in none
+    entry_only = next(line for line in lines if "entry guard of May 21" in line)
+    assert "1 duplicate order reached the broker, 1 executed" in entry_only
+    assert "a 12-share short opened" in entry_only
+    full = next(line for line in lines if "with tradeguard" in line)
+    assert "nothing went out twice" in full and "7 retries held back ($4,560.22)" in full
 
 
 def test_the_phantom_lasts_three_hours_without_reconciliation_and_under_one_interval_with_it(

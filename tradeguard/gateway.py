@@ -21,6 +21,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from tradeguard import crashpoints
 from tradeguard.amend import OrderAmendments
@@ -132,7 +133,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """
         order_side = parse_side(side)
         opens = PositionIntent.BUY_TO_OPEN if order_side is Side.BUY else PositionIntent.SELL_TO_OPEN
-        spec = build_spec(
+        spec = _spec(
             qty=qty, notional=notional, order_type=order_type, time_in_force=time_in_force,
             limit_price=limit_price, stop_price=stop_price, extended_hours=extended_hours,
             position_intent=opens, is_exit=False,
@@ -180,7 +181,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         docstring): a retry after the bot re-entered is a duplicate.
         """
         # Check the arguments before any store or broker call; the side follows the position.
-        spec = build_spec(
+        spec = _spec(
             qty=qty, order_type=order_type, time_in_force=time_in_force, limit_price=limit_price,
             stop_price=stop_price, extended_hours=extended_hours,
             position_intent=PositionIntent.SELL_TO_CLOSE, is_exit=True,
@@ -374,3 +375,31 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """Hold the ledger against the broker for `symbol` now (DESIGN: exits and reconciliation)."""
         report = self.reconciler.run(agent_id=self.agent_id, symbols=[symbol], release_exits=True)
         return None if report.aborted else report
+
+
+# -- order arguments, checked once per distinct set ---------------------------------------------
+
+_SPECS: dict[tuple[object, ...], OrderSpec] = {}
+_SPECS_MAX = 1024
+
+
+def _spec(**arguments: Any) -> OrderSpec:
+    """Return `build_spec(**arguments)`, built once per distinct set of arguments.
+
+    A bot sends the same few order shapes all day, and `build_spec` (its checks, Decimal
+    normalising) is a pure function of them with an immutable result. Each argument is keyed
+    with its type: 6, 6.0 and Decimal("6") hash alike, and a qty of True must still meet
+    build_spec's refusal rather than the spec of a 1. Refusals are not cached; unhashable
+    arguments go straight to build_spec (which refuses them).
+    """
+    key = tuple((name, type(value), value) for name, value in arguments.items())
+    try:
+        spec = _SPECS.get(key)
+    except TypeError:
+        return build_spec(**arguments)
+    if spec is None:
+        spec = build_spec(**arguments)
+        if len(_SPECS) >= _SPECS_MAX:
+            _SPECS.clear()  # bounded: a bot with ever-new shapes just rebuilds them
+        _SPECS[key] = spec
+    return spec

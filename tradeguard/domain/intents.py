@@ -13,7 +13,7 @@ import functools
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
@@ -82,6 +82,9 @@ class Intent:
     symbol: str
     side: Side
     name: str
+    # The key, once computed: the gateway, the store and the dedup window each ask for it, and
+    # it is a canonical form and a SHA-256. Not part of the value (equality, hash, repr, init).
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_agent_id(self.agent_id)
@@ -116,8 +119,12 @@ class Intent:
 
     @property
     def key(self) -> str:
-        """Return the claim key: hex SHA-256 of the canonical form."""
-        return hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+        """Return the claim key: hex SHA-256 of the canonical form (computed once per intent)."""
+        key = self._key
+        if key is None:
+            key = hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+            object.__setattr__(self, "_key", key)
+        return key
 
 
 def derive_client_order_id(key: str, prefix: str = "tg") -> str:

@@ -336,7 +336,11 @@ class FaultInjector:
         self.plan = plan
         self._counts = [0] * len(plan.faults)
         # One generator per fault, so adding a fault does not reshuffle the others' draws.
-        self._rngs = [random.Random(f"{plan.seed}/{i}") for i in range(len(plan.faults))]
+        # Seeding one from a string is a SHA-512: only faults with a probability ever draw.
+        self._rngs = [
+            random.Random(f"{plan.seed}/{i}") if fault.probability is not None else None
+            for i, fault in enumerate(plan.faults)
+        ]
         self._fired: list[FiredFault] = []
         self._lock = threading.Lock()
 
@@ -349,8 +353,9 @@ class FaultInjector:
                     continue
                 self._counts[i] += 1
                 hit = fault.hits(self._counts[i])
-                if hit and fault.probability is not None:
-                    hit = self._rngs[i].random() < fault.probability
+                rng = self._rngs[i]
+                if hit and rng is not None and fault.probability is not None:
+                    hit = rng.random() < fault.probability
                 if hit and chosen is None:
                     chosen = fault
             if chosen is not None:

@@ -42,6 +42,9 @@ __all__ = ["DEFAULT_CASH", "PaperBroker"]
 DEFAULT_CASH = Decimal(100_000)
 
 
+_ZERO = Decimal(0)
+
+
 class PaperBroker:
     """An Alpaca paper account in memory (or in a JSON file), behind the `Broker` port.
 
@@ -209,6 +212,15 @@ class PaperBroker:
         """Return the position in `symbol`, or None when flat."""
         with self._lock:
             return self._position(symbol.upper())
+
+    def position_qty(self, symbol: str) -> Decimal:
+        """Return the signed shares held in `symbol` (0 when flat): `get_position(...).qty` alone.
+
+        For callers that watch the position (the replay samples it after every event) and need
+        none of what a position read builds (the shares held by open orders, the market value).
+        """
+        with self._lock:
+            return self._venue.state.qty.get(symbol.upper(), _ZERO)
 
     def cancel_order(self, order_id: str) -> None:
         """Cancel an open order at once, and the rest of its bracket, OTO or OCO group.

@@ -30,13 +30,21 @@ def fmt(value: Decimal | None) -> str | None:
     return "0" if text in {"-0", ""} else text
 
 
+_last_iso: tuple[datetime | None, str] = (None, "")
+
+
 def iso(when: datetime | None) -> str | None:
     """Render an aware time as Alpaca does: UTC with microseconds and a "Z"."""
+    global _last_iso  # noqa: PLW0603 - a one-entry cache: an order's times are mostly one instant
     if when is None:
         return None
-    if when.tzinfo is not UTC:
-        when = when.astimezone(UTC)
-    return when.isoformat(timespec="microseconds")[:-6] + "Z"
+    last = _last_iso  # read once: another thread may replace it (both values stay consistent)
+    if last[0] is when:
+        return last[1]
+    utc = when if when.tzinfo is UTC else when.astimezone(UTC)
+    text = utc.isoformat(timespec="microseconds")[:-6] + "Z"
+    _last_iso = (when, text)
+    return text
 
 
 @functools.lru_cache(maxsize=4096)
@@ -87,6 +95,11 @@ class PaperOrder:
     replaced_by: str | None = None
     replaces: str | None = None
     replaced_at: datetime | None = None
+    # The last Alpaca JSON rendered, under the `cache_key` it was rendered at: a lookup or a
+    # retry's answer renders an order that has not changed since. Never copied to another order.
+    _alpaca: tuple[tuple[object, ...], dict[str, Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def remaining(self) -> Decimal:
@@ -131,7 +144,21 @@ class PaperOrder:
         )
 
     def to_alpaca(self, legs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Return the order as Alpaca's JSON document, with `legs` rendered inside when given."""
+        """Return the order as Alpaca's JSON document, with `legs` rendered inside when given.
+
+        Each call returns a dict of its own (a caller may change it); without legs the document
+        is rendered once per change of the order and copied after.
+        """
+        if legs is not None:
+            return self._render(legs)
+        key = self.cache_key()
+        cached = self._alpaca
+        if cached is None or cached[0] != key:
+            cached = (key, self._render(None))
+            self._alpaca = cached
+        return dict(cached[1])
+
+    def _render(self, legs: list[dict[str, Any]] | None) -> dict[str, Any]:
         created = iso(self.created_at)
         # Most optional fields are None: tested here rather than in a call to `fmt` or `iso`.
         return {

@@ -14,6 +14,7 @@ Pure data and matching, no I/O, so fault plans can use it without the simulator.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -109,8 +110,12 @@ PORT_ROUTES: Mapping[str, Route] = MappingProxyType(
 """The route each `Broker` port method stands for, by method name."""
 
 
+@functools.lru_cache(maxsize=1024)
 def split_route(route: str) -> tuple[str, tuple[str, ...]]:
-    """Split ``"get /v2/orders/{id}"`` into ``("GET", ("v2", "orders", "{id}"))``."""
+    """Split ``"get /v2/orders/{id}"`` into ``("GET", ("v2", "orders", "{id}"))``.
+
+    Cached: a fault plan splits its route on every call it is asked about.
+    """
     method, _, path = route.strip().partition(" ")
     return method.upper(), tuple(path.strip().strip("/").split("/"))
 

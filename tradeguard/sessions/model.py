@@ -256,5 +256,7 @@ def event_adapter() -> TypeAdapter[Any]:
     """Return the validator of one event line (built once)."""
     global _ADAPTER  # noqa: PLW0603 - a cache of an expensive, immutable object
     if _ADAPTER is None:
-        _ADAPTER = TypeAdapter(Event)
+        # Values are not interned: pydantic-core's string cache would fill with decision ids and
+        # make memory grow with the file up to its cap; keys repeat on every line and are worth it.
+        _ADAPTER = TypeAdapter(Event, config=ConfigDict(cache_strings="keys"))
     return _ADAPTER

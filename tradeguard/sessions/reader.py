@@ -124,30 +124,54 @@ class SessionReader:
             raise self._fail(describe_validation_error(exc, "session header")) from None
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
-        adapter = event_adapter()
+        # The fast path hands each raw line to pydantic-core's own JSON parser in one call. Any
+        # line it refuses is read again by `_checked`, the slow path, which finds the same fault
+        # and says what it is (bad JSON, a cut line, an unknown type, a second header, a field).
+        validate_json = event_adapter().validate_json
         previous: datetime = self.header.start
         ended = False
-        while (obj := self._next_object()) is not None:
-            kind = obj.get("type")
-            if kind == "session":
-                raise self._fail("a second session header: only the first line may be one")
-            if kind not in EVENT_TYPES:
-                got = "no 'type'" if kind is None else f"unknown event type {kind!r}"
-                raise self._fail(f"{got} (expected one of {_EXPECTED})")
+        for raw in self._file:
+            self._line += 1
+            try:
+                event = validate_json(raw)
+            except ValidationError:
+                event = self._checked(raw)
+                if event is None:  # a blank line
+                    continue
             if ended:
                 raise self._fail("an event after the end event")
-            try:
-                event = adapter.validate_python(obj)
-            except ValidationError as exc:
-                raise self._fail(describe_validation_error(exc, f"{kind} event")) from None
-            if event.t < previous:
+            t = event.t
+            if t < previous:
                 raise self._fail(
-                    f"time {event.t.isoformat()} is before the previous event's {previous.isoformat()} "
+                    f"time {t.isoformat()} is before the previous event's {previous.isoformat()} "
                     "(events must be in time order, none before the header's start)"
                 )
-            previous = event.t
-            ended = kind == "end"
+            previous = t
+            ended = event.type == "end"
             yield self._line, event
+
+    def _checked(self, raw: str) -> Any:
+        """Parse and validate one line the slow way; raise what is wrong with it (None: blank)."""
+        text = raw.strip()
+        if not text:
+            return None
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
+            raise self._fail(f"not valid JSON{cut}: {exc.msg} at column {exc.colno}") from None
+        if not isinstance(obj, dict):
+            raise self._fail(f"expected a JSON object (one event), got {type(obj).__name__}")
+        kind = obj.get("type")
+        if kind == "session":
+            raise self._fail("a second session header: only the first line may be one")
+        if kind not in EVENT_TYPES:
+            got = "no 'type'" if kind is None else f"unknown event type {kind!r}"
+            raise self._fail(f"{got} (expected one of {_EXPECTED})")
+        try:
+            return event_adapter().validate_python(obj)
+        except ValidationError as exc:
+            raise self._fail(describe_validation_error(exc, f"{kind} event")) from None
 
 
 def open_session(source: str | os.PathLike[str] | IO[str], *, name: str | None = None) -> SessionReader:
