@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.errors import StoreError
-from tradeguard.service import safeagent
+from tradeguard.service import native, safeagent
 from tradeguard.service.actions import ActionStore
 from tradeguard.service.auth import SAFEAGENT_KEY_HEADER
 from tradeguard.service.keys import KeyRing
@@ -60,17 +60,6 @@ class ServiceConfig:
     docs: bool = True
 
 
-def _include_native(app: FastAPI) -> None:
-    # INTEGRATOR: the native /v1 routes live on the `native` branch (tradeguard/service/native.py),
-    # not on this one; this guarded import exists only because the module is missing here. After
-    # merging, make it a plain `from tradeguard.service import native` at the top of this module.
-    try:
-        from tradeguard.service import native  # type: ignore[attr-defined,unused-ignore]  # noqa: PLC0415
-    except ImportError:
-        return
-    app.include_router(native.router)
-
-
 def create_app(config: ServiceConfig) -> FastAPI:
     """Return the claim service's app for `config`; the store opens when the app starts.
 
@@ -105,7 +94,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     app.state.config = config
     app.state.limiter = RateLimiter(config.rate_per_sec, config.rate_burst)
     app.include_router(safeagent.router)
-    _include_native(app)
+    app.include_router(native.router)
     _add_error_handlers(app)
     if config.cors_origins:
         headers = ["Authorization", "Content-Type", SAFEAGENT_KEY_HEADER, safeagent.SETTLEMENT_HEADER]

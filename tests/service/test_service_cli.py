@@ -1,0 +1,100 @@
+"""`tradeguard serve` and `tradeguard keys` as a user runs them: the real command in its own process.
+
+A gateway on another "host" points at the served store by URL and key (G1 across hosts: one
+order per decision, the claim recorded in the service's store), and the expected failures of
+`serve` are one line with exit status 2 (a taken port, an unreachable store).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tradeguard
+from tradeguard import ClaimStore, OrderGateway, PaperBroker
+from tradeguard.cli import main
+from tradeguard.domain import ClaimState
+
+REPO_ROOT = Path(tradeguard.__file__).resolve().parent.parent
+
+_LISTENING = re.compile(r"claim service on (http://127\.0\.0\.1:\d+)")
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture
+def served(store_url: str, tmp_path: Path) -> Iterator[str]:
+    """`tradeguard serve --port 0` over `store_url`; yields its base URL, SIGTERMs it after."""
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:  # a file, not a pipe: nobody drains a pipe while the test runs
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tradeguard.cli", "serve", "--store", store_url, "--port", "0"],
+            stdout=out, stderr=subprocess.STDOUT, env=_env(), text=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 90  # a loaded 2-core machine: a bound, not a speed check
+    match = None
+    while match is None and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        match = _LISTENING.search(log.read_text())
+    if match is None:
+        process.kill()
+        process.wait()
+        pytest.fail("tradeguard serve did not start:\n" + log.read_text())
+    try:
+        yield match.group(1)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def _key(store_url: str, agent_id: str, capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(["keys", "create", "--agent-id", agent_id, "--store", store_url]) == 0
+    return capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_a_gateway_on_the_served_store_sends_one_order_per_decision(
+    store_url: str, served: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = _key(store_url, "remote-bot", capsys)
+    broker = PaperBroker()
+    broker.set_price("TQQQ", "75.33")
+    gateway = OrderGateway(broker, served, agent_id="remote-bot", api_key=key, reconcile_on_start=False)
+    first = gateway.enter("TQQQ", qty=6, intent="09:42 base entry")
+    again = gateway.enter("TQQQ", qty=6, intent="09:42 base entry")  # the bot's retry
+    assert len(broker.list_orders(status="all")) == 1
+    assert again.claim.key == first.claim.key
+    with ClaimStore(store_url) as store:
+        stored = store.get(first.claim.key)
+        assert stored is not None and stored.state is ClaimState.FILLED and stored.agent_id == "remote-bot"
+        assert store.position("remote-bot", "TQQQ").qty == 6
+
+
+def test_serve_on_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "tradeguard.cli", "serve", "--store", f"sqlite:///{tmp_path / 'c.db'}",
+             "--port", str(port)],
+            capture_output=True, text=True, env=_env(), timeout=120, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_serve_on_an_unreachable_store_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--store", "postgresql+psycopg://nobody@127.0.0.1:1/none", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "127.0.0.1:1" in err
