@@ -20,6 +20,7 @@ from pathlib import Path
 from tradeguard import ClaimStore, ManualClock, OrderGateway, PaperBroker, Settings
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.faults import Fault, FaultAction, FaultPlan
+from tradeguard.paper.assets import Asset
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.reconcile import diff
 from tradeguard.testing import FaultyBroker
@@ -30,7 +31,12 @@ def build(
 ) -> tuple[OrderGateway, PaperBroker, ManualClock]:
     clock = ManualClock()
     names = [f"S{i:04d}" for i in range(symbols)]
-    paper = PaperBroker(prices=FixedPrices(default="10"), clock=clock, cash=Decimal(10) ** 12)
+    paper = PaperBroker(
+        prices=FixedPrices(default="10"),
+        clock=clock,
+        cash=Decimal(10) ** 12,
+        assets=[Asset(name) for name in names],  # made-up symbols: not in the shipped list
+    )
     settings = Settings(recent_activity_secs=0)
     store = ClaimStore(f"sqlite:///{db}", settings=settings, clock=clock)
     # The last `unknown` orders are placed but their answers lost, and the gateway's own lookup
