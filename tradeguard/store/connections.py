@@ -80,6 +80,49 @@ def _pg_sql(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+@functools.lru_cache(maxsize=256)
+def _qmark_parts(sql: str) -> tuple[str, ...]:
+    # The store's fixed statements hold "?" only as placeholders (no "?" in their literals).
+    return tuple(sql.split("?"))
+
+
+def _literal(value: Any) -> str | None:
+    """Return `value` as a PostgreSQL literal for the types the store binds, or None for others.
+
+    Strings are standard-conforming literals (only ' is doubled; the engine sets
+    `standard_conforming_strings = on` on every connection, so a backslash is a backslash).
+    """
+    kind = type(value)
+    if value is None:
+        return "NULL"
+    if kind is str:
+        return None if "\x00" in value else "'" + value.replace("'", "''") + "'"
+    if kind is int:
+        return str(value)
+    if kind is datetime and value.tzinfo is not None:
+        return f"'{value.isoformat()}'::timestamptz"
+    return None
+
+
+def _bind(conn: _Conn, sql: str, params: Sequence[Any]) -> str:
+    """Return `sql` with its qmark parameters bound as literals (psycopg's mogrify for other types).
+
+    Several statements then travel as one simple query. Hand-binding the store's few types costs
+    a few µs a statement; `ClientCursor.mogrify` costs 20-50.
+    """
+    parts = _qmark_parts(sql)
+    if len(parts) != len(params) + 1:
+        raise ValueError(f"{len(params)} parameters for {len(parts) - 1} placeholders")
+    out = [parts[0]]
+    for value, part in zip(params, parts[1:], strict=True):
+        text = _literal(value)
+        if text is None:
+            return str(conn.client.mogrify(_pg_sql(sql), params))
+        out.append(text)
+        out.append(part)
+    return "".join(out)
+
+
 class _Conn:
     """A driver connection and the little state the pool tracks about it."""
 
@@ -143,7 +186,7 @@ class Tx:
     def later(self, sql: str, params: Sequence[Any] = (), *, keep: bool = False) -> None:
         """Queue a statement; with `keep`, the next `flush` returns its result."""
         if self.postgres:
-            self._pending.append((self._conn.client.mogrify(_pg_sql(sql), params) if params else sql, keep))
+            self._pending.append((_bind(self._conn, sql, params) if params else sql, keep))
             return
         cur = self._conn.cursor
         cur.execute(sql, params)
@@ -165,7 +208,10 @@ class Tx:
         if not batch:
             return []
         text = ";\n".join(t for t, _ in batch)
-        if batch[0][0].startswith("BEGIN"):
+        if batch[0][0].startswith("BEGIN") and not commit:
+            # Nothing sent yet has an effect until a later COMMIT: safe to run again on a fresh
+            # connection if this one died. A batch that commits is never run twice: the server
+            # may have committed it before the connection dropped (the caller gets StoreError).
             self._conn, cur = self._pool.first_statement(self._conn, text)
         else:
             cur = self._conn.cursor
