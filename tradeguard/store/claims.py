@@ -159,6 +159,8 @@ class ClaimStore(LedgerWriter, StoreReader):
         exists for good, and the claim returned is read from the database by this call. A
         missing key takes one `INSERT ... ON CONFLICT DO NOTHING`, so two racing callers cannot
         both create it; the new claim and its audit record are fsynced before this returns.
+        (PostgreSQL: the insert, its record and the read go as one round trip; on an existing
+        key the insert writes nothing, so the commit has no WAL to flush.)
 
         Raises:
             IntentMismatch: The key exists with a different order payload.
@@ -167,9 +169,11 @@ class ClaimStore(LedgerWriter, StoreReader):
         key = intent.key
         payload = spec.as_payload()
         pool = self._pool
-        rows = pool.read("reading a claim", sql.BY_KEY, (key,))
-        if rows:
-            return self._existing(decode_claim(rows[0], pool.dt), payload)
+        if pool.sqlite:
+            # PostgreSQL answers an existing key from the insert's own round trip (see _insert).
+            rows = pool.read("reading a claim", sql.BY_KEY, (key,))
+            if rows:
+                return self._existing(decode_claim(rows[0], pool.dt), payload)
         now = self._now()
         with pool.write("recording a claim", durable=True) as tx:
             return self._insert(
@@ -211,16 +215,21 @@ class ClaimStore(LedgerWriter, StoreReader):
         )  # fmt: skip
         tx.later(sql.INSERT_CLAIM, values, keep=True)
         if tx.postgres:
-            # The claim, its record and the COMMIT in one round trip; the record is written
-            # only if the insert was (see audit.write_audit).
+            # The claim, its record, the row as it now stands and the COMMIT in one round trip;
+            # the record is written only if the insert was (see audit.write_audit). The read is
+            # a new snapshot (READ COMMITTED): it sees a racing insert the conflict waited for.
             record(if_claim_written=True)
-            inserted = tx.flush(commit=True)[0].count
+            tx.later(sql.BY_KEY, (key,), keep=True)
+            made, now_there = tx.flush(commit=True, rerunnable=True)
+            inserted, rows = made.count, now_there.rows
         else:
-            inserted = tx.flush()[0].count
+            inserted, rows = tx.flush()[0].count, []
             if inserted:
                 record()
+            else:
+                rows = tx.all(sql.BY_KEY, (key,))
         if not inserted:
-            row = tx.one(sql.BY_KEY, (key,))
+            row = rows[0] if rows else None
             if row is None:
                 # The conflict was on client_order_id, not the key: a caller reused an id.
                 other = tx.one(sql.KEY_OF_COID, (coid,))

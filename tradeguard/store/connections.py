@@ -193,8 +193,13 @@ class Tx:
         if keep:
             self._kept.append(Result(cur.fetchall() if cur.description is not None else [], cur.rowcount))
 
-    def flush(self, *, commit: bool = False) -> list[Result]:
-        """Send every queued statement (and COMMIT); return the kept results in order."""
+    def flush(self, *, commit: bool = False, rerunnable: bool = False) -> list[Result]:
+        """Send every queued statement (and COMMIT); return the kept results in order.
+
+        `rerunnable`: the batch may run twice (an insert-if-absent that reads its row back: a
+        second run finds the first run's row and says so), so even a committing first batch is
+        re-run on a fresh connection if the pooled one died.
+        """
         if not self.postgres:
             kept, self._kept = self._kept, []
             if commit:
@@ -208,10 +213,10 @@ class Tx:
         if not batch:
             return []
         text = ";\n".join(t for t, _ in batch)
-        if batch[0][0].startswith("BEGIN") and not commit:
+        if batch[0][0].startswith("BEGIN") and (rerunnable or not commit):
             # Nothing sent yet has an effect until a later COMMIT: safe to run again on a fresh
-            # connection if this one died. A batch that commits is never run twice: the server
-            # may have committed it before the connection dropped (the caller gets StoreError).
+            # connection if this one died. Other batches that commit are never run twice: the
+            # server may have committed one before the connection dropped (StoreError instead).
             self._conn, cur = self._pool.first_statement(self._conn, text)
         else:
             cur = self._conn.cursor
