@@ -1,6 +1,6 @@
 """The `tradeguard replay` and `tradeguard import` commands, as plain functions.
 
-`tradeguard/cli.py` parses the arguments and calls these; keeping the logic here keeps the
+`tradeguard/cli/replay.py` parses the arguments and calls these; keeping the logic here keeps the
 command line a thin layer (and its later move to another CLI library a small change).
 """
 

@@ -8,6 +8,7 @@ TradeguardError
 ├── ClaimInProgress       another worker holds a live claim for this intent
 │   └── LeaseLost         this worker's lease was taken over; it may not move the claim
 ├── IllegalTransition     a lifecycle move the transition table forbids
+├── ResolutionRefused     an operator's resolution of a claim contradicts the broker or the claim
 ├── BrokerError
 │   ├── OrderRejected     the broker said no; nothing placed (`kind`: a RejectKind)
 │   ├── OutcomeUnknown    sent, no definite answer; resolved by lookup, never blind-retried
@@ -37,6 +38,7 @@ __all__ = [
     "LeaseLost",
     "OrderRejected",
     "OutcomeUnknown",
+    "ResolutionRefused",
     "SessionFormatError",
     "StoreError",
     "TradeguardError",
@@ -81,6 +83,13 @@ class LeaseLost(ClaimInProgress):
 
 class IllegalTransition(TradeguardError):
     """A lifecycle move that the transition table does not allow."""
+
+
+class ResolutionRefused(TradeguardError):
+    """An operator's resolution of a claim contradicts the broker's evidence or the claim's state.
+
+    Nothing changed.
+    """
 
 
 class BrokerError(TradeguardError):

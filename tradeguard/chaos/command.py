@@ -1,4 +1,4 @@
-"""`tradeguard chaos`: the arguments, progress, the table of runs and the violations with their seeds.
+"""`tradeguard chaos`: the campaign from its options; progress, the table of runs, violations and seeds.
 
 Most runs are in process (`harness`), about one in `--kill-every` as real SIGKILLed bot processes
 (`kill`), on `--store` when given. `--workers N` runs every run as N bot processes (hosts) on
@@ -7,10 +7,10 @@ Most runs are in process (`harness`), about one in `--kill-every` as real SIGKIL
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tradeguard import crashpoints
@@ -19,33 +19,7 @@ from tradeguard.errors import ConfigError
 if TYPE_CHECKING:
     from tradeguard.chaos.campaign import ChaosResult
 
-__all__ = ["add_chaos_command", "run_chaos"]
-
-
-def add_chaos_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `tradeguard chaos` to the CLI's subcommands."""
-    p = sub.add_parser("chaos", help="run your strategy under seeded faults and crashes; check G1-G4")
-    p.add_argument("strategy", help="module path or file of the strategy (strategies.momentum)")
-    p.add_argument("--runs", type=int, default=200, help="how many runs (default 200)")
-    p.add_argument("--seed", type=int, default=1, help="the campaign's seed (default 1)")
-    p.add_argument("--replay-seed", type=int, default=None, help="replay exactly the run with this seed")
-    p.add_argument("--faults", default=None, help="a fault plan file instead of random faults")
-    p.add_argument("--crash-points", default="all", help="all, or a comma-separated list of points")
-    p.add_argument("--bars", default=None, help="bar file or seed:N (default: the shipped day)")
-    p.add_argument(
-        "--kill-every", type=int, default=20,
-        help="about one run in N runs as real bot processes, SIGKILLed and restarted (default 20; 0: none)",
-    )  # fmt: skip
-    p.add_argument("--unguarded", action="store_true", help="send through a plain bot's path instead")
-    p.add_argument("--save", default="chaos-sessions", help="folder for failing runs' sessions")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--store", default=None, help="claim store URL of the real-kill runs (e.g. PostgreSQL)")
-    p.add_argument(
-        "--workers", type=int, default=1,
-        help="run each run as N bot processes (hosts) on --store and one paper account, killed at random",
-    )  # fmt: skip
-    p.add_argument("--minutes", type=int, default=None, help="use only the first N minutes of the bars")
-    p.set_defaults(func=run_chaos)
+__all__ = ["ChaosOptions", "run_chaos"]
 
 
 def _points(text: str) -> tuple[str, ...]:
@@ -60,7 +34,27 @@ def _points(text: str) -> tuple[str, ...]:
     return points
 
 
-def run_chaos(args: argparse.Namespace) -> int:
+@dataclass(frozen=True, slots=True)
+class ChaosOptions:
+    """The options of `tradeguard chaos` (declared in `tradeguard.cli.chaos`)."""
+
+    strategy: str
+    runs: int = 200
+    seed: int = 1
+    replay_seed: int | None = None
+    faults: str | None = None
+    crash_points: str = "all"
+    bars: str | None = None
+    kill_every: int = 20
+    unguarded: bool = False
+    save: str = "chaos-sessions"
+    json: bool = False
+    store: str | None = None
+    workers: int = 1
+    minutes: int | None = None
+
+
+def run_chaos(args: ChaosOptions) -> int:
     """Run the campaign; print the report; return 1 on any violation."""
     from tradeguard.chaos.campaign import chaos  # noqa: PLC0415 - `tradeguard --help` loads no guard
     from tradeguard.faults import FaultPlan  # noqa: PLC0415 - as above

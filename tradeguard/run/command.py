@@ -1,7 +1,7 @@
-"""`tradeguard run`: its arguments, and the assembly of a run from its settings.
+"""`tradeguard run`: from the command line's values to a run assembled from its settings.
 
-The arguments are declared with argparse alone, so `tradeguard --help` stays light; everything
-heavy (the store, alpaca-py, Rich) is imported when a run is prepared. `prepare` checks
+The options are declared in `tradeguard.cli.run` (Click); everything heavy (the store,
+alpaca-py, Rich) is imported when a run is prepared. `prepare` checks
 everything that can be wrong before anything is sent — the settings, the strategy's import, the
 bars, the mode's credentials and safety checks, the store — and each failure is one line and exit
 status 2 (`ConfigError`, reported by `tradeguard.cli.main`).
@@ -9,7 +9,6 @@ status 2 (`ConfigError`, reported by `tradeguard.cli.main`).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -18,7 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tradeguard.errors import ConfigError
-from tradeguard.run.settings import Mode, RunSettings, ViewKind, describe, resolve_settings
+from tradeguard.run.settings import Mode, RunSettings, describe, resolve_settings
 
 if TYPE_CHECKING:
     from tradeguard.gateway import OrderGateway
@@ -31,68 +30,28 @@ if TYPE_CHECKING:
     from tradeguard.run.venue import Venue
     from tradeguard.store import ClaimStore
 
-__all__ = ["PreparedRun", "add_run_command", "prepare", "run_command"]
+__all__ = ["FIELD_OPTIONS", "PreparedRun", "prepare", "run_command"]
 
-# The flags that set a `RunSettings` field (argparse dest = field name; None = not given).
-_FIELD_FLAGS = (
+# The options that set a `RunSettings` field (option name = field name; None = not given).
+FIELD_OPTIONS = (
     "strategy", "mode", "bars", "url", "store_url", "agent_id", "faults", "record", "speed",
     "wait_for_open", "close_outside", "view", "live_confirmed",
 )  # fmt: skip
 
 
-def add_run_command(sub: Any) -> None:
-    """Add the `run` subcommand to the `tradeguard` parser's subparsers."""
-    run = sub.add_parser(
-        "run",
-        help="run a strategy through the guard: simulated, on paper, or live",
-        description=(
-            "Run a strategy through the guard. Settings: flag > TRADEGUARD_<FIELD> > --config file > default."
-        ),
-    )
-    run.add_argument(
-        "strategy", nargs="?", help="module path (strategies.momentum) or file (bot.py), [:Class]"
-    )
-    run.add_argument("--mode", choices=[m.value for m in Mode], help="sim (default), paper or live")
-    run.add_argument(
-        "--bars",
-        metavar="FILE",
-        help="bar file (CSV, or Parquet with pyarrow) or seed:N; default: the shipped day",
-    )
-    run.add_argument("--url", help="paper mode: a tradeguard paper server, e.g. http://127.0.0.1:8765")
-    run.add_argument(
-        "--store", dest="store_url", metavar="URL", help="claim store (sim default: a fresh file)"
-    )
-    run.add_argument("--agent-id", help="agent of the claims and ledger (default: the strategy's name)")
-    run.add_argument("--faults", metavar="PLAN", help="fault plan applied to the run's broker (sim, paper)")
-    run.add_argument("--record", metavar="FILE", help="write the run as a session for `tradeguard replay`")
-    run.add_argument("--speed", type=float, help="paper with a bar file: replay this many times real time")
-    run.add_argument(
-        "--no-wait-for-open", dest="wait_for_open", action="store_false", default=None,
-        help="paper: start at once even if /v2/clock says the market is closed",
-    )  # fmt: skip
-    run.add_argument(
-        "--close-outside", action="append", metavar="SYMBOL@HH:MM",
-        help="sim drill: close a position behind the bot's back at that bar (repeatable)",
-    )  # fmt: skip
-    run.add_argument("--view", choices=[v.value for v in ViewKind], help="live view, plain lines, or auto")
-    run.add_argument(
-        "--i-understand-this-is-live", dest="live_confirmed", action="store_true", default=None,
-        help="required for --mode live (then the account number is asked for)",
-    )  # fmt: skip
-    run.add_argument(
-        "--config", metavar="FILE", help="TOML settings file ([run], [guard]); env TRADEGUARD_CONFIG"
-    )
-    run.add_argument("--print-config", action="store_true", help="print the settings in force and exit")
-    run.set_defaults(func=run_command)
+def run_command(options: Mapping[str, Any], *, config: str | None, print_config: bool) -> int:
+    """Run `tradeguard run`; return the exit status (0 clean, 1 a person should look).
 
-
-def run_command(args: argparse.Namespace) -> int:
-    """Run `tradeguard run`; return the exit status (0 clean, 1 a person should look)."""
-    flags = {name: getattr(args, name) for name in _FIELD_FLAGS if getattr(args, name, None) is not None}
+    Args:
+        options: The command line's values by `RunSettings` field; None or empty = not given.
+        config: The --config file, if any.
+        print_config: Print the settings in force and stop.
+    """
+    flags = {name: options[name] for name in FIELD_OPTIONS if options.get(name) not in (None, ())}
     if "close_outside" in flags:
         flags["close_outside"] = tuple(flags["close_outside"])
-    settings, sources = resolve_settings(flags, config_path=args.config)
-    if args.print_config:
+    settings, sources = resolve_settings(flags, config_path=config)
+    if print_config:
         print(describe(settings, sources))
         return 0
     return prepare(settings, environ=os.environ, ask=input, out=sys.stdout).run().exit_status

@@ -1,0 +1,40 @@
+"""Run the claim service in its own process for the tests (real uvicorn on loopback).
+
+``python service_worker.py URL READY_FILE [--workers N] [--rate R] [--burst B] [--max-body N]``
+binds a free loopback port and, once the service accepts requests, writes the port to
+READY_FILE (atomically). SIGTERM stops it gracefully; the exit status is then 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from tradeguard.service.app import ServiceConfig
+from tradeguard.service.server import serve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("ready_file", type=Path)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--burst", type=int, default=2000)
+    parser.add_argument("--max-body", type=int, default=64 * 1024)
+    args = parser.parse_args()
+    config = ServiceConfig(
+        store_url=args.url, rate_per_sec=args.rate, rate_burst=args.burst, max_body_bytes=args.max_body
+    )
+
+    def ready(_host: str, port: int) -> None:
+        scratch = args.ready_file.with_suffix(".tmp")
+        scratch.write_text(str(port))
+        os.replace(scratch, args.ready_file)
+
+    serve(config, host="127.0.0.1", port=0, workers=args.workers, on_ready=ready, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

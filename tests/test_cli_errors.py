@@ -1,0 +1,300 @@
+"""The `tradeguard` command as a new user meets it: one line per expected failure, the right status.
+
+Every failure the issue lists (tracebacks, silent empty stores, `| head`, no `--version`) is
+run here as a user runs it: through `main([...])` with captured output, or as a real process
+where the operating system matters (a closed pipe, the console entry point).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+import pytest
+
+from tests.store_workers import subprocess_env
+from tradeguard import ClaimStore, OrderGateway, PaperBroker, __version__
+from tradeguard.cli import main
+from tradeguard.cli.app import COMMANDS, cli
+from tradeguard.cli.when import parse_when
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one_error_line(argv: list[str], capsys: pytest.CaptureFixture[str], status: int = 2) -> str:
+    """Run the command; assert `status` and exactly one line on stderr, no traceback; return it."""
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def audited_url(tmp_path: Path) -> str:
+    """A store holding one filled entry of agent "bot" (6 TQQQ)."""
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    with ClaimStore(url) as store:
+        OrderGateway(PaperBroker(), store, agent_id="bot", reconcile_on_start=False).enter(
+            "TQQQ", qty=6, intent="09:42 buy"
+        )
+    return url
+
+
+def test_an_unknown_audit_action_is_one_line_naming_the_option(
+    audited_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = one_error_line(["audit", "--store", audited_url, "--action", "bogus"], capsys)
+    assert line.startswith("tradeguard: error: ") and "'--action'" in line and "'bogus'" in line
+
+
+def test_a_csv_in_a_missing_folder_is_one_line_naming_the_path(
+    audited_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "nonexistent" / "x.csv"
+    line = one_error_line(["audit", "--store", audited_url, "--csv", str(target)], capsys)
+    assert f"cannot write {target}" in line
+    assert not target.parent.exists()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_a_csv_in_a_read_only_folder_is_one_line(
+    audited_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        line = one_error_line(["audit", "--store", audited_url, "--csv", str(folder / "x.csv")], capsys)
+    finally:
+        folder.chmod(0o755)
+    assert "Permission denied" in line
+
+
+def test_a_csv_under_a_file_is_one_line(
+    audited_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What a read-only folder does for an unprivileged user, reproducible as root too.
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    line = one_error_line(["audit", "--store", audited_url, "--csv", str(blocker / "x.csv")], capsys)
+    assert f"cannot write {blocker / 'x.csv'}" in line
+
+
+def test_a_port_out_of_range_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    line = one_error_line(["paper-server", "--port", "99999"], capsys)
+    assert "'--port'" in line and "99999" in line
+
+
+def test_an_unknown_command_or_option_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert "No such command 'nosuch'" in one_error_line(["nosuch"], capsys)
+    assert "No such option '--bogus'" in one_error_line(["audit", "--bogus"], capsys)
+
+
+def test_a_bad_time_is_one_line_listing_the_forms(
+    audited_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = one_error_line(["audit", "--store", audited_url, "--since", "last tuesday"], capsys)
+    assert "'--since'" in line and "yesterday" in line and "_parse_time" not in line
+
+
+@pytest.mark.parametrize(
+    "since", ["yesterday", "today", "1h", "30m", "2d", "2026-05-21T09:30-04:00", "2026-05-21"]
+)
+def test_audit_takes_human_times(audited_url: str, since: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "--store", audited_url, "--since", since]) == 0
+    assert capsys.readouterr().out.startswith("id ")
+
+
+def test_times_are_aware_and_relative_to_now() -> None:
+    now = datetime(2026, 5, 21, 15, 0, tzinfo=UTC)
+    assert parse_when("1h", now) == now - timedelta(hours=1)
+    assert parse_when("30m", now) == now - timedelta(minutes=30)
+    assert parse_when("2d", now) == now - timedelta(days=2)
+    assert parse_when("now", now) == now
+    assert parse_when("2026-05-21T09:30Z", now) == datetime(2026, 5, 21, 9, 30, tzinfo=UTC)
+    today, yesterday = parse_when("today", now), parse_when("yesterday", now)
+    assert today.tzinfo is not None and yesterday.tzinfo is not None
+    assert today <= now < today + timedelta(days=1)
+    assert (
+        today.astimezone().replace(tzinfo=None) - yesterday.astimezone().replace(tzinfo=None)
+    ) == timedelta(days=1)
+    naive = parse_when("2026-05-21T09:30", now)  # no zone: this machine's local time
+    assert naive.tzinfo is not None
+    assert naive.astimezone().replace(tzinfo=None) == datetime(2026, 5, 21, 9, 30)  # noqa: DTZ001
+    with pytest.raises(ValueError, match="not a time"):
+        parse_when("soon", now)
+
+
+def test_audit_prints_a_header_row_then_the_records(
+    audited_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["audit", "--store", audited_url, "--action", "claim"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "id", "at", "agent", "action", "kind", "symbol", "side", "qty", "state", "client_order_id", "reason",
+    ]  # fmt: skip
+    assert len(lines) == 2 and "TQQQ" in lines[1] and " claim " in lines[1]
+
+
+def test_audit_formats_csv_and_json(audited_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "--store", audited_url, "--format", "csv", "--symbol", "tqqq"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and {r["symbol"] for r in rows} == {"TQQQ"}
+    assert main(["audit", "--store", audited_url, "--format", "json", "--limit", "1"]) == 0
+    (doc,) = json.loads(capsys.readouterr().out)
+    assert doc["action"] == "claim" and doc["agent"] == "bot" and isinstance(doc["detail"], dict)
+
+
+def test_audit_pages_by_id(audited_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "--store", audited_url, "--format", "json", "--limit", "2"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (
+        main(["audit", "--store", audited_url, "--format", "json", "--after-id", str(first[-1]["id"])]) == 0
+    )
+    rest = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in rest] and min(r["id"] for r in rest) > first[-1]["id"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["audit"],
+        ["claims", "list"],
+        ["claims", "show", "x"],
+        ["claims", "resolve", "x", "--as", "filled", "--reason", "r", "--without-broker"],
+        ["db", "export"],
+        ["db", "check"],
+        ["settle", "--agent-id", "a", "--symbol", "TQQQ", "--qty", "0", "--reason", "r"],
+        ["reconcile", "--paper-state", "PAPER"],
+    ],
+)
+def test_commands_that_read_a_store_never_create_one(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "typo.db"
+    paper = tmp_path / "paper.json"
+    PaperBroker(state_path=paper).set_price("TQQQ", "10")  # writes the account file
+    argv = [str(paper) if a == "PAPER" else a for a in argv]
+    line = one_error_line([*argv, "--store", f"sqlite:///{missing}"], capsys)
+    assert f"no claim store at {missing}" in line
+    assert not missing.exists()
+    assert not Path(f"{missing}-wal").exists()
+
+
+def test_a_sqlite_file_without_the_schema_is_not_taken_for_a_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    line = one_error_line(["audit", "--store", f"sqlite:///{other}"], capsys)
+    assert "holds no tradeguard claim store" in line and "db upgrade" in line
+    with sqlite3.connect(other) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == {"t"}
+
+
+def test_no_command_shows_the_help_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "Commands:" in capsys.readouterr().err
+
+
+def test_help_documents_the_exit_statuses_and_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "Exit status: 0 ok; 1 found a problem" in out and "2 bad input" in out
+    assert all(name in out for name in COMMANDS)
+
+
+def _commands(group: click.Group, ctx: click.Context) -> list[click.Command]:
+    found: list[click.Command] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
+        found.append(command)
+        if isinstance(command, click.Group):
+            found += _commands(command, click.Context(command, parent=ctx, info_name=name))
+    return found
+
+
+def test_every_command_and_option_has_help() -> None:
+    ctx = click.Context(cli, info_name="tradeguard")
+    commands = _commands(cli, ctx)
+    assert len(commands) >= len(COMMANDS) + 5  # claims list/show/resolve, db upgrade/check/export
+    missing = [
+        f"{command.name} {param.name}"
+        for command in commands
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help
+    ]
+    assert missing == []
+    assert all(command.help for command in commands)
+
+
+def tradeguard(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tradeguard.cli", *args],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_version_prints_the_package_version() -> None:
+    done = tradeguard("--version")
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"tradeguard {__version__}\n", "")
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(audited_url: str) -> None:
+    # `tradeguard audit --limit 5000 | head -1`: the reader closes the pipe after one line.
+    with ClaimStore(audited_url) as store:
+        gateway = OrderGateway(PaperBroker(), store, agent_id="bot", reconcile_on_start=False)
+        for n in range(300):  # enough records that the output outgrows the pipe's buffer
+            gateway.enter("QQQ", qty=1, intent=f"bar {n}")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tradeguard.cli", "audit", "--store", audited_url, "--limit", "5000"],
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 141
+    assert first.startswith(b"id ")
+    assert err == ""
+
+
+class Terminal(io.StringIO):
+    """A captured stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_tables_are_rich_on_a_terminal_and_plain_in_a_pipe() -> None:
+    from tradeguard.cli.output import emit
+
+    rows = [{"symbol": "TQQQ", "qty": 6}, {"symbol": "SQQQ", "qty": None}]
+    pipe, terminal = io.StringIO(), Terminal()
+    emit(("symbol", "qty"), rows, "table", out=pipe)
+    emit(("symbol", "qty"), rows, "table", out=terminal)
+    assert pipe.getvalue() == "symbol  qty\nTQQQ    6\nSQQQ\n"
+    drawn = terminal.getvalue()
+    assert "┃" in drawn or "│" in drawn  # Rich's box
+    assert "TQQQ" in drawn and "symbol" in drawn

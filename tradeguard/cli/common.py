@@ -1,0 +1,213 @@
+"""What several commands share: exit statuses, the store and broker options, opening them.
+
+Commands that read or correct a store open it with `open_existing_store`, which never creates
+one: a missing SQLite file, or a database without tradeguard's schema, is an error naming it.
+Only `db upgrade` (and the commands that trade: `run`, `demo`) may create a store.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from tradeguard.config import DEFAULT_STORE_URL
+from tradeguard.errors import ConfigError, StoreError, TradeguardError
+
+if TYPE_CHECKING:
+    from tradeguard.config import Settings
+    from tradeguard.ports import Broker
+    from tradeguard.store import ClaimStore
+
+__all__ = [
+    "EXIT_STATUSES",
+    "STORE_ENV",
+    "BrokerChoice",
+    "ExitStatus",
+    "Refused",
+    "broker_options",
+    "default_actor",
+    "make_broker",
+    "open_existing_store",
+    "schema_revision",
+    "sqlite_file",
+    "store_option",
+]
+
+STORE_ENV = "TRADEGUARD_STORE_URL"
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class ExitStatus(enum.IntEnum):
+    """The exit statuses of every command."""
+
+    OK = 0
+    PROBLEM = 1  # the command ran and found something a person must look at
+    BAD_INPUT = 2  # bad input or an expected failure, said in one line on stderr
+    INTERRUPTED = 130  # Ctrl-C
+    BROKEN_PIPE = 141  # the reader went away (`| head`): 128 + SIGPIPE, as the shell reports it
+
+
+EXIT_STATUSES = (
+    "Exit status: 0 ok; 1 found a problem a person must look at (reconcile drift or an orphan, "
+    "db check behind or ahead, a claim resolution the broker contradicts, a chaos violation, a run "
+    "stopped by an error); 2 bad input or an expected failure, said in one line on stderr; "
+    "141 the reader of the output went away (| head)."
+)
+
+
+class Refused(TradeguardError):
+    """The command ran and found a problem (exit 1, one line on stderr)."""
+
+
+def store_option(func: _F) -> _F:
+    """Add `--store URL` (env TRADEGUARD_STORE_URL)."""
+    return click.option(
+        "--store",
+        "store_url",
+        metavar="URL",
+        envvar=STORE_ENV,
+        show_envvar=True,
+        default=DEFAULT_STORE_URL,
+        show_default=True,
+        help="Claim store: sqlite:///path.db or postgresql+psycopg://user@host/db.",
+    )(func)
+
+
+def _read_revision(url: str) -> str | None:
+    from sqlalchemy import inspect, text
+
+    from tradeguard.store.engine import open_engine, translate_errors
+
+    engine = open_engine(url, migrate=False)
+    try:
+        with translate_errors(engine.url, "reading the schema version"), engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            return None if value is None else str(value)
+    finally:
+        engine.dispose()
+
+
+def sqlite_file(url: str) -> str | None:
+    """Return the file of a SQLite store URL (None for PostgreSQL).
+
+    Raises:
+        StoreError: The URL is unusable.
+    """
+    from tradeguard.store.engine import parse_url
+
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    return (parsed.database or "").removeprefix("file:")
+
+
+def schema_revision(url: str) -> str | None:
+    """Return the store's schema revision, or None when the database holds no tradeguard schema.
+
+    Never creates anything: a missing SQLite file is an error naming it.
+
+    Raises:
+        StoreError: The URL is unusable, the SQLite file is missing, or the database unreachable.
+    """
+    path = sqlite_file(url)
+    if path is not None and not os.path.isfile(path):
+        raise StoreError(f"no claim store at {path} (the SQLite file does not exist)")
+    return _read_revision(url)
+
+
+def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStore:
+    """Open the store at `url` for a command that reads or corrects it; never create one.
+
+    Raises:
+        StoreError: No such store (named), or it cannot be opened.
+    """
+    from tradeguard.store import ClaimStore
+    from tradeguard.store.engine import describe, parse_url
+
+    if schema_revision(url) is None:
+        raise StoreError(
+            f"{describe(parse_url(url))} holds no tradeguard claim store (no schema); "
+            "`tradeguard db upgrade` creates one"
+        )
+    return ClaimStore(url, settings=settings, must_exist=True)
+
+
+def default_actor() -> str:
+    """Return who is at the keyboard, for audit records ($USER, else "operator")."""
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerChoice:
+    """The broker options of a command: a paper server, a paper state file, or Alpaca."""
+
+    paper_url: str | None
+    paper_state: str | None
+    live: bool
+
+    @property
+    def configured(self) -> bool:
+        """True when an option or the Alpaca keys in the environment name a broker."""
+        keys = os.environ.get("APCA_API_KEY_ID") and os.environ.get("APCA_API_SECRET_KEY")
+        return bool(self.paper_url or self.paper_state or keys)
+
+
+def broker_options(func: _F) -> _F:
+    """Add --paper-url, --paper-state and --live (default: Alpaca paper with the APCA_* keys)."""
+    for option in reversed(
+        (
+            click.option(
+                "--paper-url",
+                metavar="URL",
+                help="A tradeguard paper server, e.g. http://127.0.0.1:8765 (instead of Alpaca).",
+            ),
+            click.option(
+                "--paper-state",
+                metavar="FILE",
+                help="An in-process paper account kept in this JSON file (instead of Alpaca).",
+            ),
+            click.option(
+                "--live",
+                is_flag=True,
+                help="Alpaca's live endpoint instead of paper (keys: APCA_API_KEY_ID, APCA_API_SECRET_KEY).",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
+
+
+def make_broker(choice: BrokerChoice, settings: Settings) -> Broker:
+    """Build the broker the options name.
+
+    Raises:
+        ConfigError: Two accounts named, a missing paper state file, or no broker at all.
+    """
+    if choice.paper_state and choice.paper_url:
+        raise ConfigError("--paper-url and --paper-state name two different accounts; give one")
+    if choice.paper_state:
+        from tradeguard.paper import PaperBroker
+
+        if not os.path.isfile(choice.paper_state):
+            # A mistyped path must not read as a flat account (every position a phantom).
+            raise ConfigError(f"paper state file {choice.paper_state} does not exist")
+        return PaperBroker(state_path=choice.paper_state)
+    from tradeguard.broker.alpaca import AlpacaBroker
+
+    if choice.paper_url:
+        return AlpacaBroker.from_credentials(
+            "paper", "paper", url_override=choice.paper_url, settings=settings
+        )
+    key, secret = os.environ.get("APCA_API_KEY_ID"), os.environ.get("APCA_API_SECRET_KEY")
+    if not key or not secret:
+        raise ConfigError(
+            "no broker: set APCA_API_KEY_ID and APCA_API_SECRET_KEY, or pass --paper-url / --paper-state"
+        )
+    return AlpacaBroker.from_credentials(key, secret, paper=not choice.live, settings=settings)

@@ -1,0 +1,97 @@
+"""`tradeguard paper-server`: a paper account over Alpaca's REST routes, on loopback by default."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from decimal import Decimal, InvalidOperation
+
+import click
+
+from tradeguard.cli.common import EXIT_STATUSES, ExitStatus
+from tradeguard.errors import ConfigError
+
+__all__ = ["paper_server"]
+
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def _cash(text: str) -> Decimal:
+    try:
+        cash = Decimal(text)
+    except InvalidOperation:
+        cash = Decimal(-1)
+    if not cash.is_finite() or cash < 0:
+        raise ConfigError(f"--cash wants an amount of dollars, got {text!r}")
+    return cash
+
+
+@click.command("paper-server", epilog=EXIT_STATUSES)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8765,
+    show_default=True,
+    help="TCP port; 0 picks a free one.",
+)
+@click.option("--faults", metavar="PLAN", help="Fault plan to inject (YAML or JSON).")
+@click.option("--state", metavar="FILE", help="JSON file that keeps the paper account across restarts.")
+@click.option("--cash", default="100000", show_default=True, help="Starting cash of a new account.")
+@click.option("--allow-short", is_flag=True, help="Let sells open short positions.")
+@click.option("--bars", metavar="CSV", help="Bar file (timestamp,symbol,...,close) giving fill prices.")
+@click.option(
+    "--price", "prices", multiple=True, metavar="SYMBOL=PRICE", help="Pin a fill price (repeatable)."
+)
+@click.option(
+    "--assets",
+    metavar="CSV",
+    help="Asset file adding symbols to the shipped list (symbol,name,exchange,...).",
+)
+def paper_server(
+    *,
+    host: str,
+    port: int,
+    faults: str | None,
+    state: str | None,
+    cash: str,
+    allow_short: bool,
+    bars: str | None,
+    prices: tuple[str, ...],
+    assets: str | None,
+) -> int:
+    """Serve a paper account over Alpaca's REST routes until Ctrl-C or SIGTERM."""
+    from tradeguard.faults import FaultPlan
+    from tradeguard.paper import PaperBroker
+    from tradeguard.paper.prices import CsvBarPrices
+    from tradeguard.paper.server import PaperServer, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        plan = FaultPlan.load(faults) if faults else None
+        broker = PaperBroker(
+            prices=CsvBarPrices(bars) if bars else None,
+            cash=_cash(cash),
+            allow_short=allow_short,
+            state_path=state,
+            assets_path=assets,
+        )
+        for pin in prices:
+            symbol, sep, price = pin.partition("=")
+            if not sep:
+                raise ConfigError(f"--price wants SYMBOL=PRICE, got {pin!r}")
+            broker.set_price(symbol, price)
+        server = PaperServer(broker, host=host, port=port, fault_plan=plan).start()
+    except (ConfigError, OSError, OverflowError) as exc:
+        print(f"tradeguard paper-server: {exc}", file=sys.stderr)
+        return ExitStatus.BAD_INPUT
+
+    def announce(running: PaperServer) -> None:
+        print(f"paper server listening on {running.url} (any API key works; Ctrl-C stops it)", flush=True)
+        if host not in _LOOPBACK:
+            print(f"warning: {host} is not loopback: anyone who can reach it can trade here", file=sys.stderr)
+        if plan is not None:
+            print(f"fault plan {faults}: {len(plan.faults)} fault(s), seed {plan.seed}", flush=True)
+
+    serve(server, on_ready=announce)
+    return 0

@@ -1,0 +1,113 @@
+"""`tradeguard reconcile` and `tradeguard settle`: hold claims and ledger against the broker."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from tradeguard.cli.common import (
+    EXIT_STATUSES,
+    BrokerChoice,
+    ExitStatus,
+    broker_options,
+    default_actor,
+    store_option,
+)
+from tradeguard.cli.output import Format, emit, format_option
+
+if TYPE_CHECKING:
+    from tradeguard.reconcile.runner import ReconcileReport
+
+__all__ = ["reconcile", "settle"]
+
+COLUMNS = ("action", "agent", "symbol", "qty", "reason")
+
+
+def _print_report(report: ReconcileReport, fmt: str) -> None:
+    rows = [
+        {"action": a.kind.value, "agent": a.agent_id or "*", "symbol": a.symbol,
+         "qty": "" if a.qty is None else str(a.qty), "reason": a.reason}
+        for a in report.actions
+    ]  # fmt: skip
+    if fmt != Format.TABLE:
+        emit(COLUMNS, rows, fmt)
+        return
+    if report.aborted:
+        print(f"reconcile aborted, nothing changed: {report.aborted}")
+        return
+    mode = "dry run: would apply" if report.dry_run else "applied"
+    print(f"reconcile pass at {report.started_at:%Y-%m-%d %H:%M:%S}Z, {report.reads} broker read(s)")
+    if not report.actions:
+        print("nothing to do: claims and ledger agree with the broker")
+        return
+    emit(COLUMNS, rows, fmt)
+    print(f"{mode} {len(report.actions if report.dry_run else report.applied)} action(s)")
+
+
+@click.command(
+    epilog=f"Exit status 1: the pass was aborted, or found drift, an orphan or a missing order. "
+    f"{EXIT_STATUSES}"
+)
+@store_option
+@broker_options
+@click.option("--dry-run", is_flag=True, help="Show the actions without applying them.")
+@click.option("--agent-id", metavar="AGENT", help="Only this agent's claims and ledger.")
+@click.option("--symbol", "symbols", multiple=True, metavar="SYMBOL", help="Only this symbol (repeatable).")
+@click.option(
+    "--adopt-orphans-to", metavar="AGENT", help="Take unowned broker positions into AGENT's ledger."
+)
+@format_option
+def reconcile(
+    *,
+    store_url: str,
+    paper_url: str | None,
+    paper_state: str | None,
+    live: bool,
+    dry_run: bool,
+    agent_id: str | None,
+    symbols: tuple[str, ...],
+    adopt_orphans_to: str | None,
+    fmt: str,
+) -> int:
+    """Hold claims and ledger against the broker; print (and apply) the actions."""
+    from tradeguard.cli.common import make_broker, open_existing_store
+    from tradeguard.config import Settings
+    from tradeguard.reconcile.runner import Reconciler
+
+    settings = Settings.from_env()
+    broker = make_broker(BrokerChoice(paper_url, paper_state, live), settings)  # nothing opened yet
+    with open_existing_store(store_url, settings) as store:
+        report = Reconciler(broker, store, settings=settings).run(
+            agent_id=agent_id,
+            symbols=[s.upper() for s in symbols] or None,
+            dry_run=dry_run,
+            adopt_orphans_to=adopt_orphans_to,
+        )
+    _print_report(report, fmt)
+    # 1: a problem a person must look at (an aborted pass, drift, an orphan, a missing order).
+    return ExitStatus.PROBLEM if report.aborted or report.problems else ExitStatus.OK
+
+
+@click.command(epilog=EXIT_STATUSES)
+@store_option
+@click.option("--agent-id", required=True, metavar="AGENT", help="The agent whose ledger is settled.")
+@click.option("--symbol", required=True, metavar="SYMBOL", help="The symbol, e.g. TQQQ.")
+@click.option("--qty", required=True, metavar="QTY", help="What the agent really holds (signed; 0 = flat).")
+@click.option("--reason", required=True, help="Why, for the audit log.")
+@click.option(
+    "--actor", default=default_actor, show_default="$USER", help="Who settles it, for the audit log."
+)
+def settle(*, store_url: str, agent_id: str, symbol: str, qty: str, reason: str, actor: str) -> int:
+    """Set one agent's ledger position after drift the reconciler cannot attribute (audited)."""
+    from tradeguard.cli.common import open_existing_store
+    from tradeguard.domain.intents import to_decimal
+    from tradeguard.errors import ConfigError
+
+    amount = to_decimal(qty, "--qty")
+    if not reason.strip():
+        raise ConfigError("--reason must say why, for the audit log")
+    with open_existing_store(store_url) as store:
+        before = store.settle_position(agent_id, symbol, amount, reason=reason, actor=actor)
+    print(f"{agent_id} {symbol}: ledger {before} -> {amount} (settled by {actor}: {reason})")
+    return 0

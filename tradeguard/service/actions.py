@@ -1,0 +1,291 @@
+"""SafeAgent-compatible action claims (`tg_actions`): claim once, settle once, report, never delete.
+
+An action is a generic side effect a caller guards by its own request id: `claim` records it
+PENDING with one atomic insert-if-absent (`INSERT ... ON CONFLICT DO NOTHING`, on SQLite and
+PostgreSQL alike), so of any number of racing callers exactly one inserts the row and is told to
+proceed; the others read the row that won. `settle` moves it to COMMITTED with its result by a
+compare-and-set on the status, so the first result wins. Nothing ever moves a row back or
+deletes it: a PENDING row stays PENDING until its owner (or an admin) settles it, whatever its
+age (the original SafeAgent's retry-settles-with-a-made-up-result and sweep-deletes are exactly
+what re-runs an action).
+
+Tenancy: the primary key is the SHA-256 of the agent id and the request id, so two agents using
+the same request id have two rows and never see each other's. The settlement token is a fresh
+256-bit secret per claim; only its SHA-256 is stored (as with API keys).
+
+This module needs SQLAlchemy only; every database failure comes out as `StoreError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from tradeguard.clock import Clock, SystemClock
+from tradeguard.store.engine import open_engine, parse_url, translate_errors
+from tradeguard.store.schema import actions
+
+__all__ = [
+    "ActionPage",
+    "ActionQuery",
+    "ActionRecord",
+    "ActionStatus",
+    "ActionStore",
+    "ClaimAnswer",
+    "ClaimResult",
+    "SettleAnswer",
+    "action_key",
+]
+
+
+class ActionStatus(enum.StrEnum):
+    """Where an action claim is: claimed and unsettled, or settled with its result."""
+
+    PENDING = "PENDING"
+    COMMITTED = "COMMITTED"
+
+
+class ClaimAnswer(enum.StrEnum):
+    """What a claim call tells its caller (SafeAgent's three statuses)."""
+
+    PROCEED = "PROCEED"  # this call created the claim: do the action, then settle
+    PENDING = "PENDING"  # claimed and not settled: do NOT do it again; find out what happened
+    SKIP = "SKIP"  # settled: reuse the stored result
+
+
+class SettleAnswer(enum.StrEnum):
+    """What a settle call did."""
+
+    COMMITTED = "committed"
+    ALREADY_COMMITTED = "already_committed"
+
+
+def action_key(agent_id: str, request_id: str) -> str:
+    """Return the stored key of `request_id` for `agent_id` (agents never share a key)."""
+    # A NUL separator: neither part can contain one in JSON text, so no two pairs collide.
+    return hashlib.sha256(f"{agent_id}\x00{request_id}".encode()).hexdigest()
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One action claim as stored (never its settlement token)."""
+
+    key: str
+    agent_id: str
+    request_id: str
+    action: str
+    status: ActionStatus
+    result: dict[str, Any] | None
+    claimed_at: datetime
+    settled_at: datetime | None
+    token_hash: str
+
+    def token_matches(self, token: str | None) -> bool:
+        """Return True if `token` is this claim's settlement token (constant-time compare)."""
+        return hmac.compare_digest(self.token_hash, _hash(token or ""))
+
+    def as_item(self) -> dict[str, Any]:
+        """Return the record in SafeAgent's `/audit` item shape (times as Unix seconds)."""
+        return {
+            "request_id": self.request_id,
+            "agent_id": self.agent_id,
+            "action": self.action,
+            "status": self.status.value,
+            "result": self.result,
+            "claimed_at": self.claimed_at.timestamp(),
+            "settled_at": None if self.settled_at is None else self.settled_at.timestamp(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    """The outcome of `ActionStore.claim`: the row, and the token when this call created it."""
+
+    answer: ClaimAnswer
+    record: ActionRecord
+    settlement_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionQuery:
+    """Filters of `ActionStore.page` (all optional; times inclusive, on the claim time)."""
+
+    agent_id: str | None = None
+    action: str | None = None
+    status: ActionStatus | None = None
+    from_time: datetime | None = None
+    to_time: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActionPage:
+    """One page of action claims, newest first, and how many match in all."""
+
+    items: list[ActionRecord]
+    total: int
+
+
+class ActionStore:
+    """Action claims in a claim store's database (`tg_actions`).
+
+    Args:
+        url: The claim store's URL.
+        clock: The time source for claim and settle times.
+        busy_timeout_ms: SQLite: how long a writer waits for the lock.
+
+    Raises:
+        StoreError: The store cannot be opened.
+    """
+
+    def __init__(self, url: str | URL, *, clock: Clock | None = None, busy_timeout_ms: int = 30_000) -> None:
+        self.url = parse_url(url)
+        self._clock: Clock = clock or SystemClock()
+        self._engine: Engine = open_engine(self.url, busy_timeout_ms=busy_timeout_ms)
+        dialect = sqlite if self.url.get_backend_name() == "sqlite" else postgresql
+        self._insert = dialect.insert
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self._engine.dispose()
+
+    def _now(self) -> datetime:
+        return self._clock.now().astimezone(UTC)
+
+    @contextlib.contextmanager
+    def _reading(self, doing: str) -> Iterator[Connection]:
+        # SQLite: a plain BEGIN for reads, so they do not queue behind writers for the write lock
+        # (the engine starts every transaction IMMEDIATE unless told otherwise).
+        with translate_errors(self.url, doing), self._engine.connect() as conn:
+            yield conn.execution_options(sqlite_begin="DEFERRED")
+
+    def get(self, agent_id: str, request_id: str) -> ActionRecord | None:
+        """Return `agent_id`'s claim of `request_id`, or None."""
+        key = action_key(agent_id, request_id)
+        with self._reading("reading an action claim") as conn:
+            row = conn.execute(select(actions).where(actions.c.action_key == key)).first()
+        return None if row is None else _record(row)
+
+    def claim(self, agent_id: str, request_id: str, action: str) -> ClaimResult:
+        """Claim `request_id` for `agent_id` unless claimed; say what the caller must do.
+
+        One `INSERT ... ON CONFLICT DO NOTHING`: of racing callers exactly one inserts. A row
+        that exists is read back and answered as it is (PENDING stays PENDING).
+
+        Raises:
+            StoreError: Nothing could be recorded or read (never read as "lost the race").
+        """
+        key = action_key(agent_id, request_id)
+        token = secrets.token_urlsafe(32)
+        now = self._now()
+        statement = (
+            self._insert(actions)
+            .values(
+                action_key=key, agent_id=agent_id, request_id=request_id, action=action,
+                status=ActionStatus.PENDING.value, token_hash=_hash(token), claimed_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[actions.c.action_key])
+            .returning(actions.c.action_key)
+        )  # fmt: skip
+        with translate_errors(self.url, "recording an action claim"), self._engine.begin() as conn:
+            # RETURNING, not rowcount: a row comes back only from the insert that happened.
+            inserted = conn.execute(statement).first() is not None
+            row = (
+                None if inserted else conn.execute(select(actions).where(actions.c.action_key == key)).first()
+            )
+        if inserted:
+            record = ActionRecord(
+                key, agent_id, request_id, action, ActionStatus.PENDING, None, now, None, _hash(token)
+            )
+            return ClaimResult(ClaimAnswer.PROCEED, record, token)
+        if row is None:  # claims are never deleted: a conflict with no row is a broken store
+            raise RuntimeError(f"action claim {key} conflicted but cannot be read")
+        record = _record(row)
+        answer = ClaimAnswer.SKIP if record.status is ActionStatus.COMMITTED else ClaimAnswer.PENDING
+        return ClaimResult(answer, record)
+
+    def settle(self, record: ActionRecord, result: dict[str, Any]) -> SettleAnswer:
+        """Store `result` on a PENDING claim (compare-and-set on the status); the first wins.
+
+        The caller has already checked who may settle (the owner with the token, or an admin).
+
+        Raises:
+            StoreError: The result could not be recorded.
+        """
+        text = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        statement = (
+            update(actions)
+            .where(actions.c.action_key == record.key, actions.c.status == ActionStatus.PENDING.value)
+            .values(status=ActionStatus.COMMITTED.value, result=text, settled_at=self._now())
+        )
+        with translate_errors(self.url, "settling an action claim"), self._engine.begin() as conn:
+            changed = conn.execute(statement).rowcount == 1
+        return SettleAnswer.COMMITTED if changed else SettleAnswer.ALREADY_COMMITTED
+
+    def page(self, query: ActionQuery, *, limit: int, offset: int) -> ActionPage:
+        """Return matching claims newest first (`limit` from `offset`) and the total count."""
+        conditions = []
+        if query.agent_id is not None:
+            conditions.append(actions.c.agent_id == query.agent_id)
+        if query.action is not None:
+            conditions.append(actions.c.action == query.action)
+        if query.status is not None:
+            conditions.append(actions.c.status == query.status.value)
+        if query.from_time is not None:
+            conditions.append(actions.c.claimed_at >= query.from_time)
+        if query.to_time is not None:
+            conditions.append(actions.c.claimed_at <= query.to_time)
+        rows_query = (
+            select(actions)
+            .where(*conditions)
+            .order_by(actions.c.claimed_at.desc(), actions.c.action_key)
+            .limit(limit)
+            .offset(offset)
+        )
+        count_query = select(func.count()).select_from(actions).where(*conditions)
+        with self._reading("reading action claims") as conn:
+            total = conn.execute(count_query).scalar_one()
+            items = [_record(row) for row in conn.execute(rows_query)]
+        return ActionPage(items, int(total))
+
+    def count_stale_pending(self, older_than_secs: float, agent_id: str | None = None) -> int:
+        """Return how many claims are still PENDING `older_than_secs` after being claimed."""
+        cutoff = self._now() - timedelta(seconds=older_than_secs)
+        query = (
+            select(func.count())
+            .select_from(actions)
+            .where(actions.c.status == ActionStatus.PENDING.value, actions.c.claimed_at < cutoff)
+        )
+        if agent_id is not None:
+            query = query.where(actions.c.agent_id == agent_id)
+        with self._reading("counting stale action claims") as conn:
+            return int(conn.execute(query).scalar_one())
+
+
+def _record(row: Any) -> ActionRecord:
+    return ActionRecord(
+        key=row.action_key,
+        agent_id=row.agent_id,
+        request_id=row.request_id,
+        action=row.action,
+        status=ActionStatus(row.status),
+        result=None if row.result is None else json.loads(row.result),
+        claimed_at=row.claimed_at,
+        settled_at=row.settled_at,
+        token_hash=row.token_hash,
+    )

@@ -1,0 +1,315 @@
+"""The SafeAgent-compatible routes: `/claim`, `/claim/test`, `/settle/{id}`, `/audit`, `/sweep`, `/health`.
+
+The shapes are SafeAgent's (shared/SAFEAGENT.md), so a bot using SafeAgent's hosted guard moves
+by changing its base URL. What differs, on purpose:
+
+* The tenant is the API key's agent; every request id is stored under that agent
+  (`actions.action_key`), so two agents never collide and never see each other's claims.
+* A PENDING claim stays PENDING on every retry (never settled with a made-up result): the action
+  may have happened, and only its owner knows the result.
+* Settling needs the claim's owner key *and* its settlement token (403 without or with a wrong
+  one). A lost token is not a dead end: an admin key may settle any agent's claim without it
+  (`?agent_id=` names the agent), and the audit log records that an admin did.
+* The same request id claimed again for another action is 409: a bug in the bot, made loud.
+* `/sweep` (admin only) counts stale PENDING claims and changes nothing.
+* Every claim, duplicate and settle leaves an audit record in the claim store's log (G6). The
+  record is written after the claim; if it cannot be, the caller gets 503 and the claim stays
+  PENDING (fail closed: the action is not taken, an admin can settle it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, status
+from pydantic import BaseModel, Field
+
+from tradeguard.domain.audit import AuditAction
+from tradeguard.service.actions import (
+    ActionQuery,
+    ActionRecord,
+    ActionStatus,
+    ActionStore,
+    ClaimAnswer,
+    SettleAnswer,
+)
+from tradeguard.service.auth import Principal, current_principal, visible
+from tradeguard.store import ClaimStore
+
+__all__ = ["SETTLEMENT_HEADER", "router", "test_request_id"]
+
+SETTLEMENT_HEADER = "X-SafeAgent-Settlement-Token"
+_TEST_PREFIX = "test:"
+_MAX_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second a datetime can hold
+
+# No NUL characters: PostgreSQL text cannot hold them, and a store refusal must mean an outage.
+_TEXT = r"^[^\x00]*$"
+
+router = APIRouter(tags=["SafeAgent-compatible"])
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+class ClaimBody(BaseModel):
+    """A claim of one action under the caller's request id."""
+
+    request_id: str = Field(min_length=1, max_length=512, pattern=_TEXT)
+    action: str = Field(min_length=1, max_length=256, pattern=_TEXT)
+
+
+class TestClaimBody(BaseModel):
+    """A test claim; the request id is derived from these three fields."""
+
+    agent_id: str = Field(min_length=1, max_length=256, pattern=_TEXT)
+    action_type: str = Field(min_length=1, max_length=256, pattern=_TEXT)
+    scope: str = Field(max_length=1024, pattern=_TEXT)
+
+
+class SettleBody(BaseModel):
+    """The result of the action, stored and handed to every later claim as `existing`."""
+
+    result: dict[str, Any]
+
+
+class ClaimOut(BaseModel):
+    """What to do: PROCEED (with the token to settle), PENDING, or SKIP (with the stored result)."""
+
+    status: ClaimAnswer
+    request_id: str
+    agent_id: str
+    settlement_token: str | None = None
+    existing: dict[str, Any] | None = None
+    test: bool | None = None
+
+
+class SettleOut(BaseModel):
+    """Whether this call stored the result or an earlier one had."""
+
+    status: SettleAnswer
+    request_id: str
+
+
+class AuditItem(BaseModel):
+    """One action claim (times in Unix seconds)."""
+
+    request_id: str
+    agent_id: str
+    action: str
+    status: ActionStatus
+    result: dict[str, Any] | None
+    claimed_at: float
+    settled_at: float | None
+
+
+class AuditOut(BaseModel):
+    """One page of action claims, newest first."""
+
+    items: list[AuditItem]
+    total: int
+    limit: int
+    offset: int
+
+
+class SweepOut(BaseModel):
+    """Stale PENDING claims, reported and left alone."""
+
+    swept: int
+    stale_pending: int
+    requires_reconciliation: bool
+    action: Literal["none"]
+
+
+class HealthOut(BaseModel):
+    """The service answers."""
+
+    status: Literal["ok"]
+
+
+def test_request_id(agent_id: str, action_type: str, scope: str) -> str:
+    """Return SafeAgent's derived request id of a test claim."""
+    canonical = json.dumps(
+        {"agent_id": agent_id, "action_type": action_type, "scope": scope},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return _TEST_PREFIX + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _actions(request: Request) -> ActionStore:
+    store: ActionStore = request.app.state.actions
+    return store
+
+
+def _audit_log(request: Request) -> ClaimStore:
+    store: ClaimStore = request.app.state.store
+    return store
+
+
+def _note(
+    request: Request,
+    record: ActionRecord,
+    action: AuditAction,
+    reason: str,
+    *,
+    prev_state: ActionStatus | None = None,
+    **fields: Any,
+) -> None:
+    _audit_log(request).audit(
+        action,
+        agent_id=record.agent_id,
+        reason=reason,
+        state=record.status.value,
+        prev_state=None if prev_state is None else prev_state.value,
+        claim_key=record.key,
+        detail={"request_id": record.request_id, "action": record.action, "via": "safeagent", **fields},
+    )
+
+
+def _claim(request: Request, caller: Principal, request_id: str, action: str, *, test: bool) -> ClaimOut:
+    outcome = _actions(request).claim(caller.agent_id, request_id, action)
+    record = outcome.record
+    if record.action != action:
+        _note(request, record, AuditAction.ERROR, f"request {request_id!r} claimed again for {action!r}")
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            detail=f"request id already claimed for another action ({record.action!r})",
+        )
+    answer = ClaimOut(
+        status=outcome.answer, request_id=request_id, agent_id=caller.agent_id, test=True if test else None
+    )
+    if outcome.answer is ClaimAnswer.PROCEED:
+        _note(request, record, AuditAction.CLAIM, f"claimed {action!r} for request {request_id!r}")
+        answer.settlement_token = outcome.settlement_token
+    elif outcome.answer is ClaimAnswer.SKIP:
+        _note(request, record, AuditAction.SKIP, f"request {request_id!r} already committed: result reused")
+        answer.existing = record.result
+    else:
+        _note(request, record, AuditAction.SKIP, f"request {request_id!r} still pending: not run again")
+    return answer
+
+
+_CLAIM_DOC = "A caller that gets PENDING must not run the action again: it may have happened."
+
+
+@router.post("/claim", response_model=ClaimOut, response_model_exclude_none=True, description=_CLAIM_DOC)
+def claim(body: ClaimBody, request: Request, caller: Caller) -> ClaimOut:
+    """Claim an action under a request id: PROCEED once, then PENDING until settled, then SKIP."""
+    if body.request_id.startswith(_TEST_PREFIX):
+        raise HTTPException(422, detail="the test: prefix is reserved")
+    return _claim(request, caller, body.request_id, body.action, test=False)
+
+
+@router.post("/claim/test", response_model=ClaimOut, response_model_exclude_none=True)
+def claim_test(body: TestClaimBody, request: Request, caller: Caller) -> ClaimOut:
+    """Claim with a request id derived from agent, action type and scope (answers carry test: true)."""
+    request_id = test_request_id(body.agent_id, body.action_type, body.scope)
+    return _claim(request, caller, request_id, body.action_type, test=True)
+
+
+@router.post(
+    "/settle/{request_id:path}",
+    response_model=SettleOut,
+    responses={403: {"description": "settlement token missing or wrong"}, 404: {"description": "not found"}},
+)
+def settle(
+    *,
+    body: SettleBody,
+    request: Request,
+    caller: Caller,
+    request_id: Annotated[str, Path(min_length=1, max_length=512, pattern=_TEXT)],
+    agent_id: Annotated[
+        str | None, Query(max_length=64, pattern=_TEXT, description="admin only: whose claim")
+    ] = None,
+    token: Annotated[str | None, Header(alias=SETTLEMENT_HEADER, max_length=256)] = None,
+) -> SettleOut:
+    """Store the result of a claimed action; the first result wins.
+
+    Needs the owner's key and the claim's settlement token. An admin key may settle any
+    agent's claim (`agent_id`) without the token, for a caller that lost it.
+    """
+    owner = agent_id if agent_id is not None else caller.agent_id
+    visible(caller, owner, "request")
+    record = _actions(request).get(owner, request_id)
+    visible(caller, None if record is None else record.agent_id, "request")
+    assert record is not None
+    if not record.token_matches(token) and not (caller.admin and token is None):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="settlement token missing or wrong")
+    answer = _actions(request).settle(record, body.result)
+    by: dict[str, Any] = {"settled_by": caller.key_id, "admin_without_token": token is None}
+    if answer is SettleAnswer.COMMITTED:
+        committed = _actions(request).get(owner, request_id) or record
+        reason = f"request {request_id!r} settled"
+        _note(request, committed, AuditAction.TRANSITION, reason, prev_state=ActionStatus.PENDING, **by)
+    else:
+        _note(
+            request,
+            record,
+            AuditAction.SKIP,
+            f"request {request_id!r} settled again: first result kept",
+            **by,
+        )
+    return SettleOut(status=answer, request_id=request_id)
+
+
+def _time(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+_Ts = Annotated[
+    float | None,
+    Query(ge=0, le=_MAX_TS, allow_inf_nan=False, description="Unix seconds, inclusive, on the claim time"),
+]
+
+
+@router.get("/audit", response_model=AuditOut)
+def audit(
+    *,
+    request: Request,
+    caller: Caller,
+    agent_id: Annotated[str | None, Query(max_length=64, pattern=_TEXT)] = None,
+    action: Annotated[str | None, Query(max_length=256, pattern=_TEXT)] = None,
+    status_: Annotated[ActionStatus | None, Query(alias="status")] = None,
+    from_ts: _Ts = None,
+    to_ts: _Ts = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
+) -> AuditOut:
+    """List action claims newest first: an agent key its own only, an admin key all."""
+    if not caller.admin and agent_id not in (None, caller.agent_id):
+        # Another agent's rows read as none at all, exactly like an agent that never claimed.
+        return AuditOut(items=[], total=0, limit=limit, offset=offset)
+    query = ActionQuery(
+        agent_id=agent_id if caller.admin else caller.agent_id,
+        action=action,
+        status=status_,
+        from_time=_time(from_ts),
+        to_time=_time(to_ts),
+    )
+    page = _actions(request).page(query, limit=limit, offset=offset)
+    items = [AuditItem.model_validate(record.as_item()) for record in page.items]
+    return AuditOut(items=items, total=page.total, limit=limit, offset=offset)
+
+
+@router.post("/sweep", response_model=SweepOut, responses={403: {"description": "admin key required"}})
+def sweep(request: Request, caller: Caller) -> SweepOut:
+    """Count PENDING claims older than the stale age; delete and release nothing (admin only)."""
+    if not caller.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="admin key required")
+    stale_secs: float = request.app.state.config.stale_pending_secs
+    stale = _actions(request).count_stale_pending(stale_secs)
+    _audit_log(request).audit(
+        AuditAction.RECONCILE,
+        agent_id=caller.agent_id,
+        reason=f"sweep: {stale} action claims pending over {stale_secs:g}s reported, none changed",
+        detail={"via": "safeagent", "stale_pending": stale},
+    )
+    return SweepOut(swept=0, stale_pending=stale, requires_reconciliation=stale > 0, action="none")
+
+
+@router.get("/health", response_model=HealthOut)
+async def health() -> HealthOut:
+    """Answer ok without a key (a liveness probe: it does not touch the store)."""
+    return HealthOut(status="ok")
