@@ -1,27 +1,35 @@
-"""Claim-store latency: tradeguard vs safeagent-exec-guard vs the fsync floor.
+"""Claim-store cost: tradeguard beside its baselines, measured in the same run.
 
 Usage::
 
-    python bench/claims.py [--n 2000] [--rounds 10] [--pg-url URL] [--dir DIR]
+    python bench/claims.py [--quick] [--n 1500] [--rounds 5] [--repeats 3] [--pg-url URL]
+                           [--procs 1,4,16] [--secs 2] [--sizes 1000,100000,1000000] [--dir DIR]
+                           [--skip latency,throughput,scale]
 
-One run prints one table:
+Three tables; every figure is a median of ``--repeats`` runs, and each run interleaves its cases
+(``--rounds`` slices of ``n / rounds`` calls each) so a noisy neighbour or a slow disk minute
+affects all of them alike. Only same-run ratios compare across machines or runs.
 
-* ``tradeguard sqlite cycle``: claim -> SUBMITTED -> FILLED, with the audit record of each step
-  and the ledger turn the fill opens or closes (entries and exits alternate, so every fill opens
-  or closes a turn), on a SQLite file.
-* ``tradeguard postgresql cycle``: the same on PostgreSQL (``--pg-url`` or
-  ``TRADEGUARD_TEST_PG_URL``), in a throw-away schema.
-* ``safeagent sqlite claim+settle``: ``SQLiteExecutionStore.claim`` + ``settle`` on a file in
-  the same directory, with the library's own settings (WAL; sqlite3's default
-  ``synchronous=FULL``, so one fsync per call).
-* ``fsync floor``: a 100-byte ``pwrite`` + ``fsync`` on a file in the same directory: what one
-  durable write costs on this disk before any database work.
-* ``tradeguard <backend> duplicate``: ``claim()`` of a key that already exists (the SKIP path).
+1. Latency (p50 µs):
 
-The cases run interleaved (``--rounds`` rounds of ``n / rounds`` operations each), so a noisy
-neighbour or a slow disk minute affects all of them alike. ops/s is 1 / mean latency of one
-caller. Files go to a temporary directory under ``--dir`` (default: this repository, which must
-not be on tmpfs: a tmpfs fsync costs nothing and would flatter every figure).
+   * ``tg sqlite cycle``: claim -> SUBMITTED -> FILLED on a SQLite file, each step with its audit
+     record, the fill opening or closing a ledger turn (entries and exits alternate);
+   * ``safeagent claim+settle``: ``SQLiteExecutionStore.claim`` + ``settle`` (safeagent-exec-guard)
+     on a file in the same folder (its own settings: WAL, ``synchronous=FULL``);
+   * ``fsync floor``: a 100-byte ``pwrite`` + ``fsync``: one durable write on this disk;
+   * ``tg sqlite duplicate`` / ``safeagent duplicate``: a claim of a key that exists;
+   * ``tg postgresql cycle``: the cycle on PostgreSQL, in a throw-away schema;
+   * ``pg durable INSERT``: one autocommit ``INSERT`` of a claim-sized row by raw psycopg: one
+     round trip and one WAL flush, the floor of any durable step on that server.
+
+2. ``claim()`` throughput on PostgreSQL at 1, 4 and 16 processes, beside raw psycopg inserting
+   rows of the same width at the same concurrency (each process its own connection, ``--secs``).
+
+3. Scale: with 1k, 100k, 1M existing claims of one agent (rows generated in bulk, 10 of them
+   active), the reconciler's active-claims query, a duplicate claim (SKIP) and a new claim.
+
+Files go to a temporary folder under ``--dir`` (default: this repository; not tmpfs, where an
+fsync costs nothing and would flatter every figure).
 """
 
 from __future__ import annotations
@@ -34,186 +42,116 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from decimal import Decimal
+from contextlib import ExitStack
 from pathlib import Path
 
 if importlib.util.find_spec("tradeguard") is None:  # a plain checkout: run from the repository
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tradeguard.domain import Side
-from tradeguard.domain.intents import Intent, Kind, OrderSpec
-from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.store import ClaimStore, new_owner_token
+from claims_kit import (
+    Op,
+    fs_type,
+    fsync_op,
+    pg_insert_op,
+    pg_schema,
+    run_interleaved,
+    safeagent_ops,
+    tradeguard_ops,
+)
+from claims_scale import scale_table
+from claims_throughput import throughput_table
 
-WARMUP = 50
 FSYNC = "fsync floor (100 B pwrite + fsync)"
-SAFEAGENT = "safeagent sqlite claim+settle"
-Op = Callable[[int], object]
+SAFEAGENT = "safeagent claim+settle"
+SAFEAGENT_DUP = "safeagent duplicate"
+PG_INSERT = "pg durable INSERT (raw psycopg)"
 
 
-def _fs_type(path: Path) -> str:
-    best, kind = "", "?"
-    with open("/proc/mounts", encoding="utf-8") as fh:
-        for line in fh:
-            _dev, mnt, fstype, *_ = line.split()
-            if str(path).startswith(mnt) and len(mnt) > len(best):
-                best, kind = mnt, fstype
-    return kind
-
-
-def fsync_op(stack: ExitStack, folder: Path) -> Op:
-    fd = os.open(folder / "fsync.bin", os.O_RDWR | os.O_CREAT, 0o600)
-    stack.callback(os.close, fd)
-    data = b"x" * 100
-
-    def op(_i: int) -> None:
-        os.pwrite(fd, data, 0)
-        os.fsync(fd)
-
-    return op
-
-
-def safeagent_op(stack: ExitStack, folder: Path) -> Op:
-    from safeagent_exec_guard.sqlite_store import SQLiteExecutionStore
-
-    store = SQLiteExecutionStore(str(folder / "safeagent.db"))
-    stack.callback(store._conn.close)
-
-    def op(i: int) -> None:
-        request_id = f"req-{i}"
-        assert store.claim(request_id, "submit_order")
-        store.settle(request_id, {"status": "filled", "qty": "1"})
-
-    return op
-
-
-def tradeguard_ops(stack: ExitStack, url: str) -> tuple[Op, Op]:
-    """Return (cycle, duplicate): a full claim lifecycle, and a claim of an existing key."""
-    store = stack.enter_context(ClaimStore(url))
-    run, owner = uuid.uuid4().hex[:8], new_owner_token()
-    made: list[tuple[Intent, OrderSpec]] = []
-
-    def cycle(i: int) -> None:
-        # Entries and exits alternate on one symbol: every fill opens or closes a ledger turn.
-        kind, side = (Kind.ENTRY, Side.BUY) if i % 2 == 0 else (Kind.EXIT, Side.SELL)
-        intent, spec = Intent("bench", kind, "QQQ", side, f"{run}-{i}"), OrderSpec(qty=Decimal(1))
-        outcome = store.claim(intent, spec, owner=owner)
-        assert outcome.created
-        sent = store.transition(
-            outcome.claim, ClaimState.SUBMITTED, reason="accepted", broker_order_id=f"b-{i}"
-        )
-        store.transition(
-            sent,
-            ClaimState.FILLED,
-            reason="filled",
-            filled_qty=Decimal(1),
-            filled_avg_price=Decimal("512.25"),
-        )
-        made.append((intent, spec))
-
-    def duplicate(i: int) -> None:
-        intent, spec = made[i % len(made)]
-        assert not store.claim(intent, spec, owner=owner).created
-
-    return cycle, duplicate
-
-
-@contextmanager
-def pg_schema(base: str) -> Iterator[str]:
-    """Yield a URL on a fresh schema of `base`, dropped afterwards."""
-    import sqlalchemy as sa
-
-    schema = f"tg_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1))
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-def run_interleaved(cases: dict[str, Op], n: int, rounds: int) -> dict[str, list[float]]:
-    """Warm every case up, then time `n` calls of each, `rounds` slices at a time."""
-    counters = dict.fromkeys(cases, 0)
-    for name, op in cases.items():
-        for _ in range(WARMUP):
-            op(counters[name])
-            counters[name] += 1
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    clock = time.perf_counter
-    per_round = max(1, n // rounds)
-    for _ in range(rounds):
-        for name, op in cases.items():
-            out, start = samples[name], counters[name]
-            for i in range(start, start + per_round):
-                t0 = clock()
-                op(i)
-                out.append(clock() - t0)
-            counters[name] = start + per_round
-    return samples
-
-
-def _pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def print_table(samples: dict[str, list[float]]) -> None:
-    print(f"{'case':<40} {'p50 µs':>9} {'p99 µs':>9} {'ops/s':>9}")
-    print("-" * 70)
-    for name, xs in samples.items():
-        p50, p99 = statistics.median(xs) * 1e6, _pct(xs, 0.99) * 1e6
-        print(f"{name:<40} {p50:>9.1f} {p99:>9.1f} {len(xs) / sum(xs):>9.0f}")
-    medians = {name: statistics.median(xs) for name, xs in samples.items()}
+def latency_table(folder: Path, pg_url: str | None, n: int, rounds: int, repeats: int) -> None:
+    """Print the latency table: median over `repeats` runs of each case's p50."""
+    runs: list[dict[str, float]] = []
+    for repeat in range(repeats):
+        run_dir = folder / f"run{repeat}"
+        run_dir.mkdir()
+        with ExitStack() as stack:
+            cycle, dup = tradeguard_ops(stack, f"sqlite:///{run_dir / 'tradeguard.db'}")
+            sa_cycle, sa_dup = safeagent_ops(stack, run_dir)
+            cases: dict[str, Op] = {
+                "tg sqlite cycle": cycle,
+                SAFEAGENT: sa_cycle,
+                FSYNC: fsync_op(stack, run_dir),
+                "tg sqlite duplicate": dup,
+                SAFEAGENT_DUP: sa_dup,
+            }
+            if pg_url:
+                url = stack.enter_context(pg_schema(pg_url))
+                pg_cycle, pg_dup = tradeguard_ops(stack, url)
+                cases["tg postgresql cycle"] = pg_cycle
+                cases[PG_INSERT] = pg_insert_op(stack, url)
+                cases["tg postgresql duplicate"] = pg_dup
+            samples = run_interleaved(cases, n, rounds)
+        runs.append({name: statistics.median(xs) * 1e6 for name, xs in samples.items()})
+    p50 = {name: statistics.median(r[name] for r in runs) for name in runs[0]}
+    print(f"\n1. latency, median of {repeats} interleaved runs of {n} calls each")
+    print(f"{'case':<38} {'p50 µs':>9}   {'per run':<28}")
+    for name, value in p50.items():
+        each = " ".join(f"{r[name]:.0f}" for r in runs)
+        print(f"{name:<38} {value:>9.1f}   {each:<28}")
     print()
-    tg = medians["tradeguard sqlite cycle"]
-    for other in (SAFEAGENT, FSYNC):
-        print(f"tradeguard sqlite cycle p50 / {other} p50 = {tg / medians[other]:.2f}")
+    ratios = [
+        ("tg sqlite cycle", SAFEAGENT, "≤ 1.0"),
+        ("tg sqlite cycle", FSYNC, "≤ 3"),
+        ("tg sqlite duplicate", SAFEAGENT_DUP, ""),
+    ]
+    if pg_url:
+        ratios.append(("tg postgresql cycle", PG_INSERT, "≤ 4"))
+    for mine, base, target in ratios:
+        per_run = " ".join(f"{r[mine] / r[base]:.2f}" for r in runs)
+        goal = f"  (target {target})" if target else ""
+        print(f"{mine} / {base} = {p50[mine] / p50[base]:.2f}  [runs: {per_run}]{goal}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--n", type=int, default=2000, help="timed operations per case")
-    parser.add_argument("--rounds", type=int, default=10, help="interleaved slices per case")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
+    parser.add_argument("--n", type=int, default=1500, help="timed calls per case and run")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved slices per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs; every figure is their median")
     parser.add_argument(
         "--pg-url",
         default=os.environ.get("TRADEGUARD_TEST_PG_URL"),
         help="PostgreSQL URL (default: $TRADEGUARD_TEST_PG_URL; none: PostgreSQL is skipped)",
     )
+    parser.add_argument("--procs", default="1,4,16", help="process counts for the throughput table")
+    parser.add_argument("--secs", type=float, default=2.0, help="seconds per throughput measurement")
+    parser.add_argument("--sizes", default="1000,100000,1000000", help="existing claims for the scale table")
+    parser.add_argument("--skip", default="", help="tables to leave out: latency,throughput,scale")
     parser.add_argument(
-        "--dir",
-        type=Path,
-        default=Path(__file__).resolve().parent.parent,
-        help="where temp files go (not tmpfs)",
+        "--dir", type=Path, default=Path(__file__).resolve().parent.parent, help="temp files (not tmpfs)"
     )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.n, args.rounds, args.secs, args.sizes = 300, 3, 1.0, "1000,100000"
+    skip = {s for s in args.skip.split(",") if s}
     folder = Path(tempfile.mkdtemp(prefix="tg-bench-", dir=args.dir))
+    pg = args.pg_url.replace("postgresql://", "postgresql+psycopg://", 1) if args.pg_url else None
     print(
         f"python {sys.version.split()[0]}, sqlite {sqlite3.sqlite_version}, files in {folder} "
-        f"({_fs_type(folder)}), n={args.n}, rounds={args.rounds}"
+        f"({fs_type(folder)}), cpus {os.cpu_count()}, load {os.getloadavg()[0]:.1f}, "
+        f"PostgreSQL {'yes' if pg else 'skipped'}"
     )
     try:
-        with ExitStack() as stack:
-            cycle, dup = tradeguard_ops(stack, f"sqlite:///{folder / 'tradeguard.db'}")
-            cases: dict[str, Op] = {"tradeguard sqlite cycle": cycle}
-            cases[SAFEAGENT] = safeagent_op(stack, folder)
-            cases[FSYNC] = fsync_op(stack, folder)
-            dups: dict[str, Op] = {"tradeguard sqlite duplicate": dup}
-            if args.pg_url:
-                pg_cycle, pg_dup = tradeguard_ops(stack, stack.enter_context(pg_schema(args.pg_url)))
-                cases["tradeguard postgresql cycle"] = pg_cycle
-                dups["tradeguard postgresql duplicate"] = pg_dup
-            print_table(run_interleaved(cases | dups, args.n, args.rounds))
+        if "latency" not in skip:
+            latency_table(folder, pg, args.n, args.rounds, args.repeats)
+        if pg and "throughput" not in skip:
+            procs = [int(p) for p in args.procs.split(",")]
+            throughput_table(pg, procs, args.secs, args.repeats)
+        if "scale" not in skip:
+            sizes = [int(s) for s in args.sizes.split(",")]
+            scale_table(folder, pg, sizes, args.repeats)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0

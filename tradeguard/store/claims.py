@@ -5,27 +5,33 @@ back the existing claim (G1). Every state change is a compare-and-set that write
 record in the same transaction (G6); if any of it cannot be written, the caller gets
 `StoreError` and must not send (G5).
 
-Which commits reach the disk before the call returns (SQLite; see connections.py for what a
-non-durable commit means; PostgreSQL commits everything with `synchronous_commit=on`):
+Which commits reach the disk before the call returns (see connections.py for what a
+non-durable commit means on SQLite, `synchronous=NORMAL`, and on PostgreSQL,
+`synchronous_commit=off`):
 
 * Durable (fsync): `claim`, `claim_exit` and any `transition` into PENDING, because an order is
   sent next (G5); `take_over` and `renew_lease`, because they fence a worker out; a transition
-  out of NOT_SENT (an order found late; NOT_SENT is probed only for a while); `audit` and
-  `record_skip`, because a skip or a reconcile note is the only trace of what happened; ledger
+  out of NOT_SENT (an order found late; NOT_SENT is probed only for a while); `audit`, because
+  a reconcile note is the only trace of a correction; ledger
   corrections (`close_turn`, `correct_position`, `settle_position`), rare enough that the fsync
   is cheap insurance.
-* Not durable: other transitions, and `claim_window`. A transition records broker evidence. A
+* Not durable: other transitions, `claim_window` and `record_skip`. A transition records broker evidence. A
   kill -9 cannot lose it; a power cut can roll back the last few, never out of order, together
   with their fills and audit records. The claim then reads as its previous state, which is
   always active or NOT_SENT (every other way out of an inactive state is durable), so the
   reconciler looks it up by client_order_id and adopts the broker's state again (G2).
   A dedup window matters only with the claim that follows it, and that claim's fsync covers it.
+  A skip note (a blocked duplicate) is still written before the call returns (G6), but a power
+  cut may take it back with the suffix of the log: it records that nothing was done, the claim
+  it points at is durable already, and no decision reads skip notes, so losing one changes no
+  outcome. A duplicate retry therefore costs no fsync.
 
 `fsync_every_commit=True` makes every commit durable (one fsync per transition).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -79,7 +85,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             ``postgresql+psycopg://user@host/db`` (several hosts).
         settings: Lease length, client_order_id prefix, SQLite busy timeout.
         clock: The time source for every timestamp.
-        fsync_every_commit: SQLite: fsync every commit, not only those that must precede a send
+        fsync_every_commit: Fsync every commit, not only those that must precede a send
             (see the module docstring). Costs one fsync per transition.
         must_exist: Refuse to create a new SQLite file (commands that only read or correct a
             store: a mistyped path must not look like an empty store).
@@ -153,6 +159,8 @@ class ClaimStore(LedgerWriter, StoreReader):
         exists for good, and the claim returned is read from the database by this call. A
         missing key takes one `INSERT ... ON CONFLICT DO NOTHING`, so two racing callers cannot
         both create it; the new claim and its audit record are fsynced before this returns.
+        (PostgreSQL: the insert, its record and the read go as one round trip; on an existing
+        key the insert writes nothing, so the commit has no WAL to flush.)
 
         Raises:
             IntentMismatch: The key exists with a different order payload.
@@ -161,9 +169,11 @@ class ClaimStore(LedgerWriter, StoreReader):
         key = intent.key
         payload = spec.as_payload()
         pool = self._pool
-        rows = pool.read("reading a claim", sql.BY_KEY, (key,))
-        if rows:
-            return self._existing(decode_claim(rows[0], pool.dt), payload)
+        if pool.sqlite:
+            # PostgreSQL answers an existing key from the insert's own round trip (see _insert).
+            rows = pool.read("reading a claim", sql.BY_KEY, (key,))
+            if rows:
+                return self._existing(decode_claim(rows[0], pool.dt), payload)
         now = self._now()
         with pool.write("recording a claim", durable=True) as tx:
             return self._insert(
@@ -196,8 +206,30 @@ class ClaimStore(LedgerWriter, StoreReader):
             intent.name, text, hash_payload_json(text), owner, tx.ts(lease_until),
             _num(order_qty), turn_id, reason, at, at,
         )  # fmt: skip
-        if not tx.changed(sql.INSERT_CLAIM, values):
-            row = tx.one(sql.BY_KEY, (key,))
+        record = functools.partial(
+            write_audit, tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
+            kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
+            qty=order_qty if order_qty is not None else spec.qty or spec.notional,
+            state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
+            client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
+        )  # fmt: skip
+        tx.later(sql.INSERT_CLAIM, values, keep=True)
+        if tx.postgres:
+            # The claim, its record, the row as it now stands and the COMMIT in one round trip;
+            # the record is written only if the insert was (see audit.write_audit). The read is
+            # a new snapshot (READ COMMITTED): it sees a racing insert the conflict waited for.
+            record(if_claim_written=True)
+            tx.later(sql.BY_KEY, (key,), keep=True)
+            made, now_there = tx.flush(commit=True, rerunnable=True)
+            inserted, rows = made.count, now_there.rows
+        else:
+            inserted, rows = tx.flush()[0].count, []
+            if inserted:
+                record()
+            else:
+                rows = tx.all(sql.BY_KEY, (key,))
+        if not inserted:
+            row = rows[0] if rows else None
             if row is None:
                 # The conflict was on client_order_id, not the key: a caller reused an id.
                 other = tx.one(sql.KEY_OF_COID, (coid,))
@@ -207,13 +239,6 @@ class ClaimStore(LedgerWriter, StoreReader):
                     "a client_order_id names exactly one decision"
                 )
             return self._existing(decode_claim(row, tx.dt), payload)
-        write_audit(
-            tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
-            kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
-            qty=order_qty if order_qty is not None else spec.qty or spec.notional,
-            state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
-            client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
-        )  # fmt: skip
         claim = Claim(
             key=key, client_order_id=coid, agent_id=intent.agent_id, kind=intent.kind,
             symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
@@ -289,7 +314,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             return self._move(
                 tx, claim, to, now=self._now(), reason=reason, broker_order_id=broker_order_id,
                 filled_qty=filled_qty, filled_avg_price=filled_avg_price, order_qty=order_qty,
-                owner=owner, detail=detail, reject_kind=reject_kind, payload=payload,
+                owner=owner, detail=detail, reject_kind=reject_kind, payload=payload, commit=True,
             )  # fmt: skip
 
     def _move(
@@ -308,8 +333,13 @@ class ClaimStore(LedgerWriter, StoreReader):
         detail: dict[str, Any] | None = None,
         reject_kind: RejectKind | None = None,
         payload: dict[str, Any] | None = None,
+        commit: bool = False,
     ) -> Claim:
-        """Apply one checked transition inside `tx`: the compare-and-set, new fills, the audit record."""
+        """Apply one checked transition inside `tx`: the compare-and-set, new fills, the audit record.
+
+        `commit`: the transition is all `tx` does, so it may commit it (PostgreSQL: in the same
+        round trip as the update, when no fill follows).
+        """
         delta = Decimal(0)
         if filled_qty is not None and filled_qty != claim.filled_qty:
             if filled_qty < claim.filled_qty:
@@ -320,37 +350,8 @@ class ClaimStore(LedgerWriter, StoreReader):
             delta = filled_qty - claim.filled_qty
         resend = to is ClaimState.PENDING
         text = None if payload is None else canonical_json(payload)
-        row = tx.one(
-            sql.TRANSITION,
-            (
-                to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
-                text, None if text is None else hash_payload_json(text),
-                broker_order_id, _num(filled_avg_price), _num(order_qty),
-                owner, None if owner is None else tx.ts(now + self._lease),
-                _num(filled_qty) if delta else None, 1 if resend else 0,
-                claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
-            ),
-        )  # fmt: skip
-        if row is None:
-            raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
-        if delta:
-            signed = delta if claim.side is Side.BUY else -delta
-            turn_id = ledger.apply_fill(
-                tx,
-                claim.agent_id,
-                claim.symbol,
-                signed,
-                at=now,
-                reason=f"{claim.kind} {claim.client_order_id}",
-            )
-            if row[_TURN_ID] is None and turn_id is not None:
-                tx.changed(sql.SET_TURN, (turn_id, claim.key))
-                row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])
-        moved = apply_mutable(claim, row, tx.dt)
-        if payload is not None:
-            moved = replace(moved, payload=payload)
-        write_audit(
-            tx, at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
+        record = functools.partial(
+            write_audit, tx, at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
             kind=claim.kind.value, symbol=claim.symbol, side=claim.side,
             qty=filled_qty if filled_qty is not None else claim.order_qty,
             state=to.value, prev_state=claim.state.value, reason=reason,
@@ -361,6 +362,51 @@ class ClaimStore(LedgerWriter, StoreReader):
                 **({"reject_kind": reject_kind.value} if reject_kind else {}),
             },
         )  # fmt: skip
+        tx.later(
+            sql.TRANSITION,
+            (
+                to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
+                text, None if text is None else hash_payload_json(text),
+                broker_order_id, _num(filled_avg_price), _num(order_qty),
+                owner, None if owner is None else tx.ts(now + self._lease),
+                _num(filled_qty) if delta else None, 1 if resend else 0,
+                claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
+            ),
+            keep=True,
+        )  # fmt: skip
+        # PostgreSQL: what follows the compare-and-set travels with it in one round trip. A fill
+        # needs the open turn (read under the symbol's lock; harmless if the update fails, the
+        # transaction is rolled back); a move without one sends its record and the COMMIT too,
+        # the record written only if the update was (see audit.write_audit).
+        guarded = tx.postgres and not delta
+        if delta:
+            ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
+        elif guarded:
+            record(if_claim_written=True)
+        results = tx.flush(commit=commit and guarded)
+        if not results[0].rows:
+            raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
+        row = results[0].rows[0]
+        if delta:
+            signed = delta if claim.side is Side.BUY else -delta
+            turn_id = ledger.apply_fill(
+                tx,
+                claim.agent_id,
+                claim.symbol,
+                signed,
+                at=now,
+                reason=f"{claim.kind} {claim.client_order_id}",
+                prefetched=True,
+                current=ledger.open_turn_of(results[1].rows),
+            )
+            if row[_TURN_ID] is None and turn_id is not None:
+                tx.later(sql.SET_TURN, (turn_id, claim.key))
+                row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])
+        moved = apply_mutable(claim, row, tx.dt)
+        if payload is not None:
+            moved = replace(moved, payload=payload)
+        if not guarded:
+            record()
         return moved
 
     @staticmethod
@@ -436,11 +482,22 @@ class ClaimStore(LedgerWriter, StoreReader):
         return apply_mutable(claim, row, tx.dt)
 
     def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
-        """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win."""
-        self.audit(AuditAction.SKIP, agent_id=agent_id, reason=reason, **claim_fields(claim, fields))
+        """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win.
+
+        Written before returning but not fsynced (see the module docstring: a skip decides nothing).
+        """
+        self._append(
+            AuditAction.SKIP, durable=self._sync_all, agent_id=agent_id, reason=reason,
+            **claim_fields(claim, fields),
+        )  # fmt: skip
 
     def audit(self, action: AuditAction, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Append one audit record in its own (durable) transaction."""
+        self._append(action, durable=True, agent_id=agent_id, reason=reason, **fields)
+
+    def _append(
+        self, action: AuditAction, *, durable: bool, agent_id: str, reason: str, **fields: Any
+    ) -> None:
         now = self._now()
-        with self._pool.write("writing an audit record", durable=True) as tx:
+        with self._pool.write("writing an audit record", durable=durable) as tx:
             write_audit(tx, at=now, agent_id=agent_id, action=action, reason=reason, **fields)

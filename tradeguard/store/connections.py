@@ -15,7 +15,15 @@ NORMAL commits survive a crash or kill -9 of any process: the WAL is in the OS p
 a power cut or kernel crash can lose them, and then only a *suffix*: the WAL is one append-only
 log, so an fsync for a durable commit also makes every earlier commit durable, and SQLite never
 recovers a later commit without the ones before it. `ClaimStore` documents which of its
-transactions are durable and why. PostgreSQL commits are always synchronous.
+transactions are durable and why.
+
+Durability (PostgreSQL). A durable transaction commits with the session's
+`synchronous_commit=on` (the commit record is flushed before COMMIT returns); the others run
+`SET LOCAL synchronous_commit = off` in the same round trip as their BEGIN. The argument is the
+one above: a client crash loses nothing (the server holds the commit); a server crash or power
+cut can lose only the last few such commits (up to 3 x `wal_writer_delay`), and only a suffix: the
+WAL is one sequential log, a durable commit flushes every record before its own, and recovery
+never replays a later commit without the earlier ones.
 """
 
 from __future__ import annotations
@@ -61,52 +69,175 @@ def _pg_dt(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+# BEGIN travels with the first statements of the transaction (see Tx); SET LOCAL ends with it.
+_PG_BEGIN = ("BEGIN",)
+_PG_BEGIN_ASYNC = ("BEGIN", "SET LOCAL synchronous_commit = off")
+
+
 @functools.lru_cache(maxsize=256)
 def _pg_sql(sql: str) -> str:
     # Statements are written with qmark placeholders; psycopg wants %s.
     return sql.replace("?", "%s")
 
 
+@functools.lru_cache(maxsize=256)
+def _qmark_parts(sql: str) -> tuple[str, ...]:
+    # The store's fixed statements hold "?" only as placeholders (no "?" in their literals).
+    return tuple(sql.split("?"))
+
+
+def _literal(value: Any) -> str | None:
+    """Return `value` as a PostgreSQL literal for the types the store binds, or None for others.
+
+    Strings are standard-conforming literals (only ' is doubled; the engine sets
+    `standard_conforming_strings = on` on every connection, so a backslash is a backslash).
+    """
+    kind = type(value)
+    if value is None:
+        return "NULL"
+    if kind is str:
+        return None if "\x00" in value else "'" + value.replace("'", "''") + "'"
+    if kind is int:
+        return str(value)
+    if kind is datetime and value.tzinfo is not None:
+        return f"'{value.isoformat()}'::timestamptz"
+    return None
+
+
+def _bind(conn: _Conn, sql: str, params: Sequence[Any]) -> str:
+    """Return `sql` with its qmark parameters bound as literals (psycopg's mogrify for other types).
+
+    Several statements then travel as one simple query. Hand-binding the store's few types costs
+    a few µs a statement; `ClientCursor.mogrify` costs 20-50.
+    """
+    parts = _qmark_parts(sql)
+    if len(parts) != len(params) + 1:
+        raise ValueError(f"{len(params)} parameters for {len(parts) - 1} placeholders")
+    out = [parts[0]]
+    for value, part in zip(params, parts[1:], strict=True):
+        text = _literal(value)
+        if text is None:
+            return str(conn.client.mogrify(_pg_sql(sql), params))
+        out.append(text)
+        out.append(part)
+    return "".join(out)
+
+
 class _Conn:
     """A driver connection and the little state the pool tracks about it."""
 
-    __slots__ = ("cursor", "dbapi", "durable")
+    __slots__ = ("client", "cursor", "dbapi", "durable")
 
-    def __init__(self, dbapi: Any) -> None:
+    def __init__(self, dbapi: Any, postgres: bool) -> None:
         self.dbapi = dbapi
         self.cursor = dbapi.cursor()
         self.durable: bool | None = None  # SQLite: the `synchronous` level last set (FULL: True)
+        # PostgreSQL: binds parameters into statement text, so several statements travel in one
+        # simple query (one round trip); the plain cursor keeps server-side binding for the rest.
+        self.client: Any = _client_cursor(dbapi) if postgres else None
+
+
+def _client_cursor(dbapi: Any) -> Any:
+    import psycopg  # noqa: PLC0415 - the PostgreSQL driver is an optional dependency
+
+    return psycopg.ClientCursor(dbapi)
 
 
 class Tx:
     """Statements inside one write transaction, with the backend's datetime codecs.
 
+    On PostgreSQL every statement is a network round trip (~80 µs on loopback), so statements
+    wait (`later`) and travel together, in order, when a result is needed (`flush`, `all`, `one`,
+    `changed`) or with the COMMIT; BEGIN travels with the first batch. On SQLite `later` runs the
+    statement at once. Either way `flush` returns the results of the statements queued with
+    `keep=True`, in order.
+
     Attributes:
         dt: Decode a stored datetime to aware UTC.
         postgres: True on PostgreSQL (row and advisory locks matter there; SQLite writers are serial).
+        committed: True once `flush(commit=True)` committed the transaction.
     """
 
-    __slots__ = ("_cur", "_enc", "_last", "_last_enc", "_pg", "dt", "postgres")
+    __slots__ = ("_conn", "_kept", "_last", "_last_enc", "_pending", "_pool", "committed", "dt", "postgres")
 
-    def __init__(self, conn: _Conn, pool: RawPool) -> None:
-        self._cur = conn.cursor
-        self._pg = self.postgres = not pool.sqlite
-        self._enc = pool.ts
+    def __init__(self, conn: _Conn, pool: RawPool, begin: tuple[str, ...]) -> None:
+        self._conn = conn
+        self._pool = pool
+        self.postgres = not pool.sqlite
         self._last: datetime | None = None
         self._last_enc: Any = None
+        # PostgreSQL: statement texts not sent yet, each with whether its result is kept.
+        self._pending: list[tuple[str, bool]] = [(text, False) for text in begin]
+        self._kept: list[Result] = []  # SQLite: results of `keep` statements since the last flush
+        self.committed = False
         self.dt = pool.dt
+
+    @property
+    def conn(self) -> _Conn:
+        """The connection the transaction runs on (PostgreSQL may swap a dead one at BEGIN)."""
+        return self._conn
 
     def ts(self, value: datetime) -> Any:
         """Encode an aware datetime for this backend (a transaction stamps one `now` many times)."""
         if value is not self._last:
-            self._last, self._last_enc = value, self._enc(value)
+            self._last, self._last_enc = value, self._pool.ts(value)
         return self._last_enc
 
+    def later(self, sql: str, params: Sequence[Any] = (), *, keep: bool = False) -> None:
+        """Queue a statement; with `keep`, the next `flush` returns its result."""
+        if self.postgres:
+            self._pending.append((_bind(self._conn, sql, params) if params else sql, keep))
+            return
+        cur = self._conn.cursor
+        cur.execute(sql, params)
+        if keep:
+            self._kept.append(Result(cur.fetchall() if cur.description is not None else [], cur.rowcount))
+
+    def flush(self, *, commit: bool = False, rerunnable: bool = False) -> list[Result]:
+        """Send every queued statement (and COMMIT); return the kept results in order.
+
+        `rerunnable`: the batch may run twice (an insert-if-absent that reads its row back: a
+        second run finds the first run's row and says so), so even a committing first batch is
+        re-run on a fresh connection if the pooled one died.
+        """
+        if not self.postgres:
+            kept, self._kept = self._kept, []
+            if commit:
+                self._conn.cursor.execute("COMMIT")
+                self.committed = True
+            return kept
+        batch = self._pending
+        if commit:
+            batch.append(("COMMIT", False))
+        self._pending = []
+        if not batch:
+            return []
+        text = ";\n".join(t for t, _ in batch)
+        if batch[0][0].startswith("BEGIN") and (rerunnable or not commit):
+            # Nothing sent yet has an effect until a later COMMIT: safe to run again on a fresh
+            # connection if this one died. Other batches that commit are never run twice: the
+            # server may have committed one before the connection dropped (StoreError instead).
+            self._conn, cur = self._pool.first_statement(self._conn, text)
+        else:
+            cur = self._conn.cursor
+            cur.execute(text)
+        kept = []
+        for i, (_text, keep) in enumerate(batch):
+            if i:
+                cur.nextset()
+            if keep:
+                kept.append(Result(cur.fetchall() if cur.description is not None else [], cur.rowcount))
+        self.committed = commit
+        return kept
+
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """Run `sql` and return every row (fetching all ends SQLite's read snapshot)."""
-        cur = self._cur
-        cur.execute(_pg_sql(sql) if self._pg else sql, params)
-        return cur.fetchall() if cur.description is not None else []
+        """Run `sql` (after anything queued) and return every row."""
+        if self.postgres and not self._pending:
+            cur = self._conn.cursor
+            cur.execute(_pg_sql(sql), params)
+            return cur.fetchall() if cur.description is not None else []
+        self.later(sql, params, keep=True)
+        return self.flush()[-1].rows
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """Run `sql` and return its first row, or None."""
@@ -115,54 +246,72 @@ class Tx:
 
     def changed(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement without RETURNING and return how many rows it changed."""
-        cur = self._cur
-        cur.execute(_pg_sql(sql) if self._pg else sql, params)
-        return int(cur.rowcount)
+        if not self.postgres:
+            cur = self._conn.cursor
+            cur.execute(sql, params)
+            return int(cur.rowcount)
+        self.later(sql, params, keep=True)
+        return self.flush()[-1].count
+
+    def commit(self) -> None:
+        """Commit, with any statements still queued."""
+        if not self.committed:
+            self.flush(commit=True)
+
+
+class Result:
+    """One statement's rows and row count, read before the statements after it ran."""
+
+    __slots__ = ("count", "rows")
+
+    def __init__(self, rows: list[Any], count: int) -> None:
+        self.rows = rows
+        self.count = count
 
 
 class WriteTx:
     """Context manager: one write transaction on a pooled connection; StoreError on failure."""
 
-    __slots__ = ("_conn", "_doing", "_durable", "_pool")
+    __slots__ = ("_doing", "_durable", "_pool", "_tx")
 
     def __init__(self, pool: RawPool, doing: str, durable: bool) -> None:
         self._pool = pool
         self._doing = doing
         self._durable = durable
-        self._conn: _Conn | None = None
+        self._tx: Tx | None = None
 
     def __enter__(self) -> Tx:
         pool = self._pool
         conn = None
         try:
             conn = pool.checkout()
-            conn = pool.begin(conn, self._durable)
+            self._tx = tx = pool.begin(conn, self._durable)
         except BaseException as exc:
             if conn is not None:
                 pool.release(conn)
             if isinstance(exc, pool.errors):
                 raise store_error(pool.url, self._doing, exc) from exc
             raise
-        self._conn = conn
-        return Tx(conn, pool)
+        return tx
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
-        conn = self._conn
-        assert conn is not None
+        tx = self._tx
+        assert tx is not None
         pool = self._pool
         try:
             if exc_type is None:
                 try:
-                    conn.cursor.execute("COMMIT")
+                    tx.commit()
                 except pool.errors as failed:
-                    pool.rollback_quietly(conn)
+                    pool.rollback_quietly(tx.conn)
                     raise store_error(pool.url, self._doing, failed) from failed
             else:
-                pool.rollback_quietly(conn)
+                if not tx.committed:
+                    pool.rollback_quietly(tx.conn)
                 if exc is not None and isinstance(exc, pool.errors):
                     raise store_error(pool.url, self._doing, exc) from exc
         finally:
-            pool.release(conn)
+            pool.release(tx.conn)
 
 
 class RawPool:
@@ -205,7 +354,7 @@ class RawPool:
         fairy.detach()  # ours from now on: the engine's pool neither reuses nor closes it
         if not self.sqlite:
             dbapi.autocommit = True  # transactions are explicit BEGIN ... COMMIT
-        return _Conn(dbapi)
+        return _Conn(dbapi, not self.sqlite)
 
     def checkout(self) -> _Conn:
         """Return the most recently used idle connection, or a new one."""
@@ -252,8 +401,8 @@ class RawPool:
 
     # -- transactions -----------------------------------------------------------------------
 
-    def begin(self, conn: _Conn, durable: bool) -> _Conn:
-        """Start a write transaction on `conn` (or on a fresh one if the server dropped it)."""
+    def begin(self, conn: _Conn, durable: bool) -> Tx:
+        """Start a write transaction on `conn` (PostgreSQL: BEGIN travels with the first statement)."""
         if self.sqlite:
             if conn.durable is not durable:
                 conn.cursor.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
@@ -261,22 +410,28 @@ class RawPool:
             # IMMEDIATE takes the write lock up front: a read-then-write transaction could
             # otherwise fail on lock upgrade with SQLITE_BUSY, which the busy timeout skips.
             conn.cursor.execute("BEGIN IMMEDIATE")
-            return conn
-        return self._pg_first(conn, "BEGIN", ())[0]
+            return Tx(conn, self, ())
+        return Tx(conn, self, _PG_BEGIN if durable else _PG_BEGIN_ASYNC)
 
-    def _pg_first(self, conn: _Conn, sql: str, params: Sequence[Any]) -> tuple[_Conn, Any]:
+    def first_statement(self, conn: _Conn, text: str) -> tuple[_Conn, Any]:
+        """Run the first statements of a transaction (unbound text), on a fresh connection if `conn` died."""
+        return self._pg_first(conn, text, None)
+
+    def _pg_first(self, conn: _Conn, sql: str, params: Sequence[Any] | None) -> tuple[_Conn, Any]:
         # A pooled PostgreSQL connection may have died with a server restart or failover. The
-        # first statement of a transaction has no effect yet, so running it once more on a new
-        # connection is what SQLAlchemy's pre-ping would have done, without its round trip.
+        # first statement of a transaction has no effect yet (nor do those sent with it, inside
+        # the uncommitted transaction), so running it once more on a new connection is what
+        # SQLAlchemy's pre-ping would have done, without its round trip.
+        sql = sql if params is None else _pg_sql(sql)
         try:
-            return conn, conn.cursor.execute(_pg_sql(sql), params)
+            return conn, conn.cursor.execute(sql, params)
         except self.driver_errors:
             if not (conn.dbapi.closed or conn.dbapi.broken):
                 raise
         self._close(conn)
         fresh = self._connect()
         try:
-            return fresh, fresh.cursor.execute(_pg_sql(sql), params)
+            return fresh, fresh.cursor.execute(sql, params)
         except BaseException:
             self._close(fresh)
             raise

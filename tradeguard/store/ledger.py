@@ -38,8 +38,10 @@ __all__ = [
     "exit_room",
     "lock_symbol",
     "open_turn",
+    "open_turn_of",
     "position_of",
     "positions_from_rows",
+    "queue_open_read",
 ]
 
 _TURN_COLUMNS = "agent_id, symbol, qty, turn_id, opened_at, updated_at"
@@ -75,12 +77,26 @@ _PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
 def lock_symbol(tx: Tx, symbol: str) -> None:
     """Serialise, until the transaction ends, every ledger change and exit sizing in `symbol`."""
     if tx.postgres:
-        tx.all(_PG_LOCK, (f"tradeguard:ledger:{symbol}",))
+        tx.later(_PG_LOCK, (f"tradeguard:ledger:{symbol}",))  # sent with the read that follows
 
 
 def _open_row(tx: Tx, agent_id: str, symbol: str) -> tuple[int, Decimal] | None:
-    row = tx.one(_OPEN, (agent_id, symbol))
-    return None if row is None else (int(row[0]), Decimal(row[1]))
+    return open_turn_of(tx.all(_OPEN, (agent_id, symbol)))
+
+
+def queue_open_read(tx: Tx, agent_id: str, symbol: str) -> None:
+    """Lock `symbol` and queue the read of the agent's open turn (kept: see `Tx.later`).
+
+    A fill queues it with the claim's compare-and-set, so on PostgreSQL both travel in one round
+    trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`.
+    """
+    lock_symbol(tx, symbol)
+    tx.later(_OPEN, (agent_id, symbol), keep=True)
+
+
+def open_turn_of(rows: Sequence[Any]) -> tuple[int, Decimal] | None:
+    """Return (turn_id, qty) of the open turn in rows of the open-turn read, or None when flat."""
+    return None if not rows else (int(rows[0][0]), Decimal(rows[0][1]))
 
 
 def position_of(tx: Tx, agent_id: str, symbol: str) -> LedgerPosition:
@@ -103,7 +119,7 @@ def open_turn(tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime,
 def _close(
     tx: Tx, turn_id: int, qty: Decimal, *, agent_id: str, symbol: str, at: datetime, reason: str
 ) -> None:
-    tx.changed(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
+    tx.later(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} closed: {reason}", detail={"turn_id": turn_id, "qty_at_close": str(qty)},
@@ -142,20 +158,24 @@ def apply_fill(
     at: datetime,
     reason: str,
     expect: LedgerPosition | None = None,
+    prefetched: bool = False,
+    current: tuple[int, Decimal] | None = None,
 ) -> int | None:
     """Add a signed fill quantity to the agent's position; return the open turn id after it.
 
     With `expect` (a correction, not a fill), nothing changes unless the position is still the
-    one the caller read; then -1 is returned.
+    one the caller read; then -1 is returned. `prefetched`: the caller already locked the symbol
+    and read the open turn (`queue_open_read`) in this transaction; `current` is what it read.
     """
-    lock_symbol(tx, symbol)
-    current = _open_row(tx, agent_id, symbol)
+    if not prefetched:
+        lock_symbol(tx, symbol)
+        current = _open_row(tx, agent_id, symbol)
     if expect is not None and (current or (None, Decimal(0))) != (expect.turn_id, expect.qty):
         return -1
     step = fill_step(None if current is None else current[1], delta, reason)
     turn_id = None if current is None else current[0]
     if turn_id is not None and step.set_qty is not None:
-        tx.changed(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
+        tx.later(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
         if step.close_reason is not None:
             _close(
                 tx, turn_id, step.set_qty, agent_id=agent_id, symbol=symbol, at=at, reason=step.close_reason

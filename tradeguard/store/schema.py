@@ -39,7 +39,7 @@ __all__ = [
 
 # The Alembic revision this code reads and writes. A database at any other revision that this
 # package does not ship is refused (it was written by a newer tradeguard).
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -92,7 +92,8 @@ claims = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("reject_kind", String(24)),  # RejectKind of a REJECTED claim (migration 0002)
-    Index("ix_tg_claims_state_updated", "state", "updated_at"),
+    # One agent's claims in a state (reconciler, exits in flight): flat as history grows (0004).
+    Index("ix_tg_claims_state_agent", "state", "agent_id", "updated_at"),
     Index("ix_tg_claims_agent_symbol", "agent_id", "symbol"),
 )
 

@@ -15,6 +15,7 @@ COLS = ", ".join(CLAIM_COLUMNS)
 _RETURNING = " RETURNING " + ", ".join(MUTABLE_COLUMNS)
 _ACTIVE = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATES))
 
+LIST = f"SELECT {COLS} FROM tg_claims"
 BY_KEY = f"SELECT {COLS} FROM tg_claims WHERE claim_key = ?"
 BY_COID = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ?"
 KEY_OF_COID = "SELECT claim_key FROM tg_claims WHERE client_order_id = ?"
