@@ -165,18 +165,6 @@ def export(store_url: str, what: str, fmt: str, output: str | None) -> int:
 
 def _audit_csv(records: Any, out: IO[str]) -> None:
     """Write records as `tradeguard audit --csv` does (the same columns, detail as JSON)."""
-    import csv
-    import json
-    from dataclasses import asdict
+    from tradeguard.store.audit import write_records_csv
 
-    from tradeguard.domain import AuditRecord
-
-    fields = list(AuditRecord.__dataclass_fields__)
-    writer = csv.writer(out)
-    writer.writerow(fields)
-    for rec in records:
-        row = asdict(rec)
-        row["action"] = rec.action.value
-        row["at"] = rec.at.isoformat()
-        row["detail"] = json.dumps(rec.detail, sort_keys=True, default=str) if rec.detail else ""
-        writer.writerow([row[f] for f in fields])
+    write_records_csv(records, out)

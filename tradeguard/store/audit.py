@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, select
 
@@ -30,6 +30,7 @@ __all__ = [
     "pages",
     "read_page",
     "records_to_csv",
+    "write_records_csv",
     "records_to_dataframe",
     "write_audit",
 ]
@@ -192,18 +193,23 @@ def records_to_dataframe(records: Iterable[AuditRecord]) -> pd.DataFrame:
     return frame
 
 
+def write_records_csv(records: Iterable[AuditRecord], out: IO[str]) -> int:
+    """Write records as CSV to an open text stream (detail as JSON text); return the number of rows."""
+    fields = list(AuditRecord.__dataclass_fields__)
+    writer = csv.writer(out)
+    writer.writerow(fields)
+    count = 0
+    for rec in records:
+        row = asdict(rec)
+        row["action"] = rec.action.value
+        row["at"] = rec.at.isoformat()
+        row["detail"] = json.dumps(rec.detail, sort_keys=True, default=str) if rec.detail else ""
+        writer.writerow([row[f] for f in fields])
+        count += 1
+    return count
+
+
 def records_to_csv(records: Iterable[AuditRecord], path: str | Path) -> int:
     """Write records to a CSV file (detail as JSON text); return the number of rows."""
-    fields = list(AuditRecord.__dataclass_fields__)
-    count = 0
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(fields)
-        for rec in records:
-            row = asdict(rec)
-            row["action"] = rec.action.value
-            row["at"] = rec.at.isoformat()
-            row["detail"] = json.dumps(rec.detail, sort_keys=True, default=str) if rec.detail else ""
-            writer.writerow([row[f] for f in fields])
-            count += 1
-    return count
+        return write_records_csv(records, fh)
