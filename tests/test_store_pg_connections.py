@@ -86,3 +86,18 @@ def test_a_terminated_idle_connection_is_replaced_before_a_committing_step(
         assert _terminate(admin, app_name) >= 1
         again = store.claim(make_intent("victim"), make_spec(), owner="w")
         assert again.claim == sent and not again.created
+
+
+def test_a_durable_transaction_commits_synchronously_whatever_the_session_says(pg_url: str) -> None:
+    with ClaimStore(pg_url) as store:
+        pool = store._pool
+        conn = pool.checkout()
+        conn.cursor.execute("SET synchronous_commit = off")  # as another client of a pooler might
+        pool.release(conn)
+        with pool.write("probing", durable=True) as tx:
+            assert tx.conn is conn
+            assert tx.one("SHOW synchronous_commit") == ("on",)
+        with pool.write("probing", durable=False) as tx:
+            assert tx.one("SHOW synchronous_commit") == ("off",)
+        with pool.write("probing", durable=True) as tx:
+            assert tx.one("SHOW synchronous_commit") == ("on",)

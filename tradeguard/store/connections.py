@@ -17,9 +17,9 @@ log, so an fsync for a durable commit also makes every earlier commit durable, a
 recovers a later commit without the ones before it. `ClaimStore` documents which of its
 transactions are durable and why.
 
-Durability (PostgreSQL). A durable transaction commits with the session's
-`synchronous_commit=on` (the commit record is flushed before COMMIT returns); the others run
-`SET LOCAL synchronous_commit = off` in the same round trip as their BEGIN. The argument is the
+Durability (PostgreSQL). A durable transaction runs `SET LOCAL synchronous_commit = on` (the
+commit record is flushed before COMMIT returns), the others `SET LOCAL synchronous_commit =
+off`, each in the same round trip as its BEGIN; no session setting is relied on. The argument is the
 one above: a client crash loses nothing (the server holds the commit); a server crash or power
 cut can lose only the last few such commits (up to 3 x `wal_writer_delay`), and only a suffix: the
 WAL is one sequential log, a durable commit flushes every record before its own, and recovery
@@ -76,7 +76,9 @@ def _pg_dt(value: datetime) -> datetime:
 
 
 # BEGIN travels with the first statements of the transaction (see Tx); SET LOCAL ends with it.
-_PG_BEGIN = ("BEGIN",)
+# A durable transaction says so itself rather than trusting the session's setting: behind a
+# pooler in transaction mode the session may be one another client set `off` on (G5).
+_PG_BEGIN = ("BEGIN", "SET LOCAL synchronous_commit = on")
 _PG_BEGIN_ASYNC = ("BEGIN", "SET LOCAL synchronous_commit = off")
 
 
