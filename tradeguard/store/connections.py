@@ -17,9 +17,9 @@ log, so an fsync for a durable commit also makes every earlier commit durable, a
 recovers a later commit without the ones before it. `ClaimStore` documents which of its
 transactions are durable and why.
 
-Durability (PostgreSQL). A durable transaction commits with the session's
-`synchronous_commit=on` (the commit record is flushed before COMMIT returns); the others run
-`SET LOCAL synchronous_commit = off` in the same round trip as their BEGIN. The argument is the
+Durability (PostgreSQL). A durable transaction runs `SET LOCAL synchronous_commit = on` (the
+commit record is flushed before COMMIT returns), the others `SET LOCAL synchronous_commit =
+off`, each in the same round trip as its BEGIN; no session setting is relied on. The argument is the
 one above: a client crash loses nothing (the server holds the commit); a server crash or power
 cut can lose only the last few such commits (up to 3 x `wal_writer_delay`), and only a suffix: the
 WAL is one sequential log, a durable commit flushes every record before its own, and recovery
@@ -31,6 +31,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import select
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +45,10 @@ from tradeguard.errors import StoreError
 from tradeguard.store.engine import describe, driver_errors, store_error
 
 __all__ = ["RawPool", "Tx"]
+
+# A pooled PostgreSQL connection idle longer than this is pinged (one round trip) before use: a
+# server or network that died without closing the socket leaves nothing to see on it.
+PING_AFTER_IDLE_SECS = 5.0
 
 
 def _sqlite_ts(value: datetime) -> str:
@@ -70,7 +76,9 @@ def _pg_dt(value: datetime) -> datetime:
 
 
 # BEGIN travels with the first statements of the transaction (see Tx); SET LOCAL ends with it.
-_PG_BEGIN = ("BEGIN",)
+# A durable transaction says so itself rather than trusting the session's setting: behind a
+# pooler in transaction mode the session may be one another client set `off` on (G5).
+_PG_BEGIN = ("BEGIN", "SET LOCAL synchronous_commit = on")
 _PG_BEGIN_ASYNC = ("BEGIN", "SET LOCAL synchronous_commit = off")
 
 
@@ -89,14 +97,18 @@ def _qmark_parts(sql: str) -> tuple[str, ...]:
 def _literal(value: Any) -> str | None:
     """Return `value` as a PostgreSQL literal for the types the store binds, or None for others.
 
-    Strings are standard-conforming literals (only ' is doubled; the engine sets
-    `standard_conforming_strings = on` on every connection, so a backslash is a backslash).
+    Strings are escape-string literals (`E'...'`, backslash and quote escaped), which read the
+    same whatever the session's `standard_conforming_strings` is: behind a pooler in transaction
+    mode a session setting made at connect is not reliable.
     """
     kind = type(value)
     if value is None:
         return "NULL"
     if kind is str:
-        return None if "\x00" in value else "'" + value.replace("'", "''") + "'"
+        text: str = value
+        if "\x00" in text:
+            return None
+        return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
     if kind is int:
         return str(value)
     if kind is datetime and value.tzinfo is not None:
@@ -123,10 +135,17 @@ def _bind(conn: _Conn, sql: str, params: Sequence[Any]) -> str:
     return "".join(out)
 
 
+def _readable(fd: int) -> bool:
+    """True when `fd` has data or EOF waiting (an idle connection's server spoke or hung up)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class _Conn:
     """A driver connection and the little state the pool tracks about it."""
 
-    __slots__ = ("client", "cursor", "dbapi", "durable")
+    __slots__ = ("client", "cursor", "dbapi", "durable", "idle_since")
 
     def __init__(self, dbapi: Any, postgres: bool) -> None:
         self.dbapi = dbapi
@@ -135,6 +154,7 @@ class _Conn:
         # PostgreSQL: binds parameters into statement text, so several statements travel in one
         # simple query (one round trip); the plain cursor keeps server-side binding for the rest.
         self.client: Any = _client_cursor(dbapi) if postgres else None
+        self.idle_since = time.monotonic()  # when it last went back to the pool
 
 
 def _client_cursor(dbapi: Any) -> Any:
@@ -364,9 +384,35 @@ class RawPool:
             self._inherited += self._idle
             self._idle, self._pid = [], os.getpid()
         try:
-            return self._idle.pop()
+            conn = self._idle.pop()
         except IndexError:
             return self._connect()
+        if self.sqlite or self._alive(conn):
+            return conn
+        self._close(conn)
+        return self._connect()
+
+    def _alive(self, conn: _Conn) -> bool:
+        """True unless a PostgreSQL connection is found dead before anything of a transaction is sent.
+
+        A batch that commits cannot be re-run after a failure (it may have committed), so a
+        connection that died while idle (server restart, failover, `pg_terminate_backend`) must
+        be found out before the batch goes. A server that ends a session sends its error and
+        closes the socket, which then polls readable with no request outstanding: that costs
+        one `poll`, no round trip. A connection idle past `PING_AFTER_IDLE_SECS` (or readable)
+        is also pinged, for a peer that vanished without closing.
+        """
+        dbapi = conn.dbapi
+        if dbapi.closed or dbapi.broken:
+            return False
+        stale = time.monotonic() - conn.idle_since > PING_AFTER_IDLE_SECS
+        if not stale and not _readable(dbapi.fileno()):
+            return True
+        try:
+            conn.cursor.execute("SELECT 1")
+        except self.driver_errors:
+            return False
+        return bool(dbapi.info.transaction_status == 0)
 
     def _reusable(self, conn: _Conn) -> bool:
         dbapi = conn.dbapi
@@ -379,6 +425,7 @@ class RawPool:
         if self._is_closed() or not self._reusable(conn):
             self._close(conn)
             return
+        conn.idle_since = time.monotonic()
         self._idle.append(conn)
         if self._is_closed():  # close() ran while we appended
             self._drain()

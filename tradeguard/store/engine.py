@@ -168,9 +168,6 @@ def _postgres_engine(url: URL) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         with dbapi_conn.cursor() as cur:
             cur.execute("SET synchronous_commit = on")
-            # Statements batched by the order path are bound client-side (connections.py): a
-            # backslash in a literal must stay a backslash.
-            cur.execute("SET standard_conforming_strings = on")
         dbapi_conn.commit()
 
     return engine
