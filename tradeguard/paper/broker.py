@@ -109,7 +109,9 @@ class PaperBroker:
             book = book.merged(assets)
         self._fill_on_submit = fill_on_submit
         self._lock = threading.RLock()
-        self._file = None if state_path is None else StateFile(state_path, fsync_every_change=fsync_every_change)
+        self._file = (
+            None if state_path is None else StateFile(state_path, fsync_every_change=fsync_every_change)
+        )
         state = PaperState(cash=Decimal(cash))
         if self._file is not None:
             state = self._file.load(state)

@@ -53,16 +53,19 @@ class Tracker:
             texts, for `commit` once the line is written.
         """
         orders = self._changed_orders(state)
-        positions = _diff(
-            {s: (q, state.avg_price[s]) for s, q in state.qty.items()},
-            {s: (q, self._avg[s]) for s, q in self._qty.items()},
-            lambda p: {"qty": fmt(p[0]), "avg_entry_price": fmt(p[1])},
-        )
-        last = _diff(state.last_price, self._last, fmt)
-        pinned = _diff(state.set_prices, self._set, fmt)
+        positions: _Diff = {}
+        # Plain dict comparisons first (in C): most changes move one position or none.
+        if state.qty != self._qty or state.avg_price != self._avg:
+            for symbol, qty in state.qty.items():
+                avg = state.avg_price[symbol]
+                if self._qty.get(symbol) != qty or self._avg.get(symbol) != avg:
+                    positions[symbol] = {"qty": fmt(qty), "avg_entry_price": fmt(avg)}
+            positions.update((s, None) for s in self._qty if s not in state.qty)
+        last = _diff(state.last_price, self._last, fmt) if state.last_price != self._last else {}
+        pinned = _diff(state.set_prices, self._set, fmt) if state.set_prices != self._set else {}
         if not orders and not positions and not last and not pinned and state.cash == self._cash:
             return None
-        parts = [f'{{"cash":{json.dumps(fmt(state.cash))}', f'"orders":[{",".join(t for _, _, t in orders)}]']
+        parts = [f'{{"cash":"{fmt(state.cash)}"', f'"orders":[{",".join(t for _, _, t in orders)}]']
         for name, diff in (("positions", positions), ("last_prices", last), ("set_prices", pinned)):
             if diff:
                 parts.append(f'"{name}":{json.dumps(diff, separators=(",", ":"))}')
