@@ -25,6 +25,7 @@ from tradeguard.paper.state import PaperState
 __all__ = ["Tracker", "apply_entry"]
 
 _Diff = dict[str, Any]
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
 
 
 class Tracker:
@@ -97,7 +98,7 @@ class Tracker:
             key = order.cache_key()
             cached = state.rendered.get(order_id)
             if cached is None or cached[0] != key:
-                changed.append((order, key, json.dumps(order.to_state(), separators=(",", ":"))))
+                changed.append((order, key, _ENCODE(order.to_state())))
         return changed
 
 

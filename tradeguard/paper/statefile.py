@@ -22,8 +22,8 @@ Durability policy:
 - A failed write answers `BrokerUnavailable` (HTTP 500) and the account is rebuilt from the
   snapshot and the lines written (kept in memory); any part of the failed line is cut off the
   file before the next line is written.
-- Each change first checks that the path is still the file being appended to; if it was removed
-  or replaced, the change is written as a new snapshot there instead (or fails if it cannot be).
+- Each change first checks that the file appended to still has a name; if it was removed or
+  replaced, the change is written as a new snapshot at the path instead (or fails if it cannot).
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ class StateFile:
         self.fsync_every_change = fsync_every_change
         self._check()
         self._fd: int | None = None
-        self._inode: tuple[int, int] | None = None
         self._snapshot: str | None = None  # None: no file written yet
         self._fresh = ""  # the account before the first write, while there is no file
         self._lines: list[str] = []  # journal lines after the snapshot, as written
@@ -196,12 +195,9 @@ class StateFile:
     # ---- internals ---------------------------------------------------------------------------
 
     def _still_ours(self) -> bool:
-        # One stat per change: a removed or replaced file must not swallow acknowledged changes.
-        try:
-            info = os.stat(self.path)
-        except FileNotFoundError:
-            return False
-        return self._fd is not None and (info.st_dev, info.st_ino) == self._inode
+        # A removed or replaced file must not swallow acknowledged changes: either leaves the
+        # file appended to with no name (one fstat per change, no path lookup).
+        return self._fd is not None and os.fstat(self._fd).st_nlink > 0
 
     def _append(self, data: bytes) -> None:
         fd = self._fd
@@ -268,13 +264,10 @@ class StateFile:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-            self._inode = None
 
     def _open(self, size: int) -> None:
         self._close_fd()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-        info = os.fstat(self._fd)
-        self._inode = (info.st_dev, info.st_ino)
         self._size = size
         self._compact_at = 2 * size + COMPACT_MIN_BYTES
 
