@@ -308,8 +308,10 @@ def test_a_state_file_replaced_under_the_broker_is_written_whole_again(tmp_path:
 # ---- a real crash ----------------------------------------------------------------------------
 
 
-def _serve(state: Path, log: IO[str]) -> subprocess.Popen[str]:
+def _serve(state: Path, log: IO[str], compact_min_bytes: int | None = None) -> subprocess.Popen[str]:
     code = "import sys; from tradeguard.cli import main; sys.exit(main(['paper-server', *sys.argv[1:]]))"
+    if compact_min_bytes is not None:  # compactions among the orders, not only at 1 MiB
+        code = f"import tradeguard.paper.statefile as f; f.COMPACT_MIN_BYTES = {compact_min_bytes}; {code}"
     return subprocess.Popen(
         [sys.executable, "-c", code, "--port", "0", "--cash", "100000000", "--state", str(state)],
         stdout=subprocess.PIPE,
@@ -326,10 +328,13 @@ def _url(proc: subprocess.Popen[str]) -> str:
     return line.split()[4]
 
 
-def test_a_paper_server_killed_mid_stream_restarts_with_every_acknowledged_order(tmp_path: Path) -> None:
+@pytest.mark.parametrize("compact_min_bytes", [None, 0], ids=["journal", "compacting"])
+def test_a_paper_server_killed_mid_stream_restarts_with_every_acknowledged_order(
+    tmp_path: Path, compact_min_bytes: int | None
+) -> None:
     state = tmp_path / "paper.json"
     with (tmp_path / "server.log").open("a") as log:
-        acknowledged = _kill_mid_stream(state, log)
+        acknowledged = _kill_mid_stream(state, log, compact_min_bytes)
         assert len(acknowledged) >= 300
         restarted = _serve(state, log)
         try:
@@ -346,7 +351,7 @@ def test_a_paper_server_killed_mid_stream_restarts_with_every_acknowledged_order
     assert len(lines(state)) == 2  # a clean stop leaves one snapshot
 
 
-def _kill_mid_stream(state: Path, log: IO[str]) -> dict[str, tuple[str, str]]:
+def _kill_mid_stream(state: Path, log: IO[str], compact_min_bytes: int | None) -> dict[str, tuple[str, str]]:
     """Serve `state`, send orders one after another, SIGKILL the server after 300 answers.
 
     Returns:
@@ -354,7 +359,7 @@ def _kill_mid_stream(state: Path, log: IO[str]) -> dict[str, tuple[str, str]]:
     """
     acknowledged: dict[str, tuple[str, str]] = {}
     enough = threading.Event()
-    proc = _serve(state, log)
+    proc = _serve(state, log, compact_min_bytes)
     try:
         url = _url(proc)
 
