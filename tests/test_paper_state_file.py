@@ -106,16 +106,26 @@ def test_an_order_whose_save_fails_is_not_placed_and_the_server_answers_500(tmp_
 
 @pytest.fixture
 def failing_writes(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Make the state file's `os.replace` fail while the returned list holds True."""
+    """Make every write of the state file fail while the returned list holds True.
+
+    Both ways the file is written fail: the journal line appended to it (`os.write` on its
+    descriptor) and the whole file put in place (`os.replace`, the first write and compactions).
+    """
     failing: list[bool] = []
-    real_replace = os.replace
+    real_replace, real_write = os.replace, os.write
 
     def replace(src: Any, dst: Any) -> None:
         if failing:
             raise OSError(28, "No space left on device")
         real_replace(src, dst)
 
+    def write(fd: int, data: Any) -> int:
+        if failing and os.readlink(f"/proc/self/fd/{fd}").endswith(".json"):
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
     monkeypatch.setattr(statefile_module.os, "replace", replace)
+    monkeypatch.setattr(statefile_module.os, "write", write)
     return failing
 
 

@@ -46,7 +46,7 @@ _ZERO = Decimal(0)
 
 
 class PaperBroker:
-    """An Alpaca paper account in memory (or in a JSON file), behind the `Broker` port.
+    """An Alpaca paper account in memory (or in a state file), behind the `Broker` port.
 
     Which symbols trade: those in the asset list that ships with tradeguard (`paper/assets.csv`,
     about eighty common US stocks and ETFs), those added by `assets` or `assets_path`, and those
@@ -73,8 +73,11 @@ class PaperBroker:
         fill_on_submit: Match a marketable order as it is submitted, so the acknowledgement
             already shows the fill. False leaves every order `new` until `step()`, like a
             slow venue.
-        state_path: A JSON file that keeps the account across restarts, rewritten atomically
-            after every change. Its folder must take files: that is checked at once.
+        state_path: A file that keeps the account across restarts: a snapshot and a journal line
+            per change, written before the call returns (`tradeguard.paper.statefile` states
+            what survives what). Its folder must take files: that is checked at once.
+        fsync_every_change: fsync each change to the state file before the call returns, so
+            it survives a power loss too (without it: a killed process loses nothing).
         assets: Assets to add to the shipped list (replacing shipped ones of the same symbol).
         assets_path: A CSV file of assets to add (see `tradeguard.paper.assets`).
 
@@ -93,6 +96,7 @@ class PaperBroker:
         max_fill_qty: Decimal | int | None = None,
         fill_on_submit: bool = True,
         state_path: str | os.PathLike[str] | None = None,
+        fsync_every_change: bool = False,
         assets: Iterable[Asset] | None = None,
         assets_path: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -105,7 +109,9 @@ class PaperBroker:
             book = book.merged(assets)
         self._fill_on_submit = fill_on_submit
         self._lock = threading.RLock()
-        self._file = None if state_path is None else StateFile(state_path)
+        self._file = (
+            None if state_path is None else StateFile(state_path, fsync_every_change=fsync_every_change)
+        )
         state = PaperState(cash=Decimal(cash))
         if self._file is not None:
             state = self._file.load(state)
@@ -374,6 +380,18 @@ class PaperBroker:
         """Run one matching pass over every open order at current prices; return what changed."""
         with self._changing() as state:
             return [state.broker_order(o) for o in step(self._venue, None)]
+
+    def close(self) -> None:
+        """Fold the state file's journal into its snapshot and flush it to disk (no-op without one).
+
+        The broker stays usable: the next change reopens the file.
+
+        Raises:
+            BrokerUnavailable: The snapshot could not be written (the journal still holds it all).
+        """
+        with self._lock:
+            if self._file is not None:
+                self._file.close(self._venue.state)
 
     # ---- internals (lock held) ---------------------------------------------------------------
 
