@@ -248,6 +248,22 @@ def test_nul_characters_are_refused_before_the_store(served: tuple[NativeService
     assert query.status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/audit", {"since": "0001-01-01T00:00:00+05:00"}),
+        ("/v1/claims", {"updated_since": "0001-01-01T00:00:00+05:00"}),
+        ("/v1/turns/cleared", {"since": "0001-01-01T00:00:00+05:00"}),
+    ],
+)
+def test_a_time_that_overflows_in_utc_is_a_422_not_a_500(
+    served: tuple[NativeService, ClaimStore], path: str, params: dict[str, str]
+) -> None:
+    service, _ = served
+    answer = call(service, service.key("bot"), "GET", path, params=params)
+    assert (answer.status_code, answer.json()["code"]) == (422, "invalid_request"), answer.text
+
+
 def test_racing_clients_through_two_services_on_one_database_create_each_claim_once(
     pg_url: str, clock: ManualClock
 ) -> None:

@@ -227,6 +227,8 @@ _CODES: tuple[tuple[type[Exception], str, int], ...] = (
     (IllegalTransition, ErrorCode.ILLEGAL_TRANSITION, 409),
     (ConfigError, ErrorCode.INVALID, 422),
     (ValueError, ErrorCode.INVALID, 422),
+    # A time at the edge of the calendar (0001-01-01T00:00+05:00) overflows when moved to UTC.
+    (OverflowError, ErrorCode.INVALID, 422),
 )
 
 

@@ -68,7 +68,7 @@ class NativeRoute(APIRoute):
                 return JSONResponse(body, status_code=422)
             try:
                 return await handler(request)
-            except (TradeguardError, ValueError) as exc:
+            except (TradeguardError, ValueError, OverflowError) as exc:
                 code, body = codec.error_body(exc)
                 return JSONResponse(body, status_code=code)
             except HTTPException as exc:
