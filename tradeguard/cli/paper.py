@@ -36,7 +36,11 @@ def _cash(text: str) -> Decimal:
     help="TCP port; 0 picks a free one.",
 )
 @click.option("--faults", metavar="PLAN", help="Fault plan to inject (YAML or JSON).")
-@click.option("--state", metavar="FILE", help="JSON file that keeps the paper account across restarts.")
+@click.option(
+    "--state",
+    metavar="FILE",
+    help="File that keeps the paper account across restarts (a snapshot, then one line per change).",
+)
 @click.option("--cash", default="100000", show_default=True, help="Starting cash of a new account.")
 @click.option("--allow-short", is_flag=True, help="Let sells open short positions.")
 @click.option("--bars", metavar="CSV", help="Bar file (timestamp,symbol,...,close) giving fill prices.")
