@@ -54,3 +54,22 @@ def test_the_command_refuses_a_malformed_plan_naming_the_line(tmp_path: Path) ->
     assert proc.returncode == 2
     assert "plan.yaml:4: unknown action 'foo' (expected one of accept_then_timeout" in err
     assert out == ""
+
+
+def test_fsync_every_change_keeps_an_answered_order_through_a_kill(tmp_path: Path) -> None:
+    from tradeguard.paper import PaperBroker
+
+    state = tmp_path / "s.json"
+    args = ("--port", "0", "--price", "TQQQ=42.5", "--state", str(state), "--fsync-every-change")
+    with _run_cli(*args) as proc:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[4]
+        with alpaca_client(url) as trading:
+            trading.submit_order(market(OrderSide.BUY, 3, "kept"))
+        proc.kill()  # no shutdown, no compaction: only what was written before the answer
+        proc.communicate(timeout=30)
+    reloaded = PaperBroker(state_path=state)
+    order = reloaded.get_order_by_client_id("kept")
+    assert order is not None and order.filled_qty == 3
+    position = reloaded.get_position("TQQQ")
+    assert position is not None and position.qty == 3

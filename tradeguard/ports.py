@@ -142,8 +142,9 @@ class ClaimLedger(Protocol):
 
     Exactly what the gateway, `send_claim`, the reconciler and the drop-in client call.
     Implementations: `ClaimStore` (SQLite or PostgreSQL, durable, shared between processes and
-    hosts) and `MemoryClaimStore` (one process, for replays, chaos runs and tests). Each keeps
-    this contract, and `tests/test_store_contract.py` holds both to it:
+    hosts), `RemoteClaimLedger` (the claim service's `/v1` routes over HTTP, for hosts without
+    database access) and `MemoryClaimStore` (one process, for replays, chaos runs and tests).
+    Each keeps this contract, and `tests/test_store_contract.py` holds all three to it:
 
     - `claim` is an atomic insert-if-absent on the claim key: of two racing callers exactly one
       creates the claim, the other gets it back (`created=False`). The same key with another

@@ -43,6 +43,11 @@ def _cash(text: str) -> Decimal:
 )
 @click.option("--cash", default="100000", show_default=True, help="Starting cash of a new account.")
 @click.option("--allow-short", is_flag=True, help="Let sells open short positions.")
+@click.option(
+    "--fsync-every-change",
+    is_flag=True,
+    help="With --state: fsync each change before answering (survives power loss; slower).",
+)
 @click.option("--bars", metavar="CSV", help="Bar file (timestamp,symbol,...,close) giving fill prices.")
 @click.option(
     "--price", "prices", multiple=True, metavar="SYMBOL=PRICE", help="Pin a fill price (repeatable)."
@@ -60,6 +65,7 @@ def paper_server(
     state: str | None,
     cash: str,
     allow_short: bool,
+    fsync_every_change: bool,
     bars: str | None,
     prices: tuple[str, ...],
     assets: str | None,
@@ -79,6 +85,7 @@ def paper_server(
             allow_short=allow_short,
             state_path=state,
             assets_path=assets,
+            fsync_every_change=fsync_every_change,
         )
         for pin in prices:
             symbol, sep, price = pin.partition("=")
