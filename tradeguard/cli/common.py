@@ -33,6 +33,7 @@ __all__ = [
     "default_actor",
     "make_broker",
     "open_existing_store",
+    "require_store",
     "schema_revision",
     "sqlite_file",
     "store_option",
@@ -122,13 +123,12 @@ def schema_revision(url: str) -> str | None:
     return _read_revision(url)
 
 
-def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStore:
-    """Open the store at `url` for a command that reads or corrects it; never create one.
+def require_store(url: str) -> None:
+    """Refuse a store that does not exist yet: a missing SQLite file or a database with no schema.
 
     Raises:
-        StoreError: No such store (named), or it cannot be opened.
+        StoreError: No such store (named), or it cannot be reached.
     """
-    from tradeguard.store import ClaimStore
     from tradeguard.store.engine import describe, parse_url
 
     if schema_revision(url) is None:
@@ -136,6 +136,17 @@ def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStor
             f"{describe(parse_url(url))} holds no tradeguard claim store (no schema); "
             "`tradeguard db upgrade` creates one"
         )
+
+
+def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStore:
+    """Open the store at `url` for a command that reads or corrects it; never create one.
+
+    Raises:
+        StoreError: No such store (named), or it cannot be opened.
+    """
+    from tradeguard.store import ClaimStore
+
+    require_store(url)
     return ClaimStore(url, settings=settings, must_exist=True)
 
 

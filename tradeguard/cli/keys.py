@@ -46,11 +46,11 @@ def create(agent_id: str, admin: bool, label: str, store_url: str) -> int:
 @store_option
 def list_(active: bool, fmt: str, store_url: str) -> int:
     """List the keys (ids, agents, roles, times; never secrets)."""
-    from tradeguard.cli.common import open_existing_store
+    from tradeguard.cli.common import require_store
     from tradeguard.service.keys import KeyRing
 
-    open_existing_store(store_url).close()  # a mistyped store is an error, never a new empty one
-    with KeyRing(store_url, must_exist=True) as ring:
+    require_store(store_url)  # a mistyped store is an error, never a new empty one
+    with KeyRing(store_url) as ring:
         records = ring.list(include_revoked=not active)
     rows = [
         {
@@ -72,11 +72,11 @@ def list_(active: bool, fmt: str, store_url: str) -> int:
 @store_option
 def revoke(key_id: str, store_url: str) -> int:
     """Revoke KEY_ID (as `keys list` shows it); the service refuses it from the next request."""
-    from tradeguard.cli.common import open_existing_store
+    from tradeguard.cli.common import require_store
     from tradeguard.service.keys import KeyRing
 
-    open_existing_store(store_url).close()
-    with KeyRing(store_url, must_exist=True) as ring:
+    require_store(store_url)
+    with KeyRing(store_url) as ring:
         record = ring.revoke(key_id)
     assert record.revoked_at is not None
     when = f"{record.revoked_at:%Y-%m-%d %H:%M:%S}Z"

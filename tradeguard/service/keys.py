@@ -18,14 +18,13 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import URL
 
 from tradeguard.clock import Clock, SystemClock
-from tradeguard.errors import ConfigError, StoreError
+from tradeguard.errors import ConfigError
 from tradeguard.store.engine import open_engine, parse_url, translate_errors
 from tradeguard.store.schema import api_keys
 
@@ -80,26 +79,15 @@ class KeyRing:
 
     Args:
         url: The claim store's URL (the keys live in its `tg_api_keys` table).
-        must_exist: Refuse to create a new SQLite file (listing or revoking keys of a mistyped
-            path must not look like an empty store).
         clock: The time source for creation and revocation times.
 
     Raises:
         StoreError: The store cannot be opened.
     """
 
-    def __init__(self, url: str | URL, *, must_exist: bool = False, clock: Clock | None = None) -> None:
+    def __init__(self, url: str | URL, *, clock: Clock | None = None) -> None:
         self.url = parse_url(url)
         self._clock: Clock = clock or SystemClock()
-        database = self.url.database
-        if (
-            must_exist
-            and self.url.get_backend_name() == "sqlite"
-            and database
-            and database != ":memory:"
-            and not Path(database).is_file()
-        ):
-            raise StoreError(f"no claim store at {database} (sqlite file does not exist)")
         self._engine: Engine = open_engine(self.url)
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import Query, Request, status
+from fastapi import Depends, Query, Request, status
 from pydantic import AwareDatetime
 
 from tradeguard.domain.audit import AuditAction
@@ -113,18 +113,22 @@ def write_audit(body: AuditIn, request: Request, principal: Caller) -> None:
     store_of(request).audit(body.action, agent_id=agent, reason=body.reason, **_fields(body.fields))
 
 
-def _query(  # noqa: PLR0917 - one argument per filter of GET /v1/audit
-    principal: Principal,
-    agent_id: str | None,
-    action: list[AuditAction] | None,
-    kind: str | None,
-    state: str | None,
-    symbol: str | None,
-    since: AwareDatetime | None,
-    until: AwareDatetime | None,
-    client_order_id: str | None,
+def _audit_query(
+    *,
+    principal: Caller,
+    agent_id: str | None = None,
+    action: Annotated[list[AuditAction] | None, Query()] = None,
+    kind: str | None = None,
+    state: str | None = None,
+    symbol: str | None = None,
+    since: AwareDatetime | None = None,
+    until: AwareDatetime | None = None,
+    client_order_id: str | None = None,
 ) -> AuditQuery | None:
-    """The query an audit read runs; None when an agent key asks for another agent (no records)."""
+    """The filters of `GET /v1/audit` and `/v1/audit/count` as the query they run.
+
+    None when an agent key asks for another agent (no records, as if there were none).
+    """
     if not principal.admin:
         if agent_id is not None and agent_id != principal.agent_id:
             return None
@@ -136,24 +140,18 @@ def _query(  # noqa: PLR0917 - one argument per filter of GET /v1/audit
     )  # fmt: skip
 
 
+AuditFilters = Annotated[AuditQuery | None, Depends(_audit_query)]
+
+
 @router.get("/audit", response_model=AuditPage, summary="Read the audit log, oldest first, paged")
 def read_audit(
     *,
     request: Request,
-    principal: Caller,
-    agent_id: str | None = None,
-    action: Annotated[list[AuditAction] | None, Query()] = None,
-    kind: str | None = None,
-    state: str | None = None,
-    symbol: str | None = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
-    client_order_id: str | None = None,
+    query: AuditFilters,
     after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Return up to `limit` records with id above `after_id`; page on with `next_after_id`."""
-    query = _query(principal, agent_id, action, kind, state, symbol, since, until, client_order_id)
     if query is None:
         return {"items": [], "next_after_id": None}
     page = store_of(request).audit_page(query, after_id=after_id, limit=limit)  # type: ignore[attr-defined]
@@ -164,21 +162,8 @@ def read_audit(
 
 
 @router.get("/audit/count", summary="Count matching audit records")
-def count_audit(
-    *,
-    request: Request,
-    principal: Caller,
-    agent_id: str | None = None,
-    action: Annotated[list[AuditAction] | None, Query()] = None,
-    kind: str | None = None,
-    state: str | None = None,
-    symbol: str | None = None,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
-    client_order_id: str | None = None,
-) -> dict[str, int]:
+def count_audit(*, request: Request, query: AuditFilters) -> dict[str, int]:
     """Return how many records match the filters of `GET /v1/audit`."""
-    query = _query(principal, agent_id, action, kind, state, symbol, since, until, client_order_id)
     count = 0 if query is None else store_of(request).audit_count(query)  # type: ignore[attr-defined]
     return {"count": int(count)}
 
