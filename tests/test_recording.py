@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,60 @@ def test_the_drop_in_client_passes_record_to_through(tmp_path: Path) -> None:
         ("coid:b-1", 1, "b-1"),
         ("coid:b-1", 2, "b-1"),
     ]
+
+
+def test_an_exit_the_gateway_re_sends_after_a_422_is_one_attempt_and_replays(tmp_path: Path) -> None:
+    # The gateway answers an exit refused for its position by reconciling at once and re-sending
+    # it: two broker answers inside one bot attempt. The first is the attempt's answer; the
+    # re-send is the guard's own, kept as a note (an `attempt` line would replay as a retry the
+    # bot never made, a duplicate in the unguarded modes).
+    clock = ManualClock()
+    plan = FaultPlan.parse(
+        "faults: [{route: POST /v2/orders, match: {side: sell}, nth: 1, action: reject, status: 422,"
+        " body: {code: 42210000, message: 'position intent mismatch, inferred: sell_to_open'}}]"
+    )
+    path = tmp_path / "resend.jsonl"
+    broker = FaultyBroker(PaperBroker(clock=clock), plan, clock=clock)
+    gateway = OrderGateway(broker, MemoryClaimStore(clock=clock), agent_id="bot", clock=clock, record_to=path)
+    assert gateway.enter("TQQQ", qty=6, intent="e1").outcome is Outcome.SUBMITTED
+    assert gateway.exit("TQQQ", intent="x1").outcome is Outcome.SUBMITTED
+    gateway.close()
+    with open_session(path) as session:
+        events = [event for _, event in session]
+    assert [(e.decision, e.attempt, e.result) for e in events if isinstance(e, AnswerEvent)] == [
+        ("e1", 1, "filled"),
+        ("x1", 1, "rejected"),
+    ]
+    (note,) = [e for e in events if e.type == "note"]
+    assert note.tag == "guard_resend" and note.symbol == "TQQQ"
+    assert note.text.startswith("tradeguard re-sent decision 'x1' attempt 1 itself") and "filled" in note.text
+    result = replay_session(path, list(Mode))
+    for totals in result.totals.values():
+        assert (totals.attempts, totals.orders_placed, totals.duplicate_attempts) == (2, 2, 0)
+    # Recorded again while replaying, it replays to the same figures.
+    again = tmp_path / "again.jsonl"
+    replay_session(path, [Mode.FULL], record_to=again)
+    assert figures(again) == figures(path)
+
+
+def test_a_faulty_run_recorded_with_record_replays(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradeguard.cli import main
+
+    session = tmp_path / "run.jsonl"
+    args = [
+        "run", "strategies.momentum", "--faults", str(ROOT / "strategies" / "may21-faults.yaml"),
+        "--close-outside", "SQQQ@11:44", "--view", "plain", "--record", str(session),
+        "--store", f"sqlite:///{tmp_path / 'run.db'}",
+    ]  # fmt: skip
+    assert main(args) == 0
+    capsys.readouterr()
+    assert '"guard_resend"' in session.read_text()  # the 10:09 exit refused with 422, re-sent
+    assert main(["replay", str(session), "--compare", "--json"]) == 0
+    figures_ = json.loads(capsys.readouterr().out)
+    # The guard sent nothing twice in the run, and replays so; the bot's own retries after lost
+    # answers are duplicates only where nothing guards them.
+    assert figures_["full"]["duplicate_orders_sent"] == 0
+    assert figures_["entry-only"]["duplicate_orders_sent"] == 0
+    assert figures_["none"]["duplicate_attempts"] == figures_["full"]["duplicate_attempts_blocked"] > 0

@@ -146,7 +146,8 @@ class Recorder:
         with self._lock:
             number = self._attempts.get(intent.name, 0) + 1
             self._attempts[intent.name] = number
-            self._local.current = (intent.name, number)
+            self._local.current = (intent.name, number, intent.symbol)
+            self._local.answered = None  # the first answer of this attempt, once written
             fields: dict[str, Any] = {
                 "type": "attempt",
                 "t": self._now(),
@@ -189,13 +190,39 @@ class Recorder:
                 text = f"order sent outside an attempt: {result} {fields.get('reason') or ''}".strip()
                 self._emit(NoteEvent(type="note", t=self._now(), text=text, tag="unattributed_send"))
                 return
-            decision, number = current
+            decision, number, _ = current
+            first = getattr(self._local, "answered", None)
+            if first is not None:
+                # A second send inside one attempt is the gateway's own, not the bot's: an exit
+                # refused for its position re-sized and re-sent by the reconcile pass it runs at
+                # once. The bot got one answer per attempt; a second `answer` line would break the
+                # format (one answer per attempt), and an `attempt` line would replay as a retry
+                # the bot never made (a duplicate sent in the unguarded modes). A note keeps it.
+                self._emit(self._resend_note(current, first, result, fields))
+                return
             event = AnswerEvent.model_validate(
                 {"type": "answer", "t": self._now(), "decision": decision, "attempt": number}
                 | {"result": result}
                 | {k: v for k, v in fields.items() if v is not None}
             )
             self._emit(event)
+            self._local.answered = result
+
+    def _resend_note(
+        self, current: tuple[str, int, str], first: str, result: str, fields: dict[str, Any]
+    ) -> NoteEvent:
+        decision, number, symbol = current
+        said = [result.replace("_", " ")]
+        said += [
+            f"{k} {fields[k]}" for k in ("status", "order_id", "filled_qty") if fields.get(k) is not None
+        ]
+        if fields.get("reason"):
+            said.append(str(fields["reason"]))
+        text = (
+            f"tradeguard re-sent decision {decision!r} attempt {number} itself after the broker's "
+            f"first answer ({first.replace('_', ' ')}): {', '.join(said)}"
+        )
+        return NoteEvent(type="note", t=self._now(), text=text, symbol=symbol, tag="guard_resend")
 
     # -- what the bot adds -------------------------------------------------------------------
 
