@@ -165,6 +165,37 @@ def test_tradeguards_own_audit_export_round_trips(tmp_path: Path) -> None:
     assert result.totals[Mode.FULL].duplicate_attempts_blocked == 1
 
 
+def test_audit_export_claims_sharing_an_intent_stay_separate_decisions(tmp_path: Path) -> None:
+    # A flip names its exit and its entry on the other symbol alike: two claims, two decisions.
+    clock = ManualClock()
+    with ClaimStore(f"sqlite:///{tmp_path / 'c.db'}", clock=clock) as store:
+        gateway = OrderGateway(PaperBroker(clock=clock), store, agent_id="bot", clock=clock)
+        gateway.enter("TQQQ", qty=12, intent="09:42 buy")
+        clock.advance(60)
+        gateway.exit("TQQQ", intent="09:49 flip")
+        clock.advance(2)
+        gateway.exit("TQQQ", intent="09:49 flip")  # a retry of the exit, blocked
+        clock.advance(2)
+        gateway.enter("SQQQ", qty=2, intent="09:49 flip")
+        store.export_audit_csv(tmp_path / "audit.csv")
+    report = import_claims(tmp_path / "audit.csv", tmp_path / "s.jsonl")
+    events = events_of(tmp_path / "s.jsonl")
+    attempts = [(e.decision, e.attempt, e.symbol) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts == [
+        ("09:42 buy", 1, "TQQQ"),
+        ("09:49 flip (exit TQQQ)", 1, "TQQQ"),
+        ("09:49 flip (exit TQQQ)", 2, "TQQQ"),
+        ("09:49 flip (entry SQQQ)", 1, "SQQQ"),
+    ]
+    answers = [(e.decision, e.attempt, e.result) for e in events if isinstance(e, AnswerEvent)]
+    assert ("09:49 flip (entry SQQQ)", 1, "filled") in answers
+    assert report.decisions == 3
+    result = replay_session(tmp_path / "s.jsonl", list(Mode))
+    full = result.totals[Mode.FULL]
+    assert (full.duplicate_attempts, full.duplicate_attempts_blocked, full.duplicate_orders_sent) == (1, 1, 0)
+    assert result.totals[Mode.NONE].duplicate_attempts == 1  # the exit's retry, not the SQQQ entry
+
+
 ORDERS = [
     {"id": "o1", "client_order_id": "5b0c7e4e-5c6f-4f1e-9f44-0a4d2b8f1c01", "symbol": "TQQQ", "side": "buy",
      "qty": "6", "filled_qty": "6", "filled_avg_price": "75.33", "status": "filled", "type": "market",

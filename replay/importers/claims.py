@@ -62,8 +62,46 @@ def _time(value: object, what: str, name: str, line: int) -> datetime:
         raise SessionFormatError(name, line, f"{what} {value!r} is not a time") from None
 
 
+def _decision_names(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, str]:
+    """Name each claim key's decision: its intent, told apart where claims share one.
+
+    A decision is a claim (one key, one client_order_id). Bots reuse an intent name across
+    claims (a flip's exit and its entry on another symbol, one name per bar for every symbol),
+    so a name several keys share gets the claim's kind and symbol, and the key's head if even
+    those are shared; merged, two claims would replay as one decision and the second as its
+    duplicate.
+    """
+    intents: dict[str, tuple[str, str]] = {}  # claim key -> (intent, "kind symbol")
+    for _, row in rows:
+        key = row.get("claim_key")
+        if row.get("action") == "claim" and key and key not in intents:
+            try:
+                detail = json.loads(row.get("detail") or "{}")
+            except json.JSONDecodeError:
+                detail = {}
+            intent = str((detail.get("intent") if isinstance(detail, dict) else None) or key)
+            intents[key] = (intent, f"{row.get('kind') or ''} {row.get('symbol') or ''}".strip())
+    keys_of: dict[str, set[str]] = {}
+    keys_of_what: dict[tuple[str, str], set[str]] = {}
+    for key, (intent, what) in intents.items():
+        keys_of.setdefault(intent, set()).add(key)
+        keys_of_what.setdefault((intent, what), set()).add(key)
+    names: dict[str, str] = {}
+    for key, (intent, what) in intents.items():
+        if len(keys_of[intent]) == 1:
+            name = intent
+        elif len(keys_of_what[(intent, what)]) == 1:
+            name = f"{intent} ({what})"
+        else:
+            name = f"{intent} ({what} {key[:12]})"
+        # Cut from the front of the intent, keeping the part that tells claims apart.
+        names[key] = name if len(name) <= 200 else name[-200:]
+    return names
+
+
 def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Proto]:
     protos: list[Proto] = []
+    names = _decision_names(rows)
     decisions: dict[str, str] = {}  # claim key -> decision
     firsts: dict[str, dict[str, Any]] = {}  # claim key -> its first attempt's fields
     answered: set[str] = set()
@@ -72,7 +110,7 @@ def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
         t = _time(row.get("at"), "at", name, line)
         if action == "claim" and key:
             detail = json.loads(row.get("detail") or "{}")
-            decision = str(detail.get("intent") or key)[:200]
+            decision = names[key]
             decisions[key] = decision
             qty = row.get("qty") or detail.get("qty")
             firsts[key] = {
