@@ -7,7 +7,9 @@ command line a thin layer (and its later move to another CLI library a small cha
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,13 +18,22 @@ from typing import IO, Any
 import replay
 from replay.engine import EventRow, ReplayResult, replay_session
 from replay.importers import IMPORTERS
+from replay.importers.common import utf8_problem
 from replay.metrics import Mode
 from replay.plot import write_plot
 from replay.report import write_report
 from replay.table import event_header, event_line, totals_table, trader_summary
-from tradeguard import ConfigError, SessionHeader, open_session
+from tradeguard import ConfigError, SessionFormatError, SessionHeader, open_session
 
-__all__ = ["MAY21", "resolve_session", "result_json", "run_import", "run_replay", "shipped_sessions_dir"]
+__all__ = [
+    "MAY21",
+    "check_output",
+    "resolve_session",
+    "result_json",
+    "run_import",
+    "run_replay",
+    "shipped_sessions_dir",
+]
 
 MAY21 = "2026-05-21-tqqq-sqqq.jsonl"
 
@@ -39,10 +50,12 @@ def resolve_session(name: str) -> str:
     """Return `name` if it is a file, else the shipped session of that file name.
 
     Raises:
-        ConfigError: Neither exists.
+        ConfigError: Neither exists, or `name` is a directory.
     """
     if Path(name).is_file():
         return name
+    if Path(name).is_dir():
+        raise ConfigError(f"session file {name} is a directory: give a session file (.jsonl) in it")
     shipped = shipped_sessions_dir() / Path(name).name
     if shipped.is_file():
         return str(shipped)
@@ -78,10 +91,36 @@ def _row_for(row: EventRow, mode: Mode) -> dict[str, Any]:
     return doc
 
 
+def check_output(path: str, option: str) -> None:
+    """Refuse an output file that cannot be written, before any work is done for it.
+
+    Raises:
+        ConfigError: `path` is a directory, its folder does not exist, or it cannot be written.
+    """
+    target = Path(path)
+    folder = target.parent
+    if target.is_dir():
+        raise ConfigError(f"{option} {path} is a directory: give a file name")
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ConfigError(f"{option} {path}: cannot write there (permission denied)")
+
+
+def _not_utf8(path: str) -> SessionFormatError | None:
+    """Locate the first byte of `path` that is not UTF-8 text (read again in binary, line by line)."""
+    try:
+        with open(path, "rb") as raw:
+            problem = utf8_problem(raw)
+    except OSError:
+        return None
+    return None if problem is None else SessionFormatError(path, *problem)
+
+
 def run_replay(
     session: str,
     *,
-    guard: str = "full",
+    guard: str | None = None,
     compare: bool = False,
     as_json: bool = False,
     plot: str | None = None,
@@ -91,21 +130,55 @@ def run_replay(
 ) -> int:
     """Replay `session`; print the per-event table and totals (or JSON); write plot and report.
 
+    `guard` None is `full`; with `compare` (all three modes) it must be None. Every check that
+    needs no replay (the modes, the output files, matplotlib) is made before the replay starts.
+
     Raises:
         SessionFormatError: A bad session file (the command exits 2).
-        ConfigError: A missing file, an unknown mode, or `--plot` without matplotlib.
+        ConfigError: A missing file, an unknown mode, `--guard` with `--compare`, an output file
+            that cannot be written, or `--plot` without matplotlib.
     """
     out = out or sys.stdout
     err = err or sys.stderr
     path = resolve_session(session)
+    if compare and guard is not None:
+        raise ConfigError("--compare runs all three modes and --guard names one: give one or the other")
     try:
-        modes = list(Mode) if compare else [Mode(guard)]
+        modes = list(Mode) if compare else [Mode(guard or Mode.FULL.value)]
     except ValueError:
         raise ConfigError(
             f"--guard must be one of {', '.join(m.value for m in Mode)}, got {guard!r}"
         ) from None
-    if plot and importlib.util.find_spec("matplotlib") is None:
+    has_matplotlib = importlib.util.find_spec("matplotlib") is not None
+    if plot and not has_matplotlib:
         raise ConfigError("--plot needs matplotlib, which is not installed: pip install 'tradeguard[plot]'")
+    for option, target in (("--plot", plot), ("--report", report)):
+        if target is not None:
+            check_output(target, option)
+    try:
+        return _replay(
+            path, modes, compare=compare, as_json=as_json, plot=plot, report=report, out=out, err=err
+        )
+    except UnicodeDecodeError:
+        # The reader decodes the file in blocks: the error does not say on which line the bad
+        # byte is. Read it again, in binary, to say so.
+        located = _not_utf8(path)
+        if located is None:
+            raise
+        raise located from None
+
+
+def _replay(
+    path: str,
+    modes: list[Mode],
+    *,
+    compare: bool,
+    as_json: bool,
+    plot: str | None,
+    report: str | None,
+    out: IO[str],
+    err: IO[str],
+) -> int:
     with open_session(path) as peek:
         header: SessionHeader = peek.header
 
@@ -139,41 +212,89 @@ def run_replay(
         print(f"wrote {plot}", file=err)
     if report is not None:
         write_report(result, report)
-        print(f"wrote {report}", file=err)
+        missing = (
+            ""
+            if importlib.util.find_spec("matplotlib")
+            else " (without the chart: matplotlib is not installed; pip install 'tradeguard[plot]')"
+        )
+        print(f"wrote {report}{missing}", file=err)
     return 0
 
 
+def _check_import_output(source: str, session: str, *, force: bool) -> None:
+    """Refuse an output that is the input, exists (without `force`) or cannot be written.
+
+    Checked before the source is read, so a refusal costs nothing and changes nothing.
+
+    Raises:
+        ConfigError: Said in one line.
+    """
+    target = Path(session)
+    if target.exists() and Path(source).exists() and target.resolve() == Path(source).resolve():
+        raise ConfigError(f"-o {session} is the file being imported: give another name for the session")
+    if target.is_dir():
+        raise ConfigError(f"-o {session} is a directory: give a file name (SESSION.jsonl)")
+    if target.exists() and not force:
+        raise ConfigError(f"-o {session} exists: pass --force to replace it, or give another name")
+    check_output(session, "-o")
+
+
 def run_import(
-    kind: str, source: str, session: str, *, as_json: bool = False, out: IO[str] | None = None
+    kind: str,
+    source: str,
+    session: str,
+    *,
+    as_json: bool = False,
+    force: bool = False,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
 ) -> int:
     """Import `source` of `kind` as the session file `session`; print what was found.
 
+    `session` `-` writes the session to `out` (then what was found goes to `err`). A file is
+    written whole or not at all, and an existing one is replaced only with `force`.
+
     Raises:
         SessionFormatError: A malformed source, naming the line (the command exits 2).
-        ConfigError: An unknown kind.
+        ConfigError: An unknown kind, or an output that cannot or may not be written.
     """
     out = out or sys.stdout
+    err = err or sys.stderr
     importer = IMPORTERS.get(kind)
     if importer is None:
         raise ConfigError(f"unknown import kind {kind!r}: expected one of {', '.join(IMPORTERS)}")
-    report = importer(source, session)
+    to_stdout = session == "-"
+    if to_stdout:
+        # Held until the import is whole: a malformed source must not leave half a session.
+        buffer = io.StringIO()
+        report = importer(source, buffer)
+        report.session = "-"
+        out.write(buffer.getvalue())
+        out.flush()
+        said = err
+    else:
+        _check_import_output(source, session, force=force)
+        report = importer(source, session)
+        said = out
     if as_json:
-        json.dump(report.as_dict(), out, indent=2)
-        print(file=out)
+        json.dump(report.as_dict(), said, indent=2)
+        print(file=said)
         return 0
+    where = "the session to stdout" if to_stdout else session
     print(
-        f"wrote {session}: {report.events:,} events, {report.attempts:,} attempts of "
+        f"wrote {where}: {report.events:,} events, {report.attempts:,} attempts of "
         f"{report.decisions:,} decisions, {report.notes:,} notes kept",
-        file=out,
+        file=said,
     )
     duplicates = report.extra.get("duplicates")
     if duplicates is not None:
-        print(f"{report.extra['orders']:,} orders, {len(duplicates):,} suspected duplicates", file=out)
+        print(f"{report.extra['orders']:,} orders, {len(duplicates):,} suspected duplicates", file=said)
         for d in duplicates:
             print(
                 f"  {d['submitted_at']}  {d['side']} {d['qty']} {d['symbol']}  order {d['id']} repeats "
                 f"{d['duplicate_of']} after {d['seconds_after']:g} s",
-                file=out,
+                file=said,
             )
-    print(f"what a guard would have blocked: tradeguard replay {session} --compare", file=out)
+    if not to_stdout:
+        print(f"what a guard would have blocked: tradeguard replay {session} --compare", file=said)
     return 0

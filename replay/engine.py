@@ -21,7 +21,6 @@ from replay.modes import FullGuard, Simulation, make_simulation, session_zone
 from tradeguard import (
     AnswerEvent,
     AttemptEvent,
-    EndEvent,
     ExternalEvent,
     NoteEvent,
     PositionEvent,
@@ -253,8 +252,7 @@ def replay_session(
                     rows.append(row)
             if progress is not None and count % 10_000 == 0:
                 progress(count, total)
-            if isinstance(event, EndEvent):
-                break
+            # No break at the `end` event: the reader refuses any event after it (SessionFormatError).
     totals = {mode: sim.finish(end) for mode, sim in sims.items()}
     if recorder is not None:
         recorder.close()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 __all__ = ["AttemptOutcome", "Metrics", "Mode", "Span", "Totals"]
@@ -143,7 +143,8 @@ class Totals:
 
 
 def _money(value: Decimal) -> str:
-    return str(value.quantize(Decimal("0.01")))
+    # A wide context: a sum of many large exposures can need more than the default 28 digits.
+    return str(value.quantize(Decimal("0.01"), context=Context(prec=60)))
 
 
 class Metrics:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from replay.importers.common import (
     ImportReport,
@@ -26,6 +26,7 @@ from replay.importers.common import (
     json_items,
     number,
     parse_time,
+    read_text,
     write_session,
 )
 from tradeguard import SessionFormatError
@@ -163,21 +164,20 @@ def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
     return protos
 
 
-def import_alpaca_orders(source: str | Path, out: str | Path, *, window_secs: float = 60.0) -> ImportReport:
+def import_alpaca_orders(
+    source: str | Path, out: str | Path | IO[str], *, window_secs: float = 60.0
+) -> ImportReport:
     """Write the session of an Alpaca order history (JSON or CSV); report the suspected duplicates.
 
     Raises:
         SessionFormatError: A malformed history, naming the line.
     """
     path, name = Path(source), str(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SessionFormatError(name, None, f"cannot read: {exc.strerror or exc}") from None
+    text = read_text(source)
     rows = (
         json_items(text, name, key="orders")
         if text.lstrip()[:1] in ("[", "{")
-        else csv_rows(path, _CSV_NAMES)
+        else csv_rows(text, name, _CSV_NAMES)
     )
     orders = sorted((_order(line, raw, name) for line, raw in rows), key=lambda o: (o["t"], o["line"]))
     duplicates = _suspects(orders, window_secs)

@@ -18,13 +18,14 @@ are attempts of one decision.
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from replay.importers.common import ImportReport, Proto, number, parse_time, write_session
+from replay.importers.common import ImportReport, Proto, number, parse_time, read_text, write_session
 from tradeguard import SessionFormatError
 
 __all__ = ["import_bot_log"]
@@ -128,7 +129,7 @@ class _Log:
         self.note(line, t, message, symbol)
 
 
-def import_bot_log(source: str | Path, out: str | Path) -> ImportReport:
+def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportReport:
     """Write the session of a bot log (LOGS.md §1).
 
     Raises:
@@ -138,11 +139,9 @@ def import_bot_log(source: str | Path, out: str | Path) -> ImportReport:
     name = str(source)
     log = _Log(name)
     last: datetime | None = None
-    try:
-        handle = open(source, encoding="utf-8")  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise SessionFormatError(name, None, f"cannot read: {exc.strerror or exc}") from None
-    with handle:
+    # Read whole (the events are all held until they are sorted anyway), then split as a text
+    # file is: on \n, \r\n or \r, and nothing else.
+    with io.StringIO(read_text(source), newline=None) as handle:
         for line, raw in enumerate(handle, start=1):
             text = raw.rstrip("\r\n")
             if not text.strip():

@@ -23,7 +23,7 @@ import re
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from replay.importers.common import (
     ImportReport,
@@ -32,6 +32,7 @@ from replay.importers.common import (
     json_items,
     number,
     parse_time,
+    read_text,
     write_session,
 )
 from tradeguard import SessionFormatError
@@ -249,24 +250,21 @@ def _literal(value: object, name: str, line: int) -> dict[str, Any]:
     return parsed
 
 
-def import_claims(source: str | Path, out: str | Path) -> ImportReport:
+def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport:
     """Write the session of a claim-store export (see the module docstring for the three shapes).
 
     Raises:
         SessionFormatError: A malformed export, naming the line.
     """
     path, name = Path(source), str(source)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SessionFormatError(name, None, f"cannot read: {exc.strerror or exc}") from None
-    if text.lstrip()[:1] == "[":
+    text = read_text(source)
+    if text.lstrip()[:1] in ("[", "{"):
         protos, shape = (
             _safeagent_records(json_items(text, name, key="claims"), name),
             "SafeAgent claim records",
         )
     else:
-        rows = csv_rows(path)
+        rows = csv_rows(text, name)
         columns = set(rows[0][1]) if rows else set()
         if {"action", "claim_key"} <= columns:
             protos, shape = _audit_export(rows, name), "tradeguard audit export"

@@ -8,14 +8,18 @@ file; a value the models refuse is reported against the source line it came from
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import re
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -35,12 +39,15 @@ from tradeguard import (
 
 __all__ = [
     "EASTERN",
+    "MAX_FIGURE",
     "ImportReport",
     "Proto",
     "csv_rows",
     "json_items",
     "number",
     "parse_time",
+    "read_text",
+    "utf8_problem",
     "write_session",
 ]
 
@@ -53,6 +60,10 @@ _MODELS: dict[str, Any] = {
     "note": NoteEvent,
     "end": EndEvent,
 }
+MAX_FIGURE = Decimal(10**12)
+"""Quantities and prices at or beyond this are refused: no real order is that large, and a figure
+of that size overflows the exposure arithmetic (28 significant digits) of a replay."""
+_GZIP = b"\x1f\x8b"
 # `-040:00`: the bot of LOGS.md writes an hour of three digits; the offset meant is -04:00.
 _BAD_OFFSET = re.compile(r"([+-])(\d\d)0:(\d\d)$")
 
@@ -113,7 +124,54 @@ def number(value: object, what: str, source: str, line: int) -> Decimal:
         raise SessionFormatError(source, line, f"{what} {value!r} is not a number") from None
     if not result.is_finite():
         raise SessionFormatError(source, line, f"{what} {value!r} is not a finite number")
+    if abs(result) >= MAX_FIGURE:
+        raise SessionFormatError(
+            source, line, f"{what} {value!r} is beyond any real order (expected less than {MAX_FIGURE:,})"
+        )
     return result
+
+
+def utf8_problem(lines: Iterable[bytes]) -> tuple[int, str] | None:
+    """Return (line, what is wrong) for the first line that is not UTF-8 text, or None.
+
+    The lines are raw bytes (a file opened in binary mode); the first line may start with a
+    UTF-8 byte order mark.
+    """
+    for number_, raw in enumerate(lines, start=1):
+        if number_ == 1 and raw.startswith(_GZIP):
+            return 1, "a gzip-compressed file, not text: decompress it first (gunzip)"
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return number_, (
+                f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} ({exc.reason}); "
+                "save the file as UTF-8"
+            )
+    return None
+
+
+def read_text(source: str | Path) -> str:
+    """Return a source file's text: UTF-8, a leading byte order mark dropped.
+
+    Raises:
+        SessionFormatError: The file cannot be read, or is not UTF-8 text (naming the line and
+            the byte).
+    """
+    name = str(source)
+    try:
+        data = Path(source).read_bytes()
+    except IsADirectoryError:
+        raise SessionFormatError(name, None, "is a directory, not a file") from None
+    except OSError as exc:
+        raise SessionFormatError(name, None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        if data.startswith(_GZIP):
+            raise UnicodeDecodeError("utf-8", data, 0, 1, "gzip")
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        problem = utf8_problem(io.BytesIO(data))
+        assert problem is not None  # the same bytes, line by line, fail the same way
+        raise SessionFormatError(name, problem[0], problem[1]) from None
 
 
 def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
@@ -149,12 +207,22 @@ def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
         index = end
 
 
-def csv_rows(path: Path, names: dict[str, str] | None = None) -> list[tuple[int, dict[str, Any]]]:
-    """Return a CSV file's rows as dicts by lower-cased header (spaces as `_`, `names` renamed).
+def csv_rows(text: str, name: str, names: dict[str, str] | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """Return a CSV text's rows as dicts by lower-cased header (spaces as `_`, `names` renamed).
 
     Every value is read as text; empty cells are None. Row i is on line i + 2 (after the header).
+
+    Raises:
+        SessionFormatError: An empty file, or a row pandas cannot split (naming its line).
     """
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise SessionFormatError(name, 1, "empty file: expected a header line, then one row each") from None
+    except pd.errors.ParserError as exc:
+        message = str(exc).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
+        line = re.search(r"\bline (\d+)", message)
+        raise SessionFormatError(name, int(line[1]) if line else None, f"not valid CSV: {message}") from None
     columns = [re.sub(r"[\s_]+", "_", str(c).strip().lower()) for c in frame.columns]
     columns = [(names or {}).get(c, c) for c in columns]
     return [
@@ -164,7 +232,7 @@ def csv_rows(path: Path, names: dict[str, str] | None = None) -> list[tuple[int,
 
 
 def write_session(
-    out: str | Path,
+    out: str | Path | IO[str],
     protos: Iterable[Proto],
     *,
     report: ImportReport,
@@ -178,9 +246,50 @@ def write_session(
     enough never to refuse an order, and shorting is allowed (a sell beyond what is held is
     replayed, not refused for the account's sake).
 
+    A path is written whole or not at all: the session goes to a temporary file beside it, renamed
+    over `out` only once every event is valid (a failed import leaves no half file, and an
+    existing file untouched). A stream is written as the events come.
+
     Raises:
-        SessionFormatError: An event the session models refuse, named by its source line.
+        SessionFormatError: An event the session models refuse, named by its source line; or
+            `out` cannot be written.
     """
+    if not isinstance(out, str | os.PathLike):
+        return _write_events(
+            out, protos, report=report, title=title, agent_id=agent_id, description=description
+        )
+    target = Path(out)
+    try:
+        fd, temporary = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent if str(target.parent) else "."
+        )
+    except OSError as exc:
+        raise SessionFormatError(str(out), None, f"cannot write: {exc.strerror or exc}") from None
+    try:
+        with open(fd, "w", encoding="utf-8") as handle:
+            _write_events(
+                handle, protos, report=report, title=title, agent_id=agent_id, description=description
+            )
+        os.replace(temporary, target)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise SessionFormatError(str(out), None, f"cannot write: {exc.strerror or exc}") from None
+        raise
+    return report
+
+
+def _write_events(
+    out: IO[str],
+    protos: Iterable[Proto],
+    *,
+    report: ImportReport,
+    title: str,
+    agent_id: str,
+    description: str | None,
+) -> ImportReport:
+    """Validate and write the header and the events to an open stream (see `write_session`)."""
     source = report.source
     header = {
         "name": title,
@@ -213,7 +322,7 @@ def write_session(
                     f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
                 )
                 raise SessionFormatError(
-                    source, proto.line, f"cannot make a {kind} event: {problems}"
+                    source, proto.line, f"cannot make {'an' if kind[0] in 'aeiou' else 'a'} {kind} event: {problems}"
                 ) from None
             writer.write(event)
             report.events += 1

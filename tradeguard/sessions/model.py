@@ -46,8 +46,11 @@ AnswerResult = Literal[
 
 _SYMBOL = r"^[A-Z0-9][A-Z0-9./:-]{0,31}$"
 Symbol = Annotated[str, Field(pattern=_SYMBOL)]
-Positive = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
-Signed = Annotated[Decimal, Field(allow_inf_nan=False)]
+# Bounded: no real order or price comes near 10**12, and a replay's exposure arithmetic (qty x
+# price to 4 places, 28 significant digits) overflows on figures much beyond it.
+_LIMIT = Decimal(10**12)
+Positive = Annotated[Decimal, Field(gt=0, lt=_LIMIT, allow_inf_nan=False)]
+Signed = Annotated[Decimal, Field(gt=-_LIMIT, lt=_LIMIT, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 

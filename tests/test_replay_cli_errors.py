@@ -1,0 +1,224 @@
+"""`tradeguard replay` and `tradeguard import` on bad input: one line on stderr, exit status 2, no traceback.
+
+Each case is one an acceptance audit found ending in a traceback (exit 1), a file left behind or
+a file silently replaced. Run in-process (`main`), as the command line runs them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from tradeguard.cli import main
+
+HEADER = '{"type": "session", "version": 1, "start": "2026-05-21T09:30:00-04:00"}\n'
+ATTEMPT = (
+    '{"type": "attempt", "t": "2026-05-21T09:42:00-04:00", "decision": "d1", "attempt": 1, '
+    '"kind": "entry", "symbol": "TQQQ", "side": "buy", "qty": QTY}\n'
+)
+NOTE = '{"type": "note", "t": "2026-05-21T09:43:00-04:00", "text": "caf\xe9 au lait"}\n'
+LOG = (
+    "[2026-03-05 10:20:19-040:00 ENTER BEAR stage=base symbol=DDM qty=5 est_price=42.10 stop=41.00 "
+    "target=44.00 score=-6 bar=2026-03-05T10:20:00-04:00\n"
+    "[2026-03-05 11:00:00-040:00 STAY BEAR score=-4 bull=1 bear=5\n"
+)
+ORDER = {"id": "o1", "symbol": "TQQQ", "side": "buy", "qty": "6", "filled_qty": "6",
+         "filled_avg_price": "75.33", "status": "filled", "submitted_at": "2026-05-21T13:42:01Z"}  # fmt: skip
+
+
+def one_error(capsys: pytest.CaptureFixture[str], args: list[str]) -> str:
+    """Run the command; assert exit 2 with exactly one line on stderr; return that line."""
+    status = main(args)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tradeguard: error: "), err
+    return lines[0].removeprefix("tradeguard: error: ")
+
+
+def session(tmp_path: Path, *lines: str, name: str = "s.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text(HEADER + "".join(lines))
+    return path
+
+
+# -- replay ---------------------------------------------------------------------------------------
+
+
+def test_replay_names_the_line_and_byte_of_a_file_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes((HEADER + ATTEMPT.replace("QTY", '"6"') + NOTE).encode("latin-1"))
+    line = one_error(capsys, ["replay", str(path), "--compare"])
+    assert line.startswith(f"{path}:3: not UTF-8 text: byte 0xe9 at column ")
+
+
+def test_replay_of_a_gzip_file_says_to_decompress_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "s.jsonl.gz"
+    path.write_bytes(gzip.compress((HEADER + ATTEMPT.replace("QTY", '"6"')).encode()))
+    assert (
+        one_error(capsys, ["replay", str(path)])
+        == f"{path}:1: a gzip-compressed file, not text: decompress it first (gunzip)"
+    )
+
+
+@pytest.mark.parametrize("qty", ['"1e30"', "99999999999999999999999999999", '"-5"'])
+def test_replay_refuses_an_absurd_quantity_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], qty: str
+) -> None:
+    path = session(tmp_path, ATTEMPT.replace("QTY", qty))
+    line = one_error(capsys, ["replay", str(path), "--compare"])
+    assert line.startswith(f"{path}:2: invalid attempt event: qty: Input should be ")
+
+
+def test_an_event_after_the_end_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = session(
+        tmp_path,
+        ATTEMPT.replace("QTY", '"6"'),
+        '{"type": "end", "t": "2026-05-21T10:00:00-04:00"}\n',
+        ATTEMPT.replace("QTY", '"6"').replace("09:42", "10:01").replace('"d1"', '"d2"'),
+    )
+    assert one_error(capsys, ["replay", str(path)]) == f"{path}:4: an event after the end event"
+
+
+@pytest.mark.parametrize("option", ["--plot", "--report"])
+def test_an_output_in_a_missing_folder_is_refused_before_the_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    path = session(tmp_path, ATTEMPT.replace("QTY", '"6"'))
+    target = tmp_path / "missing" / "out"
+    status = main(["replay", str(path), option, str(target)])
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""  # refused before anything was replayed
+    assert captured.err == f"tradeguard: error: {option} {target}: folder {target.parent} does not exist\n"
+
+
+def test_a_directory_as_session_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert "is a directory" in one_error(capsys, ["replay", str(tmp_path)])
+
+
+def test_compare_and_guard_together_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = session(tmp_path, ATTEMPT.replace("QTY", '"6"'))
+    line = one_error(capsys, ["replay", str(path), "--compare", "--guard", "none"])
+    assert line == "--compare runs all three modes and --guard names one: give one or the other"
+
+
+# -- import ---------------------------------------------------------------------------------------
+
+
+def test_import_bot_log_names_the_line_and_byte_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_bytes((LOG + "[2026-03-05 11:01:00-040:00 NOTE caf\xe9\n").encode("latin-1"))
+    out = tmp_path / "s.jsonl"
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(out)])
+    assert line.startswith(f"{log}:3: not UTF-8 text: byte 0xe9 at column 37")
+    assert not out.exists()
+
+
+def test_import_bot_log_of_a_gzip_file_says_to_decompress_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "bot.log.gz"
+    log.write_bytes(gzip.compress(LOG.encode()))
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{log}:1: a gzip-compressed file, not text: decompress it first (gunzip)"
+
+
+CSV_HEAD = "symbol,side,qty,submitted_at\n"
+HUGE = 99999999999999999999999999999
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        (
+            "orders.csv",
+            f"{CSV_HEAD}TQQQ,buy,1e30,2026-05-21T13:42:01Z\n",
+            ":2: qty '1e30' is beyond any real",
+        ),
+        ("orders.json", json.dumps([{**ORDER, "qty": HUGE}]), f":1: qty {HUGE} is beyond any real order"),
+        ("orders.csv", "", ":1: empty file: expected a header line"),
+        (
+            "orders.csv",
+            f"{CSV_HEAD}TQQQ,buy,0,2026-05-21T13:42:01Z\n",
+            ":2: cannot make an attempt event: qty: Input should be greater than 0",
+        ),
+    ],
+)
+def test_import_alpaca_orders_refuses_bad_figures_and_empty_files_leaving_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str, expected: str
+) -> None:
+    source = tmp_path / name
+    source.write_text(text)
+    out = tmp_path / "s.jsonl"
+    line = one_error(capsys, ["import", "alpaca-orders", str(source), "-o", str(out)])
+    assert line.startswith(f"{source}{expected}"), line
+    assert list(tmp_path.iterdir()) == [source]  # no session, no temporary file left behind
+
+
+def test_import_alpaca_orders_reads_json_with_a_byte_order_mark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "orders.json"
+    source.write_bytes(b"\xef\xbb\xbf" + json.dumps([ORDER]).encode())
+    assert main(["import", "alpaca-orders", str(source), "-o", str(tmp_path / "s.jsonl")]) == 0
+    assert "1 orders, 0 suspected duplicates" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("doc", [{"not": "claims"}, "claims", 42])
+def test_import_claims_of_json_that_is_not_a_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], doc: object
+) -> None:
+    source = tmp_path / "claims.json"
+    source.write_text(json.dumps(doc))
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line.startswith(f"{source}:1: ")
+
+
+@pytest.mark.parametrize("where", ["missing folder", "directory"])
+def test_import_to_an_output_that_cannot_be_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(LOG)
+    out = tmp_path / "missing" / "s.jsonl" if where == "missing folder" else tmp_path
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(out)])
+    assert line.startswith(f"-o {out}")
+
+
+def test_import_never_replaces_its_input_nor_an_existing_file_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(LOG)
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(log)])
+    assert line == f"-o {log} is the file being imported: give another name for the session"
+    assert log.read_text() == LOG
+    out = tmp_path / "s.jsonl"
+    out.write_text("mine\n")
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(out)])
+    assert line == f"-o {out} exists: pass --force to replace it, or give another name"
+    assert out.read_text() == "mine\n"
+    assert main(["import", "bot-log", str(log), "-o", str(out), "--force"]) == 0
+    assert out.read_text().startswith('{"type":"session"')
+
+
+def test_import_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(LOG)
+    assert main(["import", "bot-log", str(log), "-o", "-"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert json.loads(lines[0])["type"] == "session" and json.loads(lines[-1])["type"] == "end"
+    assert captured.err.startswith("wrote the session to stdout: ")
+    assert list(tmp_path.iterdir()) == [log]
