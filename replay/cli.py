@@ -295,6 +295,14 @@ def run_import(
                 f"{d['duplicate_of']} after {d['seconds_after']:g} s",
                 file=said,
             )
+    unpriced = report.extra.get("unpriced_symbols")
+    if unpriced:
+        print(
+            f"no price known for {', '.join(unpriced)} before its first order: a replay fills and "
+            "values those orders at the paper broker's default price, $100.00 (their dollar "
+            "figures are not real until the session has price events)",
+            file=said,
+        )
     if not to_stdout:
         print(f"what a guard would have blocked: tradeguard replay {session} --compare", file=said)
     return 0

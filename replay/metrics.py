@@ -26,6 +26,7 @@ from typing import Any
 __all__ = ["AttemptOutcome", "Metrics", "Mode", "Span", "Totals"]
 
 _ZERO = Decimal(0)
+_LOST = ("answer lost", "unknown:", "not_sent:")  # how the modes' details begin for a lost answer
 
 
 class Mode(enum.StrEnum):
@@ -59,6 +60,8 @@ class AttemptOutcome:
     @property
     def label(self) -> str:
         """One or two words for tables."""
+        if self.sent and not self.placed and self.detail.startswith(_LOST):
+            return "not placed (lost)"  # the answer was lost and the broker placed nothing
         if self.duplicate:
             if self.placed:
                 return "DUPLICATE EXECUTED"

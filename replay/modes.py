@@ -144,8 +144,11 @@ class Simulation:
             self.broker.disarm()
         order = self._new_order(coid, answered)
         qty = event.qty
+        price = self.paper.price(event.symbol)
         if qty is None:  # a notional entry, or an exit of all held: what the order asked for
             qty = _ZERO if order is None else (order.qty or order.filled_qty)
+            if not qty and event.notional is not None and price:  # no order: the notional's shares
+                qty = event.notional / price
         outcome = self.metrics.attempt(
             event.t,
             event.decision,
@@ -154,7 +157,7 @@ class Simulation:
             sent=self.broker.sends > sends,
             placed=0 if order is None else 1,
             qty=qty,
-            price=self.paper.price(event.symbol),
+            price=price,
             detail=detail,
         )
         self.sample(event.symbol)

@@ -12,6 +12,9 @@ __all__ = ["FIGURES", "cell", "event_header", "event_line", "figure_value", "tot
 
 _TEXT = 46
 _CELL = 24
+_SYMBOL = 7
+_RECORDED = 23  # "blocked by tradeguard" and a space
+_FIGURE = 14  # the narrowest figure column of the totals
 
 FIGURES: tuple[tuple[str, str], ...] = (
     ("duplicate_attempts", "duplicate attempts (retries of a decision already at the broker)"),
@@ -50,19 +53,27 @@ def cell(outcome: AttemptOutcome | str) -> str:
     return label
 
 
+def _col(text: str, width: int) -> str:
+    """Return `text` in a column of `width`, cut short with `…` so that a space always follows."""
+    if len(text) >= width:
+        text = text[: width - 2] + "…"
+    return text.ljust(width)
+
+
 def event_header(modes: Sequence[Mode]) -> str:
     """Return the header line of the per-event table."""
-    cols = "".join(m.value.ljust(_CELL) for m in modes)
-    return f"{'time':<9} {'event':<{_TEXT}} {'symbol':<7}{'recorded':<21}{cols}".rstrip()
+    cols = "".join(_col(m.value, _CELL) for m in modes)
+    return f"{'time':<9} {'event':<{_TEXT}} {'symbol':<{_SYMBOL}}{'recorded':<{_RECORDED}}{cols}".rstrip()
 
 
 def event_line(row: EventRow, modes: Sequence[Mode]) -> str:
     """Return one row of the per-event table."""
     text = row.text if len(row.text) <= _TEXT else row.text[: _TEXT - 1] + "…"
     cells = (cell(row.outcomes[m]) if m in row.outcomes else "" for m in modes)
-    cols = "".join(c.ljust(_CELL) for c in cells)
+    cols = "".join(_col(c, _CELL) for c in cells)
     when = row.t.strftime("%H:%M:%S")
-    return f"{when:<9} {text:<{_TEXT}} {row.symbol or '':<7}{row.recorded or '':<21}{cols}".rstrip()
+    symbol, recorded = _col(row.symbol or "", _SYMBOL), _col(row.recorded or "", _RECORDED)
+    return f"{when:<9} {text:<{_TEXT}} {symbol}{recorded}{cols}".rstrip()
 
 
 def figure_value(totals: Totals, key: str) -> str:
@@ -81,9 +92,12 @@ def totals_table(totals: dict[Mode, Totals]) -> list[str]:
     """Return the totals as aligned lines, one column per mode."""
     modes = list(totals)
     width = max(len(label) for _, label in FIGURES) + 2
-    lines = [f"{'figure':<{width}}" + "".join(f"{m.value:>14}" for m in modes)]
-    for key, label in FIGURES:
-        lines.append(f"{label:<{width}}" + "".join(f"{figure_value(totals[m], key):>14}" for m in modes))
+    values = {m: [figure_value(totals[m], key) for key, _ in FIGURES] for m in modes}
+    # Each column as wide as its longest value and two spaces: wide figures never run together.
+    widths = {m: max(_FIGURE, len(m.value) + 2, *(len(v) + 2 for v in values[m])) for m in modes}
+    lines = [f"{'figure':<{width}}" + "".join(f"{m.value:>{widths[m]}}" for m in modes)]
+    for i, (_, label) in enumerate(FIGURES):
+        lines.append(f"{label:<{width}}" + "".join(f"{values[m][i]:>{widths[m]}}" for m in modes))
     return lines
 
 

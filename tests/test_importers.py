@@ -100,6 +100,7 @@ def test_safeagent_db_export_reads_the_dict_repr_reason_suffixes_and_side_quirk(
     attempts = {a.decision: a for a in events if isinstance(a, AttemptEvent)}
     trail = attempts["order:SQQQ:sell:22:2026-03-05T12:39:00-04:00:TRAIL_EXIT_BEAR"]
     assert (trail.symbol, trail.side, trail.qty, trail.reason) == ("SQQQ", "sell", 22, "TRAIL_EXIT_BEAR")
+    assert (trail.kind, trail.path) == ("exit", "order")  # an exit through the keyed order path
     flip = next(a for d, a in attempts.items() if d.startswith("order:TQQQ:sell:12"))
     assert flip.reason is not None and flip.reason.startswith("V20_FAST_FLIP pos=BULL opp=BEAR held=12.3")
     assert flip.side == "buy"  # the order's side wins over the key's
@@ -260,3 +261,53 @@ def test_a_malformed_order_history_names_its_line(
         import_alpaca_orders(history, tmp_path / "s.jsonl")
     assert caught.value.line == line, str(caught.value)
     assert expected in str(caught.value)
+
+
+def test_alpaca_bracket_legs_are_imported_filled_as_exits_unfilled_as_notes(tmp_path: Path) -> None:
+    parent = {**ORDERS[0], "qty": "10", "filled_qty": "10", "order_class": "bracket"}
+    take_profit = {
+        "id": "l1", "client_order_id": "22222222-2222-4222-8222-222222222222", "symbol": "TQQQ",
+        "side": "sell", "qty": "10", "filled_qty": "10", "filled_avg_price": "80", "status": "filled",
+        "type": "limit", "limit_price": "80", "submitted_at": "2026-05-21T13:42:01Z",
+        "filled_at": "2026-05-21T15:00:00Z", "position_intent": "sell_to_close",
+    }  # fmt: skip
+    stop = {**take_profit, "id": "l2", "client_order_id": "33333333-3333-4333-8333-333333333333",
+            "filled_qty": "0", "filled_avg_price": None, "status": "canceled", "type": "stop",
+            "limit_price": None, "filled_at": None}  # fmt: skip
+    history = tmp_path / "orders.json"
+    history.write_text(json.dumps([{**parent, "legs": [take_profit, stop]}]))
+    report = import_alpaca_orders(history, tmp_path / "s.jsonl")
+    assert (report.extra["orders"], report.extra["legs"]) == (1, 2)
+    events = events_of(tmp_path / "s.jsonl")
+    attempts = [(e.kind, e.side, e.qty, e.t.isoformat()) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts == [
+        ("entry", "buy", 10, "2026-05-21T13:42:01.123456+00:00"),
+        ("exit", "sell", 10, "2026-05-21T15:00:00+00:00"),  # the take-profit, when it filled
+    ]
+    (note,) = [e for e in events if isinstance(e, NoteEvent)]
+    assert note.tag == "leg" and "l2 (stop sell 10 TQQQ) canceled" in note.text
+    result = replay_session(tmp_path / "s.jsonl", [Mode.FULL])
+    assert result.simulations[Mode.FULL].broker_qty("TQQQ") == 0  # the leg took the position off
+
+
+def test_alpaca_csv_avg_fill_price_with_a_dot_is_the_fill_price(tmp_path: Path) -> None:
+    csv = tmp_path / "orders.csv"
+    csv.write_text(
+        "Symbol,Side,Qty,Filled Qty,Avg. Fill Price,Status,Submitted At\n"
+        "TQQQ,buy,6,6,75.33,filled,2026-05-21 09:42:01-04:00\n"
+    )
+    report = import_alpaca_orders(csv, tmp_path / "s.jsonl")
+    prices = [e.price for e in events_of(tmp_path / "s.jsonl") if e.type == "price"]
+    assert prices == [Decimal("75.33")] and report.extra["unpriced_symbols"] == []
+
+
+def test_an_import_without_prices_names_the_symbols_a_replay_prices_at_the_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradeguard.cli import main
+
+    records = tmp_path / "claims.json"
+    records.write_text(json.dumps(CLAIMS_JSON))
+    assert main(["import", "claims", str(records), "-o", str(tmp_path / "s.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "no price known for SQQQ before its first order" in out and "$100.00" in out

@@ -38,6 +38,9 @@ _CLOSES = {"sell_to_close", "buy_to_close"}
 # Alpaca's dashboard export names -> the API's field names (after lower-casing, `_` for spaces).
 _CSV_NAMES = {
     "order_id": "id",
+    "avg_filled_price": "filled_avg_price",
+    "average_filled_price": "filled_avg_price",
+    "filled_price": "filled_avg_price",
     "filled_quantity": "filled_qty",
     "quantity": "qty",
     "avg_fill_price": "filled_avg_price",
@@ -181,10 +184,68 @@ def import_alpaca_orders(
     )
     orders = sorted((_order(line, raw, name) for line, raw in rows), key=lambda o: (o["t"], o["line"]))
     duplicates = _suspects(orders, window_secs)
+    legs, leg_notes = _legs(rows, name)
     report = ImportReport("alpaca-orders", name, str(out))
-    report.extra = {"orders": len(orders), "suspected_duplicates": len(duplicates), "duplicates": duplicates}
+    report.extra = {
+        "orders": len(orders),
+        "legs": len(legs) + len(leg_notes),
+        "suspected_duplicates": len(duplicates),
+        "duplicates": duplicates,
+    }
     found = f"{len(orders)} orders, {len(duplicates)} suspected duplicates"
     title = f"Alpaca order history {path.name}"
+    everything = sorted([*orders, *legs], key=lambda o: (o["t"], o["line"]))
     return write_session(
-        out, _protos(orders), report=report, title=title, agent_id="alpaca-account", description=found
+        out,
+        [*_protos(everything), *leg_notes],
+        report=report,
+        title=title,
+        agent_id="alpaca-account",
+        description=found,
     )
+
+
+def _legs(rows: list[tuple[int, Any]], name: str) -> tuple[list[dict[str, Any]], list[Proto]]:
+    """Return the legs of bracket, OTO and OCO orders: the filled ones as orders, the rest as notes.
+
+    A leg is an order of its own, placed by Alpaca with its parent, that closes what the parent
+    opened. One that filled is replayed as an exit at its fill time (it took the position off
+    then); one that never filled (the other side of the bracket, canceled) changed nothing and is
+    kept as a note. Legs are never suspected duplicates: Alpaca sent them, not the bot.
+    """
+    legs: list[dict[str, Any]] = []
+    notes: list[Proto] = []
+    for line, raw in rows:
+        children = raw.get("legs") if isinstance(raw, dict) else None
+        if not isinstance(children, list):
+            continue
+        for child in children:
+            if not isinstance(child, dict):
+                raise SessionFormatError(name, line, f"expected a leg object, got {type(child).__name__}")
+            inherited = {
+                k: child.get(k) or raw.get(k) for k in ("symbol", "qty", "submitted_at", "created_at")
+            }
+            leg = _order(line, {**child, **inherited}, name)
+            if leg["filled_qty"] and leg["status"] in ("filled", "partially_filled"):
+                legs.append(_filled_leg(leg, child.get("filled_at"), name, line))
+                continue
+            kind = raw.get("order_class") or "bracket"
+            what = " ".join(str(x) for x in (leg["type"], leg["side"], leg["qty"], leg["symbol"]) if x)
+            text = f"{kind} leg {leg['id']} ({what}) {leg['status'] or 'not filled'}: it never executed"
+            notes.append(
+                Proto(line, leg["t"], {"type": "note", "text": text, "symbol": leg["symbol"], "tag": "leg"})
+            )
+    return legs, notes
+
+
+def _filled_leg(leg: dict[str, Any], filled_at: object, name: str, line: int) -> dict[str, Any]:
+    """Make a filled leg an exit at its fill time, at its fill price (its own decision)."""
+    if filled_at:
+        try:
+            leg["t"] = max(parse_time(str(filled_at)), leg["t"])
+        except ValueError:
+            raise SessionFormatError(name, line, f"leg filled_at {filled_at!r} is not a time") from None
+    leg["type"] = "market"  # it executed at its fill price, which the price event pins
+    leg["decision"] = f"{leg['symbol']} {leg['side']} {leg['filled_qty']} leg {leg['coid'] or leg['id']}"
+    leg["intent"] = leg["intent"] or ("sell_to_close" if leg["side"] == "sell" else "buy_to_close")
+    return leg

@@ -12,7 +12,8 @@
   one row per decision, keyed `order:<SYM>:<side>:<qty>:<bar>[:<reason>]` or
   `exit:<SYM>:<qty>:<entry time>`; `result` is a Python dict repr of the Alpaca order, read with
   `ast.literal_eval` (never `eval`). When it names the other side than the key (a known quirk of
-  reason-suffixed rows) the order's side wins and a note says so.
+  reason-suffixed rows) the order's side wins and a note says so. An `order:` row whose reason
+  names an exit (`…:TRAIL_EXIT_BEAR`) is an exit sent through the bot's order path.
 """
 
 from __future__ import annotations
@@ -219,8 +220,11 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
             text = f"{key}: key says {side}, the order says {result['side']}"
             protos.append(_ev(line, t, "note", symbol=symbol, tag="side_mismatch", text=text))
             side = str(result["side"])
+        # An order-path row whose reason names an exit (`TRAIL_EXIT_BEAR`) closed a position
+        # through the bot's order path: an exit the entry guard keyed, not an entry that sells.
+        closes = exit_ is not None or bool(order and order["reason"] and "EXIT" in order["reason"].upper())
         protos.append(Proto(line, t, {
-            "type": "attempt", "decision": key[:200], "kind": "entry" if order else "exit", "symbol": symbol,
+            "type": "attempt", "decision": key[:200], "kind": "exit" if closes else "entry", "symbol": symbol,
             "side": side, "qty": qty, "bar": t, "reason": (order["reason"] if order else None) or None,
             "path": "order" if order else "exit",
         }))  # fmt: skip

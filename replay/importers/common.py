@@ -208,7 +208,7 @@ def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
 
 
 def csv_rows(text: str, name: str, names: dict[str, str] | None = None) -> list[tuple[int, dict[str, Any]]]:
-    """Return a CSV text's rows as dicts by lower-cased header (spaces as `_`, `names` renamed).
+    """Return a CSV text's rows as dicts by lower-cased header (`_` for other signs, `names` renamed).
 
     Every value is read as text; empty cells are None. Row i is on line i + 2 (after the header).
 
@@ -223,7 +223,8 @@ def csv_rows(text: str, name: str, names: dict[str, str] | None = None) -> list[
         message = str(exc).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
         line = re.search(r"\bline (\d+)", message)
         raise SessionFormatError(name, int(line[1]) if line else None, f"not valid CSV: {message}") from None
-    columns = [re.sub(r"[\s_]+", "_", str(c).strip().lower()) for c in frame.columns]
+    # "Avg. Fill Price", "avg_fill_price" and "AVG FILL PRICE" are one column.
+    columns = [re.sub(r"[^0-9a-z]+", "_", str(c).strip().lower()).strip("_") for c in frame.columns]
     columns = [(names or {}).get(c, c) for c in columns]
     return [
         (i + 2, {col: (value if value != "" else None) for col, value in zip(columns, values, strict=True)})
@@ -303,11 +304,17 @@ def _write_events(
     start = ordered[0].t - timedelta(seconds=1) if ordered else datetime.now(EASTERN)
     head = SessionHeader.model_validate({"type": "session", "version": 1, "start": start, **header})
     counts: dict[str, int] = {}
+    priced: set[str] = set()
+    unpriced: set[str] = set()  # symbols with an attempt before any price of theirs
     with SessionWriter(out, head) as writer:
         for proto in ordered:
             fields = {**proto.fields, "t": proto.t}
             kind = fields["type"]
-            if kind == "attempt":
+            if kind == "price":
+                priced.add(str(fields.get("symbol")))
+            elif kind == "attempt":
+                if fields.get("symbol") not in priced:
+                    unpriced.add(str(fields.get("symbol")))
                 counts[fields["decision"]] = counts.get(fields["decision"], 0) + 1
                 fields["attempt"] = counts[fields["decision"]]
                 report.attempts += 1
@@ -321,8 +328,9 @@ def _write_events(
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]
                 )
+                article = "an" if kind[0] in "aeiou" else "a"
                 raise SessionFormatError(
-                    source, proto.line, f"cannot make {'an' if kind[0] in 'aeiou' else 'a'} {kind} event: {problems}"
+                    source, proto.line, f"cannot make {article} {kind} event: {problems}"
                 ) from None
             writer.write(event)
             report.events += 1
@@ -330,4 +338,5 @@ def _write_events(
             writer.write(EndEvent(type="end", t=ordered[-1].t))
             report.events += 1
     report.decisions = len(counts)
+    report.extra["unpriced_symbols"] = sorted(unpriced)
     return report
