@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import replay
 from replay.engine import EventRow, ReplayResult, replay_session
@@ -181,6 +182,11 @@ def _replay(
 ) -> int:
     with open_session(path) as peek:
         header: SessionHeader = peek.header
+    try:
+        ZoneInfo(header.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        problem = f"timezone {header.timezone!r} is not a known time zone (e.g. America/New_York, UTC)"
+        raise SessionFormatError(path, 1, problem) from None
 
     def print_row(row: EventRow) -> None:
         print(event_line(row, modes), file=out)
@@ -211,13 +217,8 @@ def _replay(
         write_plot(result, plot)
         print(f"wrote {plot}", file=err)
     if report is not None:
-        write_report(result, report)
-        missing = (
-            ""
-            if importlib.util.find_spec("matplotlib")
-            else " (without the chart: matplotlib is not installed; pip install 'tradeguard[plot]')"
-        )
-        print(f"wrote {report}{missing}", file=err)
+        missing = write_report(result, report)
+        print(f"wrote {report}" + (f" without the chart: {missing}" if missing else ""), file=err)
     return 0
 
 

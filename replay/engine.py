@@ -132,6 +132,7 @@ class _Lookahead:
         self._answers: dict[tuple[str, int], tuple[int, AnswerEvent]] = {}  # buffered, unpaired
         self._attempts: dict[str, int] = {}  # decisions with attempts waiting in the buffer
         self._paired: set[int] = set()  # lines of answers already paired with their attempt
+        self._numbers: dict[str, int] = {}  # each decision's last attempt number (never repeated)
         self._horizon = timedelta(seconds=ANSWER_HORIZON_SECS)
 
     def _pull(self) -> bool:
@@ -156,6 +157,12 @@ class _Lookahead:
                 continue
             answer = None
             if isinstance(event, AttemptEvent):
+                if event.attempt <= self._numbers.get(event.decision, 0):
+                    raise SessionFormatError(
+                        self._reader.name, line, f"attempt {event.attempt} of decision {event.decision!r} "
+                        f"comes again: expected attempt {self._numbers[event.decision] + 1} or later",
+                    )  # fmt: skip
+                self._numbers[event.decision] = event.attempt
                 left = self._attempts[event.decision] - 1
                 if left:
                     self._attempts[event.decision] = left
@@ -180,7 +187,7 @@ class _Lookahead:
         limit = attempt.t + self._horizon
         while True:
             found = self._answers.pop(key, None)
-            if found is not None:
+            if found is not None and found[1].t <= limit:  # a later one is refused when it is read
                 self._paired.add(found[0])
                 return found[1]
             # The decision's next attempt, or the horizon, ends the search.

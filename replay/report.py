@@ -29,6 +29,11 @@ def _esc(text: object) -> str:
 
 def render_report(result: ReplayResult) -> str:
     """Return the report page; the chart is embedded as a PNG when matplotlib is installed."""
+    return _render(result)[0]
+
+
+def _render(result: ReplayResult) -> tuple[str, str | None]:
+    """Return the page, and why it has no chart (None: it has one)."""
     modes = list(result.totals)
     head = "".join(f"<th>{_esc(m.value)}</th>" for m in modes)
     figures = "".join(
@@ -48,14 +53,17 @@ def render_report(result: ReplayResult) -> str:
             f'<tr class="{row.kind}"><td>{row.t:%H:%M:%S}</td><td>{_esc(row.text)}</td>'
             f"<td>{_esc(row.symbol or '')}</td><td>{_esc(row.recorded or '')}</td>{''.join(cells)}</tr>"
         )
+    missing: str | None = None
     try:
         png = base64.b64encode(plot_png(result)).decode()
         chart = f'<img alt="position over the session, per mode" src="data:image/png;base64,{png}">'
     except ConfigError as exc:
+        missing = str(exc)
         chart = f"<p><em>No chart: {_esc(exc)}</em></p>"
     summary = "".join(f"<li>{_esc(line.strip())}</li>" for line in trader_summary(result.totals))
     header = result.header
-    return f"""<!doctype html>
+    return (
+        f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{_esc(header.name)}</title><style>{_STYLE}</style></head>
 <body>
 <h1>{_esc(header.name)}</h1>
@@ -73,10 +81,14 @@ source: {_esc(header.source or "unknown")}.</p>
 </table>
 <p>Definitions of the figures: sessions/README.md in the tradeguard repository.</p>
 </body></html>
-"""
+""",
+        missing,
+    )
 
 
-def write_report(result: ReplayResult, path: str) -> None:
-    """Write the report page to `path`."""
+def write_report(result: ReplayResult, path: str) -> str | None:
+    """Write the report page to `path`; return why it has no chart (None: it has one)."""
+    page, missing = _render(result)
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(render_report(result))
+        fh.write(page)
+    return missing

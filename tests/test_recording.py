@@ -180,3 +180,27 @@ def test_a_faulty_run_recorded_with_record_replays(
     assert figures_["full"]["duplicate_orders_sent"] == 0
     assert figures_["entry-only"]["duplicate_orders_sent"] == 0
     assert figures_["none"]["duplicate_attempts"] == figures_["full"]["duplicate_attempts_blocked"] > 0
+
+
+def test_claims_that_share_an_intent_name_are_recorded_as_separate_decisions(tmp_path: Path) -> None:
+    # A flip names its exit and its entry on the other symbol alike: two claims, two decisions.
+    clock = ManualClock()
+    path = tmp_path / "flip.jsonl"
+    gateway = OrderGateway(
+        PaperBroker(clock=clock), MemoryClaimStore(clock=clock), agent_id="bot", clock=clock, record_to=path
+    )
+    gateway.enter("TQQQ", qty=12, intent="09:42 buy")
+    gateway.exit("TQQQ", intent="09:49 flip")
+    gateway.exit("TQQQ", intent="09:49 flip")  # a retry of the exit
+    gateway.enter("SQQQ", qty=2, intent="09:49 flip")
+    gateway.close()
+    with open_session(path) as session:
+        attempts = [(e.decision, e.attempt) for _, e in session if isinstance(e, AttemptEvent)]
+    assert attempts == [
+        ("09:42 buy", 1),
+        ("09:49 flip", 1),
+        ("09:49 flip", 2),
+        ("09:49 flip (entry buy SQQQ)", 1),
+    ]
+    totals = replay_session(path, [Mode.NONE, Mode.FULL]).totals
+    assert totals[Mode.NONE].duplicate_attempts == totals[Mode.FULL].duplicate_attempts_blocked == 1

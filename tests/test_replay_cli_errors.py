@@ -222,3 +222,62 @@ def test_import_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert json.loads(lines[0])["type"] == "session" and json.loads(lines[-1])["type"] == "end"
     assert captured.err.startswith("wrote the session to stdout: ")
     assert list(tmp_path.iterdir()) == [log]
+
+
+LATE_ANSWER = (
+    '{"type": "answer", "t": "2026-05-21T09:55:00-04:00", "decision": "d1", "attempt": 1, '
+    '"result": "filled"}\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (  # an answer 13 minutes after its attempt: past the 600 s horizon
+            [ATTEMPT.replace("QTY", '"6"'), LATE_ANSWER],
+            ":3: answer to decision 'd1' attempt 1 has no attempt to answer: expected it after its attempt",
+        ),
+        (  # attempt 1 of d1 twice
+            [ATTEMPT.replace("QTY", '"6"'), ATTEMPT.replace("QTY", '"6"').replace("09:42:00", "09:42:05")],
+            ":3: attempt 1 of decision 'd1' comes again: expected attempt 2 or later",
+        ),
+    ],
+)  # fmt: skip
+def test_replay_refuses_late_answers_and_repeated_attempts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], lines: list[str], expected: str
+) -> None:
+    path = session(tmp_path, *lines)
+    assert one_error(capsys, ["replay", str(path), "--compare"]).startswith(f"{path}{expected}")
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (HEADER.replace('"version": 1', '"version": "1"'), "session format version '1' (a string) is not"),
+        (HEADER.replace('"start"', '"timezone": "Mars/Olympus", "start"'), "timezone 'Mars/Olympus' is not"),
+    ],
+)  # fmt: skip
+def test_replay_names_a_header_it_cannot_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], header: str, expected: str
+) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text(header + ATTEMPT.replace("QTY", '"6"'))
+    assert one_error(capsys, ["replay", str(path)]).startswith(f"{path}:1: {expected}")
+
+
+def test_a_report_without_matplotlib_says_the_chart_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import replay.plot
+    from tradeguard import ConfigError
+
+    def no_pyplot() -> None:
+        raise ConfigError("plots need matplotlib, which is not installed: pip install 'tradeguard[plot]'")
+
+    monkeypatch.setattr(replay.plot, "_pyplot", no_pyplot)
+    path = session(tmp_path, ATTEMPT.replace("QTY", '"6"'))
+    page = tmp_path / "r.html"
+    assert main(["replay", str(path), "--report", str(page)]) == 0
+    err = capsys.readouterr().err
+    assert f"wrote {page} without the chart: plots need matplotlib" in err
+    assert "No chart: plots need matplotlib" in page.read_text()

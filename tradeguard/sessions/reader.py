@@ -114,9 +114,10 @@ class SessionReader:
             )
         version = obj.get("version")
         if version != SESSION_VERSION:
+            got = f"{version!r} (a string)" if isinstance(version, str) else repr(version)
             raise self._fail(
-                f"session format version {version!r} is not supported: this tradeguard reads "
-                f"{SESSION_VERSION}"
+                f"session format version {got} is not supported: this tradeguard reads "
+                f"{SESSION_VERSION} (a number)"
             )
         try:
             return SessionHeader.model_validate(obj)

@@ -84,6 +84,8 @@ class Recorder:
         self._lock = threading.RLock()
         self._local = threading.local()  # the current attempt and annotations, per thread
         self._attempts: dict[str, int] = {}
+        self._names: dict[str, str] = {}  # claim key -> its decision's name in the session
+        self._taken: set[str] = set()  # decision names given so far
         self._prices: dict[str, Decimal] = {}
         self._broker_qty: dict[str, Decimal] = {}
         self._last: datetime | None = None
@@ -144,14 +146,15 @@ class Recorder:
     def _attempt(self, intent: Intent, spec: OrderSpec, client_order_id: str | None) -> None:
         extra: dict[str, Any] = dict(getattr(self._local, "annotations", {}))
         with self._lock:
-            number = self._attempts.get(intent.name, 0) + 1
-            self._attempts[intent.name] = number
-            self._local.current = (intent.name, number, intent.symbol)
+            decision = self._decision(intent)
+            number = self._attempts.get(decision, 0) + 1
+            self._attempts[decision] = number
+            self._local.current = (decision, number, intent.symbol)
             self._local.answered = None  # the first answer of this attempt, once written
             fields: dict[str, Any] = {
                 "type": "attempt",
                 "t": self._now(),
-                "decision": intent.name,
+                "decision": decision,
                 "attempt": number,
                 "kind": intent.kind.value,
                 "symbol": intent.symbol,
@@ -164,6 +167,27 @@ class Recorder:
                 "client_order_id": client_order_id,
             }
             self._emit(AttemptEvent.model_validate(fields | extra))
+
+    def _decision(self, intent: Intent) -> str:
+        """Return the session's name of `intent`'s decision: its name, unless another took it.
+
+        A decision is a claim key. A bot may give one name to several (a flip's exit and its
+        entry on another symbol, one name per bar for every symbol): the first keeps the name,
+        the others get their kind, side and symbol added, so a replay does not count one as a
+        retry of the other.
+        """
+        key = intent.key
+        name = self._names.get(key)
+        if name is None:
+            name = intent.name
+            if name in self._taken:
+                what = f" ({intent.kind.value} {intent.side.value} {intent.symbol})"
+                name = intent.name[: 200 - len(what)] + what  # a session's names hold 200 characters
+            if name in self._taken:  # another agent's decision, on one recording
+                name = f"{name[:190]} [{key[:8]}]"
+            self._names[key] = name
+            self._taken.add(name)
+        return name
 
     @contextlib.contextmanager
     def annotate(self, **fields: Any) -> Iterator[None]:
