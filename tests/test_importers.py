@@ -311,3 +311,24 @@ def test_an_import_without_prices_names_the_symbols_a_replay_prices_at_the_defau
     assert main(["import", "claims", str(records), "-o", str(tmp_path / "s.jsonl")]) == 0
     out = capsys.readouterr().out
     assert "no price known for SQQQ before its first order" in out and "$100.00" in out
+
+
+def test_the_demos_audit_export_imports_and_replays_truthfully(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tradeguard.cli import main
+
+    store = f"sqlite:///{tmp_path / 'demo.db'}"
+    assert main(["demo", "--store", store]) == 0
+    assert main(["audit", "--store", store, "--csv", str(tmp_path / "a.csv")]) == 0
+    assert main(["import", "claims", str(tmp_path / "a.csv"), "-o", str(tmp_path / "a.jsonl")]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(tmp_path / "a.jsonl"), "--compare", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    full = doc["full"]
+    assert (
+        full["duplicate_orders_sent"] == 0
+        and full["duplicate_attempts"] == full["duplicate_attempts_blocked"]
+    )
+    flip_entry = [e for e in full["events"] if e["text"] == "09:49 flip (entry SQQQ)"]
+    assert [(e["result"], e["duplicate"]) for e in flip_entry] == [("placed", False)]
