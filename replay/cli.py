@@ -150,8 +150,7 @@ def run_replay(
         raise ConfigError(
             f"--guard must be one of {', '.join(m.value for m in Mode)}, got {guard!r}"
         ) from None
-    has_matplotlib = importlib.util.find_spec("matplotlib") is not None
-    if plot and not has_matplotlib:
+    if plot and importlib.util.find_spec("matplotlib") is None:
         raise ConfigError("--plot needs matplotlib, which is not installed: pip install 'tradeguard[plot]'")
     for option, target in (("--plot", plot), ("--report", report)):
         if target is not None:
@@ -231,7 +230,7 @@ def _check_import_output(source: str, session: str, *, force: bool) -> None:
         ConfigError: Said in one line.
     """
     target = Path(session)
-    if target.exists() and Path(source).exists() and target.resolve() == Path(source).resolve():
+    if target.exists() and Path(source).exists() and os.path.samefile(target, source):  # links too
         raise ConfigError(f"-o {session} is the file being imported: give another name for the session")
     if target.is_dir():
         raise ConfigError(f"-o {session} is a directory: give a file name (SESSION.jsonl)")

@@ -137,13 +137,13 @@ def utf8_problem(lines: Iterable[bytes]) -> tuple[int, str] | None:
     The lines are raw bytes (a file opened in binary mode); the first line may start with a
     UTF-8 byte order mark.
     """
-    for number_, raw in enumerate(lines, start=1):
-        if number_ == 1 and raw.startswith(_GZIP):
+    for line, raw in enumerate(lines, start=1):
+        if line == 1 and raw.startswith(_GZIP):
             return 1, "a gzip-compressed file, not text: decompress it first (gunzip)"
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return number_, (
+            return line, (
                 f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at column {exc.start + 1} ({exc.reason}); "
                 "save the file as UTF-8"
             )
@@ -164,14 +164,12 @@ def read_text(source: str | Path) -> str:
         raise SessionFormatError(name, None, "is a directory, not a file") from None
     except OSError as exc:
         raise SessionFormatError(name, None, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        if data.startswith(_GZIP):
-            raise UnicodeDecodeError("utf-8", data, 0, 1, "gzip")
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        problem = utf8_problem(io.BytesIO(data))
-        assert problem is not None  # the same bytes, line by line, fail the same way
-        raise SessionFormatError(name, problem[0], problem[1]) from None
+    if not data.startswith(_GZIP):
+        with contextlib.suppress(UnicodeDecodeError):
+            return data.decode("utf-8-sig")
+    problem = utf8_problem(io.BytesIO(data))  # the same bytes, line by line, to say where
+    assert problem is not None
+    raise SessionFormatError(name, problem[0], problem[1])
 
 
 def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
