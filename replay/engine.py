@@ -10,7 +10,7 @@ is buffered, and no list of events is ever built.
 from __future__ import annotations
 
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
@@ -32,6 +32,9 @@ from tradeguard import (
 )
 
 __all__ = ["ANSWER_HORIZON_SECS", "EventRow", "ReplayResult", "replay_session"]
+
+_RECENT_DECISIONS = 4096
+"""How many of the latest decisions the check against repeated attempt numbers remembers."""
 
 ANSWER_HORIZON_SECS = 600.0
 """An answer must come within this much session time after its attempt."""
@@ -132,7 +135,9 @@ class _Lookahead:
         self._answers: dict[tuple[str, int], tuple[int, AnswerEvent]] = {}  # buffered, unpaired
         self._attempts: dict[str, int] = {}  # decisions with attempts waiting in the buffer
         self._paired: set[int] = set()  # lines of answers already paired with their attempt
-        self._numbers: dict[str, int] = {}  # each decision's last attempt number (never repeated)
+        # The last attempt number of each recent decision (bounded: memory must not grow with
+        # the file), so that a number repeated within a decision is refused.
+        self._numbers: OrderedDict[str, int] = OrderedDict()
         self._horizon = timedelta(seconds=ANSWER_HORIZON_SECS)
 
     def _pull(self) -> bool:
@@ -163,6 +168,9 @@ class _Lookahead:
                         f"comes again: expected attempt {self._numbers[event.decision] + 1} or later",
                     )  # fmt: skip
                 self._numbers[event.decision] = event.attempt
+                self._numbers.move_to_end(event.decision)
+                if len(self._numbers) > _RECENT_DECISIONS:
+                    self._numbers.popitem(last=False)
                 left = self._attempts[event.decision] - 1
                 if left:
                     self._attempts[event.decision] = left
