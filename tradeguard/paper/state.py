@@ -174,14 +174,14 @@ class PaperState:
             self.avg_price[order.symbol] = (cost / abs(new_qty)).quantize(Decimal("0.0001"))
         self.qty[order.symbol] = new_qty
 
-    def render(self, order: PaperOrder, *, nested: bool) -> dict[str, Any]:
-        """Return Alpaca's JSON of `order`; with `nested`, its legs inside (`?nested=true`)."""
-        legs = [leg.to_alpaca() for leg in self.legs_of(order)] if nested and order.leg_ids else None
-        return order.to_alpaca(legs)
-
     def broker_order(self, order: PaperOrder, *, nested: bool = True) -> BrokerOrder:
-        """Return the port's frozen view of `order`, with Alpaca's JSON as `raw`."""
-        legs = tuple(self.broker_order(leg, nested=False) for leg in self.legs_of(order)) if nested else ()
+        """Return the port's frozen view of `order`, with Alpaca's JSON as `raw`.
+
+        `raw` is rendered when first read (`PaperOrder.deferred_raw`): most callers never read it.
+        """
+        legs: tuple[BrokerOrder, ...] = ()
+        if nested and order.leg_ids:
+            legs = tuple(self.broker_order(self.orders[i], nested=False) for i in order.leg_ids)
         return BrokerOrder(
             id=order.id,
             client_order_id=order.client_order_id,
@@ -205,7 +205,7 @@ class PaperState:
             trail_percent=order.trail_percent,
             replaced_by=order.replaced_by,
             replaces=order.replaces,
-            raw=self.render(order, nested=nested),
+            raw=order.deferred_raw(),
         )
 
     def to_text(self) -> str:
