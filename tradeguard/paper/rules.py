@@ -93,6 +93,14 @@ def check_type_fields(request: OrderRequest) -> None:
     the same words for a new order are assumed.
     """
     kind = request.order_type
+    if (
+        kind is OrderType.MARKET
+        and request.limit_price is None
+        and request.stop_price is None
+        and request.trail_price is None
+        and request.trail_percent is None
+    ):
+        return  # a plain market order: nothing below applies (the commonest order, kept cheap)
     for field, value in (("limit_price", request.limit_price), ("stop_price", request.stop_price)):
         if value is not None and kind not in _TAKES[field]:
             raise unprocessable(f"{kind.value} orders must not have {field}", 42210000)
