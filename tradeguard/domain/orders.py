@@ -227,7 +227,7 @@ class DeferredRaw(dict[str, object]):
     __slots__ = ("args", "render")
 
     def __init__(self, render: Callable[..., dict[str, object]], *args: object) -> None:
-        super().__init__()
+        # No dict.__init__ call: it would add nothing to the empty dict __new__ made.
         self.render = render
         self.args = args
 

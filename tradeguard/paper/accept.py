@@ -138,7 +138,7 @@ def _limit(request: OrderRequest) -> Decimal | None:
 def _order(
     venue: Venue, request: OrderRequest, *, symbol: str, client_id: str, qty: Decimal, limit: Decimal | None
 ) -> PaperOrder:
-    now = venue.now()
+    now = venue.clock.now()
     return PaperOrder(
         id=new_uuid(),
         client_order_id=client_id,

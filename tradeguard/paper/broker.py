@@ -124,6 +124,11 @@ class PaperBroker:
             max_fill=None if max_fill_qty is None else Decimal(max_fill_qty),
         )
         self._created_at = self._venue.now()
+        # Hold the lock around a change; write it, or put the account back as it was. Every
+        # check runs before the first change, so a refusal (`OrderRejected`) leaves nothing to
+        # undo; any other failure, a failed write included, restores the account. One object
+        # for every change: it keeps no state of its own (the lock is reentrant).
+        self._changing = _Changing(self)
 
     @property
     def clock(self) -> Clock:
@@ -139,7 +144,7 @@ class PaperBroker:
             OrderRejected: With Alpaca's status, code and body (see ALPACA.md).
             BrokerUnavailable: The state file could not be written; nothing was placed.
         """
-        with self._changing() as state:
+        with self._changing as state:
             order = accept(self._venue, request)
             if self._fill_on_submit:
                 match(self._venue, order)
@@ -234,7 +239,7 @@ class PaperBroker:
         Raises:
             OrderRejected: 404 "order not found", or 422 when the order is already final.
         """
-        with self._changing() as state:
+        with self._changing as state:
             order = state.orders.get(order_id)
             if order is None:
                 raise rejection(404, 40410000, "order not found")
@@ -250,7 +255,7 @@ class PaperBroker:
         Raises:
             OrderRejected: 404 "order not found", or Alpaca's refusal; nothing changed.
         """
-        with self._changing() as state:
+        with self._changing as state:
             old = state.orders.get(order_id)
             if old is None:
                 raise rejection(404, 40410000, "order not found")
@@ -263,7 +268,7 @@ class PaperBroker:
 
     def cancel_all_orders(self) -> list[str]:
         """Cancel every open order; return their ids."""
-        with self._changing() as state:
+        with self._changing as state:
             canceled: list[str] = []
             for order in state.open_orders():
                 if order.status.is_open:
@@ -369,7 +374,7 @@ class PaperBroker:
         """
         symbol = symbol.upper()
         pinned = None if price is None else to_price(price, f"set_price({symbol})")
-        with self._changing() as state:
+        with self._changing as state:
             if pinned is None:
                 state.set_prices.pop(symbol, None)
             else:
@@ -378,7 +383,7 @@ class PaperBroker:
 
     def step(self) -> list[BrokerOrder]:
         """Run one matching pass over every open order at current prices; return what changed."""
-        with self._changing() as state:
+        with self._changing as state:
             return [state.broker_order(o) for o in step(self._venue, None)]
 
     def close(self) -> None:
@@ -397,14 +402,6 @@ class PaperBroker:
 
     def _position(self, symbol: str) -> BrokerPosition | None:
         return self._venue.state.position(symbol, self._venue.mark(symbol))
-
-    def _changing(self) -> _Changing:
-        """Hold the lock around a change; write it, or put the account back as it was.
-
-        Every check runs before the first change, so a refusal (`OrderRejected`) leaves
-        nothing to undo; any other failure, a failed write included, restores the account.
-        """
-        return _Changing(self)
 
     def _save(self) -> None:
         if self._file is not None:
@@ -436,7 +433,8 @@ class _Changing:
         broker = self._broker
         try:
             if kind is None:
-                broker._save()
+                if broker._file is not None:
+                    broker._save()
             elif not issubclass(kind, OrderRejected):
                 broker._restore()
         finally:
