@@ -53,6 +53,10 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[Seen]:
         legs = [state.orders[i].to_alpaca() for i in order.leg_ids] if nested and order.leg_ids else None
         eager = json.dumps(order.to_alpaca(legs))  # the document, rendered now
         made_now = original(state, order, nested=nested)
+        for field in dataclasses.fields(BrokerOrder):
+            if field.name not in {"legs", "raw"}:
+                assert getattr(made_now, field.name) is getattr(order, field.name), field.name
+        assert [leg.id for leg in made_now.legs] == (order.leg_ids if nested else [])
         made.append((made_now, eager))
         return made_now
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 
-from tradeguard.domain import OrderClass, OrderRequest, OrderStatus, OrderType, Side
+from tradeguard.domain import OrderClass, OrderRequest, OrderType, Side
 from tradeguard.paper.classes import base_price, check_order_class, make_legs, oco_limit
 from tradeguard.paper.matching import follow_trail
 from tradeguard.paper.orders import PaperOrder, fmt
@@ -139,23 +139,24 @@ def _order(
     venue: Venue, request: OrderRequest, *, symbol: str, client_id: str, qty: Decimal, limit: Decimal | None
 ) -> PaperOrder:
     now = venue.clock.now()
+    kind = request.order_type
+    # The fields without a default by position (a keyword call costs more than the rest of this).
     return PaperOrder(
-        id=new_uuid(),
-        client_order_id=client_id,
-        symbol=symbol,
-        side=request.side,
-        order_type=request.order_type,
-        time_in_force=request.time_in_force,
-        qty=None if request.notional is not None else qty,
-        notional=request.notional,
-        target_qty=qty,
-        created_at=now,
-        updated_at=now,
+        new_uuid(),  # id
+        client_id,
+        symbol,
+        request.side,
+        kind,
+        request.time_in_force,
+        None if request.notional is not None else qty,  # qty
+        request.notional,
+        qty,  # target_qty
+        now,  # created_at
+        now,  # updated_at
         limit_price=limit,
-        stop_price=request.stop_price if request.order_type in _STOPS else None,
+        stop_price=request.stop_price if kind in _STOPS else None,
         position_intent=request.position_intent,
         extended_hours=request.extended_hours,
-        status=OrderStatus.NEW,
         order_class=request.order_class,
         trail_price=request.trail_price,
         trail_percent=request.trail_percent,

@@ -203,30 +203,32 @@ class PaperState:
         legs: tuple[BrokerOrder, ...] = ()
         if nested and order.leg_ids:
             legs = tuple(self.broker_order(self.orders[i], nested=False) for i in order.leg_ids)
+        # Positional, in BrokerOrder's field order (a keyword call costs a tenth of a submit);
+        # tests/test_paper_deferred_raw.py checks each field against the order's.
         return BrokerOrder(
-            id=order.id,
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            status=order.status,
-            qty=order.qty,
-            notional=order.notional,
-            filled_qty=order.filled_qty,
-            filled_avg_price=order.filled_avg_price,
-            order_type=order.order_type,
-            time_in_force=order.time_in_force,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price,
-            position_intent=order.position_intent,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-            order_class=order.order_class,
-            legs=legs,
-            trail_price=order.trail_price,
-            trail_percent=order.trail_percent,
-            replaced_by=order.replaced_by,
-            replaces=order.replaces,
-            raw=order.deferred_raw(),
+            order.id,
+            order.client_order_id,
+            order.symbol,
+            order.side,
+            order.status,
+            order.qty,
+            order.notional,
+            order.filled_qty,
+            order.filled_avg_price,
+            order.order_type,
+            order.time_in_force,
+            order.limit_price,
+            order.stop_price,
+            order.position_intent,
+            order.created_at,
+            order.updated_at,
+            order.order_class,
+            legs,
+            order.trail_price,
+            order.trail_percent,
+            order.replaced_by,
+            order.replaces,
+            order.deferred_raw(),  # raw: rendered when first read
         )
 
     def to_text(self) -> str:
