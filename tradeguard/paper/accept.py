@@ -94,7 +94,8 @@ def accept(venue: Venue, request: OrderRequest) -> PaperOrder:
         raise unprocessable("symbol is required")
     asset = check_asset(venue.asset(symbol), symbol)
     check_type_fields(request)
-    check_extended_hours(request)
+    if request.extended_hours:
+        check_extended_hours(request)
     price = venue.price(symbol)
     client_id = request.client_order_id or new_uuid()
     if len(client_id) > MAX_CLIENT_ID_LEN:
@@ -117,7 +118,12 @@ def accept(venue: Venue, request: OrderRequest) -> PaperOrder:
     limit = oco_limit(request) if order_class is OrderClass.OCO else _limit(request)
     # Bracket, OCO and trailing stop orders are exempt from wash-trade protection (Alpaca's
     # user-protection page: they are the "complex orders" its refusal tells you to use).
-    if order_class not in _WASH_EXEMPT_CLASSES and kind is not OrderType.TRAILING_STOP:
+    # With no open order of the symbol there is nothing to trade against: no call needed.
+    if (
+        order_class not in _WASH_EXEMPT_CLASSES
+        and kind is not OrderType.TRAILING_STOP
+        and symbol in state.open_by_symbol
+    ):
         check_wash_trade(state, side, symbol, limit)
     if side is Side.BUY and not closing:
         check_buying_power(venue, qty * (limit or request.stop_price or price or _ZERO))

@@ -163,7 +163,8 @@ class PaperOrder:
         It holds what Alpaca's JSON shows beyond `BrokerOrder`'s fields, taken now: the raw of
         an order that changes later still shows the order as it was (as an eager one did).
         """
-        return DeferredRaw(_render_raw, self.extra())
+        extra = (self.filled_at, self.canceled_at, self.replaced_at, self.hwm, self.extended_hours)
+        return DeferredRaw(_render_raw, extra)  # `extra()`, inline: once per BrokerOrder made
 
     def extra(self) -> Extra:
         """Return what Alpaca's JSON of the order shows beyond `BrokerOrder`'s fields."""

@@ -136,6 +136,8 @@ class PaperState:
             side: The side of the orders that count.
             excluding: The id of an order to leave out (one about to be replaced).
         """
+        if symbol not in self.open_by_symbol:
+            return _ZERO  # no open order of the symbol (the commonest case: answered at once)
         alone = Decimal(0)
         groups: dict[str, Decimal] = {}
         for order in self.open_orders(symbol):
