@@ -3,8 +3,9 @@
 The first rows time `submit_order` alone, in child processes, for this tree's tradeguard and
 for the one of a git ref (`--baseline`, default ``main``: the code before a change), interleaved,
 as orders per CPU-second (the machine is shared; wall time is shown too): plain market orders
-whose answer nobody reads beyond its fields, and the same with each answer's `raw` read (what
-the paper server does).
+whose answer nobody reads beyond its fields, the same with each answer's `raw` read (what the
+paper server does), and a mixed flow over four symbols with price moves and refused oversells
+(the count of refusals must match between the trees).
 
 The state file rows: the journal (one appended line per change, `tradeguard.paper.statefile`),
 the journal with `fsync_every_change`, and the whole-file rewrite of earlier versions (temp file,
@@ -101,25 +102,43 @@ def over_http(orders: int) -> float:
 
 
 # Run in a child process with one tree's tradeguard first on the path; prints one JSON line of
-# {workload: [wall seconds, CPU seconds]} and the tradeguard it measured.
+# {workload: [wall seconds, CPU seconds, orders refused]} and the tradeguard it measured.
+# "mixed": four symbols, sizes 1-20, more buys than sells, a price move every 50 orders, no
+# shorting: the sells that exceed the position are refused (Alpaca's 403), as in a replay.
 _SUBMIT_CHILD = """
-import json, sys, time
+import json, random, sys, time
 from decimal import Decimal
 import tradeguard
-from tradeguard import OrderRequest, PaperBroker, Side
+from tradeguard import OrderRejected, OrderRequest, PaperBroker, Side
 orders = int(sys.argv[1])
 sides = [Side.BUY, Side.SELL]
-requests = [OrderRequest("TQQQ", sides[i % 2], f"s{i}", qty=Decimal(1)) for i in range(orders)]
+plain = [OrderRequest("TQQQ", sides[i % 2], f"s{i}", qty=Decimal(1)) for i in range(orders)]
+rng = random.Random(7)
+symbols = ["TQQQ", "SQQQ", "SPY", "QQQ"]
+mixed, moves = [], {}
+for i in range(orders):
+    side = Side.BUY if rng.random() < 0.55 else Side.SELL
+    mixed.append(OrderRequest(rng.choice(symbols), side, f"m{i}", qty=Decimal(rng.randint(1, 20))))
+    if i % 50 == 0:
+        moves[i] = (rng.choice(symbols), Decimal(rng.randint(5000, 15000)) / 100)
 out = {"tradeguard": tradeguard.__file__}
-for workload in ("market", "market, raw read"):
+for workload in ("market", "market, raw read", "mixed"):
     broker = PaperBroker(cash=Decimal(10) ** 9)
+    requests = mixed if workload == "mixed" else plain
     submit, read = broker.submit_order, workload.endswith("raw read")
+    refused = 0
     wall, cpu = time.perf_counter(), time.process_time()
-    for request in requests:
-        answer = submit(request)
+    for i, request in enumerate(requests):
+        if i in moves:
+            broker.set_price(*moves[i])
+        try:
+            answer = submit(request)
+        except OrderRejected:
+            refused += 1
+            continue
         if read:
             answer.raw
-    out[workload] = [time.perf_counter() - wall, time.process_time() - cpu]
+    out[workload] = [time.perf_counter() - wall, time.process_time() - cpu, refused]
 print(json.dumps(out))
 """
 
@@ -178,16 +197,18 @@ def submit_rows(orders: int, repeats: int, baseline: str) -> None:
                 for workload, secs in result.items():
                     runs.setdefault((workload, name), []).append(secs)
     print(f"submit_order in process: median of {repeats} interleaved runs of {orders} orders each")
-    print(f"{'workload':<18} {'tree':<10} {'orders/CPU-s':>12} {'orders/s':>9}   per run (orders/CPU-s)")
+    header = f"{'workload':<18} {'tree':<10} {'orders/CPU-s':>12} {'orders/s':>9} {'refused':>7}"
+    print(f"{header}   per run (orders/CPU-s)")
     for (workload, name), secs in runs.items():
-        cpu = statistics.median(orders / c for _, c in secs)
-        wall = statistics.median(orders / w for w, _ in secs)
-        each = " ".join(f"{orders / c:.0f}" for _, c in secs)
-        print(f"{workload:<18} {name:<10} {cpu:>12,.0f} {wall:>9,.0f}   {each}")
+        cpu = statistics.median(orders / c for _, c, _ in secs)
+        wall = statistics.median(orders / w for w, _, _ in secs)
+        each = " ".join(f"{orders / c:.0f}" for _, c, _ in secs)
+        refused = int(secs[0][2])  # the same every run: the workload is fixed
+        print(f"{workload:<18} {name:<10} {cpu:>12,.0f} {wall:>9,.0f} {refused:>7}   {each}")
     if base is not None:
-        for workload in ("market", "market, raw read"):
-            now = statistics.median(orders / c for _, c in runs[(workload, "this tree")])
-            before = statistics.median(orders / c for _, c in runs[(workload, baseline)])
+        for workload in ("market", "market, raw read", "mixed"):
+            now = statistics.median(orders / c for _, c, _ in runs[(workload, "this tree")])
+            before = statistics.median(orders / c for _, c, _ in runs[(workload, baseline)])
             print(f"{workload}: this tree / {baseline} = {now / before:.2f}x (orders per CPU-second)")
     print()
 
