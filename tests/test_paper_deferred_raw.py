@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import inspect
 import json
+import os
 import pickle
 import random
 import uuid
@@ -294,3 +295,19 @@ def test_order_ids_are_version_4_uuids_never_repeated() -> None:
     for text in ids:
         parsed = uuid.UUID(text)
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_never_hands_out_an_id_its_parent_drew_with_it() -> None:
+    new_uuid()  # the parent now holds a batch of drawn ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its first id goes to the parent, then it leaves at once
+        os.write(write, new_uuid().encode())
+        os._exit(0)
+    os.close(write)
+    child_id = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent_ids = {new_uuid() for _ in range(300)}  # more than one batch: the inherited ones too
+    assert uuid.UUID(child_id).version == 4 and child_id not in parent_ids

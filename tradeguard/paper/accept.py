@@ -57,7 +57,8 @@ def new_uuid() -> str:
 
 _IDS_PER_READ = 256
 _ids: list[str] = []  # list.pop and list.extend are atomic: threads never share an id
-os.register_at_fork(after_in_child=_ids.clear)
+if hasattr(os, "register_at_fork"):  # POSIX only: where there is no fork there is nothing to drop
+    os.register_at_fork(after_in_child=_ids.clear)
 
 
 def check_client_id(venue: Venue, client_id: str) -> None:
