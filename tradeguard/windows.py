@@ -15,11 +15,13 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from tradeguard.amend import CANCELED_BY_THE_BOT
 from tradeguard.clock import Clock
 from tradeguard.config import Settings
 from tradeguard.domain import Claim, LedgerPosition, Side
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ClaimInProgress, IntentMismatch
 from tradeguard.execution import OrderResult
 from tradeguard.ports import ClaimLedger
@@ -126,6 +128,13 @@ class ContentWindows:
                 f"an identical {symbol} order is being claimed by another worker right now; "
                 "it will be returned on the next call"
             )
+        existing, successor = self._after_bot_cancel(existing, content_key, kind, symbol, side)
+        if successor is not None:
+            # The bot canceled the order that holds the window and sends the same order again:
+            # a new decision, named after the canceled claim so that its own retries meet it.
+            if kind is Kind.EXIT:
+                return self.exit_order(symbol, spec, intent=successor.name)
+            return self.submit(successor, spec)
         self.recorder.attempt(replace(intent, name=existing.intent), spec)
         self._ensure_started()
         if content is None and kind is Kind.ENTRY and not same_order(existing.payload, spec.as_payload()):
@@ -141,6 +150,30 @@ class ContentWindows:
             note,
         )
         return self._existing(existing, note=note)
+
+    def _after_bot_cancel(
+        self, existing: Claim, content_key: str, kind: Kind, symbol: str, side: Side
+    ) -> tuple[Claim, Intent | None]:
+        """Follow a window's claim past the orders the bot canceled unfilled.
+
+        Returns the last claim of the chain and, when that one was canceled by the bot too, the
+        decision that follows it (not claimed yet); else None, and the claim answers the call.
+
+        An order the bot itself canceled through the guard, with nothing filled, ended that
+        decision: the same order sent again is the next one. Its name derives from the canceled
+        claim (so every retry of it, from any process, finds the same claim); a chain of cancels
+        and re-sends is followed to its live end. An order the broker canceled on its own (an
+        IOC, an expiry) keeps answering as before: the bot may not know it is gone.
+        """
+        claim = existing
+        while _canceled_by_the_bot(claim):
+            name = f"content:{content_key[:16]}/after:{claim.key[:16]}"
+            successor = Intent(self.agent_id, kind, symbol, side, name)
+            following = self.store.get(successor.key)
+            if following is None:
+                return claim, successor
+            claim = following
+        return claim, None
 
     def _exit_in_window(
         self, content_key: str, symbol: str, spec: OrderSpec, intent: Intent, unclaimed: dict[str, Intent]
@@ -159,3 +192,12 @@ class ContentWindows:
         if windows is None:
             windows = self.__dict__.setdefault("_tg_unclaimed_windows", {})
         return windows
+
+
+def _canceled_by_the_bot(claim: Claim) -> bool:
+    """Whether the claim's order was canceled through the guard with nothing filled."""
+    return (
+        claim.state is ClaimState.CANCELED
+        and claim.filled_qty == 0
+        and claim.reason.startswith(CANCELED_BY_THE_BOT)
+    )

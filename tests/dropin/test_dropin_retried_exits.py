@@ -132,3 +132,25 @@ def test_the_same_calls_on_plain_alpaca_py_end_where_the_guard_ends(server: Pape
         plain.submit_order(market("QQQ", 5, BUY))
         plain.close_all_positions()
     assert held(server, "QQQ") == Decimal(0)
+
+
+@pytest.mark.parametrize("how", ["cancel_order_by_id", "cancel_orders"])
+def test_an_order_the_bot_canceled_ends_its_decision_and_the_same_order_again_is_new(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock, how: str
+) -> None:
+    first = as_order(client.submit_order(limit("SPY", 2, BUY, 100)))  # rests
+    if how == "cancel_order_by_id":
+        client.cancel_order_by_id(first.id)
+    else:
+        client.cancel_orders()
+    clock.advance(1)
+    second = as_order(client.submit_order(limit("SPY", 2, BUY, 100)))  # re-placed, inside the window
+    assert second.id != first.id and second.status.value == "new"
+    clock.advance(1)
+    retry = as_order(client.submit_order(limit("SPY", 2, BUY, 100)))  # its retry: no third order
+    assert retry.id == second.id
+    client.cancel_order_by_id(second.id)
+    third = as_order(client.submit_order(limit("SPY", 2, BUY, 100)))  # and again after a second cancel
+    assert third.id not in {first.id, second.id}
+    assert _orders(server, BUY) == 3
+    assert [o.id for o in server.broker.orders() if not o.status.is_terminal] == [str(third.id)]
