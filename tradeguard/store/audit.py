@@ -38,6 +38,7 @@ __all__ = [
 
 # One encoder for every record: json.dumps with options builds a new JSONEncoder per call.
 _encode_detail = json.JSONEncoder(default=str, sort_keys=True).encode
+
 _INSERT = (
     "INSERT INTO tg_audit (at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state,"
     " client_order_id, claim_key, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -93,22 +94,28 @@ def write_audit(
     claim_key: str | None = None,
     detail: Mapping[str, Any] | None = None,
     if_claim_written: bool = False,
-) -> None:
-    """Append one record inside the caller's transaction (queued: see `Tx.later`).
+    send: bool = True,
+) -> tuple[Any, ...]:
+    """Append one record inside the caller's transaction (queued: see `Tx.later`); return its values.
 
     `if_claim_written` (PostgreSQL only): write it only if this transaction has written the row
     of `claim_key`, so the record can be queued with the statement that may or may not write it.
+    `send=False`: only return the values, bound for `tx` (the columns of `_INSERT`, in order),
+    for a statement that writes the record itself (PostgreSQL's claim function).
     """
     values = (
         tx.ts(at), agent_id, action.value, reason, _plain(kind), symbol, _plain(side),
         None if qty is None else str(qty), state, prev_state, client_order_id, claim_key,
         _encode_detail(detail if type(detail) is dict else dict(detail)) if detail else None,
     )  # fmt: skip
+    if not send:
+        return values
     if if_claim_written:
         assert tx.postgres, "SQLite writes a record after its change is known"
         tx.later(_IF_CLAIM_WRITTEN, (*values, claim_key))
     else:
         tx.later(_INSERT, values)
+    return values
 
 
 @dataclass(frozen=True, slots=True)

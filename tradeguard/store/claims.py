@@ -77,6 +77,13 @@ def _num(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
+def _coid_taken(coid: str, other: str | None) -> StoreError:
+    return StoreError(
+        f"client_order_id {coid!r} already belongs to another claim ({other}); "
+        "a client_order_id names exactly one decision"
+    )
+
+
 class ClaimStore(LedgerWriter, StoreReader):
     """Durable claims, ledger and audit log over SQLAlchemy (SQLite by default, or PostgreSQL).
 
@@ -206,6 +213,17 @@ class ClaimStore(LedgerWriter, StoreReader):
             intent.name, text, hash_payload_json(text), owner, tx.ts(lease_until),
             _num(order_qty), turn_id, reason, at, at,
         )  # fmt: skip
+        created = ClaimOutcome(
+            Claim(
+                key=key, client_order_id=coid, agent_id=intent.agent_id, kind=intent.kind,
+                symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
+                state=ClaimState.PENDING, epoch=1, owner=owner, lease_expires_at=lease_until,
+                order_qty=order_qty, broker_order_id=None, filled_qty=Decimal(0),
+                filled_avg_price=None, turn_id=turn_id, attempts=1, reason=reason, created_at=now,
+                updated_at=now,
+            ),
+            created=True,
+        )  # fmt: skip
         record = functools.partial(
             write_audit, tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
             kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
@@ -213,41 +231,28 @@ class ClaimStore(LedgerWriter, StoreReader):
             state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
             client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
         )  # fmt: skip
-        tx.later(sql.INSERT_CLAIM, values, keep=True)
         if tx.postgres:
-            # The claim, its record, the row as it now stands and the COMMIT in one round trip;
-            # the record is written only if the insert was (see audit.write_audit). The read is
-            # a new snapshot (READ COMMITTED): it sees a racing insert the conflict waited for.
-            record(if_claim_written=True)
-            tx.later(sql.BY_KEY, (key,), keep=True)
-            made, now_there = tx.flush(commit=True, rerunnable=True)
-            inserted, rows = made.count, now_there.rows
-        else:
-            inserted, rows = tx.flush()[0].count, []
-            if inserted:
-                record()
-            else:
-                rows = tx.all(sql.BY_KEY, (key,))
-        if not inserted:
-            row = rows[0] if rows else None
+            # One statement, migration 0005's `tg_claim`: the claim and its record if the key is
+            # new (no rows back), else the existing row; with BEGIN and COMMIT one round trip.
+            tx.later(sql.PG_CLAIM, (*values[:-1], *record(send=False)), keep=True)
+            try:
+                (found,) = tx.flush(commit=True, rerunnable=True)
+            except self._pool.driver_errors as exc:
+                if getattr(exc, "sqlstate", None) != sql.PG_CLAIM_COID_TAKEN:
+                    raise
+                other = getattr(getattr(exc, "diag", None), "message_detail", None)
+                raise _coid_taken(coid, other or None) from exc
+            return self._existing(decode_claim(found.rows[0], tx.dt), payload) if found.rows else created
+        tx.later(sql.INSERT_CLAIM, values, keep=True)
+        if not tx.flush()[0].count:
+            row = tx.one(sql.BY_KEY, (key,))
             if row is None:
                 # The conflict was on client_order_id, not the key: a caller reused an id.
                 other = tx.one(sql.KEY_OF_COID, (coid,))
-                raise StoreError(
-                    f"client_order_id {coid!r} already belongs to another claim "
-                    f"({None if other is None else other[0]}); "
-                    "a client_order_id names exactly one decision"
-                )
+                raise _coid_taken(coid, None if other is None else other[0])
             return self._existing(decode_claim(row, tx.dt), payload)
-        claim = Claim(
-            key=key, client_order_id=coid, agent_id=intent.agent_id, kind=intent.kind,
-            symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
-            state=ClaimState.PENDING, epoch=1, owner=owner, lease_expires_at=lease_until,
-            order_qty=order_qty,
-            broker_order_id=None, filled_qty=Decimal(0), filled_avg_price=None, turn_id=turn_id,
-            attempts=1, reason=reason, created_at=now, updated_at=now,
-        )  # fmt: skip
-        return ClaimOutcome(claim, created=True)
+        record()
+        return created
 
     @staticmethod
     def _existing(claim: Claim, payload: dict[str, Any]) -> ClaimOutcome:
