@@ -367,27 +367,25 @@ class ClaimStore(LedgerWriter, StoreReader):
                 **({"reject_kind": reject_kind.value} if reject_kind else {}),
             },
         )  # fmt: skip
-        tx.later(
-            sql.TRANSITION,
-            (
-                to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
-                text, None if text is None else hash_payload_json(text),
-                broker_order_id, _num(filled_avg_price), _num(order_qty),
-                owner, None if owner is None else tx.ts(now + self._lease),
-                _num(filled_qty) if delta else None, 1 if resend else 0,
-                claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
-            ),
-            keep=True,
+        params = (
+            to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
+            text, None if text is None else hash_payload_json(text),
+            broker_order_id, _num(filled_avg_price), _num(order_qty),
+            owner, None if owner is None else tx.ts(now + self._lease),
+            _num(filled_qty) if delta else None, 1 if resend else 0,
+            claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
         )  # fmt: skip
         # PostgreSQL: what follows the compare-and-set travels with it in one round trip. A fill
         # needs the open turn (read under the symbol's lock; harmless if the update fails, the
-        # transaction is rolled back); a move without one sends its record and the COMMIT too,
-        # the record written only if the update was (see audit.write_audit).
+        # transaction is rolled back); a move without one is a single statement, migration
+        # 0005's `tg_move` (the compare-and-set and, if it passed, the record), with the COMMIT.
         guarded = tx.postgres and not delta
-        if delta:
-            ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
-        elif guarded:
-            record(if_claim_written=True)
+        if guarded:
+            tx.later(sql.PG_MOVE, (*params, *record(send=False)), keep=True)
+        else:
+            tx.later(sql.TRANSITION, params, keep=True)
+            if delta:
+                ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
         results = tx.flush(commit=commit and guarded)
         if not results[0].rows:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
