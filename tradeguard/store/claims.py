@@ -401,6 +401,7 @@ class ClaimStore(LedgerWriter, StoreReader):
                 reason=f"{claim.kind} {claim.client_order_id}",
                 prefetched=True,
                 current=ledger.open_turn_of(results[1].rows),
+                new_turn_id=ledger.reserved_turn_id(results[2].rows) if tx.postgres else None,
             )
             if row[_TURN_ID] is None and turn_id is not None:
                 tx.later(sql.SET_TURN, (turn_id, claim.key))

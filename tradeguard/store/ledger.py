@@ -42,6 +42,7 @@ __all__ = [
     "position_of",
     "positions_from_rows",
     "queue_open_read",
+    "reserved_turn_id",
 ]
 
 _TURN_COLUMNS = "agent_id, symbol, qty, turn_id, opened_at, updated_at"
@@ -49,6 +50,13 @@ _OPEN = "SELECT turn_id, qty FROM tg_turns WHERE agent_id = ? AND symbol = ? AND
 _INSERT = (
     "INSERT INTO tg_turns (agent_id, symbol, qty, is_open, opened_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)"
     " RETURNING turn_id"
+)
+# PostgreSQL: a turn id drawn ahead, with a fill's first round trip, so opening the turn needs no
+# round trip of its own (ids are unique, not gapless: one is drawn for every fill).
+_NEXT_TURN_ID = "SELECT nextval(pg_get_serial_sequence('tg_turns', 'turn_id'))"
+_INSERT_WITH_ID = (
+    "INSERT INTO tg_turns (turn_id, agent_id, symbol, qty, is_open, opened_at, updated_at)"
+    " VALUES (?, ?, ?, ?, 1, ?, ?)"
 )
 _SET_QTY = "UPDATE tg_turns SET qty = ?, updated_at = ? WHERE turn_id = ?"
 _CLOSE = "UPDATE tg_turns SET is_open = 0, closed_at = ?, updated_at = ?, close_reason = ? WHERE turn_id = ?"
@@ -88,10 +96,19 @@ def queue_open_read(tx: Tx, agent_id: str, symbol: str) -> None:
     """Lock `symbol` and queue the read of the agent's open turn (kept: see `Tx.later`).
 
     A fill queues it with the claim's compare-and-set, so on PostgreSQL both travel in one round
-    trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`.
+    trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`. PostgreSQL: a turn id
+    is drawn with it (a second kept result, `reserved_turn_id` reads it), for a turn the fill
+    may open.
     """
     lock_symbol(tx, symbol)
     tx.later(_OPEN, (agent_id, symbol), keep=True)
+    if tx.postgres:
+        tx.later(_NEXT_TURN_ID, keep=True)
+
+
+def reserved_turn_id(rows: Sequence[Any]) -> int:
+    """Return the turn id drawn by `queue_open_read` on PostgreSQL, from its rows."""
+    return int(rows[0][0])
 
 
 def open_turn_of(rows: Sequence[Any]) -> tuple[int, Decimal] | None:
@@ -105,10 +122,15 @@ def position_of(tx: Tx, agent_id: str, symbol: str) -> LedgerPosition:
     return found[0] if found else LedgerPosition(agent_id, symbol, Decimal(0), None, None)
 
 
-def open_turn(tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str) -> int:
-    """Open a new turn holding `qty` and return its id."""
+def open_turn(
+    tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str, turn_id: int | None = None
+) -> int:
+    """Open a new turn holding `qty` and return its id (`turn_id`: one drawn ahead, see `queue_open_read`)."""
     when = tx.ts(at)
-    turn_id = int(tx.one(_INSERT, (agent_id, symbol, str(qty), when, when))[0])
+    if turn_id is None:
+        turn_id = int(tx.one(_INSERT, (agent_id, symbol, str(qty), when, when))[0])
+    else:
+        tx.later(_INSERT_WITH_ID, (turn_id, agent_id, symbol, str(qty), when, when))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} opened: {reason}", detail={"turn_id": turn_id},
@@ -160,12 +182,14 @@ def apply_fill(
     expect: LedgerPosition | None = None,
     prefetched: bool = False,
     current: tuple[int, Decimal] | None = None,
+    new_turn_id: int | None = None,
 ) -> int | None:
     """Add a signed fill quantity to the agent's position; return the open turn id after it.
 
     With `expect` (a correction, not a fill), nothing changes unless the position is still the
     one the caller read; then -1 is returned. `prefetched`: the caller already locked the symbol
-    and read the open turn (`queue_open_read`) in this transaction; `current` is what it read.
+    and read the open turn (`queue_open_read`) in this transaction; `current` is what it read,
+    `new_turn_id` the id it drew for a turn this fill opens (PostgreSQL).
     """
     if not prefetched:
         lock_symbol(tx, symbol)
@@ -182,7 +206,9 @@ def apply_fill(
             )
             turn_id = None
     if step.open_qty is not None:
-        turn_id = open_turn(tx, agent_id, symbol, step.open_qty, at=at, reason=step.open_reason)
+        turn_id = open_turn(
+            tx, agent_id, symbol, step.open_qty, at=at, reason=step.open_reason, turn_id=new_turn_id
+        )
     return turn_id
 
 
