@@ -166,8 +166,9 @@ class ClaimStore(LedgerWriter, StoreReader):
         exists for good, and the claim returned is read from the database by this call. A
         missing key takes one `INSERT ... ON CONFLICT DO NOTHING`, so two racing callers cannot
         both create it; the new claim and its audit record are fsynced before this returns.
-        (PostgreSQL: the insert, its record and the read go as one round trip; on an existing
-        key the insert writes nothing, so the commit has no WAL to flush.)
+        (PostgreSQL: one call of the `tg_claim` function does the insert, its record and the
+        read, in one round trip; on an existing key the insert writes nothing, so the commit has
+        no WAL to flush.)
 
         Raises:
             IntentMismatch: The key exists with a different order payload.
