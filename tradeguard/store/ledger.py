@@ -60,6 +60,11 @@ _INSERT_WITH_ID = (
 )
 _SET_QTY = "UPDATE tg_turns SET qty = ?, updated_at = ? WHERE turn_id = ?"
 _CLOSE = "UPDATE tg_turns SET is_open = 0, closed_at = ?, updated_at = ?, close_reason = ? WHERE turn_id = ?"
+# A fill that closes the turn: its last quantity and the close in one statement.
+_SET_QTY_AND_CLOSE = (
+    "UPDATE tg_turns SET qty = ?, is_open = 0, closed_at = ?, updated_at = ?, close_reason = ?"
+    " WHERE turn_id = ?"
+)
 # Open turns: one agent's (all symbols), one agent's in one symbol, every agent's.
 POSITIONS_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND is_open = 1 ORDER BY symbol"
 POSITION_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND symbol = ? AND is_open = 1"
@@ -139,9 +144,20 @@ def open_turn(
 
 
 def _close(
-    tx: Tx, turn_id: int, qty: Decimal, *, agent_id: str, symbol: str, at: datetime, reason: str
+    tx: Tx,
+    turn_id: int,
+    qty: Decimal,
+    *,
+    agent_id: str,
+    symbol: str,
+    at: datetime,
+    reason: str,
+    set_qty: bool = False,
 ) -> None:
-    tx.later(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
+    if set_qty:  # the fill that closes it also sets its last quantity, `qty`
+        tx.later(_SET_QTY_AND_CLOSE, (str(qty), tx.ts(at), tx.ts(at), reason, turn_id))
+    else:
+        tx.later(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} closed: {reason}", detail={"turn_id": turn_id, "qty_at_close": str(qty)},
@@ -199,11 +215,13 @@ def apply_fill(
     step = fill_step(None if current is None else current[1], delta, reason)
     turn_id = None if current is None else current[0]
     if turn_id is not None and step.set_qty is not None:
-        tx.later(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
-        if step.close_reason is not None:
+        if step.close_reason is None:
+            tx.later(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
+        else:
             _close(
-                tx, turn_id, step.set_qty, agent_id=agent_id, symbol=symbol, at=at, reason=step.close_reason
-            )
+                tx, turn_id, step.set_qty, agent_id=agent_id, symbol=symbol, at=at,
+                reason=step.close_reason, set_qty=True,
+            )  # fmt: skip
             turn_id = None
     if step.open_qty is not None:
         turn_id = open_turn(
