@@ -42,6 +42,7 @@ __all__ = [
     "position_of",
     "positions_from_rows",
     "queue_open_read",
+    "reserved_turn_id",
 ]
 
 _TURN_COLUMNS = "agent_id, symbol, qty, turn_id, opened_at, updated_at"
@@ -50,8 +51,20 @@ _INSERT = (
     "INSERT INTO tg_turns (agent_id, symbol, qty, is_open, opened_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)"
     " RETURNING turn_id"
 )
+# PostgreSQL: a turn id drawn ahead, with a fill's first round trip, so opening the turn needs no
+# round trip of its own (ids are unique, not gapless: one is drawn for every fill).
+_NEXT_TURN_ID = "SELECT nextval(pg_get_serial_sequence('tg_turns', 'turn_id'))"
+_INSERT_WITH_ID = (
+    "INSERT INTO tg_turns (turn_id, agent_id, symbol, qty, is_open, opened_at, updated_at)"
+    " VALUES (?, ?, ?, ?, 1, ?, ?)"
+)
 _SET_QTY = "UPDATE tg_turns SET qty = ?, updated_at = ? WHERE turn_id = ?"
 _CLOSE = "UPDATE tg_turns SET is_open = 0, closed_at = ?, updated_at = ?, close_reason = ? WHERE turn_id = ?"
+# A fill that closes the turn: its last quantity and the close in one statement.
+_SET_QTY_AND_CLOSE = (
+    "UPDATE tg_turns SET qty = ?, is_open = 0, closed_at = ?, updated_at = ?, close_reason = ?"
+    " WHERE turn_id = ?"
+)
 # Open turns: one agent's (all symbols), one agent's in one symbol, every agent's.
 POSITIONS_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND is_open = 1 ORDER BY symbol"
 POSITION_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND symbol = ? AND is_open = 1"
@@ -88,10 +101,19 @@ def queue_open_read(tx: Tx, agent_id: str, symbol: str) -> None:
     """Lock `symbol` and queue the read of the agent's open turn (kept: see `Tx.later`).
 
     A fill queues it with the claim's compare-and-set, so on PostgreSQL both travel in one round
-    trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`.
+    trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`. PostgreSQL: a turn id
+    is drawn with it (a second kept result, `reserved_turn_id` reads it), for a turn the fill
+    may open.
     """
     lock_symbol(tx, symbol)
     tx.later(_OPEN, (agent_id, symbol), keep=True)
+    if tx.postgres:
+        tx.later(_NEXT_TURN_ID, keep=True)
+
+
+def reserved_turn_id(rows: Sequence[Any]) -> int:
+    """Return the turn id drawn by `queue_open_read` on PostgreSQL, from its rows."""
+    return int(rows[0][0])
 
 
 def open_turn_of(rows: Sequence[Any]) -> tuple[int, Decimal] | None:
@@ -105,10 +127,15 @@ def position_of(tx: Tx, agent_id: str, symbol: str) -> LedgerPosition:
     return found[0] if found else LedgerPosition(agent_id, symbol, Decimal(0), None, None)
 
 
-def open_turn(tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str) -> int:
-    """Open a new turn holding `qty` and return its id."""
+def open_turn(
+    tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str, turn_id: int | None = None
+) -> int:
+    """Open a new turn holding `qty` and return its id (`turn_id`: one drawn ahead, see `queue_open_read`)."""
     when = tx.ts(at)
-    turn_id = int(tx.one(_INSERT, (agent_id, symbol, str(qty), when, when))[0])
+    if turn_id is None:
+        turn_id = int(tx.one(_INSERT, (agent_id, symbol, str(qty), when, when))[0])
+    else:
+        tx.later(_INSERT_WITH_ID, (turn_id, agent_id, symbol, str(qty), when, when))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} opened: {reason}", detail={"turn_id": turn_id},
@@ -117,9 +144,20 @@ def open_turn(tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime,
 
 
 def _close(
-    tx: Tx, turn_id: int, qty: Decimal, *, agent_id: str, symbol: str, at: datetime, reason: str
+    tx: Tx,
+    turn_id: int,
+    qty: Decimal,
+    *,
+    agent_id: str,
+    symbol: str,
+    at: datetime,
+    reason: str,
+    set_qty: bool = False,
 ) -> None:
-    tx.later(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
+    if set_qty:  # the fill that closes it also sets its last quantity, `qty`
+        tx.later(_SET_QTY_AND_CLOSE, (str(qty), tx.ts(at), tx.ts(at), reason, turn_id))
+    else:
+        tx.later(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} closed: {reason}", detail={"turn_id": turn_id, "qty_at_close": str(qty)},
@@ -160,12 +198,14 @@ def apply_fill(
     expect: LedgerPosition | None = None,
     prefetched: bool = False,
     current: tuple[int, Decimal] | None = None,
+    new_turn_id: int | None = None,
 ) -> int | None:
     """Add a signed fill quantity to the agent's position; return the open turn id after it.
 
     With `expect` (a correction, not a fill), nothing changes unless the position is still the
     one the caller read; then -1 is returned. `prefetched`: the caller already locked the symbol
-    and read the open turn (`queue_open_read`) in this transaction; `current` is what it read.
+    and read the open turn (`queue_open_read`) in this transaction; `current` is what it read,
+    `new_turn_id` the id it drew for a turn this fill opens (PostgreSQL).
     """
     if not prefetched:
         lock_symbol(tx, symbol)
@@ -175,14 +215,18 @@ def apply_fill(
     step = fill_step(None if current is None else current[1], delta, reason)
     turn_id = None if current is None else current[0]
     if turn_id is not None and step.set_qty is not None:
-        tx.later(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
-        if step.close_reason is not None:
+        if step.close_reason is None:
+            tx.later(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
+        else:
             _close(
-                tx, turn_id, step.set_qty, agent_id=agent_id, symbol=symbol, at=at, reason=step.close_reason
-            )
+                tx, turn_id, step.set_qty, agent_id=agent_id, symbol=symbol, at=at,
+                reason=step.close_reason, set_qty=True,
+            )  # fmt: skip
             turn_id = None
     if step.open_qty is not None:
-        turn_id = open_turn(tx, agent_id, symbol, step.open_qty, at=at, reason=step.open_reason)
+        turn_id = open_turn(
+            tx, agent_id, symbol, step.open_qty, at=at, reason=step.open_reason, turn_id=new_turn_id
+        )
     return turn_id
 
 
