@@ -106,7 +106,9 @@ class Simulation:
     def advance(self, when: datetime) -> None:
         """Move the clock to `when` (never back: a reconcile pass may have waited past it)."""
         if when > self.clock.now():
-            self.clock.set(when)
+            # In UTC: the store and the broker read the clock several times per order, and each
+            # read of a session's local time would be converted again.
+            self.clock.set(when.astimezone(UTC))
 
     def price(self, event: PriceEvent) -> None:
         """Pin the symbol's price: market orders fill at it from now on."""

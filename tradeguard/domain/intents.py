@@ -98,8 +98,11 @@ class Intent:
             )
         if not self.name.isprintable():
             raise ConfigError(f"intent must be printable text, got {self.name!r}")
-        object.__setattr__(self, "kind", Kind(self.kind))
-        object.__setattr__(self, "side", Side(self.side))
+        # The gateway passes members already; an Enum call costs more than the rest of the checks.
+        if type(self.kind) is not Kind:
+            object.__setattr__(self, "kind", Kind(self.kind))
+        if type(self.side) is not Side:
+            object.__setattr__(self, "side", Side(self.side))
 
     def canonical(self) -> str:
         """Return the canonical JSON form that the key hashes.
@@ -156,14 +159,24 @@ class OrderSpec:
     stop_loss_limit_price: Decimal | None = None
     trail_price: Decimal | None = None
     trail_percent: Decimal | None = None
+    # The payload, once built: every claim of the spec asks for it, and the gateway hands the
+    # same spec to every decision of one order shape. Not part of the value (like Intent._key).
+    _payload: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0.
 
         The fields of order classes and trailing stops appear only when set, so a simple
-        order's payload (and every claim recorded before they existed) stays the same.
+        order's payload (and every claim recorded before they existed) stays the same. Each
+        call returns a dict of its own (built once per spec, copied after).
         """
+        payload = self._payload
+        if payload is None:
+            payload = self._build_payload()
+            object.__setattr__(self, "_payload", payload)
+        return dict(payload)
 
+    def _build_payload(self) -> dict[str, Any]:
         def num(d: Decimal | None) -> str | None:
             return None if d is None else format(d.normalize(), "f")
 

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryClaimStore"]
 
 _UNACKNOWLEDGED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
+_ZERO = Decimal(0)
 _NORMAL: dict[Decimal, Decimal] = {}
 
 
@@ -199,18 +200,17 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
             state=ClaimState.PENDING, epoch=1, owner=owner, lease_expires_at=now + self._lease,
             order_qty=None if order_qty is None else _num(order_qty), broker_order_id=None,
-            filled_qty=Decimal(0), filled_avg_price=None, turn_id=turn_id, attempts=1, reason=reason,
+            filled_qty=_ZERO, filled_avg_price=None, turn_id=turn_id, attempts=1, reason=reason,
             created_at=now, updated_at=now,
         )  # fmt: skip
         self._store(None, claim)
         self._by_coid[coid] = key
         self._agents[intent.agent_id] = None
-        self._write_audit(
-            at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
-            kind=intent.kind, symbol=intent.symbol, side=intent.side,
-            qty=order_qty if order_qty is not None else spec.qty or spec.notional,
-            state=ClaimState.PENDING, reason=reason or f"claimed {intent.name}",
-            client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
+        # `_write_audit`'s row, appended here: every decision makes one.
+        self._audit_log.append(
+            (now, intent.agent_id, AuditAction.CLAIM, reason or f"claimed {intent.name}", intent.kind,
+             intent.symbol, intent.side, order_qty if order_qty is not None else spec.qty or spec.notional,
+             ClaimState.PENDING, None, coid, key, {"intent": intent.name, **payload})
         )  # fmt: skip
         return ClaimOutcome(claim, created=True)
 
@@ -291,7 +291,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         payload: dict[str, Any] | None = None,
     ) -> Claim:
         """Apply one checked transition (under the lock): the compare-and-set, new fills, the audit record."""
-        delta = Decimal(0)
+        delta = _ZERO
         if filled_qty is not None and filled_qty != claim.filled_qty:
             if filled_qty < claim.filled_qty:
                 raise StoreError(
@@ -332,18 +332,19 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             turn_id=turn_id, attempts=current.attempts + (1 if to is ClaimState.PENDING else 0),
             reason=reason, created_at=current.created_at, updated_at=now, reject_kind=reject_kind,
         )  # fmt: skip
+        if payload is None:  # the same order: its spec, if read already, stays read
+            object.__setattr__(moved, "_spec", current._spec)
         self._store(current, moved)
-        self._write_audit(
-            at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
-            kind=claim.kind, symbol=claim.symbol, side=claim.side,
-            qty=filled_qty if filled_qty is not None else claim.order_qty,
-            state=to, prev_state=claim.state, reason=reason,
-            client_order_id=claim.client_order_id, claim_key=claim.key,
-            detail={
-                **(detail or {}),
-                **({"fill_delta": str(delta)} if delta else {}),
-                **({"reject_kind": reject_kind.value} if reject_kind else {}),
-            },
+        said = dict(detail) if detail else {}
+        if delta:
+            said["fill_delta"] = str(delta)
+        if reject_kind:
+            said["reject_kind"] = reject_kind.value
+        # `_write_audit`'s row, appended here: a transition is the commonest record of all.
+        self._audit_log.append(
+            (now, claim.agent_id, AuditAction.TRANSITION, reason, claim.kind, claim.symbol, claim.side,
+             filled_qty if filled_qty is not None else claim.order_qty, to, claim.state,
+             claim.client_order_id, claim.key, said)
         )  # fmt: skip
         return moved
 
