@@ -40,6 +40,9 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,31}$")
 _AGENT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 # The hex digits of the key kept in a client_order_id: 128 bits, far from any collision.
 _COID_KEY_CHARS = 32
+# (agent_id, symbol) pairs that passed their checks (plain str only: a subclass is checked each time).
+_CHECKED_NAMES: set[tuple[str, str]] = set()
+_CHECKED_NAMES_MAX = 4096
 
 
 class Kind(enum.StrEnum):
@@ -87,9 +90,17 @@ class Intent:
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_agent_id(self.agent_id)
-        if not isinstance(self.symbol, str) or not _SYMBOL_RE.match(self.symbol):
-            raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {self.symbol!r}")
+        agent_id, symbol = self.agent_id, self.symbol
+        # A gateway makes every intent of one agent in a few symbols: each pair is matched once.
+        seen = type(agent_id) is str and type(symbol) is str and (agent_id, symbol) in _CHECKED_NAMES
+        if not seen:
+            check_agent_id(agent_id)
+            if not isinstance(symbol, str) or not _SYMBOL_RE.match(symbol):
+                raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {symbol!r}")
+            if type(agent_id) is str and type(symbol) is str:
+                if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
+                    _CHECKED_NAMES.clear()  # bounded: names only cost their check again
+                _CHECKED_NAMES.add((agent_id, symbol))
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("intent must be a non-empty name for the decision (e.g. bar time + reason)")
         if len(self.name) > MAX_INTENT_NAME_LEN:
