@@ -44,6 +44,9 @@ __all__ = ["MemoryClaimStore"]
 
 _UNACKNOWLEDGED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 _ZERO = Decimal(0)
+# Audit row values as `memory_audit._write_audit` keeps them: plain text, not enum members.
+_CLAIMED, _TRANSITION = AuditAction.CLAIM._value_, AuditAction.TRANSITION._value_
+_PENDING = ClaimState.PENDING._value_
 _NORMAL: dict[Decimal, Decimal] = {}
 
 
@@ -89,6 +92,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._windows: dict[str, tuple[str, datetime]] = {}  # content_key -> (claim_key, expires_at)
         self._init_ledger()
         self._audit_log: list[tuple[Any, ...]] = []
+        self._audit_detail: list[dict[str, Any] | None] = []
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -206,12 +210,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._store(None, claim)
         self._by_coid[coid] = key
         self._agents[intent.agent_id] = None
-        # `_write_audit`'s row, appended here: every decision makes one.
+        # `_write_audit`'s row, appended here (every decision makes one), members as their text.
         self._audit_log.append(
-            (now, intent.agent_id, AuditAction.CLAIM, reason or f"claimed {intent.name}", intent.kind,
-             intent.symbol, intent.side, order_qty if order_qty is not None else spec.qty or spec.notional,
-             ClaimState.PENDING, None, coid, key, {"intent": intent.name, **payload})
+            (now, intent.agent_id, _CLAIMED, reason or f"claimed {intent.name}", intent.kind._value_,
+             intent.symbol, intent.side._value_,
+             order_qty if order_qty is not None else spec.qty or spec.notional,
+             _PENDING, None, coid, key)
         )  # fmt: skip
+        self._audit_detail.append({"intent": intent.name, **payload})
         return ClaimOutcome(claim, created=True)
 
     @staticmethod
@@ -340,12 +346,13 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             said["fill_delta"] = str(delta)
         if reject_kind:
             said["reject_kind"] = reject_kind.value
-        # `_write_audit`'s row, appended here: a transition is the commonest record of all.
+        # `_write_audit`'s row, appended here (the commonest record of all), members as their text.
         self._audit_log.append(
-            (now, claim.agent_id, AuditAction.TRANSITION, reason, claim.kind, claim.symbol, claim.side,
-             filled_qty if filled_qty is not None else claim.order_qty, to, claim.state,
-             claim.client_order_id, claim.key, said)
+            (now, claim.agent_id, _TRANSITION, reason, current.kind._value_, claim.symbol,
+             current.side._value_, filled_qty if filled_qty is not None else claim.order_qty,
+             str.__str__(to), current.state._value_, claim.client_order_id, claim.key)
         )  # fmt: skip
+        self._audit_detail.append(said)
         return moved
 
     @staticmethod
