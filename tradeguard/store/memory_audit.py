@@ -90,7 +90,9 @@ class MemoryAuditLog:
         query = query or AuditQuery()
         with self._lock:
             details = self._audit_detail
-            return sum(1 for i, raw in enumerate(self._audit_log) if query.matches(_record(i, raw, details[i])))
+            return sum(
+                1 for i, raw in enumerate(self._audit_log) if query.matches(_record(i, raw, details[i]))
+            )
 
     def audit_dataframe(self, query: AuditQuery | None = None) -> pd.DataFrame:
         """Return matching audit records as a pandas DataFrame."""
