@@ -105,10 +105,12 @@ class Simulation:
 
     def advance(self, when: datetime) -> None:
         """Move the clock to `when` (never back: a reconcile pass may have waited past it)."""
+        # The clock is kept in UTC: the store and the broker read it several times per order, and
+        # each read of a session's local time would be converted again. `when` is converted once:
+        # comparing times in two zones costs a conversion of each side.
+        when = when.astimezone(UTC)
         if when > self.clock.now():
-            # In UTC: the store and the broker read the clock several times per order, and each
-            # read of a session's local time would be converted again.
-            self.clock.set(when.astimezone(UTC))
+            self.clock.set(when)
 
     def price(self, event: PriceEvent) -> None:
         """Pin the symbol's price: market orders fill at it from now on."""
@@ -285,6 +287,7 @@ class FullGuard(Simulation):
 
     def advance(self, when: datetime) -> None:
         """Run every reconcile pass due before `when`, then move the clock there."""
+        when = when.astimezone(UTC)  # once: every comparison below is then between UTC times
         while self._next_pass <= when:
             super().advance(self._next_pass)
             self.gateway.reconcile()
@@ -292,7 +295,7 @@ class FullGuard(Simulation):
                 self.sample(symbol)
             self._next_pass += self._interval
         if when > self.clock.now():  # `Simulation.advance`, inlined: it runs for every event
-            self.clock.set(when.astimezone(UTC))
+            self.clock.set(when)
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Send through the gateway; the decision is the intent."""
