@@ -150,20 +150,21 @@ class _Lookahead:
         return True
 
     def __iter__(self) -> Iterator[tuple[int, Any, AnswerEvent | None]]:
-        while self._buffer or self._pull():
-            line, event = self._buffer.popleft()
-            if isinstance(event, AnswerEvent):
-                self._check_answer(line, event)
-                continue
-            answer = None
+        buffer, attempts = self._buffer, self._attempts
+        while buffer or self._pull():
+            line, event = buffer.popleft()
             if isinstance(event, AttemptEvent):
-                left = self._attempts[event.decision] - 1
+                decision = event.decision
+                left = attempts[decision] - 1
                 if left:
-                    self._attempts[event.decision] = left
+                    attempts[decision] = left
                 else:
-                    del self._attempts[event.decision]
-                answer = self._answer_for(event)
-            yield line, event, answer
+                    del attempts[decision]
+                yield line, event, self._answer_for(event)
+            elif isinstance(event, AnswerEvent):
+                self._check_answer(line, event)
+            else:
+                yield line, event, None
 
     def _check_answer(self, line: int, event: AnswerEvent) -> None:
         if line in self._paired:
@@ -177,15 +178,17 @@ class _Lookahead:
         )
 
     def _answer_for(self, attempt: AttemptEvent) -> AnswerEvent | None:
-        key = (attempt.decision, attempt.attempt)
+        decision = attempt.decision
+        key = (decision, attempt.attempt)
         limit = attempt.t + self._horizon
+        answers, attempts = self._answers, self._attempts
         while True:
-            found = self._answers.pop(key, None)
+            found = answers.pop(key, None)
             if found is not None:
                 self._paired.add(found[0])
                 return found[1]
             # The decision's next attempt, or the horizon, ends the search.
-            if attempt.decision in self._attempts or (self._ahead is not None and self._ahead > limit):
+            if decision in attempts or (self._ahead is not None and self._ahead > limit):
                 return None
             if not self._pull():
                 return None

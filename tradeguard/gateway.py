@@ -202,7 +202,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         held = self.store.position(self.agent_id, symbol)
         side = Side.SELL if held.qty >= 0 else Side.BUY
         closes = PositionIntent.BUY_TO_CLOSE if side is Side.BUY else PositionIntent.SELL_TO_CLOSE
-        spec = replace(spec, position_intent=closes)
+        if spec.position_intent is not closes:  # a spec of the right side is kept (and its payload)
+            spec = replace(spec, position_intent=closes)
         decision = Intent(self.agent_id, Kind.EXIT, symbol, side, intent)
         self.recorder.attempt(decision, spec)
         existing = self.store.get(decision.key)
@@ -232,7 +233,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
     def _existing_exit(self, existing: Claim, spec: OrderSpec, held: LedgerPosition) -> OrderResult:
         # The side (and so the position intent) follows whatever is held now; the decision and
         # its order are otherwise the same.
-        mine = replace(spec, position_intent=existing.spec.position_intent).as_payload()
+        first = existing.spec.position_intent
+        mine = (spec if spec.position_intent is first else replace(spec, position_intent=first)).as_payload()
         if not same_order(existing.payload, mine):
             raise IntentMismatch(existing.key, existing.payload, mine)
         return self._existing(existing, held=held)
@@ -392,7 +394,8 @@ def _spec(**arguments: Any) -> OrderSpec:
     build_spec's refusal rather than the spec of a 1. Refusals are not cached; unhashable
     arguments go straight to build_spec (which refuses them).
     """
-    key = tuple((name, type(value), value) for name, value in arguments.items())
+    values = tuple(arguments.values())
+    key = (tuple(arguments), values, tuple(map(type, values)))
     try:
         spec = _SPECS.get(key)
     except TypeError:
