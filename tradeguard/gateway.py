@@ -34,7 +34,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, build_spec, parse_side
-from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, open_recorder
@@ -90,7 +90,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self.agent_id = agent_id
         self.owner = owner or new_owner_token()
         self.reconciler = Reconciler(self.broker, self.store, settings=self.settings, clock=self.clock)
-        self._started = not reconcile_on_start
+        self._reconcile_on_start = reconcile_on_start
+        self._started = False  # registered this broker's account (and reconciled, if asked)
         self._last_full_pass: datetime | None = None
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
@@ -259,9 +260,17 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         mine = self.store.position(self.agent_id, symbol)
         if held is None or held.qty == 0 or not mine.is_flat:
             return mine
-        # On a shared account, shares other agents' ledgers hold are theirs, not an orphan.
+        # On a shared account, shares other agents' ledgers hold are theirs, not an orphan; agents
+        # registered on another broker account hold none of these.
+        accounts, account = self.store.agent_accounts(), account_key_of(self.broker)
         others = sum(
-            (p.qty for p in self.store.all_positions() if p.symbol == symbol and p.agent_id != self.agent_id),
+            (
+                p.qty
+                for p in self.store.all_positions()
+                if p.symbol == symbol
+                and p.agent_id != self.agent_id
+                and same_account(account, accounts.get(p.agent_id))
+            ),
             Decimal(0),
         )
         orphan = held.qty - others
@@ -319,7 +328,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return
         with self._start_lock:
             if not self._started:
-                self.reconcile()
+                # First: the pass below and every exit count only other agents on this account.
+                self.store.register_account(self.agent_id, account_key_of(self.broker))
+                if self._reconcile_on_start:
+                    self.reconcile()
                 self._started = True
 
     def _skip(self, symbol: str, reason: str, claim: Claim | None = None) -> OrderResult:

@@ -131,6 +131,27 @@ class LedgerWriter:
             )  # fmt: skip
         return moved, room
 
+    # -- accounts --------------------------------------------------------------------------
+
+    def register_account(self, agent_id: str, account_key: str) -> None:
+        """Record the broker account the agent trades; audited when it was another one before.
+
+        Exit sizing and the reconciler count other agents' shares only when they are on the
+        same account (`ports.same_account`). Unchanged, nothing is written.
+        """
+        now = self._now()
+        with self._pool.write(f"registering the account of {agent_id}", durable=True) as tx:
+            row = tx.one(ledger.ACCOUNT_OF_SQL, (agent_id,))
+            if row is not None and row[0] == account_key:
+                return
+            tx.later(ledger.UPSERT_ACCOUNT_SQL, (agent_id, account_key, tx.ts(now)))
+            if row is not None:
+                write_audit(
+                    tx, at=now, agent_id=agent_id, action=AuditAction.LEDGER,
+                    reason=f"broker account changed from {row[0] or 'unknown'} to {account_key or 'unknown'}",
+                    detail={"action": "register_account", "before": row[0], "after": account_key},
+                )  # fmt: skip
+
     # -- corrections -----------------------------------------------------------------------
 
     def close_turn(

@@ -361,6 +361,11 @@ class RemoteClaimLedger(RemoteReads):
         ]
         return None if turn_id is None else int(turn_id)
 
+    def register_account(self, agent_id: str, account_key: str) -> None:
+        """Record the broker account the agent trades (an agent key: its own agent only)."""
+        body = {"agent_id": agent_id, "account_key": account_key}
+        self._call("POST", "/v1/agents/account", f"registering the account of {agent_id}", body=body)
+
 
 def open_ledger(
     url: str,
