@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +34,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, build_spec, parse_side
-from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
+from tradeguard.ports import Broker, ClaimLedger, account_key_of
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, open_recorder
@@ -254,36 +254,26 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """Take what the broker holds in `symbol` into this agent's flat ledger (audited).
 
         For positions opened before the guard saw them (a drop-in bot's first close). A ledger
-        that already holds something is left alone. Returns the position after.
+        that already holds something is left alone. The broker's positions endpoint can lag its
+        fills for a few seconds (ALPACA.md), so nothing is adopted while this agent's own fills
+        in the symbol are that recent, nor unless a second read a settle delay later agrees.
+        The orphan (what the broker holds minus other agents' shares on this account) is booked
+        in one store step (`ClaimLedger.adopt_position`). Returns the position after.
         """
         held = self.broker.get_position(symbol)
         mine = self.store.position(self.agent_id, symbol)
         if held is None or held.qty == 0 or not mine.is_flat:
             return mine
-        # On a shared account, shares other agents' ledgers hold are theirs, not an orphan; agents
-        # registered on another broker account hold none of these.
-        accounts, account = self.store.agent_accounts(), account_key_of(self.broker)
-        others = sum(
-            (
-                p.qty
-                for p in self.store.all_positions()
-                if p.symbol == symbol
-                and p.agent_id != self.agent_id
-                and same_account(account, accounts.get(p.agent_id))
-            ),
-            Decimal(0),
-        )
-        orphan = held.qty - others
-        if orphan == 0 or (orphan > 0) != (held.qty > 0):
-            return mine
-        reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
-        detail = {
-            "action": "adopt_broker_position",
-            "broker_qty": str(held.qty),
-            "other_agents_qty": str(others),
-        }
-        self.store.correct_position(mine, orphan, reason=reason, detail=detail)
-        return self.store.position(self.agent_id, symbol)
+        settle = self.settings.position_settle_secs
+        since = self.clock.now() - timedelta(seconds=settle)
+        recent = self.store.list_claims(agent_id=self.agent_id, symbol=symbol, updated_since=since)
+        if any(c.filled_qty != 0 for c in recent):
+            return mine  # the read may still show shares this agent's own fills just moved
+        self.clock.sleep(self.settings.settle_delay_secs)
+        again = self.broker.get_position(symbol)
+        if again is None or again.qty != held.qty:
+            return self.store.position(self.agent_id, symbol)  # not confirmed: adopt nothing
+        return self.store.adopt_position(self.agent_id, symbol, held.qty, why=why)
 
     def refresh(self, symbol: str | None = None) -> None:
         """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""

@@ -314,6 +314,14 @@ class ClaimLedger(Protocol):
 
     # -- reads ------------------------------------------------------------------------------
 
+    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
+        """Book into the agent's flat ledger the part of `broker_qty` no agent on its account holds.
+
+        Atomic: two agents adopting at once never both take the same shares. Audited; returns the
+        agent's position after (unchanged when it held something or there was no orphan).
+        """
+        ...
+
     def get(self, key: str) -> Claim | None:
         """Return the claim with this key, or None."""
         ...

@@ -38,10 +38,12 @@ from tradeguard.service.wire import (
     AuditPage,
     CloseTurnIn,
     CorrectionIn,
+    DecimalText,
     PositionList,
     PositionOut,
     SettleIn,
     SkipIn,
+    Text,
     WindowIn,
 )
 from tradeguard.store.audit import AuditQuery
@@ -272,6 +274,26 @@ class AccountIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     agent_id: Annotated[str, Field(max_length=64)]
     account_key: Annotated[str, Field(max_length=64)]
+
+
+class AdoptIn(BaseModel):
+    """Adopt into `agent_id`'s flat ledger what the broker holds and no agent's ledger does."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent_id: Annotated[str, Field(max_length=64)]
+    symbol: Annotated[str, Field(max_length=32)]
+    broker_qty: DecimalText
+    why: Text
+
+
+@router.post("/position/adoptions", response_model=PositionOut, summary="Adopt a broker position")
+def adopt_position(body: AdoptIn, request: Request, principal: Caller) -> dict[str, Any]:
+    """Book the orphan atomically (other agents' shares on the account read in the same step)."""
+    _own(principal, body.agent_id)
+    found = store_of(request).adopt_position(
+        body.agent_id, body.symbol, Decimal(body.broker_qty), why=body.why
+    )
+    return codec.position_json(found)
 
 
 @router.post("/agents/account", summary="Register the broker account an agent trades")

@@ -42,6 +42,7 @@ __all__ = [
     "lock_symbol",
     "open_turn",
     "open_turn_of",
+    "others_on_account",
     "position_of",
     "positions_from_rows",
     "queue_open_read",
@@ -225,6 +226,22 @@ def exit_room(
         if holder == agent_id or same_account(mine, key)
     ]
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
+
+
+def others_on_account(tx: Tx, agent_id: str, symbol: str) -> Decimal:
+    """Return the signed shares other agents on `agent_id`'s broker account hold in `symbol`.
+
+    Read under the symbol's lock, so a write that follows (an adoption) sees what it saw. Agents
+    of unknown account count as on this one (`ports.same_account`).
+    """
+    lock_symbol(tx, symbol)
+    row = tx.one(ACCOUNT_OF_SQL, (agent_id,))
+    mine = None if row is None else str(row[0])
+    return sum(
+        (Decimal(qty) for holder, qty, key in tx.all(_HOLDERS, (symbol,))
+         if holder != agent_id and same_account(mine, key)),
+        Decimal(0),
+    )  # fmt: skip
 
 
 def positions_from_rows(rows: Sequence[Any], dt: Decode) -> list[LedgerPosition]:

@@ -204,6 +204,30 @@ class LedgerWriter:
                         qty=delta, reason=reason, detail=detail)  # fmt: skip
         return True
 
+    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
+        """Take into the agent's flat ledger the broker's `broker_qty` that no ledger holds.
+
+        One transaction under the symbol's lock: the other agents' shares on this account are
+        read and the orphan (`broker_qty` minus them) booked together, so two agents adopting
+        at once never both take the same shares. A ledger that holds something, or no orphan on
+        the broker's side, is left alone. Returns the agent's position after.
+        """
+        now = self._now()
+        with self._pool.write(f"adopting the {symbol} position of {agent_id}", durable=True) as tx:
+            others = ledger.others_on_account(tx, agent_id, symbol)
+            mine = ledger.position_of(tx, agent_id, symbol)
+            orphan = broker_qty - others
+            if not mine.is_flat or orphan == 0 or (orphan > 0) != (broker_qty > 0):
+                return mine
+            reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
+            ledger.apply_fill(tx, agent_id, symbol, orphan, at=now, reason=reason)
+            write_audit(
+                tx, at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol, qty=orphan,
+                reason=reason, detail={"action": "adopt_broker_position", "broker_qty": str(broker_qty),
+                                       "other_agents_qty": str(others)},
+            )  # fmt: skip
+            return ledger.position_of(tx, agent_id, symbol)
+
     def settle_position(
         self, agent_id: str, symbol: str, qty: Decimal, *, reason: str, actor: str
     ) -> Decimal:

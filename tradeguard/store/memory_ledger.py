@@ -129,6 +129,34 @@ class MemoryLedger:
         with self._lock:
             return dict(self._accounts)
 
+    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
+        """Take into the agent's flat ledger the broker's shares no ledger on its account holds.
+
+        One atomic step: other agents' shares are read and the orphan booked under the lock.
+        """
+        self._check_open()
+        now = self._now()
+        with self._lock:
+            held = self._open_in.get(symbol, {})
+            others = sum(
+                (p.qty for a, p in held.items() if a != agent_id and self._on_account_of(agent_id, a)),
+                Decimal(0),
+            )
+            mine = held.get(agent_id)
+            orphan = broker_qty - others
+            if mine is not None or orphan == 0 or (orphan > 0) != (broker_qty > 0):
+                return mine or LedgerPosition(agent_id, symbol, Decimal(0), None, None)
+            reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
+            self._apply_fill(agent_id, symbol, orphan, at=now, reason=reason)
+            self._write_audit(
+                at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol, qty=orphan,
+                reason=reason, detail={"action": "adopt_broker_position", "broker_qty": str(broker_qty),
+                                       "other_agents_qty": str(others)},
+            )  # fmt: skip
+            adopted = self._open_position(agent_id, symbol)
+        assert adopted is not None
+        return adopted
+
     # -- ledger: reads ---------------------------------------------------------------------
 
     def position(self, agent_id: str, symbol: str) -> LedgerPosition:
