@@ -235,3 +235,32 @@ def test_an_agent_key_registers_only_its_own_agent(sqlite_url: str, clock: Manua
             served.register_account("bot-b", "acct-2")
             assert remote.agent_accounts() == {"bot-a": "acct-1"}  # another agent's is not shown
         assert served.agent_accounts() == {"bot-a": "acct-1", "bot-b": "acct-2"}
+
+
+# -- a store from before the accounts table -------------------------------------------------------
+
+
+def test_a_store_upgraded_from_0004_keeps_its_agents_on_every_account(
+    store_url: str, clock: ManualClock
+) -> None:
+    import sqlalchemy as sa
+    from alembic import command
+
+    from tradeguard.store.engine import _alembic_config, parse_url
+
+    engine = sa.create_engine(parse_url(store_url))
+    cfg = _alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0004")
+    engine.dispose()
+    with ClaimStore(store_url, clock=clock) as store:  # migrated to head on open
+        store.adjust_position("old-run", "SPY", Decimal(64), reason="held before the upgrade")
+        assert store.agent_accounts() == {}
+        mine = paper(clock)
+        fresh = gateway(mine, store, "new-run", clock)
+        fresh.enter("SPY", qty=7, intent="in")
+        assert store.agent_accounts() == {"new-run": mine.account_key}
+        assert fresh.exit("SPY", intent="out").outcome is Outcome.SKIPPED  # 64 may be on this account
+        store.register_account("old-run", "another account")  # its gateway started again elsewhere
+        assert fresh.exit("SPY", intent="out again").outcome is Outcome.SUBMITTED and held(mine) == 0
