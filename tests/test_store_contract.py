@@ -319,6 +319,22 @@ def test_registered_accounts_are_upserted_and_a_change_is_audited(ledger: Store)
     assert notes(ledger, AuditAction.LEDGER) == ["broker account changed from acct-1 to acct-2"]
 
 
+def test_adopt_position_books_only_the_orphan_on_the_agents_account(ledger: Store) -> None:
+    for agent, account in (("a", "acct-1"), ("b", "acct-1"), ("c", "acct-2")):
+        ledger.register_account(agent, account)
+    fill(ledger, "b-buy", Side.BUY, 3, agent="b")
+    fill(ledger, "c-buy", Side.BUY, 50, agent="c")
+    # Account 1 holds 10: b's 3 and 7 nobody's ledger holds (c's 50 are on account 2).
+    adopted = ledger.adopt_position("a", "QQQ", Decimal(10), why="first close")
+    assert adopted.qty == 7 and ledger.position("a", "QQQ") == adopted
+    [note] = [r for r in ledger.audit_records(AuditQuery(actions=("reconcile",)))]
+    assert note.detail == {"action": "adopt_broker_position", "broker_qty": "10", "other_agents_qty": "3"}
+    assert ledger.adopt_position("a", "QQQ", Decimal(20), why="again") == adopted  # holds: unchanged
+    assert ledger.adopt_position("b", "QQQ", Decimal(10), why="b").qty == 3  # b holds: unchanged
+    ledger.register_account("d", "acct-1")
+    assert ledger.adopt_position("d", "QQQ", Decimal(10), why="d").is_flat  # every share is held
+
+
 def _sell_room(ledger: Store, agent: str, name: str, available: int) -> Any:
     return ledger.claim_exit(
         make_intent(name, agent=agent, kind=Kind.EXIT, side=Side.SELL), whole(), owner="w",
