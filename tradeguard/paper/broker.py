@@ -135,6 +135,11 @@ class PaperBroker:
         """The clock the account runs on."""
         return self._venue.clock
 
+    @property
+    def account_key(self) -> str:
+        """The id naming this paper account (kept in its state file; `ports.account_key_of`)."""
+        return self._venue.state.account_key
+
     # ---- the Broker port -------------------------------------------------------------------
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:

@@ -48,6 +48,9 @@ class PaperState:
     # an account keeps every order it ever had.
     open_ids: dict[str, None] = field(default_factory=dict, repr=False)
     open_by_symbol: dict[str, dict[str, None]] = field(default_factory=dict, repr=False)
+    # Names this account for the claim store (`tradeguard.ports.account_key_of`): made once when
+    # the account is created, kept in the state file, never changed.
+    account_key: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     def add(self, order: PaperOrder) -> None:
         """Record a newly accepted order."""
@@ -242,6 +245,7 @@ class PaperState:
         head = json.dumps(
             {
                 "version": STATE_VERSION,
+                "account_key": self.account_key,
                 "cash": fmt(self.cash),
                 "positions": {
                     s: {"qty": fmt(q), "avg_entry_price": fmt(self.avg_price[s])} for s, q in self.qty.items()
@@ -267,6 +271,8 @@ class PaperState:
         if doc.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported state version {doc.get('version')!r}")
         state = cls(cash=Decimal(str(doc["cash"])))
+        if doc.get("account_key"):
+            state.account_key = str(doc["account_key"])  # files from before it get a new one
         for order_doc in doc["orders"]:
             state.add(PaperOrder.from_state(order_doc))
         for symbol, pos in doc["positions"].items():

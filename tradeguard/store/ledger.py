@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, size_exit
+from tradeguard.ports import same_account
 from tradeguard.store.audit import write_audit
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from tradeguard.store.model import Decode
 
 __all__ = [
+    "ACCOUNTS_SQL",
+    "ACCOUNT_OF_SQL",
     "ALL_POSITIONS_SQL",
     "CLEARED_TURNS_SQL",
     "LATEST_TURN_SQL",
@@ -39,9 +42,11 @@ __all__ = [
     "lock_symbol",
     "open_turn",
     "open_turn_of",
+    "others_on_account",
     "position_of",
     "positions_from_rows",
     "queue_open_read",
+    "UPSERT_ACCOUNT_SQL",
     "reserved_turn_id",
 ]
 
@@ -77,11 +82,25 @@ CLEARED_TURNS_SQL = (
 )
 # The agent's most recent turn in a symbol, open or closed.
 LATEST_TURN_SQL = "SELECT MAX(turn_id) FROM tg_turns WHERE agent_id = ? AND symbol = ?"
-# Every agent's open turn in a symbol, and the unfilled quantity of exits that may still fill.
-_HOLDERS = "SELECT agent_id, qty FROM tg_turns WHERE symbol = ? AND is_open = 1"
+# Every agent's open turn in a symbol, and the unfilled quantity of exits that may still fill,
+# each with the account its agent registered (NULL: none), so agents on other broker accounts
+# are left out of the sizing without another round trip.
+_HOLDERS = (
+    "SELECT t.agent_id, t.qty, a.account_key FROM tg_turns t"
+    " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.is_open = 1"
+)
 _OPEN_EXITS = (
-    "SELECT agent_id, state, order_qty, filled_qty FROM tg_claims WHERE symbol = ? AND kind = 'exit'"
-    " AND state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
+    "SELECT c.agent_id, c.state, c.order_qty, c.filled_qty, a.account_key FROM tg_claims c"
+    " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ? AND c.kind = 'exit'"
+    " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
+)
+# The agents' registered broker accounts (`ClaimLedger.register_account`).
+ACCOUNT_OF_SQL = "SELECT account_key FROM tg_agent_accounts WHERE agent_id = ?"
+ACCOUNTS_SQL = "SELECT agent_id, account_key FROM tg_agent_accounts ORDER BY agent_id"
+UPSERT_ACCOUNT_SQL = (
+    "INSERT INTO tg_agent_accounts (agent_id, account_key, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (agent_id) DO UPDATE"
+    " SET account_key = excluded.account_key, updated_at = excluded.updated_at"
 )
 _UNACKNOWLEDGED = ("PENDING", "UNKNOWN")
 _PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
@@ -237,15 +256,36 @@ def exit_room(
 
     `broker_available` is the broker's `qty_available` on the agent's side, read just before.
     Exits claimed by other transactions since that read are counted here, inside the lock, so
-    two exits can never both be sized from the same shares.
+    two exits can never both be sized from the same shares. Other agents count only when they
+    may trade the same broker account (`ports.same_account` of their registered keys).
     """
     lock_symbol(tx, symbol)
-    holders = {holder: Decimal(qty) for holder, qty in tx.all(_HOLDERS, (symbol,))}
+    rows = tx.all(_HOLDERS, (symbol,))
+    # Only agents on this agent's broker account hold shares it must not sell (`same_account`).
+    mine = next((key for holder, _qty, key in rows if holder == agent_id), None)
+    holders = {holder: Decimal(qty) for holder, qty, key in rows if same_account(mine, key)}
     open_exits = [
         (holder, state not in _UNACKNOWLEDGED, Decimal(order_qty or 0) - Decimal(filled))
-        for holder, state, order_qty, filled in tx.all(_OPEN_EXITS, (symbol,))
+        for holder, state, order_qty, filled, key in tx.all(_OPEN_EXITS, (symbol,))
+        if holder == agent_id or same_account(mine, key)
     ]
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
+
+
+def others_on_account(tx: Tx, agent_id: str, symbol: str) -> Decimal:
+    """Return the signed shares other agents on `agent_id`'s broker account hold in `symbol`.
+
+    Read under the symbol's lock, so a write that follows (an adoption) sees what it saw. Agents
+    of unknown account count as on this one (`ports.same_account`).
+    """
+    lock_symbol(tx, symbol)
+    row = tx.one(ACCOUNT_OF_SQL, (agent_id,))
+    mine = None if row is None else str(row[0])
+    return sum(
+        (Decimal(qty) for holder, qty, key in tx.all(_HOLDERS, (symbol,))
+         if holder != agent_id and same_account(mine, key)),
+        Decimal(0),
+    )  # fmt: skip
 
 
 def positions_from_rows(rows: Sequence[Any], dt: Decode) -> list[LedgerPosition]:

@@ -454,12 +454,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
     def _exit_room(
         self, agent_id: str, symbol: str, *, broker_available: Decimal, requested: Decimal | None
     ) -> ExitRoom:
-        holders = {agent: p.qty for agent, p in self._open_in.get(symbol, {}).items()}
+        # Agents on another broker account hold nothing this agent could sell (`_on_account_of`).
+        mine = self._on_account_of
+        holders = {a: p.qty for a, p in self._open_in.get(symbol, {}).items() if mine(agent_id, a)}
         claims = self._claims
         open_exits = [
             (c.agent_id, c.state not in _UNACKNOWLEDGED, (c.order_qty or Decimal(0)) - c.filled_qty)
             for c in (claims[k] for k in self._active_in.get(symbol, ()))
-            if c.kind is Kind.EXIT
+            if c.kind is Kind.EXIT and mine(agent_id, c.agent_id)
         ]
         return size_exit(
             agent_id, holders, open_exits, broker_available=broker_available, requested=requested
