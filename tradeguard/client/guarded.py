@@ -14,8 +14,9 @@ and exceptions. What the guard changes:
   position moved meanwhile (a closing sell retried after it filled is not a short sale).
 - `close_position` (qty, percentage or all) and `close_all_positions` are guarded exits, one
   decision per call and position (a close of a position opened since is a new decision); an
-  exit with every share held by open orders is Alpaca's 403 "insufficient qty available"; `cancel_order_by_id`, `cancel_orders` and `replace_order_by_id` keep the
-  claims in step with the broker.
+  exit with every share held by open orders is Alpaca's 403 "insufficient qty available";
+  `cancel_order_by_id`, `cancel_orders` and `replace_order_by_id` keep the claims in step with
+  the broker.
 - Brackets, OTO and OCO orders are claimed as one decision; their legs become the position's
   exit claims.
 - Errors are alpaca-py's `APIError`, including tradeguard's own situations (see
@@ -254,7 +255,8 @@ class GuardedTradingClient(TradingClient):
             raise api_error(
                 403, 40310000,
                 f"insufficient qty available for order (requested: {order.spec.qty}, available: 0): "
-                f"the {order.symbol} position at the broker belongs to other agents on this account",
+                f"the {order.symbol} position at the broker is not this agent's to sell (other agents "
+                "on this account hold it, or the guard's own fills there have not settled yet)",
             )  # fmt: skip
         return True
 
