@@ -4,9 +4,9 @@ Usage::
 
     python bench/claims.py [--quick] [--n 1500] [--rounds 5] [--repeats 3] [--pg-url URL]
                            [--procs 1,4,16] [--secs 2] [--sizes 1000,100000,1000000] [--dir DIR]
-                           [--skip latency,throughput,scale]
+                           [--skip latency,throughput,scale,audit]
 
-Three tables; every figure is a median of ``--repeats`` runs, and each run interleaves its cases
+Four tables; every figure is a median of ``--repeats`` runs, and each run interleaves its cases
 (``--rounds`` slices of ``n / rounds`` calls each) so a noisy neighbour or a slow disk minute
 affects all of them alike. Only same-run ratios compare across machines or runs.
 
@@ -27,6 +27,9 @@ affects all of them alike. Only same-run ratios compare across machines or runs.
 
 3. Scale: with 1k, 100k, 1M existing claims of one agent (rows generated in bulk, 10 of them
    active), the reconciler's active-claims query, a duplicate claim (SKIP) and a new claim.
+
+4. Audit time range: with 1k, 100k, 1M audit records, the last 100 of them by time (a page and
+   a count), as the store has it (no time index since migration 0005) and with the index added.
 
 Files go to a temporary folder under ``--dir`` (default: this repository; not tmpfs, where an
 fsync costs nothing and would flatter every figure).
@@ -49,6 +52,7 @@ if importlib.util.find_spec("tradeguard") is None:  # a plain checkout: run from
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from claims_audit import audit_table
 from claims_kit import (
     Op,
     fs_type,
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", default="1,4,16", help="process counts for the throughput table")
     parser.add_argument("--secs", type=float, default=2.0, help="seconds per throughput measurement")
     parser.add_argument("--sizes", default="1000,100000,1000000", help="existing claims for the scale table")
-    parser.add_argument("--skip", default="", help="tables to leave out: latency,throughput,scale")
+    parser.add_argument("--skip", default="", help="tables to leave out: latency,throughput,scale,audit")
     parser.add_argument(
         "--dir", type=Path, default=Path(__file__).resolve().parent.parent, help="temp files (not tmpfs)"
     )
@@ -152,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         if "scale" not in skip:
             sizes = [int(s) for s in args.sizes.split(",")]
             scale_table(folder, pg, sizes, args.repeats)
+        if "audit" not in skip:
+            audit_table(folder, pg, [int(s) for s in args.sizes.split(",")], args.repeats)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0

@@ -155,29 +155,30 @@ class _Lookahead:
         return True
 
     def __iter__(self) -> Iterator[tuple[int, Any, AnswerEvent | None]]:
-        while self._buffer or self._pull():
-            line, event = self._buffer.popleft()
-            if isinstance(event, AnswerEvent):
-                self._check_answer(line, event)
-                continue
-            answer = None
+        buffer, attempts = self._buffer, self._attempts
+        while buffer or self._pull():
+            line, event = buffer.popleft()
             if isinstance(event, AttemptEvent):
-                if event.attempt <= self._numbers.get(event.decision, 0):
+                decision = event.decision
+                if event.attempt <= self._numbers.get(decision, 0):
                     raise SessionFormatError(
-                        self._reader.name, line, f"attempt {event.attempt} of decision {event.decision!r} "
-                        f"comes again: expected attempt {self._numbers[event.decision] + 1} or later",
+                        self._reader.name, line, f"attempt {event.attempt} of decision {decision!r} comes "
+                        f"again: expected attempt {self._numbers[decision] + 1} or later",
                     )  # fmt: skip
-                self._numbers[event.decision] = event.attempt
-                self._numbers.move_to_end(event.decision)
+                self._numbers[decision] = event.attempt
+                self._numbers.move_to_end(decision)
                 if len(self._numbers) > _RECENT_DECISIONS:
                     self._numbers.popitem(last=False)
-                left = self._attempts[event.decision] - 1
+                left = attempts[decision] - 1
                 if left:
-                    self._attempts[event.decision] = left
+                    attempts[decision] = left
                 else:
-                    del self._attempts[event.decision]
-                answer = self._answer_for(event)
-            yield line, event, answer
+                    del attempts[decision]
+                yield line, event, self._answer_for(event)
+            elif isinstance(event, AnswerEvent):
+                self._check_answer(line, event)
+            else:
+                yield line, event, None
 
     def _check_answer(self, line: int, event: AnswerEvent) -> None:
         if line in self._paired:
@@ -191,15 +192,17 @@ class _Lookahead:
         )
 
     def _answer_for(self, attempt: AttemptEvent) -> AnswerEvent | None:
-        key = (attempt.decision, attempt.attempt)
+        decision = attempt.decision
+        key = (decision, attempt.attempt)
         limit = attempt.t + self._horizon
+        answers, attempts = self._answers, self._attempts
         while True:
-            found = self._answers.pop(key, None)
+            found = answers.pop(key, None)
             if found is not None and found[1].t <= limit:  # a later one is refused when it is read
                 self._paired.add(found[0])
                 return found[1]
             # The decision's next attempt, or the horizon, ends the search.
-            if attempt.decision in self._attempts or (self._ahead is not None and self._ahead > limit):
+            if decision in attempts or (self._ahead is not None and self._ahead > limit):
                 return None
             if not self._pull():
                 return None

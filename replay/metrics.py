@@ -26,6 +26,7 @@ from typing import Any
 __all__ = ["AttemptOutcome", "Metrics", "Mode", "Span", "Totals"]
 
 _ZERO = Decimal(0)
+_EXPOSURE_STEP = Decimal("0.0001")
 _LOST = ("answer lost", "unknown:", "not_sent:")  # how the modes' details begin for a lost answer
 
 
@@ -195,7 +196,7 @@ class Metrics:
         if sends_short:
             self._shorts_meant.add(symbol)
         totals.attempts += 1
-        exposure = (qty * price).quantize(Decimal("0.0001")) if price is not None else _ZERO
+        exposure = (qty * price).quantize(_EXPOSURE_STEP) if price is not None else _ZERO
         duplicate = before > 0
         if placed:
             self._orders[decision] = before + placed

@@ -105,6 +105,10 @@ class Simulation:
 
     def advance(self, when: datetime) -> None:
         """Move the clock to `when` (never back: a reconcile pass may have waited past it)."""
+        # The clock is kept in UTC: the store and the broker read it several times per order, and
+        # each read of a session's local time would be converted again. `when` is converted once:
+        # comparing times in two zones costs a conversion of each side.
+        when = when.astimezone(UTC)
         if when > self.clock.now():
             self.clock.set(when)
 
@@ -135,16 +139,21 @@ class Simulation:
     def attempt(self, event: AttemptEvent, answer: AnswerEvent | None) -> AttemptOutcome:
         """Drive one attempt with its recorded transport fault armed; return what it led to."""
         self.advance(event.t)
-        self.symbols[event.symbol] = None
-        self.broker.arm(plan_for(answer))
-        sends = self.broker.sends
+        symbol = event.symbol
+        self.symbols[symbol] = None
+        broker = self.broker
+        plan = None if answer is None else plan_for(answer)  # most attempts lost no answer
+        if plan is not None:
+            broker.arm(plan)
+        sends = broker.sends
         try:
             coid, detail, answered = self.drive(event)
         finally:
-            self.broker.disarm()
+            if plan is not None:
+                broker.disarm()
         order = self._new_order(coid, answered)
         qty = event.qty
-        price = self.paper.price(event.symbol)
+        price = self.paper.price(symbol)
         if qty is None:  # a notional entry, or an exit of all held: what the order asked for
             qty = _ZERO if order is None else (order.qty or order.filled_qty)
             if not qty and event.notional is not None and price:  # no order: the notional's shares
@@ -152,15 +161,15 @@ class Simulation:
         outcome = self.metrics.attempt(
             event.t,
             event.decision,
-            event.symbol,
+            symbol,
             sends_short=event.kind == "entry" and event.side == "sell",
-            sent=self.broker.sends > sends,
+            sent=broker.sends > sends,
             placed=0 if order is None else 1,
             qty=qty,
             price=price,
             detail=detail,
         )
-        self.sample(event.symbol)
+        self.sample(symbol)
         return outcome
 
     def finish(self, end: datetime) -> Totals:
@@ -274,19 +283,22 @@ class FullGuard(Simulation):
             self.broker, store, agent_id=header.agent_id, settings=self.settings, clock=self.clock, **extra
         )
         self.recorder = getattr(self.gateway, "recorder", None) if record_to is not None else None
+        self._store, self._agent_id = store, header.agent_id  # read by `view` after every event
         self._interval = timedelta(seconds=interval)
         self._next_pass = self.clock.now() + self._interval
         self._counted: set[str] = set()
 
     def advance(self, when: datetime) -> None:
         """Run every reconcile pass due before `when`, then move the clock there."""
+        when = when.astimezone(UTC)  # once: every comparison below is then between UTC times
         while self._next_pass <= when:
             super().advance(self._next_pass)
             self.gateway.reconcile()
             for symbol in self.symbols:
                 self.sample(symbol)
             self._next_pass += self._interval
-        super().advance(when)
+        if when > self.clock.now():  # `Simulation.advance`, inlined: it runs for every event
+            self.clock.set(when)
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Send through the gateway; the decision is the intent."""
@@ -319,7 +331,7 @@ class FullGuard(Simulation):
 
     def view(self, symbol: str) -> Decimal:
         """The guard's ledger: what `gateway.position()` answers a bot asking before it enters."""
-        return self.gateway.store.position(self.header.agent_id, symbol).qty
+        return self._store.position(self._agent_id, symbol).qty
 
 
 _MODES: dict[Mode, type[Simulation]] = {

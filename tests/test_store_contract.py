@@ -307,6 +307,69 @@ def test_claim_exit_subtracts_unacknowledged_exits_and_other_agents_shares(ledge
     assert (room.unacknowledged_exits, room.reserved_by_others, room.qty) == (2, 5, 2)
 
 
+def test_registered_accounts_are_upserted_and_a_change_is_audited(ledger: Store) -> None:
+    assert ledger.agent_accounts() == {}
+    ledger.register_account("a", "acct-1")
+    ledger.register_account("a", "acct-1")  # unchanged: nothing written
+    ledger.register_account("b", "")
+    assert ledger.agent_accounts() == {"a": "acct-1", "b": ""}
+    assert notes(ledger, AuditAction.LEDGER) == []  # a first registration is not a change
+    ledger.register_account("a", "acct-2")
+    assert ledger.agent_accounts() == {"a": "acct-2", "b": ""}
+    assert notes(ledger, AuditAction.LEDGER) == ["broker account changed from acct-1 to acct-2"]
+
+
+def test_adopt_position_books_only_the_orphan_on_the_agents_account(ledger: Store) -> None:
+    for agent, account in (("a", "acct-1"), ("b", "acct-1"), ("c", "acct-2")):
+        ledger.register_account(agent, account)
+    fill(ledger, "b-buy", Side.BUY, 3, agent="b")
+    fill(ledger, "c-buy", Side.BUY, 50, agent="c")
+    # Account 1 holds 10: b's 3 and 7 nobody's ledger holds (c's 50 are on account 2).
+    adopted = ledger.adopt_position("a", "QQQ", Decimal(10), why="first close")
+    assert adopted.qty == 7 and ledger.position("a", "QQQ") == adopted
+    [note] = [r for r in ledger.audit_records(AuditQuery(actions=("reconcile",)))]
+    assert note.detail == {"action": "adopt_broker_position", "broker_qty": "10", "other_agents_qty": "3"}
+    assert ledger.adopt_position("a", "QQQ", Decimal(20), why="again") == adopted  # holds: unchanged
+    assert ledger.adopt_position("b", "QQQ", Decimal(10), why="b").qty == 3  # b holds: unchanged
+    ledger.register_account("d", "acct-1")
+    assert ledger.adopt_position("d", "QQQ", Decimal(10), why="d").is_flat  # every share is held
+
+
+def _sell_room(ledger: Store, agent: str, name: str, available: int) -> Any:
+    return ledger.claim_exit(
+        make_intent(name, agent=agent, kind=Kind.EXIT, side=Side.SELL), whole(), owner="w",
+        broker_available=Decimal(available), reason=name,
+    )  # fmt: skip
+
+
+def test_claim_exit_leaves_out_agents_registered_on_another_account(ledger: Store) -> None:
+    # a and b trade account 1, c trades account 2, d never registered (a store from before 0005).
+    for agent, account in (("a", "acct-1"), ("b", "acct-1"), ("c", "acct-2")):
+        ledger.register_account(agent, account)
+    for agent, qty in (("a", 5), ("b", 3), ("c", 50), ("d", 2)):
+        fill(ledger, f"{agent}-buy", Side.BUY, qty, agent=agent)
+    # a: account 1 shows a's 5 + b's 3 + maybe d's 2 = 10; c's 50 are on account 2.
+    out, room = _sell_room(ledger, "a", "a-out", 10)
+    assert out is not None and (room.reserved_by_others, room.qty) == (5, 5)
+    # c: account 2 shows its own 50 (and maybe d's 2); a's and b's shares are elsewhere.
+    out, room = _sell_room(ledger, "c", "c-out", 50)
+    assert out is not None and (room.reserved_by_others, room.qty) == (2, 48)
+    # d knows no account: every agent's shares may be on its account (the old sizing).
+    _, room = _sell_room(ledger, "d", "d-out", 60)
+    assert (room.reserved_by_others, room.qty) == (5 + 3 + 50, 2)
+
+
+def test_an_unknown_account_key_counts_as_shared(ledger: Store) -> None:
+    ledger.register_account("a", "acct-1")
+    ledger.register_account("b", "")  # a broker with no account key
+    fill(ledger, "a-buy", Side.BUY, 5, agent="a")
+    fill(ledger, "b-buy", Side.BUY, 4, agent="b")
+    _, room = _sell_room(ledger, "a", "a-out", 9)
+    assert (room.reserved_by_others, room.qty) == (4, 5)
+    _, room = _sell_room(ledger, "b", "b-out", 9)
+    assert room.reserved_by_others == 5
+
+
 def test_claim_exit_with_nothing_to_sell_claims_nothing(ledger: Store) -> None:
     fill(ledger, "buy", Side.BUY, 3)
     intent = make_intent("none", kind=Kind.EXIT, side=Side.SELL)

@@ -19,7 +19,10 @@ from tradeguard.errors import BrokerError, ConfigError, LeaseLost
 from tradeguard.execution import adopt_order
 from tradeguard.ports import Broker, ClaimLedger
 
-__all__ = ["OrderAmendments"]
+__all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
+
+CANCELED_BY_THE_BOT = "canceled by the bot through the guard"
+"""The reason a claim records when its order is canceled by `cancel` or `cancel_all`."""
 
 
 class OrderAmendments:
@@ -70,6 +73,15 @@ class OrderAmendments:
                 results.append((order, exc))
             else:
                 results.append((order, None))
+        # The agent's claims of the canceled orders adopt the result as canceled by the bot
+        # (an identical order after it is a new decision, see `ContentWindows`); the rest of
+        # its live claims adopt whatever the broker says.
+        live = self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=self.agent_id)
+        mine = {claim.broker_order_id: claim for claim in live if claim.broker_order_id is not None}
+        for order, error in results:
+            claim = mine.get(order.id) if error is None else None
+            if claim is not None:
+                self._follow(claim, order.id)
         self.refresh()
         return results
 
@@ -139,4 +151,4 @@ class OrderAmendments:
             order = self.broker.get_order(order_id)
         except BrokerError:
             return claim
-        return claim if order is None else adopt_order(self.store, claim, order, "after a cancel")
+        return claim if order is None else adopt_order(self.store, claim, order, CANCELED_BY_THE_BOT)

@@ -90,9 +90,10 @@ def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
     spec = claim.spec
     wanted_qty = claim.order_qty if claim.order_qty is not None else spec.qty
     problems = []
-    if order.symbol.replace("/", "") != claim.symbol.replace("/", ""):
+    # Each test starts with the common case (the same symbol, the same side member): no string work.
+    if order.symbol != claim.symbol and order.symbol.replace("/", "") != claim.symbol.replace("/", ""):
         problems.append(f"symbol {order.symbol} != {claim.symbol}")
-    if order.side.value != claim.side:
+    if order.side is not claim.side and order.side.value != claim.side:
         problems.append(f"side {order.side} != {claim.side}")
     # A replacement (reached by following the claim's own order) may have another size.
     if (

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,7 +34,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, build_spec, parse_side
-from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.ports import Broker, ClaimLedger, account_key_of
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, open_recorder
@@ -90,7 +90,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self.agent_id = agent_id
         self.owner = owner or new_owner_token()
         self.reconciler = Reconciler(self.broker, self.store, settings=self.settings, clock=self.clock)
-        self._started = not reconcile_on_start
+        self._reconcile_on_start = reconcile_on_start
+        self._started = False  # registered this broker's account (and reconciled, if asked)
         self._last_full_pass: datetime | None = None
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
@@ -202,7 +203,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         held = self.store.position(self.agent_id, symbol)
         side = Side.SELL if held.qty >= 0 else Side.BUY
         closes = PositionIntent.BUY_TO_CLOSE if side is Side.BUY else PositionIntent.SELL_TO_CLOSE
-        spec = replace(spec, position_intent=closes)
+        if spec.position_intent is not closes:  # a spec of the right side is kept (and its payload)
+            spec = replace(spec, position_intent=closes)
         decision = Intent(self.agent_id, Kind.EXIT, symbol, side, intent)
         self.recorder.attempt(decision, spec)
         existing = self.store.get(decision.key)
@@ -232,7 +234,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
     def _existing_exit(self, existing: Claim, spec: OrderSpec, held: LedgerPosition) -> OrderResult:
         # The side (and so the position intent) follows whatever is held now; the decision and
         # its order are otherwise the same.
-        mine = replace(spec, position_intent=existing.spec.position_intent).as_payload()
+        first = existing.spec.position_intent
+        mine = (spec if spec.position_intent is first else replace(spec, position_intent=first)).as_payload()
         if not same_order(existing.payload, mine):
             raise IntentMismatch(existing.key, existing.payload, mine)
         return self._existing(existing, held=held)
@@ -253,28 +256,26 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """Take what the broker holds in `symbol` into this agent's flat ledger (audited).
 
         For positions opened before the guard saw them (a drop-in bot's first close). A ledger
-        that already holds something is left alone. Returns the position after.
+        that already holds something is left alone. The broker's positions endpoint can lag its
+        fills for a few seconds (ALPACA.md), so nothing is adopted while this agent's own fills
+        in the symbol are that recent, nor unless a second read a settle delay later agrees.
+        The orphan (what the broker holds minus other agents' shares on this account) is booked
+        in one store step (`ClaimLedger.adopt_position`). Returns the position after.
         """
         held = self.broker.get_position(symbol)
         mine = self.store.position(self.agent_id, symbol)
         if held is None or held.qty == 0 or not mine.is_flat:
             return mine
-        # On a shared account, shares other agents' ledgers hold are theirs, not an orphan.
-        others = sum(
-            (p.qty for p in self.store.all_positions() if p.symbol == symbol and p.agent_id != self.agent_id),
-            Decimal(0),
-        )
-        orphan = held.qty - others
-        if orphan == 0 or (orphan > 0) != (held.qty > 0):
-            return mine
-        reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
-        detail = {
-            "action": "adopt_broker_position",
-            "broker_qty": str(held.qty),
-            "other_agents_qty": str(others),
-        }
-        self.store.correct_position(mine, orphan, reason=reason, detail=detail)
-        return self.store.position(self.agent_id, symbol)
+        settle = self.settings.position_settle_secs
+        since = self.clock.now() - timedelta(seconds=settle)
+        recent = self.store.list_claims(agent_id=self.agent_id, symbol=symbol, updated_since=since)
+        if any(c.filled_qty != 0 for c in recent):
+            return mine  # the read may still show shares this agent's own fills just moved
+        self.clock.sleep(self.settings.settle_delay_secs)
+        again = self.broker.get_position(symbol)
+        if again is None or again.qty != held.qty:
+            return self.store.position(self.agent_id, symbol)  # not confirmed: adopt nothing
+        return self.store.adopt_position(self.agent_id, symbol, held.qty, why=why)
 
     def refresh(self, symbol: str | None = None) -> None:
         """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
@@ -319,7 +320,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return
         with self._start_lock:
             if not self._started:
-                self.reconcile()
+                # First: the pass below and every exit count only other agents on this account.
+                self.store.register_account(self.agent_id, account_key_of(self.broker))
+                if self._reconcile_on_start:
+                    self.reconcile()
                 self._started = True
 
     def _skip(self, symbol: str, reason: str, claim: Claim | None = None) -> OrderResult:
@@ -392,7 +396,8 @@ def _spec(**arguments: Any) -> OrderSpec:
     build_spec's refusal rather than the spec of a 1. Refusals are not cached; unhashable
     arguments go straight to build_spec (which refuses them).
     """
-    key = tuple((name, type(value), value) for name, value in arguments.items())
+    values = tuple(arguments.values())
+    key = (tuple(arguments), values, tuple(map(type, values)))
     try:
         spec = _SPECS.get(key)
     except TypeError:

@@ -21,7 +21,38 @@ from tradeguard.domain.ledger import ExitRoom, LedgerPosition
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.domain.orders import BrokerOrder, BrokerPosition, OrderRequest, RejectKind, ReplaceRequest
 
-__all__ = ["Broker", "ClaimLedger", "ForwardingBroker"]
+__all__ = ["Broker", "ClaimLedger", "ForwardingBroker", "account_key_of", "same_account"]
+
+# How deep `account_key_of` follows `.inner` (recording around faults around a paper broker is 3).
+_MAX_WRAPPERS = 16
+
+
+def account_key_of(broker: object) -> str:
+    """Return the key naming the broker account `broker` trades, or "" when it is not known.
+
+    A broker may carry a short stable `account_key` string (`AlpacaBroker`: a hash of its base
+    URL and key id; `PaperBroker`: an id kept in its state file). Wrappers (`ForwardingBroker`,
+    `FaultyBroker`, `RecordingBroker`) have none and are followed through `.inner`. It is not a
+    member of the `Broker` port, and reading it never calls the broker.
+    """
+    for _ in range(_MAX_WRAPPERS):
+        key = getattr(broker, "account_key", None)
+        if isinstance(key, str):
+            return key
+        broker = getattr(broker, "inner", None)
+        if broker is None:
+            break
+    return ""
+
+
+def same_account(mine: str | None, theirs: str | None) -> bool:
+    """Whether two agents' account keys may name one broker account.
+
+    An unknown key ("" or None: an unregistered agent, a broker with no key) may be any account,
+    so it counts as the same one: other agents' shares are then held back, the old conservative
+    sizing, never sold.
+    """
+    return not mine or not theirs or mine == theirs
 
 
 @runtime_checkable
@@ -283,6 +314,14 @@ class ClaimLedger(Protocol):
 
     # -- reads ------------------------------------------------------------------------------
 
+    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
+        """Book into the agent's flat ledger the part of `broker_qty` no agent on its account holds.
+
+        Atomic: two agents adopting at once never both take the same shares. Audited; returns the
+        agent's position after (unchanged when it held something or there was no orphan).
+        """
+        ...
+
     def get(self, key: str) -> Claim | None:
         """Return the claim with this key, or None."""
         ...
@@ -303,6 +342,18 @@ class ClaimLedger(Protocol):
 
     def agents(self) -> list[str]:
         """Return every agent id that has claims, sorted."""
+        ...
+
+    def register_account(self, agent_id: str, account_key: str) -> None:
+        """Record which broker account the agent trades (`account_key_of`; audited when it changes).
+
+        Exit sizing and reconciliation count other agents' shares only when they are on the same
+        account (`same_account`); an agent that never registered counts as on every account.
+        """
+        ...
+
+    def agent_accounts(self) -> dict[str, str]:
+        """Return the registered account key of every agent (a remote agent key: its own)."""
         ...
 
     def symbols_in_motion(self, *, excluding_agent: str | None = None) -> set[str]:

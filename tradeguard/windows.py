@@ -15,11 +15,13 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from tradeguard.amend import CANCELED_BY_THE_BOT
 from tradeguard.clock import Clock
 from tradeguard.config import Settings
 from tradeguard.domain import Claim, LedgerPosition, Side
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ClaimInProgress, IntentMismatch
 from tradeguard.execution import OrderResult
 from tradeguard.ports import ClaimLedger
@@ -80,35 +82,59 @@ class ContentWindows:
             symbol: The symbol.
             side: The order's side.
             spec: The order.
-            content: What makes two calls the same decision, when it is not the order itself
-                (a percentage close: the shares it comes to change as the position does).
+            content: What makes two calls the same decision, whole (symbol and side included),
+                when it is not the order as classified: the order as the bot sent it (the
+                drop-in), or a close's arguments and the position it closes (a percentage
+                close: the shares it comes to change as the position does). Two calls with
+                equal content are one decision whether they are sent as an entry or an exit.
 
         Raises:
             ClaimInProgress: Another worker is claiming the identical order at this moment.
         """
-        identity = content if content is not None else spec.as_payload()
-        text = json.dumps(
-            {"symbol": symbol, "side": side.value, "kind": kind.value, **identity}, sort_keys=True
-        )
-        if kind is Kind.ENTRY and content is None:
-            # Entries keep the content text they had before exits could be content-keyed, so a
-            # window opened by an earlier version still catches its retries.
-            text = json.dumps({"symbol": symbol, "side": side.value, **identity}, sort_keys=True)
+        if content is not None:
+            # The caller's content alone names the decision, whatever kind it is sent as: a
+            # retry must find its window even when the position moved meanwhile and the same
+            # order is now classified the other way (a closing sell retried after it filled).
+            text = json.dumps(content, sort_keys=True)
+        elif kind is Kind.ENTRY:
+            text = json.dumps({"symbol": symbol, "side": side.value, **spec.as_payload()}, sort_keys=True)
+        else:
+            exit_text = {"symbol": symbol, "side": side.value, "kind": kind.value, **spec.as_payload()}
+            text = json.dumps(exit_text, sort_keys=True)
         content_key = hashlib.sha256(f"{self.agent_id}|{text}".encode()).hexdigest()
         now = self.clock.now()
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
         window = self.settings.dedup_window_secs
         holder = self.store.claim_window(content_key, window_secs=window, claim_key=intent.key)
+        unclaimed = self._unclaimed_windows()
         if holder == intent.key:
             if kind is Kind.EXIT:
-                return self.exit_order(symbol, spec, intent=intent.name)
+                return self._exit_in_window(content_key, symbol, spec, intent, unclaimed)
             return self.submit(intent, spec)
         existing = self.store.get(holder)
         if existing is None:
+            mine = unclaimed.get(content_key)
+            if mine is not None and mine.key == holder:
+                # This gateway opened the window for an exit that claimed nothing (nothing to
+                # sell then: every share held by open orders, or the position unreadable), so
+                # nothing reached the broker. The window names that never-written claim until it
+                # expires; the call goes on under names derived from it, so its own retries
+                # meet the same claim: the exit sized again, or (the position gone meanwhile)
+                # the order as an entry.
+                if kind is Kind.EXIT:
+                    return self._exit_in_window(content_key, symbol, spec, mine, unclaimed)
+                return self.submit(Intent(self.agent_id, Kind.ENTRY, symbol, side, mine.name), spec)
             raise ClaimInProgress(
                 f"an identical {symbol} order is being claimed by another worker right now; "
                 "it will be returned on the next call"
             )
+        existing, successor = self._after_bot_cancel(existing, content_key, kind, symbol, side)
+        if successor is not None:
+            # The bot canceled the order that holds the window and sends the same order again:
+            # a new decision, named after the canceled claim so that its own retries meet it.
+            if kind is Kind.EXIT:
+                return self.exit_order(symbol, spec, intent=successor.name)
+            return self.submit(successor, spec)
         self.recorder.attempt(replace(intent, name=existing.intent), spec)
         self._ensure_started()
         if content is None and kind is Kind.ENTRY and not same_order(existing.payload, spec.as_payload()):
@@ -124,3 +150,54 @@ class ContentWindows:
             note,
         )
         return self._existing(existing, note=note)
+
+    def _after_bot_cancel(
+        self, existing: Claim, content_key: str, kind: Kind, symbol: str, side: Side
+    ) -> tuple[Claim, Intent | None]:
+        """Follow a window's claim past the orders the bot canceled unfilled.
+
+        Returns the last claim of the chain and, when that one was canceled by the bot too, the
+        decision that follows it (not claimed yet); else None, and the claim answers the call.
+
+        An order the bot itself canceled through the guard, with nothing filled, ended that
+        decision: the same order sent again is the next one. Its name derives from the canceled
+        claim (so every retry of it, from any process, finds the same claim); a chain of cancels
+        and re-sends is followed to its live end. An order the broker canceled on its own (an
+        IOC, an expiry) keeps answering as before: the bot may not know it is gone.
+        """
+        claim = existing
+        while _canceled_by_the_bot(claim):
+            name = f"content:{content_key[:16]}/after:{claim.key[:16]}"
+            successor = Intent(self.agent_id, kind, symbol, side, name)
+            following = self.store.get(successor.key)
+            if following is None:
+                return claim, successor
+            claim = following
+        return claim, None
+
+    def _exit_in_window(
+        self, content_key: str, symbol: str, spec: OrderSpec, intent: Intent, unclaimed: dict[str, Intent]
+    ) -> OrderResult:
+        """Send the exit that holds a window; remember the window if it ended with no claim."""
+        result = self.exit_order(symbol, spec, intent=intent.name)
+        if result.claim is None:
+            unclaimed[content_key] = intent
+        else:
+            unclaimed.pop(content_key, None)
+        return result
+
+    def _unclaimed_windows(self) -> dict[str, Intent]:
+        """Windows this gateway opened for exits that claimed nothing (content key -> intent)."""
+        windows: dict[str, Intent] | None = self.__dict__.get("_tg_unclaimed_windows")
+        if windows is None:
+            windows = self.__dict__.setdefault("_tg_unclaimed_windows", {})
+        return windows
+
+
+def _canceled_by_the_bot(claim: Claim) -> bool:
+    """Whether the claim's order was canceled through the guard with nothing filled."""
+    return (
+        claim.state is ClaimState.CANCELED
+        and claim.filled_qty == 0
+        and claim.reason.startswith(CANCELED_BY_THE_BOT)
+    )

@@ -9,9 +9,14 @@ and exceptions. What the guard changes:
   window logs a warning and is audited). An order without `position_intent` is classified the
   way Alpaca infers it, from the agent's position (and the broker's): a sell against a long, or a
   buy against a short, is a guarded exit, sized to what is held and sent with `*_to_close`.
+  A retry is recognised before it is classified: a client_order_id already claimed, or the same
+  order as the bot sent it within the window, answers from the first order even when the
+  position moved meanwhile (a closing sell retried after it filled is not a short sale).
 - `close_position` (qty, percentage or all) and `close_all_positions` are guarded exits, one
-  decision per call; `cancel_order_by_id`, `cancel_orders` and `replace_order_by_id` keep the
-  claims in step with the broker.
+  decision per call and position (a close of a position opened since is a new decision); an
+  exit with every share held by open orders is Alpaca's 403 "insufficient qty available";
+  `cancel_order_by_id`, `cancel_orders` and `replace_order_by_id` keep the claims in step with
+  the broker.
 - Brackets, OTO and OCO orders are claimed as one decision; their legs become the position's
   exit claims.
 - Errors are alpaca-py's `APIError`, including tradeguard's own situations (see
@@ -22,6 +27,7 @@ Every other method is alpaca-py's own, unchanged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import replace
@@ -54,9 +60,7 @@ from tradeguard.domain import (
     TimeInForce,
 )
 from tradeguard.domain.intents import Intent, Kind
-from tradeguard.errors import (
-    ConfigError,
-)
+from tradeguard.errors import BrokerError, ConfigError
 from tradeguard.execution import OrderResult
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
@@ -184,29 +188,52 @@ class GuardedTradingClient(TradingClient):
         with as_api_errors():
             order = read_order(order_data)
             result = self._submit(order, new_decision=new_decision)
-        return answer(result, raw=self._use_raw_data, nothing_to_sell=lambda: self._insufficient(order))
+        return answer(
+            result,
+            raw=self._use_raw_data,
+            nothing_to_sell=lambda: self._insufficient(order.symbol, order.spec.qty),
+        )
 
     def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
         gateway, symbol, side, coid = self.gateway, order.symbol, order.side, order.client_order_id
-        if self._is_exit(order):
-            if order.spec.notional is not None:
-                raise ConfigError("an order that closes a position is sized in shares (qty), not notional")
-            spec = replace(order.spec, position_intent=self._closes(side))
-            if coid is not None:
-                result = gateway.exit_order(symbol, spec, intent=f"coid:{coid}", client_order_id=coid)
-            elif new_decision:
-                result = gateway.exit_order(symbol, spec, intent=f"new:{uuid.uuid4().hex}")
-            else:
-                result = gateway.submit_by_content(Kind.EXIT, symbol, side, spec)
-            self._warn_if_trimmed(result, order)
-            return result
+        # A retry is the same decision however the position moved since the first attempt: a
+        # sell that closed a long is not a short sale when it is retried after it filled. So a
+        # client_order_id already claimed answers from its claim, whatever kind it is.
+        prior = self._claimed_kind(order) if coid is not None else None
+        is_exit = self._is_exit(order) if prior is None else prior is Kind.EXIT
+        if is_exit and order.spec.notional is not None:
+            raise ConfigError("an order that closes a position is sized in shares (qty), not notional")
+        spec = replace(order.spec, position_intent=self._closes(side)) if is_exit else order.spec
         if coid is not None:
-            intent = Intent(gateway.agent_id, Kind.ENTRY, symbol, side, f"coid:{coid}")
-            return gateway.submit(intent, order.spec, client_order_id=coid)
-        if new_decision:
-            intent = Intent(gateway.agent_id, Kind.ENTRY, symbol, side, f"new:{uuid.uuid4().hex}")
-            return gateway.submit(intent, order.spec)
-        return gateway.submit_by_content(Kind.ENTRY, symbol, side, order.spec)
+            if is_exit:
+                result = gateway.exit_order(symbol, spec, intent=f"coid:{coid}", client_order_id=coid)
+            else:
+                intent = Intent(gateway.agent_id, Kind.ENTRY, symbol, side, f"coid:{coid}")
+                result = gateway.submit(intent, spec, client_order_id=coid)
+        elif new_decision:
+            name = f"new:{uuid.uuid4().hex}"
+            if is_exit:
+                result = gateway.exit_order(symbol, spec, intent=name)
+            else:
+                result = gateway.submit(Intent(gateway.agent_id, Kind.ENTRY, symbol, side, name), spec)
+        else:
+            # The window's content is the order as the bot sent it, not as it was classified:
+            # a retry finds the first attempt's window whether that was an entry or an exit.
+            kind = Kind.EXIT if is_exit else Kind.ENTRY
+            content = {"symbol": symbol, "side": side.value, **order.spec.as_payload()}
+            result = gateway.submit_by_content(kind, symbol, side, spec, content=content)
+        if is_exit:
+            self._warn_if_trimmed(result, order)
+        return result
+
+    def _claimed_kind(self, order: DropInOrder) -> Kind | None:
+        """Return the kind of the claim that already holds the order's client_order_id, or None."""
+        gateway, coid = self.gateway, order.client_order_id
+        for kind in (Kind.ENTRY, Kind.EXIT):
+            intent = Intent(gateway.agent_id, kind, order.symbol, order.side, f"coid:{coid}")
+            if gateway.store.get(intent.key) is not None:
+                return kind
+        return None
 
     def _is_exit(self, order: DropInOrder) -> bool:
         """Classify an order as Alpaca infers its position intent (the caller's intent wins).
@@ -228,7 +255,8 @@ class GuardedTradingClient(TradingClient):
             raise api_error(
                 403, 40310000,
                 f"insufficient qty available for order (requested: {order.spec.qty}, available: 0): "
-                f"the {order.symbol} position at the broker belongs to other agents on this account",
+                f"the {order.symbol} position at the broker is not this agent's to sell (other agents "
+                "on this account hold it, or the guard's own fills there have not settled yet)",
             )  # fmt: skip
         return True
 
@@ -246,13 +274,25 @@ class GuardedTradingClient(TradingClient):
                 order.side, asked, order.symbol, sent_qty, asked,
             )  # fmt: skip
 
-    def _insufficient(self, order: DropInOrder) -> APIError:
-        qty = order.spec.qty
+    def _insufficient(self, symbol: str, requested: Decimal | None) -> APIError:
+        """Return Alpaca's 403 for an exit with nothing available to sell (shares held by orders).
+
+        The body carries what Alpaca's does (`available`, `existing_qty`, `held_for_orders`,
+        `symbol`), read from the broker's position when it can be read.
+        """
+        body: dict[str, Any] = {"available": "0", "symbol": symbol}
+        try:
+            at_broker = self.gateway.broker.get_position(symbol)
+        except BrokerError:  # the refusal stands; only its detail is missing
+            at_broker = None
+        if at_broker is not None:
+            existing = abs(at_broker.qty)
+            body["existing_qty"] = str(existing)
+            body["held_for_orders"] = str(existing - abs(at_broker.qty_available))
+        asked = requested if requested is not None else body.get("existing_qty", "0")
         return api_error(
-            403, 40310000,
-            f"insufficient qty available for order (requested: {qty}, available: 0)",
-            {"available": "0", "symbol": order.symbol},
-        )  # fmt: skip
+            403, 40310000, f"insufficient qty available for order (requested: {asked}, available: 0)", body
+        )
 
     # -- positions ------------------------------------------------------------------------
 
@@ -269,13 +309,17 @@ class GuardedTradingClient(TradingClient):
         `dedup_window_secs`) returns the first order. The remaining shares can always be closed.
 
         Raises:
-            APIError: 404 "position does not exist" when nothing is held, as Alpaca answers;
-                see `submit_order` for the rest.
+            APIError: 404 "position does not exist" when nothing is held, and 403
+                "insufficient qty available" when every share is held by open orders, as Alpaca
+                answers; see `submit_order` for the rest.
         """
         symbol = str(symbol_or_asset_id).upper()
         with as_api_errors():
             result = self._close(symbol, close_options, new_decision=new_decision)
-        return answer(result, raw=self._use_raw_data, nothing_to_sell=self._no_position)
+        requested = decimal_arg(close_options.qty, "qty") if close_options is not None else None
+        return answer(
+            result, raw=self._use_raw_data, nothing_to_sell=lambda: self._insufficient(symbol, requested)
+        )
 
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
         qty = decimal_arg(options.qty, "qty") if options is not None else None
@@ -295,8 +339,11 @@ class GuardedTradingClient(TradingClient):
         spec = OrderSpec(qty=requested, time_in_force=TimeInForce.DAY, position_intent=self._closes(side))
         if new_decision:
             return gateway.exit_order(symbol, spec, intent=f"close_position:new:{uuid.uuid4().hex}")
-        call = {"close_position": symbol, "qty": None if qty is None else str(qty)}
+        # The call's arguments and the position it closes (its ledger turn): a retry of the
+        # call is the same decision, a close of a position opened since is a new one.
+        call: dict[str, Any] = {"close_position": symbol, "qty": None if qty is None else str(qty)}
         call["percentage"] = None if percentage is None else str(percentage)
+        call["turn"] = held.turn_id
         return gateway.submit_by_content(Kind.EXIT, symbol, side, spec, content=call)
 
     def _held(self, symbol: str) -> LedgerPosition:
@@ -326,7 +373,8 @@ class GuardedTradingClient(TradingClient):
             try:
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
-                order = answer(result, raw=True, nothing_to_sell=self._no_position)
+                refusal = functools.partial(self._insufficient, symbol, None)
+                order = answer(result, raw=True, nothing_to_sell=refusal)
                 answers.append({"order_id": order["id"], "status": 200, "symbol": symbol, "body": order})
             except APIError as exc:
                 body = json_body(exc)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -55,11 +55,19 @@ class Claim:
     created_at: datetime
     updated_at: datetime
     reject_kind: RejectKind | None = None  # why the broker refused it, when REJECTED
+    # The spec, once read from the payload: a send asks for it twice (the request, the check of
+    # the broker's answer). Not part of the value; a store may hand it on to the claim's next
+    # version when the payload is the same.
+    _spec: OrderSpec | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def spec(self) -> OrderSpec:
         """Return the order the bot asked for."""
-        return OrderSpec.from_payload(self.payload)
+        spec = self._spec
+        if spec is None:
+            spec = OrderSpec.from_payload(self.payload)
+            object.__setattr__(self, "_spec", spec)
+        return spec
 
     def request(self) -> OrderRequest:
         """Return the broker request for this claim: its own client_order_id and sized quantity."""

@@ -40,6 +40,9 @@ _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,31}$")
 _AGENT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 # The hex digits of the key kept in a client_order_id: 128 bits, far from any collision.
 _COID_KEY_CHARS = 32
+# (agent_id, symbol) pairs that passed their checks (plain str only: a subclass is checked each time).
+_CHECKED_NAMES: set[tuple[str, str]] = set()
+_CHECKED_NAMES_MAX = 4096
 
 
 class Kind(enum.StrEnum):
@@ -87,9 +90,17 @@ class Intent:
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        check_agent_id(self.agent_id)
-        if not isinstance(self.symbol, str) or not _SYMBOL_RE.match(self.symbol):
-            raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {self.symbol!r}")
+        agent_id, symbol = self.agent_id, self.symbol
+        # A gateway makes every intent of one agent in a few symbols: each pair is matched once.
+        seen = type(agent_id) is str and type(symbol) is str and (agent_id, symbol) in _CHECKED_NAMES
+        if not seen:
+            check_agent_id(agent_id)
+            if not isinstance(symbol, str) or not _SYMBOL_RE.match(symbol):
+                raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {symbol!r}")
+            if type(agent_id) is str and type(symbol) is str:
+                if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
+                    _CHECKED_NAMES.clear()  # bounded: names only cost their check again
+                _CHECKED_NAMES.add((agent_id, symbol))
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("intent must be a non-empty name for the decision (e.g. bar time + reason)")
         if len(self.name) > MAX_INTENT_NAME_LEN:
@@ -98,8 +109,11 @@ class Intent:
             )
         if not self.name.isprintable():
             raise ConfigError(f"intent must be printable text, got {self.name!r}")
-        object.__setattr__(self, "kind", Kind(self.kind))
-        object.__setattr__(self, "side", Side(self.side))
+        # The gateway passes members already; an Enum call costs more than the rest of the checks.
+        if type(self.kind) is not Kind:
+            object.__setattr__(self, "kind", Kind(self.kind))
+        if type(self.side) is not Side:
+            object.__setattr__(self, "side", Side(self.side))
 
     def canonical(self) -> str:
         """Return the canonical JSON form that the key hashes.
@@ -156,14 +170,24 @@ class OrderSpec:
     stop_loss_limit_price: Decimal | None = None
     trail_price: Decimal | None = None
     trail_percent: Decimal | None = None
+    # The payload, once built: every claim of the spec asks for it, and the gateway hands the
+    # same spec to every decision of one order shape. Not part of the value (like Intent._key).
+    _payload: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0.
 
         The fields of order classes and trailing stops appear only when set, so a simple
-        order's payload (and every claim recorded before they existed) stays the same.
+        order's payload (and every claim recorded before they existed) stays the same. Each
+        call returns a dict of its own (built once per spec, copied after).
         """
+        payload = self._payload
+        if payload is None:
+            payload = self._build_payload()
+            object.__setattr__(self, "_payload", payload)
+        return dict(payload)
 
+    def _build_payload(self) -> dict[str, Any]:
         def num(d: Decimal | None) -> str | None:
             return None if d is None else format(d.normalize(), "f")
 

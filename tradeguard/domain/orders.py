@@ -7,13 +7,16 @@ shares exist, so binary floats would drift. Times are timezone-aware UTC datetim
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 __all__ = [
     "BrokerOrder",
     "BrokerPosition",
+    "DeferredRaw",
     "OrderClass",
     "OrderRequest",
     "OrderStatus",
@@ -181,7 +184,12 @@ class ReplaceRequest:
 
 @dataclass(frozen=True, slots=True)
 class BrokerOrder:
-    """An order as the broker reports it."""
+    """An order as the broker reports it.
+
+    `raw` is the venue's JSON of the order as it was when this value was made. An adapter may
+    pass a `DeferredRaw` instead of the document: it is rendered the first time `raw` is read
+    (the paper broker does this; most callers never read `raw`). Every reader sees a dict.
+    """
 
     id: str
     client_order_id: str
@@ -206,6 +214,81 @@ class BrokerOrder:
     replaced_by: str | None = None  # the id of the order that replaced this one (status REPLACED)
     replaces: str | None = None  # the id of the order this one replaced
     raw: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+
+class DeferredRaw(dict[str, object]):
+    """A `BrokerOrder.raw` rendered when it is first read: ``render(order, *args)``.
+
+    `render` gets the `BrokerOrder` and `args` (what the document needs beyond the order's
+    fields, taken when the order was made), and returns a dict of its own. It is a dict (empty
+    until rendered) only so that it passes where `raw` is typed; nothing reads it as one.
+    """
+
+    __slots__ = ("args", "render")
+
+    def __init__(self, render: Callable[..., dict[str, object]], *args: object) -> None:
+        # No dict.__init__ call: it would add nothing to the empty dict __new__ made.
+        self.render = render
+        self.args = args
+
+
+class _Factory:
+    def __repr__(self) -> str:
+        return "<factory>"  # as dataclasses shows a default made by a factory
+
+
+_FACTORY = _Factory()
+
+
+def _fast_frozen_init(cls: type[Any]) -> Callable[..., None]:
+    """Return an `__init__` for frozen slots dataclass `cls` that sets each slot directly.
+
+    The one dataclasses writes calls ``object.__setattr__`` per field (to get past the frozen
+    ``__setattr__``), a third of the cost of making a `BrokerOrder`. This one has the same
+    parameters, defaults and default factories and writes through the slots' own descriptors.
+    """
+    params, lines = [], []
+    scope: dict[str, Any] = {"_MISSING": _FACTORY}
+    for f in fields(cls):
+        scope[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is not MISSING:
+            scope[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            lines.append(f"    _set_{f.name}(self, {f.name})")
+        elif f.default_factory is not MISSING:
+            scope[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_MISSING")
+            lines.append(
+                f"    _set_{f.name}(self, _factory_{f.name}() if {f.name} is _MISSING else {f.name})"
+            )
+        else:
+            params.append(f.name)
+            lines.append(f"    _set_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(lines) + "\n"
+    exec(source, scope)  # noqa: S102 - generated from the class's own fields, as dataclasses does
+    init: Callable[..., None] = scope["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__doc__ = cls.__init__.__doc__
+    return init
+
+
+_raw_slot = BrokerOrder.__dict__["raw"]  # the slot's descriptor: `raw` becomes a property over it
+_get_raw_slot = _raw_slot.__get__
+_set_raw_slot = _raw_slot.__set__
+
+
+def _read_raw(order: BrokerOrder) -> dict[str, object]:
+    raw: dict[str, object] = _get_raw_slot(order)
+    if type(raw) is DeferredRaw:
+        # Two threads may render at once: each gets an equal document, the last one is kept.
+        raw = raw.render(order, *raw.args)
+        _set_raw_slot(order, raw)
+    return raw
+
+
+BrokerOrder.__init__ = _fast_frozen_init(BrokerOrder)  # type: ignore[method-assign]  # same signature
+# The frozen __setattr__ still refuses `order.raw = ...`; the setter serves __init__ and unpickling.
+setattr(BrokerOrder, "raw", property(_read_raw, _set_raw_slot, doc="The venue's JSON of the order."))  # noqa: B010
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,11 +124,21 @@ class PaperBroker:
             max_fill=None if max_fill_qty is None else Decimal(max_fill_qty),
         )
         self._created_at = self._venue.now()
+        # Hold the lock around a change; write it, or put the account back as it was. Every
+        # check runs before the first change, so a refusal (`OrderRejected`) leaves nothing to
+        # undo; any other failure, a failed write included, restores the account. One object
+        # for every change: it keeps no state of its own (the lock is reentrant).
+        self._changing = _Changing(self)
 
     @property
     def clock(self) -> Clock:
         """The clock the account runs on."""
         return self._venue.clock
+
+    @property
+    def account_key(self) -> str:
+        """The id naming this paper account (kept in its state file; `ports.account_key_of`)."""
+        return self._venue.state.account_key
 
     # ---- the Broker port -------------------------------------------------------------------
 
@@ -139,11 +149,22 @@ class PaperBroker:
             OrderRejected: With Alpaca's status, code and body (see ALPACA.md).
             BrokerUnavailable: The state file could not be written; nothing was placed.
         """
-        with self._changing() as state:
-            order = accept(self._venue, request)
-            if self._fill_on_submit:
-                match(self._venue, order)
-            return state.broker_order(order)
+        # `self._changing` spelled out: the hottest call of the paper broker skips two calls.
+        with self._lock:
+            venue = self._venue
+            try:
+                order = accept(venue, request)
+                if self._fill_on_submit:
+                    match(venue, order)
+                answer = venue.state.broker_order(order)
+            except OrderRejected:
+                raise  # refused before any change: nothing to undo
+            except BaseException:
+                self._restore()
+                raise
+            if self._file is not None:
+                self._save()
+            return answer
 
     def get_order_by_client_id(
         self, client_order_id: str, *, follow: bool = True, nested: bool = True
@@ -234,7 +255,7 @@ class PaperBroker:
         Raises:
             OrderRejected: 404 "order not found", or 422 when the order is already final.
         """
-        with self._changing() as state:
+        with self._changing as state:
             order = state.orders.get(order_id)
             if order is None:
                 raise rejection(404, 40410000, "order not found")
@@ -250,7 +271,7 @@ class PaperBroker:
         Raises:
             OrderRejected: 404 "order not found", or Alpaca's refusal; nothing changed.
         """
-        with self._changing() as state:
+        with self._changing as state:
             old = state.orders.get(order_id)
             if old is None:
                 raise rejection(404, 40410000, "order not found")
@@ -263,7 +284,7 @@ class PaperBroker:
 
     def cancel_all_orders(self) -> list[str]:
         """Cancel every open order; return their ids."""
-        with self._changing() as state:
+        with self._changing as state:
             canceled: list[str] = []
             for order in state.open_orders():
                 if order.status.is_open:
@@ -369,7 +390,7 @@ class PaperBroker:
         """
         symbol = symbol.upper()
         pinned = None if price is None else to_price(price, f"set_price({symbol})")
-        with self._changing() as state:
+        with self._changing as state:
             if pinned is None:
                 state.set_prices.pop(symbol, None)
             else:
@@ -378,7 +399,7 @@ class PaperBroker:
 
     def step(self) -> list[BrokerOrder]:
         """Run one matching pass over every open order at current prices; return what changed."""
-        with self._changing() as state:
+        with self._changing as state:
             return [state.broker_order(o) for o in step(self._venue, None)]
 
     def close(self) -> None:
@@ -397,14 +418,6 @@ class PaperBroker:
 
     def _position(self, symbol: str) -> BrokerPosition | None:
         return self._venue.state.position(symbol, self._venue.mark(symbol))
-
-    def _changing(self) -> _Changing:
-        """Hold the lock around a change; write it, or put the account back as it was.
-
-        Every check runs before the first change, so a refusal (`OrderRejected`) leaves
-        nothing to undo; any other failure, a failed write included, restores the account.
-        """
-        return _Changing(self)
 
     def _save(self) -> None:
         if self._file is not None:
@@ -436,7 +449,8 @@ class _Changing:
         broker = self._broker
         try:
             if kind is None:
-                broker._save()
+                if broker._file is not None:
+                    broker._save()
             elif not issubclass(kind, OrderRejected):
                 broker._restore()
         finally:

@@ -17,16 +17,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from tradeguard.domain import OrderClass, OrderStatus, OrderType, Side, TimeInForce
 from tradeguard.paper.orders import PaperOrder
+from tradeguard.paper.state import TERMINAL
 from tradeguard.paper.venue import Venue
 
 __all__ = ["cancel_group", "follow_trail", "match", "step"]
 
 _STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT, OrderType.TRAILING_STOP})
 _TRADES_AS_MARKET = frozenset({OrderType.MARKET, OrderType.STOP, OrderType.TRAILING_STOP})
+_IMMEDIATE = frozenset({TimeInForce.IOC, TimeInForce.FOK})
+_ENTRY_CLASSES = frozenset({OrderClass.BRACKET, OrderClass.OTO})
 
 
 def _tick(price: Decimal) -> Decimal:
@@ -89,24 +93,30 @@ def match(venue: Venue, order: PaperOrder) -> bool:
     crosses = price is not None and (
         limit is None or (price <= limit if order.side is Side.BUY else price >= limit)
     )
-    qty = order.remaining if venue.max_fill is None else min(order.remaining, venue.max_fill)
-    immediate = order.time_in_force in {TimeInForce.IOC, TimeInForce.FOK}
-    if order.time_in_force is TimeInForce.FOK and qty < order.remaining:
+    remaining = order.target_qty - order.filled_qty
+    qty = remaining if venue.max_fill is None else min(remaining, venue.max_fill)
+    tif = order.time_in_force
+    if tif is TimeInForce.FOK and qty < remaining:
         crosses = False  # fill-or-kill: all of it now, or none of it
     if crosses:
         assert price is not None
-        venue.state.apply_fill(order, qty, price, venue.now())
-        _after_fill(venue, order)
-    if immediate and order.status.is_open:
+        now = venue.clock.now()
+        venue.state.apply_fill(order, qty, price, now)
+        if order.order_class is not OrderClass.SIMPLE:
+            _after_fill(venue, order, now)
+    if tif in _IMMEDIATE and order.status not in TERMINAL:
         cancel_group(venue, order)  # the unfilled rest of an IOC/FOK order dies at once
         return True
     return crosses or moved
 
 
-def _after_fill(venue: Venue, order: PaperOrder) -> None:
-    """Wake an entry's legs, and cancel or shrink the exits that are alternatives to `order`."""
-    state, now = venue.state, venue.now()
-    if order.status is OrderStatus.FILLED and order.order_class in {OrderClass.BRACKET, OrderClass.OTO}:
+def _after_fill(venue: Venue, order: PaperOrder, now: datetime) -> None:
+    """Wake an entry's legs, and cancel or shrink the exits that are alternatives to `order`.
+
+    Only orders of a class (bracket, OTO, OCO, and their legs) have either.
+    """
+    state = venue.state
+    if order.status is OrderStatus.FILLED and order.order_class in _ENTRY_CLASSES:
         for leg in state.legs_of(order):
             if leg.status is OrderStatus.HELD and leg.order_type is OrderType.LIMIT:
                 leg.status = OrderStatus.NEW

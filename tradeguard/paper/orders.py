@@ -2,8 +2,11 @@
 
 Orders render in the exact JSON shape Alpaca returns, so the in-process broker
 (`BrokerOrder.raw`) and the paper server show the same bytes. An order with legs (bracket, OTO,
-OCO) keeps its legs' ids; each leg is an order of its own that names its parent. Rendering the
-legs inside a parent needs the other orders, so `PaperState` does that (`render`).
+OCO) keeps its legs' ids; each leg is an order of its own that names its parent.
+
+`BrokerOrder.raw` is rendered only when read (`PaperOrder.deferred_raw`), from the BrokerOrder's
+own fields plus the few the JSON shows beyond them (`Extra`), taken when the BrokerOrder was made;
+the state file renders the order itself. Both go through one renderer, `alpaca_json`.
 """
 
 from __future__ import annotations
@@ -13,11 +16,23 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
-from tradeguard.domain import OrderClass, OrderStatus, OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.domain import (
+    BrokerOrder,
+    OrderClass,
+    OrderStatus,
+    OrderType,
+    PositionIntent,
+    Side,
+    TimeInForce,
+)
+from tradeguard.domain.orders import DeferredRaw
 
-__all__ = ["PaperOrder", "asset_id", "fmt", "iso"]
+__all__ = ["PaperOrder", "alpaca_json", "asset_id", "fmt", "iso"]
+
+# filled_at, canceled_at, replaced_at, hwm, extended_hours: Alpaca's JSON beyond BrokerOrder's fields
+Extra = tuple[datetime | None, datetime | None, datetime | None, Decimal | None, bool]
 
 _ASSET_NAMESPACE = uuid.UUID("6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10")
 
@@ -95,11 +110,6 @@ class PaperOrder:
     replaced_by: str | None = None
     replaces: str | None = None
     replaced_at: datetime | None = None
-    # The last Alpaca JSON rendered, under the `cache_key` it was rendered at: a lookup or a
-    # retry's answer renders an order that has not changed since. Never copied to another order.
-    _alpaca: tuple[tuple[object, ...], dict[str, Any]] | None = field(
-        default=None, init=False, repr=False, compare=False
-    )
 
     @property
     def remaining(self) -> Decimal:
@@ -144,63 +154,21 @@ class PaperOrder:
         )
 
     def to_alpaca(self, legs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Return the order as Alpaca's JSON document, with `legs` rendered inside when given.
+        """Return the order as Alpaca's JSON document (a dict of its own), with `legs` inside."""
+        return alpaca_json(self, self.extra(), legs)
 
-        Each call returns a dict of its own (a caller may change it); without legs the document
-        is rendered once per change of the order and copied after.
+    def deferred_raw(self) -> DeferredRaw:
+        """Return the order's `BrokerOrder.raw` as it is now, rendered only if someone reads it.
+
+        It holds what Alpaca's JSON shows beyond `BrokerOrder`'s fields, taken now: the raw of
+        an order that changes later still shows the order as it was (as an eager one did).
         """
-        if legs is not None:
-            return self._render(legs)
-        key = self.cache_key()
-        cached = self._alpaca
-        if cached is None or cached[0] != key:
-            cached = (key, self._render(None))
-            self._alpaca = cached
-        return dict(cached[1])
+        extra = (self.filled_at, self.canceled_at, self.replaced_at, self.hwm, self.extended_hours)
+        return DeferredRaw(_render_raw, extra)  # `extra()`, inline: once per BrokerOrder made
 
-    def _render(self, legs: list[dict[str, Any]] | None) -> dict[str, Any]:
-        created = iso(self.created_at)
-        # Most optional fields are None: tested here rather than in a call to `fmt` or `iso`.
-        return {
-            "id": self.id,
-            "client_order_id": self.client_order_id,
-            "created_at": created,
-            "updated_at": created if self.updated_at == self.created_at else iso(self.updated_at),
-            "submitted_at": created,
-            "filled_at": None if self.filled_at is None else iso(self.filled_at),
-            "expired_at": None,
-            "canceled_at": None if self.canceled_at is None else iso(self.canceled_at),
-            "failed_at": None,
-            "replaced_at": None if self.replaced_at is None else iso(self.replaced_at),
-            "replaced_by": self.replaced_by,
-            "replaces": self.replaces,
-            "asset_id": asset_id(self.symbol),
-            "symbol": self.symbol,
-            "asset_class": "us_equity",
-            "notional": None if self.notional is None else fmt(self.notional),
-            "qty": None if self.qty is None else fmt(self.qty),
-            "filled_qty": fmt(self.filled_qty),
-            "filled_avg_price": None if self.filled_avg_price is None else fmt(self.filled_avg_price),
-            # Alpaca sends "" for simple orders (alpaca-py maps it to SIMPLE); legs carry their
-            # parent's class.
-            "order_class": "" if self.order_class is OrderClass.SIMPLE else self.order_class.value,
-            "order_type": self.order_type.value,
-            "type": self.order_type.value,
-            "side": self.side.value,
-            "position_intent": self.position_intent.value if self.position_intent else None,
-            "time_in_force": self.time_in_force.value,
-            "limit_price": None if self.limit_price is None else fmt(self.limit_price),
-            "stop_price": None if self.stop_price is None else fmt(self.stop_price),
-            "status": self.status.value,
-            "extended_hours": self.extended_hours,
-            "legs": legs,
-            "trail_percent": None if self.trail_percent is None else fmt(self.trail_percent),
-            "trail_price": None if self.trail_price is None else fmt(self.trail_price),
-            "hwm": None if self.hwm is None else fmt(self.hwm),
-            "subtag": None,
-            "source": None,
-            "expires_at": None,
-        }
+    def extra(self) -> Extra:
+        """Return what Alpaca's JSON of the order shows beyond `BrokerOrder`'s fields."""
+        return (self.filled_at, self.canceled_at, self.replaced_at, self.hwm, self.extended_hours)
 
     def to_state(self) -> dict[str, Any]:
         """Return the document stored in the state file: Alpaca's JSON plus what it leaves out."""
@@ -248,6 +216,117 @@ class PaperOrder:
             replaces=_text(doc.get("replaces")),
             replaced_at=_time(doc.get("replaced_at")),
         )
+
+
+class _Shown(Protocol):
+    """The fields of an order that its Alpaca JSON shows (a `PaperOrder` or a `BrokerOrder`)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def client_order_id(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> Side: ...
+    @property
+    def status(self) -> OrderStatus: ...
+    @property
+    def qty(self) -> Decimal | None: ...
+    @property
+    def notional(self) -> Decimal | None: ...
+    @property
+    def filled_qty(self) -> Decimal: ...
+    @property
+    def filled_avg_price(self) -> Decimal | None: ...
+    @property
+    def order_type(self) -> OrderType: ...
+    @property
+    def time_in_force(self) -> TimeInForce: ...
+    @property
+    def limit_price(self) -> Decimal | None: ...
+    @property
+    def stop_price(self) -> Decimal | None: ...
+    @property
+    def position_intent(self) -> PositionIntent | None: ...
+    @property
+    def created_at(self) -> datetime | None: ...
+    @property
+    def updated_at(self) -> datetime | None: ...
+    @property
+    def order_class(self) -> OrderClass: ...
+    @property
+    def trail_price(self) -> Decimal | None: ...
+    @property
+    def trail_percent(self) -> Decimal | None: ...
+    @property
+    def replaced_by(self) -> str | None: ...
+    @property
+    def replaces(self) -> str | None: ...
+
+
+def alpaca_json(o: _Shown, extra: Extra, legs: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Return an order as Alpaca's JSON: from a `PaperOrder`, or from a `BrokerOrder` made of one.
+
+    One renderer for both, so a `BrokerOrder.raw` rendered late is the document an eager one was.
+
+    Args:
+        o: The order's fields.
+        extra: The rest of what the JSON shows (`PaperOrder.extra`).
+        legs: The legs' documents, shown inside (None: no legs shown).
+    """
+    filled_at, canceled_at, replaced_at, hwm, extended_hours = extra
+    created = iso(o.created_at)
+    # Most optional fields are None: tested here rather than in a call to `fmt` or `iso`.
+    # Enum members' `_value_` is their value without the descriptor `.value` goes through.
+    kind = o.order_type._value_
+    return {
+        "id": o.id,
+        "client_order_id": o.client_order_id,
+        "created_at": created,
+        "updated_at": created if o.updated_at == o.created_at else iso(o.updated_at),
+        "submitted_at": created,
+        "filled_at": None if filled_at is None else iso(filled_at),
+        "expired_at": None,
+        "canceled_at": None if canceled_at is None else iso(canceled_at),
+        "failed_at": None,
+        "replaced_at": None if replaced_at is None else iso(replaced_at),
+        "replaced_by": o.replaced_by,
+        "replaces": o.replaces,
+        "asset_id": asset_id(o.symbol),
+        "symbol": o.symbol,
+        "asset_class": "us_equity",
+        "notional": None if o.notional is None else fmt(o.notional),
+        "qty": None if o.qty is None else fmt(o.qty),
+        "filled_qty": fmt(o.filled_qty),
+        "filled_avg_price": None if o.filled_avg_price is None else fmt(o.filled_avg_price),
+        # Alpaca sends "" for simple orders (alpaca-py maps it to SIMPLE); legs carry their
+        # parent's class.
+        "order_class": "" if o.order_class is OrderClass.SIMPLE else o.order_class._value_,
+        "order_type": kind,
+        "type": kind,
+        "side": o.side._value_,
+        "position_intent": o.position_intent._value_ if o.position_intent else None,
+        "time_in_force": o.time_in_force._value_,
+        "limit_price": None if o.limit_price is None else fmt(o.limit_price),
+        "stop_price": None if o.stop_price is None else fmt(o.stop_price),
+        "status": o.status._value_,
+        "extended_hours": extended_hours,
+        "legs": legs,
+        "trail_percent": None if o.trail_percent is None else fmt(o.trail_percent),
+        "trail_price": None if o.trail_price is None else fmt(o.trail_price),
+        "hwm": None if hwm is None else fmt(hwm),
+        "subtag": None,
+        "source": None,
+        "expires_at": None,
+    }
+
+
+def _render_raw(order: BrokerOrder, extra: Extra) -> dict[str, Any]:
+    # A nested order's legs are BrokerOrders of their own, made with it: each shows a copy of
+    # its leg's raw, so changing one document never changes the other.
+    legs = [dict(leg.raw) for leg in order.legs] if order.legs else None
+    return alpaca_json(order, extra, legs)
 
 
 def _dec(value: object) -> Decimal | None:

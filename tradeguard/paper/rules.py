@@ -36,6 +36,7 @@ __all__ = [
 
 QTY_STEP = Decimal("0.000000001")  # Alpaca takes up to 9 decimal places of a share.
 MAX_AMOUNT = Decimal(10) ** 12
+_ZERO = Decimal(0)
 _DAY_OR_GTC = frozenset({TimeInForce.DAY, TimeInForce.GTC})
 
 
@@ -93,6 +94,14 @@ def check_type_fields(request: OrderRequest) -> None:
     the same words for a new order are assumed.
     """
     kind = request.order_type
+    if (
+        kind is OrderType.MARKET
+        and request.limit_price is None
+        and request.stop_price is None
+        and request.trail_price is None
+        and request.trail_percent is None
+    ):
+        return  # a plain market order: nothing below applies (the commonest order, kept cheap)
     for field, value in (("limit_price", request.limit_price), ("stop_price", request.stop_price)):
         if value is not None and kind not in _TAKES[field]:
             raise unprocessable(f"{kind.value} orders must not have {field}", 42210000)
@@ -225,11 +234,12 @@ def check_position(
     Returns:
         Whether the order closes (part of) a position rather than opening one.
     """
-    held = state.qty.get(symbol, Decimal(0))
-    closing = closes(state, request.side, symbol)
-    inferred = closing_intent(request.side, closing)
-    if request.position_intent is not None and request.position_intent is not inferred:
-        raise unprocessable(f"position intent mismatch, inferred: {inferred.value}", 42210000)
+    held = state.qty.get(symbol, _ZERO)
+    closing = held > 0 if request.side is Side.SELL else held < 0  # `closes`, inline: a hot path
+    if request.position_intent is not None:
+        inferred = closing_intent(request.side, closing)
+        if request.position_intent is not inferred:
+            raise unprocessable(f"position intent mismatch, inferred: {inferred.value}", 42210000)
     if closing:
         # One order never crosses through zero: it may close at most what open orders do not
         # already hold (Alpaca's qty_available).

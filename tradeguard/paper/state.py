@@ -17,11 +17,18 @@ from typing import Any
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderClass, OrderStatus, Side
 from tradeguard.paper.orders import PaperOrder, fmt, iso
 
-__all__ = ["STATE_VERSION", "PaperState", "account_document"]
+__all__ = ["STATE_VERSION", "TERMINAL", "PaperState", "account_document"]
 
 STATE_VERSION = 2  # 2: order classes, legs, trailing stops, replacements
 _READABLE_VERSIONS = frozenset({1, STATE_VERSION})
 _ACCOUNT_NAMESPACE = uuid.UUID("6f1d2a8e-3c1b-4d55-9a55-2f0c7e1a9b10")
+_GONE = object()
+_ZERO = Decimal(0)
+_AVG_STEP = Decimal("0.0001")
+
+# The statuses of orders that can no longer fill: `OrderStatus.is_terminal` as one set lookup
+# (the property costs two calls through the enum; the hot path asks this several times an order).
+TERMINAL = frozenset(s for s in OrderStatus if s.is_terminal)
 
 
 @dataclass(slots=True)
@@ -36,9 +43,14 @@ class PaperState:
     last_price: dict[str, Decimal] = field(default_factory=dict)
     set_prices: dict[str, Decimal] = field(default_factory=dict)
     rendered: dict[str, tuple[tuple[object, ...], str]] = field(default_factory=dict, repr=False)
-    # Ids of the open orders, oldest first: every position read and every buying-power check
-    # looks at open orders only, and an account keeps every order it ever had.
+    # Ids of the open orders, oldest first, of all symbols and of each: every position read,
+    # wash-trade and buying-power check looks at open orders only (mostly of one symbol), and
+    # an account keeps every order it ever had.
     open_ids: dict[str, None] = field(default_factory=dict, repr=False)
+    open_by_symbol: dict[str, dict[str, None]] = field(default_factory=dict, repr=False)
+    # Names this account for the claim store (`tradeguard.ports.account_key_of`): made once when
+    # the account is created, kept in the state file, never changed.
+    account_key: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     def add(self, order: PaperOrder) -> None:
         """Record a newly accepted order."""
@@ -47,16 +59,24 @@ class PaperState:
         self.track(order)
 
     def track(self, order: PaperOrder) -> None:
-        """Keep `open_ids` in step after `order`'s status changed."""
-        if order.status.is_open:
+        """Keep the open-order index in step after `order`'s status changed (or it was added)."""
+        if order.status in TERMINAL:
+            if self.open_ids.pop(order.id, _GONE) is not _GONE:
+                of_symbol = self.open_by_symbol[order.symbol]
+                del of_symbol[order.id]
+                if not of_symbol:
+                    del self.open_by_symbol[order.symbol]
+        elif order.id not in self.open_ids:
             self.open_ids[order.id] = None
-        else:
-            self.open_ids.pop(order.id, None)
+            self.open_by_symbol.setdefault(order.symbol, {})[order.id] = None
 
     def open_orders(self, symbol: str | None = None) -> list[PaperOrder]:
         """Return the open orders, oldest first, optionally of one symbol."""
-        opened = (self.orders[i] for i in self.open_ids)
-        return [o for o in opened if symbol is None or o.symbol == symbol]
+        ids = self.open_ids if symbol is None else self.open_by_symbol.get(symbol)
+        if not ids:
+            return []
+        orders = self.orders
+        return [orders[i] for i in ids]
 
     def listed(self, status: str, *, nested: bool) -> list[PaperOrder]:
         """Return the orders `GET /v2/orders?status=` lists, oldest first.
@@ -119,6 +139,8 @@ class PaperState:
             side: The side of the orders that count.
             excluding: The id of an order to leave out (one about to be replaced).
         """
+        if symbol not in self.open_by_symbol:
+            return _ZERO  # no open order of the symbol (the commonest case: answered at once)
         alone = Decimal(0)
         groups: dict[str, Decimal] = {}
         for order in self.open_orders(symbol):
@@ -150,62 +172,68 @@ class PaperState:
 
     def apply_fill(self, order: PaperOrder, qty: Decimal, price: Decimal, now: datetime) -> None:
         """Fill `qty` shares of `order` at `price`: move the order, the position and the cash."""
-        previous = order.filled_qty * (order.filled_avg_price or Decimal(0))
-        order.filled_qty += qty
-        order.filled_avg_price = ((previous + qty * price) / order.filled_qty).quantize(Decimal("0.0001"))
-        order.status = OrderStatus.FILLED if order.remaining <= 0 else OrderStatus.PARTIALLY_FILLED
-        self.track(order)
-        order.touch(now)
-        if order.status is OrderStatus.FILLED:
+        previous = order.filled_qty * (order.filled_avg_price or _ZERO)
+        filled = order.filled_qty + qty
+        order.filled_qty = filled
+        order.filled_avg_price = ((previous + qty * price) / filled).quantize(_AVG_STEP)
+        order.updated_at = now
+        if order.target_qty - filled <= 0:
+            order.status = OrderStatus.FILLED
             order.filled_at = now
+        else:
+            order.status = OrderStatus.PARTIALLY_FILLED
+        self.track(order)
+        symbol = order.symbol
         signed = qty if order.side is Side.BUY else -qty
         self.cash -= signed * price
-        self.last_price[order.symbol] = price
-        held = self.qty.get(order.symbol, Decimal(0))
+        self.last_price[symbol] = price
+        held = self.qty.get(symbol, _ZERO)
         new_qty = held + signed
         if new_qty == 0:
-            self.qty.pop(order.symbol, None)
-            self.avg_price.pop(order.symbol, None)
+            self.qty.pop(symbol, None)
+            self.avg_price.pop(symbol, None)
             return
         if held == 0 or (held > 0) == (signed > 0):
             # Adding to a position (or opening one) moves the average entry price;
             # reducing it does not, as at every broker.
-            cost = abs(held) * self.avg_price.get(order.symbol, Decimal(0)) + qty * price
-            self.avg_price[order.symbol] = (cost / abs(new_qty)).quantize(Decimal("0.0001"))
-        self.qty[order.symbol] = new_qty
-
-    def render(self, order: PaperOrder, *, nested: bool) -> dict[str, Any]:
-        """Return Alpaca's JSON of `order`; with `nested`, its legs inside (`?nested=true`)."""
-        legs = [leg.to_alpaca() for leg in self.legs_of(order)] if nested and order.leg_ids else None
-        return order.to_alpaca(legs)
+            cost = abs(held) * self.avg_price.get(symbol, _ZERO) + qty * price
+            self.avg_price[symbol] = (cost / abs(new_qty)).quantize(_AVG_STEP)
+        self.qty[symbol] = new_qty
 
     def broker_order(self, order: PaperOrder, *, nested: bool = True) -> BrokerOrder:
-        """Return the port's frozen view of `order`, with Alpaca's JSON as `raw`."""
-        legs = tuple(self.broker_order(leg, nested=False) for leg in self.legs_of(order)) if nested else ()
+        """Return the port's frozen view of `order`, with Alpaca's JSON as `raw`.
+
+        `raw` is rendered when first read (`PaperOrder.deferred_raw`): most callers never read it.
+        """
+        legs: tuple[BrokerOrder, ...] = ()
+        if nested and order.leg_ids:
+            legs = tuple(self.broker_order(self.orders[i], nested=False) for i in order.leg_ids)
+        # Positional, in BrokerOrder's field order (a keyword call costs a tenth of a submit);
+        # tests/test_paper_deferred_raw.py checks each field against the order's.
         return BrokerOrder(
-            id=order.id,
-            client_order_id=order.client_order_id,
-            symbol=order.symbol,
-            side=order.side,
-            status=order.status,
-            qty=order.qty,
-            notional=order.notional,
-            filled_qty=order.filled_qty,
-            filled_avg_price=order.filled_avg_price,
-            order_type=order.order_type,
-            time_in_force=order.time_in_force,
-            limit_price=order.limit_price,
-            stop_price=order.stop_price,
-            position_intent=order.position_intent,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-            order_class=order.order_class,
-            legs=legs,
-            trail_price=order.trail_price,
-            trail_percent=order.trail_percent,
-            replaced_by=order.replaced_by,
-            replaces=order.replaces,
-            raw=self.render(order, nested=nested),
+            order.id,
+            order.client_order_id,
+            order.symbol,
+            order.side,
+            order.status,
+            order.qty,
+            order.notional,
+            order.filled_qty,
+            order.filled_avg_price,
+            order.order_type,
+            order.time_in_force,
+            order.limit_price,
+            order.stop_price,
+            order.position_intent,
+            order.created_at,
+            order.updated_at,
+            order.order_class,
+            legs,
+            order.trail_price,
+            order.trail_percent,
+            order.replaced_by,
+            order.replaces,
+            order.deferred_raw(),  # raw: rendered when first read
         )
 
     def to_text(self) -> str:
@@ -217,6 +245,7 @@ class PaperState:
         head = json.dumps(
             {
                 "version": STATE_VERSION,
+                "account_key": self.account_key,
                 "cash": fmt(self.cash),
                 "positions": {
                     s: {"qty": fmt(q), "avg_entry_price": fmt(self.avg_price[s])} for s, q in self.qty.items()
@@ -242,6 +271,8 @@ class PaperState:
         if doc.get("version") not in _READABLE_VERSIONS:
             raise ValueError(f"unsupported state version {doc.get('version')!r}")
         state = cls(cash=Decimal(str(doc["cash"])))
+        if doc.get("account_key"):
+            state.account_key = str(doc["account_key"])  # files from before it get a new one
         for order_doc in doc["orders"]:
             state.add(PaperOrder.from_state(order_doc))
         for symbol, pos in doc["positions"].items():

@@ -105,7 +105,8 @@ class StateFile:
         state, clean = self._parse(text)
         self._tracker = Tracker(state)
         try:
-            if clean:
+            # A file from before account keys got one on load: write it now, so it is kept.
+            if clean and f'"account_key":"{state.account_key}"' in text:
                 self._snapshot = text[:-1]
                 self._open(len(text.encode()))
             else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -23,7 +23,7 @@ from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import OrderResult, adopt_order, send_claim
-from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.diff import plan
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
 from tradeguard.store import new_owner_token
@@ -171,12 +171,16 @@ class Reconciler:
         Busy symbols are those where agents outside this pass have claims in motion.
         """
         store, now = self.store, self.clock.now()
-        # Positions are account-wide: every agent's ledger counts when comparing quantities.
-        ledger = store.all_positions()
+        # Positions are account-wide: the ledger of every agent on this broker's account counts
+        # when comparing quantities; agents registered on another account are not in this one.
+        on_account = self._on_account(agent_id)
+        ledger = [p for p in store.all_positions() if on_account(p.agent_id)]
         if symbols is not None:
             ledger = [p for p in ledger if p.symbol in symbols]
         agents = (
-            [agent_id] if agent_id is not None else sorted({p.agent_id for p in ledger} | set(store.agents()))
+            [agent_id]
+            if agent_id is not None
+            else sorted(a for a in {p.agent_id for p in ledger} | set(store.agents()) if on_account(a))
         )
         # Refused exits matter only while their turn is open (they may need releasing); NOT_SENT
         # claims only for a while (a frozen sender may still place the order late).
@@ -192,11 +196,21 @@ class Reconciler:
             )
         if symbols is not None:
             claims = [c for c in claims if c.symbol in symbols]
-        cleared = store.cleared_turns(since=probe_since)
+        cleared = [p for p in store.cleared_turns(since=probe_since) if on_account(p.agent_id)]
         # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
         # motion may already show at the broker, and must not read as this agent's missed fill.
         busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
         return claims, ledger, cleared, busy
+
+    def _on_account(self, agent_id: str | None) -> Callable[[str], bool]:
+        """Return whether an agent may trade this broker's account (`ports.same_account`).
+
+        The broker's own key decides; a broker with none falls back to the pass's agent's
+        registered key, and with neither every agent counts (the conservative old behaviour).
+        """
+        accounts = self.store.agent_accounts()
+        account = account_key_of(self.broker) or (accounts.get(agent_id, "") if agent_id else "")
+        return lambda agent: agent == agent_id or same_account(account, accounts.get(agent))
 
     def _read(self, claims: list[Claim], earlier: BrokerSnapshot | None) -> BrokerSnapshot:
         """Take one complete broker snapshot; any failure raises (never a partial snapshot)."""

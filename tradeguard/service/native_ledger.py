@@ -3,7 +3,7 @@
 With the claim routes of `native` they cover the whole `ClaimLedger` port, so
 `RemoteClaimLedger` can stand in for a `ClaimStore`. An agent key reads and writes only its own
 agent's positions and records (another agent's answer 404, as missing ones do); account-wide
-reads (`all_positions`, `agents`, `cleared_turns`, `symbols_in_motion`) are narrowed to the
+reads (`all_positions`, `agents`, `agent_accounts`, `cleared_turns`, `symbols_in_motion`) are narrowed to the
 caller's agent, so a one-agent key learns nothing about other agents. A gateway that must
 reconcile a broker account shared by several agents therefore needs an admin key.
 """
@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, status
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.lifecycle import ACTIVE_STATES
@@ -38,10 +38,12 @@ from tradeguard.service.wire import (
     AuditPage,
     CloseTurnIn,
     CorrectionIn,
+    DecimalText,
     PositionList,
     PositionOut,
     SettleIn,
     SkipIn,
+    Text,
     WindowIn,
 )
 from tradeguard.store.audit import AuditQuery
@@ -264,6 +266,49 @@ def cleared_turns(since: AwareDatetime, request: Request, principal: Caller) -> 
 def agents(request: Request, principal: Caller) -> dict[str, list[str]]:
     """Every agent id with claims, sorted (an agent key: at most its own)."""
     return {"items": [a for a in store_of(request).agents() if principal.may_act_for(a)]}
+
+
+class AccountIn(BaseModel):
+    """The broker account `agent_id` trades (`tradeguard.ports.account_key_of`; "" unknown)."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent_id: Annotated[str, Field(max_length=64)]
+    account_key: Annotated[str, Field(max_length=64)]
+
+
+class AdoptIn(BaseModel):
+    """Adopt into `agent_id`'s flat ledger what the broker holds and no agent's ledger does."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent_id: Annotated[str, Field(max_length=64)]
+    symbol: Annotated[str, Field(max_length=32)]
+    broker_qty: DecimalText
+    why: Text
+
+
+@router.post("/position/adoptions", response_model=PositionOut, summary="Adopt a broker position")
+def adopt_position(body: AdoptIn, request: Request, principal: Caller) -> dict[str, Any]:
+    """Book the orphan atomically (other agents' shares on the account read in the same step)."""
+    _own(principal, body.agent_id)
+    found = store_of(request).adopt_position(
+        body.agent_id, body.symbol, Decimal(body.broker_qty), why=body.why
+    )
+    return codec.position_json(found)
+
+
+@router.post("/agents/account", summary="Register the broker account an agent trades")
+def register_account(body: AccountIn, request: Request, principal: Caller) -> dict[str, str]:
+    """Upsert the agent's account key (audited when it changes); an agent key registers its own only."""
+    acting_for(principal, body.agent_id)
+    store_of(request).register_account(body.agent_id, body.account_key)
+    return {"agent_id": body.agent_id, "account_key": body.account_key}
+
+
+@router.get("/agents/accounts", summary="The broker account each agent registered")
+def agent_accounts(request: Request, principal: Caller) -> dict[str, dict[str, str]]:
+    """Agent id -> account key of every agent that registered one (an agent key: at most its own)."""
+    found = store_of(request).agent_accounts()
+    return {"items": {a: k for a, k in found.items() if principal.may_act_for(a)}}
 
 
 @router.get("/symbols-in-motion", summary="Symbols with an active claim")

@@ -128,7 +128,9 @@ class SessionReader:
         # The fast path hands each raw line to pydantic-core's own JSON parser in one call. Any
         # line it refuses is read again by `_checked`, the slow path, which finds the same fault
         # and says what it is (bad JSON, a cut line, an unknown type, a second header, a field).
-        validate_json = event_adapter().validate_json
+        # The adapter's own validator: `TypeAdapter.validate_json` is a Python layer over it that
+        # only forwards options this reader never sets.
+        validate_json = event_adapter().validator.validate_json
         previous: datetime = self.header.start
         ended = False
         for raw in self._file:

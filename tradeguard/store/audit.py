@@ -38,6 +38,7 @@ __all__ = [
 
 # One encoder for every record: json.dumps with options builds a new JSONEncoder per call.
 _encode_detail = json.JSONEncoder(default=str, sort_keys=True).encode
+
 _INSERT = (
     "INSERT INTO tg_audit (at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state,"
     " client_order_id, claim_key, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -65,17 +66,6 @@ def pages(
         after = page[-1].id
 
 
-# PostgreSQL, a record queued before the change it describes is known to have happened: written
-# only if this transaction wrote the claim row (its new row version carries this transaction's
-# id), so the change and its record travel in one round trip and one cannot exist alone.
-_IF_CLAIM_WRITTEN = (
-    "INSERT INTO tg_audit (at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state,"
-    " client_order_id, claim_key, detail) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-    " WHERE EXISTS (SELECT 1 FROM tg_claims WHERE claim_key = ?"
-    " AND xmin = pg_current_xact_id_if_assigned()::xid)"
-)
-
-
 def write_audit(
     tx: Tx,
     *,
@@ -92,23 +82,21 @@ def write_audit(
     client_order_id: str | None = None,
     claim_key: str | None = None,
     detail: Mapping[str, Any] | None = None,
-    if_claim_written: bool = False,
-) -> None:
-    """Append one record inside the caller's transaction (queued: see `Tx.later`).
+    send: bool = True,
+) -> tuple[Any, ...]:
+    """Append one record inside the caller's transaction (queued: see `Tx.later`); return its values.
 
-    `if_claim_written` (PostgreSQL only): write it only if this transaction has written the row
-    of `claim_key`, so the record can be queued with the statement that may or may not write it.
+    `send=False`: only return the values, bound for `tx` (the columns of `_INSERT`, in order),
+    for a statement that writes the record itself (the PostgreSQL functions of migration 0005).
     """
     values = (
         tx.ts(at), agent_id, action.value, reason, _plain(kind), symbol, _plain(side),
         None if qty is None else str(qty), state, prev_state, client_order_id, claim_key,
         _encode_detail(detail if type(detail) is dict else dict(detail)) if detail else None,
     )  # fmt: skip
-    if if_claim_written:
-        assert tx.postgres, "SQLite writes a record after its change is known"
-        tx.later(_IF_CLAIM_WRITTEN, (*values, claim_key))
-    else:
+    if send:
         tx.later(_INSERT, values)
+    return values
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,13 @@ def _num(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
+def _coid_taken(coid: str, other: str | None) -> StoreError:
+    return StoreError(
+        f"client_order_id {coid!r} already belongs to another claim ({other}); "
+        "a client_order_id names exactly one decision"
+    )
+
+
 class ClaimStore(LedgerWriter, StoreReader):
     """Durable claims, ledger and audit log over SQLAlchemy (SQLite by default, or PostgreSQL).
 
@@ -159,8 +166,9 @@ class ClaimStore(LedgerWriter, StoreReader):
         exists for good, and the claim returned is read from the database by this call. A
         missing key takes one `INSERT ... ON CONFLICT DO NOTHING`, so two racing callers cannot
         both create it; the new claim and its audit record are fsynced before this returns.
-        (PostgreSQL: the insert, its record and the read go as one round trip; on an existing
-        key the insert writes nothing, so the commit has no WAL to flush.)
+        (PostgreSQL: one call of the `tg_claim` function does the insert, its record and the
+        read, in one round trip; on an existing key the insert writes nothing, so the commit has
+        no WAL to flush.)
 
         Raises:
             IntentMismatch: The key exists with a different order payload.
@@ -206,6 +214,17 @@ class ClaimStore(LedgerWriter, StoreReader):
             intent.name, text, hash_payload_json(text), owner, tx.ts(lease_until),
             _num(order_qty), turn_id, reason, at, at,
         )  # fmt: skip
+        created = ClaimOutcome(
+            Claim(
+                key=key, client_order_id=coid, agent_id=intent.agent_id, kind=intent.kind,
+                symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
+                state=ClaimState.PENDING, epoch=1, owner=owner, lease_expires_at=lease_until,
+                order_qty=order_qty, broker_order_id=None, filled_qty=Decimal(0),
+                filled_avg_price=None, turn_id=turn_id, attempts=1, reason=reason, created_at=now,
+                updated_at=now,
+            ),
+            created=True,
+        )  # fmt: skip
         record = functools.partial(
             write_audit, tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
             kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
@@ -213,41 +232,28 @@ class ClaimStore(LedgerWriter, StoreReader):
             state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
             client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
         )  # fmt: skip
-        tx.later(sql.INSERT_CLAIM, values, keep=True)
         if tx.postgres:
-            # The claim, its record, the row as it now stands and the COMMIT in one round trip;
-            # the record is written only if the insert was (see audit.write_audit). The read is
-            # a new snapshot (READ COMMITTED): it sees a racing insert the conflict waited for.
-            record(if_claim_written=True)
-            tx.later(sql.BY_KEY, (key,), keep=True)
-            made, now_there = tx.flush(commit=True, rerunnable=True)
-            inserted, rows = made.count, now_there.rows
-        else:
-            inserted, rows = tx.flush()[0].count, []
-            if inserted:
-                record()
-            else:
-                rows = tx.all(sql.BY_KEY, (key,))
-        if not inserted:
-            row = rows[0] if rows else None
+            # One statement, migration 0005's `tg_claim`: the claim and its record if the key is
+            # new (no rows back), else the existing row; with BEGIN and COMMIT one round trip.
+            tx.later(sql.PG_CLAIM, (*values[:-1], *record(send=False)), keep=True)
+            try:
+                (found,) = tx.flush(commit=True, rerunnable=True)
+            except self._pool.driver_errors as exc:
+                if getattr(exc, "sqlstate", None) != sql.PG_CLAIM_COID_TAKEN:
+                    raise
+                other = getattr(getattr(exc, "diag", None), "message_detail", None)
+                raise _coid_taken(coid, other or None) from exc
+            return self._existing(decode_claim(found.rows[0], tx.dt), payload) if found.rows else created
+        tx.later(sql.INSERT_CLAIM, values, keep=True)
+        if not tx.flush()[0].count:
+            row = tx.one(sql.BY_KEY, (key,))
             if row is None:
                 # The conflict was on client_order_id, not the key: a caller reused an id.
                 other = tx.one(sql.KEY_OF_COID, (coid,))
-                raise StoreError(
-                    f"client_order_id {coid!r} already belongs to another claim "
-                    f"({None if other is None else other[0]}); "
-                    "a client_order_id names exactly one decision"
-                )
+                raise _coid_taken(coid, None if other is None else other[0])
             return self._existing(decode_claim(row, tx.dt), payload)
-        claim = Claim(
-            key=key, client_order_id=coid, agent_id=intent.agent_id, kind=intent.kind,
-            symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
-            state=ClaimState.PENDING, epoch=1, owner=owner, lease_expires_at=lease_until,
-            order_qty=order_qty,
-            broker_order_id=None, filled_qty=Decimal(0), filled_avg_price=None, turn_id=turn_id,
-            attempts=1, reason=reason, created_at=now, updated_at=now,
-        )  # fmt: skip
-        return ClaimOutcome(claim, created=True)
+        record()
+        return created
 
     @staticmethod
     def _existing(claim: Claim, payload: dict[str, Any]) -> ClaimOutcome:
@@ -362,27 +368,25 @@ class ClaimStore(LedgerWriter, StoreReader):
                 **({"reject_kind": reject_kind.value} if reject_kind else {}),
             },
         )  # fmt: skip
-        tx.later(
-            sql.TRANSITION,
-            (
-                to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
-                text, None if text is None else hash_payload_json(text),
-                broker_order_id, _num(filled_avg_price), _num(order_qty),
-                owner, None if owner is None else tx.ts(now + self._lease),
-                _num(filled_qty) if delta else None, 1 if resend else 0,
-                claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
-            ),
-            keep=True,
+        params = (
+            to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
+            text, None if text is None else hash_payload_json(text),
+            broker_order_id, _num(filled_avg_price), _num(order_qty),
+            owner, None if owner is None else tx.ts(now + self._lease),
+            _num(filled_qty) if delta else None, 1 if resend else 0,
+            claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
         )  # fmt: skip
         # PostgreSQL: what follows the compare-and-set travels with it in one round trip. A fill
         # needs the open turn (read under the symbol's lock; harmless if the update fails, the
-        # transaction is rolled back); a move without one sends its record and the COMMIT too,
-        # the record written only if the update was (see audit.write_audit).
+        # transaction is rolled back); a move without one is a single statement, migration
+        # 0005's `tg_move` (the compare-and-set and, if it passed, the record), with the COMMIT.
         guarded = tx.postgres and not delta
-        if delta:
-            ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
-        elif guarded:
-            record(if_claim_written=True)
+        if guarded:
+            tx.later(sql.PG_MOVE, (*params, *record(send=False)), keep=True)
+        else:
+            tx.later(sql.TRANSITION, params, keep=True)
+            if delta:
+                ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
         results = tx.flush(commit=commit and guarded)
         if not results[0].rows:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
@@ -398,6 +402,7 @@ class ClaimStore(LedgerWriter, StoreReader):
                 reason=f"{claim.kind} {claim.client_order_id}",
                 prefetched=True,
                 current=ledger.open_turn_of(results[1].rows),
+                new_turn_id=ledger.reserved_turn_id(results[2].rows) if tx.postgres else None,
             )
             if row[_TURN_ID] is None and turn_id is not None:
                 tx.later(sql.SET_TURN, (turn_id, claim.key))

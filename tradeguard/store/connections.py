@@ -135,6 +135,16 @@ def _bind(conn: _Conn, sql: str, params: Sequence[Any]) -> str:
     return "".join(out)
 
 
+def _pg_rows(cur: Any) -> list[Any]:
+    """Return the rows of the cursor's current result ([] for a statement that returns none).
+
+    Asks the result itself how many columns it has: psycopg's `description` builds a `Column`
+    object per column on every call (23 for a claim row, ~60 µs a claim).
+    """
+    result = cur.pgresult
+    return cur.fetchall() if result is not None and result.nfields else []
+
+
 def _readable(fd: int) -> bool:
     """True when `fd` has data or EOF waiting (an idle connection's server spoke or hung up)."""
     poller = select.poll()
@@ -246,7 +256,7 @@ class Tx:
             if i:
                 cur.nextset()
             if keep:
-                kept.append(Result(cur.fetchall() if cur.description is not None else [], cur.rowcount))
+                kept.append(Result(_pg_rows(cur), cur.rowcount))
         self.committed = commit
         return kept
 
@@ -255,7 +265,7 @@ class Tx:
         if self.postgres and not self._pending:
             cur = self._conn.cursor
             cur.execute(_pg_sql(sql), params)
-            return cur.fetchall() if cur.description is not None else []
+            return _pg_rows(cur)
         self.later(sql, params, keep=True)
         return self.flush()[-1].rows
 

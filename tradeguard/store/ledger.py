@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, size_exit
+from tradeguard.ports import same_account
 from tradeguard.store.audit import write_audit
 
 if TYPE_CHECKING:
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from tradeguard.store.model import Decode
 
 __all__ = [
+    "ACCOUNTS_SQL",
+    "ACCOUNT_OF_SQL",
     "ALL_POSITIONS_SQL",
     "CLEARED_TURNS_SQL",
     "LATEST_TURN_SQL",
@@ -39,9 +42,12 @@ __all__ = [
     "lock_symbol",
     "open_turn",
     "open_turn_of",
+    "others_on_account",
     "position_of",
     "positions_from_rows",
     "queue_open_read",
+    "UPSERT_ACCOUNT_SQL",
+    "reserved_turn_id",
 ]
 
 _TURN_COLUMNS = "agent_id, symbol, qty, turn_id, opened_at, updated_at"
@@ -50,8 +56,20 @@ _INSERT = (
     "INSERT INTO tg_turns (agent_id, symbol, qty, is_open, opened_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)"
     " RETURNING turn_id"
 )
+# PostgreSQL: a turn id drawn ahead, with a fill's first round trip, so opening the turn needs no
+# round trip of its own (ids are unique, not gapless: one is drawn for every fill).
+_NEXT_TURN_ID = "SELECT nextval(pg_get_serial_sequence('tg_turns', 'turn_id'))"
+_INSERT_WITH_ID = (
+    "INSERT INTO tg_turns (turn_id, agent_id, symbol, qty, is_open, opened_at, updated_at)"
+    " VALUES (?, ?, ?, ?, 1, ?, ?)"
+)
 _SET_QTY = "UPDATE tg_turns SET qty = ?, updated_at = ? WHERE turn_id = ?"
 _CLOSE = "UPDATE tg_turns SET is_open = 0, closed_at = ?, updated_at = ?, close_reason = ? WHERE turn_id = ?"
+# A fill that closes the turn: its last quantity and the close in one statement.
+_SET_QTY_AND_CLOSE = (
+    "UPDATE tg_turns SET qty = ?, is_open = 0, closed_at = ?, updated_at = ?, close_reason = ?"
+    " WHERE turn_id = ?"
+)
 # Open turns: one agent's (all symbols), one agent's in one symbol, every agent's.
 POSITIONS_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND is_open = 1 ORDER BY symbol"
 POSITION_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND symbol = ? AND is_open = 1"
@@ -64,11 +82,25 @@ CLEARED_TURNS_SQL = (
 )
 # The agent's most recent turn in a symbol, open or closed.
 LATEST_TURN_SQL = "SELECT MAX(turn_id) FROM tg_turns WHERE agent_id = ? AND symbol = ?"
-# Every agent's open turn in a symbol, and the unfilled quantity of exits that may still fill.
-_HOLDERS = "SELECT agent_id, qty FROM tg_turns WHERE symbol = ? AND is_open = 1"
+# Every agent's open turn in a symbol, and the unfilled quantity of exits that may still fill,
+# each with the account its agent registered (NULL: none), so agents on other broker accounts
+# are left out of the sizing without another round trip.
+_HOLDERS = (
+    "SELECT t.agent_id, t.qty, a.account_key FROM tg_turns t"
+    " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.is_open = 1"
+)
 _OPEN_EXITS = (
-    "SELECT agent_id, state, order_qty, filled_qty FROM tg_claims WHERE symbol = ? AND kind = 'exit'"
-    " AND state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
+    "SELECT c.agent_id, c.state, c.order_qty, c.filled_qty, a.account_key FROM tg_claims c"
+    " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ? AND c.kind = 'exit'"
+    " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
+)
+# The agents' registered broker accounts (`ClaimLedger.register_account`).
+ACCOUNT_OF_SQL = "SELECT account_key FROM tg_agent_accounts WHERE agent_id = ?"
+ACCOUNTS_SQL = "SELECT agent_id, account_key FROM tg_agent_accounts ORDER BY agent_id"
+UPSERT_ACCOUNT_SQL = (
+    "INSERT INTO tg_agent_accounts (agent_id, account_key, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (agent_id) DO UPDATE"
+    " SET account_key = excluded.account_key, updated_at = excluded.updated_at"
 )
 _UNACKNOWLEDGED = ("PENDING", "UNKNOWN")
 _PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
@@ -88,10 +120,19 @@ def queue_open_read(tx: Tx, agent_id: str, symbol: str) -> None:
     """Lock `symbol` and queue the read of the agent's open turn (kept: see `Tx.later`).
 
     A fill queues it with the claim's compare-and-set, so on PostgreSQL both travel in one round
-    trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`.
+    trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`. PostgreSQL: a turn id
+    is drawn with it (a second kept result, `reserved_turn_id` reads it), for a turn the fill
+    may open.
     """
     lock_symbol(tx, symbol)
     tx.later(_OPEN, (agent_id, symbol), keep=True)
+    if tx.postgres:
+        tx.later(_NEXT_TURN_ID, keep=True)
+
+
+def reserved_turn_id(rows: Sequence[Any]) -> int:
+    """Return the turn id drawn by `queue_open_read` on PostgreSQL, from its rows."""
+    return int(rows[0][0])
 
 
 def open_turn_of(rows: Sequence[Any]) -> tuple[int, Decimal] | None:
@@ -105,10 +146,15 @@ def position_of(tx: Tx, agent_id: str, symbol: str) -> LedgerPosition:
     return found[0] if found else LedgerPosition(agent_id, symbol, Decimal(0), None, None)
 
 
-def open_turn(tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str) -> int:
-    """Open a new turn holding `qty` and return its id."""
+def open_turn(
+    tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime, reason: str, turn_id: int | None = None
+) -> int:
+    """Open a new turn holding `qty` and return its id (`turn_id`: one drawn ahead, see `queue_open_read`)."""
     when = tx.ts(at)
-    turn_id = int(tx.one(_INSERT, (agent_id, symbol, str(qty), when, when))[0])
+    if turn_id is None:
+        turn_id = int(tx.one(_INSERT, (agent_id, symbol, str(qty), when, when))[0])
+    else:
+        tx.later(_INSERT_WITH_ID, (turn_id, agent_id, symbol, str(qty), when, when))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} opened: {reason}", detail={"turn_id": turn_id},
@@ -117,9 +163,20 @@ def open_turn(tx: Tx, agent_id: str, symbol: str, qty: Decimal, *, at: datetime,
 
 
 def _close(
-    tx: Tx, turn_id: int, qty: Decimal, *, agent_id: str, symbol: str, at: datetime, reason: str
+    tx: Tx,
+    turn_id: int,
+    qty: Decimal,
+    *,
+    agent_id: str,
+    symbol: str,
+    at: datetime,
+    reason: str,
+    set_qty: bool = False,
 ) -> None:
-    tx.later(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
+    if set_qty:  # the fill that closes it also sets its last quantity, `qty`
+        tx.later(_SET_QTY_AND_CLOSE, (str(qty), tx.ts(at), tx.ts(at), reason, turn_id))
+    else:
+        tx.later(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
         reason=f"turn {turn_id} closed: {reason}", detail={"turn_id": turn_id, "qty_at_close": str(qty)},
@@ -160,12 +217,14 @@ def apply_fill(
     expect: LedgerPosition | None = None,
     prefetched: bool = False,
     current: tuple[int, Decimal] | None = None,
+    new_turn_id: int | None = None,
 ) -> int | None:
     """Add a signed fill quantity to the agent's position; return the open turn id after it.
 
     With `expect` (a correction, not a fill), nothing changes unless the position is still the
     one the caller read; then -1 is returned. `prefetched`: the caller already locked the symbol
-    and read the open turn (`queue_open_read`) in this transaction; `current` is what it read.
+    and read the open turn (`queue_open_read`) in this transaction; `current` is what it read,
+    `new_turn_id` the id it drew for a turn this fill opens (PostgreSQL).
     """
     if not prefetched:
         lock_symbol(tx, symbol)
@@ -175,14 +234,18 @@ def apply_fill(
     step = fill_step(None if current is None else current[1], delta, reason)
     turn_id = None if current is None else current[0]
     if turn_id is not None and step.set_qty is not None:
-        tx.later(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
-        if step.close_reason is not None:
+        if step.close_reason is None:
+            tx.later(_SET_QTY, (str(step.set_qty), tx.ts(at), turn_id))
+        else:
             _close(
-                tx, turn_id, step.set_qty, agent_id=agent_id, symbol=symbol, at=at, reason=step.close_reason
-            )
+                tx, turn_id, step.set_qty, agent_id=agent_id, symbol=symbol, at=at,
+                reason=step.close_reason, set_qty=True,
+            )  # fmt: skip
             turn_id = None
     if step.open_qty is not None:
-        turn_id = open_turn(tx, agent_id, symbol, step.open_qty, at=at, reason=step.open_reason)
+        turn_id = open_turn(
+            tx, agent_id, symbol, step.open_qty, at=at, reason=step.open_reason, turn_id=new_turn_id
+        )
     return turn_id
 
 
@@ -193,15 +256,36 @@ def exit_room(
 
     `broker_available` is the broker's `qty_available` on the agent's side, read just before.
     Exits claimed by other transactions since that read are counted here, inside the lock, so
-    two exits can never both be sized from the same shares.
+    two exits can never both be sized from the same shares. Other agents count only when they
+    may trade the same broker account (`ports.same_account` of their registered keys).
     """
     lock_symbol(tx, symbol)
-    holders = {holder: Decimal(qty) for holder, qty in tx.all(_HOLDERS, (symbol,))}
+    rows = tx.all(_HOLDERS, (symbol,))
+    # Only agents on this agent's broker account hold shares it must not sell (`same_account`).
+    mine = next((key for holder, _qty, key in rows if holder == agent_id), None)
+    holders = {holder: Decimal(qty) for holder, qty, key in rows if same_account(mine, key)}
     open_exits = [
         (holder, state not in _UNACKNOWLEDGED, Decimal(order_qty or 0) - Decimal(filled))
-        for holder, state, order_qty, filled in tx.all(_OPEN_EXITS, (symbol,))
+        for holder, state, order_qty, filled, key in tx.all(_OPEN_EXITS, (symbol,))
+        if holder == agent_id or same_account(mine, key)
     ]
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
+
+
+def others_on_account(tx: Tx, agent_id: str, symbol: str) -> Decimal:
+    """Return the signed shares other agents on `agent_id`'s broker account hold in `symbol`.
+
+    Read under the symbol's lock, so a write that follows (an adoption) sees what it saw. Agents
+    of unknown account count as on this one (`ports.same_account`).
+    """
+    lock_symbol(tx, symbol)
+    row = tx.one(ACCOUNT_OF_SQL, (agent_id,))
+    mine = None if row is None else str(row[0])
+    return sum(
+        (Decimal(qty) for holder, qty, key in tx.all(_HOLDERS, (symbol,))
+         if holder != agent_id and same_account(mine, key)),
+        Decimal(0),
+    )  # fmt: skip
 
 
 def positions_from_rows(rows: Sequence[Any], dt: Decode) -> list[LedgerPosition]:

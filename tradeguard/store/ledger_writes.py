@@ -131,6 +131,27 @@ class LedgerWriter:
             )  # fmt: skip
         return moved, room
 
+    # -- accounts --------------------------------------------------------------------------
+
+    def register_account(self, agent_id: str, account_key: str) -> None:
+        """Record the broker account the agent trades; audited when it was another one before.
+
+        Exit sizing and the reconciler count other agents' shares only when they are on the
+        same account (`ports.same_account`). Unchanged, nothing is written.
+        """
+        now = self._now()
+        with self._pool.write(f"registering the account of {agent_id}", durable=True) as tx:
+            row = tx.one(ledger.ACCOUNT_OF_SQL, (agent_id,))
+            if row is not None and row[0] == account_key:
+                return
+            tx.later(ledger.UPSERT_ACCOUNT_SQL, (agent_id, account_key, tx.ts(now)))
+            if row is not None:
+                write_audit(
+                    tx, at=now, agent_id=agent_id, action=AuditAction.LEDGER,
+                    reason=f"broker account changed from {row[0] or 'unknown'} to {account_key or 'unknown'}",
+                    detail={"action": "register_account", "before": row[0], "after": account_key},
+                )  # fmt: skip
+
     # -- corrections -----------------------------------------------------------------------
 
     def close_turn(
@@ -182,6 +203,30 @@ class LedgerWriter:
             write_audit(tx, at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol,
                         qty=delta, reason=reason, detail=detail)  # fmt: skip
         return True
+
+    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
+        """Take into the agent's flat ledger the broker's `broker_qty` that no ledger holds.
+
+        One transaction under the symbol's lock: the other agents' shares on this account are
+        read and the orphan (`broker_qty` minus them) booked together, so two agents adopting
+        at once never both take the same shares. A ledger that holds something, or no orphan on
+        the broker's side, is left alone. Returns the agent's position after.
+        """
+        now = self._now()
+        with self._pool.write(f"adopting the {symbol} position of {agent_id}", durable=True) as tx:
+            others = ledger.others_on_account(tx, agent_id, symbol)
+            mine = ledger.position_of(tx, agent_id, symbol)
+            orphan = broker_qty - others
+            if not mine.is_flat or orphan == 0 or (orphan > 0) != (broker_qty > 0):
+                return mine
+            reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
+            ledger.apply_fill(tx, agent_id, symbol, orphan, at=now, reason=reason)
+            write_audit(
+                tx, at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol, qty=orphan,
+                reason=reason, detail={"action": "adopt_broker_position", "broker_qty": str(broker_qty),
+                                       "other_agents_qty": str(others)},
+            )  # fmt: skip
+            return ledger.position_of(tx, agent_id, symbol)
 
     def settle_position(
         self, agent_id: str, symbol: str, qty: Decimal, *, reason: str, actor: str

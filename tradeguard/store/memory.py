@@ -43,6 +43,10 @@ if TYPE_CHECKING:
 __all__ = ["MemoryClaimStore"]
 
 _UNACKNOWLEDGED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
+_ZERO = Decimal(0)
+# Audit row values as `memory_audit._write_audit` keeps them: plain text, not enum members.
+_CLAIMED, _TRANSITION = AuditAction.CLAIM._value_, AuditAction.TRANSITION._value_
+_PENDING = ClaimState.PENDING._value_
 _NORMAL: dict[Decimal, Decimal] = {}
 
 
@@ -88,6 +92,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._windows: dict[str, tuple[str, datetime]] = {}  # content_key -> (claim_key, expires_at)
         self._init_ledger()
         self._audit_log: list[tuple[Any, ...]] = []
+        self._audit_detail: list[dict[str, Any] | None] = []
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -199,19 +204,20 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             symbol=intent.symbol, side=intent.side, intent=intent.name, payload=payload,
             state=ClaimState.PENDING, epoch=1, owner=owner, lease_expires_at=now + self._lease,
             order_qty=None if order_qty is None else _num(order_qty), broker_order_id=None,
-            filled_qty=Decimal(0), filled_avg_price=None, turn_id=turn_id, attempts=1, reason=reason,
+            filled_qty=_ZERO, filled_avg_price=None, turn_id=turn_id, attempts=1, reason=reason,
             created_at=now, updated_at=now,
         )  # fmt: skip
         self._store(None, claim)
         self._by_coid[coid] = key
         self._agents[intent.agent_id] = None
-        self._write_audit(
-            at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
-            kind=intent.kind, symbol=intent.symbol, side=intent.side,
-            qty=order_qty if order_qty is not None else spec.qty or spec.notional,
-            state=ClaimState.PENDING, reason=reason or f"claimed {intent.name}",
-            client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
+        # `_write_audit`'s row, appended here (every decision makes one), members as their text.
+        self._audit_log.append(
+            (now, intent.agent_id, _CLAIMED, reason or f"claimed {intent.name}", intent.kind._value_,
+             intent.symbol, intent.side._value_,
+             order_qty if order_qty is not None else spec.qty or spec.notional,
+             _PENDING, None, coid, key)
         )  # fmt: skip
+        self._audit_detail.append({"intent": intent.name, **payload})
         return ClaimOutcome(claim, created=True)
 
     @staticmethod
@@ -291,7 +297,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         payload: dict[str, Any] | None = None,
     ) -> Claim:
         """Apply one checked transition (under the lock): the compare-and-set, new fills, the audit record."""
-        delta = Decimal(0)
+        delta = _ZERO
         if filled_qty is not None and filled_qty != claim.filled_qty:
             if filled_qty < claim.filled_qty:
                 raise StoreError(
@@ -332,19 +338,21 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             turn_id=turn_id, attempts=current.attempts + (1 if to is ClaimState.PENDING else 0),
             reason=reason, created_at=current.created_at, updated_at=now, reject_kind=reject_kind,
         )  # fmt: skip
+        if payload is None:  # the same order: its spec, if read already, stays read
+            object.__setattr__(moved, "_spec", current._spec)
         self._store(current, moved)
-        self._write_audit(
-            at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
-            kind=claim.kind, symbol=claim.symbol, side=claim.side,
-            qty=filled_qty if filled_qty is not None else claim.order_qty,
-            state=to, prev_state=claim.state, reason=reason,
-            client_order_id=claim.client_order_id, claim_key=claim.key,
-            detail={
-                **(detail or {}),
-                **({"fill_delta": str(delta)} if delta else {}),
-                **({"reject_kind": reject_kind.value} if reject_kind else {}),
-            },
+        said = dict(detail) if detail else {}
+        if delta:
+            said["fill_delta"] = str(delta)
+        if reject_kind:
+            said["reject_kind"] = reject_kind.value
+        # `_write_audit`'s row, appended here (the commonest record of all), members as their text.
+        self._audit_log.append(
+            (now, claim.agent_id, _TRANSITION, reason, current.kind._value_, claim.symbol,
+             current.side._value_, filled_qty if filled_qty is not None else claim.order_qty,
+             str.__str__(to), current.state._value_, claim.client_order_id, claim.key)
         )  # fmt: skip
+        self._audit_detail.append(said)
         return moved
 
     @staticmethod
@@ -446,12 +454,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
     def _exit_room(
         self, agent_id: str, symbol: str, *, broker_available: Decimal, requested: Decimal | None
     ) -> ExitRoom:
-        holders = {agent: p.qty for agent, p in self._open_in.get(symbol, {}).items()}
+        # Agents on another broker account hold nothing this agent could sell (`_on_account_of`).
+        mine = self._on_account_of
+        holders = {a: p.qty for a, p in self._open_in.get(symbol, {}).items() if mine(agent_id, a)}
         claims = self._claims
         open_exits = [
             (c.agent_id, c.state not in _UNACKNOWLEDGED, (c.order_qty or Decimal(0)) - c.filled_qty)
             for c in (claims[k] for k in self._active_in.get(symbol, ()))
-            if c.kind is Kind.EXIT
+            if c.kind is Kind.EXIT and mine(agent_id, c.agent_id)
         ]
         return size_exit(
             agent_id, holders, open_exits, broker_available=broker_available, requested=requested

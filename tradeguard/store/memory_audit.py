@@ -29,7 +29,8 @@ class MemoryAuditLog:
     """Mixin of `MemoryClaimStore`: the append-only audit log and its queries."""
 
     _lock: threading.Lock
-    _audit_log: list[tuple[Any, ...]]
+    _audit_log: list[tuple[Any, ...]]  # the rows, without their detail
+    _audit_detail: list[dict[str, Any] | None]  # each row's detail, at the row's index
 
     _check_open: Callable[[], None]  # the store's: raises StoreError once it is closed
 
@@ -53,9 +54,10 @@ class MemoryAuditLog:
         # A tuple, not an AuditRecord: a frozen dataclass costs one setattr per field, and most
         # records are never read. `_record` builds the record (and its text fields) on reading.
         self._audit_log.append(
-            (at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state,
-             client_order_id, claim_key, detail)
+            (at, agent_id, _plain(action), reason, _plain(kind), symbol, _plain(side), qty, _plain(state),
+             _plain(prev_state), client_order_id, claim_key)
         )  # fmt: skip
+        self._audit_detail.append(detail)
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -73,11 +75,11 @@ class MemoryAuditLog:
         query = query or AuditQuery()
         found: list[AuditRecord] = []
         with self._lock:
-            log = self._audit_log
+            log, details = self._audit_log, self._audit_detail
             for index in range(max(after_id, 0), len(log)):
                 if len(found) >= limit:
                     break
-                record = _record(index, log[index])
+                record = _record(index, log[index], details[index])
                 if query.matches(record):
                     found.append(record)
         return found
@@ -87,7 +89,10 @@ class MemoryAuditLog:
         self._check_open()
         query = query or AuditQuery()
         with self._lock:
-            return sum(1 for i, raw in enumerate(self._audit_log) if query.matches(_record(i, raw)))
+            details = self._audit_detail
+            return sum(
+                1 for i, raw in enumerate(self._audit_log) if query.matches(_record(i, raw, details[i]))
+            )
 
     def audit_dataframe(self, query: AuditQuery | None = None) -> pd.DataFrame:
         """Return matching audit records as a pandas DataFrame."""
@@ -98,14 +103,28 @@ class MemoryAuditLog:
         return records_to_csv(self.audit_records(query), path)
 
 
+def _plain(value: Any) -> Any:
+    """Return an enum member (a str subclass) as its plain text, anything else as it is.
+
+    A row of plain values (text, times, Decimals) holds nothing the garbage collector tracks, so
+    it stops being scanned after its first collection: a log of a hundred thousand rows does
+    not make every full collection longer. Enum members, and any dict, keep a tuple tracked;
+    that is why each row's `detail` is kept in a list of its own (a dict of JSON scalars is
+    not tracked either).
+    """
+    return value if value is None or type(value) is str or not isinstance(value, str) else str.__str__(value)
+
+
 def _text(value: object) -> str | None:
-    # Enum members are stored as they are (str subclasses); a record holds their plain text.
+    # A record holds plain text (a row from `_write_audit` holds it already; see `_plain`).
     return None if value is None else str.__str__(value)
 
 
-def _record(index: int, raw: tuple[Any, ...]) -> AuditRecord:
+def _record(index: int, raw: tuple[Any, ...], detail: dict[str, Any] | None) -> AuditRecord:
     """Build the record the SQL store would read back: text fields, `detail` in JSON types."""
-    at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state, coid, claim_key, detail = raw
+    at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state, coid, claim_key = raw
+    # The action was kept as its text (see `_plain`); the record holds the member, as SQL reads it.
+    action = AuditAction._value2member_map_.get(action, action)
     return AuditRecord(
         index + 1, at, agent_id, action, reason, _text(kind), symbol, _text(side),
         None if qty is None else str(qty), _text(state), _text(prev_state), coid, claim_key,

@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.ledger import LedgerPosition, fill_step
+from tradeguard.ports import same_account
 
 __all__ = ["MemoryLedger", "version"]
 
@@ -25,6 +26,9 @@ class MemoryLedger:
     _check_open: Callable[[], None]  # the store's: raises StoreError once it is closed
     _write_audit: Callable[..., None]  # MemoryAuditLog's
 
+    def _now(self) -> datetime:
+        raise NotImplementedError  # the store's clock
+
     def _init_ledger(self) -> None:
         # The ledger: open turns by symbol then agent, and by agent then symbol.
         self._open_in: dict[str, dict[str, LedgerPosition]] = {}
@@ -32,6 +36,7 @@ class MemoryLedger:
         self._latest_turn: dict[tuple[str, str], int] = {}
         self._turns = 0
         self._cleared: list[tuple[datetime, LedgerPosition]] = []  # closed while holding shares
+        self._accounts: dict[str, str] = {}  # agent -> the broker account it registered
 
     # -- the ledger (under the lock) -------------------------------------------------------
 
@@ -96,6 +101,61 @@ class MemoryLedger:
         if step.open_qty is not None:
             turn_id = self._open_turn(agent_id, symbol, step.open_qty, at=at, reason=step.open_reason)
         return turn_id
+
+    def _on_account_of(self, agent_id: str, other: str) -> bool:
+        """Whether `other`'s shares may be on `agent_id`'s broker account (`ports.same_account`)."""
+        return other == agent_id or same_account(self._accounts.get(agent_id), self._accounts.get(other))
+
+    # -- accounts --------------------------------------------------------------------------
+
+    def register_account(self, agent_id: str, account_key: str) -> None:
+        """Record the broker account the agent trades; audited when it was another one before."""
+        self._check_open()
+        with self._lock:
+            before = self._accounts.get(agent_id)
+            if before == account_key:
+                return
+            self._accounts[agent_id] = account_key
+            if before is not None:
+                self._write_audit(
+                    at=self._now(), agent_id=agent_id, action=AuditAction.LEDGER,
+                    reason=f"broker account changed from {before or 'unknown'} to {account_key or 'unknown'}",
+                    detail={"action": "register_account", "before": before, "after": account_key},
+                )  # fmt: skip
+
+    def agent_accounts(self) -> dict[str, str]:
+        """Return the registered broker account key of every agent that registered one."""
+        self._check_open()
+        with self._lock:
+            return dict(self._accounts)
+
+    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
+        """Take into the agent's flat ledger the broker's shares no ledger on its account holds.
+
+        One atomic step: other agents' shares are read and the orphan booked under the lock.
+        """
+        self._check_open()
+        now = self._now()
+        with self._lock:
+            held = self._open_in.get(symbol, {})
+            others = sum(
+                (p.qty for a, p in held.items() if a != agent_id and self._on_account_of(agent_id, a)),
+                Decimal(0),
+            )
+            mine = held.get(agent_id)
+            orphan = broker_qty - others
+            if mine is not None or orphan == 0 or (orphan > 0) != (broker_qty > 0):
+                return mine or LedgerPosition(agent_id, symbol, Decimal(0), None, None)
+            reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
+            self._apply_fill(agent_id, symbol, orphan, at=now, reason=reason)
+            self._write_audit(
+                at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol, qty=orphan,
+                reason=reason, detail={"action": "adopt_broker_position", "broker_qty": str(broker_qty),
+                                       "other_agents_qty": str(others)},
+            )  # fmt: skip
+            adopted = self._open_position(agent_id, symbol)
+        assert adopted is not None
+        return adopted
 
     # -- ledger: reads ---------------------------------------------------------------------
 

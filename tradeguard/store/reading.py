@@ -120,6 +120,11 @@ class StoreReader:
         with self._read("listing agents") as conn:
             return sorted({r[0] for r in conn.execute(select(claims.c.agent_id).distinct())})
 
+    def agent_accounts(self) -> dict[str, str]:
+        """Return the registered broker account key of every agent that registered one."""
+        rows = self._pool.read("reading the agents' accounts", ledger.ACCOUNTS_SQL, ())
+        return {str(agent): str(key) for agent, key in rows}
+
     def symbols_in_motion(self, *, excluding_agent: str | None = None) -> set[str]:
         """Return the symbols with an active claim (PENDING, SUBMITTED, PARTIALLY_FILLED, UNKNOWN).
 

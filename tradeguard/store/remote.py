@@ -361,6 +361,18 @@ class RemoteClaimLedger(RemoteReads):
         ]
         return None if turn_id is None else int(turn_id)
 
+    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
+        """Book the broker's orphan shares into the agent's flat ledger, atomically at the service."""
+        body = {"agent_id": agent_id, "symbol": symbol, "broker_qty": codec.num(broker_qty), "why": why}
+        doing = f"adopting the {symbol} position of {agent_id}"
+        answer = self._call("POST", "/v1/position/adoptions", doing, body=body, missing=ConfigError)
+        return codec.position_from_json(answer)
+
+    def register_account(self, agent_id: str, account_key: str) -> None:
+        """Record the broker account the agent trades (an agent key: its own agent only)."""
+        body = {"agent_id": agent_id, "account_key": account_key}
+        self._call("POST", "/v1/agents/account", f"registering the account of {agent_id}", body=body)
+
 
 def open_ledger(
     url: str,

@@ -2,7 +2,8 @@
 
 Every read is safe to retry. An agent key sees only its own agent's records: a claim of another
 agent reads as None, a position of another agent raises `ConfigError` (the service answers 404),
-and account-wide reads (`all_positions`, `agents`, `cleared_turns`) hold only the caller's.
+and account-wide reads (`all_positions`, `agents`, `agent_accounts`, `cleared_turns`) hold only
+the caller's.
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ class RemoteReads:
     def agents(self) -> list[str]:
         """Return every agent id that has claims (that this key may see), sorted."""
         return [str(a) for a in self._call("GET", "/v1/agents", "listing agents")["items"]]
+
+    def agent_accounts(self) -> dict[str, str]:
+        """Return the registered broker account key of every agent this key may see."""
+        answer = self._call("GET", "/v1/agents/accounts", "reading the agents' accounts")
+        return {str(a): str(k) for a, k in answer["items"].items()}
 
     def symbols_in_motion(self, *, excluding_agent: str | None = None) -> set[str]:
         """Return the symbols with an active claim, leaving out `excluding_agent`'s."""

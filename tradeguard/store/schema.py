@@ -29,6 +29,7 @@ __all__ = [
     "SCHEMA_HEAD",
     "UTCDateTime",
     "actions",
+    "agent_accounts",
     "api_keys",
     "audit",
     "claims",
@@ -39,7 +40,7 @@ __all__ = [
 
 # The Alembic revision this code reads and writes. A database at any other revision that this
 # package does not ship is refused (it was written by a newer tradeguard).
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0006"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -145,9 +146,8 @@ audit = Table(
     Column("client_order_id", String(128)),
     Column("claim_key", String(64)),
     Column("detail", Text),
-    # Only `at`: each index is a page written by every audit insert, and no query filters the
-    # log by claim_key or by agent and time.
-    Index("ix_tg_audit_at", "at"),
+    # No secondary index (migration 0005 dropped the one on `at`): each is a page written by
+    # every audit insert, and nothing on the order path reads the log. Time ranges scan in id order.
 )
 
 # The HTTP service's tables (migration 0003): per-agent API keys, stored as SHA-256 of the secret,
@@ -177,6 +177,16 @@ actions = Table(
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("settled_at", UTCDateTime),
     Index("ix_tg_actions_agent_claimed", "agent_id", "claimed_at"),
+)
+
+# Which broker account each agent trades (migration 0006): "other agents' shares" in exit
+# sizing and reconciliation are those of agents on the same account (or of unknown account).
+agent_accounts = Table(
+    "tg_agent_accounts",
+    metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("account_key", String(64), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 

@@ -18,6 +18,15 @@ _ACTIVE = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATES))
 LIST = f"SELECT {COLS} FROM tg_claims"
 BY_KEY = f"SELECT {COLS} FROM tg_claims WHERE claim_key = ?"
 BY_COID = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ?"
+# PostgreSQL: the claim function of migration 0005 (the values of INSERT_CLAIM but updated_at,
+# then the audit record's, see audit.write_audit). No rows: it inserted the claim and its record; else the
+# existing claim's row, in CLAIM_COLUMNS order.
+PG_CLAIM = f"SELECT {COLS} FROM tg_claim({', '.join(['?'] * 28)})"
+# PostgreSQL: migration 0005's TRANSITION with its audit record (the parameters of TRANSITION,
+# then the record's); the row's MUTABLE_COLUMNS if the compare-and-set passed, else no rows.
+PG_MOVE = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move({', '.join(['?'] * 31)})"
+# The claim function's error when the key is new but the client_order_id is another claim's.
+PG_CLAIM_COID_TAKEN = "P0001"
 KEY_OF_COID = "SELECT claim_key FROM tg_claims WHERE client_order_id = ?"
 
 # A new claim: the caller's values, and the constants every claim starts with.

@@ -13,6 +13,7 @@ The client is modified in place; do not share it with code that relies on alpaca
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -56,6 +57,17 @@ _NESTED = {"nested": "true"}  # roll a bracket's/OTO's/OCO's legs up under it
 _ORDER_QUERY_STATUSES = frozenset({"open", "closed", "all"})
 
 
+def _account_key(client: TradingClient) -> str:
+    """Name the account a client trades, without asking Alpaca: its base URL and key id (or token).
+
+    A hash, so the key id never reaches the claim store; stable across processes, so an agent
+    that restarts registers the same account (`tradeguard.ports.account_key_of`).
+    """
+    who = getattr(client, "_api_key", None) or getattr(client, "_oauth_token", None) or ""
+    where = str(getattr(client, "_base_url", ""))
+    return hashlib.sha256(f"{where}\n{who}".encode()).hexdigest()[:16]
+
+
 class AlpacaBroker:
     """The `Broker` port over an alpaca-py `TradingClient`.
 
@@ -72,6 +84,7 @@ class AlpacaBroker:
         self._settings = settings if settings is not None else Settings()
         apply_transport_policy(client, self._settings)
         self._client = client
+        self.account_key = _account_key(client)
 
     @classmethod
     def from_credentials(

@@ -1,0 +1,156 @@
+"""A retried exit stays one order when the position moved since its first attempt (G1, G3).
+
+The May 21 failure through the drop-in: a bot's closing sell fills, its answer is lost or slow,
+and the bot sends the very same sell again. By then the guard knows the position is flat, so
+classified afresh the retry would be a short sale; it is the same decision, and answers from the
+first order. Also: a close that finds every share held by resting orders answers as Alpaca does
+(403, not 404) and does not jam the next close, and a close of a position opened since the last
+close is a new decision. Each test runs the plain alpaca-py client beside the guarded one where
+the point is "behaves as before".
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import OrderSide
+
+from tests.dropin.kit import (
+    as_order,
+    claims_of,
+    held,
+    ledger_qty,
+    limit,
+    market,
+    outcome_of,
+    plain_client,
+)
+from tradeguard import GuardedTradingClient, ManualClock
+from tradeguard.paper.server import PaperServer
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+
+def _orders(server: PaperServer, side: OrderSide) -> int:
+    return sum(1 for o in server.broker.orders() if o.side.value == side.value)
+
+
+@pytest.mark.parametrize("coid", [None, "close-1"], ids=["no-client-order-id", "own-client-order-id"])
+def test_a_closing_sell_retried_after_it_filled_is_not_a_short_sale(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock, coid: str | None
+) -> None:
+    client.submit_order(market("SPY", 5, BUY))
+    first = as_order(client.submit_order(market("SPY", 5, SELL, client_order_id=coid)))
+    assert ledger_qty(client, "SPY") == 0  # the guard knows the sell filled
+    clock.advance(2)
+    again = as_order(client.submit_order(market("SPY", 5, SELL, client_order_id=coid)))
+    assert again.id == first.id
+    assert _orders(server, SELL) == 1
+    assert held(server, "SPY") == 0
+    assert sorted(c.kind.value for c in claims_of(client, "SPY")) == ["entry", "exit"]
+
+
+def test_a_cover_retried_after_it_filled_is_not_a_new_long(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock
+) -> None:
+    client.submit_order(market("SPY", 5, SELL))  # a short sale
+    first = as_order(client.submit_order(market("SPY", 5, BUY)))  # its cover
+    clock.advance(2)
+    again = as_order(client.submit_order(market("SPY", 5, BUY)))
+    assert again.id == first.id
+    assert _orders(server, BUY) == 1
+    assert held(server, "SPY") == 0
+
+
+def test_a_retry_after_a_reconcile_pass_still_meets_its_first_order(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock
+) -> None:
+    client.submit_order(market("SPY", 5, BUY))
+    first = as_order(client.submit_order(market("SPY", 5, SELL)))
+    client.gateway.reconcile()
+    clock.advance(5)
+    again = as_order(client.submit_order(market("SPY", 5, SELL)))
+    assert again.id == first.id
+    assert held(server, "SPY") == 0
+
+
+def test_a_close_with_every_share_held_by_a_resting_order_answers_403_and_the_next_close_works(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock
+) -> None:
+    client.submit_order(market("SPY", 10, BUY))
+    resting = as_order(client.submit_order(limit("SPY", 10, SELL, 10_000)))
+    refused = outcome_of(lambda: client.close_position("SPY"))
+    assert isinstance(refused, APIError) and refused.status_code == 403
+    assert "insufficient qty available" in refused.message
+    body = refused._error  # alpaca-py keeps the JSON text
+    assert '"existing_qty": "10"' in body and '"held_for_orders": "10"' in body
+    assert held(server, "SPY") == 10  # a bot that read 404 as "flat" would forget these
+
+    client.cancel_order_by_id(resting.id)
+    clock.advance(1)
+    closed = as_order(client.close_position("SPY"))  # same call, inside the window
+    assert closed.qty == "10" and held(server, "SPY") == 0
+    assert ledger_qty(client, "SPY") == 0
+
+
+def test_a_plain_sell_refused_for_held_shares_can_be_sent_again_once_they_are_free(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock
+) -> None:
+    client.submit_order(market("SPY", 10, BUY))
+    resting = as_order(client.submit_order(limit("SPY", 10, SELL, 10_000)))
+    refused = outcome_of(lambda: client.submit_order(market("SPY", 10, SELL)))
+    assert isinstance(refused, APIError) and refused.status_code == 403
+    client.cancel_order_by_id(resting.id)
+    clock.advance(1)
+    sold = as_order(client.submit_order(market("SPY", 10, SELL)))
+    assert sold.qty == "10" and held(server, "SPY") == 0
+
+
+def test_a_close_of_a_position_opened_since_the_last_close_is_a_new_decision(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock
+) -> None:
+    client.submit_order(market("SPY", 10, BUY, client_order_id="in-1"))
+    first = as_order(client.close_position("SPY"))
+    client.submit_order(market("SPY", 5, BUY, client_order_id="in-2"))
+    clock.advance(1)
+    second = as_order(client.close_position("SPY"))
+    assert second.id != first.id and second.qty == "5"
+    client.submit_order(market("SPY", 3, BUY, client_order_id="in-3"))
+    clock.advance(1)
+    answers = client.close_all_positions()
+    assert [a.symbol for a in answers] == ["SPY"] and answers[0].status == 200
+    assert held(server, "SPY") == 0 and ledger_qty(client, "SPY") == 0
+
+
+def test_the_same_calls_on_plain_alpaca_py_end_where_the_guard_ends(server: PaperServer) -> None:
+    """The baseline of the tests above: plain alpaca-py's client, no retries (so no duplicates)."""
+    with plain_client(server) as plain:
+        plain.submit_order(market("QQQ", 10, BUY))
+        plain.close_position("QQQ")
+        plain.submit_order(market("QQQ", 5, BUY))
+        plain.close_all_positions()
+    assert held(server, "QQQ") == Decimal(0)
+
+
+@pytest.mark.parametrize("how", ["cancel_order_by_id", "cancel_orders"])
+def test_an_order_the_bot_canceled_ends_its_decision_and_the_same_order_again_is_new(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock, how: str
+) -> None:
+    first = as_order(client.submit_order(limit("SPY", 2, BUY, 100)))  # rests
+    if how == "cancel_order_by_id":
+        client.cancel_order_by_id(first.id)
+    else:
+        client.cancel_orders()
+    clock.advance(1)
+    second = as_order(client.submit_order(limit("SPY", 2, BUY, 100)))  # re-placed, inside the window
+    assert second.id != first.id and second.status.value == "new"
+    clock.advance(1)
+    retry = as_order(client.submit_order(limit("SPY", 2, BUY, 100)))  # its retry: no third order
+    assert retry.id == second.id
+    client.cancel_order_by_id(second.id)
+    third = as_order(client.submit_order(limit("SPY", 2, BUY, 100)))  # and again after a second cancel
+    assert third.id not in {first.id, second.id}
+    assert _orders(server, BUY) == 3
+    assert [o.id for o in server.broker.orders() if not o.status.is_terminal] == [str(third.id)]
