@@ -103,7 +103,7 @@ class Simulation:
     to decisions that are over: terminal orders (`PaperBroker.forget_terminal_orders`), resolved
     claims (`MemoryClaimStore.prune_resolved`, which keeps what the reconciler still reads) and
     the replay's own per-decision counts. The figures never read the audit log (they are the
-    replay's own, `Metrics`), so only its last `forget_above` records are kept. A session that
+    replay's own, `Metrics`), so only its last `forget_above // 2` records are kept. A session that
     retries a decision (or reuses a client_order_id, or, in `entry-only`, a bar's key) later
     than the horizon would replay it as new; `forget_above=None` keeps everything.
 
@@ -382,7 +382,9 @@ class FullGuard(Simulation):
         while at and at[0][0] < before:
             counted.discard(at.popleft()[1])
         if self.forget_above is not None:
-            store.trim_audit(self.forget_above)
+            # Half the bound: the log grows by every attempt, and one kept at the bound would
+            # bring a forgetting pass (a walk over the kept claims and orders) every minute.
+            store.trim_audit(self.forget_above // 2)
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Send through the gateway; the decision is the intent."""
