@@ -8,6 +8,12 @@ tracemalloc (attempts/s) and once under it (peak MiB; tracemalloc slows the run,
 not used). "paper broker alone" submits the same attempts as plain market orders straight to a
 PaperBroker, with nothing read from the file; "read + check" streams and validates the file with
 no account at all.
+
+    python bench/replay.py --memory-sizes 10000,100000
+
+prints instead the tracemalloc peak of each mode at each size, beside the same replay keeping
+everything (`forget_above=None`, as replays did before they forgot the past): a replay's peak
+should not grow with the session, one keeping everything grows with it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from replay import Mode, replay_session  # noqa: E402
 from replay.generate import generate_session  # noqa: E402
+from replay.modes import FORGET_ABOVE  # noqa: E402
 from tradeguard import (  # noqa: E402
     AttemptEvent,
     OrderRejected,
@@ -87,11 +94,41 @@ def peak_mib(run: Callable[[], int]) -> float:
         tracemalloc.stop()
 
 
+def memory_by_size(sizes: list[int]) -> None:
+    """Print the peak MiB of each mode at each session size, bounded and keeping everything."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for size in sizes:
+            paths[size] = Path(tmp) / f"generated-{size}.jsonl"
+            generate_session(paths[size], size)
+        rows: list[tuple[str, list[Mode], int | None]] = [
+            *((f"replay --guard {mode.value}", [mode], FORGET_ABOVE) for mode in Mode),
+            ("replay --compare (3 modes, one pass)", list(Mode), FORGET_ABOVE),
+            *((f"replay --guard {mode.value}, keeping everything", [mode], None) for mode in Mode),
+        ]
+        heads = " | ".join(f"peak MiB at {size:,} attempts" for size in sizes)
+        print(f"| path | {heads} |\n|---|{'---:|' * len(sizes)}")
+        for label, modes, bound in rows:
+            peaks = []
+            for size in sizes:
+                path = paths[size]
+                peaks.append(peak_mib(lambda: (replay_session(path, modes, forget_above=bound), size)[1]))  # noqa: B023
+            print(f"| {label} | {' | '.join(f'{p:.1f}' for p in peaks)} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--attempts", type=int, default=100_000)
     parser.add_argument("--no-memory", action="store_true", help="skip the tracemalloc runs")
+    parser.add_argument(
+        "--memory-sizes",
+        metavar="N,N,...",
+        help="print only the peak MiB per mode at each of these session sizes (e.g. 10000,100000)",
+    )
     args = parser.parse_args()
+    if args.memory_sizes:
+        memory_by_size([int(n) for n in args.memory_sizes.split(",")])
+        return
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "generated.jsonl"
         started = time.perf_counter()

@@ -4,7 +4,9 @@ The file is read once, line by line. Each event goes to every mode's `Simulation
 next is read, so `--compare` costs one pass and per-event rows can be printed as they happen.
 An attempt needs its recorded answer before it is driven (a lost answer becomes the fault of
 that attempt), so the reader looks ahead a bounded stretch of session time for it; nothing else
-is buffered, and no list of events is ever built.
+is buffered, and no list of events is ever built. Each mode's account forgets what only decisions
+past their retry horizon could read (`replay.modes.Simulation`), so a replay's memory follows
+the live account, not the session's length.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import IO, Any
 
 from replay.metrics import AttemptOutcome, Mode, Totals
-from replay.modes import FullGuard, Simulation, make_simulation, session_zone
+from replay.modes import FORGET_ABOVE, FullGuard, Simulation, make_simulation, session_zone
 from tradeguard import (
     AnswerEvent,
     AttemptEvent,
@@ -91,6 +93,8 @@ class ReplayResult:
         events: How many events were replayed.
         rows: The per-event rows, when asked to collect them.
         simulations: The modes' accounts (their paper brokers, gateways and position history).
+            After a long session they hold the live account and its recent past only: see
+            `replay.modes.Simulation` (`forget_above`).
     """
 
     header: SessionHeader
@@ -225,6 +229,7 @@ def replay_session(
     track: bool = False,
     record_to: Any = None,
     progress: Progress | None = None,
+    forget_above: int | None = FORGET_ABOVE,
 ) -> ReplayResult:
     """Replay a session file in each of `modes`, side by side, in one streaming pass.
 
@@ -236,6 +241,10 @@ def replay_session(
         track: Keep each mode's position history (for plots).
         record_to: Record what the `full` mode's gateway sees (a path, stream or Recorder).
         progress: Called every 10,000 events with (events done, lines in the file, or 0).
+        forget_above: Each mode's account forgets what decisions past the retry horizon left
+            behind once it holds more than this many orders, claims or audit records, so memory
+            follows the live account, not the session's length (None: keep everything; see
+            `replay.modes.Simulation`). The figures are the same either way.
 
     Raises:
         SessionFormatError: A bad line, naming the file and the line.
@@ -246,7 +255,11 @@ def replay_session(
         header = reader.header
         sims = {
             mode: make_simulation(
-                mode, header, track=track, record_to=record_to if mode is Mode.FULL else None
+                mode,
+                header,
+                track=track,
+                record_to=record_to if mode is Mode.FULL else None,
+                forget_above=forget_above,
             )
             for mode in modes
         }

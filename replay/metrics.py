@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import enum
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from decimal import Context, Decimal
@@ -155,13 +156,16 @@ class Metrics:
     """Accumulates one mode's figures as the replay goes; keeps no list of events.
 
     What it holds grows with the decisions (an order count each) and the symbols, not with the
-    session's length; position history is kept only when `track` is set (for plots).
+    session's length; `forget` drops the counts of decisions first seen before a time (a replay
+    calls it for decisions past their retry horizon), so that too follows the live decisions.
+    Position history is kept only when `track` is set (for plots).
     """
 
     def __init__(self, mode: Mode, *, tz: tzinfo | None = None, track: bool = False) -> None:
         self.totals = Totals(mode)
         self._tz = tz
         self._orders: dict[str, int] = {}
+        self._first: deque[tuple[datetime, str]] = deque()  # (first attempt, decision), in time order
         self._lowest: dict[str, Decimal] = {}
         self._shorts_meant: set[str] = set()
         self._phantom_since: dict[str, datetime] = {}
@@ -193,6 +197,7 @@ class Metrics:
         if before == 0 and decision not in self._orders:
             totals.decisions += 1
             self._orders[decision] = 0
+            self._first.append((t, decision))
         if sends_short:
             self._shorts_meant.add(symbol)
         totals.attempts += 1
@@ -218,6 +223,19 @@ class Metrics:
                 totals.duplicate_attempts_blocked += 1
                 totals.exposure_blocked_usd += exposure
         return AttemptOutcome(duplicate, sent, bool(placed), qty, exposure, detail)
+
+    def forget(self, before: datetime) -> int:
+        """Drop the order counts of decisions first attempted before `before`; return how many.
+
+        A later attempt of a forgotten decision would count as a new decision: call it only with
+        a time no later attempt of those decisions can come after (the replay's retry horizon).
+        """
+        first, orders = self._first, self._orders
+        dropped = 0
+        while first and first[0][0] < before:
+            del orders[first.popleft()[1]]
+            dropped += 1
+        return dropped
 
     def sample(self, t: datetime, symbol: str, view: Decimal, broker: Decimal) -> None:
         """Note the view's and the broker's position in `symbol` at `t`."""

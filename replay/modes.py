@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -45,6 +46,8 @@ from tradeguard import (
 )
 
 __all__ = [
+    "FORGET_ABOVE",
+    "RETRY_HORIZON_SECS",
     "EntryOnlyGuard",
     "FullGuard",
     "NoGuard",
@@ -55,6 +58,15 @@ __all__ = [
 ]
 
 _ZERO = Decimal(0)
+
+RETRY_HORIZON_SECS = 3600.0
+"""A decision's attempts all come within this much session time of its first (see `Simulation`)."""
+
+FORGET_ABOVE = 4096
+"""A mode's account forgets its past only once it holds more than this many orders, claims or
+audit records: a session of a day (the May 21 one has a few dozen) keeps everything."""
+
+_FORGET_EVERY = timedelta(seconds=60)
 
 Sent = tuple[str | None, str, "BrokerOrder | None"]
 """What driving an attempt did: the client id it used (None: nothing sent), a phrase, the order."""
@@ -84,16 +96,33 @@ def safeagent_key(event: AttemptEvent) -> str:
 class Simulation:
     """One mode's account: a paper broker and the figures, driven event by event.
 
+    Memory follows the live account, not the session's length: once a minute of session time,
+    if the account holds more than `forget_above` orders (or, in `full`, claims or audit
+    records), it forgets what no later event can read. A decision's attempts come within
+    `RETRY_HORIZON_SECS` of its first, so whatever was last touched before that horizon belongs
+    to decisions that are over: terminal orders (`PaperBroker.forget_terminal_orders`), resolved
+    claims (`MemoryClaimStore.prune_resolved`, which keeps what the reconciler still reads) and
+    the replay's own per-decision counts. The figures never read the audit log (they are the
+    replay's own, `Metrics`), so only its last `forget_above // 2` records are kept. A session that
+    retries a decision (or reuses a client_order_id, or, in `entry-only`, a bar's key) later
+    than the horizon would replay it as new; `forget_above=None` keeps everything.
+
     Args:
         header: The session header (start, cash, shorting, reconcile interval).
         track: Keep the position history for plots.
+        forget_above: Forget the past once more than this many objects are kept (None: never).
     """
 
     mode = Mode.NONE
 
-    def __init__(self, header: SessionHeader, *, track: bool = False) -> None:
+    def __init__(
+        self, header: SessionHeader, *, track: bool = False, forget_above: int | None = FORGET_ABOVE
+    ) -> None:
         self.header = header
         self.clock = ManualClock(header.start.astimezone(UTC))
+        self.forget_above = forget_above
+        self._horizon = timedelta(seconds=RETRY_HORIZON_SECS)
+        self._next_forget = self.clock.now() + _FORGET_EVERY
         self.paper = PaperBroker(clock=self.clock, cash=header.cash, allow_short=header.allow_short)
         self.broker = ReplayBroker(self.paper, self.clock)
         self.metrics = Metrics(self.mode, tz=session_zone(header), track=track)
@@ -111,6 +140,24 @@ class Simulation:
         when = when.astimezone(UTC)
         if when > self.clock.now():
             self.clock.set(when)
+            if when >= self._next_forget:
+                self.forget()
+
+    def forget(self) -> None:
+        """If the account is over its bound, forget what was done before the retry horizon."""
+        now = self.clock.now()
+        self._next_forget = now + _FORGET_EVERY
+        if self.forget_above is not None and self.kept() > self.forget_above:
+            self.forget_before(now - self._horizon)
+
+    def kept(self) -> int:
+        """The most objects any one of the account's records holds now (orders, claims, ...)."""
+        return self.paper.order_count()
+
+    def forget_before(self, before: datetime) -> None:
+        """Forget the terminal orders and decisions last touched before `before` (see the class)."""
+        self.paper.forget_terminal_orders(before)
+        self.metrics.forget(before)
 
     def price(self, event: PriceEvent) -> None:
         """Pin the symbol's price: market orders fill at it from now on."""
@@ -248,9 +295,12 @@ class EntryOnlyGuard(Simulation):
 
     mode = Mode.ENTRY_ONLY
 
-    def __init__(self, header: SessionHeader, *, track: bool = False) -> None:
-        super().__init__(header, track=track)
+    def __init__(
+        self, header: SessionHeader, *, track: bool = False, forget_above: int | None = FORGET_ABOVE
+    ) -> None:
+        super().__init__(header, track=track, forget_above=forget_above)
         self._claimed: set[str] = set()
+        self._claimed_at: deque[tuple[datetime, str]] = deque()  # in claim order, for `forget_before`
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Claim the key on the order path (a claimed key blocks); send."""
@@ -259,7 +309,15 @@ class EntryOnlyGuard(Simulation):
             if key in self._claimed:
                 return None, f"SKIP: {key} already claimed", None
             self._claimed.add(key)
+            self._claimed_at.append((event.t, key))
         return self.send_as_bot(event)
+
+    def forget_before(self, before: datetime) -> None:
+        """Also forget the keys claimed before `before` (their decisions are past retrying)."""
+        super().forget_before(before)
+        claimed, at = self._claimed, self._claimed_at
+        while at and at[0][0] < before:
+            claimed.discard(at.popleft()[1])
 
 
 class FullGuard(Simulation):
@@ -273,8 +331,15 @@ class FullGuard(Simulation):
 
     mode = Mode.FULL
 
-    def __init__(self, header: SessionHeader, *, track: bool = False, record_to: Any = None) -> None:
-        super().__init__(header, track=track)
+    def __init__(
+        self,
+        header: SessionHeader,
+        *,
+        track: bool = False,
+        record_to: Any = None,
+        forget_above: int | None = FORGET_ABOVE,
+    ) -> None:
+        super().__init__(header, track=track, forget_above=forget_above)
         interval = header.reconcile_interval_secs
         self.settings = Settings(reconcile_interval_secs=interval)
         store = MemoryClaimStore(settings=self.settings, clock=self.clock)
@@ -287,6 +352,7 @@ class FullGuard(Simulation):
         self._interval = timedelta(seconds=interval)
         self._next_pass = self.clock.now() + self._interval
         self._counted: set[str] = set()
+        self._counted_at: deque[tuple[datetime, str]] = deque()  # in count order, for `forget_before`
 
     def advance(self, when: datetime) -> None:
         """Run every reconcile pass due before `when`, then move the clock there."""
@@ -299,6 +365,29 @@ class FullGuard(Simulation):
             self._next_pass += self._interval
         if when > self.clock.now():  # `Simulation.advance`, inlined: it runs for every event
             self.clock.set(when)
+            if when >= self._next_forget:
+                self.forget()
+
+    def kept(self) -> int:
+        """The most objects kept: orders, claims or audit records."""
+        return max(self.paper.order_count(), self._store.claim_count(), self._store.audit_kept())
+
+    def forget_before(self, before: datetime) -> None:
+        """Also forget resolved claims, counted client ids and audit records past the bound."""
+        store = self._store
+        store.prune_resolved(before)
+        # After the claims: an order whose claim is still kept may yet be read through it.
+        self.paper.forget_terminal_orders(
+            before, keep=lambda coid: store.get_by_client_order_id(coid) is not None
+        )
+        self.metrics.forget(before)
+        counted, at = self._counted, self._counted_at
+        while at and at[0][0] < before:
+            counted.discard(at.popleft()[1])
+        if self.forget_above is not None:
+            # Half the bound: the log grows by every attempt, and one kept at the bound would
+            # bring a forgetting pass (a walk over the kept claims and orders) every minute.
+            store.trim_audit(self.forget_above // 2)
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Send through the gateway; the decision is the intent."""
@@ -327,6 +416,7 @@ class FullGuard(Simulation):
         order = super()._new_order(coid, answered)
         if order is not None:
             self._counted.add(coid)
+            self._counted_at.append((self.clock.now(), coid))
         return order
 
     def view(self, symbol: str) -> Decimal:
@@ -342,15 +432,20 @@ _MODES: dict[Mode, type[Simulation]] = {
 
 
 def make_simulation(
-    mode: Mode, header: SessionHeader, *, track: bool = False, record_to: Any = None
+    mode: Mode,
+    header: SessionHeader,
+    *,
+    track: bool = False,
+    record_to: Any = None,
+    forget_above: int | None = FORGET_ABOVE,
 ) -> Simulation:
-    """Return a fresh simulation of `mode` for a session with `header`."""
+    """Return a fresh simulation of `mode` for a session with `header` (see `Simulation`)."""
     if mode is Mode.FULL:
         if record_to is not None and not isinstance(record_to, Recorder):
             # The replay plays the bot, which knows its account: the recording keeps the header's.
             source = f"recorded by tradeguard replaying {header.name}"
             record_to = Recorder(record_to, header=header.model_copy(update={"source": source}))
-        return FullGuard(header, track=track, record_to=record_to)
+        return FullGuard(header, track=track, record_to=record_to, forget_above=forget_above)
     if record_to is not None:
         raise ValueError("only a full-mode replay records (the gateway is the recorder)")
-    return _MODES[mode](header, track=track)
+    return _MODES[mode](header, track=track, forget_above=forget_above)

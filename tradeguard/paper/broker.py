@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -374,6 +374,35 @@ class PaperBroker:
         with self._lock:
             state = self._venue.state
             return [state.broker_order(o, nested=False) for o in state.orders.values()]
+
+    def order_count(self) -> int:
+        """Return how many orders the account holds (every order, unless some were forgotten)."""
+        return len(self._venue.state.orders)
+
+    def forget_terminal_orders(self, before: datetime, *, keep: Callable[[str], bool] | None = None) -> int:
+        """Forget filled, canceled, expired and rejected orders last changed before `before`.
+
+        Opt-in, for long simulations whose memory should follow the live account, not its
+        history (a replay calls it; nothing else does). What is kept: every open order, every
+        order linked to another (legs, parents, replacements), every order `keep` names by its
+        client_order_id, and all positions and cash (they never read past orders). What changes:
+        a forgotten order is no longer found by id or client_order_id, nor listed. Safe when no
+        later call asks for an order that old; the caller knows its horizon.
+
+        Args:
+            before: Orders whose last change is older than this may go.
+            keep: Called with a terminal order's client_order_id; True keeps it.
+
+        Returns:
+            How many orders were forgotten.
+
+        Raises:
+            ConfigError: The account keeps a state file (its journal counts the orders).
+        """
+        if self._file is not None:
+            raise ConfigError("a paper account with a state file keeps every order")
+        with self._lock:
+            return self._venue.state.forget_terminal(before, keep)
 
     def price(self, symbol: str) -> Decimal | None:
         """Return the price `symbol` would fill at now, or None if there is none."""

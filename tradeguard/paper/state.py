@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -69,6 +70,35 @@ class PaperState:
         elif order.id not in self.open_ids:
             self.open_ids[order.id] = None
             self.open_by_symbol.setdefault(order.symbol, {})[order.id] = None
+
+    def forget_terminal(self, before: datetime, keep: Callable[[str], bool] | None = None) -> int:
+        """Drop terminal orders last changed before `before`; return how many were dropped.
+
+        Only plain orders go: an order with legs, a parent or a replacement link is kept (its
+        group reads the others), and so is one of a symbol nothing else names (an order can be
+        what makes a symbol tradable, `Venue.asset`). `keep(client_order_id)` True keeps one.
+        Positions and cash do not read past orders: they are kept apart (`qty`, `avg_price`).
+        """
+        orders, gone = self.orders, []
+        named = self.set_prices.keys() | self.qty.keys()
+        for order_id, order in orders.items():
+            if (
+                order.status in TERMINAL
+                and order.updated_at < before
+                and order.parent_id is None
+                and not order.leg_ids
+                and order.replaced_by is None
+                and order.replaces is None
+                and order.symbol in named
+                and (keep is None or not keep(order.client_order_id))
+            ):
+                gone.append(order_id)
+        for order_id in gone:
+            order = orders.pop(order_id)
+            if self.by_client_id.get(order.client_order_id) == order_id:
+                del self.by_client_id[order.client_order_id]
+            self.rendered.pop(order_id, None)
+        return len(gone)
 
     def open_orders(self, symbol: str | None = None) -> list[PaperOrder]:
         """Return the open orders, oldest first, optionally of one symbol."""

@@ -93,6 +93,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._init_ledger()
         self._audit_log: list[tuple[Any, ...]] = []
         self._audit_detail: list[dict[str, Any] | None] = []
+        self._audit_base = 0  # records forgotten by `trim_audit` (ids go on from them)
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -141,6 +142,76 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         if new.state in ACTIVE_STATES and (old is None or old.state not in ACTIVE_STATES):
             self._active.setdefault((agent, symbol), {})[key] = None
             self._active_in.setdefault(symbol, {})[key] = None
+
+    # -- forgetting (opt-in) ---------------------------------------------------------------
+
+    def claim_count(self) -> int:
+        """Return how many claims the store holds (every claim, unless `prune_resolved` ran)."""
+        return len(self._claims)
+
+    def audit_kept(self) -> int:
+        """Return how many audit records the store holds (all, unless `trim_audit` ran)."""
+        return len(self._audit_log)
+
+    def prune_resolved(self, before: datetime) -> int:
+        """Forget resolved claims last changed before `before`; return how many were forgotten.
+
+        Opt-in, for long simulations (a replay) whose memory should follow the live state, not
+        the history: nothing calls it by default, and a store that trades keeps every claim.
+        Kept whatever their age, because a later call can read them: every active claim (the
+        gateway and the reconciler work on them), NOT_SENT claims for `not_sent_probe_secs` (the
+        reconciler still looks their orders up), REJECTED claims of a ledger turn still open (the
+        reconciler may release them), and claims a content window names (`claim_window`). The
+        ledger's open turns and positions are untouched; phantom clears older than both `before`
+        and the reconciler's look-back go too. Safe when no later call asks for a claim of a
+        decision that old: a claim forgotten is not found by key, so a retry of its decision
+        would be claimed anew. The caller knows how late its decisions are retried.
+
+        Args:
+            before: Resolved claims whose last change is older than this may go.
+        """
+        with self._lock:
+            now = self._now()
+            probe_since = now - timedelta(seconds=self.settings.not_sent_probe_secs)
+            open_turns = {p.turn_id for held in self._open_of.values() for p in held.values()}
+            windowed = {key for key, _ in self._windows.values()}
+            gone = [
+                claim
+                for claim in self._claims.values()
+                if claim.state not in ACTIVE_STATES
+                and claim.updated_at < before
+                and not (claim.state is ClaimState.NOT_SENT and claim.updated_at >= probe_since)
+                and not (claim.state is ClaimState.REJECTED and claim.turn_id in open_turns)
+                and claim.key not in windowed
+            ]
+            for claim in gone:
+                key = claim.key
+                del self._claims[key]
+                if self._by_coid.get(claim.client_order_id) == key:
+                    del self._by_coid[claim.client_order_id]
+                self._by_agent_state[(claim.agent_id, claim.state)].pop(key, None)
+            oldest = min(before, probe_since)
+            if self._cleared and self._cleared[0][0] < oldest:
+                self._cleared = [(at, p) for at, p in self._cleared if at >= oldest]
+            return len(gone)
+
+    def trim_audit(self, keep: int) -> int:
+        """Forget all but the last `keep` audit records; return how many were forgotten.
+
+        Opt-in, like `prune_resolved`: for a simulation that reads its figures elsewhere (a
+        replay counts its own) and must not grow with its length. Record ids stay as they were:
+        the first kept record keeps its id, and reads page on from it as before.
+        """
+        if keep < 0:
+            raise ValueError(f"keep must be 0 or more, got {keep}")
+        with self._lock:
+            drop = len(self._audit_log) - keep
+            if drop <= 0:
+                return 0
+            del self._audit_log[:drop]
+            del self._audit_detail[:drop]
+            self._audit_base += drop
+            return drop
 
     # -- claiming --------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ class MemoryAuditLog:
     _lock: threading.Lock
     _audit_log: list[tuple[Any, ...]]  # the rows, without their detail
     _audit_detail: list[dict[str, Any] | None]  # each row's detail, at the row's index
+    _audit_base: int  # rows forgotten before the first kept one (`MemoryClaimStore.trim_audit`)
 
     _check_open: Callable[[], None]  # the store's: raises StoreError once it is closed
 
@@ -75,11 +76,11 @@ class MemoryAuditLog:
         query = query or AuditQuery()
         found: list[AuditRecord] = []
         with self._lock:
-            log, details = self._audit_log, self._audit_detail
-            for index in range(max(after_id, 0), len(log)):
+            log, details, base = self._audit_log, self._audit_detail, self._audit_base
+            for index in range(max(after_id - base, 0), len(log)):
                 if len(found) >= limit:
                     break
-                record = _record(index, log[index], details[index])
+                record = _record(base + index, log[index], details[index])
                 if query.matches(record):
                     found.append(record)
         return found
@@ -89,9 +90,11 @@ class MemoryAuditLog:
         self._check_open()
         query = query or AuditQuery()
         with self._lock:
-            details = self._audit_detail
+            details, base = self._audit_detail, self._audit_base
             return sum(
-                1 for i, raw in enumerate(self._audit_log) if query.matches(_record(i, raw, details[i]))
+                1
+                for i, raw in enumerate(self._audit_log)
+                if query.matches(_record(base + i, raw, details[i]))
             )
 
     def audit_dataframe(self, query: AuditQuery | None = None) -> pd.DataFrame:
