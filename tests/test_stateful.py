@@ -1092,3 +1092,38 @@ def test_a_pass_of_one_agent_never_takes_another_agents_unresolved_fill(store_ur
         assert held == {"bot-a": 10, "bot-b": 5}, held  # actual: {"bot-a": 15, "bot-b": 5}, broker 15
     finally:
         store.close()
+
+
+LOST_EXIT_PLAN = """
+faults:
+  - {route: POST /v2/orders, match: {side: sell}, nth: 1, action: drop}
+"""
+
+
+def test_a_lost_exit_resent_after_an_outside_close_is_resized_first(store_url: str) -> None:
+    """Two agents on one account: A's lost exit, resent once proven absent, never sells B's shares.
+
+    A's exit was sized before the account was closed behind both bots' backs and B re-entered.
+    Found by the machine: an UNKNOWN exit proven absent was resent with the quantity sized when it
+    was claimed, while an exit that placed nothing (NOT_SENT, refused) was re-sized first (G3).
+    """
+    clock = ManualClock()
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock, cash=1_000_000)
+    store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
+    try:
+        lossy = FaultyBroker(paper, FaultPlan.parse(LOST_EXIT_PLAN, source="lost-exit.yaml"), clock=clock)
+        a = OrderGateway(lossy, store, agent_id="bot-a", settings=SETTINGS, clock=clock)
+        b = OrderGateway(paper, store, agent_id="bot-b", settings=SETTINGS, clock=clock)
+        a.enter("TQQQ", qty=10, intent="a open")
+        b.enter("TQQQ", qty=10, intent="b open")
+        lost = a.exit("TQQQ", intent="a out")  # sized 10 of the 20; the POST never arrived
+        assert lost.outcome is Outcome.UNKNOWN and lost.claim is not None and lost.claim.order_qty == 10
+        paper.close_position("TQQQ")  # behind both bots' backs: both ledgers are phantoms now
+        b.enter("TQQQ", qty=10, intent="b again")  # the account's 10 are B's
+        clock.advance(SETTINGS.unknown_grace_secs + 1)
+        again = a.exit("TQQQ", intent="a out")  # the bot's retry: absent on two probes
+        assert again.outcome is not Outcome.SUBMITTED, again.reason
+        assert all(o.client_order_id != lost.claim.client_order_id for o in paper.orders())
+        assert broker_qty(paper, "TQQQ") == 10  # actual: 0, A's resend of 10 sold B's shares
+    finally:
+        store.close()

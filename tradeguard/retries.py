@@ -2,9 +2,11 @@
 
 A known decision is sent again only when it provably placed nothing (NOT_SENT, a refused exit
 while its position is open, an UNKNOWN claim absent on two probes after the grace period), and
-always under its own client_order_id. Everything else is answered from the claim and the broker:
-a live send is a duplicate, a lapsed owner's PENDING claim is taken over and looked up, an
-UNKNOWN claim is looked up. Every attempt that sends nothing is audited (G1, G2, G6).
+always under its own client_order_id; an exit is re-sized first (an absent one while other agents
+hold its symbol).
+Everything else is answered from the claim and the broker: a live send is a duplicate, a lapsed
+owner's PENDING claim is taken over and looked up, an UNKNOWN claim is looked up. Every attempt
+that sends nothing is audited (G1, G2, G6).
 """
 
 from __future__ import annotations
@@ -154,6 +156,8 @@ class RetryAnswers:
             return OrderResult(Outcome.DUPLICATE, claim, order, "resolved by lookup")
         if claim.owner != self.owner and claim.lease_expires_at > self.clock.now():
             return OrderResult(Outcome.UNKNOWN, claim, None, "absent at the broker; its owner will resend")
+        if claim.kind is Kind.EXIT and self._others_hold(claim.symbol):
+            return self._resize_absent_exit(claim)
         try:
             claim = self.store.transition(
                 claim,
@@ -166,6 +170,39 @@ class RetryAnswers:
             assert fresh is not None
             return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
         return self._send(claim)
+
+    def _others_hold(self, symbol: str) -> bool:
+        """Whether another agent's ledger holds `symbol` (shares a stale-sized resend could sell).
+
+        Alone in the symbol, a stale size only risks a refusal (the broker never sells more than
+        it holds), which the exit's 403/422 reconcile handles; so only then is the exit re-sized.
+        """
+        return any(
+            p.symbol == symbol and p.agent_id != self.agent_id and p.qty != 0
+            for p in self.store.all_positions()
+        )
+
+    def _resize_absent_exit(self, claim: Claim) -> OrderResult:
+        """Send again an exit proven absent only after re-sizing it, like any exit that placed nothing.
+
+        Its size was computed when it was claimed, perhaps long ago: since then the position may
+        have been closed behind the bots' backs and re-entered, by this agent or by another one on
+        the account. Resent as it was, it could sell shares that are no longer its agent's (G3).
+        So it is settled as NOT_SENT (absence proven, the same evidence the reconciler uses) and
+        re-sized and resent from there, only while the position it was for is still open.
+        """
+        try:
+            claim = self.store.transition(
+                claim,
+                ClaimState.NOT_SENT,
+                owner=self.owner,
+                reason="absent at the broker on two probes after the grace period; re-sizing the exit",
+            )
+        except LeaseLost:
+            fresh = self.store.get(claim.key)
+            assert fresh is not None
+            return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
+        return self._retry_exit(claim, self.store.position(self.agent_id, claim.symbol))
 
     def _retry_unsent(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
         """Send again a decision that provably never placed an order (same client_order_id)."""
