@@ -27,6 +27,8 @@ from tradeguard.reconcile.runner import ReconcileReport
 
 __all__ = ["RetryAnswers"]
 
+_ABSENT = "absent at the broker on two probes after the grace period"
+
 
 class RetryAnswers:
     """Mixin of `OrderGateway`: answers for decisions that already have a claim."""
@@ -158,18 +160,17 @@ class RetryAnswers:
             return OrderResult(Outcome.UNKNOWN, claim, None, "absent at the broker; its owner will resend")
         if claim.kind is Kind.EXIT and self._others_hold(claim.symbol):
             return self._resize_absent_exit(claim)
+        moved = self._take_absent(claim, ClaimState.PENDING, f"{_ABSENT}; resending the same id")
+        return moved if isinstance(moved, OrderResult) else self._send(moved)
+
+    def _take_absent(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
+        """Move a claim proven absent at the broker to `to`, or answer the worker that did first."""
         try:
-            claim = self.store.transition(
-                claim,
-                ClaimState.PENDING,
-                owner=self.owner,
-                reason="absent at the broker on two probes after the grace period; resending the same id",
-            )
+            return self.store.transition(claim, to, owner=self.owner, reason=reason)
         except LeaseLost:
             fresh = self.store.get(claim.key)
             assert fresh is not None
             return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
-        return self._send(claim)
 
     def _others_hold(self, symbol: str) -> bool:
         """Whether another agent's ledger holds `symbol` (shares a stale-sized resend could sell).
@@ -191,18 +192,10 @@ class RetryAnswers:
         So it is settled as NOT_SENT (absence proven, the same evidence the reconciler uses) and
         re-sized and resent from there, only while the position it was for is still open.
         """
-        try:
-            claim = self.store.transition(
-                claim,
-                ClaimState.NOT_SENT,
-                owner=self.owner,
-                reason="absent at the broker on two probes after the grace period; re-sizing the exit",
-            )
-        except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
-            return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
-        return self._retry_exit(claim, self.store.position(self.agent_id, claim.symbol))
+        moved = self._take_absent(claim, ClaimState.NOT_SENT, f"{_ABSENT}; re-sizing the exit")
+        if isinstance(moved, OrderResult):
+            return moved
+        return self._retry_exit(moved, self.store.position(self.agent_id, moved.symbol))
 
     def _retry_unsent(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
         """Send again a decision that provably never placed an order (same client_order_id)."""
