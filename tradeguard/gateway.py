@@ -95,6 +95,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._last_full_pass: datetime | None = None
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
+        self._unclaimed_windows: dict[str, Intent] = {}  # see ContentWindows.submit_by_content
 
     # -- public API ------------------------------------------------------------------------
 

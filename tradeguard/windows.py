@@ -40,6 +40,8 @@ class ContentWindows:
     clock: Clock
     agent_id: str
     recorder: Recorder | NullRecorder
+    # Windows this gateway opened for exits that claimed nothing: content key -> the intent.
+    _unclaimed_windows: dict[str, Intent]
 
     def submit(self, intent: Intent, spec: OrderSpec, *, client_order_id: str | None = None) -> OrderResult:
         """Claim and send a named decision (`OrderGateway.submit`)."""
@@ -106,14 +108,13 @@ class ContentWindows:
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
         window = self.settings.dedup_window_secs
         holder = self.store.claim_window(content_key, window_secs=window, claim_key=intent.key)
-        unclaimed = self._unclaimed_windows()
         if holder == intent.key:
             if kind is Kind.EXIT:
-                return self._exit_in_window(content_key, symbol, spec, intent, unclaimed)
+                return self._exit_in_window(content_key, symbol, spec, intent)
             return self.submit(intent, spec)
         existing = self.store.get(holder)
         if existing is None:
-            mine = unclaimed.get(content_key)
+            mine = self._unclaimed_windows.get(content_key)
             if mine is not None and mine.key == holder:
                 # This gateway opened the window for an exit that claimed nothing (nothing to
                 # sell then: every share held by open orders, or the position unreadable), so
@@ -122,7 +123,7 @@ class ContentWindows:
                 # meet the same claim: the exit sized again, or (the position gone meanwhile)
                 # the order as an entry.
                 if kind is Kind.EXIT:
-                    return self._exit_in_window(content_key, symbol, spec, mine, unclaimed)
+                    return self._exit_in_window(content_key, symbol, spec, mine)
                 return self.submit(Intent(self.agent_id, Kind.ENTRY, symbol, side, mine.name), spec)
             raise ClaimInProgress(
                 f"an identical {symbol} order is being claimed by another worker right now; "
@@ -175,23 +176,14 @@ class ContentWindows:
             claim = following
         return claim, None
 
-    def _exit_in_window(
-        self, content_key: str, symbol: str, spec: OrderSpec, intent: Intent, unclaimed: dict[str, Intent]
-    ) -> OrderResult:
+    def _exit_in_window(self, content_key: str, symbol: str, spec: OrderSpec, intent: Intent) -> OrderResult:
         """Send the exit that holds a window; remember the window if it ended with no claim."""
         result = self.exit_order(symbol, spec, intent=intent.name)
         if result.claim is None:
-            unclaimed[content_key] = intent
+            self._unclaimed_windows[content_key] = intent
         else:
-            unclaimed.pop(content_key, None)
+            self._unclaimed_windows.pop(content_key, None)
         return result
-
-    def _unclaimed_windows(self) -> dict[str, Intent]:
-        """Windows this gateway opened for exits that claimed nothing (content key -> intent)."""
-        windows: dict[str, Intent] | None = self.__dict__.get("_tg_unclaimed_windows")
-        if windows is None:
-            windows = self.__dict__.setdefault("_tg_unclaimed_windows", {})
-        return windows
 
 
 def _canceled_by_the_bot(claim: Claim) -> bool:
