@@ -680,6 +680,10 @@ class GuardMachine(RuleBasedStateMachine):
         assert before is not None
         moved = (before.state, before.epoch) != (stall.claim.state, stall.claim.epoch)
         placed = len(self.paper.orders())
+        # A freeze lasts: whatever the others did meanwhile took time on the clock. (Within
+        # `exit_resize_after_secs` of sizing it would be the instant between a position read and
+        # a POST, which no guard closes; a longer one makes the woken exit re-size first.)
+        self.clock.advance(SETTINGS.exit_resize_after_secs + 0.5)
         stall.go.set()
         stall.thread.join(timeout=120)
         assert not stall.thread.is_alive(), "the resumed worker hangs"

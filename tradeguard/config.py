@@ -38,6 +38,10 @@ class Settings:
             endpoint trails fills by seconds.
         not_sent_probe_secs: How long the reconciler keeps looking up NOT_SENT claims by
             client_order_id (a frozen sender may still place the order late).
+        exit_resize_after_secs: An exit whose POST comes longer than this after it was sized
+            (its sender froze or stalled in between) is re-sized against a fresh position read
+            first: meanwhile the position may have been closed outside the bots and another
+            agent's re-entry could be sold (G3). A healthy sender takes well under a second.
         client_order_id_prefix: Prefix of derived client_order_ids (ASCII, short).
         sqlite_busy_timeout_ms: How long SQLite waits for a lock held by another process.
     """
@@ -53,6 +57,7 @@ class Settings:
     recent_activity_secs: float = 5.0
     position_settle_secs: float = 30.0
     not_sent_probe_secs: float = 3600.0
+    exit_resize_after_secs: float = 0.5
     client_order_id_prefix: str = "tg"
     sqlite_busy_timeout_ms: int = 30_000
 

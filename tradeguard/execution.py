@@ -189,11 +189,19 @@ def _id_taken(claim: Claim) -> OrderResult | None:
     return None
 
 
-def send_claim(broker: Broker, store: ClaimLedger, claim: Claim) -> OrderResult:
+def send_claim(
+    broker: Broker,
+    store: ClaimLedger,
+    claim: Claim,
+    *,
+    recheck: Callable[[Claim], OrderResult | None] | None = None,
+) -> OrderResult:
     """Send a PENDING claim and record the answer; an ambiguous answer gets one lookup.
 
     Right before the POST the claim's lease is checked and renewed if it is nearly out (a
     sender that froze after claiming must not send on a lease another worker may act on).
+    Then `recheck`, if given, sees the fenced claim: an answer from it is returned instead of
+    sending (the gateway re-sizes an exit whose sender was held up since sizing it).
 
     Raises:
         LeaseLost: The claim is no longer this sender's to send; nothing was sent.
@@ -203,6 +211,10 @@ def send_claim(broker: Broker, store: ClaimLedger, claim: Claim) -> OrderResult:
     """
     crashpoints.hit("after_claim")
     claim = store.fence_before_send(claim)
+    if recheck is not None:
+        answer = recheck(claim)
+        if answer is not None:
+            return answer
     crashpoints.hit("before_post")
     try:
         order = broker.submit_order(claim.request())

@@ -21,6 +21,7 @@ import threading
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from tradeguard import crashpoints
@@ -345,12 +346,18 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return Decimal(0)
         return abs(at_broker.qty_available)
 
-    def _send(self, claim: Claim) -> OrderResult:
-        """Send a PENDING claim this worker owns; a position rejection of an exit reconciles at once."""
+    def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
+        """Send a PENDING claim this worker owns; a position rejection of an exit reconciles at once.
+
+        An exit whose sender was held up between sizing and POST is re-sized first (once).
+        """
+        recheck = None
+        if claim.kind is Kind.EXIT and resize_if_held_up:
+            recheck = partial(self._resize_if_held_up, sized_at=claim.updated_at)
         with self._start_lock:
             self._sending.add(claim.key)
         try:
-            result = send_claim(self.broker, self.store, claim)
+            result = send_claim(self.broker, self.store, claim, recheck=recheck)
         except LeaseLost:
             # The lease lapsed before the POST and another worker moved the claim: nothing sent.
             fresh = self.store.get(claim.key)

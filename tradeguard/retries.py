@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.clock import Clock
@@ -42,7 +43,7 @@ class RetryAnswers:
     _start_lock: threading.Lock
     _sending: set[str]
 
-    def _send(self, claim: Claim) -> OrderResult:
+    def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
         raise NotImplementedError
 
     def _broker_available(self, symbol: str, held: LedgerPosition) -> Decimal | OrderResult:
@@ -197,6 +198,26 @@ class RetryAnswers:
             return moved
         return self._retry_exit(moved, self.store.position(self.agent_id, moved.symbol))
 
+    def _resize_if_held_up(self, claim: Claim, *, sized_at: datetime) -> OrderResult | None:
+        """Re-size an exit whose POST comes long after it was sized; None sends it as it is.
+
+        Called right before the POST, past the lease check. A healthy sender gets there within
+        milliseconds of sizing; one that froze or stalled may have been away while the position
+        was closed outside the bots and another agent on the account re-entered: its old size
+        would sell that agent's shares (G3). So the claim is settled NOT_SENT (nothing was sent)
+        and re-sized against a fresh position read like any exit that placed nothing; the resend
+        is not re-checked again. What no guard closes is the instant between that read and the POST.
+        """
+        held_up = (self.clock.now() - sized_at).total_seconds()
+        if held_up <= self.settings.exit_resize_after_secs:
+            return None
+        reason = f"sized {held_up:.1f}s before its send (the sender was held up); re-sizing the exit"
+        moved = self._take_absent(claim, ClaimState.NOT_SENT, reason)
+        if isinstance(moved, OrderResult):
+            return moved
+        held = self.store.position(self.agent_id, moved.symbol)
+        return self._retry_exit(moved, held, resize_if_held_up=False)
+
     def _retry_unsent(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
         """Send again a decision that provably never placed an order (same client_order_id)."""
         if claim.kind is Kind.EXIT:
@@ -215,7 +236,9 @@ class RetryAnswers:
             return self._answer(fresh, held)
         return self._send(claim)
 
-    def _retry_exit(self, claim: Claim, held: LedgerPosition) -> OrderResult:
+    def _retry_exit(
+        self, claim: Claim, held: LedgerPosition, *, resize_if_held_up: bool = True
+    ) -> OrderResult:
         """Re-size and resend an exit that placed nothing, while its position is still open."""
         if held.is_flat or (claim.turn_id is not None and held.turn_id != claim.turn_id):
             reason = (
@@ -241,4 +264,4 @@ class RetryAnswers:
                 f"exit {claim.client_order_id} not resent, nothing to sell: {room.describe(claim.symbol)}"
             )
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
-        return self._send(pending)
+        return self._send(pending, resize_if_held_up=resize_if_held_up)

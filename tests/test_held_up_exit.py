@@ -1,0 +1,155 @@
+"""G3 across agents: an exit whose sender froze between sizing and POST is re-sized before it sends.
+
+A sender frozen right after its exit's claim (SIGSTOP, a GC pause, a swapped-out VM) passes its
+lease check on waking if the lease still runs. Meanwhile the account may have been closed behind
+the bots' backs and another agent on it may have re-entered: the exit's old size would sell that
+agent's shares. These tests park the sender in a thread at the `after_claim` crash point (where
+a real freeze would stop it), change the world, and resume it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+
+from tests.gateway_kit import MAY21_PRICES, broker_qty
+from tradeguard import crashpoints
+from tradeguard.clock import ManualClock
+from tradeguard.config import Settings
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.execution import OrderResult, Outcome
+from tradeguard.gateway import OrderGateway
+from tradeguard.paper import PaperBroker
+from tradeguard.store import AuditQuery, ClaimStore
+
+SETTINGS = Settings()
+
+
+class Frozen:
+    """A call running in its own thread, parked at `after_claim` until `resume()`."""
+
+    def __init__(self, call: Callable[[], OrderResult]) -> None:
+        self._call = call
+        self._parked = threading.Event()
+        self._go = threading.Event()
+        self.result: OrderResult | None = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.result = self._call()
+        except BaseException as exc:  # handed to the test thread by resume()
+            self.error = exc
+        finally:
+            self._parked.set()
+
+    def hook(self, name: str) -> None:
+        if name == "after_claim" and threading.current_thread() is self._thread:
+            self._parked.set()
+            assert self._go.wait(timeout=60), "never resumed"
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._parked.wait(timeout=60), "the sender neither froze nor finished"
+
+    def resume(self) -> OrderResult:
+        self._go.set()
+        self._thread.join(timeout=60)
+        assert not self._thread.is_alive(), "the resumed sender hangs"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+@contextmanager
+def frozen(call: Callable[[], OrderResult]) -> Iterator[Frozen]:
+    sender = Frozen(call)
+    crashpoints.set_hook(sender.hook)
+    try:
+        sender.start()
+        yield sender
+    finally:
+        crashpoints.set_hook(None)
+
+
+def _two_agents(store_url: str) -> tuple[ManualClock, PaperBroker, ClaimStore, OrderGateway, OrderGateway]:
+    clock = ManualClock()
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock, cash=1_000_000)
+    store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
+    a = OrderGateway(paper, store, agent_id="bot-a", settings=SETTINGS, clock=clock)
+    b = OrderGateway(paper, store, agent_id="bot-b", settings=SETTINGS, clock=clock)
+    return clock, paper, store, a, b
+
+
+def test_a_frozen_exit_never_sells_another_agents_reentry(store_url: str) -> None:
+    """A freezes after claiming its exit of 10; the account is closed outside; B buys 10; A wakes."""
+    clock, paper, store, a, b = _two_agents(store_url)
+    try:
+        a.enter("TQQQ", qty=10, intent="a open")
+        with frozen(lambda: a.exit("TQQQ", intent="a out")) as sender:
+            claimed = store.list_claims(states=[ClaimState.PENDING], agent_id="bot-a")
+            assert [c.order_qty for c in claimed] == [Decimal(10)]
+            paper.close_position("TQQQ")  # behind the bots' backs: A's ledger is a phantom now
+            b.enter("TQQQ", qty=10, intent="b open")  # the account's 10 are B's
+            clock.advance(5)  # the freeze lasted (well within the 30 s lease)
+            result = sender.resume()
+        assert result.outcome is Outcome.SKIPPED, result.reason
+        assert broker_qty(paper, "TQQQ") == 10  # before the fix: 0, A's old 10 sold B's shares
+        sells = [o for o in paper.orders() if o.symbol == "TQQQ" and o.side.value == "sell"]
+        assert len(sells) == 1  # the outside close only
+        exit_claim = store.get(claimed[0].key)
+        assert exit_claim is not None and exit_claim.state is ClaimState.NOT_SENT
+        coid = exit_claim.client_order_id
+        reasons = [
+            r.reason
+            for r in store.audit_page(AuditQuery(), after_id=0, limit=1000)
+            if r.client_order_id == coid
+        ]
+        assert any("held up" in r for r in reasons), reasons
+    finally:
+        store.close()
+
+
+def test_a_held_up_exit_whose_world_did_not_change_still_sells_its_position(store_url: str) -> None:
+    """Re-sizing changes nothing when nothing changed: the same decision sells the same 10, once."""
+    clock, paper, store, a, b = _two_agents(store_url)
+    try:
+        a.enter("TQQQ", qty=10, intent="a open")
+        b.enter("TQQQ", qty=7, intent="b open")
+        with frozen(lambda: a.exit("TQQQ", intent="a out")) as sender:
+            clock.advance(5)
+            result = sender.resume()
+        assert result.outcome is Outcome.SUBMITTED, result.reason
+        assert result.order is not None and result.order.qty == 10
+        assert broker_qty(paper, "TQQQ") == 7  # B's 7 untouched
+        again = a.exit("TQQQ", intent="a out")  # the bot's retry is a duplicate, not a second sell
+        assert again.outcome is Outcome.DUPLICATE
+        assert len([o for o in paper.orders() if o.side.value == "sell"]) == 1
+    finally:
+        store.close()
+
+
+def test_an_exit_sent_promptly_is_not_read_twice(store_url: str) -> None:
+    """The fresh position read is only for a sender held up past `exit_resize_after_secs`."""
+    clock, paper, store, a, _b = _two_agents(store_url)
+    reads: list[str] = []
+    real = paper.get_position
+
+    def counting(symbol: str):  # type: ignore[no-untyped-def]
+        reads.append(symbol)
+        return real(symbol)
+
+    try:
+        a.enter("TQQQ", qty=10, intent="a open")
+        paper.get_position = counting  # type: ignore[method-assign]
+        with frozen(lambda: a.exit("TQQQ", intent="a out")) as sender:
+            clock.advance(SETTINGS.exit_resize_after_secs)  # exactly the bound: still prompt
+            result = sender.resume()
+        assert result.outcome is Outcome.SUBMITTED, result.reason
+        assert reads == ["TQQQ"]  # the sizing read only
+    finally:
+        store.close()
