@@ -20,6 +20,7 @@ from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.execution import OrderResult, Outcome
+from tradeguard.faults import FaultPlan, FaultyBroker
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
 from tradeguard.store import AuditQuery, ClaimStore
@@ -151,5 +152,57 @@ def test_an_exit_sent_promptly_is_not_read_twice(store_url: str) -> None:
             result = sender.resume()
         assert result.outcome is Outcome.SUBMITTED, result.reason
         assert reads == ["TQQQ"]  # the sizing read only
+    finally:
+        store.close()
+
+
+REFUSED_EXIT_PLAN = """
+faults:
+  - route: POST /v2/orders
+    match: {side: sell}
+    nth: 1
+    action: reject
+    status: 403
+    body: {code: 40310000, message: "insufficient qty available for order (requested: 10, available: 0)"}
+"""
+
+
+class FrozenPass(Frozen):
+    """Like `Frozen`, parked where a reconcile pass has read the broker and applies nothing yet."""
+
+    def hook(self, name: str) -> None:
+        if name == "reconcile_after_read" and threading.current_thread() is self._thread:
+            self._parked.set()
+            assert self._go.wait(timeout=60), "never resumed"
+
+
+def test_a_reconcile_pass_held_up_after_its_read_resizes_a_refused_exit_from_a_fresh_read(
+    store_url: str,
+) -> None:
+    """A's refused exit is released by a pass that froze after reading 20 shares; meanwhile the
+    account was closed outside, B cleared its phantom and bought 10 again: A sells none of them."""
+    clock = ManualClock()
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock, cash=1_000_000)
+    store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
+    try:
+        refusing = FaultyBroker(paper, FaultPlan.parse(REFUSED_EXIT_PLAN, source="refused.yaml"), clock=clock)
+        a = OrderGateway(refusing, store, agent_id="bot-a", settings=SETTINGS, clock=clock)
+        b = OrderGateway(paper, store, agent_id="bot-b", settings=SETTINGS, clock=clock)
+        a.enter("TQQQ", qty=10, intent="a open")
+        b.enter("TQQQ", qty=10, intent="b open")
+        pass_ = FrozenPass(lambda: a.exit("TQQQ", intent="a out"))  # refused, then a pass releases it
+        crashpoints.set_hook(pass_.hook)
+        try:
+            pass_.start()
+            paper.close_position("TQQQ")  # behind both bots' backs
+            clock.advance(SETTINGS.position_settle_secs + 1)
+            b.reconcile()  # B's 10 were a phantom: cleared
+            assert store.position("bot-b", "TQQQ").is_flat
+            b.enter("TQQQ", qty=10, intent="b again")  # the account's 10 are B's
+            result = pass_.resume()
+        finally:
+            crashpoints.set_hook(None)
+        assert result.outcome is not Outcome.SUBMITTED, result.reason
+        assert broker_qty(paper, "TQQQ") == 10  # before the fix: 0 (A's release sold B's 10)
     finally:
         store.close()

@@ -18,7 +18,7 @@ from decimal import Decimal
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition
+from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
@@ -270,8 +270,23 @@ class Reconciler:
         return True
 
     def _release(self, action: Action, claim: Claim, report: ReconcileReport) -> bool:
-        """Re-size a refused exit and send it, sized atomically against the ledger (G3)."""
-        pos = report.snapshot.positions.get(claim.symbol) if report.snapshot is not None else None
+        """Re-size a refused exit and send it, sized atomically against the ledger (G3).
+
+        Sized from the pass's snapshot while it is fresh; a pass held up since its read (frozen,
+        or long) reads the position again: meanwhile the account may have been closed outside
+        the bots and another agent may have re-entered (see `Settings.exit_resize_after_secs`).
+        """
+        snapshot = report.snapshot
+        pos = snapshot.positions.get(claim.symbol) if snapshot is not None else None
+        if snapshot is None or (
+            (self.clock.now() - snapshot.taken_at).total_seconds() > self.settings.exit_resize_after_secs
+        ):
+            try:
+                pos = self.broker.get_position(claim.symbol)
+            except BrokerError:
+                return False  # no fresh size, no send: the bot's next exit call re-sizes it
+        if pos is not None and (pos.qty > 0) != (claim.side is Side.SELL):
+            pos = None  # the account holds the other side now: nothing of this exit's to sell
         available = abs(pos.qty_available) if pos is not None else Decimal(0)
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
