@@ -206,3 +206,43 @@ def test_a_reconcile_pass_held_up_after_its_read_resizes_a_refused_exit_from_a_f
         assert broker_qty(paper, "TQQQ") == 10  # before the fix: 0 (A's release sold B's 10)
     finally:
         store.close()
+
+
+LOST_EXIT_PLAN = """
+faults:
+  - {route: POST /v2/orders, match: {side: sell}, nth: 1, action: drop}
+"""
+
+
+def test_a_lost_exit_is_resent_as_it_was_when_only_another_accounts_agent_holds_the_symbol(
+    store_url: str,
+) -> None:
+    """Re-sizing a lost exit guards the agents of its own account; one on another account holds
+    nothing A could sell, so A's exit proven absent goes out again as it was, same id and size."""
+    clock = ManualClock()
+    mine = PaperBroker(prices=MAY21_PRICES, clock=clock, cash=1_000_000)
+    theirs = PaperBroker(prices=MAY21_PRICES, clock=clock, cash=1_000_000)
+    assert mine.account_key != theirs.account_key
+    store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
+    try:
+        lossy = FaultyBroker(mine, FaultPlan.parse(LOST_EXIT_PLAN, source="lost-exit.yaml"), clock=clock)
+        a = OrderGateway(lossy, store, agent_id="bot-a", settings=SETTINGS, clock=clock)
+        c = OrderGateway(theirs, store, agent_id="bot-c", settings=SETTINGS, clock=clock)
+        a.enter("TQQQ", qty=10, intent="a open")
+        c.enter("TQQQ", qty=10, intent="c open")
+        lost = a.exit("TQQQ", intent="a out")
+        assert lost.outcome is Outcome.UNKNOWN and lost.claim is not None
+        clock.advance(SETTINGS.unknown_grace_secs + 1)
+        again = a.exit("TQQQ", intent="a out")
+        assert again.outcome is Outcome.SUBMITTED, again.reason
+        assert broker_qty(mine, "TQQQ") == 0 and broker_qty(theirs, "TQQQ") == 10
+        coid = lost.claim.client_order_id
+        reasons = [
+            r.reason
+            for r in store.audit_page(AuditQuery(), after_id=0, limit=1000)
+            if r.client_order_id == coid
+        ]
+        assert any("resending the same id" in r for r in reasons), reasons
+        assert not any("re-sizing" in r for r in reasons), reasons
+    finally:
+        store.close()

@@ -23,7 +23,7 @@ from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, LeaseLost, OrderRejected
 from tradeguard.execution import OrderResult, Outcome, adopt_order
-from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.runner import ReconcileReport
 
 __all__ = ["RetryAnswers"]
@@ -174,15 +174,22 @@ class RetryAnswers:
             return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
 
     def _others_hold(self, symbol: str) -> bool:
-        """Whether another agent's ledger holds `symbol` (shares a stale-sized resend could sell).
+        """Whether another agent on this account holds `symbol` (shares a stale resend could sell).
 
         Alone in the symbol, a stale size only risks a refusal (the broker never sells more than
         it holds), which the exit's 403/422 reconcile handles; so only then is the exit re-sized.
+        Agents registered on another broker account hold nothing here (`ports.same_account`).
         """
-        return any(
-            p.symbol == symbol and p.agent_id != self.agent_id and p.qty != 0
+        holders = {
+            p.agent_id
             for p in self.store.all_positions()
-        )
+            if p.symbol == symbol and p.agent_id != self.agent_id and p.qty != 0
+        }
+        if not holders:
+            return False
+        accounts = self.store.agent_accounts()
+        mine = account_key_of(self.broker) or accounts.get(self.agent_id)
+        return any(same_account(mine, accounts.get(agent)) for agent in holders)
 
     def _resize_absent_exit(self, claim: Claim) -> OrderResult:
         """Send again an exit proven absent only after re-sizing it, like any exit that placed nothing.
