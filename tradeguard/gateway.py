@@ -353,7 +353,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """
         recheck = None
         if claim.kind is Kind.EXIT and resize_if_held_up:
-            recheck = partial(self._resize_if_held_up, sized_at=claim.updated_at)
+            # Sized by the store call that just returned; this process's clock, not the claim's
+            # stamp (a claim service's clock may be skewed against ours).
+            recheck = partial(self._resize_if_held_up, sized_at=self.clock.now())
         with self._start_lock:
             self._sending.add(claim.key)
         try:
