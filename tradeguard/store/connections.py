@@ -344,6 +344,12 @@ class WriteTx:
             pool.release(tx.conn)
 
 
+# Connections a pool keeps open while idle. A burst of N threads opens N connections; keeping
+# them all would hold that many server slots for good (PostgreSQL allows 100 by default, and a
+# service process has several pools), so the surplus is closed as it comes back.
+MAX_IDLE = 8
+
+
 class RawPool:
     """A LIFO pool of driver connections made by `engine`, safe across threads and forks.
 
@@ -431,8 +437,8 @@ class RawPool:
         return not dbapi.closed and not dbapi.broken and dbapi.info.transaction_status == 0
 
     def release(self, conn: _Conn) -> None:
-        """Return `conn` to the pool, or close it if it is unusable or the pool is closed."""
-        if self._is_closed() or not self._reusable(conn):
+        """Return `conn` to the pool, or close it if it is unusable, surplus or the pool is closed."""
+        if self._is_closed() or not self._reusable(conn) or len(self._idle) >= MAX_IDLE:
             self._close(conn)
             return
         conn.idle_since = time.monotonic()
