@@ -124,6 +124,7 @@ def test_store_failure_after_the_post_raises_unrecorded_order_then_adopts_it(sto
             with pytest.raises(UnrecordedOrder) as caught:
                 gw.enter("TQQQ", qty=10, intent="09:42 breakout")
             assert not isinstance(caught.value, StoreError)
+            assert "nothing was sent" not in str(caught.value)
         finally:
             if broker._break is None:
                 rename("tg_audit_away", "tg_audit")

@@ -256,9 +256,11 @@ def _recorded(record: Callable[[], _T], claim: Claim) -> _T:
     try:
         return record()
     except StoreError as exc:
+        # The store's own wording ends "nothing was sent", true before a POST, false after it.
+        failure = str(exc).removesuffix("; nothing was sent")
         raise UnrecordedOrder(
             f"order {claim.client_order_id} was sent but the claim store failed before recording "
-            f"the answer ({exc}); the order may be at the broker. Call again with the same decision "
+            f"the answer ({failure}); the order may be at the broker. Call again with the same decision "
             "(or run a reconcile pass) once the store works: it is looked up by client_order_id, "
             "never sent twice"
         ) from exc

@@ -384,9 +384,14 @@ class ClaimStore(LedgerWriter, StoreReader):
         if guarded:
             tx.later(sql.PG_MOVE, (*params, *record(send=False)), keep=True)
         else:
+            if delta:
+                # The symbol's lock before the claim's row, as every writer takes them: a fill
+                # that held the row while waiting for the lock deadlocked with an exit claim of
+                # the same decision holding the lock while its insert waited for the row.
+                ledger.lock_symbol(tx, claim.symbol)
             tx.later(sql.TRANSITION, params, keep=True)
             if delta:
-                ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
+                ledger.queue_open_read(tx, claim.agent_id, claim.symbol, locked=True)
         results = tx.flush(commit=commit and guarded)
         if not results[0].rows:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))

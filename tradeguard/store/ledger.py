@@ -116,15 +116,18 @@ def _open_row(tx: Tx, agent_id: str, symbol: str) -> tuple[int, Decimal] | None:
     return open_turn_of(tx.all(_OPEN, (agent_id, symbol)))
 
 
-def queue_open_read(tx: Tx, agent_id: str, symbol: str) -> None:
+def queue_open_read(tx: Tx, agent_id: str, symbol: str, *, locked: bool = False) -> None:
     """Lock `symbol` and queue the read of the agent's open turn (kept: see `Tx.later`).
+
+    `locked`: the caller queued `lock_symbol` already (before the claim's row: the lock order).
 
     A fill queues it with the claim's compare-and-set, so on PostgreSQL both travel in one round
     trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`. PostgreSQL: a turn id
     is drawn with it (a second kept result, `reserved_turn_id` reads it), for a turn the fill
     may open.
     """
-    lock_symbol(tx, symbol)
+    if not locked:
+        lock_symbol(tx, symbol)
     tx.later(_OPEN, (agent_id, symbol), keep=True)
     if tx.postgres:
         tx.later(_NEXT_TURN_ID, keep=True)
