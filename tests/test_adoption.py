@@ -150,3 +150,54 @@ def test_memory_store_adopts_once_too(clock: ManualClock) -> None:
     a, b = gateway(broker, store, "a", clock), gateway(broker, store, "b", clock)
     assert a.adopt_broker_position("SPY", why="x").qty == 10
     assert b.adopt_broker_position("SPY", why="x").is_flat
+
+
+def test_shares_another_agents_acknowledged_order_filled_unseen_are_never_adopted(
+    store: ClaimStore, clock: ManualClock
+) -> None:
+    """A's limit buy is acknowledged and fills later at the broker; before A looks, B (same account)
+    closes SPY. Found by an adversarial run: B adopted A's 10 and sold them, A's ledger a phantom."""
+    broker = paper(clock)
+    a, b = gateway(broker, store, "bot-a", clock), gateway(broker, store, "bot-b", clock)
+    sent = a.enter("SPY", qty=10, intent="dip buy", order_type="limit", limit_price=495)
+    assert sent.claim is not None and sent.claim.filled_qty == 0
+    broker.set_price("SPY", "490")  # the limit fills at the broker; A has not read it yet
+    assert broker.get_position("SPY") is not None
+    clock.advance(SETTINGS.position_settle_secs + 1)
+    assert b.adopt_broker_position("SPY", why="first close").is_flat
+    out = b.exit("SPY", intent="b flat")
+    assert out.outcome.value == "skipped", out.reason
+    position = broker.get_position("SPY")
+    assert position is not None and position.qty == 10  # A's shares stay A's
+    assert a.position("SPY").qty == 10  # A's view refreshes to its fill, no phantom
+
+
+def test_a_stale_read_right_after_another_agents_exit_is_not_adopted(
+    store: ClaimStore, clock: ManualClock
+) -> None:
+    """The positions endpoint still shows shares another agent's exit just sold: not an orphan."""
+    broker = paper(clock)
+    a = gateway(broker, store, "bot-a", clock)
+    a.enter("SPY", qty=20, intent="a in")
+    clock.advance(SETTINGS.position_settle_secs + 1)
+    stale = broker.get_position("SPY")
+    a.exit("SPY", qty=10, intent="a half out")  # the broker now holds A's other 10
+
+    class Stale(ForwardingBroker):
+        def get_position(self, symbol: str) -> BrokerPosition | None:
+            return stale  # both reads trail A's fill (within the settle horizon)
+
+    b = gateway(Stale(broker), store, "bot-b", clock)
+    assert b.adopt_broker_position("SPY", why="first close").is_flat
+    assert a.position("SPY").qty == 10
+
+
+def test_memory_store_never_adopts_while_an_order_is_in_motion_either(clock: ManualClock) -> None:
+    store = MemoryClaimStore(clock=clock)
+    broker = paper(clock)
+    a, b = gateway(broker, store, "bot-a", clock), gateway(broker, store, "bot-b", clock)
+    a.enter("SPY", qty=10, intent="dip buy", order_type="limit", limit_price=495)
+    broker.set_price("SPY", "490")
+    clock.advance(SETTINGS.position_settle_secs + 1)
+    assert b.adopt_broker_position("SPY", why="first close").is_flat
+    assert store.adopt_position("bot-b", "SPY", Decimal(10), why="direct").is_flat

@@ -35,7 +35,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, build_spec, parse_side
-from tradeguard.ports import Broker, ClaimLedger, account_key_of
+from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, open_recorder
@@ -261,8 +261,11 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         that already holds something is left alone. The broker's positions endpoint can lag its
         fills for a few seconds (ALPACA.md), so nothing is adopted while this agent's own fills
         in the symbol are that recent, nor unless a second read a settle delay later agrees.
-        The orphan (what the broker holds minus other agents' shares on this account) is booked
-        in one store step (`ClaimLedger.adopt_position`). Returns the position after.
+        Nor while any agent's fills in the symbol are that recent, or any agent on the account
+        has an order in motion there (its fills may be in the broker's position before a ledger
+        books them). The orphan (what the broker holds minus other agents' shares on this
+        account) is booked in one store step (`ClaimLedger.adopt_position`). Returns the position
+        after.
         """
         held = self.broker.get_position(symbol)
         mine = self.store.position(self.agent_id, symbol)
@@ -270,9 +273,16 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return mine
         settle = self.settings.position_settle_secs
         since = self.clock.now() - timedelta(seconds=settle)
-        recent = self.store.list_claims(agent_id=self.agent_id, symbol=symbol, updated_since=since)
-        if any(c.filled_qty != 0 for c in recent):
-            return mine  # the read may still show shares this agent's own fills just moved
+        # Any agent's: the read may still show (or not yet show) shares a recent fill moved, this
+        # agent's or another's on the account, and the difference would read as an orphan.
+        recent = [c for c in self.store.list_claims(symbol=symbol, updated_since=since) if c.filled_qty != 0]
+        if recent:
+            accounts = self.store.agent_accounts()
+            account = account_key_of(self.broker) or accounts.get(self.agent_id)
+            if any(
+                c.agent_id == self.agent_id or same_account(account, accounts.get(c.agent_id)) for c in recent
+            ):
+                return mine
         self.clock.sleep(self.settings.settle_delay_secs)
         again = self.broker.get_position(symbol)
         if again is None or again.qty != held.qty:

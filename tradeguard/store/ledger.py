@@ -94,6 +94,13 @@ _OPEN_EXITS = (
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ? AND c.kind = 'exit'"
     " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
 )
+# Every agent's orders in motion in a symbol (entries and exits), with the agent's account: their
+# fills may already be in a broker position that no ledger shows yet.
+_IN_MOTION = (
+    "SELECT c.agent_id, a.account_key FROM tg_claims c"
+    " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ?"
+    " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
+)
 # The agents' registered broker accounts (`ClaimLedger.register_account`).
 ACCOUNT_OF_SQL = "SELECT account_key FROM tg_agent_accounts WHERE agent_id = ?"
 ACCOUNTS_SQL = "SELECT agent_id, account_key FROM tg_agent_accounts ORDER BY agent_id"
@@ -275,15 +282,19 @@ def exit_room(
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
 
 
-def others_on_account(tx: Tx, agent_id: str, symbol: str) -> Decimal:
+def others_on_account(tx: Tx, agent_id: str, symbol: str) -> Decimal | None:
     """Return the signed shares other agents on `agent_id`'s broker account hold in `symbol`.
 
     Read under the symbol's lock, so a write that follows (an adoption) sees what it saw. Agents
-    of unknown account count as on this one (`ports.same_account`).
+    of unknown account count as on this one (`ports.same_account`). None while any agent on the
+    account (this one included) has an order in motion in the symbol: its fills may be in the
+    broker's position before any ledger books them, so what no ledger holds cannot be told.
     """
     lock_symbol(tx, symbol)
     row = tx.one(ACCOUNT_OF_SQL, (agent_id,))
     mine = None if row is None else str(row[0])
+    if any(holder == agent_id or same_account(mine, key) for holder, key in tx.all(_IN_MOTION, (symbol,))):
+        return None
     return sum(
         (Decimal(qty) for holder, qty, key in tx.all(_HOLDERS, (symbol,))
          if holder != agent_id and same_account(mine, key)),

@@ -209,13 +209,17 @@ class LedgerWriter:
 
         One transaction under the symbol's lock: the other agents' shares on this account are
         read and the orphan (`broker_qty` minus them) booked together, so two agents adopting
-        at once never both take the same shares. A ledger that holds something, or no orphan on
-        the broker's side, is left alone. Returns the agent's position after.
+        at once never both take the same shares. A ledger that holds something, no orphan on
+        the broker's side, or an order of any agent on the account in motion in the symbol
+        (its fills may be in `broker_qty` before a ledger books them) leaves it alone. Returns
+        the agent's position after.
         """
         now = self._now()
         with self._pool.write(f"adopting the {symbol} position of {agent_id}", durable=True) as tx:
             others = ledger.others_on_account(tx, agent_id, symbol)
             mine = ledger.position_of(tx, agent_id, symbol)
+            if others is None:
+                return mine
             orphan = broker_qty - others
             if not mine.is_flat or orphan == 0 or (orphan > 0) != (broker_qty > 0):
                 return mine

@@ -733,6 +733,10 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             Decimal(0),
         )
 
+    def _agents_in_motion(self, symbol: str) -> set[str]:
+        claims = self._claims  # under the store's lock (MemoryLedger.adopt_position)
+        return {claims[k].agent_id for k in self._active_in.get(symbol, ())}
+
     def symbols_in_motion(self, *, excluding_agent: str | None = None) -> set[str]:
         """Return the symbols with an active claim, leaving out `excluding_agent`'s (see `ClaimStore`)."""
         self._check_open()

@@ -29,6 +29,9 @@ class MemoryLedger:
     def _now(self) -> datetime:
         raise NotImplementedError  # the store's clock
 
+    def _agents_in_motion(self, symbol: str) -> set[str]:
+        raise NotImplementedError  # the store's: agents with an active claim in `symbol`
+
     def _init_ledger(self) -> None:
         # The ledger: open turns by symbol then agent, and by agent then symbol.
         self._open_in: dict[str, dict[str, LedgerPosition]] = {}
@@ -132,11 +135,17 @@ class MemoryLedger:
     def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
         """Take into the agent's flat ledger the broker's shares no ledger on its account holds.
 
-        One atomic step: other agents' shares are read and the orphan booked under the lock.
+        One atomic step: other agents' shares are read and the orphan booked under the lock;
+        nothing while any agent on the account has an order in motion in the symbol (see
+        `ClaimStore.adopt_position`).
         """
         self._check_open()
         now = self._now()
         with self._lock:
+            if any(a == agent_id or self._on_account_of(agent_id, a) for a in self._agents_in_motion(symbol)):
+                return self._open_position(agent_id, symbol) or LedgerPosition(
+                    agent_id, symbol, Decimal(0), None, None
+                )
             held = self._open_in.get(symbol, {})
             others = sum(
                 (p.qty for a, p in held.items() if a != agent_id and self._on_account_of(agent_id, a)),
