@@ -10,7 +10,7 @@ with the broker's own refusal when it is refused again. A first attempt whose ou
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from pathlib import Path
 
 import pytest
@@ -60,7 +60,7 @@ def test_an_entry_refused_for_buying_power_is_taken_on_retry_once_power_is_freed
         with pytest.raises(APIError) as again:  # still refused: the broker's own answer, body and all
             client.submit_order(request)
         assert (again.value.status_code, again.value.code) == (403, 40310000)
-        assert "buying_power" in again.value._error, again.value._error  # noqa: SLF001 - the body
+        assert "buying_power" in again.value._error, again.value._error
         client.cancel_order_by_id(bid.id)  # the bot frees its buying power and retries the order
         placed = as_order(client.submit_order(request))
         assert placed.symbol == "SPY" and placed.status.value == "filled"
@@ -74,7 +74,9 @@ def test_an_entry_refused_for_buying_power_is_taken_on_retry_once_power_is_freed
             assert claim.client_order_id == spy.client_order_id  # one decision, one id throughout
 
 
-def test_a_refused_retry_that_found_its_order_after_all_adopts_it(account: PaperServer, tmp_path: Path) -> None:
+def test_a_refused_retry_that_found_its_order_after_all_adopts_it(
+    account: PaperServer, tmp_path: Path
+) -> None:
     # A refusal that was wrong (an order exists under the id after all): the resend meets
     # Alpaca's 422 "client_order_id must be unique" and the guard adopts that order (G1).
     with guarded_client(account, store_url(tmp_path)) as client:
@@ -100,10 +102,8 @@ def test_a_retry_of_an_attempt_whose_answer_was_lost_is_never_sent_again(
     ):
         request = market("SPY", 10, BUY, client_order_id)
         for _ in range(3):
-            try:
+            with suppress(APIError):
                 client.submit_order(request)
-            except APIError:
-                pass
         assert len(orders_of(server.broker, symbol="SPY")) == 1
 
 

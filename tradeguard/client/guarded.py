@@ -35,6 +35,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
+import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.models import ClosePositionResponse
@@ -45,10 +46,7 @@ from pydantic import TypeAdapter
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_body
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
-from tradeguard.client.errors import (
-    InvalidOrder,
-    api_error,
-)
+from tradeguard.client.errors import InvalidOrder, OrderNotSent, api_error
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import (
@@ -313,13 +311,42 @@ class GuardedTradingClient(TradingClient):
                 "insufficient qty available" when every share is held by open orders, as Alpaca
                 answers; see `submit_order` for the rest.
         """
-        symbol = str(symbol_or_asset_id).upper()
         with as_api_errors():
+            symbol = self._symbol_of(symbol_or_asset_id)
             result = self._close(symbol, close_options, new_decision=new_decision)
         requested = decimal_arg(close_options.qty, "qty") if close_options is not None else None
         return answer(
             result, raw=self._use_raw_data, nothing_to_sell=lambda: self._insufficient(symbol, requested)
         )
+
+    def _symbol_of(self, symbol_or_asset_id: UUID | str) -> str:
+        """Return the symbol `close_position` names: an asset id (a UUID) is looked up, as at Alpaca.
+
+        The account the orders go to is asked (the guard's broker): Alpaca's `get_asset`
+        through the adapter, the paper broker's own list in process. An id no asset has is
+        Alpaca's 404; a failed read sends nothing.
+        """
+        text = str(symbol_or_asset_id).strip()
+        try:
+            asset_id = symbol_or_asset_id if isinstance(symbol_or_asset_id, UUID) else UUID(text)
+        except ValueError:
+            return text.upper()  # a symbol never parses as a UUID
+        broker = self.gateway.broker
+        while isinstance(broker, ForwardingBroker):
+            broker = broker.inner
+        if isinstance(broker, AlpacaBroker):
+            try:
+                asset = broker.client.get_asset(asset_id)
+            except requests.RequestException as exc:
+                raise OrderNotSent(f"asset {asset_id} could not be read ({exc}); nothing was sent") from exc
+            return str(asset["symbol"] if isinstance(asset, dict) else asset.symbol).upper()
+        find = getattr(broker, "get_asset", None)  # the paper broker in process
+        if find is None:  # another port: alpaca-py's own read, as the pass-through calls make it
+            return str(self.get(f"/assets/{asset_id}")["symbol"]).upper()  # type: ignore[call-overload]
+        found = find(str(asset_id))
+        if found is None:
+            raise api_error(404, 40410000, "asset not found")
+        return str(found.symbol).upper()
 
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
         qty = decimal_arg(options.qty, "qty") if options is not None else None

@@ -1,0 +1,78 @@
+"""The drop-in answers as plain alpaca-py does where the guard has nothing to make safer.
+
+Each test runs one bot's calls twice on the paper server: with alpaca-py's own `TradingClient`
+and with the one-import `GuardedTradingClient`, and checks both end the same (the orders at the
+broker, its positions, the answers' shapes), and that the guard's ledger agrees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import pytest
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide
+from alpaca.trading.models import Asset, Position
+
+from tests.dropin.kit import as_order, guarded_client, held, ledger_qty, market, plain_client, store_url
+from tradeguard import GuardedTradingClient, ManualClock
+from tradeguard.paper.server import PaperServer
+
+BUY, SELL = OrderSide.BUY, OrderSide.SELL
+
+
+@pytest.fixture(params=["alpaca-py", "guarded"])
+def bot(
+    request: pytest.FixtureRequest, server: PaperServer, tmp_path: Path, clock: ManualClock
+) -> Iterator[TradingClient]:
+    """The same bot's client: alpaca-py's own, or the guard's by one import."""
+    make: AbstractContextManager[TradingClient] = (
+        plain_client(server)
+        if request.param == "alpaca-py"
+        else guarded_client(server, store_url(tmp_path), clock=clock)
+    )
+    with make as client:
+        yield client
+
+
+def _ledger_agrees(client: TradingClient, server: PaperServer, symbol: str) -> None:
+    if isinstance(client, GuardedTradingClient):
+        assert ledger_qty(client, symbol) == held(server, symbol)
+
+
+# ---- close_position takes a symbol or an asset id ------------------------------------------
+
+
+@pytest.mark.parametrize("as_text", [False, True], ids=["uuid", "str"])
+def test_close_position_by_asset_id_closes_that_assets_position(
+    bot: TradingClient, server: PaperServer, as_text: bool
+) -> None:
+    bot.submit_order(market("SPY", 10, BUY))
+    asset = bot.get_asset("SPY")
+    assert isinstance(asset, Asset)
+    closed = as_order(bot.close_position(str(asset.id) if as_text else asset.id))
+    assert closed.symbol == "SPY" and closed.side is SELL and closed.qty == "10"
+    assert held(server, "SPY") == 0
+    _ledger_agrees(bot, server, "SPY")
+
+
+def test_close_position_by_an_unknown_asset_id_is_a_404_and_sends_nothing(
+    bot: TradingClient, server: PaperServer
+) -> None:
+    bot.submit_order(market("SPY", 10, BUY))
+    with pytest.raises(APIError) as missing:
+        bot.close_position("00000000-0000-4000-8000-000000000000")
+    assert missing.value.status_code == 404
+    assert held(server, "SPY") == 10 and len(server.broker.orders()) == 1
+
+
+def test_the_paper_server_answers_position_routes_by_asset_id(bot: TradingClient) -> None:
+    bot.submit_order(market("QQQ", 3, BUY))
+    asset = bot.get_asset("QQQ")
+    assert isinstance(asset, Asset)
+    position = bot.get_open_position(asset.id)
+    assert isinstance(position, Position) and position.symbol == "QQQ" and position.qty == "3"
+    assert str(position.asset_id) == str(asset.id)
