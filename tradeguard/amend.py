@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, ReplaceRequest
+from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, ReplaceRequest
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError, LeaseLost
@@ -20,6 +20,9 @@ from tradeguard.execution import adopt_order
 from tradeguard.ports import Broker, ClaimLedger
 
 __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
+
+_LEG = "leg:"  # the decision name of a leg's claim: leg:{parent client_order_id}:{leg client_order_id}
+_TAKEN_DOWN = frozenset({OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL})
 
 CANCELED_BY_THE_BOT = "canceled by the bot through the guard"
 """The reason a claim records when its order is canceled by `cancel` or `cancel_all`."""
@@ -63,6 +66,7 @@ class OrderAmendments:
         adopts its order's state.
         """
         self._ensure_started()
+        live = self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=self.agent_id)
         results: list[tuple[BrokerOrder, BrokerError | None]] = []
         for order in self.broker.list_orders(status="open"):
             if order.status.is_terminal:
@@ -76,14 +80,55 @@ class OrderAmendments:
         # The agent's claims of the canceled orders adopt the result as canceled by the bot
         # (an identical order after it is a new decision, see `ContentWindows`); the rest of
         # its live claims adopt whatever the broker says.
-        live = self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=self.agent_id)
         mine = {claim.broker_order_id: claim for claim in live if claim.broker_order_id is not None}
         for order, error in results:
             claim = mine.get(order.id) if error is None else None
             if claim is not None:
                 self._follow(claim, order.id)
         self.refresh()
-        return results
+        return self._with_their_groups(results, mine, live)
+
+    def _with_their_groups(
+        self,
+        results: list[tuple[BrokerOrder, BrokerError | None]],
+        mine: dict[str, Claim],
+        live: list[Claim],
+    ) -> list[tuple[BrokerOrder, BrokerError | None]]:
+        """Add after each canceled order the orders of its group its cancel took down.
+
+        Canceling one order of a bracket, OTO or OCO cancels the group, and Alpaca's bulk cancel
+        answers once per order canceled, legs included; an open listing shows neither held legs
+        nor, for a leg, its siblings. So the group is read back: a parent's legs from the order
+        itself, a leg's siblings from this agent's leg claims (`leg:{parent id}:{leg id}`).
+        """
+        reported = {order.id for order, _ in results}
+        answered: list[tuple[BrokerOrder, BrokerError | None]] = []
+        for order, error in results:
+            answered.append((order, error))
+            if error is not None:
+                continue
+            for member in self._group_of(order, mine.get(order.id), live):
+                if member.id not in reported and member.status in _TAKEN_DOWN:
+                    reported.add(member.id)
+                    answered.append((member, None))
+        return answered
+
+    def _group_of(self, order: BrokerOrder, claim: Claim | None, live: list[Claim]) -> list[BrokerOrder]:
+        """Return the other orders of `order`'s group as the broker shows them now (reads may fail)."""
+        ids: list[str] = []
+        if claim is not None:
+            parent = claim.intent[len(_LEG) :].rsplit(":", 1)[0] if claim.intent.startswith(_LEG) else None
+            prefix = f"{_LEG}{parent or claim.client_order_id}:"
+            ids = [c.broker_order_id for c in live if c.intent.startswith(prefix) and c.broker_order_id]
+        found: list[BrokerOrder] = []
+        for order_id in [order.id, *ids]:
+            try:
+                now = self.broker.get_order(order_id)
+            except BrokerError:
+                continue  # the cancel stands; only the answer misses that order
+            if now is not None:
+                found += [now] if now.id != order.id else list(now.legs)
+        return found
 
     def replace(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
         """Replace an open order; its claim keeps its key and records the new order.

@@ -16,9 +16,24 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide
 from alpaca.trading.models import Asset, Position
+from alpaca.trading.requests import CancelOrderResponse
 
-from tests.dropin.kit import as_order, guarded_client, held, ledger_qty, market, plain_client, store_url
+from tests.dropin.kit import (
+    as_order,
+    claims_of,
+    flatten_orders,
+    guarded_client,
+    held,
+    ledger_qty,
+    limit,
+    market,
+    plain_client,
+    store_url,
+)
+from tests.dropin.test_dropin_contract_orders import bracket
 from tradeguard import GuardedTradingClient, ManualClock
+from tradeguard.domain import OrderStatus
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.paper.server import PaperServer
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
@@ -76,3 +91,31 @@ def test_the_paper_server_answers_position_routes_by_asset_id(bot: TradingClient
     position = bot.get_open_position(asset.id)
     assert isinstance(position, Position) and position.symbol == "QQQ" and position.qty == "3"
     assert str(position.asset_id) == str(asset.id)
+
+
+# ---- cancel_orders answers once per order canceled, a bracket's legs included --------------
+
+
+@pytest.mark.parametrize("entry_price", [410.00, None], ids=["resting-entry", "filled-entry"])
+def test_cancel_orders_answers_once_per_order_it_canceled_legs_included(
+    bot: TradingClient, server: PaperServer, entry_price: float | None
+) -> None:
+    bot.submit_order(bracket(limit_price=entry_price))
+    bot.submit_order(limit("QQQ", 1, BUY, 300.00))
+    answers = bot.cancel_orders()
+    assert isinstance(answers, list) and all(isinstance(a, CancelOrderResponse) for a in answers)
+    canceled = {o.id for o in flatten_orders(server.broker.orders()) if o.status is OrderStatus.CANCELED}
+    assert sorted(str(a.id) for a in answers) == sorted(canceled)
+    assert len(canceled) == (4 if entry_price else 3) and {a.status for a in answers} == {200}
+    if isinstance(bot, GuardedTradingClient):
+        assert all(c.state is not ClaimState.SUBMITTED for c in claims_of(bot))
+
+
+def test_cancel_orders_raw_answers_have_alpacas_keys(server: PaperServer, tmp_path: Path) -> None:
+    with plain_client(server, raw_data=True) as plain:
+        plain.submit_order(bracket(limit_price=410.00))
+        expected = plain.cancel_orders()
+    with guarded_client(server, store_url(tmp_path), raw_data=True) as guarded:
+        guarded.submit_order(bracket(limit_price=410.00))
+        got = guarded.cancel_orders()
+    assert [sorted(a) for a in got] == [sorted(a) for a in expected] == [["id", "status"]] * 3

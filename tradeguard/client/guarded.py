@@ -423,9 +423,12 @@ class GuardedTradingClient(TradingClient):
         """Cancel every open order of the account, as alpaca-py does; claims adopt the results."""
         with as_api_errors():
             results = self.gateway.cancel_all()
-        answers = [
-            {"id": order.id, "status": 200 if error is None else (error.status_code or 500),
-             "body": None if error is None else (error.body or {"message": error.message})}
+        # One entry per order canceled, a bracket's legs included, as Alpaca's bulk cancel
+        # answers; a body only where a cancel failed.
+        answers: list[dict[str, Any]] = [
+            {"id": order.id, "status": 200} if error is None else
+            {"id": order.id, "status": error.status_code or 500,
+             "body": error.body or {"message": error.message}}
             for order, error in results
         ]  # fmt: skip
         if self._use_raw_data:
