@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
-from alpaca.trading.enums import OrderSide
+from alpaca.trading.enums import OrderSide, TimeInForce
+from alpaca.trading.enums import PositionIntent as AlpacaPositionIntent
 from alpaca.trading.models import Asset, Position
-from alpaca.trading.requests import CancelOrderResponse
+from alpaca.trading.requests import CancelOrderResponse, MarketOrderRequest
 
 from tests.dropin.kit import (
     as_order,
@@ -119,3 +121,44 @@ def test_cancel_orders_raw_answers_have_alpacas_keys(server: PaperServer, tmp_pa
         guarded.submit_order(bracket(limit_price=410.00))
         got = guarded.cancel_orders()
     assert [sorted(a) for a in got] == [sorted(a) for a in expected] == [["id", "status"]] * 3
+
+
+# ---- a notional sell of a long is a guarded exit, in the shares its dollars buy ------------
+
+
+def dollars(
+    symbol: str, amount: float, side: OrderSide, client_order_id: str | None = None
+) -> MarketOrderRequest:
+    """A day market order for `amount` dollars."""
+    return MarketOrderRequest(
+        symbol=symbol,
+        notional=amount,
+        side=side,
+        time_in_force=TimeInForce.DAY,
+        client_order_id=client_order_id,
+    )
+
+
+@pytest.mark.parametrize("client_order_id", [None, "bot-spy-trim-1"], ids=["content", "client_order_id"])
+def test_a_notional_sell_of_part_of_a_long_is_accepted_and_sells_those_dollars(
+    bot: TradingClient, server: PaperServer, client_order_id: str | None
+) -> None:
+    bot.submit_order(market("SPY", 10, BUY))  # SPY at 500
+    sold = as_order(bot.submit_order(dollars("SPY", 1250, SELL, client_order_id)))
+    assert sold.status.value == "filled" and sold.filled_qty == "2.5"
+    assert held(server, "SPY") == Decimal("7.5")
+    _ledger_agrees(bot, server, "SPY")
+    if isinstance(bot, GuardedTradingClient):
+        assert sold.position_intent is AlpacaPositionIntent.SELL_TO_CLOSE
+        again = as_order(bot.submit_order(dollars("SPY", 1250, SELL, client_order_id)))  # a retry
+        assert again.id == sold.id and held(server, "SPY") == Decimal("7.5")
+
+
+def test_a_notional_sell_beyond_the_long_never_sells_more_than_is_held(
+    client: GuardedTradingClient, server: PaperServer
+) -> None:
+    client.submit_order(market("SPY", 10, BUY))
+    client.submit_order(limit("SPY", 4, SELL, 600.00))  # an exit in flight holds 4 shares
+    sold = as_order(client.submit_order(dollars("SPY", 5000, SELL)))  # 10 shares' worth
+    assert sold.qty == "6" and held(server, "SPY") == 4  # what was held minus the exit in flight
+    assert ledger_qty(client, "SPY") == 4

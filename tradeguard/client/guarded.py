@@ -50,6 +50,7 @@ from tradeguard.client.errors import InvalidOrder, OrderNotSent, api_error
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import (
+    Claim,
     LedgerPosition,
     OrderSpec,
     PositionIntent,
@@ -58,7 +59,7 @@ from tradeguard.domain import (
     TimeInForce,
 )
 from tradeguard.domain.intents import Intent, Kind
-from tradeguard.errors import BrokerError, ConfigError
+from tradeguard.errors import BrokerError
 from tradeguard.execution import OrderResult
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
@@ -197,11 +198,14 @@ class GuardedTradingClient(TradingClient):
         # A retry is the same decision however the position moved since the first attempt: a
         # sell that closed a long is not a short sale when it is retried after it filled. So a
         # client_order_id already claimed answers from its claim, whatever kind it is.
-        prior = self._claimed_kind(order) if coid is not None else None
-        is_exit = self._is_exit(order) if prior is None else prior is Kind.EXIT
-        if is_exit and order.spec.notional is not None:
-            raise ConfigError("an order that closes a position is sized in shares (qty), not notional")
-        spec = replace(order.spec, position_intent=self._closes(side)) if is_exit else order.spec
+        prior = self._claimed(order) if coid is not None else None
+        is_exit = self._is_exit(order) if prior is None else prior.kind is Kind.EXIT
+        spec = order.spec
+        if is_exit and spec.notional is not None:
+            # Exits are sized and claimed in shares (G3): dollars become the shares they buy now
+            # (a retry keeps the shares its claim was sized from).
+            spec = prior.spec if prior is not None else self._in_shares(order)
+        spec = replace(spec, position_intent=self._closes(side)) if is_exit else spec
         if coid is not None:
             if is_exit:
                 result = gateway.exit_order(symbol, spec, intent=f"coid:{coid}", client_order_id=coid)
@@ -221,17 +225,41 @@ class GuardedTradingClient(TradingClient):
             content = {"symbol": symbol, "side": side.value, **order.spec.as_payload()}
             result = gateway.submit_by_content(kind, symbol, side, spec, content=content)
         if is_exit:
-            self._warn_if_trimmed(result, order)
+            self._warn_if_trimmed(result, order, spec.qty)
         return result
 
-    def _claimed_kind(self, order: DropInOrder) -> Kind | None:
-        """Return the kind of the claim that already holds the order's client_order_id, or None."""
+    def _claimed(self, order: DropInOrder) -> Claim | None:
+        """Return the claim that already holds the order's client_order_id, or None."""
         gateway, coid = self.gateway, order.client_order_id
         for kind in (Kind.ENTRY, Kind.EXIT):
             intent = Intent(gateway.agent_id, kind, order.symbol, order.side, f"coid:{coid}")
-            if gateway.store.get(intent.key) is not None:
-                return kind
+            claim = gateway.store.get(intent.key)
+            if claim is not None:
+                return claim
         return None
+
+    def _in_shares(self, order: DropInOrder) -> OrderSpec:
+        """Return a notional order that closes a position as the shares its dollars come to now.
+
+        Alpaca takes a notional sell of a long (and turns it into shares at its price); the
+        guard sizes every exit in shares against what is held minus exits in flight (G3), so
+        it does the turning itself, at the broker position's current price, rounded down to
+        Alpaca's 9 decimal places. The order sent carries `qty` instead of `notional`.
+        """
+        notional = order.spec.notional
+        assert notional is not None
+        at_broker = self.gateway.broker.get_position(order.symbol)  # a failed read raises
+        if at_broker is None or not at_broker.qty or not at_broker.market_value:
+            raise InvalidOrder(f"a notional order that closes {order.symbol} needs its price; give qty")
+        price = abs(at_broker.market_value / at_broker.qty)
+        shares = (notional / price).quantize(_SHARE_STEP, ROUND_DOWN)
+        if shares <= 0:
+            raise InvalidOrder(f"notional {notional} is less than a tradable share of {order.symbol}")
+        logger.info(
+            "%s $%s of %s closes a position: sent as %s shares at %s (exits are sized in shares)",
+            order.side, notional, order.symbol, shares, price,
+        )  # fmt: skip
+        return replace(order.spec, notional=None, qty=shares)
 
     def _is_exit(self, order: DropInOrder) -> bool:
         """Classify an order as Alpaca infers its position intent (the caller's intent wins).
@@ -262,9 +290,8 @@ class GuardedTradingClient(TradingClient):
     def _closes(side: Side) -> PositionIntent:
         return PositionIntent.SELL_TO_CLOSE if side is Side.SELL else PositionIntent.BUY_TO_CLOSE
 
-    def _warn_if_trimmed(self, result: OrderResult, order: DropInOrder) -> None:
+    def _warn_if_trimmed(self, result: OrderResult, order: DropInOrder, asked: Decimal | None) -> None:
         sent_qty = result.claim.order_qty if result.claim is not None else None
-        asked = order.spec.qty
         if result.sent and sent_qty is not None and asked is not None and sent_qty < asked:
             logger.warning(
                 "%s %s %s closes a position: sent %s, what is held and not in other exits "
