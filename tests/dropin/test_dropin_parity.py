@@ -18,7 +18,7 @@ from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.enums import PositionIntent as AlpacaPositionIntent
 from alpaca.trading.models import Asset, Position
-from alpaca.trading.requests import CancelOrderResponse, MarketOrderRequest
+from alpaca.trading.requests import CancelOrderResponse, MarketOrderRequest, ReplaceOrderRequest
 
 from tests.dropin.kit import (
     as_order,
@@ -162,3 +162,36 @@ def test_a_notional_sell_beyond_the_long_never_sells_more_than_is_held(
     sold = as_order(client.submit_order(dollars("SPY", 5000, SELL)))  # 10 shares' worth
     assert sold.qty == "6" and held(server, "SPY") == 4  # what was held minus the exit in flight
     assert ledger_qty(client, "SPY") == 4
+
+
+# ---- a replace may enlarge an exit within what is held minus the other exits ----------------
+
+
+def test_a_replace_that_enlarges_an_exit_within_the_position_is_accepted(
+    bot: TradingClient, server: PaperServer
+) -> None:
+    bot.submit_order(market("SPY", 10, BUY))
+    target = as_order(bot.submit_order(limit("SPY", 4, SELL, 600.00)))
+    bigger = as_order(bot.replace_order_by_id(target.id, ReplaceOrderRequest(qty=8)))
+    assert bigger.qty == "8" and bigger.replaces == target.id
+    server.broker.set_price("SPY", "600.00")
+    assert held(server, "SPY") == 2
+    _ledger_agrees(bot, server, "SPY")
+
+
+def test_a_replace_that_enlarges_an_exit_beyond_the_other_exits_room_is_refused(
+    client: GuardedTradingClient, server: PaperServer
+) -> None:
+    client.submit_order(market("SPY", 10, BUY))
+    target = as_order(client.submit_order(limit("SPY", 4, SELL, 600.00)))
+    client.submit_order(limit("SPY", 3, SELL, 700.00))  # another exit in flight: 7 left for this one
+    with pytest.raises(APIError) as refused:
+        client.replace_order_by_id(target.id, ReplaceOrderRequest(qty=8))
+    assert refused.value.status_code == 422 and "more than is held" in refused.value.message
+    assert [o.qty for o in server.broker.orders() if o.status.is_open] == [Decimal(4), Decimal(3)]
+    bigger = as_order(client.replace_order_by_id(target.id, ReplaceOrderRequest(qty=7)))
+    assert bigger.qty == "7"
+    [claim] = [c for c in claims_of(client, "SPY") if c.broker_order_id == str(bigger.id)]
+    assert claim.order_qty == 7 and claim.client_order_id == target.client_order_id
+    server.broker.set_price("SPY", "700.00")  # both exits fill: flat, never short (G3)
+    assert held(server, "SPY") == 0 and ledger_qty(client, "SPY") == 0
