@@ -195,3 +195,17 @@ def test_a_replace_that_enlarges_an_exit_beyond_the_other_exits_room_is_refused(
     assert claim.order_qty == 7 and claim.client_order_id == target.client_order_id
     server.broker.set_price("SPY", "700.00")  # both exits fill: flat, never short (G3)
     assert held(server, "SPY") == 0 and ledger_qty(client, "SPY") == 0
+
+
+# ---- a client_order_id reused for another order is Alpaca's 422 -------------------------------
+
+
+def test_a_client_order_id_reused_for_another_order_is_alpacas_422(
+    bot: TradingClient, server: PaperServer
+) -> None:
+    bot.submit_order(market("SPY", 2, BUY, "bot-spy-1"))
+    with pytest.raises(APIError) as reused:
+        bot.submit_order(market("QQQ", 1, BUY, "bot-spy-1"))  # another symbol, the same id
+    assert (reused.value.status_code, reused.value.code) == (422, 40010001)
+    assert reused.value.message.startswith("client_order_id must be unique")
+    assert [o.symbol for o in server.broker.orders()] == ["SPY"]

@@ -46,7 +46,7 @@ from pydantic import TypeAdapter
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_body
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
-from tradeguard.client.errors import InvalidOrder, OrderNotSent, api_error
+from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder, OrderNotSent, api_error
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import (
@@ -59,7 +59,7 @@ from tradeguard.domain import (
     TimeInForce,
 )
 from tradeguard.domain.intents import Intent, Kind
-from tradeguard.errors import BrokerError
+from tradeguard.errors import BrokerError, StoreError
 from tradeguard.execution import OrderResult
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
@@ -186,7 +186,13 @@ class GuardedTradingClient(TradingClient):
         """
         with as_api_errors():
             order = read_order(order_data)
-            result = self._submit(order, new_decision=new_decision)
+            try:
+                result = self._submit(order, new_decision=new_decision)
+            except StoreError as exc:
+                taken = self._id_taken(order, exc)
+                if taken is None:
+                    raise
+                raise taken from exc
         return answer(
             result,
             raw=self._use_raw_data,
@@ -237,6 +243,28 @@ class GuardedTradingClient(TradingClient):
             if claim is not None:
                 return claim
         return None
+
+    def _id_taken(self, order: DropInOrder, error: StoreError) -> APIError | None:
+        """Return Alpaca's 422 when the store refused the claim because another claim has its id.
+
+        The store refuses a client_order_id already used for another decision (another symbol or
+        side) with a StoreError; for the bot that is Alpaca's "client_order_id must be unique",
+        not a store outage to retry. Looked up only on this failure path; a failed lookup
+        leaves the store's error as it was.
+        """
+        coid = order.client_order_id
+        if coid is None:
+            return None
+        try:
+            taken = next((c for c in self.gateway.store.list_claims() if c.client_order_id == coid), None)
+        except StoreError:
+            return None
+        if taken is None:
+            return None
+        return ClientOrderIdReused(
+            f"client_order_id must be unique: {coid} already names {taken.side} {taken.symbol} "
+            f"({taken.state}); nothing was sent ({error})"
+        )
 
     def _in_shares(self, order: DropInOrder) -> OrderSpec:
         """Return a notional order that closes a position as the shares its dollars come to now.
