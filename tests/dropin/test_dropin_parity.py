@@ -209,3 +209,13 @@ def test_a_client_order_id_reused_for_another_order_is_alpacas_422(
     assert (reused.value.status_code, reused.value.code) == (422, 40010001)
     assert reused.value.message.startswith("client_order_id must be unique")
     assert [o.symbol for o in server.broker.orders()] == ["SPY"]
+
+
+def test_close_all_positions_raw_answers_have_alpacas_keys(server: PaperServer, tmp_path: Path) -> None:
+    with plain_client(server, raw_data=True) as plain:
+        plain.submit_order(market("SPY", 2, BUY))
+        expected = plain.close_all_positions(cancel_orders=True)
+    with guarded_client(server, store_url(tmp_path), raw_data=True) as guarded:
+        guarded.submit_order(market("SPY", 2, BUY))
+        got = guarded.close_all_positions(cancel_orders=True)
+    assert [sorted(a) for a in got] == [sorted(a) for a in expected] == [["body", "status", "symbol"]]

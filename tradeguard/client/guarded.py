@@ -457,10 +457,10 @@ class GuardedTradingClient(TradingClient):
                     result = self._close(symbol, None, new_decision=False)
                 refusal = functools.partial(self._insufficient, symbol, None)
                 order = answer(result, raw=True, nothing_to_sell=refusal)
-                answers.append({"order_id": order["id"], "status": 200, "symbol": symbol, "body": order})
+                answers.append({"symbol": symbol, "status": 200, "body": order})  # Alpaca's keys
             except APIError as exc:
                 body = json_body(exc)
-                answers.append({"order_id": None, "status": exc.status_code, "symbol": symbol, "body": body})
+                answers.append({"symbol": symbol, "status": exc.status_code, "body": body})
         with as_api_errors():
             self.gateway.refresh()
         if self._use_raw_data:
