@@ -39,15 +39,13 @@ def _refusal_placed_nothing(claim: Claim) -> bool:
     but `ID_TAKEN`) left no order under the id, so a retry is sent again, as Alpaca would take
     it. Resending is G1-safe even if the refusal was wrong: a second copy of the id is Alpaca's
     422 "client_order_id must be unique", which the send resolves by lookup and adopts. Final
-    stay a claim whose id names another order (`ID_TAKEN`), and an entry the broker created and
-    then rejected (status ``rejected``: it has a broker order id, and no refusal kind). An exit
-    is re-sized before it goes again, and only while its position is open (`_retry_exit`).
+    stay a claim whose id names another order (`ID_TAKEN`), and an order the broker created and
+    then rejected (status ``rejected``: it has a broker order id). An exit is re-sized before it
+    goes again, and only while its position is open (`_retry_exit`).
     """
-    if claim.reject_kind is RejectKind.ID_TAKEN:
-        return False
-    if claim.kind is Kind.EXIT:
-        return True
-    return claim.reject_kind is not None and claim.broker_order_id is None
+    if claim.reject_kind is RejectKind.ID_TAKEN or claim.broker_order_id is not None:
+        return False  # a second POST of an id the broker has is its 422 duplicate, forever
+    return claim.kind is Kind.EXIT or claim.reject_kind is not None
 
 
 class RetryAnswers:
