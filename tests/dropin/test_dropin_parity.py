@@ -11,8 +11,10 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from pathlib import Path
+from uuid import UUID
 
 import pytest
+import requests_mock
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
@@ -20,6 +22,7 @@ from alpaca.trading.enums import PositionIntent as AlpacaPositionIntent
 from alpaca.trading.models import Asset, Position
 from alpaca.trading.requests import CancelOrderResponse, MarketOrderRequest, ReplaceOrderRequest
 
+from tests.alpaca_bodies import PAPER_URL, FakeAlpaca
 from tests.dropin.kit import (
     as_order,
     claims_of,
@@ -36,6 +39,7 @@ from tests.dropin.test_dropin_contract_orders import bracket
 from tradeguard import GuardedTradingClient, ManualClock
 from tradeguard.domain import OrderStatus
 from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.paper import PaperBroker
 from tradeguard.paper.server import PaperServer
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
@@ -219,3 +223,17 @@ def test_close_all_positions_raw_answers_have_alpacas_keys(server: PaperServer, 
         guarded.submit_order(market("SPY", 2, BUY))
         got = guarded.close_all_positions(cancel_orders=True)
     assert [sorted(a) for a in got] == [sorted(a) for a in expected] == [["body", "status", "symbol"]]
+
+
+def test_close_position_by_asset_id_over_alpaca_asks_alpaca_for_the_symbol(
+    claims: str, mocker: requests_mock.Mocker, fake: FakeAlpaca
+) -> None:
+    asset = PaperBroker().get_asset("SPY")
+    assert asset is not None
+    mocker.get(f"{PAPER_URL}/v2/assets/{asset.id}", json=asset.to_alpaca())
+    fake.add_position("SPY", "10")
+    with GuardedTradingClient("key", "secret", store=claims, agent_id="bot") as client:
+        closed = as_order(client.close_position(UUID(asset.id)))
+    assert closed.symbol == "SPY" and closed.qty == "10" and closed.side is SELL
+    [sent] = [r.json() for r in mocker.request_history if r.method == "POST"]
+    assert (sent["symbol"], sent["position_intent"]) == ("SPY", "sell_to_close")
