@@ -35,7 +35,6 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, TypeVar
 from uuid import UUID
 
-import requests
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.models import ClosePositionResponse
@@ -46,7 +45,8 @@ from pydantic import TypeAdapter
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_body
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
-from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder, OrderNotSent, api_error
+from tradeguard.client.errors import InvalidOrder, api_error
+from tradeguard.client.lookups import SHARE_STEP, id_taken, in_shares, insufficient, symbol_of
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import (
@@ -59,7 +59,7 @@ from tradeguard.domain import (
     TimeInForce,
 )
 from tradeguard.domain.intents import Intent, Kind
-from tradeguard.errors import BrokerError, StoreError
+from tradeguard.errors import StoreError
 from tradeguard.execution import OrderResult
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
@@ -70,7 +70,6 @@ __all__ = ["GuardedTradingClient"]
 logger = logging.getLogger("tradeguard.client")
 
 _CLOSES = frozenset({PositionIntent.SELL_TO_CLOSE, PositionIntent.BUY_TO_CLOSE})
-_SHARE_STEP = Decimal("0.000000001")  # Alpaca takes up to 9 decimal places of a share
 _T = TypeVar("_T")
 
 
@@ -189,14 +188,14 @@ class GuardedTradingClient(TradingClient):
             try:
                 result = self._submit(order, new_decision=new_decision)
             except StoreError as exc:
-                taken = self._id_taken(order, exc)
+                taken = id_taken(self.gateway, order, exc)
                 if taken is None:
                     raise
                 raise taken from exc
         return answer(
             result,
             raw=self._use_raw_data,
-            nothing_to_sell=lambda: self._insufficient(order.symbol, order.spec.qty),
+            nothing_to_sell=lambda: insufficient(self.gateway, order.symbol, order.spec.qty),
         )
 
     def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
@@ -210,7 +209,7 @@ class GuardedTradingClient(TradingClient):
         if is_exit and spec.notional is not None:
             # Exits are sized and claimed in shares (G3): dollars become the shares they buy now
             # (a retry keeps the shares its claim was sized from).
-            spec = prior.spec if prior is not None else self._in_shares(order)
+            spec = prior.spec if prior is not None else in_shares(self.gateway, order)
         spec = replace(spec, position_intent=self._closes(side)) if is_exit else spec
         if coid is not None:
             if is_exit:
@@ -243,51 +242,6 @@ class GuardedTradingClient(TradingClient):
             if claim is not None:
                 return claim
         return None
-
-    def _id_taken(self, order: DropInOrder, error: StoreError) -> APIError | None:
-        """Return Alpaca's 422 when the store refused the claim because another claim has its id.
-
-        The store refuses a client_order_id already used for another decision (another symbol or
-        side) with a StoreError; for the bot that is Alpaca's "client_order_id must be unique",
-        not a store outage to retry. Looked up only on this failure path; a failed lookup
-        leaves the store's error as it was.
-        """
-        coid = order.client_order_id
-        if coid is None:
-            return None
-        try:
-            taken = next((c for c in self.gateway.store.list_claims() if c.client_order_id == coid), None)
-        except StoreError:
-            return None
-        if taken is None:
-            return None
-        return ClientOrderIdReused(
-            f"client_order_id must be unique: {coid} already names {taken.side} {taken.symbol} "
-            f"({taken.state}); nothing was sent ({error})"
-        )
-
-    def _in_shares(self, order: DropInOrder) -> OrderSpec:
-        """Return a notional order that closes a position as the shares its dollars come to now.
-
-        Alpaca takes a notional sell of a long (and turns it into shares at its price); the
-        guard sizes every exit in shares against what is held minus exits in flight (G3), so
-        it does the turning itself, at the broker position's current price, rounded down to
-        Alpaca's 9 decimal places. The order sent carries `qty` instead of `notional`.
-        """
-        notional = order.spec.notional
-        assert notional is not None
-        at_broker = self.gateway.broker.get_position(order.symbol)  # a failed read raises
-        if at_broker is None or not at_broker.qty or not at_broker.market_value:
-            raise InvalidOrder(f"a notional order that closes {order.symbol} needs its price; give qty")
-        price = abs(at_broker.market_value / at_broker.qty)
-        shares = (notional / price).quantize(_SHARE_STEP, ROUND_DOWN)
-        if shares <= 0:
-            raise InvalidOrder(f"notional {notional} is less than a tradable share of {order.symbol}")
-        logger.info(
-            "%s $%s of %s closes a position: sent as %s shares at %s (exits are sized in shares)",
-            order.side, notional, order.symbol, shares, price,
-        )  # fmt: skip
-        return replace(order.spec, notional=None, qty=shares)
 
     def _is_exit(self, order: DropInOrder) -> bool:
         """Classify an order as Alpaca infers its position intent (the caller's intent wins).
@@ -327,26 +281,6 @@ class GuardedTradingClient(TradingClient):
                 order.side, asked, order.symbol, sent_qty, asked,
             )  # fmt: skip
 
-    def _insufficient(self, symbol: str, requested: Decimal | None) -> APIError:
-        """Return Alpaca's 403 for an exit with nothing available to sell (shares held by orders).
-
-        The body carries what Alpaca's does (`available`, `existing_qty`, `held_for_orders`,
-        `symbol`), read from the broker's position when it can be read.
-        """
-        body: dict[str, Any] = {"available": "0", "symbol": symbol}
-        try:
-            at_broker = self.gateway.broker.get_position(symbol)
-        except BrokerError:  # the refusal stands; only its detail is missing
-            at_broker = None
-        if at_broker is not None:
-            existing = abs(at_broker.qty)
-            body["existing_qty"] = str(existing)
-            body["held_for_orders"] = str(existing - abs(at_broker.qty_available))
-        asked = requested if requested is not None else body.get("existing_qty", "0")
-        return api_error(
-            403, 40310000, f"insufficient qty available for order (requested: {asked}, available: 0)", body
-        )
-
     # -- positions ------------------------------------------------------------------------
 
     def close_position(
@@ -367,41 +301,14 @@ class GuardedTradingClient(TradingClient):
                 answers; see `submit_order` for the rest.
         """
         with as_api_errors():
-            symbol = self._symbol_of(symbol_or_asset_id)
+            symbol = symbol_of(self.gateway, symbol_or_asset_id, self._read_asset)
             result = self._close(symbol, close_options, new_decision=new_decision)
         requested = decimal_arg(close_options.qty, "qty") if close_options is not None else None
         return answer(
-            result, raw=self._use_raw_data, nothing_to_sell=lambda: self._insufficient(symbol, requested)
+            result,
+            raw=self._use_raw_data,
+            nothing_to_sell=lambda: insufficient(self.gateway, symbol, requested),
         )
-
-    def _symbol_of(self, symbol_or_asset_id: UUID | str) -> str:
-        """Return the symbol `close_position` names: an asset id (a UUID) is looked up, as at Alpaca.
-
-        The account the orders go to is asked (the guard's broker): Alpaca's `get_asset`
-        through the adapter, the paper broker's own list in process. An id no asset has is
-        Alpaca's 404; a failed read sends nothing.
-        """
-        text = str(symbol_or_asset_id).strip()
-        try:
-            asset_id = symbol_or_asset_id if isinstance(symbol_or_asset_id, UUID) else UUID(text)
-        except ValueError:
-            return text.upper()  # a symbol never parses as a UUID
-        broker = self.gateway.broker
-        while isinstance(broker, ForwardingBroker):
-            broker = broker.inner
-        if isinstance(broker, AlpacaBroker):
-            try:
-                asset = broker.client.get_asset(asset_id)
-            except requests.RequestException as exc:
-                raise OrderNotSent(f"asset {asset_id} could not be read ({exc}); nothing was sent") from exc
-            return str(asset["symbol"] if isinstance(asset, dict) else asset.symbol).upper()
-        find = getattr(broker, "get_asset", None)  # the paper broker in process
-        if find is None:  # another port: alpaca-py's own read, as the pass-through calls make it
-            return str(self.get(f"/assets/{asset_id}")["symbol"]).upper()  # type: ignore[call-overload]
-        found = find(str(asset_id))
-        if found is None:
-            raise api_error(404, 40410000, "asset not found")
-        return str(found.symbol).upper()
 
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
         qty = decimal_arg(options.qty, "qty") if options is not None else None
@@ -414,7 +321,7 @@ class GuardedTradingClient(TradingClient):
             raise self._no_position()
         requested = qty
         if percentage is not None:
-            requested = (abs(held.qty) * percentage / 100).quantize(_SHARE_STEP, ROUND_DOWN)
+            requested = (abs(held.qty) * percentage / 100).quantize(SHARE_STEP, ROUND_DOWN)
             if requested <= 0:
                 raise InvalidOrder(f"{percentage}% of {abs(held.qty)} {symbol} is less than a tradable share")
         side = Side.SELL if held.qty > 0 else Side.BUY
@@ -433,6 +340,13 @@ class GuardedTradingClient(TradingClient):
         if held.is_flat:
             held = self.gateway.adopt_broker_position(symbol, why="close_position")
         return held
+
+    def _read_asset(self, asset_id: UUID) -> dict[str, Any]:
+        """Read an asset with alpaca-py's own session (a broker without an asset list)."""
+        asset = self.get(f"/assets/{asset_id}")
+        if not isinstance(asset, dict):
+            raise InvalidOrder(f"asset {asset_id}: unexpected answer {asset!r}")
+        return asset
 
     @staticmethod
     def _no_position() -> APIError:
@@ -455,7 +369,7 @@ class GuardedTradingClient(TradingClient):
             try:
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
-                refusal = functools.partial(self._insufficient, symbol, None)
+                refusal = functools.partial(insufficient, self.gateway, symbol, None)
                 order = answer(result, raw=True, nothing_to_sell=refusal)
                 answers.append({"symbol": symbol, "status": 200, "body": order})  # Alpaca's keys
             except APIError as exc:
