@@ -130,11 +130,13 @@ def test_same_intent_with_a_different_order_is_loud(store_url: str) -> None:
     gw.store.close()
 
 
-def test_rejected_entry_is_not_resent_on_retry(store_url: str) -> None:
+def test_refused_entry_is_sent_again_on_retry_under_its_own_id(store_url: str) -> None:
+    # A refused POST placed nothing: Alpaca takes a retry under the same id, and so does the guard.
     gw, spy = make_gateway(store_url)
     first = gw.enter("TQQQ", qty=100_000, intent="too big")  # beyond buying power
     again = gw.enter("TQQQ", qty=100_000, intent="too big")
     assert first.outcome is Outcome.REJECTED and again.outcome is Outcome.REJECTED
     assert first.claim is not None and first.claim.state is ClaimState.REJECTED
-    assert len(spy.requests) == 1
+    assert again.claim is not None and again.claim.attempts == first.claim.attempts + 1
+    assert [r.client_order_id for r in spy.requests] == [first.claim.client_order_id] * 2
     gw.store.close()

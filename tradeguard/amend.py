@@ -4,22 +4,29 @@ A cancel is sent to the broker and the claim adopts the answer (CANCELED with wh
 still live while the broker shows `pending_cancel`). A replace keeps the claim and its
 client_order_id as the key: the claim records the new broker order id and size in the same step
 (audited), and later lookups by the client_order_id follow the broker's replacement chain. An
-exit may be replaced by a smaller order, never a larger one: it was sized against what was held
-(G3). Orders that belong to no claim of this agent pass straight to the broker.
+exit may be replaced by a larger order only while what it leaves unfilled fits in what is held
+minus the other exits in flight, sized like any exit (G3). Orders that belong to no claim of
+this agent pass straight to the broker.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
-from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, ReplaceRequest
+from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, ReplaceRequest
 from tradeguard.domain.intents import Kind
+from tradeguard.domain.ledger import ExitRoom, size_exit
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError, LeaseLost
 from tradeguard.execution import adopt_order
-from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.ports import Broker, ClaimLedger, same_account
 
 __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
+
+_LEG = "leg:"  # the decision name of a leg's claim: leg:{parent client_order_id}:{leg client_order_id}
+_TAKEN_DOWN = frozenset({OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL})
+_ACKNOWLEDGED = frozenset({ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED})  # out of qty_available
 
 CANCELED_BY_THE_BOT = "canceled by the bot through the guard"
 """The reason a claim records when its order is canceled by `cancel` or `cancel_all`."""
@@ -63,6 +70,7 @@ class OrderAmendments:
         adopts its order's state.
         """
         self._ensure_started()
+        live = self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=self.agent_id)
         results: list[tuple[BrokerOrder, BrokerError | None]] = []
         for order in self.broker.list_orders(status="open"):
             if order.status.is_terminal:
@@ -76,20 +84,62 @@ class OrderAmendments:
         # The agent's claims of the canceled orders adopt the result as canceled by the bot
         # (an identical order after it is a new decision, see `ContentWindows`); the rest of
         # its live claims adopt whatever the broker says.
-        live = self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=self.agent_id)
         mine = {claim.broker_order_id: claim for claim in live if claim.broker_order_id is not None}
         for order, error in results:
             claim = mine.get(order.id) if error is None else None
             if claim is not None:
                 self._follow(claim, order.id)
         self.refresh()
-        return results
+        return self._with_their_groups(results, mine, live)
+
+    def _with_their_groups(
+        self,
+        results: list[tuple[BrokerOrder, BrokerError | None]],
+        mine: dict[str, Claim],
+        live: list[Claim],
+    ) -> list[tuple[BrokerOrder, BrokerError | None]]:
+        """Add after each canceled order the orders of its group its cancel took down.
+
+        Canceling one order of a bracket, OTO or OCO cancels the group, and Alpaca's bulk cancel
+        answers once per order canceled, legs included; an open listing shows neither held legs
+        nor, for a leg, its siblings. So the group is read back: a parent's legs from the order
+        itself, a leg's siblings from this agent's leg claims (`leg:{parent id}:{leg id}`).
+        """
+        reported = {order.id for order, _ in results}
+        answered: list[tuple[BrokerOrder, BrokerError | None]] = []
+        for order, error in results:
+            answered.append((order, error))
+            if error is not None:
+                continue
+            for member in self._group_of(order, mine.get(order.id), live):
+                if member.id not in reported and member.status in _TAKEN_DOWN:
+                    reported.add(member.id)
+                    answered.append((member, None))
+        return answered
+
+    def _group_of(self, order: BrokerOrder, claim: Claim | None, live: list[Claim]) -> list[BrokerOrder]:
+        """Return the other orders of `order`'s group as the broker shows them now (reads may fail)."""
+        ids: list[str] = []
+        if claim is not None:
+            parent = claim.intent[len(_LEG) :].rsplit(":", 1)[0] if claim.intent.startswith(_LEG) else None
+            prefix = f"{_LEG}{parent or claim.client_order_id}:"
+            ids = [c.broker_order_id for c in live if c.intent.startswith(prefix) and c.broker_order_id]
+        found: list[BrokerOrder] = []
+        for order_id in [order.id, *ids]:
+            try:
+                now = self.broker.get_order(order_id)
+            except BrokerError:
+                continue  # the cancel stands; only the answer misses that order
+            if now is not None:
+                found += [now] if now.id != order.id else list(now.legs)
+        return found
 
     def replace(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
         """Replace an open order; its claim keeps its key and records the new order.
 
         Raises:
-            ConfigError: The replacement would raise an exit above the shares it was sized for.
+            ConfigError: The replacement would leave an exit unfilled beyond what is held minus
+                the other exits in flight.
             OrderRejected: The broker refused the change; the old order stands.
             BrokerError: The replace could not be sent or its answer was lost (a later lookup
                 by the claim's client_order_id follows the replacement if it happened).
@@ -103,14 +153,52 @@ class OrderAmendments:
             and claim.order_qty is not None
             and request.qty > claim.order_qty
         ):
-            raise ConfigError(
-                f"qty {request.qty} is more than the {claim.order_qty} shares exit "
-                f"{claim.client_order_id} was sized for; place a new exit for more"
-            )
+            self.refresh(claim.symbol)  # fills since decide what is held and what is left of it
+            claim = self.claim_of_order(order_id) or claim
+            room = self._room_beside(claim)
+            if request.qty - claim.filled_qty > room.qty:
+                most = claim.filled_qty + max(room.qty, Decimal(0))
+                raise ConfigError(
+                    f"qty {request.qty} would sell more than is held: exit {claim.client_order_id} may "
+                    f"grow to {most} ({room.describe(claim.symbol)}, besides this exit)"
+                )
         new = self.broker.replace_order(order_id, request)
         if claim is not None:
             self._record_replacement(claim, order_id, new)
         return new
+
+    def _room_beside(self, exit_claim: Claim) -> ExitRoom:
+        """Size what `exit_claim`'s order may leave unfilled: held minus the other exits (G3).
+
+        The same rule an exit is sized by (`size_exit`), with this exit left out of the exits
+        in flight and its unfilled shares given back to the broker's `qty_available` (the
+        broker holds them for this very order). Read without the symbol's lock: an exit claimed
+        in the instant between this read and the replace is not seen, but the broker still
+        refuses a replacement beyond `qty_available` and `*_to_close` never opens a short.
+
+        Raises:
+            BrokerError: The position could not be read; nothing is replaced.
+        """
+        symbol, mine = exit_claim.symbol, self.store.agent_accounts()
+        account = mine.get(self.agent_id)
+        held = self.store.position(self.agent_id, symbol)
+        at_broker = self.broker.get_position(symbol)
+        own = (exit_claim.order_qty or Decimal(0)) - exit_claim.filled_qty
+        same_side = at_broker is not None and at_broker.qty != 0 and (at_broker.qty > 0) == (held.qty > 0)
+        available = abs(at_broker.qty_available) + own if at_broker is not None and same_side else Decimal(0)
+        holders = {
+            p.agent_id: p.qty
+            for p in self.store.all_positions()
+            if p.symbol == symbol and same_account(account, mine.get(p.agent_id))
+        }
+        holders[self.agent_id] = held.qty
+        exits = [
+            (c.agent_id, c.state in _ACKNOWLEDGED, (c.order_qty or Decimal(0)) - c.filled_qty)
+            for c in self.store.list_claims(states=sorted(ACTIVE_STATES), symbol=symbol, kind=Kind.EXIT)
+            if c.key != exit_claim.key
+            and (c.agent_id == self.agent_id or same_account(account, mine.get(c.agent_id)))
+        ]
+        return size_exit(self.agent_id, holders, exits, broker_available=available, requested=None)
 
     def claim_of_order(self, order_id: str) -> Claim | None:
         """Return this agent's live claim whose current broker order is `order_id`, or None."""

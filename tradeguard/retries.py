@@ -1,7 +1,8 @@
 """How the gateway answers a retry of a decision it already claimed, without a second order.
 
-A known decision is sent again only when it provably placed nothing (NOT_SENT, a refused exit
-while its position is open, an UNKNOWN claim absent on two probes after the grace period), and
+A known decision is sent again only when it provably placed nothing (NOT_SENT, an entry whose
+POST the broker refused, a refused exit while its position is open, an UNKNOWN claim absent on
+two probes after the grace period), and
 always under its own client_order_id; an exit is re-sized first (an absent one while other agents
 hold its symbol).
 Everything else is answered from the claim and the broker: a live send is a duplicate, a lapsed
@@ -29,6 +30,22 @@ from tradeguard.reconcile.runner import ReconcileReport
 __all__ = ["RetryAnswers"]
 
 _ABSENT = "absent at the broker on two probes after the grace period"
+
+
+def _refusal_placed_nothing(claim: Claim) -> bool:
+    """Whether a REJECTED claim may be sent again under its own id: its POST placed nothing.
+
+    A definite refusal of the POST (buying power, market closed, a bad price: any `RejectKind`
+    but `ID_TAKEN`) left no order under the id, so a retry is sent again, as Alpaca would take
+    it. Resending is G1-safe even if the refusal was wrong: a second copy of the id is Alpaca's
+    422 "client_order_id must be unique", which the send resolves by lookup and adopts. Final
+    stay a claim whose id names another order (`ID_TAKEN`), and an order the broker created and
+    then rejected (status ``rejected``: it has a broker order id). An exit is re-sized before it
+    goes again, and only while its position is open (`_retry_exit`).
+    """
+    if claim.reject_kind is RejectKind.ID_TAKEN or claim.broker_order_id is not None:
+        return False  # a second POST of an id the broker has is its 422 duplicate, forever
+    return claim.kind is Kind.EXIT or claim.reject_kind is not None
 
 
 class RetryAnswers:
@@ -68,19 +85,17 @@ class RetryAnswers:
     def _answer(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
         """Resolve a retry without a second order: only a provably unplaced decision is resent."""
         state = claim.state
-        if state is ClaimState.NOT_SENT or (
-            state is ClaimState.REJECTED
-            and claim.kind is Kind.EXIT
-            and claim.reject_kind is not RejectKind.ID_TAKEN
-        ):
+        if state is ClaimState.NOT_SENT or (state is ClaimState.REJECTED and _refusal_placed_nothing(claim)):
             return self._retry_unsent(claim, held)
         if state is ClaimState.PENDING:
             return self._pending(claim, held)
         if state is ClaimState.UNKNOWN:
             return self._lookup_unknown(claim)
         if state is ClaimState.REJECTED:
+            # Final: the id names another order, or the broker created the order and rejected it
+            # (Alpaca would answer a second POST of the id 422 "client_order_id must be unique").
             reason = f"duplicate of {claim.client_order_id}, which the broker rejected: {claim.reason}"
-            error = OrderRejected(claim.reason, kind=claim.reject_kind or RejectKind.OTHER)
+            error = OrderRejected(claim.reason, kind=claim.reject_kind or RejectKind.OTHER, status_code=422)
             return OrderResult(Outcome.REJECTED, claim, None, reason, error)
         order: BrokerOrder | None = None
         try:

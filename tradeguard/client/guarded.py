@@ -45,13 +45,12 @@ from pydantic import TypeAdapter
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_body
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
-from tradeguard.client.errors import (
-    InvalidOrder,
-    api_error,
-)
+from tradeguard.client.errors import InvalidOrder, api_error
+from tradeguard.client.lookups import SHARE_STEP, id_taken, in_shares, insufficient, symbol_of
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import (
+    Claim,
     LedgerPosition,
     OrderSpec,
     PositionIntent,
@@ -60,7 +59,7 @@ from tradeguard.domain import (
     TimeInForce,
 )
 from tradeguard.domain.intents import Intent, Kind
-from tradeguard.errors import BrokerError, ConfigError
+from tradeguard.errors import StoreError
 from tradeguard.execution import OrderResult
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
@@ -71,7 +70,6 @@ __all__ = ["GuardedTradingClient"]
 logger = logging.getLogger("tradeguard.client")
 
 _CLOSES = frozenset({PositionIntent.SELL_TO_CLOSE, PositionIntent.BUY_TO_CLOSE})
-_SHARE_STEP = Decimal("0.000000001")  # Alpaca takes up to 9 decimal places of a share
 _T = TypeVar("_T")
 
 
@@ -187,11 +185,17 @@ class GuardedTradingClient(TradingClient):
         """
         with as_api_errors():
             order = read_order(order_data)
-            result = self._submit(order, new_decision=new_decision)
+            try:
+                result = self._submit(order, new_decision=new_decision)
+            except StoreError as exc:
+                taken = id_taken(self.gateway, order, exc)
+                if taken is None:
+                    raise
+                raise taken from exc
         return answer(
             result,
             raw=self._use_raw_data,
-            nothing_to_sell=lambda: self._insufficient(order.symbol, order.spec.qty),
+            nothing_to_sell=lambda: insufficient(self.gateway, order.symbol, order.spec.qty),
         )
 
     def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
@@ -199,11 +203,14 @@ class GuardedTradingClient(TradingClient):
         # A retry is the same decision however the position moved since the first attempt: a
         # sell that closed a long is not a short sale when it is retried after it filled. So a
         # client_order_id already claimed answers from its claim, whatever kind it is.
-        prior = self._claimed_kind(order) if coid is not None else None
-        is_exit = self._is_exit(order) if prior is None else prior is Kind.EXIT
-        if is_exit and order.spec.notional is not None:
-            raise ConfigError("an order that closes a position is sized in shares (qty), not notional")
-        spec = replace(order.spec, position_intent=self._closes(side)) if is_exit else order.spec
+        prior = self._claimed(order) if coid is not None else None
+        is_exit = self._is_exit(order) if prior is None else prior.kind is Kind.EXIT
+        spec = order.spec
+        if is_exit and spec.notional is not None:
+            # Exits are sized and claimed in shares (G3): dollars become the shares they buy now
+            # (a retry keeps the shares its claim was sized from).
+            spec = prior.spec if prior is not None else in_shares(self.gateway, order)
+        spec = replace(spec, position_intent=self._closes(side)) if is_exit else spec
         if coid is not None:
             if is_exit:
                 result = gateway.exit_order(symbol, spec, intent=f"coid:{coid}", client_order_id=coid)
@@ -223,16 +230,17 @@ class GuardedTradingClient(TradingClient):
             content = {"symbol": symbol, "side": side.value, **order.spec.as_payload()}
             result = gateway.submit_by_content(kind, symbol, side, spec, content=content)
         if is_exit:
-            self._warn_if_trimmed(result, order)
+            self._warn_if_trimmed(result, order, spec.qty)
         return result
 
-    def _claimed_kind(self, order: DropInOrder) -> Kind | None:
-        """Return the kind of the claim that already holds the order's client_order_id, or None."""
+    def _claimed(self, order: DropInOrder) -> Claim | None:
+        """Return the claim that already holds the order's client_order_id, or None."""
         gateway, coid = self.gateway, order.client_order_id
         for kind in (Kind.ENTRY, Kind.EXIT):
             intent = Intent(gateway.agent_id, kind, order.symbol, order.side, f"coid:{coid}")
-            if gateway.store.get(intent.key) is not None:
-                return kind
+            claim = gateway.store.get(intent.key)
+            if claim is not None:
+                return claim
         return None
 
     def _is_exit(self, order: DropInOrder) -> bool:
@@ -264,35 +272,14 @@ class GuardedTradingClient(TradingClient):
     def _closes(side: Side) -> PositionIntent:
         return PositionIntent.SELL_TO_CLOSE if side is Side.SELL else PositionIntent.BUY_TO_CLOSE
 
-    def _warn_if_trimmed(self, result: OrderResult, order: DropInOrder) -> None:
+    def _warn_if_trimmed(self, result: OrderResult, order: DropInOrder, asked: Decimal | None) -> None:
         sent_qty = result.claim.order_qty if result.claim is not None else None
-        asked = order.spec.qty
         if result.sent and sent_qty is not None and asked is not None and sent_qty < asked:
             logger.warning(
                 "%s %s %s closes a position: sent %s, what is held and not in other exits "
                 "(Alpaca would refuse %s with 403 insufficient qty)",
                 order.side, asked, order.symbol, sent_qty, asked,
             )  # fmt: skip
-
-    def _insufficient(self, symbol: str, requested: Decimal | None) -> APIError:
-        """Return Alpaca's 403 for an exit with nothing available to sell (shares held by orders).
-
-        The body carries what Alpaca's does (`available`, `existing_qty`, `held_for_orders`,
-        `symbol`), read from the broker's position when it can be read.
-        """
-        body: dict[str, Any] = {"available": "0", "symbol": symbol}
-        try:
-            at_broker = self.gateway.broker.get_position(symbol)
-        except BrokerError:  # the refusal stands; only its detail is missing
-            at_broker = None
-        if at_broker is not None:
-            existing = abs(at_broker.qty)
-            body["existing_qty"] = str(existing)
-            body["held_for_orders"] = str(existing - abs(at_broker.qty_available))
-        asked = requested if requested is not None else body.get("existing_qty", "0")
-        return api_error(
-            403, 40310000, f"insufficient qty available for order (requested: {asked}, available: 0)", body
-        )
 
     # -- positions ------------------------------------------------------------------------
 
@@ -313,12 +300,14 @@ class GuardedTradingClient(TradingClient):
                 "insufficient qty available" when every share is held by open orders, as Alpaca
                 answers; see `submit_order` for the rest.
         """
-        symbol = str(symbol_or_asset_id).upper()
         with as_api_errors():
+            symbol = symbol_of(self.gateway, symbol_or_asset_id, self._read_asset)
             result = self._close(symbol, close_options, new_decision=new_decision)
         requested = decimal_arg(close_options.qty, "qty") if close_options is not None else None
         return answer(
-            result, raw=self._use_raw_data, nothing_to_sell=lambda: self._insufficient(symbol, requested)
+            result,
+            raw=self._use_raw_data,
+            nothing_to_sell=lambda: insufficient(self.gateway, symbol, requested),
         )
 
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
@@ -332,7 +321,7 @@ class GuardedTradingClient(TradingClient):
             raise self._no_position()
         requested = qty
         if percentage is not None:
-            requested = (abs(held.qty) * percentage / 100).quantize(_SHARE_STEP, ROUND_DOWN)
+            requested = (abs(held.qty) * percentage / 100).quantize(SHARE_STEP, ROUND_DOWN)
             if requested <= 0:
                 raise InvalidOrder(f"{percentage}% of {abs(held.qty)} {symbol} is less than a tradable share")
         side = Side.SELL if held.qty > 0 else Side.BUY
@@ -351,6 +340,13 @@ class GuardedTradingClient(TradingClient):
         if held.is_flat:
             held = self.gateway.adopt_broker_position(symbol, why="close_position")
         return held
+
+    def _read_asset(self, asset_id: UUID) -> dict[str, Any]:
+        """Read an asset with alpaca-py's own session (a broker without an asset list)."""
+        asset = self.get(f"/assets/{asset_id}")
+        if not isinstance(asset, dict):
+            raise InvalidOrder(f"asset {asset_id}: unexpected answer {asset!r}")
+        return asset
 
     @staticmethod
     def _no_position() -> APIError:
@@ -373,12 +369,12 @@ class GuardedTradingClient(TradingClient):
             try:
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
-                refusal = functools.partial(self._insufficient, symbol, None)
+                refusal = functools.partial(insufficient, self.gateway, symbol, None)
                 order = answer(result, raw=True, nothing_to_sell=refusal)
-                answers.append({"order_id": order["id"], "status": 200, "symbol": symbol, "body": order})
+                answers.append({"symbol": symbol, "status": 200, "body": order})  # Alpaca's keys
             except APIError as exc:
                 body = json_body(exc)
-                answers.append({"order_id": None, "status": exc.status_code, "symbol": symbol, "body": body})
+                answers.append({"symbol": symbol, "status": exc.status_code, "body": body})
         with as_api_errors():
             self.gateway.refresh()
         if self._use_raw_data:
@@ -396,9 +392,12 @@ class GuardedTradingClient(TradingClient):
         """Cancel every open order of the account, as alpaca-py does; claims adopt the results."""
         with as_api_errors():
             results = self.gateway.cancel_all()
-        answers = [
-            {"id": order.id, "status": 200 if error is None else (error.status_code or 500),
-             "body": None if error is None else (error.body or {"message": error.message})}
+        # One entry per order canceled, a bracket's legs included, as Alpaca's bulk cancel
+        # answers; a body only where a cancel failed.
+        answers: list[dict[str, Any]] = [
+            {"id": order.id, "status": 200} if error is None else
+            {"id": order.id, "status": error.status_code or 500,
+             "body": error.body or {"message": error.message}}
             for order, error in results
         ]  # fmt: skip
         if self._use_raw_data:

@@ -5,7 +5,7 @@ PENDING ──► SUBMITTED ──► PARTIALLY_FILLED ──► FILLED
    │            │                │            CANCELED / EXPIRED
    │            └────────────────┴──────────► REJECTED
    ├──► UNKNOWN ──(broker evidence only)──► any broker state, PENDING (resend same id), NOT_SENT
-   ├──► REJECTED ──► PENDING   (exit released by reconcile: nothing was placed)
+   ├──► REJECTED ──► PENDING   (a refused POST retried, an exit released: nothing was placed)
    └──► NOT_SENT ──► PENDING   (the same decision tried again: nothing was placed)
                 └──► any broker state (an order found under its client_order_id after all)
 ```
@@ -67,7 +67,9 @@ TRANSITIONS: dict[ClaimState, frozenset[ClaimState]] = {
     # broker refuses a second copy), or NOT_SENT when the decision is abandoned.
     ClaimState.UNKNOWN: _BROKER_STATES | {ClaimState.PENDING, ClaimState.NOT_SENT},
     # Nothing was placed, so sending the same decision again cannot duplicate it. Used when the
-    # reconciler releases an exit the broker refused while it still holds shares. A refusal says
+    # reconciler releases an exit the broker refused while it still holds shares, and when a bot
+    # retries an order whose POST was refused (not one the broker created as rejected: that one
+    # has an order under its id and stays final; see `retries._refusal_placed_nothing`). A refusal says
     # only that *that* POST placed nothing: an earlier send of the same client_order_id (a sender
     # frozen past its lease check) can still land, and its order is adopted (G2: evidence wins).
     ClaimState.REJECTED: _BROKER_STATES - {ClaimState.REJECTED} | {ClaimState.PENDING},

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
+from uuid import UUID
 
 from tradeguard.domain import BrokerPosition, Side
 from tradeguard.errors import OrderRejected
@@ -130,8 +131,20 @@ def _position_json(broker: PaperBroker, position: BrokerPosition) -> dict[str, A
     return position_json(position, asset.exchange if asset is not None else "NASDAQ")
 
 
+def _position_symbol(broker: PaperBroker, symbol_or_asset_id: str) -> str:
+    """Return the symbol a position route names: Alpaca's take a symbol or an asset id."""
+    try:
+        UUID(symbol_or_asset_id)
+    except ValueError:
+        return symbol_or_asset_id  # a symbol never parses as a UUID
+    asset = broker.get_asset(symbol_or_asset_id)
+    if asset is None:
+        raise rejection(404, 40410000, "position does not exist")  # wording assumed
+    return asset.symbol
+
+
 def _position(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) -> Reply:
-    position = broker.get_position(p["symbol"])
+    position = broker.get_position(_position_symbol(broker, p["symbol"]))
     if position is None:
         raise rejection(404, 40410000, "position does not exist")
     return _json(200, _position_json(broker, position))
@@ -140,7 +153,8 @@ def _position(broker: PaperBroker, p: Mapping[str, str], _: Query, __: bytes) ->
 def _close(broker: PaperBroker, p: Mapping[str, str], q: Query, __: bytes) -> Reply:
     qty = parse_decimal(q.get("qty") or None, "qty", in_body=False)
     percentage = parse_decimal(q.get("percentage") or None, "percentage", in_body=False)
-    return _json(200, broker.close_position(p["symbol"], qty=qty, percentage=percentage).raw)
+    symbol = _position_symbol(broker, p["symbol"])
+    return _json(200, broker.close_position(symbol, qty=qty, percentage=percentage).raw)
 
 
 def _close_all(broker: PaperBroker, _: Mapping[str, str], q: Query, __: bytes) -> Reply:

@@ -95,6 +95,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     _route("GET", "/v2/positions", "list_positions", "", "list_positions"),
     _route("DELETE", "/v2/positions", "close_all_positions", "cancel_orders"),
+    # {symbol} is Alpaca's {symbol_or_asset_id}: the handlers resolve an asset id to its symbol.
     _route("GET", "/v2/positions/{symbol}", "get_position", "symbol", "get_position"),
     _route("DELETE", "/v2/positions/{symbol}", "close_position", "symbol qty percentage"),
     _route("GET", "/v2/assets", "list_assets", "status asset_class exchange attributes"),

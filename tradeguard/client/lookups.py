@@ -1,0 +1,133 @@
+"""What the drop-in reads to answer as alpaca-py would: asset ids, prices, ids taken, refusals.
+
+Each function reads the gateway's store or broker (the account the guarded orders go to) and
+returns what `GuardedTradingClient` needs: the symbol an asset id names, a notional exit in
+shares, Alpaca's 422 for a client_order_id another decision holds, Alpaca's 403 for an exit with
+nothing free to sell.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+from uuid import UUID
+
+import requests
+from alpaca.common.exceptions import APIError
+
+from tradeguard.broker.alpaca import AlpacaBroker
+from tradeguard.client.convert import DropInOrder
+from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder, OrderNotSent, api_error
+from tradeguard.domain import OrderSpec
+from tradeguard.errors import BrokerError, StoreError
+from tradeguard.gateway import OrderGateway
+from tradeguard.ports import ForwardingBroker
+
+__all__ = ["SHARE_STEP", "id_taken", "in_shares", "insufficient", "symbol_of"]
+
+logger = logging.getLogger("tradeguard.client")
+
+SHARE_STEP = Decimal("0.000000001")  # Alpaca takes up to 9 decimal places of a share
+
+
+def symbol_of(
+    gateway: OrderGateway, symbol_or_asset_id: UUID | str, read_asset: Callable[[UUID], dict[str, Any]]
+) -> str:
+    """Return the symbol `close_position` names: an asset id (a UUID) is looked up, as at Alpaca.
+
+    The account the orders go to is asked (the guard's broker): Alpaca's `get_asset` through
+    the adapter, the paper broker's own list in process, else `read_asset` (alpaca-py's own
+    read). An id no asset has is Alpaca's 404; a failed read sends nothing.
+    """
+    text = str(symbol_or_asset_id).strip()
+    try:
+        asset_id = symbol_or_asset_id if isinstance(symbol_or_asset_id, UUID) else UUID(text)
+    except ValueError:
+        return text.upper()  # a symbol never parses as a UUID
+    broker = gateway.broker
+    while isinstance(broker, ForwardingBroker):
+        broker = broker.inner
+    if isinstance(broker, AlpacaBroker):
+        try:
+            asset = broker.client.get_asset(asset_id)
+        except requests.RequestException as exc:
+            raise OrderNotSent(f"asset {asset_id} could not be read ({exc}); nothing was sent") from exc
+        return str(asset["symbol"] if isinstance(asset, dict) else asset.symbol).upper()
+    find = getattr(broker, "get_asset", None)  # the paper broker in process
+    if find is None:
+        return str(read_asset(asset_id)["symbol"]).upper()
+    found = find(str(asset_id))
+    if found is None:
+        raise api_error(404, 40410000, "asset not found")
+    return str(found.symbol).upper()
+
+
+def in_shares(gateway: OrderGateway, order: DropInOrder) -> OrderSpec:
+    """Return a notional order that closes a position as the shares its dollars come to now.
+
+    Alpaca takes a notional sell of a long (and turns it into shares at its price); the guard
+    sizes every exit in shares against what is held minus exits in flight (G3), so it does the
+    turning itself, at the broker position's current price, rounded down to Alpaca's 9 decimal
+    places. The order sent carries `qty` instead of `notional`.
+    """
+    notional = order.spec.notional
+    assert notional is not None
+    at_broker = gateway.broker.get_position(order.symbol)  # a failed read raises
+    if at_broker is None or not at_broker.qty or not at_broker.market_value:
+        raise InvalidOrder(f"a notional order that closes {order.symbol} needs its price; give qty")
+    price = abs(at_broker.market_value / at_broker.qty)
+    shares = (notional / price).quantize(SHARE_STEP, ROUND_DOWN)
+    if shares <= 0:
+        raise InvalidOrder(f"notional {notional} is less than a tradable share of {order.symbol}")
+    logger.info(
+        "%s $%s of %s closes a position: sent as %s shares at %s (exits are sized in shares)",
+        order.side, notional, order.symbol, shares, price,
+    )  # fmt: skip
+    return replace(order.spec, notional=None, qty=shares)
+
+
+def id_taken(gateway: OrderGateway, order: DropInOrder, error: StoreError) -> APIError | None:
+    """Return Alpaca's 422 when the store refused the claim because another claim has its id.
+
+    The store refuses a client_order_id already used for another decision (another symbol or
+    side) with a StoreError; for the bot that is Alpaca's "client_order_id must be unique", not
+    a store outage to retry. Looked up only on this failure path; a failed lookup leaves the
+    store's error as it was (None).
+    """
+    coid = order.client_order_id
+    if coid is None:
+        return None
+    try:
+        taken = next((c for c in gateway.store.list_claims() if c.client_order_id == coid), None)
+    except StoreError:
+        return None
+    if taken is None:
+        return None
+    return ClientOrderIdReused(
+        f"client_order_id must be unique: {coid} already names {taken.side} {taken.symbol} "
+        f"({taken.state}); nothing was sent ({error})"
+    )
+
+
+def insufficient(gateway: OrderGateway, symbol: str, requested: Decimal | None) -> APIError:
+    """Return Alpaca's 403 for an exit with nothing available to sell (shares held by orders).
+
+    The body carries what Alpaca's does (`available`, `existing_qty`, `held_for_orders`,
+    `symbol`), read from the broker's position when it can be read.
+    """
+    body: dict[str, Any] = {"available": "0", "symbol": symbol}
+    try:
+        at_broker = gateway.broker.get_position(symbol)
+    except BrokerError:  # the refusal stands; only its detail is missing
+        at_broker = None
+    if at_broker is not None:
+        existing = abs(at_broker.qty)
+        body["existing_qty"] = str(existing)
+        body["held_for_orders"] = str(existing - abs(at_broker.qty_available))
+    asked = requested if requested is not None else body.get("existing_qty", "0")
+    return api_error(
+        403, 40310000, f"insufficient qty available for order (requested: {asked}, available: 0)", body
+    )
