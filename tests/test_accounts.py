@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import requests_mock
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
@@ -24,7 +25,8 @@ from tradeguard.domain import OrderRequest, Side
 from tradeguard.errors import TradeguardError
 from tradeguard.faults import FaultPlan, FaultyBroker
 from tradeguard.paper.prices import FixedPrices
-from tradeguard.ports import ForwardingBroker, account_key_of, same_account
+from tradeguard.paper.state import paper_account_id
+from tradeguard.ports import ForwardingBroker, account_key_from_id, account_key_of, same_account
 from tradeguard.reconcile import Reconciler
 from tradeguard.store import ClaimStore, RemoteClaimLedger
 from tradeguard.testing import RecordingBroker
@@ -65,23 +67,42 @@ def held(broker: PaperBroker, symbol: str = "SPY") -> Decimal:
 
 
 def test_same_account_treats_an_unknown_key_as_any_account() -> None:
-    assert same_account("a", "a") and not same_account("a", "b")
-    assert same_account("", "b") and same_account("a", None) and same_account(None, None)
+    a, b = account_key_from_id("a"), account_key_from_id("b")
+    assert same_account(a, a) and not same_account(a, b)
+    assert same_account("", b) and same_account(a, None) and same_account(None, None)
+    # A key registered under the older rule (credentials, not the account id) cannot be compared.
+    assert same_account("0123456789abcdef", a) and same_account(b, "0123456789abcdef")
 
 
-def test_alpaca_keys_name_url_and_key_id_and_never_call_alpaca() -> None:
-    # No requests-mock route is registered: any HTTP call would fail the test.
-    first = AlpacaBroker(TradingClient("k1", "s1", paper=True)).account_key
-    assert first == AlpacaBroker(TradingClient("k1", "other secret", paper=True)).account_key
-    assert first != AlpacaBroker(TradingClient("k2", "s1", paper=True)).account_key
-    assert first != AlpacaBroker(TradingClient("k1", "s1", paper=False)).account_key
-    assert first != AlpacaBroker(TradingClient("k1", "s1", url_override="http://127.0.0.1:9")).account_key
-    assert len(first) == 16 and "k1" not in first
+ACCOUNT_ID = "904837e3-3b76-47ec-b432-046db621571b"
+
+
+def test_alpaca_keys_name_the_account_id_whatever_the_credentials_or_url() -> None:
+    with requests_mock.Mocker() as m:
+        m.get("https://paper-api.alpaca.markets/v2/account", json={"id": ACCOUNT_ID, "status": "ACTIVE"})
+        m.get("http://127.0.0.1:9/v2/account", json={"id": ACCOUNT_ID, "status": "ACTIVE"})
+        m.get("https://api.alpaca.markets/v2/account", json={"id": "another-account", "status": "ACTIVE"})
+        first = AlpacaBroker(TradingClient("k1", "s1", paper=True))
+        key = first.account_key
+        assert key == account_key_from_id(ACCOUNT_ID) and "k1" not in key
+        assert key == first.account_key and m.call_count == 1  # read once
+        assert AlpacaBroker(TradingClient("rotated", "s2", paper=True)).account_key == key
+        assert AlpacaBroker(TradingClient("cli", "s", url_override="http://127.0.0.1:9")).account_key == key
+        assert AlpacaBroker(TradingClient("k1", "s1", paper=False)).account_key != key
+
+
+def test_an_unreadable_account_falls_back_to_a_key_that_counts_as_any_account() -> None:
+    with requests_mock.Mocker() as m:
+        m.get("https://paper-api.alpaca.markets/v2/account", status_code=500, text="<html>oops</html>")
+        fallback = AlpacaBroker(TradingClient("k1", "s1", paper=True)).account_key
+    assert fallback and "k1" not in fallback
+    assert same_account(fallback, account_key_from_id(ACCOUNT_ID))
+    assert same_account(fallback, account_key_from_id("another-account"))
 
 
 def test_wrappers_answer_their_inner_brokers_key(clock: ManualClock) -> None:
     broker = paper(clock)
-    assert len(broker.account_key) == 16 and broker.account_key != paper(clock).account_key
+    assert broker.account_key.startswith("acct:") and broker.account_key != paper(clock).account_key
     wrapped = RecordingBroker(FaultyBroker(ForwardingBroker(broker), FaultPlan()))
     assert account_key_of(wrapped) == broker.account_key == account_key_of(broker)
     assert account_key_of(object()) == ""
@@ -111,7 +132,8 @@ def test_an_old_state_file_gets_a_key_on_load_and_keeps_it(tmp_path: Path, clock
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
     made = paper(clock, state_path=path).account_key
     assert made and paper(clock, state_path=path).account_key == made
-    assert json.loads(path.read_text().split("\n")[0])["account_key"] == made
+    seed = json.loads(path.read_text().split("\n")[0])["account_key"]
+    assert account_key_from_id(paper_account_id(seed)) == made
 
 
 # -- two accounts, one store --------------------------------------------------------------------
@@ -262,5 +284,6 @@ def test_a_store_upgraded_from_0004_keeps_its_agents_on_every_account(
         fresh.enter("SPY", qty=7, intent="in")
         assert store.agent_accounts() == {"new-run": mine.account_key}
         assert fresh.exit("SPY", intent="out").outcome is Outcome.SKIPPED  # 64 may be on this account
-        store.register_account("old-run", "another account")  # its gateway started again elsewhere
+        # Its gateway started again on another account.
+        store.register_account("old-run", account_key_from_id("another account"))
         assert fresh.exit("SPY", intent="out again").outcome is Outcome.SUBMITTED and held(mine) == 0

@@ -208,7 +208,9 @@ def test_a_sim_never_reconciles_against_a_store_where_the_agent_holds_positions(
 def test_live_mode_reads_the_account_and_needs_its_number_typed_back(
     tmp_path: Path, requests_mock: Mocker
 ) -> None:
-    requests_mock.get("https://api.alpaca.markets/v2/account", json=PaperBroker().account())
+    account = PaperBroker().account()
+    number = account["account_number"]
+    requests_mock.get("https://api.alpaca.markets/v2/account", json=account)
     settings = RunSettings(
         strategy="strategies.momentum",
         mode=Mode.LIVE,
@@ -220,14 +222,14 @@ def test_live_mode_reads_the_account_and_needs_its_number_typed_back(
 
     def typo(prompt: str) -> str:
         prompts.append(prompt)
-        return "PA-TRADEGUART"
+        return number + "X"
 
     with pytest.raises(ConfigError, match="does not match; nothing was sent"):
         prepare(settings, environ=keys, ask=typo)
-    assert "LIVE account PA-TRADEGUARD" in prompts[0]
+    assert f"LIVE account {number}" in prompts[0]
     assert not (tmp_path / "claims.db").exists()
-    prepared = prepare(settings, environ=keys, ask=lambda prompt: "PA-TRADEGUARD")
-    assert prepared.venue.label == "Alpaca LIVE account PA-TRADEGUARD"
+    prepared = prepare(settings, environ=keys, ask=lambda prompt: number)
+    assert prepared.venue.label == f"Alpaca LIVE account {number}"
     prepared.close()
     assert {r.method for r in requests_mock.request_history} == {"GET"}  # nothing was ever sent
 

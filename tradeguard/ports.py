@@ -7,6 +7,7 @@ MemoryClaimStore in process).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -21,7 +22,14 @@ from tradeguard.domain.ledger import ExitRoom, LedgerPosition
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.domain.orders import BrokerOrder, BrokerPosition, OrderRequest, RejectKind, ReplaceRequest
 
-__all__ = ["Broker", "ClaimLedger", "ForwardingBroker", "account_key_of", "same_account"]
+__all__ = [
+    "Broker",
+    "ClaimLedger",
+    "ForwardingBroker",
+    "account_key_from_id",
+    "account_key_of",
+    "same_account",
+]
 
 # How deep `account_key_of` follows `.inner` (recording around faults around a paper broker is 3).
 _MAX_WRAPPERS = 16
@@ -30,10 +38,10 @@ _MAX_WRAPPERS = 16
 def account_key_of(broker: object) -> str:
     """Return the key naming the broker account `broker` trades, or "" when it is not known.
 
-    A broker may carry a short stable `account_key` string (`AlpacaBroker`: a hash of its base
-    URL and key id; `PaperBroker`: an id kept in its state file). Wrappers (`ForwardingBroker`,
-    `FaultyBroker`, `RecordingBroker`) have none and are followed through `.inner`. It is not a
-    member of the `Broker` port, and reading it never calls the broker.
+    A broker may carry a short stable `account_key` string, `account_key_from_id` of the account's
+    own id (`AlpacaBroker`: read once from `GET /v2/account`; `PaperBroker`: from the id kept in
+    its state file). Wrappers (`ForwardingBroker`, `FaultyBroker`, `RecordingBroker`) have none
+    and are followed through `.inner`. It is not a member of the `Broker` port.
     """
     for _ in range(_MAX_WRAPPERS):
         key = getattr(broker, "account_key", None)
@@ -45,14 +53,31 @@ def account_key_of(broker: object) -> str:
     return ""
 
 
+ACCOUNT_KEY_SCHEME = "acct:"
+
+
+def account_key_from_id(account_id: str) -> str:
+    """Return the account key of the broker account whose id (Alpaca's `GET /v2/account` "id") is given.
+
+    The account's own id, not the credentials that reach it: a rotated key id, another base
+    URL spelling or an operator's CLI with its own keys all name the same account.
+    """
+    return ACCOUNT_KEY_SCHEME + hashlib.sha256(account_id.encode()).hexdigest()[:16]
+
+
 def same_account(mine: str | None, theirs: str | None) -> bool:
     """Whether two agents' account keys may name one broker account.
 
     An unknown key ("" or None: an unregistered agent, a broker with no key) may be any account,
     so it counts as the same one: other agents' shares are then held back, the old conservative
-    sizing, never sold.
+    sizing, never sold. So does a pair named by different rules (a key registered before keys
+    came from the account id, beside one that did): they cannot be compared.
     """
-    return not mine or not theirs or mine == theirs
+    if not mine or not theirs:
+        return True
+    if mine.startswith(ACCOUNT_KEY_SCHEME) != theirs.startswith(ACCOUNT_KEY_SCHEME):
+        return True
+    return mine == theirs
 
 
 @runtime_checkable

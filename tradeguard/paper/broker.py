@@ -33,9 +33,10 @@ from tradeguard.paper.matching import cancel_group, match, step
 from tradeguard.paper.prices import PriceSource, to_price
 from tradeguard.paper.replace import replace_order
 from tradeguard.paper.rules import QTY_STEP, rejection, unprocessable
-from tradeguard.paper.state import PaperState, account_document
+from tradeguard.paper.state import PaperState, account_document, paper_account_id
 from tradeguard.paper.statefile import StateFile
 from tradeguard.paper.venue import Venue
+from tradeguard.ports import account_key_from_id
 
 __all__ = ["DEFAULT_CASH", "PaperBroker"]
 
@@ -137,8 +138,12 @@ class PaperBroker:
 
     @property
     def account_key(self) -> str:
-        """The id naming this paper account (kept in its state file; `ports.account_key_of`)."""
-        return self._venue.state.account_key
+        """The key naming this paper account (`ports.account_key_of`), from its account id.
+
+        The id is made from the seed kept in the state file, so the account served over HTTP
+        (`GET /v2/account` "id", which `AlpacaBroker` reads) is named the same way.
+        """
+        return account_key_from_id(paper_account_id(self._venue.state.account_key))
 
     # ---- the Broker port -------------------------------------------------------------------
 
@@ -336,6 +341,7 @@ class PaperBroker:
             venue = self._venue
             values = [q * venue.mark(s) for s, q in venue.state.qty.items()]
             return account_document(
+                account_id=paper_account_id(venue.state.account_key),
                 cash=venue.state.cash,
                 long_value=sum((v for v in values if v > 0), Decimal(0)),
                 short_value=sum((v for v in values if v < 0), Decimal(0)),

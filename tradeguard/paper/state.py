@@ -318,8 +318,14 @@ class PaperState:
         return cls.from_json(json.loads(text))
 
 
+def paper_account_id(seed: str) -> str:
+    """Return the Alpaca-style account id (a UUID) of the paper account whose state holds `seed`."""
+    return str(uuid.uuid5(_ACCOUNT_NAMESPACE, seed))
+
+
 def account_document(
     *,
+    account_id: str,
     cash: Decimal,
     long_value: Decimal,
     short_value: Decimal,
@@ -331,8 +337,8 @@ def account_document(
     equity = fmt(cash + long_value + short_value)
     power = fmt(buying_power)
     return {
-        "id": str(uuid.uuid5(_ACCOUNT_NAMESPACE, "account")),
-        "account_number": "PA-TRADEGUARD",
+        "id": account_id,
+        "account_number": "PA" + account_id.replace("-", "")[:10].upper(),
         "status": "ACTIVE",
         "crypto_status": "ACTIVE",
         "currency": "USD",

@@ -46,6 +46,7 @@ from tradeguard.domain import (
     ReplaceRequest,
 )
 from tradeguard.errors import BrokerError, ConfigError, OrderRejected, OutcomeUnknown
+from tradeguard.ports import account_key_from_id
 
 __all__ = ["AlpacaBroker"]
 
@@ -57,11 +58,11 @@ _NESTED = {"nested": "true"}  # roll a bracket's/OTO's/OCO's legs up under it
 _ORDER_QUERY_STATUSES = frozenset({"open", "closed", "all"})
 
 
-def _account_key(client: TradingClient) -> str:
-    """Name the account a client trades, without asking Alpaca: its base URL and key id (or token).
+def _credentials_key(client: TradingClient) -> str:
+    """Name the account a client trades without asking Alpaca: its base URL and key id (or token).
 
-    A hash, so the key id never reaches the claim store; stable across processes, so an agent
-    that restarts registers the same account (`tradeguard.ports.account_key_of`).
+    The fallback when `GET /v2/account` cannot be read, and the rule keys followed before they
+    came from the account id. A hash, so the key id never reaches the claim store.
     """
     who = getattr(client, "_api_key", None) or getattr(client, "_oauth_token", None) or ""
     where = str(getattr(client, "_base_url", ""))
@@ -84,7 +85,29 @@ class AlpacaBroker:
         self._settings = settings if settings is not None else Settings()
         apply_transport_policy(client, self._settings)
         self._client = client
-        self.account_key = _account_key(client)
+        self._account_key: str | None = None
+
+    @property
+    def account_key(self) -> str:
+        """The key naming the account this client trades (`tradeguard.ports.account_key_of`).
+
+        From the account's own id, read once with `GET /v2/account`: stable across key
+        rotations, base URL spellings and the operator's own credentials, so every agent and
+        CLI on the account registers the same key. If the read fails, the credentials' key (a
+        key of the older rule, which `same_account` never tells apart from any account: the
+        conservative sizing).
+        """
+        if self._account_key is None:
+            try:
+                with _translated(Stage.READ):
+                    raw = self._client.get("/account")
+                account_id = raw.get("id") if isinstance(raw, dict) else None
+                if not isinstance(account_id, str) or not account_id:
+                    raise MalformedResponse("GET /v2/account has no account id")
+                self._account_key = account_key_from_id(account_id)
+            except (BrokerError, MalformedResponse):
+                self._account_key = _credentials_key(self._client)
+        return self._account_key
 
     @classmethod
     def from_credentials(
