@@ -352,23 +352,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             reason = f"exit not sent: cannot read the {symbol} position to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
             return OrderResult(Outcome.NOT_SENT, None, None, reason, exc)
-        read = Decimal(0)
-        if at_broker is not None and at_broker.qty != 0 and (at_broker.qty > 0) == (held.qty > 0):
-            read = abs(at_broker.qty_available)
-        if read < abs(held.qty) and self._may_trail_own_fill(symbol, held):
-            # Alpaca's positions endpoint trails fills by seconds: right after its own fill the
-            # agent may hold shares the read does not show yet. Alone in the symbol, they are
-            # sized from the ledger (the broker still refuses anything it does not hold, and the
-            # exit's refusal reconciles); beside other agents the read stands (their shares).
-            return abs(held.qty)
-        return read
-
-    def _may_trail_own_fill(self, symbol: str, held: LedgerPosition) -> bool:
-        """Whether the agent's own ledger moved within `position_settle_secs` and nobody else holds."""
-        moved = held.updated_at
-        if moved is None or (self.clock.now() - moved).total_seconds() >= self.settings.position_settle_secs:
-            return False
-        return not self._others_hold(symbol)
+        if at_broker is None or at_broker.qty == 0 or (at_broker.qty > 0) != (held.qty > 0):
+            return Decimal(0)
+        return abs(at_broker.qty_available)
 
     def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
         """Send a PENDING claim this worker owns; a position rejection of an exit reconciles at once.
