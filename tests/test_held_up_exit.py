@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
+import pytest
+
 from tests.gateway_kit import MAY21_PRICES, broker_qty
 from tradeguard import crashpoints
 from tradeguard.clock import ManualClock
@@ -29,10 +31,11 @@ SETTINGS = Settings()
 
 
 class Frozen:
-    """A call running in its own thread, parked at `after_claim` until `resume()`."""
+    """A call running in its own thread, parked at crash point `point` until `resume()`."""
 
-    def __init__(self, call: Callable[[], OrderResult]) -> None:
+    def __init__(self, call: Callable[[], OrderResult], point: str = "after_claim") -> None:
         self._call = call
+        self._point = point
         self._parked = threading.Event()
         self._go = threading.Event()
         self.result: OrderResult | None = None
@@ -48,7 +51,7 @@ class Frozen:
             self._parked.set()
 
     def hook(self, name: str) -> None:
-        if name == "after_claim" and threading.current_thread() is self._thread:
+        if name == self._point and threading.current_thread() is self._thread:
             self._parked.set()
             assert self._go.wait(timeout=60), "never resumed"
 
@@ -67,8 +70,8 @@ class Frozen:
 
 
 @contextmanager
-def frozen(call: Callable[[], OrderResult]) -> Iterator[Frozen]:
-    sender = Frozen(call)
+def frozen(call: Callable[[], OrderResult], point: str = "after_claim") -> Iterator[Frozen]:
+    sender = Frozen(call, point)
     crashpoints.set_hook(sender.hook)
     try:
         sender.start()
@@ -86,12 +89,14 @@ def _two_agents(store_url: str) -> tuple[ManualClock, PaperBroker, ClaimStore, O
     return clock, paper, store, a, b
 
 
-def test_a_frozen_exit_never_sells_another_agents_reentry(store_url: str) -> None:
-    """A freezes after claiming its exit of 10; the account is closed outside; B buys 10; A wakes."""
+@pytest.mark.parametrize("point", ["after_claim", "before_post"])
+def test_a_frozen_exit_never_sells_another_agents_reentry(store_url: str, point: str) -> None:
+    """A freezes after claiming its exit of 10 (before or after its lease check); the account is
+    closed outside; B buys 10; A wakes."""
     clock, paper, store, a, b = _two_agents(store_url)
     try:
         a.enter("TQQQ", qty=10, intent="a open")
-        with frozen(lambda: a.exit("TQQQ", intent="a out")) as sender:
+        with frozen(lambda: a.exit("TQQQ", intent="a out"), point) as sender:
             claimed = store.list_claims(states=[ClaimState.PENDING], agent_id="bot-a")
             assert [c.order_qty for c in claimed] == [Decimal(10)]
             paper.close_position("TQQQ")  # behind the bots' backs: A's ledger is a phantom now
@@ -244,5 +249,28 @@ def test_a_lost_exit_is_resent_as_it_was_when_only_another_accounts_agent_holds_
         ]
         assert any("resending the same id" in r for r in reasons), reasons
         assert not any("re-sizing" in r for r in reasons), reasons
+    finally:
+        store.close()
+
+
+def test_an_entry_frozen_past_its_lease_check_and_its_lease_sends_nothing_once_taken_over(
+    store_url: str,
+) -> None:
+    """Frozen right before its POST for longer than its lease; a reconcile pass found no order and
+    marked the claim NOT_SENT; the bot's retry sent it again. The woken sender must not send."""
+    clock, paper, store, a, _b = _two_agents(store_url)
+    try:
+        with frozen(lambda: a.enter("TQQQ", qty=10, intent="a open"), "before_post") as sender:
+            clock.advance(SETTINGS.lease_secs + SETTINGS.unknown_grace_secs + 5)
+            restarted = OrderGateway(paper, store, agent_id="bot-a", settings=SETTINGS, clock=clock)
+            restarted.reconcile()
+            clock.advance(SETTINGS.recent_activity_secs + 1)
+            restarted.reconcile()
+            again = restarted.enter("TQQQ", qty=10, intent="a open")  # sent once, same id
+            assert again.order is not None, again.reason
+            result = sender.resume()
+        buys = [o for o in paper.orders() if o.side.value == "buy"]
+        assert len(buys) == 1, (result.outcome, result.reason)
+        assert broker_qty(paper, "TQQQ") == 10
     finally:
         store.close()

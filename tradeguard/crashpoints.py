@@ -8,7 +8,8 @@ SIGSTOP to its own process at the point it wants to exercise.
 Points, in the order an order passes them:
 
 - ``after_claim``: the claim is durable; the lease check and the POST have not happened.
-- ``before_post``: the lease was checked (renewed if nearly out); the POST is next.
+- ``before_post``: the lease was checked (renewed if nearly out); the POST is next (a sender held
+  up here checks its lease, and an exit its size, once more first).
 - ``after_post``: the broker answered (or failed); the answer is not recorded yet.
 - ``exit_before_claim``: an exit read the broker's position; sizing and claiming are next.
 - ``reconcile_after_read``: a reconcile pass read the broker; its actions are not applied yet.
