@@ -103,7 +103,8 @@ class Simulation:
     to decisions that are over: terminal orders (`PaperBroker.forget_terminal_orders`), resolved
     claims (`MemoryClaimStore.prune_resolved`, which keeps what the reconciler still reads) and
     the replay's own per-decision counts. The figures never read the audit log (they are the
-    replay's own, `Metrics`), so only its last `forget_above // 2` records are kept. A session that
+    replay's own, `Metrics`): once it holds more than `forget_above`, only its last
+    `forget_above // 2` are kept (a cheap trim, with no walk over the rest). A session that
     retries a decision (or reuses a client_order_id, or, in `entry-only`, a bar's key) later
     than the horizon would replay it as new; `forget_above=None` keeps everything.
 
@@ -368,12 +369,23 @@ class FullGuard(Simulation):
             if when >= self._next_forget:
                 self.forget()
 
+    def forget(self) -> None:
+        """Trim the audit log on its own, then forget the past if orders or claims are over the bound.
+
+        The log grows by several records an attempt and costs one slice to trim; the rest is a walk
+        over every kept claim and order, run only when those are over the bound.
+        """
+        store = self._store
+        if self.forget_above is not None and store.audit_kept() > self.forget_above:
+            store.trim_audit(self.forget_above // 2)
+        super().forget()
+
     def kept(self) -> int:
-        """The most objects kept: orders, claims or audit records."""
-        return max(self.paper.order_count(), self._store.claim_count(), self._store.audit_kept())
+        """The most objects kept that only a walk forgets: orders or claims."""
+        return max(self.paper.order_count(), self._store.claim_count())
 
     def forget_before(self, before: datetime) -> None:
-        """Also forget resolved claims, counted client ids and audit records past the bound."""
+        """Also forget resolved claims and counted client ids (the audit log is trimmed by `forget`)."""
         store = self._store
         store.prune_resolved(before)
         # After the claims: an order whose claim is still kept may yet be read through it.
@@ -384,10 +396,6 @@ class FullGuard(Simulation):
         counted, at = self._counted, self._counted_at
         while at and at[0][0] < before:
             counted.discard(at.popleft()[1])
-        if self.forget_above is not None:
-            # Half the bound: the log grows by every attempt, and one kept at the bound would
-            # bring a forgetting pass (a walk over the kept claims and orders) every minute.
-            store.trim_audit(self.forget_above // 2)
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Send through the gateway; the decision is the intent."""
