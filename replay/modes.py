@@ -429,7 +429,7 @@ class FullGuard(Simulation):
 
     def view(self, symbol: str) -> Decimal:
         """The guard's ledger: what `gateway.position()` answers a bot asking before it enters."""
-        return self._store.position(self._agent_id, symbol).qty
+        return self._store.position_qty(self._agent_id, symbol)
 
 
 _MODES: dict[Mode, type[Simulation]] = {
