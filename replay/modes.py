@@ -133,8 +133,11 @@ class Simulation:
 
     # -- events ------------------------------------------------------------------------------
 
-    def advance(self, when: datetime) -> None:
-        """Move the clock to `when` (never back: a reconcile pass may have waited past it)."""
+    def advance(self, when: datetime) -> datetime:
+        """Move the clock to `when` (never back: a reconcile pass may have waited past it).
+
+        Returns `when` in UTC (the figures keep their times so: they compare them later).
+        """
         # The clock is kept in UTC: the store and the broker read it several times per order, and
         # each read of a session's local time would be converted again. `when` is converted once:
         # comparing times in two zones costs a conversion of each side.
@@ -143,6 +146,7 @@ class Simulation:
             self.clock.set(when)
             if when >= self._next_forget:
                 self.forget()
+        return when
 
     def forget(self) -> None:
         """If the account is over its bound, forget what was done before the retry horizon."""
@@ -186,7 +190,7 @@ class Simulation:
 
     def attempt(self, event: AttemptEvent, answer: AnswerEvent | None) -> AttemptOutcome:
         """Drive one attempt with its recorded transport fault armed; return what it led to."""
-        self.advance(event.t)
+        at = self.advance(event.t)  # in UTC: `Metrics.forget` compares it with the clock's times
         symbol = event.symbol
         self.symbols[symbol] = None
         broker = self.broker
@@ -207,7 +211,7 @@ class Simulation:
             if not qty and event.notional is not None and price:  # no order: the notional's shares
                 qty = event.notional / price
         outcome = self.metrics.attempt(
-            event.t,
+            at,
             event.decision,
             symbol,
             sends_short=event.kind == "entry" and event.side == "sell",
@@ -355,8 +359,8 @@ class FullGuard(Simulation):
         self._counted: set[str] = set()
         self._counted_at: deque[tuple[datetime, str]] = deque()  # in count order, for `forget_before`
 
-    def advance(self, when: datetime) -> None:
-        """Run every reconcile pass due before `when`, then move the clock there."""
+    def advance(self, when: datetime) -> datetime:
+        """Run every reconcile pass due before `when`, then move the clock there; return `when` in UTC."""
         when = when.astimezone(UTC)  # once: every comparison below is then between UTC times
         while self._next_pass <= when:
             super().advance(self._next_pass)
@@ -368,6 +372,7 @@ class FullGuard(Simulation):
             self.clock.set(when)
             if when >= self._next_forget:
                 self.forget()
+        return when
 
     def forget(self) -> None:
         """Trim the audit log on its own, then forget the past if orders or claims are over the bound.

@@ -419,7 +419,8 @@ class PaperBroker:
         """
         symbol = symbol.upper()
         if type(price) is Decimal and price.is_finite() and price > 0:
-            pinned: Decimal | None = price  # what `to_price` returns for it (Decimal(str(d)) == d, digit for digit)
+            # What `to_price` returns for it: Decimal(str(d)) is d again, digit for digit.
+            pinned: Decimal | None = price
         else:
             pinned = None if price is None else to_price(price, f"set_price({symbol})")
         with self._changing as state:

@@ -389,9 +389,9 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         if filled_qty is not None and delta:
             filled = _num(filled_qty)
             signed = delta if claim.side is Side.BUY else -delta
-            opened = self._apply_fill(
-                claim.agent_id, claim.symbol, signed, at=now, reason=f"{claim.kind} {claim.client_order_id}"
-            )
+            # The kind's text as `_value_`: formatting the member costs a Python-level call.
+            why = f"{claim.kind._value_} {claim.client_order_id}"
+            opened = self._apply_fill(claim.agent_id, claim.symbol, signed, at=now, reason=why)
             if turn_id is None and opened is not None:
                 turn_id = opened
         moved = Claim(  # positional, in Claim's field order (see `_insert`)
