@@ -436,6 +436,13 @@ class FullGuard(Simulation):
         """The guard's ledger: what `gateway.position()` answers a bot asking before it enters."""
         return self._store.position_qty(self._agent_id, symbol)
 
+    def sample(self, symbol: str) -> None:
+        """Note the ledger and the broker in `symbol` now (`Simulation.sample`, its reads inlined)."""
+        self.metrics.sample(
+            self.clock.now(), symbol, self._store.position_qty(self._agent_id, symbol),
+            self.paper.position_qty(symbol),
+        )  # fmt: skip
+
 
 _MODES: dict[Mode, type[Simulation]] = {
     Mode.NONE: NoGuard,
