@@ -149,40 +149,49 @@ class _Lookahead:
         if pulled is None:
             self._done = True
             return False
-        line, event = pulled
         self._buffer.append(pulled)
+        event = pulled[1]
         self._ahead = event.t
-        if isinstance(event, AnswerEvent):
-            self._answers.setdefault((event.decision, event.attempt), (line, event))
-        elif isinstance(event, AttemptEvent):
-            self._attempts[event.decision] = self._attempts.get(event.decision, 0) + 1
+        kind = type(event)  # the reader's own classes: one identity test, not an isinstance chain
+        if kind is AnswerEvent:
+            self._answers.setdefault((event.decision, event.attempt), pulled)
+        elif kind is AttemptEvent:
+            attempts = self._attempts
+            decision = event.decision
+            attempts[decision] = attempts.get(decision, 0) + 1
         return True
 
     def __iter__(self) -> Iterator[tuple[int, Any, AnswerEvent | None]]:
-        buffer, attempts = self._buffer, self._attempts
-        while buffer or self._pull():
-            line, event = buffer.popleft()
-            if isinstance(event, AttemptEvent):
+        buffer, attempts, numbers = self._buffer, self._attempts, self._numbers
+        popleft, pull = buffer.popleft, self._pull
+        while buffer or pull():
+            pulled = popleft()
+            event = pulled[1]
+            kind = type(event)
+            if kind is AttemptEvent:
                 decision = event.decision
-                if event.attempt <= self._numbers.get(decision, 0):
-                    raise SessionFormatError(
-                        self._reader.name, line, f"attempt {event.attempt} of decision {decision!r} comes "
-                        f"again: expected attempt {self._numbers[decision] + 1} or later",
-                    )  # fmt: skip
-                self._numbers[decision] = event.attempt
-                self._numbers.move_to_end(decision)
-                if len(self._numbers) > _RECENT_DECISIONS:
-                    self._numbers.popitem(last=False)
+                number = event.attempt
+                last = numbers.get(decision)
+                if last is not None:
+                    if number <= last:
+                        raise SessionFormatError(
+                            self._reader.name, pulled[0], f"attempt {number} of decision {decision!r} "
+                            f"comes again: expected attempt {last + 1} or later",
+                        )  # fmt: skip
+                    numbers.move_to_end(decision)
+                numbers[decision] = number
+                if len(numbers) > _RECENT_DECISIONS:
+                    numbers.popitem(last=False)
                 left = attempts[decision] - 1
                 if left:
                     attempts[decision] = left
                 else:
                     del attempts[decision]
-                yield line, event, self._answer_for(event)
-            elif isinstance(event, AnswerEvent):
-                self._check_answer(line, event)
+                yield pulled[0], event, self._answer_for(event)
+            elif kind is AnswerEvent:
+                self._check_answer(pulled[0], event)
             else:
-                yield line, event, None
+                yield pulled[0], event, None
 
     def _check_answer(self, line: int, event: AnswerEvent) -> None:
         if line in self._paired:
@@ -198,17 +207,26 @@ class _Lookahead:
     def _answer_for(self, attempt: AttemptEvent) -> AnswerEvent | None:
         decision = attempt.decision
         key = (decision, attempt.attempt)
-        limit = attempt.t + self._horizon
-        answers, attempts = self._answers, self._attempts
+        answers, attempts, pull = self._answers, self._attempts, self._pull
+        limit = None
         while True:
             found = answers.pop(key, None)
-            if found is not None and found[1].t <= limit:  # a later one is refused when it is read
-                self._paired.add(found[0])
-                return found[1]
+            if found is not None:
+                if limit is None:
+                    limit = attempt.t + self._horizon
+                if found[1].t <= limit:  # a later one is refused when it is read
+                    self._paired.add(found[0])
+                    return found[1]
             # The decision's next attempt, or the horizon, ends the search.
-            if decision in attempts or (self._ahead is not None and self._ahead > limit):
+            if decision in attempts:
                 return None
-            if not self._pull():
+            ahead = self._ahead
+            if ahead is not None:
+                if limit is None:
+                    limit = attempt.t + self._horizon
+                if ahead > limit:
+                    return None
+            if not pull():
                 return None
 
 

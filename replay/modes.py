@@ -103,7 +103,8 @@ class Simulation:
     to decisions that are over: terminal orders (`PaperBroker.forget_terminal_orders`), resolved
     claims (`MemoryClaimStore.prune_resolved`, which keeps what the reconciler still reads) and
     the replay's own per-decision counts. The figures never read the audit log (they are the
-    replay's own, `Metrics`), so only its last `forget_above // 2` records are kept. A session that
+    replay's own, `Metrics`): once it holds more than `forget_above`, only its last
+    `forget_above // 2` are kept (a cheap trim, with no walk over the rest). A session that
     retries a decision (or reuses a client_order_id, or, in `entry-only`, a bar's key) later
     than the horizon would replay it as new; `forget_above=None` keeps everything.
 
@@ -132,8 +133,11 @@ class Simulation:
 
     # -- events ------------------------------------------------------------------------------
 
-    def advance(self, when: datetime) -> None:
-        """Move the clock to `when` (never back: a reconcile pass may have waited past it)."""
+    def advance(self, when: datetime) -> datetime:
+        """Move the clock to `when` (never back: a reconcile pass may have waited past it).
+
+        Returns `when` in UTC (the figures keep their times so: they compare them later).
+        """
         # The clock is kept in UTC: the store and the broker read it several times per order, and
         # each read of a session's local time would be converted again. `when` is converted once:
         # comparing times in two zones costs a conversion of each side.
@@ -142,6 +146,7 @@ class Simulation:
             self.clock.set(when)
             if when >= self._next_forget:
                 self.forget()
+        return when
 
     def forget(self) -> None:
         """If the account is over its bound, forget what was done before the retry horizon."""
@@ -185,7 +190,7 @@ class Simulation:
 
     def attempt(self, event: AttemptEvent, answer: AnswerEvent | None) -> AttemptOutcome:
         """Drive one attempt with its recorded transport fault armed; return what it led to."""
-        self.advance(event.t)
+        at = self.advance(event.t)  # in UTC: `Metrics.forget` compares it with the clock's times
         symbol = event.symbol
         self.symbols[symbol] = None
         broker = self.broker
@@ -206,7 +211,7 @@ class Simulation:
             if not qty and event.notional is not None and price:  # no order: the notional's shares
                 qty = event.notional / price
         outcome = self.metrics.attempt(
-            event.t,
+            at,
             event.decision,
             symbol,
             sends_short=event.kind == "entry" and event.side == "sell",
@@ -354,8 +359,8 @@ class FullGuard(Simulation):
         self._counted: set[str] = set()
         self._counted_at: deque[tuple[datetime, str]] = deque()  # in count order, for `forget_before`
 
-    def advance(self, when: datetime) -> None:
-        """Run every reconcile pass due before `when`, then move the clock there."""
+    def advance(self, when: datetime) -> datetime:
+        """Run every reconcile pass due before `when`, then move the clock there; return `when` in UTC."""
         when = when.astimezone(UTC)  # once: every comparison below is then between UTC times
         while self._next_pass <= when:
             super().advance(self._next_pass)
@@ -367,13 +372,25 @@ class FullGuard(Simulation):
             self.clock.set(when)
             if when >= self._next_forget:
                 self.forget()
+        return when
+
+    def forget(self) -> None:
+        """Trim the audit log on its own, then forget the past if orders or claims are over the bound.
+
+        The log grows by several records an attempt and costs one slice to trim; the rest is a walk
+        over every kept claim and order, run only when those are over the bound.
+        """
+        store = self._store
+        if self.forget_above is not None and store.audit_kept() > self.forget_above:
+            store.trim_audit(self.forget_above // 2)
+        super().forget()
 
     def kept(self) -> int:
-        """The most objects kept: orders, claims or audit records."""
-        return max(self.paper.order_count(), self._store.claim_count(), self._store.audit_kept())
+        """The most objects kept that only a walk forgets: orders or claims."""
+        return max(self.paper.order_count(), self._store.claim_count())
 
     def forget_before(self, before: datetime) -> None:
-        """Also forget resolved claims, counted client ids and audit records past the bound."""
+        """Also forget resolved claims and counted client ids (the audit log is trimmed by `forget`)."""
         store = self._store
         store.prune_resolved(before)
         # After the claims: an order whose claim is still kept may yet be read through it.
@@ -384,10 +401,6 @@ class FullGuard(Simulation):
         counted, at = self._counted, self._counted_at
         while at and at[0][0] < before:
             counted.discard(at.popleft()[1])
-        if self.forget_above is not None:
-            # Half the bound: the log grows by every attempt, and one kept at the bound would
-            # bring a forgetting pass (a walk over the kept claims and orders) every minute.
-            store.trim_audit(self.forget_above // 2)
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Send through the gateway; the decision is the intent."""
@@ -421,7 +434,14 @@ class FullGuard(Simulation):
 
     def view(self, symbol: str) -> Decimal:
         """The guard's ledger: what `gateway.position()` answers a bot asking before it enters."""
-        return self._store.position(self._agent_id, symbol).qty
+        return self._store.position_qty(self._agent_id, symbol)
+
+    def sample(self, symbol: str) -> None:
+        """Note the ledger and the broker in `symbol` now (`Simulation.sample`, its reads inlined)."""
+        self.metrics.sample(
+            self.clock.now(), symbol, self._store.position_qty(self._agent_id, symbol),
+            self.paper.position_qty(symbol),
+        )  # fmt: skip
 
 
 _MODES: dict[Mode, type[Simulation]] = {

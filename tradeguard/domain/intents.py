@@ -125,9 +125,10 @@ class Intent:
         other side is still the same decision (and answered as a duplicate), not a new sell.
         """
         enc = _json_string
-        side = "close" if self.kind is Kind.EXIT else self.side.value
+        # `_value_`, not `value`: an enum's `value` is a Python-level property.
+        side = "close" if self.kind is Kind.EXIT else self.side._value_
         return (
-            f'{{"agent":{enc(self.agent_id)},"intent":{enc(self.name)},"kind":{enc(self.kind.value)},'
+            f'{{"agent":{enc(self.agent_id)},"intent":{enc(self.name)},"kind":{enc(self.kind._value_)},'
             f'"side":{enc(side)},"symbol":{enc(self.symbol)},"v":1}}'
         )
 

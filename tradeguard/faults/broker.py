@@ -73,14 +73,15 @@ class FaultyBroker:
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
         """Submit through the plan."""
+        kind = request.order_type._value_  # `_value_`: an enum's `value` is a Python-level property
         fields = {
             "symbol": request.symbol,
-            "side": request.side.value,
+            "side": request.side._value_,
             "qty": request.qty,
             "notional": request.notional,
-            "type": request.order_type.value,
-            "order_type": request.order_type.value,
-            "time_in_force": request.time_in_force.value,
+            "type": kind,
+            "order_type": kind,
+            "time_in_force": request.time_in_force._value_,
             "limit_price": request.limit_price,
             "stop_price": request.stop_price,
             "client_order_id": request.client_order_id,

@@ -200,7 +200,8 @@ class Fault:
         f_method, f_path = split_route(self.route)
         if method.upper() != f_method or not segments_match(f_path, tuple(path.strip("/").split("/"))):
             return False
-        return all(_same(expected, fields.get(key)) for key, expected in self.match.items())
+        match = self.match
+        return not match or all(_same(expected, fields.get(key)) for key, expected in match.items())
 
 
 def _same(expected: Scalar, actual: object) -> bool:

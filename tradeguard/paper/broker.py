@@ -424,12 +424,18 @@ class PaperBroker:
             The orders that changed in this pass (filled, triggered, or trailing stops moved).
         """
         symbol = symbol.upper()
-        pinned = None if price is None else to_price(price, f"set_price({symbol})")
+        if type(price) is Decimal and price.is_finite() and price > 0:
+            # What `to_price` returns for it: Decimal(str(d)) is d again, digit for digit.
+            pinned: Decimal | None = price
+        else:
+            pinned = None if price is None else to_price(price, f"set_price({symbol})")
         with self._changing as state:
             if pinned is None:
                 state.set_prices.pop(symbol, None)
             else:
                 state.set_prices[symbol] = pinned
+            if not state.open_by_symbol.get(symbol):
+                return []  # what `step` finds with no open order of the symbol (a replay's every price)
             return [state.broker_order(o) for o in step(self._venue, symbol)]
 
     def step(self) -> list[BrokerOrder]:

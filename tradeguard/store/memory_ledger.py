@@ -18,6 +18,9 @@ from tradeguard.ports import same_account
 
 __all__ = ["MemoryLedger", "version"]
 
+_ZERO = Decimal(0)
+_FLAT_MAX = 4096
+
 
 class MemoryLedger:
     """Mixin of `MemoryClaimStore`: the turns, the fills that change them, and the position reads."""
@@ -40,6 +43,7 @@ class MemoryLedger:
         self._turns = 0
         self._cleared: list[tuple[datetime, LedgerPosition]] = []  # closed while holding shares
         self._accounts: dict[str, str] = {}  # agent -> the broker account it registered
+        self._flat: dict[tuple[str, str], LedgerPosition] = {}  # see `position`
 
     # -- the ledger (under the lock) -------------------------------------------------------
 
@@ -172,7 +176,22 @@ class MemoryLedger:
         """Return the agent's ledger position in `symbol` (flat if none)."""
         self._check_open()
         held = self._open_position(agent_id, symbol)
-        return LedgerPosition(agent_id, symbol, Decimal(0), None, None) if held is None else held
+        if held is not None:
+            return held
+        # A flat position is the same value every time: made once per (agent, symbol) and handed
+        # out again (it is frozen), since a gateway and a replay read flat positions on every order.
+        flat = self._flat.get((agent_id, symbol))
+        if flat is None:
+            if len(self._flat) >= _FLAT_MAX:
+                self._flat.clear()  # bounded: a flat position only costs its making again
+            flat = self._flat[(agent_id, symbol)] = LedgerPosition(agent_id, symbol, _ZERO, None, None)
+        return flat
+
+    def position_qty(self, agent_id: str, symbol: str) -> Decimal:
+        """Return `position(agent_id, symbol).qty` alone (a replay samples it after every event)."""
+        self._check_open()
+        held = self._open_position(agent_id, symbol)
+        return _ZERO if held is None else held.qty
 
     def positions(self, agent_id: str) -> list[LedgerPosition]:
         """Return every open ledger position of the agent, by symbol."""
