@@ -201,3 +201,40 @@ def test_memory_store_never_adopts_while_an_order_is_in_motion_either(clock: Man
     clock.advance(SETTINGS.position_settle_secs + 1)
     assert b.adopt_broker_position("SPY", why="first close").is_flat
     assert store.adopt_position("bot-b", "SPY", Decimal(10), why="direct").is_flat
+
+
+def test_through_the_claim_service_an_agent_key_never_adopts_shares_another_agent_just_sold(
+    store_url: str, clock: ManualClock
+) -> None:
+    """An agent key sees only its own rows, so the store itself must know another agent's ledger
+    moved within the settle horizon (found by an adversarial run: B adopted and sold C's shares)."""
+    from tests.native_kit import serve_native
+    from tradeguard.store import RemoteClaimLedger
+
+    with (
+        ClaimStore(store_url, settings=SETTINGS, clock=clock) as served,
+        serve_native(served, store_url) as service,
+    ):
+        broker = paper(clock)
+        a = gateway(broker, served, "bot-a", clock)
+        a.enter("SPY", qty=10, intent="a in")
+        clock.advance(SETTINGS.position_settle_secs + 1)
+        a.exit("SPY", intent="a out")  # A's turn closed just now; a lagging read still shows 10
+        with RemoteClaimLedger(service.base_url, api_key=service.key("bot-b"), clock=clock) as remote:
+            assert remote.list_claims(symbol="SPY") == []  # B cannot see A's rows
+            adopted = remote.adopt_position("bot-b", "SPY", Decimal(10), why="first close")
+            assert adopted.is_flat
+        clock.advance(SETTINGS.position_settle_secs + 1)  # settled: a real orphan is adopted again
+        assert served.adopt_position("bot-b", "SPY", Decimal(3), why="first close").qty == 3
+
+
+def test_memory_store_never_adopts_right_after_another_agents_turn_moved(clock: ManualClock) -> None:
+    store = MemoryClaimStore(settings=SETTINGS, clock=clock)
+    broker = paper(clock)
+    a = gateway(broker, store, "bot-a", clock)
+    a.enter("SPY", qty=10, intent="a in")
+    clock.advance(SETTINGS.position_settle_secs + 1)
+    a.exit("SPY", intent="a out")
+    assert store.adopt_position("bot-b", "SPY", Decimal(10), why="stale read").is_flat
+    clock.advance(SETTINGS.position_settle_secs + 1)
+    assert store.adopt_position("bot-b", "SPY", Decimal(3), why="first close").qty == 3

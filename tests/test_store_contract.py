@@ -319,11 +319,16 @@ def test_registered_accounts_are_upserted_and_a_change_is_audited(ledger: Store)
     assert notes(ledger, AuditAction.LEDGER) == ["broker account changed from acct-1 to acct-2"]
 
 
-def test_adopt_position_books_only_the_orphan_on_the_agents_account(ledger: Store) -> None:
+def test_adopt_position_books_only_the_orphan_on_the_agents_account(
+    ledger: Store, clock: ManualClock
+) -> None:
     for agent, account in (("a", "acct-1"), ("b", "acct-1"), ("c", "acct-2")):
         ledger.register_account(agent, account)
     fill(ledger, "b-buy", Side.BUY, 3, agent="b")
     fill(ledger, "c-buy", Side.BUY, 50, agent="c")
+    # b's ledger just moved: a positions read may not show its fill yet, so nothing is an orphan.
+    assert ledger.adopt_position("a", "QQQ", Decimal(10), why="too soon").is_flat
+    clock.advance(ledger.settings.position_settle_secs + 1)
     # Account 1 holds 10: b's 3 and 7 nobody's ledger holds (c's 50 are on account 2).
     adopted = ledger.adopt_position("a", "QQQ", Decimal(10), why="first close")
     assert adopted.qty == 7 and ledger.position("a", "QQQ") == adopted

@@ -8,6 +8,7 @@ claims would fail (StoreError) although the database is fine.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from decimal import Decimal
 
@@ -20,6 +21,17 @@ from tradeguard.store import ClaimStore, new_owner_token
 from tradeguard.store.connections import MAX_IDLE
 
 pytestmark = pytest.mark.postgres
+
+
+def _settled_connections(admin: sa.Engine, name: str) -> int:
+    """The count once closed sessions are gone: a backend leaves pg_stat_activity a moment after
+    its client closed the socket (a wait for that state, bounded; not a timing check)."""
+    deadline = time.monotonic() + 30
+    count = _server_connections(admin, name)
+    while count > MAX_IDLE and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = _server_connections(admin, name)
+    return count
 
 
 def _server_connections(admin: sa.Engine, name: str) -> int:
@@ -43,7 +55,7 @@ def test_a_burst_of_threads_leaves_at_most_max_idle_connections_open(pg_url: str
         assert _server_connections(admin, name) >= 3 * MAX_IDLE
         for conn in held:
             pool.release(conn)
-        assert _server_connections(admin, name) <= MAX_IDLE
+        assert _settled_connections(admin, name) <= MAX_IDLE
         # The store still works, from the kept connections, for threads at once.
         owner, spec = new_owner_token(), OrderSpec(qty=Decimal(1))
         created: list[bool] = []
@@ -59,7 +71,7 @@ def test_a_burst_of_threads_leaves_at_most_max_idle_connections_open(pg_url: str
             t.join()
         assert created == [True] * 16
         assert len(store.list_claims(agent_id="pool")) == 16
-        assert _server_connections(admin, name) <= MAX_IDLE
+        assert _settled_connections(admin, name) <= MAX_IDLE
     finally:
         store.close()
         admin.dispose()

@@ -101,6 +101,12 @@ _IN_MOTION = (
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ?"
     " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
 )
+# Every agent's turn in a symbol that a fill or correction moved since a time (open or closed):
+# the positions endpoint may still show (or not yet show) those shares.
+_MOVED_SINCE = (
+    "SELECT t.agent_id, a.account_key FROM tg_turns t"
+    " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.updated_at > ?"
+)
 # The agents' registered broker accounts (`ClaimLedger.register_account`).
 ACCOUNT_OF_SQL = "SELECT account_key FROM tg_agent_accounts WHERE agent_id = ?"
 ACCOUNTS_SQL = "SELECT agent_id, account_key FROM tg_agent_accounts ORDER BY agent_id"
@@ -282,18 +288,21 @@ def exit_room(
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
 
 
-def others_on_account(tx: Tx, agent_id: str, symbol: str) -> Decimal | None:
+def others_on_account(tx: Tx, agent_id: str, symbol: str, *, settled_since: datetime) -> Decimal | None:
     """Return the signed shares other agents on `agent_id`'s broker account hold in `symbol`.
 
     Read under the symbol's lock, so a write that follows (an adoption) sees what it saw. Agents
     of unknown account count as on this one (`ports.same_account`). None while any agent on the
-    account (this one included) has an order in motion in the symbol: its fills may be in the
-    broker's position before any ledger books them, so what no ledger holds cannot be told.
+    account (this one included) has an order in motion in the symbol, or a ledger there that moved
+    after `settled_since`: its fills may be in the broker's position before any ledger books them,
+    or a lagging positions read may still show shares they moved, so what no ledger holds cannot
+    be told. (Checked here, in the store, because a caller may only see its own agent's rows.)
     """
     lock_symbol(tx, symbol)
     row = tx.one(ACCOUNT_OF_SQL, (agent_id,))
     mine = None if row is None else str(row[0])
-    if any(holder == agent_id or same_account(mine, key) for holder, key in tx.all(_IN_MOTION, (symbol,))):
+    busy = tx.all(_IN_MOTION, (symbol,)) + tx.all(_MOVED_SINCE, (symbol, tx.ts(settled_since)))
+    if any(holder == agent_id or same_account(mine, key) for holder, key in busy):
         return None
     return sum(
         (Decimal(qty) for holder, qty, key in tx.all(_HOLDERS, (symbol,))

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.claims import Claim, ClaimOutcome
 from tradeguard.domain.intents import Intent, OrderSpec
@@ -34,6 +35,7 @@ class LedgerWriter:
 
     _pool: RawPool
     _lease: timedelta
+    settings: Settings
 
     def _now(self) -> datetime:
         raise NotImplementedError
@@ -216,7 +218,8 @@ class LedgerWriter:
         """
         now = self._now()
         with self._pool.write(f"adopting the {symbol} position of {agent_id}", durable=True) as tx:
-            others = ledger.others_on_account(tx, agent_id, symbol)
+            settled_since = now - timedelta(seconds=self.settings.position_settle_secs)
+            others = ledger.others_on_account(tx, agent_id, symbol, settled_since=settled_since)
             mine = ledger.position_of(tx, agent_id, symbol)
             if others is None:
                 return mine

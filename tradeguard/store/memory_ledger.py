@@ -9,9 +9,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.ledger import LedgerPosition, fill_step
 from tradeguard.ports import same_account
@@ -26,6 +27,7 @@ class MemoryLedger:
     """Mixin of `MemoryClaimStore`: the turns, the fills that change them, and the position reads."""
 
     _lock: threading.Lock
+    settings: Settings  # the store's
     _check_open: Callable[[], None]  # the store's: raises StoreError once it is closed
     _write_audit: Callable[..., None]  # MemoryAuditLog's
 
@@ -44,6 +46,9 @@ class MemoryLedger:
         self._cleared: list[tuple[datetime, LedgerPosition]] = []  # closed while holding shares
         self._accounts: dict[str, str] = {}  # agent -> the broker account it registered
         self._flat: dict[tuple[str, str], LedgerPosition] = {}  # see `position`
+        # When each agent's turn in a symbol last moved, closed ones included (`adopt_position`):
+        # symbol -> agent -> time. One entry per agent and symbol, so it stays small.
+        self._moved_at: dict[str, dict[str, datetime]] = {}
 
     # -- the ledger (under the lock) -------------------------------------------------------
 
@@ -61,11 +66,14 @@ class MemoryLedger:
     def _set_open(self, position: LedgerPosition) -> None:
         self._open_in.setdefault(position.symbol, {})[position.agent_id] = position
         self._open_of.setdefault(position.agent_id, {})[position.symbol] = position
+        if position.updated_at is not None:
+            self._moved_at.setdefault(position.symbol, {})[position.agent_id] = position.updated_at
 
     def _close(self, position: LedgerPosition, qty: Decimal, *, at: datetime, reason: str) -> None:
         agent_id, symbol, turn_id = position.agent_id, position.symbol, position.turn_id
         del self._open_in[symbol][agent_id]
         del self._open_of[agent_id][symbol]
+        self._moved_at.setdefault(symbol, {})[agent_id] = at
         if qty != 0:
             self._cleared.append((at, replace(position, qty=qty, updated_at=at)))
         self._write_audit(
@@ -140,16 +148,18 @@ class MemoryLedger:
         """Take into the agent's flat ledger the broker's shares no ledger on its account holds.
 
         One atomic step: other agents' shares are read and the orphan booked under the lock;
-        nothing while any agent on the account has an order in motion in the symbol (see
-        `ClaimStore.adopt_position`).
+        nothing while any agent on the account has an order in motion in the symbol, or a turn
+        there that moved within `position_settle_secs` (see `ClaimStore.adopt_position`).
         """
         self._check_open()
         now = self._now()
+        settled_since = now - timedelta(seconds=self.settings.position_settle_secs)
         with self._lock:
-            if any(a == agent_id or self._on_account_of(agent_id, a) for a in self._agents_in_motion(symbol)):
-                return self._open_position(agent_id, symbol) or LedgerPosition(
-                    agent_id, symbol, Decimal(0), None, None
-                )
+            moved = {a for a, at in self._moved_at.get(symbol, {}).items() if at > settled_since}
+            busy = self._agents_in_motion(symbol) | moved
+            if any(a == agent_id or self._on_account_of(agent_id, a) for a in busy):
+                flat = LedgerPosition(agent_id, symbol, Decimal(0), None, None)
+                return self._open_position(agent_id, symbol) or flat
             held = self._open_in.get(symbol, {})
             others = sum(
                 (p.qty for a, p in held.items() if a != agent_id and self._on_account_of(agent_id, a)),
