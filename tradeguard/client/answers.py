@@ -81,7 +81,9 @@ def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIE
     if result.outcome is Outcome.REJECTED:
         raise rejection(result.error, result.reason)
     if result.outcome is Outcome.NOT_SENT:
-        raise OrderNotSent(result.reason)
+        # The broker's status when it answered (429: rate limit exceeded), as alpaca-py raises it.
+        status = result.error.status_code if result.error is not None else None
+        raise OrderNotSent(result.reason, status=status)
     if result.outcome is Outcome.SKIPPED:
         raise nothing_to_sell()
     if result.outcome is Outcome.DUPLICATE:
