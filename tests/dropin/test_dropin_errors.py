@@ -215,3 +215,24 @@ def test_a_rate_limited_submit_is_alpacas_429_and_its_retry_places_the_order_at_
         [claim] = client.gateway.store.list_claims()
         assert claim.client_order_id == order.client_order_id and claim.attempts == 2
         assert ledger_qty(client, "SPY") == 10
+
+
+def test_a_claim_store_kept_while_the_paper_account_is_new_says_so_instead_of_call_again(
+    tmp_path: Path,
+) -> None:
+    # A store on disk outlives a paper account made afresh each run: its claims are another
+    # account's. "Call again" would never help; the error names the mismatch, and nothing is sent.
+    claims = store_url(tmp_path)
+    request = market("SPY", 10, BUY, "spy-2026-05-21T09:42-breakout")
+    with paper_server(prices=FixedPrices(PRICES)) as first, guarded_client(first, claims) as client:
+        as_order(client.submit_order(request))
+    with paper_server(prices=FixedPrices(PRICES)) as fresh, guarded_client(fresh, claims) as client:
+        for _ in range(2):  # the same answer however often the bot calls again
+            with pytest.raises(APIError) as mismatch:
+                client.submit_order(request)
+            assert mismatch.value.status_code == 409, mismatch.value
+            assert isinstance(mismatch.value, tradeguard.ConfigError)
+            assert (
+                "another account" in str(mismatch.value) and "call again" not in str(mismatch.value).lower()
+            )
+        assert fresh.broker.orders() == []

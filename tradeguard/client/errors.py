@@ -13,6 +13,7 @@ written for tradeguard can catch it by that name:
 | `OrderInProgress`     | `ClaimInProgress`  | 409    | another worker is sending this very order   |
 | `ClaimStoreError`     | `StoreError`       | 503    | the claim was not recorded: nothing sent    |
 | `ClientOrderIdReused` | `TradeguardError`  | 422    | the client_order_id names another order     |
+| `StoreOfAnotherAccount`| `ConfigError`     | 409    | a placed order's claim, absent at the broker|
 
 (*) the broker's own status when there was one (a 500 or 504 page, a 429 rate limit), else this one. A refusal
 by the broker itself is alpaca-py's plain `APIError` with Alpaca's status and body, as before.
@@ -44,6 +45,7 @@ __all__ = [
     "OrderInProgress",
     "OrderNotSent",
     "OrderOutcomeUnknown",
+    "StoreOfAnotherAccount",
     "api_error",
     "rejection",
 ]
@@ -176,3 +178,13 @@ class ClientOrderIdReused(_GuardAPIError, TradeguardError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code=40010001)
+
+
+class StoreOfAnotherAccount(_GuardAPIError, ConfigError):
+    """A claim says its order was placed, and the broker account has no such client_order_id.
+
+    The claim store holds another account's records (a paper account started afresh beside a
+    store kept on disk, other API keys); nothing was sent, and calling again would not help.
+    """
+
+    status = 409

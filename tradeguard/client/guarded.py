@@ -208,6 +208,7 @@ class GuardedTradingClient(TradingClient):
             result,
             raw=self._use_raw_data,
             nothing_to_sell=lambda: insufficient(self.gateway, order.symbol, order.spec.qty),
+            broker=self.gateway.broker,
         )
 
     def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
@@ -320,6 +321,7 @@ class GuardedTradingClient(TradingClient):
             result,
             raw=self._use_raw_data,
             nothing_to_sell=lambda: insufficient(self.gateway, symbol, requested),
+            broker=self.gateway.broker,
         )
 
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
@@ -382,7 +384,7 @@ class GuardedTradingClient(TradingClient):
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
                 refusal = functools.partial(insufficient, self.gateway, symbol, None)
-                order = answer(result, raw=True, nothing_to_sell=refusal)
+                order = answer(result, raw=True, nothing_to_sell=refusal, broker=self.gateway.broker)
                 answers.append({"symbol": symbol, "status": 200, "body": order})  # Alpaca's keys
             except APIError as exc:
                 body = json_body(exc)
