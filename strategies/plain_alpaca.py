@@ -13,9 +13,11 @@ On its own (Alpaca paper keys in the environment)::
     for bar in my_bars:                       # your data loop
         bot.on_bar(bar.timestamp, Decimal(str(bar.close)))
 
-Through `tradeguard run` (`CrossoverStrategy` below hands it the run's client)::
+Through `tradeguard run` (`CrossoverStrategy` below hands it the run's client), and proved
+under seeded faults and crashes the same way::
 
     tradeguard run strategies.plain_alpaca
+    tradeguard chaos strategies.plain_alpaca --runs 200
 """
 
 from __future__ import annotations

@@ -103,7 +103,8 @@ def test_a_retryable_status_on_post_is_sent_exactly_once(
 ) -> None:
     mocker.post(ORDERS_URL, status_code=status, text=HTML_504 if status == 504 else "rate limit exceeded")
 
-    with pytest.raises(OutcomeUnknown) as info:
+    # A 504 may hide a placed order; a 429 answers the one POST, refused before processing.
+    with pytest.raises(OutcomeUnknown if status == 504 else BrokerUnavailable) as info:
         broker.submit_order(buy())
 
     assert mocker.call_count == 1

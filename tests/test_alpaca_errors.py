@@ -59,7 +59,7 @@ EXPECTED: dict[str, tuple[type[BrokerError], int | None, AlpacaErrorKind | None]
     "sub_penny_limit": (OrderRejected, 42210000, None),
     "body_format_invalid": (OrderRejected, 40010000, None),
     "unauthorized": (BrokerUnavailable, 40110000, None),
-    "rate_limited": (OutcomeUnknown, None, None),
+    "rate_limited": (BrokerUnavailable, None, None),  # refused unprocessed; the hidden retry is off
     "server_error_empty": (OutcomeUnknown, None, None),
     "bad_gateway_html": (OutcomeUnknown, None, None),
     "unavailable_empty": (OutcomeUnknown, None, None),
@@ -357,9 +357,9 @@ def test_any_http_error_maps_by_status_and_never_raises(status: int, text: str) 
     err = map_alpaca_error(_api_error(status, text), Stage.SUBMIT)
 
     assert err.status_code == status
-    if status == 401:
+    if status in (401, 429):
         assert type(err) is BrokerUnavailable
-    elif status in (408, 429) or status >= 500:
+    elif status == 408 or status >= 500:
         assert type(err) is OutcomeUnknown
     elif is_duplicate_client_order_id(err):
         assert status == 422

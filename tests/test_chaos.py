@@ -12,6 +12,7 @@ import pytest
 
 from strategies import test_momentum_chaos as example
 from strategies.momentum import MomentumStrategy
+from strategies.plain_alpaca import CrossoverStrategy
 from tests.chaos_kit import ExitsIgnoreExitsInFlight, ResendsUnderANewId
 from tradeguard import crashpoints
 from tradeguard.chaos.campaign import ChaosResult, chaos
@@ -159,3 +160,40 @@ def test_readme_chaos_commands_run(command: str, capsys: pytest.CaptureFixture[s
         assert status == 1 and "G1" in out
     else:
         assert status == 0 and "G1-G4 held in every run" in out
+
+
+# ---- a strategy written against alpaca-py (ctx.trading_client()), as `tradeguard run` runs it ---
+
+
+def test_a_drop_in_alpaca_py_strategy_runs_guarded_and_holds_g1_to_g4() -> None:
+    result = chaos(CrossoverStrategy, runs=RUNS, seed=1, kill_every=0)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert sum(r.orders for r in result.runs) > 0
+    assert sum(r.faults_fired for r in result.runs) > 0 and sum(len(r.crashes) for r in result.runs) > 0
+
+
+def test_a_guard_that_resends_a_drop_in_order_under_a_new_id_is_caught() -> None:
+    # The checker sees the bot's decisions through the drop-in too: one client_order_id, two orders.
+    result = chaos(CrossoverStrategy, runs=RUNS, seed=1, kill_every=0, gateway_factory=ResendsUnderANewId)
+    assert kinds(result)["G1"] > 0, kinds(result)
+
+
+def test_cli_chaos_runs_a_drop_in_strategy_and_refuses_it_unguarded_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = ["chaos", "strategies.plain_alpaca", "--runs", "3", "--kill-every", "0", "--save", str(tmp_path)]
+    assert main(args) == 0
+    assert "G1-G4 held in every run" in capsys.readouterr().out
+    assert main([*args, "--unguarded"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trading_client()" in err and "Traceback" not in err, err
+
+
+@pytest.mark.slow
+def test_real_sigkills_of_a_drop_in_strategy_keep_g1_to_g4() -> None:
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:90], day.symbols)
+    result = chaos(CrossoverStrategy, runs=2, seed=1, bars=morning, kill_every=1)
+    assert sorted(result.killed) == sorted(r.plan.seed for r in result.runs)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert sum(r.orders for r in result.runs) > 0

@@ -37,25 +37,34 @@ RUN_COMMANDS = [
 ]
 
 
-def test_readme_ten_line_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_ten_line_example_runs_and_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run twice in one folder, as a user does: the files it keeps must not break the second run.
     monkeypatch.chdir(tmp_path)
     example = readme_python_blocks()[0]
-    namespace: dict[str, object] = {}
-    exec(compile(example, "README.md", "exec"), namespace)
-    gateway = namespace["gateway"]
-    assert isinstance(gateway, OrderGateway)
-    assert len(gateway.broker.orders()) == 2  # type: ignore[attr-defined]  # one buy, one sell
-    gateway.store.close()
+    printed = []
+    for _ in range(2):
+        namespace: dict[str, object] = {}
+        exec(compile(example, "README.md", "exec"), namespace)
+        gateway = namespace["gateway"]
+        assert isinstance(gateway, OrderGateway)
+        assert len(gateway.broker.orders()) == 2  # type: ignore[attr-defined]  # one buy, one sell
+        gateway.store.close()
+        printed.append(capsys.readouterr().out.split())
+    assert printed[0] == ["6", "submitted", "duplicate", "0"]
+    assert printed[1] == ["0", "duplicate", "duplicate", "0"]  # every decision claimed: nothing sent
 
 
-def test_readme_drop_in_example_runs_against_the_paper_server(
+def test_readme_drop_in_example_runs_against_the_paper_server_and_runs_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(tmp_path)
     example = readme_python_blocks()[1]
     assert "GuardedTradingClient as TradingClient" in example
-    exec(compile(example, "README.md", "exec"), {})
-    assert capsys.readouterr().out.split() == ["0", "4"]  # flat; buy, sell, 50% close, close-all
+    for _ in range(2):  # in one folder, as a user runs it twice
+        exec(compile(example, "README.md", "exec"), {})
+        assert capsys.readouterr().out.split() == ["0", "4"]  # flat; buy, sell, 50% close, close-all
 
 
 def test_demo_places_one_order_per_decision_and_a_second_run_sends_nothing(
@@ -130,6 +139,8 @@ def test_readme_strategy_example_runs_as_a_file(tmp_path: Path, capsys: pytest.C
     with ClaimStore(url) as store:
         claims = store.list_claims(agent_id="breakout")
     assert claims and {c.symbol for c in claims} == {"TQQQ"}
+    again = [a for a in args if a not in ("--store", url)]  # as the README runs it: a fresh store
+    assert main(again) == 0, capsys.readouterr().err
 
 
 def readme_section_commands(title: str) -> list[list[str]]:

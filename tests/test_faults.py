@@ -265,15 +265,24 @@ def test_a_404_reject_on_a_lookup_reads_as_not_found() -> None:
 
 @pytest.mark.parametrize(
     ("fault", "status"),
-    [({"action": "error", "status": 503}, 503), ({"action": "drop"}, None), ({"action": "rate_limit"}, 429)],
+    [({"action": "error", "status": 503}, 503), ({"action": "drop"}, None)],
 )
-def test_error_drop_and_rate_limit_on_submit_are_outcome_unknown_and_place_nothing(
+def test_error_and_drop_on_submit_are_outcome_unknown_and_place_nothing(
     fault: dict[str, object], status: int | None
 ) -> None:
     broker, paper, _ = faulty({"route": "POST /v2/orders", **fault})
     with pytest.raises(OutcomeUnknown) as info:
         broker.submit_order(make_request())
     assert info.value.status_code == status
+    assert paper.orders() == []
+
+
+def test_rate_limit_on_submit_is_broker_unavailable_and_places_nothing() -> None:
+    # Alpaca refuses before processing and the adapter's retry is off: nothing placed, resend at once.
+    broker, paper, _ = faulty({"route": "POST /v2/orders", "action": "rate_limit"})
+    with pytest.raises(BrokerUnavailable) as info:
+        broker.submit_order(make_request())
+    assert info.value.status_code == 429
     assert paper.orders() == []
 
 

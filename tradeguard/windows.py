@@ -3,8 +3,9 @@
 The drop-in path for bots that set no client_order_id. Identical orders within
 `dedup_window_secs` are one decision; the window is taken atomically in the store, and an
 expired window passes to a new order only once the order holding it is resolved (G1). A repeat
-inside the window is answered from the first order, visibly: a warning on the
-``tradeguard.gateway`` logger and an audit record naming the window (G6).
+inside the window is answered as a retry of the first order, visibly: a warning on the
+``tradeguard.gateway`` logger (saying whether anything was sent: a first order that placed
+nothing is sent again under its id) and an audit record naming the window (G6).
 """
 
 from __future__ import annotations
@@ -143,14 +144,22 @@ class ContentWindows:
         age = (now - existing.created_at).total_seconds()
         note = (
             f"identical {side} {symbol} order {age:.1f}s after {existing.client_order_id}, inside the "
-            f"{window:g}s dedup window: answered as a retry of it, nothing sent"
+            f"{window:g}s dedup window: answered as a retry of it"
         )
+        result = self._existing(existing, note=note)
+        # Said after the answer: a retry of an order that placed nothing (refused, not sent) is
+        # sent again under the first attempt's id; anything else sends nothing.
+        after = result.claim
+        resent = after is not None and after.key == existing.key and after.attempts > existing.attempts
+        what = "nothing sent"
+        if resent:
+            what = f"sent again under {existing.client_order_id} (the first placed nothing)"
         logger.warning(
-            "%s. For an intentional repeat give the order its own client_order_id (or "
+            "%s, %s. For an intentional repeat give the order its own client_order_id (or "
             "new_decision=True in the drop-in client).",
-            note,
-        )
-        return self._existing(existing, note=note)
+            note, what,
+        )  # fmt: skip
+        return result
 
     def _after_bot_cancel(
         self, existing: Claim, content_key: str, kind: Kind, symbol: str, side: Side

@@ -189,3 +189,50 @@ def test_a_broker_refusal_is_alpacas_own_api_error(client: GuardedTradingClient,
     got, want = guarded.value, alpaca.value
     assert (got.status_code, got.code, got.message) == (want.status_code, want.code, want.message)
     assert want.message == "insufficient buying power"
+
+
+@pytest.mark.parametrize("client_order_id", [None, "bot-spy-entry-1"], ids=["content", "client_order_id"])
+def test_a_rate_limited_submit_is_alpacas_429_and_its_retry_places_the_order_at_once(
+    tmp_path: Path, client_order_id: str | None
+) -> None:
+    # The guard's sends have alpaca-py's hidden retry off, so Alpaca's 429 answers the one POST:
+    # refused before processing, nothing placed. The bot sees alpaca-py's APIError 429, and its
+    # retry is sent at once under the same id (no grace period to wait out, no made-up 504).
+    limited = Fault("POST /v2/orders", FaultAction.RATE_LIMIT, nth=1)
+    with (
+        paper_server(prices=FixedPrices(PRICES), faults=FaultPlan((limited,))) as server,
+        guarded_client(server, store_url(tmp_path)) as client,
+    ):
+        request = market("SPY", 10, BUY, client_order_id)
+        with pytest.raises(APIError) as refused:
+            client.submit_order(request)
+        assert refused.value.status_code == 429 and "rate limit exceeded" in str(refused.value)
+        assert isinstance(refused.value, tradeguard.BrokerUnavailable), refused.value
+        assert server.broker.orders() == []
+        placed = as_order(client.submit_order(request))  # the bot's retry, right away
+        [order] = orders_of(server.broker)
+        assert str(placed.id) == order.id and placed.status.value == "filled"
+        [claim] = client.gateway.store.list_claims()
+        assert claim.client_order_id == order.client_order_id and claim.attempts == 2
+        assert ledger_qty(client, "SPY") == 10
+
+
+def test_a_claim_store_kept_while_the_paper_account_is_new_says_so_instead_of_call_again(
+    tmp_path: Path,
+) -> None:
+    # A store on disk outlives a paper account made afresh each run: its claims are another
+    # account's. "Call again" would never help; the error names the mismatch, and nothing is sent.
+    claims = store_url(tmp_path)
+    request = market("SPY", 10, BUY, "spy-2026-05-21T09:42-breakout")
+    with paper_server(prices=FixedPrices(PRICES)) as first, guarded_client(first, claims) as client:
+        as_order(client.submit_order(request))
+    with paper_server(prices=FixedPrices(PRICES)) as fresh, guarded_client(fresh, claims) as client:
+        for _ in range(2):  # the same answer however often the bot calls again
+            with pytest.raises(APIError) as mismatch:
+                client.submit_order(request)
+            assert mismatch.value.status_code == 409, mismatch.value
+            assert isinstance(mismatch.value, tradeguard.ConfigError)
+            assert (
+                "another account" in str(mismatch.value) and "call again" not in str(mismatch.value).lower()
+            )
+        assert fresh.broker.orders() == []

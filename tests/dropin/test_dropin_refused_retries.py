@@ -9,6 +9,7 @@ with the broker's own refusal when it is refused again. A first attempt whose ou
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, suppress
 from pathlib import Path
@@ -123,3 +124,32 @@ def test_an_order_the_broker_created_as_rejected_stays_final(
         [claim] = client.gateway.store.list_claims()
         assert claim.state is ClaimState.REJECTED and claim.broker_order_id is not None
     assert sum(1 for r in mocker.request_history if r.method == "POST") == 1
+
+
+def test_the_window_warning_says_a_refused_order_was_sent_again_and_a_placed_one_was_not(
+    account: PaperServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="tradeguard.gateway")
+    with guarded_client(account, store_url(tmp_path)) as client:
+        bid = as_order(client.submit_order(limit("QQQ", 200, BUY, 390.00, "bot-qqq-bid")))  # $78,000 held
+        too_big = market("SPY", 100, BUY)  # no client_order_id: keyed by content in the window
+        with pytest.raises(APIError):
+            client.submit_order(too_big)
+        client.cancel_order_by_id(bid.id)
+        caplog.clear()
+        as_order(client.submit_order(too_big))  # the refused order's retry goes out again
+        [resent] = _window_warnings(caplog)
+        assert "sent again" in resent and "nothing sent" not in resent, resent
+        caplog.clear()
+        as_order(client.submit_order(too_big))  # now it was placed: a retry sends nothing
+        [duplicate] = _window_warnings(caplog)
+        assert "nothing sent" in duplicate and "sent again" not in duplicate, duplicate
+    assert len(orders_of(account.broker, symbol="SPY")) == 1
+
+
+def _window_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "tradeguard.gateway" and r.levelno == logging.WARNING and "window" in r.getMessage()
+    ]

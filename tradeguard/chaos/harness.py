@@ -14,6 +14,7 @@ up, the market fills what is open, and reconcile passes past the grace and settl
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -25,6 +26,7 @@ from tradeguard.chaos.tap import AskTap, Decisions, DecisionScope, RequestTap
 from tradeguard.chaos.unguarded import PlainGateway, SendLog
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
+from tradeguard.errors import ConfigError
 from tradeguard.faults import FaultyBroker
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
@@ -35,9 +37,10 @@ from tradeguard.run.strategy import Strategy, StrategyContext
 from tradeguard.store import MemoryClaimStore
 
 if TYPE_CHECKING:
+    from tradeguard.client import GuardedTradingClient
     from tradeguard.sessions import Recorder
 
-__all__ = ["RunOutcome", "SimulatedCrash", "run_once", "settle_run"]
+__all__ = ["RunOutcome", "SimulatedCrash", "UnsupportedStrategy", "run_once", "settle_run", "trading_client"]
 
 RESTART_SECS = 10.0  # how long the supervisor takes to bring a dead bot back
 GatewayFactory = Any  # (broker, store, agent_id, settings, clock, record_to) -> a gateway
@@ -121,8 +124,9 @@ class _World:
             gateway.reconcile()  # the start-up pass, as `tradeguard run` does
         strategy = self.strategy_cls()
         scoped = cast(OrderGateway, DecisionScope(gateway, self.decisions))
+        client = _no_plain_client if unguarded else functools.partial(trading_client, scoped)
         ctx = StrategyContext(
-            gateway=scoped, clock=self.clock, mode="sim", agent_id=self.agent, _client=_no_client,
+            gateway=scoped, clock=self.clock, mode="sim", agent_id=self.agent, _client=client,
             _log=lambda _: None,
         )  # fmt: skip
         strategy.on_start(ctx)
@@ -170,6 +174,8 @@ def run_once(
             except SimulatedCrash:
                 incarnation = None  # the process is gone; the supervisor restarts it on this bar
                 clock.advance(RESTART_SECS)
+            except UnsupportedStrategy:
+                raise  # not the bot's error: this run cannot be made
             except Exception:  # the bot died of an error: restarted on the next bar
                 outcome.bot_errors += 1
                 incarnation = None
@@ -216,5 +222,26 @@ def settle_run(
         gateway.reconcile()
 
 
-def _no_client() -> Any:
-    raise NotImplementedError("chaos runs drive strategies through ctx.gateway only, not trading_client()")
+class UnsupportedStrategy(ConfigError):
+    """The strategy needs what this kind of chaos run cannot give it."""
+
+
+def trading_client(gateway: OrderGateway, url: str | None = None) -> GuardedTradingClient:
+    """Return the drop-in client of a chaos run: its orders go through the run's `gateway`.
+
+    alpaca-py's own calls (`get_open_position`, ...) read the run's paper account beneath the
+    fault plan, as `tradeguard run`'s view does: at `url` when it is served (several hosts),
+    else in process, without keys; the guard's own reads and sends go through the plan.
+    """
+    from tradeguard.client import GuardedTradingClient  # noqa: PLC0415 - alpaca-py only when asked
+
+    if url is not None:
+        return GuardedTradingClient("chaos", "chaos", url_override=url, gateway=gateway)
+    return GuardedTradingClient(gateway=gateway)
+
+
+def _no_plain_client() -> Any:
+    raise UnsupportedStrategy(
+        "--unguarded runs a strategy through ctx.gateway only; this one asks ctx.trading_client() "
+        "(an alpaca-py bot): run it guarded, or compare it with alpaca-py's own TradingClient yourself"
+    )

@@ -12,6 +12,7 @@ decision across all hosts, whatever they did.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -26,7 +27,7 @@ from typing import Any, cast
 
 from tradeguard import crashpoints
 from tradeguard.chaos.checker import Evidence, check_guarded
-from tradeguard.chaos.harness import RESTART_SECS, RunOutcome, settle_run
+from tradeguard.chaos.harness import RESTART_SECS, RunOutcome, settle_run, trading_client
 from tradeguard.chaos.kill import write_bars
 from tradeguard.chaos.plan import plan_for
 from tradeguard.chaos.tap import Ask, Decisions, DecisionScope, RequestTap
@@ -260,9 +261,10 @@ def _host_main(spec: dict[str, Any]) -> int:
     )
     gateway.reconcile()
     strategy = cls()
+    scoped = cast(OrderGateway, DecisionScope(gateway, decisions))
     ctx = StrategyContext(
-        gateway=cast(OrderGateway, DecisionScope(gateway, decisions)), clock=clock, mode="sim",
-        agent_id=gateway.agent_id, _client=lambda: cast(Any, None), _log=lambda _: None,
+        gateway=scoped, clock=clock, mode="sim", agent_id=gateway.agent_id,
+        _client=functools.partial(trading_client, scoped, spec["url"]), _log=lambda _: None,
     )  # fmt: skip
     strategy.on_start(ctx)
     for index in range(start, len(bars.minutes)):

@@ -44,6 +44,11 @@ class AskTap:
             )
         return self.paper.submit_order(request)
 
+    @property
+    def inner(self) -> Broker:
+        """The account beneath (wrappers are followed through ``inner``, as `ports.account_key_of` does)."""
+        return self.paper
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.paper, name)  # reads pass straight through
 
@@ -89,6 +94,18 @@ class DecisionScope:
             ("exit", symbol, intent), lambda: self._gateway.exit(symbol, *args, intent=intent, **kwargs)
         )
 
+    def submit(self, intent: Any, *args: Any, **kwargs: Any) -> Any:
+        """Submit a named decision (a drop-in order with a client_order_id), with the decision noted."""
+        decision = (str(intent.kind), intent.symbol, intent.name)
+        return self._within(decision, lambda: self._gateway.submit(intent, *args, **kwargs))
+
+    def exit_order(self, symbol: str, *args: Any, intent: str, **kwargs: Any) -> Any:
+        """Exit with a given order (a drop-in closing order), with the decision noted."""
+        return self._within(
+            ("exit", symbol, intent),
+            lambda: self._gateway.exit_order(symbol, *args, intent=intent, **kwargs),
+        )
+
     def _within(self, decision: tuple[str, str, str], call: Any) -> Any:
         self._decisions.current = decision
         try:
@@ -111,6 +128,11 @@ class RequestTap:
         """Note the client id's decision (its first), then submit."""
         self._decisions.note(request.client_order_id)
         return self._broker.submit_order(request)  # type: ignore[no-any-return]
+
+    @property
+    def inner(self) -> Any:
+        """The broker beneath (the fault plan's)."""
+        return self._broker
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._broker, name)

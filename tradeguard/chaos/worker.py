@@ -9,6 +9,7 @@ flushed before the send, so it survives the kill. Exit status 3: the strategy ra
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from tradeguard import crashpoints
+from tradeguard.chaos.harness import trading_client
 from tradeguard.chaos.plan import plan_for
 from tradeguard.chaos.tap import AskTap, Decisions, DecisionScope, RequestTap
 from tradeguard.clock import ManualClock
@@ -81,9 +83,10 @@ def main(spec: dict[str, Any]) -> int:
     )
     gateway.reconcile()
     strategy = cls()
+    scoped = cast(OrderGateway, DecisionScope(gateway, decisions))
     ctx = StrategyContext(
-        gateway=cast(OrderGateway, DecisionScope(gateway, decisions)), clock=clock, mode="sim",
-        agent_id=gateway.agent_id, _client=lambda: None, _log=lambda _: None,  # type: ignore[arg-type,return-value]
+        gateway=scoped, clock=clock, mode="sim", agent_id=gateway.agent_id,
+        _client=functools.partial(trading_client, scoped), _log=lambda _: None,
     )  # fmt: skip
     strategy.on_start(ctx)
     for index in range(start, len(bars.minutes)):

@@ -12,6 +12,7 @@ from tradeguard.client.errors import (
     OrderInProgress,
     OrderNotSent,
     OrderOutcomeUnknown,
+    StoreOfAnotherAccount,
 )
 from tradeguard.client.guarded import GuardedTradingClient
 
@@ -25,6 +26,7 @@ __all__ = [
     "OrderInProgress",
     "OrderNotSent",
     "OrderOutcomeUnknown",
+    "StoreOfAnotherAccount",
     "as_order",
     "as_raw",
     "to_alpaca_order",

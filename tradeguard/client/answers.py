@@ -22,10 +22,12 @@ from tradeguard.client.errors import (
     OrderInProgress,
     OrderNotSent,
     OrderOutcomeUnknown,
+    StoreOfAnotherAccount,
     rejection,
 )
-from tradeguard.domain import BrokerOrder
+from tradeguard.domain import BrokerOrder, Claim
 from tradeguard.errors import (
+    BrokerError,
     BrokerUnavailable,
     ClaimInProgress,
     ConfigError,
@@ -35,6 +37,7 @@ from tradeguard.errors import (
     StoreError,
 )
 from tradeguard.execution import OrderResult, Outcome
+from tradeguard.ports import Broker
 
 __all__ = ["answer", "as_api_errors", "decimal_arg", "json_body"]
 
@@ -72,8 +75,13 @@ def decimal_arg(value: object, name: str) -> Decimal | None:
         raise InvalidOrder(f"invalid {name} {value!r}") from None
 
 
-def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIError]) -> Any:
-    """Return the order alpaca-py would have returned, or raise what it would have raised."""
+def answer(
+    result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIError], broker: Broker | None = None
+) -> Any:
+    """Return the order alpaca-py would have returned, or raise what it would have raised.
+
+    `broker` reads back a known decision's order the gateway could not return (see `_read_back`).
+    """
     order: BrokerOrder | None = result.order
     # UNKNOWN with an order: the decision's order is at the broker, only whose send placed it is not.
     if order is not None and result.outcome in (Outcome.SUBMITTED, Outcome.DUPLICATE, Outcome.UNKNOWN):
@@ -81,13 +89,19 @@ def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIE
     if result.outcome is Outcome.REJECTED:
         raise rejection(result.error, result.reason)
     if result.outcome is Outcome.NOT_SENT:
-        raise OrderNotSent(result.reason)
+        # The broker's status when it answered (429: rate limit exceeded), as alpaca-py raises it.
+        status = result.error.status_code if result.error is not None else None
+        raise OrderNotSent(result.reason, status=status)
     if result.outcome is Outcome.SKIPPED:
         raise nothing_to_sell()
     if result.outcome is Outcome.DUPLICATE:
         claim = result.claim
         if claim is not None and claim.broker_order_id is None:
             raise OrderInProgress(result.reason)
+        if claim is not None and broker is not None:
+            order = _read_back(broker, claim)
+            if order is not None:
+                return as_raw(order) if raw else as_order(order)
         raise OrderOutcomeUnknown(
             f"{result.reason}; the order could not be read back now: call again to get it"
         )
@@ -97,6 +111,30 @@ def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIE
         "by client_order_id (nothing is resent blind)",
         status=status,
     )
+
+
+def _read_back(broker: Broker, claim: Claim) -> BrokerOrder | None:
+    """Read a placed decision's order once more; raise `StoreOfAnotherAccount` if it is absent.
+
+    The claim says the broker acknowledged the order (it has a broker order id), yet the
+    gateway could not return it. A failed read leaves it at "call again" (None). A definite
+    "no such client_order_id" means this claim store's records are another account's (a paper
+    account started afresh beside a store kept on disk, other API keys): calling again would
+    never help, so the caller is told what does not match.
+    """
+    try:
+        order = broker.get_order_by_client_id(claim.client_order_id)
+    except BrokerError:
+        return None
+    if order is None:
+        raise StoreOfAnotherAccount(
+            f"the claim store records {claim.client_order_id} as placed (broker order "
+            f"{claim.broker_order_id}, {claim.state}, {claim.created_at:%Y-%m-%d %H:%M:%S} UTC), but this "
+            "broker account has no order with that client_order_id: the store holds another "
+            "account's claims (a paper account started afresh beside a store kept on disk, other "
+            "API keys). Use one claim store per account, or a fresh store; nothing was sent"
+        )
+    return order
 
 
 def json_body(error: APIError) -> dict[str, Any]:

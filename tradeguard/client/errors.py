@@ -9,12 +9,13 @@ written for tradeguard can catch it by that name:
 |-----------------------|--------------------|--------|---------------------------------------------|
 | `InvalidOrder`        | `ConfigError`      | 422    | the order is malformed (Alpaca's 422)       |
 | `OrderOutcomeUnknown` | `OutcomeUnknown`   | 504*   | sent, no definite answer: call again        |
-| `OrderNotSent`        | `BrokerUnavailable`| 503*   | never left this process: retrying is safe   |
+| `OrderNotSent`        | `BrokerUnavailable`| 503*   | not placed (429, no connection): retry now  |
 | `OrderInProgress`     | `ClaimInProgress`  | 409    | another worker is sending this very order   |
 | `ClaimStoreError`     | `StoreError`       | 503    | the claim was not recorded: nothing sent    |
 | `ClientOrderIdReused` | `TradeguardError`  | 422    | the client_order_id names another order     |
+| `StoreOfAnotherAccount`| `ConfigError`     | 409    | a placed order's claim, absent at the broker|
 
-(*) the broker's own status when there was one (a 500 or 504 page), else this one. A refusal
+(*) the broker's own status when there was one (a 500 or 504 page, a 429 rate limit), else this one. A refusal
 by the broker itself is alpaca-py's plain `APIError` with Alpaca's status and body, as before.
 """
 
@@ -44,6 +45,7 @@ __all__ = [
     "OrderInProgress",
     "OrderNotSent",
     "OrderOutcomeUnknown",
+    "StoreOfAnotherAccount",
     "api_error",
     "rejection",
 ]
@@ -148,7 +150,7 @@ class OrderOutcomeUnknown(_GuardAPIError, OutcomeUnknown):  # type: ignore[misc]
 
 
 class OrderNotSent(_GuardAPIError, BrokerUnavailable):  # type: ignore[misc]
-    """The order never left this process (no connection, rate limit before sending); retry freely."""
+    """The order was not placed (no connection, Alpaca's 429 rate limit); retry freely, same id."""
 
     status = 503
 
@@ -176,3 +178,13 @@ class ClientOrderIdReused(_GuardAPIError, TradeguardError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code=40010001)
+
+
+class StoreOfAnotherAccount(_GuardAPIError, ConfigError):
+    """A claim says its order was placed, and the broker account has no such client_order_id.
+
+    The claim store holds another account's records (a paper account started afresh beside a
+    store kept on disk, other API keys); nothing was sent, and calling again would not help.
+    """
+
+    status = 409

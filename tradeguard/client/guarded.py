@@ -46,6 +46,7 @@ from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_body
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
 from tradeguard.client.errors import InvalidOrder, api_error
+from tradeguard.client.inprocess import IN_PROCESS_URL, NO_KEY, mount
 from tradeguard.client.lookups import SHARE_STEP, id_taken, in_shares, insufficient, symbol_of
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
@@ -96,9 +97,12 @@ class GuardedTradingClient(TradingClient):
         settings: Timeouts and grace periods.
         clock: Time source (tests, replays).
         broker: Send orders to this broker instead of Alpaca (e.g. a PaperBroker: no network).
+            Without API keys and `url_override`, alpaca-py's own calls (`get_account`, ...)
+            read that PaperBroker's account in process, or raise `ConfigError` for any other
+            broker (`tradeguard.client.inprocess`).
         gateway: Send orders through this gateway (shared with the rest of a bot); `store`,
             `agent_id`, `dedup_window_secs`, `settings`, `clock`, `broker` and `record_to` are
-            then its own.
+            then its own. Without API keys, as for `broker`, with the gateway's broker.
         record_to: Record what the guard sees as a session file (see `OrderGateway`).
         store_api_key: The claim service's API key when `store` is a service URL
             (``https://host:8787``); `api_key` stays alpaca-py's.
@@ -123,7 +127,15 @@ class GuardedTradingClient(TradingClient):
         record_to: RecordTarget = None,
         store_api_key: str | None = None,
     ) -> None:
+        # Orders go to the given broker or gateway: keys are needed only for alpaca-py's own calls.
+        keyless = api_key is None and secret_key is None and oauth_token is None
+        in_process = keyless and url_override is None and (broker is not None or gateway is not None)
+        if keyless and (broker is not None or gateway is not None):
+            api_key = secret_key = NO_KEY  # alpaca-py refuses a client without credentials
+            url_override = IN_PROCESS_URL if in_process else url_override
         super().__init__(api_key, secret_key, oauth_token, paper, raw_data, url_override)
+        if in_process:
+            mount(self._session, gateway.broker if gateway is not None else broker)
         if gateway is not None:
             self.settings = gateway.settings
             self.gateway = gateway
@@ -196,6 +208,7 @@ class GuardedTradingClient(TradingClient):
             result,
             raw=self._use_raw_data,
             nothing_to_sell=lambda: insufficient(self.gateway, order.symbol, order.spec.qty),
+            broker=self.gateway.broker,
         )
 
     def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
@@ -308,6 +321,7 @@ class GuardedTradingClient(TradingClient):
             result,
             raw=self._use_raw_data,
             nothing_to_sell=lambda: insufficient(self.gateway, symbol, requested),
+            broker=self.gateway.broker,
         )
 
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
@@ -370,7 +384,7 @@ class GuardedTradingClient(TradingClient):
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
                 refusal = functools.partial(insufficient, self.gateway, symbol, None)
-                order = answer(result, raw=True, nothing_to_sell=refusal)
+                order = answer(result, raw=True, nothing_to_sell=refusal, broker=self.gateway.broker)
                 answers.append({"symbol": symbol, "status": 200, "body": order})  # Alpaca's keys
             except APIError as exc:
                 body = json_body(exc)

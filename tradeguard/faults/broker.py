@@ -56,8 +56,8 @@ class FaultyBroker:
     - accept_then_error: the call runs, then OutcomeUnknown with the fault's status and body.
     - reject: OrderRejected, nothing runs; a 404 on a lookup reads as "not found" (None).
     - error, drop: OutcomeUnknown, nothing runs.
-    - rate_limit: OutcomeUnknown(429) for POST (alpaca-py may have retried it); for other
-      routes BrokerUnavailable(429), since a refused read or cancel changed nothing.
+    - rate_limit: BrokerUnavailable(429), nothing runs: Alpaca refuses before processing, and
+      the adapter's retry is off, as `AlpacaBroker` maps it (`errors_map.classify_response`).
     - delay: the clock sleeps `delay_secs`, then the call runs normally.
 
     Args:
@@ -189,8 +189,8 @@ class FaultyBroker:
                 return not_found  # a lookup miss, as the adapter reads Alpaca's 404
             raise _fault_error(fault, OrderRejected, what)
         if action is FaultAction.RATE_LIMIT:
-            kind = OutcomeUnknown if method == "POST" else BrokerUnavailable
-            raise kind("rate limit exceeded", status_code=429, body={"raw": "rate limit exceeded"})
+            text = "rate limit exceeded"
+            raise BrokerUnavailable(text, status_code=429, body={"raw": text})
         if action is FaultAction.DROP:
             raise OutcomeUnknown(f"{what}: connection closed before an answer (fault plan)")
         raise _fault_error(fault, OutcomeUnknown, what)

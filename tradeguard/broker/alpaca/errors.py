@@ -4,12 +4,14 @@
 `requests` exceptions, pydantic's `ValidationError`, anything else). The class it picks says where
 the failure happened, the same for every call:
 
-- `BrokerUnavailable`: the request never left this process: connect timeout, connection refused,
-  DNS failure, TLS certificate refused, a malformed URL, or 401 (bad credentials).
+- `BrokerUnavailable`: the request was not acted on: connect timeout, connection refused, DNS
+  failure, TLS certificate refused, a malformed URL (it never left this process), 401 (bad
+  credentials) or 429 (rate limit: refused before processing; alpaca-py's retry is off, so the
+  429 answers the one request sent). Sending the same client_order_id again is safe at once.
 - `OrderRejected`: Alpaca answered a definite no (400, 403, 404, 422 and other 4xx), or the order
   could not even be built (`Stage.PREPARE`). Nothing was placed.
 - `OutcomeUnknown`: the request may have been acted on: read timeout, a connection dropped after
-  sending, a truncated body, 408, 429, 5xx, 422 "client_order_id must be unique" (the order
+  sending, a truncated body, 408, 5xx, 422 "client_order_id must be unique" (the order
   exists), an answer that does not parse, and any exception nobody foresaw.
 
 Reads use the same classes (decided here, relied on by nobody: the reconciler treats every

@@ -158,9 +158,9 @@ def classify_response(status: int | None, message: str) -> type[BrokerError]:
         message: Alpaca's ``message`` field, or the body text.
 
     Returns:
-        `OutcomeUnknown` when the order may exist (duplicate client_order_id, 408, 429, 5xx,
-        anything unrecognised), `BrokerUnavailable` for 401 (credentials: nothing can be sent),
-        `OrderRejected` for any other 4xx (a definite no).
+        `OutcomeUnknown` when the order may exist (duplicate client_order_id, 408, 5xx, anything
+        unrecognised), `BrokerUnavailable` for 401 (credentials: nothing can be sent) and 429
+        (rate limit: not processed), `OrderRejected` for any other 4xx (a definite no).
     """
     if _kind_of(status, message) is AlpacaErrorKind.DUPLICATE_CLIENT_ORDER_ID:
         # The order exists; the caller adopts it by lookup (DESIGN.md: 422 duplicate -> UNKNOWN).
@@ -169,9 +169,14 @@ def classify_response(status: int | None, message: str) -> type[BrokerError]:
         return OutcomeUnknown
     if status == 401:
         return BrokerUnavailable
-    # 408: the server gave up reading the request, 429: field reports of placed orders behind
-    # error answers; neither proves that nothing was placed.
-    if status in (408, 429) or status >= 500:
+    if status == 429:
+        # Alpaca's rate limiter answers before the request is processed ("rate limit exceeded",
+        # plain text), and the adapter turned alpaca-py's hidden retry off, so this 429 answers
+        # the only POST: nothing was placed, and the same client_order_id may be sent again at
+        # once. Were it wrong, the resend meets Alpaca's 422 duplicate and adopts the order (G1).
+        return BrokerUnavailable
+    # 408: the server gave up reading the request; it does not prove that nothing was placed.
+    if status == 408 or status >= 500:
         return OutcomeUnknown
     if 400 <= status < 500:
         return OrderRejected
