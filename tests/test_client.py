@@ -215,11 +215,13 @@ def test_a_plain_sell_of_a_long_held_before_the_guard_goes_to_alpaca_as_a_sized_
     client.gateway.store.close()
 
 
-def test_a_plain_buy_on_a_flat_symbol_is_sent_without_a_position_intent_alpaca_infers_it(
+def test_a_plain_buy_on_a_flat_symbol_is_sent_as_buy_to_open(
     store_url: str, mocker: requests_mock.Mocker, fake: FakeAlpaca, clock: ManualClock
 ) -> None:
+    """Said out loud: left to Alpaca's inference, an order the guard took for an opening one would
+    close another agent's opposite position on the account (found by an adversarial run)."""
     client = guarded(store_url, clock)
     client.submit_order(buy(6))
     sent = [r.json() for r in mocker.request_history if r.method == "POST" and r.url == ORDERS_URL]
-    assert len(sent) == 1 and "position_intent" not in sent[0]
+    assert len(sent) == 1 and sent[0]["position_intent"] == "buy_to_open"
     client.gateway.store.close()

@@ -8,7 +8,9 @@ and exceptions. What the guard changes:
   nothing; an intentional repeat without an id needs ``new_decision=True`` (a repeat inside the
   window logs a warning and is audited). An order without `position_intent` is classified the
   way Alpaca infers it, from the agent's position (and the broker's): a sell against a long, or a
-  buy against a short, is a guarded exit, sized to what is held and sent with `*_to_close`.
+  buy against a short, is a guarded exit, sized to what is held and sent with `*_to_close`;
+  any other order opens and is sent with `*_to_open` (never left to Alpaca's inference, which
+  would close another agent's position on the account).
   A retry is recognised before it is classified: a client_order_id already claimed, or the same
   order as the bot sent it within the window, answers from the first order even when the
   position moved meanwhile (a closing sell retried after it filled is not a short sale).
@@ -223,7 +225,13 @@ class GuardedTradingClient(TradingClient):
             # Exits are sized and claimed in shares (G3): dollars become the shares they buy now
             # (a retry keeps the shares its claim was sized from).
             spec = prior.spec if prior is not None else in_shares(self.gateway, order)
-        spec = replace(spec, position_intent=self._closes(side)) if is_exit else spec
+        if is_exit:
+            spec = replace(spec, position_intent=self._closes(side))
+        elif spec.position_intent is None:
+            # Said out loud, as `OrderGateway.enter` does: left to Alpaca's inference, a sell the
+            # guard classified as opening (this agent flat) would close whatever long another
+            # agent on the account bought meanwhile; `*_to_open` is refused against it instead.
+            spec = replace(spec, position_intent=self._opens(side))
         if coid is not None:
             if is_exit:
                 result = gateway.exit_order(symbol, spec, intent=f"coid:{coid}", client_order_id=coid)
@@ -284,6 +292,10 @@ class GuardedTradingClient(TradingClient):
     @staticmethod
     def _closes(side: Side) -> PositionIntent:
         return PositionIntent.SELL_TO_CLOSE if side is Side.SELL else PositionIntent.BUY_TO_CLOSE
+
+    @staticmethod
+    def _opens(side: Side) -> PositionIntent:
+        return PositionIntent.SELL_TO_OPEN if side is Side.SELL else PositionIntent.BUY_TO_OPEN
 
     def _warn_if_trimmed(self, result: OrderResult, order: DropInOrder, asked: Decimal | None) -> None:
         sent_qty = result.claim.order_qty if result.claim is not None else None
