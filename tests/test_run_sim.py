@@ -162,3 +162,32 @@ def test_at_the_stop_an_order_still_unknown_is_looked_up_once_more(tmp_path: Pat
         assert settle_in_flight(gateway) == 1
         (claim,) = store.list_claims(agent_id="bot")
         assert claim.state is ClaimState.FILLED and store.position("bot", "TQQQ").qty == 6
+
+
+def test_a_recorded_run_keeps_the_drills_outside_close_for_its_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Record -> replay keeps what happened outside the bot (found by an adversarial run: the
+    recording had no `external` event, so its replay never closed the position)."""
+    from replay import Mode, replay_session
+    from tradeguard import open_session
+    from tradeguard.sessions.model import ExternalEvent
+
+    monkeypatch.chdir(ROOT)
+    session = tmp_path / "run.jsonl"
+    settings = RunSettings(
+        strategy="strategies.momentum",
+        store_url=f"sqlite:///{tmp_path / 'claims.db'}",
+        close_outside=("SQQQ@11:44",),
+        record=str(session),
+        view=ViewKind.PLAIN,
+    )
+    report = prepare(settings, environ={}, out=io.StringIO()).run()
+    assert report.exit_status == 0
+    with open_session(session) as events:
+        external = [e for _, e in events if isinstance(e, ExternalEvent)]
+    assert [(e.symbol, e.event) for e in external] == [("SQQQ", "position_closed")]
+    result = replay_session(session, [Mode.FULL], collect_rows=True)
+    closes = [r for r in result.rows if r.kind == "external"]
+    assert [(r.symbol, r.t) for r in closes] == [(external[0].symbol, external[0].t)]
+    assert result.totals[Mode.FULL].untracked_shares_at_end == {}

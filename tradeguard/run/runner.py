@@ -182,7 +182,7 @@ class Runner:
                 break
             self._first = self._first or bars.at
             self._last = bars.at
-            self.venue.before_bar(bars, self.view.note)
+            self.venue.before_bar(bars, self.view.note, self.gateway.recorder.external)
             self.strategy.on_bar(bars, ctx)
             self._bars += 1
             due = self.gateway.reconcile_if_due()

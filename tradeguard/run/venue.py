@@ -113,8 +113,17 @@ class Venue:
         self._endpoint = ClientEndpoint("sim", "sim", True, self._server.url)
         return self._endpoint
 
-    def before_bar(self, bars: Bars, note: Callable[[str], None]) -> None:
-        """Run the sim drills due at this bar, before the strategy sees it."""
+    def before_bar(
+        self,
+        bars: Bars,
+        note: Callable[[str], None],
+        closed_outside: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """Run the sim drills due at this bar, before the strategy sees it.
+
+        `closed_outside(symbol, reason)` hears each position a drill closed (the run's session
+        recording keeps it as an `external` event, so a replay of the recording closes it too).
+        """
         if self.paper is None:
             return
         local = bars.local.time()
@@ -122,7 +131,10 @@ class Venue:
             if drill.at == local:
                 try:
                     self.paper.close_position(drill.symbol)
-                    note(f"drill: {drill.symbol} closed outside the bot at {drill.at:%H:%M}")
+                    said = f"drill: {drill.symbol} closed outside the bot at {drill.at:%H:%M}"
+                    note(said)
+                    if closed_outside is not None:
+                        closed_outside(drill.symbol, said)
                 except OrderRejected as exc:
                     note(f"drill: nothing to close in {drill.symbol} at {drill.at:%H:%M} ({exc.message})")
 

@@ -355,6 +355,9 @@ class NullRecorder:
     def attempt(self, intent: Intent, spec: OrderSpec, client_order_id: str | None = None) -> None:
         """Do nothing."""
 
+    def external(self, symbol: str, reason: str) -> None:
+        """Do nothing."""
+
     def close(self) -> None:
         """Do nothing."""
 
