@@ -105,3 +105,16 @@ def test_commands_that_read_a_store_never_create_one(
     assert main(argv) == 2
     assert "typo.db" in capsys.readouterr().err
     assert not missing.exists()
+
+
+def test_reconcile_right_after_a_fill_says_the_check_is_put_off_not_all_clear(
+    phantom: tuple[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an adversarial run: within the settle horizon the pass said "nothing to do: claims
+    and ledger agree with the broker" while the ledger held 2 SQQQ and the broker none."""
+    url, state = phantom
+    monkeypatch.setenv("TRADEGUARD_POSITION_SETTLE_SECS", "3600")  # the fill is an hour fresh
+    assert main(["reconcile", "--store", url, "--paper-state", str(state), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to do" not in out
+    assert "put off" in out and "SQQQ: ledger 2, broker 0" in out
