@@ -177,3 +177,32 @@ def test_text_the_store_cannot_hold_is_422_not_an_outage(service: Service, new_k
         fine = client.post("/claim", json={"request_id": "a\u00e9\U0001f600", "action": "x"})
     assert (body.status_code, query.status_code, nested.status_code) == (422, 422, 400)
     assert fine.json()["request_id"] == "a\u00e9\U0001f600"
+
+
+def test_a_result_that_is_not_standard_json_is_422_and_nothing_is_stored(
+    service: Service, new_key: NewKey
+) -> None:
+    # Python's JSON reader takes all three; a lone surrogate cannot be stored (no driver encodes
+    # it), NaN and Infinity would be stored and answered back as null (the result changed).
+    bodies = {
+        "surrogate": (b'{"result": {"x": "\\ud800"}}', "lone surrogate"),
+        "surrogate-key": (b'{"result": {"\\udc80": 1}}', "lone surrogate"),
+        "nan": (b'{"result": {"x": NaN}}', "NaN and Infinity"),
+        "infinity": (b'{"result": {"x": [1, -Infinity]}}', "NaN and Infinity"),
+    }
+    with service.client(new_key("bot-a")) as client:
+        for request_id, (body, reason) in bodies.items():
+            token = client.post("/claim", json={"request_id": request_id, "action": "x"}).json()
+            headers = {SETTLEMENT_HEADER: token["settlement_token"], "Content-Type": "application/json"}
+            refused = client.post(f"/settle/{request_id}", content=body, headers=headers)
+            assert refused.status_code == 422, (request_id, refused.text)
+            [error] = refused.json()["detail"]
+            assert error["loc"] == ["body", "result"]
+            assert reason in error["msg"] and "\n" not in error["msg"]
+            retry = client.post("/claim", json={"request_id": request_id, "action": "x"}).json()
+            assert retry["status"] == "PENDING"  # nothing stored: a corrected settle still can
+            fixed = client.post(f"/settle/{request_id}", json={"result": {"x": "ok"}}, headers=headers)
+            assert fixed.json()["status"] == "committed"
+        items = {item["request_id"]: item["result"] for item in client.get("/audit").json()["items"]}
+    assert items == {key: {"x": "ok"} for key in bodies}
+    assert "Traceback" not in service.log.read_text()

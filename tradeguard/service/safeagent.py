@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.service.actions import (
@@ -35,6 +35,7 @@ from tradeguard.service.actions import (
     ActionStore,
     ClaimAnswer,
     SettleAnswer,
+    standard_json,
 )
 from tradeguard.service.auth import Principal, current_principal, visible
 from tradeguard.store import ClaimStore
@@ -71,6 +72,14 @@ class SettleBody(BaseModel):
     """The result of the action, stored and handed to every later claim as `existing`."""
 
     result: dict[str, Any]
+
+    @field_validator("result")
+    @classmethod
+    def _standard(cls, result: dict[str, Any]) -> dict[str, Any]:
+        # Checked before anything is stored: a result the store cannot hold is the caller's
+        # error (422), and the claim stays PENDING for a corrected settle.
+        standard_json(result)
+        return result
 
 
 class ClaimOut(BaseModel):
