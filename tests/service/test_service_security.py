@@ -94,6 +94,32 @@ def test_the_safeagent_headers_carry_keys(service: Service, new_key: NewKey) -> 
         assert client.post("/sweep").status_code == 403  # the admin header does not make an admin
 
 
+def test_a_valid_admin_audit_token_wins_over_the_tenant_key_on_audit_and_sweep(
+    service: Service, new_key: NewKey
+) -> None:
+    # SafeAgent answers /audit for the admin when its audit token is valid, whatever tenant key
+    # comes along; an audit token that is not an admin key changes nothing.
+    a, b, admin = new_key("bot-a"), new_key("bot-b"), new_key("ops", admin=True)
+    for key in (a, b):
+        with service.client(key) as client:
+            client.post("/claim", json={"request_id": "r", "action": "x"})
+    seen: dict[str, tuple[set[str], int]] = {}
+    for name, audit_token in (("admin", admin), ("agent", b), ("bogus", admin[:-4] + "AAAA")):
+        headers = {"X-SafeAgent-Api-Key": a, "X-SafeAgent-Audit-Token": audit_token}
+        with service.client(**headers) as client:
+            rows = client.get("/audit").json()["items"]
+            seen[name] = ({row["agent_id"] for row in rows}, client.post("/sweep").status_code)
+        # Claims stay the tenant's: the admin token never moves them under the admin's agent.
+        with service.client(**headers) as client:
+            claimed = client.post("/claim", json={"request_id": name, "action": "x"}).json()
+        assert claimed["agent_id"] == "bot-a"
+    assert seen == {
+        "admin": ({"bot-a", "bot-b"}, 200),
+        "agent": ({"bot-a"}, 403),
+        "bogus": ({"bot-a"}, 403),
+    }
+
+
 def test_an_oversized_body_is_refused_before_parsing(service: Service, new_key: NewKey) -> None:
     big = {"request_id": "r", "action": "x", "pad": "p" * (70 * 1024)}
     with service.client(new_key("bot-a")) as client:
