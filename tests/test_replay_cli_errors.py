@@ -77,6 +77,21 @@ def test_replay_refuses_an_absurd_quantity_naming_its_line(
     assert line.startswith(f"{path}:2: invalid attempt event: qty: Input should be ")
 
 
+@pytest.mark.parametrize(("first", "line"), [(False, 2), (True, 1)])
+def test_replay_of_json_nested_too_deeply_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first: bool, line: int
+) -> None:
+    # Python's JSON parser recurses per level: this used to end in a RecursionError traceback.
+    deep = (
+        '{"type": "note", "t": "2026-05-21T09:43:00-04:00", "text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    )
+    path = tmp_path / "deep.jsonl"
+    path.write_text(deep if first else HEADER + deep)
+    assert one_error(capsys, ["replay", str(path)]) == (
+        f"{path}:{line}: JSON nested too deeply to be an event (arrays or objects inside each other)"
+    )
+
+
 def test_an_event_after_the_end_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = session(
         tmp_path,

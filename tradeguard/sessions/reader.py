@@ -84,6 +84,19 @@ class SessionReader:
     def _fail(self, problem: str, line: int | None = None) -> SessionFormatError:
         return SessionFormatError(self.name, self._line if line is None else line, problem)
 
+    def _loads(self, raw: str, text: str) -> Any:
+        """Parse one line's JSON; raise what is wrong with it as a `SessionFormatError`."""
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
+            raise self._fail(f"not valid JSON{cut}: {exc.msg} at column {exc.colno}") from None
+        except RecursionError:
+            # Python's parser recurses once per level: no event is nested anywhere near this deep.
+            raise self._fail(
+                "JSON nested too deeply to be an event (arrays or objects inside each other)"
+            ) from None
+
     def _next_object(self) -> dict[str, Any] | None:
         """Return the next non-blank line as a JSON object, or None at the end of the file."""
         for raw in self._file:
@@ -92,10 +105,7 @@ class SessionReader:
             if not text:
                 continue
             try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
-                raise self._fail(f"not valid JSON{cut}: {exc.msg} at column {exc.colno}") from None
+                obj = self._loads(raw, text)
             except UnicodeDecodeError as exc:
                 raise self._fail(f"not UTF-8 text: {exc.reason}") from None
             if not isinstance(obj, dict):
@@ -158,11 +168,7 @@ class SessionReader:
         text = raw.strip()
         if not text:
             return None
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
-            raise self._fail(f"not valid JSON{cut}: {exc.msg} at column {exc.colno}") from None
+        obj = self._loads(raw, text)
         if not isinstance(obj, dict):
             raise self._fail(f"expected a JSON object (one event), got {type(obj).__name__}")
         kind = obj.get("type")
