@@ -288,7 +288,12 @@ def run_import(
     )
     duplicates = report.extra.get("duplicates")
     if duplicates is not None:
-        print(f"{report.extra['orders']:,} orders, {len(duplicates):,} suspected duplicates", file=said)
+        repeated = report.extra.get("repeated_rows_dropped", 0)
+        rows = "row" if repeated == 1 else "rows"
+        dropped = f" ({repeated:,} repeated {rows} of the same order id dropped)" if repeated else ""
+        print(
+            f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates", file=said
+        )
         for d in duplicates:
             print(
                 f"  {d['submitted_at']}  {d['side']} {d['qty']} {d['symbol']}  order {d['id']} repeats "
