@@ -149,6 +149,55 @@ def test_import_bot_log_of_a_gzip_file_says_to_decompress_it(
     assert line == f"{log}:1: a gzip-compressed file, not text: decompress it first (gunzip)"
 
 
+def test_import_bot_log_refuses_lines_out_of_time_order_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bot writes its log in time order: a reversed or merged log is refused, as a session is.
+    log = tmp_path / "bot.log"
+    log.write_text("".join(reversed(LOG.splitlines(keepends=True))))
+    out = tmp_path / "s.jsonl"
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(out)])
+    assert line == (
+        f"{log}:2: time 2026-03-05T10:20:19-04:00 is before line 1's 2026-03-05T11:00:00-04:00: "
+        "a bot log is written in time order (a merged or reordered log?)"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_import_bot_log_of_an_empty_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(text)
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{log}:1: empty file: expected lines starting [YYYY-MM-DD HH:MM:SS±HH:MM"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "text"),
+    [
+        ("alpaca-orders", "orders.json", "[]"),
+        ("alpaca-orders", "orders.json", '{"orders": []}'),
+        ("bot-log", "bot.log", LOG.splitlines(keepends=True)[1]),  # a STAY line: notes only
+    ],
+)
+def test_an_import_with_no_attempts_is_written_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, name: str, text: str
+) -> None:
+    source = tmp_path / name
+    source.write_text(text)
+    out = tmp_path / "s.jsonl"
+    assert main(["import", kind, str(source), "-o", str(out)]) == 0  # a quiet day is a session
+    said = capsys.readouterr()
+    assert said.err == (
+        f"tradeguard: warning: {source} has no order attempts: the session replays to nothing "
+        "(is it the right file?)\n"
+    )
+    assert "tradeguard replay" not in said.out
+    assert out.exists()
+
+
 CSV_HEAD = "symbol,side,qty,submitted_at\n"
 HUGE = 99999999999999999999999999999
 
