@@ -211,8 +211,8 @@ def test_a_result_that_is_not_standard_json_is_422_and_nothing_is_stored(
     # Python's JSON reader takes all three; a lone surrogate cannot be stored (no driver encodes
     # it), NaN and Infinity would be stored and answered back as null (the result changed).
     bodies = {
-        "surrogate": (b'{"result": {"x": "\\ud800"}}', "lone surrogate"),
-        "surrogate-key": (b'{"result": {"\\udc80": 1}}', "lone surrogate"),
+        "surrogate": (b'{"result": {"x": "\\ud800"}}', "it holds a lone surrogate"),
+        "surrogate-key": (b'{"result": {"\\udc80": 1}}', "it holds a lone surrogate"),
         "nan": (b'{"result": {"x": NaN}}', "NaN and Infinity"),
         "infinity": (b'{"result": {"x": [1, -Infinity]}}', "NaN and Infinity"),
     }
@@ -224,7 +224,7 @@ def test_a_result_that_is_not_standard_json_is_422_and_nothing_is_stored(
             assert refused.status_code == 422, (request_id, refused.text)
             [error] = refused.json()["detail"]
             assert error["loc"] == ["body", "result"]
-            assert reason in error["msg"] and "\n" not in error["msg"]
+            assert error["msg"].startswith(f"not standard JSON: {reason}") and "\n" not in error["msg"]
             retry = client.post("/claim", json={"request_id": request_id, "action": "x"}).json()
             assert retry["status"] == "PENDING"  # nothing stored: a corrected settle still can
             fixed = client.post(f"/settle/{request_id}", json={"result": {"x": "ok"}}, headers=headers)
