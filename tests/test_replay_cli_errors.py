@@ -6,6 +6,7 @@ a file silently replaced. Run in-process (`main`), as the command line runs them
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import tradeguard
+from tradeguard import ClaimStore, OrderGateway, PaperBroker
 from tradeguard.cli import main
 
 ROOT = Path(tradeguard.__file__).resolve().parent.parent
@@ -222,6 +224,36 @@ def test_an_import_with_no_attempts_is_written_with_a_warning(
     )
     assert "tradeguard replay" not in said.out
     assert out.exists()
+
+
+@pytest.mark.parametrize("kind", ["alpaca-orders", "claims"])
+def test_import_of_json_nested_too_deeply_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    # This used to end in a RecursionError traceback (or, under a raised limit, a crash).
+    source = tmp_path / "in.json"
+    source.write_text("[\n  " + json.dumps(ORDER) + ",\n  " + "[" * 50_000 + "]" * 50_000 + "\n]\n")
+    line = one_error(capsys, ["import", kind, str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:3: JSON nested too deeply (arrays or objects inside each other) to be a record"
+
+
+def test_import_claims_of_an_audit_export_with_a_deep_detail_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ClaimStore(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        OrderGateway(PaperBroker(), store, agent_id="bot").enter("TQQQ", qty=6, intent="09:42 buy")
+        store.export_audit_csv(tmp_path / "audit.csv")
+    with (tmp_path / "audit.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    claim = next(i for i, row in enumerate(rows) if row["action"] == "claim")
+    rows[claim]["detail"] = "[" * 50_000 + "]" * 50_000
+    with (tmp_path / "deep.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    source = tmp_path / "deep.csv"
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line.startswith(f"{source}:{claim + 2}: JSON nested too deeply"), line
 
 
 CSV_HEAD = "symbol,side,qty,submitted_at\n"
