@@ -276,6 +276,13 @@ def run_import(
         _check_import_output(source, session, force=force)
         report = importer(source, session)
         said = out
+    if report.attempts == 0:
+        # Written all the same (a quiet day is a real session), but a replay has nothing to show.
+        print(
+            f"tradeguard: warning: {source} has no order attempts: the session replays to nothing "
+            "(is it the right file?)",
+            file=err,
+        )
     if as_json:
         json.dump(report.as_dict(), said, indent=2)
         print(file=said)
@@ -288,7 +295,12 @@ def run_import(
     )
     duplicates = report.extra.get("duplicates")
     if duplicates is not None:
-        print(f"{report.extra['orders']:,} orders, {len(duplicates):,} suspected duplicates", file=said)
+        repeated = report.extra.get("repeated_rows_dropped", 0)
+        rows = "row" if repeated == 1 else "rows"
+        dropped = f" ({repeated:,} repeated {rows} of the same order id dropped)" if repeated else ""
+        print(
+            f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates", file=said
+        )
         for d in duplicates:
             print(
                 f"  {d['submitted_at']}  {d['side']} {d['qty']} {d['symbol']}  order {d['id']} repeats "
@@ -303,6 +315,6 @@ def run_import(
             "figures are not real until the session has price events)",
             file=said,
         )
-    if not to_stdout:
+    if not to_stdout and report.attempts:
         print(f"what a guard would have blocked: tradeguard replay {session} --compare", file=said)
     return 0

@@ -22,6 +22,7 @@ from tradeguard import (
     SessionFormatError,
     open_session,
 )
+from tradeguard.cli import main
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -237,6 +238,39 @@ def test_alpaca_csv_export_headers_are_case_insensitive(tmp_path: Path) -> None:
     )
     report = import_alpaca_orders(csv, tmp_path / "s.jsonl")
     assert (report.extra["orders"], report.extra["suspected_duplicates"]) == (2, 1)
+
+
+def test_an_order_listed_twice_is_one_order_not_a_suspected_duplicate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Pages fetched with an overlap list o2 twice; the later copy saw the fill.
+    pending = {**ORDERS[1], "status": "new", "filled_qty": "0", "filled_avg_price": None}
+    history = tmp_path / "orders.json"
+    history.write_text(json.dumps([*ORDERS[:2], pending, *ORDERS[2:], ORDERS[1]], indent=1))
+    report = import_alpaca_orders(history, tmp_path / "s.jsonl")
+    doc = report.as_dict()
+    assert (doc["orders"], doc["repeated_rows_dropped"], doc["suspected_duplicates"]) == (4, 2, 1)
+    assert [(d["id"], d["duplicate_of"]) for d in doc["duplicates"]] == [("o2", "o1")]
+    none = replay_session(tmp_path / "s.jsonl", [Mode.NONE]).totals[Mode.NONE]
+    assert (none.duplicate_orders_sent, none.duplicate_orders_executed) == (1, 1)  # o2, filled
+    csv = tmp_path / "orders.csv"
+    row = "o2,,TQQQ,buy,6,6,75.33,filled,market,2026-05-21 09:42:12-04:00\n"
+    csv.write_text(
+        "id,client_order_id,symbol,side,qty,filled_qty,filled_avg_price,status,type,submitted_at\n"
+        "o1,,TQQQ,buy,6,6,75.33,filled,market,2026-05-21 09:42:01-04:00\n" + row + row
+    )
+    assert main(["import", "alpaca-orders", str(csv), "-o", str(tmp_path / "c.jsonl")]) == 0
+    said = capsys.readouterr().out
+    assert "2 orders (1 repeated row of the same order id dropped), 1 suspected duplicates" in said
+
+
+def test_an_order_id_shared_by_two_different_orders_is_refused_naming_the_line(tmp_path: Path) -> None:
+    history = tmp_path / "orders.json"
+    history.write_text(json.dumps([ORDERS[0], {**ORDERS[0], "qty": "7"}], indent=1))
+    with pytest.raises(SessionFormatError) as caught:
+        import_alpaca_orders(history, tmp_path / "s.jsonl")
+    assert caught.value.line == 17
+    assert "order id o1 again, on line 2 for another symbol, side, quantity or time" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+import tradeguard
 from tradeguard.cli import main
+
+ROOT = Path(tradeguard.__file__).resolve().parent.parent
 
 HEADER = '{"type": "session", "version": 1, "start": "2026-05-21T09:30:00-04:00"}\n'
 ATTEMPT = (
@@ -75,6 +81,41 @@ def test_replay_refuses_an_absurd_quantity_naming_its_line(
     path = session(tmp_path, ATTEMPT.replace("QTY", qty))
     line = one_error(capsys, ["replay", str(path), "--compare"])
     assert line.startswith(f"{path}:2: invalid attempt event: qty: Input should be ")
+
+
+@pytest.mark.parametrize(("first", "line"), [(False, 2), (True, 1)])
+def test_replay_of_json_nested_too_deeply_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], first: bool, line: int
+) -> None:
+    # Python's JSON parser recurses per level: this used to end in a RecursionError traceback.
+    deep = (
+        '{"type": "note", "t": "2026-05-21T09:43:00-04:00", "text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    )
+    path = tmp_path / "deep.jsonl"
+    path.write_text(deep if first else HEADER + deep)
+    assert one_error(capsys, ["replay", str(path)]) == (
+        f"{path}:{line}: JSON nested too deeply to be an event (arrays or objects inside each other)"
+    )
+
+
+def test_a_deep_line_is_refused_where_the_recursion_limit_was_raised(tmp_path: Path) -> None:
+    # py_ecc (under eth-account, SafeAgent's payment extra) raises the limit to 100,000 on import;
+    # Python's JSON parser then recursed until the C stack ran out: a segmentation fault.
+    path = tmp_path / "deep.jsonl"
+    path.write_text(
+        HEADER + '{"type": "note", "t": "2026-05-21T09:43:00-04:00", "text": ' + "[" * 200_000 + "}\n"
+    )
+    program = (
+        "import sys; sys.setrecursionlimit(100_000); "
+        "from tradeguard.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(
+        [sys.executable, "-c", program, "replay", str(path)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    problem = "JSON nested too deeply to be an event (arrays or objects inside each other)"
+    assert (done.returncode, done.stderr) == (2, f"tradeguard: error: {path}:2: {problem}\n")
 
 
 def test_an_event_after_the_end_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

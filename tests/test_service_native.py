@@ -41,7 +41,7 @@ def served(store_url: str, clock: ManualClock) -> Iterator[tuple[NativeService, 
 
 
 def call(service: NativeService, key: str | None, method: str, path: str, **kwargs: Any) -> requests.Response:
-    headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+    headers = ({} if key is None else {"Authorization": f"Bearer {key}"}) | kwargs.pop("headers", {})
     return requests.request(method, service.base_url + path, headers=headers, timeout=30, **kwargs)
 
 
@@ -246,6 +246,33 @@ def test_nul_characters_are_refused_before_the_store(served: tuple[NativeService
     assert store.get(make_intent("nul").key) is None
     query = call(service, key, "GET", "/v1/claims", params={"symbol": "Q\u0000"})
     assert query.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('"a\\ud800"', "a lone surrogate (text that is not Unicode) is not allowed"),
+        ("NaN", "NaN is not a JSON number"),
+        ("-Infinity", "-Infinity is not a JSON number"),
+    ],
+)
+def test_json_that_is_not_standard_is_refused_before_the_store(
+    served: tuple[NativeService, ClaimStore], text: str, problem: str
+) -> None:
+    # Stored, a lone surrogate made every later read of the audit log fail; NaN came back null.
+    service, store = served
+    key = service.key("bot")
+    body = '{"action": "error", "agent_id": "bot", "reason": "r", "fields": {"detail": {"x": TEXT}}}'
+    body = body.replace("TEXT", text)
+    headers = {"Content-Type": "application/json"}
+    answer = call(service, key, "POST", "/v1/audit", data=body.encode(), headers=headers)
+    assert (answer.status_code, answer.json()) == (422, {"code": "invalid_request", "message": problem})
+    fine = body.replace(text, '"a\\ud83d\\ude00 caf\u00e9 NaN"')  # a surrogate pair is one character
+    assert call(service, key, "POST", "/v1/audit", data=fine.encode(), headers=headers).status_code == 204
+    read = call(service, key, "GET", "/v1/audit", params={"agent_id": "bot"})
+    assert read.status_code == 200, read.text
+    assert [r["detail"] for r in read.json()["items"]] == [{"x": "a\U0001f600 caf\u00e9 NaN"}]
+    assert len(list(store.audit_records(AuditQuery()))) == 1
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,10 @@ UUID, Alpaca's default) says nothing about which decision sent the order, so ide
 close together look like a retry. Bot-chosen ids that differ mark distinct decisions and are
 left alone. Each suspected group becomes one decision with several attempts, so a replay shows
 what a guard would have blocked.
+
+**Repeated rows**: the same order id twice (pages fetched with an overlap, a CSV row pasted twice)
+is one order, taken once; how many rows were dropped is reported. A repeat that disagrees on the
+symbol, side, quantity or time is not the same order: the history is refused, naming the line.
 """
 
 from __future__ import annotations
@@ -98,6 +102,49 @@ def _order(line: int, raw: Any, name: str) -> dict[str, Any]:
     }
 
 
+_SAME_ORDER = ("symbol", "side", "qty", "notional", "t")
+
+
+def _unique(
+    rows: list[tuple[int, Any]], name: str
+) -> tuple[list[tuple[int, Any]], list[dict[str, Any]], int]:
+    """Take each order id once: return the rows kept, their orders, and how many were dropped.
+
+    A repeat is the same order seen twice (an overlap of pages, a row pasted twice), not a
+    second order: counting it would make a duplicate that never reached the broker. Of two
+    copies, the one that saw more filled is kept (a later page may have caught more fills).
+
+    Raises:
+        SessionFormatError: The same id on a different order (symbol, side, size or time).
+    """
+    kept_rows: list[tuple[int, Any]] = []
+    orders: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}  # order id -> its index in `orders`
+    for line, raw in rows:
+        order = _order(line, raw, name)
+        if not (isinstance(raw, dict) and raw.get("id")):  # no id: nothing says it is a repeat
+            kept_rows.append((line, raw))
+            orders.append(order)
+            continue
+        index = seen.get(order["id"])
+        if index is None:
+            seen[order["id"]] = len(orders)
+            kept_rows.append((line, raw))
+            orders.append(order)
+            continue
+        first = orders[index]
+        if any(first[k] != order[k] for k in _SAME_ORDER):
+            raise SessionFormatError(
+                name, line, f"order id {order['id']} again, on line {first['line']} for another "
+                "symbol, side, quantity or time: two orders cannot share an id",
+            )  # fmt: skip
+        if order["filled_qty"] > first["filled_qty"]:
+            order["line"] = first["line"]
+            orders[index] = order
+            kept_rows[index] = (first["line"], raw)
+    return kept_rows, orders, len(rows) - len(orders)
+
+
 def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str, Any]]:
     """Mark each suspected duplicate with the order it repeats; return the list of them."""
     last: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -182,17 +229,21 @@ def import_alpaca_orders(
         if text.lstrip()[:1] in ("[", "{")
         else csv_rows(text, name, _CSV_NAMES)
     )
-    orders = sorted((_order(line, raw, name) for line, raw in rows), key=lambda o: (o["t"], o["line"]))
+    rows, orders, repeated = _unique(rows, name)
+    orders.sort(key=lambda o: (o["t"], o["line"]))
     duplicates = _suspects(orders, window_secs)
     legs, leg_notes = _legs(rows, name)
     report = ImportReport("alpaca-orders", name, str(out))
     report.extra = {
         "orders": len(orders),
+        "repeated_rows_dropped": repeated,
         "legs": len(legs) + len(leg_notes),
         "suspected_duplicates": len(duplicates),
         "duplicates": duplicates,
     }
     found = f"{len(orders)} orders, {len(duplicates)} suspected duplicates"
+    if repeated:
+        found += f" ({repeated} repeated {'row' if repeated == 1 else 'rows'} of the same order id dropped)"
     title = f"Alpaca order history {path.name}"
     everything = sorted([*orders, *legs], key=lambda o: (o["t"], o["line"]))
     return write_session(

@@ -14,6 +14,10 @@ are attempts of one decision.
 - `EXIT ... symbol=S qty=N ... bar=B`: an exit attempt (a sell), the belief falling by N.
 - Everything else (`ENTRY BLOCKED`, `EXIT BLOCKED: invalid price`, `STAY`, `NO ENTRY`, account
   warnings, lines without a time) is kept as a note, never dropped.
+
+A bot writes its log in time order: a line timed before an earlier line (a log merged or
+reversed by hand) is refused naming it, as a session file refuses an event that goes back in
+time; so is a file with no lines at all (as every importer refuses an empty file).
 """
 
 from __future__ import annotations
@@ -133,12 +137,14 @@ def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportRepor
     """Write the session of a bot log (LOGS.md §1).
 
     Raises:
-        SessionFormatError: An order line that cannot be read (no bar, a bad number), or a log
-            whose first line has no time; named by its line.
+        SessionFormatError: An order line that cannot be read (no bar, a bad number), a log
+            whose first line has no time, a line timed before an earlier one, or an empty file;
+            named by its line.
     """
     name = str(source)
     log = _Log(name)
     last: datetime | None = None
+    last_line = 0
     # Read whole (the events are all held until they are sorted anyway), then split as a text
     # file is: on \n, \r\n or \r, and nothing else.
     with io.StringIO(read_text(source), newline=None) as handle:
@@ -160,8 +166,15 @@ def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportRepor
                     )
                 log.note(line, last, text.strip())  # a continuation (a traceback, a wrapped line)
                 continue
-            last = when
+            if last is not None and when < last:
+                raise SessionFormatError(
+                    name, line, f"time {when.isoformat()} is before line {last_line}'s {last.isoformat()}: "
+                    "a bot log is written in time order (a merged or reordered log?)",
+                )  # fmt: skip
+            last, last_line = when, line
             log.read(line, when, match[2].strip())
+    if last is None:
+        raise SessionFormatError(name, 1, "empty file: expected lines starting [YYYY-MM-DD HH:MM:SS±HH:MM")
     report = ImportReport("bot-log", name, str(out))
     return write_session(
         out, log.protos, report=report, title=f"bot log {Path(source).name}", agent_id="bot-log"

@@ -31,6 +31,7 @@ from replay.importers.common import (
     Proto,
     csv_rows,
     json_items,
+    json_text,
     number,
     parse_time,
     read_text,
@@ -64,7 +65,7 @@ def _time(value: object, what: str, name: str, line: int) -> datetime:
         raise SessionFormatError(name, line, f"{what} {value!r} is not a time") from None
 
 
-def _decision_names(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, str]:
+def _decision_names(rows: list[tuple[int, dict[str, Any]]], name: str) -> dict[str, str]:
     """Name each claim key's decision: its intent, told apart where claims share one.
 
     A decision is a claim (one key, one client_order_id). Bots reuse an intent name across
@@ -74,11 +75,11 @@ def _decision_names(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, str]:
     duplicate.
     """
     intents: dict[str, tuple[str, str]] = {}  # claim key -> (intent, "kind symbol")
-    for _, row in rows:
+    for line, row in rows:
         key = row.get("claim_key")
         if row.get("action") == "claim" and key and key not in intents:
             try:
-                detail = json.loads(row.get("detail") or "{}")
+                detail = json_text(row.get("detail") or "{}", name, line)
             except json.JSONDecodeError:
                 detail = {}
             intent = str((detail.get("intent") if isinstance(detail, dict) else None) or key)
@@ -103,7 +104,7 @@ def _decision_names(rows: list[tuple[int, dict[str, Any]]]) -> dict[str, str]:
 
 def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Proto]:
     protos: list[Proto] = []
-    names = _decision_names(rows)
+    names = _decision_names(rows, name)
     decisions: dict[str, str] = {}  # claim key -> decision
     firsts: dict[str, dict[str, Any]] = {}  # claim key -> its first attempt's fields
     answered: set[str] = set()
@@ -111,7 +112,7 @@ def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
         action, key = row.get("action"), row.get("claim_key")
         t = _time(row.get("at"), "at", name, line)
         if action == "claim" and key:
-            detail = json.loads(row.get("detail") or "{}")
+            detail = json_text(row.get("detail") or "{}", name, line)
             decision = names[key]
             decisions[key] = decision
             qty = row.get("qty") or detail.get("qty")

@@ -44,6 +44,7 @@ __all__ = [
     "Proto",
     "csv_rows",
     "json_items",
+    "json_text",
     "number",
     "parse_time",
     "read_text",
@@ -172,6 +173,46 @@ def read_text(source: str | Path) -> str:
     raise SessionFormatError(name, problem[0], problem[1])
 
 
+# Records nest a few levels. Python's JSON parser recurses in C once per level and only the
+# recursion limit stops it: where that was raised (py_ecc raises it to 100,000 on import), a
+# deep document crashes the process. Depth is counted before parsing.
+_MAX_DEPTH = 100
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _too_deep_at(text: str) -> int | None:
+    """Return where `text` nests arrays or objects past `_MAX_DEPTH` (strings aside), or None."""
+    if text.count("[") + text.count("{") <= _MAX_DEPTH:
+        return None
+    depth = 0
+    for token in _TOKENS.finditer(text):
+        char = token.group()
+        if char in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return token.start()
+        elif char in "]}":
+            depth -= 1
+    return None
+
+
+def json_text(text: str, name: str, line: int) -> Any:
+    """Parse JSON text (`json.loads`), refusing nesting past `_MAX_DEPTH` levels naming its line.
+
+    Raises:
+        SessionFormatError: Nested too deeply (the line is `line` plus the lines before the spot).
+        json.JSONDecodeError: Not JSON (the caller says what that means for its source).
+    """
+    at = _too_deep_at(text)
+    if at is None:
+        try:
+            return json.loads(text)
+        except RecursionError:  # within the bound, yet deeper than the stack left allows
+            at = 0
+    problem = "JSON nested too deeply (arrays or objects inside each other) to be a record"
+    raise SessionFormatError(name, line + text.count("\n", 0, at), problem)
+
+
 def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
     """Return the items of a JSON list (or `{key: [...]}`) with the line each starts on.
 
@@ -179,7 +220,7 @@ def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
         SessionFormatError: Not JSON, or not such a list (naming the line).
     """
     try:
-        doc = json.loads(text)
+        doc = json_text(text, name, 1)
     except json.JSONDecodeError as exc:
         raise SessionFormatError(name, exc.lineno, f"not valid JSON: {exc.msg}") from None
     if isinstance(doc, dict):

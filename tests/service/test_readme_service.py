@@ -42,8 +42,13 @@ def _matches(expected: str, output: str) -> bool:
 @pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
 def test_the_readme_curl_examples_answer_as_shown(service: Service, new_key: NewKey) -> None:
     examples = _examples()
-    assert len(examples) == 6 and all(expected for _, expected in examples)
-    env = {**os.environ, "TG_URL": service.base_url, "TG_KEY": new_key("my-bot")}
+    assert len(examples) == 7 and all(expected for _, expected in examples)
+    env = {
+        **os.environ,
+        "TG_URL": service.base_url,
+        "TG_KEY": new_key("my-bot"),
+        "TG_ADMIN_KEY": new_key("ops", admin=True),
+    }
     for command, expected in examples:
         done = subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, check=False)
         assert done.returncode == 0, (command, done.stderr)

@@ -33,10 +33,8 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
-@pytest.fixture
-def served(store_url: str, tmp_path: Path) -> Iterator[str]:
-    """`tradeguard serve --port 0` over `store_url`; yields its base URL, SIGTERMs it after."""
-    log = tmp_path / "serve.log"
+def _start(store_url: str, log: Path) -> tuple[subprocess.Popen[str], str]:
+    """Start `tradeguard serve --port 0` on `store_url`, output to `log`; return it and its URL."""
     with log.open("w") as out:  # a file, not a pipe: nobody drains a pipe while the test runs
         process = subprocess.Popen(
             [sys.executable, "-m", "tradeguard.cli", "serve", "--store", store_url, "--port", "0"],
@@ -51,11 +49,22 @@ def served(store_url: str, tmp_path: Path) -> Iterator[str]:
         process.kill()
         process.wait()
         pytest.fail("tradeguard serve did not start:\n" + log.read_text())
+    return process, match.group(1)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+
+@pytest.fixture
+def served(store_url: str, tmp_path: Path) -> Iterator[str]:
+    """`tradeguard serve --port 0` over `store_url`; yields its base URL, SIGTERMs it after."""
+    process, url = _start(store_url, tmp_path / "serve.log")
     try:
-        yield match.group(1)
+        yield url
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        _stop(process)
 
 
 def _key(store_url: str, agent_id: str, capsys: pytest.CaptureFixture[str]) -> str:
@@ -98,3 +107,18 @@ def test_serve_on_an_unreachable_store_is_one_line_and_exit_2(capsys: pytest.Cap
     assert main(["serve", "--store", "postgresql+psycopg://nobody@127.0.0.1:1/none", "--port", "0"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "127.0.0.1:1" in err
+
+
+def test_serve_on_a_missing_sqlite_file_says_it_created_a_new_store(tmp_path: Path) -> None:
+    # A mistyped path would otherwise serve an empty store (no keys, no claims) without a word.
+    store_url = f"sqlite:///{tmp_path / 'typo.db'}"
+    said = []
+    for run in ("first", "second"):
+        process, _url = _start(store_url, tmp_path / f"{run}.log")
+        _stop(process)
+        said.append([line for line in (tmp_path / f"{run}.log").read_text().splitlines() if "new" in line])
+    assert said[0] == [
+        f"tradeguard serve: created a new, empty claim store at {tmp_path / 'typo.db'} "
+        "(no API keys yet: tradeguard keys create --agent-id ID --store URL)"
+    ]
+    assert said[1] == []  # the store exists from now on: nothing to say

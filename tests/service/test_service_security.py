@@ -94,6 +94,32 @@ def test_the_safeagent_headers_carry_keys(service: Service, new_key: NewKey) -> 
         assert client.post("/sweep").status_code == 403  # the admin header does not make an admin
 
 
+def test_a_valid_admin_audit_token_wins_over_the_tenant_key_on_audit_and_sweep(
+    service: Service, new_key: NewKey
+) -> None:
+    # SafeAgent answers /audit for the admin when its audit token is valid, whatever tenant key
+    # comes along; an audit token that is not an admin key changes nothing.
+    a, b, admin = new_key("bot-a"), new_key("bot-b"), new_key("ops", admin=True)
+    for key in (a, b):
+        with service.client(key) as client:
+            client.post("/claim", json={"request_id": "r", "action": "x"})
+    seen: dict[str, tuple[set[str], int]] = {}
+    for name, audit_token in (("admin", admin), ("agent", b), ("bogus", admin[:-4] + "AAAA")):
+        headers = {"X-SafeAgent-Api-Key": a, "X-SafeAgent-Audit-Token": audit_token}
+        with service.client(**headers) as client:
+            rows = client.get("/audit").json()["items"]
+            seen[name] = ({row["agent_id"] for row in rows}, client.post("/sweep").status_code)
+        # Claims stay the tenant's: the admin token never moves them under the admin's agent.
+        with service.client(**headers) as client:
+            claimed = client.post("/claim", json={"request_id": name, "action": "x"}).json()
+        assert claimed["agent_id"] == "bot-a"
+    assert seen == {
+        "admin": ({"bot-a", "bot-b"}, 200),
+        "agent": ({"bot-a"}, 403),
+        "bogus": ({"bot-a"}, 403),
+    }
+
+
 def test_an_oversized_body_is_refused_before_parsing(service: Service, new_key: NewKey) -> None:
     big = {"request_id": "r", "action": "x", "pad": "p" * (70 * 1024)}
     with service.client(new_key("bot-a")) as client:
@@ -177,3 +203,32 @@ def test_text_the_store_cannot_hold_is_422_not_an_outage(service: Service, new_k
         fine = client.post("/claim", json={"request_id": "a\u00e9\U0001f600", "action": "x"})
     assert (body.status_code, query.status_code, nested.status_code) == (422, 422, 400)
     assert fine.json()["request_id"] == "a\u00e9\U0001f600"
+
+
+def test_a_result_that_is_not_standard_json_is_422_and_nothing_is_stored(
+    service: Service, new_key: NewKey
+) -> None:
+    # Python's JSON reader takes all three; a lone surrogate cannot be stored (no driver encodes
+    # it), NaN and Infinity would be stored and answered back as null (the result changed).
+    bodies = {
+        "surrogate": (b'{"result": {"x": "\\ud800"}}', "it holds a lone surrogate"),
+        "surrogate-key": (b'{"result": {"\\udc80": 1}}', "it holds a lone surrogate"),
+        "nan": (b'{"result": {"x": NaN}}', "NaN and Infinity"),
+        "infinity": (b'{"result": {"x": [1, -Infinity]}}', "NaN and Infinity"),
+    }
+    with service.client(new_key("bot-a")) as client:
+        for request_id, (body, reason) in bodies.items():
+            token = client.post("/claim", json={"request_id": request_id, "action": "x"}).json()
+            headers = {SETTLEMENT_HEADER: token["settlement_token"], "Content-Type": "application/json"}
+            refused = client.post(f"/settle/{request_id}", content=body, headers=headers)
+            assert refused.status_code == 422, (request_id, refused.text)
+            [error] = refused.json()["detail"]
+            assert error["loc"] == ["body", "result"]
+            assert error["msg"].startswith(f"not standard JSON: {reason}") and "\n" not in error["msg"]
+            retry = client.post("/claim", json={"request_id": request_id, "action": "x"}).json()
+            assert retry["status"] == "PENDING"  # nothing stored: a corrected settle still can
+            fixed = client.post(f"/settle/{request_id}", json={"result": {"x": "ok"}}, headers=headers)
+            assert fixed.json()["status"] == "committed"
+        items = {item["request_id"]: item["result"] for item in client.get("/audit").json()["items"]}
+    assert items == {key: {"x": "ok"} for key in bodies}
+    assert "Traceback" not in service.log.read_text()

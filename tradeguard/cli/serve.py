@@ -3,12 +3,16 @@
 Needs the `service` extra (FastAPI, uvicorn). Before uvicorn starts, the command opens the store
 once (migrating it, or creating a new SQLite file: a service's first start) and binds the port
 once, so a bad store URL or a port in use is one line on stderr and exit 2, not a log dump.
+A SQLite file that did not exist is created, and said so on stderr: a mistyped path would
+otherwise serve an empty store (no keys, no claims) without a word.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import sys
 
 import click
 
@@ -16,6 +20,18 @@ from tradeguard.cli.common import EXIT_STATUSES, store_option
 from tradeguard.errors import ConfigError
 
 __all__ = ["serve"]
+
+
+def _missing_sqlite_file(store_url: str) -> str | None:
+    """Return the SQLite file `store_url` names if it does not exist yet, else None."""
+    from tradeguard.store.engine import parse_url
+
+    url = parse_url(store_url)
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or not database or database.startswith(":memory:"):
+        return None
+    database = database.removeprefix("file:")  # sqlite:///file:path.db?uri=true
+    return None if os.path.exists(database) else os.path.abspath(database)
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -101,8 +117,15 @@ def serve(
     from tradeguard.store.engine import describe, parse_url
 
     settings = Settings.from_env()
+    _check_port_free(host, port)  # first: a taken port leaves no new store file behind
+    created = _missing_sqlite_file(store_url)
     ClaimStore(store_url, settings=settings).close()  # a bad URL or an unusable store: one line, now
-    _check_port_free(host, port)
+    if created is not None:
+        print(
+            f"tradeguard serve: created a new, empty claim store at {created} "
+            "(no API keys yet: tradeguard keys create --agent-id ID --store URL)",
+            file=sys.stderr,
+        )
     config = ServiceConfig(
         store_url=store_url,
         settings=settings,

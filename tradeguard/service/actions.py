@@ -47,6 +47,7 @@ __all__ = [
     "ClaimResult",
     "SettleAnswer",
     "action_key",
+    "standard_json",
 ]
 
 
@@ -76,6 +77,28 @@ def action_key(agent_id: str, request_id: str) -> str:
     """Return the stored key of `request_id` for `agent_id` (agents never share a key)."""
     # A NUL separator: neither part can contain one in JSON text, so no two pairs collide.
     return hashlib.sha256(f"{agent_id}\x00{request_id}".encode()).hexdigest()
+
+
+def standard_json(result: dict[str, Any]) -> str:
+    r"""Return `result` as the standard JSON text that is stored, or say why it cannot be.
+
+    Python's JSON reader accepts what standard JSON does not: NaN and Infinity (stored as such,
+    they would come back as null: the result silently changed) and lone surrogates (`"\ud800"`,
+    which no database driver can encode as UTF-8).
+
+    Raises:
+        ValueError: A one-line reason the result is not standard JSON.
+    """
+    try:
+        text = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not standard JSON: it holds a lone surrogate (text that is not Unicode)") from None
+    except RecursionError:
+        raise ValueError("not standard JSON: nested too deeply") from None
+    except ValueError:
+        raise ValueError("not standard JSON: NaN and Infinity are not JSON numbers") from None
+    return text
 
 
 def _hash(token: str) -> str:
@@ -225,9 +248,10 @@ class ActionStore:
         The caller has already checked who may settle (the owner with the token, or an admin).
 
         Raises:
+            ValueError: `result` is not standard JSON (`standard_json`); nothing is stored.
             StoreError: The result could not be recorded.
         """
-        text = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = standard_json(result)
         statement = (
             update(actions)
             .where(actions.c.action_key == record.key, actions.c.status == ActionStatus.PENDING.value)

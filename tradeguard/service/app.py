@@ -124,7 +124,11 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's default answer echoes the offending input: it can be a secret or a whole body.
         errors = [
-            {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type", "")}
+            {
+                "loc": list(error.get("loc", ())),
+                "msg": str(error.get("msg", "")).removeprefix("Value error, "),  # our own checks' reasons
+                "type": error.get("type", ""),
+            }
             for error in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)

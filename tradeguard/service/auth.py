@@ -3,8 +3,12 @@
 Keys come as `Authorization: Bearer KEY` (every route) or SafeAgent's `X-SafeAgent-Api-Key`
 header (accepted everywhere, so a SafeAgent client moves by changing its base URL only), or
 SafeAgent's admin header `X-SafeAgent-Audit-Token` (which must then hold an admin key to act as
-one). A missing, malformed, unknown or revoked key is one answer, 401, whatever the reason:
-the answer never tells which keys exist. An agent key reads and moves only its own agent's records; an
+one). On SafeAgent's admin routes (`/audit`, `/sweep`: `audit_principal`) a valid admin key in
+`X-SafeAgent-Audit-Token` wins over a tenant key sent with it, as in SafeAgent, where the admin
+token gives the admin view whatever tenant key comes along.
+
+A missing, malformed, unknown or revoked key is one answer, 401, whatever the reason: the answer
+never tells which keys exist. An agent key reads and moves only its own agent's records; an
 admin key sees all. Resources of another agent answer 404 exactly like missing ones (`visible`),
 so a caller cannot even learn that another agent's claim exists.
 """
@@ -16,13 +20,14 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request, status
 
 from tradeguard.errors import StoreError
-from tradeguard.service.keys import KeyRing
+from tradeguard.service.keys import ApiKey, KeyRing
 from tradeguard.service.limits import RateLimiter, retry_after
 
 __all__ = [
     "SAFEAGENT_AUDIT_HEADER",
     "SAFEAGENT_KEY_HEADER",
     "Principal",
+    "audit_principal",
     "current_principal",
     "key_ring",
     "visible",
@@ -79,6 +84,19 @@ def _refuse(request: Request, detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+def _verify(request: Request, token: str) -> ApiKey | None:
+    try:
+        return key_ring(request).verify(token)
+    except StoreError as exc:
+        # Never read a store outage as "no such key" (or worse, as a pass): the caller retries.
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="claim store unavailable") from exc
+
+
+def _principal(request: Request, key: ApiKey) -> Principal:
+    _limit(request, f"key:{key.key_id}")
+    return Principal(agent_id=key.agent_id, admin=key.admin, key_id=key.key_id)
+
+
 def current_principal(request: Request) -> Principal:
     """FastAPI dependency: the caller's `Principal`, or 401 (no usable key) / 429 / 503 (store down).
 
@@ -89,15 +107,25 @@ def current_principal(request: Request) -> Principal:
     token = _presented_key(request)
     if token is None:
         raise _refuse(request, "missing API key: send Authorization: Bearer KEY")
-    try:
-        key = key_ring(request).verify(token)
-    except StoreError as exc:
-        # Never read a store outage as "no such key" (or worse, as a pass): the caller retries.
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="claim store unavailable") from exc
+    key = _verify(request, token)
     if key is None:
         raise _refuse(request, "invalid or revoked API key")
-    _limit(request, f"key:{key.key_id}")
-    return Principal(agent_id=key.agent_id, admin=key.admin, key_id=key.key_id)
+    return _principal(request, key)
+
+
+def audit_principal(request: Request) -> Principal:
+    """FastAPI dependency of SafeAgent's admin routes: an admin `X-SafeAgent-Audit-Token` wins.
+
+    A SafeAgent client may send its tenant key and the admin token together; SafeAgent answers
+    such a request as the admin, and so does this. An audit token that is not a valid admin key
+    changes nothing: the request is answered for the key `current_principal` picks.
+    """
+    token = request.headers.get(SAFEAGENT_AUDIT_HEADER)
+    if token and token != _presented_key(request):
+        key = _verify(request, token)
+        if key is not None and key.admin:
+            return _principal(request, key)
+    return current_principal(request)
 
 
 def visible(principal: Principal, owner_agent_id: str | None, what: str) -> None:

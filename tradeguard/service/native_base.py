@@ -7,6 +7,8 @@ one does (`not_found`, `visible_claim`), and a request that names another agent 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC
@@ -54,6 +56,39 @@ async def _has_nul(request: Request) -> bool:
     return b"\\u0000" in (await request.body()).lower()
 
 
+# A lone surrogate can only come as a `\uD800`-`\uDFFF` escape (raw ones are not UTF-8), and a
+# NaN or an Infinity only as those words: a body without either skips the full check below.
+_SUSPECT = re.compile(rb"\\u[dD][89a-fA-F]|NaN|Infinity")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+async def _not_standard_json(request: Request) -> str | None:
+    """Say what in the JSON body standard JSON has not (NaN, Infinity, a lone surrogate), or None.
+
+    Python's JSON reader takes them; stored, NaN comes back as null and a lone surrogate makes
+    every later read of the record fail (or, on PostgreSQL, the write fail as an outage).
+    """
+    body = await request.body()
+    if _SUSPECT.search(body) is None:
+        return None
+    try:
+        parsed = json.loads(body, parse_constant=_refuse_constant)
+    except ValueError as exc:
+        return None if isinstance(exc, json.JSONDecodeError) else str(exc)  # bad JSON: FastAPI says so
+    except RecursionError:
+        return None
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (text that is not Unicode) is not allowed"
+    except RecursionError:
+        return None
+    return None
+
+
 class NativeRoute(APIRoute):
     """A route whose failures answer `{"code", "message"}`, whatever handlers the app installs."""
 
@@ -66,6 +101,9 @@ class NativeRoute(APIRoute):
                 # PostgreSQL text cannot hold NUL: refuse it here rather than fail in the store.
                 body = {"code": ErrorCode.INVALID, "message": "NUL characters are not allowed"}
                 return JSONResponse(body, status_code=422)
+            problem = await _not_standard_json(request)
+            if problem is not None:
+                return JSONResponse({"code": ErrorCode.INVALID, "message": problem}, status_code=422)
             try:
                 return await handler(request)
             except (TradeguardError, ValueError, OverflowError) as exc:

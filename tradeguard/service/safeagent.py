@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.service.actions import (
@@ -35,8 +35,9 @@ from tradeguard.service.actions import (
     ActionStore,
     ClaimAnswer,
     SettleAnswer,
+    standard_json,
 )
-from tradeguard.service.auth import Principal, current_principal, visible
+from tradeguard.service.auth import Principal, audit_principal, current_principal, visible
 from tradeguard.store import ClaimStore
 
 __all__ = ["SETTLEMENT_HEADER", "router", "test_request_id"]
@@ -50,6 +51,8 @@ _TEXT = r"^[^\x00]*$"
 
 router = APIRouter(tags=["SafeAgent-compatible"])
 Caller = Annotated[Principal, Depends(current_principal)]
+# /audit and /sweep: SafeAgent's admin token, when valid, wins over a tenant key sent with it.
+AuditCaller = Annotated[Principal, Depends(audit_principal)]
 
 
 class ClaimBody(BaseModel):
@@ -71,6 +74,14 @@ class SettleBody(BaseModel):
     """The result of the action, stored and handed to every later claim as `existing`."""
 
     result: dict[str, Any]
+
+    @field_validator("result")
+    @classmethod
+    def _standard(cls, result: dict[str, Any]) -> dict[str, Any]:
+        # Checked before anything is stored: a result the store cannot hold is the caller's
+        # error (422), and the claim stays PENDING for a corrected settle.
+        standard_json(result)
+        return result
 
 
 class ClaimOut(BaseModel):
@@ -268,7 +279,7 @@ _Ts = Annotated[
 def audit(
     *,
     request: Request,
-    caller: Caller,
+    caller: AuditCaller,
     agent_id: Annotated[str | None, Query(max_length=64, pattern=_TEXT)] = None,
     action: Annotated[str | None, Query(max_length=256, pattern=_TEXT)] = None,
     status_: Annotated[ActionStatus | None, Query(alias="status")] = None,
@@ -294,7 +305,7 @@ def audit(
 
 
 @router.post("/sweep", response_model=SweepOut, responses={403: {"description": "admin key required"}})
-def sweep(request: Request, caller: Caller) -> SweepOut:
+def sweep(request: Request, caller: AuditCaller) -> SweepOut:
     """Count PENDING claims older than the stale age; delete and release nothing (admin only)."""
     if not caller.admin:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="admin key required")

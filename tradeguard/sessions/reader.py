@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
@@ -22,6 +23,27 @@ from tradeguard.sessions.model import EVENT_TYPES, SESSION_VERSION, SessionHeade
 __all__ = ["SessionReader", "describe_validation_error", "open_session"]
 
 _EXPECTED = ", ".join(EVENT_TYPES)
+# Events nest a few levels. Python's JSON parser recurses in C once per level, and only the
+# recursion limit stops it: where a program has raised that limit, a line of 100,000 `[` crashes
+# the process (a segmentation fault) instead of raising. So depth is counted before parsing.
+_MAX_DEPTH = 100
+_TOO_DEEP = "JSON nested too deeply to be an event (arrays or objects inside each other)"
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _too_deep(text: str) -> bool:
+    """True when `text` nests arrays or objects more than `_MAX_DEPTH` levels (strings aside)."""
+    if text.count("[") + text.count("{") <= _MAX_DEPTH:
+        return False
+    depth = 0
+    for char in _STRINGS.sub("", text):
+        if char in "[{":
+            depth += 1
+            if depth > _MAX_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def describe_validation_error(exc: ValidationError, what: str) -> str:
@@ -84,6 +106,18 @@ class SessionReader:
     def _fail(self, problem: str, line: int | None = None) -> SessionFormatError:
         return SessionFormatError(self.name, self._line if line is None else line, problem)
 
+    def _loads(self, raw: str, text: str) -> Any:
+        """Parse one line's JSON; raise what is wrong with it as a `SessionFormatError`."""
+        if _too_deep(text):
+            raise self._fail(_TOO_DEEP)
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
+            raise self._fail(f"not valid JSON{cut}: {exc.msg} at column {exc.colno}") from None
+        except RecursionError:  # within _MAX_DEPTH, yet deeper than the stack left allows
+            raise self._fail(_TOO_DEEP) from None
+
     def _next_object(self) -> dict[str, Any] | None:
         """Return the next non-blank line as a JSON object, or None at the end of the file."""
         for raw in self._file:
@@ -92,10 +126,7 @@ class SessionReader:
             if not text:
                 continue
             try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
-                raise self._fail(f"not valid JSON{cut}: {exc.msg} at column {exc.colno}") from None
+                obj = self._loads(raw, text)
             except UnicodeDecodeError as exc:
                 raise self._fail(f"not UTF-8 text: {exc.reason}") from None
             if not isinstance(obj, dict):
@@ -158,11 +189,7 @@ class SessionReader:
         text = raw.strip()
         if not text:
             return None
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
-            raise self._fail(f"not valid JSON{cut}: {exc.msg} at column {exc.colno}") from None
+        obj = self._loads(raw, text)
         if not isinstance(obj, dict):
             raise self._fail(f"expected a JSON object (one event), got {type(obj).__name__}")
         kind = obj.get("type")

@@ -1,0 +1,96 @@
+"""`tradeguard import` on input that is well-formed but wrong: out of order, empty, nested too deeply.
+
+Each case is one an adversarial audit found imported silently or ending in a traceback. Run
+in-process (`main`), as the command line runs them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_replay_cli_errors import LOG, ORDER, one_error
+from tradeguard import ClaimStore, OrderGateway, PaperBroker
+from tradeguard.cli import main
+
+
+def test_import_bot_log_refuses_lines_out_of_time_order_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A bot writes its log in time order: a reversed or merged log is refused, as a session is.
+    log = tmp_path / "bot.log"
+    log.write_text("".join(reversed(LOG.splitlines(keepends=True))))
+    out = tmp_path / "s.jsonl"
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(out)])
+    assert line == (
+        f"{log}:2: time 2026-03-05T10:20:19-04:00 is before line 1's 2026-03-05T11:00:00-04:00: "
+        "a bot log is written in time order (a merged or reordered log?)"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n"])
+def test_import_bot_log_of_an_empty_file_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(text)
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{log}:1: empty file: expected lines starting [YYYY-MM-DD HH:MM:SS±HH:MM"
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "text"),
+    [
+        ("alpaca-orders", "orders.json", "[]"),
+        ("alpaca-orders", "orders.json", '{"orders": []}'),
+        ("bot-log", "bot.log", LOG.splitlines(keepends=True)[1]),  # a STAY line: notes only
+    ],
+)
+def test_an_import_with_no_attempts_is_written_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, name: str, text: str
+) -> None:
+    source = tmp_path / name
+    source.write_text(text)
+    out = tmp_path / "s.jsonl"
+    assert main(["import", kind, str(source), "-o", str(out)]) == 0  # a quiet day is a session
+    said = capsys.readouterr()
+    assert said.err == (
+        f"tradeguard: warning: {source} has no order attempts: the session replays to nothing "
+        "(is it the right file?)\n"
+    )
+    assert "tradeguard replay" not in said.out
+    assert out.exists()
+
+
+@pytest.mark.parametrize("kind", ["alpaca-orders", "claims"])
+def test_import_of_json_nested_too_deeply_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    # This used to end in a RecursionError traceback (or, under a raised limit, a crash).
+    source = tmp_path / "in.json"
+    source.write_text("[\n  " + json.dumps(ORDER) + ",\n  " + "[" * 50_000 + "]" * 50_000 + "\n]\n")
+    line = one_error(capsys, ["import", kind, str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:3: JSON nested too deeply (arrays or objects inside each other) to be a record"
+
+
+def test_import_claims_of_an_audit_export_with_a_deep_detail_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ClaimStore(f"sqlite:///{tmp_path / 'c.db'}") as store:
+        OrderGateway(PaperBroker(), store, agent_id="bot").enter("TQQQ", qty=6, intent="09:42 buy")
+        store.export_audit_csv(tmp_path / "audit.csv")
+    with (tmp_path / "audit.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    claim = next(i for i, row in enumerate(rows) if row["action"] == "claim")
+    rows[claim]["detail"] = "[" * 50_000 + "]" * 50_000
+    with (tmp_path / "deep.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    source = tmp_path / "deep.csv"
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line.startswith(f"{source}:{claim + 2}: JSON nested too deeply"), line
