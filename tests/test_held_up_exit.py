@@ -25,6 +25,7 @@ from tradeguard.execution import OrderResult, Outcome
 from tradeguard.faults import FaultPlan, FaultyBroker
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
+from tradeguard.ports import Broker
 from tradeguard.store import AuditQuery, ClaimStore
 
 SETTINGS = Settings()
@@ -80,11 +81,17 @@ def frozen(call: Callable[[], OrderResult], point: str = "after_claim") -> Itera
         crashpoints.set_hook(None)
 
 
-def _two_agents(store_url: str) -> tuple[ManualClock, PaperBroker, ClaimStore, OrderGateway, OrderGateway]:
+def _two_agents(
+    store_url: str, *, a_faults: str | None = None
+) -> tuple[ManualClock, PaperBroker, ClaimStore, OrderGateway, OrderGateway]:
+    """Agents A and B on one paper account and one store; A's broker calls meet `a_faults`."""
     clock = ManualClock()
     paper = PaperBroker(prices=MAY21_PRICES, clock=clock, cash=1_000_000)
     store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
-    a = OrderGateway(paper, store, agent_id="bot-a", settings=SETTINGS, clock=clock)
+    a_broker: Broker = paper
+    if a_faults is not None:
+        a_broker = FaultyBroker(paper, FaultPlan.parse(a_faults, source="a-faults.yaml"), clock=clock)
+    a = OrderGateway(a_broker, store, agent_id="bot-a", settings=SETTINGS, clock=clock)
     b = OrderGateway(paper, store, agent_id="bot-b", settings=SETTINGS, clock=clock)
     return clock, paper, store, a, b
 
@@ -186,13 +193,8 @@ def test_a_reconcile_pass_held_up_after_its_read_resizes_a_refused_exit_from_a_f
 ) -> None:
     """A's refused exit is released by a pass that froze after reading 20 shares; meanwhile the
     account was closed outside, B cleared its phantom and bought 10 again: A sells none of them."""
-    clock = ManualClock()
-    paper = PaperBroker(prices=MAY21_PRICES, clock=clock, cash=1_000_000)
-    store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
+    clock, paper, store, a, b = _two_agents(store_url, a_faults=REFUSED_EXIT_PLAN)
     try:
-        refusing = FaultyBroker(paper, FaultPlan.parse(REFUSED_EXIT_PLAN, source="refused.yaml"), clock=clock)
-        a = OrderGateway(refusing, store, agent_id="bot-a", settings=SETTINGS, clock=clock)
-        b = OrderGateway(paper, store, agent_id="bot-b", settings=SETTINGS, clock=clock)
         a.enter("TQQQ", qty=10, intent="a open")
         b.enter("TQQQ", qty=10, intent="b open")
         pass_ = FrozenPass(lambda: a.exit("TQQQ", intent="a out"))  # refused, then a pass releases it
