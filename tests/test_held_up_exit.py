@@ -276,3 +276,39 @@ def test_an_entry_frozen_past_its_lease_check_and_its_lease_sends_nothing_once_t
         assert broker_qty(paper, "TQQQ") == 10
     finally:
         store.close()
+
+
+def test_a_sender_held_up_past_its_dedup_window_before_writing_its_claim_sends_nothing(
+    store_url: str,
+) -> None:
+    """G1 for orders without a name: P1 opens the content window, then stalls before writing its
+    claim; the window expires and P2 (the same bot, restarted) sends the identical order; P1 wakes.
+    Found by an adversarial run (SIGSTOP there, `dedup_window_secs` later SIGCONT): two orders."""
+    from tradeguard.domain import Side
+    from tradeguard.domain.intents import Kind, OrderSpec
+
+    clock = ManualClock()
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock, cash=1_000_000)
+    stalled, fresh = (ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(2))
+    p1 = OrderGateway(paper, stalled, agent_id="bot", settings=SETTINGS, clock=clock)
+    p2 = OrderGateway(paper, fresh, agent_id="bot", settings=SETTINGS, clock=clock)
+    spec = OrderSpec(qty=Decimal(10))
+    second: list[OrderResult] = []
+    write_claim = stalled.claim
+
+    def claim_after_a_stall(*args: object, **kwargs: object) -> object:
+        clock.advance(SETTINGS.dedup_window_secs + 1)  # frozen between the window and the claim
+        second.append(p2.submit_by_content(Kind.ENTRY, "TQQQ", Side.BUY, spec))
+        return write_claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    try:
+        p2.position("TQQQ")  # started
+        stalled.claim = claim_after_a_stall  # type: ignore[method-assign]
+        first = p1.submit_by_content(Kind.ENTRY, "TQQQ", Side.BUY, spec)
+        assert second and second[0].order is not None, second  # P2's order went out
+        assert first.outcome is Outcome.NOT_SENT, first.reason
+        assert len(paper.orders()) == 1  # before the fix: 2
+        assert broker_qty(paper, "TQQQ") == 10
+    finally:
+        stalled.close()
+        fresh.close()

@@ -40,7 +40,7 @@ from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, open_recorder
 from tradeguard.store import new_owner_token, open_ledger
-from tradeguard.windows import ContentWindows
+from tradeguard.windows import ContentWindows, held_up_past_window
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
 
@@ -144,10 +144,18 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         decision = Intent(self.agent_id, Kind.ENTRY, symbol, order_side, intent)
         return self.submit(decision, spec)
 
-    def submit(self, intent: Intent, spec: OrderSpec, *, client_order_id: str | None = None) -> OrderResult:
+    def submit(
+        self,
+        intent: Intent,
+        spec: OrderSpec,
+        *,
+        client_order_id: str | None = None,
+        window_opened: datetime | None = None,
+    ) -> OrderResult:
         """Claim `intent` and send `spec` unless a claim for it exists (the drop-in path).
 
         `client_order_id` overrides the derived id (a caller-chosen id is then the key).
+        `window_opened`: the claim holds a content window opened then (`submit_by_content`).
         """
         self.recorder.attempt(intent, spec, client_order_id)
         self._ensure_started()
@@ -160,7 +168,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             reason=f"{intent.kind} {intent.name}",
         )
         if outcome.created:
-            return self._send(outcome.claim)
+            return self._send(outcome.claim, window_opened=window_opened)
         return self._existing(outcome.claim)
 
     def exit(
@@ -192,13 +200,20 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         return self.exit_order(symbol, spec, intent=intent)
 
     def exit_order(
-        self, symbol: str, spec: OrderSpec, *, intent: str, client_order_id: str | None = None
+        self,
+        symbol: str,
+        spec: OrderSpec,
+        *,
+        intent: str,
+        client_order_id: str | None = None,
+        window_opened: datetime | None = None,
     ) -> OrderResult:
         """Close (part of) the position with an order built already (`exit`'s engine).
 
         For callers that hold a whole `OrderSpec` (the drop-in: stop, trailing-stop and OCO
         exits). `spec.qty` None closes the whole position; the side and `*_to_close` intent
         follow what is held. `client_order_id` replaces the derived id (the bot's own id).
+        `window_opened`: the claim holds a content window opened then (`submit_by_content`).
         """
         self._ensure_started()
         self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
@@ -230,7 +245,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             self._reconcile_after_exit_error(symbol)
             return result
         if outcome.created:
-            return self._send(outcome.claim)
+            return self._send(outcome.claim, window_opened=window_opened)
         return self._existing_exit(outcome.claim, spec, held)
 
     def _existing_exit(self, existing: Claim, spec: OrderSpec, held: LedgerPosition) -> OrderResult:
@@ -356,11 +371,20 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return Decimal(0)
         return abs(at_broker.qty_available)
 
-    def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
+    def _send(
+        self, claim: Claim, *, resize_if_held_up: bool = True, window_opened: datetime | None = None
+    ) -> OrderResult:
         """Send a PENDING claim this worker owns; a position rejection of an exit reconciles at once.
 
-        An exit whose sender was held up between sizing and POST is re-sized first (once).
+        An exit whose sender was held up between sizing and POST is re-sized first (once). A
+        claim holding a content window is not sent when its sender was held up so long between
+        opening the window and writing the claim that the window could have passed to another
+        identical order meanwhile (`windows.held_up_past_window`).
         """
+        if window_opened is not None:
+            late = held_up_past_window(self.store, claim, window_opened, self.clock.now(), self.settings)
+            if late is not None:
+                return late
         recheck = None
         if claim.kind is Kind.EXIT and resize_if_held_up:
             # Sized by the store call that just returned; this process's clock, not the claim's

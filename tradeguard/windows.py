@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from tradeguard.amend import CANCELED_BY_THE_BOT
@@ -23,8 +24,8 @@ from tradeguard.domain import Claim, LedgerPosition, Side
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import ClaimInProgress, IntentMismatch
-from tradeguard.execution import OrderResult
+from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost
+from tradeguard.execution import OrderResult, Outcome
 from tradeguard.ports import ClaimLedger
 from tradeguard.sessions.recorder import NullRecorder, Recorder
 
@@ -44,12 +45,25 @@ class ContentWindows:
     # Windows this gateway opened for exits that claimed nothing: content key -> the intent.
     _unclaimed_windows: dict[str, Intent]
 
-    def submit(self, intent: Intent, spec: OrderSpec, *, client_order_id: str | None = None) -> OrderResult:
+    def submit(
+        self,
+        intent: Intent,
+        spec: OrderSpec,
+        *,
+        client_order_id: str | None = None,
+        window_opened: datetime | None = None,
+    ) -> OrderResult:
         """Claim and send a named decision (`OrderGateway.submit`)."""
         raise NotImplementedError
 
     def exit_order(
-        self, symbol: str, spec: OrderSpec, *, intent: str, client_order_id: str | None = None
+        self,
+        symbol: str,
+        spec: OrderSpec,
+        *,
+        intent: str,
+        client_order_id: str | None = None,
+        window_opened: datetime | None = None,
     ) -> OrderResult:
         """Size, claim and send an exit (`OrderGateway.exit_order`)."""
         raise NotImplementedError
@@ -111,8 +125,8 @@ class ContentWindows:
         holder = self.store.claim_window(content_key, window_secs=window, claim_key=intent.key)
         if holder == intent.key:
             if kind is Kind.EXIT:
-                return self._exit_in_window(content_key, symbol, spec, intent)
-            return self.submit(intent, spec)
+                return self._exit_in_window(content_key, symbol, spec, intent, opened=now)
+            return self.submit(intent, spec, window_opened=now)
         existing = self.store.get(holder)
         if existing is None:
             mine = self._unclaimed_windows.get(content_key)
@@ -185,14 +199,49 @@ class ContentWindows:
             claim = following
         return claim, None
 
-    def _exit_in_window(self, content_key: str, symbol: str, spec: OrderSpec, intent: Intent) -> OrderResult:
+    def _exit_in_window(
+        self,
+        content_key: str,
+        symbol: str,
+        spec: OrderSpec,
+        intent: Intent,
+        *,
+        opened: datetime | None = None,
+    ) -> OrderResult:
         """Send the exit that holds a window; remember the window if it ended with no claim."""
-        result = self.exit_order(symbol, spec, intent=intent.name)
+        result = self.exit_order(symbol, spec, intent=intent.name, window_opened=opened)
         if result.claim is None:
             self._unclaimed_windows[content_key] = intent
         else:
             self._unclaimed_windows.pop(content_key, None)
         return result
+
+
+def held_up_past_window(
+    store: ClaimLedger, claim: Claim, opened: datetime, now: datetime, settings: Settings
+) -> OrderResult | None:
+    """Settle a window's claim NOT_SENT when its sender was held up past half the window.
+
+    A window whose claim is not written yet (the sender frozen between the two steps) passes to
+    another identical order once it expires: that order's claim and POST go ahead, and this
+    sender's, when it wakes, would be a second order for one decision (G1). Once the claim is
+    written (PENDING) the window cannot change hands, so the check is made then, with half the
+    window as the margin for clocks of other hosts. Nothing was sent; the bot's retry is answered
+    from whichever claim holds the window then. None: send as usual.
+    """
+    held_up = (now - opened).total_seconds()
+    if held_up <= settings.dedup_window_secs / 2:
+        return None
+    reason = (
+        f"not sent: {held_up:.1f}s passed between opening the dedup window and writing this claim "
+        "(the sender was held up); another identical order may hold the window now"
+    )
+    try:
+        unsent = store.transition(claim, ClaimState.NOT_SENT, reason=reason)
+    except LeaseLost:
+        fresh = store.get(claim.key)
+        return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker moved the claim meanwhile")
+    return OrderResult(Outcome.NOT_SENT, unsent, None, reason)
 
 
 def _canceled_by_the_bot(claim: Claim) -> bool:
