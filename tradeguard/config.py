@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from datetime import datetime
 from typing import Any
 
 from tradeguard.errors import ConfigError
@@ -69,6 +70,15 @@ class Settings:
         prefix = self.client_order_id_prefix
         if not (1 <= len(prefix) <= 8 and prefix.isascii() and prefix.replace("-", "").isalnum()):
             raise ConfigError(f"client_order_id_prefix must be 1-8 ASCII letters/digits, got {prefix!r}")
+
+    @property
+    def one_request_secs(self) -> float:
+        """How long one broker request may take (connect + read): a lease must outlast it."""
+        return self.request_timeout_secs + self.connect_timeout_secs
+
+    def lease_outlasts_one_request(self, lease_expires_at: datetime, now: datetime) -> bool:
+        """Whether a lease ending at `lease_expires_at` outlasts one request started `now`."""
+        return (lease_expires_at - now).total_seconds() > self.one_request_secs
 
     def with_changes(self, **changes: Any) -> Settings:
         """Return a copy with some fields changed."""

@@ -200,8 +200,9 @@ def send_claim(
 
     Right before the POST the claim's lease is checked and renewed if it is nearly out (a
     sender that froze after claiming must not send on a lease another worker may act on).
-    Then `recheck`, if given, sees the fenced claim: an answer from it is returned instead of
-    sending (the gateway re-sizes an exit whose sender was held up since sizing it).
+    Then `recheck`, if given, sees the fenced claim right before the POST: an answer from it is
+    returned instead of sending (the gateway re-sizes an exit whose sender was held up since
+    sizing it).
 
     Raises:
         LeaseLost: The claim is no longer this sender's to send; nothing was sent.
@@ -211,17 +212,12 @@ def send_claim(
     """
     crashpoints.hit("after_claim")
     claim = store.fence_before_send(claim)
-    if recheck is not None:
-        answer = recheck(claim)
-        if answer is not None:
-            return answer
     crashpoints.hit("before_post")
     # Once more, for a sender held up right here (after its check, before its POST): a lease that
-    # no longer outlasts one request is renewed or lost (a clock comparison otherwise), and an
-    # exit held up since it was sized is re-sized. What is left is the instant to the socket.
-    settings = store.settings
-    margin = settings.request_timeout_secs + settings.connect_timeout_secs
-    if (claim.lease_expires_at - store.clock.now()).total_seconds() <= margin:
+    # no longer outlasts one request is renewed or lost (a clock comparison otherwise, no I/O even
+    # for a remote store), and an exit held up since it was sized is re-sized (`recheck`, run
+    # here only: nothing happens between the two checks). What is left is the instant to the socket.
+    if not store.settings.lease_outlasts_one_request(claim.lease_expires_at, store.clock.now()):
         claim = store.fence_before_send(claim)
     if recheck is not None:
         answer = recheck(claim)

@@ -35,12 +35,12 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, build_spec, parse_side
-from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
+from tradeguard.ports import Broker, ClaimLedger, account_key_of
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, open_recorder
 from tradeguard.store import new_owner_token, open_ledger
-from tradeguard.windows import ContentWindows, held_up_past_window
+from tradeguard.windows import ContentWindows
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
 
@@ -290,14 +290,13 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         since = self.clock.now() - timedelta(seconds=settle)
         # Any agent's: the read may still show (or not yet show) shares a recent fill moved, this
         # agent's or another's on the account, and the difference would read as an orphan.
-        recent = [c for c in self.store.list_claims(symbol=symbol, updated_since=since) if c.filled_qty != 0]
-        if recent:
-            accounts = self.store.agent_accounts()
-            account = account_key_of(self.broker) or accounts.get(self.agent_id)
-            if any(
-                c.agent_id == self.agent_id or same_account(account, accounts.get(c.agent_id)) for c in recent
-            ):
-                return mine
+        recent = {
+            c.agent_id
+            for c in self.store.list_claims(symbol=symbol, updated_since=since)
+            if c.filled_qty != 0
+        }
+        if recent and any(map(self.reconciler.on_account(self.agent_id), recent)):
+            return mine
         self.clock.sleep(self.settings.settle_delay_secs)
         again = self.broker.get_position(symbol)
         if again is None or again.qty != held.qty:
@@ -379,10 +378,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         An exit whose sender was held up between sizing and POST is re-sized first (once). A
         claim holding a content window is not sent when its sender was held up so long between
         opening the window and writing the claim that the window could have passed to another
-        identical order meanwhile (`windows.held_up_past_window`).
+        identical order meanwhile (`ContentWindows._held_up_past_window`).
         """
         if window_opened is not None:
-            late = held_up_past_window(self.store, claim, window_opened, self.clock.now(), self.settings)
+            late = self._held_up_past_window(claim, window_opened)
             if late is not None:
                 return late
         recheck = None

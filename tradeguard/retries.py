@@ -24,8 +24,8 @@ from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, LeaseLost, OrderRejected
 from tradeguard.execution import OrderResult, Outcome, adopt_order
-from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
-from tradeguard.reconcile.runner import ReconcileReport
+from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 
 __all__ = ["RetryAnswers"]
 
@@ -57,6 +57,7 @@ class RetryAnswers:
     clock: Clock
     agent_id: str
     owner: str
+    reconciler: Reconciler
     _start_lock: threading.Lock
     _sending: set[str]
 
@@ -176,11 +177,11 @@ class RetryAnswers:
             return OrderResult(Outcome.UNKNOWN, claim, None, "absent at the broker; its owner will resend")
         if claim.kind is Kind.EXIT and self._others_hold(claim.symbol):
             return self._resize_absent_exit(claim)
-        moved = self._take_absent(claim, ClaimState.PENDING, f"{_ABSENT}; resending the same id")
+        moved = self._settle_unplaced(claim, ClaimState.PENDING, f"{_ABSENT}; resending the same id")
         return moved if isinstance(moved, OrderResult) else self._send(moved)
 
-    def _take_absent(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
-        """Move a claim proven absent at the broker to `to`, or answer the worker that did first."""
+    def _settle_unplaced(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
+        """Move a claim that placed nothing (absent, or not sent yet) to `to`, or answer the first mover."""
         try:
             return self.store.transition(claim, to, owner=self.owner, reason=reason)
         except LeaseLost:
@@ -202,9 +203,8 @@ class RetryAnswers:
         }
         if not holders:
             return False
-        accounts = self.store.agent_accounts()
-        mine = account_key_of(self.broker) or accounts.get(self.agent_id)
-        return any(same_account(mine, accounts.get(agent)) for agent in holders)
+        on_account = self.reconciler.on_account(self.agent_id)
+        return any(on_account(agent) for agent in holders)
 
     def _resize_absent_exit(self, claim: Claim) -> OrderResult:
         """Send again an exit proven absent only after re-sizing it, like any exit that placed nothing.
@@ -215,7 +215,7 @@ class RetryAnswers:
         So it is settled as NOT_SENT (absence proven, the same evidence the reconciler uses) and
         re-sized and resent from there, only while the position it was for is still open.
         """
-        moved = self._take_absent(claim, ClaimState.NOT_SENT, f"{_ABSENT}; re-sizing the exit")
+        moved = self._settle_unplaced(claim, ClaimState.NOT_SENT, f"{_ABSENT}; re-sizing the exit")
         if isinstance(moved, OrderResult):
             return moved
         return self._retry_exit(moved, self.store.position(self.agent_id, moved.symbol))
@@ -234,7 +234,7 @@ class RetryAnswers:
         if held_up <= self.settings.exit_resize_after_secs:
             return None
         reason = f"sized {held_up:.1f}s before its send (the sender was held up); re-sizing the exit"
-        moved = self._take_absent(claim, ClaimState.NOT_SENT, reason)
+        moved = self._settle_unplaced(claim, ClaimState.NOT_SENT, reason)
         if isinstance(moved, OrderResult):
             return moved
         held = self.store.position(self.agent_id, moved.symbol)

@@ -24,7 +24,7 @@ from tradeguard.domain import Claim, LedgerPosition, Side
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost
+from tradeguard.errors import ClaimInProgress, IntentMismatch
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.ports import ClaimLedger
 from tradeguard.sessions.recorder import NullRecorder, Recorder
@@ -70,6 +70,9 @@ class ContentWindows:
 
     def _ensure_started(self) -> None:
         raise NotImplementedError
+
+    def _settle_unplaced(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
+        raise NotImplementedError  # RetryAnswers'
 
     def _existing(self, claim: Claim, held: LedgerPosition | None = None, *, note: str = "") -> OrderResult:
         raise NotImplementedError
@@ -175,6 +178,29 @@ class ContentWindows:
         )  # fmt: skip
         return result
 
+    def _held_up_past_window(self, claim: Claim, opened: datetime) -> OrderResult | None:
+        """Settle a window's claim NOT_SENT when its sender was held up past half the window.
+
+        A window whose claim is not written yet (the sender frozen between the two steps) passes
+        to another identical order once it expires: that order's claim and POST go ahead, and
+        this sender's, when it wakes, would be a second order for one decision (G1). Once the
+        claim is written (PENDING) the window cannot change hands, so the check is made then
+        (`OrderGateway._send`), with half the window as the margin for clocks of other hosts.
+        Nothing was sent; the bot's retry is answered from whichever claim holds the window
+        then. None: send as usual.
+        """
+        held_up = (self.clock.now() - opened).total_seconds()
+        if held_up <= self.settings.dedup_window_secs / 2:
+            return None
+        reason = (
+            f"not sent: {held_up:.1f}s passed between opening the dedup window and writing this claim "
+            "(the sender was held up); another identical order may hold the window now"
+        )
+        unsent = self._settle_unplaced(claim, ClaimState.NOT_SENT, reason)
+        if isinstance(unsent, OrderResult):
+            return unsent
+        return OrderResult(Outcome.NOT_SENT, unsent, None, reason)
+
     def _after_bot_cancel(
         self, existing: Claim, content_key: str, kind: Kind, symbol: str, side: Side
     ) -> tuple[Claim, Intent | None]:
@@ -215,33 +241,6 @@ class ContentWindows:
         else:
             self._unclaimed_windows.pop(content_key, None)
         return result
-
-
-def held_up_past_window(
-    store: ClaimLedger, claim: Claim, opened: datetime, now: datetime, settings: Settings
-) -> OrderResult | None:
-    """Settle a window's claim NOT_SENT when its sender was held up past half the window.
-
-    A window whose claim is not written yet (the sender frozen between the two steps) passes to
-    another identical order once it expires: that order's claim and POST go ahead, and this
-    sender's, when it wakes, would be a second order for one decision (G1). Once the claim is
-    written (PENDING) the window cannot change hands, so the check is made then, with half the
-    window as the margin for clocks of other hosts. Nothing was sent; the bot's retry is answered
-    from whichever claim holds the window then. None: send as usual.
-    """
-    held_up = (now - opened).total_seconds()
-    if held_up <= settings.dedup_window_secs / 2:
-        return None
-    reason = (
-        f"not sent: {held_up:.1f}s passed between opening the dedup window and writing this claim "
-        "(the sender was held up); another identical order may hold the window now"
-    )
-    try:
-        unsent = store.transition(claim, ClaimState.NOT_SENT, reason=reason)
-    except LeaseLost:
-        fresh = store.get(claim.key)
-        return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker moved the claim meanwhile")
-    return OrderResult(Outcome.NOT_SENT, unsent, None, reason)
 
 
 def _canceled_by_the_bot(claim: Claim) -> bool:

@@ -173,7 +173,7 @@ class Reconciler:
         store, now = self.store, self.clock.now()
         # Positions are account-wide: the ledger of every agent on this broker's account counts
         # when comparing quantities; agents registered on another account are not in this one.
-        on_account = self._on_account(agent_id)
+        on_account = self.on_account(agent_id)
         ledger = [p for p in store.all_positions() if on_account(p.agent_id)]
         if symbols is not None:
             ledger = [p for p in ledger if p.symbol in symbols]
@@ -202,8 +202,11 @@ class Reconciler:
         busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
         return claims, ledger, cleared, busy
 
-    def _on_account(self, agent_id: str | None) -> Callable[[str], bool]:
+    def on_account(self, agent_id: str | None) -> Callable[[str], bool]:
         """Return whether an agent may trade this broker's account (`ports.same_account`).
+
+        The one rule every "other agents on this account" question uses (exit re-sizing and
+        adoption in the gateway, this pass's ledger); `agent_id` itself always counts.
 
         The broker's own key decides; a broker with none falls back to the pass's agent's
         registered key, and with neither every agent counts (the conservative old behaviour).

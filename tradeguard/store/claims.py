@@ -391,7 +391,7 @@ class ClaimStore(LedgerWriter, StoreReader):
                 ledger.lock_symbol(tx, claim.symbol)
             tx.later(sql.TRANSITION, params, keep=True)
             if delta:
-                ledger.queue_open_read(tx, claim.agent_id, claim.symbol, locked=True)
+                ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
         results = tx.flush(commit=commit and guarded)
         if not results[0].rows:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
@@ -470,8 +470,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         Raises:
             LeaseLost: The lease lapsed and another worker moved or took over the claim.
         """
-        margin = self.settings.request_timeout_secs + self.settings.connect_timeout_secs
-        if (claim.lease_expires_at - self._now()).total_seconds() > margin:
+        if self.settings.lease_outlasts_one_request(claim.lease_expires_at, self._now()):
             return claim
         return self.renew_lease(claim, claim.owner)
 

@@ -129,18 +129,17 @@ def _open_row(tx: Tx, agent_id: str, symbol: str) -> tuple[int, Decimal] | None:
     return open_turn_of(tx.all(_OPEN, (agent_id, symbol)))
 
 
-def queue_open_read(tx: Tx, agent_id: str, symbol: str, *, locked: bool = False) -> None:
-    """Lock `symbol` and queue the read of the agent's open turn (kept: see `Tx.later`).
+def queue_open_read(tx: Tx, agent_id: str, symbol: str) -> None:
+    """Queue the read of the agent's open turn (kept: see `Tx.later`), under the symbol's lock.
 
-    `locked`: the caller queued `lock_symbol` already (before the claim's row: the lock order).
+    The caller queued `lock_symbol` first, before touching the claim's row (the lock order every
+    writer keeps).
 
     A fill queues it with the claim's compare-and-set, so on PostgreSQL both travel in one round
     trip; `open_turn_of` decodes its rows for `apply_fill(current=...)`. PostgreSQL: a turn id
     is drawn with it (a second kept result, `reserved_turn_id` reads it), for a turn the fill
     may open.
     """
-    if not locked:
-        lock_symbol(tx, symbol)
     tx.later(_OPEN, (agent_id, symbol), keep=True)
     if tx.postgres:
         tx.later(_NEXT_TURN_ID, keep=True)

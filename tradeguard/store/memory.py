@@ -478,8 +478,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         Raises:
             LeaseLost: The lease lapsed and another worker moved or took over the claim.
         """
-        margin = self.settings.request_timeout_secs + self.settings.connect_timeout_secs
-        if (claim.lease_expires_at - self._now()).total_seconds() > margin:
+        if self.settings.lease_outlasts_one_request(claim.lease_expires_at, self._now()):
             return claim
         return self.renew_lease(claim, claim.owner)
 
