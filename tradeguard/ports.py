@@ -351,6 +351,10 @@ class ClaimLedger(Protocol):
         """Return the claim with this key, or None."""
         ...
 
+    def get_by_client_order_id(self, client_order_id: str) -> Claim | None:
+        """Return the claim that owns this client_order_id, or None."""
+        ...
+
     def list_claims(
         self,
         *,

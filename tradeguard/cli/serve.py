@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES, store_option
+from tradeguard.cli.common import EXIT_STATUSES, sqlite_file, store_option
 from tradeguard.errors import ConfigError
 
 __all__ = ["serve"]
@@ -24,13 +24,9 @@ __all__ = ["serve"]
 
 def _missing_sqlite_file(store_url: str) -> str | None:
     """Return the SQLite file `store_url` names if it does not exist yet, else None."""
-    from tradeguard.store.engine import parse_url
-
-    url = parse_url(store_url)
-    database = url.database or ""
-    if url.get_backend_name() != "sqlite" or not database or database.startswith(":memory:"):
+    database = sqlite_file(store_url)
+    if not database or database.startswith(":memory:"):
         return None
-    database = database.removeprefix("file:")  # sqlite:///file:path.db?uri=true
     return None if os.path.exists(database) else os.path.abspath(database)
 
 

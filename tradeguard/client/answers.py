@@ -75,9 +75,7 @@ def decimal_arg(value: object, name: str) -> Decimal | None:
         raise InvalidOrder(f"invalid {name} {value!r}") from None
 
 
-def answer(
-    result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIError], broker: Broker | None = None
-) -> Any:
+def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIError], broker: Broker) -> Any:
     """Return the order alpaca-py would have returned, or raise what it would have raised.
 
     `broker` reads back a known decision's order the gateway could not return (see `_read_back`).
@@ -98,7 +96,7 @@ def answer(
         claim = result.claim
         if claim is not None and claim.broker_order_id is None:
             raise OrderInProgress(result.reason)
-        if claim is not None and broker is not None:
+        if claim is not None:
             order = _read_back(broker, claim)
             if order is not None:
                 return as_raw(order) if raw else as_order(order)

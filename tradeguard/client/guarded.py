@@ -130,11 +130,13 @@ class GuardedTradingClient(TradingClient):
         store_api_key: str | None = None,
     ) -> None:
         # Orders go to the given broker or gateway: keys are needed only for alpaca-py's own calls.
-        keyless = api_key is None and secret_key is None and oauth_token is None
-        in_process = keyless and url_override is None and (broker is not None or gateway is not None)
-        if keyless and (broker is not None or gateway is not None):
+        given = broker is not None or gateway is not None
+        keyless = given and api_key is None and secret_key is None and oauth_token is None
+        in_process = keyless and url_override is None
+        if keyless:
             api_key = secret_key = NO_KEY  # alpaca-py refuses a client without credentials
-            url_override = IN_PROCESS_URL if in_process else url_override
+        if in_process:
+            url_override = IN_PROCESS_URL
         super().__init__(api_key, secret_key, oauth_token, paper, raw_data, url_override)
         if in_process:
             mount(self._session, gateway.broker if gateway is not None else broker)

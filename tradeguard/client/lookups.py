@@ -101,7 +101,7 @@ def id_taken(gateway: OrderGateway, order: DropInOrder, error: StoreError) -> AP
     if coid is None:
         return None
     try:
-        taken = next((c for c in gateway.store.list_claims() if c.client_order_id == coid), None)
+        taken = gateway.store.get_by_client_order_id(coid)
     except StoreError:
         return None
     if taken is None:

@@ -117,7 +117,7 @@ class Venue:
         self,
         bars: Bars,
         note: Callable[[str], None],
-        closed_outside: Callable[[str, str], None] | None = None,
+        closed_outside: Callable[[str, str], None],
     ) -> None:
         """Run the sim drills due at this bar, before the strategy sees it.
 
@@ -133,8 +133,7 @@ class Venue:
                     self.paper.close_position(drill.symbol)
                     said = f"drill: {drill.symbol} closed outside the bot at {drill.at:%H:%M}"
                     note(said)
-                    if closed_outside is not None:
-                        closed_outside(drill.symbol, said)
+                    closed_outside(drill.symbol, said)
                 except OrderRejected as exc:
                     note(f"drill: nothing to close in {drill.symbol} at {drill.at:%H:%M} ({exc.message})")
 

@@ -182,7 +182,7 @@ def read_claim(key: str, request: Request, principal: Caller) -> dict[str, Any]:
 )
 def read_claim_by_coid(client_order_id: str, request: Request, principal: Caller) -> dict[str, Any]:
     """Return the claim, or 404 (missing or another agent's)."""
-    found = store_of(request).get_by_client_order_id(client_order_id)  # type: ignore[attr-defined]
+    found = store_of(request).get_by_client_order_id(client_order_id)
     if found is None or not principal.may_act_for(found.agent_id):
         raise not_found()
     return codec.claim_json(found)

@@ -75,15 +75,13 @@ async def _not_standard_json(request: Request) -> str | None:
     if _SUSPECT.search(body) is None:
         return None
     try:
-        parsed = json.loads(body, parse_constant=_refuse_constant)
-    except ValueError as exc:
-        return None if isinstance(exc, json.JSONDecodeError) else str(exc)  # bad JSON: FastAPI says so
-    except RecursionError:
-        return None
-    try:
-        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
+        json.dumps(json.loads(body, parse_constant=_refuse_constant), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:  # a ValueError too: caught first
         return "a lone surrogate (text that is not Unicode) is not allowed"
+    except json.JSONDecodeError:
+        return None  # bad JSON: FastAPI says so
+    except ValueError as exc:
+        return str(exc)
     except RecursionError:
         return None
     return None
