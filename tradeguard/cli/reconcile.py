@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 import click
@@ -19,7 +17,6 @@ from tradeguard.cli.common import (
 from tradeguard.cli.output import Format, emit, format_option
 
 if TYPE_CHECKING:
-    from tradeguard.domain.ledger import LedgerPosition
     from tradeguard.reconcile.runner import ReconcileReport
 
 __all__ = ["reconcile", "settle"]
@@ -27,36 +24,7 @@ __all__ = ["reconcile", "settle"]
 COLUMNS = ("action", "agent", "symbol", "qty", "reason")
 
 
-def _settling(report: ReconcileReport, ledger: list[LedgerPosition], settle_secs: float) -> list[str]:
-    """Describe each symbol whose check the pass put off (ledger and broker differ, fresh ledger).
-
-    The ledger moved within `position_settle_secs`: the positions endpoint trails fills.
-    """
-    snapshot = report.snapshot
-    if snapshot is None:
-        return []
-    held: dict[str, Decimal] = {}
-    moved: dict[str, datetime] = {}
-    for p in ledger:
-        held[p.symbol] = held.get(p.symbol, Decimal(0)) + p.qty
-        if p.updated_at is not None:
-            moved[p.symbol] = max(moved.get(p.symbol, p.updated_at), p.updated_at)
-    found = []
-    for symbol in sorted(set(held) | set(snapshot.positions)):
-        at_broker = snapshot.qty(symbol)
-        last = moved.get(symbol)
-        if held.get(symbol, Decimal(0)) == at_broker or last is None:
-            continue
-        until = last + timedelta(seconds=settle_secs)
-        if until > report.started_at:
-            found.append(
-                f"{symbol}: ledger {held.get(symbol, Decimal(0))}, broker {at_broker}; the ledger moved at "
-                f"{last:%H:%M:%S}Z, so the check waits for the positions endpoint until {until:%H:%M:%S}Z"
-            )
-    return found
-
-
-def _print_report(report: ReconcileReport, fmt: str, settling: list[str] | None = None) -> None:
+def _print_report(report: ReconcileReport, fmt: str) -> None:
     rows = [
         {"action": a.kind.value, "agent": a.agent_id or "*", "symbol": a.symbol,
          "qty": "" if a.qty is None else str(a.qty), "reason": a.reason}
@@ -70,10 +38,13 @@ def _print_report(report: ReconcileReport, fmt: str, settling: list[str] | None 
         return
     mode = "dry run: would apply" if report.dry_run else "applied"
     print(f"reconcile pass at {report.started_at:%Y-%m-%d %H:%M:%S}Z, {report.reads} broker read(s)")
-    if not report.actions and settling:
+    if not report.actions and report.put_off:
         print("nothing applied yet: the check of these symbols is put off (run again after the time given)")
-        for line in settling:
-            print(f"  {line}")
+        for off in report.put_off:
+            print(
+                f"  {off.symbol}: ledger {off.ledger_qty}, broker {off.broker_qty}; the ledger moved too "
+                f"recently, so the check waits for the positions endpoint until {off.until:%H:%M:%S}Z"
+            )
         return
     if not report.actions:
         print("nothing to do: claims and ledger agree with the broker")
@@ -121,12 +92,7 @@ def reconcile(
             dry_run=dry_run,
             adopt_orphans_to=adopt_orphans_to,
         )
-        wanted = {s.upper() for s in symbols}
-        ledger = [
-            p for p in store.all_positions()
-            if (agent_id is None or p.agent_id == agent_id) and (not wanted or p.symbol in wanted)
-        ]  # fmt: skip
-    _print_report(report, fmt, _settling(report, ledger, settings.position_settle_secs))
+    _print_report(report, fmt)
     # 1: a problem a person must look at (an aborted pass, drift, an orphan, a missing order).
     return ExitStatus.PROBLEM if report.aborted or report.problems else ExitStatus.OK
 

@@ -18,10 +18,10 @@ from tradeguard.config import Settings
 from tradeguard.domain import Claim, LedgerPosition
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState, state_for_order
-from tradeguard.reconcile.positions import gap, position_actions
-from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
+from tradeguard.reconcile.positions import gap, position_actions, put_off
+from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 
-__all__ = ["diff", "plan"]
+__all__ = ["Plan", "diff", "plan", "plan_read"]
 
 _UNRESOLVED = (ClaimState.PENDING, ClaimState.UNKNOWN)
 _LIVE = (ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED)
@@ -175,6 +175,60 @@ def _claims_pass(
     return out
 
 
+@dataclass
+class Plan:
+    """What one read of the broker decides (`plan`).
+
+    Attributes:
+        actions: What to do.
+        needs_second_read: Whether a second read a settle delay later would decide more.
+        put_off: Symbols not compared: their ledger moved too recently (`positions.put_off`).
+    """
+
+    actions: list[Action]
+    needs_second_read: bool
+    put_off: list[PutOff]
+
+
+def plan_read(
+    claims: Iterable[Claim],
+    ledger: Iterable[LedgerPosition],
+    snapshot: BrokerSnapshot,
+    now: datetime,
+    settings: Settings,
+    *,
+    symbols: Iterable[str] | None = None,
+    adopt_orphans_to: str | None = None,
+    cleared: Iterable[LedgerPosition] = (),
+    busy: Iterable[str] = (),
+) -> Plan:
+    """Return what one broker read decides (see `diff`), with the symbols it put off."""
+    wanted = None if symbols is None else set(symbols)
+    holders: dict[str, list[LedgerPosition]] = defaultdict(list)
+    for pos in ledger:
+        holders[pos.symbol].append(pos)
+    claim_list = [c for c in claims if wanted is None or c.symbol in wanted]
+    out = _claims_pass(claim_list, holders, snapshot, now, settings)
+    actions, needs_second_read = out.actions, out.needs_second_read
+    cleared_list, elsewhere, refused = list(cleared), set(busy), frozenset(out.refused)
+    later: list[PutOff] = []
+    for symbol in sorted(set(holders) | set(snapshot.positions)):
+        if (wanted is not None and symbol not in wanted) or out.moving[symbol] or symbol in elsewhere:
+            continue
+        held = holders.get(symbol, [])
+        off = put_off(symbol, held, snapshot, now, settings, refused=refused)
+        if off is not None:
+            later.append(off)
+            continue
+        found, wait = position_actions(
+            symbol, held, snapshot, now, settings, adopt_orphans_to=adopt_orphans_to,
+            cleared=cleared_list, refused=refused,
+        )  # fmt: skip
+        actions.extend(found)
+        needs_second_read |= wait
+    return Plan(actions, needs_second_read, later)
+
+
 def plan(
     claims: Iterable[Claim],
     ledger: Iterable[LedgerPosition],
@@ -187,25 +241,12 @@ def plan(
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
 ) -> tuple[list[Action], bool]:
-    """Return the actions, and whether a second read would let more be decided (see `diff`)."""
-    wanted = None if symbols is None else set(symbols)
-    holders: dict[str, list[LedgerPosition]] = defaultdict(list)
-    for pos in ledger:
-        holders[pos.symbol].append(pos)
-    claim_list = [c for c in claims if wanted is None or c.symbol in wanted]
-    out = _claims_pass(claim_list, holders, snapshot, now, settings)
-    actions, needs_second_read = out.actions, out.needs_second_read
-    cleared_list, elsewhere = list(cleared), set(busy)
-    for symbol in sorted(set(holders) | set(snapshot.positions)):
-        if (wanted is not None and symbol not in wanted) or out.moving[symbol] or symbol in elsewhere:
-            continue
-        found, wait = position_actions(
-            symbol, holders.get(symbol, []), snapshot, now, settings, adopt_orphans_to=adopt_orphans_to,
-            cleared=cleared_list, refused=frozenset(out.refused),
-        )  # fmt: skip
-        actions.extend(found)
-        needs_second_read |= wait
-    return actions, needs_second_read
+    """Return the actions, and whether a second read would let more be decided (`plan_read`)."""
+    read = plan_read(
+        claims, ledger, snapshot, now, settings,
+        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
+    )  # fmt: skip
+    return read.actions, read.needs_second_read
 
 
 def diff(

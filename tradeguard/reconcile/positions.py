@@ -23,14 +23,14 @@ compare-and-set, so a fill between the reads drops the action for this pass.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tradeguard.config import Settings
 from tradeguard.domain import LedgerPosition
-from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
+from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 
-__all__ = ["gap", "position_actions", "steady_twice"]
+__all__ = ["gap", "position_actions", "put_off", "steady_twice"]
 
 
 def gap(snapshot: BrokerSnapshot) -> float:
@@ -52,24 +52,35 @@ def steady_twice(snapshot: BrokerSnapshot, symbol: str, settings: Settings) -> b
     )
 
 
-def _settling(
-    holders: Iterable[LedgerPosition],
+def put_off(
+    symbol: str,
+    holders: Sequence[LedgerPosition],
+    snapshot: BrokerSnapshot,
     now: datetime,
     settings: Settings,
+    *,
     refused: frozenset[tuple[str, int | None]],
-) -> bool:
-    """True when a holder's ledger moved within the settle horizon with no other evidence.
+) -> PutOff | None:
+    """Return why `symbol` is not compared in this pass, or None when it is.
 
-    An exit the broker refused as position-related is such evidence: order validation reads
-    the broker's real position, not the lagging positions endpoint.
+    Ledger and broker read differ, but a holder's ledger moved within the settle horizon with no
+    other evidence (Alpaca's positions endpoint trails fills). An exit the broker refused as
+    position-related is such evidence: order validation reads the broker's real position.
     """
-    horizon = settings.position_settle_secs
-    return any(
-        p.updated_at is not None
-        and (now - p.updated_at).total_seconds() < horizon
+    owners = [p for p in holders if not p.is_flat]
+    ledger_qty = sum((p.qty for p in owners), Decimal(0))
+    broker_qty = snapshot.qty(symbol)
+    if broker_qty == ledger_qty:
+        return None
+    horizon = timedelta(seconds=settings.position_settle_secs)
+    ends = [
+        p.updated_at + horizon
+        for p in owners
+        if p.updated_at is not None
+        and p.updated_at + horizon > now
         and (p.agent_id, p.turn_id) not in refused
-        for p in holders
-    )
+    ]
+    return PutOff(symbol, ledger_qty, broker_qty, max(ends)) if ends else None
 
 
 def _names(holders: Iterable[LedgerPosition]) -> str:
@@ -89,6 +100,8 @@ def position_actions(
 ) -> tuple[list[Action], bool]:
     """Return the actions for one symbol, and whether a second read would decide more.
 
+    The caller asked `put_off` first: a symbol whose ledger moved too recently is not compared.
+
     Args:
         symbol: The symbol.
         holders: Every agent's open position in it (flat ones may be included).
@@ -103,7 +116,7 @@ def position_actions(
     owners = [p for p in holders if not p.is_flat]
     ledger_qty = sum((p.qty for p in owners), Decimal(0))
     evidence = {"broker_qty": str(broker_qty), "ledger_qty": str(ledger_qty)}
-    if broker_qty == ledger_qty or _settling(owners, now, settings, refused):
+    if broker_qty == ledger_qty:
         return [], False
     needs_second = snapshot.earlier is None
     steady = steady_twice(snapshot, symbol, settings)

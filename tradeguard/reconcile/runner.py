@@ -24,8 +24,8 @@ from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import OrderResult, adopt_order, send_claim
 from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
-from tradeguard.reconcile.diff import plan
-from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot
+from tradeguard.reconcile.diff import plan_read
+from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 from tradeguard.store import new_owner_token
 
 __all__ = ["BackgroundReconciler", "ReconcileReport", "Reconciler"]
@@ -52,6 +52,7 @@ class ReconcileReport:
         sent: Exits re-sized and resent by this pass, by claim key.
         reads: How many broker snapshots were taken.
         snapshot: The last broker read of the pass.
+        put_off: Symbols not compared: their ledger moved too recently for the positions read.
     """
 
     started_at: datetime
@@ -62,6 +63,7 @@ class ReconcileReport:
     sent: dict[str, OrderResult] = field(default_factory=dict)
     reads: int = 0
     snapshot: BrokerSnapshot | None = None
+    put_off: list[PutOff] = field(default_factory=list)
 
     @property
     def problems(self) -> list[Action]:
@@ -135,11 +137,12 @@ class Reconciler:
                         self.clock.sleep(max(settings.settle_delay_secs, settings.unknown_probe_gap_secs))
                     snapshot = self._read(claims, earlier=snapshot)
                     report.reads, report.snapshot = reads, snapshot
-                    actions, wait = plan(
+                    planned = plan_read(
                         claims, ledger, snapshot, self.clock.now(), self.settings,
                         symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
                     )  # fmt: skip
-                    if not wait:
+                    actions, report.put_off = planned.actions, planned.put_off
+                    if not planned.needs_second_read:
                         break
             except BrokerError as exc:
                 report.aborted = f"broker read failed: {exc}"

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from tradeguard.domain import BrokerOrder, BrokerPosition, LedgerPosition
 
-__all__ = ["Action", "ActionKind", "BrokerSnapshot"]
+__all__ = ["Action", "ActionKind", "BrokerSnapshot", "PutOff"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,23 @@ class ActionKind(enum.StrEnum):
     def is_report(self) -> bool:
         """True for actions that only tell, never change."""
         return self.value.startswith("report_")
+
+
+@dataclass(frozen=True, slots=True)
+class PutOff:
+    """A symbol whose ledger and broker read differ, left for later: the ledger moved too recently.
+
+    Attributes:
+        symbol: The symbol.
+        ledger_qty: What the ledgers hold in it.
+        broker_qty: What the broker's positions read shows.
+        until: When the positions endpoint has had `position_settle_secs` to catch up.
+    """
+
+    symbol: str
+    ledger_qty: Decimal
+    broker_qty: Decimal
+    until: datetime
 
 
 @dataclass(frozen=True, slots=True)
