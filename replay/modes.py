@@ -323,9 +323,7 @@ class EntryOnlyGuard(Simulation):
     def forget_before(self, before: datetime) -> None:
         """Also forget the keys claimed before `before` (their decisions are past retrying)."""
         super().forget_before(before)
-        claimed, at = self._claimed, self._claimed_at
-        while at and at[0][0] < before:
-            claimed.discard(at.popleft()[1])
+        _discard_older(self._claimed, self._claimed_at, before)
 
 
 class FullGuard(Simulation):
@@ -398,9 +396,7 @@ class FullGuard(Simulation):
         """Also forget resolved claims and counted client ids (the audit log is trimmed by `forget`)."""
         self._store.prune_resolved(before)
         super().forget_before(before)  # after the claims: the orders kept are those of claims kept
-        counted, at = self._counted, self._counted_at
-        while at and at[0][0] < before:
-            counted.discard(at.popleft()[1])
+        _discard_older(self._counted, self._counted_at, before)
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Send through the gateway; the decision is the intent."""
@@ -442,6 +438,12 @@ class FullGuard(Simulation):
             self.clock.now(), symbol, self._store.position_qty(self._agent_id, symbol),
             self.paper.position_qty(symbol),
         )  # fmt: skip
+
+
+def _discard_older(keys: set[str], added: deque[tuple[datetime, str]], before: datetime) -> None:
+    """Discard from `keys` those `added` (in time order) says came before `before`."""
+    while added and added[0][0] < before:
+        keys.discard(added.popleft()[1])
 
 
 _MODES: dict[Mode, type[Simulation]] = {
