@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
@@ -115,6 +116,8 @@ class Simulation:
     """
 
     mode = Mode.NONE
+    # Called with a terminal order's client_order_id by `forget_before`: True keeps the order.
+    _keep_order: Callable[[str], bool] | None = None
 
     def __init__(
         self, header: SessionHeader, *, track: bool = False, forget_above: int | None = FORGET_ABOVE
@@ -161,7 +164,7 @@ class Simulation:
 
     def forget_before(self, before: datetime) -> None:
         """Forget the terminal orders and decisions last touched before `before` (see the class)."""
-        self.paper.forget_terminal_orders(before)
+        self.paper.forget_terminal_orders(before, keep=self._keep_order)
         self.metrics.forget(before)
 
     def price(self, event: PriceEvent) -> None:
@@ -320,9 +323,7 @@ class EntryOnlyGuard(Simulation):
     def forget_before(self, before: datetime) -> None:
         """Also forget the keys claimed before `before` (their decisions are past retrying)."""
         super().forget_before(before)
-        claimed, at = self._claimed, self._claimed_at
-        while at and at[0][0] < before:
-            claimed.discard(at.popleft()[1])
+        _discard_older(self._claimed, self._claimed_at, before)
 
 
 class FullGuard(Simulation):
@@ -354,6 +355,8 @@ class FullGuard(Simulation):
         )
         self.recorder = getattr(self.gateway, "recorder", None) if record_to is not None else None
         self._store, self._agent_id = store, header.agent_id  # read by `view` after every event
+        # An order whose claim is still kept may yet be read through it (see `forget_before`).
+        self._keep_order = lambda coid: store.get_by_client_order_id(coid) is not None
         self._interval = timedelta(seconds=interval)
         self._next_pass = self.clock.now() + self._interval
         self._counted: set[str] = set()
@@ -391,16 +394,9 @@ class FullGuard(Simulation):
 
     def forget_before(self, before: datetime) -> None:
         """Also forget resolved claims and counted client ids (the audit log is trimmed by `forget`)."""
-        store = self._store
-        store.prune_resolved(before)
-        # After the claims: an order whose claim is still kept may yet be read through it.
-        self.paper.forget_terminal_orders(
-            before, keep=lambda coid: store.get_by_client_order_id(coid) is not None
-        )
-        self.metrics.forget(before)
-        counted, at = self._counted, self._counted_at
-        while at and at[0][0] < before:
-            counted.discard(at.popleft()[1])
+        self._store.prune_resolved(before)
+        super().forget_before(before)  # after the claims: the orders kept are those of claims kept
+        _discard_older(self._counted, self._counted_at, before)
 
     def drive(self, event: AttemptEvent) -> Sent:
         """Send through the gateway; the decision is the intent."""
@@ -442,6 +438,12 @@ class FullGuard(Simulation):
             self.clock.now(), symbol, self._store.position_qty(self._agent_id, symbol),
             self.paper.position_qty(symbol),
         )  # fmt: skip
+
+
+def _discard_older(keys: set[str], added: deque[tuple[datetime, str]], before: datetime) -> None:
+    """Discard from `keys` those `added` (in time order) says came before `before`."""
+    while added and added[0][0] < before:
+        keys.discard(added.popleft()[1])
 
 
 _MODES: dict[Mode, type[Simulation]] = {

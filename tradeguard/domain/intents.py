@@ -92,12 +92,12 @@ class Intent:
     def __post_init__(self) -> None:
         agent_id, symbol = self.agent_id, self.symbol
         # A gateway makes every intent of one agent in a few symbols: each pair is matched once.
-        seen = type(agent_id) is str and type(symbol) is str and (agent_id, symbol) in _CHECKED_NAMES
-        if not seen:
+        plain = type(agent_id) is str and type(symbol) is str
+        if not (plain and (agent_id, symbol) in _CHECKED_NAMES):
             check_agent_id(agent_id)
             if not isinstance(symbol, str) or not _SYMBOL_RE.match(symbol):
                 raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {symbol!r}")
-            if type(agent_id) is str and type(symbol) is str:
+            if plain:
                 if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
                     _CHECKED_NAMES.clear()  # bounded: names only cost their check again
                 _CHECKED_NAMES.add((agent_id, symbol))

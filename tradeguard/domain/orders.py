@@ -25,6 +25,7 @@ __all__ = [
     "RejectKind",
     "ReplaceRequest",
     "Side",
+    "TERMINAL_STATUSES",
     "TimeInForce",
 ]
 
@@ -123,7 +124,7 @@ class OrderStatus(enum.StrEnum):
     @property
     def is_terminal(self) -> bool:
         """True when the order can no longer fill."""
-        return self in _TERMINAL_STATUSES
+        return self in TERMINAL_STATUSES
 
     @property
     def is_open(self) -> bool:
@@ -131,7 +132,7 @@ class OrderStatus(enum.StrEnum):
         return not self.is_terminal
 
 
-_TERMINAL_STATUSES = frozenset(
+TERMINAL_STATUSES = frozenset(
     {
         OrderStatus.FILLED,
         OrderStatus.CANCELED,

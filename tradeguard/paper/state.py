@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderClass, OrderStatus, Side
+from tradeguard.domain.orders import TERMINAL_STATUSES
 from tradeguard.paper.orders import PaperOrder, fmt, iso
 
 __all__ = ["STATE_VERSION", "TERMINAL", "PaperState", "account_document"]
@@ -27,9 +28,9 @@ _GONE = object()
 _ZERO = Decimal(0)
 _AVG_STEP = Decimal("0.0001")
 
-# The statuses of orders that can no longer fill: `OrderStatus.is_terminal` as one set lookup
-# (the property costs two calls through the enum; the hot path asks this several times an order).
-TERMINAL = frozenset(s for s in OrderStatus if s.is_terminal)
+# The statuses of orders that can no longer fill, the set `OrderStatus.is_terminal` reads: asked
+# directly (the property costs two calls through the enum; the hot path asks several times an order).
+TERMINAL = TERMINAL_STATUSES
 
 
 @dataclass(slots=True)

@@ -155,20 +155,20 @@ class MemoryLedger:
         now = self._now()
         settled_since = now - timedelta(seconds=self.settings.position_settle_secs)
         with self._lock:
+            mine = self._open_position(agent_id, symbol)
+            if mine is not None:
+                return mine  # only a flat ledger adopts
+            flat = LedgerPosition(agent_id, symbol, _ZERO, None, None)
             moved = {a for a, at in self._moved_at.get(symbol, {}).items() if at > settled_since}
-            busy = self._agents_in_motion(symbol) | moved
-            if any(a == agent_id or self._on_account_of(agent_id, a) for a in busy):
-                flat = LedgerPosition(agent_id, symbol, Decimal(0), None, None)
-                return self._open_position(agent_id, symbol) or flat
-            held = self._open_in.get(symbol, {})
+            if any(self._on_account_of(agent_id, a) for a in self._agents_in_motion(symbol) | moved):
+                return flat
             others = sum(
-                (p.qty for a, p in held.items() if a != agent_id and self._on_account_of(agent_id, a)),
-                Decimal(0),
-            )
-            mine = held.get(agent_id)
+                (p.qty for a, p in self._open_in.get(symbol, {}).items() if self._on_account_of(agent_id, a)),
+                _ZERO,
+            )  # `mine` is None: the agent itself holds nothing here
             orphan = broker_qty - others
-            if mine is not None or orphan == 0 or (orphan > 0) != (broker_qty > 0):
-                return mine or LedgerPosition(agent_id, symbol, Decimal(0), None, None)
+            if orphan == 0 or (orphan > 0) != (broker_qty > 0):
+                return flat
             reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
             self._apply_fill(agent_id, symbol, orphan, at=now, reason=reason)
             self._write_audit(
