@@ -231,9 +231,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             never = self.store.latest_turn_id(self.agent_id, symbol) is None
             what = f"{symbol} was never held by {self.agent_id}" if never else f"ledger is flat in {symbol}"
             return self._skip(symbol, f"exit {intent!r}: {what}")
-        available = self._broker_available(symbol, held)
-        if isinstance(available, OrderResult):
-            return available
+        read = self._broker_available(symbol, held)
+        if isinstance(read, OrderResult):
+            return read
+        available, held_back = read
         crashpoints.hit("exit_before_claim")
         outcome, room = self.store.claim_exit(
             decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}",
@@ -241,7 +242,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         )  # fmt: skip
         if outcome is None:
             assert room is not None
-            result = self._skip(symbol, f"exit {intent!r} skipped, nothing to sell: {room.describe(symbol)}")
+            why = room.describe(symbol) + (f" ({held_back})" if held_back else "")
+            result = self._skip(symbol, f"exit {intent!r} skipped, nothing to sell: {why}")
             self._reconcile_after_exit_error(symbol)
             return result
         if outcome.created:
@@ -358,17 +360,34 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         )
         return OrderResult(Outcome.SKIPPED, claim, None, reason)
 
-    def _broker_available(self, symbol: str, held: LedgerPosition) -> Decimal | OrderResult:
-        """Return the broker's `qty_available` on the held side, or the result that ends the call."""
+    def _broker_available(self, symbol: str, held: LedgerPosition) -> tuple[Decimal, str] | OrderResult:
+        """Return what the broker has available that may back this agent's exit, and a note.
+
+        The broker's `qty_available` on the held side, less what other agents' orders in motion
+        on this account have filled there and no ledger books yet (`_unbooked_by_others`): those
+        shares are another agent's even though no ledger says so, and an agent whose own ledger
+        is a phantom would otherwise sell them (G3). The note says what was held back ("" when
+        nothing was); a result ends the call (a read failed: nothing sent).
+        """
         try:
             at_broker = self.broker.get_position(symbol)
+            if at_broker is None or at_broker.qty == 0 or (at_broker.qty > 0) != (held.qty > 0):
+                return Decimal(0), ""
+            adds = Side.BUY if at_broker.qty > 0 else Side.SELL
+            unbooked, whose = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
         except BrokerError as exc:
             reason = f"exit not sent: cannot read the {symbol} position to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
             return OrderResult(Outcome.NOT_SENT, None, None, reason, exc)
-        if at_broker is None or at_broker.qty == 0 or (at_broker.qty > 0) != (held.qty > 0):
-            return Decimal(0)
-        return abs(at_broker.qty_available)
+        available = abs(at_broker.qty_available)
+        if not unbooked:
+            return available, ""
+        note = (
+            f"{unbooked} of the broker's {available} {symbol} available held back: filled for other "
+            f"agents' orders in motion ({', '.join(whose)}) that no ledger books yet"
+        )
+        logger.info("%s: %s", self.agent_id, note)
+        return max(available - unbooked, Decimal(0)), note
 
     def _send(
         self, claim: Claim, *, resize_if_held_up: bool = True, window_opened: datetime | None = None

@@ -64,7 +64,7 @@ class RetryAnswers:
     def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
         raise NotImplementedError
 
-    def _broker_available(self, symbol: str, held: LedgerPosition) -> Decimal | OrderResult:
+    def _broker_available(self, symbol: str, held: LedgerPosition) -> tuple[Decimal, str] | OrderResult:
         raise NotImplementedError
 
     def _reconcile_after_exit_error(self, symbol: str) -> ReconcileReport | None:
@@ -268,9 +268,10 @@ class RetryAnswers:
                 "closed (a decision that exited once never sells a later position)"
             )
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
-        available = self._broker_available(claim.symbol, held)
-        if isinstance(available, OrderResult):
-            return OrderResult(available.outcome, claim, None, available.reason, available.error)
+        read = self._broker_available(claim.symbol, held)
+        if isinstance(read, OrderResult):
+            return OrderResult(read.outcome, claim, None, read.reason, read.error)
+        available, held_back = read
         try:
             pending, room = self.store.resend_exit(
                 claim, owner=self.owner, broker_available=available,
@@ -282,8 +283,7 @@ class RetryAnswers:
             return self._answer(fresh, held)
         if pending is None:
             self._reconcile_after_exit_error(claim.symbol)
-            reason = (
-                f"exit {claim.client_order_id} not resent, nothing to sell: {room.describe(claim.symbol)}"
-            )
+            why = room.describe(claim.symbol) + (f" ({held_back})" if held_back else "")
+            reason = f"exit {claim.client_order_id} not resent, nothing to sell: {why}"
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
         return self._send(pending, resize_if_held_up=resize_if_held_up)

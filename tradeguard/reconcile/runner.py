@@ -33,6 +33,8 @@ __all__ = ["BackgroundReconciler", "ReconcileReport", "Reconciler"]
 _log = logging.getLogger(__name__)
 
 # Ledger corrections applied as a compare-and-set on the position they were computed from.
+# Claims whose order may have filled at the broker without its agent's ledger booking it yet.
+_IN_MOTION = sorted(ACTIVE_STATES)
 _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
 
 # Alpaca returns at most 500 orders a page; a full page may hide more.
@@ -205,6 +207,31 @@ class Reconciler:
         busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
         return claims, ledger, cleared, busy
 
+    def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
+        """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
+
+        A claim's fills reach its agent's ledger when that agent adopts them (its acknowledgement,
+        refresh or reconcile); until then they are in the broker's position and in no ledger: a
+        sender that died after its POST, an answer lost, a fill not refreshed yet. An exit of
+        `agent_id` (the gateway's, or a released one) must not count them as its own (G3). Each
+        such order of another agent on this account is read by client_order_id (orders are
+        current, positions may lag: counting a fill the position read does not show yet only
+        holds back more). Returns the quantity and "agent client_order_id" of each order counted.
+
+        Raises:
+            BrokerError: An order read failed (the exit is then not sized at all).
+        """
+        on_account = self.on_account(agent_id)
+        unbooked, whose = Decimal(0), []
+        for claim in self.store.list_claims(states=_IN_MOTION, symbol=symbol):
+            if claim.agent_id == agent_id or claim.side is not adds or not on_account(claim.agent_id):
+                continue
+            order = self.broker.get_order_by_client_id(claim.client_order_id)
+            if order is not None and order.filled_qty > claim.filled_qty:
+                unbooked += order.filled_qty - claim.filled_qty
+                whose.append(f"{claim.agent_id} {claim.client_order_id}")
+        return unbooked, whose
+
     def on_account(self, agent_id: str | None) -> Callable[[str], bool]:
         """Return whether an agent may trade this broker's account (`ports.same_account`).
 
@@ -294,6 +321,12 @@ class Reconciler:
         if pos is not None and (pos.qty > 0) != (claim.side is Side.SELL):
             pos = None  # the account holds the other side now: nothing of this exit's to sell
         available = abs(pos.qty_available) if pos is not None else Decimal(0)
+        if available:
+            try:
+                unbooked, _whose = self.unbooked_by_others(claim.agent_id, claim.symbol, claim.side.opposite)
+            except BrokerError:
+                return False  # unknown whose the shares are: nothing sent; the next pass tries again
+            available = max(available - unbooked, Decimal(0))
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
             detail=dict(action.evidence),

@@ -1,0 +1,186 @@
+"""Exits never sell shares another agent's order in motion filled but no ledger books yet (G3).
+
+Two agents trade one account. Agent A's ledger holds 10 SPY that are gone (closed outside the
+bots: a phantom); agent B buys 10 and its process dies right after the POST, so the broker holds
+B's 10 while B's claim is PENDING and B's ledger books nothing. A's exit sized from the broker's
+`qty_available` alone would sell B's shares (`sell_to_close` 10 fills against them). The gateway
+and the reconciler's release of a refused exit both hold back what other agents' orders in
+motion filled (read by client_order_id: orders are current), and only that: a resting order that
+filled nothing blocks no one. Real parts: the real `PaperBroker`, stores on a SQLite file and on
+PostgreSQL; B's death is the `after_post` crash point raising out of its gateway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
+from tradeguard.config import Settings
+from tradeguard.domain import BrokerOrder, ClaimState, OrderRequest, RejectKind, Side
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.errors import BrokerError
+from tradeguard.execution import Outcome
+from tradeguard.paper.prices import FixedPrices
+from tradeguard.ports import ForwardingBroker
+from tradeguard.store import ClaimStore
+
+SETTINGS = Settings(recent_activity_secs=0, position_settle_secs=0, settle_delay_secs=1)
+
+
+class Died(BaseException):
+    """B's process ends at the crash point (nothing after it runs)."""
+
+
+def paper(clock: ManualClock) -> PaperBroker:
+    return PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+
+
+_OPENED: list[ClaimStore] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_stores() -> Iterator[None]:
+    yield
+    while _OPENED:
+        _OPENED.pop().close()
+
+
+def opened(url: str, clock: ManualClock) -> ClaimStore:
+    store = ClaimStore(url, clock=clock)
+    _OPENED.append(store)
+    return store
+
+
+def gateway(broker: object, url: str, agent: str, clock: ManualClock) -> OrderGateway:
+    return OrderGateway(broker, opened(url, clock), agent_id=agent, settings=SETTINGS, clock=clock)  # type: ignore[arg-type]
+
+
+def outside_close(broker: PaperBroker, qty: int) -> None:
+    broker.submit_order(OrderRequest("SPY", Side.SELL, "outside-close", qty=Decimal(qty)))
+
+
+def b_buys_and_dies(broker: PaperBroker, url: str, clock: ManualClock, qty: int = 10) -> None:
+    gw_b = gateway(broker, url, "b", clock)
+    gw_b.position("SPY")  # started before the hook: only its entry's POST dies
+
+    def hook(name: str) -> None:
+        if name == "after_post":
+            raise Died(name)
+
+    crashpoints.set_hook(hook)
+    try:
+        with pytest.raises(Died):
+            gw_b.enter("SPY", qty, intent="b-in")
+    finally:
+        crashpoints.set_hook(None)
+
+
+def sells(broker: PaperBroker) -> list[BrokerOrder]:
+    return [o for o in broker.orders() if o.side is Side.SELL and o.client_order_id != "outside-close"]
+
+
+def test_a_phantom_exit_does_not_sell_the_shares_of_an_entry_whose_sender_died(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    assert gw_a.enter("SPY", 10, intent="a-in").outcome is Outcome.SUBMITTED
+    outside_close(broker, 10)
+    b_buys_and_dies(broker, store_url, clock)
+    [b_claim] = gw_a.store.list_claims(agent_id="b")
+    assert b_claim.state is ClaimState.PENDING and broker.get_position("SPY").qty == 10  # type: ignore[union-attr]
+
+    result = OrderGateway(broker, opened(store_url, clock), agent_id="a", settings=SETTINGS,
+                          clock=clock).exit("SPY", intent="a-out")  # fmt: skip
+
+    assert result.outcome is Outcome.SKIPPED
+    assert "held back" in result.reason and "b tg-" in result.reason
+    assert sells(broker) == []  # nothing of B's sold
+    assert broker.get_position("SPY").qty == 10  # type: ignore[union-attr]
+
+
+def test_an_agent_that_really_holds_sells_its_own_shares_beside_an_unbooked_entry(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    gw_a.enter("SPY", 10, intent="a-in")
+    b_buys_and_dies(broker, store_url, clock, qty=7)
+    assert broker.get_position("SPY").qty == 17  # type: ignore[union-attr]
+
+    result = gw_a.exit("SPY", intent="a-out")
+
+    assert result.outcome is Outcome.SUBMITTED and result.claim is not None
+    assert result.claim.order_qty == 10  # all of A's, none of B's
+    assert broker.get_position("SPY").qty == 7  # type: ignore[union-attr]
+
+
+def test_a_resting_order_of_another_agent_that_filled_nothing_holds_nothing_back(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    gw_b = gateway(broker, store_url, "b", clock)
+    gw_a.enter("SPY", 10, intent="a-in")
+    resting = gw_b.enter("SPY", 5, intent="b-dip", order_type="limit", limit_price="400")
+    assert resting.outcome is Outcome.SUBMITTED
+
+    # A limit exit (a market one would be a potential wash trade against B's resting buy).
+    result = gw_a.exit("SPY", intent="a-out", order_type="limit", limit_price="450")
+
+    assert result.outcome is Outcome.SUBMITTED and result.claim is not None and result.claim.order_qty == 10
+    assert "held back" not in result.reason
+
+
+class FailingOrderReads(ForwardingBroker):
+    """Order lookups by client_order_id fail (a 5xx); positions still read."""
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        raise BrokerError("GET /v2/orders:by_client_order_id: 503 service unavailable", status_code=503)
+
+
+def test_an_exit_whose_read_of_another_agents_order_fails_sends_nothing(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    gw_a.enter("SPY", 10, intent="a-in")
+    outside_close(broker, 10)
+    b_buys_and_dies(broker, store_url, clock)
+    blind = OrderGateway(FailingOrderReads(broker), opened(store_url, clock), agent_id="a",
+                         settings=SETTINGS, clock=clock, reconcile_on_start=False)  # fmt: skip
+
+    result = blind.exit("SPY", intent="a-out")
+
+    assert result.outcome is Outcome.NOT_SENT and "cannot read" in result.reason
+    assert sells(broker) == []
+
+
+def test_a_refused_exit_is_not_released_against_another_agents_unbooked_fill(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    gw_a.enter("SPY", 10, intent="a-in")
+    outside_close(broker, 10)
+    # A's exit, refused by the broker for position reasons (as a 422 while flat leaves it).
+    store = gw_a.store
+    decision = Intent("a", Kind.EXIT, "SPY", Side.SELL, "a-out")
+    outcome, _room = store.claim_exit(
+        decision, OrderSpec(qty=Decimal(10)), owner="x", broker_available=Decimal(10), reason="exit"
+    )
+    assert outcome is not None
+    store.transition(
+        outcome.claim, ClaimState.REJECTED, reason="insufficient qty", reject_kind=RejectKind.POSITION
+    )
+    b_buys_and_dies(broker, store_url, clock)
+    clock.advance(SETTINGS.unknown_grace_secs + 1)
+
+    report = gw_a.reconciler.run(agent_id="a", release_exits=True)
+
+    assert report.sent == {}
+    assert sells(broker) == []  # B's 10 stay B's
+    assert broker.get_position("SPY").qty == 10  # type: ignore[union-attr]
