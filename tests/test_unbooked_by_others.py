@@ -19,9 +19,9 @@ import pytest
 
 from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, ClaimState, OrderRequest, RejectKind, Side
+from tradeguard.domain import BrokerOrder, ClaimState, OrderRequest, RejectKind, ReplaceRequest, Side
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
-from tradeguard.errors import BrokerError
+from tradeguard.errors import BrokerError, ConfigError
 from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.ports import ForwardingBroker
@@ -62,7 +62,7 @@ def outside_close(broker: PaperBroker, qty: int) -> None:
     broker.submit_order(OrderRequest("SPY", Side.SELL, "outside-close", qty=Decimal(qty)))
 
 
-def b_buys_and_dies(broker: PaperBroker, url: str, clock: ManualClock, qty: int = 10) -> None:
+def b_buys_and_dies(broker: PaperBroker, url: str, clock: ManualClock, qty: int = 10, **order: str) -> None:
     gw_b = gateway(broker, url, "b", clock)
     gw_b.position("SPY")  # started before the hook: only its entry's POST dies
 
@@ -73,7 +73,7 @@ def b_buys_and_dies(broker: PaperBroker, url: str, clock: ManualClock, qty: int 
     crashpoints.set_hook(hook)
     try:
         with pytest.raises(Died):
-            gw_b.enter("SPY", qty, intent="b-in")
+            gw_b.enter("SPY", qty, intent="b-in", **order)  # type: ignore[arg-type]
     finally:
         crashpoints.set_hook(None)
 
@@ -184,3 +184,23 @@ def test_a_refused_exit_is_not_released_against_another_agents_unbooked_fill(
     assert report.sent == {}
     assert sells(broker) == []  # B's 10 stay B's
     assert broker.get_position("SPY").qty == 10  # type: ignore[union-attr]
+
+
+def test_an_exit_is_not_enlarged_onto_another_agents_unbooked_fill(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    gw_a.enter("SPY", 10, intent="a-in")
+    outside_close(broker, 5)  # A's ledger says 10; 5 of them are gone
+    resting = gw_a.exit("SPY", intent="a-out", qty=5, order_type="limit", limit_price="600")
+    assert resting.outcome is Outcome.SUBMITTED and resting.order is not None
+    # A marketable limit buy (a market one would be a potential wash trade against A's sell).
+    b_buys_and_dies(broker, store_url, clock, order_type="limit", limit_price="550")
+    assert broker.get_position("SPY").qty == 15  # type: ignore[union-attr]  # A's 5, B's unbooked 10
+
+    with pytest.raises(ConfigError, match="may grow to 5"):
+        gw_a.replace(resting.order.id, ReplaceRequest(qty=Decimal(10)))
+
+    assert [o.qty for o in broker.orders() if o.status.is_open] == [Decimal(5)]
+    assert broker.get_position("SPY").qty == 15  # type: ignore[union-attr]

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, ReplaceRequest
+from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, ReplaceRequest, Side
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.ledger import ExitRoom, size_exit
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError, LeaseLost
 from tradeguard.execution import adopt_order
 from tradeguard.ports import Broker, ClaimLedger, same_account
+
+if TYPE_CHECKING:
+    from tradeguard.reconcile.runner import Reconciler
 
 __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
 
@@ -38,6 +42,7 @@ class OrderAmendments:
     broker: Broker
     store: ClaimLedger
     agent_id: str
+    reconciler: Reconciler
 
     def _ensure_started(self) -> None:
         raise NotImplementedError
@@ -177,7 +182,8 @@ class OrderAmendments:
         refuses a replacement beyond `qty_available` and `*_to_close` never opens a short.
 
         Raises:
-            BrokerError: The position could not be read; nothing is replaced.
+            BrokerError: The position, or an order of another agent in motion, could not be
+                read; nothing is replaced.
         """
         symbol, mine = exit_claim.symbol, self.store.agent_accounts()
         account = mine.get(self.agent_id)
@@ -186,6 +192,10 @@ class OrderAmendments:
         own = (exit_claim.order_qty or Decimal(0)) - exit_claim.filled_qty
         same_side = at_broker is not None and at_broker.qty != 0 and (at_broker.qty > 0) == (held.qty > 0)
         available = abs(at_broker.qty_available) + own if at_broker is not None and same_side else Decimal(0)
+        if available and at_broker is not None:
+            # Other agents' fills no ledger books yet are theirs, not room (see `_broker_available`).
+            adds = Side.BUY if at_broker.qty > 0 else Side.SELL
+            available -= self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)[0]
         holders = {
             p.agent_id: p.qty
             for p in self.store.all_positions()
