@@ -233,3 +233,44 @@ def test_background_reconciler_clears_a_phantom_from_its_thread(sqlite_url: str)
             time.sleep(0.01)
     assert loop.last_report is not None
     gw.store.close()
+
+
+def _seconds_until_flat(gw: OrderGateway, clock: ManualClock, symbol: str, *, limit: int = 600) -> float:
+    """Drive a bot loop calling `reconcile_if_due` once a second; return when the ledger went flat."""
+    start = clock.now()
+    for _ in range(limit):
+        if gw.store.position(gw.agent_id, symbol).is_flat:
+            return (clock.now() - start).total_seconds()
+        clock.advance(1)
+        gw.reconcile_if_due()
+    raise AssertionError(f"{symbol} never converged")
+
+
+G4_SETTINGS = Settings(
+    recent_activity_secs=0, position_settle_secs=30, settle_delay_secs=2, reconcile_interval_secs=60
+)
+
+
+def test_a_phantom_appearing_just_after_a_pass_is_cleared_within_one_interval(sqlite_url: str) -> None:
+    # G4: the pass that reads it confirms it a settle delay later; passes start that much sooner.
+    clock = ManualClock()
+    gw, spy = make_gateway(sqlite_url, clock=clock, settings=G4_SETTINGS)
+    gw.enter("SQQQ", qty=2, intent="entry")
+    clock.advance(G4_SETTINGS.position_settle_secs)
+    gw.reconcile()  # a full pass, as a bot's loop runs them
+    spy.inner.close_position("SQQQ")  # just after that pass read the broker
+
+    assert _seconds_until_flat(gw, clock, "SQQQ") <= G4_SETTINGS.reconcile_interval_secs
+    gw.store.close()
+
+
+def test_a_phantom_put_off_by_a_recent_fill_is_looked_at_again_when_its_wait_ends(sqlite_url: str) -> None:
+    clock = ManualClock()
+    gw, spy = make_gateway(sqlite_url, clock=clock, settings=G4_SETTINGS)
+    gw.enter("QQQ", qty=1, intent="other")  # the start-up pass runs here
+    clock.advance(G4_SETTINGS.reconcile_every_secs - 5)
+    gw.enter("SQQQ", qty=2, intent="entry")
+    spy.inner.close_position("SQQQ")  # the next pass (in 5 s) puts SQQQ off: its fill is recent
+
+    assert _seconds_until_flat(gw, clock, "SQQQ") <= G4_SETTINGS.reconcile_interval_secs
+    gw.store.close()

@@ -31,7 +31,9 @@ class Settings:
         unknown_probe_gap_secs: Gap between the two lookups that must both miss.
         dedup_window_secs: Drop-in mode without a client_order_id: identical orders within this
             window are one decision.
-        reconcile_interval_secs: How often the background reconciler runs.
+        reconcile_interval_secs: The longest the guard's view may differ from the broker's (G4):
+            passes start every `reconcile_every_secs`, so that a pass confirming a phantom
+            with its second read still decides within this interval.
         settle_delay_secs: Gap between the two broker reads that confirm a phantom position.
         recent_activity_secs: The reconciler leaves claims younger than this alone.
         position_settle_secs: A symbol whose ledger moved (a fill, a correction) more recently than
@@ -70,6 +72,17 @@ class Settings:
         prefix = self.client_order_id_prefix
         if not (1 <= len(prefix) <= 8 and prefix.isascii() and prefix.replace("-", "").isalnum()):
             raise ConfigError(f"client_order_id_prefix must be 1-8 ASCII letters/digits, got {prefix!r}")
+
+    @property
+    def reconcile_every_secs(self) -> float:
+        """How often a reconcile pass starts (the background reconciler, `reconcile_if_due`).
+
+        A phantom that appears just after a pass's read is read by the next pass and confirmed by
+        a second read `settle_delay_secs` later, so passes start that much more often than
+        `reconcile_interval_secs`, the bound G4 promises (never more often than twice per interval).
+        """
+        interval = self.reconcile_interval_secs
+        return max(interval - self.settle_delay_secs, interval / 2)
 
     @property
     def one_request_secs(self) -> float:

@@ -94,6 +94,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._reconcile_on_start = reconcile_on_start
         self._started = False  # registered this broker's account (and reconciled, if asked)
         self._last_full_pass: datetime | None = None
+        self._put_off_until: datetime | None = None  # the earliest symbol the last pass put off
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
         self._unclaimed_windows: dict[str, Intent] = {}  # see ContentWindows.submit_by_content
@@ -321,19 +322,20 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         report = self.reconciler.run(agent_id=self.agent_id, symbols=symbols, dry_run=dry_run)
         if symbols is None and not dry_run:
             self._last_full_pass = report.started_at
+            self._put_off_until = min((p.until for p in report.put_off), default=None)
         return report
 
     def reconcile_if_due(self) -> ReconcileReport | None:
-        """Run a pass when `reconcile_interval_secs` have passed since the last full one.
+        """Run a pass when one is due: `Settings.reconcile_every_secs` after the last full one.
 
-        For bots that drive their own loop (call it once per bar); `BackgroundReconciler` runs
-        passes from a thread instead. Returns the report, or None when no pass was due.
+        Or sooner, once a symbol the last pass put off (its ledger had moved too recently for the
+        positions read) comes due, so that the view converges within `reconcile_interval_secs`
+        (G4). For bots that drive their own loop (call it once per bar); `BackgroundReconciler`
+        runs passes from a thread instead. Returns the report, or None when no pass was due.
         """
-        last = self._last_full_pass
-        if (
-            last is not None
-            and (self.clock.now() - last).total_seconds() < self.settings.reconcile_interval_secs
-        ):
+        last, now = self._last_full_pass, self.clock.now()
+        recent = last is not None and (now - last).total_seconds() < self.settings.reconcile_every_secs
+        if recent and (self._put_off_until is None or now < self._put_off_until):
             return None
         return self.reconcile()
 

@@ -35,6 +35,8 @@ _log = logging.getLogger(__name__)
 # Ledger corrections applied as a compare-and-set on the position they were computed from.
 # Claims whose order may have filled at the broker without its agent's ledger booking it yet.
 _IN_MOTION = sorted(ACTIVE_STATES)
+# A put-off symbol coming due never makes the background loop spin faster than this.
+_MIN_WAIT_SECS = 1.0
 _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
 
 # Alpaca returns at most 500 orders a page; a full page may hide more.
@@ -353,14 +355,19 @@ class Reconciler:
 
 
 class BackgroundReconciler:
-    """Runs `Reconciler.run` every `reconcile_interval_secs` in a daemon thread until stopped."""
+    """Runs `Reconciler.run` in a daemon thread until stopped (G4: within one reconcile interval).
+
+    Passes start every `Settings.reconcile_every_secs`; a symbol a pass put off (its ledger moved
+    too recently for the positions read) is looked at again as soon as its wait is over, not a
+    whole period later.
+    """
 
     def __init__(
         self, reconciler: Reconciler, *, agent_id: str | None = None, interval_secs: float | None = None
     ) -> None:
         self.reconciler = reconciler
         self.agent_id = agent_id
-        self.interval_secs = interval_secs or reconciler.settings.reconcile_interval_secs
+        self.interval_secs = interval_secs or reconciler.settings.reconcile_every_secs
         self.last_report: ReconcileReport | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="tradeguard-reconciler", daemon=True)
@@ -383,9 +390,18 @@ class BackgroundReconciler:
         self.stop()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_secs):
+        while not self._stop.wait(self._next_wait()):
             try:
                 self.last_report = self.reconciler.run(agent_id=self.agent_id)
             except Exception:
                 # A store or broker outage must not kill the loop; the next interval retries.
                 _log.exception("background reconcile pass failed")
+
+    def _next_wait(self) -> float:
+        """Seconds until the next pass: the period, or sooner when a put-off symbol comes due."""
+        report = self.last_report
+        if report is None or not report.put_off:
+            return self.interval_secs
+        until = min(p.until for p in report.put_off)
+        due_in = (until - self.reconciler.clock.now()).total_seconds()
+        return min(self.interval_secs, max(due_in, _MIN_WAIT_SECS))
