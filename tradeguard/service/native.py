@@ -3,8 +3,10 @@
 Every route needs a key (`current_principal`) and works on the app's store
 (`request.app.state.store`). An agent key acts only for its own agent: another agent's claim
 answers 404 exactly as a missing one does (so its existence never shows), and claiming for
-another agent answers 403 (the request names the agent, so nothing is revealed). An admin key
-acts for every agent.
+another agent answers 403 (the request names the agent, so nothing is revealed). It reads the
+claims of the agents on its own broker account too (`native_base.peers`: a gateway sizes exits
+and reconciles against them), never those of agents on other accounts. An admin key acts for
+every agent.
 
 Every move is a compare-and-set on the claim version the caller read (`expect`: state, epoch,
 attempts, filled_qty), which the route lays over the stored claim before handing it to the
@@ -24,6 +26,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request, Response, status
 from pydantic import AwareDatetime
 
+from tradeguard.domain.claims import Claim
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ConfigError, StoreError
@@ -37,7 +40,9 @@ from tradeguard.service.native_base import (
     Caller,
     acting_for,
     as_seen,
-    not_found,
+    peers,
+    readable,
+    readable_claim,
     router,
     store_of,
     visible_claim,
@@ -156,23 +161,34 @@ def list_claims(
     updated_since: AwareDatetime | None = None,
     limit: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> dict[str, Any]:
-    """Return claims matching every filter; an agent key sees only its own agent's."""
-    if not principal.admin:
-        if agent_id is not None and agent_id != principal.agent_id:
-            return {"items": []}  # as if that agent had no claims: nothing to detect
-        agent_id = principal.agent_id
-    found = store_of(request).list_claims(
-        states=state, agent_id=agent_id, symbol=symbol, kind=kind,
-        updated_before=updated_before and updated_before.astimezone(UTC),
-        updated_since=updated_since and updated_since.astimezone(UTC), limit=limit,
-    )  # fmt: skip
+    """Return claims matching every filter; an agent key sees its own and its account's agents'."""
+    store = store_of(request)
+
+    def listed(agent: str | None) -> list[Claim]:
+        return store.list_claims(
+            states=state, agent_id=agent, symbol=symbol, kind=kind,
+            updated_before=updated_before and updated_before.astimezone(UTC),
+            updated_since=updated_since and updated_since.astimezone(UTC), limit=limit,
+        )  # fmt: skip
+
+    if principal.admin:
+        found = listed(agent_id)
+    elif agent_id is not None:
+        # Another account's agent: as if it had no claims, nothing to detect.
+        found = listed(agent_id) if readable(store, principal, agent_id) else []
+    else:
+        # One query per agent on the account, never the whole store's claims filtered here.
+        found = [c for agent in sorted(peers(store, principal) or ()) for c in listed(agent)]
+        found.sort(key=lambda c: (c.created_at, c.key))  # the store's order: oldest first
+        found = found[:limit] if limit is not None else found
     return {"items": [codec.claim_json(c) for c in found]}
 
 
 @router.get("/claims/{key}", response_model=ClaimOut, summary="Read one claim by its key")
 def read_claim(key: str, request: Request, principal: Caller) -> dict[str, Any]:
-    """Return the claim, or 404 (missing or another agent's)."""
-    return codec.claim_json(visible_claim(store_of(request), principal, key))
+    """Return the claim, or 404 (missing, or an agent's on another account)."""
+    store = store_of(request)
+    return codec.claim_json(readable_claim(store, principal, store.get(key)))
 
 
 @router.get(
@@ -181,11 +197,9 @@ def read_claim(key: str, request: Request, principal: Caller) -> dict[str, Any]:
     summary="Read the claim that owns a client_order_id",
 )
 def read_claim_by_coid(client_order_id: str, request: Request, principal: Caller) -> dict[str, Any]:
-    """Return the claim, or 404 (missing or another agent's)."""
-    found = store_of(request).get_by_client_order_id(client_order_id)
-    if found is None or not principal.may_act_for(found.agent_id):
-        raise not_found()
-    return codec.claim_json(found)
+    """Return the claim, or 404 (missing, or an agent's on another account)."""
+    store = store_of(request)
+    return codec.claim_json(readable_claim(store, principal, store.get_by_client_order_id(client_order_id)))
 
 
 # -- moving claims ------------------------------------------------------------------------------

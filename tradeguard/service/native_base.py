@@ -3,13 +3,22 @@
 An agent key acts only for its own agent: another agent's record answers 404 exactly as a missing
 one does (`not_found`, `visible_claim`), and a request that names another agent answers 403
 (`acting_for`): the caller named the agent, so the answer reveals nothing.
+
+Reading is wider than acting: an agent key may also read the claims and positions of the agents
+on its own broker account (`peers`, `readable_claim`), those that registered the same non-empty
+account key (`POST /v1/agents/account`) as the key's agent. They trade the same account, whose
+orders and positions the agent's broker credentials already show; and a gateway cannot keep G3
+(an exit never sells another agent's shares) or G4 (reconcile against every ledger on the
+account) without them. Agents on other accounts stay invisible (404, or left out of lists), and
+an agent whose account is unknown ("" or never registered) reads only itself: an unknown account
+may be anyone's, so it is shown no one.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Set
 from dataclasses import replace
 from datetime import UTC
 from decimal import Decimal
@@ -35,6 +44,9 @@ __all__ = [
     "acting_for",
     "as_seen",
     "not_found",
+    "peers",
+    "readable",
+    "readable_claim",
     "store_of",
     "visible_claim",
 ]
@@ -149,6 +161,36 @@ def visible_claim(store: ClaimLedger, principal: Principal, key: str) -> Claim:
     """Return the stored claim, or 404 when it is missing or another agent's."""
     found = store.get(key)
     if found is None or not principal.may_act_for(found.agent_id):
+        raise not_found()
+    return found
+
+
+def peers(store: ClaimLedger, principal: Principal) -> Set[str] | None:
+    """Return the agents whose records the caller may read, or None for every agent (an admin key).
+
+    The caller's own agent, and every agent registered on the same non-empty account key as it.
+    Keys that `ports.same_account` only cannot tell apart (one unknown, or named by two rules)
+    do not count: reading another agent's records needs the account to be known equal.
+    """
+    if principal.admin:
+        return None
+    accounts = store.agent_accounts()
+    mine = accounts.get(principal.agent_id, "")
+    same = {agent for agent, key in accounts.items() if mine and key == mine}
+    return frozenset(same | {principal.agent_id})
+
+
+def readable(store: ClaimLedger, principal: Principal, agent_id: str) -> bool:
+    """Return True if the caller may read records of `agent_id` (its own, or a peer's: `peers`)."""
+    if principal.may_act_for(agent_id):
+        return True  # no account lookup for the common case, a key reading its own agent
+    found = peers(store, principal)
+    return found is None or agent_id in found
+
+
+def readable_claim(store: ClaimLedger, principal: Principal, found: Claim | None) -> Claim:
+    """Return the claim when the caller may read it (`readable`), else the 404 of a missing one."""
+    if found is None or not readable(store, principal, found.agent_id):
         raise not_found()
     return found
 

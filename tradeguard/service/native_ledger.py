@@ -1,11 +1,15 @@
 """The native `/v1` routes of the ledger, the audit log, dedup windows and the store's settings.
 
 With the claim routes of `native` they cover the whole `ClaimLedger` port, so
-`RemoteClaimLedger` can stand in for a `ClaimStore`. An agent key reads and writes only its own
-agent's positions and records (another agent's answer 404, as missing ones do); account-wide
-reads (`all_positions`, `agents`, `agent_accounts`, `cleared_turns`, `symbols_in_motion`) are narrowed to the
-caller's agent, so a one-agent key learns nothing about other agents. A gateway that must
-reconcile a broker account shared by several agents therefore needs an admin key.
+`RemoteClaimLedger` can stand in for a `ClaimStore`. An agent key writes only its own agent's
+positions and records (another agent's answer 404, as missing ones do). It reads its own and
+those of the agents on its broker account (`native_base.peers`: registered with the same
+non-empty account key): positions, and the account-wide reads (`all_positions`, `agents`,
+`agent_accounts`, `cleared_turns`, `symbols_in_motion`) narrowed to those agents. So a gateway on
+an agent key sizes exits (G3) and reconciles (G4) against every ledger on its account, and
+learns nothing about agents on other accounts. An agent whose account is unknown reads only
+itself; the gateway registers its account when it starts, so G3 and G4 across agents hold
+through the service once each gateway has started. The audit log stays the key's own agent's.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from tradeguard.service.native_base import (
     Caller,
     acting_for,
     not_found,
+    peers,
+    readable,
     router,
     store_of,
     visible_claim,
@@ -62,6 +68,12 @@ Symbol = Annotated[str, Query(max_length=32)]
 def _own(principal: Principal, agent_id: str, what: str = "position") -> None:
     """404 for a record of another agent, as for a missing one."""
     if not principal.may_act_for(agent_id):
+        raise not_found(what)
+
+
+def _readable(request: Request, principal: Principal, agent_id: str, what: str = "position") -> None:
+    """404 for a record of an agent on another account (or of unknown account), as for a missing one."""
+    if not readable(store_of(request), principal, agent_id):
         raise not_found(what)
 
 
@@ -177,19 +189,19 @@ def count_audit(*, request: Request, query: AuditFilters) -> dict[str, int]:
 def list_positions(request: Request, principal: Caller, agent_id: str | None = None) -> dict[str, Any]:
     """One agent's open positions, or (no agent) every one the caller may see, by agent and symbol."""
     store = store_of(request)
-    if agent_id is None and principal.admin:
-        found = store.all_positions()
+    if agent_id is not None:
+        _readable(request, principal, agent_id)
+        found = store.positions(agent_id)
     else:
-        agent = agent_id or principal.agent_id
-        _own(principal, agent)
-        found = store.positions(agent)
+        seen = peers(store, principal)
+        found = [p for p in store.all_positions() if seen is None or p.agent_id in seen]
     return {"items": [codec.position_json(p) for p in found]}
 
 
 @router.get("/position", response_model=PositionOut, summary="One agent's position in one symbol")
 def read_position(agent_id: Agent, symbol: Symbol, request: Request, principal: Caller) -> dict[str, Any]:
-    """The position (flat when nothing is held); 404 for another agent's."""
-    _own(principal, agent_id)
+    """The position (flat when nothing is held); 404 for an agent's on another account."""
+    _readable(request, principal, agent_id)
     return codec.position_json(store_of(request).position(agent_id, symbol))
 
 
@@ -198,14 +210,14 @@ def latest_turn(
     agent_id: Agent, symbol: Symbol, request: Request, principal: Caller
 ) -> dict[str, int | None]:
     """The most recent turn, open or closed; null when the agent never held the symbol."""
-    _own(principal, agent_id)
+    _readable(request, principal, agent_id)
     return {"turn_id": store_of(request).latest_turn_id(agent_id, symbol)}
 
 
 @router.get("/position/exits-in-flight", summary="Unfilled exits the broker may not show yet")
 def exits_in_flight(agent_id: Agent, symbol: Symbol, request: Request, principal: Caller) -> dict[str, str]:
     """The unfilled quantity of the agent's PENDING and UNKNOWN exits in the symbol."""
-    _own(principal, agent_id)
+    _readable(request, principal, agent_id)
     qty = store_of(request).exits_in_flight(agent_id, symbol)  # type: ignore[attr-defined]
     return {"qty": format(qty, "f")}
 
@@ -252,20 +264,24 @@ def adjust_position(body: AdjustIn, request: Request, principal: Caller) -> dict
     return {"turn_id": turn_id}
 
 
-# -- account-wide reads, narrowed to the caller ---------------------------------------------------
+# -- account-wide reads, narrowed to the caller's account ------------------------------------------
 
 
 @router.get("/turns/cleared", response_model=PositionList, summary="Turns cleared while holding")
 def cleared_turns(since: AwareDatetime, request: Request, principal: Caller) -> dict[str, Any]:
     """Turns closed since `since` while still holding shares (phantom clears), newest first."""
-    found = store_of(request).cleared_turns(since.astimezone(UTC))
-    return {"items": [codec.position_json(p) for p in found if principal.may_act_for(p.agent_id)]}
+    store = store_of(request)
+    seen = peers(store, principal)
+    found = store.cleared_turns(since.astimezone(UTC))
+    return {"items": [codec.position_json(p) for p in found if seen is None or p.agent_id in seen]}
 
 
 @router.get("/agents", summary="Agents that have claims")
 def agents(request: Request, principal: Caller) -> dict[str, list[str]]:
-    """Every agent id with claims, sorted (an agent key: at most its own)."""
-    return {"items": [a for a in store_of(request).agents() if principal.may_act_for(a)]}
+    """Every agent id with claims, sorted (an agent key: those on its account)."""
+    store = store_of(request)
+    seen = peers(store, principal)
+    return {"items": [a for a in store.agents() if seen is None or a in seen]}
 
 
 class AccountIn(BaseModel):
@@ -306,9 +322,11 @@ def register_account(body: AccountIn, request: Request, principal: Caller) -> di
 
 @router.get("/agents/accounts", summary="The broker account each agent registered")
 def agent_accounts(request: Request, principal: Caller) -> dict[str, dict[str, str]]:
-    """Agent id -> account key of every agent that registered one (an agent key: at most its own)."""
-    found = store_of(request).agent_accounts()
-    return {"items": {a: k for a, k in found.items() if principal.may_act_for(a)}}
+    """Agent id -> account key of every agent that registered one (an agent key: those on its account)."""
+    store = store_of(request)
+    seen = peers(store, principal)
+    found = store.agent_accounts()
+    return {"items": {a: k for a, k in found.items() if seen is None or a in seen}}
 
 
 @router.get("/symbols-in-motion", summary="Symbols with an active claim")
@@ -317,13 +335,16 @@ def symbols_in_motion(
 ) -> dict[str, list[str]]:
     """Symbols with a PENDING, SUBMITTED, PARTIALLY_FILLED or UNKNOWN claim, leaving out one agent's."""
     store = store_of(request)
-    if principal.admin:
+    seen = peers(store, principal)
+    if seen is None:
         found = store.symbols_in_motion(excluding_agent=excluding_agent)
-    elif excluding_agent == principal.agent_id:
-        found = set()  # only its own claims are visible, and those are left out
     else:
-        active = store.list_claims(states=sorted(ACTIVE_STATES), agent_id=principal.agent_id)
-        found = {c.symbol for c in active}
+        states = sorted(ACTIVE_STATES)
+        found = {
+            c.symbol
+            for agent in sorted(seen - {excluding_agent})
+            for c in store.list_claims(states=states, agent_id=agent)
+        }
     return {"items": sorted(found)}
 
 

@@ -1,9 +1,10 @@
 """The read half of `RemoteClaimLedger`: claims, ledger and audit log read over the `/v1` routes.
 
-Every read is safe to retry. An agent key sees only its own agent's records: a claim of another
-agent reads as None, a position of another agent raises `ConfigError` (the service answers 404),
-and account-wide reads (`all_positions`, `agents`, `agent_accounts`, `cleared_turns`) hold only
-the caller's.
+Every read is safe to retry. An agent key reads its own agent's records and those of the agents
+registered on the same broker account (`tradeguard.service.native_base.peers`); of any other
+agent a claim reads as None, a position raises `ConfigError` (the service answers 404), and
+account-wide reads (`all_positions`, `agents`, `agent_accounts`, `cleared_turns`,
+`symbols_in_motion`) leave it out. Its audit reads hold only its own agent's records.
 """
 
 from __future__ import annotations
