@@ -223,12 +223,15 @@ def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
     A leg is an order of its own that closes what the parent opened (or, for an OCO, the same
     position), so it is tracked as one of the position's exits: its fills move the ledger and
     its cancellation is adopted like any exit's. The leg's claim is keyed by the parent's and
-    the leg's client_order_ids, so seeing the parent again never makes a second one.
+    the leg's client_order_ids, so seeing the parent again never makes a second one; a leg that
+    replaced another (a new id in its place) stays with the claim of the leg it replaced.
     """
     for leg in order.legs:
         name = f"leg:{parent.client_order_id}:{leg.client_order_id}"
         intent = Intent(parent.agent_id, Kind.EXIT, parent.symbol, leg.side, name)
         claim = store.get(intent.key)
+        if claim is None and leg.replaces is not None:
+            claim = _replaced_leg(store, parent, leg)
         if claim is None:
             closes = PositionIntent.SELL_TO_CLOSE if leg.side is Side.SELL else PositionIntent.BUY_TO_CLOSE
             spec = OrderSpec(
@@ -241,6 +244,15 @@ def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
                 order_qty=leg.qty, reason=f"leg of {parent.client_order_id} ({order.order_class})",
             ).claim  # fmt: skip
         adopt_order(store, claim, leg, f"leg of {parent.client_order_id}")
+
+
+def _replaced_leg(store: ClaimLedger, parent: Claim, leg: BrokerOrder) -> Claim | None:
+    """Return the claim of the leg `leg` replaced (its order or its predecessor), or None."""
+    prefix = f"leg:{parent.client_order_id}:"
+    for claim in store.list_claims(agent_id=parent.agent_id, symbol=parent.symbol, kind=Kind.EXIT):
+        if claim.intent.startswith(prefix) and claim.broker_order_id in (leg.id, leg.replaces):
+            return claim
+    return None
 
 
 def _id_taken(claim: Claim) -> OrderResult | None:

@@ -28,6 +28,7 @@ from tests.dropin.kit import (
     market,
     plain_client,
 )
+from tests.dropin.test_dropin_contract_orders import bracket
 from tradeguard import GuardedTradingClient, ManualClock, Settings
 from tradeguard.domain import OrderSpec, OrderType, RejectKind, Side, TimeInForce
 from tradeguard.domain.intents import Intent, Kind
@@ -192,3 +193,30 @@ def test_the_reconciler_never_gives_a_replacement_to_a_claim_of_its_id(
         ClaimState.REJECTED, RejectKind.ID_TAKEN, Decimal(0),
     )  # fmt: skip
     assert held(server, "SPY") == ledger_qty(guard, "SPY") == 0
+
+
+def test_a_replaced_bracket_leg_stays_with_its_own_claim(
+    guard: GuardedTradingClient, server: PaperServer
+) -> None:
+    # A leg replaced under an id of the bot's takes its predecessor's place among the parent's
+    # legs: seen again through the parent, it is the same exit, never a second claim of its fills.
+    parent = as_order(guard.submit_order(bracket(limit_price=415)))  # MSFT at 420: not filled yet
+    placed = server.broker.get_order(str(parent.id))
+    assert placed is not None
+    [stop] = [leg for leg in placed.legs if leg.stop_price is not None]
+    guard.gateway.refresh("MSFT")
+    new = as_order(
+        guard.replace_order_by_id(stop.id, ReplaceOrderRequest(stop_price=410, client_order_id="my-stop"))
+    )
+    server.broker.set_price("MSFT", "414.00")  # the entry fills
+    guard.gateway.refresh("MSFT")
+    server.broker.set_price("MSFT", "405.00")  # the replaced stop fires
+    guard.gateway.refresh("MSFT")
+
+    exits = claims_of(guard, "MSFT", Kind.EXIT)
+    assert [c.client_order_id for c in exits if c.client_order_id == "my-stop"] == []
+    [fired] = [c for c in exits if c.broker_order_id == str(new.id)]
+    assert (fired.client_order_id, fired.state, fired.filled_qty) == (
+        stop.client_order_id, ClaimState.FILLED, 5,
+    )  # fmt: skip
+    assert held(server, "MSFT") == ledger_qty(guard, "MSFT") == 0
