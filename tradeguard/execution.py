@@ -32,6 +32,7 @@ __all__ = [
     "OrderResult",
     "Outcome",
     "adopt_order",
+    "foreign_chain",
     "is_position_rejection",
     "mismatch",
     "send_claim",
@@ -82,10 +83,15 @@ def is_position_rejection(error: BrokerError) -> bool:
 
 
 def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
-    """Return why `order` cannot be the claim's order (another symbol, side or size), or None.
+    """Return why `order` cannot be the claim's order (another symbol, side, size or chain), or None.
 
-    A client_order_id chosen by a caller can already name an order placed outside the guard;
-    adopting it would book another order's fills against this decision (G2).
+    A client_order_id chosen by a caller can already name an order placed outside the guard, or
+    a replacement of another claim's order (`ReplaceRequest.client_order_id`); adopting it would
+    book another order's fills against this decision (G2). A replacement is this claim's when
+    it is the order the claim recorded or replaced that one; one that carries the claim's id
+    itself replaced some other order (ids are unique at the broker, so the claim's own first
+    order cannot carry it too). A replacement reached by following the claim's id through the
+    chain may differ in size; `adopt_order` checks its chain (`foreign_chain`).
     """
     spec = claim.spec
     wanted_qty = claim.order_qty if claim.order_qty is not None else spec.qty
@@ -95,32 +101,87 @@ def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
         problems.append(f"symbol {order.symbol} != {claim.symbol}")
     if order.side is not claim.side and order.side.value != claim.side:
         problems.append(f"side {order.side} != {claim.side}")
-    # A replacement (reached by following the claim's own order) may have another size.
-    if (
-        wanted_qty is not None
-        and order.qty is not None
-        and order.qty != wanted_qty
-        and order.replaces is None
+    if order.replaces is None:
+        if wanted_qty is not None and order.qty is not None and order.qty != wanted_qty:
+            problems.append(f"qty {order.qty} != {wanted_qty}")
+    elif claim.client_order_id == order.client_order_id and claim.broker_order_id not in (
+        order.id,
+        order.replaces,
     ):
-        problems.append(f"qty {order.qty} != {wanted_qty}")
+        problems.append(f"a replacement of order {order.replaces}, which is not this claim's")
     if spec.notional is not None and order.notional is not None and order.notional != spec.notional:
         problems.append(f"notional {order.notional} != {spec.notional}")
     if not problems:
         return None
+    return _taken(claim, order, ", ".join(problems))
+
+
+def _taken(claim: Claim, order: BrokerOrder, problems: str) -> str:
     return (
         f"client_order_id {claim.client_order_id} is taken by another order at the broker "
-        f"(id {order.id}: {', '.join(problems)}); this decision was not placed under it"
+        f"(id {order.id}: {problems}); this decision was not placed under it"
     )
 
 
-def adopt_order(store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str) -> Claim:
+def foreign_chain(
+    store: ClaimLedger, claim: Claim, order: BrokerOrder, broker: Broker | None = None
+) -> str | None:
+    """Return why a replacement reached through the claim's id is in another claim's chain, or None.
+
+    Only a replacement beyond what the claim recorded is checked (no work on the common path).
+    The broker, when given, is read back along `replaces` to the order that carries the claim's
+    id: the claim's own chain starts there (or passes its recorded order); a chain whose order
+    under that id replaced another order is not the claim's. Without a broker (or when a read
+    fails), another claim that recorded the order or its predecessor (a replace through the
+    guard) marks it as that claim's; otherwise the order is taken as reached through the
+    claim's own id, as the port promises.
+    """
+    if order.replaces is None or claim.broker_order_id in (order.id, order.replaces):
+        return None
+    if broker is not None:
+        own = _own_chain(broker, claim, order)
+        if own is not None:
+            return None if own else _taken(claim, order, "its chain of replacements is another order's")
+    for other in store.list_claims(symbol=claim.symbol):
+        if other.key != claim.key and other.broker_order_id in (order.id, order.replaces):
+            return _taken(claim, order, f"the replacement of claim {other.client_order_id}'s order")
+    return None
+
+
+_MAX_CHAIN_HOPS = 16  # the Alpaca adapter follows at most this many replacements too
+
+
+def _own_chain(broker: Broker, claim: Claim, order: BrokerOrder) -> bool | None:
+    """Walk `order`'s chain back: True if it comes from the claim's order, None if unreadable."""
+    current = order
+    for _ in range(_MAX_CHAIN_HOPS):
+        if current.id == claim.broker_order_id:
+            return True
+        if current.client_order_id == claim.client_order_id:
+            return current.replaces is None  # the claim's id on a replacement: another order's chain
+        if current.replaces is None:
+            return False  # a first order under another id: the claim's id is on no order here
+        try:
+            previous = broker.get_order(current.replaces)
+        except BrokerError:
+            return None
+        if previous is None:
+            return None
+        current = previous
+    return None
+
+
+def adopt_order(
+    store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str, *, broker: Broker | None = None
+) -> Claim:
     """Move `claim` to the broker's state for `order`; a no-op when nothing changed.
 
     A move the table forbids (e.g. a terminal claim) is left alone: broker evidence can only
-    move a claim forward. An order that is not this claim's (see `mismatch`) is never adopted:
-    the claim becomes REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched.
+    move a claim forward. An order that is not this claim's (see `mismatch` and
+    `foreign_chain`, which reads `broker` when given) is never adopted: the claim becomes
+    REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched.
     """
-    problem = mismatch(claim, order)
+    problem = mismatch(claim, order) or foreign_chain(store, claim, order, broker)
     if problem is not None:
         if ClaimState.REJECTED not in TRANSITIONS[claim.state]:
             return claim
@@ -153,7 +214,7 @@ def adopt_order(store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str) 
     except LeaseLost:
         fresh = store.get(claim.key)
         assert fresh is not None
-        return fresh if fresh.state is claim.state else adopt_order(store, fresh, order, why)
+        return fresh if fresh.state is claim.state else adopt_order(store, fresh, order, why, broker=broker)
 
 
 def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
@@ -162,12 +223,15 @@ def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
     A leg is an order of its own that closes what the parent opened (or, for an OCO, the same
     position), so it is tracked as one of the position's exits: its fills move the ledger and
     its cancellation is adopted like any exit's. The leg's claim is keyed by the parent's and
-    the leg's client_order_ids, so seeing the parent again never makes a second one.
+    the leg's client_order_ids, so seeing the parent again never makes a second one; a leg that
+    replaced another (a new id in its place) stays with the claim of the leg it replaced.
     """
     for leg in order.legs:
         name = f"leg:{parent.client_order_id}:{leg.client_order_id}"
         intent = Intent(parent.agent_id, Kind.EXIT, parent.symbol, leg.side, name)
         claim = store.get(intent.key)
+        if claim is None and leg.replaces is not None:
+            claim = _replaced_leg(store, parent, leg)
         if claim is None:
             closes = PositionIntent.SELL_TO_CLOSE if leg.side is Side.SELL else PositionIntent.BUY_TO_CLOSE
             spec = OrderSpec(
@@ -180,6 +244,15 @@ def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
                 order_qty=leg.qty, reason=f"leg of {parent.client_order_id} ({order.order_class})",
             ).claim  # fmt: skip
         adopt_order(store, claim, leg, f"leg of {parent.client_order_id}")
+
+
+def _replaced_leg(store: ClaimLedger, parent: Claim, leg: BrokerOrder) -> Claim | None:
+    """Return the claim of the leg `leg` replaced (its order or its predecessor), or None."""
+    prefix = f"leg:{parent.client_order_id}:"
+    for claim in store.list_claims(agent_id=parent.agent_id, symbol=parent.symbol, kind=Kind.EXIT):
+        if claim.intent.startswith(prefix) and claim.broker_order_id in (leg.id, leg.replaces):
+            return claim
+    return None
 
 
 def _id_taken(claim: Claim) -> OrderResult | None:
@@ -251,7 +324,9 @@ def send_claim(
         crashpoints.hit("after_post")
         return _recorded(partial(_unknown, broker, store, claim, exc), claim)
     crashpoints.hit("after_post")
-    adopted = _recorded(partial(adopt_order, store, claim, order, "acknowledged by the broker"), claim)
+    adopted = _recorded(
+        partial(adopt_order, store, claim, order, "acknowledged by the broker", broker=broker), claim
+    )
     taken = _id_taken(adopted)
     if taken is not None:
         return taken
@@ -300,7 +375,8 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
         found = None
     if found is None:
         return OrderResult(Outcome.UNKNOWN, claim, None, exc.message, exc)
-    claim = adopt_order(store, claim, found, "found by client_order_id after an ambiguous send")
+    why = "found by client_order_id after an ambiguous send"
+    claim = adopt_order(store, claim, found, why, broker=broker)
     taken = _id_taken(claim)
     if taken is not None:
         return taken

@@ -28,11 +28,13 @@ from typing import Any
 import requests
 from alpaca.common.exceptions import APIError
 
+from tradeguard.domain import RejectKind
 from tradeguard.errors import (
     BrokerError,
     BrokerUnavailable,
     ClaimInProgress,
     ConfigError,
+    OrderRejected,
     OutcomeUnknown,
     StoreError,
     TradeguardError,
@@ -67,7 +69,14 @@ def api_error(status: int, code: int, message: str, body: Mapping[str, Any] | No
 
 
 def rejection(error: BrokerError | None, fallback: str) -> APIError:
-    """Return alpaca-py's `APIError` for a broker refusal, rebuilt from what the adapter kept."""
+    """Return alpaca-py's `APIError` for a broker refusal, rebuilt from what the adapter kept.
+
+    A client_order_id the guard found on another order (a replacement of another claim's order,
+    an order placed outside the guard) has no broker body of its own: it is Alpaca's 422
+    "client_order_id must be unique", which the broker gives for any id already taken.
+    """
+    if isinstance(error, OrderRejected) and error.kind is RejectKind.ID_TAKEN and not error.body:
+        return ClientOrderIdReused(f"client_order_id must be unique: {error.message}")
     status = error.status_code if error is not None and error.status_code else 403
     body = dict(error.body) if error is not None and error.body else {}
     code = body.pop("code", None) or (error.code if error is not None and error.code else status * 100000)

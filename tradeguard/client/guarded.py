@@ -49,7 +49,7 @@ from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_b
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
 from tradeguard.client.errors import InvalidOrder, api_error
 from tradeguard.client.inprocess import IN_PROCESS_URL, NO_KEY, mount
-from tradeguard.client.lookups import SHARE_STEP, id_taken, in_shares, insufficient, symbol_of
+from tradeguard.client.lookups import SHARE_STEP, id_at_broker, id_taken, in_shares, insufficient, symbol_of
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import (
@@ -211,7 +211,9 @@ class GuardedTradingClient(TradingClient):
         return answer(
             result,
             raw=self._use_raw_data,
-            nothing_to_sell=lambda: insufficient(self.gateway, order.symbol, order.spec.qty),
+            nothing_to_sell=lambda: (
+                id_at_broker(self.gateway, order) or insufficient(self.gateway, order.symbol, order.spec.qty)
+            ),
             broker=self.gateway.broker,
         )
 

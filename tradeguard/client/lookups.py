@@ -26,7 +26,7 @@ from tradeguard.errors import BrokerError, StoreError
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ForwardingBroker
 
-__all__ = ["SHARE_STEP", "id_taken", "in_shares", "insufficient", "symbol_of"]
+__all__ = ["SHARE_STEP", "id_at_broker", "id_taken", "in_shares", "insufficient", "symbol_of"]
 
 logger = logging.getLogger("tradeguard.client")
 
@@ -110,6 +110,33 @@ def id_taken(gateway: OrderGateway, order: DropInOrder, error: StoreError) -> AP
         f"client_order_id must be unique: {coid} already names {taken.side} {taken.symbol} "
         f"({taken.state}); nothing was sent ({error})"
     )
+
+
+def id_at_broker(gateway: OrderGateway, order: DropInOrder) -> APIError | None:
+    """Return Alpaca's 422 when another order already carries the order's client_order_id.
+
+    Read only when the guard refuses an exit without sending it (nothing free to sell): Alpaca
+    checks the id first, so an id another decision's claim holds, a replacement was given
+    (`replace_order_by_id`) or an order placed outside the guard carries is its 422, not its
+    403. This order's own decision (a retry) is never refused so; a failed read leaves the 403.
+    """
+    coid = order.client_order_id
+    if coid is None:
+        return None
+    try:
+        holder = gateway.store.get_by_client_order_id(coid)
+        if holder is not None:
+            if (holder.symbol, holder.side, holder.intent) == (order.symbol, order.side, f"coid:{coid}"):
+                return None
+            found = f"{holder.side} {holder.symbol}, {holder.state}"
+        else:
+            at_broker = gateway.broker.get_order_by_client_id(coid)
+            if at_broker is None:
+                return None
+            found = f"order {at_broker.id}, {at_broker.side} {at_broker.symbol}, {at_broker.status}"
+    except (BrokerError, StoreError):
+        return None
+    return ClientOrderIdReused(f"client_order_id must be unique: {coid} is taken ({found}); nothing was sent")
 
 
 def insufficient(gateway: OrderGateway, symbol: str, requested: Decimal | None) -> APIError:
