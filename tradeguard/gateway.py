@@ -315,7 +315,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             except BrokerError:
                 continue  # the reconciler retries; a failed read changes nothing
             if order is not None:
-                adopt_order(self.store, claim, order, "refreshed from the broker")
+                adopt_order(self.store, claim, order, "refreshed from the broker", broker=self.broker)
 
     def reconcile(self, symbols: list[str] | None = None, *, dry_run: bool = False) -> ReconcileReport:
         """Run one reconcile pass for this agent now."""

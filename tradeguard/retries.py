@@ -104,7 +104,7 @@ class RetryAnswers:
         except BrokerError:
             order = None  # the duplicate is still blocked; the order is fetched next time
         if order is not None:
-            claim = adopt_order(self.store, claim, order, "refreshed on a duplicate")
+            claim = adopt_order(self.store, claim, order, "refreshed on a duplicate", broker=self.broker)
         reason = f"duplicate of {claim.client_order_id} ({claim.state}); nothing sent"
         return OrderResult(Outcome.DUPLICATE, claim, order, reason)
 
@@ -136,7 +136,9 @@ class RetryAnswers:
                 Outcome.UNKNOWN, claim, None, f"lookup failed: {exc.message}", first_error or exc
             )
         if order is not None:
-            claim = adopt_order(self.store, claim, order, "found at the broker by client_order_id")
+            claim = adopt_order(
+                self.store, claim, order, "found at the broker by client_order_id", broker=self.broker
+            )
             outcome = Outcome.SUBMITTED if first_error is not None else Outcome.DUPLICATE
             return OrderResult(outcome, claim, order, f"resolved {claim.client_order_id} by lookup")
         if first_error is not None:
@@ -171,7 +173,9 @@ class RetryAnswers:
         except BrokerError as exc:
             return OrderResult(Outcome.UNKNOWN, claim, None, f"second probe failed: {exc.message}", exc)
         if order is not None:
-            claim = adopt_order(self.store, claim, order, "found at the broker on the second probe")
+            claim = adopt_order(
+                self.store, claim, order, "found at the broker on the second probe", broker=self.broker
+            )
             return OrderResult(Outcome.DUPLICATE, claim, order, "resolved by lookup")
         if claim.owner != self.owner and claim.lease_expires_at > self.clock.now():
             return OrderResult(Outcome.UNKNOWN, claim, None, "absent at the broker; its owner will resend")

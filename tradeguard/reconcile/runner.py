@@ -274,7 +274,9 @@ class Reconciler:
         claim = claims.get(action.claim_key or "")
         try:
             if action.kind is ActionKind.ADOPT_ORDER and claim is not None and action.order is not None:
-                adopt_order(self.store, claim, action.order, "reconcile: found at the broker")
+                adopt_order(
+                    self.store, claim, action.order, "reconcile: found at the broker", broker=self.broker
+                )
             elif action.kind is ActionKind.MARK_NOT_SENT and claim is not None:
                 self.store.transition(
                     claim, ClaimState.NOT_SENT, reason=action.reason, detail=dict(action.evidence)

@@ -88,7 +88,9 @@ def settle_in_flight(gateway: OrderGateway) -> int:
         except BrokerError:
             continue  # still unknown: reported, and the next reconcile pass resolves it
         if order is not None:
-            adopt_order(gateway.store, claim, order, "looked up once more as the run stopped")
+            adopt_order(
+                gateway.store, claim, order, "looked up once more as the run stopped", broker=gateway.broker
+            )
             resolved += 1
     return resolved
 
