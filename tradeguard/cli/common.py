@@ -30,6 +30,7 @@ __all__ = [
     "ExitStatus",
     "Refused",
     "broker_options",
+    "broker_url",
     "default_actor",
     "make_broker",
     "open_existing_store",
@@ -37,6 +38,7 @@ __all__ = [
     "schema_revision",
     "sqlite_file",
     "store_option",
+    "url_option_callback",
 ]
 
 STORE_ENV = "TRADEGUARD_STORE_URL"
@@ -170,6 +172,51 @@ class BrokerChoice:
         return bool(self.paper_url or self.paper_state or keys)
 
 
+_EXPECTED_URL = ": expected http(s)://HOST[:PORT], e.g. http://127.0.0.1:8765"
+
+
+def broker_url(value: str, option: str) -> str:
+    """Return `value` if it can be a broker's base URL, for `option`; else refuse it in one line.
+
+    Checked before anything is sent: requests would refuse such a URL only when the first read
+    goes out, and a pass that cannot read the broker looks like a broker that is down (exit 1)
+    rather than an option mistyped (exit 2).
+
+    Raises:
+        ConfigError: No http(s) scheme, no host, a space or an impossible port, naming the option.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigError(f"{option} {value!r} is not a broker URL ({exc}){_EXPECTED_URL}") from None
+    why = None
+    if any(c.isspace() for c in value):
+        why = "a space in it"
+    elif not parts.scheme or "://" not in value:
+        why = "no scheme"
+    elif parts.scheme.lower() not in ("http", "https"):
+        why = f"scheme {parts.scheme}, not http or https"
+    elif not parts.hostname:
+        why = "no host"
+    else:
+        try:
+            port = parts.port  # reading it checks it: out of range or not a number raises
+        except ValueError:
+            port = 0
+        if port == 0:
+            why = f"port {parts.netloc.rpartition(':')[2]} is not 1-65535"
+    if why is not None:
+        raise ConfigError(f"{option} {value!r} is not a broker URL ({why}){_EXPECTED_URL}")
+    return value
+
+
+def url_option_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check a broker URL option as Click reads it (see `broker_url`)."""
+    return None if value is None else broker_url(value, param.opts[0])
+
+
 def broker_options(func: _F) -> _F:
     """Add --paper-url, --paper-state and --live (default: Alpaca paper with the APCA_* keys)."""
     for option in reversed(
@@ -177,6 +224,7 @@ def broker_options(func: _F) -> _F:
             click.option(
                 "--paper-url",
                 metavar="URL",
+                callback=url_option_callback,
                 help="A tradeguard paper server, e.g. http://127.0.0.1:8765 (instead of Alpaca).",
             ),
             click.option(
