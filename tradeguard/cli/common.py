@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +32,8 @@ __all__ = [
     "Refused",
     "broker_options",
     "broker_url",
+    "cannot_listen",
+    "check_port_free",
     "default_actor",
     "make_broker",
     "open_existing_store",
@@ -150,6 +153,28 @@ def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStor
 
     require_store(url)
     return ClaimStore(url, settings=settings, must_exist=True)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before a server builds anything (`serve`, `paper-server`).
+
+    Raises:
+        ConfigError: "cannot listen on HOST:PORT: Address already in use" (or why else not).
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(cannot_listen(host, port, exc)) from exc
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """Say why a server cannot listen on host:port, in the words `serve` and `paper-server` share."""
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
 
 
 def default_actor() -> str:
