@@ -328,3 +328,21 @@ def test_a_broker_url_that_cannot_be_a_url_is_bad_input_naming_the_option(
     line = one_error_line(args, capsys)
     assert line.startswith(f"tradeguard: error: {option} {url!r} is not a broker URL ({why}"), line
     assert line.endswith("expected http(s)://HOST[:PORT], e.g. http://127.0.0.1:8765"), line
+
+
+@pytest.mark.parametrize("command", ["reconcile", "paper-server"])
+def test_a_paper_state_file_that_is_not_json_is_said_in_words_not_as_a_repr(
+    audited_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    # It said "not JSON: JSONDecodeError('Expecting property name enclosed in double quotes: ...')".
+    state = tmp_path / "bad.json"
+    state.write_text("{bad\n")
+    args = {
+        "reconcile": ["reconcile", "--store", audited_url, "--paper-state", str(state), "--dry-run"],
+        "paper-server": ["paper-server", "--port", "0", "--state", str(state)],
+    }[command]
+    line = one_error_line(args, capsys)
+    assert line == (
+        f"tradeguard: error: paper state {state}: not JSON: "
+        "Expecting property name enclosed in double quotes at column 2"
+    )

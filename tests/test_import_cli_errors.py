@@ -198,3 +198,33 @@ def test_import_of_an_empty_json_file_says_it_is_empty_in_json_terms(
     source.write_text(text)
     line = one_error(capsys, ["import", kind, str(source), "-o", str(tmp_path / "s.jsonl")])
     assert line == f'{source}:1: empty file: expected a list of {key} or {{"{key}": [...]}}'
+
+
+def test_import_of_cut_json_says_where_the_string_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "not valid JSON: Unterminated string starting at" and stopped there.
+    source = tmp_path / "claims.json"
+    source.write_text('[{"request_id": "abc')
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:1: not valid JSON: Unterminated string starting at column 17"
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ('"{""intent"": x}"', "detail is not valid JSON: Expecting value at column 12"),
+        ('"[1, 2]"', "detail is a list, expected a JSON object"),
+    ],
+)
+def test_import_of_an_audit_export_with_a_bad_detail_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], detail: str, expected: str
+) -> None:
+    # A detail that was not a JSON object ended in a JSONDecodeError (or AttributeError) traceback.
+    source = tmp_path / "audit.csv"
+    source.write_text(
+        "id,at,action,claim_key,agent_id,kind,symbol,side,qty,client_order_id,state,prev_state,reason,detail\n"
+        f"1,2026-05-21T13:42:00+00:00,claim,k1,bot,entry,TQQQ,buy,6,c1,PENDING,,r,{detail}\n"
+    )
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:2: {expected}"

@@ -34,6 +34,7 @@ from replay.importers.common import (
     csv_rows,
     is_json,
     json_items,
+    json_problem,
     json_text,
     number,
     parse_time,
@@ -107,6 +108,17 @@ def _decision_names(rows: list[tuple[int, dict[str, Any]]], name: str) -> dict[s
     return names
 
 
+def _detail(value: str | None, name: str, line: int) -> dict[str, Any]:
+    """Return an audit record's `detail` column: a JSON object (empty when the cell is)."""
+    try:
+        detail = json_text(value or "{}", name, line)
+    except json.JSONDecodeError as exc:
+        raise SessionFormatError(name, line, f"detail is not valid JSON: {json_problem(exc)}") from None
+    if not isinstance(detail, dict):
+        raise SessionFormatError(name, line, f"detail is a {type(detail).__name__}, expected a JSON object")
+    return detail
+
+
 def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Proto]:
     protos: list[Proto] = []
     names = _decision_names(rows, name)
@@ -117,7 +129,7 @@ def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
         action, key = row.get("action"), row.get("claim_key")
         t = _time(row.get("at"), "at", name, line)
         if action == "claim" and key:
-            detail = json_text(row.get("detail") or "{}", name, line)
+            detail = _detail(row.get("detail"), name, line)
             decision = names[key]
             decisions[key] = decision
             qty = row.get("qty") or detail.get("qty")

@@ -45,6 +45,7 @@ __all__ = [
     "csv_rows",
     "is_json",
     "json_items",
+    "json_problem",
     "json_text",
     "number",
     "parse_time",
@@ -197,6 +198,16 @@ def _too_deep_at(text: str) -> int | None:
     return None
 
 
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """Say what is wrong with JSON text and at which column, in words.
+
+    `JSONDecodeError.msg` is written to be followed by ": line L column C"; "Unterminated string
+    starting at" already ends in "at".
+    """
+    joint = " column" if exc.msg.endswith(" at") else " at column"
+    return f"{exc.msg}{joint} {exc.colno}"
+
+
 def json_text(text: str, name: str, line: int) -> Any:
     """Parse JSON text (`json.loads`), refusing nesting past `_MAX_DEPTH` levels naming its line.
 
@@ -248,7 +259,7 @@ def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
     try:
         doc = json_text(text, name, 1)
     except json.JSONDecodeError as exc:
-        raise SessionFormatError(name, exc.lineno, f"not valid JSON: {exc.msg}") from None
+        raise SessionFormatError(name, exc.lineno, f"not valid JSON: {json_problem(exc)}") from None
     if isinstance(doc, dict):
         if not isinstance(doc.get(key), list):
             raise SessionFormatError(name, 1, f'{expected}, got an object without a "{key}" list')

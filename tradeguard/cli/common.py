@@ -8,6 +8,7 @@ Only `db upgrade` (and the commands that trade: `run`, `demo`) may create a stor
 from __future__ import annotations
 
 import enum
+import json
 import os
 import socket
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from tradeguard.errors import ConfigError, StoreError, TradeguardError
 
 if TYPE_CHECKING:
     from tradeguard.config import Settings
+    from tradeguard.paper import PaperBroker
     from tradeguard.ports import Broker
     from tradeguard.store import ClaimStore
 
@@ -35,8 +37,10 @@ __all__ = [
     "cannot_listen",
     "check_port_free",
     "default_actor",
+    "json_problem",
     "make_broker",
     "open_existing_store",
+    "open_paper_broker",
     "require_store",
     "schema_revision",
     "sqlite_file",
@@ -268,6 +272,36 @@ def broker_options(func: _F) -> _F:
     return func
 
 
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """Say what is wrong with JSON text and at which column, in words.
+
+    `JSONDecodeError.msg` is written to be followed by ": line L column C"; "Unterminated string
+    starting at" already ends in "at".
+    """
+    joint = " column" if exc.msg.endswith(" at") else " at column"
+    return f"{exc.msg}{joint} {exc.colno}"
+
+
+def open_paper_broker(**options: Any) -> PaperBroker:
+    """Return `PaperBroker(**options)`; a state file that is not JSON is said in words.
+
+    The paper package names the parse error by its repr (`JSONDecodeError('Expecting ...: line
+    1 column 2 (char 1)')`); a command line says "Expecting ... at column 2".
+
+    Raises:
+        ConfigError: The state file (or another option) is unusable.
+    """
+    from tradeguard.paper import PaperBroker
+
+    try:
+        return PaperBroker(**options)
+    except ConfigError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, json.JSONDecodeError) and repr(cause) in str(exc):
+            raise ConfigError(str(exc).replace(repr(cause), json_problem(cause))) from cause
+        raise
+
+
 def make_broker(choice: BrokerChoice, settings: Settings) -> Broker:
     """Build the broker the options name.
 
@@ -277,12 +311,10 @@ def make_broker(choice: BrokerChoice, settings: Settings) -> Broker:
     if choice.paper_state and choice.paper_url:
         raise ConfigError("--paper-url and --paper-state name two different accounts; give one")
     if choice.paper_state:
-        from tradeguard.paper import PaperBroker
-
         if not os.path.isfile(choice.paper_state):
             # A mistyped path must not read as a flat account (every position a phantom).
             raise ConfigError(f"paper state file {choice.paper_state} does not exist")
-        return PaperBroker(state_path=choice.paper_state)
+        return open_paper_broker(state_path=choice.paper_state)
     from tradeguard.broker.alpaca import AlpacaBroker
 
     if choice.paper_url:

@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES, cannot_listen, check_port_free
+from tradeguard.cli.common import EXIT_STATUSES, cannot_listen, check_port_free, open_paper_broker
 from tradeguard.errors import ConfigError
 
 __all__ = ["paper_server"]
@@ -72,7 +72,6 @@ def paper_server(
 ) -> int:
     """Serve a paper account over Alpaca's REST routes until Ctrl-C or SIGTERM."""
     from tradeguard.faults import FaultPlan
-    from tradeguard.paper import PaperBroker
     from tradeguard.paper.prices import CsvBarPrices
     from tradeguard.paper.server import PaperServer, serve
 
@@ -81,7 +80,7 @@ def paper_server(
     check_port_free(host, port)  # first: a taken port leaves no new state file behind
     try:
         plan = FaultPlan.load(faults) if faults else None
-        broker = PaperBroker(
+        broker = open_paper_broker(
             prices=CsvBarPrices(bars) if bars else None,
             cash=_cash(cash),
             allow_short=allow_short,
