@@ -197,3 +197,37 @@ def test_real_sigkills_of_a_drop_in_strategy_keep_g1_to_g4() -> None:
     assert sorted(result.killed) == sorted(r.plan.seed for r in result.runs)
     assert result.ok, [str(v) for run in result.failing for v in run.violations]
     assert sum(r.orders for r in result.runs) > 0
+
+
+def test_cli_unguarded_saves_each_failing_run_and_prints_the_command_that_replays_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """README: "the failing run is saved as a session". Unguarded, no folder was written, and the
+    hint was the template `tradeguard chaos STRATEGY --replay-seed SEED`."""
+    saved = tmp_path / "sessions"
+    args = ["chaos", "strategies.momentum", "--runs", "3", "--seed", "1", "--minutes", "120",
+            "--kill-every", "0", "--unguarded", "--save", str(saved)]  # fmt: skip
+    assert main(args) == 1
+    out = capsys.readouterr().out
+    failing = [int(s) for s in re.findall(r"^  seed (\d+) ", out, re.M)]
+    assert failing
+    for seed in failing:
+        session = saved / f"chaos-{seed}.jsonl"
+        assert f"    session: {session}" in out
+        with SessionReader(session) as reader:  # the plain bot's attempts, for `tradeguard replay`
+            attempts = [e for _, e in reader if e.type == "attempt"]
+        assert attempts and all(a.client_order_id.startswith("plain-") for a in attempts)
+    (hint,) = [line for line in out.splitlines() if line.startswith("replay one: ")]
+    command = hint.removeprefix("replay one: ")
+    assert command == (
+        f"tradeguard chaos strategies.momentum --replay-seed {failing[0]} "
+        "--minutes 120 --kill-every 0 --unguarded"
+    )
+    # The printed command replays that run: the same first violation.
+    assert main([*shlex.split(command)[1:], "--save", str(tmp_path / "again")]) == 1
+    again = capsys.readouterr().out
+    first = re.search(rf"^  seed {failing[0]} .*$", out, re.M)
+    assert first is not None and first.group() in again.splitlines()
+    # A saved session replays: the guard would have blocked what the plain bot sent twice.
+    assert main(["replay", str(saved / f"chaos-{failing[0]}.jsonl"), "--compare"]) in (0, 1)
+    assert "blocked" in capsys.readouterr().out

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -118,3 +122,48 @@ def test_reconcile_right_after_a_fill_says_the_check_is_put_off_not_all_clear(
     out = capsys.readouterr().out
     assert "nothing to do" not in out
     assert "put off" in out and "SQQQ: ledger 2, broker 0" in out
+
+
+def test_reconcile_json_and_csv_carry_the_put_off_symbols(
+    phantom: tuple[str, Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table said "SQQQ: ledger 2, broker 0 ... waits until ...Z"; --format json said `[]`."""
+    url, state = phantom
+    monkeypatch.setenv("TRADEGUARD_POSITION_SETTLE_SECS", "3600")
+    argv = ["reconcile", "--store", url, "--paper-state", str(state), "--dry-run", "--format"]
+    assert main([*argv, "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1
+    row = rows[0]
+    assert {k: row[k] for k in ("action", "agent", "symbol", "qty", "ledger_qty", "broker_qty")} == {
+        "action": "put_off", "agent": "*", "symbol": "SQQQ", "qty": "", "ledger_qty": "2", "broker_qty": "0",
+    }  # fmt: skip
+    until = datetime.fromisoformat(row["until"])
+    assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(hours=1, seconds=1)
+    assert "ledger 2, broker 0" in row["reason"] and row["until"] in row["reason"]
+    assert main([*argv, "csv"]) == 0
+    (only,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    assert (only["action"], only["symbol"], only["reason"]) == ("put_off", "SQQQ", row["reason"])
+
+
+def test_reconcile_table_lists_the_put_off_symbols_beside_the_actions(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SQQQ's ledger moved long enough ago to be checked (a phantom to clear); TQQQ's just now.
+    monkeypatch.setenv("TRADEGUARD_SETTLE_DELAY_SECS", "0")
+    monkeypatch.setenv("TRADEGUARD_UNKNOWN_PROBE_GAP_SECS", "0")
+    monkeypatch.setenv("TRADEGUARD_RECENT_ACTIVITY_SECS", "0")
+    monkeypatch.setenv("TRADEGUARD_POSITION_SETTLE_SECS", "1")
+    url, state = f"sqlite:///{tmp_path / 'claims.db'}", tmp_path / "paper.json"
+    paper = PaperBroker(state_path=state)
+    with ClaimStore(url, settings=Settings()) as store:
+        gateway = OrderGateway(paper, store, agent_id="bot", reconcile_on_start=False)
+        gateway.enter("SQQQ", qty=2, intent="11:06 add")
+        time.sleep(1.2)
+        gateway.enter("TQQQ", qty=3, intent="11:07 add")
+    paper.close_position("SQQQ")
+    paper.close_position("TQQQ")
+    assert main(["reconcile", "--store", url, "--paper-state", str(state), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "clear_phantom" in out and "dry run: would apply 1 action(s)" in out
+    assert "TQQQ: ledger 3, broker 0" in out

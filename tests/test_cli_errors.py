@@ -298,3 +298,51 @@ def test_tables_are_rich_on_a_terminal_and_plain_in_a_pipe() -> None:
     drawn = terminal.getvalue()
     assert "┃" in drawn or "│" in drawn  # Rich's box
     assert "TQQQ" in drawn and "symbol" in drawn
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("notaurl", "no scheme"),
+        ("ftp://127.0.0.1:8765", "scheme ftp"),
+        ("http://", "no host"),
+        ("http://exa mple:8765", "a space"),
+        ("http://127.0.0.1:99999", "port 99999"),
+    ],
+)
+@pytest.mark.parametrize("command", ["reconcile", "claims resolve", "run"])
+def test_a_broker_url_that_cannot_be_a_url_is_bad_input_naming_the_option(
+    audited_url: str, capsys: pytest.CaptureFixture[str], url: str, why: str, command: str
+) -> None:
+    # README: 2 for a broker that cannot be configured. reconcile used to send the read, fail in
+    # requests (MissingSchema) and abort with exit 1 as if the broker were down.
+    args = {
+        "reconcile": ["reconcile", "--store", audited_url, "--paper-url", url, "--dry-run"],
+        "claims resolve": [
+            "claims", "resolve", "x", "--store", audited_url, "--as", "filled", "--reason", "r",
+            "--paper-url", url,
+        ],
+        "run": ["run", "strategies.momentum", "--mode", "paper", "--url", url, "--store", audited_url],
+    }[command]  # fmt: skip
+    option = "--url" if command == "run" else "--paper-url"
+    line = one_error_line(args, capsys)
+    assert line.startswith(f"tradeguard: error: {option} {url!r} is not a broker URL ({why}"), line
+    assert line.endswith("expected http(s)://HOST[:PORT], e.g. http://127.0.0.1:8765"), line
+
+
+@pytest.mark.parametrize("command", ["reconcile", "paper-server"])
+def test_a_paper_state_file_that_is_not_json_is_said_in_words_not_as_a_repr(
+    audited_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    # It said "not JSON: JSONDecodeError('Expecting property name enclosed in double quotes: ...')".
+    state = tmp_path / "bad.json"
+    state.write_text("{bad\n")
+    args = {
+        "reconcile": ["reconcile", "--store", audited_url, "--paper-state", str(state), "--dry-run"],
+        "paper-server": ["paper-server", "--port", "0", "--state", str(state)],
+    }[command]
+    line = one_error_line(args, capsys)
+    assert line == (
+        f"tradeguard: error: paper state {state}: not JSON: "
+        "Expecting property name enclosed in double quotes at column 2"
+    )

@@ -94,3 +94,137 @@ def test_import_claims_of_an_audit_export_with_a_deep_detail_names_its_line(
     source = tmp_path / "deep.csv"
     line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
     assert line.startswith(f"{source}:{claim + 2}: JSON nested too deeply"), line
+
+
+SAFEAGENT_HEAD = (
+    "index,request_id,result,status,created_at\n"
+    "2,order:TQQQ:buy:9:2026-03-04T12:50:00-04:00,,PENDING,2026-03-04 09:30:00\n"
+    "17,exit:SQQQ:6:2026-03-03T09:30:00.028098-04:00,,PENDING,2026-03-03 09:30:00\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("last", "expected"),
+    [
+        # Cut inside the key: pandas padded the row with empty cells and it was written as an
+        # attempt with no result, status or time.
+        (
+            "9,order:SQQQ:sell:22:2026-03-05T12:39:00-04:00:TRAIL_EXIT_BE\n",
+            "a row of 2 fields under a header of 5: the row is cut short or misses cells",
+        ),
+        (
+            "9,order:SQQQ:sell:22:2026-03-05T12:39:00-04:00,,filled\n",
+            "a row of 4 fields under a header of 5: the row is cut short or misses cells",
+        ),
+        # Cut inside a quoted field: pandas said "at row 3", which is no line of the file.
+        (
+            "9,order:SQQQ:sell:22:2026-03-05T12:39:00-04:00:TRAIL_EXIT_BEAR,\"\"\"{'id': 'dc30', 'side': 's",
+            "a quoted field opened on this line never closes: the file is cut short",
+        ),
+        ("9,order:SQQQ:sell:22:2026-03-05T12:39:00-04:00,,fil,2026-03-05 09:30:00\n", None),
+        (
+            "9,order:SQQQ:sell:22:2026-03-05T12:39:00-04:00,,filled,notadate\n",
+            "created_at 'notadate' is not a time",
+        ),
+        (
+            "9,order:SQQQ:sell:22:2026-03-05T12:39:00-04:00,,filled,2026-03-05 09:30:00,extra\n",
+            "a row of 6 fields under a header of 5: more cells than columns",
+        ),
+    ],
+)
+def test_import_claims_refuses_a_truncated_or_malformed_safeagent_row_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], last: str, expected: str | None
+) -> None:
+    source = tmp_path / "claims.csv"
+    source.write_text(SAFEAGENT_HEAD + last)
+    out = tmp_path / "s.jsonl"
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(out)])
+    expected = expected or "status 'fil' is neither filled, COMMITTED nor PENDING"
+    assert line == f"{source}:4: {expected}"
+    assert not out.exists()
+
+
+def test_a_csv_row_with_a_line_break_inside_a_quoted_cell_is_named_by_its_first_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Lines, not rows: a cell holding a line break shifts every later row's line by one.
+    source = tmp_path / "claims.csv"
+    source.write_text(
+        "index,request_id,result,status,created_at\n"
+        "2,order:TQQQ:buy:9:2026-03-04T12:50:00-04:00,"
+        "\"{'id': 'a',\n 'side': 'buy'}\",filled,2026-03-04 09:30:00\n"
+        "\n"
+        "3,order:TQQQ:buy:9:2026-03-04T12:51:00-04:00,,bogus,2026-03-04 09:30:00\n"
+    )
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:5: status 'bogus' is neither filled, COMMITTED nor PENDING"
+
+
+def test_a_short_row_of_an_alpaca_csv_export_is_refused_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "orders.csv"
+    source.write_text(
+        "Order ID,Symbol,Side,Qty,Status,Submitted At\n"
+        "a1,TQQQ,buy,6,filled,2026-05-21T13:42:01Z\n"
+        "a2,TQQQ,buy\n"
+    )
+    line = one_error(capsys, ["import", "alpaca-orders", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:3: a row of 3 fields under a header of 6: the row is cut short or misses cells"
+
+
+@pytest.mark.parametrize(
+    ("text", "got"), [("42\n", "a number"), ('"orders"', "a string"), ("null", "null"), ("true", "a boolean")]
+)
+@pytest.mark.parametrize(("kind", "key"), [("alpaca-orders", "orders"), ("claims", "claims")])
+def test_import_of_a_json_scalar_is_refused_not_read_as_an_empty_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, got: str, kind: str, key: str
+) -> None:
+    # `42` used to be read as a CSV header with no rows: an empty session and exit 0.
+    source = tmp_path / "x.json"
+    source.write_text(text)
+    out = tmp_path / "s.jsonl"
+    line = one_error(capsys, ["import", kind, str(source), "-o", str(out)])
+    assert line == f'{source}:1: expected a list of {key} or {{"{key}": [...]}}, got {got}'
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("kind", "key"), [("alpaca-orders", "orders"), ("claims", "claims")])
+@pytest.mark.parametrize("text", ["", " \n\n"])
+def test_import_of_an_empty_json_file_says_it_is_empty_in_json_terms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, key: str, text: str
+) -> None:
+    source = tmp_path / "x.json"
+    source.write_text(text)
+    line = one_error(capsys, ["import", kind, str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f'{source}:1: empty file: expected a list of {key} or {{"{key}": [...]}}'
+
+
+def test_import_of_cut_json_says_where_the_string_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It said "not valid JSON: Unterminated string starting at" and stopped there.
+    source = tmp_path / "claims.json"
+    source.write_text('[{"request_id": "abc')
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:1: not valid JSON: Unterminated string starting at column 17"
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ('"{""intent"": x}"', "detail is not valid JSON: Expecting value at column 12"),
+        ('"[1, 2]"', "detail is a list, expected a JSON object"),
+    ],
+)
+def test_import_of_an_audit_export_with_a_bad_detail_names_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], detail: str, expected: str
+) -> None:
+    # A detail that was not a JSON object ended in a JSONDecodeError (or AttributeError) traceback.
+    source = tmp_path / "audit.csv"
+    source.write_text(
+        "id,at,action,claim_key,agent_id,kind,symbol,side,qty,client_order_id,state,prev_state,reason,detail\n"
+        f"1,2026-05-21T13:42:00+00:00,claim,k1,bot,entry,TQQQ,buy,6,c1,PENDING,,r,{detail}\n"
+    )
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:2: {expected}"

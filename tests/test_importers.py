@@ -283,7 +283,7 @@ def test_an_order_id_shared_by_two_different_orders_is_refused_naming_the_line(t
             "side 'hold' is neither buy nor sell",
         ),
         (json.dumps([ORDERS[0], {**ORDERS[1], "qty": "six"}], indent=1), 17, "qty 'six' is not a number"),
-        ('{"order": []}', 1, 'expected a list, or {"orders": [...]}'),
+        ('{"order": []}', 1, 'expected a list of orders or {"orders": [...]}, got an object without'),
     ],
 )
 def test_a_malformed_order_history_names_its_line(

@@ -265,7 +265,7 @@ def test_the_command_takes_an_asset_file(tmp_path: Path, capsys: pytest.CaptureF
     bad = tmp_path / "bad.csv"
     bad.write_text("symbol,exchange\nX,MOON\n")
     assert main(["paper-server", "--port", "0", "--assets", str(bad)]) == 2
-    assert capsys.readouterr().err == f"tradeguard paper-server: {bad}:2: unknown exchange 'MOON'\n"
+    assert capsys.readouterr().err == f"tradeguard: error: {bad}:2: unknown exchange 'MOON'\n"
 
 
 def test_the_asset_list_is_package_data_of_the_wheel(tmp_path: Path) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
+from tradeguard.cli import main
 from tradeguard.testing import alpaca_client
 
 
@@ -73,3 +76,27 @@ def test_fsync_every_change_keeps_an_answered_order_through_a_kill(tmp_path: Pat
     assert order is not None and order.filled_qty == 3
     position = reloaded.get_position("TQQQ")
     assert position is not None and position.qty == 3
+
+
+def test_a_port_in_use_is_one_error_line_naming_the_address_and_leaves_no_state_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said `tradeguard paper-server: [Errno 98] Address already in use`, without the address
+    and outside the `tradeguard: error:` convention; `serve` names host and port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        state = tmp_path / "s.json"
+        assert main(["paper-server", "--port", str(port), "--state", str(state)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"tradeguard: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert not state.exists()
+
+
+def test_a_bad_option_of_paper_server_is_said_as_every_command_says_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["paper-server", "--port", "0", "--cash", "lots"]) == 2
+    assert capsys.readouterr().err == "tradeguard: error: --cash wants an amount of dollars, got 'lots'\n"

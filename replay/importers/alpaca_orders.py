@@ -27,6 +27,7 @@ from replay.importers.common import (
     ImportReport,
     Proto,
     csv_rows,
+    is_json,
     json_items,
     number,
     parse_time,
@@ -224,11 +225,7 @@ def import_alpaca_orders(
     """
     path, name = Path(source), str(source)
     text = read_text(source)
-    rows = (
-        json_items(text, name, key="orders")
-        if text.lstrip()[:1] in ("[", "{")
-        else csv_rows(text, name, _CSV_NAMES)
-    )
+    rows = json_items(text, name, key="orders") if is_json(text, name) else csv_rows(text, name, _CSV_NAMES)
     rows, orders, repeated = _unique(rows, name)
     orders.sort(key=lambda o: (o["t"], o["line"]))
     duplicates = _suspects(orders, window_secs)

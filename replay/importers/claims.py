@@ -12,7 +12,9 @@
   one row per decision, keyed `order:<SYM>:<side>:<qty>:<bar>[:<reason>]` or
   `exit:<SYM>:<qty>:<entry time>`; `result` is a Python dict repr of the Alpaca order, read with
   `ast.literal_eval` (never `eval`). When it names the other side than the key (a known quirk of
-  reason-suffixed rows) the order's side wins and a note says so. An `order:` row whose reason
+  reason-suffixed rows) the order's side wins and a note says so. `status` is `filled` (or
+  `COMMITTED`) or `PENDING`, any case; `created_at` a time. A row of any other status, time or
+  number of cells (a file cut short) is refused, naming its line. An `order:` row whose reason
   names an exit (`…:TRAIL_EXIT_BEAR`) is an exit sent through the bot's order path.
 """
 
@@ -30,7 +32,9 @@ from replay.importers.common import (
     ImportReport,
     Proto,
     csv_rows,
+    is_json,
     json_items,
+    json_problem,
     json_text,
     number,
     parse_time,
@@ -46,6 +50,8 @@ _ORDER_KEY = re.compile(
     rf"^order:(?P<symbol>[^:]+):(?P<side>buy|sell):(?P<qty>[^:]+):(?P<bar>{_ISO})(?::(?P<reason>.*))?$"
 )
 _EXIT_KEY = re.compile(rf"^exit:(?P<symbol>[^:]+):(?P<qty>[^:]+):(?P<entry>{_ISO})$")
+# The guard's row states: `filled` once settled (LOGS.md §2), `COMMITTED` in its hosted store.
+_DB_STATUSES = {"FILLED", "COMMITTED", "PENDING"}
 _STATES = {
     "FILLED": "filled",
     "PARTIALLY_FILLED": "partially_filled",
@@ -102,6 +108,17 @@ def _decision_names(rows: list[tuple[int, dict[str, Any]]], name: str) -> dict[s
     return names
 
 
+def _detail(value: str | None, name: str, line: int) -> dict[str, Any]:
+    """Return an audit record's `detail` column: a JSON object (empty when the cell is)."""
+    try:
+        detail = json_text(value or "{}", name, line)
+    except json.JSONDecodeError as exc:
+        raise SessionFormatError(name, line, f"detail is not valid JSON: {json_problem(exc)}") from None
+    if not isinstance(detail, dict):
+        raise SessionFormatError(name, line, f"detail is a {type(detail).__name__}, expected a JSON object")
+    return detail
+
+
 def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Proto]:
     protos: list[Proto] = []
     names = _decision_names(rows, name)
@@ -112,7 +129,7 @@ def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
         action, key = row.get("action"), row.get("claim_key")
         t = _time(row.get("at"), "at", name, line)
         if action == "claim" and key:
-            detail = json_text(row.get("detail") or "{}", name, line)
+            detail = _detail(row.get("detail"), name, line)
             decision = names[key]
             decisions[key] = decision
             qty = row.get("qty") or detail.get("qty")
@@ -215,6 +232,14 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
         assert match is not None
         symbol, qty = match["symbol"], number(match["qty"], "qty", name, line)
         result = _literal(row.get("result"), name, line)
+        status = str(row.get("status") or "")
+        if status.upper() not in _DB_STATUSES:
+            problem = f"status {status!r} is neither filled, COMMITTED nor PENDING"
+            raise SessionFormatError(name, line, problem)
+        if "created_at" in row:  # unused, yet a cut or garbled row shows here
+            if row["created_at"] is None:
+                raise SessionFormatError(name, line, "created_at is empty: expected the claim's time")
+            _time(row["created_at"], "created_at", name, line)
         side = order["side"] if order else "sell"
         t = _time(match["bar"] if order else match["entry"], "time", name, line)
         if result.get("side") and result["side"] != side:
@@ -229,7 +254,6 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
             "side": side, "qty": qty, "bar": t, "reason": (order["reason"] if order else None) or None,
             "path": "order" if order else "exit",
         }))  # fmt: skip
-        status = str(row.get("status") or "")
         if status.upper() == "PENDING":
             text = f"{key}: still PENDING in the guard's store"
             protos.append(_ev(line, t, "note", symbol=symbol, tag="pending", text=text))
@@ -263,7 +287,7 @@ def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport
     """
     path, name = Path(source), str(source)
     text = read_text(source)
-    if text.lstrip()[:1] in ("[", "{"):
+    if is_json(text, name):
         protos, shape = (
             _safeagent_records(json_items(text, name, key="claims"), name),
             "SafeAgent claim records",

@@ -9,6 +9,7 @@ file; a value the models refuse is reported against the source line it came from
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-import pandas as pd
 from pydantic import ValidationError
 
 from tradeguard import (
@@ -43,7 +43,9 @@ __all__ = [
     "ImportReport",
     "Proto",
     "csv_rows",
+    "is_json",
     "json_items",
+    "json_problem",
     "json_text",
     "number",
     "parse_time",
@@ -196,6 +198,16 @@ def _too_deep_at(text: str) -> int | None:
     return None
 
 
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """Say what is wrong with JSON text and at which column, in words.
+
+    `JSONDecodeError.msg` is written to be followed by ": line L column C"; "Unterminated string
+    starting at" already ends in "at".
+    """
+    joint = " column" if exc.msg.endswith(" at") else " at column"
+    return f"{exc.msg}{joint} {exc.colno}"
+
+
 def json_text(text: str, name: str, line: int) -> Any:
     """Parse JSON text (`json.loads`), refusing nesting past `_MAX_DEPTH` levels naming its line.
 
@@ -213,25 +225,52 @@ def json_text(text: str, name: str, line: int) -> Any:
     raise SessionFormatError(name, line + text.count("\n", 0, at), problem)
 
 
+def is_json(text: str, source: str | Path) -> bool:
+    """Whether a source to import is JSON rather than CSV.
+
+    It is when named `.json`, when it opens a list or an object, or when it is a JSON value
+    whole: a lone `42`, `"x"` or `null` is a JSON document of the wrong shape, to be refused as
+    such, never a CSV header with no rows under it.
+    """
+    head = text.lstrip()[:1]
+    if Path(source).suffix.lower() == ".json" or head in ("[", "{"):
+        return True
+    if not head:
+        return False
+    try:
+        json.loads(text)  # a CSV fails at its first cell's end: cheap
+    except ValueError:
+        return False
+    return True
+
+
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+
+
 def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
     """Return the items of a JSON list (or `{key: [...]}`) with the line each starts on.
 
     Raises:
-        SessionFormatError: Not JSON, or not such a list (naming the line).
+        SessionFormatError: Empty, not JSON, or not such a list (naming the line).
     """
+    expected = f'expected a list of {key} or {{"{key}": [...]}}'
+    if not text.strip():
+        raise SessionFormatError(name, 1, f"empty file: {expected}")
     try:
         doc = json_text(text, name, 1)
     except json.JSONDecodeError as exc:
-        raise SessionFormatError(name, exc.lineno, f"not valid JSON: {exc.msg}") from None
+        raise SessionFormatError(name, exc.lineno, f"not valid JSON: {json_problem(exc)}") from None
     if isinstance(doc, dict):
         if not isinstance(doc.get(key), list):
-            raise SessionFormatError(name, 1, f'expected a list, or {{"{key}": [...]}}')
+            raise SessionFormatError(name, 1, f'{expected}, got an object without a "{key}" list')
         start = re.search(rf'"{key}"\s*:\s*\[', text)
         index = start.end() - 1 if start else text.index("[")
     elif isinstance(doc, list):
         index = text.index("[")
     else:
-        raise SessionFormatError(name, 1, f"expected a list of {key}, got {type(doc).__name__}")
+        got = _JSON_KINDS.get(type(doc), "a number")
+        line = text.count("\n", 0, len(text) - len(text.lstrip())) + 1  # where the value starts
+        raise SessionFormatError(name, line, f"{expected}, got {got}")
     # Walk the array again item by item, only to learn the line each one starts on.
     decoder = json.JSONDecoder()
     found: list[tuple[int, Any]] = []
@@ -249,26 +288,54 @@ def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
 def csv_rows(text: str, name: str, names: dict[str, str] | None = None) -> list[tuple[int, dict[str, Any]]]:
     """Return a CSV text's rows as dicts by lower-cased header (`_` for other signs, `names` renamed).
 
-    Every value is read as text; empty cells are None. Row i is on line i + 2 (after the header).
+    Every value is read as text; empty cells are None; blank lines are skipped. Each row comes
+    with the line it starts on (a quoted cell may hold line breaks).
+
+    Every row must have the header's cells: a row with fewer is a file cut short or a row that
+    lost cells (its missing values would otherwise read as empty), one with more non-empty
+    cells has values no column names. A quoted cell that never closes is a file cut short.
 
     Raises:
-        SessionFormatError: An empty file, or a row pandas cannot split (naming its line).
+        SessionFormatError: An empty file, or a row that is not valid CSV or does not fit the
+            header (naming its line).
     """
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, skipinitialspace=True)
+    found: list[tuple[int, list[str]]] = []
+    start = 1
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise SessionFormatError(name, 1, "empty file: expected a header line, then one row each") from None
-    except pd.errors.ParserError as exc:
-        message = str(exc).strip().splitlines()[-1].removeprefix("Error tokenizing data. C error: ")
-        line = re.search(r"\bline (\d+)", message)
-        raise SessionFormatError(name, int(line[1]) if line else None, f"not valid CSV: {message}") from None
+        for cells in reader:
+            if cells:  # a blank line is no row
+                found.append((start, cells))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        if str(exc) == "unexpected end of data":
+            raise SessionFormatError(
+                name, start, "a quoted field opened on this line never closes: the file is cut short"
+            ) from None
+        raise SessionFormatError(name, reader.line_num, f"not valid CSV: {exc}") from None
+    if not found:
+        raise SessionFormatError(name, 1, "empty file: expected a header line, then one row each")
+    (_, header), rows = found[0], found[1:]
     # "Avg. Fill Price", "avg_fill_price" and "AVG FILL PRICE" are one column.
-    columns = [re.sub(r"[^0-9a-z]+", "_", str(c).strip().lower()).strip("_") for c in frame.columns]
+    columns = [re.sub(r"[^0-9a-z]+", "_", c.strip().lower()).strip("_") for c in header]
     columns = [(names or {}).get(c, c) for c in columns]
-    return [
-        (i + 2, {col: (value if value != "" else None) for col, value in zip(columns, values, strict=True)})
-        for i, values in enumerate(frame.itertuples(index=False, name=None))
-    ]
+    width = len(columns)
+    result: list[tuple[int, dict[str, Any]]] = []
+    for line, cells in rows:
+        if len(cells) < width:
+            raise SessionFormatError(
+                name,
+                line,
+                f"a row of {len(cells)} fields under a header of {width}: "
+                "the row is cut short or misses cells",
+            )
+        if any(cell.strip() for cell in cells[width:]):  # a trailing comma adds an empty cell: harmless
+            raise SessionFormatError(
+                name, line, f"a row of {len(cells)} fields under a header of {width}: more cells than columns"
+            )
+        values = dict(zip(columns, cells, strict=False))  # beyond the header: empty, checked above
+        result.append((line, {col: (value if value != "" else None) for col, value in values.items()}))
+    return result
 
 
 def write_session(

@@ -89,7 +89,7 @@ def chaos(
         unguarded: Run through a plain bot's order path instead of the guard.
         crash: False for fault-free, crash-free runs (the baseline of `bench/chaos.py`).
         only_seed: Replay exactly the run with this seed (as printed with a violation).
-        save_to: A folder for the session files of failing runs.
+        save_to: A folder for the session files of failing runs (guarded or not).
         gateway_factory: Builds the guard (tests pass broken variants).
         kill_every: About one run in `kill_every` (0: none) runs as real bot processes, SIGKILLed
             at its crash point and restarted on a SQLite file and a paper state file
@@ -122,22 +122,32 @@ def chaos(
         else:
             outcome = run_once(cls, day, plan, unguarded=unguarded, gateway_factory=gateway_factory)
         result.runs.append(outcome)
-        if outcome.violations and save_to is not None and not unguarded:
-            result.sessions[run] = _save(cls, day, plan, save_to, gateway_factory)
+        if outcome.violations and save_to is not None:
+            result.sessions[run] = _save(cls, day, plan, save_to, gateway_factory, unguarded=unguarded)
         if progress is not None:
             progress(number, outcome)
     return result
 
 
 def _save(
-    cls: type[Strategy], day: BarSeries, plan: RunPlan, folder: str, factory: GatewayFactory | None
+    cls: type[Strategy],
+    day: BarSeries,
+    plan: RunPlan,
+    folder: str,
+    factory: GatewayFactory | None,
+    *,
+    unguarded: bool = False,
 ) -> str:
-    """Run the failing seed again (runs are deterministic) with every gateway recording a session."""
+    """Run the failing seed again (runs are deterministic) with every gateway recording a session.
+
+    A run that failed with real processes is saved from its in-process twin (same plan, same
+    seed): a session is recorded in process.
+    """
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"chaos-{plan.seed}.jsonl")
     recorder = Recorder(path)
     try:
-        run_once(cls, day, plan, gateway_factory=factory, record_to=recorder)
+        run_once(cls, day, plan, unguarded=unguarded, gateway_factory=factory, record_to=recorder)
     finally:
         recorder.close()
     return path

@@ -8,6 +8,7 @@ Most runs are in process (`harness`), about one in `--kill-every` as real SIGKIL
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
     from tradeguard.chaos.campaign import ChaosResult
 
 __all__ = ["ChaosOptions", "run_chaos"]
+
+DEFAULT_KILL_EVERY = 20  # `--kill-every`'s default (a replay command repeats any other value)
 
 
 def _points(text: str) -> tuple[str, ...]:
@@ -45,7 +48,7 @@ class ChaosOptions:
     faults: str | None = None
     crash_points: str = "all"
     bars: str | None = None
-    kill_every: int = 20
+    kill_every: int = DEFAULT_KILL_EVERY
     unguarded: bool = False
     save: str = "chaos-sessions"
     json: bool = False
@@ -80,16 +83,53 @@ def run_chaos(args: ChaosOptions) -> int:
         progress=progress,
     )  # fmt: skip
     if args.json:
-        json.dump(as_json(result), out, indent=2)
+        json.dump(as_json(result, args), out, indent=2)
         out.write("\n")
     else:
-        for line in report_lines(result, args.unguarded):
+        for line in report_lines(result, args):
             print(line, file=out)
     return 0 if result.ok else 1
 
 
-def as_json(result: ChaosResult) -> dict[str, object]:
-    """Return the result as plain JSON values."""
+def replay_command(args: ChaosOptions, seed: int) -> str:
+    """Return the command that runs exactly the run with `seed` again (as a shell would take it).
+
+    Every option that shapes a run is repeated (bars, faults, crash points, whether it runs as
+    real processes, the path); `--runs` and `--seed` only choose which seeds run. A password in
+    `--store` is shown as *** rather than printed.
+    """
+    words = ["tradeguard", "chaos", args.strategy, "--replay-seed", str(seed)]
+    if args.bars is not None:
+        words += ["--bars", args.bars]
+    if args.minutes is not None:
+        words += ["--minutes", str(args.minutes)]
+    if args.faults is not None:
+        words += ["--faults", args.faults]
+    if args.crash_points != "all":
+        words += ["--crash-points", args.crash_points]
+    if args.kill_every != DEFAULT_KILL_EVERY:
+        words += ["--kill-every", str(args.kill_every)]
+    if args.store is not None:
+        words += ["--store", _without_password(args.store)]
+    if args.workers != 1:
+        words += ["--workers", str(args.workers)]
+    if args.unguarded:
+        words.append("--unguarded")
+    return shlex.join(words)
+
+
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit  # noqa: PLC0415 - only with --store
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
+
+
+def as_json(result: ChaosResult, args: ChaosOptions | None = None) -> dict[str, object]:
+    """Return the result as plain JSON values (with `args`, each violation's replay command)."""
     return {
         "ok": result.ok,
         "runs": len(result.runs),
@@ -102,6 +142,7 @@ def as_json(result: ChaosResult) -> dict[str, object]:
                 "seed": r.plan.seed,
                 "crash_point": r.plan.crash_point,
                 "violations": [str(v) for v in r.violations],
+                **({"replay": replay_command(args, r.plan.seed)} if args is not None else {}),
             }
             for r in result.failing
         ],
@@ -109,10 +150,10 @@ def as_json(result: ChaosResult) -> dict[str, object]:
     }
 
 
-def report_lines(result: ChaosResult, unguarded: bool = False) -> list[str]:
+def report_lines(result: ChaosResult, args: ChaosOptions) -> list[str]:
     """Return the plain-text report: totals, crash points, violations with their seeds."""
     runs = result.runs
-    path = "UNGUARDED (plain bot)" if unguarded else "guarded"
+    path = "UNGUARDED (plain bot)" if args.unguarded else "guarded"
     lines = [
         f"chaos: {len(runs)} run(s), {path}: {sum(r.orders for r in runs)} broker orders, "
         f"{sum(r.faults_fired for r in runs)} faults fired, {sum(len(r.crashes) for r in runs)} crash(es), "
@@ -138,6 +179,7 @@ def report_lines(result: ChaosResult, unguarded: bool = False) -> list[str]:
                 + (f" (+{len(r.violations) - 1} more)" if len(r.violations) > 1 else "")
             )
             if r.plan.seed in result.sessions:
-                lines.append(f"    session: {result.sessions[r.plan.seed]}  (tradeguard replay ...)")
-        lines.append("replay one: tradeguard chaos STRATEGY --replay-seed SEED")
+                session = result.sessions[r.plan.seed]
+                lines.append(f"    session: {session}  (tradeguard replay {shlex.quote(session)} --compare)")
+        lines.append(f"replay one: {replay_command(args, result.failing[0].plan.seed)}")
     return lines

@@ -115,7 +115,9 @@ class _World:
     def start(self, unguarded: bool, record_to: Recorder | None) -> Incarnation:
         """Start the bot's process: a new gateway (a new owner) and a new strategy object."""
         if unguarded:
-            gateway: Any = PlainGateway(self.broker, agent_id=self.agent, clock=self.clock, log=self.log)
+            gateway: Any = PlainGateway(
+                self.broker, agent_id=self.agent, clock=self.clock, log=self.log, record_to=record_to
+            )
         else:
             gateway = self.factory(
                 self.broker, self.store, agent_id=self.agent, settings=self.settings, clock=self.clock,

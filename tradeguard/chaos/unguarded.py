@@ -8,20 +8,30 @@ memory (so a restart forgets it, and a lost answer leaves a phantom). It passes 
 points a plain bot has (before and after the send, after sizing an exit), so the same seeds
 kill it at the same moments. `tradeguard chaos
 --unguarded` runs it on the same seeds so a user sees what the guard prevents.
+
+Given a `Recorder`, it records what a plain bot's run looks like as a session: one attempt per
+order it sends (a retry of a decision is that decision's next attempt, under its new id) and
+each answer, so `tradeguard replay --compare` shows what a guard would have blocked.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from tradeguard import crashpoints
 from tradeguard.clock import Clock
-from tradeguard.domain import OrderRequest, Side
+from tradeguard.config import Settings
+from tradeguard.domain import Intent, Kind, OrderRequest, OrderSpec, Side
 from tradeguard.domain.ledger import LedgerPosition
 from tradeguard.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.ports import Broker
+from tradeguard.sessions.recorder import open_recorder
+
+if TYPE_CHECKING:
+    from tradeguard.sessions import Recorder
 
 __all__ = ["PlainGateway", "SendLog"]
 
@@ -51,10 +61,16 @@ class PlainGateway:
         agent_id: The bot's name.
         clock: The run's clock.
         log: The send log shared across restarts.
+        record_to: A recorder every incarnation writes to (a failing run's session), or None.
     """
 
-    def __init__(self, broker: Broker, *, agent_id: str, clock: Clock, log: SendLog) -> None:
-        self.broker = broker
+    def __init__(
+        self, broker: Broker, *, agent_id: str, clock: Clock, log: SendLog, record_to: Recorder | None = None
+    ) -> None:
+        self.recorder = open_recorder(
+            record_to, agent_id=agent_id, settings=Settings(), clock=clock, audit=None
+        )
+        self.broker = self.recorder.wrap(broker)
         self.agent_id = agent_id
         self.clock = clock
         self.log = log
@@ -80,6 +96,8 @@ class PlainGateway:
         coid = self.log.next_id()
         self.log.decisions[coid] = (kind, symbol, intent)
         request = OrderRequest(symbol=symbol, side=side, client_order_id=coid, qty=qty)
+        decision = Intent(self.agent_id, Kind.ENTRY if kind == "entry" else Kind.EXIT, symbol, side, intent)
+        self.recorder.attempt(decision, OrderSpec(qty=qty), coid)
         sign = qty if side is Side.BUY else -qty
         crashpoints.hit("before_post")
         try:

@@ -8,7 +8,9 @@ Only `db upgrade` (and the commands that trade: `run`, `demo`) may create a stor
 from __future__ import annotations
 
 import enum
+import json
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,6 +22,7 @@ from tradeguard.errors import ConfigError, StoreError, TradeguardError
 
 if TYPE_CHECKING:
     from tradeguard.config import Settings
+    from tradeguard.paper import PaperBroker
     from tradeguard.ports import Broker
     from tradeguard.store import ClaimStore
 
@@ -30,13 +33,19 @@ __all__ = [
     "ExitStatus",
     "Refused",
     "broker_options",
+    "broker_url",
+    "cannot_listen",
+    "check_port_free",
     "default_actor",
+    "json_problem",
     "make_broker",
     "open_existing_store",
+    "open_paper_broker",
     "require_store",
     "schema_revision",
     "sqlite_file",
     "store_option",
+    "url_option_callback",
 ]
 
 STORE_ENV = "TRADEGUARD_STORE_URL"
@@ -150,6 +159,28 @@ def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStor
     return ClaimStore(url, settings=settings, must_exist=True)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on, before a server builds anything (`serve`, `paper-server`).
+
+    Raises:
+        ConfigError: "cannot listen on HOST:PORT: Address already in use" (or why else not).
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(cannot_listen(host, port, exc)) from exc
+
+
+def cannot_listen(host: str, port: int, exc: OSError) -> str:
+    """Say why a server cannot listen on host:port, in the words `serve` and `paper-server` share."""
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
 def default_actor() -> str:
     """Return who is at the keyboard, for audit records ($USER, else "operator")."""
     return os.environ.get("USER") or os.environ.get("USERNAME") or "operator"
@@ -170,6 +201,51 @@ class BrokerChoice:
         return bool(self.paper_url or self.paper_state or keys)
 
 
+_EXPECTED_URL = ": expected http(s)://HOST[:PORT], e.g. http://127.0.0.1:8765"
+
+
+def broker_url(value: str, option: str) -> str:
+    """Return `value` if it can be a broker's base URL, for `option`; else refuse it in one line.
+
+    Checked before anything is sent: requests would refuse such a URL only when the first read
+    goes out, and a pass that cannot read the broker looks like a broker that is down (exit 1)
+    rather than an option mistyped (exit 2).
+
+    Raises:
+        ConfigError: No http(s) scheme, no host, a space or an impossible port, naming the option.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ConfigError(f"{option} {value!r} is not a broker URL ({exc}){_EXPECTED_URL}") from None
+    why = None
+    if any(c.isspace() for c in value):
+        why = "a space in it"
+    elif not parts.scheme or "://" not in value:
+        why = "no scheme"
+    elif parts.scheme.lower() not in ("http", "https"):
+        why = f"scheme {parts.scheme}, not http or https"
+    elif not parts.hostname:
+        why = "no host"
+    else:
+        try:
+            port = parts.port  # reading it checks it: out of range or not a number raises
+        except ValueError:
+            port = 0
+        if port == 0:
+            why = f"port {parts.netloc.rpartition(':')[2]} is not 1-65535"
+    if why is not None:
+        raise ConfigError(f"{option} {value!r} is not a broker URL ({why}){_EXPECTED_URL}")
+    return value
+
+
+def url_option_callback(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Check a broker URL option as Click reads it (see `broker_url`)."""
+    return None if value is None else broker_url(value, param.opts[0])
+
+
 def broker_options(func: _F) -> _F:
     """Add --paper-url, --paper-state and --live (default: Alpaca paper with the APCA_* keys)."""
     for option in reversed(
@@ -177,6 +253,7 @@ def broker_options(func: _F) -> _F:
             click.option(
                 "--paper-url",
                 metavar="URL",
+                callback=url_option_callback,
                 help="A tradeguard paper server, e.g. http://127.0.0.1:8765 (instead of Alpaca).",
             ),
             click.option(
@@ -195,6 +272,36 @@ def broker_options(func: _F) -> _F:
     return func
 
 
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """Say what is wrong with JSON text and at which column, in words.
+
+    `JSONDecodeError.msg` is written to be followed by ": line L column C"; "Unterminated string
+    starting at" already ends in "at".
+    """
+    joint = " column" if exc.msg.endswith(" at") else " at column"
+    return f"{exc.msg}{joint} {exc.colno}"
+
+
+def open_paper_broker(**options: Any) -> PaperBroker:
+    """Return `PaperBroker(**options)`; a state file that is not JSON is said in words.
+
+    The paper package names the parse error by its repr (`JSONDecodeError('Expecting ...: line
+    1 column 2 (char 1)')`); a command line says "Expecting ... at column 2".
+
+    Raises:
+        ConfigError: The state file (or another option) is unusable.
+    """
+    from tradeguard.paper import PaperBroker
+
+    try:
+        return PaperBroker(**options)
+    except ConfigError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, json.JSONDecodeError) and repr(cause) in str(exc):
+            raise ConfigError(str(exc).replace(repr(cause), json_problem(cause))) from cause
+        raise
+
+
 def make_broker(choice: BrokerChoice, settings: Settings) -> Broker:
     """Build the broker the options name.
 
@@ -204,12 +311,10 @@ def make_broker(choice: BrokerChoice, settings: Settings) -> Broker:
     if choice.paper_state and choice.paper_url:
         raise ConfigError("--paper-url and --paper-state name two different accounts; give one")
     if choice.paper_state:
-        from tradeguard.paper import PaperBroker
-
         if not os.path.isfile(choice.paper_state):
             # A mistyped path must not read as a flat account (every position a phantom).
             raise ConfigError(f"paper state file {choice.paper_state} does not exist")
-        return PaperBroker(state_path=choice.paper_state)
+        return open_paper_broker(state_path=choice.paper_state)
     from tradeguard.broker.alpaca import AlpacaBroker
 
     if choice.paper_url:

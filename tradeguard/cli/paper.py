@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES, ExitStatus
+from tradeguard.cli.common import EXIT_STATUSES, cannot_listen, check_port_free, open_paper_broker
 from tradeguard.errors import ConfigError
 
 __all__ = ["paper_server"]
@@ -72,14 +72,15 @@ def paper_server(
 ) -> int:
     """Serve a paper account over Alpaca's REST routes until Ctrl-C or SIGTERM."""
     from tradeguard.faults import FaultPlan
-    from tradeguard.paper import PaperBroker
     from tradeguard.paper.prices import CsvBarPrices
     from tradeguard.paper.server import PaperServer, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Every failure below is bad input said in one line by `main` ("tradeguard: error: ...").
+    check_port_free(host, port)  # first: a taken port leaves no new state file behind
     try:
         plan = FaultPlan.load(faults) if faults else None
-        broker = PaperBroker(
+        broker = open_paper_broker(
             prices=CsvBarPrices(bars) if bars else None,
             cash=_cash(cash),
             allow_short=allow_short,
@@ -92,10 +93,15 @@ def paper_server(
             if not sep:
                 raise ConfigError(f"--price wants SYMBOL=PRICE, got {pin!r}")
             broker.set_price(symbol, price)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise ConfigError(f"{where}{exc.strerror or exc}") from exc
+    except OverflowError as exc:
+        raise ConfigError(str(exc)) from exc
+    try:
         server = PaperServer(broker, host=host, port=port, fault_plan=plan).start()
-    except (ConfigError, OSError, OverflowError) as exc:
-        print(f"tradeguard paper-server: {exc}", file=sys.stderr)
-        return ExitStatus.BAD_INPUT
+    except OSError as exc:  # taken since the check above, or an address not of this host
+        raise ConfigError(cannot_listen(host, port, exc)) from exc
 
     def announce(running: PaperServer) -> None:
         print(f"paper server listening on {running.url} (any API key works; Ctrl-C stops it)", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import click
@@ -18,10 +19,27 @@ from tradeguard.cli.output import Format, emit, format_option
 
 if TYPE_CHECKING:
     from tradeguard.reconcile.runner import ReconcileReport
+    from tradeguard.reconcile.snapshot import PutOff
 
 __all__ = ["reconcile", "settle"]
 
 COLUMNS = ("action", "agent", "symbol", "qty", "reason")
+PUT_OFF = "put_off"  # the action of a row naming a symbol not checked yet (--format csv / json)
+
+
+def _put_off_reason(off: PutOff) -> str:
+    return (
+        f"ledger {off.ledger_qty}, broker {off.broker_qty}; the ledger moved too recently, so the "
+        f"check waits for the positions endpoint until {_utc(off.until)}"
+    )
+
+
+def _utc(when: datetime) -> str:
+    """`when` in UTC to the second, rounded up: "run again after" must not name a time too soon."""
+    whole = when.astimezone(UTC)
+    if whole.microsecond:
+        whole = whole.replace(microsecond=0) + timedelta(seconds=1)
+    return whole.isoformat().replace("+00:00", "Z")
 
 
 def _print_report(report: ReconcileReport, fmt: str) -> None:
@@ -31,26 +49,33 @@ def _print_report(report: ReconcileReport, fmt: str) -> None:
         for a in report.actions
     ]  # fmt: skip
     if fmt != Format.TABLE:
-        emit(COLUMNS, rows, fmt)
+        # A put-off symbol is a row too (action "put_off"), after the actions: the list keeps
+        # its shape for programs that read only the actions, and loses no symbol left unchecked.
+        put_off = [
+            {"action": PUT_OFF, "agent": "*", "symbol": off.symbol, "qty": "", "reason": _put_off_reason(off),
+             "ledger_qty": str(off.ledger_qty), "broker_qty": str(off.broker_qty), "until": _utc(off.until)}
+            for off in report.put_off
+        ]  # fmt: skip
+        emit(COLUMNS, [*rows, *put_off], fmt)
         return
     if report.aborted:
         print(f"reconcile aborted, nothing changed: {report.aborted}")
         return
     mode = "dry run: would apply" if report.dry_run else "applied"
     print(f"reconcile pass at {report.started_at:%Y-%m-%d %H:%M:%S}Z, {report.reads} broker read(s)")
-    if not report.actions and report.put_off:
-        print("nothing applied yet: the check of these symbols is put off (run again after the time given)")
-        for off in report.put_off:
-            print(
-                f"  {off.symbol}: ledger {off.ledger_qty}, broker {off.broker_qty}; the ledger moved too "
-                f"recently, so the check waits for the positions endpoint until {off.until:%H:%M:%S}Z"
-            )
-        return
-    if not report.actions:
+    if not report.actions and not report.put_off:
         print("nothing to do: claims and ledger agree with the broker")
         return
-    emit(COLUMNS, rows, fmt)
-    print(f"{mode} {len(report.actions if report.dry_run else report.applied)} action(s)")
+    if report.actions:
+        emit(COLUMNS, rows, fmt)
+        print(f"{mode} {len(report.actions if report.dry_run else report.applied)} action(s)")
+    else:
+        print("nothing applied yet: the check of these symbols is put off (run again after the time given)")
+    if report.put_off:
+        if report.actions:
+            print("the check of these symbols is put off (run again after the time given):")
+        for off in report.put_off:
+            print(f"  {off.symbol}: {_put_off_reason(off)}")
 
 
 @click.command(
@@ -78,7 +103,12 @@ def reconcile(
     adopt_orphans_to: str | None,
     fmt: str,
 ) -> int:
-    """Hold claims and ledger against the broker; print (and apply) the actions."""
+    """Hold claims and ledger against the broker; print (and apply) the actions.
+
+    With --format json or csv: one row per action (action, agent, symbol, qty, reason), then one row
+    per symbol whose check is put off because its ledger moved too recently: action "put_off",
+    and in JSON also ledger_qty, broker_qty and until (UTC, ISO 8601; run again after it).
+    """
     from tradeguard.cli.common import make_broker, open_existing_store
     from tradeguard.config import Settings
     from tradeguard.reconcile.runner import Reconciler

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES
+from tradeguard.cli.common import EXIT_STATUSES, url_option_callback
 from tradeguard.run.settings import Mode, ViewKind
 
 __all__ = ["run"]
@@ -25,7 +25,10 @@ __all__ = ["run"]
     help="Bar file (CSV, or Parquet with pyarrow) or seed:N; default: the shipped day.",
 )
 @click.option(
-    "--url", metavar="URL", help="Paper mode: a tradeguard paper server, e.g. http://127.0.0.1:8765."
+    "--url",
+    metavar="URL",
+    callback=url_option_callback,
+    help="Paper mode: a tradeguard paper server, e.g. http://127.0.0.1:8765.",
 )
 @click.option("--store", "store_url", metavar="URL", help="Claim store (sim default: a fresh file).")
 @click.option(

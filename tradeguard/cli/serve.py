@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import sys
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES, sqlite_file, store_option
+from tradeguard.cli.common import EXIT_STATUSES, check_port_free, sqlite_file, store_option
 from tradeguard.errors import ConfigError
 
 __all__ = ["serve"]
@@ -28,18 +27,6 @@ def _missing_sqlite_file(store_url: str) -> str | None:
     if not database or database.startswith(":memory:"):
         return None
     return None if os.path.exists(database) else os.path.abspath(database)
-
-
-def _check_port_free(host: str, port: int) -> None:
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
 
 
 @click.command(
@@ -113,7 +100,7 @@ def serve(
     from tradeguard.store.engine import describe, parse_url
 
     settings = Settings.from_env()
-    _check_port_free(host, port)  # first: a taken port leaves no new store file behind
+    check_port_free(host, port)  # first: a taken port leaves no new store file behind
     created = _missing_sqlite_file(store_url)
     ClaimStore(store_url, settings=settings).close()  # a bad URL or an unusable store: one line, now
     if created is not None:
