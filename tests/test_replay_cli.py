@@ -88,7 +88,7 @@ def test_the_shipped_session_is_found_by_name_from_anywhere(tmp_path: Path) -> N
 BAD = {
     "truncated line": ("cut", 4, "not valid JSON (the last line is cut short"),
     "unknown event": ('{"type": "fill", "t": "2026-05-21T09:31:00-04:00"}', 4, "unknown event type 'fill'"),
-    "wrong version": (None, 1, "session format version 2 is not supported"),
+    "wrong version": (None, 1, "session format version 3 is not supported"),
     "out of order": ('{"type": "note", "t": "2026-05-21T09:00:01-04:00", "text": "x"}', 4, "time order"),
 }  # fmt: skip
 
@@ -98,7 +98,7 @@ def test_a_bad_session_exits_2_naming_the_line(tmp_path: Path, case: str) -> Non
     extra, line, expected = BAD[case]
     lines = MAY21.read_text().splitlines()[:3]
     if case == "wrong version":
-        lines[0] = lines[0].replace('"version": 1', '"version": 2')
+        lines[0] = lines[0].replace('"version": 1', '"version": 3')
     text = "\n".join(lines) + "\n"
     if case == "truncated line":
         text += MAY21.read_text().splitlines()[3][:30]

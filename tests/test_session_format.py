@@ -79,7 +79,7 @@ BAD = {
     ),
     "unknown event": ([HEADER, {**PRICE, "type": "trade"}], 2, "unknown event type 'trade' (expected one of"),
     "missing type": ([HEADER, {"t": PRICE["t"]}], 2, "no 'type'"),
-    "wrong version": ([{**HEADER, "version": 2}], 1, "version 2 is not supported: this tradeguard reads 1"),
+    "wrong version": ([{**HEADER, "version": 3}], 1, "version 3 is not supported: this tradeguard reads 1"),
     "no header": ([PRICE], 1, "expected the session header first"),
     "second header": ([HEADER, HEADER], 2, "a second session header"),
     "times out of order": (

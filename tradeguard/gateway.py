@@ -38,7 +38,7 @@ from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger, account_key_of
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
-from tradeguard.sessions.recorder import RecordTarget, open_recorder
+from tradeguard.sessions.recorder import RecordTarget, answers_recorded, open_recorder
 from tradeguard.store import new_owner_token, open_ledger
 from tradeguard.windows import ContentWindows
 
@@ -91,6 +91,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self.agent_id = agent_id
         self.owner = owner or new_owner_token()
         self.reconciler = Reconciler(self.broker, self.store, settings=self.settings, clock=self.clock)
+        self.reconciler.recorder = self.recorder  # what its passes learn of lost answers is recorded
         self._reconcile_on_start = reconcile_on_start
         self._started = False  # registered this broker's account (and reconciled, if asked)
         self._last_full_pass: datetime | None = None
@@ -100,6 +101,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._unclaimed_windows: dict[str, Intent] = {}  # see ContentWindows.submit_by_content
 
     # -- public API ------------------------------------------------------------------------
+
+    submit_by_content = answers_recorded(ContentWindows.submit_by_content)
 
     def enter(
         self,
@@ -145,6 +148,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         decision = Intent(self.agent_id, Kind.ENTRY, symbol, order_side, intent)
         return self.submit(decision, spec)
 
+    @answers_recorded
     def submit(
         self,
         intent: Intent,
@@ -200,6 +204,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         )  # fmt: skip
         return self.exit_order(symbol, spec, intent=intent)
 
+    @answers_recorded
     def exit_order(
         self,
         symbol: str,

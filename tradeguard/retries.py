@@ -26,6 +26,7 @@ from tradeguard.errors import BrokerError, LeaseLost, OrderRejected
 from tradeguard.execution import OrderResult, Outcome, adopt_order
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
+from tradeguard.sessions.recorder import NullRecorder, Recorder
 
 __all__ = ["RetryAnswers"]
 
@@ -58,6 +59,7 @@ class RetryAnswers:
     agent_id: str
     owner: str
     reconciler: Reconciler
+    recorder: Recorder | NullRecorder
     _start_lock: threading.Lock
     _sending: set[str]
 
@@ -187,7 +189,9 @@ class RetryAnswers:
     def _settle_unplaced(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
         """Move a claim that placed nothing (absent, or not sent yet) to `to`, or answer the first mover."""
         try:
-            return self.store.transition(claim, to, owner=self.owner, reason=reason)
+            moved = self.store.transition(claim, to, owner=self.owner, reason=reason)
+            self.recorder.resolved(claim.client_order_id, placed=False, by="probe", reason=reason)
+            return moved
         except LeaseLost:
             fresh = self.store.get(claim.key)
             assert fresh is not None

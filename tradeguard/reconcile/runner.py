@@ -26,6 +26,7 @@ from tradeguard.execution import OrderResult, adopt_order, send_claim
 from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.diff import plan_read
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
+from tradeguard.sessions.recorder import NULL_RECORDER, NullRecorder, Recorder
 from tradeguard.store import new_owner_token
 
 __all__ = ["BackgroundReconciler", "ReconcileReport", "Reconciler"]
@@ -105,6 +106,7 @@ class Reconciler:
         self.owner = new_owner_token()
         self._reported: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
+        self.recorder: Recorder | NullRecorder = NULL_RECORDER  # a recording gateway sets its own
 
     def run(
         self,
@@ -280,6 +282,9 @@ class Reconciler:
             elif action.kind is ActionKind.MARK_NOT_SENT and claim is not None:
                 self.store.transition(
                     claim, ClaimState.NOT_SENT, reason=action.reason, detail=dict(action.evidence)
+                )
+                self.recorder.resolved(
+                    claim.client_order_id, placed=False, by="reconcile", reason=action.reason
                 )
             elif action.kind is ActionKind.CLEAR_PHANTOM and action.agent_id is not None:
                 closed = self.store.close_turn(

@@ -8,7 +8,9 @@ repository documents the format; `replay/` drives sessions through the guard in 
 
 from tradeguard.sessions.model import (
     EVENT_TYPES,
+    RESOLUTION_HORIZON_SECS,
     SESSION_VERSION,
+    SUPPORTED_VERSIONS,
     AnswerEvent,
     AttemptEvent,
     EndEvent,
@@ -17,6 +19,7 @@ from tradeguard.sessions.model import (
     NoteEvent,
     PositionEvent,
     PriceEvent,
+    ResolutionEvent,
     SessionHeader,
 )
 from tradeguard.sessions.reader import SessionReader, open_session
@@ -26,7 +29,9 @@ from tradeguard.sessions.writer import SessionWriter
 
 __all__ = [
     "EVENT_TYPES",
+    "RESOLUTION_HORIZON_SECS",
     "SESSION_VERSION",
+    "SUPPORTED_VERSIONS",
     "AnswerEvent",
     "AttemptEvent",
     "EndEvent",
@@ -38,6 +43,7 @@ __all__ = [
     "PriceEvent",
     "RecordTarget",
     "Recorder",
+    "ResolutionEvent",
     "SessionHeader",
     "SessionReader",
     "SessionRecordingBroker",

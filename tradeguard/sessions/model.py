@@ -1,4 +1,4 @@
-"""The session format, version 1: one JSON object per line, each validated by a typed model.
+"""The session format, version 2: one JSON object per line, each validated by a typed model.
 
 The first line is the `SessionHeader`; every later line is one event, told apart by its `type`:
 
@@ -9,8 +9,11 @@ The first line is the `SessionHeader`; every later line is one event, told apart
 - `price`, `position`: a price, and a position as the bot, the guard or the broker saw it;
 - `external`: something done to the account outside the bot (a position closed by hand);
 - `note`: the bot's own words ("ENTRY BLOCKED: position held"), kept as they were;
+- `resolution` (version 2): what was learned later about an attempt whose answer was lost
+  (a timeout or a 5xx): whether the broker placed its order after all;
 - `end`: the session's last moment (optional; without it the last event's time is the end).
 
+Version 1 files (no `resolution` events) are read as they always were.
 `sessions/README.md` is the human description of the same rules.
 """
 
@@ -33,11 +36,23 @@ __all__ = [
     "NoteEvent",
     "PositionEvent",
     "PriceEvent",
+    "RESOLUTION_HORIZON_SECS",
+    "ResolutionEvent",
+    "SUPPORTED_VERSIONS",
     "SessionHeader",
     "event_adapter",
+    "event_types",
 ]
 
-SESSION_VERSION = 1
+SESSION_VERSION = 2
+"""The version tradeguard writes: 1 plus the `resolution` event."""
+
+SUPPORTED_VERSIONS = (1, 2)
+"""The versions tradeguard reads."""
+
+RESOLUTION_HORIZON_SECS = 600.0
+"""A `resolution` comes within this much session time after the answer it resolves (the same
+bound as an answer after its attempt): a reader holds events back that long, no longer."""
 
 AnswerResult = Literal[
     "accepted", "filled", "partially_filled", "rejected", "timeout", "dropped", "error", "blocked"
@@ -63,7 +78,7 @@ class SessionHeader(_Line):
     """The first line: what the session is and the account it ran on.
 
     Attributes:
-        version: The format version (1).
+        version: The format version (1, or 2 for a file that may hold `resolution` events).
         name: A title for reports.
         agent_id: The bot's agent id (claims and ledger are kept under it on replay).
         start: When the session starts; the replay's clock starts here.
@@ -184,6 +199,38 @@ class AnswerEvent(_Event):
     reason: str | None = None
 
 
+class ResolutionEvent(_Event):
+    """What was learned after an attempt's answer was lost: whether its order was placed.
+
+    Written by a recording gateway when it (or its reconciler) settles an ambiguous send: the
+    order found at the broker by client_order_id (placed), or proven absent (two probes after
+    the grace period, a reconcile pass marking it not sent, or a lookup when the recording
+    ended: not placed). It follows the `answer` it resolves (a `timeout` or `error` without
+    `placed`) within `RESOLUTION_HORIZON_SECS` of session time, once; the reader hands that
+    answer on with `placed` set from it.
+
+    Attributes:
+        decision: The attempt's decision.
+        attempt: The attempt's number.
+        placed: Whether the broker placed the order of that attempt's send.
+        client_order_id: The id the order was sent under.
+        order_id: The broker's order id, when it was found.
+        by: How it was learned: `lookup` (found by client_order_id), `probe` (absent on two
+            probes after the grace period), `reconcile` (a reconcile pass marked it not sent),
+            `end` (looked up when the recording ended).
+        reason: A sentence.
+    """
+
+    type: Literal["resolution"]
+    decision: Name
+    attempt: Annotated[int, Field(ge=1)]
+    placed: bool
+    client_order_id: str | None = None
+    order_id: str | None = None
+    by: Literal["lookup", "probe", "reconcile", "end"] | None = None
+    reason: str | None = None
+
+
 class PriceEvent(_Event):
     """The price of `symbol` from `t` on (fills of the replay's paper broker happen at it)."""
 
@@ -245,21 +292,46 @@ class EndEvent(_Event):
     type: Literal["end"]
 
 
-Event = Annotated[
+_EventV1 = Annotated[
     AttemptEvent | AnswerEvent | PriceEvent | PositionEvent | ExternalEvent | NoteEvent | EndEvent,
     Field(discriminator="type"),
 ]
 
-EVENT_TYPES = ("attempt", "answer", "price", "position", "external", "note", "end")
+Event = Annotated[
+    AttemptEvent
+    | AnswerEvent
+    | PriceEvent
+    | PositionEvent
+    | ExternalEvent
+    | NoteEvent
+    | EndEvent
+    | ResolutionEvent,
+    Field(discriminator="type"),
+]
+"""Any event line of the current version."""
 
-_ADAPTER: TypeAdapter[Any] | None = None
+EVENT_TYPES = ("attempt", "answer", "price", "position", "external", "note", "end", "resolution")
+"""Every event type of the current version."""
+
+_TYPES_V1 = EVENT_TYPES[:-1]
+
+_ADAPTERS: dict[int, TypeAdapter[Any]] = {}
 
 
-def event_adapter() -> TypeAdapter[Any]:
-    """Return the validator of one event line (built once)."""
-    global _ADAPTER  # noqa: PLW0603 - a cache of an expensive, immutable object
-    if _ADAPTER is None:
+def event_types(version: int = SESSION_VERSION) -> tuple[str, ...]:
+    """Return the event types a file of format `version` may hold."""
+    return _TYPES_V1 if version == 1 else EVENT_TYPES
+
+
+def event_adapter(version: int = SESSION_VERSION) -> TypeAdapter[Any]:
+    """Return the validator of one event line of a file of format `version` (built once each).
+
+    A version 1 file's validator does not know `resolution`: such a line there is refused.
+    """
+    adapter = _ADAPTERS.get(version)
+    if adapter is None:
         # Values are not interned: pydantic-core's string cache would fill with decision ids and
         # make memory grow with the file up to its cap; keys repeat on every line and are worth it.
-        _ADAPTER = TypeAdapter(Event, config=ConfigDict(cache_strings="keys"))
-    return _ADAPTER
+        union: Any = _EventV1 if version == 1 else Event
+        adapter = _ADAPTERS[version] = TypeAdapter(union, config=ConfigDict(cache_strings="keys"))
+    return adapter

@@ -4,6 +4,13 @@ Every problem raises `SessionFormatError` naming the file, the line and what was
 line is skipped (blank lines hold nothing and are passed over). Checks across lines need only
 the previous line: the header comes first and only once, times never go back, nothing follows
 the `end` event.
+
+In a version 2 file an answer lost in transport (a `timeout` or `error` without `placed`) may be
+resolved by a later `resolution` line. The reader hands such an answer on with `placed` set from
+its resolution, holding the lines after it back until the resolution comes or
+`RESOLUTION_HORIZON_SECS` of session time pass (rare: most answers are not lost), so whoever
+reads the answer knows what became of the send. The `resolution` line is handed on too, in its
+place.
 """
 
 from __future__ import annotations
@@ -11,18 +18,29 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import deque
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import IO, Any
 
 from pydantic import ValidationError
 
 from tradeguard.errors import SessionFormatError
-from tradeguard.sessions.model import EVENT_TYPES, SESSION_VERSION, SessionHeader, event_adapter
+from tradeguard.sessions.model import (
+    EVENT_TYPES,
+    RESOLUTION_HORIZON_SECS,
+    SUPPORTED_VERSIONS,
+    AnswerEvent,
+    ResolutionEvent,
+    SessionHeader,
+    event_adapter,
+    event_types,
+)
 
 __all__ = ["SessionReader", "describe_validation_error", "open_session"]
 
-_EXPECTED = ", ".join(EVENT_TYPES)
+_LOST = frozenset({"timeout", "error"})
+"""Answers whose send may or may not have placed the order: what a `resolution` settles."""
 # Events nest a few levels. Python's JSON parser recurses in C once per level, and only the
 # recursion limit stops it: where a program has raised that limit, a line of 100,000 `[` crashes
 # the process (a segmentation fault) instead of raising. So depth is counted before parsing.
@@ -144,11 +162,11 @@ class SessionReader:
                 f"got type {obj.get('type')!r}"
             )
         version = obj.get("version")
-        if version != SESSION_VERSION:
+        if type(version) is not int or version not in SUPPORTED_VERSIONS:
             got = f"{version!r} (a string)" if isinstance(version, str) else repr(version)
+            reads = " or ".join(map(str, SUPPORTED_VERSIONS))
             raise self._fail(
-                f"session format version {got} is not supported: this tradeguard reads "
-                f"{SESSION_VERSION} (a number)"
+                f"session format version {got} is not supported: this tradeguard reads {reads} (a number)"
             )
         try:
             return SessionHeader.model_validate(obj)
@@ -156,12 +174,17 @@ class SessionReader:
             raise self._fail(describe_validation_error(exc, "session header")) from None
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
+        events = self._events()
+        # A version 1 file holds no resolutions: its events go straight through.
+        return events if self.header.version == 1 else self._resolved(events)
+
+    def _events(self) -> Iterator[tuple[int, Any]]:
         # The fast path hands each raw line to pydantic-core's own JSON parser in one call. Any
         # line it refuses is read again by `_checked`, the slow path, which finds the same fault
         # and says what it is (bad JSON, a cut line, an unknown type, a second header, a field).
         # The adapter's own validator: `TypeAdapter.validate_json` is a Python layer over it that
         # only forwards options this reader never sets.
-        validate_json = event_adapter().validator.validate_json
+        validate_json = event_adapter(self.header.version).validator.validate_json
         previous: datetime = self.header.start
         ended = False
         for raw in self._file:
@@ -195,13 +218,81 @@ class SessionReader:
         kind = obj.get("type")
         if kind == "session":
             raise self._fail("a second session header: only the first line may be one")
-        if kind not in EVENT_TYPES:
+        version = self.header.version
+        types = event_types(version)
+        if kind not in types:
+            if kind in EVENT_TYPES:
+                raise self._fail(
+                    f"a {kind} event needs session format version 2 or later "
+                    f"(this file's header says version {version})"
+                )
             got = "no 'type'" if kind is None else f"unknown event type {kind!r}"
-            raise self._fail(f"{got} (expected one of {_EXPECTED})")
+            raise self._fail(f"{got} (expected one of {', '.join(types)})")
         try:
-            return event_adapter().validate_python(obj)
+            return event_adapter(version).validate_python(obj)
         except ValidationError as exc:
             raise self._fail(describe_validation_error(exc, f"{kind} event")) from None
+
+    def _resolved(self, events: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+        """Hand `events` on, each lost answer with `placed` set from its `resolution` (see the module).
+
+        Each held line is an entry `[line, event, key]`; `key` is set while the entry is a lost
+        answer still open to a resolution, and is what holds the lines after it back.
+        """
+        horizon = timedelta(seconds=RESOLUTION_HORIZON_SECS)
+        held: deque[list[Any]] = deque()
+        waiting: dict[tuple[str, int], list[Any]] = {}  # key -> the open answer's entry
+        for line, event in events:
+            kind = type(event)
+            if kind is ResolutionEvent:
+                self._resolve(waiting, line, event, horizon)
+            opens = kind is AnswerEvent and event.placed is None and event.result in _LOST
+            if not held and not opens:
+                yield line, event  # the common case: nothing waits
+                continue
+            entry = [line, event, None]
+            if opens:
+                key = (event.decision, event.attempt)
+                earlier = waiting.get(key)
+                if earlier is not None:  # a second answer to one attempt (refused downstream)
+                    earlier[2] = None
+                entry[2] = key
+                waiting[key] = entry
+            held.append(entry)
+            now = event.t
+            while held:
+                first = held[0]
+                key = first[2]
+                if key is not None:
+                    if now - first[1].t <= horizon:
+                        break  # still open: what follows it waits
+                    first[2] = None  # no resolution within the horizon: placed stays unknown
+                    del waiting[key]
+                held.popleft()
+                yield first[0], first[1]
+        while held:
+            first = held.popleft()
+            yield first[0], first[1]
+
+    def _resolve(
+        self,
+        waiting: dict[tuple[str, int], list[Any]],
+        line: int,
+        event: ResolutionEvent,
+        horizon: timedelta,
+    ) -> None:
+        """Set `placed` on the open answer `event` resolves; refuse a resolution of nothing."""
+        key = (event.decision, event.attempt)
+        entry = waiting.pop(key, None)
+        if entry is None or event.t - entry[1].t > horizon:
+            raise self._fail(
+                f"resolution of decision {event.decision!r} attempt {event.attempt} resolves no lost "
+                "answer: expected it after that attempt's timeout or error answer without 'placed', "
+                f"within {RESOLUTION_HORIZON_SECS:g} s, once",
+                line,
+            )
+        entry[1] = entry[1].model_copy(update={"placed": event.placed})
+        entry[2] = None
 
 
 def open_session(source: str | os.PathLike[str] | IO[str], *, name: str | None = None) -> SessionReader:

@@ -6,6 +6,16 @@ it happens. The bot adds what only it knows with `note`, `price`, `position(view
 `external`, and tags the next attempt with `annotate(...)` (its bar, which code path sent it,
 the raw position intent of its own request).
 
+Each call of the gateway's entry points (`answers_recorded`) ends with an answer: the broker's,
+or, when nothing was sent, the one tradeguard gave itself (`blocked`, by `tradeguard`: a
+duplicate, "not found yet", an exit with nothing to sell, a refusal raised to the bot).
+
+An answer lost in transport (a timeout or a 5xx) is written as the bot saw it, placed unknown.
+When the gateway or its reconciler later learns whether that send placed its order (found by
+client_order_id; absent on two probes after the grace period; marked not sent by a reconcile
+pass), a `resolution` line says so; an attempt still unknown when the recording ends is looked
+up once then. A replay uses it to place the order, or not, as the broker did.
+
 Recording never blocks or fails an order: every recorder call catches its own errors. The first
 failure is logged and audited (G6), and recording stops there, since a session with a hole in
 it would replay to wrong figures; the order path goes on untouched.
@@ -14,23 +24,24 @@ it would replay to wrong figures; the order path goes on untouched.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import IO, Any
+from typing import IO, Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from tradeguard import __version__
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import (
-    AuditAction,
-)
+from tradeguard.domain import AuditAction, BrokerOrder
 from tradeguard.domain.intents import Intent, OrderSpec
 from tradeguard.ports import Broker
 from tradeguard.sessions.model import (
+    RESOLUTION_HORIZON_SECS,
     SESSION_VERSION,
     AnswerEvent,
     AttemptEvent,
@@ -38,6 +49,7 @@ from tradeguard.sessions.model import (
     NoteEvent,
     PositionEvent,
     PriceEvent,
+    ResolutionEvent,
     SessionHeader,
 )
 from tradeguard.sessions.recording_broker import SessionRecordingBroker
@@ -49,6 +61,7 @@ __all__ = [
     "RecordTarget",
     "Recorder",
     "SessionRecordingBroker",
+    "answers_recorded",
     "open_recorder",
 ]
 
@@ -56,6 +69,19 @@ _log = logging.getLogger(__name__)
 
 Audit = Callable[..., None]
 _ANNOTATIONS = frozenset({"path", "bar", "position_intent", "reason", "client_order_id"})
+_LOST = frozenset({"timeout", "error"})
+_MAX_LOST = 4096  # lost answers awaiting what became of them (a handful in a real day)
+_MAX_END_PROBES = 100  # lookups when the recording ends, at most
+
+
+class _Lost(NamedTuple):
+    """An attempt whose answer was lost in transport, its order placed or not: not known yet."""
+
+    decision: str
+    attempt: int
+    t: datetime
+    symbol: str
+    side: str
 
 
 class Recorder:
@@ -88,6 +114,8 @@ class Recorder:
         self._taken: set[str] = set()  # decision names given so far
         self._prices: dict[str, Decimal] = {}
         self._broker_qty: dict[str, Decimal] = {}
+        self._lost: OrderedDict[str, _Lost] = OrderedDict()  # client_order_id -> its lost answer
+        self._broker: Broker | None = None  # the last broker wrapped (looked up at the end)
         self._last: datetime | None = None
         self._audit: Audit | None = None
         self._writer: SessionWriter | None = None
@@ -117,17 +145,27 @@ class Recorder:
         return self
 
     def _open(self, header: SessionHeader) -> None:
+        if header.version != SESSION_VERSION:
+            # What this recorder writes (resolutions) is the current format's, whatever header
+            # it was handed (a replay passes its session's own).
+            header = header.model_copy(update={"version": SESSION_VERSION})
+            self.header = header
         self._writer = SessionWriter(self._target, header, flush_each=True)
         self._last = header.start
 
     def wrap(self, broker: Broker) -> Broker:
         """Return `broker` with every submit's answer and every position read recorded."""
+        self._broker = broker
         return SessionRecordingBroker(broker, self)
 
     def close(self) -> None:
-        """Flush and close the file (a stream passed in is flushed, not closed)."""
+        """Look up the lost answers still unresolved, then flush and close the file.
+
+        A stream passed in is flushed, not closed.
+        """
         with self._lock:
             if self._writer is not None:
+                self._guarded(self._resolve_at_end)
                 self._guarded(self._writer.close)
                 self._writer = None
 
@@ -149,7 +187,7 @@ class Recorder:
             decision = self._decision(intent)
             number = self._attempts.get(decision, 0) + 1
             self._attempts[decision] = number
-            self._local.current = (decision, number, intent.symbol)
+            self._local.current = (decision, number, intent.symbol, intent.side.value)
             self._local.answered = None  # the first answer of this attempt, once written
             fields: dict[str, Any] = {
                 "type": "attempt",
@@ -214,7 +252,7 @@ class Recorder:
                 text = f"order sent outside an attempt: {result} {fields.get('reason') or ''}".strip()
                 self._emit(NoteEvent(type="note", t=self._now(), text=text, tag="unattributed_send"))
                 return
-            decision, number, _ = current
+            decision, number, symbol, side = current
             first = getattr(self._local, "answered", None)
             if first is not None:
                 # A second send inside one attempt is the gateway's own, not the bot's: an exit
@@ -231,11 +269,18 @@ class Recorder:
             )
             self._emit(event)
             self._local.answered = result
+            coid = event.client_order_id
+            if result in _LOST and event.placed is None and coid is not None:
+                lost = self._lost
+                lost[coid] = _Lost(decision, number, event.t, symbol, side)
+                lost.move_to_end(coid)
+                if len(lost) > _MAX_LOST:
+                    lost.popitem(last=False)  # its resolution, if any, is simply not written
 
     def _resend_note(
-        self, current: tuple[str, int, str], first: str, result: str, fields: dict[str, Any]
+        self, current: tuple[str, int, str, str], first: str, result: str, fields: dict[str, Any]
     ) -> NoteEvent:
-        decision, number, symbol = current
+        decision, number, symbol, _ = current
         said = [result.replace("_", " ")]
         said += [
             f"{k} {fields[k]}" for k in ("status", "order_id", "filled_qty") if fields.get(k) is not None
@@ -248,13 +293,135 @@ class Recorder:
         )
         return NoteEvent(type="note", t=self._now(), text=text, symbol=symbol, tag="guard_resend")
 
+    def settle(self, result: Any, error: BaseException | None = None) -> None:
+        """End this thread's attempt: answer it for tradeguard when the broker gave no answer.
+
+        `result` is the gateway's `OrderResult` (None when the call raised `error`). An attempt
+        that sent nothing got its answer from tradeguard itself (a duplicate, "not found yet", an
+        exit with nothing to sell, a refusal): it is written as `blocked` by `tradeguard`, so the
+        session says what the bot was told. Sends after this (a reconcile pass) belong to no
+        attempt.
+        """
+        self._guarded(lambda: self._settle(result, error))
+
+    def _settle(self, result: Any, error: BaseException | None) -> None:
+        local = self._local
+        current = getattr(local, "current", None)
+        if current is None:
+            return
+        try:
+            if getattr(local, "answered", None) is None:
+                fields: dict[str, Any] = {"by": "tradeguard"}
+                if result is not None:
+                    fields["reason"] = f"{result.outcome}: {result.reason}"
+                    order = result.order
+                    claim = result.claim
+                    fields["order_id"] = order.id if order is not None else None
+                    fields["client_order_id"] = claim.client_order_id if claim is not None else None
+                else:
+                    fields["reason"] = f"{type(error).__name__}: {error}"
+                self._answer("blocked", fields)
+        finally:
+            local.current = None
+
+    def resolved(
+        self,
+        client_order_id: str,
+        *,
+        placed: bool,
+        by: str,
+        reason: str,
+        order_id: str | None = None,
+    ) -> None:
+        """Record what became of a lost answer's send under `client_order_id` (nothing if none is open).
+
+        Called when the gateway or its reconciler settles an ambiguous send: `placed` False once
+        it is proven absent, True once its order is found. A resolution later than
+        `RESOLUTION_HORIZON_SECS` after the answer becomes a note (a replay reads no further).
+        """
+        if client_order_id in self._lost:  # read without the lock: most calls have nothing to do
+            self._guarded(lambda: self._resolved(client_order_id, placed, by, reason, order_id))
+
+    def _resolved(self, coid: str, placed: bool, by: str, reason: str, order_id: str | None) -> None:
+        with self._lock:
+            lost = self._lost.pop(coid, None)
+            if lost is None:
+                return
+            now = self._now()
+            if (now - lost.t).total_seconds() > RESOLUTION_HORIZON_SECS:
+                what = "placed" if placed else "not placed"
+                text = (
+                    f"decision {lost.decision!r} attempt {lost.attempt}, whose answer was lost, was "
+                    f"{what} ({reason}); learned too late for a replay to use"
+                )
+                tag = "late_resolution"
+                self._emit(NoteEvent(type="note", t=now, text=text, symbol=lost.symbol, tag=tag))
+                return
+            event = ResolutionEvent.model_validate(
+                {"type": "resolution", "t": now, "decision": lost.decision, "attempt": lost.attempt}
+                | {"placed": placed, "client_order_id": coid, "order_id": order_id, "by": by}
+                | {"reason": reason}
+            )
+            self._emit(event)
+
+    def found(self, client_order_id: str, order: BrokerOrder | None) -> None:
+        """Note a broker read of `client_order_id`: an order of a lost answer's send is found placed."""
+        lost = None if order is None else self._lost.get(client_order_id)
+        if order is None or lost is None:
+            return
+        # An id chosen by the bot can name another order (the gateway refuses to adopt it): that
+        # one is no evidence about this send.
+        if order.symbol.replace("/", "") != lost.symbol.replace("/", "") or order.side.value != lost.side:
+            return
+        self.resolved(
+            client_order_id, placed=True, by="lookup", order_id=order.id,
+            reason=f"found at the broker by client_order_id ({order.status})",
+        )  # fmt: skip
+
+    def seen(self, orders: Iterable[BrokerOrder]) -> None:
+        """Note a broker listing of orders (`found` for each one of a lost answer's send)."""
+        if self._lost:
+            for order in orders:
+                self.found(order.client_order_id, order)
+
+    def _resolve_at_end(self) -> None:
+        """Look up, once, each lost answer still unresolved; absent now is not placed."""
+        broker = self._broker
+        if broker is None or not self._lost:
+            return
+        now = self._now()
+        waiting = [
+            (coid, lost)
+            for coid, lost in self._lost.items()
+            if (now - lost.t).total_seconds() <= RESOLUTION_HORIZON_SECS
+        ][-_MAX_END_PROBES:]
+        for coid, lost in waiting:
+            try:
+                order = broker.get_order_by_client_id(coid)
+            except Exception as exc:  # a failed lookup leaves it unknown, nothing more
+                _log.warning("recording: could not look up %s when the recording ended: %s", coid, exc)
+                continue
+            if order is not None:
+                self.found(coid, order)
+            else:
+                secs = (self._now() - lost.t).total_seconds()
+                reason = f"absent at the broker when the recording ended, {secs:.0f} s after the lost answer"
+                self.resolved(coid, placed=False, by="end", reason=reason)
+
     # -- what the bot adds -------------------------------------------------------------------
 
     def write(self, event: Any) -> None:
-        """Write any event as it is (a time earlier than the last line's is moved up to it)."""
+        """Write any event as it is (a time earlier than the last line's is moved up to it).
+
+        A `resolution` is left out: this recorder writes its own (see `resolved`).
+        """
         self._guarded(lambda: self._write_event(event))
 
     def _write_event(self, event: Any) -> None:
+        if isinstance(event, ResolutionEvent):
+            # A resolution names an attempt of the session it came from; this recorder writes its
+            # own, for the attempts its gateway makes, as its gateway learns them.
+            return
         with self._lock:
             if self._last is not None and event.t < self._last:
                 event = event.model_copy(update={"t": self._last})
@@ -358,11 +525,58 @@ class NullRecorder:
     def external(self, symbol: str, reason: str) -> None:
         """Do nothing."""
 
+    def settle(self, result: Any, error: BaseException | None = None) -> None:
+        """Do nothing."""
+
+    def resolved(
+        self,
+        client_order_id: str,
+        *,
+        placed: bool,
+        by: str,
+        reason: str,
+        order_id: str | None = None,
+    ) -> None:
+        """Do nothing."""
+
     def close(self) -> None:
         """Do nothing."""
 
 
 NULL_RECORDER = NullRecorder()
+
+
+class _Recording(Protocol):
+    recorder: Recorder | NullRecorder
+
+
+_S = TypeVar("_S", bound=_Recording)
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def answers_recorded(method: Callable[Concatenate[_S, _P], _R]) -> Callable[Concatenate[_S, _P], _R]:
+    """Decorate a gateway entry point that records an attempt: the call ends with its answer.
+
+    After the call (or its exception) the recorder writes tradeguard's own answer when the
+    broker gave none (`Recorder.settle`). Free when nothing is recorded.
+    """
+
+    @functools.wraps(method)
+    def call(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        recorder = self.recorder
+        if recorder is NULL_RECORDER:
+            return method(self, *args, **kwargs)
+        try:
+            result = method(self, *args, **kwargs)
+        except BaseException as exc:
+            recorder.settle(None, exc)
+            raise
+        recorder.settle(result)
+        return result
+
+    return call
+
 
 RecordTarget = str | os.PathLike[str] | Recorder | IO[str] | None
 

@@ -1,13 +1,18 @@
-"""The broker a `Recorder` wraps: each submit's answer and each position read written as it happens."""
+"""The broker a `Recorder` wraps: each submit's answer and each position read written as it happens.
+
+Order reads are watched too: an order found under the client_order_id of a send whose answer was
+lost resolves that attempt as placed (`Recorder.found`).
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.clock import SystemClock
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, OrderStatus
-from tradeguard.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown
+from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.ports import Broker, ForwardingBroker
 
 if TYPE_CHECKING:
@@ -46,6 +51,9 @@ class SessionRecordingBroker(ForwardingBroker):
         except BrokerUnavailable as exc:
             rec.answer("dropped", placed=False, client_order_id=coid, reason=exc.message)
             raise
+        except BrokerError as exc:  # no adapter raises a bare one; if one does, the send is unknown
+            rec.answer("error", client_order_id=coid, reason=exc.message)
+            raise
         rec.answer(
             _FILLED.get(order.status, "accepted"),
             order_id=order.id,
@@ -56,6 +64,25 @@ class SessionRecordingBroker(ForwardingBroker):
         if order.filled_avg_price is not None:
             rec.price(order.symbol, order.filled_avg_price)
         return order
+
+    def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
+        """Look up, and resolve a lost answer's attempt as placed when its order is found."""
+        order = self.inner.get_order_by_client_id(client_order_id)
+        self.recorder.found(client_order_id, order)
+        return order
+
+    def list_orders(
+        self,
+        *,
+        status: str = "open",
+        symbols: list[str] | None = None,
+        after: datetime | None = None,
+        limit: int = 500,
+    ) -> list[BrokerOrder]:
+        """List, and resolve lost answers' attempts whose orders are among those listed."""
+        orders = self.inner.list_orders(status=status, symbols=symbols, after=after, limit=limit)
+        self.recorder.seen(orders)
+        return orders
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
         """Read, and record the quantity when it changed."""
