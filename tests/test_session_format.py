@@ -77,6 +77,11 @@ BAD = {
         3,
         "not valid JSON (the last line is cut short: a truncated file?)",
     ),
+    "cut inside a string": (
+        [HEADER, '{"type": "price", "symbol": "TQ'],
+        2,
+        "Unterminated string starting at column",  # said once: JSON's message ends in "at"
+    ),
     "unknown event": ([HEADER, {**PRICE, "type": "trade"}], 2, "unknown event type 'trade' (expected one of"),
     "missing type": ([HEADER, {"t": PRICE["t"]}], 2, "no 'type'"),
     "wrong version": ([{**HEADER, "version": 3}], 1, "version 3 is not supported: this tradeguard reads 1"),

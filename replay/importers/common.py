@@ -36,6 +36,7 @@ from tradeguard import (
     SessionHeader,
     SessionWriter,
 )
+from tradeguard.sessions.reader import json_problem
 
 __all__ = [
     "EASTERN",
@@ -196,16 +197,6 @@ def _too_deep_at(text: str) -> int | None:
         elif char in "]}":
             depth -= 1
     return None
-
-
-def json_problem(exc: json.JSONDecodeError) -> str:
-    """Say what is wrong with JSON text and at which column, in words.
-
-    `JSONDecodeError.msg` is written to be followed by ": line L column C"; "Unterminated string
-    starting at" already ends in "at".
-    """
-    joint = " column" if exc.msg.endswith(" at") else " at column"
-    return f"{exc.msg}{joint} {exc.colno}"
 
 
 def json_text(text: str, name: str, line: int) -> Any:

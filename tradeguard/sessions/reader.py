@@ -37,7 +37,7 @@ from tradeguard.sessions.model import (
     event_types,
 )
 
-__all__ = ["SessionReader", "describe_validation_error", "open_session"]
+__all__ = ["SessionReader", "describe_validation_error", "json_problem", "open_session"]
 
 _LOST = frozenset({"timeout", "error"})
 """Answers whose send may or may not have placed the order: what a `resolution` settles."""
@@ -47,6 +47,16 @@ _LOST = frozenset({"timeout", "error"})
 _MAX_DEPTH = 100
 _TOO_DEEP = "JSON nested too deeply to be an event (arrays or objects inside each other)"
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """Say what is wrong with JSON text and at which column, in words.
+
+    `JSONDecodeError.msg` is written to be followed by ": line L column C"; "Unterminated string
+    starting at" already ends in "at".
+    """
+    joint = " column" if exc.msg.endswith(" at") else " at column"
+    return f"{exc.msg}{joint} {exc.colno}"
 
 
 def _too_deep(text: str) -> bool:
@@ -132,7 +142,7 @@ class SessionReader:
             return json.loads(text)
         except json.JSONDecodeError as exc:
             cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
-            raise self._fail(f"not valid JSON{cut}: {exc.msg} at column {exc.colno}") from None
+            raise self._fail(f"not valid JSON{cut}: {json_problem(exc)}") from None
         except RecursionError:  # within _MAX_DEPTH, yet deeper than the stack left allows
             raise self._fail(_TOO_DEEP) from None
 
