@@ -26,6 +26,7 @@ from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.ports import ForwardingBroker
 from tradeguard.store import ClaimStore
+from tradeguard.testing import RecordingBroker
 
 SETTINGS = Settings(recent_activity_secs=0, position_settle_secs=0, settle_delay_secs=1)
 
@@ -204,3 +205,47 @@ def test_an_exit_is_not_enlarged_onto_another_agents_unbooked_fill(
 
     assert [o.qty for o in broker.orders() if o.status.is_open] == [Decimal(5)]
     assert broker.get_position("SPY").qty == 15  # type: ignore[union-attr]
+
+
+def test_an_order_marked_not_sent_that_landed_late_is_still_held_back(
+    store_url: str, clock: ManualClock
+) -> None:
+    # B's POST was held up in the network: B's reconcile proved it absent twice and marked it
+    # NOT_SENT, then it landed and filled. The reconciler probes NOT_SENT claims for a while for
+    # exactly this; exit sizing counts them the same way.
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    gw_a.enter("SPY", 10, intent="a-in")
+    outside_close(broker, 10)
+    store = gw_a.store
+    store.register_account("b", store.agent_accounts()["a"])
+    entry = store.claim(
+        Intent("b", Kind.ENTRY, "SPY", Side.BUY, "b-in"), OrderSpec(qty=Decimal(10)), owner="b"
+    )
+    late = store.transition(entry.claim, ClaimState.NOT_SENT, reason="absent on two probes")
+    broker.submit_order(OrderRequest("SPY", Side.BUY, late.client_order_id, qty=Decimal(10)))  # lands late
+
+    result = gw_a.exit("SPY", intent="a-out")
+
+    assert result.outcome is Outcome.SKIPPED and f"b {late.client_order_id}" in result.reason
+    assert sells(broker) == [] and broker.get_position("SPY").qty == 10  # type: ignore[union-attr]
+
+
+def test_a_grid_of_resting_orders_costs_one_listing_not_one_read_each(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker = RecordingBroker(paper(clock))
+    gw_a = gateway(broker, store_url, "a", clock)
+    gw_b = gateway(broker, store_url, "b", clock)
+    gw_a.enter("SPY", 10, intent="a-in")
+    for n in range(8):  # B's grid of limit buys below the market: accepted, resting
+        assert gw_b.enter("SPY", 1, intent=f"grid-{n}", order_type="limit", limit_price=str(400 + n)).order
+    broker.calls.clear()
+
+    result = gw_a.exit("SPY", intent="a-out", order_type="limit", limit_price="450")
+
+    assert result.outcome is Outcome.SUBMITTED and result.claim is not None and result.claim.order_qty == 10
+    lookups = [
+        c for c in broker.calls if c.method == "get_order_by_client_id" and c.subject.startswith("tg-")
+    ]
+    assert [c.method for c in broker.calls].count("list_orders") == 1 and lookups == []

@@ -148,7 +148,7 @@ def foreign_chain(
     return None
 
 
-_MAX_CHAIN_HOPS = 16  # the Alpaca adapter follows at most this many replacements too
+_MAX_CHAIN_HOPS = 16  # beyond this many hops, `foreign_chain` falls back to the store's claims
 
 
 def _own_chain(broker: Broker, claim: Claim, order: BrokerOrder) -> bool | None:

@@ -376,14 +376,16 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         is a phantom would otherwise sell them (G3). The note says what was held back ("" when
         nothing was); a result ends the call (a read failed: nothing sent).
         """
+        doing = f"read the {symbol} position"
         try:
             at_broker = self.broker.get_position(symbol)
             if at_broker is None or at_broker.qty == 0 or (at_broker.qty > 0) != (held.qty > 0):
                 return Decimal(0), ""
             adds = Side.BUY if at_broker.qty > 0 else Side.SELL
+            doing = f"read other agents' {symbol} orders in motion (whose shares the broker holds)"
             unbooked, whose = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
         except BrokerError as exc:
-            reason = f"exit not sent: cannot read the {symbol} position to size it ({exc})"
+            reason = f"exit not sent: cannot {doing} to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
             return OrderResult(Outcome.NOT_SENT, None, None, reason, exc)
         available = abs(at_broker.qty_available)

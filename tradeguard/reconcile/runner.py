@@ -36,6 +36,10 @@ _log = logging.getLogger(__name__)
 # Ledger corrections applied as a compare-and-set on the position they were computed from.
 # Claims whose order may have filled at the broker without its agent's ledger booking it yet.
 _IN_MOTION = sorted(ACTIVE_STATES)
+# Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
+_LOOKUPS_BEFORE_LISTING = 3
+_ORDERS_PAGE = 500
+_CHAIN_HOPS = 16  # replacements followed within one listing
 # A put-off symbol coming due never makes the background loop spin faster than this.
 _MIN_WAIT_SECS = 1.0
 _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
@@ -216,25 +220,59 @@ class Reconciler:
 
         A claim's fills reach its agent's ledger when that agent adopts them (its acknowledgement,
         refresh or reconcile); until then they are in the broker's position and in no ledger: a
-        sender that died after its POST, an answer lost, a fill not refreshed yet. An exit of
-        `agent_id` (the gateway's, or a released one) must not count them as its own (G3). Each
-        such order of another agent on this account is read by client_order_id (orders are
-        current, positions may lag: counting a fill the position read does not show yet only
-        holds back more). Returns the quantity and "agent client_order_id" of each order counted.
+        sender that died after its POST, an answer lost, a fill not refreshed yet, an order marked
+        NOT_SENT that landed late after all (probed for `not_sent_probe_secs`, as `_load` does).
+        An exit of `agent_id` (the gateway's, or a released one) must not count them as its own
+        (G3). Orders are read after the position (they are current, positions may lag: a fill
+        the position read does not show yet only holds back more): one by one by client_order_id
+        when there are few, else with one listing of the symbol's orders since the oldest claim
+        (a grid of resting orders costs one request, not one each). Returns the quantity and
+        "agent client_order_id" of each order counted.
 
         Raises:
             BrokerError: An order read failed (the exit is then not sized at all).
         """
         on_account = self.on_account(agent_id)
+        since = self.clock.now() - timedelta(seconds=self.settings.not_sent_probe_secs)
+        candidates = [
+            claim
+            for claim in (
+                *self.store.list_claims(states=_IN_MOTION, symbol=symbol),
+                *self.store.list_claims(states=[ClaimState.NOT_SENT], symbol=symbol, updated_since=since),
+            )
+            if claim.agent_id != agent_id and claim.side is adds and on_account(claim.agent_id)
+        ]
+        orders = self._orders_of(candidates, symbol)
         unbooked, whose = Decimal(0), []
-        for claim in self.store.list_claims(states=_IN_MOTION, symbol=symbol):
-            if claim.agent_id == agent_id or claim.side is not adds or not on_account(claim.agent_id):
-                continue
-            order = self.broker.get_order_by_client_id(claim.client_order_id)
+        for claim in candidates:
+            order = orders.get(claim.client_order_id)
             if order is not None and order.filled_qty > claim.filled_qty:
                 unbooked += order.filled_qty - claim.filled_qty
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
         return unbooked, whose
+
+    def _orders_of(self, claims: list[Claim], symbol: str) -> dict[str, BrokerOrder | None]:
+        """The broker's current order for each claim's client_order_id (replacements followed)."""
+        if len(claims) <= _LOOKUPS_BEFORE_LISTING:
+            return {c.client_order_id: self.broker.get_order_by_client_id(c.client_order_id) for c in claims}
+        # Alpaca filters `after` on submission time; a claim is written before its send, and a
+        # minute covers the clocks of the hosts that wrote the claims.
+        after = min(c.created_at for c in claims) - timedelta(seconds=60)
+        listed = self.broker.list_orders(status="all", symbols=[symbol], after=after, limit=_ORDERS_PAGE)
+        by_id = {o.id: o for o in listed}
+        by_coid = {o.client_order_id: o for o in listed}
+        found: dict[str, BrokerOrder | None] = {}
+        for claim in claims:
+            order = by_coid.get(claim.client_order_id)
+            for _ in range(_CHAIN_HOPS):  # to the current order of a replace chain
+                if order is None or order.replaced_by is None or order.replaced_by not in by_id:
+                    break
+                order = by_id[order.replaced_by]
+            complete = len(listed) < _ORDERS_PAGE and (order is None or order.replaced_by is None)
+            found[claim.client_order_id] = (
+                order if complete else self.broker.get_order_by_client_id(claim.client_order_id)
+            )
+        return found
 
     def on_account(self, agent_id: str | None) -> Callable[[str], bool]:
         """Return whether an agent may trade this broker's account (`ports.same_account`).
