@@ -16,9 +16,13 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from tradeguard.broker.alpaca import AlpacaBroker
+import pytest
+
+from tradeguard.broker.alpaca import AlpacaBroker, adapter
 from tradeguard.config import Settings
+from tradeguard.faults import FaultPlan
 from tradeguard.gateway import OrderGateway
+from tradeguard.ports import ACCOUNT_KEY_SCHEME
 from tradeguard.store import ClaimStore
 from tradeguard.testing import paper_server
 
@@ -64,3 +68,23 @@ def test_an_agent_restarted_with_a_rotated_key_sells_only_its_own_shares(tmp_pat
         assert out.order is not None and out.order.qty == Decimal(5)
         held = server.broker.get_position("SPY")
         assert held is not None and held.qty == 5  # before: 0, B's 5 sold
+
+
+def test_an_agent_whose_account_read_failed_at_start_registers_the_account_key_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its GET /v2/account answered 500 once: it named the account by its credentials (a key the
+    # claim service cannot match with the account's other agents). The read is tried again after
+    # a while (here at once) and the agent re-registers under the account's own key.
+    monkeypatch.setattr(adapter, "_ACCOUNT_RETRY_SECS", 0.0, raising=False)
+    store = f"sqlite:///{tmp_path / 'claims.db'}"
+    plan = FaultPlan.parse("seed: 1\nfaults:\n  - route: GET /v2/account\n    nth: 1\n    action: error\n")
+    with paper_server(faults=plan) as server:
+        gw = _gateway(server.url, store, "bot-b", "key-b")
+        gw.enter("SPY", qty=5, intent="in")
+        with ClaimStore(store) as claims:
+            assert not claims.agent_accounts()["bot-b"].startswith(ACCOUNT_KEY_SCHEME)
+        gw.exit("SPY", intent="out")
+        with ClaimStore(store) as claims:
+            registered = claims.agent_accounts()["bot-b"]
+    assert registered == server.broker.account_key

@@ -96,6 +96,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._started = False  # registered this broker's account (and reconciled, if asked)
         self._last_full_pass: datetime | None = None
         self._put_off_until: datetime | None = None  # the earliest symbol the last pass put off
+        self._account_key: str | None = None  # the account key last registered for this agent
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
         self._unclaimed_windows: dict[str, Intent] = {}  # see ContentWindows.submit_by_content
@@ -222,6 +223,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         `window_opened`: the claim holds a content window opened then (`submit_by_content`).
         """
         self._ensure_started()
+        self._register_account()  # a key read late (see `_register_account`) before any sizing
         self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
         held = self.store.position(self.agent_id, symbol)
         side = Side.SELL if held.qty >= 0 else Side.BUY
@@ -324,6 +326,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
 
     def reconcile(self, symbols: list[str] | None = None, *, dry_run: bool = False) -> ReconcileReport:
         """Run one reconcile pass for this agent now."""
+        if self._started:
+            self._register_account()
         report = self.reconciler.run(agent_id=self.agent_id, symbols=symbols, dry_run=dry_run)
         if symbols is None and not dry_run:
             self._last_full_pass = report.started_at
@@ -356,10 +360,22 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         with self._start_lock:
             if not self._started:
                 # First: the pass below and every exit count only other agents on this account.
-                self.store.register_account(self.agent_id, account_key_of(self.broker))
+                self._register_account()
                 if self._reconcile_on_start:
                     self.reconcile()
                 self._started = True
+
+    def _register_account(self) -> None:
+        """Register this agent's broker account key when it is new or changed since last time.
+
+        The key can change in one process: an adapter whose `GET /v2/account` failed at start
+        names the account by its credentials until a later read succeeds; agents (and the claim
+        service's agent keys) on the account then see each other by the account's own key.
+        """
+        key = account_key_of(self.broker)
+        if key != self._account_key:
+            self.store.register_account(self.agent_id, key)
+            self._account_key = key
 
     def _skip(self, symbol: str, reason: str, claim: Claim | None = None) -> OrderResult:
         self.store.record_skip(

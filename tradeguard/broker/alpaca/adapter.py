@@ -14,6 +14,7 @@ The client is modified in place; do not share it with code that relies on alpaca
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -58,6 +59,10 @@ _NESTED = {"nested": "true"}  # roll a bracket's/OTO's/OCO's legs up under it
 _ORDER_QUERY_STATUSES = frozenset({"open", "closed", "all"})
 
 
+# A failed `GET /v2/account` is tried again after this long (the key falls back meanwhile).
+_ACCOUNT_RETRY_SECS = 30.0
+
+
 def _credentials_key(client: TradingClient) -> str:
     """Name the account a client trades without asking Alpaca: its base URL and key id (or token).
 
@@ -86,27 +91,33 @@ class AlpacaBroker:
         apply_transport_policy(client, self._settings)
         self._client = client
         self._account_key: str | None = None
+        self._account_read_after = 0.0  # monotonic time before which a failed read is not retried
 
     @property
     def account_key(self) -> str:
         """The key naming the account this client trades (`tradeguard.ports.account_key_of`).
 
-        From the account's own id, read once with `GET /v2/account`: stable across key
-        rotations, base URL spellings and the operator's own credentials, so every agent and
-        CLI on the account registers the same key. If the read fails, the credentials' key (a
+        From the account's own id, read with `GET /v2/account` and kept once read: stable across
+        key rotations, base URL spellings and the operator's own credentials, so every agent and
+        CLI on the account registers the same key. While the read fails, the credentials' key (a
         key of the older rule, which `same_account` never tells apart from any account: the
-        conservative sizing).
+        conservative sizing); the read is tried again after `_ACCOUNT_RETRY_SECS`, so a gateway
+        that started during an outage moves to the account's key (and re-registers it) soon.
         """
-        if self._account_key is None:
-            try:
-                with _translated(Stage.READ):
-                    raw = self._client.get("/account")
-                account_id = raw.get("id") if isinstance(raw, dict) else None
-                if not isinstance(account_id, str) or not account_id:
-                    raise MalformedResponse("GET /v2/account has no account id")
-                self._account_key = account_key_from_id(account_id)
-            except (BrokerError, MalformedResponse):
-                self._account_key = _credentials_key(self._client)
+        if self._account_key is not None:
+            return self._account_key
+        if time.monotonic() < self._account_read_after:
+            return _credentials_key(self._client)
+        try:
+            with _translated(Stage.READ):
+                raw = self._client.get("/account")
+            account_id = raw.get("id") if isinstance(raw, dict) else None
+            if not isinstance(account_id, str) or not account_id:
+                raise MalformedResponse("GET /v2/account has no account id")
+        except (BrokerError, MalformedResponse):
+            self._account_read_after = time.monotonic() + _ACCOUNT_RETRY_SECS
+            return _credentials_key(self._client)
+        self._account_key = account_key_from_id(account_id)
         return self._account_key
 
     @classmethod
