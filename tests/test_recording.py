@@ -71,6 +71,7 @@ def test_the_gateway_records_attempts_answers_and_broker_reads_as_it_goes() -> N
     assert kinds == [
         ("attempt", None),
         ("answer", "timeout"),  # the lost answer, recorded as the bot saw it
+        ("price", None),  # its fill's price, handed on by the reader from the resolution
         ("resolution", None),  # then found by client_order_id: placed after all
         ("attempt", None),  # the retry: no broker call, so the guard's own answer
         ("answer", "blocked"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -307,3 +308,116 @@ def test_a_lookup_failing_when_the_recording_ends_leaves_the_answer_unknown_and_
     assert (lost.result, lost.placed) == ("error", None)
     assert [e.type for e in events if isinstance(e, AttemptEvent)] == ["attempt"]
     assert gateway.recorder.failure is None
+
+
+# -- the price a lost answer's fill tells ----------------------------------------------------
+
+
+def test_a_lost_answer_found_filled_prices_the_retries_at_its_fill_not_the_paper_default(
+    tmp_path: Path,
+) -> None:
+    # The audit's case: the first TQQQ order of the day times out although the broker filled it, the
+    # first lookup fails, the retry finds it. No `price` line for TQQQ precedes it: the session
+    # must carry the fill price the run looked up, or a replay values the blocked retries at $100.
+    path = tmp_path / "lost-fill.jsonl"
+    gateway, paper, clock = gateway_with(
+        "faults: [{route: POST /v2/orders, nth: 1, action: accept_then_timeout},"
+        " {route: 'GET /v2/orders:by_client_order_id', nth: 1, action: error, status: 503}]",
+        path,
+    )
+    paper.set_price("TQQQ", "75.33")
+    outcomes = []
+    for wait in (0, 5, 5):
+        clock.advance(wait)
+        outcomes.append(gateway.enter("TQQQ", qty=6, intent="09:48 entry").outcome)
+    gateway.close()
+    assert outcomes[0] is Outcome.UNKNOWN and Outcome.DUPLICATE in outcomes[1:]
+    assert len(paper.orders()) == 1
+
+    written = [json.loads(line)["type"] for line in path.read_text().splitlines()]
+    assert "price" not in written  # only the lookup learned the price: no fill was answered
+    totals = figures(path)
+    assert totals["full"]["duplicate_attempts_blocked"] == 2
+    assert totals["full"]["exposure_blocked_usd"] == "903.96"  # 2 x 6 x 75.33, not 2 x $600
+    assert totals["none"]["duplicate_exposure_executed_usd"] == "903.96"
+    events = events_of(path)
+    (resolution,) = [e for e in events if isinstance(e, ResolutionEvent)]
+    assert (resolution.placed, resolution.by, resolution.symbol) == (True, "lookup", "TQQQ")
+    assert (resolution.filled_qty, resolution.filled_avg_price) == (6, Decimal("75.33"))
+    # Recorded again while replaying, it replays to the same figures.
+    again = tmp_path / "again.jsonl"
+    replay_session(path, [Mode.FULL], record_to=again)
+    assert figures(again) == totals
+
+
+def test_the_drop_in_client_records_the_fill_price_of_a_lost_answer_it_finds(tmp_path: Path) -> None:
+    requests = pytest.importorskip("alpaca.trading.requests")
+    from alpaca.common.exceptions import APIError
+
+    from tradeguard import GuardedTradingClient
+
+    plan = FaultPlan.parse(
+        "faults: [{route: POST /v2/orders, nth: 1, action: accept_then_error, status: 502},"
+        " {route: 'GET /v2/orders:by_client_order_id', nth: 1, action: error, status: 503}]"
+    )
+    path = tmp_path / "client-fill.jsonl"
+    with paper_server(faults=plan) as server:
+        server.broker.set_price("SPY", "512.40")
+        client = GuardedTradingClient(
+            "key", "secret", url_override=server.url, store=MemoryClaimStore(), record_to=path
+        )
+        order = requests.MarketOrderRequest(
+            symbol="SPY", qty=5, side="buy", time_in_force="day", client_order_id="d1"
+        )
+        with pytest.raises(APIError):
+            client.submit_order(order)
+        client.submit_order(order)  # the guard finds d1 placed: the retry sends nothing
+        client.close()
+        assert [o.client_order_id for o in server.broker.orders()] == ["d1"]
+
+    full = figures(path)["full"]
+    assert full["duplicate_attempts_blocked"] == 1
+    assert full["exposure_blocked_usd"] == "2562.00"  # 5 x 512.40, not 5 x $100
+    (resolution,) = [e for e in events_of(path) if isinstance(e, ResolutionEvent)]
+    assert (resolution.placed, resolution.filled_avg_price) == (True, Decimal("512.40"))
+
+
+def test_the_reader_prices_a_symbol_from_a_lost_answer_found_filled() -> None:
+    filled = {
+        **resolution("09:49:20", 1, True),
+        "symbol": "TQQQ",
+        "filled_qty": "6",
+        "filled_avg_price": "75.33",
+    }
+    lines = [
+        HEADER,
+        attempt("09:49:00", 1),
+        answer("09:49:10", 1, "timeout"),
+        attempt("09:49:15", 2),
+        answer("09:49:15", 2, "blocked", by="tradeguard"),
+        filled,
+    ]
+    events = read(lines)
+    assert [(line, e.type) for line, e in events] == [
+        (2, "attempt"), (3, "answer"), (6, "price"), (4, "attempt"), (5, "answer"), (6, "resolution"),
+    ]  # fmt: skip
+    lost, price = events[1][1], events[2][1]
+    assert (lost.placed, lost.filled_qty, lost.filled_avg_price) == (True, 6, Decimal("75.33"))
+    assert (price.t, price.symbol, price.price) == (lost.t, "TQQQ", Decimal("75.33"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"placed": False, "symbol": "TQQQ", "filled_avg_price": "75.33"}, "go with placed true only"),
+        ({"filled_avg_price": "75.33"}, "needs the symbol it prices"),
+    ],
+    ids=["not placed", "no symbol"],
+)
+def test_a_resolution_with_a_fill_that_cannot_be_is_refused(extra: dict[str, Any], expected: str) -> None:
+    lines = [HEADER, attempt("09:49:00", 1), answer("09:49:10", 1, "timeout"),
+             {**resolution("09:49:20", 1, True), **extra}]  # fmt: skip
+    with pytest.raises(SessionFormatError) as caught:
+        read(lines)
+    assert caught.value.line == 4
+    assert expected in str(caught.value)

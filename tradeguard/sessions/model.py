@@ -215,6 +215,11 @@ class ResolutionEvent(_Event):
         placed: Whether the broker placed the order of that attempt's send.
         client_order_id: The id the order was sent under.
         order_id: The broker's order id, when it was found.
+        symbol: The attempt's symbol, given with a fill price (what `filled_avg_price` prices).
+        filled_qty: Shares the found order had filled when it was found.
+        filled_avg_price: Their average fill price. A reader hands the lost answer on with both,
+            and a `price` event for `symbol` at the answer's time after it: the price line a
+            recorder writes after a filled answer, which the lost answer could not carry.
         by: How it was learned: `lookup` (found by client_order_id), `probe` (absent on two
             probes after the grace period), `reconcile` (a reconcile pass marked it not sent),
             `end` (looked up when the recording ended).
@@ -227,8 +232,19 @@ class ResolutionEvent(_Event):
     placed: bool
     client_order_id: str | None = None
     order_id: str | None = None
+    symbol: Symbol | None = None
+    filled_qty: Signed | None = None
+    filled_avg_price: Positive | None = None
     by: Literal["lookup", "probe", "reconcile", "end"] | None = None
     reason: str | None = None
+
+    @model_validator(mode="after")
+    def _fill_of_a_placed_order(self) -> ResolutionEvent:
+        if not self.placed and (self.filled_qty is not None or self.filled_avg_price is not None):
+            raise ValueError("filled_qty and filled_avg_price go with placed true only")
+        if self.filled_avg_price is not None and self.symbol is None:
+            raise ValueError("filled_avg_price needs the symbol it prices")
+        return self
 
 
 class PriceEvent(_Event):

@@ -10,7 +10,10 @@ resolved by a later `resolution` line. The reader hands such an answer on with `
 its resolution, holding the lines after it back until the resolution comes or
 `RESOLUTION_HORIZON_SECS` of session time pass (rare: most answers are not lost), so whoever
 reads the answer knows what became of the send. The `resolution` line is handed on too, in its
-place.
+place. A resolution that found the order filled (`filled_avg_price`) gives the answer its fill
+too, and a `price` event for the symbol is handed on right after the answer, at its time: the
+price line a recording writes after a filled answer, so that what follows (the bot's retries)
+is priced as the run priced it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from tradeguard.sessions.model import (
     RESOLUTION_HORIZON_SECS,
     SUPPORTED_VERSIONS,
     AnswerEvent,
+    PriceEvent,
     ResolutionEvent,
     SessionHeader,
     event_adapter,
@@ -255,7 +259,7 @@ class SessionReader:
         for line, event in events:
             kind = type(event)
             if kind is ResolutionEvent:
-                self._resolve(waiting, line, event, horizon)
+                self._resolve(held, waiting, line, event, horizon)
             opens = kind is AnswerEvent and event.placed is None and event.result in _LOST
             if not held and not opens:
                 yield line, event  # the common case: nothing waits
@@ -286,6 +290,7 @@ class SessionReader:
 
     def _resolve(
         self,
+        held: deque[list[Any]],
         waiting: dict[tuple[str, int], list[Any]],
         line: int,
         event: ResolutionEvent,
@@ -301,8 +306,20 @@ class SessionReader:
                 f"within {RESOLUTION_HORIZON_SECS:g} s, once",
                 line,
             )
-        entry[1] = entry[1].model_copy(update={"placed": event.placed})
+        price, symbol = event.filled_avg_price, event.symbol
+        if price is None or symbol is None:  # (the model refuses a price without its symbol)
+            entry[1] = entry[1].model_copy(update={"placed": event.placed})
+            entry[2] = None
+            return
+        lost = entry[1]
+        fill = {"filled_qty": event.filled_qty, "filled_avg_price": price}
+        entry[1] = lost.model_copy(update={"placed": event.placed} | fill)
         entry[2] = None
+        # The answer is still held (its key held it): its price follows it, before the lines
+        # after it. Numbered with the resolution's line, where the price was read.
+        priced = PriceEvent(type="price", t=lost.t, symbol=symbol, price=price)
+        at = next(i for i, held_entry in enumerate(held) if held_entry is entry)
+        held.insert(at + 1, [line, priced, None])
 
 
 def open_session(source: str | os.PathLike[str] | IO[str], *, name: str | None = None) -> SessionReader:

@@ -13,8 +13,10 @@ duplicate, "not found yet", an exit with nothing to sell, a refusal raised to th
 An answer lost in transport (a timeout or a 5xx) is written as the bot saw it, placed unknown.
 When the gateway or its reconciler later learns whether that send placed its order (found by
 client_order_id; absent on two probes after the grace period; marked not sent by a reconcile
-pass), a `resolution` line says so; an attempt still unknown when the recording ends is looked
-up once then. A replay uses it to place the order, or not, as the broker did.
+pass), a `resolution` line says so (an order found filled with its fill: quantity, average
+price and symbol, the price the run learned, at which a replay prices the retries after it);
+an attempt still unknown when the recording ends is looked up once then. A replay uses it to
+place the order, or not, as the broker did.
 
 Recording never blocks or fails an order: every recorder call catches its own errors. The first
 failure is logged and audited (G6), and recording stops there, since a session with a hole in
@@ -332,17 +334,31 @@ class Recorder:
         by: str,
         reason: str,
         order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+        filled_avg_price: Decimal | None = None,
     ) -> None:
         """Record what became of a lost answer's send under `client_order_id` (nothing if none is open).
 
         Called when the gateway or its reconciler settles an ambiguous send: `placed` False once
-        it is proven absent, True once its order is found. A resolution later than
-        `RESOLUTION_HORIZON_SECS` after the answer becomes a note (a replay reads no further).
+        it is proven absent, True once its order is found, with what it had filled and at what
+        price (the fill the lost answer would have told, and the price a replay needs for the
+        retries after it). A resolution later than `RESOLUTION_HORIZON_SECS` after the answer
+        becomes a note (a replay reads no further).
         """
         if client_order_id in self._lost:  # read without the lock: most calls have nothing to do
-            self._guarded(lambda: self._resolved(client_order_id, placed, by, reason, order_id))
+            fill = (filled_qty or None, filled_avg_price) if placed else (None, None)
+            self._guarded(lambda: self._resolved(client_order_id, placed, by, reason, order_id, fill=fill))
 
-    def _resolved(self, coid: str, placed: bool, by: str, reason: str, order_id: str | None) -> None:
+    def _resolved(
+        self,
+        coid: str,
+        placed: bool,
+        by: str,
+        reason: str,
+        order_id: str | None,
+        *,
+        fill: tuple[Decimal | None, Decimal | None] = (None, None),
+    ) -> None:
         with self._lock:
             lost = self._lost.pop(coid, None)
             if lost is None:
@@ -357,12 +373,21 @@ class Recorder:
                 tag = "late_resolution"
                 self._emit(NoteEvent(type="note", t=now, text=text, symbol=lost.symbol, tag=tag))
                 return
+            filled_qty, price = fill
+            priced = {"symbol": lost.symbol, "filled_avg_price": price} if price is not None else {}
             event = ResolutionEvent.model_validate(
                 {"type": "resolution", "t": now, "decision": lost.decision, "attempt": lost.attempt}
                 | {"placed": placed, "client_order_id": coid, "order_id": order_id, "by": by}
+                | ({"filled_qty": filled_qty} if filled_qty is not None else {})
+                | priced
                 | {"reason": reason}
             )
             self._emit(event)
+            if price is not None:
+                # A reader prices the symbol from the lost answer on (see `ResolutionEvent`), which
+                # the last price this recorder wrote no longer says: the next price known is
+                # written even when it repeats that one.
+                self._prices.pop(lost.symbol, None)
 
     def found(self, client_order_id: str, order: BrokerOrder | None) -> None:
         """Note a broker read of `client_order_id`: an order of a lost answer's send is found placed."""
@@ -376,6 +401,7 @@ class Recorder:
         self.resolved(
             client_order_id, placed=True, by="lookup", order_id=order.id,
             reason=f"found at the broker by client_order_id ({order.status})",
+            filled_qty=order.filled_qty, filled_avg_price=order.filled_avg_price,
         )  # fmt: skip
 
     def seen(self, orders: Iterable[BrokerOrder]) -> None:
@@ -536,6 +562,8 @@ class NullRecorder:
         by: str,
         reason: str,
         order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+        filled_avg_price: Decimal | None = None,
     ) -> None:
         """Do nothing."""
 
