@@ -36,7 +36,6 @@ from tradeguard import (
     SessionHeader,
     SessionWriter,
 )
-from tradeguard.sessions.reader import json_problem
 
 __all__ = [
     "EASTERN",
@@ -179,6 +178,17 @@ def read_text(source: str | Path) -> str:
 # Records nest a few levels. Python's JSON parser recurses in C once per level and only the
 # recursion limit stops it: where that was raised (py_ecc raises it to 100,000 on import), a
 # deep document crashes the process. Depth is counted before parsing.
+def json_problem(exc: json.JSONDecodeError) -> str:
+    """Say what is wrong with JSON text and at which column, in words.
+
+    `JSONDecodeError.msg` is written to be followed by ": line L column C"; "Unterminated string
+    starting at" already ends in "at". (The session reader words it the same way; replay keeps
+    to tradeguard's public surface, so the three lines live here too.)
+    """
+    joint = " column" if exc.msg.endswith(" at") else " at column"
+    return f"{exc.msg}{joint} {exc.colno}"
+
+
 _MAX_DEPTH = 100
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
