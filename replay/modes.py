@@ -7,7 +7,9 @@
   attempt with a claimed key is blocked; exits go straight through; no reconciliation.
 - `FullGuard` (`full`): tradeguard. Entries through `OrderGateway.enter`, exits through
   `OrderGateway.exit` (with the decision as the intent), on an in-memory claim store, with a
-  reconcile pass every `reconcile_interval_secs` of session time. Entries are decided by the
+  reconcile pass every `Settings.reconcile_every_secs` of session time (and when a put-off symbol
+  comes due), as a live gateway schedules them, so a phantom clears within the header's
+  `reconcile_interval_secs` (G4). Entries are decided by the
   guard's ledger, so that is the position view.
 """
 
@@ -71,6 +73,10 @@ _FORGET_EVERY = timedelta(seconds=60)
 
 Sent = tuple[str | None, str, "BrokerOrder | None"]
 """What driving an attempt did: the client id it used (None: nothing sent), a phrase, the order."""
+
+
+# A put-off symbol's extra pass comes at least this long after the pass that put it off.
+_PUT_OFF_MIN_GAP = timedelta(seconds=1)
 
 
 def _num(value: Decimal) -> str:
@@ -357,7 +363,8 @@ class FullGuard(Simulation):
         self._store, self._agent_id = store, header.agent_id  # read by `view` after every event
         # An order whose claim is still kept may yet be read through it (see `forget_before`).
         self._keep_order = lambda coid: store.get_by_client_order_id(coid) is not None
-        self._interval = timedelta(seconds=interval)
+        # As a live gateway schedules them (G4: within one interval, a put-off symbol when due).
+        self._interval = timedelta(seconds=self.settings.reconcile_every_secs)
         self._next_pass = self.clock.now() + self._interval
         self._counted: set[str] = set()
         self._counted_at: deque[tuple[datetime, str]] = deque()  # in count order, for `forget_before`
@@ -366,11 +373,15 @@ class FullGuard(Simulation):
         """Run every reconcile pass due before `when`, then move the clock there; return `when` in UTC."""
         when = when.astimezone(UTC)  # once: every comparison below is then between UTC times
         while self._next_pass <= when:
-            super().advance(self._next_pass)
-            self.gateway.reconcile()
+            at = self._next_pass
+            super().advance(at)
+            report = self.gateway.reconcile()
             for symbol in self.symbols:
                 self.sample(symbol)
-            self._next_pass += self._interval
+            self._next_pass = at + self._interval
+            if report.put_off:  # looked at again once its wait ends, not a whole period later
+                due = max(min(p.until for p in report.put_off), at + _PUT_OFF_MIN_GAP)
+                self._next_pass = min(self._next_pass, due)
         if when > self.clock.now():  # `Simulation.advance`, inlined: it runs for every event
             self.clock.set(when)
             if when >= self._next_forget:

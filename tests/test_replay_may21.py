@@ -145,3 +145,16 @@ def test_an_answer_without_its_attempt_is_a_format_error(tmp_path: Path) -> None
     bad.write_text("\n".join([*lines[:5], json.dumps(stray), *lines[5:]]) + "\n")
     with pytest.raises(SessionFormatError, match=r"bad\.jsonl:6: answer to decision .* has no attempt"):
         replay_session(bad, [Mode.NONE])
+
+
+@pytest.mark.parametrize("close_at", ["11:43:01", "11:44:00.500", "11:44:30", "11:44:59"])
+def test_full_mode_clears_the_phantom_within_one_interval_wherever_the_outside_close_falls(
+    tmp_path: Path, close_at: str
+) -> None:
+    # G4: a close just after a pass read the broker used to cost interval + settle delay (61.5 s).
+    at = '"t": "2026-05-21T11:44:30-04:00"'
+    text = MAY21.read_text().replace(at, f'"t": "2026-05-21T{close_at}-04:00"')
+    shifted = tmp_path / "may21-shifted.jsonl"
+    shifted.write_text(text)
+    full = result_json(replay_session(shifted, [Mode.FULL]), [Mode.FULL], compare=False)
+    assert 0 < float(full["phantom_entry_block_secs"]) <= INTERVAL_SECS
