@@ -59,6 +59,14 @@ def gateway(broker: object, url: str, agent: str, clock: ManualClock) -> OrderGa
     return OrderGateway(broker, opened(url, clock), agent_id=agent, settings=SETTINGS, clock=clock)  # type: ignore[arg-type]
 
 
+def a_holds_10(store_url: str, clock: ManualClock) -> tuple[PaperBroker, OrderGateway]:
+    """A paper account where agent A bought 10 SPY through its gateway (booked)."""
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    assert gw_a.enter("SPY", 10, intent="a-in").outcome is Outcome.SUBMITTED
+    return broker, gw_a
+
+
 def outside_close(broker: PaperBroker, qty: int) -> None:
     broker.submit_order(OrderRequest("SPY", Side.SELL, "outside-close", qty=Decimal(qty)))
 
@@ -86,9 +94,7 @@ def sells(broker: PaperBroker) -> list[BrokerOrder]:
 def test_a_phantom_exit_does_not_sell_the_shares_of_an_entry_whose_sender_died(
     store_url: str, clock: ManualClock
 ) -> None:
-    broker = paper(clock)
-    gw_a = gateway(broker, store_url, "a", clock)
-    assert gw_a.enter("SPY", 10, intent="a-in").outcome is Outcome.SUBMITTED
+    broker, gw_a = a_holds_10(store_url, clock)
     outside_close(broker, 10)
     b_buys_and_dies(broker, store_url, clock)
     [b_claim] = gw_a.store.list_claims(agent_id="b")
@@ -106,9 +112,7 @@ def test_a_phantom_exit_does_not_sell_the_shares_of_an_entry_whose_sender_died(
 def test_an_agent_that_really_holds_sells_its_own_shares_beside_an_unbooked_entry(
     store_url: str, clock: ManualClock
 ) -> None:
-    broker = paper(clock)
-    gw_a = gateway(broker, store_url, "a", clock)
-    gw_a.enter("SPY", 10, intent="a-in")
+    broker, gw_a = a_holds_10(store_url, clock)
     b_buys_and_dies(broker, store_url, clock, qty=7)
     assert broker.get_position("SPY").qty == 17  # type: ignore[union-attr]
 
@@ -146,9 +150,7 @@ class FailingOrderReads(ForwardingBroker):
 def test_an_exit_whose_read_of_another_agents_order_fails_sends_nothing(
     store_url: str, clock: ManualClock
 ) -> None:
-    broker = paper(clock)
-    gw_a = gateway(broker, store_url, "a", clock)
-    gw_a.enter("SPY", 10, intent="a-in")
+    broker, _a = a_holds_10(store_url, clock)
     outside_close(broker, 10)
     b_buys_and_dies(broker, store_url, clock)
     blind = OrderGateway(FailingOrderReads(broker), opened(store_url, clock), agent_id="a",
@@ -163,9 +165,7 @@ def test_an_exit_whose_read_of_another_agents_order_fails_sends_nothing(
 def test_a_refused_exit_is_not_released_against_another_agents_unbooked_fill(
     store_url: str, clock: ManualClock
 ) -> None:
-    broker = paper(clock)
-    gw_a = gateway(broker, store_url, "a", clock)
-    gw_a.enter("SPY", 10, intent="a-in")
+    broker, gw_a = a_holds_10(store_url, clock)
     outside_close(broker, 10)
     # A's exit, refused by the broker for position reasons (as a 422 while flat leaves it).
     store = gw_a.store
@@ -190,9 +190,7 @@ def test_a_refused_exit_is_not_released_against_another_agents_unbooked_fill(
 def test_an_exit_is_not_enlarged_onto_another_agents_unbooked_fill(
     store_url: str, clock: ManualClock
 ) -> None:
-    broker = paper(clock)
-    gw_a = gateway(broker, store_url, "a", clock)
-    gw_a.enter("SPY", 10, intent="a-in")
+    broker, gw_a = a_holds_10(store_url, clock)
     outside_close(broker, 5)  # A's ledger says 10; 5 of them are gone
     resting = gw_a.exit("SPY", intent="a-out", qty=5, order_type="limit", limit_price="600")
     assert resting.outcome is Outcome.SUBMITTED and resting.order is not None
@@ -213,9 +211,7 @@ def test_an_order_marked_not_sent_that_landed_late_is_still_held_back(
     # B's POST was held up in the network: B's reconcile proved it absent twice and marked it
     # NOT_SENT, then it landed and filled. The reconciler probes NOT_SENT claims for a while for
     # exactly this; exit sizing counts them the same way.
-    broker = paper(clock)
-    gw_a = gateway(broker, store_url, "a", clock)
-    gw_a.enter("SPY", 10, intent="a-in")
+    broker, gw_a = a_holds_10(store_url, clock)
     outside_close(broker, 10)
     store = gw_a.store
     store.register_account("b", store.agent_accounts()["a"])
