@@ -251,10 +251,7 @@ def send_claim(
         crashpoints.hit("after_post")
         return _recorded(partial(_unknown, broker, store, claim, exc), claim)
     crashpoints.hit("after_post")
-    try:  # `_recorded(partial(adopt_order, ...))`, spelled out: every acknowledged send runs it
-        adopted = adopt_order(store, claim, order, "acknowledged by the broker")
-    except StoreError as exc:
-        raise _unrecorded(claim, exc) from exc
+    adopted = _recorded(partial(adopt_order, store, claim, order, "acknowledged by the broker"), claim)
     taken = _id_taken(adopted)
     if taken is not None:
         return taken
@@ -266,19 +263,14 @@ def _recorded(record: Callable[[], _T], claim: Claim) -> _T:
     try:
         return record()
     except StoreError as exc:
-        raise _unrecorded(claim, exc) from exc
-
-
-def _unrecorded(claim: Claim, exc: StoreError) -> UnrecordedOrder:
-    """The error for an order sent whose answer the store failed to record (see `_recorded`)."""
-    # The store's own wording ends "nothing was sent", true before a POST, false after it.
-    failure = str(exc).removesuffix("; nothing was sent")
-    return UnrecordedOrder(
-        f"order {claim.client_order_id} was sent but the claim store failed before recording "
-        f"the answer ({failure}); the order may be at the broker. Call again with the same decision "
-        "(or run a reconcile pass) once the store works: it is looked up by client_order_id, "
-        "never sent twice"
-    )
+        # The store's own wording ends "nothing was sent", true before a POST, false after it.
+        failure = str(exc).removesuffix("; nothing was sent")
+        raise UnrecordedOrder(
+            f"order {claim.client_order_id} was sent but the claim store failed before recording "
+            f"the answer ({failure}); the order may be at the broker. Call again with the same decision "
+            "(or run a reconcile pass) once the store works: it is looked up by client_order_id, "
+            "never sent twice"
+        ) from exc
 
 
 def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError) -> OrderResult:
