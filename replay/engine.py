@@ -156,16 +156,17 @@ class _Lookahead:
 
     An answer is looked for until the decision's next attempt or `ANSWER_HORIZON_SECS` of session
     time, whichever comes first; the events read on the way wait in a buffer, indexed so that
-    each attempt costs one dict lookup however long the buffer is.
+    each attempt costs one dict lookup however long the buffer is. Times are compared in UTC
+    (`SessionReader.timed`), and each event comes with its time in UTC for the modes' clocks.
     """
 
     def __init__(self, reader: SessionReader) -> None:
         self._reader = reader
-        self._source = iter(reader)
+        self._source = reader.timed()
         self._done = False
-        self._ahead: datetime | None = None  # the time of the last event read
-        self._buffer: deque[tuple[int, Any]] = deque()
-        self._answers: dict[tuple[str, int], tuple[int, AnswerEvent]] = {}  # buffered, unpaired
+        self._ahead: datetime | None = None  # the time of the last event read, in UTC
+        self._buffer: deque[tuple[int, Any, datetime]] = deque()  # (line, event, its time in UTC)
+        self._answers: dict[tuple[str, int], tuple[int, AnswerEvent, datetime]] = {}  # buffered, unpaired
         self._attempts: dict[str, int] = {}  # decisions with attempts waiting in the buffer
         self._paired: set[int] = set()  # lines of answers already paired with their attempt
         # The last attempt number of each recent decision (bounded: memory must not grow with
@@ -180,7 +181,7 @@ class _Lookahead:
             return False
         self._buffer.append(pulled)
         event = pulled[1]
-        self._ahead = event.t
+        self._ahead = pulled[2]
         kind = type(event)  # the reader's own classes: one identity test, not an isinstance chain
         if kind is AnswerEvent:
             self._answers.setdefault((event.decision, event.attempt), pulled)
@@ -190,7 +191,8 @@ class _Lookahead:
             attempts[decision] = attempts.get(decision, 0) + 1
         return True
 
-    def __iter__(self) -> Iterator[tuple[int, Any, AnswerEvent | None]]:
+    def __iter__(self) -> Iterator[tuple[int, Any, AnswerEvent | None, datetime]]:
+        """Yield (line, event, the attempt's answer or None, the event's time in UTC)."""
         buffer, attempts, numbers = self._buffer, self._attempts, self._numbers
         popleft, pull = buffer.popleft, self._pull
         while buffer or pull():
@@ -216,11 +218,11 @@ class _Lookahead:
                     attempts[decision] = left
                 else:
                     del attempts[decision]
-                yield pulled[0], event, self._answer_for(event)
+                yield pulled[0], event, self._answer_for(event, pulled[2]), pulled[2]
             elif kind is AnswerEvent:
                 self._check_answer(pulled[0], event)
             else:
-                yield pulled[0], event, None
+                yield pulled[0], event, None, pulled[2]
 
     def _check_answer(self, line: int, event: AnswerEvent) -> None:
         if line in self._paired:
@@ -233,7 +235,7 @@ class _Lookahead:
             f"expected it after its attempt, within {ANSWER_HORIZON_SECS:g} s, once",
         )
 
-    def _answer_for(self, attempt: AttemptEvent) -> AnswerEvent | None:
+    def _answer_for(self, attempt: AttemptEvent, at: datetime) -> AnswerEvent | None:
         decision = attempt.decision
         key = (decision, attempt.attempt)
         answers, attempts, pull = self._answers, self._attempts, self._pull
@@ -242,8 +244,8 @@ class _Lookahead:
             found = answers.pop(key, None)
             if found is not None:
                 if limit is None:
-                    limit = attempt.t + self._horizon
-                if found[1].t <= limit:  # a later one is refused when it is read
+                    limit = at + self._horizon
+                if found[2] <= limit:  # a later one is refused when it is read
                     self._paired.add(found[0])
                     return found[1]
             # The decision's next attempt, or the horizon, ends the search.
@@ -252,7 +254,7 @@ class _Lookahead:
             ahead = self._ahead
             if ahead is not None:
                 if limit is None:
-                    limit = attempt.t + self._horizon
+                    limit = at + self._horizon
                 if ahead > limit:
                     return None
             if not pull():
@@ -319,20 +321,22 @@ def replay_session(
         count = 0
         every = list(sims.values())
         bulk = recorder is None and not rows_wanted  # totals only: prices and attempts need no row
-        for line, event, answer in _Lookahead(reader):
+        for line, event, answer, at in _Lookahead(reader):
             count += 1
             end = event.t
             kind = type(event)  # the reader's own classes: one identity test each
             if bulk and kind is PriceEvent:  # `_step`'s commonest branches, without its call
                 for sim in every:
-                    sim.price(event)
+                    sim.price(event, at)
             elif bulk and kind is AttemptEvent:
                 for sim in every:
-                    sim.attempt(event, answer)
+                    sim.attempt(event, answer, at)
             else:
                 if recorder is not None and kind is not AttemptEvent:
                     recorder.write(event)
-                row = _step(sims, line, event, answer, recorder=recorder, zone=zone if rows_wanted else None)
+                row = _step(
+                    sims, line, event, answer, at, recorder=recorder, zone=zone if rows_wanted else None
+                )
                 if row is not None:
                     if on_row is not None:
                         on_row(row)
@@ -352,21 +356,23 @@ def _step(  # noqa: PLR0912 - one branch per event type, each with and without i
     line: int,
     event: Any,
     answer: AnswerEvent | None,
+    at: datetime,
     *,
     recorder: Any,
     zone: tzinfo | None,
 ) -> EventRow | None:
     """Hand one event to every mode; return its table row (None for prices and positions).
 
-    `zone` None: nobody reads the rows (a bulk replay wanting totals only); none is built.
+    `at` is the event's time in UTC. `zone` None: nobody reads the rows (a bulk replay wanting
+    totals only); none is built.
     """
     if isinstance(event, PriceEvent):
         for sim in sims.values():
-            sim.price(event)
+            sim.price(event, at)
         return None
     if isinstance(event, PositionEvent):
         for sim in sims.values():
-            sim.position(event)
+            sim.position(event, at)
         return None
     if isinstance(event, AttemptEvent):
         outcomes: dict[Mode, AttemptOutcome | str] = {}
@@ -375,9 +381,9 @@ def _step(  # noqa: PLR0912 - one branch per event type, each with and without i
                 with recorder.annotate(
                     path=event.path, bar=event.bar, position_intent=event.position_intent, reason=event.reason
                 ):
-                    outcomes[mode] = sim.attempt(event, answer)
+                    outcomes[mode] = sim.attempt(event, answer, at)
             else:
-                outcomes[mode] = sim.attempt(event, answer)
+                outcomes[mode] = sim.attempt(event, answer, at)
         if zone is None:
             return None
         return EventRow(
@@ -385,17 +391,17 @@ def _step(  # noqa: PLR0912 - one branch per event type, each with and without i
             describe_answer(answer), outcomes,
         )  # fmt: skip
     if isinstance(event, ExternalEvent):
-        done: dict[Mode, AttemptOutcome | str] = {mode: sim.external(event) for mode, sim in sims.items()}
+        done: dict[Mode, AttemptOutcome | str] = {mode: sim.external(event, at) for mode, sim in sims.items()}
         if zone is None:
             return None
         text = f"outside the bot: {event.event.replace('_', ' ')}"
         return EventRow(line, event.t.astimezone(zone), "external", text, event.symbol, None, done)
     if isinstance(event, NoteEvent):
         for sim in sims.values():
-            sim.advance(event.t)
+            sim.advance(at)
         if zone is None:
             return None
         return EventRow(line, event.t.astimezone(zone), "note", event.text, event.symbol)
     for sim in sims.values():  # the end event
-        sim.advance(event.t)
+        sim.advance(at)
     return None
