@@ -143,7 +143,7 @@ class Simulation:
         """
         # The clock is kept in UTC: the store and the broker read it several times per order, and
         # each read of a session's local time would be converted again. `when` is converted once
-        # (none when it is in UTC already, as the replay's events come: `SessionReader.timed`):
+        # (none when it is in UTC already, as `replay_session` hands each event's time):
         # comparing times in two zones costs a conversion of each side.
         when = when.astimezone(UTC)
         if when > self.clock.now():
@@ -172,7 +172,7 @@ class Simulation:
         """Pin the symbol's price: market orders fill at it from now on.
 
         `at`, here and in the other event methods: the event's time in UTC, when the caller has
-        it (`SessionReader.timed`); else the event's own time is converted.
+        it (a replay converts each event's once); else the event's own time is converted.
         """
         self.advance(event.t if at is None else at)
         self.paper.set_price(event.symbol, event.price)

@@ -11,6 +11,7 @@ cycle collector's youngest generation less often and puts the process's threshol
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -177,3 +178,35 @@ def test_a_replay_collects_young_objects_less_often_and_puts_the_threshold_back(
         seen.clear()
         replay_session(path, [Mode.FULL], on_row=on_row)
         assert seen == {mine} and gc.get_threshold() == mine
+
+
+def _session(tmp_path: Path, *lines: dict[str, object]) -> Path:
+    header = {"type": "session", "version": 1, "start": "2026-05-21T09:30:00-04:00", "cash": "100000"}
+    path = tmp_path / "offsets.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in (header, *lines)), encoding="utf-8")
+    return path
+
+
+def test_times_in_other_offsets_meet_the_answer_horizon_and_the_clock_as_the_same_instants(
+    tmp_path: Path,
+) -> None:
+    price = {"type": "price", "t": "2026-05-21T09:59:00-04:00", "symbol": "TQQQ", "price": "75.25"}
+    attempt = {
+        "type": "attempt", "t": "2026-05-21T10:00:00-04:00", "decision": "d1", "attempt": 1,
+        "kind": "entry", "symbol": "TQQQ", "side": "buy", "qty": 6,
+    }  # fmt: skip
+    # 16:09:59+02:00 is 10:09:59-04:00, within the 600 s horizon; 16:10:01+02:00 is past it.
+    within = {"type": "answer", "t": "2026-05-21T16:09:59+02:00", "decision": "d1", "attempt": 1,
+              "result": "timeout", "placed": True}  # fmt: skip
+    late = {**within, "t": "2026-05-21T16:10:01+02:00"}
+    retry = {**attempt, "t": "2026-05-21T14:10:30+00:00", "attempt": 2}  # 10:10:30-04:00
+    result = replay_session(_session(tmp_path, price, attempt, within, retry), list(Mode), collect_rows=True)
+    recorded = [row.recorded for row in result.rows if row.kind == "attempt"]
+    assert recorded == ["timeout", None]  # paired across offsets
+    assert result.totals[Mode.NONE].duplicate_orders_executed == 1
+    assert result.totals[Mode.FULL].duplicate_attempts_blocked == 1
+    assert result.end.isoformat() == "2026-05-21T14:10:30+00:00"
+    with pytest.raises(
+        SessionFormatError, match=r"offsets\.jsonl:4: answer to decision 'd1' attempt 1 has no attempt"
+    ):
+        replay_session(_session(tmp_path, price, attempt, late, retry), [Mode.FULL])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -133,38 +132,3 @@ def test_a_stream_is_named_in_errors() -> None:
 def read_all_stream(stream: io.StringIO) -> list[object]:
     with open_session(stream, name="mem") as session:
         return [event for _, event in session]
-
-
-def test_timed_gives_each_event_its_time_in_utc_and_checks_the_order_as_reading_does(tmp_path: Path) -> None:
-    # Times in three offsets, in order as instants: 09:31-04:00, 13:31:30Z, 15:32+02:00 (13:32Z).
-    later = {**PRICE, "t": "2026-05-21T13:31:30+00:00"}
-    east = {**PRICE, "t": "2026-05-21T15:32:00+02:00"}
-    path = write_lines(tmp_path, HEADER, PRICE, later, east)
-    with open_session(path) as reader:
-        timed = list(reader.timed())
-    with open_session(path) as reader:
-        assert [(line, event) for line, event, _ in timed] == list(reader)
-    for _, event, at in timed:
-        assert at == event.t and at.tzinfo is UTC and at.isoformat() == event.t.astimezone(UTC).isoformat()
-    # Out of order as instants though not as written: refused the same way by both.
-    earlier = {**PRICE, "t": "2026-05-21T15:31:00+02:00"}  # 13:31Z, before 13:31:30Z
-    bad = write_lines(tmp_path, HEADER, PRICE, later, earlier)
-    messages = []
-    for timed_too in (False, True):
-        with open_session(bad) as reader, pytest.raises(SessionFormatError) as caught:
-            list(reader.timed() if timed_too else reader)
-        messages.append(str(caught.value))
-    assert messages[0] == messages[1]
-    assert messages[0].endswith(
-        "s.jsonl:4: time 2026-05-21T15:31:00+02:00 is before the previous event's 2026-05-21T13:31:30+00:00 "
-        "(events must be in time order, none before the header's start)"
-    )
-
-
-def test_timed_gives_a_time_beyond_range_in_utc_as_it_was_written(tmp_path: Path) -> None:
-    header = {**HEADER, "start": "9999-12-31T20:00:00-04:00"}
-    last = {**PRICE, "t": "9999-12-31T22:00:00-04:00"}  # 02:00 UTC in year 10000
-    path = write_lines(tmp_path, header, last)
-    with open_session(path) as reader:
-        [(line, event, at)] = list(reader.timed())
-    assert (line, at) == (2, event.t)

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import IO, Any
 
 from pydantic import ValidationError
@@ -156,17 +156,6 @@ class SessionReader:
             raise self._fail(describe_validation_error(exc, "session header")) from None
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
-        for line, event, _ in self.timed():
-            yield line, event
-
-    def timed(self) -> Iterator[tuple[int, Any, datetime]]:
-        """Iterate as (line number, event, the event's time in UTC), checking what `__iter__` checks.
-
-        For a reader that compares or sorts times (a replay does, several times per event): a
-        time in UTC compares with another in one step, while two times given with offsets (each
-        event its own) are each converted for every comparison. A time beyond `datetime`'s range
-        once in UTC comes as it was written.
-        """
         # The fast path hands each raw line to pydantic-core's own JSON parser in one call. Any
         # line it refuses is read again by `_checked`, the slow path, which finds the same fault
         # and says what it is (bad JSON, a cut line, an unknown type, a second header, a field).
@@ -174,7 +163,6 @@ class SessionReader:
         # only forwards options this reader never sets.
         validate_json = event_adapter().validator.validate_json
         previous: datetime = self.header.start
-        previous_at = _in_utc(previous)
         ended = False
         for raw in self._file:
             self._line += 1
@@ -187,15 +175,14 @@ class SessionReader:
             if ended:
                 raise self._fail("an event after the end event")
             t = event.t
-            at = _in_utc(t)
-            if at < previous_at:  # the same instants as `t < previous`, compared in one step
+            if t < previous:
                 raise self._fail(
                     f"time {t.isoformat()} is before the previous event's {previous.isoformat()} "
                     "(events must be in time order, none before the header's start)"
                 )
-            previous, previous_at = t, at
+            previous = t
             ended = event.type == "end"
-            yield self._line, event, at
+            yield self._line, event
 
     def _checked(self, raw: str) -> Any:
         """Parse and validate one line the slow way; raise what is wrong with it (None: blank)."""
@@ -215,14 +202,6 @@ class SessionReader:
             return event_adapter().validate_python(obj)
         except ValidationError as exc:
             raise self._fail(describe_validation_error(exc, f"{kind} event")) from None
-
-
-def _in_utc(t: datetime) -> datetime:
-    """Return `t` in UTC (as written when that is beyond `datetime`'s range)."""
-    try:
-        return t.astimezone(UTC)
-    except OverflowError:
-        return t
 
 
 def open_session(source: str | os.PathLike[str] | IO[str], *, name: str | None = None) -> SessionReader:
