@@ -61,6 +61,13 @@ def _plain(action: FaultAction, delay_secs: float | None) -> FaultPlan:
 class ReplayBroker(ForwardingBroker):
     """A `Broker` over a paper account that counts submits and applies an armed fault.
 
+    A replay's plans hold one fault, on the first `POST /v2/orders` (`plan_for`): the first
+    submit after `arm` goes through a `FaultyBroker` of the plan, every other call straight to
+    the paper account, which is what the plan's `FaultyBroker` would do with them (no other
+    call matches its route, no later submit its `nth`). Reads are the paper account's own
+    methods, with no call in between: a full-mode attempt reads its order and position several
+    times.
+
     Args:
         paper: The paper account (the truth every figure is read from).
         clock: The replay's clock (a fault's timeout advances it).
@@ -70,18 +77,28 @@ class ReplayBroker(ForwardingBroker):
         super().__init__(paper)
         self.paper = paper
         self._clock = clock
+        self._armed: FaultPlan | None = None
+        self._submit = paper.submit_order
         self.sends = 0
+        # The paper account's bound methods in place of ForwardingBroker's pass-throughs.
+        self.get_order_by_client_id = paper.get_order_by_client_id  # type: ignore[method-assign]
+        self.get_order = paper.get_order  # type: ignore[method-assign]
+        self.get_position = paper.get_position  # type: ignore[method-assign]
+        self.list_positions = paper.list_positions  # type: ignore[method-assign]
 
     def arm(self, plan: FaultPlan | None) -> None:
-        """Apply `plan` to the calls that follow, until `disarm`."""
-        if plan is not None:
-            self.inner = FaultyBroker(self.paper, plan, clock=self._clock)
+        """Apply `plan` to the next submit, until `disarm`."""
+        self._armed = plan
 
     def disarm(self) -> None:
         """Go back to the plain paper account."""
-        self.inner = self.paper
+        self._armed = None
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Count the send, then submit through the armed fault (if any)."""
+        """Count the send, then submit through the armed fault (if any, once)."""
         self.sends += 1
-        return self.inner.submit_order(request)
+        plan = self._armed
+        if plan is None:
+            return self._submit(request)
+        self._armed = None  # the plan's one fault is spent on this send (nth=1)
+        return FaultyBroker(self.paper, plan, clock=self._clock).submit_order(request)

@@ -11,11 +11,13 @@ the live account, not the session's length.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import IO, Any
 
 from replay.metrics import AttemptOutcome, Mode, Totals
@@ -33,7 +35,7 @@ from tradeguard import (
     open_session,
 )
 
-__all__ = ["ANSWER_HORIZON_SECS", "EventRow", "ReplayResult", "replay_session"]
+__all__ = ["ANSWER_HORIZON_SECS", "GC_YOUNG_THRESHOLD", "EventRow", "ReplayResult", "replay_session"]
 
 _RECENT_DECISIONS = 4096
 """How many of the latest decisions the check against repeated attempt numbers remembers."""
@@ -41,7 +43,34 @@ _RECENT_DECISIONS = 4096
 ANSWER_HORIZON_SECS = 600.0
 """An answer must come within this much session time after its attempt."""
 
+GC_YOUNG_THRESHOLD = 20_000
+"""The collector's youngest-generation threshold while a replay runs (see `_fewer_collections`)."""
+
 Progress = Callable[[int, int], None]
+
+
+@contextlib.contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """Run the cycle collector's youngest generation less often while a replay runs; restore it after.
+
+    A replay keeps thousands of small objects alive at a time (each mode's claims, orders and
+    audit records, up to its `forget_above`) and makes several more per attempt, nearly all freed
+    by reference counting. With Python's default threshold (700) the collector runs every few
+    attempts and walks the survivors again each time: a tenth of a full replay's time, for
+    almost no garbage. A higher threshold runs it a few times a session; the memory it lets
+    wait is bounded by the threshold, so a replay still runs in constant memory. The threshold
+    is the process's own: a caller's setting above it is left alone, and the one before is put
+    back when the replay ends (however it ends).
+    """
+    before = gc.get_threshold()
+    if before[0] >= GC_YOUNG_THRESHOLD or not before[0]:  # already higher, or collection is off
+        yield
+        return
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,16 +156,19 @@ class _Lookahead:
 
     An answer is looked for until the decision's next attempt or `ANSWER_HORIZON_SECS` of session
     time, whichever comes first; the events read on the way wait in a buffer, indexed so that
-    each attempt costs one dict lookup however long the buffer is.
+    each attempt costs one dict lookup however long the buffer is. Each event's time is
+    converted to UTC once, as it is read, and handed on with it: two times with offsets (pydantic
+    gives every event its own tzinfo) cost a conversion each per comparison, and the horizon and
+    every mode's clock would compare each event's time again.
     """
 
     def __init__(self, reader: SessionReader) -> None:
         self._reader = reader
         self._source = iter(reader)
         self._done = False
-        self._ahead: datetime | None = None  # the time of the last event read
-        self._buffer: deque[tuple[int, Any]] = deque()
-        self._answers: dict[tuple[str, int], tuple[int, AnswerEvent]] = {}  # buffered, unpaired
+        self._ahead: datetime | None = None  # the time of the last event read, in UTC
+        self._buffer: deque[tuple[int, Any, datetime]] = deque()  # (line, event, its time in UTC)
+        self._answers: dict[tuple[str, int], tuple[int, AnswerEvent, datetime]] = {}  # buffered, unpaired
         self._attempts: dict[str, int] = {}  # decisions with attempts waiting in the buffer
         self._paired: set[int] = set()  # lines of answers already paired with their attempt
         # The last attempt number of each recent decision (bounded: memory must not grow with
@@ -145,13 +177,19 @@ class _Lookahead:
         self._horizon = timedelta(seconds=ANSWER_HORIZON_SECS)
 
     def _pull(self) -> bool:
-        pulled = None if self._done else next(self._source, None)
-        if pulled is None:
+        read = None if self._done else next(self._source, None)
+        if read is None:
             self._done = True
             return False
+        event = read[1]
+        t = event.t
+        try:
+            at = t.astimezone(UTC)
+        except OverflowError:  # beyond datetime's range in UTC: compared as written
+            at = t
+        pulled = (read[0], event, at)
         self._buffer.append(pulled)
-        event = pulled[1]
-        self._ahead = event.t
+        self._ahead = at
         kind = type(event)  # the reader's own classes: one identity test, not an isinstance chain
         if kind is AnswerEvent:
             self._answers.setdefault((event.decision, event.attempt), pulled)
@@ -161,7 +199,8 @@ class _Lookahead:
             attempts[decision] = attempts.get(decision, 0) + 1
         return True
 
-    def __iter__(self) -> Iterator[tuple[int, Any, AnswerEvent | None]]:
+    def __iter__(self) -> Iterator[tuple[int, Any, AnswerEvent | None, datetime]]:
+        """Yield (line, event, the attempt's answer or None, the event's time in UTC)."""
         buffer, attempts, numbers = self._buffer, self._attempts, self._numbers
         popleft, pull = buffer.popleft, self._pull
         while buffer or pull():
@@ -187,11 +226,11 @@ class _Lookahead:
                     attempts[decision] = left
                 else:
                     del attempts[decision]
-                yield pulled[0], event, self._answer_for(event)
+                yield pulled[0], event, self._answer_for(event, pulled[2]), pulled[2]
             elif kind is AnswerEvent:
                 self._check_answer(pulled[0], event)
             else:
-                yield pulled[0], event, None
+                yield pulled[0], event, None, pulled[2]
 
     def _check_answer(self, line: int, event: AnswerEvent) -> None:
         if line in self._paired:
@@ -204,7 +243,7 @@ class _Lookahead:
             f"expected it after its attempt, within {ANSWER_HORIZON_SECS:g} s, once",
         )
 
-    def _answer_for(self, attempt: AttemptEvent) -> AnswerEvent | None:
+    def _answer_for(self, attempt: AttemptEvent, at: datetime) -> AnswerEvent | None:
         decision = attempt.decision
         key = (decision, attempt.attempt)
         answers, attempts, pull = self._answers, self._attempts, self._pull
@@ -213,8 +252,8 @@ class _Lookahead:
             found = answers.pop(key, None)
             if found is not None:
                 if limit is None:
-                    limit = attempt.t + self._horizon
-                if found[1].t <= limit:  # a later one is refused when it is read
+                    limit = at + self._horizon
+                if found[2] <= limit:  # a later one is refused when it is read
                     self._paired.add(found[0])
                     return found[1]
             # The decision's next attempt, or the horizon, ends the search.
@@ -223,7 +262,7 @@ class _Lookahead:
             ahead = self._ahead
             if ahead is not None:
                 if limit is None:
-                    limit = attempt.t + self._horizon
+                    limit = at + self._horizon
                 if ahead > limit:
                     return None
             if not pull():
@@ -269,7 +308,7 @@ def replay_session(
     """
     total = _count_lines(source) if progress is not None and isinstance(source, str | os.PathLike) else 0
     rows: list[EventRow] = []
-    with open_session(source) as reader:
+    with _fewer_collections(), open_session(source) as reader:
         header = reader.header
         sims = {
             mode: make_simulation(
@@ -288,17 +327,29 @@ def replay_session(
         zone = session_zone(header)
         rows_wanted = on_row is not None or collect_rows  # a row costs a zone conversion and text
         count = 0
-        for line, event, answer in _Lookahead(reader):
+        every = list(sims.values())
+        bulk = recorder is None and not rows_wanted  # totals only: prices and attempts need no row
+        for line, event, answer, at in _Lookahead(reader):
             count += 1
             end = event.t
-            if recorder is not None and not isinstance(event, AttemptEvent):
-                recorder.write(event)
-            row = _step(sims, line, event, answer, recorder=recorder, zone=zone if rows_wanted else None)
-            if row is not None:
-                if on_row is not None:
-                    on_row(row)
-                if collect_rows:
-                    rows.append(row)
+            kind = type(event)  # the reader's own classes: one identity test each
+            if bulk and kind is PriceEvent:  # `_step`'s commonest branches, without its call
+                for sim in every:
+                    sim.price(event, at)
+            elif bulk and kind is AttemptEvent:
+                for sim in every:
+                    sim.attempt(event, answer, at)
+            else:
+                if recorder is not None and kind is not AttemptEvent:
+                    recorder.write(event)
+                row = _step(
+                    sims, line, event, answer, at, recorder=recorder, zone=zone if rows_wanted else None
+                )
+                if row is not None:
+                    if on_row is not None:
+                        on_row(row)
+                    if collect_rows:
+                        rows.append(row)
             if progress is not None and count % 10_000 == 0:
                 progress(count, total)
             # No break at the `end` event: the reader refuses any event after it (SessionFormatError).
@@ -313,21 +364,23 @@ def _step(  # noqa: PLR0912 - one branch per event type, each with and without i
     line: int,
     event: Any,
     answer: AnswerEvent | None,
+    at: datetime,
     *,
     recorder: Any,
     zone: tzinfo | None,
 ) -> EventRow | None:
     """Hand one event to every mode; return its table row (None for prices and positions).
 
-    `zone` None: nobody reads the rows (a bulk replay wanting totals only); none is built.
+    `at` is the event's time in UTC. `zone` None: nobody reads the rows (a bulk replay wanting
+    totals only); none is built.
     """
     if isinstance(event, PriceEvent):
         for sim in sims.values():
-            sim.price(event)
+            sim.price(event, at)
         return None
     if isinstance(event, PositionEvent):
         for sim in sims.values():
-            sim.position(event)
+            sim.position(event, at)
         return None
     if isinstance(event, AttemptEvent):
         outcomes: dict[Mode, AttemptOutcome | str] = {}
@@ -336,9 +389,9 @@ def _step(  # noqa: PLR0912 - one branch per event type, each with and without i
                 with recorder.annotate(
                     path=event.path, bar=event.bar, position_intent=event.position_intent, reason=event.reason
                 ):
-                    outcomes[mode] = sim.attempt(event, answer)
+                    outcomes[mode] = sim.attempt(event, answer, at)
             else:
-                outcomes[mode] = sim.attempt(event, answer)
+                outcomes[mode] = sim.attempt(event, answer, at)
         if zone is None:
             return None
         return EventRow(
@@ -346,17 +399,17 @@ def _step(  # noqa: PLR0912 - one branch per event type, each with and without i
             describe_answer(answer), outcomes,
         )  # fmt: skip
     if isinstance(event, ExternalEvent):
-        done: dict[Mode, AttemptOutcome | str] = {mode: sim.external(event) for mode, sim in sims.items()}
+        done: dict[Mode, AttemptOutcome | str] = {mode: sim.external(event, at) for mode, sim in sims.items()}
         if zone is None:
             return None
         text = f"outside the bot: {event.event.replace('_', ' ')}"
         return EventRow(line, event.t.astimezone(zone), "external", text, event.symbol, None, done)
     if isinstance(event, NoteEvent):
         for sim in sims.values():
-            sim.advance(event.t)
+            sim.advance(at)
         if zone is None:
             return None
         return EventRow(line, event.t.astimezone(zone), "note", event.text, event.symbol)
     for sim in sims.values():  # the end event
-        sim.advance(event.t)
+        sim.advance(at)
     return None

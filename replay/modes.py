@@ -148,7 +148,8 @@ class Simulation:
         Returns `when` in UTC (the figures keep their times so: they compare them later).
         """
         # The clock is kept in UTC: the store and the broker read it several times per order, and
-        # each read of a session's local time would be converted again. `when` is converted once:
+        # each read of a session's local time would be converted again. `when` is converted once
+        # (none when it is in UTC already, as `replay_session` hands each event's time):
         # comparing times in two zones costs a conversion of each side.
         when = when.astimezone(UTC)
         if when > self.clock.now():
@@ -173,22 +174,26 @@ class Simulation:
         self.paper.forget_terminal_orders(before, keep=self._keep_order)
         self.metrics.forget(before)
 
-    def price(self, event: PriceEvent) -> None:
-        """Pin the symbol's price: market orders fill at it from now on."""
-        self.advance(event.t)
+    def price(self, event: PriceEvent, at: datetime | None = None) -> None:
+        """Pin the symbol's price: market orders fill at it from now on.
+
+        `at`, here and in the other event methods: the event's time in UTC, when the caller has
+        it (a replay converts each event's once); else the event's own time is converted.
+        """
+        self.advance(event.t if at is None else at)
         self.paper.set_price(event.symbol, event.price)
 
-    def position(self, event: PositionEvent) -> None:
+    def position(self, event: PositionEvent, at: datetime | None = None) -> None:
         """Take the bot's belief as it was recorded (other views are only informative)."""
-        self.advance(event.t)
+        self.advance(event.t if at is None else at)
         if event.view == "bot":
             self.belief[event.symbol] = event.qty
             self.symbols[event.symbol] = None
             self.sample(event.symbol)
 
-    def external(self, event: ExternalEvent) -> str:
+    def external(self, event: ExternalEvent, at: datetime | None = None) -> str:
         """Close the broker position outside the bot; return what happened."""
-        self.advance(event.t)
+        self.advance(event.t if at is None else at)
         self.symbols[event.symbol] = None
         held = self.paper.get_position(event.symbol)
         if held is None or held.qty == 0:
@@ -197,9 +202,12 @@ class Simulation:
         self.sample(event.symbol)
         return f"closed {_num(held.qty)} at the broker"
 
-    def attempt(self, event: AttemptEvent, answer: AnswerEvent | None) -> AttemptOutcome:
+    def attempt(
+        self, event: AttemptEvent, answer: AnswerEvent | None, at: datetime | None = None
+    ) -> AttemptOutcome:
         """Drive one attempt with its recorded transport fault armed; return what it led to."""
-        at = self.advance(event.t)  # in UTC: `Metrics.forget` compares it with the clock's times
+        # In UTC: `Metrics.forget` compares it with the clock's times.
+        at = self.advance(event.t if at is None else at)
         symbol = event.symbol
         self.symbols[symbol] = None
         broker = self.broker

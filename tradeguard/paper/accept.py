@@ -6,13 +6,15 @@ Every check runs before the first change to the account, so a refusal leaves not
 from __future__ import annotations
 
 import os
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from tradeguard.domain import OrderClass, OrderRequest, OrderType, Side
 from tradeguard.paper.classes import base_price, check_order_class, make_legs, oco_limit
 from tradeguard.paper.matching import follow_trail
 from tradeguard.paper.orders import PaperOrder, fmt
 from tradeguard.paper.rules import (
+    MAX_AMOUNT,
+    QTY_STEP,
     check_asset,
     check_extended_hours,
     check_fractional,
@@ -89,6 +91,26 @@ def accept(venue: Venue, request: OrderRequest) -> PaperOrder:
     Raises:
         OrderRejected: With Alpaca's status, code and body; nothing was recorded.
     """
+    if (
+        request.order_type is OrderType.MARKET
+        and request.qty is not None
+        and request.notional is None
+        and request.order_class is OrderClass.SIMPLE
+        and request.limit_price is None
+        and request.stop_price is None
+        and request.trail_price is None
+        and request.trail_percent is None
+        and not request.extended_hours
+        and request.take_profit_limit_price is None
+        and request.stop_loss_stop_price is None
+        and request.stop_loss_limit_price is None
+    ):
+        return _accept_plain_market(venue, request)
+    return _accept_any(venue, request)
+
+
+def _accept_any(venue: Venue, request: OrderRequest) -> PaperOrder:
+    """`accept` for any order: every check, in Alpaca's order."""
     state = venue.state
     symbol = request.symbol.strip().upper()
     if not symbol:
@@ -135,6 +157,53 @@ def accept(venue: Venue, request: OrderRequest) -> PaperOrder:
     state.add(order)
     for leg in legs:
         state.add(leg)
+    return order
+
+
+def _accept_plain_market(venue: Venue, request: OrderRequest) -> PaperOrder:
+    """`accept` for a simple market order of `qty` shares with no prices, trail or extended hours.
+
+    The commonest order (every replayed attempt, most bots' every order), so the checks that
+    cannot refuse it are left out and the rest are spelled out in `accept`'s order; whenever one
+    could refuse, the check itself runs and says why, so answers are `accept`'s to the letter.
+    """
+    state = venue.state
+    symbol = request.symbol.strip().upper()
+    if not symbol:
+        raise unprocessable("symbol is required")
+    asset = venue.asset(symbol)
+    if asset is None or not asset.tradable or not asset.active:
+        check_asset(asset, symbol)  # raises
+    assert asset is not None
+    # `check_type_fields` and `check_extended_hours` pass every order this path takes.
+    pinned = state.set_prices.get(symbol)
+    price = pinned if pinned is not None else venue.price(symbol)
+    client_id = request.client_order_id or new_uuid()
+    if len(client_id) > MAX_CLIENT_ID_LEN:
+        raise unprocessable(f"client_order_id must be no more than {MAX_CLIENT_ID_LEN} characters")
+    qty = request.qty
+    assert qty is not None
+    if not qty.is_finite() or qty <= 0 or qty > MAX_AMOUNT or qty != qty.quantize(QTY_STEP, ROUND_DOWN):
+        order_qty(request, price)  # raises what is wrong, in its own order
+    if client_id in state.by_client_id:
+        check_client_id(venue, client_id)  # raises
+    side = request.side
+    # `closes` is what `check_position` works out and returns; nothing of a class to check.
+    closing = check_position(state, request, symbol, qty, allow_short=venue.allow_short, asset=asset)
+    if qty != qty.to_integral_value():
+        check_fractional(request, qty, asset, opens_short=side is Side.SELL and not closing)
+    if symbol in state.open_by_symbol:  # no stop to check; a market order has no limit
+        check_wash_trade(state, side, symbol, None)
+    if side is Side.BUY and not closing:
+        check_buying_power(venue, qty * (price or _ZERO))
+    now = venue.clock.now()
+    # `_order`'s fields for this request (no limit, stop or trail; a simple class by default).
+    order = PaperOrder(
+        new_uuid(), client_id, symbol, side, OrderType.MARKET, request.time_in_force,
+        qty, None, qty, now, now,  # qty, notional, target_qty, created_at, updated_at
+        position_intent=request.position_intent,
+    )  # fmt: skip
+    state.add(order)
     return order
 
 

@@ -345,17 +345,16 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         check_transition(claim.state, to)
         now = self._now()
         with self._lock:
+            # Positional, in `_move`'s order: the commonest write of all (every answer and fill).
             return self._move(
-                claim, to, now=now, reason=reason, broker_order_id=broker_order_id,
-                filled_qty=filled_qty, filled_avg_price=filled_avg_price, order_qty=order_qty,
-                owner=owner, detail=detail, reject_kind=reject_kind, payload=payload,
+                claim, to, now, reason, broker_order_id, filled_qty, filled_avg_price, order_qty,
+                owner, detail, reject_kind, payload,
             )  # fmt: skip
 
-    def _move(
+    def _move(  # noqa: PLR0917 - positional from `transition`, the commonest write
         self,
         claim: Claim,
         to: ClaimState,
-        *,
         now: datetime,
         reason: str,
         broker_order_id: str | None = None,
