@@ -387,8 +387,9 @@ def _step(  # noqa: PLR0912 - one branch per event type, each with and without i
         for mode, sim in sims.items():
             if recorder is not None and mode is Mode.FULL:
                 with recorder.annotate(
-                    path=event.path, bar=event.bar, position_intent=event.position_intent, reason=event.reason
-                ):
+                    path=event.path, bar=event.bar, position_intent=event.position_intent,
+                    reason=event.reason, client_order_id=event.client_order_id,
+                ):  # fmt: skip
                     outcomes[mode] = sim.attempt(event, answer, at)
             else:
                 outcomes[mode] = sim.attempt(event, answer, at)

@@ -128,6 +128,28 @@ def test_the_drop_in_client_passes_record_to_through(tmp_path: Path) -> None:
     ]
 
 
+def test_re_recording_a_drop_in_session_keeps_the_bots_own_client_order_ids(tmp_path: Path) -> None:
+    alpaca = pytest.importorskip("alpaca.trading.requests")
+    clock = ManualClock()
+    first = tmp_path / "client.jsonl"
+    client = GuardedTradingClient(
+        "key", "secret", store=MemoryClaimStore(clock=clock), agent_id="bot", clock=clock,
+        broker=PaperBroker(clock=clock), record_to=first,
+    )  # fmt: skip
+    order = alpaca.MarketOrderRequest(
+        symbol="TQQQ", qty=6, side="buy", time_in_force="day", client_order_id="b-1"
+    )
+    client.submit_order(order)
+    client.submit_order(order)
+    client.gateway.recorder.close()
+    again = tmp_path / "again.jsonl"
+    replay_session(first, [Mode.FULL], record_to=again)
+    with open_session(again) as session:
+        attempts = [e for _, e in session if isinstance(e, AttemptEvent)]
+    assert [a.client_order_id for a in attempts] == ["b-1", "b-1"]
+    assert figures(again) == figures(first)
+
+
 def test_an_exit_the_gateway_re_sends_after_a_422_is_one_attempt_and_replays(tmp_path: Path) -> None:
     # The gateway answers an exit refused for its position by reconciling at once and re-sending
     # it: two broker answers inside one bot attempt. The first is the attempt's answer; the
