@@ -198,9 +198,20 @@ class Simulation:
         held = self.paper.get_position(event.symbol)
         if held is None or held.qty == 0:
             return "nothing held"
-        self.paper.close_position(event.symbol)
+        try:
+            self.paper.close_position(event.symbol)
+            cancelled = ""
+        except OrderRejected:
+            # The account's own orders stand in the way (Alpaca refuses the close as a potential
+            # wash trade, or holds the shares for them); whoever closed the position outside the
+            # bot cancelled them first, as Alpaca's dashboard offers to. The session says it closed.
+            open_orders = self.paper.list_orders(status="open", symbols=[event.symbol])
+            for order in open_orders:
+                self.paper.cancel_order(order.id)
+            self.paper.close_position(event.symbol)
+            cancelled = f" (its {len(open_orders)} open order(s) in {event.symbol} cancelled first)"
         self.sample(event.symbol)
-        return f"closed {_num(held.qty)} at the broker"
+        return f"closed {_num(held.qty)} at the broker{cancelled}"
 
     def attempt(
         self, event: AttemptEvent, answer: AnswerEvent | None, at: datetime | None = None

@@ -158,3 +158,29 @@ def test_full_mode_clears_the_phantom_within_one_interval_wherever_the_outside_c
     shifted.write_text(text)
     full = result_json(replay_session(shifted, [Mode.FULL]), [Mode.FULL], compare=False)
     assert 0 < float(full["phantom_entry_block_secs"]) <= INTERVAL_SECS
+
+
+def test_an_outside_close_that_meets_the_bots_resting_order_is_replayed_in_every_mode(tmp_path: Path) -> None:
+    # The paper broker refuses a market close against the account's own resting buy (Alpaca's
+    # "potential wash trade"); the session says the position was closed, so the resting order is
+    # cancelled first, as whoever closed it by hand did. The replay used to stop with an error.
+    t = "2026-05-21T10:{}:00-04:00"
+    lines = [
+        {"type": "session", "version": 2, "name": "resting buy", "agent_id": "bot", "start": t.format("00"),
+         "reconcile_interval_secs": 60, "cash": "100000", "allow_short": False},
+        {"type": "price", "t": t.format("00"), "symbol": "SPY", "price": "500"},
+        {"type": "attempt", "t": t.format("01"), "decision": "in", "attempt": 1, "kind": "entry",
+         "symbol": "SPY", "side": "buy", "qty": "10"},
+        {"type": "attempt", "t": t.format("02"), "decision": "dip", "attempt": 1, "kind": "entry",
+         "symbol": "SPY", "side": "buy", "qty": "5", "order_type": "limit", "limit_price": "400"},
+        {"type": "external", "t": t.format("03"), "event": "position_closed", "symbol": "SPY",
+         "reason": "closed by hand"},
+        {"type": "price", "t": t.format("10"), "symbol": "SPY", "price": "501"},
+    ]  # fmt: skip
+    path = tmp_path / "resting.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = replay_session(path, list(Mode), collect_rows=True)
+    [row] = [r for r in result.rows if r.kind == "external"]
+    for mode in Mode:
+        outcome = row.outcomes[mode]
+        assert isinstance(outcome, str) and "cancelled first" in outcome
