@@ -10,6 +10,7 @@ day-order expiry, market hours (the paper market is always open), margin, fees, 
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -143,7 +144,7 @@ class PaperBroker:
         The id is made from the seed kept in the state file, so the account served over HTTP
         (`GET /v2/account` "id", which `AlpacaBroker` reads) is named the same way.
         """
-        return account_key_from_id(paper_account_id(self._venue.state.account_key))
+        return _account_key_of_seed(self._venue.state.account_key)
 
     # ---- the Broker port -------------------------------------------------------------------
 
@@ -496,3 +497,9 @@ class _Changing:
                 broker._restore()
         finally:
             broker._lock.release()
+
+
+@functools.lru_cache(maxsize=64)
+def _account_key_of_seed(seed: str) -> str:
+    """The account key of the paper account whose state holds `seed` (read on every exit: cached)."""
+    return account_key_from_id(paper_account_id(seed))

@@ -711,6 +711,9 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             every = states if states is not None else ClaimState
             by_state = self._by_agent_state
             return [claims[k] for s in every for k in by_state.get((agent_id, s), ())]
+        if states is not None:  # every agent's claims in these states (e.g. recent NOT_SENT ones)
+            indexed = self._by_agent_state.items()
+            return [claims[k] for (_agent, s), keys in indexed if s in states for k in keys]
         return list(claims.values())
 
     def exits_in_flight(self, agent_id: str, symbol: str) -> Decimal:
