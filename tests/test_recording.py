@@ -106,10 +106,10 @@ def test_a_recording_failure_is_audited_and_the_order_goes_on() -> None:
     )  # recording stays off, orders go on
 
 
-def test_the_drop_in_client_passes_record_to_through(tmp_path: Path) -> None:
+def record_a_drop_in_retry(path: Path) -> None:
+    """A drop-in bot sends one order with its own client_order_id twice, recorded to `path`."""
     alpaca = pytest.importorskip("alpaca.trading.requests")
     clock = ManualClock()
-    path = tmp_path / "client.jsonl"
     client = GuardedTradingClient(
         "key", "secret", store=MemoryClaimStore(clock=clock), agent_id="bot", clock=clock,
         broker=PaperBroker(clock=clock), record_to=path,
@@ -120,6 +120,11 @@ def test_the_drop_in_client_passes_record_to_through(tmp_path: Path) -> None:
     client.submit_order(order)
     client.submit_order(order)
     client.gateway.recorder.close()
+
+
+def test_the_drop_in_client_passes_record_to_through(tmp_path: Path) -> None:
+    path = tmp_path / "client.jsonl"
+    record_a_drop_in_retry(path)
     with open_session(path) as session:
         attempts = [e for _, e in session if isinstance(e, AttemptEvent)]
     assert [(a.decision, a.attempt, a.client_order_id) for a in attempts] == [
@@ -129,19 +134,8 @@ def test_the_drop_in_client_passes_record_to_through(tmp_path: Path) -> None:
 
 
 def test_re_recording_a_drop_in_session_keeps_the_bots_own_client_order_ids(tmp_path: Path) -> None:
-    alpaca = pytest.importorskip("alpaca.trading.requests")
-    clock = ManualClock()
     first = tmp_path / "client.jsonl"
-    client = GuardedTradingClient(
-        "key", "secret", store=MemoryClaimStore(clock=clock), agent_id="bot", clock=clock,
-        broker=PaperBroker(clock=clock), record_to=first,
-    )  # fmt: skip
-    order = alpaca.MarketOrderRequest(
-        symbol="TQQQ", qty=6, side="buy", time_in_force="day", client_order_id="b-1"
-    )
-    client.submit_order(order)
-    client.submit_order(order)
-    client.gateway.recorder.close()
+    record_a_drop_in_retry(first)
     again = tmp_path / "again.jsonl"
     replay_session(first, [Mode.FULL], record_to=again)
     with open_session(again) as session:
