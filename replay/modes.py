@@ -75,10 +75,6 @@ Sent = tuple[str | None, str, "BrokerOrder | None"]
 """What driving an attempt did: the client id it used (None: nothing sent), a phrase, the order."""
 
 
-# A put-off symbol's extra pass comes at least this long after the pass that put it off.
-_PUT_OFF_MIN_GAP = timedelta(seconds=1)
-
-
 def _num(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
@@ -383,8 +379,7 @@ class FullGuard(Simulation):
         # An order whose claim is still kept may yet be read through it (see `forget_before`).
         self._keep_order = lambda coid: store.get_by_client_order_id(coid) is not None
         # As a live gateway schedules them (G4: within one interval, a put-off symbol when due).
-        self._interval = timedelta(seconds=self.settings.reconcile_every_secs)
-        self._next_pass = self.clock.now() + self._interval
+        self._next_pass = self.clock.now() + timedelta(seconds=self.settings.reconcile_every_secs)
         self._counted: set[str] = set()
         self._counted_at: deque[tuple[datetime, str]] = deque()  # in count order, for `forget_before`
 
@@ -397,10 +392,7 @@ class FullGuard(Simulation):
             report = self.gateway.reconcile()
             for symbol in self.symbols:
                 self.sample(symbol)
-            self._next_pass = at + self._interval
-            if report.put_off:  # looked at again once its wait ends, not a whole period later
-                due = max(min(p.until for p in report.put_off), at + _PUT_OFF_MIN_GAP)
-                self._next_pass = min(self._next_pass, due)
+            self._next_pass = report.next_pass_at(self.settings)
         if when > self.clock.now():  # `Simulation.advance`, inlined: it runs for every event
             self.clock.set(when)
             if when >= self._next_forget:

@@ -94,8 +94,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self.reconciler.recorder = self.recorder  # what its passes learn of lost answers is recorded
         self._reconcile_on_start = reconcile_on_start
         self._started = False  # registered this broker's account (and reconciled, if asked)
-        self._last_full_pass: datetime | None = None
-        self._put_off_until: datetime | None = None  # the earliest symbol the last pass put off
+        self._next_pass_at: datetime | None = None  # when `reconcile_if_due` runs a pass (None: now)
         self._account_key: str | None = None  # the account key last registered for this agent
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
@@ -330,8 +329,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             self._register_account()
         report = self.reconciler.run(agent_id=self.agent_id, symbols=symbols, dry_run=dry_run)
         if symbols is None and not dry_run:
-            self._last_full_pass = report.started_at
-            self._put_off_until = min((p.until for p in report.put_off), default=None)
+            self._next_pass_at = report.next_pass_at(self.settings)
         return report
 
     def reconcile_if_due(self) -> ReconcileReport | None:
@@ -342,9 +340,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         (G4). For bots that drive their own loop (call it once per bar); `BackgroundReconciler`
         runs passes from a thread instead. Returns the report, or None when no pass was due.
         """
-        last, now = self._last_full_pass, self.clock.now()
-        recent = last is not None and (now - last).total_seconds() < self.settings.reconcile_every_secs
-        if recent and (self._put_off_until is None or now < self._put_off_until):
+        due = self._next_pass_at
+        if due is not None and self.clock.now() < due:
             return None
         return self.reconcile()
 

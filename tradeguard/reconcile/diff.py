@@ -275,7 +275,7 @@ def diff(
         busy: Symbols where claims not given here (other agents') are in motion: their
             positions are not compared in this pass.
     """
-    return plan(
+    return plan_read(
         claims, ledger, snapshot, now, settings,
         symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
-    )[0]  # fmt: skip
+    ).actions  # fmt: skip

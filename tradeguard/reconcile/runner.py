@@ -38,14 +38,13 @@ _log = logging.getLogger(__name__)
 _IN_MOTION = sorted(ACTIVE_STATES)
 # Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
-_ORDERS_PAGE = 500
 _CHAIN_HOPS = 16  # replacements followed within one listing
-# A put-off symbol coming due never makes the background loop spin faster than this.
-_MIN_WAIT_SECS = 1.0
+# A put-off symbol's own pass comes at least this long after the pass that put it off.
+_PUT_OFF_MIN_GAP = timedelta(seconds=1)
 _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
 
 # Alpaca returns at most 500 orders a page; a full page may hide more.
-_OPEN_ORDERS_PAGE = 500
+_ORDERS_PAGE = 500
 
 
 @dataclass(slots=True)
@@ -78,6 +77,18 @@ class ReconcileReport:
     def problems(self) -> list[Action]:
         """Reports that need a person: drift, orphans, acknowledged orders gone missing."""
         return [a for a in self.actions if a.kind.is_report]
+
+    def next_pass_at(self, settings: Settings) -> datetime:
+        """When the next pass is due: `reconcile_every_secs` after this one, or sooner for a put-off symbol.
+
+        The one schedule of `BackgroundReconciler`, `OrderGateway.reconcile_if_due` and the
+        replay: a phantom is cleared within `reconcile_interval_secs` (G4), and a symbol this pass
+        put off (its ledger moved too recently) is looked at again as soon as its wait ends.
+        """
+        due = self.started_at + timedelta(seconds=settings.reconcile_every_secs)
+        if self.put_off:
+            due = min(due, max(min(p.until for p in self.put_off), self.started_at + _PUT_OFF_MIN_GAP))
+        return due
 
     @property
     def changes(self) -> list[Action]:
@@ -290,7 +301,7 @@ class Reconciler:
     def _read(self, claims: list[Claim], earlier: BrokerSnapshot | None) -> BrokerSnapshot:
         """Take one complete broker snapshot; any failure raises (never a partial snapshot)."""
         positions = {p.symbol: p for p in self.broker.list_positions()}
-        open_orders = tuple(self.broker.list_orders(status="open", limit=_OPEN_ORDERS_PAGE))
+        open_orders = tuple(self.broker.list_orders(status="open", limit=_ORDERS_PAGE))
         by_coid: dict[str, BrokerOrder | None] = {o.client_order_id: o for o in open_orders}
         for claim in claims:
             probe = claim.state in ACTIVE_STATES or claim.state is ClaimState.NOT_SENT
@@ -300,7 +311,7 @@ class Reconciler:
             taken_at=self.clock.now(),
             positions=positions,
             open_orders=open_orders,
-            open_orders_complete=len(open_orders) < _OPEN_ORDERS_PAGE,
+            open_orders_complete=len(open_orders) < _ORDERS_PAGE,
             orders_by_client_id=by_coid,
             earlier=earlier,
         )
@@ -445,8 +456,7 @@ class BackgroundReconciler:
     def _next_wait(self) -> float:
         """Seconds until the next pass: the period, or sooner when a put-off symbol comes due."""
         report = self.last_report
-        if report is None or not report.put_off:
+        if report is None:
             return self.interval_secs
-        until = min(p.until for p in report.put_off)
-        due_in = (until - self.reconciler.clock.now()).total_seconds()
-        return min(self.interval_secs, max(due_in, _MIN_WAIT_SECS))
+        due_in = (report.next_pass_at(self.reconciler.settings) - self.reconciler.clock.now()).total_seconds()
+        return min(self.interval_secs, max(due_in, 0.0))
