@@ -32,7 +32,8 @@ non-durable commit means on SQLite, `synchronous=NORMAL`, and on PostgreSQL,
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -54,13 +55,14 @@ from tradeguard.domain.intents import (
     derive_client_order_id,
     hash_payload_json,
 )
+from tradeguard.domain.ledger import FillStep, fill_step
 from tradeguard.domain.lifecycle import ClaimState, check_transition
 from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
 from tradeguard.store.audit import write_audit
-from tradeguard.store.connections import RawPool, Tx
+from tradeguard.store.connections import RawPool, Result, Tx
 from tradeguard.store.engine import describe, open_engine, parse_url
 from tradeguard.store.ledger_writes import LedgerWriter
 from tradeguard.store.model import MUTABLE_COLUMNS, apply_mutable, decode_claim, new_owner_token
@@ -70,6 +72,91 @@ __all__ = ["Claim", "ClaimOutcome", "ClaimStore", "new_owner_token"]
 
 
 _TURN_ID = MUTABLE_COLUMNS.index("turn_id")
+
+
+class _FillGuesses:
+    """PostgreSQL: the open turn this process's last fill left per (agent, symbol), and spare turn ids.
+
+    Read by `ClaimStore._fast_fill` to send a fill in one round trip. Only a guess: the batch
+    checks it under the symbol's lock, so a turn another process or writer moved costs one extra
+    round trip, never a wrong ledger. Turn ids are sequence values drawn ahead and unique to this
+    process; a child process after fork starts empty, so a parent and its child never use the
+    same one. Dict and list operations are atomic under the GIL, and a guess raced by another
+    thread is only stale.
+    """
+
+    __slots__ = ("_ids", "_pid", "_turns")
+
+    _KEEP_IDS = 4
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._turns: dict[tuple[str, str], tuple[int, Decimal] | None] = {}
+        self._ids: list[int] = []
+
+    def _mine(self) -> None:
+        if os.getpid() != self._pid:
+            self._pid, self._turns, self._ids = os.getpid(), {}, []
+
+    def turn(self, agent_id: str, symbol: str) -> tuple[bool, tuple[int, Decimal] | None]:
+        """Return (known, the open turn guessed: (turn_id, qty), None if flat)."""
+        self._mine()
+        key = (agent_id, symbol)
+        found = self._turns.get(key, _UNKNOWN_TURN)
+        return (False, None) if found is _UNKNOWN_TURN else (True, found)  # type: ignore[return-value]
+
+    @staticmethod
+    def after(
+        before: tuple[int, Decimal] | None, step: FillStep, new_turn_id: int | None
+    ) -> tuple[int, Decimal] | None:
+        """Return the open turn (turn_id, qty) that `step` leaves from `before`, None if flat.
+
+        `new_turn_id`: the id of the turn the step opens, if it opens one.
+        """
+        if step.open_qty is not None:
+            return None if new_turn_id is None else (new_turn_id, step.open_qty)
+        if before is None or step.close_reason is not None:
+            return None
+        return (before[0], before[1] if step.set_qty is None else step.set_qty)
+
+    def learn(
+        self,
+        agent_id: str,
+        symbol: str,
+        before: tuple[int, Decimal] | None,
+        signed: Decimal,
+        turn_id: int | None,
+    ) -> None:
+        """Remember the open turn a fill of `signed` on `before` left (`turn_id`: apply_fill's answer)."""
+        self._mine()
+        self._turns[(agent_id, symbol)] = self.after(
+            before, fill_step(None if before is None else before[1], signed, ""), turn_id
+        )
+
+    def forget(self, agent_id: str, symbol: str) -> None:
+        """Drop a guess that proved wrong (the next fill reads the turn and learns again)."""
+        self._turns.pop((agent_id, symbol), None)
+
+    def take_id(self) -> int | None:
+        """Return a turn id drawn ahead, or None if none is left."""
+        self._mine()
+        try:
+            return self._ids.pop()
+        except IndexError:
+            return None
+
+    def short_of_ids(self) -> bool:
+        """True when no turn id is kept (the next fill that opens a turn could not go in one trip)."""
+        return not self._ids
+
+    def keep_id(self, turn_id: int) -> None:
+        """Keep an id drawn from the sequence and not used, for a later turn."""
+        self._mine()
+        if len(self._ids) < self._KEEP_IDS:
+            self._ids.append(turn_id)
+
+
+_UNKNOWN_TURN = object()
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -121,6 +208,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         self._pool = RawPool(self._engine, self.url)
         self._lease = timedelta(seconds=self.settings.lease_secs)
         self._sync_all = fsync_every_commit
+        self._guesses = _FillGuesses()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -376,6 +464,11 @@ class ClaimStore(LedgerWriter, StoreReader):
             _num(filled_qty) if delta else None, 1 if resend else 0,
             claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
         )  # fmt: skip
+        signed = delta if claim.side is Side.BUY else -delta
+        if commit and delta and tx.postgres:
+            fast = self._fast_fill(tx, claim, params=params, record=record, signed=signed, now=now)
+            if fast is not None:
+                return fast if payload is None else replace(fast, payload=payload)
         # PostgreSQL: what follows the compare-and-set travels with it in one round trip. A fill
         # needs the open turn (read under the symbol's lock; harmless if the update fails, the
         # transaction is rolled back); a move without one is a single statement, migration
@@ -397,27 +490,107 @@ class ClaimStore(LedgerWriter, StoreReader):
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
         row = results[0].rows[0]
         if delta:
-            signed = delta if claim.side is Side.BUY else -delta
-            turn_id = ledger.apply_fill(
-                tx,
-                claim.agent_id,
-                claim.symbol,
-                signed,
-                at=now,
-                reason=f"{claim.kind} {claim.client_order_id}",
-                prefetched=True,
-                current=ledger.open_turn_of(results[1].rows),
-                new_turn_id=ledger.reserved_turn_id(results[2].rows) if tx.postgres else None,
-            )
-            if row[_TURN_ID] is None and turn_id is not None:
-                tx.later(sql.SET_TURN, (turn_id, claim.key))
-                row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])
+            row = self._book_fill(tx, claim, row, results, signed=signed, now=now)
         moved = apply_mutable(claim, row, tx.dt)
         if payload is not None:
             moved = replace(moved, payload=payload)
         if not guarded:
             record()
         return moved
+
+    def _book_fill(
+        self,
+        tx: Tx,
+        claim: Claim,
+        row: Sequence[Any],
+        results: list[Result],
+        *,
+        signed: Decimal,
+        now: datetime,
+    ) -> Sequence[Any]:
+        """Apply a fill to the ledger after its compare-and-set passed; return the claim's row as booked.
+
+        `results` are the kept results of the compare-and-set batch: the row, the open turn read
+        under the symbol's lock and (PostgreSQL) a turn id drawn ahead.
+        """
+        current = ledger.open_turn_of(results[1].rows)
+        reserved = ledger.reserved_turn_id(results[2].rows) if tx.postgres else None
+        turn_id = ledger.apply_fill(
+            tx, claim.agent_id, claim.symbol, signed, at=now, reason=f"{claim.kind} {claim.client_order_id}",
+            prefetched=True, current=current, new_turn_id=reserved,
+        )  # fmt: skip
+        if reserved is not None:
+            # What this fill leaves, for the next fill's one-round-trip guess (`_fast_fill`); an
+            # id drawn and not used is kept for a turn a later fill opens.
+            self._guesses.learn(claim.agent_id, claim.symbol, current, signed, turn_id)
+            if turn_id != reserved:
+                self._guesses.keep_id(reserved)
+        if row[_TURN_ID] is None and turn_id is not None:
+            tx.later(sql.SET_TURN, (turn_id, claim.key))
+            row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])
+        return row
+
+    def _fast_fill(
+        self,
+        tx: Tx,
+        claim: Claim,
+        *,
+        params: tuple[Any, ...],
+        record: Callable[[], Any],
+        signed: Decimal,
+        now: datetime,
+    ) -> Claim | None:
+        """PostgreSQL: send a fill's whole transaction in one round trip; None if it must take two.
+
+        The ledger writes are computed from the open turn this store's last fill in the symbol
+        left (`_FillGuesses`), with a turn id drawn ahead for a turn the fill opens. Inside the
+        batch, under the symbol's lock, migration 0007's `tg_expect_turn` checks that guess and
+        `tg_cas` the compare-and-set; if either fails the transaction is aborted before anything
+        commits, rolled back, and None tells the caller to take the two-round-trip path (which
+        also raises LeaseLost when the claim moved). Money never rests on the guess: a wrong one
+        costs one round trip.
+        """
+        guesses = self._guesses
+        known, current = guesses.turn(claim.agent_id, claim.symbol)
+        if not known:
+            return None
+        step = fill_step(None if current is None else current[1], signed, "")
+        spare = None
+        if step.open_qty is not None:
+            spare = guesses.take_id()
+            if spare is None:
+                return None
+        expected = (None, None) if current is None else (current[0], str(current[1]))
+        # The symbol's lock (taken by the check, before the claim's row), the check, the
+        # compare-and-set with the turn id the fill leaves, then the ledger's writes: the turn
+        # after this fill is known before it is written (fill_step on the guess).
+        tx.later(sql.PG_EXPECT_TURN, (claim.agent_id, claim.symbol, *expected))
+        after = guesses.after(current, step, spare)
+        tx.later(sql.PG_CAS, (*params, None if after is None else after[0]), keep=True)
+        turn_id = ledger.apply_fill(
+            tx, claim.agent_id, claim.symbol, signed, at=now, reason=f"{claim.kind} {claim.client_order_id}",
+            prefetched=True, current=current, new_turn_id=spare,
+        )  # fmt: skip
+        record()
+        draw = spare is not None or guesses.short_of_ids()
+        if draw:
+            ledger.queue_turn_id(tx)  # an id for a turn a later fill opens, drawn in this round trip
+        try:
+            # Re-runnable: a batch re-sent on a fresh connection after the first one committed
+            # fails its compare-and-set (TGC01) and ends on the two-round-trip path's LeaseLost.
+            results = tx.flush(commit=True, rerunnable=True)
+        except self._pool.driver_errors as exc:
+            if getattr(exc, "sqlstate", None) not in sql.PG_GUESS_MISSED:
+                raise
+            guesses.forget(claim.agent_id, claim.symbol)
+            if spare is not None:
+                guesses.keep_id(spare)  # rolled back unused; sequence values are never reissued
+            tx.restart()
+            return None
+        guesses.learn(claim.agent_id, claim.symbol, current, signed, turn_id)
+        if draw:
+            guesses.keep_id(ledger.reserved_turn_id(results[1].rows))
+        return apply_mutable(claim, results[0].rows[0], tx.dt)
 
     @staticmethod
     def _lease_lost(claim: Claim, current: Sequence[Any] | None) -> LeaseLost:

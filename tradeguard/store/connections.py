@@ -188,11 +188,14 @@ class Tx:
         committed: True once `flush(commit=True)` committed the transaction.
     """
 
-    __slots__ = ("_conn", "_kept", "_last", "_last_enc", "_pending", "_pool", "committed", "dt", "postgres")
+    __slots__ = (
+        "_begin", "_conn", "_kept", "_last", "_last_enc", "_pending", "_pool", "committed", "dt", "postgres",
+    )  # fmt: skip
 
     def __init__(self, conn: _Conn, pool: RawPool, begin: tuple[str, ...]) -> None:
         self._conn = conn
         self._pool = pool
+        self._begin = begin
         self.postgres = not pool.sqlite
         self._last: datetime | None = None
         self._last_enc: Any = None
@@ -259,6 +262,16 @@ class Tx:
                 kept.append(Result(_pg_rows(cur), cur.rowcount))
         self.committed = commit
         return kept
+
+    def restart(self) -> None:
+        """PostgreSQL: roll back what was sent and begin again, with the same durability.
+
+        For a batch that a guard inside it aborted (the transaction is then unusable until rolled
+        back); the caller goes on with another way to the same writes.
+        """
+        self._pool.rollback_quietly(self._conn)
+        self._pending = [(text, False) for text in self._begin]
+        self.committed = False
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         """Run `sql` (after anything queued) and return every row."""

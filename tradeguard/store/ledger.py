@@ -46,6 +46,7 @@ __all__ = [
     "position_of",
     "positions_from_rows",
     "queue_open_read",
+    "queue_turn_id",
     "UPSERT_ACCOUNT_SQL",
     "reserved_turn_id",
 ]
@@ -142,7 +143,12 @@ def queue_open_read(tx: Tx, agent_id: str, symbol: str) -> None:
     """
     tx.later(_OPEN, (agent_id, symbol), keep=True)
     if tx.postgres:
-        tx.later(_NEXT_TURN_ID, keep=True)
+        queue_turn_id(tx)
+
+
+def queue_turn_id(tx: Tx) -> None:
+    """PostgreSQL: queue drawing a turn id ahead (kept: `reserved_turn_id` reads its rows)."""
+    tx.later(_NEXT_TURN_ID, keep=True)
 
 
 def reserved_turn_id(rows: Sequence[Any]) -> int:

@@ -25,6 +25,13 @@ PG_CLAIM = f"SELECT {COLS} FROM tg_claim({', '.join(['?'] * 28)})"
 # PostgreSQL: migration 0005's TRANSITION with its audit record (the parameters of TRANSITION,
 # then the record's); the row's MUTABLE_COLUMNS if the compare-and-set passed, else no rows.
 PG_MOVE = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move({', '.join(['?'] * 31)})"
+# PostgreSQL: migration 0007's guards for a fill sent in one round trip (ClaimStore._fast_fill):
+# the compare-and-set of TRANSITION (and the claim's turn id, if it has none) that raises when it
+# changed nothing, and the check, under the symbol's lock, that the agent's open turn is the one
+# the store guessed. Either raising aborts the batch (SQLSTATE below).
+PG_CAS = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_cas({', '.join(['?'] * 19)})"
+PG_EXPECT_TURN = "SELECT tg_expect_turn(?, ?, ?, ?)"
+PG_GUESS_MISSED = frozenset({"TGL01", "TGC01"})
 # The claim function's error when the key is new but the client_order_id is another claim's.
 PG_CLAIM_COID_TAKEN = "P0001"
 KEY_OF_COID = "SELECT claim_key FROM tg_claims WHERE client_order_id = ?"
