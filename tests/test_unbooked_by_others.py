@@ -26,7 +26,7 @@ from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.ports import ForwardingBroker
 from tradeguard.store import ClaimStore
-from tradeguard.testing import RecordingBroker
+from tradeguard.testing import FaultPlan, FaultyBroker, RecordingBroker
 
 SETTINGS = Settings(recent_activity_secs=0, position_settle_secs=0, settle_delay_secs=1)
 
@@ -245,3 +245,40 @@ def test_a_grid_of_resting_orders_costs_one_listing_not_one_read_each(
         c for c in broker.calls if c.method == "get_order_by_client_id" and c.subject.startswith("tg-")
     ]
     assert [c.method for c in broker.calls].count("list_orders") == 1 and lookups == []
+
+
+def test_a_fill_booked_between_the_read_and_the_sizing_is_not_held_back_twice(
+    store_url: str, clock: ManualClock
+) -> None:
+    # A holds 5 of its own; B bought 5 and lost the answer (UNKNOWN, unbooked). A's exit reads
+    # B's order (5 held back); then, before A's sizing locks the symbol, B's retry finds its order
+    # and books the 5. The sizing counts them again as B's ledger holding: 10 - 5 - 5 leaves A
+    # nothing, "nothing to sell". A's exit must size from what is true when it sends: all of A's
+    # shares, none of B's.
+    broker = paper(clock)
+    gw_a = gateway(broker, store_url, "a", clock)
+    assert gw_a.enter("SPY", 5, intent="a-in").outcome is Outcome.SUBMITTED
+    lost = FaultPlan.parse(
+        "faults: [{route: POST /v2/orders, nth: 1, action: accept_then_error},"
+        " {route: GET /v2/orders:by_client_order_id, nth: 1, action: error}]"
+    )
+    gw_b = gateway(FaultyBroker(broker, lost), store_url, "b", clock)
+    assert gw_b.enter("SPY", 5, intent="b-in").outcome is Outcome.UNKNOWN
+    assert broker.get_position("SPY").qty == 10  # type: ignore[union-attr]
+
+    def b_retries(name: str) -> None:
+        if name == "exit_before_claim":
+            crashpoints.set_hook(None)
+            gw_b.enter("SPY", 5, intent="b-in")  # found by client_order_id: booked now
+            assert gw_b.store.position("b", "SPY").qty == 5
+
+    crashpoints.set_hook(b_retries)
+    try:
+        result = gw_a.exit("SPY", intent="a-out")
+    finally:
+        crashpoints.set_hook(None)
+
+    assert result.outcome is Outcome.SUBMITTED, result.reason
+    assert result.claim is not None and result.claim.order_qty == 5  # all of A's
+    assert broker.get_position("SPY").qty == 5  # type: ignore[union-attr]  # B's 5 untouched
+    assert gw_a.store.position("b", "SPY").qty == 5 and gw_a.store.position("a", "SPY").qty == 0

@@ -238,15 +238,22 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             never = self.store.latest_turn_id(self.agent_id, symbol) is None
             what = f"{symbol} was never held by {self.agent_id}" if never else f"ledger is flat in {symbol}"
             return self._skip(symbol, f"exit {intent!r}: {what}")
-        read = self._broker_available(symbol, held)
-        if isinstance(read, OrderResult):
-            return read
-        available, held_back = read
-        crashpoints.hit("exit_before_claim")
-        outcome, room = self.store.claim_exit(
-            decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}",
-            client_order_id=client_order_id,
-        )  # fmt: skip
+        for sizing in range(2):
+            read = self._broker_available(symbol, held)
+            if isinstance(read, OrderResult):
+                return read
+            available, held_back = read
+            crashpoints.hit("exit_before_claim")
+            outcome, room = self.store.claim_exit(
+                decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}",
+                client_order_id=client_order_id,
+            )  # fmt: skip
+            # Shares held back as another agent's unbooked fills may have been booked into its
+            # ledger before the sizing locked the symbol; the sizing then took them off again, as
+            # that agent's holding, and found nothing to sell. Read and size once more: the second
+            # read sees them booked and holds back nothing for them.
+            if outcome is not None or not held_back or sizing:
+                break
         if outcome is None:
             assert room is not None
             why = room.describe(symbol) + (f" ({held_back})" if held_back else "")
