@@ -484,7 +484,7 @@ class ClaimStore(LedgerWriter, StoreReader):
                 ledger.lock_symbol(tx, claim.symbol)
             tx.later(sql.TRANSITION, params, keep=True)
             if delta:
-                ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
+                self._queue_fill_reads(tx, claim)
         results = tx.flush(commit=commit and guarded)
         if not results[0].rows:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
@@ -497,6 +497,12 @@ class ClaimStore(LedgerWriter, StoreReader):
         if not guarded:
             record()
         return moved
+
+    def _queue_fill_reads(self, tx: Tx, claim: Claim) -> None:
+        """Queue what a fill reads with its compare-and-set: the open turn and (PostgreSQL) turn ids."""
+        ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
+        if tx.postgres and self._guesses.short_of_ids():
+            ledger.queue_turn_id(tx)  # one more, so the next fill may open a turn in one trip
 
     def _book_fill(
         self,
@@ -523,8 +529,9 @@ class ClaimStore(LedgerWriter, StoreReader):
             # What this fill leaves, for the next fill's one-round-trip guess (`_fast_fill`); an
             # id drawn and not used is kept for a turn a later fill opens.
             self._guesses.learn(claim.agent_id, claim.symbol, current, signed, turn_id)
-            if turn_id != reserved:
-                self._guesses.keep_id(reserved)
+            for drawn in (reserved, *(ledger.reserved_turn_id(r.rows) for r in results[3:])):
+                if drawn != turn_id:
+                    self._guesses.keep_id(drawn)
         if row[_TURN_ID] is None and turn_id is not None:
             tx.later(sql.SET_TURN, (turn_id, claim.key))
             row = (*row[:_TURN_ID], turn_id, *row[_TURN_ID + 1 :])

@@ -267,10 +267,10 @@ class Tx:
         """PostgreSQL: roll back what was sent and begin again, with the same durability.
 
         For a batch that a guard inside it aborted (the transaction is then unusable until rolled
-        back); the caller goes on with another way to the same writes.
+        back); the caller goes on with another way to the same writes. The ROLLBACK travels with
+        the next batch (no round trip of its own).
         """
-        self._pool.rollback_quietly(self._conn)
-        self._pending = [(text, False) for text in self._begin]
+        self._pending = [("ROLLBACK", False), *((text, False) for text in self._begin)]
         self.committed = False
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
