@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from tradeguard import crashpoints
 from tradeguard.domain import BrokerOrder, Claim, PositionIntent, RejectKind, Side
-from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.intents import Intent, Kind, OrderSpec, leg_name
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import (
     BrokerError,
@@ -227,7 +227,7 @@ def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
     replaced another (a new id in its place) stays with the claim of the leg it replaced.
     """
     for leg in order.legs:
-        name = f"leg:{parent.client_order_id}:{leg.client_order_id}"
+        name = leg_name(parent.client_order_id, leg.client_order_id)
         intent = Intent(parent.agent_id, Kind.EXIT, parent.symbol, leg.side, name)
         claim = store.get(intent.key)
         if claim is None and leg.replaces is not None:
@@ -248,7 +248,7 @@ def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
 
 def _replaced_leg(store: ClaimLedger, parent: Claim, leg: BrokerOrder) -> Claim | None:
     """Return the claim of the leg `leg` replaced (its order or its predecessor), or None."""
-    prefix = f"leg:{parent.client_order_id}:"
+    prefix = leg_name(parent.client_order_id, "")
     for claim in store.list_claims(agent_id=parent.agent_id, symbol=parent.symbol, kind=Kind.EXIT):
         if claim.intent.startswith(prefix) and claim.broker_order_id in (leg.id, leg.replaces):
             return claim

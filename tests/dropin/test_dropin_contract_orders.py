@@ -189,6 +189,20 @@ def test_an_oto_entry_exits_by_its_stop_loss_leg(client: GuardedTradingClient, s
     assert held(server, "MSFT") == 0 and ledger_qty(client, "MSFT") == 0
 
 
+def test_shares_beside_a_bracket_sell_as_at_alpaca_its_legs_holding_their_shares_once(
+    client: GuardedTradingClient, server: PaperServer
+) -> None:
+    client.submit_order(market("MSFT", 5, BUY))
+    client.submit_order(bracket())  # 5 more; its two legs are alternatives holding the same 5
+    assert server.broker.get_position("MSFT").qty_available == 5  # type: ignore[union-attr]
+    sold = as_order(client.submit_order(market("MSFT", 5, SELL)))  # alpaca-py's own client sells them
+    assert sold.status is AlpacaStatus.FILLED and sold.filled_qty == "5"
+    assert held(server, "MSFT") == 5 and ledger_qty(client, "MSFT") == 5
+    with pytest.raises(APIError) as refused:  # the bracket's 5 are not for sale twice
+        client.submit_order(market("MSFT", 1, SELL))
+    assert refused.value.status_code == 403
+
+
 def test_a_trailing_stop_follows_the_price_and_then_exits(
     client: GuardedTradingClient, server: PaperServer
 ) -> None:
