@@ -197,3 +197,73 @@ def test_size_exit_counts_a_group_once_and_as_acknowledged_only_when_all_of_it_i
     assert room.qty == 0
     room = size_exit("b", holders, exits, broker_available=Decimal(5), requested=None)
     assert (room.open_exits, room.unacknowledged_exits, room.reserved_by_others) == (5, 5, 5)
+
+
+# ---- D2: a leg the broker shrank after its sibling's partial fill is still its claim's ------------
+
+
+def bracket_filled_then_take_profit_fills_3_of_5(account: Account, a: OrderGateway) -> None:
+    """A's 5-share bracket fills (3 at a time); then its take-profit fills 3 of 5."""
+    bracket_entry(a)
+    account.price("501")  # the rest of the entry fills
+    account.price("551")  # the take-profit fills 3 of 5; Alpaca adjusts the stop-loss leg to 2
+    a.refresh("SPY")
+
+
+def test_a_stop_loss_leg_cut_to_what_its_take_profit_left_stays_its_claim_and_books_its_fill(
+    ledger_url: str,
+) -> None:
+    account = Account(ledger_url, max_fill_qty=3)
+    a = account.agent("a")
+    bracket_filled_then_take_profit_fills_3_of_5(account, a)
+    assert leg_claims(a) == [
+        (ClaimState.PARTIALLY_FILLED, Decimal(5), Decimal(3)),  # the take-profit
+        (ClaimState.SUBMITTED, Decimal(2), Decimal(0)),  # the stop-loss leg, now for 2
+    ]
+    assert account.held() == 2 and a.position("SPY").qty == 2
+
+    account.price("440")  # the stop sells the other 2; the take-profit is canceled
+    a.refresh("SPY")
+
+    assert account.held() == 0
+    assert a.position("SPY").qty == 0  # booked from the stop's fill, no phantom to clear
+    assert leg_claims(a) == [
+        (ClaimState.CANCELED, Decimal(5), Decimal(3)),
+        (ClaimState.FILLED, Decimal(2), Decimal(2)),
+    ]
+
+
+def test_an_oco_cut_by_its_stop_loss_legs_partial_fill_stays_the_oco_claim(ledger_url: str) -> None:
+    account = Account(ledger_url, max_fill_qty=3)
+    a = account.agent("a")
+    a.enter("SPY", 5, intent="a in")
+    account.price("501")  # the rest of the entry fills
+    assert a.position("SPY").qty == 5
+    oco_exit(a)
+    account.price("440")  # the stop-loss leg fills 3 of 5; the OCO's own limit order is cut to 2
+    a.refresh("SPY")
+    [oco] = [c for c in a.store.list_claims(agent_id="a", kind=Kind.EXIT) if c.intent == "oco"]
+    assert (oco.state, oco.order_qty, oco.filled_qty) == (ClaimState.SUBMITTED, 2, 0)
+    assert a.position("SPY").qty == 2
+
+    account.price("551")  # the cut limit order sells the other 2 (the stop leg is canceled)
+    a.refresh("SPY")
+
+    assert account.held() == 0 and a.position("SPY").qty == 0
+
+
+def test_another_agent_sells_all_its_shares_after_a_bracket_leg_was_cut(ledger_url: str) -> None:
+    account = Account(ledger_url, max_fill_qty=3)
+    b = account.agent("b")
+    assert b.enter("SPY", 3, intent="b in").outcome is Outcome.SUBMITTED
+    a = account.agent("a")
+    bracket_filled_then_take_profit_fills_3_of_5(account, a)
+    account.price("440")  # A's stop sells its last 2
+    a.refresh("SPY")
+    assert account.held() == 3 and a.position("SPY").qty == 0 and b.position("SPY").qty == 3
+    assert not a.reconcile().actions and not b.reconcile().actions  # no drift to report
+
+    result = b.exit("SPY", intent="b out")
+
+    assert result.outcome is Outcome.SUBMITTED and result.claim is not None, result.reason
+    assert result.claim.order_qty == 3 and account.held() == 0

@@ -32,6 +32,7 @@ __all__ = [
     "derive_client_order_id",
     "exit_group",
     "hash_payload_json",
+    "is_leg",
     "leg_name",
     "to_decimal",
 ]
@@ -154,6 +155,11 @@ def leg_name(parent_client_order_id: str, leg_client_order_id: str) -> str:
     their claims are named by the parent's and the leg's client_order_ids.
     """
     return f"{_LEG}{parent_client_order_id}:{leg_client_order_id}"
+
+
+def is_leg(name: str) -> bool:
+    """Return True for the decision name of a leg's claim (`leg_name`)."""
+    return name.startswith(_LEG)
 
 
 def exit_group(name: str, client_order_id: str) -> str:
