@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, ReplaceRequest, Side
-from tradeguard.domain.intents import Kind
+from tradeguard.domain.intents import Kind, exit_group, leg_name
 from tradeguard.domain.ledger import ExitRoom, size_exit
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError, LeaseLost
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
 
-_LEG = "leg:"  # the decision name of a leg's claim: leg:{parent client_order_id}:{leg client_order_id}
 _TAKEN_DOWN = frozenset({OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL})
 _ACKNOWLEDGED = frozenset({ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED})  # out of qty_available
 
@@ -126,8 +125,7 @@ class OrderAmendments:
         """Return the other orders of `order`'s group as the broker shows them now (reads may fail)."""
         ids: list[str] = []
         if claim is not None:
-            parent = claim.intent[len(_LEG) :].rsplit(":", 1)[0] if claim.intent.startswith(_LEG) else None
-            prefix = f"{_LEG}{parent or claim.client_order_id}:"
+            prefix = leg_name(exit_group(claim.intent, claim.client_order_id), "")
             ids = [c.broker_order_id for c in live if c.intent.startswith(prefix) and c.broker_order_id]
         found: list[BrokerOrder] = []
         for order_id in [order.id, *ids]:
@@ -175,11 +173,12 @@ class OrderAmendments:
     def _room_beside(self, exit_claim: Claim) -> ExitRoom:
         """Size what `exit_claim`'s order may leave unfilled: held minus the other exits (G3).
 
-        The same rule an exit is sized by (`size_exit`), with this exit left out of the exits
-        in flight and its unfilled shares given back to the broker's `qty_available` (the
-        broker holds them for this very order). Read without the symbol's lock: an exit claimed
-        in the instant between this read and the replace is not seen, but the broker still
-        refuses a replacement beyond `qty_available` and `*_to_close` never opens a short.
+        The same rule an exit is sized by (`size_exit`), with this exit (and the other orders
+        of its group: a leg's siblings) left out of the exits in flight and its unfilled shares
+        given back to the broker's `qty_available` (the broker holds them for this very group).
+        Read without the symbol's lock: an exit claimed in the instant between this read and
+        the replace is not seen, but the broker still refuses a replacement beyond
+        `qty_available` and `*_to_close` never opens a short.
 
         Raises:
             BrokerError: The position, or an order of another agent in motion, could not be
@@ -189,7 +188,18 @@ class OrderAmendments:
         account = mine.get(self.agent_id)
         held = self.store.position(self.agent_id, symbol)
         at_broker = self.broker.get_position(symbol)
-        own = (exit_claim.order_qty or Decimal(0)) - exit_claim.filled_qty
+        active = self.store.list_claims(states=sorted(ACTIVE_STATES), symbol=symbol, kind=Kind.EXIT)
+        # The exit's group (a leg's siblings, which the broker holds the same shares for) is
+        # this exit too: left out of the others, its largest unfilled qty given back.
+        group = exit_group(exit_claim.intent, exit_claim.client_order_id)
+        ours = [exit_claim] + [
+            c
+            for c in active
+            if c.agent_id == self.agent_id
+            and c.key != exit_claim.key
+            and exit_group(c.intent, c.client_order_id) == group
+        ]
+        own = max((c.order_qty or Decimal(0)) - c.filled_qty for c in ours)
         same_side = at_broker is not None and at_broker.qty != 0 and (at_broker.qty > 0) == (held.qty > 0)
         available = abs(at_broker.qty_available) + own if at_broker is not None and same_side else Decimal(0)
         if available and at_broker is not None:
@@ -202,10 +212,16 @@ class OrderAmendments:
             if p.symbol == symbol and same_account(account, mine.get(p.agent_id))
         }
         holders[self.agent_id] = held.qty
+        left_out = {c.key for c in ours}
         exits = [
-            (c.agent_id, c.state in _ACKNOWLEDGED, (c.order_qty or Decimal(0)) - c.filled_qty)
-            for c in self.store.list_claims(states=sorted(ACTIVE_STATES), symbol=symbol, kind=Kind.EXIT)
-            if c.key != exit_claim.key
+            (
+                c.agent_id,
+                c.state in _ACKNOWLEDGED,
+                (c.order_qty or Decimal(0)) - c.filled_qty,
+                exit_group(c.intent, c.client_order_id),
+            )
+            for c in active
+            if c.key not in left_out
             and (c.agent_id == self.agent_id or same_account(account, mine.get(c.agent_id)))
         ]
         return size_exit(self.agent_id, holders, exits, broker_available=available, requested=None)

@@ -14,8 +14,8 @@ from functools import partial
 from typing import TypeVar
 
 from tradeguard import crashpoints
-from tradeguard.domain import BrokerOrder, Claim, PositionIntent, RejectKind, Side
-from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain import BrokerOrder, Claim, OrderClass, PositionIntent, RejectKind, Side
+from tradeguard.domain.intents import Intent, Kind, OrderSpec, is_leg, leg_name
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import (
     BrokerError,
@@ -91,7 +91,9 @@ def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
     it is the order the claim recorded or replaced that one; one that carries the claim's id
     itself replaced some other order (ids are unique at the broker, so the claim's own first
     order cannot carry it too). A replacement reached by following the claim's id through the
-    chain may differ in size; `adopt_order` checks its chain (`foreign_chain`).
+    chain may differ in size; `adopt_order` checks its chain (`foreign_chain`). So may, smaller,
+    an order of a bracket or OCO that the broker cut when another order of its group partly
+    filled (`_cut_by_its_group`); the claim then records the new size.
     """
     spec = claim.spec
     wanted_qty = claim.order_qty if claim.order_qty is not None else spec.qty
@@ -102,7 +104,12 @@ def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
     if order.side is not claim.side and order.side.value != claim.side:
         problems.append(f"side {order.side} != {claim.side}")
     if order.replaces is None:
-        if wanted_qty is not None and order.qty is not None and order.qty != wanted_qty:
+        if (
+            wanted_qty is not None
+            and order.qty is not None
+            and order.qty != wanted_qty
+            and not (order.qty < wanted_qty and _cut_by_its_group(claim, order))
+        ):
             problems.append(f"qty {order.qty} != {wanted_qty}")
     elif claim.client_order_id == order.client_order_id and claim.broker_order_id not in (
         order.id,
@@ -114,6 +121,19 @@ def mismatch(claim: Claim, order: BrokerOrder) -> str | None:
     if not problems:
         return None
     return _taken(claim, order, ", ".join(problems))
+
+
+def _cut_by_its_group(claim: Claim, order: BrokerOrder) -> bool:
+    """True when `order` may be the claim's own order with its quantity cut by the broker.
+
+    Of a group's orders (a bracket's legs, an OCO's limit order and its stop-loss leg) only one
+    fills: when one partly fills, Alpaca adjusts the others "to the remaining quantity" under
+    their own ids (no replacement). A leg's claim is named after the broker's own ids
+    (`track_legs`), so only that order carries its id; an OCO's claim has the order's class.
+    """
+    return is_leg(claim.intent) or (
+        claim.spec.order_class is OrderClass.OCO and order.order_class is OrderClass.OCO
+    )
 
 
 def _taken(claim: Claim, order: BrokerOrder, problems: str) -> str:
@@ -198,7 +218,12 @@ def adopt_order(
     if order.legs:
         track_legs(store, claim, order)
     state = state_for_order(order.status, order.filled_qty > 0)
-    unchanged = state is claim.state and order.filled_qty == claim.filled_qty
+    unchanged = (
+        state is claim.state
+        and order.filled_qty == claim.filled_qty
+        # a size the broker changed in place (a group's order cut by its sibling's fill)
+        and (order.qty is None or claim.order_qty is None or order.qty == claim.order_qty)
+    )
     if (unchanged and claim.broker_order_id == order.id) or state not in TRANSITIONS[claim.state]:
         return claim
     try:
@@ -227,7 +252,7 @@ def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
     replaced another (a new id in its place) stays with the claim of the leg it replaced.
     """
     for leg in order.legs:
-        name = f"leg:{parent.client_order_id}:{leg.client_order_id}"
+        name = leg_name(parent.client_order_id, leg.client_order_id)
         intent = Intent(parent.agent_id, Kind.EXIT, parent.symbol, leg.side, name)
         claim = store.get(intent.key)
         if claim is None and leg.replaces is not None:
@@ -248,7 +273,7 @@ def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
 
 def _replaced_leg(store: ClaimLedger, parent: Claim, leg: BrokerOrder) -> Claim | None:
     """Return the claim of the leg `leg` replaced (its order or its predecessor), or None."""
-    prefix = f"leg:{parent.client_order_id}:"
+    prefix = leg_name(parent.client_order_id, "")
     for claim in store.list_claims(agent_id=parent.agent_id, symbol=parent.symbol, kind=Kind.EXIT):
         if claim.intent.startswith(prefix) and claim.broker_order_id in (leg.id, leg.replaces):
             return claim

@@ -189,6 +189,42 @@ def test_an_oto_entry_exits_by_its_stop_loss_leg(client: GuardedTradingClient, s
     assert held(server, "MSFT") == 0 and ledger_qty(client, "MSFT") == 0
 
 
+def test_shares_beside_a_bracket_sell_as_at_alpaca_its_legs_holding_their_shares_once(
+    client: GuardedTradingClient, server: PaperServer
+) -> None:
+    client.submit_order(market("MSFT", 5, BUY))
+    client.submit_order(bracket())  # 5 more; its two legs are alternatives holding the same 5
+    assert server.broker.get_position("MSFT").qty_available == 5  # type: ignore[union-attr]
+    sold = as_order(client.submit_order(market("MSFT", 5, SELL)))  # alpaca-py's own client sells them
+    assert sold.status is AlpacaStatus.FILLED and sold.filled_qty == "5"
+    assert held(server, "MSFT") == 5 and ledger_qty(client, "MSFT") == 5
+    with pytest.raises(APIError) as refused:  # the bracket's 5 are not for sale twice
+        client.submit_order(market("MSFT", 1, SELL))
+    assert refused.value.status_code == 403
+
+
+def test_a_stop_loss_leg_cut_after_a_partial_take_profit_is_still_tracked_to_its_fill(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    with (
+        paper_server(prices=FixedPrices(PRICES), max_fill_qty=3, clock=clock) as server,
+        guarded_client(server, store_url(tmp_path), clock=clock) as client,
+    ):
+        client.submit_order(bracket(take_profit=440.00, stop_loss=400.00))  # 3 of 5 fill at once
+        server.broker.set_price("MSFT", "421")  # the other 2
+        server.broker.set_price("MSFT", "441")  # the take-profit sells 3 of 5: the stop is cut to 2
+        assert held(server, "MSFT") == 2 and ledger_qty(client, "MSFT") == 2
+        exits = claims_of(client, "MSFT", Kind.EXIT)
+        assert sorted((c.state, c.order_qty) for c in exits) == [
+            (ClaimState.PARTIALLY_FILLED, 5),
+            (ClaimState.SUBMITTED, 2),  # the cut stop leg: still its claim's order
+        ]
+        server.broker.set_price("MSFT", "399")  # the stop sells the other 2
+        assert held(server, "MSFT") == 0 and ledger_qty(client, "MSFT") == 0
+        exits = claims_of(client, "MSFT", Kind.EXIT)
+        assert sum((c.filled_qty for c in exits), Decimal(0)) == 5, exits
+
+
 def test_a_trailing_stop_follows_the_price_and_then_exits(
     client: GuardedTradingClient, server: PaperServer
 ) -> None:

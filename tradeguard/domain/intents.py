@@ -30,7 +30,10 @@ __all__ = [
     "OrderSpec",
     "canonical_json",
     "derive_client_order_id",
+    "exit_group",
     "hash_payload_json",
+    "is_leg",
+    "leg_name",
     "to_decimal",
 ]
 
@@ -140,6 +143,35 @@ class Intent:
             key = hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
             object.__setattr__(self, "_key", key)
         return key
+
+
+_LEG = "leg:"
+
+
+def leg_name(parent_client_order_id: str, leg_client_order_id: str) -> str:
+    """Return the decision name of a leg's exit claim: ``leg:{parent id}:{leg id}``.
+
+    A bracket's, OTO's or OCO's legs are orders the broker made (and named, with uuids), so
+    their claims are named by the parent's and the leg's client_order_ids.
+    """
+    return f"{_LEG}{parent_client_order_id}:{leg_client_order_id}"
+
+
+def is_leg(name: str) -> bool:
+    """Return True for the decision name of a leg's claim (`leg_name`)."""
+    return name.startswith(_LEG)
+
+
+def exit_group(name: str, client_order_id: str) -> str:
+    """Return the group of orders an exit claim's order belongs to, named by one client_order_id.
+
+    A leg's group is its parent's id (`leg_name`): a bracket's two legs, and an OCO's limit
+    order (the parent, named by its own id) with its stop-loss leg. The broker holds a group's
+    shares once, as only one of its orders may fill. Any other exit is a group of its own.
+    """
+    if name.startswith(_LEG):
+        return name[len(_LEG) :].rpartition(":")[0]
+    return client_order_id
 
 
 def derive_client_order_id(key: str, prefix: str = "tg") -> str:

@@ -111,7 +111,7 @@ def fill_step(held: Decimal | None, delta: Decimal, reason: str) -> FillStep:
 def size_exit(
     agent_id: str,
     holders: Mapping[str, Decimal],
-    open_exits: Iterable[tuple[str, bool, Decimal]],
+    open_exits: Iterable[tuple[str, bool, Decimal, str]],
     *,
     broker_available: Decimal,
     requested: Decimal | None,
@@ -121,9 +121,13 @@ def size_exit(
     Args:
         agent_id: The agent exiting.
         holders: Each agent's signed open-turn quantity in the symbol.
-        open_exits: ``(agent_id, acknowledged, unfilled qty)`` of every exit claim in the symbol
-            in an active state; acknowledged means SUBMITTED or PARTIALLY_FILLED (the broker
-            has taken its shares out of `qty_available`), not PENDING or UNKNOWN.
+        open_exits: ``(agent_id, acknowledged, unfilled qty, group)`` of every exit claim in
+            the symbol in an active state; acknowledged means SUBMITTED or PARTIALLY_FILLED
+            (the broker has taken its shares out of `qty_available`), not PENDING or UNKNOWN.
+            `group` names the orders that are alternatives to each other (`intents.exit_group`:
+            a bracket's legs, an OCO's two orders): only one of them fills, and the broker holds
+            their shares once, so a group counts once, at its largest unfilled quantity, and as
+            acknowledged only when all of its claims are.
         broker_available: The broker's `qty_available` on the agent's side, read just before.
         requested: The quantity asked for; None for the whole holding.
 
@@ -137,7 +141,7 @@ def size_exit(
         Decimal(0),
     )
     open_qty = unacknowledged = others_acknowledged = Decimal(0)
-    for holder, acknowledged, left in open_exits:
+    for holder, acknowledged, left in _once_per_group(open_exits):
         if holder == agent_id:
             open_qty += left
             if not acknowledged:
@@ -149,3 +153,16 @@ def size_exit(
     wanted = abs(held) if requested is None else requested
     qty = min(wanted, abs(held) - open_qty, broker_available - unacknowledged - reserved)
     return ExitRoom(held, open_qty, unacknowledged, reserved, broker_available, qty)
+
+
+def _once_per_group(
+    open_exits: Iterable[tuple[str, bool, Decimal, str]],
+) -> Iterable[tuple[str, bool, Decimal]]:
+    """Merge each group's exits into one: its largest unfilled qty, acknowledged if all are."""
+    groups: dict[tuple[str, str], tuple[bool, Decimal]] = {}
+    for holder, acknowledged, left, group in open_exits:
+        seen = groups.get((holder, group))
+        groups[holder, group] = (
+            (acknowledged, left) if seen is None else (acknowledged and seen[0], max(left, seen[1]))
+        )
+    return ((holder, acknowledged, left) for (holder, _), (acknowledged, left) in groups.items())

@@ -20,6 +20,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
+from tradeguard.domain.intents import exit_group
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, size_exit
 from tradeguard.ports import same_account
 from tradeguard.store.audit import write_audit
@@ -91,7 +92,8 @@ _HOLDERS = (
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.is_open = 1"
 )
 _OPEN_EXITS = (
-    "SELECT c.agent_id, c.state, c.order_qty, c.filled_qty, a.account_key FROM tg_claims c"
+    "SELECT c.agent_id, c.state, c.order_qty, c.filled_qty, a.account_key, c.intent, c.client_order_id"
+    " FROM tg_claims c"
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ? AND c.kind = 'exit'"
     " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
 )
@@ -286,8 +288,13 @@ def exit_room(
     mine = next((key for holder, _qty, key in rows if holder == agent_id), None)
     holders = {holder: Decimal(qty) for holder, qty, key in rows if same_account(mine, key)}
     open_exits = [
-        (holder, state not in _UNACKNOWLEDGED, Decimal(order_qty or 0) - Decimal(filled))
-        for holder, state, order_qty, filled, key in tx.all(_OPEN_EXITS, (symbol,))
+        (
+            holder,
+            state not in _UNACKNOWLEDGED,
+            Decimal(order_qty or 0) - Decimal(filled),
+            exit_group(name, coid),
+        )
+        for holder, state, order_qty, filled, key, name, coid in tx.all(_OPEN_EXITS, (symbol,))
         if holder == agent_id or same_account(mine, key)
     ]
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)

@@ -29,7 +29,7 @@ from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction, claim_fields
 from tradeguard.domain.claims import Claim, ClaimOutcome, same_order
-from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
+from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id, exit_group
 from tradeguard.domain.ledger import ExitRoom, LedgerPosition, size_exit
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState, check_transition
 from tradeguard.domain.orders import RejectKind, Side
@@ -524,7 +524,12 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         holders = {a: p.qty for a, p in self._open_in.get(symbol, {}).items() if mine(agent_id, a)}
         claims = self._claims
         open_exits = [
-            (c.agent_id, c.state not in _UNACKNOWLEDGED, (c.order_qty or Decimal(0)) - c.filled_qty)
+            (
+                c.agent_id,
+                c.state not in _UNACKNOWLEDGED,
+                (c.order_qty or Decimal(0)) - c.filled_qty,
+                exit_group(c.intent, c.client_order_id),
+            )
             for c in (claims[k] for k in self._active_in.get(symbol, ()))
             if c.kind is Kind.EXIT and mine(agent_id, c.agent_id)
         ]
