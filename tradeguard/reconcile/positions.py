@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tradeguard.config import Settings
-from tradeguard.domain import LedgerPosition
+from tradeguard.domain import LedgerPosition, same_symbol
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 
 __all__ = ["gap", "position_actions", "put_off", "steady_twice"]
@@ -126,8 +126,8 @@ def position_actions(
         return [
             Action(
                 ActionKind.CLEAR_PHANTOM,
-                symbol,
-                f"phantom cleared: ledger held {p.qty} {symbol}, broker flat with no open orders on two "
+                p.symbol,  # as this holder's ledger spells it (the turn to close)
+                f"phantom cleared: ledger held {p.qty} {p.symbol}, broker flat with no open orders on two "
                 f"reads {gap(snapshot):.1f}s apart",
                 p.agent_id,
                 qty=p.qty,
@@ -187,17 +187,20 @@ def _orphan(
     cleared: Sequence[LedgerPosition],
     evidence: dict[str, str],
 ) -> tuple[list[Action], bool]:
-    matches = {p.agent_id for p in cleared if p.symbol == symbol and p.qty == broker_qty}
+    matches: dict[str, LedgerPosition] = {}  # each agent's newest turn of that size
+    for p in cleared:
+        if same_symbol(p.symbol, symbol) and p.qty == broker_qty:
+            matches.setdefault(p.agent_id, p)
     if len(matches) == 1:
         if not steady_twice(snapshot, symbol, settings):
             return [], snapshot.earlier is None
-        (agent,) = matches
+        ((agent, turn),) = matches.items()
         reason = (
-            f"re-adopted {broker_qty} {symbol} into {agent}'s ledger: the broker holds exactly the "
+            f"re-adopted {broker_qty} {turn.symbol} into {agent}'s ledger: the broker holds exactly the "
             f"position cleared from it earlier (its positions read trailed the fills)"
         )
-        flat = LedgerPosition(agent, symbol, Decimal(0), None, None)
-        return [Action(ActionKind.ADOPT_ORPHAN, symbol, reason, agent, qty=broker_qty, evidence=evidence,
+        flat = LedgerPosition(agent, turn.symbol, Decimal(0), None, None)
+        return [Action(ActionKind.ADOPT_ORPHAN, turn.symbol, reason, agent, qty=broker_qty, evidence=evidence,
                        position=flat)], False  # fmt: skip
     if adopt_orphans_to is not None:
         reason = f"reconcile: adopted orphan {broker_qty} {symbol} into {adopt_orphans_to}'s ledger"

@@ -18,7 +18,7 @@ from decimal import Decimal
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side
+from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side, symbol_key
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
@@ -199,8 +199,9 @@ class Reconciler:
         # when comparing quantities; agents registered on another account are not in this one.
         on_account = self.on_account(agent_id)
         ledger = [p for p in store.all_positions() if on_account(p.agent_id)]
-        if symbols is not None:
-            ledger = [p for p in ledger if p.symbol in symbols]
+        keys = None if symbols is None else {symbol_key(s) for s in symbols}
+        if keys is not None:
+            ledger = [p for p in ledger if symbol_key(p.symbol) in keys]
         agents = (
             [agent_id]
             if agent_id is not None
@@ -218,8 +219,8 @@ class Reconciler:
             claims += store.list_claims(
                 states=[ClaimState.NOT_SENT], agent_id=agent, updated_since=probe_since
             )
-        if symbols is not None:
-            claims = [c for c in claims if c.symbol in symbols]
+        if keys is not None:
+            claims = [c for c in claims if symbol_key(c.symbol) in keys]
         cleared = [p for p in store.cleared_turns(since=probe_since) if on_account(p.agent_id)]
         # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
         # motion may already show at the broker, and must not read as this agent's missed fill.
@@ -368,7 +369,7 @@ class Reconciler:
         the bots and another agent may have re-entered (see `Settings.exit_resize_after_secs`).
         """
         snapshot = report.snapshot
-        pos = snapshot.positions.get(claim.symbol) if snapshot is not None else None
+        pos = snapshot.position(claim.symbol) if snapshot is not None else None
         if snapshot is None or (
             (self.clock.now() - snapshot.taken_at).total_seconds() > self.settings.exit_resize_after_secs
         ):
