@@ -92,6 +92,37 @@ def test_orphan_matching_a_recently_cleared_position_is_readopted(world: World) 
     assert w.gw.reconcile().changes == []  # converged
 
 
+def _phantom_cleared_by_a_dashboard_close(w: World) -> None:
+    """The bot holds 12 TQQQ; someone closes them outside the guard; a pass clears the phantom."""
+    assert w.gw.enter("TQQQ", qty=12, intent="09:42 breakout").outcome is Outcome.SUBMITTED
+    w.paper.submit_order(make_request("TQQQ", "sell", 12, client_order_id="dashboard-close"))
+    w.clock.advance(120)
+    assert [a.kind.value for a in w.gw.reconcile().applied] == ["clear_phantom"]
+    assert w.gw.position("TQQQ").is_flat
+
+
+@pytest.mark.parametrize("later_secs", [20 * 60, 1])
+def test_a_same_size_buy_outside_the_guard_after_a_clear_is_not_readopted(
+    world: World, later_secs: int
+) -> None:
+    """Audit D4: a manual buy of the cleared size on the account, 20 minutes after the clear
+    (past the re-adoption window) or at once (an order outside the bot's claims filled since the
+    clear), is an orphan: reported, never booked into the bot, and never sold by its exit."""
+    w = world
+    _phantom_cleared_by_a_dashboard_close(w)
+    w.clock.advance(later_secs)
+    w.paper.submit_order(make_request("TQQQ", "buy", 12, client_order_id="human-buy"))
+    w.clock.advance(60)
+
+    report = w.gw.reconcile()
+
+    assert [a.kind.value for a in report.actions] == ["report_orphan"], [a.reason for a in report.actions]
+    assert w.gw.position("TQQQ").is_flat, "a trade outside the guard was booked into the bot"
+    assert w.gw.exit("TQQQ", intent="10:30 momentum lost").outcome is not Outcome.SUBMITTED
+    assert w.lag.asked(symbol="TQQQ", side="sell") == []
+    assert broker_qty(w.paper, "TQQQ") == 12
+
+
 # -- defect 1 (second part): a ledger below the broker converges --------------------------------
 
 

@@ -8,8 +8,10 @@ Pure, like `diff`. The rules, in the order they are tried:
   real position is never cleared on position reads alone).
 - Broker flat, on two reads a settle delay apart with no open orders: every holder's turn is a
   phantom and is cleared.
-- Nobody holds it: a position some agent's ledger cleared recently at exactly this size is
-  that agent's, read too early: re-adopted. Otherwise adopted into `adopt_orphans_to`, or reported.
+- Nobody holds it: a position some agent's ledger cleared recently (`readopt_window_secs`) at
+  exactly this size is that agent's, read too early: re-adopted (the runner first checks that no
+  order outside that agent's claims filled in the symbol since the clear). Otherwise adopted into
+  `adopt_orphans_to`, or reported.
 - One agent holds it on the broker's side: its ledger is corrected to the broker's quantity,
   down (a partial phantom) or up (a fill the ledger missed), on two steady reads.
 - Several agents: the difference is taken from the one agent the evidence names (its exit was
@@ -30,7 +32,12 @@ from tradeguard.config import Settings
 from tradeguard.domain import LedgerPosition, same_symbol
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 
-__all__ = ["gap", "position_actions", "put_off", "steady_twice"]
+__all__ = ["CLEARED_AT", "CLEARED_TURN", "gap", "position_actions", "put_off", "steady_twice"]
+
+# Evidence of a re-adoption: the cleared turn, and when it was cleared (ISO 8601, UTC). The
+# runner re-adopts only if no order outside that agent's claims filled in the symbol since.
+CLEARED_TURN = "cleared_turn"
+CLEARED_AT = "cleared_at"
 
 
 def gap(snapshot: BrokerSnapshot) -> float:
@@ -200,7 +207,9 @@ def _orphan(
             f"position cleared from it earlier (its positions read trailed the fills)"
         )
         flat = LedgerPosition(agent, turn.symbol, Decimal(0), None, None)
-        return [Action(ActionKind.ADOPT_ORPHAN, turn.symbol, reason, agent, qty=broker_qty, evidence=evidence,
+        cleared_at = "" if turn.updated_at is None else turn.updated_at.isoformat()
+        found = evidence | {CLEARED_TURN: str(turn.turn_id), CLEARED_AT: cleared_at}
+        return [Action(ActionKind.ADOPT_ORPHAN, turn.symbol, reason, agent, qty=broker_qty, evidence=found,
                        position=flat)], False  # fmt: skip
     if adopt_orphans_to is not None:
         reason = f"reconcile: adopted orphan {broker_qty} {symbol} into {adopt_orphans_to}'s ledger"

@@ -25,6 +25,7 @@ from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import OrderResult, adopt_order, send_claim
 from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.diff import plan_read
+from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 from tradeguard.sessions.recorder import NULL_RECORDER, NullRecorder, Recorder
 from tradeguard.store import new_owner_token
@@ -165,6 +166,9 @@ class Reconciler:
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:
                         break
+                if agent_id is not None:
+                    actions = [a for a in actions if a.agent_id in (None, agent_id)]
+                actions = [self._confirm_readoption(a, adopt_orphans_to) for a in actions]
             except BrokerError as exc:
                 report.aborted = f"broker read failed: {exc}"
                 self.store.audit(
@@ -175,8 +179,6 @@ class Reconciler:
                 )
                 return report
             crashpoints.hit("reconcile_after_read")
-            if agent_id is not None:
-                actions = [a for a in actions if a.agent_id in (None, agent_id)]
             report.actions = actions
             if not dry_run:
                 by_key = {c.key: c for c in claims}
@@ -221,7 +223,8 @@ class Reconciler:
             )
         if keys is not None:
             claims = [c for c in claims if symbol_key(c.symbol) in keys]
-        cleared = [p for p in store.cleared_turns(since=probe_since) if on_account(p.agent_id)]
+        readopt_since = now - timedelta(seconds=self.settings.readopt_window_secs)
+        cleared = [p for p in store.cleared_turns(since=readopt_since) if on_account(p.agent_id)]
         # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
         # motion may already show at the broker, and must not read as this agent's missed fill.
         busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
@@ -285,6 +288,49 @@ class Reconciler:
                 order if complete else self.broker.get_order_by_client_id(claim.client_order_id)
             )
         return found
+
+    def _confirm_readoption(self, action: Action, adopt_orphans_to: str | None) -> Action:
+        """Keep a re-adoption only if no order outside its agent's claims filled since the clear.
+
+        The diff matches a cleared turn on size alone; a manual or unguarded trade of that size
+        on the account since the clear is not the agent's, and its next exit must not sell it.
+        Such a position is an orphan like any other. A failed order read raises (the pass aborts).
+        """
+        if action.kind is not ActionKind.ADOPT_ORPHAN or not action.evidence.get(CLEARED_AT):
+            return action
+        cleared_at = datetime.fromisoformat(action.evidence[CLEARED_AT])
+        # Alpaca filters `after` on submission time; the clear saw no open order in the symbol on
+        # two reads, so what fills since was sent after about then (the horizon covers host clocks).
+        after = cleared_at - timedelta(seconds=self.settings.position_settle_secs)
+        listed = self.broker.list_orders(
+            status="all", symbols=[action.symbol], after=after, limit=_ORDERS_PAGE
+        )
+        outside = [
+            o.client_order_id
+            for o in listed
+            if o.filled_qty > 0 and self._claim_agent(o.client_order_id) != action.agent_id
+        ]
+        if len(listed) >= _ORDERS_PAGE:
+            outside.append(f"and perhaps more than {_ORDERS_PAGE} orders")
+        if not outside:
+            return action
+        why = (
+            f"not re-adopted into {action.agent_id}: orders outside its claims filled in {action.symbol} "
+            f"since turn {action.evidence[CLEARED_TURN]} was cleared ({', '.join(outside[:5])})"
+        )
+        evidence = {k: v for k, v in action.evidence.items() if k not in (CLEARED_AT, CLEARED_TURN)}
+        if adopt_orphans_to is not None:
+            into = f"{adopt_orphans_to}'s ledger"
+            reason = f"reconcile: adopted orphan {action.qty} {action.symbol} into {into}; {why}"
+            flat = LedgerPosition(adopt_orphans_to, action.symbol, Decimal(0), None, None)
+            return Action(ActionKind.ADOPT_ORPHAN, action.symbol, reason, adopt_orphans_to, qty=action.qty,
+                          evidence=evidence, position=flat)  # fmt: skip
+        reason = f"orphan: broker holds {action.qty} {action.symbol}, no ledger does; {why}"
+        return Action(ActionKind.REPORT_ORPHAN, action.symbol, reason, qty=action.qty, evidence=evidence)
+
+    def _claim_agent(self, client_order_id: str) -> str | None:
+        claim = self.store.get_by_client_order_id(client_order_id)
+        return None if claim is None else claim.agent_id
 
     def on_account(self, agent_id: str | None) -> Callable[[str], bool]:
         """Return whether an agent may trade this broker's account (`ports.same_account`).
