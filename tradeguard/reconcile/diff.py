@@ -205,6 +205,7 @@ def plan_read(
     adopt_orphans_to: str | None = None,
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
+    moved: Iterable[LedgerPosition] = (),
 ) -> Plan:
     """Return what one broker read decides (see `diff`), with the symbols it put off.
 
@@ -215,6 +216,9 @@ def plan_read(
     holders: dict[str, list[LedgerPosition]] = defaultdict(list)
     for pos in ledger:
         holders[symbol_key(pos.symbol)].append(pos)
+    recently: dict[str, list[LedgerPosition]] = defaultdict(list)
+    for pos in moved:
+        recently[symbol_key(pos.symbol)].append(pos)
     claim_list = [c for c in claims if wanted is None or symbol_key(c.symbol) in wanted]
     out = _claims_pass(claim_list, holders, snapshot, now, settings)
     actions, needs_second_read = out.actions, out.needs_second_read
@@ -227,7 +231,7 @@ def plan_read(
             continue
         held = holders.get(key, [])
         symbol = held[0].symbol if held else at_broker[key]
-        off = put_off(symbol, held, snapshot, now, settings, refused=refused)
+        off = put_off(symbol, held, snapshot, now, settings, refused=refused, moved=recently.get(key, []))
         if off is not None:
             later.append(off)
             continue
@@ -251,11 +255,12 @@ def plan(
     adopt_orphans_to: str | None = None,
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
+    moved: Iterable[LedgerPosition] = (),
 ) -> tuple[list[Action], bool]:
     """Return the actions, and whether a second read would let more be decided (`plan_read`)."""
     read = plan_read(
         claims, ledger, snapshot, now, settings,
-        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
+        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy, moved=moved,
     )  # fmt: skip
     return read.actions, read.needs_second_read
 
@@ -271,6 +276,7 @@ def diff(
     adopt_orphans_to: str | None = None,
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
+    moved: Iterable[LedgerPosition] = (),
 ) -> list[Action]:
     """Return what to do so the claims and ledger agree with the broker snapshot.
 
@@ -285,8 +291,10 @@ def diff(
         cleared: Turns the reconciler cleared recently while they held shares (re-adoption).
         busy: Symbols where claims not given here (other agents') are in motion: their
             positions are not compared in this pass.
+        moved: Turns (any agent's on the account, open or closed) a fill or correction moved
+            recently: their symbols wait until `position_settle_secs` after the move.
     """
     return plan_read(
         claims, ledger, snapshot, now, settings,
-        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
+        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy, moved=moved,
     ).actions  # fmt: skip

@@ -3,9 +3,11 @@
 Pure, like `diff`. The rules, in the order they are tried:
 
 - Ledger and broker agree: nothing.
-- Never on a position that moved (a fill, a correction) within `position_settle_secs`: Alpaca's
-  positions endpoint trails fills by seconds, so a fresh fill can read as flat twice (G4: a
-  real position is never cleared on position reads alone).
+- Never on a symbol where a turn moved (a fill, a correction) within `position_settle_secs`,
+  a holder's or any other agent's on the account, closed ones included: Alpaca's positions
+  endpoint trails fills by seconds, so a fresh fill can read as flat twice (G4: a real position
+  is never cleared on position reads alone), and another agent's just-sold shares can still
+  read as held (never booked into this agent as a missed fill).
 - Broker flat, on two reads a settle delay apart with no open orders: every holder's turn is a
   phantom and is cleared.
 - Nobody holds it: a position some agent's ledger cleared recently (`readopt_window_secs`) at
@@ -67,12 +69,15 @@ def put_off(
     settings: Settings,
     *,
     refused: frozenset[tuple[str, int | None]],
+    moved: Sequence[LedgerPosition] = (),
 ) -> PutOff | None:
     """Return why `symbol` is not compared in this pass, or None when it is.
 
-    Ledger and broker read differ, but a holder's ledger moved within the settle horizon with no
-    other evidence (Alpaca's positions endpoint trails fills). An exit the broker refused as
-    position-related is such evidence: order validation reads the broker's real position.
+    Ledger and broker read differ, but a turn in the symbol moved within the settle horizon with
+    no other evidence (Alpaca's positions endpoint trails fills): a holder's, or one in `moved`
+    (every agent's on the account, open or closed: another agent's exit that just filled may
+    still read as held). An exit the broker refused as position-related in a holder's turn is
+    such evidence: order validation reads the broker's real position.
     """
     owners = [p for p in holders if not p.is_flat]
     ledger_qty = sum((p.qty for p in owners), Decimal(0))
@@ -82,7 +87,7 @@ def put_off(
     horizon = timedelta(seconds=settings.position_settle_secs)
     ends = [
         p.updated_at + horizon
-        for p in owners
+        for p in (*owners, *moved)
         if p.updated_at is not None
         and p.updated_at + horizon > now
         and (p.agent_id, p.turn_id) not in refused

@@ -147,7 +147,7 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
-            claims, ledger, cleared, busy = self._load(agent_id, wanted)
+            claims, ledger, cleared, busy, moved = self._load(agent_id, wanted)
             try:
                 snapshot: BrokerSnapshot | None = None
                 actions: list[Action] = []
@@ -162,6 +162,7 @@ class Reconciler:
                     planned = plan_read(
                         claims, ledger, snapshot, self.clock.now(), self.settings,
                         symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
+                        moved=moved,
                     )  # fmt: skip
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:
@@ -191,10 +192,13 @@ class Reconciler:
 
     def _load(
         self, agent_id: str | None, symbols: list[str] | None
-    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], set[str]]:
-        """Return the claims, all open positions, recently cleared turns, and busy symbols.
+    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], set[str], list[LedgerPosition]]:
+        """Return the claims, all open positions, recently cleared turns, busy symbols, moved turns.
 
-        Busy symbols are those where agents outside this pass have claims in motion.
+        Busy symbols are those where agents outside this pass have claims in motion; moved turns
+        are those of every agent on the account, open or closed, that moved within
+        `position_settle_secs` (the positions read may not show the move yet), phantom clears
+        left out.
         """
         store, now = self.store, self.clock.now()
         # Positions are account-wide: the ledger of every agent on this broker's account counts
@@ -228,7 +232,16 @@ class Reconciler:
         # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
         # motion may already show at the broker, and must not read as this agent's missed fill.
         busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
-        return claims, ledger, cleared, busy
+        # A phantom clear moves no shares at the broker, so no lagging read can still show it; were
+        # it counted, each agent's clear in one-agent passes would hold back the next agent's.
+        settle_since = now - timedelta(seconds=self.settings.position_settle_secs)
+        clears = {p.turn_id for p in cleared}
+        moved = [
+            p
+            for p in store.moved_turns(since=settle_since)
+            if on_account(p.agent_id) and p.turn_id not in clears
+        ]
+        return claims, ledger, cleared, busy, moved
 
     def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
