@@ -381,7 +381,9 @@ class FakeAlpaca:
         stated = sent.get("position_intent")
         if not stated:
             return None
-        held = self.positions.get(sent["symbol"])
+        # A crypto order names "BTC/USD", its position is listed as "BTCUSD" (alpaca-py #490).
+        name = sent["symbol"].replace("/", "")
+        held = next((p for p in self.positions.values() if p["symbol"].replace("/", "") == name), None)
         qty = Decimal(held["qty"]) if held is not None else Decimal(0)
         side = sent["side"]
         closing = qty > 0 if side == "sell" else qty < 0

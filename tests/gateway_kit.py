@@ -4,7 +4,8 @@
 - `ServedRecording`: a paper account for the paper server that records the orders asked of it
   over HTTP (refused ones included) with the kit's `RecordingBroker`.
 - `LaggingPositions`: a recording broker whose positions endpoint trails fills (Alpaca's does,
-  for seconds): positions of hidden symbols read as flat while orders show them filled.
+  for seconds): positions of hidden symbols read as flat while orders show them filled, and
+  after `freeze()` every position reads as it was then.
 - `OnSleepClock`: a ManualClock whose next `sleep` first runs a callback (something the bot does
   while the reconciler waits between its two reads).
 - `broker_qty`, `audit_of`, `run_cli`: reading the account and the store, running the command.
@@ -72,12 +73,20 @@ class LaggingPositions(RecordingBroker[Any]):
     def __init__(self, inner: Any) -> None:
         super().__init__(inner)
         self.hidden: set[str] = set()
+        self.frozen: dict[str, BrokerPosition] | None = None
+
+    def freeze(self) -> None:
+        """Serve the positions as they are now until `frozen` is set back to None."""
+        self.frozen = {p.symbol: p for p in super().list_positions()}
 
     def list_positions(self) -> list[BrokerPosition]:
-        return [p for p in super().list_positions() if p.symbol not in self.hidden]
+        found = super().list_positions() if self.frozen is None else list(self.frozen.values())
+        return [p for p in found if p.symbol not in self.hidden]
 
     def get_position(self, symbol: str) -> BrokerPosition | None:
-        return None if symbol in self.hidden else super().get_position(symbol)
+        if symbol in self.hidden:
+            return None
+        return super().get_position(symbol) if self.frozen is None else self.frozen.get(symbol)
 
 
 class OnSleepClock(ManualClock):

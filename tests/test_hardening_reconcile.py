@@ -29,7 +29,8 @@ from tradeguard.domain import AuditAction
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
-from tradeguard.store import ClaimStore
+from tradeguard.ports import ClaimLedger
+from tradeguard.store import ClaimStore, MemoryClaimStore
 from tradeguard.testing import FaultPlan, FaultyBroker, PaperBroker, RecordingBroker, make_request
 
 AGENT = "may21-bot"
@@ -90,6 +91,101 @@ def test_orphan_matching_a_recently_cleared_position_is_readopted(world: World) 
     w.gw.reconcile()
     assert w.store.position(AGENT, "TQQQ").qty == 10, "the agent's own shares were left as an orphan"
     assert w.gw.reconcile().changes == []  # converged
+
+
+def _phantom_cleared_by_a_dashboard_close(w: World) -> None:
+    """The bot holds 12 TQQQ; someone closes them outside the guard; a pass clears the phantom."""
+    assert w.gw.enter("TQQQ", qty=12, intent="09:42 breakout").outcome is Outcome.SUBMITTED
+    w.paper.submit_order(make_request("TQQQ", "sell", 12, client_order_id="dashboard-close"))
+    w.clock.advance(120)
+    assert [a.kind.value for a in w.gw.reconcile().applied] == ["clear_phantom"]
+    assert w.gw.position("TQQQ").is_flat
+
+
+@pytest.mark.parametrize("later_secs", [20 * 60, 1])
+def test_a_same_size_buy_outside_the_guard_after_a_clear_is_not_readopted(
+    world: World, later_secs: int
+) -> None:
+    """Audit D4: a manual buy of the cleared size on the account, 20 minutes after the clear
+    (past the re-adoption window) or at once (an order outside the bot's claims filled since the
+    clear), is an orphan: reported, never booked into the bot, and never sold by its exit."""
+    w = world
+    _phantom_cleared_by_a_dashboard_close(w)
+    w.clock.advance(later_secs)
+    w.paper.submit_order(make_request("TQQQ", "buy", 12, client_order_id="human-buy"))
+    w.clock.advance(60)
+
+    report = w.gw.reconcile()
+
+    assert [a.kind.value for a in report.actions] == ["report_orphan"], [a.reason for a in report.actions]
+    assert w.gw.position("TQQQ").is_flat, "a trade outside the guard was booked into the bot"
+    assert w.gw.exit("TQQQ", intent="10:30 momentum lost").outcome is not Outcome.SUBMITTED
+    assert w.lag.asked(symbol="TQQQ", side="sell") == []
+    assert broker_qty(w.paper, "TQQQ") == 12
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "memory"])
+def shared(request: pytest.FixtureRequest) -> Iterator[ClaimLedger]:
+    """One claim store for two agents: a SQLite file, PostgreSQL, or in memory."""
+    clock, settings = OnSleepClock(), Settings()
+    store: ClaimStore | MemoryClaimStore
+    if request.param == "memory":
+        store = MemoryClaimStore(settings=settings, clock=clock)
+    else:
+        url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+        store = ClaimStore(url, settings=settings, clock=clock)
+    with store:
+        yield store
+
+
+def test_a_lagging_read_after_another_agents_exit_is_not_booked_as_a_missed_fill(shared: ClaimLedger) -> None:
+    """Audit D6: A holds 10 SPY, B 5. The positions endpoint still shows 15 after B's exit of 5
+    filled; A's pass must not book B's sold shares into A ("missed fill adopted"): the symbol
+    waits `position_settle_secs` after B's turn moved, then agrees with the broker."""
+    clock = shared.clock
+    assert isinstance(clock, ManualClock)
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
+    lag = LaggingPositions(paper)
+    a = OrderGateway(lag, shared, agent_id="agent-a", clock=clock)
+    b = OrderGateway(lag, shared, agent_id="agent-b", clock=clock)
+    a.enter("SPY", qty=10, intent="a in")
+    b.enter("SPY", qty=5, intent="b in")
+    clock.advance(120)
+    lag.freeze()  # the positions endpoint trails the fill that follows
+    assert b.exit("SPY", intent="b out").outcome is Outcome.SUBMITTED
+    assert (broker_qty(paper, "SPY"), lag.get_position("SPY").qty) == (10, 15)  # type: ignore[union-attr]
+    clock.advance(1)
+
+    report = a.reconcile()
+
+    assert report.changes == [], [x.reason for x in report.changes]
+    assert [p.symbol for p in report.put_off] == ["SPY"]
+    assert shared.position("agent-a", "SPY").qty == 10, "B's sold shares were booked into A"
+    lag.frozen = None
+    clock.advance(60)
+    assert a.reconcile().changes == []
+    sold = a.exit("SPY", intent="a out")
+    assert sold.outcome is Outcome.SUBMITTED and sold.claim is not None and sold.claim.order_qty == 10
+    assert broker_qty(paper, "SPY") == 0 and shared.position("agent-a", "SPY").is_flat
+
+
+def test_a_phantom_two_agents_hold_clears_in_one_round_of_one_agent_passes(shared: ClaimLedger) -> None:
+    """Audit D6's rule leaves phantom clears out: one agent's clear moves no shares at the broker,
+    so it does not hold back the other agent's clear of the same phantom (G4 within an interval)."""
+    clock = shared.clock
+    assert isinstance(clock, ManualClock)
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
+    a = OrderGateway(paper, shared, agent_id="agent-a", clock=clock)
+    b = OrderGateway(paper, shared, agent_id="agent-b", clock=clock)
+    a.enter("TQQQ", qty=10, intent="a in")
+    b.enter("TQQQ", qty=10, intent="b in")
+    paper.close_position("TQQQ")  # behind both bots' backs
+    clock.advance(120)
+
+    passes = [a.reconcile(), b.reconcile()]
+
+    assert [[x.kind.value for x in r.applied] for r in passes] == [["clear_phantom"], ["clear_phantom"]]
+    assert shared.position("agent-a", "TQQQ").is_flat and shared.position("agent-b", "TQQQ").is_flat
 
 
 # -- defect 1 (second part): a ledger below the broker converges --------------------------------

@@ -65,6 +65,19 @@ def test_phantom_needs_flat_twice_a_settle_delay_apart_with_no_open_orders() -> 
     assert diff([], ledger, snap(earlier_gap=2, complete=False), NOW, SETTINGS) == []
 
 
+def test_a_crypto_pair_matches_its_position_under_either_name() -> None:
+    """D3: Alpaca lists "BTC/USD" as "BTCUSD": no phantom, no orphan; a clear still needs no
+    open order in the pair, whatever the order calls it; a drift names the ledger's symbol."""
+    ledger = [held("BTC/USD", 2)]
+    assert plan([], ledger, snap({"BTCUSD": 2}), NOW, SETTINGS) == ([], False)
+    order = BrokerOrder("o", "c", "BTC/USD", Side.SELL, OrderStatus.NEW, qty=Decimal(2))
+    assert diff([], [held("BTCUSD", 2)], snap(earlier_gap=2, open_orders=(order,)), NOW, SETTINGS) == []
+    [trim] = diff([], ledger, snap({"BTCUSD": 1}, earlier_gap=2), NOW, SETTINGS)
+    assert (trim.kind, trim.symbol, trim.qty) == (ActionKind.TRIM_PHANTOM, "BTC/USD", -1)
+    [clear] = diff([], ledger, snap(earlier_gap=2), NOW, SETTINGS, symbols=["BTCUSD"])
+    assert (clear.kind, clear.symbol) == (ActionKind.CLEAR_PHANTOM, "BTC/USD")
+
+
 def test_orphan_and_drift_are_reported_not_fixed() -> None:
     assert kinds(diff([], [], snap({"QQQ": 3}), NOW, SETTINGS)) == [ActionKind.REPORT_ORPHAN]
     assert kinds(diff([], [], snap({"QQQ": 3}), NOW, SETTINGS, adopt_orphans_to="bot")) == [

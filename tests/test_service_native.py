@@ -281,6 +281,7 @@ def test_json_that_is_not_standard_is_refused_before_the_store(
         ("/v1/audit", {"since": "0001-01-01T00:00:00+05:00"}),
         ("/v1/claims", {"updated_since": "0001-01-01T00:00:00+05:00"}),
         ("/v1/turns/cleared", {"since": "0001-01-01T00:00:00+05:00"}),
+        ("/v1/turns/moved", {"since": "0001-01-01T00:00:00+05:00"}),
     ],
 )
 def test_a_time_that_overflows_in_utc_is_a_422_not_a_500(

@@ -420,6 +420,27 @@ def test_close_turn_and_correct_position_are_compare_and_sets(ledger: Store, clo
     assert notes(ledger, AuditAction.RECONCILE) == ["trim", "phantom"]
 
 
+def test_moved_turns_lists_every_turn_a_fill_moved_since_open_or_closed(
+    ledger: Store, clock: ManualClock
+) -> None:
+    """Audit D6: the reconciler puts a symbol off while any turn in it moved recently, another
+    agent's just-closed one included (a lagging positions read may still show its shares)."""
+    fill(ledger, "a-buy", Side.BUY, 10, agent="a")
+    fill(ledger, "b-buy", Side.BUY, 5, agent="b")
+    clock.advance(60)
+    since = clock.now()
+    assert ledger.moved_turns(since=since) == []
+    clock.advance(1)
+    fill(ledger, "b-sell", Side.SELL, 5, agent="b")
+    [moved] = ledger.moved_turns(since=since)
+    assert (moved.agent_id, moved.symbol, moved.qty, moved.updated_at) == ("b", "QQQ", 0, clock.now())
+    assert moved.turn_id == ledger.latest_turn_id("b", "QQQ")
+    clock.advance(1)
+    fill(ledger, "a-buy-more", Side.BUY, 2, agent="a")
+    assert [(p.agent_id, p.qty) for p in ledger.moved_turns(since=since)] == [("b", 0), ("a", 12)]
+    assert [p.agent_id for p in ledger.moved_turns(since=clock.now())] == []
+
+
 def test_settle_position_sets_the_ledger_with_who_and_why(ledger: Store) -> None:
     fill(ledger, "buy", Side.BUY, 5)
     assert ledger.settle_position("bot", "QQQ", Decimal(2), reason="broker says 2", actor="ops") == 5

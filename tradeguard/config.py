@@ -85,6 +85,18 @@ class Settings:
         return max(interval - self.settle_delay_secs, interval / 2)
 
     @property
+    def readopt_window_secs(self) -> float:
+        """How long after a phantom clear a position of exactly its size may be re-adopted.
+
+        A clear waits until the turn's ledger has not moved for `position_settle_secs`; a
+        positions read that trailed the fills by more than that shows the shares again within
+        about another settle horizon, and a pass reads them within one reconcile interval. Any
+        later, a position of that size is someone else's (a manual or unguarded trade) until an
+        operator says otherwise.
+        """
+        return self.position_settle_secs + self.reconcile_interval_secs
+
+    @property
     def one_request_secs(self) -> float:
         """How long one broker request may take (connect + read): a lease must outlast it."""
         return self.request_timeout_secs + self.connect_timeout_secs

@@ -405,6 +405,13 @@ class ClaimLedger(Protocol):
         """Return turns closed since `since` while still holding shares, newest first."""
         ...
 
+    def moved_turns(self, since: datetime) -> list[LedgerPosition]:
+        """Return every turn, open or closed, that a fill or correction moved after `since`.
+
+        `updated_at` is when; a closed turn reads flat.
+        """
+        ...
+
     def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
         """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""
         ...

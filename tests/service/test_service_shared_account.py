@@ -118,6 +118,8 @@ def test_agents_on_one_account_read_each_other_and_no_one_else(service: Service,
         # a reads b (the same account), never c (another account) nor d (unknown).
         assert get(a, "/v1/agents") == ["a", "b"]
         assert [(p["agent_id"], p["qty"]) for p in get(a, "/v1/positions")] == [("a", "3"), ("b", "3")]
+        moved = get(a, "/v1/turns/moved", since="2000-01-01T00:00:00Z")
+        assert sorted(p["agent_id"] for p in moved) == ["a", "b"]
         assert sorted(get(a, "/v1/agents/accounts")) == ["a", "b"]
         assert [x["agent_id"] for x in get(a, "/v1/claims")] == ["a", "b"]  # oldest first
         assert [x["agent_id"] for x in get(a, "/v1/claims", limit="1")] == ["a"]
@@ -135,6 +137,8 @@ def test_agents_on_one_account_read_each_other_and_no_one_else(service: Service,
             assert get(outsider, "/v1/claims", agent_id="a") == []
             assert get(outsider, "/v1/symbols-in-motion") == []
             assert get(outsider, "/v1/turns/cleared", since="2000-01-01T00:00:00Z") == []
+            moved = get(outsider, "/v1/turns/moved", since="2000-01-01T00:00:00Z")
+            assert [p["agent_id"] for p in moved] == [own]
             for path in b_paths:
                 assert outsider.get(path).json() == {"code": "not_found", "message": "claim not found"}
             for agent, symbol in (("a", "SPY"), ("nobody", "SPY")):

@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from tradeguard.chaos.tap import Ask
-from tradeguard.domain import BrokerOrder, BrokerPosition
+from tradeguard.domain import BrokerOrder, BrokerPosition, symbol_key
 from tradeguard.domain.lifecycle import ClaimState
 
 if TYPE_CHECKING:
@@ -126,7 +126,9 @@ def _g3(evidence: Evidence) -> list[Violation]:
 
 
 def _g4(ledger: Mapping[str, Decimal], positions: Sequence[BrokerPosition]) -> list[Violation]:
-    broker = {p.symbol: p.qty for p in positions if p.qty != 0}
+    # Alpaca lists "BTC/USD" as "BTCUSD": the broker's position is named as the ledger names it.
+    names = {symbol_key(s): s for s in ledger}
+    broker = {names.get(symbol_key(p.symbol), p.symbol): p.qty for p in positions if p.qty != 0}
     return [
         Violation(
             Guarantee.G4,

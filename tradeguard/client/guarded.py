@@ -60,6 +60,8 @@ from tradeguard.domain import (
     ReplaceRequest,
     Side,
     TimeInForce,
+    same_symbol,
+    symbol_key,
 )
 from tradeguard.domain.intents import Intent, Kind
 from tradeguard.errors import StoreError
@@ -330,7 +332,7 @@ class GuardedTradingClient(TradingClient):
                 answers; see `submit_order` for the rest.
         """
         with as_api_errors():
-            symbol = symbol_of(self.gateway, symbol_or_asset_id, self._read_asset)
+            symbol = self._ledger_symbol(symbol_of(self.gateway, symbol_or_asset_id, self._read_asset))
             result = self._close(symbol, close_options, new_decision=new_decision)
         requested = decimal_arg(close_options.qty, "qty") if close_options is not None else None
         return answer(
@@ -365,6 +367,15 @@ class GuardedTradingClient(TradingClient):
         call["turn"] = held.turn_id
         return gateway.submit_by_content(Kind.EXIT, symbol, side, spec, content=call)
 
+    def _ledger_symbol(self, symbol: str) -> str:
+        """Return `symbol` as this agent's ledger spells it, if it holds it.
+
+        alpaca-py closes a crypto position by its position name ("BTCUSD") while its orders, and
+        so the ledger, say "BTC/USD": closing "BTCUSD" must close the ledger's "BTC/USD" turn,
+        not adopt the same coins a second time under the other name.
+        """
+        return next((p.symbol for p in self.gateway.positions() if same_symbol(p.symbol, symbol)), symbol)
+
     def _held(self, symbol: str) -> LedgerPosition:
         held = self.gateway.position(symbol)
         if held.is_flat:
@@ -392,10 +403,11 @@ class GuardedTradingClient(TradingClient):
         with as_api_errors():
             if cancel_orders:
                 self.gateway.cancel_all()
-            symbols = {p.symbol for p in self.gateway.broker.list_positions()}
-            symbols |= {p.symbol for p in self.gateway.positions()}
+            # One close per asset: the broker's "BTCUSD" is the ledger's "BTC/USD" (its name wins).
+            symbols = {symbol_key(p.symbol): p.symbol for p in self.gateway.broker.list_positions()}
+            symbols |= {symbol_key(p.symbol): p.symbol for p in self.gateway.positions()}
         answers: list[dict[str, Any]] = []
-        for symbol in sorted(symbols):
+        for symbol in sorted(symbols.values()):
             try:
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)

@@ -22,6 +22,8 @@ from tradeguard.domain.orders import (
     ReplaceRequest,
     Side,
     TimeInForce,
+    same_symbol,
+    symbol_key,
 )
 
 __all__ = [
@@ -47,4 +49,6 @@ __all__ = [
     "ReplaceRequest",
     "Side",
     "TimeInForce",
+    "same_symbol",
+    "symbol_key",
 ]

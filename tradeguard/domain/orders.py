@@ -27,6 +27,8 @@ __all__ = [
     "Side",
     "TERMINAL_STATUSES",
     "TimeInForce",
+    "same_symbol",
+    "symbol_key",
 ]
 
 
@@ -306,6 +308,21 @@ class BrokerPosition:
     def side(self) -> str:
         """Return "long" or "short"."""
         return "short" if self.qty < 0 else "long"
+
+
+def symbol_key(symbol: str) -> str:
+    """Return the form in which two names of one asset compare equal ("BTC/USD" -> "BTCUSD").
+
+    Alpaca names a crypto pair "BTC/USD" in orders but "BTCUSD" in positions (alpaca-py
+    issue #490); anything that matches a broker position with a ledger's or an order's symbol
+    compares these keys, never the raw names.
+    """
+    return symbol.replace("/", "").strip().upper()
+
+
+def same_symbol(a: str, b: str) -> bool:
+    """True when two symbols name one asset ("BTC/USD" and "btcusd" do)."""
+    return symbol_key(a) == symbol_key(b)
 
 
 class RejectKind(enum.StrEnum):

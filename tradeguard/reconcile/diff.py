@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.config import Settings
-from tradeguard.domain import Claim, LedgerPosition
+from tradeguard.domain import Claim, LedgerPosition, symbol_key
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState, state_for_order
 from tradeguard.reconcile.positions import gap, position_actions, put_off
@@ -99,7 +99,7 @@ def _release_action(
     held = next((p for p in holders if p.agent_id == claim.agent_id), None)
     if held is None or held.is_flat or held.turn_id != claim.turn_id:
         return None
-    pos = snapshot.positions.get(claim.symbol)
+    pos = snapshot.position(claim.symbol)
     if pos is None or pos.qty == 0 or (pos.qty > 0) != (held.qty > 0):
         return None
     others = sum(
@@ -130,8 +130,9 @@ class _ClaimPass:
 
     actions: list[Action] = field(default_factory=list)
     needs_second_read: bool = False
-    # Claims in motion per symbol: positions there wait for the next pass, unless this pass
-    # settles every one of them as NOT_SENT (nothing placed: the ledger cannot change).
+    # Claims in motion per symbol (by `symbol_key`, as every map here): positions there wait for
+    # the next pass, unless this pass settles every one of them as NOT_SENT (nothing placed: the
+    # ledger cannot change).
     moving: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     refused: set[tuple[str, int | None]] = field(default_factory=set)  # (agent, turn) of refused exits
 
@@ -147,9 +148,12 @@ def _claims_pass(
     in_flight: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for claim in claims:
         if claim.kind is Kind.EXIT and claim.state in _UNRESOLVED:
-            in_flight[(claim.agent_id, claim.symbol)] += (claim.order_qty or Decimal(0)) - claim.filled_qty
+            in_flight[(claim.agent_id, symbol_key(claim.symbol))] += (
+                claim.order_qty or Decimal(0)
+            ) - claim.filled_qty
     for claim in sorted(claims, key=lambda c: (c.created_at, c.key)):
-        moving = out.moving[claim.symbol]
+        key = symbol_key(claim.symbol)
+        moving = out.moving[key]
         action: Action | None = None
         if claim.state in _UNRESOLVED or claim.state in _LIVE:
             recent = (now - claim.updated_at).total_seconds() < settings.recent_activity_secs
@@ -167,8 +171,8 @@ def _claims_pass(
             action = _claim_actions(claim, snapshot, now, settings)[0]  # placed late after all?
         elif claim.refused_for_position and claim.kind is Kind.EXIT:
             out.refused.add((claim.agent_id, claim.turn_id))
-            unsold = in_flight[(claim.agent_id, claim.symbol)]
-            action = _release_action(claim, holders.get(claim.symbol, []), snapshot, unsold)
+            unsold = in_flight[(claim.agent_id, key)]
+            action = _release_action(claim, holders.get(key, []), snapshot, unsold)
         if action is not None:
             out.actions.append(action)
             moving.add(claim.key)
@@ -201,22 +205,33 @@ def plan_read(
     adopt_orphans_to: str | None = None,
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
+    moved: Iterable[LedgerPosition] = (),
 ) -> Plan:
-    """Return what one broker read decides (see `diff`), with the symbols it put off."""
-    wanted = None if symbols is None else set(symbols)
+    """Return what one broker read decides (see `diff`), with the symbols it put off.
+
+    Symbols are matched by `symbol_key` (the broker's "BTCUSD" position is the ledger's
+    "BTC/USD"); actions name a symbol as the ledger spells it, the broker's for an orphan.
+    """
+    wanted = None if symbols is None else {symbol_key(s) for s in symbols}
     holders: dict[str, list[LedgerPosition]] = defaultdict(list)
     for pos in ledger:
-        holders[pos.symbol].append(pos)
-    claim_list = [c for c in claims if wanted is None or c.symbol in wanted]
+        holders[symbol_key(pos.symbol)].append(pos)
+    recently: dict[str, list[LedgerPosition]] = defaultdict(list)
+    for pos in moved:
+        recently[symbol_key(pos.symbol)].append(pos)
+    claim_list = [c for c in claims if wanted is None or symbol_key(c.symbol) in wanted]
     out = _claims_pass(claim_list, holders, snapshot, now, settings)
     actions, needs_second_read = out.actions, out.needs_second_read
-    cleared_list, elsewhere, refused = list(cleared), set(busy), frozenset(out.refused)
+    cleared_list, refused = list(cleared), frozenset(out.refused)
+    elsewhere = {symbol_key(s) for s in busy}
+    at_broker = snapshot.symbols
     later: list[PutOff] = []
-    for symbol in sorted(set(holders) | set(snapshot.positions)):
-        if (wanted is not None and symbol not in wanted) or out.moving[symbol] or symbol in elsewhere:
+    for key in sorted(set(holders) | set(at_broker)):
+        if (wanted is not None and key not in wanted) or out.moving[key] or key in elsewhere:
             continue
-        held = holders.get(symbol, [])
-        off = put_off(symbol, held, snapshot, now, settings, refused=refused)
+        held = holders.get(key, [])
+        symbol = held[0].symbol if held else at_broker[key]
+        off = put_off(symbol, held, snapshot, now, settings, refused=refused, moved=recently.get(key, []))
         if off is not None:
             later.append(off)
             continue
@@ -240,11 +255,12 @@ def plan(
     adopt_orphans_to: str | None = None,
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
+    moved: Iterable[LedgerPosition] = (),
 ) -> tuple[list[Action], bool]:
     """Return the actions, and whether a second read would let more be decided (`plan_read`)."""
     read = plan_read(
         claims, ledger, snapshot, now, settings,
-        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
+        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy, moved=moved,
     )  # fmt: skip
     return read.actions, read.needs_second_read
 
@@ -260,6 +276,7 @@ def diff(
     adopt_orphans_to: str | None = None,
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
+    moved: Iterable[LedgerPosition] = (),
 ) -> list[Action]:
     """Return what to do so the claims and ledger agree with the broker snapshot.
 
@@ -274,8 +291,10 @@ def diff(
         cleared: Turns the reconciler cleared recently while they held shares (re-adoption).
         busy: Symbols where claims not given here (other agents') are in motion: their
             positions are not compared in this pass.
+        moved: Turns (any agent's on the account, open or closed) a fill or correction moved
+            recently: their symbols wait until `position_settle_secs` after the move.
     """
     return plan_read(
         claims, ledger, snapshot, now, settings,
-        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
+        symbols=symbols, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy, moved=moved,
     ).actions  # fmt: skip

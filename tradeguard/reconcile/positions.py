@@ -3,13 +3,17 @@
 Pure, like `diff`. The rules, in the order they are tried:
 
 - Ledger and broker agree: nothing.
-- Never on a position that moved (a fill, a correction) within `position_settle_secs`: Alpaca's
-  positions endpoint trails fills by seconds, so a fresh fill can read as flat twice (G4: a
-  real position is never cleared on position reads alone).
+- Never on a symbol where a turn moved (a fill, a correction) within `position_settle_secs`,
+  a holder's or any other agent's on the account, closed ones included: Alpaca's positions
+  endpoint trails fills by seconds, so a fresh fill can read as flat twice (G4: a real position
+  is never cleared on position reads alone), and another agent's just-sold shares can still
+  read as held (never booked into this agent as a missed fill).
 - Broker flat, on two reads a settle delay apart with no open orders: every holder's turn is a
   phantom and is cleared.
-- Nobody holds it: a position some agent's ledger cleared recently at exactly this size is
-  that agent's, read too early: re-adopted. Otherwise adopted into `adopt_orphans_to`, or reported.
+- Nobody holds it: a position some agent's ledger cleared recently (`readopt_window_secs`) at
+  exactly this size is that agent's, read too early: re-adopted (the runner first checks that no
+  order outside that agent's claims filled in the symbol since the clear). Otherwise adopted into
+  `adopt_orphans_to`, or reported.
 - One agent holds it on the broker's side: its ledger is corrected to the broker's quantity,
   down (a partial phantom) or up (a fill the ledger missed), on two steady reads.
 - Several agents: the difference is taken from the one agent the evidence names (its exit was
@@ -27,10 +31,15 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tradeguard.config import Settings
-from tradeguard.domain import LedgerPosition
+from tradeguard.domain import LedgerPosition, same_symbol
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 
-__all__ = ["gap", "position_actions", "put_off", "steady_twice"]
+__all__ = ["CLEARED_AT", "CLEARED_TURN", "gap", "position_actions", "put_off", "steady_twice"]
+
+# Evidence of a re-adoption: the cleared turn, and when it was cleared (ISO 8601, UTC). The
+# runner re-adopts only if no order outside that agent's claims filled in the symbol since.
+CLEARED_TURN = "cleared_turn"
+CLEARED_AT = "cleared_at"
 
 
 def gap(snapshot: BrokerSnapshot) -> float:
@@ -60,12 +69,15 @@ def put_off(
     settings: Settings,
     *,
     refused: frozenset[tuple[str, int | None]],
+    moved: Sequence[LedgerPosition] = (),
 ) -> PutOff | None:
     """Return why `symbol` is not compared in this pass, or None when it is.
 
-    Ledger and broker read differ, but a holder's ledger moved within the settle horizon with no
-    other evidence (Alpaca's positions endpoint trails fills). An exit the broker refused as
-    position-related is such evidence: order validation reads the broker's real position.
+    Ledger and broker read differ, but a turn in the symbol moved within the settle horizon with
+    no other evidence (Alpaca's positions endpoint trails fills): a holder's, or one in `moved`
+    (every agent's on the account, open or closed: another agent's exit that just filled may
+    still read as held). An exit the broker refused as position-related in a holder's turn is
+    such evidence: order validation reads the broker's real position.
     """
     owners = [p for p in holders if not p.is_flat]
     ledger_qty = sum((p.qty for p in owners), Decimal(0))
@@ -75,7 +87,7 @@ def put_off(
     horizon = timedelta(seconds=settings.position_settle_secs)
     ends = [
         p.updated_at + horizon
-        for p in owners
+        for p in (*owners, *moved)
         if p.updated_at is not None
         and p.updated_at + horizon > now
         and (p.agent_id, p.turn_id) not in refused
@@ -126,8 +138,8 @@ def position_actions(
         return [
             Action(
                 ActionKind.CLEAR_PHANTOM,
-                symbol,
-                f"phantom cleared: ledger held {p.qty} {symbol}, broker flat with no open orders on two "
+                p.symbol,  # as this holder's ledger spells it (the turn to close)
+                f"phantom cleared: ledger held {p.qty} {p.symbol}, broker flat with no open orders on two "
                 f"reads {gap(snapshot):.1f}s apart",
                 p.agent_id,
                 qty=p.qty,
@@ -187,17 +199,22 @@ def _orphan(
     cleared: Sequence[LedgerPosition],
     evidence: dict[str, str],
 ) -> tuple[list[Action], bool]:
-    matches = {p.agent_id for p in cleared if p.symbol == symbol and p.qty == broker_qty}
+    matches: dict[str, LedgerPosition] = {}  # each agent's newest turn of that size
+    for p in cleared:
+        if same_symbol(p.symbol, symbol) and p.qty == broker_qty:
+            matches.setdefault(p.agent_id, p)
     if len(matches) == 1:
         if not steady_twice(snapshot, symbol, settings):
             return [], snapshot.earlier is None
-        (agent,) = matches
+        ((agent, turn),) = matches.items()
         reason = (
-            f"re-adopted {broker_qty} {symbol} into {agent}'s ledger: the broker holds exactly the "
+            f"re-adopted {broker_qty} {turn.symbol} into {agent}'s ledger: the broker holds exactly the "
             f"position cleared from it earlier (its positions read trailed the fills)"
         )
-        flat = LedgerPosition(agent, symbol, Decimal(0), None, None)
-        return [Action(ActionKind.ADOPT_ORPHAN, symbol, reason, agent, qty=broker_qty, evidence=evidence,
+        flat = LedgerPosition(agent, turn.symbol, Decimal(0), None, None)
+        cleared_at = "" if turn.updated_at is None else turn.updated_at.isoformat()
+        found = evidence | {CLEARED_TURN: str(turn.turn_id), CLEARED_AT: cleared_at}
+        return [Action(ActionKind.ADOPT_ORPHAN, turn.symbol, reason, agent, qty=broker_qty, evidence=found,
                        position=flat)], False  # fmt: skip
     if adopt_orphans_to is not None:
         reason = f"reconcile: adopted orphan {broker_qty} {symbol} into {adopt_orphans_to}'s ledger"

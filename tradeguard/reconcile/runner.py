@@ -18,13 +18,14 @@ from decimal import Decimal
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side
+from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side, symbol_key
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import OrderResult, adopt_order, send_claim
 from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.diff import plan_read
+from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 from tradeguard.sessions.recorder import NULL_RECORDER, NullRecorder, Recorder
 from tradeguard.store import new_owner_token
@@ -146,7 +147,7 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
-            claims, ledger, cleared, busy = self._load(agent_id, wanted)
+            claims, ledger, cleared, busy, moved = self._load(agent_id, wanted)
             try:
                 snapshot: BrokerSnapshot | None = None
                 actions: list[Action] = []
@@ -161,10 +162,14 @@ class Reconciler:
                     planned = plan_read(
                         claims, ledger, snapshot, self.clock.now(), self.settings,
                         symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
+                        moved=moved,
                     )  # fmt: skip
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:
                         break
+                if agent_id is not None:
+                    actions = [a for a in actions if a.agent_id in (None, agent_id)]
+                actions = [self._confirm_readoption(a, adopt_orphans_to) for a in actions]
             except BrokerError as exc:
                 report.aborted = f"broker read failed: {exc}"
                 self.store.audit(
@@ -175,8 +180,6 @@ class Reconciler:
                 )
                 return report
             crashpoints.hit("reconcile_after_read")
-            if agent_id is not None:
-                actions = [a for a in actions if a.agent_id in (None, agent_id)]
             report.actions = actions
             if not dry_run:
                 by_key = {c.key: c for c in claims}
@@ -189,18 +192,22 @@ class Reconciler:
 
     def _load(
         self, agent_id: str | None, symbols: list[str] | None
-    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], set[str]]:
-        """Return the claims, all open positions, recently cleared turns, and busy symbols.
+    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], set[str], list[LedgerPosition]]:
+        """Return the claims, all open positions, recently cleared turns, busy symbols, moved turns.
 
-        Busy symbols are those where agents outside this pass have claims in motion.
+        Busy symbols are those where agents outside this pass have claims in motion; moved turns
+        are those of every agent on the account, open or closed, that moved within
+        `position_settle_secs` (the positions read may not show the move yet), phantom clears
+        left out.
         """
         store, now = self.store, self.clock.now()
         # Positions are account-wide: the ledger of every agent on this broker's account counts
         # when comparing quantities; agents registered on another account are not in this one.
         on_account = self.on_account(agent_id)
         ledger = [p for p in store.all_positions() if on_account(p.agent_id)]
-        if symbols is not None:
-            ledger = [p for p in ledger if p.symbol in symbols]
+        keys = None if symbols is None else {symbol_key(s) for s in symbols}
+        if keys is not None:
+            ledger = [p for p in ledger if symbol_key(p.symbol) in keys]
         agents = (
             [agent_id]
             if agent_id is not None
@@ -218,13 +225,23 @@ class Reconciler:
             claims += store.list_claims(
                 states=[ClaimState.NOT_SENT], agent_id=agent, updated_since=probe_since
             )
-        if symbols is not None:
-            claims = [c for c in claims if c.symbol in symbols]
-        cleared = [p for p in store.cleared_turns(since=probe_since) if on_account(p.agent_id)]
+        if keys is not None:
+            claims = [c for c in claims if symbol_key(c.symbol) in keys]
+        readopt_since = now - timedelta(seconds=self.settings.readopt_window_secs)
+        cleared = [p for p in store.cleared_turns(since=readopt_since) if on_account(p.agent_id)]
         # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
         # motion may already show at the broker, and must not read as this agent's missed fill.
         busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
-        return claims, ledger, cleared, busy
+        # A phantom clear moves no shares at the broker, so no lagging read can still show it; were
+        # it counted, each agent's clear in one-agent passes would hold back the next agent's.
+        settle_since = now - timedelta(seconds=self.settings.position_settle_secs)
+        clears = {p.turn_id for p in cleared}
+        moved = [
+            p
+            for p in store.moved_turns(since=settle_since)
+            if on_account(p.agent_id) and p.turn_id not in clears
+        ]
+        return claims, ledger, cleared, busy, moved
 
     def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
@@ -284,6 +301,49 @@ class Reconciler:
                 order if complete else self.broker.get_order_by_client_id(claim.client_order_id)
             )
         return found
+
+    def _confirm_readoption(self, action: Action, adopt_orphans_to: str | None) -> Action:
+        """Keep a re-adoption only if no order outside its agent's claims filled since the clear.
+
+        The diff matches a cleared turn on size alone; a manual or unguarded trade of that size
+        on the account since the clear is not the agent's, and its next exit must not sell it.
+        Such a position is an orphan like any other. A failed order read raises (the pass aborts).
+        """
+        if action.kind is not ActionKind.ADOPT_ORPHAN or not action.evidence.get(CLEARED_AT):
+            return action
+        cleared_at = datetime.fromisoformat(action.evidence[CLEARED_AT])
+        # Alpaca filters `after` on submission time; the clear saw no open order in the symbol on
+        # two reads, so what fills since was sent after about then (the horizon covers host clocks).
+        after = cleared_at - timedelta(seconds=self.settings.position_settle_secs)
+        listed = self.broker.list_orders(
+            status="all", symbols=[action.symbol], after=after, limit=_ORDERS_PAGE
+        )
+        outside = [
+            o.client_order_id
+            for o in listed
+            if o.filled_qty > 0 and self._claim_agent(o.client_order_id) != action.agent_id
+        ]
+        if len(listed) >= _ORDERS_PAGE:
+            outside.append(f"and perhaps more than {_ORDERS_PAGE} orders")
+        if not outside:
+            return action
+        why = (
+            f"not re-adopted into {action.agent_id}: orders outside its claims filled in {action.symbol} "
+            f"since turn {action.evidence[CLEARED_TURN]} was cleared ({', '.join(outside[:5])})"
+        )
+        evidence = {k: v for k, v in action.evidence.items() if k not in (CLEARED_AT, CLEARED_TURN)}
+        if adopt_orphans_to is not None:
+            into = f"{adopt_orphans_to}'s ledger"
+            reason = f"reconcile: adopted orphan {action.qty} {action.symbol} into {into}; {why}"
+            flat = LedgerPosition(adopt_orphans_to, action.symbol, Decimal(0), None, None)
+            return Action(ActionKind.ADOPT_ORPHAN, action.symbol, reason, adopt_orphans_to, qty=action.qty,
+                          evidence=evidence, position=flat)  # fmt: skip
+        reason = f"orphan: broker holds {action.qty} {action.symbol}, no ledger does; {why}"
+        return Action(ActionKind.REPORT_ORPHAN, action.symbol, reason, qty=action.qty, evidence=evidence)
+
+    def _claim_agent(self, client_order_id: str) -> str | None:
+        claim = self.store.get_by_client_order_id(client_order_id)
+        return None if claim is None else claim.agent_id
 
     def on_account(self, agent_id: str | None) -> Callable[[str], bool]:
         """Return whether an agent may trade this broker's account (`ports.same_account`).
@@ -368,7 +428,7 @@ class Reconciler:
         the bots and another agent may have re-entered (see `Settings.exit_resize_after_secs`).
         """
         snapshot = report.snapshot
-        pos = snapshot.positions.get(claim.symbol) if snapshot is not None else None
+        pos = snapshot.position(claim.symbol) if snapshot is not None else None
         if snapshot is None or (
             (self.clock.now() - snapshot.taken_at).total_seconds() > self.settings.exit_resize_after_secs
         ):

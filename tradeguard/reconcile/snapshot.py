@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from tradeguard.domain import BrokerOrder, BrokerPosition, LedgerPosition
+from tradeguard.domain import BrokerOrder, BrokerPosition, LedgerPosition, symbol_key
 
 __all__ = ["Action", "ActionKind", "BrokerSnapshot", "PutOff"]
 
@@ -21,9 +21,14 @@ __all__ = ["Action", "ActionKind", "BrokerSnapshot", "PutOff"]
 class BrokerSnapshot:
     """One complete read of the broker.
 
+    Symbols are matched by `symbol_key`: Alpaca lists a crypto position as "BTCUSD" while its
+    orders and the ledger say "BTC/USD", and `qty("BTC/USD")` must find it (G4: a real holding
+    is never read as flat because of how it is spelt).
+
     Attributes:
         taken_at: When the read finished.
-        positions: Every open position by symbol (a symbol absent here is flat at the broker).
+        positions: Every open position by the broker's symbol (a symbol absent here is flat at
+            the broker).
         open_orders: Every open order.
         open_orders_complete: False when the open-order list may have been cut by a page limit;
             then no symbol is believed free of open orders.
@@ -39,17 +44,32 @@ class BrokerSnapshot:
     open_orders_complete: bool = True
     orders_by_client_id: Mapping[str, BrokerOrder | None] = field(default_factory=dict)
     earlier: BrokerSnapshot | None = None
+    _by_key: Mapping[str, BrokerPosition] = field(init=False, repr=False, compare=False)
+    _ordered: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_key", {symbol_key(s): p for s, p in self.positions.items()})
+        object.__setattr__(self, "_ordered", frozenset(symbol_key(o.symbol) for o in self.open_orders))
+
+    @property
+    def symbols(self) -> dict[str, str]:
+        """Return the broker's symbol of every position, by `symbol_key`."""
+        return {key: pos.symbol for key, pos in self._by_key.items()}
+
+    def position(self, symbol: str) -> BrokerPosition | None:
+        """Return the broker's position in `symbol` however it is spelt ("BTC/USD", "BTCUSD")."""
+        return self._by_key.get(symbol_key(symbol))
 
     def qty(self, symbol: str) -> Decimal:
         """Return the broker's signed quantity in `symbol` (0 when flat)."""
-        pos = self.positions.get(symbol)
+        pos = self.position(symbol)
         return Decimal(0) if pos is None else pos.qty
 
     def has_open_orders(self, symbol: str) -> bool:
         """True when an open order for `symbol` exists, or the list may be incomplete."""
         if not self.open_orders_complete:
             return True
-        return any(o.symbol == symbol for o in self.open_orders)
+        return symbol_key(symbol) in self._ordered
 
 
 class ActionKind(enum.StrEnum):

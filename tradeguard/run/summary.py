@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from tradeguard.domain import AuditRecord, Claim
+from tradeguard.domain import AuditRecord, Claim, symbol_key
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError
 from tradeguard.ports import Broker
@@ -135,9 +135,10 @@ class Monitor:
 
     def _positions(self) -> tuple[PositionRow, ...]:
         guard = {p.symbol: p.qty for p in self.store.positions(self.agent_id)}
+        names = {symbol_key(s): s for s in [*self.symbols, *guard]}  # the broker's "BTCUSD" is "BTC/USD"
         broker: dict[str, Decimal] | None
         try:
-            broker = {p.symbol: p.qty for p in self.truth.list_positions()}
+            broker = {names.get(symbol_key(p.symbol), p.symbol): p.qty for p in self.truth.list_positions()}
         except BrokerError:
             broker = None
         symbols = sorted(set(self.symbols) | set(guard) | set(broker or {}))

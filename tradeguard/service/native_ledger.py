@@ -5,11 +5,11 @@ With the claim routes of `native` they cover the whole `ClaimLedger` port, so
 positions and records (another agent's answer 404, as missing ones do). It reads its own and
 those of the agents on its broker account (`native_base.peers`: registered with the same
 non-empty account key): positions, and the account-wide reads (`all_positions`, `agents`,
-`agent_accounts`, `cleared_turns`, `symbols_in_motion`) narrowed to those agents. So a gateway on
-an agent key sizes exits (G3) and reconciles (G4) against every ledger on its account, and
-learns nothing about agents on other accounts. An agent whose account is unknown reads only
-itself; the gateway registers its account when it starts, so G3 and G4 across agents hold
-through the service once each gateway has started. The audit log stays the key's own agent's.
+`agent_accounts`, `cleared_turns`, `moved_turns`, `symbols_in_motion`) narrowed to those agents.
+So a gateway on an agent key sizes exits (G3) and reconciles (G4) against every ledger on its
+account, and learns nothing about agents on other accounts. An agent whose account is unknown
+reads only itself; the gateway registers its account when it starts, so G3 and G4 across agents
+hold through the service once each gateway has started. The audit log stays the key's own agent's.
 """
 
 from __future__ import annotations
@@ -273,6 +273,15 @@ def cleared_turns(since: AwareDatetime, request: Request, principal: Caller) -> 
     store = store_of(request)
     seen = peers(store, principal)
     found = store.cleared_turns(since.astimezone(UTC))
+    return {"items": [codec.position_json(p) for p in found if seen is None or p.agent_id in seen]}
+
+
+@router.get("/turns/moved", response_model=PositionList, summary="Turns moved recently")
+def moved_turns(since: AwareDatetime, request: Request, principal: Caller) -> dict[str, Any]:
+    """Turns, open or closed, that a fill or correction moved after `since` (a closed one reads flat)."""
+    store = store_of(request)
+    seen = peers(store, principal)
+    found = store.moved_turns(since.astimezone(UTC))
     return {"items": [codec.position_json(p) for p in found if seen is None or p.agent_id in seen]}
 
 

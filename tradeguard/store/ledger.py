@@ -82,6 +82,12 @@ CLEARED_TURNS_SQL = (
     f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE is_open = 0 AND qty <> '0' AND closed_at >= ?"
     " ORDER BY turn_id DESC"
 )
+# Every turn a fill or correction moved since a time, open or closed (a closed one reads flat):
+# the positions endpoint may still show (or not yet show) the shares it moved.
+MOVED_TURNS_SQL = (
+    "SELECT agent_id, symbol, CASE WHEN is_open = 1 THEN qty ELSE '0' END, turn_id, opened_at, updated_at"
+    " FROM tg_turns WHERE updated_at > ? ORDER BY updated_at, turn_id"
+)
 # The agent's most recent turn in a symbol, open or closed.
 LATEST_TURN_SQL = "SELECT MAX(turn_id) FROM tg_turns WHERE agent_id = ? AND symbol = ?"
 # Every agent's open turn in a symbol, and the unfilled quantity of exits that may still fill,

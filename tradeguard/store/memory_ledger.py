@@ -224,6 +224,26 @@ class MemoryLedger:
             found = [p for closed_at, p in self._cleared if closed_at >= since]
         return sorted(found, key=lambda p: p.turn_id or 0, reverse=True)
 
+    def moved_turns(self, since: datetime) -> list[LedgerPosition]:
+        """Return every turn, open or closed, that a fill or correction moved after `since`.
+
+        `updated_at` is when; a closed turn reads flat (here: each agent's latest turn in a
+        symbol, the only one whose move time is kept).
+        """
+        self._check_open()
+        found: list[LedgerPosition] = []
+        with self._lock:
+            for symbol, by_agent in self._moved_at.items():
+                for agent_id, at in by_agent.items():
+                    if at <= since:
+                        continue
+                    held = self._open_in.get(symbol, {}).get(agent_id)
+                    if held is None:
+                        turn = self._latest_turn.get((agent_id, symbol))
+                        held = LedgerPosition(agent_id, symbol, _ZERO, turn, None)
+                    found.append(replace(held, updated_at=at))
+        return sorted(found, key=lambda p: (p.updated_at or since, p.turn_id or 0))
+
     def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
         """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""
         self._check_open()

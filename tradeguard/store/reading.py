@@ -157,6 +157,15 @@ class StoreReader:
         rows = self._pool.read("reading the ledger", ledger.CLEARED_TURNS_SQL, (self._pool.ts(since),))
         return ledger.positions_from_rows(rows, self._pool.dt)
 
+    def moved_turns(self, since: datetime) -> list[LedgerPosition]:
+        """Return every turn, open or closed, that a fill or correction moved after `since`.
+
+        `updated_at` is when; a closed turn reads flat. The reconciler puts off a symbol while a
+        turn in it moved that recently: the positions endpoint may not show the move yet.
+        """
+        rows = self._pool.read("reading the ledger", ledger.MOVED_TURNS_SQL, (self._pool.ts(since),))
+        return ledger.positions_from_rows(rows, self._pool.dt)
+
     def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
         """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""
         rows = self._pool.read("reading the ledger", ledger.LATEST_TURN_SQL, (agent_id, symbol))

@@ -3,7 +3,7 @@
 Every read is safe to retry. An agent key reads its own agent's records and those of the agents
 registered on the same broker account (`tradeguard.service.native_base.peers`); of any other
 agent a claim reads as None, a position raises `ConfigError` (the service answers 404), and
-account-wide reads (`all_positions`, `agents`, `agent_accounts`, `cleared_turns`,
+account-wide reads (`all_positions`, `agents`, `agent_accounts`, `cleared_turns`, `moved_turns`,
 `symbols_in_motion`) leave it out. Its audit reads hold only its own agent's records.
 """
 
@@ -143,6 +143,11 @@ class RemoteReads:
         answer = self._call(
             "GET", "/v1/turns/cleared", "reading the ledger", params={"since": codec.ts(since)}
         )
+        return [codec.position_from_json(p) for p in answer["items"]]
+
+    def moved_turns(self, since: datetime) -> list[LedgerPosition]:
+        """Return every turn, open or closed, that a fill or correction moved after `since`."""
+        answer = self._call("GET", "/v1/turns/moved", "reading the ledger", params={"since": codec.ts(since)})
         return [codec.position_from_json(p) for p in answer["items"]]
 
     def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:

@@ -39,6 +39,7 @@ from tradeguard.domain import (
     PositionIntent,
     Side,
     TimeInForce,
+    same_symbol,
 )
 
 __all__ = [
@@ -220,11 +221,6 @@ def position_from_raw(raw: object) -> BrokerPosition:
         avg_entry_price=_decimal(data, "avg_entry_price"),
         market_value=_decimal(data, "market_value"),
     )
-
-
-def same_symbol(a: str, b: str) -> bool:
-    """True when two symbols name one asset ("BTC/USD" and "btcusd" do)."""
-    return a.replace("/", "").upper() == b.replace("/", "").upper()
 
 
 def parse_time(value: object, name: str) -> datetime | None:
