@@ -267,22 +267,24 @@ def adjust_position(body: AdjustIn, request: Request, principal: Caller) -> dict
 # -- account-wide reads, narrowed to the caller's account ------------------------------------------
 
 
+def _turns_seen(request: Request, principal: Caller, read: str, since: AwareDatetime) -> dict[str, Any]:
+    """Run the store's turn listing `read` since `since`, narrowed to the agents the caller sees."""
+    store = store_of(request)
+    seen = peers(store, principal)
+    found = getattr(store, read)(since.astimezone(UTC))
+    return {"items": [codec.position_json(p) for p in found if seen is None or p.agent_id in seen]}
+
+
 @router.get("/turns/cleared", response_model=PositionList, summary="Turns cleared while holding")
 def cleared_turns(since: AwareDatetime, request: Request, principal: Caller) -> dict[str, Any]:
     """Turns closed since `since` while still holding shares (phantom clears), newest first."""
-    store = store_of(request)
-    seen = peers(store, principal)
-    found = store.cleared_turns(since.astimezone(UTC))
-    return {"items": [codec.position_json(p) for p in found if seen is None or p.agent_id in seen]}
+    return _turns_seen(request, principal, "cleared_turns", since)
 
 
 @router.get("/turns/moved", response_model=PositionList, summary="Turns moved recently")
 def moved_turns(since: AwareDatetime, request: Request, principal: Caller) -> dict[str, Any]:
     """Turns, open or closed, that a fill or correction moved after `since` (a closed one reads flat)."""
-    store = store_of(request)
-    seen = peers(store, principal)
-    found = store.moved_turns(since.astimezone(UTC))
-    return {"items": [codec.position_json(p) for p in found if seen is None or p.agent_id in seen]}
+    return _turns_seen(request, principal, "moved_turns", since)
 
 
 @router.get("/agents", summary="Agents that have claims")
