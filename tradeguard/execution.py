@@ -32,6 +32,7 @@ __all__ = [
     "OrderResult",
     "Outcome",
     "adopt_order",
+    "MAX_CHAIN_HOPS",
     "foreign_chain",
     "is_position_rejection",
     "mismatch",
@@ -168,13 +169,13 @@ def foreign_chain(
     return None
 
 
-_MAX_CHAIN_HOPS = 16  # beyond this many hops, `foreign_chain` falls back to the store's claims
+MAX_CHAIN_HOPS = 16  # replacements followed at most (`foreign_chain`, the reconciler's listing)
 
 
 def _own_chain(broker: Broker, claim: Claim, order: BrokerOrder) -> bool | None:
     """Walk `order`'s chain back: True if it comes from the claim's order, None if unreadable."""
     current = order
-    for _ in range(_MAX_CHAIN_HOPS):
+    for _ in range(MAX_CHAIN_HOPS):
         if current.id == claim.broker_order_id:
             return True
         if current.client_order_id == claim.client_order_id:

@@ -22,7 +22,7 @@ from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, S
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
-from tradeguard.execution import OrderResult, adopt_order, send_claim
+from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
 from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.diff import plan_read
 from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
@@ -39,7 +39,6 @@ _log = logging.getLogger(__name__)
 _IN_MOTION = sorted(ACTIVE_STATES)
 # Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
-_CHAIN_HOPS = 16  # replacements followed within one listing
 # A put-off symbol's own pass comes at least this long after the pass that put it off.
 _PUT_OFF_MIN_GAP = timedelta(seconds=1)
 _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
@@ -292,7 +291,7 @@ class Reconciler:
         found: dict[str, BrokerOrder | None] = {}
         for claim in claims:
             order = by_coid.get(claim.client_order_id)
-            for _ in range(_CHAIN_HOPS):  # to the current order of a replace chain
+            for _ in range(MAX_CHAIN_HOPS):  # to the current order of a replace chain
                 if order is None or order.replaced_by is None or order.replaced_by not in by_id:
                     break
                 order = by_id[order.replaced_by]

@@ -101,9 +101,10 @@ class _FillGuesses:
     def turn(self, agent_id: str, symbol: str) -> tuple[bool, tuple[int, Decimal] | None]:
         """Return (known, the open turn guessed: (turn_id, qty), None if flat)."""
         self._mine()
-        key = (agent_id, symbol)
-        found = self._turns.get(key, _UNKNOWN_TURN)
-        return (False, None) if found is _UNKNOWN_TURN else (True, found)  # type: ignore[return-value]
+        try:
+            return True, self._turns[(agent_id, symbol)]
+        except KeyError:
+            return False, None
 
     @staticmethod
     def after(
@@ -128,10 +129,13 @@ class _FillGuesses:
         turn_id: int | None,
     ) -> None:
         """Remember the open turn a fill of `signed` on `before` left (`turn_id`: apply_fill's answer)."""
+        step = fill_step(None if before is None else before[1], signed, "")
+        self.remember(agent_id, symbol, self.after(before, step, turn_id))
+
+    def remember(self, agent_id: str, symbol: str, turn: tuple[int, Decimal] | None) -> None:
+        """Remember `turn` as the agent's open turn in `symbol` (None: flat)."""
         self._mine()
-        self._turns[(agent_id, symbol)] = self.after(
-            before, fill_step(None if before is None else before[1], signed, ""), turn_id
-        )
+        self._turns[(agent_id, symbol)] = turn
 
     def forget(self, agent_id: str, symbol: str) -> None:
         """Drop a guess that proved wrong (the next fill reads the turn and learns again)."""
@@ -154,9 +158,6 @@ class _FillGuesses:
         self._mine()
         if len(self._ids) < self._KEEP_IDS:
             self._ids.append(turn_id)
-
-
-_UNKNOWN_TURN = object()
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -574,7 +575,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         tx.later(sql.PG_EXPECT_TURN, (claim.agent_id, claim.symbol, *expected))
         after = guesses.after(current, step, spare)
         tx.later(sql.PG_CAS, (*params, None if after is None else after[0]), keep=True)
-        turn_id = ledger.apply_fill(
+        ledger.apply_fill(
             tx, claim.agent_id, claim.symbol, signed, at=now, reason=f"{claim.kind} {claim.client_order_id}",
             prefetched=True, current=current, new_turn_id=spare,
         )  # fmt: skip
@@ -594,7 +595,7 @@ class ClaimStore(LedgerWriter, StoreReader):
                 guesses.keep_id(spare)  # rolled back unused; sequence values are never reissued
             tx.restart()
             return None
-        guesses.learn(claim.agent_id, claim.symbol, current, signed, turn_id)
+        guesses.remember(claim.agent_id, claim.symbol, after)
         if draw:
             guesses.keep_id(ledger.reserved_turn_id(results[1].rows))
         return apply_mutable(claim, results[0].rows[0], tx.dt)
