@@ -112,13 +112,18 @@ def snap(
     earlier_gap: float | None = None,
     open_orders: tuple[BrokerOrder, ...] = (),
     complete: bool = True,
+    earlier_orders: tuple[BrokerOrder, ...] | None = None,
 ) -> BrokerSnapshot:
-    """Return a snapshot taken at `NOW` (with an earlier read `earlier_gap` seconds before)."""
+    """Return a snapshot taken at `NOW` (with an earlier read `earlier_gap` seconds before).
+
+    The earlier read lists `earlier_orders` as open (default: the same `open_orders`).
+    """
     pos = {s: BrokerPosition(s, Decimal(q), Decimal(q)) for s, q in (positions or {}).items() if q}
     earlier = None
     if earlier_gap is not None:
+        before = open_orders if earlier_orders is None else earlier_orders
         earlier = BrokerSnapshot(
-            NOW - timedelta(seconds=earlier_gap), pos, open_orders, complete, dict(lookups or {})
+            NOW - timedelta(seconds=earlier_gap), pos, before, complete, dict(lookups or {})
         )
     return BrokerSnapshot(NOW, pos, open_orders, complete, dict(lookups or {}), earlier)
 

@@ -188,6 +188,76 @@ def test_a_phantom_two_agents_hold_clears_in_one_round_of_one_agent_passes(share
     assert shared.position("agent-a", "TQQQ").is_flat and shared.position("agent-b", "TQQQ").is_flat
 
 
+def test_a_phantom_clears_while_another_agent_keeps_an_order_resting_there(shared: ClaimLedger) -> None:
+    """Audit 7 D1: A's 5 TQQQ are sold outside the guard while B keeps a GTC buy limit far below
+    the market (no fill). A never-filled resting order moves no shares: A's phantom clears in the
+    first pass after one reconcile interval, and B's order and claim are left as they are."""
+    clock = shared.clock
+    assert isinstance(clock, ManualClock)
+    settings = Settings()
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
+    a = OrderGateway(paper, shared, agent_id="agent-a", settings=settings, clock=clock)
+    b = OrderGateway(paper, shared, agent_id="agent-b", settings=settings, clock=clock)
+    assert a.enter("TQQQ", qty=5, intent="a in").outcome is Outcome.SUBMITTED
+    paper.close_position("TQQQ")  # a person in the dashboard
+    rest = b.enter("TQQQ", qty=1, intent="b dip", order_type="limit", limit_price="50", time_in_force="gtc")
+    assert rest.outcome is Outcome.SUBMITTED and rest.claim is not None
+    clock.advance(settings.reconcile_interval_secs)
+
+    report = a.reconcile()
+
+    assert [x.kind.value for x in report.applied] == ["clear_phantom"], [x.reason for x in report.actions]
+    assert shared.position("agent-a", "TQQQ").is_flat and broker_qty(paper, "TQQQ") == 0
+    resting = [o.client_order_id for o in paper.orders() if o.status.value == "new"]
+    assert resting == [rest.claim.client_order_id]
+    assert shared.get(rest.claim.key).state is ClaimState.SUBMITTED  # type: ignore[union-attr]
+    assert a.enter("TQQQ", qty=5, intent="a in again").outcome is Outcome.SUBMITTED  # entries not blocked
+
+
+def test_a_phantom_is_kept_while_a_resting_order_in_the_symbol_has_a_fill(shared: ClaimLedger) -> None:
+    """The relaxed rule still refuses on an order that filled: B's resting buy fills 1 share (now
+    booked in B's ledger) and the broker holds B's share; A's 5 sold outside are trimmed to none
+    only by evidence naming A (not here): the drift is reported, nothing cleared or adopted."""
+    clock = shared.clock
+    assert isinstance(clock, ManualClock)
+    paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
+    a = OrderGateway(paper, shared, agent_id="agent-a", clock=clock)
+    b = OrderGateway(paper, shared, agent_id="agent-b", clock=clock)
+    a.enter("TQQQ", qty=5, intent="a in")
+    paper.close_position("TQQQ")
+    b.enter("TQQQ", qty=1, intent="b dip", order_type="limit", limit_price="70", time_in_force="gtc")
+    paper.set_price("TQQQ", "69")  # B's buy fills: the broker now holds B's 1
+    clock.advance(120)
+    b.reconcile()
+    assert shared.position("agent-b", "TQQQ").qty == 1
+
+    report = a.reconcile()
+
+    assert report.changes == [], [x.reason for x in report.changes]
+    assert shared.position("agent-a", "TQQQ").qty == 5 and broker_qty(paper, "TQQQ") == 1
+
+
+def test_a_phantom_clears_beside_the_holders_own_resting_add_and_the_add_books_later(world: World) -> None:
+    """The holder's own resting limit add (never filled) does not keep its phantom either; when
+    the add fills after the clear it opens a new turn of its own size, equal to the broker's."""
+    w = world
+    w.gw.enter("TQQQ", qty=5, intent="09:42 base")
+    w.paper.close_position("TQQQ")
+    add = w.gw.enter(
+        "TQQQ", qty=2, intent="09:47 add", order_type="limit", limit_price="70", time_in_force="gtc"
+    )
+    assert add.outcome is Outcome.SUBMITTED
+    w.clock.advance(120)
+
+    assert [x.kind.value for x in w.gw.reconcile().applied] == ["clear_phantom"]
+    assert w.gw.position("TQQQ").is_flat
+    w.paper.set_price("TQQQ", "69")
+    w.clock.advance(120)
+
+    assert w.gw.position("TQQQ").qty == 2 == broker_qty(w.paper, "TQQQ")
+    assert w.gw.reconcile().changes == []
+
+
 # -- defect 1 (second part): a ledger below the broker converges --------------------------------
 
 

@@ -55,22 +55,30 @@ def test_recent_and_leased_claims_are_left_alone() -> None:
     assert diff([recent, leased], [], snap(lookups=lookups, earlier_gap=2), NOW, SETTINGS) == []
 
 
-def test_phantom_needs_flat_twice_a_settle_delay_apart_with_no_open_orders() -> None:
+def test_phantom_needs_flat_twice_a_settle_delay_apart_with_no_order_filling_between() -> None:
     ledger = [held("SQQQ", 2)]
     assert plan([], ledger, snap(), NOW, SETTINGS) == ([], True)
     assert kinds(diff([], ledger, snap(earlier_gap=2), NOW, SETTINGS)) == [ActionKind.CLEAR_PHANTOM]
     assert diff([], ledger, snap(earlier_gap=0.5), NOW, SETTINGS) == []
-    order = BrokerOrder("o", "c", "SQQQ", Side.BUY, OrderStatus.NEW, qty=Decimal(2))
-    assert diff([], ledger, snap(earlier_gap=2, open_orders=(order,)), NOW, SETTINGS) == []
     assert diff([], ledger, snap(earlier_gap=2, complete=False), NOW, SETTINGS) == []
+    resting = BrokerOrder("o", "c", "SQQQ", Side.BUY, OrderStatus.NEW, qty=Decimal(2))
+    part = replace(resting, status=OrderStatus.PARTIALLY_FILLED, filled_qty=Decimal(1))
+    # Audit 7 D1: an order resting in both reads with nothing filled moved no shares.
+    steady = snap(earlier_gap=2, open_orders=(resting,))
+    assert kinds(diff([], ledger, steady, NOW, SETTINGS)) == [ActionKind.CLEAR_PHANTOM]
+    # Anything that may have filled between the reads still holds the clear back.
+    for later, before in [((part,), (part,)), ((resting,), (part,)), ((resting,), ()), ((), (resting,))]:
+        moving = snap(earlier_gap=2, open_orders=later, earlier_orders=before)
+        assert diff([], ledger, moving, NOW, SETTINGS) == [], (later, before)
 
 
 def test_a_crypto_pair_matches_its_position_under_either_name() -> None:
     """D3: Alpaca lists "BTC/USD" as "BTCUSD": no phantom, no orphan; a clear still needs no
-    open order in the pair, whatever the order calls it; a drift names the ledger's symbol."""
+    order filling in the pair, whatever the order calls it; a drift names the ledger's symbol."""
     ledger = [held("BTC/USD", 2)]
     assert plan([], ledger, snap({"BTCUSD": 2}), NOW, SETTINGS) == ([], False)
-    order = BrokerOrder("o", "c", "BTC/USD", Side.SELL, OrderStatus.NEW, qty=Decimal(2))
+    order = BrokerOrder("o", "c", "BTC/USD", Side.SELL, OrderStatus.PARTIALLY_FILLED, qty=Decimal(2),
+                        filled_qty=Decimal(1))  # fmt: skip
     assert diff([], [held("BTCUSD", 2)], snap(earlier_gap=2, open_orders=(order,)), NOW, SETTINGS) == []
     [trim] = diff([], ledger, snap({"BTCUSD": 1}, earlier_gap=2), NOW, SETTINGS)
     assert (trim.kind, trim.symbol, trim.qty) == (ActionKind.TRIM_PHANTOM, "BTC/USD", -1)

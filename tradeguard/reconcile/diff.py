@@ -227,7 +227,13 @@ def plan_read(
     at_broker = snapshot.symbols
     later: list[PutOff] = []
     for key in sorted(set(holders) | set(at_broker)):
-        if (wanted is not None and key not in wanted) or out.moving[key] or key in elsewhere:
+        if (wanted is not None and key not in wanted) or out.moving[key]:
+            continue
+        # Another agent's order in motion may already show at the broker and must not read as a
+        # fill this agent missed; but it cannot make the account flat without selling this
+        # agent's shares (G3), so a symbol the broker holds none of is still compared (only a
+        # phantom clear can come of it, G4).
+        if key in elsewhere and key in at_broker:
             continue
         held = holders.get(key, [])
         symbol = held[0].symbol if held else at_broker[key]

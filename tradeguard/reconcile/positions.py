@@ -8,7 +8,8 @@ Pure, like `diff`. The rules, in the order they are tried:
   endpoint trails fills by seconds, so a fresh fill can read as flat twice (G4: a real position
   is never cleared on position reads alone), and another agent's just-sold shares can still
   read as held (never booked into this agent as a missed fill).
-- Broker flat, on two reads a settle delay apart with no open orders: every holder's turn is a
+- Broker flat, on two reads a settle delay apart with no order filling in between
+  (`steady_twice`: resting orders that never filled do not count): every holder's turn is a
   phantom and is cleared.
 - Nobody holds it: a position some agent's ledger cleared recently (`readopt_window_secs`) at
   exactly this size is that agent's, read too early: re-adopted (the runner first checks that no
@@ -50,15 +51,24 @@ def gap(snapshot: BrokerSnapshot) -> float:
 
 
 def steady_twice(snapshot: BrokerSnapshot, symbol: str, settings: Settings) -> bool:
-    """True when two reads a settle delay apart agree on `symbol` and show no open orders in it."""
+    """True when two reads a settle delay apart agree on `symbol` and no order moved it between.
+
+    The open orders are what could fill between (or just before) the reads, so they must be the
+    same orders in both reads with nothing filled in either, and both lists complete. A resting
+    order that has never filled (another agent's GTC limit far from the market, a stop) moves no
+    shares; were it enough to refuse, a phantom would outlive every reconcile interval while
+    anybody on the account kept such an order open (G4). An order with any fill, one that came
+    or went between the reads, or a list cut by a page limit still refuses.
+    """
     earlier = snapshot.earlier
-    return (
-        earlier is not None
-        and gap(snapshot) >= settings.settle_delay_secs
-        and snapshot.qty(symbol) == earlier.qty(symbol)
-        and not snapshot.has_open_orders(symbol)
-        and not earlier.has_open_orders(symbol)
-    )
+    if earlier is None or gap(snapshot) < settings.settle_delay_secs:
+        return False
+    if snapshot.qty(symbol) != earlier.qty(symbol):
+        return False
+    if not (snapshot.open_orders_complete and earlier.open_orders_complete):
+        return False
+    now, before = snapshot.open_fills(symbol), earlier.open_fills(symbol)
+    return now.keys() == before.keys() and not any((*now.values(), *before.values()))
 
 
 def put_off(
@@ -139,8 +149,8 @@ def position_actions(
             Action(
                 ActionKind.CLEAR_PHANTOM,
                 p.symbol,  # as this holder's ledger spells it (the turn to close)
-                f"phantom cleared: ledger held {p.qty} {p.symbol}, broker flat with no open orders on two "
-                f"reads {gap(snapshot):.1f}s apart",
+                f"phantom cleared: ledger held {p.qty} {p.symbol}, broker flat on two reads "
+                f"{gap(snapshot):.1f}s apart with no order filling in between",
                 p.agent_id,
                 qty=p.qty,
                 evidence=evidence | {"turn_id": str(p.turn_id)},
@@ -161,8 +171,8 @@ def position_actions(
         kind = ActionKind.TRIM_PHANTOM if abs(broker_qty) < abs(owner.qty) else ActionKind.ADOPT_DRIFT
         what = "phantom trimmed" if kind is ActionKind.TRIM_PHANTOM else "missed fill adopted"
         reason = (
-            f"{what}: {owner.agent_id}'s ledger held {owner.qty} {symbol}, broker {broker_qty} with no "
-            f"open orders on two reads {gap(snapshot):.1f}s apart"
+            f"{what}: {owner.agent_id}'s ledger held {owner.qty} {symbol}, broker {broker_qty} on two "
+            f"reads {gap(snapshot):.1f}s apart with no order filling in between"
         )
         return [Action(kind, symbol, reason, owner.agent_id, qty=broker_qty - owner.qty, evidence=evidence,
                        position=owner)], False  # fmt: skip

@@ -71,6 +71,13 @@ class BrokerSnapshot:
             return True
         return symbol_key(symbol) in self._ordered
 
+    def open_fills(self, symbol: str) -> dict[str, Decimal]:
+        """Return the filled quantity of every open order in `symbol`, by broker order id."""
+        key = symbol_key(symbol)
+        if key not in self._ordered:
+            return {}
+        return {o.id: o.filled_qty for o in self.open_orders if symbol_key(o.symbol) == key}
+
 
 class ActionKind(enum.StrEnum):
     """What the reconciler does (or, for reports, tells)."""
