@@ -28,7 +28,13 @@ from tradeguard import crashpoints
 from tradeguard.amend import OrderAmendments
 from tradeguard.clock import Clock
 from tradeguard.config import Settings
-from tradeguard.domain import Claim, LedgerPosition, PositionIntent, Side
+from tradeguard.domain import (
+    Claim,
+    LedgerPosition,
+    PositionIntent,
+    Side,
+    default_time_in_force,
+)
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.lifecycle import ClaimState
@@ -115,7 +121,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         order_type: str = "market",
         limit_price: Number | None = None,
         stop_price: Number | None = None,
-        time_in_force: str = "day",
+        time_in_force: str | None = None,
         extended_hours: bool = False,
     ) -> OrderResult:
         """Open or add to a position, at most once per `intent`.
@@ -130,7 +136,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             order_type: market, limit, stop or stop_limit.
             limit_price: For limit and stop-limit orders.
             stop_price: For stop and stop-limit orders.
-            time_in_force: day, gtc, opg, cls, ioc or fok.
+            time_in_force: day, gtc, opg, cls, ioc or fok; None: day, or gtc for a crypto pair
+                (Alpaca takes crypto orders gtc or ioc only).
             extended_hours: Allow pre/post-market execution (limit orders only at Alpaca).
 
         Raises:
@@ -140,6 +147,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """
         order_side = parse_side(side)
         opens = PositionIntent.BUY_TO_OPEN if order_side is Side.BUY else PositionIntent.SELL_TO_OPEN
+        if time_in_force is None:
+            time_in_force = default_time_in_force(symbol)
         spec = _spec(
             qty=qty, notional=notional, order_type=order_type, time_in_force=time_in_force,
             limit_price=limit_price, stop_price=stop_price, extended_hours=extended_hours,
@@ -185,7 +194,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         order_type: str = "market",
         limit_price: Number | None = None,
         stop_price: Number | None = None,
-        time_in_force: str = "day",
+        time_in_force: str | None = None,
         extended_hours: bool = False,
     ) -> OrderResult:
         """Close (part of) the agent's position in `symbol`, at most once per `intent`.
@@ -194,8 +203,11 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         position, held - open exits, broker qty_available - exits it may not show yet - shares
         other agents hold)`; zero sends nothing (SKIPPED). The order carries
         sell_to_close/buy_to_close. An exit name is one decision for good (see the module
-        docstring): a retry after the bot re-entered is a duplicate.
+        docstring): a retry after the bot re-entered is a duplicate. `time_in_force` None is
+        day, or gtc for a crypto pair (see `enter`).
         """
+        if time_in_force is None:
+            time_in_force = default_time_in_force(symbol)
         # Check the arguments before any store or broker call; the side follows the position.
         spec = _spec(
             qty=qty, order_type=order_type, time_in_force=time_in_force, limit_price=limit_price,

@@ -22,6 +22,9 @@ from tradeguard.domain.orders import (
     ReplaceRequest,
     Side,
     TimeInForce,
+    canonical_symbol,
+    crypto_pair,
+    default_time_in_force,
     same_symbol,
     symbol_key,
 )
@@ -49,6 +52,9 @@ __all__ = [
     "ReplaceRequest",
     "Side",
     "TimeInForce",
+    "canonical_symbol",
+    "crypto_pair",
+    "default_time_in_force",
     "same_symbol",
     "symbol_key",
 ]
