@@ -34,6 +34,7 @@ from tradeguard.domain import (
     PositionIntent,
     Side,
     default_time_in_force,
+    ledger_symbol,
 )
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
@@ -127,7 +128,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """Open or add to a position, at most once per `intent`.
 
         Args:
-            symbol: Upper-case ticker.
+            symbol: Upper-case ticker, or a crypto pair ("BTC/USD" and "BTCUSD" are one
+                symbol: the guard keys and books it as "BTC/USD").
             qty: Shares (or use `notional`).
             notional: Dollars, for fractional market orders.
             side: "buy" opens long, "sell" opens short.
@@ -233,6 +235,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         follow what is held. `client_order_id` replaces the derived id (the bot's own id).
         `window_opened`: the claim holds a content window opened then (`submit_by_content`).
         """
+        symbol = ledger_symbol(symbol)  # the ledger's spelling ("BTCUSD" is "BTC/USD"), as Intent's
         self._ensure_started()
         self._register_account()  # a key read late (see `_register_account`) before any sizing
         self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
@@ -286,7 +289,11 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         return self._existing(existing, held=held)
 
     def position(self, symbol: str) -> LedgerPosition:
-        """Return what the guard believes this agent holds in `symbol`, after refreshing its live orders."""
+        """Return what the guard believes this agent holds in `symbol`, after refreshing its live orders.
+
+        A crypto pair under either spelling is one position ("BTCUSD" reads "BTC/USD").
+        """
+        symbol = ledger_symbol(symbol)
         self._ensure_started()
         self.refresh(symbol)
         return self.store.position(self.agent_id, symbol)
@@ -310,6 +317,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         account) is booked in one store step (`ClaimLedger.adopt_position`). Returns the position
         after.
         """
+        symbol = ledger_symbol(symbol)
         held = self.broker.get_position(symbol)
         mine = self.store.position(self.agent_id, symbol)
         if held is None or held.qty == 0 or not mine.is_flat:
@@ -334,6 +342,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
     def refresh(self, symbol: str | None = None) -> None:
         """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
         live = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
+        if symbol is not None:
+            symbol = ledger_symbol(symbol)
         for claim in self.store.list_claims(states=live, agent_id=self.agent_id, symbol=symbol):
             try:
                 order = self.broker.get_order_by_client_id(claim.client_order_id)

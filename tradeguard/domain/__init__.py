@@ -25,6 +25,7 @@ from tradeguard.domain.orders import (
     canonical_symbol,
     crypto_pair,
     default_time_in_force,
+    ledger_symbol,
     same_symbol,
     symbol_key,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "canonical_symbol",
     "crypto_pair",
     "default_time_in_force",
+    "ledger_symbol",
     "same_symbol",
     "symbol_key",
 ]

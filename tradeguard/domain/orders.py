@@ -30,6 +30,7 @@ __all__ = [
     "canonical_symbol",
     "crypto_pair",
     "default_time_in_force",
+    "ledger_symbol",
     "same_symbol",
     "symbol_key",
 ]
@@ -360,6 +361,18 @@ def canonical_symbol(symbol: str) -> str:
     """
     text = symbol.strip().upper()
     return crypto_pair(text) or text
+
+
+def ledger_symbol(symbol: str) -> str:
+    """Return the one spelling the guard keys `symbol` by: a crypto pair's slash form, else as given.
+
+    Alpaca takes "BTC/USD" and "BTCUSD" for one pair, so a bot may use both; claim keys and
+    ledger turns must not tell them apart (one decision, one position). Equities are left
+    exactly as they are. Only a symbol with a slash or of six characters or more can be a pair.
+    """
+    if "/" in symbol or len(symbol) >= _MIN_PAIR_LEN:
+        return crypto_pair(symbol) or symbol
+    return symbol
 
 
 def default_time_in_force(symbol: str) -> TimeInForce:
