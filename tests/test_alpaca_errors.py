@@ -423,6 +423,9 @@ def test_position_rejections_are_read_from_the_kind_the_adapter_set() -> None:
         (403, "insufficient qty available for order (requested: 18, available: 6)", RejectKind.POSITION),
         (403, "account is not allowed to short", RejectKind.POSITION),
         (403, "insufficient buying power", RejectKind.BUYING_POWER),
+        # Crypto (wording assumed): coins short of a sell are the position's, dollars a buy's.
+        (403, "insufficient balance for BTC (requested: 1, available: 0.5)", RejectKind.POSITION),
+        (403, "insufficient balance for USD (requested: 60000, available: 10)", RejectKind.BUYING_POWER),
         (403, "potential wash trade detected. use complex orders", RejectKind.WASH_TRADE),
         (422, "potential wash trade detected. use complex orders", RejectKind.WASH_TRADE),
         (403, "trade denied due to pattern day trading protection", RejectKind.PATTERN_DAY_TRADING),

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from alpaca.common.exceptions import APIError
-from alpaca.trading.enums import AssetExchange, AssetStatus, OrderSide, TimeInForce
+from alpaca.trading.enums import AssetClass, AssetExchange, AssetStatus, OrderSide, TimeInForce
 from alpaca.trading.models import Asset as AlpacaAsset
 from alpaca.trading.requests import GetAssetsRequest, MarketOrderRequest
 
@@ -214,7 +214,10 @@ def test_alpaca_py_reads_assets_one_by_one_and_filtered() -> None:
         assert len(everything) > len(nasdaq)
         eh = client.get_all_assets(GetAssetsRequest(attributes="fractional_eh_enabled"))
         assert "AAPL" in {a.symbol for a in eh} and "TQQQ" not in {a.symbol for a in eh}
-        assert client.get_all_assets(GetAssetsRequest(asset_class="crypto")) == []  # type: ignore[arg-type]
+        crypto = client.get_all_assets(GetAssetsRequest(asset_class=AssetClass.CRYPTO))
+        pairs = {"BTC/USD", "ETH/USD", "SOL/USD", "DOGE/USD", "LTC/USD", "ETH/BTC"}
+        assert {a.symbol for a in crypto} >= pairs
+        assert not {a.symbol for a in crypto} & {a.symbol for a in everything}  # us_equity by default
         with pytest.raises(APIError) as info:
             client.get_asset("ZZZZ")
         assert (info.value.status_code, str(info.value)) == (

@@ -18,6 +18,7 @@ from tradeguard import GuardedTradingClient
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
+from tradeguard.domain import OrderRequest, Side, TimeInForce
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
@@ -130,3 +131,29 @@ def test_dropin_close_all_positions_closes_a_crypto_pair_once(store_url: str, cl
         c.close_position("BTCUSD")
         assert broker_qty(paper, PAIR) == 0 and gw.position(PAIR).is_flat
         assert gw.position("BTCUSD").is_flat
+
+
+def test_an_adopted_crypto_orphan_is_booked_under_the_pairs_one_spelling(
+    store_url: str, clock: ManualClock
+) -> None:
+    """The broker lists a pair bought outside the guard as "BTCUSD"; adopted, it is the ledger's
+    "BTC/USD", the position the bot asks for under either name and sells once."""
+    paper = PaperBroker(prices=FixedPrices({PAIR: "20000"}), clock=clock)
+    paper.submit_order(
+        OrderRequest("BTCUSD", Side.BUY, "manual-1", qty=Decimal("0.5"), time_in_force=TimeInForce.GTC)
+    )
+    store = ClaimStore(store_url, settings=SETTINGS, clock=clock)
+    gw = OrderGateway(paper, store, agent_id=AGENT, settings=SETTINGS, clock=clock)
+    clock.advance(120)
+
+    adopted = gw.reconciler.run(adopt_orphans_to=AGENT)
+
+    assert [(a.kind, a.symbol) for a in adopted.changes] == [(ActionKind.ADOPT_ORPHAN, PAIR)]
+    assert [p.symbol for p in store.positions(AGENT)] == [PAIR]
+    assert gw.position("BTCUSD") == gw.position(PAIR) and gw.position(PAIR).qty == Decimal("0.5")
+    sold = gw.exit("BTCUSD", intent="10:30 stop")
+    assert sold.outcome is Outcome.SUBMITTED and sold.claim is not None and sold.claim.symbol == PAIR
+    assert broker_qty(paper, PAIR) == 0 and gw.position(PAIR).is_flat
+    clock.advance(120)
+    assert gw.reconcile().changes == []
+    store.close()

@@ -28,7 +28,14 @@ from tradeguard import crashpoints
 from tradeguard.amend import OrderAmendments
 from tradeguard.clock import Clock
 from tradeguard.config import Settings
-from tradeguard.domain import Claim, LedgerPosition, PositionIntent, Side
+from tradeguard.domain import (
+    Claim,
+    LedgerPosition,
+    PositionIntent,
+    Side,
+    default_time_in_force,
+    ledger_symbol,
+)
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.lifecycle import ClaimState
@@ -115,13 +122,14 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         order_type: str = "market",
         limit_price: Number | None = None,
         stop_price: Number | None = None,
-        time_in_force: str = "day",
+        time_in_force: str | None = None,
         extended_hours: bool = False,
     ) -> OrderResult:
         """Open or add to a position, at most once per `intent`.
 
         Args:
-            symbol: Upper-case ticker.
+            symbol: Upper-case ticker, or a crypto pair ("BTC/USD" and "BTCUSD" are one
+                symbol: the guard keys and books it as "BTC/USD").
             qty: Shares (or use `notional`).
             notional: Dollars, for fractional market orders.
             side: "buy" opens long, "sell" opens short.
@@ -130,7 +138,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             order_type: market, limit, stop or stop_limit.
             limit_price: For limit and stop-limit orders.
             stop_price: For stop and stop-limit orders.
-            time_in_force: day, gtc, opg, cls, ioc or fok.
+            time_in_force: day, gtc, opg, cls, ioc or fok; None: day, or gtc for a crypto pair
+                (Alpaca takes crypto orders gtc or ioc only).
             extended_hours: Allow pre/post-market execution (limit orders only at Alpaca).
 
         Raises:
@@ -140,6 +149,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """
         order_side = parse_side(side)
         opens = PositionIntent.BUY_TO_OPEN if order_side is Side.BUY else PositionIntent.SELL_TO_OPEN
+        if time_in_force is None:
+            time_in_force = default_time_in_force(symbol)
         spec = _spec(
             qty=qty, notional=notional, order_type=order_type, time_in_force=time_in_force,
             limit_price=limit_price, stop_price=stop_price, extended_hours=extended_hours,
@@ -185,7 +196,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         order_type: str = "market",
         limit_price: Number | None = None,
         stop_price: Number | None = None,
-        time_in_force: str = "day",
+        time_in_force: str | None = None,
         extended_hours: bool = False,
     ) -> OrderResult:
         """Close (part of) the agent's position in `symbol`, at most once per `intent`.
@@ -194,8 +205,11 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         position, held - open exits, broker qty_available - exits it may not show yet - shares
         other agents hold)`; zero sends nothing (SKIPPED). The order carries
         sell_to_close/buy_to_close. An exit name is one decision for good (see the module
-        docstring): a retry after the bot re-entered is a duplicate.
+        docstring): a retry after the bot re-entered is a duplicate. `time_in_force` None is
+        day, or gtc for a crypto pair (see `enter`).
         """
+        if time_in_force is None:
+            time_in_force = default_time_in_force(symbol)
         # Check the arguments before any store or broker call; the side follows the position.
         spec = _spec(
             qty=qty, order_type=order_type, time_in_force=time_in_force, limit_price=limit_price,
@@ -221,6 +235,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         follow what is held. `client_order_id` replaces the derived id (the bot's own id).
         `window_opened`: the claim holds a content window opened then (`submit_by_content`).
         """
+        symbol = ledger_symbol(symbol)  # the ledger's spelling ("BTCUSD" is "BTC/USD"), as Intent's
         self._ensure_started()
         self._register_account()  # a key read late (see `_register_account`) before any sizing
         self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
@@ -274,7 +289,11 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         return self._existing(existing, held=held)
 
     def position(self, symbol: str) -> LedgerPosition:
-        """Return what the guard believes this agent holds in `symbol`, after refreshing its live orders."""
+        """Return what the guard believes this agent holds in `symbol`, after refreshing its live orders.
+
+        A crypto pair under either spelling is one position ("BTCUSD" reads "BTC/USD").
+        """
+        symbol = ledger_symbol(symbol)
         self._ensure_started()
         self.refresh(symbol)
         return self.store.position(self.agent_id, symbol)
@@ -298,6 +317,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         account) is booked in one store step (`ClaimLedger.adopt_position`). Returns the position
         after.
         """
+        symbol = ledger_symbol(symbol)
         held = self.broker.get_position(symbol)
         mine = self.store.position(self.agent_id, symbol)
         if held is None or held.qty == 0 or not mine.is_flat:
@@ -322,6 +342,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
     def refresh(self, symbol: str | None = None) -> None:
         """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
         live = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
+        if symbol is not None:
+            symbol = ledger_symbol(symbol)
         for claim in self.store.list_claims(states=live, agent_id=self.agent_id, symbol=symbol):
             try:
                 order = self.broker.get_order_by_client_id(claim.client_order_id)

@@ -20,7 +20,7 @@ from typing import Any
 from tradeguard.amend import CANCELED_BY_THE_BOT
 from tradeguard.clock import Clock
 from tradeguard.config import Settings
-from tradeguard.domain import Claim, LedgerPosition, Side
+from tradeguard.domain import Claim, LedgerPosition, Side, ledger_symbol
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.lifecycle import ClaimState
@@ -111,6 +111,7 @@ class ContentWindows:
         Raises:
             ClaimInProgress: Another worker is claiming the identical order at this moment.
         """
+        symbol = ledger_symbol(symbol)  # the key's and the ledger's spelling, as every Intent's
         if content is not None:
             # The caller's content alone names the decision, whatever kind it is sent as: a
             # retry must find its window even when the position moved meanwhile and the same

@@ -15,7 +15,7 @@ from typing import Any
 from alpaca.trading.models import Order
 from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
 
-from tradeguard.domain import BrokerOrder, OrderClass, PositionIntent, Side
+from tradeguard.domain import BrokerOrder, OrderClass, PositionIntent, Side, canonical_symbol
 from tradeguard.domain.intents import MAX_INTENT_NAME_LEN, OrderSpec
 from tradeguard.errors import ConfigError
 from tradeguard.orders import build_spec, parse_side
@@ -37,7 +37,8 @@ class DropInOrder:
     """An alpaca-py order request, read: what the guard claims and sends.
 
     Attributes:
-        symbol: Upper-case symbol.
+        symbol: Upper-case symbol; a crypto pair in its slash form ("BTCUSD" is "BTC/USD"), so
+            both of Alpaca's spellings are one decision key and one ledger position.
         side: The order's side.
         spec: The order, checked; `position_intent` is the caller's (None when not set).
         client_order_id: The caller's id, or None.
@@ -96,7 +97,7 @@ def read_order(order_data: AlpacaOrderRequest) -> DropInOrder:
             )
         if not coid.isprintable() or not coid.strip():
             raise ConfigError(f"client_order_id must be printable text, got {coid!r}")
-    symbol = str(fields.get("symbol") or "").strip().upper()
+    symbol = canonical_symbol(str(fields.get("symbol") or ""))
     if not symbol:
         raise ConfigError("symbol is required")
     return DropInOrder(symbol, side, spec, coid or None, explicit)

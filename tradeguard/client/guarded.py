@@ -60,6 +60,7 @@ from tradeguard.domain import (
     ReplaceRequest,
     Side,
     TimeInForce,
+    default_time_in_force,
     same_symbol,
     symbol_key,
 )
@@ -357,7 +358,9 @@ class GuardedTradingClient(TradingClient):
             if requested <= 0:
                 raise InvalidOrder(f"{percentage}% of {abs(held.qty)} {symbol} is less than a tradable share")
         side = Side.SELL if held.qty > 0 else Side.BUY
-        spec = OrderSpec(qty=requested, time_in_force=TimeInForce.DAY, position_intent=self._closes(side))
+        # A day order for an equity; gtc for a crypto pair (Alpaca refuses a day crypto order).
+        tif = default_time_in_force(symbol)
+        spec = OrderSpec(qty=requested, time_in_force=tif, position_intent=self._closes(side))
         if new_decision:
             return gateway.exit_order(symbol, spec, intent=f"close_position:new:{uuid.uuid4().hex}")
         # The call's arguments and the position it closes (its ledger turn): a retry of the

@@ -22,6 +22,10 @@ from tradeguard.domain.orders import (
     ReplaceRequest,
     Side,
     TimeInForce,
+    canonical_symbol,
+    crypto_pair,
+    default_time_in_force,
+    ledger_symbol,
     same_symbol,
     symbol_key,
 )
@@ -49,6 +53,10 @@ __all__ = [
     "ReplaceRequest",
     "Side",
     "TimeInForce",
+    "canonical_symbol",
+    "crypto_pair",
+    "default_time_in_force",
+    "ledger_symbol",
     "same_symbol",
     "symbol_key",
 ]

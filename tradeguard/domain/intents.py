@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-from tradeguard.domain.orders import OrderClass, OrderType, PositionIntent, Side, TimeInForce
+from tradeguard.domain.orders import OrderClass, OrderType, PositionIntent, Side, TimeInForce, ledger_symbol
 from tradeguard.errors import ConfigError
 
 __all__ = [
@@ -104,6 +104,11 @@ class Intent:
                 if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
                     _CHECKED_NAMES.clear()  # bounded: names only cost their check again
                 _CHECKED_NAMES.add((agent_id, symbol))
+        # One spelling per asset in the key and the ledger: a bot's "BTCUSD" is "BTC/USD", so a
+        # buy under one name and a sell under the other are one position (`ledger_symbol`).
+        keyed = ledger_symbol(symbol)
+        if keyed != symbol:
+            object.__setattr__(self, "symbol", keyed)
         if not isinstance(self.name, str) or not self.name.strip():
             raise ConfigError("intent must be a non-empty name for the decision (e.g. bar time + reason)")
         if len(self.name) > MAX_INTENT_NAME_LEN:

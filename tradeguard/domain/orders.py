@@ -27,6 +27,10 @@ __all__ = [
     "Side",
     "TERMINAL_STATUSES",
     "TimeInForce",
+    "canonical_symbol",
+    "crypto_pair",
+    "default_time_in_force",
+    "ledger_symbol",
     "same_symbol",
     "symbol_key",
 ]
@@ -318,6 +322,66 @@ def symbol_key(symbol: str) -> str:
     compares these keys, never the raw names.
     """
     return symbol.replace("/", "").strip().upper()
+
+
+# The quote currencies of Alpaca's crypto pairs, longest first so "BTCUSDT" splits as BTC/USDT.
+CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
+# A US equity ticker has at most five letters (a class share adds ".B"); the shortest slashless
+# pair has six ("BTCUSD"), so no equity symbol is ever read as a pair.
+_MIN_PAIR_LEN = 6
+
+
+def crypto_pair(symbol: str) -> str | None:
+    """Return the slash form of a crypto pair ("BTCUSD" and "btc/usd" -> "BTC/USD"), else None.
+
+    A pair is a symbol with one "/" between a base and a quote of `CRYPTO_QUOTES`, or its
+    spelling without the slash (Alpaca takes both in orders; alpaca-py issue #490): six or more
+    letters and digits ending in a quote, the base at least three. Anything else (equities,
+    "BRK/B", option symbols) is not a pair.
+    """
+    text = symbol.strip().upper()
+    if "/" in text:
+        base, _, quote = text.partition("/")
+        if quote in CRYPTO_QUOTES and base.isalnum() and "/" not in quote:
+            return text
+        return None
+    if len(text) < _MIN_PAIR_LEN or not text.isalnum() or not text.endswith(CRYPTO_QUOTES):
+        return None
+    for quote in CRYPTO_QUOTES:
+        if text.endswith(quote) and len(text) - len(quote) >= 3 and not text[: -len(quote)].isdigit():
+            return f"{text[: -len(quote)]}/{quote}"
+    return None
+
+
+def canonical_symbol(symbol: str) -> str:
+    """Return the one spelling of `symbol` the guard keys by: upper case; a crypto pair with its slash.
+
+    "BTCUSD", "btc/usd" and "BTC/USD" are all "BTC/USD" (the form Alpaca answers crypto orders
+    with); an equity is only stripped and upper-cased ("spy" -> "SPY").
+    """
+    text = symbol.strip().upper()
+    return crypto_pair(text) or text
+
+
+def ledger_symbol(symbol: str) -> str:
+    """Return the one spelling the guard keys `symbol` by: a crypto pair's slash form, else as given.
+
+    Alpaca takes "BTC/USD" and "BTCUSD" for one pair, so a bot may use both; claim keys and
+    ledger turns must not tell them apart (one decision, one position). Equities are left
+    exactly as they are. Only a symbol with a slash or of six characters or more can be a pair.
+    """
+    if "/" in symbol or len(symbol) >= _MIN_PAIR_LEN:
+        return crypto_pair(symbol) or symbol
+    return symbol
+
+
+def default_time_in_force(symbol: str) -> TimeInForce:
+    """Return the time in force of an order whose caller named none: gtc for a crypto pair, else day.
+
+    Alpaca refuses a crypto order that is not gtc or ioc (422 "invalid crypto time_in_force"),
+    so an exit or a close the guard builds for a pair must not be a day order.
+    """
+    return TimeInForce.GTC if crypto_pair(symbol) is not None else TimeInForce.DAY
 
 
 def same_symbol(a: str, b: str) -> bool:

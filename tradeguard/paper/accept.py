@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from decimal import ROUND_DOWN, Decimal
 
-from tradeguard.domain import OrderClass, OrderRequest, OrderType, Side
+from tradeguard.domain import OrderClass, OrderRequest, OrderType, Side, canonical_symbol
 from tradeguard.paper.classes import base_price, check_order_class, make_legs, oco_limit
 from tradeguard.paper.matching import follow_trail
 from tradeguard.paper.orders import PaperOrder, fmt
@@ -16,6 +16,7 @@ from tradeguard.paper.rules import (
     MAX_AMOUNT,
     QTY_STEP,
     check_asset,
+    check_crypto_order,
     check_extended_hours,
     check_fractional,
     check_position,
@@ -29,7 +30,7 @@ from tradeguard.paper.rules import (
 )
 from tradeguard.paper.venue import Venue
 
-__all__ = ["MAX_CLIENT_ID_LEN", "accept", "check_buying_power", "check_client_id"]
+__all__ = ["MAX_CLIENT_ID_LEN", "accept", "check_buying_power", "check_client_id", "venue_symbol"]
 
 MAX_CLIENT_ID_LEN = 128
 _STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
@@ -61,6 +62,17 @@ _IDS_PER_READ = 256
 _ids: list[str] = []  # list.pop and list.extend are atomic: threads never share an id
 if hasattr(os, "register_at_fork"):  # POSIX only: where there is no fork there is nothing to drop
     os.register_at_fork(after_in_child=_ids.clear)
+
+
+def venue_symbol(symbol: str) -> str:
+    """Return the account's name of `symbol`: upper case; a crypto pair with its slash.
+
+    Alpaca takes a pair as "BTC/USD" or "BTCUSD" and answers with "BTC/USD" either way, so
+    both spellings are one position here. Only a symbol with a slash or of six characters or
+    more can be a pair (`crypto_pair`): the commonest orders skip the test.
+    """
+    text = symbol.strip().upper()
+    return canonical_symbol(text) if "/" in text or len(text) > 5 else text
 
 
 def check_client_id(venue: Venue, client_id: str) -> None:
@@ -112,11 +124,14 @@ def accept(venue: Venue, request: OrderRequest) -> PaperOrder:
 def _accept_any(venue: Venue, request: OrderRequest) -> PaperOrder:
     """`accept` for any order: every check, in Alpaca's order."""
     state = venue.state
-    symbol = request.symbol.strip().upper()
+    symbol = venue_symbol(request.symbol)
     if not symbol:
         raise unprocessable("symbol is required")
     asset = check_asset(venue.asset(symbol), symbol)
-    check_type_fields(request)
+    crypto = asset.is_crypto
+    if crypto:
+        check_crypto_order(request)
+    check_type_fields(request, crypto=crypto)
     if request.extended_hours:
         check_extended_hours(request)
     price = venue.price(symbol)
@@ -134,7 +149,8 @@ def _accept_any(venue: Venue, request: OrderRequest) -> PaperOrder:
     ):
         check_order_class(request, closing=closing, base=base_price(request, price))
     check_position(state, request, symbol, qty, allow_short=venue.allow_short, asset=asset)
-    check_fractional(request, qty, asset, opens_short=side is Side.SELL and not closing)
+    if not crypto:  # every crypto order may be fractional (gtc or ioc, any type it takes)
+        check_fractional(request, qty, asset, opens_short=side is Side.SELL and not closing)
     if kind in _STOPS:
         assert request.stop_price is not None  # check_type_fields
         check_stop_against_market(side, request.stop_price, price)
@@ -168,13 +184,15 @@ def _accept_plain_market(venue: Venue, request: OrderRequest) -> PaperOrder:
     could refuse, the check itself runs and says why, so answers are `accept`'s to the letter.
     """
     state = venue.state
-    symbol = request.symbol.strip().upper()
+    symbol = venue_symbol(request.symbol)
     if not symbol:
         raise unprocessable("symbol is required")
     asset = venue.asset(symbol)
     if asset is None or not asset.tradable or not asset.active:
         check_asset(asset, symbol)  # raises
     assert asset is not None
+    if asset.is_crypto:
+        return _accept_any(venue, request)  # the crypto rules, not the equities' shortcuts
     # `check_type_fields` and `check_extended_hours` pass every order this path takes.
     pinned = state.set_prices.get(symbol)
     price = pinned if pinned is not None else venue.price(symbol)

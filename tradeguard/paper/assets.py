@@ -10,6 +10,10 @@ default (active, tradable, marginable, shortable, easy to borrow, fractionable, 
 
 ``attributes`` is a ``;``-separated list. Asset ids are derived from the symbol unless an ``id``
 column gives one.
+
+A row of ``class`` crypto is a crypto pair ("BTC/USD"; "BTCUSD" is read as "BTC/USD"): its
+missing columns take Alpaca's crypto defaults instead (exchange CRYPTO, not marginable, not
+shortable, not easy to borrow, fractionable, 100%). The shipped list has a few common pairs.
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ from decimal import Decimal, InvalidOperation
 from importlib import resources
 from typing import Any
 
+from tradeguard.domain.orders import canonical_symbol, crypto_pair
 from tradeguard.errors import ConfigError
 from tradeguard.paper.orders import asset_id
 from tradeguard.paper.refusals import unprocessable
 
-__all__ = ["Asset", "AssetBook", "load_assets", "priced_asset", "select_assets"]
+__all__ = ["CRYPTO", "Asset", "AssetBook", "crypto_asset", "load_assets", "priced_asset", "select_assets"]
+
+CRYPTO = "crypto"  # Alpaca's asset class of crypto pairs
 
 # The exchanges alpaca-py's AssetExchange enum knows: anything else would fail its parsing.
 _EXCHANGES = frozenset(
     {"AMEX", "ARCA", "ASCX", "BATS", "NYSE", "NASDAQ", "NYSEARCA", "FTXU", "CBSE", "GNSS", "ERSX", "OTC"}
+    | {"CRYPTO"}
 )
 _FLAGS = ("tradable", "marginable", "shortable", "easy_to_borrow", "fractionable")
 _COLUMNS = frozenset(
@@ -63,6 +71,11 @@ class Asset:
         object.__setattr__(self, "symbol", self.symbol.strip().upper())
         if not self.id:
             object.__setattr__(self, "id", asset_id(self.symbol))
+
+    @property
+    def is_crypto(self) -> bool:
+        """True for a crypto pair (Alpaca's crypto rules apply to its orders, not the equity ones)."""
+        return self.asset_class == CRYPTO
 
     @property
     def active(self) -> bool:
@@ -113,23 +126,52 @@ class AssetBook:
         return AssetBook([*self._by_symbol.values(), *extra])
 
     def get(self, symbol_or_id: str) -> Asset | None:
-        """Return the asset with this symbol (any case) or id, or None."""
-        return self._by_symbol.get(symbol_or_id.strip().upper()) or self._by_id.get(symbol_or_id.strip())
+        """Return the asset with this symbol (any case; a pair with or without its slash) or id, or None."""
+        return self._by_symbol.get(canonical_symbol(symbol_or_id)) or self._by_id.get(symbol_or_id.strip())
 
     def __iter__(self) -> Iterator[Asset]:
         return iter(sorted(self._by_symbol.values(), key=lambda a: a.symbol))
 
     def __contains__(self, symbol: object) -> bool:
-        return isinstance(symbol, str) and symbol.upper() in self._by_symbol
+        return isinstance(symbol, str) and canonical_symbol(symbol) in self._by_symbol
+
+
+def crypto_asset(pair: str, name: str = "", **fields: Any) -> Asset:
+    """Return the asset of the crypto pair `pair` ("BTC/USD" or "BTCUSD") with Alpaca's crypto flags.
+
+    Alpaca lists a pair as class crypto on exchange CRYPTO: fractionable, never shortable or
+    marginable (margin requirement 100%). `fields` override any of them.
+
+    Raises:
+        ValueError: `pair` is not a crypto pair.
+    """
+    symbol = crypto_pair(pair)
+    if symbol is None:
+        raise ValueError(f"{pair!r} is not a crypto pair (BASE/QUOTE, quote USD, USDT, USDC or BTC)")
+    flags: dict[str, Any] = {
+        "name": name,
+        "exchange": "CRYPTO",
+        "asset_class": CRYPTO,
+        "marginable": False,
+        "shortable": False,
+        "easy_to_borrow": False,
+        "fractionable": True,
+        "maintenance_margin_requirement": Decimal(100),
+    }
+    return Asset(symbol, **(flags | fields))
 
 
 def priced_asset(symbol: str) -> Asset:
     """Return the asset of a symbol the account was given a price for but no listing.
 
     Permissive like the paper broker before it had an asset master, so tests that name a symbol
-    by pricing it keep trading it.
+    by pricing it keep trading it. A crypto pair is a crypto asset: its orders follow the
+    crypto rules whether or not it is listed.
     """
-    return Asset(symbol, name=f"{symbol.upper()} (priced, not listed)")
+    name = f"{symbol.upper()} (priced, not listed)"
+    if crypto_pair(symbol) is not None:
+        return crypto_asset(symbol, name)
+    return Asset(symbol, name=name)
 
 
 def select_assets(
@@ -143,7 +185,7 @@ def select_assets(
     """Filter assets as `GET /v2/assets` does, by symbol.
 
     Alpaca's documentation: every status unless one is asked for; ``asset_class`` defaults to
-    us_equity (the only class here, so another known class lists nothing); ``attributes`` is a
+    us_equity (crypto lists the pairs; the option classes list nothing here); ``attributes`` is a
     comma-separated list matched by any. An unknown status or class is refused (wording assumed).
 
     Raises:
@@ -206,14 +248,21 @@ def _asset(row: dict[str, str], where: str) -> Asset:
     symbol = text("symbol").upper()
     if not symbol:
         raise ConfigError(f"{where}: empty symbol")
-    asset = Asset(symbol, name=text("name"), id=text("id"))
+    if text("class") not in {"", "us_equity", CRYPTO}:
+        raise ConfigError(f"{where}: class {text('class')!r} is not traded here (only us_equity and crypto)")
+    if text("class") == CRYPTO:
+        if crypto_pair(symbol) is None:
+            raise ConfigError(
+                f"{where}: {symbol!r} is not a crypto pair (BASE/QUOTE, quote USD, USDT, USDC or BTC)"
+            )
+        asset = crypto_asset(symbol, text("name"), id=text("id"))
+    else:
+        asset = Asset(symbol, name=text("name"), id=text("id"))
     exchange = text("exchange").upper()
     if exchange:
         if exchange not in _EXCHANGES:
             raise ConfigError(f"{where}: unknown exchange {exchange!r}")
         asset = replace(asset, exchange=exchange)
-    if text("class") not in {"", "us_equity"}:
-        raise ConfigError(f"{where}: class {text('class')!r} is not traded here (only us_equity)")
     if text("status") not in {"", "active", "inactive"}:
         raise ConfigError(f"{where}: status must be active or inactive, got {text('status')!r}")
     flags: dict[str, Any] = {key: _flag(text(key), key, where) for key in _FLAGS if text(key)}
@@ -221,7 +270,9 @@ def _asset(row: dict[str, str], where: str) -> Asset:
     return replace(
         asset,
         status=text("status") or "active",
-        maintenance_margin_requirement=_margin(margin, where) if margin else Decimal(30),
+        maintenance_margin_requirement=(
+            _margin(margin, where) if margin else asset.maintenance_margin_requirement
+        ),
         attributes=tuple(a.strip() for a in text("attributes").split(";") if a.strip()),
         **flags,
     )

@@ -27,10 +27,11 @@ from tradeguard.domain import (
     PositionIntent,
     ReplaceRequest,
     Side,
+    TimeInForce,
     symbol_key,
 )
 from tradeguard.errors import BrokerUnavailable, ConfigError, OrderRejected
-from tradeguard.paper.accept import accept
+from tradeguard.paper.accept import accept, venue_symbol
 from tradeguard.paper.assets import Asset, AssetBook, load_assets, select_assets
 from tradeguard.paper.matching import cancel_group, match, step
 from tradeguard.paper.prices import PriceSource, to_price
@@ -222,7 +223,7 @@ class PaperBroker:
         """
         if status not in {"open", "closed", "all"}:
             raise unprocessable(f"invalid status {status}")
-        wanted = {s.upper() for s in symbols} if symbols else None
+        wanted = {venue_symbol(s) for s in symbols} if symbols else None
         with self._lock:
             state = self._venue.state
             found = [
@@ -322,7 +323,10 @@ class PaperBroker:
                 amount = (abs(held) * percentage / 100).quantize(QTY_STEP, ROUND_DOWN)
             closing = PositionIntent.SELL_TO_CLOSE if held > 0 else PositionIntent.BUY_TO_CLOSE
             side = Side.SELL if held > 0 else Side.BUY
-            request = OrderRequest(symbol, side, "", qty=amount, position_intent=closing)
+            asset = self._venue.asset(symbol)
+            # A crypto order is gtc or ioc (a day order is refused): close a pair good till canceled.
+            tif = TimeInForce.GTC if asset is not None and asset.is_crypto else TimeInForce.DAY
+            request = OrderRequest(symbol, side, "", qty=amount, time_in_force=tif, position_intent=closing)
             return self.submit_order(request)
 
     def close_all_positions(self, *, cancel_orders: bool = False) -> dict[str, BrokerOrder | OrderRejected]:
@@ -417,7 +421,7 @@ class PaperBroker:
     def price(self, symbol: str) -> Decimal | None:
         """Return the price `symbol` would fill at now, or None if there is none."""
         with self._lock:
-            return self._venue.price(symbol.upper())
+            return self._venue.price(venue_symbol(symbol))
 
     def set_price(self, symbol: str, price: Decimal | int | str | None) -> list[BrokerOrder]:
         """Pin the price of `symbol` (None unpins it), then trade the open orders that cross.
@@ -427,7 +431,7 @@ class PaperBroker:
         Returns:
             The orders that changed in this pass (filled, triggered, or trailing stops moved).
         """
-        symbol = symbol.upper()
+        symbol = venue_symbol(symbol)  # "BTCUSD" pins the account's "BTC/USD"
         if type(price) is Decimal and price.is_finite() and price > 0:
             # What `to_price` returns for it: Decimal(str(d)) is d again, digit for digit.
             pinned: Decimal | None = price

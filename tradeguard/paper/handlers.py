@@ -128,7 +128,16 @@ def _replace(broker: PaperBroker, p: Mapping[str, str], _: Query, body: bytes) -
 
 def _position_json(broker: PaperBroker, position: BrokerPosition) -> dict[str, Any]:
     asset = broker.get_asset(position.symbol)
-    return position_json(position, asset.exchange if asset is not None else "NASDAQ")
+    if asset is None:
+        return position_json(position)
+    # A crypto position is listed "BTCUSD" but is the asset "BTC/USD": its id, class and flags.
+    return position_json(
+        position,
+        asset.exchange,
+        asset_id=asset.id,
+        asset_class=asset.asset_class,
+        marginable=asset.marginable,
+    )
 
 
 def _position_symbol(broker: PaperBroker, symbol_or_asset_id: str) -> str:

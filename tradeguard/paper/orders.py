@@ -27,7 +27,7 @@ from tradeguard.domain import (
     Side,
     TimeInForce,
 )
-from tradeguard.domain.orders import DeferredRaw
+from tradeguard.domain.orders import DeferredRaw, crypto_pair
 
 __all__ = ["PaperOrder", "alpaca_json", "asset_id", "fmt", "iso"]
 
@@ -295,7 +295,8 @@ def alpaca_json(o: _Shown, extra: Extra, legs: list[dict[str, Any]] | None) -> d
         "replaces": o.replaces,
         "asset_id": asset_id(o.symbol),
         "symbol": o.symbol,
-        "asset_class": "us_equity",
+        # Orders name a pair with its slash ("BTC/USD"); no equity symbol has one.
+        "asset_class": "crypto" if "/" in o.symbol and crypto_pair(o.symbol) else "us_equity",
         "notional": None if o.notional is None else fmt(o.notional),
         "qty": None if o.qty is None else fmt(o.qty),
         "filled_qty": fmt(o.filled_qty),

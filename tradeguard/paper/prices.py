@@ -22,6 +22,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Protocol, runtime_checkable
 
+from tradeguard.domain.orders import canonical_symbol
 from tradeguard.errors import ConfigError
 
 __all__ = [
@@ -50,11 +51,14 @@ class PriceSource(Protocol):
 
 
 def named_symbols(source: PriceSource | None) -> frozenset[str]:
-    """Return the symbols `source` gives a price of their own (none for a source that cannot say)."""
+    """Return the symbols `source` gives a price of their own (none for a source that cannot say).
+
+    A crypto pair is named with its slash ("BTCUSD" -> "BTC/USD"), as the account names it.
+    """
     names = getattr(source, "symbols", None)
     if names is None or isinstance(names, str):
         return frozenset()
-    return frozenset(str(name).upper() for name in names)
+    return frozenset(canonical_symbol(str(name)) for name in names)
 
 
 def to_price(value: object, where: str) -> Decimal:

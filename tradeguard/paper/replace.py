@@ -35,6 +35,7 @@ from tradeguard.paper.accept import check_buying_power, check_client_id
 from tradeguard.paper.matching import follow_trail
 from tradeguard.paper.orders import PaperOrder
 from tradeguard.paper.rules import (
+    CRYPTO_TIFS,
     QTY_STEP,
     check_position,
     check_price,
@@ -63,13 +64,23 @@ def replace_order(venue: Venue, old: PaperOrder, request: ReplaceRequest) -> Pap
         OrderRejected: With Alpaca's status, code and body; nothing changed.
     """
     _check_replaceable(old, request)
-    qty = _new_qty(old, request.qty)
+    asset = venue.asset(old.symbol)
+    crypto = asset is not None and asset.is_crypto
+    qty = _new_qty(old, request.qty, crypto=crypto)
     limit = (
-        old.limit_price if request.limit_price is None else check_price(request.limit_price, "limit_price")
+        old.limit_price
+        if request.limit_price is None
+        else check_price(request.limit_price, "limit_price", crypto=crypto)
     )
-    stop = old.stop_price if request.stop_price is None else check_price(request.stop_price, "stop_price")
+    stop = (
+        old.stop_price
+        if request.stop_price is None
+        else check_price(request.stop_price, "stop_price", crypto=crypto)
+    )
     trail = _new_trail(old, request.trail)
     tif = request.time_in_force or old.time_in_force
+    if crypto and tif not in CRYPTO_TIFS:
+        raise unprocessable("invalid crypto time_in_force", 42210000)
     if tif not in _DAY_OR_GTC and (
         old.order_class is not OrderClass.SIMPLE or old.order_type is OrderType.TRAILING_STOP
     ):
@@ -108,7 +119,7 @@ def _check_replaceable(old: PaperOrder, request: ReplaceRequest) -> None:
         )
 
 
-def _new_qty(old: PaperOrder, qty: Decimal | None) -> Decimal | None:
+def _new_qty(old: PaperOrder, qty: Decimal | None, *, crypto: bool) -> Decimal | None:
     if qty is None:
         return old.qty
     if not qty.is_finite() or qty <= 0:
@@ -116,7 +127,9 @@ def _new_qty(old: PaperOrder, qty: Decimal | None) -> Decimal | None:
     if qty != qty.quantize(QTY_STEP):
         raise unprocessable(f"qty must be given in steps of {QTY_STEP:f}")
     whole = qty == qty.to_integral_value() and old.target_qty == old.target_qty.to_integral_value()
-    if qty != old.qty and not whole:  # Alpaca: a fractional qty cannot change; wording assumed
+    # Alpaca: a fractional qty cannot change; wording assumed. An equity rule: every crypto
+    # order is fractional (assumed replaceable like a whole-share one).
+    if qty != old.qty and not whole and not crypto:
         raise unprocessable("the qty of a fractional order cannot be replaced", 42210000)
     if qty <= old.filled_qty:
         raise unprocessable("unable to replace order, qty must be > filled_qty")

@@ -16,9 +16,12 @@ from tradeguard.paper.refusals import rejection, unprocessable
 from tradeguard.paper.state import PaperState
 
 __all__ = [
+    "CRYPTO_TIFS",
+    "CRYPTO_TYPES",
     "MAX_AMOUNT",
     "QTY_STEP",
     "check_asset",
+    "check_crypto_order",
     "check_extended_hours",
     "check_fractional",
     "check_limit_price",
@@ -38,15 +41,27 @@ QTY_STEP = Decimal("0.000000001")  # Alpaca takes up to 9 decimal places of a sh
 MAX_AMOUNT = Decimal(10) ** 12
 _ZERO = Decimal(0)
 _DAY_OR_GTC = frozenset({TimeInForce.DAY, TimeInForce.GTC})
+# Alpaca's crypto orders (its "Crypto Orders" page): these types and times in force only.
+CRYPTO_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT, OrderType.STOP_LIMIT})
+CRYPTO_TIFS = frozenset({TimeInForce.GTC, TimeInForce.IOC})
 
 
-def check_price(value: Decimal | None, name: str) -> Decimal:
-    """Return a valid price for field `name`, or refuse it as Alpaca does (sub-penny included)."""
+def check_price(value: Decimal | None, name: str, *, crypto: bool = False) -> Decimal:
+    """Return a valid price for field `name`, or refuse it as Alpaca does (sub-penny included).
+
+    The sub-penny rule is the equities' (Reg NMS); a crypto pair's price may have up to nine
+    decimals (ETH/BTC trades near 0.05; Alpaca's per-pair `price_increment` is not modelled;
+    the nine-decimal bound and its wording are assumed).
+    """
     if value is None:
         raise unprocessable(f"{name} is required")
     if not value.is_finite() or value <= 0:
         raise unprocessable(f"{name} must be > 0")
     _check_size(value, name)
+    if crypto:
+        if value != value.quantize(QTY_STEP, ROUND_DOWN):
+            raise unprocessable(f"invalid {name} {value}. too many decimal places", 42210000)
+        return value
     # Alpaca: whole cents at $1 and above, 1/100 cent below.
     places = 2 if value >= 1 else 4
     if value != value.quantize(Decimal(1).scaleb(-places), ROUND_DOWN):
@@ -87,7 +102,30 @@ _TAKES = {
 }
 
 
-def check_type_fields(request: OrderRequest) -> None:
+def check_crypto_order(request: OrderRequest) -> None:
+    """Refuse what Alpaca refuses of a crypto order: its type, time in force, class, extended hours.
+
+    Alpaca takes market, limit and stop_limit orders, gtc or ioc, for crypto. Seen: 422
+    42210000 "invalid crypto time_in_force" (alpaca-py PR #681) and "invalid order type for
+    crypto order" (alpaca-py issue #200; its code assumed). Crypto has no order classes and no
+    extended hours (it trades around the clock): those two refusals' wording is assumed.
+    """
+    if request.order_type not in CRYPTO_TYPES:
+        raise unprocessable("invalid order type for crypto order", 42210000)
+    if request.time_in_force not in CRYPTO_TIFS:
+        raise unprocessable("invalid crypto time_in_force", 42210000)
+    if (
+        request.order_class is not OrderClass.SIMPLE
+        or request.take_profit_limit_price is not None
+        or request.stop_loss_stop_price is not None
+        or request.stop_loss_limit_price is not None
+    ):
+        raise unprocessable("invalid order class for crypto order", 42210000)
+    if request.extended_hours:
+        raise unprocessable("extended hours are not supported for crypto orders", 42210000)
+
+
+def check_type_fields(request: OrderRequest, *, crypto: bool = False) -> None:
     """Refuse an order that lacks a price its type needs, or has one or a trail it cannot take.
 
     "limit orders must not have stop_price" is Alpaca's answer to such a replacement (seen);
@@ -106,9 +144,9 @@ def check_type_fields(request: OrderRequest) -> None:
         if value is not None and kind not in _TAKES[field]:
             raise unprocessable(f"{kind.value} orders must not have {field}", 42210000)
     if kind in {OrderType.STOP, OrderType.STOP_LIMIT}:
-        check_price(request.stop_price, "stop_price")
+        check_price(request.stop_price, "stop_price", crypto=crypto)
     if kind in {OrderType.LIMIT, OrderType.STOP_LIMIT} and request.order_class is not OrderClass.OCO:
-        check_price(request.limit_price, "limit_price")
+        check_price(request.limit_price, "limit_price", crypto=crypto)
     trails = [t for t in (request.trail_price, request.trail_percent) if t is not None]
     if kind is not OrderType.TRAILING_STOP:
         if trails:  # wording assumed
@@ -222,6 +260,10 @@ def check_position(
 ) -> bool:
     """Check `position_intent`, the shares available to close and shorting.
 
+    A crypto pair is never shorted: a sell beyond the free balance (all of it when flat) is
+    Alpaca's 403 "insufficient balance for BTC (requested: 1, available: 0.5)" (wording
+    assumed), with the same fields as the equities' "insufficient qty available" body.
+
     Args:
         state: The account.
         request: The order.
@@ -240,15 +282,17 @@ def check_position(
         inferred = closing_intent(request.side, closing)
         if request.position_intent is not inferred:
             raise unprocessable(f"position intent mismatch, inferred: {inferred.value}", 42210000)
-    if closing:
+    if closing or (asset.is_crypto and request.side is Side.SELL):
         # One order never crosses through zero: it may close at most what open orders do not
         # already hold (Alpaca's qty_available).
         in_flight = min(state.held(symbol, request.side, excluding), abs(held))
         available = abs(held) - in_flight
         if qty > available:
-            message = (
-                f"insufficient qty available for order (requested: {fmt(qty)}, available: {fmt(available)})"
-            )
+            amounts = f"(requested: {fmt(qty)}, available: {fmt(available)})"
+            if asset.is_crypto:
+                message = f"insufficient balance for {symbol.partition('/')[0]} {amounts}"
+            else:
+                message = f"insufficient qty available for order {amounts}"
             raise rejection(
                 403,
                 40310000,

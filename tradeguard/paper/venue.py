@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.clock import Clock
-from tradeguard.domain import OrderClass, Side
+from tradeguard.domain import OrderClass, Side, canonical_symbol
 from tradeguard.paper.assets import Asset, AssetBook, priced_asset
 from tradeguard.paper.prices import DEFAULT_PRICE, PriceSource, named_symbols
 from tradeguard.paper.state import PaperState
@@ -50,7 +50,10 @@ class Venue:
             return pinned
         if self.prices is None:
             return DEFAULT_PRICE
-        return self.prices.price(symbol, self.clock.now())
+        found = self.prices.price(symbol, self.clock.now())
+        if found is None and "/" in symbol:  # a source may name a pair without its slash ("BTCUSD")
+            found = self.prices.price(symbol.replace("/", ""), self.clock.now())
+        return found
 
     def mark(self, symbol: str) -> Decimal:
         """Price to value a position at: current, else last traded, else its entry price."""
@@ -83,7 +86,7 @@ class Venue:
 
     def find_asset(self, symbol_or_id: str) -> Asset | None:
         """Return the asset with this symbol or asset id, or None."""
-        found = self.asset(symbol_or_id.strip().upper())
+        found = self.asset(canonical_symbol(symbol_or_id))
         if found is not None:
             return found
         return next((a for a in self.tradable_assets() if a.id == symbol_or_id.strip()), None)

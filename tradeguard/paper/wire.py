@@ -25,7 +25,8 @@ from tradeguard.domain import (
     TimeInForce,
 )
 from tradeguard.errors import BrokerError, OrderRejected
-from tradeguard.paper.orders import asset_id, fmt
+from tradeguard.paper.orders import asset_id as symbol_asset_id
+from tradeguard.paper.orders import fmt
 from tradeguard.paper.refusals import rejection, unprocessable
 
 __all__ = [
@@ -197,8 +198,15 @@ def parse_time(value: str | None, name: str) -> datetime | None:
     return when if when.tzinfo is not None else when.replace(tzinfo=ZoneInfo("UTC"))
 
 
-def position_json(position: BrokerPosition, exchange: str = "NASDAQ") -> dict[str, Any]:
-    """Render a position as Alpaca's `GET /v2/positions` item (`exchange`: its asset's)."""
+def position_json(
+    position: BrokerPosition,
+    exchange: str = "NASDAQ",
+    *,
+    asset_id: str | None = None,
+    asset_class: str = "us_equity",
+    marginable: bool = True,
+) -> dict[str, Any]:
+    """Render a position as Alpaca's `GET /v2/positions` item (`exchange` and the rest: its asset's)."""
     qty = position.qty
     avg = position.avg_entry_price or Decimal(0)
     value = position.market_value if position.market_value is not None else qty * avg
@@ -207,11 +215,11 @@ def position_json(position: BrokerPosition, exchange: str = "NASDAQ") -> dict[st
     price = value / qty if qty else avg
     ratio = (profit / abs(cost)).quantize(Decimal("0.0001")) if cost else Decimal(0)
     return {
-        "asset_id": asset_id(position.symbol),
+        "asset_id": asset_id or symbol_asset_id(position.symbol),
         "symbol": position.symbol,
         "exchange": exchange,
-        "asset_class": "us_equity",
-        "asset_marginable": True,
+        "asset_class": asset_class,
+        "asset_marginable": marginable,
         "qty": fmt(qty),
         "qty_available": fmt(position.qty_available),
         "avg_entry_price": fmt(avg),

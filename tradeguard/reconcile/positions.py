@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tradeguard.config import Settings
-from tradeguard.domain import LedgerPosition, same_symbol
+from tradeguard.domain import LedgerPosition, ledger_symbol, same_symbol
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 
 __all__ = ["CLEARED_AT", "CLEARED_TURN", "gap", "position_actions", "put_off", "steady_twice"]
@@ -227,6 +227,7 @@ def _orphan(
         return [Action(ActionKind.ADOPT_ORPHAN, turn.symbol, reason, agent, qty=broker_qty, evidence=found,
                        position=flat)], False  # fmt: skip
     if adopt_orphans_to is not None:
+        symbol = ledger_symbol(symbol)  # booked as the ledger spells it: the broker's "BTCUSD" is "BTC/USD"
         reason = f"reconcile: adopted orphan {broker_qty} {symbol} into {adopt_orphans_to}'s ledger"
         flat = LedgerPosition(adopt_orphans_to, symbol, Decimal(0), None, None)
         return [Action(ActionKind.ADOPT_ORPHAN, symbol, reason, adopt_orphans_to, qty=broker_qty,

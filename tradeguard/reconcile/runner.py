@@ -18,7 +18,7 @@ from decimal import Decimal
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side, symbol_key
+from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side, ledger_symbol, symbol_key
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
@@ -333,9 +333,10 @@ class Reconciler:
         evidence = {k: v for k, v in action.evidence.items() if k not in (CLEARED_AT, CLEARED_TURN)}
         if adopt_orphans_to is not None:
             into = f"{adopt_orphans_to}'s ledger"
-            reason = f"reconcile: adopted orphan {action.qty} {action.symbol} into {into}; {why}"
-            flat = LedgerPosition(adopt_orphans_to, action.symbol, Decimal(0), None, None)
-            return Action(ActionKind.ADOPT_ORPHAN, action.symbol, reason, adopt_orphans_to, qty=action.qty,
+            symbol = ledger_symbol(action.symbol)  # as the ledger spells it ("BTCUSD" is "BTC/USD")
+            reason = f"reconcile: adopted orphan {action.qty} {symbol} into {into}; {why}"
+            flat = LedgerPosition(adopt_orphans_to, symbol, Decimal(0), None, None)
+            return Action(ActionKind.ADOPT_ORPHAN, symbol, reason, adopt_orphans_to, qty=action.qty,
                           evidence=evidence, position=flat)  # fmt: skip
         reason = f"orphan: broker holds {action.qty} {action.symbol}, no ledger does; {why}"
         return Action(ActionKind.REPORT_ORPHAN, action.symbol, reason, qty=action.qty, evidence=evidence)

@@ -138,8 +138,21 @@ def _names_an_asset_problem(text: str) -> bool:
     return named or "asset not found" in text or "not fractionable" in text
 
 
+# A crypto account holds coins, not shares: a sell of more than it holds is 403 "insufficient
+# balance for BTC (requested: 1, available: 0.5)", a buy beyond its dollars names the quote
+# currency ("... for USD ..."; both wordings assumed). The first is the equities' "insufficient
+# qty" (the broker holds less than the order closes), the second their "insufficient buying power".
+_BALANCE = "insufficient balance for "
+_CASH_CURRENCIES = frozenset({"usd", "usdt", "usdc"})
+
+
 def _kind_of(status: int | None, message: str) -> AlpacaErrorKind | None:
     text = message.lower()
+    if status == 403 and _BALANCE in text:
+        currency = text.partition(_BALANCE)[2].split(" ", 1)[0]
+        if currency in _CASH_CURRENCIES:
+            return AlpacaErrorKind.INSUFFICIENT_BUYING_POWER
+        return AlpacaErrorKind.INSUFFICIENT_QTY
     for rule in _RULES:
         if status in rule.statuses and rule.message in text:
             return rule.kind
