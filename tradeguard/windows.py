@@ -148,11 +148,12 @@ class ContentWindows:
                 f"an identical {symbol} order is being claimed by another worker right now; "
                 "it will be returned on the next call"
             )
-        existing, successor = self._after_bot_cancel(existing, content_key, kind, symbol, side)
+        existing, successor = self._after_ended(existing, content_key, kind, symbol, side)
         if successor is not None:
-            # The bot canceled the order that holds the window and sends the same order again:
-            # a new decision, named after the canceled claim so that its own retries meet it.
-            if kind is Kind.EXIT:
+            # The order that holds the window ended its decision (the bot canceled it, or it was
+            # the exit of a position since replaced by a new one) and the same order comes
+            # again: a new decision, named after the ended claim so that its own retries meet it.
+            if successor.kind is Kind.EXIT:
                 return self.exit_order(symbol, spec, intent=successor.name)
             return self.submit(successor, spec)
         self.recorder.attempt(replace(intent, name=existing.intent), spec)
@@ -202,29 +203,57 @@ class ContentWindows:
             return unsent
         return OrderResult(Outcome.NOT_SENT, unsent, None, reason)
 
-    def _after_bot_cancel(
+    def _after_ended(
         self, existing: Claim, content_key: str, kind: Kind, symbol: str, side: Side
     ) -> tuple[Claim, Intent | None]:
-        """Follow a window's claim past the orders the bot canceled unfilled.
+        """Follow a window's claim past the orders whose decision has ended.
 
-        Returns the last claim of the chain and, when that one was canceled by the bot too, the
-        decision that follows it (not claimed yet); else None, and the claim answers the call.
+        Returns the last claim of the chain and, when that one ended too, the decision that
+        follows it (not claimed yet); else None, and the claim answers the call.
 
-        An order the bot itself canceled through the guard, with nothing filled, ended that
-        decision: the same order sent again is the next one. Its name derives from the canceled
-        claim (so every retry of it, from any process, finds the same claim); a chain of cancels
-        and re-sends is followed to its live end. An order the broker canceled on its own (an
-        IOC, an expiry) keeps answering as before: the bot may not know it is gone.
+        A decision has ended when the bot itself canceled its order through the guard with
+        nothing filled, or when it was an exit whose position is gone and a new one is open
+        (`_exit_superseded`): the same order sent again is the next decision. Its name derives
+        from the ended claim (so every retry of it, from any process, finds the same claim); a
+        chain is followed to its live end. An order the broker canceled on its own (an IOC, an
+        expiry) keeps answering as before: the bot may not know it is gone.
         """
         claim = existing
-        while _canceled_by_the_bot(claim):
+        while True:
+            canceled = _canceled_by_the_bot(claim)
+            if not canceled and not self._exit_superseded(claim):
+                return claim, None
             name = f"content:{content_key[:16]}/after:{claim.key[:16]}"
-            successor = Intent(self.agent_id, kind, symbol, side, name)
+            # A superseded exit's successor is always the exit of the newer position, whatever
+            # the caller classifies a retry of it as once that position is closed too.
+            successor = Intent(self.agent_id, kind if canceled else Kind.EXIT, symbol, side, name)
             following = self.store.get(successor.key)
             if following is None:
-                return claim, successor
+                # A superseded exit begins a new decision only while there is a new position
+                # for it to close; flat again, the same sell stays a retry (never a short sale).
+                return claim, successor if canceled or self._holds_a_newer_turn(claim) else None
             claim = following
-        return claim, None
+
+    def _exit_superseded(self, claim: Claim) -> bool:
+        """Whether `claim` is a finished exit of a position the agent has opened a new one since.
+
+        A retry of a closing sell that filled meets the same turn as its latest (closed, or
+        still open after a partial exit) and is answered from the first sell, never sent as an
+        opening short; but once the agent has opened a new position in the symbol, the same
+        sell is that position's exit, as a close of a position opened since is (G4: the bot
+        must not believe it is flat while the new shares are held).
+        """
+        if claim.kind is not Kind.EXIT or claim.turn_id is None or not claim.state.is_terminal:
+            return False
+        latest = self.store.latest_turn_id(self.agent_id, claim.symbol)
+        return latest is not None and latest > claim.turn_id
+
+    def _holds_a_newer_turn(self, claim: Claim) -> bool:
+        """Whether the agent holds a position that the claim's exit order would close, opened since."""
+        held = self.store.position(self.agent_id, claim.symbol)
+        closes = held.qty > 0 if claim.side is Side.SELL else held.qty < 0
+        newer = held.turn_id is not None and claim.turn_id is not None and held.turn_id > claim.turn_id
+        return closes and newer
 
     def _exit_in_window(
         self,

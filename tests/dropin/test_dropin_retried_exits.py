@@ -124,6 +124,29 @@ def test_a_close_of_a_position_opened_since_the_last_close_is_a_new_decision(
     assert held(server, "SPY") == 0 and ledger_qty(client, "SPY") == 0
 
 
+def test_the_same_sell_without_an_id_exits_a_position_opened_since_inside_the_window(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock
+) -> None:
+    """Audit 7a D6: two round trips inside one dedup window, no client_order_ids, the second
+    entry a different order. The second sell is the new position's exit, not a retry of the
+    first: it is sent, the account ends flat, and its own retry sends nothing more."""
+    client.submit_order(market("SPY", 10, BUY))
+    clock.advance(15)
+    first = as_order(client.submit_order(market("SPY", 10, SELL)))
+    clock.advance(15)
+    client.submit_order(limit("SPY", 10, BUY, 600))  # marketable: a new position of 10
+    clock.advance(15)
+    assert held(server, "SPY") == 10 == ledger_qty(client, "SPY")
+
+    second = as_order(client.submit_order(market("SPY", 10, SELL)))
+    clock.advance(2)
+    retry = as_order(client.submit_order(market("SPY", 10, SELL)))
+
+    assert second.id != first.id and retry.id == second.id
+    assert _orders(server, SELL) == 2
+    assert held(server, "SPY") == 0 == ledger_qty(client, "SPY")
+
+
 def test_the_same_calls_on_plain_alpaca_py_end_where_the_guard_ends(server: PaperServer) -> None:
     """The baseline of the tests above: plain alpaca-py's client, no retries (so no duplicates)."""
     with plain_client(server) as plain:
