@@ -13,9 +13,12 @@ from typing import Any
 
 from tradeguard.errors import ConfigError
 
-__all__ = ["DEFAULT_STORE_URL", "Settings"]
+__all__ = ["DEFAULT_STORE_URL", "MIN_DEDUP_WINDOW_SECS", "Settings"]
 
 DEFAULT_STORE_URL = "sqlite:///tradeguard.db"
+
+MIN_DEDUP_WINDOW_SECS = 1.0
+"""The shortest dedup window: a sender held up past half of it sends nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,7 @@ class Settings:
             be believed (a POST still in flight can land after a 404). Request timeout + margin.
         unknown_probe_gap_secs: Gap between the two lookups that must both miss.
         dedup_window_secs: Drop-in mode without a client_order_id: identical orders within this
-            window are one decision.
+            window are one decision (at least `MIN_DEDUP_WINDOW_SECS`).
         reconcile_interval_secs: The longest the guard's view may differ from the broker's (G4):
             passes start every `reconcile_every_secs`, so that a pass confirming a phantom
             with its second read still decides within this interval.
@@ -69,6 +72,16 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
                 raise ConfigError(f"setting {f.name} must not be negative, got {value!r}")
+        if self.dedup_window_secs < MIN_DEDUP_WINDOW_SECS:
+            # A sender held up past half the window sends nothing (G1: the window may have
+            # passed to another identical order), so a window near zero would refuse every
+            # order without a client_order_id, exits included.
+            raise ConfigError(
+                f"dedup_window_secs must be at least {MIN_DEDUP_WINDOW_SECS:g} s, got "
+                f"{self.dedup_window_secs!r}; to make each order its own decision give it a "
+                "client_order_id, or pass "
+                "new_decision=True to the drop-in client's submit_order"
+            )
         prefix = self.client_order_id_prefix
         if not (1 <= len(prefix) <= 8 and prefix.isascii() and prefix.replace("-", "").isalnum()):
             raise ConfigError(f"client_order_id_prefix must be 1-8 ASCII letters/digits, got {prefix!r}")

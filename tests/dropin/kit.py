@@ -164,10 +164,9 @@ def guarded_client(
         raw_data=raw_data,
         url_override=server.url,
         store=store,
-        agent_id=AGENT,
         settings=settings,
         clock=clock,
-        **options,
+        **({"agent_id": AGENT} | options),
     )
     try:
         yield client

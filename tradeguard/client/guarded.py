@@ -143,6 +143,10 @@ class GuardedTradingClient(TradingClient):
         super().__init__(api_key, secret_key, oauth_token, paper, raw_data, url_override)
         if in_process:
             mount(self._session, gateway.broker if gateway is not None else broker)
+        # What this client opened it closes; a gateway or store handed in is the caller's, and
+        # may serve other agents of the bot after this client is closed.
+        self._owns_gateway = gateway is None
+        self._owns_store = gateway is None and isinstance(store, str)
         if gateway is not None:
             self.settings = gateway.settings
             self.gateway = gateway
@@ -167,15 +171,21 @@ class GuardedTradingClient(TradingClient):
         )
 
     def close(self) -> None:
-        """Close the HTTP sessions, the session recording and the claim store's connections."""
-        self.gateway.close()
-        broker = self.gateway.broker
-        while isinstance(broker, ForwardingBroker):  # a recording wraps the Alpaca adapter
-            broker = broker.inner
-        if isinstance(broker, AlpacaBroker):
-            broker.client._session.close()
+        """Close this client's HTTP sessions, and the gateway and claim store it opened itself.
+
+        A `gateway=` or a store object given to the constructor is the caller's (shared with
+        other agents of the bot, say) and is left open; a store opened from a URL is closed.
+        """
+        if self._owns_gateway:
+            self.gateway.close()
+            broker = self.gateway.broker
+            while isinstance(broker, ForwardingBroker):  # a recording wraps the Alpaca adapter
+                broker = broker.inner
+            if isinstance(broker, AlpacaBroker):
+                broker.client._session.close()
         self._session.close()
-        self.gateway.store.close()
+        if self._owns_store:
+            self.gateway.store.close()
 
     def __enter__(self) -> GuardedTradingClient:
         return self
