@@ -366,3 +366,97 @@ def test_the_demos_audit_export_imports_and_replays_truthfully(
     )
     flip_entry = [e for e in full["events"] if e["text"] == "09:49 flip (entry SQQQ)"]
     assert [(e["result"], e["duplicate"]) for e in flip_entry] == [("placed", False)]
+
+
+# The real bot's exit line (its exit-guard patch) carries no bar=: `EXIT {reason} symbol=S qty=N
+# price=P held_min=… pnl_pct=…`. The May 21 pair: the same exit written twice, 2 s apart.
+ENTER_1120 = (
+    "[2026-05-21 11:20:02-040:00 ENTER BULL stage=base symbol=TQQQ qty=12 est_price=75.90 stop=74.00 "
+    "target=78.00 score=5 bar=2026-05-21T11:20:00-04:00\n"
+)
+EXIT_1126 = "EXIT TRAIL_EXIT symbol=TQQQ qty=12 price=75.60 held_min=6.4 pnl_pct=-0.0040"
+EXIT_DECISION = "sell TQQQ qty=12 exit TRAIL_EXIT entry=2026-05-21T11:20:02-04:00"
+
+
+def import_cli(tmp_path: Path, kind: str, name: str, text: str) -> list[object]:
+    """Write `text` to `name`, import it through the command line (exit 0), return its events."""
+    source = tmp_path / name
+    source.write_text(text)
+    assert main(["import", kind, str(source), "-o", str(tmp_path / "s.jsonl"), "--force"]) == 0
+    return events_of(tmp_path / "s.jsonl")
+
+
+def test_bot_log_exits_without_a_bar_are_attempts_of_the_exit_of_the_entry_they_close(
+    tmp_path: Path,
+) -> None:
+    text = (
+        ENTER_1120
+        + f"[2026-05-21 11:26:26-040:00 {EXIT_1126}\n"
+        + f"[2026-05-21 11:26:28-040:00 {EXIT_1126}\n"
+    )
+    events = import_cli(tmp_path, "bot-log", "bot.log", text)
+    attempts = [(e.decision, e.attempt, e.kind, e.side, e.qty) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts == [
+        ("buy TQQQ qty=12 bar=2026-05-21T11:20:00-04:00", 1, "entry", "buy", 12),
+        (EXIT_DECISION, 1, "exit", "sell", 12),
+        (EXIT_DECISION, 2, "exit", "sell", 12),  # the 11:26:28 line: a retry of the same exit
+    ]
+    beliefs = [e.qty for e in events if isinstance(e, PositionEvent)]
+    assert beliefs == [12, 0]  # one exit, believed once
+    result = replay_session(tmp_path / "s.jsonl", list(Mode))
+    # The published May 21 exit figures: both sells filled unguarded, a 12-share short.
+    for mode in (Mode.NONE, Mode.ENTRY_ONLY):
+        assert result.totals[mode].duplicate_orders_executed == 1
+        assert result.totals[mode].unintended_short_shares == -12
+    full = result.totals[Mode.FULL]
+    assert (full.duplicate_attempts_blocked, full.unintended_short_shares) == (1, 0)
+
+
+def test_bot_log_exit_without_a_bar_or_a_known_entry_is_named_by_its_minute(tmp_path: Path) -> None:
+    # A log that starts with the position already held: no ENTER to name the exit by.
+    text = (
+        f"[2026-05-21 11:26:26-040:00 {EXIT_1126}\n"
+        f"[2026-05-21 11:26:28-040:00 {EXIT_1126}\n"
+        f"[2026-05-21 11:31:00-040:00 {EXIT_1126.replace('TRAIL_EXIT', 'STOP_EXIT')}\n"
+    )
+    events = import_cli(tmp_path, "bot-log", "bot.log", text)
+    attempts = [(e.decision, e.attempt) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts == [
+        ("sell TQQQ qty=12 exit TRAIL_EXIT minute=2026-05-21T11:26-04:00", 1),
+        ("sell TQQQ qty=12 exit TRAIL_EXIT minute=2026-05-21T11:26-04:00", 2),
+        ("sell TQQQ qty=12 exit STOP_EXIT minute=2026-05-21T11:31-04:00", 1),
+    ]
+
+
+def test_bot_log_exit_lines_that_cannot_be_read_are_kept_as_notes(tmp_path: Path) -> None:
+    unreadable = [
+        "EXIT BLOCKED: invalid price symbol=DDM qty=6 price=0.0 bar=2026-05-21T11:20:00-04:00",
+        "EXIT TRAIL_EXIT symbol=TQQQ qty=twelve price=75.60",
+        "EXIT TRAIL_EXIT symbol=TQQQ qty=12 price=0.0",
+        "EXIT TRAIL_EXIT symbol=TQQQ qty=12 price=75.60 bar=soon",
+        "EXIT TRAIL_EXIT qty=12 price=75.60",
+    ]
+    text = ENTER_1120 + "".join(f"[2026-05-21 11:2{i}:00-040:00 {m}\n" for i, m in enumerate(unreadable, 1))
+    events = import_cli(tmp_path, "bot-log", "bot.log", text)
+    assert [e.text for e in events if isinstance(e, NoteEvent)] == unreadable
+    assert [e.tag for e in events if isinstance(e, NoteEvent)] == ["exit_blocked"] + ["unreadable"] * 4
+    assert [e.kind for e in events if isinstance(e, AttemptEvent)] == ["entry"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        ENTER_1120.replace(" bar=2026-05-21T11:20:00-04:00", ""),
+        "[2026-05-21 11:20:04-040:00 SAFEAGENT SKIP: duplicate order blocked buy TQQQ qty=12 "
+        "— returning cached result\n",
+        ENTER_1120.replace("qty=12", "qty=twelve"),
+    ],
+)
+def test_bot_log_entry_and_skip_lines_against_the_grammar_are_still_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(ENTER_1120 + line)
+    assert main(["import", "bot-log", str(log), "-o", str(tmp_path / "s.jsonl")]) == 2
+    assert f"{log}:2: " in capsys.readouterr().err
+    assert not (tmp_path / "s.jsonl").exists()

@@ -12,8 +12,18 @@ are attempts of one decision.
   just before it, marked as inferred).
 - `SAFEAGENT EXIT SKIP: duplicate exit blocked ...`: the same on the exit side.
 - `EXIT ... symbol=S qty=N ... bar=B`: an exit attempt (a sell), the belief falling by N.
+- `EXIT <reason> symbol=S qty=N price=P held_min=... pnl_pct=...` (the bot's exit-guard patch:
+  no `bar=`): an exit attempt too. With no bar to name it, the exit is named by what the line
+  has: side, symbol, quantity, reason (`reason=`, or the words after `EXIT` less BULL/BEAR), and
+  the entry it closes (the time of the `ENTER` line that opened the position, as the exit guard
+  keys `exit:S:N:<entry>`); a log that holds no such entry names it by the line's minute. So the
+  same exit written twice seconds apart (11:26:26 and 11:26:28 on May 21) is two attempts of one
+  decision, and so is the same exit written at two minutes of one position.
 - Everything else (`ENTRY BLOCKED`, `EXIT BLOCKED: invalid price`, `STAY`, `NO ENTRY`, account
-  warnings, lines without a time) is kept as a note, never dropped.
+  warnings, lines without a time) is kept as a note, never dropped; so is an `EXIT` line that
+  cannot be read (no symbol or qty, a figure that is not a positive number, a bar that is not a
+  time): tagged `unreadable`, never guessed at. `ENTER` and `SAFEAGENT SKIP` lines follow
+  LOGS.md's grammar (a bar, numbers): one that breaks it is refused, naming its line.
 
 A bot writes its log in time order: a line timed before an earlier line (a log merged or
 reversed by hand) is refused naming it, as a session file refuses an event that goes back in
@@ -29,7 +39,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-from replay.importers.common import ImportReport, Proto, number, parse_time, read_text, write_session
+from replay.importers.common import (
+    MAX_FIGURE,
+    ImportReport,
+    Proto,
+    number,
+    parse_time,
+    read_text,
+    write_session,
+)
 from tradeguard import SessionFormatError
 
 __all__ = ["import_bot_log"]
@@ -40,6 +58,8 @@ _SKIP = re.compile(
     r"^SAFEAGENT (?P<exit>EXIT )?SKIP: duplicate (?:order|exit) blocked "
     r"(?P<side>buy|sell) (?P<symbol>[A-Z0-9.]+)\b"
 )
+# Words after `EXIT` that name the bot's regime, not the exit's reason.
+_REGIMES = {"BULL", "BEAR"}
 _TAGS = (
     ("ENTRY BLOCKED", "entry_blocked"),
     ("EXIT BLOCKED", "exit_blocked"),
@@ -57,6 +77,8 @@ class _Log:
         self.protos: list[Proto] = []
         self.belief: dict[str, Decimal] = {}
         self.seen: set[str] = set()
+        # symbol -> the time of the ENTER line that opened the position held (from flat).
+        self.opened: dict[str, datetime] = {}
 
     def add(self, line: int, t: datetime, **fields: Any) -> None:
         self.protos.append(Proto(line, t, fields))
@@ -79,10 +101,23 @@ class _Log:
         return f"{side} {symbol} qty={qty} bar={bar}", qty
 
     def attempt(
-        self, line: int, t: datetime, pairs: dict[str, str], *, side: str, symbol: str, kind: str, reason: str
+        self,
+        line: int,
+        t: datetime,
+        pairs: dict[str, str],
+        *,
+        side: str,
+        symbol: str,
+        kind: str,
+        reason: str,
+        named: tuple[str, Decimal] | None = None,
     ) -> str:
-        name, qty = self.decision(line, t, pairs, side, symbol)
-        bar = parse_time(pairs["bar"])
+        """Add one attempt (and, for a decision not seen before, the belief it moves).
+
+        `named` is the decision's name and quantity when the line has no bar to name it by.
+        """
+        name, qty = named or self.decision(line, t, pairs, side, symbol)
+        bar = parse_time(pairs["bar"]) if "bar" in pairs else None
         self.add(
             line, t, type="attempt", decision=name, kind=kind, symbol=symbol, side=side, qty=qty,
             bar=bar, reason=reason, path="order" if kind == "entry" else "exit",
@@ -90,7 +125,10 @@ class _Log:
         if name not in self.seen:
             self.seen.add(name)
             step = qty if kind == "entry" else -qty
-            self.belief[symbol] = max(self.belief.get(symbol, Decimal(0)) + step, Decimal(0))
+            held = self.belief.get(symbol, Decimal(0))
+            if kind == "entry" and held == 0:
+                self.opened[symbol] = t
+            self.belief[symbol] = max(held + step, Decimal(0))
             self.add(line, t, type="position", symbol=symbol, qty=self.belief[symbol], view="bot")
         return name
 
@@ -119,25 +157,73 @@ class _Log:
                 self.add(line, t, type="price", symbol=symbol, price=price)
             self.attempt(line, t, pairs, side="buy", symbol=symbol, kind="entry", reason=message)
             return
-        if words[0] == "EXIT" and symbol and "qty" in pairs:
-            if "price" in pairs:
-                self.add(
-                    line,
-                    t,
-                    type="price",
-                    symbol=symbol,
-                    price=number(pairs["price"], "price", self.name, line),
-                )
-            self.attempt(line, t, pairs, side="sell", symbol=symbol, kind="exit", reason=message)
+        if words[0] == "EXIT" and not message.startswith("EXIT BLOCKED"):
+            self.exit(line, t, message, pairs)
             return
         self.note(line, t, message, symbol)
+
+    def exit(self, line: int, t: datetime, message: str, pairs: dict[str, str]) -> None:
+        """Read an `EXIT` line: an exit attempt (a sell), or a note when it cannot be read."""
+        symbol = pairs.get("symbol")
+        qty = _positive(pairs.get("qty"))
+        price = _positive(pairs["price"]) if "price" in pairs else None
+        if (
+            not symbol
+            or qty is None
+            or ("price" in pairs and price is None)
+            or ("bar" in pairs and _time_or_none(pairs["bar"]) is None)
+        ):
+            self.add(line, t, type="note", text=message, symbol=symbol, tag="unreadable")
+            return
+        if price is not None:
+            self.add(line, t, type="price", symbol=symbol, price=price)
+        named = (
+            None if "bar" in pairs else (self.exit_name(t, symbol, qty, _exit_reason(message, pairs)), qty)
+        )
+        self.attempt(line, t, pairs, side="sell", symbol=symbol, kind="exit", reason=message, named=named)
+
+    def exit_name(self, t: datetime, symbol: str, qty: Decimal, reason: str | None) -> str:
+        """Name an exit without a bar: by the entry it closes, or the line's minute."""
+        opened = self.opened.get(symbol)
+        when = f"entry={opened.isoformat()}" if opened else f"minute={t.isoformat(timespec='minutes')}"
+        return f"sell {symbol} qty={qty} exit {(reason or '?')[:80]} {when}"
+
+
+def _positive(value: str | None) -> Decimal | None:
+    """Return a figure of an `EXIT` line, or None when it is no positive number a session takes."""
+    try:
+        figure = Decimal(value or "")
+    except ArithmeticError:
+        return None
+    return figure if figure.is_finite() and 0 < figure < MAX_FIGURE else None
+
+
+def _time_or_none(value: str) -> datetime | None:
+    try:
+        return parse_time(value)
+    except ValueError:
+        return None
+
+
+def _exit_reason(message: str, pairs: dict[str, str]) -> str | None:
+    """Return an exit line's reason: `reason=`, else the bare words after `EXIT` (less BULL/BEAR)."""
+    if pairs.get("reason"):
+        return pairs["reason"]
+    words = []
+    for word in message.split()[1:]:
+        if "=" in word:
+            break
+        if word not in _REGIMES:
+            words.append(word)
+    return " ".join(words) or None
 
 
 def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportReport:
     """Write the session of a bot log (LOGS.md §1).
 
     Raises:
-        SessionFormatError: An order line that cannot be read (no bar, a bad number), a log
+        SessionFormatError: An `ENTER` or `SAFEAGENT SKIP` line that cannot be read (no bar, a
+            bad number; an `EXIT` line that cannot be read is kept as a note instead), a log
             whose first line has no time, a line timed before an earlier one, or an empty file;
             named by its line.
     """
