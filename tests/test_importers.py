@@ -460,3 +460,44 @@ def test_bot_log_entry_and_skip_lines_against_the_grammar_are_still_refused(
     assert main(["import", "bot-log", str(log), "-o", str(tmp_path / "s.jsonl")]) == 2
     assert f"{log}:2: " in capsys.readouterr().err
     assert not (tmp_path / "s.jsonl").exists()
+
+
+# The exit guard's own line (later versions): no side, no bar=; the entry it keys and the reason.
+EXIT_SKIP = (
+    "SAFEAGENT EXIT SKIP: duplicate exit blocked TQQQ qty=12 entry=2026-05-21T11:20:02.028098-04:00 "
+    "reason=TRAIL_EXIT — returning cached result"
+)
+
+
+def test_bot_log_blocked_duplicate_exit_without_a_side_is_a_retry_of_that_exit(tmp_path: Path) -> None:
+    text = ENTER_1120 + f"[2026-05-21 11:26:28-040:00 {EXIT_SKIP}\n"
+    events = import_cli(tmp_path, "bot-log", "bot.log", text)
+    attempts = [
+        (e.decision, e.attempt, e.kind, e.side, e.path) for e in events if isinstance(e, AttemptEvent)
+    ]
+    assert attempts == [
+        ("buy TQQQ qty=12 bar=2026-05-21T11:20:00-04:00", 1, "entry", "buy", "order"),
+        (EXIT_DECISION, 1, "exit", "sell", "exit"),  # inferred: the first exit is not in the log
+        (EXIT_DECISION, 2, "exit", "sell", "exit"),
+    ]
+    answers = [(e.decision, e.attempt, e.result, e.by) for e in events if isinstance(e, AnswerEvent)]
+    assert answers == [(EXIT_DECISION, 2, "blocked", "safeagent")]
+    assert not [e for e in events if isinstance(e, NoteEvent)]
+    result = replay_session(tmp_path / "s.jsonl", list(Mode))
+    assert result.totals[Mode.FULL].duplicate_attempts_blocked == 1
+    assert result.totals[Mode.FULL].unintended_short_shares == 0
+    # The published entry guard did not key exits: unguarded, the retry sells again.
+    assert result.totals[Mode.NONE].duplicate_orders_executed == 1
+    assert result.totals[Mode.ENTRY_ONLY].unintended_short_shares == -12
+
+
+def test_bot_log_exit_skip_repeats_the_exit_line_it_blocked(tmp_path: Path) -> None:
+    # The SKIP's entry= is the guard's clock, not the log line's: it need not match to the second.
+    skip = EXIT_SKIP.replace("11:20:02.028098", "11:20:01.998")
+    text = ENTER_1120 + f"[2026-05-21 11:26:26-040:00 {EXIT_1126}\n[2026-05-21 11:26:28-040:00 {skip}\n"
+    events = import_cli(tmp_path, "bot-log", "bot.log", text)
+    attempts = [(e.decision, e.attempt, e.reason) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts[1:] == [(EXIT_DECISION, 1, EXIT_1126), (EXIT_DECISION, 2, skip)]
+    result = replay_session(tmp_path / "s.jsonl", list(Mode))
+    assert [result.totals[m].duplicate_attempts_blocked for m in Mode] == [0, 0, 1]
+    assert result.totals[Mode.FULL].duplicate_orders_sent == 0

@@ -10,7 +10,12 @@ are attempts of one decision.
 - `SAFEAGENT SKIP: duplicate order blocked <side> S qty=N [stage=...] bar=B`: a retry of that
   decision, blocked by the entry guard (when the first attempt is not in the log, one is added
   just before it, marked as inferred).
-- `SAFEAGENT EXIT SKIP: duplicate exit blocked ...`: the same on the exit side.
+- `SAFEAGENT EXIT SKIP: duplicate exit blocked [<side>] S qty=N [bar=B | entry=E reason=R] ...`:
+  the same on the exit side (a sell when the side is left out: the exit of a long). With a bar,
+  it is named as an entry's SKIP is. Without one, it repeats the latest exit of S with quantity
+  N (and reason R, when both give one) of the position held (or of the log, before any entry):
+  it becomes that exit's next attempt. With no such exit in the log, it is named as an `EXIT`
+  line closing the entry E (to the second) would be, and its first attempt is inferred.
 - `EXIT ... symbol=S qty=N ... bar=B`: an exit attempt (a sell), the belief falling by N.
 - `EXIT <reason> symbol=S qty=N price=P held_min=... pnl_pct=...` (the bot's exit-guard patch:
   no `bar=`): an exit attempt too. With no bar to name it, the exit is named by what the line
@@ -56,7 +61,7 @@ _LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d{
 _PAIRS = re.compile(r"(\w+)=(\S+)")
 _SKIP = re.compile(
     r"^SAFEAGENT (?P<exit>EXIT )?SKIP: duplicate (?:order|exit) blocked "
-    r"(?P<side>buy|sell) (?P<symbol>[A-Z0-9.]+)\b"
+    r"(?:(?P<side>buy|sell) )?(?P<symbol>[A-Z0-9.]+)\b"
 )
 # Words after `EXIT` that name the bot's regime, not the exit's reason.
 _REGIMES = {"BULL", "BEAR"}
@@ -79,6 +84,8 @@ class _Log:
         self.seen: set[str] = set()
         # symbol -> the time of the ENTER line that opened the position held (from flat).
         self.opened: dict[str, datetime] = {}
+        # (symbol, qty) -> the exits seen: (reason, decision, the position's opening entry).
+        self.exits: dict[tuple[str, Decimal], list[tuple[str | None, str, datetime | None]]] = {}
 
     def add(self, line: int, t: datetime, **fields: Any) -> None:
         self.protos.append(Proto(line, t, fields))
@@ -133,19 +140,48 @@ class _Log:
         return name
 
     def skip(self, line: int, t: datetime, message: str, match: re.Match[str]) -> None:
+        """Read a guard's SKIP: a retry of a decision, blocked (its first attempt inferred if unseen)."""
         pairs = dict(_PAIRS.findall(message))
-        side, symbol = match["side"], match["symbol"]
+        side, symbol = match["side"] or "sell", match["symbol"]  # only an exit's may omit the side
         kind = "exit" if match["exit"] else "entry"
-        name, _qty = self.decision(line, t, pairs, side, symbol)
+        named = None
+        if kind == "exit" and "bar" not in pairs:
+            qty = _positive(pairs.get("qty"))
+            entry = _time_or_none(pairs["entry"]) if "entry" in pairs else None
+            if qty is None or ("entry" in pairs and entry is None):
+                self.add(line, t, type="note", text=message, symbol=symbol, tag="unreadable")
+                return
+            named = (self.repeated_exit(t, symbol, qty, pairs.get("reason"), entry), qty)
+            if named[0] not in self.seen:  # a later SKIP of it repeats it too
+                self.exits.setdefault((symbol, qty), []).append(
+                    (pairs.get("reason"), named[0], self.opened.get(symbol))
+                )
+        name, _qty = named or self.decision(line, t, pairs, side, symbol)
         if name not in self.seen:
             reason = "inferred: the first attempt of this decision is not in the log"
-            self.attempt(line, t, pairs, side=side, symbol=symbol, kind=kind, reason=reason)
-        self.attempt(line, t, pairs, side=side, symbol=symbol, kind=kind, reason=message)
+            self.attempt(line, t, pairs, side=side, symbol=symbol, kind=kind, reason=reason, named=named)
+        self.attempt(line, t, pairs, side=side, symbol=symbol, kind=kind, reason=message, named=named)
         self.add(line, t, type="answer", decision=name, result="blocked", by="safeagent", reason=message)
+
+    def repeated_exit(
+        self, t: datetime, symbol: str, qty: Decimal, reason: str | None, entry: datetime | None
+    ) -> str:
+        """Name the exit a bar-less exit SKIP repeats: the latest such exit of the position held.
+
+        The guard's `entry=` is its own clock (with microseconds), not the log line's, so it is
+        not matched to the second; it names the exit only when the log holds none to repeat.
+        """
+        opened = self.opened.get(symbol)
+        for seen_reason, name, of in reversed(self.exits.get((symbol, qty), [])):
+            if of == opened and (reason is None or seen_reason is None or seen_reason == reason):
+                return name
+        if entry is not None:
+            return _exit_name(symbol, qty, reason, f"entry={entry.replace(microsecond=0).isoformat()}")
+        return self.exit_name(t, symbol, qty, reason)
 
     def read(self, line: int, t: datetime, message: str) -> None:
         skip = _SKIP.match(message)
-        if skip is not None:
+        if skip is not None and (skip["side"] or skip["exit"]):  # an entry's SKIP names its side
             self.skip(line, t, message, skip)
             return
         words = message.split(" ", 1)
@@ -177,16 +213,22 @@ class _Log:
             return
         if price is not None:
             self.add(line, t, type="price", symbol=symbol, price=price)
-        named = (
-            None if "bar" in pairs else (self.exit_name(t, symbol, qty, _exit_reason(message, pairs)), qty)
+        reason = _exit_reason(message, pairs)
+        named = None if "bar" in pairs else (self.exit_name(t, symbol, qty, reason), qty)
+        name = self.attempt(
+            line, t, pairs, side="sell", symbol=symbol, kind="exit", reason=message, named=named
         )
-        self.attempt(line, t, pairs, side="sell", symbol=symbol, kind="exit", reason=message, named=named)
+        self.exits.setdefault((symbol, qty), []).append((reason, name, self.opened.get(symbol)))
 
     def exit_name(self, t: datetime, symbol: str, qty: Decimal, reason: str | None) -> str:
         """Name an exit without a bar: by the entry it closes, or the line's minute."""
         opened = self.opened.get(symbol)
         when = f"entry={opened.isoformat()}" if opened else f"minute={t.isoformat(timespec='minutes')}"
-        return f"sell {symbol} qty={qty} exit {(reason or '?')[:80]} {when}"
+        return _exit_name(symbol, qty, reason, when)
+
+
+def _exit_name(symbol: str, qty: Decimal, reason: str | None, when: str) -> str:
+    return f"sell {symbol} qty={qty} exit {(reason or '?')[:80]} {when}"
 
 
 def _positive(value: str | None) -> Decimal | None:
