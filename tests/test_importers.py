@@ -105,8 +105,8 @@ def test_safeagent_db_export_reads_the_dict_repr_reason_suffixes_and_side_quirk(
     flip = next(a for d, a in attempts.items() if d.startswith("order:TQQQ:sell:12"))
     assert flip.reason is not None and flip.reason.startswith("V20_FAST_FLIP pos=BULL opp=BEAR held=12.3")
     assert flip.side == "buy"  # the order's side wins over the key's
-    exit_row = attempts["exit:SQQQ:6:2026-03-03T09:30:00.028098-04:00"]
-    assert (exit_row.kind, exit_row.qty) == ("exit", 6)
+    # An exit row left PENDING with no order row after it: the guard's claim, no sell.
+    assert "exit:SQQQ:6:2026-03-03T09:30:00.028098-04:00" not in attempts
     tags = sorted(e.tag for e in events if isinstance(e, NoteEvent) and e.tag)
     assert tags == ["pending", "pending", "side_mismatch"]
     answers = [e for e in events if isinstance(e, AnswerEvent)]
@@ -501,3 +501,97 @@ def test_bot_log_exit_skip_repeats_the_exit_line_it_blocked(tmp_path: Path) -> N
     result = replay_session(tmp_path / "s.jsonl", list(Mode))
     assert [result.totals[m].duplicate_attempts_blocked for m in Mode] == [0, 0, 1]
     assert result.totals[Mode.FULL].duplicate_orders_sent == 0
+
+
+# With the exit-guard patch one exit writes two rows: the exit guard's claim, keyed by the entry
+# it closes, then the order path's claim of the sell it sends (LOGS.md §2).
+DB_HEAD = "index,request_id,result,status,created_at\n"
+BUY_22 = (
+    "1,order:SQQQ:buy:22:2026-03-05T10:00:00-04:00,\"\"\"{'id': 'aaaaaaaa-ed47-4c4b-ba15-c8af8b7336f0', "
+    "'client_order_id': 'bbbbbbbb-fbb9-4c44-9b45-36ae1fbd4ea1', 'symbol': 'SQQQ', 'side': 'buy', "
+    "'qty': '22', 'status': 'pending_new', 'submitted_at': '2026-03-05T10:00:00-04:00Z', "
+    '\'filled_at\': None}""",filled,2026-03-05 10:00:00\n'
+)
+EXIT_22 = "exit:SQQQ:22:2026-03-05T10:00:00.028098-04:00"
+EXIT_ROW_22 = f"2,{EXIT_22},,PENDING,2026-03-05 12:39:00\n"
+SELL_22 = (
+    "3,order:SQQQ:sell:22:2026-03-05T12:39:00-04:00:TRAIL_EXIT_BEAR,\"\"\"{'id': 'dc30f204-ed47-4c4b-ba15-"
+    "c8af8b7336f0', 'client_order_id': 'a2c75370-fbb9-4c44-9b45-36ae1fbd4ea1', 'symbol': 'SQQQ', 'side': "
+    "'sell', 'qty': '22', 'status': 'pending_new', 'submitted_at': '2026-03-05T12:39:00-04:00Z', "
+    '\'filled_at\': None}""",filled,2026-03-05 12:39:00\n'
+)
+
+
+def test_safeagent_db_exit_row_and_its_order_row_are_one_exit_not_two_sells(tmp_path: Path) -> None:
+    events = import_cli(tmp_path, "claims", "guard.csv", DB_HEAD + BUY_22 + EXIT_ROW_22 + SELL_22)
+    attempts = [
+        (e.decision, e.attempt, e.kind, e.side, e.qty, e.path, e.t.isoformat())
+        for e in events
+        if isinstance(e, AttemptEvent)
+    ]
+    assert attempts == [
+        (
+            "order:SQQQ:buy:22:2026-03-05T10:00:00-04:00",
+            1,
+            "entry",
+            "buy",
+            22,
+            "order",
+            "2026-03-05T10:00:00-04:00",
+        ),
+        (EXIT_22, 1, "exit", "sell", 22, "order", "2026-03-05T12:39:00-04:00"),  # when it was sent
+    ]
+    answers = [(e.decision, e.client_order_id) for e in events if isinstance(e, AnswerEvent)]
+    assert answers[1] == (EXIT_22, "a2c75370-fbb9-4c44-9b45-36ae1fbd4ea1")
+    (note,) = [e for e in events if isinstance(e, NoteEvent)]
+    assert note.tag == "exit_guard" and note.text.startswith(EXIT_22)
+    result = replay_session(tmp_path / "s.jsonl", list(Mode))
+    for mode in Mode:  # bought 22, sold 22: flat, in every mode
+        totals = result.totals[mode]
+        assert (totals.orders_placed, totals.duplicate_attempts, totals.unintended_short_shares) == (2, 0, 0)
+        assert result.simulations[mode].broker_qty("SQQQ") == 0
+
+
+def test_safeagent_db_exit_row_left_pending_with_no_order_row_is_a_note_not_a_sell(tmp_path: Path) -> None:
+    events = import_cli(tmp_path, "claims", "guard.csv", DB_HEAD + BUY_22 + EXIT_ROW_22)
+    assert [e.decision for e in events if isinstance(e, AttemptEvent)] == [
+        "order:SQQQ:buy:22:2026-03-05T10:00:00-04:00"
+    ]
+    (note,) = [e for e in events if isinstance(e, NoteEvent)]
+    # At its claim (created_at, on the keys' clock), not at the entry it closes.
+    assert (note.tag, note.t.isoformat()) == ("pending", "2026-03-05T12:39:00-04:00")
+    result = replay_session(tmp_path / "s.jsonl", [Mode.NONE])
+    assert result.totals[Mode.NONE].unintended_short_shares == 0
+
+
+@pytest.mark.parametrize(
+    ("key_side", "order_side", "paired"),
+    [("sell", "sell", True), ("buy", "sell", True), ("sell", "buy", False)],
+)
+def test_safeagent_db_pairs_an_exit_row_by_the_side_of_the_order_sent(
+    tmp_path: Path, key_side: str, order_side: str, paired: bool
+) -> None:
+    # Some reason-suffixed rows carry the other side in their key than the order they guarded.
+    sell = SELL_22.replace(":sell:22:", f":{key_side}:22:").replace(
+        "'side': 'sell'", f"'side': '{order_side}'"
+    )
+    events = import_cli(tmp_path, "claims", "guard.csv", DB_HEAD + BUY_22 + EXIT_ROW_22 + sell)
+    attempts = [(e.decision, e.side) for e in events if isinstance(e, AttemptEvent)]
+    order_key = f"order:SQQQ:{key_side}:22:2026-03-05T12:39:00-04:00:TRAIL_EXIT_BEAR"
+    assert attempts[1] == (EXIT_22 if paired else order_key, order_side)
+    assert len(attempts) == 2  # never the exit row as a sell of its own
+
+
+def test_safeagent_db_a_sell_after_a_later_entry_is_that_positions_exit(tmp_path: Path) -> None:
+    # Two positions of 22 SQQQ; only the second one's sell is in the export.
+    second = (
+        EXIT_ROW_22.replace("2,", "4,", 1)
+        .replace("T10:00:00.028098", "T11:00:00.5")
+        .replace("12:39", "13:10")
+    )
+    sell = SELL_22.replace("T12:39:00", "T13:10:00")
+    events = import_cli(tmp_path, "claims", "guard.csv", DB_HEAD + BUY_22 + EXIT_ROW_22 + second + sell)
+    attempts = [(e.decision, e.kind) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts[1:] == [("exit:SQQQ:22:2026-03-05T11:00:00.5-04:00", "exit")]
+    notes = [(e.tag, e.text.split(": ")[0]) for e in events if isinstance(e, NoteEvent)]
+    assert notes == [("pending", EXIT_22), ("exit_guard", "exit:SQQQ:22:2026-03-05T11:00:00.5-04:00")]

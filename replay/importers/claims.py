@@ -15,14 +15,20 @@
   reason-suffixed rows) the order's side wins and a note says so. `status` is `filled` (or
   `COMMITTED`) or `PENDING`, any case; `created_at` a time. A row of any other status, time or
   number of cells (a file cut short) is refused, naming its line. An `order:` row whose reason
-  names an exit (`…:TRAIL_EXIT_BEAR`) is an exit sent through the bot's order path.
+  names an exit (`…:TRAIL_EXIT_BEAR`) is an exit sent through the bot's order path. With the
+  bot's exit-guard patch one exit writes two rows, `exit:SYM:QTY:ENTRY` (the exit guard's claim)
+  and then `order:SYM:sell:QTY:<bar ≥ ENTRY>:<reason>` (the sell it sent): they are one exit,
+  replayed once, at the order row's bar (see `_safeagent_db`); an `exit:` row with no such order
+  row that is still PENDING is a note, never a sell.
 """
 
 from __future__ import annotations
 
 import ast
+import bisect
 import json
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -49,6 +55,7 @@ _ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)?"
 _ORDER_KEY = re.compile(
     rf"^order:(?P<symbol>[^:]+):(?P<side>buy|sell):(?P<qty>[^:]+):(?P<bar>{_ISO})(?::(?P<reason>.*))?$"
 )
+_ZONED = re.compile(r"(?:Z|[+-]\d\d:?\d\d)\s*$")
 _EXIT_KEY = re.compile(rf"^exit:(?P<symbol>[^:]+):(?P<qty>[^:]+):(?P<entry>{_ISO})$")
 # The guard's row states: `filled` once settled (LOGS.md §2), `COMMITTED` in its hosted store.
 _DB_STATUSES = {"FILLED", "COMMITTED", "PENDING"}
@@ -217,50 +224,144 @@ def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
     return protos
 
 
+@dataclass(slots=True)
+class _Row:
+    """One row of SafeAgent's database export, read and checked."""
+
+    line: int
+    key: str
+    symbol: str
+    qty: Decimal
+    result: dict[str, Any]
+    pending: bool
+    order: re.Match[str] | None  # an `order:` key, or None for an `exit:` key
+    side: str  # the order's side when the result names one (the key's may be the other)
+    t: datetime  # an order row's bar; an exit row's claim (its entry, or created_at if later)
+    entry: datetime | None = None  # an exit row's entry
+    pair: _Row | None = None  # an exit row's order row, or an order row's exit row
+
+
+def _db_row(line: int, row: dict[str, Any], name: str) -> _Row:
+    key = str(row.get("request_id") or "")
+    order, exit_ = _ORDER_KEY.match(key), _EXIT_KEY.match(key)
+    if order is None and exit_ is None:
+        raise SessionFormatError(
+            name,
+            line,
+            f"request_id {key!r} is neither order:<SYM>:<side>:<qty>:<bar> nor exit:<SYM>:<qty>:<time>",
+        )
+    match = order or exit_
+    assert match is not None
+    symbol, qty = match["symbol"], number(match["qty"], "qty", name, line)
+    result = _literal(row.get("result"), name, line)
+    status = str(row.get("status") or "")
+    if status.upper() not in _DB_STATUSES:
+        problem = f"status {status!r} is neither filled, COMMITTED nor PENDING"
+        raise SessionFormatError(name, line, problem)
+    created = None
+    if "created_at" in row:  # a cut or garbled row shows here
+        if row["created_at"] is None:
+            raise SessionFormatError(name, line, "created_at is empty: expected the claim's time")
+        created = _time(row["created_at"], "created_at", name, line)
+    side = str(result.get("side") or (order["side"] if order else "sell"))
+    if order is not None:
+        t = _time(order["bar"], "time", name, line)
+        return _Row(line, key, symbol, qty, result, status.upper() == "PENDING", order, side, t)
+    entry = _time(match["entry"], "time", name, line)
+    if created is not None and not _ZONED.search(str(row["created_at"])):
+        # A naive created_at is on the clock the keys are written on (the bot's offset, which
+        # LOGS.md shows as -04:00 even in winter), not US/Eastern's.
+        created = created.replace(tzinfo=entry.tzinfo)
+    # The exit guard claims when the exit is decided, after the entry: at created_at when later.
+    t = max(entry, created) if created is not None else entry
+    return _Row(line, key, symbol, qty, result, status.upper() == "PENDING", None, side, t, entry)
+
+
+def _pair_exits(rows: list[_Row]) -> None:
+    """Pair each exit row with the order row that sent its sell (see `_safeagent_db`)."""
+    exits = sorted((r for r in rows if r.entry is not None), key=lambda r: (r.entry, r.line))
+    entries: dict[str, list[datetime]] = {}  # symbol -> its exit rows' entries, in order
+    for row in exits:
+        entries.setdefault(row.symbol, []).append(row.t if row.entry is None else row.entry)
+    sells: dict[tuple[str, Decimal], list[_Row]] = {}  # (symbol, qty) -> reason-suffixed sells, by bar
+    for row in sorted(rows, key=lambda r: r.t):
+        if row.order is not None and row.order["reason"] and row.side == "sell":
+            sells.setdefault((row.symbol, row.qty), []).append(row)
+    for row in exits:
+        assert row.entry is not None
+        # A later entry of the symbol opened another position: its sells are that one's exits.
+        later = entries[row.symbol]
+        at = bisect.bisect_right(later, row.entry)
+        until = later[at] if at < len(later) else None
+        for sell in sells.get((row.symbol, row.qty), []):
+            if until is not None and sell.t >= until:
+                break
+            if sell.pair is None and sell.t >= row.entry and not _other_orders(row.result, sell.result):
+                row.pair, sell.pair = sell, row
+                break
+
+
+def _other_orders(one: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two rows' results are two different broker orders."""
+    return bool(one.get("id") and other.get("id") and one["id"] != other["id"])
+
+
 def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Proto]:
+    """Turn the database export's rows into proto-events.
+
+    With the bot's exit-guard patch one exit writes two rows: `exit:<SYM>:<qty>:<entry>` (the
+    exit guard's claim) and then `order:<SYM>:sell:<qty>:<bar>:<reason>` (the order path's claim
+    of the sell it sends). They are one exit: the order row that sells the same quantity of the
+    symbol at a bar at or after the entry (the earliest such, before a later entry of that
+    symbol) is that exit's attempt, named by the exit row's key, and the exit row is a note.
+    Its side is the order's (`result`), not the key's, when the two differ. An exit row with no
+    such order row is the exit's attempt itself when settled, and a note when still PENDING: a
+    claim whose order is not in the export was never shown to be sent, so no sell is made up.
+    """
+    read = [_db_row(line, row, name) for line, row in rows]
+    _pair_exits(read)
     protos: list[Proto] = []
-    for line, row in rows:
-        key = str(row.get("request_id") or "")
-        order, exit_ = _ORDER_KEY.match(key), _EXIT_KEY.match(key)
-        if order is None and exit_ is None:
-            raise SessionFormatError(
-                name,
-                line,
-                f"request_id {key!r} is neither order:<SYM>:<side>:<qty>:<bar> nor exit:<SYM>:<qty>:<time>",
+    for row in read:
+        key, symbol, t = row.key, row.symbol, row.t
+        if row.entry is not None and row.pair is not None:
+            continue  # told with its order row
+        if row.entry is not None and row.pending:
+            text = (
+                f"{key}: still PENDING in the guard's store, and no order row sent its sell: no sell replayed"
             )
-        match = order or exit_
-        assert match is not None
-        symbol, qty = match["symbol"], number(match["qty"], "qty", name, line)
-        result = _literal(row.get("result"), name, line)
-        status = str(row.get("status") or "")
-        if status.upper() not in _DB_STATUSES:
-            problem = f"status {status!r} is neither filled, COMMITTED nor PENDING"
-            raise SessionFormatError(name, line, problem)
-        if "created_at" in row:  # unused, yet a cut or garbled row shows here
-            if row["created_at"] is None:
-                raise SessionFormatError(name, line, "created_at is empty: expected the claim's time")
-            _time(row["created_at"], "created_at", name, line)
-        side = order["side"] if order else "sell"
-        t = _time(match["bar"] if order else match["entry"], "time", name, line)
-        if result.get("side") and result["side"] != side:
-            text = f"{key}: key says {side}, the order says {result['side']}"
-            protos.append(_ev(line, t, "note", symbol=symbol, tag="side_mismatch", text=text))
-            side = str(result["side"])
+            protos.append(_ev(row.line, t, "note", symbol=symbol, tag="pending", text=text))
+            continue
+        order = row.order
+        if order is not None and row.side != order["side"]:
+            text = f"{key}: key says {order['side']}, the order says {row.side}"
+            protos.append(_ev(row.line, t, "note", symbol=symbol, tag="side_mismatch", text=text))
+        decision = key
+        if row.pair is not None:
+            decision = row.pair.key
+            state = "still PENDING" if row.pair.pending else "settled"
+            text = f"{decision}: the exit guard's claim of this exit ({state}); its sell went out as {key}"
+            protos.append(_ev(row.pair.line, t, "note", symbol=symbol, tag="exit_guard", text=text))
         # An order-path row whose reason names an exit (`TRAIL_EXIT_BEAR`) closed a position
         # through the bot's order path: an exit the entry guard keyed, not an entry that sells.
-        closes = exit_ is not None or bool(order and order["reason"] and "EXIT" in order["reason"].upper())
-        protos.append(Proto(line, t, {
-            "type": "attempt", "decision": key[:200], "kind": "exit" if closes else "entry", "symbol": symbol,
-            "side": side, "qty": qty, "bar": t, "reason": (order["reason"] if order else None) or None,
-            "path": "order" if order else "exit",
+        closes = (
+            order is None
+            or row.pair is not None
+            or bool(order["reason"] and "EXIT" in order["reason"].upper())
+        )
+        protos.append(Proto(row.line, t, {
+            "type": "attempt", "decision": decision[:200], "kind": "exit" if closes else "entry",
+            "symbol": symbol, "side": row.side, "qty": row.qty, "bar": t,
+            "reason": (order["reason"] if order else None) or None, "path": "order" if order else "exit",
         }))  # fmt: skip
-        if status.upper() == "PENDING":
+        if row.pending:
             text = f"{key}: still PENDING in the guard's store"
-            protos.append(_ev(line, t, "note", symbol=symbol, tag="pending", text=text))
-        elif result:
-            ids = {"order_id": result.get("id"), "client_order_id": result.get("client_order_id")}
-            why = f"Alpaca status {result.get('status')}"
-            protos.append(_ev(line, t, "answer", decision=key[:200], result="accepted", **ids, reason=why))
+            protos.append(_ev(row.line, t, "note", symbol=symbol, tag="pending", text=text))
+        elif row.result:
+            ids = {"order_id": row.result.get("id"), "client_order_id": row.result.get("client_order_id")}
+            why = f"Alpaca status {row.result.get('status')}"
+            protos.append(
+                _ev(row.line, t, "answer", decision=decision[:200], result="accepted", **ids, reason=why)
+            )
     return protos
 
 
