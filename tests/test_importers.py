@@ -595,3 +595,48 @@ def test_safeagent_db_a_sell_after_a_later_entry_is_that_positions_exit(tmp_path
     assert attempts[1:] == [("exit:SQQQ:22:2026-03-05T11:00:00.5-04:00", "exit")]
     notes = [(e.tag, e.text.split(": ")[0]) for e in events if isinstance(e, NoteEvent)]
     assert notes == [("pending", EXIT_22), ("exit_guard", "exit:SQQQ:22:2026-03-05T11:00:00.5-04:00")]
+
+
+# The exit-guard patch settles an exit row as COMMITTED with result=json.dumps("exit:SYM:QTY:REASON").
+@pytest.mark.parametrize(
+    "cell",
+    [
+        '"""exit:SQQQ:22:TRAIL_EXIT_BEAR"""',
+        "'exit:SQQQ:22:TRAIL_EXIT_BEAR'",
+        '"""\'exit:SQQQ:22:TRAIL_EXIT_BEAR\'"""',
+    ],
+)
+def test_safeagent_db_settled_exit_row_with_a_string_result_is_read_with_its_reason(
+    tmp_path: Path, cell: str
+) -> None:
+    settled = f"0,{EXIT_22},{cell},COMMITTED,2026-03-05 12:39:00\n"
+    events = import_cli(tmp_path, "claims", "guard.csv", DB_HEAD + settled)
+    (attempt,) = [e for e in events if isinstance(e, AttemptEvent)]
+    assert (attempt.decision, attempt.kind, attempt.side, attempt.qty, attempt.reason) == (
+        EXIT_22,
+        "exit",
+        "sell",
+        22,
+        "TRAIL_EXIT_BEAR",
+    )
+    assert attempt.t.isoformat() == "2026-03-05T12:39:00-04:00"  # when claimed, not at the entry
+    assert not [e for e in events if isinstance(e, AnswerEvent)]  # settled, no order details
+    # With the entry and the order row the patch wrote, it is one exit: flat, no short.
+    events = import_cli(tmp_path, "claims", "guard.csv", DB_HEAD + BUY_22 + settled + SELL_22)
+    (note,) = [e for e in events if isinstance(e, NoteEvent)]
+    assert note.tag == "exit_guard" and "settled: TRAIL_EXIT_BEAR" in note.text
+    assert [e.decision for e in events if isinstance(e, AttemptEvent)][1:] == [EXIT_22]
+    result = replay_session(tmp_path / "s.jsonl", list(Mode))
+    assert [result.totals[m].unintended_short_shares for m in Mode] == [0, 0, 0]
+
+
+def test_safeagent_db_order_row_with_a_string_result_is_still_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "guard.csv"
+    source.write_text(
+        DB_HEAD
+        + '3,order:SQQQ:sell:22:2026-03-05T12:39:00-04:00,"""order placed""",filled,2026-03-05 12:39:00\n'
+    )
+    assert main(["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")]) == 2
+    assert f"{source}:2: result is a str, expected a dict" in capsys.readouterr().err

@@ -11,7 +11,9 @@
 - **SafeAgent's database export** (CSV, LOGS.md §2: `index,request_id,result,status,created_at`):
   one row per decision, keyed `order:<SYM>:<side>:<qty>:<bar>[:<reason>]` or
   `exit:<SYM>:<qty>:<entry time>`; `result` is a Python dict repr of the Alpaca order, read with
-  `ast.literal_eval` (never `eval`). When it names the other side than the key (a known quirk of
+  `ast.literal_eval` (never `eval`); an `exit:` row settled by the exit guard holds a JSON (or
+  Python) string instead, `"exit:<SYM>:<qty>:<reason>"`: settled, no order details, its reason
+  kept. When it names the other side than the key (a known quirk of
   reason-suffixed rows) the order's side wins and a note says so. `status` is `filled` (or
   `COMMITTED`) or `PENDING`, any case; `created_at` a time. A row of any other status, time or
   number of cells (a file cut short) is refused, naming its line. An `order:` row whose reason
@@ -238,6 +240,7 @@ class _Row:
     side: str  # the order's side when the result names one (the key's may be the other)
     t: datetime  # an order row's bar; an exit row's claim (its entry, or created_at if later)
     entry: datetime | None = None  # an exit row's entry
+    settled: str | None = None  # an exit row's settled text (its reason), when not an order
     pair: _Row | None = None  # an exit row's order row, or an order row's exit row
 
 
@@ -254,6 +257,13 @@ def _db_row(line: int, row: dict[str, Any], name: str) -> _Row:
     assert match is not None
     symbol, qty = match["symbol"], number(match["qty"], "qty", name, line)
     result = _literal(row.get("result"), name, line)
+    settled = None  # an exit row settled with text, not an order: `exit:SYM:QTY:REASON`
+    if isinstance(result, str):
+        if order is not None:
+            raise SessionFormatError(name, line, "result is a str, expected a dict")
+        settled, result = result, {}
+        prefix = f"exit:{symbol}:{match['qty']}:"
+        settled = settled.removeprefix(prefix) if settled.startswith(prefix) else settled
     status = str(row.get("status") or "")
     if status.upper() not in _DB_STATUSES:
         problem = f"status {status!r} is neither filled, COMMITTED nor PENDING"
@@ -274,7 +284,7 @@ def _db_row(line: int, row: dict[str, Any], name: str) -> _Row:
         created = created.replace(tzinfo=entry.tzinfo)
     # The exit guard claims when the exit is decided, after the entry: at created_at when later.
     t = max(entry, created) if created is not None else entry
-    return _Row(line, key, symbol, qty, result, status.upper() == "PENDING", None, side, t, entry)
+    return _Row(line, key, symbol, qty, result, status.upper() == "PENDING", None, side, t, entry, settled)
 
 
 def _pair_exits(rows: list[_Row]) -> None:
@@ -339,6 +349,8 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
         if row.pair is not None:
             decision = row.pair.key
             state = "still PENDING" if row.pair.pending else "settled"
+            if row.pair.settled:
+                state = f"settled: {row.pair.settled}"
             text = f"{decision}: the exit guard's claim of this exit ({state}); its sell went out as {key}"
             protos.append(_ev(row.pair.line, t, "note", symbol=symbol, tag="exit_guard", text=text))
         # An order-path row whose reason names an exit (`TRAIL_EXIT_BEAR`) closed a position
@@ -348,10 +360,11 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
             or row.pair is not None
             or bool(order["reason"] and "EXIT" in order["reason"].upper())
         )
+        reason = (order["reason"] if order else row.settled) or None
         protos.append(Proto(row.line, t, {
             "type": "attempt", "decision": decision[:200], "kind": "exit" if closes else "entry",
             "symbol": symbol, "side": row.side, "qty": row.qty, "bar": t,
-            "reason": (order["reason"] if order else None) or None, "path": "order" if order else "exit",
+            "path": "order" if order else "exit", "reason": reason,
         }))  # fmt: skip
         if row.pending:
             text = f"{key}: still PENDING in the guard's store"
@@ -365,17 +378,41 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
     return protos
 
 
-def _literal(value: object, name: str, line: int) -> dict[str, Any]:
-    text = str(value or "").strip()
-    while len(text) >= 2 and text[0] == text[-1] == '"':
-        text = text[1:-1]  # the export quotes the repr twice
-    if not text:
-        return {}
+_NOT_LITERAL = object()
+
+
+def _eval(text: str) -> object:
+    """Return the Python literal `text` spells (never code), or `_NOT_LITERAL`."""
     try:
-        parsed = ast.literal_eval(text)  # a Python literal, never code
-    except (ValueError, SyntaxError):
-        raise SessionFormatError(name, line, f"result is not a Python dict literal: {text[:60]!r}") from None
-    if not isinstance(parsed, dict):
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return _NOT_LITERAL
+
+
+def _literal(value: object, name: str, line: int) -> dict[str, Any] | str:
+    """Return a row's `result`: the order's dict, or a string (an exit row's settled text).
+
+    The export writes a repr and quotes it (once or twice): `"{'id': …}"` is unwrapped to the
+    dict, `"exit:SQQQ:22:TRAIL_EXIT_BEAR"` (JSON's quoting, or Python's) to the string. Empty: {}.
+    """
+    text = str(value or "").strip()
+    parsed = _eval(text) if text else ""
+    if parsed is _NOT_LITERAL:  # quoted twice in a way no literal spells: unquote by hand
+        while len(text) >= 2 and text[0] == text[-1] == '"':
+            text = text[1:-1]
+        parsed = _eval(text)
+    for _ in range(3):  # a string that holds a repr: the dict (or string) it spells
+        if not isinstance(parsed, str):
+            break
+        inner = _eval(parsed.strip()) if parsed.strip() else _NOT_LITERAL
+        if inner is _NOT_LITERAL:
+            break
+        parsed = inner
+    if parsed is _NOT_LITERAL:
+        raise SessionFormatError(name, line, f"result is not a Python dict literal: {text[:60]!r}")
+    if parsed == "":
+        return {}
+    if not isinstance(parsed, dict | str):
         raise SessionFormatError(name, line, f"result is a {type(parsed).__name__}, expected a dict")
     return parsed
 
