@@ -13,6 +13,11 @@ Tenancy: the primary key is the SHA-256 of the agent id and the request id, so t
 the same request id have two rows and never see each other's. The settlement token is a fresh
 256-bit secret per claim; only its SHA-256 is stored (as with API keys).
 
+Audit (G6): every claim, duplicate, conflict and settle appends its record to the claim store's
+log (`tg_audit`, in the same database) inside the transaction that makes or reads the change, so
+a claim or a result is never stored without its record: if the record cannot be written, the
+claim or settle is rolled back and the caller is told that nothing was decided (G5).
+
 This module needs SQLAlchemy only; every database failure comes out as `StoreError`.
 """
 
@@ -29,13 +34,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from tradeguard.clock import Clock, SystemClock
+from tradeguard.domain.audit import AuditAction
 from tradeguard.store.engine import open_engine, parse_url, translate_errors
-from tradeguard.store.schema import actions
+from tradeguard.store.schema import actions, audit
 
 __all__ = [
     "ActionPage",
@@ -208,10 +214,13 @@ class ActionStore:
         """Claim `request_id` for `agent_id` unless claimed; say what the caller must do.
 
         One `INSERT ... ON CONFLICT DO NOTHING`: of racing callers exactly one inserts. A row
-        that exists is read back and answered as it is (PENDING stays PENDING).
+        that exists is read back and answered as it is (PENDING stays PENDING). The call's audit
+        record (a claim, a skip, or an error when the row is for another action) is written in
+        the same transaction; the caller compares `record.action` to answer a conflict.
 
         Raises:
-            StoreError: Nothing could be recorded or read (never read as "lost the race").
+            StoreError: Nothing could be recorded or read (never read as "lost the race"); no
+                claim was made.
         """
         key = action_key(agent_id, request_id)
         token = secrets.token_urlsafe(32)
@@ -228,38 +237,76 @@ class ActionStore:
         with translate_errors(self.url, "recording an action claim"), self._engine.begin() as conn:
             # RETURNING, not rowcount: a row comes back only from the insert that happened.
             inserted = conn.execute(statement).first() is not None
-            row = (
-                None if inserted else conn.execute(select(actions).where(actions.c.action_key == key)).first()
-            )
-        if inserted:
-            record = ActionRecord(
-                key, agent_id, request_id, action, ActionStatus.PENDING, None, now, None, _hash(token)
-            )
-            return ClaimResult(ClaimAnswer.PROCEED, record, token)
-        if row is None:  # claims are never deleted: a conflict with no row is a broken store
-            raise RuntimeError(f"action claim {key} conflicted but cannot be read")
-        record = _record(row)
-        answer = ClaimAnswer.SKIP if record.status is ActionStatus.COMMITTED else ClaimAnswer.PENDING
-        return ClaimResult(answer, record)
+            if inserted:
+                record = ActionRecord(
+                    key, agent_id, request_id, action, ActionStatus.PENDING, None, now, None, _hash(token)
+                )
+                outcome = ClaimResult(ClaimAnswer.PROCEED, record, token)
+            else:
+                row = conn.execute(select(actions).where(actions.c.action_key == key)).first()
+                if row is None:  # claims are never deleted: a conflict with no row is a broken store
+                    raise RuntimeError(f"action claim {key} conflicted but cannot be read")
+                record = _record(row)
+                committed = record.status is ActionStatus.COMMITTED
+                outcome = ClaimResult(ClaimAnswer.SKIP if committed else ClaimAnswer.PENDING, record)
+            # In the claim's transaction: a claim whose record cannot be written is not made.
+            what, reason = _claim_note(outcome, action)
+            self._note(conn, now, record, what, reason=reason, state=record.status)
+        return outcome
 
-    def settle(self, record: ActionRecord, result: dict[str, Any]) -> SettleAnswer:
+    def settle(self, record: ActionRecord, result: dict[str, Any], *, detail: dict[str, Any]) -> SettleAnswer:
         """Store `result` on a PENDING claim (compare-and-set on the status); the first wins.
 
         The caller has already checked who may settle (the owner with the token, or an admin).
+        The audit record (with `detail`: who settled) is written in the same transaction.
 
         Raises:
             ValueError: `result` is not standard JSON (`standard_json`); nothing is stored.
-            StoreError: The result could not be recorded.
+            StoreError: The result could not be recorded (nor its audit record): nothing changed.
         """
         text = standard_json(result)
+        now = self._now()
         statement = (
             update(actions)
             .where(actions.c.action_key == record.key, actions.c.status == ActionStatus.PENDING.value)
-            .values(status=ActionStatus.COMMITTED.value, result=text, settled_at=self._now())
+            .values(status=ActionStatus.COMMITTED.value, result=text, settled_at=now)
         )
         with translate_errors(self.url, "settling an action claim"), self._engine.begin() as conn:
             changed = conn.execute(statement).rowcount == 1
+            if changed:
+                reason = f"request {record.request_id!r} settled"
+                self._note(
+                    conn, now, record, AuditAction.TRANSITION, reason=reason, state=ActionStatus.COMMITTED,
+                    prev_state=ActionStatus.PENDING, **detail,
+                )  # fmt: skip
+            else:
+                reason = f"request {record.request_id!r} settled again: first result kept"
+                self._note(
+                    conn, now, record, AuditAction.SKIP, reason=reason, state=ActionStatus.COMMITTED, **detail
+                )
         return SettleAnswer.COMMITTED if changed else SettleAnswer.ALREADY_COMMITTED
+
+    @staticmethod
+    def _note(
+        conn: Connection,
+        at: datetime,
+        record: ActionRecord,
+        action: AuditAction,
+        *,
+        reason: str,
+        state: ActionStatus,
+        prev_state: ActionStatus | None = None,
+        **fields: Any,
+    ) -> None:
+        # The claim store's audit log, written on this connection so it shares the transaction.
+        detail = {"request_id": record.request_id, "action": record.action, "via": "safeagent", **fields}
+        conn.execute(
+            insert(audit).values(
+                at=at, agent_id=record.agent_id, action=action.value, reason=reason, state=state.value,
+                prev_state=None if prev_state is None else prev_state.value, claim_key=record.key,
+                detail=json.dumps(detail, sort_keys=True, default=str),
+            )
+        )  # fmt: skip
 
     def page(self, query: ActionQuery, *, limit: int, offset: int) -> ActionPage:
         """Return matching claims newest first (`limit` from `offset`) and the total count."""
@@ -299,6 +346,19 @@ class ActionStore:
             query = query.where(actions.c.agent_id == agent_id)
         with self._reading("counting stale action claims") as conn:
             return int(conn.execute(query).scalar_one())
+
+
+def _claim_note(outcome: ClaimResult, action: str) -> tuple[AuditAction, str]:
+    # The audit record of one claim call: what it did and why.
+    record = outcome.record
+    request_id = record.request_id
+    if record.action != action:
+        return AuditAction.ERROR, f"request {request_id!r} claimed again for {action!r}"
+    if outcome.answer is ClaimAnswer.PROCEED:
+        return AuditAction.CLAIM, f"claimed {action!r} for request {request_id!r}"
+    if outcome.answer is ClaimAnswer.SKIP:
+        return AuditAction.SKIP, f"request {request_id!r} already committed: result reused"
+    return AuditAction.SKIP, f"request {request_id!r} still pending: not run again"
 
 
 def _record(row: Any) -> ActionRecord:

@@ -12,9 +12,9 @@ by changing its base URL. What differs, on purpose:
   (`?agent_id=` names the agent), and the audit log records that an admin did.
 * The same request id claimed again for another action is 409: a bug in the bot, made loud.
 * `/sweep` (admin only) counts stale PENDING claims and changes nothing.
-* Every claim, duplicate and settle leaves an audit record in the claim store's log (G6). The
-  record is written after the claim; if it cannot be, the caller gets 503 and the claim stays
-  PENDING (fail closed: the action is not taken, an admin can settle it).
+* Every claim, duplicate and settle leaves an audit record in the claim store's log (G6), written
+  in the same transaction as the claim or the result: if it cannot be, nothing is stored and the
+  caller gets 503 "nothing was decided" (true: a retry claims afresh and gets its token).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from pydantic import BaseModel, Field, field_validator
 from tradeguard.domain.audit import AuditAction
 from tradeguard.service.actions import (
     ActionQuery,
-    ActionRecord,
     ActionStatus,
     ActionStore,
     ClaimAnswer,
@@ -159,31 +158,11 @@ def _audit_log(request: Request) -> ClaimStore:
     return store
 
 
-def _note(
-    request: Request,
-    record: ActionRecord,
-    action: AuditAction,
-    reason: str,
-    *,
-    prev_state: ActionStatus | None = None,
-    **fields: Any,
-) -> None:
-    _audit_log(request).audit(
-        action,
-        agent_id=record.agent_id,
-        reason=reason,
-        state=record.status.value,
-        prev_state=None if prev_state is None else prev_state.value,
-        claim_key=record.key,
-        detail={"request_id": record.request_id, "action": record.action, "via": "safeagent", **fields},
-    )
-
-
 def _claim(request: Request, caller: Principal, request_id: str, action: str, *, test: bool) -> ClaimOut:
+    # The store writes the audit record of each outcome in the claim's own transaction.
     outcome = _actions(request).claim(caller.agent_id, request_id, action)
     record = outcome.record
     if record.action != action:
-        _note(request, record, AuditAction.ERROR, f"request {request_id!r} claimed again for {action!r}")
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail=f"request id already claimed for another action ({record.action!r})",
@@ -192,13 +171,9 @@ def _claim(request: Request, caller: Principal, request_id: str, action: str, *,
         status=outcome.answer, request_id=request_id, agent_id=caller.agent_id, test=True if test else None
     )
     if outcome.answer is ClaimAnswer.PROCEED:
-        _note(request, record, AuditAction.CLAIM, f"claimed {action!r} for request {request_id!r}")
         answer.settlement_token = outcome.settlement_token
     elif outcome.answer is ClaimAnswer.SKIP:
-        _note(request, record, AuditAction.SKIP, f"request {request_id!r} already committed: result reused")
         answer.existing = record.result
-    else:
-        _note(request, record, AuditAction.SKIP, f"request {request_id!r} still pending: not run again")
     return answer
 
 
@@ -248,20 +223,8 @@ def settle(
     assert record is not None
     if not record.token_matches(token) and not (caller.admin and token is None):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="settlement token missing or wrong")
-    answer = _actions(request).settle(record, body.result)
     by: dict[str, Any] = {"settled_by": caller.key_id, "admin_without_token": token is None}
-    if answer is SettleAnswer.COMMITTED:
-        committed = _actions(request).get(owner, request_id) or record
-        reason = f"request {request_id!r} settled"
-        _note(request, committed, AuditAction.TRANSITION, reason, prev_state=ActionStatus.PENDING, **by)
-    else:
-        _note(
-            request,
-            record,
-            AuditAction.SKIP,
-            f"request {request_id!r} settled again: first result kept",
-            **by,
-        )
+    answer = _actions(request).settle(record, body.result, detail=by)
     return SettleOut(status=answer, request_id=request_id)
 
 
