@@ -29,7 +29,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -51,6 +51,7 @@ __all__ = [
     "ActionStore",
     "ClaimAnswer",
     "ClaimResult",
+    "MAX_RESULT_DEPTH",
     "SettleAnswer",
     "action_key",
     "standard_json",
@@ -85,26 +86,50 @@ def action_key(agent_id: str, request_id: str) -> str:
     return hashlib.sha256(f"{agent_id}\x00{request_id}".encode()).hexdigest()
 
 
+# How deeply a settle result may nest objects and arrays (the result itself is level 1). Far more
+# than a result needs, and far below every parser's and serializer's own limit (pydantic's is
+# 255, Python's JSON modules stop near 1,000), so a stored result can always be read and sent.
+MAX_RESULT_DEPTH = 64
+
+
 def standard_json(result: dict[str, Any]) -> str:
     r"""Return `result` as the standard JSON text that is stored, or say why it cannot be.
 
     Python's JSON reader accepts what standard JSON does not: NaN and Infinity (stored as such,
     they would come back as null: the result silently changed) and lone surrogates (`"\ud800"`,
-    which no database driver can encode as UTF-8).
+    which no database driver can encode as UTF-8). Nesting deeper than `MAX_RESULT_DEPTH` is
+    refused too.
 
     Raises:
-        ValueError: A one-line reason the result is not standard JSON.
+        ValueError: A one-line reason the result cannot be stored.
     """
+    if _deeper_than(result, MAX_RESULT_DEPTH):
+        raise ValueError(f"nested too deeply: at most {MAX_RESULT_DEPTH} levels of objects and arrays")
     try:
         text = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("not standard JSON: it holds a lone surrogate (text that is not Unicode)") from None
-    except RecursionError:
-        raise ValueError("not standard JSON: nested too deeply") from None
     except ValueError:
         raise ValueError("not standard JSON: NaN and Infinity are not JSON numbers") from None
     return text
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    # Iterative, not recursive: the value may be nested as deeply as its parser allowed.
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _hash(token: str) -> str:
@@ -113,14 +138,18 @@ def _hash(token: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ActionRecord:
-    """One action claim as stored (never its settlement token)."""
+    """One action claim as stored (never its settlement token).
+
+    `result_json` is the stored result's JSON text, kept as text: answers embed it as it is
+    (never parsed and serialized again, so no nesting a database holds can fail an answer).
+    """
 
     key: str
     agent_id: str
     request_id: str
     action: str
     status: ActionStatus
-    result: dict[str, Any] | None
+    result_json: str | None
     claimed_at: datetime
     settled_at: datetime | None
     token_hash: str
@@ -128,18 +157,6 @@ class ActionRecord:
     def token_matches(self, token: str | None) -> bool:
         """Return True if `token` is this claim's settlement token (constant-time compare)."""
         return hmac.compare_digest(self.token_hash, _hash(token or ""))
-
-    def as_item(self) -> dict[str, Any]:
-        """Return the record in SafeAgent's `/audit` item shape (times as Unix seconds)."""
-        return {
-            "request_id": self.request_id,
-            "agent_id": self.agent_id,
-            "action": self.action,
-            "status": self.status.value,
-            "result": self.result,
-            "claimed_at": self.claimed_at.timestamp(),
-            "settled_at": None if self.settled_at is None else self.settled_at.timestamp(),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,7 +385,7 @@ def _record(row: Any) -> ActionRecord:
         request_id=row.request_id,
         action=row.action,
         status=ActionStatus(row.status),
-        result=None if row.result is None else json.loads(row.result),
+        result_json=row.result,
         claimed_at=row.claimed_at,
         settled_at=row.settled_at,
         token_hash=row.token_hash,
