@@ -103,15 +103,15 @@ class SettleOut(BaseModel):
 
 
 class AuditItem(BaseModel):
-    """One action claim (times in Unix seconds)."""
+    """One action claim (times in Unix seconds), in SafeAgent's field names."""
 
     request_id: str
     agent_id: str
     action: str
     status: ActionStatus
-    result: dict[str, Any] | None = None
+    result: dict[str, Any] | None
     claimed_at: float
-    settled_at: float | None
+    committed_at: float | None = Field(description="when it was settled (COMMITTED); null while PENDING")
 
 
 class AuditOut(BaseModel):
@@ -296,8 +296,9 @@ def _item(record: ActionRecord) -> AuditItem:
         agent_id=record.agent_id,
         action=record.action,
         status=record.status,
+        result=None,
         claimed_at=record.claimed_at.timestamp(),
-        settled_at=None if record.settled_at is None else record.settled_at.timestamp(),
+        committed_at=None if record.settled_at is None else record.settled_at.timestamp(),
     )
 
 
