@@ -13,6 +13,11 @@ Tenancy: the primary key is the SHA-256 of the agent id and the request id, so t
 the same request id have two rows and never see each other's. The settlement token is a fresh
 256-bit secret per claim; only its SHA-256 is stored (as with API keys).
 
+Audit (G6): every claim, duplicate, conflict and settle appends its record to the claim store's
+log (`tg_audit`, in the same database) inside the transaction that makes or reads the change, so
+a claim or a result is never stored without its record: if the record cannot be written, the
+claim or settle is rolled back and the caller is told that nothing was decided (G5).
+
 This module needs SQLAlchemy only; every database failure comes out as `StoreError`.
 """
 
@@ -24,18 +29,19 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from tradeguard.clock import Clock, SystemClock
+from tradeguard.domain.audit import AuditAction
 from tradeguard.store.engine import open_engine, parse_url, translate_errors
-from tradeguard.store.schema import actions
+from tradeguard.store.schema import actions, audit
 
 __all__ = [
     "ActionPage",
@@ -45,6 +51,7 @@ __all__ = [
     "ActionStore",
     "ClaimAnswer",
     "ClaimResult",
+    "MAX_RESULT_DEPTH",
     "SettleAnswer",
     "action_key",
     "standard_json",
@@ -79,26 +86,50 @@ def action_key(agent_id: str, request_id: str) -> str:
     return hashlib.sha256(f"{agent_id}\x00{request_id}".encode()).hexdigest()
 
 
+# How deeply a settle result may nest objects and arrays (the result itself is level 1). Far more
+# than a result needs, and far below every parser's and serializer's own limit (pydantic's is
+# 255, Python's JSON modules stop near 1,000), so a stored result can always be read and sent.
+MAX_RESULT_DEPTH = 64
+
+
 def standard_json(result: dict[str, Any]) -> str:
     r"""Return `result` as the standard JSON text that is stored, or say why it cannot be.
 
     Python's JSON reader accepts what standard JSON does not: NaN and Infinity (stored as such,
     they would come back as null: the result silently changed) and lone surrogates (`"\ud800"`,
-    which no database driver can encode as UTF-8).
+    which no database driver can encode as UTF-8). Nesting deeper than `MAX_RESULT_DEPTH` is
+    refused too.
 
     Raises:
-        ValueError: A one-line reason the result is not standard JSON.
+        ValueError: A one-line reason the result cannot be stored.
     """
+    if _deeper_than(result, MAX_RESULT_DEPTH):
+        raise ValueError(f"nested too deeply: at most {MAX_RESULT_DEPTH} levels of objects and arrays")
     try:
         text = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("not standard JSON: it holds a lone surrogate (text that is not Unicode)") from None
-    except RecursionError:
-        raise ValueError("not standard JSON: nested too deeply") from None
     except ValueError:
         raise ValueError("not standard JSON: NaN and Infinity are not JSON numbers") from None
     return text
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    # Iterative, not recursive: the value may be nested as deeply as its parser allowed.
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _hash(token: str) -> str:
@@ -107,14 +138,18 @@ def _hash(token: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ActionRecord:
-    """One action claim as stored (never its settlement token)."""
+    """One action claim as stored (never its settlement token).
+
+    `result_json` is the stored result's JSON text, kept as text: answers embed it as it is
+    (never parsed and serialized again, so no nesting a database holds can fail an answer).
+    """
 
     key: str
     agent_id: str
     request_id: str
     action: str
     status: ActionStatus
-    result: dict[str, Any] | None
+    result_json: str | None
     claimed_at: datetime
     settled_at: datetime | None
     token_hash: str
@@ -122,18 +157,6 @@ class ActionRecord:
     def token_matches(self, token: str | None) -> bool:
         """Return True if `token` is this claim's settlement token (constant-time compare)."""
         return hmac.compare_digest(self.token_hash, _hash(token or ""))
-
-    def as_item(self) -> dict[str, Any]:
-        """Return the record in SafeAgent's `/audit` item shape (times as Unix seconds)."""
-        return {
-            "request_id": self.request_id,
-            "agent_id": self.agent_id,
-            "action": self.action,
-            "status": self.status.value,
-            "result": self.result,
-            "claimed_at": self.claimed_at.timestamp(),
-            "settled_at": None if self.settled_at is None else self.settled_at.timestamp(),
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +231,13 @@ class ActionStore:
         """Claim `request_id` for `agent_id` unless claimed; say what the caller must do.
 
         One `INSERT ... ON CONFLICT DO NOTHING`: of racing callers exactly one inserts. A row
-        that exists is read back and answered as it is (PENDING stays PENDING).
+        that exists is read back and answered as it is (PENDING stays PENDING). The call's audit
+        record (a claim, a skip, or an error when the row is for another action) is written in
+        the same transaction; the caller compares `record.action` to answer a conflict.
 
         Raises:
-            StoreError: Nothing could be recorded or read (never read as "lost the race").
+            StoreError: Nothing could be recorded or read (never read as "lost the race"); no
+                claim was made.
         """
         key = action_key(agent_id, request_id)
         token = secrets.token_urlsafe(32)
@@ -228,38 +254,76 @@ class ActionStore:
         with translate_errors(self.url, "recording an action claim"), self._engine.begin() as conn:
             # RETURNING, not rowcount: a row comes back only from the insert that happened.
             inserted = conn.execute(statement).first() is not None
-            row = (
-                None if inserted else conn.execute(select(actions).where(actions.c.action_key == key)).first()
-            )
-        if inserted:
-            record = ActionRecord(
-                key, agent_id, request_id, action, ActionStatus.PENDING, None, now, None, _hash(token)
-            )
-            return ClaimResult(ClaimAnswer.PROCEED, record, token)
-        if row is None:  # claims are never deleted: a conflict with no row is a broken store
-            raise RuntimeError(f"action claim {key} conflicted but cannot be read")
-        record = _record(row)
-        answer = ClaimAnswer.SKIP if record.status is ActionStatus.COMMITTED else ClaimAnswer.PENDING
-        return ClaimResult(answer, record)
+            if inserted:
+                record = ActionRecord(
+                    key, agent_id, request_id, action, ActionStatus.PENDING, None, now, None, _hash(token)
+                )
+                outcome = ClaimResult(ClaimAnswer.PROCEED, record, token)
+            else:
+                row = conn.execute(select(actions).where(actions.c.action_key == key)).first()
+                if row is None:  # claims are never deleted: a conflict with no row is a broken store
+                    raise RuntimeError(f"action claim {key} conflicted but cannot be read")
+                record = _record(row)
+                committed = record.status is ActionStatus.COMMITTED
+                outcome = ClaimResult(ClaimAnswer.SKIP if committed else ClaimAnswer.PENDING, record)
+            # In the claim's transaction: a claim whose record cannot be written is not made.
+            what, reason = _claim_note(outcome, action)
+            self._note(conn, now, record, what, reason=reason, state=record.status)
+        return outcome
 
-    def settle(self, record: ActionRecord, result: dict[str, Any]) -> SettleAnswer:
+    def settle(self, record: ActionRecord, result: dict[str, Any], *, detail: dict[str, Any]) -> SettleAnswer:
         """Store `result` on a PENDING claim (compare-and-set on the status); the first wins.
 
         The caller has already checked who may settle (the owner with the token, or an admin).
+        The audit record (with `detail`: who settled) is written in the same transaction.
 
         Raises:
             ValueError: `result` is not standard JSON (`standard_json`); nothing is stored.
-            StoreError: The result could not be recorded.
+            StoreError: The result could not be recorded (nor its audit record): nothing changed.
         """
         text = standard_json(result)
+        now = self._now()
         statement = (
             update(actions)
             .where(actions.c.action_key == record.key, actions.c.status == ActionStatus.PENDING.value)
-            .values(status=ActionStatus.COMMITTED.value, result=text, settled_at=self._now())
+            .values(status=ActionStatus.COMMITTED.value, result=text, settled_at=now)
         )
         with translate_errors(self.url, "settling an action claim"), self._engine.begin() as conn:
             changed = conn.execute(statement).rowcount == 1
+            if changed:
+                reason = f"request {record.request_id!r} settled"
+                self._note(
+                    conn, now, record, AuditAction.TRANSITION, reason=reason, state=ActionStatus.COMMITTED,
+                    prev_state=ActionStatus.PENDING, **detail,
+                )  # fmt: skip
+            else:
+                reason = f"request {record.request_id!r} settled again: first result kept"
+                self._note(
+                    conn, now, record, AuditAction.SKIP, reason=reason, state=ActionStatus.COMMITTED, **detail
+                )
         return SettleAnswer.COMMITTED if changed else SettleAnswer.ALREADY_COMMITTED
+
+    @staticmethod
+    def _note(
+        conn: Connection,
+        at: datetime,
+        record: ActionRecord,
+        action: AuditAction,
+        *,
+        reason: str,
+        state: ActionStatus,
+        prev_state: ActionStatus | None = None,
+        **fields: Any,
+    ) -> None:
+        # The claim store's audit log, written on this connection so it shares the transaction.
+        detail = {"request_id": record.request_id, "action": record.action, "via": "safeagent", **fields}
+        conn.execute(
+            insert(audit).values(
+                at=at, agent_id=record.agent_id, action=action.value, reason=reason, state=state.value,
+                prev_state=None if prev_state is None else prev_state.value, claim_key=record.key,
+                detail=json.dumps(detail, sort_keys=True, default=str),
+            )
+        )  # fmt: skip
 
     def page(self, query: ActionQuery, *, limit: int, offset: int) -> ActionPage:
         """Return matching claims newest first (`limit` from `offset`) and the total count."""
@@ -301,6 +365,19 @@ class ActionStore:
             return int(conn.execute(query).scalar_one())
 
 
+def _claim_note(outcome: ClaimResult, action: str) -> tuple[AuditAction, str]:
+    # The audit record of one claim call: what it did and why.
+    record = outcome.record
+    request_id = record.request_id
+    if record.action != action:
+        return AuditAction.ERROR, f"request {request_id!r} claimed again for {action!r}"
+    if outcome.answer is ClaimAnswer.PROCEED:
+        return AuditAction.CLAIM, f"claimed {action!r} for request {request_id!r}"
+    if outcome.answer is ClaimAnswer.SKIP:
+        return AuditAction.SKIP, f"request {request_id!r} already committed: result reused"
+    return AuditAction.SKIP, f"request {request_id!r} still pending: not run again"
+
+
 def _record(row: Any) -> ActionRecord:
     return ActionRecord(
         key=row.action_key,
@@ -308,7 +385,7 @@ def _record(row: Any) -> ActionRecord:
         request_id=row.request_id,
         action=row.action,
         status=ActionStatus(row.status),
-        result=None if row.result is None else json.loads(row.result),
+        result_json=row.result,
         claimed_at=row.claimed_at,
         settled_at=row.settled_at,
         token_hash=row.token_hash,

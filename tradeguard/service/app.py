@@ -17,9 +17,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.errors import StoreError
@@ -132,6 +134,16 @@ def _add_error_handlers(app: FastAPI) -> None:
             for error in exc.errors()
         ]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    # Starlette's class: FastAPI raises it for a body it cannot read, and its own subclasses it.
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        # A body nested deeper than Python's JSON reader goes is FastAPI's "error parsing the
+        # body" (400); it is the same caller error as a settle result over its depth (422).
+        if isinstance(exc.__cause__, RecursionError):
+            error = {"loc": ["body"], "msg": "nested too deeply to read", "type": "json_invalid"}
+            return JSONResponse({"detail": [error]}, status_code=422)
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

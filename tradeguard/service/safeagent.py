@@ -12,9 +12,9 @@ by changing its base URL. What differs, on purpose:
   (`?agent_id=` names the agent), and the audit log records that an admin did.
 * The same request id claimed again for another action is 409: a bug in the bot, made loud.
 * `/sweep` (admin only) counts stale PENDING claims and changes nothing.
-* Every claim, duplicate and settle leaves an audit record in the claim store's log (G6). The
-  record is written after the claim; if it cannot be, the caller gets 503 and the claim stays
-  PENDING (fail closed: the action is not taken, an admin can settle it).
+* Every claim, duplicate and settle leaves an audit record in the claim store's log (G6), written
+  in the same transaction as the claim or the result: if it cannot be, nothing is stored and the
+  caller gets 503 "nothing was decided" (true: a retry claims afresh and gets its token).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
 
 from tradeguard.domain.audit import AuditAction
@@ -103,7 +103,7 @@ class SettleOut(BaseModel):
 
 
 class AuditItem(BaseModel):
-    """One action claim (times in Unix seconds)."""
+    """One action claim (times in Unix seconds), in SafeAgent's field names."""
 
     request_id: str
     agent_id: str
@@ -111,7 +111,7 @@ class AuditItem(BaseModel):
     status: ActionStatus
     result: dict[str, Any] | None
     claimed_at: float
-    settled_at: float | None
+    committed_at: float | None = Field(description="when it was settled (COMMITTED); null while PENDING")
 
 
 class AuditOut(BaseModel):
@@ -159,31 +159,27 @@ def _audit_log(request: Request) -> ClaimStore:
     return store
 
 
-def _note(
-    request: Request,
-    record: ActionRecord,
-    action: AuditAction,
-    reason: str,
-    *,
-    prev_state: ActionStatus | None = None,
-    **fields: Any,
-) -> None:
-    _audit_log(request).audit(
-        action,
-        agent_id=record.agent_id,
-        reason=reason,
-        state=record.status.value,
-        prev_state=None if prev_state is None else prev_state.value,
-        claim_key=record.key,
-        detail={"request_id": record.request_id, "action": record.action, "via": "safeagent", **fields},
-    )
+def _with_stored(text: str, name: str, stored: str | None) -> str:
+    """Return the JSON object `text` with `name` added, its value the stored JSON text `stored`.
+
+    A stored result goes out as stored: parsing it and serializing it again would put it through
+    depth limits (pydantic's, Python's) that a row written by an earlier version may exceed.
+    """
+    sep = "" if text == "{}" else ","
+    return f"{text[:-1]}{sep}{json.dumps(name)}:{'null' if stored is None else stored}}}"
 
 
-def _claim(request: Request, caller: Principal, request_id: str, action: str, *, test: bool) -> ClaimOut:
+def _json(text: str) -> Response:
+    return Response(content=text, media_type="application/json")
+
+
+def _claim(
+    request: Request, caller: Principal, request_id: str, action: str, *, test: bool
+) -> ClaimOut | Response:
+    # The store writes the audit record of each outcome in the claim's own transaction.
     outcome = _actions(request).claim(caller.agent_id, request_id, action)
     record = outcome.record
     if record.action != action:
-        _note(request, record, AuditAction.ERROR, f"request {request_id!r} claimed again for {action!r}")
         raise HTTPException(
             status.HTTP_409_CONFLICT,
             detail=f"request id already claimed for another action ({record.action!r})",
@@ -191,14 +187,10 @@ def _claim(request: Request, caller: Principal, request_id: str, action: str, *,
     answer = ClaimOut(
         status=outcome.answer, request_id=request_id, agent_id=caller.agent_id, test=True if test else None
     )
+    if outcome.answer is ClaimAnswer.SKIP:
+        return _json(_with_stored(answer.model_dump_json(exclude_none=True), "existing", record.result_json))
     if outcome.answer is ClaimAnswer.PROCEED:
-        _note(request, record, AuditAction.CLAIM, f"claimed {action!r} for request {request_id!r}")
         answer.settlement_token = outcome.settlement_token
-    elif outcome.answer is ClaimAnswer.SKIP:
-        _note(request, record, AuditAction.SKIP, f"request {request_id!r} already committed: result reused")
-        answer.existing = record.result
-    else:
-        _note(request, record, AuditAction.SKIP, f"request {request_id!r} still pending: not run again")
     return answer
 
 
@@ -206,7 +198,7 @@ _CLAIM_DOC = "A caller that gets PENDING must not run the action again: it may h
 
 
 @router.post("/claim", response_model=ClaimOut, response_model_exclude_none=True, description=_CLAIM_DOC)
-def claim(body: ClaimBody, request: Request, caller: Caller) -> ClaimOut:
+def claim(body: ClaimBody, request: Request, caller: Caller) -> ClaimOut | Response:
     """Claim an action under a request id: PROCEED once, then PENDING until settled, then SKIP."""
     if body.request_id.startswith(_TEST_PREFIX):
         raise HTTPException(422, detail="the test: prefix is reserved")
@@ -214,7 +206,7 @@ def claim(body: ClaimBody, request: Request, caller: Caller) -> ClaimOut:
 
 
 @router.post("/claim/test", response_model=ClaimOut, response_model_exclude_none=True)
-def claim_test(body: TestClaimBody, request: Request, caller: Caller) -> ClaimOut:
+def claim_test(body: TestClaimBody, request: Request, caller: Caller) -> ClaimOut | Response:
     """Claim with a request id derived from agent, action type and scope (answers carry test: true)."""
     request_id = test_request_id(body.agent_id, body.action_type, body.scope)
     return _claim(request, caller, request_id, body.action_type, test=True)
@@ -248,20 +240,8 @@ def settle(
     assert record is not None
     if not record.token_matches(token) and not (caller.admin and token is None):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="settlement token missing or wrong")
-    answer = _actions(request).settle(record, body.result)
     by: dict[str, Any] = {"settled_by": caller.key_id, "admin_without_token": token is None}
-    if answer is SettleAnswer.COMMITTED:
-        committed = _actions(request).get(owner, request_id) or record
-        reason = f"request {request_id!r} settled"
-        _note(request, committed, AuditAction.TRANSITION, reason, prev_state=ActionStatus.PENDING, **by)
-    else:
-        _note(
-            request,
-            record,
-            AuditAction.SKIP,
-            f"request {request_id!r} settled again: first result kept",
-            **by,
-        )
+    answer = _actions(request).settle(record, body.result, detail=by)
     return SettleOut(status=answer, request_id=request_id)
 
 
@@ -287,7 +267,7 @@ def audit(
     to_ts: _Ts = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
-) -> AuditOut:
+) -> AuditOut | Response:
     """List action claims newest first: an agent key its own only, an admin key all."""
     if not caller.admin and agent_id not in (None, caller.agent_id):
         # Another agent's rows read as none at all, exactly like an agent that never claimed.
@@ -300,8 +280,26 @@ def audit(
         to_time=_time(to_ts),
     )
     page = _actions(request).page(query, limit=limit, offset=offset)
-    items = [AuditItem.model_validate(record.as_item()) for record in page.items]
-    return AuditOut(items=items, total=page.total, limit=limit, offset=offset)
+    # Built as text, each stored result embedded as stored (`_with_stored`); the shape is AuditOut's.
+    items = ",".join(
+        _with_stored(_item(record).model_dump_json(exclude={"result"}), "result", record.result_json)
+        for record in page.items
+    )
+    rest = AuditOut(items=[], total=page.total, limit=limit, offset=offset).model_dump_json(exclude={"items"})
+    return _json(f'{{"items":[{items}],{rest[1:]}')
+
+
+def _item(record: ActionRecord) -> AuditItem:
+    # Every field but the result, which `audit` adds as stored.
+    return AuditItem(
+        request_id=record.request_id,
+        agent_id=record.agent_id,
+        action=record.action,
+        status=record.status,
+        result=None,
+        claimed_at=record.claimed_at.timestamp(),
+        committed_at=None if record.settled_at is None else record.settled_at.timestamp(),
+    )
 
 
 @router.post("/sweep", response_model=SweepOut, responses={403: {"description": "admin key required"}})
