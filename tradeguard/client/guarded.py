@@ -32,9 +32,10 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 from alpaca.common.exceptions import APIError
@@ -89,6 +90,27 @@ logger = logging.getLogger("tradeguard.client")
 
 _CLOSES = frozenset({PositionIntent.SELL_TO_CLOSE, PositionIntent.BUY_TO_CLOSE})
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reconciling(
+    method: Callable[Concatenate[GuardedTradingClient, _P], _R],
+) -> Callable[Concatenate[GuardedTradingClient, _P], _R]:
+    """Run the gateway's reconcile pass when one is due after the call, whatever it answered.
+
+    After, not before: a pass that resolved an UNKNOWN order first could hand its content window
+    on, so the bot's late retry of that very order (no client_order_id) would be a new decision.
+    """
+
+    def call(client: GuardedTradingClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(client, *args, **kwargs)
+        finally:
+            client._reconcile_if_due()
+
+    functools.update_wrapper(call, method)  # alpaca-py's name and docstring stay
+    return call
 
 
 def _closing(side: Side, held: Decimal) -> bool:
@@ -198,10 +220,10 @@ class GuardedTradingClient(TradingClient):
     def _reconcile_if_due(self) -> None:
         """Run the gateway's reconcile pass when one is due, as a live gateway's loop does.
 
-        `OrderGateway.reconcile_if_due`: every `Settings.reconcile_every_secs` (and the first
-        call's start-up pass), so unresolved claims are looked up and phantoms cleared while the
-        bot trades (G2, G4) without a loop of its own. A pass that fails is logged; the call goes
-        on and meets the failure itself if it shares it (a store down: nothing is sent, G5).
+        `OrderGateway.reconcile_if_due`, after each guarded call (`_reconciling`): every
+        `Settings.reconcile_every_secs`, so unresolved claims are looked up and phantoms cleared
+        while the bot trades (G2, G4) without a loop of its own. A pass that fails is logged and
+        never hides the call's own answer.
         """
         try:
             self.gateway.reconcile_if_due()
@@ -210,6 +232,7 @@ class GuardedTradingClient(TradingClient):
 
     # -- orders ---------------------------------------------------------------------------
 
+    @_reconciling
     def submit_order(self, order_data: AlpacaOrderRequest, *, new_decision: bool = False) -> Any:
         """Submit an order at most once per decision; see the module docstring.
 
@@ -229,7 +252,6 @@ class GuardedTradingClient(TradingClient):
         """
         with as_api_errors():
             order = read_order(order_data)
-            self._reconcile_if_due()
             try:
                 result = self._submit(order, new_decision=new_decision)
             except StoreError as exc:
@@ -426,6 +448,7 @@ class GuardedTradingClient(TradingClient):
 
     # -- positions ------------------------------------------------------------------------
 
+    @_reconciling
     def close_position(
         self,
         symbol_or_asset_id: UUID | str,
@@ -444,7 +467,6 @@ class GuardedTradingClient(TradingClient):
                 answers; see `submit_order` for the rest.
         """
         with as_api_errors():
-            self._reconcile_if_due()
             symbol = self._ledger_symbol(symbol_of(self.gateway, symbol_or_asset_id, self._read_asset))
             result = self._close(symbol, close_options, new_decision=new_decision)
         requested = decimal_arg(close_options.qty, "qty") if close_options is not None else None
@@ -500,6 +522,7 @@ class GuardedTradingClient(TradingClient):
             raise InvalidOrder(f"asset {asset_id}: unexpected answer {asset!r}")
         return asset
 
+    @_reconciling
     def close_all_positions(self, cancel_orders: bool | None = None) -> Any:
         """Close every position as guarded exits; return one answer per symbol, as alpaca-py does.
 
@@ -510,7 +533,6 @@ class GuardedTradingClient(TradingClient):
         adopted every fill the broker reported.
         """
         with as_api_errors():
-            self._reconcile_if_due()
             if cancel_orders:
                 self.gateway.cancel_all()
             # One close per asset: the broker's "BTCUSD" is the ledger's "BTC/USD" (its name wins).
@@ -539,16 +561,16 @@ class GuardedTradingClient(TradingClient):
 
     # -- cancel and replace ---------------------------------------------------------------
 
+    @_reconciling
     def cancel_order_by_id(self, order_id: UUID | str) -> None:
         """Cancel an order; its claim adopts the result (CANCELED with what filled)."""
         with as_api_errors():
-            self._reconcile_if_due()
             self.gateway.cancel(str(order_id))
 
+    @_reconciling
     def cancel_orders(self) -> Any:
         """Cancel every open order of the account, as alpaca-py does; claims adopt the results."""
         with as_api_errors():
-            self._reconcile_if_due()
             results = self.gateway.cancel_all()
         # One entry per order canceled, a bracket's legs included, as Alpaca's bulk cancel
         # answers; a body only where a cancel failed.
@@ -562,6 +584,7 @@ class GuardedTradingClient(TradingClient):
             return answers
         return TypeAdapter(list[CancelOrderResponse]).validate_python(answers)
 
+    @_reconciling
     def replace_order_by_id(self, order_id: UUID | str, order_data: ReplaceOrderRequest | None = None) -> Any:
         """Replace an open order; its claim keeps its client_order_id and records the new order."""
         fields = order_data.to_request_fields() if order_data is not None else {}
@@ -575,7 +598,6 @@ class GuardedTradingClient(TradingClient):
             client_order_id=fields.get("client_order_id"),
         )
         with as_api_errors():
-            self._reconcile_if_due()
             new = self.gateway.replace(str(order_id), request)
         return as_raw(new) if self._use_raw_data else as_order(new)
 
