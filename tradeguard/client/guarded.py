@@ -462,9 +462,11 @@ class GuardedTradingClient(TradingClient):
         `dedup_window_secs`) returns the first order. The remaining shares can always be closed.
 
         Raises:
-            APIError: 404 "position does not exist" when nothing is held, and 403
-                "insufficient qty available" when every share is held by open orders, as Alpaca
-                answers; see `submit_order` for the rest.
+            APIError: 404 "position does not exist" when the broker holds nothing (whatever the
+                ledger says; the symbol is reconciled), and 403 "insufficient qty available"
+                when every share is held by open orders, as Alpaca answers, or when the shares
+                at the broker are not this agent's to sell yet (never 404 while it holds a
+                position); see `submit_order` for the rest.
         """
         with as_api_errors():
             symbol = self._ledger_symbol(symbol_of(self.gateway, symbol_or_asset_id, self._read_asset))
