@@ -304,32 +304,40 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self.refresh()
         return self.store.positions(self.agent_id)
 
-    def adopt_broker_position(self, symbol: str, *, why: str) -> LedgerPosition:
-        """Take what the broker holds in `symbol` into this agent's flat ledger (audited).
+    def adopt_broker_position(self, symbol: str, *, why: str, top_up: bool = False) -> LedgerPosition:
+        """Take what the broker holds in `symbol` and no ledger does into this agent's ledger (audited).
 
-        For positions opened before the guard saw them (a drop-in bot's first close). A ledger
-        that already holds something is left alone. The broker's positions endpoint can lag its
-        fills for a few seconds (ALPACA.md), so nothing is adopted while this agent's own fills
-        in the symbol are that recent, nor unless a second read a settle delay later agrees.
-        Nor while any agent's fills in the symbol are that recent, or any agent on the account
-        has an order in motion there (its fills may be in the broker's position before a ledger
-        books them). The orphan (what the broker holds minus other agents' shares on this
-        account) is booked in one store step (`ClaimLedger.adopt_position`). Returns the position
-        after.
+        For positions opened before the guard saw them (a drop-in bot's first close) and, with
+        `top_up`, shares bought outside the guard on top of this agent's own position on the same
+        side; a ledger that holds something is otherwise left alone. The broker's positions
+        endpoint can lag its fills for a few seconds (ALPACA.md), so nothing is adopted while
+        another agent's fills in the symbol are that recent or its order there is in motion (its
+        fills may be in the broker's position before a ledger books them), while this agent's own
+        orders could make the read overstate the orphan (an order in motion that adds to the
+        position, a fill that reduces it within `position_settle_secs`:
+        `domain.ledger.own_moves_hide_the_orphan`), nor unless a second read a settle delay later
+        agrees. The orphan (what the broker holds minus every ledger on this account) is booked
+        in one store step (`ClaimLedger.adopt_position`), which checks all of it under the
+        symbol's lock. Returns the position after.
         """
         symbol = ledger_symbol(symbol)
         held = self.broker.get_position(symbol)
         mine = self.store.position(self.agent_id, symbol)
-        if held is None or held.qty == 0 or not mine.is_flat:
+        if held is None or held.qty == 0:
             return mine
+        if not mine.is_flat and (
+            not top_up or (mine.qty > 0) != (held.qty > 0) or abs(held.qty) <= abs(mine.qty)
+        ):
+            return mine  # nothing beyond this agent's own position on its side
         settle = self.settings.position_settle_secs
         since = self.clock.now() - timedelta(seconds=settle)
-        # Any agent's: the read may still show (or not yet show) shares a recent fill moved, this
-        # agent's or another's on the account, and the difference would read as an orphan.
+        # Another agent's: the read may still show (or not yet show) shares its recent fill moved,
+        # and the difference would read as an orphan. (This agent's own fills are the store's
+        # to judge, by their side: a lagging read of an own buy only understates the orphan.)
         recent = {
             c.agent_id
             for c in self.store.list_claims(symbol=symbol, updated_since=since)
-            if c.filled_qty != 0
+            if c.filled_qty != 0 and c.agent_id != self.agent_id
         }
         if recent and any(map(self.reconciler.on_account(self.agent_id), recent)):
             return mine
@@ -337,7 +345,36 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         again = self.broker.get_position(symbol)
         if again is None or again.qty != held.qty:
             return self.store.position(self.agent_id, symbol)  # not confirmed: adopt nothing
-        return self.store.adopt_position(self.agent_id, symbol, held.qty, why=why)
+        return self.store.adopt_position(self.agent_id, symbol, held.qty, why=why, top_up=top_up)
+
+    def resolve_unresolved(self, symbol: str) -> list[Claim]:
+        """Look this agent's PENDING and UNKNOWN claims in `symbol` up by id; adopt what is found.
+
+        Broker evidence only (G2): an order found is adopted onto its claim (its fills reach the
+        ledger); one not found, or a failed lookup, leaves the claim as it is. Nothing is sent,
+        resent or marked NOT_SENT here (that takes the grace period and two probes: a retry of
+        the decision or a reconcile pass). A claim this gateway is sending right now is left to
+        its sender. For exits and closes that such a claim would otherwise hold up (the shares
+        at the broker cannot be told apart from its fills until it is resolved). Returns the
+        claims still unresolved.
+        """
+        symbol = ledger_symbol(symbol)
+        unresolved = [ClaimState.PENDING, ClaimState.UNKNOWN]
+        left: list[Claim] = []
+        for claim in self.store.list_claims(states=unresolved, agent_id=self.agent_id, symbol=symbol):
+            with self._start_lock:
+                sending = claim.key in self._sending
+            order = None
+            if not sending:
+                try:
+                    order = self.broker.get_order_by_client_id(claim.client_order_id)
+                except BrokerError:
+                    order = None  # a failed read is no evidence: the claim stays as it is
+            why = "found at the broker by client_order_id"
+            after = claim if order is None else adopt_order(self.store, claim, order, why, broker=self.broker)
+            if after.state in unresolved:
+                left.append(after)
+        return left
 
     def refresh(self, symbol: str | None = None) -> None:
         """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
@@ -369,6 +406,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         (G4). For bots that drive their own loop (call it once per bar); `BackgroundReconciler`
         runs passes from a thread instead. Returns the report, or None when no pass was due.
         """
+        self._ensure_started()  # its first pass (if asked for) schedules the next one
         due = self._next_pass_at
         if due is not None and self.clock.now() < due:
             return None

@@ -339,11 +339,17 @@ class ClaimLedger(Protocol):
 
     # -- reads ------------------------------------------------------------------------------
 
-    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
-        """Book into the agent's flat ledger the part of `broker_qty` no agent on its account holds.
+    def adopt_position(
+        self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str, top_up: bool = False
+    ) -> LedgerPosition:
+        """Book into the agent's ledger the part of `broker_qty` no agent on its account holds.
 
-        Atomic: two agents adopting at once never both take the same shares. Audited; returns the
-        agent's position after (unchanged when it held something or there was no orphan).
+        Atomic: two agents adopting at once never both take the same shares. A flat ledger
+        adopts; one holding on the broker's side only with `top_up` (the shares beyond every
+        ledger). Nothing while another agent's order in the symbol is in motion or its ledger
+        there moved within `position_settle_secs`, or while the agent's own orders may make the
+        read overstate the orphan (`domain.ledger.own_moves_hide_the_orphan`). Audited; returns
+        the agent's position after (unchanged when nothing was adopted).
         """
         ...
 

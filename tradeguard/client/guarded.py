@@ -32,9 +32,10 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 from alpaca.common.exceptions import APIError
@@ -47,12 +48,22 @@ from pydantic import TypeAdapter
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_body
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
-from tradeguard.client.errors import InvalidOrder, api_error
+from tradeguard.client.errors import InvalidOrder
 from tradeguard.client.inprocess import IN_PROCESS_URL, NO_KEY, mount
-from tradeguard.client.lookups import SHARE_STEP, id_at_broker, id_taken, in_shares, insufficient, symbol_of
+from tradeguard.client.lookups import (
+    SHARE_STEP,
+    id_at_broker,
+    id_taken,
+    in_shares,
+    insufficient,
+    no_position,
+    nothing_to_close,
+    symbol_of,
+)
 from tradeguard.clock import Clock
 from tradeguard.config import DEFAULT_STORE_URL, Settings
 from tradeguard.domain import (
+    BrokerPosition,
     Claim,
     LedgerPosition,
     OrderSpec,
@@ -61,11 +72,13 @@ from tradeguard.domain import (
     Side,
     TimeInForce,
     default_time_in_force,
+    ledger_symbol,
     same_symbol,
     symbol_key,
 )
 from tradeguard.domain.intents import Intent, Kind
-from tradeguard.errors import StoreError
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.errors import StoreError, TradeguardError
 from tradeguard.execution import OrderResult
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
@@ -77,6 +90,27 @@ logger = logging.getLogger("tradeguard.client")
 
 _CLOSES = frozenset({PositionIntent.SELL_TO_CLOSE, PositionIntent.BUY_TO_CLOSE})
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reconciling(
+    method: Callable[Concatenate[GuardedTradingClient, _P], _R],
+) -> Callable[Concatenate[GuardedTradingClient, _P], _R]:
+    """Run the gateway's reconcile pass when one is due after the call, whatever it answered.
+
+    After, not before: a pass that resolved an UNKNOWN order first could hand its content window
+    on, so the bot's late retry of that very order (no client_order_id) would be a new decision.
+    """
+
+    def call(client: GuardedTradingClient, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(client, *args, **kwargs)
+        finally:
+            client._reconcile_if_due()
+
+    functools.update_wrapper(call, method)  # alpaca-py's name and docstring stay
+    return call
 
 
 def _closing(side: Side, held: Decimal) -> bool:
@@ -193,8 +227,22 @@ class GuardedTradingClient(TradingClient):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _reconcile_if_due(self) -> None:
+        """Run the gateway's reconcile pass when one is due, as a live gateway's loop does.
+
+        `OrderGateway.reconcile_if_due`, after each guarded call (`_reconciling`): every
+        `Settings.reconcile_every_secs`, so unresolved claims are looked up and phantoms cleared
+        while the bot trades (G2, G4) without a loop of its own. A pass that fails is logged and
+        never hides the call's own answer.
+        """
+        try:
+            self.gateway.reconcile_if_due()
+        except TradeguardError as exc:
+            logger.warning("reconcile pass failed, the call goes on: %s", exc)
+
     # -- orders ---------------------------------------------------------------------------
 
+    @_reconciling
     def submit_order(self, order_data: AlpacaOrderRequest, *, new_decision: bool = False) -> Any:
         """Submit an order at most once per decision; see the module docstring.
 
@@ -236,7 +284,7 @@ class GuardedTradingClient(TradingClient):
         # sell that closed a long is not a short sale when it is retried after it filled. So a
         # client_order_id already claimed answers from its claim, whatever kind it is.
         prior = self._claimed(order) if coid is not None else None
-        is_exit = self._is_exit(order) if prior is None else prior.kind is Kind.EXIT
+        is_exit, free = self._is_exit(order) if prior is None else (prior.kind is Kind.EXIT, None)
         spec = order.spec
         if is_exit and spec.notional is not None:
             # Exits are sized and claimed in shares (G3): dollars become the shares they buy now
@@ -268,7 +316,7 @@ class GuardedTradingClient(TradingClient):
             content = {"symbol": symbol, "side": side.value, **order.spec.as_payload()}
             result = gateway.submit_by_content(kind, symbol, side, spec, content=content)
         if is_exit:
-            self._warn_if_trimmed(result, order, spec.qty)
+            self._warn_if_trimmed(result, order, spec.qty, free)
         return result
 
     def _claimed(self, order: DropInOrder) -> Claim | None:
@@ -281,30 +329,97 @@ class GuardedTradingClient(TradingClient):
                 return claim
         return None
 
-    def _is_exit(self, order: DropInOrder) -> bool:
+    def _is_exit(self, order: DropInOrder) -> tuple[bool, Decimal | None]:
         """Classify an order as Alpaca infers its position intent (the caller's intent wins).
 
-        The agent's ledger decides when it holds the symbol. When it is flat, the broker's
-        position decides: shares held there before tradeguard saw them (and not other agents')
-        are adopted into the ledger first, so the exit is sized and booked like any other.
+        The agent's ledger decides when it holds the symbol. When it is flat, or the order asks
+        for more than it holds, the broker's position decides: shares held there that are
+        provably no other agent's (held before tradeguard saw them, or bought outside it on top
+        of this agent's own) are adopted into the ledger first, so the exit is sized and booked
+        like any other (`_take_surplus`). A `*_to_close` the caller set takes the same path.
+        Returns whether it is an exit, and the broker's `qty_available` before it when read.
         """
-        if order.position_intent is not None:
-            return order.position_intent in _CLOSES
+        intent = order.position_intent
+        if intent is not None and intent not in _CLOSES:
+            return False, None
         held = self.gateway.position(order.symbol)
+        if not held.is_flat and not _closing(order.side, held.qty):
+            return intent is not None, None  # adds to the position (a caller's *_to_close: as it says)
+        asked = order.spec.qty
+        if not held.is_flat and asked is not None and asked <= abs(held.qty):
+            return True, None  # the ledger covers it: no broker read
+        held, at_broker = self._take_surplus(
+            order.symbol, order.side, held, why=f"{order.side} {order.symbol}"
+        )
+        free = abs(at_broker.qty_available) if at_broker is not None else Decimal(0)
         if not held.is_flat:
-            return _closing(order.side, held.qty)
-        at_broker = self.gateway.broker.get_position(order.symbol)  # a failed read raises: never "flat"
+            return True, free
         if at_broker is None or not _closing(order.side, at_broker.qty):
-            return False
-        adopted = self.gateway.adopt_broker_position(order.symbol, why="order without position_intent")
-        if adopted.is_flat:
-            raise api_error(
-                403, 40310000,
-                f"insufficient qty available for order (requested: {order.spec.qty}, available: 0): "
-                f"the {order.symbol} position at the broker is not this agent's to sell (other agents "
-                "on this account hold it, or the guard's own fills there have not settled yet)",
-            )  # fmt: skip
-        return True
+            # Nothing held to close: an opening order; a caller's *_to_close is answered by the
+            # exit (nothing to sell), as before.
+            return intent is not None, free
+        raise self._not_yet_this_agents(order.symbol, asked, at_broker)
+
+    def _take_surplus(
+        self, symbol: str, side: Side | None, held: LedgerPosition, *, why: str
+    ) -> tuple[LedgerPosition, BrokerPosition | None]:
+        """Adopt the broker's shares beyond every ledger on the account, when provably this agent's.
+
+        Reads the broker's position (a failed read raises: never "flat"). When it holds more on
+        the side `side` closes (None: whichever it holds) than this agent's ledger, this agent's
+        own PENDING/UNKNOWN orders in the symbol are looked up first (their fills are then booked,
+        not taken for outside shares), and what is still left beyond every ledger is adopted
+        (`OrderGateway.adopt_broker_position`, which refuses while the read could be wrong).
+        Returns the agent's position after and the broker's position read.
+        """
+        gateway = self.gateway
+        at_broker = gateway.broker.get_position(symbol)
+
+        def surplus(mine: LedgerPosition) -> bool:
+            if (
+                at_broker is None
+                or at_broker.qty == 0
+                or (side is not None and not _closing(side, at_broker.qty))
+            ):
+                return False
+            return mine.is_flat or (
+                (mine.qty > 0) == (at_broker.qty > 0) and abs(at_broker.qty) > abs(mine.qty)
+            )
+
+        if not surplus(held):
+            return held, at_broker
+        # Its own unresolved orders' fills may be in the position: booked first, never adopted.
+        gateway.resolve_unresolved(symbol)
+        held = gateway.store.position(gateway.agent_id, ledger_symbol(symbol))
+        if surplus(held):
+            held = gateway.adopt_broker_position(symbol, why=why, top_up=True)
+        return held, at_broker
+
+    def _not_yet_this_agents(self, symbol: str, asked: Decimal | None, at_broker: BrokerPosition) -> APIError:
+        """Alpaca's 403 for shares at the broker the guard cannot attribute to this agent (yet).
+
+        Never a 404 while the broker holds a position. The message says what holds them up.
+        """
+        gateway = self.gateway
+        states = [ClaimState.PENDING, ClaimState.UNKNOWN]
+        mine = gateway.store.list_claims(
+            states=states, agent_id=gateway.agent_id, symbol=ledger_symbol(symbol)
+        )
+        if mine:
+            ids = ", ".join(f"{c.client_order_id} ({c.state})" for c in mine)
+            why = (
+                f"this agent's own order in {symbol} is unresolved ({ids}) and its fills cannot be told "
+                "from the broker's shares until the broker shows it; it is looked up again on the next "
+                "call and by each reconcile pass"
+            )
+        else:
+            settle = self.settings.position_settle_secs
+            why = (
+                f"the {abs(at_broker.qty)} {symbol} at the broker are not this agent's to sell yet: other "
+                "agents on this account hold them or have orders in motion there, or a fill there is "
+                f"too recent for the broker's position to show it (up to {settle:g}s)"
+            )
+        return insufficient(gateway, symbol, asked, at_broker=at_broker, why=why)
 
     @staticmethod
     def _closes(side: Side) -> PositionIntent:
@@ -314,17 +429,36 @@ class GuardedTradingClient(TradingClient):
     def _opens(side: Side) -> PositionIntent:
         return PositionIntent.SELL_TO_OPEN if side is Side.SELL else PositionIntent.BUY_TO_OPEN
 
-    def _warn_if_trimmed(self, result: OrderResult, order: DropInOrder, asked: Decimal | None) -> None:
+    def _warn_if_trimmed(
+        self, result: OrderResult, order: DropInOrder, asked: Decimal | None, free: Decimal | None
+    ) -> None:
+        """Warn that an exit was sent smaller than asked; `free`: the broker's qty_available before it.
+
+        Alpaca refuses only what its qty_available cannot cover: only then does the warning say
+        so. Anything else the guard held back is not this agent's to sell (another agent's, or
+        not attributable yet). `free` None: not read (the ledger covered the order; what trimmed
+        it is this agent's other exits in flight or the broker's qty_available).
+        """
         sent_qty = result.claim.order_qty if result.claim is not None else None
-        if result.sent and sent_qty is not None and asked is not None and sent_qty < asked:
-            logger.warning(
-                "%s %s %s closes a position: sent %s, what is held and not in other exits "
-                "(Alpaca would refuse %s with 403 insufficient qty)",
-                order.side, asked, order.symbol, sent_qty, asked,
-            )  # fmt: skip
+        if not (result.sent and sent_qty is not None and asked is not None and sent_qty < asked):
+            return
+        if free is None:
+            why = "the rest is in other exits or not free at the broker"
+        elif free < asked:
+            why = f"Alpaca would refuse {asked} with 403 insufficient qty: qty_available {free}"
+        else:
+            why = (
+                f"the broker has {free} available; the rest is not this agent's to sell "
+                "(other agents', or not attributable yet)"
+            )
+        logger.warning(
+            "%s %s %s closes a position: sent %s, what is held and not in other exits (%s)",
+            order.side, asked, order.symbol, sent_qty, why,
+        )  # fmt: skip
 
     # -- positions ------------------------------------------------------------------------
 
+    @_reconciling
     def close_position(
         self,
         symbol_or_asset_id: UUID | str,
@@ -338,9 +472,11 @@ class GuardedTradingClient(TradingClient):
         `dedup_window_secs`) returns the first order. The remaining shares can always be closed.
 
         Raises:
-            APIError: 404 "position does not exist" when nothing is held, and 403
-                "insufficient qty available" when every share is held by open orders, as Alpaca
-                answers; see `submit_order` for the rest.
+            APIError: 404 "position does not exist" when the broker holds nothing (whatever the
+                ledger says; the symbol is reconciled), and 403 "insufficient qty available"
+                when every share is held by open orders, as Alpaca answers, or when the shares
+                at the broker are not this agent's to sell yet (never 404 while it holds a
+                position); see `submit_order` for the rest.
         """
         with as_api_errors():
             symbol = self._ledger_symbol(symbol_of(self.gateway, symbol_or_asset_id, self._read_asset))
@@ -349,7 +485,7 @@ class GuardedTradingClient(TradingClient):
         return answer(
             result,
             raw=self._use_raw_data,
-            nothing_to_sell=lambda: insufficient(self.gateway, symbol, requested),
+            nothing_to_sell=lambda: nothing_to_close(self.gateway, symbol, requested),
             broker=self.gateway.broker,
         )
 
@@ -359,9 +495,11 @@ class GuardedTradingClient(TradingClient):
         if percentage is not None and not 0 < percentage <= 100:
             raise InvalidOrder("percentage must be between 0 and 100")
         gateway = self.gateway
-        held = self._held(symbol)
+        held, at_broker = self._take_surplus(symbol, None, gateway.position(symbol), why="close_position")
         if held.is_flat:
-            raise self._no_position()
+            if at_broker is None or at_broker.qty == 0:
+                raise no_position()
+            raise self._not_yet_this_agents(symbol, qty, at_broker)  # never 404 while the broker holds
         requested = qty
         if percentage is not None:
             requested = (abs(held.qty) * percentage / 100).quantize(SHARE_STEP, ROUND_DOWN)
@@ -389,12 +527,6 @@ class GuardedTradingClient(TradingClient):
         """
         return next((p.symbol for p in self.gateway.positions() if same_symbol(p.symbol, symbol)), symbol)
 
-    def _held(self, symbol: str) -> LedgerPosition:
-        held = self.gateway.position(symbol)
-        if held.is_flat:
-            held = self.gateway.adopt_broker_position(symbol, why="close_position")
-        return held
-
     def _read_asset(self, asset_id: UUID) -> dict[str, Any]:
         """Read an asset with alpaca-py's own session (a broker without an asset list)."""
         asset = self.get(f"/assets/{asset_id}")
@@ -402,35 +534,38 @@ class GuardedTradingClient(TradingClient):
             raise InvalidOrder(f"asset {asset_id}: unexpected answer {asset!r}")
         return asset
 
-    @staticmethod
-    def _no_position() -> APIError:
-        return api_error(404, 40410000, "position does not exist")
-
+    @_reconciling
     def close_all_positions(self, cancel_orders: bool | None = None) -> Any:
         """Close every position as guarded exits; return one answer per symbol, as alpaca-py does.
 
-        Covers the agent's ledger positions and the account's positions no other agent holds.
-        With ``cancel_orders=True`` open orders are canceled first (through the guard). When it
-        returns, the ledger has adopted every fill the broker reported.
+        Covers the positions the broker lists (alpaca-py's: Alpaca answers from them), each
+        closed as `close_position` does; a symbol only the agent's ledger holds is reconciled,
+        not closed (a phantom is cleared by the reconciler's rules). With ``cancel_orders=True``
+        open orders are canceled first (through the guard). When it returns, the ledger has
+        adopted every fill the broker reported.
         """
         with as_api_errors():
             if cancel_orders:
                 self.gateway.cancel_all()
             # One close per asset: the broker's "BTCUSD" is the ledger's "BTC/USD" (its name wins).
-            symbols = {symbol_key(p.symbol): p.symbol for p in self.gateway.broker.list_positions()}
-            symbols |= {symbol_key(p.symbol): p.symbol for p in self.gateway.positions()}
+            listed = {symbol_key(p.symbol): p.symbol for p in self.gateway.broker.list_positions()}
+            booked = {symbol_key(p.symbol): p.symbol for p in self.gateway.positions()}
         answers: list[dict[str, Any]] = []
-        for symbol in sorted(symbols.values()):
+        for key, listed_as in sorted(listed.items()):
+            symbol = booked.get(key, listed_as)
             try:
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
-                refusal = functools.partial(insufficient, self.gateway, symbol, None)
+                refusal = functools.partial(nothing_to_close, self.gateway, symbol, None)
                 order = answer(result, raw=True, nothing_to_sell=refusal, broker=self.gateway.broker)
                 answers.append({"symbol": symbol, "status": 200, "body": order})  # Alpaca's keys
             except APIError as exc:
                 body = json_body(exc)
                 answers.append({"symbol": symbol, "status": exc.status_code, "body": body})
         with as_api_errors():
+            phantoms = sorted(name for key, name in booked.items() if key not in listed)
+            if phantoms:
+                self.gateway.reconcile(symbols=phantoms)
             self.gateway.refresh()
         if self._use_raw_data:
             return answers
@@ -438,11 +573,13 @@ class GuardedTradingClient(TradingClient):
 
     # -- cancel and replace ---------------------------------------------------------------
 
+    @_reconciling
     def cancel_order_by_id(self, order_id: UUID | str) -> None:
         """Cancel an order; its claim adopts the result (CANCELED with what filled)."""
         with as_api_errors():
             self.gateway.cancel(str(order_id))
 
+    @_reconciling
     def cancel_orders(self) -> Any:
         """Cancel every open order of the account, as alpaca-py does; claims adopt the results."""
         with as_api_errors():
@@ -459,6 +596,7 @@ class GuardedTradingClient(TradingClient):
             return answers
         return TypeAdapter(list[CancelOrderResponse]).validate_python(answers)
 
+    @_reconciling
     def replace_order_by_id(self, order_id: UUID | str, order_data: ReplaceOrderRequest | None = None) -> Any:
         """Replace an open order; its claim keeps its client_order_id and records the new order."""
         fields = order_data.to_request_fields() if order_data is not None else {}

@@ -3,7 +3,7 @@
 Each function reads the gateway's store or broker (the account the guarded orders go to) and
 returns what `GuardedTradingClient` needs: the symbol an asset id names, a notional exit in
 shares, Alpaca's 422 for a client_order_id another decision holds, Alpaca's 403 for an exit with
-nothing free to sell.
+nothing free to sell, Alpaca's 404 for a close of a position the broker does not hold.
 """
 
 from __future__ import annotations
@@ -21,12 +21,21 @@ from alpaca.common.exceptions import APIError
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.convert import DropInOrder
 from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder, OrderNotSent, api_error
-from tradeguard.domain import OrderSpec
+from tradeguard.domain import BrokerPosition, OrderSpec
 from tradeguard.errors import BrokerError, StoreError
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ForwardingBroker
 
-__all__ = ["SHARE_STEP", "id_at_broker", "id_taken", "in_shares", "insufficient", "symbol_of"]
+__all__ = [
+    "SHARE_STEP",
+    "id_at_broker",
+    "id_taken",
+    "in_shares",
+    "insufficient",
+    "no_position",
+    "nothing_to_close",
+    "symbol_of",
+]
 
 logger = logging.getLogger("tradeguard.client")
 
@@ -139,22 +148,52 @@ def id_at_broker(gateway: OrderGateway, order: DropInOrder) -> APIError | None:
     return ClientOrderIdReused(f"client_order_id must be unique: {coid} is taken ({found}); nothing was sent")
 
 
-def insufficient(gateway: OrderGateway, symbol: str, requested: Decimal | None) -> APIError:
+def insufficient(
+    gateway: OrderGateway,
+    symbol: str,
+    requested: Decimal | None,
+    *,
+    at_broker: BrokerPosition | None = None,
+    why: str = "",
+) -> APIError:
     """Return Alpaca's 403 for an exit with nothing available to sell (shares held by orders).
 
     The body carries what Alpaca's does (`available`, `existing_qty`, `held_for_orders`,
-    `symbol`), read from the broker's position when it can be read.
+    `symbol`), from `at_broker` or else the broker's position when it can be read. `why` says
+    what only the guard knows (shares at the broker that are not this agent's to sell yet).
     """
     body: dict[str, Any] = {"available": "0", "symbol": symbol}
-    try:
-        at_broker = gateway.broker.get_position(symbol)
-    except BrokerError:  # the refusal stands; only its detail is missing
-        at_broker = None
+    if at_broker is None:
+        try:
+            at_broker = gateway.broker.get_position(symbol)
+        except BrokerError:  # the refusal stands; only its detail is missing
+            at_broker = None
     if at_broker is not None:
         existing = abs(at_broker.qty)
         body["existing_qty"] = str(existing)
         body["held_for_orders"] = str(existing - abs(at_broker.qty_available))
     asked = requested if requested is not None else body.get("existing_qty", "0")
-    return api_error(
-        403, 40310000, f"insufficient qty available for order (requested: {asked}, available: 0)", body
-    )
+    message = f"insufficient qty available for order (requested: {asked}, available: 0)"
+    return api_error(403, 40310000, f"{message}: {why}" if why else message, body)
+
+
+def no_position() -> APIError:
+    """Return Alpaca's 404 for closing a symbol the broker holds no position in."""
+    return api_error(404, 40410000, "position does not exist")
+
+
+def nothing_to_close(gateway: OrderGateway, symbol: str, requested: Decimal | None) -> APIError:
+    """Return what Alpaca answers a close that found nothing to sell: 404 when the broker is flat.
+
+    A close of a symbol the broker holds nothing of is Alpaca's 404 "position does not exist",
+    whatever the ledger says (a phantom: the exit that found nothing already had the symbol
+    reconciled); shares all held by open orders are its 403 "insufficient qty available". A
+    failed read keeps the 403 (never "flat" on a failed read).
+    """
+    try:
+        at_broker = gateway.broker.get_position(symbol)
+    except BrokerError:
+        return insufficient(gateway, symbol, requested)
+    if at_broker is None or at_broker.qty == 0:
+        return no_position()
+    return insufficient(gateway, symbol, requested, at_broker=at_broker)

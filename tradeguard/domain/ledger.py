@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-__all__ = ["ExitRoom", "FillStep", "LedgerPosition", "fill_step", "size_exit"]
+__all__ = [
+    "ExitRoom",
+    "FillStep",
+    "LedgerPosition",
+    "fill_step",
+    "adoption_note",
+    "orphan",
+    "own_moves_hide_the_orphan",
+    "size_exit",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +175,62 @@ def _once_per_group(
             (acknowledged, left) if seen is None else (acknowledged and seen[0], max(left, seen[1]))
         )
     return ((holder, acknowledged, left) for (holder, _), (acknowledged, left) in groups.items())
+
+
+def own_moves_hide_the_orphan(
+    broker_qty: Decimal, in_motion: Iterable[str], filled_lately: Iterable[tuple[str, Decimal]]
+) -> bool:
+    """Whether the agent's own orders make `broker_qty` minus the ledgers untrustworthy.
+
+    The positions endpoint trails fills (ALPACA.md), so a read shows the position as it was up to
+    `position_settle_secs` ago, while the ledger books fills as the orders endpoint shows them.
+    Taking the read minus the ledgers as an orphan overstates it (the agent would adopt and sell
+    shares that are not there, or are another's) in exactly two cases: one of the agent's own
+    orders on the side that *adds* to the broker's position may have filled into the read before
+    its ledger books it (an order in motion on that side), or a fill on the side that *reduces*
+    it is booked but may not show in the read yet (such a fill within the settle horizon). Every
+    other own move only understates the orphan: fills that add and are booked but not yet in the
+    read, fills that reduce and are in the read but not yet booked. So a bot's own buy just
+    filled never holds back adopting shares bought outside it; its own sell just filled does.
+
+    Args:
+        broker_qty: The broker's signed position.
+        in_motion: The sides ("buy"/"sell") of the agent's orders in motion in the symbol.
+        filled_lately: (side, filled qty) of the agent's claims in the symbol updated within
+            `position_settle_secs`.
+    """
+    adds = "buy" if broker_qty > 0 else "sell"
+    return any(side == adds for side in in_motion) or any(
+        side != adds and filled != 0 for side, filled in filled_lately
+    )
+
+
+def orphan(broker_qty: Decimal, others: Decimal, mine: Decimal, *, top_up: bool) -> Decimal:
+    """The shares of `broker_qty` no ledger on the account holds, that `mine` may adopt (0: none).
+
+    A flat ledger adopts what the other agents' ledgers leave; a ledger holding on the broker's
+    side adopts what is left beyond every ledger too, but only when asked (`top_up`); a ledger
+    on the other side never adopts.
+    """
+    if mine != 0 and (not top_up or (mine > 0) != (broker_qty > 0)):
+        return Decimal(0)
+    left = broker_qty - others - mine
+    return left if left != 0 and (left > 0) == (broker_qty > 0) else Decimal(0)
+
+
+def adoption_note(
+    why: str, symbol: str, adopted: Decimal, *, broker_qty: Decimal, others: Decimal, mine: Decimal
+) -> tuple[str, dict[str, str]]:
+    """The audit reason and detail of an adoption of `adopted` shares (both stores write these)."""
+    detail = {
+        "action": "adopt_broker_position",
+        "broker_qty": str(broker_qty),
+        "other_agents_qty": str(others),
+    }
+    if mine == 0:
+        return f"{why}: adopted {adopted} {symbol} held at the broker before tradeguard saw it", detail
+    reason = (
+        f"{why}: adopted {adopted} {symbol} the broker holds beyond every ledger on the account "
+        f"(bought or sold outside the guard), on top of the {mine} held"
+    )
+    return reason, detail | {"ledger_qty": str(mine)}

@@ -304,13 +304,17 @@ class AccountIn(BaseModel):
 
 
 class AdoptIn(BaseModel):
-    """Adopt into `agent_id`'s flat ledger what the broker holds and no agent's ledger does."""
+    """Adopt into `agent_id`'s ledger what the broker holds and no agent's ledger does.
+
+    A flat ledger adopts; one holding on the broker's side only with `top_up`.
+    """
 
     model_config = ConfigDict(extra="forbid")
     agent_id: Annotated[str, Field(max_length=64)]
     symbol: Annotated[str, Field(max_length=32)]
     broker_qty: DecimalText
     why: Text
+    top_up: bool = False
 
 
 @router.post("/position/adoptions", response_model=PositionOut, summary="Adopt a broker position")
@@ -318,7 +322,7 @@ def adopt_position(body: AdoptIn, request: Request, principal: Caller) -> dict[s
     """Book the orphan atomically (other agents' shares on the account read in the same step)."""
     _own(principal, body.agent_id)
     found = store_of(request).adopt_position(
-        body.agent_id, body.symbol, Decimal(body.broker_qty), why=body.why
+        body.agent_id, body.symbol, Decimal(body.broker_qty), why=body.why, top_up=body.top_up
     )
     return codec.position_json(found)
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.intents import exit_group
-from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, size_exit
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, own_moves_hide_the_orphan, size_exit
 from tradeguard.ports import same_account
 from tradeguard.store.audit import write_audit
 
@@ -115,6 +115,15 @@ _IN_MOTION = (
 _MOVED_SINCE = (
     "SELECT t.agent_id, a.account_key FROM tg_turns t"
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.updated_at > ?"
+)
+# One agent's own orders in motion in a symbol, and its claims there updated since a time (with
+# what they filled): which of its own moves a lagging positions read may hide or show early.
+_OWN_IN_MOTION = (
+    "SELECT side FROM tg_claims WHERE agent_id = ? AND symbol = ?"
+    " AND state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
+)
+_OWN_UPDATED_SINCE = (
+    "SELECT side, filled_qty FROM tg_claims WHERE agent_id = ? AND symbol = ? AND updated_at > ?"
 )
 # The agents' registered broker accounts (`ClaimLedger.register_account`).
 ACCOUNT_OF_SQL = "SELECT account_key FROM tg_agent_accounts WHERE agent_id = ?"
@@ -306,21 +315,32 @@ def exit_room(
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
 
 
-def others_on_account(tx: Tx, agent_id: str, symbol: str, *, settled_since: datetime) -> Decimal | None:
+def others_on_account(
+    tx: Tx, agent_id: str, symbol: str, *, settled_since: datetime, broker_qty: Decimal
+) -> Decimal | None:
     """Return the signed shares other agents on `agent_id`'s broker account hold in `symbol`.
 
     Read under the symbol's lock, so a write that follows (an adoption) sees what it saw. Agents
-    of unknown account count as on this one (`ports.same_account`). None while any agent on the
-    account (this one included) has an order in motion in the symbol, or a ledger there that moved
-    after `settled_since`: its fills may be in the broker's position before any ledger books them,
-    or a lagging positions read may still show shares they moved, so what no ledger holds cannot
-    be told. (Checked here, in the store, because a caller may only see its own agent's rows.)
+    of unknown account count as on this one (`ports.same_account`). None while any other agent
+    on the account has an order in motion in the symbol, or a ledger there that moved after
+    `settled_since` (its fills may be in the broker's position before any ledger books them, or
+    a lagging positions read may still show shares they moved), and while this agent's own
+    orders may make a read of `broker_qty` overstate what no ledger holds
+    (`domain.ledger.own_moves_hide_the_orphan`): what no ledger holds cannot be told then.
+    (Checked here, in the store, because a caller may only see its own agent's rows.)
     """
     lock_symbol(tx, symbol)
     row = tx.one(ACCOUNT_OF_SQL, (agent_id,))
     mine = None if row is None else str(row[0])
     busy = tx.all(_IN_MOTION, (symbol,)) + tx.all(_MOVED_SINCE, (symbol, tx.ts(settled_since)))
-    if any(holder == agent_id or same_account(mine, key) for holder, key in busy):
+    if any(holder != agent_id and same_account(mine, key) for holder, key in busy):
+        return None
+    in_motion = [str(side) for (side,) in tx.all(_OWN_IN_MOTION, (agent_id, symbol))]
+    lately = [
+        (str(side), Decimal(filled))
+        for side, filled in tx.all(_OWN_UPDATED_SINCE, (agent_id, symbol, tx.ts(settled_since)))
+    ]
+    if own_moves_hide_the_orphan(broker_qty, in_motion, lately):
         return None
     return sum(
         (Decimal(qty) for holder, qty, key in tx.all(_HOLDERS, (symbol,))

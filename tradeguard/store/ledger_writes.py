@@ -16,7 +16,7 @@ from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.claims import Claim, ClaimOutcome
 from tradeguard.domain.intents import Intent, OrderSpec
-from tradeguard.domain.ledger import ExitRoom, LedgerPosition
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition, adoption_note, orphan
 from tradeguard.domain.lifecycle import ClaimState, check_transition
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
@@ -206,32 +206,39 @@ class LedgerWriter:
                         qty=delta, reason=reason, detail=detail)  # fmt: skip
         return True
 
-    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
-        """Take into the agent's flat ledger the broker's `broker_qty` that no ledger holds.
+    def adopt_position(
+        self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str, top_up: bool = False
+    ) -> LedgerPosition:
+        """Take into the agent's ledger the part of the broker's `broker_qty` no ledger holds.
 
         One transaction under the symbol's lock: the other agents' shares on this account are
-        read and the orphan (`broker_qty` minus them) booked together, so two agents adopting
-        at once never both take the same shares. A ledger that holds something, no orphan on
-        the broker's side, or an order of any agent on the account in motion in the symbol
-        (its fills may be in `broker_qty` before a ledger books them) leaves it alone. Returns
-        the agent's position after.
+        read and the orphan booked together, so two agents adopting at once never both take the
+        same shares. A flat ledger adopts; one holding on the broker's side only with `top_up`
+        (shares bought outside the guard on top of its own). No orphan on the broker's side, an
+        order of another agent on the account in motion in the symbol or a ledger of one that
+        moved within `position_settle_secs` (their fills may be in `broker_qty` before a ledger
+        books them, or gone from it later), or own orders a lagging read may show wrong
+        (`domain.ledger.own_moves_hide_the_orphan`) leave it alone. Returns the position after.
         """
         now = self._now()
         with self._pool.write(f"adopting the {symbol} position of {agent_id}", durable=True) as tx:
             settled_since = now - timedelta(seconds=self.settings.position_settle_secs)
-            others = ledger.others_on_account(tx, agent_id, symbol, settled_since=settled_since)
+            others = ledger.others_on_account(
+                tx, agent_id, symbol, settled_since=settled_since, broker_qty=broker_qty
+            )
             mine = ledger.position_of(tx, agent_id, symbol)
             if others is None:
                 return mine
-            orphan = broker_qty - others
-            if not mine.is_flat or orphan == 0 or (orphan > 0) != (broker_qty > 0):
+            adopted = orphan(broker_qty, others, mine.qty, top_up=top_up)
+            if adopted == 0:
                 return mine
-            reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
-            ledger.apply_fill(tx, agent_id, symbol, orphan, at=now, reason=reason)
+            reason, detail = adoption_note(
+                why, symbol, adopted, broker_qty=broker_qty, others=others, mine=mine.qty
+            )
+            ledger.apply_fill(tx, agent_id, symbol, adopted, at=now, reason=reason)
             write_audit(
-                tx, at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol, qty=orphan,
-                reason=reason, detail={"action": "adopt_broker_position", "broker_qty": str(broker_qty),
-                                       "other_agents_qty": str(others)},
+                tx, at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol, qty=adopted,
+                reason=reason, detail=detail,
             )  # fmt: skip
             return ledger.position_of(tx, agent_id, symbol)
 

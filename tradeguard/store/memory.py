@@ -739,6 +739,20 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         claims = self._claims  # under the store's lock (MemoryLedger.adopt_position)
         return {claims[k].agent_id for k in self._active_in.get(symbol, ())}
 
+    def _own_moves(
+        self, agent_id: str, symbol: str, since: datetime | None
+    ) -> tuple[list[str], list[tuple[str, Decimal]]]:
+        claims = self._claims  # under the store's lock (MemoryLedger.adopt_position)
+        in_motion = [claims[k].side.value for k in self._active.get((agent_id, symbol), ())]
+        if since is None:
+            return in_motion, []
+        lately = [
+            (c.side.value, c.filled_qty)
+            for c in claims.values()
+            if c.agent_id == agent_id and c.symbol == symbol and c.updated_at > since
+        ]
+        return in_motion, lately
+
     def symbols_in_motion(self, *, excluding_agent: str | None = None) -> set[str]:
         """Return the symbols with an active claim, leaving out `excluding_agent`'s (see `ClaimStore`)."""
         self._check_open()

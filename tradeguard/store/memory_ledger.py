@@ -14,7 +14,13 @@ from decimal import Decimal
 
 from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction
-from tradeguard.domain.ledger import LedgerPosition, fill_step
+from tradeguard.domain.ledger import (
+    LedgerPosition,
+    adoption_note,
+    fill_step,
+    orphan,
+    own_moves_hide_the_orphan,
+)
 from tradeguard.ports import same_account
 
 __all__ = ["MemoryLedger", "version"]
@@ -36,6 +42,11 @@ class MemoryLedger:
 
     def _agents_in_motion(self, symbol: str) -> set[str]:
         raise NotImplementedError  # the store's: agents with an active claim in `symbol`
+
+    def _own_moves(
+        self, agent_id: str, symbol: str, since: datetime | None
+    ) -> tuple[list[str], list[tuple[str, Decimal]]]:
+        raise NotImplementedError  # the store's: sides in motion, (side, filled) updated since
 
     def _init_ledger(self) -> None:
         # The ledger: open turns by symbol then agent, and by agent then symbol.
@@ -144,41 +155,55 @@ class MemoryLedger:
         with self._lock:
             return dict(self._accounts)
 
-    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
-        """Take into the agent's flat ledger the broker's shares no ledger on its account holds.
+    def adopt_position(
+        self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str, top_up: bool = False
+    ) -> LedgerPosition:
+        """Take into the agent's ledger the part of the broker's shares no ledger on its account holds.
 
         One atomic step: other agents' shares are read and the orphan booked under the lock;
-        nothing while any agent on the account has an order in motion in the symbol, or a turn
-        there that moved within `position_settle_secs` (see `ClaimStore.adopt_position`).
+        nothing while another agent on the account has an order in motion in the symbol, or a
+        turn there that moved within `position_settle_secs`, or while the agent's own orders may
+        make the read overstate the orphan; a holding ledger only with `top_up` (see
+        `ClaimStore.adopt_position`).
         """
         self._check_open()
         now = self._now()
         settled_since = now - timedelta(seconds=self.settings.position_settle_secs)
         with self._lock:
-            mine = self._open_position(agent_id, symbol)
-            if mine is not None:
-                return mine  # only a flat ledger adopts
-            flat = LedgerPosition(agent_id, symbol, _ZERO, None, None)
-            moved = {a for a, at in self._moved_at.get(symbol, {}).items() if at > settled_since}
-            if any(self._on_account_of(agent_id, a) for a in self._agents_in_motion(symbol) | moved):
-                return flat
+            held = self._open_position(agent_id, symbol)
+            mine = held if held is not None else LedgerPosition(agent_id, symbol, _ZERO, None, None)
+            moved_at = self._moved_at.get(symbol, {})
+            moved = {a for a, at in moved_at.items() if at > settled_since and a != agent_id}
+            others_busy = (self._agents_in_motion(symbol) - {agent_id}) | moved
+            if any(self._on_account_of(agent_id, a) for a in others_busy):
+                return mine
+            own_moved = moved_at.get(agent_id)
+            # Own fills moved the turn; none since the horizon means none a read may still trail.
+            lately = settled_since if own_moved is not None and own_moved > settled_since else None
+            if own_moves_hide_the_orphan(broker_qty, *self._own_moves(agent_id, symbol, lately)):
+                return mine
             others = sum(
-                (p.qty for a, p in self._open_in.get(symbol, {}).items() if self._on_account_of(agent_id, a)),
+                (
+                    p.qty
+                    for a, p in self._open_in.get(symbol, {}).items()
+                    if a != agent_id and self._on_account_of(agent_id, a)
+                ),
                 _ZERO,
-            )  # `mine` is None: the agent itself holds nothing here
-            orphan = broker_qty - others
-            if orphan == 0 or (orphan > 0) != (broker_qty > 0):
-                return flat
-            reason = f"{why}: adopted {orphan} {symbol} held at the broker before tradeguard saw it"
-            self._apply_fill(agent_id, symbol, orphan, at=now, reason=reason)
+            )
+            adopted = orphan(broker_qty, others, mine.qty, top_up=top_up)
+            if adopted == 0:
+                return mine
+            reason, detail = adoption_note(
+                why, symbol, adopted, broker_qty=broker_qty, others=others, mine=mine.qty
+            )
+            self._apply_fill(agent_id, symbol, adopted, at=now, reason=reason)
             self._write_audit(
-                at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol, qty=orphan,
-                reason=reason, detail={"action": "adopt_broker_position", "broker_qty": str(broker_qty),
-                                       "other_agents_qty": str(others)},
+                at=now, agent_id=agent_id, action=AuditAction.RECONCILE, symbol=symbol, qty=adopted,
+                reason=reason, detail=detail,
             )  # fmt: skip
-            adopted = self._open_position(agent_id, symbol)
-        assert adopted is not None
-        return adopted
+            after = self._open_position(agent_id, symbol)
+        assert after is not None
+        return after
 
     # -- ledger: reads ---------------------------------------------------------------------
 

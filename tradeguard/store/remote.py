@@ -361,9 +361,15 @@ class RemoteClaimLedger(RemoteReads):
         ]
         return None if turn_id is None else int(turn_id)
 
-    def adopt_position(self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str) -> LedgerPosition:
-        """Book the broker's orphan shares into the agent's flat ledger, atomically at the service."""
-        body = {"agent_id": agent_id, "symbol": symbol, "broker_qty": codec.num(broker_qty), "why": why}
+    def adopt_position(
+        self, agent_id: str, symbol: str, broker_qty: Decimal, *, why: str, top_up: bool = False
+    ) -> LedgerPosition:
+        """Book the broker's orphan shares into the agent's ledger, atomically at the service."""
+        body: dict[str, Any] = {
+            "agent_id": agent_id, "symbol": symbol, "broker_qty": codec.num(broker_qty), "why": why,
+        }  # fmt: skip
+        if top_up:  # only then: a service from before top-ups takes the rest as it did
+            body["top_up"] = True
         doing = f"adopting the {symbol} position of {agent_id}"
         answer = self._call("POST", "/v1/position/adoptions", doing, body=body, missing=ConfigError)
         return codec.position_from_json(answer)
