@@ -199,6 +199,31 @@ def test_an_agent_key_writes_audit_records_only_for_its_own_agent(
     ]
 
 
+def test_an_audit_detail_nested_too_deeply_is_refused_and_the_log_stays_readable(
+    served: tuple[NativeService, ClaimStore],
+) -> None:
+    """Audit 7c (native twin of D6): a 300-deep detail was stored (204) and then broke every
+    `GET /v1/audit` page that held it, the admin's too; now it is refused with 422, nothing stored."""
+    service, store = served
+    key = service.key("bot-b")
+    deep: dict[str, object] = {}
+    for _ in range(300):
+        deep = {"d": deep}
+    body = {"action": "error", "agent_id": "bot-b", "reason": "deep", "fields": {"detail": deep}}
+    refused = call(service, key, "POST", "/v1/audit", json=body)
+    assert (refused.status_code, refused.json()["code"]) == (422, "invalid_request"), refused.text
+    assert "nested too deeply" in refused.json()["message"]
+    skipped = call(service, key, "POST", "/v1/skips", json={**body, "claim_key": None})
+    assert skipped.status_code == 422, skipped.text
+    shallow = {**body, "fields": {"detail": {"why": {"a": [1, 2]}}}}
+    assert call(service, key, "POST", "/v1/audit", json=shallow).status_code == 204
+    admin = service.key("ops", admin=True)
+    for reader in (key, admin):
+        page = call(service, reader, "GET", "/v1/audit")
+        assert page.status_code == 200 and [r["reason"] for r in page.json()["items"]] == ["deep"]
+    assert [r.detail for r in store.audit_records(AuditQuery())] == [{"why": {"a": [1, 2]}}]
+
+
 # -- keys ---------------------------------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "MAX_RESULT_DEPTH",
     "SettleAnswer",
     "action_key",
+    "deeper_than",
     "standard_json",
 ]
 
@@ -103,7 +104,7 @@ def standard_json(result: dict[str, Any]) -> str:
     Raises:
         ValueError: A one-line reason the result cannot be stored.
     """
-    if _deeper_than(result, MAX_RESULT_DEPTH):
+    if deeper_than(result, MAX_RESULT_DEPTH):
         raise ValueError(f"nested too deeply: at most {MAX_RESULT_DEPTH} levels of objects and arrays")
     try:
         text = json.dumps(result, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -115,8 +116,11 @@ def standard_json(result: dict[str, Any]) -> str:
     return text
 
 
-def _deeper_than(value: object, limit: int) -> bool:
-    # Iterative, not recursive: the value may be nested as deeply as its parser allowed.
+def deeper_than(value: object, limit: int) -> bool:
+    """True when `value` nests objects and arrays more than `limit` levels deep (itself level 1).
+
+    Iterative, not recursive: the value may be nested as deeply as its parser allowed.
+    """
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()

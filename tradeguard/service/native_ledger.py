@@ -27,6 +27,7 @@ from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.lifecycle import ACTIVE_STATES
 from tradeguard.errors import ConfigError
 from tradeguard.service import codec
+from tradeguard.service.actions import MAX_RESULT_DEPTH, deeper_than
 from tradeguard.service.auth import Principal
 from tradeguard.service.native_base import (
     Caller,
@@ -93,6 +94,12 @@ def _fields(fields: dict[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - _AUDIT_FIELDS
     if unknown:
         raise ConfigError(f"audit fields {sorted(unknown)} are not columns of the audit log")
+    # A detail nested deeper than a response can carry would be stored and then break every
+    # `GET /v1/audit` page that holds it, the admin's too (as a settle result would).
+    if deeper_than(fields.get("detail"), MAX_RESULT_DEPTH):
+        raise ConfigError(
+            f"audit detail nested too deeply: at most {MAX_RESULT_DEPTH} levels of objects and arrays"
+        )
     return fields
 
 
