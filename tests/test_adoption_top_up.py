@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from tests.mothers import make_intent, make_spec
 from tradeguard import ManualClock, MemoryClaimStore, OrderGateway, PaperBroker
 from tradeguard.config import Settings
 from tradeguard.domain import AuditAction, BrokerPosition, OrderRequest, Side
 from tradeguard.domain.ledger import orphan, own_moves_hide_the_orphan
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.ports import Broker, ForwardingBroker
 from tradeguard.store import AuditQuery, ClaimStore
@@ -139,3 +141,31 @@ def test_memory_store_tops_up_by_the_same_rules(clock: ManualClock) -> None:
     broker.freeze()
     gw.exit("SPY", qty=10, intent="part out")  # the read still shows 25, the broker holds 15
     assert store.adopt_position("bot", "SPY", Decimal(25), why="stale", top_up=True).qty == 15
+
+
+def test_another_agents_order_that_landed_after_it_was_marked_not_sent_is_never_adopted(
+    store: ClaimStore, clock: ManualClock
+) -> None:
+    """Audit 8 D2: B's POST was held up past its timeout, its claim probed absent twice and
+    marked NOT_SENT; then the order landed and filled. No ledger books those 5 yet, and B's claim
+    is no longer in motion: A's top-up must not take them (its close would then leave A a phantom
+    and make B's real shares unsellable)."""
+    broker = paper(clock)
+    a = gateway(broker, store, "bot-a", clock)
+    b = gateway(broker, store, "bot-b", clock)
+    a.enter("SPY", qty=10, intent="a in")
+    late = store.claim(make_intent("b in", agent="bot-b", symbol="SPY"), make_spec(5), owner="w").claim
+    store.transition(late, ClaimState.NOT_SENT, reason="absent on two probes")
+    broker.submit_order(
+        OrderRequest(symbol="SPY", side=Side.BUY, client_order_id=late.client_order_id, qty=Decimal(5))
+    )  # the held-up POST lands
+    clock.advance(60)
+
+    kept = a.adopt_broker_position("SPY", why="close_position", top_up=True)
+
+    assert kept.qty == 10 and store.position("bot-a", "SPY").qty == 10
+    b.reconcile()  # B's reconciler finds its order after all (probed for not_sent_probe_secs)
+    assert store.position("bot-b", "SPY").qty == 5
+    assert a.exit("SPY", intent="a out").claim.order_qty == 10  # type: ignore[union-attr]
+    assert b.exit("SPY", intent="b out").claim.order_qty == 5  # type: ignore[union-attr]
+    assert broker.get_position("SPY") is None

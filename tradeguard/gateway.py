@@ -316,9 +316,11 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         orders could make the read overstate the orphan (an order in motion that adds to the
         position, a fill that reduces it within `position_settle_secs`:
         `domain.ledger.own_moves_hide_the_orphan`), nor unless a second read a settle delay later
-        agrees. The orphan (what the broker holds minus every ledger on this account) is booked
-        in one store step (`ClaimLedger.adopt_position`), which checks all of it under the
-        symbol's lock. Returns the position after.
+        agrees; shares other agents' orders filled that no ledger books yet (an order marked
+        NOT_SENT that landed late) are taken off the broker's quantity first. The orphan (what
+        the broker holds minus every ledger on this account) is booked in one store step
+        (`ClaimLedger.adopt_position`), which checks all of it under the symbol's lock. Returns
+        the position after.
         """
         symbol = ledger_symbol(symbol)
         held = self.broker.get_position(symbol)
@@ -345,7 +347,15 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         again = self.broker.get_position(symbol)
         if again is None or again.qty != held.qty:
             return self.store.position(self.agent_id, symbol)  # not confirmed: adopt nothing
-        return self.store.adopt_position(self.agent_id, symbol, held.qty, why=why, top_up=top_up)
+        # Shares other agents' orders filled that no ledger books yet are theirs, not an orphan:
+        # an order marked NOT_SENT that landed late is no longer in motion, so the store's
+        # check alone would let them through (G3). Read after the positions, as exits are sized.
+        adds = Side.BUY if held.qty > 0 else Side.SELL
+        unbooked, _whose = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
+        if unbooked >= abs(held.qty):
+            return self.store.position(self.agent_id, symbol)
+        qty = held.qty - unbooked if held.qty > 0 else held.qty + unbooked
+        return self.store.adopt_position(self.agent_id, symbol, qty, why=why, top_up=top_up)
 
     def resolve_unresolved(self, symbol: str) -> list[Claim]:
         """Look this agent's PENDING and UNKNOWN claims in `symbol` up by id; adopt what is found.
