@@ -112,17 +112,12 @@ class ContentWindows:
             ClaimInProgress: Another worker is claiming the identical order at this moment.
         """
         symbol = ledger_symbol(symbol)  # the key's and the ledger's spelling, as every Intent's
-        if content is not None:
-            # The caller's content alone names the decision, whatever kind it is sent as: a
-            # retry must find its window even when the position moved meanwhile and the same
-            # order is now classified the other way (a closing sell retried after it filled).
-            text = json.dumps(content, sort_keys=True)
-        elif kind is Kind.ENTRY:
-            text = json.dumps({"symbol": symbol, "side": side.value, **spec.as_payload()}, sort_keys=True)
-        else:
-            exit_text = {"symbol": symbol, "side": side.value, "kind": kind.value, **spec.as_payload()}
-            text = json.dumps(exit_text, sort_keys=True)
-        content_key = hashlib.sha256(f"{self.agent_id}|{text}".encode()).hexdigest()
+        named = content
+        if named is None:
+            named = {"symbol": symbol, "side": side.value, **spec.as_payload()}
+            if kind is not Kind.ENTRY:
+                named["kind"] = kind.value
+        content_key = self._content_key(named)
         now = self.clock.now()
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
         window = self.settings.dedup_window_secs
@@ -179,6 +174,38 @@ class ContentWindows:
             note, what,
         )  # fmt: skip
         return result
+
+    def window_retry(self, symbol: str, side: Side, content: dict[str, Any]) -> Claim | None:
+        """Return the claim a call with `content` retries: the live window's, while its decision lasts.
+
+        A read, made before the call is classified (the drop-in): a retry inside the window is
+        the first order's decision whatever moved since (the position flat after the first sell
+        filled, a lagging position read, shares bought outside the guard meanwhile), so it is
+        answered as that claim's kind and is neither classified afresh, nor adopts, nor is
+        refused. None when no live window holds `content`, when its claim is not written (being
+        claimed, or an exit that claimed nothing), or when its decision has ended
+        (`_after_ended`): the call is then classified as a new one. `submit_by_content` with the
+        same `content` answers it.
+        """
+        symbol = ledger_symbol(symbol)
+        content_key = self._content_key(content)
+        holder = self.store.window_holder(content_key)
+        existing = None if holder is None else self.store.get(holder)
+        if existing is None:
+            return None
+        last, successor = self._after_ended(existing, content_key, existing.kind, symbol, side)
+        return last if successor is None else None
+
+    def _content_key(self, content: dict[str, Any]) -> str:
+        """The window key of a call: this agent and what makes two calls one decision, whole.
+
+        The caller's content (the drop-in: the order as the bot sent it) alone names the
+        decision, whatever kind it is sent as: a retry must find its window even when the
+        position moved meanwhile and the same order is now classified the other way (a closing
+        sell retried after it filled).
+        """
+        text = json.dumps(content, sort_keys=True)
+        return hashlib.sha256(f"{self.agent_id}|{text}".encode()).hexdigest()
 
     def _held_up_past_window(self, claim: Claim, opened: datetime) -> OrderResult | None:
         """Settle a window's claim NOT_SENT when its sender was held up past half the window.
