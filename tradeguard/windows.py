@@ -266,14 +266,24 @@ class ContentWindows:
 
         A retry of a closing sell that filled meets the same turn as its latest (closed, or
         still open after a partial exit) and is answered from the first sell, never sent as an
-        opening short; but once the agent has opened a new position in the symbol, the same
-        sell is that position's exit, as a close of a position opened since is (G4: the bot
-        must not believe it is flat while the new shares are held).
+        opening short; but once the agent has opened a new position in the symbol by a decision
+        of its own, the same sell is that position's exit, as a close of a position opened
+        since is (G4: the bot must not believe it is flat while the new shares are held).
+
+        Only the agent's own decision counts: an entry claim in the symbol created after the
+        exit, with a fill. A newer turn opened by an adoption (shares a person bought outside
+        the guard) or a reconcile correction is no decision of the bot's, and the retry of its
+        sell stays a retry: sent again it would sell those shares (G1).
         """
         if claim.kind is not Kind.EXIT or claim.turn_id is None or not claim.state.is_terminal:
             return False
         latest = self.store.latest_turn_id(self.agent_id, claim.symbol)
-        return latest is not None and latest > claim.turn_id
+        if latest is None or latest <= claim.turn_id:
+            return False
+        since = self.store.list_claims(
+            agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.ENTRY, updated_since=claim.created_at
+        )
+        return any(entry.created_at > claim.created_at and entry.filled_qty > 0 for entry in since)
 
     def _holds_a_newer_turn(self, claim: Claim) -> bool:
         """Whether the agent holds a position that the claim's exit order would close, opened since."""

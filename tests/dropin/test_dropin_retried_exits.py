@@ -171,6 +171,26 @@ def test_a_retried_sell_is_not_sent_again_after_shares_were_bought_outside_the_g
         assert sorted(c.kind.value for c in claims_of(bot, "SPY")) == ["entry", "exit"]
 
 
+def test_a_retried_sell_stays_a_retry_when_outside_shares_were_adopted_meanwhile(
+    server: PaperServer, store_url: str, clock: ManualClock
+) -> None:
+    """Audit 8 D1, the window's side: the person's shares were adopted into a new turn before the
+    retry (as another order's classification or a close would). That turn is no decision of the
+    bot's, so the first sell still holds the window: the retry sends nothing."""
+    with plain_client(server) as person, guarded_client(server, store_url, clock=clock) as bot:
+        bot.submit_order(market("SPY", 10, BUY, client_order_id="bot-in-1"))
+        clock.advance(31)
+        first = as_order(bot.submit_order(market("SPY", 10, SELL)))
+        clock.advance(5)
+        person.submit_order(market("SPY", 5, BUY))
+        clock.advance(30)
+        assert bot.gateway.adopt_broker_position("SPY", why="test", top_up=True).qty == 5
+        again = as_order(bot.submit_order(market("SPY", 10, SELL)))
+        assert again.id == first.id
+        assert _orders(server, SELL) == 1
+        assert held(server, "SPY") == 5 == ledger_qty(bot, "SPY")
+
+
 def test_a_retried_sell_is_answered_from_the_first_while_the_positions_read_lags(
     server: PaperServer, claims: str, clock: ManualClock
 ) -> None:
