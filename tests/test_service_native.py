@@ -186,6 +186,25 @@ def test_another_agent_cannot_read_move_or_detect_a_claim_or_position(
     assert [p["agent_id"] for p in call(service, admin, "GET", "/v1/positions").json()["items"]] == ["bot-a"]
 
 
+def test_a_dedup_window_is_read_only_by_the_agent_that_opened_it(
+    served: tuple[NativeService, ClaimStore],
+) -> None:
+    service, store = served
+    a_key, b_key = service.key("bot-a"), service.key("bot-b")
+    with (
+        RemoteClaimLedger(service.base_url, api_key=a_key) as a,
+        RemoteClaimLedger(service.base_url, api_key=b_key) as b,
+    ):
+        assert a.claim_window("content", window_secs=60, claim_key="a-claim") == "a-claim"
+        assert a.window_holder("content") == "a-claim"
+        assert b.window_holder("content") is None  # the same content key names bot-b's own window
+        assert b.claim_window("content", window_secs=60, claim_key="b-claim") == "b-claim"
+        assert (a.window_holder("content"), b.window_holder("content")) == ("a-claim", "b-claim")
+    assert store.window_holder("content") is None  # the store keeps them under scoped keys
+    empty = call(service, a_key, "GET", "/v1/windows", params={"content_key": ""})
+    assert empty.status_code == 422
+
+
 def test_an_agent_key_writes_audit_records_only_for_its_own_agent(
     served: tuple[NativeService, ClaimStore],
 ) -> None:

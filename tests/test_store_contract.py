@@ -468,6 +468,18 @@ def test_a_dedup_window_is_held_while_its_claim_is_pending_or_unknown(
     assert ledger.claim_window("ck", window_secs=60, claim_key="next") == "next"
 
 
+def test_window_holder_reads_the_live_window_and_opens_none(ledger: Store, clock: ManualClock) -> None:
+    assert ledger.window_holder("ck") is None
+    assert ledger.claim_window("ck", window_secs=60, claim_key="first") == "first"  # read opened nothing
+    assert ledger.window_holder("ck") == "first"
+    assert ledger.window_holder("other-content") is None
+    clock.advance(61)
+    assert ledger.window_holder("ck") is None  # expired (its claim was never written)
+    assert ledger.window_holder("ck") is None
+    assert ledger.claim_window("ck", window_secs=60, claim_key="second") == "second"
+    assert ledger.window_holder("ck") == "second"
+
+
 def test_listings_filter_and_order_oldest_first(ledger: Store, clock: ManualClock) -> None:
     a = claim(ledger, "a")
     clock.advance(1)

@@ -218,7 +218,8 @@ class ClaimLedger(Protocol):
     - Corrections are compare-and-sets on the position the caller read (`close_turn` and
       `correct_position` with `expect`): if the ledger moved since, nothing changes.
     - `claim_window` opens a dedup window atomically (the test is the write); an expired window
-      passes to a new order only once its claim is neither PENDING nor UNKNOWN.
+      passes to a new order only once its claim is neither PENDING nor UNKNOWN. `window_holder`
+      reads which claim holds a live window, writing nothing.
     - Claims are never deleted; every change and skip leaves an audit record (G6). A store that
       cannot record a claim raises `StoreError` and the caller sends nothing (G5).
 
@@ -253,6 +254,14 @@ class ClaimLedger(Protocol):
 
     def claim_window(self, content_key: str, *, window_secs: float, claim_key: str) -> str:
         """Open a dedup window for `content_key` (return `claim_key`) or return the holder's key."""
+        ...
+
+    def window_holder(self, content_key: str) -> str | None:
+        """Return the claim key holding the live (unexpired) window of `content_key`, or None.
+
+        A read: no window is opened. A live window cannot change hands before it expires, so the
+        answer is the key `claim_window` would return for it.
+        """
         ...
 
     def transition(

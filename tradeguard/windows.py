@@ -112,17 +112,12 @@ class ContentWindows:
             ClaimInProgress: Another worker is claiming the identical order at this moment.
         """
         symbol = ledger_symbol(symbol)  # the key's and the ledger's spelling, as every Intent's
-        if content is not None:
-            # The caller's content alone names the decision, whatever kind it is sent as: a
-            # retry must find its window even when the position moved meanwhile and the same
-            # order is now classified the other way (a closing sell retried after it filled).
-            text = json.dumps(content, sort_keys=True)
-        elif kind is Kind.ENTRY:
-            text = json.dumps({"symbol": symbol, "side": side.value, **spec.as_payload()}, sort_keys=True)
-        else:
-            exit_text = {"symbol": symbol, "side": side.value, "kind": kind.value, **spec.as_payload()}
-            text = json.dumps(exit_text, sort_keys=True)
-        content_key = hashlib.sha256(f"{self.agent_id}|{text}".encode()).hexdigest()
+        named = content
+        if named is None:
+            named = {"symbol": symbol, "side": side.value, **spec.as_payload()}
+            if kind is not Kind.ENTRY:
+                named["kind"] = kind.value
+        content_key = self._content_key(named)
         now = self.clock.now()
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
         window = self.settings.dedup_window_secs
@@ -179,6 +174,38 @@ class ContentWindows:
             note, what,
         )  # fmt: skip
         return result
+
+    def window_retry(self, symbol: str, side: Side, content: dict[str, Any]) -> Claim | None:
+        """Return the claim a call with `content` retries: the live window's, while its decision lasts.
+
+        A read, made before the call is classified (the drop-in): a retry inside the window is
+        the first order's decision whatever moved since (the position flat after the first sell
+        filled, a lagging position read, shares bought outside the guard meanwhile), so it is
+        answered as that claim's kind and is neither classified afresh, nor adopts, nor is
+        refused. None when no live window holds `content`, when its claim is not written (being
+        claimed, or an exit that claimed nothing), or when its decision has ended
+        (`_after_ended`): the call is then classified as a new one. `submit_by_content` with the
+        same `content` answers it.
+        """
+        symbol = ledger_symbol(symbol)
+        content_key = self._content_key(content)
+        holder = self.store.window_holder(content_key)
+        existing = None if holder is None else self.store.get(holder)
+        if existing is None:
+            return None
+        last, successor = self._after_ended(existing, content_key, existing.kind, symbol, side)
+        return last if successor is None else None
+
+    def _content_key(self, content: dict[str, Any]) -> str:
+        """The window key of a call: this agent and what makes two calls one decision, whole.
+
+        The caller's content (the drop-in: the order as the bot sent it) alone names the
+        decision, whatever kind it is sent as: a retry must find its window even when the
+        position moved meanwhile and the same order is now classified the other way (a closing
+        sell retried after it filled).
+        """
+        text = json.dumps(content, sort_keys=True)
+        return hashlib.sha256(f"{self.agent_id}|{text}".encode()).hexdigest()
 
     def _held_up_past_window(self, claim: Claim, opened: datetime) -> OrderResult | None:
         """Settle a window's claim NOT_SENT when its sender was held up past half the window.
@@ -239,14 +266,24 @@ class ContentWindows:
 
         A retry of a closing sell that filled meets the same turn as its latest (closed, or
         still open after a partial exit) and is answered from the first sell, never sent as an
-        opening short; but once the agent has opened a new position in the symbol, the same
-        sell is that position's exit, as a close of a position opened since is (G4: the bot
-        must not believe it is flat while the new shares are held).
+        opening short; but once the agent has opened a new position in the symbol by a decision
+        of its own, the same sell is that position's exit, as a close of a position opened
+        since is (G4: the bot must not believe it is flat while the new shares are held).
+
+        Only the agent's own decision counts: an entry claim in the symbol created after the
+        exit, with a fill. A newer turn opened by an adoption (shares a person bought outside
+        the guard) or a reconcile correction is no decision of the bot's, and the retry of its
+        sell stays a retry: sent again it would sell those shares (G1).
         """
         if claim.kind is not Kind.EXIT or claim.turn_id is None or not claim.state.is_terminal:
             return False
         latest = self.store.latest_turn_id(self.agent_id, claim.symbol)
-        return latest is not None and latest > claim.turn_id
+        if latest is None or latest <= claim.turn_id:
+            return False
+        since = self.store.list_claims(
+            agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.ENTRY, updated_since=claim.created_at
+        )
+        return any(entry.created_at > claim.created_at and entry.filled_qty > 0 for entry in since)
 
     def _holds_a_newer_turn(self, claim: Claim) -> bool:
         """Whether the agent holds a position that the claim's exit order would close, opened since."""

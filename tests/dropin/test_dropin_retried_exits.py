@@ -15,11 +15,13 @@ from decimal import Decimal
 
 import pytest
 from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide
 
 from tests.dropin.kit import (
     as_order,
     claims_of,
+    guarded_client,
     held,
     ledger_qty,
     limit,
@@ -27,7 +29,9 @@ from tests.dropin.kit import (
     outcome_of,
     plain_client,
 )
-from tradeguard import GuardedTradingClient, ManualClock
+from tests.gateway_kit import LaggingPositions
+from tradeguard import GuardedTradingClient, ManualClock, Settings
+from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.paper.server import PaperServer
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
@@ -145,6 +149,69 @@ def test_the_same_sell_without_an_id_exits_a_position_opened_since_inside_the_wi
     assert second.id != first.id and retry.id == second.id
     assert _orders(server, SELL) == 2
     assert held(server, "SPY") == 0 == ledger_qty(client, "SPY")
+
+
+def test_a_retried_sell_is_not_sent_again_after_shares_were_bought_outside_the_guard(
+    server: PaperServer, store_url: str, clock: ManualClock
+) -> None:
+    """Audit 8 D1: the bot sells its 10, a person buys 5 outside the guard, and the bot's retry of
+    the same sell (no client_order_id) comes inside the window. It is the first sell's retry:
+    answered from it, nothing sent, the person's shares neither sold nor adopted."""
+    with plain_client(server) as person, guarded_client(server, store_url, clock=clock) as bot:
+        bot.submit_order(market("SPY", 10, BUY, client_order_id="bot-in-1"))
+        clock.advance(31)
+        first = as_order(bot.submit_order(market("SPY", 10, SELL)))
+        clock.advance(5)
+        person.submit_order(market("SPY", 5, BUY))
+        clock.advance(30)
+        again = as_order(bot.submit_order(market("SPY", 10, SELL)))
+        assert again.id == first.id
+        assert _orders(server, SELL) == 1
+        assert held(server, "SPY") == 5 and ledger_qty(bot, "SPY") == 0
+        assert sorted(c.kind.value for c in claims_of(bot, "SPY")) == ["entry", "exit"]
+
+
+def test_a_retried_sell_stays_a_retry_when_outside_shares_were_adopted_meanwhile(
+    server: PaperServer, store_url: str, clock: ManualClock
+) -> None:
+    """Audit 8 D1, the window's side: the person's shares were adopted into a new turn before the
+    retry (as another order's classification or a close would). That turn is no decision of the
+    bot's, so the first sell still holds the window: the retry sends nothing."""
+    with plain_client(server) as person, guarded_client(server, store_url, clock=clock) as bot:
+        bot.submit_order(market("SPY", 10, BUY, client_order_id="bot-in-1"))
+        clock.advance(31)
+        first = as_order(bot.submit_order(market("SPY", 10, SELL)))
+        clock.advance(5)
+        person.submit_order(market("SPY", 5, BUY))
+        clock.advance(30)
+        assert bot.gateway.adopt_broker_position("SPY", why="test", top_up=True).qty == 5
+        again = as_order(bot.submit_order(market("SPY", 10, SELL)))
+        assert again.id == first.id
+        assert _orders(server, SELL) == 1
+        assert held(server, "SPY") == 5 == ledger_qty(bot, "SPY")
+
+
+def test_a_retried_sell_is_answered_from_the_first_while_the_positions_read_lags(
+    server: PaperServer, claims: str, clock: ManualClock
+) -> None:
+    """Audit 8 D3: the sell fills while the broker's positions endpoint still shows the shares;
+    the bot's retry of it (no client_order_id) is recognised before it is classified: the first
+    order, not a 403 "not this agent's to sell yet"."""
+    settings = Settings(request_timeout_secs=10)
+    inner = TradingClient("paper-key", "paper-secret", url_override=server.url)
+    lagging = LaggingPositions(AlpacaBroker(inner, settings=settings))
+    with guarded_client(server, claims, clock=clock, settings=settings, broker=lagging) as bot:
+        bot.submit_order(market("SPY", 10, BUY, client_order_id="bot-in-1"))
+        clock.advance(31)
+        lagging.freeze()  # the positions endpoint trails the sell's fill
+        first = as_order(bot.submit_order(market("SPY", 10, SELL)))
+        assert held(server, "SPY") == 0 and lagging.get_position("SPY") is not None
+        clock.advance(2)
+        again = outcome_of(lambda: bot.submit_order(market("SPY", 10, SELL)))
+        assert not isinstance(again, APIError), again
+        assert as_order(again).id == first.id
+        assert _orders(server, SELL) == 1
+    inner._session.close()
 
 
 def test_the_same_calls_on_plain_alpaca_py_end_where_the_guard_ends(server: PaperServer) -> None:

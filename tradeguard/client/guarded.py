@@ -13,7 +13,8 @@ and exceptions. What the guard changes:
   would close another agent's position on the account).
   A retry is recognised before it is classified: a client_order_id already claimed, or the same
   order as the bot sent it within the window, answers from the first order even when the
-  position moved meanwhile (a closing sell retried after it filled is not a short sale).
+  position moved meanwhile (a closing sell retried after it filled is not a short sale), with
+  no adoption of outside shares and no refusal on a lagging position read.
 - `close_position` (qty, percentage or all) and `close_all_positions` are guarded exits, one
   decision per call and position (a close of a position opened since is a new decision); an
   exit with every share held by open orders is Alpaca's 403 "insufficient qty available";
@@ -280,10 +281,10 @@ class GuardedTradingClient(TradingClient):
 
     def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
         gateway, symbol, side, coid = self.gateway, order.symbol, order.side, order.client_order_id
-        # A retry is the same decision however the position moved since the first attempt: a
-        # sell that closed a long is not a short sale when it is retried after it filled. So a
-        # client_order_id already claimed answers from its claim, whatever kind it is.
-        prior = self._claimed(order) if coid is not None else None
+        # The window's content is the order as the bot sent it, not as it was classified: a
+        # retry finds the first attempt's window whether that was an entry or an exit.
+        content = {"symbol": symbol, "side": side.value, **order.spec.as_payload()}
+        prior = self._retried(order, content, new_decision=new_decision)
         is_exit, free = self._is_exit(order) if prior is None else (prior.kind is Kind.EXIT, None)
         spec = order.spec
         if is_exit and spec.notional is not None:
@@ -310,14 +311,26 @@ class GuardedTradingClient(TradingClient):
             else:
                 result = gateway.submit(Intent(gateway.agent_id, Kind.ENTRY, symbol, side, name), spec)
         else:
-            # The window's content is the order as the bot sent it, not as it was classified:
-            # a retry finds the first attempt's window whether that was an entry or an exit.
             kind = Kind.EXIT if is_exit else Kind.ENTRY
-            content = {"symbol": symbol, "side": side.value, **order.spec.as_payload()}
             result = gateway.submit_by_content(kind, symbol, side, spec, content=content)
         if is_exit:
             self._warn_if_trimmed(result, order, spec.qty, free)
         return result
+
+    def _retried(self, order: DropInOrder, content: dict[str, Any], *, new_decision: bool) -> Claim | None:
+        """Return the claim this call retries, looked up before the order is classified; or None.
+
+        A retry is the same decision however the position moved since the first attempt: a sell
+        that closed a long is not a short sale when it is retried after it filled. So a
+        client_order_id already claimed, or the same order without one inside a live dedup
+        window (`OrderGateway.window_retry`), answers from its claim, whatever kind it is, and a
+        retry never adopts shares nor is refused on a position read (a lagging one included).
+        """
+        if order.client_order_id is not None:
+            return self._claimed(order)
+        if new_decision:
+            return None
+        return self.gateway.window_retry(order.symbol, order.side, content)
 
     def _claimed(self, order: DropInOrder) -> Claim | None:
         """Return the claim that already holds the order's client_order_id, or None."""

@@ -64,6 +64,7 @@ _AUDIT_FIELDS = frozenset(
 )
 Agent = Annotated[str, Query(max_length=64)]
 Symbol = Annotated[str, Query(max_length=32)]
+WindowKey = Annotated[str, Query(min_length=1, max_length=128)]
 
 
 def _own(principal: Principal, agent_id: str, what: str = "position") -> None:
@@ -112,9 +113,24 @@ def claim_window(body: WindowIn, request: Request, principal: Caller) -> dict[st
 
     Windows are scoped to the caller's agent, so no key can hold (or probe) another agent's window.
     """
-    scoped = hashlib.sha256(f"{principal.agent_id}|{body.content_key}".encode()).hexdigest()
-    holder = store_of(request).claim_window(scoped, window_secs=body.window_secs, claim_key=body.claim_key)
+    holder = store_of(request).claim_window(
+        _scoped(principal, body.content_key), window_secs=body.window_secs, claim_key=body.claim_key
+    )
     return {"claim_key": holder}
+
+
+@router.get("/windows", summary="Which claim holds a live dedup window (opens none)")
+def window_holder(content_key: WindowKey, request: Request, principal: Caller) -> dict[str, str | None]:
+    """Return the claim key holding the caller's live window for `content_key`, or null.
+
+    Scoped to the caller's agent as `POST /v1/windows` is: no key reads another agent's window.
+    """
+    return {"claim_key": store_of(request).window_holder(_scoped(principal, content_key))}
+
+
+def _scoped(principal: Principal, content_key: str) -> str:
+    """The store's key of the caller's window: content keys are the caller's agent's own."""
+    return hashlib.sha256(f"{principal.agent_id}|{content_key}".encode()).hexdigest()
 
 
 @router.post("/skips", status_code=status.HTTP_204_NO_CONTENT, summary="Audit a blocked duplicate")

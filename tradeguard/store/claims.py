@@ -360,9 +360,9 @@ class ClaimStore(LedgerWriter, StoreReader):
         pool = self._pool
         # A live window cannot change hands before it expires, so reading it is the answer the
         # upsert below would give, without the write lock.
-        rows = pool.read("reading a dedup window", sql.WINDOW_LIVE, (content_key, pool.ts(now)))
-        if rows:
-            return str(rows[0][0])
+        live = self.window_holder(content_key)
+        if live is not None:
+            return live
         with pool.write("opening a dedup window", durable=self._sync_all) as tx:
             # Insert, or take over an expired window, in one statement: the check is the write.
             won = tx.one(
@@ -371,6 +371,12 @@ class ClaimStore(LedgerWriter, StoreReader):
             )
             held = won if won is not None else tx.one(sql.WINDOW_HELD, (content_key,))
         return str(held[0])
+
+    def window_holder(self, content_key: str) -> str | None:
+        """Return the claim key holding the live window of `content_key`, or None (a read only)."""
+        pool = self._pool
+        rows = pool.read("reading a dedup window", sql.WINDOW_LIVE, (content_key, pool.ts(self._now())))
+        return str(rows[0][0]) if rows else None
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -316,6 +316,13 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             self._windows[content_key] = (claim_key, now + timedelta(seconds=window_secs))
         return claim_key
 
+    def window_holder(self, content_key: str) -> str | None:
+        """Return the claim key holding the live window of `content_key`, or None (a read only)."""
+        now = self._now()
+        with self._lock:
+            held = self._windows.get(content_key)
+        return held[0] if held is not None and held[1] > now else None
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def transition(

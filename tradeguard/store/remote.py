@@ -13,7 +13,7 @@ Which calls may be retried after a `StoreError` (the request may or may not have
 
 - Safe: every read; `claim` and `claim_exit` (insert-if-absent by key: a retry returns the claim
   the first attempt created, with ``created=False``); `claim_window` (a retry finds the window
-  the first attempt opened, held by the same claim key).
+  the first attempt opened, held by the same claim key), `window_holder` (a read).
 - Not blindly: `transition`, `take_over`, `fence_before_send`, `renew_lease`, `resend_exit`,
   `correct_position`, `close_turn` are compare-and-sets on the version the caller read. They are
   never applied twice, but when the first attempt landed the retry answers `LeaseLost` (or
@@ -199,6 +199,12 @@ class RemoteClaimLedger(RemoteReads):
         """Open a dedup window for `content_key` (return `claim_key`) or return the holder's key."""
         body = {"content_key": content_key, "window_secs": window_secs, "claim_key": claim_key}
         return str(self._call("POST", "/v1/windows", "opening a dedup window", body=body)["claim_key"])
+
+    def window_holder(self, content_key: str) -> str | None:
+        """Return the claim key holding the live window of `content_key`, or None (a read only)."""
+        params = {"content_key": content_key}
+        holder = self._call("GET", "/v1/windows", "reading a dedup window", params=params)["claim_key"]
+        return None if holder is None else str(holder)
 
     def transition(
         self,
