@@ -38,6 +38,7 @@ from tradeguard.domain import (
 )
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
+from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
@@ -50,6 +51,9 @@ from tradeguard.store import new_owner_token, open_ledger
 from tradeguard.windows import ContentWindows
 
 __all__ = ["OrderGateway", "OrderResult", "Outcome"]
+
+# Claims whose outcome only the broker can tell: sent, or about to be, with no answer.
+_UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 
 logger = logging.getLogger("tradeguard.gateway")
 
@@ -327,10 +331,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         mine = self.store.position(self.agent_id, symbol)
         if held is None or held.qty == 0:
             return mine
-        if not mine.is_flat and (
-            not top_up or (mine.qty > 0) != (held.qty > 0) or abs(held.qty) <= abs(mine.qty)
-        ):
-            return mine  # nothing beyond this agent's own position on its side
+        if orphan(held.qty, Decimal(0), mine.qty, top_up=top_up) == 0:
+            return mine  # nothing beyond its own position on its side, even were no other agent holding
         settle = self.settings.position_settle_secs
         since = self.clock.now() - timedelta(seconds=settle)
         # Another agent's: the read may still show (or not yet show) shares its recent fill moved,
@@ -368,36 +370,37 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         at the broker cannot be told apart from its fills until it is resolved). Returns the
         claims still unresolved.
         """
-        symbol = ledger_symbol(symbol)
-        unresolved = [ClaimState.PENDING, ClaimState.UNKNOWN]
-        left: list[Claim] = []
-        for claim in self.store.list_claims(states=unresolved, agent_id=self.agent_id, symbol=symbol):
+        found = self._look_up(sorted(_UNRESOLVED), symbol, "found at the broker by client_order_id")
+        return [claim for claim in found if claim.state in _UNRESOLVED]
+
+    def refresh(self, symbol: str | None = None) -> None:
+        """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
+        live = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
+        self._look_up(live, symbol, "refreshed from the broker")
+
+    def _look_up(self, states: list[ClaimState], symbol: str | None, why: str) -> list[Claim]:
+        """Look this agent's claims in `states` (in `symbol`, or all) up by id; adopt what is found.
+
+        A failed read is no evidence: the claim stays as it is (the reconciler retries); so does
+        an unresolved claim this gateway is sending right now (its sender resolves it). Returns
+        the claims after.
+        """
+        if symbol is not None:
+            symbol = ledger_symbol(symbol)
+        after: list[Claim] = []
+        for claim in self.store.list_claims(states=states, agent_id=self.agent_id, symbol=symbol):
             with self._start_lock:
-                sending = claim.key in self._sending
+                sending = claim.state in _UNRESOLVED and claim.key in self._sending
             order = None
             if not sending:
                 try:
                     order = self.broker.get_order_by_client_id(claim.client_order_id)
                 except BrokerError:
-                    order = None  # a failed read is no evidence: the claim stays as it is
-            why = "found at the broker by client_order_id"
-            after = claim if order is None else adopt_order(self.store, claim, order, why, broker=self.broker)
-            if after.state in unresolved:
-                left.append(after)
-        return left
-
-    def refresh(self, symbol: str | None = None) -> None:
-        """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
-        live = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
-        if symbol is not None:
-            symbol = ledger_symbol(symbol)
-        for claim in self.store.list_claims(states=live, agent_id=self.agent_id, symbol=symbol):
-            try:
-                order = self.broker.get_order_by_client_id(claim.client_order_id)
-            except BrokerError:
-                continue  # the reconciler retries; a failed read changes nothing
-            if order is not None:
-                adopt_order(self.store, claim, order, "refreshed from the broker", broker=self.broker)
+                    order = None
+            after.append(
+                claim if order is None else adopt_order(self.store, claim, order, why, broker=self.broker)
+            )
+        return after
 
     def reconcile(self, symbols: list[str] | None = None, *, dry_run: bool = False) -> ReconcileReport:
         """Run one reconcile pass for this agent now."""

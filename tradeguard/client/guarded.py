@@ -74,7 +74,6 @@ from tradeguard.domain import (
     TimeInForce,
     default_time_in_force,
     ledger_symbol,
-    same_symbol,
     symbol_key,
 )
 from tradeguard.domain.intents import Intent, Kind
@@ -492,7 +491,7 @@ class GuardedTradingClient(TradingClient):
                 position); see `submit_order` for the rest.
         """
         with as_api_errors():
-            symbol = self._ledger_symbol(symbol_of(self.gateway, symbol_or_asset_id, self._read_asset))
+            symbol = ledger_symbol(symbol_of(self.gateway, symbol_or_asset_id, self._read_asset))
             result = self._close(symbol, close_options, new_decision=new_decision)
         requested = decimal_arg(close_options.qty, "qty") if close_options is not None else None
         return answer(
@@ -530,15 +529,6 @@ class GuardedTradingClient(TradingClient):
         call["percentage"] = None if percentage is None else str(percentage)
         call["turn"] = held.turn_id
         return gateway.submit_by_content(Kind.EXIT, symbol, side, spec, content=call)
-
-    def _ledger_symbol(self, symbol: str) -> str:
-        """Return `symbol` as this agent's ledger spells it, if it holds it.
-
-        alpaca-py closes a crypto position by its position name ("BTCUSD") while its orders, and
-        so the ledger, say "BTC/USD": closing "BTCUSD" must close the ledger's "BTC/USD" turn,
-        not adopt the same coins a second time under the other name.
-        """
-        return next((p.symbol for p in self.gateway.positions() if same_symbol(p.symbol, symbol)), symbol)
 
     def _read_asset(self, asset_id: UUID) -> dict[str, Any]:
         """Read an asset with alpaca-py's own session (a broker without an asset list)."""

@@ -345,11 +345,12 @@ def crypto_pair(symbol: str) -> str | None:
         if quote in CRYPTO_QUOTES and base.isalnum() and "/" not in quote:
             return text
         return None
-    if len(text) < _MIN_PAIR_LEN or not text.isalnum() or not text.endswith(CRYPTO_QUOTES):
+    if len(text) < _MIN_PAIR_LEN or not text.isalnum():
         return None
     for quote in CRYPTO_QUOTES:
-        if text.endswith(quote) and len(text) - len(quote) >= 3 and not text[: -len(quote)].isdigit():
-            return f"{text[: -len(quote)]}/{quote}"
+        base = text[: -len(quote)]
+        if text.endswith(quote) and len(base) >= 3 and not base.isdigit():
+            return f"{base}/{quote}"
     return None
 
 
@@ -359,8 +360,7 @@ def canonical_symbol(symbol: str) -> str:
     "BTCUSD", "btc/usd" and "BTC/USD" are all "BTC/USD" (the form Alpaca answers crypto orders
     with); an equity is only stripped and upper-cased ("spy" -> "SPY").
     """
-    text = symbol.strip().upper()
-    return crypto_pair(text) or text
+    return ledger_symbol(symbol.strip().upper())
 
 
 def ledger_symbol(symbol: str) -> str:
