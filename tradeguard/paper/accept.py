@@ -68,11 +68,10 @@ def venue_symbol(symbol: str) -> str:
     """Return the account's name of `symbol`: upper case; a crypto pair with its slash.
 
     Alpaca takes a pair as "BTC/USD" or "BTCUSD" and answers with "BTC/USD" either way, so
-    both spellings are one position here. Only a symbol with a slash or of six characters or
-    more can be a pair (`crypto_pair`): the commonest orders skip the test.
+    both spellings are one position here (`canonical_symbol`, which skips the pair test for
+    the commonest orders: only a symbol with a slash or of six characters or more can be one).
     """
-    text = symbol.strip().upper()
-    return canonical_symbol(text) if "/" in text or len(text) > 5 else text
+    return canonical_symbol(symbol)
 
 
 def check_client_id(venue: Venue, client_id: str) -> None:
