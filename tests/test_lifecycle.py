@@ -73,7 +73,8 @@ def test_table_shape() -> None:
         (OrderStatus.FILLED, True, ClaimState.FILLED),
         (OrderStatus.CANCELED, True, ClaimState.CANCELED),
         (OrderStatus.DONE_FOR_DAY, False, ClaimState.EXPIRED),
-        (OrderStatus.REPLACED, False, ClaimState.CANCELED),
+        (OrderStatus.REPLACED, False, ClaimState.SUBMITTED),  # lives on in its replacement
+        (OrderStatus.REPLACED, True, ClaimState.PARTIALLY_FILLED),
         (OrderStatus.REJECTED, False, ClaimState.REJECTED),
     ],
 )

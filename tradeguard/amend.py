@@ -260,9 +260,15 @@ class OrderAmendments:
                 adopt_order(self.store, fresh, new, f"replaced {old_id}")
 
     def _follow(self, claim: Claim, order_id: str) -> Claim:
-        """Adopt the broker's state of the claim's order after a cancel (a failed read changes nothing)."""
+        """Adopt the broker's state of the claim's order after a cancel (a failed read changes nothing).
+
+        The order may have been replaced meanwhile (a replace whose answer was lost): the claim
+        then follows the chain to the live replacement (`adopt_order` with the broker).
+        """
         try:
             order = self.broker.get_order(order_id)
         except BrokerError:
             return claim
-        return claim if order is None else adopt_order(self.store, claim, order, CANCELED_BY_THE_BOT)
+        if order is None:
+            return claim
+        return adopt_order(self.store, claim, order, CANCELED_BY_THE_BOT, broker=self.broker)

@@ -14,7 +14,7 @@ from functools import partial
 from typing import TypeVar
 
 from tradeguard import crashpoints
-from tradeguard.domain import BrokerOrder, Claim, OrderClass, PositionIntent, RejectKind, Side
+from tradeguard.domain import BrokerOrder, Claim, OrderClass, OrderStatus, PositionIntent, RejectKind, Side
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, is_leg, leg_name
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import (
@@ -192,6 +192,21 @@ def _own_chain(broker: Broker, claim: Claim, order: BrokerOrder) -> bool | None:
     return None
 
 
+def _end_of_chain(broker: Broker, order: BrokerOrder) -> BrokerOrder:
+    """Follow `replaced_by` from `order` to the chain's current order (the last one read)."""
+    for _ in range(MAX_CHAIN_HOPS):
+        if order.status is not OrderStatus.REPLACED or order.replaced_by is None:
+            break
+        try:
+            successor = broker.get_order(order.replaced_by)
+        except BrokerError:
+            break  # unreadable now: the replaced order leaves the claim live, a later read goes on
+        if successor is None:
+            break
+        order = successor
+    return order
+
+
 def adopt_order(
     store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str, *, broker: Broker | None = None
 ) -> Claim:
@@ -200,8 +215,12 @@ def adopt_order(
     A move the table forbids (e.g. a terminal claim) is left alone: broker evidence can only
     move a claim forward. An order that is not this claim's (see `mismatch` and
     `foreign_chain`, which reads `broker` when given) is never adopted: the claim becomes
-    REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched.
+    REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched. A replaced order is
+    followed through `broker` to the live order of its chain (without a broker it leaves the
+    claim live: a replaced order never ends a decision).
     """
+    if order.status is OrderStatus.REPLACED and broker is not None:
+        order = _end_of_chain(broker, order)
     problem = mismatch(claim, order) or foreign_chain(store, claim, order, broker)
     if problem is not None:
         if ClaimState.REJECTED not in TRANSITIONS[claim.state]:

@@ -101,7 +101,6 @@ _ORDER_TO_CLAIM = {
     OrderStatus.CANCELED: ClaimState.CANCELED,
     OrderStatus.EXPIRED: ClaimState.EXPIRED,
     OrderStatus.DONE_FOR_DAY: ClaimState.EXPIRED,
-    OrderStatus.REPLACED: ClaimState.CANCELED,
     OrderStatus.REJECTED: ClaimState.REJECTED,
 }
 
@@ -110,7 +109,9 @@ def state_for_order(status: OrderStatus, filled_qty_positive: bool) -> ClaimStat
     """Map a broker order status to the claim state that adopts it.
 
     A canceled or expired order that filled in part keeps its fills: the ledger reads
-    `filled_qty`, the state says the order is over.
+    `filled_qty`, the state says the order is over. A replaced order is not over: its decision
+    lives on in the replacement (`BrokerOrder.replaced_by`), so it maps to a live state, and a
+    later lookup by the claim's client_order_id (which follows the chain) finds how it ended.
     """
     state = _ORDER_TO_CLAIM.get(status)
     if state is not None:
