@@ -239,8 +239,10 @@ class ContentWindows:
         follows it (not claimed yet); else None, and the claim answers the call.
 
         A decision has ended when the bot itself canceled its order through the guard with
-        nothing filled, or when it was an exit whose position is gone and a new one is open
-        (`_exit_superseded`): the same order sent again is the next decision. Its name derives
+        nothing filled, when it was an exit whose position is gone and a new one is open
+        (`_exit_superseded`), or when it was an entry the bot has since sold out of, in whole or
+        part, by an exit of its own (`_entry_acted_on`): the same order sent again is the next
+        decision. Its name derives
         from the ended claim (so every retry of it, from any process, finds the same claim); a
         chain is followed to its live end. An order the broker canceled on its own (an IOC, an
         expiry) keeps answering as before: the bot may not know it is gone.
@@ -248,17 +250,18 @@ class ContentWindows:
         claim = existing
         while True:
             canceled = _canceled_by_the_bot(claim)
-            if not canceled and not self._exit_superseded(claim):
+            if not canceled and not self._exit_superseded(claim) and not self._entry_acted_on(claim):
                 return claim, None
             name = f"content:{content_key[:16]}/after:{claim.key[:16]}"
-            # A superseded exit's successor is always the exit of the newer position, whatever
-            # the caller classifies a retry of it as once that position is closed too.
-            successor = Intent(self.agent_id, kind if canceled else Kind.EXIT, symbol, side, name)
+            # A superseded exit's successor is always the exit of the newer position (an acted-on
+            # entry's, a new entry), whatever the caller classifies a retry of it as later.
+            successor = Intent(self.agent_id, kind if canceled else claim.kind, symbol, side, name)
             following = self.store.get(successor.key)
             if following is None:
                 # A superseded exit begins a new decision only while there is a new position
                 # for it to close; flat again, the same sell stays a retry (never a short sale).
-                return claim, successor if canceled or self._holds_a_newer_turn(claim) else None
+                new = canceled or claim.kind is Kind.ENTRY or self._holds_a_newer_turn(claim)
+                return claim, successor if new else None
             claim = following
 
     def _exit_superseded(self, claim: Claim) -> bool:
@@ -284,6 +287,25 @@ class ContentWindows:
             agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.ENTRY, updated_since=claim.created_at
         )
         return any(entry.created_at > claim.created_at and entry.filled_qty > 0 for entry in since)
+
+    def _entry_acted_on(self, claim: Claim) -> bool:
+        """Whether `claim` is a filled entry the agent has since sold out of by an exit of its own.
+
+        The bot that sends an exit after an entry filled knew of that entry: the identical
+        entry after it is the next decision (a re-entry), not a retry of the first, and answered
+        from the first it would leave the bot believing it holds shares it sold (then a sell of
+        them is a short sale). Only the agent's own exit counts, created after the entry, on the
+        side that closes it, with a fill; a retry of an entry whose answer was lost, with no
+        exit of the bot's in between, stays a retry (G1).
+        """
+        if claim.kind is not Kind.ENTRY or not claim.state.is_terminal or claim.filled_qty == 0:
+            return False
+        since = self.store.list_claims(
+            agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.EXIT, updated_since=claim.created_at
+        )
+        return any(
+            c.created_at > claim.created_at and c.side is not claim.side and c.filled_qty > 0 for c in since
+        )
 
     def _holds_a_newer_turn(self, claim: Claim) -> bool:
         """Whether the agent holds a position that the claim's exit order would close, opened since."""
