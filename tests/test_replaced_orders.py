@@ -45,9 +45,7 @@ def store(store_url: str, clock: ManualClock) -> Iterator[ClaimStore]:
         yield opened
 
 
-def _gateways(
-    store: ClaimStore, clock: ManualClock
-) -> tuple[PaperBroker, OrderGateway, OrderGateway]:
+def _gateways(store: ClaimStore, clock: ManualClock) -> tuple[PaperBroker, OrderGateway, OrderGateway]:
     paper = PaperBroker(prices=MAY21_PRICES, clock=clock)
     port = FaultyBroker(paper, LOST_REPLACE, clock=clock)
     a = OrderGateway(port, store, agent_id="agent-a", settings=SETTINGS, clock=clock)

@@ -282,3 +282,54 @@ def test_a_fill_booked_between_the_read_and_the_sizing_is_not_held_back_twice(
     assert result.claim is not None and result.claim.order_qty == 5  # all of A's
     assert broker.get_position("SPY").qty == 5  # type: ignore[union-attr]  # B's 5 untouched
     assert gw_a.store.position("b", "SPY").qty == 5 and gw_a.store.position("a", "SPY").qty == 0
+
+
+# ---- other agents' exits that ended at the broker (audit 10b D1) --------------------------------
+
+
+def _b_rests_an_exit_and_a_is_a_phantom(
+    url: str, clock: ManualClock
+) -> tuple[PaperBroker, RecordingBroker, OrderGateway, OrderGateway, str]:
+    """A holds 10 and B 5 through the guard; B rests a limit exit of its 5; A's 10 are sold by hand."""
+    broker = paper(clock)
+    port = RecordingBroker(broker)
+    a, b = gateway(port, url, "agent-a", clock), gateway(port, url, "agent-b", clock)
+    a.enter("SPY", qty=10, intent="a entry")
+    b.enter("SPY", qty=5, intent="b entry")
+    resting = b.exit("SPY", intent="b take profit", order_type="limit", limit_price="999.00")
+    assert resting.claim is not None and resting.claim.state is ClaimState.SUBMITTED
+    broker.submit_order(OrderRequest("SPY", Side.SELL, "ui-sell", qty=Decimal(10)))  # A's 10, by hand
+    assert resting.claim.broker_order_id is not None
+    return broker, port, a, b, resting.claim.broker_order_id
+
+
+def _sells(port: RecordingBroker, since: int) -> list[Decimal | None]:
+    return [r.qty for r in port.requests[since:] if r.side == "sell"]
+
+
+def test_a_phantom_exit_does_not_sell_shares_freed_by_another_agents_exit_canceled_by_hand(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker, port, a, b, resting = _b_rests_an_exit_and_a_is_a_phantom(store_url, clock)
+    broker.cancel_order(resting)  # in the Alpaca UI, or a DAY order expired; B's claim still SUBMITTED
+    clock.advance(120)
+    before = len(port.requests)
+    result = a.exit("SPY", intent="a stop")
+    assert result.outcome is Outcome.SKIPPED and _sells(port, before) == []
+    assert broker.get_position("SPY") is not None and broker.get_position("SPY").qty == 5  # type: ignore[union-attr]
+    canceled = b.store.list_claims(agent_id="agent-b", kind=Kind.EXIT)
+    assert [c.state for c in canceled] == [ClaimState.CANCELED]  # adopted from the broker's evidence
+    assert b.store.position("agent-b", "SPY").qty == 5
+
+
+def test_an_account_wide_cancel_by_one_agent_does_not_free_another_agents_shares_for_it(
+    store_url: str, clock: ManualClock
+) -> None:
+    broker, port, a, _b, _resting = _b_rests_an_exit_and_a_is_a_phantom(store_url, clock)
+    a.cancel_all()  # alpaca-py's cancel_orders(): B's resting exit goes too
+    clock.advance(120)
+    before = len(port.requests)
+    result = a.exit("SPY", intent="a stop")
+    assert result.outcome is Outcome.SKIPPED and _sells(port, before) == []
+    position = broker.get_position("SPY")
+    assert position is not None and position.qty == 5

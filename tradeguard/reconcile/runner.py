@@ -37,6 +37,7 @@ _log = logging.getLogger(__name__)
 # Ledger corrections applied as a compare-and-set on the position they were computed from.
 # Claims whose order may have filled at the broker without its agent's ledger booking it yet.
 _IN_MOTION = sorted(ACTIVE_STATES)
+_ACKNOWLEDGED = frozenset({ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED})  # out of qty_available
 # Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
 # A put-off symbol's own pass comes at least this long after the pass that put it off.
@@ -256,26 +257,42 @@ class Reconciler:
         (a grid of resting orders costs one request, not one each). Returns the quantity and
         "agent client_order_id" of each order counted.
 
+        Other agents' acknowledged exits on the other side are read with them and, when their
+        orders have ended at the broker (canceled by hand, by an account-wide cancel, expired),
+        adopted onto their claims: sizing counts an acknowledged exit's shares as already out of
+        `qty_available` (`size_exit`), so a stale one would free the other agent's shares, back
+        in `qty_available` since the cancel, for this agent's exit (G3). Broker evidence only
+        (G2), as any pass adopts it.
+
         Raises:
             BrokerError: An order read failed (the exit is then not sized at all).
         """
         on_account = self.on_account(agent_id)
         since = self.clock.now() - timedelta(seconds=self.settings.not_sent_probe_secs)
-        candidates = [
-            claim
-            for claim in (
-                *self.store.list_claims(states=_IN_MOTION, symbol=symbol),
-                *self.store.list_claims(states=[ClaimState.NOT_SENT], symbol=symbol, updated_since=since),
-            )
-            if claim.agent_id != agent_id and claim.side is adds and on_account(claim.agent_id)
-        ]
-        orders = self._orders_of(candidates, symbol)
+        candidates: list[Claim] = []
+        exits: list[Claim] = []
+        for claim in (
+            *self.store.list_claims(states=_IN_MOTION, symbol=symbol),
+            *self.store.list_claims(states=[ClaimState.NOT_SENT], symbol=symbol, updated_since=since),
+        ):
+            if claim.agent_id == agent_id or not on_account(claim.agent_id):
+                continue
+            if claim.side is adds:
+                candidates.append(claim)
+            elif claim.kind is Kind.EXIT and claim.state in _ACKNOWLEDGED:
+                exits.append(claim)
+        orders = self._orders_of(candidates + exits, symbol)
         unbooked, whose = Decimal(0), []
         for claim in candidates:
             order = orders.get(claim.client_order_id)
             if order is not None and order.filled_qty > claim.filled_qty:
                 unbooked += order.filled_qty - claim.filled_qty
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
+        for claim in exits:
+            order = orders.get(claim.client_order_id)
+            if order is not None and order.status.is_terminal:
+                why = "ended at the broker (seen while sizing another agent's exit)"
+                adopt_order(self.store, claim, order, why, broker=self.broker)
         return unbooked, whose
 
     def _orders_of(self, claims: list[Claim], symbol: str) -> dict[str, BrokerOrder | None]:
