@@ -96,6 +96,26 @@ def test_orphan_and_drift_are_reported_not_fixed() -> None:
     ]
 
 
+def test_ledgers_on_both_sides_that_sum_to_the_broker_are_still_compared() -> None:
+    """Audit 10b D4: agent A long 10 (a phantom), agent B short 10 (its exit, replaced by hand to a
+    larger size, filled beyond its ledger): the sum is the broker's flat position, yet both are
+    wrong. Flat twice with nothing filling, both are cleared; on a broker that holds, a ledger on
+    the other side is drift to report."""
+    ledger = [held("TQQQ", 10, agent="a"), held("TQQQ", -10, turn_id=2, agent="b")]
+    assert plan([], ledger, snap(), NOW, SETTINGS) == ([], True)
+    cleared = diff([], ledger, snap(earlier_gap=2), NOW, SETTINGS)
+    assert sorted((a.kind, a.agent_id, a.qty) for a in cleared) == [
+        (ActionKind.CLEAR_PHANTOM, "a", 10),
+        (ActionKind.CLEAR_PHANTOM, "b", -10),
+    ]
+    both_sides = [held("TQQQ", 15, agent="a"), held("TQQQ", -5, turn_id=2, agent="b")]
+    assert kinds(diff([], both_sides, snap({"TQQQ": 10}, earlier_gap=2), NOW, SETTINGS)) == [
+        ActionKind.REPORT_DRIFT
+    ]
+    agreeing = [held("TQQQ", 6, agent="a"), held("TQQQ", 4, turn_id=2, agent="b")]
+    assert diff([], agreeing, snap({"TQQQ": 10}, earlier_gap=2), NOW, SETTINGS) == []
+
+
 def test_refused_exit_is_released_resized_when_the_broker_still_holds() -> None:
     claim = make_claim(
         ClaimState.REJECTED,

@@ -92,7 +92,7 @@ def put_off(
     owners = [p for p in holders if not p.is_flat]
     ledger_qty = sum((p.qty for p in owners), Decimal(0))
     broker_qty = snapshot.qty(symbol)
-    if broker_qty == ledger_qty:
+    if agrees(broker_qty, owners):
         return None
     horizon = timedelta(seconds=settings.position_settle_secs)
     ends = [
@@ -103,6 +103,22 @@ def put_off(
         and (p.agent_id, p.turn_id) not in refused
     ]
     return PutOff(symbol, ledger_qty, broker_qty, max(ends)) if ends else None
+
+
+def agrees(broker_qty: Decimal, owners: Sequence[LedgerPosition]) -> bool:
+    """Whether the ledgers holding a symbol agree with the broker: the same total, each on its side.
+
+    Equal totals are not enough: one agent long 10 and another short 10 sum to a flat broker,
+    yet both ledgers are wrong (an exit that filled beyond its own ledger crossed zero, e.g. an
+    order replaced by hand to a larger size). An account holds one side of a symbol, so a
+    ledger on the other side of the broker's position, or any ledger while the broker is flat,
+    is drift to compare (G4).
+    """
+    if broker_qty != sum((p.qty for p in owners), Decimal(0)):
+        return False
+    if broker_qty == 0:
+        return not owners
+    return all((p.qty > 0) == (broker_qty > 0) for p in owners)
 
 
 def _names(holders: Iterable[LedgerPosition]) -> str:
@@ -138,7 +154,7 @@ def position_actions(
     owners = [p for p in holders if not p.is_flat]
     ledger_qty = sum((p.qty for p in owners), Decimal(0))
     evidence = {"broker_qty": str(broker_qty), "ledger_qty": str(ledger_qty)}
-    if broker_qty == ledger_qty:
+    if agrees(broker_qty, owners):
         return [], False
     needs_second = snapshot.earlier is None
     steady = steady_twice(snapshot, symbol, settings)
