@@ -126,3 +126,38 @@ def test_export_to_stdout_and_to_a_missing_folder(
     assert main(["db", "export", "--store", traded, "-o", str(target)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and f"cannot write {target}" in err[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["db", "export", "-o", "{file}"],
+        ["db", "export", "--what", "audit", "--format", "csv", "-o", "{file}"],
+        ["audit", "--csv", "{file}"],
+    ],
+    ids=["export-claims", "export-audit", "audit-csv"],
+)
+@pytest.mark.parametrize("suffix", ["", "-wal"], ids=["database", "wal"])
+def test_an_export_onto_the_stores_own_file_is_refused_and_the_store_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str], suffix: str
+) -> None:
+    """Audit 10c D1: `-o` naming the store's file truncated it before reading (every claim lost)."""
+    path = tmp_path / "claims.db"
+    url = f"sqlite:///{path}"
+    with ClaimStore(url) as store:
+        gateway = OrderGateway(PaperBroker(), store, agent_id="bot", reconcile_on_start=False)
+        gateway.enter("TQQQ", qty=6, intent="09:42 buy")
+        target = str(path) + suffix
+        if not Path(target).exists():
+            pytest.skip("no WAL file left open")
+        capsys.readouterr()
+        argv = [a.format(file=target) for a in command] + ["--store", url]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "refusing to write" in err[0] and "claim store" in err[0]
+        assert [c.intent for c in store.list_claims()] == ["09:42 buy"]
+    link = tmp_path / "link.db"
+    link.symlink_to(path)
+    assert main(["db", "export", "--store", url, "-o", str(link)]) == 2
+    with ClaimStore(url) as store:
+        assert len(store.list_claims()) == 1

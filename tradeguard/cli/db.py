@@ -113,9 +113,13 @@ def claim_record(claim: Claim) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _open_output(path: str | None) -> Any:
+def _open_output(path: str | None, store_url: str) -> Any:
+    from tradeguard.store.engine import is_store_file
+
     if path is None:
         return nullcontext(sys.stdout)
+    if is_store_file(path, store_url):  # opening it for writing would truncate the store
+        raise ConfigError(f"refusing to write {path}: it is a file of the claim store being exported")
     try:
         return open(path, "w", newline="", encoding="utf-8")  # closed by the caller's `with`
     except OSError as exc:
@@ -149,7 +153,7 @@ def export(store_url: str, what: str, fmt: str, output: str | None) -> int:
     from tradeguard.cli.common import open_existing_store
     from tradeguard.cli.output import emit
 
-    with open_existing_store(store_url) as store, _open_output(output) as out:
+    with open_existing_store(store_url) as store, _open_output(output, store_url) as out:
         if what == "claims":
             rows = [claim_record(c) for c in store.list_claims()]
             emit(CLAIM_COLUMNS, rows, fmt, out=out)

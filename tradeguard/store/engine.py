@@ -30,6 +30,7 @@ from tradeguard.store.schema import SCHEMA_HEAD
 __all__ = [
     "describe",
     "driver_errors",
+    "is_store_file",
     "open_engine",
     "parse_url",
     "read_only",
@@ -102,6 +103,23 @@ def parse_url(url: str | URL) -> URL:
         # psycopg 3 is the driver the `postgres` extra installs.
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
+
+
+def is_store_file(path: str | os.PathLike[str], url: str | URL) -> bool:
+    """True when `path` is a file of the SQLite store at `url` (the database, its WAL, shm or journal).
+
+    An export written there would truncate the store it reads (every claim and audit record
+    lost), so the commands and methods that write a file refuse such a path. Links count: the
+    test is on the files themselves.
+    """
+    parsed = parse_url(url)
+    database = (parsed.database or "").removeprefix("file:")
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or not os.path.exists(path):
+        return False
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        if os.path.exists(database + suffix) and os.path.samefile(path, database + suffix):
+            return True
+    return False
 
 
 def _uri_flag(url: URL, name: str) -> str:

@@ -21,11 +21,12 @@ from tradeguard.domain import AuditRecord, LedgerPosition
 from tradeguard.domain.claims import Claim
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.errors import ConfigError
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
 from tradeguard.store.audit import AuditQuery, pages, read_page, records_to_csv, records_to_dataframe
 from tradeguard.store.connections import RawPool
-from tradeguard.store.engine import translate_errors
+from tradeguard.store.engine import is_store_file, translate_errors
 from tradeguard.store.model import decode_claim
 from tradeguard.store.schema import claims
 
@@ -197,5 +198,11 @@ class StoreReader:
         return records_to_dataframe(self.audit_records(query))
 
     def export_audit_csv(self, path: str | Path, query: AuditQuery | None = None) -> int:
-        """Write matching audit records to a CSV file; return the number of rows."""
+        """Write matching audit records to a CSV file; return the number of rows.
+
+        Raises:
+            ConfigError: `path` is a file of this very store (writing it would destroy the store).
+        """
+        if is_store_file(path, self.url):
+            raise ConfigError(f"refusing to write {path}: it is a file of the claim store being read")
         return records_to_csv(self.audit_records(query), path)
