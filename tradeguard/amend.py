@@ -31,6 +31,8 @@ __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
 _TAKEN_DOWN = frozenset({OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL})
 _ACKNOWLEDGED = frozenset({ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED})  # out of qty_available
 
+_EVERY_OPEN_ORDER = 1_000_000  # `cancel_all`'s listing cap: far beyond any account's open orders
+
 CANCELED_BY_THE_BOT = "canceled by the bot through the guard"
 """The reason a claim records when its order is canceled by `cancel` or `cancel_all`."""
 
@@ -76,7 +78,9 @@ class OrderAmendments:
         self._ensure_started()
         live = self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=self.agent_id)
         results: list[tuple[BrokerOrder, BrokerError | None]] = []
-        for order in self.broker.list_orders(status="open"):
+        # Every open order, however many: the port refuses to truncate a listing at its cap, and
+        # a grid bot may rest more than one page (alpaca-py's cancel_orders has no cap either).
+        for order in self.broker.list_orders(status="open", limit=_EVERY_OPEN_ORDER):
             if order.status.is_terminal:
                 continue
             try:
