@@ -24,17 +24,12 @@ GRID = 510
 def _rest_a_grid(server: PaperServer, clock: ManualClock, name: str = "grid") -> None:
     for i in range(GRID):
         clock.advance(0.001)
-        server.broker.submit_order(
-            make_request(
-                symbol="SPY",
-                qty=Decimal(1),
-                side=Side.BUY,
-                order_type=OrderType.LIMIT,
-                limit_price=Decimal(100) + Decimal(i) / 100,
-                time_in_force=TimeInForce.GTC,
-                client_order_id=f"{name}-{i}",
-            )  # fmt: skip
-        )
+        price = Decimal(100) + Decimal(i) / 100
+        order = make_request(
+            symbol="SPY", qty=Decimal(1), side=Side.BUY, order_type=OrderType.LIMIT,
+            limit_price=price, time_in_force=TimeInForce.GTC, client_order_id=f"{name}-{i}",
+        )  # fmt: skip
+        server.broker.submit_order(order)
 
 
 def _open(server: PaperServer) -> int:
