@@ -93,3 +93,19 @@ def test_the_claim_key_and_the_ledger_name_a_pair_one_way_and_leave_equities_alo
     assert plain == slash and plain.key == slash.key and plain.symbol == "BTC/USD"
     assert Intent("bot", Kind.ENTRY, "GOOGL", Side.BUY, "x").symbol == "GOOGL"
     assert Intent("bot", Kind.ENTRY, "BRK.B", Side.BUY, "x").symbol == "BRK.B"
+
+
+@pytest.mark.parametrize("bought_as", ["BTC/USD", "BTCUSD"])
+def test_close_all_positions_names_a_pair_as_the_broker_lists_it_like_alpaca_py(
+    client: GuardedTradingClient, server: PaperServer, bought_as: str
+) -> None:
+    """Audit 10a D4: the answer named the pair as the ledger spells it ("BTC/USD"); the plain
+    client's answer (Alpaca's) names it as the positions endpoint lists it."""
+    from tests.dropin.kit import plain_client
+
+    client.submit_order(order(bought_as, "buy"))
+    with plain_client(server) as plain:
+        listed = [p.symbol for p in plain.get_all_positions()]
+    answers = client.close_all_positions()
+    assert [a.symbol for a in answers] == listed == ["BTCUSD"]
+    assert answers[0].status == 200 and held(server, "BTC/USD") == 0

@@ -237,3 +237,22 @@ def test_close_position_by_asset_id_over_alpaca_asks_alpaca_for_the_symbol(
     assert closed.symbol == "SPY" and closed.qty == "10" and closed.side is SELL
     [sent] = [r.json() for r in mocker.request_history if r.method == "POST"]
     assert (sent["symbol"], sent["position_intent"]) == ("SPY", "sell_to_close")
+
+
+def test_close_all_positions_explains_a_refused_symbol_as_alpaca_py_does(
+    bot: TradingClient, server: PaperServer
+) -> None:
+    """Audit 10a D3: a symbol the close cannot sell answers with Alpaca's whole 403 body
+    (available, existing_qty, held_for_orders, symbol), not its code and message alone."""
+    bot.submit_order(market("SPY", 10, BUY))
+    bot.submit_order(limit("SPY", 10, SELL, 10_000))  # holds every share
+    bot.submit_order(market("QQQ", 3, BUY))
+    answers = {a.symbol: a for a in bot.close_all_positions(cancel_orders=False)}
+    assert sorted(answers) == ["QQQ", "SPY"]
+    refused = answers["SPY"]
+    assert refused.status == 403
+    body = refused.body
+    assert body is not None and float(body.available) == 0  # type: ignore[union-attr, arg-type]
+    assert float(body.existing_qty) == float(body.held_for_orders) == 10  # type: ignore[union-attr, arg-type]
+    assert body.symbol == "SPY"  # type: ignore[union-attr]
+    assert answers["QQQ"].status == 200 and held(server, "QQQ") == 0

@@ -7,6 +7,7 @@ as the `APIError`s of `tradeguard.client.errors`. The one place the drop-in maps
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
@@ -136,7 +137,18 @@ def _read_back(broker: Broker, claim: Claim) -> BrokerOrder | None:
 
 
 def json_body(error: APIError) -> dict[str, Any]:
-    """Return the JSON body of an `APIError` ({"code", "message"} when it has none)."""
+    """Return the JSON body of an `APIError`, every field kept ({"code", "message"} when it has none).
+
+    Alpaca's refusals carry more than a code and a message (an insufficient-qty 403 names
+    `available`, `existing_qty`, `held_for_orders` and `symbol`); a bot reads them from the
+    body of a `close_all_positions` answer as it would from the plain client's.
+    """
+    try:
+        body = json.loads(str(error))
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and "message" in body:
+        return body
     try:
         return {"code": error.code, "message": error.message}
     except (ValueError, KeyError, TypeError):

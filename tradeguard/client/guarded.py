@@ -561,10 +561,11 @@ class GuardedTradingClient(TradingClient):
                     result = self._close(symbol, None, new_decision=False)
                 refusal = functools.partial(nothing_to_close, self.gateway, symbol, None)
                 order = answer(result, raw=True, nothing_to_sell=refusal, broker=self.gateway.broker)
-                answers.append({"symbol": symbol, "status": 200, "body": order})  # Alpaca's keys
+                # Alpaca's keys; the symbol as the broker lists it ("BTCUSD"), as the plain client has it
+                answers.append({"symbol": listed_as, "status": 200, "body": order})
             except APIError as exc:
                 body = json_body(exc)
-                answers.append({"symbol": symbol, "status": exc.status_code, "body": body})
+                answers.append({"symbol": listed_as, "status": exc.status_code, "body": body})
         with as_api_errors():
             phantoms = sorted(name for key, name in booked.items() if key not in listed)
             if phantoms:
