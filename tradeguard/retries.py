@@ -12,9 +12,10 @@ that sends nothing is audited (G1, G2, G6).
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from tradeguard.clock import Clock
@@ -31,6 +32,13 @@ from tradeguard.sessions.recorder import NullRecorder, Recorder
 __all__ = ["RetryAnswers"]
 
 _ABSENT = "absent at the broker on two probes after the grace period"
+
+# A retry this long after its decision was first claimed is more likely a name reused for a new
+# decision (a bar time without its date, a fixed client_order_id): still answered as a retry
+# (G1: the key is the decision), but said loudly.
+_OLD_DECISION = timedelta(hours=12)
+
+logger = logging.getLogger("tradeguard.gateway")
 
 
 def _refusal_placed_nothing(claim: Claim) -> bool:
@@ -80,6 +88,16 @@ class RetryAnswers:
         result = self._answer(claim, held)
         if note:
             result = replace(result, reason=f"{note}; {result.reason}")
+        age = self.clock.now() - claim.created_at
+        if age > _OLD_DECISION:
+            first, hours = claim.created_at.isoformat(timespec="seconds"), age.total_seconds() / 3600
+            warning = (
+                f"decision {claim.intent!r} ({claim.client_order_id}) was first claimed {hours:.1f} h "
+                f"ago, at {first}: answered as a retry of it; if this is a new decision, give it a new name "
+                "(a decision name or client_order_id names exactly one decision, forever: put the date in it)"
+            )
+            logger.warning("%s: %s", self.agent_id, warning)
+            result = replace(result, reason=f"{warning}; {result.reason}")
         after = result.claim
         if after is None or after.attempts == claim.attempts:  # a resend bumps attempts
             self.store.record_skip(after or claim, agent_id=self.agent_id, reason=result.reason)
