@@ -165,6 +165,18 @@ def _num(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
+def _written_by(claim: Claim, *, owner: str, coid: str, at: datetime) -> bool:
+    """Whether `claim` is the one a claim call stamped `at` by `owner` wrote: untouched since."""
+    return (
+        claim.owner == owner
+        and claim.client_order_id == coid
+        and claim.created_at == at
+        and claim.state is ClaimState.PENDING
+        and claim.epoch == 1
+        and claim.attempts == 1
+    )
+
+
 def _coid_taken(coid: str, other: str | None) -> StoreError:
     return StoreError(
         f"client_order_id {coid!r} already belongs to another claim ({other}); "
@@ -332,7 +344,14 @@ class ClaimStore(LedgerWriter, StoreReader):
                     raise
                 other = getattr(getattr(exc, "diag", None), "message_detail", None)
                 raise _coid_taken(coid, other or None) from exc
-            return self._existing(decode_claim(found.rows[0], tx.dt), payload) if found.rows else created
+            if not found.rows:
+                return created
+            existing = decode_claim(found.rows[0], tx.dt)
+            if tx.reran and _written_by(existing, owner=owner, coid=coid, at=now):
+                # The first run committed this very claim and its answer was lost with the
+                # connection: the rerun found it. Nothing was sent; it is this call's to send.
+                return created
+            return self._existing(existing, payload)
         tx.later(sql.INSERT_CLAIM, values, keep=True)
         if not tx.flush()[0].count:
             row = tx.one(sql.BY_KEY, (key,))

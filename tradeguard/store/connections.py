@@ -186,10 +186,13 @@ class Tx:
         dt: Decode a stored datetime to aware UTC.
         postgres: True on PostgreSQL (row and advisory locks matter there; SQLite writers are serial).
         committed: True once `flush(commit=True)` committed the transaction.
+        reran: PostgreSQL: the first batch was run again on a fresh connection after the pooled
+            one died before answering (see `flush`'s `rerunnable`).
     """
 
     __slots__ = (
         "_begin", "_conn", "_kept", "_last", "_last_enc", "_pending", "_pool", "committed", "dt", "postgres",
+        "reran",
     )  # fmt: skip
 
     def __init__(self, conn: _Conn, pool: RawPool, begin: tuple[str, ...]) -> None:
@@ -203,6 +206,9 @@ class Tx:
         self._pending: list[tuple[str, bool]] = [(text, False) for text in begin]
         self._kept: list[Result] = []  # SQLite: results of `keep` statements since the last flush
         self.committed = False
+        # PostgreSQL: the first batch ran again on a fresh connection (the pooled one died with
+        # it unanswered: a committing batch may have committed on its first run).
+        self.reran = False
         self.dt = pool.dt
 
     @property
@@ -250,7 +256,9 @@ class Tx:
             # Nothing sent yet has an effect until a later COMMIT: safe to run again on a fresh
             # connection if this one died. Other batches that commit are never run twice: the
             # server may have committed one before the connection dropped (StoreError instead).
-            self._conn, cur = self._pool.first_statement(self._conn, text)
+            first = self._conn
+            self._conn, cur = self._pool.first_statement(first, text)
+            self.reran = self._conn is not first
         else:
             cur = self._conn.cursor
             cur.execute(text)
