@@ -72,7 +72,7 @@ def test_table_shape() -> None:
         (OrderStatus.PARTIALLY_FILLED, True, ClaimState.PARTIALLY_FILLED),
         (OrderStatus.FILLED, True, ClaimState.FILLED),
         (OrderStatus.CANCELED, True, ClaimState.CANCELED),
-        (OrderStatus.DONE_FOR_DAY, False, ClaimState.EXPIRED),
+        (OrderStatus.DONE_FOR_DAY, False, ClaimState.SUBMITTED),  # resumes next session
         (OrderStatus.REPLACED, False, ClaimState.SUBMITTED),  # lives on in its replacement
         (OrderStatus.REPLACED, True, ClaimState.PARTIALLY_FILLED),
         (OrderStatus.REJECTED, False, ClaimState.REJECTED),

@@ -100,7 +100,6 @@ _ORDER_TO_CLAIM = {
     OrderStatus.PARTIALLY_FILLED: ClaimState.PARTIALLY_FILLED,
     OrderStatus.CANCELED: ClaimState.CANCELED,
     OrderStatus.EXPIRED: ClaimState.EXPIRED,
-    OrderStatus.DONE_FOR_DAY: ClaimState.EXPIRED,
     OrderStatus.REJECTED: ClaimState.REJECTED,
 }
 
@@ -112,6 +111,8 @@ def state_for_order(status: OrderStatus, filled_qty_positive: bool) -> ClaimStat
     `filled_qty`, the state says the order is over. A replaced order is not over: its decision
     lives on in the replacement (`BrokerOrder.replaced_by`), so it maps to a live state, and a
     later lookup by the claim's client_order_id (which follows the chain) finds how it ended.
+    Nor is a `done_for_day` order: Alpaca says it "will not receive further updates until the
+    next trading day", and a GTC order then trades again.
     """
     state = _ORDER_TO_CLAIM.get(status)
     if state is not None:

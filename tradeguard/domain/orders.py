@@ -138,6 +138,8 @@ class OrderStatus(enum.StrEnum):
         return not self.is_terminal
 
 
+# Not DONE_FOR_DAY: Alpaca's "done executing for the day, and will not receive further updates
+# until the next trading day" is a pause; a GTC order resumes in the next session.
 TERMINAL_STATUSES = frozenset(
     {
         OrderStatus.FILLED,
@@ -145,7 +147,6 @@ TERMINAL_STATUSES = frozenset(
         OrderStatus.EXPIRED,
         OrderStatus.REPLACED,
         OrderStatus.REJECTED,
-        OrderStatus.DONE_FOR_DAY,
     }
 )
 
