@@ -13,7 +13,9 @@ PostgreSQL; B's death is the `after_post` crash point raising out of its gateway
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -333,3 +335,44 @@ def test_an_account_wide_cancel_by_one_agent_does_not_free_another_agents_shares
     assert result.outcome is Outcome.SKIPPED and _sells(port, before) == []
     position = broker.get_position("SPY")
     assert position is not None and position.qty == 5
+
+
+def test_another_agents_exit_replaced_a_hundred_times_costs_an_exit_one_listing(tmp_path: Path) -> None:
+    """Audit 11a D3: the check for ended exits walked B's replace chain from its first order by
+    client id, one GET per hop: 63 requests for one exit at 60 replacements, and past 100 the
+    walk gave up and A's exit was refused for good. One listing of the symbol's open orders
+    finds B's exit live; A's exit costs its position read, that listing and its POST."""
+    from tradeguard.broker.alpaca import AlpacaBroker
+    from tradeguard.testing import alpaca_client, paper_server
+
+    clock = ManualClock(datetime.now(UTC))
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    with (
+        paper_server(prices=FixedPrices({"SPY": "500"}), clock=clock) as server,
+        alpaca_client(server.url) as client_a,
+        alpaca_client(server.url) as client_b,
+    ):
+        a = gateway(AlpacaBroker(client_a, settings=SETTINGS), url, "agent-a", clock)
+        b = gateway(AlpacaBroker(client_b, settings=SETTINGS), url, "agent-b", clock)
+        a.enter("SPY", qty=10, intent="a in")
+        b.enter("SPY", qty=10, intent="b in")
+        resting = b.exit(
+            "SPY", intent="b take profit", order_type="limit", limit_price="600", time_in_force="gtc"
+        )
+        assert resting.order is not None
+        order_id, price = resting.order.id, Decimal(600)
+        for _ in range(101):  # a bot chasing its take-profit price
+            price -= Decimal("0.10")
+            order_id = b.replace(order_id, ReplaceRequest(limit_price=price)).id
+            clock.advance(60)
+        calls: list[str] = []
+        send = client_a._session.request
+
+        def counting(method: str, target: str, *args: object, **kwargs: object) -> object:
+            calls.append(f"{method} {target.rsplit('/v2', maxsplit=1)[-1].split('?', maxsplit=1)[0]}")
+            return send(method, target, *args, **kwargs)
+
+        client_a._session.request = counting  # type: ignore[method-assign]
+        out = a.exit("SPY", intent="a out", qty=1)
+        assert out.outcome is Outcome.SUBMITTED
+        assert sorted(calls) == ["GET /orders", "GET /positions/SPY", "POST /orders"]

@@ -21,7 +21,7 @@ from tradeguard.domain.ledger import ExitRoom, size_exit
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError, LeaseLost
 from tradeguard.execution import adopt_order
-from tradeguard.ports import Broker, ClaimLedger, same_account
+from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, same_account
 
 if TYPE_CHECKING:
     from tradeguard.reconcile.runner import Reconciler
@@ -30,8 +30,6 @@ __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
 
 _TAKEN_DOWN = frozenset({OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL})
 _ACKNOWLEDGED = frozenset({ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED})  # out of qty_available
-
-_EVERY_OPEN_ORDER = 1_000_000  # `cancel_all`'s listing cap: far beyond any account's open orders
 
 CANCELED_BY_THE_BOT = "canceled by the bot through the guard"
 """The reason a claim records when its order is canceled by `cancel` or `cancel_all`."""
@@ -80,7 +78,7 @@ class OrderAmendments:
         results: list[tuple[BrokerOrder, BrokerError | None]] = []
         # Every open order, however many: the port refuses to truncate a listing at its cap, and
         # a grid bot may rest more than one page (alpaca-py's cancel_orders has no cap either).
-        for order in self.broker.list_orders(status="open", limit=_EVERY_OPEN_ORDER):
+        for order in self.broker.list_orders(status="open", limit=EVERY_OPEN_ORDER):
             if order.status.is_terminal:
                 continue
             try:

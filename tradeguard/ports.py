@@ -23,6 +23,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.domain.orders import BrokerOrder, BrokerPosition, OrderRequest, RejectKind, ReplaceRequest
 
 __all__ = [
+    "EVERY_OPEN_ORDER",
     "Broker",
     "ClaimLedger",
     "ForwardingBroker",
@@ -78,6 +79,11 @@ def same_account(mine: str | None, theirs: str | None) -> bool:
     if mine.startswith(ACCOUNT_KEY_SCHEME) != theirs.startswith(ACCOUNT_KEY_SCHEME):
         return True
     return mine == theirs
+
+
+# A `list_orders` limit for "every open order, however many": far beyond any account's open
+# orders (the port never truncates a listing: past its limit it raises instead).
+EVERY_OPEN_ORDER = 1_000_000
 
 
 @runtime_checkable

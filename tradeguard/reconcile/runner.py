@@ -23,7 +23,7 @@ from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
-from tradeguard.ports import Broker, ClaimLedger, account_key_of, same_account
+from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.diff import plan_read
 from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
@@ -257,12 +257,11 @@ class Reconciler:
         (a grid of resting orders costs one request, not one each). Returns the quantity and
         "agent client_order_id" of each order counted.
 
-        Other agents' acknowledged exits on the other side are read with them and, when their
-        orders have ended at the broker (canceled by hand, by an account-wide cancel, expired),
-        adopted onto their claims: sizing counts an acknowledged exit's shares as already out of
-        `qty_available` (`size_exit`), so a stale one would free the other agent's shares, back
-        in `qty_available` since the cancel, for this agent's exit (G3). Broker evidence only
-        (G2), as any pass adopts it.
+        Other agents' acknowledged exits on the other side are brought up to date when their
+        orders have ended at the broker (canceled by hand, by an account-wide cancel, expired):
+        sizing counts an acknowledged exit's shares as already out of `qty_available`
+        (`size_exit`), so a stale one would free the other agent's shares, back in
+        `qty_available` since the cancel, for this agent's exit (G3). See `_end_ended_exits`.
 
         Raises:
             BrokerError: An order read failed (the exit is then not sized at all).
@@ -281,19 +280,42 @@ class Reconciler:
                 candidates.append(claim)
             elif claim.kind is Kind.EXIT and claim.state in _ACKNOWLEDGED:
                 exits.append(claim)
-        orders = self._orders_of(candidates + exits, symbol)
+        if exits:
+            self._end_ended_exits(exits, symbol)
+        orders = self._orders_of(candidates, symbol)
         unbooked, whose = Decimal(0), []
         for claim in candidates:
             order = orders.get(claim.client_order_id)
             if order is not None and order.filled_qty > claim.filled_qty:
                 unbooked += order.filled_qty - claim.filled_qty
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
-        for claim in exits:
-            order = orders.get(claim.client_order_id)
-            if order is not None and order.status.is_terminal:
-                why = "ended at the broker (seen while sizing another agent's exit)"
-                adopt_order(self.store, claim, order, why, broker=self.broker)
         return unbooked, whose
+
+    def _end_ended_exits(self, exits: list[Claim], symbol: str) -> None:
+        """Adopt the end of other agents' acknowledged exits whose orders are no longer open.
+
+        One listing of the symbol's open orders finds the live ones (a resting exit, however
+        often replaced through the guard, costs nothing more); only an exit whose recorded order
+        is not listed is read, by its id (one request; a replacement made outside the guard is
+        followed by `adopt_order`). Broker evidence only (G2), as any pass adopts it. A freshness
+        check: a failed read leaves the claims as they are (the exit is then sized as before,
+        counting them in flight), never stops the exit.
+        """
+        try:
+            listed = self.broker.list_orders(status="open", symbols=[symbol], limit=EVERY_OPEN_ORDER)
+            live = {o.id for o in listed}
+        except BrokerError:
+            return
+        why = "ended at the broker (seen while sizing another agent's exit)"
+        for claim in exits:
+            if claim.broker_order_id is None or claim.broker_order_id in live:
+                continue
+            try:
+                order = self.broker.get_order(claim.broker_order_id)
+            except BrokerError:
+                continue
+            if order is not None and order.status.is_terminal:
+                adopt_order(self.store, claim, order, why, broker=self.broker)
 
     def _orders_of(self, claims: list[Claim], symbol: str) -> dict[str, BrokerOrder | None]:
         """The broker's current order for each claim's client_order_id (replacements followed)."""
