@@ -22,7 +22,7 @@ from tradeguard.clock import Clock
 from tradeguard.config import Settings
 from tradeguard.domain import Claim, LedgerPosition, Side, ledger_symbol
 from tradeguard.domain.claims import same_order
-from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.intents import Intent, Kind, OrderSpec, exit_group
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ClaimInProgress, IntentMismatch
 from tradeguard.execution import OrderResult, Outcome
@@ -289,22 +289,35 @@ class ContentWindows:
         return any(entry.created_at > claim.created_at and entry.filled_qty > 0 for entry in since)
 
     def _entry_acted_on(self, claim: Claim) -> bool:
-        """Whether `claim` is a filled entry the agent has since sold out of by an exit of its own.
+        """Whether `claim` is a filled entry whose position the agent has since closed by an exit of its own.
 
-        The bot that sends an exit after an entry filled knew of that entry: the identical
-        entry after it is the next decision (a re-entry), not a retry of the first, and answered
-        from the first it would leave the bot believing it holds shares it sold (then a sell of
-        them is a short sale). Only the agent's own exit counts, created after the entry, on the
-        side that closes it, with a fill; a retry of an entry whose answer was lost, with no
-        exit of the bot's in between, stays a retry (G1).
+        A bot that closed the position an entry opened or added to, by an exit decision of its
+        own, had that entry's shares in hand: the identical entry after it is the next decision
+        (a re-entry), not a retry of the first. Answered from the first, it would leave the bot
+        believing it holds shares it sold (its next sell then a short sale).
+
+        Only proof that the entry itself was acted on counts (G1): the entry's turn closed (the
+        agent is flat or on a newer turn), by an exit claim of the agent created after the
+        entry, on that turn, on the closing side, with a fill. Not by a leg of the entry (a
+        bracket's take-profit is part of the entry's own decision, tracked when the entry is
+        adopted), and not while the turn is still open: an exit of older shares, or a partial
+        one, does not show the bot ever saw the entry (its answer may have been lost, and a
+        reconcile pass resolved it meanwhile); the retry of that entry stays a retry.
         """
         if claim.kind is not Kind.ENTRY or not claim.state.is_terminal or claim.filled_qty == 0:
+            return False
+        if claim.turn_id is None or self.store.position(self.agent_id, claim.symbol).turn_id == claim.turn_id:
             return False
         since = self.store.list_claims(
             agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.EXIT, updated_since=claim.created_at
         )
         return any(
-            c.created_at > claim.created_at and c.side is not claim.side and c.filled_qty > 0 for c in since
+            c.created_at > claim.created_at
+            and c.turn_id == claim.turn_id
+            and c.side is not claim.side
+            and c.filled_qty > 0
+            and exit_group(c.intent, c.client_order_id) != claim.client_order_id
+            for c in since
         )
 
     def _holds_a_newer_turn(self, claim: Claim) -> bool:

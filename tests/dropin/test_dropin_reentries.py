@@ -13,11 +13,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from alpaca.trading.enums import OrderSide
+import pytest
+from alpaca.common.exceptions import APIError
+from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
+from alpaca.trading.requests import MarketOrderRequest, StopLossRequest, TakeProfitRequest
 
-from tests.dropin.kit import as_order, held, ledger_qty, market, plain_client
+from tests.dropin.bot import PRICES
+from tests.dropin.kit import as_order, guarded_client, held, ledger_qty, market, plain_client
 from tradeguard import GuardedTradingClient, ManualClock
+from tradeguard.faults.plan import FaultPlan
 from tradeguard.paper.server import PaperServer
+from tradeguard.testing import FixedPrices, paper_server
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
@@ -64,14 +70,19 @@ def test_round_trips_inside_one_window_end_where_plain_alpaca_py_ends(
     assert held(server, "QQQ") == held(server, "SPY")
 
 
-def test_the_same_buy_after_a_partial_sell_is_a_new_entry(
+def test_the_same_buy_after_a_partial_sell_stays_a_retry(
     client: GuardedTradingClient, server: PaperServer, clock: ManualClock
 ) -> None:
-    client.submit_order(market("SPY", 10, BUY))
+    """A sell that leaves the entry's position open does not show the bot saw the entry (audit
+    11a D1: it may have sold older shares while the entry's answer was lost): the same buy inside
+    the window is still its retry. A deliberate scale-in passes `new_decision=True`."""
+    first = as_order(client.submit_order(market("SPY", 10, BUY)))
     clock.advance(5)
     client.submit_order(market("SPY", 4, SELL))
     clock.advance(5)
-    client.submit_order(market("SPY", 10, BUY))
+    again = as_order(client.submit_order(market("SPY", 10, BUY)))
+    assert again.id == first.id and held(server, "SPY") == 6 == ledger_qty(client, "SPY")
+    client.submit_order(market("SPY", 10, BUY), new_decision=True)
     assert held(server, "SPY") == 16 == ledger_qty(client, "SPY")
 
 
@@ -99,8 +110,6 @@ def test_a_retried_buy_with_no_exit_between_stays_one_order(
 def test_another_agents_sell_does_not_turn_a_retry_into_a_new_entry(
     server: PaperServer, claims: str, clock: ManualClock
 ) -> None:
-    from tests.dropin.kit import guarded_client
-
     with (
         guarded_client(server, claims, clock=clock) as bot,
         guarded_client(server, claims, clock=clock, agent_id="other-bot") as other,
@@ -113,3 +122,85 @@ def test_another_agents_sell_does_not_turn_a_retry_into_a_new_entry(
         again = as_order(bot.submit_order(market("SPY", 10, BUY)))
         assert again.id == first.id
         assert held(server, "SPY") == 10 == ledger_qty(bot, "SPY")
+
+
+# ---- retries whose answer was lost: the guard must not take them for re-entries (audit 11a) ----
+
+LOST_BUY = FaultPlan.parse(
+    """
+seed: 1
+faults:
+  - route: POST /v2/orders
+    match: {side: buy}
+    nth: 2
+    action: accept_then_error
+    status: 504
+  - route: GET /v2/orders:by_client_order_id
+    action: error
+    status: 503
+"""
+)
+LOST_BRACKET = FaultPlan.parse(
+    """
+seed: 1
+faults:
+  - route: POST /v2/orders
+    match: {symbol: MSFT}
+    nth: 1
+    action: accept_then_error
+    status: 504
+  - route: GET /v2/orders:by_client_order_id
+    action: error
+    status: 503
+"""
+)
+
+
+def test_a_lost_buy_retried_after_a_pass_and_a_sale_of_older_shares_stays_one_order(
+    claims: str, clock: ManualClock
+) -> None:
+    """The bot holds 5; its buy of 10 is accepted and the answer lost; a due reconcile pass
+    resolves it, the bot's stop routine sells the 5 it knows of, then it retries the buy. The
+    sale left the entry's turn open: no proof the bot saw the entry, so the retry is one."""
+    with (
+        paper_server(prices=FixedPrices(PRICES), clock=clock, faults=LOST_BUY) as server,
+        guarded_client(server, claims, clock=clock) as bot,
+    ):
+        bot.submit_order(market("SPY", 5, BUY))
+        clock.advance(50)
+        with pytest.raises(APIError):
+            bot.submit_order(market("SPY", 10, BUY))
+        server.injector = None
+        clock.advance(9)
+        bot.submit_order(market("SPY", 5, SELL))  # a pass is due first (it resolves the buy)
+        clock.advance(2)
+        bot.submit_order(market("SPY", 10, BUY))
+        assert _sent(server, BUY) == 2 and held(server, "SPY") == 10 == ledger_qty(bot, "SPY")
+
+
+def test_a_lost_bracket_retried_after_its_take_profit_filled_stays_one_bracket(
+    claims: str, clock: ManualClock
+) -> None:
+    """The bracket's own take-profit leg closed its position: part of the same decision, no
+    proof the bot saw it; the retry is answered from the first bracket."""
+    bracket = MarketOrderRequest(
+        symbol="MSFT", qty=10, side=BUY, time_in_force=TimeInForce.DAY, order_class=OrderClass.BRACKET,
+        take_profit=TakeProfitRequest(limit_price=421.00), stop_loss=StopLossRequest(stop_price=400.00),
+    )  # fmt: skip
+    with (
+        paper_server(prices=FixedPrices(PRICES), clock=clock, faults=LOST_BRACKET) as server,
+        guarded_client(server, claims, clock=clock) as bot,
+    ):
+        bot.submit_order(market("QQQ", 1, BUY))
+        clock.advance(50)
+        with pytest.raises(APIError):
+            bot.submit_order(bracket)
+        server.injector = None
+        server.broker.set_price("MSFT", "421.50")  # the take-profit leg fills
+        server.broker.set_price("MSFT", "420.00")
+        clock.advance(9)
+        bot.submit_order(market("QQQ", 1, SELL))  # any call: the due pass runs first
+        clock.advance(2)
+        bot.submit_order(bracket)
+        parents = [o for o in server.broker.orders() if o.symbol == "MSFT" and o.side.value == "buy"]
+        assert len(parents) == 1 and held(server, "MSFT") == 0
