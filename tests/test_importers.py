@@ -163,7 +163,10 @@ def test_tradeguards_own_audit_export_round_trips(tmp_path: Path) -> None:
     ]
     assert attempts == [("09:42 buy", 1, "entry"), ("09:42 buy", 2, "entry"), ("11:26 exit", 1, "exit")]
     result = replay_session(tmp_path / "s.jsonl", [Mode.NONE, Mode.FULL])
-    assert result.totals[Mode.NONE].duplicate_orders_executed == 1
+    # The retry went under the decision's one client_order_id: the broker refuses it (422).
+    none = result.totals[Mode.NONE]
+    assert (none.duplicate_orders_sent, none.duplicate_orders_executed) == (1, 0)
+    assert none.duplicate_attempts_refused_by_broker == 1
     assert result.totals[Mode.FULL].duplicate_attempts_blocked == 1
 
 
@@ -366,6 +369,12 @@ def test_the_demos_audit_export_imports_and_replays_truthfully(
     )
     flip_entry = [e for e in full["events"] if e["text"] == "09:49 flip (entry SQQQ)"]
     assert [(e["result"], e["duplicate"]) for e in flip_entry] == [("placed", False)]
+    # Tradeguard keeps one client_order_id per decision: without it, each retry the bot sent under
+    # that id is refused by the broker (422 "client_order_id must be unique"), never executed.
+    none = doc["none"]
+    assert none["duplicate_attempts"] == 5 and none["duplicate_orders_sent"] == 5
+    assert none["duplicate_orders_executed"] == 0 and none["duplicate_exposure_executed_usd"] == "0.00"
+    assert none["duplicate_attempts_refused_by_broker"] == 5
 
 
 # The real bot's exit line (its exit-guard patch) carries no bar=: `EXIT {reason} symbol=S qty=N
