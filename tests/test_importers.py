@@ -649,3 +649,63 @@ def test_safeagent_db_order_row_with_a_string_result_is_still_refused(
     )
     assert main(["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")]) == 2
     assert f"{source}:2: result is a str, expected a dict" in capsys.readouterr().err
+
+
+# The May 21 duplicate sell on a flip (LOGS.md's `<side>` is buy or sell): the entry guard blocked
+# the retry of a sell that closed the long the bot held.
+ENTER_0942 = (
+    "[2026-05-21 09:42:01-040:00 ENTER BULL stage=base symbol=TQQQ qty=12 est_price=75.33 stop=74.00 "
+    "target=77.00 score=5 bar=2026-05-21T09:42:00-04:00\n"
+)
+SKIP_SELL_0949 = (
+    "[2026-05-21 09:49:12-040:00 SAFEAGENT SKIP: duplicate order blocked sell TQQQ qty=12 "
+    "bar=2026-05-21T09:49:00-04:00 — returning cached result\n"
+)
+SELL_0949 = "sell TQQQ qty=12 bar=2026-05-21T09:49:00-04:00"
+
+
+def bot_beliefs(events: list[object]) -> list[tuple[str, Decimal]]:
+    return [(e.symbol, e.qty) for e in events if isinstance(e, PositionEvent) and e.view == "bot"]
+
+
+def test_bot_log_blocked_sell_of_a_held_long_is_the_exit_not_a_short_entry(tmp_path: Path) -> None:
+    text = ENTER_0942 + SKIP_SELL_0949 + "[2026-05-21 09:50:00-040:00 ENTRY BLOCKED: position held TQQQ\n"
+    events = import_cli(tmp_path, "bot-log", "flip.log", text)
+    attempts = [
+        (e.decision, e.attempt, e.kind, e.side, e.path) for e in events if isinstance(e, AttemptEvent)
+    ]
+    assert attempts[1:] == [
+        (SELL_0949, 1, "exit", "sell", "order"),  # inferred; on the order path the guard keyed
+        (SELL_0949, 2, "exit", "sell", "order"),
+    ]
+    assert bot_beliefs(events) == [("TQQQ", Decimal(12)), ("TQQQ", Decimal(0))]  # not 12 -> 24
+    totals = replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+    assert [totals[m].duplicate_attempts_blocked for m in Mode] == [0, 1, 1]
+    assert totals[Mode.FULL].duplicate_orders_sent == 0
+    assert totals[Mode.FULL].untracked_shares_at_end == {}
+
+
+def test_bot_log_blocked_retry_of_an_exit_line_is_that_exit_on_the_order_path(tmp_path: Path) -> None:
+    exit_line = (
+        "[2026-05-21 09:49:01-040:00 EXIT BULL symbol=TQQQ qty=12 price=75.17 reason=FLIP "
+        "bar=2026-05-21T09:49:00-04:00\n"
+    )
+    events = import_cli(tmp_path, "bot-log", "flip2.log", ENTER_0942 + exit_line + SKIP_SELL_0949)
+    attempts = [
+        (e.decision, e.attempt, e.kind, e.side, e.path) for e in events if isinstance(e, AttemptEvent)
+    ]
+    # One decision, one kind; the guard's "duplicate order blocked" says its first try was keyed
+    # on the order path too (SafeAgent found the key claimed).
+    assert attempts[1:] == [(SELL_0949, 1, "exit", "sell", "order"), (SELL_0949, 2, "exit", "sell", "order")]
+    assert bot_beliefs(events) == [("TQQQ", Decimal(12)), ("TQQQ", Decimal(0))]
+    totals = replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [1, 0, 0]
+    assert [totals[m].duplicate_attempts_blocked for m in Mode] == [0, 1, 1]
+    assert totals[Mode.NONE].unintended_short_shares == -12  # unguarded, the retry sells again
+
+
+def test_bot_log_blocked_sell_with_nothing_held_is_still_a_short_entry(tmp_path: Path) -> None:
+    events = import_cli(tmp_path, "bot-log", "short.log", SKIP_SELL_0949)
+    attempts = [(e.kind, e.side, e.path) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts == [("entry", "sell", "order"), ("entry", "sell", "order")]
+    assert bot_beliefs(events) == [("TQQQ", Decimal(-12))]  # the bot believes it is short 12
