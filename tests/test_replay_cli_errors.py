@@ -291,6 +291,51 @@ def test_replay_refuses_late_answers_and_repeated_attempts(
     assert one_error(capsys, ["replay", str(path), "--compare"]).startswith(f"{path}{expected}")
 
 
+def retry(n: int, **fields: str) -> str:
+    """Attempt `n` of decision d1 (a buy of 6 TQQQ, an entry), 5 s apart, with `fields` changed."""
+    event = {"type": "attempt", "t": f"2026-05-21T09:42:{5 * n:02d}-04:00", "decision": "d1", "attempt": n,
+             "kind": "entry", "symbol": "TQQQ", "side": "buy", "qty": "6", **fields}  # fmt: skip
+    return json.dumps(event) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("changed", "expected"),
+    [
+        (  # /tmp/audit10c/imp/mixed.jsonl: a buy of 6 TQQQ "retried" as an exit selling 600 SQQQ
+            {"kind": "exit", "symbol": "SQQQ", "side": "sell", "qty": "600"},
+            "attempt 2 of decision 'd1' differs from its attempt 1 in kind (exit, not entry) and "
+            "symbol (SQQQ, not TQQQ)",
+        ),
+        ({"side": "sell"}, "attempt 2 of decision 'd1' differs from its attempt 1 in side (sell, not buy)"),
+        (
+            {"symbol": "SQQQ"},
+            "attempt 2 of decision 'd1' differs from its attempt 1 in symbol (SQQQ, not TQQQ)",
+        ),
+    ],
+)  # fmt: skip
+def test_replay_refuses_a_retry_of_another_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changed: dict[str, str], expected: str
+) -> None:
+    path = session(tmp_path, retry(1), retry(2, **changed))
+    assert (
+        one_error(capsys, ["replay", str(path), "--compare"])
+        == f"{path}:3: {expected}: a decision's attempts are tries of one order (another order is "
+        "another decision)"
+    )
+
+
+def test_a_retry_may_change_an_exits_side_and_any_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What tradeguard itself records: an exit is sided from the position at each try (a cover
+    # retried once flat is a sell), and a bot's retry with another quantity (IntentMismatch).
+    exit_ = {"kind": "exit", "symbol": "SQQQ"}
+    exits = [retry(1, **exit_, side="buy"), retry(2, **exit_, side="sell", qty="4")]
+    entries = [retry(3, decision="d2"), retry(4, decision="d2", qty="7")]
+    path = session(tmp_path, *exits, *entries)
+    assert main(["replay", str(path), "--compare"]) == 0, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
