@@ -298,8 +298,15 @@ def run_import(
         repeated = report.extra.get("repeated_rows_dropped", 0)
         rows = "row" if repeated == 1 else "rows"
         dropped = f" ({repeated:,} repeated {rows} of the same order id dropped)" if repeated else ""
+        unfilled = report.extra.get("unfilled_orders", 0)
+        ended = (
+            f"; {unfilled:,} canceled, expired or replaced with nothing filled (kept as notes)"
+            if unfilled
+            else ""
+        )
         print(
-            f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates", file=said
+            f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates{ended}",
+            file=said,
         )
         for d in duplicates:
             print(

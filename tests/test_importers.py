@@ -10,6 +10,7 @@ import pytest
 
 from replay import Mode, replay_session
 from replay.importers import import_alpaca_orders, import_bot_log, import_claims
+from replay.metrics import Totals
 from tradeguard import (
     AnswerEvent,
     AttemptEvent,
@@ -709,3 +710,124 @@ def test_bot_log_blocked_sell_with_nothing_held_is_still_a_short_entry(tmp_path:
     attempts = [(e.kind, e.side, e.path) for e in events if isinstance(e, AttemptEvent)]
     assert attempts == [("entry", "sell", "order"), ("entry", "sell", "order")]
     assert bot_beliefs(events) == [("TQQQ", Decimal(-12))]  # the bot believes it is short 12
+
+
+def alpaca_order(
+    id_: str, t: str, side: str, qty: int, status: str, filled: int = 0, avg: str | None = None, **kw: object
+) -> dict[str, object]:
+    """An order as `get_orders(status="all")` serialises it (the fields /tmp/audit10c's orders had)."""
+    order: dict[str, object] = {
+        "id": id_, "client_order_id": f"00000000-0000-4000-8000-{id_.encode().hex():0>12}",
+        "created_at": t, "submitted_at": t, "filled_at": None, "canceled_at": None, "replaced_at": None,
+        "replaced_by": None, "replaces": None, "symbol": "TQQQ", "asset_class": "us_equity",
+        "notional": None, "qty": str(qty), "filled_qty": str(filled), "filled_avg_price": avg,
+        "order_class": "", "order_type": "market", "type": "market", "side": side,
+        "position_intent": "buy_to_open" if side == "buy" else "sell_to_close", "time_in_force": "day",
+        "limit_price": None, "status": status, "legs": None,
+    }  # fmt: skip
+    if status != "filled" or "limit_price" in kw:
+        order.update(order_type="limit", type="limit", limit_price=kw.pop("limit_price", "75.00"))
+    return {**order, **kw}
+
+
+EXIT_10 = alpaca_order("x", "2026-05-21T14:30:00.1Z", "sell", 10, "filled", 10, "76.00")
+
+
+def import_and_replay(
+    tmp_path: Path, orders: list[dict[str, object]]
+) -> tuple[dict[str, object], dict[Mode, Totals]]:
+    history = tmp_path / "orders.json"
+    history.write_text(json.dumps(orders[::-1], indent=1))  # newest first, as Alpaca lists them
+    report = import_alpaca_orders(history, tmp_path / "s.jsonl")
+    return report.as_dict(), replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+
+
+def test_alpaca_canceled_unfilled_order_then_repriced_is_no_fill_and_no_duplicate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A limit buy of 10 canceled with nothing filled, re-sent at a new price 21 s later: one
+    # position of 10, closed at 10:30. The account ended flat; nothing was duplicated.
+    orders = [
+        alpaca_order(
+            "a1", "2026-05-21T13:42:00.1Z", "buy", 10, "canceled", canceled_at="2026-05-21T13:42:20Z"
+        ),
+        alpaca_order("a2", "2026-05-21T13:42:21.1Z", "buy", 10, "filled", 10, "75.05", limit_price="75.05"),
+        EXIT_10,
+    ]
+    doc, totals = import_and_replay(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 0 and doc["attempts"] == 2
+    events = events_of(tmp_path / "s.jsonl")
+    (note,) = [e for e in events if isinstance(e, NoteEvent)]
+    assert note.tag == "unfilled" and "a1" in note.text and "canceled" in note.text
+    for mode in Mode:
+        assert (totals[mode].duplicate_attempts, totals[mode].untracked_shares_at_end) == (0, {}), mode
+    assert (
+        main(["import", "alpaca-orders", str(tmp_path / "orders.json"), "-o", str(tmp_path / "c.jsonl")]) == 0
+    )
+    said = capsys.readouterr().out
+    assert "3 orders, 0 suspected duplicates; 1 canceled, expired or replaced with nothing filled" in said
+
+
+def test_alpaca_replaced_order_is_the_decision_of_its_replacement_not_a_duplicate(tmp_path: Path) -> None:
+    orders = [
+        alpaca_order("b1", "2026-05-21T13:42:00.1Z", "buy", 10, "replaced", replaced_by="b2"),
+        alpaca_order(
+            "b2",
+            "2026-05-21T13:42:10.1Z",
+            "buy",
+            10,
+            "filled",
+            10,
+            "75.10",
+            replaces="b1",
+            limit_price="75.10",
+        ),
+        EXIT_10,
+    ]
+    doc, totals = import_and_replay(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 0
+    attempts = [e for e in events_of(tmp_path / "s.jsonl") if isinstance(e, AttemptEvent)]
+    b1 = str(orders[0]["client_order_id"])
+    assert [(e.decision.endswith(b1), e.qty) for e in attempts] == [
+        (True, Decimal(10)),  # b2, named by the order it replaced: one decision
+        (False, Decimal(10)),
+    ]
+    for mode in Mode:
+        assert (totals[mode].duplicate_attempts, totals[mode].untracked_shares_at_end) == (0, {}), mode
+
+
+def test_alpaca_canceled_partial_fill_replays_what_it_filled(tmp_path: Path) -> None:
+    orders = [
+        alpaca_order("c1", "2026-05-21T13:42:00.1Z", "buy", 10, "canceled", 4, "75.00"),
+        alpaca_order("c2", "2026-05-21T14:30:00.1Z", "sell", 4, "filled", 4, "76.00"),
+    ]
+    _doc, totals = import_and_replay(tmp_path, orders)
+    first = next(e for e in events_of(tmp_path / "s.jsonl") if isinstance(e, AttemptEvent))
+    assert first.qty == Decimal(4) and "4 of 10" in (first.reason or "")
+    for mode in Mode:
+        assert totals[mode].untracked_shares_at_end == {}, mode  # not long 6 at the end
+
+
+def test_alpaca_real_duplicate_still_replays_as_one(tmp_path: Path) -> None:
+    orders = [
+        alpaca_order("d1", "2026-05-21T13:42:01Z", "buy", 6, "filled", 6, "75.33"),
+        alpaca_order("d2", "2026-05-21T13:42:12Z", "buy", 6, "filled", 6, "75.33"),
+        alpaca_order("d3", "2026-05-21T14:30:00Z", "sell", 12, "filled", 12, "76.00"),
+    ]
+    doc, totals = import_and_replay(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 1
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [1, 0, 0]
+
+
+def test_alpaca_replacement_of_a_partly_filled_order_fills_the_rest_beside_it(tmp_path: Path) -> None:
+    orders = [
+        alpaca_order("b1", "2026-05-21T13:42:00.1Z", "buy", 10, "replaced", 4, "75.00", replaced_by="b2"),
+        alpaca_order("b2", "2026-05-21T13:42:10.1Z", "buy", 6, "filled", 6, "75.10", replaces="b1"),
+        EXIT_10,
+    ]
+    doc, totals = import_and_replay(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 0
+    attempts = [(e.qty, e.attempt) for e in events_of(tmp_path / "s.jsonl") if isinstance(e, AttemptEvent)]
+    assert attempts == [(Decimal(4), 1), (Decimal(6), 1), (Decimal(10), 1)]  # three decisions
+    for mode in Mode:
+        assert (totals[mode].duplicate_attempts, totals[mode].untracked_shares_at_end) == (0, {}), mode
