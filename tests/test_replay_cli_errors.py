@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -367,3 +368,30 @@ def test_a_report_without_matplotlib_says_the_chart_is_missing(
     err = capsys.readouterr().err
     assert f"wrote {page} without the chart: plots need matplotlib" in err
     assert "No chart: plots need matplotlib" in page.read_text()
+
+
+@pytest.mark.parametrize("what", ["fifo", "symlink", "dangling symlink", "device"])
+def test_import_with_force_replaces_only_a_regular_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(LOG)
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("mine\n")
+    out = tmp_path / "s.jsonl"
+    if what == "fifo":
+        os.mkfifo(out)
+        kind = "a FIFO (named pipe)"
+    elif what == "device":  # a node of its own (never a system one: the bug would replace it)
+        try:
+            os.mknod(out, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root (CAP_MKNOD)")
+        kind = "a device"
+    else:
+        out.symlink_to(mine if what == "symlink" else tmp_path / "nowhere.jsonl")
+        kind = "a symbolic link"
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(out), "--force"])
+    assert line == f"-o {out} is {kind}, not a regular file: give a file name for the session"
+    assert mine.read_text() == "mine\n"
+    assert out.is_symlink() if "symlink" in what else not out.is_file()
