@@ -10,6 +10,7 @@ import importlib.util
 import io
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -222,7 +223,7 @@ def _replay(
 
 
 def _check_import_output(source: str, session: str, *, force: bool) -> None:
-    """Refuse an output that is the input, exists (without `force`) or cannot be written.
+    """Refuse an output that is the input, exists (without `force`), is no regular file or is unwritable.
 
     Checked before the source is read, so a refusal costs nothing and changes nothing.
 
@@ -234,9 +235,31 @@ def _check_import_output(source: str, session: str, *, force: bool) -> None:
         raise ConfigError(f"-o {session} is the file being imported: give another name for the session")
     if target.is_dir():
         raise ConfigError(f"-o {session} is a directory: give a file name (SESSION.jsonl)")
-    if target.exists() and not force:
-        raise ConfigError(f"-o {session} exists: pass --force to replace it, or give another name")
+    if os.path.lexists(target):  # a link that leads nowhere is there too
+        other = _not_regular(target)
+        if other is not None:  # --force replaces a session file, never a pipe, link or device
+            raise ConfigError(
+                f"-o {session} is {other}, not a regular file: give a file name for the session"
+            )
+        if not force:
+            raise ConfigError(f"-o {session} exists: pass --force to replace it, or give another name")
     check_output(session, "-o")
+
+
+def _not_regular(path: Path) -> str | None:
+    """Say what `path` (which exists) is when it is not a regular file, or None when it is one."""
+    mode = path.lstat().st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def run_import(
@@ -298,8 +321,15 @@ def run_import(
         repeated = report.extra.get("repeated_rows_dropped", 0)
         rows = "row" if repeated == 1 else "rows"
         dropped = f" ({repeated:,} repeated {rows} of the same order id dropped)" if repeated else ""
+        unfilled = report.extra.get("unfilled_orders", 0)
+        ended = (
+            f"; {unfilled:,} canceled, expired or replaced with nothing filled (kept as notes)"
+            if unfilled
+            else ""
+        )
         print(
-            f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates", file=said
+            f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates{ended}",
+            file=said,
         )
         for d in duplicates:
             print(

@@ -38,7 +38,7 @@ from tradeguard import (
 __all__ = ["ANSWER_HORIZON_SECS", "GC_YOUNG_THRESHOLD", "EventRow", "ReplayResult", "replay_session"]
 
 _RECENT_DECISIONS = 4096
-"""How many of the latest decisions the check against repeated attempt numbers remembers."""
+"""How many of the latest decisions the checks across a decision's attempts remember (numbers, order)."""
 
 ANSWER_HORIZON_SECS = 600.0
 """An answer must come within this much session time after its attempt."""
@@ -171,9 +171,10 @@ class _Lookahead:
         self._answers: dict[tuple[str, int], tuple[int, AnswerEvent, datetime]] = {}  # buffered, unpaired
         self._attempts: dict[str, int] = {}  # decisions with attempts waiting in the buffer
         self._paired: set[int] = set()  # lines of answers already paired with their attempt
-        # The last attempt number of each recent decision (bounded: memory must not grow with
-        # the file), so that a number repeated within a decision is refused.
-        self._numbers: OrderedDict[str, int] = OrderedDict()
+        # The last attempt number and the order (kind, symbol, an entry's side) of each recent
+        # decision (bounded: memory must not grow with the file), so that a number repeated within
+        # a decision, or a "retry" of another order, is refused.
+        self._numbers: OrderedDict[str, tuple[int, str, str, str | None]] = OrderedDict()
         self._horizon = timedelta(seconds=ANSWER_HORIZON_SECS)
 
     def _pull(self) -> bool:
@@ -210,15 +211,19 @@ class _Lookahead:
             if kind is AttemptEvent:
                 decision = event.decision
                 number = event.attempt
+                kind = event.kind
+                known = (number, kind, event.symbol, event.side if kind == "entry" else None)
                 last = numbers.get(decision)
                 if last is not None:
-                    if number <= last:
+                    if number <= last[0]:
                         raise SessionFormatError(
                             self._reader.name, pulled[0], f"attempt {number} of decision {decision!r} "
-                            f"comes again: expected attempt {last + 1} or later",
+                            f"comes again: expected attempt {last[0] + 1} or later",
                         )  # fmt: skip
+                    if known[1:] != last[1:]:
+                        raise _another_order(self._reader.name, pulled[0], event, last)
                     numbers.move_to_end(decision)
-                numbers[decision] = number
+                numbers[decision] = known
                 if len(numbers) > _RECENT_DECISIONS:
                     numbers.popitem(last=False)
                 left = attempts[decision] - 1
@@ -267,6 +272,30 @@ class _Lookahead:
                     return None
             if not pull():
                 return None
+
+
+def _another_order(
+    name: str, line: int, event: AttemptEvent, last: tuple[int, str, str, str | None]
+) -> SessionFormatError:
+    """Say how an attempt differs from its decision's earlier attempts (a retry repeats one order).
+
+    An exit's retries may differ in side: tradeguard sides an exit from the position at each
+    try (a cover retried after it filled is recorded as a sell). Sizes may differ too: a bot that
+    retried with another quantity did so (tradeguard records it, and refuses it as a mismatch).
+    """
+    _, kind, symbol, side = last
+    differs = []
+    if event.kind != kind:
+        differs.append(f"kind ({event.kind}, not {kind})")
+    if event.symbol != symbol:
+        differs.append(f"symbol ({event.symbol}, not {symbol})")
+    if event.kind == kind == "entry" and event.side != side:
+        differs.append(f"side ({event.side}, not {side})")
+    return SessionFormatError(
+        name, line, f"attempt {event.attempt} of decision {event.decision!r} differs from its attempt "
+        f"{last[0]} in {' and '.join(differs)}: a decision's attempts are tries of one order "
+        "(another order is another decision)",
+    )  # fmt: skip
 
 
 def _count_lines(source: str | os.PathLike[str]) -> int:

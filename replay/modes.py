@@ -1,7 +1,8 @@
 """The three ways a replay guards the bot: one paper account per mode, on a manual clock.
 
-- `NoGuard` (`none`): every attempt goes straight to the broker with a fresh client_order_id,
-  as the bot sent it; the bot's position belief is the session's own (`position`, view `bot`).
+- `NoGuard` (`none`): every attempt goes straight to the broker as the bot sent it (its own
+  client_order_id when it recorded one, else a fresh one); the bot's position belief is the
+  session's own (`position`, view `bot`).
 - `EntryOnlyGuard` (`entry-only`): the published guard of the time. Attempts from the bot's
   order path are claimed under SafeAgent's key `order:<SYM>:<side>:<qty>:<bar>` and a second
   attempt with a claimed key is blocked; exits go straight through; no reconciliation.
@@ -72,7 +73,9 @@ audit records: a session of a day (the May 21 one has a few dozen) keeps everyth
 _FORGET_EVERY = timedelta(seconds=60)
 
 Sent = tuple[str | None, str, "BrokerOrder | None"]
-"""What driving an attempt did: the client id it used (None: nothing sent), a phrase, the order."""
+"""What driving an attempt did: the client id whose order is still to be looked up (None: none
+is: nothing was sent, the broker answered, or the mode looked it up itself), a phrase, the order
+placed for the attempt (None: none, or not known yet)."""
 
 
 def _num(value: Decimal) -> str:
@@ -304,12 +307,20 @@ class Simulation:
             limit_price=event.limit_price,
             position_intent=PositionIntent(event.position_intent) if event.position_intent else None,
         )
+        # A client id the bot chose may already name an order of an earlier attempt: that order is
+        # not this attempt's (a lost answer looked up by it would otherwise find it).
+        earlier = self.paper.get_order_by_client_id(coid) if event.client_order_id else None
         try:
             order = self.broker.submit_order(request)
         except OrderRejected as exc:
-            return coid, f"{exc.status_code} {exc.message}", None
+            # Refused (422 "client_order_id must be unique" among others): nothing placed, and
+            # nothing to look up (the order under its client id, if any, is an earlier attempt's).
+            return None, f"{exc.status_code} {exc.message}", None
         except BrokerError as exc:
-            return coid, f"answer lost: {exc.message}", None
+            found = self.paper.get_order_by_client_id(coid)  # the answer was lost: was it placed?
+            if found is not None and earlier is not None and found.id == earlier.id:
+                found = None
+            return None, f"answer lost: {exc.message}", found
         return coid, "", order
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from replay import Mode, replay_session
 from replay.importers import import_alpaca_orders, import_bot_log, import_claims
+from replay.metrics import Totals
 from tradeguard import (
     AnswerEvent,
     AttemptEvent,
@@ -163,7 +164,10 @@ def test_tradeguards_own_audit_export_round_trips(tmp_path: Path) -> None:
     ]
     assert attempts == [("09:42 buy", 1, "entry"), ("09:42 buy", 2, "entry"), ("11:26 exit", 1, "exit")]
     result = replay_session(tmp_path / "s.jsonl", [Mode.NONE, Mode.FULL])
-    assert result.totals[Mode.NONE].duplicate_orders_executed == 1
+    # The retry went under the decision's one client_order_id: the broker refuses it (422).
+    none = result.totals[Mode.NONE]
+    assert (none.duplicate_orders_sent, none.duplicate_orders_executed) == (1, 0)
+    assert none.duplicate_attempts_refused_by_broker == 1
     assert result.totals[Mode.FULL].duplicate_attempts_blocked == 1
 
 
@@ -366,6 +370,12 @@ def test_the_demos_audit_export_imports_and_replays_truthfully(
     )
     flip_entry = [e for e in full["events"] if e["text"] == "09:49 flip (entry SQQQ)"]
     assert [(e["result"], e["duplicate"]) for e in flip_entry] == [("placed", False)]
+    # Tradeguard keeps one client_order_id per decision: without it, each retry the bot sent under
+    # that id is refused by the broker (422 "client_order_id must be unique"), never executed.
+    none = doc["none"]
+    assert none["duplicate_attempts"] == 5 and none["duplicate_orders_sent"] == 5
+    assert none["duplicate_orders_executed"] == 0 and none["duplicate_exposure_executed_usd"] == "0.00"
+    assert none["duplicate_attempts_refused_by_broker"] == 5
 
 
 # The real bot's exit line (its exit-guard patch) carries no bar=: `EXIT {reason} symbol=S qty=N
@@ -640,3 +650,184 @@ def test_safeagent_db_order_row_with_a_string_result_is_still_refused(
     )
     assert main(["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")]) == 2
     assert f"{source}:2: result is a str, expected a dict" in capsys.readouterr().err
+
+
+# The May 21 duplicate sell on a flip (LOGS.md's `<side>` is buy or sell): the entry guard blocked
+# the retry of a sell that closed the long the bot held.
+ENTER_0942 = (
+    "[2026-05-21 09:42:01-040:00 ENTER BULL stage=base symbol=TQQQ qty=12 est_price=75.33 stop=74.00 "
+    "target=77.00 score=5 bar=2026-05-21T09:42:00-04:00\n"
+)
+SKIP_SELL_0949 = (
+    "[2026-05-21 09:49:12-040:00 SAFEAGENT SKIP: duplicate order blocked sell TQQQ qty=12 "
+    "bar=2026-05-21T09:49:00-04:00 — returning cached result\n"
+)
+SELL_0949 = "sell TQQQ qty=12 bar=2026-05-21T09:49:00-04:00"
+
+
+def bot_beliefs(events: list[object]) -> list[tuple[str, Decimal]]:
+    return [(e.symbol, e.qty) for e in events if isinstance(e, PositionEvent) and e.view == "bot"]
+
+
+def test_bot_log_blocked_sell_of_a_held_long_is_the_exit_not_a_short_entry(tmp_path: Path) -> None:
+    text = ENTER_0942 + SKIP_SELL_0949 + "[2026-05-21 09:50:00-040:00 ENTRY BLOCKED: position held TQQQ\n"
+    events = import_cli(tmp_path, "bot-log", "flip.log", text)
+    attempts = [
+        (e.decision, e.attempt, e.kind, e.side, e.path) for e in events if isinstance(e, AttemptEvent)
+    ]
+    assert attempts[1:] == [
+        (SELL_0949, 1, "exit", "sell", "order"),  # inferred; on the order path the guard keyed
+        (SELL_0949, 2, "exit", "sell", "order"),
+    ]
+    assert bot_beliefs(events) == [("TQQQ", Decimal(12)), ("TQQQ", Decimal(0))]  # not 12 -> 24
+    totals = replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+    assert [totals[m].duplicate_attempts_blocked for m in Mode] == [0, 1, 1]
+    assert totals[Mode.FULL].duplicate_orders_sent == 0
+    assert totals[Mode.FULL].untracked_shares_at_end == {}
+
+
+def test_bot_log_blocked_retry_of_an_exit_line_is_that_exit_on_the_order_path(tmp_path: Path) -> None:
+    exit_line = (
+        "[2026-05-21 09:49:01-040:00 EXIT BULL symbol=TQQQ qty=12 price=75.17 reason=FLIP "
+        "bar=2026-05-21T09:49:00-04:00\n"
+    )
+    events = import_cli(tmp_path, "bot-log", "flip2.log", ENTER_0942 + exit_line + SKIP_SELL_0949)
+    attempts = [
+        (e.decision, e.attempt, e.kind, e.side, e.path) for e in events if isinstance(e, AttemptEvent)
+    ]
+    # One decision, one kind; the guard's "duplicate order blocked" says its first try was keyed
+    # on the order path too (SafeAgent found the key claimed).
+    assert attempts[1:] == [(SELL_0949, 1, "exit", "sell", "order"), (SELL_0949, 2, "exit", "sell", "order")]
+    assert bot_beliefs(events) == [("TQQQ", Decimal(12)), ("TQQQ", Decimal(0))]
+    totals = replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [1, 0, 0]
+    assert [totals[m].duplicate_attempts_blocked for m in Mode] == [0, 1, 1]
+    assert totals[Mode.NONE].unintended_short_shares == -12  # unguarded, the retry sells again
+
+
+def test_bot_log_blocked_sell_with_nothing_held_is_still_a_short_entry(tmp_path: Path) -> None:
+    events = import_cli(tmp_path, "bot-log", "short.log", SKIP_SELL_0949)
+    attempts = [(e.kind, e.side, e.path) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts == [("entry", "sell", "order"), ("entry", "sell", "order")]
+    assert bot_beliefs(events) == [("TQQQ", Decimal(-12))]  # the bot believes it is short 12
+
+
+def alpaca_order(
+    id_: str, t: str, side: str, qty: int, status: str, filled: int = 0, avg: str | None = None, **kw: object
+) -> dict[str, object]:
+    """An order as `get_orders(status="all")` serialises it (the fields /tmp/audit10c's orders had)."""
+    order: dict[str, object] = {
+        "id": id_, "client_order_id": f"00000000-0000-4000-8000-{id_.encode().hex():0>12}",
+        "created_at": t, "submitted_at": t, "filled_at": None, "canceled_at": None, "replaced_at": None,
+        "replaced_by": None, "replaces": None, "symbol": "TQQQ", "asset_class": "us_equity",
+        "notional": None, "qty": str(qty), "filled_qty": str(filled), "filled_avg_price": avg,
+        "order_class": "", "order_type": "market", "type": "market", "side": side,
+        "position_intent": "buy_to_open" if side == "buy" else "sell_to_close", "time_in_force": "day",
+        "limit_price": None, "status": status, "legs": None,
+    }  # fmt: skip
+    if status != "filled" or "limit_price" in kw:
+        order.update(order_type="limit", type="limit", limit_price=kw.pop("limit_price", "75.00"))
+    return {**order, **kw}
+
+
+EXIT_10 = alpaca_order("x", "2026-05-21T14:30:00.1Z", "sell", 10, "filled", 10, "76.00")
+
+
+def import_and_replay(
+    tmp_path: Path, orders: list[dict[str, object]]
+) -> tuple[dict[str, object], dict[Mode, Totals]]:
+    history = tmp_path / "orders.json"
+    history.write_text(json.dumps(orders[::-1], indent=1))  # newest first, as Alpaca lists them
+    report = import_alpaca_orders(history, tmp_path / "s.jsonl")
+    return report.as_dict(), replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+
+
+def test_alpaca_canceled_unfilled_order_then_repriced_is_no_fill_and_no_duplicate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A limit buy of 10 canceled with nothing filled, re-sent at a new price 21 s later: one
+    # position of 10, closed at 10:30. The account ended flat; nothing was duplicated.
+    orders = [
+        alpaca_order(
+            "a1", "2026-05-21T13:42:00.1Z", "buy", 10, "canceled", canceled_at="2026-05-21T13:42:20Z"
+        ),
+        alpaca_order("a2", "2026-05-21T13:42:21.1Z", "buy", 10, "filled", 10, "75.05", limit_price="75.05"),
+        EXIT_10,
+    ]
+    doc, totals = import_and_replay(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 0 and doc["attempts"] == 2
+    events = events_of(tmp_path / "s.jsonl")
+    (note,) = [e for e in events if isinstance(e, NoteEvent)]
+    assert note.tag == "unfilled" and "a1" in note.text and "canceled" in note.text
+    for mode in Mode:
+        assert (totals[mode].duplicate_attempts, totals[mode].untracked_shares_at_end) == (0, {}), mode
+    assert (
+        main(["import", "alpaca-orders", str(tmp_path / "orders.json"), "-o", str(tmp_path / "c.jsonl")]) == 0
+    )
+    said = capsys.readouterr().out
+    assert "3 orders, 0 suspected duplicates; 1 canceled, expired or replaced with nothing filled" in said
+
+
+def test_alpaca_replaced_order_is_the_decision_of_its_replacement_not_a_duplicate(tmp_path: Path) -> None:
+    orders = [
+        alpaca_order("b1", "2026-05-21T13:42:00.1Z", "buy", 10, "replaced", replaced_by="b2"),
+        alpaca_order(
+            "b2",
+            "2026-05-21T13:42:10.1Z",
+            "buy",
+            10,
+            "filled",
+            10,
+            "75.10",
+            replaces="b1",
+            limit_price="75.10",
+        ),
+        EXIT_10,
+    ]
+    doc, totals = import_and_replay(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 0
+    attempts = [e for e in events_of(tmp_path / "s.jsonl") if isinstance(e, AttemptEvent)]
+    b1 = str(orders[0]["client_order_id"])
+    assert [(e.decision.endswith(b1), e.qty) for e in attempts] == [
+        (True, Decimal(10)),  # b2, named by the order it replaced: one decision
+        (False, Decimal(10)),
+    ]
+    for mode in Mode:
+        assert (totals[mode].duplicate_attempts, totals[mode].untracked_shares_at_end) == (0, {}), mode
+
+
+def test_alpaca_canceled_partial_fill_replays_what_it_filled(tmp_path: Path) -> None:
+    orders = [
+        alpaca_order("c1", "2026-05-21T13:42:00.1Z", "buy", 10, "canceled", 4, "75.00"),
+        alpaca_order("c2", "2026-05-21T14:30:00.1Z", "sell", 4, "filled", 4, "76.00"),
+    ]
+    _doc, totals = import_and_replay(tmp_path, orders)
+    first = next(e for e in events_of(tmp_path / "s.jsonl") if isinstance(e, AttemptEvent))
+    assert first.qty == Decimal(4) and "4 of 10" in (first.reason or "")
+    for mode in Mode:
+        assert totals[mode].untracked_shares_at_end == {}, mode  # not long 6 at the end
+
+
+def test_alpaca_real_duplicate_still_replays_as_one(tmp_path: Path) -> None:
+    orders = [
+        alpaca_order("d1", "2026-05-21T13:42:01Z", "buy", 6, "filled", 6, "75.33"),
+        alpaca_order("d2", "2026-05-21T13:42:12Z", "buy", 6, "filled", 6, "75.33"),
+        alpaca_order("d3", "2026-05-21T14:30:00Z", "sell", 12, "filled", 12, "76.00"),
+    ]
+    doc, totals = import_and_replay(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 1
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [1, 0, 0]
+
+
+def test_alpaca_replacement_of_a_partly_filled_order_fills_the_rest_beside_it(tmp_path: Path) -> None:
+    orders = [
+        alpaca_order("b1", "2026-05-21T13:42:00.1Z", "buy", 10, "replaced", 4, "75.00", replaced_by="b2"),
+        alpaca_order("b2", "2026-05-21T13:42:10.1Z", "buy", 6, "filled", 6, "75.10", replaces="b1"),
+        EXIT_10,
+    ]
+    doc, totals = import_and_replay(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 0
+    attempts = [(e.qty, e.attempt) for e in events_of(tmp_path / "s.jsonl") if isinstance(e, AttemptEvent)]
+    assert attempts == [(Decimal(4), 1), (Decimal(6), 1), (Decimal(10), 1)]  # three decisions
+    for mode in Mode:
+        assert (totals[mode].duplicate_attempts, totals[mode].untracked_shares_at_end) == (0, {}), mode

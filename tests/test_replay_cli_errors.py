@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -291,6 +292,51 @@ def test_replay_refuses_late_answers_and_repeated_attempts(
     assert one_error(capsys, ["replay", str(path), "--compare"]).startswith(f"{path}{expected}")
 
 
+def retry(n: int, **fields: str) -> str:
+    """Attempt `n` of decision d1 (a buy of 6 TQQQ, an entry), 5 s apart, with `fields` changed."""
+    event = {"type": "attempt", "t": f"2026-05-21T09:42:{5 * n:02d}-04:00", "decision": "d1", "attempt": n,
+             "kind": "entry", "symbol": "TQQQ", "side": "buy", "qty": "6", **fields}  # fmt: skip
+    return json.dumps(event) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("changed", "expected"),
+    [
+        (  # /tmp/audit10c/imp/mixed.jsonl: a buy of 6 TQQQ "retried" as an exit selling 600 SQQQ
+            {"kind": "exit", "symbol": "SQQQ", "side": "sell", "qty": "600"},
+            "attempt 2 of decision 'd1' differs from its attempt 1 in kind (exit, not entry) and "
+            "symbol (SQQQ, not TQQQ)",
+        ),
+        ({"side": "sell"}, "attempt 2 of decision 'd1' differs from its attempt 1 in side (sell, not buy)"),
+        (
+            {"symbol": "SQQQ"},
+            "attempt 2 of decision 'd1' differs from its attempt 1 in symbol (SQQQ, not TQQQ)",
+        ),
+    ],
+)  # fmt: skip
+def test_replay_refuses_a_retry_of_another_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], changed: dict[str, str], expected: str
+) -> None:
+    path = session(tmp_path, retry(1), retry(2, **changed))
+    assert (
+        one_error(capsys, ["replay", str(path), "--compare"])
+        == f"{path}:3: {expected}: a decision's attempts are tries of one order (another order is "
+        "another decision)"
+    )
+
+
+def test_a_retry_may_change_an_exits_side_and_any_size(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # What tradeguard itself records: an exit is sided from the position at each try (a cover
+    # retried once flat is a sell), and a bot's retry with another quantity (IntentMismatch).
+    exit_ = {"kind": "exit", "symbol": "SQQQ"}
+    exits = [retry(1, **exit_, side="buy"), retry(2, **exit_, side="sell", qty="4")]
+    entries = [retry(3, decision="d2"), retry(4, decision="d2", qty="7")]
+    path = session(tmp_path, *exits, *entries)
+    assert main(["replay", str(path), "--compare"]) == 0, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
@@ -322,3 +368,30 @@ def test_a_report_without_matplotlib_says_the_chart_is_missing(
     err = capsys.readouterr().err
     assert f"wrote {page} without the chart: plots need matplotlib" in err
     assert "No chart: plots need matplotlib" in page.read_text()
+
+
+@pytest.mark.parametrize("what", ["fifo", "symlink", "dangling symlink", "device"])
+def test_import_with_force_replaces_only_a_regular_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(LOG)
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("mine\n")
+    out = tmp_path / "s.jsonl"
+    if what == "fifo":
+        os.mkfifo(out)
+        kind = "a FIFO (named pipe)"
+    elif what == "device":  # a node of its own (never a system one: the bug would replace it)
+        try:
+            os.mknod(out, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root (CAP_MKNOD)")
+        kind = "a device"
+    else:
+        out.symlink_to(mine if what == "symlink" else tmp_path / "nowhere.jsonl")
+        kind = "a symbolic link"
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(out), "--force"])
+    assert line == f"-o {out} is {kind}, not a regular file: give a file name for the session"
+    assert mine.read_text() == "mine\n"
+    assert out.is_symlink() if "symlink" in what else not out.is_file()

@@ -66,3 +66,40 @@ def test_wide_figures_never_run_together(tmp_path: Path) -> None:
     last = totals_table(totals)[-1]
     assert last.count("SQQQ -28, TQQQ +21.123456789") == 3
     assert "TQQQ +21.123456789  SQQQ -28" in last  # two spaces between columns, however wide
+
+
+def test_a_retry_refused_for_its_reused_client_order_id_is_refused_not_executed(tmp_path: Path) -> None:
+    # The bot retried a lost answer under its own client_order_id; Alpaca answered 422 "client_order_id
+    # must be unique": the retry reached the broker and placed nothing (the broker holds one order).
+    coid = {"client_order_id": "bot-0942-breakout"}
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        HEADER + PRICE
+        + attempt("09:42:01", 1, qty="6", **coid) + answer("09:42:01", 1, "timeout", placed=True)
+        + attempt("09:42:12", 2, qty="6", **coid)
+        + answer("09:42:12", 2, "rejected", status=422, body="client_order_id must be unique")
+    )  # fmt: skip
+    result = replay_session(path, [Mode.NONE], collect_rows=True)
+    none = result.totals[Mode.NONE]
+    assert (none.duplicate_orders_sent, none.duplicate_orders_executed) == (1, 0)
+    assert none.duplicate_attempts_refused_by_broker == 1
+    assert none.duplicate_exposure_executed_usd == 0 and none.orders_placed == 1
+    assert none.untracked_shares_at_end == {"TQQQ": Decimal(6)}  # one order of 6, not two
+    retry = result.rows[-1].outcomes[Mode.NONE]  # type: ignore[union-attr]
+    assert retry.label == "refused by broker"
+    assert "client_order_id must be unique" in retry.detail
+
+
+def test_a_lost_answer_under_a_reused_client_order_id_is_not_the_earlier_order(tmp_path: Path) -> None:
+    # The retry's answer was lost and the broker placed nothing for it: looking its client id up
+    # finds the first attempt's order, which is not a second order.
+    coid = {"client_order_id": "bot-0942-breakout"}
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        HEADER + PRICE
+        + attempt("09:42:01", 1, qty="6", **coid) + answer("09:42:01", 1, "filled")
+        + attempt("09:42:12", 2, qty="6", **coid) + answer("09:42:12", 2, "dropped", placed=False)
+    )  # fmt: skip
+    none = replay_session(path, [Mode.NONE]).totals[Mode.NONE]
+    assert (none.orders_placed, none.duplicate_orders_executed) == (1, 0)
+    assert none.duplicate_exposure_executed_usd == 0

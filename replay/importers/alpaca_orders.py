@@ -11,6 +11,15 @@ close together look like a retry. Bot-chosen ids that differ mark distinct decis
 left alone. Each suspected group becomes one decision with several attempts, so a replay shows
 what a guard would have blocked.
 
+**Orders that ended before they filled all**: an order canceled, expired or replaced with nothing
+filled never executed: it is a note (tagged `unfilled`), never an attempt, and neither a
+suspected duplicate nor what one repeats (a limit order canceled and re-sent at a new price is
+one position, not two). One that ended after a partial fill is an attempt of what it filled (a
+canceled order of 10 that filled 4 replays as 4). A replacement (`replace_order`: its `replaces`
+names the order it replaced) is the decision of the order it replaced, never a suspected
+duplicate: one decision with one attempt when the replaced order filled nothing, else a
+decision of its own beside it (each filled its part).
+
 **Repeated rows**: the same order id twice (pages fetched with an overlap, a CSV row pasted twice)
 is one order, taken once; how many rows were dropped is reported. A repeat that disagrees on the
 symbol, side, quantity or time is not the same order: the history is refused, naming the line.
@@ -40,6 +49,8 @@ __all__ = ["import_alpaca_orders"]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$", re.I)
 _CLOSES = {"sell_to_close", "buy_to_close"}
+_ENDED = frozenset({"canceled", "cancelled", "expired", "replaced"})
+"""Statuses of an order that will fill nothing more: what it filled by then is all it did."""
 # Alpaca's dashboard export names -> the API's field names (after lower-casing, `_` for spaces).
 _CSV_NAMES = {
     "order_id": "id",
@@ -100,7 +111,13 @@ def _order(line: int, raw: Any, name: str) -> dict[str, Any]:
         "status": str(raw.get("status") or "").lower().removeprefix("orderstatus."),
         "intent": str(raw.get("position_intent") or "").lower().removeprefix("positionintent.") or None,
         "type": str(raw.get("type") or raw.get("order_type") or "market").lower().removeprefix("ordertype."),
+        "replaces": str(raw.get("replaces") or "") or None,
     }
+
+
+def _unfilled(order: dict[str, Any]) -> bool:
+    """An order that ended (canceled, expired, replaced) with nothing filled: it never executed."""
+    return order["status"] in _ENDED and not order["filled_qty"]
 
 
 _SAME_ORDER = ("symbol", "side", "qty", "notional", "t")
@@ -149,10 +166,23 @@ def _unique(
 def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str, Any]]:
     """Mark each suspected duplicate with the order it repeats; return the list of them."""
     last: dict[tuple[str, str, str], dict[str, Any]] = {}
+    by_id: dict[str, dict[str, Any]] = {}
     found = []
     for order in orders:
         size = str(order["qty"] if order["qty"] is not None else f"${order['notional']}")
         key = (order["symbol"], order["side"], size)
+        by_id[order["id"]] = order
+        replaced = by_id.get(order["replaces"]) if order["replaces"] else None
+        if replaced is not None:  # Alpaca replaced that order with this one: the same decision
+            name = replaced["decision"]
+            if replaced["filled_qty"]:  # it filled its part: this one fills the rest, beside it
+                name = f"{name[:150]} (replaced by {order['coid'] or order['id']})"
+            order["decision"] = name
+            last[key] = order
+            continue
+        order["decision"] = f"{order['symbol']} {order['side']} {size} {order['coid'] or order['id']}"
+        if _unfilled(order):  # it never executed: it repeats nothing, and nothing repeats it
+            continue
         first = last.get(key)
         random_ids = not order["coid"] or _UUID.match(order["coid"])
         if (
@@ -170,7 +200,6 @@ def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str
                 }
             )  # fmt: skip
             continue
-        order["decision"] = f"{order['symbol']} {order['side']} {size} {order['coid'] or order['id']}"
         last[key] = order
     return found
 
@@ -181,6 +210,11 @@ def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
     protos = []
     for o in orders:
         sym, t, line = o["symbol"], o["t"], o["line"]
+        if _unfilled(o):
+            protos.append(
+                Proto(line, t, {"type": "note", "text": _unfilled_text(o), "symbol": sym, "tag": "unfilled"})
+            )
+            continue
         position = held.get(sym, Decimal(0))
         closes = (
             o["intent"] in _CLOSES
@@ -191,28 +225,45 @@ def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
         if o["price"] is not None:
             protos.append(Proto(line, t, {"type": "price", "symbol": sym, "price": o["price"]}))
         limit = o["type"] == "limit" and o["price"] is not None
+        qty, notional, status, reason = o["qty"], o["notional"], o["status"], None
+        result = {"filled": "filled", "partially_filled": "partially_filled"}.get(status, "accepted")
+        if status == "rejected":
+            result = "rejected"
+        if status in _ENDED:  # it filled part, then ended: what it filled is all it did
+            ordered = _num(qty) if qty is not None else f"${_num(notional)}"
+            reason = f"Alpaca order {o['id']} {status} after {_num(o['filled_qty'])} of {ordered} filled"
+            qty, notional, result = o["filled_qty"], None, "filled"
         protos.append(
             Proto(line, t, {
                 "type": "attempt", "decision": o["decision"][:200], "kind": "exit" if closes else "entry",
-                "symbol": sym, "side": o["side"], "qty": o["qty"], "notional": o["notional"],
+                "symbol": sym, "side": o["side"], "qty": qty, "notional": notional,
                 "order_type": "limit" if limit else "market", "limit_price": o["price"] if limit else None,
-                "position_intent": o["intent"], "client_order_id": o["coid"][:128] or None,
+                "position_intent": o["intent"], "client_order_id": o["coid"][:128] or None, "reason": reason,
             })
         )  # fmt: skip
-        result = {"filled": "filled", "partially_filled": "partially_filled"}.get(o["status"], "accepted")
-        if o["status"] == "rejected":
-            result = "rejected"
         protos.append(
             Proto(line, t, {
                 "type": "answer", "decision": o["decision"][:200], "result": result, "order_id": o["id"],
                 "client_order_id": o["coid"] or None, "filled_qty": o["filled_qty"] or None,
                 "filled_avg_price": o["price"] if o["filled_qty"] else None,
-                "reason": f"Alpaca status {o['status']}" if o["status"] else None,
+                "reason": f"Alpaca status {status}" if status else None,
             })
         )  # fmt: skip
         step = o["filled_qty"] if o["side"] == "buy" else -o["filled_qty"]
         held[sym] = position + step
     return protos
+
+
+def _num(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _unfilled_text(order: dict[str, Any]) -> str:
+    size = _num(order["qty"]) if order["qty"] is not None else f"${_num(order['notional'])}"
+    what = f"{order['type']} {order['side']} {size} {order['symbol']}"
+    if order["price"] is not None and order["type"] != "market":
+        what += f" at {_num(order['price'])}"
+    return f"order {order['id']} ({what}) {order['status']} with nothing filled: it never executed"
 
 
 def import_alpaca_orders(
@@ -231,9 +282,11 @@ def import_alpaca_orders(
     duplicates = _suspects(orders, window_secs)
     legs, leg_notes = _legs(rows, name)
     report = ImportReport("alpaca-orders", name, str(out))
+    unfilled = sum(1 for o in orders if _unfilled(o))
     report.extra = {
         "orders": len(orders),
         "repeated_rows_dropped": repeated,
+        "unfilled_orders": unfilled,
         "legs": len(legs) + len(leg_notes),
         "suspected_duplicates": len(duplicates),
         "duplicates": duplicates,
@@ -241,6 +294,8 @@ def import_alpaca_orders(
     found = f"{len(orders)} orders, {len(duplicates)} suspected duplicates"
     if repeated:
         found += f" ({repeated} repeated {'row' if repeated == 1 else 'rows'} of the same order id dropped)"
+    if unfilled:
+        found += f"; {unfilled} canceled, expired or replaced with nothing filled (notes)"
     title = f"Alpaca order history {path.name}"
     everything = sorted([*orders, *legs], key=lambda o: (o["t"], o["line"]))
     return write_session(

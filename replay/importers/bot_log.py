@@ -9,7 +9,12 @@ are attempts of one decision.
   its price, and the bot's belief growing by N.
 - `SAFEAGENT SKIP: duplicate order blocked <side> S qty=N [stage=...] bar=B`: a retry of that
   decision, blocked by the entry guard (when the first attempt is not in the log, one is added
-  just before it, marked as inferred).
+  just before it, marked as inferred). The guard keyed the bot's order path, which sent entries,
+  adds and flip sells: the retry is of an exit when the decision is an `EXIT` line's (same side,
+  symbol, qty and bar), or, with none, when it would close what the bot believes it holds (a
+  blocked sell while long: the May 21 duplicate sell on a flip); else of an entry (a sell with
+  nothing held opens a short). Its decision's attempts are all on the order path (the guard
+  found the key claimed).
 - `SAFEAGENT EXIT SKIP: duplicate exit blocked [<side>] S qty=N [bar=B | entry=E reason=R] ...`:
   the same on the exit side (a sell when the side is left out: the exit of a long). With a bar,
   it is named as an entry's SKIP is. Without one, it repeats the latest exit of S with quantity
@@ -82,6 +87,8 @@ class _Log:
         self.protos: list[Proto] = []
         self.belief: dict[str, Decimal] = {}
         self.seen: set[str] = set()
+        self.kinds: dict[str, str] = {}  # decision -> its kind (its first attempt's): every retry's
+        self.attempts: dict[str, list[dict[str, Any]]] = {}  # decision -> its attempts' fields
         # symbol -> the time of the ENTER line that opened the position held (from flat).
         self.opened: dict[str, datetime] = {}
         # (symbol, qty) -> the exits seen: (reason, decision, the position's opening entry).
@@ -89,6 +96,8 @@ class _Log:
 
     def add(self, line: int, t: datetime, **fields: Any) -> None:
         self.protos.append(Proto(line, t, fields))
+        if fields["type"] == "attempt":
+            self.attempts.setdefault(fields["decision"], []).append(fields)
 
     def note(self, line: int, t: datetime, text: str, symbol: str | None = None) -> None:
         tag = next((tag for prefix, tag in _TAGS if text.startswith(prefix)), None)
@@ -118,34 +127,71 @@ class _Log:
         kind: str,
         reason: str,
         named: tuple[str, Decimal] | None = None,
+        path: str | None = None,
     ) -> str:
         """Add one attempt (and, for a decision not seen before, the belief it moves).
 
-        `named` is the decision's name and quantity when the line has no bar to name it by.
+        `named` is the decision's name and quantity when the line has no bar to name it by;
+        `path` the bot's code path when the line says (else `order` for entries, `exit` for exits).
+        An entry moves the belief by its quantity on its side (a sell entry opens a short); an
+        exit takes it toward flat, never through it.
         """
         name, qty = named or self.decision(line, t, pairs, side, symbol)
         bar = parse_time(pairs["bar"]) if "bar" in pairs else None
         self.add(
             line, t, type="attempt", decision=name, kind=kind, symbol=symbol, side=side, qty=qty,
-            bar=bar, reason=reason, path="order" if kind == "entry" else "exit",
+            bar=bar, reason=reason, path=path or ("order" if kind == "entry" else "exit"),
         )  # fmt: skip
         if name not in self.seen:
             self.seen.add(name)
-            step = qty if kind == "entry" else -qty
+            self.kinds[name] = kind
             held = self.belief.get(symbol, Decimal(0))
-            if kind == "entry" and held == 0:
-                self.opened[symbol] = t
-            self.belief[symbol] = max(held + step, Decimal(0))
+            if kind == "entry":
+                if held == 0:
+                    self.opened[symbol] = t
+                self.belief[symbol] = held + (qty if side == "buy" else -qty)
+            else:
+                self.belief[symbol] = max(held - qty, Decimal(0)) if held > 0 else min(held + qty, Decimal(0))
             self.add(line, t, type="position", symbol=symbol, qty=self.belief[symbol], view="bot")
         return name
 
+    def closes(self, symbol: str, side: str) -> bool:
+        """Whether an order of `side` in `symbol` would close what the bot believes it holds."""
+        held = self.belief.get(symbol, Decimal(0))
+        return held > 0 if side == "sell" else held < 0
+
+    def on_order_path(self, name: str) -> None:
+        """Mark the attempts of `name` so far as sent on the bot's order path.
+
+        The entry guard's `SKIP: duplicate order blocked` found the decision's key claimed: its
+        earlier attempt went through the order path, whatever its own line looked like.
+        """
+        for fields in self.attempts.get(name, ()):
+            fields["path"] = "order"
+
     def skip(self, line: int, t: datetime, message: str, match: re.Match[str]) -> None:
-        """Read a guard's SKIP: a retry of a decision, blocked (its first attempt inferred if unseen)."""
+        """Read a guard's SKIP: a retry of a decision, blocked (its first attempt inferred if unseen).
+
+        The entry guard's SKIP (`duplicate order blocked`) keyed the bot's order path, which sent
+        entries, adds and flip sells: it is the retry of an exit when its decision was one (an
+        `EXIT` line of the same side, symbol, qty and bar), or, unseen, when it would close what
+        the bot holds (a sell of a long: the May 21 duplicate sell on a flip); else an entry.
+        """
         pairs = dict(_PAIRS.findall(message))
         side, symbol = match["side"] or "sell", match["symbol"]  # only an exit's may omit the side
-        kind = "exit" if match["exit"] else "entry"
+        path = None
+        if match["exit"]:
+            kind = "exit"
+        else:
+            path = "order"
+            name = self.decision(line, t, pairs, side, symbol)[0]
+            if name in self.seen:
+                kind = self.kinds[name]
+                self.on_order_path(name)
+            else:
+                kind = "exit" if self.closes(symbol, side) else "entry"
         named = None
-        if kind == "exit" and "bar" not in pairs:
+        if kind == "exit" and path is None and "bar" not in pairs:
             qty = _positive(pairs.get("qty"))
             entry = _time_or_none(pairs["entry"]) if "entry" in pairs else None
             if qty is None or ("entry" in pairs and entry is None):
@@ -159,8 +205,12 @@ class _Log:
         name, _qty = named or self.decision(line, t, pairs, side, symbol)
         if name not in self.seen:
             reason = "inferred: the first attempt of this decision is not in the log"
-            self.attempt(line, t, pairs, side=side, symbol=symbol, kind=kind, reason=reason, named=named)
-        self.attempt(line, t, pairs, side=side, symbol=symbol, kind=kind, reason=message, named=named)
+            self.attempt(
+                line, t, pairs, side=side, symbol=symbol, kind=kind, reason=reason, named=named, path=path
+            )
+        self.attempt(
+            line, t, pairs, side=side, symbol=symbol, kind=kind, reason=message, named=named, path=path
+        )
         self.add(line, t, type="answer", decision=name, result="blocked", by="safeagent", reason=message)
 
     def repeated_exit(
