@@ -28,6 +28,7 @@ from tradeguard import GuardedTradingClient, Settings
 from tradeguard.clock import Clock
 from tradeguard.domain import AuditRecord, BrokerOrder, Claim
 from tradeguard.domain.intents import Kind
+from tradeguard.faults.plan import FaultPlan
 from tradeguard.paper.server import PaperServer
 from tradeguard.ports import ClaimLedger
 from tradeguard.store import ClaimStore, MemoryClaimStore
@@ -243,3 +244,23 @@ def audit_records(client: GuardedTradingClient) -> list[AuditRecord]:
     store = client.gateway.store
     assert isinstance(store, ClaimStore | MemoryClaimStore), type(store)
     return list(store.audit_records())
+
+
+def lost_answer(match: str, *, nth: int = 1) -> FaultPlan:
+    """A fault plan: the `nth` order POST matching `match` (YAML flow map, e.g. ``{side: buy}``)
+    is accepted and answered 504, and every lookup by client_order_id answers 503 until the
+    test clears the server's injector: a decision whose answer was lost and cannot be read."""
+    return FaultPlan.parse(
+        f"""
+seed: 1
+faults:
+  - route: POST /v2/orders
+    match: {match}
+    nth: {nth}
+    action: accept_then_error
+    status: 504
+  - route: GET /v2/orders:by_client_order_id
+    action: error
+    status: 503
+"""
+    )

@@ -19,9 +19,8 @@ from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest, StopLossRequest, TakeProfitRequest
 
 from tests.dropin.bot import PRICES
-from tests.dropin.kit import as_order, guarded_client, held, ledger_qty, market, plain_client
+from tests.dropin.kit import as_order, guarded_client, held, ledger_qty, lost_answer, market, plain_client
 from tradeguard import GuardedTradingClient, ManualClock
-from tradeguard.faults.plan import FaultPlan
 from tradeguard.paper.server import PaperServer
 from tradeguard.testing import FixedPrices, paper_server
 
@@ -126,35 +125,6 @@ def test_another_agents_sell_does_not_turn_a_retry_into_a_new_entry(
 
 # ---- retries whose answer was lost: the guard must not take them for re-entries (audit 11a) ----
 
-LOST_BUY = FaultPlan.parse(
-    """
-seed: 1
-faults:
-  - route: POST /v2/orders
-    match: {side: buy}
-    nth: 2
-    action: accept_then_error
-    status: 504
-  - route: GET /v2/orders:by_client_order_id
-    action: error
-    status: 503
-"""
-)
-LOST_BRACKET = FaultPlan.parse(
-    """
-seed: 1
-faults:
-  - route: POST /v2/orders
-    match: {symbol: MSFT}
-    nth: 1
-    action: accept_then_error
-    status: 504
-  - route: GET /v2/orders:by_client_order_id
-    action: error
-    status: 503
-"""
-)
-
 
 def test_a_lost_buy_retried_after_a_pass_and_a_sale_of_older_shares_stays_one_order(
     claims: str, clock: ManualClock
@@ -162,8 +132,9 @@ def test_a_lost_buy_retried_after_a_pass_and_a_sale_of_older_shares_stays_one_or
     """The bot holds 5; its buy of 10 is accepted and the answer lost; a due reconcile pass
     resolves it, the bot's stop routine sells the 5 it knows of, then it retries the buy. The
     sale left the entry's turn open: no proof the bot saw the entry, so the retry is one."""
+    plan = lost_answer("{side: buy}", nth=2)  # the first buy goes through
     with (
-        paper_server(prices=FixedPrices(PRICES), clock=clock, faults=LOST_BUY) as server,
+        paper_server(prices=FixedPrices(PRICES), clock=clock, faults=plan) as server,
         guarded_client(server, claims, clock=clock) as bot,
     ):
         bot.submit_order(market("SPY", 5, BUY))
@@ -188,7 +159,7 @@ def test_a_lost_bracket_retried_after_its_take_profit_filled_stays_one_bracket(
         take_profit=TakeProfitRequest(limit_price=421.00), stop_loss=StopLossRequest(stop_price=400.00),
     )  # fmt: skip
     with (
-        paper_server(prices=FixedPrices(PRICES), clock=clock, faults=LOST_BRACKET) as server,
+        paper_server(prices=FixedPrices(PRICES), clock=clock, faults=lost_answer("{symbol: MSFT}")) as server,
         guarded_client(server, claims, clock=clock) as bot,
     ):
         bot.submit_order(market("QQQ", 1, BUY))

@@ -18,30 +18,16 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, PositionIntent
 
 from tests.dropin.bot import PRICES
-from tests.dropin.kit import as_order, claims_of, guarded_client, held, ledger_qty, market, num
+from tests.dropin.kit import as_order, claims_of, guarded_client, held, ledger_qty, lost_answer, market, num
 from tradeguard import ManualClock, crashpoints
 from tradeguard.domain import Claim
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.faults.plan import FaultPlan
 from tradeguard.paper.server import PaperServer
 from tradeguard.testing import FixedPrices, paper_server
 
 BUY, SELL = OrderSide.BUY, OrderSide.SELL
 
-LOST_ANSWERS = FaultPlan.parse(
-    """
-seed: 1
-faults:
-  - route: POST /v2/orders
-    match: {side: buy}
-    nth: 1
-    action: accept_then_error
-    status: 504
-  - route: GET /v2/orders:by_client_order_id
-    action: error
-    status: 503
-"""
-)
+LOST_ANSWERS = lost_answer("{side: buy}")
 
 
 class Died(BaseException):
