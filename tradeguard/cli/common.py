@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -32,11 +33,13 @@ __all__ = [
     "BrokerChoice",
     "ExitStatus",
     "Refused",
+    "agent_id_callback",
     "broker_options",
     "broker_url",
     "cannot_listen",
     "check_port_free",
     "default_actor",
+    "figure",
     "json_problem",
     "make_broker",
     "open_existing_store",
@@ -45,6 +48,7 @@ __all__ = [
     "schema_revision",
     "sqlite_file",
     "store_option",
+    "symbol_callback",
     "url_option_callback",
 ]
 
@@ -179,6 +183,62 @@ def check_port_free(host: str, port: int) -> None:
 def cannot_listen(host: str, port: int, exc: OSError) -> str:
     """Say why a server cannot listen on host:port, in the words `serve` and `paper-server` share."""
     return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+
+
+def _each(value: Any, check: Callable[[str], str], param: click.Parameter) -> Any:
+    """Apply `check` to an option's value (None, one string, or a tuple of them), naming the option."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, tuple):
+            return tuple(check(v) for v in value)
+        return check(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+def _symbol(text: str) -> str:
+    from tradeguard.domain.intents import check_symbol
+    from tradeguard.domain.orders import canonical_symbol
+
+    symbol = canonical_symbol(text)
+    check_symbol(symbol)
+    return symbol
+
+
+def _agent_id(text: str) -> str:
+    from tradeguard.domain.intents import check_agent_id
+
+    check_agent_id(text)
+    return text
+
+
+def symbol_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Spell a --symbol as every Intent keys it ("tqqq" -> "TQQQ", "BTCUSD" -> "BTC/USD"); refuse junk.
+
+    The ledger and the claims hold the canonical spelling (`domain.orders.canonical_symbol`), so
+    an operator's lower case or Alpaca's listing spelling of a pair must name the same position.
+    """
+    return _each(value, _symbol, param)
+
+
+def agent_id_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse an agent id no claim can have (empty, spaces, over 64 characters), naming the option."""
+    return _each(value, _agent_id, param)
+
+
+def figure(text: str, option: str) -> Decimal:
+    """Return a quantity or price given on the command line: finite and below `FIGURE_LIMIT` in size.
+
+    Raises:
+        ConfigError: Not a number, not finite, or 10**12 or more (as a session file refuses it).
+    """
+    from tradeguard.domain.intents import FIGURE_LIMIT, to_decimal
+
+    number = to_decimal(text, option)
+    if abs(number) >= FIGURE_LIMIT:
+        raise ConfigError(f"{option} must be less than {FIGURE_LIMIT:,} in size, got {text!r}")
+    return number
 
 
 def default_actor() -> str:
