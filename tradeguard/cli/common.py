@@ -169,20 +169,23 @@ def check_port_free(host: str, port: int) -> None:
     Raises:
         ConfigError: "cannot listen on HOST:PORT: Address already in use" (or why else not).
     """
-    if port == 0:
-        return
+    # Port 0 too: it names no port, but the host must still be an address of this machine (a
+    # mistyped --host would otherwise fail only inside uvicorn, after its start-up log).
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
         try:
             probe.bind((host, port))
-        except OSError as exc:
+        except (OSError, UnicodeError, OverflowError) as exc:  # gaierror for a name that resolves to nothing
             raise ConfigError(cannot_listen(host, port, exc)) from exc
 
 
-def cannot_listen(host: str, port: int, exc: OSError) -> str:
+def cannot_listen(host: str, port: int, exc: Exception) -> str:
     """Say why a server cannot listen on host:port, in the words `serve` and `paper-server` share."""
-    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    if isinstance(exc, socket.gaierror | UnicodeError):
+        why = getattr(exc, "strerror", None) or exc
+        return f"cannot listen on {host}:{port}: {host} is no address of this machine ({why})"
+    return f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
 
 
 def _each(value: Any, check: Callable[[str], str], param: click.Parameter) -> Any:

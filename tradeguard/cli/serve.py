@@ -10,6 +10,7 @@ otherwise serve an empty store (no keys, no claims) without a word.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 
@@ -27,6 +28,13 @@ def _missing_sqlite_file(store_url: str) -> str | None:
     if not database or database.startswith(":memory:"):
         return None
     return None if os.path.exists(database) else os.path.abspath(database)
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse nan and inf: either would turn the rate limit off without a word (0 says so)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a rate (0 turns the limit off)", param=param)
+    return value
 
 
 @click.command(
@@ -47,6 +55,7 @@ def _missing_sqlite_file(store_url: str) -> str | None:
 @click.option(
     "--rate-per-sec",
     type=click.FloatRange(min=0),
+    callback=_finite,
     default=1000.0,
     show_default=True,
     help="Requests per second each API key may sustain (0: no limit); 429 past it.",
