@@ -42,6 +42,7 @@ __all__ = [
     "figure",
     "json_problem",
     "make_broker",
+    "missing_sqlite_file",
     "open_existing_store",
     "open_paper_broker",
     "require_store",
@@ -132,8 +133,25 @@ def schema_revision(url: str) -> str | None:
     """
     path = sqlite_file(url)
     if path is not None and not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise StoreError(f"no claim store at {path}: {path} is a directory, not a SQLite file")
+        if os.path.exists(path):
+            raise StoreError(f"no claim store at {path}: {path} is not a regular file")
         raise StoreError(f"no claim store at {path} (the SQLite file does not exist)")
     return _read_revision(url)
+
+
+def missing_sqlite_file(store_url: str) -> str | None:
+    """Return the absolute path of the SQLite file `store_url` names if it does not exist yet.
+
+    None for PostgreSQL, an in-memory database, or a file that exists. For the commands that may
+    create a store (`serve`, `keys create`), to say so: a mistyped path would otherwise become a
+    new, empty store without a word.
+    """
+    database = sqlite_file(store_url)
+    if not database or database.startswith(":memory:"):
+        return None
+    return None if os.path.exists(database) else os.path.abspath(database)
 
 
 def require_store(url: str) -> None:
