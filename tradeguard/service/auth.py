@@ -9,10 +9,11 @@ token gives the admin view whatever tenant key comes along.
 
 A missing, malformed, unknown or revoked key is one answer, 401, whatever the reason: the answer
 never tells which keys exist. Two different keys in `Authorization` and `X-SafeAgent-Api-Key`
-are 401 too: a request names one caller, never whichever header is read first. An agent key moves only its own agent's records, and reads those
-and the records of agents on its own broker account (`native_base.peers`); an admin key sees
-all. Resources of an agent the caller may not see answer 404 exactly like missing ones
-(`visible`), so a caller cannot even learn that such an agent's claim exists.
+are 401 too: a request names one caller, never whichever header is read first. An agent key
+moves only its own agent's records, and reads those and the records of agents on its own broker
+account (`native_base.peers`); an admin key sees all. Resources of an agent the caller may not
+see answer 404 exactly like missing ones (`visible`), so a caller cannot even learn that such an
+agent's claim exists.
 """
 
 from __future__ import annotations
