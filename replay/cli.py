@@ -49,15 +49,23 @@ def shipped_sessions_dir() -> Path:
 
 
 def resolve_session(name: str) -> str:
-    """Return `name` if it is a file, else the shipped session of that file name.
+    """Return `name` if it is a regular file, else the shipped session of that file name.
 
     Raises:
-        ConfigError: Neither exists, or `name` is a directory.
+        ConfigError: Neither exists, or `name` is a directory, a device or a pipe.
     """
-    if Path(name).is_file():
-        return name
-    if Path(name).is_dir():
+    path = Path(name)
+    if path.is_dir():
         raise ConfigError(f"session file {name} is a directory: give a session file (.jsonl) in it")
+    if path.is_file():
+        return name
+    if path.exists():
+        # /dev/null, /dev/zero (a line without end), a pipe from `<(zcat day.jsonl.gz)`: a replay
+        # reads its session more than once, and only a regular file reads the same each time.
+        raise ConfigError(
+            f"session file {name} is not a regular file (a device or a pipe): a replay reads the "
+            "session more than once; save it to a file first"
+        )
     shipped = shipped_sessions_dir() / Path(name).name
     if shipped.is_file():
         return str(shipped)

@@ -73,3 +73,42 @@ def test_audit_items_have_safeagents_fields(
     assert pending["committed_at"] is None
     assert committed["result"] == {"ok": 1}
     assert committed["claimed_at"] <= committed["committed_at"]
+
+
+_UNREADABLE = {
+    "5000-digit integer": b'{"result": {"x": ' + b"9" * 5000 + b"}}",
+    "not UTF-8": b'{"result": {"x": "\xff\xfe"}}',
+}
+
+
+@pytest.mark.parametrize("body", list(_UNREADABLE.values()), ids=list(_UNREADABLE))
+def test_a_settle_body_json_cannot_read_answers_as_safeagents_server_does(
+    body: bytes, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FastAPI answers a body its JSON reader raises on (not a syntax error) with 400 and a string
+    # detail; SafeAgent's server is plain FastAPI, so that is its shape, and tradeguard keeps it
+    # (audit 10c D11 asked for the 422 list only if SafeAgent's own server gave it). Only a body
+    # nested too deeply is 422 here, as the settle check's own depth refusal is.
+    headers = {"content-type": "application/json"}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SAFEAGENT_DB_PATH", str(tmp_path / "default.db"))
+    monkeypatch.setenv("SAFEAGENT_SETTLEMENT_SECRET", "s" * 40)
+    monkeypatch.delenv("SAFEAGENT_TENANT_KEYS", raising=False)
+    monkeypatch.delenv("SAFEAGENT_PAYMENT_ADDRESS", raising=False)
+    server = pytest.importorskip("safeagent_exec_guard.payment_server", reason="needs safeagent-exec-guard")
+    store = importlib.import_module("safeagent_exec_guard.sqlite_store").SQLiteExecutionStore
+    with TestClient(server.create_app(store=store(str(tmp_path / "safeagent.db")))) as client:
+        token = client.post("/claim", json={"request_id": "x1", "action": "a"}).json()["settlement_token"]
+        theirs = client.post("/settle/x1", content=body, headers={**headers, SETTLEMENT_HEADER: token})
+    ClaimStore(store_url).close()
+    with KeyRing(store_url) as ring:
+        key = ring.create("bot")[1]
+    with TestClient(
+        create_app(ServiceConfig(store_url=store_url)), headers={"X-SafeAgent-Api-Key": key}
+    ) as bot:
+        token = bot.post("/claim", json={"request_id": "x1", "action": "a"}).json()["settlement_token"]
+        ours = bot.post("/settle/x1", content=body, headers={**headers, SETTLEMENT_HEADER: token})
+        still = bot.post("/claim", json={"request_id": "x1", "action": "a"}).json()["status"]
+    assert (ours.status_code, ours.json()) == (theirs.status_code, theirs.json())
+    assert ours.status_code == 400
+    assert still == "PENDING"  # nothing settled: the caller may settle again with a readable body

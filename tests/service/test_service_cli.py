@@ -122,3 +122,44 @@ def test_serve_on_a_missing_sqlite_file_says_it_created_a_new_store(tmp_path: Pa
         "(no API keys yet: tradeguard keys create --agent-id ID --store URL)"
     ]
     assert said[1] == []  # the store exists from now on: nothing to say
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "no-such-host.invalid"])
+@pytest.mark.parametrize("port", ["0", "18787"])
+def test_serve_on_a_host_that_is_no_address_is_one_line_and_exit_2_before_anything_starts(
+    host: str, port: str, tmp_path: Path
+) -> None:
+    # Port 0 (any free port) used to skip the check: uvicorn started, logged, then failed (exit 3).
+    store = tmp_path / "c.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "tradeguard.cli", "serve", "--store", f"sqlite:///{store}", "--host", host,
+         "--port", port],
+        capture_output=True, text=True, env=_env(), timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"tradeguard: error: cannot listen on {host}:{port}: ")
+    assert result.stdout == "" and not store.exists()  # no store made, no warning, no uvicorn log
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "-inf", "-1", "1e400"])
+def test_serve_refuses_a_rate_that_is_not_a_finite_figure(rate: str, tmp_path: Path) -> None:
+    # In its own process: a rate taken (the defect) would start a server that never ends.
+    store = tmp_path / "c.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "tradeguard.cli", "serve", "--store", f"sqlite:///{store}", "--port", "0",
+         "--rate-per-sec", rate],
+        capture_output=True, text=True, env=_env(), timeout=30, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "--rate-per-sec" in result.stderr, result.stderr
+    assert not store.exists()
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), -1.0])
+def test_a_service_config_refuses_a_rate_that_would_turn_the_limit_off_silently(rate: float) -> None:
+    from tradeguard.errors import ConfigError
+    from tradeguard.service.app import ServiceConfig
+
+    with pytest.raises(ConfigError, match="rate_per_sec"):
+        ServiceConfig(rate_per_sec=rate)

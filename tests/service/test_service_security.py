@@ -73,6 +73,28 @@ def test_no_key_and_a_bad_key_get_one_401(service: Service, new_key: NewKey) -> 
     assert answers == [(401, "Bearer")] * 5
 
 
+def test_two_different_keys_in_one_request_are_refused_not_served_as_either(
+    service: Service, new_key: NewKey
+) -> None:
+    # Authorization for bot-b and X-SafeAgent-Api-Key for bot-a used to be served as bot-b.
+    a, b = new_key("bot-a"), new_key("bot-b")
+    both = {"Authorization": f"Bearer {b}", "X-SafeAgent-Api-Key": a}
+    with service.client(**both) as client:
+        claimed = client.post("/claim", json={"request_id": "r", "action": "x"})
+        audit = client.get("/audit")
+        sweep = client.post("/sweep")
+    for answer in (claimed, audit, sweep):
+        assert (answer.status_code, answer.headers.get("www-authenticate")) == (401, "Bearer")
+    assert claimed.json() == {"detail": "two different API keys in one request: send one"}
+    with service.client(b) as client:  # nothing was claimed under either agent
+        assert client.get("/audit").json()["total"] == 0
+    with service.client(a) as client:
+        assert client.get("/audit").json()["total"] == 0
+    # The same key in both headers is one key.
+    with service.client(**{"Authorization": f"Bearer {a}", "X-SafeAgent-Api-Key": a}) as client:
+        assert client.post("/claim", json={"request_id": "r", "action": "x"}).json()["agent_id"] == "bot-a"
+
+
 def test_a_revoked_key_is_refused_at_once(service: Service, keys: KeyRing) -> None:
     record, key = keys.create("bot-a")
     with service.client(key) as client:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES, store_option
+from tradeguard.cli.common import EXIT_STATUSES, agent_id_callback, store_option, symbol_callback
 from tradeguard.cli.output import Format, emit, format_option
 from tradeguard.cli.when import WHEN, TimeParam
 from tradeguard.domain.audit import AuditAction
@@ -49,7 +49,7 @@ def record_row(rec: AuditRecord) -> dict[str, object]:
 
 @click.command(epilog=f"Times: {WHEN}. {EXIT_STATUSES}")
 @store_option
-@click.option("--agent-id", metavar="AGENT", help="Only this agent's records.")
+@click.option("--agent-id", metavar="AGENT", callback=agent_id_callback, help="Only this agent's records.")
 @click.option(
     "--action",
     "actions",
@@ -63,7 +63,12 @@ def record_row(rec: AuditRecord) -> dict[str, object]:
     type=click.Choice([s.value for s in ClaimState], case_sensitive=False),
     help="Only records whose claim ended in this state.",
 )
-@click.option("--symbol", metavar="SYMBOL", help="Only this symbol, e.g. TQQQ.")
+@click.option(
+    "--symbol",
+    metavar="SYMBOL",
+    callback=symbol_callback,
+    help="Only this symbol, e.g. TQQQ (any case; a pair with or without its slash).",
+)
 @click.option("--since", type=TimeParam(), help="Records at or after this time.")
 @click.option("--until", type=TimeParam(), help="Records strictly before this time.")
 @click.option(
@@ -108,7 +113,7 @@ def audit(
 
     query = AuditQuery(
         agent_id=agent_id, actions=tuple(a.lower() for a in actions), kind=kind,
-        state=state.upper() if state else None, symbol=symbol.upper() if symbol else None,
+        state=state.upper() if state else None, symbol=symbol,
         since=since, until=until,
     )  # fmt: skip
     with open_existing_store(store_url) as store:

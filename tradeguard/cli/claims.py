@@ -16,9 +16,11 @@ import click
 from tradeguard.cli.common import (
     EXIT_STATUSES,
     BrokerChoice,
+    agent_id_callback,
     broker_options,
     default_actor,
     store_option,
+    symbol_callback,
 )
 from tradeguard.cli.output import Format, emit, format_option
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
@@ -76,8 +78,13 @@ def claims() -> None:
     "PARTIALLY_FILLED, UNKNOWN) and NOT_SENT.",
 )
 @click.option("--all", "all_states", is_flag=True, help="Claims in every state, finished ones too.")
-@click.option("--agent-id", metavar="AGENT", help="Only this agent's claims.")
-@click.option("--symbol", metavar="SYMBOL", help="Only this symbol.")
+@click.option("--agent-id", metavar="AGENT", callback=agent_id_callback, help="Only this agent's claims.")
+@click.option(
+    "--symbol",
+    metavar="SYMBOL",
+    callback=symbol_callback,
+    help="Only this symbol (any case, a pair with or without its slash).",
+)
 @click.option(
     "--stale-after",
     type=click.FloatRange(min=0),
@@ -108,7 +115,7 @@ def list_claims(
         found = store.list_claims(
             states=chosen,
             agent_id=agent_id,
-            symbol=symbol.upper() if symbol else None,
+            symbol=symbol,
             updated_before=stale_before if only_stale else None,
         )
     rows = [_row(c, stale_before) for c in found if not only_stale or c.is_active]
@@ -212,15 +219,14 @@ def resolve(
     without_broker: bool,
 ) -> int:
     """Resolve a claim as filled, not sent or canceled; the broker is asked first."""
-    from tradeguard.cli.common import make_broker, open_existing_store
+    from tradeguard.cli.common import figure, make_broker, open_existing_store
     from tradeguard.config import Settings
-    from tradeguard.domain.intents import to_decimal
     from tradeguard.reconcile.resolve import Resolution, resolve_claim
 
     if not reason.strip() or not actor.strip():
         raise ConfigError("--reason and --actor must say something, for the audit log")
-    filled = None if qty is None else to_decimal(qty, "--qty")
-    avg = None if price is None else to_decimal(price, "--price")
+    filled = None if qty is None else figure(qty, "--qty")
+    avg = None if price is None else figure(price, "--price")
     choice = BrokerChoice(paper_url, paper_state, live)
     if choice.configured and without_broker:
         raise ConfigError(

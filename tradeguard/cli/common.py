@@ -13,6 +13,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -32,19 +33,23 @@ __all__ = [
     "BrokerChoice",
     "ExitStatus",
     "Refused",
+    "agent_id_callback",
     "broker_options",
     "broker_url",
     "cannot_listen",
     "check_port_free",
     "default_actor",
+    "figure",
     "json_problem",
     "make_broker",
+    "missing_sqlite_file",
     "open_existing_store",
     "open_paper_broker",
     "require_store",
     "schema_revision",
     "sqlite_file",
     "store_option",
+    "symbol_callback",
     "url_option_callback",
 ]
 
@@ -128,8 +133,25 @@ def schema_revision(url: str) -> str | None:
     """
     path = sqlite_file(url)
     if path is not None and not os.path.isfile(path):
+        if os.path.isdir(path):
+            raise StoreError(f"no claim store at {path}: {path} is a directory, not a SQLite file")
+        if os.path.exists(path):
+            raise StoreError(f"no claim store at {path}: {path} is not a regular file")
         raise StoreError(f"no claim store at {path} (the SQLite file does not exist)")
     return _read_revision(url)
+
+
+def missing_sqlite_file(store_url: str) -> str | None:
+    """Return the absolute path of the SQLite file `store_url` names if it does not exist yet.
+
+    None for PostgreSQL, an in-memory database, or a file that exists. For the commands that may
+    create a store (`serve`, `keys create`), to say so: a mistyped path would otherwise become a
+    new, empty store without a word.
+    """
+    database = sqlite_file(store_url)
+    if not database or database.startswith(":memory:"):
+        return None
+    return None if os.path.exists(database) else os.path.abspath(database)
 
 
 def require_store(url: str) -> None:
@@ -165,20 +187,79 @@ def check_port_free(host: str, port: int) -> None:
     Raises:
         ConfigError: "cannot listen on HOST:PORT: Address already in use" (or why else not).
     """
-    if port == 0:
-        return
+    # Port 0 too: it names no port, but the host must still be an address of this machine (a
+    # mistyped --host would otherwise fail only inside uvicorn, after its start-up log).
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
         try:
             probe.bind((host, port))
-        except OSError as exc:
+        except (OSError, UnicodeError, OverflowError) as exc:  # gaierror for a name that resolves to nothing
             raise ConfigError(cannot_listen(host, port, exc)) from exc
 
 
-def cannot_listen(host: str, port: int, exc: OSError) -> str:
+def cannot_listen(host: str, port: int, exc: Exception) -> str:
     """Say why a server cannot listen on host:port, in the words `serve` and `paper-server` share."""
-    return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    if isinstance(exc, socket.gaierror | UnicodeError):
+        why = getattr(exc, "strerror", None) or exc
+        return f"cannot listen on {host}:{port}: {host} is no address of this machine ({why})"
+    return f"cannot listen on {host}:{port}: {getattr(exc, 'strerror', None) or exc}"
+
+
+def _each(value: Any, check: Callable[[str], str], param: click.Parameter) -> Any:
+    """Apply `check` to an option's value (None, one string, or a tuple of them), naming the option."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, tuple):
+            return tuple(check(v) for v in value)
+        return check(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+def _symbol(text: str) -> str:
+    from tradeguard.domain.intents import check_symbol
+    from tradeguard.domain.orders import canonical_symbol
+
+    symbol = canonical_symbol(text)
+    check_symbol(symbol)
+    return symbol
+
+
+def _agent_id(text: str) -> str:
+    from tradeguard.domain.intents import check_agent_id
+
+    check_agent_id(text)
+    return text
+
+
+def symbol_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Spell a --symbol as every Intent keys it ("tqqq" -> "TQQQ", "BTCUSD" -> "BTC/USD"); refuse junk.
+
+    The ledger and the claims hold the canonical spelling (`domain.orders.canonical_symbol`), so
+    an operator's lower case or Alpaca's listing spelling of a pair must name the same position.
+    """
+    return _each(value, _symbol, param)
+
+
+def agent_id_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse an agent id no claim can have (empty, spaces, over 64 characters), naming the option."""
+    return _each(value, _agent_id, param)
+
+
+def figure(text: str, option: str) -> Decimal:
+    """Return a quantity or price given on the command line: finite and below `FIGURE_LIMIT` in size.
+
+    Raises:
+        ConfigError: Not a number, not finite, or 10**12 or more (as a session file refuses it).
+    """
+    from tradeguard.domain.intents import FIGURE_LIMIT, to_decimal
+
+    number = to_decimal(text, option)
+    if abs(number) >= FIGURE_LIMIT:
+        raise ConfigError(f"{option} must be less than {FIGURE_LIMIT:,} in size, got {text!r}")
+    return number
 
 
 def default_actor() -> str:

@@ -153,15 +153,20 @@ def export(store_url: str, what: str, fmt: str, output: str | None) -> int:
     from tradeguard.cli.common import open_existing_store
     from tradeguard.cli.output import emit
 
-    with open_existing_store(store_url) as store, _open_output(output, store_url) as out:
-        if what == "claims":
-            rows = [claim_record(c) for c in store.list_claims()]
-            emit(CLAIM_COLUMNS, rows, fmt, out=out)
-        elif fmt == "csv":
-            _audit_csv(store.audit_records(), out)
-        else:
-            emit((), [record_row(r) for r in store.audit_records()], fmt, out=out)
-        count = len(rows) if what == "claims" else store.audit_count()
+    try:
+        with open_existing_store(store_url) as store, _open_output(output, store_url) as out:
+            if what == "claims":
+                rows = [claim_record(c) for c in store.list_claims()]
+                emit(CLAIM_COLUMNS, rows, fmt, out=out)
+            elif fmt == "csv":
+                _audit_csv(store.audit_records(), out)
+            else:
+                emit((), [record_row(r) for r in store.audit_records()], fmt, out=out)
+            count = len(rows) if what == "claims" else store.audit_count()
+    except OSError as exc:  # the file's write or close (a full disk); stdout's is said by `main`
+        if output is None:
+            raise
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from None
     if output is not None:
         print(f"wrote {count} {what} record(s) to {output}")
     return 0

@@ -3,7 +3,8 @@
 A key is shown once, at creation, alone on the last line of the output so a script can take it
 with `tail -n 1`; the store keeps only its hash. Keys live in the claim store's database, so
 `--store` names the same store `tradeguard serve` runs on. `create` may create a new store (the
-first key usually comes before the first `serve`); `list` and `revoke` never do.
+first key usually comes before the first `serve`) and says so on stderr; `list` and `revoke`
+never do.
 """
 
 from __future__ import annotations
@@ -30,10 +31,20 @@ def keys() -> None:
 @store_option
 def create(agent_id: str, admin: bool, label: str, store_url: str) -> int:
     """Create a key; print it alone on the last line (shown once, stored only as a hash)."""
+    from tradeguard.cli.common import missing_sqlite_file
     from tradeguard.service.keys import KeyRing
 
+    created = missing_sqlite_file(store_url)
     with KeyRing(store_url) as ring:
         record, token = ring.create(agent_id, admin=admin, label=label)
+    if created is not None:
+        # Said, not refused: the first key usually comes before the first `serve` (README), but
+        # a mistyped path must not become a second store without a word.
+        click.echo(
+            f"tradeguard keys: created a new, empty claim store at {created} "
+            "(serve it with: tradeguard serve --store URL)",
+            err=True,
+        )
     role = "admin key" if admin else "key"
     click.echo(f"created {role} {record.key_id} for agent {agent_id}; it is shown once, keep it now:")
     click.echo(token)

@@ -11,9 +11,11 @@ from tradeguard.cli.common import (
     EXIT_STATUSES,
     BrokerChoice,
     ExitStatus,
+    agent_id_callback,
     broker_options,
     default_actor,
     store_option,
+    symbol_callback,
 )
 from tradeguard.cli.output import Format, emit, format_option
 
@@ -85,10 +87,22 @@ def _print_report(report: ReconcileReport, fmt: str) -> None:
 @store_option
 @broker_options
 @click.option("--dry-run", is_flag=True, help="Show the actions without applying them.")
-@click.option("--agent-id", metavar="AGENT", help="Only this agent's claims and ledger.")
-@click.option("--symbol", "symbols", multiple=True, metavar="SYMBOL", help="Only this symbol (repeatable).")
 @click.option(
-    "--adopt-orphans-to", metavar="AGENT", help="Take unowned broker positions into AGENT's ledger."
+    "--agent-id", metavar="AGENT", callback=agent_id_callback, help="Only this agent's claims and ledger."
+)
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    metavar="SYMBOL",
+    callback=symbol_callback,
+    help="Only this symbol (repeatable; any case, a pair with or without its slash).",
+)
+@click.option(
+    "--adopt-orphans-to",
+    metavar="AGENT",
+    callback=agent_id_callback,
+    help="Take unowned broker positions into AGENT's ledger.",
 )
 @format_option
 def reconcile(
@@ -118,7 +132,7 @@ def reconcile(
     with open_existing_store(store_url, settings) as store:
         report = Reconciler(broker, store, settings=settings).run(
             agent_id=agent_id,
-            symbols=[s.upper() for s in symbols] or None,
+            symbols=list(symbols) or None,
             dry_run=dry_run,
             adopt_orphans_to=adopt_orphans_to,
         )
@@ -129,8 +143,20 @@ def reconcile(
 
 @click.command(epilog=EXIT_STATUSES)
 @store_option
-@click.option("--agent-id", required=True, metavar="AGENT", help="The agent whose ledger is settled.")
-@click.option("--symbol", required=True, metavar="SYMBOL", help="The symbol, e.g. TQQQ.")
+@click.option(
+    "--agent-id",
+    required=True,
+    metavar="AGENT",
+    callback=agent_id_callback,
+    help="The agent whose ledger is settled.",
+)
+@click.option(
+    "--symbol",
+    required=True,
+    metavar="SYMBOL",
+    callback=symbol_callback,
+    help="The symbol, e.g. TQQQ (booked as the gateway books it: upper case, a pair as BTC/USD).",
+)
 @click.option("--qty", required=True, metavar="QTY", help="What the agent really holds (signed; 0 = flat).")
 @click.option("--reason", required=True, help="Why, for the audit log.")
 @click.option(
@@ -138,11 +164,10 @@ def reconcile(
 )
 def settle(*, store_url: str, agent_id: str, symbol: str, qty: str, reason: str, actor: str) -> int:
     """Set one agent's ledger position after drift the reconciler cannot attribute (audited)."""
-    from tradeguard.cli.common import open_existing_store
-    from tradeguard.domain.intents import to_decimal
+    from tradeguard.cli.common import figure, open_existing_store
     from tradeguard.errors import ConfigError
 
-    amount = to_decimal(qty, "--qty")
+    amount = figure(qty, "--qty")
     if not reason.strip():
         raise ConfigError("--reason must say why, for the audit log")
     with open_existing_store(store_url) as store:

@@ -10,23 +10,22 @@ otherwise serve an empty store (no keys, no claims) without a word.
 from __future__ import annotations
 
 import logging
-import os
+import math
 import sys
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES, check_port_free, sqlite_file, store_option
+from tradeguard.cli.common import EXIT_STATUSES, check_port_free, missing_sqlite_file, store_option
 from tradeguard.errors import ConfigError
 
 __all__ = ["serve"]
 
 
-def _missing_sqlite_file(store_url: str) -> str | None:
-    """Return the SQLite file `store_url` names if it does not exist yet, else None."""
-    database = sqlite_file(store_url)
-    if not database or database.startswith(":memory:"):
-        return None
-    return None if os.path.exists(database) else os.path.abspath(database)
+def _finite(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    """Refuse nan and inf: either would turn the rate limit off without a word (0 says so)."""
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a rate (0 turns the limit off)", param=param)
+    return value
 
 
 @click.command(
@@ -47,6 +46,7 @@ def _missing_sqlite_file(store_url: str) -> str | None:
 @click.option(
     "--rate-per-sec",
     type=click.FloatRange(min=0),
+    callback=_finite,
     default=1000.0,
     show_default=True,
     help="Requests per second each API key may sustain (0: no limit); 429 past it.",
@@ -101,7 +101,7 @@ def serve(
 
     settings = Settings.from_env()
     check_port_free(host, port)  # first: a taken port leaves no new store file behind
-    created = _missing_sqlite_file(store_url)
+    created = missing_sqlite_file(store_url)
     ClaimStore(store_url, settings=settings).close()  # a bad URL or an unusable store: one line, now
     if created is not None:
         print(

@@ -9,7 +9,7 @@ Every result is timezone-aware.
 from __future__ import annotations
 
 import re
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import click
 
@@ -35,13 +35,22 @@ def parse_when(text: str, now: datetime) -> datetime:
         # Naive, then astimezone(): the local zone's offset at that midnight, not today's (DST).
         return datetime.combine(day, time()).astimezone()
     match = _DURATION.match(value)
-    if match:
-        return now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+    parsed = None
+    if match is None:
+        try:
+            parsed = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(f"{text!r} is not a time: expected {WHEN}") from None
     try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time: expected {WHEN}") from None
-    return when if when.tzinfo is not None else when.astimezone()  # naive: local time
+        if parsed is None:
+            assert match is not None
+            when = now - timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
+        else:
+            when = parsed if parsed.tzinfo is not None else parsed.astimezone()  # naive: local time
+        when.astimezone(UTC)  # the store compares in UTC: the time must have a UTC form too
+    except (OverflowError, ValueError):  # "99999999d", "0001-01-01T00:00+05:00"
+        raise ValueError(f"{text!r} is out of range: a time must fall in the years 1 to 9999") from None
+    return when
 
 
 class TimeParam(click.ParamType[datetime]):

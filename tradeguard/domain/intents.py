@@ -22,11 +22,13 @@ from tradeguard.domain.orders import OrderClass, OrderType, PositionIntent, Side
 from tradeguard.errors import ConfigError
 
 __all__ = [
+    "FIGURE_LIMIT",
     "MAX_CLIENT_ORDER_ID_LEN",
     "MAX_INTENT_NAME_LEN",
     "Intent",
     "Kind",
     "check_agent_id",
+    "check_symbol",
     "OrderSpec",
     "canonical_json",
     "derive_client_order_id",
@@ -39,6 +41,9 @@ __all__ = [
 
 MAX_CLIENT_ORDER_ID_LEN = 48
 MAX_INTENT_NAME_LEN = 200
+# No real quantity or price comes near it; a session file (`sessions.model`) and the command line
+# refuse figures at or beyond it, and Decimal arithmetic on them keeps its 28 significant digits.
+FIGURE_LIMIT = Decimal(10**12)
 _SYMBOL_RE = re.compile(r"^[A-Z0-9][A-Z0-9./:-]{0,31}$")
 _AGENT_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,64}$")
 # The hex digits of the key kept in a client_order_id: 128 bits, far from any collision.
@@ -75,8 +80,15 @@ def canonical_json(obj: dict[str, Any]) -> str:
 
 def check_agent_id(agent_id: object) -> None:
     """Raise ConfigError unless `agent_id` is 1-64 letters, digits or _.:@-."""
-    if not isinstance(agent_id, str) or not _AGENT_RE.match(agent_id):
+    # fullmatch: `$` would also match before a trailing newline ("bot\n").
+    if not isinstance(agent_id, str) or not _AGENT_RE.fullmatch(agent_id):
         raise ConfigError(f"agent_id must be 1-64 characters of letters, digits and _.:@-, got {agent_id!r}")
+
+
+def check_symbol(symbol: object) -> None:
+    """Raise ConfigError unless `symbol` is 1-32 upper-case letters, digits or ./:- (not first)."""
+    if not isinstance(symbol, str) or not _SYMBOL_RE.fullmatch(symbol):
+        raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {symbol!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +110,7 @@ class Intent:
         plain = type(agent_id) is str and type(symbol) is str
         if not (plain and (agent_id, symbol) in _CHECKED_NAMES):
             check_agent_id(agent_id)
-            if not isinstance(symbol, str) or not _SYMBOL_RE.match(symbol):
-                raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {symbol!r}")
+            check_symbol(symbol)
             if plain:
                 if len(_CHECKED_NAMES) >= _CHECKED_NAMES_MAX:
                     _CHECKED_NAMES.clear()  # bounded: names only cost their check again

@@ -12,6 +12,7 @@ is 500 with a fixed text.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from tradeguard.config import DEFAULT_STORE_URL, Settings
-from tradeguard.errors import StoreError
+from tradeguard.errors import ConfigError, StoreError
 from tradeguard.service import native, safeagent
 from tradeguard.service.actions import ActionStore
 from tradeguard.service.auth import SAFEAGENT_KEY_HEADER
@@ -60,6 +61,15 @@ class ServiceConfig:
     cors_origins: tuple[str, ...] = ()
     stale_pending_secs: float = 300.0
     docs: bool = True
+
+    def __post_init__(self) -> None:
+        # A NaN or infinite rate passes `per_sec <= 0` and then disables the limit without a word
+        # (found by an audit); 0 is the one way to say "no limit".
+        if not (math.isfinite(self.rate_per_sec) and self.rate_per_sec >= 0):
+            raise ConfigError(
+                "rate_per_sec must be a finite number of requests per second (0: no limit), "
+                f"got {self.rate_per_sec}"
+            )
 
 
 def create_app(config: ServiceConfig) -> FastAPI:

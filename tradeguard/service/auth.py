@@ -8,10 +8,12 @@ one). On SafeAgent's admin routes (`/audit`, `/sweep`: `audit_principal`) a vali
 token gives the admin view whatever tenant key comes along.
 
 A missing, malformed, unknown or revoked key is one answer, 401, whatever the reason: the answer
-never tells which keys exist. An agent key moves only its own agent's records, and reads those
-and the records of agents on its own broker account (`native_base.peers`); an admin key sees
-all. Resources of an agent the caller may not see answer 404 exactly like missing ones
-(`visible`), so a caller cannot even learn that such an agent's claim exists.
+never tells which keys exist. Two different keys in `Authorization` and `X-SafeAgent-Api-Key`
+are 401 too: a request names one caller, never whichever header is read first. An agent key
+moves only its own agent's records, and reads those and the records of agents on its own broker
+account (`native_base.peers`); an admin key sees all. Resources of an agent the caller may not
+see answer 404 exactly like missing ones (`visible`), so a caller cannot even learn that such an
+agent's claim exists.
 """
 
 from __future__ import annotations
@@ -59,13 +61,31 @@ def key_ring(request: Request) -> KeyRing:
 
 
 def _presented_key(request: Request) -> str | None:
+    """Return the key the request acts with, or None; refuse two different ones (401).
+
+    A request naming two agents (Authorization for one, X-SafeAgent-Api-Key for another, or a
+    header given twice) must not be served as whichever header is read first.
+    """
     header = request.headers.get("authorization")
+    bearer: str | None = None
     if header:
         scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        return None
-    return request.headers.get(SAFEAGENT_KEY_HEADER) or request.headers.get(SAFEAGENT_AUDIT_HEADER) or None
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        bearer = token.strip()
+    sent = {bearer} if bearer else set()
+    sent.update(v for v in request.headers.getlist(SAFEAGENT_KEY_HEADER) if v)
+    sent.update(_bearer(v) for v in request.headers.getlist("authorization")[1:])
+    if len(sent) > 1:
+        raise _refuse(request, "two different API keys in one request: send one")
+    if sent:
+        return sent.pop()
+    return request.headers.get(SAFEAGENT_AUDIT_HEADER) or None
+
+
+def _bearer(header: str) -> str:
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else header
 
 
 def _limit(request: Request, name: str) -> None:

@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 from sqlalchemy import Connection, Select, select
 
 from tradeguard.domain.audit import AuditAction, AuditRecord
+from tradeguard.domain.orders import crypto_pair
 from tradeguard.store.schema import audit
 
 if TYPE_CHECKING:
@@ -108,7 +109,8 @@ class AuditQuery:
         actions: Only these actions (e.g. ``("skip",)``).
         kind: "entry" or "exit".
         state: Only records whose resulting claim state is this.
-        symbol: Only this symbol.
+        symbol: Only this symbol; a crypto pair under either spelling ("BTC/USD" and "BTCUSD"
+            find both: records written before migration 0008 keep the one the bot used).
         since: Records at or after this time (aware).
         until: Records strictly before this time (aware).
         client_order_id: Only this order.
@@ -123,6 +125,12 @@ class AuditQuery:
     until: datetime | None = None
     client_order_id: str | None = None
 
+    def _symbols(self) -> tuple[str, ...]:
+        """The spellings `symbol` may have in the log: itself, and a pair's without its slash."""
+        assert self.symbol is not None
+        pair = crypto_pair(self.symbol)
+        return (self.symbol,) if pair is None else (pair, pair.replace("/", ""))
+
     def matches(self, record: AuditRecord) -> bool:
         """Return True when `record` passes every filter (what `statement` selects, for a store in memory)."""
         return (
@@ -130,7 +138,7 @@ class AuditQuery:
             and (not self.actions or record.action in {AuditAction(a) for a in self.actions})
             and (self.kind is None or record.kind == self.kind)
             and (self.state is None or record.state == self.state)
-            and (self.symbol is None or record.symbol == self.symbol)
+            and (self.symbol is None or record.symbol in self._symbols())
             and (self.since is None or record.at >= self.since)
             and (self.until is None or record.at < self.until)
             and (self.client_order_id is None or record.client_order_id == self.client_order_id)
@@ -149,7 +157,7 @@ class AuditQuery:
         if self.state is not None:
             stmt = stmt.where(c.state == self.state)
         if self.symbol is not None:
-            stmt = stmt.where(c.symbol == self.symbol)
+            stmt = stmt.where(c.symbol.in_(self._symbols()))
         if self.since is not None:
             stmt = stmt.where(c.at >= self.since)
         if self.until is not None:
