@@ -116,7 +116,8 @@ def test_paper_lists_a_crypto_position_as_alpaca_does_and_the_guard_keeps_it(
 
 def test_dropin_close_all_positions_closes_a_crypto_pair_once(store_url: str, clock: ManualClock) -> None:
     """D3 in the drop-in client: the broker's "BTCUSD" and the ledger's "BTC/USD" are one
-    position, closed by one guarded exit; `close_position("BTCUSD")` closes the ledger's turn."""
+    position, closed by one guarded exit (answered under the broker's name, as alpaca-py has it);
+    `close_position("BTCUSD")` closes the ledger's turn."""
     paper = PaperBroker(prices=FixedPrices({PAIR: "20000"}), clock=clock)
     client = GuardedTradingClient(
         broker=paper, store=store_url, agent_id=AGENT, settings=SETTINGS, clock=clock
@@ -125,7 +126,7 @@ def test_dropin_close_all_positions_closes_a_crypto_pair_once(store_url: str, cl
         gw = c.gateway
         gw.enter(PAIR, qty=3, time_in_force="gtc", intent="10:00 breakout")
         answers = c.close_all_positions()
-        assert [(a.symbol, a.status) for a in answers] == [(PAIR, 200)]
+        assert [(a.symbol, a.status) for a in answers] == [("BTCUSD", 200)]  # as the broker lists it
         assert broker_qty(paper, PAIR) == 0 and gw.position(PAIR).is_flat
         gw.enter(PAIR, qty=1, time_in_force="gtc", intent="10:05 breakout")
         c.close_position("BTCUSD")
