@@ -241,3 +241,18 @@ def test_equities_keep_the_equity_rules(client: TradingClient) -> None:
     error = refused(client, market("SPY", 0.5))
     assert answer(error) == (422, 42210000, "fractional orders must be DAY orders")
     assert client.submit_order(market("SPY", 1, side="sell")).status is OrderStatus.FILLED  # a short
+
+
+def test_a_buy_of_a_usd_pair_under_ten_dollars_is_refused_and_a_sell_is_not(client: TradingClient) -> None:
+    """Audit 11b D5: Alpaca refuses a USD-quoted crypto buy under $10 of cost basis (403 40310000
+    "cost basis must be >= minimal amount of order 10", ccxt PR #30101, probed on the paper API);
+    the double filled a $0.50 buy. A sell of a small remainder is taken."""
+    tiny = refused(client, market("BTC/USD", 0.0001, OrderSide.BUY))  # $6 at 60,000
+    assert answer(tiny) == (403, 40310000, "cost basis must be >= minimal amount of order 10")
+    small_limit = LimitOrderRequest(
+        symbol="ETH/USD", qty=0.003, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=3000
+    )  # $9 at its own limit price
+    assert answer(refused(client, small_limit))[0] == 403
+    client.submit_order(market("BTC/USD", 0.001, OrderSide.BUY))  # $60: taken
+    sold = client.submit_order(market("BTC/USD", 0.0001, OrderSide.SELL))
+    assert sold.status is not None

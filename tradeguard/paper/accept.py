@@ -16,6 +16,7 @@ from tradeguard.paper.rules import (
     MAX_AMOUNT,
     QTY_STEP,
     check_asset,
+    check_crypto_cost,
     check_crypto_order,
     check_extended_hours,
     check_fractional,
@@ -148,7 +149,9 @@ def _accept_any(venue: Venue, request: OrderRequest) -> PaperOrder:
     ):
         check_order_class(request, closing=closing, base=base_price(request, price))
     check_position(state, request, symbol, qty, allow_short=venue.allow_short, asset=asset)
-    if not crypto:  # every crypto order may be fractional (gtc or ioc, any type it takes)
+    if crypto:
+        check_crypto_cost(symbol, side, qty, _limit(request) or price)
+    else:  # every crypto order may be fractional (gtc or ioc, any type it takes)
         check_fractional(request, qty, asset, opens_short=side is Side.SELL and not closing)
     if kind in _STOPS:
         assert request.stop_price is not None  # check_type_fields

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_AMOUNT",
     "QTY_STEP",
     "check_asset",
+    "check_crypto_cost",
     "check_crypto_order",
     "check_extended_hours",
     "check_fractional",
@@ -123,6 +124,20 @@ def check_crypto_order(request: OrderRequest) -> None:
         raise unprocessable("invalid order class for crypto order", 42210000)
     if request.extended_hours:
         raise unprocessable("extended hours are not supported for crypto orders", 42210000)
+
+
+# Alpaca refuses a buy of a USD-quoted pair below this cost basis (403 40310000 "cost basis must
+# be >= minimal amount of order 10", probed on the paper API: ccxt PR #30101); sells and pairs
+# quoted in another coin have no such floor.
+CRYPTO_MIN_COST_USD = Decimal(10)
+
+
+def check_crypto_cost(symbol: str, side: Side, qty: Decimal, price: Decimal | None) -> None:
+    """Refuse a buy of a USD-quoted pair whose cost basis (qty at the order's price) is under $10."""
+    if side is not Side.BUY or not symbol.endswith("/USD") or price is None:
+        return
+    if qty * price < CRYPTO_MIN_COST_USD:
+        raise rejection(403, 40310000, f"cost basis must be >= minimal amount of order {CRYPTO_MIN_COST_USD}")
 
 
 def check_type_fields(request: OrderRequest, *, crypto: bool = False) -> None:
