@@ -85,7 +85,11 @@ def check_client_id(venue: Venue, client_id: str) -> None:
 
 
 def check_buying_power(venue: Venue, cost: Decimal, excluding: str | None = None) -> None:
-    """Refuse a buy whose estimated cost exceeds the buying power (Alpaca's 403 and fields)."""
+    """Refuse an opening order whose estimated cost exceeds the buying power (Alpaca's 403 and fields).
+
+    Alpaca "applies a buying power check to both buy long and sell short positions" (its
+    buying-power docs): a short sale's value is checked as a buy's cost is.
+    """
     power = venue.buying_power(excluding)
     if cost > power:
         raise rejection(
@@ -166,7 +170,7 @@ def _accept_any(venue: Venue, request: OrderRequest) -> PaperOrder:
         and symbol in state.open_by_symbol
     ):
         check_wash_trade(state, side, symbol, limit)
-    if side is Side.BUY and not closing:
+    if not closing:  # a long or a short opened: "a buying power check to both" (Alpaca's docs)
         check_buying_power(venue, qty * (limit or request.stop_price or price or _ZERO))
     order = _order(venue, request, symbol=symbol, client_id=client_id, qty=qty, limit=limit)
     legs = () if order_class is OrderClass.SIMPLE else make_legs(order, request)
@@ -214,7 +218,7 @@ def _accept_plain_market(venue: Venue, request: OrderRequest) -> PaperOrder:
         check_fractional(request, qty, asset, opens_short=side is Side.SELL and not closing)
     if symbol in state.open_by_symbol:  # no stop to check; a market order has no limit
         check_wash_trade(state, side, symbol, None)
-    if side is Side.BUY and not closing:
+    if not closing:  # opening a long or a short
         check_buying_power(venue, qty * (price or _ZERO))
     now = venue.clock.now()
     # `_order`'s fields for this request (no limit, stop or trail; a simple class by default).
