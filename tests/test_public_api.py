@@ -71,6 +71,8 @@ EXPECTED = {
     "PositionIntent",
     "Side",
     "TimeInForce",
+    "canonical_symbol",
+    "default_time_in_force",
     "RejectKind",
     "ReplaceRequest",
     "Clock",

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
         ReplaceRequest,
         Side,
         TimeInForce,
+        canonical_symbol,
+        default_time_in_force,
     )
     from tradeguard.domain.intents import Intent, Kind, OrderSpec
     from tradeguard.domain.lifecycle import ClaimState
@@ -154,6 +156,8 @@ __all__ = [
     "PositionIntent",
     "Side",
     "TimeInForce",
+    "canonical_symbol",
+    "default_time_in_force",
     "RejectKind",
     "ReplaceRequest",
     # time and settings
@@ -202,6 +206,8 @@ _EXPORTS: dict[str, str] = {
             "TimeInForce",
             "RejectKind",
             "ReplaceRequest",
+            "canonical_symbol",
+            "default_time_in_force",
         ),
         "tradeguard.domain",
     ),

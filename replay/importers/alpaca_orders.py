@@ -111,6 +111,8 @@ def _order(line: int, raw: Any, name: str) -> dict[str, Any]:
         "status": str(raw.get("status") or "").lower().removeprefix("orderstatus."),
         "intent": str(raw.get("position_intent") or "").lower().removeprefix("positionintent.") or None,
         "type": str(raw.get("type") or raw.get("order_type") or "market").lower().removeprefix("ordertype."),
+        # None: the history names none (a replay gives a pair gtc, anything else day).
+        "tif": str(raw.get("time_in_force") or "").lower().removeprefix("timeinforce.") or None,
         "replaces": str(raw.get("replaces") or "") or None,
     }
 
@@ -238,7 +240,8 @@ def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
                 "type": "attempt", "decision": o["decision"][:200], "kind": "exit" if closes else "entry",
                 "symbol": sym, "side": o["side"], "qty": qty, "notional": notional,
                 "order_type": "limit" if limit else "market", "limit_price": o["price"] if limit else None,
-                "position_intent": o["intent"], "client_order_id": o["coid"][:128] or None, "reason": reason,
+                "time_in_force": o["tif"], "position_intent": o["intent"],
+                "client_order_id": o["coid"][:128] or None, "reason": reason,
             })
         )  # fmt: skip
         protos.append(

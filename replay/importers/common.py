@@ -35,6 +35,7 @@ from tradeguard import (
     SessionFormatError,
     SessionHeader,
     SessionWriter,
+    default_time_in_force,
 )
 
 __all__ = [
@@ -420,6 +421,8 @@ def _write_events(
             if kind == "price":
                 priced.add(str(fields.get("symbol")))
             elif kind == "attempt":
+                if not fields.get("time_in_force"):  # the source names none: Alpaca's default for it
+                    fields["time_in_force"] = default_time_in_force(str(fields.get("symbol") or "")).value
                 if fields.get("symbol") not in priced:
                     unpriced.add(str(fields.get("symbol")))
                 counts[fields["decision"]] = counts.get(fields["decision"], 0) + 1

@@ -1,0 +1,121 @@
+"""Imports replay what each order did: its time in force, its fills, nothing for what never executed.
+
+Audit 12b: crypto orders refused in the replay for a `day` time in force the history never had,
+rejected and still-open orders replayed as filled, claim records that `tradeguard replay` then
+refused. Each test imports with the real importer, replays through the real paper brokers of
+every mode, and checks the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from replay import Mode, replay_session
+from replay.importers import import_alpaca_orders, import_claims
+from replay.metrics import Totals
+from tradeguard import AttemptEvent, open_session
+
+_ids = iter(range(1, 10_000))
+
+
+def order(
+    sec: int,
+    symbol: str,
+    side: str,
+    qty: str | None,
+    status: str = "filled",
+    filled: str | None = None,
+    price: str | None = None,
+    **kw: object,
+) -> dict[str, object]:
+    """An order as alpaca-py's `Order.model_dump(mode="json")` writes it (random client ids)."""
+    t = f"2026-06-01T13:{30 + sec // 60:02d}:{sec % 60:02d}Z"
+    filled = filled if filled is not None else (qty if status == "filled" else "0")
+    crypto = "/" in symbol or symbol.endswith("USD")
+    fields: dict[str, object] = {
+        "id": str(uuid.UUID(int=next(_ids))), "client_order_id": str(uuid.uuid4()),
+        "created_at": t, "submitted_at": t, "filled_at": t if filled != "0" else None,
+        "replaced_by": None, "replaces": None, "symbol": symbol,
+        "asset_class": "crypto" if crypto else "us_equity", "notional": None, "qty": qty,
+        "filled_qty": filled, "filled_avg_price": price if filled != "0" else None,
+        "order_class": "simple", "order_type": "market", "type": "market", "side": side,
+        "time_in_force": "gtc" if crypto else "day", "limit_price": None, "stop_price": None,
+        "status": status, "legs": None, "position_intent": None,
+    }  # fmt: skip
+    if "limit_price" in kw:
+        fields.update(order_type="limit", type="limit")
+    return {**fields, **kw}
+
+
+def replay_orders(
+    tmp_path: Path, orders: list[dict[str, object]]
+) -> tuple[dict[str, object], dict[Mode, Totals]]:
+    history = tmp_path / "orders.json"
+    history.write_text(json.dumps(orders[::-1], indent=1))  # newest first, as get_orders lists them
+    report = import_alpaca_orders(history, tmp_path / "s.jsonl")
+    return report.as_dict(), replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+
+
+def events_of(path: Path) -> list[object]:
+    with open_session(path) as session:
+        return [event for _, event in session]
+
+
+def attempts_of(path: Path) -> list[AttemptEvent]:
+    return [e for e in events_of(path) if isinstance(e, AttemptEvent)]
+
+
+# D1: a crypto order keeps its time in force; a source that names none gives a pair gtc.
+
+
+def test_two_identical_filled_crypto_buys_replay_as_one_duplicate_executed(tmp_path: Path) -> None:
+    orders = [
+        order(0, "BTC/USD", "buy", "0.01", price="100000"),
+        order(3, "BTC/USD", "buy", "0.01", price="100000"),
+    ]
+    doc, totals = replay_orders(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 1
+    assert [a.time_in_force for a in attempts_of(tmp_path / "s.jsonl")] == ["gtc", "gtc"]
+    assert [totals[m].orders_placed for m in Mode] == [2, 1, 1]  # not 422 "invalid crypto time_in_force"
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [1, 0, 0]
+
+
+def test_a_notional_crypto_buy_then_its_sell_replay_placed(tmp_path: Path) -> None:
+    orders = [
+        order(0, "BTC/USD", "buy", None, filled="0.005", price="100000", notional="500"),
+        order(300, "BTC/USD", "sell", "0.005", price="100100"),
+    ]
+    _doc, totals = replay_orders(tmp_path, orders)
+    for mode in Mode:
+        assert (totals[mode].orders_placed, totals[mode].untracked_shares_at_end) == (2, {}), mode
+
+
+def test_a_csv_export_without_time_in_force_gives_a_pair_gtc_and_a_stock_day(tmp_path: Path) -> None:
+    history = tmp_path / "orders.csv"
+    history.write_text(
+        "Symbol,Side,Qty,Filled Qty,Avg Fill Price,Status,Submitted At\n"
+        "BTC/USD,buy,0.01,0.01,100000,filled,2026-06-01T13:30:00Z\n"
+        "AAPL,buy,10,10,200,filled,2026-06-01T13:30:01Z\n"
+    )
+    import_alpaca_orders(history, tmp_path / "s.jsonl")
+    assert [(a.symbol, a.time_in_force) for a in attempts_of(tmp_path / "s.jsonl")] == [
+        ("BTC/USD", "gtc"),
+        ("AAPL", "day"),
+    ]
+    totals = replay_session(tmp_path / "s.jsonl", [Mode.NONE]).totals
+    assert totals[Mode.NONE].orders_placed == 2
+
+
+def test_claim_records_of_a_pair_replay_as_gtc_orders(tmp_path: Path) -> None:
+    records = [
+        {"request_id": "order:BTC/USD:buy:1:2026-05-21T09:49:00-04:00", "symbol": "BTC/USD", "side": "buy",
+         "qty": 1, "claimed_at": "2026-05-21T09:49:01-04:00", "outcome": "COMMITTED",
+         "caller_interpretation": "SUCCESS", "broker_order_id": "o1"},
+    ]  # fmt: skip
+    (tmp_path / "rec.json").write_text(json.dumps(records))
+    import_claims(tmp_path / "rec.json", tmp_path / "s.jsonl")
+    assert [a.time_in_force for a in attempts_of(tmp_path / "s.jsonl")] == ["gtc"]
+    totals = replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+    assert [totals[m].orders_placed for m in Mode] == [1, 1, 1]
