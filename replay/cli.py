@@ -335,6 +335,8 @@ def run_import(
             if unfilled
             else ""
         )
+        rejected = report.extra.get("rejected_orders", 0)
+        ended += f"; {rejected:,} rejected (kept as notes)" if rejected else ""
         print(
             f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates{ended}",
             file=said,

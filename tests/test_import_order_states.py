@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 from pathlib import Path
+
+import pytest
 
 from replay import Mode, replay_session
 from replay.importers import import_alpaca_orders, import_claims
 from replay.metrics import Totals
-from tradeguard import AttemptEvent, open_session
+from tradeguard import AttemptEvent, NoteEvent, open_session
+from tradeguard.cli import main
 
 _ids = iter(range(1, 10_000))
 
@@ -119,3 +123,36 @@ def test_claim_records_of_a_pair_replay_as_gtc_orders(tmp_path: Path) -> None:
     assert [a.time_in_force for a in attempts_of(tmp_path / "s.jsonl")] == ["gtc"]
     totals = replay_session(tmp_path / "s.jsonl", list(Mode)).totals
     assert [totals[m].orders_placed for m in Mode] == [1, 1, 1]
+
+
+# D2: a rejected order placed nothing: a note, never a duplicate nor what one repeats.
+
+
+def test_a_rejected_buy_then_the_same_buy_filled_is_one_order_and_no_duplicate(tmp_path: Path) -> None:
+    orders = [
+        order(0, "AAPL", "buy", "10", status="rejected"),
+        order(5, "AAPL", "buy", "10", price="200"),
+    ]
+    doc, totals = replay_orders(tmp_path, orders)
+    assert (doc["suspected_duplicates"], doc["rejected_orders"], doc["attempts"]) == (0, 1, 1)
+    (note,) = [e for e in events_of(tmp_path / "s.jsonl") if isinstance(e, NoteEvent)]
+    assert note.tag == "rejected" and "placed nothing" in note.text
+    for mode in Mode:
+        assert (totals[mode].orders_placed, totals[mode].duplicate_attempts) == (1, 0), mode
+    assert totals[Mode.NONE].untracked_shares_at_end == {"AAPL": Decimal(10)}  # the bot's 10, not 20
+
+
+def test_a_rejected_order_is_not_replayed_as_placed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders = [
+        order(0, "AAPL", "buy", "1000", status="rejected"),
+        order(5, "AAPL", "buy", "10", price="200"),
+    ]
+    _doc, totals = replay_orders(tmp_path, orders)
+    assert [a.qty for a in attempts_of(tmp_path / "s.jsonl")] == [Decimal(10)]
+    assert totals[Mode.NONE].untracked_shares_at_end == {"AAPL": Decimal(10)}  # not 1,010
+    assert (
+        main(["import", "alpaca-orders", str(tmp_path / "orders.json"), "-o", str(tmp_path / "c.jsonl")]) == 0
+    )
+    assert "2 orders, 0 suspected duplicates; 1 rejected (kept as notes)" in capsys.readouterr().out

@@ -14,7 +14,9 @@ what a guard would have blocked.
 **Orders that ended before they filled all**: an order canceled, expired or replaced with nothing
 filled never executed: it is a note (tagged `unfilled`), never an attempt, and neither a
 suspected duplicate nor what one repeats (a limit order canceled and re-sent at a new price is
-one position, not two). One that ended after a partial fill is an attempt of what it filled (a
+one position, not two). A rejected order placed nothing: a note (tagged `rejected`), for the
+same reasons (a replay injects no rejections: as an attempt, every mode would fill it). One
+that ended after a partial fill is an attempt of what it filled (a
 canceled order of 10 that filled 4 replays as 4). A replacement (`replace_order`: its `replaces`
 names the order it replaced) is the decision of the order it replaced, never a suspected
 duplicate: one decision with one attempt when the replaced order filled nothing, else a
@@ -118,8 +120,17 @@ def _order(line: int, raw: Any, name: str) -> dict[str, Any]:
 
 
 def _unfilled(order: dict[str, Any]) -> bool:
-    """An order that ended (canceled, expired, replaced) with nothing filled: it never executed."""
-    return order["status"] in _ENDED and not order["filled_qty"]
+    """An order that ended (canceled, expired, replaced) with nothing filled, or was rejected.
+
+    It never executed. A rejected order placed nothing at all: replayed as an attempt, every
+    mode's paper broker would fill it (a replay injects no rejections), so it is a note too.
+    """
+    return order["status"] == "rejected" or (order["status"] in _ENDED and not order["filled_qty"])
+
+
+def _tag(order: dict[str, Any]) -> str:
+    """The tag of the note an order that never executed becomes."""
+    return "rejected" if order["status"] == "rejected" else "unfilled"
 
 
 _SAME_ORDER = ("symbol", "side", "qty", "notional", "t")
@@ -214,7 +225,7 @@ def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
         sym, t, line = o["symbol"], o["t"], o["line"]
         if _unfilled(o):
             protos.append(
-                Proto(line, t, {"type": "note", "text": _unfilled_text(o), "symbol": sym, "tag": "unfilled"})
+                Proto(line, t, {"type": "note", "text": _unfilled_text(o), "symbol": sym, "tag": _tag(o)})
             )
             continue
         position = held.get(sym, Decimal(0))
@@ -229,8 +240,6 @@ def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
         limit = o["type"] == "limit" and o["price"] is not None
         qty, notional, status, reason = o["qty"], o["notional"], o["status"], None
         result = {"filled": "filled", "partially_filled": "partially_filled"}.get(status, "accepted")
-        if status == "rejected":
-            result = "rejected"
         if status in _ENDED:  # it filled part, then ended: what it filled is all it did
             ordered = _num(qty) if qty is not None else f"${_num(notional)}"
             reason = f"Alpaca order {o['id']} {status} after {_num(o['filled_qty'])} of {ordered} filled"
@@ -266,6 +275,8 @@ def _unfilled_text(order: dict[str, Any]) -> str:
     what = f"{order['type']} {order['side']} {size} {order['symbol']}"
     if order["price"] is not None and order["type"] != "market":
         what += f" at {_num(order['price'])}"
+    if order["status"] == "rejected":
+        return f"order {order['id']} ({what}) rejected: it placed nothing"
     return f"order {order['id']} ({what}) {order['status']} with nothing filled: it never executed"
 
 
@@ -285,11 +296,13 @@ def import_alpaca_orders(
     duplicates = _suspects(orders, window_secs)
     legs, leg_notes = _legs(rows, name)
     report = ImportReport("alpaca-orders", name, str(out))
-    unfilled = sum(1 for o in orders if _unfilled(o))
+    unfilled = sum(1 for o in orders if _unfilled(o) and _tag(o) == "unfilled")
+    rejected = sum(1 for o in orders if _tag(o) == "rejected")
     report.extra = {
         "orders": len(orders),
         "repeated_rows_dropped": repeated,
         "unfilled_orders": unfilled,
+        "rejected_orders": rejected,
         "legs": len(legs) + len(leg_notes),
         "suspected_duplicates": len(duplicates),
         "duplicates": duplicates,
@@ -299,6 +312,8 @@ def import_alpaca_orders(
         found += f" ({repeated} repeated {'row' if repeated == 1 else 'rows'} of the same order id dropped)"
     if unfilled:
         found += f"; {unfilled} canceled, expired or replaced with nothing filled (notes)"
+    if rejected:
+        found += f"; {rejected} rejected (notes)"
     title = f"Alpaca order history {path.name}"
     everything = sorted([*orders, *legs], key=lambda o: (o["t"], o["line"]))
     return write_session(
