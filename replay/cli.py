@@ -337,6 +337,8 @@ def run_import(
         )
         rejected = report.extra.get("rejected_orders", 0)
         ended += f"; {rejected:,} rejected (kept as notes)" if rejected else ""
+        still_open = report.extra.get("open_orders", 0)
+        ended += f"; {still_open:,} still open with nothing filled (kept as notes)" if still_open else ""
         print(
             f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates{ended}",
             file=said,

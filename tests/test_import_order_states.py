@@ -18,7 +18,7 @@ import pytest
 from replay import Mode, replay_session
 from replay.importers import import_alpaca_orders, import_claims
 from replay.metrics import Totals
-from tradeguard import AttemptEvent, NoteEvent, open_session
+from tradeguard import AttemptEvent, NoteEvent, PriceEvent, open_session
 from tradeguard.cli import main
 
 _ids = iter(range(1, 10_000))
@@ -156,3 +156,59 @@ def test_a_rejected_order_is_not_replayed_as_placed(
         main(["import", "alpaca-orders", str(tmp_path / "orders.json"), "-o", str(tmp_path / "c.jsonl")]) == 0
     )
     assert "2 orders, 0 suspected duplicates; 1 rejected (kept as notes)" in capsys.readouterr().out
+
+
+# D3: an order replays what it filled; an open one with no fill is a note; no price from a limit.
+
+
+def test_an_open_limit_buy_with_nothing_filled_replays_nothing_and_makes_no_price(tmp_path: Path) -> None:
+    orders = [
+        order(0, "MSFT", "buy", "1", price="400"),
+        order(30, "AAPL", "buy", "10", status="new", limit_price="150"),
+    ]
+    doc, totals = replay_orders(tmp_path, orders)
+    assert (doc["open_orders"], doc["attempts"]) == (1, 1)
+    events = events_of(tmp_path / "s.jsonl")
+    (note,) = [e for e in events if isinstance(e, NoteEvent)]
+    assert note.tag == "open" and "still new with nothing filled" in note.text
+    assert [(e.symbol, e.price) for e in events if isinstance(e, PriceEvent)] == [("MSFT", Decimal(400))]
+    for mode in Mode:
+        assert "AAPL" not in totals[mode].untracked_shares_at_end, mode  # the account holds none
+
+
+def test_a_still_open_limit_after_a_filled_market_buy_is_no_duplicate(tmp_path: Path) -> None:
+    orders = [
+        order(0, "AAPL", "buy", "10", price="200"),
+        order(60, "AAPL", "buy", "10", status="new", limit_price="190"),
+    ]
+    doc, totals = replay_orders(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 0
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [0, 0, 0]
+    assert totals[Mode.NONE].untracked_shares_at_end == {"AAPL": Decimal(10)}  # not 20
+
+
+def test_suspects_are_grouped_by_order_type_and_prices_too(tmp_path: Path) -> None:
+    # Both filled: a market buy, then a limit buy of the same size (another order, not a retry).
+    orders = [
+        order(0, "AAPL", "buy", "10", price="200"),
+        order(30, "AAPL", "buy", "10", price="189.90", limit_price="190"),
+        order(40, "AAPL", "buy", "10", price="189.90", limit_price="190"),  # this one repeats it
+    ]
+    doc, totals = replay_orders(tmp_path, orders)
+    (suspect,) = doc["duplicates"]
+    assert (suspect["id"], suspect["duplicate_of"]) == (orders[2]["id"], orders[1]["id"])
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [1, 0, 0]
+
+
+def test_a_partially_filled_open_order_replays_what_it_filled(tmp_path: Path) -> None:
+    orders = [
+        order(
+            0, "AAPL", "buy", "100", status="partially_filled", filled="40", price="200", limit_price="200"
+        ),
+        order(100, "MSFT", "buy", "10", status="done_for_day", filled="3", price="400", limit_price="400"),
+    ]
+    _doc, totals = replay_orders(tmp_path, orders)
+    attempts = attempts_of(tmp_path / "s.jsonl")
+    assert [(a.symbol, a.qty) for a in attempts] == [("AAPL", Decimal(40)), ("MSFT", Decimal(3))]
+    assert "still partially_filled with 40 of 100 filled" in (attempts[0].reason or "")
+    assert totals[Mode.NONE].untracked_shares_at_end == {"AAPL": Decimal(40), "MSFT": Decimal(3)}

@@ -4,23 +4,25 @@ Reads what `TradingClient.get_orders(GetOrdersRequest(status="all"))` returns, s
 of orders, or `{"orders": [...]}`), or Alpaca's CSV export of orders (header names in any case,
 spaces or underscores). `qty` may be a string or a number.
 
-**Suspected duplicate**: an order with the same symbol, side and quantity as an earlier one
-within `window_secs` (60 s), when neither client_order_id names a decision: a random id (a
-UUID, Alpaca's default) says nothing about which decision sent the order, so identical orders
-close together look like a retry. Bot-chosen ids that differ mark distinct decisions and are
-left alone. Each suspected group becomes one decision with several attempts, so a replay shows
-what a guard would have blocked.
+**Suspected duplicate**: an order with the same symbol, side, quantity, order type and limit and
+stop prices as an earlier one within `window_secs` (60 s), when neither client_order_id names a
+decision: a random id (a UUID, Alpaca's default) says nothing about which decision sent the
+order, so identical orders close together look like a retry. Bot-chosen ids that differ mark
+distinct decisions and are left alone. Each suspected group becomes one decision with several
+attempts, so a replay shows what a guard would have blocked.
 
-**Orders that ended before they filled all**: an order canceled, expired or replaced with nothing
-filled never executed: it is a note (tagged `unfilled`), never an attempt, and neither a
-suspected duplicate nor what one repeats (a limit order canceled and re-sent at a new price is
-one position, not two). A rejected order placed nothing: a note (tagged `rejected`), for the
-same reasons (a replay injects no rejections: as an attempt, every mode would fill it). One
-that ended after a partial fill is an attempt of what it filled (a
-canceled order of 10 that filled 4 replays as 4). A replacement (`replace_order`: its `replaces`
-names the order it replaced) is the decision of the order it replaced, never a suspected
-duplicate: one decision with one attempt when the replaced order filled nothing, else a
-decision of its own beside it (each filled its part).
+**Orders that did not fill all**: a `filled` order (or one in a history without statuses)
+replays as ordered; any other replays what it had filled when the history was taken (a
+canceled order of 10 that filled 4 replays as 4, a `partially_filled` one still open with 40
+of 100 filled as 40). One with nothing filled never executed: it is a note, never an attempt,
+and neither a suspected duplicate nor what one repeats (a limit order canceled and re-sent at
+a new price is one position, not two): tagged `unfilled` when it was canceled, expired or
+replaced, `open` when still open (a replay would fill it whole), `rejected` when Alpaca
+rejected it (it placed nothing; a replay injects no rejections, so every mode would fill it).
+A note makes no price: only a fill does. A replacement (`replace_order`: its `replaces` names
+the order it replaced) is the decision of the order it replaced, never a suspected duplicate:
+one decision with one attempt when the replaced order filled nothing, else a decision of its
+own beside it (each filled its part).
 
 **Repeated rows**: the same order id twice (pages fetched with an overlap, a CSV row pasted twice)
 is one order, taken once; how many rows were dropped is reported. A repeat that disagrees on the
@@ -53,6 +55,10 @@ _UUID = re.compile(r"^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-
 _CLOSES = {"sell_to_close", "buy_to_close"}
 _ENDED = frozenset({"canceled", "cancelled", "expired", "replaced"})
 """Statuses of an order that will fill nothing more: what it filled by then is all it did."""
+_AS_ORDERED = frozenset({"filled", ""})
+"""Statuses of an order replayed as ordered: filled, or a history that gives no status. Any other
+(ended, or still open: new, accepted, partially_filled, done_for_day, pending_…) replays what it
+had filled when the history was taken."""
 # Alpaca's dashboard export names -> the API's field names (after lower-casing, `_` for spaces).
 _CSV_NAMES = {
     "order_id": "id",
@@ -110,6 +116,8 @@ def _order(line: int, raw: Any, name: str) -> dict[str, Any]:
         else number(raw["notional"], "notional", name, line),
         "filled_qty": Decimal(0) if filled in (None, "") else number(filled, "filled_qty", name, line),
         "price": None if price in (None, "") else number(price, "price", name, line),
+        "limit": _price(raw.get("limit_price"), "limit_price", name, line),
+        "stop": _price(raw.get("stop_price"), "stop_price", name, line),
         "status": str(raw.get("status") or "").lower().removeprefix("orderstatus."),
         "intent": str(raw.get("position_intent") or "").lower().removeprefix("positionintent.") or None,
         "type": str(raw.get("type") or raw.get("order_type") or "market").lower().removeprefix("ordertype."),
@@ -119,18 +127,25 @@ def _order(line: int, raw: Any, name: str) -> dict[str, Any]:
     }
 
 
+def _price(value: object, what: str, name: str, line: int) -> Decimal | None:
+    return None if value in (None, "") else number(value, what, name, line)
+
+
 def _unfilled(order: dict[str, Any]) -> bool:
-    """An order that ended (canceled, expired, replaced) with nothing filled, or was rejected.
+    """An order with nothing filled that is not `filled` (ended, still open), or a rejected one.
 
     It never executed. A rejected order placed nothing at all: replayed as an attempt, every
-    mode's paper broker would fill it (a replay injects no rejections), so it is a note too.
+    mode's paper broker would fill it (a replay injects no rejections), so it is a note too;
+    so is an order still open with nothing filled (a replay would fill it whole).
     """
-    return order["status"] == "rejected" or (order["status"] in _ENDED and not order["filled_qty"])
+    return order["status"] == "rejected" or (order["status"] not in _AS_ORDERED and not order["filled_qty"])
 
 
 def _tag(order: dict[str, Any]) -> str:
     """The tag of the note an order that never executed becomes."""
-    return "rejected" if order["status"] == "rejected" else "unfilled"
+    if order["status"] == "rejected":
+        return "rejected"
+    return "unfilled" if order["status"] in _ENDED else "open"
 
 
 _SAME_ORDER = ("symbol", "side", "qty", "notional", "t")
@@ -178,12 +193,13 @@ def _unique(
 
 def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str, Any]]:
     """Mark each suspected duplicate with the order it repeats; return the list of them."""
-    last: dict[tuple[str, str, str], dict[str, Any]] = {}
+    last: dict[tuple[object, ...], dict[str, Any]] = {}
     by_id: dict[str, dict[str, Any]] = {}
     found = []
     for order in orders:
         size = str(order["qty"] if order["qty"] is not None else f"${order['notional']}")
-        key = (order["symbol"], order["side"], size)
+        # One order sent again repeats its type and prices too: a limit after a market order is not it.
+        key = (order["symbol"], order["side"], size, order["type"], order["limit"], order["stop"])
         by_id[order["id"]] = order
         replaced = by_id.get(order["replaces"]) if order["replaces"] else None
         if replaced is not None:  # Alpaca replaced that order with this one: the same decision
@@ -240,9 +256,10 @@ def _protos(orders: list[dict[str, Any]]) -> list[Proto]:
         limit = o["type"] == "limit" and o["price"] is not None
         qty, notional, status, reason = o["qty"], o["notional"], o["status"], None
         result = {"filled": "filled", "partially_filled": "partially_filled"}.get(status, "accepted")
-        if status in _ENDED:  # it filled part, then ended: what it filled is all it did
+        if status not in _AS_ORDERED:  # it filled part, then ended or stayed open: it did what it filled
             ordered = _num(qty) if qty is not None else f"${_num(notional)}"
-            reason = f"Alpaca order {o['id']} {status} after {_num(o['filled_qty'])} of {ordered} filled"
+            how = f"{status} after" if status in _ENDED else f"still {status} with"
+            reason = f"Alpaca order {o['id']} {how} {_num(o['filled_qty'])} of {ordered} filled"
             qty, notional, result = o["filled_qty"], None, "filled"
         protos.append(
             Proto(line, t, {
@@ -277,6 +294,10 @@ def _unfilled_text(order: dict[str, Any]) -> str:
         what += f" at {_num(order['price'])}"
     if order["status"] == "rejected":
         return f"order {order['id']} ({what}) rejected: it placed nothing"
+    if order["status"] not in _ENDED:
+        return (
+            f"order {order['id']} ({what}) still {order['status']} with nothing filled: it has not executed"
+        )
     return f"order {order['id']} ({what}) {order['status']} with nothing filled: it never executed"
 
 
@@ -298,11 +319,13 @@ def import_alpaca_orders(
     report = ImportReport("alpaca-orders", name, str(out))
     unfilled = sum(1 for o in orders if _unfilled(o) and _tag(o) == "unfilled")
     rejected = sum(1 for o in orders if _tag(o) == "rejected")
+    still_open = sum(1 for o in orders if _unfilled(o) and _tag(o) == "open")
     report.extra = {
         "orders": len(orders),
         "repeated_rows_dropped": repeated,
         "unfilled_orders": unfilled,
         "rejected_orders": rejected,
+        "open_orders": still_open,
         "legs": len(legs) + len(leg_notes),
         "suspected_duplicates": len(duplicates),
         "duplicates": duplicates,
@@ -314,6 +337,8 @@ def import_alpaca_orders(
         found += f"; {unfilled} canceled, expired or replaced with nothing filled (notes)"
     if rejected:
         found += f"; {rejected} rejected (notes)"
+    if still_open:
+        found += f"; {still_open} still open with nothing filled (notes)"
     title = f"Alpaca order history {path.name}"
     everything = sorted([*orders, *legs], key=lambda o: (o["t"], o["line"]))
     return write_session(
