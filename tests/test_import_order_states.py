@@ -212,3 +212,19 @@ def test_a_partially_filled_open_order_replays_what_it_filled(tmp_path: Path) ->
     assert [(a.symbol, a.qty) for a in attempts] == [("AAPL", Decimal(40)), ("MSFT", Decimal(3))]
     assert "still partially_filled with 40 of 100 filled" in (attempts[0].reason or "")
     assert totals[Mode.NONE].untracked_shares_at_end == {"AAPL": Decimal(40), "MSFT": Decimal(3)}
+
+
+# D5: a replacement that never executed is nothing a later order repeats.
+
+
+def test_an_order_after_a_canceled_replacement_repeats_nothing(tmp_path: Path) -> None:
+    a, b = str(uuid.UUID(int=next(_ids))), str(uuid.UUID(int=next(_ids)))
+    orders = [
+        order(0, "AAPL", "buy", "10", status="replaced", limit_price="199", id=a, replaced_by=b),
+        order(10, "AAPL", "buy", "10", status="canceled", limit_price="200", id=b, replaces=a),
+        order(30, "AAPL", "buy", "10", price="199.90", limit_price="200"),  # the same order as b, sent anew
+    ]
+    doc, totals = replay_orders(tmp_path, orders)
+    assert (doc["suspected_duplicates"], doc["duplicates"]) == (0, [])
+    for mode in Mode:
+        assert (totals[mode].duplicate_attempts, totals[mode].orders_placed) == (0, 1), mode

@@ -207,7 +207,8 @@ def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str
             if replaced["filled_qty"]:  # it filled its part: this one fills the rest, beside it
                 name = f"{name[:150]} (replaced by {order['coid'] or order['id']})"
             order["decision"] = name
-            last[key] = order
+            if not _unfilled(order):  # one that never executed is nothing a later order repeats
+                last[key] = order
             continue
         order["decision"] = f"{order['symbol']} {order['side']} {size} {order['coid'] or order['id']}"
         if _unfilled(order):  # it never executed: it repeats nothing, and nothing repeats it
