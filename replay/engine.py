@@ -32,6 +32,7 @@ from tradeguard import (
     SessionFormatError,
     SessionHeader,
     SessionReader,
+    canonical_symbol,
     open_session,
 )
 
@@ -220,7 +221,7 @@ class _Lookahead:
                             self._reader.name, pulled[0], f"attempt {number} of decision {decision!r} "
                             f"comes again: expected attempt {last[0] + 1} or later",
                         )  # fmt: skip
-                    if known[1:] != last[1:]:
+                    if known[1:] != last[1:] and _differs(event, last):
                         raise _another_order(self._reader.name, pulled[0], event, last)
                     numbers.move_to_end(decision)
                 numbers[decision] = known
@@ -274,6 +275,19 @@ class _Lookahead:
                 return None
 
 
+def _differs(event: AttemptEvent, last: tuple[int, str, str, str | None]) -> bool:
+    """Whether an attempt is another order than its decision's earlier ones (see `_another_order`).
+
+    Symbols are compared as the gateway keys them: "BTCUSD" and "BTC/USD" are one pair.
+    """
+    _, kind, symbol, side = last
+    return (
+        event.kind != kind
+        or canonical_symbol(event.symbol) != canonical_symbol(symbol)
+        or (event.kind == "entry" and event.side != side)
+    )
+
+
 def _another_order(
     name: str, line: int, event: AttemptEvent, last: tuple[int, str, str, str | None]
 ) -> SessionFormatError:
@@ -287,7 +301,7 @@ def _another_order(
     differs = []
     if event.kind != kind:
         differs.append(f"kind ({event.kind}, not {kind})")
-    if event.symbol != symbol:
+    if canonical_symbol(event.symbol) != canonical_symbol(symbol):
         differs.append(f"symbol ({event.symbol}, not {symbol})")
     if event.kind == kind == "entry" and event.side != side:
         differs.append(f"side ({event.side}, not {side})")

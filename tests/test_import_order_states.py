@@ -18,7 +18,7 @@ import pytest
 from replay import Mode, replay_session
 from replay.importers import import_alpaca_orders, import_claims
 from replay.metrics import Totals
-from tradeguard import AttemptEvent, NoteEvent, PriceEvent, open_session
+from tradeguard import AttemptEvent, NoteEvent, PriceEvent, SessionFormatError, open_session
 from tradeguard.cli import main
 
 _ids = iter(range(1, 10_000))
@@ -228,3 +228,69 @@ def test_an_order_after_a_canceled_replacement_repeats_nothing(tmp_path: Path) -
     assert (doc["suspected_duplicates"], doc["duplicates"]) == (0, [])
     for mode in Mode:
         assert (totals[mode].duplicate_attempts, totals[mode].orders_placed) == (0, 1), mode
+
+
+# D4: what `tradeguard import claims` writes, `tradeguard replay` replays.
+
+FLIP = "order:TQQQ:sell:12:2026-05-21T09:49:00-04:00:V20_FAST_FLIP pos=BULL opp=BEAR_BULL_TO_BEAR"
+SIDE_QUIRK = [  # two records of one request_id; the SKIP carries the other side (LOGS.md's quirk)
+    {"request_id": FLIP, "symbol": "TQQQ", "side": "sell", "qty": 12, "stage": "base",
+     "claimed_at": "2026-05-21T09:49:01-04:00", "outcome": "COMMITTED", "caller_interpretation": "SUCCESS",
+     "broker_order_id": "o1"},
+    {"request_id": FLIP, "symbol": "TQQQ", "side": "buy", "qty": 12, "stage": "base",
+     "claimed_at": "2026-05-21T09:49:12-04:00", "outcome": "SKIP", "caller_interpretation": "SKIPPED"},
+]  # fmt: skip
+PAIR = "order:BTCUSD:buy:1:2026-05-21T09:49:00-04:00"
+TWO_SPELLINGS = [
+    {"request_id": PAIR, "symbol": "BTC/USD", "side": "buy", "qty": 1,
+     "claimed_at": "2026-05-21T09:49:01-04:00", "outcome": "COMMITTED", "caller_interpretation": "SUCCESS",
+     "broker_order_id": "o1"},
+    {"request_id": PAIR, "symbol": "BTCUSD", "side": "buy", "qty": 1,
+     "claimed_at": "2026-05-21T09:49:12-04:00", "outcome": "SKIP", "caller_interpretation": "SKIPPED"},
+]  # fmt: skip
+
+
+def import_and_replay_claims(tmp_path: Path, records: list[dict[str, object]]) -> list[object]:
+    (tmp_path / "rec.json").write_text(json.dumps(records))
+    assert main(["import", "claims", str(tmp_path / "rec.json"), "-o", str(tmp_path / "s.jsonl")]) == 0
+    assert main(["replay", str(tmp_path / "s.jsonl"), "--compare", "--json"]) == 0  # was exit 2
+    return events_of(tmp_path / "s.jsonl")
+
+
+def test_claim_records_whose_skip_carries_the_other_side_replay_as_one_order(tmp_path: Path) -> None:
+    events = import_and_replay_claims(tmp_path, SIDE_QUIRK)
+    attempts = [(e.attempt, e.side) for e in events if isinstance(e, AttemptEvent)]
+    assert attempts == [(1, "sell"), (2, "sell")]  # the side of the record that sent the order
+    (note,) = [e for e in events if isinstance(e, NoteEvent)]
+    assert note.tag == "side_mismatch" and "says buy" in note.text
+
+
+def test_claim_records_of_one_pair_under_two_spellings_replay_as_one_order(tmp_path: Path) -> None:
+    events = import_and_replay_claims(tmp_path, TWO_SPELLINGS)
+    assert [e.symbol for e in events if isinstance(e, AttemptEvent)] == ["BTC/USD", "BTC/USD"]
+    totals = replay_session(tmp_path / "s.jsonl", list(Mode)).totals
+    assert [totals[m].orders_placed for m in Mode] == [2, 1, 1]  # unguarded, the blocked retry goes out
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [1, 0, 0]
+
+
+def test_a_replay_takes_a_retry_under_the_pairs_other_spelling_and_still_refuses_another_symbol(
+    tmp_path: Path,
+) -> None:
+    def session(second: str) -> Path:
+        lines = [
+            {"type": "session", "version": 2, "start": "2026-05-21T09:49:00-04:00"},
+            {"type": "attempt", "t": "2026-05-21T09:49:01-04:00", "decision": "d", "attempt": 1,
+             "kind": "entry", "symbol": "BTC/USD", "side": "buy", "qty": "1", "time_in_force": "gtc"},
+            {"type": "attempt", "t": "2026-05-21T09:49:12-04:00", "decision": "d", "attempt": 2,
+             "kind": "entry", "symbol": second, "side": "buy", "qty": "1", "time_in_force": "gtc"},
+        ]  # fmt: skip
+        path = tmp_path / f"{second.replace('/', '_')}.jsonl"
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return path
+
+    totals = replay_session(session("BTCUSD"), list(Mode)).totals
+    assert [totals[m].duplicate_attempts for m in Mode] == [1, 1, 1]
+    with pytest.raises(
+        SessionFormatError, match=r"differs from its attempt 1 in symbol \(ETH/USD, not BTC/USD\)"
+    ):
+        replay_session(session("ETH/USD"), [Mode.NONE])

@@ -47,7 +47,7 @@ from replay.importers.common import (
     read_text,
     write_session,
 )
-from tradeguard import SessionFormatError
+from tradeguard import SessionFormatError, canonical_symbol
 
 __all__ = ["import_alpaca_orders"]
 
@@ -108,7 +108,7 @@ def _order(line: int, raw: Any, name: str) -> dict[str, Any]:
         "t": when,
         "id": str(raw.get("id") or f"line{line}"),
         "coid": str(raw.get("client_order_id") or ""),
-        "symbol": str(raw["symbol"]).upper(),
+        "symbol": canonical_symbol(str(raw["symbol"])),  # BTCUSD and BTC/USD: one pair, as Alpaca holds it
         "side": side,
         "qty": None if qty in (None, "") else number(qty, "qty", name, line),
         "notional": None

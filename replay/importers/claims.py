@@ -7,7 +7,9 @@
   `request_id` are attempts of one decision: `COMMITTED` sent an order, `SKIP` was blocked,
   `PENDING` never settled. A `SKIP` read as `SUCCESS` while no record of that decision carries a
   broker order id is the dangerous case: the bot believes it holds what it never bought, so its
-  belief grows by the quantity and the first attempt is replayed as never placed.
+  belief grows by the quantity and the first attempt is replayed as never placed. All records of
+  one `request_id` are on the side of the one that sent the order (else the first's): a record
+  carrying the other side (a reason-suffixed key's quirk) gets a `side_mismatch` note.
 - **SafeAgent's database export** (CSV, LOGS.md §2: `index,request_id,result,status,created_at`):
   one row per decision, keyed `order:<SYM>:<side>:<qty>:<bar>[:<reason>]` or
   `exit:<SYM>:<qty>:<entry time>`; `result` is a Python dict repr of the Alpaca order, read with
@@ -49,7 +51,7 @@ from replay.importers.common import (
     read_text,
     write_session,
 )
-from tradeguard import SessionFormatError
+from tradeguard import SessionFormatError, canonical_symbol
 
 __all__ = ["import_claims"]
 
@@ -143,7 +145,8 @@ def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
             decisions[key] = decision
             qty = row.get("qty") or detail.get("qty")
             firsts[key] = {
-                "type": "attempt", "decision": decision, "kind": row.get("kind"), "symbol": row.get("symbol"),
+                "type": "attempt", "decision": decision, "kind": row.get("kind"),
+                "symbol": canonical_symbol(str(row.get("symbol") or "")) or None,
                 "side": row.get("side"), "qty": None if qty is None else number(qty, "qty", name, line),
                 "client_order_id": row.get("client_order_id"), "reason": row.get("reason"),
             }  # fmt: skip
@@ -193,14 +196,27 @@ def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
     placed = {
         i["request_id"] for _, i in ordered if i.get("broker_order_id") or i.get("outcome") == "COMMITTED"
     }
+    # A request_id's records are tries of one order, on the side of the record that sent it (else
+    # its first record's): a reason-suffixed record may carry the other side (LOGS.md's quirk).
+    sides: dict[str, str] = {}
+    sent_sides: dict[str, str] = {}
+    for _, item in ordered:
+        side = str(item["side"]).lower()
+        sides.setdefault(item["request_id"], side)
+        if item.get("broker_order_id") or item.get("outcome") == "COMMITTED":
+            sent_sides.setdefault(item["request_id"], side)
+    sides.update(sent_sides)
     protos: list[Proto] = []
     belief: dict[str, Decimal] = {}
     for line, item in ordered:
         t = _time(item["claimed_at"], "claimed_at", name, line)
-        decision, symbol = str(item["request_id"])[:200], str(item["symbol"]).upper()
+        decision, symbol = str(item["request_id"])[:200], canonical_symbol(str(item["symbol"]))
         qty = number(item["qty"], "qty", name, line)
-        side = str(item["side"]).lower()
+        side = sides[item["request_id"]]
         kind = "exit" if decision.startswith("exit:") else "entry"
+        if str(item["side"]).lower() != side:
+            text = f"{decision}: this record says {str(item['side']).lower()}, the order it tries is a {side}"
+            protos.append(_ev(line, t, "note", symbol=symbol, tag="side_mismatch", text=text))
         attempt = {"decision": decision, "kind": kind, "symbol": symbol, "side": side, "qty": qty}
         protos.append(_ev(line, t, "attempt", **attempt, reason=item.get("_comment")))
         outcome, reading = item.get("outcome"), item.get("caller_interpretation")
@@ -255,14 +271,14 @@ def _db_row(line: int, row: dict[str, Any], name: str) -> _Row:
         )
     match = order or exit_
     assert match is not None
-    symbol, qty = match["symbol"], number(match["qty"], "qty", name, line)
+    symbol, qty = canonical_symbol(match["symbol"]), number(match["qty"], "qty", name, line)
     result = _literal(row.get("result"), name, line)
     settled = None  # an exit row settled with text, not an order: `exit:SYM:QTY:REASON`
     if isinstance(result, str):
         if order is not None:
             raise SessionFormatError(name, line, "result is a str, expected a dict")
         settled, result = result, {}
-        prefix = f"exit:{symbol}:{match['qty']}:"
+        prefix = f"exit:{match['symbol']}:{match['qty']}:"
         settled = settled.removeprefix(prefix) if settled.startswith(prefix) else settled
     status = str(row.get("status") or "")
     if status.upper() not in _DB_STATUSES:
