@@ -294,3 +294,15 @@ def test_a_replay_takes_a_retry_under_the_pairs_other_spelling_and_still_refuses
         SessionFormatError, match=r"differs from its attempt 1 in symbol \(ETH/USD, not BTC/USD\)"
     ):
         replay_session(session("ETH/USD"), [Mode.NONE])
+
+
+def test_orders_of_one_pair_under_both_spellings_are_one_symbol(tmp_path: Path) -> None:
+    orders = [
+        order(0, "BTC/USD", "buy", "0.01", price="100000"),
+        order(3, "BTCUSD", "buy", "0.01", price="100000"),  # the same buy, sent again
+        order(300, "BTCUSD", "sell", "0.02", price="100100"),
+    ]
+    doc, totals = replay_orders(tmp_path, orders)
+    assert doc["suspected_duplicates"] == 1
+    assert {a.symbol for a in attempts_of(tmp_path / "s.jsonl")} == {"BTC/USD"}
+    assert [totals[m].duplicate_orders_executed for m in Mode] == [1, 0, 0]
