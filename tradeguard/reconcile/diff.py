@@ -143,6 +143,8 @@ def _claims_pass(
     snapshot: BrokerSnapshot,
     now: datetime,
     settings: Settings,
+    *,
+    releasing: bool = True,
 ) -> _ClaimPass:
     out = _ClaimPass()
     in_flight: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
@@ -173,6 +175,13 @@ def _claims_pass(
             out.refused.add((claim.agent_id, claim.turn_id))
             unsold = in_flight[(claim.agent_id, key)]
             action = _release_action(claim, holders.get(key, []), snapshot, unsold)
+            if action is not None and not releasing:
+                # Proposed only (a pass that does not resend exits): the refused claim placed
+                # nothing and nothing will be sent now, so the symbol's positions are compared
+                # (a phantom behind the refusal is trimmed) instead of waiting for a release that
+                # no ordinary pass applies (audit 12a D4: the symbol was never compared again).
+                out.actions.append(action)
+                continue
         if action is not None:
             out.actions.append(action)
             moving.add(claim.key)
@@ -206,11 +215,14 @@ def plan_read(
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
     moved: Iterable[LedgerPosition] = (),
+    releasing: bool = True,
 ) -> Plan:
     """Return what one broker read decides (see `diff`), with the symbols it put off.
 
     Symbols are matched by `symbol_key` (the broker's "BTCUSD" position is the ledger's
     "BTC/USD"); actions name a symbol as the ledger spells it, the broker's for an orphan.
+    `releasing`: the pass resends refused exits (`RELEASE_EXIT`), so their symbols wait for it;
+    otherwise such a symbol's positions are compared in this pass.
     """
     wanted = None if symbols is None else {symbol_key(s) for s in symbols}
     holders: dict[str, list[LedgerPosition]] = defaultdict(list)
@@ -220,7 +232,7 @@ def plan_read(
     for pos in moved:
         recently[symbol_key(pos.symbol)].append(pos)
     claim_list = [c for c in claims if wanted is None or symbol_key(c.symbol) in wanted]
-    out = _claims_pass(claim_list, holders, snapshot, now, settings)
+    out = _claims_pass(claim_list, holders, snapshot, now, settings, releasing=releasing)
     actions, needs_second_read = out.actions, out.needs_second_read
     cleared_list, refused = list(cleared), frozenset(out.refused)
     elsewhere = {symbol_key(s) for s in busy}

@@ -162,7 +162,7 @@ class Reconciler:
                     planned = plan_read(
                         claims, ledger, snapshot, self.clock.now(), self.settings,
                         symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
-                        moved=moved,
+                        moved=moved, releasing=release_exits,
                     )  # fmt: skip
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:

@@ -1,0 +1,64 @@
+"""A refused exit whose release failed never stops the symbol's positions being compared (G4).
+
+Audit 12a D4: shares are sold in the Alpaca UI between the guard's position read and its POST,
+so the broker refuses the exit 403 "insufficient qty" (the exit is REJECTED in the open turn).
+The gateway's immediate pass, which would re-size and resend it, could not read the positions
+(one 503). Every later ordinary pass proposed the release (which only the gateway's own
+post-refusal pass applies) and counted the symbol as in motion, so its positions were never
+compared: the ledger kept the sold shares for good, with nothing reported (the May 21 phantom).
+Real parts: the paper broker, a fault plan at the port, stores on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from tradeguard import crashpoints
+from tradeguard.clock import ManualClock
+from tradeguard.config import Settings
+from tradeguard.domain import ClaimState, OrderRequest, Side
+from tradeguard.execution import Outcome
+from tradeguard.faults.broker import FaultyBroker
+from tradeguard.faults.plan import FaultPlan
+from tradeguard.gateway import OrderGateway
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import FixedPrices
+from tradeguard.ports import ForwardingBroker
+from tradeguard.store import ClaimStore
+
+ONE_FAILED_POSITIONS_READ = FaultPlan.parse(
+    "faults:\n  - {route: GET /v2/positions, nth: 1, action: error, status: 503}\n", source="test"
+)
+
+
+def test_a_phantom_behind_a_refused_exit_is_trimmed_by_the_ordinary_passes(store_url: str) -> None:
+    clock = ManualClock(datetime(2026, 5, 21, 14, 0, tzinfo=UTC))
+    paper = PaperBroker(prices=FixedPrices({"TQQQ": "75.00"}), clock=clock)
+    settings = Settings()
+    port = ForwardingBroker(paper)
+    with ClaimStore(store_url, settings=settings, clock=clock) as store:
+        gateway = OrderGateway(port, store, agent_id="bot", settings=settings, clock=clock)
+        gateway.enter("TQQQ", qty=5, intent="entry")
+        clock.advance(90)
+
+        def a_person_sells_3(point: str) -> None:  # right after the guard read the position
+            if point == "exit_before_claim":
+                crashpoints.set_hook(None)
+                paper.submit_order(OrderRequest("TQQQ", Side.SELL, "ui-1", qty=Decimal(3)))
+
+        crashpoints.set_hook(a_person_sells_3)
+        try:
+            port.inner = FaultyBroker(paper, ONE_FAILED_POSITIONS_READ, clock=clock)
+            refused = gateway.exit("TQQQ", intent="exit-1")
+        finally:
+            crashpoints.set_hook(None)
+        assert refused.outcome is Outcome.REJECTED
+        assert refused.claim is not None and refused.claim.state is ClaimState.REJECTED
+
+        for _ in range(10):
+            clock.advance(60)
+            gateway.reconcile()
+        assert gateway.position("TQQQ").qty == 2 == paper.position_qty("TQQQ")
+        out = gateway.exit("TQQQ", intent="exit-2")
+        assert out.outcome is Outcome.SUBMITTED and paper.position_qty("TQQQ") == 0
