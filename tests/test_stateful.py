@@ -318,6 +318,9 @@ class Port:
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         return self._read(self.layer.get_order_by_client_id, client_order_id)
 
+    def get_order(self, order_id: str) -> BrokerOrder | None:
+        return self._read(self.layer.get_order, order_id)
+
     def list_orders(self, **kwargs: Any) -> list[BrokerOrder]:
         return self._read(self.layer.list_orders, **kwargs)
 

@@ -376,3 +376,30 @@ def test_another_agents_exit_replaced_a_hundred_times_costs_an_exit_one_listing(
         out = a.exit("SPY", intent="a out", qty=1)
         assert out.outcome is Outcome.SUBMITTED
         assert sorted(calls) == ["GET /orders", "GET /positions/SPY", "POST /orders"]
+
+
+def test_an_exit_sized_beside_a_stale_exit_sends_nothing_when_the_open_orders_cannot_be_read(
+    store_url: str, clock: ManualClock
+) -> None:
+    """Audit 12a D2: A's resting exit was canceled by an account-wide cancel (its claim still
+    SUBMITTED), a person sold 6 by hand (broker 9, ledgers A 7 and B 8), and the one listing that
+    would show A's exit ended answers 503. Counting A's exit in flight freed A's shares: B sold 7
+    and the broker fell below A's ledger. Whose shares are free is then unknown: nothing is sent."""
+    broker = paper(clock)
+    port = ForwardingBroker(broker)
+    a, b = gateway(broker, store_url, "agent-a", clock), gateway(port, store_url, "agent-b", clock)
+    a.enter("SPY", qty=7, intent="a entry")
+    b.enter("SPY", qty=8, intent="b entry")
+    a.exit("SPY", intent="a take profit", order_type="limit", limit_price="999.00")
+    for order in broker.list_orders(status="open"):
+        broker.cancel_order(order.id)
+    broker.submit_order(OrderRequest("SPY", Side.SELL, "ui-sell", qty=Decimal(6)))
+    plan = FaultPlan.parse("faults:\n  - {route: GET /v2/orders, nth: 1, action: error, status: 503}\n")
+    port.inner = FaultyBroker(broker, plan, clock=clock)
+    result = b.exit("SPY", intent="b stop", qty=7)
+    assert result.outcome is Outcome.NOT_SENT and "cannot read other agents" in result.reason
+    position = broker.get_position("SPY")
+    assert position is not None and position.qty == 9
+    port.inner = broker
+    again = b.exit("SPY", intent="b stop", qty=7)  # the read works: A's exit is seen ended
+    assert again.order is not None and again.order.qty == 2

@@ -297,23 +297,20 @@ class Reconciler:
         One listing of the symbol's open orders finds the live ones (a resting exit, however
         often replaced through the guard, costs nothing more); only an exit whose recorded order
         is not listed is read, by its id (one request; a replacement made outside the guard is
-        followed by `adopt_order`). Broker evidence only (G2), as any pass adopts it. A freshness
-        check: a failed read leaves the claims as they are (the exit is then sized as before,
-        counting them in flight), never stops the exit.
+        followed by `adopt_order`). Broker evidence only (G2), as any pass adopts it.
+
+        Raises:
+            BrokerError: A read failed: whether those shares are free is unknown, so the exit is
+                not sized at all (counting a canceled exit in flight would free the other
+                agent's shares for this one: audit 12a D2).
         """
-        try:
-            listed = self.broker.list_orders(status="open", symbols=[symbol], limit=EVERY_OPEN_ORDER)
-            live = {o.id for o in listed}
-        except BrokerError:
-            return
+        listed = self.broker.list_orders(status="open", symbols=[symbol], limit=EVERY_OPEN_ORDER)
+        live = {o.id for o in listed}
         why = "ended at the broker (seen while sizing another agent's exit)"
         for claim in exits:
             if claim.broker_order_id is None or claim.broker_order_id in live:
                 continue
-            try:
-                order = self.broker.get_order(claim.broker_order_id)
-            except BrokerError:
-                continue
+            order = self.broker.get_order(claim.broker_order_id)
             if order is not None and order.status.is_terminal:
                 adopt_order(self.store, claim, order, why, broker=self.broker)
 
