@@ -250,7 +250,11 @@ class ContentWindows:
         claim = existing
         while True:
             canceled = _canceled_by_the_bot(claim)
-            if not canceled and not self._exit_superseded(claim) and not self._entry_acted_on(claim):
+            # An acted-on entry begins a new entry only for a call that is one: the same order
+            # now closing a position is no re-entry, and sent unsized as an entry it would sell
+            # shares the exit rule keeps for others (G3; audit 12a D1). It stays a retry.
+            acted_on = kind is Kind.ENTRY and self._entry_acted_on(claim)
+            if not canceled and not acted_on and not self._exit_superseded(claim):
                 return claim, None
             name = f"content:{content_key[:16]}/after:{claim.key[:16]}"
             # A superseded exit's successor is always the exit of the newer position (an acted-on

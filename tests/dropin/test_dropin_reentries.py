@@ -175,3 +175,25 @@ def test_a_lost_bracket_retried_after_its_take_profit_filled_stays_one_bracket(
         bot.submit_order(bracket)
         parents = [o for o in server.broker.orders() if o.symbol == "MSFT" and o.side.value == "buy"]
         assert len(parents) == 1 and held(server, "MSFT") == 0
+
+
+def test_a_short_sale_again_after_the_bot_went_long_never_sells_another_agents_shares(
+    server: PaperServer, claims: str, clock: ManualClock
+) -> None:
+    """Audit 12a D1: the bot shorts 3, covers them, buys 2; another agent holds 4. The same sell
+    of 3 again, inside the window, now closes the bot's long: it is no re-entry of the short (sent
+    unsized as an entry it sold the other agent's shares). It is answered as the first sell's
+    retry; nothing is sent, and every share the other agent holds stays."""
+    with (
+        guarded_client(server, claims, clock=clock) as bot,
+        guarded_client(server, claims, clock=clock, agent_id="other-bot") as other,
+    ):
+        first = as_order(bot.submit_order(market("SPY", 3, SELL)))  # a short of 3
+        clock.advance(0.5)
+        bot.submit_order(market("SPY", 3, BUY))  # covered
+        clock.advance(0.5)
+        bot.submit_order(market("SPY", 2, BUY))  # long 2
+        other.submit_order(market("SPY", 4, BUY))
+        again = as_order(bot.submit_order(market("SPY", 3, SELL)))
+        assert again.id == first.id
+        assert held(server, "SPY") == 6 and ledger_qty(other, "SPY") == 4 and ledger_qty(bot, "SPY") == 2
