@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 from hypothesis import given
@@ -69,6 +70,25 @@ def test_phantom_needs_flat_twice_a_settle_delay_apart_with_no_order_filling_bet
     # Anything that may have filled between the reads still holds the clear back.
     for later, before in [((part,), (part,)), ((resting,), (part,)), ((resting,), ()), ((), (resting,))]:
         moving = snap(earlier_gap=2, open_orders=later, earlier_orders=before)
+        assert diff([], ledger, moving, NOW, SETTINGS) == [], (later, before)
+
+
+def test_a_resting_order_that_filled_in_part_long_before_both_reads_does_not_hold_a_correction() -> None:
+    """Audit 12a D3: a person's order that filled 3 of 10 and rests kept every correction in its
+    symbol off for as long as it stayed open. Its fills the same in both reads and older than
+    `position_settle_secs` are in both position reads; a fill newer than that, or of unknown
+    age, still holds the correction back (the positions endpoint may not show it yet)."""
+    ledger = [held("SQQQ", 6)]
+    settle = timedelta(seconds=SETTINGS.position_settle_secs)
+    old = BrokerOrder("o", "ui", "SQQQ", Side.BUY, OrderStatus.PARTIALLY_FILLED, qty=Decimal(10),
+                      filled_qty=Decimal(3), updated_at=NOW - 2 * settle)  # fmt: skip
+    [trim] = diff([], ledger, snap({"SQQQ": 3}, earlier_gap=2, open_orders=(old,)), NOW, SETTINGS)
+    assert (trim.kind, trim.qty) == (ActionKind.TRIM_PHANTOM, -3)
+    recent = replace(old, updated_at=NOW - settle / 2)
+    unknown = replace(old, updated_at=None)
+    more = replace(old, filled_qty=Decimal(4))
+    for later, before in [((recent,), (recent,)), ((unknown,), (unknown,)), ((more,), (old,))]:
+        moving = snap({"SQQQ": 3}, earlier_gap=2, open_orders=later, earlier_orders=before)
         assert diff([], ledger, moving, NOW, SETTINGS) == [], (later, before)
 
 

@@ -54,11 +54,15 @@ def steady_twice(snapshot: BrokerSnapshot, symbol: str, settings: Settings) -> b
     """True when two reads a settle delay apart agree on `symbol` and no order moved it between.
 
     The open orders are what could fill between (or just before) the reads, so they must be the
-    same orders in both reads with nothing filled in either, and both lists complete. A resting
-    order that has never filled (another agent's GTC limit far from the market, a stop) moves no
-    shares; were it enough to refuse, a phantom would outlive every reconcile interval while
-    anybody on the account kept such an order open (G4). An order with any fill, one that came
-    or went between the reads, or a list cut by a page limit still refuses.
+    same orders in both reads, each with the same fills in both, and both lists complete. A
+    resting order that has never filled (another agent's GTC limit far from the market, a stop)
+    moves no shares; nor does one whose fills are the same in both reads and whose last change
+    is older than `position_settle_secs` before the first (a person's order that filled in part
+    and rests: the positions endpoint, which trails fills by up to that, shows those fills in
+    both reads). Were such orders enough to refuse, a phantom would outlive every reconcile
+    interval while anybody on the account kept one open (G4; audit 12a D3). An order that filled
+    between the reads or just before them, one that came or went, or a list cut by a page limit
+    still refuses.
     """
     earlier = snapshot.earlier
     if earlier is None or gap(snapshot) < settings.settle_delay_secs:
@@ -67,8 +71,17 @@ def steady_twice(snapshot: BrokerSnapshot, symbol: str, settings: Settings) -> b
         return False
     if not (snapshot.open_orders_complete and earlier.open_orders_complete):
         return False
-    now, before = snapshot.open_fills(symbol), earlier.open_fills(symbol)
-    return now.keys() == before.keys() and not any((*now.values(), *before.values()))
+    now, before = snapshot.open_in(symbol), earlier.open_in(symbol)
+    if now.keys() != before.keys():
+        return False
+    settled = earlier.taken_at - timedelta(seconds=settings.position_settle_secs)
+    for oid, order in now.items():
+        was = before[oid]
+        if order.filled_qty != was.filled_qty:
+            return False
+        if was.filled_qty and (was.updated_at is None or was.updated_at > settled):
+            return False
+    return True
 
 
 def put_off(

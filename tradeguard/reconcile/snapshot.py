@@ -73,10 +73,14 @@ class BrokerSnapshot:
 
     def open_fills(self, symbol: str) -> dict[str, Decimal]:
         """Return the filled quantity of every open order in `symbol`, by broker order id."""
+        return {oid: order.filled_qty for oid, order in self.open_in(symbol).items()}
+
+    def open_in(self, symbol: str) -> dict[str, BrokerOrder]:
+        """Return every open order in `symbol`, by broker order id."""
         key = symbol_key(symbol)
         if key not in self._ordered:
             return {}
-        return {o.id: o.filled_qty for o in self.open_orders if symbol_key(o.symbol) == key}
+        return {o.id: o for o in self.open_orders if symbol_key(o.symbol) == key}
 
 
 class ActionKind(enum.StrEnum):
