@@ -240,32 +240,38 @@ class ContentWindows:
 
         A decision has ended when the bot itself canceled its order through the guard with
         nothing filled, when it was an exit whose position is gone and a new one is open
-        (`_exit_superseded`), or when it was an entry the bot has since sold out of, in whole or
-        part, by an exit of its own (`_entry_acted_on`): the same order sent again is the next
-        decision. Its name derives
-        from the ended claim (so every retry of it, from any process, finds the same claim); a
-        chain is followed to its live end. An order the broker canceled on its own (an IOC, an
-        expiry) keeps answering as before: the bot may not know it is gone.
+        (`_exit_superseded`), or when it was an entry whose position the bot has since closed
+        by an exit of its own (`_entry_acted_on`): the same order sent again is the next
+        decision. Its name derives from the ended claim (so every retry of it, from any process,
+        finds the same claim); a chain is followed to its live end. An order the broker canceled
+        on its own (an IOC, an expiry) keeps answering as before: the bot may not know it is gone.
+
+        The next decision's kind: a canceled order's is the call's; a superseded exit's is always
+        an exit (the newer position's, whatever a retry of it classifies as once that position is
+        closed too); an acted-on entry's is what the first call after it classified (a re-entry,
+        or, when the same order now closes a newer position, that position's exit, sized by the
+        exit rule: sent as an entry it would sell shares kept for others, G3; audit 12a D1 and
+        13 D2), and its retries find it under either kind.
         """
         claim = existing
         while True:
             canceled = _canceled_by_the_bot(claim)
-            # An acted-on entry begins a new entry only for a call that is one: the same order
-            # now closing a position is no re-entry, and sent unsized as an entry it would sell
-            # shares the exit rule keeps for others (G3; audit 12a D1). It stays a retry.
-            acted_on = kind is Kind.ENTRY and self._entry_acted_on(claim)
-            if not canceled and not acted_on and not self._exit_superseded(claim):
+            superseded = not canceled and self._exit_superseded(claim)
+            acted_on = not canceled and not superseded and self._entry_acted_on(claim)
+            if not (canceled or superseded or acted_on):
                 return claim, None
             name = f"content:{content_key[:16]}/after:{claim.key[:16]}"
-            # A superseded exit's successor is always the exit of the newer position (an acted-on
-            # entry's, a new entry), whatever the caller classifies a retry of it as later.
-            successor = Intent(self.agent_id, kind if canceled else claim.kind, symbol, side, name)
-            following = self.store.get(successor.key)
+            kinds = (kind,) if canceled else (Kind.EXIT,) if superseded else (kind, _other(kind))
+            following = None
+            for each in kinds:
+                following = self.store.get(Intent(self.agent_id, each, symbol, side, name).key)
+                if following is not None:
+                    break
             if following is None:
                 # A superseded exit begins a new decision only while there is a new position
                 # for it to close; flat again, the same sell stays a retry (never a short sale).
-                new = canceled or claim.kind is Kind.ENTRY or self._holds_a_newer_turn(claim)
-                return claim, successor if new else None
+                new = canceled or acted_on or self._holds_a_newer_turn(claim)
+                return claim, Intent(self.agent_id, kinds[0], symbol, side, name) if new else None
             claim = following
 
     def _exit_superseded(self, claim: Claim) -> bool:
@@ -347,6 +353,10 @@ class ContentWindows:
         else:
             self._unclaimed_windows.pop(content_key, None)
         return result
+
+
+def _other(kind: Kind) -> Kind:
+    return Kind.EXIT if kind is Kind.ENTRY else Kind.ENTRY
 
 
 def _canceled_by_the_bot(claim: Claim) -> bool:

@@ -19,7 +19,16 @@ from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest, StopLossRequest, TakeProfitRequest
 
 from tests.dropin.bot import PRICES
-from tests.dropin.kit import as_order, guarded_client, held, ledger_qty, lost_answer, market, plain_client
+from tests.dropin.kit import (
+    as_order,
+    guarded_client,
+    held,
+    ledger_qty,
+    limit,
+    lost_answer,
+    market,
+    plain_client,
+)
 from tradeguard import GuardedTradingClient, ManualClock
 from tradeguard.paper.server import PaperServer
 from tradeguard.testing import FixedPrices, paper_server
@@ -177,13 +186,13 @@ def test_a_lost_bracket_retried_after_its_take_profit_filled_stays_one_bracket(
         assert len(parents) == 1 and held(server, "MSFT") == 0
 
 
-def test_a_short_sale_again_after_the_bot_went_long_never_sells_another_agents_shares(
+def test_a_short_sale_again_after_the_bot_went_long_is_that_longs_exit_sized_by_the_exit_rule(
     server: PaperServer, claims: str, clock: ManualClock
 ) -> None:
-    """Audit 12a D1: the bot shorts 3, covers them, buys 2; another agent holds 4. The same sell
-    of 3 again, inside the window, now closes the bot's long: it is no re-entry of the short (sent
-    unsized as an entry it sold the other agent's shares). It is answered as the first sell's
-    retry; nothing is sent, and every share the other agent holds stays."""
+    """Audit 12a D1 / 13 D2: the bot shorts 3, covers them, buys 2; another agent holds 4. The
+    same sell of 3 again, inside the window, now closes the bot's long: it is that position's
+    exit, sized by the exit rule (2, never the other agent's shares: sent unsized as a new entry
+    it sold them), and its own retry sends nothing more."""
     with (
         guarded_client(server, claims, clock=clock) as bot,
         guarded_client(server, claims, clock=clock, agent_id="other-bot") as other,
@@ -194,6 +203,27 @@ def test_a_short_sale_again_after_the_bot_went_long_never_sells_another_agents_s
         clock.advance(0.5)
         bot.submit_order(market("SPY", 2, BUY))  # long 2
         other.submit_order(market("SPY", 4, BUY))
-        again = as_order(bot.submit_order(market("SPY", 3, SELL)))
-        assert again.id == first.id
-        assert held(server, "SPY") == 6 and ledger_qty(other, "SPY") == 4 and ledger_qty(bot, "SPY") == 2
+        exit_ = as_order(bot.submit_order(market("SPY", 3, SELL)))
+        assert exit_.id != first.id and exit_.qty == "2"
+        assert held(server, "SPY") == 4 == ledger_qty(other, "SPY") and ledger_qty(bot, "SPY") == 0
+        clock.advance(2)
+        retry = as_order(bot.submit_order(market("SPY", 3, SELL)))
+        assert retry.id == exit_.id and held(server, "SPY") == 4 and _sent(server, SELL) == 2
+
+
+def test_a_closing_sell_after_a_covered_short_and_a_new_long_is_sent_not_swallowed(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock
+) -> None:
+    """Audit 13 D2: short 3, cover, long 3, then the same sell of 3 inside the window: the bot's
+    close of its long. It was answered from the first short's order with nothing sent (the bot
+    believed it was flat while holding 3)."""
+    first = as_order(client.submit_order(market("SPY", 3, SELL)))
+    clock.advance(1)
+    client.submit_order(market("SPY", 3, BUY))  # the cover
+    clock.advance(1)
+    client.submit_order(limit("SPY", 3, BUY, 600))  # marketable: a new long of 3
+    clock.advance(1)
+    assert held(server, "SPY") == 3
+    closing = as_order(client.submit_order(market("SPY", 3, SELL)))
+    assert closing.id != first.id and held(server, "SPY") == 0 == ledger_qty(client, "SPY")
+    assert _sent(server, SELL) == 2
