@@ -14,6 +14,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
+
+from tests.gateway_kit import LaggingPositions
 from tradeguard import crashpoints
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
@@ -62,3 +65,58 @@ def test_a_phantom_behind_a_refused_exit_is_trimmed_by_the_ordinary_passes(store
         assert gateway.position("TQQQ").qty == 2 == paper.position_qty("TQQQ")
         out = gateway.exit("TQQQ", intent="exit-2")
         assert out.outcome is Outcome.SUBMITTED and paper.position_qty("TQQQ") == 0
+
+
+@pytest.mark.parametrize("lag", ["stale", "missing"])
+def test_a_fill_after_the_refusal_waits_out_the_settle_horizon_like_any_other(
+    store_url: str, lag: str
+) -> None:
+    """Audit 13 D1: the refusal exempted the turn from `position_settle_secs` for every later
+    move too. The bot scaled in 10 after the refused exit; a pass 1 s later, its positions read
+    still trailing the fill (stale: the old 2; missing: no position at all), trimmed the ledger
+    to 2 (or cleared it, leaving 12 real shares un-exitable). The refusal is evidence of the
+    position as of then only; the new fill waits like any other, and the ledger converges."""
+    clock = ManualClock(datetime(2026, 5, 21, 14, 0, tzinfo=UTC))
+    paper = PaperBroker(prices=FixedPrices({"TQQQ": "75.00"}), clock=clock)
+    settings = Settings()
+    lagging = LaggingPositions(paper)
+    port = ForwardingBroker(lagging)
+    with ClaimStore(store_url, settings=settings, clock=clock) as store:
+        gateway = OrderGateway(port, store, agent_id="bot", settings=settings, clock=clock)
+        gateway.enter("TQQQ", qty=5, intent="entry")
+        clock.advance(90)
+
+        def a_person_sells_3(point: str) -> None:
+            if point == "exit_before_claim":
+                crashpoints.set_hook(None)
+                paper.submit_order(OrderRequest("TQQQ", Side.SELL, "ui-1", qty=Decimal(3)))
+
+        crashpoints.set_hook(a_person_sells_3)
+        try:
+            port.inner = FaultyBroker(lagging, ONE_FAILED_POSITIONS_READ, clock=clock)
+            assert gateway.exit("TQQQ", intent="exit-1").outcome is Outcome.REJECTED
+        finally:
+            crashpoints.set_hook(None)
+        port.inner = lagging
+        clock.advance(60)
+        gateway.reconcile()  # the phantom 3 behind the refusal is trimmed
+        assert gateway.position("TQQQ").qty == 2 == paper.position_qty("TQQQ")
+
+        if lag == "stale":
+            lagging.freeze()
+        else:
+            lagging.hidden.add("TQQQ")
+        clock.advance(60)
+        gateway.enter("TQQQ", qty=10, intent="scale-in")
+        clock.advance(1)
+        report = gateway.reconcile()
+        assert report.applied == [] and [p.symbol for p in report.put_off] == ["TQQQ"]
+        assert gateway.position("TQQQ").qty == 12 == paper.position_qty("TQQQ")
+        lagging.frozen = None
+        lagging.hidden.clear()
+        for _ in range(3):
+            clock.advance(60)
+            gateway.reconcile()
+        assert gateway.position("TQQQ").qty == 12 == paper.position_qty("TQQQ")
+        assert gateway.exit("TQQQ", intent="exit-2").outcome is Outcome.SUBMITTED
+        assert paper.position_qty("TQQQ") == 0

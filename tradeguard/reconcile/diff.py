@@ -137,6 +137,14 @@ class _ClaimPass:
     refused: set[tuple[str, int | None]] = field(default_factory=set)  # (agent, turn) of refused exits
 
 
+def _moved_since(claim: Claim, holders: list[LedgerPosition]) -> bool:
+    """Whether the agent's turn the claim was for moved (a fill, a correction) after the claim did."""
+    for pos in holders:
+        if pos.agent_id == claim.agent_id and pos.turn_id == claim.turn_id:
+            return pos.updated_at is not None and pos.updated_at > claim.updated_at
+    return False
+
+
 def _claims_pass(
     claims: list[Claim],
     holders: dict[str, list[LedgerPosition]],
@@ -172,7 +180,11 @@ def _claims_pass(
         elif claim.state is ClaimState.NOT_SENT:
             action = _claim_actions(claim, snapshot, now, settings)[0]  # placed late after all?
         elif claim.refused_for_position and claim.kind is Kind.EXIT:
-            out.refused.add((claim.agent_id, claim.turn_id))
+            if not _moved_since(claim, holders.get(key, [])):
+                # Evidence of the broker's real position as of the refusal only: a fill booked
+                # into the turn after it may not show in a lagging positions read yet (audit 13
+                # D1: a scale-in 1 s old was trimmed), so that turn waits like any other.
+                out.refused.add((claim.agent_id, claim.turn_id))
             unsold = in_flight[(claim.agent_id, key)]
             action = _release_action(claim, holders.get(key, []), snapshot, unsold)
             if action is not None and not releasing:
