@@ -221,8 +221,10 @@ class _Lookahead:
                             self._reader.name, pulled[0], f"attempt {number} of decision {decision!r} "
                             f"comes again: expected attempt {last[0] + 1} or later",
                         )  # fmt: skip
-                    if known[1:] != last[1:] and _differs(event, last):
-                        raise _another_order(self._reader.name, pulled[0], event, last)
+                    if known[1:] != last[1:]:
+                        error = _another_order(self._reader.name, pulled[0], event, last)
+                        if error is not None:
+                            raise error
                     numbers.move_to_end(decision)
                 numbers[decision] = known
                 if len(numbers) > _RECENT_DECISIONS:
@@ -275,23 +277,13 @@ class _Lookahead:
                 return None
 
 
-def _differs(event: AttemptEvent, last: tuple[int, str, str, str | None]) -> bool:
-    """Whether an attempt is another order than its decision's earlier ones (see `_another_order`).
-
-    Symbols are compared as the gateway keys them: "BTCUSD" and "BTC/USD" are one pair.
-    """
-    _, kind, symbol, side = last
-    return (
-        event.kind != kind
-        or canonical_symbol(event.symbol) != canonical_symbol(symbol)
-        or (event.kind == "entry" and event.side != side)
-    )
-
-
 def _another_order(
     name: str, line: int, event: AttemptEvent, last: tuple[int, str, str, str | None]
-) -> SessionFormatError:
+) -> SessionFormatError | None:
     """Say how an attempt differs from its decision's earlier attempts (a retry repeats one order).
+
+    None when it is the same order: symbols are compared as the gateway keys them ("BTCUSD" and
+    "BTC/USD" are one pair).
 
     An exit's retries may differ in side: tradeguard sides an exit from the position at each
     try (a cover retried after it filled is recorded as a sell). Sizes may differ too: a bot that
@@ -305,6 +297,8 @@ def _another_order(
         differs.append(f"symbol ({event.symbol}, not {symbol})")
     if event.kind == kind == "entry" and event.side != side:
         differs.append(f"side ({event.side}, not {side})")
+    if not differs:
+        return None
     return SessionFormatError(
         name, line, f"attempt {event.attempt} of decision {event.decision!r} differs from its attempt "
         f"{last[0]} in {' and '.join(differs)}: a decision's attempts are tries of one order "

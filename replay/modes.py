@@ -309,7 +309,9 @@ class Simulation:
         )
         # A client id the bot chose may already name an order of an earlier attempt: that order is
         # not this attempt's (a lost answer looked up by it would otherwise find it).
-        earlier = self.paper.get_order_by_client_id(coid) if event.client_order_id else None
+        taken = bool(event.client_order_id) and (
+            self.paper.get_order_by_client_id(coid, follow=False, nested=False) is not None
+        )
         try:
             order = self.broker.submit_order(request)
         except OrderRejected as exc:
@@ -317,9 +319,9 @@ class Simulation:
             # nothing to look up (the order under its client id, if any, is an earlier attempt's).
             return None, f"{exc.status_code} {exc.message}", None
         except BrokerError as exc:
-            found = self.paper.get_order_by_client_id(coid)  # the answer was lost: was it placed?
-            if found is not None and earlier is not None and found.id == earlier.id:
-                found = None
+            # The answer was lost: was it placed? Not under an id an earlier attempt already
+            # holds (ids are unique forever: a submit under it never places a new order).
+            found = None if taken else self.paper.get_order_by_client_id(coid)
             return None, f"answer lost: {exc.message}", found
         return coid, "", order
 

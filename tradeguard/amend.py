@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, ReplaceRequest, Side
 from tradeguard.domain.intents import Kind, exit_group, leg_name
 from tradeguard.domain.ledger import ExitRoom, size_exit
-from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, LeaseLost
 from tradeguard.execution import adopt_order
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, same_account
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
 
 _TAKEN_DOWN = frozenset({OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL})
-_ACKNOWLEDGED = frozenset({ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED})  # out of qty_available
 
 CANCELED_BY_THE_BOT = "canceled by the bot through the guard"
 """The reason a claim records when its order is canceled by `cancel` or `cancel_all`."""
@@ -218,7 +217,7 @@ class OrderAmendments:
         exits = [
             (
                 c.agent_id,
-                c.state in _ACKNOWLEDGED,
+                c.state in ACKNOWLEDGED_STATES,
                 (c.order_qty or Decimal(0)) - c.filled_qty,
                 exit_group(c.intent, c.client_order_id),
             )

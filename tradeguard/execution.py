@@ -7,6 +7,7 @@ that never left NOT_SENT, and an ambiguous one UNKNOWN (resolved later by client
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,21 +193,6 @@ def _own_chain(broker: Broker, claim: Claim, order: BrokerOrder) -> bool | None:
     return None
 
 
-def _end_of_chain(broker: Broker, order: BrokerOrder) -> BrokerOrder:
-    """Follow `replaced_by` from `order` to the chain's current order (the last one read)."""
-    for _ in range(MAX_CHAIN_HOPS):
-        if order.status is not OrderStatus.REPLACED or order.replaced_by is None:
-            break
-        try:
-            successor = broker.get_order(order.replaced_by)
-        except BrokerError:
-            break  # unreadable now: the replaced order leaves the claim live, a later read goes on
-        if successor is None:
-            break
-        order = successor
-    return order
-
-
 def adopt_order(
     store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str, *, broker: Broker | None = None
 ) -> Claim:
@@ -220,7 +206,10 @@ def adopt_order(
     claim live: a replaced order never ends a decision).
     """
     if order.status is OrderStatus.REPLACED and broker is not None:
-        order = _end_of_chain(broker, order)
+        # The port's lookup by client_order_id answers with the live order of the chain; an
+        # unreadable one leaves the replaced order, which keeps the claim live for a later read.
+        with contextlib.suppress(BrokerError):
+            order = broker.get_order_by_client_id(claim.client_order_id) or order
     problem = mismatch(claim, order) or foreign_chain(store, claim, order, broker)
     if problem is not None:
         if ClaimState.REJECTED not in TRANSITIONS[claim.state]:

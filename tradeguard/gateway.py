@@ -16,6 +16,7 @@ re-sized and sent again only while the position it was for is still open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import replace
@@ -388,15 +389,13 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         if symbol is not None:
             symbol = ledger_symbol(symbol)
         after: list[Claim] = []
+        with self._start_lock:
+            in_send = set(self._sending)
         for claim in self.store.list_claims(states=states, agent_id=self.agent_id, symbol=symbol):
-            with self._start_lock:
-                sending = claim.state in _UNRESOLVED and claim.key in self._sending
             order = None
-            if not sending:
-                try:
+            if not (claim.state in _UNRESOLVED and claim.key in in_send):
+                with contextlib.suppress(BrokerError):  # a failed read is no evidence
                     order = self.broker.get_order_by_client_id(claim.client_order_id)
-                except BrokerError:
-                    order = None
             after.append(
                 claim if order is None else adopt_order(self.store, claim, order, why, broker=self.broker)
             )

@@ -149,7 +149,4 @@ def json_body(error: APIError) -> dict[str, Any]:
         body = None
     if isinstance(body, dict) and "message" in body:
         return body
-    try:
-        return {"code": error.code, "message": error.message}
-    except (ValueError, KeyError, TypeError):
-        return {"code": (error.status_code or 500) * 100000, "message": str(error)}
+    return {"code": (error.status_code or 500) * 100000, "message": str(error)}

@@ -77,6 +77,7 @@ from tradeguard.domain import (
     symbol_key,
 )
 from tradeguard.domain.intents import Intent, Kind
+from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import StoreError, TradeguardError
 from tradeguard.execution import OrderResult
@@ -388,15 +389,11 @@ class GuardedTradingClient(TradingClient):
         at_broker = gateway.broker.get_position(symbol)
 
         def surplus(mine: LedgerPosition) -> bool:
-            if (
-                at_broker is None
-                or at_broker.qty == 0
-                or (side is not None and not _closing(side, at_broker.qty))
-            ):
+            # The adoption rule itself (`domain.ledger.orphan`, other agents' ledgers left to the
+            # store): shares on the side this order closes beyond what the agent's ledger holds.
+            if at_broker is None or (side is not None and not _closing(side, at_broker.qty)):
                 return False
-            return mine.is_flat or (
-                (mine.qty > 0) == (at_broker.qty > 0) and abs(at_broker.qty) > abs(mine.qty)
-            )
+            return orphan(at_broker.qty, Decimal(0), mine.qty, top_up=True) != 0
 
         if not surplus(held):
             return held, at_broker

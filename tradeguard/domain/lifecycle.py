@@ -18,7 +18,14 @@ import enum
 from tradeguard.domain.orders import OrderStatus
 from tradeguard.errors import IllegalTransition
 
-__all__ = ["ACTIVE_STATES", "TRANSITIONS", "ClaimState", "check_transition", "state_for_order"]
+__all__ = [
+    "ACKNOWLEDGED_STATES",
+    "ACTIVE_STATES",
+    "TRANSITIONS",
+    "ClaimState",
+    "check_transition",
+    "state_for_order",
+]
 
 
 class ClaimState(enum.StrEnum):
@@ -86,6 +93,8 @@ TRANSITIONS: dict[ClaimState, frozenset[ClaimState]] = {
 ACTIVE_STATES = frozenset(
     {ClaimState.PENDING, ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED, ClaimState.UNKNOWN}
 )
+# Active states the broker acknowledged: an exit's unfilled shares are out of `qty_available`.
+ACKNOWLEDGED_STATES = frozenset({ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED})
 
 
 def check_transition(src: ClaimState, dst: ClaimState) -> None:

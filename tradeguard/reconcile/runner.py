@@ -20,7 +20,7 @@ from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side, ledger_symbol, symbol_key
 from tradeguard.domain.intents import Kind
-from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
+from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
@@ -37,7 +37,6 @@ _log = logging.getLogger(__name__)
 # Ledger corrections applied as a compare-and-set on the position they were computed from.
 # Claims whose order may have filled at the broker without its agent's ledger booking it yet.
 _IN_MOTION = sorted(ACTIVE_STATES)
-_ACKNOWLEDGED = frozenset({ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED})  # out of qty_available
 # Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
 # A put-off symbol's own pass comes at least this long after the pass that put it off.
@@ -278,7 +277,7 @@ class Reconciler:
                 continue
             if claim.side is adds:
                 candidates.append(claim)
-            elif claim.kind is Kind.EXIT and claim.state in _ACKNOWLEDGED:
+            elif claim.kind is Kind.EXIT and claim.state in ACKNOWLEDGED_STATES:
                 exits.append(claim)
         if exits:
             self._end_ended_exits(exits, symbol)

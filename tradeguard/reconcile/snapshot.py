@@ -71,10 +71,6 @@ class BrokerSnapshot:
             return True
         return symbol_key(symbol) in self._ordered
 
-    def open_fills(self, symbol: str) -> dict[str, Decimal]:
-        """Return the filled quantity of every open order in `symbol`, by broker order id."""
-        return {oid: order.filled_qty for oid, order in self.open_in(symbol).items()}
-
     def open_in(self, symbol: str) -> dict[str, BrokerOrder]:
         """Return every open order in `symbol`, by broker order id."""
         key = symbol_key(symbol)

@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from tradeguard.domain.intents import FIGURE_LIMIT
+
 __all__ = [
     "EVENT_TYPES",
     "SESSION_VERSION",
@@ -63,7 +65,7 @@ _SYMBOL = r"^[A-Z0-9][A-Z0-9./:-]{0,31}$"
 Symbol = Annotated[str, Field(pattern=_SYMBOL)]
 # Bounded: no real order or price comes near 10**12, and a replay's exposure arithmetic (qty x
 # price to 4 places, 28 significant digits) overflows on figures much beyond it.
-_LIMIT = Decimal(10**12)
+_LIMIT = FIGURE_LIMIT  # the library's bound on any qty or price
 Positive = Annotated[Decimal, Field(gt=0, lt=_LIMIT, allow_inf_nan=False)]
 Signed = Annotated[Decimal, Field(gt=-_LIMIT, lt=_LIMIT, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]

@@ -106,7 +106,7 @@ _OPEN_EXITS = (
 # Every agent's orders in motion in a symbol (entries and exits), with the agent's account: their
 # fills may already be in a broker position that no ledger shows yet.
 _IN_MOTION = (
-    "SELECT c.agent_id, a.account_key FROM tg_claims c"
+    "SELECT c.agent_id, a.account_key, c.side FROM tg_claims c"
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ?"
     " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
 )
@@ -116,12 +116,8 @@ _MOVED_SINCE = (
     "SELECT t.agent_id, a.account_key FROM tg_turns t"
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.updated_at > ?"
 )
-# One agent's own orders in motion in a symbol, and its claims there updated since a time (with
-# what they filled): which of its own moves a lagging positions read may hide or show early.
-_OWN_IN_MOTION = (
-    "SELECT side FROM tg_claims WHERE agent_id = ? AND symbol = ?"
-    " AND state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
-)
+# One agent's claims in a symbol updated since a time (with what they filled): which of its own
+# moves a lagging positions read may show early (its own orders in motion come with `_IN_MOTION`).
 _OWN_UPDATED_SINCE = (
     "SELECT side, filled_qty FROM tg_claims WHERE agent_id = ? AND symbol = ? AND updated_at > ?"
 )
@@ -332,10 +328,12 @@ def others_on_account(
     lock_symbol(tx, symbol)
     row = tx.one(ACCOUNT_OF_SQL, (agent_id,))
     mine = None if row is None else str(row[0])
-    busy = tx.all(_IN_MOTION, (symbol,)) + tx.all(_MOVED_SINCE, (symbol, tx.ts(settled_since)))
+    motion = tx.all(_IN_MOTION, (symbol,))
+    busy = [(holder, key) for holder, key, _side in motion]
+    busy += tx.all(_MOVED_SINCE, (symbol, tx.ts(settled_since)))
     if any(holder != agent_id and same_account(mine, key) for holder, key in busy):
         return None
-    in_motion = [str(side) for (side,) in tx.all(_OWN_IN_MOTION, (agent_id, symbol))]
+    in_motion = [str(side) for holder, _key, side in motion if holder == agent_id]
     lately = [
         (str(side), Decimal(filled))
         for side, filled in tx.all(_OWN_UPDATED_SINCE, (agent_id, symbol, tx.ts(settled_since)))
