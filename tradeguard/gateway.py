@@ -55,6 +55,8 @@ __all__ = ["OrderGateway", "OrderResult", "Outcome"]
 
 # Claims whose outcome only the broker can tell: sent, or about to be, with no answer.
 _UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
+_LIVE = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
+_FOUND = "found at the broker by client_order_id"
 
 logger = logging.getLogger("tradeguard.gateway")
 
@@ -243,7 +245,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         symbol = ledger_symbol(symbol)  # the ledger's spelling ("BTCUSD" is "BTC/USD"), as Intent's
         self._ensure_started()
         self._register_account()  # a key read late (see `_register_account`) before any sizing
-        self.refresh(symbol)  # fills since the entry was acknowledged decide what is held
+        # Fills since the entry was acknowledged, and entries whose answer was lost, decide what is held.
+        looked_up = self._look_up([*_UNRESOLVED, *_LIVE], symbol)
         held = self.store.position(self.agent_id, symbol)
         side = Side.SELL if held.qty >= 0 else Side.BUY
         closes = PositionIntent.BUY_TO_CLOSE if side is Side.BUY else PositionIntent.SELL_TO_CLOSE
@@ -255,6 +258,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         if existing is not None:
             return self._existing_exit(existing, spec, held)
         if held.is_flat:
+            unresolved = [c for c in looked_up if c.state in _UNRESOLVED and c.kind is Kind.ENTRY]
+            if unresolved:
+                return self._unresolved_entries(symbol, intent, unresolved)
             never = self.store.latest_turn_id(self.agent_id, symbol) is None
             what = f"{symbol} was never held by {self.agent_id}" if never else f"ledger is flat in {symbol}"
             return self._skip(symbol, f"exit {intent!r}: {what}")
@@ -284,6 +290,23 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return self._send(outcome.claim, window_opened=window_opened)
         return self._existing_exit(outcome.claim, spec, held)
 
+    def _unresolved_entries(self, symbol: str, intent: str, unresolved: list[Claim]) -> OrderResult:
+        """Answer an exit of a flat ledger while entries of the agent in `symbol` are unresolved.
+
+        Their orders may have filled (an answer lost, the lookup failed): the broker's shares may
+        be theirs, so the exit is neither sized from the flat ledger ("never held") nor from the
+        broker (G2: nothing guessed). Nothing is sent; the symbol is reconciled at once, and a
+        retry of the exit finds the entries once a lookup succeeds (audit 14c D2).
+        """
+        names = ", ".join(f"{c.client_order_id} ({c.state})" for c in unresolved)
+        reason = (
+            f"exit {intent!r} not sent: the ledger is flat in {symbol} but entries of {self.agent_id} "
+            f"there are unresolved ({names}): their orders may have filled; retry once they are found"
+        )
+        self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
+        self._reconcile_after_exit_error(symbol)
+        return OrderResult(Outcome.NOT_SENT, None, None, reason)
+
     def _existing_exit(self, existing: Claim, spec: OrderSpec, held: LedgerPosition) -> OrderResult:
         # The side (and so the position intent) follows whatever is held now; the decision and
         # its order are otherwise the same.
@@ -293,20 +316,28 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             raise IntentMismatch(existing.key, existing.payload, mine)
         return self._existing(existing, held=held)
 
-    def position(self, symbol: str) -> LedgerPosition:
+    def position(self, symbol: str, *, resolve: bool = True) -> LedgerPosition:
         """Return what the guard believes this agent holds in `symbol`, after refreshing its live orders.
 
         A crypto pair under either spelling is one position ("BTCUSD" reads "BTC/USD").
+
+        Args:
+            symbol: The symbol.
+            resolve: Also look the agent's PENDING and UNKNOWN claims in `symbol` up by
+                client_order_id first (`resolve_unresolved`): an entry whose answer was lost may
+                have filled, and its shares are the agent's. False: acknowledged orders only (the
+                drop-in's classification: a retry of such an order, past its content window,
+                must still find it unresolved to be answered as its retry).
         """
         symbol = ledger_symbol(symbol)
         self._ensure_started()
-        self.refresh(symbol)
+        self._look_up([*_UNRESOLVED, *_LIVE] if resolve else _LIVE, symbol)
         return self.store.position(self.agent_id, symbol)
 
-    def positions(self) -> list[LedgerPosition]:
-        """Return every open ledger position of this agent, after refreshing live orders."""
+    def positions(self, *, resolve: bool = True) -> list[LedgerPosition]:
+        """Return every open ledger position of this agent, after refreshing its orders (see `position`)."""
         self._ensure_started()
-        self.refresh()
+        self._look_up([*_UNRESOLVED, *_LIVE] if resolve else _LIVE, None)
         return self.store.positions(self.agent_id)
 
     def adopt_broker_position(self, symbol: str, *, why: str, top_up: bool = False) -> LedgerPosition:
@@ -371,15 +402,14 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         at the broker cannot be told apart from its fills until it is resolved). Returns the
         claims still unresolved.
         """
-        found = self._look_up(sorted(_UNRESOLVED), symbol, "found at the broker by client_order_id")
+        found = self._look_up(sorted(_UNRESOLVED), symbol)
         return [claim for claim in found if claim.state in _UNRESOLVED]
 
     def refresh(self, symbol: str | None = None) -> None:
         """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
-        live = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
-        self._look_up(live, symbol, "refreshed from the broker")
+        self._look_up(_LIVE, symbol)
 
-    def _look_up(self, states: list[ClaimState], symbol: str | None, why: str) -> list[Claim]:
+    def _look_up(self, states: list[ClaimState], symbol: str | None) -> list[Claim]:
         """Look this agent's claims in `states` (in `symbol`, or all) up by id; adopt what is found.
 
         A failed read is no evidence: the claim stays as it is (the reconciler retries); so does
@@ -396,6 +426,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             if not (claim.state in _UNRESOLVED and claim.key in in_send):
                 with contextlib.suppress(BrokerError):  # a failed read is no evidence
                     order = self.broker.get_order_by_client_id(claim.client_order_id)
+            why = _FOUND if claim.state in _UNRESOLVED else "refreshed from the broker"
             after.append(
                 claim if order is None else adopt_order(self.store, claim, order, why, broker=self.broker)
             )

@@ -355,7 +355,7 @@ class GuardedTradingClient(TradingClient):
         intent = order.position_intent
         if intent is not None and intent not in _CLOSES:
             return False, None
-        held = self.gateway.position(order.symbol)
+        held = self.gateway.position(order.symbol, resolve=False)  # see `OrderGateway.position`
         if not held.is_flat and not _closing(order.side, held.qty):
             return intent is not None, None  # adds to the position (a caller's *_to_close: as it says)
         asked = order.spec.qty
@@ -504,7 +504,9 @@ class GuardedTradingClient(TradingClient):
         if percentage is not None and not 0 < percentage <= 100:
             raise InvalidOrder("percentage must be between 0 and 100")
         gateway = self.gateway
-        held, at_broker = self._take_surplus(symbol, None, gateway.position(symbol), why="close_position")
+        held, at_broker = self._take_surplus(
+            symbol, None, gateway.position(symbol, resolve=False), why="close_position"
+        )
         if held.is_flat:
             if at_broker is None or at_broker.qty == 0:
                 raise no_position()
@@ -549,7 +551,7 @@ class GuardedTradingClient(TradingClient):
                 self.gateway.cancel_all()
             # One close per asset: the broker's "BTCUSD" is the ledger's "BTC/USD" (its name wins).
             listed = {symbol_key(p.symbol): p.symbol for p in self.gateway.broker.list_positions()}
-            booked = {symbol_key(p.symbol): p.symbol for p in self.gateway.positions()}
+            booked = {symbol_key(p.symbol): p.symbol for p in self.gateway.positions(resolve=False)}
         answers: list[dict[str, Any]] = []
         for key, listed_as in sorted(listed.items()):
             symbol = booked.get(key, listed_as)
