@@ -41,7 +41,9 @@ class Settings:
         recent_activity_secs: The reconciler leaves claims younger than this alone.
         position_settle_secs: A symbol whose ledger moved (a fill, a correction) more recently than
             this is never cleared or trimmed on position reads alone: Alpaca's positions
-            endpoint trails fills by seconds.
+            endpoint trails fills by seconds. It must exceed the longest such lag: a read that
+            trails a fill by more than this is taken as the position (measured: with the
+            default 30 s, lags up to 35 s held; a 45 s lag trimmed a real position).
         not_sent_probe_secs: How long the reconciler keeps looking up NOT_SENT claims by
             client_order_id (a frozen sender may still place the order late).
         exit_resize_after_secs: An exit whose POST comes longer than this after it was sized
