@@ -188,6 +188,14 @@ def _postgres_engine(url: URL) -> Engine:
             cur.execute("SET synchronous_commit = on")
         dbapi_conn.commit()
 
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # Each transaction durable, whatever the session's setting: behind a pooler in
+        # transaction mode another client may have turned it off since `_on_connect` (the claim
+        # service's action claims and keys run here; the claim store's own pool sets it per
+        # transaction too, see store/connections.py).
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
+
     return engine
 
 
