@@ -28,9 +28,14 @@ exception or `repr`. The service's clock stamps every record; `clock` here is th
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
+import threading
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any
+from types import FunctionType
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -51,6 +56,45 @@ from tradeguard.store.remote_reads import RemoteReads
 __all__ = ["RemoteClaimLedger", "open_ledger"]
 
 _Missing = type[TradeguardError] | None
+_T = TypeVar("_T")
+# What decoding an answer of the wrong shape raises (a missing field, a bad number or time).
+_DECODING = (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError)
+
+
+def _answers_checked(cls: type[_T]) -> type[_T]:
+    """Make a 2xx answer the caller cannot decode a `StoreError` in every public method of `cls`.
+
+    A proxy, another service or a redirect's target may answer 200 with something else; without
+    this the caller got a `KeyError` (or a `JSONDecodeError`), and after a send a bare exception
+    in place of `UnrecordedOrder` (`execution` translates only `StoreError`). Only errors raised
+    after an answer came back are translated (`_call` notes it), so a bad argument stays the
+    caller's error.
+    """
+    for name in dir(cls):
+        method = inspect.getattr_static(cls, name)
+        if not name.startswith("_") and isinstance(method, FunctionType):
+            setattr(cls, name, _checked(method))
+    return cls
+
+
+def _checked(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: RemoteClaimLedger, *args: Any, **kwargs: Any) -> Any:
+        self._answered.value = False
+        try:
+            return method(self, *args, **kwargs)
+        except TradeguardError:
+            raise
+        except _DECODING as exc:
+            if not self._answered.value:
+                raise
+            raise StoreError(
+                f"claim service {self.url} answered {method.__name__} with something that is not a "
+                f"claim service answer ({type(exc).__name__}: {exc}); if it was a write, it may or "
+                "may not have been recorded"
+            ) from exc
+
+    return call
 
 
 def _version(claim: Claim) -> dict[str, Any]:
@@ -62,6 +106,7 @@ def _version(claim: Claim) -> dict[str, Any]:
     }  # fmt: skip
 
 
+@_answers_checked
 class RemoteClaimLedger(RemoteReads):
     """The claim ledger of a `tradeguard serve` service, over HTTP.
 
@@ -95,6 +140,7 @@ class RemoteClaimLedger(RemoteReads):
         if not api_key or not api_key.strip():
             raise ConfigError("a remote claim store needs an api_key (tradeguard keys create)")
         self.url = base_url.rstrip("/")
+        self._answered = threading.local()  # `_call` got a 2xx answer (see `_answers_checked`)
         self.clock: Clock = clock or SystemClock()
         self._timeout = (connect_timeout_secs, timeout_secs)
         self._session = requests.Session()
@@ -138,16 +184,28 @@ class RemoteClaimLedger(RemoteReads):
         """
         data = None if body is None else json.dumps(body, default=str)
         try:
+            # No redirects: one turns a POST into a GET of another route, answered 200.
             resp = self._session.request(
-                method, self.url + path, data=data, params=params, timeout=self._timeout
-            )
+                method, self.url + path, data=data, params=params, timeout=self._timeout,
+                allow_redirects=False,
+            )  # fmt: skip
         except requests.RequestException as exc:
             raise StoreError(
                 f"claim service {self.url} could not be reached while {doing} ({type(exc).__name__}); "
                 "nothing was recorded by this call, or its answer was lost"
             ) from exc
         if resp.status_code < 300:
-            return None if resp.status_code == 204 else resp.json()
+            if resp.status_code == 204:
+                return None
+            try:
+                answer = resp.json()
+            except ValueError as exc:
+                raise StoreError(
+                    f"claim service {self.url} answered {resp.status_code} with no JSON while {doing} "
+                    "(a proxy or another service?); if it was a write, it may or may not have been recorded"
+                ) from exc
+            self._answered.value = True
+            return answer
         try:
             answer = resp.json()
         except ValueError:
