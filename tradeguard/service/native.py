@@ -18,6 +18,7 @@ settings routes live in `native_ledger`; `router` holds both.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC
 from decimal import Decimal
@@ -27,7 +28,7 @@ from fastapi import Query, Request, Response, status
 from pydantic import AwareDatetime
 
 from tradeguard.domain.claims import Claim
-from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.intents import FIGURE_LIMIT, Intent, Kind, OrderSpec, derive_client_order_id
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ConfigError, StoreError
 from tradeguard.ports import ClaimLedger
@@ -72,10 +73,45 @@ def _intent(body: IntentIn, principal: Principal) -> Intent:
 
 
 def _spec(order: dict[str, Any]) -> OrderSpec:
+    """The order spec of a claim, or ConfigError (422) naming what is wrong (audit 14a D5).
+
+    Every figure positive, finite and below `FIGURE_LIMIT`, as the gateway's own arguments are:
+    the payload is normalised here, so an exponent past Decimal's range is refused, not a 500.
+    """
     try:
-        return codec.spec_from_json(order)
+        spec = codec.spec_from_json(order)
+        spec.as_payload()
     except (ValueError, ArithmeticError, TypeError) as exc:
         raise ConfigError(f"order is not an order spec: {exc}") from exc
+    for field in dataclasses.fields(spec):
+        value = getattr(spec, field.name)
+        if isinstance(value, Decimal) and not (value.is_finite() and 0 < value < FIGURE_LIMIT):
+            raise ConfigError(
+                f"order {field.name} must be a positive number below {FIGURE_LIMIT:,}, got {value}"
+            )
+    return spec
+
+
+def _coid(coid: str | None, intent: Intent, store: ClaimLedger) -> str | None:
+    """A caller's own client_order_id, or ConfigError (422) (audit 14a D2).
+
+    Printable ASCII, as Alpaca takes it; and never one in the derived namespace (the store's
+    prefix and a dash) other than this intent's own derivation. Derived ids are public functions
+    of another agent's intent: claimed first under another key, one would block that agent's
+    decision for good (ids are unique in the store), and the refusal would tell the prober the
+    decision exists.
+    """
+    if coid is None:
+        return None
+    if not (coid.isascii() and coid.isprintable()) or not coid:
+        raise ConfigError(f"client_order_id must be printable ASCII, got {coid!r}")
+    prefix = store.settings.client_order_id_prefix
+    if coid.startswith(f"{prefix}-") and coid != derive_client_order_id(intent.key, prefix):
+        raise ConfigError(
+            f"client_order_id {coid!r} is in the derived namespace ({prefix}-...) but is not this "
+            "intent's: leave it out to have it derived, or choose one without that prefix"
+        )
+    return coid
 
 
 def _claimed(store: ClaimLedger, principal: Principal, claiming: Callable[[], Any]) -> Any:
@@ -109,7 +145,7 @@ def create_claim(body: ClaimIn, request: Request, response: Response, principal:
             intent,
             spec,
             owner=body.owner,
-            client_order_id=body.client_order_id,
+            client_order_id=_coid(body.client_order_id, intent, store),
             order_qty=codec.dec(body.order_qty),
             turn_id=body.turn_id,
             reason=body.reason,
@@ -136,7 +172,7 @@ def create_exit(body: ExitIn, request: Request, principal: Caller) -> dict[str, 
             owner=body.owner,
             broker_available=Decimal(body.broker_available),
             reason=body.reason,
-            client_order_id=body.client_order_id,
+            client_order_id=_coid(body.client_order_id, intent, store),
         ),
     )
     return {
