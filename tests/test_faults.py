@@ -457,3 +457,13 @@ def test_a_submit_fault_can_match_the_order_class_and_the_trail() -> None:
             )
         )
     assert [o.client_order_id for o in paper.orders()] == ["plain"]
+
+
+def test_a_plan_as_text_reads_back_as_the_same_plan() -> None:
+    plan = plan_of(
+        {"route": "POST /v2/orders", "nth": [1, 3], "action": "accept_then_timeout", "delay_secs": 30},
+        {"route": "GET /v2/orders:by_client_order_id", "action": "reject", "status": 404,
+         "body": {"code": 40410000, "message": "order not found"}, "probability": 0.5},
+        {"route": "POST /v2/orders", "match": {"symbol": "TQQQ"}, "action": "error"},
+    )  # fmt: skip
+    assert FaultPlan.parse(plan.as_text()) == plan

@@ -108,6 +108,13 @@ def chaos(
     """
     if hosts > 1 and store_url is None:
         raise ConfigError("several hosts share one claim store: give its URL (PostgreSQL)")
+    if hosts > 1 and (unguarded or faults is not None or crash_points != crashpoints.POINTS):
+        # Each host draws its own faults and crash points from the run's seed, guarded: these
+        # options would be ignored, and the report would describe a run that never happened.
+        raise ConfigError(
+            "--workers runs guarded hosts with faults and crashes drawn from each run's seed; "
+            "--unguarded, --faults and --crash-points apply to single-host runs"
+        )
     cls = load_strategy(strategy) if isinstance(strategy, str) else strategy
     day = bars if isinstance(bars, BarSeries) else load_bars(bars)
     seeds = [only_seed] if only_seed is not None else [run_seed(seed, i) for i in range(runs)]

@@ -22,7 +22,6 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any, cast
 
 from tradeguard import crashpoints
@@ -30,10 +29,10 @@ from tradeguard.chaos.checker import Evidence, check_guarded
 from tradeguard.chaos.harness import RESTART_SECS, RunOutcome, settle_run, trading_client
 from tradeguard.chaos.kill import write_bars
 from tradeguard.chaos.plan import plan_for
-from tradeguard.chaos.tap import Ask, Decisions, DecisionScope, RequestTap
+from tradeguard.chaos.tap import Ask, Decisions, DecisionScope, RequestTap, new_ask
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, OrderRequest, Side
+from tradeguard.domain import BrokerOrder, OrderRequest
 from tradeguard.faults import FaultyBroker
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
@@ -56,12 +55,9 @@ class _TappedPaper(PaperBroker):
     asks: list[Ask]
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        if request.side is Side.SELL and self.get_order_by_client_id(request.client_order_id) is None:
-            pos = self.get_position(request.symbol)
-            available = Decimal(0) if pos is None or pos.qty < 0 else pos.qty_available
-            self.asks.append(
-                Ask(request.client_order_id, request.symbol, request.qty or Decimal(0), available)
-            )
+        ask = new_ask(self, request)
+        if ask is not None:
+            self.asks.append(ask)
         return super().submit_order(request)
 
 

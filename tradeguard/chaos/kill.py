@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any, cast
 
 from tradeguard.chaos.checker import Evidence, check_guarded
@@ -71,6 +70,11 @@ def run_killed(
     """
     os.makedirs(folder, exist_ok=True)
     outcome = RunOutcome(plan)
+    # The run's own fault plan (a `--faults` file, or the seed's random draw), as its in-process
+    # twin has it: the worker would otherwise draw the seed's random one (audit 14b M1).
+    faults_file = os.path.join(folder, "faults.json")
+    with open(faults_file, "w", encoding="utf-8") as handle:
+        handle.write(plan.faults.as_text())
     spec: dict[str, Any] = {
         "strategy": strategy_spec or f"{strategy_cls.__module__}:{strategy_cls.__qualname__}",
         "bars": bar_file,
@@ -80,6 +84,7 @@ def run_killed(
         "journal": os.path.join(folder, "journal.jsonl"),
         "progress": os.path.join(folder, "progress"),
         "seed": plan.seed,
+        "faults": faults_file,
         "point": plan.crash_point,
     }
     incarnation = 0
@@ -132,8 +137,7 @@ def _settle_and_check(
                     coid, kind, symbol, intent = entry["decision"]
                     decisions.setdefault(coid, (kind, symbol, intent))
                 else:
-                    coid, symbol, qty, available = entry["ask"]
-                    asks.append(Ask(coid, symbol, Decimal(qty), Decimal(available)))
+                    asks.append(Ask.from_json(entry["ask"]))
         orders = paper.orders()
         outcome.orders = len(orders)
         evidence = Evidence(orders=orders, positions=paper.list_positions(), asks=asks, decisions=decisions)

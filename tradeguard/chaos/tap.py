@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tradeguard.domain import BrokerOrder, OrderRequest, Side
+from tradeguard.domain import BrokerOrder, OrderRequest, PositionIntent, Side
 from tradeguard.ports import Broker
 
-__all__ = ["Ask", "AskTap", "DecisionScope", "Decisions", "Journal", "RequestTap"]
+__all__ = ["Ask", "AskTap", "DecisionScope", "Decisions", "Journal", "RequestTap", "new_ask"]
 
 Journal = Callable[[dict[str, Any]], None]
 """Where a bot process writes its evidence, so it survives a SIGKILL (see `chaos.kill`)."""
@@ -18,12 +18,36 @@ Journal = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """A new sell order that reached the broker, and the long shares available when it did."""
+    """A new sell order that reached the broker, and the long shares available when it did.
+
+    `opens`: the order said `sell_to_open`, a short the bot meant (G3 is about accidental ones).
+    """
 
     client_order_id: str
     symbol: str
     qty: Decimal
     available: Decimal
+    opens: bool = False
+
+    def to_json(self) -> list[object]:
+        """The ask as a journal line holds it (`chaos.kill` reads it back with `from_json`)."""
+        return [self.client_order_id, self.symbol, str(self.qty), str(self.available), self.opens]
+
+    @classmethod
+    def from_json(cls, entry: list[Any]) -> Ask:
+        """Read an ask back from `to_json`."""
+        coid, symbol, qty, available, *opens = entry
+        return cls(coid, symbol, Decimal(qty), Decimal(available), bool(opens and opens[0]))
+
+
+def new_ask(paper: Broker, request: OrderRequest) -> Ask | None:
+    """The ask `request` makes of `paper`, before it is submitted: None unless it is a new sell."""
+    if request.side is not Side.SELL or paper.get_order_by_client_id(request.client_order_id) is not None:
+        return None
+    pos = paper.get_position(request.symbol)
+    available = Decimal(0) if pos is None or pos.qty < 0 else pos.qty_available
+    opens = request.position_intent is PositionIntent.SELL_TO_OPEN
+    return Ask(request.client_order_id, request.symbol, request.qty or Decimal(0), available, opens)
 
 
 class AskTap:
@@ -35,13 +59,13 @@ class AskTap:
         self.journal = journal
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Record a new sell with the shares available, then submit."""
-        if request.side is Side.SELL and self.paper.get_order_by_client_id(request.client_order_id) is None:
-            pos = self.paper.get_position(request.symbol)
-            available = Decimal(0) if pos is None or pos.qty < 0 else pos.qty_available
-            self.asks.append(
-                Ask(request.client_order_id, request.symbol, request.qty or Decimal(0), available)
-            )
+        """Record a new sell with the shares available (in the journal too, if any), then submit."""
+        ask = new_ask(self.paper, request)
+        if ask is not None:
+            self.asks.append(ask)
+            if self.journal is not None:
+                # A real-kill run's checker reads its asks from here (`chaos.kill`).
+                self.journal({"ask": ask.to_json()})
         return self.paper.submit_order(request)
 
     @property

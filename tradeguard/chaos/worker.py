@@ -23,7 +23,7 @@ from tradeguard.chaos.plan import plan_for
 from tradeguard.chaos.tap import AskTap, Decisions, DecisionScope, RequestTap
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
-from tradeguard.faults import FaultyBroker
+from tradeguard.faults import FaultPlan, FaultyBroker
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import RecordedPrices
@@ -66,7 +66,7 @@ def main(spec: dict[str, Any]) -> int:
         journal_file.write(json.dumps(entry) + "\n")
         journal_file.flush()  # the kernel has it: a SIGKILL of this process cannot lose it
 
-    plan = plan_for(spec["seed"])
+    faults = FaultPlan.load(spec["faults"]) if spec.get("faults") else plan_for(spec["seed"]).faults
     # A restart comes a little after the death, as a supervisor's would.
     clock = ManualClock(bars.minutes[start].ends_at + timedelta(seconds=float(spec.get("restart_secs", 0))))
     settings = Settings()
@@ -74,7 +74,7 @@ def main(spec: dict[str, Any]) -> int:
         prices=RecordedPrices(bars.price_series()), clock=clock, allow_short=True, state_path=spec["state"]
     )
     decisions = Decisions(journal)
-    broker = RequestTap(FaultyBroker(AskTap(paper, journal), plan.faults, clock=clock), decisions)
+    broker = RequestTap(FaultyBroker(AskTap(paper, journal), faults, clock=clock), decisions)
     store = ClaimStore(spec["store"], settings=settings, clock=clock)
     cls = load_strategy(spec["strategy"])
     _kill_at(spec.get("point"), int(spec.get("hit", 0)))

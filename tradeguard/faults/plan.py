@@ -21,6 +21,7 @@ only fields of that route.
 from __future__ import annotations
 
 import enum
+import json
 import os
 import random
 import threading
@@ -254,6 +255,22 @@ class FaultPlan:
         finally:
             if loader is not None:
                 loader.dispose()
+
+    def as_text(self) -> str:
+        """Return the plan as JSON text that `parse` reads back into an equal plan."""
+        faults = []
+        for fault in self.faults:
+            entry: dict[str, Any] = {"route": fault.route, "action": fault.action.value}
+            if fault.match:
+                entry["match"] = dict(fault.match)
+            nth = fault.nth
+            if nth is not None:
+                entry["nth"] = nth if isinstance(nth, int) else list(nth)
+            for name in ("probability", "delay_secs", "status", "body"):
+                if getattr(fault, name) is not None:
+                    entry[name] = getattr(fault, name)
+            faults.append(entry)
+        return json.dumps({"seed": self.seed, "faults": faults})
 
     def injector(self) -> FaultInjector:
         """Return a fresh injector (call counters at zero) for this plan."""

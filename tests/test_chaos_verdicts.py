@@ -1,0 +1,92 @@
+"""`tradeguard chaos` reports the run it made, and only violations that happened (audit 14b).
+
+- H2: a short the bot meant (`enter(side="sell")`, sent `sell_to_open`) was reported as a G3
+  accident, in every run.
+- H3: with `--workers`, `--unguarded`, `--faults` and `--crash-points` were ignored while the
+  report named them: they are refused now.
+- M1: runs with really killed bot processes drew the seed's random faults instead of the
+  campaign's plan (`--faults`); and their sells never reached the checker (G3 went unchecked).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from strategies.momentum import MomentumStrategy
+from tradeguard import Bars, Strategy, StrategyContext, crashpoints
+from tradeguard.chaos.campaign import chaos
+from tradeguard.chaos.tap import Ask, AskTap
+from tradeguard.clock import ManualClock
+from tradeguard.domain import OrderRequest, PositionIntent, Side
+from tradeguard.errors import ConfigError
+from tradeguard.faults import FaultPlan
+from tradeguard.paper import PaperBroker
+from tradeguard.paper.prices import FixedPrices
+from tradeguard.run.barfile import load_bars
+from tradeguard.run.bars import BarSeries
+
+
+class Shorter(Strategy):
+    """Opens a short on purpose every ten bars and covers it five bars later."""
+
+    symbols = ("QQQ", "TQQQ")
+
+    def on_start(self, ctx: StrategyContext) -> None:
+        self.bar = 0
+
+    def on_bar(self, bars: Bars, ctx: StrategyContext) -> None:
+        self.bar += 1
+        stamp = f"{bars.local:%Y-%m-%d %H:%M}"
+        held = ctx.gateway.position("TQQQ")
+        if self.bar % 10 == 1 and held.is_flat:
+            ctx.gateway.enter("TQQQ", qty=5, side="sell", intent=f"{stamp} short")
+        elif self.bar % 10 == 6 and not held.is_flat:
+            ctx.gateway.exit("TQQQ", intent=f"{stamp} cover")
+
+
+def _morning() -> BarSeries:
+    day = load_bars(None)
+    return BarSeries(day.source, day.minutes[:60], day.symbols)
+
+
+def test_a_short_the_strategy_meant_is_no_g3_violation() -> None:
+    result = chaos(Shorter, runs=6, seed=2, kill_every=0, bars=_morning())
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert sum(r.orders for r in result.runs) > 0
+
+
+def test_an_accidental_sell_is_still_one() -> None:
+    clock = ManualClock()
+    paper = PaperBroker(prices=FixedPrices({"TQQQ": "75"}), clock=clock, allow_short=True)
+    journal: list[dict[str, object]] = []
+    tap = AskTap(paper, journal.append)
+    tap.submit_order(
+        OrderRequest("TQQQ", Side.SELL, "meant", qty=Decimal(5), position_intent=PositionIntent.SELL_TO_OPEN)
+    )
+    tap.submit_order(OrderRequest("TQQQ", Side.SELL, "plain", qty=Decimal(2)))
+    assert [a.opens for a in tap.asks] == [True, False]
+    # Journaled as it happens, for the checker of a run whose bot process is killed.
+    assert [Ask.from_json(entry["ask"]) for entry in journal] == tap.asks  # type: ignore[arg-type]
+
+
+def test_a_killed_run_sends_under_the_campaigns_fault_plan() -> None:
+    refuse_every_post = FaultPlan.parse(
+        "seed: 1\nfaults:\n  - route: POST /v2/orders\n    action: reject\n", source="refuse.yaml"
+    )
+    seed = 0  # run_seed's first block: real processes with kill_every=1
+    result = chaos(
+        MomentumStrategy, only_seed=seed, bars=_morning(), kill_every=1, faults=refuse_every_post,
+        crash_points=crashpoints.POINTS,
+    )  # fmt: skip
+    assert result.killed == [seed]
+    assert result.runs[0].orders == 0  # every POST refused, as in the plan
+
+
+@pytest.mark.parametrize(
+    "option", [{"unguarded": True}, {"faults": FaultPlan(seed=1)}, {"crash_points": ("after_post",)}]
+)
+def test_several_workers_refuse_the_options_they_would_ignore(option: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="--workers"):
+        chaos(MomentumStrategy, runs=1, hosts=2, store_url="postgresql+psycopg://x/y", **option)  # type: ignore[arg-type]
