@@ -18,6 +18,7 @@ from strategies.momentum import MomentumStrategy
 from tradeguard import Bars, Strategy, StrategyContext, crashpoints
 from tradeguard.chaos.campaign import chaos
 from tradeguard.chaos.tap import Ask, AskTap
+from tradeguard.chaos.unguarded import PlainGateway, SendLog
 from tradeguard.clock import ManualClock
 from tradeguard.domain import OrderRequest, PositionIntent, Side
 from tradeguard.errors import ConfigError
@@ -90,3 +91,15 @@ def test_a_killed_run_sends_under_the_campaigns_fault_plan() -> None:
 def test_several_workers_refuse_the_options_they_would_ignore(option: dict[str, object]) -> None:
     with pytest.raises(ConfigError, match="--workers"):
         chaos(MomentumStrategy, runs=1, hosts=2, store_url="postgresql+psycopg://x/y", **option)  # type: ignore[arg-type]
+
+
+def test_the_unguarded_twin_sends_the_side_the_strategy_asked_for() -> None:
+    # Audit 14b M5: `--unguarded` dropped `side=` and bought where the guarded run sold short.
+    clock = ManualClock()
+    paper = PaperBroker(prices=FixedPrices({"TQQQ": "75"}), clock=clock, allow_short=True)
+    plain = PlainGateway(paper, agent_id="bot", clock=clock, log=SendLog())
+    plain.enter("TQQQ", qty=5, side="sell", intent="short")
+    assert plain.position("TQQQ").qty == -5
+    plain.exit("TQQQ", intent="cover")
+    assert [(o.side, o.qty) for o in paper.orders()] == [(Side.SELL, Decimal(5)), (Side.BUY, Decimal(5))]
+    assert paper.get_position("TQQQ") is None

@@ -80,17 +80,19 @@ class PlainGateway:
         """Return what the bot remembers holding."""
         return LedgerPosition(self.agent_id, symbol, self.held.get(symbol, Decimal(0)), None, None)
 
-    def enter(self, symbol: str, *, qty: int | Decimal, intent: str, **_: object) -> OrderResult:
-        """Buy `qty` under a fresh client_order_id."""
-        return self._send("entry", symbol, Side.BUY, Decimal(qty), intent)
+    def enter(
+        self, symbol: str, *, qty: int | Decimal, intent: str, side: str | Side = Side.BUY, **_: object
+    ) -> OrderResult:
+        """Send `qty` on `side` under a fresh client_order_id (a sell opens a short, as guarded)."""
+        return self._send("entry", symbol, Side(side), Decimal(qty), intent)
 
     def exit(self, symbol: str, *, intent: str, **_: object) -> OrderResult:
-        """Sell everything the bot remembers holding."""
+        """Close everything the bot remembers holding (sell a long, buy back a short)."""
         held = self.held.get(symbol, Decimal(0))
         crashpoints.hit("exit_before_claim")  # sized from memory; the send is next
-        if held <= 0:
+        if held == 0:
             return OrderResult(Outcome.SKIPPED, None, None, "nothing held (as far as the bot knows)")
-        return self._send("exit", symbol, Side.SELL, held, intent)
+        return self._send("exit", symbol, Side.SELL if held > 0 else Side.BUY, abs(held), intent)
 
     def _send(self, kind: str, symbol: str, side: Side, qty: Decimal, intent: str) -> OrderResult:
         coid = self.log.next_id()

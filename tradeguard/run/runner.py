@@ -64,6 +64,11 @@ def _signals_stop(flag: StopFlag) -> Iterator[None]:
         return
 
     def handle(signum: int, _: FrameType | None) -> None:
+        if flag.reason:
+            # A second signal: the strategy (or a broker call without a timeout) has not come
+            # back to the loop; stop now, as a crash would (a claim being sent stays PENDING for
+            # the next reconcile pass to resolve).
+            raise KeyboardInterrupt
         flag.request(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
