@@ -13,6 +13,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from alpaca.common.exceptions import APIError
+from alpaca.trading.requests import MarketOrderRequest
+from requests.exceptions import RequestException
 
 from strategies.momentum import MomentumStrategy
 from tradeguard import Bars, Strategy, StrategyContext, crashpoints
@@ -103,3 +106,62 @@ def test_the_unguarded_twin_sends_the_side_the_strategy_asked_for() -> None:
     plain.exit("TQQQ", intent="cover")
     assert [(o.side, o.qty) for o in paper.orders()] == [(Side.SELL, Decimal(5)), (Side.BUY, Decimal(5))]
     assert paper.get_position("TQQQ") is None
+
+
+class ResendsUnderANewIdItself(Strategy):
+    """An alpaca-py bot with May 21's bug: a timed-out order is sent again under a new client id."""
+
+    symbols = ("QQQ", "TQQQ")
+
+    def on_start(self, ctx: StrategyContext) -> None:
+        self.client = ctx.trading_client()
+        self.bar = 0
+
+    def on_bar(self, bars: Bars, ctx: StrategyContext) -> None:
+        self.bar += 1
+        if self.bar % 3:
+            return
+        stamp = f"{bars.local:%Y%m%d-%H%M}"
+        for attempt in range(3):
+            request = MarketOrderRequest(
+                symbol="TQQQ", qty=5, side="buy", time_in_force="day", client_order_id=f"{stamp}-a{attempt}"
+            )
+            try:
+                self.client.submit_order(request)
+                return
+            except (RequestException, APIError):
+                continue  # the bug: the retry is a new order to the broker
+
+
+def test_a_bot_that_resends_a_timed_out_order_under_a_new_id_fails_g1() -> None:
+    # Audit 14b H1: each id was its own decision to the checker, so "G1-G4 held" for a bot that
+    # bought twice after every lost answer.
+    result = chaos(ResendsUnderANewIdItself, only_seed=3000029, kill_every=0)  # answers lost, lookups failed
+    found = [str(v) for run in result.runs for v in run.violations if v.guarantee.name == "G1"]
+    assert found and "2 broker orders for one decision" in found[0], found
+
+
+def test_a_bot_that_retries_a_timed_out_order_under_its_own_id_passes() -> None:
+    # The same bot, retrying as it should (the same client id each time): one order per decision.
+    result = chaos(RetriesUnderItsOwnId, only_seed=3000029, kill_every=0)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]
+    assert result.runs[0].orders > 0
+
+
+class RetriesUnderItsOwnId(ResendsUnderANewIdItself):
+    """`ResendsUnderANewIdItself` without the bug: every try of a bar's order has its one client id."""
+
+    def on_bar(self, bars: Bars, ctx: StrategyContext) -> None:
+        self.bar += 1
+        if self.bar % 3:
+            return
+        coid = f"{bars.local:%Y%m%d-%H%M}"
+        for _ in range(3):
+            request = MarketOrderRequest(
+                symbol="TQQQ", qty=5, side="buy", time_in_force="day", client_order_id=coid
+            )
+            try:
+                self.client.submit_order(request)
+                return
+            except (RequestException, APIError):
+                continue

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tradeguard.domain import BrokerOrder, OrderRequest, PositionIntent, Side
+from tradeguard.domain import BrokerOrder, OrderRequest, PositionIntent, Side, symbol_key
+from tradeguard.errors import OutcomeUnknown
 from tradeguard.ports import Broker
 
 __all__ = ["Ask", "AskTap", "DecisionScope", "Decisions", "Journal", "RequestTap", "new_ask"]
@@ -38,6 +39,14 @@ class Ask:
         """Read an ask back from `to_json`."""
         coid, symbol, qty, available, *opens = entry
         return cls(coid, symbol, Decimal(qty), Decimal(available), bool(opens and opens[0]))
+
+
+def order_of(request: OrderRequest) -> tuple[object, ...]:
+    """What a request asks, whatever its client id: two equal ones are the same order."""
+    return (
+        symbol_key(request.symbol), request.side, request.qty, request.notional, request.order_type,
+        request.time_in_force, request.limit_price, request.stop_price,
+    )  # fmt: skip
 
 
 def new_ask(paper: Broker, request: OrderRequest) -> Ask | None:
@@ -83,20 +92,41 @@ class Decisions:
     `DecisionScope` sets the decision while the strategy's `enter`/`exit` call runs; `RequestTap`,
     above the fault plan, notes each client id submitted meanwhile. G1 then counts broker orders
     per decision the *strategy* made, so a guard that resends under a new claim is caught too.
+
+    So is a bot that does it itself (audit 14b H1): an order sent again, the same order under a
+    new client id (or a new decision name), in the same bar as an earlier send of it whose answer
+    was lost, is that earlier decision's retry (May 21's duplicates were exactly this). The
+    caller sets `bar` before each `on_bar`.
     """
 
     def __init__(self, journal: Journal | None = None) -> None:
         self.current: tuple[str, str, str] | None = None
         self.of: dict[str, tuple[str, str, str]] = {}
         self.journal = journal
+        self.bar = 0
+        self._lost: dict[tuple[object, ...], tuple[int, str]] = {}  # order -> (bar, its client id)
 
-    def note(self, client_order_id: str) -> None:
-        """Note that `client_order_id` is being sent for the current decision (its first one wins)."""
-        if self.current is None or client_order_id in self.of:
+    def note(self, client_order_id: str, order: tuple[object, ...] | None = None) -> None:
+        """Note that `client_order_id` is being sent for the current decision (its first one wins).
+
+        `order`: what the request asks (`order_of`); a retry of an order whose answer was lost in
+        this bar is noted under that order's decision.
+        """
+        if client_order_id in self.of:
             return
-        self.of[client_order_id] = self.current
+        decision = self.current
+        lost = None if order is None else self._lost.get(order)
+        if lost is not None and lost[0] == self.bar and lost[1] in self.of:
+            decision = self.of[lost[1]]
+        if decision is None:
+            return
+        self.of[client_order_id] = decision
         if self.journal is not None:
-            self.journal({"decision": [client_order_id, *self.current]})
+            self.journal({"decision": [client_order_id, *decision]})
+
+    def answer_lost(self, client_order_id: str, order: tuple[object, ...]) -> None:
+        """Note that the send of `client_order_id` (asking `order`) got no answer in this bar."""
+        self._lost[order] = (self.bar, client_order_id)
 
 
 class DecisionScope:
@@ -149,9 +179,14 @@ class RequestTap:
         self._decisions = decisions
 
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
-        """Note the client id's decision (its first), then submit."""
-        self._decisions.note(request.client_order_id)
-        return self._broker.submit_order(request)  # type: ignore[no-any-return]
+        """Note the client id's decision (its first), then submit; note a lost answer."""
+        order = order_of(request)
+        self._decisions.note(request.client_order_id, order)
+        try:
+            return self._broker.submit_order(request)  # type: ignore[no-any-return]
+        except OutcomeUnknown:
+            self._decisions.answer_lost(request.client_order_id, order)
+            raise
 
     @property
     def inner(self) -> Any:
