@@ -217,7 +217,11 @@ class ClaimStore(LedgerWriter, StoreReader):
         on_disk = self.backend == "sqlite" and database and database != ":memory:"
         if must_exist and on_disk and not Path(str(database)).is_file():
             raise StoreError(f"no claim store at {database} (sqlite file does not exist)")
-        self._engine: Engine = open_engine(self.url, busy_timeout_ms=self.settings.sqlite_busy_timeout_ms)
+        self._engine: Engine = open_engine(
+            self.url,
+            busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
+            pg_prepare_after=self.settings.pg_prepare_after,
+        )
         self._pool = RawPool(self._engine, self.url)
         self._lease = timedelta(seconds=self.settings.lease_secs)
         self._sync_all = fsync_every_commit

@@ -496,7 +496,9 @@ class RawPool:
         dbapi = conn.dbapi
         if self.sqlite:
             return not dbapi.in_transaction
-        return not dbapi.closed and not dbapi.broken and dbapi.info.transaction_status == 0
+        # Idle: open and outside any transaction (a closed or broken connection's status is
+        # UNKNOWN). Asked of libpq's handle: `info` builds an object per call.
+        return bool(dbapi.pgconn.transaction_status == 0)
 
     def release(self, conn: _Conn) -> None:
         """Return `conn` to the pool, or close it if it is unusable, surplus or the pool is closed."""
@@ -567,7 +569,7 @@ class RawPool:
         PostgreSQL: nothing to do on a session outside any transaction (nothing was sent, or a
         `Tx.step` failed: the server rolled its statement back).
         """
-        if not self.sqlite and conn.dbapi.info.transaction_status == 0:
+        if not self.sqlite and conn.dbapi.pgconn.transaction_status == 0:
             return
         with contextlib.suppress(*self.driver_errors):
             conn.cursor.execute("ROLLBACK")
