@@ -96,7 +96,7 @@ def write_audit(
     for a statement that writes the record itself (the PostgreSQL functions of migration 0005).
     """
     values = (
-        tx.ts(at), agent_id, action.value, reason, _plain(kind), symbol, _plain(side),
+        tx.ts(at), agent_id, action._value_, reason, _plain(kind), symbol, _plain(side),
         None if qty is None else str(qty), state, prev_state, client_order_id, claim_key,
         detail_text(detail),
     )  # fmt: skip

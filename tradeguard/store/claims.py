@@ -315,7 +315,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         lease_until = now + self._lease
         at = tx.ts(now)
         values = (
-            key, coid, intent.agent_id, intent.kind.value, intent.symbol, intent.side.value,
+            key, coid, intent.agent_id, intent.kind._value_, intent.symbol, intent.side._value_,
             intent.name, text, hash_payload_json(text), owner, tx.ts(lease_until),
             _num(order_qty), turn_id, reason, at, at,
         )  # fmt: skip
@@ -332,9 +332,9 @@ class ClaimStore(LedgerWriter, StoreReader):
         )  # fmt: skip
         record = functools.partial(
             write_audit, tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
-            kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
+            kind=intent.kind._value_, symbol=intent.symbol, side=intent.side._value_,
             qty=order_qty if order_qty is not None else spec.qty or spec.notional,
-            state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
+            state=ClaimState.PENDING._value_, reason=reason or f"claimed {intent.name}",
             client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
         )  # fmt: skip
         if tx.postgres:
@@ -482,23 +482,24 @@ class ClaimStore(LedgerWriter, StoreReader):
         text = None if payload is None else canonical_json(payload)
         record = functools.partial(
             write_audit, tx, at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
-            kind=claim.kind.value, symbol=claim.symbol, side=claim.side,
+            kind=claim.kind._value_, symbol=claim.symbol, side=claim.side,
             qty=filled_qty if filled_qty is not None else claim.order_qty,
-            state=to.value, prev_state=claim.state.value, reason=reason,
+            state=to._value_, prev_state=claim.state._value_, reason=reason,
             client_order_id=claim.client_order_id, claim_key=claim.key,
             detail={
                 **(detail or {}),
                 **({"fill_delta": str(delta)} if delta else {}),
-                **({"reject_kind": reject_kind.value} if reject_kind else {}),
+                **({"reject_kind": reject_kind._value_} if reject_kind else {}),
             },
         )  # fmt: skip
+        # `_value_`, not `value`: an enum's `value` is a Python-level property (hot path).
         params = (
-            to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
+            to._value_, tx.ts(now), reason, None if reject_kind is None else reject_kind._value_,
             text, None if text is None else hash_payload_json(text),
             broker_order_id, _num(filled_avg_price), _num(order_qty),
             owner, None if owner is None else tx.ts(now + self._lease),
             _num(filled_qty) if delta else None, 1 if resend else 0,
-            claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
+            claim.key, claim.state._value_, claim.epoch, claim.attempts, _num(claim.filled_qty),
         )  # fmt: skip
         signed = delta if claim.side is Side.BUY else -delta
         if commit and tx.postgres and tx.fresh:
@@ -613,7 +614,8 @@ class ClaimStore(LedgerWriter, StoreReader):
         known, current = guesses.turn(claim.agent_id, claim.symbol)
         if not known:
             return None
-        step = fill_step(None if current is None else current[1], signed, "")
+        held = None if current is None else current[1]
+        step = fill_step(held, signed, f"{claim.kind} {claim.client_order_id}")
         spare = None
         if step.open_qty is not None:
             spare = guesses.take_id()
@@ -621,7 +623,7 @@ class ClaimStore(LedgerWriter, StoreReader):
                 return None
         expected = (None, None) if current is None else (current[0], str(current[1]))
         after = guesses.after(current, step, spare)
-        writes = ledger.fill_step_writes(current, signed, f"{claim.kind} {claim.client_order_id}", spare)
+        writes = ledger.fill_step_writes(current, step, spare)
         draw = spare is not None or guesses.short_of_ids()  # an id for a turn a later fill opens
         try:
             # One statement, migration 0009's `tg_fill_step`: under the symbol's lock, the check

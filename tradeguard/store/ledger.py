@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.intents import exit_group
-from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, own_moves_hide_the_orphan, size_exit
+from tradeguard.domain.ledger import (
+    ExitRoom,
+    FillStep,
+    LedgerPosition,
+    fill_step,
+    own_moves_hide_the_orphan,
+    size_exit,
+)
 from tradeguard.ports import same_account
 from tradeguard.store.audit import detail_text, write_audit
 
@@ -302,9 +309,9 @@ def apply_fill(
 
 
 def fill_step_writes(
-    current: tuple[int, Decimal] | None, delta: Decimal, reason: str, new_turn_id: int | None
+    current: tuple[int, Decimal] | None, step: FillStep, new_turn_id: int | None
 ) -> tuple[Any, ...]:
-    """Return what `apply_fill` writes for a fill of `delta` on `current`, as parameters.
+    """Return what `apply_fill` writes for a fill that does `step` to `current`, as parameters.
 
     For migration 0009's `tg_fill_step` (PostgreSQL): the turn to change and its new quantity,
     the close reason (None: only set the quantity), the close record's reason and detail; the
@@ -312,7 +319,6 @@ def fill_step_writes(
     detail. The same rule (`fill_step`) and record texts as `apply_fill`, which writes them
     statement by statement.
     """
-    step = fill_step(None if current is None else current[1], delta, reason)
     change: tuple[Any, ...] = (None, None, None, None, None)
     if current is not None and step.set_qty is not None:
         turn_id, qty = current[0], step.set_qty
