@@ -225,3 +225,24 @@ def test_a_store_told_not_to_prepare_runs_every_step_unprepared(pg_url: str) -> 
             assert conn.cursor.fetchall() == [(0,)]
         finally:
             pool.release(conn)
+
+
+def test_a_turn_id_used_by_a_fill_whose_answer_was_lost_is_not_used_again(
+    pg_url: str, proxy_for: list[CuttingProxy]
+) -> None:
+    url, proxy = _through(pg_url, b"tg_fill_step(", proxy_for)
+    with ClaimStore(url) as store:
+        fill(store, sent(store, "e1", Side.BUY, 4), 4)
+        fill(store, sent(store, "x1", Side.SELL, 4), 4)  # flat; the store knows it
+        claim = sent(store, "e2", Side.BUY, 3)
+        spare = store._guesses._ids[-1]  # the id drawn ahead that the next opening fill takes
+        proxy.armed = True
+        with pytest.raises(LeaseLost):
+            fill(store, claim, 3)  # opens a turn with the id drawn ahead; committed, answer lost
+        assert proxy.fired and store.position("bot", "QQQ").qty == 3
+        assert store.position("bot", "QQQ").turn_id == spare
+        assert spare not in store._guesses._ids  # used by the commit whose answer was lost
+        fill(store, sent(store, "x2", Side.SELL, 3), 3)
+        reopened = fill(store, sent(store, "e3", Side.BUY, 2), 2)  # opens a turn: a fresh id
+        assert store.position("bot", "QQQ").qty == 2
+        assert reopened.turn_id == store.position("bot", "QQQ").turn_id

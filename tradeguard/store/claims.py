@@ -642,8 +642,10 @@ class ClaimStore(LedgerWriter, StoreReader):
             if getattr(exc, "sqlstate", None) not in sql.PG_GUESS_MISSED:
                 raise
             guesses.forget(claim.agent_id, claim.symbol)
-            if spare is not None:
-                guesses.keep_id(spare)  # rolled back unused; sequence values are never reissued
+            if spare is not None and not tx.reran:
+                # Rolled back unused (sequence values are never reissued). Not after a second
+                # run: the first may have committed a turn with it, its answer lost.
+                guesses.keep_id(spare)
             return None  # nothing was written: the transaction goes on the two-round-trip way
         guesses.remember(claim.agent_id, claim.symbol, after)
         row = rows[0]

@@ -283,9 +283,11 @@ class Tx:
         0009's functions take `sync`): no BEGIN, SET LOCAL or COMMIT travels, and the parameters
         are bound by the server, so psycopg prepares the statement once per connection (after
         `prepare_threshold` runs) and the server plans it once. Nothing may be queued before it.
-        `rerunnable` as in `flush`: only an insert-if-absent that reads its row back may run again
-        on a fresh connection after the pooled one died unanswered (`reran` then says so); any
-        other statement's failure is the caller's StoreError (it may have committed).
+        `rerunnable` as in `flush`: only a statement whose second run finds what the first one
+        did (an insert-if-absent that reads its row back; a compare-and-set that then fails) may
+        run again on a fresh connection after the pooled one died unanswered (`reran` then says
+        so, even when the second run raised); any other statement's failure is the caller's
+        StoreError (it may have committed).
 
         A statement that raises leaves nothing behind (its transaction was rolled back by the
         server) and this transaction as it was: it may go on another way (BEGIN then travels
@@ -295,8 +297,12 @@ class Tx:
             raise RuntimeError("a step runs alone: statements were queued or sent before it")
         if rerunnable:
             first = self._conn
-            self._conn, cur = self._pool._pg_first(first, sql, params)
-            self.reran = self._conn is not first
+            try:
+                self._conn, cur = self._pool._pg_first(first, sql, params)
+            finally:
+                # Run again on a fresh connection (the first one died unanswered: it may have
+                # committed), whether or not the second run succeeded.
+                self.reran = bool(first.dbapi.closed)
         else:
             cur = self._conn.cursor
             cur.execute(_pg_sql(sql), params)
