@@ -19,7 +19,9 @@ transactions are durable and why.
 
 Durability (PostgreSQL). A durable transaction runs `SET LOCAL synchronous_commit = on` (the
 commit record is flushed before COMMIT returns), the others `SET LOCAL synchronous_commit =
-off`, each in the same round trip as its BEGIN; no session setting is relied on. The argument is the
+off`, each in the same round trip as its BEGIN; a transaction that is one statement (`Tx.step`)
+has its function set the same (`set_config(..., true)`, `Tx.sync`). No session setting is
+relied on. The argument is the
 one above: a client crash loses nothing (the server holds the commit); a server crash or power
 cut can lose only the last few such commits (up to 3 x `wal_writer_delay`), and only a suffix: the
 WAL is one sequential log, a durable commit flushes every record before its own, and recovery

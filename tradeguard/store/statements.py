@@ -25,12 +25,10 @@ PG_CLAIM = f"SELECT {COLS} FROM tg_claim({', '.join(['?'] * 28)})"
 # PostgreSQL: migration 0005's TRANSITION with its audit record (the parameters of TRANSITION,
 # then the record's); the row's MUTABLE_COLUMNS if the compare-and-set passed, else no rows.
 PG_MOVE = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move({', '.join(['?'] * 31)})"
-# PostgreSQL: migration 0007's guards for a fill sent in one round trip (ClaimStore._fast_fill):
-# the compare-and-set of TRANSITION (and the claim's turn id, if it has none) that raises when it
-# changed nothing, and the check, under the symbol's lock, that the agent's open turn is the one
-# the store guessed. Either raising aborts the batch (SQLSTATE below).
-PG_CAS = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_cas({', '.join(['?'] * 19)})"
-PG_EXPECT_TURN = "SELECT tg_expect_turn(?, ?, ?, ?)"
+# PostgreSQL: what a fill's one statement (`tg_fill_step`, below) raises when the open turn is
+# not the one the store guessed (TGL01) or its compare-and-set changed nothing (TGC01): it wrote
+# nothing, and the two-round-trip path follows. (Migration 0007's `tg_cas` and
+# `tg_expect_turn`, which a batched fill used before, are no longer called.)
 PG_GUESS_MISSED = frozenset({"TGL01", "TGC01"})
 # PostgreSQL, migration 0009: a move without a fill (`tg_move_step`: the transaction's
 # `synchronous_commit`, then PG_MOVE's parameters) and a fill from a guessed open turn
