@@ -34,7 +34,8 @@ PG_GUESS_MISSED = frozenset({"TGL01", "TGC01"})
 # `synchronous_commit`, then PG_MOVE's parameters) and a fill from a guessed open turn
 # (`tg_fill_step`), each a whole transaction in one statement (`Tx.step`). The fill's first
 # parameter says whether to draw a turn id ahead, returned after the row's MUTABLE_COLUMNS; then
-# the durability, PG_CAS's parameters, the transition's record, the open turn guessed (turn id,
+# the durability, TRANSITION's parameters and the turn id the claim records if it has none, the
+# transition's record, the open turn guessed (turn id,
 # qty) and `ledger.fill_step_writes`.
 PG_MOVE_STEP = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move_step({', '.join(['?'] * 32)})"
 PG_FILL_STEP = (
