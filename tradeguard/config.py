@@ -52,6 +52,13 @@ class Settings:
             agent's re-entry could be sold (G3). A healthy sender takes well under a second.
         client_order_id_prefix: Prefix of derived client_order_ids (ASCII, short).
         sqlite_busy_timeout_ms: How long SQLite waits for a lock held by another process.
+        pg_prepare_after: PostgreSQL: a statement the store runs this many times on one
+            connection is prepared on the server (psycopg's `prepare_threshold`), so each step
+            of the order path (one statement: see docs/architecture.md) is parsed and planned
+            once per connection. 0 never prepares: for a pooler in transaction mode that cannot
+            route prepared statements (PgBouncer before 1.21, or with `max_prepared_statements
+            = 0`). Every step then costs the server a parse and a plan (a claim cycle took about
+            a fifth longer on a loopback server).
     """
 
     lease_secs: float = 30.0
@@ -68,6 +75,7 @@ class Settings:
     exit_resize_after_secs: float = 0.5
     client_order_id_prefix: str = "tg"
     sqlite_busy_timeout_ms: int = 30_000
+    pg_prepare_after: int = 5
 
     def __post_init__(self) -> None:
         for f in fields(self):

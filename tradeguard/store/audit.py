@@ -46,6 +46,11 @@ _INSERT = (
 )
 
 
+def detail_text(detail: Mapping[str, Any] | None) -> str | None:
+    """Return a record's detail as the text `write_audit` stores (None for none)."""
+    return _encode_detail(detail if type(detail) is dict else dict(detail)) if detail else None
+
+
 def _plain(value: str | None) -> str | None:
     # A StrEnum member (Side, Kind) as its value: psycopg dumps Enum members by their *name*.
     return None if value is None else str(value)
@@ -91,9 +96,9 @@ def write_audit(
     for a statement that writes the record itself (the PostgreSQL functions of migration 0005).
     """
     values = (
-        tx.ts(at), agent_id, action.value, reason, _plain(kind), symbol, _plain(side),
+        tx.ts(at), agent_id, action._value_, reason, _plain(kind), symbol, _plain(side),
         None if qty is None else str(qty), state, prev_state, client_order_id, claim_key,
-        _encode_detail(detail if type(detail) is dict else dict(detail)) if detail else None,
+        detail_text(detail),
     )  # fmt: skip
     if send:
         tx.later(_INSERT, values)

@@ -217,7 +217,11 @@ class ClaimStore(LedgerWriter, StoreReader):
         on_disk = self.backend == "sqlite" and database and database != ":memory:"
         if must_exist and on_disk and not Path(str(database)).is_file():
             raise StoreError(f"no claim store at {database} (sqlite file does not exist)")
-        self._engine: Engine = open_engine(self.url, busy_timeout_ms=self.settings.sqlite_busy_timeout_ms)
+        self._engine: Engine = open_engine(
+            self.url,
+            busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
+            pg_prepare_after=self.settings.pg_prepare_after,
+        )
         self._pool = RawPool(self._engine, self.url)
         self._lease = timedelta(seconds=self.settings.lease_secs)
         self._sync_all = fsync_every_commit
@@ -311,7 +315,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         lease_until = now + self._lease
         at = tx.ts(now)
         values = (
-            key, coid, intent.agent_id, intent.kind.value, intent.symbol, intent.side.value,
+            key, coid, intent.agent_id, intent.kind._value_, intent.symbol, intent.side._value_,
             intent.name, text, hash_payload_json(text), owner, tx.ts(lease_until),
             _num(order_qty), turn_id, reason, at, at,
         )  # fmt: skip
@@ -328,25 +332,31 @@ class ClaimStore(LedgerWriter, StoreReader):
         )  # fmt: skip
         record = functools.partial(
             write_audit, tx, at=now, agent_id=intent.agent_id, action=AuditAction.CLAIM,
-            kind=intent.kind.value, symbol=intent.symbol, side=intent.side.value,
+            kind=intent.kind._value_, symbol=intent.symbol, side=intent.side._value_,
             qty=order_qty if order_qty is not None else spec.qty or spec.notional,
-            state=ClaimState.PENDING.value, reason=reason or f"claimed {intent.name}",
+            state=ClaimState.PENDING._value_, reason=reason or f"claimed {intent.name}",
             client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
         )  # fmt: skip
         if tx.postgres:
-            # One statement, migration 0005's `tg_claim`: the claim and its record if the key is
-            # new (no rows back), else the existing row; with BEGIN and COMMIT one round trip.
-            tx.later(sql.PG_CLAIM, (*values[:-1], *record(send=False)), keep=True)
+            # One statement, `tg_claim` (migrations 0005, 0009): the claim and its record if the
+            # key is new (no rows back), else the existing row. Alone in its transaction (a
+            # plain claim), it is the whole transaction, committed durably by the function
+            # itself; inside a larger one (an exit sized first) it travels with the COMMIT.
+            params = (*values[:-1], *record(send=False))
             try:
-                (found,) = tx.flush(commit=True, rerunnable=True)
+                if tx.fresh:
+                    rows = tx.step(sql.PG_CLAIM, params, rerunnable=True)
+                else:
+                    tx.later(sql.PG_CLAIM, params, keep=True)
+                    rows = tx.flush(commit=True, rerunnable=True)[0].rows
             except self._pool.driver_errors as exc:
                 if getattr(exc, "sqlstate", None) != sql.PG_CLAIM_COID_TAKEN:
                     raise
                 other = getattr(getattr(exc, "diag", None), "message_detail", None)
                 raise _coid_taken(coid, other or None) from exc
-            if not found.rows:
+            if not rows:
                 return created
-            existing = decode_claim(found.rows[0], tx.dt)
+            existing = decode_claim(rows[0], tx.dt)
             if tx.reran and _written_by(existing, owner=owner, coid=coid, at=now):
                 # The first run committed this very claim and its answer was lost with the
                 # connection: the rerun found it. Nothing was sent; it is this call's to send.
@@ -472,29 +482,36 @@ class ClaimStore(LedgerWriter, StoreReader):
         text = None if payload is None else canonical_json(payload)
         record = functools.partial(
             write_audit, tx, at=now, agent_id=claim.agent_id, action=AuditAction.TRANSITION,
-            kind=claim.kind.value, symbol=claim.symbol, side=claim.side,
+            kind=claim.kind._value_, symbol=claim.symbol, side=claim.side,
             qty=filled_qty if filled_qty is not None else claim.order_qty,
-            state=to.value, prev_state=claim.state.value, reason=reason,
+            state=to._value_, prev_state=claim.state._value_, reason=reason,
             client_order_id=claim.client_order_id, claim_key=claim.key,
             detail={
                 **(detail or {}),
                 **({"fill_delta": str(delta)} if delta else {}),
-                **({"reject_kind": reject_kind.value} if reject_kind else {}),
+                **({"reject_kind": reject_kind._value_} if reject_kind else {}),
             },
         )  # fmt: skip
+        # `_value_`, not `value`: an enum's `value` is a Python-level property (hot path).
         params = (
-            to.value, tx.ts(now), reason, None if reject_kind is None else reject_kind.value,
+            to._value_, tx.ts(now), reason, None if reject_kind is None else reject_kind._value_,
             text, None if text is None else hash_payload_json(text),
             broker_order_id, _num(filled_avg_price), _num(order_qty),
             owner, None if owner is None else tx.ts(now + self._lease),
             _num(filled_qty) if delta else None, 1 if resend else 0,
-            claim.key, claim.state.value, claim.epoch, claim.attempts, _num(claim.filled_qty),
+            claim.key, claim.state._value_, claim.epoch, claim.attempts, _num(claim.filled_qty),
         )  # fmt: skip
         signed = delta if claim.side is Side.BUY else -delta
-        if commit and delta and tx.postgres:
-            fast = self._fast_fill(tx, claim, params=params, record=record, signed=signed, now=now)
-            if fast is not None:
-                return fast if payload is None else replace(fast, payload=payload)
+        if commit and tx.postgres and tx.fresh:
+            # The whole transaction in one statement (migration 0009): a move without a fill
+            # always; a fill when this store knows the open turn it applies to.
+            one = (
+                self._fast_fill(tx, claim, params=params, record=record, signed=signed)
+                if delta
+                else self._move_step(tx, claim, params, record)
+            )
+            if one is not None:
+                return one if payload is None else replace(one, payload=payload)
         # PostgreSQL: what follows the compare-and-set travels with it in one round trip. A fill
         # needs the open turn (read under the symbol's lock; harmless if the update fails, the
         # transaction is rolled back); a move without one is a single statement, migration
@@ -523,6 +540,17 @@ class ClaimStore(LedgerWriter, StoreReader):
         if not guarded:
             record()
         return moved
+
+    def _move_step(self, tx: Tx, claim: Claim, params: tuple[Any, ...], record: Callable[..., Any]) -> Claim:
+        """PostgreSQL: a move without a fill as the whole transaction in one statement.
+
+        Migration 0009's `tg_move_step`: the compare-and-set and, if it passed, the record,
+        committed at the transaction's durability (the function sets it).
+        """
+        rows = tx.step(sql.PG_MOVE_STEP, (tx.sync, *params, *record(send=False)))
+        if not rows:
+            raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
+        return apply_mutable(claim, rows[0], tx.dt)
 
     def _queue_fill_reads(self, tx: Tx, claim: Claim) -> None:
         """Queue what a fill reads with its compare-and-set: the open turn and (PostgreSQL) turn ids."""
@@ -569,61 +597,61 @@ class ClaimStore(LedgerWriter, StoreReader):
         claim: Claim,
         *,
         params: tuple[Any, ...],
-        record: Callable[[], Any],
+        record: Callable[..., Any],
         signed: Decimal,
-        now: datetime,
     ) -> Claim | None:
         """PostgreSQL: send a fill's whole transaction in one round trip; None if it must take two.
 
         The ledger writes are computed from the open turn this store's last fill in the symbol
-        left (`_FillGuesses`), with a turn id drawn ahead for a turn the fill opens. Inside the
-        batch, under the symbol's lock, migration 0007's `tg_expect_turn` checks that guess and
-        `tg_cas` the compare-and-set; if either fails the transaction is aborted before anything
-        commits, rolled back, and None tells the caller to take the two-round-trip path (which
-        also raises LeaseLost when the claim moved). Money never rests on the guess: a wrong one
-        costs one round trip.
+        left (`_FillGuesses`), with a turn id drawn ahead for a turn the fill opens, and sent as
+        one statement (migration 0009's `tg_fill_step`). Inside it, under the symbol's lock, the
+        guess is checked and the compare-and-set applied; if either fails the statement's
+        transaction is aborted before anything commits, and None tells the caller to take the
+        two-round-trip path in the same `tx` (which also raises LeaseLost when the claim moved).
+        Money never rests on the guess: a wrong one costs one round trip.
         """
         guesses = self._guesses
         known, current = guesses.turn(claim.agent_id, claim.symbol)
         if not known:
             return None
-        step = fill_step(None if current is None else current[1], signed, "")
+        held = None if current is None else current[1]
+        step = fill_step(held, signed, f"{claim.kind} {claim.client_order_id}")
         spare = None
         if step.open_qty is not None:
             spare = guesses.take_id()
             if spare is None:
                 return None
         expected = (None, None) if current is None else (current[0], str(current[1]))
-        # The symbol's lock (taken by the check, before the claim's row), the check, the
-        # compare-and-set with the turn id the fill leaves, then the ledger's writes: the turn
-        # after this fill is known before it is written (fill_step on the guess).
-        tx.later(sql.PG_EXPECT_TURN, (claim.agent_id, claim.symbol, *expected))
         after = guesses.after(current, step, spare)
-        tx.later(sql.PG_CAS, (*params, None if after is None else after[0]), keep=True)
-        ledger.apply_fill(
-            tx, claim.agent_id, claim.symbol, signed, at=now, reason=f"{claim.kind} {claim.client_order_id}",
-            prefetched=True, current=current, new_turn_id=spare,
-        )  # fmt: skip
-        record()
-        draw = spare is not None or guesses.short_of_ids()
-        if draw:
-            ledger.queue_turn_id(tx)  # an id for a turn a later fill opens, drawn in this round trip
+        writes = ledger.fill_step_writes(current, step, spare)
+        draw = spare is not None or guesses.short_of_ids()  # an id for a turn a later fill opens
         try:
-            # Re-runnable: a batch re-sent on a fresh connection after the first one committed
-            # fails its compare-and-set (TGC01) and ends on the two-round-trip path's LeaseLost.
-            results = tx.flush(commit=True, rerunnable=True)
+            # One statement, migration 0009's `tg_fill_step`: under the symbol's lock, the check
+            # of the guess, the compare-and-set with the turn id the fill leaves, the ledger's
+            # writes (known before they are written: fill_step on the guess) and the records.
+            # Re-runnable: a statement re-sent on a fresh connection after the first one
+            # committed fails its compare-and-set (TGC01) and ends on the two-round-trip path's
+            # LeaseLost.
+            rows = tx.step(
+                sql.PG_FILL_STEP,
+                (draw, tx.sync, *params, None if after is None else after[0], *record(send=False),
+                 *expected, *writes),
+                rerunnable=True,
+            )  # fmt: skip
         except self._pool.driver_errors as exc:
             if getattr(exc, "sqlstate", None) not in sql.PG_GUESS_MISSED:
                 raise
             guesses.forget(claim.agent_id, claim.symbol)
-            if spare is not None:
-                guesses.keep_id(spare)  # rolled back unused; sequence values are never reissued
-            tx.restart()
-            return None
+            if spare is not None and not tx.reran:
+                # Rolled back unused (sequence values are never reissued). Not after a second
+                # run: the first may have committed a turn with it, its answer lost.
+                guesses.keep_id(spare)
+            return None  # nothing was written: the transaction goes on the two-round-trip way
         guesses.remember(claim.agent_id, claim.symbol, after)
+        row = rows[0]
         if draw:
-            guesses.keep_id(ledger.reserved_turn_id(results[1].rows))
-        return apply_mutable(claim, results[0].rows[0], tx.dt)
+            guesses.keep_id(int(row[-1]))
+        return apply_mutable(claim, row, tx.dt)
 
     @staticmethod
     def _lease_lost(claim: Claim, current: Sequence[Any] | None) -> LeaseLost:

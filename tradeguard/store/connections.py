@@ -19,7 +19,9 @@ transactions are durable and why.
 
 Durability (PostgreSQL). A durable transaction runs `SET LOCAL synchronous_commit = on` (the
 commit record is flushed before COMMIT returns), the others `SET LOCAL synchronous_commit =
-off`, each in the same round trip as its BEGIN; no session setting is relied on. The argument is the
+off`, each in the same round trip as its BEGIN; a transaction that is one statement (`Tx.step`)
+has its function set the same (`set_config(..., true)`, `Tx.sync`). No session setting is
+relied on. The argument is the
 one above: a client crash loses nothing (the server holds the commit); a server crash or power
 cut can lose only the last few such commits (up to 3 x `wal_writer_delay`), and only a suffix: the
 WAL is one sequential log, a durable commit flushes every record before its own, and recovery
@@ -191,8 +193,8 @@ class Tx:
     """
 
     __slots__ = (
-        "_begin", "_conn", "_kept", "_last", "_last_enc", "_pending", "_pool", "committed", "dt", "postgres",
-        "reran",
+        "_begin", "_conn", "_fresh", "_kept", "_last", "_last_enc", "_pending", "_pool", "committed", "dt",
+        "postgres", "reran", "sync",
     )  # fmt: skip
 
     def __init__(self, conn: _Conn, pool: RawPool, begin: tuple[str, ...]) -> None:
@@ -204,12 +206,15 @@ class Tx:
         self._last_enc: Any = None
         # PostgreSQL: statement texts not sent yet, each with whether its result is kept.
         self._pending: list[tuple[str, bool]] = [(text, False) for text in begin]
+        self._fresh = True  # nothing queued or sent yet (a `step` may run)
         self._kept: list[Result] = []  # SQLite: results of `keep` statements since the last flush
         self.committed = False
         # PostgreSQL: the first batch ran again on a fresh connection (the pooled one died with
         # it unanswered: a committing batch may have committed on its first run).
         self.reran = False
         self.dt = pool.dt
+        # PostgreSQL: the transaction's `synchronous_commit`, for a step that sets it itself.
+        self.sync = "off" if begin is _PG_BEGIN_ASYNC else "on"
 
     @property
     def conn(self) -> _Conn:
@@ -224,6 +229,7 @@ class Tx:
 
     def later(self, sql: str, params: Sequence[Any] = (), *, keep: bool = False) -> None:
         """Queue a statement; with `keep`, the next `flush` returns its result."""
+        self._fresh = False
         if self.postgres:
             self._pending.append((_bind(self._conn, sql, params) if params else sql, keep))
             return
@@ -245,6 +251,7 @@ class Tx:
                 self._conn.cursor.execute("COMMIT")
                 self.committed = True
             return kept
+        self._fresh = False
         batch = self._pending
         if commit:
             batch.append(("COMMIT", False))
@@ -271,6 +278,42 @@ class Tx:
         self.committed = commit
         return kept
 
+    def step(self, sql: str, params: Sequence[Any], *, rerunnable: bool = False) -> list[Any]:
+        """PostgreSQL: run the whole transaction as one statement in autocommit; return its rows.
+
+        For a statement that is a transaction by itself and sets its own durability (migration
+        0009's functions take `sync`): no BEGIN, SET LOCAL or COMMIT travels, and the parameters
+        are bound by the server, so psycopg prepares the statement once per connection (after
+        `prepare_threshold` runs) and the server plans it once. Nothing may be queued before it.
+        `rerunnable` as in `flush`: only a statement whose second run finds what the first one
+        did (an insert-if-absent that reads its row back; a compare-and-set that then fails) may
+        run again on a fresh connection after the pooled one died unanswered (`reran` then says
+        so, even when the second run raised); any other statement's failure is the caller's
+        StoreError (it may have committed).
+
+        A statement that raises leaves nothing behind (its transaction was rolled back by the
+        server) and this transaction as it was: it may go on another way (BEGIN then travels
+        with its first batch).
+        """
+        if not self._fresh:
+            raise RuntimeError("a step runs alone: statements were queued or sent before it")
+        if rerunnable:
+            first = self._conn
+            try:
+                self._conn, cur = self._pool._pg_first(first, sql, params)
+            finally:
+                # Run again on a fresh connection (the first one died unanswered: it may have
+                # committed), whether or not the second run succeeded.
+                self.reran = bool(first.dbapi.closed)
+        else:
+            cur = self._conn.cursor
+            cur.execute(_pg_sql(sql), params)
+        rows = _pg_rows(cur)
+        self._pending = []
+        self._fresh = False
+        self.committed = True
+        return rows
+
     def restart(self) -> None:
         """PostgreSQL: roll back what was sent and begin again, with the same durability.
 
@@ -279,6 +322,7 @@ class Tx:
         the next batch (no round trip of its own).
         """
         self._pending = [("ROLLBACK", False), *((text, False) for text in self._begin)]
+        self._fresh = False
         self.committed = False
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -303,6 +347,11 @@ class Tx:
             return int(cur.rowcount)
         self.later(sql, params, keep=True)
         return self.flush()[-1].count
+
+    @property
+    def fresh(self) -> bool:
+        """True while nothing was queued or sent: the transaction may be one `step`."""
+        return self._fresh
 
     def commit(self) -> None:
         """Commit, with any statements still queued."""
@@ -455,7 +504,9 @@ class RawPool:
         dbapi = conn.dbapi
         if self.sqlite:
             return not dbapi.in_transaction
-        return not dbapi.closed and not dbapi.broken and dbapi.info.transaction_status == 0
+        # Idle: open and outside any transaction (a closed or broken connection's status is
+        # UNKNOWN). Asked of libpq's handle: `info` builds an object per call.
+        return bool(dbapi.pgconn.transaction_status == 0)
 
     def release(self, conn: _Conn) -> None:
         """Return `conn` to the pool, or close it if it is unusable, surplus or the pool is closed."""
@@ -521,7 +572,13 @@ class RawPool:
             raise
 
     def rollback_quietly(self, conn: _Conn) -> None:
-        """Roll back after a failure; a connection that cannot is dropped on release."""
+        """Roll back after a failure; a connection that cannot is dropped on release.
+
+        PostgreSQL: nothing to do on a session outside any transaction (nothing was sent, or a
+        `Tx.step` failed: the server rolled its statement back).
+        """
+        if not self.sqlite and conn.dbapi.pgconn.transaction_status == 0:
+            return
         with contextlib.suppress(*self.driver_errors):
             conn.cursor.execute("ROLLBACK")
 

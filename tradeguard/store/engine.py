@@ -179,11 +179,14 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     return engine
 
 
-def _postgres_engine(url: URL) -> Engine:
+def _postgres_engine(url: URL, prepare_after: int) -> Engine:
     engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Server-side prepared statements after `prepare_after` runs (Settings.pg_prepare_after);
+        # 0: never (psycopg's None), for a pooler that cannot route them.
+        dbapi_conn.prepare_threshold = prepare_after or None
         with dbapi_conn.cursor() as cur:
             cur.execute("SET synchronous_commit = on")
         dbapi_conn.commit()
@@ -236,8 +239,12 @@ def _probe_writable(engine: Engine) -> None:
         tx.rollback()
 
 
-def open_engine(url: str | URL, *, busy_timeout_ms: int = 30_000, migrate: bool = True) -> Engine:
+def open_engine(
+    url: str | URL, *, busy_timeout_ms: int = 30_000, migrate: bool = True, pg_prepare_after: int = 5
+) -> Engine:
     """Create the engine for `url`, apply pending migrations, and check the schema version.
+
+    `pg_prepare_after`: see `Settings.pg_prepare_after` (PostgreSQL only).
 
     Raises:
         StoreError: The URL is unusable, the database cannot be opened, is corrupt, or was
@@ -248,7 +255,7 @@ def open_engine(url: str | URL, *, busy_timeout_ms: int = 30_000, migrate: bool 
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(parsed, busy_timeout_ms)
         else:
-            engine = _postgres_engine(parsed)
+            engine = _postgres_engine(parsed, pg_prepare_after)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StoreError(
             f"claim store {describe(parsed)}: its database driver is not installed ({exc}); "

@@ -21,9 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.domain.intents import exit_group
-from tradeguard.domain.ledger import ExitRoom, LedgerPosition, fill_step, own_moves_hide_the_orphan, size_exit
+from tradeguard.domain.ledger import (
+    ExitRoom,
+    FillStep,
+    LedgerPosition,
+    fill_step,
+    own_moves_hide_the_orphan,
+    size_exit,
+)
 from tradeguard.ports import same_account
-from tradeguard.store.audit import write_audit
+from tradeguard.store.audit import detail_text, write_audit
 
 if TYPE_CHECKING:
     from tradeguard.store.connections import Tx
@@ -40,6 +47,7 @@ __all__ = [
     "apply_fill",
     "close_turn",
     "exit_room",
+    "fill_step_writes",
     "lock_symbol",
     "open_turn",
     "open_turn_of",
@@ -191,9 +199,26 @@ def open_turn(
         tx.later(_INSERT_WITH_ID, (turn_id, agent_id, symbol, str(qty), when, when))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
-        reason=f"turn {turn_id} opened: {reason}", detail={"turn_id": turn_id},
+        reason=_opened_note(turn_id, reason), detail=_opened_detail(turn_id),
     )  # fmt: skip
     return turn_id
+
+
+# The ledger records' reasons and details, written here and by `fill_step_writes` alike.
+def _opened_note(turn_id: int, reason: str) -> str:
+    return f"turn {turn_id} opened: {reason}"
+
+
+def _opened_detail(turn_id: int) -> dict[str, Any]:
+    return {"turn_id": turn_id}
+
+
+def _closed_note(turn_id: int, reason: str) -> str:
+    return f"turn {turn_id} closed: {reason}"
+
+
+def _closed_detail(turn_id: int, qty: Decimal) -> dict[str, Any]:
+    return {"turn_id": turn_id, "qty_at_close": str(qty)}
 
 
 def _close(
@@ -213,7 +238,7 @@ def _close(
         tx.later(_CLOSE, (tx.ts(at), tx.ts(at), reason, turn_id))
     write_audit(
         tx, at=at, agent_id=agent_id, action=AuditAction.LEDGER, symbol=symbol, qty=qty,
-        reason=f"turn {turn_id} closed: {reason}", detail={"turn_id": turn_id, "qty_at_close": str(qty)},
+        reason=_closed_note(turn_id, reason), detail=_closed_detail(turn_id, qty),
     )  # fmt: skip
 
 
@@ -281,6 +306,38 @@ def apply_fill(
             tx, agent_id, symbol, step.open_qty, at=at, reason=step.open_reason, turn_id=new_turn_id
         )
     return turn_id
+
+
+def fill_step_writes(
+    current: tuple[int, Decimal] | None, step: FillStep, new_turn_id: int | None
+) -> tuple[Any, ...]:
+    """Return what `apply_fill` writes for a fill that does `step` to `current`, as parameters.
+
+    For migration 0009's `tg_fill_step` (PostgreSQL): the turn to change and its new quantity,
+    the close reason (None: only set the quantity), the close record's reason and detail; the
+    turn to open (with `new_turn_id`, drawn ahead), its quantity, its record's reason and
+    detail. The same rule (`fill_step`) and record texts as `apply_fill`, which writes them
+    statement by statement.
+    """
+    change: tuple[Any, ...] = (None, None, None, None, None)
+    if current is not None and step.set_qty is not None:
+        turn_id, qty = current[0], step.set_qty
+        if step.close_reason is None:
+            change = (turn_id, str(qty), None, None, None)
+        else:
+            change = (
+                turn_id, str(qty), step.close_reason, _closed_note(turn_id, step.close_reason),
+                detail_text(_closed_detail(turn_id, qty)),
+            )  # fmt: skip
+    opened: tuple[Any, ...] = (None, None, None, None)
+    if step.open_qty is not None:
+        if new_turn_id is None:
+            raise ValueError("a fill that opens a turn needs a turn id drawn ahead")
+        opened = (
+            new_turn_id, str(step.open_qty), _opened_note(new_turn_id, step.open_reason),
+            detail_text(_opened_detail(new_turn_id)),
+        )  # fmt: skip
+    return (*change, *opened)
 
 
 def exit_room(

@@ -18,20 +18,31 @@ _ACTIVE = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE_STATES))
 LIST = f"SELECT {COLS} FROM tg_claims"
 BY_KEY = f"SELECT {COLS} FROM tg_claims WHERE claim_key = ?"
 BY_COID = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ?"
-# PostgreSQL: the claim function of migration 0005 (the values of INSERT_CLAIM but updated_at,
+# PostgreSQL: the claim function of migrations 0005 and 0009 (the values of INSERT_CLAIM but updated_at,
 # then the audit record's, see audit.write_audit). No rows: it inserted the claim and its record; else the
 # existing claim's row, in CLAIM_COLUMNS order.
 PG_CLAIM = f"SELECT {COLS} FROM tg_claim({', '.join(['?'] * 28)})"
 # PostgreSQL: migration 0005's TRANSITION with its audit record (the parameters of TRANSITION,
 # then the record's); the row's MUTABLE_COLUMNS if the compare-and-set passed, else no rows.
 PG_MOVE = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move({', '.join(['?'] * 31)})"
-# PostgreSQL: migration 0007's guards for a fill sent in one round trip (ClaimStore._fast_fill):
-# the compare-and-set of TRANSITION (and the claim's turn id, if it has none) that raises when it
-# changed nothing, and the check, under the symbol's lock, that the agent's open turn is the one
-# the store guessed. Either raising aborts the batch (SQLSTATE below).
-PG_CAS = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_cas({', '.join(['?'] * 19)})"
-PG_EXPECT_TURN = "SELECT tg_expect_turn(?, ?, ?, ?)"
+# PostgreSQL: what a fill's one statement (`tg_fill_step`, below) raises when the open turn is
+# not the one the store guessed (TGL01) or its compare-and-set changed nothing (TGC01): it wrote
+# nothing, and the two-round-trip path follows. (Migration 0007's `tg_cas` and
+# `tg_expect_turn`, which a batched fill used before, are no longer called.)
 PG_GUESS_MISSED = frozenset({"TGL01", "TGC01"})
+# PostgreSQL, migration 0009: a move without a fill (`tg_move_step`: the transaction's
+# `synchronous_commit`, then PG_MOVE's parameters) and a fill from a guessed open turn
+# (`tg_fill_step`), each a whole transaction in one statement (`Tx.step`). The fill's first
+# parameter says whether to draw a turn id ahead, returned after the row's MUTABLE_COLUMNS; then
+# the durability, TRANSITION's parameters and the turn id the claim records if it has none, the
+# transition's record, the open turn guessed (turn id,
+# qty) and `ledger.fill_step_writes`.
+PG_MOVE_STEP = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move_step({', '.join(['?'] * 32)})"
+PG_FILL_STEP = (
+    f"SELECT {', '.join(MUTABLE_COLUMNS)},"
+    " CASE WHEN ? THEN nextval(pg_get_serial_sequence('tg_turns', 'turn_id')) END"
+    f" FROM tg_fill_step({', '.join(['?'] * 44)})"
+)
 # The claim function's error when the key is new but the client_order_id is another claim's.
 PG_CLAIM_COID_TAKEN = "P0001"
 KEY_OF_COID = "SELECT claim_key FROM tg_claims WHERE client_order_id = ?"
