@@ -265,6 +265,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             what = f"{symbol} was never held by {self.agent_id}" if never else f"ledger is flat in {symbol}"
             return self._skip(symbol, f"exit {intent!r}: {what}")
         for sizing in range(2):
+            read_at = self.clock.now()  # exits acknowledged from now on may not be in the read
             read = self._broker_available(symbol, held)
             if isinstance(read, OrderResult):
                 return read
@@ -272,7 +273,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             crashpoints.hit("exit_before_claim")
             outcome, room = self.store.claim_exit(
                 decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}",
-                client_order_id=client_order_id,
+                client_order_id=client_order_id, broker_read_at=read_at,
             )  # fmt: skip
             # Shares held back as another agent's unbooked fills may have been booked into its
             # ledger before the sizing locked the symbol; the sizing then took them off again, as

@@ -320,16 +320,26 @@ class ClaimLedger(Protocol):
         broker_available: Decimal,
         reason: str,
         client_order_id: str | None = None,
+        broker_read_at: datetime | None = None,
     ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
         """Size an exit and claim it in one atomic step; None when there is nothing to sell.
 
         An existing claim for the key is returned as it is, with no sizing (None). A
         `client_order_id` given by the caller (the drop-in: the bot's own id) replaces the derived one.
+        `broker_read_at`: when `broker_available` was read (just before the read); an exit whose
+        claim moved at or after it counts as one the read may not show (`acknowledged_before`).
         """
         ...
 
     def resend_exit(
-        self, claim: Claim, *, owner: str, broker_available: Decimal, reason: str, detail: dict[str, Any]
+        self,
+        claim: Claim,
+        *,
+        owner: str,
+        broker_available: Decimal,
+        reason: str,
+        detail: dict[str, Any],
+        broker_read_at: datetime | None = None,
     ) -> tuple[Claim | None, ExitRoom]:
         """Re-size an exit that placed nothing and move it back to PENDING, in one atomic step."""
         ...

@@ -294,6 +294,7 @@ class RetryAnswers:
                 "closed (a decision that exited once never sells a later position)"
             )
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
+        read_at = self.clock.now()
         read = self._broker_available(claim.symbol, held)
         if isinstance(read, OrderResult):
             return OrderResult(read.outcome, claim, None, read.reason, read.error)
@@ -302,6 +303,7 @@ class RetryAnswers:
             pending, room = self.store.resend_exit(
                 claim, owner=self.owner, broker_available=available,
                 reason=f"sending again after {claim.state}: nothing was placed", detail={},
+                broker_read_at=read_at,
             )  # fmt: skip
         except LeaseLost:
             fresh = self.store.get(claim.key)

@@ -14,6 +14,7 @@ from decimal import Decimal
 __all__ = [
     "ExitRoom",
     "FillStep",
+    "acknowledged_before",
     "LedgerPosition",
     "fill_step",
     "adoption_note",
@@ -115,6 +116,19 @@ def fill_step(held: Decimal | None, delta: Decimal, reason: str) -> FillStep:
             open_reason=f"remainder of {reason}",
         )
     return FillStep(set_qty=new_qty)
+
+
+def acknowledged_before(acknowledged: bool, moved_at: datetime, read_at: datetime | None) -> bool:
+    """Whether an exit's shares are out of a broker `qty_available` read at `read_at` (audit 14c D1).
+
+    An acknowledged exit (SUBMITTED, PARTIALLY_FILLED) whose claim last moved no later than the
+    read. One that moved after it may have been acknowledged after the read, which then still
+    counts its shares as available: it counts as unacknowledged (its shares are subtracted again,
+    so the exit is sized smaller, never larger). `read_at` None: the read's time is not known.
+    Times on one host's clock; across hosts, clock skew shifts the line (as it does the dedup
+    window's, see docs/architecture.md).
+    """
+    return acknowledged and (read_at is None or moved_at <= read_at)
 
 
 def size_exit(

@@ -464,9 +464,13 @@ class Reconciler:
         """
         snapshot = report.snapshot
         pos = snapshot.position(claim.symbol) if snapshot is not None else None
+        # When the position was read (the snapshot's: the end of its read), for the exits the
+        # sizing must count as in flight (`domain.ledger.acknowledged_before`).
+        read_at = snapshot.taken_at if snapshot is not None else None
         if snapshot is None or (
             (self.clock.now() - snapshot.taken_at).total_seconds() > self.settings.exit_resize_after_secs
         ):
+            read_at = self.clock.now()
             try:
                 pos = self.broker.get_position(claim.symbol)
             except BrokerError:
@@ -482,7 +486,7 @@ class Reconciler:
             available = max(available - unbooked, Decimal(0))
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
-            detail=dict(action.evidence),
+            detail=dict(action.evidence), broker_read_at=read_at,
         )  # fmt: skip
         if pending is None:
             return False

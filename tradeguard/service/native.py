@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -90,6 +90,10 @@ def _spec(order: dict[str, Any]) -> OrderSpec:
                 f"order {field.name} must be a positive number below {FIGURE_LIMIT:,}, got {value}"
             )
     return spec
+
+
+def _utc(at: datetime | None) -> datetime | None:
+    return None if at is None else at.astimezone(UTC)
 
 
 def _coid(coid: str | None, intent: Intent, store: ClaimLedger) -> str | None:
@@ -173,6 +177,7 @@ def create_exit(body: ExitIn, request: Request, principal: Caller) -> dict[str, 
             broker_available=Decimal(body.broker_available),
             reason=body.reason,
             client_order_id=_coid(body.client_order_id, intent, store),
+            broker_read_at=_utc(body.broker_read_at),
         ),
     )
     return {
@@ -296,6 +301,6 @@ def resend_exit(key: str, body: ResendExitIn, request: Request, principal: Calle
     seen = as_seen(visible_claim(store, principal, key), body.expect)
     claim, room = store.resend_exit(
         seen, owner=body.owner, broker_available=Decimal(body.broker_available), reason=body.reason,
-        detail=body.detail,
+        detail=body.detail, broker_read_at=_utc(body.broker_read_at),
     )  # fmt: skip
     return {"claim": None if claim is None else codec.claim_json(claim), "room": codec.room_json(room)}

@@ -87,6 +87,9 @@ class ExitIn(_In):
     broker_available: DecimalText
     reason: Text
     client_order_id: Annotated[str, Field(max_length=48)] | None = None
+    broker_read_at: AwareDatetime | None = Field(
+        default=None, description="when broker_available was read (exits moved since count as in flight)"
+    )
 
 
 class VersionIn(_In):
@@ -133,6 +136,7 @@ class ResendExitIn(_In):
     broker_available: DecimalText
     reason: Text
     detail: dict[str, Any] = Field(default_factory=dict)
+    broker_read_at: AwareDatetime | None = None
 
 
 class WindowIn(_In):

@@ -25,6 +25,7 @@ from tradeguard.domain.ledger import (
     ExitRoom,
     FillStep,
     LedgerPosition,
+    acknowledged_before,
     fill_step,
     own_moves_hide_the_orphan,
     size_exit,
@@ -106,8 +107,8 @@ _HOLDERS = (
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.is_open = 1"
 )
 _OPEN_EXITS = (
-    "SELECT c.agent_id, c.state, c.order_qty, c.filled_qty, a.account_key, c.intent, c.client_order_id"
-    " FROM tg_claims c"
+    "SELECT c.agent_id, c.state, c.order_qty, c.filled_qty, a.account_key, c.intent, c.client_order_id,"
+    " c.updated_at FROM tg_claims c"
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ? AND c.kind = 'exit'"
     " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
 )
@@ -341,11 +342,18 @@ def fill_step_writes(
 
 
 def exit_room(
-    tx: Tx, agent_id: str, symbol: str, *, broker_available: Decimal, requested: Decimal | None
+    tx: Tx,
+    agent_id: str,
+    symbol: str,
+    *,
+    broker_available: Decimal,
+    requested: Decimal | None,
+    read_at: datetime | None = None,
 ) -> ExitRoom:
     """Size one agent's exit from the ledger and the broker under the symbol's lock (G3).
 
-    `broker_available` is the broker's `qty_available` on the agent's side, read just before.
+    `broker_available` is the broker's `qty_available` on the agent's side, read just before, at
+    `read_at` (`domain.ledger.acknowledged_before`).
     Exits claimed by other transactions since that read are counted here, inside the lock, so
     two exits can never both be sized from the same shares. Other agents count only when they
     may trade the same broker account (`ports.same_account` of their registered keys).
@@ -358,11 +366,11 @@ def exit_room(
     open_exits = [
         (
             holder,
-            state not in _UNACKNOWLEDGED,
+            acknowledged_before(state not in _UNACKNOWLEDGED, tx.dt(moved), read_at),
             Decimal(order_qty or 0) - Decimal(filled),
             exit_group(name, coid),
         )
-        for holder, state, order_qty, filled, key, name, coid in tx.all(_OPEN_EXITS, (symbol,))
+        for holder, state, order_qty, filled, key, name, coid, moved in tx.all(_OPEN_EXITS, (symbol,))
         if holder == agent_id or same_account(mine, key)
     ]
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)

@@ -82,6 +82,7 @@ class LedgerWriter:
         broker_available: Decimal,
         reason: str,
         client_order_id: str | None = None,
+        broker_read_at: datetime | None = None,
     ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
         """Size an exit and claim it in one transaction; None when there is nothing to sell.
 
@@ -100,8 +101,9 @@ class LedgerWriter:
                 # duplicate; the exit's own position intent may differ, so no payload check here.
                 return ClaimOutcome(decode_claim(row, tx.dt), created=False), None
             room = ledger.exit_room(
-                tx, intent.agent_id, intent.symbol, broker_available=broker_available, requested=spec.qty
-            )
+                tx, intent.agent_id, intent.symbol, broker_available=broker_available, requested=spec.qty,
+                read_at=broker_read_at,
+            )  # fmt: skip
             if room.qty <= 0:
                 return None, room
             turn_id = ledger.position_of(tx, intent.agent_id, intent.symbol).turn_id
@@ -112,7 +114,14 @@ class LedgerWriter:
         return outcome, room
 
     def resend_exit(
-        self, claim: Claim, *, owner: str, broker_available: Decimal, reason: str, detail: dict[str, Any]
+        self,
+        claim: Claim,
+        *,
+        owner: str,
+        broker_available: Decimal,
+        reason: str,
+        detail: dict[str, Any],
+        broker_read_at: datetime | None = None,
     ) -> tuple[Claim | None, ExitRoom]:
         """Re-size an exit that placed nothing (NOT_SENT, or refused) and move it back to PENDING.
 
@@ -123,8 +132,9 @@ class LedgerWriter:
         now = self._now()
         with self._pool.write(f"re-sizing exit {claim.client_order_id}", durable=True) as tx:
             room = ledger.exit_room(
-                tx, claim.agent_id, claim.symbol, broker_available=broker_available, requested=claim.spec.qty
-            )
+                tx, claim.agent_id, claim.symbol, broker_available=broker_available,
+                requested=claim.spec.qty, read_at=broker_read_at,
+            )  # fmt: skip
             if room.qty <= 0:
                 return None, room
             moved = self._move(

@@ -30,7 +30,7 @@ from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction, claim_fields
 from tradeguard.domain.claims import Claim, ClaimOutcome, same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id, exit_group
-from tradeguard.domain.ledger import ExitRoom, LedgerPosition, size_exit
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition, acknowledged_before, size_exit
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState, check_transition
 from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
@@ -524,7 +524,13 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             self._write_audit(at=now, agent_id=agent_id, action=action, reason=reason, **fields)
 
     def _exit_room(
-        self, agent_id: str, symbol: str, *, broker_available: Decimal, requested: Decimal | None
+        self,
+        agent_id: str,
+        symbol: str,
+        *,
+        broker_available: Decimal,
+        requested: Decimal | None,
+        read_at: datetime | None = None,
     ) -> ExitRoom:
         # Agents on another broker account hold nothing this agent could sell (`_on_account_of`).
         mine = self._on_account_of
@@ -533,7 +539,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         open_exits = [
             (
                 c.agent_id,
-                c.state not in _UNACKNOWLEDGED,
+                acknowledged_before(c.state not in _UNACKNOWLEDGED, c.updated_at, read_at),
                 (c.order_qty or Decimal(0)) - c.filled_qty,
                 exit_group(c.intent, c.client_order_id),
             )
@@ -555,6 +561,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         broker_available: Decimal,
         reason: str,
         client_order_id: str | None = None,
+        broker_read_at: datetime | None = None,
     ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
         """Size an exit and claim it in one step; None when there is nothing to sell (see `ClaimStore`)."""
         payload = spec.as_payload()
@@ -564,8 +571,9 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             if existing is not None:  # a racing retry of this decision: no sizing, no payload check
                 return ClaimOutcome(existing, created=False), None
             room = self._exit_room(
-                intent.agent_id, intent.symbol, broker_available=broker_available, requested=spec.qty
-            )
+                intent.agent_id, intent.symbol, broker_available=broker_available, requested=spec.qty,
+                read_at=broker_read_at,
+            )  # fmt: skip
             if room.qty <= 0:
                 return None, room
             held = self._open_position(intent.agent_id, intent.symbol)
@@ -576,7 +584,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         return outcome, room
 
     def resend_exit(
-        self, claim: Claim, *, owner: str, broker_available: Decimal, reason: str, detail: dict[str, Any]
+        self,
+        claim: Claim,
+        *,
+        owner: str,
+        broker_available: Decimal,
+        reason: str,
+        detail: dict[str, Any],
+        broker_read_at: datetime | None = None,
     ) -> tuple[Claim | None, ExitRoom]:
         """Re-size an exit that placed nothing and move it back to PENDING, in one step.
 
@@ -586,8 +601,9 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         now = self._now()
         with self._lock:
             room = self._exit_room(
-                claim.agent_id, claim.symbol, broker_available=broker_available, requested=claim.spec.qty
-            )
+                claim.agent_id, claim.symbol, broker_available=broker_available,
+                requested=claim.spec.qty, read_at=broker_read_at,
+            )  # fmt: skip
             if room.qty <= 0:
                 return None, room
             moved = self._move(

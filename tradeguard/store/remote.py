@@ -33,6 +33,7 @@ import inspect
 import json
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from decimal import Decimal
 from types import FunctionType
 from typing import Any, TypeVar
@@ -336,12 +337,14 @@ class RemoteClaimLedger(RemoteReads):
         broker_available: Decimal,
         reason: str,
         client_order_id: str | None = None,
+        broker_read_at: datetime | None = None,
     ) -> tuple[ClaimOutcome | None, ExitRoom | None]:
         """Size an exit and claim it in one atomic step on the service (safe to retry)."""
         body = {
             "intent": codec.intent_json(intent), "order": spec.as_payload(), "owner": owner,
             "broker_available": codec.num(broker_available), "reason": reason,
             "client_order_id": client_order_id,
+            "broker_read_at": None if broker_read_at is None else codec.ts(broker_read_at),
         }  # fmt: skip
         answer = self._call("POST", "/v1/exits", f"claiming an exit of {intent.symbol}", body=body)
         outcome, room = answer["outcome"], answer["room"]
@@ -351,12 +354,20 @@ class RemoteClaimLedger(RemoteReads):
         )
 
     def resend_exit(
-        self, claim: Claim, *, owner: str, broker_available: Decimal, reason: str, detail: dict[str, Any]
+        self,
+        claim: Claim,
+        *,
+        owner: str,
+        broker_available: Decimal,
+        reason: str,
+        detail: dict[str, Any],
+        broker_read_at: datetime | None = None,
     ) -> tuple[Claim | None, ExitRoom]:
         """Re-size an exit that placed nothing and move it back to PENDING, in one atomic step."""
         body = {
             "expect": _version(claim), "owner": owner, "broker_available": codec.num(broker_available),
             "reason": reason, "detail": detail,
+            "broker_read_at": None if broker_read_at is None else codec.ts(broker_read_at),
         }  # fmt: skip
         path = f"/v1/claims/{self._key(claim.key)}/exit-resend"
         answer = self._call(
