@@ -71,6 +71,14 @@ def test_a_symbol_given_a_price_trades_without_a_listing() -> None:
     ("asset", "request_fields", "status", "code", "message"),
     [
         (Asset("HTB", shortable=False), {"side": "sell"}, 422, 42210000, 'asset "HTB" cannot be sold short'),
+        # Shortable but hard to borrow: the Trading API opens shorts only in easy-to-borrow names.
+        (
+            Asset("TZA", easy_to_borrow=False),
+            {"side": "sell"},
+            422,
+            42210000,
+            'asset "TZA" cannot be sold short',
+        ),
         (
             Asset("WHOLE", fractionable=False),
             {"qty": "1.5"},

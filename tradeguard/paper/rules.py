@@ -320,7 +320,10 @@ def check_position(
     elif request.side is Side.SELL:
         if not allow_short:
             raise rejection(403, 40310000, "account is not allowed to short")
-        if not asset.shortable:  # seen: 422 {"code":42210000,"message":"asset \"EIDO\" cannot be sold short"}
+        # Seen: 422 {"code":42210000,"message":"asset \"EIDO\" cannot be sold short"}. The Trading
+        # API opens shorts only in easy-to-borrow names (a hard-to-borrow one needs a locate,
+        # which only the Broker API offers): refused the same way (audit 14b M4).
+        if not asset.shortable or not asset.easy_to_borrow:
             raise unprocessable(f'asset "{symbol}" cannot be sold short', 42210000)
     return closing
 
