@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from alpaca.common.exceptions import APIError
@@ -22,6 +24,7 @@ from tradeguard import Bars, Strategy, StrategyContext, crashpoints
 from tradeguard.chaos.campaign import chaos
 from tradeguard.chaos.tap import Ask, AskTap
 from tradeguard.chaos.unguarded import PlainGateway, SendLog
+from tradeguard.cli import main
 from tradeguard.clock import ManualClock
 from tradeguard.domain import OrderRequest, PositionIntent, Side
 from tradeguard.errors import ConfigError
@@ -165,3 +168,15 @@ class RetriesUnderItsOwnId(ResendsUnderANewIdItself):
                 return
             except (RequestException, APIError):
                 continue
+
+
+def test_the_report_says_how_many_failing_runs_it_did_not_list(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Audit 14b LOW: 151 failing runs were cut to 20 lines with nothing said.
+    status = main(["chaos", "strategies.momentum", "--runs", "40", "--seed", "1", "--unguarded",
+                   "--kill-every", "0", "--save", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    failing = int(re.search(r"(\d+) failing run", out).group(1))  # type: ignore[union-attr]
+    assert status == 1 and failing > 20
+    assert f"... and {failing - 20} more failing run(s)" in out

@@ -37,6 +37,9 @@ def _points(text: str) -> tuple[str, ...]:
     return points
 
 
+_LISTED = 20  # failing runs listed one per line; --json has them all
+
+
 @dataclass(frozen=True, slots=True)
 class ChaosOptions:
     """The options of `tradeguard chaos` (declared in `tradeguard.cli.chaos`)."""
@@ -172,7 +175,7 @@ def report_lines(result: ChaosResult, args: ChaosOptions) -> list[str]:
             f"{len(result.failing)} failing run(s); violations: "
             + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
         )
-        for r in result.failing[:20]:
+        for r in result.failing[:_LISTED]:
             died = ", ".join(r.crashes) or "no crash"
             lines.append(
                 f"  seed {r.plan.seed} ({died}): {r.violations[0]}"
@@ -181,5 +184,8 @@ def report_lines(result: ChaosResult, args: ChaosOptions) -> list[str]:
             if r.plan.seed in result.sessions:
                 session = result.sessions[r.plan.seed]
                 lines.append(f"    session: {session}  (tradeguard replay {shlex.quote(session)} --compare)")
+        if len(result.failing) > _LISTED:
+            more = len(result.failing) - _LISTED
+            lines.append(f"  ... and {more} more failing run(s) (--json lists every one)")
         lines.append(f"replay one: {replay_command(args, result.failing[0].plan.seed)}")
     return lines
