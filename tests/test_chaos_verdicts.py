@@ -120,20 +120,31 @@ class ResendsUnderANewIdItself(Strategy):
         self.client = ctx.trading_client()
         self.bar = 0
 
+    def client_order_id(self, stamp: str, attempt: int) -> str:
+        return f"{stamp}-a{attempt}"  # the bug: each try is a new order to the broker
+
     def on_bar(self, bars: Bars, ctx: StrategyContext) -> None:
         self.bar += 1
         if self.bar % 3:
             return
         stamp = f"{bars.local:%Y%m%d-%H%M}"
         for attempt in range(3):
+            coid = self.client_order_id(stamp, attempt)
             request = MarketOrderRequest(
-                symbol="TQQQ", qty=5, side="buy", time_in_force="day", client_order_id=f"{stamp}-a{attempt}"
+                symbol="TQQQ", qty=5, side="buy", time_in_force="day", client_order_id=coid
             )
             try:
                 self.client.submit_order(request)
                 return
             except (RequestException, APIError):
-                continue  # the bug: the retry is a new order to the broker
+                continue
+
+
+class RetriesUnderItsOwnId(ResendsUnderANewIdItself):
+    """The same bot without the bug: every try of a bar's order has the bar's one client id."""
+
+    def client_order_id(self, stamp: str, attempt: int) -> str:
+        return stamp
 
 
 def test_a_bot_that_resends_a_timed_out_order_under_a_new_id_fails_g1() -> None:
@@ -149,25 +160,6 @@ def test_a_bot_that_retries_a_timed_out_order_under_its_own_id_passes() -> None:
     result = chaos(RetriesUnderItsOwnId, only_seed=3000029, kill_every=0)
     assert result.ok, [str(v) for run in result.failing for v in run.violations]
     assert result.runs[0].orders > 0
-
-
-class RetriesUnderItsOwnId(ResendsUnderANewIdItself):
-    """`ResendsUnderANewIdItself` without the bug: every try of a bar's order has its one client id."""
-
-    def on_bar(self, bars: Bars, ctx: StrategyContext) -> None:
-        self.bar += 1
-        if self.bar % 3:
-            return
-        coid = f"{bars.local:%Y%m%d-%H%M}"
-        for _ in range(3):
-            request = MarketOrderRequest(
-                symbol="TQQQ", qty=5, side="buy", time_in_force="day", client_order_id=coid
-            )
-            try:
-                self.client.submit_order(request)
-                return
-            except (RequestException, APIError):
-                continue
 
 
 def test_the_report_says_how_many_failing_runs_it_did_not_list(
