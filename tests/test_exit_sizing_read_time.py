@@ -74,3 +74,26 @@ def _race(
     assert [o.client_order_id for o in paper.asked(side="sell")] == ["outside", xb.claim.client_order_id]
     held = paper.inner.get_position("SPY")
     assert held is not None and held.qty == 10
+
+
+def test_a_reconcile_pass_dates_its_position_read_before_its_order_probes(store_url: str) -> None:
+    # Review 15: a refused exit's release was sized with the snapshot's end time as its read time;
+    # an exit acknowledged while the pass read orders and probed claims still counted as in the
+    # positions read. The snapshot now notes when its positions read began.
+    clock = ManualClock()
+    gateway, spy = make_gateway(store_url, clock=clock, agent_id="bot")
+    try:
+        gateway.enter("SPY", 10, intent="e1")
+        listing = spy.list_orders
+
+        def slow_listing(**kwargs: object) -> object:
+            clock.advance(2)  # the orders read (and each probe after it) takes time
+            return listing(**kwargs)
+
+        spy.list_orders = slow_listing  # type: ignore[method-assign,assignment]
+        started = clock.now()
+        report = gateway.reconcile()
+        snapshot = report.snapshot
+        assert snapshot is not None and snapshot.positions_read_at == started < snapshot.taken_at
+    finally:
+        gateway.store.close()

@@ -47,7 +47,7 @@ def test_another_agents_derived_client_order_id_cannot_be_squatted(
     service, store = served
     alices = derive_client_order_id(make_intent("09:42 buy", agent="alice").key)
     squat = _post(service, "mallory", "/v1/claims", _body("anything", "mallory", client_order_id=alices))
-    assert squat.status_code == 422 and "derived namespace" in squat.json()["message"]
+    assert squat.status_code == 422 and "shape of a derived id" in squat.json()["message"]
     assert store.list_claims(agent_id="mallory") == []
     mine = _post(service, "alice", "/v1/claims", _body("09:42 buy", "alice"))
     assert mine.status_code == 201 and mine.json()["claim"]["client_order_id"] == alices
@@ -85,3 +85,26 @@ def test_a_client_order_id_that_is_not_printable_ascii_is_refused(
     answer = _post(service, "bot", "/v1/claims", _body("09:42 buy", "bot", client_order_id="a bé"))
     assert answer.status_code == 422 and "ASCII" in answer.json()["message"]
     assert store.list_claims(agent_id="bot") == []
+
+
+def test_a_bots_own_client_order_id_with_the_prefix_is_its_own(
+    served: tuple[NativeService, ClaimStore],
+) -> None:
+    # Review 15: the first version refused every "tg-..." id, which a local store takes.
+    service, _store = served
+    answer = _post(service, "bot", "/v1/claims", _body("09:42 buy", "bot", client_order_id="tg-mybot-0001"))
+    assert answer.status_code == 201 and answer.json()["claim"]["client_order_id"] == "tg-mybot-0001"
+
+
+def test_a_retry_under_its_own_earlier_derived_id_gets_the_stores_answer(
+    served: tuple[NativeService, ClaimStore],
+) -> None:
+    # The bot read its first order's id back from the broker and sent a new decision under it:
+    # the answer is the store's "in use", as for any reused id of its own, not a namespace refusal.
+    service, _store = served
+    first = _post(service, "bot", "/v1/claims", _body("09:42 buy", "bot")).json()["claim"]["client_order_id"]
+    reused = _post(service, "bot", "/v1/claims", _body("09:43 buy", "bot", client_order_id=first))
+    _post(service, "bot", "/v1/claims", _body("09:44 buy", "bot", client_order_id="mine-1"))
+    plain = _post(service, "bot", "/v1/claims", _body("09:45 buy", "bot", client_order_id="mine-1"))
+    assert (reused.status_code, reused.json()["code"]) == (plain.status_code, plain.json()["code"])
+    assert "derived" not in reused.json()["message"]

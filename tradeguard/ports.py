@@ -327,7 +327,7 @@ class ClaimLedger(Protocol):
         An existing claim for the key is returned as it is, with no sizing (None). A
         `client_order_id` given by the caller (the drop-in: the bot's own id) replaces the derived one.
         `broker_read_at`: when `broker_available` was read (just before the read); an exit whose
-        claim moved at or after it counts as one the read may not show (`acknowledged_before`).
+        claim moved after it counts as one the read may not show (`acknowledged_before`).
         """
         ...
 

@@ -395,6 +395,7 @@ class Reconciler:
 
     def _read(self, claims: list[Claim], earlier: BrokerSnapshot | None) -> BrokerSnapshot:
         """Take one complete broker snapshot; any failure raises (never a partial snapshot)."""
+        positions_read_at = self.clock.now()
         positions = {p.symbol: p for p in self.broker.list_positions()}
         open_orders = tuple(self.broker.list_orders(status="open", limit=_ORDERS_PAGE))
         by_coid: dict[str, BrokerOrder | None] = {o.client_order_id: o for o in open_orders}
@@ -409,6 +410,7 @@ class Reconciler:
             open_orders_complete=len(open_orders) < _ORDERS_PAGE,
             orders_by_client_id=by_coid,
             earlier=earlier,
+            positions_read_at=positions_read_at,
         )
 
     # -- applying --------------------------------------------------------------------------
@@ -464,9 +466,9 @@ class Reconciler:
         """
         snapshot = report.snapshot
         pos = snapshot.position(claim.symbol) if snapshot is not None else None
-        # When the position was read (the snapshot's: the end of its read), for the exits the
-        # sizing must count as in flight (`domain.ledger.acknowledged_before`).
-        read_at = snapshot.taken_at if snapshot is not None else None
+        # When the position read began, for the exits the sizing must count as in flight
+        # (`domain.ledger.acknowledged_before`; review 15: not the end of the whole snapshot).
+        read_at = None if snapshot is None else snapshot.positions_read_at or snapshot.taken_at
         if snapshot is None or (
             (self.clock.now() - snapshot.taken_at).total_seconds() > self.settings.exit_resize_after_secs
         ):

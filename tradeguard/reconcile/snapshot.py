@@ -27,6 +27,8 @@ class BrokerSnapshot:
 
     Attributes:
         taken_at: When the read finished.
+        positions_read_at: When the positions read began (None: not known; `taken_at` stands in):
+            an exit acknowledged after it may still count as available in `positions`.
         positions: Every open position by the broker's symbol (a symbol absent here is flat at
             the broker).
         open_orders: Every open order.
@@ -44,6 +46,7 @@ class BrokerSnapshot:
     open_orders_complete: bool = True
     orders_by_client_id: Mapping[str, BrokerOrder | None] = field(default_factory=dict)
     earlier: BrokerSnapshot | None = None
+    positions_read_at: datetime | None = None
     _by_key: Mapping[str, BrokerPosition] = field(init=False, repr=False, compare=False)
     _ordered: frozenset[str] = field(init=False, repr=False, compare=False)
 

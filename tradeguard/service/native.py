@@ -19,6 +19,7 @@ settings routes live in `native_ledger`; `router` holds both.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -92,6 +93,9 @@ def _spec(order: dict[str, Any]) -> OrderSpec:
     return spec
 
 
+_DERIVED = re.compile(r"[0-9a-f]{32}")  # the key part of `derive_client_order_id`'s ids
+
+
 def _utc(at: datetime | None) -> datetime | None:
     return None if at is None else at.astimezone(UTC)
 
@@ -99,22 +103,31 @@ def _utc(at: datetime | None) -> datetime | None:
 def _coid(coid: str | None, intent: Intent, store: ClaimLedger) -> str | None:
     """A caller's own client_order_id, or ConfigError (422) (audit 14a D2).
 
-    Printable ASCII, as Alpaca takes it; and never one in the derived namespace (the store's
-    prefix and a dash) other than this intent's own derivation. Derived ids are public functions
-    of another agent's intent: claimed first under another key, one would block that agent's
-    decision for good (ids are unique in the store), and the refusal would tell the prober the
-    decision exists.
+    Printable ASCII, as Alpaca takes it; and never one shaped like a derived id (the store's
+    prefix, a dash and 32 hex digits) other than this intent's own derivation, unless it is
+    already the caller's agent's (a bot retrying under the id it read back from the broker gets
+    the store's answer, as from a local store). Derived ids are public functions of another
+    agent's intent: claimed first under another key, one would block that agent's decision for
+    good (ids are unique in the store), and a refusal that differed would tell the prober the
+    decision exists. A bot's own ids of any other shape ("tg-mybot-0001") are its own.
     """
     if coid is None:
         return None
     if not (coid.isascii() and coid.isprintable()) or not coid:
         raise ConfigError(f"client_order_id must be printable ASCII, got {coid!r}")
     prefix = store.settings.client_order_id_prefix
-    if coid.startswith(f"{prefix}-") and coid != derive_client_order_id(intent.key, prefix):
-        raise ConfigError(
-            f"client_order_id {coid!r} is in the derived namespace ({prefix}-...) but is not this "
-            "intent's: leave it out to have it derived, or choose one without that prefix"
-        )
+    derived = derive_client_order_id(intent.key, prefix)
+    shaped = coid.startswith(f"{prefix}-") and _DERIVED.fullmatch(coid[len(prefix) + 1 :]) is not None
+    if shaped and coid != derived:
+        # Shaped like a derived id and not this intent's: the caller's own earlier claim's (a
+        # retry under the id read back from the broker) goes on to the store's own answer, as a
+        # local store gives it; anyone else's, or no one's, is refused alike (no oracle).
+        held = store.get_by_client_order_id(coid)
+        if held is None or held.agent_id != intent.agent_id:
+            raise ConfigError(
+                f"client_order_id {coid!r} has the shape of a derived id ({prefix}-<32 hex>) but is "
+                "not this intent's: leave it out to have it derived, or choose another"
+            )
     return coid
 
 
