@@ -172,3 +172,30 @@ def test_the_report_says_how_many_failing_runs_it_did_not_list(
     failing = int(re.search(r"(\d+) failing run", out).group(1))  # type: ignore[union-attr]
     assert status == 1 and failing > 20
     assert f"... and {failing - 20} more failing run(s)" in out
+
+
+class RaisesItsOwnError(Strategy):
+    """A strategy with a bug of its own: its signal code fails on every bar."""
+
+    symbols = ("QQQ", "TQQQ")
+
+    def on_bar(self, bars: Bars, ctx: StrategyContext) -> None:
+        raise KeyError("signal")
+
+
+def test_a_strategy_that_raises_its_own_error_fails_the_run() -> None:
+    # Audit 14b M2: 1,170 bot errors and "G1-G4 held", exit 0. An error no injected fault
+    # explains (raised in a bar where none fired, and not a broker, store or transport error)
+    # is the strategy's own: the run fails, once per run.
+    result = chaos(RaisesItsOwnError, runs=3, seed=1, kill_every=0, bars=_morning())
+    assert not result.ok
+    found = [v for run in result.runs for v in run.violations]
+    assert len(found) == 3 and all(v.guarantee.name == "BOT" and "KeyError" in v.detail for v in found)
+
+
+def test_errors_that_faults_explain_are_restarts_not_failures() -> None:
+    # The drop-in bot of strategies.plain_alpaca lets some injected 5xx escape as APIError: restarted.
+    from strategies.plain_alpaca import CrossoverStrategy
+
+    result = chaos(CrossoverStrategy, runs=20, seed=1, kill_every=0)
+    assert result.ok, [str(v) for run in result.failing for v in run.violations]

@@ -32,6 +32,7 @@ class Guarantee(enum.StrEnum):
     G2 = "G2 nothing lost, nothing guessed"
     G3 = "G3 no accidental short"
     G4 = "G4 no phantom"
+    BOT = "the strategy's own error: an exception no injected fault explains"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from tradeguard import crashpoints
-from tradeguard.chaos.checker import Evidence, Violation, check_guarded, check_plain
+from tradeguard.chaos.checker import Evidence, Guarantee, Violation, check_guarded, check_plain
 from tradeguard.chaos.plan import RunPlan
 from tradeguard.chaos.tap import AskTap, Decisions, DecisionScope, RequestTap
 from tradeguard.chaos.unguarded import PlainGateway, SendLog
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
-from tradeguard.errors import ConfigError
+from tradeguard.errors import ConfigError, TradeguardError
 from tradeguard.faults import FaultyBroker
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
@@ -166,6 +166,7 @@ def run_once(
         while index < len(bars.minutes):
             minute = bars.minutes[index]
             clock.set(max(clock.now(), minute.ends_at))
+            fired = len(world.faulty.injector.fired())
             try:
                 if incarnation is None:
                     incarnation = world.start(unguarded, record_to)
@@ -179,8 +180,13 @@ def run_once(
                 clock.advance(RESTART_SECS)
             except UnsupportedStrategy:
                 raise  # not the bot's error: this run cannot be made
-            except Exception:  # the bot died of an error: restarted on the next bar
+            except Exception as exc:  # the bot died of an error: restarted on the next bar
                 outcome.bot_errors += 1
+                first = not any(v.guarantee is Guarantee.BOT for v in outcome.violations)
+                if first and not _explained(exc) and len(world.faulty.injector.fired()) == fired:
+                    # Audit 14b M2: a strategy that raised on every bar passed ("G1-G4 held").
+                    bug = f"{type(exc).__name__}: {exc} (bar {minute.local:%H:%M}; no fault injected in it)"
+                    outcome.violations.append(Violation(Guarantee.BOT, bug))
                 incarnation = None
                 index += 1
         armed[0] = False
@@ -196,9 +202,9 @@ def run_once(
         decisions=world.decisions.of,
     )
     if unguarded:
-        outcome.violations = check_plain(evidence, world.log, last[2].held)
+        outcome.violations += check_plain(evidence, world.log, last[2].held)
     else:
-        outcome.violations = check_guarded(evidence, world.store, world.agent)
+        outcome.violations += check_guarded(evidence, world.store, world.agent)
     return outcome
 
 
@@ -248,3 +254,19 @@ def _no_plain_client() -> Any:
         "--unguarded runs a strategy through ctx.gateway only; this one asks ctx.trading_client() "
         "(an alpaca-py bot): run it guarded, or compare it with alpaca-py's own TradingClient yourself"
     )
+
+
+# Top-level packages whose exceptions an injected fault may cause in a strategy's own calls
+# (alpaca-py's APIError, a transport error, a response model that did not parse).
+_FAULT_PACKAGES = frozenset({"alpaca", "requests", "urllib3", "pydantic", "pydantic_core"})
+
+
+def _explained(exc: BaseException) -> bool:
+    """Whether an exception out of the strategy may come of an injected fault or crash.
+
+    Broker, store and transport errors may (a strategy that lets one escape is restarted, as a
+    supervisor would); anything else raised in a bar where no fault fired is the strategy's own.
+    """
+    if isinstance(exc, TradeguardError | OSError | TimeoutError):
+        return True
+    return type(exc).__module__.split(".")[0] in _FAULT_PACKAGES
