@@ -56,6 +56,7 @@ __all__ = ["OrderGateway", "OrderResult", "Outcome"]
 # Claims whose outcome only the broker can tell: sent, or about to be, with no answer.
 _UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 _LIVE = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
+_UNRESOLVED_OR_LIVE = [*sorted(_UNRESOLVED), *_LIVE]  # what an exit and `position` look up first
 _FOUND = "found at the broker by client_order_id"
 
 logger = logging.getLogger("tradeguard.gateway")
@@ -246,7 +247,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._ensure_started()
         self._register_account()  # a key read late (see `_register_account`) before any sizing
         # Fills since the entry was acknowledged, and entries whose answer was lost, decide what is held.
-        looked_up = self._look_up([*_UNRESOLVED, *_LIVE], symbol)
+        looked_up = self._look_up(_UNRESOLVED_OR_LIVE, symbol)
         held = self.store.position(self.agent_id, symbol)
         side = Side.SELL if held.qty >= 0 else Side.BUY
         closes = PositionIntent.BUY_TO_CLOSE if side is Side.BUY else PositionIntent.SELL_TO_CLOSE
@@ -332,13 +333,13 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """
         symbol = ledger_symbol(symbol)
         self._ensure_started()
-        self._look_up([*_UNRESOLVED, *_LIVE] if resolve else _LIVE, symbol)
+        self._look_up(_UNRESOLVED_OR_LIVE if resolve else _LIVE, symbol)
         return self.store.position(self.agent_id, symbol)
 
     def positions(self, *, resolve: bool = True) -> list[LedgerPosition]:
         """Return every open ledger position of this agent, after refreshing its orders (see `position`)."""
         self._ensure_started()
-        self._look_up([*_UNRESOLVED, *_LIVE] if resolve else _LIVE, None)
+        self._look_up(_UNRESOLVED_OR_LIVE if resolve else _LIVE, None)
         return self.store.positions(self.agent_id)
 
     def adopt_broker_position(self, symbol: str, *, why: str, top_up: bool = False) -> LedgerPosition:

@@ -171,7 +171,7 @@ def run_once(
                 if incarnation is None:
                     incarnation = world.start(unguarded, record_to)
                 strategy, ctx, gateway = incarnation
-                world.decisions.bar = index
+                world.decisions.at_bar(index)
                 strategy.on_bar(minute, ctx)
                 gateway.reconcile_if_due()
                 index += 1

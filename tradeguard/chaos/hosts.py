@@ -267,7 +267,7 @@ def _host_main(spec: dict[str, Any]) -> int:
         while _read_int(spec["barrier"]) <= index:
             time.sleep(POLL_SECS)
         clock.set(max(clock.now(), bars.minutes[index].ends_at))
-        decisions.bar = index
+        decisions.at_bar(index)
         try:
             strategy.on_bar(bars.minutes[index], ctx)
             gateway.reconcile_if_due()

@@ -96,15 +96,15 @@ class Decisions:
     So is a bot that does it itself (audit 14b H1): an order sent again, the same order under a
     new client id (or a new decision name), in the same bar as an earlier send of it whose answer
     was lost, is that earlier decision's retry (May 21's duplicates were exactly this). The
-    caller sets `bar` before each `on_bar`.
+    caller calls `at_bar` before each `on_bar`.
     """
 
     def __init__(self, journal: Journal | None = None) -> None:
         self.current: tuple[str, str, str] | None = None
         self.of: dict[str, tuple[str, str, str]] = {}
         self.journal = journal
-        self.bar = 0
-        self._lost: dict[tuple[object, ...], tuple[int, str]] = {}  # order -> (bar, its client id)
+        self._bar = 0
+        self._lost: dict[tuple[object, ...], str] = {}  # this bar's orders whose answer was lost -> id
 
     def note(self, client_order_id: str, order: tuple[object, ...] | None = None) -> None:
         """Note that `client_order_id` is being sent for the current decision (its first one wins).
@@ -116,17 +116,23 @@ class Decisions:
             return
         decision = self.current
         lost = None if order is None else self._lost.get(order)
-        if lost is not None and lost[0] == self.bar and lost[1] in self.of:
-            decision = self.of[lost[1]]
+        if lost is not None and lost in self.of:
+            decision = self.of[lost]
         if decision is None:
             return
         self.of[client_order_id] = decision
         if self.journal is not None:
             self.journal({"decision": [client_order_id, *decision]})
 
+    def at_bar(self, index: int) -> None:
+        """Note that the strategy is deciding on bar `index` now (a restart stays on its bar)."""
+        if index != self._bar:
+            self._bar = index
+            self._lost.clear()
+
     def answer_lost(self, client_order_id: str, order: tuple[object, ...]) -> None:
         """Note that the send of `client_order_id` (asking `order`) got no answer in this bar."""
-        self._lost[order] = (self.bar, client_order_id)
+        self._lost[order] = client_order_id
 
 
 class DecisionScope:

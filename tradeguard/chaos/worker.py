@@ -92,7 +92,7 @@ def main(spec: dict[str, Any]) -> int:
     for index in range(start, len(bars.minutes)):
         minute = bars.minutes[index]
         clock.set(max(clock.now(), minute.ends_at))
-        decisions.bar = index
+        decisions.at_bar(index)
         try:
             strategy.on_bar(minute, ctx)
             gateway.reconcile_if_due()

@@ -465,13 +465,14 @@ class Reconciler:
         the bots and another agent may have re-entered (see `Settings.exit_resize_after_secs`).
         """
         snapshot = report.snapshot
-        pos = snapshot.position(claim.symbol) if snapshot is not None else None
-        # When the position read began, for the exits the sizing must count as in flight
-        # (`domain.ledger.acknowledged_before`; review 15: not the end of the whole snapshot).
-        read_at = None if snapshot is None else snapshot.positions_read_at or snapshot.taken_at
-        if snapshot is None or (
-            (self.clock.now() - snapshot.taken_at).total_seconds() > self.settings.exit_resize_after_secs
+        if snapshot is not None and (
+            (self.clock.now() - snapshot.taken_at).total_seconds() <= self.settings.exit_resize_after_secs
         ):
+            pos = snapshot.position(claim.symbol)
+            # When the position read began, for the exits the sizing must count as in flight
+            # (`domain.ledger.acknowledged_before`; review 15: not the end of the whole snapshot).
+            read_at = snapshot.positions_read_at or snapshot.taken_at
+        else:
             read_at = self.clock.now()
             try:
                 pos = self.broker.get_position(claim.symbol)

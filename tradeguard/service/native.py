@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -96,10 +96,6 @@ def _spec(order: dict[str, Any]) -> OrderSpec:
 _DERIVED = re.compile(r"[0-9a-f]{32}")  # the key part of `derive_client_order_id`'s ids
 
 
-def _utc(at: datetime | None) -> datetime | None:
-    return None if at is None else at.astimezone(UTC)
-
-
 def _coid(coid: str | None, intent: Intent, store: ClaimLedger) -> str | None:
     """A caller's own client_order_id, or ConfigError (422) (audit 14a D2).
 
@@ -116,9 +112,8 @@ def _coid(coid: str | None, intent: Intent, store: ClaimLedger) -> str | None:
     if not (coid.isascii() and coid.isprintable()) or not coid:
         raise ConfigError(f"client_order_id must be printable ASCII, got {coid!r}")
     prefix = store.settings.client_order_id_prefix
-    derived = derive_client_order_id(intent.key, prefix)
     shaped = coid.startswith(f"{prefix}-") and _DERIVED.fullmatch(coid[len(prefix) + 1 :]) is not None
-    if shaped and coid != derived:
+    if shaped and coid != derive_client_order_id(intent.key, prefix):
         # Shaped like a derived id and not this intent's: the caller's own earlier claim's (a
         # retry under the id read back from the broker) goes on to the store's own answer, as a
         # local store gives it; anyone else's, or no one's, is refused alike (no oracle).
@@ -190,7 +185,7 @@ def create_exit(body: ExitIn, request: Request, principal: Caller) -> dict[str, 
             broker_available=Decimal(body.broker_available),
             reason=body.reason,
             client_order_id=_coid(body.client_order_id, intent, store),
-            broker_read_at=_utc(body.broker_read_at),
+            broker_read_at=body.broker_read_at,
         ),
     )
     return {
@@ -314,6 +309,6 @@ def resend_exit(key: str, body: ResendExitIn, request: Request, principal: Calle
     seen = as_seen(visible_claim(store, principal, key), body.expect)
     claim, room = store.resend_exit(
         seen, owner=body.owner, broker_available=Decimal(body.broker_available), reason=body.reason,
-        detail=body.detail, broker_read_at=_utc(body.broker_read_at),
+        detail=body.detail, broker_read_at=body.broker_read_at,
     )  # fmt: skip
     return {"claim": None if claim is None else codec.claim_json(claim), "room": codec.room_json(room)}

@@ -343,8 +343,7 @@ class RemoteClaimLedger(RemoteReads):
         body = {
             "intent": codec.intent_json(intent), "order": spec.as_payload(), "owner": owner,
             "broker_available": codec.num(broker_available), "reason": reason,
-            "client_order_id": client_order_id,
-            "broker_read_at": None if broker_read_at is None else codec.ts(broker_read_at),
+            "client_order_id": client_order_id, "broker_read_at": codec.ts(broker_read_at),
         }  # fmt: skip
         answer = self._call("POST", "/v1/exits", f"claiming an exit of {intent.symbol}", body=body)
         outcome, room = answer["outcome"], answer["room"]
@@ -366,8 +365,7 @@ class RemoteClaimLedger(RemoteReads):
         """Re-size an exit that placed nothing and move it back to PENDING, in one atomic step."""
         body = {
             "expect": _version(claim), "owner": owner, "broker_available": codec.num(broker_available),
-            "reason": reason, "detail": detail,
-            "broker_read_at": None if broker_read_at is None else codec.ts(broker_read_at),
+            "reason": reason, "detail": detail, "broker_read_at": codec.ts(broker_read_at),
         }  # fmt: skip
         path = f"/v1/claims/{self._key(claim.key)}/exit-resend"
         answer = self._call(
