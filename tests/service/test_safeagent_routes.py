@@ -125,6 +125,18 @@ def test_settle_of_an_unknown_request_is_404(service: Service, new_key: NewKey) 
     assert response.json() == {"detail": "request not found"}
 
 
+def test_settle_without_a_token_is_403_whether_or_not_the_request_exists(
+    service: Service, new_key: NewKey
+) -> None:
+    # SafeAgent checks the token first: an id a caller never claimed answers as a known one does.
+    with service.client(new_key("bot-a")) as client:
+        _claim(client, "req-1", "email.send")
+        known = client.post("/settle/req-1", json={"result": {}})
+        unknown = client.post("/settle/never-claimed", json={"result": {}})
+    assert (known.status_code, unknown.status_code) == (403, 403)
+    assert known.json() == unknown.json() == {"detail": "settlement token missing or wrong"}
+
+
 def test_audit_filters_pages_newest_first(service: Service, new_key: NewKey) -> None:
     with service.client(new_key("bot-a")) as client:
         for n in range(5):

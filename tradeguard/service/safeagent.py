@@ -233,6 +233,9 @@ def settle(
     Needs the owner's key and the claim's settlement token. An admin key may settle any
     agent's claim (`agent_id`) without the token, for a caller that lost it.
     """
+    if token is None and not caller.admin:
+        # SafeAgent checks the token before it looks the id up: no token is 403 for any id.
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="settlement token missing or wrong")
     owner = agent_id if agent_id is not None else caller.agent_id
     visible(caller, owner, "request")
     record = _actions(request).get(owner, request_id)
