@@ -56,6 +56,10 @@ class ContentWindows:
         """Claim and send a named decision (`OrderGateway.submit`)."""
         raise NotImplementedError
 
+    def refresh(self, symbol: str | None = None) -> None:
+        """Adopt broker state for this agent's acknowledged live orders (`OrderGateway.refresh`)."""
+        raise NotImplementedError
+
     def exit_order(
         self,
         symbol: str,
@@ -253,6 +257,15 @@ class ContentWindows:
         exit rule: sent as an entry it would sell shares kept for others, G3; audit 12a D1 and
         13 D2), and its retries find it under either kind.
         """
+        if existing.state.is_terminal:
+            # Whether its decision ended depends on the agent's other orders in the symbol: a
+            # resting re-entry (or stop, or take-profit) that filled since at the broker is a
+            # decision the bot acted on, and the claims must show its fill before the rules
+            # below read them. Answered from stale claims, the same order sent again after it
+            # would be swallowed as a retry: the bot then believes it is flat (or long) while
+            # the broker says otherwise (audit 16 #2, #3). A claim still live is the retry's
+            # own decision whatever else moved: no read needed.
+            self.refresh(symbol)
         claim = existing
         while True:
             canceled = _canceled_by_the_bot(claim)

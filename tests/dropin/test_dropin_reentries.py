@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderClass, OrderSide, TimeInForce
-from alpaca.trading.requests import MarketOrderRequest, StopLossRequest, TakeProfitRequest
+from alpaca.trading.requests import MarketOrderRequest, StopLossRequest, StopOrderRequest, TakeProfitRequest
 
 from tests.dropin.bot import PRICES
 from tests.dropin.kit import (
@@ -227,3 +227,59 @@ def test_a_closing_sell_after_a_covered_short_and_a_new_long_is_sent_not_swallow
     closing = as_order(client.submit_order(market("SPY", 3, SELL)))
     assert closing.id != first.id and held(server, "SPY") == 0 == ledger_qty(client, "SPY")
     assert _sent(server, SELL) == 2
+
+
+@pytest.mark.parametrize("exit_kind", ["stop", "take-profit"])
+def test_the_same_buy_after_a_resting_exit_filled_at_the_broker_is_a_new_entry(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock, exit_kind: str
+) -> None:
+    # Audit 16 #3: the protective stop (or take-profit) fills at the broker, unseen by the
+    # guard; the same buy seconds later is a re-entry, as on plain alpaca-py, not a retry.
+    price = server.broker.price("SPY")
+    assert price is not None
+    first = as_order(client.submit_order(market("SPY", 10, BUY)))
+    clock.advance(3)
+    if exit_kind == "stop":
+        client.submit_order(
+            StopOrderRequest(
+                symbol="SPY", qty=10, side=SELL, time_in_force=TimeInForce.GTC,
+                stop_price=round(float(price) * 0.95, 2),
+            )
+        )  # fmt: skip
+        server.broker.set_price("SPY", price * Decimal("0.94"))
+    else:
+        client.submit_order(limit("SPY", 10, SELL, round(float(price) * 1.05, 2)))
+        server.broker.set_price("SPY", price * Decimal("1.06"))
+    assert held(server, "SPY") == 0  # the exit filled at the broker
+    clock.advance(3)
+    again = as_order(client.submit_order(market("SPY", 10, BUY)))
+    assert again.id != first.id
+    assert held(server, "SPY") == 10 == ledger_qty(client, "SPY")
+    clock.advance(2)
+    retry = as_order(client.submit_order(market("SPY", 10, BUY)))  # the re-entry's own retry
+    assert retry.id == again.id and _sent(server, BUY) == 2
+
+
+def test_the_same_sell_after_a_resting_reentry_filled_at_the_broker_is_that_positions_exit(
+    client: GuardedTradingClient, server: PaperServer, clock: ManualClock
+) -> None:
+    # Audit 16 #2: buy, sell, a resting limit buy that fills later at the broker, then the same
+    # sell as before: plain alpaca-py sells the new 10; answered as a retry, the bot would
+    # believe it is flat while the account holds 10.
+    price = server.broker.price("SPY")
+    assert price is not None
+    client.submit_order(market("SPY", 10, BUY))
+    clock.advance(3)
+    first = as_order(client.submit_order(market("SPY", 10, SELL)))
+    clock.advance(3)
+    client.submit_order(limit("SPY", 10, BUY, round(float(price) * 0.99, 2)))
+    server.broker.set_price("SPY", price * Decimal("0.98"))
+    assert held(server, "SPY") == 10  # the re-entry filled at the broker
+    clock.advance(3)
+    again = as_order(client.submit_order(market("SPY", 10, SELL)))
+    assert again.id != first.id
+    assert held(server, "SPY") == 0 == ledger_qty(client, "SPY")
+    clock.advance(2)
+    retry = as_order(client.submit_order(market("SPY", 10, SELL)))  # its own retry: no short sale
+    assert retry.id == again.id and _sent(server, SELL) == 2
+    assert held(server, "SPY") == 0
