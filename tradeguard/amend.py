@@ -86,6 +86,7 @@ class OrderAmendments:
                 results.append((order, exc))
             else:
                 results.append((order, None))
+        results += self._cancel_unlisted(live, {order.id for order, _ in results})
         # The agent's claims of the canceled orders adopt the result as canceled by the bot
         # (an identical order after it is a new decision, see `ContentWindows`); the rest of
         # its live claims adopt whatever the broker says.
@@ -96,6 +97,36 @@ class OrderAmendments:
                 self._follow(claim, order.id)
         self.refresh()
         return self._with_their_groups(results, mine, live)
+
+    def _cancel_unlisted(
+        self, live: list[Claim], listed: set[str]
+    ) -> list[tuple[BrokerOrder, BrokerError | None]]:
+        """Cancel this agent's live orders that the open listing left out; return each with its refusal.
+
+        Alpaca's listing of open orders leaves out `held` legs (an OTO's stop-loss after its
+        parent filled), which its bulk cancel takes down with the rest; left resting, such a leg
+        holds every share and the close that follows `cancel_orders=True` is refused 403 (audit
+        16 #1). The agent's claims know its legs: each one still open at the broker (a group's
+        cancel may have taken it down already) is canceled by id.
+        """
+        results: list[tuple[BrokerOrder, BrokerError | None]] = []
+        for claim in live:
+            order_id = claim.broker_order_id
+            if order_id is None or order_id in listed:
+                continue
+            try:
+                order = self.broker.get_order(order_id)
+            except BrokerError:
+                continue  # unread: the reconciler's to follow, as any live claim
+            if order is None or order.status.is_terminal or order.status in _TAKEN_DOWN:
+                continue
+            try:
+                self.broker.cancel_order(order.id)
+            except BrokerError as exc:
+                results.append((order, exc))
+            else:
+                results.append((order, None))
+        return results
 
     def _with_their_groups(
         self,

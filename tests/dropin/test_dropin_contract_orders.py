@@ -287,6 +287,45 @@ def test_cancel_orders_cancels_every_open_guarded_claim(
     assert [c.state for c in claims_of(client)] == [ClaimState.CANCELED, ClaimState.CANCELED]
 
 
+def _oto(symbol: str) -> MarketOrderRequest:
+    return MarketOrderRequest(
+        symbol=symbol, qty=5, side=BUY, time_in_force=TimeInForce.GTC, order_class=OrderClass.OTO,
+        stop_loss=StopLossRequest(stop_price=1.00),
+    )  # fmt: skip
+
+
+def _resting(server: PaperServer, symbol: str) -> list[str]:
+    return [o.status.value for o in server.broker.orders() if o.symbol == symbol and not o.status.is_terminal]
+
+
+def test_cancel_orders_takes_down_a_held_stop_loss_leg_as_alpacas_bulk_cancel_does(
+    client: GuardedTradingClient, server: PaperServer
+) -> None:
+    # Audit 16 #1: the open listing leaves out held legs; Alpaca's bulk cancel does not.
+    client.submit_order(_oto("MSFT"))
+    assert _resting(server, "MSFT") == ["held"]
+    ours = client.cancel_orders()
+    with paper_server(prices=FixedPrices(PRICES)) as alone, plain_client(alone) as plain:
+        plain.submit_order(_oto("MSFT"))
+        theirs = plain.cancel_orders()
+        assert _resting(alone, "MSFT") == []
+    assert isinstance(ours, list) and isinstance(theirs, list)
+    assert len(ours) == len(theirs) == 1
+    assert _resting(server, "MSFT") == []
+    assert [c.state for c in claims_of(client) if c.kind is Kind.EXIT] == [ClaimState.CANCELED]
+
+
+def test_close_all_positions_with_cancel_orders_closes_a_position_held_by_a_held_leg(
+    client: GuardedTradingClient, server: PaperServer
+) -> None:
+    client.submit_order(_oto("MSFT"))
+    answers = client.close_all_positions(cancel_orders=True)
+    assert isinstance(answers, list)
+    assert [(a.symbol, a.status) for a in answers] == [("MSFT", 200)]
+    assert held(server, "MSFT") == 0 == ledger_qty(client, "MSFT")
+    assert _resting(server, "MSFT") == []
+
+
 @pytest.mark.parametrize("client_order_id", ["bot-spy-bid-1", None], ids=["client_order_id", "content"])
 def test_a_replace_is_recorded_against_the_claim_and_a_retry_of_the_original_places_nothing(
     client: GuardedTradingClient, server: PaperServer, client_order_id: str | None
