@@ -236,3 +236,16 @@ def test_a_claim_store_kept_while_the_paper_account_is_new_says_so_instead_of_ca
                 "another account" in str(mismatch.value) and "call again" not in str(mismatch.value).lower()
             )
         assert fresh.broker.orders() == []
+
+
+@pytest.mark.parametrize("call", ["cancel_order_by_id", "replace_order_by_id"])
+def test_a_malformed_order_id_is_alpaca_pys_value_error_before_anything_is_sent(
+    client: GuardedTradingClient, server: PaperServer, call: str
+) -> None:
+    # Audit 16 #4: alpaca-py checks the id is a UUID before any request.
+    before = len(server.broker.orders())
+    with plain_client(server) as plain, pytest.raises(ValueError):
+        getattr(plain, call)("not-a-uuid")
+    with pytest.raises(ValueError):
+        getattr(client, call)("not-a-uuid")
+    assert len(server.broker.orders()) == before

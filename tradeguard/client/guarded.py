@@ -40,6 +40,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 from alpaca.common.exceptions import APIError
+from alpaca.common.utils import validate_uuid_id_param
 from alpaca.trading.client import TradingClient
 from alpaca.trading.models import ClosePositionResponse
 from alpaca.trading.requests import CancelOrderResponse, ClosePositionRequest, ReplaceOrderRequest
@@ -579,6 +580,7 @@ class GuardedTradingClient(TradingClient):
     @_reconciling
     def cancel_order_by_id(self, order_id: UUID | str) -> None:
         """Cancel an order; its claim adopts the result (CANCELED with what filled)."""
+        order_id = validate_uuid_id_param(order_id, "order_id")  # ValueError first, as alpaca-py
         with as_api_errors():
             self.gateway.cancel(str(order_id))
 
@@ -602,6 +604,7 @@ class GuardedTradingClient(TradingClient):
     @_reconciling
     def replace_order_by_id(self, order_id: UUID | str, order_data: ReplaceOrderRequest | None = None) -> Any:
         """Replace an open order; its claim keeps its client_order_id and records the new order."""
+        order_id = validate_uuid_id_param(order_id, "order_id")  # ValueError first, as alpaca-py
         fields = order_data.to_request_fields() if order_data is not None else {}
         tif = fields.get("time_in_force")
         request = ReplaceRequest(
