@@ -9,16 +9,20 @@ end in one order and an error a bot already handles.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import requests_mock
 from alpaca.common.exceptions import APIError
 from alpaca.trading.client import TradingClient
 from alpaca.trading.enums import OrderSide
 from alpaca.trading.requests import ClosePositionRequest
 
 import tradeguard
+from tests.alpaca_bodies import ALPACA_ERRORS, PAPER_URL
 from tests.dropin.bot import PRICES
 from tests.dropin.kit import (
     as_order,
@@ -249,3 +253,35 @@ def test_a_malformed_order_id_is_alpaca_pys_value_error_before_anything_is_sent(
     with pytest.raises(ValueError):
         getattr(client, call)("not-a-uuid")
     assert len(server.broker.orders()) == before
+
+
+def _refused_credentials(make: Callable[[], TradingClient]) -> tuple[int, int, str, object]:
+    status, text = ALPACA_ERRORS["unauthorized"]
+    with requests_mock.Mocker() as m:
+        for method, path in (
+            ("POST", "/v2/orders"), ("GET", "/v2/account"), ("GET", "/v2/orders:by_client_order_id"),
+            ("GET", "/v2/positions/SPY"),
+        ):  # fmt: skip
+            m.register_uri(method, f"{PAPER_URL}{path}", status_code=status, text=text)
+        with pytest.raises(APIError) as refused:
+            make().submit_order(market("SPY", 1, BUY, "bot-spy-1"))
+    e = refused.value
+    return e.status_code, e.code, e.message, json.loads(str(e))
+
+
+def test_refused_credentials_read_as_alpacas_own_401_and_str_is_its_json_body(tmp_path: Path) -> None:
+    # Audit 16 #5: a bot that checks e.code == 40110000, or parses json.loads(str(e)), behaves
+    # as on plain alpaca-py.
+    plain = _refused_credentials(lambda: TradingClient("k", "s"))
+    guarded = _refused_credentials(lambda: GuardedTradingClient("k", "s", store=store_url(tmp_path)))
+    assert guarded == plain == (
+        401, 40110000, "request is not authorized",
+        {"code": 40110000, "message": "request is not authorized"},
+    )  # fmt: skip
+
+
+def test_the_guards_own_errors_str_is_alpacas_json_body_shape(client: GuardedTradingClient) -> None:
+    with pytest.raises(APIError) as refused:
+        client.submit_order(market("SPY", 0, BUY))
+    body = json.loads(str(refused.value))
+    assert body == {"code": refused.value.code, "message": refused.value.message}

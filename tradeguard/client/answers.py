@@ -59,7 +59,15 @@ def as_api_errors() -> Iterator[None]:
     except OutcomeUnknown as exc:  # UnrecordedOrder included: sent, answer not recorded
         raise OrderOutcomeUnknown(exc.message, status=exc.status_code) from exc
     except BrokerUnavailable as exc:
-        raise OrderNotSent(exc.message, status=exc.status_code) from exc
+        # Alpaca's own words when it answered (a 401's 40110000 "request is not authorized"): a
+        # bot that checks them behaves as before; the guard's otherwise (no answer, a 5xx page).
+        body = exc.body if isinstance(exc.body, dict) else {}
+        code, message = body.get("code"), body.get("message")
+        raise OrderNotSent(
+            message if isinstance(message, str) and message else exc.message,
+            status=exc.status_code,
+            code=code if isinstance(code, int) and code > 0 else None,
+        ) from exc
     except ClaimInProgress as exc:
         raise OrderInProgress(str(exc)) from exc
     except StoreError as exc:

@@ -138,7 +138,8 @@ class _GuardAPIError(APIError):
         pass
 
     def __str__(self) -> str:
-        return self.message
+        # alpaca-py's: the body's JSON text (a bot may `json.loads(str(e))`).
+        return str(self._error)
 
 
 class InvalidOrder(_GuardAPIError, ConfigError):
