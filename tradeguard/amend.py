@@ -80,12 +80,7 @@ class OrderAmendments:
         for order in self.broker.list_orders(status="open", limit=EVERY_OPEN_ORDER):
             if order.status.is_terminal:
                 continue
-            try:
-                self.broker.cancel_order(order.id)
-            except BrokerError as exc:
-                results.append((order, exc))
-            else:
-                results.append((order, None))
+            results.append(self._cancel_one(order))
         results += self._cancel_unlisted(live, {order.id for order, _ in results})
         # The agent's claims of the canceled orders adopt the result as canceled by the bot
         # (an identical order after it is a new decision, see `ContentWindows`); the rest of
@@ -97,6 +92,14 @@ class OrderAmendments:
                 self._follow(claim, order.id)
         self.refresh()
         return self._with_their_groups(results, mine, live)
+
+    def _cancel_one(self, order: BrokerOrder) -> tuple[BrokerOrder, BrokerError | None]:
+        """Cancel `order`; return it with the refusal it met, if any."""
+        try:
+            self.broker.cancel_order(order.id)
+        except BrokerError as exc:
+            return order, exc
+        return order, None
 
     def _cancel_unlisted(
         self, live: list[Claim], listed: set[str]
@@ -120,12 +123,7 @@ class OrderAmendments:
                 continue  # unread: the reconciler's to follow, as any live claim
             if order is None or order.status.is_terminal or order.status in _TAKEN_DOWN:
                 continue
-            try:
-                self.broker.cancel_order(order.id)
-            except BrokerError as exc:
-                results.append((order, exc))
-            else:
-                results.append((order, None))
+            results.append(self._cancel_one(order))
         return results
 
     def _with_their_groups(
