@@ -36,6 +36,12 @@ from tradeguard.service.app import ServiceConfig, create_app
 __all__ = ["CONFIG_FILE_ENV", "app_from_config_file", "is_loopback", "serve"]
 
 CONFIG_FILE_ENV = "TRADEGUARD_SERVICE_CONFIG_FILE"
+# How long uvicorn's supervisor waits for a worker to start, or to answer its health ping,
+# before it kills and replaces it (uvicorn's default: 5 s). A worker starting on a loaded host
+# (imports, store migration check) or busy with a slow request is not dead; killed, it drops its
+# in-flight requests, and its replacement meets the same load (seen: a restart loop of 15
+# workers in a minute on 2 busy cores).
+WORKER_HEALTHCHECK_SECS = 30
 
 log = logging.getLogger("tradeguard.service")
 
@@ -132,6 +138,7 @@ def serve(
         return uvicorn.Config(
             app, host=host, port=port, workers=workers, factory=isinstance(app, str),
             timeout_graceful_shutdown=int(graceful_secs), access_log=access_log, server_header=False,
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECS,
         )  # fmt: skip
 
     if workers == 1:
