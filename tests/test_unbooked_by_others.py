@@ -403,3 +403,46 @@ def test_an_exit_sized_beside_a_stale_exit_sends_nothing_when_the_open_orders_ca
     port.inner = broker
     again = b.exit("SPY", intent="b stop", qty=7)  # the read works: A's exit is seen ended
     assert again.order is not None and again.order.qty == 2
+
+
+def a_exits_and_dies(broker: PaperBroker, url: str, clock: ManualClock) -> None:
+    """Agent A's exit reaches the broker (and fills) and A's process ends before recording it."""
+    gw_a = gateway(broker, url, "a", clock)
+    gw_a.position("SPY")
+
+    def hook(name: str) -> None:
+        if name == "after_post":
+            raise Died(name)
+
+    crashpoints.set_hook(hook)
+    try:
+        with pytest.raises(Died):
+            gw_a.exit("SPY", intent="a-out")
+    finally:
+        crashpoints.set_hook(None)
+
+
+def test_an_exit_whose_sender_died_after_the_post_frees_nothing_until_its_lease_lapses_then_is_adopted(
+    store_url: str, clock: ManualClock
+) -> None:
+    # Audit 17 #2: A's sold shares stayed reserved for A (its claim PENDING, its ledger 10), so
+    # B's own 10 could not be sold until A came back or a whole-store pass ran.
+    broker, _ = a_holds_10(store_url, clock)
+    gw_b = gateway(broker, store_url, "b", clock)
+    assert gw_b.enter("SPY", 10, intent="b-in").outcome is Outcome.SUBMITTED
+    a_exits_and_dies(broker, store_url, clock)
+    assert broker.get_position("SPY").qty == 10  # type: ignore[union-attr]  # B's 10 only
+    [a_exit] = [c for c in gw_b.store.list_claims(agent_id="a") if c.kind is Kind.EXIT]
+    assert a_exit.state is ClaimState.PENDING
+
+    # While A's lease runs, its sender may be mid-send: its shares stay reserved (G3).
+    early = gw_b.exit("SPY", intent="b-out-early")
+    assert early.outcome is Outcome.SKIPPED and sells(broker)[-1].client_order_id == a_exit.client_order_id
+
+    clock.advance(Settings().lease_secs + 1)
+    late = gw_b.exit("SPY", intent="b-out")
+    assert late.outcome is Outcome.SUBMITTED and late.claim is not None and late.claim.order_qty == 10
+    assert broker.get_position("SPY") is None
+    adopted = gw_b.store.get(a_exit.key)
+    assert adopted is not None and adopted.state is ClaimState.FILLED
+    assert gw_b.store.position("a", "SPY").qty == 0 == gw_b.store.position("b", "SPY").qty

@@ -8,6 +8,7 @@ changes, and the abort is audited (G4: a failed read is never "flat").
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -37,6 +38,15 @@ _log = logging.getLogger(__name__)
 # Ledger corrections applied as a compare-and-set on the position they were computed from.
 # Claims whose order may have filled at the broker without its agent's ledger booking it yet.
 _IN_MOTION = sorted(ACTIVE_STATES)
+
+
+def _stranded(claim: Claim, now: datetime) -> bool:
+    """Whether an unacknowledged claim's sender is gone: UNKNOWN, or PENDING past its lease."""
+    if claim.state is ClaimState.UNKNOWN:
+        return True
+    return claim.state is ClaimState.PENDING and claim.lease_expires_at <= now
+
+
 # Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
 # A put-off symbol's own pass comes at least this long after the pass that put it off.
@@ -266,9 +276,11 @@ class Reconciler:
             BrokerError: An order read failed (the exit is then not sized at all).
         """
         on_account = self.on_account(agent_id)
-        since = self.clock.now() - timedelta(seconds=self.settings.not_sent_probe_secs)
+        now = self.clock.now()
+        since = now - timedelta(seconds=self.settings.not_sent_probe_secs)
         candidates: list[Claim] = []
         exits: list[Claim] = []
+        stranded: list[Claim] = []
         for claim in (
             *self.store.list_claims(states=_IN_MOTION, symbol=symbol),
             *self.store.list_claims(states=[ClaimState.NOT_SENT], symbol=symbol, updated_since=since),
@@ -279,8 +291,12 @@ class Reconciler:
                 candidates.append(claim)
             elif claim.kind is Kind.EXIT and claim.state in ACKNOWLEDGED_STATES:
                 exits.append(claim)
+            elif claim.kind is Kind.EXIT and _stranded(claim, now):
+                stranded.append(claim)
         if exits:
             self._end_ended_exits(exits, symbol)
+        if stranded:
+            self._resolve_stranded_exits(stranded, symbol)
         orders = self._orders_of(candidates, symbol)
         unbooked, whose = Decimal(0), []
         for claim in candidates:
@@ -289,6 +305,24 @@ class Reconciler:
                 unbooked += order.filled_qty - claim.filled_qty
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
         return unbooked, whose
+
+    def _resolve_stranded_exits(self, exits: list[Claim], symbol: str) -> None:
+        """Adopt what the broker shows of other agents' exits whose senders are gone (audit 17 #2).
+
+        An exit claimed and sent by an agent that died (or froze) before recording the answer
+        stays PENDING or UNKNOWN, its agent's ledger still holding the shares it sold. Sizing
+        keeps an unacknowledged exit's shares reserved for that agent (it may not have been
+        placed), so another agent's real shares could not be sold until the dead agent came back
+        or a whole-store pass ran. Its order, looked up by client_order_id (orders are current),
+        is broker evidence (G2): adopted as any pass adopts it, the claim and its agent's ledger
+        show the sale. Not found, it stays reserved (a POST in flight may still land).
+        """
+        why = "found at the broker while sizing another agent's exit (its sender gone)"
+        for claim in exits:
+            order = self._orders_of([claim], symbol)[claim.client_order_id]
+            if order is not None:
+                with contextlib.suppress(LeaseLost, IllegalTransition):  # moved meanwhile: its own
+                    adopt_order(self.store, claim, order, why, broker=self.broker)
 
     def _end_ended_exits(self, exits: list[Claim], symbol: str) -> None:
         """Adopt the end of other agents' acknowledged exits whose orders are no longer open.
