@@ -79,8 +79,8 @@ class AttemptOutcome:
             "duplicate": self.duplicate,
             "sent": self.sent,
             "placed": self.placed,
-            "qty": str(self.qty),
-            "exposure_usd": str(self.exposure_usd),
+            "qty": _shares(self.qty),
+            "exposure_usd": _money(self.exposure_usd),
             "detail": self.detail,
         }
 
@@ -122,7 +122,7 @@ class Totals:
     untracked_shares_at_end: dict[str, Decimal] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        """Return the figures as JSON-able values (money and shares as decimal strings)."""
+        """Return the figures as JSON-able values (money and shares as JSON numbers)."""
         return {
             "mode": self.mode.value,
             "attempts": self.attempts,
@@ -132,24 +132,32 @@ class Totals:
             "duplicate_orders_sent": self.duplicate_orders_sent,
             "duplicate_exposure_sent_usd": _money(self.duplicate_exposure_sent_usd),
             "duplicate_orders_executed": self.duplicate_orders_executed,
-            "duplicate_shares_executed": str(self.duplicate_shares_executed),
+            "duplicate_shares_executed": _shares(self.duplicate_shares_executed),
             "duplicate_exposure_executed_usd": _money(self.duplicate_exposure_executed_usd),
             "duplicate_attempts_blocked": self.duplicate_attempts_blocked,
             "exposure_blocked_usd": _money(self.exposure_blocked_usd),
             "duplicate_attempts_refused_by_broker": self.duplicate_attempts_refused_by_broker,
-            "unintended_short_shares": str(self.unintended_short_shares),
+            "unintended_short_shares": _shares(self.unintended_short_shares),
             "phantom_entry_block_secs": round(self.phantom_entry_block_secs, 3),
             "phantom_spans": [
                 {"symbol": s.symbol, "start": s.start.isoformat(), "end": s.end.isoformat(), "secs": s.secs}
                 for s in self.phantom_spans
             ],
-            "untracked_shares_at_end": {k: str(v) for k, v in sorted(self.untracked_shares_at_end.items())},
+            "untracked_shares_at_end": {
+                k: _shares(v) for k, v in sorted(self.untracked_shares_at_end.items())
+            },
         }
 
 
-def _money(value: Decimal) -> str:
+def _money(value: Decimal) -> float:
+    """Dollars to the cent as a JSON number (`json` writes a float's shortest exact repr: 3653.02)."""
     # A wide context: a sum of many large exposures can need more than the default 28 digits.
-    return str(value.quantize(Decimal("0.01"), context=Context(prec=60)))
+    return float(value.quantize(Decimal("0.01"), context=Context(prec=60)))
+
+
+def _shares(value: Decimal) -> int | float:
+    """A share count as a JSON number: whole shares as an integer (-12), fractions as a float."""
+    return int(value) if value == value.to_integral_value() else float(value)
 
 
 class Metrics:

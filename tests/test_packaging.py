@@ -98,4 +98,4 @@ def test_a_built_wheel_runs_tradeguard_replay_on_the_may21_session_it_ships(tmp_
     assert all(path.startswith(str(tmp_path / "site")) for path in json.loads(where))
     figures = json.loads(doc)
     assert figures["full"]["duplicate_attempts_blocked"] == 7
-    assert figures["entry-only"]["unintended_short_shares"] == "-12"
+    assert figures["entry-only"]["unintended_short_shares"] == -12

@@ -338,8 +338,8 @@ def test_a_lost_answer_found_filled_prices_the_retries_at_its_fill_not_the_paper
     assert "price" not in written  # only the lookup learned the price: no fill was answered
     totals = figures(path)
     assert totals["full"]["duplicate_attempts_blocked"] == 2
-    assert totals["full"]["exposure_blocked_usd"] == "903.96"  # 2 x 6 x 75.33, not 2 x $600
-    assert totals["none"]["duplicate_exposure_executed_usd"] == "903.96"
+    assert totals["full"]["exposure_blocked_usd"] == 903.96  # 2 x 6 x 75.33, not 2 x $600
+    assert totals["none"]["duplicate_exposure_executed_usd"] == 903.96
     events = events_of(path)
     (resolution,) = [e for e in events if isinstance(e, ResolutionEvent)]
     assert (resolution.placed, resolution.by, resolution.symbol) == (True, "lookup", "TQQQ")
@@ -377,7 +377,7 @@ def test_the_drop_in_client_records_the_fill_price_of_a_lost_answer_it_finds(tmp
 
     full = figures(path)["full"]
     assert full["duplicate_attempts_blocked"] == 1
-    assert full["exposure_blocked_usd"] == "2562.00"  # 5 x 512.40, not 5 x $100
+    assert full["exposure_blocked_usd"] == 2562.0  # 5 x 512.40, not 5 x $100
     (resolution,) = [e for e in events_of(path) if isinstance(e, ResolutionEvent)]
     assert (resolution.placed, resolution.filled_avg_price) == (True, Decimal("512.40"))
 

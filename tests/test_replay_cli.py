@@ -45,9 +45,9 @@ def test_compare_json_gives_the_may21_figures_per_mode() -> None:
         for mode, d in doc.items()
     }
     assert figures == {
-        "none": (5, "2303.02", 0, "0.00", "0"),
-        "entry-only": (1, "907.20", 6, "3653.02", "-12"),
-        "full": (0, "0.00", 7, "4560.22", "0"),
+        "none": (5, 2303.02, 0, 0.0, 0),
+        "entry-only": (1, 907.2, 6, 3653.02, -12),
+        "full": (0, 0.0, 7, 4560.22, 0),
     }
     assert doc["none"]["phantom_entry_block_secs"] == pytest.approx(10_800, abs=60)
     assert doc["entry-only"]["phantom_entry_block_secs"] == pytest.approx(10_800, abs=60)

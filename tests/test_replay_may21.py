@@ -26,37 +26,37 @@ EXPECTED = {
     Mode.NONE: {
         "duplicate_attempts": 7,
         "duplicate_orders_sent": 7,  # every duplicate reached the broker: MAY21.md's 7
-        "duplicate_exposure_sent_usd": "4560.22",  # MAY21.md's $3,653 plus the exit's $907.20
+        "duplicate_exposure_sent_usd": 4560.22,  # MAY21.md's $3,653 plus the exit's $907.20
         "duplicate_orders_executed": 5,
-        "duplicate_exposure_executed_usd": "2303.02",
+        "duplicate_exposure_executed_usd": 2303.02,
         "duplicate_attempts_blocked": 0,
-        "exposure_blocked_usd": "0.00",
+        "exposure_blocked_usd": 0.00,
         "duplicate_attempts_refused_by_broker": 2,
-        "unintended_short_shares": "0",
-        "untracked_shares_at_end": {"TQQQ": "6"},
+        "unintended_short_shares": 0,
+        "untracked_shares_at_end": {"TQQQ": 6},
     },
     Mode.ENTRY_ONLY: {
         "duplicate_attempts": 7,
         "duplicate_orders_sent": 1,  # the exit
-        "duplicate_exposure_sent_usd": "907.20",
+        "duplicate_exposure_sent_usd": 907.20,
         "duplicate_orders_executed": 1,  # the exit
-        "duplicate_exposure_executed_usd": "907.20",  # 12 x 75.60, the exit's notional
+        "duplicate_exposure_executed_usd": 907.20,  # 12 x 75.60, the exit's notional
         "duplicate_attempts_blocked": 6,
-        "exposure_blocked_usd": "3653.02",  # MAY21.md's $3,653
+        "exposure_blocked_usd": 3653.02,  # MAY21.md's $3,653
         "duplicate_attempts_refused_by_broker": 0,
-        "unintended_short_shares": "-12",
-        "untracked_shares_at_end": {"TQQQ": "-12"},
+        "unintended_short_shares": -12,
+        "untracked_shares_at_end": {"TQQQ": -12},
     },
     Mode.FULL: {
         "duplicate_attempts": 7,
         "duplicate_orders_sent": 0,
-        "duplicate_exposure_sent_usd": "0.00",
+        "duplicate_exposure_sent_usd": 0.00,
         "duplicate_orders_executed": 0,
-        "duplicate_exposure_executed_usd": "0.00",
+        "duplicate_exposure_executed_usd": 0.00,
         "duplicate_attempts_blocked": 7,
-        "exposure_blocked_usd": "4560.22",  # the six and the exit
+        "exposure_blocked_usd": 4560.22,  # the six and the exit
         "duplicate_attempts_refused_by_broker": 0,
-        "unintended_short_shares": "0",
+        "unintended_short_shares": 0,
         "untracked_shares_at_end": {},
     },
 }
