@@ -84,6 +84,48 @@ def test_replay_refuses_an_absurd_quantity_naming_its_line(
     assert line.startswith(f"{path}:2: invalid attempt event: qty: Input should be ")
 
 
+def test_replay_refuses_an_integer_too_long_for_python_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Audit 18 #2: a 5,000-digit integer raised a bare ValueError (a traceback, exit 1).
+    price = (
+        '{"type": "price", "t": "2026-05-21T09:31:00-04:00", "symbol": "TQQQ", "price": ' + "9" * 5000 + "}\n"
+    )
+    path = session(tmp_path, price)
+    assert one_error(capsys, ["replay", str(path)]) == (
+        f"{path}:2: a number too long to be a figure: Exceeds the limit (4300 digits) for integer "
+        "string conversion: value has 5000 digits"
+    )
+
+
+def test_replay_refuses_a_lone_surrogate_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Audit 18 #3: valid JSON, accepted, then the table printer crashed (UnicodeEncodeError).
+    lone = '{"type": "note", "t": "2026-05-21T09:43:00-04:00", "text": "x \\ud800 y"}\n'
+    paired = '{"type": "note", "t": "2026-05-21T09:44:00-04:00", "text": "\\ud83d\\ude00"}\n'
+    ok = main(["replay", str(session(tmp_path, paired, name="emoji.jsonl"))])
+    assert ok == 0  # a surrogate pair is a character (here an emoji)
+    capsys.readouterr()
+    path = session(tmp_path, paired, lone)
+    assert one_error(capsys, ["replay", str(path)]) == (
+        f"{path}:3: a lone UTF-16 surrogate escape (\\ud800-\\udfff) in a string: not text"
+    )
+
+
+def test_replay_refuses_a_line_longer_than_a_mebibyte_without_reading_it_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Audit 18 #4: a file with no line break was read into memory whole (MemoryError, or all RAM).
+    path = tmp_path / "one-line.jsonl"
+    with path.open("w") as fh:
+        fh.write(HEADER)
+        fh.write("x" * (3 << 20))
+    assert one_error(capsys, ["replay", str(path)]) == (
+        f"{path}:2: a line longer than 1,048,576 characters: not a session event"
+    )
+
+
 @pytest.mark.parametrize(("first", "line"), [(False, 2), (True, 1)])
 def test_replay_of_json_nested_too_deeply_names_its_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], first: bool, line: int

@@ -223,6 +223,11 @@ def json_text(text: str, name: str, line: int) -> Any:
             return json.loads(text)
         except RecursionError:  # within the bound, yet deeper than the stack left allows
             at = 0
+        except json.JSONDecodeError:
+            raise
+        except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+            problem = f"a number too long to be a figure: {str(exc).split(';')[0]}"
+            raise SessionFormatError(name, line, problem) from None
     problem = "JSON nested too deeply (arrays or objects inside each other) to be a record"
     raise SessionFormatError(name, line + text.count("\n", 0, at), problem)
 

@@ -18,6 +18,7 @@ is priced as the run priced it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -51,6 +52,18 @@ _LOST = frozenset({"timeout", "error"})
 _MAX_DEPTH = 100
 _TOO_DEEP = "JSON nested too deeply to be an event (arrays or objects inside each other)"
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+# The longest line read: an event is well under a kilobyte and a note a few; a file with no line
+# breaks (a binary dump, a JSON array on one line) would otherwise be read whole into memory.
+MAX_LINE_CHARS = 1 << 20
+# A UTF-16 surrogate escape: only such lines can hold a lone surrogate, which JSON allows and no
+# UTF-8 output can print (each is then checked the slow way).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = "a lone UTF-16 surrogate escape (\\ud800-\\udfff) in a string: not text"
+
+
+def _digits(exc: ValueError) -> str:
+    """Python's refusal of a huge integer, without its advice to raise the limit."""
+    return str(exc).split(";")[0]
 
 
 def json_problem(exc: json.JSONDecodeError) -> str:
@@ -143,17 +156,47 @@ class SessionReader:
         if _too_deep(text):
             raise self._fail(_TOO_DEEP)
         try:
-            return json.loads(text)
+            obj = json.loads(text)
         except json.JSONDecodeError as exc:
             cut = "" if raw.endswith("\n") else " (the last line is cut short: a truncated file?)"
             raise self._fail(f"not valid JSON{cut}: {json_problem(exc)}") from None
         except RecursionError:  # within _MAX_DEPTH, yet deeper than the stack left allows
             raise self._fail(_TOO_DEEP) from None
+        except ValueError as exc:  # an integer of more digits than Python converts (4,300)
+            raise self._fail(f"a number too long to be a figure: {_digits(exc)}") from None
+        self._check_text(text, obj)
+        return obj
+
+    def _check_text(self, text: str, obj: Any = None) -> None:
+        """Refuse a lone UTF-16 surrogate (valid JSON, yet no UTF-8 text can hold or print it).
+
+        `obj`: the line parsed, when it was (else it is parsed here, only if it may hold one).
+        """
+        if _SURROGATE_ESCAPE.search(text) is None:
+            return
+        try:
+            json.dumps(json.loads(text) if obj is None else obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise self._fail(_LONE_SURROGATE) from None
+
+    def _lines(self) -> Iterator[str]:
+        """The file's lines, each read at most `MAX_LINE_CHARS` + 1 characters at a time.
+
+        A line that long is refused by `_long` (see the loops) before more of it is read.
+        """
+        return iter(functools.partial(self._file.readline, MAX_LINE_CHARS + 1), "")
+
+    def _long(self, raw: str) -> None:
+        """Refuse a line longer than `MAX_LINE_CHARS` (a file with no line breaks, a dump)."""
+        if not raw.endswith("\n"):
+            raise self._fail(f"a line longer than {MAX_LINE_CHARS:,} characters: not a session event")
 
     def _next_object(self) -> dict[str, Any] | None:
         """Return the next non-blank line as a JSON object, or None at the end of the file."""
-        for raw in self._file:
+        for raw in self._lines():
             self._line += 1
+            if len(raw) > MAX_LINE_CHARS:
+                self._long(raw)
             text = raw.strip()
             if not text:
                 continue
@@ -201,14 +244,19 @@ class SessionReader:
         validate_json = event_adapter(self.header.version).validator.validate_json
         previous: datetime = self.header.start
         ended = False
-        for raw in self._file:
+        for raw in self._lines():
             self._line += 1
+            if len(raw) > MAX_LINE_CHARS:
+                self._long(raw)
             try:
                 event = validate_json(raw)
             except ValidationError:
                 event = self._checked(raw)
                 if event is None:  # a blank line
                     continue
+            else:
+                if "\\u" in raw:  # rare: only an escape can hide a lone surrogate
+                    self._check_text(raw)
             if ended:
                 raise self._fail("an event after the end event")
             t = event.t
