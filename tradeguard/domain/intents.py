@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
+from tradeguard.domain.frozen import fast_frozen_init
 from tradeguard.domain.orders import OrderClass, OrderType, PositionIntent, Side, TimeInForce, ledger_symbol
 from tradeguard.errors import ConfigError
 
@@ -91,6 +92,7 @@ def check_symbol(symbol: object) -> None:
         raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {symbol!r}")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Intent:
     """One trading decision. Equal intents are the same decision, however often retried."""
@@ -197,6 +199,7 @@ def derive_client_order_id(key: str, prefix: str = "tg") -> str:
     return coid
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class OrderSpec:
     """What the bot asked for: the payload a retry must repeat exactly.
