@@ -225,6 +225,8 @@ class OrderSpec:
     # The payload, once built: every claim of the spec asks for it, and the gateway hands the
     # same spec to every decision of one order shape. Not part of the value (like Intent._key).
     _payload: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # `from_payload(as_payload())`, once made: what a claim of this spec reads back as its spec.
+    _read_back: OrderSpec | None = field(default=None, init=False, repr=False, compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0.
@@ -238,6 +240,18 @@ class OrderSpec:
             payload = self._build_payload()
             object.__setattr__(self, "_payload", payload)
         return dict(payload)
+
+    def read_back(self) -> OrderSpec:
+        """Return `OrderSpec.from_payload(self.as_payload())`: the spec a claim of this one reads back.
+
+        Made once per spec: a store that records a claim of it hands the claim this spec, so
+        the claim's first send need not rebuild it from the payload.
+        """
+        spec = self._read_back
+        if spec is None:
+            spec = OrderSpec.from_payload(self.as_payload())
+            object.__setattr__(self, "_read_back", spec)
+        return spec
 
     def _build_payload(self) -> dict[str, Any]:
         def num(d: Decimal | None) -> str | None:

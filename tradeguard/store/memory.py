@@ -284,6 +284,8 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             None if order_qty is None else _num(order_qty), None,  # order_qty, broker_order_id
             _ZERO, None, turn_id, 1, reason, now, now,  # filled_qty .. attempts, reason, created, updated
         )  # fmt: skip
+        # Its spec as `Claim.spec` would read it from `payload` (`spec.as_payload()`): made once per spec.
+        object.__setattr__(claim, "_spec", spec.read_back())
         self._store(None, claim)
         self._by_coid[coid] = key
         self._agents[intent.agent_id] = None
