@@ -16,6 +16,7 @@ from tradeguard import (
     PaperBroker,
     Side,
 )
+from tradeguard.domain import canonical_symbol
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.execution import Outcome
 
@@ -85,3 +86,15 @@ def test_a_claims_spec_is_what_its_payload_reads_back_as() -> None:
     assert claim.spec == OrderSpec.from_payload(claim.payload) == spec.read_back()
     assert str(claim.spec.qty) == "6" and str(claim.spec.limit_price) == "100.5"  # as read from the payload
     assert spec.read_back() is spec.read_back()
+
+
+def test_a_symbols_spelling_is_worked_out_once_and_the_same_every_time() -> None:
+    class Named(str):
+        __slots__ = ()
+
+    for _ in range(2):  # worked out, then from the cache
+        assert canonical_symbol(" btcusd ") == "BTC/USD"
+        assert canonical_symbol("spy") == "SPY"
+        assert canonical_symbol("BRK/B") == "BRK/B"
+        named = canonical_symbol(Named("eth/usd"))
+        assert named == "ETH/USD" and type(named) is str

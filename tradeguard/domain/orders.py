@@ -325,7 +325,20 @@ def canonical_symbol(symbol: str) -> str:
     "BTCUSD", "btc/usd" and "BTC/USD" are all "BTC/USD" (the form Alpaca answers crypto orders
     with); an equity is only stripped and upper-cased ("spy" -> "SPY").
     """
-    return ledger_symbol(symbol.strip().upper())
+    # A paper account asks for every order, price and position read: each spelling is worked
+    # out once (plain str only: a subclass is worked out each time).
+    found = _CANONICAL.get(symbol) if type(symbol) is str else None
+    if found is None:
+        found = ledger_symbol(symbol.strip().upper())
+        if type(symbol) is str:
+            if len(_CANONICAL) >= _CANONICAL_MAX:
+                _CANONICAL.clear()  # bounded: a spelling only costs its working out again
+            _CANONICAL[symbol] = found
+    return found
+
+
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_MAX = 4096
 
 
 def ledger_symbol(symbol: str) -> str:
