@@ -17,7 +17,7 @@ import os
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import IO, Any
 
 from replay.metrics import AttemptOutcome, Mode, Totals
@@ -157,15 +157,15 @@ class _Lookahead:
 
     An answer is looked for until the decision's next attempt or `ANSWER_HORIZON_SECS` of session
     time, whichever comes first; the events read on the way wait in a buffer, indexed so that
-    each attempt costs one dict lookup however long the buffer is. Each event's time is
-    converted to UTC once, as it is read, and handed on with it: two times with offsets (pydantic
-    gives every event its own tzinfo) cost a conversion each per comparison, and the horizon and
-    every mode's clock would compare each event's time again.
+    each attempt costs one dict lookup however long the buffer is. Each event comes with its time
+    in UTC, converted once by the reader (`SessionReader.timed`), and is handed on with it: two
+    times with offsets (pydantic gives every event its own tzinfo) cost a conversion each per
+    comparison, and the horizon and every mode's clock would compare each event's time again.
     """
 
     def __init__(self, reader: SessionReader) -> None:
         self._reader = reader
-        self._source = iter(reader)
+        self._source = reader.timed()  # each event with its time in UTC, converted once
         self._done = False
         self._ahead: datetime | None = None  # the time of the last event read, in UTC
         self._buffer: deque[tuple[int, Any, datetime]] = deque()  # (line, event, its time in UTC)
@@ -184,17 +184,11 @@ class _Lookahead:
             self._done = True
             return False
         event = read[1]
-        t = event.t
-        try:
-            at = t.astimezone(UTC)
-        except OverflowError:  # beyond datetime's range in UTC: compared as written
-            at = t
-        pulled = (read[0], event, at)
-        self._buffer.append(pulled)
-        self._ahead = at
+        self._buffer.append(read)
+        self._ahead = read[2]
         kind = type(event)  # the reader's own classes: one identity test, not an isinstance chain
         if kind is AnswerEvent:
-            self._answers.setdefault((event.decision, event.attempt), pulled)
+            self._answers.setdefault((event.decision, event.attempt), read)
         elif kind is AttemptEvent:
             attempts = self._attempts
             decision = event.decision

@@ -16,7 +16,8 @@ from tradeguard import (
     PaperBroker,
     Side,
 )
-from tradeguard.domain.intents import Intent, Kind
+from tradeguard.domain import canonical_symbol
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.execution import Outcome
 
 
@@ -75,3 +76,25 @@ def test_each_rendering_is_its_own_copy_and_follows_the_order() -> None:
     assert filled is not None
     assert filled.raw["status"] == "filled" and filled.raw["filled_qty"] == "2"
     assert filled.raw["filled_at"] is not None and filled.raw["updated_at"] != placed.raw["created_at"]
+
+
+def test_a_claims_spec_is_what_its_payload_reads_back_as() -> None:
+    store = MemoryClaimStore()
+    spec = OrderSpec(qty=Decimal("6.0"), limit_price=Decimal("100.50"), order_type=OrderType.LIMIT)
+    intent = Intent("cache-test", Kind.ENTRY, "TQQQ", Side.BUY, "read back")
+    claim = store.claim(intent, spec, owner="me").claim
+    assert claim.spec == OrderSpec.from_payload(claim.payload) == spec.read_back()
+    assert str(claim.spec.qty) == "6" and str(claim.spec.limit_price) == "100.5"  # as read from the payload
+    assert spec.read_back() is spec.read_back()
+
+
+def test_a_symbols_spelling_is_worked_out_once_and_the_same_every_time() -> None:
+    class Named(str):
+        __slots__ = ()
+
+    for _ in range(2):  # worked out, then from the cache
+        assert canonical_symbol(" btcusd ") == "BTC/USD"
+        assert canonical_symbol("spy") == "SPY"
+        assert canonical_symbol("BRK/B") == "BRK/B"
+        named = canonical_symbol(Named("eth/usd"))
+        assert named == "ETH/USD" and type(named) is str

@@ -135,6 +135,19 @@ def test_prune_resolved_keeps_active_claims_and_the_ledger() -> None:
     assert store.claim_count() == 1
 
 
+def test_forgetting_walks_past_what_it_keeps_and_stops_at_what_came_after_the_horizon() -> None:
+    clock, paper, store, gateway = _account()
+    gateway.enter("SPY", qty=1, intent="resting", order_type="limit", limit_price=Decimal(1))
+    assert gateway.enter("SPY", qty=2, intent="old").order is not None
+    clock.advance(7200)
+    assert gateway.enter("SPY", qty=3, intent="recent").order is not None
+    before = clock.now() - timedelta(hours=1)
+    assert store.prune_resolved(before) == 1  # the old fill, behind the resting claim made first
+    assert [c.intent for c in store.list_claims()] == ["resting", "recent"]
+    assert paper.forget_terminal_orders(before) == 1
+    assert [o.qty for o in paper.orders()] == [Decimal(1), Decimal(3)]
+
+
 def test_nothing_is_forgotten_unless_asked() -> None:
     clock, _, store, gateway = _account()
     for n in range(5):

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from tradeguard import crashpoints
 from tradeguard.domain import BrokerOrder, Claim, OrderClass, OrderStatus, PositionIntent, RejectKind, Side
+from tradeguard.domain.frozen import fast_frozen_init
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, is_leg, leg_name
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import (
@@ -55,6 +56,7 @@ class Outcome(enum.StrEnum):
     SKIPPED = "skipped"  # nothing to do (an exit with nothing to sell)
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class OrderResult:
     """The answer to one gateway call.

@@ -160,10 +160,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         if time_in_force is None:
             time_in_force = default_time_in_force(symbol)
         spec = _spec(
-            qty=qty, notional=notional, order_type=order_type, time_in_force=time_in_force,
-            limit_price=limit_price, stop_price=stop_price, extended_hours=extended_hours,
-            position_intent=opens, is_exit=False,
-        )  # fmt: skip
+            qty, notional, order_type, time_in_force, limit_price, stop_price, extended_hours, opens, False
+        )
         decision = Intent(self.agent_id, Kind.ENTRY, symbol, order_side, intent)
         return self.submit(decision, spec)
 
@@ -220,9 +218,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             time_in_force = default_time_in_force(symbol)
         # Check the arguments before any store or broker call; the side follows the position.
         spec = _spec(
-            qty=qty, order_type=order_type, time_in_force=time_in_force, limit_price=limit_price,
-            stop_price=stop_price, extended_hours=extended_hours,
-            position_intent=PositionIntent.SELL_TO_CLOSE, is_exit=True,
+            qty, None, order_type, time_in_force, limit_price, stop_price, extended_hours,
+            PositionIntent.SELL_TO_CLOSE, True,
         )  # fmt: skip
         return self.exit_order(symbol, spec, intent=intent)
 
@@ -581,25 +578,29 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
 
 _SPECS: dict[tuple[object, ...], OrderSpec] = {}
 _SPECS_MAX = 1024
+_SPEC_ARGUMENTS = (
+    "qty", "notional", "order_type", "time_in_force", "limit_price", "stop_price", "extended_hours",
+    "position_intent", "is_exit",
+)  # fmt: skip
 
 
-def _spec(**arguments: Any) -> OrderSpec:
-    """Return `build_spec(**arguments)`, built once per distinct set of arguments.
+def _spec(*values: Any) -> OrderSpec:
+    """Return `build_spec` of the arguments named `_SPEC_ARGUMENTS` (in that order), built once per set.
 
     A bot sends the same few order shapes all day, and `build_spec` (its checks, Decimal
     normalising) is a pure function of them with an immutable result. Each argument is keyed
     with its type: 6, 6.0 and Decimal("6") hash alike, and a qty of True must still meet
     build_spec's refusal rather than the spec of a 1. Refusals are not cached; unhashable
-    arguments go straight to build_spec (which refuses them).
+    arguments go straight to build_spec (which refuses them). An exit passes no notional (None,
+    build_spec's default).
     """
-    values = tuple(arguments.values())
-    key = (tuple(arguments), values, tuple(map(type, values)))
+    key = (values, tuple(map(type, values)))
     try:
         spec = _SPECS.get(key)
     except TypeError:
-        return build_spec(**arguments)
+        return build_spec(**dict(zip(_SPEC_ARGUMENTS, values, strict=True)))
     if spec is None:
-        spec = build_spec(**arguments)
+        spec = build_spec(**dict(zip(_SPEC_ARGUMENTS, values, strict=True)))
         if len(_SPECS) >= _SPECS_MAX:
             _SPECS.clear()  # bounded: a bot with ever-new shapes just rebuilds them
         _SPECS[key] = spec

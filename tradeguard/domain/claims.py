@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from tradeguard.domain.frozen import fast_frozen_init
 from tradeguard.domain.intents import Kind, OrderSpec
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState
 from tradeguard.domain.orders import OrderRequest, RejectKind, Side
@@ -29,6 +30,7 @@ def same_order(stored: dict[str, Any], asked: dict[str, Any]) -> bool:
     return asked == first or asked == {k: v for k, v in stored.items() if k != "first"}
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A snapshot of one claim, as read from the store by the call that returned it."""
@@ -110,6 +112,7 @@ class Claim:
         return self.filled_qty if self.side is Side.BUY else -self.filled_qty
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ClaimOutcome:
     """The result of `ClaimStore.claim`: the claim, and whether this call created it."""

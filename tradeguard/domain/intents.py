@@ -18,6 +18,7 @@ from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
+from tradeguard.domain.frozen import fast_frozen_init
 from tradeguard.domain.orders import OrderClass, OrderType, PositionIntent, Side, TimeInForce, ledger_symbol
 from tradeguard.errors import ConfigError
 
@@ -91,6 +92,7 @@ def check_symbol(symbol: object) -> None:
         raise ConfigError(f"symbol must be 1-32 upper-case letters, digits or ./:-, got {symbol!r}")
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class Intent:
     """One trading decision. Equal intents are the same decision, however often retried."""
@@ -197,6 +199,7 @@ def derive_client_order_id(key: str, prefix: str = "tg") -> str:
     return coid
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class OrderSpec:
     """What the bot asked for: the payload a retry must repeat exactly.
@@ -222,6 +225,8 @@ class OrderSpec:
     # The payload, once built: every claim of the spec asks for it, and the gateway hands the
     # same spec to every decision of one order shape. Not part of the value (like Intent._key).
     _payload: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # `from_payload(as_payload())`, once made: what a claim of this spec reads back as its spec.
+    _read_back: OrderSpec | None = field(default=None, init=False, repr=False, compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0.
@@ -235,6 +240,18 @@ class OrderSpec:
             payload = self._build_payload()
             object.__setattr__(self, "_payload", payload)
         return dict(payload)
+
+    def read_back(self) -> OrderSpec:
+        """Return `OrderSpec.from_payload(self.as_payload())`: the spec a claim of this one reads back.
+
+        Made once per spec: a store that records a claim of it hands the claim this spec, so
+        the claim's first send need not rebuild it from the payload.
+        """
+        spec = self._read_back
+        if spec is None:
+            spec = OrderSpec.from_payload(self.as_payload())
+            object.__setattr__(self, "_read_back", spec)
+        return spec
 
     def _build_payload(self) -> dict[str, Any]:
         def num(d: Decimal | None) -> str | None:

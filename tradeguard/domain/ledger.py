@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from tradeguard.domain.frozen import fast_frozen_init
+
 __all__ = [
     "ExitRoom",
     "FillStep",
@@ -24,6 +26,7 @@ __all__ = [
 ]
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class LedgerPosition:
     """The guard's view of one agent's holding in one symbol. `qty` is signed (short < 0)."""
@@ -41,6 +44,7 @@ class LedgerPosition:
         return self.qty == 0
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ExitRoom:
     """How much one agent's exit may ask for now, and why (read under the symbol's lock).
@@ -75,6 +79,7 @@ class ExitRoom:
         )
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class FillStep:
     """What one signed fill does to an agent's open turn; every store applies it the same way.

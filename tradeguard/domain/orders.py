@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+
+from tradeguard.domain.frozen import fast_frozen_init
 
 __all__ = [
     "BrokerOrder",
@@ -151,6 +152,7 @@ TERMINAL_STATUSES = frozenset(
 )
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
     """One order to place. Exactly one of `qty` and `notional` is set."""
@@ -174,6 +176,7 @@ class OrderRequest:
     trail_percent: Decimal | None = None  # trailing_stop: percent instead of dollars
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class ReplaceRequest:
     """What `PATCH /v2/orders/{id}` may change on an open order; None keeps the old value.
@@ -240,46 +243,6 @@ class DeferredRaw(dict[str, object]):
         self.args = args
 
 
-class _Factory:
-    def __repr__(self) -> str:
-        return "<factory>"  # as dataclasses shows a default made by a factory
-
-
-_FACTORY = _Factory()
-
-
-def _fast_frozen_init(cls: type[Any]) -> Callable[..., None]:
-    """Return an `__init__` for frozen slots dataclass `cls` that sets each slot directly.
-
-    The one dataclasses writes calls ``object.__setattr__`` per field (to get past the frozen
-    ``__setattr__``), a third of the cost of making a `BrokerOrder`. This one has the same
-    parameters, defaults and default factories and writes through the slots' own descriptors.
-    """
-    params, lines = [], []
-    scope: dict[str, Any] = {"_MISSING": _FACTORY}
-    for f in fields(cls):
-        scope[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.default is not MISSING:
-            scope[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-            lines.append(f"    _set_{f.name}(self, {f.name})")
-        elif f.default_factory is not MISSING:
-            scope[f"_factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=_MISSING")
-            lines.append(
-                f"    _set_{f.name}(self, _factory_{f.name}() if {f.name} is _MISSING else {f.name})"
-            )
-        else:
-            params.append(f.name)
-            lines.append(f"    _set_{f.name}(self, {f.name})")
-    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(lines) + "\n"
-    exec(source, scope)  # noqa: S102 - generated from the class's own fields, as dataclasses does
-    init: Callable[..., None] = scope["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__doc__ = cls.__init__.__doc__
-    return init
-
-
 _raw_slot = BrokerOrder.__dict__["raw"]  # the slot's descriptor: `raw` becomes a property over it
 _get_raw_slot = _raw_slot.__get__
 _set_raw_slot = _raw_slot.__set__
@@ -294,11 +257,12 @@ def _read_raw(order: BrokerOrder) -> dict[str, object]:
     return raw
 
 
-BrokerOrder.__init__ = _fast_frozen_init(BrokerOrder)  # type: ignore[method-assign]  # same signature
+fast_frozen_init(BrokerOrder)
 # The frozen __setattr__ still refuses `order.raw = ...`; the setter serves __init__ and unpickling.
 setattr(BrokerOrder, "raw", property(_read_raw, _set_raw_slot, doc="The venue's JSON of the order."))  # noqa: B010
 
 
+@fast_frozen_init
 @dataclass(frozen=True, slots=True)
 class BrokerPosition:
     """A position as the broker reports it. `qty` is signed: negative is short."""
@@ -361,7 +325,20 @@ def canonical_symbol(symbol: str) -> str:
     "BTCUSD", "btc/usd" and "BTC/USD" are all "BTC/USD" (the form Alpaca answers crypto orders
     with); an equity is only stripped and upper-cased ("spy" -> "SPY").
     """
-    return ledger_symbol(symbol.strip().upper())
+    # A paper account asks for every order, price and position read: each spelling is worked
+    # out once (plain str only: a subclass is worked out each time).
+    found = _CANONICAL.get(symbol) if type(symbol) is str else None
+    if found is None:
+        found = ledger_symbol(symbol.strip().upper())
+        if type(symbol) is str:
+            if len(_CANONICAL) >= _CANONICAL_MAX:
+                _CANONICAL.clear()  # bounded: a spelling only costs its working out again
+            _CANONICAL[symbol] = found
+    return found
+
+
+_CANONICAL: dict[str, str] = {}
+_CANONICAL_MAX = 4096
 
 
 def ledger_symbol(symbol: str) -> str:

@@ -256,7 +256,10 @@ class PaperBroker:
         none of what a position read builds (the shares held by open orders, the market value).
         """
         with self._lock:
-            return self._venue.state.qty.get(self._held_symbol(symbol), _ZERO)
+            qty = self._venue.state.qty
+            if symbol in qty:  # the account's own name (what `_held_symbol` finds first)
+                return qty[symbol]
+            return qty.get(self._held_symbol(symbol), _ZERO)
 
     def cancel_order(self, order_id: str) -> None:
         """Cancel an open order at once, and the rest of its bracket, OTO or OCO group.
@@ -437,13 +440,23 @@ class PaperBroker:
             pinned: Decimal | None = price
         else:
             pinned = None if price is None else to_price(price, f"set_price({symbol})")
+        with self._lock:
+            state = self._venue.state
+            if not state.open_by_symbol.get(symbol):
+                # No open order of the symbol (a replay's every price): the pin is the one change,
+                # and `step` would find nothing to trade. `_changing`'s work, spelled out for it.
+                if pinned is None:
+                    state.set_prices.pop(symbol, None)
+                else:
+                    state.set_prices[symbol] = pinned
+                if self._file is not None:
+                    self._save()
+                return []
         with self._changing as state:
             if pinned is None:
                 state.set_prices.pop(symbol, None)
             else:
                 state.set_prices[symbol] = pinned
-            if not state.open_by_symbol.get(symbol):
-                return []  # what `step` finds with no open order of the symbol (a replay's every price)
             return [state.broker_order(o) for o in step(self._venue, symbol)]
 
     def step(self) -> list[BrokerOrder]:

@@ -83,6 +83,11 @@ class PaperState:
         orders, gone = self.orders, []
         named = self.set_prices.keys() | self.qty.keys()
         for order_id, order in orders.items():
+            # Orders are kept in the order they were accepted: one accepted at or after `before`
+            # (and so changed since) ends the walk, which then costs what it forgets. (Were the
+            # clock ever set back, an order accepted after it is kept.)
+            if order.created_at >= before:
+                break
             if (
                 order.status in TERMINAL
                 and order.updated_at < before

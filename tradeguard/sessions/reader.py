@@ -24,7 +24,7 @@ import os
 import re
 from collections import deque
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from pydantic import ValidationError
@@ -231,18 +231,29 @@ class SessionReader:
             raise self._fail(describe_validation_error(exc, "session header")) from None
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
+        return ((line, event) for line, event, _ in self.timed())
+
+    def timed(self) -> Iterator[tuple[int, Any, datetime]]:
+        """Iterate the events as (line number, event, the event's time in UTC).
+
+        The same events as iterating the reader, each with its time converted once: an aware
+        time with an offset (pydantic gives every event a tzinfo of its own) costs a conversion
+        of each side every time two are compared, and a replay compares each event's time
+        several times. A time beyond datetime's range in UTC is handed on as written.
+        """
         events = self._events()
         # A version 1 file holds no resolutions: its events go straight through.
         return events if self.header.version == 1 else self._resolved(events)
 
-    def _events(self) -> Iterator[tuple[int, Any]]:
+    def _events(self) -> Iterator[tuple[int, Any, datetime]]:
         # The fast path hands each raw line to pydantic-core's own JSON parser in one call. Any
         # line it refuses is read again by `_checked`, the slow path, which finds the same fault
         # and says what it is (bad JSON, a cut line, an unknown type, a second header, a field).
         # The adapter's own validator: `TypeAdapter.validate_json` is a Python layer over it that
         # only forwards options this reader never sets.
         validate_json = event_adapter(self.header.version).validator.validate_json
-        previous: datetime = self.header.start
+        written = self.header.start  # the previous time, as written (for the error below)
+        previous = _in_utc(written)  # and in UTC, to compare with: see `timed`
         ended = False
         for raw in self._lines():
             self._line += 1
@@ -260,14 +271,18 @@ class SessionReader:
             if ended:
                 raise self._fail("an event after the end event")
             t = event.t
-            if t < previous:
+            try:
+                at = t.astimezone(UTC)
+            except OverflowError:  # beyond datetime's range in UTC: compared as written
+                at = t
+            if at < previous:
                 raise self._fail(
-                    f"time {t.isoformat()} is before the previous event's {previous.isoformat()} "
+                    f"time {t.isoformat()} is before the previous event's {written.isoformat()} "
                     "(events must be in time order, none before the header's start)"
                 )
-            previous = t
+            previous, written = at, t
             ended = event.type == "end"
-            yield self._line, event
+            yield self._line, event, at
 
     def _checked(self, raw: str) -> Any:
         """Parse and validate one line the slow way; raise what is wrong with it (None: blank)."""
@@ -295,24 +310,24 @@ class SessionReader:
         except ValidationError as exc:
             raise self._fail(describe_validation_error(exc, f"{kind} event")) from None
 
-    def _resolved(self, events: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+    def _resolved(self, events: Iterator[tuple[int, Any, datetime]]) -> Iterator[tuple[int, Any, datetime]]:
         """Hand `events` on, each lost answer with `placed` set from its `resolution` (see the module).
 
-        Each held line is an entry `[line, event, key]`; `key` is set while the entry is a lost
-        answer still open to a resolution, and is what holds the lines after it back.
+        Each held line is an entry `[line, event, key, time in UTC]`; `key` is set while the entry
+        is a lost answer still open to a resolution, and is what holds the lines after it back.
         """
         horizon = timedelta(seconds=RESOLUTION_HORIZON_SECS)
         held: deque[list[Any]] = deque()
         waiting: dict[tuple[str, int], list[Any]] = {}  # key -> the open answer's entry
-        for line, event in events:
+        for line, event, at in events:
             kind = type(event)
             if kind is ResolutionEvent:
                 self._resolve(held, waiting, line, event, horizon)
             opens = kind is AnswerEvent and event.placed is None and event.result in _LOST
             if not held and not opens:
-                yield line, event  # the common case: nothing waits
+                yield line, event, at  # the common case: nothing waits
                 continue
-            entry = [line, event, None]
+            entry = [line, event, None, at]
             if opens:
                 key = (event.decision, event.attempt)
                 earlier = waiting.get(key)
@@ -331,10 +346,10 @@ class SessionReader:
                     first[2] = None  # no resolution within the horizon: placed stays unknown
                     del waiting[key]
                 held.popleft()
-                yield first[0], first[1]
+                yield first[0], first[1], first[3]
         while held:
             first = held.popleft()
-            yield first[0], first[1]
+            yield first[0], first[1], first[3]
 
     def _resolve(
         self,
@@ -366,8 +381,16 @@ class SessionReader:
         # The answer is still held (its key held it): its price follows it, before the lines
         # after it. Numbered with the resolution's line, where the price was read.
         priced = PriceEvent(type="price", t=lost.t, symbol=symbol, price=price)
-        at = next(i for i, held_entry in enumerate(held) if held_entry is entry)
-        held.insert(at + 1, [line, priced, None])
+        index = next(i for i, held_entry in enumerate(held) if held_entry is entry)
+        held.insert(index + 1, [line, priced, None, entry[3]])
+
+
+def _in_utc(t: datetime) -> datetime:
+    """`t` in UTC, or as written when that is beyond datetime's range."""
+    try:
+        return t.astimezone(UTC)
+    except OverflowError:
+        return t
 
 
 def open_session(source: str | os.PathLike[str] | IO[str], *, name: str | None = None) -> SessionReader:

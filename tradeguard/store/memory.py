@@ -175,15 +175,21 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             probe_since = now - timedelta(seconds=self.settings.not_sent_probe_secs)
             open_turns = {p.turn_id for held in self._open_of.values() for p in held.values()}
             windowed = {key for key, _ in self._windows.values()}
-            gone = [
-                claim
-                for claim in self._claims.values()
-                if claim.state not in ACTIVE_STATES
-                and claim.updated_at < before
-                and not (claim.state is ClaimState.NOT_SENT and claim.updated_at >= probe_since)
-                and not (claim.state is ClaimState.REJECTED and claim.turn_id in open_turns)
-                and claim.key not in windowed
-            ]
+            gone = []
+            for claim in self._claims.values():
+                # Claims are kept in the order they were made: one made at or after `before` (and
+                # so changed since) ends the walk, which then costs what it forgets, not the
+                # whole store. (Were the clock ever set back, a claim made after it is kept.)
+                if claim.created_at >= before:
+                    break
+                if (
+                    claim.state not in ACTIVE_STATES
+                    and claim.updated_at < before
+                    and not (claim.state is ClaimState.NOT_SENT and claim.updated_at >= probe_since)
+                    and not (claim.state is ClaimState.REJECTED and claim.turn_id in open_turns)
+                    and claim.key not in windowed
+                ):
+                    gone.append(claim)
             for claim in gone:
                 key = claim.key
                 del self._claims[key]
@@ -278,6 +284,8 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             None if order_qty is None else _num(order_qty), None,  # order_qty, broker_order_id
             _ZERO, None, turn_id, 1, reason, now, now,  # filled_qty .. attempts, reason, created, updated
         )  # fmt: skip
+        # Its spec as `Claim.spec` would read it from `payload` (`spec.as_payload()`): made once per spec.
+        object.__setattr__(claim, "_spec", spec.read_back())
         self._store(None, claim)
         self._by_coid[coid] = key
         self._agents[intent.agent_id] = None

@@ -33,6 +33,7 @@ class MemoryLedger:
     """Mixin of `MemoryClaimStore`: the turns, the fills that change them, and the position reads."""
 
     _lock: threading.Lock
+    _closed: bool  # the store's
     settings: Settings  # the store's
     _check_open: Callable[[], None]  # the store's: raises StoreError once it is closed
     _write_audit: Callable[..., None]  # MemoryAuditLog's
@@ -224,9 +225,11 @@ class MemoryLedger:
 
     def position_qty(self, agent_id: str, symbol: str) -> Decimal:
         """Return `position(agent_id, symbol).qty` alone (a replay samples it after every event)."""
-        self._check_open()
-        held = self._open_position(agent_id, symbol)
-        return _ZERO if held is None else held.qty
+        if self._closed:
+            self._check_open()  # raises
+        held = self._open_in.get(symbol)  # `_open_position`, spelled out: a replay reads it per event
+        position = None if held is None else held.get(agent_id)
+        return _ZERO if position is None else position.qty
 
     def positions(self, agent_id: str) -> list[LedgerPosition]:
         """Return every open ledger position of the agent, by symbol."""
