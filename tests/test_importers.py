@@ -831,3 +831,43 @@ def test_alpaca_replacement_of_a_partly_filled_order_fills_the_rest_beside_it(tm
     assert attempts == [(Decimal(4), 1), (Decimal(6), 1), (Decimal(10), 1)]  # three decisions
     for mode in Mode:
         assert (totals[mode].duplicate_attempts, totals[mode].untracked_shares_at_end) == (0, {}), mode
+
+
+def _flip_records() -> list[dict[str, object]]:
+    def record(key: str, side: str, at: str, order: str) -> dict[str, object]:
+        return {
+            "request_id": key, "symbol": "TQQQ", "side": side, "qty": 12, "claimed_at": at,
+            "outcome": "COMMITTED", "caller_interpretation": "SUCCESS", "broker_order_id": order,
+            "client_order_id": f"c-{order}",
+        }  # fmt: skip
+
+    sell = "order:TQQQ:sell:12:2026-09-08T11:26:00-04:00"
+    return [
+        record("order:TQQQ:buy:12:2026-09-08T09:39:00-04:00", "buy", "2026-09-08T09:39:05-04:00", "b1"),
+        record(sell, "sell", "2026-09-08T11:26:26-04:00", "b2"),
+        record(sell, "sell", "2026-09-08T11:26:28-04:00", "b3"),  # the duplicate, 2 s later
+    ]
+
+
+def test_claim_records_a_sell_while_long_is_the_bots_exit_and_its_duplicate_shorts(tmp_path: Path) -> None:
+    # Audit 18 #1: a flip sell on the order path was imported as a short entry: `full` refused
+    # the bot's own sell, and `none` hid the short its duplicate opened.
+    records = tmp_path / "claims.json"
+    records.write_text(json.dumps(_flip_records(), indent=2))
+    import_claims(records, tmp_path / "s.jsonl")
+    kinds = [e.kind for e in events_of(tmp_path / "s.jsonl") if isinstance(e, AttemptEvent)]
+    assert kinds == ["entry", "exit", "exit"]
+    result = replay_session(tmp_path / "s.jsonl", list(Mode))
+    assert result.totals[Mode.NONE].unintended_short_shares == -12
+    assert result.totals[Mode.FULL].unintended_short_shares == 0
+    assert result.totals[Mode.FULL].orders_placed == 2  # the buy and the bot's own sell
+    assert result.simulations[Mode.FULL].broker_qty("TQQQ") == 0
+
+
+def test_safeagent_db_a_flip_sell_with_no_exit_reason_is_an_exit(tmp_path: Path) -> None:
+    flip = SELL_22.replace(":TRAIL_EXIT_BEAR", "")
+    events = import_cli(tmp_path, "claims", "guard.csv", DB_HEAD + BUY_22 + flip)
+    kinds = [(e.side, e.kind) for e in events if isinstance(e, AttemptEvent)]
+    assert kinds == [("buy", "entry"), ("sell", "exit")]
+    result = replay_session(tmp_path / "s.jsonl", [Mode.FULL])
+    assert result.simulations[Mode.FULL].broker_qty("SQQQ") == 0

@@ -208,12 +208,18 @@ def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
     sides.update(sent_sides)
     protos: list[Proto] = []
     belief: dict[str, Decimal] = {}
+    # A decision's kind is what its first attempt did to the bot's own position: a sell while
+    # the bot held a long (MAY21's "sell on flip") closes it, whatever its key says; its retries
+    # keep that kind (the position they meet may already be flat).
+    kinds: dict[str, str] = {}
     for line, item in ordered:
         t = _time(item["claimed_at"], "claimed_at", name, line)
         decision, symbol = str(item["request_id"])[:200], canonical_symbol(str(item["symbol"]))
         qty = number(item["qty"], "qty", name, line)
         side = sides[item["request_id"]]
-        kind = "exit" if decision.startswith("exit:") else "entry"
+        kind = kinds.setdefault(
+            decision, "exit" if decision.startswith("exit:") or _reduces(belief, symbol, side) else "entry"
+        )
         if str(item["side"]).lower() != side:
             text = f"{decision}: this record says {str(item['side']).lower()}, the order it tries is a {side}"
             protos.append(_ev(line, t, "note", symbol=symbol, tag="side_mismatch", text=text))
@@ -231,7 +237,7 @@ def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
                 _ev(line, t, "answer", decision=decision, result="timeout", placed=sent, reason=why)
             )
         if reading == "SUCCESS" and (outcome != "SKIP" or decision not in placed):
-            step = qty if (side == "buy") == (kind == "entry") else -qty
+            step = qty if side == "buy" else -qty
             belief[symbol] = belief.get(symbol, Decimal(0)) + step
             protos.append(
                 Proto(line, t, {"type": "position", "symbol": symbol, "qty": belief[symbol], "view": "bot"})
@@ -327,6 +333,12 @@ def _pair_exits(rows: list[_Row]) -> None:
                 break
 
 
+def _reduces(belief: dict[str, Decimal], symbol: str, side: str) -> bool:
+    """Whether an order on `side` reduces the position the bot believes it holds in `symbol`."""
+    held = belief.get(symbol, Decimal(0))
+    return held > 0 if side == "sell" else held < 0
+
+
 def _other_orders(one: dict[str, Any], other: dict[str, Any]) -> bool:
     """Whether two rows' results are two different broker orders."""
     return bool(one.get("id") and other.get("id") and one["id"] != other["id"])
@@ -347,6 +359,8 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
     read = [_db_row(line, row, name) for line, row in rows]
     _pair_exits(read)
     protos: list[Proto] = []
+    belief: dict[str, Decimal] = {}  # the bot's position, from the orders its rows show sent
+    kinds: dict[str, str] = {}  # each decision's kind, set by its first row (see `_safeagent_records`)
     for row in read:
         key, symbol, t = row.key, row.symbol, row.t
         if row.entry is not None and row.pair is not None:
@@ -372,10 +386,19 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
         # An order-path row whose reason names an exit (`TRAIL_EXIT_BEAR`) closed a position
         # through the bot's order path: an exit the entry guard keyed, not an entry that sells.
         closes = (
-            order is None
-            or row.pair is not None
-            or bool(order["reason"] and "EXIT" in order["reason"].upper())
+            kinds.setdefault(
+                decision[:200],
+                "exit"
+                if order is None
+                or row.pair is not None
+                or bool(order["reason"] and "EXIT" in order["reason"].upper())
+                or _reduces(belief, symbol, row.side)
+                else "entry",
+            )
+            == "exit"
         )
+        if row.result and not row.pending:
+            belief[symbol] = belief.get(symbol, Decimal(0)) + (row.qty if row.side == "buy" else -row.qty)
         reason = (order["reason"] if order else row.settled) or None
         protos.append(Proto(row.line, t, {
             "type": "attempt", "decision": decision[:200], "kind": "exit" if closes else "entry",
