@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,26 @@ def test_claims_that_share_an_intent_name_are_recorded_as_separate_decisions(tmp
     ]
     totals = replay_session(path, [Mode.NONE, Mode.FULL]).totals
     assert totals[Mode.NONE].duplicate_attempts == totals[Mode.FULL].duplicate_attempts_blocked == 1
+
+
+def test_a_restart_recording_to_the_same_path_keeps_the_first_recording(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Audit 18 #6: the second run opened the path for writing and wiped the morning's record.
+    path, state = tmp_path / "today.jsonl", tmp_path / "account.json"
+    store = MemoryClaimStore()
+    first = OrderGateway(PaperBroker(state_path=state), store, agent_id="bot", record_to=path)
+    first.enter("SPY", qty=1, intent="09:42 breakout")
+    first.close()
+    morning = path.read_text()
+    with caplog.at_level(logging.WARNING, logger="tradeguard.sessions.recorder"):
+        again = OrderGateway(PaperBroker(state_path=state), store, agent_id="bot", record_to=path)
+        again.enter("SPY", qty=1, intent="10:00 add")
+        again.close()
+    assert path.read_text() == morning
+    later = tmp_path / "today.1.jsonl"
+    assert "10:00 add" in later.read_text() and "09:42 breakout" not in later.read_text()
+    assert f"recording to {later}: {path} already holds a recording" in caplog.text
+    for recorded in (path, later):
+        with open_session(recorded) as session:
+            assert sum(1 for _ in session) >= 1

@@ -76,6 +76,24 @@ _MAX_LOST = 4096  # lost answers awaiting what became of them (a handful in a re
 _MAX_END_PROBES = 100  # lookups when the recording ends, at most
 
 
+def _free_path(target: str | os.PathLike[str]) -> str | os.PathLike[str]:
+    """Return `target`, or the first free `<stem>.<n><suffix>` beside it when it holds a recording.
+
+    A bot restarted after a crash (the case tradeguard is for) records to the same path again:
+    opening it for writing would wipe the morning's recording, the evidence of what happened.
+    """
+    path = os.fspath(target)
+    if not os.path.exists(path) or (os.path.isfile(path) and os.path.getsize(path) == 0):
+        return target
+    stem, suffix = os.path.splitext(path)
+    n = 1
+    while os.path.exists(f"{stem}.{n}{suffix}"):
+        n += 1
+    free = f"{stem}.{n}{suffix}"
+    _log.warning("recording to %s: %s already holds a recording (a restart?), kept as it was", free, path)
+    return free
+
+
 class _Lost(NamedTuple):
     """An attempt whose answer was lost in transport, its order placed or not: not known yet."""
 
@@ -152,7 +170,10 @@ class Recorder:
             # it was handed (a replay passes its session's own).
             header = header.model_copy(update={"version": SESSION_VERSION})
             self.header = header
-        self._writer = SessionWriter(self._target, header, flush_each=True)
+        target = self._target
+        if isinstance(target, str | os.PathLike):
+            target = self._target = _free_path(target)
+        self._writer = SessionWriter(target, header, flush_each=True)
         self._last = header.start
 
     def wrap(self, broker: Broker) -> Broker:
