@@ -52,6 +52,7 @@ from replay.importers.common import (
     write_session,
 )
 from tradeguard import SessionFormatError, canonical_symbol
+from tradeguard.domain.intents import derive_client_order_id
 
 __all__ = ["import_claims"]
 
@@ -130,6 +131,19 @@ def _detail(value: str | None, name: str, line: int) -> dict[str, Any]:
     return detail
 
 
+def _bots_own(client_order_id: object, key: str) -> str | None:
+    """The claim's client_order_id when the bot chose it; None when tradeguard derived it.
+
+    An id derived from the claim key (`tg-<key>`) is the guard's: the bot alone (`--guard none`)
+    never had it, and replayed under it each retry would meet Alpaca's 422 "client_order_id must
+    be unique" instead of going out again (audit 18 #8). The live recorder leaves it off too.
+    """
+    if not isinstance(client_order_id, str) or not client_order_id:
+        return None
+    prefix = client_order_id.rpartition("-")[0]
+    return None if prefix and client_order_id == derive_client_order_id(key, prefix) else client_order_id
+
+
 def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Proto]:
     protos: list[Proto] = []
     names = _decision_names(rows, name)
@@ -148,7 +162,7 @@ def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
                 "type": "attempt", "decision": decision, "kind": row.get("kind"),
                 "symbol": canonical_symbol(str(row.get("symbol") or "")) or None,
                 "side": row.get("side"), "qty": None if qty is None else number(qty, "qty", name, line),
-                "client_order_id": row.get("client_order_id"), "reason": row.get("reason"),
+                "client_order_id": _bots_own(row.get("client_order_id"), key), "reason": row.get("reason"),
             }  # fmt: skip
             protos.append(Proto(line, t, firsts[key]))
         elif action == "skip" and key in decisions:
