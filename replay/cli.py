@@ -6,13 +6,15 @@ command line a thin layer (and its later move to another CLI library a small cha
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import json
 import os
 import stat
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -91,6 +93,30 @@ def result_json(result: ReplayResult, modes: Sequence[Mode], *, compare: bool) -
     if compare:
         return {mode.value: one(mode) for mode in modes}
     return one(modes[0])
+
+
+def _write_json(out: IO[str], result: ReplayResult, spools: Mapping[Mode, IO[str]], *, compare: bool) -> None:
+    """Write `result_json`'s document, each mode's events copied from its spool (one per line)."""
+
+    def one(mode: Mode, indent: str) -> None:
+        doc = {"session": result.header.name, **result.totals[mode].as_dict()}
+        head = json.dumps(doc, indent=2)[:-2].replace("\n", "\n" + indent)  # without the closing "}"
+        out.write(f'{head},\n{indent}  "events": [')
+        spool = spools[mode]
+        spool.seek(0)
+        for n, line in enumerate(spool):
+            out.write(f"{',' if n else ''}\n{indent}    {line.rstrip()}")
+        out.write(f"\n{indent}  ]\n{indent}}}")
+
+    if compare:
+        out.write("{")
+        for n, mode in enumerate(spools):
+            out.write(f"{',' if n else ''}\n  {json.dumps(mode.value)}: ")
+            one(mode, "  ")
+        out.write("\n}\n")
+    else:
+        one(next(iter(spools)), "")
+        out.write("\n")
 
 
 def _row_for(row: EventRow, mode: Mode) -> dict[str, Any]:
@@ -203,18 +229,29 @@ def _replay(
         print(f"{header.name} ({path})", file=out)
         print(f"guard: {', '.join(m.value for m in modes)}; times {header.timezone}\n", file=out)
         print(event_header(modes), file=out)
-    result = replay_session(
-        path,
-        modes,
-        on_row=None if as_json else print_row,
-        collect_rows=as_json or report is not None,
-        track=plot is not None or report is not None,
-        progress=_progress(err),
-    )
-    if as_json:
-        json.dump(result_json(result, modes, compare=compare), out, indent=2)
-        print(file=out)
-    else:
+    with contextlib.ExitStack() as stack:
+        # --json: each mode's rows go to a file of their own as they happen, and are copied into
+        # the document at the end, so memory stays flat however long the session (audit 18 #10).
+        spools = {
+            mode: stack.enter_context(tempfile.TemporaryFile("w+", encoding="utf-8"))
+            for mode in (modes if as_json else ())
+        }
+
+        def spool_row(row: EventRow) -> None:
+            for mode, spool in spools.items():
+                spool.write(json.dumps(_row_for(row, mode)) + "\n")
+
+        result = replay_session(
+            path,
+            modes,
+            on_row=spool_row if as_json else print_row,
+            collect_rows=report is not None,
+            track=plot is not None or report is not None,
+            progress=_progress(err),
+        )
+        if as_json:
+            _write_json(out, result, spools, compare=compare)
+    if not as_json:
         print(f"\n{result.events:,} events replayed\n", file=out)
         for line in totals_table(result.totals):
             print(line, file=out)

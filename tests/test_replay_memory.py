@@ -172,3 +172,30 @@ def test_trim_audit_keeps_the_last_records_and_their_ids() -> None:
     assert list(store.audit_records())[-1].id > every[-1].id
     with pytest.raises(ValueError):
         store.trim_audit(-1)
+
+
+def test_replay_json_keeps_no_row_in_memory_yet_prints_every_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Audit 18 #10: `--json` collected every row until the end (436 MB at 100k attempts, --compare).
+    import json
+
+    import replay.cli
+    from tradeguard.cli import main
+
+    path = tmp_path / "g.jsonl"
+    generate_session(path, 300)
+    asked: list[bool] = []
+    real = replay.cli.replay_session
+
+    def spy(*args: object, **kwargs: object) -> object:
+        asked.append(bool(kwargs.get("collect_rows")))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(replay.cli, "replay_session", spy)
+    assert main(["replay", str(path), "--compare", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert asked == [False]
+    kept = replay_session(path, list(Mode), collect_rows=True)  # the API's document, rows kept
+    assert doc == replay.cli.result_json(kept, list(Mode), compare=True)
+    assert all(len(d["events"]) >= 300 for d in doc.values())  # a row per attempt at least
