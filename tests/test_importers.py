@@ -875,3 +875,34 @@ def test_safeagent_db_a_flip_sell_with_no_exit_reason_is_an_exit(tmp_path: Path)
     assert kinds == [("buy", "entry"), ("sell", "exit")]
     result = replay_session(tmp_path / "s.jsonl", [Mode.FULL])
     assert result.simulations[Mode.FULL].broker_qty("SQQQ") == 0
+
+
+def test_our_audit_export_as_json_imports_as_the_csv_does_and_a_claims_table_says_what_to_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Audit 18 #9: `db export --what audit` (JSON) and `db export --format csv` (the claims
+    # table) were refused with "expected a claim record" / "unknown columns".
+    from tradeguard.cli import main
+
+    store = f"sqlite:///{tmp_path / 'c.db'}"
+    gateway = OrderGateway(PaperBroker(), store, agent_id="bot")
+    gateway.enter("TQQQ", qty=6, intent="09:42 buy")
+    gateway.enter("TQQQ", qty=6, intent="09:42 buy")
+    gateway.close()
+    for args in (["--what", "audit", "-o", "audit.json"], ["--format", "csv", "-o", "claims.csv"]):
+        assert main(["db", "export", "--store", store, *args[:-2], "-o", str(tmp_path / args[-1])]) == 0
+    assert main(["audit", "--store", store, "--csv", str(tmp_path / "audit.csv")]) == 0
+    capsys.readouterr()
+    import_claims(tmp_path / "audit.json", tmp_path / "from-json.jsonl")
+    import_claims(tmp_path / "audit.csv", tmp_path / "from-csv.jsonl")
+
+    def attempts(path: Path) -> list[tuple[str, int, str]]:
+        return [(e.decision, e.attempt, e.kind) for e in events_of(path) if isinstance(e, AttemptEvent)]
+
+    assert attempts(tmp_path / "from-json.jsonl") == attempts(tmp_path / "from-csv.jsonl") == [
+        ("09:42 buy", 1, "entry"), ("09:42 buy", 2, "entry"),
+    ]  # fmt: skip
+    with pytest.raises(
+        SessionFormatError, match=r"claims\.csv:1: a claims table export .* db export --what audit"
+    ):
+        import_claims(tmp_path / "claims.csv", tmp_path / "x.jsonl")

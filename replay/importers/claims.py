@@ -470,6 +470,34 @@ def _literal(value: object, name: str, line: int) -> dict[str, Any] | str:
     return parsed
 
 
+_CLAIMS_TABLE = {"key", "client_order_id", "state", "intent", "attempts"}
+
+
+def _refuse_claims_table(columns: set[str], name: str) -> None:
+    """Refuse tradeguard's claims table export, saying which export to import instead."""
+    if columns >= _CLAIMS_TABLE:
+        raise SessionFormatError(
+            name, 1,
+            "a claims table export (tradeguard db export --what claims) holds each decision once, "
+            "not its retries: import the audit log instead (tradeguard db export --what audit, or "
+            "tradeguard audit --csv FILE)",
+        )  # fmt: skip
+
+
+def _audit_rows(items: list[tuple[int, Any]], name: str) -> list[tuple[int, dict[str, Any]]]:
+    """The audit JSON export's records in the audit CSV's shape (`detail` as text, `agent_id`)."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for line, item in items:
+        if not isinstance(item, dict):
+            raise SessionFormatError(
+                name, line, f"expected an audit record (an object), got {type(item).__name__}"
+            )
+        row = {k: v if v is None or isinstance(v, str) else json.dumps(v) for k, v in item.items()}
+        row.setdefault("agent_id", row.get("agent"))
+        rows.append((line, row))
+    return rows
+
+
 def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport:
     """Write the session of a claim-store export (see the module docstring for the three shapes).
 
@@ -479,13 +507,18 @@ def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport
     path, name = Path(source), str(source)
     text = read_text(source)
     if is_json(text, name):
-        protos, shape = (
-            _safeagent_records(json_items(text, name, key="claims"), name),
-            "SafeAgent claim records",
-        )
+        items = json_items(text, name, key="claims")
+        first = items[0][1] if items else None
+        if isinstance(first, dict) and {"action", "claim_key"} <= set(first):
+            # `tradeguard db export --what audit`: the audit CSV's records as JSON objects.
+            protos, shape = _audit_export(_audit_rows(items, name), name), "tradeguard audit export"
+        else:
+            _refuse_claims_table(set(first) if isinstance(first, dict) else set(), name)
+            protos, shape = _safeagent_records(items, name), "SafeAgent claim records"
     else:
         rows = csv_rows(text, name)
         columns = set(rows[0][1]) if rows else set()
+        _refuse_claims_table(columns, name)
         if {"action", "claim_key"} <= columns:
             protos, shape = _audit_export(rows, name), "tradeguard audit export"
         elif {"request_id", "result", "status"} <= columns:
