@@ -237,6 +237,16 @@ def test_alpaca_order_json_lists_suspected_duplicates(tmp_path: Path, wrapped: b
     assert result.totals[Mode.FULL].exposure_blocked_usd == Decimal("451.98")
 
 
+def test_alpaca_orders_group_sizes_by_value_not_spelling(tmp_path: Path) -> None:
+    # Audit 18 #12: "6" and "6.0" (a float-formatted export) were two sizes: the pair was missed.
+    first, again = dict(ORDERS[0]), dict(ORDERS[1])
+    again["qty"] = again["filled_qty"] = "6.0"
+    history = tmp_path / "orders.json"
+    history.write_text(json.dumps([first, again]))
+    report = import_alpaca_orders(history, tmp_path / "s.jsonl")
+    assert (report.extra["orders"], report.extra["suspected_duplicates"]) == (2, 1)
+
+
 def test_alpaca_csv_export_headers_are_case_insensitive(tmp_path: Path) -> None:
     csv = tmp_path / "orders.csv"
     csv.write_text(
