@@ -381,7 +381,9 @@ class FullGuard(Simulation):
     ) -> None:
         super().__init__(header, track=track, forget_above=forget_above)
         interval = header.reconcile_interval_secs
-        self.settings = Settings(reconcile_interval_secs=interval)
+        # As the live run decided (a recording names the settings it ran with).
+        named: dict[str, Any] = {**(header.settings or {}), "reconcile_interval_secs": interval}
+        self.settings = Settings(**named)
         store = MemoryClaimStore(settings=self.settings, clock=self.clock)
         extra: dict[str, Any] = {} if record_to is None else {"record_to": record_to}
         self.gateway = OrderGateway(

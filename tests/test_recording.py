@@ -22,6 +22,7 @@ from tradeguard import (
     Outcome,
     PaperBroker,
     Recorder,
+    SessionFormatError,
     open_session,
 )
 from tradeguard.testing import FaultPlan, FaultyBroker
@@ -250,3 +251,36 @@ def test_a_restart_recording_to_the_same_path_keeps_the_first_recording(
     for recorded in (path, later):
         with open_session(recorded) as session:
             assert sum(1 for _ in session) >= 1
+
+
+def test_a_recording_names_the_settings_it_ran_with_and_a_full_replay_uses_them(tmp_path: Path) -> None:
+    # Audit 18 #7: only reconcile_interval_secs was written; a recording made with a 2 s grace
+    # replayed under the 15 s default and decided otherwise than the live run.
+    from replay.modes import FullGuard
+    from tradeguard.config import Settings
+
+    path = tmp_path / "live.jsonl"
+    settings = Settings(unknown_grace_secs=2.0, unknown_probe_gap_secs=0.5, sqlite_busy_timeout_ms=5)
+    gateway = OrderGateway(
+        PaperBroker(), MemoryClaimStore(), agent_id="bot", settings=settings, record_to=path
+    )
+    gateway.enter("SPY", qty=1, intent="09:42 breakout")
+    gateway.close()
+    with open_session(path) as session:
+        header = session.header
+    assert header.settings == {"unknown_grace_secs": 2.0, "unknown_probe_gap_secs": 0.5}  # not the store's
+    replayed = FullGuard(header).settings
+    assert (replayed.unknown_grace_secs, replayed.unknown_probe_gap_secs) == (2.0, 0.5)
+    assert replayed.reconcile_interval_secs == header.reconcile_interval_secs
+
+
+@pytest.mark.parametrize("settings", ['{"no_such_setting": 1}', '{"dedup_window_secs": 0.5}'])
+def test_a_header_with_settings_tradeguard_refuses_names_line_1(tmp_path: Path, settings: str) -> None:
+    path = tmp_path / "s.jsonl"
+    path.write_text(
+        '{"type": "session", "version": 2, "start": "2026-05-21T09:30:00-04:00", "settings": '
+        + settings
+        + "}\n"
+    )
+    with pytest.raises(SessionFormatError, match=r"s\.jsonl:1: .*settings"):
+        open_session(path).close()

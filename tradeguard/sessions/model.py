@@ -24,7 +24,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
+from tradeguard.config import Settings
 from tradeguard.domain.intents import FIGURE_LIMIT
+from tradeguard.errors import ConfigError
 
 __all__ = [
     "EVENT_TYPES",
@@ -90,6 +92,8 @@ class SessionHeader(_Line):
         allow_short: Whether the account may sell short (a sell with nothing held opens a short).
         source: Where the session comes from (a reconstruction, a recording, an importer).
         description: Free text.
+        settings: tradeguard `Settings` the session ran with, by name (those not at their
+            defaults); a `full` replay uses them (e.g. ``{"unknown_grace_secs": 2}``).
     """
 
     type: Literal["session"]
@@ -103,6 +107,19 @@ class SessionHeader(_Line):
     allow_short: bool = True
     source: str | None = None
     description: str | None = None
+    settings: dict[str, float | int | str] | None = None
+
+    @model_validator(mode="after")
+    def _settings_are_tradeguards(self) -> SessionHeader:
+        # The guard's other settings the session ran with (a recording writes those that were
+        # not the defaults): a `full` replay runs under them, so it decides as the live run did.
+        if self.settings:
+            try:
+                named: dict[str, Any] = dict(self.settings)
+                Settings(**named)
+            except (TypeError, ConfigError) as exc:
+                raise ValueError(f"settings: {exc}") from None
+        return self
 
 
 class _Event(_Line):

@@ -26,6 +26,7 @@ it would replay to wrong figures; the order path goes on untouched.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import os
@@ -74,6 +75,21 @@ _ANNOTATIONS = frozenset({"path", "bar", "position_intent", "reason", "client_or
 _LOST = frozenset({"timeout", "error"})
 _MAX_LOST = 4096  # lost answers awaiting what became of them (a handful in a real day)
 _MAX_END_PROBES = 100  # lookups when the recording ends, at most
+
+
+# Settings of the store's connection, not of the guard's decisions: a replay has no use for them.
+_NOT_REPLAYED = {"reconcile_interval_secs", "sqlite_busy_timeout_ms", "pg_prepare_after"}
+
+
+def _non_default(settings: Settings) -> dict[str, float | int | str] | None:
+    """The decision settings `settings` holds that are not the defaults (audit 18 #7), or None."""
+    default = Settings()
+    changed = {
+        f.name: getattr(settings, f.name)
+        for f in dataclasses.fields(Settings)
+        if f.name not in _NOT_REPLAYED and getattr(settings, f.name) != getattr(default, f.name)
+    }
+    return changed or None
 
 
 def _free_path(target: str | os.PathLike[str]) -> str | os.PathLike[str]:
@@ -159,6 +175,7 @@ class Recorder:
                 start=clock.now(),
                 reconcile_interval_secs=settings.reconcile_interval_secs or 60.0,
                 source=f"recorded by tradeguard {__version__}",
+                settings=_non_default(settings),
             )
             header = self.header
             self._guarded(lambda: self._open(header))
