@@ -47,7 +47,7 @@ if TYPE_CHECKING:
         canonical_symbol,
         default_time_in_force,
     )
-    from tradeguard.domain.intents import Intent, Kind, OrderSpec
+    from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id
     from tradeguard.domain.lifecycle import ClaimState
     from tradeguard.errors import (
         BrokerError,
@@ -120,6 +120,7 @@ __all__ = [
     "Intent",
     "Kind",
     "OrderSpec",
+    "derive_client_order_id",
     # reconciliation
     "Reconciler",
     "ReconcileReport",
@@ -211,7 +212,7 @@ _EXPORTS: dict[str, str] = {
         ),
         "tradeguard.domain",
     ),
-    **dict.fromkeys(("Intent", "Kind", "OrderSpec"), "tradeguard.domain.intents"),
+    **dict.fromkeys(("Intent", "Kind", "OrderSpec", "derive_client_order_id"), "tradeguard.domain.intents"),
     "ClaimState": "tradeguard.domain.lifecycle",
     **dict.fromkeys(
         (

@@ -51,8 +51,7 @@ from replay.importers.common import (
     read_text,
     write_session,
 )
-from tradeguard import SessionFormatError, canonical_symbol
-from tradeguard.domain.intents import derive_client_order_id
+from tradeguard import SessionFormatError, canonical_symbol, derive_client_order_id
 
 __all__ = ["import_claims"]
 
