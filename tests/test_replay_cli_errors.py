@@ -437,3 +437,16 @@ def test_import_with_force_replaces_only_a_regular_file(
     assert line == f"-o {out} is {kind}, not a regular file: give a file name for the session"
     assert mine.read_text() == "mine\n"
     assert out.is_symlink() if "symlink" in what else not out.is_file()
+
+
+def test_a_session_file_with_a_byte_order_mark_replays_as_without(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Audit 18: the importers dropped a leading BOM (an editor's), the reader refused it.
+    plain = session(tmp_path, ATTEMPT.replace("QTY", '"6"'))
+    marked = tmp_path / "bom.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert main(["replay", str(plain), "--json"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main(["replay", str(marked), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected

@@ -122,7 +122,8 @@ class SessionReader:
         if isinstance(source, str | os.PathLike):
             self.name = name or os.fspath(source)
             try:
-                self._file: IO[str] = open(source, encoding="utf-8")  # noqa: SIM115 - closed by close()
+                # "utf-8-sig": a byte order mark some editors put first is dropped, as importers do.
+                self._file: IO[str] = open(source, encoding="utf-8-sig")  # noqa: SIM115 - closed by close()
             except OSError as exc:
                 raise SessionFormatError(self.name, None, f"cannot read: {exc.strerror or exc}") from exc
             self._owned = True
