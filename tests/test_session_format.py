@@ -85,6 +85,11 @@ BAD = {
     "unknown event": ([HEADER, {**PRICE, "type": "trade"}], 2, "unknown event type 'trade' (expected one of"),
     "missing type": ([HEADER, {"t": PRICE["t"]}], 2, "no 'type'"),
     "wrong version": ([{**HEADER, "version": 3}], 1, "version 3 is not supported: this tradeguard reads 1"),
+    "no version": (
+        [{k: v for k, v in HEADER.items() if k != "version"}],
+        1,
+        'the session header has no version: give "version": 2',
+    ),
     "no header": ([PRICE], 1, "expected the session header first"),
     "second header": ([HEADER, HEADER], 2, "a second session header"),
     "times out of order": (

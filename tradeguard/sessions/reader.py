@@ -220,6 +220,9 @@ class SessionReader:
                 f"got type {obj.get('type')!r}"
             )
         version = obj.get("version")
+        if "version" not in obj:
+            give = f'"version": {max(SUPPORTED_VERSIONS)}'
+            raise self._fail(f"the session header has no version: give {give} (the format it follows)")
         if type(version) is not int or version not in SUPPORTED_VERSIONS:
             got = f"{version!r} (a string)" if isinstance(version, str) else repr(version)
             reads = " or ".join(map(str, SUPPORTED_VERSIONS))
