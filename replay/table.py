@@ -111,14 +111,14 @@ def trader_summary(totals: dict[Mode, Totals]) -> list[str]:
     for mode, t in totals.items():
         dup_usd = _usd(t.duplicate_exposure_executed_usd)
         twice = (
-            f"{t.duplicate_orders_sent} duplicate order(s) reached the broker, "
-            f"{t.duplicate_orders_executed} executed (${dup_usd})"
+            f"{t.duplicate_orders_sent:,} duplicate order(s) reached the broker, "
+            f"{t.duplicate_orders_executed:,} executed (${dup_usd})"
             if t.duplicate_orders_sent
             else "nothing went out twice"
         )
-        held_back = f", {t.duplicate_attempts_blocked} retries held back (${_usd(t.exposure_blocked_usd)})"
+        held_back = f", {t.duplicate_attempts_blocked:,} retries held back (${_usd(t.exposure_blocked_usd)})"
         refused = (
-            f", {t.duplicate_attempts_refused_by_broker} refused by the broker itself"
+            f", {t.duplicate_attempts_refused_by_broker:,} refused by the broker itself"
             if t.duplicate_attempts_refused_by_broker
             else ""
         )
