@@ -912,7 +912,5 @@ def test_our_audit_export_as_json_imports_as_the_csv_does_and_a_claims_table_say
     assert attempts(tmp_path / "from-json.jsonl") == attempts(tmp_path / "from-csv.jsonl") == [
         ("09:42 buy", 1, "entry"), ("09:42 buy", 2, "entry"),
     ]  # fmt: skip
-    with pytest.raises(
-        SessionFormatError, match=r"claims\.csv:1: a claims table export .* db export --what audit"
-    ):
+    with pytest.raises(SessionFormatError, match=r"claims\.csv:1: the claims table as CSV .* --what claims"):
         import_claims(tmp_path / "claims.csv", tmp_path / "x.jsonl")

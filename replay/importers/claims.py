@@ -473,13 +473,13 @@ _CLAIMS_TABLE = {"key", "client_order_id", "state", "intent", "attempts"}
 
 
 def _refuse_claims_table(columns: set[str], name: str) -> None:
-    """Refuse tradeguard's claims table export, saying which export to import instead."""
+    """Refuse the claims table as CSV, saying which export to import instead."""
     if columns >= _CLAIMS_TABLE:
         raise SessionFormatError(
             name, 1,
-            "a claims table export (tradeguard db export --what claims) holds each decision once, "
-            "not its retries: import the audit log instead (tradeguard db export --what audit, or "
-            "tradeguard audit --csv FILE)",
+            "the claims table as CSV (tradeguard db export --format csv) lacks what a replay needs: "
+            "export it as JSON (tradeguard db export --what claims), or the audit log "
+            "(tradeguard db export --what audit, or tradeguard audit --csv FILE), which holds retries too",
         )  # fmt: skip
 
 
@@ -511,8 +511,7 @@ def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport
         if isinstance(first, dict) and {"action", "claim_key"} <= set(first):
             # `tradeguard db export --what audit`: the audit CSV's records as JSON objects.
             protos, shape = _audit_export(_audit_rows(items, name), name), "tradeguard audit export"
-        else:
-            _refuse_claims_table(set(first) if isinstance(first, dict) else set(), name)
+        else:  # SafeAgent's claim records, or `tradeguard db export --what claims` (same fields)
             protos, shape = _safeagent_records(items, name), "SafeAgent claim records"
     else:
         rows = csv_rows(text, name)
