@@ -274,7 +274,16 @@ def test_a_recording_names_the_settings_it_ran_with_and_a_full_replay_uses_them(
     assert replayed.reconcile_interval_secs == header.reconcile_interval_secs
 
 
-@pytest.mark.parametrize("settings", ['{"no_such_setting": 1}', '{"dedup_window_secs": 0.5}'])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        '{"no_such_setting": 1}',
+        '{"dedup_window_secs": 0.5}',
+        '{"unknown_grace_secs": "2"}',  # review: a string crashed the full replay later
+        '{"lease_secs": true}',
+        '{"sqlite_busy_timeout_ms": 1.5}',
+    ],
+)
 def test_a_header_with_settings_tradeguard_refuses_names_line_1(tmp_path: Path, settings: str) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text(

@@ -22,7 +22,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    model_validator,
+)
 
 from tradeguard.config import Settings
 from tradeguard.domain.intents import FIGURE_LIMIT
@@ -78,6 +88,9 @@ class _Line(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_KINDS = {float: "a number", int: "a whole number", str: "text"}
+
+
 class SessionHeader(_Line):
     """The first line: what the session is and the account it ran on.
 
@@ -107,13 +120,21 @@ class SessionHeader(_Line):
     allow_short: bool = True
     source: str | None = None
     description: str | None = None
-    settings: dict[str, float | int | str] | None = None
+    settings: dict[str, StrictInt | StrictFloat | StrictStr] | None = None  # true is no number here
 
     @model_validator(mode="after")
     def _settings_are_tradeguards(self) -> SessionHeader:
         # The guard's other settings the session ran with (a recording writes those that were
         # not the defaults): a `full` replay runs under them, so it decides as the live run did.
         if self.settings:
+            defaults = Settings()
+            for key, value in self.settings.items():
+                if not hasattr(defaults, key):
+                    raise ValueError(f"settings: {key!r} is no tradeguard setting")
+                want = type(getattr(defaults, key))
+                numeric = want in (int, float) and type(value) in (int, float)
+                if not (numeric or type(value) is want) or (want is int and type(value) is float):
+                    raise ValueError(f"settings: {key} must be {_KINDS[want]}, got {value!r}")
             try:
                 named: dict[str, Any] = dict(self.settings)
                 Settings(**named)
