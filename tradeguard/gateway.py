@@ -404,16 +404,21 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         found = self._look_up(sorted(_UNRESOLVED), symbol)
         return [claim for claim in found if claim.state in _UNRESOLVED]
 
-    def refresh(self, symbol: str | None = None) -> None:
-        """Adopt broker state (fills, cancels) for this agent's acknowledged live orders."""
-        self._look_up(_LIVE, symbol)
+    def refresh(self, symbol: str | None = None, *, created_after: datetime | None = None) -> None:
+        """Adopt broker state (fills, cancels) for this agent's acknowledged live orders.
 
-    def _look_up(self, states: list[ClaimState], symbol: str | None) -> list[Claim]:
+        `created_after`: only orders claimed after this time (one read each).
+        """
+        self._look_up(_LIVE, symbol, created_after=created_after)
+
+    def _look_up(
+        self, states: list[ClaimState], symbol: str | None, *, created_after: datetime | None = None
+    ) -> list[Claim]:
         """Look this agent's claims in `states` (in `symbol`, or all) up by id; adopt what is found.
 
         A failed read is no evidence: the claim stays as it is (the reconciler retries); so does
         an unresolved claim this gateway is sending right now (its sender resolves it). Returns
-        the claims after.
+        the claims after (those claimed after `created_after`, when given).
         """
         if symbol is not None:
             symbol = ledger_symbol(symbol)
@@ -421,6 +426,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         with self._start_lock:
             in_send = set(self._sending)
         for claim in self.store.list_claims(states=states, agent_id=self.agent_id, symbol=symbol):
+            if created_after is not None and claim.created_at <= created_after:
+                continue
             order = None
             if not (claim.state in _UNRESOLVED and claim.key in in_send):
                 with contextlib.suppress(BrokerError):  # a failed read is no evidence

@@ -56,7 +56,7 @@ class ContentWindows:
         """Claim and send a named decision (`OrderGateway.submit`)."""
         raise NotImplementedError
 
-    def refresh(self, symbol: str | None = None) -> None:
+    def refresh(self, symbol: str | None = None, *, created_after: datetime | None = None) -> None:
         """Adopt broker state for this agent's acknowledged live orders (`OrderGateway.refresh`)."""
         raise NotImplementedError
 
@@ -265,7 +265,8 @@ class ContentWindows:
             # would be swallowed as a retry: the bot then believes it is flat (or long) while
             # the broker says otherwise (audit 16 #2, #3). A claim still live is the retry's
             # own decision whatever else moved: no read needed.
-            self.refresh(symbol)
+            # Only orders claimed after it can have ended its decision: one read each.
+            self.refresh(symbol, created_after=existing.created_at)
         claim = existing
         while True:
             canceled = _canceled_by_the_bot(claim)
