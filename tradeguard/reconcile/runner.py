@@ -318,8 +318,9 @@ class Reconciler:
         show the sale. Not found, it stays reserved (a POST in flight may still land).
         """
         why = "found at the broker while sizing another agent's exit (its sender gone)"
+        orders = self._orders_of(exits, symbol)  # one listing when there are many
         for claim in exits:
-            order = self._orders_of([claim], symbol)[claim.client_order_id]
+            order = orders.get(claim.client_order_id)
             if order is not None:
                 with contextlib.suppress(LeaseLost, IllegalTransition):  # moved meanwhile: its own
                     adopt_order(self.store, claim, order, why, broker=self.broker)

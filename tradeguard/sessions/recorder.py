@@ -99,8 +99,8 @@ def _free_path(target: str | os.PathLike[str]) -> str | os.PathLike[str]:
     opening it for writing would wipe the morning's recording, the evidence of what happened.
     """
     path = os.fspath(target)
-    if not os.path.exists(path) or (os.path.isfile(path) and os.path.getsize(path) == 0):
-        return target
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return target  # new, empty, or no regular file (a FIFO, /dev/stdout): written as given
     stem, suffix = os.path.splitext(path)
     n = 1
     while os.path.exists(f"{stem}.{n}{suffix}"):
