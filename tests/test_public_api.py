@@ -38,6 +38,7 @@ EXPECTED = {
     "Intent",
     "Kind",
     "OrderSpec",
+    "derive_client_order_id",
     "Reconciler",
     "ReconcileReport",
     "BackgroundReconciler",
