@@ -12,7 +12,7 @@ PostgreSQL; B's death is the `after_post` crash point raising out of its gateway
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -73,9 +73,8 @@ def outside_close(broker: PaperBroker, qty: int) -> None:
     broker.submit_order(OrderRequest("SPY", Side.SELL, "outside-close", qty=Decimal(qty)))
 
 
-def b_buys_and_dies(broker: PaperBroker, url: str, clock: ManualClock, qty: int = 10, **order: str) -> None:
-    gw_b = gateway(broker, url, "b", clock)
-    gw_b.position("SPY")  # started before the hook: only its entry's POST dies
+def dies_after_its_post(send: Callable[[], object]) -> None:
+    """Run `send`; its process ends at the `after_post` crash point (nothing after it runs)."""
 
     def hook(name: str) -> None:
         if name == "after_post":
@@ -84,9 +83,15 @@ def b_buys_and_dies(broker: PaperBroker, url: str, clock: ManualClock, qty: int 
     crashpoints.set_hook(hook)
     try:
         with pytest.raises(Died):
-            gw_b.enter("SPY", qty, intent="b-in", **order)  # type: ignore[arg-type]
+            send()
     finally:
         crashpoints.set_hook(None)
+
+
+def b_buys_and_dies(broker: PaperBroker, url: str, clock: ManualClock, qty: int = 10, **order: str) -> None:
+    gw_b = gateway(broker, url, "b", clock)
+    gw_b.position("SPY")  # started before the hook: only its entry's POST dies
+    dies_after_its_post(lambda: gw_b.enter("SPY", qty, intent="b-in", **order))  # type: ignore[arg-type]
 
 
 def sells(broker: PaperBroker) -> list[BrokerOrder]:
@@ -409,17 +414,7 @@ def a_exits_and_dies(broker: PaperBroker, url: str, clock: ManualClock) -> None:
     """Agent A's exit reaches the broker (and fills) and A's process ends before recording it."""
     gw_a = gateway(broker, url, "a", clock)
     gw_a.position("SPY")
-
-    def hook(name: str) -> None:
-        if name == "after_post":
-            raise Died(name)
-
-    crashpoints.set_hook(hook)
-    try:
-        with pytest.raises(Died):
-            gw_a.exit("SPY", intent="a-out")
-    finally:
-        crashpoints.set_hook(None)
+    dies_after_its_post(lambda: gw_a.exit("SPY", intent="a-out"))
 
 
 def test_an_exit_whose_sender_died_after_the_post_frees_nothing_until_its_lease_lapses_then_is_adopted(
