@@ -86,21 +86,24 @@ def result_json(result: ReplayResult, modes: Sequence[Mode], *, compare: bool) -
     """Return the `--json` document: one mode's object, or one per mode under its name."""
 
     def one(mode: Mode) -> dict[str, Any]:
-        doc = {"session": result.header.name, **result.totals[mode].as_dict()}
-        doc["events"] = [_row_for(row, mode) for row in result.rows]
-        return doc
+        return {**_summary(result, mode), "events": [_row_for(row, mode) for row in result.rows]}
 
     if compare:
         return {mode.value: one(mode) for mode in modes}
     return one(modes[0])
 
 
+def _summary(result: ReplayResult, mode: Mode) -> dict[str, Any]:
+    """One mode's `--json` object without its events."""
+    return {"session": result.header.name, **result.totals[mode].as_dict()}
+
+
 def _write_json(out: IO[str], result: ReplayResult, spools: Mapping[Mode, IO[str]], *, compare: bool) -> None:
     """Write `result_json`'s document, each mode's events copied from its spool (one per line)."""
 
     def one(mode: Mode, indent: str) -> None:
-        doc = {"session": result.header.name, **result.totals[mode].as_dict()}
-        head = json.dumps(doc, indent=2)[:-2].replace("\n", "\n" + indent)  # without the closing "}"
+        # The summary without its closing "}", the events to follow in it.
+        head = json.dumps(_summary(result, mode), indent=2)[:-2].replace("\n", "\n" + indent)
         out.write(f'{head},\n{indent}  "events": [')
         spool = spools[mode]
         spool.seek(0)

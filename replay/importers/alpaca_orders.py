@@ -191,16 +191,6 @@ def _unique(
     return kept_rows, orders, len(rows) - len(orders)
 
 
-def _value(figure: object) -> object:
-    """A quantity or price as a value to compare (Decimal("6.0") == Decimal("6")), None kept."""
-    if figure is None:
-        return None
-    try:
-        return Decimal(str(figure)).normalize()
-    except ArithmeticError:
-        return figure
-
-
 def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str, Any]]:
     """Mark each suspected duplicate with the order it repeats; return the list of them."""
     last: dict[tuple[object, ...], dict[str, Any]] = {}
@@ -208,13 +198,10 @@ def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str
     found = []
     for order in orders:
         size = str(order["qty"] if order["qty"] is not None else f"${order['notional']}")
-        # Sizes and prices by value, however spelled ("6" and "6.0" are one size; audit 18 #12).
-        amount = (
-            ("qty", _value(order["qty"])) if order["qty"] is not None else ("$", _value(order["notional"]))
-        )
+        # Decimals, compared by value however spelled ("6" and "6.0" are one size; audit 18 #12).
+        amount = ("qty", order["qty"]) if order["qty"] is not None else ("$", order["notional"])
         # One order sent again repeats its type and prices too: a limit after a market order is not it.
-        prices = (_value(order["limit"]), _value(order["stop"]))
-        key = (order["symbol"], order["side"], amount, order["type"], *prices)
+        key = (order["symbol"], order["side"], amount, order["type"], order["limit"], order["stop"])
         by_id[order["id"]] = order
         replaced = by_id.get(order["replaces"]) if order["replaces"] else None
         if replaced is not None:  # Alpaca replaced that order with this one: the same decision

@@ -295,9 +295,10 @@ class Reconciler:
                 stranded.append(claim)
         if exits:
             self._end_ended_exits(exits, symbol)
+        # One read for both (one listing of the symbol's orders when there are many).
+        orders = self._orders_of(candidates + stranded, symbol)
         if stranded:
-            self._resolve_stranded_exits(stranded, symbol)
-        orders = self._orders_of(candidates, symbol)
+            self._resolve_stranded_exits(stranded, orders)
         unbooked, whose = Decimal(0), []
         for claim in candidates:
             order = orders.get(claim.client_order_id)
@@ -306,7 +307,7 @@ class Reconciler:
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
         return unbooked, whose
 
-    def _resolve_stranded_exits(self, exits: list[Claim], symbol: str) -> None:
+    def _resolve_stranded_exits(self, exits: list[Claim], orders: dict[str, BrokerOrder | None]) -> None:
         """Adopt what the broker shows of other agents' exits whose senders are gone (audit 17 #2).
 
         An exit claimed and sent by an agent that died (or froze) before recording the answer
@@ -318,8 +319,7 @@ class Reconciler:
         show the sale. Not found, it stays reserved (a POST in flight may still land).
         """
         why = "found at the broker while sizing another agent's exit (its sender gone)"
-        orders = self._orders_of(exits, symbol)  # one listing when there are many
-        for claim in exits:
+        for claim in exits:  # `orders`: the broker's, by client_order_id (`_orders_of`)
             order = orders.get(claim.client_order_id)
             if order is not None:
                 with contextlib.suppress(LeaseLost, IllegalTransition):  # moved meanwhile: its own
