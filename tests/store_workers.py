@@ -8,13 +8,18 @@ process: ``python store_workers.py claim-and-hang URL INTENT_NAME``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import tradeguard
 from tests.mothers import make_intent, make_spec
-from tradeguard.store import ClaimStore
+from tradeguard.config import Settings
+from tradeguard.domain.audit import AuditAction
+from tradeguard.errors import StoreError
+from tradeguard.store import ClaimStore, ledger
+from tradeguard.store.audit import write_audit
 
 REPO_ROOT = Path(tradeguard.__file__).resolve().parent.parent
 WORKER_SCRIPT = Path(__file__).resolve()
@@ -57,8 +62,33 @@ def claim_and_hang(url: str, name: str) -> None:
         sys.stdin.read()  # the parent SIGKILLs us here; EOF (parent gone) also ends the wait
 
 
+def freeze_in_transaction(url: str, note: str, stuck_secs: str) -> None:
+    """Freeze (SIGSTOP) inside a transaction that holds QQQ's lock and has written audit record `note`.
+
+    As a process frozen between the statements of an exit's sizing would: tells the parent
+    ("frozen", one stdout line) just before stopping; once continued, prints how the
+    transaction ended ("committed", or "store-error: ...").
+    """
+    settings = Settings(pg_stuck_transaction_secs=float(stuck_secs))
+    with ClaimStore(url, settings=settings) as store:
+        try:
+            with store._pool.write("sizing an exit", durable=True) as tx:
+                ledger.lock_symbol(tx, "QQQ")
+                write_audit(tx, at=store.clock.now(), agent_id="bot", action=AuditAction.LEDGER, reason=note)
+                tx.flush()  # the lock is held and the record written (uncommitted) once this answers
+                print("frozen", flush=True)
+                os.kill(os.getpid(), signal.SIGSTOP)
+        except StoreError as exc:
+            print(f"store-error: {exc}", flush=True)
+            return
+        print("committed", flush=True)
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    if command != "claim-and-hang":
+    if command == "claim-and-hang":
+        claim_and_hang(*args)
+    elif command == "freeze-in-transaction":
+        freeze_in_transaction(*args)
+    else:
         raise SystemExit(f"unknown command {command!r}")
-    claim_and_hang(*args)

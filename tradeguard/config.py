@@ -59,6 +59,14 @@ class Settings:
             route prepared statements (PgBouncer before 1.21, or with `max_prepared_statements
             = 0`). Every step then costs the server a parse and a plan (a claim cycle took about
             a fifth longer on a loopback server).
+        pg_stuck_transaction_secs: PostgreSQL: a session of the store that sits idle inside an
+            open transaction this long (its process froze, was stopped, or lost its network
+            between two statements of one transaction) is ended by the server, which rolls the
+            transaction back and frees the symbol locks it held. Other processes' exits and
+            fills in that symbol then wait at most this long, where they waited until the
+            frozen process came back; the frozen process, when it resumes, gets `StoreError`
+            and sends nothing (its claim was never committed). The store's transactions idle
+            for milliseconds between statements; 0 turns the limit off.
     """
 
     lease_secs: float = 30.0
@@ -76,6 +84,7 @@ class Settings:
     client_order_id_prefix: str = "tg"
     sqlite_busy_timeout_ms: int = 30_000
     pg_prepare_after: int = 5
+    pg_stuck_transaction_secs: float = 10.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

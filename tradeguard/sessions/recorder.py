@@ -78,7 +78,12 @@ _MAX_END_PROBES = 100  # lookups when the recording ends, at most
 
 
 # Settings of the store's connection, not of the guard's decisions: a replay has no use for them.
-_NOT_REPLAYED = {"reconcile_interval_secs", "sqlite_busy_timeout_ms", "pg_prepare_after"}
+_NOT_REPLAYED = {
+    "reconcile_interval_secs",
+    "sqlite_busy_timeout_ms",
+    "pg_prepare_after",
+    "pg_stuck_transaction_secs",
+}
 
 
 def _non_default(settings: Settings) -> dict[str, float | int | str] | None:

@@ -221,6 +221,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             self.url,
             busy_timeout_ms=self.settings.sqlite_busy_timeout_ms,
             pg_prepare_after=self.settings.pg_prepare_after,
+            pg_stuck_transaction_secs=self.settings.pg_stuck_transaction_secs,
         )
         self._pool = RawPool(self._engine, self.url)
         self._lease = timedelta(seconds=self.settings.lease_secs)

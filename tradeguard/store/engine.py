@@ -179,8 +179,25 @@ def _sqlite_engine(url: URL, busy_timeout_ms: int) -> Engine:
     return engine
 
 
-def _postgres_engine(url: URL, prepare_after: int) -> Engine:
-    engine = create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+# libpq's defaults wait for a dead server forever: a request whose path went dark (a network
+# partition, a host that died without closing its sockets) would hang the bot. TCP keepalives
+# find a silent peer within about 20 s and an unacknowledged send fails after 30 s; both end in
+# a driver error, so the caller gets StoreError (and sends nothing) instead of waiting. Options
+# the URL gives win. Ignored on a Unix-domain socket, whose peer cannot vanish that way.
+_PG_CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 2,
+    "tcp_user_timeout": 30_000,
+}
+
+
+def _postgres_engine(url: URL, prepare_after: int, stuck_transaction_secs: float) -> Engine:
+    connect_args = {name: value for name, value in _PG_CONNECT_ARGS.items() if name not in url.query}
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    stuck_ms = round(stuck_transaction_secs * 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -189,6 +206,10 @@ def _postgres_engine(url: URL, prepare_after: int) -> Engine:
         dbapi_conn.prepare_threshold = prepare_after or None
         with dbapi_conn.cursor() as cur:
             cur.execute("SET synchronous_commit = on")
+            # A process frozen between two statements of a transaction would hold the symbol's
+            # lock (and its rows) until it came back: every other writer in that symbol waits
+            # meanwhile (Settings.pg_stuck_transaction_secs). 0 is PostgreSQL's "no limit" too.
+            cur.execute(f"SET idle_in_transaction_session_timeout = {int(stuck_ms)}")
         dbapi_conn.commit()
 
     @event.listens_for(engine, "begin")
@@ -240,11 +261,16 @@ def _probe_writable(engine: Engine) -> None:
 
 
 def open_engine(
-    url: str | URL, *, busy_timeout_ms: int = 30_000, migrate: bool = True, pg_prepare_after: int = 5
+    url: str | URL,
+    *,
+    busy_timeout_ms: int = 30_000,
+    migrate: bool = True,
+    pg_prepare_after: int = 5,
+    pg_stuck_transaction_secs: float = 10.0,
 ) -> Engine:
     """Create the engine for `url`, apply pending migrations, and check the schema version.
 
-    `pg_prepare_after`: see `Settings.pg_prepare_after` (PostgreSQL only).
+    `pg_prepare_after`, `pg_stuck_transaction_secs`: see `Settings` (PostgreSQL only).
 
     Raises:
         StoreError: The URL is unusable, the database cannot be opened, is corrupt, or was
@@ -255,7 +281,7 @@ def open_engine(
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(parsed, busy_timeout_ms)
         else:
-            engine = _postgres_engine(parsed, pg_prepare_after)
+            engine = _postgres_engine(parsed, pg_prepare_after, pg_stuck_transaction_secs)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StoreError(
             f"claim store {describe(parsed)}: its database driver is not installed ({exc}); "
