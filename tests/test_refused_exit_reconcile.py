@@ -120,3 +120,56 @@ def test_a_fill_after_the_refusal_waits_out_the_settle_horizon_like_any_other(
         assert gateway.position("TQQQ").qty == 12 == paper.position_qty("TQQQ")
         assert gateway.exit("TQQQ", intent="exit-2").outcome is Outcome.SUBMITTED
         assert paper.position_qty("TQQQ") == 0
+
+
+# Both exits refused 403 (shares sold between the read and the POST, say) while the broker holds
+# them; the pass right after the first refusal cannot read the positions (one 500).
+TWO_REFUSED_EXITS = FaultPlan.parse(
+    """
+faults:
+  - route: POST /v2/orders
+    match: {side: sell}
+    nth: [1, 2]
+    action: reject
+    status: 403
+    body: {code: 40310000, message: "insufficient qty available for order (requested: 9, available: 0)"}
+  - {route: GET /v2/positions, nth: 1, action: error, status: 500}
+""",
+    source="test",
+)
+
+
+@pytest.mark.parametrize(("first_qty", "second_qty"), [(None, None), (3, 3)])
+def test_the_pass_after_a_refused_exit_resends_that_exit_only(
+    store_url: str, first_qty: int | None, second_qty: int | None
+) -> None:
+    """Found by test_stateful.py (a rare failure): exit "x2" came back REJECTED while, inside the
+    same call, the order of exit "x1" (refused earlier, its own pass aborted) reached the broker.
+
+    The gateway's pass after x2's refusal re-sized and resent every refused exit of the agent in
+    the symbol: x1 first (the older claim) took the shares, so x2's own release sized to nothing
+    and the call answered "rejected, nothing placed" while it had sold the position under another
+    decision's id; with room for both, one call placed two orders. The bot had been told x1 placed
+    nothing; its release belongs to the bot's next call of x1 (as after an ordinary pass).
+    """
+    clock = ManualClock(datetime(2026, 5, 21, 14, 0, tzinfo=UTC))
+    paper = PaperBroker(prices=FixedPrices({"TQQQ": "75.00"}), clock=clock)
+    settings = Settings()
+    port = ForwardingBroker(paper)
+    with ClaimStore(store_url, settings=settings, clock=clock) as store:
+        gateway = OrderGateway(port, store, agent_id="bot", settings=settings, clock=clock)
+        gateway.enter("TQQQ", qty=10, intent="entry")
+        clock.advance(90)
+        port.inner = FaultyBroker(paper, TWO_REFUSED_EXITS, clock=clock)
+        first = gateway.exit("TQQQ", intent="x1", qty=first_qty)
+        assert first.outcome is Outcome.REJECTED and first.claim is not None  # its pass aborted
+        clock.advance(60)
+        placed = len(paper.orders())
+
+        second = gateway.exit("TQQQ", intent="x2", qty=second_qty)
+
+        new = [o.client_order_id for o in paper.orders()[placed:]]
+        assert second.outcome is Outcome.SUBMITTED and second.claim is not None, second.reason
+        assert new == [second.claim.client_order_id]  # actual: [x1's] with x2 REJECTED, or [x1's, x2's]
+        assert store.get(first.claim.key).state is ClaimState.REJECTED  # type: ignore[union-attr]
+        assert paper.position_qty("TQQQ") == 10 - (second_qty or 10)

@@ -569,15 +569,24 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return result
         if not is_position_rejection(error):
             return result
-        report = self._reconcile_after_exit_error(claim.symbol)
+        report = self._reconcile_after_exit_error(claim.symbol, refused=claim)
         # The pass either cleared a phantom (the exit stays REJECTED: nothing to sell) or, with
-        # the broker still holding shares, re-sized and resent this very exit.
+        # the broker still holding shares, re-sized and resent this very exit (and no other).
         resent = report.sent.get(claim.key) if report is not None else None
         return resent if resent is not None else result
 
-    def _reconcile_after_exit_error(self, symbol: str) -> ReconcileReport | None:
-        """Hold the ledger against the broker for `symbol` now (DESIGN: exits and reconciliation)."""
-        report = self.reconciler.run(agent_id=self.agent_id, symbols=[symbol], release_exits=True)
+    def _reconcile_after_exit_error(
+        self, symbol: str, *, refused: Claim | None = None
+    ) -> ReconcileReport | None:
+        """Hold the ledger against the broker for `symbol` now (DESIGN: exits and reconciliation).
+
+        The pass re-sizes and resends `refused` (the exit this call just saw refused), never
+        another refused exit of the agent: the call answers for one decision, and an order
+        placed under another's id would come back as this one's "rejected, nothing placed" (or
+        as a second order of one call). Those are proposed, left for the bot's next call of them.
+        """
+        release = [] if refused is None else [refused.key]
+        report = self.reconciler.run(agent_id=self.agent_id, symbols=[symbol], release_exits=release)
         return None if report.aborted else report
 
 

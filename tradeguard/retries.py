@@ -77,7 +77,9 @@ class RetryAnswers:
     def _broker_available(self, symbol: str, held: LedgerPosition) -> tuple[Decimal, str] | OrderResult:
         raise NotImplementedError
 
-    def _reconcile_after_exit_error(self, symbol: str) -> ReconcileReport | None:
+    def _reconcile_after_exit_error(
+        self, symbol: str, *, refused: Claim | None = None
+    ) -> ReconcileReport | None:
         raise NotImplementedError
 
     def _existing(self, claim: Claim, held: LedgerPosition | None = None, *, note: str = "") -> OrderResult:

@@ -9,7 +9,7 @@ and a possibly truncated open-order list never counts as "no open orders".
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -152,7 +152,7 @@ def _claims_pass(
     now: datetime,
     settings: Settings,
     *,
-    releasing: bool = True,
+    releasing: bool | Collection[str] = True,
 ) -> _ClaimPass:
     out = _ClaimPass()
     in_flight: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
@@ -187,7 +187,8 @@ def _claims_pass(
                 out.refused.add((claim.agent_id, claim.turn_id))
             unsold = in_flight[(claim.agent_id, key)]
             action = _release_action(claim, holders.get(key, []), snapshot, unsold)
-            if action is not None and not releasing:
+            released = releasing if isinstance(releasing, bool) else claim.key in releasing
+            if action is not None and not released:
                 # Proposed only (a pass that does not resend exits): the refused claim placed
                 # nothing and nothing will be sent now, so the symbol's positions are compared
                 # (a phantom behind the refusal is trimmed) instead of waiting for a release that
@@ -227,14 +228,15 @@ def plan_read(
     cleared: Iterable[LedgerPosition] = (),
     busy: Iterable[str] = (),
     moved: Iterable[LedgerPosition] = (),
-    releasing: bool = True,
+    releasing: bool | Collection[str] = True,
 ) -> Plan:
     """Return what one broker read decides (see `diff`), with the symbols it put off.
 
     Symbols are matched by `symbol_key` (the broker's "BTCUSD" position is the ledger's
     "BTC/USD"); actions name a symbol as the ledger spells it, the broker's for an orphan.
-    `releasing`: the pass resends refused exits (`RELEASE_EXIT`), so their symbols wait for it;
-    otherwise such a symbol's positions are compared in this pass.
+    `releasing`: the pass resends refused exits (`RELEASE_EXIT`; all of them, or only those
+    claim keys), so their symbols wait for it; otherwise such a symbol's positions are compared
+    in this pass.
     """
     wanted = None if symbols is None else {symbol_key(s) for s in symbols}
     holders: dict[str, list[LedgerPosition]] = defaultdict(list)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -140,7 +140,7 @@ class Reconciler:
         symbols: Iterable[str] | None = None,
         dry_run: bool = False,
         adopt_orphans_to: str | None = None,
-        release_exits: bool = False,
+        release_exits: bool | Collection[str] = False,
     ) -> ReconcileReport:
         """Run one pass; see the module docstring.
 
@@ -150,9 +150,13 @@ class Reconciler:
             dry_run: Compute and return the actions without applying them.
             adopt_orphans_to: Take broker positions no ledger holds into this agent's ledger.
             release_exits: Re-size and resend exits refused for position reasons while the
-                broker still holds shares (the gateway asks for this right after such a refusal;
-                otherwise they are proposed and left for the bot's next exit call).
+                broker still holds shares: all of them (True), or only the refused exits with
+                these claim keys (the gateway names the one it just saw refused: another's
+                release would place an order its call does not answer for). The others are
+                proposed and left for the bot's next call of that exit.
         """
+        if not isinstance(release_exits, bool):
+            release_exits = frozenset(release_exits)
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
@@ -451,7 +455,11 @@ class Reconciler:
     # -- applying --------------------------------------------------------------------------
 
     def _apply(
-        self, action: Action, claims: dict[str, Claim], release_exits: bool, report: ReconcileReport
+        self,
+        action: Action,
+        claims: dict[str, Claim],
+        release_exits: bool | frozenset[str],
+        report: ReconcileReport,
     ) -> bool:
         """Carry out one action; False when it was skipped (the claim moved meanwhile)."""
         claim = claims.get(action.claim_key or "")
@@ -477,7 +485,8 @@ class Reconciler:
                 )
                 return closed is not None  # None: the ledger moved since the reads
             elif action.kind is ActionKind.RELEASE_EXIT and claim is not None:
-                if not release_exits:
+                released = release_exits if isinstance(release_exits, bool) else claim.key in release_exits
+                if not released:
                     self._report(action)
                     return False  # proposed, not applied: the bot's next exit call re-sizes it
                 return self._release(action, claim, report)
