@@ -253,6 +253,21 @@ def test_a_restart_recording_to_the_same_path_keeps_the_first_recording(
             assert sum(1 for _ in session) >= 1
 
 
+def test_two_bots_starting_at_once_never_record_to_the_same_file(tmp_path: Path) -> None:
+    # Audit 18 (left then): the free name was checked, then opened later, so two bots started
+    # together both chose today.1.jsonl and truncated and interleaved each other's lines. A name
+    # chosen is now created at once: whoever chooses next gets the next one.
+    from tradeguard.sessions.recorder import _free_path
+
+    path = tmp_path / "today.jsonl"
+    assert _free_path(path) == path and path.exists()  # taken by the first
+    assert _free_path(path) == path  # still empty: a file made for recording, written as given
+    path.write_text('{"version": 2}\n')
+    assert Path(_free_path(path)) == tmp_path / "today.1.jsonl"
+    assert Path(_free_path(path)) == tmp_path / "today.2.jsonl"
+    assert Path(_free_path(path)) == tmp_path / "today.3.jsonl"
+
+
 def test_a_recording_names_the_settings_it_ran_with_and_a_full_replay_uses_them(tmp_path: Path) -> None:
     # Audit 18 #7: only reconcile_interval_secs was written; a recording made with a 2 s grace
     # replayed under the 15 s default and decided otherwise than the live run.

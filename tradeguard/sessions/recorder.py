@@ -97,19 +97,35 @@ def _non_default(settings: Settings) -> dict[str, float | int | str] | None:
     return changed or None
 
 
+def _take(path: str) -> bool:
+    """Create `path` if no file has that name (atomically: O_EXCL); False when one exists."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    return True
+
+
 def _free_path(target: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """Return `target`, or the first free `<stem>.<n><suffix>` beside it when it holds a recording.
 
     A bot restarted after a crash (the case tradeguard is for) records to the same path again:
     opening it for writing would wipe the morning's recording, the evidence of what happened.
+    The name returned is created here, atomically, so two bots that start at once never choose
+    the same one (each would truncate and interleave the other's lines).
     """
     path = os.fspath(target)
-    if not os.path.isfile(path) or os.path.getsize(path) == 0:
-        return target  # new, empty, or no regular file (a FIFO, /dev/stdout): written as given
-    stem, suffix = os.path.splitext(path)
-    n = 1
-    while os.path.exists(f"{stem}.{n}{suffix}"):
-        n += 1
+    try:
+        if _take(path) or (os.path.isfile(path) and os.path.getsize(path) == 0):
+            return target  # new (now ours) or empty: written as given
+        if not os.path.isfile(path):
+            return target  # no regular file (a FIFO, /dev/stdout): written as given
+        stem, suffix = os.path.splitext(path)
+        n = 1
+        while not _take(f"{stem}.{n}{suffix}"):
+            n += 1
+    except OSError:
+        return target  # unwritable folder and the like: the writer says so, as for any path
     free = f"{stem}.{n}{suffix}"
     _log.warning("recording to %s: %s already holds a recording (a restart?), kept as it was", free, path)
     return free
