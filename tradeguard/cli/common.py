@@ -394,7 +394,8 @@ def make_broker(choice: BrokerChoice, settings: Settings) -> Broker:
     if choice.paper_state:
         if not os.path.isfile(choice.paper_state):
             # A mistyped path must not read as a flat account (every position a phantom).
-            raise ConfigError(f"paper state file {choice.paper_state} does not exist")
+            why = "is a folder, not a file" if os.path.isdir(choice.paper_state) else "does not exist"
+            raise ConfigError(f"paper state file {choice.paper_state} {why}")
         return open_paper_broker(state_path=choice.paper_state)
     from tradeguard.broker.alpaca import AlpacaBroker
 

@@ -154,7 +154,8 @@ def _import_module(name: str) -> ModuleType:
 
 def _import_file(path: str) -> ModuleType:
     if not os.path.isfile(path):
-        raise ConfigError(f"strategy file {path} does not exist")
+        why = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"strategy file {path} {why}")
     stem = os.path.splitext(os.path.basename(path))[0]
     name = f"tradeguard_strategy_{stem}"
     spec = importlib.util.spec_from_file_location(name, path)
