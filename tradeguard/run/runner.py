@@ -20,6 +20,7 @@ from datetime import datetime
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
+from tradeguard.clock import Clock, ManualClock
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError
 from tradeguard.execution import adopt_order
@@ -99,6 +100,27 @@ def settle_in_flight(gateway: OrderGateway) -> int:
             )
             resolved += 1
     return resolved
+
+
+@dataclass(frozen=True, slots=True)
+class _StoppableClock:
+    """The run's wall clock as the strategy sees it: a stop (Ctrl-C) ends its sleep at once.
+
+    The strategy's `ctx.clock.sleep` would otherwise hold a Ctrl-C until the sleep ran out (a
+    bot waiting minutes for its next check), and a second Ctrl-C is a hard stop.
+    """
+
+    inner: Clock
+    stop: threading.Event
+
+    def now(self) -> datetime:
+        """Return the run's time."""
+        return self.inner.now()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or until the run is asked to stop."""
+        if seconds > 0:
+            self.stop.wait(seconds)
 
 
 class _ShieldedView:
@@ -198,9 +220,10 @@ class Runner:
 
     def run(self) -> RunReport:
         """Run until the bars end or a stop; return the report (also shown by the view)."""
+        clock = self.venue.clock
         ctx = StrategyContext(
             gateway=self.gateway,
-            clock=self.venue.clock,
+            clock=clock if isinstance(clock, ManualClock) else _StoppableClock(clock, self.stop.event),
             mode=self.venue.mode.value,
             agent_id=self.gateway.agent_id,
             _client=self._client,

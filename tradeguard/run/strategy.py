@@ -47,7 +47,8 @@ class StrategyContext:
     Attributes:
         gateway: The guard: `enter`, `exit`, `position`. Every order goes through it.
         clock: The run's clock (manual in `sim`, the wall clock otherwise); wait with
-            `clock.sleep`, never `time.sleep`, so a simulated day runs in seconds.
+            `clock.sleep`, never `time.sleep`, so a simulated day runs in seconds and a stop
+            (Ctrl-C) ends the wait at once.
         mode: "sim", "paper" or "live".
         agent_id: The name the guard keeps this strategy's claims and ledger under.
     """
