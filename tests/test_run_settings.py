@@ -95,6 +95,13 @@ def test_print_config_shows_what_is_in_force_and_where_it_came_from(
     assert "# url is not set" in out and "never-printed" not in out
 
 
+def test_print_config_names_the_strategy_argument_as_an_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    """It said `# flag --strategy`, a flag `tradeguard run` does not have."""
+    assert main(["run", "strategies.momentum", "--print-config"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("strategy = ")]
+    assert line.endswith("# argument STRATEGY")
+
+
 def test_a_strategy_is_found_by_module_path_file_path_or_class_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert load_strategy("strategies.momentum") is MomentumStrategy

@@ -104,6 +104,8 @@ _KINDS: dict[str, type] = {
     "mode": Mode, "view": ViewKind, "speed": float, "wait_for_open": bool, "live_confirmed": bool,
     "close_outside": tuple,
 }  # fmt: skip
+# Fields given as a positional argument, not a flag: named so in errors and --print-config.
+_ARGUMENTS = {"strategy": "argument STRATEGY"}
 # Real money is confirmed on the command line each time, never by a file or a variable.
 _FLAG_ONLY = frozenset({"live_confirmed"})
 
@@ -139,8 +141,9 @@ def resolve_settings(
             sources[name] = f"env {variable}"
     for name, value in flags.items():
         if not name.startswith("guard."):
-            values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
-            sources[name] = f"flag --{name.replace('_', '-')}"
+            given = _ARGUMENTS.get(name, f"--{name.replace('_', '-')}")
+            values[name] = _convert(name, value, given)
+            sources[name] = given if name in _ARGUMENTS else f"flag {given}"
     if values.get("mode", Mode.SIM) is Mode.SIM and sources.get("store_url", "").startswith("env"):
         # See the module docstring: a sim never takes a real bot's store from the environment.
         del values["store_url"], sources["store_url"]
