@@ -70,3 +70,9 @@ def test_the_default_save_folder_is_not_made_by_a_campaign_without_violations(
     assert main(["chaos", "strategies.momentum", "--runs", "1", "--kill-every", "0", "--minutes", "5"]) == 0
     assert "G1-G4 held" in capsys.readouterr().out
     assert not (tmp_path / "chaos-sessions").exists()
+
+
+@pytest.mark.parametrize("points", [",", " ", ""])
+def test_an_empty_list_of_crash_points_is_refused(points: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """It ran every run without a crash and reported the crash points held."""
+    assert "--crash-points" in refused(["--crash-points", points, "--runs", "1", "--minutes", "5"], capsys)
