@@ -77,3 +77,31 @@ def test_keys_create_on_an_existing_store_says_nothing_on_stderr(
     ClaimStore(url).close()
     assert main(["keys", "create", "--agent-id", "bot", "--store", url]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["run", "{dir}"], "strategy file {dir}"),
+        (["run", "strategies.momentum", "--bars", "{dir}"], "bar file {dir}"),
+        (["chaos", "strategies.momentum", "--bars", "{dir}"], "bar file {dir}"),
+        (
+            ["reconcile", "--store", "sqlite:///{dir}/claims.db", "--paper-state", "{dir}"],
+            "paper state file {dir}",
+        ),
+    ],
+    ids=["run strategy", "run --bars", "chaos --bars", "reconcile --paper-state"],
+)
+def test_a_folder_given_for_a_file_is_said_to_be_one(
+    argv: list[str],
+    named: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """These said a folder "does not exist"; `run strategies/` is a natural first try."""
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    if argv[0] == "reconcile":
+        ClaimStore(f"sqlite:///{tmp_path}/claims.db").close()
+    err = _one_error([a.replace("{dir}", str(tmp_path)) for a in argv], capsys)
+    assert f"{named.replace('{dir}', str(tmp_path))} is a folder, not a file" in err

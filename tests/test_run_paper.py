@@ -122,3 +122,44 @@ def test_the_market_data_feed_reads_alpaca_bars_and_carries_a_quiet_symbol_forwa
     assert [m.local.strftime("%H:%M") for m in minutes] == ["10:00", "10:01"]
     assert str(minutes[1].close("QQQ")) == "520.8"
     assert str(minutes[1].close("TQQQ")) == "75.15" and minutes[1]["TQQQ"].volume == 0  # carried forward
+
+
+SLEEPER = """
+import os
+import signal
+
+from tradeguard import Strategy
+
+
+class Sleeper(Strategy):
+    symbols = ("QQQ",)
+
+    def on_bar(self, bars, ctx):
+        os.kill(os.getpid(), signal.SIGINT)  # the trader's Ctrl-C, while the bot is about to wait
+        ctx.clock.sleep(3600)  # its next check in an hour
+"""
+
+
+def test_ctrl_c_ends_the_strategys_own_wait_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, `ctx.clock.sleep` on the wall clock held a Ctrl-C until the sleep ran out."""
+    from tradeguard.clock import SystemClock
+
+    def stop_blind(self: SystemClock, seconds: float) -> None:
+        raise AssertionError(f"the strategy slept {seconds} s through a stop")
+
+    monkeypatch.setattr(SystemClock, "sleep", stop_blind)
+    bot = tmp_path / "sleeper.py"
+    bot.write_text(SLEEPER)
+    with paper_server(open_market()) as server:
+        settings = RunSettings(
+            strategy=str(bot),
+            mode=Mode.PAPER,
+            url=server.url,
+            store_url=f"sqlite:///{tmp_path / 'claims.db'}",
+            speed=1e9,
+            view=ViewKind.PLAIN,
+        )
+        out = io.StringIO()
+        report = prepare(settings, environ={}, out=out).run()
+    assert report.exit_status == 0, out.getvalue()
+    assert report.stopped_by == "SIGINT" and report.bars == 1

@@ -180,6 +180,36 @@ def test_a_recorded_run_is_a_session_tradeguard_replay_reads(
     }
 
 
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [
+        ("folder", "is a folder; name a file in it"),
+        ("missing/day.jsonl", "does not exist"),
+        ("a-file/day.jsonl", "does not exist"),
+    ],
+)
+def test_a_recording_that_cannot_be_written_is_refused_before_any_order(
+    where: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, the run went on unrecorded and ended 0: the session asked for was never written."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("")
+    record = str(tmp_path / where)
+    args = ["strategies.momentum", "--record", record, "--view", "plain"]
+    line = refused([*args, "--store", f"sqlite:///{tmp_path / 'claims.db'}"], capsys)
+    assert f"--record {record}: " in line and expected in line
+    assert not (tmp_path / "claims.db").exists()  # checked before the store is opened
+
+
+def test_a_recording_that_fails_to_start_is_refused_even_past_the_path_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gateway's recorder failing to open (whatever the reason) refuses the run too."""
+    monkeypatch.setattr("tradeguard.run.assemble.check_record", lambda path: None)
+    line = refused(["strategies.momentum", "--record", str(tmp_path), "--view", "plain"], capsys)
+    assert f"--record {tmp_path}: cannot write it: IsADirectoryError" in line
+
+
 def test_faults_in_live_mode_are_refused(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -95,6 +95,13 @@ def test_print_config_shows_what_is_in_force_and_where_it_came_from(
     assert "# url is not set" in out and "never-printed" not in out
 
 
+def test_print_config_names_the_strategy_argument_as_an_argument(capsys: pytest.CaptureFixture[str]) -> None:
+    """It said `# flag --strategy`, a flag `tradeguard run` does not have."""
+    assert main(["run", "strategies.momentum", "--print-config"]) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("strategy = ")]
+    assert line.endswith("# argument STRATEGY")
+
+
 def test_a_strategy_is_found_by_module_path_file_path_or_class_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     assert load_strategy("strategies.momentum") is MomentumStrategy
@@ -116,3 +123,47 @@ def test_a_module_without_exactly_one_strategy_asks_for_a_class_name(tmp_path: P
         load_strategy(str(tmp_path / "none.py"))
     with pytest.raises(ConfigError, match="has no Strategy subclass C"):
         load_strategy(f"{tmp_path / 'two.py'}:C")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "strategies.momentum", "--view", "plain"],
+        ["reconcile", "--paper-state", "{state}", "--dry-run"],
+        ["claims", "resolve", "x", "--as", "not-sent", "--reason", "r", "--without-broker"],
+        ["serve", "--port", "0"],
+    ],
+    ids=["run", "reconcile", "claims resolve", "serve"],
+)
+def test_a_setting_that_is_not_a_finite_number_is_one_line_and_status_2(
+    value: str,
+    argv: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`float()` reads nan and inf: a lease of inf seconds was a traceback (no timedelta), a
+    reconcile interval of nan a run that never reconciled."""
+    from tradeguard import ClaimStore
+
+    monkeypatch.chdir(ROOT)
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    ClaimStore(url).close()
+    state = tmp_path / "paper.json"
+    state.write_text("{}")
+    monkeypatch.setenv("TRADEGUARD_LEASE_SECS", value)
+    args = [a.replace("{state}", str(state)) for a in argv]
+    assert main([*args, "--store", url]) == 2
+    err = capsys.readouterr().err
+    expected = f"setting lease_secs must be a finite number, got {value} (env TRADEGUARD_LEASE_SECS)"
+    assert err == f"tradeguard: error: {expected}\n"
+
+
+def test_a_config_file_setting_that_is_nan_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text("[guard]\nreconcile_interval_secs = nan\n")
+    with pytest.raises(
+        ConfigError, match=rf"reconcile_interval_secs must be a finite number, got nan \(file {path}\)"
+    ):
+        resolve_settings({}, environ={}, config_path=str(path))

@@ -117,6 +117,13 @@ def chaos(
         )
     cls = load_strategy(strategy) if isinstance(strategy, str) else strategy
     day = bars if isinstance(bars, BarSeries) else load_bars(bars)
+    # What the runs will write is checked before the first run: a store that cannot be opened
+    # or a folder that cannot be made would otherwise end the campaign with a traceback after
+    # minutes of runs, their results lost.
+    if store_url is not None:
+        _check_store(store_url)
+    if save_to is not None:
+        _check_folder(save_to)
     seeds = [only_seed] if only_seed is not None else [run_seed(seed, i) for i in range(runs)]
     result = ChaosResult()
     for number, run in enumerate(seeds, start=1):
@@ -134,6 +141,25 @@ def chaos(
         if progress is not None:
             progress(number, outcome)
     return result
+
+
+def _check_store(url: str) -> None:
+    """Open the claim store of the real-process runs once (creating its schema), or raise."""
+    from tradeguard.store import ClaimStore  # noqa: PLC0415 - only with --store
+
+    ClaimStore(url).close()
+
+
+def _check_folder(folder: str) -> None:
+    """Raise ConfigError unless `folder` is, or can be made as, a writable folder."""
+    existing = os.path.abspath(folder)
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        where = "" if existing == os.path.abspath(folder) else f" ({existing} is not a folder)"
+        raise ConfigError(f"--save {folder}: not a folder{where}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--save {folder}: {existing} is not writable")
 
 
 def _save(

@@ -29,6 +29,9 @@ def _points(text: str) -> tuple[str, ...]:
     if text == "all":
         return crashpoints.POINTS
     points = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not points:
+        # An empty list would run every run without a crash and still report "G1-G4 held".
+        raise ConfigError(f"--crash-points {text!r}: name at least one point, or all")
     unknown = [p for p in points if p not in crashpoints.POINTS]
     if unknown:
         raise ConfigError(

@@ -47,6 +47,7 @@ __all__ = [
     "open_paper_broker",
     "require_store",
     "schema_revision",
+    "settings_from_env",
     "sqlite_file",
     "store_option",
     "symbol_callback",
@@ -179,6 +180,14 @@ def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStor
 
     require_store(url)
     return ClaimStore(url, settings=settings, must_exist=True)
+
+
+def settings_from_env() -> Settings:
+    """Return the guard's settings from `TRADEGUARD_<FIELD>` variables; ConfigError if one is bad."""
+    from tradeguard.config import Settings
+    from tradeguard.run.settings import check_finite
+
+    return check_finite(Settings.from_env())
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -394,7 +403,8 @@ def make_broker(choice: BrokerChoice, settings: Settings) -> Broker:
     if choice.paper_state:
         if not os.path.isfile(choice.paper_state):
             # A mistyped path must not read as a flat account (every position a phantom).
-            raise ConfigError(f"paper state file {choice.paper_state} does not exist")
+            why = "is a folder, not a file" if os.path.isdir(choice.paper_state) else "does not exist"
+            raise ConfigError(f"paper state file {choice.paper_state} {why}")
         return open_paper_broker(state_path=choice.paper_state)
     from tradeguard.broker.alpaca import AlpacaBroker
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tradeguard.gateway import OrderGateway
     from tradeguard.store import ClaimStore
 
-__all__ = ["build_gateway", "open_store", "trading_client"]
+__all__ = ["build_gateway", "check_record", "open_store", "trading_client"]
 
 
 def open_store(settings: RunSettings, venue: Venue, agent_id: str) -> ClaimStore:
@@ -64,7 +64,7 @@ def build_gateway(venue: Venue, store: ClaimStore, settings: RunSettings, agent_
     """
     from tradeguard.gateway import OrderGateway
 
-    return OrderGateway(
+    gateway = OrderGateway(
         venue.broker,
         store,
         agent_id=agent_id,
@@ -73,6 +73,23 @@ def build_gateway(venue: Venue, store: ClaimStore, settings: RunSettings, agent_
         reconcile_on_start=False,
         record_to=settings.record,
     )
+    if settings.record is not None and gateway.recorder.failure is not None:
+        # A recording asked for on the command line that cannot even start is refused before
+        # anything is sent (the gateway alone would trade on unrecorded).
+        gateway.close()
+        raise ConfigError(f"--record {settings.record}: cannot write it: {gateway.recorder.failure}")
+    return gateway
+
+
+def check_record(path: str) -> None:
+    """Raise ConfigError when `path` cannot be a session file: a folder, or in none that is writable."""
+    if os.path.isdir(path):
+        raise ConfigError(f"--record {path}: is a folder; name a file in it")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ConfigError(f"--record {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--record {path}: folder {folder} is not writable")
 
 
 def trading_client(venue: Venue, gateway: OrderGateway) -> GuardedTradingClient:

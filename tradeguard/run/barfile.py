@@ -60,7 +60,8 @@ def read_bar_file(path: str | os.PathLike[str]) -> BarSeries:
     """
     name = os.fspath(path)
     if not os.path.isfile(name):
-        raise ConfigError(f"bar file {name} does not exist")
+        why = "is a folder, not a file" if os.path.isdir(name) else "does not exist"
+        raise ConfigError(f"bar file {name} {why}")
     rows = _parquet_rows(name) if name.endswith((".parquet", ".pq")) else _csv_rows(name)
     return BarSeries.assemble(rows, os.path.basename(name))
 

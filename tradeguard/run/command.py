@@ -94,7 +94,7 @@ def prepare(
         ConfigError: The first thing wrong, in one line (see the module docstring).
     """
     from tradeguard.domain.intents import check_agent_id
-    from tradeguard.run.assemble import build_gateway, open_store
+    from tradeguard.run.assemble import build_gateway, check_record, open_store
     from tradeguard.run.safety import Credentials
     from tradeguard.run.strategy import load_strategy
     from tradeguard.run.venue import build_venue
@@ -109,6 +109,8 @@ def prepare(
     agent_id = settings.agent_id or strategy_cls.agent_name()
     check_agent_id(agent_id)
     series = _bars(settings, strategy_cls.symbols)
+    if settings.record is not None:
+        check_record(settings.record)
     credentials = Credentials.from_env(environ)
     venue = build_venue(settings, credentials, series, ask=ask)
     try:

@@ -17,14 +17,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import FrameType
-from typing import TYPE_CHECKING
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any
 
+from tradeguard.clock import Clock, ManualClock
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError
 from tradeguard.execution import adopt_order
 from tradeguard.gateway import OrderGateway
 from tradeguard.reconcile.runner import ReconcileReport
+from tradeguard.run.bars import Bars
 from tradeguard.run.feeds import Feed
 from tradeguard.run.strategy import Strategy, StrategyContext
 from tradeguard.run.summary import Monitor, ReconcileStats, RunReport
@@ -100,6 +102,79 @@ def settle_in_flight(gateway: OrderGateway) -> int:
     return resolved
 
 
+@dataclass(frozen=True, slots=True)
+class _StoppableClock:
+    """The run's wall clock as the strategy sees it: a stop (Ctrl-C) ends its sleep at once.
+
+    The strategy's `ctx.clock.sleep` would otherwise hold a Ctrl-C until the sleep ran out (a
+    bot waiting minutes for its next check), and a second Ctrl-C is a hard stop.
+    """
+
+    inner: Clock
+    stop: threading.Event
+
+    def now(self) -> datetime:
+        """Return the run's time."""
+        return self.inner.now()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or until the run is asked to stop."""
+        if seconds > 0:
+            self.stop.wait(seconds)
+
+
+class _ShieldedView:
+    """A view whose failing output (a closed pipe, a full disk) never cuts the run's own work short.
+
+    The first failure of `inner` is kept and the view goes quiet; the runner then stops at the
+    end of the bar, finishes as after any stop (on_stop, the last lookups and reconcile pass), and
+    raises the kept failure, so the command reports it (141 for a closed pipe, 2 for a full
+    disk). Entering the view is not shielded: a header that cannot be written stops the run
+    before anything is sent.
+    """
+
+    def __init__(self, inner: View) -> None:
+        self.inner = inner
+        self.failure: Exception | None = None
+
+    def __enter__(self) -> _ShieldedView:
+        self.inner.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._call(self.inner.__exit__, kind, exc, tb)
+
+    def _call(self, method: Callable[..., object], *args: Any) -> None:
+        if self.failure is not None:
+            return
+        try:
+            method(*args)
+        except Exception as exc:  # the output's failure, not the strategy's: kept, raised at the end
+            self.failure = exc
+
+    def note(self, text: str) -> None:
+        """Show a note."""
+        self._call(self.inner.note, text)
+
+    def error(self, text: str) -> None:
+        """Show an error."""
+        self._call(self.inner.error, text)
+
+    def begin(self, feed: Feed) -> None:
+        """The bars start."""
+        self._call(self.inner.begin, feed)
+
+    def after_bar(self, index: int, bars: Bars, monitor: Monitor, reconcile: ReconcileStats) -> None:
+        """Show the run after a bar."""
+        self._call(self.inner.after_bar, index, bars, monitor, reconcile)
+
+    def finish(self, report: RunReport) -> None:
+        """Show the summary."""
+        self._call(self.inner.finish, report)
+
+
 class Runner:
     """One run of a strategy. Build the parts (see `tradeguard.run.command.prepare`), then `run()`.
 
@@ -133,7 +208,7 @@ class Runner:
         self.venue = venue
         self.gateway = gateway
         self.open_feed = open_feed
-        self.view = view
+        self.view = _ShieldedView(view)
         self.monitor = monitor
         self.store_url = store_url
         self.stop = stop or StopFlag()
@@ -145,9 +220,10 @@ class Runner:
 
     def run(self) -> RunReport:
         """Run until the bars end or a stop; return the report (also shown by the view)."""
+        clock = self.venue.clock
         ctx = StrategyContext(
             gateway=self.gateway,
-            clock=self.venue.clock,
+            clock=clock if isinstance(clock, ManualClock) else _StoppableClock(clock, self.stop.event),
             mode=self.venue.mode.value,
             agent_id=self.gateway.agent_id,
             _client=self._client,
@@ -172,6 +248,8 @@ class Runner:
                 self.view.error("".join(traceback.format_exception(exc)))
             report = self._finish(ctx, started)
             self.view.finish(report)
+        if self.view.failure is not None:
+            raise self.view.failure  # the run finished its work; now say why nothing was shown
         return report
 
     def _client(self) -> GuardedTradingClient:
@@ -196,6 +274,9 @@ class Runner:
             if due is not None:
                 self._reconciled(due, "on its interval")
             self.view.after_bar(self._bars, bars, self.monitor, self.reconcile)
+            if self.view.failure is not None:
+                self.stop.request(f"output failed: {type(self.view.failure).__name__}")
+                break
         self.stop.request("end of bars")
 
     def _reconciled(self, report: ReconcileReport, when: str) -> None:

@@ -22,6 +22,7 @@ they are read at the command's edge and never printed.
 from __future__ import annotations
 
 import enum
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -31,7 +32,16 @@ from typing import Any
 from tradeguard.config import Settings
 from tradeguard.errors import ConfigError
 
-__all__ = ["CONFIG_ENV", "Mode", "RunSettings", "SettingSource", "ViewKind", "describe", "resolve_settings"]
+__all__ = [
+    "CONFIG_ENV",
+    "Mode",
+    "RunSettings",
+    "SettingSource",
+    "ViewKind",
+    "check_finite",
+    "describe",
+    "resolve_settings",
+]
 
 CONFIG_ENV = "TRADEGUARD_CONFIG"
 
@@ -104,6 +114,8 @@ _KINDS: dict[str, type] = {
     "mode": Mode, "view": ViewKind, "speed": float, "wait_for_open": bool, "live_confirmed": bool,
     "close_outside": tuple,
 }  # fmt: skip
+# Fields given as a positional argument, not a flag: named so in errors and --print-config.
+_ARGUMENTS = {"strategy": "argument STRATEGY"}
 # Real money is confirmed on the command line each time, never by a file or a variable.
 _FLAG_ONLY = frozenset({"live_confirmed"})
 
@@ -139,8 +151,9 @@ def resolve_settings(
             sources[name] = f"env {variable}"
     for name, value in flags.items():
         if not name.startswith("guard."):
-            values[name] = _convert(name, value, f"--{name.replace('_', '-')}")
-            sources[name] = f"flag --{name.replace('_', '-')}"
+            given = _ARGUMENTS.get(name, f"--{name.replace('_', '-')}")
+            values[name] = _convert(name, value, given)
+            sources[name] = given if name in _ARGUMENTS else f"flag {given}"
     if values.get("mode", Mode.SIM) is Mode.SIM and sources.get("store_url", "").startswith("env"):
         # See the module docstring: a sim never takes a real bot's store from the environment.
         del values["store_url"], sources["store_url"]
@@ -177,6 +190,21 @@ def _guard(
         if key.startswith("guard."):
             guard = guard.with_changes(**{key.removeprefix("guard."): value})
             sources[key] = f"flag --{key.removeprefix('guard.').replace('_', '-')}"
+    return check_finite(guard, sources)
+
+
+def check_finite(guard: Settings, sources: Mapping[str, SettingSource] | None = None) -> Settings:
+    """Return `guard`, or raise ConfigError for a time or count that is NaN or infinite.
+
+    `Settings` refuses negative values only; ``nan`` and ``inf`` (which `float()` reads from a
+    variable or a file) passed and failed later with a traceback (a lease of `inf` seconds is no
+    timedelta) or silently (a reconcile interval of `nan` is never due).
+    """
+    for name in _GUARD_FIELDS:
+        value = getattr(guard, name)
+        if isinstance(value, float) and not math.isfinite(value):
+            source = (sources or {}).get(f"guard.{name}") or f"env TRADEGUARD_{name.upper()}"
+            raise ConfigError(f"setting {name} must be a finite number, got {value!r} ({source})")
     return guard
 
 

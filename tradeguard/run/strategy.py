@@ -47,7 +47,8 @@ class StrategyContext:
     Attributes:
         gateway: The guard: `enter`, `exit`, `position`. Every order goes through it.
         clock: The run's clock (manual in `sim`, the wall clock otherwise); wait with
-            `clock.sleep`, never `time.sleep`, so a simulated day runs in seconds.
+            `clock.sleep`, never `time.sleep`, so a simulated day runs in seconds and a stop
+            (Ctrl-C) ends the wait at once.
         mode: "sim", "paper" or "live".
         agent_id: The name the guard keeps this strategy's claims and ledger under.
     """
@@ -154,7 +155,8 @@ def _import_module(name: str) -> ModuleType:
 
 def _import_file(path: str) -> ModuleType:
     if not os.path.isfile(path):
-        raise ConfigError(f"strategy file {path} does not exist")
+        why = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
+        raise ConfigError(f"strategy file {path} {why}")
     stem = os.path.splitext(os.path.basename(path))[0]
     name = f"tradeguard_strategy_{stem}"
     spec = importlib.util.spec_from_file_location(name, path)

@@ -11,6 +11,8 @@ Both end with the same summary (`summary.format_summary`).
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
 from collections import deque
@@ -268,7 +270,21 @@ class LiveView:
 def choose_view(kind: ViewKind, out: TextIO, clock: Clock, header: list[str]) -> View:
     """Return the live view on a terminal (or when asked for), plain lines otherwise."""
     if kind is ViewKind.LIVE or (kind is ViewKind.AUTO and out.isatty()):
-        from rich.console import Console
-
-        return LiveView(Console(file=out, force_terminal=kind is ViewKind.LIVE or None), clock, header)
+        return LiveView(_console(out, force_terminal=kind is ViewKind.LIVE or None), clock, header)
     return PlainView(out, clock, header)
+
+
+def _console(out: TextIO, *, force_terminal: bool | None) -> Console:
+    """Return a Rich console on `out` whose closed pipe is an error, not Rich's `SystemExit(1)`.
+
+    Rich exits the process from inside a write when its reader goes away; the run must instead
+    finish its work (the last lookups, the closing reconcile pass) and then end with 141.
+    """
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return _Console(file=out, force_terminal=force_terminal)
