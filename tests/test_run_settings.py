@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,23 @@ def test_a_config_file_setting_that_is_nan_names_the_file(tmp_path: Path) -> Non
         ConfigError, match=rf"reconcile_interval_secs must be a finite number, got nan \(file {path}\)"
     ):
         resolve_settings({}, environ={}, config_path=str(path))
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_settings_themselves_refuse_a_number_that_is_not_finite(value: float) -> None:
+    """A library user's Settings, not only the CLI's: the same traceback or never-due pass."""
+    from tradeguard.config import Settings
+
+    with pytest.raises(ConfigError, match=r"setting lease_secs must be a finite number, got (nan|inf|-inf)$"):
+        Settings(lease_secs=value)
+    with pytest.raises(ConfigError, match="reconcile_interval_secs must be a finite number"):
+        Settings().with_changes(reconcile_interval_secs=value)
+
+
+def test_settings_from_the_environment_name_the_variable_at_fault() -> None:
+    from tradeguard.config import Settings
+
+    with pytest.raises(
+        ConfigError, match=r"setting lease_secs must not be negative, got -1.0 \(env TRADEGUARD_LEASE_SECS\)$"
+    ):
+        Settings.from_env({"TRADEGUARD_LEASE_SECS": "-1", "TRADEGUARD_SETTLE_DELAY_SECS": "1"})

@@ -5,6 +5,7 @@ The environment is read only at the edge (the CLI, `Settings.from_env`).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -89,8 +90,13 @@ class Settings:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-                raise ConfigError(f"setting {f.name} must not be negative, got {value!r}")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                # float() reads "nan" and "inf": a lease of inf seconds is no timedelta, and a
+                # reconcile interval of nan is never due (a guard that never reconciles).
+                if not math.isfinite(value):
+                    raise ConfigError(f"setting {f.name} must be a finite number, got {value!r}")
+                if value < 0:
+                    raise ConfigError(f"setting {f.name} must not be negative, got {value!r}")
         if self.dedup_window_secs < MIN_DEDUP_WINDOW_SECS:
             # A sender held up past half the window sends nothing (G1: the window may have
             # passed to another identical order), so a window near zero would refuse every
@@ -155,9 +161,13 @@ class Settings:
                 continue
             kind = type(getattr(cls(), f.name))
             try:
-                values[f.name] = kind(raw)
+                values[f.name] = value = kind(raw)
             except ValueError:
                 raise ConfigError(
                     f"TRADEGUARD_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
                 ) from None
+            try:
+                cls(**{f.name: value})  # checked alone, so the error names its variable
+            except ConfigError as exc:
+                raise ConfigError(f"{exc} (env TRADEGUARD_{f.name.upper()})") from None
         return cls(**values)

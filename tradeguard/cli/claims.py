@@ -219,7 +219,8 @@ def resolve(
     without_broker: bool,
 ) -> int:
     """Resolve a claim as filled, not sent or canceled; the broker is asked first."""
-    from tradeguard.cli.common import figure, make_broker, open_existing_store, settings_from_env
+    from tradeguard.cli.common import figure, make_broker, open_existing_store
+    from tradeguard.config import Settings
     from tradeguard.reconcile.resolve import Resolution, resolve_claim
 
     if not reason.strip() or not actor.strip():
@@ -236,7 +237,7 @@ def resolve(
             "no broker to check the claim against: pass --paper-url / --paper-state or set "
             "APCA_API_KEY_ID / APCA_API_SECRET_KEY, or --without-broker to resolve on your word alone"
         )
-    settings = settings_from_env()
+    settings = Settings.from_env()
     broker = make_broker(choice, settings) if choice.configured else None
     if broker is not None and price is not None:
         raise ConfigError("--price is the broker's to say when a broker is configured")

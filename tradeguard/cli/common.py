@@ -47,7 +47,6 @@ __all__ = [
     "open_paper_broker",
     "require_store",
     "schema_revision",
-    "settings_from_env",
     "sqlite_file",
     "store_option",
     "symbol_callback",
@@ -180,14 +179,6 @@ def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStor
 
     require_store(url)
     return ClaimStore(url, settings=settings, must_exist=True)
-
-
-def settings_from_env() -> Settings:
-    """Return the guard's settings from `TRADEGUARD_<FIELD>` variables; ConfigError if one is bad."""
-    from tradeguard.config import Settings
-    from tradeguard.run.settings import check_finite
-
-    return check_finite(Settings.from_env())
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -123,10 +123,11 @@ def reconcile(
     per symbol whose check is put off because its ledger moved too recently: action "put_off",
     and in JSON also ledger_qty, broker_qty and until (UTC, ISO 8601; run again after it).
     """
-    from tradeguard.cli.common import make_broker, open_existing_store, settings_from_env
+    from tradeguard.cli.common import make_broker, open_existing_store
+    from tradeguard.config import Settings
     from tradeguard.reconcile.runner import Reconciler
 
-    settings = settings_from_env()
+    settings = Settings.from_env()
     broker = make_broker(BrokerChoice(paper_url, paper_state, live), settings)  # nothing opened yet
     with open_existing_store(store_url, settings) as store:
         report = Reconciler(broker, store, settings=settings).run(

@@ -95,11 +95,11 @@ def serve(
             f"the claim service needs the service extra ({exc.name} is missing): "
             'pip install "tradeguard[service]"'
         ) from exc
-    from tradeguard.cli.common import settings_from_env
+    from tradeguard.config import Settings
     from tradeguard.store import ClaimStore
     from tradeguard.store.engine import describe, parse_url
 
-    settings = settings_from_env()
+    settings = Settings.from_env()
     check_port_free(host, port)  # first: a taken port leaves no new store file behind
     created = missing_sqlite_file(store_url)
     ClaimStore(store_url, settings=settings).close()  # a bad URL or an unusable store: one line, now

@@ -22,7 +22,6 @@ they are read at the command's edge and never printed.
 from __future__ import annotations
 
 import enum
-import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -38,7 +37,6 @@ __all__ = [
     "RunSettings",
     "SettingSource",
     "ViewKind",
-    "check_finite",
     "describe",
     "resolve_settings",
 ]
@@ -178,6 +176,8 @@ def _guard(
         guard = Settings(**from_file)
     except TypeError as exc:
         raise ConfigError(f"{path} [guard]: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (file {path})") from None
     for name in from_file:
         sources[f"guard.{name}"] = f"file {path}"
     from_env = Settings.from_env(env)
@@ -190,21 +190,6 @@ def _guard(
         if key.startswith("guard."):
             guard = guard.with_changes(**{key.removeprefix("guard."): value})
             sources[key] = f"flag --{key.removeprefix('guard.').replace('_', '-')}"
-    return check_finite(guard, sources)
-
-
-def check_finite(guard: Settings, sources: Mapping[str, SettingSource] | None = None) -> Settings:
-    """Return `guard`, or raise ConfigError for a time or count that is NaN or infinite.
-
-    `Settings` refuses negative values only; ``nan`` and ``inf`` (which `float()` reads from a
-    variable or a file) passed and failed later with a traceback (a lease of `inf` seconds is no
-    timedelta) or silently (a reconcile interval of `nan` is never due).
-    """
-    for name in _GUARD_FIELDS:
-        value = getattr(guard, name)
-        if isinstance(value, float) and not math.isfinite(value):
-            source = (sources or {}).get(f"guard.{name}") or f"env TRADEGUARD_{name.upper()}"
-            raise ConfigError(f"setting {name} must be a finite number, got {value!r} ({source})")
     return guard
 
 
