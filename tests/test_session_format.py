@@ -64,6 +64,22 @@ def test_written_events_read_back_equal(tmp_path: Path) -> None:
         assert [e for _, e in session] == events
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_session_file_that_opens_but_cannot_be_written_is_closed_before_the_error() -> None:
+    # A full disk: the header's write fails inside the constructor, so no caller ever holds
+    # the writer to close it; the open file was left to the garbage collector (a warning).
+    import gc
+    import warnings
+
+    header = SessionHeader.model_validate(HEADER)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(OSError, match="No space left"):
+            SessionWriter("/dev/full", header, flush_each=True)
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
 def test_qty_may_be_a_string_or_a_number_and_blank_lines_carry_nothing(tmp_path: Path) -> None:
     path = write_lines(tmp_path, HEADER, "", ATTEMPT, {**ATTEMPT, "attempt": 2, "qty": "6"})
     first, second = read_all(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import IO, Any
 
@@ -34,7 +35,15 @@ class SessionWriter:
         self._flush_each = flush_each
         self.header = header
         self.lines = 0
-        self.write(header)
+        try:
+            self.write(header)
+        except BaseException:
+            # A file that opens but cannot be written (a full disk, /proc/version, EIO): the
+            # caller never gets this writer to close, so the file is closed here.
+            if self._owned:
+                with contextlib.suppress(OSError):
+                    self._file.close()
+            raise
 
     def write(self, event: Any) -> None:
         """Write one event (or the header) as one line."""
