@@ -191,6 +191,28 @@ def test_commands_that_read_a_store_never_create_one(
     assert not Path(f"{missing}-wal").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["audit"],
+        ["claims", "list"],
+        ["db", "export", "--what", "claims"],
+        ["db", "upgrade"],
+        ["settle", "--agent-id", "bot", "--symbol", "TQQQ", "--qty", "6", "--reason", "r"],
+    ],
+    ids=["audit", "claims list", "db export", "db upgrade", "settle"],
+)
+def test_store_commands_take_the_settings_variables_too(
+    argv: list[str], audited_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Audit 20: the README says every command takes TRADEGUARD_<FIELD> settings, yet the
+    # commands that only read or migrate a store opened it with the defaults (a busy timeout
+    # set for a crowded store was ignored); a bad one went unnoticed.
+    monkeypatch.setenv("TRADEGUARD_SQLITE_BUSY_TIMEOUT_MS", "soon")
+    line = one_error_line([*argv, "--store", audited_url], capsys)
+    assert line == "tradeguard: error: TRADEGUARD_SQLITE_BUSY_TIMEOUT_MS='soon' is not a valid int"
+
+
 def test_a_sqlite_file_without_the_schema_is_not_taken_for_a_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

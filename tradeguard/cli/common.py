@@ -172,13 +172,18 @@ def require_store(url: str) -> None:
 def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStore:
     """Open the store at `url` for a command that reads or corrects it; never create one.
 
+    `settings` None: from `TRADEGUARD_<FIELD>` variables, as every command takes them (the
+    store's own, say `TRADEGUARD_SQLITE_BUSY_TIMEOUT_MS`, matter to a read too).
+
     Raises:
         StoreError: No such store (named), or it cannot be opened.
+        ConfigError: A `TRADEGUARD_<FIELD>` variable is bad.
     """
+    from tradeguard.config import Settings
     from tradeguard.store import ClaimStore
 
     require_store(url)
-    return ClaimStore(url, settings=settings, must_exist=True)
+    return ClaimStore(url, settings=settings or Settings.from_env(), must_exist=True)
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -52,13 +52,15 @@ def upgrade(store_url: str) -> int:
     import os
 
     from tradeguard.cli.common import schema_revision, sqlite_file
+    from tradeguard.config import Settings
     from tradeguard.store import ClaimStore
     from tradeguard.store.engine import describe, parse_url
     from tradeguard.store.schema import SCHEMA_HEAD
 
     path = sqlite_file(store_url)
     before = schema_revision(store_url) if path is None or os.path.isfile(path) else None
-    ClaimStore(store_url).close()  # opening migrates (and refuses a schema newer than this tradeguard)
+    settings = Settings.from_env()  # before anything is created: a bad variable changes nothing
+    ClaimStore(store_url, settings=settings).close()  # opening migrates (and refuses a schema newer than this tradeguard)
     was = "a new store" if before is None else f"was {before}"
     print(f"{describe(parse_url(store_url))}: schema at head {SCHEMA_HEAD} ({was})")
     return 0
