@@ -28,10 +28,9 @@ from tradeguard.domain import (
     OrderStatus,
     OrderType,
     ReplaceRequest,
-    Side,
     TimeInForce,
 )
-from tradeguard.paper.accept import check_buying_power, check_client_id
+from tradeguard.paper.accept import check_buying_power, check_client_id, opening_cost
 from tradeguard.paper.matching import follow_trail
 from tradeguard.paper.orders import PaperOrder
 from tradeguard.paper.rules import (
@@ -175,8 +174,8 @@ def _check_account(
     )
     if old.order_class is OrderClass.SIMPLE and old.order_type is not OrderType.TRAILING_STOP:
         check_wash_trade(state, old.side, old.symbol, limit, ignore=frozenset({old.id}))
-    if old.side is Side.BUY and not closing:
-        check_buying_power(venue, left * (limit or stop or price or Decimal(0)), excluding=old.id)
+    if not closing:  # a buy or a short sale opening a position: checked as a new one is
+        check_buying_power(venue, opening_cost(old.side, left, limit, stop, price), excluding=old.id)
 
 
 def _swap(
