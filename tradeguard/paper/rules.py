@@ -26,6 +26,7 @@ __all__ = [
     "check_extended_hours",
     "check_fractional",
     "check_limit_price",
+    "check_opposite_open",
     "check_position",
     "check_price",
     "check_stop_against_market",
@@ -325,7 +326,26 @@ def check_position(
         # which only the Broker API offers): refused the same way (audit 14b M4).
         if not asset.shortable or not asset.easy_to_borrow:
             raise unprocessable(f'asset "{symbol}" cannot be sold short', 42210000)
+    if held == 0 and symbol in state.open_by_symbol:
+        check_opposite_open(state, request.side, symbol, excluding)
     return closing
+
+
+def check_opposite_open(state: PaperState, side: Side, symbol: str, excluding: str | None = None) -> None:
+    """Refuse an opening order while the account is flat and an order on the other side is open.
+
+    Alpaca never lets an account be long and short one symbol at once, so it blocks "conflicting
+    orders" (its staff, Alpaca-API issue #82): seen, 403 40310000 "cannot open a long buy while a
+    short sell order is open" and "cannot open a short sell while a long buy order is open",
+    whether the orders could cross or not, a trailing stop included. Legs waiting for their
+    entry are not at the venue and do not count; `excluding` names the order being replaced.
+    """
+    for other in state.open_orders(symbol):
+        if other.side is side or other.id == excluding or state.dormant(other):
+            continue
+        if side is Side.BUY:
+            raise rejection(403, 40310000, "cannot open a long buy while a short sell order is open")
+        raise rejection(403, 40310000, "cannot open a short sell while a long buy order is open")
 
 
 def _resting_price(order: PaperOrder) -> Decimal | None:
