@@ -134,6 +134,10 @@ def test_open_sell_orders_hold_shares_out_of_qty_available() -> None:
     error = rejected(broker, side="sell", qty=7, client_order_id="exit")
     assert error.body["held_for_orders"] == "4"
     assert error.body["available"] == "6"
+    # Alpaca's body names the orders holding the shares (seen: "related_orders": [ids]). Audit 19.
+    holder = broker.get_order_by_client_id("tp")
+    assert holder is not None and error.body["related_orders"] == [holder.id]
+    assert list(error.body) == sorted(error.body)  # Alpaca's key order
     with pytest.raises(OrderRejected, match=r"requested: 10, available: 6"):
         broker.close_position("TQQQ")
 

@@ -309,6 +309,14 @@ def check_position(
                 message = f"insufficient balance for {symbol.partition('/')[0]} {amounts}"
             else:
                 message = f"insufficient qty available for order {amounts}"
+            # Seen in Alpaca's body: "related_orders", the ids of the open orders holding the
+            # shares; left out when none does (assumed: Alpaca's Go encoder omits empty lists).
+            related = [
+                o.id
+                for o in state.open_orders(symbol)
+                if o.side is request.side and o.id != excluding and not state.dormant(o)
+            ]
+            extra: dict[str, str | list[str]] = {"related_orders": related} if related else {}
             raise rejection(
                 403,
                 40310000,
@@ -317,6 +325,7 @@ def check_position(
                 existing_qty=fmt(abs(held)) or "0",
                 held_for_orders=fmt(in_flight) or "0",
                 symbol=symbol,
+                **extra,
             )
     elif request.side is Side.SELL:
         if not allow_short:
