@@ -16,6 +16,7 @@ from tradeguard.paper.rules import (
     MAX_AMOUNT,
     QTY_STEP,
     check_asset,
+    check_auction_order,
     check_crypto_cost,
     check_crypto_order,
     check_extended_hours,
@@ -159,6 +160,7 @@ def _accept_any(venue: Venue, request: OrderRequest) -> PaperOrder:
     if crypto:
         check_crypto_order(request)
     check_type_fields(request, crypto=crypto)
+    check_auction_order(request)
     if request.extended_hours:
         check_extended_hours(request)
     price = venue.price(symbol)

@@ -36,6 +36,7 @@ from tradeguard.paper.orders import PaperOrder
 from tradeguard.paper.rules import (
     CRYPTO_TIFS,
     QTY_STEP,
+    check_auction_order,
     check_position,
     check_price,
     check_stop_against_market,
@@ -80,6 +81,9 @@ def replace_order(venue: Venue, old: PaperOrder, request: ReplaceRequest) -> Pap
     tif = request.time_in_force or old.time_in_force
     if crypto and tif not in CRYPTO_TIFS:
         raise unprocessable("invalid crypto time_in_force", 42210000)
+    if tif is not old.time_in_force:
+        kind = old.order_type
+        check_auction_order(OrderRequest(old.symbol, old.side, "", order_type=kind, time_in_force=tif))
     if tif not in _DAY_OR_GTC and (
         old.order_class is not OrderClass.SIMPLE or old.order_type is OrderType.TRAILING_STOP
     ):

@@ -21,6 +21,7 @@ __all__ = [
     "MAX_AMOUNT",
     "QTY_STEP",
     "check_asset",
+    "check_auction_order",
     "check_crypto_cost",
     "check_crypto_order",
     "check_extended_hours",
@@ -179,6 +180,21 @@ def check_type_fields(request: OrderRequest, *, crypto: bool = False) -> None:
         check_price(request.trail_price, "trail_price")
     if request.time_in_force not in _DAY_OR_GTC:  # Alpaca: trailing stops take day or gtc only
         raise unprocessable("trailing stop orders must be DAY or GTC orders", 42210000)
+
+
+_AUCTIONS = frozenset({TimeInForce.OPG, TimeInForce.CLS})
+_AUCTION_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
+
+
+def check_auction_order(request: OrderRequest) -> None:
+    """Refuse an opg or cls order that is not a market or limit order.
+
+    Alpaca's orders page: opg and cls go "with a market/limit order type" (market/limit on open,
+    market/limit on close, the auctions' order types). The refusal's wording is assumed.
+    """
+    if request.time_in_force in _AUCTIONS and request.order_type not in _AUCTION_TYPES:
+        tif = request.time_in_force.value
+        raise unprocessable(f"{tif} orders must be market or limit orders", 42210000)
 
 
 def check_extended_hours(request: OrderRequest) -> None:
