@@ -314,6 +314,11 @@ def test_list_orders_filters_like_alpaca() -> None:
     after = start + timedelta(seconds=90)
     until = start + timedelta(seconds=150)
     assert [o.client_order_id for o in broker.list_orders(status="all", after=after, until=until)] == ["o1"]
+    # Alpaca: "after" and "until" are both exclusive (audit 19: until was inclusive).
+    first = broker.get_order_by_client_id("o0")
+    assert first is not None and first.created_at is not None
+    on_the_dot = broker.list_orders(status="all", direction="asc", until=first.created_at)
+    assert on_the_dot == []
     with pytest.raises(OrderRejected):
         broker.list_orders(status="weird")
 

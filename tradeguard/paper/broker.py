@@ -231,7 +231,7 @@ class PaperBroker:
                 for o in state.listed(status, nested=nested)
                 if (wanted is None or o.symbol in wanted)
                 and (after is None or o.created_at > after)
-                and (until is None or o.created_at <= until)
+                and (until is None or o.created_at < until)  # both bounds exclusive, as Alpaca's
                 and (side is None or o.side is side)
             ]
             if direction != "asc":
