@@ -293,7 +293,25 @@ def test_close_position_by_qty_or_percentage() -> None:
     broker = PaperBroker()
     broker.submit_order(make_request(qty=10, client_order_id="b"))
     assert broker.close_position("TQQQ", qty=Decimal(3)).qty == 3
-    assert broker.close_position("TQQQ", percentage=Decimal(50)).qty == Decimal("3.5")
+    # Alpaca "would only sell fractional if position is originally fractional": 50% of 7 whole
+    # shares is 3 (audit 19: the paper account sold 3.5, a fractional order Alpaca never sends).
+    assert broker.close_position("TQQQ", percentage=Decimal(50)).qty == 3
+    assert broker.position_qty("TQQQ") == 4
+
+
+def test_a_percentage_of_a_fractional_position_closes_fractional_shares() -> None:
+    broker = PaperBroker()
+    broker.submit_order(make_request(qty=Decimal("2.5"), client_order_id="b"))
+    assert broker.close_position("TQQQ", percentage=Decimal(50)).qty == Decimal("1.25")
+
+
+def test_close_position_takes_qty_or_percentage_not_both() -> None:
+    broker = PaperBroker()
+    broker.submit_order(make_request(qty=10, client_order_id="b"))
+    with pytest.raises(OrderRejected) as refused:
+        broker.close_position("TQQQ", qty=Decimal(1), percentage=Decimal(10))
+    assert refused.value.status_code == 422
+    assert broker.position_qty("TQQQ") == 10
 
 
 def test_list_orders_filters_like_alpaca() -> None:
