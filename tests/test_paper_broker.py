@@ -134,6 +134,10 @@ def test_open_sell_orders_hold_shares_out_of_qty_available() -> None:
     error = rejected(broker, side="sell", qty=7, client_order_id="exit")
     assert error.body["held_for_orders"] == "4"
     assert error.body["available"] == "6"
+    # Alpaca's body names the orders holding the shares (seen: "related_orders": [ids]). Audit 19.
+    holder = broker.get_order_by_client_id("tp")
+    assert holder is not None and error.body["related_orders"] == [holder.id]
+    assert list(error.body) == sorted(error.body)  # Alpaca's key order
     with pytest.raises(OrderRejected, match=r"requested: 10, available: 6"):
         broker.close_position("TQQQ")
 
@@ -289,7 +293,25 @@ def test_close_position_by_qty_or_percentage() -> None:
     broker = PaperBroker()
     broker.submit_order(make_request(qty=10, client_order_id="b"))
     assert broker.close_position("TQQQ", qty=Decimal(3)).qty == 3
-    assert broker.close_position("TQQQ", percentage=Decimal(50)).qty == Decimal("3.5")
+    # Alpaca "would only sell fractional if position is originally fractional": 50% of 7 whole
+    # shares is 3 (audit 19: the paper account sold 3.5, a fractional order Alpaca never sends).
+    assert broker.close_position("TQQQ", percentage=Decimal(50)).qty == 3
+    assert broker.position_qty("TQQQ") == 4
+
+
+def test_a_percentage_of_a_fractional_position_closes_fractional_shares() -> None:
+    broker = PaperBroker()
+    broker.submit_order(make_request(qty=Decimal("2.5"), client_order_id="b"))
+    assert broker.close_position("TQQQ", percentage=Decimal(50)).qty == Decimal("1.25")
+
+
+def test_close_position_takes_qty_or_percentage_not_both() -> None:
+    broker = PaperBroker()
+    broker.submit_order(make_request(qty=10, client_order_id="b"))
+    with pytest.raises(OrderRejected) as refused:
+        broker.close_position("TQQQ", qty=Decimal(1), percentage=Decimal(10))
+    assert refused.value.status_code == 422
+    assert broker.position_qty("TQQQ") == 10
 
 
 def test_list_orders_filters_like_alpaca() -> None:
@@ -310,6 +332,11 @@ def test_list_orders_filters_like_alpaca() -> None:
     after = start + timedelta(seconds=90)
     until = start + timedelta(seconds=150)
     assert [o.client_order_id for o in broker.list_orders(status="all", after=after, until=until)] == ["o1"]
+    # Alpaca: "after" and "until" are both exclusive (audit 19: until was inclusive).
+    first = broker.get_order_by_client_id("o0")
+    assert first is not None and first.created_at is not None
+    on_the_dot = broker.list_orders(status="all", direction="asc", until=first.created_at)
+    assert on_the_dot == []
     with pytest.raises(OrderRejected):
         broker.list_orders(status="weird")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tradeguard.domain import OrderStatus, OrderType, Side, TimeInForce
+from tradeguard.domain import OrderRequest, OrderStatus, OrderType, ReplaceRequest, Side, TimeInForce
 from tradeguard.errors import OrderRejected
 from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import FixedPrices
@@ -213,3 +213,32 @@ def test_a_price_the_order_type_does_not_take_is_refused(
     fields = {name: Decimal(value) for name, value in prices.items()}
     request = make_request("SPY", client_order_id="o", order_type=order_type, **fields)
     assert refusal(long_spy(), request)[:3] == (422, 42210000, message)
+
+
+# Audit 19: opg and cls are the auctions' times in force, for market and limit orders only
+# (Alpaca's orders page); the paper account took a stop or a stop-limit "on open".
+@pytest.mark.parametrize("tif", [TimeInForce.OPG, TimeInForce.CLS])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"order_type": OrderType.STOP, "stop_price": Decimal("110")},
+        {"order_type": OrderType.STOP_LIMIT, "stop_price": Decimal("110"), "limit_price": Decimal("111")},
+    ],
+)
+def test_an_auction_order_must_be_market_or_limit(tif: TimeInForce, extra: dict[str, Any]) -> None:
+    broker = PaperBroker(prices=FixedPrices({"SPY": "100"}))
+    request = OrderRequest("SPY", Side.BUY, "auction", qty=Decimal(1), time_in_force=tif, **extra)
+    with pytest.raises(OrderRejected) as refused:
+        broker.submit_order(request)
+    message = f"{tif} orders must be market or limit orders"
+    assert (refused.value.status_code, refused.value.message) == (422, message)
+    assert broker.orders() == []
+
+
+def test_a_stop_cannot_be_replaced_into_an_auction_order() -> None:
+    broker = PaperBroker(prices=FixedPrices({"SPY": "100"}))
+    kind = OrderType.STOP
+    stop = OrderRequest("SPY", Side.BUY, "s", qty=Decimal(1), order_type=kind, stop_price=Decimal(110))
+    placed = broker.submit_order(stop)
+    with pytest.raises(OrderRejected, match="opg orders must be market or limit orders"):
+        broker.replace_order(placed.id, ReplaceRequest(time_in_force=TimeInForce.OPG))

@@ -303,3 +303,15 @@ def test_the_account_survives_a_server_restart(tmp_path: Path) -> None:
 def test_the_server_listens_on_loopback_by_default() -> None:
     with PaperServer(PaperBroker()) as running:
         assert running.url.startswith("http://127.0.0.1:")
+
+
+def test_a_percentage_close_of_whole_shares_sells_whole_shares(
+    server: PaperServer, client: TradingClient
+) -> None:
+    # Alpaca: a percentage "would only sell fractional if position is originally fractional".
+    client.submit_order(market(OrderSide.BUY, 7))
+    half = client.close_position("TQQQ", ClosePositionRequest(percentage="50"))
+    assert not isinstance(half, dict) and half.qty == "3"
+    assert client.get_open_position("TQQQ").qty == "4"
+    both = requests.delete(f"{server.url}/v2/positions/TQQQ?qty=1&percentage=10", headers=AUTH, timeout=10)
+    assert both.status_code == 422  # "Cannot work with qty": refused, never one of the two taken

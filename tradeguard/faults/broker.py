@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from tradeguard.broker.alpaca.errors_map import reject_kind
+from tradeguard.broker.alpaca.errors_map import classify_response, reject_kind
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderClass, OrderRequest, ReplaceRequest
 from tradeguard.errors import BrokerError, BrokerUnavailable, OrderRejected, OutcomeUnknown
@@ -27,7 +27,14 @@ T = TypeVar("T")
 _NO_DEFAULT: Any = object()  # "this call has no not-found answer" (None is a real answer)
 
 
-def _fault_error(fault: Fault, kind: type[BrokerError], what: str) -> BrokerError:
+def _fault_error(fault: Fault, what: str) -> BrokerError:
+    """Return the error `AlpacaBroker` raises for the fault's answer (`classify_response`).
+
+    The same status and body must mean the same to the guard in process as over HTTP: a 4xx
+    is a definite refusal (even after an `accept_then_error` placed the order, as the adapter
+    reads it), 401 and 429 were never processed, 408 and 5xx are ambiguous, and Alpaca's
+    duplicate client_order_id says the order exists.
+    """
     body = fault.effective_body
     status = fault.effective_status
     if isinstance(body, Mapping):
@@ -35,12 +42,16 @@ def _fault_error(fault: Fault, kind: type[BrokerError], what: str) -> BrokerErro
         message = str(body.get("message") or f"HTTP {status} from {what}")
         details: dict[str, Any] = {"status_code": status, "code": code if isinstance(code, int) else None}
         details["body"] = body
+        words = message
     else:
+        text = body if isinstance(body, str) else str(body)
         message = f"HTTP {status} from {what} (fault plan)"
-        details = {"status_code": status, "body": {"raw": body if isinstance(body, str) else str(body)}}
+        details = {"status_code": status, "body": {"raw": text}}
+        words = text.strip()[:200] or "empty body"  # what the adapter classifies a non-JSON body by
+    kind = classify_response(status, words)
     if kind is OrderRejected:
         # Fault plans speak Alpaca's answers; the refusal carries their broker-neutral kind.
-        return OrderRejected(message, kind=reject_kind(status, message), **details)
+        return OrderRejected(message, kind=reject_kind(status, words), **details)
     return kind(message, **details)
 
 
@@ -53,9 +64,13 @@ class FaultyBroker:
     reads. Actions map to the port's errors:
 
     - accept_then_timeout: the call runs, the clock sleeps `delay_secs`, then OutcomeUnknown.
-    - accept_then_error: the call runs, then OutcomeUnknown with the fault's status and body.
-    - reject: OrderRejected, nothing runs; a 404 on a lookup reads as "not found" (None).
-    - error, drop: OutcomeUnknown, nothing runs.
+    - accept_then_error: the call runs, then the error `AlpacaBroker` raises for the fault's
+      status and body (`errors_map.classify_response`): OutcomeUnknown for 5xx and 408, and
+      for 4xx OrderRejected although the order stands (the adapter cannot know better).
+    - reject, error: nothing runs; the error `AlpacaBroker` raises for the status and body
+      (a 4xx is OrderRejected, but 401 and 429 are BrokerUnavailable, 408 and Alpaca's
+      duplicate client_order_id OutcomeUnknown); a 404 on a lookup reads as "not found" (None).
+    - drop: OutcomeUnknown, nothing runs.
     - rate_limit: BrokerUnavailable(429), nothing runs: Alpaca refuses before processing, and
       the adapter's retry is off, as `AlpacaBroker` maps it (`errors_map.classify_response`).
     - delay: the clock sleeps `delay_secs`, then the call runs normally.
@@ -183,14 +198,14 @@ class FaultyBroker:
                 delay = fault.effective_delay_secs
                 self._clock.sleep(delay)
                 raise OutcomeUnknown(f"{what}: no response within {delay:g} s (fault plan)")
-            raise _fault_error(fault, OutcomeUnknown, what)
+            raise _fault_error(fault, what)
         if action is FaultAction.REJECT:
             if fault.effective_status == 404 and not_found is not _NO_DEFAULT:
                 return not_found  # a lookup miss, as the adapter reads Alpaca's 404
-            raise _fault_error(fault, OrderRejected, what)
+            raise _fault_error(fault, what)
         if action is FaultAction.RATE_LIMIT:
             text = "rate limit exceeded"
             raise BrokerUnavailable(text, status_code=429, body={"raw": text})
         if action is FaultAction.DROP:
             raise OutcomeUnknown(f"{what}: connection closed before an answer (fault plan)")
-        raise _fault_error(fault, OutcomeUnknown, what)
+        raise _fault_error(fault, what)

@@ -16,6 +16,7 @@ from tradeguard.paper.rules import (
     MAX_AMOUNT,
     QTY_STEP,
     check_asset,
+    check_auction_order,
     check_crypto_cost,
     check_crypto_order,
     check_extended_hours,
@@ -29,9 +30,16 @@ from tradeguard.paper.rules import (
     rejection,
     unprocessable,
 )
-from tradeguard.paper.venue import Venue
+from tradeguard.paper.venue import Venue, short_sale_price
 
-__all__ = ["MAX_CLIENT_ID_LEN", "accept", "check_buying_power", "check_client_id", "venue_symbol"]
+__all__ = [
+    "MAX_CLIENT_ID_LEN",
+    "accept",
+    "check_buying_power",
+    "check_client_id",
+    "opening_cost",
+    "venue_symbol",
+]
 
 MAX_CLIENT_ID_LEN = 128
 _STOPS = frozenset({OrderType.STOP, OrderType.STOP_LIMIT})
@@ -101,6 +109,22 @@ def check_buying_power(venue: Venue, cost: Decimal, excluding: str | None = None
         )
 
 
+def opening_cost(
+    side: Side, qty: Decimal, limit: Decimal | None, stop: Decimal | None, price: Decimal | None
+) -> Decimal:
+    """Return the value Alpaca checks an opening order of `qty` against the buying power.
+
+    A buy at its limit (else its stop, else the market); a short sale at the larger of its
+    limit and 3% above the market (`venue.short_sale_price`), at its limit or stop when the
+    venue has no price.
+    """
+    if side is Side.BUY:
+        return qty * (limit or stop or price or _ZERO)
+    if price is None:
+        return qty * (limit or stop or _ZERO)
+    return qty * short_sale_price(limit, price)
+
+
 def accept(venue: Venue, request: OrderRequest) -> PaperOrder:
     """Validate `request` as Alpaca does; record and return the new open order (legs included).
 
@@ -136,6 +160,7 @@ def _accept_any(venue: Venue, request: OrderRequest) -> PaperOrder:
     if crypto:
         check_crypto_order(request)
     check_type_fields(request, crypto=crypto)
+    check_auction_order(request)
     if request.extended_hours:
         check_extended_hours(request)
     price = venue.price(symbol)
@@ -171,7 +196,7 @@ def _accept_any(venue: Venue, request: OrderRequest) -> PaperOrder:
     ):
         check_wash_trade(state, side, symbol, limit)
     if not closing:  # a long or a short opened: "a buying power check to both" (Alpaca's docs)
-        check_buying_power(venue, qty * (limit or request.stop_price or price or _ZERO))
+        check_buying_power(venue, opening_cost(side, qty, limit, request.stop_price, price))
     order = _order(venue, request, symbol=symbol, client_id=client_id, qty=qty, limit=limit)
     legs = () if order_class is OrderClass.SIMPLE else make_legs(order, request)
     if kind is OrderType.TRAILING_STOP and price is not None:
@@ -219,7 +244,7 @@ def _accept_plain_market(venue: Venue, request: OrderRequest) -> PaperOrder:
     if symbol in state.open_by_symbol:  # no stop to check; a market order has no limit
         check_wash_trade(state, side, symbol, None)
     if not closing:  # opening a long or a short
-        check_buying_power(venue, qty * (price or _ZERO))
+        check_buying_power(venue, opening_cost(side, qty, None, None, price))
     now = venue.clock.now()
     # `_order`'s fields for this request (no limit, stop or trail; a simple class by default).
     order = PaperOrder(

@@ -231,7 +231,7 @@ class PaperBroker:
                 for o in state.listed(status, nested=nested)
                 if (wanted is None or o.symbol in wanted)
                 and (after is None or o.created_at > after)
-                and (until is None or o.created_at <= until)
+                and (until is None or o.created_at < until)  # both bounds exclusive, as Alpaca's
                 and (side is None or o.side is side)
             ]
             if direction != "asc":
@@ -318,12 +318,17 @@ class PaperBroker:
             if held == 0:
                 raise rejection(404, 40410000, "position does not exist")
             amount = abs(held)
+            if qty is not None and percentage is not None:  # wording assumed
+                raise unprocessable("only one of qty or percentage is accepted")
             if qty is not None:
                 amount = qty
             elif percentage is not None:
                 if not 0 < percentage <= 100:
                     raise unprocessable("percentage must be between 0 and 100")
-                amount = (abs(held) * percentage / 100).quantize(QTY_STEP, ROUND_DOWN)
+                # Alpaca "would only sell fractional if position is originally fractional": a
+                # percentage of a whole-share position closes whole shares (rounded down).
+                step = QTY_STEP if amount != amount.to_integral_value() else Decimal(1)
+                amount = (amount * percentage / 100).quantize(step, ROUND_DOWN)
             closing = PositionIntent.SELL_TO_CLOSE if held > 0 else PositionIntent.BUY_TO_CLOSE
             side = Side.SELL if held > 0 else Side.BUY
             asset = self._venue.asset(symbol)

@@ -14,7 +14,7 @@ from tradeguard.errors import OrderRejected
 __all__ = ["rejection", "unprocessable"]
 
 
-def rejection(status: int, code: int, message: str, **extra: str) -> OrderRejected:
+def rejection(status: int, code: int, message: str, **extra: str | list[str]) -> OrderRejected:
     """Build the `OrderRejected` that Alpaca's answer maps to, with Alpaca's body.
 
     Alpaca's server sorts the keys of bodies with extra fields (Go maps), so this does too.
@@ -25,6 +25,6 @@ def rejection(status: int, code: int, message: str, **extra: str) -> OrderReject
     return OrderRejected(message, kind=reject_kind(status, message), status_code=status, code=code, body=body)
 
 
-def unprocessable(message: str, code: int = 40010001, **extra: str) -> OrderRejected:
+def unprocessable(message: str, code: int = 40010001, **extra: str | list[str]) -> OrderRejected:
     """Return Alpaca's 422 refusal with `message`."""
     return rejection(422, code, message, **extra)

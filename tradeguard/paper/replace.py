@@ -28,15 +28,15 @@ from tradeguard.domain import (
     OrderStatus,
     OrderType,
     ReplaceRequest,
-    Side,
     TimeInForce,
 )
-from tradeguard.paper.accept import check_buying_power, check_client_id
+from tradeguard.paper.accept import check_buying_power, check_client_id, opening_cost
 from tradeguard.paper.matching import follow_trail
 from tradeguard.paper.orders import PaperOrder
 from tradeguard.paper.rules import (
     CRYPTO_TIFS,
     QTY_STEP,
+    check_auction_order,
     check_position,
     check_price,
     check_stop_against_market,
@@ -81,6 +81,9 @@ def replace_order(venue: Venue, old: PaperOrder, request: ReplaceRequest) -> Pap
     tif = request.time_in_force or old.time_in_force
     if crypto and tif not in CRYPTO_TIFS:
         raise unprocessable("invalid crypto time_in_force", 42210000)
+    if tif is not old.time_in_force:
+        kind = old.order_type
+        check_auction_order(OrderRequest(old.symbol, old.side, "", order_type=kind, time_in_force=tif))
     if tif not in _DAY_OR_GTC and (
         old.order_class is not OrderClass.SIMPLE or old.order_type is OrderType.TRAILING_STOP
     ):
@@ -175,8 +178,8 @@ def _check_account(
     )
     if old.order_class is OrderClass.SIMPLE and old.order_type is not OrderType.TRAILING_STOP:
         check_wash_trade(state, old.side, old.symbol, limit, ignore=frozenset({old.id}))
-    if old.side is Side.BUY and not closing:
-        check_buying_power(venue, left * (limit or stop or price or Decimal(0)), excluding=old.id)
+    if not closing:  # a buy or a short sale opening a position: checked as a new one is
+        check_buying_power(venue, opening_cost(old.side, left, limit, stop, price), excluding=old.id)
 
 
 def _swap(

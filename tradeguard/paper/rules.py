@@ -21,11 +21,13 @@ __all__ = [
     "MAX_AMOUNT",
     "QTY_STEP",
     "check_asset",
+    "check_auction_order",
     "check_crypto_cost",
     "check_crypto_order",
     "check_extended_hours",
     "check_fractional",
     "check_limit_price",
+    "check_opposite_open",
     "check_position",
     "check_price",
     "check_stop_against_market",
@@ -180,6 +182,21 @@ def check_type_fields(request: OrderRequest, *, crypto: bool = False) -> None:
         raise unprocessable("trailing stop orders must be DAY or GTC orders", 42210000)
 
 
+_AUCTIONS = frozenset({TimeInForce.OPG, TimeInForce.CLS})
+_AUCTION_TYPES = frozenset({OrderType.MARKET, OrderType.LIMIT})
+
+
+def check_auction_order(request: OrderRequest) -> None:
+    """Refuse an opg or cls order that is not a market or limit order.
+
+    Alpaca's orders page: opg and cls go "with a market/limit order type" (market/limit on open,
+    market/limit on close, the auctions' order types). The refusal's wording is assumed.
+    """
+    if request.time_in_force in _AUCTIONS and request.order_type not in _AUCTION_TYPES:
+        tif = request.time_in_force.value
+        raise unprocessable(f"{tif} orders must be market or limit orders", 42210000)
+
+
 def check_extended_hours(request: OrderRequest) -> None:
     """Refuse extended hours on anything but a simple day/gtc limit order (message seen)."""
     if not request.extended_hours:
@@ -308,6 +325,14 @@ def check_position(
                 message = f"insufficient balance for {symbol.partition('/')[0]} {amounts}"
             else:
                 message = f"insufficient qty available for order {amounts}"
+            # Seen in Alpaca's body: "related_orders", the ids of the open orders holding the
+            # shares; left out when none does (assumed: Alpaca's Go encoder omits empty lists).
+            related = [
+                o.id
+                for o in state.open_orders(symbol)
+                if o.side is request.side and o.id != excluding and not state.dormant(o)
+            ]
+            extra: dict[str, str | list[str]] = {"related_orders": related} if related else {}
             raise rejection(
                 403,
                 40310000,
@@ -316,6 +341,7 @@ def check_position(
                 existing_qty=fmt(abs(held)) or "0",
                 held_for_orders=fmt(in_flight) or "0",
                 symbol=symbol,
+                **extra,
             )
     elif request.side is Side.SELL:
         if not allow_short:
@@ -325,7 +351,26 @@ def check_position(
         # which only the Broker API offers): refused the same way (audit 14b M4).
         if not asset.shortable or not asset.easy_to_borrow:
             raise unprocessable(f'asset "{symbol}" cannot be sold short', 42210000)
+    if held == 0 and symbol in state.open_by_symbol:
+        check_opposite_open(state, request.side, symbol, excluding)
     return closing
+
+
+def check_opposite_open(state: PaperState, side: Side, symbol: str, excluding: str | None = None) -> None:
+    """Refuse an opening order while the account is flat and an order on the other side is open.
+
+    Alpaca never lets an account be long and short one symbol at once, so it blocks "conflicting
+    orders" (its staff, Alpaca-API issue #82): seen, 403 40310000 "cannot open a long buy while a
+    short sell order is open" and "cannot open a short sell while a long buy order is open",
+    whether the orders could cross or not, a trailing stop included. Legs waiting for their
+    entry are not at the venue and do not count; `excluding` names the order being replaced.
+    """
+    for other in state.open_orders(symbol):
+        if other.side is side or other.id == excluding or state.dormant(other):
+            continue
+        if side is Side.BUY:
+            raise rejection(403, 40310000, "cannot open a long buy while a short sell order is open")
+        raise rejection(403, 40310000, "cannot open a short sell while a long buy order is open")
 
 
 def _resting_price(order: PaperOrder) -> Decimal | None:

@@ -16,7 +16,7 @@ from tradeguard.paper.assets import Asset, AssetBook, priced_asset
 from tradeguard.paper.prices import DEFAULT_PRICE, PriceSource, named_symbols
 from tradeguard.paper.state import PaperState
 
-__all__ = ["Venue"]
+__all__ = ["SHORT_SALE_MARKUP", "Venue", "short_sale_price"]
 
 
 @dataclass(slots=True)
@@ -98,20 +98,43 @@ class Venue:
         return listed + [priced_asset(symbol) for symbol in sorted(extra)]
 
     def buying_power(self, excluding: str | None = None) -> Decimal:
-        """Return the cash not reserved by open opening buys.
+        """Return the cash not spent on shorts nor reserved by open opening orders.
 
-        Open buys reserve their estimated cost, so two orders cannot spend the same cash. Exits
-        (legs and OCO orders close a position) reserve nothing, as at Alpaca; `excluding` names
-        an order whose reservation does not count (the one being replaced).
+        Alpaca "applies a buying power check to both buy long and sell short positions", and
+        open "buy long and sell short orders" reduce the buying power while "sell long and buy
+        to cover orders do not replenish" it (its orders page). So an open buy reserves its
+        estimated cost and an open short sale its value (`short_sale_price`); an open exit
+        (a sell of a long, a buy to cover, legs and OCO orders) reserves nothing. A short
+        position holds its market value once more: its proceeds came into cash, and it uses
+        buying power as a long of that value would (the paper account is a cash account of
+        multiplier 1), so shorting never raises the buying power. `excluding` names an order
+        whose reservation does not count (the one being replaced).
         """
+        state = self.state
+        qty = state.qty
         reserved = Decimal(0)
-        for order in self.state.open_orders():
-            if (
-                order.side is not Side.BUY
-                or order.id == excluding
-                or order.is_leg
-                or order.order_class is OrderClass.OCO
-            ):
+        for order in state.open_orders():
+            if order.id == excluding or order.is_leg or order.order_class is OrderClass.OCO:
                 continue
-            reserved += order.remaining * (order.limit_price or self.mark(order.symbol))
-        return max(self.state.cash - reserved, Decimal(0))
+            held = qty.get(order.symbol, _ZERO)
+            if order.side is Side.BUY:
+                if held >= 0:  # a buy to cover reserves nothing
+                    reserved += order.remaining * (order.limit_price or self.mark(order.symbol))
+            elif held <= 0:  # a sell of a long reserves nothing
+                reserved += order.remaining * short_sale_price(order.limit_price, self.mark(order.symbol))
+        shorts = sum((-q * self.mark(s) for s, q in qty.items() if q < 0), _ZERO)
+        return max(state.cash - 2 * shorts - reserved, _ZERO)
+
+
+def short_sale_price(limit: Decimal | None, price: Decimal | None) -> Decimal:
+    """Return the price Alpaca values an opening short sale at, per share.
+
+    "MAX(order's limit price, 3% above the current ask price)"; a market short at 3% above
+    the ask (Alpaca's orders page, "Buying Power"). The paper venue's one price stands for the ask.
+    """
+    marked_up = (price or _ZERO) * SHORT_SALE_MARKUP
+    return max(limit or _ZERO, marked_up)
+
+
+SHORT_SALE_MARKUP = Decimal("1.03")
+_ZERO = Decimal(0)

@@ -53,6 +53,8 @@ class AlpacaErrorKind(enum.StrEnum):
     CANNOT_BE_SOLD_SHORT = "cannot_be_sold_short"  # the asset (or a fractional qty) may not be shorted
     INSUFFICIENT_BUYING_POWER = "insufficient_buying_power"
     WASH_TRADE = "wash_trade"
+    # "cannot open a short sell while a long buy order is open" (and the long buy's mirror)
+    CONFLICTING_ORDER = "conflicting_order"
     PATTERN_DAY_TRADING = "pattern_day_trading"
 
 
@@ -77,13 +79,16 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(frozenset({422}), "cannot be sold short", AlpacaErrorKind.CANNOT_BE_SOLD_SHORT),
     _Rule(frozenset({403}), "insufficient buying power", AlpacaErrorKind.INSUFFICIENT_BUYING_POWER),
     _Rule(frozenset({403, 422}), "wash trade", AlpacaErrorKind.WASH_TRADE),
+    _Rule(frozenset({403}), "cannot open a ", AlpacaErrorKind.CONFLICTING_ORDER),
     _Rule(frozenset({403}), "pattern day trading", AlpacaErrorKind.PATTERN_DAY_TRADING),
 )
 
 # Exit rejections that say "the broker does not hold what you think": reconcile the symbol at once
 # (DESIGN.md, phantom positions). "not allowed to short" and "cannot be sold short" belong here
 # because on an exit they mean the broker would have gone short, i.e. it holds less than the
-# ledger; a false positive only costs one extra, idempotent reconcile.
+# ledger; so does "cannot open a short sell while a long buy order is open" (Alpaca answers it
+# only when the account is flat in the symbol: an exit of a position it does not hold). A false
+# positive only costs one extra, idempotent reconcile.
 POSITION_KINDS = frozenset(
     {
         AlpacaErrorKind.POSITION_NOT_FOUND,
@@ -91,6 +96,7 @@ POSITION_KINDS = frozenset(
         AlpacaErrorKind.INSUFFICIENT_QTY,
         AlpacaErrorKind.NOT_ALLOWED_TO_SHORT,
         AlpacaErrorKind.CANNOT_BE_SOLD_SHORT,
+        AlpacaErrorKind.CONFLICTING_ORDER,
     }
 )
 
@@ -104,6 +110,7 @@ _REJECT_KINDS: dict[AlpacaErrorKind, RejectKind] = {
     AlpacaErrorKind.INSUFFICIENT_QTY: RejectKind.POSITION,
     AlpacaErrorKind.NOT_ALLOWED_TO_SHORT: RejectKind.POSITION,
     AlpacaErrorKind.CANNOT_BE_SOLD_SHORT: RejectKind.POSITION,
+    AlpacaErrorKind.CONFLICTING_ORDER: RejectKind.POSITION,
     AlpacaErrorKind.INSUFFICIENT_BUYING_POWER: RejectKind.BUYING_POWER,
     AlpacaErrorKind.WASH_TRADE: RejectKind.WASH_TRADE,
     AlpacaErrorKind.PATTERN_DAY_TRADING: RejectKind.PATTERN_DAY_TRADING,
