@@ -340,18 +340,7 @@ def send_claim(
             # "client_order_id must be unique": the order exists (an earlier send landed late).
             # Whatever the broker adapter did not adopt is resolved like any ambiguous answer.
             return _recorded(partial(_unknown, broker, store, claim, exc), claim)
-        try:
-            rejected = store.transition(
-                claim, ClaimState.REJECTED, reason=f"rejected ({exc.kind}): {exc.message}",
-                reject_kind=exc.kind,
-                detail={"status": exc.status_code, "code": exc.code, "body": exc.body},
-            )  # fmt: skip
-        except StoreError as failed:
-            raise StoreError(
-                f"the broker refused {claim.client_order_id} (nothing placed: {exc.message}) but the "
-                f"refusal could not be recorded: {failed}"
-            ) from failed
-        return OrderResult(Outcome.REJECTED, rejected, None, exc.message, exc)
+        return _refused(broker, store, claim, exc)
     except BrokerUnavailable as exc:
         crashpoints.hit("after_post")
         unsent = store.transition(claim, ClaimState.NOT_SENT, reason=f"not sent: {exc.message}")
@@ -367,6 +356,41 @@ def send_claim(
     if taken is not None:
         return taken
     return OrderResult(Outcome.SUBMITTED, adopted, order, f"sent as {adopted.client_order_id}")
+
+
+def _refused(broker: Broker, store: ClaimLedger, claim: Claim, exc: OrderRejected) -> OrderResult:
+    """Record a definite refusal of `claim`'s POST, after one lookup by its client_order_id.
+
+    Alpaca's refusals are nearly always what they say, but errors have come back for orders
+    that were in fact placed (ALPACA.md): told "rejected", a bot would decide again and buy
+    twice, and the ledger would miss the shares. So the order is looked up once; found, it is
+    adopted (the decision was sent; `adopt_order` refuses an order that is not this claim's).
+    A lookup that fails leaves the broker's refusal standing: it said so in as many words.
+    """
+    try:
+        found = broker.get_order_by_client_id(claim.client_order_id)
+    except BrokerError:
+        found = None
+    if found is not None:
+        why = f"found by client_order_id after the broker answered {exc.status_code}: {exc.message}"
+        adopted = _recorded(partial(adopt_order, store, claim, found, why, broker=broker), claim)
+        taken = _id_taken(adopted)
+        if taken is not None:
+            return taken
+        reason = f"sent as {adopted.client_order_id} (answered {exc.message!r}, yet the broker has it)"
+        return OrderResult(Outcome.SUBMITTED, adopted, found, reason)
+    try:
+        rejected = store.transition(
+            claim, ClaimState.REJECTED, reason=f"rejected ({exc.kind}): {exc.message}",
+            reject_kind=exc.kind,
+            detail={"status": exc.status_code, "code": exc.code, "body": exc.body},
+        )  # fmt: skip
+    except StoreError as failed:
+        raise StoreError(
+            f"the broker refused {claim.client_order_id} (nothing placed: {exc.message}) but the "
+            f"refusal could not be recorded: {failed}"
+        ) from failed
+    return OrderResult(Outcome.REJECTED, rejected, None, exc.message, exc)
 
 
 def _recorded(record: Callable[[], _T], claim: Claim) -> _T:

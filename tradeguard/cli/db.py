@@ -60,7 +60,8 @@ def upgrade(store_url: str) -> int:
     path = sqlite_file(store_url)
     before = schema_revision(store_url) if path is None or os.path.isfile(path) else None
     settings = Settings.from_env()  # before anything is created: a bad variable changes nothing
-    ClaimStore(store_url, settings=settings).close()  # opening migrates (and refuses a schema newer than this tradeguard)
+    # Opening migrates (and refuses a schema newer than this tradeguard).
+    ClaimStore(store_url, settings=settings).close()
     was = "a new store" if before is None else f"was {before}"
     print(f"{describe(parse_url(store_url))}: schema at head {SCHEMA_HEAD} ({was})")
     return 0
