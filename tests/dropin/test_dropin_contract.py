@@ -209,6 +209,17 @@ def test_percentage_close_sells_that_share_of_the_position(
     assert held(server, "TQQQ") == 0 and ledger_qty(client, "TQQQ") == 0
 
 
+def test_percentage_close_of_a_whole_share_position_sells_whole_shares_as_alpaca_does(
+    client: GuardedTradingClient, server: PaperServer
+) -> None:
+    # Audit 19: Alpaca "would only sell fractional if position is originally fractional"; the
+    # guarded close asked for 3.5 of 7, which Alpaca refuses for an asset not fractionable.
+    client.submit_order(market("TQQQ", 7, BUY, "bot-tqqq-1"))
+    half = as_order(client.close_position("TQQQ", ClosePositionRequest(percentage="50")))
+    assert num(half.qty) == "3"
+    assert held(server, "TQQQ") == 4 and ledger_qty(client, "TQQQ") == 4
+
+
 def test_close_position_of_a_flat_symbol_is_alpacas_404(
     client: GuardedTradingClient, server: PaperServer
 ) -> None:

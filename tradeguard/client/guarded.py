@@ -514,7 +514,12 @@ class GuardedTradingClient(TradingClient):
             raise self._not_yet_this_agents(symbol, qty, at_broker)  # never 404 while the broker holds
         requested = qty
         if percentage is not None:
-            requested = (abs(held.qty) * percentage / 100).quantize(SHARE_STEP, ROUND_DOWN)
+            # As Alpaca closes a percentage: fractional shares only of a fractional position, so
+            # 50% of 7 is 3 (3.5 would be refused for an asset that is not fractionable).
+            whole = held.qty == held.qty.to_integral_value()
+            requested = (abs(held.qty) * percentage / 100).quantize(
+                Decimal(1) if whole else SHARE_STEP, ROUND_DOWN
+            )
             if requested <= 0:
                 raise InvalidOrder(f"{percentage}% of {abs(held.qty)} {symbol} is less than a tradable share")
         side = Side.SELL if held.qty > 0 else Side.BUY
