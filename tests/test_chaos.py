@@ -142,6 +142,23 @@ def test_real_sigkills_at_every_crash_point_keep_g1_to_g4() -> None:
     assert sum(r.orders for r in result.runs) > 0
 
 
+def test_a_passing_real_process_run_leaves_no_folder_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each real-process run kept its store, account and journals in a temporary folder that
+    nothing named: a campaign of a few hundred runs left as many folders behind. A passing run's
+    folder is removed; a failing one's is kept and named in the report."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:30], day.symbols)
+    result = chaos(MomentumStrategy, runs=1, seed=1, bars=morning, kill_every=1)
+    assert result.killed and result.ok
+    assert result.folder is None
+    assert list(tmp_path.glob("tradeguard-chaos-*")) == []
+
+
 def readme_chaos_commands() -> list[str]:
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start = text.index("\n## Prove your bot: tradeguard chaos\n")

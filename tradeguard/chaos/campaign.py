@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -30,7 +31,8 @@ class ChaosResult:
         runs: Every run's outcome, in order.
         sessions: Session files of failing runs (for `tradeguard replay`), by run seed.
         killed: Seeds of the runs whose bot processes were really SIGKILLed.
-        folder: Where the real-kill runs kept their store, account and journal.
+        folder: Where the failing real-process runs kept their store, account and journal
+            (`run-<seed>` in it); None when every such run passed (their folders are removed).
     """
 
     runs: list[RunOutcome] = field(default_factory=list)
@@ -140,6 +142,7 @@ def chaos(
             result.sessions[run] = _save(cls, day, plan, save_to, gateway_factory, unguarded=unguarded)
         if progress is not None:
             progress(number, outcome)
+    _tidy(result)
     return result
 
 
@@ -211,7 +214,7 @@ def _killed(
         write_bars(day, os.path.join(result.folder, "bars.csv"))
     result.killed.append(plan.seed)
     folder = os.path.join(result.folder, f"run-{plan.seed}")
-    return run_killed(
+    outcome = run_killed(
         cls,
         day,
         os.path.join(result.folder, "bars.csv"),
@@ -220,6 +223,7 @@ def _killed(
         strategy_spec=spec,
         store_url=store_url,
     )
+    return _kept_if_failing(outcome, folder)
 
 
 def _on_hosts(
@@ -233,4 +237,25 @@ def _on_hosts(
         result.folder = tempfile.mkdtemp(prefix="tradeguard-chaos-")
     result.killed.append(seed)
     folder = os.path.join(result.folder, f"run-{seed}")
-    return run_hosts(cls, day, seed=seed, hosts=hosts, store_url=store_url, folder=folder)
+    return _kept_if_failing(
+        run_hosts(cls, day, seed=seed, hosts=hosts, store_url=store_url, folder=folder), folder
+    )
+
+
+def _kept_if_failing(outcome: RunOutcome, folder: str) -> RunOutcome:
+    """Remove a passing run's folder (its store, account and journals); keep a failing one's.
+
+    A campaign of a few hundred real-process runs would otherwise leave as many folders in the
+    temporary directory, unnamed anywhere; a failing run's is named in the report instead.
+    """
+    if not outcome.violations:
+        shutil.rmtree(folder, ignore_errors=True)
+    return outcome
+
+
+def _tidy(result: ChaosResult) -> None:
+    """Remove the campaign's folder when no run kept anything in it (every real-process run passed)."""
+    folder = result.folder
+    if folder is not None and not any(name.startswith("run-") for name in os.listdir(folder)):
+        shutil.rmtree(folder, ignore_errors=True)
+        result.folder = None

@@ -8,6 +8,7 @@ Most runs are in process (`harness`), about one in `--kill-every` as real SIGKIL
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from collections import Counter
@@ -187,6 +188,10 @@ def report_lines(result: ChaosResult, args: ChaosOptions) -> list[str]:
             if r.plan.seed in result.sessions:
                 session = result.sessions[r.plan.seed]
                 lines.append(f"    session: {session}  (tradeguard replay {shlex.quote(session)} --compare)")
+            if result.folder is not None and r.plan.seed in result.killed:
+                lines.append(
+                    f"    files: {os.path.join(result.folder, f'run-{r.plan.seed}')} (store, account, logs)"
+                )
         if len(result.failing) > _LISTED:
             more = len(result.failing) - _LISTED
             lines.append(f"  ... and {more} more failing run(s) (--json lists every one)")
