@@ -159,6 +159,57 @@ def test_a_passing_real_process_run_leaves_no_folder_behind(
     assert list(tmp_path.glob("tradeguard-chaos-*")) == []
 
 
+def test_ctrl_c_reports_the_runs_done_so_far_then_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Audit 20: a Ctrl-C after minutes of runs dropped every result, violations included."""
+    from tradeguard.chaos import campaign
+
+    real, calls = campaign.run_once, []
+
+    def interrupted_on_the_third(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(campaign, "run_once", interrupted_on_the_third)
+    args = [
+        "chaos",
+        "strategies.momentum",
+        "--runs",
+        "5",
+        "--seed",
+        "1",
+        "--minutes",
+        "30",
+        "--kill-every",
+        "0",
+    ]
+    assert main(args) == 130
+    captured = capsys.readouterr()
+    assert captured.out.startswith("chaos: interrupted after 2 of 5 run(s); the runs so far:\n")
+    assert "chaos: 2 run(s), guarded" in captured.out and "G1-G4 held in every run" in captured.out
+    assert captured.err.endswith("tradeguard: interrupted\n")
+
+
+def test_a_result_passed_in_holds_the_runs_done_when_the_campaign_is_interrupted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tradeguard.chaos import campaign
+
+    def stop(number: int, _outcome: object) -> None:
+        if number == 2:
+            raise KeyboardInterrupt
+
+    day = load_bars(None)
+    morning = BarSeries(day.source, day.minutes[:30], day.symbols)
+    partial = ChaosResult()
+    with pytest.raises(KeyboardInterrupt):
+        campaign.chaos(MomentumStrategy, runs=5, seed=1, bars=morning, progress=stop, into=partial)
+    assert len(partial.runs) == 2 and partial.ok
+
+
 def readme_chaos_commands() -> list[str]:
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start = text.index("\n## Prove your bot: tradeguard chaos\n")

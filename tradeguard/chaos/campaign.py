@@ -78,6 +78,7 @@ def chaos(
     store_url: str | None = None,
     hosts: int = 1,
     progress: Callable[[int, RunOutcome], None] | None = None,
+    into: ChaosResult | None = None,
 ) -> ChaosResult:
     """Run `strategy` `runs` times under seeded faults and crashes; check G1-G4 after each run.
 
@@ -102,6 +103,8 @@ def chaos(
             `store_url` (PostgreSQL) and one paper account served over HTTP, killed at random
             (`chaos.hosts`); faults and crash points are then drawn per host.
         progress: Called after each run with its number (1-based) and outcome.
+        into: The result to fill, run by run (returned): a caller that passes one still holds
+            the runs done so far when the campaign is interrupted (Ctrl-C) or raises.
 
     Example::
 
@@ -127,7 +130,49 @@ def chaos(
     if save_to is not None:
         _check_folder(save_to)
     seeds = [only_seed] if only_seed is not None else [run_seed(seed, i) for i in range(runs)]
-    result = ChaosResult()
+    result = into if into is not None else ChaosResult()
+    try:
+        _campaign(
+            cls,
+            day,
+            seeds,
+            result,
+            crash_points=crash_points,
+            faults=faults,
+            crash=crash,
+            hosts=hosts,
+            store_url=store_url,
+            kill_every=kill_every,
+            unguarded=unguarded,
+            gateway_factory=gateway_factory,
+            strategy=strategy,
+            save_to=save_to,
+            progress=progress,
+        )
+    finally:
+        _tidy(result)
+    return result
+
+
+def _campaign(
+    cls: type[Strategy],
+    day: BarSeries,
+    seeds: list[int],
+    result: ChaosResult,
+    *,
+    crash_points: tuple[str, ...],
+    faults: FaultPlan | None,
+    crash: bool,
+    hosts: int,
+    store_url: str | None,
+    kill_every: int,
+    unguarded: bool,
+    gateway_factory: GatewayFactory | None,
+    strategy: type[Strategy] | str,
+    save_to: str | None,
+    progress: Callable[[int, RunOutcome], None] | None,
+) -> None:
+    """Run each seed's run in turn, adding its outcome to `result` (see `chaos`)."""
     for number, run in enumerate(seeds, start=1):
         plan = plan_for(run, points=crash_points, faults=faults, crash=crash)
         if hosts > 1:
@@ -142,8 +187,6 @@ def chaos(
             result.sessions[run] = _save(cls, day, plan, save_to, gateway_factory, unguarded=unguarded)
         if progress is not None:
             progress(number, outcome)
-    _tidy(result)
-    return result
 
 
 def _check_store(url: str) -> None:

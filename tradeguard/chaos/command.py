@@ -13,7 +13,7 @@ import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from tradeguard import crashpoints
 from tradeguard.errors import ConfigError
@@ -66,7 +66,7 @@ class ChaosOptions:
 
 def run_chaos(args: ChaosOptions) -> int:
     """Run the campaign; print the report; return 1 on any violation."""
-    from tradeguard.chaos.campaign import chaos  # noqa: PLC0415 - `tradeguard --help` loads no guard
+    from tradeguard.chaos.campaign import ChaosResult, chaos  # noqa: PLC0415 - `--help` loads no guard
     from tradeguard.faults import FaultPlan  # noqa: PLC0415 - as above
     from tradeguard.run.barfile import load_bars  # noqa: PLC0415 - as above
     from tradeguard.run.bars import BarSeries  # noqa: PLC0415 - as above
@@ -83,19 +83,35 @@ def run_chaos(args: ChaosOptions) -> int:
         if args.minutes < 1:
             raise ConfigError("--minutes must be at least 1")
         bars = BarSeries(bars.source, bars.minutes[: args.minutes], bars.symbols)
-    result = chaos(
-        args.strategy, runs=args.runs, seed=args.seed, bars=bars, faults=plan, hosts=args.workers,
-        crash_points=_points(args.crash_points), unguarded=args.unguarded, only_seed=args.replay_seed,
-        save_to=args.save, kill_every=args.kill_every, store_url=args.store,
-        progress=progress,
-    )  # fmt: skip
+    result = ChaosResult()
+    try:
+        chaos(
+            args.strategy, runs=args.runs, seed=args.seed, bars=bars, faults=plan, hosts=args.workers,
+            crash_points=_points(args.crash_points), unguarded=args.unguarded, only_seed=args.replay_seed,
+            save_to=args.save, kill_every=args.kill_every, store_url=args.store,
+            progress=progress, into=result,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        # The runs done so far are reported (a violation among them is what the user waited
+        # for); the interruption itself then ends the command as any Ctrl-C does (130).
+        if result.runs:
+            print(
+                f"chaos: interrupted after {len(result.runs)} of {args.runs} run(s); the runs so far:",
+                file=out,
+            )
+            _print(result, args, out)
+        raise
+    _print(result, args, out)
+    return 0 if result.ok else 1
+
+
+def _print(result: ChaosResult, args: ChaosOptions, out: IO[str]) -> None:
     if args.json:
         json.dump(as_json(result, args), out, indent=2)
         out.write("\n")
     else:
         for line in report_lines(result, args):
             print(line, file=out)
-    return 0 if result.ok else 1
 
 
 def replay_command(args: ChaosOptions, seed: int) -> str:
