@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from alpaca.trading.client import TradingClient
 
+from tests.alpaca_bodies import FakeAlpaca, error_text
 from tradeguard import OrderGateway, Outcome
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.config import Settings
@@ -83,3 +84,22 @@ def test_a_refusal_whose_lookup_fails_stands(store_url: str, lookup: str) -> Non
             gateway = OrderGateway(broker, store, agent_id="bot", settings=SETTINGS)
             result = gateway.enter("AAPL", qty=10, intent="09:35 breakout")
             assert result.outcome is Outcome.REJECTED
+
+
+def test_a_refusal_whose_order_the_broker_holds_as_rejected_is_rejected(
+    store_url: str, fake: FakeAlpaca, trading_client: TradingClient
+) -> None:
+    """Found by the lookup, but rejected at the broker too: the answer stays "rejected"."""
+    made = fake.add_order
+
+    def as_rejected(submitted_at: object = None, **changes: object) -> dict[str, object]:
+        return made(submitted_at, **{**changes, "status": "rejected"})  # type: ignore[arg-type]
+
+    fake.add_order = as_rejected  # type: ignore[method-assign]
+    fake.lose_next_answer(status=403, text=error_text(40310000, "insufficient buying power"))
+    with ClaimStore(store_url, settings=SETTINGS) as store:
+        gateway = OrderGateway(AlpacaBroker(trading_client), store, agent_id="bot", settings=SETTINGS)
+        result = gateway.enter("AAPL", qty=10, intent="09:35 breakout")
+        assert result.outcome is Outcome.REJECTED
+        assert result.claim is not None and result.claim.state is ClaimState.REJECTED
+        assert gateway.position("AAPL").qty == 0

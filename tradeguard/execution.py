@@ -377,6 +377,8 @@ def _refused(broker: Broker, store: ClaimLedger, claim: Claim, exc: OrderRejecte
         taken = _id_taken(adopted)
         if taken is not None:
             return taken
+        if adopted.state is ClaimState.REJECTED:  # an order the broker holds as rejected: the same answer
+            return OrderResult(Outcome.REJECTED, adopted, found, exc.message, exc)
         reason = f"sent as {adopted.client_order_id} (answered {exc.message!r}, yet the broker has it)"
         return OrderResult(Outcome.SUBMITTED, adopted, found, reason)
     try:
