@@ -19,9 +19,9 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import LimitOrderRequest
 
+from tests.mothers import limit
 from tradeguard.broker.alpaca.errors_map import reject_kind
 from tradeguard.domain import OrderRequest, OrderType, RejectKind, Side
-from tradeguard.domain import TimeInForce as Tif
 from tradeguard.errors import OrderRejected
 from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import FixedPrices
@@ -36,15 +36,7 @@ def _broker() -> PaperBroker:
 
 
 def _limit(side: Side, cid: str, price: int, qty: int = 1) -> OrderRequest:
-    return OrderRequest(
-        "SPY",
-        side,
-        cid,
-        qty=Decimal(qty),
-        order_type=OrderType.LIMIT,
-        limit_price=Decimal(price),
-        time_in_force=Tif.GTC,
-    )
+    return limit("SPY", side, qty, str(price), cid)  # GTC: it rests on the book
 
 
 def _refusal(broker: PaperBroker, request: OrderRequest) -> OrderRejected:

@@ -16,8 +16,8 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
-from tradeguard.domain import OrderRequest, OrderType, Side
-from tradeguard.domain import TimeInForce as Tif
+from tests.mothers import limit
+from tradeguard.domain import OrderRequest, Side
 from tradeguard.errors import OrderRejected
 from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import FixedPrices
@@ -56,15 +56,7 @@ def test_over_http_the_plain_client_gets_the_same_403() -> None:
 
 
 def _limit(side: Side, cid: str, price: int, qty: int = 1) -> OrderRequest:
-    return OrderRequest(
-        "SPY",
-        side,
-        cid,
-        qty=Decimal(qty),
-        order_type=OrderType.LIMIT,
-        limit_price=Decimal(price),
-        time_in_force=Tif.GTC,
-    )
+    return limit("SPY", side, qty, str(price), cid)  # GTC: it rests on the book
 
 
 def test_a_shorts_proceeds_never_raise_the_buying_power() -> None:

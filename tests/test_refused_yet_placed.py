@@ -15,9 +15,10 @@ import pytest
 from alpaca.trading.client import TradingClient
 
 from tests.alpaca_bodies import FakeAlpaca, error_text
-from tradeguard import OrderGateway, Outcome
+from tradeguard import OrderGateway, OrderResult, Outcome
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.config import Settings
+from tradeguard.domain import BrokerOrder
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.faults import FaultPlan
 from tradeguard.paper.prices import FixedPrices
@@ -54,36 +55,38 @@ def test_an_entry_refused_after_it_was_placed_is_adopted_and_never_sent_again(st
             assert any("after the broker answered 403" in reason for reason in trail), trail
 
 
-def test_a_refusal_that_placed_nothing_is_still_rejected_after_the_lookup(store_url: str) -> None:
-    plan = FaultPlan.parse(
-        "faults: [{route: POST /v2/orders, nth: 1, action: reject, status: 403,"
-        " body: {code: 40310000, message: insufficient buying power}}]"
-    )
+REFUSED = (
+    "{route: POST /v2/orders, nth: 1, action: reject, status: 403,"
+    " body: {code: 40310000, message: insufficient buying power}}"
+)
+
+
+def _enter_refused(store_url: str, *faults: str) -> tuple[OrderResult, list[BrokerOrder], Decimal]:
+    """Enter 10 AAPL against the paper server under `faults`; return the result, orders, ledger qty."""
+    plan = FaultPlan.parse(f"faults: [{', '.join(faults)}]")
     with paper_server(prices=FixedPrices({"AAPL": "100"}), faults=plan) as server:
         broker = AlpacaBroker(TradingClient("k", "s", url_override=server.url))
         with ClaimStore(store_url, settings=SETTINGS) as store:
             gateway = OrderGateway(broker, store, agent_id="bot", settings=SETTINGS)
             result = gateway.enter("AAPL", qty=10, intent="09:35 breakout")
-            assert result.outcome is Outcome.REJECTED
-            assert result.claim is not None and result.claim.state is ClaimState.REJECTED
-            assert broker.list_orders(status="all") == []
-            assert gateway.position("AAPL").qty == Decimal(0)
+            return result, broker.list_orders(status="all"), gateway.position("AAPL").qty
+
+
+def test_a_refusal_that_placed_nothing_is_still_rejected_after_the_lookup(store_url: str) -> None:
+    result, orders, ledger = _enter_refused(store_url, REFUSED)
+    assert result.outcome is Outcome.REJECTED
+    assert result.claim is not None and result.claim.state is ClaimState.REJECTED
+    assert orders == [] and ledger == 0
 
 
 @pytest.mark.parametrize("lookup", ["error", "drop"])
 def test_a_refusal_whose_lookup_fails_stands(store_url: str, lookup: str) -> None:
     """The broker's own words are evidence; an unread lookup does not overturn them."""
-    plan = FaultPlan.parse(
-        "faults: [{route: POST /v2/orders, nth: 1, action: reject, status: 403,"
-        " body: {code: 40310000, message: insufficient buying power}},"
-        f" {{route: GET /v2/orders:by_client_order_id, action: {lookup}}}]"
+    result, orders, ledger = _enter_refused(
+        store_url, REFUSED, f"{{route: GET /v2/orders:by_client_order_id, action: {lookup}}}"
     )
-    with paper_server(prices=FixedPrices({"AAPL": "100"}), faults=plan) as server:
-        broker = AlpacaBroker(TradingClient("k", "s", url_override=server.url))
-        with ClaimStore(store_url, settings=SETTINGS) as store:
-            gateway = OrderGateway(broker, store, agent_id="bot", settings=SETTINGS)
-            result = gateway.enter("AAPL", qty=10, intent="09:35 breakout")
-            assert result.outcome is Outcome.REJECTED
+    assert result.outcome is Outcome.REJECTED
+    assert orders == [] and ledger == 0
 
 
 def test_a_refusal_whose_order_the_broker_holds_as_rejected_is_rejected(
