@@ -15,7 +15,7 @@ import pytest
 from tests.mothers import make_intent, make_spec
 from tests.service.conftest import NewKey, Service
 from tradeguard import OrderGateway, PaperBroker
-from tradeguard.domain import Side
+from tradeguard.domain import OrderRequest, Side
 from tradeguard.errors import ConfigError
 from tradeguard.ports import account_key_from_id
 from tradeguard.store import RemoteClaimLedger
@@ -65,3 +65,31 @@ def test_an_agent_key_cannot_make_its_known_account_unknown(service: Service, ne
     out = b.exit("SPY", intent="b-out")  # x's 10 are on x's own account: b sells its own 10
     assert out.claim is not None and out.claim.state.value == "FILLED", out
     assert b.position("SPY").qty == Decimal(0)
+
+
+class _Unnamed:
+    """A custom broker that names no account: the paper broker beneath, its account key hidden."""
+
+    account_key = ""
+
+    def __init__(self, inner: PaperBroker) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def test_a_position_of_an_agent_of_unknown_account_stays_exitable(service: Service, new_key: NewKey) -> None:
+    # Booked before its account was required (here by an operator's key): the exit, sized from
+    # its own holdings, is still claimed and sent.
+    paper = PaperBroker()
+    paper.submit_order(OrderRequest("SPY", Side.BUY, "bought-before", qty=Decimal(4)))
+    with service.client(new_key("ops", admin=True)) as ops:
+        booked = ops.post(_BOOKINGS[0][0], json=_BOOKINGS[0][1] | {"delta": "4"})
+        assert booked.status_code == 200, booked.text
+    x = OrderGateway(_Unnamed(paper), service.base_url, agent_id="x", api_key=new_key("x"))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="no known broker account"):
+        x.enter("SPY", qty=1, intent="x-more")
+    out = x.exit("SPY", intent="x-out")
+    assert out.claim is not None and out.claim.state.value == "FILLED", out
+    assert paper.get_position("SPY") is None and x.position("SPY").qty == 0
