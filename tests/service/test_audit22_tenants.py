@@ -93,3 +93,19 @@ def test_a_position_of_an_agent_of_unknown_account_stays_exitable(service: Servi
     out = x.exit("SPY", intent="x-out")
     assert out.claim is not None and out.claim.state.value == "FILLED", out
     assert paper.get_position("SPY") is None and x.position("SPY").qty == 0
+
+
+def test_an_agent_of_unknown_account_may_correct_its_position_toward_flat_only(
+    service: Service, new_key: NewKey
+) -> None:
+    with service.client(new_key("ops", admin=True)) as ops:
+        assert ops.post(_BOOKINGS[0][0], json=_BOOKINGS[0][1] | {"delta": "4"}).status_code == 200
+    with service.client(new_key("x")) as x:
+        seen = x.get("/v1/position", params={"agent_id": "x", "symbol": "SPY"}).json()
+        up = x.post("/v1/position/corrections", json={"expect": seen, "delta": "1", "reason": "r"})
+        assert up.status_code == 403, up.text
+        beyond = x.post("/v1/position/corrections", json={"expect": seen, "delta": "-5", "reason": "r"})
+        assert beyond.status_code == 403, beyond.text
+        down = x.post("/v1/position/corrections", json={"expect": seen, "delta": "-3", "reason": "r"})
+        assert down.status_code == 200 and down.json() == {"applied": True}, down.text
+        assert x.get("/v1/position", params={"agent_id": "x", "symbol": "SPY"}).json()["qty"] == "1"

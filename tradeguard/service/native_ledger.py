@@ -252,9 +252,13 @@ def correct_position(body: CorrectionIn, request: Request, principal: Caller) ->
     """`applied` false, and nothing changed, when the ledger moved since `expect` was read."""
     expect = codec.position_from_json(body.expect.model_dump(mode="json"))
     _own(principal, expect.agent_id)
-    books_shares(store_of(request), principal)
+    delta = Decimal(body.delta)
+    after = expect.qty + delta
+    if not (abs(after) <= abs(expect.qty) and after * expect.qty >= 0):
+        # A correction toward flat (compare-and-set on `expect`) holds back no one: open to all.
+        books_shares(store_of(request), principal)
     applied = store_of(request).correct_position(
-        expect, Decimal(body.delta), reason=body.reason, detail=body.detail
+        expect, delta, reason=body.reason, detail=body.detail
     )
     return {"applied": applied}
 
