@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tradeguard.ports import ClaimLedger
+from tradeguard.ports import ClaimLedger, account_key_from_id
 from tradeguard.service.keys import KeyRing
 
 pytest.importorskip("fastapi")
@@ -33,10 +33,19 @@ class NativeService:
     keys: KeyRing
     server: object
     thread: threading.Thread
+    store: ClaimLedger
 
-    def key(self, agent_id: str, *, admin: bool = False) -> str:
-        """Create a key for `agent_id` (as `tradeguard keys create` does) and return its text."""
+    def key(self, agent_id: str, *, admin: bool = False, account: str | None = "own") -> str:
+        """Create a key for `agent_id` (as `tradeguard keys create` does) and return its text.
+
+        An agent key claims only once its agent's account is known, so the agent is registered
+        as a gateway does at start: on an account of its own (`account="own"`), on the account
+        with the id `account`, or not at all (`account=None`).
+        """
         _record, text = self.keys.create(agent_id, admin=admin)
+        if not admin and account is not None:
+            account_id = f"account-of-{agent_id}" if account == "own" else account
+            self.store.register_account(agent_id, account_key_from_id(account_id))
         return text
 
     def stop(self) -> None:
@@ -69,7 +78,7 @@ def serve_native(store: ClaimLedger, store_url: str) -> Iterator[NativeService]:
         if not thread.is_alive():
             raise RuntimeError("the test service did not start")
         time.sleep(0.005)
-    service = NativeService(f"http://127.0.0.1:{port}", keys, server, thread)
+    service = NativeService(f"http://127.0.0.1:{port}", keys, server, thread, store)
     try:
         yield service
     finally:

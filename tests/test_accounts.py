@@ -250,7 +250,9 @@ def test_an_agent_key_registers_only_its_own_agent(sqlite_url: str, clock: Manua
     from tests.native_kit import serve_native
 
     with ClaimStore(sqlite_url, clock=clock) as served, serve_native(served, sqlite_url) as service:
-        with RemoteClaimLedger(service.base_url, api_key=service.key("bot-a"), clock=clock) as remote:
+        with RemoteClaimLedger(
+            service.base_url, api_key=service.key("bot-a", account=None), clock=clock
+        ) as remote:
             remote.register_account("bot-a", "acct-1")
             with pytest.raises(TradeguardError, match="acts for agent bot-a only"):
                 remote.register_account("bot-b", "acct-1")

@@ -206,9 +206,11 @@ def test_memory_store_never_adopts_while_an_order_is_in_motion_either(clock: Man
 def test_through_the_claim_service_an_agent_key_never_adopts_shares_another_agent_just_sold(
     store_url: str, clock: ManualClock
 ) -> None:
-    """An agent key sees only its own rows, so the store itself must know another agent's ledger
-    moved within the settle horizon (found by an adversarial run: B adopted and sold C's shares)."""
+    """A caller's own reads are not under the store's lock, so the store itself must know another
+    agent's ledger moved within the settle horizon (found by an adversarial run: B adopted and sold
+    C's shares). B is on A's account: an agent key adopts only once its account is known."""
     from tests.native_kit import serve_native
+    from tradeguard.ports import account_key_of
     from tradeguard.store import RemoteClaimLedger
 
     with (
@@ -220,8 +222,9 @@ def test_through_the_claim_service_an_agent_key_never_adopts_shares_another_agen
         a.enter("SPY", qty=10, intent="a in")
         clock.advance(SETTINGS.position_settle_secs + 1)
         a.exit("SPY", intent="a out")  # A's turn closed just now; a lagging read still shows 10
-        with RemoteClaimLedger(service.base_url, api_key=service.key("bot-b"), clock=clock) as remote:
-            assert remote.list_claims(symbol="SPY") == []  # B cannot see A's rows
+        key = service.key("bot-b", account=None)
+        served.register_account("bot-b", account_key_of(broker))
+        with RemoteClaimLedger(service.base_url, api_key=key, clock=clock) as remote:
             adopted = remote.adopt_position("bot-b", "SPY", Decimal(10), why="first close")
             assert adopted.is_flat
         clock.advance(SETTINGS.position_settle_secs + 1)  # settled: a real orphan is adopted again

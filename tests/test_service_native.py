@@ -29,6 +29,7 @@ from tradeguard.errors import (
     LeaseLost,
     StoreError,
 )
+from tradeguard.ports import account_key_from_id
 from tradeguard.service import codec
 from tradeguard.store import AuditQuery, ClaimStore, RemoteClaimLedger, open_ledger
 
@@ -249,6 +250,7 @@ def test_an_audit_detail_nested_too_deeply_is_refused_and_the_log_stays_readable
 def test_a_revoked_key_is_refused_and_records_nothing(served: tuple[NativeService, ClaimStore]) -> None:
     service, store = served
     record, key = service.keys.create("bot")
+    store.register_account("bot", account_key_from_id("bot's account"))  # as its gateway does at start
     with RemoteClaimLedger(service.base_url, api_key=key) as remote:
         remote.claim(make_intent("before"), make_spec(), owner="w")
         service.keys.revoke(record.key_id)

@@ -22,7 +22,7 @@ from tests.native_kit import NativeService, serve_native
 from tradeguard.clock import ManualClock
 from tradeguard.domain.intents import derive_client_order_id
 from tradeguard.service import codec
-from tradeguard.store import ClaimStore
+from tradeguard.store import ClaimStore, RemoteClaimLedger
 
 
 @pytest.fixture
@@ -108,3 +108,18 @@ def test_a_retry_under_its_own_earlier_derived_id_gets_the_stores_answer(
     plain = _post(service, "bot", "/v1/claims", _body("09:45 buy", "bot", client_order_id="mine-1"))
     assert (reused.status_code, reused.json()["code"]) == (plain.status_code, plain.json()["code"])
     assert "derived" not in reused.json()["message"]
+
+
+@pytest.mark.parametrize("coid", [".", "..", "a.b"])
+def test_a_client_order_id_of_dots_is_looked_up_not_read_as_a_path_step(
+    served: tuple[NativeService, ClaimStore], coid: str
+) -> None:
+    # Audit 22: "." and ".." went into the URL as path steps, which the HTTP client folds away:
+    # the lookup reached another route (a 307 redirect), a StoreError for a valid Alpaca id.
+    service, _store = served
+    answer = _post(service, "bot", "/v1/claims", _body(f"dots {coid}", "bot", client_order_id=coid))
+    assert answer.status_code == 201, answer.text
+    with RemoteClaimLedger(service.base_url, api_key=service.key("bot")) as remote:
+        found = remote.get_by_client_order_id(coid)
+        assert found is not None and found.client_order_id == coid
+        assert remote.get_by_client_order_id(coid + ".") is None

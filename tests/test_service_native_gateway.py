@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.gateway_kit import MAY21_PRICES
 from tests.native_kit import NativeService, serve_native
@@ -127,3 +128,39 @@ def test_the_readme_remote_store_example_runs_against_the_service(
     gw.store.close()
     (claim,) = store.list_claims(agent_id="momo")
     assert claim.state is ClaimState.FILLED and store.position("momo", "TQQQ").qty == 10
+
+
+def test_a_claim_whose_http_answer_was_lost_is_found_by_the_retry_and_sent_once(
+    served: tuple[NativeService, ClaimStore], clock: ManualClock
+) -> None:
+    # Audit 22: the service committed the claim, its answer never arrived (StoreError, nothing
+    # sent). The retry gets the same claim back, treats it as possibly sent, and after the grace
+    # period sends it under the same client_order_id: one order for the decision.
+    service, store = served
+    paper = RecordingBroker(PaperBroker(prices=MAY21_PRICES, clock=clock))
+    gw = OrderGateway(paper, service.base_url, agent_id=AGENT, api_key=service.key(AGENT), clock=clock)
+    assert isinstance(gw.store, RemoteClaimLedger)
+    session = gw.store._session
+    sent = session.request
+    lost: list[str] = []
+
+    def losing_the_first_claim_answer(method: str, url: str, **kwargs: object) -> requests.Response:
+        answer = sent(method, url, **kwargs)  # type: ignore[arg-type]
+        if method == "POST" and url.endswith("/v1/claims") and not lost:
+            lost.append(url)
+            raise requests.ConnectionError("the answer was lost on the way back")
+        return answer
+
+    session.request = losing_the_first_claim_answer  # type: ignore[method-assign]
+    try:
+        with pytest.raises(StoreError, match="its answer was lost"):
+            gw.enter("TQQQ", qty=10, intent="09:42 breakout")
+        assert store.list_claims(agent_id=AGENT) != []  # committed on the service
+        retries = [gw.enter("TQQQ", qty=10, intent="09:42 breakout") for _ in range(2)]
+        clock.advance(store.settings.lease_secs + store.settings.unknown_grace_secs + 1)
+        retries += [gw.enter("TQQQ", qty=10, intent="09:42 breakout") for _ in range(2)]
+    finally:
+        gw.store.close()
+    assert [r.outcome for r in retries][-2:] == [Outcome.SUBMITTED, Outcome.DUPLICATE]
+    assert len(paper.asked(symbol="TQQQ")) == 1
+    assert store.position(AGENT, "TQQQ").qty == 10

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -201,3 +202,15 @@ def test_sweep_reports_and_changes_nothing(service: Service, new_key: NewKey) ->
 def test_health_needs_no_key(service: Service) -> None:
     with service.client() as client:
         assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_a_request_id_with_a_line_break_can_be_settled(service: Service, new_key: NewKey) -> None:
+    # SafeAgent takes any text as a request id, a line break too, and settles it by its path
+    # (audit 22): a claim that cannot be settled would stay PENDING for good.
+    with service.client(new_key("bot-a")) as client:
+        for request_id in ("two\nlines", "crlf\r\n", "\n"):
+            token = str(_claim(client, request_id)["settlement_token"])
+            path = "/settle/" + quote(request_id, safe="")
+            settled = client.post(path, json={"result": {"ok": True}}, headers={SETTLEMENT_HEADER: token})
+            assert settled.json() == {"status": "committed", "request_id": request_id}, settled.text
+            assert _claim(client, request_id)["existing"] == {"ok": True}

@@ -254,3 +254,16 @@ def test_a_result_that_is_not_standard_json_is_422_and_nothing_is_stored(
         items = {item["request_id"]: item["result"] for item in client.get("/audit").json()["items"]}
     assert items == {key: {"x": "ok"} for key in bodies}
     assert "Traceback" not in service.log.read_text()
+
+
+def test_a_safeagent_key_beside_another_authorization_scheme_is_served(
+    service: Service, new_key: NewKey
+) -> None:
+    # Audit 22: SafeAgent reads only X-SafeAgent-Api-Key; a proxy's Basic credentials in
+    # Authorization made the same request a 401 here.
+    key = new_key("bot-a")
+    headers = {"X-SafeAgent-Api-Key": key, "Authorization": "Basic cHJveHk6c2VjcmV0"}
+    with service.client(**headers) as client:
+        answer = client.post("/claim", json={"request_id": "behind-a-proxy", "action": "x"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["agent_id"] == "bot-a"

@@ -70,9 +70,11 @@ def _presented_key(request: Request) -> str | None:
     bearer: str | None = None
     if header:
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        if scheme.lower() == "bearer" and not token.strip():
             return None
-        bearer = token.strip()
+        # Another scheme (a proxy's Basic credentials) carries no key of ours: SafeAgent ignores
+        # Authorization, so its client's X-SafeAgent-Api-Key still names the caller.
+        bearer = token.strip() if scheme.lower() == "bearer" else None
     sent = {bearer} if bearer else set()
     sent.update(v for v in request.headers.getlist(SAFEAGENT_KEY_HEADER) if v)
     sent.update(_bearer(v) for v in request.headers.getlist("authorization")[1:])

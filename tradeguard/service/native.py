@@ -42,6 +42,7 @@ from tradeguard.service.native_base import (
     Caller,
     acting_for,
     as_seen,
+    books_shares,
     peers,
     readable,
     readable_claim,
@@ -149,6 +150,7 @@ def _claimed(store: ClaimLedger, principal: Principal, claiming: Callable[[], An
 def create_claim(body: ClaimIn, request: Request, response: Response, principal: Caller) -> dict[str, Any]:
     """Record the intent as PENDING unless its key exists; return the claim either way."""
     store = store_of(request)
+    books_shares(store, principal)
     intent, spec = _intent(body.intent, principal), _spec(body.order)
     outcome = _claimed(
         store,
@@ -172,7 +174,12 @@ def create_claim(body: ClaimIn, request: Request, response: Response, principal:
     "/exits", response_model=ExitOut, summary="Size an exit and claim it in one atomic step (safe to retry)"
 )
 def create_exit(body: ExitIn, request: Request, principal: Caller) -> dict[str, Any]:
-    """Claim an exit sized from the ledger and the broker's available quantity (G3)."""
+    """Claim an exit sized from the ledger and the broker's available quantity (G3).
+
+    Open to an agent of unknown account (`books_shares` is not asked): an exit is sized from its
+    own holdings, so it cannot hold back others' exits, and a position booked before its account
+    was required stays exitable.
+    """
     store = store_of(request)
     intent, spec = _intent(body.intent, principal), _spec(body.order)
     outcome, room = _claimed(

@@ -12,6 +12,13 @@ orders and positions the agent's broker credentials already show; and a gateway 
 account) without them. Agents on other accounts stay invisible (404, or left out of lists), and
 an agent whose account is unknown ("" or never registered) reads only itself: an unknown account
 may be anyone's, so it is shown no one.
+
+Writing shares is narrower still (`books_shares`): a store counts an agent of unknown account
+(or of a key named by the older rule) as on *every* account (`ports.same_account`), so through
+an agent key such an agent could book a position that holds back every other tenant's exits in
+that symbol (audit 14a D1). An agent key therefore claims and books only once its agent has
+registered its account by the account's own id (`ports.ACCOUNT_KEY_SCHEME`), and may not make
+that account unknown again (`may_register`). Admin keys are the operator's and stay unchecked.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from fastapi.routing import APIRoute
 
 from tradeguard.domain.claims import Claim
 from tradeguard.errors import TradeguardError
-from tradeguard.ports import ClaimLedger
+from tradeguard.ports import ACCOUNT_KEY_SCHEME, ClaimLedger
 from tradeguard.service import codec
 from tradeguard.service.auth import Principal, current_principal
 from tradeguard.service.codec import ErrorCode
@@ -43,6 +50,8 @@ __all__ = [
     "NativeRoute",
     "acting_for",
     "as_seen",
+    "books_shares",
+    "may_register",
     "not_found",
     "peers",
     "readable",
@@ -178,6 +187,41 @@ def peers(store: ClaimLedger, principal: Principal) -> Set[str] | None:
     mine = accounts.get(principal.agent_id, "")
     same = {agent for agent, key in accounts.items() if mine and key == mine}
     return frozenset(same | {principal.agent_id})
+
+
+def books_shares(store: ClaimLedger, principal: Principal) -> None:
+    """403 unless the caller may claim or book shares: an admin key, or an agent of known account.
+
+    Known means registered by the account's own id (`ports.ACCOUNT_KEY_SCHEME`): any other key
+    counts as on every account in every other agent's exit sizing and adoption.
+    """
+    if principal.admin:
+        return
+    key = store.agent_accounts().get(principal.agent_id, "")
+    if not key.startswith(ACCOUNT_KEY_SCHEME):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=(
+                f"agent {principal.agent_id} has no known broker account: an agent key claims and books "
+                "only after POST /v1/agents/account with the key of its account's id (a gateway does "
+                "it at start; a custom broker needs an account_key)"
+            ),
+        )
+
+
+def may_register(store: ClaimLedger, principal: Principal, account_key: str) -> None:
+    """403 when an agent key would make its agent's known account unknown (or of the older rule).
+
+    Its shares would then count on every account, holding back every other tenant's exits.
+    """
+    if principal.admin or account_key.startswith(ACCOUNT_KEY_SCHEME):
+        return
+    before = store.agent_accounts().get(principal.agent_id, "")
+    if before.startswith(ACCOUNT_KEY_SCHEME):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"agent {principal.agent_id}'s account is known; an agent key cannot make it unknown",
+        )
 
 
 def readable(store: ClaimLedger, principal: Principal, agent_id: str) -> bool:

@@ -32,6 +32,8 @@ from tradeguard.service.auth import Principal
 from tradeguard.service.native_base import (
     Caller,
     acting_for,
+    books_shares,
+    may_register,
     not_found,
     peers,
     readable,
@@ -250,8 +252,13 @@ def correct_position(body: CorrectionIn, request: Request, principal: Caller) ->
     """`applied` false, and nothing changed, when the ledger moved since `expect` was read."""
     expect = codec.position_from_json(body.expect.model_dump(mode="json"))
     _own(principal, expect.agent_id)
+    delta = Decimal(body.delta)
+    after = expect.qty + delta
+    if not (abs(after) <= abs(expect.qty) and after * expect.qty >= 0):
+        # A correction toward flat (compare-and-set on `expect`) holds back no one: open to all.
+        books_shares(store_of(request), principal)
     applied = store_of(request).correct_position(
-        expect, Decimal(body.delta), reason=body.reason, detail=body.detail
+        expect, delta, reason=body.reason, detail=body.detail
     )
     return {"applied": applied}
 
@@ -271,6 +278,7 @@ def close_turn(body: CloseTurnIn, request: Request, principal: Caller) -> dict[s
 def settle_position(body: SettleIn, request: Request, principal: Caller) -> dict[str, str]:
     """Set the position to `qty`, audited with who and why; answer what it held before."""
     _own(principal, body.agent_id)
+    books_shares(store_of(request), principal)
     before = store_of(request).settle_position(  # type: ignore[attr-defined]
         body.agent_id, body.symbol, Decimal(body.qty), reason=body.reason, actor=body.actor
     )
@@ -281,6 +289,7 @@ def settle_position(body: SettleIn, request: Request, principal: Caller) -> dict
 def adjust_position(body: AdjustIn, request: Request, principal: Caller) -> dict[str, int | None]:
     """Apply `delta` as a fill without a claim; answer the open turn's id after it."""
     _own(principal, body.agent_id)
+    books_shares(store_of(request), principal)
     turn_id = store_of(request).adjust_position(  # type: ignore[attr-defined]
         body.agent_id, body.symbol, Decimal(body.delta), reason=body.reason
     )
@@ -344,6 +353,7 @@ class AdoptIn(BaseModel):
 def adopt_position(body: AdoptIn, request: Request, principal: Caller) -> dict[str, Any]:
     """Book the orphan atomically (other agents' shares on the account read in the same step)."""
     _own(principal, body.agent_id)
+    books_shares(store_of(request), principal)
     found = store_of(request).adopt_position(
         body.agent_id, body.symbol, Decimal(body.broker_qty), why=body.why, top_up=body.top_up
     )
@@ -354,6 +364,7 @@ def adopt_position(body: AdoptIn, request: Request, principal: Caller) -> dict[s
 def register_account(body: AccountIn, request: Request, principal: Caller) -> dict[str, str]:
     """Upsert the agent's account key (audited when it changes); an agent key registers its own only."""
     acting_for(principal, body.agent_id)
+    may_register(store_of(request), principal, body.account_key)
     store_of(request).register_account(body.agent_id, body.account_key)
     return {"agent_id": body.agent_id, "account_key": body.account_key}
 

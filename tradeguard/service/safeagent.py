@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field, field_validator
+from starlette.convertors import Convertor, register_url_convertor
 
 from tradeguard.domain.audit import AuditAction
 from tradeguard.service.actions import (
@@ -48,6 +49,24 @@ _MAX_TS = 253_402_300_799.0  # 9999-12-31T23:59:59Z: the last second a datetime 
 
 # No NUL characters: PostgreSQL text cannot hold them, and a store refusal must mean an outage.
 _TEXT = r"^[^\x00]*$"
+
+
+class _AnyText(Convertor[str]):
+    """A path parameter of any text, line breaks too (Starlette's `path` stops at one).
+
+    A request id is any JSON string; one claimed with a line break must be settleable.
+    """
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("tg_any_text", _AnyText())
 
 router = APIRouter(tags=["SafeAgent-compatible"])
 Caller = Annotated[Principal, Depends(current_principal)]
@@ -213,7 +232,7 @@ def claim_test(body: TestClaimBody, request: Request, caller: Caller) -> ClaimOu
 
 
 @router.post(
-    "/settle/{request_id:path}",
+    "/settle/{request_id:tg_any_text}",
     response_model=SettleOut,
     responses={403: {"description": "settlement token missing or wrong"}, 404: {"description": "not found"}},
 )

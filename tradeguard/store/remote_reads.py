@@ -54,7 +54,9 @@ class RemoteReads:
 
     @staticmethod
     def _key(key: str) -> str:
-        return quote(key, safe="")
+        # "." and ".." are path steps an HTTP client folds away (reaching another route): a
+        # client_order_id may be either, so its dots go percent-encoded, which no client folds.
+        return quote(key, safe="").replace(".", "%2E")
 
     # -- reads ------------------------------------------------------------------------------
 
