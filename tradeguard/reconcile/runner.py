@@ -53,6 +53,17 @@ _LOOKUPS_BEFORE_LISTING = 3
 _PUT_OFF_MIN_GAP = timedelta(seconds=1)
 _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
 
+# Position actions that change a ledger: rechecked against the store as it is after the reads.
+_POSITION_CHANGES = _CORRECTIONS | {ActionKind.CLEAR_PHANTOM}
+
+
+def _identity(action: Action) -> tuple[object, ...]:
+    """What makes two position actions the same correction (the ledger position included)."""
+    pos = action.position
+    held = None if pos is None else (pos.agent_id, pos.turn_id, pos.qty)
+    return (action.kind, action.agent_id, symbol_key(action.symbol), action.qty, held)
+
+
 # Alpaca returns at most 500 orders a page; a full page may hide more.
 _ORDERS_PAGE = 500
 
@@ -180,6 +191,11 @@ class Reconciler:
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:
                         break
+                if snapshot is not None and any(a.kind in _POSITION_CHANGES for a in actions):
+                    actions = self._still_planned(
+                        actions, snapshot, agent_id, wanted,
+                        adopt_orphans_to=adopt_orphans_to, release_exits=release_exits,
+                    )  # fmt: skip
                 if agent_id is not None:
                     actions = [a for a in actions if a.agent_id in (None, agent_id)]
                 actions = [self._confirm_readoption(a, adopt_orphans_to) for a in actions]
@@ -200,6 +216,35 @@ class Reconciler:
                     if self._apply(action, by_key, release_exits, report):
                         report.applied.append(action)
         return report
+
+    def _still_planned(
+        self,
+        actions: list[Action],
+        snapshot: BrokerSnapshot,
+        agent_id: str | None,
+        wanted: list[str] | None,
+        *,
+        adopt_orphans_to: str | None,
+        release_exits: bool | frozenset[str],
+    ) -> list[Action]:
+        """Keep a ledger correction only if the store as it is after the reads still leads to it.
+
+        The claims, busy symbols and moved turns were loaded before the broker was read; an order
+        claimed and placed in between (another thread's or process's exit or entry, whose answer
+        is still on its way) shows in the read and is in no loaded claim, so the pass would book
+        its shares as this ledger's missed fill or clear the turn it is selling (audit 21 #1).
+        Every claim is written before its order is sent, so a second load now sees it (in motion)
+        or its booked fill (a moved turn): the symbol then waits. The compare-and-set at apply time
+        covers what moves after this.
+        """
+        claims, ledger, cleared, busy, moved = self._load(agent_id, wanted)
+        again = plan_read(
+            claims, ledger, snapshot, self.clock.now(), self.settings,
+            symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy, moved=moved,
+            releasing=release_exits,
+        ).actions  # fmt: skip
+        kept = {_identity(a) for a in again if a.kind in _POSITION_CHANGES}
+        return [a for a in actions if a.kind not in _POSITION_CHANGES or _identity(a) in kept]
 
     # -- reading ---------------------------------------------------------------------------
 
