@@ -481,7 +481,10 @@ class Reconciler:
         """Take one complete broker snapshot; any failure raises (never a partial snapshot)."""
         positions_read_at = self.clock.now()
         positions = {p.symbol: p for p in self.broker.list_positions()}
-        open_orders = tuple(self.broker.list_orders(status="open", limit=_ORDERS_PAGE))
+        # Every open order, however many: the port reads every page and raises past its limit, so
+        # a limit of one page made every pass abort (Alpaca) or read its list as cut (a full page)
+        # on an account with 500 orders resting anywhere, and no phantom ever cleared (audit 21 #2).
+        open_orders = tuple(self.broker.list_orders(status="open", limit=EVERY_OPEN_ORDER))
         by_coid: dict[str, BrokerOrder | None] = {o.client_order_id: o for o in open_orders}
         for claim in claims:
             probe = claim.state in ACTIVE_STATES or claim.state is ClaimState.NOT_SENT
@@ -491,7 +494,7 @@ class Reconciler:
             taken_at=self.clock.now(),
             positions=positions,
             open_orders=open_orders,
-            open_orders_complete=len(open_orders) < _ORDERS_PAGE,
+            open_orders_complete=len(open_orders) < EVERY_OPEN_ORDER,
             orders_by_client_id=by_coid,
             earlier=earlier,
             positions_read_at=positions_read_at,
