@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.config import Settings
-from tradeguard.domain import Claim, LedgerPosition, symbol_key
+from tradeguard.domain import Claim, LedgerPosition, OrderStatus, symbol_key
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState, state_for_order
 from tradeguard.reconcile.positions import gap, position_actions, put_off
@@ -137,6 +137,25 @@ class _ClaimPass:
     refused: set[tuple[str, int | None]] = field(default_factory=set)  # (agent, turn) of refused exits
 
 
+def _ended_unfilled(claim: Claim, action: Action) -> bool:
+    """Whether adopting `action` ends the claim's order with no fill its ledger lacks.
+
+    Such an order (canceled by hand or by the broker, expired, rejected) moves no more shares
+    and the adoption moves no ledger, so the symbol's positions are compared in the same pass:
+    otherwise a phantom behind an exit canceled at the broker waited a whole extra period and
+    outlived `reconcile_interval_secs` (G4; audit 21 #3).
+    """
+    order = action.order
+    return (
+        action.kind is ActionKind.ADOPT_ORDER
+        and order is not None
+        and order.status.is_terminal
+        and order.status is not OrderStatus.REPLACED  # followed to its replacement, which may fill
+        and not order.legs
+        and order.filled_qty == claim.filled_qty
+    )
+
+
 def _moved_since(claim: Claim, holders: list[LedgerPosition]) -> bool:
     """Whether the agent's turn the claim was for moved (a fill, a correction) after the claim did."""
     for pos in holders:
@@ -173,7 +192,11 @@ def _claims_pass(
                 continue
             action, wait = _claim_actions(claim, snapshot, now, settings)
             out.needs_second_read |= wait
-            if action is not None and action.kind is ActionKind.MARK_NOT_SENT:
+            # Nothing placed, or an order that ended with no fill the ledger lacks: no ledger can
+            # move, so the symbol's positions are compared in this pass.
+            if action is not None and (
+                action.kind is ActionKind.MARK_NOT_SENT or _ended_unfilled(claim, action)
+            ):
                 moving.discard(claim.key)
                 out.actions.append(action)
                 continue
