@@ -21,7 +21,7 @@ from tradeguard.domain.lifecycle import ClaimState, state_for_order
 from tradeguard.reconcile.positions import gap, position_actions, put_off
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 
-__all__ = ["Plan", "diff", "plan", "plan_read"]
+__all__ = ["Plan", "busy_symbols", "diff", "plan", "plan_read"]
 
 _UNRESOLVED = (ClaimState.PENDING, ClaimState.UNKNOWN)
 _LIVE = (ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED)
@@ -135,6 +135,37 @@ class _ClaimPass:
     # ledger cannot change).
     moving: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     refused: set[tuple[str, int | None]] = field(default_factory=set)  # (agent, turn) of refused exits
+
+
+def busy_symbols(
+    others: Iterable[Claim], snapshot: BrokerSnapshot, now: datetime, settings: Settings
+) -> set[str]:
+    """Return the symbols (by `symbol_key`) where other agents' claims may have moved shares unseen.
+
+    A one-agent pass does not look those claims up, and an order of theirs that filled may show
+    in the positions read before its agent's ledger books it (it must not read as this agent's
+    missed fill). A claim that is unresolved, recently moved, or whose order is not listed open
+    with exactly the fills the claim has booked keeps its symbol busy. One acknowledged a while
+    ago and resting unchanged (a GTC limit, a stop) moved nothing its ledger lacks: counting it
+    kept this agent's partial phantom for as long as the other agent's order rested (audit 21 #4).
+    """
+    busy: set[str] = set()
+    for claim in others:
+        key = symbol_key(claim.symbol)
+        if key in busy:
+            continue
+        listed = [
+            o for o in snapshot.open_in(claim.symbol).values() if o.client_order_id == claim.client_order_id
+        ]
+        quiet = (
+            claim.state in _LIVE
+            and (now - claim.updated_at).total_seconds() >= settings.recent_activity_secs
+            and len(listed) == 1
+            and listed[0].filled_qty == claim.filled_qty
+        )
+        if not quiet:
+            busy.add(key)
+    return busy
 
 
 def _ended_unfilled(claim: Claim, action: Action) -> bool:

@@ -25,7 +25,7 @@ from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, Clai
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
-from tradeguard.reconcile.diff import plan_read
+from tradeguard.reconcile.diff import busy_symbols, plan_read
 from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 from tradeguard.sessions.recorder import NULL_RECORDER, NullRecorder, Recorder
@@ -171,7 +171,7 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
-            claims, ledger, cleared, busy, moved = self._load(agent_id, wanted)
+            claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
             try:
                 snapshot: BrokerSnapshot | None = None
                 actions: list[Action] = []
@@ -183,8 +183,10 @@ class Reconciler:
                         self.clock.sleep(max(settings.settle_delay_secs, settings.unknown_probe_gap_secs))
                     snapshot = self._read(claims, earlier=snapshot)
                     report.reads, report.snapshot = reads, snapshot
+                    now = self.clock.now()
+                    busy = busy_symbols(others, snapshot, now, self.settings)
                     planned = plan_read(
-                        claims, ledger, snapshot, self.clock.now(), self.settings,
+                        claims, ledger, snapshot, now, self.settings,
                         symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
                         moved=moved, releasing=release_exits,
                     )  # fmt: skip
@@ -237,11 +239,12 @@ class Reconciler:
         or its booked fill (a moved turn): the symbol then waits. The compare-and-set at apply time
         covers what moves after this.
         """
-        claims, ledger, cleared, busy, moved = self._load(agent_id, wanted)
+        claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
+        now = self.clock.now()
         again = plan_read(
-            claims, ledger, snapshot, self.clock.now(), self.settings,
-            symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy, moved=moved,
-            releasing=release_exits,
+            claims, ledger, snapshot, now, self.settings,
+            symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, moved=moved,
+            busy=busy_symbols(others, snapshot, now, self.settings), releasing=release_exits,
         ).actions  # fmt: skip
         kept = {_identity(a) for a in again if a.kind in _POSITION_CHANGES}
         return [a for a in actions if a.kind not in _POSITION_CHANGES or _identity(a) in kept]
@@ -250,10 +253,11 @@ class Reconciler:
 
     def _load(
         self, agent_id: str | None, symbols: list[str] | None
-    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], set[str], list[LedgerPosition]]:
-        """Return the claims, all open positions, recently cleared turns, busy symbols, moved turns.
+    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], list[Claim], list[LedgerPosition]]:
+        """Return the claims, all open positions, recently cleared turns, others' claims, moved turns.
 
-        Busy symbols are those where agents outside this pass have claims in motion; moved turns
+        Others' claims are the active claims on the account of agents outside a one-agent pass
+        (`busy_symbols` decides, per read, which of their symbols wait); moved turns
         are those of every agent on the account, open or closed, that moved within
         `position_settle_secs` (the positions read may not show the move yet), phantom clears
         left out.
@@ -289,7 +293,17 @@ class Reconciler:
         cleared = [p for p in store.cleared_turns(since=readopt_since) if on_account(p.agent_id)]
         # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
         # motion may already show at the broker, and must not read as this agent's missed fill.
-        busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
+        others = (
+            [
+                c
+                for c in store.list_claims(states=_IN_MOTION)
+                if c.agent_id != agent_id
+                and on_account(c.agent_id)
+                and (keys is None or symbol_key(c.symbol) in keys)
+            ]
+            if agent_id is not None
+            else []
+        )
         # A phantom clear moves no shares at the broker, so no lagging read can still show it; were
         # it counted, each agent's clear in one-agent passes would hold back the next agent's.
         settle_since = now - timedelta(seconds=self.settings.position_settle_secs)
@@ -299,7 +313,7 @@ class Reconciler:
             for p in store.moved_turns(since=settle_since)
             if on_account(p.agent_id) and p.turn_id not in clears
         ]
-        return claims, ledger, cleared, busy, moved
+        return claims, ledger, cleared, others, moved
 
     def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
