@@ -47,6 +47,8 @@ def _stranded(claim: Claim, now: datetime) -> bool:
     return claim.state is ClaimState.PENDING and claim.lease_expires_at <= now
 
 
+_UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
+
 # Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
 # A put-off symbol's own pass comes at least this long after the pass that put it off.
@@ -429,8 +431,15 @@ class Reconciler:
                     break
                 order = by_id[order.replaced_by]
             complete = len(listed) < _ORDERS_PAGE and (order is None or order.replaced_by is None)
+            # Absent from the listing is no evidence for a claim whose order exists or may have
+            # landed (acknowledged, or unresolved): a listing can trail a fill that a lookup by
+            # id shows, and counting nothing let an exit sell that agent's unbooked shares
+            # (audit 21 #5). A grid's resting orders are listed; NOT_SENT ones were proven absent.
+            missing = order is None and (claim.broker_order_id is not None or claim.state in _UNRESOLVED)
             found[claim.client_order_id] = (
-                order if complete else self.broker.get_order_by_client_id(claim.client_order_id)
+                order
+                if complete and not missing
+                else self.broker.get_order_by_client_id(claim.client_order_id)
             )
         return found
 
