@@ -15,13 +15,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from tradeguard.config import Settings
-from tradeguard.domain import Claim, LedgerPosition, symbol_key
+from tradeguard.domain import Claim, LedgerPosition, OrderStatus, symbol_key
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState, state_for_order
 from tradeguard.reconcile.positions import gap, position_actions, put_off
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 
-__all__ = ["Plan", "diff", "plan", "plan_read"]
+__all__ = ["Plan", "busy_symbols", "diff", "plan", "plan_read"]
 
 _UNRESOLVED = (ClaimState.PENDING, ClaimState.UNKNOWN)
 _LIVE = (ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED)
@@ -137,6 +137,56 @@ class _ClaimPass:
     refused: set[tuple[str, int | None]] = field(default_factory=set)  # (agent, turn) of refused exits
 
 
+def busy_symbols(
+    others: Iterable[Claim], snapshot: BrokerSnapshot, now: datetime, settings: Settings
+) -> set[str]:
+    """Return the symbols (by `symbol_key`) where other agents' claims may have moved shares unseen.
+
+    A one-agent pass does not look those claims up, and an order of theirs that filled may show
+    in the positions read before its agent's ledger books it (it must not read as this agent's
+    missed fill). A claim that is unresolved, recently moved, or whose order is not listed open
+    with exactly the fills the claim has booked keeps its symbol busy. One acknowledged a while
+    ago and resting unchanged (a GTC limit, a stop) moved nothing its ledger lacks: counting it
+    kept this agent's partial phantom for as long as the other agent's order rested (audit 21 #4).
+    """
+    busy: set[str] = set()
+    for claim in others:
+        key = symbol_key(claim.symbol)
+        if key in busy:
+            continue
+        listed = [
+            o for o in snapshot.open_in(claim.symbol).values() if o.client_order_id == claim.client_order_id
+        ]
+        quiet = (
+            claim.state in _LIVE
+            and (now - claim.updated_at).total_seconds() >= settings.recent_activity_secs
+            and len(listed) == 1
+            and listed[0].filled_qty == claim.filled_qty
+        )
+        if not quiet:
+            busy.add(key)
+    return busy
+
+
+def _ended_unfilled(claim: Claim, action: Action) -> bool:
+    """Whether adopting `action` ends the claim's order with no fill its ledger lacks.
+
+    Such an order (canceled by hand or by the broker, expired, rejected) moves no more shares
+    and the adoption moves no ledger, so the symbol's positions are compared in the same pass:
+    otherwise a phantom behind an exit canceled at the broker waited a whole extra period and
+    outlived `reconcile_interval_secs` (G4; audit 21 #3).
+    """
+    order = action.order
+    return (
+        action.kind is ActionKind.ADOPT_ORDER
+        and order is not None
+        and order.status.is_terminal
+        and order.status is not OrderStatus.REPLACED  # followed to its replacement, which may fill
+        and not order.legs
+        and order.filled_qty == claim.filled_qty
+    )
+
+
 def _moved_since(claim: Claim, holders: list[LedgerPosition]) -> bool:
     """Whether the agent's turn the claim was for moved (a fill, a correction) after the claim did."""
     for pos in holders:
@@ -173,7 +223,11 @@ def _claims_pass(
                 continue
             action, wait = _claim_actions(claim, snapshot, now, settings)
             out.needs_second_read |= wait
-            if action is not None and action.kind is ActionKind.MARK_NOT_SENT:
+            # Nothing placed, or an order that ended with no fill the ledger lacks: no ledger can
+            # move, so the symbol's positions are compared in this pass.
+            if action is not None and (
+                action.kind is ActionKind.MARK_NOT_SENT or _ended_unfilled(claim, action)
+            ):
                 moving.discard(claim.key)
                 out.actions.append(action)
                 continue

@@ -25,7 +25,7 @@ from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, Clai
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
-from tradeguard.reconcile.diff import plan_read
+from tradeguard.reconcile.diff import busy_symbols, plan_read
 from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 from tradeguard.sessions.recorder import NULL_RECORDER, NullRecorder, Recorder
@@ -47,11 +47,24 @@ def _stranded(claim: Claim, now: datetime) -> bool:
     return claim.state is ClaimState.PENDING and claim.lease_expires_at <= now
 
 
+_UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
+
 # Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
 # A put-off symbol's own pass comes at least this long after the pass that put it off.
 _PUT_OFF_MIN_GAP = timedelta(seconds=1)
 _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
+
+# Position actions that change a ledger: rechecked against the store as it is after the reads.
+_POSITION_CHANGES = _CORRECTIONS | {ActionKind.CLEAR_PHANTOM}
+
+
+def _identity(action: Action) -> tuple[object, ...]:
+    """What makes two position actions the same correction (the ledger position included)."""
+    pos = action.position
+    held = None if pos is None else (pos.agent_id, pos.turn_id, pos.qty)
+    return (action.kind, action.agent_id, symbol_key(action.symbol), action.qty, held)
+
 
 # Alpaca returns at most 500 orders a page; a full page may hide more.
 _ORDERS_PAGE = 500
@@ -160,7 +173,7 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
-            claims, ledger, cleared, busy, moved = self._load(agent_id, wanted)
+            claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
             try:
                 snapshot: BrokerSnapshot | None = None
                 actions: list[Action] = []
@@ -172,14 +185,21 @@ class Reconciler:
                         self.clock.sleep(max(settings.settle_delay_secs, settings.unknown_probe_gap_secs))
                     snapshot = self._read(claims, earlier=snapshot)
                     report.reads, report.snapshot = reads, snapshot
+                    now = self.clock.now()
+                    busy = busy_symbols(others, snapshot, now, self.settings)
                     planned = plan_read(
-                        claims, ledger, snapshot, self.clock.now(), self.settings,
+                        claims, ledger, snapshot, now, self.settings,
                         symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
                         moved=moved, releasing=release_exits,
                     )  # fmt: skip
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:
                         break
+                if snapshot is not None and any(a.kind in _POSITION_CHANGES for a in actions):
+                    actions = self._still_planned(
+                        actions, snapshot, agent_id, wanted,
+                        adopt_orphans_to=adopt_orphans_to, release_exits=release_exits,
+                    )  # fmt: skip
                 if agent_id is not None:
                     actions = [a for a in actions if a.agent_id in (None, agent_id)]
                 actions = [self._confirm_readoption(a, adopt_orphans_to) for a in actions]
@@ -201,14 +221,45 @@ class Reconciler:
                         report.applied.append(action)
         return report
 
+    def _still_planned(
+        self,
+        actions: list[Action],
+        snapshot: BrokerSnapshot,
+        agent_id: str | None,
+        wanted: list[str] | None,
+        *,
+        adopt_orphans_to: str | None,
+        release_exits: bool | frozenset[str],
+    ) -> list[Action]:
+        """Keep a ledger correction only if the store as it is after the reads still leads to it.
+
+        The claims, busy symbols and moved turns were loaded before the broker was read; an order
+        claimed and placed in between (another thread's or process's exit or entry, whose answer
+        is still on its way) shows in the read and is in no loaded claim, so the pass would book
+        its shares as this ledger's missed fill or clear the turn it is selling (audit 21 #1).
+        Every claim is written before its order is sent, so a second load now sees it (in motion)
+        or its booked fill (a moved turn): the symbol then waits. The compare-and-set at apply time
+        covers what moves after this.
+        """
+        claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
+        now = self.clock.now()
+        again = plan_read(
+            claims, ledger, snapshot, now, self.settings,
+            symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, moved=moved,
+            busy=busy_symbols(others, snapshot, now, self.settings), releasing=release_exits,
+        ).actions  # fmt: skip
+        kept = {_identity(a) for a in again if a.kind in _POSITION_CHANGES}
+        return [a for a in actions if a.kind not in _POSITION_CHANGES or _identity(a) in kept]
+
     # -- reading ---------------------------------------------------------------------------
 
     def _load(
         self, agent_id: str | None, symbols: list[str] | None
-    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], set[str], list[LedgerPosition]]:
-        """Return the claims, all open positions, recently cleared turns, busy symbols, moved turns.
+    ) -> tuple[list[Claim], list[LedgerPosition], list[LedgerPosition], list[Claim], list[LedgerPosition]]:
+        """Return the claims, all open positions, recently cleared turns, others' claims, moved turns.
 
-        Busy symbols are those where agents outside this pass have claims in motion; moved turns
+        Others' claims are the active claims on the account of agents outside a one-agent pass
+        (`busy_symbols` decides, per read, which of their symbols wait); moved turns
         are those of every agent on the account, open or closed, that moved within
         `position_settle_secs` (the positions read may not show the move yet), phantom clears
         left out.
@@ -244,7 +295,17 @@ class Reconciler:
         cleared = [p for p in store.cleared_turns(since=readopt_since) if on_account(p.agent_id)]
         # Positions are account-wide, claims of a one-agent pass are not: another agent's order in
         # motion may already show at the broker, and must not read as this agent's missed fill.
-        busy = store.symbols_in_motion(excluding_agent=agent_id) if agent_id is not None else set()
+        others = (
+            [
+                c
+                for c in store.list_claims(states=_IN_MOTION)
+                if c.agent_id != agent_id
+                and on_account(c.agent_id)
+                and (keys is None or symbol_key(c.symbol) in keys)
+            ]
+            if agent_id is not None
+            else []
+        )
         # A phantom clear moves no shares at the broker, so no lagging read can still show it; were
         # it counted, each agent's clear in one-agent passes would hold back the next agent's.
         settle_since = now - timedelta(seconds=self.settings.position_settle_secs)
@@ -254,7 +315,7 @@ class Reconciler:
             for p in store.moved_turns(since=settle_since)
             if on_account(p.agent_id) and p.turn_id not in clears
         ]
-        return claims, ledger, cleared, busy, moved
+        return claims, ledger, cleared, others, moved
 
     def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
@@ -370,8 +431,15 @@ class Reconciler:
                     break
                 order = by_id[order.replaced_by]
             complete = len(listed) < _ORDERS_PAGE and (order is None or order.replaced_by is None)
+            # Absent from the listing is no evidence for a claim whose order exists or may have
+            # landed (acknowledged, or unresolved): a listing can trail a fill that a lookup by
+            # id shows, and counting nothing let an exit sell that agent's unbooked shares
+            # (audit 21 #5). A grid's resting orders are listed; NOT_SENT ones were proven absent.
+            missing = order is None and (claim.broker_order_id is not None or claim.state in _UNRESOLVED)
             found[claim.client_order_id] = (
-                order if complete else self.broker.get_order_by_client_id(claim.client_order_id)
+                order
+                if complete and not missing
+                else self.broker.get_order_by_client_id(claim.client_order_id)
             )
         return found
 
@@ -436,7 +504,10 @@ class Reconciler:
         """Take one complete broker snapshot; any failure raises (never a partial snapshot)."""
         positions_read_at = self.clock.now()
         positions = {p.symbol: p for p in self.broker.list_positions()}
-        open_orders = tuple(self.broker.list_orders(status="open", limit=_ORDERS_PAGE))
+        # Every open order, however many: the port reads every page and raises past its limit, so
+        # a limit of one page made every pass abort (Alpaca) or read its list as cut (a full page)
+        # on an account with 500 orders resting anywhere, and no phantom ever cleared (audit 21 #2).
+        open_orders = tuple(self.broker.list_orders(status="open", limit=EVERY_OPEN_ORDER))
         by_coid: dict[str, BrokerOrder | None] = {o.client_order_id: o for o in open_orders}
         for claim in claims:
             probe = claim.state in ACTIVE_STATES or claim.state is ClaimState.NOT_SENT
@@ -446,7 +517,7 @@ class Reconciler:
             taken_at=self.clock.now(),
             positions=positions,
             open_orders=open_orders,
-            open_orders_complete=len(open_orders) < _ORDERS_PAGE,
+            open_orders_complete=len(open_orders) < EVERY_OPEN_ORDER,
             orders_by_client_id=by_coid,
             earlier=earlier,
             positions_read_at=positions_read_at,
