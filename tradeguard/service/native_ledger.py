@@ -257,9 +257,7 @@ def correct_position(body: CorrectionIn, request: Request, principal: Caller) ->
     if not (abs(after) <= abs(expect.qty) and after * expect.qty >= 0):
         # A correction toward flat (compare-and-set on `expect`) holds back no one: open to all.
         books_shares(store_of(request), principal)
-    applied = store_of(request).correct_position(
-        expect, delta, reason=body.reason, detail=body.detail
-    )
+    applied = store_of(request).correct_position(expect, delta, reason=body.reason, detail=body.detail)
     return {"applied": applied}
 
 
