@@ -385,24 +385,25 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         return self.store.adopt_position(self.agent_id, symbol, qty, why=why, top_up=top_up)
 
     def _others_fills_settle_at(self, symbol: str) -> datetime | None:
-        """When every fill other agents on this account booked in `symbol` lately shows in a positions read.
+        """When every move other agents on this account made lately in `symbol` shows in a positions read.
 
         Alpaca's positions endpoint trails fills by up to `position_settle_secs`: until then a
         read may still show shares another agent's fill moved, though its ledger moved already.
-        None when no such fill is that recent.
+        Read from the ledger's turns moved since (a fill or a correction; what a reconcile pass
+        reads too), not from claims: a store's claims are its whole history. None when no such
+        move is that recent.
         """
-        now = self.clock.now()
-        since = now - timedelta(seconds=self.settings.position_settle_secs)
-        recent = [
-            c
-            for c in self.store.list_claims(symbol=symbol, updated_since=since)
-            if c.filled_qty != 0 and c.agent_id != self.agent_id
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        moved = [
+            (t.agent_id, t.updated_at)
+            for t in self.store.moved_turns(self.clock.now() - settle)
+            if t.symbol == symbol and t.agent_id != self.agent_id and t.updated_at is not None
         ]
-        if not recent:
+        if not moved:
             return None
         on_account = self.reconciler.on_account(self.agent_id)
-        latest = max((c.updated_at for c in recent if on_account(c.agent_id)), default=None)
-        return None if latest is None else latest + timedelta(seconds=self.settings.position_settle_secs)
+        latest = max((at for agent, at in moved if on_account(agent)), default=None)
+        return None if latest is None else latest + settle
 
     def _wait_out_others_recent_fills(self, symbol: str) -> None:
         """Before sizing an exit, wait until other agents' recent fills here show in a positions read.
