@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from alpaca.trading.client import TradingClient
 
     from tests.alpaca_bodies import FakeAlpaca
+    from tradeguard.ports import ClaimLedger
     from tradeguard.store import ClaimStore
 
 # CI replays a fixed set of Hypothesis examples so a submission's result does not depend on
@@ -73,6 +74,27 @@ def store_url(request: pytest.FixtureRequest) -> str:
     """Every store test runs on a SQLite file and on real PostgreSQL."""
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "memory"])
+def shared(request: pytest.FixtureRequest) -> Iterator[ClaimLedger]:
+    """One claim store that several agents share: a SQLite file, PostgreSQL, or in memory.
+
+    On an `OnSleepClock` (tests/gateway_kit.py), so a test can act while the guard waits.
+    """
+    from tests.gateway_kit import OnSleepClock
+    from tradeguard.config import Settings
+    from tradeguard.store import ClaimStore, MemoryClaimStore
+
+    clock, settings = OnSleepClock(), Settings()
+    store: ClaimStore | MemoryClaimStore
+    if request.param == "memory":
+        store = MemoryClaimStore(settings=settings, clock=clock)
+    else:
+        url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+        store = ClaimStore(url, settings=settings, clock=clock)
+    with store:
+        yield store
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ClaimLedger
-from tradeguard.store import ClaimStore, MemoryClaimStore
+from tradeguard.store import ClaimStore
 from tradeguard.testing import FaultPlan, FaultyBroker, PaperBroker, RecordingBroker, make_request
 
 AGENT = "may21-bot"
@@ -122,20 +122,6 @@ def test_a_same_size_buy_outside_the_guard_after_a_clear_is_not_readopted(
     assert w.gw.exit("TQQQ", intent="10:30 momentum lost").outcome is not Outcome.SUBMITTED
     assert w.lag.asked(symbol="TQQQ", side="sell") == []
     assert broker_qty(w.paper, "TQQQ") == 12
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "memory"])
-def shared(request: pytest.FixtureRequest) -> Iterator[ClaimLedger]:
-    """One claim store for two agents: a SQLite file, PostgreSQL, or in memory."""
-    clock, settings = OnSleepClock(), Settings()
-    store: ClaimStore | MemoryClaimStore
-    if request.param == "memory":
-        store = MemoryClaimStore(settings=settings, clock=clock)
-    else:
-        url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-        store = ClaimStore(url, settings=settings, clock=clock)
-    with store:
-        yield store
 
 
 def test_a_lagging_read_after_another_agents_exit_is_not_booked_as_a_missed_fill(shared: ClaimLedger) -> None:

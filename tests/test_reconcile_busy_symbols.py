@@ -8,10 +8,7 @@ keep it busy; an order resting unchanged does not.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
-
-import pytest
 
 from tests.gateway_kit import MAY21_PRICES, OnSleepClock
 from tradeguard.config import Settings
@@ -19,22 +16,7 @@ from tradeguard.domain import OrderType
 from tradeguard.execution import Outcome
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ClaimLedger
-from tradeguard.store import ClaimStore, MemoryClaimStore
 from tradeguard.testing import PaperBroker, make_request
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "memory"])
-def shared(request: pytest.FixtureRequest) -> Iterator[ClaimLedger]:
-    """One claim store for the agents: a SQLite file, PostgreSQL, or in memory."""
-    clock, settings = OnSleepClock(), Settings()
-    store: ClaimStore | MemoryClaimStore
-    if request.param == "memory":
-        store = MemoryClaimStore(settings=settings, clock=clock)
-    else:
-        url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-        store = ClaimStore(url, settings=settings, clock=clock)
-    with store:
-        yield store
 
 
 def _dashboard_sells(paper: PaperBroker, qty: int) -> None:

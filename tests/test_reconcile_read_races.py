@@ -9,32 +9,14 @@ Real parts: a SQLite file, PostgreSQL or the memory store, the in-process paper 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
 from tests.gateway_kit import MAY21_PRICES, OnSleepClock
-from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ClaimLedger, ForwardingBroker
-from tradeguard.store import ClaimStore, MemoryClaimStore
 from tradeguard.testing import PaperBroker
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "memory"])
-def shared(request: pytest.FixtureRequest) -> Iterator[ClaimLedger]:
-    """One claim store for the agents: a SQLite file, PostgreSQL, or in memory."""
-    clock, settings = OnSleepClock(), Settings()
-    store: ClaimStore | MemoryClaimStore
-    if request.param == "memory":
-        store = MemoryClaimStore(settings=settings, clock=clock)
-    else:
-        url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
-        store = ClaimStore(url, settings=settings, clock=clock)
-    with store:
-        yield store
 
 
 class SlowAnswer(ForwardingBroker):
