@@ -132,61 +132,23 @@ def chaos(
     seeds = [only_seed] if only_seed is not None else [run_seed(seed, i) for i in range(runs)]
     result = into if into is not None else ChaosResult()
     try:
-        _campaign(
-            cls,
-            day,
-            seeds,
-            result,
-            crash_points=crash_points,
-            faults=faults,
-            crash=crash,
-            hosts=hosts,
-            store_url=store_url,
-            kill_every=kill_every,
-            unguarded=unguarded,
-            gateway_factory=gateway_factory,
-            strategy=strategy,
-            save_to=save_to,
-            progress=progress,
-        )
+        for number, run in enumerate(seeds, start=1):
+            plan = plan_for(run, points=crash_points, faults=faults, crash=crash)
+            if hosts > 1:
+                outcome = _on_hosts(cls, day, run, result, hosts=hosts, store_url=store_url)
+            elif kills(run, kill_every, len(crash_points)) and not unguarded and gateway_factory is None:
+                spec = strategy if isinstance(strategy, str) else None
+                outcome = _killed(cls, day, plan, result, spec=spec, store_url=store_url)
+            else:
+                outcome = run_once(cls, day, plan, unguarded=unguarded, gateway_factory=gateway_factory)
+            result.runs.append(outcome)
+            if outcome.violations and save_to is not None:
+                result.sessions[run] = _save(cls, day, plan, save_to, gateway_factory, unguarded=unguarded)
+            if progress is not None:
+                progress(number, outcome)
     finally:
-        _tidy(result)
+        _tidy(result)  # also when interrupted: what passed is removed, what failed is kept
     return result
-
-
-def _campaign(
-    cls: type[Strategy],
-    day: BarSeries,
-    seeds: list[int],
-    result: ChaosResult,
-    *,
-    crash_points: tuple[str, ...],
-    faults: FaultPlan | None,
-    crash: bool,
-    hosts: int,
-    store_url: str | None,
-    kill_every: int,
-    unguarded: bool,
-    gateway_factory: GatewayFactory | None,
-    strategy: type[Strategy] | str,
-    save_to: str | None,
-    progress: Callable[[int, RunOutcome], None] | None,
-) -> None:
-    """Run each seed's run in turn, adding its outcome to `result` (see `chaos`)."""
-    for number, run in enumerate(seeds, start=1):
-        plan = plan_for(run, points=crash_points, faults=faults, crash=crash)
-        if hosts > 1:
-            outcome = _on_hosts(cls, day, run, result, hosts=hosts, store_url=store_url)
-        elif kills(run, kill_every, len(crash_points)) and not unguarded and gateway_factory is None:
-            spec = strategy if isinstance(strategy, str) else None
-            outcome = _killed(cls, day, plan, result, spec=spec, store_url=store_url)
-        else:
-            outcome = run_once(cls, day, plan, unguarded=unguarded, gateway_factory=gateway_factory)
-        result.runs.append(outcome)
-        if outcome.violations and save_to is not None:
-            result.sessions[run] = _save(cls, day, plan, save_to, gateway_factory, unguarded=unguarded)
-        if progress is not None:
-            progress(number, outcome)
 
 
 def _check_store(url: str) -> None:
