@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 from collections import Counter
@@ -299,3 +300,57 @@ def test_cli_unguarded_saves_each_failing_run_and_prints_the_command_that_replay
     # A saved session replays: the guard would have blocked what the plain bot sent twice.
     assert main(["replay", str(saved / f"chaos-{failing[0]}.jsonl"), "--compare"]) in (0, 1)
     assert "blocked" in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_strategy_file_runs_on_several_hosts_and_their_faults_are_counted(
+    pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tradeguard chaos bots/x.py --workers N`, the README's way of naming one's own bot, ended in
+    a traceback (exit 1, which reads as a broken guarantee): the hosts were told to import the
+    file's module by the name it was loaded under, which no other process can import. And the
+    hosts' faults fired unseen: every such campaign said "0 faults fired"."""
+    bot = tmp_path / "bots" / "mybot.py"
+    bot.parent.mkdir()
+    bot.write_text((Path(__file__).parent.parent / "strategies" / "momentum.py").read_text())
+    monkeypatch.chdir(tmp_path)  # the file named relative to where the user stands
+    code = main(
+        ["chaos", "bots/mybot.py", "--runs", "2", "--seed", "3", "--workers", "2", "--store", pg_url,
+         "--minutes", "45", "--json"]
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err[-3000:]
+    report = json.loads(out.out)
+    assert report["ok"] and report["orders"] > 0 and report["faults_fired"] > 0, report
+
+
+def test_a_class_from_a_strategy_file_is_named_by_its_path_for_other_processes(tmp_path: Path) -> None:
+    from tradeguard.run.strategy import load_strategy, strategy_spec
+
+    bot = tmp_path / "mybot.py"
+    bot.write_text((Path(__file__).parent.parent / "strategies" / "momentum.py").read_text())
+    cls = load_strategy(str(bot))
+    assert strategy_spec(cls) == f"{bot}:{cls.__qualname__}"
+    assert load_strategy(strategy_spec(cls)) is not None
+    assert strategy_spec(MomentumStrategy) == "strategies.momentum:MomentumStrategy"
+
+
+def test_a_bot_process_that_dies_of_its_own_error_stops_the_campaign_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A real-process run whose worker exited for no kill and no strategy error ended the command
+    in a traceback; the run proves nothing, so it says so in one line, naming the worker's last
+    error and the folder kept for a look, and exits 1 (a person must look)."""
+    bot = tmp_path / "mybot.py"
+    bot.write_text(
+        (Path(__file__).parent.parent / "strategies" / "momentum.py").read_text()
+        # This process loads it; a worker process dies at import.
+        + f"\nimport os\nif os.getpid() != {os.getpid()}:\n    raise SystemExit('worker refuses to start')\n"
+    )
+    code = main(["chaos", str(bot), "--runs", "1", "--kill-every", "1", "--minutes", "20"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("tradeguard:")]
+    assert "chaos stopped after 0 run(s): chaos worker exited" in line and "folder" in line, line

@@ -137,8 +137,7 @@ def chaos(
             if hosts > 1:
                 outcome = _on_hosts(cls, day, run, result, hosts=hosts, store_url=store_url)
             elif kills(run, kill_every, len(crash_points)) and not unguarded and gateway_factory is None:
-                spec = strategy if isinstance(strategy, str) else None
-                outcome = _killed(cls, day, plan, result, spec=spec, store_url=store_url)
+                outcome = _killed(cls, day, plan, result, store_url=store_url)
             else:
                 outcome = run_once(cls, day, plan, unguarded=unguarded, gateway_factory=gateway_factory)
             result.runs.append(outcome)
@@ -210,7 +209,6 @@ def _killed(
     plan: RunPlan,
     result: ChaosResult,
     *,
-    spec: str | None,
     store_url: str | None,
 ) -> RunOutcome:
     """Run `plan` with real bot processes, in a folder kept for a look afterwards."""
@@ -225,7 +223,6 @@ def _killed(
         os.path.join(result.folder, "bars.csv"),
         plan,
         folder,
-        strategy_spec=spec,
         store_url=store_url,
     )
     return _kept_if_failing(outcome, folder)

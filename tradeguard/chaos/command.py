@@ -67,6 +67,7 @@ class ChaosOptions:
 def run_chaos(args: ChaosOptions) -> int:
     """Run the campaign; print the report; return 1 on any violation."""
     from tradeguard.chaos.campaign import ChaosResult, chaos  # noqa: PLC0415 - `--help` loads no guard
+    from tradeguard.chaos.harness import WorkerFailed  # noqa: PLC0415 - as above
     from tradeguard.faults import FaultPlan  # noqa: PLC0415 - as above
     from tradeguard.run.barfile import load_bars  # noqa: PLC0415 - as above
     from tradeguard.run.bars import BarSeries  # noqa: PLC0415 - as above
@@ -101,6 +102,13 @@ def run_chaos(args: ChaosOptions) -> int:
             )
             _print(result, args, out)
         raise
+    except WorkerFailed as exc:
+        # A bot process died of something neither a kill nor the strategy explains: the run
+        # proves nothing either way. What ran before it is reported, then the cause in one line.
+        if result.runs:
+            _print(result, args, out)
+        print(f"tradeguard: chaos stopped after {len(result.runs)} run(s): {exc}", file=sys.stderr)
+        return 1
     _print(result, args, out)
     return 0 if result.ok else 1
 

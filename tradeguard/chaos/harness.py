@@ -40,7 +40,10 @@ if TYPE_CHECKING:
     from tradeguard.client import GuardedTradingClient
     from tradeguard.sessions import Recorder
 
-__all__ = ["RunOutcome", "SimulatedCrash", "UnsupportedStrategy", "run_once", "settle_run", "trading_client"]
+__all__ = [
+    "RunOutcome", "SimulatedCrash", "UnsupportedStrategy", "WorkerFailed", "run_once", "settle_run",
+    "trading_client",
+]  # fmt: skip
 
 RESTART_SECS = 10.0  # how long the supervisor takes to bring a dead bot back
 GatewayFactory = Any  # (broker, store, agent_id, settings, clock, record_to) -> a gateway
@@ -229,6 +232,19 @@ def settle_run(
     for _ in range(3):  # grace, probe gap and settle horizon each pass before the next
         clock.advance(quiet + settings.position_settle_secs + settings.settle_delay_secs + 1)
         gateway.reconcile()
+
+
+class WorkerFailed(RuntimeError):
+    """A real bot process of a run ended in a way no kill or strategy error explains.
+
+    The run could not be checked: neither a guarantee held nor broken. The message names the
+    worker's last error and where its files are.
+    """
+
+    def __init__(self, what: str, stderr: str) -> None:
+        lines = [line for line in stderr.strip().splitlines() if line.strip()]
+        self.stderr = stderr
+        super().__init__(f"{what}: {lines[-1].strip() if lines else 'no error output'}")
 
 
 class UnsupportedStrategy(ConfigError):

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from tradeguard import crashpoints
 from tradeguard.chaos.checker import Evidence, check_guarded
-from tradeguard.chaos.harness import RESTART_SECS, RunOutcome, settle_run, trading_client
+from tradeguard.chaos.harness import RESTART_SECS, RunOutcome, WorkerFailed, settle_run, trading_client
 from tradeguard.chaos.kill import write_bars
 from tradeguard.chaos.plan import plan_for
 from tradeguard.chaos.tap import Ask, Decisions, DecisionScope, RequestTap, new_ask
@@ -39,7 +39,7 @@ from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import RecordedPrices
 from tradeguard.run.barfile import read_bar_file
 from tradeguard.run.bars import BarSeries
-from tradeguard.run.strategy import Strategy, StrategyContext, load_strategy
+from tradeguard.run.strategy import Strategy, StrategyContext, load_strategy, strategy_spec
 from tradeguard.store import ClaimStore
 
 __all__ = ["run_hosts"]
@@ -108,7 +108,7 @@ def run_hosts(
     barrier = os.path.join(folder, "barrier")
     _write(barrier, "1")
     spec: dict[str, Any] = {
-        "strategy": f"{strategy_cls.__module__}:{strategy_cls.__qualname__}", "bars": bar_file,
+        "strategy": strategy_spec(strategy_cls), "bars": bar_file,
         "store": store_url, "url": server.url, "agent": agent, "seed": seed, "barrier": barrier,
     }  # fmt: skip
     fleet = [_Host(n) for n in range(hosts)]
@@ -116,7 +116,8 @@ def run_hosts(
     try:
         while not all(h.done for h in fleet):
             if time.monotonic() - started > RUN_TIMEOUT_SECS:
-                raise RuntimeError(f"chaos hosts did not finish in {RUN_TIMEOUT_SECS:g} s (folder {folder})")
+                why = f"chaos hosts did not finish in {RUN_TIMEOUT_SECS:g} s (folder {folder})"
+                raise WorkerFailed(why, "")
             for host in fleet:
                 _tend(host, spec, folder, outcome)
             progress = [_read_int(_progress(folder, h.number)) for h in fleet if not h.done]
@@ -131,6 +132,11 @@ def run_hosts(
             if host.process is not None and host.process.poll() is None:
                 host.process.kill()
         server.stop()
+    outcome.faults_fired = sum(
+        _read_int(os.path.join(folder, name))
+        for name in os.listdir(folder)
+        if name.startswith("faults-") and not name.endswith(".tmp")
+    )
     _settle_and_check(
         strategy_cls,
         paper,
@@ -165,10 +171,12 @@ def _tend(host: _Host, spec: dict[str, Any], folder: str, outcome: RunOutcome) -
             return
         else:
             why = _read_text(os.path.join(folder, f"stderr-{host.number}.txt"))
-            raise RuntimeError(f"chaos host {host.number} failed ({code}): {why[-2000:]}")
+            raise WorkerFailed(f"chaos host {host.number} exited {code} (folder {folder})", why)
     mine = {
         **spec, "host": host.number, "incarnation": host.incarnation,
         "progress": _progress(folder, host.number),
+        # What this incarnation's faults fired so far (the host's memory dies with a SIGKILL).
+        "faults": os.path.join(folder, f"faults-{host.number}-{host.incarnation}"),
         "journal": os.path.join(folder, f"journal-{host.number}.jsonl"),
     }  # fmt: skip
     host.incarnation += 1
@@ -249,7 +257,8 @@ def _host_main(spec: dict[str, Any]) -> int:
     alpaca = AlpacaBroker.from_credentials("chaos", "chaos", url_override=spec["url"], settings=settings)
     plan = plan_for(spec["seed"] * 101 + spec["host"] * 11 + spec["incarnation"])
     decisions = Decisions(journal)
-    broker = RequestTap(FaultyBroker(alpaca, plan.faults, clock=clock), decisions)
+    faulty = FaultyBroker(alpaca, plan.faults, clock=clock)
+    broker = RequestTap(faulty, decisions)
     store = ClaimStore(spec["store"], settings=settings, clock=clock)
     cls = load_strategy(spec["strategy"])
     gateway = OrderGateway(
@@ -272,8 +281,11 @@ def _host_main(spec: dict[str, Any]) -> int:
             strategy.on_bar(bars.minutes[index], ctx)
             gateway.reconcile_if_due()
         except Exception:  # the supervisor restarts the host on the next bar
+            _write(spec["faults"], str(len(faulty.injector.fired())))
             _write(spec["progress"], str(index + 1))
             return BOT_ERROR
+        # Before the progress: a host killed in between loses no fault the supervisor counted.
+        _write(spec["faults"], str(len(faulty.injector.fired())))
         _write(spec["progress"], str(index + 1))
     return 0
 

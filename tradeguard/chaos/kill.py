@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any, cast
 
 from tradeguard.chaos.checker import Evidence, check_guarded
-from tradeguard.chaos.harness import RESTART_SECS, RunOutcome, settle_run
+from tradeguard.chaos.harness import RESTART_SECS, RunOutcome, WorkerFailed, settle_run
 from tradeguard.chaos.plan import RunPlan
 from tradeguard.chaos.tap import Ask
 from tradeguard.chaos.worker import BOT_ERROR
@@ -30,7 +30,7 @@ from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
 from tradeguard.paper.prices import RecordedPrices
 from tradeguard.run.bars import BarSeries
-from tradeguard.run.strategy import Strategy, StrategyContext
+from tradeguard.run.strategy import Strategy, StrategyContext, strategy_spec
 from tradeguard.store import ClaimStore
 
 __all__ = ["run_killed", "write_bars"]
@@ -58,13 +58,12 @@ def run_killed(
     plan: RunPlan,
     folder: str,
     *,
-    strategy_spec: str | None = None,
     store_url: str | None = None,
 ) -> RunOutcome:
     """Run `plan` with real bot processes in `folder`; see the module docstring.
 
-    `strategy_spec` is how the worker loads the strategy (a file path works too); by default its
-    module and class name. `store_url` puts the claims in that store (PostgreSQL) instead of a
+    The worker loads the strategy by `strategy_spec` (a class from a file by the file's path).
+    `store_url` puts the claims in that store (PostgreSQL) instead of a
     SQLite file in `folder`; the run's agent id carries its seed, so runs sharing one database
     never see each other's claims.
     """
@@ -76,7 +75,7 @@ def run_killed(
     with open(faults_file, "w", encoding="utf-8") as handle:
         handle.write(plan.faults.as_text())
     spec: dict[str, Any] = {
-        "strategy": strategy_spec or f"{strategy_cls.__module__}:{strategy_cls.__qualname__}",
+        "strategy": strategy_spec(strategy_cls),
         "bars": bar_file,
         "store": store_url or f"sqlite:///{os.path.join(folder, 'claims.db')}",
         "agent": f"{strategy_cls.agent_name()}-{plan.seed}",
@@ -103,7 +102,7 @@ def run_killed(
         elif done.returncode == 0:
             break
         else:
-            raise RuntimeError(f"chaos worker failed ({done.returncode}): {done.stderr[-2000:]}")
+            raise WorkerFailed(f"chaos worker exited {done.returncode} (folder {folder})", done.stderr)
     _settle_and_check(strategy_cls, bars, spec, outcome)
     return outcome
 

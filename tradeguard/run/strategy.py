@@ -101,6 +101,10 @@ class Strategy:
         return cls.name or cls.__name__.lower()
 
 
+# The module name a strategy file is imported under (no other process can import it by it).
+_FILE_MODULE_PREFIX = "tradeguard_strategy_"
+
+
 def load_strategy(spec: str) -> type[Strategy]:
     """Import a strategy by module path or file path, optionally with ``:ClassName``.
 
@@ -138,6 +142,21 @@ def load_strategy(spec: str) -> type[Strategy]:
     return own[0]
 
 
+def strategy_spec(cls: type[Strategy]) -> str:
+    """Return the spec by which `load_strategy` in another process loads `cls`.
+
+    A class from a module imported by name is named by module and class. A class from a file
+    (`load_strategy("bots/x.py")`, or a script run as ``__main__``) lives in a module no other
+    process can import by that name: it is named by the file's absolute path, so a worker started
+    in any folder finds it.
+    """
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    if path and (cls.__module__ == "__main__" or cls.__module__.startswith(_FILE_MODULE_PREFIX)):
+        return f"{os.path.abspath(path)}:{cls.__qualname__}"
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -158,7 +177,7 @@ def _import_file(path: str) -> ModuleType:
         why = "is a folder, not a file" if os.path.isdir(path) else "does not exist"
         raise ConfigError(f"strategy file {path} {why}")
     stem = os.path.splitext(os.path.basename(path))[0]
-    name = f"tradeguard_strategy_{stem}"
+    name = f"{_FILE_MODULE_PREFIX}{stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ConfigError(f"strategy file {path} is not a Python module")
