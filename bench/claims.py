@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.n, args.rounds, args.secs, args.sizes = 300, 3, 1.0, "1000,100000"
     skip = {s for s in args.skip.split(",") if s}
+    args.dir.mkdir(parents=True, exist_ok=True)  # a folder named for the run, as `mkdir -p` would
     folder = Path(tempfile.mkdtemp(prefix="tg-bench-", dir=args.dir))
     pg = args.pg_url.replace("postgresql://", "postgresql+psycopg://", 1) if args.pg_url else None
     print(
