@@ -87,15 +87,22 @@ POSITION_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE agent_id = ? AND sym
 ALL_POSITIONS_SQL = f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE is_open = 1 ORDER BY agent_id, symbol"
 # Turns the reconciler closed while they still held shares (phantom clears), most recent first:
 # an orphan position that equals one of them is that agent's position, read too early.
+# (A closed turn's updated_at is its closed_at: the `updated_at` bound is the same bound, and lets
+# the read seek `ix_tg_turns_closed_moved` instead of scanning every turn ever closed; `+turn_id`
+# keeps SQLite from walking the whole table backwards by id to spare itself sorting a few rows.)
 CLEARED_TURNS_SQL = (
-    f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE is_open = 0 AND qty <> '0' AND closed_at >= ?"
-    " ORDER BY turn_id DESC"
+    f"SELECT {_TURN_COLUMNS} FROM tg_turns WHERE is_open = 0 AND updated_at >= ? AND qty <> '0'"
+    " AND closed_at >= ? ORDER BY +turn_id DESC"
 )
 # Every turn a fill or correction moved since a time, open or closed (a closed one reads flat):
 # the positions endpoint may still show (or not yet show) the shares it moved.
+# Open turns come from `ux_tg_turns_open` (few: one per agent and symbol held), closed ones from
+# `ix_tg_turns_closed_moved` (a range seek): neither part reads the turn history.
 MOVED_TURNS_SQL = (
-    "SELECT agent_id, symbol, CASE WHEN is_open = 1 THEN qty ELSE '0' END, turn_id, opened_at, updated_at"
-    " FROM tg_turns WHERE updated_at > ? ORDER BY updated_at, turn_id"
+    "SELECT agent_id, symbol, qty, turn_id, opened_at, updated_at FROM tg_turns"
+    " WHERE is_open = 1 AND updated_at > ?"
+    " UNION ALL SELECT agent_id, symbol, '0', turn_id, opened_at, updated_at FROM tg_turns"
+    " WHERE is_open = 0 AND updated_at > ? ORDER BY 6, 4"
 )
 # The agent's most recent turn in a symbol, open or closed.
 LATEST_TURN_SQL = "SELECT MAX(turn_id) FROM tg_turns WHERE agent_id = ? AND symbol = ?"
@@ -121,9 +128,12 @@ _IN_MOTION = (
 )
 # Every agent's turn in a symbol that a fill or correction moved since a time (open or closed):
 # the positions endpoint may still show (or not yet show) those shares.
+# (Open and closed turns apart, each part an index read, as in MOVED_TURNS_SQL.)
 _MOVED_SINCE = (
-    "SELECT t.agent_id, a.account_key FROM tg_turns t"
-    " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.updated_at > ?"
+    "SELECT t.agent_id, a.account_key FROM tg_turns t LEFT JOIN tg_agent_accounts a"
+    " ON a.agent_id = t.agent_id WHERE t.is_open = 1 AND t.symbol = ? AND t.updated_at > ?"
+    " UNION ALL SELECT t.agent_id, a.account_key FROM tg_turns t LEFT JOIN tg_agent_accounts a"
+    " ON a.agent_id = t.agent_id WHERE t.is_open = 0 AND t.symbol = ? AND t.updated_at > ?"
 )
 # One agent's claims in a symbol updated since a time (with what they filled): which of its own
 # moves a lagging positions read may show early (its own orders in motion come with `_IN_MOTION`).
@@ -395,7 +405,8 @@ def others_on_account(
     mine = None if row is None else str(row[0])
     motion = tx.all(_IN_MOTION, (symbol,))
     busy = [(holder, key) for holder, key, _side in motion]
-    busy += tx.all(_MOVED_SINCE, (symbol, tx.ts(settled_since)))
+    since = tx.ts(settled_since)
+    busy += tx.all(_MOVED_SINCE, (symbol, since, symbol, since))
     if any(holder != agent_id and same_account(mine, key) for holder, key in busy):
         return None
     in_motion = [str(side) for holder, _key, side in motion if holder == agent_id]

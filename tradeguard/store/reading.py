@@ -155,7 +155,8 @@ class StoreReader:
 
     def cleared_turns(self, since: datetime) -> list[LedgerPosition]:
         """Return turns closed since `since` while still holding shares (phantom clears), newest first."""
-        rows = self._pool.read("reading the ledger", ledger.CLEARED_TURNS_SQL, (self._pool.ts(since),))
+        at = self._pool.ts(since)
+        rows = self._pool.read("reading the ledger", ledger.CLEARED_TURNS_SQL, (at, at))
         return ledger.positions_from_rows(rows, self._pool.dt)
 
     def moved_turns(self, since: datetime) -> list[LedgerPosition]:
@@ -164,7 +165,8 @@ class StoreReader:
         `updated_at` is when; a closed turn reads flat. The reconciler puts off a symbol while a
         turn in it moved that recently: the positions endpoint may not show the move yet.
         """
-        rows = self._pool.read("reading the ledger", ledger.MOVED_TURNS_SQL, (self._pool.ts(since),))
+        at = self._pool.ts(since)
+        rows = self._pool.read("reading the ledger", ledger.MOVED_TURNS_SQL, (at, at))
         return ledger.positions_from_rows(rows, self._pool.dt)
 
     def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
