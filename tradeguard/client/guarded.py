@@ -80,6 +80,7 @@ from tradeguard.domain import (
     ledger_symbol,
     symbol_key,
 )
+from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind
 from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
@@ -307,8 +308,13 @@ class GuardedTradingClient(TradingClient):
             if is_exit:
                 result = gateway.exit_order(symbol, spec, intent=f"coid:{coid}", client_order_id=coid)
             else:
+                changed = None
+                if prior is not None and not same_order(prior.payload, spec.as_payload()):
+                    # The id's only attempt placed nothing (refused): Alpaca takes it again
+                    # with another order, so the guard does (else IntentMismatch: its 422).
+                    changed = gateway.resend_changed(prior, spec)
                 intent = Intent(gateway.agent_id, Kind.ENTRY, symbol, side, f"coid:{coid}")
-                result = gateway.submit(intent, spec, client_order_id=coid)
+                result = changed or gateway.submit(intent, spec, client_order_id=coid)
         elif new_decision:
             name = f"new:{uuid.uuid4().hex}"
             if is_exit:
