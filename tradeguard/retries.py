@@ -21,7 +21,7 @@ from decimal import Decimal
 from tradeguard.clock import Clock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, RejectKind
-from tradeguard.domain.intents import Kind
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, LeaseLost, OrderRejected
 from tradeguard.execution import OrderResult, Outcome, adopt_order
@@ -285,6 +285,38 @@ class RetryAnswers:
             assert fresh is not None
             return self._answer(fresh, held)
         return self._send(claim)
+
+    def resend_changed(self, claim: Claim, spec: OrderSpec) -> OrderResult | None:
+        """Send an entry that provably placed nothing again, under its id, as the order `spec`.
+
+        The drop-in's path for a client_order_id whose only attempt was refused (or never
+        sent): Alpaca keeps no order under such an id and takes it again with any order, so a
+        bot that resized after a 403 gets its new order, as on alpaca-py. G1 holds: if the
+        refusal was wrong after all, the broker answers the id's second copy 422 and the send
+        adopts the order found. The claim records the new order (audited, the old one in the
+        record). None when the claim may not change: an exit (sized by its own rule), or an
+        order that was placed or may have been; or another worker moved it first.
+        """
+        placed_nothing = claim.state is ClaimState.NOT_SENT or (
+            claim.state is ClaimState.REJECTED and _refusal_placed_nothing(claim)
+        )
+        if claim.kind is not Kind.ENTRY or not placed_nothing:
+            return None
+        intent = Intent(claim.agent_id, claim.kind, claim.symbol, claim.side, claim.intent)
+        self.recorder.attempt(intent, spec, claim.client_order_id)
+        try:
+            moved = self.store.transition(
+                claim,
+                ClaimState.PENDING,
+                owner=self.owner,
+                order_qty=spec.qty,
+                payload=spec.as_payload(),
+                reason=f"sending again after {claim.state} as a changed order: nothing was placed",
+                detail={"was": dict(claim.payload)},
+            )
+        except LeaseLost:
+            return None
+        return self._send(moved)
 
     def _retry_exit(
         self, claim: Claim, held: LedgerPosition, *, resize_if_held_up: bool = True

@@ -10,7 +10,8 @@ and exceptions. What the guard changes:
   way Alpaca infers it, from the agent's position (and the broker's): a sell against a long, or a
   buy against a short, is a guarded exit, sized to what is held and sent with `*_to_close`;
   any other order opens and is sent with `*_to_open` (never left to Alpaca's inference, which
-  would close another agent's position on the account).
+  would close another agent's position on the account). A closing order with nothing held on
+  the side it closes is Alpaca's 422 "position intent mismatch", never the other side's exit.
   A retry is recognised before it is classified: a client_order_id already claimed, or the same
   order as the bot sent it within the window, answers from the first order even when the
   position moved meanwhile (a closing sell retried after it filled is not a short sale), with
@@ -58,8 +59,10 @@ from tradeguard.client.lookups import (
     id_taken,
     in_shares,
     insufficient,
+    intent_mismatch,
     no_position,
     nothing_to_close,
+    nothing_to_sell,
     symbol_of,
 )
 from tradeguard.clock import Clock
@@ -77,6 +80,7 @@ from tradeguard.domain import (
     ledger_symbol,
     symbol_key,
 )
+from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind
 from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
@@ -275,7 +279,8 @@ class GuardedTradingClient(TradingClient):
             result,
             raw=self._use_raw_data,
             nothing_to_sell=lambda: (
-                id_at_broker(self.gateway, order) or insufficient(self.gateway, order.symbol, order.spec.qty)
+                id_at_broker(self.gateway, order)
+                or nothing_to_sell(self.gateway, order.symbol, order.side, order.spec.qty)
             ),
             broker=self.gateway.broker,
         )
@@ -303,8 +308,13 @@ class GuardedTradingClient(TradingClient):
             if is_exit:
                 result = gateway.exit_order(symbol, spec, intent=f"coid:{coid}", client_order_id=coid)
             else:
+                changed = None
+                if prior is not None and not same_order(prior.payload, spec.as_payload()):
+                    # The id's only attempt placed nothing (refused): Alpaca takes it again
+                    # with another order, so the guard does (else IntentMismatch: its 422).
+                    changed = gateway.resend_changed(prior, spec)
                 intent = Intent(gateway.agent_id, Kind.ENTRY, symbol, side, f"coid:{coid}")
-                result = gateway.submit(intent, spec, client_order_id=coid)
+                result = changed or gateway.submit(intent, spec, client_order_id=coid)
         elif new_decision:
             name = f"new:{uuid.uuid4().hex}"
             if is_exit:
@@ -358,7 +368,12 @@ class GuardedTradingClient(TradingClient):
             return False, None
         held = self.gateway.position(order.symbol, resolve=False)  # see `OrderGateway.position`
         if not held.is_flat and not _closing(order.side, held.qty):
-            return intent is not None, None  # adds to the position (a caller's *_to_close: as it says)
+            if intent is not None:
+                # A caller's *_to_close on the side that adds to the position (a sell_to_close of
+                # a short): Alpaca refuses it; sent as the position's exit it would trade the
+                # other side (a buy), which the bot never asked for.
+                raise intent_mismatch(order.side)
+            return False, None  # adds to the position
         asked = order.spec.qty
         if not held.is_flat and asked is not None and asked <= abs(held.qty):
             return True, None  # the ledger covers it: no broker read

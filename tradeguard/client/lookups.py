@@ -21,7 +21,7 @@ from alpaca.common.exceptions import APIError
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.convert import DropInOrder
 from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder, OrderNotSent, api_error
-from tradeguard.domain import BrokerPosition, OrderSpec
+from tradeguard.domain import BrokerPosition, OrderSpec, Side
 from tradeguard.errors import BrokerError, StoreError
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ForwardingBroker
@@ -32,8 +32,10 @@ __all__ = [
     "id_taken",
     "in_shares",
     "insufficient",
+    "intent_mismatch",
     "no_position",
     "nothing_to_close",
+    "nothing_to_sell",
     "symbol_of",
 ]
 
@@ -175,6 +177,35 @@ def insufficient(
     asked = requested if requested is not None else body.get("existing_qty", "0")
     message = f"insufficient qty available for order (requested: {asked}, available: 0)"
     return api_error(403, 40310000, f"{message}: {why}" if why else message, body)
+
+
+def intent_mismatch(side: Side) -> APIError:
+    """Return Alpaca's 422 for a closing order (`*_to_close`) that would open: nothing held to close.
+
+    Alpaca infers the intent from the position and refuses a `sell_to_close` of a symbol held
+    flat or short (a `buy_to_close` of one flat or long) with this answer (ALPACA.md).
+    """
+    inferred = "sell_to_open" if side is Side.SELL else "buy_to_open"
+    return api_error(422, 42210000, f"position intent mismatch, inferred: {inferred}")
+
+
+def nothing_to_sell(gateway: OrderGateway, symbol: str, side: Side, requested: Decimal | None) -> APIError:
+    """Return what Alpaca answers a closing order the guard found nothing to send for.
+
+    The guard sends every exit `sell_to_close`/`buy_to_close`: when the broker holds nothing on
+    the side the order closes (flat, or the other side: a phantom ledger, a caller's close of
+    a symbol it does not hold), Alpaca refuses that with its 422 "position intent mismatch";
+    shares all held by open orders (or not this agent's yet) are its 403 "insufficient qty
+    available". A failed read keeps the 403 (never "flat" on a failed read).
+    """
+    try:
+        at_broker = gateway.broker.get_position(symbol)
+    except BrokerError:
+        return insufficient(gateway, symbol, requested)
+    held = Decimal(0) if at_broker is None else at_broker.qty
+    if not (held > 0 if side is Side.SELL else held < 0):
+        return intent_mismatch(side)
+    return insufficient(gateway, symbol, requested, at_broker=at_broker)
 
 
 def no_position() -> APIError:
