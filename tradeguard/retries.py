@@ -21,10 +21,10 @@ from decimal import Decimal
 from tradeguard.clock import Clock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, RejectKind
-from tradeguard.domain.intents import Kind
+from tradeguard.domain.intents import Intent, Kind
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, LeaseLost, OrderRejected
-from tradeguard.execution import OrderResult, Outcome, adopt_order
+from tradeguard.errors import BrokerError, LeaseLost, OrderRejected, StoreError, UnrecordedOrder
+from tradeguard.execution import OrderResult, Outcome, adopt_order, may_have_placed, retry_unrecorded
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.sessions.recorder import NullRecorder, Recorder
@@ -82,11 +82,36 @@ class RetryAnswers:
     ) -> ReconcileReport | None:
         raise NotImplementedError
 
+    def _unless_placed(self, exc: StoreError, *intents: Intent) -> StoreError | UnrecordedOrder:
+        """Return the error for a store failure in a call of one of `intents`: `exc`, unless placed.
+
+        Read on the failure path only: when the decision already has a claim whose order may be
+        at the broker, the caller must not hear "nothing was sent" (`execution.retry_unrecorded`).
+        A read that fails too leaves `exc` (this call sent nothing; that is all it knows).
+        """
+        for intent in intents:
+            try:
+                claim = self.store.get(intent.key)
+            except StoreError:
+                return exc
+            if claim is not None and may_have_placed(claim):
+                return retry_unrecorded(claim, exc)
+        return exc
+
     def _existing(self, claim: Claim, held: LedgerPosition | None = None, *, note: str = "") -> OrderResult:
         """Answer a retry of a known decision; every attempt that sends nothing is audited (G6).
 
         `note` says why the call was taken for a retry (a content window) and leads the reason.
+        A store failure meanwhile is an `UnrecordedOrder` when the claim's order may exist.
         """
+        try:
+            return self._answer_retry(claim, held, note)
+        except StoreError as exc:
+            if not may_have_placed(claim):
+                raise  # nothing of this decision is at the broker: "nothing was sent" is the truth
+            raise retry_unrecorded(claim, exc) from exc
+
+    def _answer_retry(self, claim: Claim, held: LedgerPosition | None, note: str) -> OrderResult:
         result = self._answer(claim, held)
         if note:
             result = replace(result, reason=f"{note}; {result.reason}")
