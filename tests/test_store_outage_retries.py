@@ -25,7 +25,8 @@ from tests.store_blocker import blocked_writes, with_lock_timeout
 from tradeguard import crashpoints
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
-from tradeguard.domain import AuditAction
+from tradeguard.domain import AuditAction, OrderSpec, Side
+from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import OutcomeUnknown, StoreError, UnrecordedOrder
 from tradeguard.execution import Outcome
@@ -166,3 +167,25 @@ def test_an_exit_retried_while_the_store_takes_no_writes_says_the_order_may_exis
         assert again.outcome is Outcome.DUPLICATE and again.order is not None
         assert len(broker.asked(symbol="SPY")) == 2 and len(orders_of(paper, symbol="SPY")) == 2
         assert store.position("bot", "SPY").is_flat
+
+
+def test_an_order_without_a_name_retried_while_the_store_takes_no_writes_says_it_may_exist(
+    url: str, block_after_post: ExitStack
+) -> None:
+    clock = ManualClock()
+    paper = PaperBroker(prices=PRICES, clock=clock)
+    broker = RecordingBroker(paper)
+    spec = OrderSpec(qty=Decimal(3))
+    with ClaimStore(url, settings=SETTINGS, clock=clock) as store:
+        gw = OrderGateway(broker, store, agent_id="bot", settings=SETTINGS, clock=clock)
+        with pytest.raises(UnrecordedOrder):
+            gw.submit_by_content(Kind.ENTRY, "SPY", Side.BUY, spec)
+        clock.advance(SETTINGS.dedup_window_secs + 1)  # the window is over; its order is unresolved
+        with pytest.raises(OutcomeUnknown) as retried:
+            gw.submit_by_content(Kind.ENTRY, "SPY", Side.BUY, spec)
+        assert not isinstance(retried.value, StoreError)
+        assert "may be at the broker" in str(retried.value), retried.value
+        block_after_post.close()
+        again = gw.submit_by_content(Kind.ENTRY, "SPY", Side.BUY, spec)
+        assert again.outcome is Outcome.DUPLICATE and again.order is not None
+        assert len(broker.asked(symbol="SPY")) == 1 and store.position("bot", "SPY").qty == 3
