@@ -113,6 +113,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._account_key: str | None = None  # the account key last registered for this agent
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
+        # Claim keys whose send may have reached the broker with its answer unrecorded
+        # (UnrecordedOrder, or a send that died of something else): see `may_have_placed`.
+        self._posted_unrecorded: set[str] = set()
         self._unclaimed_windows: dict[str, Intent] = {}  # see ContentWindows.submit_by_content
 
     # -- public API ------------------------------------------------------------------------
@@ -619,6 +622,13 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             )
             self.store.record_skip(fresh, agent_id=self.agent_id, reason=reason)
             return OrderResult(outcome, fresh, None, reason)
+        except StoreError:
+            raise  # before the POST, or a refusal it could not record: nothing placed
+        except BaseException:
+            # UnrecordedOrder, or a failure the send path does not expect: the POST may have gone out.
+            with self._start_lock:
+                self._posted_unrecorded.add(claim.key)
+            raise
         finally:
             with self._start_lock:
                 self._sending.discard(claim.key)

@@ -70,6 +70,7 @@ class RetryAnswers:
     recorder: Recorder | NullRecorder
     _start_lock: threading.Lock
     _sending: set[str]
+    _posted_unrecorded: set[str]
 
     def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
         raise NotImplementedError
@@ -94,9 +95,22 @@ class RetryAnswers:
                 claim = self.store.get(intent.key)
             except StoreError:
                 return exc
-            if claim is not None and may_have_placed(claim):
+            if claim is not None and self.may_have_placed(claim):
                 return retry_unrecorded(claim, exc)
         return exc
+
+    def may_have_placed(self, claim: Claim) -> bool:
+        """Whether `claim`'s order may be (or is) at the broker, as far as this gateway can tell.
+
+        `execution.may_have_placed`, except for a PENDING claim of this gateway's own that it never
+        sent: a claim whose answer was lost on the way back (a claim service's), or whose send
+        failed before its POST. Any other PENDING claim may be being sent, or was sent with its
+        answer unrecorded.
+        """
+        if claim.state is ClaimState.PENDING and claim.owner == self.owner:
+            with self._start_lock:
+                return claim.key in self._posted_unrecorded or claim.key in self._sending
+        return may_have_placed(claim)
 
     def _existing(self, claim: Claim, held: LedgerPosition | None = None, *, note: str = "") -> OrderResult:
         """Answer a retry of a known decision; every attempt that sends nothing is audited (G6).
@@ -107,7 +121,7 @@ class RetryAnswers:
         try:
             return self._answer_retry(claim, held, note)
         except StoreError as exc:
-            if not may_have_placed(claim):
+            if not self.may_have_placed(claim):
                 raise  # nothing of this decision is at the broker: "nothing was sent" is the truth
             raise retry_unrecorded(claim, exc) from exc
 

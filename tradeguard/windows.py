@@ -25,7 +25,7 @@ from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, exit_group
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, StoreError
-from tradeguard.execution import OrderResult, Outcome, may_have_placed, retry_unrecorded
+from tradeguard.execution import OrderResult, Outcome, retry_unrecorded
 from tradeguard.ports import ClaimLedger
 from tradeguard.sessions.recorder import NullRecorder, Recorder
 
@@ -73,6 +73,10 @@ class ContentWindows:
         raise NotImplementedError
 
     def _ensure_started(self) -> None:
+        raise NotImplementedError
+
+    def may_have_placed(self, claim: Claim) -> bool:
+        """Whether the claim's order may be at the broker (`RetryAnswers.may_have_placed`)."""
         raise NotImplementedError
 
     def _settle_unplaced(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
@@ -206,7 +210,7 @@ class ContentWindows:
                     prior = next((c for c in unresolved if c.intent.startswith(named)), None)
             except (StoreError, BrokerError):
                 prior = None  # unreadable too: this call sent nothing, and that is all it knows
-            if prior is None or not may_have_placed(prior):
+            if prior is None or not self.may_have_placed(prior):
                 raise
             raise retry_unrecorded(prior, exc) from exc
 

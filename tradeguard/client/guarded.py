@@ -81,7 +81,7 @@ from tradeguard.domain.intents import Intent, Kind
 from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import StoreError, TradeguardError
-from tradeguard.execution import OrderResult, may_have_placed, retry_unrecorded
+from tradeguard.execution import OrderResult, retry_unrecorded
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
 from tradeguard.sessions.recorder import RecordTarget
@@ -291,7 +291,7 @@ class GuardedTradingClient(TradingClient):
         except StoreError as exc:
             # A retry of a decision whose order may be at the broker (often right after an
             # UnrecordedOrder, the store still failing): never "the order was not sent" (G1).
-            if prior is None or not may_have_placed(prior):
+            if prior is None or not self.gateway.may_have_placed(prior):
                 raise
             raise retry_unrecorded(prior, exc) from exc
 
