@@ -12,7 +12,7 @@ TradeguardError
 ├── BrokerError
 │   ├── OrderRejected     the broker said no; nothing placed (`kind`: a RejectKind)
 │   ├── OutcomeUnknown    sent, no definite answer; resolved by lookup, never blind-retried
-│   │   └── UnrecordedOrder  sent, but the store failed before recording the answer
+│   │   └── UnrecordedOrder  sent (now or by an earlier attempt), the store failed recording the answer
 │   └── BrokerUnavailable never left this process
 └── SessionFormatError    a bad session file: file, line, what was expected
 ```
@@ -143,9 +143,11 @@ class OutcomeUnknown(BrokerError):
 class UnrecordedOrder(OutcomeUnknown):
     """The order was sent, but the claim store failed before recording the broker's answer.
 
-    The order may be at the broker. The claim stays PENDING (or UNKNOWN) under its
-    client_order_id; calling again with the same decision, or the next reconcile pass, looks the
-    order up and adopts it. Never resend it under a new decision.
+    Sent by this call, or by an earlier call of the same decision that this one retried while
+    the store still failed (this call then sent nothing). The order may be at the broker. The
+    claim stays PENDING (or UNKNOWN) under its client_order_id; calling again with the same
+    decision, or the next reconcile pass, looks the order up and adopts it. Never resend it
+    under a new decision.
     """
 
 

@@ -37,7 +37,9 @@ __all__ = [
     "MAX_CHAIN_HOPS",
     "foreign_chain",
     "is_position_rejection",
+    "may_have_placed",
     "mismatch",
+    "retry_unrecorded",
     "send_claim",
     "track_legs",
 ]
@@ -408,6 +410,32 @@ def _recorded(record: Callable[[], _T], claim: Claim) -> _T:
             "(or run a reconcile pass) once the store works: it is looked up by client_order_id, "
             "never sent twice"
         ) from exc
+
+
+def may_have_placed(claim: Claim) -> bool:
+    """Whether `claim`'s order may be (or is) at the broker: sent, or being sent, and not refused.
+
+    NOT_SENT and REJECTED claims placed nothing under their id (a refusal, an id that names
+    another order, a request that never left); every other state was sent or is about to be.
+    """
+    return claim.state is not ClaimState.NOT_SENT and claim.state is not ClaimState.REJECTED
+
+
+def retry_unrecorded(claim: Claim, exc: StoreError) -> UnrecordedOrder:
+    """Return the error for a store failure while a call of `claim`'s decision was answered.
+
+    The store's own wording ("nothing was sent") is true of this call, yet the decision's order
+    may be at the broker, sent by an earlier attempt (a retry often comes right after an
+    `UnrecordedOrder`, while the store still fails): told "nothing was sent", a bot would take
+    the decision for unplaced and decide again (G1). So the caller gets an `OutcomeUnknown`.
+    """
+    failure = str(exc).removesuffix("; nothing was sent")
+    return UnrecordedOrder(
+        f"order {claim.client_order_id} of this decision ({claim.state} in the claim store) may be at "
+        f"the broker; the claim store failed while this call was answered ({failure}), and this call "
+        "sent nothing. Call again with the same decision (or run a reconcile pass) once the store "
+        "works: it is looked up by client_order_id, never sent twice"
+    )
 
 
 def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError) -> OrderResult:

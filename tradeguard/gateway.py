@@ -41,7 +41,7 @@ from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost
+from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost, StoreError
 from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
 from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger, account_key_of
@@ -113,6 +113,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._account_key: str | None = None  # the account key last registered for this agent
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
+        # Claim keys whose send may have reached the broker with its answer unrecorded
+        # (UnrecordedOrder, or a send that died of something else): see `may_have_placed`.
+        self._posted_unrecorded: set[str] = set()
         self._unclaimed_windows: dict[str, Intent] = {}  # see ContentWindows.submit_by_content
 
     # -- public API ------------------------------------------------------------------------
@@ -154,6 +157,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             ConfigError: A bad argument; nothing was claimed.
             IntentMismatch: `intent` was used before for a different order.
             StoreError: The claim could not be recorded; nothing was sent.
+            UnrecordedOrder: The order was sent (now, or by an earlier call of `intent`) and the
+                store failed recording the answer: it may be at the broker; call again later.
         """
         order_side = parse_side(side)
         opens = PositionIntent.BUY_TO_OPEN if order_side is Side.BUY else PositionIntent.SELL_TO_OPEN
@@ -181,14 +186,22 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """
         self.recorder.attempt(intent, spec, client_order_id)
         self._ensure_started()
-        outcome = self.store.claim(
-            intent,
-            spec,
-            owner=self.owner,
-            client_order_id=client_order_id,
-            order_qty=spec.qty,
-            reason=f"{intent.kind} {intent.name}",
-        )
+        try:
+            outcome = self.store.claim(
+                intent,
+                spec,
+                owner=self.owner,
+                client_order_id=client_order_id,
+                order_qty=spec.qty,
+                reason=f"{intent.kind} {intent.name}",
+            )
+        except StoreError as exc:
+            # A retry right after an UnrecordedOrder meets the same failing store (PostgreSQL's
+            # conditional insert needs its locks even for a key that exists).
+            failure = self._unless_placed(exc, intent)
+            if failure is exc:
+                raise
+            raise failure from exc
         if outcome.created:
             return self._send(outcome.claim, window_opened=window_opened)
         return self._existing(outcome.claim)
@@ -243,9 +256,18 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         symbol = ledger_symbol(symbol)  # the ledger's spelling ("BTCUSD" is "BTC/USD"), as Intent's
         self._ensure_started()
         self._register_account()  # a key read late (see `_register_account`) before any sizing
-        # Fills since the entry was acknowledged, and entries whose answer was lost, decide what is held.
-        looked_up = self._look_up(_UNRESOLVED_OR_LIVE, symbol)
-        held = self.store.position(self.agent_id, symbol)
+        try:
+            # Fills since the entry was acknowledged, and entries whose answer was lost, decide what is held.
+            looked_up = self._look_up(_UNRESOLVED_OR_LIVE, symbol)
+            held = self.store.position(self.agent_id, symbol)
+        except StoreError as exc:
+            # Adopting what the look-up found failed: this exit may be a retry of one already placed.
+            failure = self._unless_placed(
+                exc, *(Intent(self.agent_id, Kind.EXIT, symbol, s, intent) for s in Side)
+            )
+            if failure is exc:
+                raise
+            raise failure from exc
         side = Side.SELL if held.qty >= 0 else Side.BUY
         closes = PositionIntent.BUY_TO_CLOSE if side is Side.BUY else PositionIntent.SELL_TO_CLOSE
         if spec.position_intent is not closes:  # a spec of the right side is kept (and its payload)
@@ -600,6 +622,13 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             )
             self.store.record_skip(fresh, agent_id=self.agent_id, reason=reason)
             return OrderResult(outcome, fresh, None, reason)
+        except StoreError:
+            raise  # before the POST, or a refusal it could not record: nothing placed
+        except BaseException:
+            # UnrecordedOrder, or a failure the send path does not expect: the POST may have gone out.
+            with self._start_lock:
+                self._posted_unrecorded.add(claim.key)
+            raise
         finally:
             with self._start_lock:
                 self._sending.discard(claim.key)

@@ -23,8 +23,8 @@ from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, RejectKind
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, LeaseLost, OrderRejected
-from tradeguard.execution import OrderResult, Outcome, adopt_order
+from tradeguard.errors import BrokerError, LeaseLost, OrderRejected, StoreError, UnrecordedOrder
+from tradeguard.execution import OrderResult, Outcome, adopt_order, may_have_placed, retry_unrecorded
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
 from tradeguard.sessions.recorder import NullRecorder, Recorder
@@ -70,6 +70,7 @@ class RetryAnswers:
     recorder: Recorder | NullRecorder
     _start_lock: threading.Lock
     _sending: set[str]
+    _posted_unrecorded: set[str]
 
     def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
         raise NotImplementedError
@@ -82,11 +83,49 @@ class RetryAnswers:
     ) -> ReconcileReport | None:
         raise NotImplementedError
 
+    def _unless_placed(self, exc: StoreError, *intents: Intent) -> StoreError | UnrecordedOrder:
+        """Return the error for a store failure in a call of one of `intents`: `exc`, unless placed.
+
+        Read on the failure path only: when the decision already has a claim whose order may be
+        at the broker, the caller must not hear "nothing was sent" (`execution.retry_unrecorded`).
+        A read that fails too leaves `exc` (this call sent nothing; that is all it knows).
+        """
+        for intent in intents:
+            try:
+                claim = self.store.get(intent.key)
+            except StoreError:
+                return exc
+            if claim is not None and self.may_have_placed(claim):
+                return retry_unrecorded(claim, exc)
+        return exc
+
+    def may_have_placed(self, claim: Claim) -> bool:
+        """Whether `claim`'s order may be (or is) at the broker, as far as this gateway can tell.
+
+        `execution.may_have_placed`, except for a PENDING claim of this gateway's own that it never
+        sent: a claim whose answer was lost on the way back (a claim service's), or whose send
+        failed before its POST. Any other PENDING claim may be being sent, or was sent with its
+        answer unrecorded.
+        """
+        if claim.state is ClaimState.PENDING and claim.owner == self.owner:
+            with self._start_lock:
+                return claim.key in self._posted_unrecorded or claim.key in self._sending
+        return may_have_placed(claim)
+
     def _existing(self, claim: Claim, held: LedgerPosition | None = None, *, note: str = "") -> OrderResult:
         """Answer a retry of a known decision; every attempt that sends nothing is audited (G6).
 
         `note` says why the call was taken for a retry (a content window) and leads the reason.
+        A store failure meanwhile is an `UnrecordedOrder` when the claim's order may exist.
         """
+        try:
+            return self._answer_retry(claim, held, note)
+        except StoreError as exc:
+            if not self.may_have_placed(claim):
+                raise  # nothing of this decision is at the broker: "nothing was sent" is the truth
+            raise retry_unrecorded(claim, exc) from exc
+
+    def _answer_retry(self, claim: Claim, held: LedgerPosition | None, note: str) -> OrderResult:
         result = self._answer(claim, held)
         if note:
             result = replace(result, reason=f"{note}; {result.reason}")

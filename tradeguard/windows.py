@@ -24,8 +24,8 @@ from tradeguard.domain import Claim, LedgerPosition, Side, ledger_symbol
 from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, exit_group
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import ClaimInProgress, IntentMismatch
-from tradeguard.execution import OrderResult, Outcome
+from tradeguard.errors import BrokerError, ClaimInProgress, IntentMismatch, StoreError
+from tradeguard.execution import OrderResult, Outcome, retry_unrecorded
 from tradeguard.ports import ClaimLedger
 from tradeguard.sessions.recorder import NullRecorder, Recorder
 
@@ -73,6 +73,10 @@ class ContentWindows:
         raise NotImplementedError
 
     def _ensure_started(self) -> None:
+        raise NotImplementedError
+
+    def may_have_placed(self, claim: Claim) -> bool:
+        """Whether the claim's order may be at the broker (`RetryAnswers.may_have_placed`)."""
         raise NotImplementedError
 
     def _settle_unplaced(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
@@ -125,7 +129,7 @@ class ContentWindows:
         now = self.clock.now()
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
         window = self.settings.dedup_window_secs
-        holder = self.store.claim_window(content_key, window_secs=window, claim_key=intent.key)
+        holder = self._claim_window(content_key, intent, symbol, side, named)
         if holder == intent.key:
             if kind is Kind.EXIT:
                 return self._exit_in_window(content_key, symbol, spec, intent, opened=now)
@@ -178,6 +182,37 @@ class ContentWindows:
             note, what,
         )  # fmt: skip
         return result
+
+    def _claim_window(
+        self, content_key: str, intent: Intent, symbol: str, side: Side, content: dict[str, Any]
+    ) -> str:
+        """Open the window of `content_key` for `intent`, or return the claim key that holds it.
+
+        Opening or taking over a window is a write. When it fails, the order that holds the
+        window may be at the broker (a retry right after an UnrecordedOrder, the store still
+        failing): the caller must not hear "nothing was sent" (G1), so the holder is read (a
+        live window's, or the unresolved claim that keeps an expired one) and, when its order
+        may exist, the failure is an `UnrecordedOrder`.
+        """
+        window = self.settings.dedup_window_secs
+        try:
+            return self.store.claim_window(content_key, window_secs=window, claim_key=intent.key)
+        except StoreError as exc:
+            try:
+                prior = self.window_retry(symbol, side, content)
+                if prior is None:
+                    # An expired window stays with its order while that is unresolved; such
+                    # claims are named after the window (`content:<key>@...`, `.../after:...`).
+                    named = f"content:{content_key[:16]}"
+                    unresolved = self.store.list_claims(
+                        states=[ClaimState.PENDING, ClaimState.UNKNOWN], agent_id=self.agent_id, symbol=symbol
+                    )
+                    prior = next((c for c in unresolved if c.intent.startswith(named)), None)
+            except (StoreError, BrokerError):
+                prior = None  # unreadable too: this call sent nothing, and that is all it knows
+            if prior is None or not self.may_have_placed(prior):
+                raise
+            raise retry_unrecorded(prior, exc) from exc
 
     def window_retry(self, symbol: str, side: Side, content: dict[str, Any]) -> Claim | None:
         """Return the claim a call with `content` retries: the live window's, while its decision lasts.

@@ -85,7 +85,7 @@ from tradeguard.domain.intents import Intent, Kind
 from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import StoreError, TradeguardError
-from tradeguard.execution import OrderResult
+from tradeguard.execution import OrderResult, retry_unrecorded
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
 from tradeguard.sessions.recorder import RecordTarget
@@ -286,11 +286,24 @@ class GuardedTradingClient(TradingClient):
         )
 
     def _submit(self, order: DropInOrder, *, new_decision: bool) -> OrderResult:
-        gateway, symbol, side, coid = self.gateway, order.symbol, order.side, order.client_order_id
+        symbol, side = order.symbol, order.side
         # The window's content is the order as the bot sent it, not as it was classified: a
         # retry finds the first attempt's window whether that was an entry or an exit.
         content = {"symbol": symbol, "side": side.value, **order.spec.as_payload()}
         prior = self._retried(order, content, new_decision=new_decision)
+        try:
+            return self._submit_classified(order, content, prior, new_decision=new_decision)
+        except StoreError as exc:
+            # A retry of a decision whose order may be at the broker (often right after an
+            # UnrecordedOrder, the store still failing): never "the order was not sent" (G1).
+            if prior is None or not self.gateway.may_have_placed(prior):
+                raise
+            raise retry_unrecorded(prior, exc) from exc
+
+    def _submit_classified(
+        self, order: DropInOrder, content: dict[str, Any], prior: Claim | None, *, new_decision: bool
+    ) -> OrderResult:
+        gateway, symbol, side, coid = self.gateway, order.symbol, order.side, order.client_order_id
         is_exit, free = self._is_exit(order) if prior is None else (prior.kind is Kind.EXIT, None)
         spec = order.spec
         if is_exit and spec.notional is not None:

@@ -21,7 +21,7 @@ from alpaca.common.exceptions import APIError
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.convert import DropInOrder
 from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder, OrderNotSent, api_error
-from tradeguard.domain import BrokerPosition, OrderSpec, Side
+from tradeguard.domain import BrokerPosition, Claim, OrderSpec, Side, ledger_symbol
 from tradeguard.errors import BrokerError, StoreError
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ForwardingBroker
@@ -106,7 +106,8 @@ def id_taken(gateway: OrderGateway, order: DropInOrder, error: StoreError) -> AP
     The store refuses a client_order_id already used for another decision (another symbol or
     side) with a StoreError; for the bot that is Alpaca's "client_order_id must be unique", not
     a store outage to retry. Looked up only on this failure path; a failed lookup leaves the
-    store's error as it was (None).
+    store's error as it was (None), and so does the claim of this very order's decision (a
+    retry that met a store outage: the id is its own, and the outage is what to report).
     """
     coid = order.client_order_id
     if coid is None:
@@ -115,11 +116,21 @@ def id_taken(gateway: OrderGateway, order: DropInOrder, error: StoreError) -> AP
         taken = gateway.store.get_by_client_order_id(coid)
     except StoreError:
         return None
-    if taken is None:
+    if taken is None or _own_decision(gateway, order, taken):
         return None
     return ClientOrderIdReused(
         f"client_order_id must be unique: {coid} already names {taken.side} {taken.symbol} "
         f"({taken.state}); nothing was sent ({error})"
+    )
+
+
+def _own_decision(gateway: OrderGateway, order: DropInOrder, claim: Claim) -> bool:
+    """Whether `claim` is the decision `order` names by its client_order_id (as an entry or an exit)."""
+    return (
+        claim.agent_id == gateway.agent_id
+        and claim.intent == f"coid:{order.client_order_id}"
+        and claim.symbol == ledger_symbol(order.symbol)
+        and claim.side is order.side
     )
 
 
