@@ -41,8 +41,15 @@ from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost, StoreError
-from tradeguard.execution import OrderResult, Outcome, adopt_order, is_position_rejection, send_claim
+from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost, StoreError, UnrecordedOrder
+from tradeguard.execution import (
+    OrderResult,
+    Outcome,
+    adopt_order,
+    is_position_rejection,
+    may_have_placed,
+    send_claim,
+)
 from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger, account_key_of
 from tradeguard.reconcile.runner import Reconciler, ReconcileReport
@@ -637,11 +644,36 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return result
         if not is_position_rejection(error):
             return result
-        report = self._reconcile_after_exit_error(claim.symbol, refused=claim)
+        try:
+            report = self._reconcile_after_exit_error(claim.symbol, refused=claim)
+        except StoreError as exc:
+            raise self._after_failed_pass(claim, exc) from exc
         # The pass either cleared a phantom (the exit stays REJECTED: nothing to sell) or, with
         # the broker still holding shares, re-sized and resent this very exit (and no other).
         resent = report.sent.get(claim.key) if report is not None else None
         return resent if resent is not None else result
+
+    def _after_failed_pass(self, refused: Claim, exc: StoreError) -> StoreError | UnrecordedOrder:
+        """Return the error for a store failure in the pass after `refused` was refused.
+
+        The pass may have resent the exit (re-sized) before the store failed on a later action:
+        the caller must not hear "nothing was sent" while its order may be at the broker (G1).
+        The claim is read once: REJECTED (again) or NOT_SENT, nothing went; anything else, or a
+        read that fails too, and it may have.
+        """
+        try:
+            fresh = self.store.get(refused.key)
+        except StoreError:
+            fresh = None
+        if fresh is not None and not may_have_placed(fresh):
+            return exc
+        failure = str(exc).removesuffix("; nothing was sent")
+        return UnrecordedOrder(
+            f"exit {refused.client_order_id} was refused, and the reconcile pass that followed may "
+            f"have re-sized and sent it again before the claim store failed ({failure}); the order "
+            "may be at the broker. Call again with the same decision (or run a reconcile pass) once "
+            "the store works: it is looked up by client_order_id, never sent twice"
+        )
 
     def _reconcile_after_exit_error(
         self, symbol: str, *, refused: Claim | None = None
