@@ -68,6 +68,13 @@ class Settings:
             frozen process came back; the frozen process, when it resumes, gets `StoreError`
             and sends nothing (its claim was never committed). The store's transactions idle
             for milliseconds between statements; 0 turns the limit off.
+        pg_lock_timeout_ms: PostgreSQL: how long a statement of the store waits for a lock held
+            by another session (an operator's long transaction, a migration, a stuck client that
+            is not idle) before it fails with `StoreError`, as `sqlite_busy_timeout_ms` bounds
+            SQLite's waits. Without it the order path waited without end, also right after a
+            POST (its answer then unrecorded for as long). The store's own locks are held for
+            milliseconds, and a frozen holder is ended after `pg_stuck_transaction_secs`; 0 turns
+            the limit off; a `lock_timeout` in the URL's `options` wins.
     """
 
     lease_secs: float = 30.0
@@ -86,6 +93,7 @@ class Settings:
     sqlite_busy_timeout_ms: int = 30_000
     pg_prepare_after: int = 5
     pg_stuck_transaction_secs: float = 10.0
+    pg_lock_timeout_ms: int = 30_000
 
     def __post_init__(self) -> None:
         for f in fields(self):

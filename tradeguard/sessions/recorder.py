@@ -83,6 +83,7 @@ _NOT_REPLAYED = {
     "sqlite_busy_timeout_ms",
     "pg_prepare_after",
     "pg_stuck_transaction_secs",
+    "pg_lock_timeout_ms",
 }
 
 

@@ -194,10 +194,15 @@ _PG_CONNECT_ARGS: dict[str, int] = {
 }
 
 
-def _postgres_engine(url: URL, prepare_after: int, stuck_transaction_secs: float) -> Engine:
+def _postgres_engine(
+    url: URL, prepare_after: int, stuck_transaction_secs: float, lock_timeout_ms: int
+) -> Engine:
     connect_args = {name: value for name, value in _PG_CONNECT_ARGS.items() if name not in url.query}
     engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     stuck_ms = round(stuck_transaction_secs * 1000)
+    # A lock_timeout the URL sets (`options=-c lock_timeout=...`) is the operator's choice.
+    options = url.query.get("options", "")
+    set_lock_timeout = "lock_timeout" not in (options if isinstance(options, str) else " ".join(options))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -210,6 +215,11 @@ def _postgres_engine(url: URL, prepare_after: int, stuck_transaction_secs: float
             # lock (and its rows) until it came back: every other writer in that symbol waits
             # meanwhile (Settings.pg_stuck_transaction_secs). 0 is PostgreSQL's "no limit" too.
             cur.execute(f"SET idle_in_transaction_session_timeout = {int(stuck_ms)}")
+            if set_lock_timeout:
+                # A lock another session holds (an operator's transaction, a migration) would
+                # stall the order path without end, also after a POST: fail instead, as SQLite's
+                # busy timeout does (Settings.pg_lock_timeout_ms). 0 is "no limit" here too.
+                cur.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
         dbapi_conn.commit()
 
     @event.listens_for(engine, "begin")
@@ -267,10 +277,12 @@ def open_engine(
     migrate: bool = True,
     pg_prepare_after: int = 5,
     pg_stuck_transaction_secs: float = 10.0,
+    pg_lock_timeout_ms: int = 30_000,
 ) -> Engine:
     """Create the engine for `url`, apply pending migrations, and check the schema version.
 
-    `pg_prepare_after`, `pg_stuck_transaction_secs`: see `Settings` (PostgreSQL only).
+    `pg_prepare_after`, `pg_stuck_transaction_secs`, `pg_lock_timeout_ms`: see `Settings`
+    (PostgreSQL only).
 
     Raises:
         StoreError: The URL is unusable, the database cannot be opened, is corrupt, or was
@@ -281,7 +293,7 @@ def open_engine(
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(parsed, busy_timeout_ms)
         else:
-            engine = _postgres_engine(parsed, pg_prepare_after, pg_stuck_transaction_secs)
+            engine = _postgres_engine(parsed, pg_prepare_after, pg_stuck_transaction_secs, pg_lock_timeout_ms)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StoreError(
             f"claim store {describe(parsed)}: its database driver is not installed ({exc}); "
