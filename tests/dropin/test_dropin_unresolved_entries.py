@@ -11,6 +11,7 @@ the broker holds a position). Real parts: the paper server over HTTP with a faul
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -116,8 +117,9 @@ def test_an_unknown_entry_holds_an_exit_back_only_until_the_broker_answers(
             bot.close_position("SPY")
         for refused in (sell.value, close.value):
             assert (refused.status_code, refused.code) == (403, 40310000), refused
-            assert refused.message.startswith("insufficient qty available for order")
-            assert "unresolved" in refused.message
+            # Alpaca's words exactly (a bot may compare them); the guard's reason beside them.
+            assert refused.message == "insufficient qty available for order (requested: 10, available: 0)"
+            assert "unresolved" in json.loads(str(refused))["detail"]
         [entry] = claims_of(bot, "SPY")  # the exits claimed nothing
         assert entry.state is ClaimState.UNKNOWN and ledger_qty(bot, "SPY") == 0
         assert held(server, "SPY") == 10

@@ -53,7 +53,7 @@ def as_api_errors() -> Iterator[None]:
     except ConfigError as exc:
         raise InvalidOrder(str(exc)) from exc
     except IntentMismatch as exc:
-        raise ClientOrderIdReused(f"client_order_id must be unique: {exc}") from exc
+        raise ClientOrderIdReused(str(exc)) from exc
     except OrderRejected as exc:
         raise rejection(exc, exc.message) from exc
     except OutcomeUnknown as exc:  # UnrecordedOrder included: sent, answer not recorded

@@ -76,12 +76,16 @@ def rejection(error: BrokerError | None, fallback: str) -> APIError:
     "client_order_id must be unique", which the broker gives for any id already taken.
     """
     if isinstance(error, OrderRejected) and error.kind is RejectKind.ID_TAKEN and not error.body:
-        return ClientOrderIdReused(f"client_order_id must be unique: {error.message}")
+        return ClientOrderIdReused(error.message)
     status = error.status_code if error is not None and error.status_code else 403
     body = dict(error.body) if error is not None and error.body else {}
     code = body.pop("code", None) or (error.code if error is not None and error.code else status * 100000)
     message = body.pop("message", None) or (error.message if error is not None else fallback)
     return api_error(status, int(code), str(message), body)
+
+
+# Alpaca's message for a client_order_id already taken (ALPACA.md), word for word.
+ID_NOT_UNIQUE = "client_order_id must be unique"
 
 
 class _GuardAPIError(APIError):
@@ -94,9 +98,13 @@ class _GuardAPIError(APIError):
 
     status: int = 500
 
-    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, code: int | None = None, detail: str | None = None
+    ) -> None:
         status = status or self.status
-        document = {"code": code or status * 100000, "message": message}
+        document: dict[str, Any] = {"code": code or status * 100000, "message": message}
+        if detail:
+            document["detail"] = detail  # what only the guard knows, beside Alpaca's own words
         text = json.dumps(document)
         APIError.__init__(self, text, _http_error(status, text))  # type: ignore[no-untyped-call]
         self._document = document
@@ -181,13 +189,15 @@ class ClientOrderIdReused(_GuardAPIError, TradeguardError):
     """This client_order_id was used before for a different order; nothing was sent.
 
     Alpaca refuses a reused id with 422 "client_order_id must be unique"; the guard says so
-    before sending, and names both orders. Raised from the `IntentMismatch` behind it.
+    before sending, in Alpaca's very words (`message`: a bot that compares it sees what it saw
+    on alpaca-py), and names both orders in the body's `detail`. Raised from the
+    `IntentMismatch` behind it.
     """
 
     status = 422
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code=40010001)
+    def __init__(self, detail: str) -> None:
+        super().__init__(ID_NOT_UNIQUE, code=40010001, detail=detail)
 
 
 class StoreOfAnotherAccount(_GuardAPIError, ConfigError):

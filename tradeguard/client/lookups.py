@@ -119,8 +119,7 @@ def id_taken(gateway: OrderGateway, order: DropInOrder, error: StoreError) -> AP
     if taken is None or _own_decision(gateway, order, taken):
         return None
     return ClientOrderIdReused(
-        f"client_order_id must be unique: {coid} already names {taken.side} {taken.symbol} "
-        f"({taken.state}); nothing was sent ({error})"
+        f"{coid} already names {taken.side} {taken.symbol} ({taken.state}); nothing was sent ({error})"
     )
 
 
@@ -158,7 +157,7 @@ def id_at_broker(gateway: OrderGateway, order: DropInOrder) -> APIError | None:
             found = f"order {at_broker.id}, {at_broker.side} {at_broker.symbol}, {at_broker.status}"
     except (BrokerError, StoreError):
         return None
-    return ClientOrderIdReused(f"client_order_id must be unique: {coid} is taken ({found}); nothing was sent")
+    return ClientOrderIdReused(f"{coid} is taken ({found}); nothing was sent")
 
 
 def insufficient(
@@ -187,7 +186,9 @@ def insufficient(
         body["held_for_orders"] = str(existing - abs(at_broker.qty_available))
     asked = requested if requested is not None else body.get("existing_qty", "0")
     message = f"insufficient qty available for order (requested: {asked}, available: 0)"
-    return api_error(403, 40310000, f"{message}: {why}" if why else message, body)
+    if why:
+        body["detail"] = why  # Alpaca's message stays word for word; the guard's reason beside it
+    return api_error(403, 40310000, message, body)
 
 
 def intent_mismatch(side: Side) -> APIError:
