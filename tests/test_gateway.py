@@ -7,10 +7,13 @@ from decimal import Decimal
 import pytest
 
 from tests.gateway_kit import broker_qty, make_gateway
+from tradeguard.clock import ManualClock, SystemClock
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ConfigError, IntentMismatch
 from tradeguard.execution import Outcome
-from tradeguard.store import AuditQuery
+from tradeguard.gateway import OrderGateway
+from tradeguard.paper import PaperBroker
+from tradeguard.store import AuditQuery, MemoryClaimStore
 
 
 def test_entry_is_sent_once_and_retry_returns_the_original_order(store_url: str) -> None:
@@ -140,3 +143,15 @@ def test_refused_entry_is_sent_again_on_retry_under_its_own_id(store_url: str) -
     assert again.claim is not None and again.claim.attempts == first.claim.attempts + 1
     assert [r.client_order_id for r in spy.requests] == [first.claim.client_order_id] * 2
     gw.store.close()
+
+
+def test_a_store_keeping_another_clock_than_the_gateways_is_refused() -> None:
+    """Audit 24: `MemoryClaimStore()` (the system clock) beside a gateway on a manual clock read
+    the store's stamps against the other clock: a resting exit counted twice, 120 s taken for
+    inside a 60 s window. Two clocks are refused at once, with the fix in the message."""
+    manual = ManualClock()
+    with pytest.raises(ConfigError, match="same clock"):
+        OrderGateway(PaperBroker(clock=manual), MemoryClaimStore(), agent_id="bot", clock=manual)
+    OrderGateway(PaperBroker(clock=manual), MemoryClaimStore(clock=manual), agent_id="bot", clock=manual)
+    OrderGateway(PaperBroker(clock=manual), MemoryClaimStore(clock=manual), agent_id="bot")  # the store's
+    OrderGateway(PaperBroker(), MemoryClaimStore(), agent_id="bot", clock=SystemClock())  # both the wall's

@@ -27,7 +27,7 @@ from typing import Any
 
 from tradeguard import crashpoints
 from tradeguard.amend import OrderAmendments
-from tradeguard.clock import Clock
+from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain import (
     Claim,
@@ -41,7 +41,7 @@ from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
 from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, IntentMismatch, LeaseLost, StoreError, UnrecordedOrder
+from tradeguard.errors import BrokerError, ConfigError, IntentMismatch, LeaseLost, StoreError, UnrecordedOrder
 from tradeguard.execution import (
     OrderResult,
     Outcome,
@@ -99,6 +99,14 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         record_to: RecordTarget = None,
         api_key: str | None = None,
     ) -> None:
+        if not isinstance(store, str) and clock is not None and not _same_time(clock, store.clock):
+            # Leases, windows and "acknowledged before the read" compare the store's stamps
+            # with this clock: two clocks that disagree misread them (audit 24: a resting exit
+            # counted twice, 120 s taken for inside a 60 s window).
+            raise ConfigError(
+                "the claim store keeps another clock than the one given to the gateway: pass the "
+                "same clock to both (e.g. MemoryClaimStore(clock=clock)), or give only the store's"
+            )
         if isinstance(store, str):  # a database URL (ClaimStore) or a claim service (RemoteClaimLedger)
             store = open_ledger(store, settings=settings, clock=clock, api_key=api_key)
         self.settings = settings or store.settings
@@ -721,3 +729,8 @@ def _spec(*values: Any) -> OrderSpec:
             _SPECS.clear()  # bounded: a bot with ever-new shapes just rebuilds them
         _SPECS[key] = spec
     return spec
+
+
+def _same_time(a: Clock, b: Clock) -> bool:
+    """Whether two clocks tell the same time: one clock, or both the system's wall clock."""
+    return a is b or (type(a) is SystemClock and type(b) is SystemClock)

@@ -23,7 +23,7 @@ BUY, SELL = OrderSide.BUY, OrderSide.SELL
 def test_closing_one_client_leaves_a_shared_store_open_for_the_other(
     server: PaperServer, tmp_path: Path, clock: ManualClock
 ) -> None:
-    with ClaimStore(store_url(tmp_path)) as shared:
+    with ClaimStore(store_url(tmp_path), clock=clock) as shared:
         with guarded_client(server, shared, clock=clock, agent_id="alpha") as alpha:
             alpha.submit_order(market("SPY", 3, BUY, client_order_id="alpha-in"))
         with guarded_client(server, shared, clock=clock, agent_id="beta") as beta:
