@@ -295,9 +295,11 @@ def test_replace_failures_map_like_every_other_call(
     broker: AlpacaBroker, mocker: requests_mock.Mocker, status: int, text: str, kind: type[Exception]
 ) -> None:
     mocker.patch(f"{ORDERS_URL}/some-id", status_code=status, text=text)
-    with pytest.raises(kind):
+    with pytest.raises(kind) as info:
         broker.replace_order("some-id", ReplaceRequest(limit_price=Decimal(1)))
     assert mocker.call_count == 1  # a PATCH is never retried behind the caller's back
+    # Named for what failed (audit 24: a lost PATCH read "submit order failed: HTTP 504").
+    assert str(info.value).startswith("replace order failed"), info.value
 
 
 def test_an_answer_that_is_not_a_replacement_is_outcome_unknown(

@@ -380,7 +380,7 @@ class AlpacaBroker:
             body["time_in_force"] = request.time_in_force.value
         if request.client_order_id is not None:
             body["client_order_id"] = request.client_order_id
-        with _translated(Stage.SUBMIT):
+        with _translated(Stage.REPLACE):
             order = order_from_raw(self._client.patch("/orders/" + quote(order_id, safe=""), body))
             if order.id == order_id or order.replaces not in (None, order_id):
                 raise MalformedResponse(

@@ -47,6 +47,7 @@ class Stage(enum.StrEnum):
 
     PREPARE = "prepare order"  # building the request locally: nothing can have been sent
     SUBMIT = "submit order"
+    REPLACE = "replace order"
     READ = "read"
     CANCEL = "cancel order"
 
