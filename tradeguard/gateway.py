@@ -265,7 +265,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._wait_out_others_recent_fills(symbol)
         for sizing in range(2):
             read_at = self.clock.now()  # exits acknowledged from now on may not be in the read
-            read = self._broker_available(symbol, held)
+            read = self._broker_available(symbol, held, read_at)
             if isinstance(read, OrderResult):
                 return read
             available, held_back = read
@@ -535,13 +535,17 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         )
         return OrderResult(Outcome.SKIPPED, claim, None, reason)
 
-    def _broker_available(self, symbol: str, held: LedgerPosition) -> tuple[Decimal, str] | OrderResult:
+    def _broker_available(
+        self, symbol: str, held: LedgerPosition, read_at: datetime
+    ) -> tuple[Decimal, str] | OrderResult:
         """Return what the broker has available that may back this agent's exit, and a note.
 
         The broker's `qty_available` on the held side, less what other agents' orders in motion
         on this account have filled there and no ledger books yet (`_unbooked_by_others`): those
         shares are another agent's even though no ledger says so, and an agent whose own ledger
-        is a phantom would otherwise sell them (G3). The note says what was held back ("" when
+        is a phantom would otherwise sell them (G3); and less what orders outside every claim
+        sold there lately (`Reconciler.sold_outside`: a close by hand the read, taken at
+        `read_at`, may still trail). The note says what was held back ("" when
         nothing was); a result ends the call (a read failed: nothing sent).
         """
         doing = f"read the {symbol} position"
@@ -552,19 +556,29 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             adds = Side.BUY if at_broker.qty > 0 else Side.SELL
             doing = f"read other agents' {symbol} orders in motion (whose shares the broker holds)"
             unbooked, whose = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
+            doing = f"read the {symbol} orders the positions read may trail"
+            outside, which = self.reconciler.sold_outside(self.agent_id, symbol, adds, read_at)
         except BrokerError as exc:
             reason = f"exit not sent: cannot {doing} to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
             return OrderResult(Outcome.NOT_SENT, None, None, reason, exc)
         available = abs(at_broker.qty_available)
-        if not unbooked:
+        notes = []
+        if unbooked:
+            notes.append(
+                f"{unbooked} of the broker's {available} {symbol} available held back: filled for other "
+                f"agents' orders in motion ({', '.join(whose)}) that no ledger books yet"
+            )
+        if outside:
+            notes.append(
+                f"{outside} {symbol} held back: sold by orders outside the bots ({', '.join(which)}) "
+                "that the positions read may not show yet"
+            )
+        if not notes:
             return available, ""
-        note = (
-            f"{unbooked} of the broker's {available} {symbol} available held back: filled for other "
-            f"agents' orders in motion ({', '.join(whose)}) that no ledger books yet"
-        )
+        note = "; ".join(notes)
         logger.info("%s: %s", self.agent_id, note)
-        return max(available - unbooked, Decimal(0)), note
+        return max(available - unbooked - outside, Decimal(0)), note
 
     def _send(
         self, claim: Claim, *, resize_if_held_up: bool = True, window_opened: datetime | None = None
