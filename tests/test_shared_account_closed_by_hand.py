@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
@@ -83,3 +84,32 @@ def test_a_phantom_exit_does_not_sell_shares_bought_right_after_a_close_by_hand(
 
     assert result.outcome is Outcome.SKIPPED, result.reason  # A's 10 went with the close
     assert broker_qty(account.inner, "SPY") == 5  # C's 5, just bought, are still there
+
+
+def test_a_phantom_exit_does_not_sell_shares_another_agent_sold_down_to_while_it_waited(
+    world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    """Found by the soak too (seed 17): the exit waits out other agents' recent fills once; a sell
+    of another agent during that wait still shows in the read that follows, as that agent's shares."""
+    clock, account, bots = world
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=20, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.inner.close_position("SPY", qty=Decimal(10))  # by hand: A's 10 are a phantom now
+    account.note()
+    clock.advance(60)
+    assert bots["d"].enter("SPY", qty=1, intent="d-in").outcome is Outcome.SUBMITTED
+    account.note()
+    clock.advance(1)  # A's exit waits out D's fill, then reads
+
+    def b_sells_half() -> None:
+        clock.advance(25)  # B's exit waits out D's fill as well, and fills 5 s before A reads
+        assert bots["b"].exit("SPY", qty=10, intent="b-half").outcome is Outcome.SUBMITTED
+        account.note()
+
+    clock.during = b_sells_half
+
+    result = bots["a"].exit("SPY", intent="a-out")
+
+    assert result.outcome is Outcome.SKIPPED, result.reason  # nothing of A's is left to sell
+    assert broker_qty(account.inner, "SPY") == 11  # B's 10 and D's 1 are still there

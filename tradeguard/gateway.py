@@ -545,8 +545,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         shares are another agent's even though no ledger says so, and an agent whose own ledger
         is a phantom would otherwise sell them (G3); and less what orders outside every claim
         sold there lately (`Reconciler.sold_outside`: a close by hand the read, taken at
-        `read_at`, may still trail). The note says what was held back ("" when
-        nothing was); a result ends the call (a read failed: nothing sent).
+        `read_at`, may still trail), and less what other agents sold there lately
+        (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet). The note says
+        what was held back ("" when nothing was); a result ends the call (a read failed: nothing
+        sent).
         """
         doing = f"read the {symbol} position"
         try:
@@ -558,6 +560,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             unbooked, whose = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
             doing = f"read the {symbol} orders the positions read may trail"
             outside, which = self.reconciler.sold_outside(self.agent_id, symbol, adds, read_at)
+            lately, sellers = self.reconciler.sold_by_others_lately(self.agent_id, symbol, adds, read_at)
         except BrokerError as exc:
             reason = f"exit not sent: cannot {doing} to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
@@ -574,11 +577,16 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
                 f"{outside} {symbol} held back: sold by orders outside the bots ({', '.join(which)}) "
                 "that the positions read may not show yet"
             )
+        if lately:
+            notes.append(
+                f"{lately} {symbol} held back: sold by other agents' orders ({', '.join(sellers)}) "
+                "that the positions read may not show yet"
+            )
         if not notes:
             return available, ""
         note = "; ".join(notes)
         logger.info("%s: %s", self.agent_id, note)
-        return max(available - unbooked - outside, Decimal(0)), note
+        return max(available - unbooked - outside - lately, Decimal(0)), note
 
     def _send(
         self, claim: Claim, *, resize_if_held_up: bool = True, window_opened: datetime | None = None

@@ -417,6 +417,38 @@ class Reconciler:
                 whose.append(order.client_order_id or order.id)
         return sold, whose
 
+    def sold_by_others_lately(
+        self, agent_id: str, symbol: str, adds: Side, read_at: datetime
+    ) -> tuple[Decimal, list[str]]:
+        """Shares other agents' orders took off the `adds` side within the positions lag before `read_at`.
+
+        Their ledgers book those fills at once, while a positions read may show the shares for
+        up to `position_settle_secs` more: counted as this agent's, an agent whose ledger is a
+        phantom sold the other agent's remaining shares. An exit waits out such fills before it
+        reads, but once: one that fills during the wait (found by the shared-account soak) still
+        shows in the read. So they are held back: each claim of another agent on the account
+        in `symbol` on the other side, changed since the horizon, with its filled quantity (a
+        fill the read already shows holds back too much, for one horizon only). Read only when
+        the ledger shows another agent's turn there moved since the horizon.
+        """
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        since = read_at - settle
+        on_account = self.on_account(agent_id)
+        key = symbol_key(symbol)
+        moved = [
+            t for t in self.store.moved_turns(since) if t.agent_id != agent_id and symbol_key(t.symbol) == key
+        ]
+        if not settle or not any(on_account(t.agent_id) for t in moved):
+            return Decimal(0), []
+        sold, whose = Decimal(0), []
+        for claim in self.store.list_claims(symbol=symbol, updated_since=since):
+            if claim.agent_id == agent_id or claim.side is adds or not claim.filled_qty:
+                continue
+            if on_account(claim.agent_id):
+                sold += claim.filled_qty
+                whose.append(f"{claim.agent_id} {claim.client_order_id}")
+        return sold, whose
+
     def _others_trade(self, agent_id: str, symbol: str) -> bool:
         """Whether another agent on the account holds `symbol` or has an order in motion in it."""
         on_account = self.on_account(agent_id)
@@ -662,7 +694,8 @@ class Reconciler:
                 outside, _which = self.sold_outside(claim.agent_id, claim.symbol, adds, read_at)
             except BrokerError:
                 return False  # unknown whose the shares are: nothing sent; the next pass tries again
-            available = max(available - unbooked - outside, Decimal(0))
+            lately, _whose = self.sold_by_others_lately(claim.agent_id, claim.symbol, adds, read_at)
+            available = max(available - unbooked - outside - lately, Decimal(0))
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
             detail=dict(action.evidence), broker_read_at=read_at,
