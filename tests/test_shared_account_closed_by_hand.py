@@ -113,3 +113,33 @@ def test_a_phantom_exit_does_not_sell_shares_another_agent_sold_down_to_while_it
 
     assert result.outcome is Outcome.SKIPPED, result.reason  # nothing of A's is left to sell
     assert broker_qty(account.inner, "SPY") == 11  # B's 10 and D's 1 are still there
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known gap (audit 25): several agents' phantoms from a close by hand, followed by a re-entry "
+        "before two flat reads cleared them, are drift the reconciler reports (REPORT_DRIFT) but "
+        "cannot attribute from positions alone; until an operator settles, every agent's exit there "
+        "is sized against the others' phantom shares and skipped. Attributing it needs the "
+        "account's order history back to the last flat point."
+    ),
+)
+def test_drift_after_a_close_by_hand_of_a_shared_symbol_is_attributed(
+    world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    clock, account, bots = world
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.inner.close_position("SPY")  # by hand: both agents' 10 are phantoms
+    account.note()
+    clock.advance(1)
+    assert bots["a"].enter("SPY", qty=5, intent="a-again").outcome is Outcome.SUBMITTED  # before any pass
+    account.note()
+    for _ in range(4):  # well past the lag, the settle horizon and a reconcile interval
+        clock.advance(SETTINGS.reconcile_interval_secs)
+        for bot in bots.values():
+            bot.reconcile()
+
+    assert (bots["a"].position("SPY").qty, bots["b"].position("SPY").qty) == (5, 0)
