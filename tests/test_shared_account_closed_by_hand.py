@@ -22,7 +22,7 @@ import pytest
 
 from tests.gateway_kit import broker_qty
 from tests.test_shared_account_lagging_read import Trailing
-from tradeguard import ManualClock, OrderGateway, PaperBroker
+from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
 from tradeguard.config import Settings
 from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
@@ -143,3 +143,47 @@ def test_drift_after_a_close_by_hand_of_a_shared_symbol_is_attributed(
             bot.reconcile()
 
     assert (bots["a"].position("SPY").qty, bots["b"].position("SPY").qty) == (5, 0)
+
+
+@pytest.fixture
+def fresh_reads(store_url: str) -> Iterator[tuple[ManualClock, PaperBroker, dict[str, OrderGateway]]]:
+    clock = ManualClock()
+    account = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(2)]
+    gateways = {
+        agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
+        for s, agent in zip(stores, "ab", strict=True)
+    }
+    yield clock, account, gateways
+    crashpoints.set_hook(None)
+    for s in stores:
+        s.close()
+
+
+def test_a_phantom_exit_does_not_sell_shares_another_agent_sold_down_to_after_its_read(
+    fresh_reads: tuple[ManualClock, PaperBroker, dict[str, OrderGateway]],
+) -> None:
+    """Found by the soak (seed 19): another agent's exit fills between this exit's position read
+    and its sizing under the symbol's lock; that agent's ledger is lower already while the read
+    still counts the shares. No lag is needed: the read came first."""
+    clock, account, bots = fresh_reads
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=20, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.close_position("SPY", qty=Decimal(10))  # by hand: A's 10 are a phantom now
+    clock.advance(60)
+    fired: list[str] = []
+
+    def b_sells_half(point: str) -> None:
+        if point == "exit_before_claim" and not fired:
+            fired.append(point)
+            assert bots["b"].exit("SPY", qty=10, intent="b-half").outcome is Outcome.SUBMITTED
+
+    crashpoints.set_hook(b_sells_half)
+
+    result = bots["a"].exit("SPY", intent="a-out")
+
+    assert fired
+    assert result.outcome is not Outcome.SUBMITTED, result.reason  # nothing of A's is left to sell
+    assert account.get_position("SPY") is not None
+    assert account.position_qty("SPY") == 10  # B's 10 are still there

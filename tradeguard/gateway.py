@@ -58,6 +58,7 @@ _UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 _LIVE = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
 _UNRESOLVED_OR_LIVE = [*sorted(_UNRESOLVED), *_LIVE]  # what an exit and `position` look up first
 _FOUND = "found at the broker by client_order_id"
+_SAME_INSTANT = timedelta(milliseconds=1)
 
 logger = logging.getLogger("tradeguard.gateway")
 
@@ -287,8 +288,43 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             self._reconcile_after_exit_error(symbol)
             return result
         if outcome.created:
+            if self._others_sold_since(outcome.claim, read_at):
+                return self._resize_after_others_sold(outcome.claim)
             return self._send(outcome.claim, window_opened=window_opened)
         return self._existing_exit(outcome.claim, spec, held)
+
+    def _others_sold_since(self, claim: Claim, read_at: datetime) -> bool:
+        """Whether another agent's order on this exit's side filled in its symbol after `read_at`.
+
+        Such a fill, booked before this exit was sized under the symbol's lock, lowered that
+        agent's ledger while the position read (taken first) still counted its shares as
+        available: sized from both, an agent whose ledger is a phantom sold the other agent's
+        remaining shares (G3; found by the shared-account soak). Read only when the ledger shows
+        another agent's turn in the symbol moved since the read.
+        """
+        # A move stamped at the read's own instant may have come after it (one clock tick).
+        since = read_at - _SAME_INSTANT
+        if not any(
+            t.agent_id != self.agent_id and t.symbol == claim.symbol for t in self.store.moved_turns(since)
+        ):
+            return False
+        on_account = self.reconciler.on_account(self.agent_id)
+        return any(
+            c.agent_id != self.agent_id and c.side is claim.side and c.filled_qty and on_account(c.agent_id)
+            for c in self.store.list_claims(symbol=claim.symbol, updated_since=since)
+        )
+
+    def _resize_after_others_sold(self, claim: Claim) -> OrderResult:
+        """Settle a just-sized exit NOT_SENT (nothing was sent) and size it again from a new read."""
+        reason = (
+            "another agent's order filled in the symbol between this exit's position read and its "
+            "sizing; re-sizing the exit"
+        )
+        moved = self._settle_unplaced(claim, ClaimState.NOT_SENT, reason)
+        if isinstance(moved, OrderResult):
+            return moved
+        held = self.store.position(self.agent_id, moved.symbol)
+        return self._retry_exit(moved, held, resize_if_held_up=False)
 
     def _unresolved_entries(self, symbol: str, intent: str, unresolved: list[Claim]) -> OrderResult:
         """Answer an exit of a flat ledger while entries of the agent in `symbol` are unresolved.
