@@ -65,6 +65,7 @@ _UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 _LIVE = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
 _UNRESOLVED_OR_LIVE = [*sorted(_UNRESOLVED), *_LIVE]  # what an exit and `position` look up first
 _FOUND = "found at the broker by client_order_id"
+_SAME_INSTANT = timedelta(milliseconds=1)
 
 logger = logging.getLogger("tradeguard.gateway")
 
@@ -302,7 +303,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._wait_out_others_recent_fills(symbol)
         for sizing in range(2):
             read_at = self.clock.now()  # exits acknowledged from now on may not be in the read
-            read = self._broker_available(symbol, held)
+            read = self._broker_available(symbol, held, read_at)
             if isinstance(read, OrderResult):
                 return read
             available, held_back = read
@@ -324,8 +325,43 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             self._reconcile_after_exit_error(symbol)
             return result
         if outcome.created:
+            if self._others_sold_since(outcome.claim, read_at):
+                return self._resize_after_others_sold(outcome.claim)
             return self._send(outcome.claim, window_opened=window_opened)
         return self._existing_exit(outcome.claim, spec, held)
+
+    def _others_sold_since(self, claim: Claim, read_at: datetime) -> bool:
+        """Whether another agent's order on this exit's side filled in its symbol after `read_at`.
+
+        Such a fill, booked before this exit was sized under the symbol's lock, lowered that
+        agent's ledger while the position read (taken first) still counted its shares as
+        available: sized from both, an agent whose ledger is a phantom sold the other agent's
+        remaining shares (G3; found by the shared-account soak). Read only when the ledger shows
+        another agent's turn in the symbol moved since the read.
+        """
+        # A move stamped at the read's own instant may have come after it (one clock tick).
+        since = read_at - _SAME_INSTANT
+        if not any(
+            t.agent_id != self.agent_id and t.symbol == claim.symbol for t in self.store.moved_turns(since)
+        ):
+            return False
+        on_account = self.reconciler.on_account(self.agent_id)
+        return any(
+            c.agent_id != self.agent_id and c.side is claim.side and c.filled_qty and on_account(c.agent_id)
+            for c in self.store.list_claims(symbol=claim.symbol, updated_since=since)
+        )
+
+    def _resize_after_others_sold(self, claim: Claim) -> OrderResult:
+        """Settle a just-sized exit NOT_SENT (nothing was sent) and size it again from a new read."""
+        reason = (
+            "another agent's order filled in the symbol between this exit's position read and its "
+            "sizing; re-sizing the exit"
+        )
+        moved = self._settle_unplaced(claim, ClaimState.NOT_SENT, reason)
+        if isinstance(moved, OrderResult):
+            return moved
+        held = self.store.position(self.agent_id, moved.symbol)
+        return self._retry_exit(moved, held, resize_if_held_up=False)
 
     def _unresolved_entries(self, symbol: str, intent: str, unresolved: list[Claim]) -> OrderResult:
         """Answer an exit of a flat ledger while entries of the agent in `symbol` are unresolved.
@@ -572,14 +608,20 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         )
         return OrderResult(Outcome.SKIPPED, claim, None, reason)
 
-    def _broker_available(self, symbol: str, held: LedgerPosition) -> tuple[Decimal, str] | OrderResult:
+    def _broker_available(
+        self, symbol: str, held: LedgerPosition, read_at: datetime
+    ) -> tuple[Decimal, str] | OrderResult:
         """Return what the broker has available that may back this agent's exit, and a note.
 
         The broker's `qty_available` on the held side, less what other agents' orders in motion
         on this account have filled there and no ledger books yet (`_unbooked_by_others`): those
         shares are another agent's even though no ledger says so, and an agent whose own ledger
-        is a phantom would otherwise sell them (G3). The note says what was held back ("" when
-        nothing was); a result ends the call (a read failed: nothing sent).
+        is a phantom would otherwise sell them (G3); and less what orders outside every claim
+        sold there lately (`Reconciler.sold_outside`: a close by hand the read, taken at
+        `read_at`, may still trail), and less what other agents sold there lately
+        (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet). The note says
+        what was held back ("" when nothing was); a result ends the call (a read failed: nothing
+        sent).
         """
         doing = f"read the {symbol} position"
         try:
@@ -589,19 +631,35 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             adds = Side.BUY if at_broker.qty > 0 else Side.SELL
             doing = f"read other agents' {symbol} orders in motion (whose shares the broker holds)"
             unbooked, whose = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
+            doing = f"read the {symbol} orders the positions read may trail"
+            outside, which = self.reconciler.sold_outside(self.agent_id, symbol, adds, read_at)
+            lately, sellers = self.reconciler.sold_by_others_lately(self.agent_id, symbol, adds, read_at)
         except BrokerError as exc:
             reason = f"exit not sent: cannot {doing} to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
             return OrderResult(Outcome.NOT_SENT, None, None, reason, exc)
         available = abs(at_broker.qty_available)
-        if not unbooked:
+        notes = []
+        if unbooked:
+            notes.append(
+                f"{unbooked} of the broker's {available} {symbol} available held back: filled for other "
+                f"agents' orders in motion ({', '.join(whose)}) that no ledger books yet"
+            )
+        if outside:
+            notes.append(
+                f"{outside} {symbol} held back: sold by orders outside the bots ({', '.join(which)}) "
+                "that the positions read may not show yet"
+            )
+        if lately:
+            notes.append(
+                f"{lately} {symbol} held back: sold by other agents' orders ({', '.join(sellers)}) "
+                "that the positions read may not show yet"
+            )
+        if not notes:
             return available, ""
-        note = (
-            f"{unbooked} of the broker's {available} {symbol} available held back: filled for other "
-            f"agents' orders in motion ({', '.join(whose)}) that no ledger books yet"
-        )
+        note = "; ".join(notes)
         logger.info("%s: %s", self.agent_id, note)
-        return max(available - unbooked, Decimal(0)), note
+        return max(available - unbooked - outside - lately, Decimal(0)), note
 
     def _send(
         self, claim: Claim, *, resize_if_held_up: bool = True, window_opened: datetime | None = None

@@ -75,7 +75,9 @@ class RetryAnswers:
     def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
         raise NotImplementedError
 
-    def _broker_available(self, symbol: str, held: LedgerPosition) -> tuple[Decimal, str] | OrderResult:
+    def _broker_available(
+        self, symbol: str, held: LedgerPosition, read_at: datetime
+    ) -> tuple[Decimal, str] | OrderResult:
         raise NotImplementedError
 
     def _reconcile_after_exit_error(
@@ -368,7 +370,7 @@ class RetryAnswers:
             )
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
         read_at = self.clock.now()
-        read = self._broker_available(claim.symbol, held)
+        read = self._broker_available(claim.symbol, held, read_at)
         if isinstance(read, OrderResult):
             return OrderResult(read.outcome, claim, None, read.reason, read.error)
         available, held_back = read

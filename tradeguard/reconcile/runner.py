@@ -19,7 +19,16 @@ from decimal import Decimal
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import AuditAction, BrokerOrder, Claim, LedgerPosition, Side, ledger_symbol, symbol_key
+from tradeguard.domain import (
+    AuditAction,
+    BrokerOrder,
+    Claim,
+    LedgerPosition,
+    Side,
+    ledger_symbol,
+    same_symbol,
+    symbol_key,
+)
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
@@ -372,6 +381,88 @@ class Reconciler:
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
         return unbooked, whose
 
+    def sold_outside(
+        self, agent_id: str, symbol: str, adds: Side, read_at: datetime
+    ) -> tuple[Decimal, list[str]]:
+        """Shares that orders outside every claim took off the `adds` side lately (a close by hand).
+
+        A positions read may trail fills by up to `position_settle_secs`: one taken moments after
+        a person closed the account's position still shows the shares, and an agent whose ledger
+        the close made a phantom would size its exit from them; if another agent bought again
+        meanwhile, that exit sells the other agent's new shares (G3; found by the shared-account
+        soak). The exit waits out other agents' recent fills, but a close by hand is nobody's
+        fill. Orders are current, so the symbol's orders submitted within that horizon before
+        `read_at` are listed and what those no claim names filled on the other side is returned,
+        with the ids counted: the exit holds it back. Such a fill the read already shows holds
+        back too much, for one horizon only. Read only while another agent on the account holds
+        the symbol or has an order in motion there (their shares are what is at stake; alone on
+        the account, the broker refuses a sell beyond the position).
+
+        Raises:
+            BrokerError: The listing failed (the exit is then not sized at all).
+        """
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        if not settle or not self._others_trade(agent_id, symbol):
+            return Decimal(0), []
+        since = read_at - settle
+        listed = self.broker.list_orders(status="all", symbols=[symbol], after=since, limit=_ORDERS_PAGE)
+        sold, whose = Decimal(0), []
+        for order in listed:
+            if order.side is adds or not order.filled_qty or not same_symbol(order.symbol, symbol):
+                continue
+            if order.updated_at is not None and order.updated_at <= since:
+                continue  # filled before the horizon: the read shows it
+            if self.store.get_by_client_order_id(order.client_order_id) is None:
+                sold += order.filled_qty
+                whose.append(order.client_order_id or order.id)
+        return sold, whose
+
+    def sold_by_others_lately(
+        self, agent_id: str, symbol: str, adds: Side, read_at: datetime
+    ) -> tuple[Decimal, list[str]]:
+        """Shares other agents' orders took off the `adds` side within the positions lag before `read_at`.
+
+        Their ledgers book those fills at once, while a positions read may show the shares for
+        up to `position_settle_secs` more: counted as this agent's, an agent whose ledger is a
+        phantom sold the other agent's remaining shares. An exit waits out such fills before it
+        reads, but once: one that fills during the wait (found by the shared-account soak) still
+        shows in the read. So they are held back: each claim of another agent on the account
+        in `symbol` on the other side, changed since the horizon, with its filled quantity (a
+        fill the read already shows holds back too much, for one horizon only). Read only when
+        the ledger shows another agent's turn there moved since the horizon.
+        """
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        since = read_at - settle
+        on_account = self.on_account(agent_id)
+        key = symbol_key(symbol)
+        moved = [
+            t for t in self.store.moved_turns(since) if t.agent_id != agent_id and symbol_key(t.symbol) == key
+        ]
+        if not settle or not any(on_account(t.agent_id) for t in moved):
+            return Decimal(0), []
+        sold, whose = Decimal(0), []
+        for claim in self.store.list_claims(symbol=symbol, updated_since=since):
+            if claim.agent_id == agent_id or claim.side is adds or not claim.filled_qty:
+                continue
+            if on_account(claim.agent_id):
+                sold += claim.filled_qty
+                whose.append(f"{claim.agent_id} {claim.client_order_id}")
+        return sold, whose
+
+    def _others_trade(self, agent_id: str, symbol: str) -> bool:
+        """Whether another agent on the account holds `symbol` or has an order in motion in it."""
+        on_account = self.on_account(agent_id)
+        key = symbol_key(symbol)
+        if key in {symbol_key(s) for s in self.store.symbols_in_motion(excluding_agent=agent_id)}:
+            return True
+        return any(
+            p.agent_id != agent_id
+            and symbol_key(p.symbol) == key
+            and not p.is_flat
+            and on_account(p.agent_id)
+            for p in self.store.all_positions()
+        )
+
     def _resolve_stranded_exits(self, exits: list[Claim], orders: dict[str, BrokerOrder | None]) -> None:
         """Adopt what the broker shows of other agents' exits whose senders are gone (audit 17 #2).
 
@@ -597,11 +688,14 @@ class Reconciler:
             pos = None  # the account holds the other side now: nothing of this exit's to sell
         available = abs(pos.qty_available) if pos is not None else Decimal(0)
         if available:
+            adds = claim.side.opposite
             try:
-                unbooked, _whose = self.unbooked_by_others(claim.agent_id, claim.symbol, claim.side.opposite)
+                unbooked, _whose = self.unbooked_by_others(claim.agent_id, claim.symbol, adds)
+                outside, _which = self.sold_outside(claim.agent_id, claim.symbol, adds, read_at)
             except BrokerError:
                 return False  # unknown whose the shares are: nothing sent; the next pass tries again
-            available = max(available - unbooked, Decimal(0))
+            lately, _whose = self.sold_by_others_lately(claim.agent_id, claim.symbol, adds, read_at)
+            available = max(available - unbooked - outside - lately, Decimal(0))
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
             detail=dict(action.evidence), broker_read_at=read_at,

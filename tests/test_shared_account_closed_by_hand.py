@@ -1,0 +1,189 @@
+"""G3 on a shared account whose position was closed by hand moments before an exit's positions read.
+
+Found by the shared-account soak (`tests/soak_kit.py`, seed 15): several agents hold SPY on one
+account; a person closes the whole position; another agent buys again at once; an agent whose
+ledger is now a phantom sizes an exit from a positions read that still trails the close (Alpaca's
+positions endpoint lags fills by seconds) and sells the shares the other agent just bought.
+
+The exit waits out other agents' recent fills before it reads, but a close by hand is nobody's
+fill: no ledger moved, so nothing says the read is stale. Orders are current where positions lag,
+so the exit now takes off what orders outside every claim sold on the held side within
+`position_settle_secs` before the read. Real parts: the paper broker behind a positions endpoint
+that trails by 10 s of the manual clock, stores on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from tests.gateway_kit import broker_qty
+from tests.test_shared_account_lagging_read import Trailing
+from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
+from tradeguard.config import Settings
+from tradeguard.execution import Outcome
+from tradeguard.paper.prices import FixedPrices
+from tradeguard.store import ClaimStore
+
+SETTINGS = Settings(recent_activity_secs=0)  # position_settle_secs 30 s, the lag 10 s
+
+
+class MidWaitClock(ManualClock):
+    """A manual clock whose next sleep runs `during` part way through, then ends when it would have."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during: Callable[[], None] | None = None
+
+    def sleep(self, seconds: float) -> None:
+        ends: datetime = self.now() + timedelta(seconds=seconds)
+        hook, self.during = self.during, None
+        if hook is not None:
+            hook()
+        self.set(max(self.now(), ends))
+
+
+@pytest.fixture
+def world(store_url: str) -> Iterator[tuple[MidWaitClock, Trailing, dict[str, OrderGateway]]]:
+    clock = MidWaitClock()
+    account = Trailing(PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock), clock)
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(4)]
+    gateways = {
+        agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
+        for s, agent in zip(stores, "abcd", strict=True)
+    }
+    yield clock, account, gateways
+    for s in stores:
+        s.close()
+
+
+def test_a_phantom_exit_does_not_sell_shares_bought_right_after_a_close_by_hand(
+    world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    clock, account, bots = world
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    assert bots["d"].enter("SPY", qty=1, intent="d-in").outcome is Outcome.SUBMITTED
+    account.note()
+    clock.advance(1)  # A's exit waits out D's fill (until 30 s after it), then reads
+
+    def closed_by_hand_and_bought_again() -> None:
+        clock.advance(24)  # 5 s before the read: the read still shows the 21 shares
+        account.inner.close_position("SPY")  # a person closes the account's whole position
+        account.note()
+        assert bots["c"].enter("SPY", qty=5, intent="c-in").outcome is Outcome.SUBMITTED
+        account.note()
+
+    clock.during = closed_by_hand_and_bought_again
+
+    result = bots["a"].exit("SPY", intent="a-out")
+
+    assert result.outcome is Outcome.SKIPPED, result.reason  # A's 10 went with the close
+    assert broker_qty(account.inner, "SPY") == 5  # C's 5, just bought, are still there
+
+
+def test_a_phantom_exit_does_not_sell_shares_another_agent_sold_down_to_while_it_waited(
+    world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    """Found by the soak too (seed 17): the exit waits out other agents' recent fills once; a sell
+    of another agent during that wait still shows in the read that follows, as that agent's shares."""
+    clock, account, bots = world
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=20, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.inner.close_position("SPY", qty=Decimal(10))  # by hand: A's 10 are a phantom now
+    account.note()
+    clock.advance(60)
+    assert bots["d"].enter("SPY", qty=1, intent="d-in").outcome is Outcome.SUBMITTED
+    account.note()
+    clock.advance(1)  # A's exit waits out D's fill, then reads
+
+    def b_sells_half() -> None:
+        clock.advance(25)  # B's exit waits out D's fill as well, and fills 5 s before A reads
+        assert bots["b"].exit("SPY", qty=10, intent="b-half").outcome is Outcome.SUBMITTED
+        account.note()
+
+    clock.during = b_sells_half
+
+    result = bots["a"].exit("SPY", intent="a-out")
+
+    assert result.outcome is Outcome.SKIPPED, result.reason  # nothing of A's is left to sell
+    assert broker_qty(account.inner, "SPY") == 11  # B's 10 and D's 1 are still there
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known gap (audit 25): several agents' phantoms from a close by hand, followed by a re-entry "
+        "before two flat reads cleared them, are drift the reconciler reports (REPORT_DRIFT) but "
+        "cannot attribute from positions alone; until an operator settles, every agent's exit there "
+        "is sized against the others' phantom shares and skipped. Attributing it needs the "
+        "account's order history back to the last flat point."
+    ),
+)
+def test_drift_after_a_close_by_hand_of_a_shared_symbol_is_attributed(
+    world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    clock, account, bots = world
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.inner.close_position("SPY")  # by hand: both agents' 10 are phantoms
+    account.note()
+    clock.advance(1)
+    assert bots["a"].enter("SPY", qty=5, intent="a-again").outcome is Outcome.SUBMITTED  # before any pass
+    account.note()
+    for _ in range(4):  # well past the lag, the settle horizon and a reconcile interval
+        clock.advance(SETTINGS.reconcile_interval_secs)
+        for bot in bots.values():
+            bot.reconcile()
+
+    assert (bots["a"].position("SPY").qty, bots["b"].position("SPY").qty) == (5, 0)
+
+
+@pytest.fixture
+def fresh_reads(store_url: str) -> Iterator[tuple[ManualClock, PaperBroker, dict[str, OrderGateway]]]:
+    clock = ManualClock()
+    account = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(2)]
+    gateways = {
+        agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
+        for s, agent in zip(stores, "ab", strict=True)
+    }
+    yield clock, account, gateways
+    crashpoints.set_hook(None)
+    for s in stores:
+        s.close()
+
+
+def test_a_phantom_exit_does_not_sell_shares_another_agent_sold_down_to_after_its_read(
+    fresh_reads: tuple[ManualClock, PaperBroker, dict[str, OrderGateway]],
+) -> None:
+    """Found by the soak (seed 19): another agent's exit fills between this exit's position read
+    and its sizing under the symbol's lock; that agent's ledger is lower already while the read
+    still counts the shares. No lag is needed: the read came first."""
+    clock, account, bots = fresh_reads
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=20, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.close_position("SPY", qty=Decimal(10))  # by hand: A's 10 are a phantom now
+    clock.advance(60)
+    fired: list[str] = []
+
+    def b_sells_half(point: str) -> None:
+        if point == "exit_before_claim" and not fired:
+            fired.append(point)
+            assert bots["b"].exit("SPY", qty=10, intent="b-half").outcome is Outcome.SUBMITTED
+
+    crashpoints.set_hook(b_sells_half)
+
+    result = bots["a"].exit("SPY", intent="a-out")
+
+    assert fired
+    assert result.outcome is not Outcome.SUBMITTED, result.reason  # nothing of A's is left to sell
+    assert account.get_position("SPY") is not None
+    assert account.position_qty("SPY") == 10  # B's 10 are still there
