@@ -341,15 +341,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """
         # A move stamped at the read's own instant may have come after it (one clock tick).
         since = read_at - _SAME_INSTANT
-        if not any(
-            t.agent_id != self.agent_id and t.symbol == claim.symbol for t in self.store.moved_turns(since)
-        ):
-            return False
-        on_account = self.reconciler.on_account(self.agent_id)
-        return any(
-            c.agent_id != self.agent_id and c.side is claim.side and c.filled_qty and on_account(c.agent_id)
-            for c in self.store.list_claims(symbol=claim.symbol, updated_since=since)
-        )
+        others = self.reconciler.others_fills_since(self.agent_id, claim.symbol, since)
+        return any(c.side is claim.side for c in others)
 
     def _resize_after_others_sold(self, claim: Claim) -> OrderResult:
         """Settle a just-sized exit NOT_SENT (nothing was sent) and size it again from a new read."""

@@ -77,6 +77,11 @@ def _identity(action: Action) -> tuple[object, ...]:
 
 # Alpaca returns at most 500 orders a page; a full page may hide more.
 _ORDERS_PAGE = 500
+# The states a claim with filled shares can be in (a fill never leaves PENDING, NOT_SENT or REJECTED).
+_FILL_STATES = (
+    ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED, ClaimState.FILLED, ClaimState.CANCELED,
+    ClaimState.EXPIRED, ClaimState.UNKNOWN,
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -432,22 +437,37 @@ class Reconciler:
         the ledger shows another agent's turn there moved since the horizon.
         """
         settle = timedelta(seconds=self.settings.position_settle_secs)
-        since = read_at - settle
-        on_account = self.on_account(agent_id)
-        key = symbol_key(symbol)
-        moved = [
-            t for t in self.store.moved_turns(since) if t.agent_id != agent_id and symbol_key(t.symbol) == key
-        ]
-        if not settle or not any(on_account(t.agent_id) for t in moved):
+        if not settle:
             return Decimal(0), []
         sold, whose = Decimal(0), []
-        for claim in self.store.list_claims(symbol=symbol, updated_since=since):
-            if claim.agent_id == agent_id or claim.side is adds or not claim.filled_qty:
-                continue
-            if on_account(claim.agent_id):
+        for claim in self.others_fills_since(agent_id, symbol, read_at - settle):
+            if claim.side is not adds:
                 sold += claim.filled_qty
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
         return sold, whose
+
+    def others_fills_since(self, agent_id: str, symbol: str, since: datetime) -> list[Claim]:
+        """Claims of other agents on the account in `symbol` with fills, changed since `since`.
+
+        Only agents whose ledger turn in the symbol moved since then can have such a claim (a
+        fill moves the turn), so the ledger's recently moved turns are read first (an index
+        range) and then each such agent's claims in the states a fill leaves, changed since then
+        (a seek on `(state, agent_id, updated_at)`): never a read of the symbol's history, which
+        has no index of its own and grows with every order.
+        """
+        on_account = self.on_account(agent_id)
+        key = symbol_key(symbol)
+        movers = {
+            t.agent_id
+            for t in self.store.moved_turns(since)
+            if t.agent_id != agent_id and symbol_key(t.symbol) == key and on_account(t.agent_id)
+        }
+        return [
+            claim
+            for mover in sorted(movers)
+            for claim in self.store.list_claims(states=_FILL_STATES, agent_id=mover, updated_since=since)
+            if claim.filled_qty and symbol_key(claim.symbol) == key
+        ]
 
     def _others_trade(self, agent_id: str, symbol: str) -> bool:
         """Whether another agent on the account holds `symbol` or has an order in motion in it."""
