@@ -37,9 +37,9 @@ from tradeguard.domain import (
     default_time_in_force,
     ledger_symbol,
 )
-from tradeguard.domain.claims import same_order
+from tradeguard.domain.claims import ClaimOutcome, same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
-from tradeguard.domain.ledger import orphan
+from tradeguard.domain.ledger import ExitRoom, orphan
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError, IntentMismatch, LeaseLost, StoreError, UnrecordedOrder
 from tradeguard.execution import (
@@ -301,23 +301,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             what = f"{symbol} was never held by {self.agent_id}" if never else f"ledger is flat in {symbol}"
             return self._skip(symbol, f"exit {intent!r}: {what}")
         self._wait_out_others_recent_fills(symbol)
-        for sizing in range(2):
-            read_at = self.clock.now()  # exits acknowledged from now on may not be in the read
-            read = self._broker_available(symbol, held, read_at)
-            if isinstance(read, OrderResult):
-                return read
-            available, held_back = read
-            crashpoints.hit("exit_before_claim")
-            outcome, room = self.store.claim_exit(
-                decision, spec, owner=self.owner, broker_available=available, reason=f"exit {intent}",
-                client_order_id=client_order_id, broker_read_at=read_at,
-            )  # fmt: skip
-            # Shares held back as another agent's unbooked fills may have been booked into its
-            # ledger before the sizing locked the symbol; the sizing then took them off again, as
-            # that agent's holding, and found nothing to sell. Read and size once more: the second
-            # read sees them booked and holds back nothing for them.
-            if outcome is not None or not held_back or sizing:
-                break
+        sized = self._size_exit(decision, spec, held, client_order_id=client_order_id)
+        if isinstance(sized, OrderResult):
+            return sized
+        outcome, room, held_back, read_at = sized
         if outcome is None:
             assert room is not None
             why = room.describe(symbol) + (f" ({held_back})" if held_back else "")
@@ -470,6 +457,71 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         on_account = self.reconciler.on_account(self.agent_id)
         latest = max((at for agent, at in moved if on_account(agent)), default=None)
         return None if latest is None else latest + settle
+
+    def _size_exit(
+        self, decision: Intent, spec: OrderSpec, held: LedgerPosition, *, client_order_id: str | None
+    ) -> tuple[ClaimOutcome | None, ExitRoom | None, str, datetime] | OrderResult:
+        """Read the broker and size and claim the exit; return what the store said, or a result.
+
+        Returns (the claim outcome or None for nothing to sell, the room the sizing saw, what
+        was held back as other agents' shares, when the read began); a result when a read failed.
+        """
+        symbol = decision.symbol
+        own_fill_shows_at = self._own_fill_shows_at(held)
+        sizing = 0
+        while True:
+            read_at = self.clock.now()  # exits acknowledged from now on may not be in the read
+            read = self._broker_available(symbol, held, read_at)
+            if isinstance(read, OrderResult):
+                return read
+            available, held_back = read
+            crashpoints.hit("exit_before_claim")
+            outcome, room = self.store.claim_exit(
+                decision, spec, owner=self.owner, broker_available=available,
+                reason=f"exit {decision.name}", client_order_id=client_order_id, broker_read_at=read_at,
+            )  # fmt: skip
+            sizing += 1
+            if outcome is not None:
+                return outcome, room, held_back, read_at
+            # Shares held back as another agent's unbooked fills may have been booked into its
+            # ledger before the sizing locked the symbol; the sizing then took them off again, as
+            # that agent's holding, and found nothing to sell. Read and size once more: the second
+            # read sees them booked and holds back nothing for them.
+            if held_back and sizing == 1:
+                continue
+            if not self._await_own_fill(symbol, own_fill_shows_at):
+                return outcome, room, held_back, read_at
+
+    def _await_own_fill(self, symbol: str, shows_at: datetime | None) -> bool:
+        """Wait a little for the agent's own fresh fill to show in a positions read; False: it should have.
+
+        The bot's own fill of moments ago (its entry) may not show in the positions read yet:
+        an exit that finds nothing to sell reads again every `settle_delay_secs` until the fill
+        shows or its horizon passes, rather than answer a real exit "nothing to sell" while the
+        bot holds the shares (alpaca-py would have sold them).
+        """
+        now = self.clock.now()
+        if shows_at is None or now >= shows_at:
+            return False
+        wait = max(min(self.settings.settle_delay_secs, (shows_at - now).total_seconds()), 0.001)
+        logger.info(
+            "%s: exit in %s finds nothing to sell right after the agent's own fill; reading again in %.1f s",
+            self.agent_id, symbol, wait,
+        )  # fmt: skip
+        self.clock.sleep(wait)
+        return True
+
+    def _own_fill_shows_at(self, held: LedgerPosition) -> datetime | None:
+        """When the agent's latest move in its open turn shows in a positions read, if still ahead.
+
+        Alpaca's positions endpoint trails fills by up to `position_settle_secs`: an exit sized
+        moments after the bot's own entry filled may read no position at all. None when the
+        turn last moved longer ago than that (a read that shows nothing then is the truth).
+        """
+        if held.updated_at is None:
+            return None
+        shows_at = held.updated_at + timedelta(seconds=self.settings.position_settle_secs)
+        return shows_at if shows_at > self.clock.now() else None
 
     def _wait_out_others_recent_fills(self, symbol: str) -> None:
         """Before sizing an exit, wait until other agents' recent fills here show in a positions read.
