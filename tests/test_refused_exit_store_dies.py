@@ -11,6 +11,8 @@ end of the pass (the narrow window audit 23 could not time: a later action of th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -28,9 +30,9 @@ from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import ClaimStore
 
 
-def test_a_refused_exit_resent_by_its_pass_before_the_store_died_is_an_unknown_outcome(
-    store_url: str,
-) -> None:
+@contextmanager
+def _holding_5(store_url: str) -> Iterator[tuple[ManualClock, PaperBroker, ClaimStore, OrderGateway]]:
+    """A bot holding 5 TQQQ for 90 s, on `store_url`."""
     clock = ManualClock(datetime(2026, 5, 21, 14, 0, tzinfo=UTC))
     paper = PaperBroker(prices=FixedPrices({"TQQQ": "75.00"}), clock=clock)
     settings = Settings()
@@ -38,12 +40,24 @@ def test_a_refused_exit_resent_by_its_pass_before_the_store_died_is_an_unknown_o
         gateway = OrderGateway(paper, store, agent_id="bot", settings=settings, clock=clock)
         gateway.enter("TQQQ", qty=5, intent="entry")
         clock.advance(90)
+        yield clock, paper, store, gateway
 
-        def a_person_sells_3(point: str) -> None:  # right after the guard read the position
-            if point == "exit_before_claim":
-                crashpoints.set_hook(None)
-                paper.submit_order(OrderRequest("TQQQ", Side.SELL, "ui-1", qty=Decimal(3)))
 
+def _a_person_sells_3(paper: PaperBroker) -> Callable[[str], None]:
+    """A crash-point hook: 3 shares sold by hand right after the guard read the position."""
+
+    def hook(point: str) -> None:
+        if point == "exit_before_claim":
+            crashpoints.set_hook(None)
+            paper.submit_order(OrderRequest("TQQQ", Side.SELL, "ui-1", qty=Decimal(3)))
+
+    return hook
+
+
+def test_a_refused_exit_resent_by_its_pass_before_the_store_died_is_an_unknown_outcome(
+    store_url: str,
+) -> None:
+    with _holding_5(store_url) as (clock, paper, store, gateway):
         # The pass after the refusal resends the exit (re-sized to 2), then the store fails on
         # a later action of the same pass (here: at its end).
         run = gateway.reconciler.run
@@ -54,7 +68,7 @@ def test_a_refused_exit_resent_by_its_pass_before_the_store_died_is_an_unknown_o
             raise StoreError("recording a reconcile note failed: database is locked; nothing was sent")
 
         gateway.reconciler.run = pass_then_store_dies  # type: ignore[method-assign]
-        crashpoints.set_hook(a_person_sells_3)
+        crashpoints.set_hook(_a_person_sells_3(paper))
         try:
             with pytest.raises(OutcomeUnknown) as caught:
                 gateway.exit("TQQQ", intent="exit-1")
@@ -82,25 +96,14 @@ def test_a_refused_exit_resent_by_its_pass_before_the_store_died_is_an_unknown_o
 def test_a_pass_that_failed_before_resending_keeps_the_stores_own_error(store_url: str) -> None:
     """The store failed before the pass resent anything: the exit is still REJECTED, nothing
     went, and "nothing was sent" is the truth."""
-    clock = ManualClock(datetime(2026, 5, 21, 14, 0, tzinfo=UTC))
-    paper = PaperBroker(prices=FixedPrices({"TQQQ": "75.00"}), clock=clock)
-    settings = Settings()
-    with ClaimStore(store_url, settings=settings, clock=clock) as store:
-        gateway = OrderGateway(paper, store, agent_id="bot", settings=settings, clock=clock)
-        gateway.enter("TQQQ", qty=5, intent="entry")
-        clock.advance(90)
-
-        def a_person_sells_3(point: str) -> None:
-            if point == "exit_before_claim":
-                crashpoints.set_hook(None)
-                paper.submit_order(OrderRequest("TQQQ", Side.SELL, "ui-1", qty=Decimal(3)))
+    with _holding_5(store_url) as (_clock, paper, _store, gateway):
 
         def store_dies(*args: Any, **kwargs: Any) -> Any:
             raise StoreError("reading claims failed: database is locked; nothing was sent")
 
         run = gateway.reconciler.run
         gateway.reconciler.run = store_dies  # type: ignore[method-assign]
-        crashpoints.set_hook(a_person_sells_3)
+        crashpoints.set_hook(_a_person_sells_3(paper))
         try:
             with pytest.raises(StoreError, match="nothing was sent"):
                 gateway.exit("TQQQ", intent="exit-1")
