@@ -300,7 +300,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             never = self.store.latest_turn_id(self.agent_id, symbol) is None
             what = f"{symbol} was never held by {self.agent_id}" if never else f"ledger is flat in {symbol}"
             return self._skip(symbol, f"exit {intent!r}: {what}")
-        self._wait_out_others_recent_fills(symbol)
+        self._wait_out_recent_fills(symbol, side)
         sized = self._size_exit(decision, spec, held, client_order_id=client_order_id)
         if isinstance(sized, OrderResult):
             return sized
@@ -523,8 +523,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         shows_at = held.updated_at + timedelta(seconds=self.settings.position_settle_secs)
         return shows_at if shows_at > self.clock.now() else None
 
-    def _wait_out_others_recent_fills(self, symbol: str) -> None:
-        """Before sizing an exit, wait until other agents' recent fills here show in a positions read.
+    def _wait_out_recent_fills(self, symbol: str, side: Side) -> None:
+        """Before sizing an exit, wait until recent fills here that a positions read may trail show in one.
 
         An exit is sized from the broker's `qty_available` less what the other agents on the
         account hold by their ledgers. Another agent's sell that filled moments ago is out of
@@ -533,16 +533,27 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         test_stateful); a recent buy the read does not show yet made a real exit look like
         nothing to sell. From one read neither can be told from the truth, so the exit waits out
         the horizon of the latest such fill (at most `position_settle_secs`; only where another
-        agent on this account traded this symbol that recently), then reads. Once: fills during
-        the wait are sized as read.
+        agent on this account traded this symbol that recently), then reads. The agent's own
+        fill on the exit's side (its earlier exit) trails the same way: the read still shows the
+        shares it took, which would be sized as this exit's, and past a phantom they are another
+        agent's (soak seed 37); so, while another agent on the account holds the symbol or has an
+        order in motion there (`Reconciler.own_exit_fills_settle_at`), that fill is waited out
+        too. Once: fills during the wait are sized as read.
         """
-        settled_at = self._others_fills_settle_at(symbol)
-        if settled_at is None:
+        waits = [
+            at
+            for at in (
+                self._others_fills_settle_at(symbol),
+                self.reconciler.own_exit_fills_settle_at(self.agent_id, symbol, side),
+            )
+            if at is not None
+        ]
+        if not waits:
             return
-        wait = (settled_at - self.clock.now()).total_seconds()
+        wait = (max(waits) - self.clock.now()).total_seconds()
         if wait > 0:
             logger.info(
-                "%s: exit in %s waits %.1f s for other agents' fills there to show in the positions read",
+                "%s: exit in %s waits %.1f s for recent fills there to show in the positions read",
                 self.agent_id, symbol, wait,
             )  # fmt: skip
             self.clock.sleep(wait)

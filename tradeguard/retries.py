@@ -369,6 +369,11 @@ class RetryAnswers:
                 "closed (a decision that exited once never sells a later position)"
             )
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
+        # The read may still show shares the agent's own sell of moments ago took; past a phantom
+        # they are another agent's (soak seed 37): waited out as a new exit does (gateway.py).
+        shows_at = self.reconciler.own_exit_fills_settle_at(self.agent_id, claim.symbol, claim.side)
+        if shows_at is not None and shows_at > self.clock.now():
+            self.clock.sleep((shows_at - self.clock.now()).total_seconds())
         read_at = self.clock.now()
         read = self._broker_available(claim.symbol, held, read_at)
         if isinstance(read, OrderResult):

@@ -407,7 +407,7 @@ class Reconciler:
             BrokerError: The listing failed (the exit is then not sized at all).
         """
         settle = timedelta(seconds=self.settings.position_settle_secs)
-        if not settle or not self._others_trade(agent_id, symbol):
+        if not settle or not self.others_trade(agent_id, symbol):
             return Decimal(0), []
         since = read_at - settle
         listed = self.broker.list_orders(status="all", symbols=[symbol], after=since, limit=_ORDERS_PAGE)
@@ -469,7 +469,38 @@ class Reconciler:
             if claim.filled_qty and symbol_key(claim.symbol) == key
         ]
 
-    def _others_trade(self, agent_id: str, symbol: str) -> bool:
+    def own_exit_fills_settle_at(self, agent_id: str, symbol: str, side: Side) -> datetime | None:
+        """When the agent's own latest fill on `side` in `symbol` shows in a positions read, if still ahead.
+
+        A positions read may still show the shares the agent's own sell of moments ago took
+        (Alpaca's endpoint trails fills by up to `position_settle_secs`) while its ledger moved at
+        once; sized against the other agents' ledgers, an exit of an agent whose ledger is a
+        phantom then sold another agent's shares (G3; soak seed 37). Only that matters while
+        another agent on the account holds the symbol or has an order in motion there (alone,
+        the broker refuses a sell beyond the position). Read only when the agent's turn in the
+        symbol moved within the horizon (any fill moves it), then its claims in the states a fill
+        leaves, changed since then (a seek on `(state, agent_id, updated_at)`). None: no such fill.
+        """
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        since = self.clock.now() - settle
+        moved = self.store.position(agent_id, symbol).updated_at
+        if not settle or moved is None or moved <= since:
+            return None  # no fill of the agent's in this symbol is that recent
+        key = symbol_key(symbol)
+        claims = self.store.list_claims(states=_FILL_STATES, agent_id=agent_id, updated_since=since)
+        latest = max(
+            (
+                claim.updated_at
+                for claim in claims
+                if claim.side is side and claim.filled_qty and symbol_key(claim.symbol) == key
+            ),
+            default=None,
+        )
+        if latest is None or not self.others_trade(agent_id, symbol):
+            return None
+        return latest + settle
+
+    def others_trade(self, agent_id: str, symbol: str) -> bool:
         """Whether another agent on the account holds `symbol` or has an order in motion in it."""
         on_account = self.on_account(agent_id)
         key = symbol_key(symbol)
