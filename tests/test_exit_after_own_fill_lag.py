@@ -77,3 +77,22 @@ def test_an_exit_long_after_the_last_fill_takes_the_read_as_it_is(store_url: str
         # No reading again: a read this long after the fill is the truth (only the skip's own
         # phantom check reads a second time, `settle_delay_secs` later).
         assert clock.now() - before <= timedelta(seconds=Settings().settle_delay_secs)
+
+
+def test_an_exit_whose_ledger_has_nothing_free_answers_at_once_even_right_after_a_fill(
+    store_url: str,
+) -> None:
+    """Reading again helps only when the broker's side fell short. A second exit decision while
+    the first (resting) exit covers the whole position has nothing free in the ledger: it is
+    answered at once, not after reading for `position_settle_secs` (12 concurrent exits of one
+    agent each waited 30 s before; `test_twelve_concurrent_exits_never_ask_for_more_than_is_held`)."""
+    clock, _paper, _port, store, gateway = _world(store_url)
+    with store:
+        gateway.enter("TQQQ", qty=10, intent="entry")
+        clock.advance(1)
+        resting = gateway.exit("TQQQ", intent="take profit", order_type="limit", limit_price="99.00")
+        assert resting.outcome is Outcome.SUBMITTED
+        before = clock.now()
+        out = gateway.exit("TQQQ", intent="stop out")
+        assert out.outcome is Outcome.SKIPPED, out.reason
+        assert clock.now() - before <= timedelta(seconds=Settings().settle_delay_secs)

@@ -489,7 +489,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             # read sees them booked and holds back nothing for them.
             if held_back and sizing == 1:
                 continue
-            if not self._await_own_fill(symbol, own_fill_shows_at):
+            # Reading again helps only when the broker's side is what fell short: a ledger with
+            # nothing free (another exit of the agent's has it, or it is flat now) stays so.
+            free = room is not None and abs(room.held) - room.open_exits > 0
+            if not free or not self._await_own_fill(symbol, own_fill_shows_at):
                 return outcome, room, held_back, read_at
 
     def _await_own_fill(self, symbol: str, shows_at: datetime | None) -> bool:
