@@ -13,8 +13,10 @@ positions endpoint that trails by 10 s of the manual clock, stores on SQLite and
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TypeVar
 
 import pytest
 
@@ -63,18 +65,32 @@ class Trailing(ForwardingBroker):
         return self._seen().get(symbol)
 
 
-@pytest.fixture
-def world(store_url: str) -> Iterator[tuple[ManualClock, Trailing, OrderGateway, OrderGateway]]:
+_T = TypeVar("_T", bound=Trailing)
+
+
+@contextmanager
+def two_agents(
+    store_url: str, trailing: type[_T], settings: Settings = SETTINGS
+) -> Iterator[tuple[ManualClock, _T, OrderGateway, OrderGateway]]:
+    """Agents "a" and "b", each with its own store connection, on one account that trails."""
     clock = ManualClock()
-    account = Trailing(PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock), clock)
-    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(2)]
+    account = trailing(PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock), clock)
+    stores = [ClaimStore(store_url, settings=settings, clock=clock) for _ in range(2)]
     a, b = (
-        OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
+        OrderGateway(account, s, agent_id=agent, settings=settings, clock=clock)
         for s, agent in zip(stores, ("a", "b"), strict=True)
     )
-    yield clock, account, a, b
-    for s in stores:
-        s.close()
+    try:
+        yield clock, account, a, b
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.fixture
+def world(store_url: str) -> Iterator[tuple[ManualClock, Trailing, OrderGateway, OrderGateway]]:
+    with two_agents(store_url, Trailing) as made:
+        yield made
 
 
 def test_a_phantom_agent_never_sells_the_shares_another_agent_just_kept(

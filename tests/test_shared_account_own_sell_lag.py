@@ -20,7 +20,7 @@ from decimal import Decimal
 import pytest
 
 from tests.gateway_kit import broker_qty
-from tests.test_shared_account_lagging_read import LAG, Trailing
+from tests.test_shared_account_lagging_read import LAG, Trailing, two_agents
 from tradeguard import ManualClock, OrderGateway, PaperBroker
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, OrderRequest
@@ -47,16 +47,8 @@ class Refusing(Trailing):
 
 @pytest.fixture
 def world(store_url: str) -> Iterator[tuple[ManualClock, Refusing, OrderGateway, OrderGateway]]:
-    clock = ManualClock()
-    account = Refusing(PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock), clock)
-    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(2)]
-    a, b = (
-        OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
-        for s, agent in zip(stores, ("a", "b"), strict=True)
-    )
-    yield clock, account, a, b
-    for s in stores:
-        s.close()
+    with two_agents(store_url, Refusing, SETTINGS) as made:
+        yield made
 
 
 def test_a_phantom_exit_right_after_its_own_sell_does_not_sell_another_agents_shares(
