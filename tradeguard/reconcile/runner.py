@@ -479,13 +479,17 @@ class Reconciler:
         another agent on the account holds the symbol or has an order in motion there (alone,
         the broker refuses a sell beyond the position). Read only when the agent's turn in the
         symbol moved within the horizon (any fill moves it), then its claims in the states a fill
-        leaves, changed since then (a seek on `(state, agent_id, updated_at)`). None: no such fill.
+        leaves, changed since then (a seek on `(state, agent_id, updated_at)`); whether others
+        trade the symbol (two small reads) is asked first, so an agent alone on the account lists
+        nothing. None: no such fill, or nobody else trades the symbol.
         """
         settle = timedelta(seconds=self.settings.position_settle_secs)
         since = self.clock.now() - settle
         moved = self.store.position(agent_id, symbol).updated_at
         if not settle or moved is None or moved <= since:
             return None  # no fill of the agent's in this symbol is that recent
+        if not self.others_trade(agent_id, symbol):
+            return None  # alone in the symbol: the broker refuses a sell beyond the position
         key = symbol_key(symbol)
         claims = self.store.list_claims(states=_FILL_STATES, agent_id=agent_id, updated_since=since)
         latest = max(
@@ -496,9 +500,7 @@ class Reconciler:
             ),
             default=None,
         )
-        if latest is None or not self.others_trade(agent_id, symbol):
-            return None
-        return latest + settle
+        return None if latest is None else latest + settle
 
     def others_trade(self, agent_id: str, symbol: str) -> bool:
         """Whether another agent on the account holds `symbol` or has an order in motion in it."""
