@@ -33,12 +33,13 @@ def test_agents_sharing_an_account_keep_every_guarantee_under_faults_and_kills(
 def test_closes_by_hand_never_give_two_orders_a_decision_nor_short_the_account(
     pg_url: str, tmp_path: Path
 ) -> None:
-    """With closes by hand: G1, G2, G6 and "never short" hold exactly. Two known gaps are not
-    asserted here, because a seed's run depends on scheduling and either can show in a few
-    runs in ten: the drift several agents' phantoms leave (the strict xfail in
-    `test_shared_account_closed_by_hand.py`), and an agent with a phantom ledger selling another
-    agent's shares right after its own sell, while the positions read still shows that sell's
-    shares (seed 37 of audit 25; `python -m tests.soak_kit --seeds 28-37` shows it)."""
+    """With closes by hand: G1, G2, G6 and "never short" hold exactly. G4 and one G3 finding are
+    not asserted here, because a seed's run depends on scheduling: drift after a close by hand
+    that the account's order history does not prove whose it is (a close racing another order
+    outside the bots, or not yet settled past the positions lag when the run ends; the provable
+    case is attributed, `test_shared_account_closed_by_hand.py`), and an agent with a phantom
+    ledger selling another agent's shares right after its own sell (seed 37 of audit 25, fixed
+    since by the own-sell wait; `python -m tests.soak_kit --seeds 28-37` runs them)."""
     report = run_soak(SEED + 1, pg_url, str(tmp_path), secs=10)
 
     assert report.calls and report.orders, report.line()

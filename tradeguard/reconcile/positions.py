@@ -19,7 +19,8 @@ Pure, like `diff`. The rules, in the order they are tried:
   down (a partial phantom) or up (a fill the ledger missed), on two steady reads.
 - Several agents: the difference is taken from the one agent the evidence names (its exit was
   refused as position-related in its open turn); if none or several, the drift is reported,
-  naming every agent, for an operator to settle (`tradeguard settle`).
+  naming every agent. The runner then asks the account's order history whether a close outside
+  the bots explains it (`reconcile.attribute`); if not, an operator settles it (`tradeguard settle`).
 
 Every correction carries the position it was computed from; the runner applies it as a
 compare-and-set, so a fill between the reads drops the action for this pass.

@@ -34,6 +34,7 @@ from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, Clai
 from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
+from tradeguard.reconcile.attribute import Filled, attribute_close
 from tradeguard.reconcile.diff import busy_symbols, plan_read
 from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
@@ -75,6 +76,10 @@ def _identity(action: Action) -> tuple[object, ...]:
     return (action.kind, action.agent_id, symbol_key(action.symbol), action.qty, held)
 
 
+# A drift's order history is listed from this long before the earliest holder's turn opened: an
+# order placed earlier (a resting limit) may have filled into it; one placed earlier still and
+# missing from the list leaves the sums unproven, and the drift reported.
+_HISTORY_BEFORE_TURNS = timedelta(days=1)
 # Alpaca returns at most 500 orders a page; a full page may hide more.
 _ORDERS_PAGE = 500
 # The states a claim with filled shares can be in (a fill never leaves PENDING, NOT_SENT or REJECTED).
@@ -209,6 +214,8 @@ class Reconciler:
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:
                         break
+                if snapshot is not None and any(a.kind is ActionKind.REPORT_DRIFT for a in actions):
+                    actions = self._attribute_drifts(actions, ledger, snapshot)
                 if snapshot is not None and any(a.kind in _POSITION_CHANGES for a in actions):
                     actions = self._still_planned(
                         actions, snapshot, agent_id, wanted,
@@ -234,6 +241,58 @@ class Reconciler:
                     if self._apply(action, by_key, release_exits, report):
                         report.applied.append(action)
         return report
+
+    def _attribute_drifts(
+        self, actions: list[Action], ledger: list[LedgerPosition], snapshot: BrokerSnapshot
+    ) -> list[Action]:
+        """Replace a shared symbol's drift report by the corrections its order history proves.
+
+        See `reconcile.attribute`. Asked only where positions alone left drift among several
+        agents, with no order of any agent in motion in the symbol; the symbol's orders since a
+        day before the earliest holder's turn opened are listed (one request; a full page, which
+        may hide more, proves nothing) and each looked up by client_order_id. A failed read keeps
+        the report: attribution is a refinement, never a reason to abort the pass.
+        """
+        out: list[Action] = []
+        in_motion: set[str] | None = None
+        for action in actions:
+            if action.kind is ActionKind.REPORT_DRIFT:
+                if in_motion is None:
+                    in_motion = {symbol_key(s) for s in self.store.symbols_in_motion()}
+                found = None
+                if symbol_key(action.symbol) not in in_motion:
+                    try:
+                        found = self._attribute_drift(action.symbol, ledger, snapshot)
+                    except BrokerError:
+                        why = "order history of %s unreadable: its drift stays reported"
+                        _log.warning(why, action.symbol)
+                if found:
+                    out += found
+                    continue
+            out.append(action)
+        return out
+
+    def _attribute_drift(
+        self, symbol: str, ledger: list[LedgerPosition], snapshot: BrokerSnapshot
+    ) -> list[Action] | None:
+        """The corrections `attribute_close` proves for `symbol`, or None (see `_attribute_drifts`)."""
+        holders = [p for p in ledger if same_symbol(p.symbol, symbol) and not p.is_flat]
+        opened = [p.opened_at for p in holders if p.opened_at is not None]
+        if len(holders) < 2 or len(opened) != len(holders):
+            return None
+        after = min(opened) - _HISTORY_BEFORE_TURNS
+        listed = self.broker.list_orders(status="all", symbols=[symbol], after=after, limit=_ORDERS_PAGE)
+        if len(listed) >= _ORDERS_PAGE:
+            return None
+        filled = [
+            Filled(order, self.store.get_by_client_order_id(order.client_order_id))
+            for order in listed
+            if order.filled_qty and same_symbol(order.symbol, symbol)
+        ]
+        return attribute_close(
+            symbol, holders, filled, snapshot.qty(symbol),
+            read_at=snapshot.positions_read_at or snapshot.taken_at, settings=self.settings,
+        )  # fmt: skip
 
     def _still_planned(
         self,
@@ -262,6 +321,8 @@ class Reconciler:
             symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, moved=moved,
             busy=busy_symbols(others, snapshot, now, self.settings), releasing=release_exits,
         ).actions  # fmt: skip
+        if any(a.kind is ActionKind.REPORT_DRIFT for a in again):
+            again = self._attribute_drifts(again, ledger, snapshot)  # the history read again, too
         kept = {_identity(a) for a in again if a.kind in _POSITION_CHANGES}
         return [a for a in actions if a.kind not in _POSITION_CHANGES or _identity(a) in kept]
 
