@@ -168,6 +168,35 @@ def test_a_close_by_hand_attributed_leaves_a_turn_opened_after_it_alone(
     assert _held(bots) == {"a": 0, "b": 0, "c": 5, "d": 0}
 
 
+def test_the_last_of_several_closes_by_hand_decides_what_each_agent_holds(
+    world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    """Two closes by hand with trading between: only the last one matters; the position just after
+    it is the broker's now less every fill since, flat here, so each agent holds what it bought since."""
+    clock, account, bots = world
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.inner.close_position("SPY")
+    account.note()
+    clock.advance(1)
+    assert bots["a"].enter("SPY", qty=5, intent="a-again").outcome is Outcome.SUBMITTED
+    account.note()
+    clock.advance(1)
+    account.inner.close_position("SPY")
+    account.note()
+    clock.advance(1)
+    assert bots["b"].enter("SPY", qty=7, intent="b-again").outcome is Outcome.SUBMITTED
+    assert bots["c"].enter("SPY", qty=2, intent="c-in").outcome is Outcome.SUBMITTED
+    account.note()
+
+    _passes(clock, bots)
+
+    assert _held(bots) == {"a": 0, "b": 7, "c": 2, "d": 0}
+    assert bots["b"].exit("SPY", intent="b-out").outcome is Outcome.SUBMITTED
+    assert broker_qty(account.inner, "SPY") == 2
+
+
 def test_a_partial_close_by_hand_of_a_shared_symbol_is_reported_never_guessed(
     world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
 ) -> None:

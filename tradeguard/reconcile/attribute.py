@@ -4,33 +4,33 @@ Several agents on one account hold a symbol; a person (or another tool) closes t
 whole position; before any reconcile pass has seen the account flat twice, one agent buys again.
 The positions read now shows only the new shares, every ledger still holds its old ones too, and
 positions alone cannot say whose shares differ (`positions.position_actions` reports drift). The
-account's order history can: it shows the order that closed the position, outside every claim,
-and which of each agent's fills came before it (sold by the close) and after it (still held).
+account's order history can. Orders are current and complete where positions trail: the
+account's position just after an order filled is the broker's position now less every fill
+since. So when the last order outside every claim left the account flat, every share any turn
+held before it went with it, and each agent holds exactly what its own orders filled since.
 
 Pure, like `diff`: the runner lists the orders and looks up their claims; this decides. The
 attribution is made only when the history proves it, else the drift stays reported for an
 operator (G4 never clears a real position on a guess):
 
 - every agent holding the symbol holds it on one side, in a turn with an opening time;
-- exactly one order that no claim names filled in the symbol since the earliest such turn
-  opened, on the side that reduces the holders' position (the close);
-- the turns that make up the position since then (the holders', and any turn closed by now that
-  traded since, e.g. one a previous pass cleared this way) sold and bought with their own orders
-  exactly what the close then sold: it left the account flat, so every share held went with it;
-- a turn closed by now kept nothing of what it traded after the close;
+- the last order that no claim names, among the symbol's orders with fills, filled after the
+  earliest such turn opened, on the side that reduces the holders' position (the close), and
+  no claimed order filled at the same instant (their order would be unknown);
 - every listed order with a fill has ended and is booked in full in its claim, and its last
   change is older than `position_settle_secs` before the positions read (the read shows it);
-- what the holders' turns filled after the close sums to the broker's position, each on the
-  broker's side and no more than its ledger holds.
+- the claimed orders that filled after the close, each booked in a turn, sum to the broker's
+  position: the close left the account flat (a partial close by hand does not);
+- a turn closed by now kept nothing of what it filled after the close, and what each holder's
+  turn filled since is on the holders' side and no more than its ledger holds.
 
-Each holder's ledger then becomes what its turn bought after the close: a turn with nothing
+Each holder's ledger then becomes what its turn filled after the close: a turn with nothing
 since is cleared, one with fills since is trimmed to them. The runner applies each as a
 compare-and-set on the position it was computed from.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -41,6 +41,8 @@ from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, Side
 from tradeguard.reconcile.snapshot import Action, ActionKind
 
 __all__ = ["Filled", "attribute_close"]
+
+_Turn = tuple[str, int | None]  # (agent_id, turn_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,53 +62,23 @@ def _signed(order: BrokerOrder) -> Decimal:
     return order.filled_qty if order.side is Side.BUY else -order.filled_qty
 
 
-_Turn = tuple[str, int | None]  # (agent_id, turn_id)
+def _last_close(filled: Sequence[Filled], settled: datetime) -> tuple[BrokerOrder, datetime] | None:
+    """The last order outside every claim and when it filled; None unless every listed order is settled.
 
-
-@dataclass(frozen=True, slots=True)
-class _History:
-    """The symbol's fills sorted out: the one close outside the claims, and each turn's orders."""
-
-    close: BrokerOrder
-    at: datetime  # the close's last change: when it filled
-    turns: dict[_Turn, list[BrokerOrder]]
-
-
-def _history(
-    filled: Sequence[Filled],
-    held: dict[_Turn, LedgerPosition],
-    start: datetime,
-    settled: datetime,
-    long: bool,
-) -> _History | None:
-    """Sort `filled` into the close and the turns that make up the position since `start`, or None."""
-    closes: list[BrokerOrder] = []
-    by_turn: dict[_Turn, list[BrokerOrder]] = defaultdict(list)
+    Settled: ended, booked in full in its claim, last changed by `settled` (the read shows it).
+    """
+    last: tuple[BrokerOrder, datetime] | None = None
     for item in filled:
-        order, claim = item.order, item.claim
-        if not order.status.is_terminal or order.updated_at is None or order.updated_at > settled:
+        order, claim, at = item.order, item.claim, item.order.updated_at
+        if not order.status.is_terminal or at is None or at > settled:
             return None  # still filling, or a fill the positions read may not show yet
-        if claim is None:
-            if order.updated_at >= start:  # earlier ones are behind every holder's turn
-                closes.append(order)
-        elif claim.filled_qty != order.filled_qty:
+        if claim is not None and claim.filled_qty != order.filled_qty:
             return None  # a fill its agent's ledger has not booked yet
-        else:
-            by_turn[(claim.agent_id, claim.turn_id)].append(order)
-    if len(closes) != 1 or closes[0].side is not (Side.SELL if long else Side.BUY):
-        return None
-    # The turns that make up the account's position since the holders' turns opened: theirs, and
-    # any other (closed by now) that traded since, with all of its listed orders.
-    turns = {
-        key: orders
-        for key, orders in by_turn.items()
-        if key in held or any(o.updated_at is not None and o.updated_at >= start for o in orders)
-    } | {key: [] for key in held if key not in by_turn}
-    if any(turn_id is None for _agent, turn_id in turns):
-        return None
-    (close,) = closes
-    assert close.updated_at is not None  # checked above
-    return _History(close, close.updated_at, turns)
+        if claim is None and (last is None or at > last[1]):
+            last = (order, at)
+    if last is None or any(i.order.updated_at == last[1] and i.order is not last[0] for i in filled):
+        return None  # nothing outside, or an order filled at the same instant: which came first is unknown
+    return last
 
 
 def attribute_close(
@@ -139,65 +111,67 @@ def attribute_close(
     opened = [p.opened_at for p in holders if p.opened_at is not None]
     if len(opened) != len(holders) or any((p.qty > 0) != long for p in holders):
         return None
+    last = _last_close(filled, read_at - timedelta(seconds=settings.position_settle_secs))
+    if last is None:
+        return None
+    close, at = last
+    if at < min(opened) or close.side is not (Side.SELL if long else Side.BUY):
+        return None  # before every holder's turn, or not a sale of what they hold
+    since: dict[_Turn, Decimal] = {}
+    for item in filled:
+        order, claim = item.order, item.claim
+        if claim is not None and order.updated_at is not None and order.updated_at > at:
+            if claim.turn_id is None:
+                return None  # a fill in no turn: whose shares it moved is unknown
+            key: _Turn = (claim.agent_id, claim.turn_id)
+            since[key] = since.get(key, Decimal(0)) + _signed(order)
+    if sum(since.values(), Decimal(0)) != broker_qty:
+        return None  # the close did not leave the account flat (or the history is not complete)
     held = {(p.agent_id, p.turn_id): p for p in holders}
-    settled = read_at - timedelta(seconds=settings.position_settle_secs)
-    history = _history(filled, held, min(opened), settled, long)
-    if history is None:
-        return None
-    at = history.at
-    before = dict.fromkeys(history.turns, Decimal(0))
-    after = dict.fromkeys(history.turns, Decimal(0))
-    for key, orders in history.turns.items():
-        for order in orders:
-            assert order.updated_at is not None  # checked in `_history`
-            (before if order.updated_at <= at else after)[key] += _signed(order)
-    if sum(before.values(), Decimal(0)) + _signed(history.close) != 0:
-        return None  # the close did not leave the account flat by these turns' own orders
-    if any(after[key] for key in history.turns if key not in held):
-        return None  # a turn closed since holds nothing, so it bought nothing it kept since
-    if sum((after[key] for key in held), Decimal(0)) != broker_qty:
-        return None
-    if any(
-        after[key] and ((after[key] > 0) != long or abs(after[key]) > abs(p.qty)) for key, p in held.items()
-    ):
-        return None  # more than a ledger holds: not a phantom this explains
-    return _corrections(symbol, held, before, after, history, broker_qty=broker_qty)
+    if any(qty for key, qty in since.items() if key not in held):
+        return None  # a turn closed by now would still hold what it filled since
+    for key, pos in held.items():
+        left = since.get(key, Decimal(0))
+        if left and ((left > 0) != long or abs(left) > abs(pos.qty)):
+            return None  # more than a ledger holds: not a phantom this explains
+    return _corrections(symbol, held, since, close, at, broker_qty=broker_qty)
 
 
 def _corrections(
     symbol: str,
     held: dict[_Turn, LedgerPosition],
-    before: dict[_Turn, Decimal],
-    after: dict[_Turn, Decimal],
-    history: _History,
+    since: dict[_Turn, Decimal],
+    close: BrokerOrder,
+    closed_at: datetime,
     *,
     broker_qty: Decimal,
 ) -> list[Action]:
-    """One action per holder whose ledger is not what its turn bought after the close."""
-    close, at = history.close, history.at
+    """One action per holder whose ledger is not what its turn filled after the close."""
+    at = closed_at.isoformat()
+    closed_by = close.client_order_id or close.id
     evidence = {
         "broker_qty": str(broker_qty),
         "ledger_qty": str(sum((p.qty for p in held.values()), Decimal(0))),
-        "closed_by": close.client_order_id or close.id,
+        "closed_by": closed_by,
         "closed_qty": str(close.filled_qty),
-        "closed_at": history.at.isoformat(),
+        "closed_at": at,
     }
     actions: list[Action] = []
     for key, pos in held.items():
-        left = after[key]
+        left = since.get(key, Decimal(0))
         if left == pos.qty:
             continue
         why = (
-            f"{pos.agent_id}'s {before[key]} {symbol} went with order {evidence['closed_by']}, which "
-            f"closed the account's {close.filled_qty} outside the bots at {at.isoformat()}"
+            f"{pos.agent_id}'s {pos.qty - left} {symbol} held before order {closed_by} went with it: "
+            f"outside the bots, it left the account flat at {at}"
         )
-        detail = evidence | {"turn_id": str(pos.turn_id), "bought_since": str(left)}
+        detail = evidence | {"turn_id": str(pos.turn_id), "filled_since": str(left)}
         if left == 0:
-            reason = f"phantom cleared: {why}; nothing of its turn was bought since"
+            reason = f"phantom cleared: {why}; its turn filled nothing since"
             actions.append(Action(ActionKind.CLEAR_PHANTOM, pos.symbol, reason, pos.agent_id,
                                   qty=pos.qty, evidence=detail, position=pos))  # fmt: skip
         else:
-            reason = f"phantom trimmed: {why}; its turn holds the {left} bought since"
+            reason = f"phantom trimmed: {why}; its turn holds the {left} filled since"
             actions.append(Action(ActionKind.TRIM_PHANTOM, pos.symbol, reason, pos.agent_id,
                                   qty=left - pos.qty, evidence=detail, position=pos))  # fmt: skip
     return actions
