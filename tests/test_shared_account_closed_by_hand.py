@@ -126,21 +126,33 @@ def _held(bots: dict[str, OrderGateway]) -> dict[str, Decimal]:
     return {agent: bot.position("SPY").qty for agent, bot in bots.items()}
 
 
+def _both_hold_then_closed_by_hand(
+    world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]], qty: Decimal | None = None
+) -> tuple[MidWaitClock, Trailing, dict[str, OrderGateway]]:
+    """A and B buy 10 each; a minute later a person closes the account's position (or `qty` of it)."""
+    clock, account, bots = world
+    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.inner.close_position("SPY", qty=qty)
+    account.note()
+    clock.advance(1)
+    return clock, account, bots
+
+
+def _bought_again(account: Trailing, bot: OrderGateway, qty: int, intent: str) -> None:
+    assert bot.enter("SPY", qty=qty, intent=intent).outcome is Outcome.SUBMITTED
+    account.note()
+
+
 def test_drift_after_a_close_by_hand_of_a_shared_symbol_is_attributed(
     world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
 ) -> None:
     """Found by the soak (audit 25): both agents' shares go with a close by hand, A buys again
     before any pass read the account flat twice; positions alone cannot say whose 20 are gone, the
     account's order history can (the close sold exactly what both turns had bought before it)."""
-    clock, account, bots = world
-    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-    clock.advance(60)
-    account.inner.close_position("SPY")  # by hand: both agents' 10 are phantoms
-    account.note()
-    clock.advance(1)
-    assert bots["a"].enter("SPY", qty=5, intent="a-again").outcome is Outcome.SUBMITTED  # before any pass
-    account.note()
+    clock, account, bots = _both_hold_then_closed_by_hand(world)  # both agents' 10 are phantoms
+    _bought_again(account, bots["a"], 5, "a-again")  # before any pass
 
     _passes(clock, bots)
 
@@ -153,15 +165,8 @@ def test_drift_after_a_close_by_hand_of_a_shared_symbol_is_attributed(
 def test_a_close_by_hand_attributed_leaves_a_turn_opened_after_it_alone(
     world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
 ) -> None:
-    clock, account, bots = world
-    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-    clock.advance(60)
-    account.inner.close_position("SPY")
-    account.note()
-    clock.advance(1)
-    assert bots["c"].enter("SPY", qty=5, intent="c-in").outcome is Outcome.SUBMITTED
-    account.note()
+    clock, account, bots = _both_hold_then_closed_by_hand(world)
+    _bought_again(account, bots["c"], 5, "c-in")
 
     _passes(clock, bots)
 
@@ -173,22 +178,14 @@ def test_the_last_of_several_closes_by_hand_decides_what_each_agent_holds(
 ) -> None:
     """Two closes by hand with trading between: only the last one matters; the position just after
     it is the broker's now less every fill since, flat here, so each agent holds what it bought since."""
-    clock, account, bots = world
-    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-    clock.advance(60)
-    account.inner.close_position("SPY")
-    account.note()
-    clock.advance(1)
-    assert bots["a"].enter("SPY", qty=5, intent="a-again").outcome is Outcome.SUBMITTED
-    account.note()
+    clock, account, bots = _both_hold_then_closed_by_hand(world)
+    _bought_again(account, bots["a"], 5, "a-again")
     clock.advance(1)
     account.inner.close_position("SPY")
     account.note()
     clock.advance(1)
-    assert bots["b"].enter("SPY", qty=7, intent="b-again").outcome is Outcome.SUBMITTED
-    assert bots["c"].enter("SPY", qty=2, intent="c-in").outcome is Outcome.SUBMITTED
-    account.note()
+    _bought_again(account, bots["b"], 7, "b-again")
+    _bought_again(account, bots["c"], 2, "c-in")
 
     _passes(clock, bots)
 
@@ -202,15 +199,8 @@ def test_a_partial_close_by_hand_of_a_shared_symbol_is_reported_never_guessed(
 ) -> None:
     """Half the account sold by hand: whose half is not in any order; no ledger is touched (G4
     never clears a real position on a guess), the drift is reported for an operator."""
-    clock, account, bots = world
-    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-    clock.advance(60)
-    account.inner.close_position("SPY", qty=Decimal(10))
-    account.note()
-    clock.advance(1)
-    assert bots["a"].enter("SPY", qty=5, intent="a-again").outcome is Outcome.SUBMITTED
-    account.note()
+    clock, account, bots = _both_hold_then_closed_by_hand(world, qty=Decimal(10))
+    _bought_again(account, bots["a"], 5, "a-again")
 
     _passes(clock, bots)
 
@@ -224,16 +214,10 @@ def test_a_close_by_hand_with_another_order_outside_the_bots_is_reported_never_g
 ) -> None:
     """The account closed by hand, then 3 bought by hand: two orders outside every claim; the
     history no longer proves what each turn held, so nothing is attributed."""
-    clock, account, bots = world
-    assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-    clock.advance(60)
-    account.inner.close_position("SPY")
+    clock, account, bots = _both_hold_then_closed_by_hand(world)
     account.inner.submit_order(OrderRequest("SPY", Side.BUY, "by-hand-1", qty=Decimal(3)))
     account.note()
-    clock.advance(1)
-    assert bots["a"].enter("SPY", qty=5, intent="a-again").outcome is Outcome.SUBMITTED
-    account.note()
+    _bought_again(account, bots["a"], 5, "a-again")
 
     _passes(clock, bots)
 
