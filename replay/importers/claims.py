@@ -206,6 +206,11 @@ def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
             if item.get(field) in (None, ""):
                 raise SessionFormatError(name, line, f"claim record {item['request_id']!r} without {field}")
         ordered.append((line, item))
+    # The bot's belief and each decision's kind are built record by record, so they must meet the
+    # records in time order; an export lists them in its own order (by key, by id), and the session
+    # is written sorted by time (stable: records of one time keep the file's order).
+    times = {line: _time(item["claimed_at"], "claimed_at", name, line) for line, item in ordered}
+    ordered.sort(key=lambda pair: times[pair[0]])
     placed = {
         i["request_id"] for _, i in ordered if i.get("broker_order_id") or i.get("outcome") == "COMMITTED"
     }
@@ -226,7 +231,7 @@ def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
     # keep that kind (the position they meet may already be flat).
     kinds: dict[str, str] = {}
     for line, item in ordered:
-        t = _time(item["claimed_at"], "claimed_at", name, line)
+        t = times[line]
         decision, symbol = str(item["request_id"])[:200], canonical_symbol(str(item["symbol"]))
         qty = number(item["qty"], "qty", name, line)
         side = sides[item["request_id"]]
