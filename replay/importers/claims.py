@@ -528,6 +528,17 @@ def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport
             protos, shape = _safeagent_db(rows, name), "SafeAgent database export"
         else:
             expected = "tradeguard's audit export or SafeAgent's (index,request_id,result,status,created_at)"
+            # Say what is missing from the export the header looks like, not that its columns are
+            # unknown: `request_id` and `status` are SafeAgent's own, `action` tradeguard's.
+            for shape, marks, needed in (
+                ("SafeAgent's", {"request_id"}, ("request_id", "result", "status")),
+                ("tradeguard's audit", {"action", "claim_key"}, ("action", "claim_key")),
+            ):
+                if marks & columns:
+                    missing = ", ".join(c for c in needed if c not in columns)
+                    raise SessionFormatError(
+                        name, 1, f"missing column(s) {missing} of {shape} export: expected {expected}"
+                    )
             raise SessionFormatError(name, 1, f"unknown columns {sorted(columns)}: expected {expected}")
     report = ImportReport("claims", name, str(out), extra={"shape": shape})
     return write_session(
