@@ -193,6 +193,11 @@ def run_replay(
     for option, target in (("--plot", plot), ("--report", report)):
         if target is not None:
             check_output(target, option)
+            # The session is what was recorded: a chart or page written over it would lose it.
+            if _same_file(target, path):
+                raise ConfigError(f"{option} {target} is the session being replayed: give another name")
+    if plot is not None and report is not None and (plot == report or _same_file(plot, report)):
+        raise ConfigError(f"--plot and --report both name {plot}: give each its own file")
     try:
         return _replay(
             path, modes, compare=compare, as_json=as_json, plot=plot, report=report, out=out, err=err
@@ -262,12 +267,26 @@ def _replay(
         for line in trader_summary(result.totals):
             print(line, file=out)
     if plot is not None:
-        write_plot(result, plot)
+        try:
+            write_plot(result, plot)
+        except OSError as exc:  # a full disk, a device that refuses: one line, not a traceback
+            raise ConfigError(f"--plot {plot}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {plot}", file=err)
     if report is not None:
-        missing = write_report(result, report)
+        try:
+            missing = write_report(result, report)
+        except OSError as exc:
+            raise ConfigError(f"--report {report}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {report}" + (f" without the chart: {missing}" if missing else ""), file=err)
     return 0
+
+
+def _same_file(one: str, other: str) -> bool:
+    """Whether two paths name one existing file (through links too)."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:  # one of them does not exist (yet): not the same file
+        return False
 
 
 def _check_import_output(source: str, session: str, *, force: bool) -> None:

@@ -100,6 +100,27 @@ def test_cli_passes_with_json_and_fails_unguarded(capsys: pytest.CaptureFixture[
     assert "--replay-seed" in out and "G1" in out
 
 
+def test_a_campaign_saved_into_a_kept_folder_names_the_session_it_wrote_not_the_old_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Audit 27: the recorder keeps an earlier campaign's `chaos-<seed>.jsonl` and writes
+    `chaos-<seed>.1.jsonl` beside it, but the report and `--json` named the old file."""
+    args = ["chaos", "strategies.momentum", "--runs", "2", "--seed", "1", "--minutes", "60",
+            "--kill-every", "0", "--unguarded", "--save", str(tmp_path), "--json"]  # fmt: skip
+    assert main(args) == 1
+    first = json.loads(capsys.readouterr().out)["sessions"]
+    assert first
+    kept = {seed: Path(path).read_bytes() for seed, path in first.items()}
+    assert main(args) == 1
+    second = json.loads(capsys.readouterr().out)["sessions"]
+    assert second.keys() == first.keys()
+    for seed, path in second.items():
+        assert path == str(tmp_path / f"chaos-{seed}.1.jsonl")  # the run just saved
+        assert Path(first[seed]).read_bytes() == kept[seed]  # the earlier one kept as it was
+        with SessionReader(path) as reader:
+            assert any(e.type == "attempt" for _, e in reader)
+
+
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_real_sigkills_with_the_claims_on_postgresql(pg_url: str) -> None:

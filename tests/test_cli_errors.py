@@ -352,6 +352,30 @@ def test_a_broker_url_that_cannot_be_a_url_is_bad_input_naming_the_option(
     assert line.endswith("expected http(s)://HOST[:PORT], e.g. http://127.0.0.1:8765"), line
 
 
+SHAPE = "a JSON object: version, cash, positions, orders"
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("[1, 2]", f"not the shape of tradeguard's paper state ({SHAPE})"),
+        ('{"version": 1}', "no 'cash' field"),
+        ('{"version": 1, "cash": "abc", "orders": [], "positions": {}}', "a figure that is not a number"),
+        ('{"version": 99}', "unsupported state version 99"),
+    ],
+)
+def test_a_paper_state_file_that_is_no_paper_account_is_said_in_words_not_as_a_repr(
+    audited_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, words: str
+) -> None:
+    # Audit 27: it said "not a paper account: AttributeError("'list' object has no attribute 'get'")".
+    state = tmp_path / "other.json"
+    state.write_text(text)
+    args = ["reconcile", "--store", audited_url, "--paper-state", str(state), "--dry-run"]
+    line = one_error_line(args, capsys)
+    assert line == f"tradeguard: error: paper state {state}: not a paper account: {words}"
+    assert state.read_text() == text  # refused, never rewritten as an empty account
+
+
 @pytest.mark.parametrize("command", ["reconcile", "paper-server"])
 def test_a_paper_state_file_that_is_not_json_is_said_in_words_not_as_a_repr(
     audited_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str

@@ -228,3 +228,52 @@ def test_import_of_an_audit_export_with_a_bad_detail_names_its_line(
     )
     line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
     assert line == f"{source}:2: {expected}"
+
+
+ALPACA_EXPECTED = (
+    "expected Alpaca's order export (a header with symbol, side, qty or notional, submitted_at, ...; "
+    "comma-separated)"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "missing"),
+    [
+        # Another separator: one column named after the whole header.
+        ("id;symbol;side;qty;submitted_at\no1;TQQQ;buy;6;2026-05-21T13:42:01Z\n",
+         "symbol, side, qty or notional, submitted_at"),
+        ("id,side,qty,submitted_at\no1,buy,6,2026-05-21T13:42:01Z\n", "symbol"),
+        ("id,symbol,side,submitted_at\no1,TQQQ,buy,2026-05-21T13:42:01Z\n", "qty or notional"),
+    ],
+)  # fmt: skip
+def test_import_of_an_order_csv_without_a_needed_column_names_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, missing: str
+) -> None:
+    # Audit 27: said as the first row's missing value ("orders.csv:2: order without symbol"), or
+    # for a missing qty column "order without qty or notional", as if a cell were empty.
+    source = tmp_path / "orders.csv"
+    source.write_text(text)
+    line = one_error(capsys, ["import", "alpaca-orders", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == f"{source}:1: missing column(s) {missing}: {ALPACA_EXPECTED}"
+
+
+@pytest.mark.parametrize(
+    ("header", "missing", "shape"),
+    [
+        ("index,request_id,status,created_at", "result", "SafeAgent's"),
+        ("index,request_id,result,created_at", "status", "SafeAgent's"),
+        ("id,at,action,agent_id,symbol", "claim_key", "tradeguard's audit"),
+    ],
+)
+def test_import_of_a_claims_csv_without_a_needed_column_says_which(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], header: str, missing: str, shape: str
+) -> None:
+    # Audit 27: "unknown columns ['created_at', 'index', 'request_id', 'status']": SafeAgent's own
+    # columns called unknown, and the one missing never named.
+    source = tmp_path / "claims.csv"
+    source.write_text(header + "\n" + ",".join("x" for _ in header.split(",")) + "\n")
+    line = one_error(capsys, ["import", "claims", str(source), "-o", str(tmp_path / "s.jsonl")])
+    assert line == (
+        f"{source}:1: missing column(s) {missing} of {shape} export: expected tradeguard's audit export "
+        "or SafeAgent's (index,request_id,result,status,created_at)"
+    )

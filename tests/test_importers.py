@@ -878,6 +878,21 @@ def test_claim_records_a_sell_while_long_is_the_bots_exit_and_its_duplicate_shor
     assert result.simulations[Mode.FULL].broker_qty("TQQQ") == 0
 
 
+def test_claim_records_listed_newest_first_import_as_listed_oldest_first(tmp_path: Path) -> None:
+    # Audit 27: the bot's belief and each decision's kind were built in the file's order, then the
+    # events sorted by time: newest-first records made the flip's sell a short entry and wrote the
+    # belief of the end (-12) at the start.
+    in_order, reversed_ = tmp_path / "in_order.json", tmp_path / "reversed.json"
+    in_order.write_text(json.dumps(_flip_records(), indent=2))
+    reversed_.write_text(json.dumps(_flip_records()[::-1], indent=2))
+    import_claims(in_order, tmp_path / "a.jsonl")
+    import_claims(reversed_, tmp_path / "b.jsonl")
+    events = events_of(tmp_path / "b.jsonl")
+    assert [e.kind for e in events if isinstance(e, AttemptEvent)] == ["entry", "exit", "exit"]
+    assert [e.qty for e in events if isinstance(e, PositionEvent)] == [12, 0, -12]
+    assert [e.model_dump() for e in events] == [e.model_dump() for e in events_of(tmp_path / "a.jsonl")]
+
+
 def test_safeagent_db_a_flip_sell_with_no_exit_reason_is_an_exit(tmp_path: Path) -> None:
     flip = SELL_22.replace(":TRAIL_EXIT_BEAR", "")
     events = import_cli(tmp_path, "claims", "guard.csv", DB_HEAD + BUY_22 + flip)

@@ -195,6 +195,44 @@ def test_compare_and_guard_together_are_refused(tmp_path: Path, capsys: pytest.C
     assert line == "--compare runs all three modes and --guard names one: give one or the other"
 
 
+@pytest.mark.parametrize("option", ["--plot", "--report"])
+def test_an_output_onto_the_session_itself_is_refused_and_the_session_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    path = session(tmp_path, ATTEMPT.replace("QTY", '"6"'))
+    recorded = path.read_bytes()
+    line = one_error(capsys, ["replay", str(path), option, str(path)])
+    assert line == f"{option} {path} is the session being replayed: give another name"
+    assert path.read_bytes() == recorded  # what was recorded is not lost under a chart or a page
+
+
+def test_plot_and_report_onto_one_file_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    path = session(tmp_path, ATTEMPT.replace("QTY", '"6"'))
+    target = tmp_path / "out.html"
+    line = one_error(capsys, ["replay", str(path), "--plot", str(target), "--report", str(target)])
+    assert line == f"--plot and --report both name {target}: give each its own file"
+    assert not target.exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("option", ["--plot", "--report"])
+def test_an_output_that_fails_to_write_is_one_line_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    if option == "--plot":
+        pytest.importorskip("matplotlib")
+    path = session(tmp_path, ATTEMPT.replace("QTY", '"6"'))
+    status = main(["replay", str(path), option, "/dev/full"])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err == f"tradeguard: error: {option} /dev/full: cannot write: No space left on device\n"
+
+
 # -- import ---------------------------------------------------------------------------------------
 
 

@@ -304,6 +304,30 @@ def _unfilled_text(order: dict[str, Any]) -> str:
     return f"order {order['id']} ({what}) {order['status']} with nothing filled: it never executed"
 
 
+def _check_csv_columns(columns: set[str] | None, name: str) -> None:
+    """Refuse a CSV whose header lacks a column every order needs, naming the header's line.
+
+    Said once for the file (line 1), not as the first row's missing value: the header, not a row,
+    is what is wrong (another export, another separator).
+    """
+    if columns is None:  # a header alone: no order, nothing to check
+        return
+    needed = {
+        "symbol": "symbol" in columns,
+        "side": "side" in columns,
+        "qty or notional": bool({"qty", "notional"} & columns),
+        "submitted_at": bool({"submitted_at", "created_at"} & columns),
+    }
+    missing = [column for column, present in needed.items() if not present]
+    if missing:
+        raise SessionFormatError(
+            name,
+            1,
+            f"missing column(s) {', '.join(missing)}: expected Alpaca's order export "
+            "(a header with symbol, side, qty or notional, submitted_at, ...; comma-separated)",
+        )
+
+
 def import_alpaca_orders(
     source: str | Path, out: str | Path | IO[str], *, window_secs: float = 60.0
 ) -> ImportReport:
@@ -314,7 +338,11 @@ def import_alpaca_orders(
     """
     path, name = Path(source), str(source)
     text = read_text(source)
-    rows = json_items(text, name, key="orders") if is_json(text, name) else csv_rows(text, name, _CSV_NAMES)
+    if is_json(text, name):
+        rows = json_items(text, name, key="orders")
+    else:
+        rows = csv_rows(text, name, _CSV_NAMES)
+        _check_csv_columns(set(rows[0][1]) if rows else None, name)
     rows, orders, repeated = _unique(rows, name)
     orders.sort(key=lambda o: (o["t"], o["line"]))
     duplicates = _suspects(orders, window_secs)

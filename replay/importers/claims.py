@@ -206,6 +206,11 @@ def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
             if item.get(field) in (None, ""):
                 raise SessionFormatError(name, line, f"claim record {item['request_id']!r} without {field}")
         ordered.append((line, item))
+    # The bot's belief and each decision's kind are built record by record, so they must meet the
+    # records in time order; an export lists them in its own order (by key, by id), and the session
+    # is written sorted by time (stable: records of one time keep the file's order).
+    times = {line: _time(item["claimed_at"], "claimed_at", name, line) for line, item in ordered}
+    ordered.sort(key=lambda pair: times[pair[0]])
     placed = {
         i["request_id"] for _, i in ordered if i.get("broker_order_id") or i.get("outcome") == "COMMITTED"
     }
@@ -226,7 +231,7 @@ def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
     # keep that kind (the position they meet may already be flat).
     kinds: dict[str, str] = {}
     for line, item in ordered:
-        t = _time(item["claimed_at"], "claimed_at", name, line)
+        t = times[line]
         decision, symbol = str(item["request_id"])[:200], canonical_symbol(str(item["symbol"]))
         qty = number(item["qty"], "qty", name, line)
         side = sides[item["request_id"]]
@@ -523,6 +528,17 @@ def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport
             protos, shape = _safeagent_db(rows, name), "SafeAgent database export"
         else:
             expected = "tradeguard's audit export or SafeAgent's (index,request_id,result,status,created_at)"
+            # Say what is missing from the export the header looks like, not that its columns are
+            # unknown: `request_id` and `status` are SafeAgent's own, `action` tradeguard's.
+            for shape, marks, needed in (
+                ("SafeAgent's", {"request_id"}, ("request_id", "result", "status")),
+                ("tradeguard's audit", {"action", "claim_key"}, ("action", "claim_key")),
+            ):
+                if marks & columns:
+                    missing = ", ".join(c for c in needed if c not in columns)
+                    raise SessionFormatError(
+                        name, 1, f"missing column(s) {missing} of {shape} export: expected {expected}"
+                    )
             raise SessionFormatError(name, 1, f"unknown columns {sorted(columns)}: expected {expected}")
     report = ImportReport("claims", name, str(out), extra={"shape": shape})
     return write_session(

@@ -190,7 +190,9 @@ def _save(
         run_once(cls, day, plan, unguarded=unguarded, gateway_factory=factory, record_to=recorder)
     finally:
         recorder.close()
-    return path
+    # A folder kept from an earlier campaign already holds this seed's session: the recorder
+    # keeps it and writes `chaos-<seed>.<n>.jsonl` beside it, the file the report must name.
+    return recorder.path or path
 
 
 def kills(seed: int, kill_every: int, points: int) -> bool:

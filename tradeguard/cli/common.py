@@ -369,7 +369,7 @@ def json_problem(exc: json.JSONDecodeError) -> str:
 
 
 def open_paper_broker(**options: Any) -> PaperBroker:
-    """Return `PaperBroker(**options)`; a state file that is not JSON is said in words.
+    """Return `PaperBroker(**options)`; a state file it cannot read is said in words.
 
     The paper package names the parse error by its repr (`JSONDecodeError('Expecting ...: line
     1 column 2 (char 1)')`); a command line says "Expecting ... at column 2".
@@ -383,9 +383,28 @@ def open_paper_broker(**options: Any) -> PaperBroker:
         return PaperBroker(**options)
     except ConfigError as exc:
         cause = exc.__cause__
-        if isinstance(cause, json.JSONDecodeError) and repr(cause) in str(exc):
-            raise ConfigError(str(exc).replace(repr(cause), json_problem(cause))) from cause
+        if cause is not None and repr(cause) in str(exc):
+            words = _state_problem(cause)
+            if words is not None:
+                raise ConfigError(str(exc).replace(repr(cause), words)) from cause
         raise
+
+
+def _state_problem(cause: BaseException) -> str | None:
+    """Say in words why a paper state file could not be read (the paper package gives a repr)."""
+    from decimal import InvalidOperation
+
+    if isinstance(cause, json.JSONDecodeError):
+        return json_problem(cause)
+    if isinstance(cause, KeyError):
+        return f"no {cause.args[0]!r} field" if cause.args else "a field is missing"
+    if isinstance(cause, InvalidOperation):
+        return "a figure that is not a number"
+    if isinstance(cause, ValueError):
+        return str(cause)
+    if isinstance(cause, AttributeError | TypeError):
+        return "not the shape of tradeguard's paper state (a JSON object: version, cash, positions, orders)"
+    return None
 
 
 def make_broker(choice: BrokerChoice, settings: Settings) -> Broker:

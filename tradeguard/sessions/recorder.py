@@ -215,6 +215,16 @@ class Recorder:
         self._writer = SessionWriter(target, header, flush_each=True)
         self._last = header.start
 
+    @property
+    def path(self) -> str | None:
+        """The file the session is written to, None for a stream.
+
+        Once the recording has started this is the name actually taken, which is
+        `<stem>.<n><suffix>` when the path given already held a recording (see `_free_path`).
+        """
+        target = self._target
+        return os.fspath(target) if isinstance(target, str | os.PathLike) else None
+
     def wrap(self, broker: Broker) -> Broker:
         """Return `broker` with every submit's answer and every position read recorded."""
         self._broker = broker
