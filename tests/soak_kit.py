@@ -323,6 +323,8 @@ def _settle_and_check(
                 report.passes_to_converge = number
                 break
         report.violations += [f"G4: {d}" for d in _drift(store, paper, truth, names)]
+        if report.violations:  # what the settling passes did, for a run to be read afterwards
+            _dump(folder, paper, store, store.list_claims(), name="evidence-after.txt")
         for c in store.list_claims():
             if c.state not in _DEFINITE:
                 report.violations.append(f"G2: claim {c.client_order_id} of {c.agent_id} left {c.state}")
@@ -333,9 +335,11 @@ def _settle_and_check(
         store.close()
 
 
-def _dump(folder: str, paper: SoakPaper, store: ClaimStore, claims: list[Any]) -> None:
+def _dump(
+    folder: str, paper: SoakPaper, store: ClaimStore, claims: list[Any], *, name: str = "evidence.txt"
+) -> None:
     """Write what the account took and what the store holds, for a run to be read afterwards."""
-    with open(os.path.join(folder, "evidence.txt"), "w", encoding="utf-8") as out:
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as out:
         for fill in paper.fills:
             out.write(f"fill {fill}\n")
         for c in claims:

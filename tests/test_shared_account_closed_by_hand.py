@@ -162,6 +162,22 @@ def test_drift_after_a_close_by_hand_of_a_shared_symbol_is_attributed(
     assert broker_qty(account.inner, "SPY") == 0
 
 
+def test_the_phantom_of_an_agent_that_never_reconciles_does_not_hold_back_a_real_exit(
+    world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    """B's process is gone: only A's passes run. Exits are sized against the other agents'
+    ledgers, so B's phantom 10 kept A's real 5 from being sold ("held by other agents") until B
+    came back; the order history proves it a phantom, so A's pass clears it."""
+    clock, account, bots = _both_hold_then_closed_by_hand(world)
+    _bought_again(account, bots["a"], 5, "a-again")
+
+    _passes(clock, {"a": bots["a"]})
+
+    assert _held(bots) == {"a": 5, "b": 0, "c": 0, "d": 0}
+    assert bots["a"].exit("SPY", intent="a-out").outcome is Outcome.SUBMITTED
+    assert broker_qty(account.inner, "SPY") == 0
+
+
 def test_a_close_by_hand_attributed_leaves_a_turn_opened_after_it_alone(
     world: tuple[MidWaitClock, Trailing, dict[str, OrderGateway]],
 ) -> None:

@@ -165,3 +165,29 @@ def test_agents_on_one_account_read_each_other_and_no_one_else(service: Service,
         with pytest.raises(LeaseLost):
             remote.transition(b_claim, ClaimState.CANCELED, reason="not mine")
         assert remote.position("b", "SPY").qty == 3
+
+
+def test_a_close_by_hand_is_attributed_through_agent_keys_each_agent_in_its_own_pass(
+    service: Service, new_key: NewKey
+) -> None:
+    """Order history proves both agents' first 10 went with a close by hand (G4). An agent key
+    may change its own ledger only: A's pass trims A and tells B's correction (the service
+    refuses it, the pass goes on), B's own pass clears B."""
+    paper = PaperBroker()
+    a = OrderGateway(paper, service.base_url, agent_id="a", api_key=new_key("a"), settings=FAST)
+    b = OrderGateway(paper, service.base_url, agent_id="b", api_key=new_key("b"), settings=FAST)
+    a.enter("SPY", qty=10, intent="a-in")
+    b.enter("SPY", qty=10, intent="b-in")
+    paper.close_position("SPY")  # by hand
+    a.enter("SPY", qty=5, intent="a-again")
+    time.sleep(0.5)  # past the positions lag (position_settle_secs 0.2)
+
+    report = a.reconcile()
+
+    assert report.aborted is None
+    assert (a.position("SPY").qty, b.position("SPY").qty) == (5, 10)
+    time.sleep(0.5)  # A's correction moved a turn: B's pass waits out the lag too
+    b.reconcile()
+    assert (a.position("SPY").qty, b.position("SPY").qty) == (5, 0)
+    assert a.exit("SPY", intent="a-out").outcome.value == "submitted"
+    assert held(paper, "SPY") == 0

@@ -40,7 +40,10 @@ from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, Side
 from tradeguard.reconcile.snapshot import Action, ActionKind
 
-__all__ = ["Filled", "attribute_close"]
+__all__ = ["CLOSED_BY", "Filled", "attribute_close", "attributed"]
+
+# Evidence of an attribution: the order outside the bots that left the account flat.
+CLOSED_BY = "closed_by"
 
 _Turn = tuple[str, int | None]  # (agent_id, turn_id)
 
@@ -56,6 +59,11 @@ class Filled:
 
     order: BrokerOrder
     claim: Claim | None
+
+
+def attributed(action: Action) -> bool:
+    """Whether `action` is a ledger correction this module proved from the order history."""
+    return action.kind in (ActionKind.CLEAR_PHANTOM, ActionKind.TRIM_PHANTOM) and CLOSED_BY in action.evidence
 
 
 def _signed(order: BrokerOrder) -> Decimal:
@@ -152,7 +160,7 @@ def _corrections(
     evidence = {
         "broker_qty": str(broker_qty),
         "ledger_qty": str(sum((p.qty for p in held.values()), Decimal(0))),
-        "closed_by": closed_by,
+        CLOSED_BY: closed_by,
         "closed_qty": str(close.filled_qty),
         "closed_at": at,
     }

@@ -31,10 +31,10 @@ from tradeguard.domain import (
 )
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
-from tradeguard.errors import BrokerError, IllegalTransition, LeaseLost
+from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
-from tradeguard.reconcile.attribute import Filled, attribute_close
+from tradeguard.reconcile.attribute import Filled, attribute_close, attributed
 from tradeguard.reconcile.diff import busy_symbols, plan_read
 from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
@@ -222,7 +222,11 @@ class Reconciler:
                         adopt_orphans_to=adopt_orphans_to, release_exits=release_exits,
                     )  # fmt: skip
                 if agent_id is not None:
-                    actions = [a for a in actions if a.agent_id in (None, agent_id)]
+                    # A one-agent pass changes its own ledger only, except where the account's order
+                    # history proves another agent's ledger a phantom (`reconcile.attribute`): left to
+                    # that agent's own passes, a dead or idle agent's phantom would hold back this
+                    # agent's real shares from its exits (they size against other agents' ledgers).
+                    actions = [a for a in actions if a.agent_id in (None, agent_id) or attributed(a)]
                 actions = [self._confirm_readoption(a, adopt_orphans_to) for a in actions]
             except BrokerError as exc:
                 report.aborted = f"broker read failed: {exc}"
@@ -775,6 +779,13 @@ class Reconciler:
                 return self._report(action)
         except (LeaseLost, IllegalTransition):
             return False  # someone moved the claim meanwhile; the next pass sees its new state
+        except ConfigError as exc:
+            if not attributed(action):
+                raise
+            # A claim service lets an agent key change (and audit) its own ledger only: the other
+            # agent's correction is left to that agent's passes, or an admin key's.
+            _log.info("%s: left to %s's own pass (%s)", action.reason, action.agent_id, exc)
+            return False
         return True
 
     def _release(self, action: Action, claim: Claim, report: ReconcileReport) -> bool:
