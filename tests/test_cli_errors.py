@@ -25,6 +25,7 @@ from tradeguard import ClaimStore, OrderGateway, PaperBroker, __version__
 from tradeguard.cli import main
 from tradeguard.cli.app import COMMANDS, cli
 from tradeguard.cli.when import parse_when
+from tradeguard.store import AuditQuery
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -392,3 +393,115 @@ def test_a_paper_state_file_that_is_not_json_is_said_in_words_not_as_a_repr(
         f"tradeguard: error: paper state {state}: not JSON: "
         "Expecting property name enclosed in double quotes at column 2"
     )
+
+
+# -- audit 29: an agent id the store never saw, files written over, an empty run agent -------------
+
+
+def _settle_args(url: str, agent: str, *extra: str) -> list[str]:
+    return [
+        "settle", "--store", url, "--agent-id", agent, "--symbol", "TQQQ", "--qty", "5",
+        "--reason", "r", *extra,
+    ]  # fmt: skip
+
+
+def test_settle_refuses_an_agent_the_store_never_saw_naming_the_known_ones(
+    audited_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It booked 5 TQQQ to "bott" and exited 0: shares no bot owns, which every other agent on
+    # the account then counts as not its own when it sizes an exit (G3).
+    line = one_error_line(_settle_args(audited_url, "bott"), capsys)
+    path = audited_url.removeprefix("sqlite:///")
+    assert line == (
+        f"tradeguard: error: --agent-id bott: no such agent in sqlite:///{path} (no claims, ledger, audit "
+        "records or registered account; did you mean bot? known agents: bot); pass --new-agent if it is "
+        "meant to be a new one"
+    )
+    with ClaimStore(audited_url) as store:
+        assert [p.agent_id for p in store.all_positions()] == ["bot"]
+        assert store.audit_count(AuditQuery(agent_id="bott")) == 0
+
+
+def test_settle_of_an_unknown_agent_in_an_empty_store_says_there_is_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    ClaimStore(url).close()
+    line = one_error_line(_settle_args(url, "bot"), capsys)
+    assert "(no claims, ledger, audit records or registered account; the store knows no agent yet)" in line
+
+
+def test_settle_takes_a_new_agent_when_told_and_knows_it_afterwards(
+    audited_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_settle_args(audited_url, "manual", "--new-agent", "--actor", "ops")) == 0
+    assert capsys.readouterr().out == "manual TQQQ: ledger 0 -> 5 (settled by ops: r)\n"
+    # Flat again, its turn closed: the audit log still knows the agent.
+    flat = _settle_args(audited_url, "manual")
+    flat[flat.index("--qty") + 1] = "0"
+    assert main(flat) == 0
+    assert main(_settle_args(audited_url, "manual")) == 0
+    with ClaimStore(audited_url) as store:
+        assert store.position("manual", "TQQQ").qty == 5
+
+
+def test_settle_knows_an_agent_by_its_registered_account_or_its_ledger_alone(
+    audited_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with ClaimStore(audited_url) as store:
+        store.register_account("registered", "paper:acct-1")
+    assert main(_settle_args(audited_url, "registered")) == 0
+    assert main(_settle_args(audited_url, "bot")) == 0  # claims
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("argv", "option"),
+    [(["db", "export", "-o", "FILE"], "-o"), (["audit", "--csv", "FILE"], "--csv")],
+    ids=["db export", "audit --csv"],
+)
+def test_an_export_keeps_an_existing_file_unless_force(
+    audited_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], option: str
+) -> None:
+    # Both wrote over any file there (a recorded session, a paper state file) without a word;
+    # `tradeguard import` refuses the same in these words.
+    target = tmp_path / "session.jsonl"
+    target.write_text('{"recorded": true}\n')
+    args = [str(target) if a == "FILE" else a for a in argv] + ["--store", audited_url]
+    line = one_error_line(args, capsys)
+    refused = "tradeguard: error: "
+    assert line == refused + f"{option} {target} exists: pass --force to replace it, or give another name"
+    assert target.read_text() == '{"recorded": true}\n'
+    assert main([*args, "--force"]) == 0
+    assert f"to {target}" in capsys.readouterr().out
+    assert "recorded" not in target.read_text()
+
+
+def test_audit_csv_over_the_store_itself_is_refused_as_the_store_file_even_with_force(
+    audited_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = audited_url.removeprefix("sqlite:///")
+    for extra in ([], ["--force"]):
+        line = one_error_line(["audit", "--store", audited_url, "--csv", path, *extra], capsys)
+        assert line.endswith(f"error: refusing to write {path}: it is a file of the claim store being read")
+    with ClaimStore(audited_url) as store:
+        assert store.audit_count() > 0
+
+
+@pytest.mark.parametrize("where", ["flag", "env", "file"])
+def test_run_refuses_an_empty_agent_id_as_the_store_commands_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    # It ran under the strategy's name instead, while `settle --agent-id ""` is refused.
+    args = ["run", "strategies.momentum", "--print-config"]
+    config = tmp_path / "tg.toml"
+    if where == "flag":
+        args += ["--agent-id", ""]
+    elif where == "env":
+        monkeypatch.setenv("TRADEGUARD_AGENT_ID", "")
+    else:
+        config.write_text('[run]\nagent_id = ""\n')
+        args += ["--config", str(config)]
+    line = one_error_line(args, capsys)
+    said = {"flag": "'--agent-id'", "env": "TRADEGUARD_AGENT_ID", "file": f"{config} [run]"}[where]
+    assert said in line and "agent_id must be 1-64 characters" in line and "got ''" in line

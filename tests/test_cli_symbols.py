@@ -54,6 +54,7 @@ def _settle(url: str, *, agent: str = "bot", symbol: str, qty: str) -> list[str]
         qty,
         "--reason",
         "hand fix",
+        "--new-agent",  # `url` is an empty store: "bot" is new to it
     ]
 
 

@@ -277,3 +277,44 @@ def test_import_of_a_claims_csv_without_a_needed_column_says_which(
         f"{source}:1: missing column(s) {missing} of {shape} export: expected tradeguard's audit export "
         "or SafeAgent's (index,request_id,result,status,created_at)"
     )
+
+
+def test_import_bot_log_reads_a_lower_case_symbol_as_the_guard_keys_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `symbol=ddm` was refused with pydantic's "String should match pattern '^[A-Z0-9]...'",
+    # while every command and the gateway read a lower-case ticker as upper case.
+    log = tmp_path / "bot.log"
+    log.write_text(
+        LOG.replace("symbol=DDM", "symbol=ddm")
+        + "[2026-03-05 11:00:02-040:00 SAFEAGENT SKIP: duplicate order blocked buy ddm qty=5 stage=base "
+        "bar=2026-03-05T10:20:00-04:00\n"
+        "[2026-03-05 11:30:00-040:00 EXIT TRAIL symbol=ddm qty=5 price=43.00 held_min=70 pnl_pct=2\n"
+        "[2026-03-05 11:31:00-040:00 STAY BEAR symbol=ddm score=-4\n"
+    )
+    out = tmp_path / "s.jsonl"
+    assert main(["import", "bot-log", str(log), "-o", str(out)]) == 0, capsys.readouterr().err
+    events = [json.loads(line) for line in out.read_text().splitlines()[1:]]
+    assert {e["symbol"] for e in events if e.get("symbol")} == {"DDM"}
+    attempts = [e for e in events if e["type"] == "attempt"]
+    assert [(a["side"], a["kind"]) for a in attempts] == [("buy", "entry")] * 2 + [("sell", "exit")]
+    assert len({a["decision"] for a in attempts[:2]}) == 1  # the SKIP is a retry of the ENTER
+
+
+def test_import_bot_log_refuses_a_symbol_no_order_could_carry_naming_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "bot.log"
+    log.write_text(LOG.replace("symbol=DDM", "symbol=dd$m"))
+    line = one_error(capsys, ["import", "bot-log", str(log), "-o", str(tmp_path / "s.jsonl")])
+    assert line == (
+        f"{log}:1: symbol 'dd$m' is not a ticker: expected 1-32 letters, digits or ./:- (any case), "
+        "e.g. symbol=DDM"
+    )
+
+
+def test_the_bot_logs_symbol_form_is_the_session_files() -> None:
+    from replay.importers import bot_log
+    from tradeguard.sessions import model
+
+    assert f"^{bot_log._SYMBOL.pattern}$" == model._SYMBOL

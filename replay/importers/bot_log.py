@@ -33,7 +33,10 @@ are attempts of one decision.
   warnings, lines without a time) is kept as a note, never dropped; so is an `EXIT` line that
   cannot be read (no symbol or qty, a figure that is not a positive number, a bar that is not a
   time): tagged `unreadable`, never guessed at. `ENTER` and `SAFEAGENT SKIP` lines follow
-  LOGS.md's grammar (a bar, numbers): one that breaks it is refused, naming its line.
+  LOGS.md's grammar (a bar, numbers, a ticker): one that breaks it is refused, naming its line.
+
+Symbols are spelt as the guard keys them (`tradeguard.canonical_symbol`): `symbol=ddm` is DDM,
+as the rest of the product reads a lower-case ticker, and `BTCUSD` is BTC/USD.
 
 A bot writes its log in time order: a line timed before an earlier line (a log merged or
 reversed by hand) is refused naming it, as a session file refuses an event that goes back in
@@ -58,7 +61,7 @@ from replay.importers.common import (
     read_text,
     write_session,
 )
-from tradeguard import SessionFormatError
+from tradeguard import SessionFormatError, canonical_symbol
 
 __all__ = ["import_bot_log"]
 
@@ -66,8 +69,10 @@ _LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d{
 _PAIRS = re.compile(r"(\w+)=(\S+)")
 _SKIP = re.compile(
     r"^SAFEAGENT (?P<exit>EXIT )?SKIP: duplicate (?:order|exit) blocked "
-    r"(?:(?P<side>buy|sell) )?(?P<symbol>[A-Z0-9.]+)\b"
+    r"(?:(?P<side>buy|sell) )?(?P<symbol>[A-Za-z0-9.]+)\b"
 )
+# A symbol as a session event holds it (`tradeguard.sessions.model`'s `Symbol`), once canonical.
+_SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9./:-]{0,31}")
 # Words after `EXIT` that name the bot's regime, not the exit's reason.
 _REGIMES = {"BULL", "BEAR"}
 _TAGS = (
@@ -178,7 +183,8 @@ class _Log:
         the bot holds (a sell of a long: the May 21 duplicate sell on a flip); else an entry.
         """
         pairs = dict(_PAIRS.findall(message))
-        side, symbol = match["side"] or "sell", match["symbol"]  # only an exit's may omit the side
+        side = match["side"] or "sell"  # only an exit's may omit the side
+        symbol = self.symbol(line, match["symbol"])
         path = None
         if match["exit"]:
             kind = "exit"
@@ -229,6 +235,20 @@ class _Log:
             return _exit_name(symbol, qty, reason, f"entry={entry.replace(microsecond=0).isoformat()}")
         return self.exit_name(t, symbol, qty, reason)
 
+    def symbol(self, line: int, written: str) -> str:
+        """Return a symbol as the guard keys it (`ddm` is DDM, `btcusd` BTC/USD), or refuse it.
+
+        Raises:
+            SessionFormatError: No order could carry it, naming the line and the expected form.
+        """
+        symbol = canonical_symbol(written)
+        if not _SYMBOL.fullmatch(symbol):
+            raise SessionFormatError(
+                self.name, line, f"symbol {written!r} is not a ticker: expected 1-32 letters, digits or ./:- "
+                "(any case), e.g. symbol=DDM",
+            ) from None  # fmt: skip
+        return symbol
+
     def read(self, line: int, t: datetime, message: str) -> None:
         skip = _SKIP.match(message)
         if skip is not None and (skip["side"] or skip["exit"]):  # an entry's SKIP names its side
@@ -236,8 +256,9 @@ class _Log:
             return
         words = message.split(" ", 1)
         pairs = dict(_PAIRS.findall(message))
-        symbol = pairs.get("symbol")
-        if words[0] == "ENTER" and symbol:
+        written = pairs.get("symbol")
+        if words[0] == "ENTER" and written:
+            symbol = self.symbol(line, written)
             if "est_price" in pairs:
                 price = number(pairs["est_price"], "est_price", self.name, line)
                 self.add(line, t, type="price", symbol=symbol, price=price)
@@ -246,11 +267,11 @@ class _Log:
         if words[0] == "EXIT" and not message.startswith("EXIT BLOCKED"):
             self.exit(line, t, message, pairs)
             return
-        self.note(line, t, message, symbol)
+        self.note(line, t, message, _symbol_or_none(written))
 
     def exit(self, line: int, t: datetime, message: str, pairs: dict[str, str]) -> None:
         """Read an `EXIT` line: an exit attempt (a sell), or a note when it cannot be read."""
-        symbol = pairs.get("symbol")
+        symbol = _symbol_or_none(pairs.get("symbol"))
         qty = _positive(pairs.get("qty"))
         price = _positive(pairs["price"]) if "price" in pairs else None
         if (
@@ -279,6 +300,14 @@ class _Log:
 
 def _exit_name(symbol: str, qty: Decimal, reason: str | None, when: str) -> str:
     return f"sell {symbol} qty={qty} exit {(reason or '?')[:80]} {when}"
+
+
+def _symbol_or_none(written: str | None) -> str | None:
+    """Return a symbol as the guard keys it, or None when there is none or no order could carry it."""
+    if not written:
+        return None
+    symbol = canonical_symbol(written)
+    return symbol if _SYMBOL.fullmatch(symbol) else None
 
 
 def _positive(value: str | None) -> Decimal | None:

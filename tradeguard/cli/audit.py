@@ -47,7 +47,7 @@ def record_row(rec: AuditRecord) -> dict[str, object]:
     }  # fmt: skip
 
 
-@click.command(epilog=f"Times: {WHEN}. {EXIT_STATUSES}")
+@click.command(epilog=f"Times: {WHEN}. An existing --csv file is kept unless --force. {EXIT_STATUSES}")
 @store_option
 @click.option("--agent-id", metavar="AGENT", callback=agent_id_callback, help="Only this agent's records.")
 @click.option(
@@ -91,6 +91,7 @@ def record_row(rec: AuditRecord) -> dict[str, object]:
     metavar="FILE",
     help="Write every matching record (no paging) to this CSV file instead of printing.",
 )
+@click.option("--force", is_flag=True, help="With --csv: replace the file if it exists.")
 @format_option
 def audit(
     *,
@@ -105,11 +106,13 @@ def audit(
     after_id: int,
     limit: int,
     csv_path: str | None,
+    force: bool,
     fmt: str,
 ) -> int:
     """Read the audit log (every claim, skip, transition and reconcile action), oldest first."""
-    from tradeguard.cli.common import open_existing_store
+    from tradeguard.cli.common import open_existing_store, refuse_to_replace
     from tradeguard.store import AuditQuery
+    from tradeguard.store.engine import is_store_file
 
     query = AuditQuery(
         agent_id=agent_id, actions=tuple(a.lower() for a in actions), kind=kind,
@@ -118,6 +121,9 @@ def audit(
     )  # fmt: skip
     with open_existing_store(store_url) as store:
         if csv_path:
+            if is_store_file(csv_path, store_url):  # the store's own refusal, before "pass --force"
+                raise ConfigError(f"refusing to write {csv_path}: it is a file of the claim store being read")
+            refuse_to_replace(csv_path, "--csv", force=force)
             try:
                 count = store.export_audit_csv(csv_path, query)
             except OSError as exc:

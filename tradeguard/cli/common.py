@@ -45,6 +45,7 @@ __all__ = [
     "missing_sqlite_file",
     "open_existing_store",
     "open_paper_broker",
+    "refuse_to_replace",
     "require_store",
     "schema_revision",
     "sqlite_file",
@@ -184,6 +185,23 @@ def open_existing_store(url: str, settings: Settings | None = None) -> ClaimStor
 
     require_store(url)
     return ClaimStore(url, settings=settings or Settings.from_env(), must_exist=True)
+
+
+def refuse_to_replace(path: str, option: str, *, force: bool) -> None:
+    """Refuse to write over an existing file without --force, as `tradeguard import` refuses it.
+
+    The file there may be a recorded session, a paper state file or an earlier export: recorded
+    data a mistyped name would wipe. Only a regular file (or a link to one) is kept: a FIFO or a
+    device (`/dev/stdout`, a shell's `>(...)`) holds nothing to lose.
+
+    Raises:
+        ConfigError: `path` is an existing file and `force` is False.
+    """
+    if not force and os.path.isfile(path):
+        raise ConfigError(f"{option} {path} exists: pass --force to replace it, or give another name")
+
+
+FORCE_HELP = "Replace the file if it exists."
 
 
 def check_port_free(host: str, port: int) -> None:

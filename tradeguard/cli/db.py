@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES, ExitStatus, Refused, store_option
+from tradeguard.cli.common import EXIT_STATUSES, FORCE_HELP, ExitStatus, Refused, store_option
 from tradeguard.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -116,13 +116,15 @@ def claim_record(claim: Claim) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _open_output(path: str | None, store_url: str) -> Any:
+def _open_output(path: str | None, store_url: str, *, force: bool) -> Any:
+    from tradeguard.cli.common import refuse_to_replace
     from tradeguard.store.engine import is_store_file
 
     if path is None:
         return nullcontext(sys.stdout)
     if is_store_file(path, store_url):  # opening it for writing would truncate the store
         raise ConfigError(f"refusing to write {path}: it is a file of the claim store being exported")
+    refuse_to_replace(path, "-o", force=force)
     try:
         return open(path, "w", newline="", encoding="utf-8")  # closed by the caller's `with`
     except OSError as exc:
@@ -131,7 +133,7 @@ def _open_output(path: str | None, store_url: str) -> Any:
 
 @db.command(
     epilog="JSON claims are what `tradeguard import claims` reads; CSV audit is what `tradeguard audit "
-    f"--csv` writes. {EXIT_STATUSES}"
+    f"--csv` writes. An existing -o file is kept unless --force. {EXIT_STATUSES}"
 )
 @store_option
 @click.option(
@@ -150,14 +152,15 @@ def _open_output(path: str | None, store_url: str) -> Any:
     help="File format.",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write to this file (default: stdout).")
-def export(store_url: str, what: str, fmt: str, output: str | None) -> int:
+@click.option("--force", is_flag=True, help=FORCE_HELP)
+def export(store_url: str, what: str, fmt: str, output: str | None, force: bool) -> int:
     """Export every claim, or the whole audit log, as JSON or CSV."""
     from tradeguard.cli.audit import record_row
     from tradeguard.cli.common import open_existing_store
     from tradeguard.cli.output import emit
 
     try:
-        with open_existing_store(store_url) as store, _open_output(output, store_url) as out:
+        with open_existing_store(store_url) as store, _open_output(output, store_url, force=force) as out:
             if what == "claims":
                 rows = [claim_record(c) for c in store.list_claims()]
                 emit(CLAIM_COLUMNS, rows, fmt, out=out)

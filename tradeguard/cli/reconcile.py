@@ -22,6 +22,7 @@ from tradeguard.cli.output import Format, emit, format_option
 if TYPE_CHECKING:
     from tradeguard.reconcile.runner import ReconcileReport
     from tradeguard.reconcile.snapshot import PutOff
+    from tradeguard.store import ClaimStore
 
 __all__ = ["reconcile", "settle"]
 
@@ -162,8 +163,21 @@ def reconcile(
 @click.option(
     "--actor", default=default_actor, show_default="$USER", help="Who settles it, for the audit log."
 )
-def settle(*, store_url: str, agent_id: str, symbol: str, qty: str, reason: str, actor: str) -> int:
-    """Set one agent's ledger position after drift the reconciler cannot attribute (audited)."""
+@click.option(
+    "--new-agent",
+    is_flag=True,
+    help="AGENT is new to the store (no claims, ledger, audit records or registered account): settle it all "
+    "the same.",
+)
+def settle(
+    *, store_url: str, agent_id: str, symbol: str, qty: str, reason: str, actor: str, new_agent: bool
+) -> int:
+    """Set one agent's ledger position after drift the reconciler cannot attribute (audited).
+
+    An agent the store has never seen is refused unless --new-agent says it is meant: a mistyped
+    agent id would hold shares no bot owns, and every other agent on the account would size its
+    exits around them.
+    """
     from tradeguard.cli.common import figure, open_existing_store
     from tradeguard.errors import ConfigError
 
@@ -171,6 +185,43 @@ def settle(*, store_url: str, agent_id: str, symbol: str, qty: str, reason: str,
     if not reason.strip():
         raise ConfigError("--reason must say why, for the audit log")
     with open_existing_store(store_url) as store:
+        if not new_agent:
+            _check_known_agent(store, agent_id, store_url)
         before = store.settle_position(agent_id, symbol, amount, reason=reason, actor=actor)
     print(f"{agent_id} {symbol}: ledger {before} -> {amount} (settled by {actor}: {reason})")
     return 0
+
+
+_LISTED = 10  # agents named in the refusal of an unknown one; the rest are counted
+
+
+def _check_known_agent(store: ClaimStore, agent_id: str, store_url: str) -> None:
+    """Refuse an agent id the store has never seen: no claim, open turn, registered account or record.
+
+    The audit log covers what the other reads do not: a turn since closed, an earlier settle.
+
+    Raises:
+        ConfigError: Naming the agents the store knows (a close spelling first) and --new-agent.
+    """
+    from difflib import get_close_matches
+
+    from tradeguard.errors import ConfigError
+    from tradeguard.store import AuditQuery
+    from tradeguard.store.engine import describe, parse_url
+
+    known = set(store.agents()) | {p.agent_id for p in store.all_positions()} | set(store.agent_accounts())
+    if agent_id in known or store.audit_page(AuditQuery(agent_id=agent_id), limit=1):
+        return
+    where = describe(parse_url(store_url))
+    if known:
+        names = sorted(known)
+        more = len(names) - _LISTED
+        listed = ", ".join(names[:_LISTED]) + (f" and {more} more" if more > 0 else "")
+        close = get_close_matches(agent_id, names, n=1)
+        hint = f"did you mean {close[0]}? known agents: {listed}" if close else f"known agents: {listed}"
+    else:
+        hint = "the store knows no agent yet"
+    raise ConfigError(
+        f"--agent-id {agent_id}: no such agent in {where} (no claims, ledger, audit records or registered "
+        f"account; {hint}); pass --new-agent if it is meant to be a new one"
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from tradeguard.cli.common import EXIT_STATUSES, url_option_callback
+from tradeguard.cli.common import EXIT_STATUSES, agent_id_callback, url_option_callback
 from tradeguard.run.settings import Mode, ViewKind
 
 __all__ = ["run"]
@@ -32,7 +32,10 @@ __all__ = ["run"]
 )
 @click.option("--store", "store_url", metavar="URL", help="Claim store (sim default: a fresh file).")
 @click.option(
-    "--agent-id", metavar="AGENT", help="Agent of the claims and ledger (default: the strategy's name)."
+    "--agent-id",
+    metavar="AGENT",
+    callback=agent_id_callback,
+    help="Agent of the claims and ledger (default: the strategy's name).",
 )
 @click.option("--faults", metavar="PLAN", help="Fault plan applied to the run's broker (sim, paper).")
 @click.option("--record", metavar="FILE", help="Write the run as a session for `tradeguard replay`.")

@@ -106,7 +106,8 @@ def prepare(
     strategy_cls = load_strategy(settings.strategy)
     if not strategy_cls.symbols:
         raise ConfigError(f"strategy {settings.strategy}: {strategy_cls.__name__}.symbols names no symbols")
-    agent_id = settings.agent_id or strategy_cls.agent_name()
+    # `is None`, not `or`: an empty id is refused below, never swapped for the strategy's name.
+    agent_id = strategy_cls.agent_name() if settings.agent_id is None else settings.agent_id
     check_agent_id(agent_id)
     series = _bars(settings, strategy_cls.symbols)
     if settings.record is not None:

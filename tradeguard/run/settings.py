@@ -241,6 +241,15 @@ def _convert(name: str, raw: Any, source: str) -> Any:
     except ValueError:
         expected = ", ".join(kind) if kind is not None and issubclass(kind, enum.Enum) else "a valid value"
         raise ConfigError(f"{source}: {name} = {raw!r} is not {expected}") from None
+    if name == "agent_id":
+        # An empty id from a file or variable must not fall back to the strategy's name in
+        # silence (the store commands refuse it): it names no agent, so it is refused here.
+        from tradeguard.domain.intents import check_agent_id
+
+        try:
+            check_agent_id(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
     return raw
 
 
