@@ -117,7 +117,7 @@ class StoreReader:
         return sum((Decimal(q or 0) - Decimal(f) for q, f in rows), Decimal(0))
 
     def agents(self) -> list[str]:
-        """Return every agent id that has claims or open turns."""
+        """Return every agent id that has claims, sorted (ledger-only agents: `all_positions`)."""
         with self._read("listing agents") as conn:
             return sorted({r[0] for r in conn.execute(select(claims.c.agent_id).distinct())})
 
