@@ -83,7 +83,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ClaimStore(config.store_url, settings=config.settings)
         try:
-            app.state.keys = KeyRing(store.url)
+            app.state.keys = KeyRing(store.url, busy_timeout_ms=config.settings.sqlite_busy_timeout_ms)
             app.state.actions = ActionStore(store.url, busy_timeout_ms=config.settings.sqlite_busy_timeout_ms)
             app.state.store = store
             yield

@@ -1,0 +1,40 @@
+"""Audit 28: the claim service's key check, its store outages and its unknown paths.
+
+* The key check is a read: on SQLite it must not take the write lock, or every request waits
+  behind any writer on the file (another bot, a CLI, another service worker) and a read-only
+  `/audit` answers 503 when that writer holds the lock past the busy timeout.
+* A store outage met while checking the key is answered like every other outage: 503 with
+  Retry-After and the fixed text, and the failure is logged for the operator.
+* A path with a slash too many or too few is 404, never a redirect to another URL.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tests.service.conftest import Launch, NewKeyOn
+from tradeguard.store.engine import parse_url
+
+_OUTAGE = {"detail": "claim store unavailable; nothing was decided, retry later"}
+
+
+def test_a_read_answers_while_another_process_holds_the_sqlite_write_lock(
+    sqlite_url: str, launch: Launch, new_key_on: NewKeyOn
+) -> None:
+    # A short busy timeout: before the fix the key check waited this long for the lock, then 503.
+    service = launch(sqlite_url, "--busy-timeout-ms", "300")
+    key = new_key_on(sqlite_url)("bot-a")
+    with service.client(key) as client:
+        assert client.post("/claim", json={"request_id": "r1", "action": "x"}).status_code == 200
+        writer = sqlite3.connect(str(parse_url(sqlite_url).database), isolation_level=None)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # another process on the file, mid-transaction
+            audit = client.get("/audit")
+            claim = client.post("/claim", json={"request_id": "r2", "action": "x"})
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()
+    assert audit.status_code == 200, audit.text
+    assert [item["request_id"] for item in audit.json()["items"]] == ["r1"]
+    # A claim is a write: it waits for the lock and, past the busy timeout, says nothing was decided.
+    assert (claim.status_code, claim.json()) == (503, _OUTAGE)
