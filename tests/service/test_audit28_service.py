@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from tests.service.conftest import Launch, NewKeyOn
+import pytest
+import sqlalchemy as sa
+
+from tests.service.conftest import Launch, NewKey, NewKeyOn, Service
 from tradeguard.store.engine import parse_url
 
 _OUTAGE = {"detail": "claim store unavailable; nothing was decided, retry later"}
@@ -38,3 +41,30 @@ def test_a_read_answers_while_another_process_holds_the_sqlite_write_lock(
     assert [item["request_id"] for item in audit.json()["items"]] == ["r1"]
     # A claim is a write: it waits for the lock and, past the busy timeout, says nothing was decided.
     assert (claim.status_code, claim.json()) == (503, _OUTAGE)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/claim"), ("GET", "/audit"), ("POST", "/settle/r1"), ("POST", "/sweep")]
+)
+def test_a_store_outage_during_the_key_check_is_the_one_503(
+    service: Service, store_url: str, new_key: NewKey, method: str, path: str
+) -> None:
+    key = new_key("bot-a")
+    _drop_table(store_url, "tg_api_keys")
+    with service.client(key) as client:
+        answer = client.request(method, path, json={"request_id": "r1", "action": "x"})
+    assert (answer.status_code, answer.json()) == (503, _OUTAGE)
+    assert answer.headers["Retry-After"] == "1"
+    assert "claim store failed on" in service.log.read_text()  # the operator learns why
+
+
+def _drop_table(store_url: str, table: str) -> None:
+    url = parse_url(store_url)
+    if url.get_backend_name() == "sqlite":
+        with sqlite3.connect(str(url.database)) as conn:
+            conn.execute(f"DROP TABLE {table}")
+        return
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE {table}"))
+    engine.dispose()
