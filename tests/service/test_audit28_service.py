@@ -58,6 +58,18 @@ def test_a_store_outage_during_the_key_check_is_the_one_503(
     assert "claim store failed on" in service.log.read_text()  # the operator learns why
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/claim/"), ("POST", "/settle"), ("GET", "/audit/"), ("GET", "/health/")]
+)
+def test_a_path_with_a_slash_too_many_or_too_few_is_404_not_a_redirect(
+    service: Service, new_key: NewKey, method: str, path: str
+) -> None:
+    with service.client(new_key("bot-a"), Host="elsewhere.example") as client:
+        answer = client.request(method, path, json={"request_id": "r1", "action": "x"})
+    assert answer.status_code == 404, (answer.status_code, answer.headers.get("location"))
+    assert "location" not in answer.headers
+
+
 def _drop_table(store_url: str, table: str) -> None:
     url = parse_url(store_url)
     if url.get_backend_name() == "sqlite":

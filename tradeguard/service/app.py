@@ -102,6 +102,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         openapi_url="/openapi.json" if config.docs else None,
         docs_url="/docs" if config.docs else None,
         redoc_url=None,
+        # A path with a slash too many or too few is not a route: 404, never a 307 to another
+        # URL built from the request's Host header (a client following it re-sends its key).
+        redirect_slashes=False,
     )
     app.state.config = config
     app.state.limiter = RateLimiter(config.rate_per_sec, config.rate_burst)
