@@ -6,10 +6,14 @@
 * A store outage met while checking the key is answered like every other outage: 503 with
   Retry-After and the fixed text, and the failure is logged for the operator.
 * A path with a slash too many or too few is 404, never a redirect to another URL.
+* `/claim/test` derives the request id of any agent_id and scope SafeAgent takes (they are only
+  hashed, never stored).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 
 import pytest
@@ -80,3 +84,34 @@ def _drop_table(store_url: str, table: str) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP TABLE {table}"))
     engine.dispose()
+
+
+def test_claim_test_derives_the_id_of_any_scope_safeagent_takes(service: Service, new_key: NewKey) -> None:
+    # agent_id and scope are only hashed: NUL, control characters and a long scope are text
+    # SafeAgent derives an id from, so they must derive the same id here (they were 422).
+    body = {
+        "agent_id": "ägent\x00",
+        "action_type": "send_payment",
+        "scope": "客户:1\x00\x01\u2028" + "s" * 2000,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    expected = "test:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    with service.client(new_key("bot-a")) as client:
+        first = client.post("/claim/test", json=body)
+        again = client.post("/claim/test", json=body)
+        assert first.status_code == 200, first.text
+        token = first.json()["settlement_token"]
+        settled = client.post(
+            f"/settle/{expected}",
+            json={"result": {"ok": True}},
+            headers={"X-SafeAgent-Settlement-Token": token},
+        )
+        skip = client.post("/claim/test", json=body)
+    assert (first.json()["status"], first.json()["request_id"], first.json()["test"]) == (
+        "PROCEED",
+        expected,
+        True,
+    )
+    assert again.json() == {"status": "PENDING", "request_id": expected, "agent_id": "bot-a", "test": True}
+    assert settled.json() == {"status": "committed", "request_id": expected}
+    assert skip.json()["existing"] == {"ok": True}
