@@ -8,18 +8,24 @@
 * A path with a slash too many or too few is 404, never a redirect to another URL.
 * `/claim/test` derives the request id of any agent_id and scope SafeAgent takes (they are only
   hashed, never stored).
+* Workers of a service whose supervisor was SIGKILLed stop on their own: left serving, they held
+  the port, so the service could not be started again (and a PENDING claim stays PENDING).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import sqlite3
+import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from tests.service.conftest import Launch, NewKey, NewKeyOn, Service
+from tests.service.conftest import Launch, NewKey, NewKeyOn, Service, start_service
 from tradeguard.store.engine import parse_url
 
 _OUTAGE = {"detail": "claim store unavailable; nothing was decided, retry later"}
@@ -115,3 +121,75 @@ def test_claim_test_derives_the_id_of_any_scope_safeagent_takes(service: Service
     assert again.json() == {"status": "PENDING", "request_id": expected, "agent_id": "bot-a", "test": True}
     assert settled.json() == {"status": "committed", "request_id": expected}
     assert skip.json()["existing"] == {"ok": True}
+
+
+def test_workers_stop_when_their_supervisor_is_killed_and_the_service_starts_again(
+    sqlite_url: str, tmp_path: Path, new_key_on: NewKeyOn
+) -> None:
+    key = new_key_on(sqlite_url)("bot-a")
+    service = start_service(sqlite_url, tmp_path, "--workers", "2")
+    workers = _children(service.process.pid)
+    try:
+        with service.client(key) as client:
+            claimed = client.post("/claim", json={"request_id": "r1", "action": "x"}).json()
+        assert claimed["status"] == "PROCEED" and len(workers) == 2
+        service.process.kill()  # SIGKILL the supervisor between the claim and its settle
+        service.process.wait()
+        _wait_until_gone(workers)
+        again = start_service(sqlite_url, tmp_path)
+        try:
+            with again.client(key) as client:
+                retry = client.post("/claim", json={"request_id": "r1", "action": "x"}).json()
+                token = {"X-SafeAgent-Settlement-Token": claimed["settlement_token"]}
+                settled = client.post("/settle/r1", json={"result": {"ok": 1}}, headers=token).json()
+        finally:
+            assert again.stop() in (0, -signal.SIGTERM)
+    finally:
+        # Never leave a process behind when the test fails: the supervisor first (it would start
+        # new workers), then its workers.
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert retry == {"status": "PENDING", "request_id": "r1", "agent_id": "bot-a"}
+    assert settled == {"status": "committed", "request_id": "r1"}
+
+
+_GONE_DEADLINE_SECS = 60.0  # a generous bound on a loaded machine, not a speed check
+
+
+def _children(parent: int) -> list[int]:
+    # Workers start from the supervisor's backlog after it is ready: wait until both are there.
+    deadline = time.monotonic() + _GONE_DEADLINE_SECS
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                    command = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                # A worker, not multiprocessing's resource tracker (the supervisor's child too).
+                if int(stat.rsplit(")", 1)[1].split()[1]) == parent and b"spawn_main" in command:
+                    found.append(int(entry.name))
+        if len(found) >= 2 or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_until_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + _GONE_DEADLINE_SECS
+    while any(_alive(pid) for pid in pids):
+        assert time.monotonic() < deadline, f"workers {pids} outlived their supervisor"
+        time.sleep(0.1)
