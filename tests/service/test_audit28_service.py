@@ -8,6 +8,10 @@
 * A path with a slash too many or too few is 404, never a redirect to another URL.
 * `/claim/test` derives the request id of any agent_id and scope SafeAgent takes (they are only
   hashed, never stored).
+* The key ring and the action claims keep the service's PostgreSQL settings, as its claim store
+  does: they ran on the defaults (lock and idle-transaction timeouts), and behind a pooler that
+  cannot route prepared statements (`pg_prepare_after=0`) the claim path prepared its
+  statements after five claims on a connection all the same.
 * Workers of a service whose supervisor was SIGKILLed stop on their own: left serving, they held
   the port, so the service could not be started again (and a PENDING claim stays PENDING).
 """
@@ -24,8 +28,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from tests.service.conftest import Launch, NewKey, NewKeyOn, Service, start_service
+from tradeguard.config import Settings
+from tradeguard.service.app import ServiceConfig, create_app
 from tradeguard.store.engine import parse_url
 
 _OUTAGE = {"detail": "claim store unavailable; nothing was decided, retry later"}
@@ -193,3 +200,27 @@ def _wait_until_gone(pids: list[int]) -> None:
     while any(_alive(pid) for pid in pids):
         assert time.monotonic() < deadline, f"workers {pids} outlived their supervisor"
         time.sleep(0.1)
+
+
+@pytest.mark.postgres
+def test_the_key_ring_and_the_action_claims_keep_the_services_postgresql_settings(
+    pg_url: str, new_key_on: NewKeyOn
+) -> None:
+    key = new_key_on(pg_url)("bot-a")
+    settings = Settings(pg_prepare_after=0, pg_lock_timeout_ms=1234, pg_stuck_transaction_secs=7)
+    app = create_app(ServiceConfig(store_url=pg_url, settings=settings))
+    with TestClient(app, headers={"X-SafeAgent-Api-Key": key}) as client:
+        for n in range(8):  # the claim's statements run more often than pg_prepare_after's default
+            assert client.post("/claim", json={"request_id": f"r{n}", "action": "x"}).status_code == 200
+        sessions = [_session(app.state.keys._engine), _session(app.state.actions._engine)]
+    assert sessions == [{"prepared": 0, "lock_timeout": "1234ms", "idle": "7s"}] * 2
+
+
+def _session(engine: sa.Engine) -> dict[str, object]:
+    # The pooled session the requests ran on (one at a time, so the same one each time).
+    with engine.connect() as conn:
+        return {
+            "prepared": conn.exec_driver_sql("SELECT count(*) FROM pg_prepared_statements").scalar_one(),
+            "lock_timeout": conn.exec_driver_sql("SHOW lock_timeout").scalar_one(),
+            "idle": conn.exec_driver_sql("SHOW idle_in_transaction_session_timeout").scalar_one(),
+        }

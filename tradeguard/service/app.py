@@ -83,8 +83,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ClaimStore(config.store_url, settings=config.settings)
         try:
-            app.state.keys = KeyRing(store.url, busy_timeout_ms=config.settings.sqlite_busy_timeout_ms)
-            app.state.actions = ActionStore(store.url, busy_timeout_ms=config.settings.sqlite_busy_timeout_ms)
+            # The same settings as the claim store: all three share the database and its pooler.
+            app.state.keys = KeyRing(store.url, settings=config.settings)
+            app.state.actions = ActionStore(store.url, settings=config.settings)
             app.state.store = store
             yield
         finally:

@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.engine import URL
 
 from tradeguard.clock import Clock, SystemClock
+from tradeguard.config import Settings
 from tradeguard.errors import ConfigError
 from tradeguard.store.engine import open_engine, parse_url, translate_errors
 from tradeguard.store.schema import api_keys
@@ -82,16 +83,23 @@ class KeyRing:
     Args:
         url: The claim store's URL (the keys live in its `tg_api_keys` table).
         clock: The time source for creation and revocation times.
-        busy_timeout_ms: SQLite: how long a write (create, revoke) waits for the lock.
+        settings: The store's settings: SQLite's busy timeout and PostgreSQL's session limits
+            and prepared statements, as the claim store on the same URL keeps them.
 
     Raises:
         StoreError: The store cannot be opened.
     """
 
-    def __init__(self, url: str | URL, *, clock: Clock | None = None, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, url: str | URL, *, clock: Clock | None = None, settings: Settings | None = None
+    ) -> None:
         self.url = parse_url(url)
         self._clock: Clock = clock or SystemClock()
-        self._engine: Engine = open_engine(self.url, busy_timeout_ms=busy_timeout_ms)
+        s = settings or Settings()
+        self._engine: Engine = open_engine(
+            self.url, busy_timeout_ms=s.sqlite_busy_timeout_ms, pg_prepare_after=s.pg_prepare_after,
+            pg_stuck_transaction_secs=s.pg_stuck_transaction_secs, pg_lock_timeout_ms=s.pg_lock_timeout_ms,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Release the database connections."""
