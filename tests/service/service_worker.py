@@ -1,6 +1,7 @@
 """Run the claim service in its own process for the tests (real uvicorn on loopback).
 
-``python service_worker.py URL READY_FILE [--workers N] [--rate R] [--burst B] [--max-body N]``
+``python service_worker.py URL READY_FILE [--workers N] [--rate R] [--burst B] [--max-body N]
+[--busy-timeout-ms MS]``
 binds a free loopback port and, once the service accepts requests, writes the port to
 READY_FILE (atomically). SIGTERM stops it gracefully; the exit status is then 0.
 """
@@ -11,6 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
+from tradeguard.config import Settings
 from tradeguard.service.app import ServiceConfig
 from tradeguard.service.server import serve
 
@@ -23,9 +25,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument("--max-body", type=int, default=64 * 1024)
+    parser.add_argument("--busy-timeout-ms", type=int, default=Settings().sqlite_busy_timeout_ms)
     args = parser.parse_args()
     config = ServiceConfig(
-        store_url=args.url, rate_per_sec=args.rate, rate_burst=args.burst, max_body_bytes=args.max_body
+        store_url=args.url,
+        settings=Settings(sqlite_busy_timeout_ms=args.busy_timeout_ms),
+        rate_per_sec=args.rate,
+        rate_burst=args.burst,
+        max_body_bytes=args.max_body,
     )
 
     def ready(_host: str, port: int) -> None:

@@ -39,6 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from tradeguard.clock import Clock, SystemClock
+from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction
 from tradeguard.store.engine import open_engine, parse_url, translate_errors
 from tradeguard.store.schema import actions, audit
@@ -197,16 +198,25 @@ class ActionStore:
     Args:
         url: The claim store's URL.
         clock: The time source for claim and settle times.
-        busy_timeout_ms: SQLite: how long a writer waits for the lock.
+        settings: The store's settings: SQLite's busy timeout and PostgreSQL's session limits
+            and prepared statements, as the claim store on the same URL keeps them (behind a
+            pooler that cannot route prepared statements, `pg_prepare_after=0` must reach the
+            claim path here too: it prepared its statements after five claims on a connection).
 
     Raises:
         StoreError: The store cannot be opened.
     """
 
-    def __init__(self, url: str | URL, *, clock: Clock | None = None, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(
+        self, url: str | URL, *, clock: Clock | None = None, settings: Settings | None = None
+    ) -> None:
         self.url = parse_url(url)
         self._clock: Clock = clock or SystemClock()
-        self._engine: Engine = open_engine(self.url, busy_timeout_ms=busy_timeout_ms)
+        s = settings or Settings()
+        self._engine: Engine = open_engine(
+            self.url, busy_timeout_ms=s.sqlite_busy_timeout_ms, pg_prepare_after=s.pg_prepare_after,
+            pg_stuck_transaction_secs=s.pg_stuck_transaction_secs, pg_lock_timeout_ms=s.pg_lock_timeout_ms,
+        )  # fmt: skip
         dialect = sqlite if self.url.get_backend_name() == "sqlite" else postgresql
         self._insert = dialect.insert
 

@@ -83,8 +83,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ClaimStore(config.store_url, settings=config.settings)
         try:
-            app.state.keys = KeyRing(store.url)
-            app.state.actions = ActionStore(store.url, busy_timeout_ms=config.settings.sqlite_busy_timeout_ms)
+            # The same settings as the claim store: all three share the database and its pooler.
+            app.state.keys = KeyRing(store.url, settings=config.settings)
+            app.state.actions = ActionStore(store.url, settings=config.settings)
             app.state.store = store
             yield
         finally:
@@ -102,6 +103,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
         openapi_url="/openapi.json" if config.docs else None,
         docs_url="/docs" if config.docs else None,
         redoc_url=None,
+        # A path with a slash too many or too few is not a route: 404, never a 307 to another
+        # URL built from the request's Host header (a client following it re-sends its key).
+        redirect_slashes=False,
     )
     app.state.config = config
     app.state.limiter = RateLimiter(config.rate_per_sec, config.rate_burst)

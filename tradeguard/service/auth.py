@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, status
 
-from tradeguard.errors import StoreError
 from tradeguard.service.keys import ApiKey, KeyRing
 from tradeguard.service.limits import RateLimiter, retry_after
 
@@ -108,11 +107,9 @@ def _refuse(request: Request, detail: str) -> HTTPException:
 
 
 def _verify(request: Request, token: str) -> ApiKey | None:
-    try:
-        return key_ring(request).verify(token)
-    except StoreError as exc:
-        # Never read a store outage as "no such key" (or worse, as a pass): the caller retries.
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail="claim store unavailable") from exc
+    # A store outage is never read as "no such key" (or worse, as a pass): `KeyRing.verify`
+    # raises StoreError, which the app answers as every outage (503 with Retry-After, logged).
+    return key_ring(request).verify(token)
 
 
 def _principal(request: Request, key: ApiKey) -> Principal:

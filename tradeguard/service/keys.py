@@ -12,18 +12,21 @@ extra.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.engine import URL
 
 from tradeguard.clock import Clock, SystemClock
+from tradeguard.config import Settings
 from tradeguard.errors import ConfigError
 from tradeguard.store.engine import open_engine, parse_url, translate_errors
 from tradeguard.store.schema import api_keys
@@ -80,15 +83,23 @@ class KeyRing:
     Args:
         url: The claim store's URL (the keys live in its `tg_api_keys` table).
         clock: The time source for creation and revocation times.
+        settings: The store's settings: SQLite's busy timeout and PostgreSQL's session limits
+            and prepared statements, as the claim store on the same URL keeps them.
 
     Raises:
         StoreError: The store cannot be opened.
     """
 
-    def __init__(self, url: str | URL, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self, url: str | URL, *, clock: Clock | None = None, settings: Settings | None = None
+    ) -> None:
         self.url = parse_url(url)
         self._clock: Clock = clock or SystemClock()
-        self._engine: Engine = open_engine(self.url)
+        s = settings or Settings()
+        self._engine: Engine = open_engine(
+            self.url, busy_timeout_ms=s.sqlite_busy_timeout_ms, pg_prepare_after=s.pg_prepare_after,
+            pg_stuck_transaction_secs=s.pg_stuck_transaction_secs, pg_lock_timeout_ms=s.pg_lock_timeout_ms,
+        )  # fmt: skip
 
     def close(self) -> None:
         """Release the database connections."""
@@ -102,6 +113,15 @@ class KeyRing:
 
     def _now(self) -> datetime:
         return self._clock.now().astimezone(UTC)
+
+    @contextlib.contextmanager
+    def _reading(self, doing: str) -> Iterator[Connection]:
+        # SQLite: a plain BEGIN for reads. The engine starts every transaction IMMEDIATE unless
+        # told otherwise, and every request's key check is a read: taking the write lock for it
+        # queued each request behind any writer on the file (another bot, a CLI, the claim
+        # itself) and answered 503 when one held it past the busy timeout (audit 28).
+        with translate_errors(self.url, doing), self._engine.connect() as conn:
+            yield conn.execution_options(sqlite_begin="DEFERRED")
 
     def create(self, agent_id: str, *, admin: bool = False, label: str = "") -> tuple[ApiKey, str]:
         """Create a key for `agent_id`; return its record and the full key text (shown once).
@@ -138,7 +158,7 @@ class KeyRing:
         if match is None:
             return None
         key_id, secret = match.groups()
-        with translate_errors(self.url, "checking an API key"), self._engine.connect() as conn:
+        with self._reading("checking an API key") as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
         stored = row.secret_hash if row is not None else "0" * 64
         # Compare even when the id is unknown: an unknown id and a wrong secret take the same time.
@@ -153,7 +173,7 @@ class KeyRing:
         Raises:
             UnknownKey: No key has that id.
         """
-        with translate_errors(self.url, "reading an API key"), self._engine.connect() as conn:
+        with self._reading("reading an API key") as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
         if row is None:
             raise UnknownKey(f"no API key with id {key_id!r}")
@@ -164,7 +184,7 @@ class KeyRing:
         query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.key_id)
         if not include_revoked:
             query = query.where(api_keys.c.revoked_at.is_(None))
-        with translate_errors(self.url, "listing API keys"), self._engine.connect() as conn:
+        with self._reading("listing API keys") as conn:
             return [_record(row) for row in conn.execute(query)]
 
     def revoke(self, key_id: str) -> ApiKey:

@@ -3,7 +3,10 @@
 One worker runs the app in this process. Several workers are uvicorn's own supervisor: it binds
 the socket here and starts `workers` processes that build the app from an import string
 (`app_from_config_file`); the config reaches them through a private temporary file named by
-one environment variable, removed when the service stops. Nothing else is global.
+one environment variable, removed when the service stops. Nothing else is global. A worker
+whose supervisor is gone (SIGKILLed, OOM-killed) shuts down gracefully on its own and removes
+that file: left running, orphaned workers would go on serving the port, so the service could
+not be started again on it.
 
 SIGTERM and Ctrl-C shut down gracefully: the listener closes, requests in flight finish (up to
 `graceful_secs`), and the stores close. After that, uvicorn re-raises the signal it caught, as a
@@ -20,8 +23,11 @@ import ipaddress
 import json
 import logging
 import os
+import signal
 import socket
 import tempfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +42,9 @@ from tradeguard.service.app import ServiceConfig, create_app
 __all__ = ["CONFIG_FILE_ENV", "app_from_config_file", "is_loopback", "serve"]
 
 CONFIG_FILE_ENV = "TRADEGUARD_SERVICE_CONFIG_FILE"
+# The supervisor's process id, for its workers: they stop once their parent is no longer it.
+SUPERVISOR_PID_ENV = "TRADEGUARD_SERVICE_SUPERVISOR_PID"
+SUPERVISOR_POLL_SECS = 1.0
 # How long uvicorn's supervisor waits for a worker to start, or to answer its health ping,
 # before it kills and replaces it (uvicorn's default: 5 s). A worker starting on a loaded host
 # (imports, store migration check) or busy with a slow request is not dead; killed, it drops its
@@ -82,7 +91,30 @@ def app_from_config_file() -> FastAPI:
     name = os.environ.get(CONFIG_FILE_ENV)
     if not name:
         raise ConfigError(f"{CONFIG_FILE_ENV} is not set: start the service with tradeguard serve")
-    return create_app(_read_config(Path(name)))
+    app = create_app(_read_config(Path(name)))
+    supervisor = os.environ.get(SUPERVISOR_PID_ENV, "")
+    if supervisor.isdigit():
+        _stop_with_supervisor(int(supervisor), Path(name))
+    return app
+
+
+def _stop_with_supervisor(supervisor_pid: int, config_file: Path) -> None:
+    """SIGTERM this worker (a graceful stop) once its supervisor is no longer its parent.
+
+    A SIGKILLed supervisor tells its workers nothing: they would keep the listening socket and
+    serve on, so `tradeguard serve` could not be started again on the port. Once the parent is
+    gone no worker is started any more, so the config file (it may hold a database password) is
+    removed too.
+    """
+
+    def watch() -> None:
+        while os.getppid() == supervisor_pid:
+            time.sleep(SUPERVISOR_POLL_SECS)
+        log.warning("the service's supervisor (pid %d) is gone: this worker stops", supervisor_pid)
+        config_file.unlink(missing_ok=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="tradeguard-supervisor-watch", daemon=True).start()
 
 
 class _Server(uvicorn.Server):
@@ -148,6 +180,7 @@ def serve(
         return
     path = _write_config(config)
     os.environ[CONFIG_FILE_ENV] = str(path)
+    os.environ[SUPERVISOR_PID_ENV] = str(os.getpid())
     try:
         multi = options("tradeguard.service.server:app_from_config_file")
         sock = multi.bind_socket()
@@ -159,4 +192,5 @@ def serve(
         Multiprocess(multi, sockets=[sock]).run()
     finally:
         os.environ.pop(CONFIG_FILE_ENV, None)
+        os.environ.pop(SUPERVISOR_PID_ENV, None)
         path.unlink(missing_ok=True)
