@@ -157,16 +157,26 @@ def _readable(fd: int) -> bool:
 class _Conn:
     """A driver connection and the little state the pool tracks about it."""
 
-    __slots__ = ("client", "cursor", "dbapi", "durable", "idle_since")
+    __slots__ = ("client", "cursor", "dbapi", "durable", "file", "idle_since")
 
     def __init__(self, dbapi: Any, postgres: bool) -> None:
         self.dbapi = dbapi
+        self.file: tuple[int, int] | None = None  # SQLite: (device, inode) of the file it opened
         self.cursor = dbapi.cursor()
         self.durable: bool | None = None  # SQLite: the `synchronous` level last set (FULL: True)
         # PostgreSQL: binds parameters into statement text, so several statements travel in one
         # simple query (one round trip); the plain cursor keeps server-side binding for the rest.
         self.client: Any = _client_cursor(dbapi) if postgres else None
         self.idle_since = time.monotonic()  # when it last went back to the pool
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of the file at `path`, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _client_cursor(dbapi: Any) -> Any:
@@ -446,6 +456,11 @@ class RawPool:
         self.errors: tuple[type[Exception], ...] = (*self.driver_errors, SQLAlchemyError, OSError)
         self.ts: Callable[[datetime], Any] = _sqlite_ts if self.sqlite else _pg_ts
         self.dt: Callable[[Any], datetime] = _sqlite_dt if self.sqlite else _pg_dt
+        # A SQLite store on a file: each write checks that the path still names the file the
+        # connection opened (see `_same_file`).
+        path = url.database or ""
+        on_file = self.sqlite and path not in ("", ":memory:") and not path.startswith("file:")
+        self._path = path if on_file else None
         self._idle: list[_Conn] = []
         self._pid = os.getpid()
         self._closed = False
@@ -460,7 +475,10 @@ class RawPool:
         fairy.detach()  # ours from now on: the engine's pool neither reuses nor closes it
         if not self.sqlite:
             dbapi.autocommit = True  # transactions are explicit BEGIN ... COMMIT
-        return _Conn(dbapi, not self.sqlite)
+        conn = _Conn(dbapi, not self.sqlite)
+        if self._path is not None:
+            conn.file = _file_id(self._path)
+        return conn
 
     def checkout(self) -> _Conn:
         """Return the most recently used idle connection, or a new one."""
@@ -503,7 +521,7 @@ class RawPool:
     def _reusable(self, conn: _Conn) -> bool:
         dbapi = conn.dbapi
         if self.sqlite:
-            return not dbapi.in_transaction
+            return not dbapi.in_transaction and (self._path is None or conn.file is not None)
         # Idle: open and outside any transaction (a closed or broken connection's status is
         # UNKNOWN). Asked of libpq's handle: `info` builds an object per call.
         return bool(dbapi.pgconn.transaction_status == 0)
@@ -539,6 +557,8 @@ class RawPool:
     def begin(self, conn: _Conn, durable: bool) -> Tx:
         """Start a write transaction on `conn` (PostgreSQL: BEGIN travels with the first statement)."""
         if self.sqlite:
+            if self._path is not None:
+                self._same_file(conn)
             if conn.durable is not durable:
                 conn.cursor.execute("PRAGMA synchronous = FULL" if durable else "PRAGMA synchronous = NORMAL")
                 conn.durable = durable
@@ -547,6 +567,24 @@ class RawPool:
             conn.cursor.execute("BEGIN IMMEDIATE")
             return Tx(conn, self, ())
         return Tx(conn, self, _PG_BEGIN if durable else _PG_BEGIN_ASYNC)
+
+    def _same_file(self, conn: _Conn) -> None:
+        """Refuse to write through a connection whose file is no longer the store's path.
+
+        An open SQLite connection keeps writing to its file after the file was moved, replaced
+        or deleted (an operator's `mv`, a restore, a cleanup): every claim and answer would go
+        to a file no process opens again, and the next process on the path, finding no claim,
+        would send a decision's order a second time (G1). One `stat` per write transaction.
+        """
+        assert self._path is not None
+        now = _file_id(self._path)
+        if now is None or now != conn.file:
+            conn.file = None  # never matches again: the pool closes it on release
+            what = "moved or deleted" if now is None else "replaced by another file"
+            raise StoreError(
+                f"claim store {describe(self.url)}: the file was {what} while the store was open; "
+                "nothing was written and nothing sent: open the store again on the right file"
+            )
 
     def first_statement(self, conn: _Conn, text: str) -> tuple[_Conn, Any]:
         """Run the first statements of a transaction (unbound text), on a fresh connection if `conn` died."""
