@@ -66,6 +66,14 @@ _LIVE = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
 _UNRESOLVED_OR_LIVE = [*sorted(_UNRESOLVED), *_LIVE]  # what an exit and `position` look up first
 _FOUND = "found at the broker by client_order_id"
 _SAME_INSTANT = timedelta(milliseconds=1)
+_OTHERS_SOLD = (
+    "another agent's order filled in the symbol between this exit's position read and its "
+    "sizing; re-sizing the exit"
+)
+_OWN_SOLD = (
+    "another order of this agent's filled in the symbol after this exit checked for recent fills, "
+    "and the position read may not show it yet; re-sizing the exit once it shows"
+)
 
 logger = logging.getLogger("tradeguard.gateway")
 
@@ -313,7 +321,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             return result
         if outcome.created:
             if self._others_sold_since(outcome.claim, read_at):
-                return self._resize_after_others_sold(outcome.claim)
+                return self._resize_after_sold(outcome.claim, _OTHERS_SOLD)
+            if self._own_sold_since_check(outcome.claim, held, room, read_at):
+                return self._resize_after_sold(outcome.claim, _OWN_SOLD)
             return self._send(outcome.claim, window_opened=window_opened)
         return self._existing_exit(outcome.claim, spec, held)
 
@@ -331,12 +341,40 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         others = self.reconciler.others_fills_since(self.agent_id, claim.symbol, since)
         return any(c.side is claim.side for c in others)
 
-    def _resize_after_others_sold(self, claim: Claim) -> OrderResult:
-        """Settle a just-sized exit NOT_SENT (nothing was sent) and size it again from a new read."""
-        reason = (
-            "another agent's order filled in the symbol between this exit's position read and its "
-            "sizing; re-sizing the exit"
+    def _own_sold_since_check(
+        self, claim: Claim, held: LedgerPosition, room: ExitRoom | None, read_at: datetime
+    ) -> bool:
+        """Whether another process of this agent sold in the symbol since this exit's wait check, lately.
+
+        The exit waited out the agent's own recent fills on its side that were there when it
+        checked (`_wait_out_recent_fills`); a sell of another process of the same agent booked
+        after that check, within `position_settle_secs` before the read, lowered the ledger the
+        exit was sized from while the read may still show the shares it took: past a phantom,
+        sized against the other agents' ledgers, they were another agent's (G3; soak seed 51).
+        `held` was read before the check, so only when the sizing saw a different ledger quantity
+        (`room.held`) is the store asked (`Reconciler.own_fills_read_may_trail`: only while
+        another agent on the account holds the symbol or has an order in motion there). A fill
+        the check saw is past the horizon by the read, so a lone process scaling out is not
+        affected.
+        """
+        if room is None or room.held == held.qty:
+            return False  # the ledger did not move since before the check: no fill of the agent's since
+        trailed = self.reconciler.own_fills_read_may_trail(
+            self.agent_id, claim.symbol, claim.side, read_at, excluding=claim.key
         )
+        if trailed:
+            logger.info(
+                "%s: exit %s re-sized: %s filled after its check for recent fills (%s)",
+                self.agent_id, claim.client_order_id, ", ".join(trailed), claim.symbol,
+            )  # fmt: skip
+        return bool(trailed)
+
+    def _resize_after_sold(self, claim: Claim, reason: str) -> OrderResult:
+        """Settle a just-sized exit NOT_SENT (nothing was sent) and size it again from a new read.
+
+        The re-sizing (`_retry_exit`) waits out the agent's own recent fills on the exit's side
+        first, as a new exit does, so a sell that made the read stale shows in the next one.
+        """
         moved = self._settle_unplaced(claim, ClaimState.NOT_SENT, reason)
         if isinstance(moved, OrderResult):
             return moved
@@ -541,7 +579,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         shares it took, which would be sized as this exit's, and past a phantom they are another
         agent's (soak seed 37); so, while another agent on the account holds the symbol or has an
         order in motion there (`Reconciler.own_exit_fills_settle_at`), that fill is waited out
-        too. Once: fills during the wait are sized as read.
+        too. Once: fills during the wait are sized as read, except the agent's own: another
+        process of the agent selling after this check re-sizes the exit (`_own_sold_since_check`).
         """
         waits = [
             at

@@ -567,6 +567,35 @@ class Reconciler:
         )
         return None if latest is None else latest + settle
 
+    def own_fills_read_may_trail(
+        self, agent_id: str, symbol: str, side: Side, read_at: datetime, *, excluding: str
+    ) -> list[str]:
+        """The agent's own claims on `side` in `symbol` with fills a positions read at `read_at` may not show.
+
+        Those changed within `position_settle_secs` before the read (or after it), other than
+        the claim `excluding` (by key). An exit waits out such fills before it reads, but only
+        those there when it checked: another process of the same agent may sell after that
+        check, and the read that follows still shows the shares it took (soak seed 51). Only
+        that matters while another agent on the account holds the symbol or has an order in
+        motion there (alone, the broker refuses a sell beyond the position), asked last. Returns
+        the client_order_ids.
+        """
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        if not settle:
+            return []
+        since = read_at - settle
+        key = symbol_key(symbol)
+        found = [
+            claim.client_order_id
+            for claim in self.store.list_claims(states=_FILL_STATES, agent_id=agent_id, updated_since=since)
+            if claim.key != excluding
+            and claim.side is side
+            and claim.filled_qty
+            and claim.updated_at > since
+            and symbol_key(claim.symbol) == key
+        ]
+        return found if found and self.others_trade(agent_id, symbol) else []
+
     def others_trade(self, agent_id: str, symbol: str) -> bool:
         """Whether another agent on the account holds `symbol` or has an order in motion in it."""
         on_account = self.on_account(agent_id)
