@@ -77,8 +77,10 @@ def _a_partly_a_phantom(world: World, *, b_holds: bool = True) -> None:
     clock.advance(60)
 
 
-def _sibling_exit(bots: dict[str, OrderGateway], qty: int, sold: list[OrderResult]) -> None:
-    result = bots["a1"].exit("SPY", qty=qty, intent="a-one")
+def _sibling_exit(
+    bots: dict[str, OrderGateway], qty: int, sold: list[OrderResult], intent: str = "a-one"
+) -> None:
+    result = bots["a1"].exit("SPY", qty=qty, intent=intent)
     assert result.outcome is Outcome.SUBMITTED, result.reason
     sold.append(result)
 
@@ -163,3 +165,31 @@ def test_two_processes_alone_on_the_account_do_not_wait(world: World) -> None:
     assert result.claim is not None and result.claim.order_qty == 3
     assert clock.now() == before
     assert broker_qty(account.inner, "SPY") == 4
+
+
+def test_a_resent_exit_whose_sibling_sold_again_during_its_resize_does_not_sell_another_agents_shares(
+    world: World,
+) -> None:
+    """a2's exit is re-sized after its sibling's first sell; the sibling sells again right before
+    the re-size's positions read (which trails it): the resend checks again, as a new exit does."""
+    clock, account, bots = world
+    assert bots["a1"].enter("SPY", qty=15, intent="a-in").outcome is Outcome.SUBMITTED
+    assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.inner.close_position("SPY", qty=Decimal(5))  # A's ledger 15, A truly holds 10
+    account.note()
+    clock.advance(60)
+    sold: list[OrderResult] = []
+
+    def first_sell() -> None:
+        _sibling_exit(bots, 5, sold)
+        account.before_read = lambda: _sibling_exit(bots, 5, sold, "a-one-more")  # the re-size's read
+
+    _at_exit_before_claim(first_sell)
+
+    result = bots["a2"].exit("SPY", qty=5, intent="a-two")
+
+    assert len(sold) == 2, "both of the sibling's sells ran"
+    assert result.outcome is not Outcome.SUBMITTED, result.reason  # A's last 5 went by hand
+    assert broker_qty(account.inner, "SPY") == 10  # B's 10 are still there
+    assert bots["b"].position("SPY").qty == 10

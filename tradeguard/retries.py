@@ -22,6 +22,7 @@ from tradeguard.clock import Clock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, RejectKind
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
+from tradeguard.domain.ledger import ExitRoom
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, LeaseLost, OrderRejected, StoreError, UnrecordedOrder
 from tradeguard.execution import OrderResult, Outcome, adopt_order, may_have_placed, retry_unrecorded
@@ -83,6 +84,14 @@ class RetryAnswers:
     def _reconcile_after_exit_error(
         self, symbol: str, *, refused: Claim | None = None
     ) -> ReconcileReport | None:
+        raise NotImplementedError
+
+    def _own_sold_since_check(
+        self, claim: Claim, held: LedgerPosition, room: ExitRoom | None, read_at: datetime
+    ) -> bool:
+        raise NotImplementedError
+
+    def _resize_after_sold(self, claim: Claim, reason: str) -> OrderResult:
         raise NotImplementedError
 
     def _unless_placed(self, exc: StoreError, *intents: Intent) -> StoreError | UnrecordedOrder:
@@ -394,4 +403,9 @@ class RetryAnswers:
             why = room.describe(claim.symbol) + (f" ({held_back})" if held_back else "")
             reason = f"exit {claim.client_order_id} not resent, nothing to sell: {why}"
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
+        # Another process of the agent may have sold after the wait above: sized against the
+        # other agents' ledgers, the shares the read still shows would be theirs (soak seed 51).
+        if self._own_sold_since_check(pending, held, room, read_at):
+            why = "another order of this agent's filled after this resend checked for recent fills"
+            return self._resize_after_sold(pending, f"{why}; re-sizing the exit once it shows")
         return self._send(pending, resize_if_held_up=resize_if_held_up)
