@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
+from http import HTTPStatus
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
@@ -574,11 +575,13 @@ class GuardedTradingClient(TradingClient):
     def close_all_positions(self, cancel_orders: bool | None = None) -> Any:
         """Close every position as guarded exits; return one answer per symbol, as alpaca-py does.
 
-        Covers the positions the broker lists (alpaca-py's: Alpaca answers from them), each
-        closed as `close_position` does; a symbol only the agent's ledger holds is reconciled,
-        not closed (a phantom is cleared by the reconciler's rules). With ``cancel_orders=True``
-        open orders are canceled first (through the guard). When it returns, the ledger has
-        adopted every fill the broker reported.
+        Covers the positions the broker lists and those the agent's ledger holds, each closed
+        as `close_position` does: Alpaca closes from its own books, which its positions read
+        trails by seconds, so a position bought moments ago and not listed yet is closed too
+        (the exit reads again until the read shows it). A symbol the broker then holds nothing
+        of (a phantom, reconciled by the reconciler's rules) gets no answer, as at Alpaca. With
+        ``cancel_orders=True`` open orders are canceled first (through the guard). When it
+        returns, the ledger has adopted every fill the broker reported.
         """
         with as_api_errors():
             if cancel_orders:
@@ -587,22 +590,27 @@ class GuardedTradingClient(TradingClient):
             listed = {symbol_key(p.symbol): p.symbol for p in self.gateway.broker.list_positions()}
             booked = {symbol_key(p.symbol): p.symbol for p in self.gateway.positions(resolve=False)}
         answers: list[dict[str, Any]] = []
-        for key, listed_as in sorted(listed.items()):
-            symbol = booked.get(key, listed_as)
+        gone: list[str] = []
+        for key in sorted(listed.keys() | booked.keys()):
+            symbol = booked.get(key) or listed[key]
+            # The symbol as Alpaca lists a position ("BTCUSD"), as the plain client has it.
+            listed_as = listed.get(key, key)
             try:
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
                 refusal = functools.partial(nothing_to_close, self.gateway, symbol, None)
                 order = answer(result, raw=True, nothing_to_sell=refusal, broker=self.gateway.broker)
-                # Alpaca's keys; the symbol as the broker lists it ("BTCUSD"), as the plain client has it
                 answers.append({"symbol": listed_as, "status": 200, "body": order})
             except APIError as exc:
-                body = json_body(exc)
-                answers.append({"symbol": listed_as, "status": exc.status_code, "body": body})
+                if key not in listed and exc.status_code == HTTPStatus.NOT_FOUND:
+                    # Only the ledger held it and the broker holds nothing: Alpaca lists no such
+                    # position, so it has no answer; the exit that found nothing reconciled it.
+                    gone.append(symbol)
+                    continue
+                answers.append({"symbol": listed_as, "status": exc.status_code, "body": json_body(exc)})
         with as_api_errors():
-            phantoms = sorted(name for key, name in booked.items() if key not in listed)
-            if phantoms:
-                self.gateway.reconcile(symbols=phantoms)
+            if gone:
+                self.gateway.reconcile(symbols=gone)
             self.gateway.refresh()
         if self._use_raw_data:
             return answers
