@@ -67,3 +67,48 @@ def test_close_all_positions_right_after_the_fills_closes_them_as_alpaca_does(tm
     plain, guarded = _on_both(tmp_path, bot)
     assert plain == ([("QQQ", 200), ("SPY", 200)], {"SPY": 0, "QQQ": 0}, 4)
     assert guarded == plain
+
+
+class _OversleepingClock(ManualClock):
+    """A manual clock whose sleeps overshoot a little, as `time.sleep` and the reads after it do."""
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds + 0.05)
+
+
+def test_an_exit_right_after_another_bots_fill_is_sent_after_its_wait_not_refused(tmp_path: Path) -> None:
+    """Two bots on one account: b buys moments after a; a's plain sell (no client_order_id) of
+    its own 10 waits for b's fill to show in the positions read, then sells. It was refused 503
+    "not sent: 30.0s passed between opening the dedup window and writing this claim": the wait
+    ran with the content window open and counted as the sender being held up."""
+    runs: list[tuple[Any, Decimal]] = []
+    for guarded in (False, True):
+        clock = _OversleepingClock()
+        with trailing_server(clock) as server:
+            if guarded:
+                claims = store_url(tmp_path, "two-bots.db")
+                with (
+                    guarded_client(server, claims, clock=clock, agent_id="a") as a,
+                    guarded_client(server, claims, clock=clock, agent_id="b") as b,
+                ):
+                    answers = _two_bots(a, b)
+            else:
+                with plain_client(server) as a, plain_client(server) as b:
+                    answers = _two_bots(a, b)
+            runs.append((answers, server.broker.position_qty("SPY")))
+    plain, guarded_run = runs
+    assert plain == ([("sell", "10", "filled"), ("sell", "5", "filled")], 0)
+    assert guarded_run == plain
+
+
+def _two_bots(a: TradingClient, b: TradingClient) -> list[Any]:
+    a.submit_order(market("SPY", 10, BUY))
+    b.submit_order(market("SPY", 5, BUY))
+    answers = []
+    for bot, qty in ((a, 10), (b, 5)):
+        try:
+            order = bot.submit_order(market("SPY", qty, SELL))
+            answers.append((order.side.value, order.qty, order.status.value))
+        except APIError as exc:
+            answers.append(_refusal(exc))
+    return answers
