@@ -112,3 +112,22 @@ def _two_bots(a: TradingClient, b: TradingClient) -> list[Any]:
         except APIError as exc:
             answers.append(_refusal(exc))
     return answers
+
+
+def test_close_position_right_after_the_bots_own_sale_is_alpacas_404(tmp_path: Path) -> None:
+    """The bot sold all it held and closes again at once (a duplicate exit): Alpaca answers 404
+    "position does not exist"; the drop-in answered 403 "insufficient qty available" because the
+    trailing read still showed the sold shares, which a bot takes for "held, try again"."""
+
+    def bot(client: TradingClient) -> Any:
+        client.submit_order(market("SPY", 10, BUY))
+        client.submit_order(market("SPY", 10, SELL))
+        try:
+            client.close_position("SPY")
+        except APIError as exc:
+            return _refusal(exc), client.close_all_positions()  # nothing to close either
+        return "closed"
+
+    plain, guarded = _on_both(tmp_path, bot)
+    assert plain == (((404, 40410000, "position does not exist"), []), {"SPY": 0}, 2)
+    assert guarded == plain
