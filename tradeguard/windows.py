@@ -75,6 +75,10 @@ class ContentWindows:
     def _ensure_started(self) -> None:
         raise NotImplementedError
 
+    def _wait_out_recent_fills(self, symbol: str, side: Side) -> None:
+        """Wait until recent fills in `symbol` show in a positions read (`OrderGateway`'s)."""
+        raise NotImplementedError
+
     def may_have_placed(self, claim: Claim) -> bool:
         """Whether the claim's order may be at the broker (`RetryAnswers.may_have_placed`)."""
         raise NotImplementedError
@@ -126,6 +130,13 @@ class ContentWindows:
             if kind is not Kind.ENTRY:
                 named["kind"] = kind.value
         content_key = self._content_key(named)
+        if kind is Kind.EXIT and self.store.window_holder(content_key) is None:
+            # A new exit first waits for recent fills in the symbol to show in the positions
+            # read (up to `position_settle_secs`): before its window opens, for a wait inside
+            # it counted as the sender being held up, and the exit was refused NOT_SENT after
+            # it (audit 32). A retry finds the window and is answered without waiting.
+            self._ensure_started()
+            self._wait_out_recent_fills(symbol, side)
         now = self.clock.now()
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
         window = self.settings.dedup_window_secs

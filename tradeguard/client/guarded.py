@@ -36,7 +36,9 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
+from http import HTTPStatus
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
@@ -537,6 +539,7 @@ class GuardedTradingClient(TradingClient):
             symbol, None, gateway.position(symbol, resolve=False), why="close_position"
         )
         if held.is_flat:
+            at_broker = self._await_own_sale(symbol, at_broker)
             if at_broker is None or at_broker.qty == 0:
                 raise no_position()
             raise self._not_yet_this_agents(symbol, qty, at_broker)  # never 404 while the broker holds
@@ -563,6 +566,41 @@ class GuardedTradingClient(TradingClient):
         call["turn"] = held.turn_id
         return gateway.submit_by_content(Kind.EXIT, symbol, side, spec, content=call)
 
+    def _await_own_sale(self, symbol: str, at_broker: BrokerPosition | None) -> BrokerPosition | None:
+        """Read the position again while it may still show shares this agent's own fill just moved.
+
+        Alpaca's positions read trails fills (up to `position_settle_secs`): a close right after
+        the bot's own sale of all it held read the sold shares and was answered 403 where Alpaca,
+        closing from its books, answers 404 "position does not exist" (audit 32). So while this
+        agent's turn in the symbol moved that recently and the read shows more than the other
+        agents on the account hold, it is read again every `settle_delay_secs`. Returns the last
+        read; nothing is sold or adopted here.
+        """
+        gateway, settings = self.gateway, self.settings
+        key, agent = symbol_key(symbol), gateway.agent_id
+        settle = timedelta(seconds=settings.position_settle_secs)
+        moved = [
+            t.updated_at
+            for t in gateway.store.moved_turns(gateway.clock.now() - settle)
+            if t.agent_id == agent and symbol_key(t.symbol) == key and t.updated_at is not None
+        ]
+        if not moved:
+            return at_broker
+        shows_at = max(moved) + settle
+        on_account = gateway.reconciler.on_account(agent)
+        others = sum(
+            (abs(p.qty) for p in gateway.store.all_positions()
+             if p.agent_id != agent and symbol_key(p.symbol) == key and on_account(p.agent_id)),
+            Decimal(0),
+        )  # fmt: skip
+        while at_broker is not None and abs(at_broker.qty) > others:
+            left = (shows_at - gateway.clock.now()).total_seconds()
+            if left <= 0:
+                break
+            gateway.clock.sleep(min(settings.settle_delay_secs, left))
+            at_broker = gateway.broker.get_position(symbol)
+        return at_broker
+
     def _read_asset(self, asset_id: UUID) -> dict[str, Any]:
         """Read an asset with alpaca-py's own session (a broker without an asset list)."""
         asset = self.get(f"/assets/{asset_id}")
@@ -574,11 +612,13 @@ class GuardedTradingClient(TradingClient):
     def close_all_positions(self, cancel_orders: bool | None = None) -> Any:
         """Close every position as guarded exits; return one answer per symbol, as alpaca-py does.
 
-        Covers the positions the broker lists (alpaca-py's: Alpaca answers from them), each
-        closed as `close_position` does; a symbol only the agent's ledger holds is reconciled,
-        not closed (a phantom is cleared by the reconciler's rules). With ``cancel_orders=True``
-        open orders are canceled first (through the guard). When it returns, the ledger has
-        adopted every fill the broker reported.
+        Covers the positions the broker lists and those the agent's ledger holds, each closed
+        as `close_position` does: Alpaca closes from its own books, which its positions read
+        trails by seconds, so a position bought moments ago and not listed yet is closed too
+        (the exit reads again until the read shows it). A symbol the broker then holds nothing
+        of (a phantom, reconciled by the reconciler's rules) gets no answer, as at Alpaca. With
+        ``cancel_orders=True`` open orders are canceled first (through the guard). When it
+        returns, the ledger has adopted every fill the broker reported.
         """
         with as_api_errors():
             if cancel_orders:
@@ -587,22 +627,28 @@ class GuardedTradingClient(TradingClient):
             listed = {symbol_key(p.symbol): p.symbol for p in self.gateway.broker.list_positions()}
             booked = {symbol_key(p.symbol): p.symbol for p in self.gateway.positions(resolve=False)}
         answers: list[dict[str, Any]] = []
-        for key, listed_as in sorted(listed.items()):
-            symbol = booked.get(key, listed_as)
+        gone: list[str] = []
+        for key in sorted(listed.keys() | booked.keys()):
+            symbol = booked.get(key) or listed[key]
+            # The symbol as Alpaca lists a position ("BTCUSD"), as the plain client has it.
+            listed_as = listed.get(key, key)
             try:
                 with as_api_errors():
                     result = self._close(symbol, None, new_decision=False)
                 refusal = functools.partial(nothing_to_close, self.gateway, symbol, None)
                 order = answer(result, raw=True, nothing_to_sell=refusal, broker=self.gateway.broker)
-                # Alpaca's keys; the symbol as the broker lists it ("BTCUSD"), as the plain client has it
                 answers.append({"symbol": listed_as, "status": 200, "body": order})
             except APIError as exc:
-                body = json_body(exc)
-                answers.append({"symbol": listed_as, "status": exc.status_code, "body": body})
+                if exc.status_code == HTTPStatus.NOT_FOUND:
+                    # The broker holds nothing (only the ledger held it, or the listing trailed a
+                    # sale): Alpaca closes from its books and lists no such position, so it has
+                    # no answer; the exit that found nothing had it reconciled.
+                    gone.append(symbol)
+                    continue
+                answers.append({"symbol": listed_as, "status": exc.status_code, "body": json_body(exc)})
         with as_api_errors():
-            phantoms = sorted(name for key, name in booked.items() if key not in listed)
-            if phantoms:
-                self.gateway.reconcile(symbols=phantoms)
+            if gone:
+                self.gateway.reconcile(symbols=gone)
             self.gateway.refresh()
         if self._use_raw_data:
             return answers
