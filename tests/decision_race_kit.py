@@ -57,7 +57,7 @@ SETTINGS: dict[str, float] = {
 SCENARIOS = [
     "entries", "exit_vs_entries", "partial_exits", "same_name", "same_intent", "same_coid",
     "same_coid_client", "agents_exits", "agents_mixed", "limit_exits", "agents_same_name",
-    "client_coids", "client_sells", "client_close",
+    "client_coids", "client_sells", "client_close", "same_content",
 ]  # fmt: skip
 OK_ERRORS = ("OrderInProgress", "ClaimInProgress", "OrderOutcomeUnknown", "OrderNotSent", "APIError")
 CRASH_POINTS = ["after_claim", "before_post", "after_post", "exit_before_claim"]
@@ -242,6 +242,12 @@ def _plan(
                     ],
                 )
             )
+    elif scenario == "same_content":
+        qty = rng.randint(1, 5)
+        for _ in range(workers):
+            plans.append(
+                (agent, [{"kind": "client", "symbol": symbol, "intent": "c", "qty": qty, "coid": None}])
+            )
     elif scenario == "client_sells":
         hold[agent] = rng.randint(2, 20)
         for w in range(workers):
@@ -397,7 +403,7 @@ def _check(
             truth[a] += fill.qty if fill.side is Side.BUY else -fill.qty
             if truth[a] < 0:
                 report.violations.append(f"G3: {a} sold more than it held: {fill}")
-        if scenario == "same_intent" and len(orders) > 1:
+        if scenario in ("same_intent", "same_content") and len(orders) > 1:
             report.violations.append(f"G1: same intent gave {len(orders)} orders")
         gateways = [
             OrderGateway(paper, store, agent_id=a, settings=settings, clock=clock, reconcile_on_start=False)

@@ -31,6 +31,7 @@ ONE_AGENT = [
     ("same_intent", True, False),
     ("same_coid", False, False),
     ("same_coid_client", True, False),
+    ("same_content", False, False),
     ("limit_exits", False, True),
 ]
 AGENTS = [
