@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tests.soak_kit import SETTINGS as SOAK_SETTINGS
 from tests.soak_kit import SoakPaper
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
@@ -42,18 +43,8 @@ from tradeguard.store import ClaimStore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYMBOLS = ["".join(p) for p in itertools.product("XYZ", string.ascii_uppercase, string.ascii_uppercase)]
-SETTINGS: dict[str, float] = {
-    "lease_secs": 6.0,
-    "request_timeout_secs": 2.0,
-    "connect_timeout_secs": 1.0,
-    "unknown_grace_secs": 3.0,
-    "unknown_probe_gap_secs": 0.3,
-    "reconcile_interval_secs": 3.0,
-    "settle_delay_secs": 0.3,
-    "recent_activity_secs": 0.5,
-    "position_settle_secs": 0.3,
-    "not_sent_probe_secs": 600.0,
-}
+# The soak's settings (short leases and grace periods), with a positions lag to match `--lag`.
+SETTINGS: dict[str, float] = {**SOAK_SETTINGS, "position_settle_secs": 0.3}
 SCENARIOS = [
     "entries", "exit_vs_entries", "partial_exits", "same_name", "same_intent", "same_coid",
     "same_coid_client", "agents_exits", "agents_mixed", "limit_exits", "agents_same_name",
