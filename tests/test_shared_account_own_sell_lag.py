@@ -51,16 +51,22 @@ def world(store_url: str) -> Iterator[tuple[ManualClock, Refusing, OrderGateway,
         yield made
 
 
-def test_a_phantom_exit_right_after_its_own_sell_does_not_sell_another_agents_shares(
-    world: tuple[ManualClock, Refusing, OrderGateway, OrderGateway],
-) -> None:
+def _a_partly_a_phantom(world: tuple[ManualClock, Refusing, OrderGateway, OrderGateway]) -> None:
+    """A and B buy 10 each; a minute later a person sells 5: 5 of A's 10 are a phantom."""
     clock, account, a, b = world
     assert a.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
     assert b.enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
     clock.advance(60)
-    account.inner.close_position("SPY", qty=Decimal(5))  # by hand: 5 of A's 10 are a phantom now
+    account.inner.close_position("SPY", qty=Decimal(5))
     account.note()
     clock.advance(60)
+
+
+def test_a_phantom_exit_right_after_its_own_sell_does_not_sell_another_agents_shares(
+    world: tuple[ManualClock, Refusing, OrderGateway, OrderGateway],
+) -> None:
+    clock, account, a, b = world
+    _a_partly_a_phantom(world)
     sold = a.exit("SPY", qty=5, intent="a-half")  # A's 5 real shares
     assert sold.outcome is Outcome.SUBMITTED and sold.claim is not None and sold.claim.order_qty == 5
     assert broker_qty(account.inner, "SPY") == 10  # B's 10
@@ -77,13 +83,8 @@ def test_a_phantom_exit_sent_again_right_after_its_own_sell_does_not_sell_anothe
     world: tuple[ManualClock, Refusing, OrderGateway, OrderGateway],
 ) -> None:
     """The same through a retry of an exit that placed nothing: it is re-sized, not sized anew."""
-    clock, account, a, b = world
-    assert a.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-    assert b.enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-    clock.advance(60)
-    account.inner.close_position("SPY", qty=Decimal(5))  # by hand: 5 of A's 10 are a phantom now
-    account.note()
-    clock.advance(60)
+    clock, account, a, _b = world
+    _a_partly_a_phantom(world)
     account.refuse_next = True
     assert a.exit("SPY", intent="a-rest").outcome is Outcome.NOT_SENT  # placed nothing
     assert a.exit("SPY", qty=5, intent="a-half").outcome is Outcome.SUBMITTED  # A's 5 real shares

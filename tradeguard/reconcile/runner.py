@@ -555,16 +555,7 @@ class Reconciler:
             return None  # no fill of the agent's in this symbol is that recent
         if not self.others_trade(agent_id, symbol):
             return None  # alone in the symbol: the broker refuses a sell beyond the position
-        key = symbol_key(symbol)
-        claims = self.store.list_claims(states=_FILL_STATES, agent_id=agent_id, updated_since=since)
-        latest = max(
-            (
-                claim.updated_at
-                for claim in claims
-                if claim.side is side and claim.filled_qty and symbol_key(claim.symbol) == key
-            ),
-            default=None,
-        )
+        latest = max((c.updated_at for c in self._own_fills(agent_id, symbol, side, since)), default=None)
         return None if latest is None else latest + settle
 
     def own_fills_read_may_trail(
@@ -577,24 +568,30 @@ class Reconciler:
         those there when it checked: another process of the same agent may sell after that
         check, and the read that follows still shows the shares it took (soak seed 51). Only
         that matters while another agent on the account holds the symbol or has an order in
-        motion there (alone, the broker refuses a sell beyond the position), asked last. Returns
+        motion there (alone, the broker refuses a sell beyond the position), asked first. Returns
         the client_order_ids.
         """
         settle = timedelta(seconds=self.settings.position_settle_secs)
-        if not settle:
+        if not settle or not self.others_trade(agent_id, symbol):
             return []
         since = read_at - settle
-        key = symbol_key(symbol)
-        found = [
-            claim.client_order_id
-            for claim in self.store.list_claims(states=_FILL_STATES, agent_id=agent_id, updated_since=since)
-            if claim.key != excluding
-            and claim.side is side
-            and claim.filled_qty
-            and claim.updated_at > since
-            and symbol_key(claim.symbol) == key
+        return [
+            c.client_order_id
+            for c in self._own_fills(agent_id, symbol, side, since)
+            if c.key != excluding and c.updated_at > since
         ]
-        return found if found and self.others_trade(agent_id, symbol) else []
+
+    def _own_fills(self, agent_id: str, symbol: str, side: Side, since: datetime) -> list[Claim]:
+        """The agent's claims on `side` in `symbol` with fills, changed since `since`.
+
+        A seek on `(state, agent_id, updated_at)` over the states a fill leaves.
+        """
+        key = symbol_key(symbol)
+        return [
+            c
+            for c in self.store.list_claims(states=_FILL_STATES, agent_id=agent_id, updated_since=since)
+            if c.side is side and c.filled_qty and symbol_key(c.symbol) == key
+        ]
 
     def others_trade(self, agent_id: str, symbol: str) -> bool:
         """Whether another agent on the account holds `symbol` or has an order in motion in it."""
