@@ -272,3 +272,21 @@ def test_speed_without_a_bar_file_is_refused(
     assert "--speed replays a bar file" in refused(
         ["strategies.momentum", "--mode", "paper", "--speed", "5"], capsys
     )
+
+
+@pytest.mark.parametrize(
+    ("drill", "expected"),
+    [
+        ("SQQ@11:40", "--close-outside SQQ@11:40: bars.csv has no SQQ bars (it has QQQ, SQQQ, TQQQ)"),
+        ("SQQQ@03:00", "--close-outside SQQQ@03:00: bars.csv has no bar at 03:00 ET (its bars run 09:30-"),
+    ],
+    ids=["symbol without bars", "minute without a bar"],
+)
+def test_a_sim_drill_that_could_never_fire_is_refused_before_any_order(
+    drill: str, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, the run went the whole day without the close and ended 0, as if it had been drilled."""
+    bars = bar_file(tmp_path)
+    args = ["strategies.momentum", "--bars", str(bars), "--close-outside", drill, "--view", "plain"]
+    assert expected in refused([*args, "--store", f"sqlite:///{tmp_path / 'claims.db'}"], capsys)
+    assert not (tmp_path / "claims.db").exists()

@@ -177,6 +177,7 @@ def build_venue(
     plan = FaultPlan.load(settings.faults) if settings.faults else None
     if settings.mode is Mode.SIM:
         assert bars is not None
+        _check_drills_fire(drills, bars)
         return _sim(bars, plan, drills)
     from tradeguard.broker.alpaca import AlpacaBroker
 
@@ -201,6 +202,31 @@ def build_venue(
     return Venue(
         settings.mode, broker, alpaca, clock, label, alpaca=alpaca, injector=injector, _endpoint=endpoint
     )
+
+
+def _check_drills_fire(drills: tuple[OutsideClose, ...], bars: BarSeries) -> None:
+    """Refuse a drill that would never fire: a symbol without bars, or a minute the bars lack.
+
+    A drill fires at a bar of its minute, before the strategy sees it; one that names a symbol the
+    sim does not price, or a minute outside the bars, would run the whole day without the close
+    it was asked for, and the run would end 0 as if the drill had been tested.
+
+    Raises:
+        ConfigError: The first such drill, with what the bars hold.
+    """
+    minutes = {m.local.time() for m in bars.minutes}
+    for drill in drills:
+        text = f"--close-outside {drill.symbol}@{drill.at:%H:%M}"
+        if drill.symbol not in bars.symbols:
+            raise ConfigError(
+                f"{text}: {bars.source} has no {drill.symbol} bars (it has {', '.join(bars.symbols)})"
+            )
+        if drill.at not in minutes:
+            first, last = min(minutes), max(minutes)
+            raise ConfigError(
+                f"{text}: {bars.source} has no bar at {drill.at:%H:%M} ET "
+                f"(its bars run {first:%H:%M}-{last:%H:%M} ET)"
+            )
 
 
 def _sim(bars: BarSeries, plan: FaultPlan | None, drills: tuple[OutsideClose, ...]) -> Venue:
