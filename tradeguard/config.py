@@ -75,6 +75,13 @@ class Settings:
             POST (its answer then unrecorded for as long). The store's own locks are held for
             milliseconds, and a frozen holder is ended after `pg_stuck_transaction_secs`; 0 turns
             the limit off; a `lock_timeout` in the URL's `options` wins.
+        pg_answer_timeout_secs: PostgreSQL: how long the store waits for the server to answer
+            one request before it drops the connection and fails with `StoreError` (nothing
+            sent) or, right after a POST, `UnrecordedOrder`. A server process that froze or a
+            proxy on the path that stopped forwarding keeps the TCP connection acknowledged, so
+            without it the bot hung inside its claim without end. Must exceed
+            `pg_lock_timeout_ms` (a statement may wait that long for a lock); migrations are not
+            bounded; 0 turns the limit off.
     """
 
     lease_secs: float = 30.0
@@ -94,6 +101,7 @@ class Settings:
     pg_prepare_after: int = 5
     pg_stuck_transaction_secs: float = 10.0
     pg_lock_timeout_ms: int = 30_000
+    pg_answer_timeout_secs: float = 45.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -114,6 +122,12 @@ class Settings:
                 f"{self.dedup_window_secs!r}; to make each order its own decision give it a "
                 "client_order_id, or pass "
                 "new_decision=True to the drop-in client's submit_order"
+            )
+        answer, lock = self.pg_answer_timeout_secs, self.pg_lock_timeout_ms / 1000
+        if answer and lock and answer <= lock:
+            # A statement waiting its full lock timeout would be cut off as a silent server.
+            raise ConfigError(
+                f"pg_answer_timeout_secs ({answer:g} s) must exceed pg_lock_timeout_ms ({lock:g} s)"
             )
         prefix = self.client_order_id_prefix
         if not (1 <= len(prefix) <= 8 and prefix.isascii() and prefix.replace("-", "").isalnum()):

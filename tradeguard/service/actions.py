@@ -216,6 +216,7 @@ class ActionStore:
         self._engine: Engine = open_engine(
             self.url, busy_timeout_ms=s.sqlite_busy_timeout_ms, pg_prepare_after=s.pg_prepare_after,
             pg_stuck_transaction_secs=s.pg_stuck_transaction_secs, pg_lock_timeout_ms=s.pg_lock_timeout_ms,
+            pg_answer_timeout_secs=s.pg_answer_timeout_secs,
         )  # fmt: skip
         dialect = sqlite if self.url.get_backend_name() == "sqlite" else postgresql
         self._insert = dialect.insert

@@ -84,6 +84,7 @@ _NOT_REPLAYED = {
     "pg_prepare_after",
     "pg_stuck_transaction_secs",
     "pg_lock_timeout_ms",
+    "pg_answer_timeout_secs",
 }
 
 

@@ -223,6 +223,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             pg_prepare_after=self.settings.pg_prepare_after,
             pg_stuck_transaction_secs=self.settings.pg_stuck_transaction_secs,
             pg_lock_timeout_ms=self.settings.pg_lock_timeout_ms,
+            pg_answer_timeout_secs=self.settings.pg_answer_timeout_secs,
         )
         self._pool = RawPool(self._engine, self.url)
         self._lease = timedelta(seconds=self.settings.lease_secs)

@@ -195,10 +195,25 @@ _PG_CONNECT_ARGS: dict[str, int] = {
 
 
 def _postgres_engine(
-    url: URL, prepare_after: int, stuck_transaction_secs: float, lock_timeout_ms: int
+    url: URL,
+    prepare_after: int,
+    stuck_transaction_secs: float,
+    lock_timeout_ms: int,
+    answer_timeout_secs: float,
 ) -> Engine:
+    from tradeguard.store.pg_answer import AnswerBoundConnection  # noqa: PLC0415 - optional driver
+
     connect_args = {name: value for name, value in _PG_CONNECT_ARGS.items() if name not in url.query}
     engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    bound = answer_timeout_secs or None  # 0: no limit
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        # A frozen server (or a silent path to it) hangs libpq without end: see store/pg_answer.py.
+        conn = AnswerBoundConnection.connect(*cargs, **cparams)
+        conn.answer_timeout_secs = bound
+        return conn
+
     stuck_ms = round(stuck_transaction_secs * 1000)
     # A lock_timeout the URL sets (`options=-c lock_timeout=...`) is the operator's choice.
     options = url.query.get("options", "")
@@ -243,7 +258,7 @@ def _alembic_config() -> Config:
 def _migrate(engine: Engine, url: URL) -> None:
     cfg = _alembic_config()
     known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
-    with engine.begin() as conn:
+    with engine.begin() as conn, _unbounded(conn):
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         current = None
@@ -259,6 +274,21 @@ def _migrate(engine: Engine, url: URL) -> None:
             command.upgrade(cfg, "head")
     if not read_only(url):
         _probe_writable(engine)
+
+
+@contextlib.contextmanager
+def _unbounded(conn: Connection) -> Iterator[None]:
+    """Let a PostgreSQL connection wait without end while migrating (an index build may take long)."""
+    dbapi = conn.connection.dbapi_connection
+    bound = getattr(dbapi, "answer_timeout_secs", None)
+    if bound is None:
+        yield
+        return
+    dbapi.answer_timeout_secs = None  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        dbapi.answer_timeout_secs = bound  # type: ignore[union-attr]
 
 
 def _probe_writable(engine: Engine) -> None:
@@ -278,11 +308,12 @@ def open_engine(
     pg_prepare_after: int = 5,
     pg_stuck_transaction_secs: float = 10.0,
     pg_lock_timeout_ms: int = 30_000,
+    pg_answer_timeout_secs: float = 45.0,
 ) -> Engine:
     """Create the engine for `url`, apply pending migrations, and check the schema version.
 
-    `pg_prepare_after`, `pg_stuck_transaction_secs`, `pg_lock_timeout_ms`: see `Settings`
-    (PostgreSQL only).
+    `pg_prepare_after`, `pg_stuck_transaction_secs`, `pg_lock_timeout_ms`,
+    `pg_answer_timeout_secs`: see `Settings` (PostgreSQL only).
 
     Raises:
         StoreError: The URL is unusable, the database cannot be opened, is corrupt, or was
@@ -293,7 +324,13 @@ def open_engine(
         if parsed.get_backend_name() == "sqlite":
             engine = _sqlite_engine(parsed, busy_timeout_ms)
         else:
-            engine = _postgres_engine(parsed, pg_prepare_after, pg_stuck_transaction_secs, pg_lock_timeout_ms)
+            engine = _postgres_engine(
+                parsed,
+                pg_prepare_after,
+                pg_stuck_transaction_secs,
+                pg_lock_timeout_ms,
+                pg_answer_timeout_secs,
+            )
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StoreError(
             f"claim store {describe(parsed)}: its database driver is not installed ({exc}); "
