@@ -266,10 +266,13 @@ class MemoryLedger:
                     if at <= since:
                         continue
                     held = self._open_in.get(symbol, {}).get(agent_id)
+                    # Built directly, not by dataclasses.replace: a replay's exits ask this per exit.
                     if held is None:
                         turn = self._latest_turn.get((agent_id, symbol))
-                        held = LedgerPosition(agent_id, symbol, _ZERO, turn, None)
-                    found.append(replace(held, updated_at=at))
+                        found.append(LedgerPosition(agent_id, symbol, _ZERO, turn, None, at))
+                    else:
+                        qty, turn, opened = held.qty, held.turn_id, held.opened_at
+                        found.append(LedgerPosition(agent_id, symbol, qty, turn, opened, at))
         return sorted(found, key=lambda p: (p.updated_at or since, p.turn_id or 0))
 
     def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
