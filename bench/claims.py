@@ -4,7 +4,7 @@ Usage::
 
     python bench/claims.py [--quick] [--n 1500] [--rounds 5] [--repeats 3] [--pg-url URL]
                            [--procs 1,4,16] [--secs 2] [--sizes 1000,100000,1000000] [--dir DIR]
-                           [--skip latency,throughput,scale,audit]
+                           [--skip latency,throughput,scale,audit,sqlite]
 
 Four tables; every figure is a median of ``--repeats`` runs, and each run interleaves its cases
 (``--rounds`` slices of ``n / rounds`` calls each) so a noisy neighbour or a slow disk minute
@@ -30,6 +30,10 @@ affects all of them alike. Only same-run ratios compare across machines or runs.
 
 4. Audit time range: with 1k, 100k, 1M audit records, the last 100 of them by time (a page and
    a count), as the store has it (no time index since migration 0005) and with the index added.
+
+``--skip sqlite`` leaves the SQLite, safeagent and fsync cases out of table 1 (with ``--pg-url``
+and ``--skip scale,audit,sqlite``: only the PostgreSQL rows, the cycle / durable INSERT ratio
+and table 2).
 
 Files go to a temporary folder under ``--dir`` (default: this repository; not tmpfs, where an
 fsync costs nothing and would flatter every figure).
@@ -72,22 +76,29 @@ SAFEAGENT_DUP = "safeagent duplicate"
 PG_INSERT = "pg durable INSERT (raw psycopg)"
 
 
-def latency_table(folder: Path, pg_url: str | None, n: int, rounds: int, repeats: int) -> None:
-    """Print the latency table: median over `repeats` runs of each case's p50."""
+def latency_table(
+    folder: Path, pg_url: str | None, n: int, rounds: int, repeats: int, *, sqlite: bool = True
+) -> None:
+    """Print the latency table: median over `repeats` runs of each case's p50.
+
+    `sqlite=False` leaves out the SQLite, safeagent and fsync cases (only PostgreSQL's remain).
+    """
+    if not sqlite and not pg_url:
+        return
     runs: list[dict[str, float]] = []
     for repeat in range(repeats):
         run_dir = folder / f"run{repeat}"
         run_dir.mkdir()
         with ExitStack() as stack:
-            cycle, dup = tradeguard_ops(stack, f"sqlite:///{run_dir / 'tradeguard.db'}")
-            sa_cycle, sa_dup = safeagent_ops(stack, run_dir)
-            cases: dict[str, Op] = {
-                "tg sqlite cycle": cycle,
-                SAFEAGENT: sa_cycle,
-                FSYNC: fsync_op(stack, run_dir),
-                "tg sqlite duplicate": dup,
-                SAFEAGENT_DUP: sa_dup,
-            }
+            cases: dict[str, Op] = {}
+            if sqlite:
+                cycle, dup = tradeguard_ops(stack, f"sqlite:///{run_dir / 'tradeguard.db'}")
+                sa_cycle, sa_dup = safeagent_ops(stack, run_dir)
+                cases["tg sqlite cycle"] = cycle
+                cases[SAFEAGENT] = sa_cycle
+                cases[FSYNC] = fsync_op(stack, run_dir)
+                cases["tg sqlite duplicate"] = dup
+                cases[SAFEAGENT_DUP] = sa_dup
             if pg_url:
                 url = stack.enter_context(pg_schema(pg_url))
                 pg_cycle, pg_dup = tradeguard_ops(stack, url)
@@ -103,11 +114,13 @@ def latency_table(folder: Path, pg_url: str | None, n: int, rounds: int, repeats
         each = " ".join(f"{r[name]:.0f}" for r in runs)
         print(f"{name:<38} {value:>9.1f}   {each:<28}")
     print()
-    ratios = [
-        ("tg sqlite cycle", SAFEAGENT, "≤ 1.0"),
-        ("tg sqlite cycle", FSYNC, "≤ 3"),
-        ("tg sqlite duplicate", SAFEAGENT_DUP, ""),
-    ]
+    ratios: list[tuple[str, str, str]] = []
+    if sqlite:
+        ratios += [
+            ("tg sqlite cycle", SAFEAGENT, "≤ 1.0"),
+            ("tg sqlite cycle", FSYNC, "≤ 3"),
+            ("tg sqlite duplicate", SAFEAGENT_DUP, ""),
+        ]
     if pg_url:
         ratios.append(("tg postgresql cycle", PG_INSERT, "≤ 4"))
     for mine, base, target in ratios:
@@ -132,7 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--procs", default="1,4,16", help="process counts for the throughput table")
     parser.add_argument("--secs", type=float, default=2.0, help="seconds per throughput measurement")
     parser.add_argument("--sizes", default="1000,100000,1000000", help="existing claims for the scale table")
-    parser.add_argument("--skip", default="", help="tables to leave out: latency,throughput,scale,audit")
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="tables to leave out: latency,throughput,scale,audit; sqlite: table 1's SQLite cases",
+    )
     parser.add_argument(
         "--dir", type=Path, default=Path(__file__).resolve().parent.parent, help="temp files (not tmpfs)"
     )
@@ -150,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if "latency" not in skip:
-            latency_table(folder, pg, args.n, args.rounds, args.repeats)
+            latency_table(folder, pg, args.n, args.rounds, args.repeats, sqlite="sqlite" not in skip)
         if pg and "throughput" not in skip:
             procs = [int(p) for p in args.procs.split(",")]
             throughput_table(pg, procs, args.secs, args.repeats)
