@@ -717,7 +717,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         is a phantom would otherwise sell them (G3); and less what orders outside every claim
         sold there lately (`Reconciler.sold_outside`: a close by hand the read, taken at
         `read_at`, may still trail), and less what other agents sold there lately
-        (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet). The note says
+        (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet), and less what
+        acknowledged exits hold that the read does not show held (`Reconciler.holds_the_read_misses`:
+        sizing counts them as out of `qty_available` already). The note says
         what was held back ("" when nothing was); a result ends the call (a read failed: nothing
         sent).
         """
@@ -732,6 +734,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             doing = f"read the {symbol} orders the positions read may trail"
             outside, which = self.reconciler.sold_outside(self.agent_id, symbol, adds, read_at)
             lately, sellers = self.reconciler.sold_by_others_lately(self.agent_id, symbol, adds, read_at)
+            # After `unbooked_by_others`, which brings other agents' ended exits up to date.
+            unshown, holding = self.reconciler.holds_the_read_misses(
+                self.agent_id, symbol, at_broker, read_at
+            )
         except BrokerError as exc:
             reason = f"exit not sent: cannot {doing} to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
@@ -753,11 +759,16 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
                 f"{lately} {symbol} held back: sold by other agents' orders ({', '.join(sellers)}) "
                 "that the positions read may not show yet"
             )
+        if unshown:
+            notes.append(
+                f"{unshown} {symbol} held back: held by acknowledged exits ({', '.join(holding)}) "
+                "that the positions read may not show yet"
+            )
         if not notes:
             return available, ""
         note = "; ".join(notes)
         logger.info("%s: %s", self.agent_id, note)
-        return max(available - unbooked - outside - lately, Decimal(0)), note
+        return max(available - unbooked - outside - lately - unshown, Decimal(0)), note
 
     def _send(
         self, claim: Claim, *, resize_if_held_up: bool = True, window_opened: datetime | None = None

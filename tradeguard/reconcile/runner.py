@@ -22,6 +22,7 @@ from tradeguard.config import Settings
 from tradeguard.domain import (
     AuditAction,
     BrokerOrder,
+    BrokerPosition,
     Claim,
     LedgerPosition,
     Side,
@@ -29,7 +30,8 @@ from tradeguard.domain import (
     same_symbol,
     symbol_key,
 )
-from tradeguard.domain.intents import Kind
+from tradeguard.domain.intents import Kind, exit_group
+from tradeguard.domain.ledger import acknowledged_before
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
@@ -487,6 +489,49 @@ class Reconciler:
                 whose.append(order.client_order_id or order.id)
         return sold, whose
 
+    def holds_the_read_misses(
+        self, agent_id: str, symbol: str, position: BrokerPosition, read_at: datetime
+    ) -> tuple[Decimal, list[str]]:
+        """Shares acknowledged exits on the account hold that a positions read may still count as available.
+
+        Sizing counts an exit acknowledged before the read as already out of `qty_available`
+        (`domain.ledger.acknowledged_before`), but Alpaca's positions endpoint trails the account
+        by seconds: a read that trails a resting exit's acknowledgement still counts its shares
+        as available, and past a phantom, beside another agent, a second exit (of the same agent
+        under another decision, or of another) sold the other agent's shares (G3; audit 33). The
+        read shows what open orders hold (`qty - qty_available`); what the exits counted as out of
+        it hold beyond that (each group once, at its largest unfilled quantity, as `size_exit`
+        counts it) is returned, with the exits' "agent client_order_id", to be held back. Claims
+        are read, not the broker: the agent's own live exits were refreshed before sizing and
+        other agents' ended ones are brought up to date (`_end_ended_exits`) by
+        `unbooked_by_others`. A person's resting order the read shows covers for a guard exit it
+        misses (not told apart by a positions read).
+        """
+        closing = Side.SELL if position.qty > 0 else Side.BUY
+        on_account = self.on_account(agent_id)
+        key = symbol_key(symbol)
+        groups: dict[tuple[str, str], tuple[Decimal, str]] = {}
+        for claim in self.store.list_claims(states=sorted(ACKNOWLEDGED_STATES), symbol=ledger_symbol(symbol)):
+            if (
+                claim.kind is not Kind.EXIT
+                or claim.side is not closing
+                or symbol_key(claim.symbol) != key
+                or not on_account(claim.agent_id)
+                or not acknowledged_before(True, claim.updated_at, read_at)
+            ):
+                continue  # one that moved after the read is sized as unacknowledged anyway
+            left = (claim.order_qty or Decimal(0)) - claim.filled_qty
+            group = (claim.agent_id, exit_group(claim.intent, claim.client_order_id))
+            seen = groups.get(group)
+            if seen is None or left > seen[0]:
+                groups[group] = (left, f"{claim.agent_id} {claim.client_order_id}")
+        counted = sum((left for left, _ in groups.values()), Decimal(0))
+        shown = abs(position.qty) - abs(position.qty_available)
+        missing = counted - shown
+        if missing <= 0:
+            return Decimal(0), []
+        return missing, [who for _, who in groups.values()]
+
     def sold_by_others_lately(
         self, agent_id: str, symbol: str, adds: Side, read_at: datetime
     ) -> tuple[Decimal, list[str]]:
@@ -820,8 +865,15 @@ class Reconciler:
         Sized from the pass's snapshot while it is fresh; a pass held up since its read (frozen,
         or long) reads the position again: meanwhile the account may have been closed outside
         the bots and another agent may have re-entered (see `Settings.exit_resize_after_secs`).
+        A read that may trail the agent's own recent sell (another process of it, beside another
+        agent: `own_fills_read_may_trail`) still shows the shares that sell took, and past a
+        phantom they are another agent's (G3; audit 33): that fill is waited out and the position
+        read again, as the gateway's exit path does; one of the agent's sells found after the
+        sizing settles the exit NOT_SENT, nothing sent (the bot's next call re-sizes it).
         """
         snapshot = report.snapshot
+        pos: BrokerPosition | None = None
+        read_at: datetime | None = None
         if snapshot is not None and (
             (self.clock.now() - snapshot.taken_at).total_seconds() <= self.settings.exit_resize_after_secs
         ):
@@ -829,7 +881,12 @@ class Reconciler:
             # When the position read began, for the exits the sizing must count as in flight
             # (`domain.ledger.acknowledged_before`; review 15: not the end of the whole snapshot).
             read_at = snapshot.positions_read_at or snapshot.taken_at
-        else:
+            if self._own_sold_lately(claim, read_at):
+                read_at = None
+                shows_at = self.own_exit_fills_settle_at(claim.agent_id, claim.symbol, claim.side)
+                if shows_at is not None and shows_at > self.clock.now():
+                    self.clock.sleep((shows_at - self.clock.now()).total_seconds())
+        if read_at is None:
             read_at = self.clock.now()
             try:
                 pos = self.broker.get_position(claim.symbol)
@@ -846,15 +903,36 @@ class Reconciler:
             except BrokerError:
                 return False  # unknown whose the shares are: nothing sent; the next pass tries again
             lately, _whose = self.sold_by_others_lately(claim.agent_id, claim.symbol, adds, read_at)
-            available = max(available - unbooked - outside - lately, Decimal(0))
+            assert pos is not None
+            unshown, _whose = self.holds_the_read_misses(claim.agent_id, claim.symbol, pos, read_at)
+            available = max(available - unbooked - outside - lately - unshown, Decimal(0))
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
             detail=dict(action.evidence), broker_read_at=read_at,
         )  # fmt: skip
         if pending is None:
             return False
+        if self._own_sold_lately(pending, read_at):
+            why = (
+                "not resent: another order of this agent's filled in the symbol so lately that the "
+                "position read may not show it; the next exit call re-sizes it"
+            )
+            self.store.transition(pending, ClaimState.NOT_SENT, owner=self.owner, reason=why)
+            return False
         report.sent[claim.key] = send_claim(self.broker, self.store, pending)
         return True
+
+    def _own_sold_lately(self, claim: Claim, read_at: datetime) -> bool:
+        """Whether a positions read at `read_at` may trail another fill of `claim`'s agent on its side."""
+        trailed = self.own_fills_read_may_trail(
+            claim.agent_id, claim.symbol, claim.side, read_at, excluding=claim.key
+        )
+        if trailed:
+            _log.info(
+                "%s: release of %s waits: %s filled lately (%s)",
+                claim.agent_id, claim.client_order_id, ", ".join(trailed), claim.symbol,
+            )  # fmt: skip
+        return bool(trailed)
 
     def _report(self, action: Action) -> bool:
         """Audit a report once per distinct finding, so a standing orphan does not flood the log."""
