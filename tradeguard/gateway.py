@@ -52,7 +52,7 @@ from tradeguard.execution import (
 )
 from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger, account_key_of
-from tradeguard.reconcile.runner import Reconciler, ReconcileReport
+from tradeguard.reconcile.runner import OTHERS_SOLD_SINCE_READ, Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, answers_recorded, open_recorder
 from tradeguard.store import new_owner_token, open_ledger
@@ -65,11 +65,7 @@ _UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 _LIVE = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
 _UNRESOLVED_OR_LIVE = [*sorted(_UNRESOLVED), *_LIVE]  # what an exit and `position` look up first
 _FOUND = "found at the broker by client_order_id"
-_SAME_INSTANT = timedelta(milliseconds=1)
-_OTHERS_SOLD = (
-    "another agent's order filled in the symbol between this exit's position read and its "
-    "sizing; re-sizing the exit"
-)
+_OTHERS_SOLD = OTHERS_SOLD_SINCE_READ + "; re-sizing the exit"
 _OWN_SOLD = (
     "another order of this agent's filled in the symbol after this exit checked for recent fills, "
     "and the position read may not show it yet; re-sizing the exit once it shows"
@@ -336,10 +332,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         remaining shares (G3; found by the shared-account soak). Read only when the ledger shows
         another agent's turn in the symbol moved since the read.
         """
-        # A move stamped at the read's own instant may have come after it (one clock tick).
-        since = read_at - _SAME_INSTANT
-        others = self.reconciler.others_fills_since(self.agent_id, claim.symbol, since)
-        return any(c.side is claim.side for c in others)
+        return self.reconciler.others_sold_since(self.agent_id, claim.symbol, claim.side, read_at)
 
     def _own_sold_since_check(
         self, claim: Claim, held: LedgerPosition, room: ExitRoom | None, read_at: datetime

@@ -50,6 +50,10 @@ _log = logging.getLogger(__name__)
 # Ledger corrections applied as a compare-and-set on the position they were computed from.
 # Claims whose order may have filled at the broker without its agent's ledger booking it yet.
 _IN_MOTION = sorted(ACTIVE_STATES)
+_SAME_INSTANT = timedelta(milliseconds=1)
+OTHERS_SOLD_SINCE_READ = (
+    "another agent's order filled in the symbol between this exit's position read and its sizing"
+)
 
 
 def _stranded(claim: Claim, now: datetime) -> bool:
@@ -556,6 +560,20 @@ class Reconciler:
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
         return sold, whose
 
+    def others_sold_since(self, agent_id: str, symbol: str, side: Side, read_at: datetime) -> bool:
+        """Whether another agent's order on `side` filled in `symbol` after a position read at `read_at`.
+
+        Such a fill, booked before an exit is sized under the symbol's lock, lowered that agent's
+        ledger (the shares sizing reserves for it) while the read, taken first, still counted
+        its shares as available: sized from both, an agent whose ledger is a phantom sold the
+        other agent's remaining shares (G3; soak seed 19). Every path that sizes an exit from a
+        read asks after its sizing: a new exit, a resend, a reconcile release (audit 33). Read
+        only when the ledger shows another agent's turn in the symbol moved since the read.
+        """
+        # A move stamped at the read's own instant may have come after it (one clock tick).
+        since = read_at - _SAME_INSTANT
+        return any(c.side is side for c in self.others_fills_since(agent_id, symbol, since))
+
     def others_fills_since(self, agent_id: str, symbol: str, since: datetime) -> list[Claim]:
         """Claims of other agents on the account in `symbol` with fills, changed since `since`.
 
@@ -912,11 +930,16 @@ class Reconciler:
         )  # fmt: skip
         if pending is None:
             return False
-        if self._own_sold_lately(pending, read_at):
-            why = (
-                "not resent: another order of this agent's filled in the symbol so lately that the "
-                "position read may not show it; the next exit call re-sizes it"
+        stale = None
+        if self.others_sold_since(claim.agent_id, claim.symbol, claim.side, read_at):
+            stale = OTHERS_SOLD_SINCE_READ
+        elif self._own_sold_lately(pending, read_at):
+            stale = (
+                "another order of this agent's filled in the symbol so lately that the position "
+                "read may not show it"
             )
+        if stale is not None:
+            why = f"not resent: {stale}; the next exit call re-sizes it"
             self.store.transition(pending, ClaimState.NOT_SENT, owner=self.owner, reason=why)
             return False
         report.sent[claim.key] = send_claim(self.broker, self.store, pending)
