@@ -24,6 +24,8 @@ from tests.gateway_kit import broker_qty
 from tests.test_shared_account_lagging_read import LAG, Trailing
 from tradeguard import ManualClock, OrderGateway, PaperBroker
 from tradeguard.config import Settings
+from tradeguard.domain import ReplaceRequest
+from tradeguard.errors import ConfigError
 from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import ClaimStore
@@ -110,3 +112,21 @@ def test_a_lone_agent_scaling_out_with_resting_exits_is_sized_as_before(world: W
     assert result.outcome is Outcome.SUBMITTED, result.reason
     assert result.claim is not None and result.claim.order_qty == 5
     assert broker_qty(account.inner, "SPY") == 5
+
+
+def test_a_replace_growing_an_exit_the_read_does_not_show_held_is_refused_beyond_what_the_agent_holds(
+    world: World,
+) -> None:
+    """a1's take-profit for A's 5 real shares, moments old, is replaced by one for 10: the read
+    shows none of its shares held (and gives them back once more), so the room looked like 10."""
+    clock, account, bots = world
+    _a_partly_a_phantom(world)
+    resting = bots["a1"].exit("SPY", qty=5, intent="a-tp", order_type="limit", limit_price=600)
+    assert resting.claim is not None and resting.claim.broker_order_id is not None, resting.reason
+    clock.advance(5)
+
+    with pytest.raises(ConfigError, match="would sell more than is held"):
+        bots["a1"].replace(resting.claim.broker_order_id, ReplaceRequest(qty=Decimal(10)))
+
+    [order] = account.inner.list_orders(status="open")
+    assert order.qty == 5  # the take-profit stands as it was
