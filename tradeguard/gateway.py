@@ -372,7 +372,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         if isinstance(moved, OrderResult):
             return moved
         held = self.store.position(self.agent_id, moved.symbol)
-        return self._retry_exit(moved, held, resize_if_held_up=False)
+        return self._retry_exit(moved, held, resize_if_held_up=False, after_sold=True)
 
     def _unresolved_entries(self, symbol: str, intent: str, unresolved: list[Claim]) -> OrderResult:
         """Answer an exit of a flat ledger while entries of the agent in `symbol` are unresolved.

@@ -363,9 +363,14 @@ class RetryAnswers:
         return self._send(moved)
 
     def _retry_exit(
-        self, claim: Claim, held: LedgerPosition, *, resize_if_held_up: bool = True
+        self, claim: Claim, held: LedgerPosition, *, resize_if_held_up: bool = True, after_sold: bool = False
     ) -> OrderResult:
-        """Re-size and resend an exit that placed nothing, while its position is still open."""
+        """Re-size and resend an exit that placed nothing, while its position is still open.
+
+        `after_sold`: this is the re-size after another agent sold between a read and its sizing
+        (`_resize_after_sold`); not checked for that again, as a new exit checks it once (a fill
+        stamped at the very instant of the next read would else re-size it forever).
+        """
         if held.is_flat or (claim.turn_id is not None and held.turn_id != claim.turn_id):
             reason = (
                 f"exit {claim.client_order_id} not resent: the {claim.symbol} position it was for is "
@@ -399,7 +404,9 @@ class RetryAnswers:
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
         # Another agent may have sold between the read and the sizing (its ledger lower, the read
         # not): as for a new exit, sized again (soak seed 19; audit 33 on this path).
-        if self.reconciler.others_sold_since(self.agent_id, claim.symbol, claim.side, read_at):
+        if not after_sold and self.reconciler.others_sold_since(
+            self.agent_id, claim.symbol, claim.side, read_at
+        ):
             why = OTHERS_SOLD_SINCE_READ + "; re-sizing the resend"
             return self._resize_after_sold(pending, why)
         # Another process of the agent may have sold after the wait above: sized against the

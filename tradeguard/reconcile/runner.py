@@ -515,7 +515,10 @@ class Reconciler:
         on_account = self.on_account(agent_id)
         key = symbol_key(symbol)
         groups: dict[tuple[str, str], tuple[Decimal, str]] = {}
-        for claim in self.store.list_claims(states=sorted(ACKNOWLEDGED_STATES), symbol=ledger_symbol(symbol)):
+        listed = self.store.list_claims(
+            states=sorted(ACKNOWLEDGED_STATES), symbol=ledger_symbol(symbol), kind=Kind.EXIT
+        )
+        for claim in listed:
             if (
                 claim.kind is not Kind.EXIT
                 or claim.side is not closing
