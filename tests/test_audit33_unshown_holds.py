@@ -24,7 +24,8 @@ from tests.gateway_kit import broker_qty
 from tests.test_shared_account_lagging_read import LAG, Trailing
 from tradeguard import ManualClock, OrderGateway, PaperBroker
 from tradeguard.config import Settings
-from tradeguard.domain import ReplaceRequest
+from tradeguard.domain import OrderClass, OrderType, ReplaceRequest, Side, TimeInForce
+from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.errors import ConfigError
 from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
@@ -130,3 +131,26 @@ def test_a_replace_growing_an_exit_the_read_does_not_show_held_is_refused_beyond
 
     [order] = account.inner.list_orders(status="open")
     assert order.qty == 5  # the take-profit stands as it was
+
+
+def test_the_legs_of_another_agents_resting_bracket_entry_hold_back_nothing(world: World) -> None:
+    """B's bracket entry rests below the price: its legs are acknowledged claims, but Alpaca holds
+    nothing for legs that wait for their entry, so the read shows no hold for them: A (holding 10,
+    a current read) still sells its 10."""
+    clock, account, bots = world
+    assert bots["a1"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    spec = OrderSpec(
+        qty=Decimal(5), order_type=OrderType.LIMIT, limit_price=Decimal(400),
+        time_in_force=TimeInForce.GTC, order_class=OrderClass.BRACKET,
+        take_profit_limit_price=Decimal(600), stop_loss_stop_price=Decimal(300),
+    )  # fmt: skip
+    b = bots["b"]
+    assert b.submit(Intent("b", Kind.ENTRY, "SPY", Side.BUY, "b-bracket"), spec).outcome is Outcome.SUBMITTED
+    clock.advance(60)
+
+    # A limit above B's resting buy (Alpaca refuses a sell that could trade against it).
+    result = bots["a2"].exit("SPY", intent="a-out", order_type="limit", limit_price=450)
+
+    assert result.claim is not None and result.claim.order_qty == 10, result.reason
+    assert broker_qty(account.inner, "SPY") == 0
