@@ -256,7 +256,8 @@ class OrderAmendments:
         exits = [
             (
                 c.agent_id,
-                c.state in ACKNOWLEDGED_STATES,
+                # Legs waiting for their entry hold nothing at the broker (`domain.ledger.legs_wait`).
+                c.state in ACKNOWLEDGED_STATES and not self.reconciler.legs_wait(c),
                 (c.order_qty or Decimal(0)) - c.filled_qty,
                 exit_group(c.intent, c.client_order_id),
             )

@@ -17,6 +17,7 @@ __all__ = [
     "ExitRoom",
     "FillStep",
     "acknowledged_before",
+    "legs_wait",
     "LedgerPosition",
     "fill_step",
     "adoption_note",
@@ -134,6 +135,20 @@ def acknowledged_before(acknowledged: bool, moved_at: datetime, read_at: datetim
     window's, see docs/architecture.md).
     """
     return acknowledged and (read_at is None or moved_at <= read_at)
+
+
+def legs_wait(parent: tuple[object, object] | None) -> bool:
+    """Whether a group of exit legs waits for its entry: its parent (kind, state) an entry not filled.
+
+    The legs of a bracket or OTO entry are acknowledged exit claims from the moment the entry is
+    accepted, but Alpaca holds nothing for them until the entry fills (they are `held`): their
+    shares are not out of `qty_available`, so sizing must not count them as acknowledged (audit
+    33: another agent's shares credited to them were sold). An OCO's legs name an exit (active).
+    """
+    if parent is None:
+        return False
+    kind, state = (str(getattr(v, "value", v)) for v in parent)
+    return kind == "entry" and state != "FILLED"
 
 
 def size_exit(

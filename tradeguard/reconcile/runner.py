@@ -30,8 +30,8 @@ from tradeguard.domain import (
     same_symbol,
     symbol_key,
 )
-from tradeguard.domain.intents import Kind, exit_group
-from tradeguard.domain.ledger import acknowledged_before
+from tradeguard.domain.intents import Kind, exit_group, is_leg
+from tradeguard.domain.ledger import acknowledged_before, legs_wait
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
@@ -537,16 +537,20 @@ class Reconciler:
             return Decimal(0), []  # the read shows them all held (the usual case: nothing more read)
         # Legs waiting for their entry (a bracket's or OTO's, not filled yet) hold nothing at
         # Alpaca: a read that shows no hold for them is not trailing (read only now, rarely).
-        holding = [(left, who) for (_, group), (left, who) in groups.items() if not self._legs_wait(group)]
+        holding = [(left, who) for (_, group), (left, who) in groups.items() if not self._waiting(group)]
         missing = sum((left for left, _ in holding), Decimal(0)) - shown
         if missing <= 0:
             return Decimal(0), []
         return missing, [who for _, who in holding]
 
-    def _legs_wait(self, group: str) -> bool:
+    def _waiting(self, group: str) -> bool:
         """Whether the exits of `group` (`exit_group`) are legs of an entry not filled yet (holding none)."""
         parent = self.store.get_by_client_order_id(group)
-        return parent is not None and parent.kind is Kind.ENTRY and parent.state is not ClaimState.FILLED
+        return legs_wait(None if parent is None else (parent.kind, parent.state))
+
+    def legs_wait(self, leg: Claim) -> bool:
+        """Whether exit claim `leg` is a leg of an entry not filled yet (`domain.ledger.legs_wait`)."""
+        return is_leg(leg.intent) and self._waiting(exit_group(leg.intent, leg.client_order_id))
 
     def sold_by_others_lately(
         self, agent_id: str, symbol: str, adds: Side, read_at: datetime
