@@ -27,6 +27,11 @@ from tradeguard.ports import ClaimLedger
 from tradeguard.store import ClaimStore, MemoryClaimStore
 
 SETTINGS = Settings(recent_activity_secs=0)
+# Buy 5 SPY at 400 (the price is 500: it rests) with a take-profit at 600 and a stop-loss at 300.
+_RESTING_BRACKET = OrderSpec(
+    qty=Decimal(5), order_type=OrderType.LIMIT, limit_price=Decimal(400), time_in_force=TimeInForce.GTC,
+    order_class=OrderClass.BRACKET, take_profit_limit_price=Decimal(600), stop_loss_stop_price=Decimal(300),
+)  # fmt: skip
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres), "memory"])
@@ -52,12 +57,7 @@ def test_a_phantom_agent_never_sells_the_shares_of_another_agent_whose_bracket_e
     assert b.enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
     clock.advance(60)
     account.close_position("SPY", qty=Decimal(5))  # by hand: A's ledger 10, A truly holds 5
-    spec = OrderSpec(
-        qty=Decimal(5), order_type=OrderType.LIMIT, limit_price=Decimal(400),
-        time_in_force=TimeInForce.GTC, order_class=OrderClass.BRACKET,
-        take_profit_limit_price=Decimal(600), stop_loss_stop_price=Decimal(300),
-    )  # fmt: skip
-    entry = b.submit(Intent("b", Kind.ENTRY, "SPY", Side.BUY, "b-more"), spec)
+    entry = b.submit(Intent("b", Kind.ENTRY, "SPY", Side.BUY, "b-more"), _RESTING_BRACKET)
     assert entry.outcome is Outcome.SUBMITTED, entry.reason  # rests below the price; legs held
     clock.advance(60)
 
@@ -66,3 +66,20 @@ def test_a_phantom_agent_never_sells_the_shares_of_another_agent_whose_bracket_e
 
     assert result.claim is None or result.claim.order_qty <= 5, result.reason
     assert broker_qty(account, "SPY") >= 10  # B's 10 are still there
+
+
+def test_an_agents_own_resting_bracket_entry_leaves_all_it_holds_exitable(store: ClaimLedger) -> None:
+    """A holds 10 and rests a bracket entry for 5 more: its legs wait for it and hold nothing, so
+    they are no exit in flight of the 10 it holds; A's exit of everything sells the 10."""
+    clock = store.clock  # type: ignore[attr-defined]
+    account = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+    a = OrderGateway(account, store, agent_id="a", settings=SETTINGS, clock=clock)
+    assert a.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    entry = a.submit(Intent("a", Kind.ENTRY, "SPY", Side.BUY, "a-more"), _RESTING_BRACKET)
+    assert entry.outcome is Outcome.SUBMITTED, entry.reason
+    clock.advance(60)
+
+    result = a.exit("SPY", intent="a-out", order_type="limit", limit_price=450)
+
+    assert result.claim is not None and result.claim.order_qty == 10, result.reason
+    assert broker_qty(account, "SPY") == 0

@@ -256,14 +256,15 @@ class OrderAmendments:
         exits = [
             (
                 c.agent_id,
-                # Legs waiting for their entry hold nothing at the broker (`domain.ledger.legs_wait`).
-                c.state in ACKNOWLEDGED_STATES and not self.reconciler.legs_wait(c),
+                c.state in ACKNOWLEDGED_STATES,
                 (c.order_qty or Decimal(0)) - c.filled_qty,
                 exit_group(c.intent, c.client_order_id),
             )
             for c in active
             if c.key not in left_out
             and (c.agent_id == self.agent_id or same_account(account, mine.get(c.agent_id)))
+            # Legs waiting for their entry are no exit in flight yet (`domain.ledger.legs_wait`).
+            and not self.reconciler.legs_wait(c)
         ]
         return size_exit(self.agent_id, holders, exits, broker_available=available, requested=None)
 

@@ -141,9 +141,10 @@ def legs_wait(parent: tuple[object, object] | None) -> bool:
     """Whether a group of exit legs waits for its entry: its parent (kind, state) an entry not filled.
 
     The legs of a bracket or OTO entry are acknowledged exit claims from the moment the entry is
-    accepted, but Alpaca holds nothing for them until the entry fills (they are `held`): their
-    shares are not out of `qty_available`, so sizing must not count them as acknowledged (audit
-    33: another agent's shares credited to them were sold). An OCO's legs name an exit (active).
+    accepted, but Alpaca holds nothing for them until the entry fills (they are `held`), and the
+    shares they will sell are not held yet: sizing leaves them out of the exits in flight (audit
+    33: credited as out of `qty_available`, another agent's shares were sold; counted against the
+    agent's own holding, half a real position could not be sold). An OCO's legs name an exit.
     """
     if parent is None:
         return False

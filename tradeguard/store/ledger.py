@@ -377,7 +377,7 @@ def exit_room(
     mine = next((key for holder, _qty, key in rows if holder == agent_id), None)
     holders = {holder: Decimal(qty) for holder, qty, key in rows if same_account(mine, key)}
     rows = [row for row in tx.all(_OPEN_EXITS, (symbol,)) if row[0] == agent_id or same_account(mine, row[4])]
-    # Legs waiting for their entry hold nothing at the broker (`domain.ledger.legs_wait`).
+    # Legs waiting for their entry are no exit in flight yet (`domain.ledger.legs_wait`).
     waiting = {
         group
         for group in {exit_group(name, coid) for *_, name, coid, _moved in rows if is_leg(name)}
@@ -386,12 +386,12 @@ def exit_room(
     open_exits = [
         (
             holder,
-            acknowledged_before(state not in _UNACKNOWLEDGED, tx.dt(moved), read_at)
-            and exit_group(name, coid) not in waiting,
+            acknowledged_before(state not in _UNACKNOWLEDGED, tx.dt(moved), read_at),
             Decimal(order_qty or 0) - Decimal(filled),
             exit_group(name, coid),
         )
         for holder, state, order_qty, filled, _key, name, coid, moved in rows
+        if exit_group(name, coid) not in waiting
     ]
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
 

@@ -545,7 +545,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         holders = {a: p.qty for a, p in self._open_in.get(symbol, {}).items() if mine(agent_id, a)}
         claims = self._claims
 
-        def waiting(c: Claim) -> bool:  # legs waiting for their entry hold nothing (`legs_wait`)
+        def waiting(c: Claim) -> bool:  # legs waiting for their entry: no exit in flight yet (`legs_wait`)
             if not is_leg(c.intent):
                 return False
             parent = self.get_by_client_order_id(exit_group(c.intent, c.client_order_id))
@@ -554,12 +554,12 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         open_exits = [
             (
                 c.agent_id,
-                acknowledged_before(c.state not in _UNACKNOWLEDGED, c.updated_at, read_at) and not waiting(c),
+                acknowledged_before(c.state not in _UNACKNOWLEDGED, c.updated_at, read_at),
                 (c.order_qty or Decimal(0)) - c.filled_qty,
                 exit_group(c.intent, c.client_order_id),
             )
             for c in (claims[k] for k in self._active_in.get(symbol, ()))
-            if c.kind is Kind.EXIT and mine(agent_id, c.agent_id)
+            if c.kind is Kind.EXIT and mine(agent_id, c.agent_id) and not waiting(c)
         ]
         return size_exit(
             agent_id, holders, open_exits, broker_available=broker_available, requested=requested
