@@ -399,7 +399,9 @@ def main() -> int:
     admin = sa.create_engine(base)
     bad = 0
     for seed in _seeds(args.seeds):
-        schema = f"audit25_soak_{uuid.uuid4().hex[:8]}"
+        # A helper's own schema prefix (the rule: schemas a helper creates carry its name).
+        prefix = os.environ.get("TRADEGUARD_SOAK_SCHEMA_PREFIX", "audit25")
+        schema = f"{prefix}_soak_{uuid.uuid4().hex[:8]}"
         with admin.begin() as conn:
             conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
         try:

@@ -24,6 +24,7 @@ from tradeguard.execution import adopt_order
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, same_account
 
 if TYPE_CHECKING:
+    from tradeguard.clock import Clock
     from tradeguard.reconcile.runner import Reconciler
 
 __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
@@ -41,6 +42,7 @@ class OrderAmendments:
     store: ClaimLedger
     agent_id: str
     reconciler: Reconciler
+    clock: Clock
 
     def _ensure_started(self) -> None:
         raise NotImplementedError
@@ -217,6 +219,7 @@ class OrderAmendments:
         symbol, mine = exit_claim.symbol, self.store.agent_accounts()
         account = mine.get(self.agent_id)
         held = self.store.position(self.agent_id, symbol)
+        read_at = self.clock.now()
         at_broker = self.broker.get_position(symbol)
         active = self.store.list_claims(states=sorted(ACTIVE_STATES), symbol=symbol, kind=Kind.EXIT)
         # The exit's group (a leg's siblings, which the broker holds the same shares for) is
@@ -233,9 +236,16 @@ class OrderAmendments:
         same_side = at_broker is not None and at_broker.qty != 0 and (at_broker.qty > 0) == (held.qty > 0)
         available = abs(at_broker.qty_available) + own if at_broker is not None and same_side else Decimal(0)
         if available and at_broker is not None:
-            # Other agents' fills no ledger books yet are theirs, not room (see `_broker_available`).
+            # Other agents' fills no ledger books yet are theirs, not room; and what a trailing read
+            # still counts as available is not room either: sales by hand or by other agents it
+            # may not show, and the holds of acknowledged exits (this one's too: given back above
+            # as held, it would count twice) it does not show yet (see `_broker_available`).
             adds = Side.BUY if at_broker.qty > 0 else Side.SELL
-            available -= self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)[0]
+            reconciler = self.reconciler
+            available -= reconciler.unbooked_by_others(self.agent_id, symbol, adds)[0]
+            available -= reconciler.sold_outside(self.agent_id, symbol, adds, read_at)[0]
+            available -= reconciler.sold_by_others_lately(self.agent_id, symbol, adds, read_at)[0]
+            available -= reconciler.holds_the_read_misses(self.agent_id, symbol, at_broker, read_at)[0]
         holders = {
             p.agent_id: p.qty
             for p in self.store.all_positions()
@@ -253,6 +263,8 @@ class OrderAmendments:
             for c in active
             if c.key not in left_out
             and (c.agent_id == self.agent_id or same_account(account, mine.get(c.agent_id)))
+            # Legs waiting for their entry are no exit in flight yet (`domain.ledger.legs_wait`).
+            and not self.reconciler.legs_wait(c)
         ]
         return size_exit(self.agent_id, holders, exits, broker_available=available, requested=None)
 

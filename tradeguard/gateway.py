@@ -52,7 +52,7 @@ from tradeguard.execution import (
 )
 from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger, account_key_of
-from tradeguard.reconcile.runner import Reconciler, ReconcileReport
+from tradeguard.reconcile.runner import OTHERS_SOLD_SINCE_READ, Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, answers_recorded, open_recorder
 from tradeguard.store import new_owner_token, open_ledger
@@ -65,11 +65,7 @@ _UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 _LIVE = [ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED]
 _UNRESOLVED_OR_LIVE = [*sorted(_UNRESOLVED), *_LIVE]  # what an exit and `position` look up first
 _FOUND = "found at the broker by client_order_id"
-_SAME_INSTANT = timedelta(milliseconds=1)
-_OTHERS_SOLD = (
-    "another agent's order filled in the symbol between this exit's position read and its "
-    "sizing; re-sizing the exit"
-)
+_OTHERS_SOLD = OTHERS_SOLD_SINCE_READ + "; re-sizing the exit"
 _OWN_SOLD = (
     "another order of this agent's filled in the symbol after this exit checked for recent fills, "
     "and the position read may not show it yet; re-sizing the exit once it shows"
@@ -336,10 +332,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         remaining shares (G3; found by the shared-account soak). Read only when the ledger shows
         another agent's turn in the symbol moved since the read.
         """
-        # A move stamped at the read's own instant may have come after it (one clock tick).
-        since = read_at - _SAME_INSTANT
-        others = self.reconciler.others_fills_since(self.agent_id, claim.symbol, since)
-        return any(c.side is claim.side for c in others)
+        return self.reconciler.others_sold_since(self.agent_id, claim.symbol, claim.side, read_at)
 
     def _own_sold_since_check(
         self, claim: Claim, held: LedgerPosition, room: ExitRoom | None, read_at: datetime
@@ -379,7 +372,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         if isinstance(moved, OrderResult):
             return moved
         held = self.store.position(self.agent_id, moved.symbol)
-        return self._retry_exit(moved, held, resize_if_held_up=False)
+        return self._retry_exit(moved, held, resize_if_held_up=False, after_sold=True)
 
     def _unresolved_entries(self, symbol: str, intent: str, unresolved: list[Claim]) -> OrderResult:
         """Answer an exit of a flat ledger while entries of the agent in `symbol` are unresolved.
@@ -717,7 +710,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         is a phantom would otherwise sell them (G3); and less what orders outside every claim
         sold there lately (`Reconciler.sold_outside`: a close by hand the read, taken at
         `read_at`, may still trail), and less what other agents sold there lately
-        (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet). The note says
+        (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet), and less what
+        acknowledged exits hold that the read does not show held (`Reconciler.holds_the_read_misses`:
+        sizing counts them as out of `qty_available` already). The note says
         what was held back ("" when nothing was); a result ends the call (a read failed: nothing
         sent).
         """
@@ -732,6 +727,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             doing = f"read the {symbol} orders the positions read may trail"
             outside, which = self.reconciler.sold_outside(self.agent_id, symbol, adds, read_at)
             lately, sellers = self.reconciler.sold_by_others_lately(self.agent_id, symbol, adds, read_at)
+            # After `unbooked_by_others`, which brings other agents' ended exits up to date.
+            unshown, holding = self.reconciler.holds_the_read_misses(
+                self.agent_id, symbol, at_broker, read_at
+            )
         except BrokerError as exc:
             reason = f"exit not sent: cannot {doing} to size it ({exc})"
             self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
@@ -753,11 +752,16 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
                 f"{lately} {symbol} held back: sold by other agents' orders ({', '.join(sellers)}) "
                 "that the positions read may not show yet"
             )
+        if unshown:
+            notes.append(
+                f"{unshown} {symbol} held back: held by acknowledged exits ({', '.join(holding)}) "
+                "that the positions read may not show yet"
+            )
         if not notes:
             return available, ""
         note = "; ".join(notes)
         logger.info("%s: %s", self.agent_id, note)
-        return max(available - unbooked - outside - lately, Decimal(0)), note
+        return max(available - unbooked - outside - lately - unshown, Decimal(0)), note
 
     def _send(
         self, claim: Claim, *, resize_if_held_up: bool = True, window_opened: datetime | None = None

@@ -27,7 +27,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, LeaseLost, OrderRejected, StoreError, UnrecordedOrder
 from tradeguard.execution import OrderResult, Outcome, adopt_order, may_have_placed, retry_unrecorded
 from tradeguard.ports import Broker, ClaimLedger
-from tradeguard.reconcile.runner import Reconciler, ReconcileReport
+from tradeguard.reconcile.runner import OTHERS_SOLD_SINCE_READ, Reconciler, ReconcileReport
 from tradeguard.sessions.recorder import NullRecorder, Recorder
 
 __all__ = ["RetryAnswers"]
@@ -268,21 +268,15 @@ class RetryAnswers:
             return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
 
     def _others_hold(self, symbol: str) -> bool:
-        """Whether another agent on this account holds `symbol` (shares a stale resend could sell).
+        """Whether another agent on this account holds `symbol` or has an order in motion there.
 
         Alone in the symbol, a stale size only risks a refusal (the broker never sells more than
         it holds), which the exit's 403/422 reconcile handles; so only then is the exit re-sized.
-        Agents registered on another broker account hold nothing here (`ports.same_account`).
+        An order in motion counts too: its fills may be at the broker in no ledger yet (an
+        entry whose answer and lookups were lost), and a stale exit resent as it was sold them
+        (audit 33). `Reconciler.others_trade`, the rule every such question uses.
         """
-        holders = {
-            p.agent_id
-            for p in self.store.all_positions()
-            if p.symbol == symbol and p.agent_id != self.agent_id and p.qty != 0
-        }
-        if not holders:
-            return False
-        on_account = self.reconciler.on_account(self.agent_id)
-        return any(on_account(agent) for agent in holders)
+        return self.reconciler.others_trade(self.agent_id, symbol)
 
     def _resize_absent_exit(self, claim: Claim) -> OrderResult:
         """Send again an exit proven absent only after re-sizing it, like any exit that placed nothing.
@@ -369,9 +363,14 @@ class RetryAnswers:
         return self._send(moved)
 
     def _retry_exit(
-        self, claim: Claim, held: LedgerPosition, *, resize_if_held_up: bool = True
+        self, claim: Claim, held: LedgerPosition, *, resize_if_held_up: bool = True, after_sold: bool = False
     ) -> OrderResult:
-        """Re-size and resend an exit that placed nothing, while its position is still open."""
+        """Re-size and resend an exit that placed nothing, while its position is still open.
+
+        `after_sold`: this is the re-size after another agent sold between a read and its sizing
+        (`_resize_after_sold`); not checked for that again, as a new exit checks it once (a fill
+        stamped at the very instant of the next read would else re-size it forever).
+        """
         if held.is_flat or (claim.turn_id is not None and held.turn_id != claim.turn_id):
             reason = (
                 f"exit {claim.client_order_id} not resent: the {claim.symbol} position it was for is "
@@ -403,6 +402,13 @@ class RetryAnswers:
             why = room.describe(claim.symbol) + (f" ({held_back})" if held_back else "")
             reason = f"exit {claim.client_order_id} not resent, nothing to sell: {why}"
             return OrderResult(Outcome.SKIPPED, claim, None, reason)
+        # Another agent may have sold between the read and the sizing (its ledger lower, the read
+        # not): as for a new exit, sized again (soak seed 19; audit 33 on this path).
+        if not after_sold and self.reconciler.others_sold_since(
+            self.agent_id, claim.symbol, claim.side, read_at
+        ):
+            why = OTHERS_SOLD_SINCE_READ + "; re-sizing the resend"
+            return self._resize_after_sold(pending, why)
         # Another process of the agent may have sold after the wait above: sized against the
         # other agents' ledgers, the shares the read still shows would be theirs (soak seed 51).
         if self._own_sold_since_check(pending, held, room, read_at):

@@ -17,6 +17,7 @@ __all__ = [
     "ExitRoom",
     "FillStep",
     "acknowledged_before",
+    "legs_wait",
     "LedgerPosition",
     "fill_step",
     "adoption_note",
@@ -134,6 +135,21 @@ def acknowledged_before(acknowledged: bool, moved_at: datetime, read_at: datetim
     window's, see docs/architecture.md).
     """
     return acknowledged and (read_at is None or moved_at <= read_at)
+
+
+def legs_wait(parent: tuple[object, object] | None) -> bool:
+    """Whether a group of exit legs waits for its entry: its parent (kind, state) an entry not filled.
+
+    The legs of a bracket or OTO entry are acknowledged exit claims from the moment the entry is
+    accepted, but Alpaca holds nothing for them until the entry fills (they are `held`), and the
+    shares they will sell are not held yet: sizing leaves them out of the exits in flight (audit
+    33: credited as out of `qty_available`, another agent's shares were sold; counted against the
+    agent's own holding, half a real position could not be sold). An OCO's legs name an exit.
+    """
+    if parent is None:
+        return False
+    kind, state = (str(getattr(v, "value", v)) for v in parent)
+    return kind == "entry" and state != "FILLED"
 
 
 def size_exit(

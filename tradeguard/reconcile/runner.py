@@ -22,6 +22,7 @@ from tradeguard.config import Settings
 from tradeguard.domain import (
     AuditAction,
     BrokerOrder,
+    BrokerPosition,
     Claim,
     LedgerPosition,
     Side,
@@ -29,7 +30,8 @@ from tradeguard.domain import (
     same_symbol,
     symbol_key,
 )
-from tradeguard.domain.intents import Kind
+from tradeguard.domain.intents import Kind, exit_group, is_leg
+from tradeguard.domain.ledger import acknowledged_before, legs_wait
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
@@ -48,6 +50,10 @@ _log = logging.getLogger(__name__)
 # Ledger corrections applied as a compare-and-set on the position they were computed from.
 # Claims whose order may have filled at the broker without its agent's ledger booking it yet.
 _IN_MOTION = sorted(ACTIVE_STATES)
+_SAME_INSTANT = timedelta(milliseconds=1)
+OTHERS_SOLD_SINCE_READ = (
+    "another agent's order filled in the symbol between this exit's position read and its sizing"
+)
 
 
 def _stranded(claim: Claim, now: datetime) -> bool:
@@ -487,6 +493,65 @@ class Reconciler:
                 whose.append(order.client_order_id or order.id)
         return sold, whose
 
+    def holds_the_read_misses(
+        self, agent_id: str, symbol: str, position: BrokerPosition, read_at: datetime
+    ) -> tuple[Decimal, list[str]]:
+        """Shares acknowledged exits on the account hold that a positions read may still count as available.
+
+        Sizing counts an exit acknowledged before the read as already out of `qty_available`
+        (`domain.ledger.acknowledged_before`), but Alpaca's positions endpoint trails the account
+        by seconds: a read that trails a resting exit's acknowledgement still counts its shares
+        as available, and past a phantom, beside another agent, a second exit (of the same agent
+        under another decision, or of another) sold the other agent's shares (G3; audit 33). The
+        read shows what open orders hold (`qty - qty_available`); what the exits counted as out of
+        it hold beyond that (each group once, at its largest unfilled quantity, as `size_exit`
+        counts it) is returned, with the exits' "agent client_order_id", to be held back. Claims
+        are read, not the broker: the agent's own live exits were refreshed before sizing and
+        other agents' ended ones are brought up to date (`_end_ended_exits`) by
+        `unbooked_by_others`. A person's resting order the read shows covers for a guard exit it
+        misses (not told apart by a positions read).
+        """
+        closing = Side.SELL if position.qty > 0 else Side.BUY
+        on_account = self.on_account(agent_id)
+        key = symbol_key(symbol)
+        groups: dict[tuple[str, str], tuple[Decimal, str]] = {}
+        listed = self.store.list_claims(
+            states=sorted(ACKNOWLEDGED_STATES), symbol=ledger_symbol(symbol), kind=Kind.EXIT
+        )
+        for claim in listed:
+            if (
+                claim.kind is not Kind.EXIT
+                or claim.side is not closing
+                or symbol_key(claim.symbol) != key
+                or not on_account(claim.agent_id)
+                or not acknowledged_before(True, claim.updated_at, read_at)
+            ):
+                continue  # one that moved after the read is sized as unacknowledged anyway
+            left = (claim.order_qty or Decimal(0)) - claim.filled_qty
+            group = (claim.agent_id, exit_group(claim.intent, claim.client_order_id))
+            seen = groups.get(group)
+            if seen is None or left > seen[0]:
+                groups[group] = (left, f"{claim.agent_id} {claim.client_order_id}")
+        shown = abs(position.qty) - abs(position.qty_available)
+        if sum((left for left, _ in groups.values()), Decimal(0)) <= shown:
+            return Decimal(0), []  # the read shows them all held (the usual case: nothing more read)
+        # Legs waiting for their entry (a bracket's or OTO's, not filled yet) hold nothing at
+        # Alpaca: a read that shows no hold for them is not trailing (read only now, rarely).
+        holding = [(left, who) for (_, group), (left, who) in groups.items() if not self._waiting(group)]
+        missing = sum((left for left, _ in holding), Decimal(0)) - shown
+        if missing <= 0:
+            return Decimal(0), []
+        return missing, [who for _, who in holding]
+
+    def _waiting(self, group: str) -> bool:
+        """Whether the exits of `group` (`exit_group`) are legs of an entry not filled yet (holding none)."""
+        parent = self.store.get_by_client_order_id(group)
+        return legs_wait(None if parent is None else (parent.kind, parent.state))
+
+    def legs_wait(self, leg: Claim) -> bool:
+        """Whether exit claim `leg` is a leg of an entry not filled yet (`domain.ledger.legs_wait`)."""
+        return is_leg(leg.intent) and self._waiting(exit_group(leg.intent, leg.client_order_id))
+
     def sold_by_others_lately(
         self, agent_id: str, symbol: str, adds: Side, read_at: datetime
     ) -> tuple[Decimal, list[str]]:
@@ -510,6 +575,20 @@ class Reconciler:
                 sold += claim.filled_qty
                 whose.append(f"{claim.agent_id} {claim.client_order_id}")
         return sold, whose
+
+    def others_sold_since(self, agent_id: str, symbol: str, side: Side, read_at: datetime) -> bool:
+        """Whether another agent's order on `side` filled in `symbol` after a position read at `read_at`.
+
+        Such a fill, booked before an exit is sized under the symbol's lock, lowered that agent's
+        ledger (the shares sizing reserves for it) while the read, taken first, still counted
+        its shares as available: sized from both, an agent whose ledger is a phantom sold the
+        other agent's remaining shares (G3; soak seed 19). Every path that sizes an exit from a
+        read asks after its sizing: a new exit, a resend, a reconcile release (audit 33). Read
+        only when the ledger shows another agent's turn in the symbol moved since the read.
+        """
+        # A move stamped at the read's own instant may have come after it (one clock tick).
+        since = read_at - _SAME_INSTANT
+        return any(c.side is side for c in self.others_fills_since(agent_id, symbol, since))
 
     def others_fills_since(self, agent_id: str, symbol: str, since: datetime) -> list[Claim]:
         """Claims of other agents on the account in `symbol` with fills, changed since `since`.
@@ -820,8 +899,15 @@ class Reconciler:
         Sized from the pass's snapshot while it is fresh; a pass held up since its read (frozen,
         or long) reads the position again: meanwhile the account may have been closed outside
         the bots and another agent may have re-entered (see `Settings.exit_resize_after_secs`).
+        A read that may trail the agent's own recent sell (another process of it, beside another
+        agent: `own_fills_read_may_trail`) still shows the shares that sell took, and past a
+        phantom they are another agent's (G3; audit 33): that fill is waited out and the position
+        read again, as the gateway's exit path does; one of the agent's sells found after the
+        sizing settles the exit NOT_SENT, nothing sent (the bot's next call re-sizes it).
         """
         snapshot = report.snapshot
+        pos: BrokerPosition | None = None
+        read_at: datetime | None = None
         if snapshot is not None and (
             (self.clock.now() - snapshot.taken_at).total_seconds() <= self.settings.exit_resize_after_secs
         ):
@@ -829,7 +915,12 @@ class Reconciler:
             # When the position read began, for the exits the sizing must count as in flight
             # (`domain.ledger.acknowledged_before`; review 15: not the end of the whole snapshot).
             read_at = snapshot.positions_read_at or snapshot.taken_at
-        else:
+            if self._own_sold_lately(claim, read_at):
+                read_at = None
+                shows_at = self.own_exit_fills_settle_at(claim.agent_id, claim.symbol, claim.side)
+                if shows_at is not None and shows_at > self.clock.now():
+                    self.clock.sleep((shows_at - self.clock.now()).total_seconds())
+        if read_at is None:
             read_at = self.clock.now()
             try:
                 pos = self.broker.get_position(claim.symbol)
@@ -846,15 +937,41 @@ class Reconciler:
             except BrokerError:
                 return False  # unknown whose the shares are: nothing sent; the next pass tries again
             lately, _whose = self.sold_by_others_lately(claim.agent_id, claim.symbol, adds, read_at)
-            available = max(available - unbooked - outside - lately, Decimal(0))
+            assert pos is not None
+            unshown, _whose = self.holds_the_read_misses(claim.agent_id, claim.symbol, pos, read_at)
+            available = max(available - unbooked - outside - lately - unshown, Decimal(0))
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
             detail=dict(action.evidence), broker_read_at=read_at,
         )  # fmt: skip
         if pending is None:
             return False
+        stale = None
+        if self.others_sold_since(claim.agent_id, claim.symbol, claim.side, read_at):
+            stale = OTHERS_SOLD_SINCE_READ
+        elif self._own_sold_lately(pending, read_at):
+            stale = (
+                "another order of this agent's filled in the symbol so lately that the position "
+                "read may not show it"
+            )
+        if stale is not None:
+            why = f"not resent: {stale}; the next exit call re-sizes it"
+            self.store.transition(pending, ClaimState.NOT_SENT, owner=self.owner, reason=why)
+            return False
         report.sent[claim.key] = send_claim(self.broker, self.store, pending)
         return True
+
+    def _own_sold_lately(self, claim: Claim, read_at: datetime) -> bool:
+        """Whether a positions read at `read_at` may trail another fill of `claim`'s agent on its side."""
+        trailed = self.own_fills_read_may_trail(
+            claim.agent_id, claim.symbol, claim.side, read_at, excluding=claim.key
+        )
+        if trailed:
+            _log.info(
+                "%s: release of %s waits: %s filled lately (%s)",
+                claim.agent_id, claim.client_order_id, ", ".join(trailed), claim.symbol,
+            )  # fmt: skip
+        return bool(trailed)
 
     def _report(self, action: Action) -> bool:
         """Audit a report once per distinct finding, so a standing orphan does not flood the log."""

@@ -20,13 +20,14 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.domain.audit import AuditAction
-from tradeguard.domain.intents import exit_group
+from tradeguard.domain.intents import exit_group, is_leg
 from tradeguard.domain.ledger import (
     ExitRoom,
     FillStep,
     LedgerPosition,
     acknowledged_before,
     fill_step,
+    legs_wait,
     own_moves_hide_the_orphan,
     size_exit,
 )
@@ -119,6 +120,8 @@ _OPEN_EXITS = (
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ? AND c.kind = 'exit'"
     " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
 )
+# The kind and state of the claim that names a group of legs (their entry, or an OCO's own order).
+_PARENT_OF_LEGS = "SELECT kind, state FROM tg_claims WHERE client_order_id = ?"
 # Every agent's orders in motion in a symbol (entries and exits), with the agent's account: their
 # fills may already be in a broker position that no ledger shows yet.
 _IN_MOTION = (
@@ -373,6 +376,13 @@ def exit_room(
     # Only agents on this agent's broker account hold shares it must not sell (`same_account`).
     mine = next((key for holder, _qty, key in rows if holder == agent_id), None)
     holders = {holder: Decimal(qty) for holder, qty, key in rows if same_account(mine, key)}
+    rows = [row for row in tx.all(_OPEN_EXITS, (symbol,)) if row[0] == agent_id or same_account(mine, row[4])]
+    # Legs waiting for their entry are no exit in flight yet (`domain.ledger.legs_wait`).
+    waiting = {
+        group
+        for group in {exit_group(name, coid) for *_, name, coid, _moved in rows if is_leg(name)}
+        if legs_wait(tx.one(_PARENT_OF_LEGS, (group,)))
+    }
     open_exits = [
         (
             holder,
@@ -380,8 +390,8 @@ def exit_room(
             Decimal(order_qty or 0) - Decimal(filled),
             exit_group(name, coid),
         )
-        for holder, state, order_qty, filled, key, name, coid, moved in tx.all(_OPEN_EXITS, (symbol,))
-        if holder == agent_id or same_account(mine, key)
+        for holder, state, order_qty, filled, _key, name, coid, moved in rows
+        if exit_group(name, coid) not in waiting
     ]
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
 

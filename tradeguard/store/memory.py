@@ -29,8 +29,8 @@ from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain.audit import AuditAction, claim_fields
 from tradeguard.domain.claims import Claim, ClaimOutcome, same_order
-from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id, exit_group
-from tradeguard.domain.ledger import ExitRoom, LedgerPosition, acknowledged_before, size_exit
+from tradeguard.domain.intents import Intent, Kind, OrderSpec, derive_client_order_id, exit_group, is_leg
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition, acknowledged_before, legs_wait, size_exit
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState, check_transition
 from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
@@ -544,6 +544,13 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         mine = self._on_account_of
         holders = {a: p.qty for a, p in self._open_in.get(symbol, {}).items() if mine(agent_id, a)}
         claims = self._claims
+
+        def waiting(c: Claim) -> bool:  # legs waiting for their entry: no exit in flight yet (`legs_wait`)
+            if not is_leg(c.intent):
+                return False
+            parent = self.get_by_client_order_id(exit_group(c.intent, c.client_order_id))
+            return legs_wait(None if parent is None else (parent.kind, parent.state))
+
         open_exits = [
             (
                 c.agent_id,
@@ -552,7 +559,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
                 exit_group(c.intent, c.client_order_id),
             )
             for c in (claims[k] for k in self._active_in.get(symbol, ()))
-            if c.kind is Kind.EXIT and mine(agent_id, c.agent_id)
+            if c.kind is Kind.EXIT and mine(agent_id, c.agent_id) and not waiting(c)
         ]
         return size_exit(
             agent_id, holders, open_exits, broker_available=broker_available, requested=requested
