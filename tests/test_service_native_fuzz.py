@@ -22,7 +22,7 @@ from tradeguard.store import ClaimStore
 schemathesis = pytest.importorskip("schemathesis")
 pytestmark = pytest.mark.slow
 
-_EXAMPLES = 800
+_EXAMPLES = 400
 
 
 def test_generated_requests_to_the_native_routes_never_get_a_5xx(store_url: str) -> None:

@@ -1,13 +1,22 @@
 """Fixtures of the claim-service tests: the real service in its own process, and API keys.
 
 `service` starts `tradeguard.service.server.serve` (uvicorn) on a free loopback port in a
-subprocess, over the store named by `store_url` (a SQLite file, and the real PostgreSQL when
-TRADEGUARD_TEST_PG_URL is set), and stops it with SIGTERM, expecting a graceful shutdown. Keys are
-made with the `KeyRing` on the same store, as `tradeguard keys create` does.
+process of its own, over the store named by `store_url` (a SQLite file, and the real PostgreSQL
+when TRADEGUARD_TEST_PG_URL is set), and stops it with SIGTERM, expecting a graceful shutdown. Keys
+are made with the `KeyRing` on the same store, as `tradeguard keys create` does.
+
+The service process is forked from a multiprocessing fork server that imported the service's
+modules once per test process: a fresh interpreter spent most of each start-up (3 to 8 s on a
+loaded two-core machine, over 150 tests) importing FastAPI, uvicorn and tradeguard. The forked
+process is still a process of its own, with its own stdout/stderr (the log), environment, signals
+and exit status, and runs `service_worker.main` as `python service_worker.py ...` does. A service of several
+uvicorn workers (`--workers N`) still starts as a fresh `python service_worker.py` subprocess:
+uvicorn's supervisor in a forked process left its workers unanswered.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -30,6 +39,67 @@ NewKey = Callable[..., str]
 Launch = Callable[..., "Service"]
 NewKeyOn = Callable[[str], NewKey]
 _START_DEADLINE_SECS = 90.0  # a generous bound on a loaded 2-core machine, not a speed check
+# One fork server per test process (pytest-xdist worker), started on the first service; it
+# imports what the service imports, then forks a service per start.
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(["tests.service.service_worker"])
+
+
+def _run_worker(argv: list[str], log: str, env: dict[str, str]) -> None:
+    """In the forked process: the log as stdout and stderr, the test's environment, then the worker."""
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [str(WORKER), *argv]
+    from tests.service import service_worker
+
+    service_worker.main()
+
+
+class ServiceProcess:
+    """The forked service process, with the subset of `subprocess.Popen` the tests use."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess, args: list[str]) -> None:
+        self._process = process
+        self.args = args
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        assert self._process.pid is not None
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status (minus the signal that ended it), or None while it runs."""
+        return self._process.exitcode
+
+    def poll(self) -> int | None:
+        """Return the exit status if the process ended, else None."""
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the process to end and return its exit status, as `Popen.wait` does.
+
+        Raises:
+            subprocess.TimeoutExpired: It still runs after `timeout` seconds.
+        """
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+        return self._process.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        """Send `sig` to the process if it still runs."""
+        if self._process.exitcode is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the process."""
+        self.send_signal(signal.SIGKILL)
 
 
 @dataclass
@@ -37,7 +107,7 @@ class Service:
     """One running service process."""
 
     base_url: str
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | ServiceProcess
     log: Path
 
     def client(self, key: str | None = None, **headers: str) -> httpx.Client:
@@ -64,13 +134,18 @@ def start_service(store_url: str, folder: Path, *options: str) -> Service:
     ready = folder / f"ready-{uuid.uuid4().hex[:8]}"
     log = ready.with_suffix(".log")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, str(WORKER), store_url, str(ready), *options],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    argv = [store_url, str(ready), *options]
+    process: subprocess.Popen[bytes] | ServiceProcess
+    if "--workers" in options:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, str(WORKER), *argv], stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+    else:
+        log.touch()
+        forked = _FORKS.Process(target=_run_worker, args=(argv, str(log), env), daemon=False)
+        forked.start()
+        process = ServiceProcess(forked, [sys.executable, str(WORKER), *argv])
     deadline = time.monotonic() + _START_DEADLINE_SECS
     while not ready.exists():
         if process.poll() is not None or time.monotonic() > deadline:

@@ -24,8 +24,11 @@ from tests.service.conftest import Launch, NewKeyOn
 
 pytestmark = pytest.mark.slow
 
-# Fewer on PostgreSQL, where each request costs about three times as much: about a minute each.
-_EXAMPLES = {"sqlite": 1500, "postgresql": 600}
+# Fewer on PostgreSQL, where each request costs about three times as much. The NUL-bearing id
+# this fuzz found on PostgreSQL is a fixed case in test_service_security.py
+# (test_text_the_store_cannot_hold_is_422_not_an_outage); more requests bought minutes of CI
+# and no further finding.
+_EXAMPLES = {"sqlite": 500, "postgresql": 200}
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
