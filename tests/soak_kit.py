@@ -165,6 +165,9 @@ class SoakReport:
         )
 
 
+START_DEADLINE_SECS = 180.0  # a generous bound on a loaded two-core machine, not a speed check
+
+
 def run_soak(
     seed: int, store_url: str, folder: str, *, agents: int = 3, processes: int = 2, secs: float = 20.0,
     lag_secs: float = 0.7, decisions: int = 60, by_hand: bool = True, kills: bool = True,
@@ -195,6 +198,7 @@ def run_soak(
             "journal": os.path.join(folder, f"journal-{tag}.jsonl"),
             "progress": os.path.join(folder, f"progress-{tag}"),
             "faults": os.path.join(folder, f"faults-{tag}-{inc}"),
+            "ready": os.path.join(folder, f"ready-{tag}-{inc}"),
         }  # fmt: skip
         with open(os.path.join(folder, f"stderr-{tag}.txt"), "a", encoding="utf-8") as err:
             procs[(agent, number)] = subprocess.Popen(
@@ -202,20 +206,37 @@ def run_soak(
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err,
             )  # fmt: skip
 
+    def ready(key: tuple[str, int]) -> bool:
+        agent, number = key
+        return os.path.exists(os.path.join(folder, f"ready-{agent}-{number}-{incarnations[key] - 1}"))
+
+    def check_alive() -> None:
+        for key, proc in procs.items():
+            code = proc.poll()
+            if code not in (None, -signal.SIGKILL):
+                raise RuntimeError(f"soak worker {key} exited {code} (folder {folder})")
+
     try:
         for agent in names:
             for number in range(processes):
                 start(agent, number)
+        # The soak's time counts from when every worker is set up: on a loaded machine importing
+        # alone took longer than a short soak, and the run ended before any decision was made.
+        started = time.monotonic()
+        while not all(ready(key) for key in procs):
+            check_alive()
+            if time.monotonic() - started > START_DEADLINE_SECS:
+                waited = f"{START_DEADLINE_SECS:g} s"
+                raise RuntimeError(f"soak workers not set up after {waited} (folder {folder})")
+            time.sleep(0.05)
         ends = time.monotonic() + secs
         while time.monotonic() < ends:
             time.sleep(rng.uniform(0.2, 1.0))
-            for key, proc in procs.items():
-                code = proc.poll()
-                if code not in (None, -signal.SIGKILL):
-                    raise RuntimeError(f"soak worker {key} exited {code} (folder {folder})")
+            check_alive()
             roll = rng.random()
-            if roll < 0.3 and kills:
-                key = rng.choice(sorted(procs))
+            # Only a worker that is set up is killed: one killed while importing tests nothing.
+            if roll < 0.3 and kills and any(ready(key) for key in procs):
+                key = rng.choice(sorted(k for k in procs if ready(k)))
                 procs[key].send_signal(signal.SIGKILL)
                 procs[key].wait()
                 report.kills += 1

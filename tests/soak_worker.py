@@ -15,6 +15,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tradeguard.config import Settings
@@ -92,6 +93,7 @@ def main(spec: dict[str, Any]) -> int:
         faulty, spec["store"], agent_id=spec["agent"], settings=settings, reconcile_on_start=False
     )
     journal = open(spec["journal"], "a", encoding="utf-8")  # noqa: SIM115 - held to the end
+    Path(spec["ready"]).touch()  # imported and set up: the supervisor's clock starts on this
 
     def note(**entry: Any) -> None:
         entry.update(at=time.time(), proc=spec["proc"], inc=spec["incarnation"])
