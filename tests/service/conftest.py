@@ -45,20 +45,6 @@ _FORKS = multiprocessing.get_context("forkserver")
 _FORKS.set_forkserver_preload(["tests.service.service_worker"])
 
 
-def _run_worker(argv: list[str], log: str, env: dict[str, str]) -> None:
-    """In the forked process: the log as stdout and stderr, the test's environment, then the worker."""
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    os.close(fd)
-    os.environ.clear()
-    os.environ.update(env)
-    sys.argv = [str(WORKER), *argv]
-    from tests.service import service_worker
-
-    service_worker.main()
-
-
 class ServiceProcess:
     """The forked service process, with the subset of `subprocess.Popen` the tests use."""
 
@@ -143,7 +129,9 @@ def start_service(store_url: str, folder: Path, *options: str) -> Service:
             )
     else:
         log.touch()
-        forked = _FORKS.Process(target=_run_worker, args=(argv, str(log), env), daemon=False)
+        from tests.service.service_worker import run_forked  # FastAPI et al.: imported only to fork
+
+        forked = _FORKS.Process(target=run_forked, args=(argv, str(log), env), daemon=False)
         forked.start()
         process = ServiceProcess(forked, [sys.executable, str(WORKER), *argv])
     deadline = time.monotonic() + _START_DEADLINE_SECS

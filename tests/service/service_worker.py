@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from tradeguard.config import Settings
@@ -41,6 +42,22 @@ def main() -> None:
         os.replace(scratch, args.ready_file)
 
     serve(config, host="127.0.0.1", port=0, workers=args.workers, on_ready=ready, access_log=False)
+
+
+def run_forked(argv: list[str], log: str, env: dict[str, str]) -> None:
+    """Run `main` in a process forked by the tests' fork server: the log as stdout and stderr, `env`.
+
+    Here, not in the fixtures' conftest: the fork server finds the target by module name, and
+    pytest imports every conftest as a module named `conftest` (the wrong one is found).
+    """
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.argv = [__file__, *argv]
+    main()
 
 
 if __name__ == "__main__":
