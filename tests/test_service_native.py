@@ -294,6 +294,30 @@ def test_nul_characters_are_refused_before_the_store(served: tuple[NativeService
     assert query.status_code == 422
 
 
+def test_counters_past_the_stores_64_bit_integers_are_refused_not_failed_in_the_store(
+    served: tuple[NativeService, ClaimStore],
+) -> None:
+    """Before, an epoch, attempts count, turn or audit cursor of 2**63 reached the database and came
+    back 503 or 500 (found by the native routes' schemathesis run, 1d809a1); a fixed case here, so a
+    shorter fuzz run cannot lose it."""
+    service, store = served
+    key = service.key("bot")
+    huge = 2**63
+    claimed = call(service, key, "POST", "/v1/claims", json=claim_body("09:42 buy")).json()["claim"]
+    path = f"/v1/claims/{claimed['key']}/transitions"
+    for field in ("epoch", "attempts"):
+        expect = version(claimed) | {field: huge}
+        moved = call(service, key, "POST", path, json={"expect": expect, "to": "SUBMITTED", "reason": "ack"})
+        assert (moved.status_code, moved.json()["code"]) == (422, "invalid_request"), (field, moved.text)
+    turned = call(service, key, "POST", "/v1/claims", json=claim_body("09:43 buy") | {"turn_id": huge})
+    assert (turned.status_code, turned.json()["code"]) == (422, "invalid_request"), turned.text
+    paged = call(service, key, "GET", "/v1/audit", params={"after_id": huge})
+    assert paged.status_code == 422, paged.text
+    kept = store.get(claimed["key"])
+    assert kept is not None and kept.state.value == "PENDING"
+    assert store.get(make_intent("09:43 buy").key) is None  # nothing stored
+
+
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
