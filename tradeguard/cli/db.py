@@ -34,17 +34,6 @@ def db() -> None:
     """Upgrade, check or export a claim store."""
 
 
-def _known_revisions() -> set[str]:
-    from importlib import resources
-
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("tradeguard.store") / "migrations"))
-    return {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
-
-
 @db.command(epilog=EXIT_STATUSES)
 @store_option
 def upgrade(store_url: str) -> int:
@@ -74,7 +63,7 @@ def upgrade(store_url: str) -> int:
 def check(store_url: str) -> int:
     """Say whether the store's schema is at this tradeguard's head; never changes anything."""
     from tradeguard.cli.common import schema_revision
-    from tradeguard.store.engine import describe, parse_url
+    from tradeguard.store.engine import describe, known_revisions, parse_url
     from tradeguard.store.schema import SCHEMA_HEAD
 
     where = describe(parse_url(store_url))
@@ -84,7 +73,7 @@ def check(store_url: str) -> int:
         return ExitStatus.OK
     if revision is None:
         raise Refused(f"{where}: no tradeguard schema, behind head {SCHEMA_HEAD} (run tradeguard db upgrade)")
-    if revision in _known_revisions():
+    if revision in known_revisions():
         raise Refused(f"{where}: schema {revision} is behind head {SCHEMA_HEAD} (run tradeguard db upgrade)")
     raise Refused(
         f"{where}: schema {revision} is ahead of this tradeguard (head {SCHEMA_HEAD}); upgrade tradeguard"

@@ -10,15 +10,14 @@ that turns it into `StoreError`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
@@ -26,6 +25,12 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from tradeguard.errors import StoreError
 from tradeguard.store.schema import SCHEMA_HEAD
+
+if TYPE_CHECKING:
+    # Alembic is imported when a schema must be checked or upgraded, not to open a store at head.
+    from alembic.config import Config
+    from alembic.runtime.migration import RevisionStep
+    from alembic.script import ScriptDirectory
 
 __all__ = [
     "describe",
@@ -249,29 +254,70 @@ def _postgres_engine(
 
 
 def _alembic_config() -> Config:
+    from alembic.config import Config  # noqa: PLC0415 - see the TYPE_CHECKING imports
+
     cfg = Config()
     location = resources.files("tradeguard.store") / "migrations"
     cfg.set_main_option("script_location", str(location))
     return cfg
 
 
+_SCRIPTS_LOCK = threading.Lock()
+
+
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The shipped migrations, read once per process.
+
+    Reading them executes every revision file (≈ 0.1 s of CPU for ten): done per store opened, it
+    was most of the cost of opening one, in every CLI command, service worker and subprocess.
+    """
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - see the TYPE_CHECKING imports
+
+    with _SCRIPTS_LOCK:  # `functools.cache` may run a first call twice in two threads
+        script = ScriptDirectory.from_config(_alembic_config())
+        script.get_revisions("heads")  # loads the revision map now, under the lock
+        return script
+
+
+@functools.cache
+def known_revisions() -> frozenset[str]:
+    """Every schema revision this tradeguard ships (a store at another one is newer)."""
+    return frozenset(rev.revision for rev in _scripts().walk_revisions())
+
+
+def _upgrade(conn: Connection) -> None:
+    """Upgrade the schema on `conn` to head, as `alembic upgrade head` would, within its transaction."""
+    from alembic.runtime.environment import EnvironmentContext  # noqa: PLC0415 - as above
+
+    script = _scripts()
+
+    def steps(current: Any, _context: Any) -> list[RevisionStep]:
+        # What `alembic.command.upgrade` runs; that command reads every revision file again.
+        return script._upgrade_revs("head", current)
+
+    with EnvironmentContext(_alembic_config(), script, fn=steps, destination_rev="head") as env:
+        # As migrations/env.py configures it (that file serves `command.upgrade` in tests).
+        env.configure(connection=conn, target_metadata=None, transactional_ddl=True)
+        with env.begin_transaction():
+            env.run_migrations()
+
+
 def _migrate(engine: Engine, url: URL) -> None:
-    cfg = _alembic_config()
-    known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
     with engine.begin() as conn, _unbounded(conn):
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
         current = None
         if inspect(conn).has_table("alembic_version"):
             current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        if current is not None and current not in known:
-            raise StoreError(
-                f"claim store {describe(url)} has schema version {current}, newer than this "
-                f"tradeguard understands (it ships up to {SCHEMA_HEAD}); upgrade tradeguard"
-            )
+        # At head (the common case) nothing of Alembic's is needed, not even imported.
         if current != SCHEMA_HEAD:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            if current is not None and current not in known_revisions():
+                raise StoreError(
+                    f"claim store {describe(url)} has schema version {current}, newer than this "
+                    f"tradeguard understands (it ships up to {SCHEMA_HEAD}); upgrade tradeguard"
+                )
+            _upgrade(conn)
     if not read_only(url):
         _probe_writable(engine)
 
