@@ -54,6 +54,20 @@ def race_worker(url: str, rounds: int, barrier: Any, results: Any, worker: int) 
         results.put(("error", worker, repr(exc)))
 
 
+def open_new_store_worker(url: str, barrier: Any, results: Any, worker: int) -> None:
+    """Open the (new) store at `url` when `barrier` releases every worker, then claim an intent.
+
+    The result is ("ok", worker, created) or ("error", worker, text), never raised.
+    """
+    try:
+        barrier.wait(timeout=60)
+        with ClaimStore(url) as store:
+            created = store.claim(make_intent(f"opened-{worker}"), make_spec(), owner=f"w{worker}").created
+        results.put(("ok", worker, created))
+    except Exception as exc:  # reported to the parent, which fails with it
+        results.put(("error", worker, f"{type(exc).__name__}: {exc}"))
+
+
 def claim_and_hang(url: str, name: str) -> None:
     """Claim `name`, tell the parent (one stdout line), then block until killed."""
     with ClaimStore(url) as store:

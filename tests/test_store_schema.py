@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 from tests.mothers import make_intent, make_spec
 from tradeguard.errors import StoreError
 from tradeguard.store import ClaimStore, schema
+from tradeguard.store import engine as engine_module
 from tradeguard.store.engine import _alembic_config, parse_url
 from tradeguard.store.schema import SCHEMA_HEAD
 
@@ -55,6 +56,7 @@ def test_reopening_does_not_migrate_again(store_url: str, monkeypatch: pytest.Mo
         raise AssertionError("an up-to-date database was migrated again")
 
     monkeypatch.setattr(command, "upgrade", no_upgrade)
+    monkeypatch.setattr(engine_module, "_upgrade", no_upgrade)  # what opening a store runs
     with ClaimStore(store_url) as store:
         assert store.get(claim.key) == claim
 
@@ -94,3 +96,29 @@ def test_the_migrations_build_exactly_the_schema_the_code_reads(store_url: str) 
         table.to_metadata(drifted)
     drifted.tables["tg_turns"].append_column(sa.Column("extra", sa.String(8)))
     assert [d[0] for d in schema_diff(store_url, drifted)] == ["add_column"]  # type: ignore[index]
+
+
+def test_processes_opening_one_new_store_at_once_migrate_it_once_and_all_claim(store_url: str) -> None:
+    """Bots started together on a store nobody created yet: one migrates, the others wait and use it."""
+    import multiprocessing
+
+    from tests.store_workers import open_new_store_worker
+
+    workers = 6
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(workers), ctx.Queue()
+    procs = [
+        ctx.Process(target=open_new_store_worker, args=(store_url, barrier, results, w))
+        for w in range(workers)
+    ]
+    for p in procs:
+        p.start()
+    try:
+        answers = sorted(results.get(timeout=120) for _ in range(workers))
+    finally:
+        for p in procs:
+            p.join(timeout=60)
+    assert answers == [("ok", w, True) for w in range(workers)]
+    assert version_of(store_url) == SCHEMA_HEAD
+    with ClaimStore(store_url) as store:
+        assert sorted(c.intent for c in store.list_claims()) == [f"opened-{w}" for w in range(workers)]
