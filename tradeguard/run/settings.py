@@ -114,6 +114,11 @@ _KINDS: dict[str, type] = {
 }  # fmt: skip
 # Fields given as a positional argument, not a flag: named so in errors and --print-config.
 _ARGUMENTS = {"strategy": "argument STRATEGY"}
+# Fields whose flag is not --<field> (`tradeguard.cli.run`): named as the user typed them.
+_FLAG_NAMES = {
+    "store_url": "--store", "wait_for_open": "--no-wait-for-open",
+    "live_confirmed": "--i-understand-this-is-live",
+}  # fmt: skip
 # Real money is confirmed on the command line each time, never by a file or a variable.
 _FLAG_ONLY = frozenset({"live_confirmed"})
 
@@ -149,7 +154,7 @@ def resolve_settings(
             sources[name] = f"env {variable}"
     for name, value in flags.items():
         if not name.startswith("guard."):
-            given = _ARGUMENTS.get(name, f"--{name.replace('_', '-')}")
+            given = _ARGUMENTS.get(name) or _FLAG_NAMES.get(name, f"--{name.replace('_', '-')}")
             values[name] = _convert(name, value, given)
             sources[name] = given if name in _ARGUMENTS else f"flag {given}"
     if values.get("mode", Mode.SIM) is Mode.SIM and sources.get("store_url", "").startswith("env"):
@@ -257,7 +262,9 @@ def describe(settings: RunSettings, sources: Mapping[str, SettingSource]) -> str
     """Return the settings in force as TOML (usable as a config file), each with its source."""
     lines = ["# tradeguard run: settings in force (flag > environment > file > default)", "[run]"]
     for name in _RUN_FIELDS:
-        lines.append(_toml_line(name, getattr(settings, name), sources.get(name, "default")))
+        line = _toml_line(name, getattr(settings, name), sources.get(name, "default"))
+        # A file may not confirm live (`_read_file`): shown as a comment, the output stays a config file.
+        lines.append(f"# {line}" if name in _FLAG_ONLY else line)
     lines.append("")
     lines.append("[guard]")
     for name in _GUARD_FIELDS:
