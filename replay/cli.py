@@ -283,7 +283,10 @@ def _replay(
 
 
 # What a chart or a page written before starts with: only such a file (or an empty one) is replaced.
-_OUTPUT_STARTS = {"--plot": (b"\x89PNG\r\n\x1a\n", "a PNG chart"), "--report": (b"<!doctype html", "an HTML report")}
+_OUTPUT_STARTS = {
+    "--plot": (b"\x89PNG\r\n\x1a\n", "a PNG chart"),
+    "--report": (b"<!doctype html", "an HTML report"),
+}
 
 
 def _refuse_other_file(target: str, option: str) -> None:

