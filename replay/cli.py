@@ -196,6 +196,7 @@ def run_replay(
             # The session is what was recorded: a chart or page written over it would lose it.
             if _same_file(target, path):
                 raise ConfigError(f"{option} {target} is the session being replayed: give another name")
+            _refuse_other_file(target, option)
     if plot is not None and report is not None and (plot == report or _same_file(plot, report)):
         raise ConfigError(f"--plot and --report both name {plot}: give each its own file")
     try:
@@ -279,6 +280,34 @@ def _replay(
             raise ConfigError(f"--report {report}: cannot write: {exc.strerror or exc}") from None
         print(f"wrote {report}" + (f" without the chart: {missing}" if missing else ""), file=err)
     return 0
+
+
+# What a chart or a page written before starts with: only such a file (or an empty one) is replaced.
+_OUTPUT_STARTS = {
+    "--plot": (b"\x89PNG\r\n\x1a\n", "a PNG chart"),
+    "--report": (b"<!doctype html", "an HTML report"),
+}
+
+
+def _refuse_other_file(target: str, option: str) -> None:
+    """Refuse an existing file that is not an earlier chart or page: another session, a store, a bar file.
+
+    Run again, a replay replaces its own chart and page; a typo naming a recording or a claim
+    store must not write over it.
+
+    Raises:
+        ConfigError: `target` holds something else, said in one line.
+    """
+    start, what = _OUTPUT_STARTS[option]
+    if not os.path.isfile(target):  # nothing there, or a device (/dev/null) that keeps nothing
+        return
+    try:
+        with open(target, "rb") as fh:
+            head = fh.read(len(start))
+    except OSError as exc:
+        raise ConfigError(f"{option} {target}: cannot read it: {exc.strerror or exc}") from None
+    if head and head.lower() != start.lower():
+        raise ConfigError(f"{option} {target} exists and is not {what}: it is kept; give another name")
 
 
 def _same_file(one: str, other: str) -> bool:

@@ -41,6 +41,7 @@ from typing import IO, Any
 from replay.importers.common import (
     ImportReport,
     Proto,
+    csv_columns,
     csv_rows,
     is_json,
     json_items,
@@ -520,7 +521,8 @@ def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport
             protos, shape = _safeagent_records(items, name), "SafeAgent claim records"
     else:
         rows = csv_rows(text, name)
-        columns = set(rows[0][1]) if rows else set()
+        # From the header, not the first row: an export of a quiet day is its header alone.
+        columns = csv_columns(text)
         _refuse_claims_table(columns, name)
         if {"action", "claim_key"} <= columns:
             protos, shape = _audit_export(rows, name), "tradeguard audit export"

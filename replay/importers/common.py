@@ -323,9 +323,7 @@ def csv_rows(text: str, name: str, names: dict[str, str] | None = None) -> list[
     if not found:
         raise SessionFormatError(name, 1, "empty file: expected a header line, then one row each")
     (_, header), rows = found[0], found[1:]
-    # "Avg. Fill Price", "avg_fill_price" and "AVG FILL PRICE" are one column.
-    columns = [re.sub(r"[^0-9a-z]+", "_", c.strip().lower()).strip("_") for c in header]
-    columns = [(names or {}).get(c, c) for c in columns]
+    columns = _columns(header, names)
     width = len(columns)
     result: list[tuple[int, dict[str, Any]]] = []
     for line, cells in rows:
@@ -343,6 +341,20 @@ def csv_rows(text: str, name: str, names: dict[str, str] | None = None) -> list[
         values = dict(zip(columns, cells, strict=False))  # beyond the header: empty, checked above
         result.append((line, {col: (value if value != "" else None) for col, value in values.items()}))
     return result
+
+
+def csv_columns(text: str, names: dict[str, str] | None = None) -> set[str]:
+    """Return a CSV text's header columns as `csv_rows` names them (an export with no row has them too)."""
+    for cells in csv.reader(io.StringIO(text, newline=""), skipinitialspace=True):
+        if cells:
+            return set(_columns(cells, names))
+    return set()
+
+
+def _columns(header: list[str], names: dict[str, str] | None) -> list[str]:
+    # "Avg. Fill Price", "avg_fill_price" and "AVG FILL PRICE" are one column.
+    columns = [re.sub(r"[^0-9a-z]+", "_", c.strip().lower()).strip("_") for c in header]
+    return [(names or {}).get(c, c) for c in columns]
 
 
 def write_session(

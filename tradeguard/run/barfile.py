@@ -1,10 +1,11 @@
 """Reading bars for a run: a CSV or Parquet bar file, a generated day, or the shipped day.
 
 A bar file has a header with ``timestamp,symbol,open,high,low,close`` and optionally
-``volume``: one row per symbol and minute, ISO 8601 timestamps with a timezone, the minute the
-bar starts. Every row is checked (`Bar.problem`, time order, gaps) and the first bad one is
-named with its line: a bar file with holes would make a strategy trade on prices that never
-were. Parquet needs pyarrow, which is not a dependency of tradeguard.
+``volume`` (in any case; a CSV may start with a byte order mark): one row per symbol and
+minute, ISO 8601 timestamps with a timezone, the minute the bar starts. Every row is checked
+(`Bar.problem`, time order, gaps) and the first bad one is named with its line: a bar file with
+holes would make a strategy trade on prices that never were. Parquet needs pyarrow, which is
+not a dependency of tradeguard.
 """
 
 from __future__ import annotations
@@ -69,9 +70,12 @@ def read_bar_file(path: str | os.PathLike[str]) -> BarSeries:
 def _csv_rows(name: str) -> Iterator[tuple[Bar, str]]:
     short = os.path.basename(name)
     try:
-        with open(name, newline="", encoding="utf-8") as handle:
+        # "utf-8-sig": the byte order mark Excel puts first is dropped, as the importers do.
+        with open(name, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
-            missing = [c for c in _REQUIRED if c not in (reader.fieldnames or ())]
+            # "Timestamp", " open" and "CLOSE" are the columns they name, whatever the case.
+            reader.fieldnames = [_column(c) for c in reader.fieldnames or ()]
+            missing = [c for c in _REQUIRED if c not in reader.fieldnames]
             if missing:
                 raise ConfigError(f"{short}:1: missing column(s) {', '.join(missing)}")
             for row in reader:
@@ -95,12 +99,17 @@ def _parquet_rows(name: str) -> Iterator[tuple[Bar, str]]:
         ) from exc
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{short}: not a Parquet bar file ({exc})") from exc
+    frame.columns = [_column(c) for c in frame.columns]
     missing = [c for c in _REQUIRED if c not in frame.columns]
     if missing:
         raise ConfigError(f"{short}: missing column(s) {', '.join(missing)}")
     for index, row in enumerate(frame.to_dict("records"), start=1):
         where = f"{short}: row {index}"
         yield _bar({str(k): v for k, v in row.items()}, where), where
+
+
+def _column(name: object) -> str:
+    return str(name).strip().lower()
 
 
 def _bar(row: Mapping[str, object], where: str) -> Bar:

@@ -107,6 +107,7 @@ SettingSource = str  # "default", "file tg.toml", "env TRADEGUARD_MODE", "flag -
 
 _RUN_FIELDS = tuple(f.name for f in fields(RunSettings) if f.name != "guard")
 _GUARD_FIELDS = tuple(f.name for f in fields(Settings))
+_GUARD_DEFAULTS = Settings()
 # Fields a flag, file or variable may set, with the type a text value is converted to.
 _KINDS: dict[str, type] = {
     "mode": Mode, "view": ViewKind, "speed": float, "wait_for_open": bool, "live_confirmed": bool,
@@ -114,6 +115,11 @@ _KINDS: dict[str, type] = {
 }  # fmt: skip
 # Fields given as a positional argument, not a flag: named so in errors and --print-config.
 _ARGUMENTS = {"strategy": "argument STRATEGY"}
+# Fields whose flag is not --<field> (`tradeguard.cli.run`): named as the user typed them.
+_FLAG_NAMES = {
+    "store_url": "--store", "wait_for_open": "--no-wait-for-open",
+    "live_confirmed": "--i-understand-this-is-live",
+}  # fmt: skip
 # Real money is confirmed on the command line each time, never by a file or a variable.
 _FLAG_ONLY = frozenset({"live_confirmed"})
 
@@ -149,7 +155,7 @@ def resolve_settings(
             sources[name] = f"env {variable}"
     for name, value in flags.items():
         if not name.startswith("guard."):
-            given = _ARGUMENTS.get(name, f"--{name.replace('_', '-')}")
+            given = _ARGUMENTS.get(name) or _FLAG_NAMES.get(name, f"--{name.replace('_', '-')}")
             values[name] = _convert(name, value, given)
             sources[name] = given if name in _ARGUMENTS else f"flag {given}"
     if values.get("mode", Mode.SIM) is Mode.SIM and sources.get("store_url", "").startswith("env"):
@@ -172,8 +178,9 @@ def _guard(
     sources: dict[str, SettingSource],
 ) -> Settings:
     """Compose the guard's `Settings`: the file, then `TRADEGUARD_<FIELD>` variables, then flags."""
+    checked = {name: _guard_value(name, raw, path) for name, raw in from_file.items()}
     try:
-        guard = Settings(**from_file)
+        guard = Settings(**checked)
     except TypeError as exc:
         raise ConfigError(f"{path} [guard]: {exc}") from None
     except ConfigError as exc:
@@ -193,6 +200,15 @@ def _guard(
     return guard
 
 
+def _guard_value(name: str, raw: Any, path: str | None) -> Any:
+    """Check a [guard] value's TOML type: a quoted number or a table would only fail mid-run."""
+    kind = type(getattr(_GUARD_DEFAULTS, name))
+    if (isinstance(raw, kind) and not isinstance(raw, bool)) or (kind is float and type(raw) is int):
+        return kind(raw)
+    expected = {float: "a number", int: "a whole number", str: "a string"}.get(kind, kind.__name__)
+    raise ConfigError(f"{path} [guard]: {name} = {raw!r} is not {expected}")
+
+
 def _read_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         with open(path, "rb") as handle:
@@ -205,13 +221,14 @@ def _read_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if unknown:
         raise ConfigError(f"config file {path}: unknown table(s) {', '.join(sorted(unknown))} (run, guard)")
     run, guard = document.get("run", {}), document.get("guard", {})
+    for table, got in (("run", run), ("guard", guard)):
+        if not isinstance(got, dict):
+            raise ConfigError(f"config file {path}: [{table}] must be a table")
     if "live_confirmed" in run:
         raise ConfigError(
             f"config file {path}: live is confirmed on the command line only (--i-understand-this-is-live)"
         )
     for table, known, got in (("run", _RUN_FIELDS, run), ("guard", _GUARD_FIELDS, guard)):
-        if not isinstance(got, dict):
-            raise ConfigError(f"config file {path}: [{table}] must be a table")
         extra = set(got) - set(known)
         if extra:
             raise ConfigError(
@@ -230,15 +247,17 @@ def _convert(name: str, raw: Any, source: str) -> Any:
                 raise ValueError(raw)
             return lowered in {"1", "true", "yes"}
         if kind is tuple:
-            items = raw.split(",") if isinstance(raw, str) else list(raw)
-            return tuple(str(item).strip() for item in items if str(item).strip())
-        if kind is float and isinstance(raw, bool):
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError(raw)  # a file's number or table: a list of strings is expected
+            return tuple(item.strip() for item in items if item.strip())
+        if (kind is float and isinstance(raw, bool)) or (kind is bool and not isinstance(raw, bool)):
             raise ValueError(raw)
         if kind is not None:
             return kind(raw)
         if raw is not None and not isinstance(raw, str):
             raise ValueError(raw)
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: float() of a file's table or list
         expected = ", ".join(kind) if kind is not None and issubclass(kind, enum.Enum) else "a valid value"
         raise ConfigError(f"{source}: {name} = {raw!r} is not {expected}") from None
     if name == "agent_id":
@@ -257,7 +276,9 @@ def describe(settings: RunSettings, sources: Mapping[str, SettingSource]) -> str
     """Return the settings in force as TOML (usable as a config file), each with its source."""
     lines = ["# tradeguard run: settings in force (flag > environment > file > default)", "[run]"]
     for name in _RUN_FIELDS:
-        lines.append(_toml_line(name, getattr(settings, name), sources.get(name, "default")))
+        line = _toml_line(name, getattr(settings, name), sources.get(name, "default"))
+        # A file may not confirm live (`_read_file`): shown as a comment, the output stays a config file.
+        lines.append(f"# {line}" if name in _FLAG_ONLY else line)
     lines.append("")
     lines.append("[guard]")
     for name in _GUARD_FIELDS:
@@ -278,4 +299,4 @@ def _toml_line(name: str, value: Any, source: str) -> str:
     else:
         text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
     entry = f"{name} = {text}"
-    return f"{entry:<44}# {source}"
+    return f"{entry:<43} # {source}"
