@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,71 @@ def test_a_header_without_the_columns_is_still_refused_in_one_line(
     err = capsys.readouterr().err.splitlines()
     assert err == ["tradeguard: error: bars.csv:1: missing column(s) timestamp, symbol"]
     assert not store.exists()
+
+
+def _alpaca_frame(rows: list[dict[str, object]]) -> object:
+    """The DataFrame alpaca-py's `BarSet.df` gives: indexed by (symbol, timestamp), a symbol at a time."""
+    import pandas as pd
+
+    frame = pd.DataFrame(sorted(rows, key=lambda r: (str(r["symbol"]), r["timestamp"])))  # type: ignore[arg-type]
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
+    frame["trade_count"], frame["vwap"] = 100, frame["close"]
+    return frame.set_index(["symbol", "timestamp"])
+
+
+def test_bars_saved_by_alpaca_pys_dataframe_run_like_the_plain_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`client.get_stock_bars(request).df.to_csv(...)`: grouped by symbol, UTC times, extra columns."""
+    import csv
+
+    plain_file = _bars(tmp_path, "plain.csv")
+    plain = _claims_of_a_run(tmp_path, plain_file, capsys)
+    assert plain, "the momentum bot placed no order in the plain file's minutes"
+    with plain_file.open(newline="") as handle:
+        rows: list[dict[str, object]] = [
+            {**row, **{k: float(row[k]) for k in ("open", "high", "low", "close")}}
+            for row in csv.DictReader(handle)
+        ]
+    frame: Any = _alpaca_frame(rows)
+    grouped = tmp_path / "alpaca.csv"
+    frame.to_csv(grouped)
+    text = grouped.read_text().splitlines()
+    assert text[0].startswith("symbol,timestamp,open") and "+00:00" in text[1]
+    assert text[1].split(",")[0] != text[2 + MINUTES].split(",")[0], "not grouped by symbol"
+    assert _claims_of_a_run(tmp_path, grouped, capsys) == plain
+
+
+def test_a_symbols_own_rows_out_of_order_are_still_refused_in_a_grouped_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = _bars(tmp_path, "plain.csv").read_text().splitlines()
+    header, rows = lines[0], lines[1:]
+    grouped = sorted(rows, key=lambda line: (line.split(",")[1], line.split(",")[0]))
+    grouped[5], grouped[6] = grouped[6], grouped[5]  # one symbol's minutes 6 and 7 swapped
+    bars = tmp_path / "grouped.csv"
+    bars.write_text("\n".join([header, *grouped]) + "\n")
+    store = tmp_path / "claims.db"
+    assert main(["run", "strategies.momentum", "--bars", str(bars), "--store", f"sqlite:///{store}"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("tradeguard: error: grouped.csv:8: rows out of time order")
+    assert not store.exists()
+
+
+def test_bars_saved_by_alpaca_pys_dataframe_as_parquet_keep_their_index_columns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`.df.to_parquet(...)` keeps symbol and timestamp in the index, not among the columns."""
+    pytest.importorskip("pyarrow", reason="Parquet bar files need pyarrow, an optional extra")
+    import csv
+
+    plain_file = _bars(tmp_path, "plain.csv")
+    plain = _claims_of_a_run(tmp_path, plain_file, capsys)
+    with plain_file.open(newline="") as handle:
+        rows: list[dict[str, object]] = [
+            {**row, **{k: float(row[k]) for k in ("open", "high", "low", "close")}}
+            for row in csv.DictReader(handle)
+        ]
+    frame: Any = _alpaca_frame(rows)
+    frame.to_parquet(tmp_path / "alpaca.parquet")
+    assert _claims_of_a_run(tmp_path, tmp_path / "alpaca.parquet", capsys) == plain

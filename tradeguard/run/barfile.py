@@ -1,8 +1,10 @@
 """Reading bars for a run: a CSV or Parquet bar file, a generated day, or the shipped day.
 
 A bar file has a header with ``timestamp,symbol,open,high,low,close`` and optionally
-``volume`` (in any case; a CSV may start with a byte order mark): one row per symbol and
-minute, ISO 8601 timestamps with a timezone, the minute the bar starts. Every row is checked
+``volume`` (in any case, other columns ignored; a CSV may start with a byte order mark): one row
+per symbol and minute, ISO 8601 timestamps with a timezone, the minute the bar starts, each
+symbol's rows in time order (minute by minute, or a symbol after another as alpaca-py's
+``bars.df.to_csv()`` / ``to_parquet()`` write them, the index's columns included). Every row is checked
 (`Bar.problem`, time order, gaps) and the first bad one is named with its line: a bar file with
 holes would make a strategy trade on prices that never were. Parquet needs pyarrow, which is
 not a dependency of tradeguard.
@@ -99,6 +101,8 @@ def _parquet_rows(name: str) -> Iterator[tuple[Bar, str]]:
         ) from exc
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{short}: not a Parquet bar file ({exc})") from exc
+    if any(_column(level) in _REQUIRED for level in frame.index.names if level is not None):
+        frame = frame.reset_index()  # alpaca-py's `bars.df` is indexed by (symbol, timestamp)
     frame.columns = [_column(c) for c in frame.columns]
     missing = [c for c in _REQUIRED if c not in frame.columns]
     if missing:

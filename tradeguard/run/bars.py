@@ -113,29 +113,39 @@ class BarSeries:
     def assemble(cls, bars: Iterable[tuple[Bar, str]], source: str) -> BarSeries:
         """Check and group bars, each with where it came from (``"bars.csv:7"``).
 
-        Rows must come in time order, one per symbol and minute; within a trading day (US/Eastern
-        date) every minute from the first to the last must have a bar of every symbol.
+        Each symbol's rows must come in time order, one per minute: the rows may interleave
+        (minute by minute, as Alpaca's bars arrive) or come a symbol after another (what
+        alpaca-py's ``bars.df.to_csv()`` writes). Within a trading day (US/Eastern date) every
+        minute from the first to the last must have a bar of every symbol.
 
         Raises:
             ConfigError: The first bad row, or the first gap, with where it is.
         """
-        minutes: list[dict[str, Bar]] = []
-        wheres: list[str] = []
+        by_minute: dict[datetime, dict[str, Bar]] = {}
+        first_row: dict[datetime, str] = {}  # where each minute was first met, for messages
+        latest: dict[str, datetime] = {}  # each symbol's latest minute so far
         for bar, where in bars:
             problem = bar.problem()
             if problem is not None:
                 raise ConfigError(f"{where}: {problem}")
             at = bar.at.astimezone(EASTERN)
-            if minutes and at < _start(minutes[-1]):
+            before = latest.get(bar.symbol)
+            if before is not None and at < before:
                 raise ConfigError(
-                    f"{where}: rows out of time order ({at:%Y-%m-%d %H:%M} ET after a later bar)"
+                    f"{where}: rows out of time order ({at:%Y-%m-%d %H:%M} ET after a later "
+                    f"{bar.symbol} bar, {before:%H:%M} ET)"
                 )
-            if not minutes or at > _start(minutes[-1]):
-                minutes.append({})
-                wheres.append(where)
-            if bar.symbol in minutes[-1]:
+            if before == at:
                 raise ConfigError(f"{where}: a second {bar.symbol} bar for {at:%Y-%m-%d %H:%M} ET")
-            minutes[-1][bar.symbol] = bar
+            latest[bar.symbol] = at
+            minute = by_minute.get(at)
+            if minute is None:
+                minute = by_minute[at] = {}
+                first_row[at] = where
+            minute[bar.symbol] = bar
+        order = sorted(by_minute)
+        minutes = [by_minute[at] for at in order]
+        wheres = [first_row[at] for at in order]
         if not minutes:
             raise ConfigError(f"{source}: no bars")
         symbols = tuple(sorted(set().union(*minutes)))
