@@ -201,6 +201,16 @@ def test_a_recording_that_cannot_be_written_is_refused_before_any_order(
     assert not (tmp_path / "claims.db").exists()  # checked before the store is opened
 
 
+def test_recording_to_a_dash_is_refused_not_written_to_a_file_named_dash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`-` reads as standard output (as `import -o -`), which the run's own view fills: say so."""
+    args = ["strategies.momentum", "--record", "-", "--view", "plain"]
+    line = refused([*args, "--store", f"sqlite:///{tmp_path / 'claims.db'}"], capsys)
+    assert line.startswith("tradeguard: error: --record -: a run records to a file")
+    assert not (ROOT / "-").exists() and not (tmp_path / "claims.db").exists()
+
+
 def test_a_recording_that_fails_to_start_is_refused_even_past_the_path_checks(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
