@@ -85,7 +85,9 @@ def check_record(path: str) -> None:
     """Raise ConfigError when `path` cannot be a session file: a folder, or in none that is writable."""
     if path == "-":
         # Not standard output, as `import -o -` is: the run prints its own view and summary there.
-        raise ConfigError("--record -: a run records to a file (its standard output is the run's view); name one")
+        raise ConfigError(
+            "--record -: a run records to a file (its standard output is the run's view); name one"
+        )
     if os.path.isdir(path):
         raise ConfigError(f"--record {path}: is a folder; name a file in it")
     folder = os.path.dirname(os.path.abspath(path))
