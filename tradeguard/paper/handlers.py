@@ -22,6 +22,8 @@ from tradeguard.paper.broker import PaperBroker
 from tradeguard.paper.refusals import rejection, unprocessable
 from tradeguard.paper.routes import Route
 from tradeguard.paper.wire import (
+    account_configurations_json,
+    calendar_json,
     clock_json,
     dump,
     parse_decimal,
@@ -196,6 +198,10 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
         "get_asset": _get_asset,
         "get_account": lambda b, *_: _json(200, b.account()),
         "get_clock": lambda b, *_: _json(200, clock_json(b.clock.now())),
+        "get_calendar": lambda _b, _p, q, _body: _json(200, calendar_json(q)),
+        "get_account_configurations": lambda b, *_: _json(
+            200, account_configurations_json(shorting_enabled=bool(b.account()["shorting_enabled"]))
+        ),
     }
 )
 """The handler of each route, by the route's name in `tradeguard.paper.routes.ROUTES`."""

@@ -101,7 +101,9 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", "/v2/assets", "list_assets", "status asset_class exchange attributes"),
     _route("GET", "/v2/assets/{symbol_or_asset_id}", "get_asset", "symbol_or_asset_id"),
     _route("GET", "/v2/account", "get_account", ""),
+    _route("GET", "/v2/account/configurations", "get_account_configurations", ""),
     _route("GET", "/v2/clock", "get_clock", ""),
+    _route("GET", "/v2/calendar", "get_calendar", "start end date_type"),
 )
 """Every served route, in matching order."""
 

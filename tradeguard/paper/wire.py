@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -258,4 +258,65 @@ def clock_json(now: datetime) -> dict[str, Any]:
         "is_open": next_close < next_open,
         "next_open": next_open.isoformat(),
         "next_close": next_close.isoformat(),
+    }
+
+
+# Alpaca's calendar runs from 1970 to 2029; without `start`/`end` it lists all of it.
+CALENDAR_FIRST, CALENDAR_LAST = date(1970, 1, 1), date(2029, 12, 31)
+
+
+def _calendar_date(query: Mapping[str, str], name: str, default: date) -> date:
+    text = query.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        # A date, or an RFC 3339 time whose date is taken (alpaca-py sends dates).
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        raise unprocessable(f"invalid {name}: {text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _next_weekday(day: date) -> date:
+    day += timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return day
+
+
+def calendar_json(query: Mapping[str, str]) -> list[dict[str, str]]:
+    """Render `GET /v2/calendar`: the market days from `start` to `end`, as `clock_json` keeps them.
+
+    Every weekday is a market day with regular hours 09:30-16:00 US/Eastern (no holidays, no early
+    closes: the paper venue's own calendar), settled the next weekday (T+1).
+    """
+    start = max(_calendar_date(query, "start", CALENDAR_FIRST), CALENDAR_FIRST)
+    end = min(_calendar_date(query, "end", CALENDAR_LAST), CALENDAR_LAST)
+    days: list[dict[str, str]] = []
+    day = start
+    while day <= end:
+        if day.weekday() < 5:
+            days.append(
+                {
+                    "date": day.isoformat(),
+                    "open": "09:30",
+                    "close": "16:00",
+                    "session_open": "0400",
+                    "session_close": "2000",
+                    "settlement_date": _next_weekday(day).isoformat(),
+                }
+            )
+        day += timedelta(days=1)
+    return days
+
+
+def account_configurations_json(*, shorting_enabled: bool) -> dict[str, Any]:
+    """Render `GET /v2/account/configurations` for a paper account (a cash account, multiplier 1)."""
+    return {
+        "fractional_trading": True,
+        "max_margin_multiplier": "1",
+        "no_shorting": not shorting_enabled,
+        "suspend_trade": False,
+        "trade_confirm_email": "none",
+        "ptp_no_exception_entry": False,
+        "max_options_trading_level": 0,
     }
