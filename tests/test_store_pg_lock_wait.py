@@ -74,3 +74,52 @@ def test_a_lock_timeout_in_the_url_is_the_operators_choice(pg_url: str) -> None:
 
     assert lock_timeout(pg_url.replace("options=", "options=-clock_timeout%3D1234%20", 1)) == "1234ms"
     assert lock_timeout(pg_url) == "200ms"
+
+
+def _migrating_elsewhere(url: str, locked: threading.Event, release: threading.Event) -> None:
+    """Hold the migration lock as a long migration of another schema in the database would."""
+    from tradeguard.store.engine import _PG_MIGRATION_LOCK
+
+    engine = sa.create_engine(parse_url(url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            locked.set()
+            release.wait(30)
+    finally:
+        engine.dispose()
+
+
+def test_a_store_at_head_opens_while_another_schema_migrates_and_a_new_one_waits_for_it(pg_url: str) -> None:
+    """The migration lock is one per database: a bot on an up-to-date store must not wait on it.
+
+    Before, every open took the lock first, so a store at head failed to open (StoreError past
+    `pg_lock_timeout_ms`) while another schema's migration ran; a store that needs migrating still
+    waits for it, so two hosts never migrate one schema at once.
+    """
+    settings = Settings(pg_lock_timeout_ms=300)
+    ClaimStore(pg_url, settings=settings).close()  # at head
+    other = pg_url.replace("search_path%3D", "search_path%3Dfresh_", 1)
+    schema = other.rsplit("search_path%3D", 1)[1]
+    admin = sa.create_engine(parse_url(pg_url))
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_migrating_elsewhere, args=(pg_url, locked, release))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with ClaimStore(pg_url, settings=settings) as store:  # at head: no wait for the lock
+            assert store.list_claims() == []
+        with pytest.raises(StoreError):  # a new schema must migrate: it waits, bounded
+            ClaimStore(other, settings=settings)
+        release.set()
+        holder.join(30)
+        with ClaimStore(other, settings=settings) as store:  # the lock released: it migrates
+            assert store.list_claims() == []
+    finally:
+        release.set()
+        holder.join(30)
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -303,21 +303,36 @@ def _upgrade(conn: Connection) -> None:
             env.run_migrations()
 
 
+def _schema_version(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return None if version is None else str(version)
+
+
 def _migrate(engine: Engine, url: URL) -> None:
-    with engine.begin() as conn, _unbounded(conn):
-        if conn.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-        current = None
-        if inspect(conn).has_table("alembic_version"):
-            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-        # At head (the common case) nothing of Alembic's is needed, not even imported.
-        if current != SCHEMA_HEAD:
-            if current is not None and current not in known_revisions():
-                raise StoreError(
-                    f"claim store {describe(url)} has schema version {current}, newer than this "
-                    f"tradeguard understands (it ships up to {SCHEMA_HEAD}); upgrade tradeguard"
-                )
-            _upgrade(conn)
+    if engine.dialect.name == "postgresql":
+        # A store at head (the common case) is read without the migration lock: the lock is one
+        # for the whole database, and a long migration of another schema in it would otherwise
+        # hold every bot's start (and fail it past `lock_timeout`).
+        with engine.connect() as conn, _unbounded(conn):
+            at_head = _schema_version(conn) == SCHEMA_HEAD
+            conn.rollback()
+    else:
+        at_head = False  # SQLite reads under its write lock anyway (BEGIN IMMEDIATE): read once, below
+    if not at_head:
+        with engine.begin() as conn, _unbounded(conn):
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+            current = _schema_version(conn)
+            # At head, nothing of Alembic's is needed, not even imported.
+            if current != SCHEMA_HEAD:
+                if current is not None and current not in known_revisions():
+                    raise StoreError(
+                        f"claim store {describe(url)} has schema version {current}, newer than this "
+                        f"tradeguard understands (it ships up to {SCHEMA_HEAD}); upgrade tradeguard"
+                    )
+                _upgrade(conn)
     if not read_only(url):
         _probe_writable(engine)
 
