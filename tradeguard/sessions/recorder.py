@@ -274,6 +274,9 @@ class Recorder:
                 "notional": spec.notional,
                 "order_type": spec.order_type.value,
                 "limit_price": spec.limit_price,
+                "stop_price": spec.stop_price,
+                "trail_price": spec.trail_price,
+                "trail_percent": spec.trail_percent,
                 "time_in_force": spec.time_in_force.value,
                 "client_order_id": client_order_id,
             }
