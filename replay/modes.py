@@ -32,11 +32,15 @@ from tradeguard import (
     BrokerOrder,
     ClaimState,
     ExternalEvent,
+    Intent,
+    Kind,
     ManualClock,
     MemoryClaimStore,
     OrderGateway,
     OrderRejected,
     OrderRequest,
+    OrderResult,
+    OrderSpec,
     OrderType,
     PaperBroker,
     PositionEvent,
@@ -310,7 +314,10 @@ class Simulation:
             order_type=OrderType(event.order_type),
             time_in_force=TimeInForce(event.time_in_force),
             limit_price=event.limit_price,
+            stop_price=event.stop_price,
             position_intent=PositionIntent(event.position_intent) if event.position_intent else None,
+            trail_price=event.trail_price,
+            trail_percent=event.trail_percent,
         )
         # A client id the bot chose may already name an order of an earlier attempt: that order is
         # not this attempt's (a lost answer looked up by it would otherwise find it).
@@ -472,21 +479,45 @@ class FullGuard(Simulation):
         """Send through the gateway; the decision is the intent."""
         gateway = self.gateway
         try:
-            if event.kind == "entry":
+            if event.order_type == "trailing_stop":
+                # `enter` and `exit` take no trail: the order as a whole spec, as a drop-in bot's.
+                result = self._trailing_stop(event)
+            elif event.kind == "entry":
                 result = gateway.enter(
                     event.symbol, qty=event.qty, notional=event.notional, side=event.side,
                     intent=event.decision, order_type=event.order_type, limit_price=event.limit_price,
-                    time_in_force=event.time_in_force,
+                    stop_price=event.stop_price, time_in_force=event.time_in_force,
                 )  # fmt: skip
             else:
                 result = gateway.exit(
                     event.symbol, intent=event.decision, qty=event.qty, order_type=event.order_type,
-                    limit_price=event.limit_price, time_in_force=event.time_in_force,
+                    limit_price=event.limit_price, stop_price=event.stop_price,
+                    time_in_force=event.time_in_force,
                 )  # fmt: skip
         except TradeguardError as exc:
             return None, f"refused by tradeguard: {exc}", None
         coid = result.claim.client_order_id if result.claim is not None else None
         return coid, f"{result.outcome}: {result.reason}", result.order
+
+    def _trailing_stop(self, event: AttemptEvent) -> OrderResult:
+        """Send a trailing-stop attempt through the gateway: `submit` an entry, `exit_order` an exit."""
+        side = Side(event.side)
+        if event.kind == "entry":
+            opens = PositionIntent.BUY_TO_OPEN if side is Side.BUY else PositionIntent.SELL_TO_OPEN
+        else:
+            opens = PositionIntent.SELL_TO_CLOSE  # `exit_order` sides it from what is held
+        spec = OrderSpec(
+            qty=event.qty,
+            order_type=OrderType.TRAILING_STOP,
+            time_in_force=TimeInForce(event.time_in_force),
+            position_intent=opens,
+            trail_price=event.trail_price,
+            trail_percent=event.trail_percent,
+        )
+        if event.kind == "entry":
+            intent = Intent(self._agent_id, Kind.ENTRY, event.symbol, side, event.decision)
+            return self.gateway.submit(intent, spec)
+        return self.gateway.exit_order(event.symbol, spec, intent=event.decision)
 
     def _new_order(self, coid: str | None, answered: BrokerOrder | None) -> BrokerOrder | None:
         # One client id per decision, reused by every retry: count its order once.

@@ -18,9 +18,13 @@ price and symbol, the price the run learned, at which a replay prices the retrie
 an attempt still unknown when the recording ends is looked up once then. A replay uses it to
 place the order, or not, as the broker did.
 
-Recording never blocks or fails an order: every recorder call catches its own errors. The first
-failure is logged and audited (G6), and recording stops there, since a session with a hole in
-it would replay to wrong figures; the order path goes on untouched.
+Recording never blocks or fails an order: every recorder call catches its own errors, logs and
+audits them (G6), and the order path goes on untouched. An event that cannot be recorded (one
+the session format refuses) is left out and a `note` tagged `unrecorded` says which and why, in
+its place: the recording goes on with the rest (a lost line is a known hole, a lost day is not).
+An attempt left out takes its answers with it (they become such notes too: an answer line with
+no attempt before it would make the file unreadable). Only a file that can no longer be written
+(a full disk, a closed stream) stops the recording, at the first failed write.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import IO, Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar
+
+from pydantic import ValidationError
 
 from tradeguard import __version__
 from tradeguard.clock import Clock, SystemClock
@@ -155,6 +161,7 @@ class Recorder:
     Attributes:
         clock: That clock (None until a gateway binds a recorder made without one).
         failure: Why recording stopped, or None while it goes on.
+        unrecorded: How many events were left out (each with an `unrecorded` note instead).
     """
 
     def __init__(
@@ -179,9 +186,10 @@ class Recorder:
         self._audit: Audit | None = None
         self._writer: SessionWriter | None = None
         self.failure: str | None = None
+        self.unrecorded = 0
         self.header = header
         if header is not None:
-            self._guarded(lambda: self._open(header))
+            self._guarded(lambda: self._open(header), fatal=True)
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -201,7 +209,7 @@ class Recorder:
                 settings=_non_default(settings),
             )
             header = self.header
-            self._guarded(lambda: self._open(header))
+            self._guarded(lambda: self._open(header), fatal=True)
         return self
 
     def _open(self, header: SessionHeader) -> None:
@@ -239,7 +247,7 @@ class Recorder:
         with self._lock:
             if self._writer is not None:
                 self._guarded(self._resolve_at_end)
-                self._guarded(self._writer.close)
+                self._guarded(self._writer.close, fatal=True)
                 self._writer = None
 
     def __enter__(self) -> Recorder:
@@ -252,7 +260,7 @@ class Recorder:
 
     def attempt(self, intent: Intent, spec: OrderSpec, client_order_id: str | None = None) -> None:
         """Record one call of the gateway for `intent` (its n-th for that decision)."""
-        self._guarded(lambda: self._attempt(intent, spec, client_order_id))
+        self._guarded(lambda: self._attempt(intent, spec, client_order_id), "an attempt")
 
     def _attempt(self, intent: Intent, spec: OrderSpec, client_order_id: str | None) -> None:
         extra: dict[str, Any] = dict(getattr(self._local, "annotations", {}))
@@ -262,6 +270,8 @@ class Recorder:
             self._attempts[decision] = number
             self._local.current = (decision, number, intent.symbol, intent.side.value)
             self._local.answered = None  # the first answer of this attempt, once written
+            # Until its line is written: its answers then become notes, never orphan `answer` lines.
+            self._local.unrecorded = True
             fields: dict[str, Any] = {
                 "type": "attempt",
                 "t": self._now(),
@@ -274,10 +284,18 @@ class Recorder:
                 "notional": spec.notional,
                 "order_type": spec.order_type.value,
                 "limit_price": spec.limit_price,
+                "stop_price": spec.stop_price,
+                "trail_price": spec.trail_price,
+                "trail_percent": spec.trail_percent,
                 "time_in_force": spec.time_in_force.value,
                 "client_order_id": client_order_id,
             }
-            self._emit(AttemptEvent.model_validate(fields | extra))
+            try:
+                event = AttemptEvent.model_validate(fields | extra)
+            except Exception as exc:
+                raise _Unrecordable(f"attempt {number} of decision {decision!r}", exc) from exc
+            self._emit(event)
+            self._local.unrecorded = False
 
     def _decision(self, intent: Intent) -> str:
         """Return the session's name of `intent`'s decision: its name, unless another took it.
@@ -315,7 +333,7 @@ class Recorder:
 
     def answer(self, result: str, **fields: Any) -> None:
         """Record what the current attempt of this thread got back (nothing outside an attempt)."""
-        self._guarded(lambda: self._answer(result, fields))
+        self._guarded(lambda: self._answer(result, fields), "an answer")
 
     def _answer(self, result: str, fields: dict[str, Any]) -> None:
         current = getattr(self._local, "current", None)
@@ -327,6 +345,13 @@ class Recorder:
                 return
             decision, number, symbol, side = current
             first = getattr(self._local, "answered", None)
+            if getattr(self._local, "unrecorded", False):
+                # Its attempt line was left out (see `_skip`): the answer is kept as a note.
+                text = f"answer to decision {decision!r} attempt {number} (its attempt unrecorded): "
+                text += _said(result, fields)
+                self._local.answered = first or result
+                self._emit(NoteEvent(type="note", t=self._now(), text=text, tag="unrecorded"))
+                return
             if first is not None:
                 # A second send inside one attempt is the gateway's own, not the bot's: an exit
                 # refused for its position re-sized and re-sent by the reconcile pass it runs at
@@ -335,11 +360,15 @@ class Recorder:
                 # the bot never made (a duplicate sent in the unguarded modes). A note keeps it.
                 self._emit(self._resend_note(current, first, result, fields))
                 return
-            event = AnswerEvent.model_validate(
-                {"type": "answer", "t": self._now(), "decision": decision, "attempt": number}
-                | {"result": result}
-                | {k: v for k, v in fields.items() if v is not None}
-            )
+            try:
+                event = AnswerEvent.model_validate(
+                    {"type": "answer", "t": self._now(), "decision": decision, "attempt": number}
+                    | {"result": result}
+                    | {k: v for k, v in fields.items() if v is not None}
+                )
+            except Exception as exc:
+                self._local.answered = result  # the attempt's one answer: later sends are re-sends
+                raise _Unrecordable(f"the answer to attempt {number} of decision {decision!r}", exc) from exc
             self._emit(event)
             self._local.answered = result
             coid = event.client_order_id
@@ -354,15 +383,9 @@ class Recorder:
         self, current: tuple[str, int, str, str], first: str, result: str, fields: dict[str, Any]
     ) -> NoteEvent:
         decision, number, symbol, _ = current
-        said = [result.replace("_", " ")]
-        said += [
-            f"{k} {fields[k]}" for k in ("status", "order_id", "filled_qty") if fields.get(k) is not None
-        ]
-        if fields.get("reason"):
-            said.append(str(fields["reason"]))
         text = (
             f"tradeguard re-sent decision {decision!r} attempt {number} itself after the broker's "
-            f"first answer ({first.replace('_', ' ')}): {', '.join(said)}"
+            f"first answer ({first.replace('_', ' ')}): {_said(result, fields)}"
         )
         return NoteEvent(type="note", t=self._now(), text=text, symbol=symbol, tag="guard_resend")
 
@@ -375,7 +398,7 @@ class Recorder:
         session says what the bot was told. Sends after this (a reconcile pass) belong to no
         attempt.
         """
-        self._guarded(lambda: self._settle(result, error))
+        self._guarded(lambda: self._settle(result, error), "an answer")
 
     def _settle(self, result: Any, error: BaseException | None) -> None:
         local = self._local
@@ -396,6 +419,7 @@ class Recorder:
                 self._answer("blocked", fields)
         finally:
             local.current = None
+            local.unrecorded = False
 
     def resolved(
         self,
@@ -418,7 +442,10 @@ class Recorder:
         """
         if client_order_id in self._lost:  # read without the lock: most calls have nothing to do
             fill = (filled_qty or None, filled_avg_price) if placed else (None, None)
-            self._guarded(lambda: self._resolved(client_order_id, placed, by, reason, order_id, fill=fill))
+            resolve = functools.partial(
+                self._resolved, client_order_id, placed, by, reason, order_id, fill=fill
+            )
+            self._guarded(resolve, "a resolution")
 
     def _resolved(
         self,
@@ -512,7 +539,7 @@ class Recorder:
 
         A `resolution` is left out: this recorder writes its own (see `resolved`).
         """
-        self._guarded(lambda: self._write_event(event))
+        self._guarded(lambda: self._write_event(event), f"a {getattr(event, 'type', 'bad')} event")
 
     def _write_event(self, event: Any) -> None:
         if isinstance(event, ResolutionEvent):
@@ -531,12 +558,13 @@ class Recorder:
         self._guarded(
             lambda: self._write_event(
                 NoteEvent(type="note", t=self._now(), text=text, symbol=symbol, tag=tag)
-            )
+            ),
+            "a note",
         )
 
     def price(self, symbol: str, price: Decimal) -> None:
         """Record the price of `symbol` now (repeats of the last price are left out)."""
-        self._guarded(lambda: self._price(symbol, price))
+        self._guarded(lambda: self._price(symbol, price), f"a price of {symbol}")
 
     def _price(self, symbol: str, price: Decimal) -> None:
         with self._lock:
@@ -550,7 +578,8 @@ class Recorder:
                 PositionEvent.model_validate(
                     {"type": "position", "t": self._now(), "symbol": symbol, "qty": qty, "view": view}
                 )
-            )
+            ),
+            f"a position in {symbol}",
         )
 
     def broker_position(self, symbol: str, qty: Decimal) -> None:
@@ -567,7 +596,8 @@ class Recorder:
                 ExternalEvent(
                     type="external", t=self._now(), event="position_closed", symbol=symbol, reason=reason
                 )
-            )
+            ),
+            f"the close of {symbol} outside the bot",
         )
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -578,33 +608,104 @@ class Recorder:
         return now if self._last is None or now >= self._last else self._last
 
     def _emit(self, event: Any) -> None:
-        if self._writer is None:
+        writer = self._writer
+        if writer is None:
             return
-        self._writer.write(event)
+        line = event.model_dump_json(exclude_none=True)  # what cannot be serialised is one event's fault
+        try:
+            writer.write_line(line)
+        except Exception as exc:  # the file's fault: nothing more can be written to it
+            raise _WriteFailed(exc) from exc
         self._last = event.t
 
-    def _guarded(self, action: Callable[[], None]) -> None:
+    def _guarded(self, action: Callable[[], None], what: str = "an event", *, fatal: bool = False) -> None:
+        """Run one recorder action; an error never reaches the order path (see the module docstring).
+
+        A failed write, or any failure of a `fatal` action (opening, closing), stops the recording;
+        any other failure leaves out the one event `what` names, with a note in its place.
+        """
         if self.failure is not None:
             return
         try:
             action()
+        except _WriteFailed as exc:
+            self._stop(exc.error)
         except Exception as exc:  # recording must never fail an order
-            self._stop(exc)
+            if fatal:
+                self._stop(exc)
+            else:
+                self._skip(exc, what)
+
+    def _skip(self, exc: Exception, what: str) -> None:
+        """Leave out one event that could not be recorded: log, audit and note it; go on recording."""
+        if isinstance(exc, _Unrecordable):
+            what, exc = exc.what, exc.error
+        self.unrecorded += 1
+        text = f"tradeguard could not record {what}: {_why(exc)}; the recording goes on without it"
+        _log.error("session recording: %s", text)
+        self._audit_error(text, "event_unrecorded")
+        try:
+            with self._lock:
+                self._emit(NoteEvent(type="note", t=self._now(), text=text, tag="unrecorded"))
+        except _WriteFailed as failed:
+            self._stop(failed.error)
+        except Exception as failed:  # the note itself: nothing more this recorder can say
+            self._stop(failed)
+
+    def _audit_error(self, reason: str, what: str) -> None:
+        if self._audit is not None:
+            agent = self.header.agent_id if self.header is not None else "*"
+            try:
+                self._audit(AuditAction.ERROR, agent_id=agent, reason=reason, detail={"recording": what})
+            except Exception:  # the audit log failing too must not fail the order
+                _log.exception("could not audit the recording failure")
 
     def _stop(self, exc: Exception) -> None:
         self.failure = f"{type(exc).__name__}: {exc}"
         reason = f"session recording stopped, orders go on unrecorded: {self.failure}"
         _log.error("%s", reason)
-        if self._audit is not None:
-            agent = self.header.agent_id if self.header is not None else "*"
-            try:
-                self._audit(AuditAction.ERROR, agent_id=agent, reason=reason, detail={"recording": "stopped"})
-            except Exception:  # the audit log failing too must not fail the order
-                _log.exception("could not audit the recording failure")
+        self._audit_error(reason, "stopped")
         with contextlib.suppress(Exception):
             if self._writer is not None:
                 self._writer.close()
         self._writer = None
+
+
+class _Unrecordable(Exception):
+    """One event the format refuses (`what` names it); the recording goes on without it."""
+
+    def __init__(self, what: str, error: Exception) -> None:
+        super().__init__(what)
+        self.what, self.error = what, error
+
+
+class _WriteFailed(Exception):
+    """The session file refused a write: the recording stops."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _said(result: str, fields: dict[str, Any]) -> str:
+    """An answer in words, for a note: its result, status, order id, fill and reason."""
+    said = [result.replace("_", " ")]
+    said += [f"{k} {fields[k]}" for k in ("status", "order_id", "filled_qty") if fields.get(k) is not None]
+    if fields.get("reason"):
+        said.append(str(fields["reason"]))
+    return ", ".join(said)
+
+
+def _why(exc: Exception) -> str:
+    """One line saying why an event was refused (a validation error's points, without links)."""
+    if isinstance(exc, ValidationError):
+        points = [
+            (".".join(map(str, e["loc"])) + ": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
+            for e in exc.errors(include_url=False)
+        ]
+        return f"{exc.title}: " + "; ".join(points)
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class NullRecorder:

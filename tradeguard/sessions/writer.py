@@ -47,7 +47,11 @@ class SessionWriter:
 
     def write(self, event: Any) -> None:
         """Write one event (or the header) as one line."""
-        self._file.write(event.model_dump_json(exclude_none=True) + "\n")
+        self.write_line(event.model_dump_json(exclude_none=True))
+
+    def write_line(self, line: str) -> None:
+        """Write one event already serialised (`model_dump_json(exclude_none=True)`) as one line."""
+        self._file.write(line + "\n")
         self.lines += 1
         if self._flush_each:
             self._file.flush()
