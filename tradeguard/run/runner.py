@@ -267,7 +267,11 @@ class Runner:
                 break
             self._first = self._first or bars.at
             self._last = bars.at
-            self.venue.before_bar(bars, self.view.note, self.gateway.recorder.external)
+            recorder = self.gateway.recorder
+            for symbol, bar in bars.by_symbol.items():
+                # The market the bot trades in, for a replay: the price its resting orders meet.
+                recorder.price(symbol, bar.close)
+            self.venue.before_bar(bars, self.view.note, recorder.external)
             self.strategy.on_bar(bars, ctx)
             self._bars += 1
             due = self.gateway.reconcile_if_due()

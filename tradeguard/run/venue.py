@@ -119,13 +119,18 @@ class Venue:
         note: Callable[[str], None],
         closed_outside: Callable[[str, str], None],
     ) -> None:
-        """Run the sim drills due at this bar, before the strategy sees it.
+        """Trade the sim's resting orders at this bar, then run its drills, before the strategy sees it.
 
         `closed_outside(symbol, reason)` hears each position a drill closed (the run's session
         recording keeps it as an `external` event, so a replay of the recording closes it too).
         """
         if self.paper is None:
             return
+        # The sim's market moves a minute at a time (the clock is at this minute's end, the price
+        # its close): resting orders (limits, stops, trailing stops, a bracket's legs) trade as a
+        # broker's book would have through the minute. Before, nothing matched them after their
+        # submit, and a stop-loss never fired in a sim (rec38).
+        self.paper.step()
         local = bars.local.time()
         for drill in self.drills:
             if drill.at == local:

@@ -723,6 +723,9 @@ class NullRecorder:
     def external(self, symbol: str, reason: str) -> None:
         """Do nothing."""
 
+    def price(self, symbol: str, price: Decimal) -> None:
+        """Do nothing."""
+
     def settle(self, result: Any, error: BaseException | None = None) -> None:
         """Do nothing."""
 
