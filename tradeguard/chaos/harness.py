@@ -169,6 +169,7 @@ def run_once(
         while index < len(bars.minutes):
             minute = bars.minutes[index]
             clock.set(max(clock.now(), minute.ends_at))
+            world.paper.step()  # resting orders trade at the minute's close, as in `tradeguard run`
             fired = len(world.faulty.injector.fired())
             try:
                 if incarnation is None:

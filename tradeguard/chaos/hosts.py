@@ -125,6 +125,7 @@ def run_hosts(
                 allowed = min(min(progress) + 1, len(bars.minutes))
                 if allowed != _read_int(barrier):
                     clock.set(max(clock.now(), bars.minutes[allowed - 1].ends_at))
+                    paper.step()  # the shared account's resting orders trade at the minute's close
                     _write(barrier, str(allowed))
             time.sleep(POLL_SECS)
     finally:

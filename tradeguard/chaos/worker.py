@@ -92,6 +92,7 @@ def main(spec: dict[str, Any]) -> int:
     for index in range(start, len(bars.minutes)):
         minute = bars.minutes[index]
         clock.set(max(clock.now(), minute.ends_at))
+        paper.step()  # resting orders trade at the minute's close, as in `tradeguard run`
         decisions.at_bar(index)
         try:
             strategy.on_bar(minute, ctx)
