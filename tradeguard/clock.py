@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "ReplayClock", "SystemClock"]
 
 
 @runtime_checkable
@@ -78,3 +78,29 @@ class ManualClock:
     def sleep(self, seconds: float) -> None:
         """Advance instead of sleeping."""
         self.advance(max(0.0, seconds))
+
+
+class ReplayClock:
+    """A recorded day on the wall clock: `start` when created, then `speed` times as fast as real time.
+
+    For a paper server that replays a bar file: its prices, its `/v2/clock` and its resting orders
+    follow the day's bars as a bot trading against it lives through them.
+    """
+
+    def __init__(self, start: datetime, speed: float = 1.0) -> None:
+        """Start at `start` (aware) now, running `speed` (> 0) seconds of the day per real second."""
+        if start.tzinfo is None:
+            raise ValueError("ReplayClock needs a timezone-aware start time")
+        if not speed > 0:
+            raise ValueError(f"a replay runs at a positive speed, got {speed}")
+        self._start, self._speed = start.astimezone(UTC), float(speed)
+        self._origin = time.monotonic()  # never steps back, unlike the wall clock
+
+    def now(self) -> datetime:
+        """Return the replayed day's time."""
+        return self._start + timedelta(seconds=(time.monotonic() - self._origin) * self._speed)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep for `seconds` of the replayed day (`seconds / speed` of real time)."""
+        if seconds > 0:
+            time.sleep(seconds / self._speed)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 import click
 
 from tradeguard.cli.common import EXIT_STATUSES, cannot_listen, check_port_free, open_paper_broker
 from tradeguard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tradeguard.clock import ReplayClock
+    from tradeguard.paper import PaperBroker
+    from tradeguard.paper.prices import CsvBarPrices
 
 __all__ = ["paper_server"]
 
@@ -48,7 +55,18 @@ def _cash(text: str) -> Decimal:
     is_flag=True,
     help="With --state: fsync each change before answering (survives power loss; slower).",
 )
-@click.option("--bars", metavar="CSV", help="Bar file (timestamp,symbol,...,close) giving fill prices.")
+@click.option(
+    "--bars",
+    metavar="CSV",
+    help="Bar file (timestamp,symbol,...,close) to replay: the account's clock starts at its first bar.",
+)
+@click.option(
+    "--speed",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="With --bars: seconds of the bars' day per real second.",
+)
 @click.option(
     "--price", "prices", multiple=True, metavar="SYMBOL=PRICE", help="Pin a fill price (repeatable)."
 )
@@ -67,12 +85,12 @@ def paper_server(
     allow_short: bool,
     fsync_every_change: bool,
     bars: str | None,
+    speed: float,
     prices: tuple[str, ...],
     assets: str | None,
 ) -> int:
     """Serve a paper account over Alpaca's REST routes until Ctrl-C or SIGTERM."""
     from tradeguard.faults import FaultPlan
-    from tradeguard.paper.prices import CsvBarPrices
     from tradeguard.paper.server import PaperServer, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -80,8 +98,10 @@ def paper_server(
     check_port_free(host, port)  # first: a taken port leaves no new state file behind
     try:
         plan = FaultPlan.load(faults) if faults else None
+        source, clock = _replay(bars, speed)
         broker = open_paper_broker(
-            prices=CsvBarPrices(bars) if bars else None,
+            prices=source,
+            clock=clock,
             cash=_cash(cash),
             allow_short=allow_short,
             state_path=state,
@@ -109,6 +129,58 @@ def paper_server(
             print(f"warning: {host} is not loopback: anyone who can reach it can trade here", file=sys.stderr)
         if plan is not None:
             print(f"fault plan {faults}: {len(plan.faults)} fault(s), seed {plan.seed}", flush=True)
+        if clock is not None:
+            print(f"replaying {bars} from {clock.now():%Y-%m-%d %H:%M} UTC at {speed:g}x", flush=True)
 
-    serve(server, on_ready=announce)
+    if clock is None:
+        serve(server, on_ready=announce)
+        return 0
+    # Resting orders (limits, stops, trailing stops, a bracket's legs) trade as the replayed
+    # prices reach them, between requests too, as a broker's book would.
+    stop = threading.Event()
+    ticker = threading.Thread(target=_trade_resting, args=(broker, stop, _tick_secs(speed)), daemon=True)
+    ticker.start()
+    try:
+        serve(server, on_ready=announce)
+    finally:
+        stop.set()
+        ticker.join()
     return 0
+
+
+_MAX_SPEED = 3600.0  # an hour of the day per second: a day in under seven seconds
+
+
+def _replay(bars: str | None, speed: float) -> tuple[CsvBarPrices | None, ReplayClock | None]:
+    """Return the bar file's prices and the clock that replays its day (None, None without one).
+
+    The bars' day runs on the wall clock from the server's start, `speed` times as fast: its
+    prices, `/v2/clock` and resting orders follow the bars as a bot lives through them (a server
+    on the system clock priced every order at the file's last close, the day being long past).
+    """
+    from tradeguard.clock import ReplayClock
+    from tradeguard.paper.prices import CsvBarPrices
+
+    if not speed > 0 or speed > _MAX_SPEED:
+        raise ConfigError(f"--speed wants a number above 0 and at most {_MAX_SPEED:g}, got {speed:g}")
+    if bars is None:
+        if speed != 1.0:
+            raise ConfigError("--speed replays a bar file: give --bars too")
+        return None, None
+    source = CsvBarPrices(bars)
+    first = source.first_time
+    return source, None if first is None else ReplayClock(first, speed)
+
+
+def _tick_secs(speed: float) -> float:
+    """Real seconds between matching passes: a few per replayed minute, at most one a second."""
+    return max(0.01, min(1.0, 60.0 / speed / 4))
+
+
+def _trade_resting(broker: PaperBroker, stop: threading.Event, every: float) -> None:
+    log = logging.getLogger("tradeguard.paper_server")
+    while not stop.wait(every):
+        try:
+            broker.step()
+        except Exception:  # a failed pass (a state file that cannot be written) is said, not fatal
+            log.exception("matching resting orders failed; trying again")

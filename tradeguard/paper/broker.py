@@ -466,6 +466,9 @@ class PaperBroker:
 
     def step(self) -> list[BrokerOrder]:
         """Run one matching pass over every open order at current prices; return what changed."""
+        with self._lock:
+            if not self._venue.state.open_ids:
+                return []  # nothing rests (a sim's every minute, a server's every tick): no write
         with self._changing as state:
             return [state.broker_order(o) for o in step(self._venue, None)]
 

@@ -127,6 +127,11 @@ class RecordedPrices:
         """Return the symbols with at least one price."""
         return sorted(self._times)
 
+    @property
+    def first_time(self) -> datetime | None:
+        """Return the earliest time any symbol has a price (None without prices)."""
+        return min((times[0] for times in self._times.values() if times), default=None)
+
 
 class CsvBarPrices(RecordedPrices):
     """Close prices from a CSV bar file.
