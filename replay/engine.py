@@ -25,10 +25,12 @@ from replay.modes import FORGET_ABOVE, FullGuard, Simulation, make_simulation, s
 from tradeguard import (
     AnswerEvent,
     AttemptEvent,
+    CancelEvent,
     ExternalEvent,
     NoteEvent,
     PositionEvent,
     PriceEvent,
+    ReplaceEvent,
     SessionFormatError,
     SessionHeader,
     SessionReader,
@@ -150,6 +152,20 @@ def describe_answer(answer: AnswerEvent | None) -> str | None:
     if answer.result == "blocked":
         return f"blocked by {answer.by}" if answer.by else "blocked"
     return answer.result.replace("_", " ")
+
+
+def _describe_amendment(event: CancelEvent | ReplaceEvent) -> str:
+    """Return a cancel or replace as a table cell: what the bot did to which decision's order."""
+    if isinstance(event, CancelEvent):
+        if event.scope == "all":
+            return "cancel every open order"
+        return f"cancel the order of {event.decision or event.client_order_id}"
+    terms = [
+        f"{name} {value}"
+        for name in ("qty", "limit_price", "stop_price", "trail", "time_in_force")
+        if (value := getattr(event, name)) is not None
+    ]
+    return f"replace the order of {event.decision or event.client_order_id}: " + ", ".join(terms)
 
 
 class _Lookahead:
@@ -436,6 +452,18 @@ def _step(  # noqa: PLR0912 - one branch per event type, each with and without i
             return None
         text = f"outside the bot: {event.event.replace('_', ' ')}"
         return EventRow(line, event.t.astimezone(zone), "external", text, event.symbol, None, done)
+    if isinstance(event, CancelEvent | ReplaceEvent):
+        # Through every mode as the bot did it; `full`'s gateway records its own (a recording replay).
+        did: dict[Mode, AttemptOutcome | str] = {
+            mode: sim.cancel(event, at) if isinstance(event, CancelEvent) else sim.replace(event, at)
+            for mode, sim in sims.items()
+        }
+        if zone is None:
+            return None
+        return EventRow(
+            line, event.t.astimezone(zone), event.type, _describe_amendment(event), event.symbol,
+            event.result, did,
+        )  # fmt: skip
     if isinstance(event, NoteEvent):
         for sim in sims.values():
             sim.advance(at)

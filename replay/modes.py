@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -30,12 +30,14 @@ from tradeguard import (
     AttemptEvent,
     BrokerError,
     BrokerOrder,
+    CancelEvent,
     ClaimState,
     ExternalEvent,
     Intent,
     Kind,
     ManualClock,
     MemoryClaimStore,
+    OrderClass,
     OrderGateway,
     OrderRejected,
     OrderRequest,
@@ -48,6 +50,8 @@ from tradeguard import (
     PriceEvent,
     ReconcileReport,
     Recorder,
+    ReplaceEvent,
+    ReplaceRequest,
     SessionHeader,
     Settings,
     Side,
@@ -80,6 +84,9 @@ FORGET_ABOVE = 4096
 audit records: a session of a day (the May 21 one has a few dozen) keeps everything."""
 
 _FORGET_EVERY = timedelta(seconds=60)
+
+_MAX_ORDERS_OF = 4 * FORGET_ABOVE
+"""How many decisions' latest orders a mode remembers for the cancels and replaces that name them."""
 
 Sent = tuple[str | None, str, "BrokerOrder | None"]
 """What driving an attempt did: the client id whose order is still to be looked up (None: none
@@ -147,6 +154,9 @@ class Simulation:
         self.symbols: dict[str, None] = {}
         self.belief: dict[str, Decimal] = {}
         self._sent = 0
+        # Each decision's latest order here (its broker id; `full`: its claim's client id), for the
+        # cancels and replaces that name the decision (bounded: the oldest are forgotten first).
+        self._orders_of: OrderedDict[str, str] = OrderedDict()
 
     # -- events ------------------------------------------------------------------------------
 
@@ -240,6 +250,7 @@ class Simulation:
             if plan is not None:
                 broker.disarm()
         order = self._new_order(coid, answered)
+        self._note_order(event.decision, coid, order)
         qty = event.qty
         price = self.paper.price(symbol)
         if qty is None:  # a notional entry, or an exit of all held: what the order asked for
@@ -259,6 +270,82 @@ class Simulation:
         )
         self.sample(symbol)
         return outcome
+
+    def cancel(self, event: CancelEvent, at: datetime | None = None) -> str:
+        """Cancel as the bot did (its decision's order, or every open order); return what happened."""
+        self.advance(event.t if at is None else at)
+        if event.symbol is not None:
+            self.symbols[event.symbol] = None
+        try:
+            if event.scope == "all":
+                done = self.cancel_all()
+            else:
+                order_id = self.order_of(event)
+                if order_id is None:
+                    return "no order of it here"
+                done = self.cancel_one(order_id)
+        except TradeguardError as exc:
+            return _refusal(exc)
+        finally:
+            for symbol in self.symbols:
+                self.sample(symbol)
+        return done
+
+    def replace(self, event: ReplaceEvent, at: datetime | None = None) -> str:
+        """Replace as the bot did (its decision's order, with the terms it asked); return what happened."""
+        self.advance(event.t if at is None else at)
+        if event.symbol is not None:
+            self.symbols[event.symbol] = None
+        order_id = self.order_of(event)
+        if order_id is None:
+            return "no order of it here"
+        request = ReplaceRequest(
+            qty=event.qty, limit_price=event.limit_price, stop_price=event.stop_price, trail=event.trail,
+            time_in_force=None if event.time_in_force is None else TimeInForce(event.time_in_force),
+            client_order_id=event.new_client_order_id,
+        )  # fmt: skip
+        try:
+            new = self.replace_one(order_id, request)
+        except TradeguardError as exc:
+            return _refusal(exc)
+        finally:
+            if event.symbol is not None:
+                self.sample(event.symbol)
+        if event.decision is not None and self.mode is not Mode.FULL:
+            self._remember(event.decision, new.id)
+        return f"replaced ({new.status.value})"
+
+    def order_of(self, event: CancelEvent | ReplaceEvent) -> str | None:
+        """The broker id of the order a cancel or replace names here (None: none is known)."""
+        order_id = None if event.decision is None else self._orders_of.get(event.decision)
+        if order_id is None and event.client_order_id is not None:
+            found = self.paper.get_order_by_client_id(event.client_order_id)
+            order_id = None if found is None else found.id
+        return order_id
+
+    def cancel_one(self, order_id: str) -> str:
+        """Cancel one order at the broker, as the bot's `cancel_order_by_id` does."""
+        self.broker.cancel_order(order_id)
+        return "canceled"
+
+    def cancel_all(self) -> str:
+        """Cancel every open order, as the bot's `cancel_orders` does."""
+        return f"canceled {len(self.paper.cancel_all_orders())} open order(s)"
+
+    def replace_one(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Replace one order at the broker, as the bot's `replace_order_by_id` does."""
+        return self.broker.replace_order(order_id, request)
+
+    def _note_order(self, decision: str, coid: str | None, order: BrokerOrder | None) -> None:
+        if order is not None:
+            self._remember(decision, order.id)
+
+    def _remember(self, decision: str, key: str) -> None:
+        orders = self._orders_of
+        orders[decision] = key
+        orders.move_to_end(decision)
+        if len(orders) > _MAX_ORDERS_OF:
+            orders.popitem(last=False)
 
     def finish(self, end: datetime) -> Totals:
         """Run the clock to `end` and return the figures."""
@@ -318,6 +405,7 @@ class Simulation:
             position_intent=PositionIntent(event.position_intent) if event.position_intent else None,
             trail_price=event.trail_price,
             trail_percent=event.trail_percent,
+            **_order_class_of(event),
         )
         # A client id the bot chose may already name an order of an earlier attempt: that order is
         # not this attempt's (a lost answer looked up by it would otherwise find it).
@@ -479,9 +567,10 @@ class FullGuard(Simulation):
         """Send through the gateway; the decision is the intent."""
         gateway = self.gateway
         try:
-            if event.order_type == "trailing_stop":
-                # `enter` and `exit` take no trail: the order as a whole spec, as a drop-in bot's.
-                result = self._trailing_stop(event)
+            if event.order_type == "trailing_stop" or event.order_class or event.extended_hours:
+                # `enter` and `exit` take no trail and no legs: the order as a whole spec, as a
+                # drop-in bot's.
+                result = self._as_spec(event)
             elif event.kind == "entry":
                 result = gateway.enter(
                     event.symbol, qty=event.qty, notional=event.notional, side=event.side,
@@ -499,8 +588,11 @@ class FullGuard(Simulation):
         coid = result.claim.client_order_id if result.claim is not None else None
         return coid, f"{result.outcome}: {result.reason}", result.order
 
-    def _trailing_stop(self, event: AttemptEvent) -> OrderResult:
-        """Send a trailing-stop attempt through the gateway: `submit` an entry, `exit_order` an exit."""
+    def _as_spec(self, event: AttemptEvent) -> OrderResult:
+        """Send an attempt as a whole spec through the gateway: `submit` an entry, `exit_order` an exit.
+
+        For what `enter` and `exit` do not take: a trailing stop's trail, an order class's legs.
+        """
         side = Side(event.side)
         if event.kind == "entry":
             opens = PositionIntent.BUY_TO_OPEN if side is Side.BUY else PositionIntent.SELL_TO_OPEN
@@ -508,16 +600,52 @@ class FullGuard(Simulation):
             opens = PositionIntent.SELL_TO_CLOSE  # `exit_order` sides it from what is held
         spec = OrderSpec(
             qty=event.qty,
-            order_type=OrderType.TRAILING_STOP,
+            notional=event.notional,
+            order_type=OrderType(event.order_type),
             time_in_force=TimeInForce(event.time_in_force),
+            limit_price=event.limit_price,
+            stop_price=event.stop_price,
             position_intent=opens,
             trail_price=event.trail_price,
             trail_percent=event.trail_percent,
+            **_order_class_of(event),
         )
         if event.kind == "entry":
             intent = Intent(self._agent_id, Kind.ENTRY, event.symbol, side, event.decision)
             return self.gateway.submit(intent, spec)
         return self.gateway.exit_order(event.symbol, spec, intent=event.decision)
+
+    def _note_order(self, decision: str, coid: str | None, order: BrokerOrder | None) -> None:
+        # The decision's claim: its order is whatever the claim holds when the bot amends it
+        # (a replace moves the claim to the new order).
+        if coid is not None:
+            self._remember(decision, coid)
+
+    def order_of(self, event: CancelEvent | ReplaceEvent) -> str | None:
+        """The order the decision's claim holds now (else the order under the event's client id)."""
+        coid = None if event.decision is None else self._orders_of.get(event.decision)
+        claim = None if coid is None else self._store.get_by_client_order_id(coid)
+        if claim is not None and claim.broker_order_id is not None:
+            return claim.broker_order_id
+        if event.client_order_id is not None:
+            claim = self._store.get_by_client_order_id(event.client_order_id)
+            if claim is not None and claim.broker_order_id is not None:
+                return claim.broker_order_id
+        return super().order_of(event) if coid is None else None
+
+    def cancel_one(self, order_id: str) -> str:
+        """Cancel through the gateway, as the run's bot did (its claim adopts the answer)."""
+        claim = self.gateway.cancel(order_id)
+        return "canceled" if claim is None else f"canceled (claim {claim.state.value})"
+
+    def cancel_all(self) -> str:
+        """Cancel every open order through the gateway, as the run's bot did."""
+        results = self.gateway.cancel_all()
+        return f"canceled {sum(error is None for _, error in results)} open order(s)"
+
+    def replace_one(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
+        """Replace through the gateway, as the run's bot did (its claim records the new order)."""
+        return self.gateway.replace(order_id, request)
 
     def _new_order(self, coid: str | None, answered: BrokerOrder | None) -> BrokerOrder | None:
         # One client id per decision, reused by every retry: count its order once.
@@ -539,6 +667,26 @@ class FullGuard(Simulation):
             self.clock.now(), symbol, self._store.position_qty(self._agent_id, symbol),
             self.paper.position_qty(symbol),
         )  # fmt: skip
+
+
+def _order_class_of(event: AttemptEvent) -> dict[str, Any]:
+    """An attempt's order class, legs and extended hours, as `OrderRequest` and `OrderSpec` take them."""
+    profit, loss = event.take_profit, event.stop_loss
+    return {
+        "extended_hours": bool(event.extended_hours),
+        "order_class": OrderClass(event.order_class or "simple"),
+        "take_profit_limit_price": None if profit is None else profit.limit_price,
+        "stop_loss_stop_price": None if loss is None else loss.stop_price,
+        "stop_loss_limit_price": None if loss is None else loss.limit_price,
+    }
+
+
+def _refusal(exc: TradeguardError) -> str:
+    """A refusal as a table cell: the broker's status and words, or tradeguard's."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, BrokerError):
+        return f"{status} {exc.message}" if status else f"failed: {exc.message}"
+    return f"refused by tradeguard: {exc}"
 
 
 def _discard_older(keys: set[str], added: deque[tuple[datetime, str]], before: datetime) -> None:

@@ -54,6 +54,8 @@ EXPECTED = {
     "ExternalEvent",
     "NoteEvent",
     "EndEvent",
+    "CancelEvent",
+    "ReplaceEvent",
     "SessionReader",
     "SessionWriter",
     "Recorder",

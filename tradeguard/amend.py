@@ -26,6 +26,7 @@ from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, same_account
 if TYPE_CHECKING:
     from tradeguard.clock import Clock
     from tradeguard.reconcile.runner import Reconciler
+    from tradeguard.sessions.recorder import NullRecorder, Recorder
 
 __all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
 
@@ -43,6 +44,7 @@ class OrderAmendments:
     agent_id: str
     reconciler: Reconciler
     clock: Clock
+    recorder: Recorder | NullRecorder
 
     def _ensure_started(self) -> None:
         raise NotImplementedError
@@ -63,6 +65,11 @@ class OrderAmendments:
         claim = self.claim_of_order(order_id)
         try:
             self.broker.cancel_order(order_id)
+        except BaseException as exc:
+            self.recorder.canceled(claim, order_id, error=exc)  # a session replays it (rec39)
+            raise
+        else:
+            self.recorder.canceled(claim, order_id)
         finally:
             if claim is not None:
                 claim = self._follow(claim, order_id)
@@ -74,6 +81,16 @@ class OrderAmendments:
         Like alpaca-py's `cancel_orders`, this is account-wide. Every claim of this agent then
         adopts its order's state.
         """
+        try:
+            results = self._cancel_all()
+        except BaseException as exc:
+            self.recorder.canceled(None, None, error=exc)
+            raise
+        self.recorder.canceled(None, None, canceled=sum(error is None for _, error in results))
+        return results
+
+    def _cancel_all(self) -> list[tuple[BrokerOrder, BrokerError | None]]:
+        """`cancel_all`'s work (recorded by it as one event)."""
         self._ensure_started()
         live = self.store.list_claims(states=sorted(ACTIVE_STATES), agent_id=self.agent_id)
         results: list[tuple[BrokerOrder, BrokerError | None]] = []
@@ -181,6 +198,16 @@ class OrderAmendments:
         """
         self._ensure_started()
         claim = self.claim_of_order(order_id)
+        try:
+            new = self._replace(order_id, request, claim)
+        except BaseException as exc:
+            self.recorder.replaced(claim, order_id, request, error=exc)  # a session replays it (rec39)
+            raise
+        self.recorder.replaced(claim, order_id, request, new=new)
+        return new
+
+    def _replace(self, order_id: str, request: ReplaceRequest, claim: Claim | None) -> BrokerOrder:
+        """`replace`'s work: check an exit's growth against what is held, replace, record on the claim."""
         if (
             claim is not None
             and claim.kind is Kind.EXIT

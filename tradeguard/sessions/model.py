@@ -11,6 +11,8 @@ The first line is the `SessionHeader`; every later line is one event, told apart
 - `note`: the bot's own words ("ENTRY BLOCKED: position held"), kept as they were;
 - `resolution` (version 2): what was learned later about an attempt whose answer was lost
   (a timeout or a 5xx): whether the broker placed its order after all;
+- `cancel`, `replace` (version 2, came later): the bot canceled a decision's order (or every
+  open order), or replaced one with new terms, and what the broker answered;
 - `end`: the session's last moment (optional; without it the last event's time is the end).
 
 Version 1 files (no `resolution` events) are read as they always were.
@@ -44,6 +46,7 @@ __all__ = [
     "AnswerEvent",
     "AnswerResult",
     "AttemptEvent",
+    "CancelEvent",
     "EndEvent",
     "Event",
     "ExternalEvent",
@@ -51,6 +54,7 @@ __all__ = [
     "PositionEvent",
     "PriceEvent",
     "RESOLUTION_HORIZON_SECS",
+    "ReplaceEvent",
     "ResolutionEvent",
     "SUPPORTED_VERSIONS",
     "SessionHeader",
@@ -151,6 +155,19 @@ _LIMITED = frozenset({"limit", "stop_limit"})
 _STOPPED = frozenset({"stop", "stop_limit"})
 
 
+class TakeProfit(_Line):
+    """An order class's take-profit leg, as Alpaca spells it: a limit order at `limit_price`."""
+
+    limit_price: Positive
+
+
+class StopLoss(_Line):
+    """An order class's stop-loss leg: a stop at `stop_price`, a stop-limit with `limit_price` too."""
+
+    stop_price: Positive
+    limit_price: Positive | None = None
+
+
 class AttemptEvent(_Event):
     """One try to send an order for a decision.
 
@@ -169,6 +186,11 @@ class AttemptEvent(_Event):
         trail_percent: For trailing stops: the trail in percent of the price (below 100).
         time_in_force: As Alpaca spells it.
         position_intent: What the bot's own request carried (None: nothing, Alpaca infers it).
+        extended_hours: The order may fill outside regular hours (limit orders at Alpaca).
+        order_class: `simple` (default), `bracket` (an entry with both legs), `oto` (one leg)
+            or `oco` (an exit: a limit order, `take_profit`, with its `stop_loss`).
+        take_profit: The take-profit leg (`limit_price`) of a bracket, OTO or OCO.
+        stop_loss: The stop-loss leg (`stop_price`, and `limit_price` for a stop-limit).
         path: Which of the bot's code paths sent it: `order` (entries, adds, flip sells: the
             path an entry-only guard keys) or `exit` (unguarded by such a guard). Default: the
             kind's (`order` for entries, `exit` for exits).
@@ -194,6 +216,12 @@ class AttemptEvent(_Event):
     trail_percent: Annotated[Decimal, Field(gt=0, lt=100, allow_inf_nan=False)] | None = None
     time_in_force: Literal["day", "gtc", "opg", "cls", "ioc", "fok"] = "day"
     position_intent: Literal["buy_to_open", "buy_to_close", "sell_to_open", "sell_to_close"] | None = None
+    # Came later within version 2 (with order classes): an older reader refuses a line that has
+    # them, naming the line, rather than replay a bracket as a plain order (or an OCO as a limit).
+    extended_hours: bool | None = None
+    order_class: Literal["simple", "bracket", "oto", "oco"] | None = None
+    take_profit: TakeProfit | None = None
+    stop_loss: StopLoss | None = None
     path: Literal["order", "exit"] | None = None
     bar: AwareDatetime | None = None
     client_order_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
@@ -215,7 +243,25 @@ class AttemptEvent(_Event):
             raise ValueError("a trailing_stop needs trail_price or trail_percent (one of them)")
         if kind != "trailing_stop" and trails:
             raise ValueError("trail_price and trail_percent go with order_type trailing_stop only")
+        self._check_legs()
         return self
+
+    def _check_legs(self) -> None:
+        """An order class has the legs Alpaca requires of it (the gateway's `build_spec` rules)."""
+        order_class = self.order_class or "simple"
+        profit, loss = self.take_profit is not None, self.stop_loss is not None
+        if order_class == "simple":
+            if profit or loss:
+                raise ValueError("take_profit and stop_loss need order_class bracket, oto or oco")
+            return
+        if order_class in {"bracket", "oco"} and not (profit and loss):
+            raise ValueError(f"order_class {order_class} needs both take_profit and stop_loss")
+        if order_class == "oto" and profit == loss:
+            raise ValueError("order_class oto needs either take_profit or stop_loss, not both")
+        if self.notional is not None:
+            raise ValueError(f"order_class {order_class} needs qty, not notional (Alpaca's rule)")
+        if order_class == "oco" and (self.kind != "exit" or self.order_type != "limit"):
+            raise ValueError("order_class oco is an exit's limit order (its take_profit) with its stop_loss")
 
     @property
     def bot_path(self) -> str:
@@ -307,6 +353,90 @@ class ResolutionEvent(_Event):
         return self
 
 
+Scope = Literal["order", "all"]
+
+
+class _Amendment(_Event):
+    """What cancels and replaces share: the order meant, and the broker's answer."""
+
+    type: Literal["cancel", "replace"]  # each kind's own, declared here to come first on a line
+    decision: Name | None = None
+    client_order_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    order_id: str | None = None
+    symbol: Symbol | None = None
+    result: Literal["accepted", "rejected", "timeout", "error", "dropped", "blocked"]
+    status: Annotated[int, Field(ge=100, le=599)] | None = None
+    body: dict[str, Any] | str | None = None
+    reason: str | None = None
+
+
+class CancelEvent(_Amendment):
+    """The bot canceled an order of one of its decisions, or every open order of the account.
+
+    Came later within version 2: an older reader refuses such a line, naming it, rather than
+    replay the order as if it still rested.
+
+    Attributes:
+        scope: `order` (one order: the current order of `decision`, else the one under
+            `client_order_id`; one with neither, an order the session never placed, replays as
+            nothing) or `all` (every open order, alpaca-py's `cancel_orders`).
+        decision: The decision whose order was canceled (None: an order of no decision).
+        client_order_id: That order's client id, when known.
+        order_id: The broker's id of the order at the time (a replay's broker gives its own).
+        symbol: The order's symbol.
+        result: `accepted` (the cancel was taken), `rejected` (status and body: unknown order,
+            already filled), `timeout` or `error` (the answer was lost), `dropped` (never
+            sent: the broker unreachable), `blocked` (tradeguard refused it before sending).
+        canceled: For `all`: how many orders the broker canceled (legs included).
+    """
+
+    type: Literal["cancel"]
+    scope: Scope = "order"
+    canceled: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _names_its_order(self) -> CancelEvent:
+        names = (self.decision, self.client_order_id, self.order_id)
+        if self.scope == "order" and names == (None, None, None):
+            raise ValueError("a cancel of one order names its decision, client_order_id or order_id")
+        if self.scope == "all" and names != (None, None, None):
+            raise ValueError("a cancel of all orders names no decision, client_order_id or order_id")
+        if self.scope == "order" and self.canceled is not None:
+            raise ValueError("canceled goes with scope all only")
+        return self
+
+
+class ReplaceEvent(_Amendment):
+    """The bot replaced an open order of one of its decisions with new terms (Alpaca's PATCH).
+
+    Came later within version 2: an older reader refuses such a line, naming it.
+
+    Attributes:
+        decision: The decision whose order was replaced (None: an order of no decision).
+        client_order_id: The replaced order's client id, when known.
+        order_id: The broker's id of the replaced order at the time.
+        qty, limit_price, stop_price, trail, time_in_force: The terms asked (None keeps the old).
+        new_client_order_id: The client id the bot asked the replacement to carry.
+        new_order_id: The replacement's broker id (`accepted`).
+        result: As for `CancelEvent`.
+    """
+
+    type: Literal["replace"]
+    qty: Positive | None = None
+    limit_price: Positive | None = None
+    stop_price: Positive | None = None
+    trail: Positive | None = None
+    time_in_force: Literal["day", "gtc", "opg", "cls", "ioc", "fok"] | None = None
+    new_client_order_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    new_order_id: str | None = None
+
+    @model_validator(mode="after")
+    def _names_its_order(self) -> ReplaceEvent:
+        if self.decision is None and self.client_order_id is None and self.order_id is None:
+            raise ValueError("a replace names the decision, client_order_id or order_id of its order")
+        return self
+
+
 class PriceEvent(_Event):
     """The price of `symbol` from `t` on (fills of the replay's paper broker happen at it)."""
 
@@ -381,15 +511,19 @@ Event = Annotated[
     | ExternalEvent
     | NoteEvent
     | EndEvent
-    | ResolutionEvent,
+    | ResolutionEvent
+    | CancelEvent
+    | ReplaceEvent,
     Field(discriminator="type"),
 ]
 """Any event line of the current version."""
 
-EVENT_TYPES = ("attempt", "answer", "price", "position", "external", "note", "end", "resolution")
+EVENT_TYPES = (
+    "attempt", "answer", "price", "position", "external", "note", "end", "resolution", "cancel", "replace",
+)  # fmt: skip
 """Every event type of the current version."""
 
-_TYPES_V1 = EVENT_TYPES[:-1]
+_TYPES_V1 = EVENT_TYPES[:7]
 
 _ADAPTERS: dict[int, TypeAdapter[Any]] = {}
 

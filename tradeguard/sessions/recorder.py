@@ -46,18 +46,21 @@ from pydantic import ValidationError
 from tradeguard import __version__
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import AuditAction, BrokerOrder
+from tradeguard.domain import AuditAction, BrokerOrder, Claim, OrderClass, ReplaceRequest
 from tradeguard.domain.intents import Intent, OrderSpec
+from tradeguard.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.ports import Broker
 from tradeguard.sessions.model import (
     RESOLUTION_HORIZON_SECS,
     SESSION_VERSION,
     AnswerEvent,
     AttemptEvent,
+    CancelEvent,
     ExternalEvent,
     NoteEvent,
     PositionEvent,
     PriceEvent,
+    ReplaceEvent,
     ResolutionEvent,
     SessionHeader,
 )
@@ -81,6 +84,7 @@ _ANNOTATIONS = frozenset({"path", "bar", "position_intent", "reason", "client_or
 _LOST = frozenset({"timeout", "error"})
 _MAX_LOST = 4096  # lost answers awaiting what became of them (a handful in a real day)
 _MAX_END_PROBES = 100  # lookups when the recording ends, at most
+_MAX_ORDERS = 16_384  # broker order ids of recorded answers, for the cancels that name them
 
 
 # Settings of the store's connection, not of the guard's decisions: a replay has no use for them.
@@ -181,6 +185,9 @@ class Recorder:
         self._prices: dict[str, Decimal] = {}
         self._broker_qty: dict[str, Decimal] = {}
         self._lost: OrderedDict[str, _Lost] = OrderedDict()  # client_order_id -> its lost answer
+        # Broker order id -> (decision, client id, symbol) of the answers written: a cancel or
+        # replace of an order whose claim is over (filled) still names its decision.
+        self._orders: OrderedDict[str, tuple[str, str | None, str]] = OrderedDict()
         self._broker: Broker | None = None  # the last broker wrapped (looked up at the end)
         self._last: datetime | None = None
         self._audit: Audit | None = None
@@ -289,7 +296,7 @@ class Recorder:
                 "trail_percent": spec.trail_percent,
                 "time_in_force": spec.time_in_force.value,
                 "client_order_id": client_order_id,
-            }
+            } | _order_class(spec)
             try:
                 event = AttemptEvent.model_validate(fields | extra)
             except Exception as exc:
@@ -372,6 +379,8 @@ class Recorder:
             self._emit(event)
             self._local.answered = result
             coid = event.client_order_id
+            if event.order_id is not None:
+                self._order_named(event.order_id, (decision, coid, symbol))
             if result in _LOST and event.placed is None and coid is not None:
                 lost = self._lost
                 lost[coid] = _Lost(decision, number, event.t, symbol, side)
@@ -532,19 +541,109 @@ class Recorder:
                 reason = f"absent at the broker when the recording ended, {secs:.0f} s after the lost answer"
                 self.resolved(coid, placed=False, by="end", reason=reason)
 
+    # -- cancels and replaces ----------------------------------------------------------------
+
+    def canceled(
+        self,
+        claim: Claim | None,
+        order: BrokerOrder | str | None,
+        *,
+        error: BaseException | None = None,
+        canceled: int | None = None,
+    ) -> None:
+        """Record a cancel the gateway made, and its answer (`error`: its failure).
+
+        Of `claim`'s order `order` (an id, or the order), or, with `order` None, of every open
+        order (`canceled` of them taken down).
+        """
+        what = "a cancel of every open order" if order is None else "a cancel"
+        self._guarded(lambda: self._amended("cancel", claim, order, error, {"canceled": canceled}), what)
+
+    def replaced(
+        self,
+        claim: Claim | None,
+        order_id: str,
+        request: ReplaceRequest,
+        *,
+        new: BrokerOrder | None = None,
+        error: BaseException | None = None,
+    ) -> None:
+        """Record a replace the gateway made of `claim`'s order `order_id`: the terms, the answer."""
+        terms: dict[str, Any] = {
+            "qty": request.qty,
+            "limit_price": request.limit_price,
+            "stop_price": request.stop_price,
+            "trail": request.trail,
+            "time_in_force": None if request.time_in_force is None else request.time_in_force.value,
+            "new_client_order_id": request.client_order_id,
+            "new_order_id": None if new is None else new.id,
+        }
+        self._guarded(lambda: self._amended("replace", claim, order_id, error, terms), "a replace")
+
+    def _order_named(self, order_id: str, named: tuple[str, str | None, str]) -> None:
+        orders = self._orders
+        orders[order_id] = named
+        orders.move_to_end(order_id)
+        if len(orders) > _MAX_ORDERS:
+            orders.popitem(last=False)
+
+    def _amended(
+        self,
+        kind: str,
+        claim: Claim | None,
+        order: BrokerOrder | str | None,
+        error: BaseException | None,
+        fields: dict[str, Any],
+    ) -> None:
+        order_id = order.id if isinstance(order, BrokerOrder) else order
+        with self._lock:
+            named: dict[str, Any] = {"scope": "all"} if kind == "cancel" and order is None else {}
+            if isinstance(order, BrokerOrder):
+                named |= {"client_order_id": order.client_order_id, "symbol": order.symbol}
+            if claim is not None:
+                named |= {"client_order_id": claim.client_order_id, "symbol": claim.symbol}
+                named["decision"] = self._names.get(claim.key)
+            answered = None if order_id is None else self._orders.get(order_id)
+            if answered is not None and named.get("decision") is None:
+                # An order this session answered (its claim over, or of no live claim): its
+                # decision as the session names it. An order of an earlier run's claim has none
+                # here: its client id says which order it was.
+                decision, coid, symbol = answered
+                named |= {"decision": decision, "symbol": symbol}
+                named.setdefault("client_order_id", coid)
+            fields = {k: v for k, v in (fields | named | _amendment_answer(error)).items() if v is not None}
+            event_type = CancelEvent if kind == "cancel" else ReplaceEvent
+            try:
+                event = event_type.model_validate(
+                    {"type": kind, "t": self._now(), "order_id": order_id} | fields
+                )
+            except Exception as exc:
+                raise _Unrecordable(f"a {kind} of order {order_id}", exc) from exc
+            self._emit(event)
+            if (
+                isinstance(event, ReplaceEvent)
+                and event.new_order_id is not None
+                and event.decision is not None
+            ):
+                # The replacement is the decision's order from now on (a later cancel names it).
+                self._order_named(
+                    event.new_order_id, (event.decision, event.client_order_id, event.symbol or "")
+                )
+
     # -- what the bot adds -------------------------------------------------------------------
 
     def write(self, event: Any) -> None:
         """Write any event as it is (a time earlier than the last line's is moved up to it).
 
-        A `resolution` is left out: this recorder writes its own (see `resolved`).
+        A `resolution`, `cancel` or `replace` is left out: this recorder writes its own (see
+        `resolved`, `canceled`, `replaced`).
         """
         self._guarded(lambda: self._write_event(event), f"a {getattr(event, 'type', 'bad')} event")
 
     def _write_event(self, event: Any) -> None:
-        if isinstance(event, ResolutionEvent):
-            # A resolution names an attempt of the session it came from; this recorder writes its
-            # own, for the attempts its gateway makes, as its gateway learns them.
+        if isinstance(event, ResolutionEvent | CancelEvent | ReplaceEvent):
+            # A resolution, cancel or replace names an attempt or order of the session it came
+            # from; this recorder writes its own, for what its gateway does, as it does it.
             return
         with self._lock:
             if self._last is not None and event.t < self._last:
@@ -687,6 +786,37 @@ class _WriteFailed(Exception):
         self.error = error
 
 
+def _order_class(spec: OrderSpec) -> dict[str, Any]:
+    """An attempt's order class fields: its legs, and extended hours (nothing for a plain order)."""
+    fields: dict[str, Any] = {"extended_hours": True} if spec.extended_hours else {}
+    if spec.order_class is OrderClass.SIMPLE:
+        return fields
+    fields["order_class"] = spec.order_class.value
+    if spec.take_profit_limit_price is not None:
+        fields["take_profit"] = {"limit_price": spec.take_profit_limit_price}
+    if spec.stop_loss_stop_price is not None:
+        loss = {"stop_price": spec.stop_loss_stop_price}
+        if spec.stop_loss_limit_price is not None:
+            loss["limit_price"] = spec.stop_loss_limit_price
+        fields["stop_loss"] = loss
+    return fields
+
+
+def _amendment_answer(error: BaseException | None) -> dict[str, Any]:
+    """A cancel's or replace's answer: accepted, or what its error says (see `CancelEvent`)."""
+    if error is None:
+        return {"result": "accepted"}
+    if isinstance(error, OrderRejected):
+        return {"result": "rejected", "status": error.status_code, "body": error.body or None,
+                "reason": error.message}  # fmt: skip
+    if isinstance(error, OutcomeUnknown):
+        return {"result": "error" if error.status_code else "timeout", "status": error.status_code,
+                "reason": error.message}  # fmt: skip
+    if isinstance(error, BrokerUnavailable):
+        return {"result": "dropped", "reason": error.message}
+    return {"result": "blocked", "reason": f"{type(error).__name__}: {error}"}
+
+
 def _said(result: str, fields: dict[str, Any]) -> str:
     """An answer in words, for a note: its result, status, order id, fill and reason."""
     said = [result.replace("_", " ")]
@@ -721,6 +851,27 @@ class NullRecorder:
         """Do nothing."""
 
     def external(self, symbol: str, reason: str) -> None:
+        """Do nothing."""
+
+    def canceled(
+        self,
+        claim: Claim | None,
+        order: BrokerOrder | str | None,
+        *,
+        error: BaseException | None = None,
+        canceled: int | None = None,
+    ) -> None:
+        """Do nothing."""
+
+    def replaced(
+        self,
+        claim: Claim | None,
+        order_id: str,
+        request: ReplaceRequest,
+        *,
+        new: BrokerOrder | None = None,
+        error: BaseException | None = None,
+    ) -> None:
         """Do nothing."""
 
     def price(self, symbol: str, price: Decimal) -> None:
