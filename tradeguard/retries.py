@@ -99,12 +99,26 @@ class RetryAnswers:
 
         Read on the failure path only: when the decision already has a claim whose order may be
         at the broker, the caller must not hear "nothing was sent" (`execution.retry_unrecorded`).
-        A read that fails too leaves `exc` (this call sent nothing; that is all it knows).
+        A read that fails too leaves `exc` (this call sent nothing; that is all it knows), unless
+        this gateway posted the decision's order and could not record the answer: a store that
+        is down (a claim service killed right after the POST) fails the read as well, and the
+        retry that follows its `UnrecordedOrder` must not hear "nothing was recorded" (G1).
         """
         for intent in intents:
             try:
                 claim = self.store.get(intent.key)
             except StoreError:
+                with self._start_lock:
+                    posted = intent.key in self._posted_unrecorded or intent.key in self._sending
+                if posted:
+                    failure = str(exc).removesuffix("; nothing was sent")
+                    return UnrecordedOrder(
+                        f"the order of decision {intent.name!r} ({intent.symbol}) was sent by an earlier "
+                        f"call of this gateway and may be at the broker; the claim store still fails "
+                        f"({failure}), and this call sent nothing. Call again with the same decision (or "
+                        "run a reconcile pass) once the store works: it is looked up by client_order_id, "
+                        "never sent twice"
+                    )
                 return exc
             if claim is not None and self.may_have_placed(claim):
                 return retry_unrecorded(claim, exc)
