@@ -64,6 +64,7 @@ class ErrorCode:
     ILLEGAL_TRANSITION = "illegal_transition"
     STORE_UNAVAILABLE = "store_unavailable"  # the database failed: retry later (503)
     STORE_CONFLICT = "store_conflict"  # the store refused the write (a reused client_order_id)
+    RATE_LIMITED = "rate_limited"  # the key is past its rate (429, Retry-After): retry later
     INVALID = "invalid_request"  # a bad argument or body (ConfigError, ValueError, validation)
     NOT_FOUND = "not_found"  # missing, or another agent's: the same answer
     FORBIDDEN = "forbidden"

@@ -67,6 +67,7 @@ _HTTP_CODES: dict[int, str] = {
     401: ErrorCode.UNAUTHORIZED,
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
+    429: ErrorCode.RATE_LIMITED,
 }
 
 

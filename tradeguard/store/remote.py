@@ -216,6 +216,12 @@ class RemoteClaimLedger(RemoteReads):
         code = str(answer.get("code") or "")
         if resp.status_code >= 500 or code == codec.ErrorCode.STORE_UNAVAILABLE:
             raise StoreError(f"claim service {self.url} failed while {doing}: {resp.status_code} {message}")
+        if resp.status_code == 429:  # past the key's rate: retry later, never "a bad argument"
+            wait = resp.headers.get("Retry-After")
+            raise StoreError(
+                f"claim service {self.url} answered 429 while {doing}: {message}"
+                + ("" if wait is None else f" (Retry-After: {wait[:32]})")
+            )
         if resp.status_code == 404 and missing is not None:
             raise missing(
                 f"{doing}: the claim service {self.url} has no such record for this key ({message})"
