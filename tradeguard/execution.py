@@ -22,6 +22,7 @@ from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import (
     BrokerError,
     BrokerUnavailable,
+    ConfigError,
     LeaseLost,
     OrderRejected,
     OutcomeUnknown,
@@ -398,10 +399,14 @@ def _refused(broker: Broker, store: ClaimLedger, claim: Claim, exc: OrderRejecte
 
 
 def _recorded(record: Callable[[], _T], claim: Claim) -> _T:
-    """Run `record` (the store write after a POST); a store failure becomes UnrecordedOrder."""
+    """Run `record` (the store write after a POST); a store failure becomes UnrecordedOrder.
+
+    A refusal of the caller's key (`ConfigError`: a claim service's 401/403, the key revoked
+    while the order was in flight) is a failure to record as well: the order was placed.
+    """
     try:
         return record()
-    except StoreError as exc:
+    except (StoreError, ConfigError) as exc:
         # The store's own wording ends "nothing was sent", true before a POST, false after it.
         failure = str(exc).removesuffix("; nothing was sent")
         raise UnrecordedOrder(
