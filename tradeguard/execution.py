@@ -226,9 +226,7 @@ def adopt_order(
                         "other_side": order.side.value},
             )  # fmt: skip
         except LeaseLost:
-            fresh = store.get(claim.key)
-            assert fresh is not None
-            return fresh
+            return _reread(store, claim)
     if order.legs:
         track_legs(store, claim, order)
     state = state_for_order(order.status, order.filled_qty > 0)
@@ -251,9 +249,24 @@ def adopt_order(
             order_qty=order.qty,
         )
     except LeaseLost:
-        fresh = store.get(claim.key)
-        assert fresh is not None
+        fresh = _reread(store, claim)
         return fresh if fresh.state is claim.state else adopt_order(store, fresh, order, why, broker=broker)
+
+
+def _reread(store: ClaimLedger, claim: Claim) -> Claim:
+    """Read `claim` again after a move lost its compare-and-set; StoreError if the store lost it.
+
+    Claims are never deleted, so a claim that is gone means the store is not the one it was
+    written to (a claim service restarted on another database): a store failure, which after
+    a POST the caller hears as `UnrecordedOrder`, never a bare error for a placed order.
+    """
+    fresh = store.get(claim.key)
+    if fresh is None:
+        raise StoreError(
+            f"claim {claim.client_order_id} is not in the claim store it was recorded in (a store "
+            "behind the claim service replaced by another database?)"
+        )
+    return fresh
 
 
 def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
@@ -461,9 +474,7 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
             detail={"status": exc.status_code},
         )
     except LeaseLost:
-        fresh = store.get(claim.key)
-        assert fresh is not None
-        claim, moved = fresh, True
+        claim, moved = _reread(store, claim), True
     try:
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:
