@@ -144,7 +144,7 @@ class NativeRoute(APIRoute):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422, 503)
+    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422, 429, 503)
 }
 
 
