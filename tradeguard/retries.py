@@ -113,8 +113,8 @@ class RetryAnswers:
                 if posted:
                     failure = str(exc).removesuffix("; nothing was sent")
                     return UnrecordedOrder(
-                        f"the order of decision {intent.name!r} ({intent.symbol}) was sent by an earlier "
-                        f"call of this gateway and may be at the broker; the claim store still fails "
+                        f"the order of decision {intent.name!r} ({intent.symbol}) was sent (or is being "
+                        f"sent) by this gateway and may be at the broker; the claim store still fails "
                         f"({failure}), and this call sent nothing. Call again with the same decision (or "
                         "run a reconcile pass) once the store works: it is looked up by client_order_id, "
                         "never sent twice"
