@@ -63,6 +63,7 @@ class RemoteReads:
         order was sent in its place.
         """
         claim = codec.claim_from_json(data)
+        claim.spec  # noqa: B018 - its order is read now: one the caller cannot send is a bad answer
         if claim.key != key or (state is not None and claim.state is not state):
             raise StoreError(
                 f"claim service {self.url} answered {doing} with claim {claim.client_order_id} in "
