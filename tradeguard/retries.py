@@ -271,15 +271,25 @@ class RetryAnswers:
         return moved if isinstance(moved, OrderResult) else self._send(moved)
 
     def _settle_unplaced(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
-        """Move a claim that placed nothing (absent, or not sent yet) to `to`, or answer the first mover."""
+        """Move a claim that placed nothing (absent, or not sent yet) to `to`, or answer the first mover.
+
+        A claim found moved to `to` under this gateway's own lease, and not being sent by it, was
+        moved by this very move (a proxy that sent the request twice: the copy that landed second
+        lost its compare-and-set): it goes on as moved. Answered DUPLICATE, a resend never went
+        out, and the bot heard "duplicate" for a decision nothing placed.
+        """
         try:
             moved = self.store.transition(claim, to, owner=self.owner, reason=reason)
-            self.recorder.resolved(claim.client_order_id, placed=False, by="probe", reason=reason)
-            return moved
         except LeaseLost:
             fresh = self.store.get(claim.key)
             assert fresh is not None
-            return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
+            with self._start_lock:
+                sending = claim.key in self._sending
+            if fresh.state is not to or fresh.owner != self.owner or sending:
+                return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
+            moved = fresh
+        self.recorder.resolved(claim.client_order_id, placed=False, by="probe", reason=reason)
+        return moved
 
     def _others_hold(self, symbol: str) -> bool:
         """Whether another agent on this account holds `symbol` or has an order in motion there.
