@@ -40,6 +40,7 @@ __all__ = [
     "is_position_rejection",
     "may_have_placed",
     "mismatch",
+    "reread",
     "retry_unrecorded",
     "send_claim",
     "track_legs",
@@ -226,7 +227,7 @@ def adopt_order(
                         "other_side": order.side.value},
             )  # fmt: skip
         except LeaseLost:
-            return _reread(store, claim)
+            return reread(store, claim)
     if order.legs:
         track_legs(store, claim, order)
     state = state_for_order(order.status, order.filled_qty > 0)
@@ -249,11 +250,11 @@ def adopt_order(
             order_qty=order.qty,
         )
     except LeaseLost:
-        fresh = _reread(store, claim)
+        fresh = reread(store, claim)
         return fresh if fresh.state is claim.state else adopt_order(store, fresh, order, why, broker=broker)
 
 
-def _reread(store: ClaimLedger, claim: Claim) -> Claim:
+def reread(store: ClaimLedger, claim: Claim) -> Claim:
     """Read `claim` again after a move lost its compare-and-set; StoreError if the store lost it.
 
     Claims are never deleted, so a claim that is gone means the store is not the one it was
@@ -474,7 +475,7 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
             detail={"status": exc.status_code},
         )
     except LeaseLost:
-        claim, moved = _reread(store, claim), True
+        claim, moved = reread(store, claim), True
     try:
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:

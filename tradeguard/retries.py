@@ -25,7 +25,14 @@ from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.ledger import ExitRoom
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, LeaseLost, OrderRejected, StoreError, UnrecordedOrder
-from tradeguard.execution import OrderResult, Outcome, adopt_order, may_have_placed, retry_unrecorded
+from tradeguard.execution import (
+    OrderResult,
+    Outcome,
+    adopt_order,
+    may_have_placed,
+    reread,
+    retry_unrecorded,
+)
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import OTHERS_SOLD_SINCE_READ, Reconciler, ReconcileReport
 from tradeguard.sessions.recorder import NullRecorder, Recorder
@@ -208,8 +215,7 @@ class RetryAnswers:
         try:
             claim = self.store.take_over(claim, self.owner)
         except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
+            fresh = reread(self.store, claim)
             return self._answer(fresh, held)
         return self._lookup_unknown(claim)
 
@@ -236,8 +242,7 @@ class RetryAnswers:
                     claim, ClaimState.UNKNOWN, reason="sent earlier, answer not recorded, not found yet"
                 )
             except LeaseLost:
-                fresh = self.store.get(claim.key)
-                assert fresh is not None
+                fresh = reread(self.store, claim)
                 return self._answer(fresh, None)
             return OrderResult(Outcome.UNKNOWN, claim, None, f"{claim.client_order_id} not found yet")
         return self._resend_if_absent(claim)
@@ -281,8 +286,7 @@ class RetryAnswers:
         try:
             moved = self.store.transition(claim, to, owner=self.owner, reason=reason)
         except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
+            fresh = reread(self.store, claim)
             with self._start_lock:
                 sending = claim.key in self._sending
             if fresh.state is not to or fresh.owner != self.owner or sending:
@@ -349,8 +353,7 @@ class RetryAnswers:
                 reason=f"sending again after {claim.state}: nothing was placed",
             )
         except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
+            fresh = reread(self.store, claim)
             return self._answer(fresh, held)
         return self._send(claim)
 
@@ -418,8 +421,7 @@ class RetryAnswers:
                 broker_read_at=read_at,
             )  # fmt: skip
         except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
+            fresh = reread(self.store, claim)
             return self._answer(fresh, held)
         if pending is None:
             self._reconcile_after_exit_error(claim.symbol)
