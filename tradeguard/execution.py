@@ -22,6 +22,7 @@ from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import (
     BrokerError,
     BrokerUnavailable,
+    ConfigError,
     LeaseLost,
     OrderRejected,
     OutcomeUnknown,
@@ -39,6 +40,7 @@ __all__ = [
     "is_position_rejection",
     "may_have_placed",
     "mismatch",
+    "reread",
     "retry_unrecorded",
     "send_claim",
     "track_legs",
@@ -225,9 +227,7 @@ def adopt_order(
                         "other_side": order.side.value},
             )  # fmt: skip
         except LeaseLost:
-            fresh = store.get(claim.key)
-            assert fresh is not None
-            return fresh
+            return reread(store, claim)
     if order.legs:
         track_legs(store, claim, order)
     state = state_for_order(order.status, order.filled_qty > 0)
@@ -250,9 +250,24 @@ def adopt_order(
             order_qty=order.qty,
         )
     except LeaseLost:
-        fresh = store.get(claim.key)
-        assert fresh is not None
+        fresh = reread(store, claim)
         return fresh if fresh.state is claim.state else adopt_order(store, fresh, order, why, broker=broker)
+
+
+def reread(store: ClaimLedger, claim: Claim) -> Claim:
+    """Read `claim` again after a move lost its compare-and-set; StoreError if the store lost it.
+
+    Claims are never deleted, so a claim that is gone means the store is not the one it was
+    written to (a claim service restarted on another database): a store failure, which after
+    a POST the caller hears as `UnrecordedOrder`, never a bare error for a placed order.
+    """
+    fresh = store.get(claim.key)
+    if fresh is None:
+        raise StoreError(
+            f"claim {claim.client_order_id} is not in the claim store it was recorded in (a store "
+            "behind the claim service replaced by another database?)"
+        )
+    return fresh
 
 
 def track_legs(store: ClaimLedger, parent: Claim, order: BrokerOrder) -> None:
@@ -398,10 +413,14 @@ def _refused(broker: Broker, store: ClaimLedger, claim: Claim, exc: OrderRejecte
 
 
 def _recorded(record: Callable[[], _T], claim: Claim) -> _T:
-    """Run `record` (the store write after a POST); a store failure becomes UnrecordedOrder."""
+    """Run `record` (the store write after a POST); a store failure becomes UnrecordedOrder.
+
+    A refusal of the caller's key (`ConfigError`: a claim service's 401/403, the key revoked
+    while the order was in flight) is a failure to record as well: the order was placed.
+    """
     try:
         return record()
-    except StoreError as exc:
+    except (StoreError, ConfigError) as exc:
         # The store's own wording ends "nothing was sent", true before a POST, false after it.
         failure = str(exc).removesuffix("; nothing was sent")
         raise UnrecordedOrder(
@@ -456,9 +475,7 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
             detail={"status": exc.status_code},
         )
     except LeaseLost:
-        fresh = store.get(claim.key)
-        assert fresh is not None
-        claim, moved = fresh, True
+        claim, moved = reread(store, claim), True
     try:
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:

@@ -48,6 +48,7 @@ from tradeguard.execution import (
     adopt_order,
     is_position_rejection,
     may_have_placed,
+    reread,
     send_claim,
 )
 from tradeguard.orders import Number, build_spec, parse_side
@@ -788,8 +789,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             result = send_claim(self.broker, self.store, claim, recheck=recheck)
         except LeaseLost:
             # The lease lapsed before the POST and another worker moved the claim: nothing sent.
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
+            fresh = reread(self.store, claim)
             outcome = Outcome.NOT_SENT if fresh.state is ClaimState.NOT_SENT else Outcome.DUPLICATE
             reason = (
                 f"not sent: the lease on {claim.client_order_id} lapsed before the send "

@@ -25,7 +25,14 @@ from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.ledger import ExitRoom
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, LeaseLost, OrderRejected, StoreError, UnrecordedOrder
-from tradeguard.execution import OrderResult, Outcome, adopt_order, may_have_placed, retry_unrecorded
+from tradeguard.execution import (
+    OrderResult,
+    Outcome,
+    adopt_order,
+    may_have_placed,
+    reread,
+    retry_unrecorded,
+)
 from tradeguard.ports import Broker, ClaimLedger
 from tradeguard.reconcile.runner import OTHERS_SOLD_SINCE_READ, Reconciler, ReconcileReport
 from tradeguard.sessions.recorder import NullRecorder, Recorder
@@ -99,12 +106,26 @@ class RetryAnswers:
 
         Read on the failure path only: when the decision already has a claim whose order may be
         at the broker, the caller must not hear "nothing was sent" (`execution.retry_unrecorded`).
-        A read that fails too leaves `exc` (this call sent nothing; that is all it knows).
+        A read that fails too leaves `exc` (this call sent nothing; that is all it knows), unless
+        this gateway posted the decision's order and could not record the answer: a store that
+        is down (a claim service killed right after the POST) fails the read as well, and the
+        retry that follows its `UnrecordedOrder` must not hear "nothing was recorded" (G1).
         """
         for intent in intents:
             try:
                 claim = self.store.get(intent.key)
             except StoreError:
+                with self._start_lock:
+                    posted = intent.key in self._posted_unrecorded or intent.key in self._sending
+                if posted:
+                    failure = str(exc).removesuffix("; nothing was sent")
+                    return UnrecordedOrder(
+                        f"the order of decision {intent.name!r} ({intent.symbol}) was sent (or is being "
+                        f"sent) by this gateway and may be at the broker; the claim store still fails "
+                        f"({failure}), and this call sent nothing. Call again with the same decision (or "
+                        "run a reconcile pass) once the store works: it is looked up by client_order_id, "
+                        "never sent twice"
+                    )
                 return exc
             if claim is not None and self.may_have_placed(claim):
                 return retry_unrecorded(claim, exc)
@@ -194,8 +215,7 @@ class RetryAnswers:
         try:
             claim = self.store.take_over(claim, self.owner)
         except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
+            fresh = reread(self.store, claim)
             return self._answer(fresh, held)
         return self._lookup_unknown(claim)
 
@@ -222,8 +242,7 @@ class RetryAnswers:
                     claim, ClaimState.UNKNOWN, reason="sent earlier, answer not recorded, not found yet"
                 )
             except LeaseLost:
-                fresh = self.store.get(claim.key)
-                assert fresh is not None
+                fresh = reread(self.store, claim)
                 return self._answer(fresh, None)
             return OrderResult(Outcome.UNKNOWN, claim, None, f"{claim.client_order_id} not found yet")
         return self._resend_if_absent(claim)
@@ -257,15 +276,24 @@ class RetryAnswers:
         return moved if isinstance(moved, OrderResult) else self._send(moved)
 
     def _settle_unplaced(self, claim: Claim, to: ClaimState, reason: str) -> Claim | OrderResult:
-        """Move a claim that placed nothing (absent, or not sent yet) to `to`, or answer the first mover."""
+        """Move a claim that placed nothing (absent, or not sent yet) to `to`, or answer the first mover.
+
+        A claim found moved to `to` under this gateway's own lease, and not being sent by it, was
+        moved by this very move (a proxy that sent the request twice: the copy that landed second
+        lost its compare-and-set): it goes on as moved. Answered DUPLICATE, a resend never went
+        out, and the bot heard "duplicate" for a decision nothing placed.
+        """
         try:
             moved = self.store.transition(claim, to, owner=self.owner, reason=reason)
-            self.recorder.resolved(claim.client_order_id, placed=False, by="probe", reason=reason)
-            return moved
         except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
-            return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
+            fresh = reread(self.store, claim)
+            with self._start_lock:
+                sending = claim.key in self._sending
+            if fresh.state is not to or fresh.owner != self.owner or sending:
+                return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
+            moved = fresh
+        self.recorder.resolved(claim.client_order_id, placed=False, by="probe", reason=reason)
+        return moved
 
     def _others_hold(self, symbol: str) -> bool:
         """Whether another agent on this account holds `symbol` or has an order in motion there.
@@ -325,8 +353,7 @@ class RetryAnswers:
                 reason=f"sending again after {claim.state}: nothing was placed",
             )
         except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
+            fresh = reread(self.store, claim)
             return self._answer(fresh, held)
         return self._send(claim)
 
@@ -394,8 +421,7 @@ class RetryAnswers:
                 broker_read_at=read_at,
             )  # fmt: skip
         except LeaseLost:
-            fresh = self.store.get(claim.key)
-            assert fresh is not None
+            fresh = reread(self.store, claim)
             return self._answer(fresh, held)
         if pending is None:
             self._reconcile_after_exit_error(claim.symbol)

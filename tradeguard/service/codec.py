@@ -64,6 +64,7 @@ class ErrorCode:
     ILLEGAL_TRANSITION = "illegal_transition"
     STORE_UNAVAILABLE = "store_unavailable"  # the database failed: retry later (503)
     STORE_CONFLICT = "store_conflict"  # the store refused the write (a reused client_order_id)
+    RATE_LIMITED = "rate_limited"  # the key is past its rate (429, Retry-After): retry later
     INVALID = "invalid_request"  # a bad argument or body (ConfigError, ValueError, validation)
     NOT_FOUND = "not_found"  # missing, or another agent's: the same answer
     FORBIDDEN = "forbidden"
@@ -76,8 +77,17 @@ def num(value: Decimal | None) -> str | None:
 
 
 def dec(value: Any) -> Decimal | None:
-    """Return text (or an int) as a Decimal, or None."""
-    return None if value is None else Decimal(str(value))
+    """Return text (or an int) as a finite Decimal, or None (ValueError for NaN or Infinity)."""
+    return None if value is None else _finite(value)
+
+
+def _finite(value: Any) -> Decimal:
+    # A quantity or price is a number: "NaN" or "Infinity" read as a Decimal would raise
+    # InvalidOperation at the first comparison, far from the answer that carried it.
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
 
 
 def ts(value: datetime | None) -> str | None:
@@ -142,7 +152,7 @@ def claim_from_json(data: Mapping[str, Any]) -> Claim:
         intent=data["intent"], payload=dict(data["payload"]), state=ClaimState(data["state"]),
         epoch=int(data["epoch"]), owner=data["owner"], lease_expires_at=_ts(data["lease_expires_at"]),
         order_qty=dec(data.get("order_qty")), broker_order_id=data.get("broker_order_id"),
-        filled_qty=Decimal(str(data["filled_qty"])), filled_avg_price=dec(data.get("filled_avg_price")),
+        filled_qty=_finite(data["filled_qty"]), filled_avg_price=dec(data.get("filled_avg_price")),
         turn_id=data.get("turn_id"), attempts=int(data["attempts"]), reason=data["reason"],
         created_at=_ts(data["created_at"]), updated_at=_ts(data["updated_at"]),
         reject_kind=None if reject is None else RejectKind(reject),
@@ -179,7 +189,7 @@ def position_json(position: LedgerPosition) -> dict[str, Any]:
 def position_from_json(data: Mapping[str, Any]) -> LedgerPosition:
     """Rebuild a ledger position."""
     return LedgerPosition(
-        data["agent_id"], data["symbol"], Decimal(str(data["qty"])), data.get("turn_id"),
+        data["agent_id"], data["symbol"], _finite(data["qty"]), data.get("turn_id"),
         parse_ts(data.get("opened_at")), parse_ts(data.get("updated_at")),
     )  # fmt: skip
 
@@ -194,7 +204,7 @@ def room_json(room: ExitRoom) -> dict[str, Any]:
 
 def room_from_json(data: Mapping[str, Any]) -> ExitRoom:
     """Rebuild an exit sizing."""
-    return ExitRoom(*(Decimal(str(data[name])) for name in _ROOM_FIELDS))
+    return ExitRoom(*(_finite(data[name]) for name in _ROOM_FIELDS))
 
 
 def record_json(record: AuditRecord) -> dict[str, Any]:

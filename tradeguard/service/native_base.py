@@ -67,6 +67,7 @@ _HTTP_CODES: dict[int, str] = {
     401: ErrorCode.UNAUTHORIZED,
     403: ErrorCode.FORBIDDEN,
     404: ErrorCode.NOT_FOUND,
+    429: ErrorCode.RATE_LIMITED,
 }
 
 
@@ -143,7 +144,7 @@ class NativeRoute(APIRoute):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422, 503)
+    s: {"model": ErrorOut} for s in (401, 403, 404, 409, 422, 429, 503)
 }
 
 

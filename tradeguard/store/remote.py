@@ -216,6 +216,12 @@ class RemoteClaimLedger(RemoteReads):
         code = str(answer.get("code") or "")
         if resp.status_code >= 500 or code == codec.ErrorCode.STORE_UNAVAILABLE:
             raise StoreError(f"claim service {self.url} failed while {doing}: {resp.status_code} {message}")
+        if resp.status_code == 429:  # past the key's rate: retry later, never "a bad argument"
+            wait = resp.headers.get("Retry-After")
+            raise StoreError(
+                f"claim service {self.url} answered 429 while {doing}: {message}"
+                + ("" if wait is None else f" (Retry-After: {wait[:32]})")
+            )
         if resp.status_code == 404 and missing is not None:
             raise missing(
                 f"{doing}: the claim service {self.url} has no such record for this key ({message})"
@@ -252,7 +258,9 @@ class RemoteClaimLedger(RemoteReads):
             "client_order_id": client_order_id, "order_qty": codec.num(order_qty), "turn_id": turn_id,
             "reason": reason,
         }  # fmt: skip
-        return codec.outcome_from_json(self._call("POST", "/v1/claims", "recording a claim", body=body))
+        answer = self._call("POST", "/v1/claims", "recording a claim", body=body)
+        claim = self._same_claim(answer["claim"], intent.key, "recording a claim")
+        return ClaimOutcome(claim, bool(answer["created"]))
 
     def claim_window(self, content_key: str, *, window_secs: float, claim_key: str) -> str:
         """Open a dedup window for `content_key` (return `claim_key`) or return the holder's key."""
@@ -290,14 +298,16 @@ class RemoteClaimLedger(RemoteReads):
         }  # fmt: skip
         path = f"/v1/claims/{self._key(claim.key)}/transitions"
         doing = f"moving claim {claim.client_order_id} to {to}"
-        return codec.claim_from_json(self._call("POST", path, doing, body=body, missing=LeaseLost))
+        answer = self._call("POST", path, doing, body=body, missing=LeaseLost)
+        return self._same_claim(answer, claim.key, doing, state=to)
 
     def take_over(self, claim: Claim, owner: str) -> Claim:
         """Take over an active claim whose lease lapsed (`ClaimInProgress` if it has not)."""
         path = f"/v1/claims/{self._key(claim.key)}/takeover"
         body = {"expect": _version(claim), "owner": owner}
         doing = f"taking over claim {claim.client_order_id}"
-        return codec.claim_from_json(self._call("POST", path, doing, body=body, missing=ClaimInProgress))
+        answer = self._call("POST", path, doing, body=body, missing=ClaimInProgress)
+        return self._same_claim(answer, claim.key, doing)
 
     def fence_before_send(self, claim: Claim) -> Claim:
         """Return `claim` if its lease outlasts one request, else the renewed claim (`LeaseLost`).
@@ -307,14 +317,15 @@ class RemoteClaimLedger(RemoteReads):
         path = f"/v1/claims/{self._key(claim.key)}/fence"
         doing = f"fencing claim {claim.client_order_id} before its send"
         answer = self._call("POST", path, doing, body=_version(claim), missing=LeaseLost)
-        return codec.claim_from_json(answer["claim"]) if answer["renewed"] else claim
+        return self._same_claim(answer["claim"], claim.key, doing) if answer["renewed"] else claim
 
     def renew_lease(self, claim: Claim, owner: str) -> Claim:
         """Renew this worker's lease on its PENDING claim (`LeaseLost`: do not send)."""
         path = f"/v1/claims/{self._key(claim.key)}/lease"
         body = {"expect": _version(claim), "owner": owner}
         doing = f"renewing the lease of {claim.client_order_id}"
-        return codec.claim_from_json(self._call("POST", path, doing, body=body, missing=LeaseLost))
+        answer = self._call("POST", path, doing, body=body, missing=LeaseLost)
+        return self._same_claim(answer, claim.key, doing)
 
     def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win."""
@@ -347,10 +358,11 @@ class RemoteClaimLedger(RemoteReads):
         }  # fmt: skip
         answer = self._call("POST", "/v1/exits", f"claiming an exit of {intent.symbol}", body=body)
         outcome, room = answer["outcome"], answer["room"]
-        return (
-            None if outcome is None else codec.outcome_from_json(outcome),
-            None if room is None else codec.room_from_json(room),
-        )
+        sized = None if room is None else codec.room_from_json(room)
+        if outcome is None:
+            return None, sized
+        claim = self._same_claim(outcome["claim"], intent.key, f"claiming an exit of {intent.symbol}")
+        return ClaimOutcome(claim, bool(outcome["created"])), sized
 
     def resend_exit(
         self,
@@ -372,7 +384,11 @@ class RemoteClaimLedger(RemoteReads):
             "POST", path, f"re-sizing exit {claim.client_order_id}", body=body, missing=LeaseLost
         )
         moved = answer["claim"]
-        return (None if moved is None else codec.claim_from_json(moved)), codec.room_from_json(answer["room"])
+        doing = f"re-sizing exit {claim.client_order_id}"
+        room = codec.room_from_json(answer["room"])
+        if moved is None:
+            return None, room
+        return self._same_claim(moved, claim.key, doing, state=ClaimState.PENDING), room
 
     def close_turn(
         self,

@@ -20,7 +20,7 @@ from tradeguard.domain.claims import Claim
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.ledger import LedgerPosition
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import ConfigError, TradeguardError
+from tradeguard.errors import ConfigError, StoreError, TradeguardError
 from tradeguard.service import codec
 from tradeguard.store.audit import AuditQuery, pages
 
@@ -40,6 +40,8 @@ def _audit_params(query: AuditQuery | None) -> dict[str, Any]:
 class RemoteReads:
     """Reads of the `ClaimLedger` port (and the store's audit reads) over HTTP."""
 
+    url: str  # the service, for messages
+
     def _call(
         self,
         method: str,
@@ -52,6 +54,24 @@ class RemoteReads:
     ) -> Any:
         raise NotImplementedError  # RemoteClaimLedger sends the request
 
+    def _same_claim(self, data: Any, key: str, doing: str, *, state: ClaimState | None = None) -> Claim:
+        """Return the answered claim if it is the one asked for (`key`, and `state` when given).
+
+        An answer about another claim (a proxy that answers from a cache or mixes up replies,
+        a service of another store) is a `StoreError`: taken as this decision's, a new claim
+        was reported as a duplicate of another and its order never sent, or another claim's
+        order was sent in its place.
+        """
+        claim = codec.claim_from_json(data)
+        claim.spec  # noqa: B018 - its order is read now: one the caller cannot send is a bad answer
+        if claim.key != key or (state is not None and claim.state is not state):
+            raise StoreError(
+                f"claim service {self.url} answered {doing} with claim {claim.client_order_id} in "
+                f"{claim.state}, which is not what was asked for (a proxy's cached answer, or another "
+                "service?); if it was a write, it may or may not have been recorded"
+            )
+        return claim
+
     @staticmethod
     def _key(key: str) -> str:
         # "." and ".." are path steps an HTTP client folds away (reaching another route): a
@@ -63,13 +83,17 @@ class RemoteReads:
     def get(self, key: str) -> Claim | None:
         """Return the claim with this key, or None (missing, or another agent's)."""
         found = self._call("GET", f"/v1/claims/{self._key(key)}", "reading a claim")
-        return None if found is None else codec.claim_from_json(found)
+        return None if found is None else self._same_claim(found, key, "reading a claim")
 
     def get_by_client_order_id(self, client_order_id: str) -> Claim | None:
         """Return the claim that owns this client_order_id, or None."""
         path = f"/v1/claims/by-client-order-id/{self._key(client_order_id)}"
         found = self._call("GET", path, "reading a claim")
-        return None if found is None else codec.claim_from_json(found)
+        if found is None:
+            return None
+        # The claim is known by its id only: an answer under another id is another claim's.
+        key = codec.claim_from_json(found).key if found.get("client_order_id") == client_order_id else ""
+        return self._same_claim(found, key, "reading a claim")
 
     def list_claims(
         self,
