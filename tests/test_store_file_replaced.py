@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tradeguard import OrderGateway, PaperBroker, crashpoints
-from tradeguard.errors import OutcomeUnknown, StoreError
+from tradeguard.errors import OutcomeUnknown, StoreError, UnrecordedOrder
 from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import ClaimStore
@@ -107,8 +107,10 @@ def test_a_file_taken_away_between_the_post_and_its_recording_leaves_the_order_u
     finally:
         crashpoints.set_hook(None)
     assert len(broker.asked(symbol="SPY")) == 2
-    with pytest.raises(StoreError):
-        gateway.enter("SPY", qty=1, intent="second")  # the retry sends nothing
+    # The retry sends nothing, and says what this gateway knows: the decision's order went out
+    # unrecorded (audit37 D2), not that nothing was recorded as if nothing had been sent.
+    with pytest.raises(UnrecordedOrder, match="may be at the broker"):
+        gateway.enter("SPY", qty=1, intent="second")
     assert len(broker.asked(symbol="SPY")) == 2
     gateway.store.close()
 
