@@ -145,6 +145,9 @@ def paper_server(
     finally:
         stop.set()
         ticker.join()
+        # `serve` folded the state file into one snapshot before the ticker stopped: a pass in
+        # between (a resting order reached) wrote a journal line after it. Fold it in too.
+        broker.close()
     return 0
 
 

@@ -286,8 +286,19 @@ def known_revisions() -> frozenset[str]:
     return frozenset(rev.revision for rev in _scripts().walk_revisions())
 
 
+# Alembic runs a migration through module-wide proxies (`alembic.context`, `alembic.op`), one
+# per process: two threads migrating two stores at once ran each other's DDL on the wrong
+# connection (or on none, once the other's proxy was removed), and both stores were refused.
+_UPGRADE_LOCK = threading.Lock()
+
+
 def _upgrade(conn: Connection) -> None:
     """Upgrade the schema on `conn` to head, as `alembic upgrade head` would, within its transaction."""
+    with _UPGRADE_LOCK:
+        _upgrade_locked(conn)
+
+
+def _upgrade_locked(conn: Connection) -> None:
     from alembic.runtime.environment import EnvironmentContext  # noqa: PLC0415 - as above
 
     script = _scripts()
