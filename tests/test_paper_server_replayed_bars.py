@@ -6,7 +6,8 @@ never filled. Now the day runs from the server's start, `--speed` times as fast,
 trade as the replayed prices reach them (between requests too). A real subprocess, a real
 alpaca-py client.
 
-The shipped day: TQQQ opens near 75.49 and first closes below 74.90 at 09:42 (74.83).
+The shipped day: TQQQ's 09:30 bar closes 75.49; the 09:42 bar is the first to close below 74.90
+(74.83), a close known at 09:43, its minute's end, as `tradeguard run` prices it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import csv
 import signal
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -30,9 +31,12 @@ SPEED = 600  # a replayed minute every 0.1 s
 
 
 def _closes(symbol: str) -> dict[datetime, Decimal]:
+    """Each close of `symbol` by the end of its minute, when it is known."""
     with shipped_day_path().open(newline="") as handle:
         return {
-            datetime.fromisoformat(row["timestamp"]).astimezone(UTC): Decimal(row["close"])
+            datetime.fromisoformat(row["timestamp"]).astimezone(UTC) + timedelta(minutes=1): Decimal(
+                row["close"]
+            )
             for row in csv.DictReader(handle)
             if row["symbol"] == symbol
         }
@@ -43,7 +47,7 @@ def test_the_server_replays_the_bars_day_and_fills_a_resting_limit_when_the_pric
     with _run_cli("--port", "0", "--bars", str(shipped_day_path()), "--speed", str(SPEED)) as proc:
         assert proc.stdout is not None
         url = proc.stdout.readline().split()[4]
-        assert proc.stdout.readline().startswith(f"replaying {shipped_day_path()} from 2026-05-21 13:30 UTC")
+        assert proc.stdout.readline().startswith(f"replaying {shipped_day_path()} from 2026-05-21 13:31 UTC")
         try:
             with alpaca_client(url) as trading:
                 clock = trading.get_clock()
@@ -75,8 +79,10 @@ def test_the_server_replays_the_bars_day_and_fills_a_resting_limit_when_the_pric
     assert order.status is OrderStatus.FILLED
     price, at = Decimal(str(order.filled_avg_price)), order.filled_at
     assert at is not None and price <= Decimal("74.90")
-    # Filled at the replayed close of its minute, not before the day first reached the limit.
-    assert price in closes.values() and at >= datetime(2026, 5, 21, 13, 42, tzinfo=UTC)
+    # Filled at a close known by then, never before the first close at or below the limit was.
+    reached = min(t for t, close in closes.items() if close <= Decimal("74.90"))
+    assert reached == datetime(2026, 5, 21, 13, 43, tzinfo=UTC)
+    assert at >= reached and price == closes[max(t for t in closes if t <= at)]
     assert proc.returncode == 0
 
 

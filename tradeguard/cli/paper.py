@@ -16,7 +16,7 @@ from tradeguard.errors import ConfigError
 if TYPE_CHECKING:
     from tradeguard.clock import ReplayClock
     from tradeguard.paper import PaperBroker
-    from tradeguard.paper.prices import CsvBarPrices
+    from tradeguard.paper.prices import RecordedPrices
 
 __all__ = ["paper_server"]
 
@@ -57,8 +57,8 @@ def _cash(text: str) -> Decimal:
 )
 @click.option(
     "--bars",
-    metavar="CSV",
-    help="Bar file (timestamp,symbol,...,close) to replay: the account's clock starts at its first bar.",
+    metavar="FILE",
+    help="Bar file to replay (as run --bars reads it): the account's clock starts at its first close.",
 )
 @click.option(
     "--speed",
@@ -154,15 +154,19 @@ def paper_server(
 _MAX_SPEED = 3600.0  # an hour of the day per second: a day in under seven seconds
 
 
-def _replay(bars: str | None, speed: float) -> tuple[CsvBarPrices | None, ReplayClock | None]:
+def _replay(bars: str | None, speed: float) -> tuple[RecordedPrices | None, ReplayClock | None]:
     """Return the bar file's prices and the clock that replays its day (None, None without one).
 
-    The bars' day runs on the wall clock from the server's start, `speed` times as fast: its
-    prices, `/v2/clock` and resting orders follow the bars as a bot lives through them (a server
-    on the system clock priced every order at the file's last close, the day being long past).
+    The file is read as `tradeguard run --bars` reads it (the same checks, a line named on
+    error) and priced as the run prices it: each close from its minute's end, when it is known
+    (`BarSeries.price_series`). The bars' day then runs on the wall clock from the first close,
+    `speed` times as fast: prices, `/v2/clock` and resting orders follow the bars as a bot lives
+    through them (a server on the system clock priced every order at the file's last close, the
+    day being long past).
     """
     from tradeguard.clock import ReplayClock
-    from tradeguard.paper.prices import CsvBarPrices
+    from tradeguard.paper.prices import RecordedPrices
+    from tradeguard.run.barfile import read_bar_file
 
     if not speed > 0 or speed > _MAX_SPEED:
         raise ConfigError(f"--speed wants a number above 0 and at most {_MAX_SPEED:g}, got {speed:g}")
@@ -170,9 +174,8 @@ def _replay(bars: str | None, speed: float) -> tuple[CsvBarPrices | None, Replay
         if speed != 1.0:
             raise ConfigError("--speed replays a bar file: give --bars too")
         return None, None
-    source = CsvBarPrices(bars)
-    first = source.first_time
-    return source, None if first is None else ReplayClock(first, speed)
+    series = read_bar_file(bars)
+    return RecordedPrices(series.price_series()), ReplayClock(series.minutes[0].ends_at, speed)
 
 
 def _tick_secs(speed: float) -> float:
