@@ -292,6 +292,16 @@ def known_revisions() -> frozenset[str]:
 _UPGRADE_LOCK = threading.Lock()
 
 
+def _fresh_locks_in_child() -> None:
+    # A process forked while another of its threads held one of these locks would hang on its
+    # first store open: the child has the lock and not the thread that would release it.
+    global _SCRIPTS_LOCK, _UPGRADE_LOCK
+    _SCRIPTS_LOCK, _UPGRADE_LOCK = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_in_child)
+
+
 def _upgrade(conn: Connection) -> None:
     """Upgrade the schema on `conn` to head, as `alembic upgrade head` would, within its transaction."""
     with _UPGRADE_LOCK:
