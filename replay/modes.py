@@ -17,9 +17,10 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -669,8 +670,22 @@ class FullGuard(Simulation):
         )  # fmt: skip
 
 
-def _order_class_of(event: AttemptEvent) -> dict[str, Any]:
+# A simple order's fields (legs come only with a class): built once, not per attempt.
+_SIMPLE_ORDER: Mapping[str, Any] = MappingProxyType(
+    {
+        "extended_hours": False,
+        "order_class": OrderClass.SIMPLE,
+        "take_profit_limit_price": None,
+        "stop_loss_stop_price": None,
+        "stop_loss_limit_price": None,
+    }
+)
+
+
+def _order_class_of(event: AttemptEvent) -> Mapping[str, Any]:
     """An attempt's order class, legs and extended hours, as `OrderRequest` and `OrderSpec` take them."""
+    if event.order_class is None and not event.extended_hours:
+        return _SIMPLE_ORDER
     profit, loss = event.take_profit, event.stop_loss
     return {
         "extended_hours": bool(event.extended_hours),
