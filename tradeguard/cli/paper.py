@@ -16,7 +16,7 @@ from tradeguard.errors import ConfigError
 if TYPE_CHECKING:
     from tradeguard.clock import ReplayClock
     from tradeguard.paper import PaperBroker
-    from tradeguard.paper.prices import RecordedPrices
+    from tradeguard.paper.prices import BarPrices
 
 __all__ = ["paper_server"]
 
@@ -154,7 +154,7 @@ def paper_server(
 _MAX_SPEED = 3600.0  # an hour of the day per second: a day in under seven seconds
 
 
-def _replay(bars: str | None, speed: float) -> tuple[RecordedPrices | None, ReplayClock | None]:
+def _replay(bars: str | None, speed: float) -> tuple[BarPrices | None, ReplayClock | None]:
     """Return the bar file's prices and the clock that replays its day (None, None without one).
 
     The file is read as `tradeguard run --bars` reads it (the same checks, a line named on
@@ -165,7 +165,7 @@ def _replay(bars: str | None, speed: float) -> tuple[RecordedPrices | None, Repl
     day being long past).
     """
     from tradeguard.clock import ReplayClock
-    from tradeguard.paper.prices import RecordedPrices
+    from tradeguard.paper.prices import BarPrices, MinuteBar
     from tradeguard.run.barfile import read_bar_file
 
     if not speed > 0 or speed > _MAX_SPEED:
@@ -175,7 +175,12 @@ def _replay(bars: str | None, speed: float) -> tuple[RecordedPrices | None, Repl
             raise ConfigError("--speed replays a bar file: give --bars too")
         return None, None
     series = read_bar_file(bars)
-    return RecordedPrices(series.price_series()), ReplayClock(series.minutes[0].ends_at, speed)
+    by_symbol: dict[str, list[MinuteBar]] = {symbol: [] for symbol in series.symbols}
+    for minute in series.minutes:
+        for symbol, bar in minute.by_symbol.items():
+            by_symbol[symbol].append(MinuteBar(bar.at, bar.open, bar.high, bar.low, bar.close, bar.volume))
+    # Each close from its minute's end, as the run prices it; the ended bars are market data too.
+    return BarPrices(by_symbol), ReplayClock(series.minutes[0].ends_at, speed)
 
 
 def _tick_secs(speed: float) -> float:

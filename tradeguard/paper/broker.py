@@ -426,6 +426,11 @@ class PaperBroker:
         with self._lock:
             return self._venue.state.forget_terminal(before, keep)
 
+    @property
+    def prices(self) -> PriceSource | None:
+        """The account's price source (None: every tradable symbol at `DEFAULT_PRICE`)."""
+        return self._venue.prices
+
     def price(self, symbol: str) -> Decimal | None:
         """Return the price `symbol` would fill at now, or None if there is none."""
         with self._lock:

@@ -19,6 +19,7 @@ from tradeguard.domain import BrokerPosition, Side
 from tradeguard.errors import OrderRejected
 from tradeguard.faults.plan import Fault, FaultAction
 from tradeguard.paper.broker import PaperBroker
+from tradeguard.paper.market_data import bars_json, latest_quotes_json, latest_trades_json
 from tradeguard.paper.refusals import rejection, unprocessable
 from tradeguard.paper.routes import Route
 from tradeguard.paper.wire import (
@@ -199,6 +200,9 @@ HANDLERS: Mapping[str, Handler] = MappingProxyType(
         "get_account": lambda b, *_: _json(200, b.account()),
         "get_clock": lambda b, *_: _json(200, clock_json(b.clock.now())),
         "get_calendar": lambda _b, _p, q, _body: _json(200, calendar_json(q)),
+        "latest_stock_trades": lambda b, _p, q, _body: _json(200, latest_trades_json(b, q)),
+        "latest_stock_quotes": lambda b, _p, q, _body: _json(200, latest_quotes_json(b, q)),
+        "stock_bars": lambda b, _p, q, _body: _json(200, bars_json(b, q)),
         "get_account_configurations": lambda b, *_: _json(
             200, account_configurations_json(shorting_enabled=bool(b.account()["shorting_enabled"]))
         ),

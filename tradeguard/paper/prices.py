@@ -5,6 +5,9 @@
   at a time is the last one recorded at or before it.
 - `CsvBarPrices`: a bar file (``timestamp,symbol,open,high,low,close[,volume]``); the price at a
   time is the close of the last bar that started at or before it.
+- `BarPrices`: minute bars kept whole: the price at a time is the close of the last bar that
+  ended by then, and the bars that ended by then are market data (the paper server's
+  `/v2/stocks/...` routes).
 
 A source answers None when it has no price; the paper broker then leaves a market order open
 until a price appears instead of inventing one. A source that names its symbols (a ``symbols``
@@ -18,7 +21,8 @@ import bisect
 import csv
 import os
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Protocol, runtime_checkable
 
@@ -27,7 +31,9 @@ from tradeguard.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PRICE",
+    "BarPrices",
     "CsvBarPrices",
+    "MinuteBar",
     "FixedPrices",
     "PriceSource",
     "RecordedPrices",
@@ -179,3 +185,53 @@ def _parse_time(text: str | None, where: str) -> datetime:
     if when.tzinfo is None:
         raise ConfigError(f"{where}: timestamp {text!r} has no timezone")
     return when
+
+
+_MINUTE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteBar:
+    """One symbol's bar of one minute, as market data.
+
+    Attributes:
+        at: The minute it starts (aware).
+        open: First trade price.
+        high: Highest trade price.
+        low: Lowest trade price.
+        close: Last trade price.
+        volume: Shares traded.
+    """
+
+    at: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int = 0
+
+
+class BarPrices(RecordedPrices):
+    """Minute bars per symbol: each close is the price from its minute's end, when it is known.
+
+    The bars that ended by a time are what a market-data read at that time may see (no bar of a
+    minute still running, nothing ahead).
+
+    Args:
+        bars: Symbol to its minute bars, in any order.
+    """
+
+    def __init__(self, bars: Mapping[str, Iterable[MinuteBar]]):
+        self._bars = {symbol.upper(): sorted(seq, key=lambda bar: bar.at) for symbol, seq in bars.items()}
+        self._ends = {symbol: [bar.at + _MINUTE for bar in seq] for symbol, seq in self._bars.items()}
+        super().__init__(
+            {symbol: [(bar.at + _MINUTE, bar.close) for bar in seq] for symbol, seq in self._bars.items()}
+        )
+
+    def ended(
+        self, symbol: str, now: datetime, start: datetime | None = None, end: datetime | None = None
+    ) -> list[MinuteBar]:
+        """Return `symbol`'s bars that ended by `now`, starting within [`start`, `end`], oldest first."""
+        seq, ends = self._bars.get(symbol.upper(), []), self._ends.get(symbol.upper(), [])
+        known = seq[: bisect.bisect_right(ends, now)]
+        return [bar for bar in known if (start is None or bar.at >= start) and (end is None or bar.at <= end)]

@@ -104,6 +104,15 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", "/v2/account/configurations", "get_account_configurations", ""),
     _route("GET", "/v2/clock", "get_clock", ""),
     _route("GET", "/v2/calendar", "get_calendar", "start end date_type"),
+    # Market data (alpaca-py's StockHistoricalDataClient with `url_override`): paper/market_data.py
+    _route("GET", "/v2/stocks/trades/latest", "latest_stock_trades", "symbols feed currency"),
+    _route("GET", "/v2/stocks/quotes/latest", "latest_stock_quotes", "symbols feed currency"),
+    _route(
+        "GET",
+        "/v2/stocks/bars",
+        "stock_bars",
+        "symbols timeframe start end limit page_token sort feed adjustment asof currency",
+    ),
 )
 """Every served route, in matching order."""
 
