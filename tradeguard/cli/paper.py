@@ -165,7 +165,6 @@ def _replay(bars: str | None, speed: float) -> tuple[BarPrices | None, ReplayClo
     day being long past).
     """
     from tradeguard.clock import ReplayClock
-    from tradeguard.paper.prices import BarPrices, MinuteBar
     from tradeguard.run.barfile import read_bar_file
 
     if not speed > 0 or speed > _MAX_SPEED:
@@ -175,12 +174,8 @@ def _replay(bars: str | None, speed: float) -> tuple[BarPrices | None, ReplayClo
             raise ConfigError("--speed replays a bar file: give --bars too")
         return None, None
     series = read_bar_file(bars)
-    by_symbol: dict[str, list[MinuteBar]] = {symbol: [] for symbol in series.symbols}
-    for minute in series.minutes:
-        for symbol, bar in minute.by_symbol.items():
-            by_symbol[symbol].append(MinuteBar(bar.at, bar.open, bar.high, bar.low, bar.close, bar.volume))
     # Each close from its minute's end, as the run prices it; the ended bars are market data too.
-    return BarPrices(by_symbol), ReplayClock(series.minutes[0].ends_at, speed)
+    return series.bar_prices(), ReplayClock(series.minutes[0].ends_at, speed)
 
 
 def _tick_secs(speed: float) -> float:

@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from tradeguard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tradeguard.paper.prices import BarPrices
 
 __all__ = ["EASTERN", "MINUTE", "Bar", "BarSeries", "Bars"]
 
@@ -167,6 +171,22 @@ class BarSeries:
                 f"{self.source}: no {', '.join(missing)} bars (it has {', '.join(self.symbols)}; "
                 f"the strategy needs {', '.join(symbols)})"
             )
+
+    def bar_prices(self) -> BarPrices:
+        """Return the bars as a paper price source.
+
+        Each close is the price from its minute's end (as `price_series` has it), and the bars that
+        ended by a time are the market data of that time (the paper server's `/v2/stocks/bars`).
+        """
+        from tradeguard.paper.prices import BarPrices, MinuteBar
+
+        by_symbol: dict[str, list[MinuteBar]] = {symbol: [] for symbol in self.symbols}
+        for minute in self.minutes:
+            for symbol, bar in minute.by_symbol.items():
+                by_symbol[symbol].append(
+                    MinuteBar(bar.at, bar.open, bar.high, bar.low, bar.close, bar.volume)
+                )
+        return BarPrices(by_symbol)
 
     def price_series(self) -> dict[str, list[tuple[datetime, Decimal]]]:
         """Each symbol's closes, timed at the end of their minute (when the close is known)."""

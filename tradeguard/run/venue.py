@@ -236,10 +236,10 @@ def _check_drills_fire(drills: tuple[OutsideClose, ...], bars: BarSeries) -> Non
 
 def _sim(bars: BarSeries, plan: FaultPlan | None, drills: tuple[OutsideClose, ...]) -> Venue:
     from tradeguard.paper import PaperBroker
-    from tradeguard.paper.prices import RecordedPrices
 
     clock = ManualClock(bars.minutes[0].at)
-    paper = PaperBroker(prices=RecordedPrices(bars.price_series()), clock=clock, allow_short=True)
+    # Closes from each minute's end; an alpaca-py strategy's data reads get the bars that ended.
+    paper = PaperBroker(prices=bars.bar_prices(), clock=clock, allow_short=True)
     broker, injector = _with_faults(paper, plan, clock)
     label = "in-process paper account (sim)"
     return Venue(Mode.SIM, broker, paper, clock, label, paper=paper, injector=injector, drills=drills)
