@@ -1,4 +1,4 @@
-"""The claim store's tables: claims, turns (ledger), dedup windows, audit log, service keys, actions, identity.
+"""The claim store's tables: claims, turns (ledger), dedup windows, audit log, keys, actions, identity.
 
 This module describes the *current* schema for queries; the Alembic migrations in
 `tradeguard/store/migrations/versions` create and evolve it and are the source of truth on disk.
