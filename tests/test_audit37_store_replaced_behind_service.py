@@ -8,7 +8,10 @@ placed order (or, under `python -O`, an `AttributeError`). It is now a `StoreErr
 send path, so the caller hears `UnrecordedOrder`, as for every other failure to record a send.
 
 The real service over HTTP (`tests.native_kit`); its app is handed another store, as a restart on
-another database would leave it.
+another database would leave it. A service now names the store it serves on every answer, and
+the remote ledger refuses the other store's answer first ("now serves another store", store41);
+the path above is what a service that names no store (a tradeguard from before store ids) still
+takes: `older` strips the name from every answer.
 """
 
 from __future__ import annotations
@@ -28,10 +31,32 @@ from tradeguard.errors import OutcomeUnknown, StoreError, UnrecordedOrder
 from tradeguard.gateway import OrderGateway
 from tradeguard.paper import PaperBroker
 from tradeguard.ports import account_key_from_id
+from tradeguard.service.codec import STORE_HEADER
 from tradeguard.store import ClaimStore, RemoteClaimLedger
 from tradeguard.testing import RecordingBroker
 
 AGENT = "may21-bot"
+# What the ledger says: the other store's answer refused by its name, or (a service that names
+# no store) the claim found missing there.
+REFUSED = {"named": "now serves another store", "older": "not in the claim store it was recorded in"}
+
+
+@pytest.fixture(params=sorted(REFUSED))
+def naming(request: pytest.FixtureRequest) -> str:
+    """Whether the service names its store ("named") or is one from before store ids ("older")."""
+    return str(request.param)
+
+
+def as_served(gw: OrderGateway, naming: str) -> None:
+    """Make the gateway's ledger see answers as a service of kind `naming` gives them."""
+    assert isinstance(gw.store, RemoteClaimLedger)
+    if naming == "older":
+
+        def unnamed(answer: requests.Response, *_a: object, **_k: object) -> None:
+            answer.headers.pop(STORE_HEADER, None)
+
+        gw.store._session.hooks["response"].append(unnamed)
+        gw.store._store_id = None  # its first answer (the gateway's start) named none either
 
 
 @pytest.fixture
@@ -55,11 +80,12 @@ class ThenReplaced(RecordingBroker):
 
 @pytest.mark.parametrize("fills", [True, False], ids=["acknowledged", "answer-lost"])
 def test_a_claim_gone_from_the_service_after_the_post_is_an_unrecorded_order(
-    served: tuple[NativeService, ClaimStore], clock: ManualClock, tmp_path: Path, fills: bool
+    served: tuple[NativeService, ClaimStore], clock: ManualClock, tmp_path: Path, fills: bool, naming: str
 ) -> None:
     service, store = served
     paper = ThenReplaced(PaperBroker(prices=MAY21_PRICES, clock=clock))
     gw = OrderGateway(paper, service.base_url, agent_id=AGENT, api_key=service.key(AGENT), clock=clock)
+    as_served(gw, naming)
     with ClaimStore(f"sqlite:///{tmp_path / 'another.db'}", clock=clock) as another:
         another.register_account(AGENT, account_key_from_id(f"account-of-{AGENT}"))
 
@@ -70,7 +96,7 @@ def test_a_claim_gone_from_the_service_after_the_post_is_an_unrecorded_order(
 
         paper.after_post = replaced
         try:
-            with pytest.raises(UnrecordedOrder, match="not in the claim store it was recorded in"):
+            with pytest.raises(UnrecordedOrder, match=REFUSED[naming]):
                 gw.enter("TQQQ", qty=10, intent="09:42 breakout")
         finally:
             gw.store.close()
@@ -81,13 +107,14 @@ def test_a_claim_gone_from_the_service_after_the_post_is_an_unrecorded_order(
 
 
 def test_a_claim_gone_from_the_service_before_the_post_is_a_store_error_and_nothing_is_sent(
-    served: tuple[NativeService, ClaimStore], clock: ManualClock, tmp_path: Path
+    served: tuple[NativeService, ClaimStore], clock: ManualClock, tmp_path: Path, naming: str
 ) -> None:
     # Replaced right after the claim was answered: the fence before the send answers 404
     # (LeaseLost), and the claim read back is None; that was a bare AssertionError too.
     service, store = served
     paper = RecordingBroker(PaperBroker(prices=MAY21_PRICES, clock=clock))
     gw = OrderGateway(paper, service.base_url, agent_id=AGENT, api_key=service.key(AGENT), clock=clock)
+    as_served(gw, naming)
     assert isinstance(gw.store, RemoteClaimLedger)
     session = gw.store._session
     sent = session.request
@@ -102,7 +129,7 @@ def test_a_claim_gone_from_the_service_before_the_post_is_a_store_error_and_noth
 
         session.request = replaced_after_the_claim  # type: ignore[method-assign]
         try:
-            with pytest.raises(StoreError, match="not in the claim store it was recorded in"):
+            with pytest.raises(StoreError, match=REFUSED[naming]):
                 gw.enter("TQQQ", qty=10, intent="09:42 breakout")
         finally:
             gw.store.close()

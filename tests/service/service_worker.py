@@ -1,9 +1,10 @@
 """Run the claim service in its own process for the tests (real uvicorn on loopback).
 
 ``python service_worker.py URL READY_FILE [--workers N] [--rate R] [--burst B] [--max-body N]
-[--busy-timeout-ms MS]``
-binds a free loopback port and, once the service accepts requests, writes the port to
-READY_FILE (atomically). SIGTERM stops it gracefully; the exit status is then 0.
+[--busy-timeout-ms MS] [--port P]``
+binds a free loopback port (or P: a service restarted at the address it had) and, once the
+service accepts requests, writes the port to READY_FILE (atomically). SIGTERM stops it
+gracefully; the exit status is then 0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=2000)
     parser.add_argument("--max-body", type=int, default=64 * 1024)
     parser.add_argument("--busy-timeout-ms", type=int, default=Settings().sqlite_busy_timeout_ms)
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     config = ServiceConfig(
         store_url=args.url,
@@ -41,7 +43,7 @@ def main() -> None:
         scratch.write_text(str(port))
         os.replace(scratch, args.ready_file)
 
-    serve(config, host="127.0.0.1", port=0, workers=args.workers, on_ready=ready, access_log=False)
+    serve(config, host="127.0.0.1", port=args.port, workers=args.workers, on_ready=ready, access_log=False)
 
 
 def run_forked(argv: list[str], log: str, env: dict[str, str]) -> None:

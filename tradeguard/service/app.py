@@ -83,6 +83,9 @@ def create_app(config: ServiceConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = ClaimStore(config.store_url, settings=config.settings)
         try:
+            # Read once, at start: every answer names the store it comes from (a remote ledger
+            # refuses a service that now serves another store); one that cannot be named is refused.
+            log.info("serving claim store %s (store id %s)", store, store.store_id)
             # The same settings as the claim store: all three share the database and its pooler.
             app.state.keys = KeyRing(store.url, settings=config.settings)
             app.state.actions = ActionStore(store.url, settings=config.settings)

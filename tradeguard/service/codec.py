@@ -33,6 +33,7 @@ from tradeguard.errors import (
 )
 
 __all__ = [
+    "STORE_HEADER",
     "ErrorCode",
     "claim_from_json",
     "claim_json",
@@ -53,6 +54,11 @@ __all__ = [
     "room_json",
     "ts",
 ]
+
+
+# The response header that names the store a claim service serves (`ClaimStore.store_id`), on
+# every answer of the native routes: a remote ledger refuses answers from another store.
+STORE_HEADER = "X-Tradeguard-Store"
 
 
 class ErrorCode:

@@ -56,6 +56,7 @@ __all__ = [
     "peers",
     "readable",
     "readable_claim",
+    "served_store",
     "store_of",
     "visible_claim",
 ]
@@ -109,11 +110,56 @@ async def _not_standard_json(request: Request) -> str | None:
     return None
 
 
+def served_store(request: Request) -> str | None:
+    """Return the identity of the store the app serves (`ClaimStore.store_id`), None if it has none.
+
+    Read once per store (the store keeps it); the app reads it at start.
+
+    Raises:
+        StoreError: The store's identity cannot be read.
+    """
+    store = getattr(request.app.state, "store", None)
+    identity = getattr(store, "store_id", None)
+    return identity if isinstance(identity, str) else None
+
+
 class NativeRoute(APIRoute):
-    """A route whose failures answer `{"code", "message"}`, whatever handlers the app installs."""
+    """A route whose failures answer `{"code", "message"}`, whatever handlers the app installs.
+
+    Every answer, an error's too, names the store it comes from (`codec.STORE_HEADER`), read
+    before the handler runs: an identity that cannot be read is a 503 with nothing done. A
+    request that names another store in the same header (a remote ledger names the store it
+    pinned) is refused with 409 before the handler runs: nothing is recorded in this store.
+    """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """Wrap the handler: library errors, HTTP errors and validation errors become error bodies."""
+        answer = self._answer_handler()
+
+        async def named(request: Request) -> Response:
+            try:
+                identity = served_store(request)
+            except TradeguardError as exc:
+                status_code, body = codec.error_body(exc)
+                return JSONResponse(body, status_code=status_code)
+            expected = request.headers.get(codec.STORE_HEADER)
+            if identity is not None and expected is not None and expected != identity:
+                message = (
+                    f"this claim service serves store {identity}, not store {expected[:64]!r} the "
+                    "caller expects; nothing was done"
+                )
+                response: Response = JSONResponse(
+                    {"code": ErrorCode.STORE_CONFLICT, "message": message}, status_code=409
+                )
+            else:
+                response = await answer(request)
+            if identity is not None:
+                response.headers[codec.STORE_HEADER] = identity
+            return response
+
+        return named
+
+    def _answer_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:

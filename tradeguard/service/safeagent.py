@@ -39,6 +39,7 @@ from tradeguard.service.actions import (
     standard_json,
 )
 from tradeguard.service.auth import Principal, audit_principal, current_principal, visible
+from tradeguard.service.codec import STORE_HEADER
 from tradeguard.store import ClaimStore
 
 __all__ = ["SETTLEMENT_HEADER", "router", "test_request_id"]
@@ -346,6 +347,12 @@ def sweep(request: Request, caller: AuditCaller) -> SweepOut:
 
 
 @router.get("/health", response_model=HealthOut)
-async def health() -> HealthOut:
-    """Answer ok without a key (a liveness probe: it does not touch the store)."""
+async def health(request: Request, response: Response) -> HealthOut:
+    """Answer ok without a key (a liveness probe: it does not touch the store).
+
+    The `X-Tradeguard-Store` header names the store served (its id, read when the app started).
+    """
+    identity = getattr(getattr(request.app.state, "store", None), "store_id", None)  # read at start
+    if isinstance(identity, str):
+        response.headers[STORE_HEADER] = identity
     return HealthOut(status="ok")

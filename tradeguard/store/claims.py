@@ -237,6 +237,24 @@ class ClaimStore(LedgerWriter, StoreReader):
         """Return "sqlite" or "postgresql"."""
         return self.url.get_backend_name()
 
+    @functools.cached_property
+    def store_id(self) -> str:
+        """The store's identity: an id made once when the store was created, never changed.
+
+        Read from the database once (`tg_store`, migration 0011). The claim service names it on
+        every answer, so a remote ledger can tell a service restarted on another database.
+
+        Raises:
+            StoreError: It cannot be read, or the table does not hold exactly one id.
+        """
+        rows = self._pool.read("reading the store's identity", "SELECT store_id FROM tg_store", ())
+        if len(rows) != 1 or not rows[0][0]:
+            raise StoreError(
+                f"claim store {describe(self.url)} has {len(rows)} identities in tg_store (one is made "
+                "when the store is created and never changed); it was edited by hand: restore it"
+            )
+        return str(rows[0][0])
+
     def close(self) -> None:
         """Release every connection."""
         self._pool.close()

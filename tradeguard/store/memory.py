@@ -19,6 +19,7 @@ reconciler ever scans the history. Audit records are appended as tuples and beco
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -94,6 +95,8 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._audit_log: list[tuple[Any, ...]] = []
         self._audit_detail: list[dict[str, Any] | None] = []
         self._audit_base = 0  # records forgotten by `trim_audit` (ids go on from them)
+        # Its identity (as `ClaimStore.store_id`): each instance is a store of its own.
+        self.store_id = uuid.uuid4().hex
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -147,6 +147,9 @@ class RemoteClaimLedger(RemoteReads):
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {api_key.strip()}"
         self._session.headers["Content-Type"] = "application/json"
+        # The store the service answered from first (`codec.STORE_HEADER`); see `_from_store`.
+        self._store_id: str | None = None
+        self._pinning = threading.Lock()
         self.settings = settings or self._service_settings()
 
     # -- plumbing --------------------------------------------------------------------------
@@ -156,9 +159,56 @@ class RemoteClaimLedger(RemoteReads):
         """Return "remote"."""
         return "remote"
 
+    @property
+    def store_id(self) -> str | None:
+        """The id of the store the service answered from first (pinned), None before any answer.
+
+        Also None while the service names no store (a tradeguard from before store ids).
+        """
+        return self._store_id
+
     def close(self) -> None:
         """Close the HTTP connections."""
         self._session.close()
+
+    def _from_store(self, served: str | None, doing: str) -> None:
+        """Pin the store the service names on its first answer; refuse an answer from another.
+
+        The service names its store on every answer (`codec.STORE_HEADER`, `ClaimStore.store_id`).
+        A service restarted on another database (a relative SQLite path read from another working
+        directory, a failover to an empty server) answered as if it were the same: this gateway's
+        decisions looked new and its exits saw a flat ledger. Such an answer is a `StoreError`,
+        which after a send the gateway reports as `UnrecordedOrder`. A service that names no store
+        (a tradeguard from before store ids) is accepted as before, until it names one: that is
+        then pinned; once pinned, an answer that names none is refused too. Once pinned, every
+        request names the store (the same header), and a service of another store refuses it
+        before it records anything (an older service ignores the header).
+        """
+        pinned = self._store_id
+        if served is None:
+            if pinned is None:
+                return
+            raise StoreError(
+                f"claim service {self.url} answered {doing} without naming its store, after it "
+                f"answered from store {pinned}: another service (an older tradeguard, a proxy's own "
+                "answer) now answers at this address, and nothing of its answer is used; if it was a "
+                f"write, it may or may not have been recorded. Serve store {pinned} at this address again"
+            )
+        if pinned is None:
+            with self._pinning:
+                if self._store_id is None:
+                    self._store_id = served
+                pinned = self._store_id
+        if served != pinned:
+            raise StoreError(
+                f"the claim service {self.url} now serves another store ({served[:64]!r}), not the "
+                f"store {pinned} this ledger started on, while {doing}: it was restarted on another "
+                "database (a relative SQLite path read from another working directory, another "
+                "server), whose claims and positions are not this gateway's. Nothing of its answer "
+                "is used; if it was a write, it may have been recorded in that other store. Restart "
+                f"the service on store {pinned}'s database (tradeguard serve logs the store id it "
+                "serves); if the move is meant, reconcile with the broker and start the gateway again"
+            )
 
     def __enter__(self) -> RemoteClaimLedger:
         return self
@@ -184,18 +234,25 @@ class RemoteClaimLedger(RemoteReads):
         `missing`: the exception a 404 stands for (the claim is gone or another agent's).
         """
         data = None if body is None else json.dumps(body, default=str)
+        pinned = self._store_id
+        # The store pinned goes with the request: a service of another store refuses it unrun.
+        headers = None if pinned is None else {codec.STORE_HEADER: pinned}
         try:
             # No redirects: one turns a POST into a GET of another route, answered 200.
             resp = self._session.request(
-                method, self.url + path, data=data, params=params, timeout=self._timeout,
-                allow_redirects=False,
+                method, self.url + path, data=data, params=params, headers=headers,
+                timeout=self._timeout, allow_redirects=False,
             )  # fmt: skip
         except requests.RequestException as exc:
             raise StoreError(
                 f"claim service {self.url} could not be reached while {doing} ({type(exc).__name__}); "
                 "nothing was recorded by this call, or its answer was lost"
             ) from exc
+        served = resp.headers.get(codec.STORE_HEADER)
+        if served is not None:
+            self._from_store(served, doing)
         if resp.status_code < 300:
+            self._from_store(served, doing)  # an answer used: one that names no store, too
             if resp.status_code == 204:
                 return None
             try:
@@ -222,6 +279,7 @@ class RemoteClaimLedger(RemoteReads):
                 f"claim service {self.url} answered 429 while {doing}: {message}"
                 + ("" if wait is None else f" (Retry-After: {wait[:32]})")
             )
+        self._from_store(served, doing)  # an answer used from here on: one that names no store, too
         if resp.status_code == 404 and missing is not None:
             raise missing(
                 f"{doing}: the claim service {self.url} has no such record for this key ({message})"

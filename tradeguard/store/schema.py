@@ -1,4 +1,4 @@
-"""The claim store's tables: claims, turns (ledger), dedup windows, audit log, service keys and actions.
+"""The claim store's tables: claims, turns (ledger), dedup windows, audit log, keys, actions, identity.
 
 This module describes the *current* schema for queries; the Alembic migrations in
 `tradeguard/store/migrations/versions` create and evolve it and are the source of truth on disk.
@@ -35,12 +35,13 @@ __all__ = [
     "claims",
     "dedup_windows",
     "metadata",
+    "store_identity",
     "turns",
 ]
 
 # The Alembic revision this code reads and writes. A database at any other revision that this
 # package does not ship is refused (it was written by a newer tradeguard).
-SCHEMA_HEAD = "0010"
+SCHEMA_HEAD = "0011"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -198,6 +199,16 @@ agent_accounts = Table(
     Column("agent_id", String(64), primary_key=True),
     Column("account_key", String(64), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The store's identity (migration 0011): one row, an id made once when the store is created (or
+# migrated from before 0011) and never changed. The claim service names it on every answer, and
+# a remote ledger refuses a service that answers from another store (`RemoteClaimLedger`).
+store_identity = Table(
+    "tg_store",
+    metadata,
+    Column("store_id", String(32), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 
