@@ -277,6 +277,8 @@ class Simulation:
         self.advance(event.t if at is None else at)
         if event.symbol is not None:
             self.symbols[event.symbol] = None
+        if event.result == _NEVER_SENT:
+            return _NOT_SENT_PHRASE  # the broker never heard of it that day, in no mode either
         try:
             if event.scope == "all":
                 done = self.cancel_all()
@@ -297,6 +299,8 @@ class Simulation:
         self.advance(event.t if at is None else at)
         if event.symbol is not None:
             self.symbols[event.symbol] = None
+        if event.result == _NEVER_SENT:
+            return _NOT_SENT_PHRASE
         order_id = self.order_of(event)
         if order_id is None:
             return "no order of it here"
@@ -669,6 +673,12 @@ class FullGuard(Simulation):
             self.paper.position_qty(symbol),
         )  # fmt: skip
 
+
+# A cancel or replace recorded `dropped` never left the bot (the broker unreachable): the replay
+# does not do it either, in any mode (its faults are not injected again; doing it would cancel an
+# order that rested all day).
+_NEVER_SENT = "dropped"
+_NOT_SENT_PHRASE = "not sent (the broker was unreachable)"
 
 # A simple order's fields (legs come only with a class): built once, not per attempt.
 _SIMPLE_ORDER: Mapping[str, Any] = MappingProxyType(

@@ -321,3 +321,28 @@ def test_a_cancel_in_a_version_1_file_is_refused_naming_the_line(
     path.write_text("\n".join(json.dumps(obj) for obj in (header, _ENTRY, cancel)) + "\n")
     assert main(["replay", str(path)]) == 2
     assert f"{path}:3: a cancel event needs session format version 2" in capsys.readouterr().err
+
+
+def test_a_cancel_or_replace_that_never_left_the_bot_is_not_done_by_the_replay(tmp_path: Path) -> None:
+    """`dropped`: the broker was unreachable, the order rested all day; no mode may cancel it (review40)."""
+    at = "2026-05-21T09:3{}:00-04:00".format
+    unreachable = {"result": "dropped", "reason": "BrokerUnavailable: connection refused"}
+    lines = [
+        {"type": "session", "version": 2, "start": at(0), "agent_id": "bot"},
+        {"type": "price", "t": at(1), "symbol": "TQQQ", "price": "75.00"},
+        {"type": "attempt", "t": at(1), "decision": "bid", "attempt": 1, "kind": "entry",
+         "symbol": "TQQQ", "side": "buy", "qty": "3", "order_type": "limit", "limit_price": "70.00"},
+        {"type": "answer", "t": at(1), "decision": "bid", "attempt": 1, "result": "accepted"},
+        {"type": "replace", "t": at(2), "decision": "bid", "symbol": "TQQQ", "limit_price": "74",
+         **unreachable},
+        {"type": "cancel", "t": at(3), "decision": "bid", "symbol": "TQQQ", **unreachable},
+        {"type": "end", "t": at(9)},
+    ]  # fmt: skip
+    session = tmp_path / "dropped.jsonl"
+    session.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = replay_session(session, list(Mode))
+    for mode in Mode:
+        resting = result.simulations[mode].paper.list_orders(status="open")
+        assert [(o.symbol, o.qty, o.limit_price, o.status.value) for o in resting] == [
+            ("TQQQ", 3, 70, "new")
+        ], mode
