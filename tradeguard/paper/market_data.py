@@ -11,7 +11,7 @@ nothing ahead. Crypto and options data are not served.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,8 @@ _EXCHANGE = "V"  # IEX, the feed of Alpaca's free plan
 _MAX_SYMBOLS = 100
 _DEFAULT_LIMIT, _MAX_LIMIT = 1000, 10_000
 _MINUTE_FRAMES = frozenset({"1min", "1t"})
+_MINUTE = timedelta(minutes=1)
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def _symbols(query: Mapping[str, str]) -> list[str]:
@@ -114,16 +116,20 @@ def bars_json(broker: PaperBroker, query: Mapping[str, str]) -> dict[str, Any]:
         raise rejection(400, 40010001, f"invalid page_token {token!r}")
     start, end = _when(query, "start"), _when(query, "end")
     source, now = broker.prices, broker.clock.now()
+    # The token indexes every bar of the request, ended or not: that list does not change while
+    # the clock runs, so a minute ending between two pages shifts no page (review42: it did, and
+    # the next page began with the bar the last one ended with). Only ended bars are served.
     rows: list[tuple[str, MinuteBar]] = []
     if isinstance(source, BarPrices):
         for symbol in sorted(set(symbols)):
-            rows.extend((symbol, bar) for bar in source.ended(symbol, now, start, end))
+            rows.extend((symbol, bar) for bar in source.ended(symbol, _END_OF_TIME, start, end))
     if (query.get("sort") or "asc").lower() == "desc":
         rows.reverse()
     first, limit = int(token), int(limit_text)
-    page = rows[first : first + limit]
+    ended = [i for i in range(first, len(rows)) if rows[i][1].at + _MINUTE <= now]
     bars: dict[str, list[dict[str, Any]]] = {}
-    for symbol, bar in page:
+    for i in ended[:limit]:
+        symbol, bar = rows[i]
         bars.setdefault(symbol, []).append(_bar_json(bar))
-    more = first + limit < len(rows)
-    return {"bars": bars, "next_page_token": str(first + limit) if more else None}
+    more = len(ended) > limit  # an ended bar after this page (one not ended yet is not said)
+    return {"bars": bars, "next_page_token": str(ended[limit]) if more else None}
