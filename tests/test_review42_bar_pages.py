@@ -43,9 +43,7 @@ def _clock() -> ManualClock:
     return ManualClock(OPEN + timedelta(minutes=10, seconds=30))  # 09:40:30 ET: 09:30-09:39 ended
 
 
-@pytest.mark.parametrize(
-    ("symbols", "sort"), [("TQQQ,SQQQ", "asc"), ("TQQQ", "desc"), ("TQQQ,SQQQ", "desc")]
-)
+@pytest.mark.parametrize(("symbols", "sort"), [("TQQQ,SQQQ", "asc"), ("TQQQ", "desc"), ("TQQQ,SQQQ", "desc")])
 def test_a_minute_ending_between_pages_is_never_served_twice(symbols: str, sort: str) -> None:
     clock = _clock()
     query = {"symbols": symbols, "timeframe": "1Min", "limit": 4, "sort": sort}
