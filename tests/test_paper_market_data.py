@@ -111,9 +111,9 @@ def test_bars_page_as_alpaca_pages_them() -> None:
 
 def test_the_command_serves_the_replayed_days_bars_up_to_its_clock() -> None:
     with _run_cli("--port", "0", "--bars", str(shipped_day_path()), "--speed", "600") as proc:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().split()[4]
-        try:
+        try:  # the server is stopped whatever fails, or leaving the block would wait for it forever
+            assert proc.stdout is not None
+            url = proc.stdout.readline().split()[4]
             data = StockHistoricalDataClient("key", "secret", url_override=url)
             got = data.get_stock_bars(
                 StockBarsRequest(symbol_or_symbols="TQQQ", timeframe=TimeFrame.Minute, start=OPEN)

@@ -85,6 +85,9 @@ class ReplayClock:
 
     For a paper server that replays a bar file: its prices, its `/v2/clock` and its resting orders
     follow the day's bars as a bot trading against it lives through them.
+
+    Attributes:
+        start: The replayed time at creation (UTC).
     """
 
     def __init__(self, start: datetime, speed: float = 1.0) -> None:
@@ -93,12 +96,12 @@ class ReplayClock:
             raise ValueError("ReplayClock needs a timezone-aware start time")
         if not speed > 0:
             raise ValueError(f"a replay runs at a positive speed, got {speed}")
-        self._start, self._speed = start.astimezone(UTC), float(speed)
+        self.start, self._speed = start.astimezone(UTC), float(speed)
         self._origin = time.monotonic()  # never steps back, unlike the wall clock
 
     def now(self) -> datetime:
         """Return the replayed day's time."""
-        return self._start + timedelta(seconds=(time.monotonic() - self._origin) * self._speed)
+        return self.start + timedelta(seconds=(time.monotonic() - self._origin) * self._speed)
 
     def sleep(self, seconds: float) -> None:
         """Sleep for `seconds` of the replayed day (`seconds / speed` of real time)."""

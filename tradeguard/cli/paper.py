@@ -130,7 +130,7 @@ def paper_server(
         if plan is not None:
             print(f"fault plan {faults}: {len(plan.faults)} fault(s), seed {plan.seed}", flush=True)
         if clock is not None:
-            print(f"replaying {bars} from {clock.now():%Y-%m-%d %H:%M} UTC at {speed:g}x", flush=True)
+            print(f"replaying {bars} from {clock.start:%Y-%m-%d %H:%M} UTC at {speed:g}x", flush=True)
 
     if clock is None:
         serve(server, on_ready=announce)
