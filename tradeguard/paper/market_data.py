@@ -10,13 +10,14 @@ nothing ahead. Crypto and options data are not served.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from tradeguard.paper.prices import BarPrices, MinuteBar
 from tradeguard.paper.refusals import rejection
+from tradeguard.paper.wire import parse_time
 
 if TYPE_CHECKING:
     from tradeguard.paper.broker import PaperBroker
@@ -41,6 +42,7 @@ def _symbols(query: Mapping[str, str]) -> list[str]:
 
 
 def _stamp(at: datetime) -> str:
+    """A time as Alpaca's market data has it: UTC, "Z", no fraction for a whole second (bars)."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -49,44 +51,43 @@ def _number(value: Decimal) -> float | int:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def latest_trades_json(broker: PaperBroker, query: Mapping[str, str]) -> dict[str, Any]:
-    """Render `GET /v2/stocks/trades/latest`: each priced symbol's trade at the account's price now."""
-    now = broker.clock.now()
-    trades: dict[str, Any] = {}
+def _priced(broker: PaperBroker, query: Mapping[str, str]) -> Iterator[tuple[str, str, float | int]]:
+    """Each asked symbol the account prices now, with the time and the price (the others left out)."""
+    stamp = _stamp(broker.clock.now())
     for symbol in _symbols(query):
         price = broker.price(symbol)
         if price is not None:
-            trades[symbol] = {
-                "t": _stamp(now), "x": _EXCHANGE, "p": _number(price), "s": 100, "c": ["@"], "i": 0, "z": "C",
-            }  # fmt: skip
-    return {"trades": trades}
+            yield symbol, stamp, _number(price)
+
+
+def latest_trades_json(broker: PaperBroker, query: Mapping[str, str]) -> dict[str, Any]:
+    """Render `GET /v2/stocks/trades/latest`: each priced symbol's trade at the account's price now."""
+    return {
+        "trades": {
+            symbol: {"t": at, "x": _EXCHANGE, "p": price, "s": 100, "c": ["@"], "i": 0, "z": "C"}
+            for symbol, at, price in _priced(broker, query)
+        }
+    }
 
 
 def latest_quotes_json(broker: PaperBroker, query: Mapping[str, str]) -> dict[str, Any]:
     """Render `GET /v2/stocks/quotes/latest`: bid and ask at the account's price now (no spread)."""
-    now = broker.clock.now()
-    quotes: dict[str, Any] = {}
-    for symbol in _symbols(query):
-        price = broker.price(symbol)
-        if price is not None:
-            quotes[symbol] = {
-                "t": _stamp(now), "ax": _EXCHANGE, "ap": _number(price), "as": 1,
-                "bx": _EXCHANGE, "bp": _number(price), "bs": 1, "c": ["R"], "z": "C",
-            }  # fmt: skip
-    return {"quotes": quotes}
-
-
-def _when(query: Mapping[str, str], name: str) -> datetime | None:
-    text = (query.get(name) or "").strip()
-    if not text:
-        return None
-    try:
-        if len(text) == 10:
-            return datetime.combine(date.fromisoformat(text), time(0), tzinfo=UTC)
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise rejection(400, 40010001, f"invalid {name}: {text!r} is not an RFC 3339 time") from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    return {
+        "quotes": {
+            symbol: {
+                "t": at,
+                "ax": _EXCHANGE,
+                "ap": price,
+                "as": 1,
+                "bx": _EXCHANGE,
+                "bp": price,
+                "bs": 1,
+                "c": ["R"],
+                "z": "C",
+            }
+            for symbol, at, price in _priced(broker, query)
+        }
+    }
 
 
 def _bar_json(bar: MinuteBar) -> dict[str, Any]:
@@ -114,7 +115,7 @@ def bars_json(broker: PaperBroker, query: Mapping[str, str]) -> dict[str, Any]:
         raise rejection(422, 42210000, f"invalid limit {limit_text!r} (1 to {_MAX_LIMIT})")
     if not token.isdigit():
         raise rejection(400, 40010001, f"invalid page_token {token!r}")
-    start, end = _when(query, "start"), _when(query, "end")
+    start, end = parse_time(query.get("start"), "start"), parse_time(query.get("end"), "end")
     source, now = broker.prices, broker.clock.now()
     # The token indexes every bar of the request, ended or not: that list does not change while
     # the clock runs, so a minute ending between two pages shifts no page (review42: it did, and

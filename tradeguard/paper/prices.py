@@ -223,7 +223,7 @@ class BarPrices(RecordedPrices):
 
     def __init__(self, bars: Mapping[str, Iterable[MinuteBar]]):
         self._bars = {symbol.upper(): sorted(seq, key=lambda bar: bar.at) for symbol, seq in bars.items()}
-        self._ends = {symbol: [bar.at + _MINUTE for bar in seq] for symbol, seq in self._bars.items()}
+        # Each bar's end is its price's time: `_times` (RecordedPrices) holds the ends, in order.
         super().__init__(
             {symbol: [(bar.at + _MINUTE, bar.close) for bar in seq] for symbol, seq in self._bars.items()}
         )
@@ -232,6 +232,6 @@ class BarPrices(RecordedPrices):
         self, symbol: str, now: datetime, start: datetime | None = None, end: datetime | None = None
     ) -> list[MinuteBar]:
         """Return `symbol`'s bars that ended by `now`, starting within [`start`, `end`], oldest first."""
-        seq, ends = self._bars.get(symbol.upper(), []), self._ends.get(symbol.upper(), [])
+        seq, ends = self._bars.get(symbol.upper(), []), self._times.get(symbol.upper(), [])
         known = seq[: bisect.bisect_right(ends, now)]
         return [bar for bar in known if (start is None or bar.at >= start) and (end is None or bar.at <= end)]
