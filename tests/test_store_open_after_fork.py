@@ -19,11 +19,11 @@ from tradeguard.store import ClaimStore, engine
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-def test_a_child_forked_while_the_migration_locks_are_held_opens_a_new_store(tmp_path: Path) -> None:
+def test_a_child_forked_while_the_migration_lock_is_held_opens_a_new_store(tmp_path: Path) -> None:
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with engine._UPGRADE_LOCK, engine._SCRIPTS_LOCK:
+        with engine._ALEMBIC_LOCK:
             held.set()
             release.wait(30)
 

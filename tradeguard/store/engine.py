@@ -262,7 +262,22 @@ def _alembic_config() -> Config:
     return cfg
 
 
-_SCRIPTS_LOCK = threading.Lock()
+# One lock for all of this process's Alembic work. Reading the migrations once (`functools.cache`
+# may run a first call twice in two threads), and migrating: Alembic runs a migration through
+# module-wide proxies (`alembic.context`, `alembic.op`), one per process, so two threads migrating
+# two stores at once ran each other's DDL on the wrong connection (or on none, once the other's
+# proxy was removed), and both stores were refused. Reentrant: migrating reads the migrations.
+_ALEMBIC_LOCK = threading.RLock()
+
+
+def _fresh_lock_in_child() -> None:
+    # A process forked while another of its threads held the lock would hang on its first store
+    # open: the child has the lock and not the thread that would release it.
+    global _ALEMBIC_LOCK  # noqa: PLW0603 - the one module lock, made anew in a forked child
+    _ALEMBIC_LOCK = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_fresh_lock_in_child)
 
 
 @functools.cache
@@ -274,7 +289,7 @@ def _scripts() -> ScriptDirectory:
     """
     from alembic.script import ScriptDirectory  # noqa: PLC0415 - see the TYPE_CHECKING imports
 
-    with _SCRIPTS_LOCK:  # `functools.cache` may run a first call twice in two threads
+    with _ALEMBIC_LOCK:
         script = ScriptDirectory.from_config(_alembic_config())
         script.get_revisions("heads")  # loads the revision map now, under the lock
         return script
@@ -286,42 +301,22 @@ def known_revisions() -> frozenset[str]:
     return frozenset(rev.revision for rev in _scripts().walk_revisions())
 
 
-# Alembic runs a migration through module-wide proxies (`alembic.context`, `alembic.op`), one
-# per process: two threads migrating two stores at once ran each other's DDL on the wrong
-# connection (or on none, once the other's proxy was removed), and both stores were refused.
-_UPGRADE_LOCK = threading.Lock()
-
-
-def _fresh_locks_in_child() -> None:
-    # A process forked while another of its threads held one of these locks would hang on its
-    # first store open: the child has the lock and not the thread that would release it.
-    global _SCRIPTS_LOCK, _UPGRADE_LOCK
-    _SCRIPTS_LOCK, _UPGRADE_LOCK = threading.Lock(), threading.Lock()
-
-
-os.register_at_fork(after_in_child=_fresh_locks_in_child)
-
-
 def _upgrade(conn: Connection) -> None:
     """Upgrade the schema on `conn` to head, as `alembic upgrade head` would, within its transaction."""
-    with _UPGRADE_LOCK:
-        _upgrade_locked(conn)
-
-
-def _upgrade_locked(conn: Connection) -> None:
     from alembic.runtime.environment import EnvironmentContext  # noqa: PLC0415 - as above
 
-    script = _scripts()
+    with _ALEMBIC_LOCK:
+        script = _scripts()
 
-    def steps(current: Any, _context: Any) -> list[RevisionStep]:
-        # What `alembic.command.upgrade` runs; that command reads every revision file again.
-        return script._upgrade_revs("head", current)
+        def steps(current: Any, _context: Any) -> list[RevisionStep]:
+            # What `alembic.command.upgrade` runs; that command reads every revision file again.
+            return script._upgrade_revs("head", current)
 
-    with EnvironmentContext(_alembic_config(), script, fn=steps, destination_rev="head") as env:
-        # As migrations/env.py configures it (that file serves `command.upgrade` in tests).
-        env.configure(connection=conn, target_metadata=None, transactional_ddl=True)
-        with env.begin_transaction():
-            env.run_migrations()
+        with EnvironmentContext(_alembic_config(), script, fn=steps, destination_rev="head") as env:
+            # As migrations/env.py configures it (that file serves `command.upgrade` in tests).
+            env.configure(connection=conn, target_metadata=None, transactional_ddl=True)
+            with env.begin_transaction():
+                env.run_migrations()
 
 
 def _schema_version(conn: Connection) -> str | None:
