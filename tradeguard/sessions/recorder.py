@@ -48,7 +48,6 @@ from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
 from tradeguard.domain import AuditAction, BrokerOrder, Claim, OrderClass, ReplaceRequest
 from tradeguard.domain.intents import Intent, OrderSpec
-from tradeguard.errors import BrokerUnavailable, OrderRejected, OutcomeUnknown
 from tradeguard.ports import Broker
 from tradeguard.sessions.model import (
     RESOLUTION_HORIZON_SECS,
@@ -64,7 +63,8 @@ from tradeguard.sessions.model import (
     ResolutionEvent,
     SessionHeader,
 )
-from tradeguard.sessions.recording_broker import SessionRecordingBroker
+from tradeguard.sessions.reader import describe_validation_error
+from tradeguard.sessions.recording_broker import SessionRecordingBroker, broker_answer
 from tradeguard.sessions.writer import SessionWriter
 
 __all__ = [
@@ -804,17 +804,7 @@ def _order_class(spec: OrderSpec) -> dict[str, Any]:
 
 def _amendment_answer(error: BaseException | None) -> dict[str, Any]:
     """A cancel's or replace's answer: accepted, or what its error says (see `CancelEvent`)."""
-    if error is None:
-        return {"result": "accepted"}
-    if isinstance(error, OrderRejected):
-        return {"result": "rejected", "status": error.status_code, "body": error.body or None,
-                "reason": error.message}  # fmt: skip
-    if isinstance(error, OutcomeUnknown):
-        return {"result": "error" if error.status_code else "timeout", "status": error.status_code,
-                "reason": error.message}  # fmt: skip
-    if isinstance(error, BrokerUnavailable):
-        return {"result": "dropped", "reason": error.message}
-    return {"result": "blocked", "reason": f"{type(error).__name__}: {error}"}
+    return {"result": "accepted"} if error is None else broker_answer(error)
 
 
 def _said(result: str, fields: dict[str, Any]) -> str:
@@ -829,11 +819,7 @@ def _said(result: str, fields: dict[str, Any]) -> str:
 def _why(exc: Exception) -> str:
     """One line saying why an event was refused (a validation error's points, without links)."""
     if isinstance(exc, ValidationError):
-        points = [
-            (".".join(map(str, e["loc"])) + ": " if e["loc"] else "") + e["msg"].removeprefix("Value error, ")
-            for e in exc.errors(include_url=False)
-        ]
-        return f"{exc.title}: " + "; ".join(points)
+        return describe_validation_error(exc, exc.title)
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 

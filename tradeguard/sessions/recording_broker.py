@@ -38,21 +38,15 @@ class SessionRecordingBroker(ForwardingBroker):
         coid = request.client_order_id or None
         try:
             order = self.inner.submit_order(request)
-        except OrderRejected as exc:
-            rec.answer("rejected", status=exc.status_code, body=exc.body or None, reason=exc.message)
-            raise
-        except OutcomeUnknown as exc:
-            waited = max((clock.now() - started).total_seconds(), 0.0)
-            result = "error" if exc.status_code else "timeout"
-            rec.answer(
-                result, status=exc.status_code, after_secs=waited, client_order_id=coid, reason=exc.message
-            )
-            raise
-        except BrokerUnavailable as exc:
-            rec.answer("dropped", placed=False, client_order_id=coid, reason=exc.message)
-            raise
-        except BrokerError as exc:  # no adapter raises a bare one; if one does, the send is unknown
-            rec.answer("error", client_order_id=coid, reason=exc.message)
+        except BrokerError as exc:
+            fields = broker_answer(exc)
+            if not isinstance(exc, OrderRejected):  # a send that may exist, or never left: its id
+                fields["client_order_id"] = coid
+            if isinstance(exc, OutcomeUnknown):
+                fields["after_secs"] = max((clock.now() - started).total_seconds(), 0.0)
+            elif isinstance(exc, BrokerUnavailable):
+                fields["placed"] = False
+            rec.answer(fields.pop("result"), **fields)
             raise
         rec.answer(
             _FILLED.get(order.status, "accepted"),
@@ -93,3 +87,23 @@ class SessionRecordingBroker(ForwardingBroker):
     def __getattr__(self, name: str) -> Any:
         # The paper broker's extras (orders(), set_price(), ...) stay reachable through the wrapper.
         return getattr(self.inner, name)
+
+
+def broker_answer(error: BaseException) -> dict[str, Any]:
+    """How a session names a failed broker call (an order's submit, a cancel, a replace).
+
+    `rejected` (with Alpaca's status and body), `timeout` or `error` (the answer lost: the call may
+    have taken effect), `dropped` (it never left: the broker unreachable), and `blocked` for what
+    is not the broker's (tradeguard refused it first), each with the reason in words.
+    """
+    if isinstance(error, OrderRejected):
+        return {"result": "rejected", "status": error.status_code, "body": error.body or None,
+                "reason": error.message}  # fmt: skip
+    if isinstance(error, OutcomeUnknown):
+        return {"result": "error" if error.status_code else "timeout", "status": error.status_code,
+                "reason": error.message}  # fmt: skip
+    if isinstance(error, BrokerUnavailable):
+        return {"result": "dropped", "reason": error.message}
+    if isinstance(error, BrokerError):  # no adapter raises a bare one; if one does, it is unknown
+        return {"result": "error", "reason": error.message}
+    return {"result": "blocked", "reason": f"{type(error).__name__}: {error}"}
