@@ -14,6 +14,7 @@ import functools
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.url import URL
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
 
 from tradeguard.errors import StoreError
 from tradeguard.store.schema import SCHEMA_HEAD
@@ -319,6 +320,27 @@ def _upgrade(conn: Connection) -> None:
                 env.run_migrations()
 
 
+def _migrate_when_free(engine: Engine, url: URL, busy_timeout_ms: int) -> None:
+    """`_migrate`, run again while SQLite answers "database is locked" at once, within the busy timeout.
+
+    Bots started together on a store nobody created yet race for the new file: switching it to
+    WAL, or opening a WAL file another connection is still setting up, can answer SQLITE_BUSY at
+    once, without the busy handler's wait, and one bot failed to start (StoreError, nothing sent).
+    Nothing is written before the migration's own transaction commits, so running it again is safe.
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            _migrate(engine, url)
+            return
+        except (OperationalError, sqlite3.OperationalError) as exc:
+            cause = exc.orig if isinstance(exc, OperationalError) else exc  # a connect hook's own
+            locked = isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause)
+            if not locked or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.02)
+
+
 def _schema_version(conn: Connection) -> str | None:
     if not inspect(conn).has_table("alembic_version"):
         return None
@@ -418,7 +440,7 @@ def open_engine(
     if migrate:
         try:
             with translate_errors(parsed, "opening and migrating the schema"):
-                _migrate(engine, parsed)
+                _migrate_when_free(engine, parsed, busy_timeout_ms)
         except BaseException:
             engine.dispose()  # a refused store must not leave its connection open
             raise
