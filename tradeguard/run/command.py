@@ -13,13 +13,14 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tradeguard.errors import ConfigError
 from tradeguard.run.settings import Mode, RunSettings, describe, resolve_settings
 
 if TYPE_CHECKING:
+    from tradeguard.broker.alpaca import AlpacaBroker
     from tradeguard.gateway import OrderGateway
     from tradeguard.run.bars import BarSeries
     from tradeguard.run.feeds import Feed
@@ -165,7 +166,15 @@ def _runner(  # noqa: PLR0917 - the parts `prepare` checked, in the order it bui
 
     def open_feed(stop: Any, note: Callable[[str], None]) -> Feed | None:
         from tradeguard.clock import ManualClock
-        from tradeguard.run.feeds import AlpacaFeed, ReplayFeed, SimFeed, alpaca_fetcher, wait_for_open
+        from tradeguard.run.feeds import (
+            AlpacaFeed,
+            ReplayFeed,
+            ServerClockFeed,
+            SimFeed,
+            alpaca_fetcher,
+            follows_server_clock,
+            wait_for_open,
+        )
 
         if settings.mode is Mode.SIM:
             assert series is not None
@@ -178,7 +187,12 @@ def _runner(  # noqa: PLR0917 - the parts `prepare` checked, in the order it bui
             if until is None:
                 return None
         if series is not None:
-            return ReplayFeed(series, 60.0 / settings.speed)
+            interval = 60.0 / settings.speed
+            if settings.url is not None:
+                server_now = _server_clock(venue.alpaca)
+                if follows_server_clock(series, server_now(), server_now(), venue.clock.now()):
+                    return ServerClockFeed(series, server_now, interval, note=note)
+            return ReplayFeed(series, interval)
         assert credentials is not None
         # Without waiting for the open, the feed runs until stopped (a day at most).
         until = until or venue.clock.now() + timedelta(days=1)
@@ -195,3 +209,14 @@ def _runner(  # noqa: PLR0917 - the parts `prepare` checked, in the order it bui
         monitor=monitor,
         store_url=store_url,
     )
+
+
+def _server_clock(alpaca: AlpacaBroker) -> Callable[[], datetime]:
+    """Return a reader of the paper server's clock (`GET /v2/clock`'s timestamp, aware)."""
+
+    def now() -> datetime:
+        market: Any = alpaca.client.get_clock()  # alpaca-py's Clock (the adapter never asks for raw data)
+        at: datetime = market.timestamp
+        return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+    return now

@@ -4,6 +4,9 @@
   each minute before the strategy sees it (decisions and fills happen when the close is known).
 - `ReplayFeed`: a bar series on the wall clock, one minute every ``60 / speed`` seconds (paper
   mode with a bar file: a day against a paper account in minutes).
+- `ServerClockFeed`: a bar series on a paper server's replayed day (`paper-server --bars`): each
+  minute once the server's clock has passed its end, so the bot and the account the server prices
+  stay on the same minute however far apart the two were started.
 - `AlpacaFeed`: Alpaca's 1-minute bars from alpaca-py's `StockHistoricalDataClient`, fetched a
   few seconds after each minute ends, until the session's close.
 
@@ -31,7 +34,9 @@ __all__ = [
     "AlpacaFeed",
     "Feed",
     "ReplayFeed",
+    "ServerClockFeed",
     "SimFeed",
+    "follows_server_clock",
     "alpaca_fetcher",
     "bars_from_alpaca",
     "wait_for_open",
@@ -107,6 +112,106 @@ class ReplayFeed:
             if stop.is_set() or (index and stop.wait(self.interval_secs)):
                 return
             yield minute
+
+
+class ServerClockFeed:
+    """A bar series paced by a paper server's clock (`paper-server --bars` replays the bars' day).
+
+    Each minute is given once the server's clock has passed its end, never before (no look-ahead:
+    the account prices that minute's close by then). Minutes that ended before the feed started
+    are skipped but the last one, as when a bot joins a live session. Between minutes the feed
+    waits the wall time the server needs to reach the next end at the run's pace, a second at
+    most, and reads the clock again, so a server at another `--speed` is followed too.
+
+    Args:
+        series: The bars (the file the server replays).
+        server_now: Reads the server's clock (`GET /v2/clock`'s timestamp).
+        interval_secs: Wall seconds per replayed minute at the run's `--speed`.
+        note: Where to say what was skipped and that a clock read failed.
+        wait: Waits up to the given seconds unless the stop event is set first; returns whether
+            it was (default: `stop.wait`; tests drive a manual clock instead).
+    """
+
+    POLL_SECS = 1.0
+
+    def __init__(
+        self,
+        series: BarSeries,
+        server_now: Callable[[], datetime],
+        interval_secs: float,
+        *,
+        note: Note,
+        wait: Callable[[threading.Event, float], bool] = threading.Event.wait,
+    ) -> None:
+        self.series = series
+        self._server_now = server_now
+        self._interval = interval_secs
+        self._note = note
+        self._wait = wait
+
+    @property
+    def total(self) -> int | None:
+        """The number of minutes in the series (some may be skipped at the start)."""
+        return len(self.series)
+
+    @property
+    def label(self) -> str:
+        """The series' source and what paces it."""
+        return f"{self.series.source}, on the paper server's clock"
+
+    def minutes(self, stop: threading.Event) -> Iterator[Bars]:
+        """Yield each minute once the server's clock has passed its end."""
+        minutes = list(self.series)
+        now = self._read(stop)
+        if now is None:
+            return
+        ended = sum(1 for minute in minutes if minute.ends_at <= now)
+        if ended > 1:
+            first = minutes[ended - 1].local
+            self._note(
+                f"the paper server's day is at {now.astimezone(EASTERN):%H:%M} ET: "
+                f"{ended - 1} earlier minute(s) skipped, starting at the {first:%H:%M} bar"
+            )
+        for minute in minutes[max(0, ended - 1) :]:
+            while now < minute.ends_at:
+                ahead_secs = (minute.ends_at - now).total_seconds() * self._interval / 60.0
+                if self._wait(stop, min(self.POLL_SECS, max(ahead_secs, 0.01))):
+                    return
+                now = self._read(stop)
+                if now is None:
+                    return
+            if stop.is_set():
+                return
+            yield minute
+
+    def _read(self, stop: threading.Event) -> datetime | None:
+        """Return the server's time, trying again each poll while it cannot be read (None: stopped)."""
+        while not stop.is_set():
+            try:
+                return self._server_now()
+            except Exception as exc:  # a server that went away costs waiting, never a wrong bar
+                self._note(f"paper server clock unreadable, trying again: {exc}")
+            if self._wait(stop, self.POLL_SECS):
+                return None
+        return None
+
+
+def follows_server_clock(
+    series: BarSeries, server_now: datetime, server_then: datetime, wall_now: datetime
+) -> bool:
+    """Whether a paper server replays `series`' day: its clock moving, in that day, off the wall's.
+
+    `server_now` and `server_then` are two reads of the server's clock, one after the other. A
+    server on the wall clock (no `--bars`), or one whose clock is held (a test's manual clock), is
+    paced as before, a minute every interval; one that replays the file's day
+    (`paper-server --bars FILE`) is followed, minute by minute.
+    """
+    first, last = series.minutes[0].at, series.minutes[-1].ends_at
+    replayed = abs((server_then - wall_now).total_seconds()) > _WALL_SLACK_SECS
+    return replayed and server_then > server_now and first <= server_then <= last
+
+
+_WALL_SLACK_SECS = 300.0
 
 
 def bars_from_alpaca(raw: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[datetime, dict[str, Bar]]:
