@@ -22,7 +22,7 @@ from tests.test_paper_server_cli import _run_cli
 from tradeguard import ManualClock
 from tradeguard.run.barfile import load_bars, shipped_day_path
 from tradeguard.run.command import prepare
-from tradeguard.run.feeds import ServerClockFeed, follows_server_clock
+from tradeguard.run.feeds import ReplayFeed, ServerClockFeed, bar_file_feed, follows_server_clock
 from tradeguard.run.settings import Mode, RunSettings, ViewKind
 from tradeguard.testing import alpaca_client
 
@@ -162,3 +162,20 @@ def test_a_run_started_after_the_paper_server_trades_on_the_servers_minute(tmp_p
     assert seen[-1][0] == FIRST_CLOSE + timedelta(minutes=11)
     assert all(server_at >= ends for ends, server_at in seen)
     assert "earlier minute(s) skipped" in out.getvalue()
+
+
+def test_a_server_replaying_another_day_is_said_and_the_bars_keep_the_wall_clock_pace() -> None:
+    series = load_bars(None)
+    wall = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)
+    other_day = iter([datetime(2026, 6, 2, 14, 15, tzinfo=UTC), datetime(2026, 6, 2, 14, 15, 1, tzinfo=UTC)])
+    notes: list[str] = []
+    feed = bar_file_feed(series, 0.5, lambda: next(other_day), wall, notes.append)
+    assert isinstance(feed, ReplayFeed) and feed.interval_secs == 0.5
+    assert notes == [
+        "the paper server replays another day (its clock: 2026-06-02 10:15 ET) than "
+        f"{series.source}: its account prices orders at its own bars"
+    ]
+    held = datetime(2026, 5, 21, 14, 0, tzinfo=UTC)
+    assert isinstance(bar_file_feed(series, 0.5, lambda: held, wall, notes.append), ReplayFeed)
+    assert isinstance(bar_file_feed(series, 0.5, None, wall, notes.append), ReplayFeed)
+    assert len(notes) == 1

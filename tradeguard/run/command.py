@@ -166,15 +166,7 @@ def _runner(  # noqa: PLR0917 - the parts `prepare` checked, in the order it bui
 
     def open_feed(stop: Any, note: Callable[[str], None]) -> Feed | None:
         from tradeguard.clock import ManualClock
-        from tradeguard.run.feeds import (
-            AlpacaFeed,
-            ReplayFeed,
-            ServerClockFeed,
-            SimFeed,
-            alpaca_fetcher,
-            follows_server_clock,
-            wait_for_open,
-        )
+        from tradeguard.run.feeds import AlpacaFeed, SimFeed, alpaca_fetcher, bar_file_feed, wait_for_open
 
         if settings.mode is Mode.SIM:
             assert series is not None
@@ -187,12 +179,8 @@ def _runner(  # noqa: PLR0917 - the parts `prepare` checked, in the order it bui
             if until is None:
                 return None
         if series is not None:
-            interval = 60.0 / settings.speed
-            if settings.url is not None:
-                server_now = _server_clock(venue.alpaca)
-                if follows_server_clock(series, server_now(), server_now(), venue.clock.now()):
-                    return ServerClockFeed(series, server_now, interval, note=note)
-            return ReplayFeed(series, interval)
+            server_now = _server_clock(venue.alpaca) if settings.url is not None else None
+            return bar_file_feed(series, 60.0 / settings.speed, server_now, venue.clock.now(), note)
         assert credentials is not None
         # Without waiting for the open, the feed runs until stopped (a day at most).
         until = until or venue.clock.now() + timedelta(days=1)

@@ -37,7 +37,9 @@ __all__ = [
     "ServerClockFeed",
     "SimFeed",
     "follows_server_clock",
+    "replays_another_day",
     "alpaca_fetcher",
+    "bar_file_feed",
     "bars_from_alpaca",
     "wait_for_open",
 ]
@@ -196,6 +198,35 @@ class ServerClockFeed:
         return None
 
 
+def bar_file_feed(
+    series: BarSeries,
+    interval_secs: float,
+    server_now: Callable[[], datetime] | None,
+    wall_now: datetime,
+    note: Note,
+) -> Feed:
+    """Return the feed of a paper run on a bar file: the paper server's replayed day, or the wall clock.
+
+    Args:
+        series: The bars.
+        interval_secs: Wall seconds per minute at the run's `--speed`.
+        server_now: Reads the paper server's clock (`--url`), None for Alpaca's paper account.
+        wall_now: The wall clock's time now.
+        note: Where to say that the server replays another day than the bars'.
+    """
+    if server_now is not None:
+        reads = (server_now(), server_now(), wall_now)
+        if follows_server_clock(series, *reads):
+            return ServerClockFeed(series, server_now, interval_secs, note=note)
+        if replays_another_day(series, *reads):
+            day = f"{reads[1].astimezone(EASTERN):%Y-%m-%d %H:%M} ET"
+            note(
+                f"the paper server replays another day (its clock: {day}) than {series.source}: "
+                "its account prices orders at its own bars"
+            )
+    return ReplayFeed(series, interval_secs)
+
+
 def follows_server_clock(
     series: BarSeries, server_now: datetime, server_then: datetime, wall_now: datetime
 ) -> bool:
@@ -206,9 +237,26 @@ def follows_server_clock(
     paced as before, a minute every interval; one that replays the file's day
     (`paper-server --bars FILE`) is followed, minute by minute.
     """
-    first, last = series.minutes[0].at, series.minutes[-1].ends_at
-    replayed = abs((server_then - wall_now).total_seconds()) > _WALL_SLACK_SECS
-    return replayed and server_then > server_now and first <= server_then <= last
+    return _replaying(server_now, server_then, wall_now) and _in_day(series, server_then)
+
+
+def replays_another_day(
+    series: BarSeries, server_now: datetime, server_then: datetime, wall_now: datetime
+) -> bool:
+    """Whether a paper server replays a day that is not `series`' (its own `--bars` file, another day).
+
+    Its account then prices orders at that day's prices, whatever bars the run feeds the strategy.
+    """
+    return _replaying(server_now, server_then, wall_now) and not _in_day(series, server_then)
+
+
+def _replaying(server_now: datetime, server_then: datetime, wall_now: datetime) -> bool:
+    """A server clock that moves and is away from the wall's: `paper-server --bars` replaying a day."""
+    return server_then > server_now and abs((server_then - wall_now).total_seconds()) > _WALL_SLACK_SECS
+
+
+def _in_day(series: BarSeries, at: datetime) -> bool:
+    return series.minutes[0].at <= at <= series.minutes[-1].ends_at
 
 
 _WALL_SLACK_SECS = 300.0
