@@ -110,6 +110,27 @@ def _read_revision(url: str) -> str | None:
         engine.dispose()
 
 
+def read_store_id(url: str) -> str | None:
+    """Return the store's id (`ClaimStore.store_id`) without changing anything; None if it has none yet.
+
+    Raises:
+        StoreError: The database cannot be read.
+    """
+    from sqlalchemy import inspect, text
+
+    from tradeguard.store.engine import open_engine, translate_errors
+
+    engine = open_engine(url, migrate=False)
+    try:
+        with translate_errors(engine.url, "reading the store's id"), engine.connect() as conn:
+            if not inspect(conn).has_table("tg_store"):
+                return None
+            value = conn.execute(text("SELECT store_id FROM tg_store")).scalar()
+            return None if value is None else str(value)
+    finally:
+        engine.dispose()
+
+
 def sqlite_file(url: str) -> str | None:
     """Return the file of a SQLite store URL (None for PostgreSQL).
 

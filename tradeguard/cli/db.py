@@ -62,14 +62,15 @@ def upgrade(store_url: str) -> int:
 @store_option
 def check(store_url: str) -> int:
     """Say whether the store's schema is at this tradeguard's head; never changes anything."""
-    from tradeguard.cli.common import schema_revision
+    from tradeguard.cli.common import read_store_id, schema_revision
     from tradeguard.store.engine import describe, known_revisions, parse_url
     from tradeguard.store.schema import SCHEMA_HEAD
 
     where = describe(parse_url(store_url))
     revision = schema_revision(store_url)
     if revision == SCHEMA_HEAD:
-        print(f"{where}: schema at head {SCHEMA_HEAD}")
+        # The id a claim service names on its answers; a gateway can insist on it (?store_id=).
+        print(f"{where}: schema at head {SCHEMA_HEAD}, store id {read_store_id(store_url)}")
         return ExitStatus.OK
     if revision is None:
         raise Refused(f"{where}: no tradeguard schema, behind head {SCHEMA_HEAD} (run tradeguard db upgrade)")

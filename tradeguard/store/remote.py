@@ -31,13 +31,14 @@ import dataclasses
 import functools
 import inspect
 import json
+import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from types import FunctionType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import requests
 
@@ -119,9 +120,14 @@ class RemoteClaimLedger(RemoteReads):
         clock: The caller's time source (the service stamps records with its own).
         timeout_secs: Read timeout of every request.
         connect_timeout_secs: Connect timeout of every request.
+        store_id: The store the service must answer from (`tradeguard db check` and `tradeguard
+            serve` print it), pinned before the first request; also given in the URL as
+            ``?store_id=...``. Without it the store of the first answer is pinned, so a service
+            moved to another database before this ledger's first call would go unnoticed.
 
     Raises:
-        ConfigError: The URL is not http(s) or the key is empty.
+        ConfigError: The URL is not http(s), has a query other than ``store_id``, or the key or
+            the store id is empty or malformed.
         StoreError: `settings` was None and the service could not be read.
     """
 
@@ -134,21 +140,25 @@ class RemoteClaimLedger(RemoteReads):
         clock: Clock | None = None,
         timeout_secs: float = 10.0,
         connect_timeout_secs: float = 3.05,
+        store_id: str | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigError(f"claim service URL must be http(s)://host:port, got {base_url!r}")
         if not api_key or not api_key.strip():
             raise ConfigError("a remote claim store needs an api_key (tradeguard keys create)")
-        self.url = base_url.rstrip("/")
+        store_id = _configured_store(base_url, parts.query, store_id)
+        self.url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")).rstrip("/")
         self._answered = threading.local()  # `_call` got a 2xx answer (see `_answers_checked`)
         self.clock: Clock = clock or SystemClock()
         self._timeout = (connect_timeout_secs, timeout_secs)
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {api_key.strip()}"
         self._session.headers["Content-Type"] = "application/json"
-        # The store the service answered from first (`codec.STORE_HEADER`); see `_from_store`.
-        self._store_id: str | None = None
+        # The store the service answered from first (`codec.STORE_HEADER`), or the one configured;
+        # see `_from_store`.
+        self._store_id: str | None = store_id
+        self._configured = store_id is not None
         self._pinning = threading.Lock()
         self.settings = settings or self._service_settings()
 
@@ -200,9 +210,10 @@ class RemoteClaimLedger(RemoteReads):
                     self._store_id = served
                 pinned = self._store_id
         if served != pinned:
+            mine = "it was configured with (store_id)" if self._configured else "this ledger started on"
             raise StoreError(
                 f"the claim service {self.url} now serves another store ({served[:64]!r}), not the "
-                f"store {pinned} this ledger started on, while {doing}: it was restarted on another "
+                f"store {pinned} {mine}, while {doing}: it was restarted on another "
                 "database (a relative SQLite path read from another working directory, another "
                 "server), whose claims and positions are not this gateway's. Nothing of its answer "
                 "is used; if it was a write, it may have been recorded in that other store. Restart "
@@ -527,6 +538,27 @@ class RemoteClaimLedger(RemoteReads):
         self._call("POST", "/v1/agents/account", f"registering the account of {agent_id}", body=body)
 
 
+def _configured_store(base_url: str, query: str, given: str | None) -> str | None:
+    """Return the store id a claim service URL (``?store_id=``) or the caller names, checked."""
+    named = parse_qs(query, keep_blank_values=True, strict_parsing=False) if query else {}
+    other = sorted(set(named) - {"store_id"})
+    if other:
+        raise ConfigError(f"claim service URL {base_url!r} takes only ?store_id=..., not {', '.join(other)}")
+    in_url = named.get("store_id", [])
+    if len(in_url) > 1 or (in_url and given is not None and in_url[0] != given):
+        raise ConfigError(f"claim service URL {base_url!r} names another store_id than store_id={given!r}")
+    store_id = in_url[0] if in_url else given
+    if store_id is not None and not _STORE_ID.fullmatch(store_id):
+        raise ConfigError(
+            f"store_id {store_id!r} is not a store id (tradeguard db check prints the store's: "
+            "letters, digits, '-' and '_', at most 64)"
+        )
+    return store_id
+
+
+_STORE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 def open_ledger(
     url: str,
     *,
@@ -537,8 +569,9 @@ def open_ledger(
     """Open the claim ledger a URL names: a claim service (http/https) or a database (SQLAlchemy URL).
 
     Args:
-        url: ``https://host:8787`` for `RemoteClaimLedger`, else a `ClaimStore` URL
-            (``sqlite:///claims.db``, ``postgresql+psycopg://user@host/db``).
+        url: ``https://host:8787`` for `RemoteClaimLedger` (``?store_id=...`` names the store it
+            must serve), else a `ClaimStore` URL (``sqlite:///claims.db``,
+            ``postgresql+psycopg://user@host/db``).
         settings: Settings for the ledger (None: the service's own, or the defaults).
         clock: The time source.
         api_key: The service's API key; required for a service URL, refused for a database.
@@ -550,11 +583,12 @@ def open_ledger(
     if urlsplit(url).scheme.lower() in ("http", "https"):
         if api_key is None:
             raise ConfigError(f"claim service {url} needs api_key= (tradeguard keys create --agent-id ...)")
-        timeouts = {} if settings is None else {
-            "timeout_secs": settings.request_timeout_secs,
-            "connect_timeout_secs": settings.connect_timeout_secs,
-        }  # fmt: skip
-        return RemoteClaimLedger(url, api_key=api_key, settings=settings, clock=clock, **timeouts)
+        if settings is None:
+            return RemoteClaimLedger(url, api_key=api_key, clock=clock)
+        return RemoteClaimLedger(
+            url, api_key=api_key, settings=settings, clock=clock,
+            timeout_secs=settings.request_timeout_secs, connect_timeout_secs=settings.connect_timeout_secs,
+        )  # fmt: skip
     if api_key is not None:
         raise ConfigError("api_key is for a claim service URL (http or https); a database URL takes none")
     from tradeguard.store.claims import ClaimStore  # noqa: PLC0415 - store/__init__ imports this module
