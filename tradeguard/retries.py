@@ -283,7 +283,9 @@ class RetryAnswers:
         A claim found moved to `to` under this gateway's own lease, and not being sent by it, was
         moved by this very move (a proxy that sent the request twice: the copy that landed second
         lost its compare-and-set): it goes on as moved. Answered DUPLICATE, a resend never went
-        out, and the bot heard "duplicate" for a decision nothing placed.
+        out, and the bot heard "duplicate" for a decision nothing placed. Not so when another of
+        this gateway's threads is settling or sending the claim, or an earlier send of it went
+        unrecorded: that thread moved it (and sends it), so this one answers DUPLICATE.
         """
         key = claim.key
         # Another thread of this gateway that wins this very move looks, to the loser, just like
