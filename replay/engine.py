@@ -156,16 +156,19 @@ def describe_answer(answer: AnswerEvent | None) -> str | None:
 
 def _describe_amendment(event: CancelEvent | ReplaceEvent) -> str:
     """Return a cancel or replace as a table cell: what the bot did to which decision's order."""
+    whose = f"the order of {event.decision or event.client_order_id}"
+    if event.leg is not None:
+        whose = f"the {event.leg.replace('_', '-')} leg of {event.decision}"
     if isinstance(event, CancelEvent):
         if event.scope == "all":
             return "cancel every open order"
-        return f"cancel the order of {event.decision or event.client_order_id}"
+        return f"cancel {whose}"
     terms = [
         f"{name} {value}"
         for name in ("qty", "limit_price", "stop_price", "trail", "time_in_force")
         if (value := getattr(event, name)) is not None
     ]
-    return f"replace the order of {event.decision or event.client_order_id}: " + ", ".join(terms)
+    return f"replace {whose}: " + ", ".join(terms)
 
 
 class _Lookahead:

@@ -316,13 +316,16 @@ class Simulation:
         finally:
             if event.symbol is not None:
                 self.sample(event.symbol)
-        if event.decision is not None and self.mode is not Mode.FULL:
+        if event.decision is not None and event.leg is None and self.mode is not Mode.FULL:
+            # The decision's order from now on (a leg's replacement stays a leg of its parent).
             self._remember(event.decision, new.id)
         return f"replaced ({new.status.value})"
 
     def order_of(self, event: CancelEvent | ReplaceEvent) -> str | None:
         """The broker id of the order a cancel or replace names here (None: none is known)."""
         order_id = None if event.decision is None else self._orders_of.get(event.decision)
+        if event.leg is not None:
+            return _leg_of(self.paper, order_id, event.leg)
         if order_id is None and event.client_order_id is not None:
             found = self.paper.get_order_by_client_id(event.client_order_id)
             order_id = None if found is None else found.id
@@ -630,6 +633,8 @@ class FullGuard(Simulation):
         """The order the decision's claim holds now (else the order under the event's client id)."""
         coid = None if event.decision is None else self._orders_of.get(event.decision)
         claim = None if coid is None else self._store.get_by_client_order_id(coid)
+        if event.leg is not None:  # a leg of the order the decision's claim holds
+            return _leg_of(self.paper, None if claim is None else claim.broker_order_id, event.leg)
         if claim is not None and claim.broker_order_id is not None:
             return claim.broker_order_id
         if event.client_order_id is not None:
@@ -704,6 +709,21 @@ def _order_class_of(event: AttemptEvent) -> Mapping[str, Any]:
         "stop_loss_stop_price": None if loss is None else loss.stop_price,
         "stop_loss_limit_price": None if loss is None else loss.limit_price,
     }
+
+
+def _leg_of(paper: PaperBroker, parent_id: str | None, leg: str) -> str | None:
+    """The broker id of `parent_id`'s current `take_profit` or `stop_loss` leg here (None: none).
+
+    A leg replaced before is found as its replacement: the parent lists its current legs.
+    """
+    parent = None if parent_id is None else paper.get_order(parent_id)
+    if parent is None:
+        return None
+    stops = (OrderType.STOP, OrderType.STOP_LIMIT)
+    for order in parent.legs:
+        if (order.order_type in stops) == (leg == "stop_loss"):
+            return order.id
+    return None
 
 
 def _refusal(exc: TradeguardError) -> str:

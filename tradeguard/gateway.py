@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -134,6 +135,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._account_key: str | None = None  # the account key last registered for this agent
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
+        # Claim keys by how many of this gateway's threads are settling them (`_settle_unplaced`).
+        self._settling: Counter[str] = Counter()
         # Claim keys whose send may have reached the broker with its answer unrecorded
         # (UnrecordedOrder, or a send that died of something else): see `may_have_placed`.
         self._posted_unrecorded: set[str] = set()

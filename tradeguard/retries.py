@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -79,6 +80,7 @@ class RetryAnswers:
     _start_lock: threading.Lock
     _sending: set[str]
     _posted_unrecorded: set[str]
+    _settling: Counter[str]
 
     def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
         raise NotImplementedError
@@ -281,17 +283,38 @@ class RetryAnswers:
         A claim found moved to `to` under this gateway's own lease, and not being sent by it, was
         moved by this very move (a proxy that sent the request twice: the copy that landed second
         lost its compare-and-set): it goes on as moved. Answered DUPLICATE, a resend never went
-        out, and the bot heard "duplicate" for a decision nothing placed.
+        out, and the bot heard "duplicate" for a decision nothing placed. Not so when another of
+        this gateway's threads is settling or sending the claim, or an earlier send of it went
+        unrecorded: that thread moved it (and sends it), so this one answers DUPLICATE.
         """
+        key = claim.key
+        # Another thread of this gateway that wins this very move looks, to the loser, just like
+        # its own request landed twice (the claim in `to`, under this lease): counted here from
+        # before the move until its send is marked, it is told apart (review45: both sent).
+        with self._start_lock:
+            self._settling[key] += 1
         try:
-            moved = self.store.transition(claim, to, owner=self.owner, reason=reason)
-        except LeaseLost:
-            fresh = reread(self.store, claim)
+            try:
+                moved = self.store.transition(claim, to, owner=self.owner, reason=reason)
+            except LeaseLost:
+                fresh = reread(self.store, claim)
+                with self._start_lock:
+                    elsewhere = (
+                        self._settling[key] > 1 or key in self._sending or key in self._posted_unrecorded
+                    )
+                if fresh.state is not to or fresh.owner != self.owner or elsewhere:
+                    return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
+                moved = fresh
+            if to is ClaimState.PENDING:
+                # Resent next (`_resend_if_absent` calls `_send`, which clears the mark): being
+                # sent from now on, before this thread's count goes.
+                with self._start_lock:
+                    self._sending.add(key)
+        finally:
             with self._start_lock:
-                sending = claim.key in self._sending
-            if fresh.state is not to or fresh.owner != self.owner or sending:
-                return OrderResult(Outcome.DUPLICATE, fresh, None, "another worker resolved it meanwhile")
-            moved = fresh
+                self._settling[key] -= 1
+                if not self._settling[key]:
+                    del self._settling[key]
         self.recorder.resolved(claim.client_order_id, placed=False, by="probe", reason=reason)
         return moved
 

@@ -361,6 +361,10 @@ class _Amendment(_Event):
 
     type: Literal["cancel", "replace"]  # each kind's own, declared here to come first on a line
     decision: Name | None = None
+    # A leg of the decision's bracket, OTO or OCO order (review45): the broker named the leg, and
+    # each replay's broker names it anew, so the leg is named by its parent's decision and its
+    # role. Came later within version 2: an older reader refuses a line that has it, naming it.
+    leg: Literal["take_profit", "stop_loss"] | None = None
     client_order_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
     order_id: str | None = None
     symbol: Symbol | None = None
@@ -368,6 +372,12 @@ class _Amendment(_Event):
     status: Annotated[int, Field(ge=100, le=599)] | None = None
     body: dict[str, Any] | str | None = None
     reason: str | None = None
+
+    @model_validator(mode="after")
+    def _leg_of_a_decision(self) -> _Amendment:
+        if self.leg is not None and self.decision is None:
+            raise ValueError("leg names a leg of the decision's order: it needs decision")
+        return self
 
 
 class CancelEvent(_Amendment):
@@ -381,6 +391,8 @@ class CancelEvent(_Amendment):
             `client_order_id`; one with neither, an order the session never placed, replays as
             nothing) or `all` (every open order, alpaca-py's `cancel_orders`).
         decision: The decision whose order was canceled (None: an order of no decision).
+        leg: `take_profit` or `stop_loss`: that leg of the decision's order was canceled (a
+            bracket's, OTO's or OCO's leg: the broker named it, so it is named by its role).
         client_order_id: That order's client id, when known.
         order_id: The broker's id of the order at the time (a replay's broker gives its own).
         symbol: The order's symbol.
@@ -413,6 +425,8 @@ class ReplaceEvent(_Amendment):
 
     Attributes:
         decision: The decision whose order was replaced (None: an order of no decision).
+        leg: `take_profit` or `stop_loss`: that leg of the decision's order was replaced (a
+            bracket's stop moved, say).
         client_order_id: The replaced order's client id, when known.
         order_id: The broker's id of the replaced order at the time.
         qty, limit_price, stop_price, trail, time_in_force: The terms asked (None keeps the old).

@@ -46,8 +46,8 @@ from pydantic import ValidationError
 from tradeguard import __version__
 from tradeguard.clock import Clock, SystemClock
 from tradeguard.config import Settings
-from tradeguard.domain import AuditAction, BrokerOrder, Claim, OrderClass, ReplaceRequest
-from tradeguard.domain.intents import Intent, OrderSpec
+from tradeguard.domain import AuditAction, BrokerOrder, Claim, OrderClass, OrderType, ReplaceRequest
+from tradeguard.domain.intents import Intent, OrderSpec, exit_group, is_leg
 from tradeguard.ports import Broker
 from tradeguard.sessions.model import (
     RESOLUTION_HORIZON_SECS,
@@ -188,6 +188,9 @@ class Recorder:
         # Broker order id -> (decision, client id, symbol) of the answers written: a cancel or
         # replace of an order whose claim is over (filled) still names its decision.
         self._orders: OrderedDict[str, tuple[str, str | None, str]] = OrderedDict()
+        # Client id -> decision of the answers written: a leg's claim names its parent by client
+        # id (`leg_name`), and a cancel or replace of the leg names the parent's decision.
+        self._decisions_by_coid: OrderedDict[str, str] = OrderedDict()
         self._broker: Broker | None = None  # the last broker wrapped (looked up at the end)
         self._last: datetime | None = None
         self._audit: Audit | None = None
@@ -586,6 +589,29 @@ class Recorder:
         orders.move_to_end(order_id)
         if len(orders) > _MAX_ORDERS:
             orders.popitem(last=False)
+        decision, coid, _ = named
+        if coid is not None:
+            by_coid = self._decisions_by_coid
+            by_coid[coid] = decision
+            by_coid.move_to_end(coid)
+            if len(by_coid) > _MAX_ORDERS:
+                by_coid.popitem(last=False)
+
+    def _leg_named(self, claim: Claim) -> dict[str, Any]:
+        """A leg's claim as a cancel or replace names it: its parent's decision and its role.
+
+        The broker made and named the leg (a new uuid at each broker): named by its own client
+        id, a replay found no order of it in any mode, and a bracket's stop the bot moved stayed
+        where it was (review45). Empty when the claim is no leg, or its parent is no decision of
+        this session (an earlier run's): its client id then says which order it was.
+        """
+        if not is_leg(claim.intent):
+            return {}
+        decision = self._decisions_by_coid.get(exit_group(claim.intent, claim.client_order_id))
+        if decision is None:
+            return {}
+        stops = (OrderType.STOP, OrderType.STOP_LIMIT)
+        return {"decision": decision, "leg": "stop_loss" if claim.spec.order_type in stops else "take_profit"}
 
     def _amended(
         self,
@@ -603,6 +629,7 @@ class Recorder:
             if claim is not None:
                 named |= {"client_order_id": claim.client_order_id, "symbol": claim.symbol}
                 named["decision"] = self._names.get(claim.key)
+                named |= self._leg_named(claim)
             answered = None if order_id is None else self._orders.get(order_id)
             if answered is not None and named.get("decision") is None:
                 # An order this session answered (its claim over, or of no live claim): its
@@ -624,6 +651,7 @@ class Recorder:
                 isinstance(event, ReplaceEvent)
                 and event.new_order_id is not None
                 and event.decision is not None
+                and event.leg is None  # a leg's replacement is the leg's, named by its claim
             ):
                 # The replacement is the decision's order from now on (a later cancel names it).
                 self._order_named(
