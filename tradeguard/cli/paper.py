@@ -138,7 +138,9 @@ def paper_server(
     # Resting orders (limits, stops, trailing stops, a bracket's legs) trade as the replayed
     # prices reach them, between requests too, as a broker's book would.
     stop = threading.Event()
-    ticker = threading.Thread(target=_trade_resting, args=(broker, stop, _tick_secs(speed)), daemon=True)
+    ticker = threading.Thread(
+        target=_trade_resting, args=(broker, source, clock, stop, _tick_secs(speed)), daemon=True
+    )
     ticker.start()
     try:
         serve(server, on_ready=announce)
@@ -183,10 +185,24 @@ def _tick_secs(speed: float) -> float:
     return max(0.01, min(1.0, 60.0 / speed / 4))
 
 
-def _trade_resting(broker: PaperBroker, stop: threading.Event, every: float) -> None:
+def _trade_resting(
+    broker: PaperBroker, prices: BarPrices, clock: ReplayClock, stop: threading.Event, every: float
+) -> None:
+    """Match resting orders a few times per replayed minute until `stop`.
+
+    Each pass first runs one as of every minute's end passed since the last pass but the
+    newest (`PaperBroker.step(at=...)`): at a high `--speed` a pass a few milliseconds late is
+    a whole replayed minute late, and a stop or limit that only that minute's close reached would
+    never trade, or trade later at another close. Then one pass at the clock's time.
+    """
     log = logging.getLogger("tradeguard.paper_server")
+    last = clock.now()
     while not stop.wait(every):
+        now = clock.now()
         try:
+            for end in prices.ends(last, now)[:-1]:  # the newest end's close is the price now
+                broker.step(at=end)
             broker.step()
         except Exception:  # a failed pass (a state file that cannot be written) is said, not fatal
             log.exception("matching resting orders failed; trying again")
+        last = now

@@ -469,13 +469,24 @@ class PaperBroker:
                 state.set_prices[symbol] = pinned
             return [state.broker_order(o) for o in step(self._venue, symbol)]
 
-    def step(self) -> list[BrokerOrder]:
-        """Run one matching pass over every open order at current prices; return what changed."""
+    def step(self, at: datetime | None = None) -> list[BrokerOrder]:
+        """Run one matching pass over every open order at current prices; return what changed.
+
+        Args:
+            at: Run the pass as of this past time instead: at its prices, over the orders
+                created by then, fills stamped then. For a ticker that fell behind the clock
+                (`paper-server --bars` at a high `--speed`): a minute's close it slept through
+                still trades the orders it reached, as it would have on time.
+        """
         with self._lock:
             if not self._venue.state.open_ids:
                 return []  # nothing rests (a sim's every minute, a server's every tick): no write
         with self._changing as state:
-            return [state.broker_order(o) for o in step(self._venue, None)]
+            self._venue.as_of = at
+            try:
+                return [state.broker_order(o) for o in step(self._venue, None)]
+            finally:
+                self._venue.as_of = None
 
     def close(self) -> None:
         """Fold the state file's journal into its snapshot and flush it to disk (no-op without one).

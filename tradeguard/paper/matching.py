@@ -64,10 +64,15 @@ def step(venue: Venue, symbol: str | None) -> list[PaperOrder]:
     """Run one matching pass over the orders that could trade; return those that changed.
 
     Only orders live when the pass starts take part: legs an entry's fill wakes trade from
-    the next pass on, so one pass never fills an order twice.
+    the next pass on, so one pass never fills an order twice. A pass as of a past time
+    (`Venue.as_of`) leaves out the orders created after it: they were not there to trade.
     """
-    state = venue.state
-    live = [o for o in state.open_orders(symbol) if not state.dormant(o)]
+    state, as_of = venue.state, venue.as_of
+    live = [
+        o
+        for o in state.open_orders(symbol)
+        if not state.dormant(o) and (as_of is None or o.created_at <= as_of)
+    ]
     changed: dict[str, PaperOrder] = {}
     for order in live:
         if order.status.is_open and match(venue, order):
@@ -100,7 +105,7 @@ def match(venue: Venue, order: PaperOrder) -> bool:
         crosses = False  # fill-or-kill: all of it now, or none of it
     if crosses:
         assert price is not None
-        now = venue.clock.now()
+        now = venue.now()
         venue.state.apply_fill(order, qty, price, now)
         if order.order_class is not OrderClass.SIMPLE:
             _after_fill(venue, order, now)

@@ -228,6 +228,13 @@ class BarPrices(RecordedPrices):
             {symbol: [(bar.at + _MINUTE, bar.close) for bar in seq] for symbol, seq in self._bars.items()}
         )
 
+    def ends(self, after: datetime, until: datetime) -> list[datetime]:
+        """Return the minute ends (a close becoming the price) in (`after`, `until`], oldest first."""
+        found: set[datetime] = set()
+        for times in self._times.values():
+            found.update(times[bisect.bisect_right(times, after) : bisect.bisect_right(times, until)])
+        return sorted(found)
+
     def ended(
         self, symbol: str, now: datetime, start: datetime | None = None, end: datetime | None = None
     ) -> list[MinuteBar]:

@@ -38,10 +38,12 @@ class Venue:
     assets: AssetBook
     allow_short: bool
     max_fill: Decimal | None
+    # Set only for one matching pass as of a past time (`PaperBroker.step(at=...)`), lock held.
+    as_of: datetime | None = None
 
     def now(self) -> datetime:
-        """The venue's time."""
-        return self.clock.now()
+        """The venue's time: the clock's, or the past time a matching pass runs as of."""
+        return self.clock.now() if self.as_of is None else self.as_of
 
     def price(self, symbol: str) -> Decimal | None:
         """Return the price `symbol` trades at now: pinned, else the source's, else None."""
@@ -50,9 +52,10 @@ class Venue:
             return pinned
         if self.prices is None:
             return DEFAULT_PRICE
-        found = self.prices.price(symbol, self.clock.now())
+        now = self.now()
+        found = self.prices.price(symbol, now)
         if found is None and "/" in symbol:  # a source may name a pair without its slash ("BTCUSD")
-            found = self.prices.price(symbol.replace("/", ""), self.clock.now())
+            found = self.prices.price(symbol.replace("/", ""), now)
         return found
 
     def mark(self, symbol: str) -> Decimal:
