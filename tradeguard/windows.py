@@ -141,11 +141,16 @@ class ContentWindows:
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
         window = self.settings.dedup_window_secs
         holder = self._claim_window(content_key, intent, symbol, side, named)
-        if holder == intent.key:
+        existing = self.store.get(holder)
+        # The holder is this call's own name when the call opened the window, and also when an
+        # earlier identical call claimed it at this very instant (a clock that stands still
+        # between calls: `tradeguard run`'s bar clock, a ManualClock): that claim exists, and is
+        # answered below like any holder, so that a decision it ended (the bot canceled the
+        # order, or sold the position the entry opened) is followed by a new one (audit 43).
+        if holder == intent.key and existing is None:
             if kind is Kind.EXIT:
                 return self._exit_in_window(content_key, symbol, spec, intent, opened=now)
             return self.submit(intent, spec, window_opened=now)
-        existing = self.store.get(holder)
         if existing is None:
             mine = self._unclaimed_windows.get(content_key)
             if mine is not None and mine.key == holder:
@@ -356,7 +361,20 @@ class ContentWindows:
         since = self.store.list_claims(
             agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.ENTRY, updated_since=claim.created_at
         )
-        return any(entry.created_at > claim.created_at and entry.filled_qty > 0 for entry in since)
+        return any(
+            entry.filled_qty > 0
+            and (
+                entry.created_at > claim.created_at
+                # The same instant (a clock that stands still between calls): only an entry of
+                # a newer turn than the exit's can have come after it.
+                or (
+                    entry.created_at == claim.created_at
+                    and entry.turn_id is not None
+                    and entry.turn_id > claim.turn_id
+                )
+            )
+            for entry in since
+        )
 
     def _entry_acted_on(self, claim: Claim) -> bool:
         """Whether `claim` is a filled entry whose position the agent has since closed by an exit of its own.
@@ -381,8 +399,11 @@ class ContentWindows:
         since = self.store.list_claims(
             agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.EXIT, updated_since=claim.created_at
         )
+        # At the same instant (a clock that stands still between calls) an exit of the entry's
+        # turn that closed it came after the entry: one claimed before it was sized without
+        # the entry's shares and could not have closed the turn they are in.
         return any(
-            c.created_at > claim.created_at
+            c.created_at >= claim.created_at
             and c.turn_id == claim.turn_id
             and c.side is not claim.side
             and c.filled_qty > 0
