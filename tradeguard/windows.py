@@ -167,7 +167,9 @@ class ContentWindows:
                 f"an identical {symbol} order is being claimed by another worker right now; "
                 "it will be returned on the next call"
             )
-        existing, successor = self._after_ended(existing, content_key, kind, symbol, side)
+        existing, successor = self._after_ended(
+            existing, content_key, kind, symbol, side, whole_close=_whole_close(named)
+        )
         if successor is not None:
             # The order that holds the window ended its decision (the bot canceled it, or it was
             # the exit of a position since replaced by a new one) and the same order comes
@@ -286,7 +288,14 @@ class ContentWindows:
         return OrderResult(Outcome.NOT_SENT, unsent, None, reason)
 
     def _after_ended(
-        self, existing: Claim, content_key: str, kind: Kind, symbol: str, side: Side
+        self,
+        existing: Claim,
+        content_key: str,
+        kind: Kind,
+        symbol: str,
+        side: Side,
+        *,
+        whole_close: bool = False,
     ) -> tuple[Claim, Intent | None]:
         """Follow a window's claim past the orders whose decision has ended.
 
@@ -307,6 +316,12 @@ class ContentWindows:
         or, when the same order now closes a newer position, that position's exit, sized by the
         exit rule: sent as an entry it would sell shares kept for others, G3; audit 12a D1 and
         13 D2), and its retries find it under either kind.
+
+        With `whole_close` (a `close_position` of the whole position) a close that filled and
+        left the agent holding on the turn it closed has ended too (`_closed_only_part`): the
+        guard closed only the shares that were free then, and the bot that calls again (after
+        canceling the orders that held the rest, say) asks for the rest, as Alpaca would close
+        it; its next decision is an exit, sized like any (audit 43).
         """
         if existing.state.is_terminal:
             # Whether its decision ended depends on the agent's other orders in the symbol: a
@@ -323,10 +338,11 @@ class ContentWindows:
             canceled = _canceled_by_the_bot(claim)
             superseded = not canceled and self._exit_superseded(claim)
             acted_on = not canceled and not superseded and self._entry_acted_on(claim)
-            if not (canceled or superseded or acted_on):
+            rest = whole_close and not (canceled or superseded or acted_on) and self._closed_only_part(claim)
+            if not (canceled or superseded or acted_on or rest):
                 return claim, None
             name = f"content:{content_key[:16]}/after:{claim.key[:16]}"
-            kinds = (kind,) if canceled else (Kind.EXIT,) if superseded else (kind, _other(kind))
+            kinds = (kind,) if canceled else (Kind.EXIT,) if superseded or rest else (kind, _other(kind))
             following = None
             for each in kinds:
                 following = self.store.get(Intent(self.agent_id, each, symbol, side, name).key)
@@ -335,7 +351,7 @@ class ContentWindows:
             if following is None:
                 # A superseded exit begins a new decision only while there is a new position
                 # for it to close; flat again, the same sell stays a retry (never a short sale).
-                new = canceled or acted_on or self._holds_a_newer_turn(claim)
+                new = canceled or acted_on or rest or self._holds_a_newer_turn(claim)
                 return claim, Intent(self.agent_id, kinds[0], symbol, side, name) if new else None
             claim = following
 
@@ -411,6 +427,19 @@ class ContentWindows:
             for c in since
         )
 
+    def _closed_only_part(self, claim: Claim) -> bool:
+        """Whether `claim` is a finished exit that filled and left the agent holding on its turn.
+
+        The exit sold something (a close sized to the shares free then: open orders held the
+        rest), and the agent still holds, on the side it closed, in the very turn it closed:
+        the position it was to close is still open.
+        """
+        if claim.kind is not Kind.EXIT or not claim.state.is_terminal or claim.filled_qty == 0:
+            return False
+        held = self.store.position(self.agent_id, claim.symbol)
+        closes = held.qty > 0 if claim.side is Side.SELL else held.qty < 0
+        return closes and held.turn_id is not None and held.turn_id == claim.turn_id
+
     def _holds_a_newer_turn(self, claim: Claim) -> bool:
         """Whether the agent holds a position that the claim's exit order would close, opened since."""
         held = self.store.position(self.agent_id, claim.symbol)
@@ -438,6 +467,15 @@ class ContentWindows:
 
 def _other(kind: Kind) -> Kind:
     return Kind.EXIT if kind is Kind.ENTRY else Kind.ENTRY
+
+
+def _whole_close(content: dict[str, Any]) -> bool:
+    """Whether a window's content is a `close_position` of the whole position (no qty, no percentage)."""
+    return (
+        bool(content.get("close_position"))
+        and content.get("qty") is None
+        and content.get("percentage") is None
+    )
 
 
 def _canceled_by_the_bot(claim: Claim) -> bool:
