@@ -101,3 +101,61 @@ def test_a_partial_close_by_qty_called_again_is_still_its_retry(tmp_path: Path) 
         assert retry.id == first.id
         assert held(server, "SPY") == 7
         assert len(server.broker.orders()) == 2
+
+
+def test_a_trimmed_sell_sent_again_after_canceling_the_resting_sell_sells_the_rest(tmp_path: Path) -> None:
+    with _bot(tmp_path) as (server, client, clock):
+        _long_with_a_resting_sell(client)
+        sell = MarketOrderRequest(symbol="SPY", qty=10, side=OrderSide.SELL, time_in_force=TimeInForce.DAY)
+        first = client.submit_order(sell)  # trimmed to the 6 free shares (Alpaca: 403)
+        assert first.qty == "6"
+        client.cancel_orders()
+        clock.advance(2)
+        second = client.submit_order(sell)  # the bot sells again, as it would on alpaca-py
+        clock.advance(2)
+        retry = client.submit_order(sell)  # that sell's retry: answered with it, nothing sent
+
+        assert second.id != first.id
+        assert second.qty == "4"  # the rest of the 10 asked, no more
+        assert retry.id == second.id
+        assert held(server, "SPY") == 0
+        assert ledger_qty(client, "SPY") == 0
+        assert len(server.broker.orders()) == 4
+
+
+def test_the_rest_of_a_trimmed_sell_is_never_more_than_it_asked(tmp_path: Path) -> None:
+    with _bot(tmp_path) as (server, client, clock):
+        _long_with_a_resting_sell(client)
+        sell = MarketOrderRequest(symbol="SPY", qty=8, side=OrderSide.SELL, time_in_force=TimeInForce.DAY)
+        first = client.submit_order(sell)  # 6 of the 8 asked
+        assert first.qty == "6"
+        client.cancel_orders()
+        clock.advance(2)
+        second = client.submit_order(sell)
+
+        assert second.qty == "2"  # 8 in all for the one decision, though 4 were free
+        assert held(server, "SPY") == 2
+        assert ledger_qty(client, "SPY") == 2
+
+
+def test_an_ioc_sell_the_broker_filled_in_part_sent_again_is_still_its_retry(tmp_path: Path) -> None:
+    clock = ManualClock(WHEN)
+    with (
+        paper_server(prices=FixedPrices(PRICES), clock=clock, max_fill_qty=6) as server,
+        guarded_client(server, store_url(tmp_path), clock=clock) as client,
+    ):
+        client.submit_order(
+            MarketOrderRequest(symbol="SPY", qty=6, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+        )
+        client.submit_order(
+            MarketOrderRequest(symbol="SPY", qty=4, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+        )
+        sell = MarketOrderRequest(symbol="SPY", qty=10, side=OrderSide.SELL, time_in_force=TimeInForce.IOC)
+        first = client.submit_order(sell)  # 6 filled, the rest canceled by the broker
+        assert (first.status.value, first.filled_qty) == ("canceled", "6")
+        clock.advance(2)
+        retry = client.submit_order(sell)
+
+        assert retry.id == first.id
+        assert held(server, "SPY") == 4
+        assert len(server.broker.orders()) == 3
