@@ -15,6 +15,7 @@ import json
 import logging
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from tradeguard.amend import CANCELED_BY_THE_BOT
@@ -141,11 +142,16 @@ class ContentWindows:
         intent = Intent(self.agent_id, kind, symbol, side, f"content:{content_key[:16]}@{now.isoformat()}")
         window = self.settings.dedup_window_secs
         holder = self._claim_window(content_key, intent, symbol, side, named)
-        if holder == intent.key:
+        existing = self.store.get(holder)
+        # The holder is this call's own name when the call opened the window, and also when an
+        # earlier identical call claimed it at this very instant (a clock that stands still
+        # between calls: `tradeguard run`'s bar clock, a ManualClock): that claim exists, and is
+        # answered below like any holder, so that a decision it ended (the bot canceled the
+        # order, or sold the position the entry opened) is followed by a new one (audit 43).
+        if holder == intent.key and existing is None:
             if kind is Kind.EXIT:
                 return self._exit_in_window(content_key, symbol, spec, intent, opened=now)
             return self.submit(intent, spec, window_opened=now)
-        existing = self.store.get(holder)
         if existing is None:
             mine = self._unclaimed_windows.get(content_key)
             if mine is not None and mine.key == holder:
@@ -162,11 +168,15 @@ class ContentWindows:
                 f"an identical {symbol} order is being claimed by another worker right now; "
                 "it will be returned on the next call"
             )
-        existing, successor = self._after_ended(existing, content_key, kind, symbol, side)
+        existing, successor, left = self._after_ended(
+            existing, content_key, kind, symbol, side, rest_of=content
+        )
         if successor is not None:
-            # The order that holds the window ended its decision (the bot canceled it, or it was
-            # the exit of a position since replaced by a new one) and the same order comes
-            # again: a new decision, named after the ended claim so that its own retries meet it.
+            # The order that holds the window ended its decision (the bot canceled it, it was
+            # the exit of a position since replaced by a new one, or an exit that sold only
+            # part) and the same order comes again: a new decision, named after the ended claim
+            # so that its own retries meet it; the rest of a part-done exit's shares, no more.
+            spec = spec if left is None else replace(spec, qty=left)
             if successor.kind is Kind.EXIT:
                 return self.exit_order(symbol, spec, intent=successor.name)
             return self.submit(successor, spec)
@@ -243,7 +253,9 @@ class ContentWindows:
         existing = None if holder is None else self.store.get(holder)
         if existing is None:
             return None
-        last, successor = self._after_ended(existing, content_key, existing.kind, symbol, side)
+        last, successor, _ = self._after_ended(
+            existing, content_key, existing.kind, symbol, side, rest_of=content
+        )
         return last if successor is None else None
 
     def _content_key(self, content: dict[str, Any]) -> str:
@@ -281,12 +293,21 @@ class ContentWindows:
         return OrderResult(Outcome.NOT_SENT, unsent, None, reason)
 
     def _after_ended(
-        self, existing: Claim, content_key: str, kind: Kind, symbol: str, side: Side
-    ) -> tuple[Claim, Intent | None]:
+        self,
+        existing: Claim,
+        content_key: str,
+        kind: Kind,
+        symbol: str,
+        side: Side,
+        *,
+        rest_of: dict[str, Any] | None = None,
+    ) -> tuple[Claim, Intent | None, Decimal | None]:
         """Follow a window's claim past the orders whose decision has ended.
 
         Returns the last claim of the chain and, when that one ended too, the decision that
-        follows it (not claimed yet); else None, and the claim answers the call.
+        follows it (not claimed yet); else None, and the claim answers the call. Third, the
+        shares the following decision may still sell when it is the rest of a part-done exit
+        (below); else None (the call's own size).
 
         A decision has ended when the bot itself canceled its order through the guard with
         nothing filled, when it was an exit whose position is gone and a new one is open
@@ -302,6 +323,14 @@ class ContentWindows:
         or, when the same order now closes a newer position, that position's exit, sized by the
         exit rule: sent as an entry it would sell shares kept for others, G3; audit 12a D1 and
         13 D2), and its retries find it under either kind.
+
+        `rest_of` is the call's content (the drop-in's order as the bot sent it, or a close's
+        arguments). An exit of it that filled only part of what it asked (trimmed to the shares
+        free then: open orders held the rest; a whole close, likewise) and left the agent
+        holding on the turn it closed has not done its decision (`_left_to_do`): the bot that
+        sends it again (after canceling the orders that held the rest, say) gets the rest
+        sold, as Alpaca would sell it then, under the `.../after:` name; never more than the
+        call asked in all (a percentage close or a notional order stays a retry). Audit 43.
         """
         if existing.state.is_terminal:
             # Whether its decision ended depends on the agent's other orders in the symbol: a
@@ -314,14 +343,29 @@ class ContentWindows:
             # Only orders claimed after it can have ended its decision: one read each.
             self.refresh(symbol, created_after=existing.created_at)
         claim = existing
+        sold = Decimal(0)  # what the part-done exits of the chain sold so far
         while True:
             canceled = _canceled_by_the_bot(claim)
             superseded = not canceled and self._exit_superseded(claim)
             acted_on = not canceled and not superseded and self._entry_acted_on(claim)
-            if not (canceled or superseded or acted_on):
-                return claim, None
             name = f"content:{content_key[:16]}/after:{claim.key[:16]}"
-            kinds = (kind,) if canceled else (Kind.EXIT,) if superseded else (kind, _other(kind))
+            left: Decimal | None = None
+            rest = False
+            if (
+                rest_of is not None
+                and not (canceled or superseded or acted_on)
+                and _asks_for_rest(rest_of, claim)
+            ):
+                # The rest already followed it (its retry, whatever the position shows now).
+                following = self.store.get(Intent(self.agent_id, Kind.EXIT, symbol, side, name).key)
+                if following is not None:
+                    sold += claim.filled_qty
+                    claim = following
+                    continue
+                rest, left = self._left_to_do(claim, rest_of, sold + claim.filled_qty)
+            if not (canceled or superseded or acted_on or rest):
+                return claim, None, None
+            kinds = (kind,) if canceled else (Kind.EXIT,) if superseded or rest else (kind, _other(kind))
             following = None
             for each in kinds:
                 following = self.store.get(Intent(self.agent_id, each, symbol, side, name).key)
@@ -330,8 +374,9 @@ class ContentWindows:
             if following is None:
                 # A superseded exit begins a new decision only while there is a new position
                 # for it to close; flat again, the same sell stays a retry (never a short sale).
-                new = canceled or acted_on or self._holds_a_newer_turn(claim)
-                return claim, Intent(self.agent_id, kinds[0], symbol, side, name) if new else None
+                new = canceled or acted_on or rest or self._holds_a_newer_turn(claim)
+                following_decision = Intent(self.agent_id, kinds[0], symbol, side, name) if new else None
+                return claim, following_decision, left
             claim = following
 
     def _exit_superseded(self, claim: Claim) -> bool:
@@ -356,7 +401,20 @@ class ContentWindows:
         since = self.store.list_claims(
             agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.ENTRY, updated_since=claim.created_at
         )
-        return any(entry.created_at > claim.created_at and entry.filled_qty > 0 for entry in since)
+        return any(
+            entry.filled_qty > 0
+            and (
+                entry.created_at > claim.created_at
+                # The same instant (a clock that stands still between calls): only an entry of
+                # a newer turn than the exit's can have come after it.
+                or (
+                    entry.created_at == claim.created_at
+                    and entry.turn_id is not None
+                    and entry.turn_id > claim.turn_id
+                )
+            )
+            for entry in since
+        )
 
     def _entry_acted_on(self, claim: Claim) -> bool:
         """Whether `claim` is a filled entry whose position the agent has since closed by an exit of its own.
@@ -381,14 +439,43 @@ class ContentWindows:
         since = self.store.list_claims(
             agent_id=self.agent_id, symbol=claim.symbol, kind=Kind.EXIT, updated_since=claim.created_at
         )
+        # At the same instant (a clock that stands still between calls) an exit of the entry's
+        # turn that closed it came after the entry: one claimed before it was sized without
+        # the entry's shares and could not have closed the turn they are in.
         return any(
-            c.created_at > claim.created_at
+            c.created_at >= claim.created_at
             and c.turn_id == claim.turn_id
             and c.side is not claim.side
             and c.filled_qty > 0
             and exit_group(c.intent, c.client_order_id) != claim.client_order_id
             for c in since
         )
+
+    def _left_to_do(
+        self, claim: Claim, content: dict[str, Any], sold: Decimal
+    ) -> tuple[bool, Decimal | None]:
+        """Whether `claim`, a finished exit of `content`, left part of its decision undone; and how much.
+
+        Its order filled whole, the guard having sized it below what the call asked (`sold`:
+        it and the part-done exits before it in the chain; a whole close asks for everything),
+        and the agent still holds, on the side it closed, in the very turn it closed. An order
+        the broker ended part-filled (an IOC, a cancel) is not one: it answers as before, as
+        every order the broker canceled on its own. Returns (True, shares still to sell),
+        None for a whole close; else (False, None).
+        """
+        if claim.state is not ClaimState.FILLED or claim.filled_qty == 0:
+            return False, None
+        if claim.order_qty is not None and claim.filled_qty < claim.order_qty:
+            return False, None
+        held = self.store.position(self.agent_id, claim.symbol)
+        closes = held.qty > 0 if claim.side is Side.SELL else held.qty < 0
+        if not (closes and held.turn_id is not None and held.turn_id == claim.turn_id):
+            return False, None
+        asked = content.get("qty")
+        if asked is None:
+            return True, None  # a whole close: the rest of the position
+        left = Decimal(str(asked)) - sold
+        return (True, left) if left > 0 else (False, None)
 
     def _holds_a_newer_turn(self, claim: Claim) -> bool:
         """Whether the agent holds a position that the claim's exit order would close, opened since."""
@@ -417,6 +504,20 @@ class ContentWindows:
 
 def _other(kind: Kind) -> Kind:
     return Kind.EXIT if kind is Kind.ENTRY else Kind.ENTRY
+
+
+def _asks_for_rest(content: dict[str, Any], claim: Claim) -> bool:
+    """Whether an exit claim of a call with `content` may leave a rest to sell (`_left_to_do`).
+
+    A drop-in order in shares, or a close of the whole position or of a number of shares; not a
+    notional order (sized in shares by the price at the time) nor a percentage close (of a
+    position that changes as it is sold).
+    """
+    if claim.kind is not Kind.EXIT or content.get("percentage") is not None:
+        return False
+    if content.get("close_position"):
+        return True
+    return content.get("qty") is not None and content.get("notional") is None
 
 
 def _canceled_by_the_bot(claim: Claim) -> bool:

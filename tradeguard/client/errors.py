@@ -61,10 +61,15 @@ def _http_error(status: int, text: str) -> requests.HTTPError:
     return requests.HTTPError(f"{status} from tradeguard", response=response)
 
 
+def _alpaca_json(document: Mapping[str, Any]) -> str:
+    """Alpaca's JSON text of an error body: compact, keys in order, so `str(error)` reads as on alpaca-py."""
+    return json.dumps(document, separators=(",", ":"), sort_keys=True)
+
+
 def api_error(status: int, code: int, message: str, body: Mapping[str, Any] | None = None) -> APIError:
     """Return the `APIError` alpaca-py raises for Alpaca's answer `status` with this body."""
     document = {"code": code, "message": message, **dict(body or {})}
-    text = json.dumps(document)
+    text = _alpaca_json(document)
     return APIError(text, _http_error(status, text))  # type: ignore[no-untyped-call]
 
 
@@ -105,7 +110,7 @@ class _GuardAPIError(APIError):
         document: dict[str, Any] = {"code": code or status * 100000, "message": message}
         if detail:
             document["detail"] = detail  # what only the guard knows, beside Alpaca's own words
-        text = json.dumps(document)
+        text = _alpaca_json(document)
         APIError.__init__(self, text, _http_error(status, text))  # type: ignore[no-untyped-call]
         self._document = document
 

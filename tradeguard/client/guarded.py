@@ -31,10 +31,11 @@ Every other method is alpaca-py's own, unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
@@ -86,7 +87,7 @@ from tradeguard.domain.claims import same_order
 from tradeguard.domain.intents import Intent, Kind
 from tradeguard.domain.ledger import orphan
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import StoreError, TradeguardError
+from tradeguard.errors import BrokerUnavailable, OutcomeUnknown, StoreError, TradeguardError, UnrecordedOrder
 from tradeguard.execution import OrderResult, retry_unrecorded
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import Broker, ClaimLedger, ForwardingBroker
@@ -119,6 +120,28 @@ def _reconciling(
 
     functools.update_wrapper(call, method)  # alpaca-py's name and docstring stay
     return call
+
+
+@contextlib.contextmanager
+def _read_before_any_send() -> Iterator[None]:
+    """Raise a failed broker read made before a new decision was claimed as "not sent".
+
+    The reads that classify and size a new order (the broker's position, its price) come before
+    its claim: nothing of the decision can be at the broker. alpaca-py's adapter calls a read
+    that timed out or answered 5xx `OutcomeUnknown` ("the request may have been acted on": true
+    of the read); raised as it is, the bot heard `OrderOutcomeUnknown`, "sent, the order may
+    exist", for an order never sent. `BrokerUnavailable` (`OrderNotSent`): retrying is safe.
+    """
+    try:
+        yield
+    except UnrecordedOrder:
+        raise  # an order of the store's failing write: never "not sent"
+    except OutcomeUnknown as exc:
+        status = exc.status_code if exc.status_code is not None and exc.status_code < 500 else None
+        raise BrokerUnavailable(
+            f"not sent: a broker read before the order failed ({exc.message}); nothing was claimed or sent",
+            status_code=status,
+        ) from exc
 
 
 def _closing(side: Side, held: Decimal) -> bool:
@@ -306,12 +329,7 @@ class GuardedTradingClient(TradingClient):
         self, order: DropInOrder, content: dict[str, Any], prior: Claim | None, *, new_decision: bool
     ) -> OrderResult:
         gateway, symbol, side, coid = self.gateway, order.symbol, order.side, order.client_order_id
-        is_exit, free = self._is_exit(order) if prior is None else (prior.kind is Kind.EXIT, None)
-        spec = order.spec
-        if is_exit and spec.notional is not None:
-            # Exits are sized and claimed in shares (G3): dollars become the shares they buy now
-            # (a retry keeps the shares its claim was sized from).
-            spec = prior.spec if prior is not None else in_shares(self.gateway, order)
+        is_exit, free, spec = self._classify(order, prior)
         if is_exit:
             spec = replace(spec, position_intent=self._closes(side))
         elif spec.position_intent is None:
@@ -342,6 +360,24 @@ class GuardedTradingClient(TradingClient):
         if is_exit:
             self._warn_if_trimmed(result, order, spec.qty, free)
         return result
+
+    def _classify(self, order: DropInOrder, prior: Claim | None) -> tuple[bool, Decimal | None, OrderSpec]:
+        """Return whether the order is an exit, the broker's qty_available when read, and its spec.
+
+        A retry takes its claim's kind; a new order is classified (`_is_exit`) by reads made
+        before anything is claimed, whose failure is "not sent" (`_read_before_any_send`).
+        Exits are sized and claimed in shares (G3): a notional exit's dollars become the shares
+        they buy now, and a retry keeps the shares its claim was sized from.
+        """
+        spec = order.spec
+        if prior is not None:
+            is_exit = prior.kind is Kind.EXIT
+            return is_exit, None, prior.spec if is_exit and spec.notional is not None else spec
+        with _read_before_any_send():
+            is_exit, free = self._is_exit(order)
+            if is_exit and spec.notional is not None:
+                spec = in_shares(self.gateway, order)
+        return is_exit, free, spec
 
     def _retried(self, order: DropInOrder, content: dict[str, Any], *, new_decision: bool) -> Claim | None:
         """Return the claim this call retries, looked up before the order is classified; or None.
