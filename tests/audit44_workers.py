@@ -77,3 +77,30 @@ def reconcile_worker(
     except BaseException as exc:
         barrier.abort()
         out.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def race_worker(
+    url: str, paper_url: str, agent: str, rounds: list[list[dict[str, Any]]], barrier: Any, out: Any
+) -> None:
+    """Run each round's ops (entries and exits in the round's symbol) right after the barrier."""
+    try:
+        settings = Settings(position_settle_secs=0.2, settle_delay_secs=0.05, recent_activity_secs=0.2)
+        with ClaimStore(url, settings=settings) as store:
+            gateway = OrderGateway(
+                broker(paper_url), store, agent_id=agent, settings=settings, reconcile_on_start=False
+            )
+            for ops in rounds:
+                barrier.wait(60)
+                for op in ops:
+                    try:
+                        if op["kind"] == "entry":
+                            r = gateway.enter(op["symbol"], qty=op["qty"], intent=op["intent"])
+                        else:
+                            r = gateway.exit(op["symbol"], qty=op.get("qty"), intent=op["intent"])
+                        out.put(("ok", agent, json.dumps(op), r.outcome.value, r.reason or ""))
+                    except Exception as exc:  # a bot sees it; the test judges it
+                        out.put(("raised", agent, json.dumps(op), type(exc).__name__, str(exc)))
+                barrier.wait(60)
+    except BaseException as exc:
+        barrier.abort()
+        out.put(("error", agent, "", type(exc).__name__, str(exc)))
