@@ -104,3 +104,29 @@ def race_worker(
     except BaseException as exc:
         barrier.abort()
         out.put(("error", agent, "", type(exc).__name__, str(exc)))
+
+
+def exit_frozen_after_read(
+    url: str, paper_url: str, agent: str, intent: str, marker: str, result_path: str, settle: float
+) -> None:
+    """Exit the whole position of `agent` in SPY; freeze (SIGSTOP) once its position read is done."""
+
+    def freeze(name: str) -> None:
+        if name == "exit_before_claim":
+            crashpoints.set_hook(None)
+            Path(marker).write_text("frozen")
+            os.kill(os.getpid(), signal.SIGSTOP)
+
+    crashpoints.set_hook(freeze)
+    try:
+        settings = Settings(position_settle_secs=settle)
+        with ClaimStore(url, settings=settings) as store:
+            gateway = OrderGateway(
+                broker(paper_url), store, agent_id=agent, settings=settings, reconcile_on_start=False
+            )
+            result = gateway.exit("SPY", intent=intent)
+            Path(result_path).write_text(
+                json.dumps({"outcome": result.outcome.value, "reason": result.reason or ""})
+            )
+    except BaseException as exc:
+        Path(result_path).write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))

@@ -1,0 +1,206 @@
+"""Audit 44: an exit whose sender froze between its position read and its sizing (G3).
+
+An exit reads the broker's position, then sizes and claims under the symbol's lock
+(`exit_before_claim` lies between the two). A sender held up there (SIGSTOP, a debugger, a VM
+paused, a swap storm) sizes from a read that is as old as the hold-up: meanwhile a person closed
+the account's whole position and another agent bought again. Agent A's ledger is then a phantom,
+yet the old read still showed the shares, and sized against the other agents' ledgers the
+difference was the new buyer's shares: A sold them. The exit path re-sizes an exit held up
+*after* its sizing (`exit_resize_after_secs`, `RetryAnswers._resize_if_held_up`), but measured the
+hold-up from the sizing, so a freeze before it went unseen. It is now measured from the end of
+the position read the size came from (a new exit's and a resend's alike).
+
+The first test is deterministic: the freeze is the `exit_before_claim` crash point advancing a
+manual clock while the world moves (SQLite and PostgreSQL). The second freezes a real process
+with SIGSTOP at that point, on the paper server over HTTP and PostgreSQL (an `audit44_` schema).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests import audit44_workers as workers
+from tests.conftest import pg_base_url
+from tests.gateway_kit import broker_qty
+from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
+from tradeguard.config import Settings
+from tradeguard.execution import Outcome
+from tradeguard.paper.prices import FixedPrices
+from tradeguard.store import ClaimStore
+from tradeguard.testing import FaultPlan, FaultyBroker, paper_server
+
+CTX = multiprocessing.get_context("spawn")
+SETTINGS = Settings(recent_activity_secs=0)  # position_settle_secs 30 s, exit_resize_after_secs 0.5 s
+
+
+@pytest.fixture
+def freeze_before_sizing() -> Iterator[list[Callable[[], None]]]:
+    """Run the callables put in the list (once each) at `exit_before_claim`; the hook is removed after."""
+    pending: list[Callable[[], None]] = []
+
+    def hook(point: str) -> None:
+        if point == "exit_before_claim":
+            while pending:
+                pending.pop(0)()
+
+    crashpoints.set_hook(hook)
+    yield pending
+    crashpoints.set_hook(None)
+
+
+def test_an_exit_held_up_between_its_read_and_its_sizing_does_not_sell_another_agents_new_shares(
+    store_url: str, freeze_before_sizing: list[Callable[[], None]]
+) -> None:
+    clock = ManualClock()
+    account = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
+    try:
+        bots = {
+            agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
+            for s, agent in zip(stores, "abc", strict=True)
+        }
+        assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+        assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+        clock.advance(60)
+
+        def frozen_while_the_account_moved() -> None:
+            clock.advance(60)
+            account.close_position("SPY")  # a person closes the account's whole position
+            assert bots["c"].enter("SPY", qty=5, intent="c-in").outcome is Outcome.SUBMITTED
+            clock.advance(60)  # the sender is still frozen; C's fill is long settled
+
+        freeze_before_sizing.append(frozen_while_the_account_moved)
+
+        result = bots["a"].exit("SPY", intent="a-out")
+
+        assert broker_qty(account, "SPY") == 5, result  # C's 5 are still there
+        assert result.outcome is not Outcome.SUBMITTED, result.reason
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_a_resend_held_up_between_its_read_and_its_sizing_does_not_sell_another_agents_new_shares(
+    store_url: str, freeze_before_sizing: list[Callable[[], None]]
+) -> None:
+    """The same on the resend of an exit that placed nothing (`RetryAnswers._retry_exit`): its
+    first POST was answered 429 (never sent: NOT_SENT); the bot's retry re-sizes it from a read."""
+    clock = ManualClock()
+    paper = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+    plan = FaultPlan.parse("faults: [{route: POST /v2/orders, nth: 3, action: rate_limit}]")
+    account = FaultyBroker(paper, plan, clock=clock)
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
+    try:
+        bots = {
+            agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
+            for s, agent in zip(stores, "abc", strict=True)
+        }
+        assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+        assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+        clock.advance(60)
+        first = bots["a"].exit("SPY", intent="a-out")
+        assert first.outcome is Outcome.NOT_SENT, first  # the 429: nothing placed
+        clock.advance(60)
+
+        def frozen_while_the_account_moved() -> None:
+            clock.advance(60)
+            paper.close_position("SPY")  # a person closes the account's whole position
+            assert bots["c"].enter("SPY", qty=5, intent="c-in").outcome is Outcome.SUBMITTED
+            clock.advance(60)
+
+        freeze_before_sizing.append(frozen_while_the_account_moved)
+
+        retry = bots["a"].exit("SPY", intent="a-out")
+
+        assert paper.position_qty("SPY") == 5, retry  # C's 5 are still there
+        assert retry.outcome is not Outcome.SUBMITTED, retry.reason
+    finally:
+        for s in stores:
+            s.close()
+
+
+@pytest.fixture
+def audit_pg() -> Iterator[str]:
+    """A store URL on the real PostgreSQL server, in a fresh `audit44_` schema dropped afterwards."""
+    base = pg_base_url()
+    if base is None:
+        pytest.skip("PostgreSQL tests need TRADEGUARD_TEST_PG_URL")
+    schema = f"audit44_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+def _stopped(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
+def _wait_for(condition: Callable[[], bool], timeout_secs: float, what: str) -> None:
+    """Poll `condition` until true; fail naming `what` after `timeout_secs` (a bound, not a check)."""
+    deadline = time.monotonic() + timeout_secs
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_process_frozen_between_its_exit_read_and_its_sizing_does_not_sell_another_agents_shares(
+    audit_pg: str, tmp_path: Path
+) -> None:
+    settings = Settings(position_settle_secs=0.5)
+    paper = PaperBroker(prices=FixedPrices({"SPY": "500"}))
+    with paper_server(paper) as server, ClaimStore(audit_pg, settings=settings) as store:
+        bots = {
+            agent: OrderGateway(
+                workers.broker(server.url),
+                store,
+                agent_id=agent,
+                settings=settings,
+                reconcile_on_start=False,
+            )
+            for agent in "abc"
+        }
+        assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+        assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+        marker, result = tmp_path / "frozen", tmp_path / "result"
+        proc = CTX.Process(
+            target=workers.exit_frozen_after_read,
+            args=(audit_pg, server.url, "a", "a-out", str(marker), str(result), 0.5),
+        )
+        proc.start()
+        try:
+            _wait_for(
+                lambda: not proc.is_alive() or (marker.exists() and _stopped(proc.pid or 0)),
+                60,
+                "A's exit to freeze after its position read",
+            )
+            assert marker.exists(), result.read_text() if result.exists() else "no result"
+            paper.close_position("SPY")  # by hand, while A is frozen
+            assert bots["c"].enter("SPY", qty=5, intent="c-in").outcome is Outcome.SUBMITTED
+            # Frozen longer than a healthy sender ever takes from its read to its POST (a
+            # hold-up within `exit_resize_after_secs` is tolerated by design).
+            thawed = time.monotonic() + 2 * settings.exit_resize_after_secs
+            _wait_for(lambda: time.monotonic() > thawed, 30, "the freeze to outlast the tolerance")
+        finally:
+            os.kill(proc.pid or 0, signal.SIGCONT)
+            proc.join(60)
+        outcome = json.loads(result.read_text())
+        assert paper.position_qty("SPY") == 5, outcome  # C's 5 are still there
+        assert outcome.get("outcome") != "submitted", outcome
