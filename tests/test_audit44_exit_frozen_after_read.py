@@ -24,6 +24,7 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from tests.conftest import pg_base_url
 from tests.gateway_kit import broker_qty
 from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
 from tradeguard.config import Settings
+from tradeguard.domain import OrderRequest, OrderType, Side
 from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import ClaimStore
@@ -204,3 +206,52 @@ def test_a_process_frozen_between_its_exit_read_and_its_sizing_does_not_sell_ano
         outcome = json.loads(result.read_text())
         assert paper.position_qty("SPY") == 5, outcome  # C's 5 are still there
         assert outcome.get("outcome") != "submitted", outcome
+
+
+def test_a_released_exit_held_up_before_its_send_does_not_sell_another_agents_new_shares(
+    store_url: str,
+) -> None:
+    """The same on a reconcile pass's release of a refused exit (`Reconciler._release`): A's exit
+    was refused 403 (a person's order held every share for a moment); the pass that follows
+    re-sizes it from its read and resends it, and is held up right before that POST."""
+    clock = ManualClock()
+    paper = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
+    person = OrderRequest(
+        "SPY", Side.SELL, "by-hand", qty=Decimal(20), order_type=OrderType.LIMIT, limit_price=Decimal(900)
+    )
+    sends: list[str] = []
+
+    def world(point: str) -> None:
+        sends.append(point)
+        if point == "before_post" and sends.count("before_post") == 1:
+            paper.submit_order(person)  # right before A's POST: a person's order holds all 20
+        if point == "after_post" and sends.count("after_post") == 1:
+            [held] = [o for o in paper.orders() if o.client_order_id == "by-hand"]
+            paper.cancel_order(held.id)  # the person's order is gone before the pass reads
+        if point == "after_claim" and sends.count("after_claim") == 2:
+            # The pass's resend of A's exit, held up: the account closed by hand, C bought again.
+            clock.advance(60)
+            paper.close_position("SPY")
+            assert bots["c"].enter("SPY", qty=10, intent="c-in").outcome is Outcome.SUBMITTED
+            clock.advance(60)
+
+    try:
+        bots = {
+            agent: OrderGateway(paper, s, agent_id=agent, settings=SETTINGS, clock=clock)
+            for s, agent in zip(stores, "abc", strict=True)
+        }
+        assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+        assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+        clock.advance(60)
+        crashpoints.set_hook(world)
+        try:
+            result = bots["a"].exit("SPY", intent="a-out")  # 403, then the pass re-sizes and resends it
+        finally:
+            crashpoints.set_hook(None)
+        assert sends.count("after_claim") >= 2, (sends, result.reason)
+        assert paper.position_qty("SPY") == 10, result  # C's 10 are still there
+        assert result.outcome is not Outcome.SUBMITTED, result.reason
+    finally:
+        for s in stores:
+            s.close()

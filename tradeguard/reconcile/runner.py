@@ -9,6 +9,7 @@ changes, and the abort is audited (G4: a failed read is never "flat").
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable
@@ -34,7 +35,7 @@ from tradeguard.domain.intents import Kind, exit_group, is_leg
 from tradeguard.domain.ledger import acknowledged_before, legs_wait
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, LeaseLost
-from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
+from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, Outcome, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.attribute import Filled, attribute_close, attributed
 from tradeguard.reconcile.diff import busy_symbols, plan_read
@@ -908,10 +909,12 @@ class Reconciler:
         snapshot = report.snapshot
         pos: BrokerPosition | None = None
         read_at: datetime | None = None
+        read_done = self.clock.now()  # when the read the size comes from answered (set below)
         if snapshot is not None and (
             (self.clock.now() - snapshot.taken_at).total_seconds() <= self.settings.exit_resize_after_secs
         ):
             pos = snapshot.position(claim.symbol)
+            read_done = snapshot.taken_at
             # When the position read began, for the exits the sizing must count as in flight
             # (`domain.ledger.acknowledged_before`; review 15: not the end of the whole snapshot).
             read_at = snapshot.positions_read_at or snapshot.taken_at
@@ -926,6 +929,7 @@ class Reconciler:
                 pos = self.broker.get_position(claim.symbol)
             except BrokerError:
                 return False  # no fresh size, no send: the bot's next exit call re-sizes it
+            read_done = self.clock.now()
         if pos is not None and (pos.qty > 0) != (claim.side is Side.SELL):
             pos = None  # the account holds the other side now: nothing of this exit's to sell
         available = abs(pos.qty_available) if pos is not None else Decimal(0)
@@ -958,8 +962,29 @@ class Reconciler:
             why = f"not resent: {stale}; the next exit call re-sizes it"
             self.store.transition(pending, ClaimState.NOT_SENT, owner=self.owner, reason=why)
             return False
-        report.sent[claim.key] = send_claim(self.broker, self.store, pending)
+        held_up = functools.partial(self._held_up_since_read, read_done=read_done)
+        report.sent[claim.key] = send_claim(self.broker, self.store, pending, recheck=held_up)
         return True
+
+    def _held_up_since_read(self, claim: Claim, *, read_done: datetime) -> OrderResult | None:
+        """Settle a released exit NOT_SENT when its POST comes long after the read it was sized from.
+
+        Checked right before the POST, past the lease check (`send_claim`'s `recheck`), as the
+        gateway checks its own exits (`RetryAnswers._resize_if_held_up`): a pass held up (frozen,
+        stalled) between its read and the send may have been away while the account was closed
+        outside the bots and another agent bought again; the old size would sell that agent's
+        shares (G3; audit 44). Nothing is sent then; the bot's next exit call re-sizes the exit.
+        None: send it as sized.
+        """
+        held_up = (self.clock.now() - read_done).total_seconds()
+        if held_up <= self.settings.exit_resize_after_secs:
+            return None
+        why = (
+            f"not resent: sized from a read {held_up:.1f}s before its send (the pass was held up); "
+            "the next exit call re-sizes it"
+        )
+        unsent = self.store.transition(claim, ClaimState.NOT_SENT, owner=self.owner, reason=why)
+        return OrderResult(Outcome.NOT_SENT, unsent, None, why)
 
     def _own_sold_lately(self, claim: Claim, read_at: datetime) -> bool:
         """Whether a positions read at `read_at` may trail another fill of `claim`'s agent on its side."""
