@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -35,7 +36,8 @@ from tests.conftest import pg_base_url
 from tests.gateway_kit import broker_qty
 from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
 from tradeguard.config import Settings
-from tradeguard.domain import OrderRequest, OrderType, Side
+from tradeguard.domain import OrderRequest, OrderType, ReplaceRequest, Side
+from tradeguard.errors import ConfigError
 from tradeguard.execution import Outcome
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import ClaimStore
@@ -252,6 +254,52 @@ def test_a_released_exit_held_up_before_its_send_does_not_sell_another_agents_ne
         assert sends.count("after_claim") >= 2, (sends, result.reason)
         assert paper.position_qty("SPY") == 10, result  # C's 10 are still there
         assert result.outcome is not Outcome.SUBMITTED, result.reason
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_an_exit_grown_by_a_replace_held_up_after_its_read_does_not_hold_another_agents_shares(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on `OrderGateway.replace` growing a resting exit: the room it may grow into is
+    sized from a position read, and a bot held up between that read and the PATCH (here right
+    after the sizing returned) replaced its exit on the old room."""
+    clock = ManualClock()
+    paper = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
+    try:
+        bots = {
+            agent: OrderGateway(paper, s, agent_id=agent, settings=SETTINGS, clock=clock)
+            for s, agent in zip(stores, "abc", strict=True)
+        }
+        assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+        assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+        clock.advance(60)
+        resting = bots["a"].exit("SPY", qty=5, intent="a-out", order_type="limit", limit_price=900)
+        assert resting.outcome is Outcome.SUBMITTED and resting.order is not None, resting.reason
+        real = bots["a"]._room_beside
+
+        def held_up_after_sizing(claim: Any) -> Any:
+            monkeypatch.setattr(bots["a"], "_room_beside", real)
+            sized = real(claim)
+            clock.advance(60)
+            # A person sells every share not held by A's resting exit, and C buys 10 again.
+            by_hand = OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(15))
+            paper.submit_order(by_hand)
+            # (a limit below A's resting sell: a market buy would be refused as a wash trade)
+            bought = bots["c"].enter("SPY", qty=10, intent="c-in", order_type="limit", limit_price=500)
+            assert bought.outcome is Outcome.SUBMITTED, bought.reason
+            clock.advance(60)
+            return sized
+
+        monkeypatch.setattr(bots["a"], "_room_beside", held_up_after_sizing)
+
+        with pytest.raises(ConfigError, match="would sell more than is held"):
+            bots["a"].replace(resting.order.id, ReplaceRequest(qty=Decimal(10)))
+
+        [open_exit] = [o for o in paper.orders() if o.side is Side.SELL and o.status.value == "new"]
+        assert open_exit.qty == 5  # A's 5 only; C's 10 stay free
     finally:
         for s in stores:
             s.close()
