@@ -236,7 +236,7 @@ class OrderAmendments:
     def _check_room(self, claim: Claim, qty: Decimal) -> datetime:
         """Raise ConfigError if `claim`'s exit grown to `qty` would sell more than is held (G3).
 
-        Returns when the position read the room was sized from answered.
+        Returns when the reads the room was sized from were done.
         """
         room, read_done = self._room_beside(claim)
         if qty - claim.filled_qty > room.qty:
@@ -250,7 +250,7 @@ class OrderAmendments:
     def _room_beside(self, exit_claim: Claim) -> tuple[ExitRoom, datetime]:
         """Size what `exit_claim`'s order may leave unfilled: held minus the other exits (G3).
 
-        Returns the room and when the position read it was sized from answered.
+        Returns the room and when the reads it was sized from were done.
 
         The same rule an exit is sized by (`size_exit`), with this exit (and the other orders
         of its group: a leg's siblings) left out of the exits in flight and its unfilled shares
@@ -268,7 +268,6 @@ class OrderAmendments:
         held = self.store.position(self.agent_id, symbol)
         read_at = self.clock.now()
         at_broker = self.broker.get_position(symbol)
-        read_done = self.clock.now()
         active = self.store.list_claims(states=sorted(ACTIVE_STATES), symbol=symbol, kind=Kind.EXIT)
         # The exit's group (a leg's siblings, which the broker holds the same shares for) is
         # this exit too: left out of the others, its largest unfilled qty given back.
@@ -315,7 +314,7 @@ class OrderAmendments:
             and not self.reconciler.legs_wait(c)
         ]
         room = size_exit(self.agent_id, holders, exits, broker_available=available, requested=None)
-        return room, read_done
+        return room, self.clock.now()  # the room is as old as the reads above
 
     def claim_of_order(self, order_id: str) -> Claim | None:
         """Return this agent's live claim whose current broker order is `order_id`, or None."""

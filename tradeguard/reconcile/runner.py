@@ -909,12 +909,10 @@ class Reconciler:
         snapshot = report.snapshot
         pos: BrokerPosition | None = None
         read_at: datetime | None = None
-        read_done = self.clock.now()  # when the read the size comes from answered (set below)
         if snapshot is not None and (
             (self.clock.now() - snapshot.taken_at).total_seconds() <= self.settings.exit_resize_after_secs
         ):
             pos = snapshot.position(claim.symbol)
-            read_done = snapshot.taken_at
             # When the position read began, for the exits the sizing must count as in flight
             # (`domain.ledger.acknowledged_before`; review 15: not the end of the whole snapshot).
             read_at = snapshot.positions_read_at or snapshot.taken_at
@@ -929,7 +927,6 @@ class Reconciler:
                 pos = self.broker.get_position(claim.symbol)
             except BrokerError:
                 return False  # no fresh size, no send: the bot's next exit call re-sizes it
-            read_done = self.clock.now()
         if pos is not None and (pos.qty > 0) != (claim.side is Side.SELL):
             pos = None  # the account holds the other side now: nothing of this exit's to sell
         available = abs(pos.qty_available) if pos is not None else Decimal(0)
@@ -944,6 +941,8 @@ class Reconciler:
             assert pos is not None
             unshown, _whose = self.holds_the_read_misses(claim.agent_id, claim.symbol, pos, read_at)
             available = max(available - unbooked - outside - lately - unshown, Decimal(0))
+        # The size is as old as these reads: a pass held up from here to its POST re-checks it.
+        read_done = self.clock.now()
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
             detail=dict(action.evidence), broker_read_at=read_at,
