@@ -24,7 +24,10 @@ from tradeguard.execution import adopt_order
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, same_account
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from tradeguard.clock import Clock
+    from tradeguard.config import Settings
     from tradeguard.reconcile.runner import Reconciler
     from tradeguard.sessions.recorder import NullRecorder, Recorder
 
@@ -44,6 +47,7 @@ class OrderAmendments:
     agent_id: str
     reconciler: Reconciler
     clock: Clock
+    settings: Settings
     recorder: Recorder | NullRecorder
 
     def _ensure_started(self) -> None:
@@ -217,20 +221,36 @@ class OrderAmendments:
         ):
             self.refresh(claim.symbol)  # fills since decide what is held and what is left of it
             claim = self.claim_of_order(order_id) or claim
-            room = self._room_beside(claim)
-            if request.qty - claim.filled_qty > room.qty:
-                most = claim.filled_qty + max(room.qty, Decimal(0))
-                raise ConfigError(
-                    f"qty {request.qty} would sell more than is held: exit {claim.client_order_id} may "
-                    f"grow to {most} ({room.describe(claim.symbol)}, besides this exit)"
-                )
+            read_done = self._check_room(claim, request.qty)
+            if (self.clock.now() - read_done).total_seconds() > self.settings.exit_resize_after_secs:
+                # Held up since the read the room came from (frozen, stalled): meanwhile the account
+                # may have been closed outside the bots and another agent bought again, and the old
+                # room would hold that agent's shares (G3; audit 44). Sized once more from a new
+                # read, as an exit held up before its POST is (`RetryAnswers._resize_if_held_up`).
+                self._check_room(claim, request.qty)
         new = self.broker.replace_order(order_id, request)
         if claim is not None:
             self._record_replacement(claim, order_id, new)
         return new
 
-    def _room_beside(self, exit_claim: Claim) -> ExitRoom:
+    def _check_room(self, claim: Claim, qty: Decimal) -> datetime:
+        """Raise ConfigError if `claim`'s exit grown to `qty` would sell more than is held (G3).
+
+        Returns when the reads the room was sized from were done.
+        """
+        room, read_done = self._room_beside(claim)
+        if qty - claim.filled_qty > room.qty:
+            most = claim.filled_qty + max(room.qty, Decimal(0))
+            raise ConfigError(
+                f"qty {qty} would sell more than is held: exit {claim.client_order_id} may "
+                f"grow to {most} ({room.describe(claim.symbol)}, besides this exit)"
+            )
+        return read_done
+
+    def _room_beside(self, exit_claim: Claim) -> tuple[ExitRoom, datetime]:
         """Size what `exit_claim`'s order may leave unfilled: held minus the other exits (G3).
+
+        Returns the room and when the reads it was sized from were done.
 
         The same rule an exit is sized by (`size_exit`), with this exit (and the other orders
         of its group: a leg's siblings) left out of the exits in flight and its unfilled shares
@@ -293,7 +313,8 @@ class OrderAmendments:
             # Legs waiting for their entry are no exit in flight yet (`domain.ledger.legs_wait`).
             and not self.reconciler.legs_wait(c)
         ]
-        return size_exit(self.agent_id, holders, exits, broker_available=available, requested=None)
+        room = size_exit(self.agent_id, holders, exits, broker_available=available, requested=None)
+        return room, self.clock.now()  # the room is as old as the reads above
 
     def claim_of_order(self, order_id: str) -> Claim | None:
         """Return this agent's live claim whose current broker order is `order_id`, or None."""

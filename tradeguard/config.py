@@ -47,8 +47,9 @@ class Settings:
             default 30 s, lags up to 35 s held; a 45 s lag trimmed a real position).
         not_sent_probe_secs: How long the reconciler keeps looking up NOT_SENT claims by
             client_order_id (a frozen sender may still place the order late).
-        exit_resize_after_secs: An exit whose POST comes longer than this after it was sized
-            (its sender froze or stalled in between) is re-sized against a fresh position read
+        exit_resize_after_secs: An exit whose POST comes longer than this after the position
+            read it was sized from (its sender froze or stalled in between, before or after the
+            sizing) is re-sized against a fresh position read
             first: meanwhile the position may have been closed outside the bots and another
             agent's re-entry could be sold (G3). A healthy sender takes well under a second.
         client_order_id_prefix: Prefix of derived client_order_ids (ASCII, short).

@@ -11,7 +11,8 @@ Points, in the order an order passes them:
 - ``before_post``: the lease was checked (renewed if nearly out); the POST is next (a sender held
   up here checks its lease, and an exit its size, once more first).
 - ``after_post``: the broker answered (or failed); the answer is not recorded yet.
-- ``exit_before_claim``: an exit read the broker's position; sizing and claiming are next.
+- ``exit_before_claim``: an exit (a new one, or the resend of one that placed nothing) read the
+  broker's position; sizing and claiming are next.
 - ``reconcile_after_read``: a reconcile pass read the broker; its actions are not applied yet.
 
 ``after_post`` is the issue's "after the answer, before the claim's update"; ``exit_before_claim``

@@ -312,7 +312,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         sized = self._size_exit(decision, spec, held, client_order_id=client_order_id)
         if isinstance(sized, OrderResult):
             return sized
-        outcome, room, held_back, read_at = sized
+        outcome, room, held_back, read_at, read_done = sized
         if outcome is None:
             assert room is not None
             why = room.describe(symbol) + (f" ({held_back})" if held_back else "")
@@ -324,7 +324,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
                 return self._resize_after_sold(outcome.claim, _OTHERS_SOLD)
             if self._own_sold_since_check(outcome.claim, held, room, read_at):
                 return self._resize_after_sold(outcome.claim, _OWN_SOLD)
-            return self._send(outcome.claim, window_opened=window_opened)
+            return self._send(outcome.claim, window_opened=window_opened, read_done=read_done)
         return self._existing_exit(outcome.claim, spec, held)
 
     def _others_sold_since(self, claim: Claim, read_at: datetime) -> bool:
@@ -495,11 +495,12 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
 
     def _size_exit(
         self, decision: Intent, spec: OrderSpec, held: LedgerPosition, *, client_order_id: str | None
-    ) -> tuple[ClaimOutcome | None, ExitRoom | None, str, datetime] | OrderResult:
+    ) -> tuple[ClaimOutcome | None, ExitRoom | None, str, datetime, datetime] | OrderResult:
         """Read the broker and size and claim the exit; return what the store said, or a result.
 
         Returns (the claim outcome or None for nothing to sell, the room the sizing saw, what
-        was held back as other agents' shares, when the read began); a result when a read failed.
+        was held back as other agents' shares, when the read began, when it returned); a result
+        when a read failed.
         """
         symbol = decision.symbol
         own_fill_shows_at = self._own_fill_shows_at(held)
@@ -510,6 +511,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             if isinstance(read, OrderResult):
                 return read
             available, held_back = read
+            # The size is as old as this read: a sender held up from here on (before the sizing
+            # as after it) is re-sized before its POST (`_resize_if_held_up`).
+            read_done = self.clock.now()
             crashpoints.hit("exit_before_claim")
             outcome, room = self.store.claim_exit(
                 decision, spec, owner=self.owner, broker_available=available,
@@ -517,7 +521,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             )  # fmt: skip
             sizing += 1
             if outcome is not None:
-                return outcome, room, held_back, read_at
+                return outcome, room, held_back, read_at, read_done
             # Shares held back as another agent's unbooked fills may have been booked into its
             # ledger before the sizing locked the symbol; the sizing then took them off again, as
             # that agent's holding, and found nothing to sell. Read and size once more: the second
@@ -528,7 +532,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
             # nothing free (another exit of the agent's has it, or it is flat now) stays so.
             free = room is not None and abs(room.held) - room.open_exits > 0
             if not free or not self._await_own_fill(symbol, own_fill_shows_at):
-                return outcome, room, held_back, read_at
+                return outcome, room, held_back, read_at, read_done
 
     def _await_own_fill(self, symbol: str, shows_at: datetime | None) -> bool:
         """Wait a little for the agent's own fresh fill to show in a positions read; False: it should have.
@@ -768,11 +772,17 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         return max(available - unbooked - outside - lately - unshown, Decimal(0)), note
 
     def _send(
-        self, claim: Claim, *, resize_if_held_up: bool = True, window_opened: datetime | None = None
+        self,
+        claim: Claim,
+        *,
+        resize_if_held_up: bool = True,
+        window_opened: datetime | None = None,
+        read_done: datetime | None = None,
     ) -> OrderResult:
         """Send a PENDING claim this worker owns; a position rejection of an exit reconciles at once.
 
-        An exit whose sender was held up between sizing and POST is re-sized first (once). A
+        An exit whose sender was held up between the position read it was sized from (`read_done`:
+        when that read returned; None: the sizing just now) and its POST is re-sized first (once). A
         claim holding a content window is not sent when its sender was held up so long between
         opening the window and writing the claim that the window could have passed to another
         identical order meanwhile (`ContentWindows._held_up_past_window`).
@@ -783,9 +793,11 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
                 return late
         recheck = None
         if claim.kind is Kind.EXIT and resize_if_held_up:
-            # Sized by the store call that just returned; this process's clock, not the claim's
-            # stamp (a claim service's clock may be skewed against ours).
-            recheck = partial(self._resize_if_held_up, sized_at=self.clock.now())
+            # Held up since the read its size came from (a freeze between the read and the sizing
+            # is as stale as one after it: audit 44), else since the store call that just returned;
+            # this process's clock, not the claim's stamp (a claim service's may be skewed).
+            since = read_done if read_done is not None else self.clock.now()
+            recheck = partial(self._resize_if_held_up, read_done=since)
         with self._start_lock:
             self._sending.add(claim.key)
         try:

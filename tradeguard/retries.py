@@ -19,6 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from tradeguard import crashpoints
 from tradeguard.clock import Clock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, RejectKind
@@ -82,7 +83,9 @@ class RetryAnswers:
     _posted_unrecorded: set[str]
     _settling: Counter[str]
 
-    def _send(self, claim: Claim, *, resize_if_held_up: bool = True) -> OrderResult:
+    def _send(
+        self, claim: Claim, *, resize_if_held_up: bool = True, read_done: datetime | None = None
+    ) -> OrderResult:
         raise NotImplementedError
 
     def _broker_available(
@@ -343,20 +346,24 @@ class RetryAnswers:
             return moved
         return self._retry_exit(moved, self.store.position(self.agent_id, moved.symbol))
 
-    def _resize_if_held_up(self, claim: Claim, *, sized_at: datetime) -> OrderResult | None:
-        """Re-size an exit whose POST comes long after it was sized; None sends it as it is.
+    def _resize_if_held_up(self, claim: Claim, *, read_done: datetime) -> OrderResult | None:
+        """Re-size an exit whose POST comes long after the position read it was sized from; None sends it.
 
         Called right before the POST, past the lease check. A healthy sender gets there within
-        milliseconds of sizing; one that froze or stalled may have been away while the position
-        was closed outside the bots and another agent on the account re-entered: its old size
-        would sell that agent's shares (G3). So the claim is settled NOT_SENT (nothing was sent)
-        and re-sized against a fresh position read like any exit that placed nothing; the resend
-        is not re-checked again. What no guard closes is the instant between that read and the POST.
+        milliseconds of its read (`read_done`: when it returned); one that froze or stalled may
+        have been away while the position was closed outside the bots and another agent on the
+        account re-entered: its old size would sell that agent's shares (G3). Held up before the
+        sizing (right after the read) is as stale as after it: the size is as old as its read
+        (audit 44). So the claim is settled NOT_SENT (nothing was sent) and re-sized against a
+        fresh position read like any exit that placed nothing; the resend is not re-checked
+        again. What no guard closes is the instant between that read and the POST.
         """
-        held_up = (self.clock.now() - sized_at).total_seconds()
+        held_up = (self.clock.now() - read_done).total_seconds()
         if held_up <= self.settings.exit_resize_after_secs:
             return None
-        reason = f"sized {held_up:.1f}s before its send (the sender was held up); re-sizing the exit"
+        reason = (
+            f"sized from a read {held_up:.1f}s before its send (the sender was held up); re-sizing the exit"
+        )
         moved = self._settle_unplaced(claim, ClaimState.NOT_SENT, reason)
         if isinstance(moved, OrderResult):
             return moved
@@ -437,6 +444,8 @@ class RetryAnswers:
         if isinstance(read, OrderResult):
             return OrderResult(read.outcome, claim, None, read.reason, read.error)
         available, held_back = read
+        read_done = self.clock.now()  # the resend's size is as old as this read (`_resize_if_held_up`)
+        crashpoints.hit("exit_before_claim")
         try:
             pending, room = self.store.resend_exit(
                 claim, owner=self.owner, broker_available=available,
@@ -463,4 +472,4 @@ class RetryAnswers:
         if self._own_sold_since_check(pending, held, room, read_at):
             why = "another order of this agent's filled after this resend checked for recent fills"
             return self._resize_after_sold(pending, f"{why}; re-sizing the exit once it shows")
-        return self._send(pending, resize_if_held_up=resize_if_held_up)
+        return self._send(pending, resize_if_held_up=resize_if_held_up, read_done=read_done)

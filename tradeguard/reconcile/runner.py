@@ -9,6 +9,7 @@ changes, and the abort is audited (G4: a failed read is never "flat").
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Collection, Iterable
@@ -34,7 +35,7 @@ from tradeguard.domain.intents import Kind, exit_group, is_leg
 from tradeguard.domain.ledger import acknowledged_before, legs_wait
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, LeaseLost
-from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, adopt_order, send_claim
+from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, Outcome, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
 from tradeguard.reconcile.attribute import Filled, attribute_close, attributed
 from tradeguard.reconcile.diff import busy_symbols, plan_read
@@ -940,6 +941,8 @@ class Reconciler:
             assert pos is not None
             unshown, _whose = self.holds_the_read_misses(claim.agent_id, claim.symbol, pos, read_at)
             available = max(available - unbooked - outside - lately - unshown, Decimal(0))
+        # The size is as old as these reads: a pass held up from here to its POST re-checks it.
+        read_done = self.clock.now()
         pending, _room = self.store.resend_exit(
             claim, owner=self.owner, broker_available=available, reason=action.reason,
             detail=dict(action.evidence), broker_read_at=read_at,
@@ -958,8 +961,29 @@ class Reconciler:
             why = f"not resent: {stale}; the next exit call re-sizes it"
             self.store.transition(pending, ClaimState.NOT_SENT, owner=self.owner, reason=why)
             return False
-        report.sent[claim.key] = send_claim(self.broker, self.store, pending)
+        held_up = functools.partial(self._held_up_since_read, read_done=read_done)
+        report.sent[claim.key] = send_claim(self.broker, self.store, pending, recheck=held_up)
         return True
+
+    def _held_up_since_read(self, claim: Claim, *, read_done: datetime) -> OrderResult | None:
+        """Settle a released exit NOT_SENT when its POST comes long after the read it was sized from.
+
+        Checked right before the POST, past the lease check (`send_claim`'s `recheck`), as the
+        gateway checks its own exits (`RetryAnswers._resize_if_held_up`): a pass held up (frozen,
+        stalled) between its read and the send may have been away while the account was closed
+        outside the bots and another agent bought again; the old size would sell that agent's
+        shares (G3; audit 44). Nothing is sent then; the bot's next exit call re-sizes the exit.
+        None: send it as sized.
+        """
+        held_up = (self.clock.now() - read_done).total_seconds()
+        if held_up <= self.settings.exit_resize_after_secs:
+            return None
+        why = (
+            f"not resent: sized from a read {held_up:.1f}s before its send (the pass was held up); "
+            "the next exit call re-sizes it"
+        )
+        unsent = self.store.transition(claim, ClaimState.NOT_SENT, owner=self.owner, reason=why)
+        return OrderResult(Outcome.NOT_SENT, unsent, None, why)
 
     def _own_sold_lately(self, claim: Claim, read_at: datetime) -> bool:
         """Whether a positions read at `read_at` may trail another fill of `claim`'s agent on its side."""
