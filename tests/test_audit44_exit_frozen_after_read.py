@@ -22,17 +22,14 @@ import multiprocessing
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from tests import audit44_workers as workers
-from tests.conftest import pg_base_url
 from tests.gateway_kit import broker_qty
 from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
 from tradeguard.config import Settings
@@ -134,19 +131,9 @@ def test_a_resend_held_up_between_its_read_and_its_sizing_does_not_sell_another_
 
 
 @pytest.fixture
-def audit_pg() -> Iterator[str]:
-    """A store URL on the real PostgreSQL server, in a fresh `audit44_` schema dropped afterwards."""
-    base = pg_base_url()
-    if base is None:
-        pytest.skip("PostgreSQL tests need TRADEGUARD_TEST_PG_URL")
-    schema = f"audit44_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+def audit_pg(pg_url: str) -> str:
+    """A store URL on the real PostgreSQL server, in a fresh schema dropped afterwards (conftest)."""
+    return pg_url
 
 
 def _stopped(pid: int) -> bool:

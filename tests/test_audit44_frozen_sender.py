@@ -16,17 +16,14 @@ import multiprocessing
 import os
 import signal
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from tests import audit44_workers as workers
-from tests.conftest import pg_base_url
 from tests.gateway_kit import ServedRecording, broker_qty
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
@@ -44,19 +41,9 @@ LEASE = 1.0
 
 
 @pytest.fixture
-def audit_pg() -> Iterator[str]:
-    """A store URL on the real PostgreSQL server, in a fresh `audit44_` schema dropped afterwards."""
-    base = pg_base_url()
-    if base is None:
-        pytest.skip("PostgreSQL tests need TRADEGUARD_TEST_PG_URL")
-    schema = f"audit44_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+def audit_pg(pg_url: str) -> str:
+    """A store URL on the real PostgreSQL server, in a fresh schema dropped afterwards (conftest)."""
+    return pg_url
 
 
 def _wait_for(condition: Callable[[], bool], timeout_secs: float, what: str) -> None:

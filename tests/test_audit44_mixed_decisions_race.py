@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from tests import audit44_workers as workers
-from tests.conftest import pg_base_url
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, OrderRequest, PositionIntent, Side
@@ -67,19 +63,9 @@ class CountingPaper(PaperBroker):
 
 
 @pytest.fixture
-def audit_pg() -> Iterator[str]:
-    """A store URL on the real PostgreSQL server, in a fresh `audit44_` schema dropped afterwards."""
-    base = pg_base_url()
-    if base is None:
-        pytest.skip("PostgreSQL tests need TRADEGUARD_TEST_PG_URL")
-    schema = f"audit44_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+def audit_pg(pg_url: str) -> str:
+    """A store URL on the real PostgreSQL server, in a fresh schema dropped afterwards (conftest)."""
+    return pg_url
 
 
 def _plans(agent: str) -> list[list[list[dict[str, Any]]]]:
