@@ -31,6 +31,7 @@ import pytest
 
 from tests import audit44_workers as workers
 from tests.gateway_kit import broker_qty
+from tests.test_hardening_races import _wait_for
 from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
 from tradeguard.config import Settings
 from tradeguard.domain import OrderRequest, OrderType, ReplaceRequest, Side
@@ -139,15 +140,6 @@ def audit_pg(pg_url: str) -> str:
 def _stopped(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rsplit(")", 1)[1].split()[0] == "T"
-
-
-def _wait_for(condition: Callable[[], bool], timeout_secs: float, what: str) -> None:
-    """Poll `condition` until true; fail naming `what` after `timeout_secs` (a bound, not a check)."""
-    deadline = time.monotonic() + timeout_secs
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 @pytest.mark.slow

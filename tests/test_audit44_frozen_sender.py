@@ -15,8 +15,6 @@ import json
 import multiprocessing
 import os
 import signal
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,6 +23,7 @@ import pytest
 
 from tests import audit44_workers as workers
 from tests.gateway_kit import ServedRecording, broker_qty
+from tests.test_hardening_races import _wait_for
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain import Side
@@ -44,15 +43,6 @@ LEASE = 1.0
 def audit_pg(pg_url: str) -> str:
     """A store URL on the real PostgreSQL server, in a fresh schema dropped afterwards (conftest)."""
     return pg_url
-
-
-def _wait_for(condition: Callable[[], bool], timeout_secs: float, what: str) -> None:
-    """Poll `condition` until true; fail naming `what` after `timeout_secs` (a bound, not a check)."""
-    deadline = time.monotonic() + timeout_secs
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 def _stopped(pid: int) -> bool:

@@ -95,19 +95,7 @@ def store_option(func: _F) -> _F:
 
 
 def _read_revision(url: str) -> str | None:
-    from sqlalchemy import inspect, text
-
-    from tradeguard.store.engine import open_engine, translate_errors
-
-    engine = open_engine(url, migrate=False)
-    try:
-        with translate_errors(engine.url, "reading the schema version"), engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
-                return None
-            value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-            return None if value is None else str(value)
-    finally:
-        engine.dispose()
+    return _read_one(url, "alembic_version", "SELECT version_num FROM alembic_version", "the schema version")
 
 
 def read_store_id(url: str) -> str | None:
@@ -116,16 +104,21 @@ def read_store_id(url: str) -> str | None:
     Raises:
         StoreError: The database cannot be read.
     """
+    return _read_one(url, "tg_store", "SELECT store_id FROM tg_store", "the store's id")
+
+
+def _read_one(url: str, table: str, sql: str, what: str) -> str | None:
+    """Return the one value `sql` reads from `table`, None without the table; never creates anything."""
     from sqlalchemy import inspect, text
 
     from tradeguard.store.engine import open_engine, translate_errors
 
     engine = open_engine(url, migrate=False)
     try:
-        with translate_errors(engine.url, "reading the store's id"), engine.connect() as conn:
-            if not inspect(conn).has_table("tg_store"):
+        with translate_errors(engine.url, f"reading {what}"), engine.connect() as conn:
+            if not inspect(conn).has_table(table):
                 return None
-            value = conn.execute(text("SELECT store_id FROM tg_store")).scalar()
+            value = conn.execute(text(sql)).scalar()
             return None if value is None else str(value)
     finally:
         engine.dispose()

@@ -163,7 +163,7 @@ class ServerClockFeed:
 
     def minutes(self, stop: threading.Event) -> Iterator[Bars]:
         """Yield each minute once the server's clock has passed its end."""
-        minutes = list(self.series)
+        minutes = self.series.minutes
         now = self._read(stop)
         if now is None:
             return
