@@ -29,9 +29,9 @@ from tradeguard.domain.intents import Intent, Kind, OrderSpec, canonical_json, h
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import StoreError
 from tradeguard.paper.prices import FixedPrices
-from tradeguard.ports import ClaimLedger, ForwardingBroker, account_key_from_id, account_key_of, coid_scope
+from tradeguard.ports import ClaimLedger, ForwardingBroker, account_key_from_id, account_key_of
 from tradeguard.store import ClaimStore
-from tradeguard.store.engine import _alembic_config, parse_url
+from tradeguard.store.engine import _alembic_config, open_engine
 
 SETTINGS = Settings(recent_activity_secs=0, position_settle_secs=0)
 X, Y = account_key_from_id("account-x"), account_key_from_id("account-y")
@@ -171,7 +171,12 @@ def test_every_store_scopes_a_client_order_id_to_its_account(shared: ClaimLedger
     other = shared.get_by_client_order_id("entry-2", account_key=Y)  # of unknown account: any one's
     assert other is not None and other.agent_id == "u"
     assert shared.get_by_client_order_id("entry-1", account_key=account_key_from_id("z")) is None
-    assert coid_scope(X) == X and coid_scope("0123456789abcdef") == coid_scope(None) == ""
+
+
+def test_an_id_is_scoped_to_a_key_of_the_accounts_own_id_only() -> None:
+    from tradeguard.ports import coid_scope
+
+    assert coid_scope(X) == X and coid_scope("0123456789abcdef") == coid_scope(None) == coid_scope("") == ""
 
 
 # -- migration 0012 on a store created at 0011 -------------------------------------------------
@@ -179,7 +184,7 @@ def test_every_store_scopes_a_client_order_id_to_its_account(shared: ClaimLedger
 
 def _store_at_0011_with_a_claim(url: str) -> Intent:
     """Create the schema at 0011 and write one claim of agent a (account X) as that code did."""
-    engine = sa.create_engine(parse_url(url))
+    engine = open_engine(url, migrate=False)  # its transactions: BEGIN IMMEDIATE on SQLite, as a migration
     cfg = _alembic_config()
     intent = Intent("a", Kind.ENTRY, "SPY", Side.BUY, "coid:entry-1")
     text = canonical_json(OrderSpec(qty=Decimal(1)).as_payload())
@@ -228,3 +233,36 @@ def test_migration_0012_keeps_a_0011_stores_claims_and_scopes_new_ids(store_url:
         assert _claim(store, "a", "entry-3") != _claim(store, "b", "entry-3")  # new ids: per account
         with pytest.raises(StoreError):
             _claim(store, "a2", "entry-3")  # another agent on a's account
+
+
+def _downgrade_to_0011(url: str) -> None:
+    engine = open_engine(url, migrate=False)
+    cfg = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0011")
+    finally:
+        engine.dispose()
+
+
+def test_migration_0012_downgrades_unless_two_accounts_share_an_id_and_upgrades_again(store_url: str) -> None:
+    with ClaimStore(store_url) as store:
+        store.register_account("a", X)
+        store.register_account("b", Y)
+        _claim(store, "a", "entry-1")
+        _claim(store, "b", "entry-1")
+    with pytest.raises(sa.exc.IntegrityError):  # one id per store again: refused, nothing changed
+        _downgrade_to_0011(store_url)
+    with ClaimStore(store_url) as store:  # still at the head, both claims there
+        assert len(store.list_claims()) == 2
+    # b's claim goes (a store whose ids are one per store goes down).
+    engine = open_engine(store_url, migrate=False)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM tg_claims WHERE agent_id = 'b'"))
+    engine.dispose()
+    _downgrade_to_0011(store_url)
+    with ClaimStore(store_url) as store:  # upgraded again: the claim kept, its id now of scope ""
+        assert [c.agent_id for c in store.list_claims()] == ["a"]
+        with pytest.raises(StoreError):
+            _claim(store, "c", "entry-1")
