@@ -11,6 +11,8 @@ Real parts: `PaperBroker` accounts, real stores, the in-memory store.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -266,3 +268,35 @@ def test_migration_0012_downgrades_unless_two_accounts_share_an_id_and_upgrades_
         assert [c.agent_id for c in store.list_claims()] == ["a"]
         with pytest.raises(StoreError):
             _claim(store, "c", "entry-1")
+
+
+def test_an_unknown_accounts_claim_racing_a_known_ones_for_one_id_leaves_one_claim(store_url: str) -> None:
+    """The "" scope's rule is atomic: on PostgreSQL its claim and a known account's serialise on the id."""
+    rounds = 30
+    stores = [ClaimStore(store_url), ClaimStore(store_url)]
+    try:
+        stores[0].register_account("known", X)
+        stores[0].register_account("unknown", "")
+        barrier = threading.Barrier(2)
+        won: list[list[str]] = [[] for _ in range(rounds)]
+
+        def race(store: ClaimStore, agent: str) -> None:
+            for i in range(rounds):
+                barrier.wait()
+                with contextlib.suppress(StoreError):
+                    _claim(store, agent, f"race-{i}")
+                    won[i].append(agent)
+
+        threads = [
+            threading.Thread(target=race, args=(s, a))
+            for s, a in zip(stores, ("known", "unknown"), strict=True)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert all(len(winners) == 1 for winners in won), won
+        assert len(stores[0].list_claims()) == rounds
+    finally:
+        for store in stores:
+            store.close()
