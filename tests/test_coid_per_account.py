@@ -32,7 +32,7 @@ from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import StoreError
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.ports import ClaimLedger, ForwardingBroker, account_key_from_id, account_key_of
-from tradeguard.store import ClaimStore
+from tradeguard.store import ClaimStore, MemoryClaimStore
 from tradeguard.store.engine import _alembic_config, open_engine
 
 SETTINGS = Settings(recent_activity_secs=0, position_settle_secs=0)
@@ -300,3 +300,22 @@ def test_an_unknown_accounts_claim_racing_a_known_ones_for_one_id_leaves_one_cla
     finally:
         for store in stores:
             store.close()
+
+
+def test_the_memory_store_forgets_a_pruned_claims_id_in_its_scope_only() -> None:
+    clock = ManualClock()
+    store = MemoryClaimStore(clock=clock)
+    store.register_account("a", X)
+    store.register_account("b", Y)
+    a = store.get(_claim(store, "a", "entry-1"))
+    assert a is not None
+    store.transition(
+        store.transition(a, ClaimState.SUBMITTED, reason="sent"), ClaimState.CANCELED, reason="x"
+    )
+    clock.advance(3600)
+    b = _claim(store, "b", "entry-1")  # b's, active: kept
+    assert store.prune_resolved(clock.now() - timedelta(seconds=60)) == 1
+    assert store.get_by_client_order_id("entry-1", account_key=X) is None
+    kept = store.get_by_client_order_id("entry-1", account_key=Y)
+    assert kept is not None and kept.key == b
+    assert _claim(store, "b", "entry-1") == b

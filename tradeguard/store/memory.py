@@ -69,6 +69,21 @@ def _key_of(claim: Claim) -> tuple[datetime, str]:
     return claim.created_at, claim.key
 
 
+# The claims of one client_order_id, by scope (`MemoryClaimStore._by_coid`).
+_Held = str | tuple[str, str] | dict[str, str]
+
+
+def _scopes(held: _Held | None) -> dict[str, str]:
+    """Return the claims of one client_order_id as {scope: key}, whichever compact form holds them."""
+    if held is None:
+        return {}
+    if isinstance(held, str):
+        return {"": held}
+    if isinstance(held, tuple):
+        return {held[0]: held[1]}
+    return held
+
+
 class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
     """Claims, ledger and audit log in memory, with `ClaimStore`'s semantics (see the module docstring).
 
@@ -85,8 +100,10 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._closed = False
         # Claims, by key (insertion order) and by client_order_id.
         self._claims: dict[str, Claim] = {}
-        # client_order_id -> {scope: key} (`ports.coid_scope`): ids are unique per broker account.
-        self._by_coid: dict[str, dict[str, str]] = {}
+        # client_order_id -> its claims by scope (`ports.coid_scope`: ids are unique per broker
+        # account), compact for the common case of one claim (`_scopes` reads every form): the
+        # key alone for scope "", (scope, key) for another, {scope: key} for several.
+        self._by_coid: dict[str, _Held] = {}
         # Indexes of claim keys (dicts as ordered sets), kept in step with every state change.
         self._by_agent_state: dict[tuple[str, ClaimState], dict[str, None]] = {}
         self._active: dict[tuple[str, str], dict[str, None]] = {}  # (agent, symbol)
@@ -198,10 +215,12 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             for claim in gone:
                 key = claim.key
                 del self._claims[key]
-                scopes = self._by_coid.get(claim.client_order_id, {})
-                for scope in [scope for scope, held in scopes.items() if held == key]:
-                    del scopes[scope]
-                if not scopes:
+                scopes = {
+                    s: k for s, k in _scopes(self._by_coid.get(claim.client_order_id)).items() if k != key
+                }
+                if scopes:
+                    self._by_coid[claim.client_order_id] = scopes
+                else:
                     self._by_coid.pop(claim.client_order_id, None)
                 self._by_agent_state[(claim.agent_id, claim.state)].pop(key, None)
             oldest = min(before, probe_since)
@@ -280,7 +299,8 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         coid = coid or derive_client_order_id(key, self.settings.client_order_id_prefix)
         # Unique in its account's scope; an id of scope "" (unknown account) in every scope.
         scope = coid_scope(self._accounts.get(intent.agent_id))
-        scopes = self._by_coid.get(coid)
+        held = self._by_coid.get(coid)
+        scopes = None if held is None else _scopes(held)
         other = None
         if scopes:  # its own scope's, one of scope "", or (of scope "" itself) any one
             other = scopes.get(scope) or scopes.get("") or (None if scope else next(iter(scopes.values())))
@@ -301,9 +321,9 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         object.__setattr__(claim, "_spec", spec.read_back())
         self._store(None, claim)
         if scopes is None:
-            self._by_coid[coid] = {scope: key}
+            self._by_coid[coid] = (scope, key) if scope else key
         else:
-            scopes[scope] = key
+            self._by_coid[coid] = {**scopes, scope: key}
         self._agents[intent.agent_id] = None
         # `_write_audit`'s row, appended here (every decision makes one), members as their text.
         self._audit_log.append(
@@ -565,7 +585,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             if not is_leg(c.intent):
                 return False
             # The legs' agent's own claim (`execution.track_legs`): ids are unique per account.
-            scopes = self._by_coid.get(exit_group(c.intent, c.client_order_id), {})
+            scopes = _scopes(self._by_coid.get(exit_group(c.intent, c.client_order_id)))
             held = (claims.get(k) for k in scopes.values())
             parent = next((p for p in held if p is not None and p.agent_id == c.agent_id), None)
             return legs_wait(None if parent is None else (parent.kind, parent.state))
@@ -732,7 +752,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         two cannot both exist); an unknown one reads every account's, the oldest first.
         """
         self._check_open()
-        scopes = self._by_coid.get(client_order_id)
+        scopes = _scopes(self._by_coid.get(client_order_id))
         if not scopes:
             return None
         scope = coid_scope(account_key)
