@@ -689,6 +689,14 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
                     self.reconcile()
                 self._started = True
 
+    @property
+    def account_key(self) -> str | None:
+        """The broker account key this agent last registered (`account_key_of`), None before its start.
+
+        Its caller-chosen client_order_ids are unique on that account (`ports.coid_scope`).
+        """
+        return self._account_key
+
     def _register_account(self) -> None:
         """Register this agent's broker account key when it is new or changed since last time.
 

@@ -29,6 +29,7 @@ __all__ = [
     "ForwardingBroker",
     "account_key_from_id",
     "account_key_of",
+    "coid_scope",
     "same_account",
 ]
 
@@ -79,6 +80,21 @@ def same_account(mine: str | None, theirs: str | None) -> bool:
     if mine.startswith(ACCOUNT_KEY_SCHEME) != theirs.startswith(ACCOUNT_KEY_SCHEME):
         return True
     return mine == theirs
+
+
+def coid_scope(account_key: str | None) -> str:
+    """Return the scope in which a claim's client_order_id must be unique: its account, or "" for all.
+
+    Alpaca refuses a client_order_id already used on the same account, and only there; the claim
+    store refuses one alike (`tg_claims.coid_scope`, migration 0012). A key of the account's own
+    id (`ACCOUNT_KEY_SCHEME`) is its scope. Any other key (unknown, or of the older rule, which
+    `same_account` never tells apart from any account) is "": may be any account, so its ids
+    are unique across every account in the store, and no account may reuse them (fail-safe: a
+    refused id sends nothing, a shared one could let one agent adopt another's order).
+    """
+    if account_key and account_key.startswith(ACCOUNT_KEY_SCHEME):
+        return account_key
+    return ""
 
 
 # A `list_orders` limit for "every open order, however many": far beyond any account's open
@@ -382,8 +398,13 @@ class ClaimLedger(Protocol):
         """Return the claim with this key, or None."""
         ...
 
-    def get_by_client_order_id(self, client_order_id: str) -> Claim | None:
-        """Return the claim that owns this client_order_id, or None."""
+    def get_by_client_order_id(self, client_order_id: str, *, account_key: str | None = None) -> Claim | None:
+        """Return the claim that owns this client_order_id on `account_key`'s account, or None.
+
+        Ids are unique per broker account (`coid_scope`): a known account finds its own claim
+        or one of unknown account; an unknown one (None, "") reads across every account, the
+        oldest claim first.
+        """
         ...
 
     def list_claims(

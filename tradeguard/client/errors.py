@@ -12,7 +12,7 @@ written for tradeguard can catch it by that name:
 | `OrderNotSent`        | `BrokerUnavailable`| 503*   | not placed (429, no connection): retry now  |
 | `OrderInProgress`     | `ClaimInProgress`  | 409    | another worker is sending this very order   |
 | `ClaimStoreError`     | `StoreError`       | 503    | the claim was not recorded: nothing sent    |
-| `ClientOrderIdReused` | `TradeguardError`  | 422    | the client_order_id names another order     |
+| `ClientOrderIdReused` | `TradeguardError`  | 422    | the id names another order on the account   |
 | `StoreOfAnotherAccount`| `ConfigError`     | 409    | a placed order's claim, absent at the broker|
 
 (*) the broker's own status when there was one (a 500 or 504 page, a 429 rate limit), else this one. A refusal
@@ -191,7 +191,12 @@ class ClaimStoreError(_GuardAPIError, StoreError):
 
 
 class ClientOrderIdReused(_GuardAPIError, TradeguardError):
-    """This client_order_id was used before for a different order; nothing was sent.
+    """This client_order_id was used before for a different order on this account; nothing was sent.
+
+    Ids are unique per broker account, as at Alpaca: another account's bot sharing the claim
+    store may use the same id (`ports.coid_scope`). An agent whose account is unknown (a broker
+    with no `account_key`, or one not read yet) shares its ids with every account: an id any
+    agent holds is refused to it, and its ids to every other agent (fail-safe).
 
     Alpaca refuses a reused id with 422 "client_order_id must be unique"; the guard says so
     before sending, in Alpaca's very words (`message`: a bot that compares it sees what it saw

@@ -113,7 +113,8 @@ def id_taken(gateway: OrderGateway, order: DropInOrder, error: StoreError) -> AP
     if coid is None:
         return None
     try:
-        taken = gateway.store.get_by_client_order_id(coid)
+        # Ids are unique per broker account (`ports.coid_scope`): the holder on this agent's.
+        taken = gateway.store.get_by_client_order_id(coid, account_key=gateway.account_key)
     except StoreError:
         return None
     if taken is None or _own_decision(gateway, order, taken):
@@ -145,7 +146,7 @@ def id_at_broker(gateway: OrderGateway, order: DropInOrder) -> APIError | None:
     if coid is None:
         return None
     try:
-        holder = gateway.store.get_by_client_order_id(coid)
+        holder = gateway.store.get_by_client_order_id(coid, account_key=gateway.account_key)
         if holder is not None:
             if (holder.symbol, holder.side, holder.intent) == (order.symbol, order.side, f"coid:{coid}"):
                 return None

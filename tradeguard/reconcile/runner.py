@@ -296,7 +296,7 @@ class Reconciler:
         if len(listed) >= _ORDERS_PAGE:
             return None
         filled = [
-            Filled(order, self.store.get_by_client_order_id(order.client_order_id))
+            Filled(order, self._claim_of(order.client_order_id))
             for order in listed
             if order.filled_qty and same_symbol(order.symbol, symbol)
         ]
@@ -489,7 +489,7 @@ class Reconciler:
                 continue
             if order.updated_at is not None and order.updated_at <= since:
                 continue  # filled before the horizon: the read shows it
-            if self.store.get_by_client_order_id(order.client_order_id) is None:
+            if self._claim_of(order.client_order_id) is None:
                 sold += order.filled_qty
                 whose.append(order.client_order_id or order.id)
         return sold, whose
@@ -546,7 +546,7 @@ class Reconciler:
 
     def _waiting(self, group: str) -> bool:
         """Whether the exits of `group` (`exit_group`) are legs of an entry not filled yet (holding none)."""
-        parent = self.store.get_by_client_order_id(group)
+        parent = self._claim_of(group)
         return legs_wait(None if parent is None else (parent.kind, parent.state))
 
     def legs_wait(self, leg: Claim) -> bool:
@@ -799,8 +799,16 @@ class Reconciler:
         return Action(ActionKind.REPORT_ORPHAN, action.symbol, reason, qty=action.qty, evidence=evidence)
 
     def _claim_agent(self, client_order_id: str) -> str | None:
-        claim = self.store.get_by_client_order_id(client_order_id)
+        claim = self._claim_of(client_order_id)
         return None if claim is None else claim.agent_id
+
+    def _claim_of(self, client_order_id: str) -> Claim | None:
+        """The claim of this broker's order by its client_order_id, read in the broker account's scope.
+
+        Ids are unique per account (`ports.coid_scope`): another account's claim under the same
+        id is not this order's. A broker of unknown account reads every account's.
+        """
+        return self.store.get_by_client_order_id(client_order_id, account_key=account_key_of(self.broker))
 
     def on_account(self, agent_id: str | None) -> Callable[[str], bool]:
         """Return whether an agent may trade this broker's account (`ports.same_account`).

@@ -118,7 +118,7 @@ def _coid(coid: str | None, intent: Intent, store: ClaimLedger) -> str | None:
         # Shaped like a derived id and not this intent's: the caller's own earlier claim's (a
         # retry under the id read back from the broker) goes on to the store's own answer, as a
         # local store gives it; anyone else's, or no one's, is refused alike (no oracle).
-        held = store.get_by_client_order_id(coid)
+        held = store.get_by_client_order_id(coid, account_key=store.agent_accounts().get(intent.agent_id))
         if held is None or held.agent_id != intent.agent_id:
             raise ConfigError(
                 f"client_order_id {coid!r} has the shape of a derived id ({prefix}-<32 hex>) but is "
@@ -252,10 +252,22 @@ def read_claim(key: str, request: Request, principal: Caller) -> dict[str, Any]:
     response_model=ClaimOut,
     summary="Read the claim that owns a client_order_id",
 )
-def read_claim_by_coid(client_order_id: str, request: Request, principal: Caller) -> dict[str, Any]:
-    """Return the claim, or 404 (missing, or an agent's on another account)."""
+def read_claim_by_coid(
+    client_order_id: str,
+    request: Request,
+    principal: Caller,
+    account_key: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Return the claim, or 404 (missing, or an agent's on another account).
+
+    Ids are unique per broker account (`ports.coid_scope`): read in `account_key`'s scope, by
+    default the agent key's own registered account (an admin key's: every account's).
+    """
     store = store_of(request)
-    return codec.claim_json(readable_claim(store, principal, store.get_by_client_order_id(client_order_id)))
+    if account_key is None and not principal.admin:
+        account_key = store.agent_accounts().get(principal.agent_id)
+    found = store.get_by_client_order_id(client_order_id, account_key=account_key)
+    return codec.claim_json(readable_claim(store, principal, found))
 
 
 # -- moving claims ------------------------------------------------------------------------------

@@ -383,7 +383,7 @@ class ClaimStore(LedgerWriter, StoreReader):
                 # connection: the rerun found it. Nothing was sent; it is this call's to send.
                 return created
             return self._existing(existing, payload)
-        tx.later(sql.INSERT_CLAIM, values, keep=True)
+        tx.later(sql.INSERT_CLAIM, (*values, intent.agent_id, coid), keep=True)
         if not tx.flush()[0].count:
             row = tx.one(sql.BY_KEY, (key,))
             if row is None:

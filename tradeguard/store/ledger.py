@@ -120,8 +120,9 @@ _OPEN_EXITS = (
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = c.agent_id WHERE c.symbol = ? AND c.kind = 'exit'"
     " AND c.state IN ('PENDING', 'UNKNOWN', 'SUBMITTED', 'PARTIALLY_FILLED')"
 )
-# The kind and state of the claim that names a group of legs (their entry, or an OCO's own order).
-_PARENT_OF_LEGS = "SELECT kind, state FROM tg_claims WHERE client_order_id = ?"
+# The kind and state of the claim that names a group of legs (their entry, or an OCO's own order):
+# the legs' agent's own (`execution.track_legs`), as ids are unique per account, not per store.
+_PARENT_OF_LEGS = "SELECT kind, state FROM tg_claims WHERE client_order_id = ? AND agent_id = ?"
 # Every agent's orders in motion in a symbol (entries and exits), with the agent's account: their
 # fills may already be in a broker position that no ledger shows yet.
 _IN_MOTION = (
@@ -378,10 +379,10 @@ def exit_room(
     holders = {holder: Decimal(qty) for holder, qty, key in rows if same_account(mine, key)}
     rows = [row for row in tx.all(_OPEN_EXITS, (symbol,)) if row[0] == agent_id or same_account(mine, row[4])]
     # Legs waiting for their entry are no exit in flight yet (`domain.ledger.legs_wait`).
+    # A group is an agent's: its parent is that agent's own claim (ids are unique per account).
+    groups = {(row[0], exit_group(name, coid)) for *row, name, coid, _moved in rows if is_leg(name)}
     waiting = {
-        group
-        for group in {exit_group(name, coid) for *_, name, coid, _moved in rows if is_leg(name)}
-        if legs_wait(tx.one(_PARENT_OF_LEGS, (group,)))
+        (agent, group) for agent, group in groups if legs_wait(tx.one(_PARENT_OF_LEGS, (group, agent)))
     }
     open_exits = [
         (
@@ -391,7 +392,7 @@ def exit_room(
             exit_group(name, coid),
         )
         for holder, state, order_qty, filled, _key, name, coid, moved in rows
-        if exit_group(name, coid) not in waiting
+        if (holder, exit_group(name, coid)) not in waiting
     ]
     return size_exit(agent_id, holders, open_exits, broker_available=broker_available, requested=requested)
 

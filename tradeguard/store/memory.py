@@ -35,6 +35,7 @@ from tradeguard.domain.ledger import ExitRoom, LedgerPosition, acknowledged_befo
 from tradeguard.domain.lifecycle import ACTIVE_STATES, ClaimState, check_transition
 from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
+from tradeguard.ports import coid_scope
 from tradeguard.store.memory_audit import MemoryAuditLog
 from tradeguard.store.memory_ledger import MemoryLedger, version
 
@@ -68,6 +69,21 @@ def _key_of(claim: Claim) -> tuple[datetime, str]:
     return claim.created_at, claim.key
 
 
+# The claims of one client_order_id, by scope (`MemoryClaimStore._by_coid`).
+_Held = str | tuple[str, str] | dict[str, str]
+
+
+def _scopes(held: _Held | None) -> dict[str, str]:
+    """Return the claims of one client_order_id as {scope: key}, whichever compact form holds them."""
+    if held is None:
+        return {}
+    if isinstance(held, str):
+        return {"": held}
+    if isinstance(held, tuple):
+        return {held[0]: held[1]}
+    return held
+
+
 class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
     """Claims, ledger and audit log in memory, with `ClaimStore`'s semantics (see the module docstring).
 
@@ -84,7 +100,10 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._closed = False
         # Claims, by key (insertion order) and by client_order_id.
         self._claims: dict[str, Claim] = {}
-        self._by_coid: dict[str, str] = {}
+        # client_order_id -> its claims by scope (`ports.coid_scope`: ids are unique per broker
+        # account), compact for the common case of one claim (`_scopes` reads every form): the
+        # key alone for scope "", (scope, key) for another, {scope: key} for several.
+        self._by_coid: dict[str, _Held] = {}
         # Indexes of claim keys (dicts as ordered sets), kept in step with every state change.
         self._by_agent_state: dict[tuple[str, ClaimState], dict[str, None]] = {}
         self._active: dict[tuple[str, str], dict[str, None]] = {}  # (agent, symbol)
@@ -196,8 +215,13 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             for claim in gone:
                 key = claim.key
                 del self._claims[key]
-                if self._by_coid.get(claim.client_order_id) == key:
-                    del self._by_coid[claim.client_order_id]
+                scopes = {
+                    s: k for s, k in _scopes(self._by_coid.get(claim.client_order_id)).items() if k != key
+                }
+                if scopes:
+                    self._by_coid[claim.client_order_id] = scopes
+                else:
+                    self._by_coid.pop(claim.client_order_id, None)
                 self._by_agent_state[(claim.agent_id, claim.state)].pop(key, None)
             oldest = min(before, probe_since)
             if self._cleared and self._cleared[0][0] < oldest:
@@ -273,7 +297,13 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         if existing is not None:
             return self._existing(existing, payload)
         coid = coid or derive_client_order_id(key, self.settings.client_order_id_prefix)
-        other = self._by_coid.get(coid)
+        # Unique in its account's scope; an id of scope "" (unknown account) in every scope.
+        scope = coid_scope(self._accounts.get(intent.agent_id))
+        held = self._by_coid.get(coid)
+        scopes = None if held is None else _scopes(held)
+        other = None
+        if scopes:  # its own scope's, one of scope "", or (of scope "" itself) any one
+            other = scopes.get(scope) or scopes.get("") or (None if scope else next(iter(scopes.values())))
         if other is not None:
             raise StoreError(
                 f"client_order_id {coid!r} already belongs to another claim ({other}); "
@@ -290,7 +320,10 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         # Its spec as `Claim.spec` would read it from `payload` (`spec.as_payload()`): made once per spec.
         object.__setattr__(claim, "_spec", spec.read_back())
         self._store(None, claim)
-        self._by_coid[coid] = key
+        if scopes is None:
+            self._by_coid[coid] = (scope, key) if scope else key
+        else:
+            self._by_coid[coid] = {**scopes, scope: key}
         self._agents[intent.agent_id] = None
         # `_write_audit`'s row, appended here (every decision makes one), members as their text.
         self._audit_log.append(
@@ -551,7 +584,10 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         def waiting(c: Claim) -> bool:  # legs waiting for their entry: no exit in flight yet (`legs_wait`)
             if not is_leg(c.intent):
                 return False
-            parent = self.get_by_client_order_id(exit_group(c.intent, c.client_order_id))
+            # The legs' agent's own claim (`execution.track_legs`): ids are unique per account.
+            scopes = _scopes(self._by_coid.get(exit_group(c.intent, c.client_order_id)))
+            held = (claims.get(k) for k in scopes.values())
+            parent = next((p for p in held if p is not None and p.agent_id == c.agent_id), None)
             return legs_wait(None if parent is None else (parent.kind, parent.state))
 
         open_exits = [
@@ -709,11 +745,22 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._check_open()
         return self._claims.get(key)
 
-    def get_by_client_order_id(self, client_order_id: str) -> Claim | None:
-        """Return the claim that owns this client_order_id, or None."""
+    def get_by_client_order_id(self, client_order_id: str, *, account_key: str | None = None) -> Claim | None:
+        """Return the claim that owns this client_order_id on `account_key`'s account, or None.
+
+        A known account (`ports.coid_scope`) finds its own claim, or one of unknown account (the
+        two cannot both exist); an unknown one reads every account's, the oldest first.
+        """
         self._check_open()
-        key = self._by_coid.get(client_order_id)
-        return None if key is None else self._claims.get(key)
+        scopes = _scopes(self._by_coid.get(client_order_id))
+        if not scopes:
+            return None
+        scope = coid_scope(account_key)
+        if scope:
+            key = scopes.get(scope) or scopes.get("")
+            return None if key is None else self._claims.get(key)
+        found = [c for c in map(self._claims.get, list(scopes.values())) if c is not None]
+        return min(found, key=lambda c: (c.created_at, c.key)) if found else None
 
     def list_claims(
         self,

@@ -22,6 +22,7 @@ from tradeguard.domain.claims import Claim
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ConfigError
+from tradeguard.ports import coid_scope
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
 from tradeguard.store.audit import AuditQuery, pages, read_page, records_to_csv, records_to_dataframe
@@ -57,9 +58,17 @@ class StoreReader:
         rows = self._pool.read("reading a claim", sql.BY_KEY, (key,))
         return decode_claim(rows[0], self._pool.dt) if rows else None
 
-    def get_by_client_order_id(self, client_order_id: str) -> Claim | None:
-        """Return the claim that owns this client_order_id, or None."""
-        rows = self._pool.read("reading a claim", sql.BY_COID, (client_order_id,))
+    def get_by_client_order_id(self, client_order_id: str, *, account_key: str | None = None) -> Claim | None:
+        """Return the claim that owns this client_order_id on `account_key`'s account, or None.
+
+        A known account (`ports.coid_scope`) finds its own claim, or one of unknown account (the
+        two cannot both exist); an unknown one reads every account's, the oldest first.
+        """
+        scope = coid_scope(account_key)
+        if scope:
+            rows = self._pool.read("reading a claim", sql.BY_COID, (client_order_id, scope))
+        else:
+            rows = self._pool.read("reading a claim", sql.BY_COID_ANY, (client_order_id,))
         return decode_claim(rows[0], self._pool.dt) if rows else None
 
     def list_claims(

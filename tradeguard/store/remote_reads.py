@@ -85,10 +85,15 @@ class RemoteReads:
         found = self._call("GET", f"/v1/claims/{self._key(key)}", "reading a claim")
         return None if found is None else self._same_claim(found, key, "reading a claim")
 
-    def get_by_client_order_id(self, client_order_id: str) -> Claim | None:
-        """Return the claim that owns this client_order_id, or None."""
+    def get_by_client_order_id(self, client_order_id: str, *, account_key: str | None = None) -> Claim | None:
+        """Return the claim that owns this client_order_id on `account_key`'s account, or None.
+
+        The service reads it in that account's scope (`ports.coid_scope`); without one, in the
+        scope of the agent key's own registered account (an admin key: every account's).
+        """
         path = f"/v1/claims/by-client-order-id/{self._key(client_order_id)}"
-        found = self._call("GET", path, "reading a claim")
+        params = None if account_key is None else {"account_key": account_key}
+        found = self._call("GET", path, "reading a claim", params=params)
         if found is None:
             return None
         # The claim is known by its id only: an answer under another id is another claim's.

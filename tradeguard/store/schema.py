@@ -41,7 +41,7 @@ __all__ = [
 
 # The Alembic revision this code reads and writes. A database at any other revision that this
 # package does not ship is refused (it was written by a newer tradeguard).
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -72,7 +72,7 @@ claims = Table(
     "tg_claims",
     metadata,
     Column("claim_key", String(64), primary_key=True),
-    Column("client_order_id", String(128), nullable=False, unique=True),
+    Column("client_order_id", String(128), nullable=False),
     Column("agent_id", String(64), nullable=False),
     Column("kind", String(8), nullable=False),
     Column("symbol", String(32), nullable=False),
@@ -94,6 +94,11 @@ claims = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("reject_kind", String(24)),  # RejectKind of a REJECTED claim (migration 0002)
+    # Where the id must be unique (migration 0012, `ports.coid_scope`): the claiming agent's
+    # account key, or "" (unknown account, or claimed before 0012): unique across every scope.
+    Column("coid_scope", String(64), nullable=False, server_default=text("''")),
+    # A client_order_id names one claim per broker account, as at Alpaca (migration 0012).
+    Index("ux_tg_claims_coid_scope", "client_order_id", "coid_scope", unique=True),
     # One agent's claims in a state (reconciler, exits in flight): flat as history grows (0004).
     Index("ix_tg_claims_state_agent", "state", "agent_id", "updated_at"),
     Index("ix_tg_claims_agent_symbol", "agent_id", "symbol"),
