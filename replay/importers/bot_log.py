@@ -2,6 +2,8 @@
 
 Lines look like `[2026-03-05 10:20:19-040:00 MESSAGE`: the UTC offset is written with a stray
 digit (`-040:00` is read as -04:00) and the closing bracket is missing; both are read as they are.
+Fractions of a second after a dot or a comma (`10:20:19,123`, as Python's `logging` writes them)
+are read too.
 A decision is named by its side, symbol, quantity and bar (`bar=`): two lines with the same four
 are attempts of one decision.
 
@@ -30,7 +32,8 @@ are attempts of one decision.
   same exit written twice seconds apart (11:26:26 and 11:26:28 on May 21) is two attempts of one
   decision, and so is the same exit written at two minutes of one position.
 - Everything else (`ENTRY BLOCKED`, `EXIT BLOCKED: invalid price`, `STAY`, `NO ENTRY`, account
-  warnings, lines without a time) is kept as a note, never dropped; so is an `EXIT` line that
+  warnings, lines without a time: those before the first timed line at its time) is kept as a
+  note, never dropped; so is an `EXIT` line that
   cannot be read (no symbol or qty, a figure that is not a positive number, a bar that is not a
   time): tagged `unreadable`, never guessed at. `ENTER` and `SAFEAGENT SKIP` lines follow
   LOGS.md's grammar (a bar, numbers, a ticker): one that breaks it is refused, naming its line.
@@ -65,7 +68,9 @@ from tradeguard import SessionFormatError, canonical_symbol
 
 __all__ = ["import_bot_log"]
 
-_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d{2,3}:\d\d)?)\]?\s?(.*)$")
+# Fractions of a second after `.` or `,` (Python's `logging` writes `09:42:05,123`): a time read up
+# to the seconds only would drop its zone and leave `,123-040:00 ENTER ...` as the message.
+_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d{2,3}:\d\d)?)\]?\s?(.*)$")
 _PAIRS = re.compile(r"(\w+)=(\S+)")
 _SKIP = re.compile(
     r"^SAFEAGENT (?P<exit>EXIT )?SKIP: duplicate (?:order|exit) blocked "
@@ -345,13 +350,14 @@ def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportRepor
     Raises:
         SessionFormatError: An `ENTER` or `SAFEAGENT SKIP` line that cannot be read (no bar, a
             bad number; an `EXIT` line that cannot be read is kept as a note instead), a log
-            whose first line has no time, a line timed before an earlier one, or an empty file;
-            named by its line.
+            with no timed line, a line timed before an earlier one, or an empty file; named by
+            its line.
     """
     name = str(source)
     log = _Log(name)
     last: datetime | None = None
     last_line = 0
+    untimed: list[tuple[int, str]] = []  # lines before the first timed one
     # Read whole (the events are all held until they are sorted anyway), then split as a text
     # file is: on \n, \r\n or \r, and nothing else.
     with io.StringIO(read_text(source), newline=None) as handle:
@@ -367,12 +373,14 @@ def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportRepor
                 except ValueError:
                     when = None
             if when is None or match is None:
-                if last is None:
-                    raise SessionFormatError(
-                        name, line, "expected a line starting [YYYY-MM-DD HH:MM:SS±HH:MM"
-                    )
+                if last is None:  # before any time (a banner, nohup's line): timed by the first one
+                    untimed.append((line, text.strip()))
+                    continue
                 log.note(line, last, text.strip())  # a continuation (a traceback, a wrapped line)
                 continue
+            for early, note in untimed:
+                log.note(early, when, note)
+            untimed.clear()
             if last is not None and when < last:
                 raise SessionFormatError(
                     name, line, f"time {when.isoformat()} is before line {last_line}'s {last.isoformat()}: "
@@ -381,6 +389,12 @@ def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportRepor
             last, last_line = when, line
             log.read(line, when, match[2].strip())
     if last is None:
+        if untimed:  # no line of it is a bot log's: another file
+            raise SessionFormatError(
+                name,
+                untimed[0][0],
+                "expected a line starting [YYYY-MM-DD HH:MM:SS±HH:MM (no line has a time)",
+            )
         raise SessionFormatError(name, 1, "empty file: expected lines starting [YYYY-MM-DD HH:MM:SS±HH:MM")
     report = ImportReport("bot-log", name, str(out))
     return write_session(
