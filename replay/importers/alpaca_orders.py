@@ -5,11 +5,13 @@ of orders, or `{"orders": [...]}`), or Alpaca's CSV export of orders (header nam
 spaces or underscores). `qty` may be a string or a number.
 
 **Suspected duplicate**: an order with the same symbol, side, quantity, order type and limit and
-stop prices as an earlier one within `window_secs` (60 s), when neither client_order_id names a
-decision: a random id (a UUID, Alpaca's default) says nothing about which decision sent the
-order, so identical orders close together look like a retry. Bot-chosen ids that differ mark
-distinct decisions and are left alone. Each suspected group becomes one decision with several
-attempts, so a replay shows what a guard would have blocked.
+stop prices as the last such order before it, within `window_secs` (60 s), when neither
+client_order_id names a decision (a chain of them, each within the window of the one before, is
+one decision: a retry loop's every attempt): a random id (a UUID, Alpaca's default) says
+nothing about which decision sent the order, so identical orders close together look like a
+retry. Bot-chosen ids that differ mark distinct decisions and are left alone. Each suspected
+group becomes one decision with several attempts, so a replay shows what a guard would have
+blocked.
 
 **Orders that did not fill all**: a `filled` order (or one in a history without statuses)
 replays as ordered; any other replays what it had filled when the history was taken (a
@@ -254,7 +256,8 @@ def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str
                     "duplicate_of": first["id"], "seconds_after": (order["t"] - first["t"]).total_seconds(),
                 }
             )  # fmt: skip
-            continue
+        # The latest of a chain is what the next one is held against: a retry loop that sends one
+        # decision at 0, 35 and 70 s sends three attempts of it, each within the window of the last.
         last[key] = order
     return found
 
