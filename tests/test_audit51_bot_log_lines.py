@@ -81,3 +81,32 @@ def test_a_file_without_any_timed_line_is_still_refused(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"tradeguard: error: {log}:1: ")
     assert not session.exists()
+
+
+@pytest.mark.parametrize("side", ["BUY", "Buy", "OrderSide.BUY"])
+def test_a_skip_naming_its_side_in_capitals_or_as_alpaca_pys_enum_is_a_blocked_retry(
+    side: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `f"... blocked {side} {symbol} ..."` with alpaca-py's OrderSide prints OrderSide.BUY: the
+    # line was kept as a note, and the retry SafeAgent blocked was gone from the replay.
+    text = "".join(line.format(ms="") + "\n" for line in _DAY[:2]).replace("blocked buy", f"blocked {side}")
+    events, figures = _import_and_replay(text, tmp_path, capsys)
+    attempts = [e for e in events if e["type"] == "attempt"]
+    assert [(e["side"], e["symbol"], e["attempt"]) for e in attempts] == [
+        ("buy", "TQQQ", 1),
+        ("buy", "TQQQ", 2),
+    ]
+    assert figures["none"]["duplicate_orders_sent"] == 1
+    assert figures["entry-only"]["duplicate_attempts_blocked"] == 1
+
+
+def test_a_skip_without_a_side_is_refused_naming_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log, session = tmp_path / "bot.log", tmp_path / "bot.jsonl"
+    text = "".join(line.format(ms="") + "\n" for line in _DAY[:2]).replace("blocked buy ", "blocked ")
+    log.write_text(text)
+    assert main(["import", "bot-log", str(log), "-o", str(session)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"tradeguard: error: {log}:2: a SAFEAGENT SKIP line without")
+    assert not session.exists()

@@ -10,7 +10,8 @@ are attempts of one decision.
 - `ENTER <BULL|BEAR> stage=... symbol=S qty=N est_price=P ... bar=B`: an entry attempt (a buy),
   its price, and the bot's belief growing by N.
 - `SAFEAGENT SKIP: duplicate order blocked <side> S qty=N [stage=...] bar=B`: a retry of that
-  decision, blocked by the entry guard (when the first attempt is not in the log, one is added
+  decision (the side in any case, or as alpaca-py's enum prints it, `OrderSide.BUY`; a line with
+  no side is refused), blocked by the entry guard (when the first attempt is not in the log, one is added
   just before it, marked as inferred). The guard keyed the bot's order path, which sent entries,
   adds and flip sells: the retry is of an exit when the decision is an `EXIT` line's (same side,
   symbol, qty and bar), or, with none, when it would close what the bot believes it holds (a
@@ -72,9 +73,10 @@ __all__ = ["import_bot_log"]
 # to the seconds only would drop its zone and leave `,123-040:00 ENTER ...` as the message.
 _LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d{2,3}:\d\d)?)\]?\s?(.*)$")
 _PAIRS = re.compile(r"(\w+)=(\S+)")
+# The side in any case, or as alpaca-py's enum prints (`OrderSide.BUY`): a bot formats what it holds.
 _SKIP = re.compile(
     r"^SAFEAGENT (?P<exit>EXIT )?SKIP: duplicate (?:order|exit) blocked "
-    r"(?:(?P<side>buy|sell) )?(?P<symbol>[A-Za-z0-9.]+)\b"
+    r"(?:(?P<side>(?i:(?:orderside\.)?(?:buy|sell))) )?(?P<symbol>[A-Za-z0-9.]+)\b"
 )
 # A symbol as a session event holds it (`tradeguard.sessions.model`'s `Symbol`), once canonical.
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9./:-]{0,31}")
@@ -188,7 +190,7 @@ class _Log:
         the bot holds (a sell of a long: the May 21 duplicate sell on a flip); else an entry.
         """
         pairs = dict(_PAIRS.findall(message))
-        side = match["side"] or "sell"  # only an exit's may omit the side
+        side = (match["side"] or "sell").lower().removeprefix("orderside.")  # only an exit's may omit it
         symbol = self.symbol(line, match["symbol"])
         path = None
         if match["exit"]:
@@ -259,6 +261,11 @@ class _Log:
         if skip is not None and (skip["side"] or skip["exit"]):  # an entry's SKIP names its side
             self.skip(line, t, message, skip)
             return
+        if skip is not None:  # a blocked retry whose side cannot be read: never a mere note
+            raise SessionFormatError(
+                self.name, line, "a SAFEAGENT SKIP line without buy or sell before the symbol: expected "
+                "'SAFEAGENT SKIP: duplicate order blocked <buy|sell> <SYMBOL> qty=<n> bar=<ISO>'",
+            )  # fmt: skip
         words = message.split(" ", 1)
         pairs = dict(_PAIRS.findall(message))
         written = pairs.get("symbol")
