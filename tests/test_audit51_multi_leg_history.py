@@ -96,8 +96,13 @@ def test_the_same_spread_listed_twice_is_one_note(tmp_path: Path, capsys: pytest
     source, session = tmp_path / "orders.json", tmp_path / "orders.jsonl"
     source.write_text(json.dumps([_order(1, "2026-05-21T13:42:00Z"), spread, spread]))
 
-    assert main(["import", "alpaca-orders", str(source), "-o", str(session), "--json"]) == 0
+    assert main(["import", "alpaca-orders", str(source), "-o", str(session), "--json", "--force"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["repeated_rows_dropped"] == 1
+    assert report["multi_leg_orders"] == 1
+    assert main(["import", "alpaca-orders", str(source), "-o", str(session), "--force"]) == 0
+    said = capsys.readouterr().out
+    assert "1 orders (1 repeated row of the same order id dropped), 0 suspected duplicates" in said
+    assert "1 multi-leg options order (kept as notes: not guarded)" in said
     events = [json.loads(line) for line in session.read_text().splitlines()]
     assert sum(1 for e in events if e.get("tag") == "multi_leg") == 1
