@@ -110,3 +110,23 @@ def test_a_skip_without_a_side_is_refused_naming_its_line(
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith(f"tradeguard: error: {log}:2: a SAFEAGENT SKIP line without")
     assert not session.exists()
+
+
+def test_a_retry_spelling_the_same_qty_and_bar_otherwise_is_the_same_decision(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # LOGS.md: lines with the same side, symbol, qty and bar are attempts of one decision. The
+    # SKIP spells them as the guard stored them (6.0, the bar in UTC): they were another decision,
+    # with a first attempt inferred, so every mode placed the order twice and none blocked it.
+    text = "".join(line.format(ms="") + "\n" for line in _DAY[:2]).replace(
+        "qty=6 bar=2026-05-21T09:42:00-04:00 —", "qty=6.0 bar=2026-05-21T13:42:00Z —"
+    )
+    events, figures = _import_and_replay(text, tmp_path, capsys)
+    attempts = [e for e in events if e["type"] == "attempt"]
+    assert [(e["decision"], e["attempt"]) for e in attempts] == [
+        ("buy TQQQ qty=6 bar=2026-05-21T09:42:00-04:00", 1),
+        ("buy TQQQ qty=6 bar=2026-05-21T09:42:00-04:00", 2),
+    ]
+    assert figures["none"]["duplicate_orders_sent"] == 1
+    assert figures["entry-only"]["duplicate_attempts_blocked"] == 1
+    assert figures["full"]["orders_placed"] == 1

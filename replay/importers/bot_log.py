@@ -5,7 +5,8 @@ digit (`-040:00` is read as -04:00) and the closing bracket is missing; both are
 Fractions of a second after a dot or a comma (`10:20:19,123`, as Python's `logging` writes them)
 are read too.
 A decision is named by its side, symbol, quantity and bar (`bar=`): two lines with the same four
-are attempts of one decision.
+are attempts of one decision, compared by value (`qty=6` and `qty=6.0`, a bar at `-04:00` and the
+same instant in UTC) and named as the first line spells them.
 
 - `ENTER <BULL|BEAR> stage=... symbol=S qty=N est_price=P ... bar=B`: an entry attempt (a buy),
   its price, and the bot's belief growing by N.
@@ -105,6 +106,8 @@ class _Log:
         self.opened: dict[str, datetime] = {}
         # (symbol, qty) -> the exits seen: (reason, decision, the position's opening entry).
         self.exits: dict[tuple[str, Decimal], list[tuple[str | None, str, datetime | None]]] = {}
+        # (side, symbol, qty, bar instant) -> the decision's name, as its first line spelt it.
+        self.names: dict[tuple[str, str, Decimal, datetime], str] = {}
 
     def add(self, line: int, t: datetime, **fields: Any) -> None:
         self.protos.append(Proto(line, t, fields))
@@ -123,10 +126,13 @@ class _Log:
         if bar is None:
             raise SessionFormatError(self.name, line, "an order line without bar=<ISO time>")
         try:
-            parse_time(bar)
+            instant = parse_time(bar)
         except ValueError:
             raise SessionFormatError(self.name, line, f"bar={bar!r} is not a time") from None
-        return f"{side} {symbol} qty={qty} bar={bar}", qty
+        # One decision however each line spells its figures (`qty=6` and `qty=6.0`, a bar with
+        # `-04:00` or in UTC): named as its first line spells it.
+        name = self.names.setdefault((side, symbol, qty, instant), f"{side} {symbol} qty={qty} bar={bar}")
+        return name, qty
 
     def attempt(
         self,
@@ -150,6 +156,9 @@ class _Log:
         """
         name, qty = named or self.decision(line, t, pairs, side, symbol)
         bar = parse_time(pairs["bar"]) if "bar" in pairs else None
+        earlier = self.attempts.get(name)
+        if bar is not None and earlier and earlier[0].get("bar") == bar:
+            bar = earlier[0]["bar"]  # the same instant as its first line wrote it: one guard key
         self.add(
             line, t, type="attempt", decision=name, kind=kind, symbol=symbol, side=side, qty=qty,
             bar=bar, reason=reason, path=path or ("order" if kind == "entry" else "exit"),
