@@ -427,6 +427,9 @@ def run_import(
         ended += f"; {rejected:,} rejected (kept as notes)" if rejected else ""
         still_open = report.extra.get("open_orders", 0)
         ended += f"; {still_open:,} still open with nothing filled (kept as notes)" if still_open else ""
+        multi = report.extra.get("multi_leg_orders", 0)
+        orders = "order" if multi == 1 else "orders"
+        ended += f"; {multi:,} multi-leg options {orders} (kept as notes: not guarded)" if multi else ""
         print(
             f"{report.extra['orders']:,} orders{dropped}, {len(duplicates):,} suspected duplicates{ended}",
             file=said,

@@ -5,11 +5,13 @@ of orders, or `{"orders": [...]}`), or Alpaca's CSV export of orders (header nam
 spaces or underscores). `qty` may be a string or a number.
 
 **Suspected duplicate**: an order with the same symbol, side, quantity, order type and limit and
-stop prices as an earlier one within `window_secs` (60 s), when neither client_order_id names a
-decision: a random id (a UUID, Alpaca's default) says nothing about which decision sent the
-order, so identical orders close together look like a retry. Bot-chosen ids that differ mark
-distinct decisions and are left alone. Each suspected group becomes one decision with several
-attempts, so a replay shows what a guard would have blocked.
+stop prices as the last such order before it, within `window_secs` (60 s), when neither
+client_order_id names a decision (a chain of them, each within the window of the one before, is
+one decision: a retry loop's every attempt): a random id (a UUID, Alpaca's default) says
+nothing about which decision sent the order, so identical orders close together look like a
+retry. Bot-chosen ids that differ mark distinct decisions and are left alone. Each suspected
+group becomes one decision with several attempts, so a replay shows what a guard would have
+blocked.
 
 **Orders that did not fill all**: a `filled` order (or one in a history without statuses)
 replays as ordered; any other replays what it had filled when the history was taken (a
@@ -23,6 +25,11 @@ A note makes no price: only a fill does. A replacement (`replace_order`: its `re
 the order it replaced) is the decision of the order it replaced, never a suspected duplicate:
 one decision with one attempt when the replaced order filled nothing, else a decision of its
 own beside it (each filled its part).
+
+**Multi-leg options orders** (`order_class` `mleg`): Alpaca leaves the symbol, side and type
+out of such an order's top level (each leg names its own), and tradeguard does not guard them
+(`GuardedTradingClient` passes them by): each is one note naming its legs, never an attempt,
+and the rest of the history is imported.
 
 **Repeated rows**: the same order id twice (pages fetched with an overlap, a CSV row pasted twice)
 is one order, taken once; how many rows were dropped is reported. A repeat that disagrees on the
@@ -151,22 +158,40 @@ def _tag(order: dict[str, Any]) -> str:
 _SAME_ORDER = ("symbol", "side", "qty", "notional", "t")
 
 
+def _multi_leg(raw: Any) -> bool:
+    """Whether a row is a multi-leg options order (`order_class` `mleg`)."""
+    if not isinstance(raw, dict):
+        return False
+    return str(raw.get("order_class") or "").lower().removeprefix("orderclass.") == "mleg"
+
+
 def _unique(
     rows: list[tuple[int, Any]], name: str
-) -> tuple[list[tuple[int, Any]], list[dict[str, Any]], int]:
-    """Take each order id once: return the rows kept, their orders, and how many were dropped.
+) -> tuple[list[tuple[int, Any]], list[dict[str, Any]], list[tuple[int, dict[str, Any]]], int]:
+    """Take each order id once: return the rows kept, their orders, the multi-leg ones, the count dropped.
 
     A repeat is the same order seen twice (an overlap of pages, a row pasted twice), not a
     second order: counting it would make a duplicate that never reached the broker. Of two
     copies, the one that saw more filled is kept (a later page may have caught more fills).
+
+    A multi-leg options order (`mleg`) is set apart, not read as an order: Alpaca leaves its
+    symbol, side and type out of its top level (each leg names its own), and tradeguard does not
+    guard such orders, so a replay has nothing to do with it. It becomes a note (`_multi_leg_note`).
 
     Raises:
         SessionFormatError: The same id on a different order (symbol, side, size or time).
     """
     kept_rows: list[tuple[int, Any]] = []
     orders: list[dict[str, Any]] = []
+    multi: list[tuple[int, dict[str, Any]]] = []
     seen: dict[str, int] = {}  # order id -> its index in `orders`
+    seen_multi: set[str] = set()
     for line, raw in rows:
+        if _multi_leg(raw):
+            if not raw.get("id") or str(raw["id"]) not in seen_multi:
+                seen_multi.add(str(raw.get("id") or ""))
+                multi.append((line, raw))
+            continue
         order = _order(line, raw, name)
         if not (isinstance(raw, dict) and raw.get("id")):  # no id: nothing says it is a repeat
             kept_rows.append((line, raw))
@@ -188,7 +213,7 @@ def _unique(
             order["line"] = first["line"]
             orders[index] = order
             kept_rows[index] = (first["line"], raw)
-    return kept_rows, orders, len(rows) - len(orders)
+    return kept_rows, orders, multi, len(rows) - len(orders) - len(multi)
 
 
 def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str, Any]]:
@@ -231,7 +256,8 @@ def _suspects(orders: list[dict[str, Any]], window_secs: float) -> list[dict[str
                     "duplicate_of": first["id"], "seconds_after": (order["t"] - first["t"]).total_seconds(),
                 }
             )  # fmt: skip
-            continue
+        # The latest of a chain is what the next one is held against: a retry loop that sends one
+        # decision at 0, 35 and 70 s sends three attempts of it, each within the window of the last.
         last[key] = order
     return found
 
@@ -343,10 +369,11 @@ def import_alpaca_orders(
     else:
         rows = csv_rows(text, name, _CSV_NAMES)
         _check_csv_columns(set(rows[0][1]) if rows else None, name)
-    rows, orders, repeated = _unique(rows, name)
+    rows, orders, multi, repeated = _unique(rows, name)
     orders.sort(key=lambda o: (o["t"], o["line"]))
     duplicates = _suspects(orders, window_secs)
     legs, leg_notes = _legs(rows, name)
+    leg_notes += [_multi_leg_note(line, raw, name) for line, raw in multi]
     report = ImportReport("alpaca-orders", name, str(out))
     unfilled = sum(1 for o in orders if _unfilled(o) and _tag(o) == "unfilled")
     rejected = sum(1 for o in orders if _tag(o) == "rejected")
@@ -357,7 +384,8 @@ def import_alpaca_orders(
         "unfilled_orders": unfilled,
         "rejected_orders": rejected,
         "open_orders": still_open,
-        "legs": len(legs) + len(leg_notes),
+        "legs": len(legs) + len(leg_notes) - len(multi),
+        "multi_leg_orders": len(multi),
         "suspected_duplicates": len(duplicates),
         "duplicates": duplicates,
     }
@@ -370,6 +398,9 @@ def import_alpaca_orders(
         found += f"; {rejected} rejected (notes)"
     if still_open:
         found += f"; {still_open} still open with nothing filled (notes)"
+    if multi:
+        plural = "order" if len(multi) == 1 else "orders"
+        found += f"; {len(multi)} multi-leg options {plural} (notes: not guarded)"
     title = f"Alpaca order history {path.name}"
     everything = sorted([*orders, *legs], key=lambda o: (o["t"], o["line"]))
     return write_session(
@@ -426,3 +457,38 @@ def _filled_leg(leg: dict[str, Any], filled_at: object, name: str, line: int) ->
     leg["decision"] = f"{leg['symbol']} {leg['side']} {leg['filled_qty']} leg {leg['coid'] or leg['id']}"
     leg["intent"] = leg["intent"] or ("sell_to_close" if leg["side"] == "sell" else "buy_to_close")
     return leg
+
+
+def _multi_leg_note(line: int, raw: dict[str, Any], name: str) -> Proto:
+    """Keep a multi-leg options order as a note naming its legs: tradeguard does not guard it.
+
+    `GuardedTradingClient` passes such orders by, unclaimed, so no guard mode would have done
+    anything else with it; replaying its legs as orders of their own would count the legs of
+    one spread as separate decisions.
+
+    Raises:
+        SessionFormatError: Its time is missing or not a time.
+    """
+    at = raw.get("submitted_at") or raw.get("created_at")
+    if not at:
+        raise SessionFormatError(name, line, "multi-leg order without submitted_at")
+    try:
+        when = parse_time(str(at))
+    except ValueError:
+        raise SessionFormatError(name, line, f"submitted_at {at!r} is not a time") from None
+    listed = raw.get("legs")
+    legs: list[Any] = listed if isinstance(listed, list) else []
+    parts = [
+        " ".join(str(leg.get(k)) for k in ("side", "qty", "symbol") if leg.get(k) not in (None, ""))
+        for leg in legs
+        if isinstance(leg, dict)
+    ]
+    status = str(raw.get("status") or "").lower().removeprefix("orderstatus.") or "no status"
+    filled = raw.get("filled_qty")
+    what = f"{status}, filled {filled}" if filled not in (None, "") else status
+    order = raw.get("id") or f"on line {line}"
+    text = (
+        f"multi-leg order {order} ({what}; legs: {', '.join(parts) or 'none listed'}): tradeguard"
+        " does not guard multi-leg options orders, so a replay leaves it out"
+    )
+    return Proto(line, when, {"type": "note", "text": text, "tag": "multi_leg"})

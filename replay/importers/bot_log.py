@@ -2,13 +2,17 @@
 
 Lines look like `[2026-03-05 10:20:19-040:00 MESSAGE`: the UTC offset is written with a stray
 digit (`-040:00` is read as -04:00) and the closing bracket is missing; both are read as they are.
+Fractions of a second after a dot or a comma (`10:20:19,123`, as Python's `logging` writes them)
+are read too.
 A decision is named by its side, symbol, quantity and bar (`bar=`): two lines with the same four
-are attempts of one decision.
+are attempts of one decision, compared by value (`qty=6` and `qty=6.0`, a bar at `-04:00` and the
+same instant in UTC) and named as the first line spells them.
 
 - `ENTER <BULL|BEAR> stage=... symbol=S qty=N est_price=P ... bar=B`: an entry attempt (a buy),
   its price, and the bot's belief growing by N.
 - `SAFEAGENT SKIP: duplicate order blocked <side> S qty=N [stage=...] bar=B`: a retry of that
-  decision, blocked by the entry guard (when the first attempt is not in the log, one is added
+  decision (the side in any case, or as alpaca-py's enum prints it, `OrderSide.BUY`; a line with
+  no side is refused), blocked by the entry guard (when the first attempt is not in the log, one is added
   just before it, marked as inferred). The guard keyed the bot's order path, which sent entries,
   adds and flip sells: the retry is of an exit when the decision is an `EXIT` line's (same side,
   symbol, qty and bar), or, with none, when it would close what the bot believes it holds (a
@@ -30,7 +34,8 @@ are attempts of one decision.
   same exit written twice seconds apart (11:26:26 and 11:26:28 on May 21) is two attempts of one
   decision, and so is the same exit written at two minutes of one position.
 - Everything else (`ENTRY BLOCKED`, `EXIT BLOCKED: invalid price`, `STAY`, `NO ENTRY`, account
-  warnings, lines without a time) is kept as a note, never dropped; so is an `EXIT` line that
+  warnings, lines without a time: those before the first timed line at its time) is kept as a
+  note, never dropped; so is an `EXIT` line that
   cannot be read (no symbol or qty, a figure that is not a positive number, a bar that is not a
   time): tagged `unreadable`, never guessed at. `ENTER` and `SAFEAGENT SKIP` lines follow
   LOGS.md's grammar (a bar, numbers, a ticker): one that breaks it is refused, naming its line.
@@ -65,11 +70,14 @@ from tradeguard import SessionFormatError, canonical_symbol
 
 __all__ = ["import_bot_log"]
 
-_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d{2,3}:\d\d)?)\]?\s?(.*)$")
+# Fractions of a second after `.` or `,` (Python's `logging` writes `09:42:05,123`): a time read up
+# to the seconds only would drop its zone and leave `,123-040:00 ENTER ...` as the message.
+_LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d{2,3}:\d\d)?)\]?\s?(.*)$")
 _PAIRS = re.compile(r"(\w+)=(\S+)")
+# The side in any case, or as alpaca-py's enum prints (`OrderSide.BUY`): a bot formats what it holds.
 _SKIP = re.compile(
     r"^SAFEAGENT (?P<exit>EXIT )?SKIP: duplicate (?:order|exit) blocked "
-    r"(?:(?P<side>buy|sell) )?(?P<symbol>[A-Za-z0-9.]+)\b"
+    r"(?:(?P<side>(?i:(?:orderside\.)?(?:buy|sell))) )?(?P<symbol>[A-Za-z0-9.]+)\b"
 )
 # A symbol as a session event holds it (`tradeguard.sessions.model`'s `Symbol`), once canonical.
 _SYMBOL = re.compile(r"[A-Z0-9][A-Z0-9./:-]{0,31}")
@@ -98,6 +106,8 @@ class _Log:
         self.opened: dict[str, datetime] = {}
         # (symbol, qty) -> the exits seen: (reason, decision, the position's opening entry).
         self.exits: dict[tuple[str, Decimal], list[tuple[str | None, str, datetime | None]]] = {}
+        # (side, symbol, qty, bar instant) -> the decision's name, as its first line spelt it.
+        self.names: dict[tuple[str, str, Decimal, datetime], str] = {}
 
     def add(self, line: int, t: datetime, **fields: Any) -> None:
         self.protos.append(Proto(line, t, fields))
@@ -116,10 +126,13 @@ class _Log:
         if bar is None:
             raise SessionFormatError(self.name, line, "an order line without bar=<ISO time>")
         try:
-            parse_time(bar)
+            instant = parse_time(bar)
         except ValueError:
             raise SessionFormatError(self.name, line, f"bar={bar!r} is not a time") from None
-        return f"{side} {symbol} qty={qty} bar={bar}", qty
+        # One decision however each line spells its figures (`qty=6` and `qty=6.0`, a bar with
+        # `-04:00` or in UTC): named as its first line spells it.
+        name = self.names.setdefault((side, symbol, qty, instant), f"{side} {symbol} qty={qty} bar={bar}")
+        return name, qty
 
     def attempt(
         self,
@@ -143,6 +156,9 @@ class _Log:
         """
         name, qty = named or self.decision(line, t, pairs, side, symbol)
         bar = parse_time(pairs["bar"]) if "bar" in pairs else None
+        earlier = self.attempts.get(name)
+        if bar is not None and earlier and earlier[0].get("bar") == bar:
+            bar = earlier[0]["bar"]  # the same instant as its first line wrote it: one guard key
         self.add(
             line, t, type="attempt", decision=name, kind=kind, symbol=symbol, side=side, qty=qty,
             bar=bar, reason=reason, path=path or ("order" if kind == "entry" else "exit"),
@@ -183,7 +199,7 @@ class _Log:
         the bot holds (a sell of a long: the May 21 duplicate sell on a flip); else an entry.
         """
         pairs = dict(_PAIRS.findall(message))
-        side = match["side"] or "sell"  # only an exit's may omit the side
+        side = (match["side"] or "sell").lower().removeprefix("orderside.")  # only an exit's may omit it
         symbol = self.symbol(line, match["symbol"])
         path = None
         if match["exit"]:
@@ -254,6 +270,11 @@ class _Log:
         if skip is not None and (skip["side"] or skip["exit"]):  # an entry's SKIP names its side
             self.skip(line, t, message, skip)
             return
+        if skip is not None:  # a blocked retry whose side cannot be read: never a mere note
+            raise SessionFormatError(
+                self.name, line, "a SAFEAGENT SKIP line without buy or sell before the symbol: expected "
+                "'SAFEAGENT SKIP: duplicate order blocked <buy|sell> <SYMBOL> qty=<n> bar=<ISO>'",
+            )  # fmt: skip
         words = message.split(" ", 1)
         pairs = dict(_PAIRS.findall(message))
         written = pairs.get("symbol")
@@ -345,13 +366,14 @@ def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportRepor
     Raises:
         SessionFormatError: An `ENTER` or `SAFEAGENT SKIP` line that cannot be read (no bar, a
             bad number; an `EXIT` line that cannot be read is kept as a note instead), a log
-            whose first line has no time, a line timed before an earlier one, or an empty file;
-            named by its line.
+            with no timed line, a line timed before an earlier one, or an empty file; named by
+            its line.
     """
     name = str(source)
     log = _Log(name)
     last: datetime | None = None
     last_line = 0
+    untimed: list[tuple[int, str]] = []  # lines before the first timed one
     # Read whole (the events are all held until they are sorted anyway), then split as a text
     # file is: on \n, \r\n or \r, and nothing else.
     with io.StringIO(read_text(source), newline=None) as handle:
@@ -367,12 +389,14 @@ def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportRepor
                 except ValueError:
                     when = None
             if when is None or match is None:
-                if last is None:
-                    raise SessionFormatError(
-                        name, line, "expected a line starting [YYYY-MM-DD HH:MM:SS±HH:MM"
-                    )
+                if last is None:  # before any time (a banner, nohup's line): timed by the first one
+                    untimed.append((line, text.strip()))
+                    continue
                 log.note(line, last, text.strip())  # a continuation (a traceback, a wrapped line)
                 continue
+            for early, note in untimed:
+                log.note(early, when, note)
+            untimed.clear()
             if last is not None and when < last:
                 raise SessionFormatError(
                     name, line, f"time {when.isoformat()} is before line {last_line}'s {last.isoformat()}: "
@@ -381,6 +405,12 @@ def import_bot_log(source: str | Path, out: str | Path | IO[str]) -> ImportRepor
             last, last_line = when, line
             log.read(line, when, match[2].strip())
     if last is None:
+        if untimed:  # no line of it is a bot log's: another file
+            raise SessionFormatError(
+                name,
+                untimed[0][0],
+                "expected a line starting [YYYY-MM-DD HH:MM:SS±HH:MM (no line has a time)",
+            )
         raise SessionFormatError(name, 1, "empty file: expected lines starting [YYYY-MM-DD HH:MM:SS±HH:MM")
     report = ImportReport("bot-log", name, str(out))
     return write_session(

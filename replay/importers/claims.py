@@ -476,10 +476,19 @@ def _literal(value: object, name: str, line: int) -> dict[str, Any] | str:
 
 
 _CLAIMS_TABLE = {"key", "client_order_id", "state", "intent", "attempts"}
+# `tradeguard audit --format csv`: the table a person reads, without the claim keys of `--csv FILE`.
+_AUDIT_TABLE = {"id", "at", "agent", "action", "kind", "symbol", "side", "qty", "state", "client_order_id"}
 
 
 def _refuse_claims_table(columns: set[str], name: str) -> None:
-    """Refuse the claims table as CSV, saying which export to import instead."""
+    """Refuse the claims or audit table as CSV, saying which export to import instead."""
+    if columns >= _AUDIT_TABLE and "claim_key" not in columns:
+        raise SessionFormatError(
+            name, 1,
+            "the audit table as CSV (tradeguard audit --format csv) lacks the claim keys a replay "
+            "needs: write the audit log with tradeguard audit --csv FILE (or --format json, or "
+            "tradeguard db export --what audit)",
+        )  # fmt: skip
     if columns >= _CLAIMS_TABLE:
         raise SessionFormatError(
             name, 1,

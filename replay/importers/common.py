@@ -255,7 +255,7 @@ _JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a bool
 
 
 def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
-    """Return the items of a JSON list (or `{key: [...]}`) with the line each starts on.
+    """Return the items of a JSON list (or `{key: [...]}`, or JSON Lines) with the line each starts on.
 
     Raises:
         SessionFormatError: Empty, not JSON, or not such a list (naming the line).
@@ -266,6 +266,9 @@ def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
     try:
         doc = json_text(text, name, 1)
     except json.JSONDecodeError as exc:
+        lines = _json_lines(text, name) if exc.msg == "Extra data" else None
+        if lines is not None:
+            return lines
         raise SessionFormatError(name, exc.lineno, f"not valid JSON: {json_problem(exc)}") from None
     if isinstance(doc, dict):
         if not isinstance(doc.get(key), list):
@@ -290,6 +293,36 @@ def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
         item, end = decoder.raw_decode(text, index)
         found.append((text.count("\n", 0, index) + 1, item))
         index = end
+
+
+def _json_lines(text: str, name: str) -> list[tuple[int, Any]] | None:
+    """Return the objects of JSON Lines text (one object per line) with their lines, or None.
+
+    What a script writes that saves each record as it comes (`json.dumps` and a line break per
+    record) rather than one list. None when the text does not look like that (its first line is no
+    object): the caller reports the JSON error as it was.
+
+    Raises:
+        SessionFormatError: A later line that is not one JSON object (naming it).
+    """
+    found: list[tuple[int, Any]] = []
+    for line, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            item = json_text(raw, name, line)
+        except json.JSONDecodeError as exc:
+            if not found:
+                return None
+            problem = f"not valid JSON (a file of one JSON object per line): {json_problem(exc)}"
+            raise SessionFormatError(name, line, problem) from None
+        if not isinstance(item, dict):
+            if not found:
+                return None
+            got = _JSON_KINDS.get(type(item), "a number")
+            raise SessionFormatError(name, line, f"expected one JSON object per line, got {got}")
+        found.append((line, item))
+    return found
 
 
 def csv_rows(text: str, name: str, names: dict[str, str] | None = None) -> list[tuple[int, dict[str, Any]]]:
