@@ -1,6 +1,7 @@
 """Worker processes of audit 44: bots on one served paper account and one PostgreSQL store.
 
-Each function runs in a fresh interpreter (multiprocessing "spawn"), with its own gateway and
+Each function runs in a process of its own (forked from the preloaded fork server of
+tests/forks.py), with its own gateway and
 AlpacaBroker (the real alpaca-py TradingClient over HTTP to the paper server). Outcomes go to a
 file or a queue as text: the test process asserts on them.
 """

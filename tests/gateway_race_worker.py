@@ -1,4 +1,4 @@
-"""Code run by other processes in the gateway race test (importable, for multiprocessing spawn)."""
+"""Code run by other processes in the gateway race test (importable: tests/forks.py)."""
 
 from __future__ import annotations
 

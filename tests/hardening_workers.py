@@ -1,4 +1,4 @@
-"""Code run by other processes in the issue 8 hardening tests (importable, for multiprocessing spawn).
+"""Code run by other processes in the issue 8 hardening tests (importable: tests/forks.py).
 
 Every worker reports through `results` (a queue) or a file, and reports an exception instead of
 raising it, so the parent fails with its text rather than waiting for a worker that died.

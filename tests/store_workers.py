@@ -1,6 +1,6 @@
 """Helpers of the store tests: the code that runs in other processes (mothers: tests/mothers.py).
 
-The race workers run under multiprocessing's "spawn" start method (a fresh interpreter each, as
+The race workers run in processes of their own, forked from tests/forks.py's fork server (as
 separate bots would be); the crash worker runs as a script so the test can SIGKILL a real
 process: ``python store_workers.py claim-and-hang URL INTENT_NAME``.
 """

@@ -11,7 +11,6 @@ real PostgreSQL server (a schema of this test's own).
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,6 +18,7 @@ from decimal import Decimal
 import pytest
 
 from tests import audit44_workers as workers
+from tests.forks import FORKS
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain import Side
@@ -31,7 +31,7 @@ from tradeguard.testing import paper_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-CTX = multiprocessing.get_context("spawn")
+CTX = FORKS
 SYMBOL = "TQQQ"
 # Passes look at every claim at once (no "recent activity" grace) and read twice quickly; the
 # positions endpoint here is current, so an exit waits out others' fills only briefly.

@@ -18,7 +18,6 @@ with SIGSTOP at that point, on the paper server over HTTP and PostgreSQL (an `au
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import time
@@ -30,6 +29,7 @@ from typing import Any
 import pytest
 
 from tests import audit44_workers as workers
+from tests.forks import FORKS
 from tests.gateway_kit import broker_qty
 from tests.test_hardening_races import _wait_for
 from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
@@ -41,7 +41,7 @@ from tradeguard.paper.prices import FixedPrices
 from tradeguard.store import ClaimStore
 from tradeguard.testing import FaultPlan, FaultyBroker, paper_server
 
-CTX = multiprocessing.get_context("spawn")
+CTX = FORKS
 SETTINGS = Settings(recent_activity_secs=0)  # position_settle_secs 30 s, exit_resize_after_secs 0.5 s
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import audit44_workers as workers
+from tests.forks import FORKS
 from tests.gateway_kit import ServedRecording, broker_qty
 from tests.test_hardening_races import _wait_for
 from tradeguard.clock import ManualClock
@@ -35,7 +36,7 @@ from tradeguard.testing import orders_of, paper_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-CTX = multiprocessing.get_context("spawn")
+CTX = FORKS
 LEASE = 1.0
 
 

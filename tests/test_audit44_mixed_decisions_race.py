@@ -13,7 +13,6 @@ client, the real PostgreSQL server (a schema of this test's own).
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests import audit44_workers as workers
+from tests.forks import FORKS
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, OrderRequest, PositionIntent, Side
@@ -35,7 +35,7 @@ from tradeguard.testing import paper_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-CTX = multiprocessing.get_context("spawn")
+CTX = FORKS
 SYMBOLS = ["RACEA", "RACEB"]
 AGENTS = ("a", "b")
 HELD = 20

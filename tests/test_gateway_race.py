@@ -6,11 +6,11 @@ to the paper server on 127.0.0.1) against one claim store: a SQLite file, or Pos
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import Counter, defaultdict
 
 import pytest
 
+from tests.forks import FORKS
 from tests.gateway_race_worker import enter_worker
 from tradeguard.testing import orders_of, paper_server
 
@@ -21,7 +21,7 @@ ROUNDS = 15
 
 
 def test_eight_processes_one_decision_one_post_per_round(store_url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
+    ctx = FORKS
     barrier = ctx.Barrier(WORKERS)
     results = ctx.Queue()
     with paper_server() as server:

@@ -1,6 +1,7 @@
 """Issue 8, multi-process defects: lost ledger fills, oversized concurrent exits, stalled senders.
 
-Real OS processes (multiprocessing "spawn": a fresh interpreter each, as separate bots), real
+Real OS processes (forked from the preloaded fork server of tests/forks.py: no state shared
+with this process, as separate bots), real
 claim stores (a SQLite file and PostgreSQL), and where orders are sent, the paper server over
 HTTP with the real alpaca-py TradingClient inside AlpacaBroker. Waits are bounded and fail with
 a message; nothing asserts on time.
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests import hardening_workers as workers
+from tests.forks import FORKS
 from tests.gateway_kit import MAY21_PRICES, ServedRecording, broker_qty
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.clock import ManualClock
@@ -34,7 +36,7 @@ from tradeguard.testing import orders_of, paper_server
 
 pytestmark = pytest.mark.slow
 
-CTX = multiprocessing.get_context("spawn")
+CTX = FORKS
 WORKERS = 8
 DECISIONS = 15
 

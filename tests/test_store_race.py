@@ -1,18 +1,18 @@
 """Eight OS processes claim the same intent at the same moment: exactly one wins, every round.
 
-The workers are spawned interpreters (no state shared with this one) that loop over the rounds;
-a barrier releases all eight into each claim together. The same workers then race on the
+The workers are processes of their own (tests/forks.py: no state shared with this one) that
+loop over the rounds; a barrier releases all eight into each claim together. The same workers then race on the
 dedup window of drop-in mode.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
 from collections import defaultdict
 
 import pytest
 
+from tests.forks import FORKS
 from tests.mothers import make_intent
 from tests.store_workers import race_worker
 from tradeguard.store import AuditQuery, ClaimStore
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 def run_race(url: str) -> dict[str, dict[int, list[tuple[object, ...]]]]:
     """Run the workers on `url`; return their results by kind and round."""
     ClaimStore(url).close()  # create the schema first, as a deployment would
-    ctx = multiprocessing.get_context("spawn")
+    ctx = FORKS
     barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
     procs = [ctx.Process(target=race_worker, args=(url, ROUNDS, barrier, results, w)) for w in range(WORKERS)]
     for p in procs:

@@ -8,6 +8,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from tests.forks import FORKS
 from tests.mothers import make_intent, make_spec
 from tradeguard.errors import StoreError
 from tradeguard.store import ClaimStore, schema
@@ -100,12 +101,10 @@ def test_the_migrations_build_exactly_the_schema_the_code_reads(store_url: str) 
 
 def test_processes_opening_one_new_store_at_once_migrate_it_once_and_all_claim(store_url: str) -> None:
     """Bots started together on a store nobody created yet: one migrates, the others wait and use it."""
-    import multiprocessing
-
     from tests.store_workers import open_new_store_worker
 
     workers = 6
-    ctx = multiprocessing.get_context("spawn")
+    ctx = FORKS
     barrier, results = ctx.Barrier(workers), ctx.Queue()
     procs = [
         ctx.Process(target=open_new_store_worker, args=(store_url, barrier, results, w))

@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 import tradeguard
+from tests.forks import FORKS
 from tradeguard.service.keys import KeyRing
 
 REPO_ROOT = Path(tradeguard.__file__).resolve().parent.parent
@@ -39,10 +40,9 @@ NewKey = Callable[..., str]
 Launch = Callable[..., "Service"]
 NewKeyOn = Callable[[str], NewKey]
 _START_DEADLINE_SECS = 90.0  # a generous bound on a loaded 2-core machine, not a speed check
-# One fork server per test process (pytest-xdist worker), started on the first service; it
-# imports what the service imports, then forks a service per start.
-_FORKS = multiprocessing.get_context("forkserver")
-_FORKS.set_forkserver_preload(["tests.service.service_worker"])
+# One fork server per test process (pytest-xdist worker), started on the first service (or race
+# worker: tests/forks.py, shared); it imports what the service imports, then forks a service per start.
+_FORKS = FORKS
 
 
 class ServiceProcess:
