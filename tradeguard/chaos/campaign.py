@@ -122,6 +122,9 @@ def chaos(
         )
     cls = load_strategy(strategy) if isinstance(strategy, str) else strategy
     day = bars if isinstance(bars, BarSeries) else load_bars(bars)
+    # A symbol the day has no bars of fails every bar of every run in the strategy (and a real
+    # process run waits out a restart per bar): refused here as `tradeguard run` refuses it.
+    day.require(cls.symbols)
     # What the runs will write is checked before the first run: a store that cannot be opened
     # or a folder that cannot be made would otherwise end the campaign with a traceback after
     # minutes of runs, their results lost.

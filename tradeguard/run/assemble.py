@@ -29,9 +29,12 @@ def open_store(settings: RunSettings, venue: Venue, agent_id: str) -> ClaimStore
     """Open the run's claim store: the one named, else a fresh SQLite file (sim) or the default.
 
     Raises:
-        ConfigError: A sim was pointed at a store where the agent holds positions: the sim's
-            account starts empty and its start-up reconcile would take them for phantoms.
+        ConfigError: A sim was pointed at a store where the agent holds positions, or has
+            claims not yet final: the sim's account starts empty, so its reconcile would take
+            the positions for phantoms and the open claims' orders (on an account that is gone)
+            for orders never sent.
     """
+    from tradeguard.run.summary import OPEN_STATES
     from tradeguard.store import ClaimStore
 
     url = settings.store_url
@@ -51,6 +54,21 @@ def open_store(settings: RunSettings, venue: Venue, agent_id: str) -> ClaimStore
             raise ConfigError(
                 f"sim needs a store of its own: agent {agent_id} holds {what} in {url}, which a "
                 "simulated account (it starts empty) would take for phantoms"
+            )
+        # An UNKNOWN (or PENDING, SUBMITTED) claim of an earlier run names an order on that
+        # run's account, which no longer exists: the fresh account's "no such order" is no
+        # evidence, yet its reconcile would record the order NOT_SENT (a fill lost from the
+        # record, G2) once the strategy's same decision came round again.
+        unsettled = store.list_claims(states=list(OPEN_STATES), agent_id=agent_id)
+        if unsettled:
+            store.close()
+            first = unsettled[0]
+            more = f" and {len(unsettled) - 1} more" if len(unsettled) > 1 else ""
+            raise ConfigError(
+                f"sim needs a store of its own: agent {agent_id} has {len(unsettled)} claim(s) not "
+                f"yet final in {url} ({first.state.value} {first.symbol} {first.side.value} "
+                f"{first.client_order_id}{more}), orders of another account that a simulated "
+                "account (it starts empty) would take for never sent"
             )
     return store
 

@@ -90,12 +90,36 @@ class Monitor:
         self.since = since
         self.symbols = tuple(s.upper() for s in symbols)
         self._last_audit_id = self._audit_tail()
+        # The run's own claims and skips are those audited after this point. A time cannot tell
+        # them apart: a sim's clock replays the same day on every run, so an earlier run's claims
+        # on the same store were "created since" this run's start too (and counted as its own).
+        self._status_audit_id = self._last_audit_id
+        self._run_keys: set[str] = set()
+        self._blocked = 0
+        self._skipped = 0
 
     def _audit_tail(self) -> int:
         last = 0
         while page := self.store.audit_page(AuditQuery(agent_id=self.agent_id), after_id=last, limit=1000):
             last = page[-1].id
         return last
+
+    def _read_run_records(self) -> None:
+        """Take in the agent's claim and skip records audited since the last status."""
+        while page := self.store.audit_page(
+            AuditQuery(agent_id=self.agent_id, actions=("claim", "skip")),
+            after_id=self._status_audit_id,
+            limit=1000,
+        ):
+            for record in page:
+                if record.action == "claim" and record.claim_key:
+                    self._run_keys.add(record.claim_key)
+                elif record.action == "skip":
+                    if record.claim_key:
+                        self._blocked += 1
+                    else:
+                        self._skipped += 1
+            self._status_audit_id = page[-1].id
 
     def new_records(self) -> list[AuditRecord]:
         """Return the agent's audit records written since the last call, oldest first."""
@@ -110,20 +134,14 @@ class Monitor:
     def status(self) -> Status:
         """Read the run's status now."""
         store = self.store
+        self._read_run_records()
         claims = [
             c
             for c in store.list_claims(agent_id=self.agent_id, updated_since=self.since)
-            if c.created_at >= self.since
+            if c.key in self._run_keys
         ]
         open_claims = tuple(store.list_claims(states=list(OPEN_STATES), agent_id=self.agent_id))
-        blocked = skipped = 0
-        for record in store.audit_records(
-            AuditQuery(agent_id=self.agent_id, actions=("skip",), since=self.since)
-        ):
-            if record.claim_key:
-                blocked += 1
-            else:
-                skipped += 1
+        blocked, skipped = self._blocked, self._skipped
         return Status(
             positions=self._positions(),
             open_claims=open_claims,
