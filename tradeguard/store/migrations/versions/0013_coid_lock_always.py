@@ -25,7 +25,9 @@ down_revision = "0012"
 branch_labels = None
 depends_on = None
 
-_BEFORE = importlib.import_module("tradeguard.store.migrations.versions.0012_coid_per_account")._CLAIM_FUNCTION
+_BEFORE = importlib.import_module(
+    "tradeguard.store.migrations.versions.0012_coid_per_account"
+)._CLAIM_FUNCTION
 _SKIP_DERIVED = """    IF right(p_coid, 32) IS DISTINCT FROM left(p_key, 32) THEN
         IF scope = '' THEN
             PERFORM pg_advisory_xact_lock(hashtextextended('tradeguard:coid:' || p_coid, 0));
