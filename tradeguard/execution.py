@@ -200,7 +200,7 @@ def held_elsewhere(store: ClaimLedger, claim: Claim, broker: Broker | None) -> s
     where = "another claim holds it" if holder is not None else "this claim holds it on another account"
     return (
         f"client_order_id {claim.client_order_id} is not this claim's on the broker's account "
-        f"({where}: ids are unique per account); this decision was not placed under it"
+        f"({where}: ids are unique per account)"
     )
 
 

@@ -20,7 +20,8 @@ BY_KEY = f"SELECT {COLS} FROM tg_claims WHERE claim_key = ?"
 # A claim by its client_order_id (`ports.coid_scope`): in one account's scope (its own, or "" from
 # an agent of unknown account), or in any scope, the oldest first (an agent of unknown account).
 BY_COID = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ? AND coid_scope IN (?, '')"
-BY_COID_ANY = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ? ORDER BY created_at, claim_key LIMIT 1"
+BY_COID_EVERY = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ? ORDER BY created_at, claim_key"
+BY_COID_ANY = BY_COID_EVERY + " LIMIT 1"
 # PostgreSQL: the claim function of migrations 0005 and 0009 (the values of INSERT_CLAIM but updated_at,
 # then the audit record's, see audit.write_audit). No rows: it inserted the claim and its record; else the
 # existing claim's row, in CLAIM_COLUMNS order.
