@@ -84,7 +84,8 @@ def test_a_re_pointed_agent_never_adopts_the_other_accounts_order_under_its_id(s
     with ClaimStore(store_url) as store:
         mine = store.get(key)
         assert mine is not None and mine.broker_order_id != str(placed_b.id)  # type: ignore[union-attr]
-        assert mine.state is not ClaimState.SUBMITTED
+        # Account y says nothing of its own order (on x): it stays UNKNOWN, visible (G2).
+        assert mine.state is ClaimState.UNKNOWN
         assert store.position("bot-a", "SPY").is_flat
         assert store.position("bot-b", "SPY").qty == 1
 
@@ -104,7 +105,7 @@ def test_a_pass_on_account_y_adopts_y_s_order_into_y_s_claim_only(store_url: str
         Reconciler(y, store).run()  # a whole-store pass with account y's broker
         mine = store.get(key)
         assert mine is not None and mine.broker_order_id != str(placed_b.id)  # type: ignore[union-attr]
-        assert store.position("bot-a", "SPY").is_flat
+        assert mine.state is ClaimState.UNKNOWN and store.position("bot-a", "SPY").is_flat
         theirs = store.get_by_client_order_id("entry-1", account_key=account_key_of(y))
         assert theirs is not None and theirs.agent_id == "bot-b"
         assert theirs.broker_order_id == str(placed_b.id)  # type: ignore[union-attr]

@@ -234,16 +234,17 @@ def adopt_order(
     why: str,
     *,
     broker: Broker | None = None,
-    placed_now: bool = False,
+    id_checked: bool = False,
 ) -> Claim:
     """Move `claim` to the broker's state for `order`; a no-op when nothing changed.
 
     A move the table forbids (e.g. a terminal claim) is left alone: broker evidence can only
     move a claim forward. An order that is not this claim's (see `mismatch` and
-    `foreign_chain`, which reads `broker` when given, and `held_elsewhere`: found by an id
-    another claim holds on `broker`'s account, unless `placed_now`, the answer to this claim's
-    own POST) is never adopted: the claim becomes
-    REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched. A replaced order is
+    `foreign_chain`, which reads `broker` when given) is never adopted: the claim becomes
+    REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched. Nor is one under an id
+    that on `broker`'s account is not this claim's (`held_elsewhere`; not read when
+    `id_checked`: the answer to this claim's own POST, or checked by the caller): the claim is
+    left as it is, as that account says nothing of its own order. A replaced order is
     followed through `broker` to the live order of its chain (without a broker it leaves the
     claim live: a replaced order never ends a decision).
     """
@@ -253,8 +254,10 @@ def adopt_order(
         with contextlib.suppress(BrokerError):
             order = broker.get_order_by_client_id(claim.client_order_id) or order
     problem = mismatch(claim, order) or foreign_chain(store, claim, order, broker)
-    if problem is None and not placed_now:
-        problem = held_elsewhere(store, claim, broker)
+    if problem is None and not id_checked and held_elsewhere(store, claim, broker) is not None:
+        # Another claim's order, on an account this claim's id is not scoped to: no evidence of
+        # this claim's own order either way (its account's broker resolves it). Left as it is.
+        return claim
     if problem is not None:
         if ClaimState.REJECTED not in TRANSITIONS[claim.state]:
             return claim
@@ -291,7 +294,7 @@ def adopt_order(
         fresh = reread(store, claim)
         if fresh.state is claim.state:
             return fresh
-        return adopt_order(store, fresh, order, why, broker=broker, placed_now=placed_now)
+        return adopt_order(store, fresh, order, why, broker=broker, id_checked=id_checked)
 
 
 def reread(store: ClaimLedger, claim: Claim) -> Claim:
@@ -423,7 +426,7 @@ def send_claim(
     crashpoints.hit("after_post")
     adopted = _recorded(
         partial(
-            adopt_order, store, claim, order, "acknowledged by the broker", broker=broker, placed_now=True
+            adopt_order, store, claim, order, "acknowledged by the broker", broker=broker, id_checked=True
         ),
         claim,
     )
@@ -446,9 +449,12 @@ def _refused(broker: Broker, store: ClaimLedger, claim: Claim, exc: OrderRejecte
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:
         found = None
+    if found is not None and _recorded(partial(held_elsewhere, store, claim, broker), claim) is not None:
+        found = None  # another claim's order on this account (ids are unique per account)
     if found is not None:
         why = f"found by client_order_id after the broker answered {exc.status_code}: {exc.message}"
-        adopted = _recorded(partial(adopt_order, store, claim, found, why, broker=broker), claim)
+        adopt = partial(adopt_order, store, claim, found, why, broker=broker, id_checked=True)
+        adopted = _recorded(adopt, claim)
         taken = _id_taken(adopted)
         if taken is not None:
             return taken
@@ -538,10 +544,12 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:
         found = None
+    if found is not None and held_elsewhere(store, claim, broker) is not None:
+        found = None  # another claim's order on this account (ids are unique per account)
     if found is None:
         return OrderResult(Outcome.UNKNOWN, claim, None, exc.message, exc)
     why = "found by client_order_id after an ambiguous send"
-    claim = adopt_order(store, claim, found, why, broker=broker)
+    claim = adopt_order(store, claim, found, why, broker=broker, id_checked=True)
     taken = _id_taken(claim)
     if taken is not None:
         return taken
