@@ -18,6 +18,7 @@ from tradeguard import ClaimStore, PaperBroker, Settings
 from tradeguard.cli import main
 from tradeguard.domain import AuditAction, Claim
 from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.ports import account_key_from_id, account_key_of
 from tradeguard.reconcile import Reconciler
 from tradeguard.store import AuditQuery
 
@@ -238,3 +239,38 @@ def test_list_marks_open_claims_not_updated_for_a_while_as_stale(
         "UNKNOWN",
         "yes",
     )
+
+
+def _unknown_caller_claim(url: str, agent: str, account: str) -> Claim:
+    """`agent` on `account` claimed caller id "entry-1" (6 TQQQ); its send's answer was lost."""
+    with ClaimStore(url) as store:
+        store.register_account(agent, account)
+        intent = make_intent("coid:entry-1", symbol="TQQQ", agent=agent)
+        made = store.claim(intent, make_spec(6), owner="worker-1", client_order_id="entry-1").claim
+        return store.transition(made, ClaimState.UNKNOWN, reason="read timeout after send")
+
+
+def test_a_client_order_id_two_accounts_hold_is_resolved_on_the_brokers_account_only(
+    store_url: str, paper_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ids are unique per account (migration 0012): "entry-1" names bot-a's claim on x, bot-b's on y."""
+    y = PaperBroker(state_path=paper_file)
+    elsewhere = _unknown_caller_claim(store_url, "bot-a", account_key_from_id("account-x"))  # the oldest
+    mine = _unknown_caller_claim(store_url, "bot-b", account_key_of(y))
+    y.submit_order(mine.request())  # bot-b's order landed at y and filled
+    # Which claim "entry-1" means is not the CLI's to guess without a broker.
+    assert main(["claims", "show", "entry-1", "--store", store_url]) == 2
+    err = capsys.readouterr().err
+    assert elsewhere.key in err and mine.key in err
+    args = ["--as", "filled", "--reason", "fills report", "--paper-state", str(paper_file)]
+    assert main(["claims", "resolve", "entry-1", "--store", store_url, *args]) == 0
+    with ClaimStore(store_url) as store:
+        a, b = store.get(elsewhere.key), store.get(mine.key)
+        assert a is not None and a.state is ClaimState.UNKNOWN and a.broker_order_id is None
+        assert b is not None and b.state is ClaimState.FILLED
+        assert store.position("bot-a", "TQQQ").is_flat and store.position("bot-b", "TQQQ").qty == 6
+    # Nor is bot-a's claim resolved against y's broker by its key: its id is x's.
+    assert main(["claims", "resolve", elsewhere.key, "--store", store_url, *args]) == 1
+    with ClaimStore(store_url) as store:
+        a = store.get(elsewhere.key)
+        assert a is not None and a.state is ClaimState.UNKNOWN and store.position("bot-a", "TQQQ").is_flat

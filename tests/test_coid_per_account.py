@@ -319,3 +319,16 @@ def test_the_memory_store_forgets_a_pruned_claims_id_in_its_scope_only() -> None
     kept = store.get_by_client_order_id("entry-1", account_key=Y)
     assert kept is not None and kept.key == b
     assert _claim(store, "b", "entry-1") == b
+
+
+def test_a_refused_id_names_the_claim_it_conflicts_with_not_another_accounts(shared: ClaimLedger) -> None:
+    # The account whose key sorts first holds the id too: an unscoped read of the id finds it first.
+    first, second = sorted((X, Y))
+    shared.register_account("elsewhere", first)
+    shared.register_account("holder", second)
+    shared.register_account("late", second)
+    theirs = _claim(shared, "elsewhere", "entry-1")
+    mine = _claim(shared, "holder", "entry-1")
+    with pytest.raises(StoreError) as refused:
+        _claim(shared, "late", "entry-1")
+    assert mine in str(refused.value) and theirs not in str(refused.value)

@@ -29,7 +29,7 @@ from tradeguard.errors import (
     StoreError,
     UnrecordedOrder,
 )
-from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.ports import Broker, ClaimLedger, account_key_of
 
 __all__ = [
     "OrderResult",
@@ -176,6 +176,34 @@ def foreign_chain(
     return None
 
 
+def _derived(claim: Claim) -> bool:
+    """Whether the claim's id is derived from its own key (`derive_client_order_id`): no other claim's."""
+    return claim.client_order_id.endswith("-" + claim.key[:32])
+
+
+def held_elsewhere(store: ClaimLedger, claim: Claim, broker: Broker | None) -> str | None:
+    """Return why an order under the claim's id at `broker`'s account cannot be the claim's, or None.
+
+    A caller's id is unique per broker account, not per store (`ports.coid_scope`, migration
+    0012): bots on two accounts may both hold "entry-1". On one account the order under an id
+    is that of the claim holding the id in the account's scope; when that claim is another one
+    (or none: the claim's id is scoped to another account, its agent re-pointed since), an
+    order found there under the id is another agent's, and one sent there would be adopted by
+    that account's claim. Derived ids (no other claim carries one) and a call without a broker
+    are not read: no store read on the common path.
+    """
+    if broker is None or _derived(claim):
+        return None
+    holder = store.get_by_client_order_id(claim.client_order_id, account_key=account_key_of(broker))
+    if holder is not None and holder.key == claim.key:
+        return None
+    where = "another claim holds it" if holder is not None else "this claim holds it on another account"
+    return (
+        f"client_order_id {claim.client_order_id} is not this claim's on the broker's account "
+        f"({where}: ids are unique per account)"
+    )
+
+
 MAX_CHAIN_HOPS = 16  # replacements followed at most (`foreign_chain`, the reconciler's listing)
 
 
@@ -200,14 +228,23 @@ def _own_chain(broker: Broker, claim: Claim, order: BrokerOrder) -> bool | None:
 
 
 def adopt_order(
-    store: ClaimLedger, claim: Claim, order: BrokerOrder, why: str, *, broker: Broker | None = None
+    store: ClaimLedger,
+    claim: Claim,
+    order: BrokerOrder,
+    why: str,
+    *,
+    broker: Broker | None = None,
+    id_checked: bool = False,
 ) -> Claim:
     """Move `claim` to the broker's state for `order`; a no-op when nothing changed.
 
     A move the table forbids (e.g. a terminal claim) is left alone: broker evidence can only
     move a claim forward. An order that is not this claim's (see `mismatch` and
     `foreign_chain`, which reads `broker` when given) is never adopted: the claim becomes
-    REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched. A replaced order is
+    REJECTED with `RejectKind.ID_TAKEN` and the ledger is untouched. Nor is one under an id
+    that on `broker`'s account is not this claim's (`held_elsewhere`; not read when
+    `id_checked`: the answer to this claim's own POST, or checked by the caller): the claim is
+    left as it is, as that account says nothing of its own order. A replaced order is
     followed through `broker` to the live order of its chain (without a broker it leaves the
     claim live: a replaced order never ends a decision).
     """
@@ -217,6 +254,10 @@ def adopt_order(
         with contextlib.suppress(BrokerError):
             order = broker.get_order_by_client_id(claim.client_order_id) or order
     problem = mismatch(claim, order) or foreign_chain(store, claim, order, broker)
+    if problem is None and not id_checked and held_elsewhere(store, claim, broker) is not None:
+        # Another claim's order, on an account this claim's id is not scoped to: no evidence of
+        # this claim's own order either way (its account's broker resolves it). Left as it is.
+        return claim
     if problem is not None:
         if ClaimState.REJECTED not in TRANSITIONS[claim.state]:
             return claim
@@ -251,7 +292,9 @@ def adopt_order(
         )
     except LeaseLost:
         fresh = reread(store, claim)
-        return fresh if fresh.state is claim.state else adopt_order(store, fresh, order, why, broker=broker)
+        if fresh.state is claim.state:
+            return fresh
+        return adopt_order(store, fresh, order, why, broker=broker, id_checked=id_checked)
 
 
 def reread(store: ClaimLedger, claim: Claim) -> Claim:
@@ -349,6 +392,21 @@ def send_claim(
         answer = recheck(claim)
         if answer is not None:
             return answer
+    if claim.attempts > 1 or claim.epoch > 1:
+        # A resend or a taken-over claim, maybe of an agent re-pointed to another account since
+        # the claim: its caller's id must be its own on this broker's account (`held_elsewhere`),
+        # else the order would land under an id that account's claim holds, and be adopted by
+        # it. A fresh claim needs no read: its id was scoped to the account its agent registered
+        # at start, this broker's.
+        elsewhere = held_elsewhere(store, claim, broker)
+        if elsewhere is not None:
+            refused = store.transition(
+                claim, ClaimState.REJECTED, reason=elsewhere, reject_kind=RejectKind.ID_TAKEN
+            )
+            return OrderResult(
+                Outcome.REJECTED, refused, None, elsewhere,
+                OrderRejected(elsewhere, kind=RejectKind.ID_TAKEN, status_code=422),
+            )  # fmt: skip
     try:
         order = broker.submit_order(claim.request())
     except OrderRejected as exc:
@@ -367,7 +425,10 @@ def send_claim(
         return _recorded(partial(_unknown, broker, store, claim, exc), claim)
     crashpoints.hit("after_post")
     adopted = _recorded(
-        partial(adopt_order, store, claim, order, "acknowledged by the broker", broker=broker), claim
+        partial(
+            adopt_order, store, claim, order, "acknowledged by the broker", broker=broker, id_checked=True
+        ),
+        claim,
     )
     taken = _id_taken(adopted)
     if taken is not None:
@@ -388,9 +449,12 @@ def _refused(broker: Broker, store: ClaimLedger, claim: Claim, exc: OrderRejecte
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:
         found = None
+    if found is not None and _recorded(partial(held_elsewhere, store, claim, broker), claim) is not None:
+        found = None  # another claim's order on this account (ids are unique per account)
     if found is not None:
         why = f"found by client_order_id after the broker answered {exc.status_code}: {exc.message}"
-        adopted = _recorded(partial(adopt_order, store, claim, found, why, broker=broker), claim)
+        adopt = partial(adopt_order, store, claim, found, why, broker=broker, id_checked=True)
+        adopted = _recorded(adopt, claim)
         taken = _id_taken(adopted)
         if taken is not None:
             return taken
@@ -480,10 +544,12 @@ def _unknown(broker: Broker, store: ClaimLedger, claim: Claim, exc: BrokerError)
         found = broker.get_order_by_client_id(claim.client_order_id)
     except BrokerError:
         found = None
+    if found is not None and held_elsewhere(store, claim, broker) is not None:
+        found = None  # another claim's order on this account (ids are unique per account)
     if found is None:
         return OrderResult(Outcome.UNKNOWN, claim, None, exc.message, exc)
     why = "found by client_order_id after an ambiguous send"
-    claim = adopt_order(store, claim, found, why, broker=broker)
+    claim = adopt_order(store, claim, found, why, broker=broker, id_checked=True)
     taken = _id_taken(claim)
     if taken is not None:
         return taken

@@ -28,6 +28,7 @@ from tradeguard.errors import ConfigError
 
 if TYPE_CHECKING:
     from tradeguard.domain import Claim
+    from tradeguard.ports import Broker
     from tradeguard.store import ClaimStore
 
 __all__ = ["claims"]
@@ -123,13 +124,31 @@ def list_claims(
     return 0
 
 
-def find_claim(store: ClaimStore, ident: str) -> Claim:
+def find_claim(store: ClaimStore, ident: str, broker: Broker | None = None) -> Claim:
     """Return the claim whose key or client_order_id is `ident`.
 
+    A client_order_id is unique per broker account, not per store (`ports.coid_scope`): with a
+    broker of known account it names that account's claim; without one, the only claim holding
+    it, as an id several accounts' claims hold names none of them for sure.
+
     Raises:
-        ConfigError: No such claim in the store (named).
+        ConfigError: No such claim in the store, or several (named, with their keys).
     """
-    claim = store.get(ident) or store.get_by_client_order_id(ident)
+    from tradeguard.ports import account_key_of, coid_scope
+
+    claim = store.get(ident)
+    scope = coid_scope(account_key_of(broker)) if broker is not None else ""
+    if claim is None and scope:
+        claim = store.get_by_client_order_id(ident, account_key=scope)
+    elif claim is None:
+        held = store.claims_by_client_order_id(ident)
+        if len(held) > 1:
+            raise ConfigError(
+                f"client_order_id {ident!r} is held by {len(held)} claims, of agents on different broker "
+                "accounts (ids are unique per account): name one by its claim key: "
+                + ", ".join(f"{c.key} ({c.agent_id})" for c in held)
+            )
+        claim = held[0] if held else None
     if claim is None:
         raise ConfigError(
             f"no claim with key or client_order_id {ident!r} in {store.url.database or store.url}"
@@ -242,7 +261,7 @@ def resolve(
     if broker is not None and price is not None:
         raise ConfigError("--price is the broker's to say when a broker is configured")
     with open_existing_store(store_url, settings) as store:
-        claim = find_claim(store, ident)
+        claim = find_claim(store, ident, broker)
         done = resolve_claim(
             store, claim, Resolution(resolution), reason=reason, actor=actor, broker=broker,
             filled_qty=filled, filled_avg_price=avg,

@@ -31,7 +31,7 @@ from typing import Any
 from tradeguard.domain import BrokerOrder, Claim
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState, state_for_order
 from tradeguard.errors import ResolutionRefused
-from tradeguard.execution import mismatch, track_legs
+from tradeguard.execution import held_elsewhere, mismatch, track_legs
 from tradeguard.ports import Broker, ClaimLedger
 
 __all__ = ["Resolution", "Resolved", "resolve_claim"]
@@ -147,6 +147,11 @@ def resolve_claim(
     order: BrokerOrder | None = None
     fields: dict[str, Any] = {}
     if broker is not None:
+        # Ids are unique per account: the broker's order under the id is the claim's only if the
+        # claim holds the id on the broker's account (another account's broker proves nothing).
+        elsewhere = held_elsewhere(store, claim, broker)
+        if elsewhere is not None:
+            raise ResolutionRefused(f"{elsewhere}; resolve it with its own account's broker")
         order = broker.get_order_by_client_id(claim.client_order_id)
         target = _broker_target(claim, resolution, order)
         if order is None:

@@ -388,7 +388,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             row = tx.one(sql.BY_KEY, (key,))
             if row is None:
                 # The conflict was on client_order_id, not the key: a caller reused an id.
-                other = tx.one(sql.KEY_OF_COID, (coid,))
+                other = tx.one(sql.KEY_OF_COID, (intent.agent_id, coid))
                 raise _coid_taken(coid, None if other is None else other[0])
             return self._existing(decode_claim(row, tx.dt), payload)
         record()

@@ -71,6 +71,15 @@ class StoreReader:
             rows = self._pool.read("reading a claim", sql.BY_COID_ANY, (client_order_id,))
         return decode_claim(rows[0], self._pool.dt) if rows else None
 
+    def claims_by_client_order_id(self, client_order_id: str) -> list[Claim]:
+        """Return every claim that holds this client_order_id (one per account scope), the oldest first.
+
+        For an operator who names a claim by its id without naming the account (`tradeguard
+        claims show`): ids are unique per broker account, so several claims may hold one.
+        """
+        rows = self._pool.read("reading claims", sql.BY_COID_EVERY, (client_order_id,))
+        return [decode_claim(row, self._pool.dt) for row in rows]
+
     def list_claims(
         self,
         *,

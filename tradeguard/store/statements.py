@@ -20,7 +20,8 @@ BY_KEY = f"SELECT {COLS} FROM tg_claims WHERE claim_key = ?"
 # A claim by its client_order_id (`ports.coid_scope`): in one account's scope (its own, or "" from
 # an agent of unknown account), or in any scope, the oldest first (an agent of unknown account).
 BY_COID = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ? AND coid_scope IN (?, '')"
-BY_COID_ANY = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ? ORDER BY created_at, claim_key LIMIT 1"
+BY_COID_EVERY = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ? ORDER BY created_at, claim_key"
+BY_COID_ANY = BY_COID_EVERY + " LIMIT 1"
 # PostgreSQL: the claim function of migrations 0005 and 0009 (the values of INSERT_CLAIM but updated_at,
 # then the audit record's, see audit.write_audit). No rows: it inserted the claim and its record; else the
 # existing claim's row, in CLAIM_COLUMNS order.
@@ -48,7 +49,6 @@ PG_FILL_STEP = (
 )
 # The claim function's error when the key is new but the client_order_id is another claim's.
 PG_CLAIM_COID_TAKEN = "P0001"
-KEY_OF_COID = "SELECT claim_key FROM tg_claims WHERE client_order_id = ? LIMIT 1"
 
 # A new claim: the caller's values, and the constants every claim starts with.
 _INSERT_VALUES = (
@@ -63,14 +63,23 @@ _INSERT_CONSTANTS = {"state": "'PENDING'", "epoch": "1", "attempts": "1"}
 # client_order_id again. The insert does nothing when the key exists (its primary key), when
 # the id is taken in its scope (`ux_tg_claims_coid_scope`), or when it is taken in any scope
 # and one of the two is "" (the NOT EXISTS: SQLite runs the statement under its write lock).
+_SCOPE_OF_AGENT = (
+    "(SELECT COALESCE((SELECT CASE WHEN substr(account_key, 1, 5) = 'acct:' THEN account_key"
+    " ELSE '' END FROM tg_agent_accounts WHERE agent_id = ?), '') AS scope) AS s"
+)
 INSERT_CLAIM = (
     f"INSERT INTO tg_claims ({', '.join((*_INSERT_VALUES, *_INSERT_CONSTANTS, 'coid_scope'))})"
     f" SELECT {', '.join(['?'] * len(_INSERT_VALUES) + list(_INSERT_CONSTANTS.values()))}, s.scope"
-    " FROM (SELECT COALESCE((SELECT CASE WHEN substr(account_key, 1, 5) = 'acct:' THEN account_key"
-    " ELSE '' END FROM tg_agent_accounts WHERE agent_id = ?), '') AS scope) AS s"
+    f" FROM {_SCOPE_OF_AGENT}"
     " WHERE NOT EXISTS (SELECT 1 FROM tg_claims WHERE client_order_id = ?"
     " AND (coid_scope = '' OR s.scope = ''))"
     " ON CONFLICT DO NOTHING"
+)
+# The claim an INSERT_CLAIM refused for its id conflicts with (the agent id, the id): one in the
+# agent's scope, or either of them "" (not another account's claim of the id, which it may share).
+KEY_OF_COID = (
+    f"SELECT c.claim_key FROM tg_claims c, {_SCOPE_OF_AGENT} WHERE c.client_order_id = ?"
+    " AND (c.coid_scope = s.scope OR c.coid_scope = '' OR s.scope = '') LIMIT 1"
 )
 # The compare-and-set: state and epoch (fencing), plus attempts and filled_qty, which change on
 # the two moves that can return a claim to a state and epoch it had before (a re-send goes back
