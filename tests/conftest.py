@@ -69,6 +69,23 @@ def pg_url() -> Iterator[str]:
     admin.dispose()
 
 
+def at_head(url: str) -> str:
+    """Migrate the store at `url` to head with the default settings; return `url`.
+
+    For tests that open a store with a lock wait of a fraction of a second (to see a lock they
+    hold themselves bound a write). A fresh PostgreSQL schema migrates under the one migration lock
+    of the whole database (tradeguard/store/engine.py), so such an open also waits for whatever other
+    schema is migrating at that moment: on CI, the other pytest-xdist worker's tests, each opening a
+    fresh schema. Past the short wait the open failed ("opening and migrating the schema failed:
+    canceling statement due to lock timeout"), a failure of the test's set-up, not of what it checks.
+    Migrated first (waiting up to `pg_lock_timeout_ms`'s default), the store opens at head: no lock.
+    """
+    from tradeguard.store import ClaimStore
+
+    ClaimStore(url).close()
+    return url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest) -> str:
     """Every store test runs on a SQLite file and on real PostgreSQL."""

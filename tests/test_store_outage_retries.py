@@ -20,6 +20,7 @@ from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide
 
 import tradeguard
+from tests.conftest import at_head
 from tests.dropin.kit import as_order, guarded_client, ledger_qty, market
 from tests.store_blocker import blocked_writes, with_lock_timeout
 from tradeguard import crashpoints
@@ -41,7 +42,9 @@ SETTINGS = Settings(sqlite_busy_timeout_ms=200)
 
 @pytest.fixture
 def url(store_url: str) -> str:
-    return with_lock_timeout(store_url)
+    # Migrated first (`at_head`): the 300 ms lock wait bounds the writes the blocker holds up,
+    # never the opening of a fresh schema behind another test's migration.
+    return with_lock_timeout(at_head(store_url))
 
 
 def _arm(url: str, held: ExitStack) -> Callable[[str], None]:

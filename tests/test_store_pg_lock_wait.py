@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import at_head
 from tradeguard.clock import ManualClock
 from tradeguard.config import Settings
 from tradeguard.errors import StoreError
@@ -45,7 +46,8 @@ def test_a_claim_behind_another_sessions_busy_lock_fails_closed_instead_of_waiti
     clock = ManualClock(datetime(2026, 5, 21, 14, 0, tzinfo=UTC))
     paper = PaperBroker(prices=FixedPrices({"TQQQ": "75.00"}), clock=clock)
     settings = Settings(pg_lock_timeout_ms=200)
-    with ClaimStore(pg_url, settings=settings, clock=clock) as store:
+    # Migrated first: the 200 ms wait is for the lock held below, not for other schemas' migrations.
+    with ClaimStore(at_head(pg_url), settings=settings, clock=clock) as store:
         gateway = OrderGateway(paper, store, agent_id="bot", settings=settings, clock=clock)
         locked, done = threading.Event(), threading.Event()
         holder = threading.Thread(target=_busy_with_the_lock, args=(pg_url, locked, done))
@@ -72,6 +74,7 @@ def test_a_lock_timeout_in_the_url_is_the_operators_choice(pg_url: str) -> None:
         ):
             return conn.exec_driver_sql("SHOW lock_timeout").scalar()  # the store's own session
 
+    at_head(pg_url)  # a fresh schema would wait for other schemas' migrations: not what is read here
     assert lock_timeout(pg_url.replace("options=", "options=-clock_timeout%3D1234%20", 1)) == "1234ms"
     assert lock_timeout(pg_url) == "200ms"
 
@@ -98,7 +101,7 @@ def test_a_store_at_head_opens_while_another_schema_migrates_and_a_new_one_waits
     waits for it, so two hosts never migrate one schema at once.
     """
     settings = Settings(pg_lock_timeout_ms=300)
-    ClaimStore(pg_url, settings=settings).close()  # at head
+    at_head(pg_url)  # default wait: other tests' schemas may be migrating too
     other = pg_url.replace("search_path%3D", "search_path%3Dfresh_", 1)
     schema = other.rsplit("search_path%3D", 1)[1]
     admin = sa.create_engine(parse_url(pg_url))
@@ -115,7 +118,8 @@ def test_a_store_at_head_opens_while_another_schema_migrates_and_a_new_one_waits
             ClaimStore(other, settings=settings)
         release.set()
         holder.join(30)
-        with ClaimStore(other, settings=settings) as store:  # the lock released: it migrates
+        # The lock released: it migrates (the default wait: another test's migration may be next).
+        with ClaimStore(other) as store:
             assert store.list_claims() == []
     finally:
         release.set()

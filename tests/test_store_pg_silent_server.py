@@ -20,6 +20,7 @@ from typing import TypeVar
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.conftest import at_head
 from tests.silent_proxy import SilentProxy
 from tradeguard import crashpoints
 from tradeguard.config import Settings
@@ -42,8 +43,12 @@ HANG_SECS = 20.0  # far past the bound and one reconnect attempt; what a hang is
 
 @pytest.fixture
 def silent_path(pg_url: str) -> Iterator[tuple[SilentProxy, str]]:
-    """A proxy to the test server, and the store URL through it (a reconnect gives up in 1 s)."""
-    url = make_url(pg_url)
+    """A proxy to the test server, and the store URL through it (a reconnect gives up in 1 s).
+
+    The schema is migrated first, directly (`at_head`): the tests' 500 ms lock wait is for their
+    own statements, not for another schema's migration elsewhere in the database.
+    """
+    url = make_url(at_head(pg_url))
     with SilentProxy((url.host or "127.0.0.1", url.port or 5432)) as proxy:
         through = url.set(port=proxy.port).update_query_dict({"connect_timeout": "1"})
         yield proxy, through.render_as_string(hide_password=False)
