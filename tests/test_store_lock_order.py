@@ -28,6 +28,9 @@ def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
+_SYMBOL = "LKORD"
+
+
 def _waiting_on_advisory_lock(admin: psycopg.Connection, pid: int) -> bool:
     row = admin.execute(
         "SELECT count(*) FROM pg_locks WHERE pid = %s AND locktype = 'advisory' AND NOT granted", (pid,)
@@ -41,12 +44,16 @@ def test_a_fill_waiting_for_the_symbol_lock_holds_no_claim_row(pg_url: str) -> N
     admin = psycopg.connect(_libpq(pg_url), autocommit=True)
     try:
         owner = new_owner_token()
-        intent = Intent("bot", Kind.EXIT, "TQQQ", Side.SELL, "11:26 exit")
+        # A symbol no other test trades: the ledger lock is database-wide (not per schema), and
+        # this test holds it for seconds, which a test on another xdist worker with a sub-second
+        # lock wait in the same symbol would take for a store failure.
+        intent = Intent("bot", Kind.EXIT, _SYMBOL, Side.SELL, "11:26 exit")
         claim = store.claim(intent, OrderSpec(qty=Decimal(12)), owner=owner, order_qty=Decimal(12)).claim
         sent = store.transition(claim, ClaimState.SUBMITTED, reason="accepted", broker_order_id="b-1")
         # The other process sizes the same exit decision: it holds the symbol's lock ...
         other.execute("BEGIN")
-        other.execute("SELECT pg_advisory_xact_lock(hashtextextended('tradeguard:ledger:TQQQ', 0))")
+        lock = f"tradeguard:ledger:{_SYMBOL}"
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
         errors: list[BaseException] = []
 
         def fill() -> None:
