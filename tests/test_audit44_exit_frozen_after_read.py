@@ -17,6 +17,7 @@ with SIGSTOP at that point, on the paper server over HTTP and PostgreSQL (an `au
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,20 +61,30 @@ def freeze_before_sizing() -> Iterator[list[Callable[[], None]]]:
     crashpoints.set_hook(None)
 
 
-def test_an_exit_held_up_between_its_read_and_its_sizing_does_not_sell_another_agents_new_shares(
-    store_url: str, freeze_before_sizing: list[Callable[[], None]]
-) -> None:
-    clock = ManualClock()
-    account = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+@contextlib.contextmanager
+def _three_agents(store_url: str, broker: Any, clock: ManualClock) -> Iterator[dict[str, OrderGateway]]:
+    """Agents a, b and c on one account, each on its own store; a and b hold 10 SPY a minute old."""
     stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
     try:
         bots = {
-            agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
+            agent: OrderGateway(broker, s, agent_id=agent, settings=SETTINGS, clock=clock)
             for s, agent in zip(stores, "abc", strict=True)
         }
         assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
         assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
         clock.advance(60)
+        yield bots
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_an_exit_held_up_between_its_read_and_its_sizing_does_not_sell_another_agents_new_shares(
+    store_url: str, freeze_before_sizing: list[Callable[[], None]]
+) -> None:
+    clock = ManualClock()
+    account = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
+    with _three_agents(store_url, account, clock) as bots:
 
         def frozen_while_the_account_moved() -> None:
             clock.advance(60)
@@ -87,9 +98,6 @@ def test_an_exit_held_up_between_its_read_and_its_sizing_does_not_sell_another_a
 
         assert broker_qty(account, "SPY") == 5, result  # C's 5 are still there
         assert result.outcome is not Outcome.SUBMITTED, result.reason
-    finally:
-        for s in stores:
-            s.close()
 
 
 def test_a_resend_held_up_between_its_read_and_its_sizing_does_not_sell_another_agents_new_shares(
@@ -101,15 +109,7 @@ def test_a_resend_held_up_between_its_read_and_its_sizing_does_not_sell_another_
     paper = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
     plan = FaultPlan.parse("faults: [{route: POST /v2/orders, nth: 3, action: rate_limit}]")
     account = FaultyBroker(paper, plan, clock=clock)
-    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
-    try:
-        bots = {
-            agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
-            for s, agent in zip(stores, "abc", strict=True)
-        }
-        assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-        assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-        clock.advance(60)
+    with _three_agents(store_url, account, clock) as bots:
         first = bots["a"].exit("SPY", intent="a-out")
         assert first.outcome is Outcome.NOT_SENT, first  # the 429: nothing placed
         clock.advance(60)
@@ -126,9 +126,6 @@ def test_a_resend_held_up_between_its_read_and_its_sizing_does_not_sell_another_
 
         assert paper.position_qty("SPY") == 5, retry  # C's 5 are still there
         assert retry.outcome is not Outcome.SUBMITTED, retry.reason
-    finally:
-        for s in stores:
-            s.close()
 
 
 @pytest.fixture
@@ -197,7 +194,6 @@ def test_a_released_exit_held_up_before_its_send_does_not_sell_another_agents_ne
     re-sizes it from its read and resends it, and is held up right before that POST."""
     clock = ManualClock()
     paper = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
-    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
     person = OrderRequest(
         "SPY", Side.SELL, "by-hand", qty=Decimal(20), order_type=OrderType.LIMIT, limit_price=Decimal(900)
     )
@@ -217,14 +213,7 @@ def test_a_released_exit_held_up_before_its_send_does_not_sell_another_agents_ne
             assert bots["c"].enter("SPY", qty=10, intent="c-in").outcome is Outcome.SUBMITTED
             clock.advance(60)
 
-    try:
-        bots = {
-            agent: OrderGateway(paper, s, agent_id=agent, settings=SETTINGS, clock=clock)
-            for s, agent in zip(stores, "abc", strict=True)
-        }
-        assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-        assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-        clock.advance(60)
+    with _three_agents(store_url, paper, clock) as bots:
         crashpoints.set_hook(world)
         try:
             result = bots["a"].exit("SPY", intent="a-out")  # 403, then the pass re-sizes and resends it
@@ -233,9 +222,6 @@ def test_a_released_exit_held_up_before_its_send_does_not_sell_another_agents_ne
         assert sends.count("after_claim") >= 2, (sends, result.reason)
         assert paper.position_qty("SPY") == 10, result  # C's 10 are still there
         assert result.outcome is not Outcome.SUBMITTED, result.reason
-    finally:
-        for s in stores:
-            s.close()
 
 
 def test_an_exit_grown_by_a_replace_held_up_after_its_read_does_not_hold_another_agents_shares(
@@ -246,15 +232,7 @@ def test_an_exit_grown_by_a_replace_held_up_after_its_read_does_not_hold_another
     after the sizing returned) replaced its exit on the old room."""
     clock = ManualClock()
     paper = PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)
-    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
-    try:
-        bots = {
-            agent: OrderGateway(paper, s, agent_id=agent, settings=SETTINGS, clock=clock)
-            for s, agent in zip(stores, "abc", strict=True)
-        }
-        assert bots["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
-        assert bots["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
-        clock.advance(60)
+    with _three_agents(store_url, paper, clock) as bots:
         resting = bots["a"].exit("SPY", qty=5, intent="a-out", order_type="limit", limit_price=900)
         assert resting.outcome is Outcome.SUBMITTED and resting.order is not None, resting.reason
         real = bots["a"]._room_beside
@@ -279,6 +257,3 @@ def test_an_exit_grown_by_a_replace_held_up_after_its_read_does_not_hold_another
 
         [open_exit] = [o for o in paper.orders() if o.side is Side.SELL and o.status.value == "new"]
         assert open_exit.qty == 5  # A's 5 only; C's 10 stay free
-    finally:
-        for s in stores:
-            s.close()
