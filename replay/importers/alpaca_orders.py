@@ -1,8 +1,9 @@
 """`tradeguard import alpaca-orders`: an Alpaca order history as a session, suspected duplicates listed.
 
 Reads what `TradingClient.get_orders(GetOrdersRequest(status="all"))` returns, serialised (a list
-of orders, or `{"orders": [...]}`), or Alpaca's CSV export of orders (header names in any case,
-spaces or underscores). `qty` may be a string or a number.
+of orders, `{"orders": [...]}`, one order object per line, or one order's object alone), or
+Alpaca's CSV export of orders (header names in any case, spaces or underscores). `qty` may be
+a string or a number.
 
 **Suspected duplicate**: an order with the same symbol, side, quantity, order type and limit and
 stop prices as the last such order before it, within `window_secs` (60 s), when neither
@@ -365,7 +366,7 @@ def import_alpaca_orders(
     path, name = Path(source), str(source)
     text = read_text(source)
     if is_json(text, name):
-        rows = json_items(text, name, key="orders")
+        rows = json_items(text, name, key="orders", one="client_order_id")
     else:
         rows = csv_rows(text, name, _CSV_NAMES)
         _check_csv_columns(set(rows[0][1]) if rows else None, name)

@@ -9,16 +9,18 @@
   broker order id is the dangerous case: the bot believes it holds what it never bought, so its
   belief grows by the quantity and the first attempt is replayed as never placed. All records of
   one `request_id` are on the side of the one that sent the order (else the first's): a record
-  carrying the other side (a reason-suffixed key's quirk) gets a `side_mismatch` note.
+  carrying the other side (a reason-suffixed key's quirk) gets a `side_mismatch` note. An
+  element of `_`-fields only (`{"_comment": ...}`) is a note for the file's readers, skipped.
 - **SafeAgent's database export** (CSV, LOGS.md §2: `index,request_id,result,status,created_at`):
   one row per decision, keyed `order:<SYM>:<side>:<qty>:<bar>[:<reason>]` or
   `exit:<SYM>:<qty>:<entry time>`; `result` is a Python dict repr of the Alpaca order, read with
   `ast.literal_eval` (never `eval`); an `exit:` row settled by the exit guard holds a JSON (or
   Python) string instead, `"exit:<SYM>:<qty>:<reason>"`: settled, no order details, its reason
-  kept. When it names the other side than the key (a known quirk of
-  reason-suffixed rows) the order's side wins and a note says so. `status` is `filled` (or
-  `COMMITTED`) or `PENDING`, any case; `created_at` a time. A row of any other status, time or
-  number of cells (a file cut short) is refused, naming its line. An `order:` row whose reason
+  kept. A `filled_avg_price` in `result` prices the symbol at the order's time. When it names
+  the other side than the key (a known quirk of reason-suffixed rows) the order's side wins and
+  a note says so. `status` is `filled` (or `COMMITTED`) or `PENDING`, any case; `created_at` a
+  time. A row of any other status, time or number of cells (a file cut short) is refused,
+  naming its line. An `order:` row whose reason
   names an exit (`…:TRAIL_EXIT_BEAR`) is an exit sent through the bot's order path. With the
   bot's exit-guard patch one exit writes two rows, `exit:SYM:QTY:ENTRY` (the exit guard's claim)
   and then `order:SYM:sell:QTY:<bar ≥ ENTRY>:<reason>` (the sell it sent): they are one exit,
@@ -200,7 +202,7 @@ def _audit_export(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
 
 def _safeagent_records(items: list[tuple[int, Any]], name: str) -> list[Proto]:
     ordered = []
-    for line, item in items:
+    for line, item in (pair for pair in items if not _comment_only(pair[1])):
         if not isinstance(item, dict) or not item.get("request_id"):
             raise SessionFormatError(name, line, "expected a claim record with a request_id")
         for field in ("symbol", "side", "qty", "claimed_at"):
@@ -352,6 +354,20 @@ def _pair_exits(rows: list[_Row]) -> None:
                 break
 
 
+def _comment_only(item: object) -> bool:
+    """Whether a records file's element is a note for its readers (`{"_comment": ...}`), not a record."""
+    return isinstance(item, dict) and bool(item) and all(str(k).startswith("_") for k in item)
+
+
+def _fill_price(result: dict[str, Any], name: str, line: int) -> Decimal | None:
+    """The order's average fill price in a row's `result`, when it shows one."""
+    value = result.get("filled_avg_price")
+    if value in (None, "", "None"):
+        return None
+    price = number(value, "filled_avg_price", name, line)
+    return price if price > 0 else None
+
+
 def _reduces(belief: dict[str, Decimal], symbol: str, side: str) -> bool:
     """Whether an order on `side` reduces the position the bot believes it holds in `symbol`."""
     held = belief.get(symbol, Decimal(0))
@@ -390,6 +406,9 @@ def _safeagent_db(rows: list[tuple[int, dict[str, Any]]], name: str) -> list[Pro
             )
             protos.append(_ev(row.line, t, "note", symbol=symbol, tag="pending", text=text))
             continue
+        price = _fill_price(row.result, name, row.line) if not row.pending else None
+        if price is not None:  # the order's own fill: the replay's paper broker fills there too
+            protos.append(_ev(row.line, t, "price", symbol=symbol, price=price))
         order = row.order
         if order is not None and row.side != order["side"]:
             text = f"{key}: key says {order['side']}, the order says {row.side}"
@@ -521,7 +540,7 @@ def import_claims(source: str | Path, out: str | Path | IO[str]) -> ImportReport
     path, name = Path(source), str(source)
     text = read_text(source)
     if is_json(text, name):
-        items = json_items(text, name, key="claims")
+        items = json_items(text, name, key="claims", one="request_id")
         first = items[0][1] if items else None
         if isinstance(first, dict) and {"action", "claim_key"} <= set(first):
             # `tradeguard db export --what audit`: the audit CSV's records as JSON objects.

@@ -254,8 +254,11 @@ def is_json(text: str, source: str | Path) -> bool:
 _JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
 
 
-def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
+def json_items(text: str, name: str, *, key: str, one: str | None = None) -> list[tuple[int, Any]]:
     """Return the items of a JSON list (or `{key: [...]}`, or JSON Lines) with the line each starts on.
+
+    `one`: a field that marks a lone object as one record (a history of one order saved as the
+    object alone, `json.dumps(order)`): the object is then the list's only item.
 
     Raises:
         SessionFormatError: Empty, not JSON, or not such a list (naming the line).
@@ -271,6 +274,8 @@ def json_items(text: str, name: str, *, key: str) -> list[tuple[int, Any]]:
             return lines
         raise SessionFormatError(name, exc.lineno, f"not valid JSON: {json_problem(exc)}") from None
     if isinstance(doc, dict):
+        if one is not None and key not in doc and one in doc:
+            return [(text.count("\n", 0, len(text) - len(text.lstrip())) + 1, doc)]
         if not isinstance(doc.get(key), list):
             raise SessionFormatError(name, 1, f'{expected}, got an object without a "{key}" list')
         start = re.search(rf'"{key}"\s*:\s*\[', text)

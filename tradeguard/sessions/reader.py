@@ -223,6 +223,10 @@ class SessionReader:
         if "version" not in obj:
             give = f'"version": {max(SUPPORTED_VERSIONS)}'
             raise self._fail(f"the session header has no version: give {give} (the format it follows)")
+        if type(version) is float and version.is_integer():
+            # JSON has one number type: a writer that keeps numbers as floats (JavaScript's
+            # JSON.stringify aside) writes version 1 as 1.0.
+            version = obj["version"] = int(version)
         if type(version) is not int or version not in SUPPORTED_VERSIONS:
             got = f"{version!r} (a string)" if isinstance(version, str) else repr(version)
             reads = " or ".join(map(str, SUPPORTED_VERSIONS))
