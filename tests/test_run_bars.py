@@ -108,3 +108,23 @@ def test_without_pyarrow_a_parquet_file_is_one_clear_line(
         ConfigError, match=r"day.parquet: reading Parquet needs pyarrow \(pip install pyarrow\)"
     ):
         read_bar_file(tmp_path / "day.parquet")
+
+
+@pytest.mark.parametrize(
+    ("stamps", "hinted"),
+    [
+        (("2026-05-21T08:02:00-04:00", "2026-05-21T08:07:00-04:00"), True),  # pre-market, sparse
+        (("2026-05-21T15:59:00-04:00", "2026-05-21T16:05:00-04:00"), True),  # into post-market
+        (("2026-05-21T10:00:00-04:00", "2026-05-21T10:03:00-04:00"), False),  # a hole in the session
+    ],
+)
+def test_a_gap_outside_regular_hours_says_why_such_bars_are_sparse(
+    tmp_path: Path, stamps: tuple[str, str], hinted: bool
+) -> None:
+    path = tmp_path / "bars.csv"
+    path.write_text(
+        "timestamp,symbol,open,high,low,close\n" + "".join(f"{s},QQQ,520,521,519,520\n" for s in stamps)
+    )
+    with pytest.raises(ConfigError, match=r"bars.csv:3: gap: no bars from") as refused:
+        read_bar_file(path)
+    assert ("pre- and post-market minutes without trades have no bar" in str(refused.value)) is hinted

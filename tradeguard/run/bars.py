@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -215,5 +215,16 @@ def _check_gaps(minutes: list[dict[str, Bar]], wheres: list[str], symbols: tuple
             if before.date() == at.date() and at - before != MINUTE:
                 raise ConfigError(
                     f"{wheres[index]}: gap: no bars from {before + MINUTE:%H:%M} to "
-                    f"{at - MINUTE:%H:%M} ET on {at:%Y-%m-%d}"
+                    f"{at - MINUTE:%H:%M} ET on {at:%Y-%m-%d}{_outside_hours_hint(before + MINUTE, at)}"
                 )
+
+
+def _outside_hours_hint(first_missing: datetime, resumes: datetime) -> str:
+    """A hint for a gap outside 09:30-16:00 ET, where a feed's bars are sparse (minutes without trades)."""
+    opens, closes = time(9, 30), time(16, 0)
+    if opens <= first_missing.time() and resumes.time() <= closes:
+        return ""
+    return (
+        " (pre- and post-market minutes without trades have no bar in Alpaca's data: "
+        "keep the file to 09:30-16:00 ET, or give every minute a bar)"
+    )
