@@ -253,6 +253,11 @@ def adopt_order(
         # unreadable one leaves the replaced order, which keeps the claim live for a later read.
         with contextlib.suppress(BrokerError):
             order = broker.get_order_by_client_id(claim.client_order_id) or order
+    if order.id == claim.broker_order_id and not order.legs and _unchanged(claim, order):
+        # The order the claim recorded (its own POST's answer, or an adoption that passed the
+        # checks below: a broker's order id names one order on one account), as recorded: the
+        # common answer to a retry of a decision already sent.
+        return claim
     problem = mismatch(claim, order) or foreign_chain(store, claim, order, broker)
     if problem is None and not id_checked and held_elsewhere(store, claim, broker) is not None:
         # Another claim's order, on an account this claim's id is not scoped to: no evidence of
@@ -272,13 +277,9 @@ def adopt_order(
     if order.legs:
         track_legs(store, claim, order)
     state = state_for_order(order.status, order.filled_qty > 0)
-    unchanged = (
-        state is claim.state
-        and order.filled_qty == claim.filled_qty
-        # a size the broker changed in place (a group's order cut by its sibling's fill)
-        and (order.qty is None or claim.order_qty is None or order.qty == claim.order_qty)
-    )
-    if (unchanged and claim.broker_order_id == order.id) or state not in TRANSITIONS[claim.state]:
+    if (claim.broker_order_id == order.id and _unchanged(claim, order)) or state not in TRANSITIONS[
+        claim.state
+    ]:
         return claim
     try:
         return store.transition(
@@ -295,6 +296,16 @@ def adopt_order(
         if fresh.state is claim.state:
             return fresh
         return adopt_order(store, fresh, order, why, broker=broker, id_checked=id_checked)
+
+
+def _unchanged(claim: Claim, order: BrokerOrder) -> bool:
+    """Whether the claim records `order`'s state, fills and size already."""
+    return (
+        state_for_order(order.status, order.filled_qty > 0) is claim.state
+        and order.filled_qty == claim.filled_qty
+        # a size the broker changed in place (a group's order cut by its sibling's fill)
+        and (order.qty is None or claim.order_qty is None or order.qty == claim.order_qty)
+    )
 
 
 def reread(store: ClaimLedger, claim: Claim) -> Claim:
