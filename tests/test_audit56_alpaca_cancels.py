@@ -11,6 +11,8 @@ instead of Alpaca's 422. The real alpaca-py `TradingClient` over requests-mock (
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import requests_mock
 from alpaca.common.exceptions import APIError
@@ -138,3 +140,58 @@ def test_a_client_order_id_reused_after_alpaca_finished_the_bots_cancel_is_its_4
     got = guarded_error.value
     assert (got.status_code, got.code, got.message) == expected
     assert posts(mocker) == 3  # plain's two (the second refused) and the guard's one
+
+
+class CancelsLater(FakeAlpaca):
+    """Alpaca finishing its cancels a moment after answering them: done at the second listing.
+
+    A resting sell holds the position's shares (`qty_available` 0) until its cancel is done.
+    """
+
+    listings_after_cancel = 0
+
+    def _list_orders(self, request: Any, context: Any) -> str:
+        text = super()._list_orders(request, context)
+        pending = [o for o in self.orders.values() if o["status"] == "pending_cancel"]
+        if pending:
+            self.listings_after_cancel += 1
+            if self.listings_after_cancel >= 2:
+                for order in pending:
+                    order["status"] = "canceled"
+                    held = self.positions[order["symbol"]]
+                    held["qty_available"] = held["qty"]
+        return text
+
+
+def test_close_all_positions_with_cancel_orders_closes_a_position_its_canceled_exit_held(
+    store_url: str, mocker: requests_mock.Mocker, clock: ManualClock
+) -> None:
+    """Alpaca's ``DELETE /v2/positions?cancel_orders=true`` cancels, then closes every position."""
+    fake = CancelsLater(mocker)
+    client = guarded(store_url, clock)
+    try:
+        entry = client.submit_order(
+            LimitOrderRequest(
+                symbol="TQQQ", qty=10, side=OrderSide.BUY, time_in_force=TimeInForce.DAY, limit_price=76
+            )
+        )
+        assert isinstance(entry, Order)
+        fake.orders[entry.client_order_id].update(status="filled", filled_qty="10", filled_avg_price="75")
+        fake.add_position("TQQQ", "10")
+        clock.advance(60)
+        take_profit = client.submit_order(
+            LimitOrderRequest(
+                symbol="TQQQ", qty=10, side=OrderSide.SELL, time_in_force=TimeInForce.GTC, limit_price=90
+            )
+        )
+        rest(fake, take_profit)
+        fake.add_position("TQQQ", "10", qty_available="0")  # the resting sell holds every share
+        clock.advance(60)
+        [answer] = client.close_all_positions(cancel_orders=True)
+        assert (answer.symbol, answer.status) == ("TQQQ", 200), answer
+        assert isinstance(answer.body, Order) and float(answer.body.qty or 0) == 10
+    finally:
+        client.close()
+    assert fake.orders[take_profit.client_order_id]["status"] == "canceled"
+    [close] = [o for o in fake.orders.values() if o["side"] == "sell" and o["status"] == "pending_new"]
+    assert close["qty"] == "10" and close["position_intent"] == "sell_to_close"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -120,6 +121,35 @@ class OrderAmendments:
                 self._follow(claim, order.id, asked=True)
         self.refresh()
         return self._with_their_groups(results, mine, live)
+
+    def await_cancels(self, canceled: list[tuple[BrokerOrder, BrokerError | None]]) -> list[str]:
+        """Wait, within one request timeout, until the broker has finished the cancels it took.
+
+        Alpaca answers a cancel 204 and finishes it after (the order shows `pending_cancel`,
+        its shares still held): a close right after `cancel_all` met them held and was refused
+        403, where Alpaca's own ``DELETE /v2/positions?cancel_orders=true`` cancels and then
+        closes (audit 56). One listing of the open orders tells which are still pending (on a
+        broker that cancels at once, the only read); it is read again every half second (at most
+        `settle_delay_secs`) until none is, or `request_timeout_secs` has passed. Returns the
+        ids still not done (a failed listing: all of them; their shares stay held, and a close
+        then meets Alpaca's 403 naming them).
+        """
+        waiting = {order.id for order, error in canceled if error is None}
+        if not waiting:
+            return []
+        settings = self.settings
+        step = min(settings.settle_delay_secs, 0.5)
+        deadline = self.clock.now() + timedelta(seconds=settings.request_timeout_secs)
+        while True:
+            try:
+                listed = self.broker.list_orders(status="open", limit=EVERY_OPEN_ORDER)
+            except BrokerError:
+                return sorted(waiting)
+            still = {order.id for order in listed if order.id in waiting and not order.status.is_terminal}
+            waiting &= still
+            if not waiting or self.clock.now() >= deadline:
+                return sorted(waiting)
+            self.clock.sleep(step)
 
     def _cancel_one(self, order: BrokerOrder) -> tuple[BrokerOrder, BrokerError | None]:
         """Cancel `order`; return it with the refusal it met, if any."""

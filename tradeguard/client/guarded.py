@@ -684,7 +684,9 @@ class GuardedTradingClient(TradingClient):
         """
         with as_api_errors():
             if cancel_orders:
-                self.gateway.cancel_all()
+                # As Alpaca's own close-all: the cancels done before any close (Alpaca finishes a
+                # cancel after answering it; shares a pending cancel holds would be refused 403).
+                self.gateway.await_cancels(self.gateway.cancel_all())
             # One close per asset: the broker's "BTCUSD" is the ledger's "BTC/USD" (its name wins).
             listed = {symbol_key(p.symbol): p.symbol for p in self.gateway.broker.list_positions()}
             booked = {symbol_key(p.symbol): p.symbol for p in self.gateway.positions(resolve=False)}
