@@ -594,6 +594,9 @@ class GuardedTradingClient(TradingClient):
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
         qty = decimal_arg(options.qty, "qty") if options is not None else None
         percentage = decimal_arg(options.percentage, "percentage") if options is not None else None
+        if qty is not None and not qty > 0:
+            # Alpaca's 422, word for word; sized as an exit it was a 403 "insufficient qty" (audit 56).
+            raise InvalidOrder("qty must be > 0")
         if percentage is not None and not 0 < percentage <= 100:
             raise InvalidOrder("percentage must be between 0 and 100")
         gateway = self.gateway
