@@ -11,7 +11,9 @@ this agent pass straight to the broker.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -20,7 +22,7 @@ from tradeguard.domain.intents import Kind, exit_group, leg_name
 from tradeguard.domain.ledger import ExitRoom, size_exit
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, LeaseLost
-from tradeguard.execution import adopt_order
+from tradeguard.execution import CANCELED_BY_THE_BOT, adopt_order
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, same_account
 
 if TYPE_CHECKING:
@@ -31,12 +33,14 @@ if TYPE_CHECKING:
     from tradeguard.reconcile.runner import Reconciler
     from tradeguard.sessions.recorder import NullRecorder, Recorder
 
-__all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments"]
+__all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments", "cancel_asked"]
 
 _TAKEN_DOWN = frozenset({OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL})
 
-CANCELED_BY_THE_BOT = "canceled by the bot through the guard"
-"""The reason a claim records when its order is canceled by `cancel` or `cancel_all`."""
+
+def cancel_asked(claim: Claim) -> bool:
+    """Whether the broker took the bot's cancel of the claim's order and has not ended it yet."""
+    return claim.state is ClaimState.SUBMITTED and claim.reason.startswith(CANCELED_BY_THE_BOT)
 
 
 class OrderAmendments:
@@ -67,8 +71,10 @@ class OrderAmendments:
         """
         self._ensure_started()
         claim = self.claim_of_order(order_id)
+        asked = False
         try:
             self.broker.cancel_order(order_id)
+            asked = True
         except BaseException as exc:
             self.recorder.canceled(claim, order_id, error=exc)  # a session replays it (rec39)
             raise
@@ -76,7 +82,7 @@ class OrderAmendments:
             self.recorder.canceled(claim, order_id)
         finally:
             if claim is not None:
-                claim = self._follow(claim, order_id)
+                claim = self._follow(claim, order_id, asked=asked)
         return claim
 
     def cancel_all(self) -> list[tuple[BrokerOrder, BrokerError | None]]:
@@ -112,9 +118,38 @@ class OrderAmendments:
         for order, error in results:
             claim = mine.get(order.id) if error is None else None
             if claim is not None:
-                self._follow(claim, order.id)
+                self._follow(claim, order.id, asked=True)
         self.refresh()
         return self._with_their_groups(results, mine, live)
+
+    def await_cancels(self, canceled: list[tuple[BrokerOrder, BrokerError | None]]) -> list[str]:
+        """Wait, within one request timeout, until the broker has finished the cancels it took.
+
+        Alpaca answers a cancel 204 and finishes it after (the order shows `pending_cancel`,
+        its shares still held): a close right after `cancel_all` met them held and was refused
+        403, where Alpaca's own ``DELETE /v2/positions?cancel_orders=true`` cancels and then
+        closes (audit 56). One listing of the open orders tells which are still pending (on a
+        broker that cancels at once, the only read); it is read again every half second (at most
+        `settle_delay_secs`) until none is, or `request_timeout_secs` has passed. Returns the
+        ids still not done (a failed listing: all of them; their shares stay held, and a close
+        then meets Alpaca's 403 naming them).
+        """
+        waiting = {order.id for order, error in canceled if error is None}
+        if not waiting:
+            return []
+        settings = self.settings
+        step = min(settings.settle_delay_secs, 0.5)
+        deadline = self.clock.now() + timedelta(seconds=settings.request_timeout_secs)
+        while True:
+            try:
+                listed = self.broker.list_orders(status="open", limit=EVERY_OPEN_ORDER)
+            except BrokerError:
+                return sorted(waiting)
+            still = {order.id for order in listed if order.id in waiting and not order.status.is_terminal}
+            waiting &= still
+            if not waiting or self.clock.now() >= deadline:
+                return sorted(waiting)
+            self.clock.sleep(step)
 
     def _cancel_one(self, order: BrokerOrder) -> tuple[BrokerOrder, BrokerError | None]:
         """Cancel `order`; return it with the refusal it met, if any."""
@@ -349,16 +384,55 @@ class OrderAmendments:
             if fresh is not None:
                 adopt_order(self.store, fresh, new, f"replaced {old_id}")
 
-    def _follow(self, claim: Claim, order_id: str) -> Claim:
+    def _follow(self, claim: Claim, order_id: str, *, asked: bool = False) -> Claim:
         """Adopt the broker's state of the claim's order after a cancel (a failed read changes nothing).
 
         The order may have been replaced meanwhile (a replace whose answer was lost): the claim
         then follows the chain to the live replacement (`adopt_order` with the broker).
+
+        `asked`: the broker took the cancel (Alpaca's 204). Alpaca cancels asynchronously: the
+        order reads `pending_cancel` (or still open) for a while, and the claim would stay as it
+        was, its later CANCELED read by whoever looks next with nothing saying the bot ended it;
+        the same order sent again was then answered as a retry with the canceled order and
+        never placed (audit 56). So an unfilled claim the read leaves live (or unread) records
+        the bot's cancel as its reason (`CANCELED_BY_THE_BOT`), which `adopt_order` keeps when
+        the order ends canceled.
         """
-        try:
+        order = None
+        with contextlib.suppress(BrokerError):  # a failed read is no evidence
             order = self.broker.get_order(order_id)
+        if order is not None:
+            claim = adopt_order(self.store, claim, order, CANCELED_BY_THE_BOT, broker=self.broker)
+        if asked and claim.state is ClaimState.SUBMITTED and claim.filled_qty == 0:
+            claim = self._note_cancel_asked(claim, order_id)
+        return claim
+
+    def settle_cancel(self, claim: Claim) -> Claim:
+        """Read once more the order of a claim whose cancel the bot asked for; adopt what it shows.
+
+        Alpaca finishes a cancel after answering it: the claim of an order the bot canceled may
+        still read `pending_cancel` when the bot sends the same order again. Whether that ended
+        the decision (canceled) or not (it filled first) is the broker's to say, read now; a
+        claim without such a cancel, or a failed read, is returned as it is (G2).
+        """
+        if not cancel_asked(claim):
+            return claim
+        try:
+            order = self.broker.get_order_by_client_id(claim.client_order_id)
         except BrokerError:
             return claim
         if order is None:
             return claim
-        return adopt_order(self.store, claim, order, CANCELED_BY_THE_BOT, broker=self.broker)
+        return adopt_order(self.store, claim, order, "refreshed from the broker", broker=self.broker)
+
+    def _note_cancel_asked(self, claim: Claim, order_id: str) -> Claim:
+        """Record on the claim that the broker took the bot's cancel of its order (see `_follow`)."""
+        if claim.broker_order_id != order_id or claim.reason.startswith(CANCELED_BY_THE_BOT):
+            return claim  # not the claim's current order (a replaced one), or noted already
+        try:
+            return self.store.transition(
+                claim, ClaimState.SUBMITTED, reason=f"{CANCELED_BY_THE_BOT}: cancel requested",
+                broker_order_id=order_id, detail={"cancel_requested": order_id},
+            )  # fmt: skip
+        except LeaseLost:
+            return self.store.get(claim.key) or claim  # moved meanwhile: its own state stands

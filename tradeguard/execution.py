@@ -32,6 +32,7 @@ from tradeguard.errors import (
 from tradeguard.ports import Broker, ClaimLedger, account_key_of
 
 __all__ = [
+    "CANCELED_BY_THE_BOT",
     "OrderResult",
     "Outcome",
     "adopt_order",
@@ -47,6 +48,14 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+
+CANCELED_BY_THE_BOT = "canceled by the bot through the guard"
+"""The reason a claim records when the bot cancels its order through the guard (`amend`).
+
+Recorded while the cancel is pending too (Alpaca answers a cancel 204 and shows the order
+`pending_cancel` until it is done); `adopt_order` keeps it when the order then ends canceled,
+so the decision reads as ended by the bot whoever reads the broker's final answer.
+"""
 
 
 class Outcome(enum.StrEnum):
@@ -277,6 +286,10 @@ def adopt_order(
     if order.legs:
         track_legs(store, claim, order)
     state = state_for_order(order.status, order.filled_qty > 0)
+    if state is ClaimState.CANCELED and claim.reason.startswith(CANCELED_BY_THE_BOT):
+        # The bot asked for this cancel and the broker has now done it (any reader: a refresh,
+        # a retry's duplicate, a reconcile pass): it stays the bot's cancel.
+        why = CANCELED_BY_THE_BOT
     if (claim.broker_order_id == order.id and _unchanged(claim, order)) or state not in TRANSITIONS[
         claim.state
     ]:

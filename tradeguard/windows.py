@@ -61,6 +61,10 @@ class ContentWindows:
         """Adopt broker state for this agent's acknowledged live orders (`OrderGateway.refresh`)."""
         raise NotImplementedError
 
+    def settle_cancel(self, claim: Claim) -> Claim:
+        """Read the order of a claim the bot asked to cancel (`OrderGateway.settle_cancel`)."""
+        raise NotImplementedError
+
     def exit_order(
         self,
         symbol: str,
@@ -332,6 +336,10 @@ class ContentWindows:
         sold, as Alpaca would sell it then, under the `.../after:` name; never more than the
         call asked in all (a percentage close or a notional order stays a retry). Audit 43.
         """
+        # A cancel the bot asked for that the broker had not finished when the claim was read
+        # (Alpaca's pending_cancel): read whether it is done, so a canceled order ends its
+        # decision as below, however late Alpaca finished it (audit 56).
+        existing = self.settle_cancel(existing)
         if existing.state.is_terminal:
             # Whether its decision ended depends on the agent's other orders in the symbol: a
             # resting re-entry (or stop, or take-profit) that filled since at the broker is a

@@ -79,9 +79,12 @@ def decimal_arg(value: object, name: str) -> Decimal | None:
     if value is None:
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except InvalidOperation:
-        raise InvalidOrder(f"invalid {name} {value!r}") from None
+        raise InvalidOrder(f"invalid {name}") from None  # Alpaca's words for a number it cannot read
+    if not number.is_finite():
+        raise InvalidOrder(f"invalid {name}")  # "NaN", "inf": no order has such a size or price
+    return number
 
 
 def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIError], broker: Broker) -> Any:

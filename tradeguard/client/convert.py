@@ -8,6 +8,7 @@ when the client was built with ``raw_data=True``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -71,7 +72,37 @@ def read_order(order_data: AlpacaOrderRequest) -> DropInOrder:
     if side_text is None and explicit is not None:
         side_text = "buy" if explicit.value.startswith("buy") else "sell"
     side = parse_side(side_text)
-    spec = build_spec(
+    try:
+        spec = _spec_of(fields, order_class, explicit, take_profit, stop_loss)
+    except ConfigError as exc:
+        words = _in_alpacas_words(str(exc))
+        if words == str(exc):
+            raise
+        raise ConfigError(words) from exc
+    coid = fields.get("client_order_id")
+    if coid is not None:
+        coid = str(coid)
+        if len(coid) > MAX_ALPACA_CLIENT_ORDER_ID_LEN:
+            raise ConfigError(
+                f"client_order_id must be no more than {MAX_ALPACA_CLIENT_ORDER_ID_LEN} characters"
+            )
+        if not coid.isprintable() or not coid.strip():
+            raise ConfigError(f"client_order_id must be printable text, got {coid!r}")
+    symbol = canonical_symbol(str(fields.get("symbol") or ""))
+    if not symbol:
+        raise ConfigError("symbol is required")
+    return DropInOrder(symbol, side, spec, coid or None, explicit)
+
+
+def _spec_of(
+    fields: dict[str, Any],
+    order_class: str,
+    explicit: PositionIntent | None,
+    take_profit: dict[str, Any],
+    stop_loss: dict[str, Any],
+) -> OrderSpec:
+    """The order's `OrderSpec`, checked (`orders.build_spec`)."""
+    return build_spec(
         qty=fields.get("qty"),
         notional=fields.get("notional"),
         order_type=str(_value(fields.get("type", "market"))),
@@ -88,19 +119,21 @@ def read_order(order_data: AlpacaOrderRequest) -> DropInOrder:
         trail_price=fields.get("trail_price"),
         trail_percent=fields.get("trail_percent"),
     )
-    coid = fields.get("client_order_id")
-    if coid is not None:
-        coid = str(coid)
-        if len(coid) > MAX_ALPACA_CLIENT_ORDER_ID_LEN:
-            raise ConfigError(
-                f"client_order_id must be no more than {MAX_ALPACA_CLIENT_ORDER_ID_LEN} characters"
-            )
-        if not coid.isprintable() or not coid.strip():
-            raise ConfigError(f"client_order_id must be printable text, got {coid!r}")
-    symbol = canonical_symbol(str(fields.get("symbol") or ""))
-    if not symbol:
-        raise ConfigError("symbol is required")
-    return DropInOrder(symbol, side, spec, coid or None, explicit)
+
+
+# The guard's check of a size or price (`orders._positive`), in Alpaca's words for the same 422.
+_NOT_POSITIVE = re.compile(r"^([a-z_.]+) must be positive, got ")
+
+
+def _in_alpacas_words(message: str) -> str:
+    """Return the message Alpaca gives for the order the guard refused with `message` (audit 56)."""
+    found = _NOT_POSITIVE.match(message)
+    if found is None:
+        return message
+    name = found.group(1)
+    if name in ("trail_price", "trail_percent"):
+        return "trail_price or trail_percent must be > 0"
+    return f"{name} must be > 0"
 
 
 def _num(value: Decimal | None) -> str | None:

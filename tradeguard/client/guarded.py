@@ -51,10 +51,11 @@ from alpaca.trading.requests import CancelOrderResponse, ClosePositionRequest, R
 from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
 from pydantic import TypeAdapter
 
+from tradeguard.amend import CANCELED_BY_THE_BOT
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.answers import answer, as_api_errors, decimal_arg, json_body
 from tradeguard.client.convert import DropInOrder, as_order, as_raw, read_order
-from tradeguard.client.errors import InvalidOrder
+from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder
 from tradeguard.client.inprocess import IN_PROCESS_URL, NO_KEY, mount
 from tradeguard.client.lookups import (
     SHARE_STEP,
@@ -142,6 +143,20 @@ def _read_before_any_send() -> Iterator[None]:
             f"not sent: a broker read before the order failed ({exc.message}); nothing was claimed or sent",
             status_code=status,
         ) from exc
+
+
+def _canceled_by_the_bot(claim: Claim) -> bool:
+    """Whether the bot canceled the claim's order through this guard with nothing filled.
+
+    As the content windows judge an ended decision (`windows._canceled_by_the_bot`). An order
+    canceled after a part filled still answers a retry with its order: it tells the bot what
+    it holds.
+    """
+    return (
+        claim.state is ClaimState.CANCELED
+        and claim.filled_qty == 0
+        and claim.reason.startswith(CANCELED_BY_THE_BOT)
+    )
 
 
 def _closing(side: Side, held: Decimal) -> bool:
@@ -316,6 +331,17 @@ class GuardedTradingClient(TradingClient):
         # retry finds the first attempt's window whether that was an entry or an exit.
         content = {"symbol": symbol, "side": side.value, **order.spec.as_payload()}
         prior = self._retried(order, content, new_decision=new_decision)
+        if prior is not None and order.client_order_id is not None:
+            prior = self.gateway.settle_cancel(prior)  # Alpaca may have finished the bot's cancel since
+        if prior is not None and order.client_order_id is not None and _canceled_by_the_bot(prior):
+            # The bot canceled this id's order itself, unfilled, so the call is no retry of a lost
+            # answer: it names a new order under a used id, which Alpaca refuses for good
+            # (ALPACA.md). Answered with the canceled order, the bot took it for placed (audit 56).
+            raise ClientOrderIdReused(
+                f"{order.client_order_id} names {prior.side} {prior.symbol} order {prior.broker_order_id}, "
+                "which the bot canceled; Alpaca refuses an id once used, even after its order was "
+                "canceled: give the new order an id of its own. Nothing was sent"
+            )
         try:
             return self._submit_classified(order, content, prior, new_decision=new_decision)
         except StoreError as exc:
@@ -568,6 +594,9 @@ class GuardedTradingClient(TradingClient):
     def _close(self, symbol: str, options: ClosePositionRequest | None, *, new_decision: bool) -> OrderResult:
         qty = decimal_arg(options.qty, "qty") if options is not None else None
         percentage = decimal_arg(options.percentage, "percentage") if options is not None else None
+        if qty is not None and not qty > 0:
+            # Alpaca's 422, word for word; sized as an exit it was a 403 "insufficient qty" (audit 56).
+            raise InvalidOrder("qty must be > 0")
         if percentage is not None and not 0 < percentage <= 100:
             raise InvalidOrder("percentage must be between 0 and 100")
         gateway = self.gateway
@@ -658,7 +687,9 @@ class GuardedTradingClient(TradingClient):
         """
         with as_api_errors():
             if cancel_orders:
-                self.gateway.cancel_all()
+                # As Alpaca's own close-all: the cancels done before any close (Alpaca finishes a
+                # cancel after answering it; shares a pending cancel holds would be refused 403).
+                self.gateway.await_cancels(self.gateway.cancel_all())
             # One close per asset: the broker's "BTCUSD" is the ledger's "BTC/USD" (its name wins).
             listed = {symbol_key(p.symbol): p.symbol for p in self.gateway.broker.list_positions()}
             booked = {symbol_key(p.symbol): p.symbol for p in self.gateway.positions(resolve=False)}

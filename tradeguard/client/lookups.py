@@ -21,7 +21,7 @@ from alpaca.common.exceptions import APIError
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.convert import DropInOrder
 from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder, OrderNotSent, api_error
-from tradeguard.domain import BrokerPosition, Claim, OrderSpec, Side, ledger_symbol
+from tradeguard.domain import BrokerPosition, Claim, OrderSpec, Side, crypto_pair, ledger_symbol
 from tradeguard.errors import BrokerError, StoreError
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ForwardingBroker
@@ -172,8 +172,10 @@ def insufficient(
     """Return Alpaca's 403 for an exit with nothing available to sell (shares held by orders).
 
     The body carries what Alpaca's does (`available`, `existing_qty`, `held_for_orders`,
-    `symbol`), from `at_broker` or else the broker's position when it can be read. `why` says
-    what only the guard knows (shares at the broker that are not this agent's to sell yet).
+    `symbol`, and `related_orders`: the open orders holding the shares, which a bot may cancel
+    before it closes again), from `at_broker` or else the broker's position when it can be
+    read; a crypto pair's message names its coin, as Alpaca's does. `why` says what only the
+    guard knows (shares at the broker that are not this agent's to sell yet).
     """
     body: dict[str, Any] = {"available": "0", "symbol": symbol}
     if at_broker is None:
@@ -183,13 +185,40 @@ def insufficient(
             at_broker = None
     if at_broker is not None:
         existing = abs(at_broker.qty)
+        held_for_orders = existing - abs(at_broker.qty_available)
         body["existing_qty"] = str(existing)
-        body["held_for_orders"] = str(existing - abs(at_broker.qty_available))
+        body["held_for_orders"] = str(held_for_orders)
+        closing = Side.SELL if at_broker.qty > 0 else Side.BUY
+        related = _holding_orders(gateway, symbol, closing) if held_for_orders > 0 else []
+        if related:  # left out when none holds any, as in Alpaca's body
+            body["related_orders"] = related
     asked = requested if requested is not None else body.get("existing_qty", "0")
-    message = f"insufficient qty available for order (requested: {asked}, available: 0)"
+    amounts = f"(requested: {asked}, available: 0)"
+    pair = crypto_pair(symbol)
+    if pair is not None:
+        message = f"insufficient balance for {pair.partition('/')[0]} {amounts}"
+    else:
+        message = f"insufficient qty available for order {amounts}"
     if why:
         body["detail"] = why  # Alpaca's message stays word for word; the guard's reason beside it
     return api_error(403, 40310000, message, body)
+
+
+def _holding_orders(gateway: OrderGateway, symbol: str, side: Side) -> list[str]:
+    """Return the ids of the open orders on `side` in `symbol` (legs included); [] if unread.
+
+    Read only on a refusal, for its body: a failed read leaves the list out, never the refusal.
+    """
+    try:
+        listed = gateway.broker.list_orders(status="open", symbols=[symbol])
+    except BrokerError:
+        return []
+    ids: list[str] = []
+    for order in listed:
+        for one in (order, *order.legs):
+            if one.side is side and not one.status.is_terminal and one.id not in ids:
+                ids.append(one.id)
+    return ids
 
 
 def intent_mismatch(side: Side) -> APIError:
