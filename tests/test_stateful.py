@@ -63,7 +63,7 @@ from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, BrokerPosition, Claim, OrderRequest, PositionIntent, Side
 from tradeguard.domain.intents import Intent, Kind
 from tradeguard.domain.lifecycle import TRANSITIONS, ClaimState
-from tradeguard.errors import BrokerError, IntentMismatch, OrderRejected
+from tradeguard.errors import BrokerError, IntentMismatch, OrderRejected, StoreError, UnrecordedOrder
 from tradeguard.execution import OrderResult, Outcome, send_claim
 from tradeguard.gateway import OrderGateway
 from tradeguard.orders import build_spec
@@ -106,6 +106,11 @@ FAULTS = FaultPlan.parse(
         action: reject
         status: 403
         body: {code: 40310000, message: "insufficient qty available for order (requested: 9, available: 0)"}
+      - route: POST /v2/orders
+        nth: 1
+        action: reject
+        status: 404
+        body: {code: 40410000, message: "position does not exist"}
       - {route: POST /v2/orders, nth: 1, action: drop}
       - {route: POST /v2/orders, nth: 1, action: rate_limit}
       - {route: "GET /v2/orders:by_client_order_id", nth: 1, action: error, status: 503}
@@ -125,9 +130,16 @@ FAULTS = FaultPlan.parse(
 WAITS = st.sampled_from([0.5, 1.0, 2.5, 4.0]) | st.sampled_from([16.0, 31.0, 90.0])
 CRASH_BEFORE_SEND = "crash before the POST"
 CRASH_AFTER_ACCEPT = "crash after the broker accepted"
+# The calling worker's store fails from the moment its POST returned until the call ends.
+STORE_FAILS_AFTER_POST = "store fails after the POST"
 # Trouble armed just before a bot call: up to two faults (say a lost response and a failing
-# lookup) and crashes of its send.
-TROUBLE = st.lists(st.sampled_from([*FAULTS, CRASH_BEFORE_SEND, CRASH_AFTER_ACCEPT]), max_size=2)
+# lookup), crashes of its send and a store outage after it.
+TROUBLE = st.lists(
+    st.sampled_from([*FAULTS, CRASH_BEFORE_SEND, CRASH_AFTER_ACCEPT, STORE_FAILS_AFTER_POST]), max_size=2
+)
+# Caller-chosen client_order_ids (the drop-in's), from a pool small enough to be reused by
+# another decision of the agent or by another agent on the account.
+OWN_IDS = ("own-1", "own-2", "own-3")
 
 # A worker may freeze (SIGSTOP) with its claim durable, before or after its lease check.
 STALL_POINTS = ("after_claim", "before_post")
@@ -285,6 +297,7 @@ class Port:
         self.faulted: set[str] = set()  # client_order_ids whose POST a fault, crash or stall hit
         self.submits = 0
         self.failed_reads = 0
+        self.break_store: ClaimStore | None = None  # a store to fail once the next POST returns
 
     def arm(self, fault: Fault | None) -> None:
         """Arm `fault` for the next call on its route (replacing one armed there); None disarms all."""
@@ -304,6 +317,7 @@ class Port:
             self.faulted.add(coid)
             raise Crash
         fired = len(self.layer.injector.fired())
+        broken, self.break_store = self.break_store, None
         try:
             if crash == CRASH_AFTER_ACCEPT:
                 with contextlib.suppress(BrokerError):
@@ -314,6 +328,9 @@ class Port:
         finally:
             if len(self.layer.injector.fired()) > fired:
                 self.faulted.add(coid)
+            if broken is not None:
+                self.faulted.add(coid)
+                _store_down(broken)
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         return self._read(self.layer.get_order_by_client_id, client_order_id)
@@ -341,7 +358,21 @@ class Port:
         self.layer.cancel_order(order_id)
 
 
-Call = tuple[str, str, str, str, int | None]  # (agent, enter|exit, symbol, intent, qty)
+def _store_down(store: ClaimStore) -> None:
+    """Every later read and write of `store` fails as a lost database would (until `_store_up`)."""
+
+    def lost() -> None:
+        raise OSError("disk I/O error (the machine's store outage)")
+
+    store._pool.checkout = lost  # type: ignore[method-assign]
+
+
+def _store_up(store: ClaimStore) -> None:
+    store._pool.__dict__.pop("checkout", None)
+
+
+# (agent, enter|exit, symbol, intent, qty); an intent "name#id" is sent under the caller's id "id".
+Call = tuple[str, str, str, str, int | None]
 
 
 class Stall:
@@ -518,6 +549,28 @@ class GuardMachine(RuleBasedStateMachine):
     ) -> None:
         self._call(self._exit(agent, symbol, name, qty), trouble, who)
 
+    @rule(
+        agent=st.integers(0, 1),
+        who=st.integers(0, 2),
+        symbol=st.sampled_from(SYMBOLS),
+        exit_qty=st.none() | st.integers(1, 12),
+        name=st.sampled_from(["c1", "c2", "y1"]),
+        own_id=st.sampled_from(OWN_IDS),
+        qty=st.integers(1, 12),
+        trouble=TROUBLE,
+    )
+    def submit_with_own_id(
+        self, agent: int, who: int, symbol: str, exit_qty: int | None, name: str, own_id: str, qty: int,
+        trouble: list[Fault | str],
+    ) -> None:  # fmt: skip
+        """The drop-in's caller-chosen client_order_id (entries c*, exits y*), reused at times."""
+        name = f"{name}#{own_id}"
+        if name.startswith("y"):
+            call = self._exit(agent, symbol, name, exit_qty)
+        else:
+            call = self._entry(agent, symbol, name, qty)
+        self._call(call, trouble, who)
+
     def _entry(self, agent: int, symbol: str, name: str, qty: int) -> Call:
         bot = self.agents[agent % len(self.agents)]
         if name == "fresh":
@@ -551,6 +604,14 @@ class GuardMachine(RuleBasedStateMachine):
 
     def _invoke(self, worker: Worker, call: Call) -> OrderResult:
         _agent, kind, symbol, name, qty = call
+        if "#" in name:  # the drop-in's way: the caller's own client_order_id is the key
+            own_id = name.split("#")[1]
+            if kind == "enter":
+                intent = Intent(worker.agent, Kind.ENTRY, symbol, Side.BUY, name)
+                spec = build_spec(qty=qty, position_intent=PositionIntent.BUY_TO_OPEN, is_exit=False)
+                return worker.gw.submit(intent, spec, client_order_id=own_id)
+            spec = build_spec(qty=qty, position_intent=PositionIntent.SELL_TO_CLOSE, is_exit=True)
+            return worker.gw.exit_order(symbol, spec, intent=name, client_order_id=own_id)
         if kind == "enter":
             return worker.gw.enter(symbol, qty=qty, intent=name)
         return worker.gw.exit(symbol, qty=qty, intent=name)
@@ -564,12 +625,29 @@ class GuardMachine(RuleBasedStateMachine):
         worker = self._pick(call[0], who)
         self._note(call)
         placed = len(self.paper.orders())
+        if STORE_FAILS_AFTER_POST in trouble:
+            self.port.break_store = worker.store
         try:
             result = self._invoke(worker, call)
         except Crash:
             self.failed.append(call)
             self._restart(worker)
             return
+        except UnrecordedOrder:
+            # The store failed recording the answer: the order may be at the broker (one at most).
+            assert len(self.paper.orders()[placed:]) <= 1
+            self.failed.append(call)
+            return
+        except StoreError as exc:
+            # G5: "nothing was sent" must be true. A caller's id that names another decision
+            # is refused so, and so is any call whose store failed before its POST.
+            assert self.paper.orders()[placed:] == [], exc
+            assert "#" in call[3] or self.port.break_store is None, exc
+            self.failed.append(call)
+            return
+        finally:
+            self.port.break_store = None
+            _store_up(worker.store)
         if result.outcome in (Outcome.UNKNOWN, Outcome.NOT_SENT):
             self.failed.append(call)
         self._check_result(result, self.paper.orders()[placed:])
@@ -578,7 +656,9 @@ class GuardMachine(RuleBasedStateMachine):
     @rule(data=st.data(), who=st.integers(0, 2))
     def reuse_an_entry_intent_for_another_qty(self, data: st.DataObject, who: int) -> None:
         """A bot bug: the same decision name for a different order is refused loudly, nothing sent."""
-        agent, symbol, name = data.draw(st.sampled_from(sorted(self.entry_qty)), label="decision")
+        # (Not a decision under a caller's id: one refused as taken by another has no claim.)
+        named = sorted(k for k in self.entry_qty if "#" not in k[2])
+        agent, symbol, name = data.draw(st.sampled_from(named), label="decision")
         qty = self.entry_qty[(agent, symbol, name)] + data.draw(st.integers(1, 3), label="extra qty")
         worker = self._pick(agent, who)
         claims, submits = len(self._claims()), self.port.submits
