@@ -54,7 +54,7 @@ def test_a_fill_waiting_for_the_symbol_lock_holds_no_claim_row(pg_url: str) -> N
         other.execute("BEGIN")
         lock = f"tradeguard:ledger:{_SYMBOL}"  # as `ledger.lock_symbol` takes it (migration 0014)
         other.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, hashtextextended(current_schema(), 0)))",
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 'tg_claims'::regclass::oid::bigint))",
             (lock,),
         )
         errors: list[BaseException] = []

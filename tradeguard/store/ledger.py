@@ -153,12 +153,13 @@ UPSERT_ACCOUNT_SQL = (
     " SET account_key = excluded.account_key, updated_at = excluded.updated_at"
 )
 _UNACKNOWLEDGED = ("PENDING", "UNKNOWN")
-# PostgreSQL's advisory locks are database-wide: the key is hashed with the store's schema as the
-# seed (migration 0014, which builds it the same way in `tg_fill_step`), so stores in two schemas
-# of one database never wait for each other. The old, schema-less key is taken first, shared: a
-# process of a version before 0014 takes it exclusively, and still serialises with this one.
+# PostgreSQL's advisory locks are database-wide: the key is hashed with the OID of the store's own
+# `tg_claims` as the seed (migration 0014, which builds it the same way in `tg_fill_step`), so
+# stores in two schemas of one database never wait for each other. The old, schema-less key is
+# taken first, shared: a process of a version before 0014 takes it exclusively, and still
+# serialises with this one.
 _PG_LOCK_OLD = "SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))"
-_PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, hashtextextended(current_schema(), 0)))"
+_PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 'tg_claims'::regclass::oid::bigint))"
 
 
 def lock_symbol(tx: Tx, symbol: str) -> None:

@@ -5,10 +5,13 @@ were built from the symbol or the id alone (`'tradeguard:ledger:' || symbol`,
 `'tradeguard:coid:' || id`), so two stores in two schemas of one database (tenants, tests)
 serialised each other's fills and exit sizing in a symbol, and each other's claims of one caller
 id, and one store's short lock wait could fail on a lock the other held (a StoreError for an
-unrelated store). Every key is now hashed with the schema as the seed,
-`hashtextextended(text, hashtextextended(current_schema(), 0))` (the same expression in the
-client's ledger lock, `ledger.lock_symbol`, and in these functions): the store's own schema is the
-first of the session's search_path, where its tables were made. The ledger lock also takes the
+unrelated store). Every key is now hashed with the store's own claims table as the seed,
+`hashtextextended(text, 'tg_claims'::regclass::oid::bigint)` (the same expression in the
+client's ledger lock, `ledger.lock_symbol`, and in these functions): the OID of the `tg_claims`
+the session's search_path finds, the very table the statements around it read and write, so
+two sessions of one store agree on it whatever else their search_paths name (`current_schema()`,
+the first schema of the path that exists, need not be the one holding the tables), and a
+missing table is an error, never a NULL key (which would take no lock). The ledger lock also takes the
 old, database-wide key SHARED before the new one: shared holders never wait for each other, so
 stores in two schemas no longer meet, while a process of the previous version (which takes the
 old key exclusively in its client code) still serialises with every new one during a rolling
@@ -53,8 +56,8 @@ _OLD_EXPECT_TURN: str = _module("0007_pg_fill_guards")._EXPECT_TURN  # type: ign
 _OLD_FILL: str = _module("0009_pg_one_statement_steps")._FILL_FUNCTION  # type: ignore[attr-defined]
 _OLD_CLAIM: str = _module("0013_coid_lock_always")._CLAIM_FUNCTION  # type: ignore[attr-defined]
 
-# The key of a lock named `name` in the session's schema (as `ledger.lock_symbol` builds it).
-_KEY = "hashtextextended({name}, hashtextextended(current_schema(), 0))"
+# The key of a lock named `name` in this store (as `ledger.lock_symbol` builds it).
+_KEY = "hashtextextended({name}, 'tg_claims'::regclass::oid::bigint)"
 
 
 def _ledger_lock(symbol: str) -> str:
