@@ -48,8 +48,9 @@ def test_a_derived_id_waits_for_an_unknown_accounts_claim_of_it_in_flight(pg_url
         with psycopg.connect(_psycopg_conninfo(pg_url)) as other:
             # u's claim of a's derived id, as tg_claim makes it: the exclusive lock on the id, the
             # check (nothing there yet), the row of scope ""; not committed yet.
-            other.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"tradeguard:coid:{derived}",)
+            other.execute(  # the id's key in this schema (migration 0014)
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 'tg_claims'::regclass::oid::bigint))",
+                (f"tradeguard:coid:{derived}",),
             )
             other.execute(
                 "INSERT INTO tg_claims (claim_key, client_order_id, agent_id, kind, symbol, side, intent,"

@@ -44,16 +44,19 @@ def test_a_fill_waiting_for_the_symbol_lock_holds_no_claim_row(pg_url: str) -> N
     admin = psycopg.connect(_libpq(pg_url), autocommit=True)
     try:
         owner = new_owner_token()
-        # A symbol no other test trades: the ledger lock is database-wide (not per schema), and
-        # this test holds it for seconds, which a test on another xdist worker with a sub-second
-        # lock wait in the same symbol would take for a store failure.
+        # A symbol no other test trades: the ledger lock was database-wide before migration 0014
+        # (keyed per schema since), and this test holds it for seconds, which a test on another
+        # xdist worker running older code with a sub-second lock wait would take for a store failure.
         intent = Intent("bot", Kind.EXIT, _SYMBOL, Side.SELL, "11:26 exit")
         claim = store.claim(intent, OrderSpec(qty=Decimal(12)), owner=owner, order_qty=Decimal(12)).claim
         sent = store.transition(claim, ClaimState.SUBMITTED, reason="accepted", broker_order_id="b-1")
         # The other process sizes the same exit decision: it holds the symbol's lock ...
         other.execute("BEGIN")
-        lock = f"tradeguard:ledger:{_SYMBOL}"
-        other.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock,))
+        lock = f"tradeguard:ledger:{_SYMBOL}"  # as `ledger.lock_symbol` takes it (migration 0014)
+        other.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 'tg_claims'::regclass::oid::bigint))",
+            (lock,),
+        )
         errors: list[BaseException] = []
 
         def fill() -> None:

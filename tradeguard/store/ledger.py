@@ -153,13 +153,25 @@ UPSERT_ACCOUNT_SQL = (
     " SET account_key = excluded.account_key, updated_at = excluded.updated_at"
 )
 _UNACKNOWLEDGED = ("PENDING", "UNKNOWN")
-_PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 0))"
+# PostgreSQL's advisory locks are database-wide: the key is hashed with the OID of the store's own
+# `tg_claims` as the seed (migration 0014, which builds it the same way in `tg_fill_step`), so
+# stores in two schemas of one database never wait for each other. The old, schema-less key is
+# taken first, shared: a process of a version before 0014 takes it exclusively, and still
+# serialises with this one.
+_PG_LOCK_OLD = "SELECT pg_advisory_xact_lock_shared(hashtextextended(?, 0))"
+_PG_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(?, 'tg_claims'::regclass::oid::bigint))"
 
 
 def lock_symbol(tx: Tx, symbol: str) -> None:
-    """Serialise, until the transaction ends, every ledger change and exit sizing in `symbol`."""
+    """Serialise, until the transaction ends, every ledger change and exit sizing in `symbol`.
+
+    PostgreSQL: in this store's schema only (see `_PG_LOCK`); the two locks in this order, as
+    `tg_fill_step` takes them.
+    """
     if tx.postgres:
-        tx.later(_PG_LOCK, (f"tradeguard:ledger:{symbol}",))  # sent with the read that follows
+        name = f"tradeguard:ledger:{symbol}"
+        tx.later(_PG_LOCK_OLD, (name,))  # both sent with the read that follows
+        tx.later(_PG_LOCK, (name,))
 
 
 def _open_row(tx: Tx, agent_id: str, symbol: str) -> tuple[int, Decimal] | None:
