@@ -13,9 +13,14 @@ injector losing an accepted order's answer, real stores (a SQLite file, PostgreS
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
+
+import pytest
 
 from tradeguard import ManualClock, OrderGateway, Outcome, PaperBroker
+from tradeguard.cli import main
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, OrderRequest
 from tradeguard.domain.lifecycle import ClaimState
@@ -208,3 +213,45 @@ def test_a_decision_unsent_on_the_old_account_is_not_sent_on_the_new_one_under_i
         gw.store.close()
     assert x.orders() == [] and y.orders() == []
     assert _claim(store_url, first.claim.key)[0] is ClaimState.NOT_SENT
+
+
+def test_the_cli_reconcile_on_the_new_account_shows_the_old_accounts_claim_and_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("SETTLE_DELAY", "UNKNOWN_PROBE_GAP", "RECENT_ACTIVITY", "POSITION_SETTLE", "UNKNOWN_GRACE"):
+        monkeypatch.setenv(f"TRADEGUARD_{name}_SECS", "0")
+    url = f"sqlite:///{tmp_path / 'claims.db'}"
+    x = PaperBroker(state_path=tmp_path / "x.json")
+    y_state = tmp_path / "y.json"
+    y = PaperBroker(state_path=y_state)  # account y, a file the CLI opens
+    y.set_price("SQQQ", Decimal(10))  # its first change writes the file
+    y.close()
+    with ClaimStore(url) as store:
+        on_x = OrderGateway(x, store, agent_id="bot-a", reconcile_on_start=False)
+        assert on_x.enter("SQQQ", qty=2, intent="open").outcome is Outcome.SUBMITTED
+        resting = on_x.exit("SQQQ", intent="tp", order_type="limit", limit_price=Decimal(900))
+        assert resting.claim is not None
+        store.register_account("bot-a", account_key_of(PaperBroker(state_path=y_state)))  # re-pointed
+    command = ["reconcile", "--store", url, "--paper-state", str(y_state), "--format", "json"]
+    assert main(command) == 1  # a problem for a person: claims of another account
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["action"], r["agent"], r["symbol"]) for r in rows} == {("report_elsewhere", "bot-a", "SQQQ")}
+    assert len(rows) == 2  # the resting exit's claim and the turn, both x's
+    assert any(resting.claim.client_order_id in r["reason"] for r in rows)
+    with ClaimStore(url) as store:
+        assert store.position("bot-a", "SQQQ").qty == 2  # not cleared on y's flat read
+        claim = store.get(resting.claim.key)
+        assert claim is not None and claim.state is ClaimState.SUBMITTED
+    assert main(["claims", "list", "--store", url, "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["account"] for r in listed] == [account_key_of(x)]
+
+
+def test_a_paper_account_keeps_the_key_a_claim_store_was_given_across_a_restart(tmp_path: Path) -> None:
+    # A bot that claimed and died before its first order (nothing changed the account yet): its
+    # restart must meet the same account, else its claim is "another account's" for good.
+    state = tmp_path / "paper.json"
+    first = PaperBroker(state_path=state)
+    key = account_key_of(first)  # what a gateway registers, and its claims' coid_scope
+    del first  # killed: no close(), no change
+    assert account_key_of(PaperBroker(state_path=state)) == key  # before: a new random account

@@ -61,7 +61,8 @@ class Claim:
     # 0012): its agent's registered account key then (`ports.coid_scope`), "" when that was not
     # known (an agent of unknown account, every claim from before 0012). None: not read back (a
     # value its creator built before reading the row; its sender's broker is that account).
-    coid_scope: str | None = None
+    # Not compared: the value a creator built and the row read back are the same claim.
+    coid_scope: str | None = field(default=None, compare=False)
     # The spec, once read from the payload: a send asks for it twice (the request, the check of
     # the broker's answer). Not part of the value; a store may hand it on to the claim's next
     # version when the payload is the same.
