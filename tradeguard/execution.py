@@ -198,12 +198,11 @@ def held_elsewhere(store: ClaimLedger, claim: Claim, broker: Broker | None) -> s
     """
     if broker is None:
         return None
-    account = account_key_of(broker)
-    if claim.coid_scope and claim.on_other_account(coid_scope(account)):
+    if claim.coid_scope and claim.on_other_account(coid_scope(account_key_of(broker))):
         return elsewhere_reason(claim)
     if _derived(claim):
         return None
-    holder = store.get_by_client_order_id(claim.client_order_id, account_key=account)
+    holder = store.get_by_client_order_id(claim.client_order_id, account_key=account_key_of(broker))
     if holder is not None and holder.key == claim.key:
         return None
     where = "another claim holds it" if holder is not None else "this claim holds it on another account"
