@@ -242,9 +242,9 @@ def test_the_cli_reconcile_on_the_new_account_shows_the_old_accounts_claim_and_t
         assert store.position("bot-a", "SQQQ").qty == 2  # not cleared on y's flat read
         claim = store.get(resting.claim.key)
         assert claim is not None and claim.state is ClaimState.SUBMITTED
-    assert main(["claims", "list", "--store", url, "--format", "json"]) == 0
-    listed = json.loads(capsys.readouterr().out)
-    assert [r["account"] for r in listed] == [account_key_of(x)]
+    assert main(["claims", "show", resting.claim.key, "--store", url, "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["claim"]["account"] == account_key_of(x)
 
 
 def test_a_paper_account_keeps_the_key_a_claim_store_was_given_across_a_restart(tmp_path: Path) -> None:

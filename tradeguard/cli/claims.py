@@ -57,9 +57,6 @@ def _row(claim: Claim, stale_before: datetime) -> dict[str, object]:
         "qty": qty, "filled": claim.filled_qty, "avg_price": claim.filled_avg_price,
         "state": claim.state.value, "broker_order_id": claim.broker_order_id, "epoch": claim.epoch,
         "attempts": claim.attempts, "reason": claim.reason,
-        # The broker account its id was claimed on (`Claim.coid_scope`; "" unknown): an agent
-        # re-pointed since leaves such claims for that account's broker to resolve.
-        "account": claim.coid_scope or "",
         "created": claim.created_at.isoformat(timespec="seconds"),
         "updated": claim.updated_at.isoformat(timespec="seconds"),
         "stale": "yes" if claim.is_active and claim.updated_at < stale_before else "",
@@ -176,6 +173,9 @@ def show(store_url: str, ident: str, fmt: str) -> int:
         ]
     row = _row(claim, claim.updated_at)
     row.pop("stale")
+    # The broker account its id was claimed on (`Claim.coid_scope`; "" unknown): an agent
+    # re-pointed since leaves such a claim for that account's broker to resolve.
+    row["account"] = claim.coid_scope or ""
     if fmt == Format.JSON:
         import json
 
