@@ -118,14 +118,19 @@ def test_a_re_pointed_agent_never_resends_its_old_accounts_id_on_the_new_account
     bot_a = client(y, store_url, "bot-a", clock)  # re-pointed to y
     try:
         clock.advance(120)
-        bot_a.gateway.reconcile()  # absent at y, probed twice: NOT_SENT
+        # Absent at y proves nothing of x, where it was sent: it stays UNKNOWN (G2; it was
+        # settled NOT_SENT on y's word before `Claim.coid_scope` was read).
+        bot_a.gateway.reconcile()
         with ClaimStore(store_url) as store:
-            assert (claim := store.get(key)) is not None and claim.state is ClaimState.NOT_SENT
+            assert (claim := store.get(key)) is not None and claim.state is ClaimState.UNKNOWN
         # Its retry would send x's "entry-1" on y, where y's own claim of the id would adopt it.
         with pytest.raises(APIError) as refused:
             bot_a.submit_order(buy())
-        assert refused.value.status_code == 422
+        # Answered as the unresolved order it is (Alpaca's 504: it may exist), nothing sent or moved.
+        assert refused.value.status_code == 504 and "another broker account" in str(refused.value)
         assert y.orders() == []
+        with ClaimStore(store_url) as store:
+            assert (claim := store.get(key)) is not None and claim.state is ClaimState.UNKNOWN
     finally:
         bot_a.close()
     bot_b = client(y, store_url, "bot-b", clock)

@@ -29,13 +29,15 @@ from tradeguard.errors import (
     StoreError,
     UnrecordedOrder,
 )
-from tradeguard.ports import Broker, ClaimLedger, account_key_of
+from tradeguard.ports import Broker, ClaimLedger, account_key_of, coid_scope
 
 __all__ = [
     "CANCELED_BY_THE_BOT",
     "OrderResult",
     "Outcome",
     "adopt_order",
+    "elsewhere_reason",
+    "held_elsewhere",
     "MAX_CHAIN_HOPS",
     "foreign_chain",
     "is_position_rejection",
@@ -198,10 +200,16 @@ def held_elsewhere(store: ClaimLedger, claim: Claim, broker: Broker | None) -> s
     is that of the claim holding the id in the account's scope; when that claim is another one
     (or none: the claim's id is scoped to another account, its agent re-pointed since), an
     order found there under the id is another agent's, and one sent there would be adopted by
-    that account's claim. Derived ids (no other claim carries one) and a call without a broker
-    are not read: no store read on the common path.
+    that account's claim. A claim recorded on another known account than the broker's
+    (`Claim.on_other_account`: its agent re-pointed since) is never this broker's, whatever
+    its id: the order it sent is on its own account. Derived ids (no other claim carries one)
+    and a call without a broker are not read: no store read on the common path.
     """
-    if broker is None or _derived(claim):
+    if broker is None:
+        return None
+    if claim.coid_scope and claim.on_other_account(coid_scope(account_key_of(broker))):
+        return elsewhere_reason(claim)
+    if _derived(claim):
         return None
     holder = store.get_by_client_order_id(claim.client_order_id, account_key=account_key_of(broker))
     if holder is not None and holder.key == claim.key:
@@ -210,6 +218,15 @@ def held_elsewhere(store: ClaimLedger, claim: Claim, broker: Broker | None) -> s
     return (
         f"client_order_id {claim.client_order_id} is not this claim's on the broker's account "
         f"({where}: ids are unique per account)"
+    )
+
+
+def elsewhere_reason(claim: Claim) -> str:
+    """Return why a claim of another broker account (`Claim.on_other_account`) is left as it is."""
+    return (
+        f"claim {claim.client_order_id} ({claim.state}) was made on another broker account "
+        f"({claim.coid_scope}): this broker's account says nothing of its order, so it is left as "
+        "it is, never resent, settled or adopted here; that account's broker resolves it"
     )
 
 

@@ -53,7 +53,7 @@ from tradeguard.execution import (
     send_claim,
 )
 from tradeguard.orders import Number, build_spec, parse_side
-from tradeguard.ports import Broker, ClaimLedger, account_key_of
+from tradeguard.ports import Broker, ClaimLedger, account_key_of, coid_scope
 from tradeguard.reconcile.runner import OTHERS_SOLD_SINCE_READ, Reconciler, ReconcileReport
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, answers_recorded, open_recorder
@@ -636,11 +636,16 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         after: list[Claim] = []
         with self._start_lock:
             in_send = set(self._sending)
+        scope = coid_scope(account_key_of(self.broker))
         for claim in self.store.list_claims(states=states, agent_id=self.agent_id, symbol=symbol):
             if created_after is not None and claim.created_at <= created_after:
                 continue
             order = None
-            if not (claim.state in _UNRESOLVED and claim.key in in_send):
+            # A claim made on another account (this agent re-pointed since): this broker's answer
+            # is no evidence about it, so it is not asked (`adopt_order` would leave it anyway).
+            if not (claim.state in _UNRESOLVED and claim.key in in_send) and not claim.on_other_account(
+                scope
+            ):
                 with contextlib.suppress(BrokerError):  # a failed read is no evidence
                     order = self.broker.get_order_by_client_id(claim.client_order_id)
             why = _FOUND if claim.state in _UNRESOLVED else "refreshed from the broker"

@@ -26,16 +26,24 @@ from tradeguard.domain import BrokerOrder, Claim, LedgerPosition, RejectKind
 from tradeguard.domain.intents import Intent, Kind, OrderSpec
 from tradeguard.domain.ledger import ExitRoom
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import BrokerError, LeaseLost, OrderRejected, StoreError, UnrecordedOrder
+from tradeguard.errors import (
+    BrokerError,
+    LeaseLost,
+    OrderRejected,
+    OutcomeUnknown,
+    StoreError,
+    UnrecordedOrder,
+)
 from tradeguard.execution import (
     OrderResult,
     Outcome,
     adopt_order,
+    elsewhere_reason,
     may_have_placed,
     reread,
     retry_unrecorded,
 )
-from tradeguard.ports import Broker, ClaimLedger
+from tradeguard.ports import Broker, ClaimLedger, account_key_of, coid_scope
 from tradeguard.reconcile.runner import OTHERS_SOLD_SINCE_READ, Reconciler, ReconcileReport
 from tradeguard.sessions.recorder import NullRecorder, Recorder
 
@@ -183,6 +191,8 @@ class RetryAnswers:
 
     def _answer(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
         """Resolve a retry without a second order: only a provably unplaced decision is resent."""
+        if claim.coid_scope and claim.on_other_account(coid_scope(account_key_of(self.broker))):
+            return self._made_elsewhere(claim)
         state = claim.state
         if state is ClaimState.NOT_SENT or (state is ClaimState.REJECTED and _refusal_placed_nothing(claim)):
             return self._retry_unsent(claim, held)
@@ -205,6 +215,24 @@ class RetryAnswers:
             claim = adopt_order(self.store, claim, order, "refreshed on a duplicate", broker=self.broker)
         reason = f"duplicate of {claim.client_order_id} ({claim.state}); nothing sent"
         return OrderResult(Outcome.DUPLICATE, claim, order, reason)
+
+    def _made_elsewhere(self, claim: Claim) -> OrderResult:
+        """Answer a retry of a decision claimed on another broker account than this gateway's.
+
+        The agent was re-pointed to this account since (`Claim.on_other_account`). Its order,
+        if any, is on the other account: a lookup here proves nothing, a resend here would be a
+        second order for one decision (G1), and "absent" here is no reason to settle it (G2). So
+        nothing is read, sent or moved: an unresolved claim answers UNKNOWN, one that placed
+        nothing answers as its id refused here (Alpaca's 422), any other as a duplicate. The
+        other account's broker (its reconcile pass, `tradeguard claims resolve`) resolves it.
+        """
+        reason = elsewhere_reason(claim)
+        if claim.state is ClaimState.PENDING or claim.state is ClaimState.UNKNOWN:
+            return OrderResult(Outcome.UNKNOWN, claim, None, reason, OutcomeUnknown(reason))
+        if claim.state is ClaimState.NOT_SENT or claim.state is ClaimState.REJECTED:
+            error = OrderRejected(reason, kind=RejectKind.ID_TAKEN, status_code=422)
+            return OrderResult(Outcome.REJECTED, claim, None, reason, error)
+        return OrderResult(Outcome.DUPLICATE, claim, None, f"duplicate of {claim.client_order_id}; {reason}")
 
     def _pending(self, claim: Claim, held: LedgerPosition | None) -> OrderResult:
         """A retry met a PENDING claim: being sent, abandoned by a lapsed owner, or left by us."""
@@ -403,6 +431,8 @@ class RetryAnswers:
         )
         if claim.kind is not Kind.ENTRY or not placed_nothing:
             return None
+        if claim.coid_scope and claim.on_other_account(coid_scope(account_key_of(self.broker))):
+            return None  # its id is the other account's: answered as a retry (`_made_elsewhere`)
         intent = Intent(claim.agent_id, claim.kind, claim.symbol, claim.side, claim.intent)
         self.recorder.attempt(intent, spec, claim.client_order_id)
         try:

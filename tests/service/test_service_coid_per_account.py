@@ -59,3 +59,45 @@ def test_agent_keys_of_two_accounts_each_place_entry_1_and_one_account_refuses_a
             assert remote.position(agent, "SPY").qty == qty
     with RemoteClaimLedger(service.base_url, api_key=keys["a2"]) as remote:
         assert remote.list_claims(agent_id="a2") == [] and remote.position("a2", "SPY").is_flat
+
+
+def test_through_the_service_a_re_pointed_agents_unknown_claim_stays_unknown_on_its_new_account(
+    service: Service, new_key: NewKey
+) -> None:
+    # bot "a" sends on account x and loses the answer (nothing landed); its key is then used by a
+    # client on account y (re-pointed). y's passes say nothing of x: UNKNOWN stays (G2), and the
+    # claim read through the service names its account (`Claim.coid_scope`).
+    from tradeguard.config import Settings
+    from tradeguard.domain import BrokerOrder, OrderRequest
+    from tradeguard.domain.lifecycle import ClaimState
+    from tradeguard.errors import OutcomeUnknown
+    from tradeguard.ports import ForwardingBroker
+
+    class Lost(ForwardingBroker):
+        def submit_order(self, request: OrderRequest) -> BrokerOrder:
+            raise OutcomeUnknown("read timed out")
+
+    quick = Settings(
+        unknown_grace_secs=0, unknown_probe_gap_secs=0, recent_activity_secs=0, position_settle_secs=0
+    )
+    x, y = PaperBroker(), PaperBroker()
+    key = new_key("a")
+    on_x = GuardedTradingClient(
+        store=service.base_url, store_api_key=key, agent_id="a", broker=Lost(x), settings=quick
+    )
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the drop-in's 504: it may exist
+            on_x.submit_order(buy(1))
+    finally:
+        on_x.close()
+    on_y = GuardedTradingClient(
+        store=service.base_url, store_api_key=key, agent_id="a", broker=y, settings=quick
+    )
+    try:
+        on_y.gateway.reconcile()  # before: NOT_SENT on y's word
+    finally:
+        on_y.close()
+    with RemoteClaimLedger(service.base_url, api_key=key) as remote:
+        (claim,) = remote.list_claims(agent_id="a")
+        assert claim.state is ClaimState.UNKNOWN and claim.coid_scope == account_key_of(x)
+    assert x.orders() == [] and y.orders() == []

@@ -173,6 +173,9 @@ def show(store_url: str, ident: str, fmt: str) -> int:
         ]
     row = _row(claim, claim.updated_at)
     row.pop("stale")
+    # The broker account its id was claimed on (`Claim.coid_scope`; "" unknown): an agent
+    # re-pointed since leaves such a claim for that account's broker to resolve.
+    row["account"] = claim.coid_scope or ""
     if fmt == Format.JSON:
         import json
 

@@ -82,7 +82,9 @@ def _print_report(report: ReconcileReport, fmt: str) -> None:
 
 
 @click.command(
-    epilog=f"Exit status 1: the pass was aborted, or found drift, an orphan or a missing order. "
+    epilog="Exit status 1: the pass was aborted, or found drift, an orphan, a missing order, or a claim or "
+    "position made on another broker account than this one (an agent re-pointed since; its own account's "
+    f"broker resolves it: action report_elsewhere). "
     f"{EXIT_STATUSES}"
 )
 @store_option

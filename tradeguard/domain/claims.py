@@ -57,6 +57,12 @@ class Claim:
     created_at: datetime
     updated_at: datetime
     reject_kind: RejectKind | None = None  # why the broker refused it, when REJECTED
+    # The broker account its client_order_id was claimed on (`tg_claims.coid_scope`, migration
+    # 0012): its agent's registered account key then (`ports.coid_scope`), "" when that was not
+    # known (an agent of unknown account, every claim from before 0012). None: not read back (a
+    # value its creator built before reading the row; its sender's broker is that account).
+    # Not compared: the value a creator built and the row read back are the same claim.
+    coid_scope: str | None = field(default=None, compare=False)
     # The spec, once read from the payload: a send asks for it twice (the request, the check of
     # the broker's answer). Not part of the value; a store may hand it on to the claim's next
     # version when the payload is the same.
@@ -95,6 +101,17 @@ class Claim:
             spec.trail_price,
             spec.trail_percent,
         )
+
+    def on_other_account(self, account_scope: str) -> bool:
+        """Whether the claim was made on a known broker account other than `account_scope`'s.
+
+        `account_scope` is a broker's `ports.coid_scope` ("" when its account is unknown). Such a
+        broker's word (found, not found) is no evidence about the claim's order, which was sent
+        to the other account: an agent re-pointed to another account keeps its old claims. A
+        claim of scope "" or None, or a broker of unknown account, cannot be told apart: False.
+        """
+        scope = self.coid_scope
+        return bool(scope) and bool(account_scope) and scope != account_scope
 
     @property
     def refused_for_position(self) -> bool:

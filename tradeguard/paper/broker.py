@@ -10,6 +10,7 @@ day-order expiry, market hours (the paper market is always open), margin, fees, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -145,8 +146,16 @@ class PaperBroker:
         """The key naming this paper account (`ports.account_key_of`), from its account id.
 
         The id is made from the seed kept in the state file, so the account served over HTTP
-        (`GET /v2/account` "id", which `AlpacaBroker` reads) is named the same way.
+        (`GET /v2/account` "id", which `AlpacaBroker` reads) is named the same way. A state file
+        not written yet (no change so far) is written when the key is first read: a claim store
+        records the key (its agents' accounts, each claim's `coid_scope`), and an account that
+        came back under another key after a restart would leave its claims to "another
+        account" for good. A failed write keeps the key for this process only, as before.
         """
+        file = self._file
+        if file is not None and not file.written:
+            with contextlib.suppress(BrokerUnavailable), self._changing:
+                pass  # the first write of the account (`_save` on leaving)
         return _account_key_of_seed(self._venue.state.account_key)
 
     # ---- the Broker port -------------------------------------------------------------------

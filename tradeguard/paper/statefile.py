@@ -146,6 +146,11 @@ class StateFile:
             kind = "not JSON" if isinstance(exc, json.JSONDecodeError) else "not a paper account"
             raise ConfigError(f"paper state {self.path}: {kind}: {exc!r}") from exc
 
+    @property
+    def written(self) -> bool:
+        """Whether the account has been written to the file (False until its first change)."""
+        return self._snapshot is not None
+
     def save(self, state: PaperState) -> None:
         """Write the change `state` went through since the last write, before returning.
 

@@ -89,6 +89,42 @@ def _claim_actions(
     return action, False
 
 
+def _elsewhere(claim: Claim, snapshot: BrokerSnapshot) -> Action:
+    """Report a claim made on another broker account than the one read (`Claim.on_other_account`).
+
+    Its agent was re-pointed since: "not found" here says nothing of an order sent there, so
+    the claim is neither settled NOT_SENT, reported missing, adopted nor resent on this account's
+    word (G1, G2). It stays as it is, visible, until its own account's broker resolves it.
+    """
+    reason = (
+        f"reconcile: {claim.client_order_id} ({claim.state}) was made on another broker account "
+        f"({claim.coid_scope}) than this one ({snapshot.account_scope}); left as it is for that "
+        "account's broker to resolve"
+    )
+    evidence = {
+        "client_order_id": claim.client_order_id, "claim_state": claim.state.value,
+        "claim_account": claim.coid_scope or "", "broker_account": snapshot.account_scope,
+    }  # fmt: skip
+    return Action(
+        ActionKind.REPORT_ELSEWHERE, claim.symbol, reason, claim.agent_id, claim.key,
+        qty=claim.order_qty, evidence=evidence,
+    )  # fmt: skip
+
+
+def _turn_elsewhere(pos: LedgerPosition, snapshot: BrokerSnapshot) -> Action:
+    """Report a ledger turn holding fills made on another broker account than the one read."""
+    reason = (
+        f"reconcile: {pos.agent_id}'s {pos.qty} {pos.symbol} (turn {pos.turn_id}) holds fills made on "
+        f"another broker account than this one ({snapshot.account_scope}); not compared with it, "
+        "never cleared on its word"
+    )
+    evidence = {"ledger_qty": str(pos.qty), "broker_account": snapshot.account_scope}
+    return Action(
+        ActionKind.REPORT_ELSEWHERE, pos.symbol, reason, pos.agent_id, qty=pos.qty,
+        evidence=evidence, position=pos,
+    )  # fmt: skip
+
+
 def _release_action(
     claim: Claim, holders: Sequence[LedgerPosition], snapshot: BrokerSnapshot, in_flight: Decimal
 ) -> Action | None:
@@ -195,6 +231,24 @@ def _moved_since(claim: Claim, holders: list[LedgerPosition]) -> bool:
     return False
 
 
+def _this_accounts(claims: list[Claim], snapshot: BrokerSnapshot, reports: list[Action]) -> list[Claim]:
+    """Return the claims this read may resolve; report unresolved or live ones of another account.
+
+    A claim made on another account (`Claim.on_other_account`: its agent re-pointed since) is no
+    business of this read: its order cannot move this account's positions either, so it keeps no
+    symbol waiting. A broker of unknown account (`account_scope` "") tells none apart.
+    """
+    if not snapshot.account_scope:
+        return claims
+    here = []
+    for claim in claims:
+        if not claim.on_other_account(snapshot.account_scope):
+            here.append(claim)
+        elif claim.state in _UNRESOLVED or claim.state in _LIVE:
+            reports.append(_elsewhere(claim, snapshot))
+    return here
+
+
 def _claims_pass(
     claims: list[Claim],
     holders: dict[str, list[LedgerPosition]],
@@ -205,6 +259,7 @@ def _claims_pass(
     releasing: bool | Collection[str] = True,
 ) -> _ClaimPass:
     out = _ClaimPass()
+    claims = _this_accounts(claims, snapshot, out.actions)
     in_flight: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for claim in claims:
         if claim.kind is Kind.EXIT and claim.state in _UNRESOLVED:
@@ -283,6 +338,7 @@ def plan_read(
     busy: Iterable[str] = (),
     moved: Iterable[LedgerPosition] = (),
     releasing: bool | Collection[str] = True,
+    off_account_turns: Collection[int] = (),
 ) -> Plan:
     """Return what one broker read decides (see `diff`), with the symbols it put off.
 
@@ -290,18 +346,24 @@ def plan_read(
     "BTC/USD"); actions name a symbol as the ledger spells it, the broker's for an orphan.
     `releasing`: the pass resends refused exits (`RELEASE_EXIT`; all of them, or only those
     claim keys), so their symbols wait for it; otherwise such a symbol's positions are compared
-    in this pass.
+    in this pass. `off_account_turns`: turn ids holding fills made on another broker account (an agent
+    re-pointed since): left out of every comparison with this account's read and reported.
     """
     wanted = None if symbols is None else {symbol_key(s) for s in symbols}
     holders: dict[str, list[LedgerPosition]] = defaultdict(list)
+    off_account: list[Action] = []
     for pos in ledger:
+        if pos.turn_id is not None and pos.turn_id in off_account_turns:
+            if wanted is None or symbol_key(pos.symbol) in wanted:
+                off_account.append(_turn_elsewhere(pos, snapshot))
+            continue
         holders[symbol_key(pos.symbol)].append(pos)
     recently: dict[str, list[LedgerPosition]] = defaultdict(list)
     for pos in moved:
         recently[symbol_key(pos.symbol)].append(pos)
     claim_list = [c for c in claims if wanted is None or symbol_key(c.symbol) in wanted]
     out = _claims_pass(claim_list, holders, snapshot, now, settings, releasing=releasing)
-    actions, needs_second_read = out.actions, out.needs_second_read
+    actions, needs_second_read = out.actions + off_account, out.needs_second_read
     cleared_list, refused = list(cleared), frozenset(out.refused)
     elsewhere = {symbol_key(s) for s in busy}
     at_broker = snapshot.symbols

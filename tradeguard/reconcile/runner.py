@@ -36,7 +36,7 @@ from tradeguard.domain.ledger import acknowledged_before, legs_wait
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, Outcome, adopt_order, send_claim
-from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, same_account
+from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, coid_scope, same_account
 from tradeguard.reconcile.attribute import Filled, attribute_close, attributed
 from tradeguard.reconcile.diff import busy_symbols, plan_read
 from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
@@ -168,7 +168,12 @@ class Reconciler:
         self.settings = settings or store.settings
         self.clock: Clock = clock or store.clock or SystemClock()
         self.owner = new_owner_token()
-        self._reported: set[tuple[str, str, str]] = set()
+        self._reported: set[tuple[str, str, str, str]] = set()
+        # Ledger turns found holding fills made on another broker account than this broker's
+        # (an agent re-pointed since; `_off_account_turns`): a turn's fills never leave it.
+        self._elsewhere: set[int] = set()
+        # Turns found holding none, with the last move they were checked at.
+        self._checked: dict[int, datetime | None] = {}
         self._lock = threading.Lock()
         self.recorder: Recorder | NullRecorder = NULL_RECORDER  # a recording gateway sets its own
 
@@ -216,8 +221,15 @@ class Reconciler:
                     planned = plan_read(
                         claims, ledger, snapshot, now, self.settings,
                         symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
-                        moved=moved, releasing=release_exits,
+                        moved=moved, releasing=release_exits, off_account_turns=self._elsewhere,
                     )  # fmt: skip
+                    if self._off_account_turns(planned.actions, snapshot):
+                        # A correction of a turn made on another account: planned again without it.
+                        planned = plan_read(
+                            claims, ledger, snapshot, now, self.settings,
+                            symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
+                            moved=moved, releasing=release_exits, off_account_turns=self._elsewhere,
+                        )  # fmt: skip
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:
                         break
@@ -331,11 +343,45 @@ class Reconciler:
             claims, ledger, snapshot, now, self.settings,
             symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, moved=moved,
             busy=busy_symbols(others, snapshot, now, self.settings), releasing=release_exits,
+            off_account_turns=self._elsewhere,
         ).actions  # fmt: skip
+        if self._off_account_turns(again, snapshot):  # a turn seen only now: never corrected here
+            again = [a for a in again if a.position is None or a.position.turn_id not in self._elsewhere]
         if any(a.kind is ActionKind.REPORT_DRIFT for a in again):
             again = self._attribute_drifts(again, ledger, snapshot)  # the history read again, too
         kept = {_identity(a) for a in again if a.kind in _POSITION_CHANGES}
         return [a for a in actions if a.kind not in _POSITION_CHANGES or _identity(a) in kept]
+
+    def _off_account_turns(self, actions: list[Action], snapshot: BrokerSnapshot) -> bool:
+        """Find the turns that `actions` would correct holding fills made on another account.
+
+        An agent re-pointed to another broker account keeps the turns it holds on the old one:
+        a flat read of the new account is no evidence about them (a clear needs the word of the
+        account the shares are on). Their claims say where each fill was made (`coid_scope`).
+        Read only for turns a correction was planned for (rarely: a phantom, a drift), once
+        per turn and move; a turn found so is remembered (`_elsewhere`) and left out of every
+        later comparison of this reconciler. Turns whose claims are all of unknown account
+        (before migration 0012, an agent of unknown account) cannot be told apart: compared as
+        before. Returns True when a new such turn was found (the caller plans again).
+        """
+        scope = snapshot.account_scope
+        if not scope:
+            return False
+        found = False
+        for action in actions:
+            pos = action.position
+            if action.kind not in _POSITION_CHANGES or pos is None or pos.turn_id is None:
+                continue
+            turn = pos.turn_id
+            if turn in self._elsewhere or (turn in self._checked and self._checked[turn] == pos.updated_at):
+                continue
+            claims = self.store.list_claims(agent_id=pos.agent_id, symbol=pos.symbol)
+            if any(c.turn_id == turn and c.filled_qty and c.on_other_account(scope) for c in claims):
+                self._elsewhere.add(turn)
+                found = True
+            else:
+                self._checked[turn] = pos.updated_at
+        return found
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -358,11 +404,8 @@ class Reconciler:
         keys = None if symbols is None else {symbol_key(s) for s in symbols}
         if keys is not None:
             ledger = [p for p in ledger if symbol_key(p.symbol) in keys]
-        agents = (
-            [agent_id]
-            if agent_id is not None
-            else sorted(a for a in {p.agent_id for p in ledger} | set(store.agents()) if on_account(a))
-        )
+        every = [] if agent_id is not None else sorted({p.agent_id for p in ledger} | set(store.agents()))
+        agents = [agent_id] if agent_id is not None else [a for a in every if on_account(a)]
         # Refused exits matter only while their turn is open (they may need releasing); NOT_SENT
         # claims only for a while (a frozen sender may still place the order late).
         open_turns = {p.turn_id for p in ledger}
@@ -375,6 +418,7 @@ class Reconciler:
             claims += store.list_claims(
                 states=[ClaimState.NOT_SENT], agent_id=agent, updated_since=probe_since
             )
+        claims += self._left_here(every, agents)
         if keys is not None:
             claims = [c for c in claims if symbol_key(c.symbol) in keys]
         readopt_since = now - timedelta(seconds=self.settings.readopt_window_secs)
@@ -402,6 +446,24 @@ class Reconciler:
             if on_account(p.agent_id) and p.turn_id not in clears
         ]
         return claims, ledger, cleared, others, moved
+
+    def _left_here(self, every: list[str], here: list[str]) -> list[Claim]:
+        """Unresolved and live claims made on this broker's account by agents registered elsewhere now.
+
+        An agent re-pointed to another account leaves its claims on this one (`Claim.coid_scope`):
+        only this account's broker can resolve them (the other account's passes only report
+        them), so a whole-store pass (`every` agent, `here` those on this account) looks them up
+        too. One listing, and only when some agent is registered on another account.
+        """
+        scope = coid_scope(account_key_of(self.broker))
+        away = set(every) - set(here)
+        if not scope or not away:
+            return []
+        return [
+            c
+            for c in self.store.list_claims(states=sorted(ACTIVE_STATES))
+            if c.agent_id in away and c.coid_scope == scope
+        ]
 
     def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
@@ -832,8 +894,11 @@ class Reconciler:
         # on an account with 500 orders resting anywhere, and no phantom ever cleared (audit 21 #2).
         open_orders = tuple(self.broker.list_orders(status="open", limit=EVERY_OPEN_ORDER))
         by_coid: dict[str, BrokerOrder | None] = {o.client_order_id: o for o in open_orders}
+        scope = coid_scope(account_key_of(self.broker))
         for claim in claims:
             probe = claim.state in ACTIVE_STATES or claim.state is ClaimState.NOT_SENT
+            if probe and claim.coid_scope and claim.on_other_account(scope):
+                probe = False  # sent to another account: this one's answer is no evidence (diff reports it)
             if probe and claim.client_order_id not in by_coid:
                 by_coid[claim.client_order_id] = self.broker.get_order_by_client_id(claim.client_order_id)
         return BrokerSnapshot(
@@ -844,6 +909,7 @@ class Reconciler:
             orders_by_client_id=by_coid,
             earlier=earlier,
             positions_read_at=positions_read_at,
+            account_scope=scope,
         )
 
     # -- applying --------------------------------------------------------------------------
@@ -1007,7 +1073,7 @@ class Reconciler:
 
     def _report(self, action: Action) -> bool:
         """Audit a report once per distinct finding, so a standing orphan does not flood the log."""
-        memo = (action.kind.value, action.symbol, str(action.qty))
+        memo = (action.kind.value, action.symbol, str(action.qty), action.claim_key or "")
         if memo not in self._reported:
             self._reported.add(memo)
             self.store.audit(

@@ -38,6 +38,7 @@ class BrokerSnapshot:
             "not found". A claim with no entry was not looked up.
         earlier: The previous read of the same pass, when a second read was taken to confirm a
             phantom position or an absent order.
+        account_scope: The account read (`ports.coid_scope` of the broker's key), "" unknown.
     """
 
     taken_at: datetime
@@ -47,6 +48,9 @@ class BrokerSnapshot:
     orders_by_client_id: Mapping[str, BrokerOrder | None] = field(default_factory=dict)
     earlier: BrokerSnapshot | None = None
     positions_read_at: datetime | None = None
+    # The broker's account (`ports.coid_scope` of its key; "" unknown): claims made on another
+    # known account (`Claim.on_other_account`) are not looked up here, only reported.
+    account_scope: str = ""
     _by_key: Mapping[str, BrokerPosition] = field(init=False, repr=False, compare=False)
     _ordered: frozenset[str] = field(init=False, repr=False, compare=False)
 
@@ -95,6 +99,9 @@ class ActionKind(enum.StrEnum):
     REPORT_ORPHAN = "report_orphan"  # the broker holds what no ledger does
     REPORT_DRIFT = "report_drift"  # broker and ledger quantities differ
     REPORT_MISSING = "report_missing"  # an acknowledged order the broker no longer knows
+    # A claim, or a ledger turn with its fills, made on another broker account than the one read
+    # (its agent re-pointed since): this account's word says nothing of it; left as it is.
+    REPORT_ELSEWHERE = "report_elsewhere"
 
     @property
     def is_report(self) -> bool:

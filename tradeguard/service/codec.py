@@ -146,6 +146,7 @@ def claim_json(claim: Claim) -> dict[str, Any]:
         "turn_id": claim.turn_id, "attempts": claim.attempts, "reason": claim.reason,
         "created_at": ts(claim.created_at), "updated_at": ts(claim.updated_at),
         "reject_kind": None if claim.reject_kind is None else claim.reject_kind.value,
+        "coid_scope": claim.coid_scope,
     }  # fmt: skip
 
 
@@ -162,6 +163,7 @@ def claim_from_json(data: Mapping[str, Any]) -> Claim:
         turn_id=data.get("turn_id"), attempts=int(data["attempts"]), reason=data["reason"],
         created_at=_ts(data["created_at"]), updated_at=_ts(data["updated_at"]),
         reject_kind=None if reject is None else RejectKind(reject),
+        coid_scope=data.get("coid_scope"),  # absent from an older service: not known
     )  # fmt: skip
 
 

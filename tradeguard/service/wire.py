@@ -239,6 +239,9 @@ class ClaimOut(BaseModel):
     created_at: AwareDatetime
     updated_at: AwareDatetime
     reject_kind: RejectKind | None = None
+    # The broker account the id was claimed on ("" unknown; `Claim.coid_scope`): an agent
+    # re-pointed since leaves such claims to that account's broker.
+    coid_scope: str | None = None
 
 
 class ClaimOutcomeOut(BaseModel):

@@ -316,6 +316,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             ClaimState.PENDING, 1, owner, now + self._lease,  # state, epoch, owner, lease_expires_at
             None if order_qty is None else _num(order_qty), None,  # order_qty, broker_order_id
             _ZERO, None, turn_id, 1, reason, now, now,  # filled_qty .. attempts, reason, created, updated
+            None, scope,  # reject_kind, coid_scope
         )  # fmt: skip
         # Its spec as `Claim.spec` would read it from `payload` (`spec.as_payload()`): made once per spec.
         object.__setattr__(claim, "_spec", spec.read_back())
@@ -453,7 +454,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             current.broker_order_id if broker_order_id is None else broker_order_id,
             filled, current.filled_avg_price if filled_avg_price is None else _num(filled_avg_price),
             turn_id, current.attempts + (1 if to is ClaimState.PENDING else 0), reason,
-            current.created_at, now, reject_kind,
+            current.created_at, now, reject_kind, current.coid_scope,
         )  # fmt: skip
         if payload is None:  # the same order: its spec, if read already, stays read
             object.__setattr__(moved, "_spec", current._spec)

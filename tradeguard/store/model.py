@@ -29,7 +29,7 @@ CLAIM_COLUMNS = (
     "claim_key", "client_order_id", "agent_id", "kind", "symbol", "side", "intent", "payload",
     "payload_hash", "state", "epoch", "owner", "lease_expires_at", "order_qty", "broker_order_id",
     "filled_qty", "filled_avg_price", "turn_id", "attempts", "reason", "created_at", "updated_at",
-    "reject_kind",
+    "reject_kind", "coid_scope",
 )  # fmt: skip
 # The columns a transition or takeover may change; the rest never change after the claim.
 MUTABLE_COLUMNS = (
@@ -69,12 +69,12 @@ def _build(fixed: Claim | Sequence[Any], v: Sequence[Any], at: dict[str, int], d
             fixed.key, fixed.client_order_id, fixed.agent_id, fixed.kind, fixed.symbol, fixed.side,
             fixed.intent,
         )  # fmt: skip
-        payload, created = fixed.payload, fixed.created_at
+        payload, created, scope = fixed.payload, fixed.created_at, fixed.coid_scope
     else:
         key, coid, agent = fixed[_C["claim_key"]], fixed[_C["client_order_id"]], fixed[_C["agent_id"]]
         kind, symbol, side = _KINDS[fixed[_C["kind"]]], fixed[_C["symbol"]], _SIDES[fixed[_C["side"]]]
         intent, payload = fixed[_C["intent"]], json.loads(fixed[_C["payload"]])
-        created = dt(fixed[_C["created_at"]])
+        created, scope = dt(fixed[_C["created_at"]]), fixed[_C["coid_scope"]]
     turn_id, kind_of_refusal = v[at["turn_id"]], v[at["reject_kind"]]
     return Claim(
         key=key, client_order_id=coid, agent_id=agent, kind=kind, symbol=symbol, side=side,
@@ -93,6 +93,7 @@ def _build(fixed: Claim | Sequence[Any], v: Sequence[Any], at: dict[str, int], d
         created_at=created,
         updated_at=dt(v[at["updated_at"]]),
         reject_kind=None if kind_of_refusal is None else _REJECTS[kind_of_refusal],
+        coid_scope=scope,
     )  # fmt: skip
 
 
