@@ -28,7 +28,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request, Response, status
 from pydantic import AwareDatetime
 
-from tradeguard.domain.claims import Claim
+from tradeguard.domain.claims import Claim, ClaimOutcome
 from tradeguard.domain.intents import FIGURE_LIMIT, Intent, Kind, OrderSpec, derive_client_order_id
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ConfigError, StoreError
@@ -137,6 +137,20 @@ def _claimed(store: ClaimLedger, principal: Principal, claiming: Callable[[], An
         raise StoreError("client_order_id is already in use by another claim") from None
 
 
+def _as_stored(store: ClaimLedger, outcome: ClaimOutcome) -> ClaimOutcome:
+    """A claim this call created, as its row reads: what every later answer for it shows.
+
+    A store builds a new claim's value before reading its row, so it lacks what the insert
+    derived in the database: the account its id is scoped to (`Claim.coid_scope`, None there).
+    A remote gateway reads that scope (a re-pointed agent leaves its old account's claims), and a
+    retry of the same request must see the very claim the first answer showed.
+    """
+    if not outcome.created or outcome.claim.coid_scope is not None:
+        return outcome
+    stored = store.get(outcome.claim.key)
+    return outcome if stored is None else ClaimOutcome(stored, created=True)
+
+
 # -- claiming -----------------------------------------------------------------------------------
 
 
@@ -167,7 +181,7 @@ def create_claim(body: ClaimIn, request: Request, response: Response, principal:
     )
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
-    return codec.outcome_json(outcome)
+    return codec.outcome_json(_as_stored(store, outcome))
 
 
 @router.post(
@@ -196,7 +210,7 @@ def create_exit(body: ExitIn, request: Request, principal: Caller) -> dict[str, 
         ),
     )
     return {
-        "outcome": None if outcome is None else codec.outcome_json(outcome),
+        "outcome": None if outcome is None else codec.outcome_json(_as_stored(store, outcome)),
         "room": None if room is None else codec.room_json(room),
     }
 
