@@ -723,6 +723,9 @@ class GuardMachine(RuleBasedStateMachine):
         self._note(call)
         stall = Stall(point, call)
         placed = len(self.paper.orders())
+        # The worker may own PENDING claims already (a send whose store failed after its POST):
+        # the frozen one is the claim this call adds.
+        before = {c.key for c in self.store.list_claims(states=[ClaimState.PENDING], agent_id=worker.agent)}
         stall.thread = threading.Thread(target=self._run_stalled, args=(stall, worker), daemon=True)
         stall.thread.start()
         assert stall.parked.wait(timeout=120), "the worker neither froze nor finished"
@@ -746,7 +749,8 @@ class GuardMachine(RuleBasedStateMachine):
             if c.owner == worker.gw.owner
         ]
         assert owned, "frozen without a PENDING claim"
-        stall.claim = owned[-1]
+        # A claim this call added, else one it took over (a retry of a PENDING decision).
+        stall.claim = ([c for c in owned if c.key not in before] or owned)[-1]
         self.port.faulted.add(stall.claim.client_order_id)  # may end UNKNOWN (taken over) or PENDING
         worker.stall = stall
         self.failed.append(call)
@@ -1238,3 +1242,47 @@ def test_the_machine_steps_of_an_exit_answered_rejected_while_another_exits_orde
         machine.settle()
     finally:
         machine.teardown()
+
+
+def test_the_machine_freezes_the_claim_its_call_adds_beside_one_left_pending() -> None:
+    """Found in CI (a harness fault, not the product's): the worker already owned a PENDING
+    claim (an entry whose store failed right after its POST), and the frozen sender's claim was
+    picked as the last PENDING claim the worker owned, by listing order: the older one, so the
+    frozen claim was never marked as faulted and read as "left PENDING without a crash". The
+    shrunk steps, as Hypothesis printed them (the decision-reuse step left out: it sends nothing).
+    """
+    orders_read_fails = next(f for f in FAULTS if f.route == "GET /v2/orders" and f.nth == 1)
+    accepted_then_timeout = next(f for f in FAULTS if f.action.value == "accept_then_timeout")
+    m = GuardMachine()
+    try:
+        m.open_the_account(fill_on_submit=True, second_agent_workers=2, workers=1, max_fill_qty=None)
+        m.a_sender_freezes(agent=0, exit_name=None, point="after_claim", qty=1, symbol="TQQQ", who=0)
+        m.exit(agent=0, name="x1", qty=7, symbol="TQQQ", trouble=[], who=0)
+        m.exit(
+            agent=0,
+            name="x1",
+            qty=None,
+            symbol="TQQQ",
+            trouble=[orders_read_fails, CRASH_AFTER_ACCEPT],
+            who=0,
+        )
+        m.exit(
+            agent=0,
+            name="x1",
+            qty=None,
+            symbol="TQQQ",
+            trouble=[accepted_then_timeout, orders_read_fails],
+            who=0,
+        )
+        m.submit_with_own_id(
+            agent=0, exit_qty=5, name="c1", own_id="own-1", qty=12, symbol="TQQQ", trouble=[], who=0
+        )
+        m.positions_lag(mode="hide", symbol="TQQQ")
+        m.positions_lag(mode="hide", symbol="TQQQ")
+        m.enter(agent=0, name="fresh", qty=1, symbol="SQQQ", trouble=[STORE_FAILS_AFTER_POST], who=0)
+        m.guarantees_hold()
+        m.close_behind_the_bots_back(symbol="TQQQ")
+        m.a_sender_freezes(agent=0, exit_name=None, point="after_claim", qty=1, symbol="SQQQ", who=0)
+        m.guarantees_hold()
+    finally:
+        m.teardown()
