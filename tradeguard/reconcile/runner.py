@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
@@ -38,7 +39,7 @@ from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, Lease
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, Outcome, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, coid_scope, same_account
 from tradeguard.reconcile.attribute import Filled, attribute_close, attributed
-from tradeguard.reconcile.diff import busy_symbols, plan_read
+from tradeguard.reconcile.diff import Plan, busy_symbols, plan_read
 from tradeguard.reconcile.positions import CLEARED_AT, CLEARED_TURN
 from tradeguard.reconcile.snapshot import Action, ActionKind, BrokerSnapshot, PutOff
 from tradeguard.sessions.recorder import NULL_RECORDER, NullRecorder, Recorder
@@ -218,18 +219,11 @@ class Reconciler:
                     report.reads, report.snapshot = reads, snapshot
                     now = self.clock.now()
                     busy = busy_symbols(others, snapshot, now, self.settings)
-                    planned = plan_read(
-                        claims, ledger, snapshot, now, self.settings,
+                    planned = self._plan(
+                        claims, ledger, snapshot, now,
                         symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
-                        moved=moved, releasing=release_exits, off_account_turns=self._elsewhere,
+                        moved=moved, releasing=release_exits,
                     )  # fmt: skip
-                    if self._off_account_turns(planned.actions, snapshot):
-                        # A correction of a turn made on another account: planned again without it.
-                        planned = plan_read(
-                            claims, ledger, snapshot, now, self.settings,
-                            symbols=wanted, adopt_orphans_to=adopt_orphans_to, cleared=cleared, busy=busy,
-                            moved=moved, releasing=release_exits, off_account_turns=self._elsewhere,
-                        )  # fmt: skip
                     actions, report.put_off = planned.actions, planned.put_off
                     if not planned.needs_second_read:
                         break
@@ -351,6 +345,25 @@ class Reconciler:
             again = self._attribute_drifts(again, ledger, snapshot)  # the history read again, too
         kept = {_identity(a) for a in again if a.kind in _POSITION_CHANGES}
         return [a for a in actions if a.kind not in _POSITION_CHANGES or _identity(a) in kept]
+
+    def _plan(
+        self,
+        claims: list[Claim],
+        ledger: list[LedgerPosition],
+        snapshot: BrokerSnapshot,
+        now: datetime,
+        **options: Any,
+    ) -> Plan:
+        """`plan_read` without the turns made on another account; planned again when it finds one."""
+        planned = plan_read(
+            claims, ledger, snapshot, now, self.settings, off_account_turns=self._elsewhere, **options
+        )
+        if self._off_account_turns(planned.actions, snapshot):
+            # A correction of a turn made on another account: planned again without it.
+            planned = plan_read(
+                claims, ledger, snapshot, now, self.settings, off_account_turns=self._elsewhere, **options
+            )
+        return planned
 
     def _off_account_turns(self, actions: list[Action], snapshot: BrokerSnapshot) -> bool:
         """Find the turns that `actions` would correct holding fills made on another account.
