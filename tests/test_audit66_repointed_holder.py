@@ -4,12 +4,14 @@ Bot "a" bought 10 SPY on account x, then was moved to account y (same agent id, 
 its turn still open: the 10 shares stay at x. Agent "c" on x then entered and its 5 were sold by
 hand: x holds 10, the ledgers hold 15 (a 10, c 5). By the guard's rule c's exit must not sell
 shares another agent's ledger holds (the test of a lagging read in
-`test_shared_account_lagging_read.py` takes the same view): nothing to sell. But exit sizing
-counted other agents by their *registered* account only, and a's is y now, so c sold 5 of a's
-shares at x. A holder's open turn also counts on every account its claims were made on
-(`coid_scope`). The other side, agent "b" on y whose real shares are held back by a's turn at
-x, is pinned as a strict xfail (see its reason). Real parts: two `PaperBroker` accounts, a SQLite
-file, PostgreSQL, the in-memory store.
+`test_shared_account_lagging_read.py` takes the same view): nothing to sell. But exit sizing,
+adoption and x's reconcile passes counted other agents by their *registered* account only, and
+a's is y now: c sold 5 of a's shares at x, a drop-in's first close adopted them, c's pass booked
+them into c as a missed fill, and nothing ever settled a's turn once x's shares were gone (y's
+passes rightly refuse: a flat read of y says nothing of x). A holder's open turn now also counts
+on every account its claims were made on (`coid_scope`). The other side, agent "b" on y whose
+real shares are held back by a's turn at x, is pinned as a strict xfail (see its reason). Real
+parts: two `PaperBroker` accounts, a SQLite file, PostgreSQL, the in-memory store.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from tradeguard.config import Settings
 from tradeguard.domain import OrderRequest, Side
 from tradeguard.paper.prices import FixedPrices
 from tradeguard.ports import ClaimLedger
+from tradeguard.reconcile import ActionKind, Reconciler
 from tradeguard.store import ClaimStore, MemoryClaimStore
 
 SETTINGS = Settings(recent_activity_secs=0, position_settle_secs=0)
@@ -126,13 +129,6 @@ def test_an_agent_on_the_new_account_sells_its_own_shares_beside_a_repointed_age
     assert held(y) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reconcile pass of the old account leaves out agents registered elsewhere, turns and "
-    "all: a's shares there read as c's missed fill and are booked into c (ADOPT_DRIFT); fix: load "
-    "the open turns made on the pass's account (claims' coid_scope) whoever they are registered to, "
-    "which needs turns attributed per account (a mixed turn is on both)",
-)
 def test_the_old_accounts_pass_never_books_a_repointed_agents_shares_into_another_agent(
     world: tuple[ManualClock, ClaimLedger],
 ) -> None:
@@ -148,6 +144,30 @@ def test_the_old_accounts_pass_never_books_a_repointed_agents_shares_into_anothe
     x.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(5)))  # x holds 10: a's
     clock.advance(60)
 
-    c_on_x.reconcile()
+    report = c_on_x.reconcile()
 
     assert c_on_x.position("SPY", resolve=False).qty == 5  # not a's 10: whose 5 went is unknown
+    assert [a.kind for a in report.actions] == [ActionKind.REPORT_DRIFT]
+
+
+def test_the_old_accounts_pass_clears_a_repointed_agents_turn_there_once_its_shares_are_gone(
+    world: tuple[ManualClock, ClaimLedger],
+) -> None:
+    """Only the account the shares were on can say they are gone: its pass settles the old turn."""
+    clock, store = world
+    x, y = paper(clock), paper(clock)
+    a_on_x = gateway(x, store, "a", clock)
+    assert a_on_x.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    a_on_y = gateway(y, store, "a", clock)
+    clock.advance(60)
+    passes = Reconciler(x, store, settings=SETTINGS, clock=clock)
+    assert passes.run().actions == []  # x holds a's 10: no orphan
+    x.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))
+    clock.advance(60)
+
+    report = passes.run()
+
+    assert [a.kind for a in report.actions] == [ActionKind.CLEAR_PHANTOM]
+    assert a_on_y.position("SPY", resolve=False).is_flat
+    assert a_on_y.reconcile().actions == []  # nothing left to report on y either
