@@ -102,6 +102,31 @@ def test_an_agent_on_the_old_account_never_adopts_the_shares_a_repointed_agent_l
     assert held(x) == 10
 
 
+def test_the_old_accounts_pass_waits_for_a_repointed_agents_order_still_working_there(
+    world: tuple[ManualClock, ClaimLedger],
+) -> None:
+    """a's sell resting at x fills after a was re-pointed: its ledger books it at its next refresh."""
+    clock, store = world
+    x, y = paper(clock), paper(clock)
+    a_on_x = gateway(x, store, "a", clock)
+    assert a_on_x.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    c_on_x = gateway(x, store, "c", clock)
+    assert c_on_x.enter("SPY", qty=5, intent="c-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    sell = a_on_x.exit("SPY", qty=4, intent="a-out", order_type="limit", limit_price=Decimal(600))
+    assert sell.outcome is Outcome.SUBMITTED, sell.reason
+    clock.advance(60)
+    gateway(y, store, "a", clock)  # re-pointed while its sell rests at x
+    x.set_price("SPY", "650")  # the sell fills: x holds 11, a's ledger still 10 until it is read
+    clock.advance(60)
+
+    report = c_on_x.reconcile()
+
+    assert report.actions == []  # a's order is in motion here: the symbol waits, no drift
+    assert c_on_x.position("SPY", resolve=False).qty == 5
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="exit sizing counts a holder's whole open turn on its registered account: a turn made "

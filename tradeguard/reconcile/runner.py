@@ -418,7 +418,11 @@ class Reconciler:
         on_account = self.on_account(agent_id)
         every_position = store.all_positions()
         ledger = [p for p in every_position if on_account(p.agent_id)]
-        ledger += self._left_on_account([p for p in every_position if not on_account(p.agent_id)])
+        left = self._left_on_account([p for p in every_position if not on_account(p.agent_id)])
+        ledger += left
+        # Claims made on this account count here whoever their agent is registered to now.
+        scope = coid_scope(account_key_of(self.broker))
+        left_turns = {p.turn_id for p in left}
         keys = None if symbols is None else {symbol_key(s) for s in symbols}
         if keys is not None:
             ledger = [p for p in ledger if symbol_key(p.symbol) in keys]
@@ -448,7 +452,7 @@ class Reconciler:
                 c
                 for c in store.list_claims(states=_IN_MOTION)
                 if c.agent_id != agent_id
-                and on_account(c.agent_id)
+                and (on_account(c.agent_id) or (scope and c.coid_scope == scope))
                 and (keys is None or symbol_key(c.symbol) in keys)
             ]
             if agent_id is not None
@@ -461,7 +465,7 @@ class Reconciler:
         moved = [
             p
             for p in store.moved_turns(since=settle_since)
-            if on_account(p.agent_id) and p.turn_id not in clears
+            if (on_account(p.agent_id) or p.turn_id in left_turns) and p.turn_id not in clears
         ]
         return claims, ledger, cleared, others, moved
 
