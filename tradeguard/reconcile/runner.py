@@ -175,6 +175,9 @@ class Reconciler:
         self._elsewhere: set[int] = set()
         # Turns found holding none, with the last move they were checked at.
         self._checked: dict[int, datetime | None] = {}
+        # Open turns of agents registered on another account, by whether a claim of theirs was
+        # made on this broker's account (`_left_on_account`), with the move they were checked at.
+        self._made_here: dict[int, tuple[datetime | None, bool]] = {}
         self._lock = threading.Lock()
         self.recorder: Recorder | NullRecorder = NULL_RECORDER  # a recording gateway sets its own
 
@@ -413,7 +416,13 @@ class Reconciler:
         # Positions are account-wide: the ledger of every agent on this broker's account counts
         # when comparing quantities; agents registered on another account are not in this one.
         on_account = self.on_account(agent_id)
-        ledger = [p for p in store.all_positions() if on_account(p.agent_id)]
+        every_position = store.all_positions()
+        ledger = [p for p in every_position if on_account(p.agent_id)]
+        left = self._left_on_account([p for p in every_position if not on_account(p.agent_id)])
+        ledger += left
+        # Claims made on this account count here whoever their agent is registered to now.
+        scope = coid_scope(account_key_of(self.broker))
+        left_turns = {p.turn_id for p in left}
         keys = None if symbols is None else {symbol_key(s) for s in symbols}
         if keys is not None:
             ledger = [p for p in ledger if symbol_key(p.symbol) in keys]
@@ -443,7 +452,7 @@ class Reconciler:
                 c
                 for c in store.list_claims(states=_IN_MOTION)
                 if c.agent_id != agent_id
-                and on_account(c.agent_id)
+                and (on_account(c.agent_id) or (scope and c.coid_scope == scope))
                 and (keys is None or symbol_key(c.symbol) in keys)
             ]
             if agent_id is not None
@@ -456,9 +465,34 @@ class Reconciler:
         moved = [
             p
             for p in store.moved_turns(since=settle_since)
-            if on_account(p.agent_id) and p.turn_id not in clears
+            if (on_account(p.agent_id) or p.turn_id in left_turns) and p.turn_id not in clears
         ]
         return claims, ledger, cleared, others, moved
+
+    def _left_on_account(self, elsewhere: list[LedgerPosition]) -> list[LedgerPosition]:
+        """The open turns of agents registered on another account that hold a claim made on this one.
+
+        An agent re-pointed to another account since keeps, here, the shares it bought here: its
+        turn is compared with this broker's positions like any agent's on the account (audit 66;
+        left out, its shares read as an orphan here, or as another agent's missed fill). A turn
+        that also holds fills of another account is then left out of every correction by
+        `_off_account_turns`, as on the new account. Claims are read once per turn and move.
+        """
+        scope = coid_scope(account_key_of(self.broker))
+        if not scope:
+            return []  # a broker of unknown account: every agent is on it already (`on_account`)
+        found: list[LedgerPosition] = []
+        for pos in elsewhere:
+            if pos.turn_id is None:
+                continue
+            seen = self._made_here.get(pos.turn_id)
+            if seen is None or seen[0] != pos.updated_at:
+                claims = self.store.list_claims(agent_id=pos.agent_id, symbol=pos.symbol)
+                made = any(c.turn_id == pos.turn_id and c.coid_scope == scope for c in claims)
+                seen = self._made_here[pos.turn_id] = (pos.updated_at, made)
+            if seen[1]:
+                found.append(pos)
+        return found
 
     def _left_here(self, every: list[str], here: list[str]) -> list[Claim]:
         """Unresolved and live claims made on this broker's account by agents registered elsewhere now.

@@ -31,7 +31,7 @@ from tradeguard.domain.ledger import (
     own_moves_hide_the_orphan,
     size_exit,
 )
-from tradeguard.ports import same_account
+from tradeguard.ports import coid_scope, same_account
 from tradeguard.store.audit import detail_text, write_audit
 
 if TYPE_CHECKING:
@@ -113,6 +113,13 @@ LATEST_TURN_SQL = "SELECT MAX(turn_id) FROM tg_turns WHERE agent_id = ? AND symb
 _HOLDERS = (
     "SELECT t.agent_id, t.qty, a.account_key FROM tg_turns t"
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.is_open = 1"
+)
+# Whether an agent's open turn in a symbol holds a claim made on an account (its `coid_scope`):
+# an agent re-pointed to another account since keeps its shares on the one it bought them on.
+_TURN_MADE_ON = (
+    "SELECT 1 FROM tg_turns t JOIN tg_claims c ON c.agent_id = t.agent_id AND c.symbol = t.symbol"
+    " AND c.turn_id = t.turn_id WHERE t.agent_id = ? AND t.symbol = ? AND t.is_open = 1"
+    " AND c.coid_scope = ? LIMIT 1"
 )
 _OPEN_EXITS = (
     "SELECT c.agent_id, c.state, c.order_qty, c.filled_qty, a.account_key, c.intent, c.client_order_id,"
@@ -382,13 +389,16 @@ def exit_room(
     `read_at` (`domain.ledger.acknowledged_before`).
     Exits claimed by other transactions since that read are counted here, inside the lock, so
     two exits can never both be sized from the same shares. Other agents count only when they
-    may trade the same broker account (`ports.same_account` of their registered keys).
+    may trade the same broker account (`ports.same_account` of their registered keys), or hold an
+    open turn with a claim made on this agent's account (`coid_scope`: re-pointed since).
     """
     lock_symbol(tx, symbol)
     rows = tx.all(_HOLDERS, (symbol,))
-    # Only agents on this agent's broker account hold shares it must not sell (`same_account`).
+    # Only agents on this agent's broker account hold shares it must not sell (`_holds_here`).
     mine = next((key for holder, _qty, key in rows if holder == agent_id), None)
-    holders = {holder: Decimal(qty) for holder, qty, key in rows if same_account(mine, key)}
+    holders = {
+        holder: Decimal(qty) for holder, qty, key in rows if _holds_here(tx, mine, holder, key, symbol)
+    }
     rows = [row for row in tx.all(_OPEN_EXITS, (symbol,)) if row[0] == agent_id or same_account(mine, row[4])]
     # Legs waiting for their entry are no exit in flight yet (`domain.ledger.legs_wait`).
     # A group is an agent's: its parent is that agent's own claim (ids are unique per account).
@@ -441,9 +451,22 @@ def others_on_account(
         return None
     return sum(
         (Decimal(qty) for holder, qty, key in tx.all(_HOLDERS, (symbol,))
-         if holder != agent_id and same_account(mine, key)),
+         if holder != agent_id and _holds_here(tx, mine, holder, key, symbol)),
         Decimal(0),
     )  # fmt: skip
+
+
+def _holds_here(tx: Tx, mine: str | None, holder: str, key: str | None, symbol: str) -> bool:
+    """Whether `holder`'s open turn in `symbol` may be on the account of key `mine`.
+
+    Its agent is registered there (`ports.same_account`), or registered on another account
+    since and its turn holds a claim made on this one (`coid_scope`): the shares it bought here
+    stayed here, and no agent here may sell or adopt them (audit 66).
+    """
+    if same_account(mine, key):
+        return True
+    scope = coid_scope(mine)
+    return bool(scope) and tx.one(_TURN_MADE_ON, (holder, symbol, scope)) is not None
 
 
 def positions_from_rows(rows: Sequence[Any], dt: Decode) -> list[LedgerPosition]:

@@ -577,9 +577,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         requested: Decimal | None,
         read_at: datetime | None = None,
     ) -> ExitRoom:
-        # Agents on another broker account hold nothing this agent could sell (`_on_account_of`).
+        # Agents on another broker account hold nothing this agent could sell, but for a turn
+        # they made here before they were re-pointed (`_made_on_account_of`, audit 66).
+        holders = {
+            a: p.qty
+            for a, p in self._open_in.get(symbol, {}).items()
+            if self._on_account_of(agent_id, a) or self._made_on_account_of(agent_id, p)
+        }
         mine = self._on_account_of
-        holders = {a: p.qty for a, p in self._open_in.get(symbol, {}).items() if mine(agent_id, a)}
         claims = self._claims
 
         def waiting(c: Claim) -> bool:  # legs waiting for their entry: no exit in flight yet (`legs_wait`)
@@ -827,6 +832,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
     def _agents_in_motion(self, symbol: str) -> set[str]:
         claims = self._claims  # under the store's lock (MemoryLedger.adopt_position)
         return {claims[k].agent_id for k in self._active_in.get(symbol, ())}
+
+    def _turn_claimed_in(self, held: LedgerPosition, scope: str) -> bool:
+        """Whether a claim of the open turn `held` was made in `scope` (`MemoryLedger` hook)."""
+        return any(
+            c.agent_id == held.agent_id and c.symbol == held.symbol and c.turn_id == held.turn_id
+            and c.coid_scope == scope
+            for c in self._claims.values()
+        )  # fmt: skip
 
     def _own_moves(
         self, agent_id: str, symbol: str, since: datetime | None

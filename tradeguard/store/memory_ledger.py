@@ -21,7 +21,7 @@ from tradeguard.domain.ledger import (
     orphan,
     own_moves_hide_the_orphan,
 )
-from tradeguard.ports import same_account
+from tradeguard.ports import coid_scope, same_account
 
 __all__ = ["MemoryLedger", "version"]
 
@@ -43,6 +43,9 @@ class MemoryLedger:
 
     def _agents_in_motion(self, symbol: str) -> set[str]:
         raise NotImplementedError  # the store's: agents with an active claim in `symbol`
+
+    def _turn_claimed_in(self, held: LedgerPosition, scope: str) -> bool:
+        raise NotImplementedError  # the store's: whether a claim of the turn `held` has `coid_scope` scope
 
     def _own_moves(
         self, agent_id: str, symbol: str, since: datetime | None
@@ -133,6 +136,15 @@ class MemoryLedger:
         """Whether `other`'s shares may be on `agent_id`'s broker account (`ports.same_account`)."""
         return other == agent_id or same_account(self._accounts.get(agent_id), self._accounts.get(other))
 
+    def _made_on_account_of(self, agent_id: str, held: LedgerPosition) -> bool:
+        """Whether `held` (another agent's open turn) holds a claim made on `agent_id`'s account.
+
+        Its agent registered on another account since: the shares it bought here stayed here
+        (`store.ledger._holds_here`, audit 66).
+        """
+        scope = coid_scope(self._accounts.get(agent_id))
+        return bool(scope) and self._turn_claimed_in(held, scope)
+
     # -- accounts --------------------------------------------------------------------------
 
     def register_account(self, agent_id: str, account_key: str) -> None:
@@ -187,7 +199,8 @@ class MemoryLedger:
                 (
                     p.qty
                     for a, p in self._open_in.get(symbol, {}).items()
-                    if a != agent_id and self._on_account_of(agent_id, a)
+                    if a != agent_id
+                    and (self._on_account_of(agent_id, a) or self._made_on_account_of(agent_id, p))
                 ),
                 _ZERO,
             )
