@@ -227,6 +227,9 @@ class OrderSpec:
     _payload: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
     # `from_payload(as_payload())`, once made: what a claim of this spec reads back as its spec.
     _read_back: OrderSpec | None = field(default=None, init=False, repr=False, compare=False)
+    # `canonical_json(as_payload())`, once made: the text a claim of this spec stores (and a
+    # retry of it finds stored).
+    _payload_text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0.
@@ -240,6 +243,14 @@ class OrderSpec:
             payload = self._build_payload()
             object.__setattr__(self, "_payload", payload)
         return dict(payload)
+
+    def payload_text(self) -> str:
+        """Return `canonical_json(self.as_payload())`, the text a claim of this spec stores (made once)."""
+        text = self._payload_text
+        if text is None:
+            text = canonical_json(self.as_payload())
+            object.__setattr__(self, "_payload_text", text)
+        return text
 
     def read_back(self) -> OrderSpec:
         """Return `OrderSpec.from_payload(self.as_payload())`: the spec a claim of this one reads back.
@@ -310,7 +321,7 @@ class OrderSpec:
 
     def payload_hash(self) -> str:
         """Return a short hash of the payload for quick equality checks."""
-        return hash_payload_json(canonical_json(self.as_payload()))
+        return hash_payload_json(self.payload_text())
 
 
 _OPTIONAL_PRICES = (
