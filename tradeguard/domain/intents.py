@@ -52,6 +52,10 @@ _COID_KEY_CHARS = 32
 # (agent_id, symbol) pairs that passed their checks (plain str only: a subclass is checked each time).
 _CHECKED_NAMES: set[tuple[str, str]] = set()
 _CHECKED_NAMES_MAX = 4096
+# Claim keys by (agent_id, kind, symbol, side, name) of plain strings: a retry makes a new Intent
+# of a decision seen before, and its canonical form and SHA-256 cost more than the rest of it.
+_KEYS: dict[tuple[str, str, str, str, str], str] = {}
+_KEYS_MAX = 4096
 
 
 class Kind(enum.StrEnum):
@@ -158,7 +162,18 @@ class Intent:
         """Return the claim key: hex SHA-256 of the canonical form (computed once per intent)."""
         key = self._key
         if key is None:
-            key = hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+            name = self.name
+            # Plain strings only (a str subclass may hash or compare otherwise); enum members hash
+            # and compare as their values.
+            plain = type(name) is str and type(self.agent_id) is str and type(self.symbol) is str
+            fields = (self.agent_id, self.kind, self.symbol, self.side, name)
+            key = _KEYS.get(fields) if plain else None
+            if key is None:
+                key = hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+                if plain:
+                    if len(_KEYS) >= _KEYS_MAX:
+                        _KEYS.clear()  # bounded: a key only costs its hash again
+                    _KEYS[fields] = key
             object.__setattr__(self, "_key", key)
         return key
 
