@@ -52,6 +52,10 @@ _COID_KEY_CHARS = 32
 # (agent_id, symbol) pairs that passed their checks (plain str only: a subclass is checked each time).
 _CHECKED_NAMES: set[tuple[str, str]] = set()
 _CHECKED_NAMES_MAX = 4096
+# Claim keys by (agent_id, kind, symbol, side, name) of plain strings: a retry makes a new Intent
+# of a decision seen before, and its canonical form and SHA-256 cost more than the rest of it.
+_KEYS: dict[tuple[str, str, str, str, str], str] = {}
+_KEYS_MAX = 4096
 
 
 class Kind(enum.StrEnum):
@@ -158,7 +162,18 @@ class Intent:
         """Return the claim key: hex SHA-256 of the canonical form (computed once per intent)."""
         key = self._key
         if key is None:
-            key = hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+            name = self.name
+            # Plain strings only (a str subclass may hash or compare otherwise); enum members hash
+            # and compare as their values.
+            plain = type(name) is str and type(self.agent_id) is str and type(self.symbol) is str
+            fields = (self.agent_id, self.kind, self.symbol, self.side, name)
+            key = _KEYS.get(fields) if plain else None
+            if key is None:
+                key = hashlib.sha256(self.canonical().encode("ascii")).hexdigest()
+                if plain:
+                    if len(_KEYS) >= _KEYS_MAX:
+                        _KEYS.clear()  # bounded: a key only costs its hash again
+                    _KEYS[fields] = key
             object.__setattr__(self, "_key", key)
         return key
 
@@ -227,6 +242,9 @@ class OrderSpec:
     _payload: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
     # `from_payload(as_payload())`, once made: what a claim of this spec reads back as its spec.
     _read_back: OrderSpec | None = field(default=None, init=False, repr=False, compare=False)
+    # `canonical_json(as_payload())`, once made: the text a claim of this spec stores (and a
+    # retry of it finds stored).
+    _payload_text: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def as_payload(self) -> dict[str, Any]:
         """Return a JSON-able dict; Decimals as normalized strings so 6 == 6.0.
@@ -240,6 +258,14 @@ class OrderSpec:
             payload = self._build_payload()
             object.__setattr__(self, "_payload", payload)
         return dict(payload)
+
+    def payload_text(self) -> str:
+        """Return `canonical_json(self.as_payload())`, the text a claim of this spec stores (made once)."""
+        text = self._payload_text
+        if text is None:
+            text = canonical_json(self.as_payload())
+            object.__setattr__(self, "_payload_text", text)
+        return text
 
     def read_back(self) -> OrderSpec:
         """Return `OrderSpec.from_payload(self.as_payload())`: the spec a claim of this one reads back.
@@ -310,7 +336,7 @@ class OrderSpec:
 
     def payload_hash(self) -> str:
         """Return a short hash of the payload for quick equality checks."""
-        return hash_payload_json(canonical_json(self.as_payload()))
+        return hash_payload_json(self.payload_text())
 
 
 _OPTIONAL_PRICES = (

@@ -24,6 +24,7 @@ from tradeguard.store.schema import audit
 if TYPE_CHECKING:
     import pandas as pd
 
+    from tradeguard.domain.claims import Claim
     from tradeguard.store.connections import Tx
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "records_to_csv",
     "write_records_csv",
     "records_to_dataframe",
+    "skip_values",
     "write_audit",
 ]
 
@@ -40,7 +42,7 @@ __all__ = [
 # One encoder for every record: json.dumps with options builds a new JSONEncoder per call.
 _encode_detail = json.JSONEncoder(default=str, sort_keys=True).encode
 
-_INSERT = (
+INSERT = (
     "INSERT INTO tg_audit (at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state,"
     " client_order_id, claim_key, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
@@ -92,7 +94,7 @@ def write_audit(
 ) -> tuple[Any, ...]:
     """Append one record inside the caller's transaction (queued: see `Tx.later`); return its values.
 
-    `send=False`: only return the values, bound for `tx` (the columns of `_INSERT`, in order),
+    `send=False`: only return the values, bound for `tx` (the columns of `INSERT`, in order),
     for a statement that writes the record itself (the PostgreSQL functions of migration 0005).
     """
     values = (
@@ -101,8 +103,20 @@ def write_audit(
         detail_text(detail),
     )  # fmt: skip
     if send:
-        tx.later(_INSERT, values)
+        tx.later(INSERT, values)
     return values
+
+
+def skip_values(at: Any, agent_id: str, reason: str, claim: Claim) -> tuple[Any, ...]:
+    """Return the values of `INSERT` for a skip record about `claim` with no other fields.
+
+    What `write_audit` binds for ``action=SKIP`` and `domain.audit.claim_fields(claim, {})`,
+    with `at` encoded already: the one record a duplicate retry writes, built directly.
+    """
+    return (
+        at, agent_id, AuditAction.SKIP._value_, reason, claim.kind._value_, claim.symbol,
+        claim.side._value_, None, claim.state._value_, None, claim.client_order_id, claim.key, None,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,17 +61,26 @@ from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
-from tradeguard.store.audit import write_audit
+from tradeguard.store.audit import INSERT as INSERT_AUDIT
+from tradeguard.store.audit import skip_values, write_audit
 from tradeguard.store.connections import RawPool, Result, Tx
 from tradeguard.store.engine import describe, open_engine, parse_url
 from tradeguard.store.ledger_writes import LedgerWriter
-from tradeguard.store.model import MUTABLE_COLUMNS, apply_mutable, decode_claim, new_owner_token
+from tradeguard.store.model import (
+    CLAIM_COLUMNS,
+    MUTABLE_COLUMNS,
+    Decode,
+    apply_mutable,
+    decode_claim,
+    new_owner_token,
+)
 from tradeguard.store.reading import StoreReader
 
 __all__ = ["Claim", "ClaimOutcome", "ClaimStore", "new_owner_token"]
 
 
 _TURN_ID = MUTABLE_COLUMNS.index("turn_id")
+_PAYLOAD = CLAIM_COLUMNS.index("payload")
 
 
 class _FillGuesses:
@@ -307,7 +316,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             # PostgreSQL answers an existing key from the insert's own round trip (see _insert).
             rows = pool.read("reading a claim", sql.BY_KEY, (key,))
             if rows:
-                return self._existing(decode_claim(rows[0], pool.dt), payload)
+                return self._found(rows[0], pool.dt, spec, payload)
         now = self._now()
         with pool.write("recording a claim", durable=True) as tx:
             return self._insert(
@@ -332,7 +341,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         """Insert the claim and its audit record inside `tx`, or return the one that exists."""
         key = intent.key
         coid = coid or derive_client_order_id(key, self.settings.client_order_id_prefix)
-        text = canonical_json(payload)
+        text = spec.payload_text()  # canonical_json(payload): `payload` is the spec's
         lease_until = now + self._lease
         at = tx.ts(now)
         values = (
@@ -377,12 +386,12 @@ class ClaimStore(LedgerWriter, StoreReader):
                 raise _coid_taken(coid, other or None) from exc
             if not rows:
                 return created
-            existing = decode_claim(rows[0], tx.dt)
-            if tx.reran and _written_by(existing, owner=owner, coid=coid, at=now):
+            found = self._found(rows[0], tx.dt, spec, payload)
+            if tx.reran and _written_by(found.claim, owner=owner, coid=coid, at=now):
                 # The first run committed this very claim and its answer was lost with the
                 # connection: the rerun found it. Nothing was sent; it is this call's to send.
                 return created
-            return self._existing(existing, payload)
+            return found
         tx.later(sql.INSERT_CLAIM, (*values, intent.agent_id, coid), keep=True)
         if not tx.flush()[0].count:
             row = tx.one(sql.BY_KEY, (key,))
@@ -390,9 +399,22 @@ class ClaimStore(LedgerWriter, StoreReader):
                 # The conflict was on client_order_id, not the key: a caller reused an id.
                 other = tx.one(sql.KEY_OF_COID, (intent.agent_id, coid))
                 raise _coid_taken(coid, None if other is None else other[0])
-            return self._existing(decode_claim(row, tx.dt), payload)
+            return self._found(row, tx.dt, spec, payload)
         record()
         return created
+
+    @classmethod
+    def _found(cls, row: Sequence[Any], dt: Decode, spec: OrderSpec, payload: dict[str, Any]) -> ClaimOutcome:
+        """Return the existing claim a claim call read (its row) for `spec`, whose payload is `payload`.
+
+        A payload stored as the very text `spec`'s payload has (`OrderSpec.payload_text`, what a
+        claim of it stores) is the same order: the claim holds `payload` (a dict of this call's)
+        without parsing the text again, the common case of a retry. Any other text is parsed and
+        compared (`same_order`: terms a replacement changed, a payload written otherwise).
+        """
+        if row[_PAYLOAD] == spec.payload_text():
+            return ClaimOutcome(decode_claim(row, dt, payload), created=False)
+        return cls._existing(decode_claim(row, dt), payload)
 
     @staticmethod
     def _existing(claim: Claim, payload: dict[str, Any]) -> ClaimOutcome:
@@ -749,7 +771,14 @@ class ClaimStore(LedgerWriter, StoreReader):
         """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win.
 
         Written before returning but not fsynced (see the module docstring: a skip decides nothing).
+        A duplicate retry's record (a claim, no other fields) is built directly and written as
+        one statement (`RawPool.write_one`): the same row, for less.
         """
+        if claim is not None and not fields:
+            pool = self._pool
+            values = skip_values(pool.ts(self._now()), agent_id, reason, claim)
+            pool.write_one("writing an audit record", INSERT_AUDIT, values, durable=self._sync_all)
+            return
         self._append(
             AuditAction.SKIP, durable=self._sync_all, agent_id=agent_id, reason=reason,
             **claim_fields(claim, fields),

@@ -59,10 +59,17 @@ _C = {name: i for i, name in enumerate(CLAIM_COLUMNS)}
 _M = {name: i for i, name in enumerate(MUTABLE_COLUMNS)}
 
 
-def _build(fixed: Claim | Sequence[Any], v: Sequence[Any], at: dict[str, int], dt: Decode) -> Claim:
+def _build(
+    fixed: Claim | Sequence[Any],
+    v: Sequence[Any],
+    at: dict[str, int],
+    dt: Decode,
+    payload: dict[str, Any] | None = None,
+) -> Claim:
     """Build a Claim: immutable fields from `fixed` (a claim or a full row), the rest from `v`.
 
-    `at` names the position of each mutable column in `v`.
+    `at` names the position of each mutable column in `v`. `payload`: the row's payload, parsed
+    already (see `decode_claim`).
     """
     if isinstance(fixed, Claim):
         key, coid, agent, kind, symbol, side, intent = (
@@ -73,7 +80,9 @@ def _build(fixed: Claim | Sequence[Any], v: Sequence[Any], at: dict[str, int], d
     else:
         key, coid, agent = fixed[_C["claim_key"]], fixed[_C["client_order_id"]], fixed[_C["agent_id"]]
         kind, symbol, side = _KINDS[fixed[_C["kind"]]], fixed[_C["symbol"]], _SIDES[fixed[_C["side"]]]
-        intent, payload = fixed[_C["intent"]], json.loads(fixed[_C["payload"]])
+        intent = fixed[_C["intent"]]
+        if payload is None:
+            payload = json.loads(fixed[_C["payload"]])
         created, scope = dt(fixed[_C["created_at"]]), fixed[_C["coid_scope"]]
     turn_id, kind_of_refusal = v[at["turn_id"]], v[at["reject_kind"]]
     return Claim(
@@ -97,9 +106,13 @@ def _build(fixed: Claim | Sequence[Any], v: Sequence[Any], at: dict[str, int], d
     )  # fmt: skip
 
 
-def decode_claim(values: Sequence[Any], dt: Decode) -> Claim:
-    """Build a claim from values in `CLAIM_COLUMNS` order; `dt` decodes stored datetimes."""
-    return _build(values, values, _C, dt)
+def decode_claim(values: Sequence[Any], dt: Decode, payload: dict[str, Any] | None = None) -> Claim:
+    """Build a claim from values in `CLAIM_COLUMNS` order; `dt` decodes stored datetimes.
+
+    `payload`: a dict equal to what the row's payload text parses to, for a caller that knows it
+    (a retry whose asked payload has the very text stored): the claim holds it, unparsed.
+    """
+    return _build(values, values, _C, dt, payload)
 
 
 def claim_from_row(row: Any) -> Claim:
