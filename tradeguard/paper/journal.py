@@ -14,18 +14,16 @@ parents; each is compared with the text last written for it (`PaperState.rendere
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from tradeguard.paper.orders import PaperOrder, fmt
+from tradeguard.paper.orders import PaperOrder, dumps, fmt
 from tradeguard.paper.state import PaperState
 
 __all__ = ["Tracker", "apply_entry"]
 
 _Diff = dict[str, Any]
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
 
 
 class Tracker:
@@ -69,7 +67,7 @@ class Tracker:
         parts = [f'{{"cash":"{fmt(state.cash)}"', f'"orders":[{",".join(t for _, _, t in orders)}]']
         for name, diff in (("positions", positions), ("last_prices", last), ("set_prices", pinned)):
             if diff:
-                parts.append(f'"{name}":{json.dumps(diff, separators=(",", ":"))}')
+                parts.append(f'"{name}":{dumps(diff)}')
         return ",".join(parts) + "}\n", orders
 
     def commit(self, state: PaperState, orders: list[tuple[PaperOrder, tuple[object, ...], str]]) -> None:
@@ -98,7 +96,7 @@ class Tracker:
             key = order.cache_key()
             cached = state.rendered.get(order_id)
             if cached is None or cached[0] != key:
-                changed.append((order, key, _ENCODE(order.to_state())))
+                changed.append((order, key, order.state_text()))
         return changed
 
 

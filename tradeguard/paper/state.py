@@ -296,7 +296,7 @@ class PaperState:
             key = order.cache_key()
             cached = self.rendered.get(order.id)
             if cached is None or cached[0] != key:
-                cached = (key, json.dumps(order.to_state(), separators=(",", ":")))
+                cached = (key, order.state_text())
                 self.rendered[order.id] = cached
             parts.append(cached[1])
         return f'{head[:-1]},"orders":[{",".join(parts)}]}}'
