@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tradeguard.paper import PaperBroker
-from tradeguard.paper.orders import PaperOrder, iso
+from tradeguard.paper.orders import PaperOrder, fmt, iso
 from tradeguard.paper.state import PaperState
 from tradeguard.paper.statefile import StateFile
 from tradeguard.testing import make_request
@@ -103,3 +103,9 @@ ZONES = [UTC, timezone(timedelta(hours=-4)), timezone(timedelta(hours=5, minutes
 )
 def test_a_time_renders_as_isoformat_in_utc_with_microseconds_and_z(when: datetime) -> None:
     assert iso(when) == when.astimezone(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+@given(value=st.decimals(allow_nan=False, allow_infinity=False) | st.decimals(places=4, allow_nan=False))
+def test_a_decimal_renders_as_its_normalized_plain_digits(value: Decimal) -> None:
+    text = format(value.normalize(), "f")
+    assert fmt(value) == ("0" if text in {"-0", ""} else text)

@@ -78,6 +78,12 @@ class Tracker:
 
     def _changed_orders(self, state: PaperState) -> list[tuple[PaperOrder, tuple[object, ...], str]]:
         added = len(state.orders) - self._count
+        if added == 1 and not self._open and not state.open_ids:
+            # The commonest change (a market order that filled at once): nothing was open and
+            # nothing is, so the one order added is the one that changed, unless it is a leg.
+            newest = state.orders[next(reversed(state.orders))]
+            if newest.parent_id is None:
+                return [(newest, newest.cache_key(), newest.state_text())]
         # The newest orders, oldest first: a replay adds them in the order the account took them.
         new_ids = list(islice(reversed(state.orders), added))[::-1] if added > 0 else []
         fresh = set(new_ids)
