@@ -37,11 +37,11 @@ class Tracker:
     def reset(self, state: PaperState) -> None:
         """Take `state` as written (after a snapshot, or after an entry was written)."""
         self._cash = state.cash
-        self._qty = dict(state.qty)
-        self._avg = dict(state.avg_price)
-        self._last = dict(state.last_price)
-        self._set = dict(state.set_prices)
-        self._open = list(state.open_ids)
+        self._qty = state.qty.copy()
+        self._avg = state.avg_price.copy()
+        self._last = state.last_price.copy()
+        self._set = state.set_prices.copy()
+        self._open = list(state.open_ids) if state.open_ids else []
         self._count = len(state.orders)
 
     def entry(self, state: PaperState) -> tuple[str, list[tuple[PaperOrder, tuple[object, ...], str]]] | None:
@@ -59,12 +59,14 @@ class Tracker:
                 avg = state.avg_price[symbol]
                 if self._qty.get(symbol) != qty or self._avg.get(symbol) != avg:
                     positions[symbol] = {"qty": fmt(qty), "avg_entry_price": fmt(avg)}
-            positions.update((s, None) for s in self._qty if s not in state.qty)
+            for symbol in self._qty:
+                if symbol not in state.qty:
+                    positions[symbol] = None
         last = _diff(state.last_price, self._last, fmt) if state.last_price != self._last else {}
         pinned = _diff(state.set_prices, self._set, fmt) if state.set_prices != self._set else {}
         if not orders and not positions and not last and not pinned and state.cash == self._cash:
             return None
-        parts = [f'{{"cash":"{fmt(state.cash)}"', f'"orders":[{",".join(t for _, _, t in orders)}]']
+        parts = [f'{{"cash":"{fmt(state.cash)}"', f'"orders":[{",".join([t for _, _, t in orders])}]']
         for name, diff in (("positions", positions), ("last_prices", last), ("set_prices", pinned)):
             if diff:
                 parts.append(f'"{name}":{dumps(diff)}')

@@ -1,7 +1,8 @@
 """The paper account's state: orders, positions and cash, and its text for the state file.
 
-The text holds the orders' Alpaca documents plus what Alpaca's JSON leaves out: the target
-quantity of notional orders, the links between legs and parents, whether a stop was triggered.
+The text holds each order's state document (`PaperOrder.to_state`: the fields it is rebuilt
+from, with what Alpaca's JSON leaves out: the target quantity of notional orders, the links
+between legs and parents, whether a stop was triggered), and the cash, positions and prices.
 `tradeguard.paper.statefile` writes it.
 """
 
