@@ -14,18 +14,16 @@ parents; each is compared with the text last written for it (`PaperState.rendere
 
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from tradeguard.paper.orders import PaperOrder, fmt
+from tradeguard.paper.orders import PaperOrder, dumps, fmt
 from tradeguard.paper.state import PaperState
 
 __all__ = ["Tracker", "apply_entry"]
 
 _Diff = dict[str, Any]
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps builds an encoder per call
 
 
 class Tracker:
@@ -39,11 +37,11 @@ class Tracker:
     def reset(self, state: PaperState) -> None:
         """Take `state` as written (after a snapshot, or after an entry was written)."""
         self._cash = state.cash
-        self._qty = dict(state.qty)
-        self._avg = dict(state.avg_price)
-        self._last = dict(state.last_price)
-        self._set = dict(state.set_prices)
-        self._open = list(state.open_ids)
+        self._qty = state.qty.copy()
+        self._avg = state.avg_price.copy()
+        self._last = state.last_price.copy()
+        self._set = state.set_prices.copy()
+        self._open = list(state.open_ids) if state.open_ids else []
         self._count = len(state.orders)
 
     def entry(self, state: PaperState) -> tuple[str, list[tuple[PaperOrder, tuple[object, ...], str]]] | None:
@@ -61,15 +59,17 @@ class Tracker:
                 avg = state.avg_price[symbol]
                 if self._qty.get(symbol) != qty or self._avg.get(symbol) != avg:
                     positions[symbol] = {"qty": fmt(qty), "avg_entry_price": fmt(avg)}
-            positions.update((s, None) for s in self._qty if s not in state.qty)
+            for symbol in self._qty:
+                if symbol not in state.qty:
+                    positions[symbol] = None
         last = _diff(state.last_price, self._last, fmt) if state.last_price != self._last else {}
         pinned = _diff(state.set_prices, self._set, fmt) if state.set_prices != self._set else {}
         if not orders and not positions and not last and not pinned and state.cash == self._cash:
             return None
-        parts = [f'{{"cash":"{fmt(state.cash)}"', f'"orders":[{",".join(t for _, _, t in orders)}]']
+        parts = [f'{{"cash":"{fmt(state.cash)}"', f'"orders":[{",".join([t for _, _, t in orders])}]']
         for name, diff in (("positions", positions), ("last_prices", last), ("set_prices", pinned)):
             if diff:
-                parts.append(f'"{name}":{json.dumps(diff, separators=(",", ":"))}')
+                parts.append(f'"{name}":{dumps(diff)}')
         return ",".join(parts) + "}\n", orders
 
     def commit(self, state: PaperState, orders: list[tuple[PaperOrder, tuple[object, ...], str]]) -> None:
@@ -80,6 +80,12 @@ class Tracker:
 
     def _changed_orders(self, state: PaperState) -> list[tuple[PaperOrder, tuple[object, ...], str]]:
         added = len(state.orders) - self._count
+        if added == 1 and not self._open and not state.open_ids:
+            # The commonest change (a market order that filled at once): nothing was open and
+            # nothing is, so the one order added is the one that changed, unless it is a leg.
+            newest = state.orders[next(reversed(state.orders))]
+            if newest.parent_id is None:
+                return [(newest, newest.cache_key(), newest.state_text())]
         # The newest orders, oldest first: a replay adds them in the order the account took them.
         new_ids = list(islice(reversed(state.orders), added))[::-1] if added > 0 else []
         fresh = set(new_ids)
@@ -98,7 +104,7 @@ class Tracker:
             key = order.cache_key()
             cached = state.rendered.get(order_id)
             if cached is None or cached[0] != key:
-                changed.append((order, key, _ENCODE(order.to_state())))
+                changed.append((order, key, order.state_text()))
         return changed
 
 

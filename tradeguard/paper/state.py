@@ -1,7 +1,8 @@
 """The paper account's state: orders, positions and cash, and its text for the state file.
 
-The text holds the orders' Alpaca documents plus what Alpaca's JSON leaves out: the target
-quantity of notional orders, the links between legs and parents, whether a stop was triggered.
+The text holds each order's state document (`PaperOrder.to_state`: the fields it is rebuilt
+from, with what Alpaca's JSON leaves out: the target quantity of notional orders, the links
+between legs and parents, whether a stop was triggered), and the cash, positions and prices.
 `tradeguard.paper.statefile` writes it.
 """
 
@@ -296,7 +297,7 @@ class PaperState:
             key = order.cache_key()
             cached = self.rendered.get(order.id)
             if cached is None or cached[0] != key:
-                cached = (key, json.dumps(order.to_state(), separators=(",", ":")))
+                cached = (key, order.state_text())
                 self.rendered[order.id] = cached
             parts.append(cached[1])
         return f'{head[:-1]},"orders":[{",".join(parts)}]}}'
