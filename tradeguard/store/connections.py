@@ -604,7 +604,7 @@ class RawPool:
 
     def first_step(self, conn: _Conn, sql: str, params: Sequence[Any]) -> tuple[_Conn, list[Any]]:
         """Run a step statement (`Tx.step`) on `conn`, or on a fresh connection if `conn` died; its rows."""
-        # As `_pg_first`: the statement had no effect if the connection died before it was sent.
+        # As `_pg_first`, for a step its caller lets run twice (`Tx.step`'s `rerunnable`).
         try:
             return conn, _pg_step(conn, sql, params)
         except self.driver_errors:
