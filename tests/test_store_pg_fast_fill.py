@@ -26,23 +26,36 @@ from tradeguard.domain import Claim, Side
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import LeaseLost
-from tradeguard.store import AuditQuery, ClaimStore
+from tradeguard.store import AuditQuery, ClaimStore, connections
 
 pytestmark = pytest.mark.postgres
 
 
 class Trips:
-    """Counts the statement batches (round trips) the store sends, while installed."""
+    """Counts the statement batches (round trips) the store sends, while installed.
+
+    A batch goes through a psycopg cursor, or (a step: claim, move, fill) to libpq directly
+    (`connections._pg_step`, which counts once however it is sent).
+    """
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
         original = psycopg.Cursor.execute
+        original_step = connections._pg_step
 
         def counted(cur: Any, *args: Any, **kwargs: Any) -> Any:
             self.count += 1
             return original(cur, *args, **kwargs)
 
+        def counted_step(*args: Any) -> Any:
+            before = self.count
+            try:
+                return original_step(*args)
+            finally:
+                self.count = before + 1  # a step that fell back to the cursor is still one trip
+
         monkeypatch.setattr(psycopg.Cursor, "execute", counted)
+        monkeypatch.setattr(connections, "_pg_step", counted_step)
 
 
 @pytest.fixture
