@@ -75,6 +75,7 @@ _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, Actio
 
 # Position actions that change a ledger: rechecked against the store as it is after the reads.
 _POSITION_CHANGES = _CORRECTIONS | {ActionKind.CLEAR_PHANTOM}
+_ADOPTIONS = frozenset({ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
 
 
 def _identity(action: Action) -> tuple[object, ...]:
@@ -243,6 +244,8 @@ class Reconciler:
                     # that agent's own passes, a dead or idle agent's phantom would hold back this
                     # agent's real shares from its exits (they size against other agents' ledgers).
                     actions = [a for a in actions if a.agent_id in (None, agent_id) or attributed(a)]
+                if others:
+                    actions = [self._not_others_fill(a) for a in actions]
                 actions = [self._confirm_readoption(a, adopt_orphans_to) for a in actions]
             except BrokerError as exc:
                 report.aborted = f"broker read failed: {exc}"
@@ -866,6 +869,33 @@ class Reconciler:
                 else self.broker.get_order_by_client_id(claim.client_order_id)
             )
         return found
+
+    def _not_others_fill(self, action: Action) -> Action:
+        """Keep an adoption into one agent only if no other agent's order filled shares unbooked.
+
+        A one-agent pass does not look other agents' claims up: `busy_symbols` takes one resting
+        unchanged in the open-order listing as quiet. A listing can trail a fill that the positions
+        read already shows (ALPACA.md: the two endpoints disagree for seconds, either way), and the
+        other agent's shares then read as this agent's missed fill; its own claim books them too
+        once read, so the ledgers hold them twice and this agent's exit sells them (G3, G4; audit
+        67). So before shares are added to this agent (`ADOPT_DRIFT`, `ADOPT_ORPHAN`) the other
+        agents' orders in motion on that side are read by client_order_id
+        (`unbooked_by_others`): a fill their ledgers lack leaves the difference reported, for
+        their agents' reads to book. A failed read raises (the pass aborts, nothing changed).
+        """
+        if action.kind not in _ADOPTIONS or action.qty is None or action.agent_id is None:
+            return action
+        adds = Side.BUY if action.qty > 0 else Side.SELL
+        unbooked, whose = self.unbooked_by_others(action.agent_id, action.symbol, adds)
+        if not unbooked:
+            return action
+        reason = (
+            f"not adopted into {action.agent_id}: other agents' orders filled {unbooked} {action.symbol} "
+            f"their ledgers do not book yet ({', '.join(whose[:5])}); {action.reason}"
+        )
+        evidence = action.evidence | {"unbooked_by_others": str(unbooked)}
+        return Action(ActionKind.REPORT_DRIFT, action.symbol, reason, action.agent_id, qty=action.qty,
+                      evidence=evidence)  # fmt: skip
 
     def _confirm_readoption(self, action: Action, adopt_orphans_to: str | None) -> Action:
         """Keep a re-adoption only if no order outside its agent's claims filled since the clear.
