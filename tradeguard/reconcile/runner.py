@@ -893,7 +893,7 @@ class Reconciler:
             f"not adopted into {action.agent_id}: other agents' orders filled {unbooked} {action.symbol} "
             f"their ledgers do not book yet ({', '.join(whose[:5])}); {action.reason}"
         )
-        evidence = action.evidence | {"unbooked_by_others": str(unbooked)}
+        evidence = {**action.evidence, "unbooked_by_others": str(unbooked)}
         return Action(ActionKind.REPORT_DRIFT, action.symbol, reason, action.agent_id, qty=action.qty,
                       evidence=evidence)  # fmt: skip
 
