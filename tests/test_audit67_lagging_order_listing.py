@@ -141,3 +141,24 @@ def test_a_pass_never_books_another_agents_fill_the_listing_still_shows_unfilled
     assert a.position("SPY").qty + b.position("SPY").qty == broker_qty(account.paper, "SPY")
     assert a.exit("SPY", intent="a-out").outcome is Outcome.SUBMITTED
     assert broker_qty(account.paper, "SPY") == 10  # B's shares are still there
+
+
+def test_a_pass_never_books_a_fill_of_another_agents_grid_the_listing_shows_resting(world: World) -> None:
+    """More than a few orders in motion are read with one listing elsewhere; not for an adoption."""
+    clock, prices, account, a, b = world
+    assert a.enter("SPY", qty=5, intent="a-in").outcome is Outcome.SUBMITTED
+    for n, price in enumerate(("490", "480", "470", "460")):
+        grid = b.enter("SPY", qty=10, intent=f"b-grid-{n}", order_type="limit", limit_price=price)
+        assert grid.outcome is Outcome.SUBMITTED
+    clock.advance(120)
+    prices.prices["SPY"] = Decimal("489")  # the top of B's grid fills
+    account.paper.step()
+    account.note()
+    assert broker_qty(account.paper, "SPY") == 15
+    clock.advance(1)
+
+    a.reconcile()
+
+    assert a.position("SPY").qty == 5  # not A's: B's claim books them
+    b.reconcile()
+    assert b.position("SPY").qty == 10

@@ -515,7 +515,9 @@ class Reconciler:
             if c.agent_id in away and c.coid_scope == scope
         ]
 
-    def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
+    def unbooked_by_others(
+        self, agent_id: str, symbol: str, adds: Side, *, one_by_one: bool = False
+    ) -> tuple[Decimal, list[str]]:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
 
         A claim's fills reach its agent's ledger when that agent adopts them (its acknowledgement,
@@ -526,8 +528,9 @@ class Reconciler:
         (G3). Orders are read after the position (they are current, positions may lag: a fill
         the position read does not show yet only holds back more): one by one by client_order_id
         when there are few, else with one listing of the symbol's orders since the oldest claim
-        (a grid of resting orders costs one request, not one each). Returns the quantity and
-        "agent client_order_id" of each order counted.
+        (a grid of resting orders costs one request, not one each), or always by client_order_id
+        with `one_by_one` (a listing can show an order resting unfilled after it filled: audit 67).
+        Returns the quantity and "agent client_order_id" of each order counted.
 
         Other agents' acknowledged exits on the other side are brought up to date when their
         orders have ended at the broker (canceled by hand, by an account-wide cancel, expired):
@@ -559,7 +562,7 @@ class Reconciler:
         if exits:
             self._end_ended_exits(exits, symbol)
         # One read for both (one listing of the symbol's orders when there are many).
-        orders = self._orders_of(candidates + stranded, symbol)
+        orders = self._orders_of(candidates + stranded, symbol, one_by_one=one_by_one)
         if stranded:
             self._resolve_stranded_exits(stranded, orders)
         unbooked, whose = Decimal(0), []
@@ -840,9 +843,11 @@ class Reconciler:
             if order is not None and order.status.is_terminal:
                 adopt_order(self.store, claim, order, why, broker=self.broker)
 
-    def _orders_of(self, claims: list[Claim], symbol: str) -> dict[str, BrokerOrder | None]:
+    def _orders_of(
+        self, claims: list[Claim], symbol: str, *, one_by_one: bool = False
+    ) -> dict[str, BrokerOrder | None]:
         """The broker's current order for each claim's client_order_id (replacements followed)."""
-        if len(claims) <= _LOOKUPS_BEFORE_LISTING:
+        if one_by_one or len(claims) <= _LOOKUPS_BEFORE_LISTING:
             return {c.client_order_id: self.broker.get_order_by_client_id(c.client_order_id) for c in claims}
         # Alpaca filters `after` on submission time; a claim is written before its send, and a
         # minute covers the clocks of the hosts that wrote the claims.
@@ -879,14 +884,15 @@ class Reconciler:
         other agent's shares then read as this agent's missed fill; its own claim books them too
         once read, so the ledgers hold them twice and this agent's exit sells them (G3, G4; audit
         67). So before shares are added to this agent (`ADOPT_DRIFT`, `ADOPT_ORPHAN`) the other
-        agents' orders in motion on that side are read by client_order_id
-        (`unbooked_by_others`): a fill their ledgers lack leaves the difference reported, for
-        their agents' reads to book. A failed read raises (the pass aborts, nothing changed).
+        agents' orders in motion on that side are read by client_order_id, one by one even when
+        many rest (`unbooked_by_others(one_by_one=True)`; adoptions are rare): a fill their
+        ledgers lack leaves the difference reported, for their agents' reads to book. A failed
+        read raises (the pass aborts, nothing changed).
         """
         if action.kind not in _ADOPTIONS or action.qty is None or action.agent_id is None:
             return action
         adds = Side.BUY if action.qty > 0 else Side.SELL
-        unbooked, whose = self.unbooked_by_others(action.agent_id, action.symbol, adds)
+        unbooked, whose = self.unbooked_by_others(action.agent_id, action.symbol, adds, one_by_one=True)
         if not unbooked:
             return action
         reason = (
