@@ -11,7 +11,9 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
+from alpaca.common.exceptions import APIError
 from alpaca.trading.enums import OrderSide, TimeInForce
 from alpaca.trading.requests import MarketOrderRequest
 
@@ -58,3 +60,36 @@ def frozen_submit(
         )
     except BaseException as exc:
         Path(result_path).write_text(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+
+
+def dropin_race_worker(
+    url: str, paper_url: str, agent: str, rounds: list[list[dict[str, Any]]], barrier: Any, out: Any
+) -> None:
+    """Run each round's drop-in calls (buys, sells, close_position) right after the barrier."""
+    try:
+        settings = Settings(position_settle_secs=0.2, settle_delay_secs=0.05, recent_activity_secs=0.2)
+        with GuardedTradingClient(
+            "paper-key", "paper-secret", paper=True, url_override=paper_url, store=url,
+            settings=settings, agent_id=agent, raw_data=True,
+        ) as bot:  # fmt: skip
+            for ops in rounds:
+                barrier.wait(60)
+                for op in ops:
+                    try:
+                        if op["call"] == "close":
+                            answer = bot.close_position(op["symbol"])
+                        else:
+                            request = MarketOrderRequest(
+                                symbol=op["symbol"], qty=op["qty"], side=OrderSide(op["call"]),
+                                time_in_force=TimeInForce.DAY, client_order_id=op.get("coid"),
+                            )  # fmt: skip
+                            answer = bot.submit_order(request)
+                        out.put(("ok", agent, json.dumps(op), str(answer.get("status")), ""))
+                    except APIError as exc:  # a refusal in Alpaca's words: the bot sees it
+                        out.put(("refused", agent, json.dumps(op), str(exc.status_code), str(exc)))
+                    except Exception as exc:
+                        out.put(("raised", agent, json.dumps(op), type(exc).__name__, str(exc)))
+                barrier.wait(60)
+    except BaseException as exc:
+        barrier.abort()
+        out.put(("error", agent, "", type(exc).__name__, str(exc)))
