@@ -147,6 +147,17 @@ class ReconcileReport:
         return [a for a in self.applied if not a.kind.is_report]
 
 
+def _unbooked(candidates: list[Claim], orders: dict[str, BrokerOrder | None]) -> tuple[Decimal, list[str]]:
+    """What the claims' orders filled beyond the fills the claims booked, and whose ("agent coid")."""
+    unbooked, whose = Decimal(0), []
+    for claim in candidates:
+        order = orders.get(claim.client_order_id)
+        if order is not None and order.filled_qty > claim.filled_qty:
+            unbooked += order.filled_qty - claim.filled_qty
+            whose.append(f"{claim.agent_id} {claim.client_order_id}")
+    return unbooked, whose
+
+
 class Reconciler:
     """Holds claims and ledger against the broker's positions and orders.
 
@@ -515,9 +526,7 @@ class Reconciler:
             if c.agent_id in away and c.coid_scope == scope
         ]
 
-    def unbooked_by_others(
-        self, agent_id: str, symbol: str, adds: Side, *, one_by_one: bool = False
-    ) -> tuple[Decimal, list[str]]:
+    def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
 
         A claim's fills reach its agent's ledger when that agent adopts them (its acknowledgement,
@@ -528,9 +537,8 @@ class Reconciler:
         (G3). Orders are read after the position (they are current, positions may lag: a fill
         the position read does not show yet only holds back more): one by one by client_order_id
         when there are few, else with one listing of the symbol's orders since the oldest claim
-        (a grid of resting orders costs one request, not one each), or always by client_order_id
-        with `one_by_one` (a listing can show an order resting unfilled after it filled: audit 67).
-        Returns the quantity and "agent client_order_id" of each order counted.
+        (a grid of resting orders costs one request, not one each). Returns the quantity and
+        "agent client_order_id" of each order counted.
 
         Other agents' acknowledged exits on the other side are brought up to date when their
         orders have ended at the broker (canceled by hand, by an account-wide cancel, expired):
@@ -541,18 +549,11 @@ class Reconciler:
         Raises:
             BrokerError: An order read failed (the exit is then not sized at all).
         """
-        on_account = self.on_account(agent_id)
         now = self.clock.now()
-        since = now - timedelta(seconds=self.settings.not_sent_probe_secs)
         candidates: list[Claim] = []
         exits: list[Claim] = []
         stranded: list[Claim] = []
-        for claim in (
-            *self.store.list_claims(states=_IN_MOTION, symbol=symbol),
-            *self.store.list_claims(states=[ClaimState.NOT_SENT], symbol=symbol, updated_since=since),
-        ):
-            if claim.agent_id == agent_id or not on_account(claim.agent_id):
-                continue
+        for claim in self._others_in_motion(agent_id, symbol):
             if claim.side is adds:
                 candidates.append(claim)
             elif claim.kind is Kind.EXIT and claim.state in ACKNOWLEDGED_STATES:
@@ -562,16 +563,26 @@ class Reconciler:
         if exits:
             self._end_ended_exits(exits, symbol)
         # One read for both (one listing of the symbol's orders when there are many).
-        orders = self._orders_of(candidates + stranded, symbol, one_by_one=one_by_one)
+        orders = self._orders_of(candidates + stranded, symbol)
         if stranded:
             self._resolve_stranded_exits(stranded, orders)
-        unbooked, whose = Decimal(0), []
-        for claim in candidates:
-            order = orders.get(claim.client_order_id)
-            if order is not None and order.filled_qty > claim.filled_qty:
-                unbooked += order.filled_qty - claim.filled_qty
-                whose.append(f"{claim.agent_id} {claim.client_order_id}")
-        return unbooked, whose
+        return _unbooked(candidates, orders)
+
+    def _others_in_motion(self, agent_id: str, symbol: str) -> list[Claim]:
+        """Other agents' claims on `agent_id`'s account in motion in `symbol`, and recent NOT_SENT ones.
+
+        An order marked NOT_SENT may still land late: probed for `not_sent_probe_secs`, as `_load` does.
+        """
+        on_account = self.on_account(agent_id)
+        since = self.clock.now() - timedelta(seconds=self.settings.not_sent_probe_secs)
+        return [
+            claim
+            for claim in (
+                *self.store.list_claims(states=_IN_MOTION, symbol=symbol),
+                *self.store.list_claims(states=[ClaimState.NOT_SENT], symbol=symbol, updated_since=since),
+            )
+            if claim.agent_id != agent_id and on_account(claim.agent_id)
+        ]
 
     def sold_outside(
         self, agent_id: str, symbol: str, adds: Side, read_at: datetime
@@ -885,14 +896,17 @@ class Reconciler:
         once read, so the ledgers hold them twice and this agent's exit sells them (G3, G4; audit
         67). So before shares are added to this agent (`ADOPT_DRIFT`, `ADOPT_ORPHAN`) the other
         agents' orders in motion on that side are read by client_order_id, one by one even when
-        many rest (`unbooked_by_others(one_by_one=True)`; adoptions are rare): a fill their
+        many rest (adoptions are rare; `unbooked_by_others` lists a grid): a fill their
         ledgers lack leaves the difference reported, for their agents' reads to book. A failed
         read raises (the pass aborts, nothing changed).
         """
         if action.kind not in _ADOPTIONS or action.qty is None or action.agent_id is None:
             return action
         adds = Side.BUY if action.qty > 0 else Side.SELL
-        unbooked, whose = self.unbooked_by_others(action.agent_id, action.symbol, adds, one_by_one=True)
+        candidates = [c for c in self._others_in_motion(action.agent_id, action.symbol) if c.side is adds]
+        # Read only (a dry run changes nothing): no other agent's exit is brought up to date here.
+        orders = self._orders_of(candidates, action.symbol, one_by_one=True)
+        unbooked, whose = _unbooked(candidates, orders)
         if not unbooked:
             return action
         reason = (
