@@ -22,7 +22,7 @@ import pytest
 from tests.gateway_kit import broker_qty
 from tradeguard import ManualClock, OrderGateway, PaperBroker
 from tradeguard.config import Settings
-from tradeguard.domain import BrokerOrder, OrderRequest, ReplaceRequest, Side
+from tradeguard.domain import BrokerOrder, OrderRequest, OrderType, ReplaceRequest, Side
 from tradeguard.execution import Outcome
 from tradeguard.ports import ForwardingBroker
 from tradeguard.store import ClaimStore
@@ -141,6 +141,37 @@ def test_a_pass_never_books_another_agents_fill_the_listing_still_shows_unfilled
     assert a.position("SPY").qty + b.position("SPY").qty == broker_qty(account.paper, "SPY")
     assert a.exit("SPY", intent="a-out").outcome is Outcome.SUBMITTED
     assert broker_qty(account.paper, "SPY") == 10  # B's shares are still there
+
+
+def test_a_cleared_turn_is_not_readopted_from_another_agents_fill_the_listing_shows_resting(
+    world: World,
+) -> None:
+    """A phantom cleared, then another agent's buy of the same size fills: not a re-adoption."""
+    clock, prices, account, a, b = world
+    assert a.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    resting = b.enter("SPY", qty=10, intent="b-dip", order_type="limit", limit_price="490")
+    assert resting.outcome is Outcome.SUBMITTED
+    clock.advance(120)
+    by_hand = OrderRequest(  # a limit at the market: a market sell would meet B's bid (wash trade)
+        "SPY", Side.SELL, "by-hand", qty=Decimal(10), order_type=OrderType.LIMIT, limit_price=Decimal(500)
+    )
+    account.paper.submit_order(by_hand)  # A's 10 are gone
+    account.note()
+    clock.advance(120)
+    a.reconcile()
+    assert a.position("SPY").is_flat  # the phantom cleared; B's buy rests unfilled meanwhile
+    clock.advance(10)
+    prices.prices["SPY"] = Decimal("489")
+    account.paper.step()
+    account.note()
+    assert broker_qty(account.paper, "SPY") == 10  # B's 10; the listing shows the order open yet
+    clock.advance(1)
+
+    a.reconcile()
+
+    assert a.position("SPY").is_flat  # not re-adopted: B's claim books them
+    b.reconcile()
+    assert b.position("SPY").qty == 10
 
 
 def test_a_pass_never_books_a_fill_of_another_agents_grid_the_listing_shows_resting(world: World) -> None:
