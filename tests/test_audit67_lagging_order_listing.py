@@ -23,6 +23,7 @@ from tests.gateway_kit import broker_qty
 from tradeguard import ManualClock, OrderGateway, PaperBroker
 from tradeguard.config import Settings
 from tradeguard.domain import BrokerOrder, OrderRequest, OrderType, ReplaceRequest, Side
+from tradeguard.errors import OutcomeUnknown
 from tradeguard.execution import Outcome
 from tradeguard.ports import ForwardingBroker
 from tradeguard.store import ClaimStore
@@ -58,11 +59,23 @@ class TrailingListing(ForwardingBroker):
         orders = {o.id: o for o in self.paper.list_orders(status="all", limit=10_000)}
         self.history.append((self.clock.now(), orders))
 
+    held: list[OrderRequest]
+
     def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        if getattr(self, "held", None) is not None:
+            self.held.append(request)  # in flight: it lands when the test says (`land`)
+            raise OutcomeUnknown("read timeout (the POST is still in flight)")
         try:
             return self.paper.submit_order(request)
         finally:
             self.note()
+
+    def land(self) -> None:
+        """The POSTs held in flight reach the broker now (after two probes found nothing)."""
+        held, self.held = self.held, None  # type: ignore[assignment]
+        for request in held:
+            self.paper.submit_order(request)
+        self.note()
 
     def replace_order(self, order_id: str, request: ReplaceRequest) -> BrokerOrder:
         try:
@@ -222,3 +235,26 @@ def test_a_phantom_exit_never_sells_a_grid_fill_the_listing_still_shows_resting(
 
     assert result.outcome is Outcome.SKIPPED, result.reason  # nothing of A's is left to sell
     assert broker_qty(account.paper, "SPY") == 10  # B's 10 are still there
+
+
+def test_a_pass_never_books_another_agents_order_that_landed_after_it_was_marked_not_sent(
+    world: World,
+) -> None:
+    """An order proven absent on two probes may still land late (ALPACA.md): not this agent's fill."""
+    clock, _prices, account, a, b = world
+    assert a.enter("SPY", qty=5, intent="a-in").outcome is Outcome.SUBMITTED
+    account.held = []
+    assert b.enter("SPY", qty=10, intent="b-in").outcome is Outcome.UNKNOWN
+    clock.advance(60)
+    report = b.reconcile()  # two probes a gap apart, both 404: NOT_SENT
+    assert [x.kind.value for x in report.applied] == ["mark_not_sent"], report
+    account.land()  # B's POST lands after all and fills
+    clock.advance(60)
+    assert broker_qty(account.paper, "SPY") == 15
+
+    a.reconcile()
+
+    assert a.position("SPY").qty == 5  # not A's: B's claim adopts its order
+    b.reconcile()
+    assert b.position("SPY").qty == 10
+    assert a.position("SPY").qty + b.position("SPY").qty == broker_qty(account.paper, "SPY")

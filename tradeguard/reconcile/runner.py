@@ -255,7 +255,7 @@ class Reconciler:
                     # that agent's own passes, a dead or idle agent's phantom would hold back this
                     # agent's real shares from its exits (they size against other agents' ledgers).
                     actions = [a for a in actions if a.agent_id in (None, agent_id) or attributed(a)]
-                if others:
+                if agent_id is not None:
                     actions = [self._not_others_fill(a) for a in actions]
                 actions = [self._confirm_readoption(a, adopt_orphans_to) for a in actions]
             except BrokerError as exc:
@@ -890,9 +890,10 @@ class Reconciler:
         """Keep an adoption into one agent only if no other agent's order filled shares unbooked.
 
         A one-agent pass does not look other agents' claims up: `busy_symbols` takes one resting
-        unchanged in the open-order listing as quiet. A listing can trail a fill that the positions
-        read already shows (ALPACA.md: the two endpoints disagree for seconds, either way), and the
-        other agent's shares then read as this agent's missed fill; its own claim books them too
+        unchanged in the open-order listing as quiet, and one marked NOT_SENT as nothing. A listing
+        can trail a fill that the positions read already shows (ALPACA.md: the two endpoints
+        disagree for seconds, either way), and an order proven absent may still land late; the
+        other agent's shares then read as this agent's missed fill, its own claim books them too
         once read, so the ledgers hold them twice and this agent's exit sells them (G3, G4; audit
         67). So before shares are added to this agent (`ADOPT_DRIFT`, `ADOPT_ORPHAN`) the other
         agents' orders in motion on that side are read by client_order_id, one by one even when
