@@ -75,6 +75,7 @@ _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, Actio
 
 # Position actions that change a ledger: rechecked against the store as it is after the reads.
 _POSITION_CHANGES = _CORRECTIONS | {ActionKind.CLEAR_PHANTOM}
+_ADOPTIONS = frozenset({ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
 
 
 def _identity(action: Action) -> tuple[object, ...]:
@@ -144,6 +145,17 @@ class ReconcileReport:
     def changes(self) -> list[Action]:
         """Applied actions that changed a claim or the ledger."""
         return [a for a in self.applied if not a.kind.is_report]
+
+
+def _unbooked(candidates: list[Claim], orders: dict[str, BrokerOrder | None]) -> tuple[Decimal, list[str]]:
+    """What the claims' orders filled beyond the fills the claims booked, and whose ("agent coid")."""
+    unbooked, whose = Decimal(0), []
+    for claim in candidates:
+        order = orders.get(claim.client_order_id)
+        if order is not None and order.filled_qty > claim.filled_qty:
+            unbooked += order.filled_qty - claim.filled_qty
+            whose.append(f"{claim.agent_id} {claim.client_order_id}")
+    return unbooked, whose
 
 
 class Reconciler:
@@ -243,6 +255,8 @@ class Reconciler:
                     # that agent's own passes, a dead or idle agent's phantom would hold back this
                     # agent's real shares from its exits (they size against other agents' ledgers).
                     actions = [a for a in actions if a.agent_id in (None, agent_id) or attributed(a)]
+                if agent_id is not None:
+                    actions = [self._not_others_fill(a) for a in actions]
                 actions = [self._confirm_readoption(a, adopt_orphans_to) for a in actions]
             except BrokerError as exc:
                 report.aborted = f"broker read failed: {exc}"
@@ -535,18 +549,11 @@ class Reconciler:
         Raises:
             BrokerError: An order read failed (the exit is then not sized at all).
         """
-        on_account = self.on_account(agent_id)
         now = self.clock.now()
-        since = now - timedelta(seconds=self.settings.not_sent_probe_secs)
         candidates: list[Claim] = []
         exits: list[Claim] = []
         stranded: list[Claim] = []
-        for claim in (
-            *self.store.list_claims(states=_IN_MOTION, symbol=symbol),
-            *self.store.list_claims(states=[ClaimState.NOT_SENT], symbol=symbol, updated_since=since),
-        ):
-            if claim.agent_id == agent_id or not on_account(claim.agent_id):
-                continue
+        for claim in self._others_in_motion(agent_id, symbol):
             if claim.side is adds:
                 candidates.append(claim)
             elif claim.kind is Kind.EXIT and claim.state in ACKNOWLEDGED_STATES:
@@ -559,13 +566,23 @@ class Reconciler:
         orders = self._orders_of(candidates + stranded, symbol)
         if stranded:
             self._resolve_stranded_exits(stranded, orders)
-        unbooked, whose = Decimal(0), []
-        for claim in candidates:
-            order = orders.get(claim.client_order_id)
-            if order is not None and order.filled_qty > claim.filled_qty:
-                unbooked += order.filled_qty - claim.filled_qty
-                whose.append(f"{claim.agent_id} {claim.client_order_id}")
-        return unbooked, whose
+        return _unbooked(candidates, orders)
+
+    def _others_in_motion(self, agent_id: str, symbol: str) -> list[Claim]:
+        """Other agents' claims on `agent_id`'s account in motion in `symbol`, and recent NOT_SENT ones.
+
+        An order marked NOT_SENT may still land late: probed for `not_sent_probe_secs`, as `_load` does.
+        """
+        on_account = self.on_account(agent_id)
+        since = self.clock.now() - timedelta(seconds=self.settings.not_sent_probe_secs)
+        return [
+            claim
+            for claim in (
+                *self.store.list_claims(states=_IN_MOTION, symbol=symbol),
+                *self.store.list_claims(states=[ClaimState.NOT_SENT], symbol=symbol, updated_since=since),
+            )
+            if claim.agent_id != agent_id and on_account(claim.agent_id)
+        ]
 
     def sold_outside(
         self, agent_id: str, symbol: str, adds: Side, read_at: datetime
@@ -837,9 +854,11 @@ class Reconciler:
             if order is not None and order.status.is_terminal:
                 adopt_order(self.store, claim, order, why, broker=self.broker)
 
-    def _orders_of(self, claims: list[Claim], symbol: str) -> dict[str, BrokerOrder | None]:
+    def _orders_of(
+        self, claims: list[Claim], symbol: str, *, one_by_one: bool = False
+    ) -> dict[str, BrokerOrder | None]:
         """The broker's current order for each claim's client_order_id (replacements followed)."""
-        if len(claims) <= _LOOKUPS_BEFORE_LISTING:
+        if one_by_one or len(claims) <= _LOOKUPS_BEFORE_LISTING:
             return {c.client_order_id: self.broker.get_order_by_client_id(c.client_order_id) for c in claims}
         # Alpaca filters `after` on submission time; a claim is written before its send, and a
         # minute covers the clocks of the hosts that wrote the claims.
@@ -866,6 +885,38 @@ class Reconciler:
                 else self.broker.get_order_by_client_id(claim.client_order_id)
             )
         return found
+
+    def _not_others_fill(self, action: Action) -> Action:
+        """Keep an adoption into one agent only if no other agent's order filled shares unbooked.
+
+        A one-agent pass does not look other agents' claims up: `busy_symbols` takes one resting
+        unchanged in the open-order listing as quiet, and one marked NOT_SENT as nothing. A listing
+        can trail a fill that the positions read already shows (ALPACA.md: the two endpoints
+        disagree for seconds, either way), and an order proven absent may still land late; the
+        other agent's shares then read as this agent's missed fill, its own claim books them too
+        once read, so the ledgers hold them twice and this agent's exit sells them (G3, G4; audit
+        67). So before shares are added to this agent (`ADOPT_DRIFT`, `ADOPT_ORPHAN`) the other
+        agents' orders in motion on that side are read by client_order_id, one by one even when
+        many rest (adoptions are rare; `unbooked_by_others` lists a grid): a fill their
+        ledgers lack leaves the difference reported, for their agents' reads to book. A failed
+        read raises (the pass aborts, nothing changed).
+        """
+        if action.kind not in _ADOPTIONS or action.qty is None or action.agent_id is None:
+            return action
+        adds = Side.BUY if action.qty > 0 else Side.SELL
+        candidates = [c for c in self._others_in_motion(action.agent_id, action.symbol) if c.side is adds]
+        # Read only (a dry run changes nothing): no other agent's exit is brought up to date here.
+        orders = self._orders_of(candidates, action.symbol, one_by_one=True)
+        unbooked, whose = _unbooked(candidates, orders)
+        if not unbooked:
+            return action
+        reason = (
+            f"not adopted into {action.agent_id}: other agents' orders filled {unbooked} {action.symbol} "
+            f"their ledgers do not book yet ({', '.join(whose[:5])}); {action.reason}"
+        )
+        evidence = {**action.evidence, "unbooked_by_others": str(unbooked)}
+        return Action(ActionKind.REPORT_DRIFT, action.symbol, reason, action.agent_id, qty=action.qty,
+                      evidence=evidence)  # fmt: skip
 
     def _confirm_readoption(self, action: Action, adopt_orphans_to: str | None) -> Action:
         """Keep a re-adoption only if no order outside its agent's claims filled since the clear.
