@@ -52,3 +52,39 @@ def test_an_aborted_reconcile_says_why_on_stderr_in_every_format(
         assert out.splitlines() == ["action,agent,symbol,qty,reason"]
     else:
         assert out == ""
+
+
+@pytest.mark.parametrize(
+    ("pin", "said"),
+    [
+        ("TQQQ=abc", "price 'abc' is not a number"),
+        ("TQQQ=-5", "price '-5' must be a positive number"),
+        ("BAD SYM=5", "symbol must be"),
+        ("TQQQ=1e20", "less than 1,000,000,000,000"),
+    ],
+)
+def test_a_bad_paper_server_price_names_the_option(
+    pin: str, said: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--price` is refused naming the option as given (it said `set_price(TQQQ)`, or served the pin)."""
+    state = tmp_path / "paper.json"
+    argv = ["paper-server", "--port", str(closed_port()), "--state", str(state), "--price", pin]
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tradeguard: error: --price {pin}: "), lines
+    assert said in lines[0] and "set_price" not in lines[0]
+    assert not state.exists()  # refused before an account was made
+
+
+def test_one_retry_held_back_is_said_in_the_singular(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A recorded session with one blocked retry: "1 retry held back", not "1 retries"."""
+    monkeypatch.chdir(tmp_path)
+    gw = OrderGateway(PaperBroker(), "sqlite:///r.db", agent_id="bot", record_to="today.jsonl")
+    gw.enter("TQQQ", qty=6, intent="2026-05-21 09:42 breakout")
+    gw.enter("TQQQ", qty=6, intent="2026-05-21 09:42 breakout")  # the retry
+    gw.close()
+    assert main(["replay", "today.jsonl", "--compare"]) == 0
+    out = capsys.readouterr().out
+    assert "1 retry held back" in out and "1 retries" not in out
