@@ -88,3 +88,28 @@ def test_one_retry_held_back_is_said_in_the_singular(
     assert main(["replay", "today.jsonl", "--compare"]) == 0
     out = capsys.readouterr().out
     assert "1 retry held back" in out and "1 retries" not in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "where"),
+    [
+        (["--speed", "0"], {}, "--speed"),
+        ([], {"TRADEGUARD_SPEED": "-2"}, "TRADEGUARD_SPEED"),
+    ],
+)
+def test_a_speed_that_is_not_positive_names_where_it_came_from(
+    argv: list[str],
+    env: dict[str, str],
+    where: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """It said "speed must be positive, got -2.0": from which flag, variable or file, it did not say."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    strategy = Path(__file__).resolve().parents[1] / "strategies" / "momentum.py"
+    assert main(["run", str(strategy), "--view", "plain", *argv]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"tradeguard: error: {where}: speed must be positive")
