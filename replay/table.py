@@ -116,7 +116,9 @@ def trader_summary(totals: dict[Mode, Totals]) -> list[str]:
             if t.duplicate_orders_sent
             else "nothing went out twice"
         )
-        held_back = f", {t.duplicate_attempts_blocked:,} retries held back (${_usd(t.exposure_blocked_usd)})"
+        blocked = t.duplicate_attempts_blocked
+        retries = "retry" if blocked == 1 else "retries"
+        held_back = f", {blocked:,} {retries} held back (${_usd(t.exposure_blocked_usd)})"
         refused = (
             f", {t.duplicate_attempts_refused_by_broker:,} refused by the broker itself"
             if t.duplicate_attempts_refused_by_broker

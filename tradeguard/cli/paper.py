@@ -97,6 +97,7 @@ def paper_server(
     # Every failure below is bad input said in one line by `main` ("tradeguard: error: ...").
     check_port_free(host, port)  # first: a taken port leaves no new state file behind
     try:
+        pins = [_pin(pin) for pin in prices]  # before the account is opened: a bad one makes none
         plan = FaultPlan.load(faults) if faults else None
         source, clock = _replay(bars, speed)
         broker = open_paper_broker(
@@ -108,10 +109,7 @@ def paper_server(
             assets_path=assets,
             fsync_every_change=fsync_every_change,
         )
-        for pin in prices:
-            symbol, sep, price = pin.partition("=")
-            if not sep:
-                raise ConfigError(f"--price wants SYMBOL=PRICE, got {pin!r}")
+        for symbol, price in pins:
             broker.set_price(symbol, price)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
@@ -154,6 +152,27 @@ def paper_server(
 
 
 _MAX_SPEED = 3600.0  # an hour of the day per second: a day in under seven seconds
+
+
+def _pin(pin: str) -> tuple[str, Decimal]:
+    """Return a `--price SYMBOL=PRICE` as the symbol the gateway keys and a price, naming it if bad."""
+    from tradeguard.domain.intents import FIGURE_LIMIT, check_symbol
+    from tradeguard.domain.orders import canonical_symbol
+    from tradeguard.paper.prices import to_price
+
+    text, sep, price = pin.partition("=")
+    if not sep:
+        raise ConfigError(f"--price wants SYMBOL=PRICE, got {pin!r}")
+    where = f"--price {pin}"
+    symbol = canonical_symbol(text)
+    try:
+        check_symbol(symbol)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    number = to_price(price, where)
+    if number >= FIGURE_LIMIT:
+        raise ConfigError(f"{where}: the price must be less than {FIGURE_LIMIT:,}")
+    return symbol, number
 
 
 def _replay(bars: str | None, speed: float) -> tuple[BarPrices | None, ReplayClock | None]:

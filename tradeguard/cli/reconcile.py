@@ -11,6 +11,7 @@ from tradeguard.cli.common import (
     EXIT_STATUSES,
     BrokerChoice,
     ExitStatus,
+    Refused,
     agent_id_callback,
     broker_options,
     default_actor,
@@ -62,8 +63,7 @@ def _print_report(report: ReconcileReport, fmt: str) -> None:
         emit(COLUMNS, [*rows, *put_off], fmt)
         return
     if report.aborted:
-        print(f"reconcile aborted, nothing changed: {report.aborted}")
-        return
+        return  # said on stderr by the caller, in every format
     mode = "dry run: would apply" if report.dry_run else "applied"
     print(f"reconcile pass at {report.started_at:%Y-%m-%d %H:%M:%S}Z, {report.reads} broker read(s)")
     if not report.actions and not report.put_off:
@@ -140,8 +140,11 @@ def reconcile(
             adopt_orphans_to=adopt_orphans_to,
         )
     _print_report(report, fmt)
-    # 1: a problem a person must look at (an aborted pass, drift, an orphan, a missing order).
-    return ExitStatus.PROBLEM if report.aborted or report.problems else ExitStatus.OK
+    if report.aborted:
+        # 1 with its reason on stderr: in JSON or CSV the list alone (empty) would not say why.
+        raise Refused(f"reconcile aborted, nothing changed: {report.aborted}")
+    # 1: a problem a person must look at (drift, an orphan, a missing order).
+    return ExitStatus.PROBLEM if report.problems else ExitStatus.OK
 
 
 @click.command(epilog=EXIT_STATUSES)

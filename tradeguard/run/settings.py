@@ -239,6 +239,13 @@ def _read_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _convert(name: str, raw: Any, source: str) -> Any:
+    value = _convert_value(name, raw, source)
+    if name == "speed" and not value > 0:  # said here, where the source is known
+        raise ConfigError(f"{source}: speed must be positive, got {raw!r}")
+    return value
+
+
+def _convert_value(name: str, raw: Any, source: str) -> Any:
     kind = _KINDS.get(name)
     try:
         if kind is bool and isinstance(raw, str):
