@@ -432,10 +432,10 @@ class Reconciler:
         on_account = self.on_account(agent_id)
         every_position = store.all_positions()
         ledger = [p for p in every_position if on_account(p.agent_id)]
-        left = self._left_on_account([p for p in every_position if not on_account(p.agent_id)])
-        ledger += left
         # Claims made on this account count here whoever their agent is registered to now.
         scope = coid_scope(account_key_of(self.broker))
+        left = self._left_on_account([p for p in every_position if not on_account(p.agent_id)], scope)
+        ledger += left
         left_turns = {p.turn_id for p in left}
         keys = None if symbols is None else {symbol_key(s) for s in symbols}
         if keys is not None:
@@ -483,8 +483,8 @@ class Reconciler:
         ]
         return claims, ledger, cleared, others, moved
 
-    def _left_on_account(self, elsewhere: list[LedgerPosition]) -> list[LedgerPosition]:
-        """The open turns of agents registered on another account that hold a claim made on this one.
+    def _left_on_account(self, elsewhere: list[LedgerPosition], scope: str) -> list[LedgerPosition]:
+        """The open turns of agents registered on another account that hold a claim made in `scope` (here).
 
         An agent re-pointed to another account since keeps, here, the shares it bought here: its
         turn is compared with this broker's positions like any agent's on the account (audit 66;
@@ -492,7 +492,6 @@ class Reconciler:
         that also holds fills of another account is then left out of every correction by
         `_off_account_turns`, as on the new account. Claims are read once per turn and move.
         """
-        scope = coid_scope(account_key_of(self.broker))
         if not scope:
             return []  # a broker of unknown account: every agent is on it already (`on_account`)
         found: list[LedgerPosition] = []

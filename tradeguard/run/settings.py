@@ -240,8 +240,10 @@ def _read_file(path: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _convert(name: str, raw: Any, source: str) -> Any:
     value = _convert_value(name, raw, source)
-    if name == "speed" and not value > 0:  # said here, where the source is known
-        raise ConfigError(f"{source}: speed must be positive, got {raw!r}")
+    try:
+        RunSettings(**{name: value})  # checked alone, so the error names its source
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     return value
 
 

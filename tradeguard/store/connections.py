@@ -37,7 +37,7 @@ import select
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.engine.url import URL
@@ -45,6 +45,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tradeguard.errors import StoreError
 from tradeguard.store.engine import describe, driver_errors, store_error
+
+_T = TypeVar("_T")
 
 __all__ = ["RawPool", "Tx"]
 
@@ -602,35 +604,30 @@ class RawPool:
 
     def first_step(self, conn: _Conn, sql: str, params: Sequence[Any]) -> tuple[_Conn, list[Any]]:
         """Run a step statement (`Tx.step`) on `conn`, or on a fresh connection if `conn` died; its rows."""
-        # As `_pg_first`, for a step its caller lets run twice (`Tx.step`'s `rerunnable`).
-        try:
-            return conn, _pg_step(conn, sql, params)
-        except self.driver_errors:
-            if not (conn.dbapi.closed or conn.dbapi.broken):
-                raise
-        self._close(conn)
-        fresh = self._connect()
-        try:
-            return fresh, _pg_step(fresh, sql, params)
-        except BaseException:
-            self._close(fresh)
-            raise
+        # For a step its caller lets run twice (`Tx.step`'s `rerunnable`).
+        return self._on_live(conn, lambda live: _pg_step(live, sql, params))
 
     def _pg_first(self, conn: _Conn, sql: str, params: Sequence[Any] | None) -> tuple[_Conn, Any]:
-        # A pooled PostgreSQL connection may have died with a server restart or failover. The
-        # first statement of a transaction has no effect yet (nor do those sent with it, inside
-        # the uncommitted transaction), so running it once more on a new connection is what
-        # SQLAlchemy's pre-ping would have done, without its round trip.
         sql = sql if params is None else _pg_sql(sql)
+        return self._on_live(conn, lambda live: live.cursor.execute(sql, params))
+
+    def _on_live(self, conn: _Conn, run: Callable[[_Conn], _T]) -> tuple[_Conn, _T]:
+        """Return `run(conn)`, or `run` of a fresh connection if `conn` is found dead; and the one used.
+
+        A pooled PostgreSQL connection may have died with a server restart or failover. The
+        first statement of a transaction has no effect yet (nor do those sent with it, inside
+        the uncommitted transaction), so running it once more on a new connection is what
+        SQLAlchemy's pre-ping would have done, without its round trip.
+        """
         try:
-            return conn, conn.cursor.execute(sql, params)
+            return conn, run(conn)
         except self.driver_errors:
             if not (conn.dbapi.closed or conn.dbapi.broken):
                 raise
         self._close(conn)
         fresh = self._connect()
         try:
-            return fresh, fresh.cursor.execute(sql, params)
+            return fresh, run(fresh)
         except BaseException:
             self._close(fresh)
             raise
