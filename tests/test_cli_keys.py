@@ -54,11 +54,22 @@ def test_revoke_stops_the_key_and_list_shows_when(store_url: str, capsys: pytest
     token = create(store_url, capsys, "--agent-id", "bot-1")
     key_id = token.split("_")[1]
     assert main(["keys", "revoke", key_id, "--store", store_url]) == 0
-    assert f"revoked key {key_id}" in capsys.readouterr().out
+    assert f"key {key_id} of agent bot-1 revoked at " in capsys.readouterr().out
     with KeyRing(store_url) as ring:
         assert ring.verify(token) is None
     assert main(["keys", "list", "--store", store_url, "--active", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_revoking_a_revoked_key_again_says_so_and_keeps_the_first_time(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key_id = create(store_url, capsys, "--agent-id", "bot-1").split("_")[1]
+    assert main(["keys", "revoke", key_id, "--store", store_url]) == 0
+    first = capsys.readouterr().out.strip().rsplit(" at ", 1)[1]
+    assert main(["keys", "revoke", key_id, "--store", store_url]) == 0  # idempotent
+    out = capsys.readouterr().out
+    assert out == f"key {key_id} of agent bot-1 was already revoked at {first}\n"
 
 
 def test_revoking_an_unknown_key_is_one_line_and_exit_2(

@@ -88,8 +88,12 @@ def revoke(key_id: str, store_url: str) -> int:
 
     require_store(store_url)
     with KeyRing(store_url) as ring:
+        before = ring.get(key_id).revoked_at
         record = ring.revoke(key_id)
     assert record.revoked_at is not None
     when = f"{record.revoked_at:%Y-%m-%d %H:%M:%S}Z"
-    click.echo(f"revoked key {record.key_id} of agent {record.agent_id} at {when}")
+    # Revoking twice is not an error (the key ends refused either way), but the second call
+    # must not read as if it had just cut off an agent that was still sending.
+    done = "was already revoked" if before is not None else "revoked"
+    click.echo(f"key {record.key_id} of agent {record.agent_id} {done} at {when}")
     return 0
