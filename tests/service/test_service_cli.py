@@ -103,6 +103,20 @@ def test_serve_on_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
+def test_serve_with_a_url_that_names_no_store_says_so_first_even_on_a_taken_port() -> None:
+    # Reporting the port first sent the user to free it, only to be told then that the URL is wrong.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "tradeguard.cli", "serve", "--store", "mysql://x", "--port", str(port)],
+            capture_output=True, text=True, env=_env(), timeout=120, check=False,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "backend 'mysql' is not supported" in result.stderr
+
+
 def test_serve_on_an_unreachable_store_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--store", "postgresql+psycopg://nobody@127.0.0.1:1/none", "--port", "0"]) == 2
     err = capsys.readouterr().err

@@ -2,7 +2,8 @@
 
 Needs the `service` extra (FastAPI, uvicorn). Before uvicorn starts, the command opens the store
 once (migrating it, or creating a new SQLite file: a service's first start) and binds the port
-once, so a bad store URL or a port in use is one line on stderr and exit 2, not a log dump.
+once, so a bad store URL or a port in use is one line on stderr and exit 2, not a log dump (a URL
+that names no store is said before the port, which is checked before anything is created).
 A SQLite file that did not exist is created, and said so on stderr: a mistyped path would
 otherwise serve an empty store (no keys, no claims) without a word.
 """
@@ -100,7 +101,8 @@ def serve(
     from tradeguard.store.engine import describe, parse_url
 
     settings = Settings.from_env()
-    check_port_free(host, port)  # first: a taken port leaves no new store file behind
+    parse_url(store_url)  # a URL that names no store is wrong whatever the port: said before it
+    check_port_free(host, port)  # before opening: a taken port leaves no new store file behind
     created = missing_sqlite_file(store_url)
     ClaimStore(store_url, settings=settings).close()  # a bad URL or an unusable store: one line, now
     if created is not None:
