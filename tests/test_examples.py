@@ -56,6 +56,25 @@ def test_readme_ten_line_example_runs_and_runs_again(
     assert printed[1] == ["0", "duplicate", "duplicate", "0"]  # every decision claimed: nothing sent
 
 
+def test_readme_ten_line_example_after_its_paper_account_is_deleted_sends_nothing_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A user who deletes example.json keeps example.db: its decisions were made on the gone account.
+    monkeypatch.chdir(tmp_path)
+    example = compile(readme_python_blocks()[0], "README.md", "exec")
+    exec(example, {})  # the claims, made on the first paper account
+    (tmp_path / "example.json").unlink()
+    namespace: dict[str, object] = {}
+    exec(example, namespace)  # used to die on its own assert: a duplicate has no order here
+    assert capsys.readouterr().out.split()[-4:] == ["0", "duplicate", "duplicate", "0"]
+    gateway = namespace["gateway"]
+    assert isinstance(gateway, OrderGateway)
+    assert gateway.broker.orders() == []  # type: ignore[attr-defined]  # nothing sent to the new account
+    retry = namespace["retry"]
+    assert "made on another broker account" in retry.reason  # type: ignore[attr-defined]
+    gateway.store.close()
+
+
 def test_readme_drop_in_example_runs_against_the_paper_server_and_runs_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
