@@ -760,8 +760,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         notes = []
         if unbooked:
             notes.append(
-                f"{unbooked} of the broker's {available} {symbol} available held back: filled for other "
-                f"agents' orders in motion ({', '.join(whose)}) that no ledger books yet"
+                f"{unbooked} of the broker's {available} {symbol} available held back: filled (or, "
+                f"past the lookups, may have filled) for other agents' orders in motion "
+                f"({', '.join(whose)}) that no ledger books yet"
             )
         if outside:
             notes.append(
