@@ -127,12 +127,6 @@ def test_the_old_accounts_pass_waits_for_a_repointed_agents_order_still_working_
     assert c_on_x.position("SPY", resolve=False).qty == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exit sizing counts a holder's whole open turn on its registered account: a turn made "
-    "on another account still holds back the shares of agents on the new one (fix: count a turn "
-    "only on the accounts its claims and adoptions were made on; adoptions record no account)",
-)
 def test_an_agent_on_the_new_account_sells_its_own_shares_beside_a_repointed_agents_old_turn(
     world: tuple[ManualClock, ClaimLedger],
 ) -> None:
