@@ -46,7 +46,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[tuple[ManualClock, ClaimLe
 
 
 def paper(clock: ManualClock) -> PaperBroker:
-    return PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)  # type: ignore[arg-type]
+    return PaperBroker(prices=FixedPrices({"SPY": "500", "QQQ": "400"}), clock=clock)  # type: ignore[arg-type]
 
 
 def gateway(broker: PaperBroker, store: ClaimLedger, agent: str, clock: ManualClock) -> OrderGateway:
@@ -192,31 +192,42 @@ def test_the_old_accounts_pass_clears_a_repointed_agents_turn_there_once_its_sha
     assert a_on_y.reconcile().actions == []  # nothing left to report on y either
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known open item: one open turn per agent and symbol holds both accounts' fills, and "
-    "neither account's word may correct it, so the view never converges (G4); fix: a turn per "
-    "account (ux_tg_turns_open with the account), or refuse the new account's entry while the "
-    "agent's open turn in the symbol holds another account's fills",
-)
-def test_a_turn_bought_on_both_accounts_converges_once_both_are_flat(
+def test_a_turn_is_never_bought_on_both_accounts_and_the_view_converges(
     world: tuple[ManualClock, ClaimLedger],
 ) -> None:
+    """One open turn per agent and symbol: an entry on the new account beside the old turn is refused.
+
+    Were both accounts' fills in one turn, neither account's read could settle it (each holds
+    part; a pass leaves a turn holding another account's fills alone) and the view would never
+    converge (G4). The old turn settles on its own account's word; then the agent trades here.
+    """
     clock, store = world
     x, y = paper(clock), paper(clock)
     a_on_x = gateway(x, store, "a", clock)
     assert a_on_x.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
     clock.advance(60)
     a_on_y = gateway(y, store, "a", clock)
-    assert a_on_y.enter("SPY", qty=5, intent="a-in-y").outcome is Outcome.SUBMITTED  # one turn: 15
-    clock.advance(60)
-    assert a_on_y.exit("SPY", intent="a-out").outcome is Outcome.SUBMITTED  # y's 5: y is flat
+
+    refused = a_on_y.enter("SPY", qty=5, intent="a-in-y")
+
+    assert refused.outcome is Outcome.NOT_SENT and refused.claim is None, refused.reason
+    assert "another broker account" in refused.reason and "a-in-y" in refused.reason
+    assert held(y) == 0 and y.orders() == []
+    assert a_on_y.enter("QQQ", qty=1, intent="a-qqq").outcome is Outcome.SUBMITTED  # other symbols trade
     x.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))  # x is flat
     clock.advance(60)
-
     for _ in range(3):
         a_on_y.reconcile()
         Reconciler(x, store, settings=SETTINGS, clock=clock).run()
         clock.advance(60)
+    assert a_on_y.position("SPY", resolve=False).is_flat  # x's pass settled x's turn
 
-    assert a_on_y.position("SPY", resolve=False).is_flat  # stays 10 (x's, sold by hand)
+    again = a_on_y.enter("SPY", qty=5, intent="a-in-y")  # the same decision, retried: sent now
+
+    assert again.outcome is Outcome.SUBMITTED, again.reason
+    assert a_on_y.position("SPY").qty == 5 == held(y)
+    assert a_on_y.exit("SPY", intent="a-out").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    assert a_on_y.reconcile().actions == []
+    assert Reconciler(x, store, settings=SETTINGS, clock=clock).run().actions == []
+    assert a_on_y.position("SPY", resolve=False).is_flat and held(x) == held(y) == 0
