@@ -9,9 +9,11 @@ adoption and x's reconcile passes counted other agents by their *registered* acc
 a's is y now: c sold 5 of a's shares at x, a drop-in's first close adopted them, c's pass booked
 them into c as a missed fill, and nothing ever settled a's turn once x's shares were gone (y's
 passes rightly refuse: a flat read of y says nothing of x). A holder's open turn now also counts
-on every account its claims were made on (`coid_scope`). The other side, agent "b" on y whose
-real shares are held back by a's turn at x, is pinned as a strict xfail (see its reason). Real
-parts: two `PaperBroker` accounts, a SQLite file, PostgreSQL, the in-memory store.
+on every account its claims were made on (`coid_scope`), and only there when its claims all name
+their account: agent "b" on y sells its own shares beside a's turn at x. An entry of a on y while
+its SPY turn holds x's fills is refused (one turn never holds two accounts' fills, else the view
+could never converge). Real parts: two `PaperBroker` accounts, a SQLite file, PostgreSQL, the
+in-memory store.
 """
 
 from __future__ import annotations
@@ -231,3 +233,49 @@ def test_a_turn_is_never_bought_on_both_accounts_and_the_view_converges(
     assert a_on_y.reconcile().actions == []
     assert Reconciler(x, store, settings=SETTINGS, clock=clock).run().actions == []
     assert a_on_y.position("SPY", resolve=False).is_flat and held(x) == held(y) == 0
+
+
+def test_an_entry_on_the_new_account_waits_for_the_old_accounts_order_still_resting(
+    world: tuple[ManualClock, ClaimLedger],
+) -> None:
+    """a's buy resting at x would fill into the turn an entry at y opens: refused until it ends."""
+    clock, store = world
+    x, y = paper(clock), paper(clock)
+    a_on_x = gateway(x, store, "a", clock)
+    resting = a_on_x.enter("SPY", qty=10, intent="a-dip", order_type="limit", limit_price="400")
+    assert resting.outcome is Outcome.SUBMITTED and resting.order is not None
+    clock.advance(60)
+    a_on_y = gateway(y, store, "a", clock)
+
+    refused = a_on_y.enter("SPY", qty=5, intent="a-in-y")
+
+    assert refused.outcome is Outcome.NOT_SENT and "orders are made on another" in refused.reason
+    assert y.orders() == []
+    a_on_x.cancel(resting.order.id)  # ended at x: nothing of a's is in motion there
+    clock.advance(60)
+    assert a_on_y.enter("SPY", qty=5, intent="a-in-y").outcome is Outcome.SUBMITTED
+    assert a_on_y.position("SPY").qty == 5 == held(y) and held(x) == 0
+
+
+def test_an_agent_re_pointed_back_still_holds_its_old_turn_against_the_agents_there(
+    world: tuple[ManualClock, ClaimLedger],
+) -> None:
+    """x -> y -> x: the turn opened before a's latest registration is placed by its claims (x's)."""
+    clock, store = world
+    x, y = paper(clock), paper(clock)
+    a_on_x = gateway(x, store, "a", clock)
+    assert a_on_x.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    gateway(y, store, "a", clock)
+    clock.advance(60)
+    gateway(x, store, "a", clock)  # back on x
+    c_on_x = gateway(x, store, "c", clock)
+    assert c_on_x.enter("SPY", qty=5, intent="c-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    x.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(5)))  # c's 5 are gone
+    clock.advance(60)
+
+    result = c_on_x.exit("SPY", intent="c-out")
+
+    assert result.outcome is Outcome.SKIPPED, result.reason  # the 10 left are a's
+    assert held(x) == 10

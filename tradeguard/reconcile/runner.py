@@ -67,7 +67,7 @@ def _stranded(claim: Claim, now: datetime) -> bool:
 
 _UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 
-# Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
+# Other agents' stranded exits read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
 # Other agents' orders in motion on an exit's side (whose fills may be in the position unbooked)
 # read by client_order_id for one sizing, at most this many (those that may fill most first): a
@@ -607,10 +607,10 @@ class Reconciler:
                 f"{_LOOKUPS_PER_SIZING} read one by one, and {len(unsized)} beyond those are of unknown "
                 f"size ({', '.join(unsized[:3])}): what they filled cannot be bounded"
             )
-        listed = self._orders_of(rest, symbol)
+        listed = self._orders_of(rest, symbol, listed_only=True)
         for claim in rest:
             order = listed.get(claim.client_order_id)
-            if order is not None and order.status.is_terminal:
+            if order is not None and order.status.is_terminal and order.replaced_by is None:
                 more, _ = _unbooked([claim], {claim.client_order_id: order})
                 if more:
                     unbooked += more
@@ -907,10 +907,13 @@ class Reconciler:
                 adopt_order(self.store, claim, order, why, broker=self.broker)
 
     def _orders_of(
-        self, claims: list[Claim], symbol: str, *, one_by_one: bool = False
+        self, claims: list[Claim], symbol: str, *, one_by_one: bool = False, listed_only: bool = False
     ) -> dict[str, BrokerOrder | None]:
-        """The broker's current order for each claim's client_order_id (replacements followed)."""
-        if one_by_one or len(claims) <= _LOOKUPS_BEFORE_LISTING:
+        """The broker's current order for each claim's client_order_id (replacements followed).
+
+        `listed_only`: one listing, whatever it shows (an order it leaves out is None), no lookup.
+        """
+        if one_by_one or (len(claims) <= _LOOKUPS_BEFORE_LISTING and not listed_only):
             return {c.client_order_id: self.broker.get_order_by_client_id(c.client_order_id) for c in claims}
         # Alpaca filters `after` on submission time; a claim is written before its send, and a
         # minute covers the clocks of the hosts that wrote the claims.
@@ -925,6 +928,9 @@ class Reconciler:
                 if order is None or order.replaced_by is None or order.replaced_by not in by_id:
                     break
                 order = by_id[order.replaced_by]
+            if listed_only:
+                found[claim.client_order_id] = order
+                continue
             complete = len(listed) < _ORDERS_PAGE and (order is None or order.replaced_by is None)
             # Absent from the listing is no evidence for a claim whose order exists or may have
             # landed (acknowledged, or unresolved): a listing can trail a fill that a lookup by
