@@ -9,9 +9,11 @@ adoption and x's reconcile passes counted other agents by their *registered* acc
 a's is y now: c sold 5 of a's shares at x, a drop-in's first close adopted them, c's pass booked
 them into c as a missed fill, and nothing ever settled a's turn once x's shares were gone (y's
 passes rightly refuse: a flat read of y says nothing of x). A holder's open turn now also counts
-on every account its claims were made on (`coid_scope`). The other side, agent "b" on y whose
-real shares are held back by a's turn at x, is pinned as a strict xfail (see its reason). Real
-parts: two `PaperBroker` accounts, a SQLite file, PostgreSQL, the in-memory store.
+on every account its claims were made on (`coid_scope`), and only there when its claims all name
+their account: agent "b" on y sells its own shares beside a's turn at x. An entry of a on y while
+its SPY turn holds x's fills is refused (one turn never holds two accounts' fills, else the view
+could never converge). Real parts: two `PaperBroker` accounts, a SQLite file, PostgreSQL, the
+in-memory store.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def world(request: pytest.FixtureRequest) -> Iterator[tuple[ManualClock, ClaimLe
 
 
 def paper(clock: ManualClock) -> PaperBroker:
-    return PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock)  # type: ignore[arg-type]
+    return PaperBroker(prices=FixedPrices({"SPY": "500", "QQQ": "400"}), clock=clock)  # type: ignore[arg-type]
 
 
 def gateway(broker: PaperBroker, store: ClaimLedger, agent: str, clock: ManualClock) -> OrderGateway:
@@ -127,12 +129,6 @@ def test_the_old_accounts_pass_waits_for_a_repointed_agents_order_still_working_
     assert c_on_x.position("SPY", resolve=False).qty == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exit sizing counts a holder's whole open turn on its registered account: a turn made "
-    "on another account still holds back the shares of agents on the new one (fix: count a turn "
-    "only on the accounts its claims and adoptions were made on; adoptions record no account)",
-)
 def test_an_agent_on_the_new_account_sells_its_own_shares_beside_a_repointed_agents_old_turn(
     world: tuple[ManualClock, ClaimLedger],
 ) -> None:
@@ -198,31 +194,88 @@ def test_the_old_accounts_pass_clears_a_repointed_agents_turn_there_once_its_sha
     assert a_on_y.reconcile().actions == []  # nothing left to report on y either
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known open item: one open turn per agent and symbol holds both accounts' fills, and "
-    "neither account's word may correct it, so the view never converges (G4); fix: a turn per "
-    "account (ux_tg_turns_open with the account), or refuse the new account's entry while the "
-    "agent's open turn in the symbol holds another account's fills",
-)
-def test_a_turn_bought_on_both_accounts_converges_once_both_are_flat(
+def test_a_turn_is_never_bought_on_both_accounts_and_the_view_converges(
     world: tuple[ManualClock, ClaimLedger],
 ) -> None:
+    """One open turn per agent and symbol: an entry on the new account beside the old turn is refused.
+
+    Were both accounts' fills in one turn, neither account's read could settle it (each holds
+    part; a pass leaves a turn holding another account's fills alone) and the view would never
+    converge (G4). The old turn settles on its own account's word; then the agent trades here.
+    """
     clock, store = world
     x, y = paper(clock), paper(clock)
     a_on_x = gateway(x, store, "a", clock)
     assert a_on_x.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
     clock.advance(60)
     a_on_y = gateway(y, store, "a", clock)
-    assert a_on_y.enter("SPY", qty=5, intent="a-in-y").outcome is Outcome.SUBMITTED  # one turn: 15
-    clock.advance(60)
-    assert a_on_y.exit("SPY", intent="a-out").outcome is Outcome.SUBMITTED  # y's 5: y is flat
+
+    refused = a_on_y.enter("SPY", qty=5, intent="a-in-y")
+
+    assert refused.outcome is Outcome.NOT_SENT and refused.claim is None, refused.reason
+    assert "another broker account" in refused.reason and "a-in-y" in refused.reason
+    assert held(y) == 0 and y.orders() == []
+    assert a_on_y.enter("QQQ", qty=1, intent="a-qqq").outcome is Outcome.SUBMITTED  # other symbols trade
     x.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))  # x is flat
     clock.advance(60)
-
     for _ in range(3):
         a_on_y.reconcile()
         Reconciler(x, store, settings=SETTINGS, clock=clock).run()
         clock.advance(60)
+    assert a_on_y.position("SPY", resolve=False).is_flat  # x's pass settled x's turn
 
-    assert a_on_y.position("SPY", resolve=False).is_flat  # stays 10 (x's, sold by hand)
+    again = a_on_y.enter("SPY", qty=5, intent="a-in-y")  # the same decision, retried: sent now
+
+    assert again.outcome is Outcome.SUBMITTED, again.reason
+    assert a_on_y.position("SPY").qty == 5 == held(y)
+    assert a_on_y.exit("SPY", intent="a-out").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    assert a_on_y.reconcile().actions == []
+    assert Reconciler(x, store, settings=SETTINGS, clock=clock).run().actions == []
+    assert a_on_y.position("SPY", resolve=False).is_flat and held(x) == held(y) == 0
+
+
+def test_an_entry_on_the_new_account_waits_for_the_old_accounts_order_still_resting(
+    world: tuple[ManualClock, ClaimLedger],
+) -> None:
+    """a's buy resting at x would fill into the turn an entry at y opens: refused until it ends."""
+    clock, store = world
+    x, y = paper(clock), paper(clock)
+    a_on_x = gateway(x, store, "a", clock)
+    resting = a_on_x.enter("SPY", qty=10, intent="a-dip", order_type="limit", limit_price="400")
+    assert resting.outcome is Outcome.SUBMITTED and resting.order is not None
+    clock.advance(60)
+    a_on_y = gateway(y, store, "a", clock)
+
+    refused = a_on_y.enter("SPY", qty=5, intent="a-in-y")
+
+    assert refused.outcome is Outcome.NOT_SENT and "orders are made on another" in refused.reason
+    assert y.orders() == []
+    a_on_x.cancel(resting.order.id)  # ended at x: nothing of a's is in motion there
+    clock.advance(60)
+    assert a_on_y.enter("SPY", qty=5, intent="a-in-y").outcome is Outcome.SUBMITTED
+    assert a_on_y.position("SPY").qty == 5 == held(y) and held(x) == 0
+
+
+def test_an_agent_re_pointed_back_still_holds_its_old_turn_against_the_agents_there(
+    world: tuple[ManualClock, ClaimLedger],
+) -> None:
+    """x -> y -> x: the turn opened before a's latest registration is placed by its claims (x's)."""
+    clock, store = world
+    x, y = paper(clock), paper(clock)
+    a_on_x = gateway(x, store, "a", clock)
+    assert a_on_x.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    gateway(y, store, "a", clock)
+    clock.advance(60)
+    gateway(x, store, "a", clock)  # back on x
+    c_on_x = gateway(x, store, "c", clock)
+    assert c_on_x.enter("SPY", qty=5, intent="c-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    x.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(5)))  # c's 5 are gone
+    clock.advance(60)
+
+    result = c_on_x.exit("SPY", intent="c-out")
+
+    assert result.outcome is Outcome.SKIPPED, result.reason  # the 10 left are a's
+    assert held(x) == 10

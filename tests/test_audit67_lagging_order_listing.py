@@ -7,7 +7,9 @@ with nothing filled (the lookup by client_order_id is current). A one-agent reco
 not book those shares into its own agent as a missed fill (ADOPT_DRIFT): the other agent's claim
 books them when its order is read, and the account's ledgers would then hold twice what the
 broker does, so this agent's next exit sells the other agent's shares (G3, G4).
-Real parts: the paper broker behind a listing that trails by `LAG` of the manual clock, stores on
+An exit sizing reads other agents' orders in motion by client_order_id too, however many rest
+(a grid), up to a bound past which what an order the listing shows resting may still fill is held
+back whole. Real parts: the paper broker behind a listing that trails by `LAG` of the manual clock, stores on
 SQLite and PostgreSQL.
 """
 
@@ -26,6 +28,7 @@ from tradeguard.domain import BrokerOrder, OrderRequest, OrderType, ReplaceReque
 from tradeguard.errors import OutcomeUnknown
 from tradeguard.execution import Outcome
 from tradeguard.ports import ForwardingBroker
+from tradeguard.reconcile.runner import _LOOKUPS_PER_SIZING
 from tradeguard.store import ClaimStore
 
 LAG = timedelta(seconds=5)  # "a few seconds"
@@ -208,12 +211,6 @@ def test_a_pass_never_books_a_fill_of_another_agents_grid_the_listing_shows_rest
     assert b.position("SPY").qty == 10
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open (audit 67): an exit counts other agents' unbooked fills from one listing when "
-    "more than three of their orders are in motion (a grid), and a listing that trails the fill "
-    "shows the order resting unfilled; reading each by client_order_id costs a request per order",
-)
 def test_a_phantom_exit_never_sells_a_grid_fill_the_listing_still_shows_resting(world: World) -> None:
     clock, prices, account, a, b = world
     assert a.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
@@ -258,3 +255,47 @@ def test_a_pass_never_books_another_agents_order_that_landed_after_it_was_marked
     b.reconcile()
     assert b.position("SPY").qty == 10
     assert a.position("SPY").qty + b.position("SPY").qty == broker_qty(account.paper, "SPY")
+
+
+def test_past_the_lookups_an_exit_holds_back_all_an_unread_order_may_fill(world: World) -> None:
+    """A grid larger than one sizing reads by id: what is left unread may have filled, all of it."""
+    clock, prices, account, a, b = world
+    assert a.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    clock.advance(120)
+    account.paper.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))  # a phantom
+    account.note()
+    clock.advance(120)
+    for n in range(_LOOKUPS_PER_SIZING):  # read by id, those that may fill most first
+        far = b.enter("SPY", qty=2, intent=f"b-far-{n}", order_type="limit", limit_price=str(300 + n))
+        assert far.outcome is Outcome.SUBMITTED
+    for n in range(5):  # left to the listing, which still shows them resting once they fill
+        near = b.enter("SPY", qty=1, intent=f"b-near-{n}", order_type="limit", limit_price=str(490 + n))
+        assert near.outcome is Outcome.SUBMITTED
+    clock.advance(120)
+    prices.prices["SPY"] = Decimal("489")  # the five near ones fill: B's 5, unbooked yet
+    account.paper.step()
+    account.note()
+    assert broker_qty(account.paper, "SPY") == 5
+    clock.advance(1)
+
+    result = a.exit("SPY", intent="a-out", order_type="limit", limit_price="489")
+
+    assert result.outcome is Outcome.SKIPPED, result.reason
+    assert "not read: all it may fill" in result.reason
+    assert broker_qty(account.paper, "SPY") == 5  # B's 5 are still there
+
+
+def test_past_the_lookups_a_real_exit_sells_what_the_unread_orders_leave(world: World) -> None:
+    """The cost of the bound: A's own shares beyond what B's unread orders may fill are sold."""
+    clock, _prices, account, a, b = world
+    assert a.enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    for n in range(_LOOKUPS_PER_SIZING + 4):
+        grid = b.enter("SPY", qty=1, intent=f"b-grid-{n}", order_type="limit", limit_price=str(300 + n))
+        assert grid.outcome is Outcome.SUBMITTED
+    clock.advance(120)
+
+    result = a.exit("SPY", intent="a-out", order_type="limit", limit_price="499")
+
+    assert result.outcome is Outcome.SUBMITTED, result.reason
+    assert result.claim is not None and result.claim.order_qty == 6  # 4 held back for B's unread orders
+    assert broker_qty(account.paper, "SPY") == 4  # A's 4 it was not let sell

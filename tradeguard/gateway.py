@@ -55,6 +55,7 @@ from tradeguard.execution import (
 from tradeguard.orders import Number, build_spec, parse_side
 from tradeguard.ports import Broker, ClaimLedger, account_key_of, coid_scope
 from tradeguard.reconcile.runner import OTHERS_SOLD_SINCE_READ, Reconciler, ReconcileReport
+from tradeguard.repointed import RepointedTurns
 from tradeguard.retries import RetryAnswers
 from tradeguard.sessions.recorder import RecordTarget, answers_recorded, open_recorder
 from tradeguard.store import new_owner_token, open_ledger
@@ -76,7 +77,7 @@ _OWN_SOLD = (
 logger = logging.getLogger("tradeguard.gateway")
 
 
-class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
+class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns):
     """Guarded entries and exits for one agent.
 
     Args:
@@ -133,6 +134,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         self._started = False  # registered this broker's account (and reconciled, if asked)
         self._next_pass_at: datetime | None = None  # when `reconcile_if_due` runs a pass (None: now)
         self._account_key: str | None = None  # the account key last registered for this agent
+        self._held_elsewhere: set[str] = set()  # see `RepointedTurns`
         self._start_lock = threading.Lock()
         self._sending: set[str] = set()  # claim keys this gateway is sending right now (any thread)
         # Claim keys by how many of this gateway's threads are settling them (`_settle_unplaced`).
@@ -210,6 +212,10 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         """
         self.recorder.attempt(intent, spec, client_order_id)
         self._ensure_started()
+        if intent.kind is Kind.ENTRY and self._held_elsewhere:
+            refused = self._entry_beside_elsewhere(intent)
+            if refused is not None:
+                return refused
         try:
             outcome = self.store.claim(
                 intent,
@@ -447,6 +453,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         the position after.
         """
         symbol = ledger_symbol(symbol)
+        if self._held_elsewhere and self._adoption_beside_elsewhere(symbol):
+            # This account's shares must not join a turn of another account's (`RepointedTurns`).
+            return self.store.position(self.agent_id, symbol)
         held = self.broker.get_position(symbol)
         mine = self.store.position(self.agent_id, symbol)
         if held is None or held.qty == 0:
@@ -713,6 +722,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         if key != self._account_key:
             self.store.register_account(self.agent_id, key)
             self._account_key = key
+            self._note_held_elsewhere()  # a re-pointed agent's turns left on another account
 
     def _skip(self, symbol: str, reason: str, claim: Claim | None = None) -> OrderResult:
         self.store.record_skip(
@@ -760,8 +770,9 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows):
         notes = []
         if unbooked:
             notes.append(
-                f"{unbooked} of the broker's {available} {symbol} available held back: filled for other "
-                f"agents' orders in motion ({', '.join(whose)}) that no ledger books yet"
+                f"{unbooked} of the broker's {available} {symbol} available held back: filled (or, "
+                f"past the lookups, may have filled) for other agents' orders in motion "
+                f"({', '.join(whose)}) that no ledger books yet"
             )
         if outside:
             notes.append(

@@ -35,7 +35,7 @@ from tradeguard.domain import (
 from tradeguard.domain.intents import Kind, exit_group, is_leg
 from tradeguard.domain.ledger import acknowledged_before, legs_wait
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ACTIVE_STATES, ClaimState
-from tradeguard.errors import BrokerError, ConfigError, IllegalTransition, LeaseLost
+from tradeguard.errors import BrokerError, BrokerUnavailable, ConfigError, IllegalTransition, LeaseLost
 from tradeguard.execution import MAX_CHAIN_HOPS, OrderResult, Outcome, adopt_order, send_claim
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, account_key_of, coid_scope, same_account
 from tradeguard.reconcile.attribute import Filled, attribute_close, attributed
@@ -67,8 +67,15 @@ def _stranded(claim: Claim, now: datetime) -> bool:
 
 _UNRESOLVED = frozenset({ClaimState.PENDING, ClaimState.UNKNOWN})
 
-# Other agents' orders in motion read one by one up to this many; more: one listing of the symbol.
+# Other agents' stranded exits read one by one up to this many; more: one listing of the symbol.
 _LOOKUPS_BEFORE_LISTING = 3
+# Other agents' orders in motion on an exit's side (whose fills may be in the position unbooked)
+# read by client_order_id for one sizing, at most this many (those that may fill most first): a
+# quarter of Alpaca's 200 requests a minute, for an exit beside a grid larger than most. Past it
+# the rest are counted from one listing, which may trail a fill (audit 67): only an order it
+# shows ended counts what it shows; any other counts all it may still fill (fail closed: held
+# back, never sold; see `Reconciler.unbooked_by_others`).
+_LOOKUPS_PER_SIZING = 50
 # A put-off symbol's own pass comes at least this long after the pass that put it off.
 _PUT_OFF_MIN_GAP = timedelta(seconds=1)
 _CORRECTIONS = frozenset({ActionKind.TRIM_PHANTOM, ActionKind.ADOPT_DRIFT, ActionKind.ADOPT_ORPHAN})
@@ -145,6 +152,13 @@ class ReconcileReport:
     def changes(self) -> list[Action]:
         """Applied actions that changed a claim or the ledger."""
         return [a for a in self.applied if not a.kind.is_report]
+
+
+def _may_fill(claim: Claim) -> Decimal:
+    """The most a claim's order may still fill beyond what the claim booked (infinite: unknown qty)."""
+    if claim.order_qty is None:  # a notional order: its shares are not known before it fills
+        return Decimal("Infinity")
+    return max(claim.order_qty - claim.filled_qty, Decimal(0))
 
 
 def _unbooked(candidates: list[Claim], orders: dict[str, BrokerOrder | None]) -> tuple[Decimal, list[str]]:
@@ -534,10 +548,15 @@ class Reconciler:
         NOT_SENT that landed late after all (probed for `not_sent_probe_secs`, as `_load` does).
         An exit of `agent_id` (the gateway's, or a released one) must not count them as its own
         (G3). Orders are read after the position (they are current, positions may lag: a fill
-        the position read does not show yet only holds back more): one by one by client_order_id
-        when there are few, else with one listing of the symbol's orders since the oldest claim
-        (a grid of resting orders costs one request, not one each). Returns the quantity and
-        "agent client_order_id" of each order counted.
+        the position read does not show yet only holds back more), one by one by client_order_id
+        however many rest (a grid costs a request an order): a listing can trail a fill the
+        positions read already shows, the order still resting unfilled in it, and an exit sized
+        past a phantom sold the grid's fresh shares (G3; audit 67). At most
+        `_LOOKUPS_PER_SIZING` are read, those that may fill most first; the rest are counted from
+        one listing of the symbol's orders, which is final only for an order it shows ended:
+        any other counts all it may still fill (held back, never sold; an order of unknown size
+        among them refuses the sizing). Returns the quantity and "agent client_order_id" of each
+        order counted.
 
         Other agents' acknowledged exits on the other side are brought up to date when their
         orders have ended at the broker (canceled by hand, by an account-wide cancel, expired):
@@ -546,7 +565,8 @@ class Reconciler:
         `qty_available` since the cancel, for this agent's exit (G3). See `_end_ended_exits`.
 
         Raises:
-            BrokerError: An order read failed (the exit is then not sized at all).
+            BrokerError: An order read failed, or more orders of unknown size are in motion than
+                are read (the exit is then not sized at all).
         """
         now = self.clock.now()
         candidates: list[Claim] = []
@@ -561,11 +581,44 @@ class Reconciler:
                 stranded.append(claim)
         if exits:
             self._end_ended_exits(exits, symbol)
-        # One read for both (one listing of the symbol's orders when there are many).
-        orders = self._orders_of(candidates + stranded, symbol)
         if stranded:
-            self._resolve_stranded_exits(stranded, orders)
-        return _unbooked(candidates, orders)
+            self._resolve_stranded_exits(stranded, self._orders_of(stranded, symbol))
+        return self._unbooked_fills(candidates, symbol)
+
+    def _unbooked_fills(self, candidates: list[Claim], symbol: str) -> tuple[Decimal, list[str]]:
+        """What the candidates' orders filled unbooked, read by client_order_id up to a bound.
+
+        See `unbooked_by_others`: past `_LOOKUPS_PER_SIZING` an order counts what one listing
+        shows it filled only if the listing shows it ended (an ended order fills no more, so a
+        trailing listing cannot understate it), else all it may still fill (`_may_fill`).
+        """
+        ordered = sorted(candidates, key=_may_fill, reverse=True)  # unknown sizes first
+        read, rest = ordered[:_LOOKUPS_PER_SIZING], ordered[_LOOKUPS_PER_SIZING:]
+        if len(rest) <= _LOOKUPS_BEFORE_LISTING:  # a listing would cost as much
+            read, rest = ordered, []
+        orders = self._orders_of(read, symbol, one_by_one=True)
+        unbooked, whose = _unbooked(read, orders)
+        if not rest:
+            return unbooked, whose
+        unsized = [c.client_order_id for c in rest if c.order_qty is None]
+        if unsized:
+            raise BrokerUnavailable(
+                f"{len(candidates)} of other agents' {symbol} orders are in motion, more than the "
+                f"{_LOOKUPS_PER_SIZING} read one by one, and {len(unsized)} beyond those are of unknown "
+                f"size ({', '.join(unsized[:3])}): what they filled cannot be bounded"
+            )
+        listed = self._orders_of(rest, symbol, listed_only=True)
+        for claim in rest:
+            order = listed.get(claim.client_order_id)
+            if order is not None and order.status.is_terminal and order.replaced_by is None:
+                more, _ = _unbooked([claim], {claim.client_order_id: order})
+                if more:
+                    unbooked += more
+                    whose.append(f"{claim.agent_id} {claim.client_order_id}")
+            elif _may_fill(claim):
+                unbooked += _may_fill(claim)
+                whose.append(f"{claim.agent_id} {claim.client_order_id} (not read: all it may fill)")
+        return unbooked, whose
 
     def _others_in_motion(self, agent_id: str, symbol: str) -> list[Claim]:
         """Other agents' claims on `agent_id`'s account in motion in `symbol`, and recent NOT_SENT ones.
@@ -854,10 +907,13 @@ class Reconciler:
                 adopt_order(self.store, claim, order, why, broker=self.broker)
 
     def _orders_of(
-        self, claims: list[Claim], symbol: str, *, one_by_one: bool = False
+        self, claims: list[Claim], symbol: str, *, one_by_one: bool = False, listed_only: bool = False
     ) -> dict[str, BrokerOrder | None]:
-        """The broker's current order for each claim's client_order_id (replacements followed)."""
-        if one_by_one or len(claims) <= _LOOKUPS_BEFORE_LISTING:
+        """The broker's current order for each claim's client_order_id (replacements followed).
+
+        `listed_only`: one listing, whatever it shows (an order it leaves out is None), no lookup.
+        """
+        if one_by_one or (len(claims) <= _LOOKUPS_BEFORE_LISTING and not listed_only):
             return {c.client_order_id: self.broker.get_order_by_client_id(c.client_order_id) for c in claims}
         # Alpaca filters `after` on submission time; a claim is written before its send, and a
         # minute covers the clocks of the hosts that wrote the claims.
@@ -872,6 +928,9 @@ class Reconciler:
                 if order is None or order.replaced_by is None or order.replaced_by not in by_id:
                     break
                 order = by_id[order.replaced_by]
+            if listed_only:
+                found[claim.client_order_id] = order
+                continue
             complete = len(listed) < _ORDERS_PAGE and (order is None or order.replaced_by is None)
             # Absent from the listing is no evidence for a claim whose order exists or may have
             # landed (acknowledged, or unresolved): a listing can trail a fill that a lookup by
@@ -896,7 +955,7 @@ class Reconciler:
         once read, so the ledgers hold them twice and this agent's exit sells them (G3, G4; audit
         67). So before shares are added to this agent (`ADOPT_DRIFT`, `ADOPT_ORPHAN`) the other
         agents' orders in motion on that side are read by client_order_id, one by one even when
-        many rest (adoptions are rare; `unbooked_by_others` lists a grid): a fill their
+        many rest, as `unbooked_by_others` does (adoptions are rare, so unbounded): a fill their
         ledgers lack leaves the difference reported, for their agents' reads to book. A failed
         read raises (the pass aborts, nothing changed).
         """

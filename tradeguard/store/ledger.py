@@ -108,12 +108,14 @@ MOVED_TURNS_SQL = (
 # The agent's most recent turn in a symbol, open or closed.
 LATEST_TURN_SQL = "SELECT MAX(turn_id) FROM tg_turns WHERE agent_id = ? AND symbol = ?"
 # Every agent's open turn in a symbol, and the unfilled quantity of exits that may still fill,
-# each with the account its agent registered (NULL: none), so agents on other broker accounts
-# are left out of the sizing without another round trip.
+# each with the account its agent registered (NULL: none) and since when, so agents on other
+# broker accounts are left out of the sizing without another round trip (`_holds_here`).
 _HOLDERS = (
-    "SELECT t.agent_id, t.qty, a.account_key FROM tg_turns t"
+    "SELECT t.agent_id, t.qty, a.account_key, t.turn_id, t.opened_at, a.updated_at FROM tg_turns t"
     " LEFT JOIN tg_agent_accounts a ON a.agent_id = t.agent_id WHERE t.symbol = ? AND t.is_open = 1"
 )
+# The accounts an open turn's claims were made on (their `coid_scope`s, "" unknown).
+_TURN_SCOPES = "SELECT DISTINCT coid_scope FROM tg_claims WHERE agent_id = ? AND symbol = ? AND turn_id = ?"
 # Whether an agent's open turn in a symbol holds a claim made on an account (its `coid_scope`):
 # an agent re-pointed to another account since keeps its shares on the one it bought them on.
 _TURN_MADE_ON = (
@@ -393,11 +395,13 @@ def exit_room(
     open turn with a claim made on this agent's account (`coid_scope`: re-pointed since).
     """
     lock_symbol(tx, symbol)
-    rows = tx.all(_HOLDERS, (symbol,))
+    turns = tx.all(_HOLDERS, (symbol,))
     # Only agents on this agent's broker account hold shares it must not sell (`_holds_here`).
-    mine = next((key for holder, _qty, key in rows if holder == agent_id), None)
+    mine = next((turn[2] for turn in turns if turn[0] == agent_id), None)
     holders = {
-        holder: Decimal(qty) for holder, qty, key in rows if _holds_here(tx, mine, holder, key, symbol)
+        turn[0]: Decimal(turn[1])
+        for turn in turns
+        if turn[0] == agent_id or _holds_here(tx, mine, turn, symbol)
     }
     rows = [row for row in tx.all(_OPEN_EXITS, (symbol,)) if row[0] == agent_id or same_account(mine, row[4])]
     # Legs waiting for their entry are no exit in flight yet (`domain.ledger.legs_wait`).
@@ -450,23 +454,36 @@ def others_on_account(
     if own_moves_hide_the_orphan(broker_qty, in_motion, lately):
         return None
     return sum(
-        (Decimal(qty) for holder, qty, key in tx.all(_HOLDERS, (symbol,))
-         if holder != agent_id and _holds_here(tx, mine, holder, key, symbol)),
+        (Decimal(turn[1]) for turn in tx.all(_HOLDERS, (symbol,))
+         if turn[0] != agent_id and _holds_here(tx, mine, turn, symbol)),
         Decimal(0),
     )  # fmt: skip
 
 
-def _holds_here(tx: Tx, mine: str | None, holder: str, key: str | None, symbol: str) -> bool:
-    """Whether `holder`'s open turn in `symbol` may be on the account of key `mine`.
+def _holds_here(tx: Tx, mine: str | None, turn: Sequence[Any], symbol: str) -> bool:
+    """Whether another agent's open turn in `symbol` (a `_HOLDERS` row) may be on the account of key `mine`.
 
-    Its agent is registered there (`ports.same_account`), or registered on another account
-    since and its turn holds a claim made on this one (`coid_scope`): the shares it bought here
-    stayed here, and no agent here may sell or adopt them (audit 66).
+    The turn's claims say where its shares were bought (`coid_scope`): a turn holding a claim
+    made on this account counts here whatever account its agent registered since (the shares
+    it bought here stayed here: no agent here may sell or adopt them), and one whose claims were
+    all made on other accounts does not (its agent re-pointed here since: its shares are not
+    here, and counting them held back the shares of agents here; audit 66). A turn its claims
+    cannot place (adoptions only, or a claim of unknown account) counts on its agent's
+    registered account (`ports.same_account`), as before. The claims are read only for a turn
+    that may straddle a change of account: one opened before its agent registered the account
+    it has now (a turn opened since was made there; an entry on the new account is refused
+    while a turn holds another account's fills, `OrderGateway`), or of an agent registered
+    elsewhere, so the sizing beside turns on one account reads no claim history.
     """
+    holder, _qty, key, turn_id, opened_at, registered_at = turn
+    here = coid_scope(mine)
     if same_account(mine, key):
-        return True
-    scope = coid_scope(mine)
-    return bool(scope) and tx.one(_TURN_MADE_ON, (holder, symbol, scope)) is not None
+        if not here or registered_at is None or tx.dt(opened_at) > tx.dt(registered_at):
+            return True
+        scopes = {str(row[0]) for row in tx.all(_TURN_SCOPES, (holder, symbol, turn_id))}
+        known = scopes - {""}
+        return not known or "" in scopes or here in known
+    return bool(here) and tx.one(_TURN_MADE_ON, (holder, symbol, here)) is not None
 
 
 def positions_from_rows(rows: Sequence[Any], dt: Decode) -> list[LedgerPosition]:

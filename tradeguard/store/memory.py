@@ -578,11 +578,11 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         read_at: datetime | None = None,
     ) -> ExitRoom:
         # Agents on another broker account hold nothing this agent could sell, but for a turn
-        # they made here before they were re-pointed (`_made_on_account_of`, audit 66).
+        # they made here before they were re-pointed (`_holds_on_account_of`, audit 66).
         holders = {
             a: p.qty
             for a, p in self._open_in.get(symbol, {}).items()
-            if self._on_account_of(agent_id, a) or self._made_on_account_of(agent_id, p)
+            if self._holds_on_account_of(agent_id, p)
         }
         mine = self._on_account_of
         claims = self._claims
@@ -840,6 +840,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
             and c.coid_scope == scope
             for c in self._claims.values()
         )  # fmt: skip
+
+    def _turn_scopes(self, held: LedgerPosition) -> set[str]:
+        """The `coid_scope`s of the open turn `held`'s claims, "" unknown (`MemoryLedger` hook)."""
+        return {
+            c.coid_scope or ""
+            for c in self._claims.values()
+            if c.agent_id == held.agent_id and c.symbol == held.symbol and c.turn_id == held.turn_id
+        }
 
     def _own_moves(
         self, agent_id: str, symbol: str, since: datetime | None

@@ -47,6 +47,9 @@ class MemoryLedger:
     def _turn_claimed_in(self, held: LedgerPosition, scope: str) -> bool:
         raise NotImplementedError  # the store's: whether a claim of the turn `held` has `coid_scope` scope
 
+    def _turn_scopes(self, held: LedgerPosition) -> set[str]:
+        raise NotImplementedError  # the store's: the `coid_scope`s of the turn `held`'s claims ("" unknown)
+
     def _own_moves(
         self, agent_id: str, symbol: str, since: datetime | None
     ) -> tuple[list[str], list[tuple[str, Decimal]]]:
@@ -60,6 +63,7 @@ class MemoryLedger:
         self._turns = 0
         self._cleared: list[tuple[datetime, LedgerPosition]] = []  # closed while holding shares
         self._accounts: dict[str, str] = {}  # agent -> the broker account it registered
+        self._registered_at: dict[str, datetime] = {}  # agent -> when it registered that one
         self._flat: dict[tuple[str, str], LedgerPosition] = {}  # see `position`
         # When each agent's turn in a symbol last moved, closed ones included (`adopt_position`):
         # symbol -> agent -> time. One entry per agent and symbol, so it stays small.
@@ -136,6 +140,28 @@ class MemoryLedger:
         """Whether `other`'s shares may be on `agent_id`'s broker account (`ports.same_account`)."""
         return other == agent_id or same_account(self._accounts.get(agent_id), self._accounts.get(other))
 
+    def _holds_on_account_of(self, agent_id: str, held: LedgerPosition) -> bool:
+        """Whether `held` (an open turn, the agent's own or another's) may be on `agent_id`'s account.
+
+        The rule of `store.ledger._holds_here`: a turn counts where its claims were made, and
+        only a turn its claims cannot place (adoptions only, a claim of unknown account) counts
+        on its agent's registered account; claims are looked at only for a turn opened before
+        its agent registered the account it has now (audit 66).
+        """
+        other = held.agent_id
+        if other == agent_id:
+            return True
+        mine = self._accounts.get(agent_id)
+        here = coid_scope(mine)
+        if same_account(mine, self._accounts.get(other)):
+            since = self._registered_at.get(other)
+            if not here or since is None or held.opened_at is None or held.opened_at > since:
+                return True
+            scopes = self._turn_scopes(held)
+            known = scopes - {""}
+            return not known or "" in scopes or here in known
+        return bool(here) and self._turn_claimed_in(held, here)
+
     def _made_on_account_of(self, agent_id: str, held: LedgerPosition) -> bool:
         """Whether `held` (another agent's open turn) holds a claim made on `agent_id`'s account.
 
@@ -155,6 +181,7 @@ class MemoryLedger:
             if before == account_key:
                 return
             self._accounts[agent_id] = account_key
+            self._registered_at[agent_id] = self._now()
             if before is not None:
                 self._write_audit(
                     at=self._now(), agent_id=agent_id, action=AuditAction.LEDGER,
@@ -199,8 +226,7 @@ class MemoryLedger:
                 (
                     p.qty
                     for a, p in self._open_in.get(symbol, {}).items()
-                    if a != agent_id
-                    and (self._on_account_of(agent_id, a) or self._made_on_account_of(agent_id, p))
+                    if a != agent_id and self._holds_on_account_of(agent_id, p)
                 ),
                 _ZERO,
             )
