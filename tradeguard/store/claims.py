@@ -482,7 +482,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         # Durable: a move into PENDING (a send follows) and out of NOT_SENT (an order found late
         # must not be lost again: NOT_SENT is probed only for `not_sent_probe_secs`).
         durable = to is ClaimState.PENDING or claim.state is ClaimState.NOT_SENT or self._sync_all
-        doing = f"moving claim {claim.client_order_id} to {to}"
+        doing = f"moving claim {claim.client_order_id} to {to._value_}"  # `_value_`: see _move
         with self._pool.write(doing, durable=durable) as tx:
             return self._move(
                 tx, claim, to, now=self._now(), reason=reason, broker_order_id=broker_order_id,

@@ -1,0 +1,78 @@
+"""Audit records a write transaction queues (`Tx.append`): on SQLite one INSERT before the COMMIT.
+
+A fill writes its ledger record and its transition's record; SQLite takes them as one multi-row
+INSERT right before the COMMIT, in the order they were made. These tests hold the order, the ids,
+the all-or-nothing commit and the statement count, on a real SQLite file (and PostgreSQL, where
+the records travel with the transaction's other statements as before).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from tests.mothers import make_intent, make_spec
+from tradeguard.domain import AuditAction
+from tradeguard.domain.intents import Kind
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.errors import StoreError
+from tradeguard.store import ClaimStore
+from tradeguard.store.audit import AuditQuery, write_audit
+from tradeguard.store.connections import _MAX_ROWS
+
+
+def _statements(store: ClaimStore) -> list[str]:
+    """Trace every statement the store's idle SQLite connections run from now on."""
+    seen: list[str] = []
+    for conn in store._pool._idle:
+        conn.dbapi.set_trace_callback(seen.append)
+    return seen
+
+
+def test_a_fill_writes_its_two_records_in_one_statement_on_sqlite(sqlite_url: str) -> None:
+    with ClaimStore(sqlite_url) as store:
+        claim = store.claim(make_intent("one insert"), make_spec(), owner="w").claim
+        sent = store.transition(claim, ClaimState.SUBMITTED, reason="accepted")
+        seen = _statements(store)
+        filled = store.transition(sent, ClaimState.FILLED, reason="filled", filled_qty=Decimal(1))
+        inserts = [s for s in seen if s.startswith("INSERT INTO tg_audit")]
+        assert len(inserts) == 1, seen
+        assert seen[-1] == "COMMIT" and seen[-2] == inserts[0]
+        records = list(store.audit_records(AuditQuery(agent_id=claim.agent_id)))
+    # The ledger's record, then the transition's: the order (and ids) of two single inserts.
+    assert [(r.action, r.state) for r in records] == [
+        (AuditAction.CLAIM, "PENDING"), (AuditAction.TRANSITION, "SUBMITTED"),
+        (AuditAction.LEDGER, None), (AuditAction.TRANSITION, "FILLED"),
+    ]  # fmt: skip
+    assert [r.id for r in records] == sorted(r.id for r in records)
+    assert records[2].detail == {"turn_id": filled.turn_id}
+    assert records[3].detail == {"fill_delta": "1"}
+
+
+def test_records_beyond_one_statement_are_all_written_in_order(store_url: str) -> None:
+    at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    count = _MAX_ROWS * 2 + 3
+    with ClaimStore(store_url) as store:
+        with store._pool.write("writing many records", durable=False) as tx:
+            for i in range(count):
+                write_audit(tx, at=at, agent_id="many", action=AuditAction.RECONCILE, reason=f"r{i}")
+        records = list(store.audit_records(AuditQuery(agent_id="many")))
+    assert [r.reason for r in records] == [f"r{i}" for i in range(count)]
+
+
+def test_a_record_that_cannot_be_written_undoes_the_whole_transaction(store_url: str) -> None:
+    # A record the table refuses (NOT NULL) fails the transaction, wherever the driver sends it:
+    # the claim's change made before it in the same transaction is not kept either.
+    at = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    with ClaimStore(store_url) as store:
+        claim = store.claim(make_intent("undone", kind=Kind.ENTRY), make_spec(), owner="w").claim
+        before = store.audit_count()
+        with pytest.raises(StoreError), store._pool.write("writing a bad record", durable=False) as tx:
+            tx.later("UPDATE tg_claims SET reason = ? WHERE claim_key = ?", ("changed", claim.key))
+            write_audit(tx, at=at, agent_id="undone", action=AuditAction.RECONCILE, reason="kept?")
+            write_audit(tx, at=at, agent_id=None, action=AuditAction.RECONCILE, reason="refused")  # type: ignore[arg-type]
+        assert store.get(claim.key) == claim
+        assert store.audit_count() == before
+
