@@ -17,7 +17,7 @@ from tests.mothers import make_intent, make_spec
 from tradeguard.domain import AuditAction
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
-from tradeguard.errors import StoreError
+from tradeguard.errors import LeaseLost, StoreError
 from tradeguard.store import ClaimStore
 from tradeguard.store.audit import AuditQuery, write_audit
 from tradeguard.store.connections import _MAX_ROWS
@@ -76,3 +76,32 @@ def test_a_record_that_cannot_be_written_undoes_the_whole_transaction(store_url:
         assert store.get(claim.key) == claim
         assert store.audit_count() == before
 
+
+def test_a_fill_updates_the_claims_row_once_on_sqlite(sqlite_url: str) -> None:
+    # The turn the fill leaves goes in the compare-and-set itself: no second UPDATE of the row.
+    with ClaimStore(sqlite_url) as store:
+        first = store.claim(make_intent("opens"), make_spec(), owner="w").claim
+        seen = _statements(store)
+        opened = store.transition(first, ClaimState.FILLED, reason="filled", filled_qty=Decimal(1))
+        assert len([s for s in seen if s.startswith("UPDATE tg_claims")]) == 1, seen
+        second = store.claim(make_intent("adds"), make_spec(), owner="w").claim
+        seen = _statements(store)
+        added = store.transition(second, ClaimState.FILLED, reason="filled", filled_qty=Decimal(1))
+        assert len([s for s in seen if s.startswith("UPDATE tg_claims")]) == 1, seen
+        assert opened.turn_id is not None and added.turn_id == opened.turn_id
+        assert store.get(first.key) == opened and store.get(second.key) == added
+        assert store.position(first.agent_id, first.symbol).qty == 2
+
+
+def test_a_stale_fill_leaves_the_ledger_and_the_log_as_they_were(store_url: str) -> None:
+    # SQLite writes the ledger before the compare-and-set: a failed one must take it all back.
+    with ClaimStore(store_url) as store:
+        held = store.claim(make_intent("held"), make_spec(), owner="w").claim
+        store.transition(held, ClaimState.FILLED, reason="filled", filled_qty=Decimal(1))
+        exit_ = store.claim(make_intent("out", kind=Kind.EXIT), make_spec(), owner="w").claim
+        store.transition(exit_, ClaimState.SUBMITTED, reason="accepted")
+        before = (store.audit_count(), store.position(held.agent_id, held.symbol))
+        with pytest.raises(LeaseLost):  # the snapshot is PENDING; the claim is SUBMITTED
+            store.transition(exit_, ClaimState.FILLED, reason="stale", filled_qty=Decimal(1))
+        assert (store.audit_count(), store.position(held.agent_id, held.symbol)) == before
+        assert store.get(exit_.key).turn_id is None  # type: ignore[union-attr]
