@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import select
 import time
@@ -309,7 +310,7 @@ class Tx:
     def _write_rows(self) -> None:
         """SQLite: write the rows `append` queued, as one statement."""
         rows, self._rows = self._rows, []
-        params = rows[0] if len(rows) == 1 else tuple(v for row in rows for v in row)
+        params = rows[0] if len(rows) == 1 else list(itertools.chain.from_iterable(rows))
         self._conn.cursor.execute(_many_rows(self._rows_sql, len(rows)), params)
 
     def flush(self, *, commit: bool = False, rerunnable: bool = False) -> list[Result]:
