@@ -1,4 +1,6 @@
-"""Audit records a write transaction queues (`Tx.append`): on SQLite one INSERT before the COMMIT.
+"""The SQLite order path's statements: queued audit records, a fill's one update, NULL binding.
+
+Audit records a write transaction queues (`Tx.append`) go, on SQLite, as one INSERT before the COMMIT.
 
 A fill writes its ledger record and its transition's record; SQLite takes them as one multi-row
 INSERT right before the COMMIT, in the order they were made. These tests hold the order, the ids,
@@ -8,6 +10,7 @@ the records travel with the transaction's other statements as before).
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -18,7 +21,7 @@ from tradeguard.domain import AuditAction
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import LeaseLost, StoreError
-from tradeguard.store import ClaimStore
+from tradeguard.store import ClaimStore, engine
 from tradeguard.store.audit import AuditQuery, write_audit
 from tradeguard.store.connections import _MAX_ROWS
 
@@ -105,3 +108,26 @@ def test_a_stale_fill_leaves_the_ledger_and_the_log_as_they_were(store_url: str)
             store.transition(exit_, ClaimState.FILLED, reason="stale", filled_qty=Decimal(1))
         assert (store.audit_count(), store.position(held.agent_id, held.symbol)) == before
         assert store.get(exit_.key).turn_id is None  # type: ignore[union-attr]
+
+
+def test_none_parameters_bind_through_one_adapter_lookup(sqlite_url: str) -> None:
+    # Opening a SQLite store registers an adapter for None (engine._BIND_NULL): a NULL bound
+    # without the sqlite3 module's failed attribute lookups; it still binds NULL.
+    key = (type(None), sqlite3.PrepareProtocol)
+    with ClaimStore(sqlite_url) as store:
+        assert sqlite3.adapters.get(key) is engine._BIND_NULL
+        claim = store.claim(make_intent("nulls"), make_spec(), owner="w").claim
+        assert (claim.turn_id, claim.broker_order_id, claim.reject_kind) == (None, None, None)
+        assert store.get(claim.key) == claim
+    with sqlite3.connect(":memory:") as raw:
+        assert raw.execute("SELECT ? IS NULL", (None,)).fetchone() == (1,)
+
+
+def test_an_adapter_for_none_registered_first_is_kept(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = (type(None), sqlite3.PrepareProtocol)
+    theirs = {}.get
+    monkeypatch.setitem(sqlite3.adapters, key, theirs)
+    with ClaimStore(sqlite_url):
+        assert sqlite3.adapters[key] is theirs
