@@ -664,6 +664,8 @@ class ClaimStore(LedgerWriter, StoreReader):
     ) -> Sequence[Any]:
         """Apply a fill to the ledger after its compare-and-set passed; return the claim's row as booked.
 
+        PostgreSQL's two-round-trip fill (SQLite writes the ledger first: `_sqlite_fill`).
+
         `results` are the kept results of the compare-and-set batch: the row, the open turn read
         under the symbol's lock and (PostgreSQL) a turn id drawn ahead.
         """
