@@ -92,7 +92,7 @@ def write_audit(
     detail: Mapping[str, Any] | None = None,
     send: bool = True,
 ) -> tuple[Any, ...]:
-    """Append one record inside the caller's transaction (queued: see `Tx.later`); return its values.
+    """Append one record inside the caller's transaction (queued: see `Tx.append`); return its values.
 
     `send=False`: only return the values, bound for `tx` (the columns of `INSERT`, in order),
     for a statement that writes the record itself (the PostgreSQL functions of migration 0005).
@@ -103,7 +103,7 @@ def write_audit(
         detail_text(detail),
     )  # fmt: skip
     if send:
-        tx.later(INSERT, values)
+        tx.append(INSERT, values)
     return values
 
 

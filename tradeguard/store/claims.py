@@ -493,7 +493,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         # Durable: a move into PENDING (a send follows) and out of NOT_SENT (an order found late
         # must not be lost again: NOT_SENT is probed only for `not_sent_probe_secs`).
         durable = to is ClaimState.PENDING or claim.state is ClaimState.NOT_SENT or self._sync_all
-        doing = f"moving claim {claim.client_order_id} to {to}"
+        doing = f"moving claim {claim.client_order_id} to {to._value_}"  # `_value_`: see _move
         with self._pool.write(doing, durable=durable) as tx:
             return self._move(
                 tx, claim, to, now=self._now(), reason=reason, broker_order_id=broker_order_id,
@@ -571,23 +571,13 @@ class ClaimStore(LedgerWriter, StoreReader):
         # transaction is rolled back); a move without one is a single statement, migration
         # 0005's `tg_move` (the compare-and-set and, if it passed, the record), with the COMMIT.
         guarded = tx.postgres and not delta
-        if guarded:
-            tx.later(sql.PG_MOVE, (*params, *record(send=False)), keep=True)
+        if delta and not tx.postgres:
+            row = self._sqlite_fill(tx, claim, params, signed=signed, now=now)
         else:
-            if delta:
-                # The symbol's lock before the claim's row, as every writer takes them: a fill
-                # that held the row while waiting for the lock deadlocked with an exit claim of
-                # the same decision holding the lock while its insert waited for the row.
-                ledger.lock_symbol(tx, claim.symbol)
-            tx.later(sql.TRANSITION, params, keep=True)
-            if delta:
-                self._queue_fill_reads(tx, claim)
-        results = tx.flush(commit=commit and guarded)
-        if not results[0].rows:
-            raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
-        row = results[0].rows[0]
-        if delta:
-            row = self._book_fill(tx, claim, row, results, signed=signed, now=now)
+            row = self._compare_and_set(
+                tx, claim, params, record, guarded=guarded, fill=bool(delta), signed=signed, now=now,
+                commit=commit and guarded,
+            )  # fmt: skip
         moved = apply_mutable(claim, row, tx.dt)
         if payload is not None:
             moved = replace(moved, payload=payload)
@@ -606,6 +596,67 @@ class ClaimStore(LedgerWriter, StoreReader):
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
         return apply_mutable(claim, rows[0], tx.dt)
 
+    def _compare_and_set(
+        self,
+        tx: Tx,
+        claim: Claim,
+        params: tuple[Any, ...],
+        record: Callable[..., Any],
+        *,
+        guarded: bool,
+        fill: bool,
+        signed: Decimal,
+        now: datetime,
+        commit: bool,
+    ) -> Sequence[Any]:
+        """The compare-and-set, then a fill's ledger writes; return the claim's row as booked.
+
+        `guarded` (PostgreSQL, no fill): migration 0005's `tg_move`, which also writes the record.
+        """
+        if guarded:
+            tx.later(sql.PG_MOVE, (*params, *record(send=False)), keep=True)
+        else:
+            if fill:
+                # The symbol's lock before the claim's row, as every writer takes them: a fill
+                # that held the row while waiting for the lock deadlocked with an exit claim of
+                # the same decision holding the lock while its insert waited for the row.
+                ledger.lock_symbol(tx, claim.symbol)
+            tx.later(sql.TRANSITION, params, keep=True)
+            if fill:
+                self._queue_fill_reads(tx, claim)
+        results = tx.flush(commit=commit)
+        if not results[0].rows:
+            raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
+        row: Sequence[Any] = results[0].rows[0]
+        if fill:
+            row = self._book_fill(tx, claim, row, results, signed=signed, now=now)
+        return row
+
+    def _sqlite_fill(
+        self, tx: Tx, claim: Claim, params: tuple[Any, ...], *, signed: Decimal, now: datetime
+    ) -> Sequence[Any]:
+        """SQLite: a fill's ledger writes, then its compare-and-set; return the claim's row as booked.
+
+        The transaction holds SQLite's write lock from its BEGIN IMMEDIATE, so the open turn read
+        first is the one the compare-and-set meets, and the ledger can go first: the update then
+        records the turn the fill leaves itself (`TRANSITION_TURN`), one update of the claim's row
+        where a fill that opened or added to a turn took two (`SET_TURN` after it). A failed
+        compare-and-set raises LeaseLost and the transaction's rollback takes the ledger's writes
+        back (their records, queued until the COMMIT, were never written): as before, nothing of
+        the fill is kept. The writes, their records and their order are those of `_book_fill`.
+        """
+        ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
+        current = ledger.open_turn_of(tx.flush()[0].rows)
+        turn_id = ledger.apply_fill(
+            tx, claim.agent_id, claim.symbol, signed, at=now, reason=f"{claim.kind} {claim.client_order_id}",
+            prefetched=True, current=current,
+        )  # fmt: skip
+        at = sql.TRANSITION_TURN_AT
+        row = tx.one(sql.TRANSITION_TURN, (*params[:at], turn_id, *params[at:]))
+        if row is None:
+            raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
+        return row  # type: ignore[no-any-return]
+
     def _queue_fill_reads(self, tx: Tx, claim: Claim) -> None:
         """Queue what a fill reads with its compare-and-set: the open turn and (PostgreSQL) turn ids."""
         ledger.queue_open_read(tx, claim.agent_id, claim.symbol)
@@ -623,6 +674,8 @@ class ClaimStore(LedgerWriter, StoreReader):
         now: datetime,
     ) -> Sequence[Any]:
         """Apply a fill to the ledger after its compare-and-set passed; return the claim's row as booked.
+
+        PostgreSQL's two-round-trip fill (SQLite writes the ledger first: `_sqlite_fill`).
 
         `results` are the kept results of the compare-and-set batch: the row, the open turn read
         under the symbol's lock and (PostgreSQL) a turn id drawn ahead.

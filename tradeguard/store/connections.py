@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import select
 import time
@@ -96,6 +97,23 @@ def _pg_sql(sql: str) -> str:
 def _qmark_parts(sql: str) -> tuple[str, ...]:
     # The store's fixed statements hold "?" only as placeholders (no "?" in their literals).
     return tuple(sql.split("?"))
+
+
+# Rows `Tx.append` holds before writing them: a transaction writes a few records (a fill: two);
+# one that writes many (a reconcile pass) sends them this many at a time, far below SQLite's
+# limit on parameters in one statement, with few distinct statement texts to prepare and cache.
+_MAX_ROWS = 16
+
+
+@functools.lru_cache(maxsize=_MAX_ROWS * 4)
+def _many_rows(insert: str, n: int) -> str:
+    """Return `insert` (``INSERT ... VALUES (?, ...)``, one row) made an INSERT of `n` rows."""
+    if n == 1:
+        return insert
+    head, sep, row = insert.rpartition(" VALUES ")
+    if not sep or not row.startswith("(") or not row.endswith(")"):
+        raise ValueError(f"expected a statement ending in one row of values, got {insert!r}")
+    return head + sep + ", ".join([row] * n)
 
 
 def _literal(value: Any) -> str | None:
@@ -218,8 +236,8 @@ class Tx:
     """
 
     __slots__ = (
-        "_begin", "_conn", "_fresh", "_kept", "_last", "_last_enc", "_pending", "_pool", "committed", "dt",
-        "postgres", "reran", "sync",
+        "_begin", "_conn", "_fresh", "_kept", "_last", "_last_enc", "_pending", "_pool", "_rows", "_rows_sql",
+        "committed", "dt", "postgres", "reran", "sync",
     )  # fmt: skip
 
     def __init__(self, conn: _Conn, pool: RawPool, begin: tuple[str, ...]) -> None:
@@ -233,6 +251,9 @@ class Tx:
         self._pending: list[tuple[str, bool]] = [(text, False) for text in begin]
         self._fresh = True  # nothing queued or sent yet (a `step` may run)
         self._kept: list[Result] = []  # SQLite: results of `keep` statements since the last flush
+        # SQLite: rows queued by `append` (all of one INSERT), written together before COMMIT.
+        self._rows: list[Sequence[Any]] = []
+        self._rows_sql = ""
         self.committed = False
         # PostgreSQL: the first batch ran again on a fresh connection (the pooled one died with
         # it unanswered: a committing batch may have committed on its first run).
@@ -263,6 +284,35 @@ class Tx:
         if keep:
             self._kept.append(Result(cur.fetchall() if cur.description is not None else [], cur.rowcount))
 
+    def append(self, insert: str, values: Sequence[Any]) -> None:
+        """Queue one row of `insert` (an ``INSERT ... VALUES (?, ...)`` of one row), written before COMMIT.
+
+        For rows nothing in the transaction reads back (audit records). PostgreSQL: `later`. SQLite:
+        the rows wait and go as one multi-row INSERT right before the COMMIT, in the order they
+        were appended (the ids they get are the ones statement-by-statement inserts would give):
+        one statement where a fill's ledger record and its transition's record took two, each
+        statement costing the driver's binding, a GIL round trip and SQLite's set-up. A failure
+        there fails the commit; the transaction is rolled back as if a statement before had failed.
+        Rows of another INSERT than the queued ones' send those first.
+        """
+        if self.postgres:
+            self.later(insert, values)
+            return
+        self._fresh = False
+        if self._rows_sql is not insert:
+            if self._rows:
+                self._write_rows()
+            self._rows_sql = insert
+        self._rows.append(values)
+        if len(self._rows) >= _MAX_ROWS:
+            self._write_rows()
+
+    def _write_rows(self) -> None:
+        """SQLite: write the rows `append` queued, as one statement."""
+        rows, self._rows = self._rows, []
+        params = rows[0] if len(rows) == 1 else list(itertools.chain.from_iterable(rows))
+        self._conn.cursor.execute(_many_rows(self._rows_sql, len(rows)), params)
+
     def flush(self, *, commit: bool = False, rerunnable: bool = False) -> list[Result]:
         """Send every queued statement (and COMMIT); return the kept results in order.
 
@@ -273,6 +323,8 @@ class Tx:
         if not self.postgres:
             kept, self._kept = self._kept, []
             if commit:
+                if self._rows:
+                    self._write_rows()
                 self._conn.cursor.execute("COMMIT")
                 self.committed = True
             return kept

@@ -96,6 +96,12 @@ TRANSITION = (
 )
 VERSION = "SELECT state, epoch, attempts, filled_qty FROM tg_claims WHERE claim_key = ?"
 SET_TURN = "UPDATE tg_claims SET turn_id = ? WHERE claim_key = ?"
+# SQLite: a fill's compare-and-set after its ledger writes (`ClaimStore._sqlite_fill`), recording
+# the turn the fill leaves if the claim names none yet, as SET_TURN did in a second update: the
+# parameters of TRANSITION with that turn id before its attempts increment.
+_ATTEMPTS = " attempts = attempts + ?"
+TRANSITION_TURN = TRANSITION.replace(_ATTEMPTS, " turn_id = COALESCE(turn_id, ?)," + _ATTEMPTS, 1)
+TRANSITION_TURN_AT = 12  # the position of its turn id among TRANSITION's parameters
 TAKE_OVER = (
     "UPDATE tg_claims SET epoch = epoch + 1, owner = ?, lease_expires_at = ?, state = ?, updated_at = ?,"
     " reason = ? WHERE claim_key = ? AND epoch = ? AND state = ? AND lease_expires_at <= ?"
