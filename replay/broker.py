@@ -86,6 +86,16 @@ class ReplayBroker(ForwardingBroker):
         self.get_position = paper.get_position  # type: ignore[method-assign]
         self.list_positions = paper.list_positions  # type: ignore[method-assign]
 
+    @property
+    def account_key(self) -> str:
+        """The paper account's key (`ports.account_key_of`), read from it without the wrapper walk.
+
+        `account_key_of` follows `.inner` from a wrapper with none; a full-mode attempt asks it a
+        few times (each exit's checks for other agents on the account), and the walk cost more
+        than the read. The same key the walk finds: the paper account's own.
+        """
+        return self.paper.account_key
+
     def arm(self, plan: FaultPlan | None) -> None:
         """Apply `plan` to the next submit, until `disarm`."""
         self._armed = plan

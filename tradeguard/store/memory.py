@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -783,9 +783,14 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
         self._check_open()
         wanted = None if states is None else frozenset(states)
         with self._lock:
+            candidates = self._candidates(wanted, agent_id, symbol)
+            if not candidates:
+                # The commonest answer by far (an exit's and a reconcile pass's checks for claims
+                # in motion, other agents' above all, find none): no filter, sort or slice to run.
+                return []
             found = [
                 c
-                for c in self._candidates(wanted, agent_id, symbol)
+                for c in candidates
                 if (wanted is None or c.state in wanted)
                 and (agent_id is None or c.agent_id == agent_id)
                 and (symbol is None or c.symbol == symbol)
@@ -798,7 +803,7 @@ class MemoryClaimStore(MemoryLedger, MemoryAuditLog):
 
     def _candidates(
         self, states: frozenset[ClaimState] | None, agent_id: str | None, symbol: str | None
-    ) -> Iterable[Claim]:
+    ) -> list[Claim]:
         """The claims a listing must look at, from the narrowest index that covers it."""
         claims = self._claims
         if states is not None and states <= ACTIVE_STATES:

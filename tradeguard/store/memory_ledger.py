@@ -68,6 +68,9 @@ class MemoryLedger:
         # When each agent's turn in a symbol last moved, closed ones included (`adopt_position`):
         # symbol -> agent -> time. One entry per agent and symbol, so it stays small.
         self._moved_at: dict[str, dict[str, datetime]] = {}
+        # The flat value `moved_turns` hands out for each agent's closed turn in a symbol (one
+        # per agent and symbol, replaced when the turn or its move changes).
+        self._moved_closed: dict[tuple[str, str], LedgerPosition] = {}
 
     # -- the ledger (under the lock) -------------------------------------------------------
 
@@ -300,19 +303,33 @@ class MemoryLedger:
         self._check_open()
         found: list[LedgerPosition] = []
         with self._lock:
+            open_in, closed = self._open_in, self._moved_closed
             for symbol, by_agent in self._moved_at.items():
+                held_in = open_in.get(symbol)
                 for agent_id, at in by_agent.items():
                     if at <= since:
                         continue
-                    held = self._open_in.get(symbol, {}).get(agent_id)
-                    # Built directly, not by dataclasses.replace: a replay's exits ask this per exit.
-                    if held is None:
-                        turn = self._latest_turn.get((agent_id, symbol))
-                        found.append(LedgerPosition(agent_id, symbol, _ZERO, turn, None, at))
-                    else:
+                    held = None if held_in is None else held_in.get(agent_id)
+                    # An exit asks this several times (the gateway's and the reconciler's checks for
+                    # other agents' moves): the open turn's own frozen value when it reads as the
+                    # moved turn (its last move is the one recorded, as `_set_open` keeps them),
+                    # else one flat value per closed turn and move, built once and handed out again.
+                    if held is not None and held.updated_at == at:
+                        found.append(held)
+                    elif held is not None:
                         qty, turn, opened = held.qty, held.turn_id, held.opened_at
                         found.append(LedgerPosition(agent_id, symbol, qty, turn, opened, at))
-        return sorted(found, key=lambda p: (p.updated_at or since, p.turn_id or 0))
+                    else:
+                        turn = self._latest_turn.get((agent_id, symbol))
+                        flat = closed.get((agent_id, symbol))
+                        if flat is None or flat.turn_id != turn or flat.updated_at != at:
+                            flat = closed[(agent_id, symbol)] = LedgerPosition(
+                                agent_id, symbol, _ZERO, turn, None, at
+                            )
+                        found.append(flat)
+        if len(found) > 1:
+            found.sort(key=lambda p: (p.updated_at or since, p.turn_id or 0))
+        return found
 
     def latest_turn_id(self, agent_id: str, symbol: str) -> int | None:
         """Return the id of the agent's most recent turn in `symbol`, open or closed, or None."""
