@@ -113,9 +113,7 @@ class SkipNotes:
     def reset_after_fork(self) -> None:
         """Start empty, with fresh locks and no timer (a new object, or a child after fork)."""
         self.held = []
-        self._lock = threading.Lock()  # guards `held`
-        # One write of notes at a time: notes taken later never commit before those taken first.
-        self._writing = threading.Lock()
+        self._lock = threading.Lock()
         self._due = threading.Event()  # set while notes wait for the timer
         self._closing = threading.Event()
         self._timer: threading.Thread | None = None
@@ -149,42 +147,36 @@ class SkipNotes:
                             break
                 raise
 
-    def flush(self, *, unless_failing: bool = False) -> None:
+    def flush(self) -> None:
         """Write every note held, in one transaction (not durable); keep them if it fails.
-
-        `unless_failing`: write nothing if the last write failed, even one that finished while
-        this call waited for it (a write of the store's own then waits for the store only once).
 
         Raises:
             StoreError: The write failed; the notes are held still, and the timer tries again.
         """
-        with self._writing:
-            if unless_failing and self.failing:
-                return
+        with self._lock:
+            batch, self.held = self.held, []
+            self._due.clear()
+        if not batch:
+            return
+        try:
+            with WriteTx(self._pool, "writing skip notes of blocked duplicates", False) as tx:
+                if tx.postgres:
+                    for values in batch:
+                        tx.later(INSERT, values)  # one round trip, with the COMMIT
+                else:
+                    tx.conn.cursor.executemany(INSERT, batch)
+        except BaseException:
             with self._lock:
-                batch, self.held = self.held, []
-                self._due.clear()
-            if not batch:
-                return
-            try:
-                with WriteTx(self._pool, "writing skip notes of blocked duplicates", False) as tx:
-                    if tx.postgres:
-                        for values in batch:
-                            tx.later(INSERT, values)  # one round trip, with the COMMIT
-                    else:
-                        tx.conn.cursor.executemany(INSERT, batch)
-            except BaseException:
-                with self._lock:
-                    self.held[:0] = batch
-                    self._due.set()
-                self.failing = True
-                raise
-            self.failing = False
+                self.held[:0] = batch
+                self._due.set()
+            self.failing = True
+            raise
+        self.failing = False
 
-    def flush_quietly(self, when: str, *, unless_failing: bool = False) -> None:
+    def flush_quietly(self, when: str) -> None:
         """`flush`, logging a failure instead of raising it (the notes are kept for the next try)."""
         try:
-            self.flush(unless_failing=unless_failing)
+            self.flush()
         except StoreError as exc:
             logger.warning("%d skip notes not written %s (kept, tried again): %s", len(self.held), when, exc)
 
@@ -234,12 +226,12 @@ class NotingPool(RawPool):
         """`RawPool.write`, after writing the notes held."""
         notes = self.notes
         if notes is not None and notes.held and not notes.failing:
-            notes.flush_quietly("before a write", unless_failing=True)
+            notes.flush_quietly("before a write")
         return WriteTx(self, doing, durable)
 
     def write_one(self, doing: str, sql: str, params: Sequence[Any], *, durable: bool) -> None:
         """`RawPool.write_one`, after writing the notes held."""
         notes = self.notes
         if notes is not None and notes.held and not notes.failing:
-            notes.flush_quietly("before a write", unless_failing=True)
+            notes.flush_quietly("before a write")
         super().write_one(doing, sql, params, durable=durable)
