@@ -21,14 +21,10 @@ non-durable commit means on SQLite, `synchronous=NORMAL`, and on PostgreSQL,
   always active or NOT_SENT (every other way out of an inactive state is durable), so the
   reconciler looks it up by client_order_id and adopts the broker's state again (G2).
   A dedup window matters only with the claim that follows it, and that claim's fsync covers it.
-  A skip note (a blocked duplicate) records that nothing was done, the claim it points at is
-  durable already, and no decision reads skip notes, so losing one changes no outcome: a power
-  cut may take it back with the suffix of the log, and a duplicate retry's note is not even
-  written before the call returns. It is held in memory and written, with the other notes
-  held, before the store's next write, before any read of the audit log in this process, when
-  64 are held or the first is a second old, on close and at interpreter exit (skip_notes.py);
-  a kill -9 loses the notes held then, nothing else. A duplicate retry therefore costs no
-  write of its own.
+  A skip note (a blocked duplicate) is still written before the call returns (G6), but a power
+  cut may take it back with the suffix of the log: it records that nothing was done, the claim
+  it points at is durable already, and no decision reads skip notes, so losing one changes no
+  outcome. A duplicate retry therefore costs no fsync.
 
 `fsync_every_commit=True` makes every commit durable (one fsync per transition).
 """
@@ -37,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import os
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -68,7 +63,7 @@ from tradeguard.store import ledger
 from tradeguard.store import statements as sql
 from tradeguard.store.audit import INSERT as INSERT_AUDIT
 from tradeguard.store.audit import skip_values, write_audit
-from tradeguard.store.connections import Result, Tx
+from tradeguard.store.connections import RawPool, Result, Tx
 from tradeguard.store.engine import describe, open_engine, parse_url
 from tradeguard.store.ledger_writes import LedgerWriter
 from tradeguard.store.model import (
@@ -80,7 +75,6 @@ from tradeguard.store.model import (
     new_owner_token,
 )
 from tradeguard.store.reading import StoreReader
-from tradeguard.store.skip_notes import NotingPool, SkipNotes
 
 __all__ = ["Claim", "ClaimOutcome", "ClaimStore", "new_owner_token"]
 
@@ -240,11 +234,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             pg_lock_timeout_ms=self.settings.pg_lock_timeout_ms,
             pg_answer_timeout_secs=self.settings.pg_answer_timeout_secs,
         )
-        self._pool = NotingPool(self._engine, self.url)
-        # A duplicate's skip note is held and written a moment later (skip_notes.py); the notes
-        # are written on close, and by the finalizer when the store is dropped or Python exits.
-        self._notes = self._pool.notes = SkipNotes(self._pool)
-        self._finalizer = weakref.finalize(self, self._notes.close)
+        self._pool = RawPool(self._engine, self.url)
         self._lease = timedelta(seconds=self.settings.lease_secs)
         self._sync_all = fsync_every_commit
         self._guesses = _FillGuesses()
@@ -275,8 +265,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         return str(rows[0][0])
 
     def close(self) -> None:
-        """Write the skip notes held and release every connection."""
-        self._finalizer()
+        """Release every connection."""
         self._pool.close()
         self._engine.dispose()
 
@@ -834,19 +823,14 @@ class ClaimStore(LedgerWriter, StoreReader):
     def record_skip(self, claim: Claim | None, *, agent_id: str, reason: str, **fields: Any) -> None:
         """Audit a blocked duplicate or an exit with nothing to sell; the claim's fields win.
 
-        Not fsynced (see the module docstring: a skip decides nothing). A duplicate retry's
-        record (a claim, no other fields) is held in memory and written a moment later with the
-        other notes held, before any other write or audit read of this process (skip_notes.py);
-        with `fsync_every_commit` it is written durably before returning. Any other skip is
-        written before returning.
+        Written before returning but not fsynced (see the module docstring: a skip decides nothing).
+        A duplicate retry's record (a claim, no other fields) is built directly and written as
+        one statement (`RawPool.write_one`): the same row, for less.
         """
         if claim is not None and not fields:
             pool = self._pool
             values = skip_values(pool.ts(self._now()), agent_id, reason, claim)
-            if self._sync_all:
-                pool.write_one("writing an audit record", INSERT_AUDIT, values, durable=True)
-            else:
-                self._notes.add(values)
+            pool.write_one("writing an audit record", INSERT_AUDIT, values, durable=self._sync_all)
             return
         self._append(
             AuditAction.SKIP, durable=self._sync_all, agent_id=agent_id, reason=reason,

@@ -30,7 +30,6 @@ from tradeguard.store.connections import RawPool
 from tradeguard.store.engine import is_store_file, translate_errors
 from tradeguard.store.model import decode_claim
 from tradeguard.store.schema import claims
-from tradeguard.store.skip_notes import flush_every_note
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -204,14 +203,12 @@ class StoreReader:
     def audit_page(
         self, query: AuditQuery | None = None, *, after_id: int = 0, limit: int = 100
     ) -> list[AuditRecord]:
-        """Return one page of records with id above `after_id` (after writing the skip notes held)."""
-        flush_every_note()  # a note held in this process is read like any record (skip_notes.py)
+        """Return one page of records with id above `after_id`."""
         with self._read("reading the audit log") as conn:
             return read_page(conn, query or AuditQuery(), after_id=after_id, limit=limit)
 
     def audit_count(self, query: AuditQuery | None = None) -> int:
-        """Return how many records match (after writing the skip notes held)."""
-        flush_every_note()
+        """Return how many records match."""
         stmt = select(func.count()).select_from((query or AuditQuery()).statement().subquery())
         with self._read("counting audit records") as conn:
             return int(conn.execute(stmt).scalar_one())
