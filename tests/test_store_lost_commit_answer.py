@@ -88,7 +88,7 @@ class CuttingProxy:
 @pytest.fixture
 def proxied(pg_url: str) -> Iterator[tuple[str, CuttingProxy]]:
     parts = urlsplit(pg_url)
-    proxy = CuttingProxy(parts.hostname or "127.0.0.1", parts.port or 5432, b"tg_claim(")
+    proxy = CuttingProxy(parts.hostname or "127.0.0.1", parts.port or 5432, b"tg_claim2(")
     netloc = parts.netloc.replace(f":{parts.port}", f":{proxy.port}") if parts.port else parts.netloc
     try:
         yield urlunsplit(parts._replace(netloc=netloc)), proxy

@@ -72,13 +72,12 @@ def _ledger_lock_held(store: ClaimStore, symbol: str) -> Iterator[None]:
 
 @contextmanager
 def _coid_lock_held(url: str, coid: str) -> Iterator[None]:
-    """An agent of unknown account claims `coid` through tg_claim, not yet committed."""
+    """An agent of unknown account claims `coid` through tg_claim2, not yet committed."""
     at = datetime.now(UTC)
     key = uuid.uuid4().hex * 2
     params = (
         key, coid, "holder", "entry", _SYMBOL, "buy", f"coid:{coid}", "{}", "h", "w",
-        at + timedelta(seconds=30), "1", None, "claimed", at,
-        at, "holder", "claim", "claimed", "entry", _SYMBOL, "buy", "1", "PENDING", None, coid, key, None,
+        at + timedelta(seconds=30), "1", None, "claimed", at, "claimed", "1", None,
     )  # fmt: skip
     with psycopg.connect(_conninfo(url)) as conn:  # a transaction, open until the block ends
         conn.execute(sql.PG_CLAIM.replace("?", "%s"), params)

@@ -95,7 +95,7 @@ def test_each_step_commits_with_its_own_durability_whatever_the_session_says(
         assert commits.since() == {"off"}
         out = sent(store, "x1", Side.SELL, 5)
         assert commits.since() == {"on", "off"}  # the exit's claim, then its SUBMITTED
-        fill(store, out, 5)  # one statement: tg_fill_step
+        fill(store, out, 5)  # one statement: tg_fill_step2
         assert commits.since() == {"off"}
         fresh = store.claim(make_intent("e2"), make_spec(1), owner="w").claim
         lost = store.transition(fresh, ClaimState.NOT_SENT, reason="probed")
@@ -135,7 +135,7 @@ def test_a_step_is_one_round_trip_that_the_server_has_prepared(
             prepared = " ".join(str(statement) for (statement,) in conn.cursor.fetchall())
         finally:
             pool.release(conn)
-        for function in ("tg_claim(", "tg_move_step(", "tg_fill_step("):
+        for function in ("tg_claim2(", "tg_move_step2(", "tg_fill_step2("):
             assert function in prepared
 
 
@@ -180,7 +180,7 @@ def _records(store: ClaimStore, claim: Claim, state: str) -> int:
 
 
 def test_a_move_whose_answer_was_lost_is_not_run_again(pg_url: str, proxy_for: list[CuttingProxy]) -> None:
-    url, proxy = _through(pg_url, b"tg_move_step(", proxy_for)
+    url, proxy = _through(pg_url, b"tg_move_step2(", proxy_for)
     with ClaimStore(url) as store:
         claim = store.claim(make_intent("e1"), make_spec(1), owner="w").claim
         proxy.armed = True
@@ -193,7 +193,7 @@ def test_a_move_whose_answer_was_lost_is_not_run_again(pg_url: str, proxy_for: l
 
 
 def test_a_fill_whose_answer_was_lost_is_booked_once(pg_url: str, proxy_for: list[CuttingProxy]) -> None:
-    url, proxy = _through(pg_url, b"tg_fill_step(", proxy_for)
+    url, proxy = _through(pg_url, b"tg_fill_step2(", proxy_for)
     with ClaimStore(url) as store:
         fill(store, sent(store, "e1", Side.BUY, 4), 4)  # learns the turn: the next fill is one statement
         claim = sent(store, "x1", Side.SELL, 4)
@@ -230,7 +230,7 @@ def test_a_store_told_not_to_prepare_runs_every_step_unprepared(pg_url: str) -> 
 def test_a_turn_id_used_by_a_fill_whose_answer_was_lost_is_not_used_again(
     pg_url: str, proxy_for: list[CuttingProxy]
 ) -> None:
-    url, proxy = _through(pg_url, b"tg_fill_step(", proxy_for)
+    url, proxy = _through(pg_url, b"tg_fill_step2(", proxy_for)
     with ClaimStore(url) as store:
         fill(store, sent(store, "e1", Side.BUY, 4), 4)
         fill(store, sent(store, "x1", Side.SELL, 4), 4)  # flat; the store knows it

@@ -32,6 +32,7 @@ non-durable commit means on SQLite, `synchronous=NORMAL`, and on PostgreSQL,
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -81,6 +82,12 @@ __all__ = ["Claim", "ClaimOutcome", "ClaimStore", "new_owner_token"]
 
 _TURN_ID = MUTABLE_COLUMNS.index("turn_id")
 _PAYLOAD = CLAIM_COLUMNS.index("payload")
+# Of a record's values (`write_audit(send=False)`, audit.INSERT's columns): what the step
+# functions of migration 0015 take of it, the claim's reason, quantity and detail, a transition's
+# quantity and detail (its reason is the move's own); the rest of the record is the claim's own
+# values and the step's, which the function has already.
+_PG_CLAIM_RECORD = operator.itemgetter(3, 7, 12)
+_PG_MOVE_RECORD = operator.itemgetter(7, 12)
 
 
 class _FillGuesses:
@@ -368,11 +375,11 @@ class ClaimStore(LedgerWriter, StoreReader):
             client_order_id=coid, claim_key=key, detail={"intent": intent.name, **payload},
         )  # fmt: skip
         if tx.postgres:
-            # One statement, `tg_claim` (migrations 0005, 0009): the claim and its record if the
-            # key is new (no rows back), else the existing row. Alone in its transaction (a
+            # One statement, `tg_claim2` (migration 0015): the claim and its record if the key
+            # is new (no rows back), else the existing row. Alone in its transaction (a
             # plain claim), it is the whole transaction, committed durably by the function
             # itself; inside a larger one (an exit sized first) it travels with the COMMIT.
-            params = (*values[:-1], *record(send=False))
+            params = (*values[:-1], *_PG_CLAIM_RECORD(record(send=False)))
             try:
                 if tx.fresh:
                     rows = tx.step(sql.PG_CLAIM, params, rerunnable=True)
@@ -577,10 +584,13 @@ class ClaimStore(LedgerWriter, StoreReader):
     def _move_step(self, tx: Tx, claim: Claim, params: tuple[Any, ...], record: Callable[..., Any]) -> Claim:
         """PostgreSQL: a move without a fill as the whole transaction in one statement.
 
-        Migration 0009's `tg_move_step`: the compare-and-set and, if it passed, the record,
-        committed at the transaction's durability (the function sets it).
+        Migration 0015's `tg_move_step2` (0009's `tg_move_step`, leaner): the compare-and-set and,
+        if it passed, the record, committed at the transaction's durability (the function sets it).
         """
-        rows = tx.step(sql.PG_MOVE_STEP, (tx.sync, *params, *record(send=False)))
+        rows = tx.step(
+            sql.PG_MOVE_STEP,
+            (tx.sync, *params, claim.agent_id, claim.symbol, *_PG_MOVE_RECORD(record(send=False))),
+        )
         if not rows:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
         return apply_mutable(claim, rows[0], tx.dt)
@@ -700,7 +710,7 @@ class ClaimStore(LedgerWriter, StoreReader):
 
         The ledger writes are computed from the open turn this store's last fill in the symbol
         left (`_FillGuesses`), with a turn id drawn ahead for a turn the fill opens, and sent as
-        one statement (migration 0009's `tg_fill_step`). Inside it, under the symbol's lock, the
+        one statement (migration 0015's `tg_fill_step2`). Inside it, under the symbol's lock, the
         guess is checked and the compare-and-set applied; if either fails the statement's
         transaction is aborted before anything commits, and None tells the caller to take the
         two-round-trip path in the same `tx` (which also raises LeaseLost when the claim moved).
@@ -722,7 +732,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         writes = ledger.fill_step_writes(current, step, spare)
         draw = spare is not None or guesses.short_of_ids()  # an id for a turn a later fill opens
         try:
-            # One statement, migration 0009's `tg_fill_step`: under the symbol's lock, the check
+            # One statement, migration 0015's `tg_fill_step2`: under the symbol's lock, the check
             # of the guess, the compare-and-set with the turn id the fill leaves, the ledger's
             # writes (known before they are written: fill_step on the guess) and the records.
             # Re-runnable: a statement re-sent on a fresh connection after the first one
@@ -730,8 +740,8 @@ class ClaimStore(LedgerWriter, StoreReader):
             # LeaseLost.
             rows = tx.step(
                 sql.PG_FILL_STEP,
-                (draw, tx.sync, *params, None if after is None else after[0], *record(send=False),
-                 *expected, *writes),
+                (draw, tx.sync, *params, None if after is None else after[0], claim.agent_id,
+                 claim.symbol, *_PG_MOVE_RECORD(record(send=False)), *expected, *writes),
                 rerunnable=True,
             )  # fmt: skip
         except self._pool.driver_errors as exc:

@@ -41,7 +41,7 @@ __all__ = [
 
 # The Alembic revision this code reads and writes. A database at any other revision that this
 # package does not ship is refused (it was written by a newer tradeguard).
-SCHEMA_HEAD = "0014"
+SCHEMA_HEAD = "0015"
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -22,10 +22,11 @@ BY_KEY = f"SELECT {COLS} FROM tg_claims WHERE claim_key = ?"
 BY_COID = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ? AND coid_scope IN (?, '')"
 BY_COID_EVERY = f"SELECT {COLS} FROM tg_claims WHERE client_order_id = ? ORDER BY created_at, claim_key"
 BY_COID_ANY = BY_COID_EVERY + " LIMIT 1"
-# PostgreSQL: the claim function of migrations 0005 and 0009 (the values of INSERT_CLAIM but updated_at,
-# then the audit record's, see audit.write_audit). No rows: it inserted the claim and its record; else the
+# PostgreSQL: the claim function of migration 0015, `tg_claim2` (the values of INSERT_CLAIM but
+# updated_at, then the audit record's reason, quantity and detail: the rest of the record is the
+# claim's own, see audit.write_audit). No rows: it inserted the claim and its record; else the
 # existing claim's row, in CLAIM_COLUMNS order.
-PG_CLAIM = f"SELECT {COLS} FROM tg_claim({', '.join(['?'] * 28)})"
+PG_CLAIM = f"SELECT {COLS} FROM tg_claim2({', '.join(['?'] * 18)})"
 # PostgreSQL: migration 0005's TRANSITION with its audit record (the parameters of TRANSITION,
 # then the record's); the row's MUTABLE_COLUMNS if the compare-and-set passed, else no rows.
 PG_MOVE = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move({', '.join(['?'] * 31)})"
@@ -34,18 +35,18 @@ PG_MOVE = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move({', '.join(['?'] * 
 # nothing, and the two-round-trip path follows. (Migration 0007's `tg_cas` and
 # `tg_expect_turn`, which a batched fill used before, are no longer called.)
 PG_GUESS_MISSED = frozenset({"TGL01", "TGC01"})
-# PostgreSQL, migration 0009: a move without a fill (`tg_move_step`: the transaction's
-# `synchronous_commit`, then PG_MOVE's parameters) and a fill from a guessed open turn
-# (`tg_fill_step`), each a whole transaction in one statement (`Tx.step`). The fill's first
-# parameter says whether to draw a turn id ahead, returned after the row's MUTABLE_COLUMNS; then
-# the durability, TRANSITION's parameters and the turn id the claim records if it has none, the
-# transition's record, the open turn guessed (turn id,
-# qty) and `ledger.fill_step_writes`.
-PG_MOVE_STEP = f"SELECT {', '.join(MUTABLE_COLUMNS)} FROM tg_move_step({', '.join(['?'] * 32)})"
+# PostgreSQL, migration 0015 (0009's steps, leaner): a move without a fill (`tg_move_step2`: the
+# transaction's `synchronous_commit`, TRANSITION's parameters, the claim's agent and symbol, the
+# record's quantity and detail) and a fill from a guessed open turn (`tg_fill_step2`), each a
+# whole transaction in one statement (`Tx.step`) returning the row's MUTABLE_COLUMNS. The fill's
+# first parameter says whether to draw a turn id ahead, returned after them; then the
+# durability, TRANSITION's parameters, the turn id the claim records if it has none, the claim's
+# agent and symbol, the record's quantity and detail, the open turn guessed (turn id, qty) and
+# `ledger.fill_step_writes`.
+PG_MOVE_STEP = f"SELECT * FROM tg_move_step2({', '.join(['?'] * 23)})"
 PG_FILL_STEP = (
-    f"SELECT {', '.join(MUTABLE_COLUMNS)},"
-    " CASE WHEN ? THEN nextval(pg_get_serial_sequence('tg_turns', 'turn_id')) END"
-    f" FROM tg_fill_step({', '.join(['?'] * 44)})"
+    "SELECT *, CASE WHEN ? THEN nextval(pg_get_serial_sequence('tg_turns', 'turn_id')) END"
+    f" FROM tg_fill_step2({', '.join(['?'] * 35)})"
 )
 # The claim function's error when the key is new but the client_order_id is another claim's.
 PG_CLAIM_COID_TAKEN = "P0001"
