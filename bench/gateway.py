@@ -15,11 +15,11 @@ slices of ``n / rounds`` calls) on fresh files in one folder of this repository'
   with its fill), without the gateway around them: ``enter`` minus this minus the broker is the
   gateway's own Python;
 * ``guarded retry (duplicate)``: ``enter`` again with an intent already sent (one claim read, one
-  broker lookup, one skip note: held, and written 64 at a time), beside safeagent's claim of an
-  existing action;
+  broker lookup, one skip record: an autocommit insert, not fsynced), beside safeagent's claim of
+  an existing action;
 * with ``--pg-url``: ``guarded enter`` on PostgreSQL beside one durable raw INSERT, and the
-  duplicate retry on PostgreSQL (one round trip for the claim; the skip note is held and
-  written with others, tradeguard/store/skip_notes.py).
+  duplicate retry on PostgreSQL (a round trip for the claim read, one for the skip record:
+  BEGIN, SET LOCAL synchronous_commit = off, the INSERT and COMMIT sent together).
 """
 
 from __future__ import annotations
