@@ -548,8 +548,7 @@ class RawPool:
 
     def checkout(self) -> _Conn:
         """Return the most recently used idle connection, or a new one."""
-        if self._is_closed():
-            raise StoreError(f"claim store {describe(self.url)} is closed")
+        self.check_open()
         if os.getpid() != self._pid:
             self._inherited += self._idle
             self._idle, self._pid = [], os.getpid()
@@ -604,6 +603,16 @@ class RawPool:
 
     def _is_closed(self) -> bool:
         return self._closed
+
+    @property
+    def closed(self) -> bool:
+        """True once `close` ran: the store's connections are closed and no new one is made."""
+        return self._is_closed()
+
+    def check_open(self) -> None:
+        """Raise StoreError if the pool was closed (the store must not reconnect behind its owner)."""
+        if self._is_closed():
+            raise StoreError(f"claim store {describe(self.url)} is closed")
 
     def _close(self, conn: _Conn) -> None:
         with contextlib.suppress(*self.driver_errors):

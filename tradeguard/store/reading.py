@@ -46,10 +46,21 @@ class StoreReader:
 
     @contextlib.contextmanager
     def _read(self, doing: str) -> Iterator[Connection]:
+        # A closed store refuses, as the order path's pool does: `close` disposed the engine, and
+        # SQLAlchemy refills a disposed engine's pool on the next connect, so a read after close
+        # (an `audit_records` iterator consumed after the `with` block) opened a connection no
+        # one closed, left to the garbage collector (a ResourceWarning, an idle server session).
+        self._pool.check_open()
         with translate_errors(self.url, doing, self._pool.driver_errors), self._engine.connect() as raw:
-            conn = raw.execution_options(sqlite_begin="DEFERRED")
-            with conn.begin():
-                yield conn
+            try:
+                conn = raw.execution_options(sqlite_begin="DEFERRED")
+                with conn.begin():
+                    yield conn
+            finally:
+                if self._pool.closed:
+                    # The store closed while this read ran (another thread): the engine's pool
+                    # that lent this connection is gone, and would keep it open until collected.
+                    raw.invalidate()
 
     # -- claims ----------------------------------------------------------------------------
 
