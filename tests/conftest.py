@@ -122,17 +122,19 @@ def _release(schema: str, app: str, fingerprint: str) -> None:
     import sqlalchemy as sa
 
     with _admin_engine().begin() as conn:
-        # A session the test left open (a killed subprocess's, a stalled sender's) could hold a
-        # row or advisory lock the next test would meet: such a schema is dropped (as every
-        # schema was before the pool), never reused.
-        left = conn.execute(
-            sa.text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app"),
+        # A frozen or leaked session of the test (a killed subprocess's, a stalled sender's) could
+        # hold a row or advisory lock the next test would wait on: end them first.
+        conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = :app AND pid <> pg_backend_pid()"
+            ),
             {"app": app},
-        ).scalar_one()
+        )
     try:
         with _admin_engine().begin() as conn:
             conn.execute(sa.text("SET LOCAL lock_timeout = '5s'"))
-            if left or _fingerprint(conn, schema) != fingerprint:
+            if _fingerprint(conn, schema) != fingerprint:
                 raise LookupError(schema)
             version = conn.execute(sa.text(f'SELECT version_num FROM "{schema}".alembic_version'))
             if [tuple(r) for r in version] != [(_HEAD[1],)]:
@@ -144,9 +146,6 @@ def _release(schema: str, app: str, fingerprint: str) -> None:
                 ),
                 {"s": schema},
             ).scalars()
-            identities = conn.execute(sa.text(f'SELECT count(*) FROM "{schema}".tg_store'))
-            if identities.scalar_one() != 1:  # a test that edited the store's identity by hand
-                raise LookupError(schema)
             names = ", ".join(f'"{schema}"."{t}"' for t in tables)
             conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
             conn.execute(
@@ -171,8 +170,8 @@ def pg_head_url() -> Iterator[str]:
 
     As a fresh schema migrated to head looks, with a store id of its own, but migrated once per
     test process. Each test's connections carry an application_name of their own, so the URL is
-    never one an earlier test used (nothing keyed by URL carries over), and a schema any session
-    of the test still holds is dropped instead of reused.
+    never one an earlier test used (nothing keyed by URL carries over) and any session the test
+    left behind is ended before the schema is emptied for the next test.
     """
     base = pg_base_url()
     if base is None:
@@ -206,9 +205,8 @@ def _drop_pool() -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Drop this process's pooled schemas (each xdist worker runs this for its own)."""
-    if _admin_engine.cache_info().currsize:
+    if _POOL:
         _drop_pool()
-        _admin_engine().dispose()  # its idle connections closed, not left to the collector
 
 
 def at_head(url: str) -> str:
@@ -232,13 +230,6 @@ def at_head(url: str) -> str:
 def store_url(request: pytest.FixtureRequest) -> str:
     """Every store test runs on a SQLite file and on real PostgreSQL."""
     name = "sqlite_url" if request.param == "sqlite" else "pg_head_url"
-    return str(request.getfixturevalue(name))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_store_url(request: pytest.FixtureRequest) -> str:
-    """A SQLite file or PostgreSQL schema with nothing in it yet (for tests that migrate it)."""
-    name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(name))
 
 

@@ -46,17 +46,17 @@ def _ids_in(url: str) -> list[str]:
         engine.dispose()
 
 
-def test_a_store_from_before_0011_gets_an_id_when_migrated_and_keeps_it(empty_store_url: str) -> None:
-    _at_0010(empty_store_url)
-    with ClaimStore(empty_store_url) as store:  # opening migrates to the head
+def test_a_store_from_before_0011_gets_an_id_when_migrated_and_keeps_it(store_url: str) -> None:
+    _at_0010(store_url)
+    with ClaimStore(store_url) as store:  # opening migrates to the head
         made = store.store_id
         claim = store.claim(make_intent("kept"), make_spec(), owner="w").claim
-    assert HEX_ID.fullmatch(made) and _ids_in(empty_store_url) == [made]
+    assert HEX_ID.fullmatch(made) and _ids_in(store_url) == [made]
     for _ in range(2):
-        with ClaimStore(empty_store_url) as store:
+        with ClaimStore(store_url) as store:
             assert store.store_id == made, "one store, one id, across reopenings"
             assert store.get(claim.key) == claim
-    assert _ids_in(empty_store_url) == [made]
+    assert _ids_in(store_url) == [made]
 
 
 def test_a_new_store_has_an_id_of_its_own(store_url: str, tmp_path: Path) -> None:

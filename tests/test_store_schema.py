@@ -62,18 +62,18 @@ def test_reopening_does_not_migrate_again(store_url: str, monkeypatch: pytest.Mo
         assert store.get(claim.key) == claim
 
 
-def test_an_older_database_is_upgraded_with_its_claims(empty_store_url: str) -> None:
-    engine = sa.create_engine(parse_url(empty_store_url))
+def test_an_older_database_is_upgraded_with_its_claims(store_url: str) -> None:
+    engine = sa.create_engine(parse_url(store_url))
     cfg = _alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0001")
     engine.dispose()
-    assert version_of(empty_store_url) == "0001"
-    with ClaimStore(empty_store_url) as store:
+    assert version_of(store_url) == "0001"
+    with ClaimStore(store_url) as store:
         claim = store.claim(make_intent("old"), make_spec(), owner="w").claim
-    assert version_of(empty_store_url) == SCHEMA_HEAD
-    with ClaimStore(empty_store_url) as store:
+    assert version_of(store_url) == SCHEMA_HEAD
+    with ClaimStore(store_url) as store:
         assert store.get(claim.key) == claim
 
 
