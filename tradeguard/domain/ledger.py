@@ -18,6 +18,7 @@ __all__ = [
     "FillStep",
     "acknowledged_before",
     "legs_wait",
+    "made_here",
     "LedgerPosition",
     "fill_step",
     "adoption_note",
@@ -269,3 +270,14 @@ def adoption_note(
         f"(bought or sold outside the guard), on top of the {mine} held"
     )
     return reason, detail | {"ledger_qty": str(mine)}
+
+
+def made_here(scopes: set[str], here: str) -> bool:
+    """Whether a turn whose claims carry `scopes` (their `coid_scope`s, "" unknown) may be on `here`.
+
+    A turn counts where its claims were made; one its claims cannot place (none known, or one
+    of unknown account) counts wherever its agent is registered (audit 66). The rule of both
+    stores' exit sizing (`store.ledger._holds_here`, `MemoryLedger._holds_on_account_of`).
+    """
+    known = scopes - {""}
+    return not known or "" in scopes or here in known

@@ -615,8 +615,8 @@ class Reconciler:
                 if more:
                     unbooked += more
                     whose.append(f"{claim.agent_id} {claim.client_order_id}")
-            elif _may_fill(claim):
-                unbooked += _may_fill(claim)
+            elif may := _may_fill(claim):
+                unbooked += may
                 whose.append(f"{claim.agent_id} {claim.client_order_id} (not read: all it may fill)")
         return unbooked, whose
 

@@ -42,10 +42,12 @@ __all__ = [
 # One encoder for every record: json.dumps with options builds a new JSONEncoder per call.
 _encode_detail = json.JSONEncoder(default=str, sort_keys=True).encode
 
-INSERT = (
-    "INSERT INTO tg_audit (at, agent_id, action, reason, kind, symbol, side, qty, state, prev_state,"
-    " client_order_id, claim_key, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+# A record's columns, in the order of `INSERT`'s values (and of `write_audit`'s return).
+COLUMNS = (
+    "at", "agent_id", "action", "reason", "kind", "symbol", "side", "qty", "state", "prev_state",
+    "client_order_id", "claim_key", "detail",
+)  # fmt: skip
+INSERT = f"INSERT INTO tg_audit ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"  # noqa: S608 - the module's own column names
 
 
 def detail_text(detail: Mapping[str, Any] | None) -> str | None:

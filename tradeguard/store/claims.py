@@ -62,6 +62,7 @@ from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
+from tradeguard.store.audit import COLUMNS as AUDIT_COLUMNS
 from tradeguard.store.audit import INSERT as INSERT_AUDIT
 from tradeguard.store.audit import skip_values, write_audit
 from tradeguard.store.connections import RawPool, Result, Tx
@@ -86,8 +87,8 @@ _PAYLOAD = CLAIM_COLUMNS.index("payload")
 # functions of migration 0015 take of it, the claim's reason, quantity and detail, a transition's
 # quantity and detail (its reason is the move's own); the rest of the record is the claim's own
 # values and the step's, which the function has already.
-_PG_CLAIM_RECORD = operator.itemgetter(3, 7, 12)
-_PG_MOVE_RECORD = operator.itemgetter(7, 12)
+_PG_CLAIM_RECORD = operator.itemgetter(*(AUDIT_COLUMNS.index(c) for c in ("reason", "qty", "detail")))
+_PG_MOVE_RECORD = operator.itemgetter(*(AUDIT_COLUMNS.index(c) for c in ("qty", "detail")))
 
 
 class _FillGuesses:

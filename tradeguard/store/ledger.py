@@ -28,6 +28,7 @@ from tradeguard.domain.ledger import (
     acknowledged_before,
     fill_step,
     legs_wait,
+    made_here,
     own_moves_hide_the_orphan,
     size_exit,
 )
@@ -480,9 +481,7 @@ def _holds_here(tx: Tx, mine: str | None, turn: Sequence[Any], symbol: str) -> b
     if same_account(mine, key):
         if not here or registered_at is None or tx.dt(opened_at) > tx.dt(registered_at):
             return True
-        scopes = {str(row[0]) for row in tx.all(_TURN_SCOPES, (holder, symbol, turn_id))}
-        known = scopes - {""}
-        return not known or "" in scopes or here in known
+        return made_here({str(row[0]) for row in tx.all(_TURN_SCOPES, (holder, symbol, turn_id))}, here)
     return bool(here) and tx.one(_TURN_MADE_ON, (holder, symbol, here)) is not None
 
 

@@ -18,6 +18,7 @@ from tradeguard.domain.ledger import (
     LedgerPosition,
     adoption_note,
     fill_step,
+    made_here,
     orphan,
     own_moves_hide_the_orphan,
 )
@@ -160,19 +161,8 @@ class MemoryLedger:
             since = self._registered_at.get(other)
             if not here or since is None or held.opened_at is None or held.opened_at > since:
                 return True
-            scopes = self._turn_scopes(held)
-            known = scopes - {""}
-            return not known or "" in scopes or here in known
+            return made_here(self._turn_scopes(held), here)
         return bool(here) and self._turn_claimed_in(held, here)
-
-    def _made_on_account_of(self, agent_id: str, held: LedgerPosition) -> bool:
-        """Whether `held` (another agent's open turn) holds a claim made on `agent_id`'s account.
-
-        Its agent registered on another account since: the shares it bought here stayed here
-        (`store.ledger._holds_here`, audit 66).
-        """
-        scope = coid_scope(self._accounts.get(agent_id))
-        return bool(scope) and self._turn_claimed_in(held, scope)
 
     # -- accounts --------------------------------------------------------------------------
 

@@ -102,7 +102,7 @@ SET_TURN = "UPDATE tg_claims SET turn_id = ? WHERE claim_key = ?"
 # parameters of TRANSITION with that turn id before its attempts increment.
 _ATTEMPTS = " attempts = attempts + ?"
 TRANSITION_TURN = TRANSITION.replace(_ATTEMPTS, " turn_id = COALESCE(turn_id, ?)," + _ATTEMPTS, 1)
-TRANSITION_TURN_AT = 12  # the position of its turn id among TRANSITION's parameters
+TRANSITION_TURN_AT = TRANSITION.split(_ATTEMPTS, 1)[0].count("?")  # where its turn id goes among them
 TAKE_OVER = (
     "UPDATE tg_claims SET epoch = epoch + 1, owner = ?, lease_expires_at = ?, state = ?, updated_at = ?,"
     " reason = ? WHERE claim_key = ? AND epoch = ? AND state = ? AND lease_expires_at <= ?"
