@@ -37,6 +37,7 @@ from tradeguard.errors import (
     OrderRejected,
     OutcomeUnknown,
     StoreError,
+    UnrecordedChange,
 )
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.ports import Broker
@@ -71,6 +72,8 @@ def as_api_errors() -> Iterator[None]:
         ) from exc
     except ClaimInProgress as exc:
         raise OrderInProgress(str(exc)) from exc
+    except UnrecordedChange as exc:
+        raise ClaimStoreError(str(exc)) from exc  # the broker acted: never "not sent" (audit 75)
     except StoreError as exc:
         raise ClaimStoreError(f"the order was not sent: {exc}") from exc
 
