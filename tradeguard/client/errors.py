@@ -166,8 +166,8 @@ class InvalidOrder(_GuardAPIError, ConfigError):
 
     status = 422
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code=40010001)
+    def __init__(self, message: str, code: int = 40010001) -> None:
+        super().__init__(message, code=code)
 
 
 # For the type checker: BrokerError declares status_code and code as optional attributes, _GuardAPIError as
