@@ -20,7 +20,7 @@ from alpaca.trading.enums import OrderSide
 
 import tradeguard
 from tests.dropin.bot import PRICES
-from tests.dropin.kit import as_order, guarded_client, market, plain_client, store_url
+from tests.dropin.kit import as_order, guarded_client, lost_answer, market, plain_client, store_url
 from tradeguard import GuardedTradingClient, Settings
 from tradeguard.faults import FaultPlan
 from tradeguard.testing import FixedPrices, orders_of, paper_server
@@ -105,3 +105,16 @@ def test_the_guards_other_answers_stay_plain_api_errors(tmp_path: Path) -> None:
         with pytest.raises(APIError) as refused:
             c.submit_order(market("SPY", 1000, OrderSide.BUY))  # more than the account's buying power
         assert not isinstance(refused.value, requests.exceptions.RequestException)
+
+
+def test_an_answer_lost_in_a_5xx_page_stays_an_api_error_only(tmp_path: Path) -> None:
+    # Alpaca answered 504 (alpaca-py raises APIError for it, from inside its HTTPError handler):
+    # the guard's "outcome unknown" is no requests exception either, as on alpaca-py.
+    with (
+        paper_server(prices=FixedPrices(PRICES), faults=lost_answer("{symbol: SPY}")) as server,
+        guarded_client(server, store_url(tmp_path), timeout_secs=0.5) as client,
+        pytest.raises(APIError) as lost,
+    ):
+        client.submit_order(market("SPY", 1, OrderSide.BUY))
+    assert isinstance(lost.value, tradeguard.OutcomeUnknown) and lost.value.status_code == 504
+    assert not isinstance(lost.value, requests.exceptions.RequestException)

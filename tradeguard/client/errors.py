@@ -241,6 +241,8 @@ def transport_failure(error: type[_G], cause: BaseException | None) -> type[_G]:
     """
     seen: set[int] = set()
     while cause is not None and id(cause) not in seen:
+        if isinstance(cause, APIError | requests.exceptions.HTTPError):
+            return error  # Alpaca answered (a 5xx page, a 429): alpaca-py raises APIError, no more
         if isinstance(cause, requests.exceptions.RequestException):
             return _both(error, type(cause))
         seen.add(id(cause))
