@@ -21,7 +21,7 @@ from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, Re
 from tradeguard.domain.intents import Kind, exit_group, leg_name
 from tradeguard.domain.ledger import ExitRoom, size_exit
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ClaimState
-from tradeguard.errors import BrokerError, ConfigError, LeaseLost
+from tradeguard.errors import BrokerError, ConfigError, LeaseLost, StoreError, UnrecordedChange
 from tradeguard.execution import CANCELED_BY_THE_BOT, adopt_order
 from tradeguard.ports import EVERY_OPEN_ORDER, Broker, ClaimLedger, same_account
 
@@ -33,9 +33,22 @@ if TYPE_CHECKING:
     from tradeguard.reconcile.runner import Reconciler
     from tradeguard.sessions.recorder import NullRecorder, Recorder
 
-__all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments", "cancel_asked"]
+__all__ = ["CANCELED_BY_THE_BOT", "OrderAmendments", "cancel_asked", "unrecorded"]
 
 _TAKEN_DOWN = frozenset({OrderStatus.CANCELED, OrderStatus.PENDING_CANCEL})
+
+
+def unrecorded(error: StoreError, done: str) -> UnrecordedChange:
+    """The store's failure to record what the broker did (`done`), said as what happened.
+
+    The store's own message ends "nothing was sent", true of an order it failed to claim and
+    false here: the cancel or replace reached the broker and stands there (audit 75).
+    """
+    failure = str(error).removesuffix("; nothing was sent")
+    return UnrecordedChange(
+        f"{done}, but the claim store could not record it ({failure}); no new order was placed, "
+        "and the claim follows the broker on its next read"
+    )
 
 
 def cancel_asked(claim: Claim) -> bool:
@@ -71,18 +84,22 @@ class OrderAmendments:
         """
         self._ensure_started()
         claim = self.claim_of_order(order_id)
-        asked = False
         try:
             self.broker.cancel_order(order_id)
-            asked = True
         except BaseException as exc:
             self.recorder.canceled(claim, order_id, error=exc)  # a session replays it (rec39)
-            raise
-        else:
-            self.recorder.canceled(claim, order_id)
-        finally:
             if claim is not None:
-                claim = self._follow(claim, order_id, asked=asked)
+                # The broker's answer is the one to give (as alpaca-py gives it): a store failing
+                # to follow the order now changes nothing, and the next read follows it (audit 75).
+                with contextlib.suppress(StoreError):
+                    self._follow(claim, order_id)
+            raise
+        self.recorder.canceled(claim, order_id)
+        if claim is not None:
+            try:
+                claim = self._follow(claim, order_id, asked=True)
+            except StoreError as exc:
+                raise unrecorded(exc, f"the broker took the cancel of order {order_id}") from exc
         return claim
 
     def cancel_all(self) -> list[tuple[BrokerOrder, BrokerError | None]]:
@@ -115,11 +132,15 @@ class OrderAmendments:
         # (an identical order after it is a new decision, see `ContentWindows`); the rest of
         # its live claims adopt whatever the broker says.
         mine = {claim.broker_order_id: claim for claim in live if claim.broker_order_id is not None}
-        for order, error in results:
-            claim = mine.get(order.id) if error is None else None
-            if claim is not None:
-                self._follow(claim, order.id, asked=True)
-        self.refresh()
+        try:
+            for order, error in results:
+                claim = mine.get(order.id) if error is None else None
+                if claim is not None:
+                    self._follow(claim, order.id, asked=True)
+            self.refresh()
+        except StoreError as exc:
+            taken = sum(error is None for _, error in results)
+            raise unrecorded(exc, f"the broker took the cancels of {taken} orders") from exc
         return self._with_their_groups(results, mine, live)
 
     def await_cancels(self, canceled: list[tuple[BrokerOrder, BrokerError | None]]) -> list[str]:
@@ -265,7 +286,10 @@ class OrderAmendments:
                 self._check_room(claim, request.qty)
         new = self.broker.replace_order(order_id, request)
         if claim is not None:
-            self._record_replacement(claim, order_id, new)
+            try:
+                self._record_replacement(claim, order_id, new)
+            except StoreError as exc:
+                raise unrecorded(exc, f"the broker replaced order {order_id} by order {new.id}") from exc
         return new
 
     def _check_room(self, claim: Claim, qty: Decimal) -> datetime:

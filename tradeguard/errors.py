@@ -4,6 +4,7 @@
 TradeguardError
 ├── ConfigError           bad settings, URL or argument; nothing was recorded or sent
 ├── StoreError            the claim store failed; nothing was sent (G5)
+│   └── UnrecordedChange  the broker canceled/replaced an order; the store failed recording it
 ├── IntentMismatch        same key, different order: a bug in the bot
 ├── ClaimInProgress       another worker holds a live claim for this intent
 │   └── LeaseLost         this worker's lease was taken over; it may not move the claim
@@ -42,6 +43,7 @@ __all__ = [
     "SessionFormatError",
     "StoreError",
     "TradeguardError",
+    "UnrecordedChange",
     "UnrecordedOrder",
 ]
 
@@ -56,6 +58,16 @@ class ConfigError(TradeguardError, ValueError):
 
 class StoreError(TradeguardError):
     """The claim store could not read or write durably; no order was sent (G5)."""
+
+
+class UnrecordedChange(StoreError):
+    """The broker canceled or replaced an order, and the claim store failed recording it.
+
+    Unlike every other `StoreError`, something reached the broker: the change stands there
+    (the order canceled, or replaced by a live one at the new terms). Nothing new was placed.
+    The claim follows the broker on its next read (the next call in the symbol, a reconcile
+    pass): a replacement by its client_order_id's chain, a cancel by the order's state.
+    """
 
 
 class IntentMismatch(TradeguardError):

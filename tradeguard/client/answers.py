@@ -25,6 +25,7 @@ from tradeguard.client.errors import (
     OrderOutcomeUnknown,
     StoreOfAnotherAccount,
     rejection,
+    transport_failure,
 )
 from tradeguard.domain import BrokerOrder, Claim
 from tradeguard.errors import (
@@ -36,6 +37,7 @@ from tradeguard.errors import (
     OrderRejected,
     OutcomeUnknown,
     StoreError,
+    UnrecordedChange,
 )
 from tradeguard.execution import OrderResult, Outcome
 from tradeguard.ports import Broker
@@ -57,19 +59,21 @@ def as_api_errors() -> Iterator[None]:
     except OrderRejected as exc:
         raise rejection(exc, exc.message) from exc
     except OutcomeUnknown as exc:  # UnrecordedOrder included: sent, answer not recorded
-        raise OrderOutcomeUnknown(exc.message, status=exc.status_code) from exc
+        raise transport_failure(OrderOutcomeUnknown, exc)(exc.message, status=exc.status_code) from exc
     except BrokerUnavailable as exc:
         # Alpaca's own words when it answered (a 401's 40110000 "request is not authorized"): a
         # bot that checks them behaves as before; the guard's otherwise (no answer, a 5xx page).
         body = exc.body if isinstance(exc.body, dict) else {}
         code, message = body.get("code"), body.get("message")
-        raise OrderNotSent(
+        raise transport_failure(OrderNotSent, exc)(
             message if isinstance(message, str) and message else exc.message,
             status=exc.status_code,
             code=code if isinstance(code, int) and code > 0 else None,
         ) from exc
     except ClaimInProgress as exc:
         raise OrderInProgress(str(exc)) from exc
+    except UnrecordedChange as exc:
+        raise ClaimStoreError(str(exc)) from exc  # the broker acted: never "not sent" (audit 75)
     except StoreError as exc:
         raise ClaimStoreError(f"the order was not sent: {exc}") from exc
 
@@ -101,7 +105,7 @@ def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIE
     if result.outcome is Outcome.NOT_SENT:
         # The broker's status when it answered (429: rate limit exceeded), as alpaca-py raises it.
         status = result.error.status_code if result.error is not None else None
-        raise OrderNotSent(result.reason, status=status)
+        raise transport_failure(OrderNotSent, result.error)(result.reason, status=status)
     if result.outcome is Outcome.SKIPPED:
         raise nothing_to_sell()
     if result.outcome is Outcome.DUPLICATE:
@@ -116,7 +120,7 @@ def answer(result: OrderResult, *, raw: bool, nothing_to_sell: Callable[[], APIE
             f"{result.reason}; the order could not be read back now: call again to get it"
         )
     status = result.error.status_code if result.error is not None else None
-    raise OrderOutcomeUnknown(
+    raise transport_failure(OrderOutcomeUnknown, result.error)(
         f"{result.reason}; the order may exist. Call again with the same order to resolve it "
         "by client_order_id (nothing is resent blind)",
         status=status,

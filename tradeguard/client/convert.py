@@ -16,6 +16,7 @@ from typing import Any
 from alpaca.trading.models import Order
 from alpaca.trading.requests import OrderRequest as AlpacaOrderRequest
 
+from tradeguard.client.errors import InvalidOrder
 from tradeguard.domain import BrokerOrder, OrderClass, PositionIntent, Side, canonical_symbol
 from tradeguard.domain.intents import MAX_INTENT_NAME_LEN, OrderSpec
 from tradeguard.errors import ConfigError
@@ -75,6 +76,9 @@ def read_order(order_data: AlpacaOrderRequest) -> DropInOrder:
     try:
         spec = _spec_of(fields, order_class, explicit, take_profit, stop_loss)
     except ConfigError as exc:
+        said = _ALPACAS_REFUSALS.get(str(exc))
+        if said is not None:
+            raise InvalidOrder(*said) from exc  # Alpaca's 422 body, code and message (audit 75)
         words = _in_alpacas_words(str(exc))
         if words == str(exc):
             raise
@@ -120,6 +124,33 @@ def _spec_of(
         trail_percent=fields.get("trail_percent"),
     )
 
+
+# The guard's checks of an order's shape (`orders.build_spec`) that alpaca-py's request models let
+# through, with the 422 Alpaca answers the same order (the paper venue's `rules` and `classes`):
+# message and code, word for word, so a bot that reads them sees what alpaca-py showed it.
+_ALPACAS_REFUSALS: dict[str, tuple[str, int]] = {
+    "notional orders must be market orders (Alpaca's rule)": (
+        "notional orders must be market orders",
+        42210000,
+    ),
+    **{
+        f"{cls} orders need qty, not notional (Alpaca's rule)": (
+            "fractional orders must be simple orders",
+            42210000,
+        )
+        for cls in ("bracket", "oto", "oco")
+    },
+    "oto orders need either take_profit or stop_loss, not both": (
+        "oto orders take one of take_profit or stop_loss, not both",
+        40010001,
+    ),
+    "take_profit and stop_loss need order_class bracket, oto or oco": (
+        "take_profit and stop_loss need order_class bracket, oco or oto",
+        40010001,
+    ),
+    "give qty or notional, not both": ("only one of qty or notional is accepted", 40010001),
+    "an entry needs qty or notional": ("qty or notional is required", 40010001),
+}
 
 # The guard's check of a size or price (`orders._positive`), in Alpaca's words for the same 422.
 _NOT_POSITIVE = re.compile(r"^([a-z_.]+) must be positive, got ")

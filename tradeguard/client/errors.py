@@ -17,13 +17,18 @@ written for tradeguard can catch it by that name:
 
 (*) the broker's own status when there was one (a 500 or 504 page, a 429 rate limit), else this one. A refusal
 by the broker itself is alpaca-py's plain `APIError` with Alpaca's status and body, as before.
+
+Where alpaca-py lets a `requests` exception through (a read timeout, a connection reset or
+refused), `OrderOutcomeUnknown` and `OrderNotSent` are that exception's class too
+(`transport_failure`): a bot's ``except requests.exceptions.Timeout`` (or ``ConnectionError``)
+retry runs as before, and the retry is safe under the guard.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import requests
 from alpaca.common.exceptions import APIError
@@ -50,6 +55,7 @@ __all__ = [
     "StoreOfAnotherAccount",
     "api_error",
     "rejection",
+    "transport_failure",
 ]
 
 
@@ -160,8 +166,8 @@ class InvalidOrder(_GuardAPIError, ConfigError):
 
     status = 422
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code=40010001)
+    def __init__(self, message: str, code: int = 40010001) -> None:
+        super().__init__(message, code=code)
 
 
 # For the type checker: BrokerError declares status_code and code as optional attributes, _GuardAPIError as
@@ -218,3 +224,47 @@ class StoreOfAnotherAccount(_GuardAPIError, ConfigError):
     """
 
     status = 409
+
+
+_G = TypeVar("_G", bound=_GuardAPIError)
+
+
+def transport_failure(error: type[_G], cause: BaseException | None) -> type[_G]:
+    """Return `error`, or a class that is also the `requests` exception behind `cause`.
+
+    alpaca-py raises a timeout or a dropped connection as `requests`' own exception, never as
+    an `APIError`: a bot written for it retries in ``except requests.exceptions.Timeout`` or
+    ``except requests.exceptions.ConnectionError``. Raised only as `APIError`, the guard's
+    answer to the same failure escaped that handler (audit 75): the bot crashed or dropped
+    the decision instead of retrying, which the guard makes safe. The class returned is both,
+    so either handler catches it. `cause` is the broker error (its `__cause__` chain is read).
+    """
+    seen: set[int] = set()
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, APIError | requests.exceptions.HTTPError):
+            return error  # Alpaca answered (a 5xx page, a 429): alpaca-py raises APIError, no more
+        if isinstance(cause, requests.exceptions.RequestException):
+            return _both(error, type(cause))
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return error
+
+
+def _ignored(_self: object, _value: object) -> None:
+    """A setter that keeps alpaca-py's read-only property as it is."""
+
+
+_BOTH: dict[tuple[type[Exception], type[Exception]], type[Exception]] = {}
+
+
+def _both(error: type[_G], transport: type[requests.exceptions.RequestException]) -> type[_G]:
+    """The guard's `error` class that is also `requests`' `transport` (one class per pair)."""
+    both = _BOTH.get((error, transport))
+    if both is None:
+        namespace: dict[str, Any] = {"__module__": error.__module__, "__doc__": error.__doc__}
+        # `requests` assigns `response` and `request` in its __init__; alpaca-py's are read-only
+        # properties over the HTTP answer, which they stay.
+        for name in ("response", "request"):
+            namespace[name] = property(getattr(APIError, name).fget, _ignored)
+        both = _BOTH.setdefault((error, transport), type(error.__name__, (error, transport), namespace))
+    return cast("type[_G]", both)

@@ -22,6 +22,7 @@ from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.client.convert import DropInOrder
 from tradeguard.client.errors import ClientOrderIdReused, InvalidOrder, OrderNotSent, api_error
 from tradeguard.domain import BrokerPosition, Claim, OrderSpec, Side, crypto_pair, ledger_symbol
+from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, StoreError
 from tradeguard.gateway import OrderGateway
 from tradeguard.ports import ForwardingBroker
@@ -208,6 +209,11 @@ def _holding_orders(gateway: OrderGateway, symbol: str, side: Side) -> list[str]
     """Return the ids of the open orders on `side` in `symbol` (legs included); [] if unread.
 
     Read only on a refusal, for its body: a failed read leaves the list out, never the refusal.
+    Alpaca's open-order listing leaves out `held` legs (an OTO's stop-loss after its entry
+    filled, an OCO's stop leg), which hold shares all the same and which Alpaca's own body
+    names: a bot that cancels the orders the body names and sells again was refused for good
+    (audit 75). So the live claims in the symbol on that side (a bracket's, OTO's or OCO's legs
+    are claims of their own) are read back by id and named while the broker still has them open.
     """
     try:
         listed = gateway.broker.list_orders(status="open", symbols=[symbol])
@@ -218,6 +224,23 @@ def _holding_orders(gateway: OrderGateway, symbol: str, side: Side) -> list[str]
         for one in (order, *order.legs):
             if one.side is side and not one.status.is_terminal and one.id not in ids:
                 ids.append(one.id)
+    try:
+        live = gateway.store.list_claims(
+            states=[ClaimState.SUBMITTED, ClaimState.PARTIALLY_FILLED], symbol=ledger_symbol(symbol)
+        )
+    except StoreError:
+        return ids
+    for claim in live:
+        order_id = claim.broker_order_id
+        if claim.side is not side or order_id is None or order_id in ids:
+            continue
+        try:
+            # Another account's claim in a shared store is no order of this broker's: None.
+            found = gateway.broker.get_order(order_id)
+        except BrokerError:
+            continue
+        if found is not None and found.side is side and not found.status.is_terminal:
+            ids.append(found.id)
     return ids
 
 
