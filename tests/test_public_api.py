@@ -93,6 +93,7 @@ EXPECTED = {
     "OrderRejected",
     "OutcomeUnknown",
     "UnrecordedOrder",
+    "UnrecordedChange",
     "BrokerUnavailable",
     "SessionFormatError",
     "__version__",

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         SessionFormatError,
         StoreError,
         TradeguardError,
+        UnrecordedChange,
         UnrecordedOrder,
     )
     from tradeguard.execution import OrderResult, Outcome
@@ -175,6 +176,7 @@ __all__ = [
     "ConfigError",
     "StoreError",
     "UnrecordedOrder",
+    "UnrecordedChange",
     "IntentMismatch",
     "ClaimInProgress",
     "LeaseLost",
@@ -232,6 +234,7 @@ _EXPORTS: dict[str, str] = {
             "SessionFormatError",
             "StoreError",
             "TradeguardError",
+            "UnrecordedChange",
             "UnrecordedOrder",
         ),
         "tradeguard.errors",
