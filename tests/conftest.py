@@ -9,6 +9,7 @@ mothers live in tests/mothers.py.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +38,28 @@ PG_ENV = "TRADEGUARD_TEST_PG_URL"
 PG_SKIP_REASON = (
     f"PostgreSQL tests need a server: set {PG_ENV}=postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_files_under_pytest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Put every temporary file of the run (this process's and its children's) under pytest's.
+
+    Some code keeps its folder on purpose: a sim run without `--store` keeps its claims for
+    `tradeguard audit`, a failing chaos run keeps its evidence. Run by the suite, such folders
+    landed in /tmp and stayed there, a handful per run; under pytest's base folder they go with
+    its own clean-up (it keeps the last three runs).
+    """
+    folder = str(tmp_path_factory.mktemp("tmp"))
+    before_env, before = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = folder, folder
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+        if before_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = before_env
 
 
 def pg_base_url() -> str | None:
