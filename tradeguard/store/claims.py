@@ -32,7 +32,6 @@ non-durable commit means on SQLite, `synchronous=NORMAL`, and on PostgreSQL,
 from __future__ import annotations
 
 import functools
-import operator
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -62,9 +61,8 @@ from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
-from tradeguard.store.audit import COLUMNS as AUDIT_COLUMNS
 from tradeguard.store.audit import INSERT as INSERT_AUDIT
-from tradeguard.store.audit import skip_values, write_audit
+from tradeguard.store.audit import qty_and_detail, skip_values, write_audit
 from tradeguard.store.connections import RawPool, Result, Tx
 from tradeguard.store.engine import describe, open_engine, parse_url
 from tradeguard.store.ledger_writes import LedgerWriter
@@ -83,12 +81,9 @@ __all__ = ["Claim", "ClaimOutcome", "ClaimStore", "new_owner_token"]
 
 _TURN_ID = MUTABLE_COLUMNS.index("turn_id")
 _PAYLOAD = CLAIM_COLUMNS.index("payload")
-# Of a record's values (`write_audit(send=False)`, audit.INSERT's columns): what the step
-# functions of migration 0015 take of it, the claim's reason, quantity and detail, a transition's
-# quantity and detail (its reason is the move's own); the rest of the record is the claim's own
-# values and the step's, which the function has already.
-_PG_CLAIM_RECORD = operator.itemgetter(*(AUDIT_COLUMNS.index(c) for c in ("reason", "qty", "detail")))
-_PG_MOVE_RECORD = operator.itemgetter(*(AUDIT_COLUMNS.index(c) for c in ("qty", "detail")))
+
+# A transition's or claim's audit record, bound but not written (`write_audit`'s arguments).
+_Record = functools.partial[tuple[Any, ...]]
 
 
 class _FillGuesses:
@@ -380,7 +375,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             # is new (no rows back), else the existing row. Alone in its transaction (a
             # plain claim), it is the whole transaction, committed durably by the function
             # itself; inside a larger one (an exit sized first) it travels with the COMMIT.
-            params = (*values[:-1], *_PG_CLAIM_RECORD(record(send=False)))
+            params = (*values[:-1], record.keywords["reason"], *qty_and_detail(record))
             try:
                 if tx.fresh:
                     rows = tx.step(sql.PG_CLAIM, params, rerunnable=True)
@@ -582,7 +577,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             record()
         return moved
 
-    def _move_step(self, tx: Tx, claim: Claim, params: tuple[Any, ...], record: Callable[..., Any]) -> Claim:
+    def _move_step(self, tx: Tx, claim: Claim, params: tuple[Any, ...], record: _Record) -> Claim:
         """PostgreSQL: a move without a fill as the whole transaction in one statement.
 
         Migration 0015's `tg_move_step2` (0009's `tg_move_step`, leaner): the compare-and-set and,
@@ -590,7 +585,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         """
         rows = tx.step(
             sql.PG_MOVE_STEP,
-            (tx.sync, *params, claim.agent_id, claim.symbol, *_PG_MOVE_RECORD(record(send=False))),
+            (tx.sync, *params, claim.agent_id, claim.symbol, *qty_and_detail(record)),
         )
         if not rows:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
@@ -704,7 +699,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         claim: Claim,
         *,
         params: tuple[Any, ...],
-        record: Callable[..., Any],
+        record: _Record,
         signed: Decimal,
     ) -> Claim | None:
         """PostgreSQL: send a fill's whole transaction in one round trip; None if it must take two.
@@ -742,7 +737,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             rows = tx.step(
                 sql.PG_FILL_STEP,
                 (draw, tx.sync, *params, None if after is None else after[0], claim.agent_id,
-                 claim.symbol, *_PG_MOVE_RECORD(record(send=False)), *expected, *writes),
+                 claim.symbol, *qty_and_detail(record), *expected, *writes),
                 rerunnable=True,
             )  # fmt: skip
         except self._pool.driver_errors as exc:
