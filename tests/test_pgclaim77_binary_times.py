@@ -1,4 +1,4 @@
-"""PostgreSQL: a step's timestamps and rows in binary (store/pg_step.py).
+"""PostgreSQL: a step's timestamps and rows in binary (store/pg_step.py); the pool's pid after fork.
 
 Once a step statement is prepared, the store sends its `timestamptz` parameters in binary and
 reads every step's rows in binary (less CPU on both sides). What must hold: the instants stored
@@ -10,6 +10,7 @@ else, or a value of another type where it reads one, goes as text as before.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -25,6 +26,7 @@ from tradeguard.domain import Side
 from tradeguard.domain.intents import Kind
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.store import ClaimStore
+from tradeguard.store.connections import process_id
 from tradeguard.store.pg_step import StepConn
 
 pytestmark = pytest.mark.postgres
@@ -132,3 +134,34 @@ def test_a_text_where_the_server_reads_a_timestamptz_is_sent_as_text(
     # And with NULL there: NULL, whatever the format.
     with conn.cursor() as cur:
         assert steps.call(cur, sql, (None, 10)) == [(None, 10)]
+
+
+def test_a_forked_child_knows_its_own_pid_and_never_uses_its_parents_connections(pg_url: str) -> None:
+    # The pool tells a child from its parent by `process_id()`, an at-fork hook's copy of
+    # os.getpid() (a system call saved on every checkout): the child must see its own.
+    with ClaimStore(pg_url) as store:
+        store.claim(make_intent("parent"), make_spec(1), owner="w")
+        parent_conn = store._pool.checkout()
+        parent_backend = parent_conn.dbapi.info.backend_pid
+        store._pool.release(parent_conn)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                conn = store._pool.checkout()
+                mine = conn.dbapi.info.backend_pid
+                store._pool.release(conn)
+                claimed = store.claim(make_intent("child"), make_spec(1), owner="w").created
+                code = 0 if process_id() == os.getpid() and mine != parent_backend and claimed else 2
+            finally:
+                os.write(write, str(code).encode())
+                os._exit(0)
+        os.close(write)
+        answer = os.read(read, 8)
+        os.waitpid(pid, 0)
+        assert answer == b"0"
+        assert process_id() == os.getpid()
+        # The parent's connection is still its own and in step: it claims on.
+        assert store.claim(make_intent("parent-again"), make_spec(1), owner="w").created
+        assert store.get(make_intent("child").key) is not None
