@@ -8,7 +8,6 @@ without its record (or a record without its change) cannot exist. Reading is pag
 from __future__ import annotations
 
 import csv
-import functools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -108,18 +107,6 @@ def write_audit(
     if send:
         tx.append(INSERT, values)
     return values
-
-
-def qty_and_detail(record: functools.partial[tuple[Any, ...]]) -> tuple[str | None, str | None]:
-    """Return the quantity and detail that `record` (a `write_audit` partial) binds, as it binds them.
-
-    What the PostgreSQL step functions (migration 0015) take of a record besides its reason; the
-    rest of the record is the claim's and the step's own values, which the function has already.
-    Read from the partial's arguments: the other eleven values are not built for nothing.
-    """
-    kw = record.keywords
-    qty = kw.get("qty")
-    return None if qty is None else str(qty), detail_text(kw.get("detail"))
 
 
 def skip_values(at: Any, agent_id: str, reason: str, claim: Claim) -> tuple[Any, ...]:

@@ -32,6 +32,7 @@ non-durable commit means on SQLite, `synchronous=NORMAL`, and on PostgreSQL,
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -60,8 +61,9 @@ from tradeguard.domain.orders import RejectKind, Side
 from tradeguard.errors import ClaimInProgress, IntentMismatch, LeaseLost, StoreError
 from tradeguard.store import ledger
 from tradeguard.store import statements as sql
+from tradeguard.store.audit import COLUMNS as AUDIT_COLUMNS
 from tradeguard.store.audit import INSERT as INSERT_AUDIT
-from tradeguard.store.audit import qty_and_detail, skip_values, write_audit
+from tradeguard.store.audit import skip_values, write_audit
 from tradeguard.store.connections import RawPool, Result, Tx, process_id
 from tradeguard.store.engine import describe, open_engine, parse_url
 from tradeguard.store.ledger_writes import LedgerWriter
@@ -80,9 +82,12 @@ __all__ = ["Claim", "ClaimOutcome", "ClaimStore", "new_owner_token"]
 
 _TURN_ID = MUTABLE_COLUMNS.index("turn_id")
 _PAYLOAD = CLAIM_COLUMNS.index("payload")
-
-# A transition's or claim's audit record, bound but not written (`write_audit`'s arguments).
-_Record = functools.partial[tuple[Any, ...]]
+# Of a record's values (`write_audit(send=False)`, audit.INSERT's columns): what the step
+# functions of migration 0015 take of it, the claim's reason, quantity and detail, a transition's
+# quantity and detail (its reason is the move's own); the rest of the record is the claim's own
+# values and the step's, which the function has already.
+_PG_CLAIM_RECORD = operator.itemgetter(*(AUDIT_COLUMNS.index(c) for c in ("reason", "qty", "detail")))
+_PG_MOVE_RECORD = operator.itemgetter(*(AUDIT_COLUMNS.index(c) for c in ("qty", "detail")))
 
 
 class _FillGuesses:
@@ -374,7 +379,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             # is new (no rows back), else the existing row. Alone in its transaction (a
             # plain claim), it is the whole transaction, committed durably by the function
             # itself; inside a larger one (an exit sized first) it travels with the COMMIT.
-            params = (*values[:-1], record.keywords["reason"], *qty_and_detail(record))
+            params = (*values[:-1], *_PG_CLAIM_RECORD(record(send=False)))
             try:
                 if tx.fresh:
                     rows = tx.step(sql.PG_CLAIM, params, rerunnable=True)
@@ -576,7 +581,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             record()
         return moved
 
-    def _move_step(self, tx: Tx, claim: Claim, params: tuple[Any, ...], record: _Record) -> Claim:
+    def _move_step(self, tx: Tx, claim: Claim, params: tuple[Any, ...], record: Callable[..., Any]) -> Claim:
         """PostgreSQL: a move without a fill as the whole transaction in one statement.
 
         Migration 0015's `tg_move_step2` (0009's `tg_move_step`, leaner): the compare-and-set and,
@@ -584,7 +589,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         """
         rows = tx.step(
             sql.PG_MOVE_STEP,
-            (tx.sync, *params, claim.agent_id, claim.symbol, *qty_and_detail(record)),
+            (tx.sync, *params, claim.agent_id, claim.symbol, *_PG_MOVE_RECORD(record(send=False))),
         )
         if not rows:
             raise self._lease_lost(claim, tx.one(sql.VERSION, (claim.key,)))
@@ -698,7 +703,7 @@ class ClaimStore(LedgerWriter, StoreReader):
         claim: Claim,
         *,
         params: tuple[Any, ...],
-        record: _Record,
+        record: Callable[..., Any],
         signed: Decimal,
     ) -> Claim | None:
         """PostgreSQL: send a fill's whole transaction in one round trip; None if it must take two.
@@ -736,7 +741,7 @@ class ClaimStore(LedgerWriter, StoreReader):
             rows = tx.step(
                 sql.PG_FILL_STEP,
                 (draw, tx.sync, *params, None if after is None else after[0], claim.agent_id,
-                 claim.symbol, *qty_and_detail(record), *expected, *writes),
+                 claim.symbol, *_PG_MOVE_RECORD(record(send=False)), *expected, *writes),
                 rerunnable=True,
             )  # fmt: skip
         except self._pool.driver_errors as exc:
