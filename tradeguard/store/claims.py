@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -65,7 +64,7 @@ from tradeguard.store import statements as sql
 from tradeguard.store.audit import COLUMNS as AUDIT_COLUMNS
 from tradeguard.store.audit import INSERT as INSERT_AUDIT
 from tradeguard.store.audit import skip_values, write_audit
-from tradeguard.store.connections import RawPool, Result, Tx
+from tradeguard.store.connections import RawPool, Result, Tx, process_id
 from tradeguard.store.engine import describe, open_engine, parse_url
 from tradeguard.store.ledger_writes import LedgerWriter
 from tradeguard.store.model import (
@@ -107,13 +106,13 @@ class _FillGuesses:
     _KEEP_IDS = 4
 
     def __init__(self) -> None:
-        self._pid = os.getpid()
+        self._pid = process_id()
         self._turns: dict[tuple[str, str], tuple[int, Decimal] | None] = {}
         self._ids: list[int] = []
 
     def _mine(self) -> None:
-        if os.getpid() != self._pid:
-            self._pid, self._turns, self._ids = os.getpid(), {}, []
+        if process_id() != self._pid:
+            self._pid, self._turns, self._ids = process_id(), {}, []
 
     def turn(self, agent_id: str, symbol: str) -> tuple[bool, tuple[int, Decimal] | None]:
         """Return (known, the open turn guessed: (turn_id, qty), None if flat)."""

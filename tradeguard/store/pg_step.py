@@ -14,19 +14,28 @@ awaited with the connection's own `wait`, so the answer bound of pg_answer.py ho
 Rows are loaded by psycopg's own loaders: the same Python values as the cursor's.
 
 What the server sees is the same statement, prepared or not, with untyped parameters whose types
-it takes from the function's signature. Errors are psycopg's (`error_from_result`): the same
-classes, SQLSTATE and diagnostics the store's callers read. A statement the server no longer
-knows under its name (`DEALLOCATE ALL`/`DISCARD ALL` by someone, SQLSTATE 26000) or whose
-cached plan went stale with a schema change (0A000) failed before it ran and its transaction is
-rolled back: it is prepared again and sent once more.
+it takes from the function's signature. Two formats are binary, because text costs CPU on both
+sides for nothing (measured with callgrind, docs/measured.md): the answer's rows (the server's
+`timestamptz_out` and the client's date parsing of a claim's timestamps) and, once a statement
+is prepared, its `timestamptz` parameters (the server's `timestamptz_in`, the client's
+`isoformat`): which parameters those are is asked of the server once, when it prepares the
+statement (a Describe), so a timestamp is sent in binary only where the server reads a
+`timestamptz`. The values are the same either way (microseconds, as exact as the text).
+
+Errors are psycopg's (`error_from_result`): the same classes, SQLSTATE and diagnostics the
+store's callers read. A statement the server no longer knows under its name (`DEALLOCATE
+ALL`/`DISCARD ALL` by someone, SQLSTATE 26000) or whose cached plan went stale with a schema
+change (0A000) failed before it ran and its transaction is rolled back: it is prepared again
+and sent once more (its parameters as text, as on a statement's first runs).
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import struct
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -42,6 +51,11 @@ _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 # The statement's prepared form is gone or stale: it did not run (see the module docstring).
 _PREPARE_AGAIN = frozenset({b"26000", b"0A000"})
 _names = itertools.count(1)
+_BINARY = pq.Format.BINARY
+_TIMESTAMPTZ_OID = 1184
+# PostgreSQL's binary timestamptz: microseconds since 2000-01-01 UTC, a big-endian int64.
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_int8 = struct.Struct("!q").pack
 
 
 @functools.lru_cache(maxsize=64)
@@ -58,7 +72,7 @@ def _numbered(sql: str) -> bytes:
 class StepConn:
     """The step path of one psycopg connection: its prepared steps and its row loader."""
 
-    __slots__ = ("_codec", "_dbapi", "_loader", "_prepared", "_runs")
+    __slots__ = ("_codec", "_dbapi", "_formats", "_loader", "_prepared", "_runs")
 
     def __init__(self, dbapi: psycopg.Connection[Any]) -> None:
         self._dbapi = dbapi
@@ -66,27 +80,41 @@ class StepConn:
         self._loader = Transformer(dbapi)
         self._prepared: dict[str, bytes] = {}  # statement text -> its prepared statement's name
         self._runs: dict[str, int] = {}  # statement text -> runs unprepared so far
+        # Prepared statement text -> its parameters' formats: binary where the server reads a
+        # timestamptz, else text; None: every parameter goes as text.
+        self._formats: dict[str, list[int] | None] = {}
 
-    def _text(self, params: Sequence[Any]) -> list[bytes | None] | None:
-        """Return the parameters as text, or None if one is of a type left to the cursor."""
+    def _text(self, params: Sequence[Any], formats: list[int] | None = None) -> list[bytes | None] | None:
+        """Return the parameters encoded, or None if one is of a type left to the cursor.
+
+        As text, except where `formats` says binary (a timestamptz): an aware datetime there
+        goes in binary (any other value there goes to the cursor, whose formats are all text).
+        """
         codec = self._codec
         out: list[bytes | None] = []
-        for value in params:
+        for i, value in enumerate(params):
             kind = type(value)
-            if value is None:
-                out.append(None)
-            elif kind is str:
+            if kind is str:  # the commonest first
                 if "\x00" in value:
                     return None  # the cursor raises psycopg's DataError for it
                 out.append(value.encode(codec))
-            elif kind is bool:
-                out.append(b"t" if value else b"f")
+            elif value is None:
+                out.append(None)
+                continue
             elif kind is int:
                 out.append(str(value).encode())
+            elif kind is bool:
+                out.append(b"t" if value else b"f")
             elif kind is datetime and value.tzinfo is not None:
+                if formats is not None and formats[i]:
+                    delta = value - _PG_EPOCH
+                    out.append(_int8((delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds))
+                    continue
                 out.append(value.isoformat().encode())
             else:
                 return None
+            if formats is not None and formats[i]:
+                return None  # not a timestamp where the server reads one in binary
         return out
 
     def call(self, cursor: psycopg.Cursor[Any], sql: str, params: Sequence[Any]) -> list[Any]:
@@ -94,7 +122,8 @@ class StepConn:
 
         `cursor` (on this connection) runs it instead when a parameter is of another type.
         """
-        values = self._text(params)
+        formats = self._formats.get(sql) if sql in self._prepared else None
+        values = self._text(params, formats)
         if values is None:
             cursor.execute(sql.replace("?", "%s"), params)
             result = cursor.pgresult
@@ -108,7 +137,10 @@ class StepConn:
                 and result.error_field(pq.DiagnosticField.SQLSTATE) in _PREPARE_AGAIN
             ):
                 del self._prepared[sql]
-                result = self._send(sql, values, prepare=True)
+                # Prepared again below: the parameters go as text (what any statement reads).
+                text_values = self._text(params) if formats is not None else values
+                assert text_values is not None  # the same values, and text takes every one `_text` does
+                result = self._send(sql, text_values, prepare=True)
         status = result.status
         if status == _TUPLES_OK:
             if not result.ntuples:
@@ -133,12 +165,24 @@ class StepConn:
                 done = dbapi.wait(execute(pgconn))[-1]
                 if done.status != _COMMAND_OK:
                     raise errors.error_from_result(done, encoding=self._codec)
+                # Which parameters the server reads as timestamptz (binary from the next run on;
+                # this run's values are text already, and text is what a fresh statement takes).
+                pgconn.send_describe_prepared(name)
+                described = dbapi.wait(execute(pgconn))[-1]
+                if described.status != _COMMAND_OK:
+                    raise errors.error_from_result(described, encoding=self._codec)
+                types = [described.param_type(i) for i in range(described.nparams)]
+                formats = [_BINARY if oid == _TIMESTAMPTZ_OID else 0 for oid in types]
+                self._formats[sql] = formats if any(formats) else None
                 self._prepared[sql] = name
-            else:
-                self._runs[sql] = runs + 1
+                pgconn.send_query_prepared(name, values, result_format=_BINARY)
+                results: list[pq.abc.PGresult] = dbapi.wait(execute(pgconn))
+                return results[-1]
+            self._runs[sql] = runs + 1
         if name is None:
-            pgconn.send_query_params(_numbered(sql), values)
+            pgconn.send_query_params(_numbered(sql), values, result_format=_BINARY)
         else:
-            pgconn.send_query_prepared(name, values)
-        results: list[pq.abc.PGresult] = dbapi.wait(execute(pgconn))
+            binary_at = self._formats.get(sql)
+            pgconn.send_query_prepared(name, values, param_formats=binary_at, result_format=_BINARY)
+        results = dbapi.wait(execute(pgconn))
         return results[-1]
