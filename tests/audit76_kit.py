@@ -260,7 +260,10 @@ def _run(gateway: OrderGateway, op: dict[str, Any]) -> dict[str, Any]:
             limit_price=op.get("limit"),
         )  # fmt: skip
     elif kind == "exit":
-        r = gateway.exit(op["symbol"], qty=op.get("qty"), intent=op["intent"])
+        r = gateway.exit(
+            op["symbol"], qty=op.get("qty"), intent=op["intent"], order_type=op.get("type", "market"),
+            limit_price=op.get("limit"),
+        )  # fmt: skip
     elif kind == "cancel":
         claim = gateway.cancel(op["order_id"])
         return {"op": kind, "state": None if claim is None else claim.state.value}

@@ -98,7 +98,7 @@ class RetryAnswers:
 
     def _broker_available(
         self, symbol: str, held: LedgerPosition, read_at: datetime
-    ) -> tuple[Decimal, str] | OrderResult:
+    ) -> tuple[Decimal, str, datetime | None] | OrderResult:
         raise NotImplementedError
 
     def _reconcile_after_exit_error(
@@ -473,7 +473,7 @@ class RetryAnswers:
         read = self._broker_available(claim.symbol, held, read_at)
         if isinstance(read, OrderResult):
             return OrderResult(read.outcome, claim, None, read.reason, read.error)
-        available, held_back = read
+        available, held_back, _shows_at = read  # a resend is sized from this read (see `_size_exit`)
         read_done = self.clock.now()  # the resend's size is as old as this read (`_resize_if_held_up`)
         crashpoints.hit("exit_before_claim")
         try:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
@@ -161,15 +161,33 @@ def _may_fill(claim: Claim) -> Decimal:
     return max(claim.order_qty - claim.filled_qty, Decimal(0))
 
 
-def _unbooked(candidates: list[Claim], orders: dict[str, BrokerOrder | None]) -> tuple[Decimal, list[str]]:
-    """What the claims' orders filled beyond the fills the claims booked, and whose ("agent coid")."""
-    unbooked, whose = Decimal(0), []
+class Unbooked(NamedTuple):
+    """Shares other agents' orders filled that their ledgers lack (`Reconciler.unbooked_by_others`).
+
+    Attributes:
+        qty: How many.
+        whose: "agent client_order_id" of each order counted.
+        changed_at: The latest broker `updated_at` of the orders read with such fills (a fill is
+            no later than its order's last change), or None: the time after which a positions
+            read taken `position_settle_secs` later surely shows them.
+    """
+
+    qty: Decimal
+    whose: list[str]
+    changed_at: datetime | None = None
+
+
+def _unbooked(candidates: list[Claim], orders: dict[str, BrokerOrder | None]) -> Unbooked:
+    """What the claims' orders filled beyond the fills the claims booked, whose ("agent coid"), and when."""
+    unbooked, whose, changed_at = Decimal(0), [], None
     for claim in candidates:
         order = orders.get(claim.client_order_id)
         if order is not None and order.filled_qty > claim.filled_qty:
             unbooked += order.filled_qty - claim.filled_qty
             whose.append(f"{claim.agent_id} {claim.client_order_id}")
-    return unbooked, whose
+            if order.updated_at is not None and (changed_at is None or order.updated_at > changed_at):
+                changed_at = order.updated_at
+    return Unbooked(unbooked, whose, changed_at)
 
 
 class Reconciler:
@@ -539,7 +557,7 @@ class Reconciler:
             if c.agent_id in away and c.coid_scope == scope
         ]
 
-    def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
+    def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> Unbooked:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
 
         A claim's fills reach its agent's ledger when that agent adopts them (its acknowledgement,
@@ -555,8 +573,8 @@ class Reconciler:
         `_LOOKUPS_PER_SIZING` are read, those that may fill most first; the rest are counted from
         one listing of the symbol's orders, which is final only for an order it shows ended:
         any other counts all it may still fill (held back, never sold; an order of unknown size
-        among them refuses the sizing). Returns the quantity and "agent client_order_id" of each
-        order counted.
+        among them refuses the sizing). Returns the quantity, "agent client_order_id" of each
+        order counted, and when the latest of the orders read changed (`Unbooked`).
 
         Other agents' acknowledged exits on the other side are brought up to date when their
         orders have ended at the broker (canceled by hand, by an account-wide cancel, expired):
@@ -585,7 +603,7 @@ class Reconciler:
             self._resolve_stranded_exits(stranded, self._orders_of(stranded, symbol))
         return self._unbooked_fills(candidates, symbol)
 
-    def _unbooked_fills(self, candidates: list[Claim], symbol: str) -> tuple[Decimal, list[str]]:
+    def _unbooked_fills(self, candidates: list[Claim], symbol: str) -> Unbooked:
         """What the candidates' orders filled unbooked, read by client_order_id up to a bound.
 
         See `unbooked_by_others`: past `_LOOKUPS_PER_SIZING` an order counts what one listing
@@ -597,9 +615,9 @@ class Reconciler:
         if len(rest) <= _LOOKUPS_BEFORE_LISTING:  # a listing would cost as much
             read, rest = ordered, []
         orders = self._orders_of(read, symbol, one_by_one=True)
-        unbooked, whose = _unbooked(read, orders)
+        unbooked, whose, changed_at = _unbooked(read, orders)
         if not rest:
-            return unbooked, whose
+            return Unbooked(unbooked, whose, changed_at)
         unsized = [c.client_order_id for c in rest if c.order_qty is None]
         if unsized:
             raise BrokerUnavailable(
@@ -611,14 +629,14 @@ class Reconciler:
         for claim in rest:
             order = listed.get(claim.client_order_id)
             if order is not None and order.status.is_terminal and order.replaced_by is None:
-                more, _ = _unbooked([claim], {claim.client_order_id: order})
+                more = _unbooked([claim], {claim.client_order_id: order}).qty
                 if more:
                     unbooked += more
                     whose.append(f"{claim.agent_id} {claim.client_order_id}")
             elif may := _may_fill(claim):
                 unbooked += may
                 whose.append(f"{claim.agent_id} {claim.client_order_id} (not read: all it may fill)")
-        return unbooked, whose
+        return Unbooked(unbooked, whose, changed_at)
 
     def _others_in_motion(self, agent_id: str, symbol: str) -> list[Claim]:
         """Other agents' claims on `agent_id`'s account in motion in `symbol`, and recent NOT_SENT ones.
@@ -965,7 +983,7 @@ class Reconciler:
         candidates = [c for c in self._others_in_motion(action.agent_id, action.symbol) if c.side is adds]
         # Read only (a dry run changes nothing): no other agent's exit is brought up to date here.
         orders = self._orders_of(candidates, action.symbol, one_by_one=True)
-        unbooked, whose = _unbooked(candidates, orders)
+        unbooked, whose, _changed_at = _unbooked(candidates, orders)
         if not unbooked:
             return action
         reason = (
@@ -1163,7 +1181,7 @@ class Reconciler:
         if available:
             adds = claim.side.opposite
             try:
-                unbooked, _whose = self.unbooked_by_others(claim.agent_id, claim.symbol, adds)
+                unbooked = self.unbooked_by_others(claim.agent_id, claim.symbol, adds).qty
                 outside, _which = self.sold_outside(claim.agent_id, claim.symbol, adds, read_at)
             except BrokerError:
                 return False  # unknown whose the shares are: nothing sent; the next pass tries again

@@ -1,0 +1,157 @@
+"""Audit 76: an exit beside another agent's fresh unbooked fill waits until a positions read shows it (G3).
+
+Exit sizing holds back what other agents' orders filled that no ledger books yet (a sender frozen
+or killed after its POST): read by client_order_id, those fills are current, but Alpaca's
+positions endpoint trails fills by seconds (and its order listing may trail as well). Held back
+from a read that does not show the fill yet, the shares are taken off twice:
+
+- past a phantom, the read still shows shares a person sold by hand moments before (the listing
+  does not show that close yet either, so it is not held back as sold outside): agent A, whose
+  ledger is a phantom, sold agent C's fresh shares;
+- an agent that really holds undersold its exit (B asked for its 10 and sold 3).
+
+The exit now waits out such a fill's horizon (`position_settle_secs` from its order's last
+change), once, then reads again. Real parts: the paper broker behind positions and listings that
+trail by `LAG` of the manual clock, stores on SQLite and PostgreSQL; C's process ends at the
+`after_post` crash point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
+from tradeguard.config import Settings
+from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, Side
+from tradeguard.domain.lifecycle import ClaimState
+from tradeguard.execution import Outcome
+from tradeguard.paper.prices import FixedPrices
+from tradeguard.ports import ForwardingBroker
+from tradeguard.store import ClaimStore
+
+LAG = timedelta(seconds=10)  # inside the settle horizon (30 s)
+SETTINGS = Settings(recent_activity_secs=0)
+
+
+class Died(BaseException):
+    """C's process ends at the crash point."""
+
+
+class Trailing(ForwardingBroker):
+    """Positions and order listings as they were `LAG` ago on the clock; lookups by id as they are."""
+
+    def __init__(self, inner: PaperBroker, clock: ManualClock) -> None:
+        super().__init__(inner)
+        self.paper = inner
+        self.clock = clock
+        self.history: list[tuple[datetime, dict[str, BrokerPosition], list[BrokerOrder]]] = []
+        self.note()
+
+    def note(self) -> None:
+        """Remember the account as it is now (after every change)."""
+        positions = {p.symbol: p for p in self.paper.list_positions()}
+        orders = self.paper.list_orders(status="all", limit=10_000)
+        self.history.append((self.clock.now(), positions, orders))
+
+    def _seen(self) -> tuple[dict[str, BrokerPosition], list[BrokerOrder]]:
+        shown = self.history[0]
+        for entry in self.history:
+            if entry[0] <= self.clock.now() - LAG:
+                shown = entry
+        return shown[1], shown[2]
+
+    def submit_order(self, request: OrderRequest) -> BrokerOrder:
+        try:
+            return self.paper.submit_order(request)
+        finally:
+            self.note()
+
+    def list_positions(self) -> list[BrokerPosition]:
+        return list(self._seen()[0].values())
+
+    def get_position(self, symbol: str) -> BrokerPosition | None:
+        return self._seen()[0].get(symbol)
+
+    def list_orders(self, *, status: str = "open", symbols: list[str] | None = None, after: Any = None,
+                    limit: int = 500, **_: Any) -> list[BrokerOrder]:  # fmt: skip
+        listed = [
+            o
+            for o in self._seen()[1]
+            if (status == "all" or (status == "open") == o.status.is_open)
+            and (not symbols or o.symbol in symbols)
+            and (after is None or (o.created_at is not None and o.created_at > after))
+        ]
+        return listed[:limit]
+
+
+@pytest.fixture
+def world(store_url: str) -> Iterator[tuple[ManualClock, Trailing, dict[str, OrderGateway]]]:
+    clock = ManualClock()
+    account = Trailing(PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock), clock)
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
+    gateways = {
+        agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
+        for s, agent in zip(stores, "abc", strict=True)
+    }
+    try:
+        yield clock, account, gateways
+    finally:
+        for s in stores:
+            s.close()
+
+
+def _c_buys_and_dies(c: OrderGateway, qty: int) -> None:
+    c.position("SPY")  # started before the hook: only its entry's POST dies
+
+    def hook(name: str) -> None:
+        if name == "after_post":
+            raise Died(name)
+
+    crashpoints.set_hook(hook)
+    try:
+        with pytest.raises(Died):
+            c.enter("SPY", qty, intent="c-in")
+    finally:
+        crashpoints.set_hook(None)
+    [claim] = c.store.list_claims(agent_id="c")
+    assert claim.state is ClaimState.PENDING
+
+
+def test_a_phantom_exit_never_sells_a_fresh_unbooked_fill_a_trailing_read_does_not_show(
+    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    clock, account, gw = world
+    assert gw["a"].enter("SPY", qty=6, intent="a-in").outcome is Outcome.SUBMITTED
+    assert gw["b"].enter("SPY", qty=4, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.paper.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))  # A's and B's gone
+    account.note()
+    clock.advance(1)
+    _c_buys_and_dies(gw["c"], 5)
+    clock.advance(1)  # the read still shows the 10 from before the close; the listing not the close
+
+    result = gw["a"].exit("SPY", intent="a-out")
+
+    assert result.outcome is Outcome.SKIPPED, result  # nothing of A's is left
+    assert account.paper.position_qty("SPY") == 5  # C's 5 are still there
+
+
+def test_an_exit_beside_a_fresh_unbooked_fill_sells_all_the_agent_holds(
+    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    clock, account, gw = world
+    assert gw["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    _c_buys_and_dies(gw["c"], 7)
+    clock.advance(1)  # the read shows B's 10, not C's 7 yet
+
+    result = gw["b"].exit("SPY", intent="b-out")
+
+    assert result.outcome is Outcome.SUBMITTED, result
+    assert result.claim is not None and result.claim.order_qty == 10, result  # not 10 - 7
+    assert account.paper.position_qty("SPY") == 7 and gw["b"].position("SPY").is_flat
