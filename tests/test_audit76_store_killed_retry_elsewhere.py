@@ -1,4 +1,4 @@
-"""Audit 76: the store's PostgreSQL session killed after the POST, the decision retried on another host (G1, G2).
+"""Audit 76: the store's PostgreSQL sessions killed after the POST, the decision retried elsewhere (G1, G2).
 
 Agent A's process stops right after its entry's POST was answered (the order filled at the
 broker, its claim PENDING); another session ends every PostgreSQL connection of A's store with
