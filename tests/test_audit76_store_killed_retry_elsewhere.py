@@ -61,7 +61,8 @@ def _kill_sessions(admin_url: str, name: str) -> int:
                 int(r[0])
                 for r in conn.execute(
                     sa.text(
-                        "SELECT pid FROM pg_stat_activity WHERE application_name = :n AND pid <> pg_backend_pid()"
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE application_name = :n AND pid <> pg_backend_pid()"
                     ),
                     {"n": name},
                 )
