@@ -1,4 +1,4 @@
-"""Audit 76: one process of an agent frozen after its entry's POST filled; another process of it exits (G1-G4).
+"""Audit 76: an agent frozen after its entry's POST filled while another process of it exits (G1-G4).
 
 Agent A runs two processes on one account beside agent B. A's first process stops (SIGSTOP) right
 after the broker filled its entry, before it records the answer: the claim is PENDING under its
