@@ -183,3 +183,42 @@ def test_a_partial_close_by_hand_both_reads_trail_does_not_let_a_phantom_sell_an
 
     # A truly holds 4: selling 6 takes 2 of B's.
     assert result.claim is None or result.claim.order_qty is None or result.claim.order_qty <= 4, result
+
+
+def test_a_refused_phantom_exit_is_not_released_onto_a_fresh_unbooked_fill_a_trailing_read_does_not_show(
+    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    clock, account, gw = world
+    assert gw["a"].enter("SPY", qty=6, intent="a-in").outcome is Outcome.SUBMITTED
+    assert gw["b"].enter("SPY", qty=4, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    gw["c"].position("SPY")
+
+    def between_sizing_and_post(point: str) -> None:
+        # After A's exit was sized, before its POST: a person closes the position by hand (A's and
+        # B's shares gone) and C buys, its process dying right after its POST (C's hook takes over).
+        if point == "before_post":
+            crashpoints.set_hook(None)
+            account.paper.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))
+            account.note()
+            _c_buys_and_dies(gw["c"], 5)  # at the close's instant: A's exit is not held up, it is refused
+
+    crashpoints.set_hook(between_sizing_and_post)
+    try:
+        result = gw["a"].exit("SPY", intent="a-out")
+    finally:
+        crashpoints.set_hook(None)
+
+    # Refused (the broker holds only C's 5); the release that follows must not sell C's shares.
+    assert result.outcome is not Outcome.SUBMITTED or result.claim is None or result.claim.order_qty == 0, (
+        result
+    )
+    assert account.paper.position_qty("SPY") == 5, [o for o in account.paper.orders() if o.side is Side.SELL]
+    # Once the reads settle, the passes book C's fill and clear A's phantom (its refused exit names
+    # it); B's is left reported: a close at the instant of a claimed fill is not attributed.
+    for _ in range(4):
+        clock.advance(60)
+        for g in gw.values():
+            g.reconcile()
+    assert [gw[x].position("SPY").qty for x in "ac"] == [0, 5]
+    assert account.paper.position_qty("SPY") == 5

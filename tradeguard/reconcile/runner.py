@@ -1142,6 +1142,27 @@ class Reconciler:
             return False
         return True
 
+    def _unbooked_the_read_shows(self, claim: Claim, adds: Side, read_at: datetime) -> Decimal:
+        """Other agents' unbooked fills on `adds` to hold back from a release's read taken at `read_at`.
+
+        Held back from a read that may not show them yet (their orders changed within
+        `position_settle_secs` of it), they would be taken off twice: past a phantom the read
+        still shows shares sold by hand moments ago, and the release sold the fresh fill's shares
+        (G3; audit 76). The gateway's exit waits that out (`OrderGateway._size_exit`); a pass
+        does not wait: the release is put off to the next pass or the bot's next exit call.
+
+        Raises:
+            BrokerError: An order read failed, or the read may not show the fills yet.
+        """
+        unbooked, _whose, changed_at = self.unbooked_by_others(claim.agent_id, claim.symbol, adds)
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        if unbooked and changed_at is not None and changed_at + settle > read_at:
+            raise BrokerUnavailable(
+                f"release of {claim.client_order_id} put off: other agents' unbooked fills in "
+                f"{claim.symbol} may not show in the positions read yet"
+            )
+        return unbooked
+
     def _release(self, action: Action, claim: Claim, report: ReconcileReport) -> bool:
         """Re-size a refused exit and send it, sized atomically against the ledger (G3).
 
@@ -1152,7 +1173,9 @@ class Reconciler:
         agent: `own_fills_read_may_trail`) still shows the shares that sell took, and past a
         phantom they are another agent's (G3; audit 33): that fill is waited out and the position
         read again, as the gateway's exit path does; one of the agent's sells found after the
-        sizing settles the exit NOT_SENT, nothing sent (the bot's next call re-sizes it).
+        sizing settles the exit NOT_SENT, nothing sent (the bot's next call re-sizes it). Other
+        agents' unbooked fills changed within `position_settle_secs` of the read put the release
+        off (the read may not show them; see `OrderGateway._size_exit`).
         """
         snapshot = report.snapshot
         pos: BrokerPosition | None = None
@@ -1181,7 +1204,7 @@ class Reconciler:
         if available:
             adds = claim.side.opposite
             try:
-                unbooked = self.unbooked_by_others(claim.agent_id, claim.symbol, adds).qty
+                unbooked = self._unbooked_the_read_shows(claim, adds, read_at)
                 outside, _which = self.sold_outside(claim.agent_id, claim.symbol, adds, read_at)
             except BrokerError:
                 return False  # unknown whose the shares are: nothing sent; the next pass tries again
