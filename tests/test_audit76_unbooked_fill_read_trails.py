@@ -8,10 +8,12 @@ from a read that does not show the fill yet, the shares are taken off twice:
 - past a phantom, the read still shows shares a person sold by hand moments before (the listing
   does not show that close yet either, so it is not held back as sold outside): agent A, whose
   ledger is a phantom, sold agent C's fresh shares;
-- an agent that really holds undersold its exit (B asked for its 10 and sold 3).
+- an agent that really holds undersold its exit (B asked for its 10 and sold 3);
+- a refused exit released by the reconciler, or resent when the bot retried it, sold the fresh
+  fill's shares the same way.
 
-The exit now waits out such a fill's horizon (`position_settle_secs` from its order's last
-change), once, then reads again. Real parts: the paper broker behind positions and listings that
+The exit (and its resend) now waits out such a fill's horizon (`position_settle_secs` from its
+order's last change), once, then reads again; the reconciler's release is put off. Real parts: the paper broker behind positions and listings that
 trail by `LAG` of the manual clock, stores on SQLite and PostgreSQL; C's process ends at the
 `after_post` crash point.
 """
@@ -222,3 +224,32 @@ def test_a_refused_phantom_exit_is_not_released_onto_a_fresh_unbooked_fill_a_tra
             g.reconcile()
     assert [gw[x].position("SPY").qty for x in "ac"] == [0, 5]
     assert account.paper.position_qty("SPY") == 5
+
+
+def test_a_refused_phantom_exit_retried_beside_a_fresh_unbooked_fill_never_sells_it(
+    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    clock, account, gw = world
+    assert gw["a"].enter("SPY", qty=6, intent="a-in").outcome is Outcome.SUBMITTED
+    assert gw["b"].enter("SPY", qty=4, intent="b-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+
+    def closed_by_hand_before_the_post(point: str) -> None:
+        if point == "before_post":
+            crashpoints.set_hook(None)
+            account.paper.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))
+            account.note()
+
+    crashpoints.set_hook(closed_by_hand_before_the_post)
+    try:
+        refused = gw["a"].exit("SPY", intent="a-out")
+    finally:
+        crashpoints.set_hook(None)
+    assert refused.outcome is not Outcome.SUBMITTED, refused  # the account is flat: refused
+    clock.advance(1)
+    _c_buys_and_dies(gw["c"], 5)
+    clock.advance(1)  # the read still shows the 10 from before the close
+
+    retried = gw["a"].exit("SPY", intent="a-out")  # the bot retries its refused exit (a resend)
+
+    assert account.paper.position_qty("SPY") == 5, retried  # C's 5 are still there
