@@ -13,9 +13,9 @@ from a read that does not show the fill yet, the shares are taken off twice:
   fill's shares the same way.
 
 The exit (and its resend) now waits out such a fill's horizon (`position_settle_secs` from its
-order's last change), once, then reads again; the reconciler's release is put off. Real parts: the paper broker behind positions and listings that
-trail by `LAG` of the manual clock, stores on SQLite and PostgreSQL; C's process ends at the
-`after_post` crash point.
+order's last change), once, then reads again; the reconciler's release is put off. Real parts:
+the paper broker behind positions and listings that trail by `LAG` of the manual clock, stores
+on SQLite and PostgreSQL; C's process ends at the `after_post` crash point.
 """
 
 from __future__ import annotations
