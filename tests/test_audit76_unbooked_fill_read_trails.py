@@ -253,3 +253,25 @@ def test_a_refused_phantom_exit_retried_beside_a_fresh_unbooked_fill_never_sells
     retried = gw["a"].exit("SPY", intent="a-out")  # the bot retries its refused exit (a resend)
 
     assert account.paper.position_qty("SPY") == 5, retried  # C's 5 are still there
+
+
+def test_a_first_close_does_not_adopt_a_stale_orphan_beside_a_fresh_unbooked_fill(
+    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    clock, account, gw = world
+    account.paper.submit_order(OrderRequest("SPY", Side.BUY, "bought-by-hand", qty=Decimal(10)))
+    account.note()
+    clock.advance(60)
+    account.paper.submit_order(OrderRequest("SPY", Side.SELL, "sold-by-hand", qty=Decimal(10)))
+    account.note()
+    clock.advance(1)
+    _c_buys_and_dies(gw["c"], 5)
+    clock.advance(1)  # both reads a settle delay apart still show the 10 from before the sale
+
+    adopted = gw["a"].adopt_broker_position("SPY", why="a drop-in bot's first close")
+
+    # The broker holds only C's 5 (its fill unbooked): nothing is A's (held: C's order in motion
+    # holds the adoption off), and A's close sells nothing.
+    assert adopted.is_flat, adopted
+    assert gw["a"].exit("SPY", intent="close").outcome is not Outcome.SUBMITTED
+    assert account.paper.position_qty("SPY") == 5
