@@ -275,3 +275,24 @@ def test_a_first_close_does_not_adopt_a_stale_orphan_beside_a_fresh_unbooked_fil
     assert adopted.is_flat, adopted
     assert gw["a"].exit("SPY", intent="close").outcome is not Outcome.SUBMITTED
     assert account.paper.position_qty("SPY") == 5
+
+
+def test_a_one_agent_pass_clears_its_phantom_beside_another_agents_stranded_filled_entry(
+    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+) -> None:
+    """G4: C's process died after its POST and never came back; A's own passes must still converge."""
+    clock, account, gw = world
+    assert gw["a"].enter("SPY", qty=10, intent="a-in").outcome is Outcome.SUBMITTED
+    clock.advance(60)
+    account.paper.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))  # A's 10 gone
+    account.note()
+    clock.advance(1)
+    _c_buys_and_dies(gw["c"], 5)
+
+    for _ in range(6):  # three minutes of A's own passes (C's lease lapsed long before)
+        clock.advance(30)
+        assert gw["a"].reconcile().aborted is None
+
+    assert gw["a"].store.position("a", "SPY").is_flat  # A's phantom cleared
+    assert gw["a"].store.position("c", "SPY").qty == 5  # C's fill booked (by A's pass, from the broker)
+    assert account.paper.position_qty("SPY") == 5

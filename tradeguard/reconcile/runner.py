@@ -252,6 +252,7 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
+            self._resolve_stranded_others(agent_id, wanted, dry_run=dry_run)
             claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
             try:
                 snapshot: BrokerSnapshot | None = None
@@ -883,7 +884,40 @@ class Reconciler:
             for p in self.store.all_positions()
         )
 
-    def _resolve_stranded_exits(self, exits: list[Claim], orders: dict[str, BrokerOrder | None]) -> None:
+    def _resolve_stranded_others(
+        self, agent_id: str | None, symbols: list[str] | None, *, dry_run: bool = False
+    ) -> None:
+        """Adopt what the broker shows of other agents' stranded claims on this account, in a one-agent pass.
+
+        A one-agent pass leaves other agents' claims to their own passes and holds a symbol where
+        one is unresolved off its positions diff (`busy_symbols`): the shares may be theirs. A
+        claim whose sender died after its POST (UNKNOWN, or PENDING past its lease) stays so
+        until its agent comes back: meanwhile this agent's phantom in that symbol was never
+        cleared nor even reported, its `position()` wrong for as long as the other agent stayed
+        down (G4; audit 76). Such a claim's order, looked up by client_order_id, is broker
+        evidence (G2), adopted as a whole-store pass adopts it (not found, it stays as it is; a
+        failed lookup changes nothing), so the symbol's positions are compared once its fill
+        settles. A live sender's claim (PENDING inside its lease) is left to it. A whole-store
+        pass (`agent_id` None) looks every claim up itself; a dry run changes nothing.
+        """
+        if agent_id is None or dry_run:
+            return
+        on_account, now = self.on_account(agent_id), self.clock.now()
+        keys = None if symbols is None else {symbol_key(s) for s in symbols}
+        stranded: dict[str, list[Claim]] = {}
+        for claim in self.store.list_claims(states=sorted(_UNRESOLVED)):
+            if claim.agent_id == agent_id or not on_account(claim.agent_id) or not _stranded(claim, now):
+                continue
+            if keys is None or symbol_key(claim.symbol) in keys:
+                stranded.setdefault(claim.symbol, []).append(claim)
+        why = "found at the broker by another agent's reconcile pass (its sender gone)"
+        for symbol, found in stranded.items():
+            with contextlib.suppress(BrokerError):  # a failed lookup is no evidence: left as it is
+                self._resolve_stranded_exits(found, self._orders_of(found, symbol, one_by_one=True), why)
+
+    def _resolve_stranded_exits(
+        self, exits: list[Claim], orders: dict[str, BrokerOrder | None], why: str = ""
+    ) -> None:
         """Adopt what the broker shows of other agents' exits whose senders are gone (audit 17 #2).
 
         An exit claimed and sent by an agent that died (or froze) before recording the answer
@@ -894,7 +928,7 @@ class Reconciler:
         is broker evidence (G2): adopted as any pass adopts it, the claim and its agent's ledger
         show the sale. Not found, it stays reserved (a POST in flight may still land).
         """
-        why = "found at the broker while sizing another agent's exit (its sender gone)"
+        why = why or "found at the broker while sizing another agent's exit (its sender gone)"
         for claim in exits:  # `orders`: the broker's, by client_order_id (`_orders_of`)
             order = orders.get(claim.client_order_id)
             if order is not None:
