@@ -252,9 +252,9 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
-            self._resolve_stranded_others(agent_id, wanted, dry_run=dry_run)
-            claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
             try:
+                self._resolve_stranded_others(agent_id, wanted, dry_run=dry_run)
+                claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
                 snapshot: BrokerSnapshot | None = None
                 actions: list[Action] = []
                 # A second read, a settle delay later, only when the first leaves a phantom or an
@@ -895,10 +895,13 @@ class Reconciler:
         until its agent comes back: meanwhile this agent's phantom in that symbol was never
         cleared nor even reported, its `position()` wrong for as long as the other agent stayed
         down (G4; audit 76). Such a claim's order, looked up by client_order_id, is broker
-        evidence (G2), adopted as a whole-store pass adopts it (not found, it stays as it is; a
-        failed lookup changes nothing), so the symbol's positions are compared once its fill
-        settles. A live sender's claim (PENDING inside its lease) is left to it. A whole-store
-        pass (`agent_id` None) looks every claim up itself; a dry run changes nothing.
+        evidence (G2), adopted as a whole-store pass adopts it (not found, it stays as it is), so
+        the symbol's positions are compared once its fill settles. A live sender's claim
+        (PENDING inside its lease) is left to it. A whole-store pass (`agent_id` None) looks
+        every claim up itself; a dry run changes nothing.
+
+        Raises:
+            BrokerError: A lookup failed (before anything was adopted): the pass aborts.
         """
         if agent_id is None or dry_run:
             return
@@ -910,10 +913,13 @@ class Reconciler:
                 continue
             if keys is None or symbol_key(claim.symbol) in keys:
                 stranded.setdefault(claim.symbol, []).append(claim)
-        why = "found at the broker by another agent's reconcile pass (its sender gone)"
+        # Every lookup first: a failed one aborts the pass before anything changed (G4: a failed
+        # read is never evidence, and the pass says so).
+        orders: dict[str, BrokerOrder | None] = {}
         for symbol, found in stranded.items():
-            with contextlib.suppress(BrokerError):  # a failed lookup is no evidence: left as it is
-                self._resolve_stranded_exits(found, self._orders_of(found, symbol, one_by_one=True), why)
+            orders |= self._orders_of(found, symbol, one_by_one=True)
+        why = "found at the broker by another agent's reconcile pass (its sender gone)"
+        self._resolve_stranded_exits([c for found in stranded.values() for c in found], orders, why)
 
     def _resolve_stranded_exits(
         self, exits: list[Claim], orders: dict[str, BrokerOrder | None], why: str = ""
