@@ -25,6 +25,7 @@ import multiprocessing
 PRELOAD = [
     "tests.hardening_workers",
     "tests.audit44_workers",
+    "tests.audit76_kit",
     "tests.store_workers",
     "tests.gateway_race_worker",
     "tests.service.service_worker",

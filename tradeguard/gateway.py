@@ -475,7 +475,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
         # an order marked NOT_SENT that landed late is no longer in motion, so the store's
         # check alone would let them through (G3). Read after the positions, as exits are sized.
         adds = Side.BUY if held.qty > 0 else Side.SELL
-        unbooked, _whose = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
+        unbooked = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds).qty
         if unbooked >= abs(held.qty):
             return self.store.position(self.agent_id, symbol)
         qty = held.qty - unbooked if held.qty > 0 else held.qty + unbooked
@@ -514,12 +514,28 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
         symbol = decision.symbol
         own_fill_shows_at = self._own_fill_shows_at(held)
         sizing = 0
+        waited = False
         while True:
             read_at = self.clock.now()  # exits acknowledged from now on may not be in the read
             read = self._broker_available(symbol, held, read_at)
             if isinstance(read, OrderResult):
                 return read
-            available, held_back = read
+            available, held_back, unbooked_shows_at = read
+            if unbooked_shows_at is not None and not waited:
+                # Other agents' fills no ledger books yet were held back from a read that may not
+                # show them: a positions read trails fills by seconds, so shares the read still
+                # counts from before (sold since by hand, past a phantom) were taken as this
+                # agent's and the fresh fill's shares sold (G3; audit 76), or, the agent holding,
+                # the fill was taken off twice and a real exit undersold. Waited out once, as
+                # booked fills are (`_wait_out_recent_fills`), then read again.
+                waited = True
+                wait = max((unbooked_shows_at - self.clock.now()).total_seconds(), 0.0)
+                logger.info(
+                    "%s: exit in %s waits %.1f s for other agents' unbooked fills to show in a read",
+                    self.agent_id, symbol, wait,
+                )  # fmt: skip
+                self.clock.sleep(wait)
+                continue
             # The size is as old as this read: a sender held up from here on (before the sizing
             # as after it) is re-sized before its POST (`_resize_if_held_up`).
             read_done = self.clock.now()
@@ -732,7 +748,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
 
     def _broker_available(
         self, symbol: str, held: LedgerPosition, read_at: datetime
-    ) -> tuple[Decimal, str] | OrderResult:
+    ) -> tuple[Decimal, str, datetime | None] | OrderResult:
         """Return what the broker has available that may back this agent's exit, and a note.
 
         The broker's `qty_available` on the held side, less what other agents' orders in motion
@@ -744,17 +760,19 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
         (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet), and less what
         acknowledged exits hold that the read does not show held (`Reconciler.holds_the_read_misses`:
         sizing counts them as out of `qty_available` already). The note says
-        what was held back ("" when nothing was); a result ends the call (a read failed: nothing
-        sent).
+        what was held back ("" when nothing was); the time is when the unbooked fills held back
+        surely show in a positions read, if this read (begun at `read_at`) may still trail them
+        (else None): held back from a read that does not show them yet, they are taken twice;
+        a result ends the call (a read failed: nothing sent).
         """
         doing = f"read the {symbol} position"
         try:
             at_broker = self.broker.get_position(symbol)
             if at_broker is None or at_broker.qty == 0 or (at_broker.qty > 0) != (held.qty > 0):
-                return Decimal(0), ""
+                return Decimal(0), "", None
             adds = Side.BUY if at_broker.qty > 0 else Side.SELL
             doing = f"read other agents' {symbol} orders in motion (whose shares the broker holds)"
-            unbooked, whose = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
+            unbooked, whose, changed_at = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
             doing = f"read the {symbol} orders the positions read may trail"
             outside, which = self.reconciler.sold_outside(self.agent_id, symbol, adds, read_at)
             lately, sellers = self.reconciler.sold_by_others_lately(self.agent_id, symbol, adds, read_at)
@@ -790,10 +808,14 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
                 "that the positions read may not show yet"
             )
         if not notes:
-            return available, ""
+            return available, "", None
         note = "; ".join(notes)
         logger.info("%s: %s", self.agent_id, note)
-        return max(available - unbooked - outside - lately - unshown, Decimal(0)), note
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        shows_at = None
+        if unbooked and changed_at is not None and changed_at + settle > read_at:
+            shows_at = min(changed_at, read_at) + settle  # a broker clock ahead of ours waits no longer
+        return max(available - unbooked - outside - lately - unshown, Decimal(0)), note, shows_at
 
     def _send(
         self,

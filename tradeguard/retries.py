@@ -98,7 +98,7 @@ class RetryAnswers:
 
     def _broker_available(
         self, symbol: str, held: LedgerPosition, read_at: datetime
-    ) -> tuple[Decimal, str] | OrderResult:
+    ) -> tuple[Decimal, str, datetime | None] | OrderResult:
         raise NotImplementedError
 
     def _reconcile_after_exit_error(
@@ -471,9 +471,15 @@ class RetryAnswers:
             self.clock.sleep((shows_at - self.clock.now()).total_seconds())
         read_at = self.clock.now()
         read = self._broker_available(claim.symbol, held, read_at)
+        if not isinstance(read, OrderResult) and read[2] is not None:
+            # Other agents' unbooked fills the read may not show yet: waited out once and read
+            # again, as a new exit does (`OrderGateway._size_exit`; audit 76).
+            self.clock.sleep(max((read[2] - self.clock.now()).total_seconds(), 0.0))
+            read_at = self.clock.now()
+            read = self._broker_available(claim.symbol, held, read_at)
         if isinstance(read, OrderResult):
             return OrderResult(read.outcome, claim, None, read.reason, read.error)
-        available, held_back = read
+        available, held_back, _shows_at = read
         read_done = self.clock.now()  # the resend's size is as old as this read (`_resize_if_held_up`)
         crashpoints.hit("exit_before_claim")
         try:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from tradeguard import crashpoints
 from tradeguard.clock import Clock, SystemClock
@@ -161,15 +161,33 @@ def _may_fill(claim: Claim) -> Decimal:
     return max(claim.order_qty - claim.filled_qty, Decimal(0))
 
 
-def _unbooked(candidates: list[Claim], orders: dict[str, BrokerOrder | None]) -> tuple[Decimal, list[str]]:
-    """What the claims' orders filled beyond the fills the claims booked, and whose ("agent coid")."""
-    unbooked, whose = Decimal(0), []
+class Unbooked(NamedTuple):
+    """Shares other agents' orders filled that their ledgers lack (`Reconciler.unbooked_by_others`).
+
+    Attributes:
+        qty: How many.
+        whose: "agent client_order_id" of each order counted.
+        changed_at: The latest broker `updated_at` of the orders read with such fills (a fill is
+            no later than its order's last change), or None: the time after which a positions
+            read taken `position_settle_secs` later surely shows them.
+    """
+
+    qty: Decimal
+    whose: list[str]
+    changed_at: datetime | None = None
+
+
+def _unbooked(candidates: list[Claim], orders: dict[str, BrokerOrder | None]) -> Unbooked:
+    """What the claims' orders filled beyond the fills the claims booked, whose ("agent coid"), and when."""
+    unbooked, whose, changed_at = Decimal(0), [], None
     for claim in candidates:
         order = orders.get(claim.client_order_id)
         if order is not None and order.filled_qty > claim.filled_qty:
             unbooked += order.filled_qty - claim.filled_qty
             whose.append(f"{claim.agent_id} {claim.client_order_id}")
-    return unbooked, whose
+            if order.updated_at is not None and (changed_at is None or order.updated_at > changed_at):
+                changed_at = order.updated_at
+    return Unbooked(unbooked, whose, changed_at)
 
 
 class Reconciler:
@@ -234,8 +252,9 @@ class Reconciler:
         wanted = None if symbols is None else sorted(set(symbols))
         report = ReconcileReport(started_at=self.clock.now(), dry_run=dry_run)
         with self._lock:
-            claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
             try:
+                self._resolve_stranded_others(agent_id, wanted, dry_run=dry_run)
+                claims, ledger, cleared, others, moved = self._load(agent_id, wanted)
                 snapshot: BrokerSnapshot | None = None
                 actions: list[Action] = []
                 # A second read, a settle delay later, only when the first leaves a phantom or an
@@ -539,7 +558,7 @@ class Reconciler:
             if c.agent_id in away and c.coid_scope == scope
         ]
 
-    def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> tuple[Decimal, list[str]]:
+    def unbooked_by_others(self, agent_id: str, symbol: str, adds: Side) -> Unbooked:
         """Shares other agents' orders in motion filled on the `adds` side that their ledgers lack.
 
         A claim's fills reach its agent's ledger when that agent adopts them (its acknowledgement,
@@ -555,8 +574,8 @@ class Reconciler:
         `_LOOKUPS_PER_SIZING` are read, those that may fill most first; the rest are counted from
         one listing of the symbol's orders, which is final only for an order it shows ended:
         any other counts all it may still fill (held back, never sold; an order of unknown size
-        among them refuses the sizing). Returns the quantity and "agent client_order_id" of each
-        order counted.
+        among them refuses the sizing). Returns the quantity, "agent client_order_id" of each
+        order counted, and when the latest of the orders read changed (`Unbooked`).
 
         Other agents' acknowledged exits on the other side are brought up to date when their
         orders have ended at the broker (canceled by hand, by an account-wide cancel, expired):
@@ -585,7 +604,7 @@ class Reconciler:
             self._resolve_stranded_exits(stranded, self._orders_of(stranded, symbol))
         return self._unbooked_fills(candidates, symbol)
 
-    def _unbooked_fills(self, candidates: list[Claim], symbol: str) -> tuple[Decimal, list[str]]:
+    def _unbooked_fills(self, candidates: list[Claim], symbol: str) -> Unbooked:
         """What the candidates' orders filled unbooked, read by client_order_id up to a bound.
 
         See `unbooked_by_others`: past `_LOOKUPS_PER_SIZING` an order counts what one listing
@@ -597,9 +616,9 @@ class Reconciler:
         if len(rest) <= _LOOKUPS_BEFORE_LISTING:  # a listing would cost as much
             read, rest = ordered, []
         orders = self._orders_of(read, symbol, one_by_one=True)
-        unbooked, whose = _unbooked(read, orders)
+        unbooked, whose, changed_at = _unbooked(read, orders)
         if not rest:
-            return unbooked, whose
+            return Unbooked(unbooked, whose, changed_at)
         unsized = [c.client_order_id for c in rest if c.order_qty is None]
         if unsized:
             raise BrokerUnavailable(
@@ -611,14 +630,14 @@ class Reconciler:
         for claim in rest:
             order = listed.get(claim.client_order_id)
             if order is not None and order.status.is_terminal and order.replaced_by is None:
-                more, _ = _unbooked([claim], {claim.client_order_id: order})
+                more = _unbooked([claim], {claim.client_order_id: order}).qty
                 if more:
                     unbooked += more
                     whose.append(f"{claim.agent_id} {claim.client_order_id}")
             elif may := _may_fill(claim):
                 unbooked += may
                 whose.append(f"{claim.agent_id} {claim.client_order_id} (not read: all it may fill)")
-        return unbooked, whose
+        return Unbooked(unbooked, whose, changed_at)
 
     def _others_in_motion(self, agent_id: str, symbol: str) -> list[Claim]:
         """Other agents' claims on `agent_id`'s account in motion in `symbol`, and recent NOT_SENT ones.
@@ -865,7 +884,46 @@ class Reconciler:
             for p in self.store.all_positions()
         )
 
-    def _resolve_stranded_exits(self, exits: list[Claim], orders: dict[str, BrokerOrder | None]) -> None:
+    def _resolve_stranded_others(
+        self, agent_id: str | None, symbols: list[str] | None, *, dry_run: bool = False
+    ) -> None:
+        """Adopt what the broker shows of other agents' stranded claims on this account, in a one-agent pass.
+
+        A one-agent pass leaves other agents' claims to their own passes and holds a symbol where
+        one is unresolved off its positions diff (`busy_symbols`): the shares may be theirs. A
+        claim whose sender died after its POST (UNKNOWN, or PENDING past its lease) stays so
+        until its agent comes back: meanwhile this agent's phantom in that symbol was never
+        cleared nor even reported, its `position()` wrong for as long as the other agent stayed
+        down (G4; audit 76). Such a claim's order, looked up by client_order_id, is broker
+        evidence (G2), adopted as a whole-store pass adopts it (not found, it stays as it is), so
+        the symbol's positions are compared once its fill settles. A live sender's claim
+        (PENDING inside its lease) is left to it. A whole-store pass (`agent_id` None) looks
+        every claim up itself; a dry run changes nothing.
+
+        Raises:
+            BrokerError: A lookup failed (before anything was adopted): the pass aborts.
+        """
+        if agent_id is None or dry_run:
+            return
+        on_account, now = self.on_account(agent_id), self.clock.now()
+        keys = None if symbols is None else {symbol_key(s) for s in symbols}
+        stranded: dict[str, list[Claim]] = {}
+        for claim in self.store.list_claims(states=sorted(_UNRESOLVED)):
+            if claim.agent_id == agent_id or not on_account(claim.agent_id) or not _stranded(claim, now):
+                continue
+            if keys is None or symbol_key(claim.symbol) in keys:
+                stranded.setdefault(claim.symbol, []).append(claim)
+        # Every lookup first: a failed one aborts the pass before anything changed (G4: a failed
+        # read is never evidence, and the pass says so).
+        orders: dict[str, BrokerOrder | None] = {}
+        for symbol, found in stranded.items():
+            orders |= self._orders_of(found, symbol, one_by_one=True)
+        why = "found at the broker by another agent's reconcile pass (its sender gone)"
+        self._resolve_stranded_exits([c for found in stranded.values() for c in found], orders, why)
+
+    def _resolve_stranded_exits(
+        self, exits: list[Claim], orders: dict[str, BrokerOrder | None], why: str = ""
+    ) -> None:
         """Adopt what the broker shows of other agents' exits whose senders are gone (audit 17 #2).
 
         An exit claimed and sent by an agent that died (or froze) before recording the answer
@@ -876,7 +934,7 @@ class Reconciler:
         is broker evidence (G2): adopted as any pass adopts it, the claim and its agent's ledger
         show the sale. Not found, it stays reserved (a POST in flight may still land).
         """
-        why = "found at the broker while sizing another agent's exit (its sender gone)"
+        why = why or "found at the broker while sizing another agent's exit (its sender gone)"
         for claim in exits:  # `orders`: the broker's, by client_order_id (`_orders_of`)
             order = orders.get(claim.client_order_id)
             if order is not None:
@@ -965,7 +1023,7 @@ class Reconciler:
         candidates = [c for c in self._others_in_motion(action.agent_id, action.symbol) if c.side is adds]
         # Read only (a dry run changes nothing): no other agent's exit is brought up to date here.
         orders = self._orders_of(candidates, action.symbol, one_by_one=True)
-        unbooked, whose = _unbooked(candidates, orders)
+        unbooked, whose, _changed_at = _unbooked(candidates, orders)
         if not unbooked:
             return action
         reason = (
@@ -1124,6 +1182,27 @@ class Reconciler:
             return False
         return True
 
+    def _unbooked_the_read_shows(self, claim: Claim, adds: Side, read_at: datetime) -> Decimal:
+        """Other agents' unbooked fills on `adds` to hold back from a release's read taken at `read_at`.
+
+        Held back from a read that may not show them yet (their orders changed within
+        `position_settle_secs` of it), they would be taken off twice: past a phantom the read
+        still shows shares sold by hand moments ago, and the release sold the fresh fill's shares
+        (G3; audit 76). The gateway's exit waits that out (`OrderGateway._size_exit`); a pass
+        does not wait: the release is put off to the next pass or the bot's next exit call.
+
+        Raises:
+            BrokerError: An order read failed, or the read may not show the fills yet.
+        """
+        unbooked, _whose, changed_at = self.unbooked_by_others(claim.agent_id, claim.symbol, adds)
+        settle = timedelta(seconds=self.settings.position_settle_secs)
+        if unbooked and changed_at is not None and changed_at + settle > read_at:
+            raise BrokerUnavailable(
+                f"release of {claim.client_order_id} put off: other agents' unbooked fills in "
+                f"{claim.symbol} may not show in the positions read yet"
+            )
+        return unbooked
+
     def _release(self, action: Action, claim: Claim, report: ReconcileReport) -> bool:
         """Re-size a refused exit and send it, sized atomically against the ledger (G3).
 
@@ -1134,7 +1213,9 @@ class Reconciler:
         agent: `own_fills_read_may_trail`) still shows the shares that sell took, and past a
         phantom they are another agent's (G3; audit 33): that fill is waited out and the position
         read again, as the gateway's exit path does; one of the agent's sells found after the
-        sizing settles the exit NOT_SENT, nothing sent (the bot's next call re-sizes it).
+        sizing settles the exit NOT_SENT, nothing sent (the bot's next call re-sizes it). Other
+        agents' unbooked fills changed within `position_settle_secs` of the read put the release
+        off (the read may not show them; see `OrderGateway._size_exit`).
         """
         snapshot = report.snapshot
         pos: BrokerPosition | None = None
@@ -1163,7 +1244,7 @@ class Reconciler:
         if available:
             adds = claim.side.opposite
             try:
-                unbooked, _whose = self.unbooked_by_others(claim.agent_id, claim.symbol, adds)
+                unbooked = self._unbooked_the_read_shows(claim, adds, read_at)
                 outside, _which = self.sold_outside(claim.agent_id, claim.symbol, adds, read_at)
             except BrokerError:
                 return False  # unknown whose the shares are: nothing sent; the next pass tries again
