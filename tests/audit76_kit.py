@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.gateway_kit import ServedRecording
+from tests.trailing import as_of
 from tradeguard import crashpoints
 from tradeguard.broker.alpaca import AlpacaBroker
 from tradeguard.config import Settings
@@ -130,13 +131,7 @@ class LateAccount(ServedRecording):
     # ---- what reads it -----------------------------------------------------------------------
 
     def _shown_now(self) -> dict[str, BrokerPosition]:
-        horizon = time.monotonic() - self.lag_secs
-        shown = self._shown[0][1]
-        for at, positions in self._shown:
-            if at > horizon:
-                break
-            shown = positions
-        return shown
+        return as_of(self._shown, time.monotonic() - self.lag_secs)
 
     def list_positions(self) -> list[BrokerPosition]:
         with self._lock:

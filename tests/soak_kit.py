@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.soak_worker import settings_of
+from tests.trailing import as_of
 from tradeguard.clock import ManualClock
 from tradeguard.domain import BrokerOrder, BrokerPosition, OrderRequest, Side
 from tradeguard.domain.lifecycle import ClaimState
@@ -117,13 +118,7 @@ class SoakPaper(PaperBroker):
             return True
 
     def _seen(self) -> dict[str, BrokerPosition]:
-        horizon = time.monotonic() - self.lag_secs
-        shown = self._shown[0][1]
-        for at, positions in self._shown:
-            if at > horizon:
-                break
-            shown = positions
-        return shown
+        return as_of(self._shown, time.monotonic() - self.lag_secs)
 
     def list_positions(self) -> list[BrokerPosition]:
         """The positions as they were `lag_secs` ago."""
