@@ -426,12 +426,26 @@ class OrderAmendments:
         never placed (audit 56). So an unfilled claim the read leaves live (or unread) records
         the bot's cancel as its reason (`CANCELED_BY_THE_BOT`), which `adopt_order` keeps when
         the order ends canceled.
+
+        The bot's cancel is the reason only for the order the bot named, when the broker took the
+        cancel or that order reads canceled (refused as canceled already, or the cancel's answer
+        lost): the bot was told its order is gone. A cancel refused because the order was
+        replaced ended nothing: the claim follows the chain to the live replacement under a
+        reason of its own. Recorded as the bot's cancel, the reason stayed on the live claim
+        (`cancel_asked`), and when someone else canceled the replacement later, the same order
+        sent again inside the dedup window was placed anew instead of answered as a retry (G1),
+        and a client_order_id sent again was refused as one "the bot canceled".
         """
         order = None
         with contextlib.suppress(BrokerError):  # a failed read is no evidence
             order = self.broker.get_order(order_id)
         if order is not None:
-            claim = adopt_order(self.store, claim, order, CANCELED_BY_THE_BOT, broker=self.broker)
+            named = order.status is not OrderStatus.REPLACED  # not followed to another order
+            bots = named and (asked or order.status is OrderStatus.CANCELED)
+            why = (
+                CANCELED_BY_THE_BOT if bots else f"after a cancel of order {order_id} the broker did not take"
+            )
+            claim = adopt_order(self.store, claim, order, why, broker=self.broker)
         if asked and claim.state is ClaimState.SUBMITTED and claim.filled_qty == 0:
             claim = self._note_cancel_asked(claim, order_id)
         return claim
