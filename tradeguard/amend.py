@@ -17,9 +17,9 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, ReplaceRequest, Side
+from tradeguard.domain import ACTIVE_STATES, BrokerOrder, Claim, OrderStatus, ReplaceRequest
 from tradeguard.domain.intents import Kind, exit_group, leg_name
-from tradeguard.domain.ledger import ExitRoom, size_exit
+from tradeguard.domain.ledger import ExitRoom, LedgerPosition, SizingRead, size_exit
 from tradeguard.domain.lifecycle import ACKNOWLEDGED_STATES, ClaimState
 from tradeguard.errors import BrokerError, ConfigError, LeaseLost, StoreError, UnrecordedChange
 from tradeguard.execution import CANCELED_BY_THE_BOT, adopt_order
@@ -72,6 +72,14 @@ class OrderAmendments:
 
     def refresh(self, symbol: str | None = None) -> None:
         """Adopt broker state for live claims (`OrderGateway.refresh`)."""
+        raise NotImplementedError
+
+    def _sizing_read(self, symbol: str, held: LedgerPosition, read_at: datetime) -> SizingRead:
+        """Read what the broker offers an exit (`OrderGateway._sizing_read`)."""
+        raise NotImplementedError
+
+    def _await_unbooked(self, symbol: str, shows_at: datetime) -> None:
+        """Wait until unbooked fills show in a read (`OrderGateway._await_unbooked`)."""
         raise NotImplementedError
 
     def cancel(self, order_id: str) -> Claim | None:
@@ -313,10 +321,15 @@ class OrderAmendments:
 
         The same rule an exit is sized by (`size_exit`), with this exit (and the other orders
         of its group: a leg's siblings) left out of the exits in flight and its unfilled shares
-        given back to the broker's `qty_available` (the broker holds them for this very group).
-        Read without the symbol's lock: an exit claimed in the instant between this read and
-        the replace is not seen, but the broker still refuses a replacement beyond
-        `qty_available` and `*_to_close` never opens a short.
+        given back to the broker's `qty_available` (the broker holds them for this very group),
+        less what is not the agent's to sell, read as an exit reads it (`OrderGateway._sizing_read`:
+        other agents' unbooked fills, sales and holds a trailing read may not show). Other agents'
+        unbooked fills the read may not show yet are waited out once and the broker read again,
+        as a new exit does (`OrderGateway._await_unbooked`): held back from a read that does not
+        show them, they were taken twice, and past a phantom the exit grew onto another agent's
+        fresh shares (G3). Read without the symbol's lock: an exit claimed in the instant
+        between this read and the replace is not seen, but the broker still refuses a
+        replacement beyond `qty_available` and `*_to_close` never opens a short.
 
         Raises:
             BrokerError: The position, or an order of another agent in motion, could not be
@@ -325,8 +338,10 @@ class OrderAmendments:
         symbol, mine = exit_claim.symbol, self.store.agent_accounts()
         account = mine.get(self.agent_id)
         held = self.store.position(self.agent_id, symbol)
-        read_at = self.clock.now()
-        at_broker = self.broker.get_position(symbol)
+        read = self._sizing_read(symbol, held, self.clock.now())
+        if read.unbooked_shows_at is not None:
+            self._await_unbooked(symbol, read.unbooked_shows_at)
+            read = self._sizing_read(symbol, held, self.clock.now())
         active = self.store.list_claims(states=sorted(ACTIVE_STATES), symbol=symbol, kind=Kind.EXIT)
         # The exit's group (a leg's siblings, which the broker holds the same shares for) is
         # this exit too: left out of the others, its largest unfilled qty given back.
@@ -339,19 +354,9 @@ class OrderAmendments:
             and exit_group(c.intent, c.client_order_id) == group
         ]
         own = max((c.order_qty or Decimal(0)) - c.filled_qty for c in ours)
-        same_side = at_broker is not None and at_broker.qty != 0 and (at_broker.qty > 0) == (held.qty > 0)
-        available = abs(at_broker.qty_available) + own if at_broker is not None and same_side else Decimal(0)
-        if available and at_broker is not None:
-            # Other agents' fills no ledger books yet are theirs, not room; and what a trailing read
-            # still counts as available is not room either: sales by hand or by other agents it
-            # may not show, and the holds of acknowledged exits (this one's too: given back above
-            # as held, it would count twice) it does not show yet (see `_broker_available`).
-            adds = Side.BUY if at_broker.qty > 0 else Side.SELL
-            reconciler = self.reconciler
-            available -= reconciler.unbooked_by_others(self.agent_id, symbol, adds)[0]
-            available -= reconciler.sold_outside(self.agent_id, symbol, adds, read_at)[0]
-            available -= reconciler.sold_by_others_lately(self.agent_id, symbol, adds, read_at)[0]
-            available -= reconciler.holds_the_read_misses(self.agent_id, symbol, at_broker, read_at)[0]
+        # What the read holds back may include this exit's own hold, when the read does not show
+        # it yet (given back above as held, it would count twice; see `holds_the_read_misses`).
+        available = read.available + own - read.held_back if read.on_side else Decimal(0)
         holders = {
             p.agent_id: p.qty
             for p in self.store.all_positions()
@@ -421,12 +426,26 @@ class OrderAmendments:
         never placed (audit 56). So an unfilled claim the read leaves live (or unread) records
         the bot's cancel as its reason (`CANCELED_BY_THE_BOT`), which `adopt_order` keeps when
         the order ends canceled.
+
+        The bot's cancel is the reason only for the order the bot named, when the broker took the
+        cancel or that order reads canceled (refused as canceled already, or the cancel's answer
+        lost): the bot was told its order is gone. A cancel refused because the order was
+        replaced ended nothing: the claim follows the chain to the live replacement under a
+        reason of its own. Recorded as the bot's cancel, the reason stayed on the live claim
+        (`cancel_asked`), and when someone else canceled the replacement later, the same order
+        sent again inside the dedup window was placed anew instead of answered as a retry (G1),
+        and a client_order_id sent again was refused as one "the bot canceled".
         """
         order = None
         with contextlib.suppress(BrokerError):  # a failed read is no evidence
             order = self.broker.get_order(order_id)
         if order is not None:
-            claim = adopt_order(self.store, claim, order, CANCELED_BY_THE_BOT, broker=self.broker)
+            named = order.status is not OrderStatus.REPLACED  # not followed to another order
+            bots = named and (asked or order.status is OrderStatus.CANCELED)
+            why = (
+                CANCELED_BY_THE_BOT if bots else f"after a cancel of order {order_id} the broker did not take"
+            )
+            claim = adopt_order(self.store, claim, order, why, broker=self.broker)
         if asked and claim.state is ClaimState.SUBMITTED and claim.filled_qty == 0:
             claim = self._note_cancel_asked(claim, order_id)
         return claim

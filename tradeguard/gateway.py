@@ -40,7 +40,7 @@ from tradeguard.domain import (
 )
 from tradeguard.domain.claims import ClaimOutcome, same_order
 from tradeguard.domain.intents import Intent, Kind, OrderSpec, check_agent_id
-from tradeguard.domain.ledger import ExitRoom, orphan
+from tradeguard.domain.ledger import ExitRoom, SizingRead, orphan
 from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import BrokerError, ConfigError, IntentMismatch, LeaseLost, StoreError, UnrecordedOrder
 from tradeguard.execution import (
@@ -529,12 +529,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
                 # the fill was taken off twice and a real exit undersold. Waited out once, as
                 # booked fills are (`_wait_out_recent_fills`), then read again.
                 waited = True
-                wait = max((unbooked_shows_at - self.clock.now()).total_seconds(), 0.0)
-                logger.info(
-                    "%s: exit in %s waits %.1f s for other agents' unbooked fills to show in a read",
-                    self.agent_id, symbol, wait,
-                )  # fmt: skip
-                self.clock.sleep(wait)
+                self._await_unbooked(symbol, unbooked_shows_at)
                 continue
             # The size is as old as this read: a sender held up from here on (before the sizing
             # as after it) is re-sized before its POST (`_resize_if_held_up`).
@@ -751,25 +746,47 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
     ) -> tuple[Decimal, str, datetime | None] | OrderResult:
         """Return what the broker has available that may back this agent's exit, and a note.
 
-        The broker's `qty_available` on the held side, less what other agents' orders in motion
-        on this account have filled there and no ledger books yet (`_unbooked_by_others`): those
-        shares are another agent's even though no ledger says so, and an agent whose own ledger
-        is a phantom would otherwise sell them (G3); and less what orders outside every claim
-        sold there lately (`Reconciler.sold_outside`: a close by hand the read, taken at
-        `read_at`, may still trail), and less what other agents sold there lately
-        (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet), and less what
-        acknowledged exits hold that the read does not show held (`Reconciler.holds_the_read_misses`:
-        sizing counts them as out of `qty_available` already). The note says
-        what was held back ("" when nothing was); the time is when the unbooked fills held back
-        surely show in a positions read, if this read (begun at `read_at`) may still trail them
-        (else None): held back from a read that does not show them yet, they are taken twice;
-        a result ends the call (a read failed: nothing sent).
+        The broker's `qty_available` on the held side less what is not this agent's to sell
+        (`_sizing_read`), the note saying what was held back ("" when nothing was), and when other
+        agents' unbooked fills held back surely show in a positions read, if this read (begun at
+        `read_at`) may still trail them (else None); a result ends the call (a read failed:
+        nothing sent, the skip audited).
+        """
+        try:
+            read = self._sizing_read(symbol, held, read_at)
+        except BrokerError as exc:
+            doing = exc.__notes__[-1] if getattr(exc, "__notes__", None) else f"read the {symbol} position"
+            reason = f"exit not sent: cannot {doing} to size it ({exc})"
+            self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
+            return OrderResult(Outcome.NOT_SENT, None, None, reason, exc)
+        if read.note:
+            logger.info("%s: %s", self.agent_id, read.note)
+        return max(read.available - read.held_back, Decimal(0)), read.note, read.unbooked_shows_at
+
+    def _sizing_read(self, symbol: str, held: LedgerPosition, read_at: datetime) -> SizingRead:
+        """Read the broker's `qty_available` on the held side and what of it is not this agent's.
+
+        Held back: what other agents' orders in motion on this account have filled there and no
+        ledger books yet (`Reconciler.unbooked_by_others`): those shares are another agent's even
+        though no ledger says so, and an agent whose own ledger is a phantom would otherwise sell
+        them (G3); what orders outside every claim sold there lately (`Reconciler.sold_outside`:
+        a close by hand the read, taken at `read_at`, may still trail); what other agents sold
+        there lately (`Reconciler.sold_by_others_lately`: booked, maybe not in the read yet); and
+        what acknowledged exits hold that the read does not show held
+        (`Reconciler.holds_the_read_misses`: sizing counts them as out of `qty_available`
+        already). Other agents' unbooked fills held back from a read that may not show them yet
+        would be taken twice: `SizingRead.unbooked_shows_at` says until when to wait before
+        reading again (`_await_unbooked`). Every path that sizes an exit from a read uses this:
+        a new exit, a resend, an exit grown by a replace (`OrderAmendments._room_beside`).
+
+        Raises:
+            BrokerError: A read failed; its last note says what could not be read.
         """
         doing = f"read the {symbol} position"
         try:
             at_broker = self.broker.get_position(symbol)
             if at_broker is None or at_broker.qty == 0 or (at_broker.qty > 0) != (held.qty > 0):
-                return Decimal(0), "", None
+                return SizingRead(False, Decimal(0), Decimal(0), "", None)
             adds = Side.BUY if at_broker.qty > 0 else Side.SELL
             doing = f"read other agents' {symbol} orders in motion (whose shares the broker holds)"
             unbooked, whose, changed_at = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
@@ -781,9 +798,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
                 self.agent_id, symbol, at_broker, read_at
             )
         except BrokerError as exc:
-            reason = f"exit not sent: cannot {doing} to size it ({exc})"
-            self.store.record_skip(None, agent_id=self.agent_id, reason=reason, symbol=symbol, kind="exit")
-            return OrderResult(Outcome.NOT_SENT, None, None, reason, exc)
+            exc.add_note(doing)
+            raise
         available = abs(at_broker.qty_available)
         notes = []
         if unbooked:
@@ -807,15 +823,28 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
                 f"{unshown} {symbol} held back: held by acknowledged exits ({', '.join(holding)}) "
                 "that the positions read may not show yet"
             )
-        if not notes:
-            return available, "", None
-        note = "; ".join(notes)
-        logger.info("%s: %s", self.agent_id, note)
         settle = timedelta(seconds=self.settings.position_settle_secs)
         shows_at = None
         if unbooked and changed_at is not None and changed_at + settle > read_at:
             shows_at = min(changed_at, read_at) + settle  # a broker clock ahead of ours waits no longer
-        return max(available - unbooked - outside - lately - unshown, Decimal(0)), note, shows_at
+        held_back = unbooked + outside + lately + unshown
+        return SizingRead(True, available, held_back, "; ".join(notes), shows_at)
+
+    def _await_unbooked(self, symbol: str, shows_at: datetime) -> None:
+        """Wait until other agents' unbooked fills held back from a read surely show in the next one.
+
+        A positions read trails fills by seconds: held back from a read that does not show them
+        yet, they were taken off twice, so shares the read still counts from before (sold since
+        by hand, past a phantom) were taken as this agent's and the fresh fill's shares sold (G3;
+        audit 76), or, the agent holding, a real exit undersold. Every path that sizes an exit
+        waits this out once, then reads again.
+        """
+        wait = max((shows_at - self.clock.now()).total_seconds(), 0.0)
+        logger.info(
+            "%s: exit in %s waits %.1f s for other agents' unbooked fills to show in a read",
+            self.agent_id, symbol, wait,
+        )  # fmt: skip
+        self.clock.sleep(wait)
 
     def _send(
         self,

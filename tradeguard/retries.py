@@ -101,6 +101,9 @@ class RetryAnswers:
     ) -> tuple[Decimal, str, datetime | None] | OrderResult:
         raise NotImplementedError
 
+    def _await_unbooked(self, symbol: str, shows_at: datetime) -> None:
+        raise NotImplementedError
+
     def _reconcile_after_exit_error(
         self, symbol: str, *, refused: Claim | None = None
     ) -> ReconcileReport | None:
@@ -474,7 +477,7 @@ class RetryAnswers:
         if not isinstance(read, OrderResult) and read[2] is not None:
             # Other agents' unbooked fills the read may not show yet: waited out once and read
             # again, as a new exit does (`OrderGateway._size_exit`; audit 76).
-            self.clock.sleep(max((read[2] - self.clock.now()).total_seconds(), 0.0))
+            self._await_unbooked(claim.symbol, read[2])
             read_at = self.clock.now()
             read = self._broker_available(claim.symbol, held, read_at)
         if isinstance(read, OrderResult):

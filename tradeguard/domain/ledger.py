@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from tradeguard.domain.frozen import fast_frozen_init
 
@@ -20,6 +21,7 @@ __all__ = [
     "legs_wait",
     "made_here",
     "LedgerPosition",
+    "SizingRead",
     "fill_step",
     "adoption_note",
     "orphan",
@@ -151,6 +153,28 @@ def legs_wait(parent: tuple[object, object] | None) -> bool:
         return False
     kind, state = (str(getattr(v, "value", v)) for v in parent)
     return kind == "entry" and state != "FILLED"
+
+
+class SizingRead(NamedTuple):
+    """What a positions read offers an agent's exit, and what of it is not the agent's.
+
+    Attributes:
+        on_side: The broker holds the symbol on the side of the agent's ledger.
+        available: The broker's `qty_available` there (0 when not `on_side`).
+        held_back: What of `available` is not the agent's to sell (other agents' unbooked
+            fills, sales the read may not show yet, holds it does not show); it may exceed
+            `available` when the read trails.
+        note: What was held back and why ("" when nothing was).
+        unbooked_shows_at: When other agents' unbooked fills held back surely show in a
+            positions read, if this read may still trail them (else None): held back from a
+            read that does not show them yet, they are taken twice.
+    """
+
+    on_side: bool
+    available: Decimal
+    held_back: Decimal
+    note: str
+    unbooked_shows_at: datetime | None
 
 
 def size_exit(
