@@ -25,50 +25,22 @@ from decimal import Decimal
 
 import pytest
 
-from tests.test_audit76_unbooked_fill_read_trails import SETTINGS, Died, Trailing
-from tradeguard import ManualClock, OrderGateway, PaperBroker, crashpoints
+from tests.test_audit76_unbooked_fill_read_trails import World, c_buys_and_dies, trailing_world
+from tradeguard import OrderGateway
 from tradeguard.domain import OrderRequest, ReplaceRequest, Side
-from tradeguard.domain.lifecycle import ClaimState
 from tradeguard.errors import ConfigError
 from tradeguard.execution import Outcome
-from tradeguard.paper.prices import FixedPrices
-from tradeguard.store import ClaimStore
-
-World = tuple[ManualClock, Trailing, dict[str, OrderGateway]]
 
 
 @pytest.fixture
 def world(store_url: str) -> Iterator[World]:
-    clock = ManualClock()
-    account = Trailing(PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock), clock)
-    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(2)]
-    gateways = {
-        agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
-        for s, agent in zip(stores, "ac", strict=True)
-    }
-    try:
-        yield clock, account, gateways
-    finally:
-        for s in stores:
-            s.close()
+    with trailing_world(store_url, agents="ac") as made:
+        yield made
 
 
 def _c_buys_and_dies(c: OrderGateway, qty: int) -> None:
     """C buys with a marketable limit (a market buy would be a potential wash trade against A's sell)."""
-    c.position("SPY")  # started before the hook: only its entry's POST dies
-
-    def hook(name: str) -> None:
-        if name == "after_post":
-            raise Died(name)
-
-    crashpoints.set_hook(hook)
-    try:
-        with pytest.raises(Died):
-            c.enter("SPY", qty, intent="c-in", order_type="limit", limit_price="550")
-    finally:
-        crashpoints.set_hook(None)
-    [claim] = c.store.list_claims(agent_id="c")
-    assert claim.state is ClaimState.PENDING
+    c_buys_and_dies(c, qty, order_type="limit", limit_price="550")
 
 
 def _resting_exit(a: OrderGateway, qty: int) -> str:

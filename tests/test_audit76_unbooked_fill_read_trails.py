@@ -20,6 +20,7 @@ on SQLite and PostgreSQL; C's process ends at the `after_post` crash point.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -91,14 +92,18 @@ class Trailing(ForwardingBroker):
         return listed[:limit]
 
 
-@pytest.fixture
-def world(store_url: str) -> Iterator[tuple[ManualClock, Trailing, dict[str, OrderGateway]]]:
+World = tuple[ManualClock, Trailing, dict[str, OrderGateway]]
+
+
+@contextlib.contextmanager
+def trailing_world(store_url: str, agents: str = "abc") -> Iterator[World]:
+    """One trailing paper account on a manual clock, a gateway (with its own store) per agent."""
     clock = ManualClock()
     account = Trailing(PaperBroker(prices=FixedPrices({"SPY": "500"}), clock=clock), clock)
-    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in range(3)]
+    stores = [ClaimStore(store_url, settings=SETTINGS, clock=clock) for _ in agents]
     gateways = {
         agent: OrderGateway(account, s, agent_id=agent, settings=SETTINGS, clock=clock)
-        for s, agent in zip(stores, "abc", strict=True)
+        for s, agent in zip(stores, agents, strict=True)
     }
     try:
         yield clock, account, gateways
@@ -107,7 +112,14 @@ def world(store_url: str) -> Iterator[tuple[ManualClock, Trailing, dict[str, Ord
             s.close()
 
 
-def _c_buys_and_dies(c: OrderGateway, qty: int) -> None:
+@pytest.fixture
+def world(store_url: str) -> Iterator[World]:
+    with trailing_world(store_url) as made:
+        yield made
+
+
+def c_buys_and_dies(c: OrderGateway, qty: int, **order: Any) -> None:
+    """Agent C's entry (`order`: its type and prices) is placed; its process ends right after the POST."""
     c.position("SPY")  # started before the hook: only its entry's POST dies
 
     def hook(name: str) -> None:
@@ -117,7 +129,7 @@ def _c_buys_and_dies(c: OrderGateway, qty: int) -> None:
     crashpoints.set_hook(hook)
     try:
         with pytest.raises(Died):
-            c.enter("SPY", qty, intent="c-in")
+            c.enter("SPY", qty, intent="c-in", **order)
     finally:
         crashpoints.set_hook(None)
     [claim] = c.store.list_claims(agent_id="c")
@@ -125,7 +137,7 @@ def _c_buys_and_dies(c: OrderGateway, qty: int) -> None:
 
 
 def test_a_phantom_exit_never_sells_a_fresh_unbooked_fill_a_trailing_read_does_not_show(
-    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+    world: World,
 ) -> None:
     clock, account, gw = world
     assert gw["a"].enter("SPY", qty=6, intent="a-in").outcome is Outcome.SUBMITTED
@@ -134,7 +146,7 @@ def test_a_phantom_exit_never_sells_a_fresh_unbooked_fill_a_trailing_read_does_n
     account.paper.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))  # A's and B's gone
     account.note()
     clock.advance(1)
-    _c_buys_and_dies(gw["c"], 5)
+    c_buys_and_dies(gw["c"], 5)
     clock.advance(1)  # the read still shows the 10 from before the close; the listing not the close
 
     result = gw["a"].exit("SPY", intent="a-out")
@@ -144,12 +156,12 @@ def test_a_phantom_exit_never_sells_a_fresh_unbooked_fill_a_trailing_read_does_n
 
 
 def test_an_exit_beside_a_fresh_unbooked_fill_sells_all_the_agent_holds(
-    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+    world: World,
 ) -> None:
     clock, account, gw = world
     assert gw["b"].enter("SPY", qty=10, intent="b-in").outcome is Outcome.SUBMITTED
     clock.advance(60)
-    _c_buys_and_dies(gw["c"], 7)
+    c_buys_and_dies(gw["c"], 7)
     clock.advance(1)  # the read shows B's 10, not C's 7 yet
 
     result = gw["b"].exit("SPY", intent="b-out")
@@ -171,7 +183,7 @@ def test_an_exit_beside_a_fresh_unbooked_fill_sells_all_the_agent_holds(
     ),
 )
 def test_a_partial_close_by_hand_both_reads_trail_does_not_let_a_phantom_sell_another_agents_shares(
-    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+    world: World,
 ) -> None:
     clock, account, gw = world
     assert gw["a"].enter("SPY", qty=6, intent="a-in").outcome is Outcome.SUBMITTED
@@ -188,7 +200,7 @@ def test_a_partial_close_by_hand_both_reads_trail_does_not_let_a_phantom_sell_an
 
 
 def test_a_refused_phantom_exit_is_not_released_onto_a_fresh_unbooked_fill_a_trailing_read_does_not_show(
-    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+    world: World,
 ) -> None:
     clock, account, gw = world
     assert gw["a"].enter("SPY", qty=6, intent="a-in").outcome is Outcome.SUBMITTED
@@ -203,7 +215,7 @@ def test_a_refused_phantom_exit_is_not_released_onto_a_fresh_unbooked_fill_a_tra
             crashpoints.set_hook(None)
             account.paper.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))
             account.note()
-            _c_buys_and_dies(gw["c"], 5)  # at the close's instant: A's exit is not held up, it is refused
+            c_buys_and_dies(gw["c"], 5)  # at the close's instant: A's exit is not held up, it is refused
 
     crashpoints.set_hook(between_sizing_and_post)
     try:
@@ -227,7 +239,7 @@ def test_a_refused_phantom_exit_is_not_released_onto_a_fresh_unbooked_fill_a_tra
 
 
 def test_a_refused_phantom_exit_retried_beside_a_fresh_unbooked_fill_never_sells_it(
-    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+    world: World,
 ) -> None:
     clock, account, gw = world
     assert gw["a"].enter("SPY", qty=6, intent="a-in").outcome is Outcome.SUBMITTED
@@ -247,7 +259,7 @@ def test_a_refused_phantom_exit_retried_beside_a_fresh_unbooked_fill_never_sells
         crashpoints.set_hook(None)
     assert refused.outcome is not Outcome.SUBMITTED, refused  # the account is flat: refused
     clock.advance(1)
-    _c_buys_and_dies(gw["c"], 5)
+    c_buys_and_dies(gw["c"], 5)
     clock.advance(1)  # the read still shows the 10 from before the close
 
     retried = gw["a"].exit("SPY", intent="a-out")  # the bot retries its refused exit (a resend)
@@ -256,7 +268,7 @@ def test_a_refused_phantom_exit_retried_beside_a_fresh_unbooked_fill_never_sells
 
 
 def test_a_first_close_does_not_adopt_a_stale_orphan_beside_a_fresh_unbooked_fill(
-    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+    world: World,
 ) -> None:
     clock, account, gw = world
     account.paper.submit_order(OrderRequest("SPY", Side.BUY, "bought-by-hand", qty=Decimal(10)))
@@ -265,7 +277,7 @@ def test_a_first_close_does_not_adopt_a_stale_orphan_beside_a_fresh_unbooked_fil
     account.paper.submit_order(OrderRequest("SPY", Side.SELL, "sold-by-hand", qty=Decimal(10)))
     account.note()
     clock.advance(1)
-    _c_buys_and_dies(gw["c"], 5)
+    c_buys_and_dies(gw["c"], 5)
     clock.advance(1)  # both reads a settle delay apart still show the 10 from before the sale
 
     adopted = gw["a"].adopt_broker_position("SPY", why="a drop-in bot's first close")
@@ -278,7 +290,7 @@ def test_a_first_close_does_not_adopt_a_stale_orphan_beside_a_fresh_unbooked_fil
 
 
 def test_a_one_agent_pass_clears_its_phantom_beside_another_agents_stranded_filled_entry(
-    world: tuple[ManualClock, Trailing, dict[str, OrderGateway]],
+    world: World,
 ) -> None:
     """G4: C's process died after its POST and never came back; A's own passes must still converge."""
     clock, account, gw = world
@@ -287,7 +299,7 @@ def test_a_one_agent_pass_clears_its_phantom_beside_another_agents_stranded_fill
     account.paper.submit_order(OrderRequest("SPY", Side.SELL, "by-hand", qty=Decimal(10)))  # A's 10 gone
     account.note()
     clock.advance(1)
-    _c_buys_and_dies(gw["c"], 5)
+    c_buys_and_dies(gw["c"], 5)
 
     for _ in range(6):  # three minutes of A's own passes (C's lease lapsed long before)
         clock.advance(30)

@@ -789,7 +789,8 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
                 return SizingRead(False, Decimal(0), Decimal(0), "", None)
             adds = Side.BUY if at_broker.qty > 0 else Side.SELL
             doing = f"read other agents' {symbol} orders in motion (whose shares the broker holds)"
-            unbooked, whose, changed_at = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
+            others = self.reconciler.unbooked_by_others(self.agent_id, symbol, adds)
+            unbooked, whose = others.qty, others.whose
             doing = f"read the {symbol} orders the positions read may trail"
             outside, which = self.reconciler.sold_outside(self.agent_id, symbol, adds, read_at)
             lately, sellers = self.reconciler.sold_by_others_lately(self.agent_id, symbol, adds, read_at)
@@ -823,10 +824,7 @@ class OrderGateway(RetryAnswers, OrderAmendments, ContentWindows, RepointedTurns
                 f"{unshown} {symbol} held back: held by acknowledged exits ({', '.join(holding)}) "
                 "that the positions read may not show yet"
             )
-        settle = timedelta(seconds=self.settings.position_settle_secs)
-        shows_at = None
-        if unbooked and changed_at is not None and changed_at + settle > read_at:
-            shows_at = min(changed_at, read_at) + settle  # a broker clock ahead of ours waits no longer
+        shows_at = others.shows_at(timedelta(seconds=self.settings.position_settle_secs), read_at)
         held_back = unbooked + outside + lately + unshown
         return SizingRead(True, available, held_back, "; ".join(notes), shows_at)
 
